@@ -1,0 +1,415 @@
+//! Credentials and tokens: stored inline, zeroized on drop, never printed.
+//!
+//! - [`ClientId`] is not secret, but it is bounded and validated.
+//! - [`ClientSecret`] and [`AccessToken`] have a redacted `Debug` and `Display`, are wiped with
+//!   [`zeroize`] when dropped, and expose their bytes only through explicitly named methods
+//!   (`expose_secret`, `as_str`) so that a reviewer can grep for every place a secret is read.
+//! - [`Fingerprint`] is a short, non-reversible tag (HMAC-SHA256 of the secret under a fixed,
+//!   public domain-separation key, truncated to 48 bits) so logs and errors can say *which*
+//!   credential or token was used without revealing it.
+
+use core::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use zeroize::Zeroize;
+
+/// Maximum length of a client id in bytes.
+pub const CLIENT_ID_CAPACITY: usize = 255;
+/// Maximum length of a client secret in bytes.
+pub const CLIENT_SECRET_CAPACITY: usize = 255;
+
+/// Why a credential or token was refused at construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The value is empty.
+    Empty,
+    /// The value is longer than the fixed capacity.
+    TooLong {
+        /// Bytes supplied.
+        len: usize,
+        /// Bytes that fit.
+        capacity: usize,
+    },
+    /// The value contains a control character (a stray newline from a secret file is the usual
+    /// cause; trim it) or non-visible byte.
+    ControlCharacter {
+        /// Byte offset of the first offending character.
+        at: usize,
+    },
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CredentialError::Empty => f.write_str("value is empty"),
+            CredentialError::TooLong { len, capacity } => {
+                write!(f, "value is {len} bytes long, at most {capacity} fit")
+            }
+            CredentialError::ControlCharacter { at } => write!(
+                f,
+                "value contains a control character at byte {at} (a trailing newline from a file?)"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for CredentialError {}
+
+/// Inline, fixed-capacity byte storage that wipes itself on drop.
+#[derive(Clone)]
+struct SecretBuf<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> SecretBuf<N> {
+    fn new(value: &str) -> Result<Self, CredentialError> {
+        if value.is_empty() {
+            return Err(CredentialError::Empty);
+        }
+        if value.len() > N {
+            return Err(CredentialError::TooLong { len: value.len(), capacity: N });
+        }
+        if let Some(at) = value.bytes().position(|b| b.is_ascii_control()) {
+            return Err(CredentialError::ControlCharacter { at });
+        }
+        let mut bytes = [0u8; N];
+        if let Some(dst) = bytes.get_mut(..value.len()) {
+            dst.copy_from_slice(value.as_bytes());
+        }
+        Ok(SecretBuf { len: value.len(), bytes })
+    }
+
+    fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..self.len).unwrap_or(&[]);
+        // Only ever filled from a `&str`, so this cannot fail; an empty string is the safe answer.
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
+impl<const N: usize> Drop for SecretBuf<N> {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+        self.len.zeroize();
+    }
+}
+
+impl<const N: usize> PartialEq for SecretBuf<N> {
+    /// Constant-time comparison (no early exit on the first differing byte).
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.len == other.len && bool::from(self.bytes.ct_eq(&other.bytes))
+    }
+}
+
+impl<const N: usize> Eq for SecretBuf<N> {}
+
+/// A short, non-reversible tag that identifies a secret or token in logs.
+///
+/// Computed as the first 6 bytes of HMAC-SHA256 keyed with a public domain-separation label;
+/// 48 bits are enough to tell credentials apart in a log and far too few to help an attacker.
+/// Shown as `fp:` followed by 12 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 6]);
+
+impl Fingerprint {
+    fn compute(label: &[u8], parts: &[&[u8]]) -> Self {
+        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(label) {
+            Ok(mac) => mac,
+            // HMAC accepts keys of any length; this branch is unreachable in practice.
+            Err(_) => return Fingerprint([0; 6]),
+        };
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        let tag = mac.finalize().into_bytes();
+        let mut out = [0u8; 6];
+        for (o, t) in out.iter_mut().zip(tag.iter()) {
+            *o = *t;
+        }
+        Fingerprint(out)
+    }
+
+    /// The raw 6 bytes.
+    pub const fn as_bytes(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fp:")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An OAuth 2.0 client identifier (RFC 6749 §2.2). Not secret; printed as is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientId(SecretBuf<CLIENT_ID_CAPACITY>);
+
+impl ClientId {
+    /// Validates and stores a client id (1 to [`CLIENT_ID_CAPACITY`] bytes, no control characters).
+    pub fn new(id: &str) -> Result<Self, CredentialError> {
+        SecretBuf::new(id).map(ClientId)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth 2.0 client secret. Redacted in `Debug`/`Display`, zeroized on drop, compared in
+/// constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(SecretBuf<CLIENT_SECRET_CAPACITY>);
+
+impl ClientSecret {
+    /// Validates and stores a secret (1 to [`CLIENT_SECRET_CAPACITY`] bytes, no control
+    /// characters). The error never contains the secret.
+    pub fn new(secret: &str) -> Result<Self, CredentialError> {
+        SecretBuf::new(secret).map(ClientSecret)
+    }
+
+    /// The secret itself. Call only to put it on the wire or into a MAC key.
+    pub fn expose_secret(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A client id with its secret: what the token endpoint authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The client id.
+    pub id: ClientId,
+    /// The client secret.
+    pub secret: ClientSecret,
+}
+
+impl Credentials {
+    /// Pairs an id with its secret.
+    pub fn new(id: ClientId, secret: ClientSecret) -> Self {
+        Credentials { id, secret }
+    }
+
+    /// Validates both parts from strings. The error says which part is wrong, never its value.
+    pub fn from_strs(id: &str, secret: &str) -> Result<Self, (CredentialPart, CredentialError)> {
+        let id = ClientId::new(id).map_err(|e| (CredentialPart::ClientId, e))?;
+        let secret = ClientSecret::new(secret).map_err(|e| (CredentialPart::ClientSecret, e))?;
+        Ok(Credentials { id, secret })
+    }
+
+    /// A fingerprint of id and secret together, stable across processes: two pods that log the
+    /// same fingerprint use the same credential; a rotated secret gives a new fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::compute(
+            b"credflow/credential-fingerprint/v1",
+            &[self.id.as_str().as_bytes(), self.secret.expose_secret().as_bytes()],
+        )
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("secret", &self.secret)
+            .field("fingerprint", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// Which half of a credential a [`CredentialError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialPart {
+    /// The client id.
+    ClientId,
+    /// The client secret.
+    ClientSecret,
+}
+
+/// An access token of at most `N` bytes, stored inline. Redacted in `Debug`/`Display`, zeroized
+/// on drop; [`AccessToken::as_str`] is the one way to read it.
+///
+/// RFC 6750 §2.1 limits bearer tokens to `b64token` characters; the core accepts any visible
+/// ASCII (servers are not always strict) and rejects control characters, spaces and non-ASCII,
+/// which could otherwise split or forge an `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken<const N: usize>(SecretBuf<N>);
+
+/// Why a token string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The server sent an empty `access_token`.
+    Empty,
+    /// The token does not fit: `needed` bytes, `capacity` available. Raise the session's token
+    /// capacity (a const generic) to at least `needed`.
+    TooLong {
+        /// Bytes the token needs.
+        needed: usize,
+        /// Bytes available.
+        capacity: usize,
+    },
+    /// The token contains a byte that may not appear in an `Authorization` header value.
+    InvalidCharacter {
+        /// Byte offset of the first offending byte.
+        at: usize,
+    },
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TokenError::Empty => f.write_str("the server sent an empty access token"),
+            TokenError::TooLong { needed, capacity } => write!(
+                f,
+                "access token needs {needed} bytes but the capacity is {capacity}; raise the token capacity"
+            ),
+            TokenError::InvalidCharacter { at } => {
+                write!(f, "access token has a byte not allowed in an HTTP header at offset {at}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for TokenError {}
+
+impl<const N: usize> AccessToken<N> {
+    /// Validates and stores a token.
+    pub fn new(token: &str) -> Result<Self, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        if let Some(at) = token.bytes().position(|b| !b.is_ascii_graphic()) {
+            return Err(TokenError::InvalidCharacter { at });
+        }
+        if token.len() > N {
+            return Err(TokenError::TooLong { needed: token.len(), capacity: N });
+        }
+        SecretBuf::new(token)
+            .map(AccessToken)
+            .map_err(|_| TokenError::TooLong { needed: token.len(), capacity: N })
+    }
+
+    /// The token itself, to put in an `Authorization: Bearer` header. Never log it.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Always `false`: an empty token cannot be constructed.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// A fingerprint that identifies this token in logs.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::compute(b"credflow/token-fingerprint/v1", &[self.as_str().as_bytes()])
+    }
+}
+
+impl<const N: usize> fmt::Debug for AccessToken<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessToken(<redacted {} bytes, {}>)", self.len(), self.fingerprint())
+    }
+}
+
+impl<const N: usize> fmt::Display for AccessToken<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted token {}>", self.fingerprint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn secrets_never_print() {
+        let creds = Credentials::from_strs("my-client", "s3cr3t-value").unwrap();
+        let dbg = format!("{creds:?} {} {}", creds.secret, creds.secret.clone());
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+        assert!(dbg.contains("my-client"));
+        assert!(dbg.contains("fp:"));
+        let tok = AccessToken::<64>::new("tok-abcdef123456").unwrap();
+        let dbg = format!("{tok:?} {tok}");
+        assert!(!dbg.contains("abcdef123456"), "{dbg}");
+        assert!(dbg.contains("16 bytes"));
+    }
+
+    #[test]
+    fn fingerprints_distinguish_and_are_stable() {
+        let a = Credentials::from_strs("id", "one").unwrap();
+        let b = Credentials::from_strs("id", "two").unwrap();
+        let c = Credentials::from_strs("idone", "").map(|_| ());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        // Length-prefixing keeps ("id","one") apart from ("ido","ne").
+        let d = Credentials::from_strs("ido", "ne").unwrap();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+        assert_eq!(c, Err((CredentialPart::ClientSecret, CredentialError::Empty)));
+        assert_eq!(format!("{}", a.fingerprint()).len(), 15);
+    }
+
+    #[test]
+    fn bounds_and_characters() {
+        assert_eq!(
+            AccessToken::<4>::new("12345"),
+            Err(TokenError::TooLong { needed: 5, capacity: 4 })
+        );
+        assert_eq!(AccessToken::<8>::new("ab cd"), Err(TokenError::InvalidCharacter { at: 2 }));
+        assert_eq!(AccessToken::<8>::new("ab\r\n"), Err(TokenError::InvalidCharacter { at: 2 }));
+        assert_eq!(AccessToken::<8>::new(""), Err(TokenError::Empty));
+        assert_eq!(
+            ClientSecret::new("secret\n").map(|_| ()),
+            Err(CredentialError::ControlCharacter { at: 6 })
+        );
+        let long = "x".repeat(CLIENT_SECRET_CAPACITY + 1);
+        assert!(matches!(ClientSecret::new(&long), Err(CredentialError::TooLong { .. })));
+        // A secret may contain spaces and symbols: RFC 6749 allows any VSCHAR for client secrets.
+        assert!(ClientSecret::new("a b:c%d+e").is_ok());
+    }
+}

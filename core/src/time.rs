@@ -1,0 +1,429 @@
+//! Time as the core sees it: values handed in by the caller, never read from a clock.
+//!
+//! Two kinds of time are kept apart on purpose:
+//!
+//! - [`Instant`] is monotonic time in milliseconds from an arbitrary origin (boot, process start, a
+//!   test's zero). All scheduling uses it: refresh points, backoff, breaker cooldowns, pacing.
+//!   [`Instant::MAX`] means "never".
+//! - [`UnixTime`] is wall-clock time in seconds since 1970-01-01T00:00:00Z. It is used only where a
+//!   time must survive a reboot or go on the wire: JWT `iat`/`exp`, HTTP-dates (`Retry-After`,
+//!   `Date`), epoch-valued rate-limit resets, the expiry inside a sealed snapshot.
+//!
+//! [`Duration`] is a span in milliseconds. Every operation is saturating or checked: a server may
+//! send any number, and no input can make the core overflow or panic. The `+`/`-` operators are
+//! saturating (documented on each impl) so that decision code reads naturally.
+
+use core::fmt;
+use core::ops::{Add, Sub};
+
+/// A span of time in milliseconds. Saturating arithmetic; [`Duration::MAX`] is "forever".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(u64);
+
+impl Duration {
+    /// No time at all.
+    pub const ZERO: Duration = Duration(0);
+    /// The longest representable span, used as "forever".
+    pub const MAX: Duration = Duration(u64::MAX);
+
+    /// A span of `ms` milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Duration(ms)
+    }
+
+    /// A span of `s` seconds (saturating).
+    pub const fn from_secs(s: u64) -> Self {
+        Duration(s.saturating_mul(1000))
+    }
+
+    /// A span of `m` minutes (saturating).
+    pub const fn from_mins(m: u64) -> Self {
+        Duration(m.saturating_mul(60_000))
+    }
+
+    /// Whole milliseconds.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds (rounded down).
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// Whole seconds, rounded up: a wait of 1 ms is reported as 1 s, never as 0 s.
+    pub const fn as_secs_ceil(self) -> u64 {
+        self.0.div_ceil(1000)
+    }
+
+    /// `self + rhs`, or `None` on overflow.
+    pub const fn checked_add(self, rhs: Duration) -> Option<Duration> {
+        match self.0.checked_add(rhs.0) {
+            Some(v) => Some(Duration(v)),
+            None => None,
+        }
+    }
+
+    /// `self - rhs`, or `None` if `rhs` is longer.
+    pub const fn checked_sub(self, rhs: Duration) -> Option<Duration> {
+        match self.0.checked_sub(rhs.0) {
+            Some(v) => Some(Duration(v)),
+            None => None,
+        }
+    }
+
+    /// `self + rhs`, saturating at [`Duration::MAX`].
+    pub const fn saturating_add(self, rhs: Duration) -> Duration {
+        Duration(self.0.saturating_add(rhs.0))
+    }
+
+    /// `self - rhs`, saturating at zero.
+    pub const fn saturating_sub(self, rhs: Duration) -> Duration {
+        Duration(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `self * n`, saturating at [`Duration::MAX`].
+    pub const fn saturating_mul(self, n: u64) -> Duration {
+        Duration(self.0.saturating_mul(n))
+    }
+
+    /// `self * num / den` computed in 128 bits, saturating; a zero `den` gives [`Duration::MAX`].
+    ///
+    /// This is how fractions of a span are taken without floating point (for instance "80 % of
+    /// the token's life" is `life.mul_ratio(4, 5)`).
+    #[allow(clippy::cast_possible_truncation)] // the value is checked against u64::MAX first
+    pub const fn mul_ratio(self, num: u64, den: u64) -> Duration {
+        let wide = (self.0 as u128).saturating_mul(num as u128);
+        match wide.checked_div(den as u128) {
+            Some(v) if v <= u64::MAX as u128 => Duration(v as u64),
+            _ => Duration::MAX,
+        }
+    }
+
+    /// `self * permille / 1000`: a fraction expressed in thousandths.
+    pub const fn mul_permille(self, permille: u16) -> Duration {
+        self.mul_ratio(permille as u64, 1000)
+    }
+
+    /// The shorter of two spans.
+    pub fn min(self, other: Duration) -> Duration {
+        Ord::min(self, other)
+    }
+
+    /// The longer of two spans.
+    pub fn max(self, other: Duration) -> Duration {
+        Ord::max(self, other)
+    }
+
+    /// Whether this is zero.
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Add for Duration {
+    type Output = Duration;
+    /// Saturating addition.
+    fn add(self, rhs: Duration) -> Duration {
+        self.saturating_add(rhs)
+    }
+}
+
+impl Sub for Duration {
+    type Output = Duration;
+    /// Saturating subtraction (never below zero).
+    fn sub(self, rhs: Duration) -> Duration {
+        self.saturating_sub(rhs)
+    }
+}
+
+impl From<core::time::Duration> for Duration {
+    /// Saturating conversion; sub-millisecond parts are dropped.
+    fn from(d: core::time::Duration) -> Self {
+        Duration(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<Duration> for core::time::Duration {
+    fn from(d: Duration) -> Self {
+        core::time::Duration::from_millis(d.0)
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Duration {
+    /// Human form: `250ms`, `1.5s`, `42s`, `3h05m`, `forever`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        if ms == u64::MAX {
+            f.write_str("forever")
+        } else if ms < 1000 {
+            write!(f, "{ms}ms")
+        } else if ms < 60_000 {
+            if ms.is_multiple_of(1000) {
+                write!(f, "{}s", ms / 1000)
+            } else {
+                write!(f, "{}.{:03}s", ms / 1000, ms % 1000)
+            }
+        } else if ms < 3_600_000 {
+            write!(f, "{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+        } else {
+            write!(f, "{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+        }
+    }
+}
+
+/// A point in monotonic time: milliseconds from an origin the caller chose.
+///
+/// The core never reads a clock; adapters convert their clock's readings (std `Instant`,
+/// embassy `Instant`, a simulator's virtual time) into this type. [`Instant::MAX`] means "never".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(u64);
+
+impl Instant {
+    /// The origin.
+    pub const ZERO: Instant = Instant(0);
+    /// "Never": later than any real instant. Adding to it stays at `MAX`.
+    pub const MAX: Instant = Instant(u64::MAX);
+
+    /// The instant `ms` milliseconds after the origin.
+    pub const fn from_millis(ms: u64) -> Self {
+        Instant(ms)
+    }
+
+    /// The instant `s` seconds after the origin (saturating).
+    pub const fn from_secs(s: u64) -> Self {
+        Instant(s.saturating_mul(1000))
+    }
+
+    /// Milliseconds since the origin.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d`, or `None` if it would pass [`Instant::MAX`].
+    pub const fn checked_add(self, d: Duration) -> Option<Instant> {
+        match self.0.checked_add(d.0) {
+            Some(v) => Some(Instant(v)),
+            None => None,
+        }
+    }
+
+    /// `self - d`, or `None` if it would precede the origin.
+    pub const fn checked_sub(self, d: Duration) -> Option<Instant> {
+        match self.0.checked_sub(d.0) {
+            Some(v) => Some(Instant(v)),
+            None => None,
+        }
+    }
+
+    /// `self + d`, saturating at [`Instant::MAX`] ("never" stays "never").
+    pub const fn saturating_add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(d.0))
+    }
+
+    /// `self - d`, saturating at the origin.
+    pub const fn saturating_sub(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_sub(d.0))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Time from `earlier` to `self`, or `None` if `earlier` is later.
+    pub const fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
+        match self.0.checked_sub(earlier.0) {
+            Some(v) => Some(Duration(v)),
+            None => None,
+        }
+    }
+
+    /// Whether this is [`Instant::MAX`].
+    pub const fn is_never(self) -> bool {
+        self.0 == u64::MAX
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    /// Saturating: never passes [`Instant::MAX`].
+    fn add(self, d: Duration) -> Instant {
+        self.saturating_add(d)
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    /// Saturating: never precedes the origin.
+    fn sub(self, d: Duration) -> Instant {
+        self.saturating_sub(d)
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    /// Saturating: zero if `rhs` is later.
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_duration_since(rhs)
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Instant {
+    /// `T+12.345s` (or `never`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == u64::MAX {
+            f.write_str("never")
+        } else {
+            write!(f, "T+{}.{:03}s", self.0 / 1000, self.0 % 1000)
+        }
+    }
+}
+
+/// Wall-clock time: whole seconds since the Unix epoch (UTC), as carried by JWT claims and
+/// HTTP-dates. Saturating arithmetic.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct UnixTime(u64);
+
+impl UnixTime {
+    /// 1970-01-01T00:00:00Z.
+    pub const EPOCH: UnixTime = UnixTime(0);
+
+    /// `secs` seconds after the epoch.
+    pub const fn from_secs(secs: u64) -> Self {
+        UnixTime(secs)
+    }
+
+    /// Seconds since the epoch.
+    pub const fn as_secs(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d` (whole seconds of `d`, rounded down), saturating.
+    pub const fn saturating_add(self, d: Duration) -> UnixTime {
+        UnixTime(self.0.saturating_add(d.as_secs()))
+    }
+
+    /// `self - d` (whole seconds of `d`, rounded up), saturating at the epoch.
+    pub const fn saturating_sub(self, d: Duration) -> UnixTime {
+        UnixTime(self.0.saturating_sub(d.as_secs_ceil()))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub const fn saturating_duration_since(self, earlier: UnixTime) -> Duration {
+        Duration::from_secs(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Time from `earlier` to `self`, or `None` if `earlier` is later.
+    pub const fn checked_duration_since(self, earlier: UnixTime) -> Option<Duration> {
+        match self.0.checked_sub(earlier.0) {
+            Some(v) => Some(Duration::from_secs(v)),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Debug for UnixTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UnixTime({})", self.0)
+    }
+}
+
+impl fmt::Display for UnixTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A pairing of monotonic and wall-clock time observed at the same moment.
+///
+/// The session keeps one so that it can turn wall-clock values it receives (an HTTP-date
+/// `Retry-After`, an epoch rate-limit reset) into monotonic deadlines, and so that it can produce
+/// wall-clock values (JWT claims) from a monotonic `now`. Adapters refresh it from the system clock;
+/// a device without a real-time clock can seed it from a server's `Date` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    /// The monotonic reading.
+    pub at: Instant,
+    /// The wall-clock reading taken at the same moment.
+    pub wall: UnixTime,
+}
+
+impl WallClock {
+    /// Pairs a monotonic and a wall-clock reading taken together.
+    pub const fn new(at: Instant, wall: UnixTime) -> Self {
+        WallClock { at, wall }
+    }
+
+    /// The wall-clock time at monotonic instant `now`, extrapolated from this pairing.
+    pub fn wall_at(&self, now: Instant) -> UnixTime {
+        if now >= self.at {
+            self.wall.saturating_add(now.saturating_duration_since(self.at))
+        } else {
+            self.wall.saturating_sub(self.at.saturating_duration_since(now))
+        }
+    }
+
+    /// The monotonic instant at which wall-clock time `t` arrives (saturating at the origin for
+    /// times in the past before the origin, and at [`Instant::MAX`] for absurd futures).
+    pub fn instant_at(&self, t: UnixTime) -> Instant {
+        if t >= self.wall {
+            self.at.saturating_add(t.saturating_duration_since(self.wall))
+        } else {
+            self.at.saturating_sub(self.wall.saturating_duration_since(t))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturating_arithmetic_never_wraps() {
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
+        assert_eq!(Instant::from_secs(1) - Instant::from_secs(5), Duration::ZERO);
+        assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
+        assert_eq!(Duration::MAX.mul_ratio(2, 1), Duration::MAX);
+        assert_eq!(Duration::from_secs(10).mul_ratio(1, 0), Duration::MAX);
+        assert_eq!(Duration::from_secs(300).mul_permille(800), Duration::from_secs(240));
+        assert_eq!(Duration::from_millis(1).as_secs_ceil(), 1);
+        assert_eq!(UnixTime::from_secs(5).saturating_sub(Duration::from_secs(9)), UnixTime::EPOCH);
+    }
+
+    #[test]
+    fn display_is_human() {
+        extern crate std;
+        use std::format;
+        assert_eq!(format!("{}", Duration::from_millis(250)), "250ms");
+        assert_eq!(format!("{}", Duration::from_millis(1500)), "1.500s");
+        assert_eq!(format!("{}", Duration::from_secs(42)), "42s");
+        assert_eq!(format!("{}", Duration::from_secs(3 * 3600 + 300)), "3h05m");
+        assert_eq!(format!("{}", Duration::MAX), "forever");
+        assert_eq!(format!("{}", Instant::from_millis(12_345)), "T+12.345s");
+        assert_eq!(format!("{}", Instant::MAX), "never");
+    }
+
+    #[test]
+    fn wall_clock_maps_both_ways() {
+        let wc = WallClock::new(Instant::from_secs(100), UnixTime::from_secs(1_700_000_000));
+        assert_eq!(wc.wall_at(Instant::from_secs(160)), UnixTime::from_secs(1_700_000_060));
+        assert_eq!(wc.wall_at(Instant::from_secs(40)), UnixTime::from_secs(1_699_999_940));
+        assert_eq!(wc.instant_at(UnixTime::from_secs(1_700_000_042)), Instant::from_secs(142));
+        assert_eq!(wc.instant_at(UnixTime::EPOCH), Instant::ZERO);
+        assert_eq!(wc.instant_at(UnixTime::from_secs(u64::MAX)), Instant::MAX);
+    }
+}
