@@ -3,6 +3,70 @@
 //! Everything here is a lenient, bounded parser: malformed input yields `None` or a typed error,
 //! never a panic, and numbers from the wire are range-checked.
 
+pub mod date;
+pub mod genesys;
+pub mod retry_after;
+pub mod url;
+pub mod www_authenticate;
+
+/// An HTTP request method, as far as retry decisions care (RFC 9110 §9.2.2: GET, HEAD, PUT,
+/// DELETE, OPTIONS and TRACE are idempotent; POST and PATCH are not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// POST
+    Post,
+    /// PATCH
+    Patch,
+    /// Any other method; treated as not idempotent.
+    Other,
+}
+
+impl Method {
+    /// Parses a method name (case-sensitive, as RFC 9110 §9.1 says).
+    pub fn from_name(name: &str) -> Method {
+        match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+
+    /// Whether RFC 9110 defines the method as idempotent.
+    pub const fn is_idempotent(self) -> bool {
+        matches!(self, Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options)
+    }
+
+    /// The method's name (`"OTHER"` for [`Method::Other`]).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 /// Read access to a response's header fields, whatever the adapter stores them in.
 ///
 /// Names are matched case-insensitively (RFC 9110 §5.1). Implemented for slices of
