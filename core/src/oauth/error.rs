@@ -1,1 +1,386 @@
-//! Placeholder: filled in by its own change.
+//! Token endpoint error responses (RFC 6749 §5.2), read and classified.
+//!
+//! [`parse_token_error`] reads `error`, `error_description` and `error_uri`, plus the
+//! `description` Genesys Cloud sends beside `error_description` and the `message` many gateways
+//! send, and classifies the failure into a [`TokenErrorClass`] that says what to do next.
+//!
+//! Classification follows the `error` code, not the status: `invalid_client` arrives as 400 or
+//! 401 (RFC 6749 §5.2 allows both), and Genesys Cloud reports its token rate limit as
+//! **400 `invalid_request`** with a description starting `rate limit exceeded`, not as 429.
+//! A body without an `error` code (an HTML page from a proxy, an empty body, another JSON
+//! shape) is classified by status: 408 and 5xx are transient, 429 is a rate limit, and a bare
+//! 401 from a token endpoint is taken as rejected credentials (it almost always is). A 2xx
+//! status with an error body (some servers do that) is classified by its body like any other.
+//!
+//! All text is the server's, unescaped, bounded, cut at a character boundary, with control
+//! characters replaced by spaces so it cannot forge log lines. It never contains the client's
+//! secret: the server does not echo it.
+
+use core::fmt;
+
+use serde::Deserialize;
+use serde_json_core::str::EscapedStr;
+
+use super::response::{bounded_text, json_object};
+
+/// The `error` code of RFC 6749 §5.2.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `invalid_request`: a missing or repeated parameter, or (Genesys) a rate limit.
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed.
+    InvalidClient,
+    /// `invalid_grant`: the grant is invalid or expired (not expected for client credentials).
+    InvalidGrant,
+    /// `unauthorized_client`: the client may not use this grant type.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`: the server does not support client credentials.
+    UnsupportedGrantType,
+    /// `invalid_scope`: a requested scope is unknown, malformed or not allowed.
+    InvalidScope,
+    /// Any other code, as sent (cut to 64 bytes at a character boundary).
+    Other(heapless::String<64>),
+}
+
+impl ErrorCode {
+    /// Reads a code (ASCII case ignored for the known ones).
+    pub fn parse(code: &str) -> ErrorCode {
+        const KNOWN: [(&str, ErrorCode); 6] = [
+            ("invalid_request", ErrorCode::InvalidRequest),
+            ("invalid_client", ErrorCode::InvalidClient),
+            ("invalid_grant", ErrorCode::InvalidGrant),
+            ("unauthorized_client", ErrorCode::UnauthorizedClient),
+            ("unsupported_grant_type", ErrorCode::UnsupportedGrantType),
+            ("invalid_scope", ErrorCode::InvalidScope),
+        ];
+        KNOWN
+            .into_iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(code))
+            .map_or_else(|| ErrorCode::Other(bounded_text(code, false).0), |(_, c)| c)
+    }
+
+    /// The code as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a failed token request means for the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TokenErrorClass {
+    /// `invalid_client`, `unauthorized_client`, or a bare 401: fatal until the credentials or
+    /// the client's configuration change.
+    CredentialsRejected,
+    /// `invalid_scope`: fatal until the requested scope changes.
+    ScopeRejected,
+    /// `invalid_grant`, `unsupported_grant_type`: the server does not accept this grant from
+    /// this client; a configuration problem.
+    GrantRejected,
+    /// 429, or 400 `invalid_request` described as `rate limit exceeded` (Genesys Cloud): retry
+    /// later, after `Retry-After` if given.
+    RateLimited,
+    /// 408, 500, 502, 503, 504, `server_error`, `temporarily_unavailable`, or any 5xx without
+    /// an OAuth body: retry with backoff.
+    Transient,
+    /// Anything else (another `invalid_request`, a 404 from the wrong URL, an unknown code):
+    /// retrying the same request will not help, but the credentials are not known to be bad.
+    Permanent,
+}
+
+impl TokenErrorClass {
+    /// Whether no retry can succeed until the configuration changes (credentials, scope,
+    /// grant): stop and report.
+    #[must_use]
+    pub const fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            TokenErrorClass::CredentialsRejected
+                | TokenErrorClass::ScopeRejected
+                | TokenErrorClass::GrantRejected
+        )
+    }
+
+    /// Whether the same request may succeed later (rate limit or transient failure).
+    #[must_use]
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, TokenErrorClass::RateLimited | TokenErrorClass::Transient)
+    }
+
+    /// The usual cause, for operators.
+    pub const fn likely_cause(self) -> &'static str {
+        match self {
+            TokenErrorClass::CredentialsRejected => {
+                "wrong client id or secret, a disabled OAuth client, or the wrong region (environments are isolated)"
+            }
+            TokenErrorClass::ScopeRejected => {
+                "a requested scope is unknown or not allowed for this client; check the configured scope"
+            }
+            TokenErrorClass::GrantRejected => {
+                "the OAuth client is not set up for the client-credentials grant"
+            }
+            TokenErrorClass::RateLimited => {
+                "too many token requests for this client id (the limit is shared by every process using it)"
+            }
+            TokenErrorClass::Transient => {
+                "the token endpoint or a proxy in front of it is overloaded or restarting"
+            }
+            TokenErrorClass::Permanent => "a malformed request or the wrong token URL",
+        }
+    }
+}
+
+/// A token endpoint error, read and classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `error` code, if the body had one.
+    pub code: Option<ErrorCode>,
+    /// `error_description`, else `description`, else `message`; empty if none (cut to 256
+    /// bytes at a character boundary, control characters replaced by spaces).
+    pub description: heapless::String<256>,
+    /// `error_uri`, if any (cut likewise).
+    pub uri: Option<heapless::String<256>>,
+    /// What it means for the next request.
+    pub class: TokenErrorClass,
+}
+
+impl fmt::Display for OAuthError {
+    /// `invalid_client (HTTP 401): authentication failed`; `HTTP 502` without a code.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code} (HTTP {})", self.status)?,
+            None => write!(f, "HTTP {}", self.status)?,
+        }
+        if !self.description.is_empty() {
+            write!(f, ": {}", self.description)?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for OAuthError {}
+
+#[derive(Deserialize)]
+struct RawError<'a> {
+    #[serde(borrow)]
+    error: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    error_description: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    description: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    message: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    error_uri: Option<EscapedStr<'a>>,
+}
+
+/// Reads and classifies a token endpoint error response. Never panics, whatever the bytes;
+/// a body that is not an OAuth error is classified by `status` alone.
+#[must_use]
+pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
+    let raw = json_object(body)
+        .ok()
+        .and_then(|json| serde_json_core::from_slice::<RawError<'_>>(json).ok())
+        .map(|(raw, _)| raw);
+    let text = |s: Option<EscapedStr<'_>>| s.map(|s| bounded_text::<256>(s.0, false).0);
+    let (code, description, uri) = match raw {
+        Some(raw) => (
+            raw.error.map(|e| ErrorCode::parse(bounded_text::<64>(e.0, false).0.as_str())),
+            text(raw.error_description.or(raw.description).or(raw.message)).unwrap_or_default(),
+            text(raw.error_uri),
+        ),
+        None => (None, heapless::String::new(), None),
+    };
+    let class = classify(status, code.as_ref(), &description);
+    OAuthError { status, code, description, uri, class }
+}
+
+fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
+    use TokenErrorClass::*;
+    let rate_limit_text = description
+        .trim_start()
+        .get(..19)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("rate limit exceeded"));
+    match code {
+        Some(ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient) => CredentialsRejected,
+        Some(ErrorCode::InvalidScope) => ScopeRejected,
+        Some(ErrorCode::InvalidGrant | ErrorCode::UnsupportedGrantType) => GrantRejected,
+        Some(ErrorCode::InvalidRequest) if rate_limit_text => RateLimited,
+        Some(ErrorCode::Other(c)) if c == "slow_down" => RateLimited,
+        Some(ErrorCode::Other(c)) if c == "server_error" || c == "temporarily_unavailable" => {
+            Transient
+        }
+        _ if status == 429 => RateLimited,
+        _ if matches!(status, 408 | 500 | 502 | 503 | 504) => Transient,
+        Some(_) => Permanent,
+        None if (500..600).contains(&status) => Transient,
+        None if status == 401 => CredentialsRejected,
+        None => Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use TokenErrorClass::*;
+    use proptest::prelude::*;
+    use std::string::ToString;
+
+    fn class(status: u16, body: &str) -> TokenErrorClass {
+        parse_token_error(status, body.as_bytes()).class
+    }
+
+    #[test]
+    fn genesys_bad_credentials() {
+        let body = br#"{"error":"invalid_client","description":"authentication failed","error_description":"authentication failed"}"#;
+        for status in [400, 401] {
+            let e = parse_token_error(status, body);
+            assert_eq!(e.code, Some(ErrorCode::InvalidClient));
+            assert_eq!(
+                (e.description.as_str(), e.class),
+                ("authentication failed", CredentialsRejected)
+            );
+            assert!(e.class.is_fatal() && !e.class.is_retryable());
+            assert!(e.class.likely_cause().contains("region"));
+            assert_eq!(
+                e.to_string(),
+                std::format!("invalid_client (HTTP {status}): authentication failed")
+            );
+        }
+    }
+
+    #[test]
+    fn genesys_rate_limit_is_a_400() {
+        let body = r#"{"error":"invalid_request","description":"Rate limit exceeded; retry later","error_description":"rate limit exceeded; retry in 10 s"}"#;
+        let e = parse_token_error(400, body.as_bytes());
+        assert_eq!(
+            (e.class, e.description.as_str()),
+            (RateLimited, "rate limit exceeded; retry in 10 s")
+        );
+        assert!(e.class.is_retryable() && !e.class.is_fatal());
+        // The Genesys-only `description` is the fallback.
+        assert_eq!(
+            class(400, r#"{"error":"invalid_request","description":"RATE LIMIT EXCEEDED"}"#),
+            RateLimited
+        );
+        assert_eq!(
+            class(400, r#"{"error":"invalid_request","error_description":"rate limit"}"#),
+            Permanent
+        );
+        assert_eq!(
+            class(400, r#"{"error":"invalid_request","error_description":"missing grant_type"}"#),
+            Permanent
+        );
+        assert_eq!(
+            class(400, r#"{"error":"invalid_client","error_description":"rate limit exceeded"}"#),
+            CredentialsRejected
+        );
+    }
+
+    #[test]
+    fn codes_decide_over_status() {
+        let cases = [
+            (200, r#"{"error":"invalid_client"}"#, CredentialsRejected),
+            (400, r#"{"error":"unauthorized_client"}"#, CredentialsRejected),
+            (400, r#"{"error":"invalid_scope"}"#, ScopeRejected),
+            (400, r#"{"error":"invalid_grant"}"#, GrantRejected),
+            (400, r#"{"error":"unsupported_grant_type"}"#, GrantRejected),
+            (503, r#"{"error":"invalid_client"}"#, CredentialsRejected),
+            (400, r#"{"error":"temporarily_unavailable"}"#, Transient),
+            (500, r#"{"error":"server_error"}"#, Transient),
+            (400, r#"{"error":"slow_down"}"#, RateLimited),
+            (429, r#"{"error":"invalid_request"}"#, RateLimited),
+            (503, r#"{"error":"invalid_request"}"#, Transient),
+            (501, r#"{"error":"whatever"}"#, Permanent),
+            (400, r#"{"error":"INVALID_CLIENT"}"#, CredentialsRejected),
+        ];
+        for (status, body, expected) in cases {
+            assert_eq!(class(status, body), expected, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn bodies_without_a_code_go_by_status() {
+        let html = "<html><body>502 Bad Gateway</body></html>";
+        for (status, expected) in [
+            (500, Transient),
+            (502, Transient),
+            (599, Transient),
+            (408, Transient),
+            (429, RateLimited),
+            (401, CredentialsRejected),
+            (400, Permanent),
+            (403, Permanent),
+            (404, Permanent),
+            (200, Permanent),
+        ] {
+            assert_eq!(class(status, html), expected, "{status}");
+            assert_eq!(class(status, ""), expected, "{status}");
+            assert_eq!(class(status, r#"{"message":"nope","status":1}"#), expected, "{status}");
+        }
+        let e = parse_token_error(502, html.as_bytes());
+        assert_eq!((&e.code, e.description.as_str(), &e.uri), (&None, "", &None));
+        assert_eq!(e.to_string(), "HTTP 502");
+        let e = parse_token_error(404, br#"{"message":"no such route","status":404}"#);
+        assert_eq!(e.to_string(), "HTTP 404: no such route");
+        // An `error` of another shape is not an OAuth error body.
+        assert_eq!(class(400, r#"{"error":{"code":"x"}}"#), Permanent);
+    }
+
+    #[test]
+    fn text_is_bounded_and_sanitized() {
+        let long = "é".repeat(200); // 400 bytes
+        let body = std::format!(
+            r#"{{"error":"{}","error_description":"line1\nline2\u001b[31m {long}","error_uri":"https:\/\/docs.example\/e"}}"#,
+            "x".repeat(70)
+        );
+        let e = parse_token_error(400, body.as_bytes());
+        let Some(ErrorCode::Other(code)) = &e.code else { panic!("{:?}", e.code) };
+        assert_eq!(code.len(), 64);
+        assert!(e.description.starts_with("line1 line2 [31m é"), "{}", e.description);
+        assert!(e.description.len() <= 256 && e.description.len() >= 255);
+        assert_eq!(e.uri.as_deref(), Some("https://docs.example/e"));
+        let code = ErrorCode::parse("ü".repeat(40).as_str());
+        assert_eq!(code.as_str().len(), 64);
+        assert_eq!(ErrorCode::parse("invalid_scope").as_str(), "invalid_scope");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(status in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let e = parse_token_error(status, &body);
+            let _ = e.to_string();
+        }
+
+        #[test]
+        fn never_panics_on_near_json(
+            status in any::<u16>(),
+            members in proptest::collection::vec(
+                ("(error|error_description|description|message|error_uri|x)", r#"("([a-zA-Z _;]|\\[nu/"\\]|\\u[0-9a-fA-F]{0,4}){0,30}"|[0-9]{1,3}|null|\[\]|\{\})"#),
+                0..5,
+            ),
+        ) {
+            let inner: std::vec::Vec<std::string::String> = members.iter().map(|(k, v)| std::format!("\"{k}\":{v}")).collect();
+            let body = std::format!("{{{}}}", inner.join(","));
+            let e = parse_token_error(status, body.as_bytes());
+            prop_assert!(!e.description.chars().any(char::is_control));
+        }
+    }
+}

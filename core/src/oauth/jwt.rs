@@ -1,1 +1,308 @@
-//! Placeholder: filled in by its own change.
+//! `client_secret_jwt` client authentication: an HS256-signed JWT assertion (RFC 7523 §2.2).
+//!
+//! The client proves it knows its secret without sending it: it signs a short-lived JWT with
+//! HMAC-SHA256 keyed by the secret (JWS, RFC 7515 §5.1; `HS256`, RFC 7518 §3.2) and sends it as
+//! `client_assertion`. The claims follow RFC 7523 §3:
+//!
+//! | claim | value |
+//! |---|---|
+//! | `iss`, `sub` | the client id |
+//! | `aud` | the token endpoint URL |
+//! | `jti` | 16 caller-supplied random bytes, base64url: the server rejects replays |
+//! | `iat` | the caller's wall-clock time |
+//! | `exp` | `iat` + lifetime (default [`DEFAULT_LIFETIME`], saturating) |
+//!
+//! The header is `{"alg":"HS256","typ":"JWT"}`. Segments are base64url without padding
+//! (RFC 7515 §2). Strings are JSON-escaped (RFC 8259 §7), so a client id containing `"` or `\`
+//! yields a valid token. The core reads neither clock nor randomness: `iat` and `jti` are
+//! arguments. Use a cryptographic source for `jti`.
+//!
+//! RFC 7518 §3.2 asks for an HMAC key at least as long as the hash (32 bytes). The key here is
+//! the secret the server issued, so it is used as given; a server that enforces the rule will
+//! refuse shorter secrets with `invalid_client`.
+//!
+//! Everything is streamed into the caller's buffer: the JSON is base64-encoded and MACed as it
+//! is written, so no scratch memory is needed.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use super::form::{Alphabet, Base64, BufferTooSmall, Out, Sink, ascii, hex_digit, put_decimal};
+use crate::secret::Credentials;
+use crate::time::{Duration, UnixTime};
+
+/// The `client_assertion_type` value for a JWT assertion (RFC 7523 §2.2).
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Default assertion lifetime: one minute, long enough for a request and a modest clock skew.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The JOSE header of every assertion (RFC 7515 §4).
+pub const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+/// The per-request claims of a `client_secret_jwt` assertion (`iss`/`sub` come from the
+/// credentials).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssertionClaims<'a> {
+    /// `aud`: the token endpoint URL.
+    pub audience: &'a str,
+    /// `jti`: unique per assertion; draw from a cryptographic random source.
+    pub jti: [u8; 16],
+    /// `iat`: the current wall-clock time.
+    pub issued_at: UnixTime,
+    /// `exp - iat` (whole seconds, rounded down).
+    pub lifetime: Duration,
+}
+
+impl AssertionClaims<'_> {
+    /// `exp`: `iat + lifetime`, saturating.
+    pub const fn expires_at(&self) -> UnixTime {
+        self.issued_at.saturating_add(self.lifetime)
+    }
+}
+
+/// Writes a signed `client_secret_jwt` assertion into `out` and returns it.
+///
+/// The assertion authenticates the client until it expires: treat it like a password for that
+/// long and wipe the buffer after use.
+pub fn client_assertion<'b>(
+    creds: &Credentials,
+    claims: &AssertionClaims<'_>,
+    out: &'b mut [u8],
+) -> Result<&'b str, BufferTooSmall> {
+    let mut w = Out::new(out);
+    put_client_assertion(&mut w, creds, claims);
+    w.finish().map(ascii)
+}
+
+/// Signs `header_json` and `payload_json` exactly as given (the JWS signing input is their
+/// base64url encodings joined by `.`) with HMAC-SHA256 under `key`, and writes the compact
+/// serialization `header.payload.signature` (RFC 7515 §7.1) into `out`.
+pub fn sign_hs256<'b>(
+    header_json: &[u8],
+    payload_json: &[u8],
+    key: &[u8],
+    out: &'b mut [u8],
+) -> Result<&'b str, BufferTooSmall> {
+    let mut w = Out::new(out);
+    put_hs256(&mut w, key, |s| s.put(header_json), |s| s.put(payload_json));
+    w.finish().map(ascii)
+}
+
+/// Streams an assertion into `sink`. Its characters are all base64url or `.`: unreserved in a
+/// form, so it can go into a request body without percent-encoding.
+pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
+    sink: &mut S,
+    creds: &Credentials,
+    claims: &AssertionClaims<'_>,
+) {
+    let id = creds.id.as_str();
+    let payload = |s: &mut dyn Sink| {
+        for (name, value) in [("{\"iss\":", id), (",\"sub\":", id), (",\"aud\":", claims.audience)]
+        {
+            s.put(name.as_bytes());
+            put_json_str(s, value);
+        }
+        s.put(b",\"jti\":\"");
+        Base64::new(&mut *s, Alphabet::UrlSafe).put_all(&claims.jti);
+        s.put(b"\",\"iat\":");
+        put_decimal(s, claims.issued_at.as_secs());
+        s.put(b",\"exp\":");
+        put_decimal(s, claims.expires_at().as_secs());
+        s.put(b"}");
+    };
+    put_hs256(
+        sink,
+        creds.secret.expose_secret().as_bytes(),
+        |s| s.put(HS256_HEADER.as_bytes()),
+        payload,
+    );
+}
+
+/// Writes `b64(header).b64(payload).b64(HMAC(key, signing input))`.
+fn put_hs256<S: Sink + ?Sized>(
+    sink: &mut S,
+    key: &[u8],
+    header: impl FnOnce(&mut dyn Sink),
+    payload: impl FnOnce(&mut dyn Sink),
+) {
+    // HMAC takes keys of any length (RFC 2104 §2); `hmac` never returns `InvalidLength` for
+    // it, so the fallback is unreachable.
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| Hmac::new(&Default::default()));
+    let mut signed = Tee { mac: &mut mac, sink: &mut *sink };
+    let mut segment = Base64::new(&mut signed, Alphabet::UrlSafe);
+    header(&mut segment);
+    let signed = segment.finish();
+    signed.put(b".");
+    let mut segment = Base64::new(signed, Alphabet::UrlSafe);
+    payload(&mut segment);
+    segment.finish();
+    sink.put(b".");
+    Base64::new(sink, Alphabet::UrlSafe).put_all(&mac.finalize().into_bytes());
+}
+
+/// Passes bytes on to a sink and into a MAC: the MAC sees exactly what was written.
+struct Tee<'a, S: Sink + ?Sized> {
+    mac: &'a mut Hmac<Sha256>,
+    sink: &'a mut S,
+}
+
+impl<S: Sink + ?Sized> Sink for Tee<'_, S> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.mac.update(bytes);
+        self.sink.put(bytes);
+    }
+}
+
+/// Writes `s` as a JSON string: quotes, with `"`, `\` and control characters escaped.
+fn put_json_str<S: Sink + ?Sized>(sink: &mut S, s: &str) {
+    sink.put(b"\"");
+    let mut rest = s.as_bytes();
+    while !rest.is_empty() {
+        let run =
+            rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
+        sink.put(plain);
+        rest = match tail.split_first() {
+            Some((&b, tail)) => {
+                match b {
+                    b'"' | b'\\' => sink.put(&[b'\\', b]),
+                    _ => {
+                        sink.put(&[b'\\', b'u', b'0', b'0', hex_digit(b >> 4), hex_digit(b & 0x0f)])
+                    }
+                }
+                tail
+            }
+            None => tail,
+        };
+    }
+    sink.put(b"\"");
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use std::string::String;
+    use std::vec::Vec;
+
+    fn b64d(s: &str) -> Vec<u8> {
+        let mut buf = std::vec![0u8; s.len()];
+        let n = URL_SAFE_NO_PAD.decode_slice(s, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn rfc7515_appendix_a1() {
+        // The octets of A.1.1, CRLF and the leading space included.
+        let header = b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}";
+        let payload =
+            b"{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}";
+        let key = b64d(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+        );
+        let mut buf = [0u8; 256];
+        let jws = sign_hs256(header, payload, &key, &mut buf).unwrap();
+        assert_eq!(
+            jws,
+            "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
+             .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
+             .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        );
+        let n = jws.len();
+        assert_eq!(
+            sign_hs256(header, payload, &key, &mut buf[..n - 1]),
+            Err(BufferTooSmall { needed: n })
+        );
+        assert!(sign_hs256(header, payload, &key, &mut buf[..n]).is_ok());
+    }
+
+    fn claims(audience: &str) -> AssertionClaims<'_> {
+        AssertionClaims {
+            audience,
+            jti: *b"0123456789abcdef",
+            issued_at: UnixTime::from_secs(1_700_000_000),
+            lifetime: DEFAULT_LIFETIME,
+        }
+    }
+
+    fn verify(jws: &str, secret: &str) -> (Vec<u8>, Vec<u8>) {
+        let parts: Vec<&str> = jws.split('.').collect();
+        assert_eq!(parts.len(), 3, "{jws}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(parts[0].as_bytes());
+        mac.update(b".");
+        mac.update(parts[1].as_bytes());
+        mac.verify_slice(&b64d(parts[2])).expect("signature verifies");
+        (b64d(parts[0]), b64d(parts[1]))
+    }
+
+    #[test]
+    fn assertion_claims_decode() {
+        let creds =
+            Credentials::from_strs("my-client", "a secret of 32 bytes or more!!!!").unwrap();
+        let mut buf = [0u8; 512];
+        let jws = client_assertion(&creds, &claims("https://login.example/oauth/token"), &mut buf)
+            .unwrap();
+        assert!(jws.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        let (header, payload) = verify(jws, "a secret of 32 bytes or more!!!!");
+        assert_eq!(header, HS256_HEADER.as_bytes());
+        let expected = std::format!(
+            r#"{{"iss":"my-client","sub":"my-client","aud":"https://login.example/oauth/token","jti":"{}","iat":1700000000,"exp":1700000060}}"#,
+            "MDEyMzQ1Njc4OWFiY2RlZg"
+        );
+        assert_eq!(String::from_utf8(payload).unwrap(), expected);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            iss: heapless::String<32>,
+            sub: heapless::String<32>,
+            aud: heapless::String<32>,
+            exp: u64,
+        }
+        let creds = Credentials::from_strs(r#"we"ird\id"#, "k").unwrap();
+        let mut buf = [0u8; 512];
+        let aud = "https://h/t?a=\"x\"";
+        let jws = client_assertion(&creds, &claims(aud), &mut buf).unwrap();
+        let (_, payload) = verify(jws, "k");
+        let text = String::from_utf8(payload).unwrap();
+        assert!(text.contains(r#""iss":"we\"ird\\id""#), "{text}");
+        let mut scratch = [0u8; 64];
+        let (c, _) =
+            serde_json_core::from_slice_escaped::<Claims>(text.as_bytes(), &mut scratch).unwrap();
+        assert_eq!((c.iss.as_str(), c.sub.as_str()), (r#"we"ird\id"#, r#"we"ird\id"#));
+        assert_eq!((c.aud.as_str(), c.exp), (aud, 1_700_000_060));
+
+        let mut out = [0u8; 32];
+        let mut w = Out::new(&mut out);
+        put_json_str(&mut w, "a\u{1}\n\u{1f}é");
+        assert_eq!(w.finish().map(ascii).unwrap(), "\"a\\u0001\\u000A\\u001Fé\"");
+    }
+
+    #[test]
+    fn expiry_saturates_and_buffer_size_is_exact() {
+        let mut c = claims("a");
+        c.issued_at = UnixTime::from_secs(u64::MAX - 10);
+        assert_eq!(c.expires_at(), UnixTime::from_secs(u64::MAX));
+        c.lifetime = Duration::from_millis(1999);
+        c.issued_at = UnixTime::from_secs(100);
+        assert_eq!(c.expires_at(), UnixTime::from_secs(101));
+
+        let creds = Credentials::from_strs("id", "secret").unwrap();
+        let mut buf = [0u8; 512];
+        let n = client_assertion(&creds, &c, &mut buf).unwrap().len();
+        for short in [0, 1, n / 2, n - 1] {
+            assert_eq!(
+                client_assertion(&creds, &c, &mut buf[..short]),
+                Err(BufferTooSmall { needed: n })
+            );
+        }
+    }
+}

@@ -1,1 +1,870 @@
-//! Placeholder: filled in by its own change.
+//! The successful token response (RFC 6749 §5.1), read into fixed-capacity storage.
+//!
+//! [`parse_token_response`] reads `access_token`, `token_type`, `expires_in` and `scope` and
+//! ignores every other member. What servers really send is handled deliberately:
+//!
+//! - **`access_token`** is unescaped (`\/` is common) straight into an
+//!   [`AccessToken<N>`](crate::secret::AccessToken); one that does not fit reports its true
+//!   length ([`ResponseError::TokenTooLong`]) so the capacity can be raised.
+//! - **`token_type`** must be `Bearer` in any case (RFC 6749 §7.1, RFC 6750 §4): a `DPoP` or
+//!   `mac` token cannot be used as a bearer token, so it is refused with the type named. A
+//!   missing `token_type` is refused too: RFC 6749 §5.1 makes it REQUIRED, and guessing would
+//!   hide a misconfigured or non-OAuth endpoint.
+//! - **`expires_in`** is accepted as an integer, a float (truncated), or a string of digits
+//!   (PayPal). Missing or `null`: [`ResponseOptions::default_expires_in`]. Zero or negative: zero,
+//!   so the lifecycle refreshes at once rather than trusting a token the server says is spent.
+//!   Above [`ResponseOptions::max_expires_in`]: clamped, so a bogus "never expires" cannot pin a
+//!   token forever. Anything else: the default. [`ExpiresInSource`] says which rule applied.
+//! - **`scope`** (RFC 6749 §3.3) is kept (bounded, cut at a scope-token boundary) and compared
+//!   with the requested scope as sets of space-separated tokens ([`ScopeCheck`]). A server that
+//!   omits `scope` says the grant equals the request, but that is not proof: it is reported as
+//!   [`ScopeCheck::NotReported`].
+//! - A 2xx answer with an `error` member (some servers do this) is [`ResponseError::ErrorBody`]:
+//!   read it with [`parse_token_error`](super::error::parse_token_error).
+//!
+//! Parsing uses `serde-json-core` with strings borrowed still escaped and unescaped directly
+//! into their destination: no scratch buffer, no allocation. `serde-json-core` cannot peek at a
+//! value's type, so `expires_in` is tried as a number, then as a string, then skipped: at most
+//! three linear passes over a body of a few hundred bytes. The body is checked for nesting
+//! deeper than [`MAX_JSON_DEPTH`] first, because skipping nested values recurses. Stack use is
+//! the returned value plus, only for a token containing escapes, `N` bytes of scratch (wiped).
+
+use core::fmt;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json_core::str::EscapedStr;
+use zeroize::Zeroize;
+
+use crate::secret::{AccessToken, TokenError};
+use crate::time::Duration;
+
+/// Lifetime assumed when a response has no `expires_in`: one hour, the most common token life.
+/// A wrong guess costs at most one rejected request: a 401 makes the lifecycle refresh.
+pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(3600);
+
+/// Longest lifetime believed by default: 7 days. Genesys Cloud allows at most 48 hours.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Bytes of the granted scope kept in [`TokenResponse::granted_scope`].
+pub const SCOPE_CAPACITY: usize = 512;
+
+/// Deepest JSON nesting accepted in token and error bodies (both are flat in practice).
+pub const MAX_JSON_DEPTH: usize = 8;
+
+/// How to read a token response.
+///
+/// ```
+/// use credflow_core::oauth::ResponseOptions;
+/// use credflow_core::Duration;
+/// let opts = ResponseOptions {
+///     default_expires_in: Duration::from_secs(300),
+///     requested_scope: Some("read write"),
+///     ..ResponseOptions::default()
+/// };
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseOptions<'a> {
+    /// Used when `expires_in` is missing, `null` or unreadable (capped by `max_expires_in`).
+    /// Default [`DEFAULT_EXPIRES_IN`].
+    pub default_expires_in: Duration,
+    /// Longer lifetimes are clamped to this. Default [`MAX_EXPIRES_IN`].
+    pub max_expires_in: Duration,
+    /// The scope sent in the request, to compare with the granted one. Default `None`.
+    pub requested_scope: Option<&'a str>,
+}
+
+impl Default for ResponseOptions<'_> {
+    fn default() -> Self {
+        ResponseOptions {
+            default_expires_in: DEFAULT_EXPIRES_IN,
+            max_expires_in: MAX_EXPIRES_IN,
+            requested_scope: None,
+        }
+    }
+}
+
+/// Where [`TokenResponse::expires_in`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ExpiresInSource {
+    /// The server's value, used as sent.
+    Reported,
+    /// Missing or `null`: the configured default.
+    Defaulted,
+    /// Zero or negative: set to zero, so the token is refreshed at once.
+    NonPositive,
+    /// Above the configured maximum: clamped to it.
+    Clamped,
+    /// Not a number (`true`, `"soon"`, an object): the configured default.
+    Unparseable,
+}
+
+/// How the granted scope compares with the requested one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ScopeCheck {
+    /// No scope was requested.
+    NotRequested,
+    /// A scope was requested and the response has no `scope`. RFC 6749 §5.1 lets the server
+    /// omit it when the grant equals the request, but this is not proof of a full grant.
+    NotReported,
+    /// The same set of scope tokens.
+    AsRequested,
+    /// Some requested tokens were not granted (whether or not others were added): calls that
+    /// need them will fail with 403. See [`missing_scopes`].
+    Narrowed,
+    /// Everything requested, and more.
+    Widened,
+}
+
+/// Compares scopes as sets of whitespace-separated tokens (RFC 6749 §3.3). A blank request
+/// counts as none.
+#[must_use]
+pub fn scope_check(requested: Option<&str>, granted: Option<&str>) -> ScopeCheck {
+    let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else {
+        return ScopeCheck::NotRequested;
+    };
+    match granted {
+        None => ScopeCheck::NotReported,
+        Some(g) if missing_scopes(requested, g).next().is_some() => ScopeCheck::Narrowed,
+        Some(g) if missing_scopes(g, requested).next().is_some() => ScopeCheck::Widened,
+        Some(_) => ScopeCheck::AsRequested,
+    }
+}
+
+/// The tokens of `requested` that are not in `granted`.
+///
+/// ```
+/// use credflow_core::oauth::response::missing_scopes;
+/// let missing: Vec<_> = missing_scopes("read write admin", "write read").collect();
+/// assert_eq!(missing, ["admin"]);
+/// ```
+pub fn missing_scopes<'r>(requested: &'r str, granted: &str) -> impl Iterator<Item = &'r str> {
+    requested
+        .split_ascii_whitespace()
+        .filter(move |r| !granted.split_ascii_whitespace().any(|g| g == *r))
+}
+
+/// A successful token response, read and checked.
+///
+/// `Debug` does not show the token ([`AccessToken`]'s is redacted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenResponse<const N: usize> {
+    /// The bearer token.
+    pub access_token: AccessToken<N>,
+    /// How long the token lives from the moment the response was received.
+    pub expires_in: Duration,
+    /// Which rule produced `expires_in`.
+    pub expires_in_source: ExpiresInSource,
+    /// The `scope` member, unescaped, control characters replaced by spaces.
+    pub granted_scope: Option<heapless::String<SCOPE_CAPACITY>>,
+    /// The granted scope was longer than [`SCOPE_CAPACITY`]: `granted_scope` holds the whole
+    /// tokens that fit (the comparison in `scope_check` still saw all of it unless it was both
+    /// too long and escaped).
+    pub granted_scope_truncated: bool,
+    /// The granted scope compared with [`ResponseOptions::requested_scope`].
+    pub scope_check: ScopeCheck,
+}
+
+/// Why a 2xx token response was not usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// The body is empty.
+    Empty,
+    /// The body is not a JSON object: an HTML page from a proxy or captive portal, or the
+    /// wrong URL.
+    NotJson,
+    /// A JSON object that could not be read: bad syntax, a member of the wrong type (such as a
+    /// numeric `access_token`), a repeated member, or nesting deeper than [`MAX_JSON_DEPTH`].
+    Malformed,
+    /// A 2xx status with an RFC 6749 §5.2 `error` member: read the body with
+    /// [`parse_token_error`](super::error::parse_token_error).
+    ErrorBody,
+    /// No `access_token`: probably not a token endpoint.
+    MissingAccessToken,
+    /// The `access_token` is empty or has a byte not allowed in an `Authorization` header.
+    InvalidAccessToken(TokenError),
+    /// The `access_token` is longer than the capacity: raise the token capacity (the const
+    /// generic `N`) to at least `needed`.
+    TokenTooLong {
+        /// The token's length in bytes, unescaped.
+        needed: usize,
+        /// The capacity `N`.
+        capacity: usize,
+    },
+    /// No `token_type` (RFC 6749 §5.1 makes it REQUIRED).
+    MissingTokenType,
+    /// A `token_type` other than `Bearer` (for instance `DPoP` or `mac`), which this client
+    /// cannot use. Holds the received type (cut to 32 bytes).
+    UnsupportedTokenType(heapless::String<32>),
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseError::Empty => f.write_str("token response body is empty"),
+            ResponseError::NotJson => f.write_str(
+                "token response is not a JSON object (a proxy error page or the wrong URL?)",
+            ),
+            ResponseError::Malformed => {
+                f.write_str("token response JSON is malformed or has members of the wrong type")
+            }
+            ResponseError::ErrorBody => {
+                f.write_str("token response has a success status but an OAuth error body")
+            }
+            ResponseError::MissingAccessToken => {
+                f.write_str("token response has no access_token (not a token endpoint?)")
+            }
+            ResponseError::InvalidAccessToken(e) => {
+                write!(f, "token response access_token is unusable: {e}")
+            }
+            ResponseError::TokenTooLong { needed, capacity } => write!(
+                f,
+                "access token needs {needed} bytes but the capacity is {capacity}; raise the token capacity"
+            ),
+            ResponseError::MissingTokenType => f.write_str("token response has no token_type"),
+            ResponseError::UnsupportedTokenType(t) => {
+                write!(f, "token_type {t:?} is not supported (only Bearer)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ResponseError {}
+
+/// Reads a successful (2xx) token response body. Never panics, whatever the bytes.
+pub fn parse_token_response<const N: usize>(
+    body: &[u8],
+    opts: &ResponseOptions<'_>,
+) -> Result<TokenResponse<N>, ResponseError> {
+    let body = json_object(body).map_err(|shape| match shape {
+        Shape::Empty => ResponseError::Empty,
+        Shape::NotJson => ResponseError::NotJson,
+        Shape::TooDeep => ResponseError::Malformed,
+    })?;
+    let raw = pass::<f64>(body)
+        .or_else(|| pass::<EscapedStr<'_>>(body))
+        .or_else(|| pass::<IgnoredAny>(body))
+        .ok_or(ResponseError::Malformed)?;
+    if raw.error.is_some() {
+        return Err(ResponseError::ErrorBody);
+    }
+    let token = raw.access_token.ok_or(ResponseError::MissingAccessToken)?;
+    let token_type = raw.token_type.ok_or(ResponseError::MissingTokenType)?;
+    if !Unescape::new(token_type.0).map(|c| c.to_ascii_lowercase()).eq("bearer".chars()) {
+        return Err(ResponseError::UnsupportedTokenType(bounded_text(token_type.0, false).0));
+    }
+    let access_token = access_token(token.0)?;
+    let (expires_in, expires_in_source) = expires_in(raw.expires_in, opts);
+    let scope = raw.scope.map(|s| (s.0, bounded_text::<SCOPE_CAPACITY>(s.0, true)));
+    let scope_check = scope_check(
+        opts.requested_scope,
+        scope.as_ref().map(
+            |(raw, (kept, truncated))| {
+                if *truncated && !raw.contains('\\') { raw } else { kept.as_str() }
+            },
+        ),
+    );
+    let granted_scope_truncated = scope.as_ref().is_some_and(|(_, (_, t))| *t);
+    Ok(TokenResponse {
+        access_token,
+        expires_in,
+        expires_in_source,
+        granted_scope: scope.map(|(_, (kept, _))| kept),
+        granted_scope_truncated,
+        scope_check,
+    })
+}
+
+/// The members read, strings still escaped; `E` is the form `expires_in` is tried as.
+#[derive(Deserialize)]
+struct Raw<'a, E> {
+    #[serde(borrow)]
+    access_token: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    token_type: Option<EscapedStr<'a>>,
+    expires_in: Option<E>,
+    #[serde(borrow)]
+    scope: Option<EscapedStr<'a>>,
+    error: Option<IgnoredAny>,
+}
+
+/// `expires_in` as found.
+enum RawExpires<'a> {
+    Number(f64),
+    Text(&'a str),
+    Other,
+}
+
+trait ExpiresForm<'a>: Deserialize<'a> {
+    fn erase(self) -> RawExpires<'a>;
+}
+
+impl<'a> ExpiresForm<'a> for f64 {
+    fn erase(self) -> RawExpires<'a> {
+        RawExpires::Number(self)
+    }
+}
+
+impl<'a> ExpiresForm<'a> for EscapedStr<'a> {
+    fn erase(self) -> RawExpires<'a> {
+        RawExpires::Text(self.0)
+    }
+}
+
+impl<'a> ExpiresForm<'a> for IgnoredAny {
+    fn erase(self) -> RawExpires<'a> {
+        RawExpires::Other
+    }
+}
+
+/// One parsing pass with `expires_in` read as `E`.
+fn pass<'a, E: ExpiresForm<'a>>(body: &'a [u8]) -> Option<Raw<'a, RawExpires<'a>>> {
+    let (raw, _) = serde_json_core::from_slice::<Raw<'a, E>>(body).ok()?;
+    Some(Raw {
+        access_token: raw.access_token,
+        token_type: raw.token_type,
+        expires_in: raw.expires_in.map(E::erase),
+        scope: raw.scope,
+        error: raw.error,
+    })
+}
+
+fn access_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, ResponseError> {
+    let from_token_error = |e| match e {
+        TokenError::TooLong { needed, capacity } => {
+            ResponseError::TokenTooLong { needed, capacity }
+        }
+        e => ResponseError::InvalidAccessToken(e),
+    };
+    if raw.contains('\\') {
+        unescaped_token(raw).map_err(from_token_error)
+    } else {
+        AccessToken::new(raw).map_err(from_token_error)
+    }
+}
+
+/// A token with escapes: unescaped into `N` bytes of scratch (kept out of the caller's frame
+/// and wiped), measuring the whole token, then validated as usual. Valid tokens are ASCII, so
+/// one char is one byte.
+#[inline(never)]
+fn unescaped_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, TokenError> {
+    let mut scratch = [0u8; N];
+    let mut len = 0usize;
+    let mut result = Ok(());
+    for c in Unescape::new(raw) {
+        match u8::try_from(c) {
+            Ok(b) if b.is_ascii_graphic() => {
+                if let Some(slot) = scratch.get_mut(len) {
+                    *slot = b;
+                }
+                len = len.saturating_add(1);
+            }
+            _ => {
+                result = Err(TokenError::InvalidCharacter { at: len });
+                break;
+            }
+        }
+    }
+    let token = result.and_then(|()| match scratch.get(..len) {
+        _ if len == 0 => Err(TokenError::Empty),
+        Some(bytes) => AccessToken::new(super::form::ascii(bytes)),
+        None => Err(TokenError::TooLong { needed: len, capacity: N }),
+    });
+    scratch.zeroize();
+    token
+}
+
+fn expires_in(
+    raw: Option<RawExpires<'_>>,
+    opts: &ResponseOptions<'_>,
+) -> (Duration, ExpiresInSource) {
+    let default = (opts.default_expires_in.min(opts.max_expires_in), ExpiresInSource::Defaulted);
+    let unparseable = (default.0, ExpiresInSource::Unparseable);
+    let from_float = |v: f64| {
+        if v.is_nan() {
+            unparseable
+        } else if v < 1.0 {
+            (Duration::ZERO, ExpiresInSource::NonPositive)
+        } else {
+            // Float-to-integer `as` truncates toward zero and saturates (infinity -> u64::MAX).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            from_secs(v as u64, opts)
+        }
+    };
+    match raw {
+        None => default,
+        Some(RawExpires::Number(v)) => from_float(v),
+        Some(RawExpires::Text(s)) => {
+            let s = s.trim();
+            let numeric =
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+            if !numeric {
+                unparseable
+            } else if let Ok(secs) = s.parse::<u64>() {
+                from_secs(secs, opts)
+            } else {
+                s.parse::<f64>().map_or(unparseable, from_float)
+            }
+        }
+        Some(RawExpires::Other) => unparseable,
+    }
+}
+
+fn from_secs(secs: u64, opts: &ResponseOptions<'_>) -> (Duration, ExpiresInSource) {
+    let d = Duration::from_secs(secs);
+    if secs == 0 {
+        (Duration::ZERO, ExpiresInSource::NonPositive)
+    } else if d > opts.max_expires_in {
+        (opts.max_expires_in, ExpiresInSource::Clamped)
+    } else {
+        (d, ExpiresInSource::Reported)
+    }
+}
+
+// ---- JSON helpers shared with the error parser ----------------------------------------------
+
+/// Why a body is not worth handing to the JSON parser.
+pub(super) enum Shape {
+    Empty,
+    NotJson,
+    TooDeep,
+}
+
+/// `body` without a UTF-8 BOM, if it looks like a JSON object nested at most
+/// [`MAX_JSON_DEPTH`] deep.
+pub(super) fn json_object(body: &[u8]) -> Result<&[u8], Shape> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(Shape::Empty),
+        Some(b'{') => {}
+        Some(_) => return Err(Shape::NotJson),
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth = depth.saturating_add(1);
+                    if depth > MAX_JSON_DEPTH {
+                        return Err(Shape::TooDeep);
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// The characters of an escaped JSON string (as `serde-json-core` borrows it, without quotes),
+/// unescaped (RFC 8259 §7). Lenient: a bad escape or lone surrogate becomes U+FFFD.
+pub(super) struct Unescape<'a>(core::str::Chars<'a>);
+
+impl<'a> Unescape<'a> {
+    pub(super) fn new(escaped: &'a str) -> Self {
+        Unescape(escaped.chars())
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let s = self.0.as_str();
+        let digits = s.get(..4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        self.0 = s.get(4..)?.chars();
+        u32::from_str_radix(digits, 16).ok()
+    }
+
+    fn unicode(&mut self) -> char {
+        let Some(unit) = self.hex4() else { return char::REPLACEMENT_CHARACTER };
+        if !(0xD800..0xDC00).contains(&unit) {
+            return char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER);
+        }
+        let before = self.0.clone();
+        if let Some(rest) = self.0.as_str().strip_prefix("\\u") {
+            self.0 = rest.chars();
+            if let Some(low @ 0xDC00..=0xDFFF) = self.hex4() {
+                let c = 0x10000 | (unit.wrapping_sub(0xD800) << 10) | low.wrapping_sub(0xDC00);
+                return char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER);
+            }
+        }
+        self.0 = before;
+        char::REPLACEMENT_CHARACTER
+    }
+}
+
+impl Iterator for Unescape<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.0.next()?;
+        if c != '\\' {
+            return Some(c);
+        }
+        Some(match self.0.next() {
+            Some('b') => '\u{8}',
+            Some('f') => '\u{c}',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('t') => '\t',
+            Some('u') => self.unicode(),
+            Some(c) => c, // `\"`, `\\`, `\/`, and leniently any other
+            None => char::REPLACEMENT_CHARACTER,
+        })
+    }
+}
+
+/// `escaped` unescaped into at most `C` bytes, control characters replaced by spaces (server
+/// text ends up in logs). If it does not fit, the kept prefix ends at a character boundary, or
+/// with `whole_tokens` at a whitespace boundary; the flag says it was cut.
+pub(super) fn bounded_text<const C: usize>(
+    escaped: &str,
+    whole_tokens: bool,
+) -> (heapless::String<C>, bool) {
+    let mut out = heapless::String::new();
+    for c in Unescape::new(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
+        if out.push(c).is_err() {
+            if whole_tokens {
+                let keep = if c.is_whitespace() {
+                    out.len()
+                } else {
+                    out.rfind(char::is_whitespace).unwrap_or(0)
+                };
+                out.truncate(keep);
+                let keep = out.trim_end().len();
+                out.truncate(keep);
+            }
+            return (out, true);
+        }
+    }
+    (out, false)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::string::{String, ToString};
+
+    type Resp = TokenResponse<64>;
+
+    fn parse(body: &str) -> Result<Resp, ResponseError> {
+        parse_token_response(body.as_bytes(), &ResponseOptions::default())
+    }
+
+    fn parse_with(body: &str, requested: Option<&str>) -> Result<Resp, ResponseError> {
+        parse_token_response(
+            body.as_bytes(),
+            &ResponseOptions { requested_scope: requested, ..Default::default() },
+        )
+    }
+
+    fn expiry(value: &str) -> (Duration, ExpiresInSource) {
+        let body =
+            std::format!(r#"{{"access_token":"t","token_type":"bearer","expires_in":{value}}}"#);
+        let r = parse(&body).unwrap();
+        (r.expires_in, r.expires_in_source)
+    }
+
+    #[test]
+    fn genesys_response() {
+        let r = parse(
+            r#"{"access_token":"abc.DEF-123_~+/=","token_type":"bearer","expires_in":86400}"#,
+        )
+        .unwrap();
+        assert_eq!(r.access_token.as_str(), "abc.DEF-123_~+/=");
+        assert_eq!(
+            (r.expires_in, r.expires_in_source),
+            (Duration::from_secs(86400), ExpiresInSource::Reported)
+        );
+        assert_eq!((&r.granted_scope, r.scope_check), (&None, ScopeCheck::NotRequested));
+        let dbg = std::format!("{r:?}");
+        assert!(!dbg.contains("abc.DEF"), "{dbg}");
+    }
+
+    #[test]
+    fn escaped_token_comes_out_unescaped() {
+        let r = parse(r#"{"token_type":"Bearer","access_token":"a\/b\u002Bc\\d\"e"}"#).unwrap();
+        assert_eq!(r.access_token.as_str(), r#"a/b+c\d"e"#);
+        assert_eq!(r.expires_in_source, ExpiresInSource::Defaulted);
+    }
+
+    #[test]
+    fn token_length_is_the_true_one() {
+        let long = "x".repeat(65);
+        let body = std::format!(r#"{{"access_token":"{long}","token_type":"Bearer"}}"#);
+        assert_eq!(
+            parse(&body).unwrap_err(),
+            ResponseError::TokenTooLong { needed: 65, capacity: 64 }
+        );
+        // Escaped: 100 `\/` are 200 bytes on the wire but 100 in the token.
+        let body =
+            std::format!(r#"{{"access_token":"{}","token_type":"Bearer"}}"#, r"\/".repeat(100));
+        assert_eq!(
+            parse(&body).unwrap_err(),
+            ResponseError::TokenTooLong { needed: 100, capacity: 64 }
+        );
+        // At capacity (T) fits; escaped at capacity fits too.
+        let exact =
+            std::format!(r#"{{"access_token":"{}","token_type":"Bearer"}}"#, "y".repeat(64));
+        assert_eq!(parse(&exact).unwrap().access_token.len(), 64);
+        let exact =
+            std::format!(r#"{{"access_token":"{}","token_type":"Bearer"}}"#, r"\/".repeat(64));
+        assert_eq!(parse(&exact).unwrap().access_token.as_str(), "/".repeat(64));
+    }
+
+    #[test]
+    fn unusable_tokens() {
+        let cases = [
+            (
+                r#"{"access_token":"","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::Empty),
+            ),
+            (
+                r#"{"access_token":"a b","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { at: 1 }),
+            ),
+            (
+                r#"{"access_token":"ab\r\nX-Evil: 1","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { at: 2 }),
+            ),
+            (
+                r#"{"access_token":"ab\u0000","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { at: 2 }),
+            ),
+            (
+                r#"{"access_token":"\u00e9","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { at: 0 }),
+            ),
+            (
+                r#"{"access_token":"é","token_type":"Bearer"}"#,
+                ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { at: 0 }),
+            ),
+            (r#"{"access_token":null,"token_type":"Bearer"}"#, ResponseError::MissingAccessToken),
+            (r#"{"token_type":"Bearer"}"#, ResponseError::MissingAccessToken),
+            (r#"{"access_token":42,"token_type":"Bearer"}"#, ResponseError::Malformed),
+        ];
+        for (body, err) in cases {
+            assert_eq!(parse(body).unwrap_err(), err, "{body}");
+        }
+    }
+
+    #[test]
+    fn token_type_must_be_bearer() {
+        assert!(parse(r#"{"access_token":"t","token_type":"BEARER"}"#).is_ok());
+        assert!(parse(r#"{"access_token":"t","token_type":"B\u0065arer"}"#).is_ok());
+        assert_eq!(parse(r#"{"access_token":"t"}"#).unwrap_err(), ResponseError::MissingTokenType);
+        for t in ["DPoP", "mac", "", "bearer ", "N_A"] {
+            let body = std::format!(r#"{{"access_token":"t","token_type":"{t}"}}"#);
+            assert_eq!(
+                parse(&body).unwrap_err(),
+                ResponseError::UnsupportedTokenType(t.try_into().unwrap())
+            );
+        }
+        let long = "z".repeat(40);
+        let body = std::format!(r#"{{"access_token":"t","token_type":"{long}"}}"#);
+        let Err(ResponseError::UnsupportedTokenType(t)) = parse(&body) else { panic!() };
+        assert_eq!(t.len(), 32);
+        assert!(std::format!("{}", ResponseError::UnsupportedTokenType(t)).contains("zzz"));
+    }
+
+    #[test]
+    fn expires_in_forms() {
+        let s = Duration::from_secs;
+        assert_eq!(expiry("3600"), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("\"3600\""), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("\" 3600 \""), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("3600.9"), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("\"3600.0\""), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("3.6e3"), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("1"), (s(1), ExpiresInSource::Reported));
+        assert_eq!(expiry("null"), (DEFAULT_EXPIRES_IN, ExpiresInSource::Defaulted));
+        for v in ["0", "-1", "0.5", "-1e999", "\"0\"", "\"-30\"", "-0"] {
+            assert_eq!(expiry(v), (Duration::ZERO, ExpiresInSource::NonPositive), "{v}");
+        }
+        // T and T+1 around the maximum.
+        let max = MAX_EXPIRES_IN.as_secs();
+        assert_eq!(expiry(&max.to_string()), (MAX_EXPIRES_IN, ExpiresInSource::Reported));
+        for v in [
+            (max + 1).to_string(),
+            "1e999".into(),
+            "18446744073709551616".into(),
+            "\"99999999999999999999999\"".into(),
+        ] {
+            assert_eq!(expiry(&v), (MAX_EXPIRES_IN, ExpiresInSource::Clamped), "{v}");
+        }
+        for v in [
+            "true",
+            "\"soon\"",
+            "\"\"",
+            "{\"a\":1}",
+            "[1]",
+            "\"inf\"",
+            "\"NaN\"",
+            "\"1-2\"",
+            "1-2",
+            "\"36\\u0030\"",
+        ] {
+            assert_eq!(expiry(v), (DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable), "{v}");
+        }
+        // The default is itself capped by the maximum.
+        let opts = ResponseOptions {
+            default_expires_in: s(10),
+            max_expires_in: s(5),
+            ..Default::default()
+        };
+        let r: Resp =
+            parse_token_response(br#"{"access_token":"t","token_type":"bearer"}"#, &opts).unwrap();
+        assert_eq!((r.expires_in, r.expires_in_source), (s(5), ExpiresInSource::Defaulted));
+    }
+
+    #[test]
+    fn scope_is_compared_as_sets() {
+        let body = |scope: &str| {
+            std::format!(r#"{{"access_token":"t","token_type":"bearer","scope":"{scope}"}}"#)
+        };
+        let check = |req, scope: &str| parse_with(&body(scope), req).unwrap().scope_check;
+        assert_eq!(check(Some("a b"), "b a"), ScopeCheck::AsRequested);
+        assert_eq!(check(Some("a  b "), "b\ta"), ScopeCheck::AsRequested);
+        assert_eq!(check(Some("a b"), "a"), ScopeCheck::Narrowed);
+        assert_eq!(check(Some("a b"), "a c"), ScopeCheck::Narrowed);
+        assert_eq!(check(Some("a b"), ""), ScopeCheck::Narrowed);
+        assert_eq!(check(Some("a"), "a b"), ScopeCheck::Widened);
+        assert_eq!(check(None, "a"), ScopeCheck::NotRequested);
+        assert_eq!(check(Some(" "), "a"), ScopeCheck::NotRequested);
+        let r = parse_with(r#"{"access_token":"t","token_type":"bearer"}"#, Some("a")).unwrap();
+        assert_eq!((r.scope_check, r.granted_scope), (ScopeCheck::NotReported, None));
+        let r = parse_with(&body(r"https:\/\/graph\/.default"), Some("https://graph/.default"))
+            .unwrap();
+        assert_eq!(r.granted_scope.as_deref(), Some("https://graph/.default"));
+        assert_eq!(r.scope_check, ScopeCheck::AsRequested);
+        assert_eq!(missing_scopes("a b c", "b").collect::<std::vec::Vec<_>>(), ["a", "c"]);
+    }
+
+    #[test]
+    fn long_scope_is_cut_at_a_token_boundary() {
+        // 100 tokens of 9 bytes ("scope.NN" + space) = 899 bytes.
+        let tokens: std::vec::Vec<String> =
+            (0..100).map(|i| std::format!("scope.{i:02}")).collect();
+        let granted = tokens.join(" ");
+        let r = parse_with(
+            &std::format!(r#"{{"access_token":"t","token_type":"bearer","scope":"{granted}"}}"#),
+            Some(&granted),
+        )
+        .unwrap();
+        let kept = r.granted_scope.unwrap();
+        assert!(r.granted_scope_truncated);
+        assert!(kept.len() <= SCOPE_CAPACITY && kept.len() > SCOPE_CAPACITY - 9, "{}", kept.len());
+        assert!(
+            granted.starts_with(kept.as_str())
+                && kept.split(' ').all(|t| tokens.contains(&t.into()))
+        );
+        assert!(granted.as_bytes()[kept.len()] == b' ');
+        assert_eq!(r.scope_check, ScopeCheck::AsRequested, "compared on the full scope");
+        // One giant token keeps nothing.
+        let (kept, cut) = bounded_text::<8>("abcdefghij", true);
+        assert_eq!((kept.as_str(), cut), ("", true));
+        let (kept, cut) = bounded_text::<8>("abc defgh ij", true);
+        assert_eq!((kept.as_str(), cut), ("abc", true));
+        let (kept, cut) = bounded_text::<8>("abc defg hij", true);
+        assert_eq!((kept.as_str(), cut), ("abc defg", true));
+        let (kept, cut) = bounded_text::<4>("aé€", false);
+        assert_eq!((kept.as_str(), cut), ("aé", true));
+    }
+
+    #[test]
+    fn bodies_that_are_not_token_responses() {
+        assert_eq!(parse("").unwrap_err(), ResponseError::Empty);
+        assert_eq!(parse(" \r\n").unwrap_err(), ResponseError::Empty);
+        assert_eq!(parse("<html>502 Bad Gateway</html>").unwrap_err(), ResponseError::NotJson);
+        assert_eq!(parse("[]").unwrap_err(), ResponseError::NotJson);
+        assert_eq!(parse(r#"{"access_token":"t""#).unwrap_err(), ResponseError::Malformed);
+        assert_eq!(
+            parse(r#"{"access_token":"t","access_token":"u","token_type":"bearer"}"#).unwrap_err(),
+            ResponseError::Malformed
+        );
+        assert_eq!(
+            parse(r#"{"error":"invalid_client","error_description":"x"}"#).unwrap_err(),
+            ResponseError::ErrorBody
+        );
+        assert!(parse("\u{feff}{\"access_token\":\"t\",\"token_type\":\"bearer\"}").is_ok());
+        let ok_nested = r#"{"access_token":"t","token_type":"bearer","x":[[[[[[{"y":1}]]]]]]}"#;
+        assert!(parse(ok_nested).is_ok());
+        let deep = std::format!(
+            r#"{{"access_token":"t","token_type":"bearer","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(parse(&deep).unwrap_err(), ResponseError::Malformed);
+        // Brackets inside strings do not count.
+        let in_string = std::format!(
+            r#"{{"access_token":"t","token_type":"bearer","x":"{}\"{}"}}"#,
+            "[".repeat(50),
+            "{".repeat(50)
+        );
+        assert!(parse(&in_string).is_ok());
+        let unknown = r#"{"access_token":"t","token_type":"bearer","refresh_token":"r","id_token":null,"ext":{"a":[1,2.5,true]}}"#;
+        assert!(parse(unknown).is_ok());
+    }
+
+    #[test]
+    fn unescape_is_lenient() {
+        let u = |s: &str| Unescape::new(s).collect::<String>();
+        assert_eq!(u(r#"a\"b\\c\/d\b\f\n\r\t"#), "a\"b\\c/d\u{8}\u{c}\n\r\t");
+        assert_eq!(u(r"\u00e9\uD83D\uDE00x"), "é😀x");
+        assert_eq!(u(r"\uD83Dx"), "\u{fffd}x");
+        assert_eq!(u(r"\uD83D\u0041"), "\u{fffd}A");
+        assert_eq!(u(r"\uDE00"), "\u{fffd}");
+        assert_eq!(u(r"\u12"), "\u{fffd}12");
+        assert_eq!(u(r"\u+123"), "\u{fffd}+123");
+        assert_eq!(u("\\"), "\u{fffd}");
+        assert_eq!(u(r"\q"), "q");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_token_response::<16>(&body, &ResponseOptions::default());
+        }
+
+        #[test]
+        fn never_panics_on_near_json(
+            members in proptest::collection::vec(
+                ("(access_token|token_type|expires_in|scope|error|x)", r#"("([a-zA-Z0-9 ./+=-]|\\[nu/"\\]|\\u[0-9a-fA-F]{0,4}){0,20}"|-?[0-9.eE+-]{1,12}|true|null|\[\]|\{\})"#),
+                0..6,
+            ),
+            requested in proptest::option::of("[a-c ]{0,8}"),
+        ) {
+            let inner: std::vec::Vec<String> = members.iter().map(|(k, v)| std::format!("\"{k}\":{v}")).collect();
+            let body = std::format!("{{{}}}", inner.join(","));
+            let opts = ResponseOptions { requested_scope: requested.as_deref(), ..Default::default() };
+            if let Ok(r) = parse_token_response::<16>(body.as_bytes(), &opts) {
+                prop_assert!(r.expires_in <= MAX_EXPIRES_IN);
+                prop_assert!(r.access_token.len() <= 16);
+            }
+        }
+
+        #[test]
+        fn tokens_round_trip(token in "[!-~]{1,64}") {
+            let mut escaped = String::new();
+            for c in token.chars() {
+                match c { '"' => escaped.push_str("\\\""), '\\' => escaped.push_str("\\\\"), '/' => escaped.push_str("\\/"), c => escaped.push(c) }
+            }
+            let body = std::format!(r#"{{"access_token":"{escaped}","token_type":"Bearer","expires_in":60}}"#);
+            let r = parse(&body).unwrap();
+            prop_assert_eq!(r.access_token.as_str(), token.as_str());
+        }
+    }
+}
