@@ -21,6 +21,7 @@ pub const CLIENT_SECRET_CAPACITY: usize = 255;
 
 /// Why a credential or token was refused at construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum CredentialError {
     /// The value is empty.
@@ -275,6 +276,7 @@ pub struct AccessToken<const N: usize>(SecretBuf<N>);
 
 /// Why a token string was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum TokenError {
     /// The server sent an empty `access_token`.

@@ -18,6 +18,7 @@ use core::ops::{Add, Sub};
 
 /// A span of time in milliseconds. Saturating arithmetic; [`Duration::MAX`] is "forever".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Duration(u64);
 
 impl Duration {
@@ -183,6 +184,7 @@ impl fmt::Display for Duration {
 /// The core never reads a clock; adapters convert their clock's readings (std `Instant`,
 /// embassy `Instant`, a simulator's virtual time) into this type. [`Instant::MAX`] means "never".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Instant(u64);
 
 impl Instant {
@@ -295,6 +297,7 @@ impl fmt::Display for Instant {
 /// Wall-clock time: whole seconds since the Unix epoch (UTC), as carried by JWT claims and
 /// HTTP-dates. Saturating arithmetic.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct UnixTime(u64);
 
 impl UnixTime {
@@ -354,6 +357,7 @@ impl fmt::Display for UnixTime {
 /// wall-clock values (JWT claims) from a monotonic `now`. Adapters refresh it from the system clock;
 /// a device without a real-time clock can seed it from a server's `Date` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WallClock {
     /// The monotonic reading.
     pub at: Instant,
