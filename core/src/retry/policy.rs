@@ -208,6 +208,25 @@ impl fmt::Display for GiveUpReason {
 
 impl core::error::Error for GiveUpReason {}
 
+impl GiveUpReason {
+    /// A one-line explanation of the likely cause, for error messages.
+    pub const fn likely_cause(&self) -> &'static str {
+        match self {
+            GiveUpReason::NotIdempotent => {
+                "a non-idempotent request failed after it may have been processed"
+            }
+            GiveUpReason::RetriesExhausted { .. } => "the service kept failing through every retry",
+            GiveUpReason::BudgetExhausted => {
+                "many requests to this service are failing; retries were held back to spare it"
+            }
+            GiveUpReason::WaitTooLong { .. } => {
+                "an hourly or daily quota is used up (the server asked for a very long wait)"
+            }
+            GiveUpReason::PastDeadline { .. } => "the request's deadline left no time to retry",
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Decides whether and when to retry `attempt`, which failed with `failure` at `now`.
     ///
