@@ -62,7 +62,8 @@ pub struct GenesysError {
     pub code: String<CODE_CAPACITY>,
     /// The human-readable message (unescaped, truncated). Empty if absent.
     pub message: String<MESSAGE_CAPACITY>,
-    /// The `contextId`: the correlation id to quote to Genesys support.
+    /// The `contextId`: the correlation id to quote to Genesys support. Dropped if it contains a
+    /// control character (it would not be a real id).
     pub context_id: Option<String<CONTEXT_ID_CAPACITY>>,
     /// The first [`MAX_PARAMS`] `messageParams` entries whose value is a string (or an array of
     /// strings, joined with `", "`).
@@ -209,7 +210,7 @@ impl<'de> Visitor<'de> for Root<'_> {
                 }
                 RawKey::Borrowed("contextId") if out.context_id.is_none() => {
                     let mut id = String::new();
-                    if map.next_value_seed(Text(&mut id))? && !id.is_empty() {
+                    if map.next_value_seed(Identifier(&mut id))? && !id.is_empty() {
                         out.context_id = Some(id);
                     }
                 }
@@ -304,6 +305,52 @@ impl<'de, const N: usize> Visitor<'de> for Text<'_, N> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(false)
+    }
+}
+
+/// Like [`Text`], but a string with a control character is refused rather than repaired: an
+/// identifier with a space in place of a newline would name nothing in the server's logs.
+struct Identifier<'s, const N: usize>(&'s mut String<N>);
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Identifier<'_, N> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_ignored_any(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Identifier<'_, N> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an identifier string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<bool, E> {
+        if (JsonUnescape { rest: raw.chars() }).any(char::is_control) {
+            return Ok(false);
+        }
+        Text(self.0).visit_borrowed_str(raw)
+    }
+
+    fn visit_str<E: de::Error>(self, unescaped: &str) -> Result<bool, E> {
+        if unescaped.chars().any(char::is_control) {
+            return Ok(false);
+        }
+        Text(self.0).visit_str(unescaped)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        Text(self.0).visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        Text(self.0).visit_map(map)
     }
 }
 
@@ -676,6 +723,8 @@ mod tests {
         );
         assert_eq!(e.message.as_str(), "");
         assert_eq!(e.status, None);
+        assert_eq!(e.context_id, None);
+        let e = parse(r#"{"code":"c","contextId":"bad\u0007id"}"#);
         assert_eq!(e.context_id, None);
         let e = parse(r#"{"status":70000,"code":"c"}"#);
         assert_eq!(e.status, None);
