@@ -19,8 +19,8 @@
 //! # Where waits come from
 //!
 //! For a 429, `Retry-After` (RFC 9110 §10.2.3; a delay, or an HTTP-date measured against
-//! `reference`) wins; else the wait Genesys Cloud writes into the body ("Retry the request in [42]
-//! seconds"); else none, and the caller backs off on its own. An HTTP-date with no reference
+//! `reference`) wins; else the wait Genesys Cloud writes into the body (`Retry the request in [42]
+//! seconds`); else none, and the caller backs off on its own. An HTTP-date with no reference
 //! cannot be turned into a wait and falls through to the body. The `RateLimit` fields are
 //! reported in [`Classified::rate_limit`] but never override `Retry-After` (as the IETF draft
 //! requires). For a transient status, only `Retry-After` counts; on a 503 it also tells the
@@ -133,7 +133,7 @@ pub enum BearerErrorKind {
 pub enum WaitSource {
     /// The `Retry-After` header.
     Header,
-    /// The Genesys Cloud body ("Retry the request in [N] seconds").
+    /// The Genesys Cloud body (`Retry the request in [N] seconds`).
     Body,
     /// Nowhere: the caller chooses its own backoff.
     None,
