@@ -206,21 +206,16 @@ fn is_region(name: &[u8], region: &str) -> bool {
         && name.iter().zip(region.bytes()).all(|(&a, b)| a == b || (a == b'_' && b == b'-'))
 }
 
-/// The environment clearly meant by an unknown `name`, if any.
+/// The environment clearly meant by an unknown `name`, if any: the unique nearest spelling
+/// within a small edit distance, else the environment a host's first label names.
 fn suggest(name: &[u8]) -> Option<&'static Environment> {
-    // A host whose first label names a region: `usw2.platform.mygenesys.com`.
-    let first_label = name.split(|&b| b == b'.').next().unwrap_or(name);
-    if first_label.len() < name.len() {
-        let by_label = ENVIRONMENTS.iter().find(|env| {
-            is_region(first_label, env.region)
-                || env.short_code().is_some_and(|code| first_label == code.as_bytes())
-        });
-        if by_label.is_some() {
-            return by_label;
-        }
-    }
+    nearest_spelling(name).or_else(|| named_by_first_label(name))
+}
 
-    // A typo: the unique nearest spelling within a small edit distance.
+/// A typo: the unique nearest spelling (domain, region or short code) within a small edit
+/// distance. `usw2.us-gov-pure.cloud` is one edit from `use2.us-gov-pure.cloud`, so this comes
+/// before the first-label rule.
+fn nearest_spelling(name: &[u8]) -> Option<&'static Environment> {
     let max_distance = match name.len() {
         0..=2 => return None,
         3..=7 => 1,
@@ -248,6 +243,18 @@ fn suggest(name: &[u8]) -> Option<&'static Environment> {
         Some((distance, env)) if distance <= max_distance && !tied => Some(env),
         _ => None,
     }
+}
+
+/// A host whose first label is a region or short code: `usw2.platform.mygenesys.com`.
+fn named_by_first_label(name: &[u8]) -> Option<&'static Environment> {
+    let first_label = name.split(|&b| b == b'.').next().unwrap_or(name);
+    if first_label.len() == name.len() {
+        return None;
+    }
+    ENVIRONMENTS.iter().find(|env| {
+        is_region(first_label, env.region)
+            || env.short_code().is_some_and(|code| first_label == code.as_bytes())
+    })
 }
 
 /// Longest string [`levenshtein`] compares.
@@ -379,6 +386,8 @@ mod tests {
         // The reference guide's wrong example: the first label names the region.
         assert_eq!(suggestion("usw2.platform.mygenesys.com"), Some("us-west-2"));
         assert_eq!(suggestion("eu-west-1.example.com"), Some("eu-west-1"));
+        // A typo in the short code of a longer domain: the spelling wins over the label.
+        assert_eq!(suggestion("usw2.us-gov-pure.cloud"), Some("us-east-2"));
     }
 
     #[test]
@@ -438,7 +447,10 @@ mod tests {
             let typo = std::string::String::from_utf8(typo).unwrap();
             match parse_environment(&typo) {
                 Ok(found) => prop_assert!(found == env || found.domain == typo),
-                Err(EnvError::Unknown { suggestion: Some(s) }) => prop_assert_eq!(s, env),
+                // Another environment only when the typo made the first label name it.
+                Err(EnvError::Unknown { suggestion: Some(s) }) => prop_assert!(
+                    s == env || typo.split('.').next() == s.short_code()
+                ),
                 // A typo can land equally close to another environment; then nothing is guessed.
                 Err(EnvError::Unknown { suggestion: None }) => {}
                 Err(EnvError::Empty) => prop_assert!(false),
