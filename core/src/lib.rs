@@ -1,9 +1,90 @@
 //! # credflow-core
 //!
 //! The sans-IO heart of credflow: everything about keeping an OAuth 2.0 client-credentials token
-//! valid and using it well, and nothing about sockets, clocks or threads.
+//! valid and using it well, and nothing about sockets, clocks or threads. `#![no_std]`, no
+//! `alloc`, no `unsafe`. It runs the same on a Cortex-M appliance, in a tokio service and in a
+//! discrete-event simulator, because it only ever does what it is told, when it is told.
 //!
-//! (The full architecture guide lands with the session type.)
+//! ## Architecture
+//!
+//! Pure state machines, each fed with `now` ([`Instant`], monotonic milliseconds) and with what
+//! the network answered, each answering *what* to do and *until when*:
+//!
+//! | module | decides |
+//! |---|---|
+//! | [`lifecycle`] | which token to use, when to refresh it (ahead of expiry, jittered), single flight, generation-aware invalidation after a 401, stop on `invalid_client` |
+//! | [`oauth`] | the token request bytes (RFC 6749 §4.4, `client_secret_basic`/`post`/`jwt`), the token and error responses (§5.1, §5.2) |
+//! | [`classify`] | what an API response means: success, 401 → refresh and retry once, 403 diagnosis, 429 wait, transient, permanent |
+//! | [`retry`] | whether to retry (idempotency), when (backoff, `Retry-After`), how much overall (budget) |
+//! | [`breaker`] | circuit breakers for the token endpoint and each API host |
+//! | [`ratelimit`] | rate-limit headers of every dialect, and a pacer that spreads the remaining budget |
+//! | [`session`] | one value that ties them together, for an adapter to drive |
+//! | [`snapshot`] | sealing a token into bytes that survive a reboot |
+//! | [`env`](mod@env) | the Genesys Cloud environments and their hosts |
+//!
+//! Time and randomness are arguments: [`Instant`] and [`UnixTime`] are the core's own types,
+//! [`rng::Rng`] is seeded by the caller. Same seed, same inputs, same decisions.
+//!
+//! ## The run loop an adapter writes
+//!
+//! An adapter owns the clock, the HTTP client and the sleeping. Drain outputs after every input:
+//!
+//! ```
+//! use credflow_core::http::Method;
+//! use credflow_core::secret::Credentials;
+//! use credflow_core::session::{Authorize, HostKey, RequestSpec, Session, SessionConfig, TokenEndpoint, Verdict};
+//! use credflow_core::Instant;
+//!
+//! let credentials = Credentials::from_strs("my-client-id", "my-secret").unwrap();
+//! let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+//! let mut session: Session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+//! let mut buf = [0u8; 1024];
+//! let mut now = Instant::ZERO; // the adapter reads its clock here, every time
+//!
+//! // 1. Token side: send what the session asks for, report what came back.
+//! if let Some((ticket, request)) = session.poll_token_request(now, &mut buf).unwrap() {
+//!     assert_eq!(request.path, "/oauth/token"); // POST it (request.headers(), request.body)
+//!     let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":86400}"#;
+//!     now = Instant::from_millis(120); // the answer arrived
+//!     session.handle_token_response(now, ticket, 200, &[("Content-Type", "application/json")], body);
+//! }
+//!
+//! // 2. API side: authorize each attempt, report its outcome, act on the verdict.
+//! let api = HostKey::from_host("api.mypurecloud.com");
+//! let mut req = session.begin(now, RequestSpec::new(Method::Get, api));
+//! loop {
+//!     match session.authorize(now, &mut req) {
+//!         Authorize::Send { token, .. } => {
+//!             assert_eq!(token.as_str(), "abc"); // send with `Authorization: Bearer abc`
+//!             match session.handle_response(now, &mut req, 200, &[("inin-ratelimit-count", "1")], b"") {
+//!                 Verdict::Done => break,                        // hand the response over
+//!                 Verdict::Retry { at, .. } => now = at,         // sleep until `at`, loop
+//!                 Verdict::Fail(error) => panic!("{error}"),     // return the typed error
+//!             }
+//!         }
+//!         Authorize::Wait { until: Some(at), .. } => now = at,   // sleep until `at`
+//!         Authorize::Wait { until: None, .. } => unreachable!(), // wait for a token event
+//!         Authorize::Fail(error) => panic!("{error}"),
+//!     }
+//! }
+//!
+//! // 3. Timers and events: sleep until the next deadline, then let the session act.
+//! if let Some((at, _why)) = session.poll_timeout() {
+//!     session.handle_timeout(at);
+//! }
+//! while let Some(event) = session.poll_event() {
+//!     let _ = event; // log it: token acquired, refresh failed, breaker opened, rate limited…
+//! }
+//! ```
+//!
+//! ## Discipline
+//!
+//! - No panics on any input; arithmetic on anything a server sent is checked or saturating
+//!   (enforced by clippy lints in this crate root). Parsers are fuzzed and property-tested.
+//! - Secrets ([`secret::ClientSecret`], [`secret::AccessToken`]) never reach `Debug`, `Display` or
+//!   errors, and are zeroized on drop.
+//! - Every buffer is the caller's, or a fixed capacity chosen by a const generic; a full buffer is
+//!   a typed error that says how much room was needed.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -30,7 +111,11 @@ pub mod ratelimit;
 pub mod retry;
 pub mod rng;
 pub mod secret;
+pub mod session;
 pub mod snapshot;
 pub mod time;
 
+pub use ratelimit::pacer::Priority;
+pub use secret::{AccessToken, ClientId, ClientSecret, Credentials};
+pub use session::{Authorize, Session, SessionConfig, TokenEndpoint, Verdict};
 pub use time::{Duration, Instant, UnixTime, WallClock};

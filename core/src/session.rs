@@ -1,0 +1,1354 @@
+//! The session: one value that ties the token lifecycle, the retry policy and budget, the circuit
+//! breakers and the pacer together, sans-IO.
+//!
+//! An adapter owns one [`Session`] per client id and drives it with the run loop shown in the
+//! [crate documentation](crate). The session never blocks, never reads a clock and never does I/O:
+//! it is fed `now` and what the network answered, and it answers with the next thing to do.
+//!
+//! ## Inputs and outputs
+//!
+//! | the adapter calls | and gets |
+//! |---|---|
+//! | [`poll_token_request`](Session::poll_token_request) | a token request to send, or nothing due |
+//! | [`handle_token_response`](Session::handle_token_response) / [`handle_token_error`](Session::handle_token_error) | state updated, events queued |
+//! | [`begin`](Session::begin) then [`authorize`](Session::authorize) | the bearer token to attach, "not before T, because …", or a typed failure |
+//! | [`handle_response`](Session::handle_response) / [`handle_transport_error`](Session::handle_transport_error) | a [`Verdict`]: done, retry at T, or fail |
+//! | [`poll_timeout`](Session::poll_timeout) / [`handle_timeout`](Session::handle_timeout) | the next deadline and why |
+//! | [`poll_event`](Session::poll_event) | events to log: token acquired, refresh failed, breaker opened, … |
+//!
+//! Every "no" says until when: [`Authorize::Wait`] and [`Verdict::Retry`] carry an instant, and
+//! [`ApiError`] says what happened, with the server's codes and correlation id.
+
+use core::fmt;
+
+use heapless::{Deque, String, Vec};
+
+use crate::breaker::{Admission, BreakerConfig, BreakerEvent, CircuitBreaker};
+use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response, correlation_id};
+use crate::http::date::parse_http_date;
+use crate::http::{Headers, Method};
+use crate::lifecycle::{
+    ConfigError, Generation, Lifecycle, LifecycleConfig, LifecycleEvent, RejectReason, Ticket,
+    TokenFailure, TokenTimes, Wake,
+};
+use crate::oauth::{
+    AuthMethod, EncodeError, JwtInputs, OAuthError, ResponseError, ResponseOptions, ScopeCheck,
+    TokenErrorClass, TokenRequest, TokenRequestConfig, encode_token_request, parse_token_error,
+    parse_token_response,
+};
+use crate::ratelimit::pacer::{Pace, PaceReason, Pacer, PacerConfig, Priority};
+use crate::retry::budget::{BudgetConfig, RetryBudget};
+use crate::retry::policy::{
+    Attempt, Failure, GiveUpReason, RetryDecision, RetryPolicy, TransportKind, WaitSource,
+};
+use crate::rng::Rng;
+use crate::secret::{AccessToken, Credentials, Fingerprint};
+use crate::snapshot::{self, SealError, UnsealError};
+use crate::time::{Duration, Instant, UnixTime, WallClock};
+
+/// Longest token URL the session stores.
+pub const TOKEN_URL_CAPACITY: usize = 256;
+/// Longest requested scope string the session stores.
+pub const SCOPE_CAPACITY: usize = 512;
+/// Extra token-request parameters (`audience`, `resource`, …) the session stores.
+pub const EXTRA_PARAMS: usize = 4;
+/// Events kept until drained; the oldest is dropped on overflow.
+pub const SESSION_EVENT_CAPACITY: usize = 8;
+
+/// What the session asks the token endpoint for, owned (no allocation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenEndpoint {
+    token_url: String<TOKEN_URL_CAPACITY>,
+    auth: AuthMethod,
+    scope: Option<String<SCOPE_CAPACITY>>,
+    extra: Vec<(String<32>, String<256>), EXTRA_PARAMS>,
+    jwt_lifetime: Duration,
+}
+
+/// Why a [`TokenEndpoint`] or [`Session`] could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The token URL is longer than [`TOKEN_URL_CAPACITY`].
+    TokenUrlTooLong,
+    /// The token URL is not an absolute `http`/`https` URL.
+    InvalidTokenUrl,
+    /// The scope is longer than [`SCOPE_CAPACITY`].
+    ScopeTooLong,
+    /// More than [`EXTRA_PARAMS`] extra parameters, or one too long (names 32, values 256 bytes).
+    TooManyExtraParams,
+    /// A lifecycle setting is inconsistent.
+    Lifecycle(ConfigError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::TokenUrlTooLong => {
+                write!(f, "token URL longer than {TOKEN_URL_CAPACITY} bytes")
+            }
+            SetupError::InvalidTokenUrl => f.write_str("token URL is not an absolute http(s) URL"),
+            SetupError::ScopeTooLong => write!(f, "scope longer than {SCOPE_CAPACITY} bytes"),
+            SetupError::TooManyExtraParams => write!(
+                f,
+                "at most {EXTRA_PARAMS} extra parameters (names up to 32 bytes, values up to 256)"
+            ),
+            SetupError::Lifecycle(e) => write!(f, "lifecycle configuration: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SetupError {}
+
+impl TokenEndpoint {
+    /// A client-credentials request to `token_url` with `client_secret_basic` authentication.
+    pub fn new(token_url: &str) -> Result<Self, SetupError> {
+        crate::http::url::Url::parse(token_url).map_err(|_| SetupError::InvalidTokenUrl)?;
+        let token_url = String::try_from(token_url).map_err(|_| SetupError::TokenUrlTooLong)?;
+        Ok(TokenEndpoint {
+            token_url,
+            auth: AuthMethod::default(),
+            scope: None,
+            extra: Vec::new(),
+            jwt_lifetime: Duration::from_secs(60),
+        })
+    }
+
+    /// The token endpoint of a Genesys Cloud environment.
+    pub fn genesys(env: &crate::env::Environment) -> Self {
+        // Table entries are short, valid URLs; the fallback is unreachable.
+        TokenEndpoint::new(env.token_url).unwrap_or_else(|_| TokenEndpoint {
+            token_url: String::new(),
+            auth: AuthMethod::default(),
+            scope: None,
+            extra: Vec::new(),
+            jwt_lifetime: Duration::from_secs(60),
+        })
+    }
+
+    /// Chooses the client authentication method.
+    pub fn with_auth(mut self, auth: AuthMethod) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Requests `scope` (space-separated). Genesys Cloud ignores scope for client credentials
+    /// (rights come from the OAuth client's roles); generic OAuth2 servers use it.
+    pub fn with_scope(mut self, scope: &str) -> Result<Self, SetupError> {
+        self.scope = Some(String::try_from(scope).map_err(|_| SetupError::ScopeTooLong)?);
+        Ok(self)
+    }
+
+    /// Adds an extra form parameter such as `audience` or `resource`.
+    pub fn with_param(mut self, name: &str, value: &str) -> Result<Self, SetupError> {
+        let name = String::try_from(name).map_err(|_| SetupError::TooManyExtraParams)?;
+        let value = String::try_from(value).map_err(|_| SetupError::TooManyExtraParams)?;
+        self.extra.push((name, value)).map_err(|_| SetupError::TooManyExtraParams)?;
+        Ok(self)
+    }
+
+    /// Lifetime of `client_secret_jwt` assertions (default 60 s).
+    pub fn with_jwt_lifetime(mut self, lifetime: Duration) -> Self {
+        self.jwt_lifetime = lifetime;
+        self
+    }
+
+    /// The token URL.
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// The authentication method.
+    pub fn auth(&self) -> AuthMethod {
+        self.auth
+    }
+
+    /// The requested scope, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+}
+
+/// Every tunable of a session, with the defaults described on each part.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Token refresh timing and token-request backoff.
+    pub lifecycle: LifecycleConfig,
+    /// Per-request retry policy (3 retries, 500 ms backoff base, longest accepted wait).
+    pub retry: RetryPolicy,
+    /// The retry budget shared by all requests of the session.
+    pub budget: BudgetConfig,
+    /// Circuit breaker in front of the token endpoint.
+    pub token_breaker: BreakerConfig,
+    /// Circuit breaker per API host.
+    pub api_breaker: BreakerConfig,
+    /// Rate-limit pacing and priority reserve.
+    pub pacer: PacerConfig,
+    /// `expires_in` assumed when a token response has none (default 3600 s).
+    pub default_expires_in: Duration,
+    /// Longest token life believed (default 7 days); longer values are clamped.
+    pub max_expires_in: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            lifecycle: LifecycleConfig::default(),
+            retry: RetryPolicy::default(),
+            budget: BudgetConfig::default(),
+            token_breaker: BreakerConfig::default(),
+            api_breaker: BreakerConfig::default(),
+            pacer: PacerConfig::default(),
+            default_expires_in: Duration::from_secs(3600),
+            max_expires_in: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// Identifies an API host (or any caller-chosen target) for its own circuit breaker.
+///
+/// Adapters derive it from the request's authority, e.g. with [`HostKey::from_host`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct HostKey(pub u64);
+
+impl HostKey {
+    /// A key for hostname `host` (FNV-1a, case-insensitive).
+    pub fn from_host(host: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in host.bytes() {
+            h ^= u64::from(b.to_ascii_lowercase());
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        HostKey(h)
+    }
+}
+
+/// What a caller says about one API request before it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSpec {
+    /// The HTTP method.
+    pub method: Method,
+    /// The caller vouches that repeating this request is harmless (for POST/PATCH).
+    pub idempotent: bool,
+    /// Its priority for pacing.
+    pub priority: Priority,
+    /// No attempt may start after this instant.
+    pub deadline: Option<Instant>,
+    /// The breaker it is counted against.
+    pub host: HostKey,
+}
+
+impl RequestSpec {
+    /// A request with `method` to `host`, normal priority, no deadline, not marked idempotent.
+    pub fn new(method: Method, host: HostKey) -> Self {
+        RequestSpec { method, idempotent: false, priority: Priority::Normal, deadline: None, host }
+    }
+}
+
+/// The state of one API request across its attempts. Created by [`Session::begin`], owned by
+/// the caller, handed back to every session call about that request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "pass the request state to authorize and handle_response"]
+pub struct RequestState {
+    spec: RequestSpec,
+    attempts: u32,
+    retries: u32,
+    reauthenticated: bool,
+    generation: Option<Generation>,
+    not_before: Instant,
+    probe: bool,
+    in_flight: bool,
+}
+
+impl RequestState {
+    /// The request's description.
+    pub fn spec(&self) -> &RequestSpec {
+        &self.spec
+    }
+
+    /// Attempts sent so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Retries made so far (not counting the single re-authentication retry after a 401).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+}
+
+/// Why an [`Authorize::Wait`] waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WaitReason {
+    /// No usable token yet; one is being requested. Wait for a token event (or `until`).
+    Token,
+    /// The pacer spreads requests over the rate-limit window.
+    Paced(PaceReason),
+    /// A retry scheduled by the verdict is not due yet.
+    Backoff,
+    /// The breaker is half-open and its probe is in flight.
+    BreakerProbe,
+}
+
+/// The answer to [`Session::authorize`].
+// Returned by value and consumed at once; boxing is not available without an allocator.
+#[allow(clippy::large_enum_variant)]
+#[must_use]
+pub enum Authorize<'s, const N: usize> {
+    /// Send now with `Authorization: Bearer <token>`; report the outcome with the same state.
+    Send {
+        /// The token to attach.
+        token: &'s AccessToken<N>,
+        /// Its generation (kept in the request state for 401 handling).
+        generation: Generation,
+    },
+    /// Not yet. Call again at `until`, or when a token event arrives if `until` is `None`.
+    Wait {
+        /// When to ask again, if known.
+        until: Option<Instant>,
+        /// Why.
+        reason: WaitReason,
+    },
+    /// The request cannot be sent; return this error to the caller.
+    Fail(ApiError),
+}
+
+impl<const N: usize> fmt::Debug for Authorize<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Authorize::Send { generation, .. } => {
+                f.debug_struct("Send").field("generation", generation).finish_non_exhaustive()
+            }
+            Authorize::Wait { until, reason } => {
+                f.debug_struct("Wait").field("until", until).field("reason", reason).finish()
+            }
+            Authorize::Fail(e) => f.debug_tuple("Fail").field(e).finish(),
+        }
+    }
+}
+
+/// Why a request is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RetryReason {
+    /// The token was rejected (401); a new one is being fetched, the request is retried once.
+    Reauthenticate,
+    /// Rate-limited (429).
+    RateLimited,
+    /// A transient server error (408, 5xx).
+    ServerError(u16),
+    /// A transport failure.
+    Transport(TransportKind),
+}
+
+/// The session's verdict on one attempt's outcome.
+// Returned by value and consumed at once; boxing is not available without an allocator.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Verdict {
+    /// Hand the response to the caller as it is (success, or a permanent answer such as 404).
+    Done,
+    /// Send again, not before `at` (call [`Session::authorize`] then).
+    Retry {
+        /// Earliest instant for the next attempt.
+        at: Instant,
+        /// Why.
+        reason: RetryReason,
+        /// Where the wait came from (the server's `Retry-After`, or backoff).
+        source: WaitSource,
+    },
+    /// Give up and return this error.
+    Fail(ApiError),
+}
+
+/// What went wrong, in terms a caller can act on. Carries the server's codes and the correlation
+/// id wherever there was a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// What happened.
+    pub kind: ApiErrorKind,
+    /// The HTTP status of the last response, if there was one.
+    pub status: Option<u16>,
+    /// The platform's correlation id (`ININ-Correlation-Id`, `X-Request-Id` or `contextId`).
+    pub correlation_id: Option<CorrelationId>,
+}
+
+/// The kinds of [`ApiError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiErrorKind {
+    /// The token endpoint refused the credentials; nothing is retried until they change.
+    CredentialsRejected {
+        /// Why, in OAuth terms.
+        reason: RejectReason,
+        /// The server's error, when it sent one.
+        oauth: Option<OAuthError>,
+    },
+    /// No token could be obtained in time (token endpoint down, rate-limited, or its breaker
+    /// open). `retry_at` says when the next token request is planned.
+    TokenUnavailable {
+        /// When the next token request may go out.
+        retry_at: Option<Instant>,
+        /// The last token endpoint error, if it answered.
+        last: Option<OAuthError>,
+    },
+    /// The API rejected a fresh token too (401 twice).
+    Unauthorized,
+    /// 403: the client lacks a permission or scope. Not retried.
+    Forbidden(Diagnosis),
+    /// The circuit breaker for this host is open until `until`.
+    CircuitOpen {
+        /// When it lets a probe through.
+        until: Instant,
+    },
+    /// The retry policy gave up.
+    GaveUp {
+        /// Why it gave up.
+        reason: GiveUpReason,
+        /// What the last attempt hit.
+        last: RetryReason,
+    },
+    /// The request's deadline passed before it could be sent.
+    DeadlineExceeded,
+}
+
+impl ApiError {
+    fn new(kind: ApiErrorKind) -> Self {
+        ApiError { kind, status: None, correlation_id: None }
+    }
+
+    /// A one-line explanation of the likely cause.
+    pub fn likely_cause(&self) -> &'static str {
+        match &self.kind {
+            ApiErrorKind::CredentialsRejected { reason, .. } => reason.likely_cause(),
+            ApiErrorKind::TokenUnavailable { last: Some(e), .. } => e.class.likely_cause(),
+            ApiErrorKind::TokenUnavailable { last: None, .. } => {
+                "the token endpoint is unreachable or in maintenance"
+            }
+            ApiErrorKind::Unauthorized => {
+                "a fresh token was rejected too: the token belongs to another environment, or the OAuth client was disabled"
+            }
+            ApiErrorKind::Forbidden(_) => {
+                "the OAuth client's roles lack a permission this request needs"
+            }
+            ApiErrorKind::CircuitOpen { .. } => {
+                "the API host failed repeatedly; requests are held back until it recovers"
+            }
+            ApiErrorKind::GaveUp { reason, .. } => reason.likely_cause(),
+            ApiErrorKind::DeadlineExceeded => "the request's deadline passed while waiting",
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ApiErrorKind::CredentialsRejected { oauth: Some(e), .. } => {
+                write!(f, "credentials rejected: {e}")?
+            }
+            ApiErrorKind::CredentialsRejected { reason, oauth: None } => {
+                write!(f, "credentials rejected ({reason:?})")?
+            }
+            ApiErrorKind::TokenUnavailable { last: Some(e), .. } => {
+                write!(f, "no token available: {e}")?
+            }
+            ApiErrorKind::TokenUnavailable { last: None, .. } => {
+                f.write_str("no token available: the token endpoint did not answer")?
+            }
+            ApiErrorKind::Unauthorized => {
+                f.write_str("unauthorized (401) even with a fresh token")?
+            }
+            ApiErrorKind::Forbidden(d) => write!(f, "forbidden (403): {d}")?,
+            ApiErrorKind::CircuitOpen { until } => write!(f, "circuit open until {until}")?,
+            ApiErrorKind::GaveUp { reason, last } => write!(f, "gave up after {last:?}: {reason}")?,
+            ApiErrorKind::DeadlineExceeded => f.write_str("deadline exceeded")?,
+        }
+        if let Some(id) = &self.correlation_id {
+            write!(f, " [correlation id {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for ApiError {}
+
+/// Which breaker an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BreakerTarget {
+    /// The token endpoint.
+    TokenEndpoint,
+    /// An API host.
+    Host(HostKey),
+}
+
+/// Something worth logging or counting. Drained with [`Session::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A token lifecycle event (acquired, refresh failed, expired, invalidated, rejected).
+    Token(LifecycleEvent),
+    /// The token endpoint answered with an error; [`Session::last_token_error`] has the details.
+    TokenEndpointError {
+        /// The HTTP status.
+        status: u16,
+        /// How the error was classified.
+        class: TokenErrorClass,
+    },
+    /// A token was granted with less (or other) scope than requested.
+    ScopeMismatch(ScopeCheck),
+    /// A circuit breaker changed state.
+    Breaker {
+        /// Which breaker.
+        target: BreakerTarget,
+        /// What happened.
+        event: BreakerEvent,
+    },
+    /// A 429 arrived: nothing but critical calls goes out before `until`.
+    RateLimited {
+        /// Until when.
+        until: Instant,
+        /// The correlation id, if any.
+        correlation_id: Option<CorrelationId>,
+    },
+}
+
+/// Why [`Session::poll_timeout`] wants attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reason {
+    /// A token request becomes due: call [`Session::poll_token_request`].
+    TokenRequestDue,
+    /// The in-flight token request is overdue.
+    TokenRequestTimeout,
+    /// The usable token expires; waiters may need to be told.
+    TokenExpiry,
+    /// A breaker becomes half-open.
+    BreakerHalfOpen,
+}
+
+/// Counters a caller can export (monotonic, saturating).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Counters {
+    /// API requests begun.
+    pub requests: u64,
+    /// API attempts authorized (first attempts and retries).
+    pub attempts: u64,
+    /// Retries scheduled (including re-authentication retries).
+    pub retries: u64,
+    /// Token requests sent.
+    pub token_requests: u64,
+    /// Token requests that failed.
+    pub token_failures: u64,
+    /// 401 answers from the API.
+    pub unauthorized: u64,
+    /// 429 answers from the API.
+    pub rate_limited: u64,
+    /// Times a breaker opened.
+    pub breaker_trips: u64,
+    /// Total time requests were told to wait by the pacer, in milliseconds.
+    pub paced_ms: u64,
+    /// Requests that failed with an [`ApiError`].
+    pub failed: u64,
+}
+
+/// A session for one client id: token lifecycle, retries, breakers and pacing. `N` is the token
+/// capacity in bytes (raise it for large JWT tokens), `H` the number of API hosts with their own
+/// breaker (the least recently used is recycled when full).
+pub struct Session<const N: usize = 2048, const H: usize = 4> {
+    credentials: Credentials,
+    endpoint: TokenEndpoint,
+    config: SessionConfig,
+    lifecycle: Lifecycle<N>,
+    token_breaker: CircuitBreaker,
+    hosts: Vec<(HostKey, CircuitBreaker, Instant), H>,
+    pacer: Pacer,
+    budget: RetryBudget,
+    rng: Rng,
+    wall: Option<WallClock>,
+    /// The last error the token endpoint sent, kept for the errors callers get while waiting.
+    last_token_error: Option<(OAuthError, Option<CorrelationId>)>,
+    token_probe: bool,
+    jti_counter: u64,
+    counters: Counters,
+    events: Deque<Event, SESSION_EVENT_CAPACITY>,
+}
+
+impl<const N: usize, const H: usize> fmt::Debug for Session<N, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("client", &self.credentials.id)
+            .field("credential", &self.credentials.fingerprint())
+            .field("token_url", &self.endpoint.token_url())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize, const H: usize> Session<N, H> {
+    /// A session for `credentials` against `endpoint`. `seed` drives every random choice
+    /// (jitter, JWT ids): seed it from the OS in production, with a constant in tests.
+    pub fn new(
+        credentials: Credentials,
+        endpoint: TokenEndpoint,
+        config: SessionConfig,
+        seed: u64,
+    ) -> Result<Self, SetupError> {
+        let lifecycle = Lifecycle::new(config.lifecycle).map_err(SetupError::Lifecycle)?;
+        Ok(Session {
+            token_breaker: CircuitBreaker::new(config.token_breaker),
+            pacer: Pacer::new(config.pacer),
+            budget: RetryBudget::new(config.budget),
+            credentials,
+            endpoint,
+            lifecycle,
+            hosts: Vec::new(),
+            rng: Rng::new(seed),
+            wall: None,
+            last_token_error: None,
+            token_probe: false,
+            jti_counter: 0,
+            counters: Counters::default(),
+            events: Deque::new(),
+            config,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// What the session requests tokens with.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
+    }
+
+    /// The credential's fingerprint, for logs.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.credentials.fingerprint()
+    }
+
+    /// The last error the token endpoint answered with, and its correlation id; cleared when a
+    /// token is obtained.
+    pub fn last_token_error(&self) -> Option<(&OAuthError, Option<&CorrelationId>)> {
+        self.last_token_error.as_ref().map(|(e, c)| (e, c.as_ref()))
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Tells the session the wall-clock time at `now` (adapters call this whenever they read
+    /// their clocks; a device without a real-time clock may never call it). Used for JWT claims,
+    /// HTTP-date `Retry-After` without a `Date` header, epoch rate-limit resets and snapshots.
+    pub fn set_wall_clock(&mut self, clock: WallClock) {
+        self.wall = Some(clock);
+    }
+
+    fn wall_at(&self, now: Instant) -> Option<UnixTime> {
+        self.wall.map(|w| w.wall_at(now))
+    }
+
+    /// The server's clock if the response carries a `Date`, else ours: the reference for
+    /// HTTP-dates in the same response, so clock skew cancels out.
+    fn reference<Hd: Headers + ?Sized>(&self, now: Instant, headers: &Hd) -> Option<UnixTime> {
+        headers.get("date").and_then(parse_http_date).or_else(|| self.wall_at(now))
+    }
+
+    /// Replaces the credentials (secret rotation): the current token is dropped, a rejection is
+    /// lifted, and a token request becomes due at once.
+    pub fn set_credentials(&mut self, now: Instant, credentials: Credentials) {
+        self.credentials = credentials;
+        self.lifecycle.credentials_changed(now);
+        self.token_breaker = CircuitBreaker::new(self.config.token_breaker);
+        self.token_probe = false;
+        self.last_token_error = None;
+    }
+
+    // ----- token side -------------------------------------------------------------------
+
+    /// The usable token at `now` and its timing, if any (for adapters that publish it to a
+    /// lock-free cache).
+    pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, TokenTimes)> {
+        let (token, _) = self.lifecycle.token(now)?;
+        self.lifecycle.token_times(now).map(|times| (token, times))
+    }
+
+    /// The token lifecycle (read-only), for observability.
+    pub fn lifecycle(&self) -> &Lifecycle<N> {
+        &self.lifecycle
+    }
+
+    /// If a token request is due at `now` and the token endpoint's breaker lets it through,
+    /// encodes it into `buf` and returns it with its ticket. Send it, then report the outcome
+    /// with [`handle_token_response`](Self::handle_token_response) or
+    /// [`handle_token_error`](Self::handle_token_error).
+    ///
+    /// `buf` holds the client secret (Basic header or form body): zeroize it once sent.
+    pub fn poll_token_request<'b>(
+        &mut self,
+        now: Instant,
+        buf: &'b mut [u8],
+    ) -> Result<Option<(Ticket, TokenRequest<'b>)>, EncodeError> {
+        match self.lifecycle.next_request_at() {
+            Some(at) if at <= now => {}
+            _ => return Ok(None),
+        }
+        let probe = match self.token_breaker.check(now) {
+            Admission::Allowed => false,
+            Admission::Probe => true,
+            Admission::Rejected { .. } | Admission::ProbeInFlight => {
+                self.drain_breaker_events();
+                return Ok(None);
+            }
+        };
+        self.drain_breaker_events();
+        let jwt = self.jwt_inputs(now);
+        let extra: Vec<(&str, &str), EXTRA_PARAMS> =
+            self.endpoint.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let cfg = TokenRequestConfig {
+            token_url: &self.endpoint.token_url,
+            auth: self.endpoint.auth,
+            scope: self.endpoint.scope.as_deref(),
+            extra: &extra,
+            jwt_lifetime: self.endpoint.jwt_lifetime,
+        };
+        let request = match encode_token_request(&cfg, &self.credentials, jwt.as_ref(), buf) {
+            Ok(request) => request,
+            Err(e) => {
+                if probe {
+                    self.token_breaker.on_abandoned(now);
+                }
+                return Err(e);
+            }
+        };
+        let Some(ticket) = self.lifecycle.start_request(now) else {
+            if probe {
+                self.token_breaker.on_abandoned(now);
+            }
+            return Ok(None);
+        };
+        self.token_probe = probe;
+        self.counters.token_requests = self.counters.token_requests.saturating_add(1);
+        Ok(Some((ticket, request)))
+    }
+
+    fn jwt_inputs(&mut self, now: Instant) -> Option<JwtInputs> {
+        if self.endpoint.auth != AuthMethod::ClientSecretJwt {
+            return None;
+        }
+        let now = self.wall_at(now)?;
+        let mut jti = [0u8; 16];
+        // Half random, half a counter: unique within the session even if the seed repeats.
+        self.rng.fill_bytes(&mut jti[..8]);
+        self.jti_counter = self.jti_counter.wrapping_add(1);
+        jti[8..].copy_from_slice(&self.jti_counter.to_be_bytes());
+        Some(JwtInputs { now, jti })
+    }
+
+    /// Reports the token endpoint's answer to the request for `ticket`.
+    pub fn handle_token_response<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        body: &[u8],
+    ) {
+        if !self.lifecycle.in_flight() {
+            return;
+        }
+        let correlation = correlation_id(headers, body);
+        if (200..300).contains(&status) {
+            let opts = ResponseOptions {
+                default_expires_in: self.config.default_expires_in,
+                max_expires_in: self.config.max_expires_in,
+                requested_scope: self.endpoint.scope.as_deref(),
+            };
+            match parse_token_response::<N>(body, &opts) {
+                Ok(response) => {
+                    let generation = self.lifecycle.on_success(
+                        now,
+                        ticket,
+                        response.access_token,
+                        response.expires_in,
+                        &mut self.rng,
+                    );
+                    if generation.is_some() {
+                        self.token_breaker.on_success(now);
+                        self.last_token_error = None;
+                        if matches!(
+                            response.scope_check,
+                            ScopeCheck::Narrowed | ScopeCheck::Widened
+                        ) {
+                            self.push(Event::ScopeMismatch(response.scope_check));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let failure = match e {
+                        ResponseError::TokenTooLong { .. }
+                        | ResponseError::UnsupportedTokenType { .. } => {
+                            TokenFailure::Fatal(RejectReason::UnusableResponse)
+                        }
+                        _ => TokenFailure::Transient { retry_after: None },
+                    };
+                    self.token_failed(now, ticket, failure, false);
+                }
+            }
+        } else {
+            let error = parse_token_error(status, body);
+            let retry_after = self.retry_after(now, headers);
+            let failure = match error.class {
+                TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
+                    if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
+                        RejectReason::UnauthorizedClient
+                    } else {
+                        RejectReason::InvalidClient
+                    },
+                ),
+                TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
+                TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
+                TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
+                _ => TokenFailure::Transient { retry_after },
+            };
+            // A breaker failure is an outage or overload, not a configuration error.
+            let outage =
+                matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
+            self.push(Event::TokenEndpointError { status, class: error.class });
+            self.last_token_error = Some((error, correlation));
+            self.token_failed(now, ticket, failure, outage);
+        }
+        self.drain_lifecycle_events();
+    }
+
+    /// Reports that the token request for `ticket` failed in transport (connect, reset,
+    /// timeout), or was abandoned (`None`: the caller's task was cancelled).
+    pub fn handle_token_error(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        kind: Option<TransportKind>,
+    ) {
+        if !self.lifecycle.in_flight() {
+            return;
+        }
+        match kind {
+            Some(_) => {
+                self.token_failed(now, ticket, TokenFailure::Transient { retry_after: None }, true)
+            }
+            None => {
+                self.lifecycle.on_abandoned(now, ticket);
+                if core::mem::take(&mut self.token_probe) {
+                    self.token_breaker.on_abandoned(now);
+                }
+            }
+        }
+        self.drain_lifecycle_events();
+    }
+
+    fn token_failed(&mut self, now: Instant, ticket: Ticket, failure: TokenFailure, outage: bool) {
+        let was_in_flight = self.lifecycle.in_flight();
+        self.lifecycle.on_failure(now, ticket, failure, &mut self.rng);
+        if !was_in_flight || self.lifecycle.in_flight() {
+            return; // stale ticket
+        }
+        self.counters.token_failures = self.counters.token_failures.saturating_add(1);
+        self.token_probe = false;
+        if outage {
+            self.token_breaker.on_failure(now, &mut self.rng);
+        } else {
+            self.token_breaker.on_success(now);
+        }
+        self.drain_breaker_events();
+    }
+
+    // ----- API side ---------------------------------------------------------------------
+
+    /// Starts tracking one API request.
+    pub fn begin(&mut self, now: Instant, spec: RequestSpec) -> RequestState {
+        self.counters.requests = self.counters.requests.saturating_add(1);
+        self.budget.deposit(now);
+        RequestState {
+            spec,
+            attempts: 0,
+            retries: 0,
+            reauthenticated: false,
+            generation: None,
+            not_before: now,
+            probe: false,
+            in_flight: false,
+        }
+    }
+
+    /// Decides whether the request may be sent at `now`: with which token, or until when to
+    /// wait, or why it cannot be sent at all.
+    pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N> {
+        if req.in_flight {
+            // A second authorize without an outcome: treat the earlier attempt as abandoned.
+            self.abandon(now, req);
+        }
+        if let Some(deadline) = req.spec.deadline
+            && now > deadline
+        {
+            return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
+        }
+        if now < req.not_before {
+            return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
+        }
+        if self.lifecycle.token(now).is_none() {
+            if let Some(error) = self.token_unavailable(now, req) {
+                return self.fail(error);
+            }
+            return Authorize::Wait {
+                until: self.token_wait_until(now),
+                reason: WaitReason::Token,
+            };
+        }
+        if let Pace::NotBefore { at, reason } = self.pacer.check(now, req.spec.priority) {
+            if req.spec.deadline.is_some_and(|d| at > d) {
+                return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
+            }
+            self.counters.paced_ms = self
+                .counters
+                .paced_ms
+                .saturating_add(at.saturating_duration_since(now).as_millis());
+            return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
+        }
+        let breaker_config = self.config.api_breaker;
+        let breaker = self.host_breaker(now, req.spec.host, breaker_config);
+        let admission = breaker.check(now);
+        self.drain_breaker_events();
+        match admission {
+            Admission::Allowed => req.probe = false,
+            Admission::Probe => req.probe = true,
+            Admission::ProbeInFlight => {
+                return Authorize::Wait { until: None, reason: WaitReason::BreakerProbe };
+            }
+            Admission::Rejected { until } => {
+                return self.fail(ApiError::new(ApiErrorKind::CircuitOpen { until }));
+            }
+        }
+        self.pacer.on_send(now, req.spec.priority);
+        req.attempts = req.attempts.saturating_add(1);
+        req.in_flight = true;
+        self.counters.attempts = self.counters.attempts.saturating_add(1);
+        match self.lifecycle.token(now) {
+            Some((token, generation)) => {
+                req.generation = Some(generation);
+                Authorize::Send { token, generation }
+            }
+            // Checked above; kept total rather than panicking.
+            None => Authorize::Wait { until: None, reason: WaitReason::Token },
+        }
+    }
+
+    /// When the next token request can go out (never before `now`), if none is in flight.
+    fn token_wait_until(&self, now: Instant) -> Option<Instant> {
+        if self.lifecycle.in_flight() {
+            return None;
+        }
+        self.lifecycle.next_request_at().map(|at| {
+            let at = match self.token_breaker.next_change() {
+                Some(change) => at.max(change),
+                None => at,
+            };
+            at.max(now)
+        })
+    }
+
+    /// Whether a caller without a token should fail now rather than wait.
+    fn token_unavailable(&mut self, now: Instant, req: &RequestState) -> Option<ApiError> {
+        use crate::lifecycle::LifecycleState;
+        match self.lifecycle.state(now) {
+            LifecycleState::Rejected { reason } => {
+                let (oauth, correlation) = self.last_token_error.clone().unzip();
+                return Some(ApiError {
+                    kind: ApiErrorKind::CredentialsRejected { reason, oauth },
+                    status: self.last_token_error.as_ref().map(|(e, _)| e.status),
+                    correlation_id: correlation.flatten(),
+                });
+            }
+            LifecycleState::Acquiring => return None,
+            _ => {}
+        }
+        let breaker_open =
+            matches!(self.token_breaker.state(), crate::breaker::BreakerState::Open { .. });
+        let retry_at = self.token_wait_until(now);
+        let past_deadline = matches!((retry_at, req.spec.deadline), (Some(at), Some(d)) if at > d);
+        if breaker_open || past_deadline {
+            let (last, correlation) = self.last_token_error.clone().unzip();
+            return Some(ApiError {
+                kind: ApiErrorKind::TokenUnavailable { retry_at, last },
+                status: self.last_token_error.as_ref().map(|(e, _)| e.status),
+                correlation_id: correlation.flatten(),
+            });
+        }
+        None
+    }
+
+    fn host_breaker(
+        &mut self,
+        now: Instant,
+        host: HostKey,
+        config: BreakerConfig,
+    ) -> &mut CircuitBreaker {
+        let index = match self.hosts.iter().position(|(k, _, _)| *k == host) {
+            Some(i) => i,
+            None => {
+                if self.hosts.is_full() {
+                    // Recycle the least recently used breaker.
+                    let lru = self
+                        .hosts
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, (_, _, used))| *used)
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
+                    let _ = self.hosts.swap_remove(lru);
+                }
+                let _ = self.hosts.push((host, CircuitBreaker::new(config), now));
+                self.hosts.len().saturating_sub(1)
+            }
+        };
+        // `index` is in bounds by construction; a zero-capacity `H` falls back to the token
+        // breaker's sibling below.
+        match self.hosts.get_mut(index) {
+            Some(entry) => {
+                entry.2 = now;
+                &mut entry.1
+            }
+            None => &mut self.token_breaker,
+        }
+    }
+
+    fn host_open_until(&self, host: HostKey) -> Option<Instant> {
+        self.hosts.iter().find(|(k, _, _)| *k == host).and_then(|(_, b, _)| match b.state() {
+            crate::breaker::BreakerState::Open { until } => Some(until),
+            _ => None,
+        })
+    }
+
+    fn with_host_breaker(
+        &mut self,
+        now: Instant,
+        host: HostKey,
+        f: impl FnOnce(&mut CircuitBreaker, &mut Rng),
+    ) {
+        if let Some(entry) = self.hosts.iter_mut().find(|(k, _, _)| *k == host) {
+            entry.2 = now;
+            f(&mut entry.1, &mut self.rng);
+        }
+        self.drain_breaker_events();
+    }
+
+    /// Reports the API's answer to the attempt last authorized for `req`, and returns what to do.
+    pub fn handle_response<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        status: u16,
+        headers: &Hd,
+        body: &[u8],
+    ) -> Verdict {
+        req.in_flight = false;
+        let reference = self.reference(now, headers);
+        let classified = classify_response(status, headers, body, reference);
+        if let Some(snapshot) = &classified.rate_limit {
+            self.pacer.observe(now, snapshot);
+        }
+        let correlation = classified.correlation_id.clone();
+        let probe = core::mem::take(&mut req.probe);
+        let host = req.spec.host;
+        let verdict = match classified.class {
+            ResponseClass::Success | ResponseClass::Permanent { .. } => {
+                self.with_host_breaker(now, host, |b, _| b.on_success(now));
+                Verdict::Done
+            }
+            ResponseClass::Forbidden(diagnosis) => {
+                self.with_host_breaker(now, host, |b, _| b.on_success(now));
+                Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden(diagnosis)))
+            }
+            ResponseClass::Unauthorized { .. } => {
+                self.counters.unauthorized = self.counters.unauthorized.saturating_add(1);
+                self.with_host_breaker(now, host, |b, _| b.on_success(now));
+                if let Some(generation) = req.generation {
+                    let _ = self.lifecycle.invalidate(now, generation);
+                    self.drain_lifecycle_events();
+                }
+                if req.reauthenticated {
+                    Verdict::Fail(ApiError::new(ApiErrorKind::Unauthorized))
+                } else {
+                    req.reauthenticated = true;
+                    self.counters.retries = self.counters.retries.saturating_add(1);
+                    Verdict::Retry {
+                        at: now,
+                        reason: RetryReason::Reauthenticate,
+                        source: WaitSource::Backoff,
+                    }
+                }
+            }
+            ResponseClass::RateLimited { retry_after, .. } => {
+                self.counters.rate_limited = self.counters.rate_limited.saturating_add(1);
+                // A 429 is the pacer's business, not an outage: the breaker is not charged.
+                if probe {
+                    self.with_host_breaker(now, host, |b, _| b.on_abandoned(now));
+                }
+                self.pacer.on_rate_limited(now, retry_after);
+                let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
+                self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
+                self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
+            }
+            ResponseClass::Transient { status, retry_after } => {
+                self.with_host_breaker(now, host, |b, rng| b.on_failure(now, rng));
+                let failure = if status == 503 && retry_after.is_some() {
+                    Failure::TransientNotProcessed
+                } else {
+                    Failure::Transient
+                };
+                self.retry(now, req, failure, retry_after, RetryReason::ServerError(status))
+            }
+        };
+        self.finish(verdict, Some(status), correlation)
+    }
+
+    /// Reports that the attempt last authorized for `req` failed in transport.
+    pub fn handle_transport_error(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        kind: TransportKind,
+    ) -> Verdict {
+        req.in_flight = false;
+        req.probe = false;
+        let host = req.spec.host;
+        self.with_host_breaker(now, host, |b, rng| b.on_failure(now, rng));
+        let verdict =
+            self.retry(now, req, Failure::Transport(kind), None, RetryReason::Transport(kind));
+        self.finish(verdict, None, None)
+    }
+
+    /// The caller gave up on `req` (cancelled, timed out on its side) while an attempt was in
+    /// flight: release what it held (a breaker probe). Harmless otherwise.
+    pub fn abandon(&mut self, now: Instant, req: &mut RequestState) {
+        if core::mem::take(&mut req.in_flight) && core::mem::take(&mut req.probe) {
+            let host = req.spec.host;
+            self.with_host_breaker(now, host, |b, _| b.on_abandoned(now));
+        }
+    }
+
+    fn retry(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        failure: Failure,
+        retry_after: Option<Duration>,
+        reason: RetryReason,
+    ) -> Verdict {
+        let attempt = Attempt {
+            method: req.spec.method,
+            idempotent: req.spec.idempotent,
+            retries_done: req.retries,
+            deadline: req.spec.deadline,
+        };
+        match self.config.retry.decide(
+            now,
+            &attempt,
+            failure,
+            retry_after,
+            &mut self.budget,
+            &mut self.rng,
+        ) {
+            RetryDecision::RetryAt { at, source, .. } => {
+                // A retry into an open breaker would only be refused later: say so now.
+                if let Some(until) = self.host_open_until(req.spec.host) {
+                    return Verdict::Fail(ApiError::new(ApiErrorKind::CircuitOpen { until }));
+                }
+                req.retries = req.retries.saturating_add(1);
+                req.not_before = at;
+                self.counters.retries = self.counters.retries.saturating_add(1);
+                Verdict::Retry { at, reason, source }
+            }
+            RetryDecision::GiveUp(give_up) => {
+                Verdict::Fail(ApiError::new(ApiErrorKind::GaveUp { reason: give_up, last: reason }))
+            }
+        }
+    }
+
+    fn finish(
+        &mut self,
+        verdict: Verdict,
+        status: Option<u16>,
+        correlation: Option<CorrelationId>,
+    ) -> Verdict {
+        match verdict {
+            Verdict::Fail(mut error) => {
+                error.status = error.status.or(status);
+                error.correlation_id = error.correlation_id.or(correlation);
+                self.counters.failed = self.counters.failed.saturating_add(1);
+                Verdict::Fail(error)
+            }
+            other => other,
+        }
+    }
+
+    fn fail(&mut self, error: ApiError) -> Authorize<'_, N> {
+        self.counters.failed = self.counters.failed.saturating_add(1);
+        Authorize::Fail(error)
+    }
+
+    fn retry_after<Hd: Headers + ?Sized>(&self, now: Instant, headers: &Hd) -> Option<Duration> {
+        let value = headers.get("retry-after")?;
+        crate::http::retry_after::parse_retry_after(value)?.delay(self.reference(now, headers))
+    }
+
+    // ----- time and events --------------------------------------------------------------
+
+    /// The next instant at which the session has work, and why. `None`: nothing scheduled
+    /// (waiters are woken by events).
+    pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {
+        let lifecycle = self.lifecycle.poll_timeout().map(|(at, wake)| match wake {
+            Wake::RequestDue => (
+                self.token_breaker.next_change().map_or(at, |c| at.max(c)),
+                Reason::TokenRequestDue,
+            ),
+            Wake::RequestTimeout => (at, Reason::TokenRequestTimeout),
+            Wake::TokenExpiry => (at, Reason::TokenExpiry),
+        });
+        let breakers = self
+            .hosts
+            .iter()
+            .filter_map(|(_, b, _)| b.next_change())
+            .chain(self.token_breaker.next_change())
+            .min()
+            .map(|at| (at, Reason::BreakerHalfOpen));
+        match (lifecycle, breakers) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Processes deadlines that have passed at `now`. Safe to call at any time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let was_in_flight = self.lifecycle.in_flight();
+        self.lifecycle.handle_timeout(now, &mut self.rng);
+        if was_in_flight && !self.lifecycle.in_flight() {
+            // The token request timed out: an outage as far as the breaker is concerned.
+            self.counters.token_failures = self.counters.token_failures.saturating_add(1);
+            self.token_probe = false;
+            self.token_breaker.on_failure(now, &mut self.rng);
+        }
+        self.token_breaker.handle_timeout(now);
+        for (_, breaker, _) in self.hosts.iter_mut() {
+            breaker.handle_timeout(now);
+        }
+        self.drain_breaker_events();
+        self.drain_lifecycle_events();
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.drain_lifecycle_events();
+        self.drain_breaker_events();
+        self.events.pop_front()
+    }
+
+    fn push(&mut self, event: Event) {
+        if self.events.is_full() {
+            let _ = self.events.pop_front();
+        }
+        let _ = self.events.push_back(event);
+    }
+
+    fn drain_lifecycle_events(&mut self) {
+        while let Some(e) = self.lifecycle.poll_event() {
+            self.push(Event::Token(e));
+        }
+    }
+
+    fn drain_breaker_events(&mut self) {
+        while let Some(event) = self.token_breaker.poll_event() {
+            if matches!(event, BreakerEvent::Opened { .. }) {
+                self.counters.breaker_trips = self.counters.breaker_trips.saturating_add(1);
+            }
+            self.push(Event::Breaker { target: BreakerTarget::TokenEndpoint, event });
+        }
+        for i in 0..self.hosts.len() {
+            while let Some((key, event)) =
+                self.hosts.get_mut(i).and_then(|(k, b, _)| b.poll_event().map(|e| (*k, e)))
+            {
+                if matches!(event, BreakerEvent::Opened { .. }) {
+                    self.counters.breaker_trips = self.counters.breaker_trips.saturating_add(1);
+                }
+                self.push(Event::Breaker { target: BreakerTarget::Host(key), event });
+            }
+        }
+    }
+
+    // ----- snapshots --------------------------------------------------------------------
+
+    /// Seals the current token into `out` under `key` (see [`crate::snapshot`]). Needs the wall
+    /// clock ([`set_wall_clock`](Self::set_wall_clock)). Returns the bytes written, or `Ok(0)`
+    /// when there is no usable token to seal.
+    pub fn seal(&self, now: Instant, key: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
+        let (Some(wall), Some((token, expires_at))) = (self.wall, self.lifecycle.current(now))
+        else {
+            return Ok(0);
+        };
+        let expires = wall.wall_at(expires_at);
+        snapshot::seal(token, expires, self.credentials.fingerprint(), key, out)
+    }
+
+    /// Restores a token sealed by [`seal`](Self::seal) (perhaps before a reboot). Needs the wall
+    /// clock. On success the token is served until its refresh point as if freshly acquired.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        sealed: &[u8],
+        key: &[u8],
+    ) -> Result<Generation, RestoreError> {
+        let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
+        let restored =
+            snapshot::unseal::<N>(sealed, key, wall.wall_at(now), self.credentials.fingerprint())
+                .map_err(RestoreError::Unseal)?;
+        let expires_at = wall.instant_at(restored.expires_at);
+        let generation = self
+            .lifecycle
+            .install(now, restored.token, expires_at, &mut self.rng)
+            .ok_or(RestoreError::NotUsable)?;
+        self.drain_lifecycle_events();
+        Ok(generation)
+    }
+}
+
+/// Why [`Session::restore`] did not install a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The session does not know the wall-clock time.
+    NoWallClock,
+    /// The snapshot was rejected.
+    Unseal(UnsealError),
+    /// The token is too close to expiry, or the credentials were rejected.
+    NotUsable,
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreError::NoWallClock => {
+                f.write_str("wall-clock time unknown; call set_wall_clock first")
+            }
+            RestoreError::Unseal(e) => write!(f, "{e}"),
+            RestoreError::NotUsable => f.write_str("restored token is too close to expiry"),
+        }
+    }
+}
+
+impl core::error::Error for RestoreError {}

@@ -1,0 +1,573 @@
+//! Timeline tests for the session: each scenario of the reference guide, with explicit times.
+#![allow(clippy::result_large_err, clippy::type_complexity)]
+
+use credflow_core::Duration;
+use credflow_core::Instant;
+use credflow_core::breaker::BreakerEvent;
+use credflow_core::http::Method;
+use credflow_core::lifecycle::{LifecycleEvent, RejectReason, Ticket};
+use credflow_core::oauth::TokenErrorClass;
+use credflow_core::ratelimit::pacer::Priority;
+use credflow_core::retry::policy::{GiveUpReason, TransportKind};
+use credflow_core::secret::Credentials;
+use credflow_core::session::{
+    ApiErrorKind, Authorize, BreakerTarget, Event, HostKey, Reason, RequestSpec, RequestState,
+    RetryReason, Session, SessionConfig, TokenEndpoint, Verdict, WaitReason,
+};
+
+const TOKEN_URL: &str = "https://login.mypurecloud.com/oauth/token";
+
+fn ms(v: u64) -> Instant {
+    Instant::from_millis(v)
+}
+fn secs(v: u64) -> Instant {
+    Instant::from_secs(v)
+}
+
+fn token_body(token: &str, expires_in: u64) -> String {
+    format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{expires_in}}}"#)
+}
+
+/// A session plus the one token request it may have outstanding.
+struct Harness {
+    s: Session<256, 4>,
+    pending: Option<Ticket>,
+    buf: Vec<u8>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(SessionConfig::default())
+    }
+
+    fn with(config: SessionConfig) -> Self {
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new(TOKEN_URL).unwrap();
+        Harness {
+            s: Session::new(creds, endpoint, config, 7).unwrap(),
+            pending: None,
+            buf: vec![0; 2048],
+        }
+    }
+
+    /// Polls for a token request; returns whether one was produced (and records it).
+    fn poll_token(&mut self, now: Instant) -> bool {
+        let polled = self.s.poll_token_request(now, &mut self.buf).unwrap();
+        match polled {
+            Some((ticket, request)) => {
+                assert!(self.pending.is_none(), "two token requests in flight");
+                assert_eq!(request.path, "/oauth/token");
+                self.pending = Some(ticket);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn answer_token(&mut self, now: Instant, status: u16, headers: &[(&str, &str)], body: &str) {
+        let ticket = self.pending.take().expect("no token request outstanding");
+        self.s.handle_token_response(now, ticket, status, headers, body.as_bytes());
+    }
+
+    /// Sends the token request and answers it with a token of `life` seconds.
+    fn acquire(&mut self, now: Instant, token: &str, life: u64) {
+        assert!(self.poll_token(now), "token request expected at {now}");
+        self.answer_token(now, 200, &[], &token_body(token, life));
+    }
+
+    fn begin(&mut self, now: Instant, method: Method) -> RequestState {
+        self.s.begin(now, RequestSpec::new(method, HostKey::from_host("api.mypurecloud.com")))
+    }
+
+    /// Authorizes; returns the token value if the session said Send.
+    fn send(&mut self, now: Instant, req: &mut RequestState) -> Result<String, Authorize<'_, 256>> {
+        match self.s.authorize(now, req) {
+            Authorize::Send { token, .. } => Ok(token.as_str().to_owned()),
+            other => Err(other),
+        }
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+}
+
+#[test]
+fn first_token_then_requests_use_it() {
+    let mut h = Harness::new();
+    let mut req = h.begin(secs(0), Method::Get);
+    match h.s.authorize(secs(0), &mut req) {
+        Authorize::Wait { until: Some(t), reason: WaitReason::Token } => assert_eq!(t, secs(0)),
+        other => panic!("{other:?}"),
+    }
+    h.acquire(secs(0), "T1", 300);
+    assert_eq!(h.send(secs(0), &mut req).unwrap(), "T1");
+    let v = h.s.handle_response(secs(0), &mut req, 200, &[("inin-ratelimit-count", "1")], b"{}");
+    assert_eq!(v, Verdict::Done);
+    assert!(
+        h.events().iter().any(|e| matches!(e, Event::Token(LifecycleEvent::TokenAcquired { .. })))
+    );
+    let c = h.s.counters();
+    assert_eq!((c.requests, c.attempts, c.token_requests, c.retries), (1, 1, 1, 0));
+}
+
+#[test]
+fn token_expiring_mid_batch_is_refreshed_ahead_and_never_served_expired() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 300);
+    let times = h.s.token(secs(0)).unwrap().1;
+    assert!(times.refresh_at <= secs(240) && times.refresh_at > secs(210));
+    // A batch: one request per second for 400 s. The refresh goes out at the refresh point and is
+    // answered 2 s later; every request in between still gets T1 (stale-while-revalidate).
+    let mut served = Vec::new();
+    for t in 0..400u64 {
+        let now = secs(t);
+        if h.pending.is_some() && now >= times.refresh_at + Duration::from_secs(2) {
+            h.answer_token(now, 200, &[], &token_body("T2", 300));
+        }
+        let due = h.poll_token(now);
+        assert_eq!(due, t == times.refresh_at.as_millis().div_ceil(1000), "refresh at {now}");
+        let mut req = h.begin(now, Method::Get);
+        let token = h.send(now, &mut req).expect("a token is always usable in this batch");
+        let v = h.s.handle_response(now, &mut req, 200, &[], b"");
+        assert_eq!(v, Verdict::Done);
+        served.push((t, token));
+    }
+    let switch_s = (times.refresh_at + Duration::from_secs(2)).as_millis().div_ceil(1000);
+    for (t, tok) in &served {
+        assert_eq!(tok == "T1", *t < switch_s, "at {t} s served {tok}");
+    }
+    assert_eq!(h.s.counters().token_requests, 2);
+}
+
+#[test]
+fn hundred_concurrent_401s_cause_one_refresh_and_one_retry_each() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut reqs: Vec<RequestState> = (0..100).map(|_| h.begin(secs(1), Method::Get)).collect();
+    for r in reqs.iter_mut() {
+        assert_eq!(h.send(secs(1), r).unwrap(), "T1");
+    }
+    // The token was revoked: all 100 come back 401.
+    let challenge = [("WWW-Authenticate", r#"Bearer error="invalid_token""#)];
+    for r in reqs.iter_mut() {
+        match h.s.handle_response(secs(2), r, 401, &challenge, b"") {
+            Verdict::Retry { at, reason: RetryReason::Reauthenticate, .. } => {
+                assert_eq!(at, secs(2))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(h.poll_token(secs(2)), "one refresh");
+    assert!(!h.poll_token(secs(2)), "only one");
+    for r in reqs.iter_mut() {
+        assert!(matches!(
+            h.s.authorize(secs(2), r),
+            Authorize::Wait { reason: WaitReason::Token, .. }
+        ));
+    }
+    h.answer_token(secs(3), 200, &[], &token_body("T2", 3600));
+    for r in reqs.iter_mut() {
+        assert_eq!(h.send(secs(3), r).unwrap(), "T2");
+        assert_eq!(h.s.handle_response(secs(3), r, 200, &[], b""), Verdict::Done);
+    }
+    let c = h.s.counters();
+    assert_eq!(c.token_requests, 2);
+    assert_eq!(c.unauthorized, 100);
+    assert_eq!(c.attempts, 200, "each request retried exactly once");
+}
+
+#[test]
+fn a_second_401_with_a_fresh_token_fails_with_a_clear_error() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut req).unwrap();
+    let _ = h.s.handle_response(secs(0), &mut req, 401, &[], b"");
+    h.acquire(secs(0), "T2", 3600);
+    h.send(secs(0), &mut req).unwrap();
+    let body = br#"{"message":"bad","code":"bad.credentials","status":401,"contextId":"ctx-9"}"#;
+    match h.s.handle_response(secs(0), &mut req, 401, &[("ININ-Correlation-Id", "corr-1")], body) {
+        Verdict::Fail(e) => {
+            assert_eq!(e.kind, ApiErrorKind::Unauthorized);
+            assert_eq!(e.status, Some(401));
+            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("corr-1"));
+            assert!(e.likely_cause().contains("environment"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn late_401_for_an_old_generation_keeps_the_new_token() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut slow = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut slow).unwrap();
+    let mut fast = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut fast).unwrap();
+    let _ = h.s.handle_response(secs(1), &mut fast, 401, &[], b"");
+    h.acquire(secs(1), "T2", 3600);
+    // The slow request, sent with T1, now reports its 401: T2 must survive.
+    let _ = h.s.handle_response(secs(2), &mut slow, 401, &[], b"");
+    assert!(!h.poll_token(secs(2)), "no second refresh");
+    assert_eq!(h.send(secs(2), &mut slow).unwrap(), "T2");
+}
+
+#[test]
+fn retry_after_is_honoured_and_paces_everyone() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(10), Method::Get);
+    h.send(secs(10), &mut req).unwrap();
+    let headers = [("Retry-After", "42"), ("ININ-Correlation-Id", "c-429")];
+    let body = br#"{"message":"Rate limit exceeded the maximum. Retry the request in [42] seconds","code":"too.many.requests.retry.after","status":429}"#;
+    match h.s.handle_response(secs(10), &mut req, 429, &headers, body) {
+        Verdict::Retry { at, reason: RetryReason::RateLimited, .. } => assert_eq!(at, secs(52)),
+        other => panic!("{other:?}"),
+    }
+    // T-1: the request itself and any other normal request wait.
+    assert!(
+        matches!(h.s.authorize(ms(51_999), &mut req), Authorize::Wait { until: Some(t), .. } if t == secs(52))
+    );
+    let mut other = h.begin(secs(11), Method::Get);
+    assert!(
+        matches!(h.s.authorize(secs(11), &mut other), Authorize::Wait { until: Some(t), reason: WaitReason::Paced(_) } if t >= secs(52))
+    );
+    // T: allowed.
+    assert_eq!(h.send(secs(52), &mut req).unwrap(), "T1");
+    assert!(h.events().iter().any(|e| matches!(e, Event::RateLimited { until, correlation_id: Some(c) } if *until == secs(52) && c.as_str() == "c-429")));
+}
+
+#[test]
+fn post_is_retried_after_429_but_not_after_500() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Post);
+    h.send(secs(0), &mut req).unwrap();
+    assert!(matches!(
+        h.s.handle_response(secs(0), &mut req, 429, &[("Retry-After", "1")], b""),
+        Verdict::Retry { .. }
+    ));
+    h.send(secs(1), &mut req).unwrap();
+    match h.s.handle_response(secs(1), &mut req, 500, &[], b"") {
+        Verdict::Fail(e) => assert!(matches!(
+            e.kind,
+            ApiErrorKind::GaveUp { reason: GiveUpReason::NotIdempotent, .. }
+        )),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn daily_limit_fails_fast_and_names_the_wait() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut req).unwrap();
+    match h.s.handle_response(secs(0), &mut req, 429, &[("Retry-After", "30000")], b"") {
+        Verdict::Fail(e) => {
+            let GiveUpReason::WaitTooLong { wait, .. } = (match e.kind {
+                ApiErrorKind::GaveUp { reason, .. } => reason,
+                other => panic!("{other:?}"),
+            }) else {
+                panic!()
+            };
+            assert_eq!(wait, Duration::from_secs(30_000));
+            assert!(e.to_string().contains("8h20m"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn transient_errors_retry_with_backoff_then_give_up() {
+    // A breaker threshold above the retry count, so the retry policy is what gives up.
+    let mut config = SessionConfig::default();
+    config.api_breaker.consecutive_failures = 10;
+    let mut h = Harness::with(config);
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Get);
+    let mut now = secs(0);
+    for retry in 0..3 {
+        h.send(now, &mut req).unwrap();
+        match h.s.handle_response(now, &mut req, 502, &[], b"<html>bad gateway</html>") {
+            Verdict::Retry { at, reason: RetryReason::ServerError(502), .. } => {
+                assert!(at >= now && at <= now + Duration::from_millis(500 << retry));
+                now = at;
+            }
+            other => panic!("retry {retry}: {other:?}"),
+        }
+    }
+    h.send(now, &mut req).unwrap();
+    match h.s.handle_response(now, &mut req, 503, &[], b"") {
+        Verdict::Fail(e) => assert!(matches!(
+            e.kind,
+            ApiErrorKind::GaveUp { reason: GiveUpReason::RetriesExhausted { retries: 3 }, .. }
+        )),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn token_endpoint_maintenance_opens_the_breaker_probes_and_recovers() {
+    let mut h = Harness::new();
+    let mut now = secs(0);
+    let outage_ends = secs(120);
+    let answers: [(u16, &[(&str, &str)], &str); 3] = [
+        (503, &[], "<html>maintenance</html>"),
+        (429, &[], ""),
+        (
+            400,
+            &[],
+            r#"{"error":"invalid_request","description":"rate limit exceeded; try later","error_description":"rate limit exceeded; try later"}"#,
+        ),
+    ];
+    let mut sent = Vec::new();
+    let mut opened_at = None;
+    while now < secs(600) {
+        if h.poll_token(now) {
+            sent.push(now);
+            if now < outage_ends {
+                let (status, headers, body) = answers[sent.len() % 3];
+                h.answer_token(now, status, headers, body);
+            } else {
+                h.answer_token(now, 200, &[], &token_body("T", 3600));
+            }
+        }
+        for e in h.events() {
+            if let Event::Breaker {
+                target: BreakerTarget::TokenEndpoint,
+                event: BreakerEvent::Opened { .. },
+            } = e
+            {
+                opened_at.get_or_insert(now);
+            }
+        }
+        if h.s.token(now).is_some() {
+            break;
+        }
+        // Callers arriving while the breaker is open get a fast, typed error.
+        if matches!(
+            h.s.lifecycle().state(now),
+            credflow_core::lifecycle::LifecycleState::BackingOff { .. }
+        ) && opened_at.is_some()
+        {
+            let mut req = h.begin(now, Method::Get);
+            match h.s.authorize(now, &mut req) {
+                Authorize::Fail(e) => {
+                    assert!(matches!(e.kind, ApiErrorKind::TokenUnavailable { .. }), "{e:?}")
+                }
+                Authorize::Wait { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // Jump to the next deadline, as an adapter's timer would.
+        let next = h.s.poll_timeout().map(|(at, _)| at).unwrap_or(now + Duration::from_secs(1));
+        now = next.max(now + Duration::from_millis(1));
+        h.s.handle_timeout(now);
+    }
+    eprintln!("token requests at {sent:?}, opened at {opened_at:?}, recovered at {now}");
+    let opened_at = opened_at.expect("breaker opened");
+    assert_eq!(sent.iter().filter(|t| **t <= opened_at).count(), 3, "opens after 3 failures");
+    assert!(h.s.token(now).is_some(), "recovered at {now}");
+    assert!(
+        now >= outage_ends && now < outage_ends + Duration::from_secs(330),
+        "recovered at {now}"
+    );
+    // During the outage the token endpoint saw few requests: backoff and breaker cooldowns.
+    let during = sent.iter().filter(|t| **t < outage_ends).count();
+    assert!(during <= 12, "{during} token requests during a 2 min outage: {sent:?}");
+    assert!(h.s.counters().breaker_trips >= 1);
+}
+
+#[test]
+fn invalid_client_stops_and_says_why() {
+    let mut h = Harness::new();
+    assert!(h.poll_token(secs(0)));
+    let body = r#"{"error":"invalid_client","description":"authentication failed","error_description":"authentication failed"}"#;
+    h.answer_token(secs(0), 401, &[("ININ-Correlation-Id", "abc-123")], body);
+    let mut req = h.begin(secs(1), Method::Get);
+    match h.s.authorize(secs(1), &mut req) {
+        Authorize::Fail(e) => {
+            assert!(matches!(
+                e.kind,
+                ApiErrorKind::CredentialsRejected {
+                    reason: RejectReason::InvalidClient,
+                    oauth: Some(_)
+                }
+            ));
+            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("abc-123"));
+            let text = e.to_string();
+            assert!(
+                text.contains("invalid_client") && text.contains("authentication failed"),
+                "{text}"
+            );
+            assert!(e.likely_cause().contains("region"));
+        }
+        other => panic!("{other:?}"),
+    }
+    for t in [1, 60, 3600, 86_400] {
+        assert!(!h.poll_token(secs(t)), "no retry loop with a wrong secret");
+    }
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::TokenEndpointError { status: 401, class: TokenErrorClass::CredentialsRejected }
+    )));
+    // Secret rotation restarts it.
+    h.s.set_credentials(secs(100_000), Credentials::from_strs("client", "rotated").unwrap());
+    h.acquire(secs(100_000), "T", 300);
+}
+
+#[test]
+fn a_retry_into_an_open_breaker_fails_at_once_with_the_reopen_time() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Get);
+    let mut now = secs(0);
+    for _ in 0..2 {
+        h.send(now, &mut req).unwrap();
+        match h.s.handle_response(now, &mut req, 502, &[], b"") {
+            Verdict::Retry { at, .. } => now = at,
+            other => panic!("{other:?}"),
+        }
+    }
+    h.send(now, &mut req).unwrap();
+    match h.s.handle_response(now, &mut req, 502, &[], b"") {
+        Verdict::Fail(e) => {
+            assert!(matches!(e.kind, ApiErrorKind::CircuitOpen { until } if until > now), "{e:?}");
+            assert_eq!(e.status, Some(502));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn api_breaker_opens_on_server_errors_and_fails_fast() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    for _ in 0..3 {
+        let mut req = h.begin(secs(1), Method::Get);
+        h.send(secs(1), &mut req).unwrap();
+        let _ = h.s.handle_transport_error(secs(1), &mut req, TransportKind::Connect);
+    }
+    let mut req = h.begin(secs(1), Method::Get);
+    match h.s.authorize(secs(1), &mut req) {
+        Authorize::Fail(e) => match e.kind {
+            ApiErrorKind::CircuitOpen { until } => assert!(until > secs(1)),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    let (at, reason) = h.s.poll_timeout().unwrap();
+    assert_eq!(reason, Reason::BreakerHalfOpen);
+    h.s.handle_timeout(at);
+    let mut probe = h.begin(at, Method::Get);
+    h.send(at, &mut probe).unwrap();
+    let mut waiter = h.begin(at, Method::Get);
+    assert!(matches!(
+        h.s.authorize(at, &mut waiter),
+        Authorize::Wait { reason: WaitReason::BreakerProbe, .. }
+    ));
+    assert_eq!(h.s.handle_response(at, &mut probe, 200, &[], b""), Verdict::Done);
+    assert_eq!(h.send(at, &mut waiter).unwrap(), "T1");
+}
+
+#[test]
+fn forbidden_names_the_missing_permission() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let mut req = h.begin(secs(0), Method::Post);
+    h.send(secs(0), &mut req).unwrap();
+    let body = br#"{"message":"Unable to perform the requested action. You are missing the following permission(s): [analytics:conversationDetail:view]","code":"missing.permissions","status":403,"contextId":"ctx-403"}"#;
+    match h.s.handle_response(secs(0), &mut req, 403, &[], body) {
+        Verdict::Fail(e) => {
+            let text = e.to_string();
+            assert!(text.contains("analytics:conversationDetail:view"), "{text}");
+            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("ctx-403"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deadline_bounds_every_wait() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let spec = RequestSpec { deadline: Some(secs(5)), ..RequestSpec::new(Method::Get, HostKey(1)) };
+    let mut req = h.s.begin(secs(0), spec);
+    h.send(secs(0), &mut req).unwrap();
+    match h.s.handle_response(secs(0), &mut req, 429, &[("Retry-After", "10")], b"") {
+        Verdict::Fail(e) => assert!(matches!(
+            e.kind,
+            ApiErrorKind::GaveUp { reason: GiveUpReason::PastDeadline { .. }, .. }
+        )),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn critical_requests_use_the_reserve() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    // Server says: 5 of 100 left for the next 60 s.
+    let headers = [
+        ("inin-ratelimit-count", "95"),
+        ("inin-ratelimit-allowed", "100"),
+        ("inin-ratelimit-reset", "60"),
+    ];
+    let mut req = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut req).unwrap();
+    assert_eq!(h.s.handle_response(secs(0), &mut req, 200, &headers, b""), Verdict::Done);
+    let mut bg = h.s.begin(
+        secs(0),
+        RequestSpec { priority: Priority::Background, ..RequestSpec::new(Method::Get, HostKey(1)) },
+    );
+    assert!(matches!(
+        h.s.authorize(secs(0), &mut bg),
+        Authorize::Wait { reason: WaitReason::Paced(_), .. }
+    ));
+    let mut crit = h.s.begin(
+        secs(0),
+        RequestSpec { priority: Priority::Critical, ..RequestSpec::new(Method::Get, HostKey(1)) },
+    );
+    assert!(matches!(h.s.authorize(secs(0), &mut crit), Authorize::Send { .. }));
+}
+
+#[test]
+fn sealed_snapshot_survives_a_reboot() {
+    use credflow_core::{UnixTime, WallClock};
+    let mut h = Harness::new();
+    h.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_000)));
+    h.acquire(secs(0), "T1", 3600);
+    let mut sealed = [0u8; 512];
+    let key = b"0123456789abcdef-device";
+    let n = h.s.seal(secs(10), key, &mut sealed).unwrap();
+    assert!(n > 0);
+    // Reboot: a new session, a new monotonic origin, 100 s later in wall time.
+    let mut rebooted = Harness::new();
+    rebooted.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_100)));
+    rebooted.s.restore(secs(0), &sealed[..n], key).unwrap();
+    let mut req = rebooted.begin(secs(0), Method::Get);
+    assert_eq!(rebooted.send(secs(0), &mut req).unwrap(), "T1");
+    assert!(!rebooted.poll_token(secs(0)), "no token request after restoring");
+    let mut tampered = sealed;
+    tampered[20] ^= 1;
+    let mut other = Harness::new();
+    other.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_100)));
+    assert!(other.s.restore(secs(0), &tampered[..n], key).is_err());
+}
+
+#[test]
+fn transport_failure_on_the_token_endpoint_backs_off() {
+    let mut h = Harness::new();
+    assert!(h.poll_token(secs(0)));
+    let ticket = h.pending.take().unwrap();
+    h.s.handle_token_error(secs(0), ticket, Some(TransportKind::Connect));
+    assert!(!h.poll_token(secs(0)), "backs off");
+    let (at, reason) = h.s.poll_timeout().unwrap();
+    assert_eq!(reason, Reason::TokenRequestDue);
+    assert!(at > secs(0) && at <= secs(1));
+    assert!(h.poll_token(at));
+    assert!(h.s.lifecycle().in_flight());
+}
