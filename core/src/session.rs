@@ -278,6 +278,34 @@ impl RequestState {
     }
 }
 
+/// The answer to [`Session::check_token`].
+// Returned by value and consumed at once; boxing is not available without an allocator.
+#[allow(clippy::large_enum_variant)]
+#[must_use]
+pub enum TokenStatus<'s, const N: usize> {
+    /// A usable token and its timing.
+    Ready(&'s AccessToken<N>, TokenTimes),
+    /// None yet: ask again at `until`, or on the next token event when `None`.
+    Pending {
+        /// When the next token request can go out, if known.
+        until: Option<Instant>,
+    },
+    /// None can be had now, and waiting will not help soon.
+    Unavailable(ApiError),
+}
+
+impl<const N: usize> fmt::Debug for TokenStatus<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenStatus::Ready(_, times) => f.debug_tuple("Ready").field(times).finish(),
+            TokenStatus::Pending { until } => {
+                f.debug_struct("Pending").field("until", until).finish()
+            }
+            TokenStatus::Unavailable(e) => f.debug_tuple("Unavailable").field(e).finish(),
+        }
+    }
+}
+
 /// Why an [`Authorize::Wait`] waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -678,6 +706,32 @@ impl<const N: usize, const H: usize> Session<N, H> {
     pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, TokenTimes)> {
         let (token, _) = self.lifecycle.token(now)?;
         self.lifecycle.token_times(now).map(|times| (token, times))
+    }
+
+    /// Whether a caller that wants only the token (not an API call) can have one at `now`: the
+    /// token, or until when to wait for one (`None`: until a token event), or why not. Unlike
+    /// [`authorize`](Self::authorize) it neither paces nor counts an attempt.
+    pub fn check_token(&mut self, now: Instant) -> TokenStatus<'_, N> {
+        let probe = RequestState {
+            spec: RequestSpec::new(Method::Other, HostKey(0)),
+            attempts: 0,
+            retries: 0,
+            reauthenticated: false,
+            generation: None,
+            not_before: now,
+            probe: false,
+            in_flight: false,
+        };
+        if self.lifecycle.token(now).is_none() {
+            return match self.token_unavailable(now, &probe) {
+                Some(error) => TokenStatus::Unavailable(error),
+                None => TokenStatus::Pending { until: self.token_wait_until(now) },
+            };
+        }
+        match (self.lifecycle.token(now), self.lifecycle.token_times(now)) {
+            (Some((token, _)), Some(times)) => TokenStatus::Ready(token, times),
+            _ => TokenStatus::Pending { until: None },
+        }
     }
 
     /// The token lifecycle (read-only), for observability.

@@ -1,0 +1,804 @@
+//! The shared client: one core session, a background token driver, a lock-free token cache.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use credflow_core::http::{Headers, Method as CoreMethod};
+use credflow_core::lifecycle::{Generation, LifecycleEvent};
+use credflow_core::oauth::TokenRequest;
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::session::{
+    Authorize, Counters, Event, HostKey, RequestSpec, RequestState, RetryReason, Session,
+    TokenEndpoint, TokenStatus, Verdict, WaitReason,
+};
+use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use tokio::sync::{Notify, broadcast, watch};
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// Token capacity of the session: Genesys tokens are short; JWTs from other servers run to a
+/// few KiB.
+pub const TOKEN_CAPACITY: usize = 8192;
+/// API hosts with their own circuit breaker.
+pub const HOSTS: usize = 8;
+/// Error bodies read for classification are cut at this size.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+type CoreSession = Session<TOKEN_CAPACITY, HOSTS>;
+
+/// A bearer token handed to callers: cheap to clone, redacted in `Debug`, wiped on drop.
+#[derive(Clone)]
+pub struct Token(Arc<TokenInner>);
+
+struct TokenInner {
+    value: Zeroizing<String>,
+    header: HeaderValue,
+    generation: Generation,
+    fingerprint: Fingerprint,
+    expires_at: tokio::time::Instant,
+}
+
+impl Token {
+    /// The token itself, for callers that build their own requests. Never log it.
+    pub fn as_str(&self) -> &str {
+        &self.0.value
+    }
+
+    /// The ready-made `Authorization: Bearer …` header value (marked sensitive).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0.header
+    }
+
+    /// Which token this is, as the session counts them.
+    pub fn generation(&self) -> u32 {
+        self.0.generation.0
+    }
+
+    /// A fingerprint that identifies the token in logs.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.0.fingerprint
+    }
+
+    /// Time left until the server stops accepting it.
+    pub fn expires_in(&self) -> StdDuration {
+        self.0.expires_at.saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("generation", &self.0.generation.0)
+            .field("fingerprint", &self.0.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-request options for [`Client::send_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// Pacing priority (default normal).
+    pub priority: Priority,
+    /// The caller vouches that repeating this POST/PATCH is harmless.
+    pub idempotent: bool,
+    /// Give up (without starting another attempt) after this long.
+    pub deadline: Option<StdDuration>,
+}
+
+impl Default for RequestOptions {
+    fn default() -> Self {
+        RequestOptions { priority: Priority::Normal, idempotent: false, deadline: None }
+    }
+}
+
+/// What the client reports as it works, for progress displays and timelines. Subscribe with
+/// [`Client::events`]; the same facts also go to `tracing`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// An event of the core session (token acquired, breaker opened, rate limited, …).
+    Session(Event),
+    /// A token request is being sent.
+    TokenRequest,
+    /// A request is retried after `wait`.
+    Retry {
+        /// Method and path of the request.
+        request: String,
+        /// Why.
+        reason: RetryReason,
+        /// How long until the next attempt.
+        wait: StdDuration,
+        /// Attempts made so far.
+        attempts: u32,
+    },
+    /// A request waits before it is sent.
+    Wait {
+        /// Why.
+        reason: WaitReason,
+        /// For how long, if known.
+        wait: Option<StdDuration>,
+    },
+}
+
+/// Monotonic and wall clocks, read only here.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        let ms = self.origin.elapsed().as_millis();
+        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(self, at: Instant) -> tokio::time::Instant {
+        // "Never" becomes a year from now: far enough, and representable.
+        let year = StdDuration::from_secs(365 * 86_400);
+        let offset = StdDuration::from_millis(at.as_millis());
+        self.origin
+            .checked_add(offset)
+            .unwrap_or_else(|| tokio::time::Instant::now() + year)
+            .min(tokio::time::Instant::now() + year)
+    }
+
+    fn wall(&self, now: Instant) -> WallClock {
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        WallClock::new(now, UnixTime::from_secs(secs))
+    }
+}
+
+/// The published token: read without locks on the hot path.
+struct Cached {
+    token: Token,
+    usable_until: tokio::time::Instant,
+}
+
+struct Shared {
+    session: Mutex<CoreSession>,
+    cache: ArcSwapOption<Cached>,
+    /// Bumped whenever the token or the token endpoint's state changes; waiters watch it.
+    version: watch::Sender<u64>,
+    /// Wakes the token driver.
+    kick: Notify,
+    events: broadcast::Sender<ClientEvent>,
+    http: reqwest::Client,
+    clock: Clock,
+    api_base: reqwest::Url,
+    request_timeout: StdDuration,
+    token_timeout: StdDuration,
+    token_wait: StdDuration,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The credflow client: create one per process (per client id) and share it; it is cheap to
+/// clone and `Send + Sync`.
+///
+/// It keeps a token fresh in a background task (refreshing ahead of expiry, single flight),
+/// serves [`token`](Self::token) from a lock-free cache, and sends API requests with
+/// [`send`](Self::send): token attached, paced to the server's rate limit, retried by the core's
+/// verdicts, with typed errors that carry the server's codes and correlation id.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api_base", &self.inner.shared.api_base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn install_crypto_provider() {
+    // Only the first call in a process installs; later ones (or another library's) are fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    /// Builds a client and starts its token driver. Must be called inside a tokio runtime.
+    /// The first token is requested at once, in the background.
+    pub fn new(config: Config) -> Result<Client, Error> {
+        install_crypto_provider();
+        let mut endpoint = TokenEndpoint::new(config.target.token_url())
+            .map_err(|e| Error::config(format!("token URL {:?}: {e}", config.target.token_url())))?
+            .with_auth(config.auth_method);
+        if let Some(scope) = &config.scope {
+            endpoint = endpoint.with_scope(scope).map_err(|e| Error::config(e.to_string()))?;
+        }
+        for (name, value) in &config.extra_params {
+            endpoint =
+                endpoint.with_param(name, value).map_err(|e| Error::config(e.to_string()))?;
+        }
+        let mut api_base = reqwest::Url::parse(config.target.api_base())
+            .map_err(|e| Error::config(format!("API base {:?}: {e}", config.target.api_base())))?;
+        if !api_base.path().ends_with('/') {
+            let path = format!("{}/", api_base.path());
+            api_base.set_path(&path);
+        }
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => {
+                let mut bytes = [0u8; 8];
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| Error::config(format!("no OS randomness for jitter: {e}")))?;
+                u64::from_le_bytes(bytes)
+            }
+        };
+        let session = Session::new(config.credentials, endpoint, config.session, seed)
+            .map_err(|e| Error::config(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent)
+            .build()
+            .map_err(|e| Error::transport("cannot build the HTTP client", e))?;
+        let (version, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            session: Mutex::new(session),
+            cache: ArcSwapOption::empty(),
+            version,
+            kick: Notify::new(),
+            events,
+            http,
+            clock: Clock { origin: tokio::time::Instant::now() },
+            api_base,
+            request_timeout: config.request_timeout,
+            token_timeout: config.token_timeout,
+            token_wait: config.token_wait,
+        });
+        let driver = tokio::spawn(drive(Arc::clone(&shared)));
+        Ok(Client { inner: Arc::new(Inner { shared, driver }) })
+    }
+
+    /// Builds a client from the environment ([`Config::from_env`]).
+    pub fn from_env() -> Result<Client, Error> {
+        Client::new(Config::from_env()?)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The API base URL request paths are joined to.
+    pub fn api_base(&self) -> &reqwest::Url {
+        &self.shared().api_base
+    }
+
+    /// The underlying HTTP client, to build requests for [`send`](Self::send).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.shared().http
+    }
+
+    /// The credential's fingerprint, for logs.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.shared().lock().fingerprint()
+    }
+
+    /// The core session's counters.
+    pub fn counters(&self) -> Counters {
+        self.shared().lock().counters()
+    }
+
+    /// Subscribes to the client's events (token acquired, retries, waits, breaker changes).
+    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.shared().events.subscribe()
+    }
+
+    /// Time since the client was created, on the clock the core's instants count from.
+    pub fn since_start(&self, at: Instant) -> StdDuration {
+        StdDuration::from_millis(at.as_millis())
+    }
+
+    /// A valid token. Returns at once, without locks or I/O, when one is cached (the common
+    /// case: refreshes happen in the background ahead of expiry); otherwise joins the single
+    /// token request in flight.
+    pub async fn token(&self) -> Result<Token, Error> {
+        if let Some(token) = self.shared().cached() {
+            return Ok(token);
+        }
+        self.shared().wait_for_token().await
+    }
+
+    /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
+        self.api_base()
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| Error::config(format!("path {path:?}: {e}")))
+    }
+
+    /// A request builder for `method` on `path` under the API base; send the built request
+    /// with [`send`](Self::send).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        Ok(self.http().request(method, self.url(path)?))
+    }
+
+    /// Sends `request` with a token, pacing and retries (default options).
+    pub async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
+        self.send_with(request, RequestOptions::default()).await
+    }
+
+    /// Sends `request` with a token, pacing and retries, as `options` say.
+    ///
+    /// Returns the response for successes and permanent answers (404, 400, …); a typed
+    /// [`Error`] for 403, repeated 401, exhausted retries, an open breaker, a wait longer than
+    /// accepted. A request whose body cannot be replayed (a stream) is sent once, never retried.
+    pub async fn send_with(
+        &self,
+        request: reqwest::Request,
+        options: RequestOptions,
+    ) -> Result<reqwest::Response, Error> {
+        let shared = Arc::clone(&self.inner.shared);
+        let label = format!("{} {}", request.method(), request.url().path());
+        let span = tracing::debug_span!("credflow.send", request = %label);
+        let _enter = span.enter();
+        let host = HostKey::from_host(request.url().host_str().unwrap_or(""));
+        let method = CoreMethod::from_name(request.method().as_str());
+        let now = shared.clock.now();
+        let deadline = options.deadline.map(|d| {
+            now.saturating_add(Duration::from_millis(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            ))
+        });
+        let spec = RequestSpec {
+            method,
+            idempotent: options.idempotent,
+            priority: options.priority,
+            deadline,
+            host,
+        };
+        let state = shared.lock().begin(now, spec);
+        let mut guard = InFlight { shared: Arc::clone(&shared), state };
+        let mut original = Some(request);
+        let mut version = shared.version.subscribe();
+        loop {
+            let now = shared.clock.now();
+            let decision = {
+                let mut session = shared.lock();
+                session.set_wall_clock(shared.clock.wall(now));
+                let decision = match session.authorize(now, &mut guard.state) {
+                    Authorize::Send { token, .. } => Step::Send(bearer(token)),
+                    Authorize::Wait { until, reason } => Step::Wait(until, reason),
+                    Authorize::Fail(e) => Step::Fail(e.into()),
+                };
+                shared.drain(&mut session);
+                decision
+            };
+            let header = match decision {
+                Step::Send(header) => header,
+                Step::Fail(e) => return Err(e),
+                Step::Wait(until, reason) => {
+                    let wait = until.map(|at| {
+                        shared
+                            .clock
+                            .to_tokio(at)
+                            .saturating_duration_since(tokio::time::Instant::now())
+                    });
+                    let _ = shared.events.send(ClientEvent::Wait { reason, wait });
+                    if reason == WaitReason::Token {
+                        shared.kick.notify_one();
+                    }
+                    version.borrow_and_update();
+                    match until {
+                        Some(at) => {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(shared.clock.to_tokio(at)) => {}
+                                _ = version.changed() => {}
+                            }
+                        }
+                        None => {
+                            // Woken by a token or breaker change; the timeout is a safety net
+                            // (a probe abandoned by its caller frees its slot without an event).
+                            let limit = if reason == WaitReason::Token {
+                                shared.token_wait
+                            } else {
+                                StdDuration::from_secs(1)
+                            };
+                            let _ = tokio::time::timeout(limit, version.changed()).await;
+                        }
+                    }
+                    continue;
+                }
+            };
+            // Keep the original while it can be cloned, so a retry can resend it.
+            let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
+                Some(clone) => (clone, true),
+                None => match original.take() {
+                    Some(request) => (request, false),
+                    None => {
+                        return Err(Error::config("request body cannot be replayed for a retry"));
+                    }
+                },
+            };
+            attempt.headers_mut().insert(AUTHORIZATION, header);
+            if attempt.timeout().is_none() {
+                *attempt.timeout_mut() = Some(shared.request_timeout);
+            }
+            let outcome = execute(&shared.http, attempt).await;
+            let now = shared.clock.now();
+            let (verdict, response) = match outcome {
+                Ok((response, body)) => {
+                    let status = response.status().as_u16();
+                    let mut session = shared.lock();
+                    let verdict = session.handle_response(
+                        now,
+                        &mut guard.state,
+                        status,
+                        &HeaderMapRef(response.headers()),
+                        body.as_deref().unwrap_or(b""),
+                    );
+                    shared.drain(&mut session);
+                    shared.sync_cache(&session, now);
+                    drop(session);
+                    (verdict, Ok(rebuild(response, body)))
+                }
+                Err((kind, error)) => {
+                    let mut session = shared.lock();
+                    let verdict = session.handle_transport_error(now, &mut guard.state, kind);
+                    shared.drain(&mut session);
+                    drop(session);
+                    (verdict, Err(Error::transport(format!("{label} failed"), error)))
+                }
+            };
+            match verdict {
+                Verdict::Done => return response,
+                Verdict::Fail(e) => return Err(e.into()),
+                Verdict::Retry { at, reason, .. } => {
+                    if !replayable {
+                        debug!(%label, ?reason, "not retried: the request body cannot be replayed");
+                        return response;
+                    }
+                    let wait = shared
+                        .clock
+                        .to_tokio(at)
+                        .saturating_duration_since(tokio::time::Instant::now());
+                    info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts = guard.state.attempts(), "retrying");
+                    let _ = shared.events.send(ClientEvent::Retry {
+                        request: label.clone(),
+                        reason,
+                        wait,
+                        attempts: guard.state.attempts(),
+                    });
+                    if reason == RetryReason::Reauthenticate {
+                        shared.kick.notify_one();
+                    }
+                    tokio::time::sleep_until(shared.clock.to_tokio(at)).await;
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    Send(HeaderValue),
+    Wait(Option<Instant>, WaitReason),
+    Fail(Error),
+}
+
+/// Holds a request's core state; if the caller drops the future mid-attempt, the session is told
+/// (so a breaker probe is released).
+struct InFlight {
+    shared: Arc<Shared>,
+    state: RequestState,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.shared.clock.now();
+        let mut session = self.shared.lock();
+        session.abandon(now, &mut self.state);
+    }
+}
+
+fn bearer<const N: usize>(token: &AccessToken<N>) -> HeaderValue {
+    let value = Zeroizing::new(format!("Bearer {}", token.as_str()));
+    // The core only accepts visible ASCII tokens, so this cannot fail; fall back to an empty
+    // (rejected) header rather than panicking.
+    let mut header = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
+    header.set_sensitive(true);
+    header
+}
+
+/// Sends one attempt; reads the body only for non-success statuses (to classify it).
+async fn execute(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+) -> Result<(reqwest::Response, Option<Bytes>), (TransportKind, reqwest::Error)> {
+    let response = http.execute(request).await.map_err(|e| (transport_kind(&e), e))?;
+    if response.status().is_success() || response.status().is_redirection() {
+        return Ok((response, None));
+    }
+    let mut response = response;
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_LIMIT.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if room <= chunk.len() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err((transport_kind(&e), e)),
+        }
+    }
+    Ok((response, Some(Bytes::from(body))))
+}
+
+fn transport_kind(e: &reqwest::Error) -> TransportKind {
+    if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        TransportKind::Reset
+    } else {
+        TransportKind::Other
+    }
+}
+
+/// A response whose body was read for classification, rebuilt so the caller can still read it.
+fn rebuild(response: reqwest::Response, body: Option<Bytes>) -> reqwest::Response {
+    let Some(body) = body else {
+        return response;
+    };
+    let mut builder =
+        http::Response::builder().status(response.status()).version(response.version());
+    if let Some(headers) = builder.headers_mut() {
+        *headers = response.headers().clone();
+    }
+    match builder.body(body) {
+        Ok(rebuilt) => reqwest::Response::from(rebuilt),
+        Err(_) => response,
+    }
+}
+
+/// The core's header access over a reqwest header map.
+struct HeaderMapRef<'a>(&'a HeaderMap);
+
+impl Headers for HeaderMapRef<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, CoreSession> {
+        // A panic while holding the lock cannot leave the session inconsistent in a way that
+        // matters more than stopping every caller: keep going with the inner value.
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cached(&self) -> Option<Token> {
+        let guard = self.cache.load();
+        let cached = guard.as_ref()?;
+        (tokio::time::Instant::now() < cached.usable_until).then(|| cached.token.clone())
+    }
+
+    /// Publishes the session's usable token to the lock-free cache (or withdraws it), and
+    /// wakes waiters when it changed.
+    fn sync_cache(&self, session: &CoreSession, now: Instant) {
+        let current = self.cache.load().as_ref().map(|c| c.token.0.generation);
+        match session.token(now) {
+            Some((token, times)) if current != Some(times.generation) => {
+                let inner = TokenInner {
+                    value: Zeroizing::new(token.as_str().to_owned()),
+                    header: bearer(token),
+                    generation: times.generation,
+                    fingerprint: token.fingerprint(),
+                    expires_at: self.clock.to_tokio(times.expires_at),
+                };
+                self.cache.store(Some(Arc::new(Cached {
+                    token: Token(Arc::new(inner)),
+                    usable_until: self.clock.to_tokio(times.usable_until),
+                })));
+                self.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            Some(_) => {}
+            None if current.is_some() => {
+                self.cache.store(None);
+                self.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            None => {}
+        }
+    }
+
+    /// Forwards the session's events to `tracing` and to subscribers; wakes waiters when a
+    /// breaker changed (a request waiting for a probe's outcome).
+    fn drain(&self, session: &mut CoreSession) {
+        let mut wake = false;
+        while let Some(event) = session.poll_event() {
+            wake |= matches!(event, Event::Breaker { .. });
+            match &event {
+                Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
+                    info!(generation = generation.0, life = %life, "token acquired")
+                }
+                Event::Token(e) => debug!(event = ?e, "token lifecycle"),
+                Event::TokenEndpointError { status, class } => {
+                    let detail = session.last_token_error().map(|(e, c)| {
+                        (e.to_string(), c.map(|c| c.as_str().to_owned()).unwrap_or_default())
+                    });
+                    let (error, correlation_id) = detail.unwrap_or_default();
+                    warn!(status, ?class, %error, %correlation_id, "token endpoint error")
+                }
+                Event::Breaker { target, event } => warn!(?target, ?event, "circuit breaker"),
+                Event::RateLimited { until, correlation_id } => {
+                    let id =
+                        correlation_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default();
+                    info!(until = %until, correlation_id = %id, "rate limited")
+                }
+                other => debug!(event = ?other, "session event"),
+            }
+            let _ = self.events.send(ClientEvent::Session(event));
+        }
+        if wake {
+            self.version.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    async fn wait_for_token(&self) -> Result<Token, Error> {
+        let mut version = self.version.subscribe();
+        let give_up = tokio::time::Instant::now() + self.token_wait;
+        loop {
+            version.borrow_and_update();
+            if let Some(token) = self.cached() {
+                return Ok(token);
+            }
+            let now = self.clock.now();
+            let until = {
+                let mut session = self.lock();
+                let status = match session.check_token(now) {
+                    TokenStatus::Ready(..) => None,
+                    TokenStatus::Pending { until } => Some(until),
+                    TokenStatus::Unavailable(e) => return Err(e.into()),
+                };
+                self.sync_cache(&session, now);
+                self.drain(&mut session);
+                status
+            };
+            let Some(until) = until else { continue };
+            self.kick.notify_one();
+            let wake = until.map_or(give_up, |at| self.clock.to_tokio(at).min(give_up));
+            tokio::select! {
+                _ = version.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= give_up {
+                        return Err(Error::timeout(format!(
+                            "no token within {:?}", self.token_wait
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An owned copy of the core's token request, so the session lock is not held across I/O.
+struct OwnedTokenRequest {
+    url: String,
+    headers: Vec<(&'static str, Zeroizing<String>)>,
+    body: Zeroizing<String>,
+}
+
+impl OwnedTokenRequest {
+    fn from(request: &TokenRequest<'_>) -> Self {
+        let url = format!("{}://{}{}", request.scheme.as_str(), request.host, request.path);
+        let headers = request
+            .headers()
+            .filter(|(name, _)| !matches!(*name, "Host" | "Content-Length"))
+            .map(|(name, value)| (name, Zeroizing::new(value.to_owned())))
+            .collect();
+        OwnedTokenRequest { url, headers, body: Zeroizing::new(request.body.to_owned()) }
+    }
+}
+
+/// The token driver: sends token requests when the session says so, sleeps until the next
+/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped.
+async fn drive(shared: Arc<Shared>) {
+    let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
+    loop {
+        let now = shared.clock.now();
+        let outgoing = {
+            let mut session = shared.lock();
+            session.set_wall_clock(shared.clock.wall(now));
+            let outgoing = match session.poll_token_request(now, &mut buf) {
+                Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(error = %e, "cannot encode the token request; check the configuration");
+                    None
+                }
+            };
+            shared.drain(&mut session);
+            outgoing
+        };
+        zeroize::Zeroize::zeroize(&mut buf[..]);
+        if let Some((ticket, request)) = outgoing {
+            let _ = shared.events.send(ClientEvent::TokenRequest);
+            let result = send_token_request(&shared, request).await;
+            let now = shared.clock.now();
+            let mut session = shared.lock();
+            match result {
+                Ok((status, headers, body)) => session.handle_token_response(
+                    now,
+                    ticket,
+                    status,
+                    &HeaderMapRef(&headers),
+                    &body,
+                ),
+                Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
+            }
+            shared.drain(&mut session);
+            shared.sync_cache(&session, now);
+            // Waiters also watch for failures (to give up early on a rejection).
+            shared.version.send_modify(|v| *v = v.wrapping_add(1));
+            continue;
+        }
+        let next = {
+            let session = shared.lock();
+            shared.sync_cache(&session, now);
+            session.poll_timeout()
+        };
+        let sleep = match next {
+            Some((at, _)) => shared.clock.to_tokio(at),
+            None => tokio::time::Instant::now() + StdDuration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(sleep) => {
+                let now = shared.clock.now();
+                let mut session = shared.lock();
+                session.handle_timeout(now);
+                shared.drain(&mut session);
+                shared.sync_cache(&session, now);
+                drop(session);
+                shared.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            _ = shared.kick.notified() => {}
+        }
+    }
+}
+
+async fn send_token_request(
+    shared: &Shared,
+    request: OwnedTokenRequest,
+) -> Result<(u16, HeaderMap, Bytes), TransportKind> {
+    let mut builder = shared.http.post(&request.url).timeout(shared.token_timeout);
+    for (name, value) in &request.headers {
+        let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
+        if *name == "Authorization" {
+            value.set_sensitive(true);
+        }
+        builder = builder.header(*name, value);
+    }
+    let response = builder.body(request.body.as_bytes().to_vec()).send().await.map_err(|e| {
+        debug!(error = %e, "token request failed in transport");
+        transport_kind(&e)
+    })?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|e| transport_kind(&e))?;
+    Ok((status, headers, body))
+}

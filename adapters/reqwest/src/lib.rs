@@ -1,0 +1,47 @@
+//! # credflow-reqwest
+//!
+//! The tokio + reqwest adapter for [credflow-core](credflow_core): a [`Client`] you create once
+//! per process and share, which keeps an OAuth 2.0 client-credentials token fresh, attaches it
+//! to your requests, paces them to the server's rate limit, retries what is worth retrying and
+//! explains what it cannot fix.
+//!
+//! The adapter owns the clock, the sleeps, the randomness and the HTTP; every decision is the
+//! core session's. Tokens are refreshed ahead of expiry by a background task (single flight:
+//! one token request however many callers), and served to callers from a lock-free cache.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), credflow_reqwest::Error> {
+//! // GENESYS_CLIENT_ID, GENESYS_CLIENT_SECRET (or _FILE), GENESYS_ENV_NAME
+//! let client = credflow_reqwest::Client::from_env()?;
+//! let request = client.request(reqwest::Method::GET, "/api/v2/routing/queues")?.build()
+//!     .map_err(|e| credflow_reqwest::Error::from_reqwest("building the request", e))?;
+//! let response = client.send(request).await?;
+//! println!("{}", response.status());
+//! // Or just the token, for another HTTP stack:
+//! let token = client.token().await?;
+//! # let _ = token;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Errors
+//!
+//! [`Error`] carries the HTTP status, the OAuth or Genesys error code, the correlation id
+//! (`ININ-Correlation-Id`) and the likely cause; [`Error::exit_code`] maps it to the `credflow`
+//! command's exit codes (2 configuration, 3 credentials rejected, 4 scope or permission,
+//! 5 unavailable). Secrets and tokens never appear in errors, `Debug` output or logs.
+//!
+//! ## Logging
+//!
+//! `tracing` events for token refreshes, token endpoint errors, retries, waits and breaker
+//! changes, with correlation ids. Subscribe to [`Client::events`] for a structured feed.
+
+mod client;
+pub mod config;
+mod error;
+
+pub use client::{Client, ClientEvent, HOSTS, RequestOptions, TOKEN_CAPACITY, Token};
+pub use config::{Config, Target};
+pub use credflow_core;
+pub use credflow_core::Priority;
+pub use credflow_core::oauth::AuthMethod;
+pub use error::{Error, ErrorKind};
