@@ -601,6 +601,8 @@ pub struct Session<const N: usize = 2048, const H: usize = 4> {
     /// The last error the token endpoint sent, kept for the errors callers get while waiting.
     last_token_error: Option<(OAuthError, Option<CorrelationId>)>,
     token_probe: bool,
+    /// What the last token response said about scope.
+    granted: (Option<String<{ crate::oauth::response::SCOPE_CAPACITY }>>, ScopeCheck),
     jti_counter: u64,
     counters: Counters,
     events: Deque<Event, SESSION_EVENT_CAPACITY>,
@@ -639,6 +641,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
             wall: None,
             last_token_error: None,
             token_probe: false,
+            granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
             counters: Counters::default(),
             events: Deque::new(),
@@ -665,6 +668,12 @@ impl<const N: usize, const H: usize> Session<N, H> {
     /// token is obtained.
     pub fn last_token_error(&self) -> Option<(&OAuthError, Option<&CorrelationId>)> {
         self.last_token_error.as_ref().map(|(e, c)| (e, c.as_ref()))
+    }
+
+    /// The scope granted with the current token (as the server reported it, if it did) and how
+    /// it compares with the requested scope.
+    pub fn granted_scope(&self) -> (Option<&str>, ScopeCheck) {
+        (self.granted.0.as_deref(), self.granted.1)
     }
 
     /// The counters so far.
@@ -837,6 +846,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
                     if generation.is_some() {
                         self.token_breaker.on_success(now);
                         self.last_token_error = None;
+                        self.granted = (response.granted_scope.clone(), response.scope_check);
                         if matches!(
                             response.scope_check,
                             ScopeCheck::Narrowed | ScopeCheck::Widened

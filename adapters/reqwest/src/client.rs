@@ -293,6 +293,19 @@ impl Client {
         self.shared().lock().fingerprint()
     }
 
+    /// The scope requested, the scope granted with the current token (if the server said), and
+    /// how they compare.
+    pub fn scope(&self) -> (Option<String>, Option<String>, credflow_core::oauth::ScopeCheck) {
+        let session = self.shared().lock();
+        let (granted, check) = session.granted_scope();
+        (session.endpoint().scope().map(str::to_owned), granted.map(str::to_owned), check)
+    }
+
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> String {
+        self.shared().lock().endpoint().token_url().to_owned()
+    }
+
     /// The core session's counters.
     pub fn counters(&self) -> Counters {
         self.shared().lock().counters()
