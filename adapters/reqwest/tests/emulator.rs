@@ -18,8 +18,14 @@ async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     Emulator::start(config).await.expect("emulator starts on 127.0.0.1")
 }
 
-fn client_for(emu: &EmulatorHandle, id: &str, secret: &str, tune: impl FnOnce(&mut Config)) -> Client {
-    let mut config = Config::custom(emu.token_url(), emu.api_base(), credentials(id, secret).unwrap());
+fn client_for(
+    emu: &EmulatorHandle,
+    id: &str,
+    secret: &str,
+    tune: impl FnOnce(&mut Config),
+) -> Client {
+    let mut config =
+        Config::custom(emu.token_url(), emu.api_base(), credentials(id, secret).unwrap());
     config.seed = Some(1);
     tune(&mut config);
     Client::new(config).unwrap()
@@ -32,12 +38,16 @@ async fn get(client: &Client, path: &str) -> Result<reqwest::Response, credflow_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_sends_on_a_cold_client_make_one_token_request() {
-    let emu = emulator(EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60))).await;
+    let emu =
+        emulator(EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60)))
+            .await;
     let client = client_for(&emu, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, |_| {});
     let tasks: Vec<_> = (0..500)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) })
+            tokio::spawn(
+                async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) },
+            )
         })
         .collect();
     for task in tasks {
@@ -76,14 +86,18 @@ async fn short_lived_tokens_are_refreshed_in_the_background_and_no_401_reaches_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_costs_one_refresh_and_one_retry_per_request() {
-    let emu = emulator(EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60))).await;
+    let emu =
+        emulator(EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60)))
+            .await;
     let client = client_for(&emu, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, |_| {});
     assert_eq!(get(&client, "/api/v2/routing/queues").await.unwrap().status(), 200);
     emu.revoke_all_tokens();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) })
+            tokio::spawn(
+                async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) },
+            )
         })
         .collect();
     for task in tasks {
@@ -100,31 +114,42 @@ async fn a_revoked_token_costs_one_refresh_and_one_retry_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_maintenance_opens_the_breaker_then_recovers() {
     let emu = emulator(EmulatorConfig::default()).await;
-    emu.faults().maintenance_for(Duration::from_millis(1500), credflow_emulator::FaultTarget::Token);
+    emu.faults().maintenance_for(
+        Duration::from_millis(1500),
+        credflow_emulator::FaultTarget::Token,
+        None,
+    );
     let client = client_for(&emu, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, |c| {
         c.session.lifecycle.retry_base = CoreDuration::from_millis(50);
         c.session.lifecycle.retry_cap = CoreDuration::from_millis(200);
         c.session.token_breaker.cooldown = CoreDuration::from_millis(300);
         c.session.token_breaker.max_cooldown = CoreDuration::from_millis(600);
     });
-    // Wait until the breaker has opened, then callers fail fast with a typed error.
-    let mut fast_failure = None;
+    // Callers wait while the first token requests fail; once the breaker has opened, they get a
+    // typed error at once: without a new token request reaching the server.
+    let mut error = None;
     for _ in 0..100 {
-        let started = tokio::time::Instant::now();
         match client.token().await {
-            Err(e) if e.kind() == ErrorKind::Unavailable => {
-                fast_failure = Some((e, started.elapsed()));
+            Err(e) if client.counters().breaker_trips > 0 => {
+                error = Some(e);
                 break;
             }
-            Err(e) => panic!("unexpected error {e}"),
+            Err(_) => {}
             Ok(_) => panic!("no token during maintenance"),
         }
     }
-    let (error, took) = fast_failure.expect("callers get a typed error during the outage");
-    assert!(took < Duration::from_millis(100), "fast failure, took {took:?}");
+    let error = error.expect("the breaker opened during the outage");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
     assert_eq!(error.status(), Some(503));
     assert_eq!(error.exit_code(), 5);
     let during = emu.counters().token.requests;
+    let again = client.token().await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        emu.counters().token.requests,
+        during,
+        "an open breaker answers without the network"
+    );
     assert!((3..=8).contains(&during), "token requests during the outage: {during}");
     // After the window the breaker's probe gets a token.
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -132,7 +157,9 @@ async fn token_endpoint_maintenance_opens_the_breaker_then_recovers() {
     loop {
         match client.token().await {
             Ok(_) => break,
-            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(e) => panic!("did not recover: {e}"),
         }
     }
@@ -143,14 +170,17 @@ async fn token_endpoint_maintenance_opens_the_breaker_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    let emu = emulator(EmulatorConfig::default().with_api_rate_limit(20, Duration::from_secs(1))).await;
+    let emu =
+        emulator(EmulatorConfig::default().with_api_rate_limit(20, Duration::from_secs(1))).await;
     let client = client_for(&emu, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, |_| {});
     // Warm up: learn the limit from the headers.
     assert_eq!(get(&client, "/api/v2/routing/queues").await.unwrap().status(), 200);
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) })
+            tokio::spawn(
+                async move { get(&client, "/api/v2/routing/queues").await.map(|r| r.status()) },
+            )
         })
         .collect();
     for task in tasks {
