@@ -88,8 +88,8 @@ enum Command {
     },
     /// Diagnose a setup: environment, token, verification, permissions.
     Check {
-        /// Also GET this path and explain a 403 (repeatable).
-        #[arg(long = "probe", value_name = "PATH")]
+        /// Also call this path ("PATH" for GET, or "POST PATH") and explain a 403 (repeatable).
+        #[arg(long = "probe", value_name = "[METHOD] PATH")]
         probes: Vec<String>,
     },
     /// Narrate a scenario against the built-in emulator: no credentials, no network.
@@ -211,7 +211,9 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
         .clone()
         .or_else(|| std::env::var(ENV_CLIENT_ID).ok())
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Failure::usage(format!("no client id: set {ENV_CLIENT_ID} or pass --client-id")))?;
+        .ok_or_else(|| {
+            Failure::usage(format!("no client id: set {ENV_CLIENT_ID} or pass --client-id"))
+        })?;
     let secret = match (&target.client_secret_file, std::env::var(ENV_CLIENT_SECRET).ok()) {
         (Some(path), _) => read_secret_file(path, "--client-secret-file")?,
         (None, Some(secret)) => secret,
@@ -239,10 +241,7 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
         }
     };
     config.auth_method = AuthMethod::parse(&target.auth_method).ok_or_else(|| {
-        Failure::usage(format!(
-            "--auth-method {:?}: use basic, post or jwt",
-            target.auth_method
-        ))
+        Failure::usage(format!("--auth-method {:?}: use basic, post or jwt", target.auth_method))
     })?;
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
@@ -283,13 +282,21 @@ async fn request(
     progress.abort();
     let response = result?;
     if verbose > 0 {
-        eprintln!("< {:?} {} ({} ms)", response.version(), response.status(), started.elapsed().as_millis());
+        eprintln!(
+            "< {:?} {} ({} ms)",
+            response.version(),
+            response.status(),
+            started.elapsed().as_millis()
+        );
         for (name, value) in response.headers() {
             eprintln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&bytes);
     if !bytes.ends_with(b"\n") && std::io::stdout().is_terminal() {

@@ -99,6 +99,11 @@ pub struct PacerConfig {
     pub background_floor_permille: u16,
     /// Sends allowed back-to-back before spacing applies (0 counts as 1). Default 4.
     pub burst: u32,
+    /// A larger burst while the quota is plentiful: this share of the remaining requests, in
+    /// thousandths, may go back-to-back (default 100 = 10 %). A client far below its limit is
+    /// then not slowed down at all, while one that keeps sending is spread over the window.
+    /// Zero keeps the burst at `burst`.
+    pub burst_permille: u16,
     /// Window length assumed when a server states neither the window nor the reset. Default 60 s
     /// (per-minute limits are the common case, Genesys Cloud's among them).
     pub default_window: Duration,
@@ -110,6 +115,7 @@ impl Default for PacerConfig {
             critical_reserve_permille: 100,
             background_floor_permille: 300,
             burst: 4,
+            burst_permille: 100,
             default_window: Duration::from_secs(60),
         }
     }
@@ -124,6 +130,8 @@ impl PacerConfig {
             Err(PacerConfigError::ShareTooLarge { permille: self.critical_reserve_permille })
         } else if self.background_floor_permille >= 1000 {
             Err(PacerConfigError::ShareTooLarge { permille: self.background_floor_permille })
+        } else if self.burst_permille >= 1000 {
+            Err(PacerConfigError::ShareTooLarge { permille: self.burst_permille })
         } else if self.burst == 0 {
             Err(PacerConfigError::ZeroBurst)
         } else if self.default_window.is_zero() {
@@ -335,8 +343,13 @@ impl Pacer {
                 hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
             }
             if priority != Priority::Critical {
-                let tolerance =
-                    w.interval.saturating_mul(u64::from(self.config.burst.saturating_sub(1)));
+                let share = w
+                    .remaining
+                    .saturating_mul(u64::from(self.config.burst_permille.min(999)))
+                    .checked_div(1000)
+                    .unwrap_or(0);
+                let burst = u64::from(self.config.burst).max(share);
+                let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
                 hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);
             }
         }
@@ -428,7 +441,7 @@ mod tests {
     }
 
     fn pacer(burst: u32) -> Pacer {
-        Pacer::new(PacerConfig { burst, ..PacerConfig::default() })
+        Pacer::new(PacerConfig { burst, burst_permille: 0, ..PacerConfig::default() })
     }
 
     fn not_before(at: Instant, reason: PaceReason) -> Pace {
@@ -565,11 +578,30 @@ mod tests {
     }
 
     #[test]
+    fn a_plentiful_quota_allows_a_proportional_burst() {
+        // 900 left for 60 s: 10 % of them (90) may go at once, then spacing applies.
+        let mut p = Pacer::new(PacerConfig::default());
+        let t0 = Instant::from_secs(1000);
+        p.observe(t0, &snap(1000, 900, 60));
+        let mut sent = 0;
+        while p.check(t0, Priority::Normal) == Pace::Now {
+            p.on_send(t0, Priority::Normal);
+            sent += 1;
+        }
+        assert!((80..=90).contains(&sent), "{sent} sent back-to-back");
+        assert!(matches!(
+            p.check(t0, Priority::Normal),
+            Pace::NotBefore { reason: PaceReason::Spacing, .. }
+        ));
+    }
+
+    #[test]
     fn hostile_snapshots_do_not_panic() {
         let mut p = Pacer::new(PacerConfig {
             critical_reserve_permille: u16::MAX,
             background_floor_permille: u16::MAX,
             burst: u32::MAX,
+            burst_permille: u16::MAX,
             default_window: Duration::ZERO,
         });
         assert!(p.config().validate().is_err());
@@ -724,12 +756,15 @@ mod tests {
     }
 
     fn config() -> impl Strategy<Value = PacerConfig> {
-        (0u16..1000, 0u16..1000, 0u32..6).prop_map(|(reserve, floor, burst)| PacerConfig {
-            critical_reserve_permille: reserve,
-            background_floor_permille: floor,
-            burst,
-            default_window: secs(60),
-        })
+        (0u16..1000, 0u16..1000, 0u32..6, prop_oneof![Just(0u16), 0u16..1000]).prop_map(
+            |(reserve, floor, burst, burst_permille)| PacerConfig {
+                critical_reserve_permille: reserve,
+                background_floor_permille: floor,
+                burst,
+                burst_permille,
+                default_window: secs(60),
+            },
+        )
     }
 
     proptest! {
