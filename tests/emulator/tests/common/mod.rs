@@ -25,6 +25,10 @@ pub struct Fixture {
 }
 
 pub async fn start(config: EmulatorConfig) -> Fixture {
+    // In a workspace build, reqwest's features are unified with credflow-reqwest's
+    // `rustls-no-provider`: a crypto provider must be installed before a client is built, even
+    // for plain-HTTP tests. The first install wins; later ones are harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = Emulator::start(config).await.unwrap();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
