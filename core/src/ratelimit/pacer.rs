@@ -46,7 +46,7 @@
 //! use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
 //! use credflow_core::{Duration, Instant};
 //!
-//! let mut pacer = Pacer::new(PacerConfig { burst: 1, ..PacerConfig::default() });
+//! let mut pacer = Pacer::new(PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() });
 //! let t0 = Instant::from_secs(10);
 //! let snapshot = RateLimitSnapshot {
 //!     limit: Some(60),
