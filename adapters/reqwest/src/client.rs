@@ -16,8 +16,9 @@ use credflow_core::session::{
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use std::future::Future;
 use tokio::sync::{Notify, broadcast, watch};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -363,10 +364,48 @@ impl Client {
         request: reqwest::Request,
         options: RequestOptions,
     ) -> Result<reqwest::Response, Error> {
-        let shared = Arc::clone(&self.inner.shared);
+        let http = self.shared().http.clone();
+        self.send_through(request, options, move |attempt| {
+            let http = http.clone();
+            async move {
+                http.execute(attempt).await.map_err(|e| {
+                    let kind = transport_kind(&e);
+                    (kind, Box::new(e) as BoxError)
+                })
+            }
+        })
+        .await
+    }
+
+    /// The per-request loop over any way of sending one attempt (the client's own HTTP client,
+    /// or the rest of a middleware stack).
+    pub(crate) async fn send_through<F, Fut>(
+        &self,
+        request: reqwest::Request,
+        options: RequestOptions,
+        transport: F,
+    ) -> Result<reqwest::Response, Error>
+    where
+        F: FnMut(reqwest::Request) -> Fut,
+        Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+    {
         let label = format!("{} {}", request.method(), request.url().path());
         let span = tracing::debug_span!("credflow.send", request = %label);
-        let _enter = span.enter();
+        self.attempts(request, options, transport, label).instrument(span).await
+    }
+
+    async fn attempts<F, Fut>(
+        &self,
+        request: reqwest::Request,
+        options: RequestOptions,
+        mut transport: F,
+        label: String,
+    ) -> Result<reqwest::Response, Error>
+    where
+        F: FnMut(reqwest::Request) -> Fut,
+        Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+    {
+        let shared = Arc::clone(&self.inner.shared);
         let host = HostKey::from_host(request.url().host_str().unwrap_or(""));
         let method = CoreMethod::from_name(request.method().as_str());
         let now = shared.clock.now();
@@ -449,7 +488,7 @@ impl Client {
             if attempt.timeout().is_none() {
                 *attempt.timeout_mut() = Some(shared.request_timeout);
             }
-            let outcome = execute(&shared.http, attempt).await;
+            let outcome = execute(transport(attempt)).await;
             let now = shared.clock.now();
             let (verdict, response) = match outcome {
                 Ok((response, body)) => {
@@ -472,7 +511,7 @@ impl Client {
                     let verdict = session.handle_transport_error(now, &mut guard.state, kind);
                     shared.drain(&mut session);
                     drop(session);
-                    (verdict, Err(Error::transport(format!("{label} failed"), error)))
+                    (verdict, Err(Error::transport_boxed(format!("{label} failed"), error)))
                 }
             };
             match verdict {
@@ -534,16 +573,17 @@ fn bearer<const N: usize>(token: &AccessToken<N>) -> HeaderValue {
     header
 }
 
-/// Sends one attempt; reads the body only for non-success statuses (to classify it).
+/// A transport failure's cause, boxed (a reqwest error, or a middleware's).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Awaits one attempt; reads the body only for non-success statuses (to classify it).
 async fn execute(
-    http: &reqwest::Client,
-    request: reqwest::Request,
-) -> Result<(reqwest::Response, Option<Bytes>), (TransportKind, reqwest::Error)> {
-    let response = http.execute(request).await.map_err(|e| (transport_kind(&e), e))?;
+    sent: impl Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+) -> Result<(reqwest::Response, Option<Bytes>), (TransportKind, BoxError)> {
+    let mut response = sent.await?;
     if response.status().is_success() || response.status().is_redirection() {
         return Ok((response, None));
     }
-    let mut response = response;
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
@@ -555,13 +595,13 @@ async fn execute(
                 }
             }
             Ok(None) => break,
-            Err(e) => return Err((transport_kind(&e), e)),
+            Err(e) => return Err((transport_kind(&e), Box::new(e))),
         }
     }
     Ok((response, Some(Bytes::from(body))))
 }
 
-fn transport_kind(e: &reqwest::Error) -> TransportKind {
+pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
     if e.is_connect() {
         TransportKind::Connect
     } else if e.is_timeout() {

@@ -73,6 +73,19 @@ impl Error {
         }
     }
 
+    pub(crate) fn transport_boxed(
+        message: impl Into<String>,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Self {
+        Error {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+            likely_cause: Some("the server could not be reached, or the connection failed"),
+            source: Some(source),
+            ..Error::config("")
+        }
+    }
+
     pub(crate) fn timeout(message: impl Into<String>) -> Self {
         Error {
             kind: ErrorKind::Unavailable,

@@ -30,6 +30,12 @@
 //! command's exit codes (2 configuration, 3 credentials rejected, 4 scope or permission,
 //! 5 unavailable). Secrets and tokens never appear in errors, `Debug` output or logs.
 //!
+//! ## As a reqwest-middleware layer
+//!
+//! With the `middleware` feature, [`Client`] implements `reqwest_middleware::Middleware`: add it
+//! to an existing stack with `.with(client.clone())` (see the `middleware` module). Per-request
+//! [`RequestOptions`] go in the request's extensions.
+//!
 //! ## Logging
 //!
 //! `tracing` events for token refreshes, token endpoint errors, retries, waits and breaker
@@ -38,6 +44,8 @@
 mod client;
 pub mod config;
 mod error;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 
 pub use client::{Client, ClientEvent, HOSTS, RequestOptions, TOKEN_CAPACITY, Token};
 pub use config::{Config, Target};

@@ -1,0 +1,54 @@
+//! credflow as a [`reqwest_middleware`] middleware (feature `middleware`), so an existing
+//! middleware stack adopts it in one line:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let credflow = credflow_reqwest::Client::from_env()?;
+//! let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(credflow.clone())
+//!     .build();
+//! let queues = http.get(credflow.url("/api/v2/routing/queues")?).send().await?;
+//! # let _ = queues; Ok(()) }
+//! ```
+//!
+//! Each attempt goes down the rest of the stack (`next`), so middlewares after credflow see
+//! every attempt with its `Authorization` header. Put retrying middlewares *before* credflow or
+//! leave them out: credflow already retries by the core's verdicts, and two retry layers
+//! multiply attempts. Extensions are cloned per attempt; changes a later middleware makes to
+//! them are not seen by earlier ones.
+
+use http::Extensions;
+use reqwest_middleware::{Middleware, Next};
+
+use crate::Client;
+use crate::client::{BoxError, RequestOptions, transport_kind};
+
+#[async_trait::async_trait]
+impl Middleware for Client {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let options = extensions.get::<RequestOptions>().copied().unwrap_or_default();
+        let base = extensions.clone();
+        self.send_through(req, options, |attempt| {
+            let next = next.clone();
+            let mut extensions = base.clone();
+            async move {
+                next.run(attempt, &mut extensions).await.map_err(|e| match e {
+                    reqwest_middleware::Error::Reqwest(e) => {
+                        (transport_kind(&e), Box::new(e) as BoxError)
+                    }
+                    other => (
+                        credflow_core::retry::policy::TransportKind::Other,
+                        Box::new(other) as BoxError,
+                    ),
+                })
+            }
+        })
+        .await
+        .map_err(reqwest_middleware::Error::middleware)
+    }
+}
