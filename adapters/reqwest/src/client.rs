@@ -426,6 +426,9 @@ impl Client {
         let mut original = Some(request);
         let mut version = shared.version.subscribe();
         loop {
+            // Mark the current version seen *before* asking the session, so a token or breaker
+            // change that lands after the answer still wakes the wait below.
+            version.borrow_and_update();
             let now = shared.clock.now();
             let decision = {
                 let mut session = shared.lock();
@@ -442,34 +445,29 @@ impl Client {
                 Step::Send(header) => header,
                 Step::Fail(e) => return Err(e),
                 Step::Wait(until, reason) => {
-                    let wait = until.map(|at| {
-                        shared
-                            .clock
-                            .to_tokio(at)
-                            .saturating_duration_since(tokio::time::Instant::now())
-                    });
+                    let now_tokio = tokio::time::Instant::now();
+                    let wake = until.map(|at| shared.clock.to_tokio(at));
+                    let wait = wake.map(|at| at.saturating_duration_since(now_tokio));
                     let _ = shared.events.send(ClientEvent::Wait { reason, wait });
-                    if reason == WaitReason::Token {
-                        shared.kick.notify_one();
-                    }
-                    version.borrow_and_update();
-                    match until {
-                        Some(at) => {
-                            tokio::select! {
-                                _ = tokio::time::sleep_until(shared.clock.to_tokio(at)) => {}
-                                _ = version.changed() => {}
-                            }
+                    let wake = match (reason, wake) {
+                        // A token request is due or in flight: the driver's answer wakes us
+                        // (the deadline is only a safety net).
+                        (WaitReason::Token, Some(at)) if at <= now_tokio => {
+                            shared.kick.notify_one();
+                            now_tokio + shared.token_wait
                         }
-                        None => {
-                            // Woken by a token or breaker change; the timeout is a safety net
-                            // (a probe abandoned by its caller frees its slot without an event).
-                            let limit = if reason == WaitReason::Token {
-                                shared.token_wait
-                            } else {
-                                StdDuration::from_secs(1)
-                            };
-                            let _ = tokio::time::timeout(limit, version.changed()).await;
+                        (WaitReason::Token, None) => {
+                            shared.kick.notify_one();
+                            now_tokio + shared.token_wait
                         }
+                        (_, Some(at)) => at,
+                        // A probe is testing the service: its outcome wakes us, or a probe
+                        // abandoned without an event frees its slot within a second.
+                        (_, None) => now_tokio + StdDuration::from_secs(1),
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake) => {}
+                        _ = version.changed() => {}
                     }
                     continue;
                 }
