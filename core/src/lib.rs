@@ -105,6 +105,7 @@ pub mod breaker;
 pub mod classify;
 pub mod env;
 pub mod http;
+mod json;
 pub mod lifecycle;
 pub mod oauth;
 pub mod ratelimit;

@@ -721,18 +721,8 @@ impl<const N: usize, const H: usize> Session<N, H> {
     /// token, or until when to wait for one (`None`: until a token event), or why not. Unlike
     /// [`authorize`](Self::authorize) it neither paces nor counts an attempt.
     pub fn check_token(&mut self, now: Instant) -> TokenStatus<'_, N> {
-        let probe = RequestState {
-            spec: RequestSpec::new(Method::Other, HostKey(0)),
-            attempts: 0,
-            retries: 0,
-            reauthenticated: false,
-            generation: None,
-            not_before: now,
-            probe: false,
-            in_flight: false,
-        };
         if self.lifecycle.token(now).is_none() {
-            return match self.token_unavailable(now, &probe) {
+            return match self.token_unavailable(now, None) {
                 Some(error) => TokenStatus::Unavailable(error),
                 None => TokenStatus::Pending { until: self.token_wait_until(now) },
             };
@@ -967,7 +957,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
             return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
         }
         if self.lifecycle.token(now).is_none() {
-            if let Some(error) = self.token_unavailable(now, req) {
+            if let Some(error) = self.token_unavailable(now, req.spec.deadline) {
                 return self.fail(error);
             }
             return Authorize::Wait {
@@ -1028,7 +1018,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
     }
 
     /// Whether a caller without a token should fail now rather than wait.
-    fn token_unavailable(&mut self, now: Instant, req: &RequestState) -> Option<ApiError> {
+    fn token_unavailable(&mut self, now: Instant, deadline: Option<Instant>) -> Option<ApiError> {
         use crate::lifecycle::LifecycleState;
         match self.lifecycle.state(now) {
             LifecycleState::Rejected { reason } => {
@@ -1045,7 +1035,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
         let breaker_open =
             matches!(self.token_breaker.state(), crate::breaker::BreakerState::Open { .. });
         let retry_at = self.token_wait_until(now);
-        let past_deadline = matches!((retry_at, req.spec.deadline), (Some(at), Some(d)) if at > d);
+        let past_deadline = matches!((retry_at, deadline), (Some(at), Some(d)) if at > d);
         if breaker_open || past_deadline {
             let (last, correlation) = self.last_token_error.clone().unzip();
             return Some(ApiError {

@@ -36,6 +36,7 @@
 use core::fmt;
 
 use crate::http::Headers;
+use crate::http::cursor::Cursor;
 use crate::time::UnixTime;
 
 /// 9999-12-31T23:59:59Z: the last second an IMF-fixdate (four-digit year) can carry.
@@ -111,7 +112,7 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
         let (hour, minute, second) = c.time_of_day()?;
         c.spaces1()?;
         let year = c.number(4, 4)?;
-        if c.spaces() > 0 && !is_utc(c.alpha()) {
+        if c.ows() > 0 && !is_utc(c.alpha()) {
             return None;
         }
         Civil { year, month, day, hour, minute, second }
@@ -351,42 +352,16 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// A forward-only cursor over the unread rest of the input.
-struct Cursor<'a>(&'a [u8]);
-
+/// The HTTP-date productions, on the shared cursor.
 impl<'a> Cursor<'a> {
-    fn advance(&mut self, n: usize) {
-        self.0 = self.0.get(n..).unwrap_or(&[]);
-    }
-
-    /// Consumes `b` if it is next.
-    fn eat(&mut self, b: u8) -> bool {
-        if self.0.first() == Some(&b) {
-            self.advance(1);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Consumes a run of spaces and tabs, returning how many.
-    fn spaces(&mut self) -> usize {
-        let n = self.0.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
-        self.advance(n);
-        n
-    }
-
     /// Consumes at least one space or tab.
     fn spaces1(&mut self) -> Option<()> {
-        (self.spaces() > 0).then_some(())
+        (self.ows() > 0).then_some(())
     }
 
     /// Consumes a run of ASCII letters.
     fn alpha(&mut self) -> &'a [u8] {
-        let n = self.0.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-        let (word, rest) = self.0.split_at_checked(n).unwrap_or((&[], self.0));
-        self.0 = rest;
-        word
+        self.take_while(|b| b.is_ascii_alphabetic())
     }
 
     /// Consumes a run of at most `max` digits (and fails if more follow), returning how many were

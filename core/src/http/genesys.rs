@@ -146,32 +146,7 @@ pub fn parse_genesys_error(body: &[u8]) -> Option<GenesysError> {
 
 /// The longest prefix of `body` whose nesting (outside strings) stays within `max_depth`.
 fn cut_at_depth(body: &[u8], max_depth: usize) -> &[u8] {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let cut = body.iter().position(|&b| {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            return false;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth = depth.saturating_add(1);
-                return depth > max_depth;
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        false
-    });
-    match cut {
+    match crate::json::first_too_deep(body, max_depth) {
         Some(at) => body.get(..at).unwrap_or(body),
         None => body,
     }

@@ -28,6 +28,8 @@
 
 use core::fmt;
 
+use crate::http::cursor::Cursor;
+
 /// The `error` parameter of a Bearer challenge (RFC 6750 §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BearerError<'a> {
@@ -127,7 +129,7 @@ pub fn parse_bearer_challenge(value: &[u8]) -> Option<BearerChallenge<'_>> {
     let mut c = Cursor(value);
     let mut found: Option<BearerChallenge<'_>> = None;
     loop {
-        c.skip_ows();
+        c.ows();
         if c.0.is_empty() {
             break;
         }
@@ -138,10 +140,10 @@ pub fn parse_bearer_challenge(value: &[u8]) -> Option<BearerChallenge<'_>> {
             c.skip_element();
             continue;
         };
-        let space = c.skip_ows();
+        let space = c.ows();
         if c.eat(b'=') {
             // `name = value`: a parameter of the current challenge.
-            c.skip_ows();
+            c.ows();
             let value = c.param_value();
             if let (Some(challenge), Some(value)) = (found.as_mut(), value) {
                 challenge.set(first, value);
@@ -163,9 +165,9 @@ pub fn parse_bearer_challenge(value: &[u8]) -> Option<BearerChallenge<'_>> {
         // After the scheme: a first auth-param, or a token68 (which we skip).
         let before = Cursor(c.0);
         if let Some(name) = c.token() {
-            c.skip_ows();
+            c.ows();
             if c.eat(b'=') {
-                c.skip_ows();
+                c.ows();
                 // `abc=` or `abc==` at the end of an element is a token68, not a parameter.
                 if !c.at_element_end() && c.0.first() != Some(&b'=') {
                     let value = c.param_value();
@@ -267,40 +269,12 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// A forward-only cursor over the unread rest of the value.
-#[derive(Clone, Copy)]
-struct Cursor<'a>(&'a [u8]);
-
+/// The challenge productions (RFC 9110 §11.2, §5.6), on the shared cursor.
 impl<'a> Cursor<'a> {
-    fn advance(&mut self, n: usize) {
-        self.0 = self.0.get(n..).unwrap_or(&[]);
-    }
-
-    fn eat(&mut self, b: u8) -> bool {
-        if self.0.first() == Some(&b) {
-            self.advance(1);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Skips optional whitespace, returning how much there was.
-    fn skip_ows(&mut self) -> usize {
-        let n = self.0.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
-        self.advance(n);
-        n
-    }
-
     /// Consumes `1*tchar`.
     fn token(&mut self) -> Option<&'a [u8]> {
-        let n = self.0.iter().take_while(|b| is_tchar(**b)).count();
-        let (token, rest) = self.0.split_at_checked(n)?;
-        if token.is_empty() {
-            return None;
-        }
-        self.0 = rest;
-        Some(token)
+        let token = self.take_while(is_tchar);
+        (!token.is_empty()).then_some(token)
     }
 
     /// Consumes a quoted-string and returns its raw inside; `None` (having consumed the rest) if
@@ -335,13 +309,13 @@ impl<'a> Cursor<'a> {
     /// Whether the current list element ends here (only whitespace before a comma or the end).
     fn at_element_end(&self) -> bool {
         let mut probe = *self;
-        probe.skip_ows();
+        probe.ows();
         matches!(probe.0.first(), None | Some(b','))
     }
 
     /// Finishes an element: consumes its comma, or skips junk up to and including the next one.
     fn end_element(&mut self) {
-        self.skip_ows();
+        self.ows();
         if !self.eat(b',') {
             self.skip_element();
         }

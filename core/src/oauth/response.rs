@@ -443,31 +443,10 @@ pub(super) fn json_object(body: &[u8]) -> Result<&[u8], Shape> {
         Some(b'{') => {}
         Some(_) => return Err(Shape::NotJson),
     }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => {
-                    depth = depth.saturating_add(1);
-                    if depth > MAX_JSON_DEPTH {
-                        return Err(Shape::TooDeep);
-                    }
-                }
-                b'}' | b']' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
+    match crate::json::first_too_deep(body, MAX_JSON_DEPTH) {
+        Some(_) => Err(Shape::TooDeep),
+        None => Ok(body),
     }
-    Ok(body)
 }
 
 /// The characters of an escaped JSON string (as `serde-json-core` borrows it, without quotes),
