@@ -1,7 +1,8 @@
 //! `credflow`: OAuth 2.0 client-credentials tokens, authenticated API calls, setup diagnosis and
 //! an offline demo, for Genesys Cloud and any OAuth2 server.
 //!
-//! Exit codes: 0 success; 2 usage or configuration error; 3 credentials rejected; 4 scope or
+//! Exit codes: 0 success; 1 the API answered an error status, returned as is; 2 usage or
+//! configuration error; 3 credentials rejected; 4 scope or
 //! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
 //! longest accepted wait).
 
@@ -25,8 +26,9 @@ use credflow_reqwest::{AuthMethod, Client, Config, Error};
 #[derive(Debug, Parser)]
 #[command(name = "credflow", version, about, long_about = None)]
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
---client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 2 configuration, \
-3 credentials rejected, 4 scope or permission, 5 unavailable.")]
+--client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 1 the API answered an \
+error status (body printed), 2 configuration, 3 credentials rejected, 4 scope or permission, \
+5 unavailable.")]
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
