@@ -178,7 +178,7 @@ pub struct SessionConfig {
     pub retry: RetryPolicy,
     /// The retry budget shared by all requests of the session.
     pub budget: BudgetConfig,
-    /// Circuit breaker in front of the token endpoint.
+    /// Circuit breaker in front of the token endpoint (cooldown capped at 60 s by default).
     pub token_breaker: BreakerConfig,
     /// Circuit breaker per API host.
     pub api_breaker: BreakerConfig,
@@ -196,7 +196,12 @@ impl Default for SessionConfig {
             lifecycle: LifecycleConfig::default(),
             retry: RetryPolicy::default(),
             budget: BudgetConfig::default(),
-            token_breaker: BreakerConfig::default(),
+            // Token requests are single-flight, so probes are cheap: cap the cooldown at a
+            // minute so a pod is back within about a minute of the endpoint's recovery.
+            token_breaker: BreakerConfig {
+                max_cooldown: Duration::from_secs(60),
+                ..BreakerConfig::default()
+            },
             api_breaker: BreakerConfig::default(),
             pacer: PacerConfig::default(),
             default_expires_in: Duration::from_secs(3600),
@@ -968,6 +973,17 @@ impl<const N: usize, const H: usize> Session<N, H> {
         if let Pace::NotBefore { at, reason } = self.pacer.check(now, req.spec.priority) {
             if req.spec.deadline.is_some_and(|d| at > d) {
                 return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
+            }
+            // A quota that resets in hours (a daily limit's 429): fail now and name the wait,
+            // as the request that got the 429 did, rather than waiting silently.
+            let wait = at.saturating_duration_since(now);
+            let max = self.config.retry.max_wait;
+            if wait > max {
+                let reason = GiveUpReason::WaitTooLong { wait, max };
+                return self.fail(ApiError::new(ApiErrorKind::GaveUp {
+                    reason,
+                    last: RetryReason::RateLimited,
+                }));
             }
             self.counters.paced_ms = self
                 .counters

@@ -571,3 +571,26 @@ fn transport_failure_on_the_token_endpoint_backs_off() {
     assert!(h.poll_token(at));
     assert!(h.s.lifecycle().in_flight());
 }
+
+#[test]
+fn requests_begun_after_a_daily_limit_fail_fast_instead_of_waiting_hours() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 86_400);
+    let mut first = h.begin(secs(0), Method::Get);
+    h.send(secs(0), &mut first).unwrap();
+    assert!(matches!(
+        h.s.handle_response(secs(0), &mut first, 429, &[("Retry-After", "40000")], b""),
+        Verdict::Fail(_)
+    ));
+    // A request begun later is not told to wait 11 hours: it fails at once, naming the wait.
+    let mut later = h.begin(secs(5), Method::Get);
+    match h.s.authorize(secs(5), &mut later) {
+        Authorize::Fail(e) => match e.kind {
+            ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { wait, .. }, .. } => {
+                assert_eq!(wait, Duration::from_secs(39_995))
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
