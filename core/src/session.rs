@@ -1170,8 +1170,13 @@ impl<const N: usize, const H: usize> Session<N, H> {
                 if probe {
                     self.with_host_breaker(now, host, |b, _| b.on_abandoned(now));
                 }
-                self.pacer.on_rate_limited(now, retry_after);
-                let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
+                // Everyone waits as the server asked, but no longer than the retry policy
+                // honours: a daily quota's hours, or a bogus value that saturates to "forever",
+                // must not silence the session. The next request after that finds out whether
+                // the limit still holds (and fails fast with `WaitTooLong` if it does).
+                let hold = retry_after.map(|wait| wait.min(self.config.retry.max_wait));
+                self.pacer.on_rate_limited(now, hold);
+                let until = now.saturating_add(hold.unwrap_or(Duration::ZERO));
                 self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
                 self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
             }
@@ -1422,3 +1427,68 @@ impl fmt::Display for RestoreError {
 }
 
 impl core::error::Error for RestoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.
+    fn with_token() -> Session<64, 1> {
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+        let mut s = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+        let mut buf = [0u8; 512];
+        let (ticket, _) = s.poll_token_request(Instant::ZERO, &mut buf).unwrap().unwrap();
+        let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
+        s.handle_token_response(Instant::ZERO, ticket, 200, &[("a", "b")], body);
+        s
+    }
+
+    /// Found by `fuzz/fuzz_targets/session.rs`: one 429 with an absurd `Retry-After` (a number
+    /// that saturates to "forever") paced every later request, critical ones included, until
+    /// `Instant::MAX`: the session never sent again. The pacer now holds requests back for at
+    /// most the longest wait the retry policy honours (`max_wait`); the request that got the 429
+    /// still fails fast with `WaitTooLong`, and so does the next probe while the limit lasts.
+    #[test]
+    fn an_absurd_retry_after_does_not_silence_the_session() {
+        let max_wait = SessionConfig::default().retry.max_wait;
+        for retry_after in ["99999999999999999999", "30000"] {
+            let mut s = with_token();
+            let host = HostKey::from_host("api.mypurecloud.com");
+            let t0 = Instant::from_secs(1);
+            let mut req = s.begin(t0, RequestSpec::new(Method::Get, host));
+            assert!(matches!(s.authorize(t0, &mut req), Authorize::Send { .. }));
+            let verdict =
+                s.handle_response(t0, &mut req, 429, &[("Retry-After", retry_after)], b"");
+            assert!(
+                matches!(
+                    &verdict,
+                    Verdict::Fail(ApiError {
+                        kind: ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { .. }, .. },
+                        ..
+                    })
+                ),
+                "{verdict:?}"
+            );
+            let mut next = s.begin(
+                t0,
+                RequestSpec { priority: Priority::Critical, ..RequestSpec::new(Method::Get, host) },
+            );
+            let resume = t0 + max_wait;
+            match s.authorize(t0, &mut next) {
+                Authorize::Wait { until: Some(at), reason: WaitReason::Paced(_) } => {
+                    assert_eq!(at, resume, "Retry-After {retry_after}")
+                }
+                other => panic!("Retry-After {retry_after}: {other:?}"),
+            }
+            let before = resume.checked_sub(Duration::from_millis(1)).unwrap();
+            assert!(matches!(s.authorize(before, &mut next), Authorize::Wait { .. }));
+            assert!(matches!(s.authorize(resume, &mut next), Authorize::Send { .. }));
+            let rate_limited = core::iter::from_fn(|| s.poll_event()).find_map(|e| match e {
+                Event::RateLimited { until, .. } => Some(until),
+                _ => None,
+            });
+            assert_eq!(rate_limited, Some(resume));
+        }
+    }
+}

@@ -43,7 +43,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Reads a code (ASCII case ignored for the known ones).
+    /// Reads a code (ASCII case ignored for the known ones). `code` is text, already
+    /// unescaped: an unknown code is kept as it is, cut to 64 bytes at a character boundary,
+    /// control characters replaced by spaces.
     pub fn parse(code: &str) -> ErrorCode {
         const KNOWN: [(&str, ErrorCode); 6] = [
             ("invalid_request", ErrorCode::InvalidRequest),
@@ -56,7 +58,7 @@ impl ErrorCode {
         KNOWN
             .into_iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(code))
-            .map_or_else(|| ErrorCode::Other(bounded_text(code, false).0), |(_, c)| c)
+            .map_or_else(|| ErrorCode::Other(sanitized(code)), |(_, c)| c)
     }
 
     /// The code as sent on the wire.
@@ -77,6 +79,18 @@ impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `text` cut to `C` bytes at a character boundary, control characters replaced by spaces
+/// (no unescaping: it is already text).
+fn sanitized<const C: usize>(text: &str) -> heapless::String<C> {
+    let mut out = heapless::String::new();
+    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
 }
 
 /// What a failed token request means for the next one.
@@ -360,6 +374,26 @@ mod tests {
         let code = ErrorCode::parse("ü".repeat(40).as_str());
         assert_eq!(code.as_str().len(), 64);
         assert_eq!(ErrorCode::parse("invalid_scope").as_str(), "invalid_scope");
+    }
+
+    /// Found by `fuzz/fuzz_targets/token_error.rs`: the code was JSON-unescaped twice, once
+    /// when read and again in `ErrorCode::parse`, so a backslash the server sent was lost or
+    /// turned into another character (the JSON string `"a\\b"` gave the code `a ` instead of
+    /// `a\b`), and the literal text `slow\u005fdown` was read as `slow_down`.
+    #[test]
+    fn codes_are_unescaped_once() {
+        let e = parse_token_error(400, br#"{"error":"a\\b\\\\c"}"#);
+        assert_eq!(e.code.as_ref().map(ErrorCode::as_str), Some(r"a\b\\c"));
+        assert_eq!(ErrorCode::parse(r"a\b"), ErrorCode::Other("a\\b".try_into().unwrap()));
+        let e = parse_token_error(400, br#"{"error":"slow\\u005fdown"}"#);
+        assert_eq!(e.code.as_ref().map(ErrorCode::as_str), Some(r"slow\u005fdown"));
+        assert_eq!(e.class, Permanent);
+        // Parsing is idempotent, control characters still become spaces.
+        for code in [r"x\\", "tab\there", r"\u0041"] {
+            let once = ErrorCode::parse(code);
+            assert_eq!(ErrorCode::parse(once.as_str()), once);
+        }
+        assert_eq!(ErrorCode::parse("a\nb").as_str(), "a b");
     }
 
     proptest! {

@@ -1,0 +1,616 @@
+//! The `Session`, driven by an arbitrary sequence of operations and time steps, against a small
+//! model of what the server issued (the fuzzing twin of `core/tests/session_props.rs`).
+//!
+//! Input: a setup byte (bits 0–1: auth method basic/post/jwt; bit 2: no expiry safety margin
+//! and no jitter; bit 3: a breaker that trips on the first failure; bit 4: ten retries; bit 5:
+//! no minimum refresh interval), an RNG seed (u64 little-endian), then operations until the
+//! input ends, each a tag byte (`% 16`, see [`Op`]) and its little-endian arguments.
+//!
+//! Checked after every operation:
+//! - a token handed out by `authorize` (or held as usable) is one the server issued and has
+//!   not expired by the model's clock, which starts counting when the request was *sent*;
+//! - never two token requests in flight;
+//! - every `Wait { until: Some(t) }` and `Verdict::Retry { at }` has `t >= now`, and nothing is
+//!   sent past its deadline;
+//! - a snapshot changed after sealing is never restored;
+//! - once the server is healthy again, the session sends a new request within a bounded time
+//!   (unless the credentials were rejected), and never waits for an event that cannot come;
+//! - no panic, in `Display` and `Debug` of every output too.
+#![no_main]
+
+use arbitrary::{Arbitrary, Unstructured};
+use credflow_core::http::Method;
+use credflow_core::http::date::format_http_date;
+use credflow_core::lifecycle::Ticket;
+use credflow_core::oauth::AuthMethod;
+use credflow_core::ratelimit::pacer::Priority;
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::Credentials;
+use credflow_core::session::{
+    Authorize, HostKey, RequestSpec, RequestState, RestoreError, Session, SessionConfig,
+    TokenEndpoint, Verdict,
+};
+use credflow_core::snapshot::UnsealError;
+use credflow_core::{Duration, Instant, UnixTime, WallClock};
+use credflow_fuzz::{CLIENT, SNAPSHOT_KEY};
+use libfuzzer_sys::fuzz_target;
+
+/// Token capacity of the session under test: small, so that too-long tokens are reachable.
+const N: usize = 64;
+/// The wall clock, when set, maps `Instant::ZERO` to this (one mapping for the whole run, so
+/// that a snapshot's wall-clock expiry means the same instant when it is restored).
+const WALL_ORIGIN: UnixTime = UnixTime::from_secs(1_700_000_000);
+const MAX_OPS: usize = 512;
+const MAX_REQUESTS: usize = 16;
+
+/// One step of the run.
+#[derive(Debug)]
+enum Op {
+    /// Time passes: even values are `v / 2` milliseconds, odd ones `v / 2` seconds.
+    Advance(u16),
+    /// The adapter asks for a token request.
+    PollToken,
+    /// The token endpoint answers the outstanding request: kind (`% 10`), lifetime in seconds.
+    AnswerToken(u8, u16),
+    /// The outstanding token request fails in transport (`false`) or is abandoned (`true`).
+    TokenTransport(bool),
+    /// An API request begins: method and flags, priority and deadline.
+    Begin(u8, u8),
+    /// Request `i % len` asks to be sent.
+    Authorize(u8),
+    /// Request `i % len`, if sent, gets a response: index, status selector, headers selector.
+    Respond(u8, u16, u8),
+    /// Request `i % len`, if sent, fails in transport.
+    Transport(u8),
+    /// Request `i % len` is dropped by its caller.
+    Abandon(u8),
+    /// The adapter's timer fires now.
+    Timeout,
+    /// The secret is rotated.
+    Rotate,
+    /// The adapter tells the session the wall-clock time.
+    WallClock,
+    /// The current token is sealed into a snapshot.
+    Seal,
+    /// The last snapshot is restored: as sealed (0), or with byte `v % len` xored with `v`.
+    Restore(u8),
+    /// The adapter sleeps until the session's next deadline and handles it.
+    SleepToDeadline,
+    /// The adapter sleeps until the last "not before" it was given.
+    SleepToWait,
+}
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(match u.arbitrary::<u8>()? % 16 {
+            0 => Op::Advance(u.arbitrary()?),
+            1 => Op::PollToken,
+            2 => Op::AnswerToken(u.arbitrary()?, u.arbitrary()?),
+            3 => Op::TokenTransport(u.arbitrary()?),
+            4 => Op::Begin(u.arbitrary()?, u.arbitrary()?),
+            5 => Op::Authorize(u.arbitrary()?),
+            6 => Op::Respond(u.arbitrary()?, u.arbitrary()?, u.arbitrary()?),
+            7 => Op::Transport(u.arbitrary()?),
+            8 => Op::Abandon(u.arbitrary()?),
+            9 => Op::Timeout,
+            10 => Op::Rotate,
+            11 => Op::WallClock,
+            12 => Op::Seal,
+            13 => Op::Restore(u.arbitrary()?),
+            14 => Op::SleepToDeadline,
+            _ => Op::SleepToWait,
+        })
+    }
+}
+
+/// What the "server" issued, and what the harness is waiting for.
+struct Model {
+    /// (token value, absolute expiry counted from the moment its request was sent).
+    issued: Vec<(String, Instant)>,
+    outstanding: Option<(Ticket, Instant)>,
+    counter: u32,
+    wall: bool,
+    snapshot: Option<Vec<u8>>,
+    last_wait: Option<Instant>,
+    /// The token endpoint answered with a fatal error since the last rotation.
+    rejected: bool,
+}
+
+const STATUSES: [u16; 13] = [200, 204, 401, 403, 429, 500, 503, 404, 408, 502, 504, 400, 302];
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let setup: u8 = u.arbitrary().unwrap_or(0);
+    let seed: u64 = u.arbitrary().unwrap_or(0);
+
+    let auth =
+        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::ClientSecretJwt]
+            [usize::from(setup % 3)];
+    let mut config = SessionConfig::default();
+    if setup & 0b100 != 0 {
+        config.lifecycle.expiry_safety = Duration::ZERO;
+        config.lifecycle.refresh_jitter_permille = 0;
+    }
+    if setup & 0b1000 != 0 {
+        config.token_breaker.consecutive_failures = 1;
+        config.api_breaker.consecutive_failures = 1;
+    }
+    if setup & 0b1_0000 != 0 {
+        config.retry.max_retries = 10;
+    }
+    if setup & 0b10_0000 != 0 {
+        config.lifecycle.min_refresh_interval = Duration::ZERO;
+    }
+    let creds = Credentials::from_strs(CLIENT.0, CLIENT.1).unwrap();
+    let endpoint =
+        TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap().with_auth(auth);
+    let Ok(mut s) = Session::<N, 2>::new(creds, endpoint, config, seed) else { return };
+
+    let mut buf = [0u8; 4096];
+    let mut now = Instant::ZERO;
+    let mut model = Model {
+        issued: Vec::new(),
+        outstanding: None,
+        counter: 0,
+        wall: false,
+        snapshot: None,
+        last_wait: None,
+        rejected: false,
+    };
+    let mut reqs: Vec<(RequestState, bool)> = Vec::new(); // (state, sent)
+
+    for _ in 0..MAX_OPS {
+        if u.is_empty() {
+            break;
+        }
+        let Ok(op) = Op::arbitrary(&mut u) else { break };
+        if trace() {
+            eprintln!("{now}: {op:?}");
+        }
+        match op {
+            Op::Advance(v) => {
+                let step = u64::from(v >> 1);
+                now = now
+                    + if v & 1 == 0 {
+                        Duration::from_millis(step)
+                    } else {
+                        Duration::from_secs(step)
+                    };
+            }
+            Op::PollToken => match s.poll_token_request(now, &mut buf) {
+                Ok(Some((ticket, request))) => {
+                    assert!(model.outstanding.is_none(), "two token requests in flight");
+                    let _ = format!("{request:?}");
+                    assert!(request.body.starts_with("grant_type=client_credentials"));
+                    model.outstanding = Some((ticket, now));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = e.to_string();
+                    assert!(
+                        auth == AuthMethod::ClientSecretJwt && !model.wall,
+                        "encode failed: {e}"
+                    );
+                }
+            },
+            Op::AnswerToken(kind, life) => {
+                if let Some((ticket, sent)) = model.outstanding.take() {
+                    answer_token(&mut s, &mut model, now, ticket, sent, kind, life);
+                }
+            }
+            Op::TokenTransport(abandon) => {
+                if let Some((ticket, _)) = model.outstanding.take() {
+                    let kind = (!abandon).then_some(TransportKind::Timeout);
+                    s.handle_token_error(now, ticket, kind);
+                }
+            }
+            Op::Begin(m, p) => {
+                let method =
+                    [Method::Get, Method::Post, Method::Put, Method::Delete, Method::Patch]
+                        [usize::from(m % 5)];
+                let priority = [Priority::Critical, Priority::Normal, Priority::Background]
+                    [usize::from(p % 3)];
+                let deadline = (p % 5 == 0).then(|| now + Duration::from_secs(u64::from(m)));
+                let spec = RequestSpec {
+                    method,
+                    idempotent: m & 0x80 != 0,
+                    priority,
+                    deadline,
+                    host: HostKey(u64::from(m % 3)),
+                };
+                if reqs.len() < MAX_REQUESTS {
+                    reqs.push((s.begin(now, spec), false));
+                }
+            }
+            Op::Authorize(i) => {
+                if let Some(i) = index(i, reqs.len()) {
+                    let (req, sent) = &mut reqs[i];
+                    let deadline = req.spec().deadline;
+                    match s.authorize(now, req) {
+                        Authorize::Send { token, .. } => {
+                            let expiry = model
+                                .issued
+                                .iter()
+                                .find(|(v, _)| v == token.as_str())
+                                .map(|(_, e)| *e);
+                            let expiry = expiry.expect("a token the server never issued");
+                            assert!(
+                                now < expiry,
+                                "expired token handed out at {now} (expired {expiry})"
+                            );
+                            assert!(deadline.is_none_or(|d| now <= d), "sent past its deadline");
+                            *sent = true;
+                        }
+                        Authorize::Wait { until: Some(t), reason } => {
+                            assert!(t >= now, "wait until {t} < now {now} ({reason:?})");
+                            model.last_wait = Some(t);
+                        }
+                        Authorize::Wait { until: None, .. } => {}
+                        Authorize::Fail(e) => {
+                            let _ = (e.to_string(), e.likely_cause());
+                            let _ = reqs.swap_remove(i);
+                        }
+                    }
+                }
+            }
+            Op::Respond(i, status, r) => {
+                if let Some(i) = index(i, reqs.len())
+                    && reqs[i].1
+                {
+                    let status = if status & 0x8000 == 0 {
+                        STATUSES[usize::from(status) % STATUSES.len()]
+                    } else {
+                        100 + status % 500
+                    };
+                    let wall_now = model.wall.then(|| {
+                        WALL_ORIGIN.saturating_add(now.saturating_duration_since(Instant::ZERO))
+                    });
+                    let (headers, body) = api_response(status, r, wall_now);
+                    let headers: Vec<(&str, &str)> =
+                        headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    let verdict = s.handle_response(
+                        now,
+                        &mut reqs[i].0,
+                        status,
+                        headers.as_slice(),
+                        body.as_bytes(),
+                    );
+                    reqs[i].1 = false;
+                    if judge(now, verdict, &mut model) {
+                        let _ = reqs.swap_remove(i);
+                    }
+                }
+            }
+            Op::Transport(i) => {
+                if let Some(i) = index(i, reqs.len())
+                    && reqs[i].1
+                {
+                    reqs[i].1 = false;
+                    let verdict =
+                        s.handle_transport_error(now, &mut reqs[i].0, TransportKind::Reset);
+                    if judge(now, verdict, &mut model) {
+                        let _ = reqs.swap_remove(i);
+                    }
+                }
+            }
+            Op::Abandon(i) => {
+                if let Some(i) = index(i, reqs.len()) {
+                    let (mut req, _) = reqs.swap_remove(i);
+                    s.abandon(now, &mut req);
+                }
+            }
+            Op::Timeout => s.handle_timeout(now),
+            Op::Rotate => {
+                s.set_credentials(now, Credentials::from_strs(CLIENT.0, "rotated").unwrap());
+                model.outstanding = None; // disowned
+                model.rejected = false;
+            }
+            Op::WallClock => {
+                s.set_wall_clock(WallClock::new(Instant::ZERO, WALL_ORIGIN));
+                model.wall = true;
+            }
+            Op::Seal => {
+                let mut out = [0u8; 256];
+                match s.seal(now, SNAPSHOT_KEY, &mut out) {
+                    Ok(0) => {}
+                    Ok(n) => model.snapshot = Some(out[..n].to_vec()),
+                    Err(e) => panic!("sealing failed: {e}"),
+                }
+            }
+            Op::Restore(v) => {
+                if let Some(mut snapshot) = model.snapshot.clone() {
+                    let changed = v != 0;
+                    if changed {
+                        let at = usize::from(v) % snapshot.len();
+                        snapshot[at] ^= v;
+                    }
+                    match s.restore(now, &snapshot, SNAPSHOT_KEY) {
+                        Ok(_) => assert!(!changed, "a tampered snapshot was restored"),
+                        Err(e) => {
+                            let _ = e.to_string();
+                            if !changed {
+                                assert!(
+                                    matches!(
+                                        e,
+                                        RestoreError::NotUsable
+                                            | RestoreError::Unseal(
+                                                UnsealError::Expired { .. }
+                                                    | UnsealError::WrongCredential
+                                            )
+                                    ),
+                                    "an intact snapshot refused: {e:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Op::SleepToDeadline => {
+                if let Some((at, why)) = s.poll_timeout() {
+                    let _ = format!("{why:?}");
+                    if at > now && !at.is_never() {
+                        now = at;
+                    }
+                    s.handle_timeout(now);
+                }
+            }
+            Op::SleepToWait => {
+                if let Some(t) = model.last_wait.take() {
+                    now = now.max(t);
+                }
+            }
+        }
+
+        if !s.lifecycle().in_flight() {
+            model.outstanding = None;
+        }
+        if let Some((token, times)) = s.token(now) {
+            let expiry = model.issued.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
+            let expiry = expiry.expect("the session holds a token the server never issued");
+            assert!(now < expiry, "an expired token is held as usable at {now}");
+            assert!(times.expires_at <= expiry, "the session believes the token lives longer");
+            assert!(times.usable_until <= times.expires_at);
+        }
+        let _ = s.poll_timeout();
+        while let Some(event) = s.poll_event() {
+            let _ = format!("{event:?}");
+        }
+        let _ = format!("{s:?} {:?}", s.counters());
+    }
+    // The callers drop what they still hold (an attempt in flight may hold a breaker probe).
+    for (mut req, _) in reqs {
+        s.abandon(now, &mut req);
+    }
+    recover(&mut s, &mut model, now, &mut buf);
+});
+
+/// Longest a healthy server may have to wait for the session to send again: the longest wait
+/// the server asked for in this harness (a 2-hour `Retry-After`), plus slack for backoff and
+/// breaker cooldowns.
+const RECOVERY_HORIZON: Duration = Duration::from_secs(3 * 3600);
+
+/// From now on the server is healthy and every earlier request has been dropped. Unless the
+/// credentials were rejected, a new critical request must be sent within a bounded number of
+/// steps and of (virtual) time, and no wait may be for an event that cannot come.
+fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut [u8]) {
+    if !model.wall {
+        // client_secret_jwt cannot sign without it; the others do not care.
+        s.set_wall_clock(WallClock::new(Instant::ZERO, WALL_ORIGIN));
+        model.wall = true;
+    }
+    let start = now;
+    let spec = RequestSpec {
+        method: Method::Get,
+        idempotent: true,
+        priority: Priority::Critical,
+        deadline: None,
+        host: HostKey(0),
+    };
+    let mut req = s.begin(now, spec);
+    for _ in 0..256 {
+        assert!(
+            now.saturating_duration_since(start) <= RECOVERY_HORIZON,
+            "no recovery {:?} after the server became healthy",
+            now.saturating_duration_since(start)
+        );
+        s.handle_timeout(now);
+        if model.outstanding.is_none()
+            && let Ok(Some((ticket, _))) = s.poll_token_request(now, buf)
+        {
+            model.outstanding = Some((ticket, now));
+        }
+        if let Some((ticket, sent)) = model.outstanding.take() {
+            answer_token(s, model, now, ticket, sent, 0, 3600);
+        }
+        let answer = s.authorize(now, &mut req);
+        if trace() {
+            eprintln!("{now}: recovering: {answer:?}");
+        }
+        match answer {
+            Authorize::Send { token, .. } => {
+                let expiry =
+                    model.issued.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
+                assert!(expiry.is_some_and(|e| now < e), "recovered with a dead token");
+                return;
+            }
+            Authorize::Wait { until: Some(t), reason } => {
+                assert!(t >= now, "wait until {t} < now {now} ({reason:?})");
+                now = t;
+            }
+            Authorize::Wait { until: None, reason } => {
+                let next = s.poll_timeout().map(|(at, _)| at);
+                assert!(
+                    s.lifecycle().in_flight() || next.is_some(),
+                    "waits ({reason:?}) for an event that cannot come"
+                );
+                if let Some(at) = next {
+                    now = now.max(at);
+                }
+            }
+            Authorize::Fail(e) => {
+                use credflow_core::session::ApiErrorKind;
+                match e.kind {
+                    ApiErrorKind::CredentialsRejected { .. } => {
+                        assert!(model.rejected, "credentials rejected out of nowhere: {e}");
+                        return;
+                    }
+                    ApiErrorKind::CircuitOpen { until } => now = now.max(until),
+                    ApiErrorKind::TokenUnavailable { retry_at, .. } => {
+                        let next = retry_at.or_else(|| s.poll_timeout().map(|(at, _)| at));
+                        now = now.max(next.expect("no token and no plan to get one"));
+                    }
+                    _ => panic!("unexpected failure while recovering: {e}"),
+                }
+                req = s.begin(now, spec);
+            }
+        }
+    }
+    panic!("no recovery in 256 steps");
+}
+
+/// `CREDFLOW_FUZZ_TRACE=1` prints every operation, to triage a crash:
+/// `CREDFLOW_FUZZ_TRACE=1 cargo +nightly fuzz run session <crash file>`.
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CREDFLOW_FUZZ_TRACE").is_some())
+}
+
+fn index(i: u8, len: usize) -> Option<usize> {
+    (len > 0).then(|| usize::from(i) % len)
+}
+
+/// Checks a verdict; returns whether the request is finished.
+fn judge(now: Instant, verdict: Verdict, model: &mut Model) -> bool {
+    match verdict {
+        Verdict::Retry { at, reason, source } => {
+            assert!(at >= now, "retry at {at} < now {now} ({reason:?}, {source:?})");
+            model.last_wait = Some(at);
+            false
+        }
+        Verdict::Done => true,
+        Verdict::Fail(e) => {
+            let _ = (e.to_string(), e.likely_cause());
+            true
+        }
+    }
+}
+
+/// The token endpoint's answer of the given kind.
+fn answer_token(
+    s: &mut Session<N, 2>,
+    model: &mut Model,
+    now: Instant,
+    ticket: Ticket,
+    sent: Instant,
+    kind: u8,
+    life: u16,
+) {
+    let issue = |model: &mut Model, life: Duration| {
+        model.counter += 1;
+        let value = format!("tok{}", model.counter);
+        model.issued.push((value.clone(), sent + life));
+        value
+    };
+    let json = [("Content-Type", "application/json")];
+    match kind % 10 {
+        0 => {
+            let value = issue(model, Duration::from_secs(life.into()));
+            let body = format!(r#"{{"access_token":"{value}","token_type":"Bearer","expires_in":{life}}}"#);
+            s.handle_token_response(now, ticket, 200, &json, body.as_bytes());
+        }
+        1 => {
+            // PayPal style: a string lifetime, and an escaped slash-free token.
+            let value = issue(model, Duration::from_secs(life.into()));
+            let body = format!(r#"{{"token_type":"bearer","expires_in":"{life}","access_token":"{value}","scope":"a b"}}"#);
+            s.handle_token_response(now, ticket, 200, &[("Date", "garbage")], body.as_bytes());
+        }
+        2 => {
+            // No lifetime: the configured default (3600 s) applies.
+            let value = issue(model, s.config().default_expires_in);
+            let body = format!(r#"{{"access_token":"{value}","token_type":"BEARER"}}"#);
+            s.handle_token_response(now, ticket, 201, &json, body.as_bytes());
+        }
+        3 => s.handle_token_response(now, ticket, 503, &[("Retry-After", "3")], b"<html>"),
+        4 => s.handle_token_response(
+            now,
+            ticket,
+            400,
+            &json,
+            br#"{"error":"invalid_request","description":"rate limit exceeded; slow down","error_description":"rate limit exceeded; slow down"}"#,
+        ),
+        5 => {
+            model.rejected = true;
+            s.handle_token_response(
+            now,
+            ticket,
+            401,
+            &json,
+            br#"{"error":"invalid_client","description":"authentication failed","error_description":"authentication failed"}"#,
+        )
+        }
+        6 => s.handle_token_response(now, ticket, 200, &[], b"<html><body>captive portal</body></html>"),
+        7 => {
+            let wait = (life % 120).to_string();
+            s.handle_token_response(now, ticket, 429, &[("Retry-After", wait.as_str())], b"")
+        }
+        8 => {
+            model.rejected = true; // a token too long for the session's capacity is fatal
+            let body = format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":60}}"#, "x".repeat(N + 1 + usize::from(life % 8)));
+            s.handle_token_response(now, ticket, 200, &json, body.as_bytes());
+        }
+        _ => s.handle_token_response(now, ticket, 500, &[], b""),
+    }
+}
+
+/// An API response: header fields chosen by the bits of `r`, a body fitting `status`.
+fn api_response(
+    status: u16,
+    r: u8,
+    wall_now: Option<UnixTime>,
+) -> (Vec<(&'static str, String)>, String) {
+    let mut headers = Vec::new();
+    if r & 1 != 0 {
+        let value = match (r >> 1) & 7 {
+            0 => "0".to_owned(),
+            1 => "1".to_owned(),
+            2 => "5".to_owned(),
+            3 => "30".to_owned(),
+            4 => "7200".to_owned(), // a daily limit: hours
+            5 => format_http_date(
+                wall_now
+                    .unwrap_or(UnixTime::from_secs(0))
+                    .saturating_add(Duration::from_secs(u64::from(r))),
+            )
+            .as_str()
+            .to_owned(),
+            6 => "soon".to_owned(),
+            _ => "99999999999999999999".to_owned(),
+        };
+        headers.push(("Retry-After", value));
+    }
+    if r & 0x10 != 0 {
+        headers.push(("inin-ratelimit-count", (u16::from(r) * 3).to_string()));
+        headers.push(("inin-ratelimit-allowed", "300".to_owned()));
+        headers.push(("inin-ratelimit-reset", (r >> 2).to_string()));
+    }
+    if r & 0x20 != 0
+        && let Some(wall) = wall_now
+    {
+        headers.push(("Date", format_http_date(wall).as_str().to_owned()));
+    }
+    if r & 0x40 != 0 {
+        headers
+            .push(("WWW-Authenticate", r#"Bearer realm="api", error="invalid_token""#.to_owned()));
+    }
+    headers.push(("ININ-Correlation-Id", "0d1f6a2e-5b3c-4e8f-9a71-2c6d8e4b0f13".to_owned()));
+    let body = match status {
+        429 if r & 0x80 != 0 => format!(
+            r#"{{"message":"Rate limit exceeded the maximum. Retry the request in [{}] seconds","code":"too.many.requests.retry.after","status":429}}"#,
+            r % 61
+        ),
+        403 => r#"{"message":"You are missing the following permission(s): [routing:queue:view]","code":"missing.permissions","status":403}"#.to_owned(),
+        401 => r#"{"message":"Authentication failed","code":"bad.credentials","status":401}"#.to_owned(),
+        _ => "{}".to_owned(),
+    };
+    (headers, body)
+}
