@@ -606,6 +606,9 @@ pub struct Session<const N: usize = 2048, const H: usize = 4> {
     /// The last error the token endpoint sent, kept for the errors callers get while waiting.
     last_token_error: Option<(OAuthError, Option<CorrelationId>)>,
     token_probe: bool,
+    /// Before this instant, requests the pacer would hold longer than `retry.max_wait` fail
+    /// fast; at or after it, one goes out as a probe of the quota.
+    quota_probe_at: Instant,
     /// What the last token response said about scope.
     granted: (Option<String<{ crate::oauth::response::SCOPE_CAPACITY }>>, ScopeCheck),
     jti_counter: u64,
@@ -646,6 +649,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
             wall: None,
             last_token_error: None,
             token_probe: false,
+            quota_probe_at: Instant::ZERO,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
             counters: Counters::default(),
@@ -974,22 +978,24 @@ impl<const N: usize, const H: usize> Session<N, H> {
             if req.spec.deadline.is_some_and(|d| at > d) {
                 return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
             }
-            // A quota that resets in hours (a daily limit's 429): fail now and name the wait,
-            // as the request that got the 429 did, rather than waiting silently.
             let wait = at.saturating_duration_since(now);
             let max = self.config.retry.max_wait;
-            if wait > max {
+            if wait <= max {
+                self.counters.paced_ms = self.counters.paced_ms.saturating_add(wait.as_millis());
+                return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
+            }
+            // A quota that frees up only in hours (a daily limit's 429, an exhausted long
+            // window), or a bogus wait that saturated to "forever": fail now, naming the wait,
+            // rather than holding the caller silently. One request per `max_wait` still goes
+            // out as a probe, so the session finds out when the limit is lifted.
+            if now < self.quota_probe_at {
                 let reason = GiveUpReason::WaitTooLong { wait, max };
                 return self.fail(ApiError::new(ApiErrorKind::GaveUp {
                     reason,
                     last: RetryReason::RateLimited,
                 }));
             }
-            self.counters.paced_ms = self
-                .counters
-                .paced_ms
-                .saturating_add(at.saturating_duration_since(now).as_millis());
-            return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
+            self.quota_probe_at = now.saturating_add(max);
         }
         let breaker_config = self.config.api_breaker;
         let breaker = self.host_breaker(now, req.spec.host, breaker_config);
@@ -1170,13 +1176,12 @@ impl<const N: usize, const H: usize> Session<N, H> {
                 if probe {
                     self.with_host_breaker(now, host, |b, _| b.on_abandoned(now));
                 }
-                // Everyone waits as the server asked, but no longer than the retry policy
-                // honours: a daily quota's hours, or a bogus value that saturates to "forever",
-                // must not silence the session. The next request after that finds out whether
-                // the limit still holds (and fails fast with `WaitTooLong` if it does).
-                let hold = retry_after.map(|wait| wait.min(self.config.retry.max_wait));
-                self.pacer.on_rate_limited(now, hold);
-                let until = now.saturating_add(hold.unwrap_or(Duration::ZERO));
+                // Everyone waits as the server asked. Waits longer than the retry policy
+                // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
+                // with one probe per `max_wait` from now on.
+                self.pacer.on_rate_limited(now, retry_after);
+                self.quota_probe_at = now.saturating_add(self.config.retry.max_wait);
+                let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
                 self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
                 self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
             }
@@ -1474,21 +1479,38 @@ mod tests {
                 t0,
                 RequestSpec { priority: Priority::Critical, ..RequestSpec::new(Method::Get, host) },
             );
+            // Later requests fail fast, naming the wait, instead of waiting for hours...
             let resume = t0 + max_wait;
-            match s.authorize(t0, &mut next) {
-                Authorize::Wait { until: Some(at), reason: WaitReason::Paced(_) } => {
-                    assert_eq!(at, resume, "Retry-After {retry_after}")
-                }
-                other => panic!("Retry-After {retry_after}: {other:?}"),
-            }
+            let fails_fast = |a: Authorize<'_, 64>| {
+                matches!(
+                    a,
+                    Authorize::Fail(ApiError {
+                        kind: ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { .. }, .. },
+                        ..
+                    })
+                )
+            };
+            assert!(fails_fast(s.authorize(t0, &mut next)), "Retry-After {retry_after}");
             let before = resume.checked_sub(Duration::from_millis(1)).unwrap();
-            assert!(matches!(s.authorize(before, &mut next), Authorize::Wait { .. }));
-            assert!(matches!(s.authorize(resume, &mut next), Authorize::Send { .. }));
+            let mut again = s.begin(before, RequestSpec::new(Method::Get, host));
+            assert!(fails_fast(s.authorize(before, &mut again)));
+            // ...but one probe per max_wait goes out, so the session learns when it is lifted.
+            let mut probe = s.begin(resume, RequestSpec::new(Method::Get, host));
+            assert!(matches!(s.authorize(resume, &mut probe), Authorize::Send { .. }));
+            let mut after = s.begin(resume, RequestSpec::new(Method::Get, host));
+            assert!(fails_fast(s.authorize(resume, &mut after)), "one probe at a time");
+            assert_eq!(
+                s.handle_response(resume, &mut probe, 200, &[("a", "b")], b""),
+                Verdict::Done
+            );
             let rate_limited = core::iter::from_fn(|| s.poll_event()).find_map(|e| match e {
                 Event::RateLimited { until, .. } => Some(until),
                 _ => None,
             });
-            assert_eq!(rate_limited, Some(resume));
+            assert!(
+                rate_limited.is_some_and(|until| until > resume),
+                "the server's own wait is reported"
+            );
         }
     }
 }
