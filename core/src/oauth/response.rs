@@ -10,8 +10,10 @@
 //!   `mac` token cannot be used as a bearer token, so it is refused with the type named. A
 //!   missing `token_type` is refused too: RFC 6749 §5.1 makes it REQUIRED, and guessing would
 //!   hide a misconfigured or non-OAuth endpoint.
-//! - **`expires_in`** is accepted as an integer, a float (truncated), or a string of digits
-//!   (PayPal). Missing or `null`: [`ResponseOptions::default_expires_in`]. Zero or negative: zero,
+//! - **`expires_in`** is accepted as an integer, or a string of digits with an optional
+//!   fraction, truncated (PayPal sends strings). JSON numbers with a fraction or an exponent
+//!   are not read (no float code in firmware): they take the default, flagged `Unparseable`.
+//!   Missing or `null`: [`ResponseOptions::default_expires_in`]. Zero or negative: zero,
 //!   so the lifecycle refreshes at once rather than trusting a token the server says is spent.
 //!   Above [`ResponseOptions::max_expires_in`]: clamped, so a bogus "never expires" cannot pin a
 //!   token forever. Anything else: the default. [`ExpiresInSource`] says which rule applied.
@@ -24,8 +26,8 @@
 //!
 //! Parsing uses `serde-json-core` with strings borrowed still escaped and unescaped directly
 //! into their destination: no scratch buffer, no allocation. `serde-json-core` cannot peek at a
-//! value's type, so `expires_in` is tried as a number, then as a string, then skipped: at most
-//! three linear passes over a body of a few hundred bytes. The body is checked for nesting
+//! value's type, so `expires_in` is tried as an unsigned integer, a signed one, a string, then
+//! skipped: at most four linear passes over a body of a few hundred bytes. The body is checked for nesting
 //! deeper than [`MAX_JSON_DEPTH`] first, because skipping nested values recurses. Stack use is
 //! the returned value plus, only for a token containing escapes, `N` bytes of scratch (wiped).
 
@@ -245,7 +247,8 @@ pub fn parse_token_response<const N: usize>(
         Shape::NotJson => ResponseError::NotJson,
         Shape::TooDeep => ResponseError::Malformed,
     })?;
-    let raw = pass::<f64>(body)
+    let raw = pass::<u64>(body)
+        .or_else(|| pass::<i64>(body))
         .or_else(|| pass::<EscapedStr<'_>>(body))
         .or_else(|| pass::<IgnoredAny>(body))
         .ok_or(ResponseError::Malformed)?;
@@ -292,9 +295,12 @@ struct Raw<'a, E> {
     error: Option<IgnoredAny>,
 }
 
-/// `expires_in` as found.
+/// `expires_in` as found. Numbers are read as integers only: float parsing would add some
+/// 17 KiB of code to a firmware image, for a form no token endpoint in use sends (a fraction or
+/// an exponent reads as unparseable and takes the default; in a string, a fraction is truncated).
 enum RawExpires<'a> {
-    Number(f64),
+    Seconds(u64),
+    Negative,
     Text(&'a str),
     Other,
 }
@@ -303,9 +309,18 @@ trait ExpiresForm<'a>: Deserialize<'a> {
     fn erase(self) -> RawExpires<'a>;
 }
 
-impl<'a> ExpiresForm<'a> for f64 {
+impl<'a> ExpiresForm<'a> for u64 {
     fn erase(self) -> RawExpires<'a> {
-        RawExpires::Number(self)
+        RawExpires::Seconds(self)
+    }
+}
+
+impl<'a> ExpiresForm<'a> for i64 {
+    fn erase(self) -> RawExpires<'a> {
+        match u64::try_from(self) {
+            Ok(secs) => RawExpires::Seconds(secs),
+            Err(_) => RawExpires::Negative,
+        }
     }
 }
 
@@ -384,34 +399,41 @@ fn expires_in(
 ) -> (Duration, ExpiresInSource) {
     let default = (opts.default_expires_in.min(opts.max_expires_in), ExpiresInSource::Defaulted);
     let unparseable = (default.0, ExpiresInSource::Unparseable);
-    let from_float = |v: f64| {
-        if v.is_nan() {
-            unparseable
-        } else if v < 1.0 {
-            (Duration::ZERO, ExpiresInSource::NonPositive)
-        } else {
-            // Float-to-integer `as` truncates toward zero and saturates (infinity -> u64::MAX).
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            from_secs(v as u64, opts)
-        }
-    };
     match raw {
         None => default,
-        Some(RawExpires::Number(v)) => from_float(v),
-        Some(RawExpires::Text(s)) => {
-            let s = s.trim();
-            let numeric =
-                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-            if !numeric {
-                unparseable
-            } else if let Ok(secs) = s.parse::<u64>() {
-                from_secs(secs, opts)
-            } else {
-                s.parse::<f64>().map_or(unparseable, from_float)
-            }
-        }
+        Some(RawExpires::Seconds(secs)) => from_secs(secs, opts),
+        Some(RawExpires::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
+        Some(RawExpires::Text(s)) => match decimal_seconds(s.trim()) {
+            Some(Sign::Positive(secs)) => from_secs(secs, opts),
+            Some(Sign::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
+            None => unparseable,
+        },
         Some(RawExpires::Other) => unparseable,
     }
+}
+
+enum Sign {
+    Positive(u64),
+    Negative,
+}
+
+/// A decimal number of seconds in text (`"3600"`, `"+3600"`, `"3600.5"`, `"-30"`), its fraction
+/// truncated and its value saturated; `None` for anything else (exponents included).
+fn decimal_seconds(s: &str) -> Option<Sign> {
+    let (negative, digits) = match s.as_bytes().first()? {
+        b'-' => (true, s.get(1..)?),
+        b'+' => (false, s.get(1..)?),
+        _ => (false, s),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    let value = whole.bytes().fold(0u64, |acc, b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b.saturating_sub(b'0')))
+    });
+    Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
 }
 
 fn from_secs(secs: u64, opts: &ResponseOptions<'_>) -> (Duration, ExpiresInSource) {
@@ -665,26 +687,29 @@ mod tests {
         assert_eq!(expiry("3600"), (s(3600), ExpiresInSource::Reported));
         assert_eq!(expiry("\"3600\""), (s(3600), ExpiresInSource::Reported));
         assert_eq!(expiry("\" 3600 \""), (s(3600), ExpiresInSource::Reported));
-        assert_eq!(expiry("3600.9"), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("\"3600.9\""), (s(3600), ExpiresInSource::Reported));
         assert_eq!(expiry("\"3600.0\""), (s(3600), ExpiresInSource::Reported));
-        assert_eq!(expiry("3.6e3"), (s(3600), ExpiresInSource::Reported));
+        assert_eq!(expiry("\"+3600\""), (s(3600), ExpiresInSource::Reported));
         assert_eq!(expiry("1"), (s(1), ExpiresInSource::Reported));
         assert_eq!(expiry("null"), (DEFAULT_EXPIRES_IN, ExpiresInSource::Defaulted));
-        for v in ["0", "-1", "0.5", "-1e999", "\"0\"", "\"-30\"", "-0"] {
+        for v in ["0", "-1", "-0", "\"0\"", "\"-30\"", "\"0.5\"", "-9223372036854775808"] {
             assert_eq!(expiry(v), (Duration::ZERO, ExpiresInSource::NonPositive), "{v}");
         }
         // T and T+1 around the maximum.
         let max = MAX_EXPIRES_IN.as_secs();
         assert_eq!(expiry(&max.to_string()), (MAX_EXPIRES_IN, ExpiresInSource::Reported));
-        for v in [
-            (max + 1).to_string(),
-            "1e999".into(),
-            "18446744073709551616".into(),
-            "\"99999999999999999999999\"".into(),
-        ] {
+        for v in [(max + 1).to_string(), "\"99999999999999999999999\"".into()] {
             assert_eq!(expiry(&v), (MAX_EXPIRES_IN, ExpiresInSource::Clamped), "{v}");
         }
+        // JSON numbers are read as integers only (no float code in firmware): a fraction, an
+        // exponent or an integer beyond 64 bits takes the default, flagged as unparseable.
         for v in [
+            "3600.9",
+            "3.6e3",
+            "0.5",
+            "1e999",
+            "-1e999",
+            "18446744073709551616",
             "true",
             "\"soon\"",
             "\"\"",
@@ -695,6 +720,8 @@ mod tests {
             "\"1-2\"",
             "1-2",
             "\"36\\u0030\"",
+            "\"3.6e3\"",
+            "\".\"",
         ] {
             assert_eq!(expiry(v), (DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable), "{v}");
         }
