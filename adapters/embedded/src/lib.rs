@@ -20,7 +20,7 @@
 //! # struct Net; struct Tls;
 //! # impl embedded_io_async::ErrorType for Tls { type Error = core::convert::Infallible; }
 //! # impl embedded_io_async::Read for Tls { async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> { Ok(0) } }
-//! # impl embedded_io_async::Write for Tls { async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) } }
+//! # impl embedded_io_async::Write for Tls { async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) } async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) } }
 //! # impl Connector for Net { type Connection = Tls; type Error = (); async fn connect(&mut self, _: &Target) -> Result<Tls, ()> { Ok(Tls) } }
 //! # async fn run(net: Net, seed: u64) -> Result<(), credflow_embedded::Error> {
 //! use credflow_core::env::parse_environment;

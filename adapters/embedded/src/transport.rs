@@ -88,7 +88,7 @@ impl fmt::Debug for Target {
 /// # struct Tcp; struct Tls;
 /// # impl embedded_io_async::ErrorType for Tls { type Error = core::convert::Infallible; }
 /// # impl embedded_io_async::Read for Tls { async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> { Ok(0) } }
-/// # impl embedded_io_async::Write for Tls { async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) } }
+/// # impl embedded_io_async::Write for Tls { async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) } async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) } }
 /// # async fn open_tls(_: &mut Tcp, _: &str, _: u16) -> Result<Tls, ()> { Ok(Tls) }
 /// struct MyConnector { net: Tcp }
 ///
