@@ -17,7 +17,7 @@ use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
 use embedded_io_async::Write;
 use zeroize::Zeroize;
 
-use crate::error::{Error, TransportError};
+use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
 use crate::wire::{ReadError, Received, RequestHead, ResponseHeaders, read_response, write_all};
 
@@ -203,6 +203,8 @@ impl<C: Connector, const N: usize, const H: usize> core::fmt::Debug for Client<C
     }
 }
 
+// `Error` is large and unboxable without an allocator (see its docs).
+#[allow(clippy::result_large_err)]
 impl<C: Connector, const N: usize, const H: usize> Client<C, N, H> {
     /// A client that requests tokens as `session` says and sends API requests to `api_base`
     /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
@@ -213,7 +215,7 @@ impl<C: Connector, const N: usize, const H: usize> Client<C, N, H> {
         session: Session<N, H>,
         api_base: &str,
         config: ClientConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, InvalidUrl> {
         let token_target = Target::from_url(session.endpoint().token_url())?;
         let api_target = Target::from_url(api_base)?;
         Ok(Client {

@@ -82,7 +82,25 @@ impl fmt::Display for TransportError {
 
 impl core::error::Error for TransportError {}
 
+/// A URL given to the client is not an absolute `http(s)` URL, or its host is longer than
+/// [`HOST_CAPACITY`](crate::HOST_CAPACITY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct InvalidUrl;
+
+impl fmt::Display for InvalidUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("URL is not absolute http(s), or its host is too long")
+    }
+}
+
+impl core::error::Error for InvalidUrl {}
+
 /// What can go wrong with a [`Client`](crate::Client) call.
+///
+/// Large (the core's [`ApiError`] carries the server's error text and correlation id) and
+/// returned by value: without an allocator there is nothing to box it in, and it is moved once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -118,9 +136,6 @@ pub enum Error {
         /// The last transport failure of a token request.
         last: Option<TransportError>,
     },
-    /// A URL given to the client is not an absolute `http(s)` URL, or its host is longer than
-    /// [`HOST_CAPACITY`](crate::HOST_CAPACITY).
-    InvalidUrl,
 }
 
 impl fmt::Display for Error {
@@ -140,9 +155,6 @@ impl fmt::Display for Error {
             Error::InvalidRequest(e) => write!(f, "invalid request: {e}"),
             Error::TokenWait { last: Some(e) } => write!(f, "no token in time: {e}"),
             Error::TokenWait { last: None } => f.write_str("no token in time"),
-            Error::InvalidUrl => {
-                f.write_str("URL is not absolute http(s), or its host is too long")
-            }
         }
     }
 }

@@ -33,7 +33,7 @@
 //! // N = 1024-byte tokens (Genesys tokens are short), H = 1 API host.
 //! let session: Session<1024, 1> =
 //!     Session::new(credentials, TokenEndpoint::genesys(env), SessionConfig::default(), seed).unwrap();
-//! let mut client = Client::new(net, session, env.api_base, ClientConfig::default())?;
+//! let mut client = Client::new(net, session, env.api_base, ClientConfig::default()).unwrap();
 //!
 //! let (mut tx, mut rx) = ([0u8; 2048], [0u8; 8192]);
 //! let response = client.request(&Request::get("/api/v2/routing/queues?pageSize=5"), &mut tx, &mut rx).await?;
@@ -95,7 +95,7 @@ mod transport;
 mod wire;
 
 pub use client::{Client, ClientConfig, Request, Response};
-pub use error::{Error, HttpError, TransportError};
+pub use error::{Error, HttpError, InvalidUrl, TransportError};
 pub use transport::{Connector, HOST_CAPACITY, Target};
 pub use wire::{MAX_HEADERS, ResponseHeaders};
 

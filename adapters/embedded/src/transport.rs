@@ -6,7 +6,7 @@ use credflow_core::http::url::{Scheme, Url};
 use embedded_io_async::{Read, Write};
 use heapless::String;
 
-use crate::error::Error;
+use crate::error::InvalidUrl;
 
 /// Longest host name a [`Target`] stores. Genesys Cloud hosts are about 30 bytes.
 pub const HOST_CAPACITY: usize = 64;
@@ -26,13 +26,13 @@ impl Target {
     /// use credflow_embedded::Target;
     /// let target = Target::from_url("https://api.mypurecloud.com")?;
     /// assert_eq!((target.host(), target.port(), target.is_tls()), ("api.mypurecloud.com", 443, true));
-    /// # Ok::<(), credflow_embedded::Error>(())
+    /// # Ok::<(), credflow_embedded::InvalidUrl>(())
     /// ```
-    pub fn from_url(url: &str) -> Result<Self, Error> {
-        let url = Url::parse(url).map_err(|_| Error::InvalidUrl)?;
+    pub fn from_url(url: &str) -> Result<Self, InvalidUrl> {
+        let url = Url::parse(url).map_err(|_| InvalidUrl)?;
         let host = url.host.trim_start_matches('[').trim_end_matches(']');
         Ok(Target {
-            host: String::try_from(host).map_err(|_| Error::InvalidUrl)?,
+            host: String::try_from(host).map_err(|_| InvalidUrl)?,
             port: url.port_or_default(),
             tls: url.scheme == Scheme::Https,
         })
