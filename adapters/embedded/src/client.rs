@@ -1,0 +1,702 @@
+//! The client: one core [`Session`] driven over the application's connections, on embassy-time.
+
+use credflow_core::http::Method;
+use credflow_core::lifecycle::{Generation, LifecycleEvent};
+use credflow_core::oauth::EncodeError;
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::AccessToken;
+use credflow_core::session::{
+    Authorize, Counters, Event, HostKey, RequestSpec, RestoreError, Session, TokenStatus, Verdict,
+    WaitReason,
+};
+use credflow_core::snapshot::SealError;
+use credflow_core::{
+    Duration as CoreDuration, Instant as CoreInstant, Priority, UnixTime, WallClock,
+};
+use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
+use embedded_io_async::Write;
+use zeroize::Zeroize;
+
+use crate::error::{Error, InvalidUrl, TransportError};
+use crate::transport::{Connector, Target};
+use crate::wire::{ReadError, Received, RequestHead, ResponseHeaders, read_response, write_all};
+
+/// Timeouts and the `User-Agent`, with defaults fit for a TLS connection over a slow uplink.
+///
+/// ```
+/// use credflow_embedded::ClientConfig;
+/// use embassy_time::Duration;
+/// let config = ClientConfig { io_timeout: Duration::from_secs(10), ..ClientConfig::default() };
+/// # let _ = config;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Longest wait for [`Connector::connect`] (DNS, TCP, TLS handshake); default 15 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for one API exchange, from the first byte written to the last byte read;
+    /// default 30 s. A slower server counts as a transport timeout (retried if idempotent).
+    pub io_timeout: Duration,
+    /// Longest wait for one token exchange; default 20 s. Keep it under the core's
+    /// `LifecycleConfig::request_timeout` (30 s).
+    pub token_timeout: Duration,
+    /// Longest a call waits for a token (across token requests and their backoff) before
+    /// failing with [`Error::TokenWait`]; default 60 s.
+    pub token_wait: Duration,
+    /// The `User-Agent` of API requests; default `credflow-embedded/<version>`.
+    pub user_agent: &'static str,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(15),
+            io_timeout: Duration::from_secs(30),
+            token_timeout: Duration::from_secs(20),
+            token_wait: Duration::from_secs(60),
+            user_agent: concat!("credflow-embedded/", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// An API request: borrowed parts, nothing copied until it is written to the transmit buffer.
+///
+/// ```
+/// use credflow_embedded::Request;
+/// let body = br#"{"interval":"2024-01-01T00:00:00Z/2024-01-02T00:00:00Z"}"#;
+/// let request = Request::post("/api/v2/analytics/conversations/details/query", body)
+///     .with_headers(&[("Content-Type", "application/json")]);
+/// # let _ = request;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// Path and query (`/api/v2/...`), on the client's API host.
+    pub path: &'a str,
+    /// Extra header fields (`Content-Type`, …). `Host`, `Authorization`, `Content-Length`,
+    /// `Transfer-Encoding` and `Connection` are the adapter's and refused here.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body (sent with `Content-Length`; may be empty).
+    pub body: &'a [u8],
+    /// Pacing priority: under a tight rate limit, lower priorities wait first.
+    pub priority: Priority,
+    /// The caller vouches that repeating this POST/PATCH is harmless, so it may be retried.
+    pub idempotent: bool,
+    /// No attempt starts later than this after the call.
+    pub deadline: Option<Duration>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with `method` on `path`: no body, no extra headers, normal priority.
+    pub const fn new(method: Method, path: &'a str) -> Self {
+        Request {
+            method,
+            path,
+            headers: &[],
+            body: &[],
+            priority: Priority::Normal,
+            idempotent: false,
+            deadline: None,
+        }
+    }
+
+    /// `GET path`.
+    pub const fn get(path: &'a str) -> Self {
+        Request::new(Method::Get, path)
+    }
+
+    /// `POST path` with `body`.
+    pub const fn post(path: &'a str, body: &'a [u8]) -> Self {
+        let mut request = Request::new(Method::Post, path);
+        request.body = body;
+        request
+    }
+
+    /// The same request with these extra header fields.
+    pub const fn with_headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+/// The answer to a [`Request`], borrowed from the caller's receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response<'b> {
+    /// The HTTP status: 2xx, or a permanent answer (404, 400, …) the session does not retry.
+    pub status: u16,
+    /// The header fields.
+    pub headers: ResponseHeaders<'b>,
+    /// The body, decoded from the chunked coding if it was chunked.
+    pub body: &'b [u8],
+    /// The body was cut to fit the receive buffer (only ever for non-2xx answers, whose body
+    /// is informational).
+    pub truncated: bool,
+}
+
+/// Why one exchange failed.
+enum Failure {
+    Transport(TransportError),
+    /// The response (`status`, head at `rx[..head_len]`) does not fit the buffer.
+    TooLarge {
+        status: Option<u16>,
+        head_len: usize,
+        needed: Option<usize>,
+    },
+}
+
+fn transport_kind(e: TransportError) -> TransportKind {
+    match e {
+        TransportError::Connect => TransportKind::Connect,
+        TransportError::Timeout => TransportKind::Timeout,
+        TransportError::Io(_) | TransportError::Closed => TransportKind::Reset,
+        TransportError::Http(_) => TransportKind::Other,
+    }
+}
+
+/// The credflow client for one client id, on one core: a [`Session`] driven over the
+/// application's [`Connector`], timed with embassy-time.
+///
+/// - [`token`](Self::token) returns a valid token, requesting one when needed.
+/// - [`request`](Self::request) sends an API request with the token, paced to the server's
+///   rate limit, retried as the session's verdicts say (401 → new token and one retry, 429 and
+///   5xx after `Retry-After` or backoff, transport failures of idempotent requests), and
+///   refused while the host's circuit breaker is open.
+/// - [`maintain`](Self::maintain) sleeps until the session's next deadline and refreshes the
+///   token ahead of expiry, for an application that wants the token fresh between requests.
+///
+/// Every call takes the caller's buffers: `tx` for the request head (and the token request),
+/// `rx` for the response (the API response is returned borrowed from it). `N` is the token
+/// capacity in bytes, `H` the number of API hosts with a breaker (one API host per client
+/// here, so 1 suffices).
+///
+/// Calls take `&mut self`: one call at a time. To share a client between tasks, put it in an
+/// `embassy_sync::mutex::Mutex`. A call cancelled mid-way (dropped future, `select`) is safe:
+/// its connection is dropped, and the session is told on the next call.
+pub struct Client<C: Connector, const N: usize = 2048, const H: usize = 1> {
+    session: Session<N, H>,
+    connector: C,
+    /// The kept-alive connection and whether it goes to the token endpoint's target.
+    conn: Option<(bool, C::Connection)>,
+    token_target: Target,
+    api_target: Target,
+    /// Token endpoint and API on the same origin: one connection serves both.
+    same_origin: bool,
+    api_host: HostKey,
+    config: ClientConfig,
+    /// The embassy instant the core's millisecond clock counts from.
+    origin: Instant,
+    /// A request whose attempt was in flight when its call was cancelled.
+    in_flight: Option<credflow_core::session::RequestState>,
+    /// A token request in flight when its call was cancelled.
+    pending_ticket: Option<credflow_core::lifecycle::Ticket>,
+    last_token_failure: Option<TransportError>,
+}
+
+impl<C: Connector, const N: usize, const H: usize> core::fmt::Debug for Client<C, N, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.session)
+            .field("token_target", &self.token_target)
+            .field("api_target", &self.api_target)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+// `Error` is large and unboxable without an allocator (see its docs).
+#[allow(clippy::result_large_err)]
+impl<C: Connector, const N: usize, const H: usize> Client<C, N, H> {
+    /// A client that requests tokens as `session` says and sends API requests to `api_base`
+    /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
+    /// Build the session with the core's API: credentials, endpoint, configuration and a seed
+    /// from the device's random source (the adapter reads none itself).
+    pub fn new(
+        connector: C,
+        session: Session<N, H>,
+        api_base: &str,
+        config: ClientConfig,
+    ) -> Result<Self, InvalidUrl> {
+        let token_target = Target::from_url(session.endpoint().token_url())?;
+        let api_target = Target::from_url(api_base)?;
+        Ok(Client {
+            same_origin: token_target == api_target,
+            api_host: HostKey::from_host(api_target.host()),
+            session,
+            connector,
+            conn: None,
+            token_target,
+            api_target,
+            config,
+            origin: Instant::now(),
+            in_flight: None,
+            pending_ticket: None,
+            last_token_failure: None,
+        })
+    }
+
+    /// The session, to read its counters, token times and last token error.
+    pub fn session(&self) -> &Session<N, H> {
+        &self.session
+    }
+
+    /// The session, to change credentials or drain nothing: the client logs and drops events.
+    pub fn session_mut(&mut self) -> &mut Session<N, H> {
+        &mut self.session
+    }
+
+    /// The session's counters (requests, retries, token requests, 429s, breaker trips, …).
+    pub fn counters(&self) -> Counters {
+        self.session.counters()
+    }
+
+    /// The connector, e.g. to reconfigure the network stack.
+    pub fn connector_mut(&mut self) -> &mut C {
+        &mut self.connector
+    }
+
+    /// Tells the client the wall-clock time now (from SNTP or an RTC). Needed for
+    /// [`seal`](Self::seal), [`restore`](Self::restore) and `client_secret_jwt`; a device that
+    /// never knows it still works otherwise.
+    pub fn set_wall_clock(&mut self, now: UnixTime) {
+        let at = self.now();
+        self.session.set_wall_clock(WallClock::new(at, now));
+    }
+
+    /// Seals the current token into `out` under `key`, to write to flash and
+    /// [`restore`](Self::restore) after a reboot (saves a token request per boot). Returns the
+    /// bytes written, `Ok(0)` without a usable token or wall clock.
+    pub fn seal(&self, key: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
+        self.session.seal(self.now(), key, out)
+    }
+
+    /// Restores a token sealed by [`seal`](Self::seal), checked against `key`, the
+    /// credentials and its expiry; it is then served until its refresh point.
+    pub fn restore(&mut self, sealed: &[u8], key: &[u8]) -> Result<Generation, RestoreError> {
+        let result = self.session.restore(self.now(), sealed, key);
+        self.drain();
+        result
+    }
+
+    /// When the session next has work (a token refresh due, a breaker half-opening):
+    /// `Instant::MAX` when nothing is scheduled.
+    pub fn next_wake(&self) -> Instant {
+        self.session.poll_timeout().map_or(Instant::MAX, |(at, _)| self.to_embassy(at))
+    }
+
+    /// Does what is due now: deadlines, and a token request if one is due (refresh ahead of
+    /// expiry). Returns at once when nothing is due.
+    pub async fn drive(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
+        self.recover();
+        self.session.handle_timeout(self.now());
+        self.token_round(tx, rx).await?;
+        self.drain();
+        Ok(())
+    }
+
+    /// Sleeps until [`next_wake`](Self::next_wake), then [`drive`](Self::drive)s. Loop on it in
+    /// a task (or `select` it against the application's work) to keep the token fresh between
+    /// requests.
+    pub async fn maintain(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
+        Timer::at(self.next_wake()).await;
+        self.drive(tx, rx).await
+    }
+
+    /// A valid token: the cached one, or a new one requested now (waiting out backoff after
+    /// failures, up to [`ClientConfig::token_wait`]). Fails at once when the credentials were
+    /// rejected.
+    pub async fn token(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<&AccessToken<N>, Error> {
+        self.recover();
+        let give_up = Instant::now().saturating_add(self.config.token_wait);
+        loop {
+            self.session.handle_timeout(self.now());
+            if self.token_round(tx, rx).await? {
+                continue;
+            }
+            let now = self.now();
+            let until = match self.session.check_token(now) {
+                TokenStatus::Ready(..) => break,
+                TokenStatus::Unavailable(e) => return Err(Error::Api(e)),
+                TokenStatus::Pending { until } => until,
+            };
+            self.drain();
+            self.wait_for_token(until, give_up).await?;
+        }
+        let now = self.now();
+        self.session.token(now).map(|(token, _)| token).ok_or(Error::TokenWait { last: None })
+    }
+
+    /// Sends `request` to the API host with a token, pacing, retries and the breaker, and
+    /// returns the response in `rx`.
+    ///
+    /// Returns successes and permanent answers (404, 400, …) as a [`Response`]; the session's
+    /// refusals as [`Error::Api`] (403, 401 twice, retries exhausted, breaker open, deadline).
+    /// `tx` must hold the request head with the token; `rx` the whole response.
+    pub async fn request<'b>(
+        &mut self,
+        request: &Request<'_>,
+        tx: &mut [u8],
+        rx: &'b mut [u8],
+    ) -> Result<Response<'b>, Error> {
+        self.recover();
+        api_head(&self.api_target, self.config.user_agent, request, "")
+            .validate()
+            .map_err(Error::InvalidRequest)?;
+        let head_request = request.method == Method::Head;
+        let now = self.now();
+        let spec = RequestSpec {
+            method: request.method,
+            idempotent: request.idempotent,
+            priority: request.priority,
+            deadline: request.deadline.map(|d| now.saturating_add(to_core(d))),
+            host: self.api_host,
+        };
+        let mut state = self.session.begin(now, spec);
+        let mut token_give_up = None;
+        let received = loop {
+            self.session.handle_timeout(self.now());
+            // A refresh that is due (ahead of expiry) goes first, so it never blocks later.
+            if self.token_round(tx, rx).await? {
+                continue;
+            }
+            let now = self.now();
+            let written = match self.session.authorize(now, &mut state) {
+                Authorize::Send { token, .. } => {
+                    api_head(&self.api_target, self.config.user_agent, request, token.as_str())
+                        .write(tx)
+                }
+                Authorize::Wait { until, reason } => {
+                    self.drain();
+                    if reason == WaitReason::Token {
+                        let give_up = *token_give_up.get_or_insert_with(|| {
+                            Instant::now().saturating_add(self.config.token_wait)
+                        });
+                        self.wait_for_token(until, give_up).await?;
+                    } else {
+                        // `None` here is a breaker probe of a cancelled call: released by
+                        // `recover`, so look again soon.
+                        let at = until.map_or_else(
+                            || Instant::now().saturating_add(Duration::from_millis(100)),
+                            |at| self.to_embassy(at),
+                        );
+                        debug!("request waits {} ms", self.wait_ms(at));
+                        Timer::at(at).await;
+                    }
+                    continue;
+                }
+                Authorize::Fail(e) => {
+                    self.drain();
+                    return Err(Error::Api(e));
+                }
+            };
+            let len = match written {
+                Ok(len) => len,
+                Err(needed) => {
+                    tx.zeroize();
+                    self.session.abandon(now, &mut state);
+                    return Err(Error::RequestTooLarge { needed });
+                }
+            };
+            self.in_flight = Some(state.clone());
+            let timeout = self.config.io_timeout;
+            let outcome = self
+                .exchange(
+                    false,
+                    tx.get(..len).unwrap_or_default(),
+                    request.body,
+                    rx,
+                    head_request,
+                    timeout,
+                )
+                .await;
+            // The head holds the bearer token.
+            if let Some(sent) = tx.get_mut(..len) {
+                sent.zeroize();
+            }
+            self.in_flight = None;
+            let now = self.now();
+            let verdict = match outcome {
+                Ok(received) => {
+                    let (head_bytes, rest) =
+                        rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+                    let body = rest.get(..received.body_len).unwrap_or_default();
+                    let headers = ResponseHeaders::new(head_bytes);
+                    let verdict = self.session.handle_response(
+                        now,
+                        &mut state,
+                        received.status,
+                        &headers,
+                        body,
+                    );
+                    if verdict == Verdict::Done {
+                        self.drain();
+                        break received;
+                    }
+                    debug!("status {}: not done", received.status);
+                    verdict
+                }
+                Err(Failure::Transport(e)) => {
+                    debug!("API exchange failed in transport");
+                    self.session.handle_transport_error(now, &mut state, transport_kind(e))
+                }
+                Err(Failure::TooLarge { status, head_len, needed }) => {
+                    match status {
+                        Some(status) => {
+                            let head_bytes = rx.get(..head_len).unwrap_or_default();
+                            let headers = ResponseHeaders::new(head_bytes);
+                            // Rate-limit headers and the outcome still count; the verdict is
+                            // moot, the caller must enlarge the buffer.
+                            let _ = self
+                                .session
+                                .handle_response(now, &mut state, status, &headers, b"");
+                        }
+                        None => self.session.abandon(now, &mut state),
+                    }
+                    self.drain();
+                    warn!("response does not fit the {}-byte receive buffer", rx.len());
+                    return Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() });
+                }
+            };
+            self.drain();
+            match verdict {
+                Verdict::Done => {} // handled above
+                Verdict::Retry { at, .. } => {
+                    let at = self.to_embassy(at);
+                    info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
+                    Timer::at(at).await;
+                }
+                Verdict::Fail(e) => return Err(Error::Api(e)),
+            }
+        };
+        let (head_bytes, rest) = rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+        Ok(Response {
+            status: received.status,
+            headers: ResponseHeaders::new(head_bytes),
+            body: rest.get(..received.body_len).unwrap_or_default(),
+            truncated: received.truncated,
+        })
+    }
+
+    // ----- internals ---------------------------------------------------------------------
+
+    /// The core's clock: milliseconds since the client was created.
+    fn now(&self) -> CoreInstant {
+        CoreInstant::from_millis(Instant::now().saturating_duration_since(self.origin).as_millis())
+    }
+
+    fn to_embassy(&self, at: CoreInstant) -> Instant {
+        if at.is_never() {
+            return Instant::MAX;
+        }
+        self.origin.checked_add(Duration::from_millis(at.as_millis())).unwrap_or(Instant::MAX)
+    }
+
+    fn wait_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(Instant::now()).as_millis()
+    }
+
+    /// Tells the session about work a cancelled call left behind.
+    fn recover(&mut self) {
+        let now = self.now();
+        if let Some(ticket) = self.pending_ticket.take() {
+            self.session.handle_token_error(now, ticket, None);
+        }
+        if let Some(mut state) = self.in_flight.take() {
+            self.session.abandon(now, &mut state);
+        }
+    }
+
+    /// Sleeps until a token request may go out (`until`, else the session's next deadline),
+    /// or fails at `give_up`.
+    async fn wait_for_token(
+        &mut self,
+        until: Option<CoreInstant>,
+        give_up: Instant,
+    ) -> Result<(), Error> {
+        if Instant::now() >= give_up {
+            warn!("no token within the token wait");
+            return Err(Error::TokenWait { last: self.last_token_failure });
+        }
+        let until = until.or_else(|| self.session.poll_timeout().map(|(at, _)| at));
+        let wake = until.map_or(give_up, |at| self.to_embassy(at).min(give_up));
+        debug!("waiting {} ms for a token", self.wait_ms(wake));
+        Timer::at(wake).await;
+        Ok(())
+    }
+
+    /// Sends the token request if one is due. `Ok(true)`: one was sent (whatever came of it).
+    async fn token_round(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<bool, Error> {
+        let now = self.now();
+        // The session encodes into `rx` (scratch until the response arrives), the HTTP/1.1
+        // request goes into `tx`; both hold the secret and are wiped once it is sent.
+        let (ticket, written) = match self.session.poll_token_request(now, rx) {
+            Ok(None) => return Ok(false),
+            Ok(Some((ticket, request))) => (ticket, request.write_http1(tx)),
+            Err(e) => {
+                rx.zeroize();
+                self.drain();
+                return Err(Error::TokenRequest(e));
+            }
+        };
+        rx.zeroize();
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                tx.zeroize();
+                self.session.handle_token_error(now, ticket, None);
+                self.drain();
+                return Err(match e {
+                    EncodeError::BufferTooSmall { needed } => Error::RequestTooLarge { needed },
+                    other => Error::TokenRequest(other),
+                });
+            }
+        };
+        info!("requesting a token");
+        self.pending_ticket = Some(ticket);
+        let timeout = self.config.token_timeout;
+        let outcome =
+            self.exchange(true, tx.get(..len).unwrap_or_default(), b"", rx, false, timeout).await;
+        tx.zeroize();
+        self.pending_ticket = None;
+        let now = self.now();
+        let result = match outcome {
+            Ok(received) => {
+                let (head_bytes, rest) =
+                    rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+                let body = rest.get(..received.body_len).unwrap_or_default();
+                let headers = ResponseHeaders::new(head_bytes);
+                self.session.handle_token_response(now, ticket, received.status, &headers, body);
+                self.last_token_failure = None;
+                Ok(true)
+            }
+            Err(Failure::Transport(e)) => {
+                warn!("token request failed in transport");
+                self.last_token_failure = Some(e);
+                self.session.handle_token_error(now, ticket, Some(transport_kind(e)));
+                Ok(true)
+            }
+            Err(Failure::TooLarge { status, needed, .. }) => {
+                self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
+                Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() })
+            }
+        };
+        // The token response is in `rx`: the caller's buffer must not keep it.
+        rx.zeroize();
+        self.drain();
+        result
+    }
+
+    /// One request/response exchange on the kept-alive connection (or a new one), bounded by
+    /// `timeout`. A reused connection that the server had closed while idle is replaced once.
+    async fn exchange(
+        &mut self,
+        to_token: bool,
+        head: &[u8],
+        body: &[u8],
+        rx: &mut [u8],
+        head_request: bool,
+        timeout: Duration,
+    ) -> Result<Received, Failure> {
+        let deadline = Instant::now().saturating_add(timeout);
+        loop {
+            // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
+            let (reused, mut conn) = match self.conn.take() {
+                Some((for_token, conn)) if for_token == to_token || self.same_origin => {
+                    (true, conn)
+                }
+                _ => {
+                    let target = if to_token { &self.token_target } else { &self.api_target };
+                    let limit = self.config.connect_timeout;
+                    match with_timeout(limit, self.connector.connect(target)).await {
+                        Ok(Ok(conn)) => (false, conn),
+                        Ok(Err(_e)) => {
+                            warn!("connect failed");
+                            return Err(Failure::Transport(TransportError::Connect));
+                        }
+                        Err(_) => return Err(Failure::Transport(TransportError::Connect)),
+                    }
+                }
+            };
+            let attempt = async {
+                write_all(&mut conn, head).await.map_err(|_| ReadError::Closed { idle: true })?;
+                write_all(&mut conn, body).await.map_err(|_| ReadError::Closed { idle: true })?;
+                conn.flush().await.map_err(|_| ReadError::Closed { idle: true })?;
+                read_response(&mut conn, rx, head_request).await
+            };
+            match with_deadline(deadline, attempt).await {
+                Err(_) => return Err(Failure::Transport(TransportError::Timeout)),
+                Ok(Ok(received)) => {
+                    if received.reusable {
+                        self.conn = Some((to_token, conn));
+                    }
+                    return Ok(received);
+                }
+                Ok(Err(ReadError::Closed { idle: true })) if reused => {
+                    debug!("kept-alive connection was closed by the server; reconnecting");
+                }
+                Ok(Err(e)) => {
+                    return Err(match e {
+                        ReadError::Io(kind) => Failure::Transport(TransportError::Io(kind)),
+                        ReadError::Closed { .. } => Failure::Transport(TransportError::Closed),
+                        ReadError::Http(e) => Failure::Transport(TransportError::Http(e)),
+                        ReadError::HeadTooLarge => {
+                            Failure::TooLarge { status: None, head_len: 0, needed: None }
+                        }
+                        ReadError::BodyTooLarge { status, head_len, needed } => {
+                            Failure::TooLarge { status: Some(status), head_len, needed }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Logs the session's events (when a logging feature is on) and drops them.
+    fn drain(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
+                    info!(
+                        "token acquired (generation {}, life {} s)",
+                        generation.0,
+                        life.as_secs()
+                    );
+                }
+                Event::Token(_) => debug!("token lifecycle event"),
+                Event::TokenEndpointError { status, .. } => {
+                    warn!("token endpoint answered {}", status);
+                }
+                Event::Breaker { .. } => warn!("circuit breaker changed state"),
+                Event::RateLimited { until, .. } => {
+                    info!("rate limited until {} ms", until.as_millis());
+                }
+                _ => debug!("session event"),
+            }
+        }
+    }
+}
+
+/// The head of `request` to `target`, with `bearer` as the token.
+fn api_head<'a>(
+    target: &'a Target,
+    user_agent: &'a str,
+    request: &'a Request<'a>,
+    bearer: &'a str,
+) -> RequestHead<'a> {
+    RequestHead {
+        method: request.method.as_str(),
+        path: request.path,
+        host: target.host(),
+        bracket: target.is_ipv6(),
+        port: target.host_port(),
+        bearer,
+        user_agent,
+        headers: request.headers,
+        body_len: (!request.body.is_empty()
+            || matches!(request.method, Method::Post | Method::Put | Method::Patch))
+        .then_some(request.body.len()),
+    }
+}
+
+fn to_core(d: Duration) -> CoreDuration {
+    CoreDuration::from_millis(d.as_millis())
+}

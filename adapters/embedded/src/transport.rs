@@ -1,0 +1,115 @@
+//! What the adapter connects to, and the trait the application implements to connect.
+
+use core::fmt;
+
+use credflow_core::http::url::{Scheme, Url};
+use embedded_io_async::{Read, Write};
+use heapless::String;
+
+use crate::error::InvalidUrl;
+
+/// Longest host name a [`Target`] stores. Genesys Cloud hosts are about 30 bytes.
+pub const HOST_CAPACITY: usize = 64;
+
+/// A server to connect to: host, port, and whether TLS is expected.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    host: String<HOST_CAPACITY>,
+    port: u16,
+    tls: bool,
+}
+
+impl Target {
+    /// The origin of an absolute `http`/`https` URL (its path is ignored).
+    ///
+    /// ```
+    /// use credflow_embedded::Target;
+    /// let target = Target::from_url("https://api.mypurecloud.com")?;
+    /// assert_eq!((target.host(), target.port(), target.is_tls()), ("api.mypurecloud.com", 443, true));
+    /// # Ok::<(), credflow_embedded::InvalidUrl>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self, InvalidUrl> {
+        let url = Url::parse(url).map_err(|_| InvalidUrl)?;
+        let host = url.host.trim_start_matches('[').trim_end_matches(']');
+        Ok(Target {
+            host: String::try_from(host).map_err(|_| InvalidUrl)?,
+            port: url.port_or_default(),
+            tls: url.scheme == Scheme::Https,
+        })
+    }
+
+    /// The host name (or IP literal, without brackets): resolve it, and verify the server's
+    /// certificate against it (TLS SNI).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `true` for `https`: the connection must be a TLS stream over TCP. `false` (`http`) is
+    /// for local test servers only.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The port to write in `Host` (RFC 9110 §7.2): `None` when it is the scheme's default.
+    pub(crate) fn host_port(&self) -> Option<u16> {
+        let default = if self.tls { 443 } else { 80 };
+        (self.port != default).then_some(self.port)
+    }
+
+    /// Whether the host is an IPv6 literal (needs brackets in `Host`).
+    pub(crate) fn is_ipv6(&self) -> bool {
+        self.host.contains(':')
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Opens connections for the adapter: DNS, TCP and (for [`Target::is_tls`]) TLS are the
+/// application's, so it picks its own stack (embassy-net, a modem's AT sockets, …) and TLS
+/// library (embedded-tls, a secure element, …).
+///
+/// The adapter keeps one connection alive and reuses it while the server allows; it drops it
+/// (closing it) when the server said `Connection: close`, after a failure or a cancelled call,
+/// and when the next request is for another target. A connection the server closed while
+/// idle is noticed on the next request, which is sent again on a fresh connection.
+///
+/// ```
+/// use credflow_embedded::{Connector, Target};
+/// # struct Tcp; struct Tls;
+/// # impl embedded_io_async::ErrorType for Tls { type Error = core::convert::Infallible; }
+/// # impl embedded_io_async::Read for Tls { async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> { Ok(0) } }
+/// # impl embedded_io_async::Write for Tls { async fn write(&mut self, b: &[u8]) -> Result<usize, Self::Error> { Ok(b.len()) } async fn flush(&mut self) -> Result<(), Self::Error> { Ok(()) } }
+/// # async fn open_tls(_: &mut Tcp, _: &str, _: u16) -> Result<Tls, ()> { Ok(Tls) }
+/// struct MyConnector { net: Tcp }
+///
+/// impl Connector for MyConnector {
+///     type Connection = Tls;
+///     type Error = ();
+///     async fn connect(&mut self, target: &Target) -> Result<Tls, ()> {
+///         // resolve target.host(), connect to target.port(), TLS handshake with SNI = host
+///         open_tls(&mut self.net, target.host(), target.port()).await
+///     }
+/// }
+/// ```
+// Embedded executors run tasks on one core; a `Send` bound on the future would exclude the
+// `!Send` sockets they hand out.
+#[allow(async_fn_in_trait)]
+pub trait Connector {
+    /// A connected, ready stream (after the TLS handshake for `https` targets).
+    type Connection: Read + Write;
+    /// Why connecting failed; logged (`Debug`) and reported as [`TransportError::Connect`](crate::TransportError::Connect).
+    type Error: fmt::Debug;
+
+    /// Connects to `target`. Bounded by [`ClientConfig::connect_timeout`](crate::ClientConfig::connect_timeout).
+    async fn connect(&mut self, target: &Target) -> Result<Self::Connection, Self::Error>;
+}

@@ -1,0 +1,784 @@
+//! HTTP/1.1 on the wire (RFC 9112), client side, into caller-owned buffers.
+//!
+//! - [`RequestHead`] writes a request head: request line (§3), `Host` (RFC 9110 §7.2),
+//!   `Authorization: Bearer` (RFC 6750 §2.1), `Content-Length` (RFC 9110 §8.6),
+//!   `Connection: keep-alive`, then the caller's header fields, each checked for CR, LF and NUL
+//!   so nothing the caller passes can split the request.
+//! - [`read_response`] reads one response: the head with `httparse` (1xx interim responses
+//!   skipped, RFC 9110 §15.2), then the body framed as RFC 9112 §6.3 says: none for `HEAD`,
+//!   1xx, 204 and 304; chunked when the last transfer coding is `chunked` (§7.1, decoded in place
+//!   by [`Dechunker`], trailers discarded); `Content-Length` otherwise (conflicting values are
+//!   refused); else until the server closes the connection.
+//! - [`ResponseHeaders`] answers header look-ups over the validated head bytes, case-insensitively.
+//!
+//! Every count the server sends is checked: a body or head that does not fit the caller's
+//! buffer is an error that says how much room was needed, never a panic or an overflow. A
+//! non-2xx body that does not fit is cut to the buffer instead (the core classifies errors from
+//! their first bytes; the truncation is reported) and the connection is not reused.
+
+use core::fmt;
+
+use credflow_core::http::Headers;
+use embedded_io_async::{ErrorKind, Read, Write};
+
+use crate::error::HttpError;
+
+/// Header fields `httparse` may see in one response head; more is [`HttpError::TooManyHeaders`].
+pub const MAX_HEADERS: usize = 32;
+
+/// Field names the adapter writes itself and callers may not pass.
+const RESERVED: [&str; 5] =
+    ["host", "authorization", "content-length", "transfer-encoding", "connection"];
+
+/// A request head being written into a buffer; keeps counting past the end so a too-small
+/// buffer can be reported with the exact size needed.
+pub(crate) struct HeadWriter<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> HeadWriter<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        HeadWriter { buf, len: 0 }
+    }
+
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    pub(crate) fn put_decimal(&mut self, value: usize) {
+        let mut digits = [0u8; 20];
+        let mut n = value;
+        let mut start = digits.len();
+        loop {
+            start = start.saturating_sub(1);
+            if let Some(d) = digits.get_mut(start) {
+                // `n % 10` is below 10: the cast cannot truncate.
+                *d = b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
+            }
+            n /= 10;
+            if n == 0 || start == 0 {
+                break;
+            }
+        }
+        self.put(digits.get(start..).unwrap_or_default());
+    }
+
+    pub(crate) fn field(&mut self, name: &str, value: &[u8]) {
+        self.put(name.as_bytes());
+        self.put(b": ");
+        self.put(value);
+        self.put(b"\r\n");
+    }
+
+    /// The length written, or the length needed when the buffer was too small.
+    pub(crate) fn finish(self) -> Result<usize, usize> {
+        if self.len <= self.buf.len() { Ok(self.len) } else { Err(self.len) }
+    }
+}
+
+/// What goes into an API request head, besides what the adapter adds.
+pub(crate) struct RequestHead<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    /// `Host` value: host, `:port` when not the default.
+    pub(crate) host: &'a str,
+    /// The host is an IPv6 literal: bracket it.
+    pub(crate) bracket: bool,
+    pub(crate) port: Option<u16>,
+    pub(crate) bearer: &'a str,
+    pub(crate) user_agent: &'a str,
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) body_len: Option<usize>,
+}
+
+impl RequestHead<'_> {
+    /// Checks the parts a caller supplied: an origin-form path (RFC 9112 §3.2.1) and header
+    /// fields that are tokens and values without CR, LF, NUL or other controls but tab.
+    pub(crate) fn validate(&self) -> Result<(), HttpError> {
+        let path_ok = self.path.starts_with('/') && self.path.bytes().all(|b| b.is_ascii_graphic());
+        if !path_ok {
+            return Err(HttpError::InvalidPath);
+        }
+        for (name, value) in self.headers {
+            let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
+            let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+            if !name_ok || !value_ok {
+                return Err(HttpError::InvalidHeader);
+            }
+            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                return Err(HttpError::ReservedHeader);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the head into `out`: its length, or the length needed.
+    pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
+        let mut w = HeadWriter::new(out);
+        let (open, close) = if self.bracket { ("[", "]") } else { ("", "") };
+        for part in [self.method, " ", self.path, " HTTP/1.1\r\nHost: ", open, self.host, close] {
+            w.put(part.as_bytes());
+        }
+        if let Some(port) = self.port {
+            w.put(b":");
+            w.put_decimal(usize::from(port));
+        }
+        w.put(b"\r\nAuthorization: Bearer ");
+        w.put(self.bearer.as_bytes());
+        w.put(b"\r\n");
+        w.field("User-Agent", self.user_agent.as_bytes());
+        if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
+            w.field("Accept", b"application/json");
+        }
+        if let Some(len) = self.body_len {
+            w.put(b"Content-Length: ");
+            w.put_decimal(len);
+            w.put(b"\r\n");
+        }
+        w.field("Connection", b"keep-alive");
+        for (name, value) in self.headers {
+            w.field(name, value.as_bytes());
+        }
+        w.put(b"\r\n");
+        w.finish()
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(usize),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the server closes the connection.
+    UntilClose,
+}
+
+/// One response read into the caller's buffer: the head at `[..head_len]`, the decoded body
+/// right after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) status: u16,
+    pub(crate) head_len: usize,
+    pub(crate) body_len: usize,
+    /// The body was cut to fit the buffer (non-2xx answers only).
+    pub(crate) truncated: bool,
+    /// The connection can carry the next request.
+    pub(crate) reusable: bool,
+}
+
+/// Why a response could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The connection failed.
+    Io(ErrorKind),
+    /// The server closed the connection; `idle`: before sending a single byte (a kept-alive
+    /// connection it had already given up on).
+    Closed { idle: bool },
+    /// The response is not valid HTTP/1.1.
+    Http(HttpError),
+    /// The head does not fit the buffer.
+    HeadTooLarge,
+    /// A 2xx body does not fit: the whole response needs `needed` bytes (when known).
+    BodyTooLarge { status: u16, head_len: usize, needed: Option<usize> },
+}
+
+/// Reads one response from `conn` into `buf`. `head_request`: the request was `HEAD`, so the
+/// response has no body whatever its headers say.
+pub(crate) async fn read_response<R: Read>(
+    conn: &mut R,
+    buf: &mut [u8],
+    head_request: bool,
+) -> Result<Received, ReadError> {
+    let mut filled = 0usize;
+    let mut received_any = false;
+    // The head, skipping interim (1xx) responses.
+    let (status, head_len, framing, keep_alive) = loop {
+        if let Some(parsed) = parse_head(buf.get(..filled).unwrap_or_default(), head_request)? {
+            let (status, head_len, _, _) = parsed;
+            if (100..200).contains(&status) && status != 101 {
+                buf.copy_within(head_len..filled, 0);
+                filled = filled.saturating_sub(head_len);
+                continue;
+            }
+            break parsed;
+        }
+        let Some(room) = buf.get_mut(filled..).filter(|r| !r.is_empty()) else {
+            return Err(ReadError::HeadTooLarge);
+        };
+        let n = match conn.read(room).await {
+            Ok(n) => n,
+            // A reset before the first byte is a connection the server had already dropped.
+            Err(_) if !received_any => return Err(ReadError::Closed { idle: true }),
+            Err(e) => return Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
+        };
+        if n == 0 {
+            return Err(ReadError::Closed { idle: !received_any });
+        }
+        received_any = true;
+        filled = filled.saturating_add(n);
+    };
+    let success = (200..300).contains(&status);
+    let Some(body) = buf.get_mut(head_len..) else {
+        return Err(ReadError::HeadTooLarge);
+    };
+    let mut have = filled.saturating_sub(head_len);
+    let too_large = |needed| ReadError::BodyTooLarge { status, head_len, needed };
+    let (body_len, truncated, reusable) = match framing {
+        Framing::Empty => (0, false, keep_alive && have == 0),
+        Framing::Length(len) => {
+            if len > body.len() && success {
+                return Err(too_large(head_len.checked_add(len)));
+            }
+            let want = len.min(body.len());
+            while have < want {
+                let room = body.get_mut(have..want).unwrap_or_default();
+                let n = read_some(conn, room).await?;
+                have = have.saturating_add(n);
+            }
+            (want, want < len, keep_alive && want == len && have == len)
+        }
+        Framing::UntilClose => loop {
+            let Some(room) = body.get_mut(have..).filter(|r| !r.is_empty()) else {
+                if success {
+                    return Err(too_large(None));
+                }
+                break (have, true, false);
+            };
+            let n = conn
+                .read(room)
+                .await
+                .map_err(|e| ReadError::Io(embedded_io_async::Error::kind(&e)))?;
+            if n == 0 {
+                break (have, false, false);
+            }
+            have = have.saturating_add(n);
+        },
+        Framing::Chunked => {
+            let mut dechunker = Dechunker::new();
+            let mut raw = 0usize; // next undecoded byte
+            let mut out = 0usize; // end of the decoded body; `out <= raw <= have`
+            loop {
+                let done =
+                    dechunker.decode(body, &mut raw, have, &mut out).map_err(ReadError::Http)?;
+                if done {
+                    break (out, false, keep_alive && raw == have);
+                }
+                if raw == have {
+                    raw = out;
+                    have = out;
+                } else if have == body.len() && raw > out {
+                    body.copy_within(raw..have, out);
+                    have = have.saturating_sub(raw.saturating_sub(out));
+                    raw = out;
+                }
+                let Some(room) = body.get_mut(have..).filter(|r| !r.is_empty()) else {
+                    if success {
+                        return Err(too_large(None));
+                    }
+                    break (out, true, false);
+                };
+                have = have.saturating_add(read_some(conn, room).await?);
+            }
+        }
+    };
+    Ok(Received { status, head_len, body_len, truncated, reusable })
+}
+
+/// One read that must make progress: end of stream mid-body is a reset connection.
+async fn read_some<R: Read>(conn: &mut R, room: &mut [u8]) -> Result<usize, ReadError> {
+    match conn.read(room).await {
+        Ok(0) => Err(ReadError::Closed { idle: false }),
+        Ok(n) => Ok(n),
+        Err(e) => Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
+    }
+}
+
+type ParsedHead = (u16, usize, Framing, bool);
+
+/// Parses a complete head: status, head length, body framing, keep-alive. `None`: incomplete.
+fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<ParsedHead>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Http(HttpError::TooManyHeaders));
+        }
+        Err(_) => return Err(ReadError::Http(HttpError::MalformedHead)),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut keep_alive = response.version == Some(1);
+    let mut chunked = None;
+    let mut length: Option<usize> = None;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = header.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            // A list of identical values is one value (RFC 9110 §8.6).
+            for item in header.value.split(|&b| b == b',') {
+                let value = parse_length(trim(item))
+                    .ok_or(ReadError::Http(HttpError::InvalidContentLength))?;
+                if length.is_some_and(|l| l != value) {
+                    return Err(ReadError::Http(HttpError::InvalidContentLength));
+                }
+                length = Some(value);
+            }
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = trim(token);
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && response.version == Some(0) {
+                    keep_alive = true;
+                }
+            }
+        }
+    }
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
+    {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(len)) => Framing::Length(len),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    // A body delimited by both: the sender may be smuggling; do not reuse (RFC 9112 §6.3).
+    if chunked.is_some() && length.is_some() {
+        keep_alive = false;
+    }
+    Ok(Some((status, head_len, framing, keep_alive)))
+}
+
+fn parse_length(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &b| {
+        let d = b.is_ascii_digit().then(|| usize::from(b.wrapping_sub(b'0')))?;
+        acc.checked_mul(10)?.checked_add(d)
+    })
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i.saturating_add(1));
+    bytes.get(start..end).unwrap_or_default()
+}
+
+/// Where the chunked decoder is in the coding (RFC 9112 §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Reading hex digits of a chunk size; `digits` so far.
+    Size { digits: u8 },
+    /// Skipping a chunk extension up to the line end.
+    Extension,
+    /// Expecting the LF that ends a size line.
+    SizeLf,
+    /// Copying chunk data; bytes left in the chunk.
+    Data(u64),
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// In the trailer section; `line_start`: nothing read on the current line yet.
+    Trailer { line_start: bool },
+    /// Expecting the LF of the final empty line.
+    TrailerLf,
+    /// The last chunk and trailers were read.
+    Done,
+}
+
+/// Decodes the chunked transfer coding in place: decoded data is moved down over the framing,
+/// so the body needs no second buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dechunker {
+    state: Chunk,
+    size: u64,
+}
+
+impl Dechunker {
+    pub(crate) fn new() -> Self {
+        Dechunker { state: Chunk::Size { digits: 0 }, size: 0 }
+    }
+
+    /// Consumes `buf[*raw..filled]`, appending decoded data at `buf[*out..]` (`*out <= *raw`).
+    /// Returns whether the body is complete.
+    pub(crate) fn decode(
+        &mut self,
+        buf: &mut [u8],
+        raw: &mut usize,
+        filled: usize,
+        out: &mut usize,
+    ) -> Result<bool, HttpError> {
+        while *raw < filled {
+            if let Chunk::Data(left) = self.state {
+                let avail = filled.saturating_sub(*raw);
+                let n = usize::try_from(left).map_or(avail, |l| l.min(avail));
+                let end = raw.saturating_add(n);
+                buf.copy_within(*raw..end, *out);
+                *raw = end;
+                *out = out.saturating_add(n);
+                let left = left.saturating_sub(n as u64);
+                self.state = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
+                continue;
+            }
+            let b = *buf.get(*raw).ok_or(HttpError::InvalidChunk)?;
+            *raw = raw.saturating_add(1);
+            self.state = self.step(b)?;
+            if self.state == Chunk::Done {
+                return Ok(true);
+            }
+        }
+        Ok(self.state == Chunk::Done)
+    }
+
+    fn step(&mut self, b: u8) -> Result<Chunk, HttpError> {
+        let end_of_size_line = |size: u64| {
+            if size == 0 { Chunk::Trailer { line_start: true } } else { Chunk::Data(size) }
+        };
+        Ok(match self.state {
+            Chunk::Size { digits } => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    if digits >= 16 {
+                        return Err(HttpError::InvalidChunk);
+                    }
+                    let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                    self.size = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(d))
+                        .ok_or(HttpError::InvalidChunk)?;
+                    Chunk::Size { digits: digits.saturating_add(1) }
+                }
+                _ if digits == 0 => return Err(HttpError::InvalidChunk),
+                b';' | b' ' | b'\t' => Chunk::Extension,
+                b'\r' => Chunk::SizeLf,
+                b'\n' => end_of_size_line(core::mem::take(&mut self.size)),
+                _ => return Err(HttpError::InvalidChunk),
+            },
+            Chunk::Extension => match b {
+                b'\r' => Chunk::SizeLf,
+                b'\n' => end_of_size_line(core::mem::take(&mut self.size)),
+                _ => Chunk::Extension,
+            },
+            Chunk::SizeLf => match b {
+                b'\n' => end_of_size_line(core::mem::take(&mut self.size)),
+                _ => return Err(HttpError::InvalidChunk),
+            },
+            Chunk::DataCr => match b {
+                b'\r' => Chunk::DataLf,
+                b'\n' => Chunk::Size { digits: 0 },
+                _ => return Err(HttpError::InvalidChunk),
+            },
+            Chunk::DataLf => match b {
+                b'\n' => Chunk::Size { digits: 0 },
+                _ => return Err(HttpError::InvalidChunk),
+            },
+            Chunk::Trailer { line_start } => match (b, line_start) {
+                (b'\r', true) => Chunk::TrailerLf,
+                (b'\n', true) => Chunk::Done,
+                (b'\n', false) => Chunk::Trailer { line_start: true },
+                _ => Chunk::Trailer { line_start: false },
+            },
+            Chunk::TrailerLf => match b {
+                b'\n' => Chunk::Done,
+                _ => return Err(HttpError::InvalidChunk),
+            },
+            // Data is handled by the caller; bytes after the end are not ours.
+            Chunk::Data(_) | Chunk::Done => self.state,
+        })
+    }
+}
+
+/// The header fields of a response, over the head bytes `read_response` validated.
+///
+/// Implements the core's [`Headers`]: names match case-insensitively, values come without
+/// surrounding whitespace, the first field of a name wins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHeaders<'b> {
+    head: &'b [u8],
+}
+
+impl<'b> ResponseHeaders<'b> {
+    pub(crate) fn new(head: &'b [u8]) -> Self {
+        ResponseHeaders { head }
+    }
+
+    /// Every field, in order: name and value (without surrounding whitespace).
+    pub fn iter(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + use<'b> {
+        self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = core::str::from_utf8(line.get(..colon)?).ok()?;
+            let value = line.get(colon.saturating_add(1)..)?;
+            let value = value.strip_suffix(b"\r").unwrap_or(value);
+            Some((name, trim(value)))
+        })
+    }
+}
+
+impl Headers for ResponseHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    }
+}
+
+impl fmt::Debug for ResponseHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names only: values may carry cookies or tokens.
+        f.debug_list().entries(self.iter().map(|(n, _)| n)).finish()
+    }
+}
+
+/// Writes all of `bytes`; a connection that accepts nothing is an error, not a panic.
+pub(crate) async fn write_all<W: Write>(conn: &mut W, mut bytes: &[u8]) -> Result<(), ErrorKind> {
+    while !bytes.is_empty() {
+        match conn.write(bytes).await {
+            Ok(0) => return Err(ErrorKind::WriteZero),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) => return Err(embedded_io_async::Error::kind(&e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// A connection that replays `chunks` (one per read, split further by the reader's room).
+    struct Script {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+    }
+
+    impl embedded_io_async::ErrorType for Script {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Script {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            let n = self.step.min(buf.len()).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    fn read(raw: &[u8], step: usize, cap: usize) -> (Result<Received, ReadError>, Vec<u8>) {
+        let mut conn = Script { data: raw.to_vec(), pos: 0, step };
+        let mut buf = std::vec![0u8; cap];
+        let result = block_on(read_response(&mut conn, &mut buf, false));
+        (result, buf)
+    }
+
+    fn block_on<F: core::future::Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    fn body<'a>(r: &Received, buf: &'a [u8]) -> &'a [u8] {
+        &buf[r.head_len..r.head_len + r.body_len]
+    }
+
+    const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+    #[test]
+    fn chunked_body_is_decoded_at_any_read_size() {
+        for step in 1..CHUNKED.len() {
+            let (r, buf) = read(CHUNKED, step, 256);
+            let r = r.unwrap();
+            assert_eq!(body(&r, &buf), b"Wikipedia in\r\n\r\nchunks.", "step {step}");
+            assert!(r.reusable && !r.truncated);
+        }
+    }
+
+    #[test]
+    fn chunked_body_compacts_when_the_buffer_is_tight() {
+        // Head 47 bytes, decoded body 23: the framing needs compaction to fit in 80.
+        let (r, buf) = read(CHUNKED, 7, 80);
+        let r = r.unwrap();
+        assert_eq!(body(&r, &buf), b"Wikipedia in\r\n\r\nchunks.");
+    }
+
+    #[test]
+    fn chunked_body_larger_than_the_buffer_is_a_typed_error() {
+        let (r, _) = read(CHUNKED, 64, 60);
+        assert!(matches!(r, Err(ReadError::BodyTooLarge { status: 200, needed: None, .. })));
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_are_refused() {
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
+        ] {
+            let (r, _) = read(bad, 100, 256);
+            assert_eq!(r, Err(ReadError::Http(HttpError::InvalidChunk)));
+        }
+    }
+
+    #[test]
+    fn content_length_body_exactly_fits_and_one_more_does_not() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let head = raw.len() - 5;
+        let (r, buf) = read(raw, 3, head + 5);
+        assert_eq!(body(&r.unwrap(), &buf), b"hello");
+        let (r, _) = read(raw, 3, head + 4);
+        assert_eq!(
+            r,
+            Err(ReadError::BodyTooLarge { status: 200, head_len: head, needed: Some(head + 5) })
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_truncated_not_refused() {
+        let raw = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\n\r\n0123456789";
+        let head = raw.len() - 10;
+        let (r, buf) = read(raw, 100, head + 4);
+        let r = r.unwrap();
+        assert_eq!((body(&r, &buf), r.truncated, r.reusable), (&b"0123"[..], true, false));
+    }
+
+    #[test]
+    fn conflicting_content_lengths_are_refused_and_lists_of_one_value_accepted() {
+        let (r, _) =
+            read(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 9, 99);
+        assert_eq!(r, Err(ReadError::Http(HttpError::InvalidContentLength)));
+        let (r, buf) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nab", 9, 99);
+        assert_eq!(body(&r.unwrap(), &buf), b"ab");
+        let (r, _) =
+            read(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", 9, 99);
+        assert_eq!(r, Err(ReadError::Http(HttpError::InvalidContentLength)));
+    }
+
+    #[test]
+    fn until_close_bodies_and_connection_close() {
+        let (r, buf) = read(b"HTTP/1.0 200 OK\r\n\r\nall of it", 4, 99);
+        let r = r.unwrap();
+        assert_eq!((body(&r, &buf), r.reusable), (&b"all of it"[..], false));
+        let (r, _) = read(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", 4, 99);
+        assert!(!r.unwrap().reusable);
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (r, buf) = read(raw, 5, 99);
+        let r = r.unwrap();
+        assert_eq!((r.status, body(&r, &buf)), (200, &b"ok"[..]));
+    }
+
+    #[test]
+    fn a_closed_idle_connection_is_told_apart_from_a_reset() {
+        assert_eq!(read(b"", 5, 99).0, Err(ReadError::Closed { idle: true }));
+        assert_eq!(read(b"HTTP/1.1 2", 5, 99).0, Err(ReadError::Closed { idle: false }));
+        let (r, _) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", 5, 99);
+        assert_eq!(r, Err(ReadError::Closed { idle: false }));
+    }
+
+    #[test]
+    fn a_head_larger_than_the_buffer_is_a_typed_error() {
+        assert_eq!(
+            read(b"HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaa\r\n\r\n", 5, 20).0,
+            Err(ReadError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn headers_are_found_case_insensitively_and_trimmed() {
+        let head = b"HTTP/1.1 429 Too Many\r\nRetry-After:  3 \r\ninin-ratelimit-count: 7\r\n\r\n";
+        let h = ResponseHeaders::new(head);
+        assert_eq!(h.get("retry-after"), Some(&b"3"[..]));
+        assert_eq!(h.get("ININ-RateLimit-Count"), Some(&b"7"[..]));
+        assert_eq!(h.get("date"), None);
+    }
+
+    fn head<'a>(headers: &'a [(&'a str, &'a str)], body_len: Option<usize>) -> RequestHead<'a> {
+        RequestHead {
+            method: "POST",
+            path: "/api/v2/things?x=1",
+            host: "api.example.com",
+            bracket: false,
+            port: Some(8443),
+            bearer: "tok",
+            user_agent: "ua",
+            headers,
+            body_len,
+        }
+    }
+
+    #[test]
+    fn request_heads_are_complete_and_size_exactly() {
+        let h = head(&[("Content-Type", "application/json")], Some(12));
+        h.validate().unwrap();
+        let mut out = [0u8; 512];
+        let n = h.write(&mut out).unwrap();
+        let text = core::str::from_utf8(&out[..n]).unwrap();
+        assert_eq!(
+            text,
+            "POST /api/v2/things?x=1 HTTP/1.1\r\nHost: api.example.com:8443\r\n\
+             Authorization: Bearer tok\r\nUser-Agent: ua\r\nAccept: application/json\r\n\
+             Content-Length: 12\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n\r\n"
+        );
+        assert_eq!(h.write(&mut out[..n]), Ok(n));
+        assert_eq!(h.write(&mut out[..n - 1]), Err(n));
+    }
+
+    #[test]
+    fn caller_headers_cannot_split_or_override_the_request() {
+        assert_eq!(
+            head(&[("X-A", "1\r\nEvil: 1")], None).validate(),
+            Err(HttpError::InvalidHeader)
+        );
+        assert_eq!(head(&[("X A", "1")], None).validate(), Err(HttpError::InvalidHeader));
+        assert_eq!(
+            head(&[("authorization", "x")], None).validate(),
+            Err(HttpError::ReservedHeader)
+        );
+        let mut h = head(&[], None);
+        h.path = "/a b";
+        assert_eq!(h.validate(), Err(HttpError::InvalidPath));
+    }
+
+    #[test]
+    fn decimal_writer_covers_zero_and_the_widest_value() {
+        let mut out = [0u8; 32];
+        let mut w = HeadWriter::new(&mut out);
+        w.put_decimal(0);
+        w.put(b" ");
+        w.put_decimal(usize::MAX);
+        let n = w.finish().unwrap();
+        assert_eq!(core::str::from_utf8(&out[..n]).unwrap(), std::format!("0 {}", usize::MAX));
+    }
+}

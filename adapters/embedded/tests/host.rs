@@ -1,0 +1,377 @@
+//! The embedded adapter on the host, over real TCP on 127.0.0.1: against the Genesys Cloud
+//! emulator, and against tiny scripted HTTP servers for what the emulator does not do (chunked
+//! bodies, silently closed keep-alive connections, servers that never answer).
+//!
+//! Time: embassy-time's `std` driver (real monotonic time, a timer thread). The emulator runs on
+//! tokio's real clock too (token expiry, rate-limit windows, `Retry-After`), so both sides see
+//! one time line; the mock driver would be a process-wide clock shared by the parallel tests and
+//! out of step with the emulator. Waits are kept short (sub-second lifetimes, 100-300 ms
+//! timeouts) and every assertion is on counts, never on exact timings.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::Credentials;
+use credflow_core::session::{ApiErrorKind, RetryReason, Session, SessionConfig, TokenEndpoint};
+use credflow_embedded::{Client, ClientConfig, Connector, Error, Request, Target, TransportError};
+use credflow_emulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use embassy_time::{Duration, Instant, Timer};
+use embedded_io_adapters::tokio_1::FromTokio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Connects to 127.0.0.1 only; counts connections.
+#[derive(Default)]
+struct Loopback {
+    connections: Arc<AtomicUsize>,
+}
+
+impl Connector for Loopback {
+    type Connection = FromTokio<TcpStream>;
+    type Error = std::io::Error;
+
+    async fn connect(&mut self, target: &Target) -> Result<Self::Connection, std::io::Error> {
+        assert_eq!(target.host(), "127.0.0.1", "tests only ever connect to loopback");
+        assert!(!target.is_tls());
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        Ok(FromTokio::new(TcpStream::connect(("127.0.0.1", target.port())).await?))
+    }
+}
+
+type TestClient = Client<Loopback, 1024, 1>;
+
+fn client(token_url: &str, api_base: &str, config: ClientConfig) -> TestClient {
+    let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    let endpoint = TokenEndpoint::new(token_url).unwrap();
+    let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+    Client::new(Loopback::default(), session, api_base, config).unwrap()
+}
+
+async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    Emulator::start(config).await.expect("emulator starts on 127.0.0.1")
+}
+
+fn emulator_client(emu: &EmulatorHandle) -> TestClient {
+    client(&emu.token_url(), &emu.api_base(), ClientConfig::default())
+}
+
+const QUEUES: &str = "/api/v2/routing/queues?pageSize=2";
+
+#[tokio::test]
+async fn first_token_is_requested_once_and_cached() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 4096]);
+    let token = client.token(&mut tx, &mut rx).await.unwrap();
+    assert!(!token.as_str().is_empty());
+    let again = client.token(&mut tx, &mut rx).await.unwrap().as_str().len();
+    assert!(again > 0);
+    assert_eq!(emu.counters().token.requests, 1);
+    assert_eq!(emu.counters().token.succeeded, 1);
+    assert!(rx.iter().all(|&b| b == 0), "the token response is wiped from rx");
+    assert!(tx.iter().all(|&b| b == 0), "the secret is wiped from tx");
+}
+
+#[tokio::test]
+async fn api_request_carries_the_token_and_reuses_the_connection() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let connections = Arc::clone(&client.connector_mut().connections);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 8192]);
+    for _ in 0..3 {
+        let response = client.request(&Request::get(QUEUES), &mut tx, &mut rx).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert!(response.body.starts_with(b"{"), "a JSON page");
+        assert!(
+            response.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("inin-ratelimit-count"))
+        );
+    }
+    let seen = emu.counters();
+    assert_eq!((seen.token.requests, seen.api.requests), (1, 3));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "token and API share one kept-alive connection"
+    );
+}
+
+#[tokio::test]
+async fn token_is_refreshed_after_expiry_without_a_401() {
+    // `expires_in` is whole seconds on the wire: a 1 s life is the shortest the client sees as is.
+    let emu =
+        emulator(EmulatorConfig::default().with_token_lifetime(StdDuration::from_secs(1))).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 8192]);
+    assert_eq!(client.request(&Request::get(QUEUES), &mut tx, &mut rx).await.unwrap().status, 200);
+    Timer::after(Duration::from_millis(1000)).await;
+    assert_eq!(client.request(&Request::get(QUEUES), &mut tx, &mut rx).await.unwrap().status, 200);
+    let seen = emu.counters();
+    assert_eq!(seen.token.requests, 2, "a second token was fetched");
+    assert_eq!(seen.responses_401, 0, "before the old one was rejected");
+}
+
+#[tokio::test]
+async fn maintain_refreshes_ahead_of_expiry() {
+    let emu =
+        emulator(EmulatorConfig::default().with_token_lifetime(StdDuration::from_secs(1))).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 4096]);
+    client.token(&mut tx, &mut rx).await.unwrap();
+    let first = Instant::now();
+    // The refresh point lies between half and 90 % of the life: one maintain() reaches it.
+    client.maintain(&mut tx, &mut rx).await.unwrap();
+    let waited = first.elapsed();
+    assert!(waited < Duration::from_millis(1000), "refreshed before expiry, after {waited:?}");
+    assert_eq!(emu.counters().token.requests, 2);
+}
+
+#[tokio::test]
+async fn a_401_gets_a_new_token_and_one_retry() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 8192]);
+    client.token(&mut tx, &mut rx).await.unwrap();
+    emu.revoke_all_tokens();
+    let response = client.request(&Request::get(QUEUES), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(response.status, 200);
+    let seen = emu.counters();
+    assert_eq!((seen.responses_401, seen.token.requests, seen.api.requests), (1, 2, 2));
+    assert_eq!(client.counters().unauthorized, 1);
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after_then_succeeds() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 8192]);
+    client.token(&mut tx, &mut rx).await.unwrap();
+    emu.faults().force_429_for(StdDuration::from_millis(300));
+    let start = Instant::now();
+    let response = client.request(&Request::get(QUEUES), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(response.status, 200);
+    // Retry-After is whole seconds, rounded up: 1 s.
+    assert!(start.elapsed() >= Duration::from_millis(900), "waited {:?}", start.elapsed());
+    assert_eq!(emu.counters().responses_429, 1);
+    assert_eq!(client.counters().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn a_response_larger_than_rx_is_a_typed_error() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
+    let big = Request::get("/api/v2/routing/queues?pageSize=100");
+    match client.request(&big, &mut tx, &mut rx).await {
+        Err(Error::ResponseTooLarge {
+            status: Some(200),
+            needed: Some(needed),
+            capacity: 1024,
+        }) => {
+            assert!(needed > 1024)
+        }
+        other => panic!("expected ResponseTooLarge, got {other:?}"),
+    }
+    // The client is still usable for responses that fit.
+    let small =
+        client.request(&Request::get("/api/v2/routing/queues?pageSize=1"), &mut tx, &mut rx).await;
+    assert_eq!(small.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_tx_buffer_too_small_for_the_head_says_how_much_is_needed() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let mut client = emulator_client(&emu);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 4096]);
+    client.token(&mut tx, &mut rx).await.unwrap();
+    let mut small = [0u8; 64];
+    match client.request(&Request::get(QUEUES), &mut small, &mut rx).await {
+        Err(Error::RequestTooLarge { needed }) => assert!(needed > 64 && needed < 1024),
+        other => panic!("expected RequestTooLarge, got {other:?}"),
+    }
+    assert_eq!(emu.counters().api.requests, 0, "nothing was sent");
+}
+
+// ----- scripted servers ------------------------------------------------------------------
+
+/// What a scripted server does after writing a reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Keep the connection for the next request.
+    KeepOpen,
+    /// Close the connection silently (no `Connection: close`).
+    Close,
+}
+
+/// A reply, or silence: `None` reads the request and never answers.
+type Reply = Option<(Vec<u8>, Then)>;
+
+struct Scripted {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<String>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 that answers the n-th request it reads with `replies[n]`.
+async fn scripted(replies: Vec<Reply>) -> Scripted {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let replies = Arc::new(Mutex::new(std::collections::VecDeque::from(replies)));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (seen, conns) = (Arc::clone(&requests), Arc::clone(&connections));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            conns.fetch_add(1, Ordering::SeqCst);
+            let (replies, seen) = (Arc::clone(&replies), Arc::clone(&seen));
+            tokio::spawn(async move {
+                while let Some(head) = read_request(&mut socket).await {
+                    seen.lock().unwrap().push(head);
+                    let reply = replies.lock().unwrap().pop_front().flatten();
+                    let Some((bytes, then)) = reply else {
+                        tokio::time::sleep(StdDuration::from_secs(30)).await;
+                        return;
+                    };
+                    if socket.write_all(&bytes).await.is_err() || then == Then::Close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Scripted { addr, requests, connections }
+}
+
+/// Reads one request (head and `Content-Length` body); `None` at end of stream.
+async fn read_request(socket: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        if socket.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8(data).ok()?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    socket.read_exact(&mut body).await.ok()?;
+    Some(head)
+}
+
+fn token_reply() -> Reply {
+    let body = r#"{"access_token":"scripted-token","token_type":"bearer","expires_in":3600}"#;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    Some(([head.as_bytes(), body.as_bytes()].concat(), Then::KeepOpen))
+}
+
+fn ok_reply(body: &str, then: Then) -> Reply {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    Some(([head.as_bytes(), body.as_bytes()].concat(), then))
+}
+
+fn scripted_client(server: &Scripted, config: ClientConfig) -> TestClient {
+    let base = format!("http://{}", server.addr);
+    client(&format!("{base}/oauth/token"), &base, config)
+}
+
+#[tokio::test]
+async fn chunked_responses_are_decoded() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n\
+        7\r\n{\"a\":[1\r\n1;ext=x\r\n,\r\nA\r\n2,3],\"b\":\"\r\n4\r\nok\"}\r\n0\r\nTrailer: 1\r\n\r\n"
+        .to_vec();
+    let server = scripted(vec![
+        token_reply(),
+        Some((chunked, Then::KeepOpen)),
+        ok_reply("{}", Then::KeepOpen),
+    ])
+    .await;
+    let mut client = scripted_client(&server, ClientConfig::default());
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let response = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(response.body, br#"{"a":[1,2,3],"b":"ok"}"#);
+    // The connection survives a chunked body: the next request goes on it.
+    let next = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(next.body, b"{}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    let requests = server.requests.lock().unwrap();
+    assert!(requests[1].contains("Authorization: Bearer scripted-token\r\n"));
+    assert!(requests[0].starts_with("POST /oauth/token HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_closed_by_the_server_is_replaced() {
+    let server = scripted(vec![
+        token_reply(),
+        ok_reply("first", Then::Close), // closes without saying so
+        ok_reply("second", Then::KeepOpen),
+    ])
+    .await;
+    let mut client = scripted_client(&server, ClientConfig::default());
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let first = client.request(&Request::get("/api/v2/a"), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(first.body, b"first");
+    // Let the FIN arrive, as it would while a device idles.
+    Timer::after(Duration::from_millis(50)).await;
+    let second = client.request(&Request::get("/api/v2/b"), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(second.body, b"second");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2, "one reconnect");
+    assert_eq!(server.requests.lock().unwrap().len(), 3, "nothing sent twice to a live server");
+    assert_eq!(client.counters().retries, 0, "a stale connection is not a retry");
+}
+
+#[tokio::test]
+async fn a_slow_api_server_times_out() {
+    let server = scripted(vec![token_reply(), None]).await;
+    let config = ClientConfig { io_timeout: Duration::from_millis(200), ..ClientConfig::default() };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    // POST is not idempotent: a timeout (the server may be processing it) is not retried.
+    let result = client.request(&Request::post("/api/v2/things", b"{}"), &mut tx, &mut rx).await;
+    match result {
+        Err(Error::Api(e)) => assert!(
+            matches!(
+                e.kind,
+                ApiErrorKind::GaveUp { last: RetryReason::Transport(TransportKind::Timeout), .. }
+            ),
+            "{e:?}"
+        ),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_slow_token_endpoint_times_out_and_the_wait_is_bounded() {
+    let server = scripted(vec![None, None, None, None, None, None]).await;
+    let config = ClientConfig {
+        token_timeout: Duration::from_millis(100),
+        token_wait: Duration::from_millis(400),
+        ..ClientConfig::default()
+    };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    match client.token(&mut tx, &mut rx).await {
+        Err(Error::TokenWait { last: Some(TransportError::Timeout) }) => {}
+        other => panic!("expected TokenWait after a timeout, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(2), "took {took:?}");
+}
