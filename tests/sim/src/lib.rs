@@ -7,7 +7,7 @@
 //! `rate limit exceeded;`, token lifetimes, outage windows, a daily limit).
 //!
 //! Time is virtual (milliseconds) and every random choice comes from one seed, so a run is
-//! exactly repeatable. Each [scenario](scenario) runs every [`Strategy`] with the same seed and
+//! exactly repeatable. Each [scenario] runs every [`Strategy`] with the same seed and
 //! workload:
 //!
 //! - [`Strategy::Naive`]: no pacing, immediate retries;
