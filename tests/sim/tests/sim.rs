@@ -1,0 +1,141 @@
+//! Properties of the simulator: determinism, the server's limit, and invariants of every run.
+
+use credflow_sim::scenario::{self, Scenario};
+use credflow_sim::server::{Server, ServerConfig};
+use credflow_sim::{Strategy, run};
+
+const ALL: [Strategy; 4] =
+    [Strategy::Naive, Strategy::Guide, Strategy::GuideTrap, Strategy::Credflow];
+
+fn quick(name: &str) -> Scenario {
+    scenario::all(true).into_iter().find(|s| s.name == name).expect("scenario exists")
+}
+
+#[test]
+fn same_seed_same_run_other_seed_other_run() {
+    for s in scenario::all(true) {
+        for strategy in ALL {
+            let a = run(&s, strategy, 7).expect("runs");
+            let b = run(&s, strategy, 7).expect("runs");
+            assert_eq!(a, b, "{} / {}", s.name, strategy.name());
+        }
+    }
+    let s = quick("steady-overload");
+    let a = run(&s, Strategy::Credflow, 7).expect("runs");
+    let c = run(&s, Strategy::Credflow, 8).expect("runs");
+    assert_ne!(a.series, c.series, "the seed must matter");
+}
+
+#[test]
+fn server_never_admits_more_than_the_limit_per_window() {
+    // Arrivals from a cheap LCG: bursts and gaps, against a 7-per-second window.
+    let config = ServerConfig { api_limit: 7, api_window: 1_000, ..ServerConfig::default() };
+    let mut server = Server::new(config, 1);
+    let (token, _) = server.token_request(0, 0).expect("token");
+    let mut x: u64 = 12345;
+    let mut now = 0;
+    let mut admitted: Vec<u64> = Vec::new();
+    for _ in 0..20_000 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        now += (x >> 33) % 40;
+        let reply = server.api_request(now, &token);
+        match reply.status {
+            200 => admitted.push(now),
+            429 => {
+                let wait: u64 =
+                    reply.header("retry-after").and_then(|v| v.parse().ok()).expect("retry-after");
+                assert!((1..=1).contains(&wait));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // Fixed windows: any 7 + 1 consecutive admissions span at least one window.
+    for w in admitted.windows(8) {
+        assert!(w[7] - w[0] >= 1, "8 admissions within one window");
+    }
+    assert!(server.counters().max_window_count <= 7);
+    assert!(server.counters().rate_limited > 0, "the arrivals must exceed the limit");
+}
+
+#[test]
+fn every_run_respects_the_limit_and_accounts_for_every_job() {
+    for s in scenario::all(true) {
+        for strategy in ALL {
+            let r = run(&s, strategy, 3).expect("runs");
+            let label = format!("{} / {}", s.name, strategy.name());
+            assert!(r.utilization <= 1.0 + 1e-9, "{label}: utilisation {}", r.utilization);
+            let admitted: u64 = r.series.admitted.iter().map(|&n| u64::from(n)).sum();
+            let limited: u64 = r.series.limited.iter().map(|&n| u64::from(n)).sum();
+            assert_eq!(admitted + limited + r.unauthorized, r.api_requests, "{label}");
+            assert_eq!(limited, r.rate_limited, "{label}");
+            assert!(r.completed <= admitted, "{label}: a job completes on a 2xx");
+            assert!(r.latency_p50_ms <= r.latency_p99_ms, "{label}");
+        }
+    }
+}
+
+#[test]
+fn credflow_never_has_two_token_requests_in_flight_per_pod() {
+    for s in scenario::all(true) {
+        let r = run(&s, Strategy::Credflow, 11).expect("runs");
+        assert!(
+            r.max_token_in_flight_per_pod <= 1,
+            "{}: {}",
+            s.name,
+            r.max_token_in_flight_per_pod
+        );
+        assert_eq!(r.token_rate_limited, 0, "{}: token endpoint limit hit", s.name);
+    }
+    // The guide's threads each fetch: the simulator can see several at once.
+    let r = run(&quick("startup-burst"), Strategy::Guide, 11).expect("runs");
+    assert!(r.max_token_in_flight_per_pod > 1);
+}
+
+#[test]
+fn credflow_outage_goal_one_token_request_per_cooldown_per_pod() {
+    let r = run(&quick("token-outage"), Strategy::Credflow, 5).expect("runs");
+    let bound = r.outage_bound_per_pod.expect("an outage scenario");
+    assert!(r.token_requests_outage_max_per_pod <= bound, "{r:?}");
+    let naive = run(&quick("token-outage"), Strategy::Naive, 5).expect("runs");
+    assert!(naive.token_requests_outage_max_per_pod > bound, "the bound must be able to fail");
+    assert!(r.recovery_ms.is_some(), "every pod recovers after the outage");
+}
+
+#[test]
+fn credflow_sends_fewer_429s_than_the_guide_in_steady_overload() {
+    let s = quick("steady-overload");
+    let credflow = run(&s, Strategy::Credflow, 42).expect("runs");
+    let guide = run(&s, Strategy::Guide, 42).expect("runs");
+    assert!(credflow.utilization >= 0.95, "{credflow:?}");
+    assert!(credflow.rate_limited_share() < guide.rate_limited_share() / 10.0);
+    // One pod alone knows every send against the quota: no 429 at all.
+    let alone = Scenario { pods: 1, workers: 32, ..s };
+    let r = run(&alone, Strategy::Credflow, 42).expect("runs");
+    assert_eq!(r.rate_limited, 0, "{r:?}");
+    assert!(r.utilization >= 0.95, "{r:?}");
+}
+
+#[test]
+fn json_has_the_required_fields() {
+    let r = run(&quick("daily-limit"), Strategy::Credflow, 1).expect("runs");
+    let v = r.to_json();
+    for key in
+        ["scenario", "strategy", "completed", "rate_limited", "utilization", "token_requests"]
+    {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert!(r.failed > 0, "a daily-limit 429 fails fast instead of sleeping for hours");
+}
+
+#[test]
+fn chart_is_an_svg_with_one_line_per_strategy() {
+    let s = quick("steady-overload");
+    let reports: Vec<_> = [Strategy::Naive, Strategy::Credflow]
+        .into_iter()
+        .map(|st| run(&s, st, 1).expect("runs"))
+        .collect();
+    let refs: Vec<_> = reports.iter().collect();
+    let svg = credflow_sim::chart::svg(&s, &refs).expect("renders");
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.contains("credflow") && svg.contains("naive") && svg.contains("limit"));
+}
