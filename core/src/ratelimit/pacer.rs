@@ -17,6 +17,11 @@
 //!   shrinking linearly to zero at the reset, so what no higher priority can use before the reset
 //!   is not wasted (a flat 10 % reserve would cap utilisation at 90 %), while Critical traffic
 //!   spread over the window at up to `share × limit` per window still finds room.
+//! - **Other clients.** Processes that share a client id share its limit, and a pacer sees only
+//!   its own sends. When the server's `remaining` falls faster than those sends explain, the
+//!   difference is what the others use; its rate (averaged over observations) is held back like
+//!   a reserve, shrinking to zero at the reset, so a fleet of independent pods does not spend
+//!   the window's last requests twice.
 //! - **Exhausted**: with nothing left, everyone waits for the reset. When the reset passes with
 //!   no new information, a full window of `limit` is assumed.
 //! - **429**: after a `Retry-After`, nobody sends before it ends, Critical included (the server
@@ -222,6 +227,8 @@ struct Window {
     tat: Instant,
     /// Emission interval computed at the last update.
     interval: Duration,
+    /// When the server's `remaining` was last observed.
+    observed_at: Instant,
 }
 
 impl Window {
@@ -240,6 +247,7 @@ impl Window {
             reset_at: self.reset_at.saturating_add(length.saturating_mul(windows)),
             tat: Instant::ZERO,
             interval: Duration::ZERO,
+            observed_at: now,
             ..self
         }
     }
@@ -269,6 +277,11 @@ impl Window {
 pub struct Pacer {
     config: PacerConfig,
     window: Option<Window>,
+    /// The rate at which *other* clients sharing the limit consume it, as a share of the limit
+    /// per window in thousandths: estimated from how much faster the server's `remaining` falls
+    /// than this pacer's own sends explain. Held back like a reserve, so a pacer that shares its
+    /// client id with other processes leaves them what they are about to use.
+    others_permille: u16,
     /// Nobody sends before this (a 429's `Retry-After`).
     blocked_until: Instant,
 }
@@ -276,7 +289,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer that knows nothing yet (every check answers [`Pace::Now`]).
     pub fn new(config: PacerConfig) -> Self {
-        Pacer { config, window: None, blocked_until: Instant::ZERO }
+        Pacer { config, window: None, others_permille: 0, blocked_until: Instant::ZERO }
     }
 
     /// The configuration this pacer was built with.
@@ -301,6 +314,9 @@ impl Pacer {
         let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
         let slack = SAME_WINDOW_SLACK.min(length.mul_ratio(1, 2));
         let same = prev.filter(|w| reset_at < w.reset_at.saturating_add(slack));
+        if let Some(w) = same {
+            self.others_permille = estimate_others(self.others_permille, &w, server, now);
+        }
         let mut window = Window {
             limit,
             remaining: same.map_or(server, |w| w.remaining.min(server)),
@@ -308,6 +324,7 @@ impl Pacer {
             length,
             tat: same.map_or(Instant::ZERO, |w| w.tat),
             interval: Duration::ZERO,
+            observed_at: now,
         };
         window.respace(now);
         self.window = Some(window);
@@ -330,6 +347,7 @@ impl Pacer {
                     self.config.background_floor_permille.max(self.config.critical_reserve_permille)
                 }
             };
+            let share = share.saturating_add(self.others_permille);
             let (held, share) = w.held_back(now, share);
             if w.remaining == 0 {
                 hold(w.reset_at, PaceReason::Exhausted);
@@ -391,6 +409,27 @@ impl Pacer {
     pub fn remaining(&self, now: Instant) -> Option<u64> {
         self.window.map(|w| w.at(now).remaining)
     }
+}
+
+/// Updates the estimate of other clients' consumption from one observation in the same window:
+/// `prev` is this pacer's view (its own sends subtracted) since `prev.observed_at`, `server` what
+/// the server says is left now. A deficit is what others used; none halves the estimate. Own
+/// requests still in flight can only make the server's count *higher* than the local one, so
+/// they never read as others' use.
+fn estimate_others(others: u16, prev: &Window, server: u64, now: Instant) -> u16 {
+    let deficit = prev.remaining.saturating_sub(server);
+    if deficit == 0 {
+        return others / 2;
+    }
+    let elapsed = u128::from(now.saturating_duration_since(prev.observed_at).as_millis().max(1));
+    let per_window = u128::from(deficit)
+        .saturating_mul(u128::from(prev.length.as_millis()))
+        .saturating_mul(1000)
+        .checked_div(elapsed.saturating_mul(u128::from(prev.limit.max(1))))
+        .unwrap_or(0);
+    let sample = u16::try_from(per_window.min(999)).unwrap_or(999);
+    // An even average of the old estimate and the new sample: quick to follow, slow to jump.
+    u16::try_from((u32::from(others) + u32::from(sample)).div_ceil(2)).unwrap_or(999)
 }
 
 /// The reference guide's worker-pool multiplier, in thousandths: 300 when more than 80 % of the
@@ -575,6 +614,32 @@ mod tests {
         let mut q = pacer(1);
         q.observe(T0, &bare); // limit = remaining, one default window
         assert_eq!(q.remaining(T0 + secs(60)), Some(5));
+    }
+
+    #[test]
+    fn consumption_by_other_clients_is_left_to_them() {
+        // Limit 300/min. Between two responses 10 s apart the server's `remaining` fell by 60
+        // with no local sends: others use about 360 a window (capped at 999 permille, averaged
+        // with the previous estimate of zero: 500 permille).
+        let mut p = Pacer::new(PacerConfig::default());
+        let t0 = Instant::from_secs(1000);
+        p.observe(t0, &snap(300, 200, 60));
+        let t1 = t0 + Duration::from_secs(10);
+        p.observe(t1, &snap(300, 140, 50));
+        // 50 s left: others will want ~0.5 × 300 × 50/60 = 125, and Normal leaves 10 % too:
+        // 150 held back > 140 left, so Normal waits; alone, it would have gone at once.
+        assert!(matches!(
+            p.check(t1, Priority::Normal),
+            Pace::NotBefore { reason: PaceReason::Reserve, .. }
+        ));
+        let mut alone = Pacer::new(PacerConfig::default());
+        alone.observe(t1, &snap(300, 140, 50));
+        assert_eq!(alone.check(t1, Priority::Normal), Pace::Now);
+        // The estimate decays when the server's count matches the local one again.
+        let t2 = t1 + Duration::from_secs(5);
+        p.observe(t2, &snap(300, 140, 45));
+        p.observe(t2 + Duration::from_secs(1), &snap(300, 140, 44));
+        assert!(p.others_permille < 200, "{}", p.others_permille);
     }
 
     #[test]
