@@ -923,6 +923,9 @@ async fn drive(shared: Arc<Shared>) {
             }
             let _ = shared.events.send(ClientEvent::TokenRequest);
             let result = send_token_request(&shared, request).await;
+            // A connection that never reached the token endpoint taught the fleet nothing: let
+            // another pod try at once rather than wait for the lease to expire.
+            let unreached = matches!(result, Err(TransportKind::Connect));
             let fresh = {
                 let now = shared.clock.now();
                 let mut session = shared.lock();
@@ -950,7 +953,7 @@ async fn drive(shared: Arc<Shared>) {
             // Waiters also watch for failures (to give up early on a rejection).
             shared.version.send_modify(|v| *v = v.wrapping_add(1));
             if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
-                publish(&shared, fleet, lease, fresh).await;
+                publish(&shared, fleet, lease, fresh, unreached).await;
             }
             continue;
         }
@@ -1008,18 +1011,24 @@ fn install_shared(
     outcome
 }
 
-/// Hands the token fetched under `lease` to the fleet (or releases the lease if none came).
+/// Hands the token fetched under `lease` to the fleet. A failed request keeps the lease until
+/// it expires (the fleet's back-off), unless it never reached the token endpoint (`unreached`).
 async fn publish(
     shared: &Shared,
     fleet: &FleetLink,
     lease: crate::shared::Lease,
     fresh: Option<SharedToken>,
+    unreached: bool,
 ) {
     let (result, transition) = match &fresh {
         Some(token) => {
             fleet.call(fleet.call_timeout, fleet.store.publish(&fleet.scope, lease, token)).await
         }
-        // A failed request keeps the lease until it expires: the fleet's back-off.
+        None if unreached => {
+            let (result, transition) =
+                fleet.call(fleet.call_timeout, fleet.store.release(&fleet.scope, lease)).await;
+            (result.map(|()| false), transition)
+        }
         None => return,
     };
     shared.fleet_transition(transition, result.as_ref().err());
