@@ -20,7 +20,7 @@
 //!
 //! | key | holds | written by |
 //! |---|---|---|
-//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, with [`PUBLISH`](scripts) |
+//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
 //! | `…:lease` | the refresh lease: a random 128-bit fencing value, `SET NX PX` | one process at a time |
 //! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold | every process, atomically in Lua |
 //!
