@@ -443,7 +443,9 @@ impl Client {
         // In a fleet the shared budget applies the priority; locally the request then only
         // honours 429 waits and exhausted windows, not the local spacing and reserve (which know
         // only this process's sends).
-        let fleet_paced = shared.fleet.as_ref().is_some_and(|f| f.status() == FleetStatus::Joined);
+        // While degraded, a request whose probe is due asks the fleet (and rejoins it).
+        let fleet_paced = shared.fleet.as_ref().is_some_and(FleetLink::usable);
+        let mut probe_claimed = fleet_paced;
         let spec = RequestSpec {
             method,
             idempotent: options.idempotent,
@@ -462,7 +464,8 @@ impl Client {
             // change that lands after the answer still wakes the wait below.
             version.borrow_and_update();
             if fleet_paced && !admitted && shared.cached().is_some() {
-                match shared.fleet_admit(options.priority).await {
+                let claimed = std::mem::take(&mut probe_claimed);
+                match shared.fleet_admit(options.priority, claimed).await {
                     Some(Admission::Wait(wait)) => {
                         let _ = shared.events.send(ClientEvent::Wait {
                             reason: WaitReason::Paced(
@@ -704,8 +707,9 @@ impl Shared {
     }
 
     /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
-    async fn fleet_admit(&self, priority: Priority) -> Option<Admission> {
-        let fleet = self.fleet.as_ref().filter(|f| f.usable())?;
+    /// `claimed`: the caller already checked [`FleetLink::usable`] (and may hold the probe).
+    async fn fleet_admit(&self, priority: Priority, claimed: bool) -> Option<Admission> {
+        let fleet = self.fleet.as_ref().filter(|f| claimed || f.usable())?;
         let (result, transition) =
             fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority)).await;
         self.fleet_transition(transition, result.as_ref().err());
