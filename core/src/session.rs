@@ -573,8 +573,13 @@ pub struct Counters {
     pub attempts: u64,
     /// Retries scheduled (including re-authentication retries).
     pub retries: u64,
-    /// Token requests sent.
+    /// Token requests started (tickets issued by
+    /// [`poll_token_request`](Session::poll_token_request)), including those later satisfied by
+    /// a fleet's shared token instead of being sent (also counted in `shared_tokens`).
     pub token_requests: u64,
+    /// Token requests satisfied by a token another process obtained
+    /// ([`handle_token_shared`](Session::handle_token_shared)).
+    pub shared_tokens: u64,
     /// Token requests that failed.
     pub token_failures: u64,
     /// 401 answers from the API.
@@ -914,6 +919,51 @@ impl<const N: usize, const H: usize> Session<N, H> {
             }
         }
         self.drain_lifecycle_events();
+    }
+
+    /// Satisfies the token request for `ticket` with a token obtained elsewhere instead of
+    /// sending it: a fleet of processes sharing one token (the request was due here, another
+    /// process had already refreshed). `expires_at` is the token's absolute wall-clock expiry, as
+    /// the process that fetched it recorded it; it needs the wall clock
+    /// ([`set_wall_clock`](Self::set_wall_clock)).
+    ///
+    /// The ticket is released whatever happens, without backoff and without charging the token
+    /// endpoint's breaker (nothing was learned about it); a breaker probe it held is returned.
+    /// The token is then installed as by [`restore`](Self::restore): served until its refresh
+    /// point, computed from its remaining life. A stale ticket changes nothing.
+    ///
+    /// Errors: [`RestoreError::NoWallClock`]; [`RestoreError::NotUsable`] when the ticket is not
+    /// the one in flight, the token is too close to expiry or the credentials were rejected (the
+    /// next token request is then due at once: send it, or ask the fleet again).
+    pub fn handle_token_shared(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        token: AccessToken<N>,
+        expires_at: UnixTime,
+    ) -> Result<Generation, RestoreError> {
+        let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
+        if !self.lifecycle.in_flight() {
+            return Err(RestoreError::NotUsable);
+        }
+        self.lifecycle.on_abandoned(now, ticket);
+        if self.lifecycle.in_flight() {
+            return Err(RestoreError::NotUsable); // another ticket is in flight
+        }
+        if core::mem::take(&mut self.token_probe) {
+            self.token_breaker.on_abandoned(now);
+        }
+        let generation = self
+            .lifecycle
+            .install(now, token, wall.instant_at(expires_at), &mut self.rng)
+            .ok_or(RestoreError::NotUsable);
+        if generation.is_ok() {
+            self.counters.shared_tokens = self.counters.shared_tokens.saturating_add(1);
+            self.last_token_error = None;
+        }
+        self.drain_lifecycle_events();
+        self.drain_breaker_events();
+        generation
     }
 
     fn token_failed(&mut self, now: Instant, ticket: Ticket, failure: TokenFailure, outage: bool) {

@@ -594,3 +594,86 @@ fn requests_begun_after_a_daily_limit_fail_fast_instead_of_waiting_hours() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_token_shared_by_the_fleet_satisfies_the_ticket_without_sending() {
+    use credflow_core::session::RestoreError;
+    use credflow_core::{AccessToken, UnixTime, WallClock};
+    let wall = 1_800_000_000;
+    let mut h = Harness::new();
+    // Without the wall clock the absolute expiry cannot be placed: the ticket stays in flight.
+    assert!(h.poll_token(secs(0)));
+    let ticket = h.pending.take().unwrap();
+    let token = AccessToken::<256>::new("FLEET").unwrap();
+    assert_eq!(
+        h.s.handle_token_shared(secs(0), ticket, token.clone(), UnixTime::from_secs(wall + 3600)),
+        Err(RestoreError::NoWallClock)
+    );
+    assert!(h.s.lifecycle().in_flight());
+    h.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(wall)));
+    // A token at its expiry is refused; the ticket is released and a request is due at once.
+    assert_eq!(
+        h.s.handle_token_shared(secs(1), ticket, token.clone(), UnixTime::from_secs(wall + 1)),
+        Err(RestoreError::NotUsable)
+    );
+    assert!(!h.s.lifecycle().in_flight());
+    assert!(h.poll_token(secs(1)), "refused shared token: the next request is due at once");
+    let ticket = h.pending.take().unwrap();
+    let generation =
+        h.s.handle_token_shared(secs(1), ticket, token.clone(), UnixTime::from_secs(wall + 3601))
+            .unwrap();
+    let mut req = h.begin(secs(1), Method::Get);
+    assert_eq!(h.send(secs(1), &mut req).unwrap(), "FLEET");
+    let times = h.s.token(secs(1)).unwrap().1;
+    assert_eq!(times.generation, generation);
+    assert_eq!(times.expires_at, secs(3601), "expiry placed on the monotonic clock");
+    assert!(times.usable_until < times.expires_at && times.refresh_at < times.usable_until);
+    // The same ticket again (stale) changes nothing; a late answer to it is ignored too.
+    assert_eq!(
+        h.s.handle_token_shared(secs(2), ticket, token, UnixTime::from_secs(wall + 9999)),
+        Err(RestoreError::NotUsable)
+    );
+    h.s.handle_token_response(secs(2), ticket, 200, &[], token_body("LATE", 60).as_bytes());
+    assert_eq!(h.send(secs(2), &mut req).unwrap(), "FLEET");
+    let c = h.s.counters();
+    assert_eq!((c.token_requests, c.shared_tokens, c.token_failures), (2, 1, 0));
+    assert!(!h.poll_token(secs(2)), "no refresh before the shared token's refresh point");
+}
+
+#[test]
+fn a_shared_token_returns_a_breaker_probe_without_charging_the_breaker() {
+    use credflow_core::{AccessToken, UnixTime, WallClock};
+    let wall = 1_800_000_000;
+    let mut h = Harness::new();
+    h.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(wall)));
+    // Trip the token breaker with repeated 503s, then wait until it lets a probe through.
+    let mut now = secs(0);
+    for _ in 0..50 {
+        if h.poll_token(now) {
+            h.answer_token(now, 503, &[], "");
+        }
+        now = h.s.poll_timeout().map_or(now + Duration::from_secs(1), |(at, _)| at.max(now));
+        h.s.handle_timeout(now);
+        if h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Breaker { event: BreakerEvent::Opened { .. }, .. }))
+        {
+            break;
+        }
+    }
+    let probe_at = h.s.poll_timeout().unwrap().0;
+    h.s.handle_timeout(probe_at);
+    assert!(h.poll_token(probe_at), "the half-open breaker lets one probe through");
+    let ticket = h.pending.take().unwrap();
+    let token = AccessToken::<256>::new("FLEET").unwrap();
+    let expires = UnixTime::from_secs(wall + probe_at.as_millis() / 1000 + 3600);
+    h.s.handle_token_shared(probe_at, ticket, token, expires).unwrap();
+    let mut req = h.begin(probe_at, Method::Get);
+    assert_eq!(h.send(probe_at, &mut req).unwrap(), "FLEET");
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Breaker { event: BreakerEvent::Opened { .. }, .. })),
+        "the shared token does not count as a failure"
+    );
+}

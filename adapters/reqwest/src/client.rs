@@ -23,12 +23,17 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::shared::{
+    Admission, FleetLink, FleetScope, FleetStatus, Refresh, SharedToken, Transition,
+};
 
 /// Token capacity of the session: Genesys tokens are short; JWTs from other servers run to a
 /// few KiB.
 pub const TOKEN_CAPACITY: usize = 8192;
 /// API hosts with their own circuit breaker.
 pub const HOSTS: usize = 8;
+/// Bound on a fleet admission or report (a store that hangs must not hold requests).
+const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 /// Error bodies read for classification are cut at this size.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -119,6 +124,9 @@ pub enum ClientEvent {
         /// Attempts made so far.
         attempts: u32,
     },
+    /// The client joined its fleet again, or left it for its local session (see
+    /// [`Client::fleet_status`]). Sent once per change, not per request.
+    Fleet(FleetStatus),
     /// A request waits before it is sent.
     Wait {
         /// Why.
@@ -176,6 +184,8 @@ struct Shared {
     request_timeout: StdDuration,
     token_timeout: StdDuration,
     token_wait: StdDuration,
+    /// Fleet mode: the shared store and the degraded-mode switch.
+    fleet: Option<FleetLink>,
 }
 
 struct Inner {
@@ -244,6 +254,15 @@ impl Client {
                 u64::from_le_bytes(bytes)
             }
         };
+        let fleet = config.shared.map(|store| {
+            let scope = FleetScope {
+                client_id: config.credentials.id.as_str().to_owned(),
+                token_url: config.target.token_url().to_owned(),
+                credential: config.credentials.fingerprint(),
+                pacer: config.session.pacer,
+            };
+            FleetLink::new(store, scope, FLEET_CALL_TIMEOUT)
+        });
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let http = reqwest::Client::builder()
@@ -265,6 +284,7 @@ impl Client {
             request_timeout: config.request_timeout,
             token_timeout: config.token_timeout,
             token_wait: config.token_wait,
+            fleet,
         });
         let driver = tokio::spawn(drive(Arc::clone(&shared)));
         Ok(Client { inner: Arc::new(Inner { shared, driver }) })
@@ -310,6 +330,12 @@ impl Client {
     /// The core session's counters.
     pub fn counters(&self) -> Counters {
         self.shared().lock().counters()
+    }
+
+    /// Fleet mode: whether the client works with its fleet or, the shared store having failed,
+    /// alone on its local session. `None` without a shared store.
+    pub fn fleet_status(&self) -> Option<FleetStatus> {
+        self.shared().fleet.as_ref().map(FleetLink::status)
     }
 
     /// Subscribes to the client's events (token acquired, retries, waits, breaker changes).
@@ -414,10 +440,16 @@ impl Client {
                 u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             ))
         });
+        // In a fleet the shared budget applies the priority; locally the request then only
+        // honours 429 waits and exhausted windows, not the local spacing and reserve (which know
+        // only this process's sends).
+        // While degraded, a request whose probe is due asks the fleet (and rejoins it).
+        let fleet_paced = shared.fleet.as_ref().is_some_and(FleetLink::usable);
+        let mut probe_claimed = fleet_paced;
         let spec = RequestSpec {
             method,
             idempotent: options.idempotent,
-            priority: options.priority,
+            priority: if fleet_paced { Priority::Critical } else { options.priority },
             deadline,
             host,
         };
@@ -425,10 +457,28 @@ impl Client {
         let mut guard = InFlight { shared: Arc::clone(&shared), state };
         let mut original = Some(request);
         let mut version = shared.version.subscribe();
+        // Whether the fleet already admitted the next attempt (kept across local waits).
+        let mut admitted = false;
         loop {
             // Mark the current version seen *before* asking the session, so a token or breaker
             // change that lands after the answer still wakes the wait below.
             version.borrow_and_update();
+            if fleet_paced && !admitted && shared.cached().is_some() {
+                let claimed = std::mem::take(&mut probe_claimed);
+                match shared.fleet_admit(options.priority, claimed).await {
+                    Some(Admission::Wait(wait)) => {
+                        let _ = shared.events.send(ClientEvent::Wait {
+                            reason: WaitReason::Paced(
+                                credflow_core::ratelimit::pacer::PaceReason::Spacing,
+                            ),
+                            wait: Some(wait),
+                        });
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Some(Admission::Now) | None => admitted = true,
+                }
+            }
             let now = shared.clock.now();
             let decision = {
                 let mut session = shared.lock();
@@ -487,6 +537,7 @@ impl Client {
                 *attempt.timeout_mut() = Some(shared.request_timeout);
             }
             let outcome = execute(transport(attempt)).await;
+            admitted = false;
             let now = shared.clock.now();
             let (verdict, response) = match outcome {
                 Ok((response, body)) => {
@@ -502,6 +553,7 @@ impl Client {
                     shared.drain(&mut session);
                     shared.sync_cache(&session, now);
                     drop(session);
+                    Shared::fleet_report(&shared, now, status, response.headers());
                     (verdict, Ok(rebuild(response, body)))
                 }
                 Err((kind, error)) => {
@@ -637,6 +689,68 @@ impl Headers for HeaderMapRef<'_> {
 }
 
 impl Shared {
+    /// Logs and announces a change of fleet status, once per change.
+    fn fleet_transition(&self, transition: Transition, error: Option<&crate::shared::StoreError>) {
+        let status = match transition {
+            Transition::None => return,
+            Transition::Degraded => {
+                let error = error.map(ToString::to_string).unwrap_or_default();
+                warn!(%error, "shared store unreachable: working alone on the local session until it answers");
+                FleetStatus::Degraded
+            }
+            Transition::Rejoined => {
+                info!("shared store answers again: rejoined the fleet");
+                FleetStatus::Joined
+            }
+        };
+        let _ = self.events.send(ClientEvent::Fleet(status));
+    }
+
+    /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
+    /// `claimed`: the caller already checked [`FleetLink::usable`] (and may hold the probe).
+    async fn fleet_admit(&self, priority: Priority, claimed: bool) -> Option<Admission> {
+        let fleet = self.fleet.as_ref().filter(|f| claimed || f.usable())?;
+        let (result, transition) =
+            fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority)).await;
+        self.fleet_transition(transition, result.as_ref().err());
+        result.ok()
+    }
+
+    /// Reports a response's rate-limit facts to the fleet, in the background.
+    fn fleet_report(shared: &Arc<Shared>, now: Instant, status: u16, headers: &HeaderMap) {
+        let Some(fleet) = shared.fleet.as_ref() else { return };
+        let headers = HeaderMapRef(headers);
+        let reference = headers
+            .get("date")
+            .and_then(credflow_core::http::date::parse_http_date)
+            .or_else(|| Some(shared.clock.wall(now).wall_at(now)));
+        let snapshot = credflow_core::ratelimit::headers::parse_rate_limit(&headers, reference);
+        let retry_after = (status == 429).then(|| {
+            credflow_core::http::retry_after::RetryAfter::from_headers(&headers)
+                .and_then(|r| r.delay(reference))
+                .map(|d| StdDuration::from_millis(d.as_millis()))
+        });
+        if (snapshot.is_none() && retry_after.is_none()) || fleet.status() != FleetStatus::Joined {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let Some(fleet) = shared.fleet.as_ref() else { return };
+            if let Some(snapshot) = snapshot {
+                let (result, transition) = fleet
+                    .call(fleet.call_timeout, fleet.store.observe(&fleet.scope, snapshot))
+                    .await;
+                shared.fleet_transition(transition, result.as_ref().err());
+            }
+            if let Some(retry_after) = retry_after {
+                let (result, transition) = fleet
+                    .call(fleet.call_timeout, fleet.store.rate_limited(&fleet.scope, retry_after))
+                    .await;
+                shared.fleet_transition(transition, result.as_ref().err());
+            }
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, CoreSession> {
         // A panic while holding the lock cannot leave the session inconsistent in a way that
         // matters more than stopping every caller: keep going with the inner value.
@@ -770,11 +884,16 @@ impl OwnedTokenRequest {
 /// deadline, and publishes tokens. Runs until the last [`Client`] is dropped.
 async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
+    // Fingerprint of the last token held or refused: the fleet is asked for another one.
+    let mut stale: Option<Fingerprint> = None;
     loop {
         let now = shared.clock.now();
         let outgoing = {
             let mut session = shared.lock();
             session.set_wall_clock(shared.clock.wall(now));
+            if let Some((token, _)) = session.token(now) {
+                stale = Some(token.fingerprint());
+            }
             let outgoing = match session.poll_token_request(now, &mut buf) {
                 Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
                 Ok(None) => None,
@@ -788,24 +907,58 @@ async fn drive(shared: Arc<Shared>) {
         };
         zeroize::Zeroize::zeroize(&mut buf[..]);
         if let Some((ticket, request)) = outgoing {
+            let mut lease = None;
+            if let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) {
+                let (result, transition) =
+                    fleet.call(shared.token_wait, fleet.store.refresh(&fleet.scope, stale)).await;
+                shared.fleet_transition(transition, result.as_ref().err());
+                match result {
+                    Ok(Refresh::Token(token)) => {
+                        let fingerprint = install_shared(&shared, ticket, &token);
+                        if let Some(fingerprint) = fingerprint {
+                            // Refused (too close to expiry): ask for another, or refresh.
+                            stale = Some(fingerprint);
+                        }
+                        continue;
+                    }
+                    Ok(Refresh::Lease(granted)) => lease = Some(granted),
+                    Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
+                }
+            }
             let _ = shared.events.send(ClientEvent::TokenRequest);
             let result = send_token_request(&shared, request).await;
-            let now = shared.clock.now();
-            let mut session = shared.lock();
-            match result {
-                Ok((status, headers, body)) => session.handle_token_response(
-                    now,
-                    ticket,
-                    status,
-                    &HeaderMapRef(&headers),
-                    &body,
-                ),
-                Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
-            }
-            shared.drain(&mut session);
-            shared.sync_cache(&session, now);
+            // A connection that never reached the token endpoint taught the fleet nothing: let
+            // another pod try at once rather than wait for the lease to expire.
+            let unreached = matches!(result, Err(TransportKind::Connect));
+            let fresh = {
+                let now = shared.clock.now();
+                let mut session = shared.lock();
+                let before = session.token(now).map(|(_, times)| times.generation);
+                match result {
+                    Ok((status, headers, body)) => session.handle_token_response(
+                        now,
+                        ticket,
+                        status,
+                        &HeaderMapRef(&headers),
+                        &body,
+                    ),
+                    Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
+                }
+                shared.drain(&mut session);
+                shared.sync_cache(&session, now);
+                // Only a token this request obtained goes to the fleet.
+                session.token(now).filter(|(_, times)| Some(times.generation) != before).map(
+                    |(token, times)| SharedToken {
+                        token: Zeroizing::new(token.as_str().to_owned()),
+                        expires_at: shared.clock.wall(now).wall_at(times.expires_at),
+                    },
+                )
+            };
             // Waiters also watch for failures (to give up early on a rejection).
             shared.version.send_modify(|v| *v = v.wrapping_add(1));
+            if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
+                publish(&shared, fleet, lease, fresh, unreached).await;
+            }
             continue;
         }
         let next = {
@@ -829,6 +982,64 @@ async fn drive(shared: Arc<Shared>) {
             }
             _ = shared.kick.notified() => {}
         }
+    }
+}
+
+/// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session
+/// refused it (too close to expiry), so that the fleet is asked for another.
+fn install_shared(
+    shared: &Shared,
+    ticket: credflow_core::lifecycle::Ticket,
+    token: &SharedToken,
+) -> Option<Fingerprint> {
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    let outcome = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+        Ok(value) => {
+            let fingerprint = value.fingerprint();
+            session.handle_token_shared(now, ticket, value, token.expires_at).err().map(|e| {
+                debug!(error = %e, "fleet token not taken");
+                fingerprint
+            })
+        }
+        Err(e) => {
+            warn!(error = %e, "fleet token unusable");
+            session.handle_token_error(now, ticket, None);
+            None
+        }
+    };
+    shared.drain(&mut session);
+    shared.sync_cache(&session, now);
+    drop(session);
+    shared.version.send_modify(|v| *v = v.wrapping_add(1));
+    outcome
+}
+
+/// Hands the token fetched under `lease` to the fleet. A failed request keeps the lease until
+/// it expires (the fleet's back-off), unless it never reached the token endpoint (`unreached`).
+async fn publish(
+    shared: &Shared,
+    fleet: &FleetLink,
+    lease: crate::shared::Lease,
+    fresh: Option<SharedToken>,
+    unreached: bool,
+) {
+    let (result, transition) = match &fresh {
+        Some(token) => {
+            fleet.call(fleet.call_timeout, fleet.store.publish(&fleet.scope, lease, token)).await
+        }
+        None if unreached => {
+            let (result, transition) =
+                fleet.call(fleet.call_timeout, fleet.store.release(&fleet.scope, lease)).await;
+            (result.map(|()| false), transition)
+        }
+        None => return,
+    };
+    shared.fleet_transition(transition, result.as_ref().err());
+    match result {
+        Ok(true) => debug!("token published to the fleet"),
+        Ok(false) => debug!("lease expired before the token came: not published"),
+        Err(error) => debug!(%error, "token not published"),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Client configuration: a plain struct, or the environment variables the reference guide uses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use credflow_core::env::{Environment, parse_environment};
@@ -8,6 +9,7 @@ use credflow_core::secret::{CredentialPart, Credentials};
 use credflow_core::session::SessionConfig;
 
 use crate::error::Error;
+use crate::shared::SharedStore;
 
 /// `GENESYS_CLIENT_ID`: the OAuth client id.
 pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
@@ -83,6 +85,9 @@ pub struct Config {
     pub seed: Option<u64>,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
+    /// Fleet mode: a store shared by every process with this client id (one token, one rate
+    /// budget; see [`crate::shared`]). `None` (the default): this process works alone.
+    pub shared: Option<Arc<dyn SharedStore>>,
 }
 
 impl Config {
@@ -100,7 +105,22 @@ impl Config {
             token_wait: Duration::from_secs(30),
             seed: None,
             user_agent: concat!("credflow/", env!("CARGO_PKG_VERSION")).to_owned(),
+            shared: None,
         }
+    }
+
+    /// Fleet mode: shares the token and the rate budget through `store` (for instance
+    /// `credflow_redis::RedisStore`). The rest of the application does not change.
+    ///
+    /// ```no_run
+    /// # fn demo(store: std::sync::Arc<dyn credflow_reqwest::shared::SharedStore>) -> Result<(), credflow_reqwest::Error> {
+    /// let config = credflow_reqwest::Config::from_env()?.with_shared(store);
+    /// let client = credflow_reqwest::Client::new(config)?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn with_shared(mut self, store: Arc<dyn SharedStore>) -> Self {
+        self.shared = Some(store);
+        self
     }
 
     /// A client of the Genesys Cloud environment `env` (see [`parse_environment`]).

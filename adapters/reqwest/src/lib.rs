@@ -36,6 +36,13 @@
 //! to an existing stack with `.with(client.clone())` (see the `middleware` module). Per-request
 //! [`RequestOptions`] go in the request's extensions.
 //!
+//! ## Fleet mode
+//!
+//! Processes that share a client id can share one token and one rate budget through a
+//! [`shared::SharedStore`] (Redis: the `credflow-redis` crate), set with [`Config::with_shared`].
+//! If the store becomes unreachable, each process carries on with its local session and rejoins
+//! when it answers again; [`Client::fleet_status`] says which.
+//!
 //! ## Logging
 //!
 //! `tracing` events for token refreshes, token endpoint errors, retries, waits and breaker
@@ -46,6 +53,7 @@ pub mod config;
 mod error;
 #[cfg(feature = "middleware")]
 pub mod middleware;
+pub mod shared;
 
 pub use client::{Client, ClientEvent, HOSTS, RequestOptions, TOKEN_CAPACITY, Token};
 pub use config::{Config, Target};
@@ -53,3 +61,4 @@ pub use credflow_core;
 pub use credflow_core::Priority;
 pub use credflow_core::oauth::AuthMethod;
 pub use error::{Error, ErrorKind};
+pub use shared::{FleetStatus, SharedStore};

@@ -1,0 +1,171 @@
+//! The token at rest in Redis: sealed by the core (HMAC-SHA256 under the fleet key, bound to the
+//! credential's fingerprint and carrying the absolute expiry, see
+//! [`credflow_core::snapshot`]), then, when an encryption key is given, encrypted with
+//! XChaCha20-Poly1305 under a random 192-bit nonce, with the Redis key name as associated data
+//! (a blob copied under another client's key does not open).
+//!
+//! | bytes | field (encrypted form) |
+//! |---|---|
+//! | 4 | magic `CFE1` |
+//! | 24 | nonce |
+//! | n + 16 | the sealed snapshot, encrypted, with its Poly1305 tag |
+//!
+//! Without an encryption key the value is the sealed snapshot as is (magic `CFT1`): readable by
+//! anyone who can read Redis until it expires, but not forgeable. A reader configured with an
+//! encryption key refuses plaintext values (no downgrade), and one without refuses encrypted ones.
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use credflow_core::UnixTime;
+use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::snapshot::{self, Restored};
+use zeroize::Zeroizing;
+
+use credflow_reqwest::TOKEN_CAPACITY;
+
+const MAGIC: &[u8; 4] = b"CFE1";
+const NONCE_LEN: usize = 24;
+
+/// The keys that protect the token at rest.
+pub(crate) struct Keys {
+    /// HMAC key of the core's sealed snapshot (at least 16 bytes).
+    pub(crate) fleet: Zeroizing<Vec<u8>>,
+    /// XChaCha20-Poly1305 key, if the token is encrypted.
+    pub(crate) encryption: Option<Zeroizing<[u8; 32]>>,
+}
+
+/// Why a value read from Redis was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// Encrypted but no key, plaintext but a key, or the AEAD tag failed.
+    Encryption,
+    /// The core refused the snapshot (tag, credential, expiry, format).
+    Unseal(snapshot::UnsealError),
+    /// No randomness for the nonce, or the token does not fit.
+    Seal,
+}
+
+/// Seals (and encrypts) `token` for `credential`, expiring at `expires_at`.
+pub(crate) fn close(
+    keys: &Keys,
+    aad: &[u8],
+    token: &str,
+    expires_at: UnixTime,
+    credential: Fingerprint,
+) -> Result<Vec<u8>, OpenError> {
+    let token = AccessToken::<TOKEN_CAPACITY>::new(token).map_err(|_| OpenError::Seal)?;
+    let mut sealed = Zeroizing::new(vec![0u8; snapshot::sealed_len(token.len())]);
+    let n = snapshot::seal(&token, expires_at, credential, &keys.fleet, &mut sealed)
+        .map_err(|_| OpenError::Seal)?;
+    sealed.truncate(n);
+    let Some(key) = &keys.encryption else {
+        return Ok(sealed.to_vec());
+    };
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| OpenError::Seal)?;
+    let cipher = XChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| OpenError::Seal)?;
+    let ciphertext = cipher
+        .encrypt(&nonce.into(), Payload { msg: &sealed, aad })
+        .map_err(|_| OpenError::Seal)?;
+    let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + ciphertext.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+/// Opens a value written by [`close`]: decrypts it (if encrypted), checks the HMAC before
+/// trusting any field, then the credential and the expiry at wall time `now`.
+pub(crate) fn open(
+    keys: &Keys,
+    aad: &[u8],
+    value: &[u8],
+    now: UnixTime,
+    credential: Fingerprint,
+) -> Result<Restored<TOKEN_CAPACITY>, OpenError> {
+    let sealed: Zeroizing<Vec<u8>> = match (&keys.encryption, value.strip_prefix(MAGIC)) {
+        (Some(key), Some(rest)) => {
+            let (nonce, ciphertext) =
+                rest.split_at_checked(NONCE_LEN).ok_or(OpenError::Encryption)?;
+            let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError::Encryption)?;
+            let cipher =
+                XChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| OpenError::Encryption)?;
+            Zeroizing::new(
+                cipher
+                    .decrypt(&nonce.into(), Payload { msg: ciphertext, aad })
+                    .map_err(|_| OpenError::Encryption)?,
+            )
+        }
+        (None, None) => Zeroizing::new(value.to_vec()),
+        _ => return Err(OpenError::Encryption),
+    };
+    snapshot::unseal::<TOKEN_CAPACITY>(&sealed, &keys.fleet, now, credential)
+        .map_err(OpenError::Unseal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credflow_core::secret::Credentials;
+    use credflow_core::snapshot::UnsealError;
+
+    fn keys(encrypted: bool) -> Keys {
+        Keys {
+            fleet: Zeroizing::new(b"fleet-key-0123456789".to_vec()),
+            encryption: encrypted.then(|| Zeroizing::new([7u8; 32])),
+        }
+    }
+
+    fn credential(secret: &str) -> Fingerprint {
+        Credentials::from_strs("client", secret).unwrap().fingerprint()
+    }
+
+    const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
+
+    #[test]
+    fn round_trips_plain_and_encrypted_and_hides_the_token_when_encrypted() {
+        for encrypted in [false, true] {
+            let k = keys(encrypted);
+            let exp = UnixTime::from_secs(1_800_000_060);
+            let value = close(&k, b"key", "TOKEN-VALUE", exp, credential("s")).unwrap();
+            let found = value.windows(11).any(|w| w == b"TOKEN-VALUE");
+            assert_eq!(found, !encrypted, "the token is visible at rest only without encryption");
+            let restored = open(&k, b"key", &value, NOW, credential("s")).unwrap();
+            assert_eq!(restored.token.as_str(), "TOKEN-VALUE");
+            assert_eq!(restored.expires_at, exp);
+        }
+    }
+
+    #[test]
+    fn refuses_tampering_other_keys_other_credentials_downgrades_and_expiry() {
+        let exp = UnixTime::from_secs(1_800_000_060);
+        let enc = keys(true);
+        let plain = keys(false);
+        let value = close(&enc, b"key", "T", exp, credential("s")).unwrap();
+        for i in 0..value.len() {
+            let mut bad = value.clone();
+            bad[i] ^= 1;
+            assert!(open(&enc, b"key", &bad, NOW, credential("s")).is_err(), "byte {i}");
+        }
+        assert_eq!(open(&enc, b"other", &value, NOW, credential("s")), Err(OpenError::Encryption));
+        assert_eq!(open(&plain, b"key", &value, NOW, credential("s")), Err(OpenError::Encryption));
+        let clear = close(&plain, b"key", "T", exp, credential("s")).unwrap();
+        assert_eq!(open(&enc, b"key", &clear, NOW, credential("s")), Err(OpenError::Encryption));
+        assert_eq!(
+            open(&plain, b"key", &clear, NOW, credential("rotated")),
+            Err(OpenError::Unseal(UnsealError::WrongCredential))
+        );
+        let other_fleet =
+            Keys { fleet: Zeroizing::new(b"another-fleet-key!!".to_vec()), encryption: None };
+        assert_eq!(
+            open(&other_fleet, b"key", &clear, NOW, credential("s")),
+            Err(OpenError::Unseal(UnsealError::TagMismatch))
+        );
+        assert!(matches!(
+            open(&plain, b"key", &clear, exp, credential("s")),
+            Err(OpenError::Unseal(UnsealError::Expired { .. }))
+        ));
+        assert!(open(&enc, b"key", b"CFE1short", NOW, credential("s")).is_err());
+        assert!(open(&plain, b"key", b"", NOW, credential("s")).is_err());
+    }
+}

@@ -1,0 +1,534 @@
+//! # credflow-redis
+//!
+//! Fleet mode for [credflow](credflow_reqwest) on Redis: every process that uses the same client
+//! id (and environment) shares **one token** and **one rate budget**, because the platform counts
+//! both per client id, and a burst of token requests from many pods is itself rate-limited.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use credflow_redis::{RedisConfig, RedisStore};
+//!
+//! let fleet_key = std::env::var("CREDFLOW_FLEET_KEY")?; // the same on every pod, 16+ bytes
+//! let store = RedisStore::new(RedisConfig::new("redis://credflow:pw@redis:6379/0", fleet_key.as_bytes()))?;
+//! let config = credflow_reqwest::Config::from_env()?.with_shared(Arc::new(store));
+//! let client = credflow_reqwest::Client::new(config)?; // the rest of the application is unchanged
+//! # let _ = client; Ok(()) }
+//! ```
+//!
+//! ## What is shared, and how
+//!
+//! | key | holds | written by |
+//! |---|---|---|
+//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
+//! | `…:lease` | the refresh lease: a random 128-bit fencing value, `SET NX PX` | one process at a time |
+//! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold | every process, atomically in Lua |
+//!
+//! (The braces are a Redis Cluster hash tag: the three keys of a client live in one slot.)
+//!
+//! - **Token, single flight across the fleet.** When a process's session says a refresh is due,
+//!   it reads the token key. A usable token other than the one it holds is taken as is (cached
+//!   locally until its own jittered refresh point). Otherwise it takes the lease, atomically and
+//!   only if the token is still the one it judged unusable; the holder sends the token request
+//!   and publishes the token and releases the lease in one script that checks the fencing value
+//!   (a holder whose lease expired publishes nothing). The others poll every
+//!   [`RedisConfig::poll_interval`] for the new token instead of fetching their own; if the
+//!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
+//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off.
+//! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
+//! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
+//!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
+//!   does), a 429 holds the whole fleet back, and each attempt is admitted by one Lua script with
+//!   the pacer's priority classes, burst and critical reserve.
+//! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
+//!   the process fall back to its local session, logged once, and rejoin when Redis answers.
+//!   Operations are bounded by [`RedisConfig::response_timeout`].
+//!
+//! `rediss://` URLs need the `tls` feature; ACL users go in the URL (`redis://user:pass@host`)
+//! and need `GET SET DEL PTTL PEXPIRE HMGET HSET EVAL EVALSHA SCRIPT TIME` on `{prefix}:*`.
+
+mod at_rest;
+mod scripts;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use credflow_core::UnixTime;
+use credflow_core::ratelimit::RateLimitSnapshot;
+use credflow_core::secret::Fingerprint;
+use credflow_reqwest::Priority;
+use credflow_reqwest::shared::{
+    Admission, BoxFuture, FleetScope, Lease, Refresh, SharedStore, SharedToken, StoreError,
+};
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+use tracing::debug;
+use zeroize::Zeroizing;
+
+use crate::at_rest::Keys;
+
+/// How a [`RedisStore`] connects and coordinates. Build it with [`RedisConfig::new`], then
+/// adjust the public fields.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (feature `tls`).
+    pub url: String,
+    /// HMAC key that seals the token at rest (at least 16 bytes; the same on every process).
+    pub fleet_key: Zeroizing<Vec<u8>>,
+    /// When set, the token is also encrypted at rest (XChaCha20-Poly1305).
+    pub encryption_key: Option<Zeroizing<[u8; 32]>>,
+    /// Prefix of every key (default `credflow`).
+    pub prefix: String,
+    /// How long a refresh lease lasts if its holder never publishes (default 15 s: longer than
+    /// a token request, short enough for another pod to take over soon).
+    pub lease_ttl: Duration,
+    /// How often a pod waiting for another's refresh looks for the new token (default 50 ms).
+    pub poll_interval: Duration,
+    /// Longest a pod waits for others' refreshes before fetching on its own (default twice the
+    /// lease).
+    pub max_wait: Duration,
+    /// Connection timeout (default 1 s).
+    pub connect_timeout: Duration,
+    /// Timeout of one command (default 500 ms).
+    pub response_timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = redacted(&self.url);
+        f.debug_struct("RedisConfig")
+            .field("url", &url)
+            .field("encrypted", &self.encryption_key.is_some())
+            .field("prefix", &self.prefix)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_wait", &self.max_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// Defaults for Redis at `url`, sealing tokens under `fleet_key`.
+    pub fn new(url: impl Into<String>, fleet_key: &[u8]) -> Self {
+        RedisConfig {
+            url: url.into(),
+            fleet_key: Zeroizing::new(fleet_key.to_vec()),
+            encryption_key: None,
+            prefix: "credflow".to_owned(),
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(50),
+            max_wait: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// Encrypts the token at rest under `key` (32 bytes, the same on every process).
+    pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
+        self.encryption_key = Some(Zeroizing::new(key));
+        self
+    }
+}
+
+/// Why a [`RedisStore`] could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The URL does not parse (or names `rediss://` without the `tls` feature).
+    Url(redis::RedisError),
+    /// The fleet key is shorter than 16 bytes.
+    FleetKeyTooShort,
+    /// The lease is zero, or the poll interval is zero or not shorter than the lease.
+    Timing,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Url(e) => write!(f, "Redis URL: {e}"),
+            SetupError::FleetKeyTooShort => write!(
+                f,
+                "the fleet key must be at least {} bytes",
+                credflow_core::snapshot::MIN_KEY_LEN
+            ),
+            SetupError::Timing => {
+                f.write_str("lease_ttl must be positive and poll_interval shorter than it")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Url(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A [`SharedStore`] on Redis. One per process (it holds one multiplexed, self-reconnecting
+/// connection); connecting is lazy, so a process starts even while Redis is down.
+pub struct RedisStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    config: RedisConfig,
+    keys: Keys,
+    acquire: Script,
+    publish: Script,
+    release: Script,
+    admit: Script,
+    observe: Script,
+    rate_limited: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Refused(e.to_string())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn wall_now() -> UnixTime {
+    UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+impl RedisStore {
+    /// A store for Redis as `config` says. Does not connect yet.
+    pub fn new(config: RedisConfig) -> Result<Self, SetupError> {
+        if config.fleet_key.len() < credflow_core::snapshot::MIN_KEY_LEN {
+            return Err(SetupError::FleetKeyTooShort);
+        }
+        if config.lease_ttl.is_zero()
+            || config.poll_interval.is_zero()
+            || config.poll_interval >= config.lease_ttl
+        {
+            return Err(SetupError::Timing);
+        }
+        let client = redis::Client::open(config.url.as_str()).map_err(SetupError::Url)?;
+        let keys =
+            Keys { fleet: config.fleet_key.clone(), encryption: config.encryption_key.clone() };
+        Ok(RedisStore {
+            client,
+            connection: OnceCell::new(),
+            keys,
+            acquire: Script::new(scripts::ACQUIRE),
+            publish: Script::new(scripts::PUBLISH),
+            release: Script::new(scripts::RELEASE),
+            admit: Script::new(&scripts::admit()),
+            observe: Script::new(&scripts::observe()),
+            rate_limited: Script::new(&scripts::rate_limited()),
+            config,
+        })
+    }
+
+    /// The three key names of `scope`: token, lease, rate.
+    pub fn key_names(&self, scope: &FleetScope) -> [String; 3] {
+        let base = format!("{}:{{{}|{}}}", self.config.prefix, scope.client_id, scope.token_url);
+        [format!("{base}:token"), format!("{base}:lease"), format!("{base}:rate")]
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let manager = self
+            .connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.config.connect_timeout)
+                    .set_response_timeout(self.config.response_timeout)
+                    .set_number_of_retries(1)
+                    .set_max_delay(200);
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(manager.clone())
+    }
+
+    /// The fleet token if it opens and is not `stale`.
+    fn usable(
+        &self,
+        scope: &FleetScope,
+        aad: &str,
+        value: &[u8],
+        stale: Option<Fingerprint>,
+    ) -> Option<SharedToken> {
+        if value.is_empty() {
+            return None;
+        }
+        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential) {
+            Ok(restored) if Some(restored.token.fingerprint()) != stale => Some(SharedToken {
+                token: Zeroizing::new(restored.token.as_str().to_owned()),
+                expires_at: restored.expires_at,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                debug!(error = ?e, "fleet token not usable");
+                None
+            }
+        }
+    }
+
+    async fn refresh_inner(
+        &self,
+        scope: &FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> Result<Refresh, StoreError> {
+        let [token_key, lease_key, _] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let give_up = tokio::time::Instant::now() + self.config.max_wait;
+        loop {
+            let value: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&token_key)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let value = Zeroizing::new(value.unwrap_or_default());
+            if let Some(token) = self.usable(scope, &token_key, &value, stale) {
+                return Ok(Refresh::Token(token));
+            }
+            let mut fence = [0u8; 16];
+            getrandom::fill(&mut fence)
+                .map_err(|e| StoreError::Refused(format!("no randomness for the fence: {e}")))?;
+            let (code, pttl): (i64, i64) = self
+                .acquire
+                .key(&token_key)
+                .key(&lease_key)
+                .arg(&value[..])
+                .arg(&fence[..])
+                .arg(millis(self.config.lease_ttl))
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            match code {
+                0 => continue,
+                1 => return Ok(Refresh::Lease(Lease::new(fence))),
+                _ => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= give_up {
+                return Err(StoreError::Busy);
+            }
+            let lease_left = Duration::from_millis(u64::try_from(pttl).unwrap_or(0).max(1));
+            let nap = self.config.poll_interval.min(lease_left).min(give_up - now);
+            tokio::time::sleep(nap).await;
+        }
+    }
+
+    async fn publish_inner(
+        &self,
+        scope: &FleetScope,
+        lease: Lease,
+        token: &SharedToken,
+    ) -> Result<bool, StoreError> {
+        let [token_key, lease_key, _] = self.key_names(scope);
+        let now = wall_now();
+        let ttl = token.expires_at.saturating_duration_since(now);
+        if ttl.is_zero() {
+            return Ok(false);
+        }
+        let value = at_rest::close(
+            &self.keys,
+            token_key.as_bytes(),
+            &token.token,
+            token.expires_at,
+            scope.credential,
+        )
+        .map_err(|e| StoreError::Refused(format!("cannot seal the token: {e:?}")))?;
+        let mut con = self.connection().await?;
+        let published: i64 = self
+            .publish
+            .key(&token_key)
+            .key(&lease_key)
+            .arg(&lease.fence()[..])
+            .arg(value)
+            .arg(ttl.as_millis())
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(published == 1)
+    }
+
+    async fn release_inner(&self, scope: &FleetScope, lease: Lease) -> Result<(), StoreError> {
+        let [_, lease_key, _] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let _: i64 = self
+            .release
+            .key(&lease_key)
+            .arg(&lease.fence()[..])
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn admit_inner(
+        &self,
+        scope: &FleetScope,
+        priority: Priority,
+    ) -> Result<Admission, StoreError> {
+        let [_, _, rate_key] = self.key_names(scope);
+        let class: u8 = match priority {
+            Priority::Critical => 0,
+            Priority::Normal => 1,
+            Priority::Background => 2,
+        };
+        let p = scope.pacer;
+        let mut con = self.connection().await?;
+        let wait: i64 = self
+            .admit
+            .key(&rate_key)
+            .arg(class)
+            .arg(p.critical_reserve_permille)
+            .arg(p.background_floor_permille)
+            .arg(p.burst)
+            .arg(p.burst_permille)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(match u64::try_from(wait) {
+            Ok(0) | Err(_) => Admission::Now,
+            Ok(ms) => Admission::Wait(Duration::from_millis(ms)),
+        })
+    }
+
+    async fn observe_inner(
+        &self,
+        scope: &FleetScope,
+        snapshot: RateLimitSnapshot,
+    ) -> Result<(), StoreError> {
+        let Some(remaining) = snapshot.remaining else {
+            return Ok(());
+        };
+        let [_, _, rate_key] = self.key_names(scope);
+        let known = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let mut con = self.connection().await?;
+        let _: i64 = self
+            .observe
+            .key(&rate_key)
+            .arg(known(Some(remaining)))
+            .arg(known(snapshot.limit))
+            .arg(known(snapshot.reset_after.map(|d| d.as_millis())))
+            .arg(known(snapshot.window.map(|d| d.as_millis())))
+            .arg(scope.pacer.default_window.as_millis())
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rate_limited_inner(
+        &self,
+        scope: &FleetScope,
+        retry_after: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let [_, _, rate_key] = self.key_names(scope);
+        let after = retry_after.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut con = self.connection().await?;
+        let _: i64 = self
+            .rate_limited
+            .key(&rate_key)
+            .arg(after)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn refresh<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> BoxFuture<'a, Result<Refresh, StoreError>> {
+        Box::pin(self.refresh_inner(scope, stale))
+    }
+
+    fn publish<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        lease: Lease,
+        token: &'a SharedToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.publish_inner(scope, lease, token))
+    }
+
+    fn release<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.release_inner(scope, lease))
+    }
+
+    fn admit<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        priority: Priority,
+    ) -> BoxFuture<'a, Result<Admission, StoreError>> {
+        Box::pin(self.admit_inner(scope, priority))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        snapshot: RateLimitSnapshot,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.observe_inner(scope, snapshot))
+    }
+
+    fn rate_limited<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        retry_after: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.rate_limited_inner(scope, retry_after))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_validated_and_its_debug_hides_the_password() {
+        let config = RedisConfig::new("redis://app:hunter2@127.0.0.1:1/0", b"0123456789abcdef");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("app:***@127.0.0.1") && !shown.contains("hunter2"), "{shown}");
+        assert!(matches!(
+            RedisStore::new(RedisConfig::new("redis://127.0.0.1:1", b"short")),
+            Err(SetupError::FleetKeyTooShort)
+        ));
+        let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
+        config.poll_interval = config.lease_ttl;
+        assert!(matches!(RedisStore::new(config), Err(SetupError::Timing)));
+        assert!(matches!(
+            RedisStore::new(RedisConfig::new("nope://", b"0123456789abcdef")),
+            Err(SetupError::Url(_))
+        ));
+    }
+}

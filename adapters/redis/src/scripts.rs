@@ -1,0 +1,145 @@
+//! The Lua scripts: every decision that several processes race for runs atomically in Redis, on
+//! Redis's clock (`TIME`), so that process clocks never disagree about a window.
+//!
+//! The rate-limit scripts mirror the core's [`Pacer`](credflow_core::ratelimit::pacer::Pacer)
+//! for a whole fleet: the same window reconciliation, GCRA spacing with a burst, and the reserve
+//! by priority that shrinks to zero at the reset. Times are integer milliseconds.
+
+/// Takes the lease if the token is still the value the caller judged unusable.
+/// KEYS: token, lease. ARGV: value seen ("" for none), fence, lease ms.
+/// Returns `{code, pttl}`: 0 the token changed (look again), 1 taken, 2 held by another.
+pub(crate) const ACQUIRE: &str = r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then return {0, 0} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1, 0} end
+return {2, redis.call('PTTL', KEYS[2])}
+";
+
+/// Publishes a token under a lease still held, and releases the lease.
+/// KEYS: token, lease. ARGV: fence, value, time to live ms. Returns 1 if published.
+pub(crate) const PUBLISH: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+";
+
+/// Releases a lease only if the caller still holds it (compare and delete).
+/// KEYS: lease. ARGV: fence. Returns 1 if released.
+pub(crate) const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Shared prelude: Redis time in ms, the window hash, and rolling it over at the reset.
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset_at', 'length', 'tat', 'interval', 'blocked_until')
+local blocked = tonumber(h[7] or '0') or 0
+local w = nil
+if h[1] and h[2] and h[3] and h[4] then
+  w = { limit = tonumber(h[1]), remaining = tonumber(h[2]), reset_at = tonumber(h[3]),
+        length = math.max(tonumber(h[4]), 1), tat = tonumber(h[5] or '0') or 0,
+        interval = tonumber(h[6] or '0') or 0 }
+  if now >= w.reset_at then
+    local windows = math.floor((now - w.reset_at) / w.length) + 1
+    w.remaining = math.max(w.limit, 1)
+    w.reset_at = w.reset_at + w.length * windows
+    w.tat = 0
+    w.interval = 0
+  end
+end
+local function save(w)
+  redis.call('HSET', KEYS[1], 'limit', w.limit, 'remaining', w.remaining, 'reset_at', w.reset_at,
+    'length', w.length, 'tat', w.tat, 'interval', w.interval)
+  redis.call('PEXPIRE', KEYS[1], w.length * 2 + 60000)
+end
+";
+
+/// The admission script: [`PRELUDE`] then the decision.
+/// KEYS: rate. ARGV: priority (0 critical, 1 normal, 2 background), critical reserve ‰,
+/// background floor ‰, burst, burst ‰. Returns 0 (admitted and counted) or the wait in ms.
+pub(crate) fn admit() -> String {
+    format!("{PRELUDE}{ADMIT_BODY}")
+}
+
+const ADMIT_BODY: &str = r"
+local prio = tonumber(ARGV[1])
+local wait = 0
+if blocked > now then wait = blocked - now end
+if not w then return wait end
+local share_pm = 0
+if prio == 1 then share_pm = tonumber(ARGV[2])
+elseif prio == 2 then share_pm = math.max(tonumber(ARGV[3]), tonumber(ARGV[2])) end
+share_pm = math.min(share_pm, 999)
+local share = math.floor(w.limit * share_pm / 1000)
+local left = math.min(w.reset_at - now, w.length)
+local held = math.ceil(share * left / w.length)
+if w.remaining == 0 then
+  wait = math.max(wait, w.reset_at - now)
+elseif w.remaining <= held then
+  local x = 0
+  if share > 0 then x = math.floor((w.remaining - 1) * w.length / share) end
+  wait = math.max(wait, w.reset_at - x - now)
+end
+if prio ~= 0 then
+  local burst = math.max(tonumber(ARGV[4]), 1, math.floor(w.remaining * math.min(tonumber(ARGV[5]), 999) / 1000))
+  local at = math.min(w.tat - w.interval * (burst - 1), w.reset_at)
+  wait = math.max(wait, at - now)
+end
+if wait > 0 then return wait end
+w.remaining = w.remaining - 1
+w.interval = math.floor((w.reset_at - now) / (w.remaining + 1))
+if prio ~= 0 then w.tat = math.max(w.tat, now) + w.interval end
+save(w)
+return 0
+";
+
+/// The observation script: [`PRELUDE`] then the reconciliation.
+/// KEYS: rate. ARGV: remaining, limit, reset after ms, window ms (each -1 when unknown),
+/// default window ms.
+pub(crate) fn observe() -> String {
+    format!("{PRELUDE}{OBSERVE_BODY}")
+}
+
+const OBSERVE_BODY: &str = r"
+local server = tonumber(ARGV[1])
+local length = tonumber(ARGV[4])
+if length < 0 then length = (w and w.length) or tonumber(ARGV[5]) end
+length = math.max(length, 1)
+local limit = tonumber(ARGV[2])
+if limit < 0 then limit = (w and w.limit) or server end
+limit = math.max(limit, server)
+local after = tonumber(ARGV[3])
+if after < 0 then after = length end
+local reset_at = now + after
+local slack = math.min(1000, math.floor(length / 2))
+local n = { limit = limit, remaining = server, reset_at = reset_at, length = length, tat = 0, interval = 0 }
+if w and reset_at < w.reset_at + slack then
+  n.remaining = math.min(w.remaining, server)
+  n.tat = w.tat
+end
+n.interval = math.floor((reset_at - now) / (n.remaining + 1))
+save(n)
+return 1
+";
+
+/// The 429 script: [`PRELUDE`] then the hold.
+/// KEYS: rate. ARGV: retry after ms (-1 when absent).
+pub(crate) fn rate_limited() -> String {
+    format!("{PRELUDE}{RATE_LIMITED_BODY}")
+}
+
+const RATE_LIMITED_BODY: &str = r"
+local after = tonumber(ARGV[1])
+if after < 0 and w and now < w.reset_at then
+  w.remaining = 0
+  save(w)
+  return 1
+end
+if after < 0 then after = 1000 end
+redis.call('HSET', KEYS[1], 'blocked_until', math.max(blocked, now + after))
+if not w then redis.call('PEXPIRE', KEYS[1], after + 60000) end
+return 1
+";

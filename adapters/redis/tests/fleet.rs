@@ -1,0 +1,272 @@
+//! Fleet mode against a real `redis-server` and the Genesys emulator, both on 127.0.0.1.
+//!
+//! Each test starts its own `redis-server` (ephemeral port, temporary directory, no persistence)
+//! and its own emulator, and stops both. A "pod" is a separate `Client` with its own
+//! `RedisStore` (its own Redis connection); pods share nothing but Redis.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use credflow_emulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig, EmulatorHandle,
+};
+use credflow_redis::{RedisConfig, RedisStore};
+use credflow_reqwest::config::credentials;
+use credflow_reqwest::{Client, ClientEvent, Config, FleetStatus};
+use reqwest::Method;
+
+const FLEET_KEY: &[u8] = b"test-fleet-key-0123456789";
+
+/// A `redis-server` child process on 127.0.0.1, stopped on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir =
+            std::env::temp_dir().join(format!("credflow-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer { child: None, port, dir };
+        server.restart();
+        server
+    }
+
+    /// Starts (again) on the same port, empty.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--dir", self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install -y redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.pong() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn pong(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn store(redis: &RedisServer, tune: impl FnOnce(&mut RedisConfig)) -> Arc<RedisStore> {
+    let mut config = RedisConfig::new(redis.url(), FLEET_KEY).with_encryption_key([9; 32]);
+    config.lease_ttl = Duration::from_secs(2);
+    config.poll_interval = Duration::from_millis(20);
+    tune(&mut config);
+    Arc::new(RedisStore::new(config).unwrap())
+}
+
+fn pod(emu: &EmulatorHandle, store: Arc<RedisStore>, seed: u64) -> Client {
+    let mut config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(store);
+    config.seed = Some(seed);
+    Client::new(config).unwrap()
+}
+
+async fn get(client: &Client) -> Result<u16, credflow_reqwest::Error> {
+    let request = client.request(Method::GET, "/api/v2/routing/queues")?.build().unwrap();
+    Ok(client.send(request).await?.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_pods_starting_together_make_one_token_request() {
+    let redis = RedisServer::start();
+    let emu = Emulator::start(
+        EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let pods: Vec<Client> = (0..20).map(|i| pod(&emu, store(&redis, |_| {}), i)).collect();
+    let calls: Vec<_> = pods
+        .iter()
+        .map(|client| {
+            let client = client.clone();
+            tokio::spawn(async move { get(&client).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 200);
+    }
+    let seen = emu.counters();
+    assert_eq!(seen.token.requests, 1, "one token request for the whole fleet");
+    assert_eq!(seen.api.unauthorized, 0);
+    let shared: u64 = pods.iter().map(|p| p.counters().shared_tokens).sum();
+    assert_eq!(shared, 19, "every other pod took the fleet's token");
+    assert!(pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Joined)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_killed_mid_refresh_is_taken_over_within_the_lease() {
+    let redis = RedisServer::start();
+    let emu = Emulator::start(
+        EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let lease = Duration::from_millis(800);
+    emu.faults().token_latency(Duration::from_secs(30));
+    let holder = pod(&emu, store(&redis, |c| c.lease_ttl = lease), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while emu.counters().token.in_flight == 0 {
+        assert!(Instant::now() < deadline, "the holder never sent its token request");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The holder dies mid-request: its driver is aborted, its lease is never released.
+    let killed = Instant::now();
+    drop(holder);
+    emu.faults().token_latency(Duration::ZERO);
+    let pods: Vec<Client> =
+        (2..7).map(|i| pod(&emu, store(&redis, |c| c.lease_ttl = lease), i)).collect();
+    for client in &pods {
+        assert_eq!(get(client).await.unwrap(), 200);
+    }
+    let took = killed.elapsed();
+    assert!(took < lease + Duration::from_millis(700), "taken over after {took:?}");
+    let seen = emu.counters();
+    assert_eq!(seen.token.requests, 2, "the dead holder's, then one for the rest of the fleet");
+    assert_eq!(seen.api.unauthorized, 0, "no pod used an expired or missing token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_degrades_to_local_sessions_once_and_pods_rejoin() {
+    let mut redis = RedisServer::start();
+    let emu = Emulator::start(
+        EmulatorConfig::default()
+            .with_token_lifetime(Duration::from_secs(2))
+            .with_api_rate_limit(10_000, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let pods: Vec<Client> = (0..3).map(|i| pod(&emu, store(&redis, |_| {}), i)).collect();
+    let mut events: Vec<_> = pods.iter().map(Client::events).collect();
+    let traffic = |pods: &[Client], for_: Duration| {
+        let pods = pods.to_vec();
+        async move {
+            let end = Instant::now() + for_;
+            let mut calls = 0;
+            while Instant::now() < end {
+                for client in &pods {
+                    assert_eq!(get(client).await.unwrap(), 200, "no request lost");
+                    calls += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            calls
+        }
+    };
+    traffic(&pods, Duration::from_millis(300)).await;
+    assert_eq!(emu.counters().token.requests, 1);
+
+    redis.stop();
+    let started = Instant::now();
+    let calls = traffic(&pods, Duration::from_millis(2500)).await;
+    assert!(calls > 30 && started.elapsed() < Duration::from_secs(4), "{calls} calls");
+    assert!(pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Degraded)));
+    let alone = emu.counters().token.requests;
+    assert!(alone >= 2, "the 2 s token was refreshed by local sessions ({alone} requests)");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Joined)) {
+        assert!(Instant::now() < deadline, "pods did not rejoin");
+        traffic(&pods, Duration::from_millis(100)).await;
+    }
+    for receiver in &mut events {
+        let mut changes = Vec::new();
+        while let Ok(event) = receiver.try_recv() {
+            if let ClientEvent::Fleet(status) = event {
+                changes.push(status);
+            }
+        }
+        assert_eq!(changes, [FleetStatus::Degraded, FleetStatus::Joined], "said once each");
+    }
+    assert_eq!(emu.counters().api.unauthorized, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_shares_one_rate_budget() {
+    let redis = RedisServer::start();
+    let (limit, window) = (60, Duration::from_secs(2));
+    let emu = Emulator::start(EmulatorConfig::default().with_api_rate_limit(limit, window))
+        .await
+        .unwrap();
+    let pods: Vec<Client> = (0..10).map(|i| pod(&emu, store(&redis, |_| {}), i)).collect();
+    let run = Duration::from_millis(4000);
+    let end = Instant::now() + run;
+    let workers: Vec<_> = pods
+        .iter()
+        .flat_map(|p| [p.clone(), p.clone()])
+        .map(|client| {
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while Instant::now() < end {
+                    match get(&client).await {
+                        Ok(status) => statuses.push(status),
+                        Err(e) => statuses.push(e.status().unwrap_or(0)),
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for worker in workers {
+        ok += worker.await.unwrap().iter().filter(|s| **s == 200).count() as u64;
+    }
+    let seen = emu.counters();
+    let share = seen.api.rate_limited as f64 / seen.api.requests.max(1) as f64;
+    let busiest = seen.admitted_for(DEMO_CLIENT_ID).max_in_window(window);
+    println!(
+        "fleet of 10 pods: {} API requests, {} admitted, {} answered 429 ({:.1} %), busiest {:?} window {busiest}/{limit}",
+        seen.api.requests,
+        seen.api.admitted,
+        seen.api.rate_limited,
+        share * 100.0,
+        window
+    );
+    assert!(ok >= limit, "the budget is used ({ok} successes)");
+    assert!(busiest <= limit, "admissions stay under the per-client limit");
+    let windows = run.as_millis().div_ceil(window.as_millis()) as u64 + 1;
+    assert!(seen.api.requests <= limit * windows + limit / 2, "{} requests", seen.api.requests);
+    assert!(share < 0.10, "the fleet paces itself: {:.1} % 429s", share * 100.0);
+}

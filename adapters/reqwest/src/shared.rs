@@ -1,0 +1,284 @@
+//! Fleet mode: the extension point through which several processes share one token and one rate
+//! budget (an implementation on Redis is the `credflow-redis` crate).
+//!
+//! A [`SharedStore`] is handed to the client with
+//! [`Config::with_shared`](crate::Config::with_shared); the application code does not change
+//! between one process and a fleet. The client then:
+//!
+//! - **asks the fleet before the token endpoint.** When the core session says a token request is
+//!   due, the driver calls [`SharedStore::refresh`]: the store answers with a token another
+//!   process obtained (installed with
+//!   [`Session::handle_token_shared`](credflow_core::Session::handle_token_shared)), possibly after
+//!   waiting for the process that holds the refresh lease, or with a [`Lease`]: this process
+//!   sends the token request and hands the token to [`SharedStore::publish`]. Client secrets
+//!   never leave the process; only tokens and their expiry do.
+//! - **asks the fleet before each API attempt.** [`SharedStore::admit`] decides, for the whole
+//!   fleet, whether a request of a given priority may go now, from the rate-limit observations
+//!   every process reports with [`SharedStore::observe`] and [`SharedStore::rate_limited`]. The
+//!   local session still enforces 429 back-offs and exhausted windows.
+//! - **degrades, once.** A [`StoreError`] switches the client to its local session (what a
+//!   single process does), logged once; the store is probed again at most every
+//!   [`PROBE_INTERVAL`], and the client rejoins the fleet when a call succeeds. No request waits
+//!   on an unreachable store.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use credflow_core::ratelimit::RateLimitSnapshot;
+use credflow_core::ratelimit::pacer::PacerConfig;
+use credflow_core::secret::Fingerprint;
+use credflow_core::{Priority, UnixTime};
+use zeroize::Zeroizing;
+
+/// A boxed, `Send` future: what [`SharedStore`] methods return (the trait stays object safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// While degraded, the store is tried again at most this often.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Who shares: the client id and the token endpoint (the environment) the fleet's state is keyed
+/// by, the credential the token is bound to, and the pacing rules of the shared budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetScope {
+    /// The OAuth client id (not secret).
+    pub client_id: String,
+    /// The token endpoint URL: one token per client id *and* environment.
+    pub token_url: String,
+    /// Fingerprint of the client id and secret: a token fetched with another secret (during a
+    /// rotation) is not taken.
+    pub credential: Fingerprint,
+    /// Priority classes and critical reserve of the shared budget (the session's own).
+    pub pacer: PacerConfig,
+}
+
+/// A token as the fleet shares it: the value and its absolute expiry.
+#[derive(Clone)]
+pub struct SharedToken {
+    /// The access token (wiped on drop).
+    pub token: Zeroizing<String>,
+    /// When the server stops accepting it, wall clock.
+    pub expires_at: UnixTime,
+}
+
+impl fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedToken").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// The right to refresh for the fleet, until it expires. The fencing value is the store's: only
+/// the holder of a lease can publish under it or release it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Lease {
+    fence: [u8; 16],
+}
+
+impl Lease {
+    /// A lease identified by `fence` (random, unique per acquisition).
+    pub fn new(fence: [u8; 16]) -> Self {
+        Lease { fence }
+    }
+
+    /// The fencing value.
+    pub fn fence(&self) -> [u8; 16] {
+        self.fence
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lease(..)")
+    }
+}
+
+/// The answer to [`SharedStore::refresh`].
+#[derive(Debug)]
+pub enum Refresh {
+    /// Another process refreshed: use this token.
+    Token(SharedToken),
+    /// This process refreshes: send the token request, then [`SharedStore::publish`].
+    Lease(Lease),
+}
+
+/// The answer to [`SharedStore::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Admission {
+    /// Send now; the request was counted against the fleet's budget.
+    Now,
+    /// Not before this much time has passed.
+    Wait(Duration),
+}
+
+/// Why a [`SharedStore`] call failed. Every variant puts the client in degraded mode (local
+/// session only) until a later call succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time (down, network, failover).
+    Unavailable(String),
+    /// The store answered with an error (permissions of the ACL user, a script refused, …).
+    Refused(String),
+    /// Another process held the refresh lease for longer than the store waits: fetch locally.
+    Busy,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "shared store unreachable: {e}"),
+            StoreError::Refused(e) => write!(f, "shared store refused the call: {e}"),
+            StoreError::Busy => f.write_str("the fleet's refresh lease stayed taken too long"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Shared state for a fleet of clients with the same client id; see the [module docs](self).
+///
+/// Implementations must return within a bounded time (the client also bounds every call).
+pub trait SharedStore: Send + Sync + fmt::Debug {
+    /// A usable fleet token other than the one with fingerprint `stale` (the token this process
+    /// holds or just found unusable), waiting while another process holds the refresh lease;
+    /// or the lease, when this process should refresh.
+    fn refresh<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> BoxFuture<'a, Result<Refresh, StoreError>>;
+
+    /// Publishes the token obtained under `lease` and releases the lease, if it is still held
+    /// (a holder whose lease expired publishes nothing). Returns whether it was published.
+    fn publish<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        lease: Lease,
+        token: &'a SharedToken,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Releases `lease` without a token (the request could not be sent), if it is still held.
+    fn release<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        lease: Lease,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether a request of `priority` may be sent now by any process of the fleet; counts it
+    /// when it may.
+    fn admit<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        priority: Priority,
+    ) -> BoxFuture<'a, Result<Admission, StoreError>>;
+
+    /// Reports what a response said about the rate limit.
+    fn observe<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        snapshot: RateLimitSnapshot,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Reports a 429, with its `Retry-After` if any: the whole fleet holds back.
+    fn rate_limited<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        retry_after: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// Whether the client works with its fleet or alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetStatus {
+    /// The shared store answers: one token and one budget for the fleet.
+    Joined,
+    /// The shared store failed: the local session decides until it answers again.
+    Degraded,
+}
+
+/// The client's link to its store: the degraded-mode switch and the once-only log lines.
+pub(crate) struct FleetLink {
+    pub(crate) store: std::sync::Arc<dyn SharedStore>,
+    pub(crate) scope: FleetScope,
+    /// `Some(next probe)` while degraded.
+    degraded: Mutex<Option<tokio::time::Instant>>,
+    /// Upper bound on any call (a store that hangs must not hold requests).
+    pub(crate) call_timeout: Duration,
+}
+
+impl fmt::Debug for FleetLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetLink").field("status", &self.status()).finish_non_exhaustive()
+    }
+}
+
+/// What happened to the link on a call, for the client to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transition {
+    None,
+    Degraded,
+    Rejoined,
+}
+
+impl FleetLink {
+    pub(crate) fn new(
+        store: std::sync::Arc<dyn SharedStore>,
+        scope: FleetScope,
+        call_timeout: Duration,
+    ) -> Self {
+        FleetLink { store, scope, degraded: Mutex::new(None), call_timeout }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.degraded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn status(&self) -> FleetStatus {
+        if self.lock().is_some() { FleetStatus::Degraded } else { FleetStatus::Joined }
+    }
+
+    /// Whether a call should be made now (joined, or degraded with a probe due).
+    pub(crate) fn usable(&self) -> bool {
+        let mut degraded = self.lock();
+        match *degraded {
+            None => true,
+            Some(next) if tokio::time::Instant::now() >= next => {
+                // This caller probes; others wait for the next interval.
+                *degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Runs one store call bounded by `limit`, and records its outcome.
+    pub(crate) async fn call<T>(
+        &self,
+        limit: Duration,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> (Result<T, StoreError>, Transition) {
+        let result = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {limit:?}"))),
+        };
+        let transition = {
+            let mut degraded = self.lock();
+            match (&result, degraded.is_some()) {
+                (Err(StoreError::Busy), _) => Transition::None,
+                (Err(_), false) => {
+                    *degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
+                    Transition::Degraded
+                }
+                (Ok(_), true) => {
+                    *degraded = None;
+                    Transition::Rejoined
+                }
+                _ => Transition::None,
+            }
+        };
+        (result, transition)
+    }
+}
