@@ -429,7 +429,7 @@ fn estimate_others(others: u16, prev: &Window, server: u64, now: Instant) -> u16
         .unwrap_or(0);
     let sample = u16::try_from(per_window.min(999)).unwrap_or(999);
     // An even average of the old estimate and the new sample: quick to follow, slow to jump.
-    u16::try_from((u32::from(others) + u32::from(sample)).div_ceil(2)).unwrap_or(999)
+    u16::try_from(u32::from(others).saturating_add(u32::from(sample)).div_ceil(2)).unwrap_or(999)
 }
 
 /// The reference guide's worker-pool multiplier, in thousandths: 300 when more than 80 % of the
