@@ -455,6 +455,12 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
                         return;
                     }
                     ApiErrorKind::CircuitOpen { until } => now = now.max(until),
+                    // A quota wait longer than the policy accepts fails fast; one request per
+                    // max_wait goes out as a probe.
+                    ApiErrorKind::GaveUp {
+                        reason: credflow_core::retry::policy::GiveUpReason::WaitTooLong { .. },
+                        ..
+                    } => now = now + s.config().retry.max_wait,
                     ApiErrorKind::TokenUnavailable { retry_at, .. } => {
                         let next = retry_at.or_else(|| s.poll_timeout().map(|(at, _)| at));
                         now = now.max(next.expect("no token and no plan to get one"));
