@@ -6,6 +6,11 @@
 pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Cursor<'a> {
+    /// The next byte, if any.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.0.first().copied()
+    }
+
     /// Skips `n` bytes (or to the end).
     pub(crate) fn advance(&mut self, n: usize) {
         self.0 = self.0.get(n..).unwrap_or(&[]);

@@ -3,7 +3,7 @@
 //! Everything here is a lenient, bounded parser: malformed input yields `None` or a typed error,
 //! never a panic, and numbers from the wire are range-checked.
 
-mod cursor;
+pub(crate) mod cursor;
 pub mod date;
 pub mod genesys;
 pub mod retry_after;

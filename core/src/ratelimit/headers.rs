@@ -267,6 +267,8 @@ fn ietf_combined(
 mod sf {
     use heapless::Vec;
 
+    use crate::http::cursor::Cursor;
+
     /// Members kept per field; later members are validated but not kept.
     pub(super) const MAX_MEMBERS: usize = 8;
 
@@ -303,7 +305,7 @@ mod sf {
         /// The value of parameter `key` (the last one if repeated; `Other` for a bare key,
         /// which means boolean true).
         pub(super) fn param(&self, key: &[u8]) -> Option<Bare<'a>> {
-            let mut p = Parser(self.params);
+            let mut p = Cursor(self.params);
             let mut found = None;
             while p.eat(b';') {
                 p.skip_sp();
@@ -319,19 +321,19 @@ mod sf {
 
     /// Parses a List field (RFC 8941 §4.2.1); `None` if it is malformed.
     pub(super) fn list(input: &[u8]) -> Option<Vec<Member<'_>, MAX_MEMBERS>> {
-        let mut p = Parser(input.trim_ascii());
+        let mut p = Cursor(input.trim_ascii());
         let mut out = Vec::new();
         while !p.0.is_empty() {
             let member = p.member()?;
             let _ = out.push(member); // full: validated, not kept
-            p.skip_ows();
+            p.ows();
             if p.0.is_empty() {
                 break;
             }
             if !p.eat(b',') {
                 return None;
             }
-            p.skip_ows();
+            p.ows();
             if p.0.is_empty() {
                 return None; // trailing comma
             }
@@ -341,7 +343,7 @@ mod sf {
 
     /// Parses a Dictionary field (RFC 8941 §4.2.2); `None` if it is malformed.
     pub(super) fn dictionary(input: &[u8]) -> Option<Vec<(&[u8], Member<'_>), MAX_MEMBERS>> {
-        let mut p = Parser(input.trim_ascii());
+        let mut p = Cursor(input.trim_ascii());
         let mut out = Vec::new();
         while !p.0.is_empty() {
             let key = p.key()?;
@@ -351,14 +353,14 @@ mod sf {
                 Member { item: Some(Bare::Other), params: p.params()? }
             };
             let _ = out.push((key, member));
-            p.skip_ows();
+            p.ows();
             if p.0.is_empty() {
                 break;
             }
             if !p.eat(b',') {
                 return None;
             }
-            p.skip_ows();
+            p.ows();
             if p.0.is_empty() {
                 return None;
             }
@@ -366,43 +368,11 @@ mod sf {
         Some(out)
     }
 
-    /// A forward-only cursor over the unread rest of a field value.
-    struct Parser<'a>(&'a [u8]);
-
-    impl<'a> Parser<'a> {
-        fn peek(&self) -> Option<u8> {
-            self.0.first().copied()
-        }
-
-        fn advance(&mut self, n: usize) {
-            self.0 = self.0.get(n..).unwrap_or(&[]);
-        }
-
-        fn eat(&mut self, b: u8) -> bool {
-            if self.peek() == Some(b) {
-                self.advance(1);
-                true
-            } else {
-                false
-            }
-        }
-
+    /// The structured-field productions, on the shared header cursor.
+    impl<'a> Cursor<'a> {
         fn skip_sp(&mut self) {
             let n = self.0.iter().take_while(|&&b| b == b' ').count();
             self.advance(n);
-        }
-
-        fn skip_ows(&mut self) {
-            let n = self.0.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
-            self.advance(n);
-        }
-
-        /// Consumes the longest prefix whose bytes satisfy `pred` and returns it.
-        fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a [u8] {
-            let n = self.0.iter().take_while(|&&b| pred(b)).count();
-            let (taken, rest) = self.0.split_at_checked(n).unwrap_or((&[], self.0));
-            self.0 = rest;
-            taken
         }
 
         /// `sf-item / inner-list`, each with its parameters.
@@ -452,8 +422,8 @@ mod sf {
 
         fn bare_item(&mut self) -> Option<Bare<'a>> {
             match self.peek()? {
-                b'-' | b'0'..=b'9' => self.number(),
-                b'"' => self.string(),
+                b'-' | b'0'..=b'9' => self.sf_number(),
+                b'"' => self.sf_string(),
                 b'*' | b'a'..=b'z' | b'A'..=b'Z' => Some(Bare::Token(self.take_while(|b| {
                     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b)
                 }))),
@@ -473,7 +443,7 @@ mod sf {
         }
 
         /// `sf-integer` (at most 15 digits) or `sf-decimal` (at most 12 + 3 digits).
-        fn number(&mut self) -> Option<Bare<'a>> {
+        fn sf_number(&mut self) -> Option<Bare<'a>> {
             let negative = self.eat(b'-');
             let int = self.take_while(|b| b.is_ascii_digit());
             if int.is_empty() {
@@ -491,7 +461,7 @@ mod sf {
         }
 
         /// `sf-string`: printable ASCII, with `\"` and `\\` the only escapes.
-        fn string(&mut self) -> Option<Bare<'a>> {
+        fn sf_string(&mut self) -> Option<Bare<'a>> {
             self.advance(1);
             let start = self.0;
             loop {
