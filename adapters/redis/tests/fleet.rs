@@ -265,7 +265,11 @@ async fn the_fleet_shares_one_rate_budget() {
         window
     );
     assert!(ok >= limit, "the budget is used ({ok} successes)");
-    assert!(busiest <= limit, "admissions stay under the per-client limit");
+    // The emulator enforces the limit per fixed window, as the platform does; that it rejected
+    // nothing is the exact measure that no window was overrun. (The sliding-window figure above
+    // is a 100 ms-bucket upper bound that can straddle two fixed windows, so it is reported,
+    // not asserted: it read 61/60 in about one run in four with 0 rejections.)
+    assert_eq!(seen.api.rate_limited, 0, "admissions stay under the per-client limit");
     let windows = run.as_millis().div_ceil(window.as_millis()) as u64 + 1;
     assert!(seen.api.requests <= limit * windows + limit / 2, "{} requests", seen.api.requests);
     assert!(share < 0.10, "the fleet paces itself: {:.1} % 429s", share * 100.0);
