@@ -26,14 +26,15 @@
 //! - The body may be a truncated prefix: fields read before the cut are kept. Nesting deeper than
 //!   [`MAX_DEPTH`] is treated as such a cut, so hostile input cannot exhaust the stack, and at most
 //!   [`MAX_BODY`] bytes are read.
-//! - Parsing uses `serde-json-core` with no unescape buffer (so that no string, however long, can
-//!   make the whole parse fail for lack of scratch space) and unescapes the borrowed raw strings
-//!   here, straight into their fixed-capacity fields.
+//! - Parsing is one pass of the crate's strict, non-recursive JSON reader: strings are borrowed
+//!   still escaped (so no string, however long, can make the parse fail for lack of scratch
+//!   space) and unescaped straight into their fixed-capacity fields.
 
 use core::fmt;
 
 use heapless::{String, Vec};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::json::{self, Value, unescape};
 
 /// Capacity of [`GenesysError::code`] in bytes.
 pub const CODE_CAPACITY: usize = 64;
@@ -136,351 +137,79 @@ pub fn parse_genesys_error(body: &[u8]) -> Option<GenesysError> {
     if body.first() != Some(&b'{') {
         return None;
     }
-    let body = cut_at_depth(body, MAX_DEPTH);
     let mut out = GenesysError::default();
-    let mut de = serde_json_core::de::Deserializer::new(body, None);
-    // A parse error (truncated or odd body) keeps every field read before it.
-    let _complete = Root(&mut out).deserialize(&mut de).is_ok();
-    (!out.code.is_empty() || !out.message.is_empty()).then_some(out)
-}
-
-/// The longest prefix of `body` whose nesting (outside strings) stays within `max_depth`.
-fn cut_at_depth(body: &[u8], max_depth: usize) -> &[u8] {
-    match crate::json::first_too_deep(body, max_depth) {
-        Some(at) => body.get(..at).unwrap_or(body),
-        None => body,
-    }
-}
-
-/// The top-level object: fills `GenesysError` field by field as they are read.
-struct Root<'s>(&'s mut GenesysError);
-
-impl<'de> DeserializeSeed<'de> for Root<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Root<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Genesys Cloud error object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let out = self.0;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                RawKey::Borrowed("message") if out.message.is_empty() => {
-                    map.next_value_seed(Text(&mut out.message))?;
-                }
-                RawKey::Borrowed("code") if out.code.is_empty() => {
-                    map.next_value_seed(Text(&mut out.code))?;
-                }
-                RawKey::Borrowed("status") if out.status.is_none() => {
-                    out.status = map.next_value_seed(Status)?;
-                }
-                RawKey::Borrowed("contextId") if out.context_id.is_none() => {
-                    let mut id = String::new();
-                    if map.next_value_seed(Identifier(&mut id))? && !id.is_empty() {
-                        out.context_id = Some(id);
-                    }
-                }
-                RawKey::Borrowed("messageParams") if out.message_params.is_empty() => {
-                    map.next_value_seed(Params(&mut out.message_params))?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+    // A syntax error (a truncated or odd body) keeps every member read before it.
+    for (key, value) in json::members(body, MAX_DEPTH).map_while(Result::ok) {
+        match (key, value) {
+            ("message", Value::Str(raw)) if out.message.is_empty() => {
+                json_unescape_into(raw, &mut out.message);
             }
+            ("code", Value::Str(raw)) if out.code.is_empty() => {
+                json_unescape_into(raw, &mut out.code);
+            }
+            ("status", Value::Number(n)) if out.status.is_none() => {
+                out.status = json::integer(n).and_then(|n| u16::try_from(n.ok()?).ok());
+            }
+            // An identifier with a space in place of a control character would name nothing in
+            // the server's logs: refused rather than repaired.
+            ("contextId", Value::Str(raw))
+                if out.context_id.is_none() && !unescape(raw).any(char::is_control) =>
+            {
+                let mut id = String::new();
+                json_unescape_into(raw, &mut id);
+                out.context_id = Some(id).filter(|id| !id.is_empty());
+            }
+            ("messageParams", Value::Object(params)) if out.message_params.is_empty() => {
+                read_params(params, &mut out.message_params);
+            }
+            _ => {}
         }
-        Ok(())
     }
-}
-
-/// An object key as serde-json-core hands it over: borrowed and still escaped.
-enum RawKey<'de> {
-    Borrowed(&'de str),
-    /// A key we could not borrow (never produced without an unescape buffer).
-    Unknown,
-}
-
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = RawKey<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawKey<'de>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = RawKey<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<RawKey<'de>, E> {
-        Ok(RawKey::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, _v: &str) -> Result<RawKey<'de>, E> {
-        Ok(RawKey::Unknown)
-    }
-}
-
-/// A string value written into a fixed-capacity field; any other JSON value is skipped.
-/// Yields whether a string was found.
-///
-/// It deserializes through `deserialize_ignored_any`, which serde-json-core dispatches on the
-/// next character: a string reaches `visit_borrowed_str`, an array `visit_seq`, an object
-/// `visit_map`, and anything else (numbers, booleans, `null`) `visit_unit`. That gives "a string
-/// or whatever else" without `deserialize_any`, which serde-json-core does not support.
-struct Text<'s, const N: usize>(&'s mut String<N>);
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Text<'_, N> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Text<'_, N> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<bool, E> {
-        json_unescape_into(raw, self.0);
-        Ok(true)
-    }
-
-    fn visit_str<E: de::Error>(self, unescaped: &str) -> Result<bool, E> {
-        push_sanitized(unescaped.chars(), self.0);
-        Ok(true)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-}
-
-/// Like [`Text`], but a string with a control character is refused rather than repaired: an
-/// identifier with a space in place of a newline would name nothing in the server's logs.
-struct Identifier<'s, const N: usize>(&'s mut String<N>);
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Identifier<'_, N> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Identifier<'_, N> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an identifier string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<bool, E> {
-        if (JsonUnescape { rest: raw.chars() }).any(char::is_control) {
-            return Ok(false);
-        }
-        Text(self.0).visit_borrowed_str(raw)
-    }
-
-    fn visit_str<E: de::Error>(self, unescaped: &str) -> Result<bool, E> {
-        if unescaped.chars().any(char::is_control) {
-            return Ok(false);
-        }
-        Text(self.0).visit_str(unescaped)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        Text(self.0).visit_seq(seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        Text(self.0).visit_map(map)
-    }
-}
-
-/// The `status` field: an integer that fits a `u16`, or nothing.
-struct Status;
-
-impl<'de> DeserializeSeed<'de> for Status {
-    type Value = Option<u16>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u16>, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Status {
-    type Value = Option<u16>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an HTTP status code")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Option<u16>, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u16>, D::Error> {
-        d.deserialize_i64(self)
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<u16>, E> {
-        Ok(u16::try_from(v).ok())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<u16>, E> {
-        Ok(u16::try_from(v).ok())
-    }
+    (!out.code.is_empty() || !out.message.is_empty()).then_some(out)
 }
 
 type ParamList = Vec<(String<PARAM_KEY_CAPACITY>, String<PARAM_VALUE_CAPACITY>), MAX_PARAMS>;
 
-/// The `messageParams` object: string (or string-array) entries are kept, others skipped.
-struct Params<'s>(&'s mut ParamList);
-
-impl<'de> DeserializeSeed<'de> for Params<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Params<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of message parameters")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            let RawKey::Borrowed(raw_key) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if self.0.is_full() {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let mut value = String::new();
-            if map.next_value_seed(ParamValue(&mut value))? {
-                let mut name = String::new();
-                json_unescape_into(raw_key, &mut name);
-                // Cannot fail: fullness was checked above.
-                let _ = self.0.push((name, value));
-            }
+/// The `messageParams` object: string entries, and arrays of strings joined with `", "`, are
+/// kept (the first [`MAX_PARAMS`]); others are skipped.
+fn read_params(params: &[u8], out: &mut ParamList) {
+    for (key, value) in json::members(params, MAX_DEPTH).map_while(Result::ok) {
+        if out.is_full() {
+            break;
         }
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, _v: &'de str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _v: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-}
-
-/// One `messageParams` value: a string, or an array whose string items are joined with `", "`.
-struct ParamValue<'s>(&'s mut String<PARAM_VALUE_CAPACITY>);
-
-impl<'de> DeserializeSeed<'de> for ParamValue<'_> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_ignored_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ParamValue<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, raw: &'de str) -> Result<bool, E> {
-        Text(self.0).visit_borrowed_str(raw)
-    }
-
-    fn visit_str<E: de::Error>(self, unescaped: &str) -> Result<bool, E> {
-        Text(self.0).visit_str(unescaped)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        let mut any = false;
-        loop {
-            let mut item = String::<PARAM_VALUE_CAPACITY>::new();
-            match seq.next_element_seed(Text(&mut item))? {
-                None => break,
-                Some(true) => {
-                    if any {
-                        push_sanitized(", ".chars(), self.0);
+        let mut text = String::new();
+        let found = match value {
+            Value::Str(raw) => {
+                json_unescape_into(raw, &mut text);
+                true
+            }
+            Value::Array(items) => {
+                let mut any = false;
+                for item in json::elements(items, MAX_DEPTH).map_while(Result::ok) {
+                    if let Value::Str(raw) = item {
+                        if any {
+                            push_sanitized(", ".chars(), &mut text);
+                        }
+                        json_unescape_into(raw, &mut text);
+                        any = true;
                     }
-                    push_sanitized(item.chars(), self.0);
-                    any = true;
                 }
-                Some(false) => {}
+                any
             }
+            _ => false,
+        };
+        if found {
+            let mut name = String::new();
+            json_unescape_into(key, &mut name);
+            // Cannot fail: fullness was checked above.
+            let _ = out.push((name, text));
         }
-        Ok(any)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
     }
 }
 
 /// Unescapes a raw JSON string body (RFC 8259 §7) into `out`, stopping when it is full.
 fn json_unescape_into<const N: usize>(raw: &str, out: &mut String<N>) {
-    push_sanitized(JsonUnescape { rest: raw.chars() }, out);
+    push_sanitized(unescape(raw), out);
 }
 
 /// Appends `chars` to `out`, control characters turned into spaces, until `out` is full.
@@ -491,73 +220,6 @@ fn push_sanitized<const N: usize>(chars: impl Iterator<Item = char>, out: &mut S
             break;
         }
     }
-}
-
-/// Decodes JSON escapes lazily.
-struct JsonUnescape<'a> {
-    rest: core::str::Chars<'a>,
-}
-
-impl Iterator for JsonUnescape<'_> {
-    type Item = char;
-
-    fn next(&mut self) -> Option<char> {
-        let c = self.rest.next()?;
-        if c != '\\' {
-            return Some(c);
-        }
-        Some(match self.rest.next()? {
-            'n' => '\n',
-            't' => '\t',
-            'r' => '\r',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'u' => self.unicode_escape(),
-            // `\"`, `\\`, `\/`, and leniently any other escaped character as itself.
-            other => other,
-        })
-    }
-}
-
-impl JsonUnescape<'_> {
-    /// Decodes the rest of a `\uXXXX` escape, joining a surrogate pair when the low half follows.
-    fn unicode_escape(&mut self) -> char {
-        let Some(high) = hex4(&mut self.rest) else {
-            return char::REPLACEMENT_CHARACTER;
-        };
-        if !(0xD800..0xDC00).contains(&high) {
-            return char::from_u32(high).unwrap_or(char::REPLACEMENT_CHARACTER);
-        }
-        let mut probe = self.rest.clone();
-        let low = match (probe.next(), probe.next()) {
-            (Some('\\'), Some('u')) => hex4(&mut probe),
-            _ => None,
-        };
-        match low {
-            Some(low) if (0xDC00..0xE000).contains(&low) => {
-                self.rest = probe;
-                let code = high
-                    .saturating_sub(0xD800)
-                    .checked_shl(10)
-                    .unwrap_or(0)
-                    .saturating_add(low.saturating_sub(0xDC00))
-                    .saturating_add(0x1_0000);
-                char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
-            }
-            _ => char::REPLACEMENT_CHARACTER,
-        }
-    }
-}
-
-/// Reads four hex digits; on failure consumes only the valid digits read so far.
-fn hex4(chars: &mut core::str::Chars<'_>) -> Option<u32> {
-    let mut value = 0u32;
-    for _ in 0..4 {
-        let digit = chars.clone().next()?.to_digit(16)?;
-        chars.next();
-        value = value.checked_mul(16)?.checked_add(digit)?;
-    }
-    Some(value)
 }
 
 /// The text inside the first `[...]` after the word "permission" in `message`. An unclosed
@@ -672,10 +334,12 @@ mod tests {
             r#"{"message":"a \"b\" \\ c\/d \u00e9 \ud83d\ude00 \ud800x \n\tEND","code":"x"}"#,
         );
         assert_eq!(e.message.as_str(), "a \"b\" \\ c/d \u{e9} \u{1f600} \u{fffd}x   END");
-        let e = parse(r#"{"message":"bad \uZZ escape","code":"x"}"#);
-        assert_eq!(e.message.as_str(), "bad \u{fffd}ZZ escape");
-        let e = parse(r#"{"message":"trailing \u00","code":"x"}"#);
-        assert_eq!(e.message.as_str(), "trailing \u{fffd}");
+        // An escape RFC 8259 does not have is a syntax error: the members before it are kept.
+        let e = parse(r#"{"code":"x","message":"bad \uZZ escape"}"#);
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("x", ""));
+        let e = parse(r#"{"code":"x","message":"bad \q escape","status":400}"#);
+        assert_eq!((e.message.as_str(), e.status), ("", None));
+        assert_eq!(parse_genesys_error(br#"{"message":"trailing \u00","code":"x"}"#), None);
     }
 
     #[test]

@@ -18,10 +18,9 @@
 
 use core::fmt;
 
-use serde::Deserialize;
-use serde_json_core::str::EscapedStr;
 
-use super::response::{bounded_text, json_object};
+use super::response::{MAX_JSON_DEPTH, bounded_text, json_object};
+use crate::json::{self, Value};
 
 /// The `error` code of RFC 6749 §5.2.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -190,37 +189,32 @@ impl fmt::Display for OAuthError {
 
 impl core::error::Error for OAuthError {}
 
-#[derive(Deserialize)]
-struct RawError<'a> {
-    #[serde(borrow)]
-    error: Option<EscapedStr<'a>>,
-    #[serde(borrow)]
-    error_description: Option<EscapedStr<'a>>,
-    #[serde(borrow)]
-    description: Option<EscapedStr<'a>>,
-    #[serde(borrow)]
-    message: Option<EscapedStr<'a>>,
-    #[serde(borrow)]
-    error_uri: Option<EscapedStr<'a>>,
-}
-
 /// Reads and classifies a token endpoint error response. Never panics, whatever the bytes;
 /// a body that is not an OAuth error is classified by `status` alone.
 #[must_use]
 pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
-    let raw = json_object(body)
-        .ok()
-        .and_then(|json| serde_json_core::from_slice::<RawError<'_>>(json).ok())
-        .map(|(raw, _)| raw);
-    let text = |s: Option<EscapedStr<'_>>| s.map(|s| bounded_text::<256>(s.0, false).0);
-    let (code, description, uri) = match raw {
-        Some(raw) => (
-            raw.error.map(|e| ErrorCode::parse(bounded_text::<64>(e.0, false).0.as_str())),
-            text(raw.error_description.or(raw.description).or(raw.message)).unwrap_or_default(),
-            text(raw.error_uri),
-        ),
-        None => (None, heapless::String::new(), None),
-    };
+    // The members are strings still escaped; one of another type, or repeated, is ignored
+    // (the first string wins), and members after a syntax error are not read.
+    let (mut error, mut error_description, mut description, mut message, mut error_uri) =
+        (None, None, None, None, None);
+    let members = json_object(body).ok().map(|json| json::members(json, MAX_JSON_DEPTH));
+    for (key, value) in members.into_iter().flatten().map_while(Result::ok) {
+        let slot = match key {
+            "error" => &mut error,
+            "error_description" => &mut error_description,
+            "description" => &mut description,
+            "message" => &mut message,
+            "error_uri" => &mut error_uri,
+            _ => continue,
+        };
+        if let (None, Value::Str(s)) = (&slot, value) {
+            *slot = Some(s);
+        }
+    }
+    let text = |s: Option<&str>| s.map(|s| bounded_text::<256>(s, false).0);
+    let code = error.map(|e| ErrorCode::parse(bounded_text::<64>(e, false).0.as_str()));
+    let description = text(error_description.or(description).or(message)).unwrap_or_default();
+    let uri = text(error_uri);
     let class = classify(status, code.as_ref(), &description);
     OAuthError { status, code, description, uri, class }
 }

@@ -24,20 +24,16 @@
 //! - A 2xx answer with an `error` member (some servers do this) is [`ResponseError::ErrorBody`]:
 //!   read it with [`parse_token_error`](super::error::parse_token_error).
 //!
-//! Parsing uses `serde-json-core` with strings borrowed still escaped and unescaped directly
-//! into their destination: no scratch buffer, no allocation. `serde-json-core` cannot peek at a
-//! value's type, so `expires_in` is tried as an unsigned integer, a signed one, a string, then
-//! skipped: at most four linear passes over a body of a few hundred bytes. The body is checked for nesting
-//! deeper than [`MAX_JSON_DEPTH`] first, because skipping nested values recurses. Stack use is
-//! the returned value plus, only for a token containing escapes, `N` bytes of scratch (wiped).
+//! Parsing is one pass of the crate's strict JSON reader (RFC 8259) with strings borrowed still
+//! escaped and unescaped directly into their destination: no scratch buffer, no allocation, no
+//! recursion (nesting deeper than [`MAX_JSON_DEPTH`] is [`ResponseError::Malformed`]). Stack use
+//! is the returned value plus, only for a token containing escapes, `N` bytes of scratch (wiped).
 
 use core::fmt;
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
-use serde_json_core::str::EscapedStr;
 use zeroize::Zeroize;
 
+use crate::json::{self, Value, unescape};
 use crate::secret::{AccessToken, TokenError};
 use crate::time::Duration;
 
@@ -245,24 +241,19 @@ pub fn parse_token_response<const N: usize>(
     let body = json_object(body).map_err(|shape| match shape {
         Shape::Empty => ResponseError::Empty,
         Shape::NotJson => ResponseError::NotJson,
-        Shape::TooDeep => ResponseError::Malformed,
     })?;
-    let raw = pass::<u64>(body)
-        .or_else(|| pass::<i64>(body))
-        .or_else(|| pass::<EscapedStr<'_>>(body))
-        .or_else(|| pass::<IgnoredAny>(body))
-        .ok_or(ResponseError::Malformed)?;
-    if raw.error.is_some() {
+    let raw = read_members(body)?;
+    if raw.error {
         return Err(ResponseError::ErrorBody);
     }
     let token = raw.access_token.ok_or(ResponseError::MissingAccessToken)?;
     let token_type = raw.token_type.ok_or(ResponseError::MissingTokenType)?;
-    if !Unescape::new(token_type.0).map(|c| c.to_ascii_lowercase()).eq("bearer".chars()) {
-        return Err(ResponseError::UnsupportedTokenType(bounded_text(token_type.0, false).0));
+    if !unescape(token_type).map(|c| c.to_ascii_lowercase()).eq("bearer".chars()) {
+        return Err(ResponseError::UnsupportedTokenType(bounded_text(token_type, false).0));
     }
-    let access_token = access_token(token.0)?;
+    let access_token = access_token(token)?;
     let (expires_in, expires_in_source) = expires_in(raw.expires_in, opts);
-    let scope = raw.scope.map(|s| (s.0, bounded_text::<SCOPE_CAPACITY>(s.0, true)));
+    let scope = raw.scope.map(|s| (s, bounded_text::<SCOPE_CAPACITY>(s, true)));
     let scope_check = scope_check(
         opts.requested_scope,
         scope.as_ref().map(
@@ -282,17 +273,14 @@ pub fn parse_token_response<const N: usize>(
     })
 }
 
-/// The members read, strings still escaped; `E` is the form `expires_in` is tried as.
-#[derive(Deserialize)]
-struct Raw<'a, E> {
-    #[serde(borrow)]
-    access_token: Option<EscapedStr<'a>>,
-    #[serde(borrow)]
-    token_type: Option<EscapedStr<'a>>,
-    expires_in: Option<E>,
-    #[serde(borrow)]
-    scope: Option<EscapedStr<'a>>,
-    error: Option<IgnoredAny>,
+/// The members read, strings still escaped.
+#[derive(Default)]
+struct Raw<'a> {
+    access_token: Option<&'a str>,
+    token_type: Option<&'a str>,
+    expires_in: Option<RawExpires<'a>>,
+    scope: Option<&'a str>,
+    error: bool,
 }
 
 /// `expires_in` as found. Numbers are read as integers only: float parsing would add some
@@ -305,47 +293,46 @@ enum RawExpires<'a> {
     Other,
 }
 
-trait ExpiresForm<'a>: Deserialize<'a> {
-    fn erase(self) -> RawExpires<'a>;
-}
-
-impl<'a> ExpiresForm<'a> for u64 {
-    fn erase(self) -> RawExpires<'a> {
-        RawExpires::Seconds(self)
-    }
-}
-
-impl<'a> ExpiresForm<'a> for i64 {
-    fn erase(self) -> RawExpires<'a> {
-        match u64::try_from(self) {
-            Ok(secs) => RawExpires::Seconds(secs),
-            Err(_) => RawExpires::Negative,
+/// Reads the members of interest. A repeated one, or a string member of another type than
+/// string or `null`, makes the body [`ResponseError::Malformed`]; others are skipped.
+fn read_members(body: &[u8]) -> Result<Raw<'_>, ResponseError> {
+    let mut raw = Raw::default();
+    // Bit per member of interest already seen (`null` counts: a repeat is still a repeat).
+    let mut seen = 0u8;
+    for member in json::members(body, MAX_JSON_DEPTH) {
+        let (key, value) = member.map_err(|_| ResponseError::Malformed)?;
+        let (bit, string_slot) = match key {
+            "access_token" => (1, Some(&mut raw.access_token)),
+            "token_type" => (2, Some(&mut raw.token_type)),
+            "scope" => (4, Some(&mut raw.scope)),
+            "expires_in" => (8, None),
+            "error" => (16, None),
+            _ => continue,
+        };
+        if seen & bit != 0 {
+            return Err(ResponseError::Malformed);
+        }
+        seen |= bit;
+        match (string_slot, value) {
+            (Some(slot), Value::Str(s)) => *slot = Some(s),
+            (Some(_), Value::Null) => {}
+            (Some(_), _) => return Err(ResponseError::Malformed),
+            (None, value) if bit == 16 => raw.error = value != Value::Null,
+            (None, value) => {
+                raw.expires_in = match value {
+                    Value::Null => None,
+                    Value::Number(n) => Some(match json::integer(n) {
+                        Some(Ok(secs)) => RawExpires::Seconds(secs),
+                        Some(Err(_)) => RawExpires::Negative,
+                        None => RawExpires::Other,
+                    }),
+                    Value::Str(s) => Some(RawExpires::Text(s)),
+                    _ => Some(RawExpires::Other),
+                };
+            }
         }
     }
-}
-
-impl<'a> ExpiresForm<'a> for EscapedStr<'a> {
-    fn erase(self) -> RawExpires<'a> {
-        RawExpires::Text(self.0)
-    }
-}
-
-impl<'a> ExpiresForm<'a> for IgnoredAny {
-    fn erase(self) -> RawExpires<'a> {
-        RawExpires::Other
-    }
-}
-
-/// One parsing pass with `expires_in` read as `E`.
-fn pass<'a, E: ExpiresForm<'a>>(body: &'a [u8]) -> Option<Raw<'a, RawExpires<'a>>> {
-    let (raw, _) = serde_json_core::from_slice::<Raw<'a, E>>(body).ok()?;
-    Some(Raw {
-        access_token: raw.access_token,
-        token_type: raw.token_type,
-        expires_in: raw.expires_in.map(E::erase),
-        scope: raw.scope,
-        error: raw.error,
-    })
+    Ok(raw)
 }
 
 fn access_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, ResponseError> {
@@ -370,7 +357,7 @@ fn unescaped_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, TokenErr
     let mut scratch = [0u8; N];
     let mut len = 0usize;
     let mut result = Ok(());
-    for c in Unescape::new(raw) {
+    for c in unescape(raw) {
         match u8::try_from(c) {
             Ok(b) if b.is_ascii_graphic() => {
                 if let Some(slot) = scratch.get_mut(len) {
@@ -453,76 +440,15 @@ fn from_secs(secs: u64, opts: &ResponseOptions<'_>) -> (Duration, ExpiresInSourc
 pub(super) enum Shape {
     Empty,
     NotJson,
-    TooDeep,
 }
 
-/// `body` without a UTF-8 BOM, if it looks like a JSON object nested at most
-/// [`MAX_JSON_DEPTH`] deep.
+/// `body` without a UTF-8 BOM, if it looks like a JSON object (starts with `{`).
 pub(super) fn json_object(body: &[u8]) -> Result<&[u8], Shape> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(Shape::Empty),
-        Some(b'{') => {}
-        Some(_) => return Err(Shape::NotJson),
-    }
-    match crate::json::first_too_deep(body, MAX_JSON_DEPTH) {
-        Some(_) => Err(Shape::TooDeep),
-        None => Ok(body),
-    }
-}
-
-/// The characters of an escaped JSON string (as `serde-json-core` borrows it, without quotes),
-/// unescaped (RFC 8259 §7). Lenient: a bad escape or lone surrogate becomes U+FFFD.
-pub(super) struct Unescape<'a>(core::str::Chars<'a>);
-
-impl<'a> Unescape<'a> {
-    pub(super) fn new(escaped: &'a str) -> Self {
-        Unescape(escaped.chars())
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let s = self.0.as_str();
-        let digits = s.get(..4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
-        self.0 = s.get(4..)?.chars();
-        u32::from_str_radix(digits, 16).ok()
-    }
-
-    fn unicode(&mut self) -> char {
-        let Some(unit) = self.hex4() else { return char::REPLACEMENT_CHARACTER };
-        if !(0xD800..0xDC00).contains(&unit) {
-            return char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER);
-        }
-        let before = self.0.clone();
-        if let Some(rest) = self.0.as_str().strip_prefix("\\u") {
-            self.0 = rest.chars();
-            if let Some(low @ 0xDC00..=0xDFFF) = self.hex4() {
-                let c = 0x10000 | (unit.wrapping_sub(0xD800) << 10) | low.wrapping_sub(0xDC00);
-                return char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER);
-            }
-        }
-        self.0 = before;
-        char::REPLACEMENT_CHARACTER
-    }
-}
-
-impl Iterator for Unescape<'_> {
-    type Item = char;
-
-    fn next(&mut self) -> Option<char> {
-        let c = self.0.next()?;
-        if c != '\\' {
-            return Some(c);
-        }
-        Some(match self.0.next() {
-            Some('b') => '\u{8}',
-            Some('f') => '\u{c}',
-            Some('n') => '\n',
-            Some('r') => '\r',
-            Some('t') => '\t',
-            Some('u') => self.unicode(),
-            Some(c) => c, // `\"`, `\\`, `\/`, and leniently any other
-            None => char::REPLACEMENT_CHARACTER,
-        })
+        None => Err(Shape::Empty),
+        Some(b'{') => Ok(body),
+        Some(_) => Err(Shape::NotJson),
     }
 }
 
@@ -534,7 +460,7 @@ pub(super) fn bounded_text<const C: usize>(
     whole_tokens: bool,
 ) -> (heapless::String<C>, bool) {
     let mut out = heapless::String::new();
-    for c in Unescape::new(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
+    for c in unescape(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
         if out.push(c).is_err() {
             if whole_tokens {
                 let keep = if c.is_whitespace() {
@@ -718,13 +644,15 @@ mod tests {
             "\"inf\"",
             "\"NaN\"",
             "\"1-2\"",
-            "1-2",
             "\"36\\u0030\"",
             "\"3.6e3\"",
             "\".\"",
         ] {
             assert_eq!(expiry(v), (DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable), "{v}");
         }
+        // Not JSON at all.
+        let body = r#"{"access_token":"t","token_type":"bearer","expires_in":1-2}"#;
+        assert_eq!(parse(body), Err(ResponseError::Malformed));
         // The default is itself capped by the maximum.
         let opts = ResponseOptions {
             default_expires_in: s(10),
@@ -743,7 +671,7 @@ mod tests {
         };
         let check = |req, scope: &str| parse_with(&body(scope), req).unwrap().scope_check;
         assert_eq!(check(Some("a b"), "b a"), ScopeCheck::AsRequested);
-        assert_eq!(check(Some("a  b "), "b\ta"), ScopeCheck::AsRequested);
+        assert_eq!(check(Some("a  b "), "b\\ta"), ScopeCheck::AsRequested);
         assert_eq!(check(Some("a b"), "a"), ScopeCheck::Narrowed);
         assert_eq!(check(Some("a b"), "a c"), ScopeCheck::Narrowed);
         assert_eq!(check(Some("a b"), ""), ScopeCheck::Narrowed);
@@ -827,7 +755,7 @@ mod tests {
 
     #[test]
     fn unescape_is_lenient() {
-        let u = |s: &str| Unescape::new(s).collect::<String>();
+        let u = |s: &str| unescape(s).collect::<String>();
         assert_eq!(u(r#"a\"b\\c\/d\b\f\n\r\t"#), "a\"b\\c/d\u{8}\u{c}\n\r\t");
         assert_eq!(u(r"\u00e9\uD83D\uDE00x"), "é😀x");
         assert_eq!(u(r"\uD83Dx"), "\u{fffd}x");
