@@ -101,7 +101,10 @@ impl<'a> Sequence<'a> {
         Sequence { scan: Scanner { text, pos: 0 }, open, max_depth, at: Position::Start }
     }
 
-    fn next_item(&mut self, keyed: bool) -> Option<Result<(Option<&'a str>, Value<'a>), Malformed>> {
+    fn next_item(
+        &mut self,
+        keyed: bool,
+    ) -> Option<Result<(Option<&'a str>, Value<'a>), Malformed>> {
         let result = self.step(keyed);
         match result {
             Ok(Some(item)) => Some(Ok(item)),
@@ -599,7 +602,10 @@ mod tests {
                     fn visit_unit<E: de::Error>(self) -> Result<Member, E> {
                         Ok(Member(None))
                     }
-                    fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Member, A::Error> {
+                    fn visit_seq<A: de::SeqAccess<'de>>(
+                        self,
+                        mut s: A,
+                    ) -> Result<Member, A::Error> {
                         while s.next_element::<IgnoredAny>()?.is_some() {}
                         Ok(Member(None))
                     }
@@ -652,9 +658,8 @@ mod tests {
         ];
         leaf.prop_recursive(4, 24, 4, |inner| {
             prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(|v| {
-                    std::format!("[{}]", v.join(","))
-                }),
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| { std::format!("[{}]", v.join(",")) }),
                 proptest::collection::vec(("[a-z_]{1,6}", inner), 0..4).prop_map(|v| {
                     let m: Vec<_> = v.iter().map(|(k, v)| std::format!("\"{k}\": {v}")).collect();
                     std::format!("{{{}}}", m.join(" ,"))

@@ -807,7 +807,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
     }
 
     fn jwt_inputs(&mut self, now: Instant) -> Option<JwtInputs> {
-        if self.endpoint.auth != AuthMethod::ClientSecretJwt {
+        if cfg!(not(feature = "jwt")) || self.endpoint.auth != AuthMethod::ClientSecretJwt {
             return None;
         }
         let now = self.wall_at(now)?;

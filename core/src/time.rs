@@ -91,13 +91,12 @@ impl Duration {
     /// `self * num / den` computed in 128 bits, saturating; a zero `den` gives [`Duration::MAX`].
     ///
     /// This is how fractions of a span are taken without floating point (for instance "80 % of
-    /// the token's life" is `life.mul_ratio(4, 5)`).
-    #[allow(clippy::cast_possible_truncation)] // the value is checked against u64::MAX first
+    /// the token's life" is `life.mul_ratio(4, 5)`). Out of line on purpose: 128-bit products
+    /// and quotients inlined at every call site cost a Cortex-M firmware about 1 KiB.
     pub const fn mul_ratio(self, num: u64, den: u64) -> Duration {
-        let wide = (self.0 as u128).saturating_mul(num as u128);
-        match wide.checked_div(den as u128) {
-            Some(v) if v <= u64::MAX as u128 => Duration(v as u64),
-            _ => Duration::MAX,
+        match mul_div(self.0, num, den, false) {
+            Some(v) => Duration(v),
+            None => Duration::MAX,
         }
     }
 
@@ -120,6 +119,39 @@ impl Duration {
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }
+}
+
+/// `a * b / c` exactly, rounded down (or up with `ceil`); `None` if `c` is zero or the result
+/// does not fit 64 bits. The crate's one place for wide products (see [`Duration::mul_ratio`]).
+///
+/// The 128-bit product is divided by shift-and-subtract, 64 steps: a general 128-bit division
+/// is almost 1 KiB of Cortex-M code, this is about a tenth of it, and it runs a few times per
+/// request.
+#[inline(never)]
+#[allow(clippy::cast_possible_truncation)] // the halves of a u128, on purpose
+pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
+    // Two 64-bit factors: the product fits 128 bits.
+    let wide = (a as u128).wrapping_mul(b as u128);
+    let (high, low) = ((wide >> 64) as u64, wide as u64);
+    // The quotient fits 64 bits exactly when the high half is below the divisor (so `c` > 0).
+    if high >= c {
+        return None;
+    }
+    let (mut rem, mut quotient) = (high, 0u64);
+    let mut bit = 64u32;
+    while bit > 0 {
+        bit = bit.wrapping_sub(1);
+        // rem < c, so (rem << 1 | next bit) < 2c: one subtraction suffices; `carry` is the bit
+        // shifted out of `rem`, when 2 × rem overflows 64 bits.
+        let carry = rem >> 63;
+        rem = (rem << 1) | ((low >> bit) & 1);
+        quotient <<= 1;
+        if carry == 1 || rem >= c {
+            rem = rem.wrapping_sub(c);
+            quotient |= 1;
+        }
+    }
+    if ceil && rem != 0 { quotient.checked_add(1) } else { Some(quotient) }
 }
 
 impl Add for Duration {
@@ -394,6 +426,27 @@ impl WallClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: 128-bit arithmetic as written in the textbook.
+    fn mul_div_reference(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
+        let wide = u128::from(a) * u128::from(b);
+        let c = u128::from(c);
+        let v = if ceil { wide.checked_add(c.checked_sub(1)?)? } else { wide }.checked_div(c)?;
+        u64::try_from(v).ok()
+    }
+
+    proptest! {
+        #[test]
+        fn mul_div_matches_128_bit_arithmetic(
+            a in prop_oneof![any::<u64>(), 0u64..100_000],
+            b in prop_oneof![any::<u64>(), 0u64..100_000],
+            c in prop_oneof![any::<u64>(), 0u64..100_000],
+            ceil in any::<bool>(),
+        ) {
+            prop_assert_eq!(mul_div(a, b, c, ceil), mul_div_reference(a, b, c, ceil));
+        }
+    }
 
     #[test]
     fn saturating_arithmetic_never_wraps() {
@@ -402,6 +455,14 @@ mod tests {
         assert_eq!(Instant::from_secs(1) - Instant::from_secs(5), Duration::ZERO);
         assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
         assert_eq!(Duration::MAX.mul_ratio(2, 1), Duration::MAX);
+        assert_eq!(Duration::MAX.mul_ratio(u64::MAX, u64::MAX), Duration::MAX);
+        assert_eq!(Duration::MAX.mul_ratio(u64::MAX - 1, u64::MAX).as_millis(), u64::MAX - 1);
+        assert_eq!(mul_div(7, 3, 2, false), Some(10));
+        assert_eq!(mul_div(7, 3, 2, true), Some(11));
+        assert_eq!(mul_div(6, 3, 2, true), Some(9));
+        assert_eq!(mul_div(u64::MAX, u64::MAX, 1, false), None);
+        assert_eq!(mul_div(u64::MAX, 2, 2, true), Some(u64::MAX));
+        assert_eq!(mul_div(u64::MAX, u64::MAX, u64::MAX, true), Some(u64::MAX));
         assert_eq!(Duration::from_secs(10).mul_ratio(1, 0), Duration::MAX);
         assert_eq!(Duration::from_secs(300).mul_permille(800), Duration::from_secs(240));
         assert_eq!(Duration::from_millis(1).as_secs_ceil(), 1);

@@ -18,7 +18,6 @@
 
 use core::fmt;
 
-
 use super::response::{MAX_JSON_DEPTH, bounded_text, json_object};
 use crate::json::{self, Value};
 

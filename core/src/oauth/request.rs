@@ -158,6 +158,9 @@ pub enum EncodeError {
     InvalidUrl(UrlError),
     /// [`AuthMethod::ClientSecretJwt`] was chosen but no [`JwtInputs`] were given.
     MissingJwtInputs,
+    /// [`AuthMethod::ClientSecretJwt`] was chosen but credflow-core was built without its `jwt`
+    /// feature (a firmware build that trims it).
+    JwtDisabled,
     /// `extra[index]` uses a name the grant itself sets; configure scope and authentication
     /// through their own fields.
     ReservedParameter {
@@ -181,6 +184,9 @@ impl fmt::Display for EncodeError {
             EncodeError::MissingJwtInputs => {
                 f.write_str("client_secret_jwt needs the current time and a random jti")
             }
+            EncodeError::JwtDisabled => f.write_str(
+                "client_secret_jwt is not built in: enable credflow-core's `jwt` feature",
+            ),
             EncodeError::ReservedParameter { index } => write!(
                 f,
                 "extra parameter #{index} uses a reserved name (grant_type, scope, client_id, client_secret, client_assertion*)"
@@ -326,6 +332,10 @@ pub fn encode_token_request<'b>(
         }
     }
     let jwt = match (cfg.auth, jwt) {
+        // Without the feature `jwt` stays `None`: the assertion code is not linked.
+        (AuthMethod::ClientSecretJwt, _) if cfg!(not(feature = "jwt")) => {
+            return Err(EncodeError::JwtDisabled);
+        }
         (AuthMethod::ClientSecretJwt, None) => return Err(EncodeError::MissingJwtInputs),
         (AuthMethod::ClientSecretJwt, Some(j)) => Some(j),
         _ => None,
@@ -510,6 +520,20 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "jwt"))]
+    fn jwt_is_refused_when_not_built_in() {
+        let cfg = TokenRequestConfig {
+            auth: AuthMethod::ClientSecretJwt,
+            ..TokenRequestConfig::new(URL)
+        };
+        assert_eq!(
+            encode_token_request(&cfg, &creds("a", "b"), Some(&JWT), &mut [0u8; 1024]).map(|_| ()),
+            Err(EncodeError::JwtDisabled)
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "jwt")]
     fn jwt_body_and_assertion() {
         let c = creds("my client", "k");
         let cfg = TokenRequestConfig {
@@ -607,7 +631,10 @@ mod tests {
             AuthMethod::ClientSecretBasic,
             AuthMethod::ClientSecretPost,
             AuthMethod::ClientSecretJwt,
-        ] {
+        ]
+        .into_iter()
+        .filter(|a| cfg!(feature = "jwt") || *a != AuthMethod::ClientSecretJwt)
+        {
             let cfg =
                 TokenRequestConfig { auth, scope: Some("a b"), ..TokenRequestConfig::new(URL) };
             let mut buf = [0u8; 2048];
@@ -630,6 +657,7 @@ mod tests {
 
     proptest! {
         #[test]
+        #[cfg(feature = "jwt")]
         fn body_never_leaks_the_secret_under_jwt(
             id in "[ -~]{1,40}",
             secret in "[ -~]{12,60}",

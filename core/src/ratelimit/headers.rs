@@ -84,7 +84,7 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
 ) -> Option<RateLimitSnapshot> {
     let combined = headers.get("ratelimit");
     let policy = headers.get("ratelimit-policy");
-    if combined.is_some() || policy.is_some() {
+    if cfg!(feature = "ietf-ratelimit") && (combined.is_some() || policy.is_some()) {
         if let Some(s) = ietf_structured(combined, policy, reference) {
             return Some(s);
         }
@@ -603,6 +603,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "ietf-ratelimit"))]
+    fn ietf_fields_are_ignored_when_not_built_in() {
+        let ietf = ("RateLimit", "limit=100, remaining=50, reset=5");
+        assert_eq!(parse(&[ietf, ("RateLimit-Policy", "100;w=10")], None), None);
+        let genesys = [ietf, ("inin-ratelimit-count", "10"), ("inin-ratelimit-allowed", "300")];
+        let s = parse(&genesys, None).unwrap();
+        assert_eq!((s.remaining, s.dialect), (Some(290), Dialect::Genesys));
+    }
+
+    #[test]
+    #[cfg(feature = "ietf-ratelimit")]
     fn ietf_draft_07() {
         let h =
             [("RateLimit", "limit=100, remaining=50, reset=5"), ("RateLimit-Policy", "100;w=10")];
@@ -632,6 +643,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ietf-ratelimit")]
     fn ietf_structured_picks_the_most_restrictive_policy() {
         let h = [
             ("RateLimit", r#""burst";r=50;t=30, "daily";r=5;t=86000"#),
@@ -691,6 +703,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ietf-ratelimit")]
     fn precedence() {
         let all = [
             ("x-rate-limit-remaining", "1"),

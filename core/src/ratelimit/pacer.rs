@@ -72,7 +72,7 @@
 use core::fmt;
 
 use super::RateLimitSnapshot;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, mul_div};
 
 /// How long everyone waits after a 429 that said neither when to retry nor when the window resets.
 const UNKNOWN_429_PAUSE: Duration = Duration::from_secs(1);
@@ -254,12 +254,13 @@ impl Window {
 
     /// Requests `priority` must leave for others at `now` (`now` before the reset), and the share
     /// of the limit it is computed from.
-    fn held_back(&self, now: Instant, permille: u16) -> (u64, u128) {
-        let share = u128::from(self.limit).saturating_mul(u128::from(permille.min(999))) / 1000;
-        let window = u128::from(self.length.as_millis().max(1));
-        let left = u128::from(self.reset_at.saturating_duration_since(now).as_millis()).min(window);
-        let held = share.saturating_mul(left).div_ceil(window);
-        (u64::try_from(held).unwrap_or(u64::MAX), share)
+    fn held_back(&self, now: Instant, permille: u16) -> (u64, u64) {
+        // Below `limit` (permille < 1000), and `held` below `share` (left <= window): both fit.
+        let share = mul_div(self.limit, u64::from(permille.min(999)), 1000, false).unwrap_or(0);
+        let window = self.length.as_millis().max(1);
+        let left = self.reset_at.saturating_duration_since(now).as_millis().min(window);
+        let held = mul_div(share, left, window, true).unwrap_or(u64::MAX);
+        (held, share)
     }
 
     /// Recomputes the emission interval: what is left of the window over what is left of the
@@ -354,10 +355,12 @@ impl Pacer {
             } else if w.remaining <= held {
                 // The earliest t with held_back(t) <= remaining - 1: ceil(share × x / window)
                 // <= r - 1 holds exactly when x <= (r - 1) × window / share, x = reset - t.
-                let window = u128::from(w.length.as_millis().max(1));
-                let x = (u128::from(w.remaining.saturating_sub(1)).saturating_mul(window))
-                    .checked_div(share);
-                let x = u64::try_from(x.unwrap_or(0)).unwrap_or(u64::MAX);
+                let window = w.length.as_millis().max(1);
+                let x = match share {
+                    0 => 0,
+                    _ => mul_div(w.remaining.saturating_sub(1), window, share, false)
+                        .unwrap_or(u64::MAX),
+                };
                 hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
             }
             if priority != Priority::Critical {
@@ -421,12 +424,16 @@ fn estimate_others(others: u16, prev: &Window, server: u64, now: Instant) -> u16
     if deficit == 0 {
         return others / 2;
     }
-    let elapsed = u128::from(now.saturating_duration_since(prev.observed_at).as_millis().max(1));
-    let per_window = u128::from(deficit)
-        .saturating_mul(u128::from(prev.length.as_millis()))
-        .saturating_mul(1000)
-        .checked_div(elapsed.saturating_mul(u128::from(prev.limit.max(1))))
-        .unwrap_or(0);
+    let elapsed = now.saturating_duration_since(prev.observed_at).as_millis().max(1);
+    // deficit × 1000 × length / (elapsed × limit); the saturating factors only saturate far
+    // beyond 999, which is where the sample is capped anyway.
+    let per_window = mul_div(
+        deficit.saturating_mul(1000),
+        prev.length.as_millis(),
+        elapsed.saturating_mul(prev.limit.max(1)),
+        false,
+    )
+    .unwrap_or(u64::MAX);
     let sample = u16::try_from(per_window.min(999)).unwrap_or(999);
     // An even average of the old estimate and the new sample: quick to follow, slow to jump.
     u16::try_from(u32::from(others).saturating_add(u32::from(sample)).div_ceil(2)).unwrap_or(999)
