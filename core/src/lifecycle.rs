@@ -373,8 +373,10 @@ enum Phase {
     Rejected(RejectReason),
 }
 
-/// Capacity of the event queue; the oldest event is dropped when it overflows.
-pub const EVENT_CAPACITY: usize = 8;
+/// Capacity of the event queue; the oldest event is dropped when it overflows. One call makes at
+/// most two events, and owners drain after each (the session does), so 4 is ample; every slot
+/// costs 40 bytes of RAM.
+pub const EVENT_CAPACITY: usize = 4;
 
 /// The token lifecycle state machine. `N` is the token capacity in bytes.
 ///

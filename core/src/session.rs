@@ -46,22 +46,28 @@ use crate::secret::{AccessToken, Credentials, Fingerprint};
 use crate::snapshot::{self, SealError, UnsealError};
 use crate::time::{Duration, Instant, UnixTime, WallClock};
 
-/// Longest token URL the session stores.
-pub const TOKEN_URL_CAPACITY: usize = 256;
-/// Longest requested scope string the session stores.
-pub const SCOPE_CAPACITY: usize = 512;
+/// Default capacity of a [`TokenEndpoint`] in bytes: its token URL, scope and extra parameters
+/// together (the const generic `E`). Genesys Cloud needs about 50 (a URL, no scope).
+pub const ENDPOINT_CAPACITY: usize = 768;
 /// Extra token-request parameters (`audience`, `resource`, …) the session stores.
 pub const EXTRA_PARAMS: usize = 4;
 /// Events kept until drained; the oldest is dropped on overflow.
 pub const SESSION_EVENT_CAPACITY: usize = 8;
 
 /// What the session asks the token endpoint for, owned (no allocation).
+///
+/// The token URL, the scope and the extra parameters share one buffer of `E` bytes (default
+/// [`ENDPOINT_CAPACITY`]); a firmware image sizes it to what it sends (`TokenEndpoint<64>` holds
+/// a Genesys Cloud login URL), and its session takes the same `E`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenEndpoint {
-    token_url: String<TOKEN_URL_CAPACITY>,
+pub struct TokenEndpoint<const E: usize = ENDPOINT_CAPACITY> {
+    /// The token URL, then the scope and the parameters in the order they were given.
+    text: String<E>,
+    url_end: usize,
+    scope: Option<(usize, usize)>,
+    /// `(name start, name end = value start, value end)` in `text`.
+    extra: Vec<(usize, usize, usize), EXTRA_PARAMS>,
     auth: AuthMethod,
-    scope: Option<String<SCOPE_CAPACITY>>,
-    extra: Vec<(String<32>, String<256>), EXTRA_PARAMS>,
     jwt_lifetime: Duration,
 }
 
@@ -69,13 +75,14 @@ pub struct TokenEndpoint {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SetupError {
-    /// The token URL is longer than [`TOKEN_URL_CAPACITY`].
+    /// The token URL does not fit the endpoint's capacity (the const generic `E`).
     TokenUrlTooLong,
     /// The token URL is not an absolute `http`/`https` URL.
     InvalidTokenUrl,
-    /// The scope is longer than [`SCOPE_CAPACITY`].
+    /// The scope does not fit what is left of the endpoint's capacity.
     ScopeTooLong,
-    /// More than [`EXTRA_PARAMS`] extra parameters, or one too long (names 32, values 256 bytes).
+    /// More than [`EXTRA_PARAMS`] extra parameters, or one that does not fit what is left of
+    /// the endpoint's capacity.
     TooManyExtraParams,
     /// A lifecycle setting is inconsistent.
     Lifecycle(ConfigError),
@@ -83,16 +90,15 @@ pub enum SetupError {
 
 impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HINT: &str = "raise the endpoint capacity (TokenEndpoint's const generic E, shared \
+                            by the URL, the scope and the extra parameters)";
         match self {
-            SetupError::TokenUrlTooLong => {
-                write!(f, "token URL longer than {TOKEN_URL_CAPACITY} bytes")
-            }
+            SetupError::TokenUrlTooLong => write!(f, "token URL too long: {HINT}"),
             SetupError::InvalidTokenUrl => f.write_str("token URL is not an absolute http(s) URL"),
-            SetupError::ScopeTooLong => write!(f, "scope longer than {SCOPE_CAPACITY} bytes"),
-            SetupError::TooManyExtraParams => write!(
-                f,
-                "at most {EXTRA_PARAMS} extra parameters (names up to 32 bytes, values up to 256)"
-            ),
+            SetupError::ScopeTooLong => write!(f, "scope too long: {HINT}"),
+            SetupError::TooManyExtraParams => {
+                write!(f, "more than {EXTRA_PARAMS} extra parameters, or one too long: {HINT}")
+            }
             SetupError::Lifecycle(e) => write!(f, "lifecycle configuration: {e}"),
         }
     }
@@ -100,13 +106,14 @@ impl fmt::Display for SetupError {
 
 impl core::error::Error for SetupError {}
 
-impl TokenEndpoint {
+impl<const E: usize> TokenEndpoint<E> {
     /// A client-credentials request to `token_url` with `client_secret_basic` authentication.
     pub fn new(token_url: &str) -> Result<Self, SetupError> {
         crate::http::url::Url::parse(token_url).map_err(|_| SetupError::InvalidTokenUrl)?;
-        let token_url = String::try_from(token_url).map_err(|_| SetupError::TokenUrlTooLong)?;
+        let text = String::try_from(token_url).map_err(|_| SetupError::TokenUrlTooLong)?;
         Ok(TokenEndpoint {
-            token_url,
+            url_end: text.len(),
+            text,
             auth: AuthMethod::default(),
             scope: None,
             extra: Vec::new(),
@@ -115,15 +122,12 @@ impl TokenEndpoint {
     }
 
     /// The token endpoint of a Genesys Cloud environment.
-    pub fn genesys(env: &crate::env::Environment) -> Self {
-        // Table entries are short, valid URLs; the fallback is unreachable.
-        TokenEndpoint::new(env.token_url).unwrap_or_else(|_| TokenEndpoint {
-            token_url: String::new(),
-            auth: AuthMethod::default(),
-            scope: None,
-            extra: Vec::new(),
-            jwt_lifetime: Duration::from_secs(60),
-        })
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::TokenUrlTooLong`] if `E` is below the URL's length (under 60 bytes).
+    pub fn genesys(env: &crate::env::Environment) -> Result<Self, SetupError> {
+        TokenEndpoint::new(env.token_url)
     }
 
     /// Chooses the client authentication method.
@@ -135,15 +139,24 @@ impl TokenEndpoint {
     /// Requests `scope` (space-separated). Genesys Cloud ignores scope for client credentials
     /// (rights come from the OAuth client's roles); generic OAuth2 servers use it.
     pub fn with_scope(mut self, scope: &str) -> Result<Self, SetupError> {
-        self.scope = Some(String::try_from(scope).map_err(|_| SetupError::ScopeTooLong)?);
+        let range = self.append(scope).ok_or(SetupError::ScopeTooLong)?;
+        self.scope = Some(range);
         Ok(self)
     }
 
     /// Adds an extra form parameter such as `audience` or `resource`.
     pub fn with_param(mut self, name: &str, value: &str) -> Result<Self, SetupError> {
-        let name = String::try_from(name).map_err(|_| SetupError::TooManyExtraParams)?;
-        let value = String::try_from(value).map_err(|_| SetupError::TooManyExtraParams)?;
-        self.extra.push((name, value)).map_err(|_| SetupError::TooManyExtraParams)?;
+        if self.extra.is_full() {
+            return Err(SetupError::TooManyExtraParams);
+        }
+        let mark = self.text.len();
+        let (Some((start, middle)), Some((_, end))) = (self.append(name), self.append(value))
+        else {
+            self.text.truncate(mark);
+            return Err(SetupError::TooManyExtraParams);
+        };
+        // Cannot fail: fullness was checked above.
+        let _ = self.extra.push((start, middle, end));
         Ok(self)
     }
 
@@ -155,7 +168,7 @@ impl TokenEndpoint {
 
     /// The token URL.
     pub fn token_url(&self) -> &str {
-        &self.token_url
+        self.text.get(..self.url_end).unwrap_or_default()
     }
 
     /// The authentication method.
@@ -165,7 +178,24 @@ impl TokenEndpoint {
 
     /// The requested scope, if any.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.scope.map(|(start, end)| self.text.get(start..end).unwrap_or_default())
+    }
+
+    /// The extra parameters, in the order they were added.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.extra.iter().map(|&(start, middle, end)| {
+            (
+                self.text.get(start..middle).unwrap_or_default(),
+                self.text.get(middle..end).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// Appends `s` to the text and returns its range, or `None` if it does not fit.
+    fn append(&mut self, s: &str) -> Option<(usize, usize)> {
+        let start = self.text.len();
+        self.text.push_str(s).ok()?;
+        Some((start, self.text.len()))
     }
 }
 
@@ -597,9 +627,9 @@ pub struct Counters {
 /// A session for one client id: token lifecycle, retries, breakers and pacing. `N` is the token
 /// capacity in bytes (raise it for large JWT tokens), `H` the number of API hosts with their own
 /// breaker (the least recently used is recycled when full).
-pub struct Session<const N: usize = 2048, const H: usize = 4> {
+pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = ENDPOINT_CAPACITY> {
     credentials: Credentials,
-    endpoint: TokenEndpoint,
+    endpoint: TokenEndpoint<E>,
     config: SessionConfig,
     lifecycle: Lifecycle<N>,
     token_breaker: CircuitBreaker,
@@ -615,13 +645,14 @@ pub struct Session<const N: usize = 2048, const H: usize = 4> {
     /// fast; at or after it, one goes out as a probe of the quota.
     quota_probe_at: Instant,
     /// What the last token response said about scope.
-    granted: (Option<String<{ crate::oauth::response::SCOPE_CAPACITY }>>, ScopeCheck),
+    /// (Whole scope tokens that fit the endpoint's capacity `E`.)
+    granted: (Option<String<E>>, ScopeCheck),
     jti_counter: u64,
     counters: Counters,
     events: Deque<Event, SESSION_EVENT_CAPACITY>,
 }
 
-impl<const N: usize, const H: usize> fmt::Debug for Session<N, H> {
+impl<const N: usize, const H: usize, const E: usize> fmt::Debug for Session<N, H, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("client", &self.credentials.id)
@@ -632,12 +663,12 @@ impl<const N: usize, const H: usize> fmt::Debug for Session<N, H> {
     }
 }
 
-impl<const N: usize, const H: usize> Session<N, H> {
+impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// A session for `credentials` against `endpoint`. `seed` drives every random choice
     /// (jitter, JWT ids): seed it from the OS in production, with a constant in tests.
     pub fn new(
         credentials: Credentials,
-        endpoint: TokenEndpoint,
+        endpoint: TokenEndpoint<E>,
         config: SessionConfig,
         seed: u64,
     ) -> Result<Self, SetupError> {
@@ -669,7 +700,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
     }
 
     /// What the session requests tokens with.
-    pub fn endpoint(&self) -> &TokenEndpoint {
+    pub fn endpoint(&self) -> &TokenEndpoint<E> {
         &self.endpoint
     }
 
@@ -777,12 +808,11 @@ impl<const N: usize, const H: usize> Session<N, H> {
         };
         self.drain_breaker_events();
         let jwt = self.jwt_inputs(now);
-        let extra: Vec<(&str, &str), EXTRA_PARAMS> =
-            self.endpoint.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let extra: Vec<(&str, &str), EXTRA_PARAMS> = self.endpoint.params().collect();
         let cfg = TokenRequestConfig {
-            token_url: &self.endpoint.token_url,
+            token_url: self.endpoint.token_url(),
             auth: self.endpoint.auth,
-            scope: self.endpoint.scope.as_deref(),
+            scope: self.endpoint.scope(),
             extra: &extra,
             jwt_lifetime: self.endpoint.jwt_lifetime,
         };
@@ -836,7 +866,7 @@ impl<const N: usize, const H: usize> Session<N, H> {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
                 max_expires_in: self.config.max_expires_in,
-                requested_scope: self.endpoint.scope.as_deref(),
+                requested_scope: self.endpoint.scope(),
             };
             match parse_token_response::<N>(body, &opts) {
                 Ok(response) => {
@@ -850,7 +880,8 @@ impl<const N: usize, const H: usize> Session<N, H> {
                     if generation.is_some() {
                         self.token_breaker.on_success(now);
                         self.last_token_error = None;
-                        self.granted = (response.granted_scope.clone(), response.scope_check);
+                        let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
+                        self.granted = (granted, response.scope_check);
                         if matches!(
                             response.scope_check,
                             ScopeCheck::Narrowed | ScopeCheck::Widened
@@ -1482,6 +1513,20 @@ impl fmt::Display for RestoreError {
 }
 
 impl core::error::Error for RestoreError {}
+
+/// The whole space-separated tokens of `scope` that fit `E` bytes, one space apart.
+fn whole_scope_tokens<const E: usize>(scope: &str) -> String<E> {
+    let mut out = String::new();
+    for token in scope.split_ascii_whitespace() {
+        let mark = out.len();
+        let separated = out.is_empty() || out.push(' ').is_ok();
+        if !separated || out.push_str(token).is_err() {
+            out.truncate(mark);
+            break;
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,8 @@ use credflow_core::oauth::EncodeError;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::AccessToken;
 use credflow_core::session::{
-    Authorize, Counters, Event, HostKey, RequestSpec, RestoreError, Session, TokenStatus, Verdict,
-    WaitReason,
+    Authorize, Counters, ENDPOINT_CAPACITY, Event, HostKey, RequestSpec, RestoreError, Session,
+    TokenStatus, Verdict, WaitReason,
 };
 use credflow_core::snapshot::SealError;
 use credflow_core::{
@@ -167,13 +167,19 @@ fn transport_kind(e: TransportError) -> TransportKind {
 /// Every call takes the caller's buffers: `tx` for the request head (and the token request),
 /// `rx` for the response (the API response is returned borrowed from it). `N` is the token
 /// capacity in bytes, `H` the number of API hosts with a breaker (one API host per client
-/// here, so 1 suffices).
+/// here, so 1 suffices), `E` the token endpoint's capacity (URL, scope and extra parameters
+/// together; 64 holds a Genesys Cloud login URL).
 ///
 /// Calls take `&mut self`: one call at a time. To share a client between tasks, put it in an
 /// `embassy_sync::mutex::Mutex`. A call cancelled mid-way (dropped future, `select`) is safe:
 /// its connection is dropped, and the session is told on the next call.
-pub struct Client<C: Connector, const N: usize = 2048, const H: usize = 1> {
-    session: Session<N, H>,
+pub struct Client<
+    C: Connector,
+    const N: usize = 2048,
+    const H: usize = 1,
+    const E: usize = ENDPOINT_CAPACITY,
+> {
+    session: Session<N, H, E>,
     connector: C,
     /// The kept-alive connection and whether it goes to the token endpoint's target.
     conn: Option<(bool, C::Connection)>,
@@ -192,7 +198,9 @@ pub struct Client<C: Connector, const N: usize = 2048, const H: usize = 1> {
     last_token_failure: Option<TransportError>,
 }
 
-impl<C: Connector, const N: usize, const H: usize> core::fmt::Debug for Client<C, N, H> {
+impl<C: Connector, const N: usize, const H: usize, const E: usize> core::fmt::Debug
+    for Client<C, N, H, E>
+{
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Client")
             .field("session", &self.session)
@@ -205,14 +213,14 @@ impl<C: Connector, const N: usize, const H: usize> core::fmt::Debug for Client<C
 
 // `Error` is large and unboxable without an allocator (see its docs).
 #[allow(clippy::result_large_err)]
-impl<C: Connector, const N: usize, const H: usize> Client<C, N, H> {
+impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, H, E> {
     /// A client that requests tokens as `session` says and sends API requests to `api_base`
     /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
     /// Build the session with the core's API: credentials, endpoint, configuration and a seed
     /// from the device's random source (the adapter reads none itself).
     pub fn new(
         connector: C,
-        session: Session<N, H>,
+        session: Session<N, H, E>,
         api_base: &str,
         config: ClientConfig,
     ) -> Result<Self, InvalidUrl> {
@@ -235,12 +243,12 @@ impl<C: Connector, const N: usize, const H: usize> Client<C, N, H> {
     }
 
     /// The session, to read its counters, token times and last token error.
-    pub fn session(&self) -> &Session<N, H> {
+    pub fn session(&self) -> &Session<N, H, E> {
         &self.session
     }
 
     /// The session, to change credentials or drain nothing: the client logs and drops events.
-    pub fn session_mut(&mut self) -> &mut Session<N, H> {
+    pub fn session_mut(&mut self) -> &mut Session<N, H, E> {
         &mut self.session
     }
 

@@ -30,9 +30,10 @@
 //!
 //! let env = parse_environment("mypurecloud.com").unwrap();
 //! let credentials = Credentials::from_strs("client-id", "client-secret").unwrap();
-//! // N = 1024-byte tokens (Genesys tokens are short), H = 1 API host.
-//! let session: Session<1024, 1> =
-//!     Session::new(credentials, TokenEndpoint::genesys(env), SessionConfig::default(), seed).unwrap();
+//! // Capacities: a 1 KiB token, one API host, 64 bytes of token endpoint (the login URL).
+//! let endpoint = TokenEndpoint::<64>::genesys(env).unwrap();
+//! let session: Session<1024, 1, 64> =
+//!     Session::new(credentials, endpoint, SessionConfig::default(), seed).unwrap();
 //! let mut client = Client::new(net, session, env.api_base, ClientConfig::default()).unwrap();
 //!
 //! let (mut tx, mut rx) = ([0u8; 2048], [0u8; 8192]);

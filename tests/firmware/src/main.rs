@@ -9,7 +9,8 @@
 //! TLS stream in the same place). A minimal time driver and a busy-polling executor stand in for
 //! the HAL's and embassy-executor, so what is measured is credflow, cortex-m-rt and little else.
 //!
-//! Capacities measured: token `N = 1024` bytes, `H = 1` API host, `tx` 1 KiB, `rx` 4 KiB.
+//! Capacities measured: token `N = 1024` bytes, `H = 1` API host, token endpoint `E = 64` bytes,
+//! `tx` 1 KiB, `rx` 4 KiB.
 //!
 //! On the host this binary is an empty stub, so `cargo test --workspace` can link it.
 
@@ -36,6 +37,8 @@ mod firmware {
     const N: usize = 1024;
     /// API hosts with their own circuit breaker.
     const H: usize = 1;
+    /// Token endpoint capacity: the token URL (no scope, no extra parameters).
+    const E: usize = 64;
     const TX: usize = 1024;
     const RX: usize = 4096;
 
@@ -121,19 +124,21 @@ mod firmware {
         }
     }
 
-    static CLIENT: StaticCell<Client<StubNet, N, H>> = StaticCell::new();
+    static CLIENT: StaticCell<Client<StubNet, N, H, E>> = StaticCell::new();
     static TX_BUF: StaticCell<[u8; TX]> = StaticCell::new();
     static RX_BUF: StaticCell<[u8; RX]> = StaticCell::new();
 
     #[entry]
     fn main() -> ! {
-        let (Ok(credentials), Ok(endpoint)) =
-            (Credentials::from_strs("client-id", "client-secret"), TokenEndpoint::new(TOKEN_URL))
-        else {
+        let (Ok(credentials), Ok(endpoint)) = (
+            Credentials::from_strs("client-id", "client-secret"),
+            TokenEndpoint::<E>::new(TOKEN_URL),
+        ) else {
             halt()
         };
         // The seed comes from the device's RNG on real hardware.
-        let Ok(session) = Session::<N, H>::new(credentials, endpoint, SessionConfig::default(), 7)
+        let Ok(session) =
+            Session::<N, H, E>::new(credentials, endpoint, SessionConfig::default(), 7)
         else {
             halt()
         };
