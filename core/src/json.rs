@@ -17,16 +17,19 @@
 //! control characters in strings, numbers without leading zeros, one value per text with only
 //! whitespace after it, and strings that are valid UTF-8 with only the escapes of §7.
 
+// Items are `pub` for the fuzz targets (see the crate root); the module is private otherwise.
+#![cfg_attr(not(fuzzing), allow(unreachable_pub))]
+
 /// The text is not JSON, or nests deeper than allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub struct Malformed;
 
 /// The deepest nesting [`members`] accepts whatever the caller asks: the bit stack's width.
 const DEPTH_LIMIT: usize = 64;
 
 /// One JSON value, borrowed from the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Value<'a> {
+pub enum Value<'a> {
     /// A string, between its quotes, escapes not yet decoded (see [`unescape`]).
     Str(&'a str),
     /// A number's text, valid per RFC 8259 §6 (see [`integer`]).
@@ -47,17 +50,17 @@ pub(crate) enum Value<'a> {
 /// Yields each member as `(key, value)`, the key still escaped, in the order of the text, then
 /// `None`; on malformed text it yields one `Err` and then `None`, so members before the fault
 /// have been seen (a truncated body keeps what was read).
-pub(crate) fn members(text: &[u8], max_depth: usize) -> Members<'_> {
+pub fn members(text: &[u8], max_depth: usize) -> Members<'_> {
     Members(Sequence::new(text, b'{', max_depth))
 }
 
 /// The elements of the array that `text` holds; otherwise as [`members`].
-pub(crate) fn elements(text: &[u8], max_depth: usize) -> Elements<'_> {
+pub fn elements(text: &[u8], max_depth: usize) -> Elements<'_> {
     Elements(Sequence::new(text, b'[', max_depth))
 }
 
 /// See [`members`].
-pub(crate) struct Members<'a>(Sequence<'a>);
+pub struct Members<'a>(Sequence<'a>);
 
 impl<'a> Iterator for Members<'a> {
     type Item = Result<(&'a str, Value<'a>), Malformed>;
@@ -68,7 +71,7 @@ impl<'a> Iterator for Members<'a> {
 }
 
 /// See [`elements`].
-pub(crate) struct Elements<'a>(Sequence<'a>);
+pub struct Elements<'a>(Sequence<'a>);
 
 impl<'a> Iterator for Elements<'a> {
     type Item = Result<Value<'a>, Malformed>;
@@ -356,7 +359,7 @@ impl<'a> Scanner<'a> {
 
 /// A number's value if it is an integer (no fraction, no exponent): `Ok(n)` for `0` and up,
 /// `Err(n)` below zero; `None` if it is not an integer or does not fit 64 bits.
-pub(crate) fn integer(number: &str) -> Option<Result<u64, i64>> {
+pub fn integer(number: &str) -> Option<Result<u64, i64>> {
     let (negative, digits) = match number.strip_prefix('-') {
         Some(digits) => (true, digits),
         None => (false, number),
@@ -381,13 +384,13 @@ pub(crate) fn integer(number: &str) -> Option<Result<u64, i64>> {
 /// The characters of a string's escaped content (as [`Value::Str`] holds it), unescaped
 /// (RFC 8259 §7). Lenient, for text that did not come through the reader: a bad escape or a
 /// lone surrogate becomes U+FFFD.
-pub(crate) fn unescape(escaped: &str) -> Unescape<'_> {
+pub fn unescape(escaped: &str) -> Unescape<'_> {
     Unescape(escaped.chars())
 }
 
 /// See [`unescape`].
 #[derive(Clone)]
-pub(crate) struct Unescape<'a>(core::str::Chars<'a>);
+pub struct Unescape<'a>(core::str::Chars<'a>);
 
 impl Unescape<'_> {
     fn hex4(&mut self) -> Option<u32> {

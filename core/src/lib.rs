@@ -105,6 +105,10 @@ pub mod breaker;
 pub mod classify;
 pub mod env;
 pub mod http;
+// Public only to the fuzz targets (cargo-fuzz sets `--cfg fuzzing`), for the differential one.
+#[cfg(fuzzing)]
+pub mod json;
+#[cfg(not(fuzzing))]
 mod json;
 pub mod lifecycle;
 pub mod oauth;
