@@ -789,6 +789,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// [`handle_token_error`](Self::handle_token_error).
     ///
     /// `buf` holds the client secret (Basic header or form body): zeroize it once sent.
+    #[inline(never)]
     pub fn poll_token_request<'b>(
         &mut self,
         now: Instant,
@@ -850,6 +851,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Reports the token endpoint's answer to the request for `ticket`.
+    #[inline(never)]
     pub fn handle_token_response<Hd: Headers + ?Sized>(
         &mut self,
         now: Instant,
@@ -929,6 +931,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// Reports that the token request for `ticket` failed in transport (connect, reset,
     /// timeout), or was abandoned (`None`: the caller's task was cancelled).
+    #[inline(never)]
     pub fn handle_token_error(
         &mut self,
         now: Instant,
@@ -966,6 +969,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// Errors: [`RestoreError::NoWallClock`]; [`RestoreError::NotUsable`] when the ticket is not
     /// the one in flight, the token is too close to expiry or the credentials were rejected (the
     /// next token request is then due at once: send it, or ask the fleet again).
+    #[inline(never)]
     pub fn handle_token_shared(
         &mut self,
         now: Instant,
@@ -1033,6 +1037,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// Decides whether the request may be sent at `now`: with which token, or until when to
     /// wait, or why it cannot be sent at all.
+    #[inline(never)]
     pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N> {
         if req.in_flight {
             // A second authorize without an outcome: treat the earlier attempt as abandoned.
@@ -1206,6 +1211,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Reports the API's answer to the attempt last authorized for `req`, and returns what to do.
+    #[inline(never)]
     pub fn handle_response<Hd: Headers + ?Sized>(
         &mut self,
         now: Instant,
@@ -1280,6 +1286,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Reports that the attempt last authorized for `req` failed in transport.
+    #[inline(never)]
     pub fn handle_transport_error(
         &mut self,
         now: Instant,
@@ -1396,6 +1403,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Processes deadlines that have passed at `now`. Safe to call at any time.
+    #[inline(never)]
     pub fn handle_timeout(&mut self, now: Instant) {
         let was_in_flight = self.lifecycle.in_flight();
         self.lifecycle.handle_timeout(now, &mut self.rng);
@@ -1468,6 +1476,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// Restores a token sealed by [`seal`](Self::seal) (perhaps before a reboot). Needs the wall
     /// clock. On success the token is served until its refresh point as if freshly acquired.
+    #[inline(never)]
     pub fn restore(
         &mut self,
         now: Instant,
