@@ -85,8 +85,11 @@ pub struct RedisConfig {
     pub lease_ttl: Duration,
     /// How often a pod waiting for another's refresh looks for the new token (default 50 ms).
     pub poll_interval: Duration,
-    /// Longest a pod waits for others' refreshes before fetching on its own (default twice the
-    /// lease).
+    /// Longest a pod waits for others' refreshes before fetching on its own (default 20 s:
+    /// longer than the lease, so a dead holder is taken over first, and shorter than the
+    /// client's `token_wait`, 30 s by default, which bounds the whole call: a store still
+    /// waiting when the client gives up on it counts as unreachable, and the client degrades
+    /// instead of fetching alone).
     pub max_wait: Duration,
     /// Connection timeout (default 1 s).
     pub connect_timeout: Duration,
@@ -130,7 +133,7 @@ impl RedisConfig {
             prefix: "credflow".to_owned(),
             lease_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_millis(50),
-            max_wait: Duration::from_secs(30),
+            max_wait: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
         }
