@@ -15,9 +15,11 @@
 //!   else take the lease, or poll every 50 ms while another pod holds it, for at most
 //!   `max_wait`, then fetch alone). The lease holder sends the token request and publishes the
 //!   token; a failed request keeps the lease until it expires (the fleet's back-off);
-//! - before each attempt a worker asks the fleet's admission script with the request's real
-//!   priority and sleeps the wait it answers; the local session then paces the attempt as the
-//!   adapter does in a fleet (429 waits and exhausted windows only);
+//! - before each attempt a worker asks the fleet's admission script with the request's priority
+//!   and sleeps the wait it answers; an admitted attempt is marked externally paced
+//!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
+//!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is left to
+//!   the local session, at the request's own priority;
 //! - every response's rate-limit headers, and every 429, are reported to the fleet in the
 //!   background.
 
@@ -52,13 +54,14 @@ const PRIORITY: Priority = Priority::Normal;
 enum State {
     Idle,
     /// Waiting for the session: the instant it gave, or a token or breaker change of the pod.
-    /// `admitted`: the fleet already counted the next attempt (kept across local waits).
+    /// `asked`: the fleet answered about the next attempt (kept across local waits).
     Waiting {
         req: RequestState,
-        admitted: bool,
+        asked: bool,
     },
-    /// Admitted by the fleet; the answer arrives one round trip after the call.
-    Admitted(RequestState),
+    /// The fleet answered (admitted, or a wait too long to sleep); the answer arrives one
+    /// round trip after the call.
+    Answered(RequestState),
     /// Sleeping the wait the fleet's admission answered; then asks again.
     FleetWait(RequestState),
     InFlight(RequestState),
@@ -136,6 +139,8 @@ pub(crate) struct Credflow {
     buf: Vec<u8>,
     host: HostKey,
     wall: WallClock,
+    /// The longest wait the retry policy accepts: a longer fleet wait is left to the session.
+    max_wait: Ms,
     shared: Option<Shared>,
 }
 
@@ -185,6 +190,7 @@ impl Credflow {
             buf: vec![0; 4096],
             host: HostKey::from_host("api.mypurecloud.com"),
             wall,
+            max_wait: config.retry.max_wait.as_millis(),
             shared,
         })
     }
@@ -320,11 +326,11 @@ impl Credflow {
     }
 
     /// The request loop from the fleet's admission on, for a worker holding `req`.
-    fn step(&mut self, world: &mut World, worker: usize, req: RequestState, admitted: bool) {
+    fn step(&mut self, world: &mut World, worker: usize, mut req: RequestState, asked: bool) {
         let pod = world.pod_of(worker);
         let now = world.now();
         if let Some(shared) = self.shared.as_mut()
-            && !admitted
+            && !asked
             && self.pods[pod].session.token(at(now)).is_some()
         {
             shared.settle(now);
@@ -334,22 +340,23 @@ impl Credflow {
                 Priority::Background => 2,
             };
             let wait = shared.redis.admit(now, class, &shared.pacer);
-            self.workers[worker] =
-                if wait == 0 { State::Admitted(req) } else { State::FleetWait(req) };
-            world.wake(worker, now + RTT + wait);
+            if wait == 0 {
+                req.set_externally_paced(true);
+            }
+            if wait == 0 || wait > self.max_wait {
+                self.workers[worker] = State::Answered(req);
+                world.wake(worker, now + RTT);
+            } else {
+                self.workers[worker] = State::FleetWait(req);
+                world.wake(worker, now + RTT + wait);
+            }
             return;
         }
-        self.authorize(world, worker, req, admitted);
+        self.authorize(world, worker, req, asked);
     }
 
     /// `authorize`, send, or wait as the session says.
-    fn authorize(
-        &mut self,
-        world: &mut World,
-        worker: usize,
-        mut req: RequestState,
-        admitted: bool,
-    ) {
+    fn authorize(&mut self, world: &mut World, worker: usize, mut req: RequestState, asked: bool) {
         let pod = world.pod_of(worker);
         let now = world.now();
         let decision = match self.pods[pod].session.authorize(at(now), &mut req) {
@@ -368,7 +375,7 @@ impl Credflow {
                     (None, WaitReason::Token) => now + TOKEN_WAIT,
                     (None, _) => now + PROBE_WAIT,
                 };
-                self.workers[worker] = State::Waiting { req, admitted };
+                self.workers[worker] = State::Waiting { req, asked };
                 world.wake(worker, wait);
                 if reason == WaitReason::Token {
                     self.drive(world, pod); // the adapter's `kick`
@@ -427,20 +434,17 @@ impl Fleet for Credflow {
             State::Idle => {
                 world.begin_job(worker);
                 let pod = world.pod_of(worker);
-                // In a fleet the shared budget applies the priority; locally the request only
-                // honours 429 waits and exhausted windows (the adapter's `Critical`).
-                let priority = if self.shared.is_some() { Priority::Critical } else { PRIORITY };
                 let spec = RequestSpec {
                     idempotent: true,
-                    priority,
+                    priority: PRIORITY,
                     ..RequestSpec::new(Method::Get, self.host)
                 };
                 let req = self.pods[pod].session.begin(at(world.now()), spec);
                 self.step(world, worker, req, false);
             }
-            State::Waiting { req, admitted } => self.step(world, worker, req, admitted),
+            State::Waiting { req, asked } => self.step(world, worker, req, asked),
             State::FleetWait(req) => self.step(world, worker, req, false),
-            State::Admitted(req) => self.step(world, worker, req, true),
+            State::Answered(req) => self.step(world, worker, req, true),
             in_flight @ State::InFlight(_) => self.workers[worker] = in_flight,
         }
     }
@@ -465,7 +469,7 @@ impl Fleet for Credflow {
         match verdict {
             Verdict::Done => world.finish_job(worker, (200..300).contains(&reply.status), rtt),
             Verdict::Retry { at: t, .. } => {
-                self.workers[worker] = State::Waiting { req, admitted: false };
+                self.workers[worker] = State::Waiting { req, asked: false };
                 world.wake(worker, t.as_millis().max(now));
             }
             Verdict::Fail(_) => world.finish_job(worker, false, rtt),

@@ -164,6 +164,18 @@ fn the_shared_budget_sends_no_429_where_independent_pods_do() {
     assert!((fleet.utilization - one.utilization).abs() < 0.02, "{fleet:?} / {one:?}");
 }
 
+/// After a daily quota's 429 the shared window holds the fleet back for hours: a wait longer
+/// than the retry policy accepts is left to each pod's session, which fails fast (naming the
+/// wait) and probes once per `max_wait`, as a pod alone does, instead of sleeping for hours.
+#[test]
+fn a_daily_limit_fails_fast_in_the_fleet_too() {
+    let s = quick("daily-limit");
+    let alone = run(&s, Strategy::Credflow, 42).expect("runs");
+    let fleet = run(&s, Strategy::CredflowShared, 42).expect("runs");
+    assert!(fleet.failed > 1000, "{fleet:?}");
+    assert!(fleet.unfinished <= alone.unfinished + 1, "none held for hours: {fleet:?}");
+}
+
 #[test]
 fn json_has_the_required_fields() {
     let r = run(&quick("daily-limit"), Strategy::Credflow, 1).expect("runs");
