@@ -294,6 +294,7 @@ pub struct RequestState {
     not_before: Instant,
     probe: bool,
     in_flight: bool,
+    externally_paced: bool,
 }
 
 impl RequestState {
@@ -310,6 +311,29 @@ impl RequestState {
     /// Retries made so far (not counting the single re-authentication retry after a 401).
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// Marks the next attempt as admitted by an external pacer (`true`), or clears the mark:
+    /// a fleet's shared rate budget that counted the attempt against the limit every process
+    /// shares, applying the spacing, burst and priority reserves with every process's sends in
+    /// view (the std adapter's fleet mode).
+    ///
+    /// While the mark is set, [`Session::authorize`] holds the attempt back only for what the
+    /// server enforces, a 429's `Retry-After` and an exhausted window
+    /// ([`Pacer::check_admitted`](crate::ratelimit::pacer::Pacer::check_admitted)), not for
+    /// this session's spacing, reserves and estimate of other clients, which know only this
+    /// process's sends. The mark survives waits (for a token, a backoff) and is cleared when the
+    /// attempt is sent: the next attempt needs its own admission. An attempt without the mark,
+    /// because the external pacer could not be asked, is paced here at the request's own
+    /// [`priority`](RequestSpec::priority), which the mark never changes.
+    pub fn set_externally_paced(&mut self, admitted: bool) {
+        self.externally_paced = admitted;
+    }
+
+    /// Whether the next attempt was admitted by an external pacer
+    /// ([`set_externally_paced`](Self::set_externally_paced)).
+    pub fn externally_paced(&self) -> bool {
+        self.externally_paced
     }
 }
 
@@ -1032,6 +1056,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             not_before: now,
             probe: false,
             in_flight: false,
+            externally_paced: false,
         }
     }
 
@@ -1060,7 +1085,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 reason: WaitReason::Token,
             };
         }
-        if let Pace::NotBefore { at, reason } = self.pacer.check(now, req.spec.priority) {
+        let pace = if req.externally_paced {
+            self.pacer.check_admitted(now)
+        } else {
+            self.pacer.check(now, req.spec.priority)
+        };
+        if let Pace::NotBefore { at, reason } = pace {
             if req.spec.deadline.is_some_and(|d| at > d) {
                 return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
             }
@@ -1097,7 +1127,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 return self.fail(ApiError::new(ApiErrorKind::CircuitOpen { until }));
             }
         }
-        self.pacer.on_send(now, req.spec.priority);
+        // An admitted send did not wait for the local schedule, so it does not move it (as a
+        // Critical one does not); the admission covered this attempt only.
+        let paced_as = if req.externally_paced { Priority::Critical } else { req.spec.priority };
+        self.pacer.on_send(now, paced_as);
+        req.externally_paced = false;
         req.attempts = req.attempts.saturating_add(1);
         req.in_flight = true;
         self.counters.attempts = self.counters.attempts.saturating_add(1);
@@ -1551,6 +1585,78 @@ mod tests {
         let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
         s.handle_token_response(Instant::ZERO, ticket, 200, &[("a", "b")], body);
         s
+    }
+
+    /// Fleet mode: the fleet admitted an attempt of a Background request that the local pacer
+    /// would space; once the fleet cannot be asked, the same request is paced locally at its
+    /// own priority again.
+    #[test]
+    fn an_externally_paced_attempt_skips_only_the_local_pacing() {
+        let config = SessionConfig {
+            pacer: crate::ratelimit::pacer::PacerConfig {
+                burst: 1,
+                burst_permille: 0,
+                ..Default::default()
+            },
+            ..SessionConfig::default()
+        };
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+        let mut s: Session<64, 1> = Session::new(creds, endpoint, config, 1).unwrap();
+        let mut buf = [0u8; 512];
+        let (ticket, _) = s.poll_token_request(Instant::ZERO, &mut buf).unwrap().unwrap();
+        let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
+        s.handle_token_response(Instant::ZERO, ticket, 200, &[("a", "b")], body);
+        let host = HostKey::from_host("api.mypurecloud.com");
+        let spec =
+            RequestSpec { priority: Priority::Background, ..RequestSpec::new(Method::Get, host) };
+        let t0 = Instant::from_secs(1);
+        let window = [
+            ("inin-ratelimit-count", "50"),
+            ("inin-ratelimit-allowed", "100"),
+            ("inin-ratelimit-reset", "60"),
+        ];
+        let mut first = s.begin(t0, spec);
+        assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
+        assert_eq!(s.handle_response(t0, &mut first, 200, &window, b""), Verdict::Done);
+        let mut spaced = s.begin(t0, spec);
+        assert!(matches!(s.authorize(t0, &mut spaced), Authorize::Send { .. }));
+        // The local schedule now spaces Background requests...
+        let mut req = s.begin(t0, spec);
+        let Authorize::Wait { until: Some(next), reason: WaitReason::Paced(PaceReason::Spacing) } =
+            s.authorize(t0, &mut req)
+        else {
+            panic!("spaced locally")
+        };
+        // ...but an attempt the fleet admitted goes now, and keeps its priority.
+        req.set_externally_paced(true);
+        assert!(req.externally_paced());
+        assert!(matches!(s.authorize(t0, &mut req), Authorize::Send { .. }));
+        assert!(!req.externally_paced(), "one admission, one attempt");
+        assert_eq!(req.spec().priority, Priority::Background);
+        assert_eq!(s.handle_response(t0, &mut req, 200, &window, b""), Verdict::Done);
+        // The next attempt without an admission (the fleet unreachable) is paced at Background
+        // again, on the schedule the admitted send did not move.
+        let mut later = s.begin(t0, spec);
+        assert!(matches!(
+            s.authorize(t0, &mut later),
+            Authorize::Wait { until: Some(t), reason: WaitReason::Paced(PaceReason::Spacing) } if t == next
+        ));
+        // A 429's wait holds an admitted attempt too.
+        let t1 = next;
+        assert!(matches!(s.authorize(t1, &mut later), Authorize::Send { .. }));
+        let mut limited = [("Retry-After", "5"); 4];
+        limited[..3].copy_from_slice(&window);
+        let _ = s.handle_response(t1, &mut later, 429, &limited, b"");
+        let mut admitted = s.begin(t1, spec);
+        admitted.set_externally_paced(true);
+        let resume = t1 + Duration::from_secs(5);
+        assert!(matches!(
+            s.authorize(resume - Duration::from_millis(1), &mut admitted),
+            Authorize::Wait { until: Some(t), reason: WaitReason::Paced(PaceReason::Backoff429) } if t == resume
+        ));
+        assert!(admitted.externally_paced(), "a wait keeps the admission");
+        assert!(matches!(s.authorize(resume, &mut admitted), Authorize::Send { .. }));
     }
 
     /// Found by `fuzz/fuzz_targets/session.rs`: one 429 with an absurd `Retry-After` (a number

@@ -44,8 +44,18 @@
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].
 //!
-//! `rediss://` URLs need the `tls` feature; ACL users go in the URL (`redis://user:pass@host`)
-//! and need `GET SET DEL PTTL PEXPIRE HMGET HSET EVAL EVALSHA SCRIPT TIME` on `{prefix}:*`.
+//! ## Existing Redis: TLS and ACL users
+//!
+//! - `rediss://` URLs need the `tls` feature. The server's certificate is checked against the
+//!   public webpki roots, or only against the operator's CA with
+//!   `RedisConfig::with_root_ca_pem` (feature `tls`; a private CA, as most fleets have).
+//! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
+//!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET TIME EVALSHA
+//!   SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded once), plus `SELECT` for a database
+//!   other than 0. The test suite runs the fleet as such a user with the default user
+//!   disabled, and shows each of these is needed.
+//! - A wrong password, a missing permission or an untrusted certificate puts the client in
+//!   degraded mode at once, with the cause and the fix in its log line.
 
 mod at_rest;
 mod scripts;
@@ -68,6 +78,18 @@ use zeroize::Zeroizing;
 
 use crate::at_rest::Keys;
 
+/// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
+/// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
+/// `SELECT` when the URL names a database other than 0. For example:
+///
+/// ```text
+/// ACL SETUSER credflow on >secret ~credflow:* resetchannels -@all +get +set +del +pttl +pexpire +hmget +hset +time +evalsha +script|load
+/// ```
+///
+/// (The client also sends `CLIENT SETINFO` when it connects and ignores its refusal.)
+pub const ACL_COMMANDS: [&str; 10] =
+    ["GET", "SET", "DEL", "PTTL", "PEXPIRE", "HMGET", "HSET", "TIME", "EVALSHA", "SCRIPT|LOAD"];
+
 /// How a [`RedisStore`] connects and coordinates. Build it with [`RedisConfig::new`], then
 /// adjust the public fields.
 #[derive(Clone)]
@@ -85,26 +107,35 @@ pub struct RedisConfig {
     pub lease_ttl: Duration,
     /// How often a pod waiting for another's refresh looks for the new token (default 50 ms).
     pub poll_interval: Duration,
-    /// Longest a pod waits for others' refreshes before fetching on its own (default twice the
-    /// lease).
+    /// Longest a pod waits for others' refreshes before fetching on its own (default 20 s:
+    /// longer than the lease, so a dead holder is taken over first, and shorter than the
+    /// client's `token_wait`, 30 s by default, which bounds the whole call: a store still
+    /// waiting when the client gives up on it counts as unreachable, and the client degrades
+    /// instead of fetching alone).
     pub max_wait: Duration,
     /// Connection timeout (default 1 s).
     pub connect_timeout: Duration,
     /// Timeout of one command (default 500 ms).
     pub response_timeout: Duration,
+    /// The CA certificates (PEM) a `rediss://` server's certificate must chain to, instead of
+    /// the public webpki roots; see [`RedisConfig::with_root_ca_pem`].
+    #[cfg(feature = "tls")]
+    pub root_ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = redacted(&self.url);
-        f.debug_struct("RedisConfig")
-            .field("url", &url)
+        let mut f = f.debug_struct("RedisConfig");
+        f.field("url", &url)
             .field("encrypted", &self.encryption_key.is_some())
             .field("prefix", &self.prefix)
             .field("lease_ttl", &self.lease_ttl)
             .field("poll_interval", &self.poll_interval)
-            .field("max_wait", &self.max_wait)
-            .finish_non_exhaustive()
+            .field("max_wait", &self.max_wait);
+        #[cfg(feature = "tls")]
+        f.field("private_ca", &self.root_ca_pem.is_some());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -130,15 +161,43 @@ impl RedisConfig {
             prefix: "credflow".to_owned(),
             lease_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_millis(50),
-            max_wait: Duration::from_secs(30),
+            max_wait: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
+            #[cfg(feature = "tls")]
+            root_ca_pem: None,
         }
     }
 
     /// Encrypts the token at rest under `key` (32 bytes, the same on every process).
     pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
         self.encryption_key = Some(Zeroizing::new(key));
+        self
+    }
+
+    /// Trusts only the CA certificates in `pem` (one or more `CERTIFICATE` blocks) for a
+    /// `rediss://` server, instead of the public webpki roots: for a Redis whose certificate
+    /// an organisation's private CA signed, as in most fleets. The server's certificate must
+    /// chain to one of them and name the URL's host (DNS name or IP address).
+    ///
+    /// Checked by [`RedisStore::new`]: a PEM without a certificate, or with one that does not
+    /// parse, or a URL that is not `rediss://`, is a [`SetupError::RootCa`]. A server whose
+    /// certificate is not trusted is refused at connection time: the client then works on its
+    /// local session (degraded mode), with the reason in its log.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use credflow_redis::{RedisConfig, RedisStore};
+    ///
+    /// let ca = std::fs::read("/etc/credflow/redis-ca.pem")?;
+    /// let config = RedisConfig::new("rediss://credflow:pw@redis.internal:6380/", b"fleet key, 16+ bytes")
+    ///     .with_root_ca_pem(ca);
+    /// let store = RedisStore::new(config)?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_root_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_ca_pem = Some(pem.into());
         self
     }
 }
@@ -153,6 +212,9 @@ pub enum SetupError {
     FleetKeyTooShort,
     /// The lease is zero, or the poll interval is zero or not shorter than the lease.
     Timing,
+    /// The root CA given with `RedisConfig::with_root_ca_pem` holds no certificate, or one that
+    /// does not parse, or the URL is not `rediss://`.
+    RootCa(String),
 }
 
 impl fmt::Display for SetupError {
@@ -167,6 +229,7 @@ impl fmt::Display for SetupError {
             SetupError::Timing => {
                 f.write_str("lease_ttl must be positive and poll_interval shorter than it")
             }
+            SetupError::RootCa(e) => write!(f, "root CA for rediss://: {e}"),
         }
     }
 }
@@ -201,11 +264,64 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// The Redis client for `config`: with the operator's root CA when given.
+fn client(config: &RedisConfig) -> Result<redis::Client, SetupError> {
+    #[cfg(feature = "tls")]
+    if let Some(pem) = &config.root_ca_pem {
+        use redis::IntoConnectionInfo;
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let info = config.url.as_str().into_connection_info().map_err(SetupError::Url)?;
+        if !matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
+            return Err(SetupError::RootCa("a root CA needs a rediss:// URL".to_owned()));
+        }
+        let mut count = 0usize;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            cert.map_err(|e| SetupError::RootCa(format!("the PEM does not parse: {e}")))?;
+            count = count.saturating_add(1);
+        }
+        if count == 0 {
+            return Err(SetupError::RootCa("the PEM holds no CERTIFICATE block".to_owned()));
+        }
+        let certificates =
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
+        return redis::Client::build_with_tls(info, certificates)
+            .map_err(|e| SetupError::RootCa(e.to_string()));
+    }
+    redis::Client::open(config.url.as_str()).map_err(SetupError::Url)
+}
+
+/// A Redis error as the client's degraded mode reports it, with the likely cause named for the
+/// errors of a misconfigured deployment (password, ACL, TLS trust).
 fn unavailable(e: redis::RedisError) -> StoreError {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return StoreError::Refused(format!(
+            "Redis refused the user and password of the URL ({e}); check them, and that the \
+             user is enabled"
+        ));
+    }
+    // Refused directly: NOPERM; refused inside a script: "The user executing the script can't
+    // run this command or subcommand" (Redis 7, without the command's name).
+    let text = e.to_string();
+    if e.code() == Some("NOPERM")
+        || text.contains("NOPERM")
+        || text.contains("can't run this command")
+    {
+        return StoreError::Refused(format!(
+            "the Redis ACL user lacks a permission ({e}); it needs {} on the keys <prefix>:*",
+            ACL_COMMANDS.join(" ")
+        ));
+    }
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        return StoreError::Refused(format!(
+            "TLS: the Redis server's certificate is not trusted ({e}); if a private CA signed \
+             it, trust that CA with RedisConfig::with_root_ca_pem"
+        ));
+    }
     if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(text)
     } else {
-        StoreError::Refused(e.to_string())
+        StoreError::Refused(text)
     }
 }
 
@@ -229,7 +345,7 @@ impl RedisStore {
         {
             return Err(SetupError::Timing);
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(SetupError::Url)?;
+        let client = client(&config)?;
         let keys =
             Keys { fleet: config.fleet_key.clone(), encryption: config.encryption_key.clone() };
         Ok(RedisStore {

@@ -4,109 +4,13 @@
 //! and its own emulator, and stops both. A "pod" is a separate `Client` with its own
 //! `RedisStore` (its own Redis connection); pods share nothing but Redis.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use credflow_emulator::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig, EmulatorHandle,
-};
-use credflow_redis::{RedisConfig, RedisStore};
-use credflow_reqwest::config::credentials;
-use credflow_reqwest::{Client, ClientEvent, Config, FleetStatus};
-use reqwest::Method;
-
-const FLEET_KEY: &[u8] = b"test-fleet-key-0123456789";
-
-/// A `redis-server` child process on 127.0.0.1, stopped on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir =
-            std::env::temp_dir().join(format!("credflow-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { child: None, port, dir };
-        server.restart();
-        server
-    }
-
-    /// Starts (again) on the same port, empty.
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--dir", self.dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install -y redis-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.pong() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn store(redis: &RedisServer, tune: impl FnOnce(&mut RedisConfig)) -> Arc<RedisStore> {
-    let mut config = RedisConfig::new(redis.url(), FLEET_KEY).with_encryption_key([9; 32]);
-    config.lease_ttl = Duration::from_secs(2);
-    config.poll_interval = Duration::from_millis(20);
-    tune(&mut config);
-    Arc::new(RedisStore::new(config).unwrap())
-}
-
-fn pod(emu: &EmulatorHandle, store: Arc<RedisStore>, seed: u64) -> Client {
-    let mut config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(store);
-    config.seed = Some(seed);
-    Client::new(config).unwrap()
-}
-
-async fn get(client: &Client) -> Result<u16, credflow_reqwest::Error> {
-    let request = client.request(Method::GET, "/api/v2/routing/queues")?.build().unwrap();
-    Ok(client.send(request).await?.status().as_u16())
-}
+use common::{RedisServer, get, pod, store};
+use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
+use credflow_reqwest::{Client, ClientEvent, FleetStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pods_starting_together_make_one_token_request() {

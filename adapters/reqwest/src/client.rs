@@ -184,6 +184,9 @@ struct Shared {
     request_timeout: StdDuration,
     token_timeout: StdDuration,
     token_wait: StdDuration,
+    /// The longest wait the retry policy accepts (`retry.max_wait`): a longer fleet admission
+    /// wait is left to the local session.
+    max_wait: StdDuration,
     /// Fleet mode: the shared store and the degraded-mode switch.
     fleet: Option<FleetLink>,
 }
@@ -263,6 +266,7 @@ impl Client {
             };
             FleetLink::new(store, scope, FLEET_CALL_TIMEOUT)
         });
+        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let http = reqwest::Client::builder()
@@ -284,6 +288,7 @@ impl Client {
             request_timeout: config.request_timeout,
             token_timeout: config.token_timeout,
             token_wait: config.token_wait,
+            max_wait,
             fleet,
         });
         let driver = tokio::spawn(drive(Arc::clone(&shared)));
@@ -440,16 +445,19 @@ impl Client {
                 u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             ))
         });
-        // In a fleet the shared budget applies the priority; locally the request then only
-        // honours 429 waits and exhausted windows, not the local spacing and reserve (which know
-        // only this process's sends).
+        // In a fleet the shared budget admits each attempt with the request's priority, and the
+        // session is told so (`set_externally_paced`): it then holds the attempt back only for
+        // 429 waits and exhausted windows, not for its own spacing and reserves, which know only
+        // this process's sends. An attempt the fleet cannot admit (the store failed, or its wait
+        // is longer than the retry policy accepts) is paced locally at the request's priority,
+        // which the session always keeps.
         // While degraded, a request whose probe is due asks the fleet (and rejoins it).
         let fleet_paced = shared.fleet.as_ref().is_some_and(FleetLink::usable);
         let mut probe_claimed = fleet_paced;
         let spec = RequestSpec {
             method,
             idempotent: options.idempotent,
-            priority: if fleet_paced { Priority::Critical } else { options.priority },
+            priority: options.priority,
             deadline,
             host,
         };
@@ -457,16 +465,16 @@ impl Client {
         let mut guard = InFlight { shared: Arc::clone(&shared), state };
         let mut original = Some(request);
         let mut version = shared.version.subscribe();
-        // Whether the fleet already admitted the next attempt (kept across local waits).
-        let mut admitted = false;
+        // Whether the fleet was asked about the next attempt (kept across local waits).
+        let mut asked = false;
         loop {
             // Mark the current version seen *before* asking the session, so a token or breaker
             // change that lands after the answer still wakes the wait below.
             version.borrow_and_update();
-            if fleet_paced && !admitted && shared.cached().is_some() {
+            if fleet_paced && !asked && shared.cached().is_some() {
                 let claimed = std::mem::take(&mut probe_claimed);
                 match shared.fleet_admit(options.priority, claimed).await {
-                    Some(Admission::Wait(wait)) => {
+                    Some(Admission::Wait(wait)) if wait <= shared.max_wait => {
                         let _ = shared.events.send(ClientEvent::Wait {
                             reason: WaitReason::Paced(
                                 credflow_core::ratelimit::pacer::PaceReason::Spacing,
@@ -476,7 +484,20 @@ impl Client {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    Some(Admission::Now) | None => admitted = true,
+                    Some(Admission::Wait(wait)) => {
+                        // A daily quota's hours: the session fails fast, naming the wait, or
+                        // sends its one probe per `max_wait`, as it does alone.
+                        debug!(
+                            ?wait,
+                            "the fleet's wait is longer than accepted: the local session decides"
+                        );
+                        asked = true;
+                    }
+                    Some(Admission::Now) => {
+                        guard.state.set_externally_paced(true);
+                        asked = true;
+                    }
+                    None => asked = true,
                 }
             }
             let now = shared.clock.now();
@@ -537,7 +558,7 @@ impl Client {
                 *attempt.timeout_mut() = Some(shared.request_timeout);
             }
             let outcome = execute(transport(attempt)).await;
-            admitted = false;
+            asked = false;
             let now = shared.clock.now();
             let (verdict, response) = match outcome {
                 Ok((response, body)) => {

@@ -1,19 +1,21 @@
 //! The fleet extension point with an in-memory `SharedStore`, against the emulator: the client's
 //! side of the contract (ask the fleet first, publish under the lease, degrade once, rejoin).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use credflow_core::Priority;
 use credflow_core::ratelimit::RateLimitSnapshot;
+use credflow_core::ratelimit::pacer::PaceReason;
 use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::session::WaitReason;
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::shared::{
     Admission, BoxFuture, FleetScope, Lease, Refresh, SharedStore, SharedToken, StoreError,
 };
-use credflow_reqwest::{Client, ClientEvent, Config, FleetStatus};
+use credflow_reqwest::{Client, ClientEvent, Config, FleetStatus, RequestOptions};
 use reqwest::Method;
 
 #[derive(Debug, Default)]
@@ -24,6 +26,10 @@ struct Memory {
     down: AtomicBool,
     admitted: AtomicU64,
     observed: AtomicU64,
+    /// This many admissions answer "wait 200 ms"; the store goes down with the last of them.
+    wait_then_fail: AtomicU32,
+    /// Admissions answer "wait 3 hours" (a daily quota's 429 held the fleet back).
+    hours: AtomicBool,
 }
 
 impl Memory {
@@ -111,6 +117,16 @@ impl SharedStore for Memory {
     ) -> BoxFuture<'a, Result<Admission, StoreError>> {
         Box::pin(async move {
             self.check()?;
+            if self.hours.load(Ordering::SeqCst) {
+                return Ok(Admission::Wait(Duration::from_secs(3 * 3600)));
+            }
+            let waits = self.wait_then_fail.load(Ordering::SeqCst);
+            if waits > 0 {
+                if self.wait_then_fail.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    self.down.store(true, Ordering::SeqCst);
+                }
+                return Ok(Admission::Wait(Duration::from_millis(200)));
+            }
             self.admitted.fetch_add(1, Ordering::SeqCst);
             Ok(Admission::Now)
         })
@@ -195,4 +211,82 @@ async fn pods_sharing_a_store_make_one_token_request_and_survive_its_loss() {
             .collect();
         assert_eq!(changes, [FleetStatus::Degraded, FleetStatus::Joined], "said once each");
     }
+}
+
+/// In a fleet the shared budget admits each attempt and the local session skips its own pacing
+/// for it; a request begun there whose fleet then fails is paced locally at its own priority
+/// (it used to stay `Critical` locally, so a Background request took the critical reserve).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_begun_in_the_fleet_is_paced_at_its_own_priority_once_the_fleet_fails() {
+    let emu =
+        Emulator::start(EmulatorConfig::default().with_api_rate_limit(10, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    let memory = Arc::new(Memory::default());
+    let mut config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    config.seed = Some(7);
+    let client = Client::new(config).unwrap();
+    let send = |priority| {
+        let client = client.clone();
+        let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build();
+        async move {
+            let options = RequestOptions { priority, ..RequestOptions::default() };
+            client.send_with(request.unwrap(), options).await.map(|r| r.status().as_u16())
+        }
+    };
+    // Admitted by the fleet, Background requests are not held by the local reserve: the 8th
+    // goes with 3 of 10 left, which a Background request leaves to the others on its own.
+    let started = std::time::Instant::now();
+    for _ in 0..8 {
+        assert_eq!(send(Priority::Background).await.unwrap(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(memory.admitted.load(Ordering::SeqCst), 8);
+
+    // Two requests begin in the fleet, which answers "wait", then fails.
+    let mut events = client.events();
+    memory.wait_then_fail.store(2, Ordering::SeqCst);
+    let background = tokio::spawn(send(Priority::Background));
+    let critical = tokio::spawn(send(Priority::Critical));
+    // Critical may use what is left (2 of 10): it goes once the fleet has failed.
+    let status = tokio::time::timeout(Duration::from_secs(3), critical).await;
+    assert_eq!(status.expect("critical is not held").unwrap().unwrap(), 200);
+    assert_eq!(client.fleet_status(), Some(FleetStatus::Degraded));
+    // Background leaves the reserve to higher priorities: held back locally, not sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!background.is_finished(), "a Background request must not take the critical reserve");
+    background.abort();
+    let reserve_wait = std::iter::from_fn(|| events.try_recv().ok()).any(|e| {
+        matches!(e, ClientEvent::Wait { reason: WaitReason::Paced(PaceReason::Reserve), .. })
+    });
+    assert!(reserve_wait, "the local session held it for the reserve");
+    assert_eq!(emu.counters().api.requests, 9, "8, then the critical one");
+}
+
+/// A fleet wait longer than the retry policy accepts (a daily quota's hours) is not slept
+/// through: the local session decides, as it does alone (here it knows of no limit and sends;
+/// after a quota's 429 it fails fast and probes once per `max_wait`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_wait_of_hours_is_left_to_the_local_session() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(request).await.unwrap().status(), 200);
+    memory.hours.store(true, Ordering::SeqCst);
+    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), client.send(request)).await;
+    assert_eq!(answer.expect("not held for hours").unwrap().status(), 200);
+    assert_eq!(client.fleet_status(), Some(FleetStatus::Joined), "the fleet answered");
 }

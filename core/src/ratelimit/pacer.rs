@@ -380,6 +380,34 @@ impl Pacer {
         }
     }
 
+    /// Whether a request that an external pacer already admitted may be sent at `now`: a fleet's
+    /// shared budget, which counted it against the limit every process shares and applied the
+    /// spacing, the priority reserves and the burst with every process's sends in view. Only
+    /// what the server itself enforces still holds it back here: a 429's `Retry-After` and an
+    /// exhausted window. This pacer's spacing, reserves and estimate of other clients know only
+    /// this process's sends, and would hold back (or space twice) what the fleet admitted.
+    ///
+    /// Exact as [`check`](Self::check) is. Record the send with [`on_send`](Self::on_send) and
+    /// [`Priority::Critical`]: a send that did not wait for the local schedule does not move it.
+    pub fn check_admitted(&self, now: Instant) -> Pace {
+        let mut wait: Option<(Instant, PaceReason)> = None;
+        let mut hold = |at: Instant, reason| {
+            if at > now && wait.is_none_or(|(later, _)| at > later) {
+                wait = Some((at, reason));
+            }
+        };
+        hold(self.blocked_until, PaceReason::Backoff429);
+        if let Some(w) = self.window.map(|w| w.at(now))
+            && w.remaining == 0
+        {
+            hold(w.reset_at, PaceReason::Exhausted);
+        }
+        match wait {
+            Some((at, reason)) => Pace::NotBefore { at, reason },
+            None => Pace::Now,
+        }
+    }
+
     /// Records a request of `priority` sent at `now`: one less in the local estimate, and (for
     /// spaced priorities) the next spaced send one emission interval later. A Critical send does
     /// not move the spacing schedule, having not waited for it; its cost shows in the interval.
@@ -545,6 +573,37 @@ mod tests {
         // Background holds back ceil(30 × (60 s - t) / 60 s): 9 from t = 42 s.
         assert_eq!(p.check(T0, Background), not_before(T0 + secs(42), PaceReason::Reserve));
         assert_eq!(p.check(T0 + secs(42), Background), Pace::Now);
+    }
+
+    #[test]
+    fn an_admitted_request_waits_only_for_what_the_server_enforces() {
+        let mut p = pacer(1);
+        p.observe(T0, &snap(100, 50, 60));
+        // Other clients used 20 in 6 s: their share is held back from every local priority.
+        p.observe(T0 + secs(6), &snap(100, 30, 54));
+        p.on_send(T0 + secs(6), Normal);
+        let now = T0 + secs(6);
+        assert!(matches!(p.check(now, Normal), Pace::NotBefore { .. }));
+        assert!(matches!(
+            p.check(now, Critical),
+            Pace::NotBefore { reason: PaceReason::Reserve, .. }
+        ));
+        // Admitted elsewhere: neither spacing nor reserves nor the others' share apply.
+        assert_eq!(p.check_admitted(now), Pace::Now);
+        p.on_send(now, Critical);
+        assert_eq!(p.remaining(now), Some(28), "still counted locally");
+        // A 429's Retry-After holds it back, to the millisecond.
+        p.on_rate_limited(now, Some(secs(5)));
+        let until = now + secs(5);
+        assert_eq!(p.check_admitted(until - ms(1)), not_before(until, PaceReason::Backoff429));
+        assert_eq!(p.check_admitted(until), Pace::Now);
+        // So does an exhausted window, until its reset.
+        p.observe(until, &snap(100, 0, 40));
+        let reset = until + secs(40);
+        assert_eq!(p.check_admitted(reset - ms(1)), not_before(reset, PaceReason::Exhausted));
+        assert_eq!(p.check_admitted(reset), Pace::Now);
+        // Without a snapshot nothing is invented.
+        assert_eq!(pacer(1).check_admitted(T0), Pace::Now);
     }
 
     #[test]

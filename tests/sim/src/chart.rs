@@ -19,8 +19,13 @@ fn rate(series: &[u32], bucket: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-const COLOURS: [RGBColor; 4] =
-    [RGBColor(214, 39, 40), RGBColor(31, 119, 180), RGBColor(148, 103, 189), RGBColor(44, 160, 44)];
+const COLOURS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(148, 103, 189),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+];
 
 /// Renders `reports` of `scenario` as an SVG document: requests per second that reached the
 /// server (5 s averages) per strategy, and the limit as a dashed line.

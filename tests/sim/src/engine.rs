@@ -49,6 +49,8 @@ pub(crate) trait Fleet {
     );
     /// A pod's timer fired.
     fn on_pod_timer(&mut self, _world: &mut World, _pod: usize) {}
+    /// The run ended: record what only the strategy knows.
+    fn finish(&mut self, _world: &mut World) {}
 }
 
 /// Per-second counts, for the metrics and the chart.
@@ -87,6 +89,8 @@ pub(crate) struct Recorder {
     pub(crate) first_success_after_outage: Vec<Option<Ms>>,
     /// Most token requests a single pod had in flight at once.
     pub(crate) max_token_in_flight_per_pod: usize,
+    /// Calls to the fleet's shared store (fleet mode only).
+    pub(crate) store_calls: u64,
     token_in_flight: Vec<usize>,
 }
 
@@ -283,6 +287,7 @@ impl World {
             }
         }
         self.now = end;
+        fleet.finish(&mut self);
         self
     }
 }

@@ -15,7 +15,10 @@
 //!   (concurrency multiplier 0.3/0.7/1.0, 250 ms sleep on 401, `Retry-After` sleep on 429, SDK
 //!   retries 3 × 0.5 s), with one SDK client per pod, or per worker (its "trap");
 //! - [`Strategy::Credflow`]: one real `credflow_core::Session` per pod, driven like the std
-//!   adapter drives it.
+//!   adapter drives it;
+//! - [`Strategy::CredflowShared`]: the same pods in fleet mode, coordinated as `credflow-redis`
+//!   coordinates them: one token for the fleet (single flight under a lease) and one rate
+//!   budget (the Lua admission script), on a [simulated Redis](redis) with a 1 ms round trip.
 //!
 //! ```
 //! use credflow_sim::{Strategy, run, scenario};
@@ -30,6 +33,7 @@ mod credflow;
 mod engine;
 mod guide;
 mod naive;
+pub mod redis;
 pub mod report;
 pub mod scenario;
 pub mod server;
@@ -52,6 +56,9 @@ pub enum Strategy {
     GuideTrap,
     /// One credflow core session per pod, driven like the std adapter.
     Credflow,
+    /// The same pods sharing one token and one rate budget through (simulated) Redis, as
+    /// `credflow-redis` does.
+    CredflowShared,
 }
 
 impl Strategy {
@@ -62,14 +69,22 @@ impl Strategy {
             Strategy::Guide => "guide",
             Strategy::GuideTrap => "guide-trap",
             Strategy::Credflow => "credflow",
+            Strategy::CredflowShared => "credflow-shared",
         }
     }
 
+    /// Every strategy, in the order of the tables.
+    pub const ALL: [Strategy; 5] = [
+        Strategy::Naive,
+        Strategy::Guide,
+        Strategy::GuideTrap,
+        Strategy::Credflow,
+        Strategy::CredflowShared,
+    ];
+
     /// Parses a [`name`](Self::name).
     pub fn from_name(name: &str) -> Option<Strategy> {
-        [Strategy::Naive, Strategy::Guide, Strategy::GuideTrap, Strategy::Credflow]
-            .into_iter()
-            .find(|s| s.name() == name)
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -107,8 +122,10 @@ pub fn run_with(
             let mut fleet = guide::Guide::new(&world, strategy == Strategy::GuideTrap);
             world.run(&mut fleet)
         }
-        Strategy::Credflow => {
-            let mut fleet = credflow::Credflow::new(&world, seed, config).map_err(SetupError)?;
+        Strategy::Credflow | Strategy::CredflowShared => {
+            let shared = strategy == Strategy::CredflowShared;
+            let mut fleet =
+                credflow::Credflow::new(&world, seed, config, shared).map_err(SetupError)?;
             world.run(&mut fleet)
         }
     };

@@ -11,7 +11,8 @@ enum Format {
     Json,
 }
 
-/// Fleet simulator: naive, the reference guide and credflow, same seed, same workload.
+/// Fleet simulator: naive, the reference guide, credflow and credflow in fleet mode, same seed,
+/// same workload.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
     if args.trap {
         strategies.push(Strategy::GuideTrap);
     }
-    strategies.push(Strategy::Credflow);
+    strategies.extend([Strategy::Credflow, Strategy::CredflowShared]);
     let mut reports: Vec<Report> = Vec::new();
     for s in &scenarios {
         for &strategy in &strategies {

@@ -46,6 +46,8 @@ pub struct Report {
     /// Time from the end of the outage until every pod had a 2xx again (`None`: no outage, or
     /// some pod never recovered).
     pub recovery_ms: Option<Ms>,
+    /// Calls to the fleet's shared store (Redis round trips; 0 without one).
+    pub store_calls: u64,
     /// Per-second counts for the chart.
     pub series: Series,
 }
@@ -104,6 +106,7 @@ impl Report {
             latency_p50_ms: percentile(&latency, 50),
             latency_p99_ms: percentile(&latency, 99),
             recovery_ms: recovery,
+            store_calls: rec.store_calls,
             series: rec.series.clone(),
         }
     }
@@ -139,6 +142,7 @@ impl Report {
             "latency_p50_ms": self.latency_p50_ms,
             "latency_p99_ms": self.latency_p99_ms,
             "recovery_ms": self.recovery_ms,
+            "store_calls": self.store_calls,
         })
     }
 }

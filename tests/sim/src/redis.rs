@@ -1,0 +1,389 @@
+//! The Redis of `credflow-redis`, simulated: the three keys of one client id and the Lua scripts
+//! that decide on them (`adapters/redis/src/scripts.rs`), ported line by line to integer
+//! milliseconds on the simulator's clock.
+//!
+//! - **Token key** (`GET`, and `SET … PX` in the publish script): the fleet's token with its
+//!   absolute expiry; it disappears when its time to live runs out.
+//! - **Lease key** (`SET NX PX` in the acquire script, compare-and-delete in publish/release):
+//!   the right to refresh for the fleet, identified by a fencing value.
+//! - **Rate hash** (admit, observe and 429 scripts): the fleet's window (`limit`, `remaining`,
+//!   `reset_at`, `length`, GCRA `tat` and `interval`) and `blocked_until`, rolled over at the
+//!   reset, expiring `2 × length + 60 s` after its last save.
+//!
+//! **Latency.** Every call costs one round trip of [`RTT`] (1 ms: Redis on the same network, as
+//! in a cluster beside the pods). A script runs atomically at the instant it is called, on the
+//! simulator's clock (the scripts read Redis's `TIME`; here every clock is the same one), and the
+//! caller sees its answer one round trip later. Reports after a response are fire-and-forget in
+//! the adapter: they run one round trip after the response (`observe`, then the 429 report one
+//! round trip after that), and nobody waits for them.
+//!
+//! Redis itself never fails here: degraded mode is tested against a real `redis-server`
+//! (`adapters/redis/tests/fleet.rs`), not simulated.
+
+use credflow_core::UnixTime;
+
+use crate::Ms;
+
+/// One Redis round trip.
+pub const RTT: Ms = 1;
+
+/// The store's timing, `RedisConfig`'s defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StoreTiming {
+    /// A refresh lease lasts this long if its holder never publishes.
+    pub(crate) lease_ttl: Ms,
+    /// A pod waiting for another's refresh looks again this often.
+    pub(crate) poll_interval: Ms,
+    /// Longest a pod waits for others' refreshes before fetching on its own.
+    pub(crate) max_wait: Ms,
+}
+
+impl Default for StoreTiming {
+    fn default() -> Self {
+        StoreTiming { lease_ttl: 15_000, poll_interval: 50, max_wait: 20_000 }
+    }
+}
+
+/// The token as the token key holds it (sealing is not simulated: it changes no decision).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredToken {
+    /// The access token.
+    pub(crate) token: String,
+    /// Its absolute expiry, wall clock.
+    pub(crate) expires_at: UnixTime,
+}
+
+/// The answer of the acquire script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Acquire {
+    /// The token changed since it was read: read it again.
+    Changed,
+    /// The lease is the caller's, under this fencing value.
+    Taken(u64),
+    /// Another holds the lease, for this many more milliseconds.
+    Held(Ms),
+}
+
+/// The fleet's window, as the rate hash stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    limit: i64,
+    remaining: i64,
+    reset_at: i64,
+    length: i64,
+    tat: i64,
+    interval: i64,
+}
+
+/// The rate hash: its window fields (all or none), `blocked_until`, and the key's expiry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RateHash {
+    window: Option<Window>,
+    blocked_until: Option<i64>,
+    expires_at: Option<Ms>,
+}
+
+/// What one client id's keys hold.
+#[derive(Debug, Default)]
+pub(crate) struct Redis {
+    token: Option<(StoredToken, Ms)>,
+    lease: Option<(u64, Ms)>,
+    rate: RateHash,
+    next_fence: u64,
+    /// Calls made (round trips).
+    pub(crate) calls: u64,
+}
+
+fn ms(now: Ms) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// `ceil(a / b)` for `a >= 0`, `b > 0`, as Lua's `math.ceil(a / b)` on exact integers.
+fn div_ceil(a: i64, b: i64) -> i64 {
+    (a + b - 1).div_euclid(b)
+}
+
+impl Redis {
+    /// `GET token` at `now`.
+    pub(crate) fn get_token(&mut self, now: Ms) -> Option<StoredToken> {
+        self.calls += 1;
+        self.expire(now);
+        self.token.as_ref().map(|(t, _)| t.clone())
+    }
+
+    /// The acquire script at `now`: takes the lease if the token is still `seen`.
+    pub(crate) fn acquire(
+        &mut self,
+        now: Ms,
+        seen: Option<&StoredToken>,
+        lease_ttl: Ms,
+    ) -> Acquire {
+        self.calls += 1;
+        self.expire(now);
+        if self.token.as_ref().map(|(t, _)| t) != seen {
+            return Acquire::Changed;
+        }
+        match self.lease {
+            Some((_, until)) => Acquire::Held(until - now),
+            None => {
+                self.next_fence += 1;
+                self.lease = Some((self.next_fence, now + lease_ttl));
+                Acquire::Taken(self.next_fence)
+            }
+        }
+    }
+
+    /// The publish script at `now`: stores `token` for `ttl` and releases the lease if `fence`
+    /// still holds it. Returns whether it was published.
+    pub(crate) fn publish(&mut self, now: Ms, fence: u64, token: StoredToken, ttl: Ms) -> bool {
+        self.calls += 1;
+        self.expire(now);
+        if self.lease.map(|(f, _)| f) != Some(fence) {
+            return false;
+        }
+        self.token = Some((token, now + ttl));
+        self.lease = None;
+        true
+    }
+
+    /// Drops the keys whose time to live ran out by `now`.
+    fn expire(&mut self, now: Ms) {
+        if self.token.as_ref().is_some_and(|&(_, until)| until <= now) {
+            self.token = None;
+        }
+        if self.lease.is_some_and(|(_, until)| until <= now) {
+            self.lease = None;
+        }
+        if self.rate.expires_at.is_some_and(|until| until <= now) {
+            self.rate = RateHash::default();
+        }
+    }
+
+    /// The scripts' shared prelude: `blocked_until` and the window rolled over at the reset
+    /// (not saved).
+    fn prelude(&mut self, now: Ms) -> (i64, Option<Window>) {
+        self.expire(now);
+        let now = ms(now);
+        let blocked = self.rate.blocked_until.unwrap_or(0);
+        let window = self.rate.window.map(|mut w| {
+            if now >= w.reset_at {
+                let windows = (now - w.reset_at) / w.length + 1;
+                w.remaining = w.limit.max(1);
+                w.reset_at += w.length * windows;
+                w.tat = 0;
+                w.interval = 0;
+            }
+            w
+        });
+        (blocked, window)
+    }
+
+    fn save(&mut self, now: Ms, w: Window) {
+        self.rate.window = Some(w);
+        self.rate.expires_at =
+            Some(now + u64::try_from(w.length * 2).unwrap_or(u64::MAX / 4) + 60_000);
+    }
+
+    /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background):
+    /// 0 (admitted and counted) or the wait in ms.
+    pub(crate) fn admit(
+        &mut self,
+        now: Ms,
+        class: u8,
+        pacer: &credflow_core::ratelimit::pacer::PacerConfig,
+    ) -> Ms {
+        self.calls += 1;
+        let (blocked, w) = self.prelude(now);
+        let t = ms(now);
+        let mut wait = 0;
+        if blocked > t {
+            wait = blocked - t;
+        }
+        let Some(mut w) = w else {
+            return u64::try_from(wait).unwrap_or(0);
+        };
+        let reserve = i64::from(pacer.critical_reserve_permille);
+        let share_pm = match class {
+            0 => 0,
+            1 => reserve,
+            _ => i64::from(pacer.background_floor_permille).max(reserve),
+        }
+        .min(999);
+        let share = w.limit * share_pm / 1000;
+        let left = (w.reset_at - t).min(w.length);
+        let held = div_ceil(share * left, w.length);
+        if w.remaining == 0 {
+            wait = wait.max(w.reset_at - t);
+        } else if w.remaining <= held {
+            let x = if share > 0 { (w.remaining - 1) * w.length / share } else { 0 };
+            wait = wait.max(w.reset_at - x - t);
+        }
+        if class != 0 {
+            let burst = i64::from(pacer.burst)
+                .max(1)
+                .max(w.remaining * i64::from(pacer.burst_permille.min(999)) / 1000);
+            let at = (w.tat - w.interval * (burst - 1)).min(w.reset_at);
+            wait = wait.max(at - t);
+        }
+        if wait > 0 {
+            return u64::try_from(wait).unwrap_or(0);
+        }
+        w.remaining -= 1;
+        w.interval = (w.reset_at - t) / (w.remaining + 1);
+        if class != 0 {
+            w.tat = w.tat.max(t) + w.interval;
+        }
+        self.save(now, w);
+        0
+    }
+
+    /// The observation script at `now`: the server's `remaining`, and its `limit`, reset delay
+    /// and window length in ms when known.
+    pub(crate) fn observe(
+        &mut self,
+        now: Ms,
+        remaining: u64,
+        limit: Option<u64>,
+        reset_after: Option<Ms>,
+        window: Option<Ms>,
+        default_window: Ms,
+    ) {
+        self.calls += 1;
+        let (_, w) = self.prelude(now);
+        let t = ms(now);
+        let server = ms(remaining);
+        let length = window.map(ms).or(w.map(|w| w.length)).unwrap_or(ms(default_window)).max(1);
+        let limit = limit.map(ms).or(w.map(|w| w.limit)).unwrap_or(server).max(server);
+        let reset_at = t + reset_after.map(ms).unwrap_or(length);
+        let slack = 1000.min(length / 2);
+        let mut n = Window { limit, remaining: server, reset_at, length, tat: 0, interval: 0 };
+        if let Some(w) = w
+            && reset_at < w.reset_at + slack
+        {
+            n.remaining = w.remaining.min(server);
+            n.tat = w.tat;
+        }
+        n.interval = (reset_at - t) / (n.remaining + 1);
+        self.save(now, n);
+    }
+
+    /// The 429 script at `now`, with the `Retry-After` in ms when given.
+    pub(crate) fn rate_limited(&mut self, now: Ms, retry_after: Option<Ms>) {
+        self.calls += 1;
+        let (blocked, w) = self.prelude(now);
+        let t = ms(now);
+        if retry_after.is_none()
+            && let Some(mut w) = w
+            && t < w.reset_at
+        {
+            w.remaining = 0;
+            self.save(now, w);
+            return;
+        }
+        let after = retry_after.map_or(1000, ms);
+        self.rate.blocked_until = Some(blocked.max(t + after));
+        if w.is_none() {
+            self.rate.expires_at = Some(now + u64::try_from(after).unwrap_or(0) + 60_000);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credflow_core::ratelimit::pacer::PacerConfig;
+
+    fn token(name: &str) -> StoredToken {
+        StoredToken { token: name.to_owned(), expires_at: UnixTime::from_secs(100) }
+    }
+
+    #[test]
+    fn one_lease_at_a_time_until_published_or_expired() {
+        let mut r = Redis::default();
+        assert_eq!(r.get_token(0), None);
+        let Acquire::Taken(fence) = r.acquire(0, None, 1_000) else { panic!("free lease") };
+        assert_eq!(r.acquire(10, None, 1_000), Acquire::Held(990));
+        // A stale holder cannot publish; the lease expires at T exactly.
+        assert!(!r.publish(10, fence + 1, token("a"), 5_000));
+        assert_eq!(r.acquire(999, None, 1_000), Acquire::Held(1));
+        let Acquire::Taken(second) = r.acquire(1_000, None, 1_000) else { panic!("expired") };
+        assert!(!r.publish(1_001, fence, token("a"), 5_000), "the first holder lost it");
+        assert!(r.publish(1_001, second, token("b"), 5_000));
+        assert_eq!(r.get_token(1_002), Some(token("b")));
+        assert_eq!(r.acquire(1_002, None, 1_000), Acquire::Changed, "the token changed");
+        assert_eq!(r.get_token(6_001), None, "the token key expires with the token");
+    }
+
+    fn observed(r: &mut Redis, now: Ms, remaining: u64, reset_after: Ms) {
+        r.observe(now, remaining, Some(60), Some(reset_after), None, 60_000);
+    }
+
+    #[test]
+    fn admission_spends_the_window_then_waits_for_the_reset() {
+        let config = PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() };
+        let mut r = Redis::default();
+        assert_eq!(r.admit(0, 1, &config), 0, "no window known: admitted, not counted");
+        observed(&mut r, 0, 2, 60_000);
+        // Critical takes what is left; nothing then remains until the reset.
+        assert_eq!(r.admit(0, 0, &config), 0);
+        assert_eq!(r.admit(0, 0, &config), 0);
+        assert_eq!(r.admit(0, 0, &config), 60_000);
+        assert_eq!(r.admit(59_999, 0, &config), 1);
+        assert_eq!(r.admit(60_000, 0, &config), 0, "a full window after the reset");
+    }
+
+    #[test]
+    fn spacing_and_reserve_match_the_pacer() {
+        use credflow_core::ratelimit::pacer::{Pace, Pacer, Priority};
+        use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
+        use credflow_core::{Duration, Instant};
+        // Same inputs, one pacer alone: the script's waits are the pacer's, to the millisecond.
+        let config = PacerConfig::default();
+        let mut r = Redis::default();
+        let mut pacer = Pacer::new(config);
+        let snapshot = RateLimitSnapshot {
+            limit: Some(60),
+            remaining: Some(20),
+            reset_after: Some(Duration::from_secs(30)),
+            window: Some(Duration::from_secs(60)),
+            dialect: Dialect::Genesys,
+        };
+        pacer.observe(Instant::ZERO, &snapshot);
+        r.observe(0, 20, Some(60), Some(30_000), Some(60_000), 60_000);
+        let mut now = 0;
+        let mut sent = 0;
+        while now < 40_000 {
+            let pace = pacer.check(Instant::from_millis(now), Priority::Normal);
+            let wait = r.admit(now, 1, &config);
+            match pace {
+                Pace::Now => {
+                    assert_eq!(wait, 0, "at {now}");
+                    pacer.on_send(Instant::from_millis(now), Priority::Normal);
+                    sent += 1;
+                }
+                Pace::NotBefore { at, .. } => {
+                    assert_eq!(wait, at.as_millis() - now, "at {now}");
+                    now = at.as_millis();
+                }
+            }
+        }
+        assert!(sent > 20, "this window's 20, then some of the next window's: {sent}");
+    }
+
+    #[test]
+    fn a_429_holds_the_fleet_back() {
+        let config = PacerConfig::default();
+        let mut r = Redis::default();
+        r.rate_limited(0, Some(2_000));
+        assert_eq!(r.admit(0, 0, &config), 2_000, "critical too");
+        assert_eq!(r.admit(1_999, 2, &config), 1);
+        assert_eq!(r.admit(2_000, 2, &config), 0);
+        // Without Retry-After, a known window is marked spent.
+        observed(&mut r, 3_000, 10, 10_000);
+        r.rate_limited(3_000, None);
+        assert_eq!(r.admit(3_000, 0, &config), 10_000);
+        // The hash expires 2 × length + 60 s after its last save.
+        assert_eq!(r.admit(183_000, 1, &config), 0);
+        assert_eq!(r.rate, RateHash::default());
+    }
+}
