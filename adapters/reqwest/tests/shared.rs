@@ -30,6 +30,11 @@ struct Memory {
     wait_then_fail: AtomicU32,
     /// Admissions answer "wait 3 hours" (a daily quota's 429 held the fleet back).
     hours: AtomicBool,
+    /// When set, one admission per this many milliseconds, as the fleet's script spaces them:
+    /// the others are told to wait for the next free instant (and are not given it).
+    spacing_ms: AtomicU64,
+    next_free: Mutex<Option<std::time::Instant>>,
+    admit_calls: AtomicU64,
 }
 
 impl Memory {
@@ -117,6 +122,18 @@ impl SharedStore for Memory {
     ) -> BoxFuture<'a, Result<Admission, StoreError>> {
         Box::pin(async move {
             self.check()?;
+            self.admit_calls.fetch_add(1, Ordering::SeqCst);
+            let spacing = self.spacing_ms.load(Ordering::SeqCst);
+            if spacing > 0 {
+                let now = std::time::Instant::now();
+                let mut next_free = self.next_free.lock().unwrap();
+                if let Some(at) = *next_free
+                    && at > now
+                {
+                    return Ok(Admission::Wait(at - now));
+                }
+                *next_free = Some(now + Duration::from_millis(spacing));
+            }
             if self.hours.load(Ordering::SeqCst) {
                 return Ok(Admission::Wait(Duration::from_secs(3 * 3600)));
             }
@@ -289,4 +306,39 @@ async fn a_fleet_wait_of_hours_is_left_to_the_local_session() {
     let answer = tokio::time::timeout(Duration::from_secs(5), client.send(request)).await;
     assert_eq!(answer.expect("not held for hours").unwrap().status(), 200);
     assert_eq!(client.fleet_status(), Some(FleetStatus::Joined), "the fleet answered");
+}
+
+/// Requests waiting for the fleet's admission take turns (one per priority class per process
+/// asks; the rest queue locally) instead of all re-asking at the instant the fleet named, when
+/// one of them wins and the others ask again: a herd of store calls that grows with the square
+/// of the waiters. 24 requests spaced 20 ms apart: each asks about twice (once told to wait,
+/// once admitted), where the herd took about 24 × 24 / 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_take_turns_at_the_fleets_admission() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    memory.spacing_ms.store(20, Ordering::SeqCst);
+    memory.admit_calls.store(0, Ordering::SeqCst);
+    let before = memory.admitted.load(Ordering::SeqCst);
+    let sends: Vec<_> = (0..24)
+        .map(|_| {
+            let (client, request) = (client.clone(), get());
+            tokio::spawn(async move { client.send(request).await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(memory.admitted.load(Ordering::SeqCst) - before, 24);
+    let calls = memory.admit_calls.load(Ordering::SeqCst);
+    assert!(calls <= 2 * 24 + 4, "{calls} admission calls for 24 requests");
 }

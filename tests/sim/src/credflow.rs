@@ -16,14 +16,15 @@
 //!   `max_wait`, then fetch alone). The lease holder sends the token request and publishes the
 //!   token; a failed request keeps the lease until it expires (the fleet's back-off);
 //! - before each attempt a worker asks the fleet's admission script with the request's priority
-//!   and sleeps the wait it answers; an admitted attempt is marked externally paced
+//!   and sleeps the wait it answers, one worker per pod at a time (the adapter's admission
+//!   gate; the others queue in order); an admitted attempt is marked externally paced
 //!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
 //!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is left to
 //!   the local session, at the request's own priority;
 //! - every response's rate-limit headers, and every 429, are reported to the fleet in the
 //!   background.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use credflow_core::http::Method;
 use credflow_core::http::retry_after::RetryAfter;
@@ -64,6 +65,8 @@ enum State {
     Answered(RequestState),
     /// Sleeping the wait the fleet's admission answered; then asks again.
     FleetWait(RequestState),
+    /// Queued behind another worker of the pod at the fleet's admission.
+    Gated(RequestState),
     InFlight(RequestState),
 }
 
@@ -90,6 +93,11 @@ struct Pod {
     lease: Option<u64>,
     /// Fleet mode: the last token held or refused (the fleet is asked for another).
     stale: Option<String>,
+    /// Fleet mode: the worker whose turn it is at the fleet's admission (the adapter's
+    /// admission gate: one request per priority class per process asks; every worker here asks
+    /// with the same priority), and the workers queued behind it, in order.
+    gate: Option<usize>,
+    gate_queue: VecDeque<usize>,
 }
 
 /// A rate-limit report on its way to Redis.
@@ -174,6 +182,8 @@ impl Credflow {
                 call: None,
                 lease: None,
                 stale: None,
+                gate: None,
+                gate_queue: VecDeque::new(),
             });
         }
         let workers = (0..world.workers()).map(|_| State::Idle).collect();
@@ -329,9 +339,23 @@ impl Credflow {
     fn step(&mut self, world: &mut World, worker: usize, mut req: RequestState, asked: bool) {
         let pod = world.pod_of(worker);
         let now = world.now();
+        let ask =
+            self.shared.is_some() && !asked && self.pods[pod].session.token(at(now)).is_some();
+        if ask {
+            let p = &mut self.pods[pod];
+            match p.gate {
+                Some(holder) if holder != worker => {
+                    p.gate_queue.push_back(worker);
+                    self.workers[worker] = State::Gated(req);
+                    return;
+                }
+                _ => p.gate = Some(worker),
+            }
+        } else {
+            self.leave_gate(world, pod, worker, now);
+        }
         if let Some(shared) = self.shared.as_mut()
-            && !asked
-            && self.pods[pod].session.token(at(now)).is_some()
+            && ask
         {
             shared.settle(now);
             let class = match PRIORITY {
@@ -346,6 +370,7 @@ impl Credflow {
             if wait == 0 || wait > self.max_wait {
                 self.workers[worker] = State::Answered(req);
                 world.wake(worker, now + RTT);
+                self.leave_gate(world, pod, worker, now + RTT);
             } else {
                 self.workers[worker] = State::FleetWait(req);
                 world.wake(worker, now + RTT + wait);
@@ -353,6 +378,19 @@ impl Credflow {
             return;
         }
         self.authorize(world, worker, req, asked);
+    }
+
+    /// Hands the pod's admission turn on if `worker` holds it: the next queued worker asks
+    /// at `from` (when the holder has its answer).
+    fn leave_gate(&mut self, world: &mut World, pod: usize, worker: usize, from: Ms) {
+        let p = &mut self.pods[pod];
+        if p.gate != Some(worker) {
+            return;
+        }
+        p.gate = p.gate_queue.pop_front();
+        if let Some(next) = p.gate {
+            world.wake(next, from);
+        }
     }
 
     /// `authorize`, send, or wait as the session says.
@@ -443,7 +481,7 @@ impl Fleet for Credflow {
                 self.step(world, worker, req, false);
             }
             State::Waiting { req, asked } => self.step(world, worker, req, asked),
-            State::FleetWait(req) => self.step(world, worker, req, false),
+            State::FleetWait(req) | State::Gated(req) => self.step(world, worker, req, false),
             State::Answered(req) => self.step(world, worker, req, true),
             in_flight @ State::InFlight(_) => self.workers[worker] = in_flight,
         }
