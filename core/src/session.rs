@@ -1025,6 +1025,41 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         generation
     }
 
+    /// Takes a token another process of the fleet fetched, outside a token request of this
+    /// session's: for a process that has no usable token and may not request one yet (after an
+    /// outage its breaker or backoff holds it back for up to a minute, while the fleet's lease
+    /// holder already has a new token). `expires_at` is as [`handle_token_shared`] takes it.
+    ///
+    /// Installed as by [`restore`](Self::restore) (the backoff is cleared; the token endpoint's
+    /// breaker is left to its own probe, as nothing was learned about the endpoint from here).
+    /// Refused with [`RestoreError::NotUsable`] while a token request of this session is in
+    /// flight (its answer decides), when the session already holds a usable token, when the
+    /// token is too close to expiry, or when the credentials were rejected.
+    ///
+    /// [`handle_token_shared`]: Self::handle_token_shared
+    #[inline(never)]
+    pub fn adopt_shared(
+        &mut self,
+        now: Instant,
+        token: AccessToken<N>,
+        expires_at: UnixTime,
+    ) -> Result<Generation, RestoreError> {
+        let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
+        if self.lifecycle.in_flight() || self.lifecycle.token(now).is_some() {
+            return Err(RestoreError::NotUsable);
+        }
+        let generation = self
+            .lifecycle
+            .install(now, token, wall.instant_at(expires_at), &mut self.rng)
+            .ok_or(RestoreError::NotUsable);
+        if generation.is_ok() {
+            self.counters.shared_tokens = self.counters.shared_tokens.saturating_add(1);
+            self.last_token_error = None;
+        }
+        self.drain_lifecycle_events();
+        generation
+    }
+
     fn token_failed(&mut self, now: Instant, ticket: Ticket, failure: TokenFailure, outage: bool) {
         let was_in_flight = self.lifecycle.in_flight();
         self.lifecycle.on_failure(now, ticket, failure, &mut self.rng);

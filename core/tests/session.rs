@@ -677,3 +677,62 @@ fn a_shared_token_returns_a_breaker_probe_without_charging_the_breaker() {
         "the shared token does not count as a failure"
     );
 }
+
+/// After an outage, a process whose breaker still holds its own token requests back takes the
+/// token another process of the fleet fetched (`adopt_shared`), instead of waiting out the
+/// cooldown; never while its own request is in flight or while it holds a usable token.
+#[test]
+fn a_process_held_back_by_its_breaker_adopts_the_fleets_token() {
+    use credflow_core::session::RestoreError;
+    use credflow_core::{AccessToken, UnixTime, WallClock};
+    let wall = 1_800_000_000;
+    let mut h = Harness::new();
+    let token = AccessToken::<256>::new("FLEET").unwrap();
+    let expires = |now: Instant| UnixTime::from_secs(wall + now.as_millis() / 1000 + 3600);
+    assert_eq!(
+        h.s.adopt_shared(secs(0), token.clone(), expires(secs(0))),
+        Err(RestoreError::NoWallClock)
+    );
+    h.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(wall)));
+    // Its own request in flight decides.
+    assert!(h.poll_token(secs(0)));
+    assert_eq!(
+        h.s.adopt_shared(secs(0), token.clone(), expires(secs(0))),
+        Err(RestoreError::NotUsable)
+    );
+    // The outage: 503s until the breaker opens; no request may go out now.
+    let mut now = secs(0);
+    h.answer_token(now, 503, &[], "");
+    for _ in 0..50 {
+        now = h.s.poll_timeout().map_or(now + Duration::from_secs(1), |(at, _)| at.max(now));
+        h.s.handle_timeout(now);
+        if h.poll_token(now) {
+            h.answer_token(now, 503, &[], "");
+        }
+        if h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Breaker { event: BreakerEvent::Opened { .. }, .. }))
+        {
+            break;
+        }
+    }
+    now = now + Duration::from_secs(1);
+    assert!(!h.poll_token(now), "the open breaker holds the process back");
+    assert!(h.s.token(now).is_none());
+    let generation = h.s.adopt_shared(now, token.clone(), expires(now)).unwrap();
+    let mut req = h.begin(now, Method::Get);
+    assert_eq!(h.send(now, &mut req).unwrap(), "FLEET");
+    assert_eq!(h.s.token(now).unwrap().1.generation, generation);
+    assert!(h.s.last_token_error().is_none(), "the outage's error is over");
+    assert_eq!(h.s.counters().shared_tokens, 1);
+    // Holding a usable token, another is refused (the refresh cycle replaces it).
+    let other = AccessToken::<256>::new("OTHER").unwrap();
+    assert_eq!(h.s.adopt_shared(now, other, expires(now)), Err(RestoreError::NotUsable));
+    // A token at its expiry is refused.
+    let mut fresh = Harness::new();
+    fresh.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(wall)));
+    assert_eq!(
+        fresh.s.adopt_shared(secs(0), token, UnixTime::from_secs(wall)),
+        Err(RestoreError::NotUsable)
+    );
+}

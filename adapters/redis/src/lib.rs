@@ -34,7 +34,9 @@
 //!   (a holder whose lease expired publishes nothing). The others poll every
 //!   [`RedisConfig::poll_interval`] for the new token instead of fetching their own; if the
 //!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
-//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off.
+//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A process
+//!   with no token that may not request one yet (its breaker cools down after an outage) reads
+//!   the token key once a second (`SharedStore::current`), so it is back as soon as any process has a token.
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
@@ -408,6 +410,19 @@ impl RedisStore {
         }
     }
 
+    async fn current_inner(
+        &self,
+        scope: &FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> Result<Option<SharedToken>, StoreError> {
+        let [token_key, _, _] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let value: Option<Vec<u8>> =
+            redis::cmd("GET").arg(&token_key).query_async(&mut con).await.map_err(unavailable)?;
+        let value = Zeroizing::new(value.unwrap_or_default());
+        Ok(self.usable(scope, &token_key, &value, stale))
+    }
+
     async fn refresh_inner(
         &self,
         scope: &FleetScope,
@@ -591,6 +606,14 @@ impl SharedStore for RedisStore {
         token: &'a SharedToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(self.publish_inner(scope, lease, token))
+    }
+
+    fn current<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> BoxFuture<'a, Result<Option<SharedToken>, StoreError>> {
+        Box::pin(self.current_inner(scope, stale))
     }
 
     fn release<'a>(

@@ -72,11 +72,16 @@ async fn every_operation(url: &str) -> Result<(), StoreError> {
         expires_at: wall_now().saturating_add(credflow_core::Duration::from_secs(3600)),
     };
     assert!(a.publish(&scope, lease, &token).await?, "published under the lease");
+    // Read at once, without the lease (a pod held back by its breaker), unless it is the one
+    // the pod already refused.
+    let stale = AccessToken::<64>::new(&token.token).unwrap().fingerprint();
+    let current = b.current(&scope, None).await?.expect("the published token is readable");
+    assert_eq!(*current.token, *token.token);
+    assert!(b.current(&scope, Some(stale)).await?.is_none());
     let Refresh::Token(shared) = b.refresh(&scope, None).await? else {
         panic!("the published token is taken")
     };
     assert_eq!(*shared.token, *token.token);
-    let stale = AccessToken::<64>::new(&token.token).unwrap().fingerprint();
     let Refresh::Lease(lease) = b.refresh(&scope, Some(stale)).await? else {
         panic!("a pod refusing the fleet's token refreshes")
     };

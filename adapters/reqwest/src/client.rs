@@ -1003,28 +1003,67 @@ async fn drive(shared: Arc<Shared>) {
             }
             continue;
         }
-        let next = {
+        let (next, tokenless) = {
             let session = shared.lock();
             shared.sync_cache(&session, now);
-            session.poll_timeout()
+            let tokenless = session.token(now).is_none() && !session.lifecycle().in_flight();
+            (session.poll_timeout(), tokenless)
         };
-        let sleep = match next {
+        let mut sleep = match next {
             Some((at, _)) => shared.clock.to_tokio(at),
             None => tokio::time::Instant::now() + StdDuration::from_secs(3600),
         };
+        // No token, and no request allowed yet (backoff or an open breaker after an outage):
+        // look at the fleet's token about once a second, as another process may have one.
+        let peek = tokenless && shared.fleet.as_ref().is_some_and(FleetLink::usable);
+        if peek {
+            sleep = sleep.min(tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(sleep) => {
-                let now = shared.clock.now();
-                let mut session = shared.lock();
-                session.handle_timeout(now);
-                shared.drain(&mut session);
-                shared.sync_cache(&session, now);
-                drop(session);
+                {
+                    let now = shared.clock.now();
+                    let mut session = shared.lock();
+                    session.handle_timeout(now);
+                    shared.drain(&mut session);
+                    shared.sync_cache(&session, now);
+                }
                 shared.version.send_modify(|v| *v = v.wrapping_add(1));
+                if peek {
+                    adopt_fleet_token(&shared, stale).await;
+                }
             }
             _ = shared.kick.notified() => {}
         }
     }
+}
+
+/// How often a process without a token, held back from requesting one, reads the fleet's.
+const FLEET_PEEK_INTERVAL: StdDuration = StdDuration::from_secs(1);
+
+/// Takes the fleet's token (other than `stale`) into a session that has none and may not
+/// request one yet; see [`SharedStore::current`].
+async fn adopt_fleet_token(shared: &Shared, stale: Option<Fingerprint>) {
+    let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) else { return };
+    let (result, transition) =
+        fleet.call(fleet.call_timeout, fleet.store.current(&fleet.scope, stale)).await;
+    shared.fleet_transition(transition, result.as_ref().err());
+    let Ok(Some(token)) = result else { return };
+    let Ok(value) = AccessToken::<TOKEN_CAPACITY>::new(&token.token) else {
+        warn!("fleet token unusable");
+        return;
+    };
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    session.set_wall_clock(shared.clock.wall(now));
+    match session.adopt_shared(now, value, token.expires_at) {
+        Ok(_) => debug!("took the fleet's token while held back from requesting one"),
+        Err(error) => debug!(%error, "fleet token not taken"),
+    }
+    shared.drain(&mut session);
+    shared.sync_cache(&session, now);
+    drop(session);
+    shared.version.send_modify(|v| *v = v.wrapping_add(1));
 }
 
 /// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session

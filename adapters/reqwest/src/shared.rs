@@ -188,6 +188,20 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
         scope: &'a FleetScope,
         retry_after: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The fleet's usable token other than `stale`, if there is one, read at once: no lease,
+    /// no waiting. A process without a token that may not request one yet (its breaker or
+    /// backoff holds it back after an outage) reads it about once a second, so that it is back
+    /// as soon as another process has a token. The default, for stores that cannot read
+    /// cheaply, is `Ok(None)`: such a process then waits for its own next request.
+    fn current<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> BoxFuture<'a, Result<Option<SharedToken>, StoreError>> {
+        let _ = (scope, stale);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Whether the client works with its fleet or alone.

@@ -149,6 +149,18 @@ impl SharedStore for Memory {
         })
     }
 
+    fn current<'a>(
+        &'a self,
+        _scope: &'a FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> BoxFuture<'a, Result<Option<SharedToken>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            let token = self.token.lock().unwrap().clone();
+            Ok(token.filter(|t| Some(fingerprint(t)) != stale))
+        })
+    }
+
     fn observe<'a>(
         &'a self,
         _scope: &'a FleetScope,
@@ -341,4 +353,59 @@ async fn waiting_requests_take_turns_at_the_fleets_admission() {
     assert_eq!(memory.admitted.load(Ordering::SeqCst) - before, 24);
     let calls = memory.admit_calls.load(Ordering::SeqCst);
     assert!(calls <= 2 * 24 + 4, "{calls} admission calls for 24 requests");
+}
+
+/// After a token-endpoint outage, a process whose breaker still holds its own token requests
+/// back (here for 60 s) takes the token another process of the fleet fetched within about a
+/// second, instead of waiting out the cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_held_back_by_its_breaker_takes_the_fleets_token() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let creds = || credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    // Another process of the fleet, which reaches the token endpoint.
+    let other = Client::new(Config::custom(emu.token_url(), emu.api_base(), creds())).unwrap();
+    let fetched = other.token().await.unwrap();
+    // This one cannot reach it (nothing listens on the port): one failure opens its breaker.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let memory = Arc::new(Memory::default());
+    let mut config =
+        Config::custom(format!("http://{closed}/oauth/token"), emu.api_base(), creds())
+            .with_shared(memory.clone());
+    config.session.token_breaker.consecutive_failures = 1;
+    config.session.token_breaker.cooldown = credflow_core::Duration::from_secs(60);
+    let client = Client::new(config).unwrap();
+    let mut events = client.events();
+    // Meanwhile requests fail fast, naming the wait (they do not hang for a minute).
+    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert!(client.send(request).await.is_err());
+    loop {
+        match events.recv().await.unwrap() {
+            ClientEvent::Session(credflow_core::session::Event::Breaker { .. }) => break,
+            _ => continue,
+        }
+    }
+    // The other process publishes its token to the fleet.
+    *memory.token.lock().unwrap() = Some(SharedToken {
+        token: zeroize::Zeroizing::new(fetched.as_str().to_owned()),
+        expires_at: credflow_core::UnixTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 3600,
+        ),
+    });
+    let acquired = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let ClientEvent::Session(credflow_core::session::Event::Token(
+                credflow_core::lifecycle::LifecycleEvent::TokenAcquired { .. },
+            )) = events.recv().await.unwrap()
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(acquired.is_ok(), "not held for the breaker's 60 s");
+    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(request).await.unwrap().status(), 200);
+    let c = client.counters();
+    assert_eq!((c.token_requests, c.shared_tokens), (1, 1), "{c:?}");
 }

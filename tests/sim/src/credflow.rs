@@ -45,6 +45,9 @@ use crate::server::Reply;
 
 /// The adapter's longest wait for a token without news (`Config::token_wait`).
 const TOKEN_WAIT: Ms = 30_000;
+/// How often a tokenless pod held back from requesting reads the fleet's token
+/// (`FLEET_PEEK_INTERVAL` in the adapter).
+const PEEK_EVERY: Ms = 1_000;
 /// The adapter's safety-net wait for a breaker probe's outcome.
 const PROBE_WAIT: Ms = 1_000;
 /// Wall-clock time at the start of a run (the fleet shares tokens by absolute expiry).
@@ -80,6 +83,11 @@ enum Call {
     Acquired { answer: Acquire, give_up: Ms },
     /// The publish script's answer arrived: the driver loops.
     Published,
+    /// Read the token key without the lease: the pod has no token and may not request one
+    /// (the adapter's `adopt_fleet_token`, about once a second).
+    Peek,
+    /// The token key's value arrived, for a peek.
+    Peeked { seen: Option<StoredToken> },
 }
 
 struct Pod {
@@ -227,10 +235,22 @@ impl Credflow {
                 }
             }
             Ok(None) | Err(_) => {
-                if let Some((next, _)) = p.session.poll_timeout() {
-                    // The adapter sleeps until `next`; a deadline already passed fires at once,
-                    // which here is the next millisecond.
-                    world.pod_timer(pod, next.as_millis().max(now + 1));
+                // The adapter sleeps until `next`; a deadline already passed fires at once,
+                // which here is the next millisecond.
+                let next = p.session.poll_timeout().map(|(next, _)| next.as_millis().max(now + 1));
+                // Fleet mode, no token and none may be requested: peek at the fleet's once a
+                // second.
+                let peek = self.shared.is_some()
+                    && p.session.token(at(now)).is_none()
+                    && !p.session.lifecycle().in_flight();
+                match next {
+                    Some(next) if !peek || next <= now + PEEK_EVERY => world.pod_timer(pod, next),
+                    _ if peek => {
+                        p.call = Some(Call::Peek);
+                        world.pod_timer(pod, now + PEEK_EVERY);
+                    }
+                    Some(next) => world.pod_timer(pod, next),
+                    None => {}
                 }
             }
         }
@@ -281,6 +301,23 @@ impl Credflow {
                 }
             },
             Call::Published => self.drive(world, pod),
+            Call::Peek => {
+                let seen = shared.redis.get_token(now);
+                p.call = Some(Call::Peeked { seen });
+                world.pod_timer(pod, now + RTT);
+            }
+            Call::Peeked { seen } => {
+                if let Some(t) =
+                    seen.filter(|t| Some(&t.token) != p.stale.as_ref() && t.expires_at > wall)
+                    && let Ok(token) = AccessToken::new(&t.token)
+                {
+                    let _ = p.session.adopt_shared(at(now), token, t.expires_at);
+                }
+                self.pods[pod].session.handle_timeout(at(now));
+                self.changed(world, pod);
+                self.wake_waiters(world, pod);
+                self.drive(world, pod);
+            }
         }
     }
 
