@@ -1611,6 +1611,41 @@ mod tests {
     use super::*;
 
     /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.
+    /// The URL, scope and parameters share the endpoint's `E` bytes, each failure says which
+    /// part did not fit, and the parts read back in order.
+    #[test]
+    fn token_endpoint_packs_its_parts_into_one_capacity() {
+        const URL: &str = "https://login.example/t"; // 23 bytes
+        assert_eq!(TokenEndpoint::<22>::new(URL), Err(SetupError::TokenUrlTooLong));
+        let e = TokenEndpoint::<23>::new(URL).unwrap();
+        assert_eq!((e.token_url(), e.scope(), e.params().count()), (URL, None, 0));
+        assert_eq!(e.clone().with_scope("a").err(), Some(SetupError::ScopeTooLong));
+        // 23 + "aud" + "x" + "read" = 31: T-1 fails, T fits.
+        let e = TokenEndpoint::<30>::new(URL).unwrap().with_param("aud", "x").unwrap();
+        assert_eq!(e.clone().with_scope("read").err(), Some(SetupError::ScopeTooLong));
+        let e = TokenEndpoint::<31>::new(URL).unwrap().with_param("aud", "x").unwrap();
+        let e = e.with_scope("read").unwrap();
+        assert_eq!((e.token_url(), e.scope()), (URL, Some("read")));
+        assert!(e.params().eq([("aud", "x")]));
+        // A parameter whose name or value does not fit is refused.
+        let e = TokenEndpoint::<30>::new(URL).unwrap();
+        assert_eq!(
+            e.clone().with_param("resource", "y").err(),
+            Some(SetupError::TooManyExtraParams)
+        );
+        let e = e.with_param("r", "").unwrap().with_param("s", "z").unwrap();
+        assert!(e.params().eq([("r", ""), ("s", "z")]));
+        let e = (0..EXTRA_PARAMS)
+            .fold(TokenEndpoint::<64>::new(URL).unwrap(), |e, _| e.with_param("p", "v").unwrap());
+        assert_eq!(e.with_param("p", "v").err(), Some(SetupError::TooManyExtraParams));
+        let genesys = crate::env::parse_environment("mypurecloud.com").unwrap();
+        assert_eq!(
+            TokenEndpoint::<64>::genesys(genesys).unwrap().token_url(),
+            "https://login.mypurecloud.com/oauth/token"
+        );
+        assert_eq!(TokenEndpoint::<8>::genesys(genesys), Err(SetupError::TokenUrlTooLong));
+    }
+
     fn with_token() -> Session<64, 1> {
         let creds = Credentials::from_strs("client", "secret").unwrap();
         let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
