@@ -124,15 +124,21 @@ impl Duration {
 /// `a * b / c` exactly, rounded down (or up with `ceil`); `None` if `c` is zero or the result
 /// does not fit 64 bits. The crate's one place for wide products (see [`Duration::mul_ratio`]).
 ///
-/// The 128-bit product is divided by shift-and-subtract, 64 steps: a general 128-bit division
-/// is almost 1 KiB of Cortex-M code, this is about a tenth of it, and it runs a few times per
-/// request.
+/// A product that fits 64 bits (the common case: milliseconds times a count or a permille) is
+/// divided with one 64-bit division; a wider one by shift-and-subtract, 64 steps. A general
+/// 128-bit division is almost 1 KiB of Cortex-M code, this is about a tenth of it.
 #[inline(never)]
 #[allow(clippy::cast_possible_truncation)] // the halves of a u128, on purpose
 pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
     // Two 64-bit factors: the product fits 128 bits.
     let wide = (a as u128).wrapping_mul(b as u128);
     let (high, low) = ((wide >> 64) as u64, wide as u64);
+    if high == 0 {
+        let (Some(quotient), Some(rem)) = (low.checked_div(c), low.checked_rem(c)) else {
+            return None;
+        };
+        return if ceil && rem != 0 { quotient.checked_add(1) } else { Some(quotient) };
+    }
     // The quotient fits 64 bits exactly when the high half is below the divisor (so `c` > 0).
     if high >= c {
         return None;
