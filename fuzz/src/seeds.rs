@@ -126,6 +126,15 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
 
     // genesys_error: the body.
+    // json: any bytes; objects with every kind of value, escapes, nesting and numbers.
+    add("json", "genesys-403", GENESYS_403.into());
+    add("json", "token-error", GENESYS_TOKEN_RATE_LIMIT.into());
+    add(
+        "json",
+        "every-kind",
+        br#" {"a":"x\/y\u00e9\ud83d\ude00","n":-1.5e+3,"z":0,"t":true,"f":false,"u":null,"o":{"p":[1,{"q":[]}]},"e":{}} "#
+            .to_vec(),
+    );
     add("genesys_error", "missing-permissions", GENESYS_403.into());
     add("genesys_error", "rate-limit", GENESYS_429.into());
     add("genesys_error", "bad-credentials", GENESYS_401.into());
@@ -568,7 +577,7 @@ fn every_target_has_seeds() {
         .filter_map(|l| l.strip_suffix('"'))
         .filter(|n| *n != "credflow-fuzz")
         .collect();
-    assert_eq!(targets.len(), 11);
+    assert_eq!(targets.len(), 12);
     let seeds = seeds();
     for target in targets {
         assert!(seeds.iter().filter(|(t, ..)| *t == target).count() >= 3, "{target} lacks seeds");
