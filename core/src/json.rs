@@ -18,7 +18,7 @@
 //! whitespace after it, and strings that are valid UTF-8 with only the escapes of §7.
 
 // Items are `pub` for the fuzz targets (see the crate root); the module is private otherwise.
-#![cfg_attr(not(fuzzing), allow(unreachable_pub))]
+#![cfg_attr(not(feature = "__fuzzing"), allow(unreachable_pub))]
 
 /// The text is not JSON, or nests deeper than allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -105,10 +105,12 @@ pub mod breaker;
 pub mod classify;
 pub mod env;
 pub mod http;
-// Public only to the fuzz targets (cargo-fuzz sets `--cfg fuzzing`), for the differential one.
-#[cfg(fuzzing)]
+// Public only to the fuzz targets (feature `__fuzzing`, not part of the API), for the
+// differential one.
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
 pub mod json;
-#[cfg(not(fuzzing))]
+#[cfg(not(feature = "__fuzzing"))]
 mod json;
 pub mod lifecycle;
 pub mod oauth;

@@ -1,4 +1,4 @@
-//! The core's JSON reader (`credflow_core::json`, public only under `cfg(fuzzing)`) against
+//! The core's JSON reader (`credflow_core::json`, public only with the `__fuzzing` feature) against
 //! serde-json-core, the parser it replaced, on arbitrary bytes.
 //!
 //! Checked: no panic, no unbounded work (the reader does not recurse); and whenever the reader
