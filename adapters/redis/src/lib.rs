@@ -59,6 +59,15 @@
 //! - A wrong password, a missing permission or an untrusted certificate puts the client in
 //!   degraded mode at once, with the cause and the fix in its log line.
 
+/// Longest span handed to the Lua scripts, in milliseconds (7 days): Lua numbers are doubles,
+/// exact only to 2^53, and a server's absurd `Retry-After` must hold the fleet back, not
+/// overflow into "send now".
+const MAX_SCRIPT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn clamp_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(MAX_SCRIPT_MS)
+}
+
 mod at_rest;
 mod scripts;
 
@@ -540,10 +549,13 @@ impl RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        Ok(match u64::try_from(wait) {
-            Ok(0) | Err(_) => Admission::Now,
-            Ok(ms) => Admission::Wait(Duration::from_millis(ms)),
-        })
+        // A negative answer is a broken window (the script never sends one): refuse, so the
+        // client paces locally, rather than admit (fail safe, not open).
+        match u64::try_from(wait) {
+            Ok(0) => Ok(Admission::Now),
+            Ok(ms) => Ok(Admission::Wait(Duration::from_millis(ms))),
+            Err(_) => Err(StoreError::Refused(format!("admission script answered {wait} ms"))),
+        }
     }
 
     async fn observe_inner(
@@ -556,14 +568,15 @@ impl RedisStore {
         };
         let [_, _, rate_key] = self.key_names(scope);
         let known = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let known_ms = |v: Option<Duration>| known(v.map(clamp_ms));
         let mut con = self.connection().await?;
         let _: i64 = self
             .observe
             .key(&rate_key)
             .arg(known(Some(remaining)))
             .arg(known(snapshot.limit))
-            .arg(known(snapshot.reset_after.map(|d| d.as_millis())))
-            .arg(known(snapshot.window.map(|d| d.as_millis())))
+            .arg(known_ms(snapshot.reset_after.map(|d| Duration::from_millis(d.as_millis()))))
+            .arg(known_ms(snapshot.window.map(|d| Duration::from_millis(d.as_millis()))))
             .arg(scope.pacer.default_window.as_millis())
             .invoke_async(&mut con)
             .await
@@ -577,7 +590,7 @@ impl RedisStore {
         retry_after: Option<Duration>,
     ) -> Result<(), StoreError> {
         let [_, _, rate_key] = self.key_names(scope);
-        let after = retry_after.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let after = retry_after.map_or(-1, |d| i64::try_from(clamp_ms(d)).unwrap_or(i64::MAX));
         let mut con = self.connection().await?;
         let _: i64 = self
             .rate_limited

@@ -97,6 +97,9 @@ async fn every_operation(url: &str) -> Result<(), StoreError> {
     assert_eq!(a.admit(&scope, Priority::Critical).await?, Admission::Now);
     b.rate_limited(&scope, Some(Duration::from_secs(5))).await?;
     assert!(matches!(b.admit(&scope, Priority::Normal).await?, Admission::Wait(_)));
+    // An absurd Retry-After holds the fleet back (it once overflowed the script into "now").
+    b.rate_limited(&scope, Some(Duration::MAX)).await?;
+    assert!(matches!(b.admit(&scope, Priority::Critical).await?, Admission::Wait(_)));
     Ok(())
 }
 
