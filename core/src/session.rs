@@ -1012,15 +1012,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if core::mem::take(&mut self.token_probe) {
             self.token_breaker.on_abandoned(now);
         }
-        let generation = self
-            .lifecycle
-            .install(now, token, wall.instant_at(expires_at), &mut self.rng)
-            .ok_or(RestoreError::NotUsable);
-        if generation.is_ok() {
-            self.counters.shared_tokens = self.counters.shared_tokens.saturating_add(1);
-            self.last_token_error = None;
-        }
-        self.drain_lifecycle_events();
+        let generation = self.install_fleet_token(now, wall, token, expires_at);
         self.drain_breaker_events();
         generation
     }
@@ -1048,6 +1040,18 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if self.lifecycle.in_flight() || self.lifecycle.token(now).is_some() {
             return Err(RestoreError::NotUsable);
         }
+        self.install_fleet_token(now, wall, token, expires_at)
+    }
+
+    /// Installs a token another process fetched (absolute expiry `expires_at`), counts it and
+    /// clears the last token error when it is taken; drains the lifecycle's events.
+    fn install_fleet_token(
+        &mut self,
+        now: Instant,
+        wall: WallClock,
+        token: AccessToken<N>,
+        expires_at: UnixTime,
+    ) -> Result<Generation, RestoreError> {
         let generation = self
             .lifecycle
             .install(now, token, wall.instant_at(expires_at), &mut self.rng)
@@ -1610,7 +1614,6 @@ fn whole_scope_tokens<const E: usize>(scope: &str) -> String<E> {
 mod tests {
     use super::*;
 
-    /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.
     /// The URL, scope and parameters share the endpoint's `E` bytes, each failure says which
     /// part did not fit, and the parts read back in order.
     #[test]
@@ -1646,6 +1649,7 @@ mod tests {
         assert_eq!(TokenEndpoint::<8>::genesys(genesys), Err(SetupError::TokenUrlTooLong));
     }
 
+    /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.
     fn with_token() -> Session<64, 1> {
         let creds = Credentials::from_strs("client", "secret").unwrap();
         let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();

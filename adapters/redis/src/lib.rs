@@ -36,7 +36,8 @@
 //!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
 //!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A process
 //!   with no token that may not request one yet (its breaker cools down after an outage) reads
-//!   the token key once a second (`SharedStore::current`), so it is back as soon as any process has a token.
+//!   the token key once a second (`SharedStore::current`), so it is back as soon as any
+//!   process has a token.
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
@@ -64,8 +65,8 @@
 /// overflow into "send now".
 const MAX_SCRIPT_MS: u64 = 7 * 24 * 3600 * 1000;
 
-fn clamp_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(MAX_SCRIPT_MS)
+fn clamp_ms(ms: u64) -> u64 {
+    ms.min(MAX_SCRIPT_MS)
 }
 
 mod at_rest;
@@ -568,15 +569,14 @@ impl RedisStore {
         };
         let [_, _, rate_key] = self.key_names(scope);
         let known = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
-        let known_ms = |v: Option<Duration>| known(v.map(clamp_ms));
         let mut con = self.connection().await?;
         let _: i64 = self
             .observe
             .key(&rate_key)
             .arg(known(Some(remaining)))
             .arg(known(snapshot.limit))
-            .arg(known_ms(snapshot.reset_after.map(|d| Duration::from_millis(d.as_millis()))))
-            .arg(known_ms(snapshot.window.map(|d| Duration::from_millis(d.as_millis()))))
+            .arg(known(snapshot.reset_after.map(|d| clamp_ms(d.as_millis()))))
+            .arg(known(snapshot.window.map(|d| clamp_ms(d.as_millis()))))
             .arg(scope.pacer.default_window.as_millis())
             .invoke_async(&mut con)
             .await
@@ -590,7 +590,10 @@ impl RedisStore {
         retry_after: Option<Duration>,
     ) -> Result<(), StoreError> {
         let [_, _, rate_key] = self.key_names(scope);
-        let after = retry_after.map_or(-1, |d| i64::try_from(clamp_ms(d)).unwrap_or(i64::MAX));
+        let after = retry_after.map_or(-1, |d| {
+            let ms = clamp_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            i64::try_from(ms).unwrap_or(i64::MAX)
+        });
         let mut con = self.connection().await?;
         let _: i64 = self
             .rate_limited
