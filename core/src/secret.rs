@@ -134,6 +134,14 @@ impl Fingerprint {
         Fingerprint(out)
     }
 
+    /// The fingerprint [`AccessToken::fingerprint`] gives a token with these bytes, for any
+    /// bytes: a token a peer handed over that [`AccessToken::new`] refuses (too long, a byte
+    /// outside RFC 6750's `b64token`) can still be named, in logs and to the peer, as the one
+    /// not to hand over again.
+    pub fn of_token(token: &[u8]) -> Self {
+        Fingerprint::compute(b"credflow/token-fingerprint/v1", &[token])
+    }
+
     /// The raw 6 bytes.
     pub const fn as_bytes(&self) -> [u8; 6] {
         self.0
@@ -347,7 +355,7 @@ impl<const N: usize> AccessToken<N> {
 
     /// A fingerprint that identifies this token in logs.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::compute(b"credflow/token-fingerprint/v1", &[self.as_str().as_bytes()])
+        Fingerprint::of_token(self.as_str().as_bytes())
     }
 }
 

@@ -295,6 +295,8 @@ pub struct RequestState {
     probe: bool,
     in_flight: bool,
     externally_paced: bool,
+    /// Not before this, on an external pacer's word (`Instant::from_millis(0)`: no hold).
+    external_hold: Instant,
 }
 
 impl RequestState {
@@ -334,6 +336,19 @@ impl RequestState {
     /// ([`set_externally_paced`](Self::set_externally_paced)).
     pub fn externally_paced(&self) -> bool {
         self.externally_paced
+    }
+
+    /// Holds the next attempt back until `until` on an external pacer's word: a fleet's shared
+    /// budget that cannot admit it sooner (another process's 429 held the fleet back, or the
+    /// shared window is spent), for longer than the caller would sleep on the pacer's behalf.
+    ///
+    /// [`Session::authorize`] treats the hold as its own pacer's answer: a hold within
+    /// [`RetryPolicy::max_wait`](crate::retry::policy::RetryPolicy) is waited for, and a longer
+    /// one (a daily quota's hours) fails fast naming the wait, except for the session's one
+    /// probe per `max_wait`, exactly as for a wait this session learned itself. The hold never
+    /// shortens a wait of the session's own, and is cleared when the attempt is sent.
+    pub fn set_external_hold(&mut self, until: Instant) {
+        self.external_hold = until;
     }
 }
 
@@ -1096,6 +1111,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             probe: false,
             in_flight: false,
             externally_paced: false,
+            external_hold: Instant::from_millis(0),
         }
     }
 
@@ -1124,11 +1140,16 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 reason: WaitReason::Token,
             };
         }
-        let pace = if req.externally_paced {
+        let mut pace = if req.externally_paced {
             self.pacer.check_admitted(now)
         } else {
             self.pacer.check(now, req.spec.priority)
         };
+        let hold = req.external_hold;
+        if hold > now && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold) {
+            // An external pacer's long wait: the shared window spent, or a 429's hold.
+            pace = Pace::NotBefore { at: hold, reason: PaceReason::Exhausted };
+        }
         if let Pace::NotBefore { at, reason } = pace {
             if req.spec.deadline.is_some_and(|d| at > d) {
                 return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
@@ -1171,6 +1192,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let paced_as = if req.externally_paced { Priority::Critical } else { req.spec.priority };
         self.pacer.on_send(now, paced_as);
         req.externally_paced = false;
+        req.external_hold = Instant::from_millis(0);
         req.attempts = req.attempts.saturating_add(1);
         req.in_flight = true;
         self.counters.attempts = self.counters.attempts.saturating_add(1);
@@ -1731,6 +1753,57 @@ mod tests {
         ));
         assert!(admitted.externally_paced(), "a wait keeps the admission");
         assert!(matches!(s.authorize(resume, &mut admitted), Authorize::Send { .. }));
+    }
+
+    /// Fleet mode: the fleet cannot admit an attempt for hours (a daily quota's 429 seen by
+    /// another process). The hold is the session's own pacing answer: a short one is waited
+    /// for, a long one sends the session's one probe per `max_wait` and then fails fast naming
+    /// the wait; it never shortens the session's own wait, and is cleared by the send.
+    #[test]
+    fn an_external_hold_paces_like_the_sessions_own() {
+        let mut s = with_token();
+        let host = HostKey::from_host("api.mypurecloud.com");
+        let spec = RequestSpec::new(Method::Get, host);
+        let t0 = Instant::from_secs(1);
+        let max = SessionConfig::default().retry.max_wait;
+        // Short: a wait, with the hold as its end.
+        let mut short = s.begin(t0, spec);
+        let at = t0 + Duration::from_secs(2);
+        short.set_external_hold(at);
+        assert!(matches!(
+            s.authorize(t0, &mut short),
+            Authorize::Wait { until: Some(t), reason: WaitReason::Paced(PaceReason::Exhausted) } if t == at
+        ));
+        assert!(matches!(s.authorize(at, &mut short), Authorize::Send { .. }));
+        assert_eq!(s.handle_response(at, &mut short, 200, &[("a", "b")], b""), Verdict::Done);
+        // Long: the first is the probe, the next fails fast naming the wait.
+        let hours = Duration::from_secs(3 * 3600);
+        let mut probe = s.begin(at, spec);
+        probe.set_external_hold(at + hours);
+        assert!(matches!(s.authorize(at, &mut probe), Authorize::Send { .. }), "the probe");
+        assert_eq!(s.handle_response(at, &mut probe, 200, &[("a", "b")], b""), Verdict::Done);
+        let mut held = s.begin(at, spec);
+        held.set_external_hold(at + hours);
+        let Authorize::Fail(error) = s.authorize(at, &mut held) else { panic!("fails fast") };
+        assert_eq!(
+            error.kind,
+            ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { wait: hours, max },
+                last: RetryReason::RateLimited
+            }
+        );
+        // Without the hold, the same request goes.
+        let mut free = s.begin(at, spec);
+        assert!(matches!(s.authorize(at, &mut free), Authorize::Send { .. }));
+        let _ = s.handle_response(at, &mut free, 429, &[("Retry-After", "30")], b"");
+        // A hold shorter than the session's own 429 wait does not shorten it.
+        let mut again = s.begin(at, spec);
+        again.set_external_hold(at + Duration::from_secs(1));
+        assert!(matches!(
+            s.authorize(at, &mut again),
+            Authorize::Wait { until: Some(t), reason: WaitReason::Paced(PaceReason::Backoff429) }
+                if t == at + Duration::from_secs(30)
+        ));
     }
 
     /// Found by `fuzz/fuzz_targets/session.rs`: one 429 with an absurd `Retry-After` (a number

@@ -11,8 +11,8 @@ use credflow_core::oauth::TokenRequest;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::{
-    Authorize, Counters, Event, HostKey, RequestSpec, RequestState, RetryReason, Session,
-    TokenEndpoint, TokenStatus, Verdict, WaitReason,
+    ApiError, ApiErrorKind, Authorize, Counters, Event, HostKey, RequestSpec, RequestState,
+    RetryReason, Session, TokenEndpoint, TokenStatus, Verdict, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -451,6 +451,10 @@ impl Client {
                 u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
             ))
         });
+        // The instant the session's deadline check fails (it passes at the deadline itself):
+        // no wait of this loop's own (the admission gate, the fleet's wait) goes past it.
+        let give_up =
+            deadline.map(|d| shared.clock.to_tokio(d.saturating_add(Duration::from_millis(1))));
         // In a fleet the shared budget admits each attempt with the request's priority, and the
         // session is told so (`set_externally_paced`): it then holds the attempt back only for
         // 429 waits and exhausted windows, not for its own spacing and reserves, which know only
@@ -486,8 +490,13 @@ impl Client {
             }
             if ask {
                 if gate.is_none() {
-                    let class = &shared.admission_gates[gate_index(options.priority)];
-                    gate = Some(Arc::clone(class).lock_owned().await);
+                    let class = Arc::clone(&shared.admission_gates[gate_index(options.priority)]);
+                    let turn = match give_up {
+                        Some(at) => tokio::time::timeout_at(at, class.lock_owned()).await.ok(),
+                        None => Some(class.lock_owned().await),
+                    };
+                    let Some(turn) = turn else { return Err(deadline_exceeded()) };
+                    gate = Some(turn);
                 }
                 let claimed = std::mem::take(&mut probe_claimed);
                 let answer = shared.fleet_admit(options.priority, claimed).await;
@@ -496,22 +505,29 @@ impl Client {
                 }
                 match answer {
                     Some(Admission::Wait(wait)) if wait <= shared.max_wait => {
+                        let wake = tokio::time::Instant::now() + wait;
+                        if give_up.is_some_and(|at| wake > at) {
+                            // The fleet has no slot before the deadline.
+                            return Err(deadline_exceeded());
+                        }
                         let _ = shared.events.send(ClientEvent::Wait {
                             reason: WaitReason::Paced(
                                 credflow_core::ratelimit::pacer::PaceReason::Spacing,
                             ),
                             wait: Some(wait),
                         });
-                        tokio::time::sleep(wait).await;
+                        tokio::time::sleep_until(wake).await;
                         continue;
                     }
                     Some(Admission::Wait(wait)) => {
-                        // A daily quota's hours: the session fails fast, naming the wait, or
-                        // sends its one probe per `max_wait`, as it does alone.
-                        debug!(
-                            ?wait,
-                            "the fleet's wait is longer than accepted: the local session decides"
-                        );
+                        // A daily quota's hours: the session paces with the fleet's wait as
+                        // its own, so it fails fast naming it, or sends its one probe per
+                        // `max_wait`, as it does alone.
+                        debug!(?wait, "the fleet's wait is longer than accepted");
+                        let until = shared.clock.now().saturating_add(Duration::from_millis(
+                            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        ));
+                        guard.state.set_external_hold(until);
                         asked = true;
                     }
                     Some(Admission::Now) => {
@@ -537,6 +553,17 @@ impl Client {
                 Step::Send(header) => header,
                 Step::Fail(e) => return Err(e),
                 Step::Wait(until, reason) => {
+                    // The fleet's admission (or its hold) was for an attempt now. After a
+                    // hold of the server's (a 429's, a spent window), the fleet is asked again,
+                    // so that the requests held together are spaced by its budget rather than
+                    // released together. Across a wait for a token or a breaker's probe (an
+                    // outage, not the budget) the admission is kept: asking again on each wake
+                    // would spend the fleet's budget on requests that cannot go.
+                    if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) {
+                        guard.state.set_externally_paced(false);
+                        guard.state.set_external_hold(Instant::from_millis(0));
+                        asked = false;
+                    }
                     let now_tokio = tokio::time::Instant::now();
                     let wake = until.map(|at| shared.clock.to_tokio(at));
                     let wait = wake.map(|at| at.saturating_duration_since(now_tokio));
@@ -557,6 +584,8 @@ impl Client {
                         // abandoned without an event frees its slot within a second.
                         (_, None) => now_tokio + StdDuration::from_secs(1),
                     };
+                    // The session fails the request once its deadline passed: wake for that.
+                    let wake = give_up.map_or(wake, |at| wake.min(at));
                     tokio::select! {
                         _ = tokio::time::sleep_until(wake) => {}
                         _ = version.changed() => {}
@@ -592,8 +621,7 @@ impl Client {
                         &HeaderMapRef(response.headers()),
                         body.as_deref().unwrap_or(b""),
                     );
-                    shared.drain(&mut session);
-                    shared.sync_cache(&session, now);
+                    shared.settle(&mut session, now);
                     drop(session);
                     Shared::fleet_report(&shared, now, status, response.headers());
                     (verdict, Ok(rebuild(response, body)))
@@ -633,6 +661,15 @@ impl Client {
             }
         }
     }
+}
+
+/// The session's own error for a request whose deadline passed while it waited.
+fn deadline_exceeded() -> Error {
+    Error::from(ApiError {
+        kind: ApiErrorKind::DeadlineExceeded,
+        status: None,
+        correlation_id: None,
+    })
 }
 
 enum Step {
@@ -833,6 +870,13 @@ impl Shared {
         }
     }
 
+    /// After a change to the session: its events forwarded, its token published (both wake
+    /// waiters when something they wait for changed).
+    fn settle(&self, session: &mut CoreSession, now: Instant) {
+        self.drain(session);
+        self.sync_cache(session, now);
+    }
+
     /// Forwards the session's events to `tracing` and to subscribers; wakes waiters when a
     /// breaker changed (a request waiting for a probe's outcome).
     fn drain(&self, session: &mut CoreSession) {
@@ -928,6 +972,9 @@ async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     // Fingerprint of the last token held or refused: the fleet is asked for another one.
     let mut stale: Option<Fingerprint> = None;
+    // While tokenless and held back, when to read the fleet's token next (kept across wakes,
+    // so that kicks from waiting requests cannot postpone it forever).
+    let mut next_peek: Option<tokio::time::Instant> = None;
     loop {
         let now = shared.clock.now();
         let outgoing = {
@@ -956,10 +1003,10 @@ async fn drive(shared: Arc<Shared>) {
                 shared.fleet_transition(transition, result.as_ref().err());
                 match result {
                     Ok(Refresh::Token(token)) => {
-                        let fingerprint = install_shared(&shared, ticket, &token);
-                        if let Some(fingerprint) = fingerprint {
-                            // Refused (too close to expiry): ask for another, or refresh.
-                            stale = Some(fingerprint);
+                        if let Some(refused) = install_shared(&shared, ticket, &token) {
+                            // Refused (too close to expiry, unusable): ask for another, or
+                            // take the lease and refresh.
+                            stale = Some(refused);
                         }
                         continue;
                     }
@@ -986,8 +1033,7 @@ async fn drive(shared: Arc<Shared>) {
                     ),
                     Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
                 }
-                shared.drain(&mut session);
-                shared.sync_cache(&session, now);
+                shared.settle(&mut session, now);
                 // Only a token this request obtained goes to the fleet.
                 session.token(now).filter(|(_, times)| Some(times.generation) != before).map(
                     |(token, times)| SharedToken {
@@ -1009,28 +1055,37 @@ async fn drive(shared: Arc<Shared>) {
             let tokenless = session.token(now).is_none() && !session.lifecycle().in_flight();
             (session.poll_timeout(), tokenless)
         };
-        let mut sleep = match next {
-            Some((at, _)) => shared.clock.to_tokio(at),
-            None => tokio::time::Instant::now() + StdDuration::from_secs(3600),
-        };
+        let due = next.map(|(at, _)| shared.clock.to_tokio(at));
+        let mut sleep =
+            due.unwrap_or_else(|| tokio::time::Instant::now() + StdDuration::from_secs(3600));
         // No token, and no request allowed yet (backoff or an open breaker after an outage):
-        // look at the fleet's token about once a second, as another process may have one.
-        let peek = tokenless && shared.fleet.as_ref().is_some_and(FleetLink::usable);
-        if peek {
-            sleep = sleep.min(tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
+        // read the fleet's token about once a second, as another process may have one.
+        if tokenless && shared.fleet.is_some() {
+            let at =
+                *next_peek.get_or_insert_with(|| tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
+            if tokio::time::Instant::now() >= at {
+                next_peek = Some(tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
+                if let Some(refused) = adopt_fleet_token(&shared, stale).await {
+                    stale = Some(refused);
+                }
+                continue;
+            }
+            sleep = sleep.min(at);
+        } else {
+            next_peek = None;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(sleep) => {
-                {
-                    let now = shared.clock.now();
-                    let mut session = shared.lock();
-                    session.handle_timeout(now);
-                    shared.drain(&mut session);
-                    shared.sync_cache(&session, now);
-                }
-                shared.version.send_modify(|v| *v = v.wrapping_add(1));
-                if peek {
-                    adopt_fleet_token(&shared, stale).await;
+                // A deadline of the session's (not only a peek's): let it act, and let waiting
+                // requests look again.
+                if due.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    {
+                        let now = shared.clock.now();
+                        let mut session = shared.lock();
+                        session.handle_timeout(now);
+                        shared.settle(&mut session, now);
+                    }
+                    shared.version.send_modify(|v| *v = v.wrapping_add(1));
                 }
             }
             _ = shared.kick.notified() => {}
@@ -1042,28 +1097,38 @@ async fn drive(shared: Arc<Shared>) {
 const FLEET_PEEK_INTERVAL: StdDuration = StdDuration::from_secs(1);
 
 /// Takes the fleet's token (other than `stale`) into a session that has none and may not
-/// request one yet; see [`SharedStore::current`].
-async fn adopt_fleet_token(shared: &Shared, stale: Option<Fingerprint>) {
-    let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) else { return };
+/// request one yet; see [`SharedStore::current`]. Returns the fingerprint of a token it could
+/// not take (unusable, or too close to expiry), which is not to be offered again.
+async fn adopt_fleet_token(shared: &Shared, stale: Option<Fingerprint>) -> Option<Fingerprint> {
+    let fleet = shared.fleet.as_ref().filter(|f| f.usable())?;
     let (result, transition) =
         fleet.call(fleet.call_timeout, fleet.store.current(&fleet.scope, stale)).await;
     shared.fleet_transition(transition, result.as_ref().err());
-    let Ok(Some(token)) = result else { return };
-    let Ok(value) = AccessToken::<TOKEN_CAPACITY>::new(&token.token) else {
-        warn!("fleet token unusable");
-        return;
-    };
+    let token = result.ok().flatten()?;
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
-    match session.adopt_shared(now, value, token.expires_at) {
-        Ok(_) => debug!("took the fleet's token while held back from requesting one"),
-        Err(error) => debug!(%error, "fleet token not taken"),
-    }
-    shared.drain(&mut session);
-    shared.sync_cache(&session, now);
-    drop(session);
-    shared.version.send_modify(|v| *v = v.wrapping_add(1));
+    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+        Ok(value) => {
+            let fingerprint = value.fingerprint();
+            match session.adopt_shared(now, value, token.expires_at) {
+                Ok(_) => {
+                    debug!("took the fleet's token while held back from requesting one");
+                    None
+                }
+                Err(error) => {
+                    debug!(%error, "fleet token not taken");
+                    Some(fingerprint)
+                }
+            }
+        }
+        Err(error) => {
+            warn!(%error, "fleet token unusable");
+            Some(Fingerprint::of_token(token.token.as_bytes()))
+        }
+    };
+    shared.settle(&mut session, now);
+    refused
 }
 
 /// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session
@@ -1075,7 +1140,7 @@ fn install_shared(
 ) -> Option<Fingerprint> {
     let now = shared.clock.now();
     let mut session = shared.lock();
-    let outcome = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
         Ok(value) => {
             let fingerprint = value.fingerprint();
             session.handle_token_shared(now, ticket, value, token.expires_at).err().map(|e| {
@@ -1084,16 +1149,15 @@ fn install_shared(
             })
         }
         Err(e) => {
+            // Released without backoff: the next round asks the fleet for a token other than
+            // this one, or for the lease (never this one again: no loop on a bad entry).
             warn!(error = %e, "fleet token unusable");
             session.handle_token_error(now, ticket, None);
-            None
+            Some(Fingerprint::of_token(token.token.as_bytes()))
         }
     };
-    shared.drain(&mut session);
-    shared.sync_cache(&session, now);
-    drop(session);
-    shared.version.send_modify(|v| *v = v.wrapping_add(1));
-    outcome
+    shared.settle(&mut session, now);
+    refused
 }
 
 /// Hands the token fetched under `lease` to the fleet. A failed request keeps the lease until

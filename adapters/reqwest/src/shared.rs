@@ -217,10 +217,21 @@ pub enum FleetStatus {
 pub(crate) struct FleetLink {
     pub(crate) store: std::sync::Arc<dyn SharedStore>,
     pub(crate) scope: FleetScope,
-    /// `Some(next probe)` while degraded.
-    degraded: Mutex<Option<tokio::time::Instant>>,
+    state: Mutex<LinkState>,
     /// Upper bound on any call (a store that hangs must not hold requests).
     pub(crate) call_timeout: Duration,
+}
+
+/// Joined or degraded, and since which change.
+#[derive(Clone, Copy, Debug)]
+struct LinkState {
+    /// `Some(next probe)` while degraded.
+    degraded: Option<tokio::time::Instant>,
+    /// Counts the changes between joined and degraded. A call's outcome moves the link only if
+    /// no change happened while it was in flight: a slow call that started before the store
+    /// failed, and succeeds after, proves nothing about the store now (and a failure that
+    /// started before a rejoin is not news).
+    epoch: u64,
 }
 
 impl fmt::Debug for FleetLink {
@@ -243,25 +254,27 @@ impl FleetLink {
         scope: FleetScope,
         call_timeout: Duration,
     ) -> Self {
-        FleetLink { store, scope, degraded: Mutex::new(None), call_timeout }
+        let state = Mutex::new(LinkState { degraded: None, epoch: 0 });
+        FleetLink { store, scope, state, call_timeout }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
-        self.degraded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn status(&self) -> FleetStatus {
-        if self.lock().is_some() { FleetStatus::Degraded } else { FleetStatus::Joined }
+        if self.lock().degraded.is_some() { FleetStatus::Degraded } else { FleetStatus::Joined }
     }
 
-    /// Whether a call should be made now (joined, or degraded with a probe due).
+    /// Whether a call should be made now (joined, or degraded with a probe due). While
+    /// degraded, a `true` claims the probe: other callers are told `false` until the next
+    /// interval, so call it once per store call.
     pub(crate) fn usable(&self) -> bool {
-        let mut degraded = self.lock();
-        match *degraded {
+        let mut state = self.lock();
+        match state.degraded {
             None => true,
             Some(next) if tokio::time::Instant::now() >= next => {
-                // This caller probes; others wait for the next interval.
-                *degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
+                state.degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
                 true
             }
             Some(_) => false,
@@ -274,25 +287,140 @@ impl FleetLink {
         limit: Duration,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> (Result<T, StoreError>, Transition) {
+        let started = self.lock().epoch;
         let result = match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {limit:?}"))),
         };
-        let transition = {
-            let mut degraded = self.lock();
-            match (&result, degraded.is_some()) {
-                (Err(StoreError::Busy), _) => Transition::None,
-                (Err(_), false) => {
-                    *degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
-                    Transition::Degraded
-                }
-                (Ok(_), true) => {
-                    *degraded = None;
-                    Transition::Rejoined
-                }
-                _ => Transition::None,
-            }
-        };
+        let transition = self.record(started, result.as_ref().map(|_| ()));
         (result, transition)
+    }
+
+    /// Moves the link on the outcome of a call that started in `epoch`.
+    fn record(&self, epoch: u64, outcome: Result<(), &StoreError>) -> Transition {
+        let mut state = self.lock();
+        if state.epoch != epoch {
+            return Transition::None;
+        }
+        let transition = match (outcome, state.degraded.is_some()) {
+            (Err(StoreError::Busy), _) => return Transition::None,
+            (Err(_), false) => {
+                state.degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
+                Transition::Degraded
+            }
+            (Ok(()), true) => {
+                state.degraded = None;
+                Transition::Rejoined
+            }
+            _ => return Transition::None,
+        };
+        state.epoch = state.epoch.wrapping_add(1);
+        transition
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl SharedStore for Never {
+        fn refresh<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: Option<Fingerprint>,
+        ) -> BoxFuture<'a, Result<Refresh, StoreError>> {
+            Box::pin(std::future::pending())
+        }
+        fn publish<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: Lease,
+            _: &'a SharedToken,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            Box::pin(std::future::pending())
+        }
+        fn release<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: Lease,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(std::future::pending())
+        }
+        fn admit<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: Priority,
+        ) -> BoxFuture<'a, Result<Admission, StoreError>> {
+            Box::pin(std::future::pending())
+        }
+        fn observe<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: RateLimitSnapshot,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(std::future::pending())
+        }
+        fn rate_limited<'a>(
+            &'a self,
+            _: &'a FleetScope,
+            _: Option<Duration>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn link() -> FleetLink {
+        let scope = FleetScope {
+            client_id: "id".into(),
+            token_url: "https://login.example/oauth/token".into(),
+            credential: credflow_core::secret::Credentials::from_strs("id", "secret")
+                .unwrap()
+                .fingerprint(),
+            pacer: PacerConfig::default(),
+        };
+        FleetLink::new(std::sync::Arc::new(Never), scope, Duration::from_secs(1))
+    }
+
+    fn down() -> StoreError {
+        StoreError::Unavailable("test".into())
+    }
+
+    /// A slow call that started before the store failed, and succeeded after, does not rejoin
+    /// the fleet: only a call made while degraded (the probe) can.
+    #[tokio::test(start_paused = true)]
+    async fn a_success_that_started_before_the_failure_does_not_rejoin() {
+        let link = link();
+        let slow = link.lock().epoch;
+        let fast = link.lock().epoch;
+        assert_eq!(link.record(fast, Err(&down())), Transition::Degraded);
+        assert_eq!(link.record(slow, Ok(())), Transition::None, "stale success");
+        assert_eq!(link.status(), FleetStatus::Degraded);
+        // The probe, made while degraded, rejoins.
+        tokio::time::advance(PROBE_INTERVAL).await;
+        assert!(link.usable(), "the probe is due");
+        assert!(!link.usable(), "claimed once");
+        let probe = link.lock().epoch;
+        assert_eq!(link.record(probe, Ok(())), Transition::Rejoined);
+        // A failure that started before the rejoin is not news either.
+        assert_eq!(link.record(fast, Err(&down())), Transition::None);
+        assert_eq!(link.status(), FleetStatus::Joined);
+        // A busy lease says nothing about the store's health.
+        let now = link.lock().epoch;
+        assert_eq!(link.record(now, Err(&StoreError::Busy)), Transition::None);
+        assert_eq!(link.record(now, Err(&down())), Transition::Degraded);
+    }
+
+    /// `call` bounds a store that never answers, and degrades the link.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_never_answers_is_bounded_and_degrades() {
+        let link = link();
+        let (result, transition) = link
+            .call(Duration::from_secs(2), link.store.admit(&link.scope, Priority::Normal))
+            .await;
+        assert!(matches!(result, Err(StoreError::Unavailable(_))));
+        assert_eq!(transition, Transition::Degraded);
     }
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use credflow_core::Priority;
 use credflow_core::ratelimit::RateLimitSnapshot;
 use credflow_core::ratelimit::pacer::PaceReason;
-use credflow_core::secret::{AccessToken, Fingerprint};
-use credflow_core::session::WaitReason;
+use credflow_core::retry::policy::GiveUpReason;
+use credflow_core::secret::Fingerprint;
+use credflow_core::session::{ApiErrorKind, WaitReason};
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::shared::{
@@ -35,6 +36,9 @@ struct Memory {
     spacing_ms: AtomicU64,
     next_free: Mutex<Option<std::time::Instant>>,
     admit_calls: AtomicU64,
+    /// When set, every admission answers "wait this many milliseconds".
+    wait_ms: AtomicU64,
+    refresh_calls: AtomicU64,
 }
 
 impl Memory {
@@ -58,7 +62,7 @@ impl Memory {
 }
 
 fn fingerprint(token: &SharedToken) -> Fingerprint {
-    AccessToken::<4096>::new(&token.token).unwrap().fingerprint()
+    Fingerprint::of_token(token.token.as_bytes())
 }
 
 impl SharedStore for Memory {
@@ -68,6 +72,7 @@ impl SharedStore for Memory {
         stale: Option<Fingerprint>,
     ) -> BoxFuture<'a, Result<Refresh, StoreError>> {
         Box::pin(async move {
+            self.refresh_calls.fetch_add(1, Ordering::SeqCst);
             loop {
                 self.check()?;
                 if let Some(token) = self.token.lock().unwrap().clone()
@@ -133,6 +138,10 @@ impl SharedStore for Memory {
                     return Ok(Admission::Wait(at - now));
                 }
                 *next_free = Some(now + Duration::from_millis(spacing));
+            }
+            let wait = self.wait_ms.load(Ordering::SeqCst);
+            if wait > 0 {
+                return Ok(Admission::Wait(Duration::from_millis(wait)));
             }
             if self.hours.load(Ordering::SeqCst) {
                 return Ok(Admission::Wait(Duration::from_secs(3 * 3600)));
@@ -297,11 +306,12 @@ async fn a_request_begun_in_the_fleet_is_paced_at_its_own_priority_once_the_flee
     assert_eq!(emu.counters().api.requests, 9, "8, then the critical one");
 }
 
-/// A fleet wait longer than the retry policy accepts (a daily quota's hours) is not slept
-/// through: the local session decides, as it does alone (here it knows of no limit and sends;
-/// after a quota's 429 it fails fast and probes once per `max_wait`).
+/// A fleet wait longer than the retry policy accepts (a daily quota's hours, after another
+/// process's 429) is not slept through, nor ignored: the local session paces with it as with a
+/// wait of its own, so the first request is its one probe per `max_wait` and the next fails
+/// fast, naming the wait (before, it was sent: the fleet's hold was dropped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fleet_wait_of_hours_is_left_to_the_local_session() {
+async fn a_fleet_wait_of_hours_fails_fast_after_one_probe() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
     let config = Config::custom(
@@ -311,13 +321,136 @@ async fn a_fleet_wait_of_hours_is_left_to_the_local_session() {
     )
     .with_shared(memory.clone());
     let client = Client::new(config).unwrap();
-    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
-    assert_eq!(client.send(request).await.unwrap().status(), 200);
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.hours.store(true, Ordering::SeqCst);
-    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(5), client.send(request)).await;
-    assert_eq!(answer.expect("not held for hours").unwrap().status(), 200);
+    let probe = tokio::time::timeout(Duration::from_secs(5), client.send(get())).await;
+    assert_eq!(probe.expect("not held for hours").unwrap().status(), 200, "the probe");
+    let held = tokio::time::timeout(Duration::from_secs(5), client.send(get())).await;
+    let error = held.expect("not held for hours").unwrap_err();
+    match error.api_error().map(|e| &e.kind) {
+        Some(ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { wait, .. }, .. }) => {
+            assert!(wait.as_secs() > 3 * 3600 - 60, "names the fleet's wait: {wait}")
+        }
+        other => panic!("fails fast naming the wait, got {other:?}"),
+    }
+    assert_eq!(emu.counters().api.requests, 2, "the held request was not sent");
     assert_eq!(client.fleet_status(), Some(FleetStatus::Joined), "the fleet answered");
+}
+
+/// A request's deadline bounds its waits for the fleet: at the admission gate (another request
+/// of its class holds it, waiting for its own admission) and for the fleet's wait. Both fail
+/// with the session's `DeadlineExceeded` at the deadline, not after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_bounds_the_waits_for_the_fleet() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    memory.wait_ms.store(30_000, Ordering::SeqCst);
+    let options =
+        RequestOptions { deadline: Some(Duration::from_millis(300)), ..Default::default() };
+    let is_deadline = |e: &credflow_reqwest::Error| {
+        matches!(e.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded))
+    };
+    // The first request holds the gate while it sleeps the fleet's 30 s.
+    let holder = {
+        let (client, request) = (client.clone(), get());
+        tokio::spawn(async move { client.send(request).await })
+    };
+    while memory.admit_calls.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let queued = tokio::time::timeout(Duration::from_secs(10), client.send_with(get(), options))
+        .await
+        .expect("not held past its deadline at the gate");
+    assert!(is_deadline(&queued.unwrap_err()));
+    holder.abort();
+    let _ = holder.await;
+    let asked = tokio::time::timeout(Duration::from_secs(10), client.send_with(get(), options))
+        .await
+        .expect("not held past its deadline for the fleet's wait");
+    assert!(is_deadline(&asked.unwrap_err()));
+    assert_eq!(emu.counters().api.requests, 1);
+}
+
+/// The fleet's admission is for an attempt now. A request admitted while this process holds
+/// back for a 429 it saw (and the fleet has not heard of) waits out the hold, then asks the
+/// fleet again, so that the requests held together are spaced by the fleet's budget instead of
+/// all sent when the hold ends on admissions counted seconds before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_does_not_outlive_a_local_hold() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    let mut events = client.events();
+    emu.faults().force_429_for(Duration::from_millis(900));
+    let first = {
+        let (client, request) = (client.clone(), get());
+        tokio::spawn(async move { client.send(request).await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !matches!(events.recv().await.unwrap(), ClientEvent::Retry { .. }) {}
+    })
+    .await
+    .expect("the first request met the 429");
+    let before = memory.admitted.load(Ordering::SeqCst);
+    let status = tokio::time::timeout(Duration::from_secs(10), client.send(get())).await;
+    assert_eq!(status.expect("sent after the hold").unwrap().status(), 200);
+    assert_eq!(first.await.unwrap().unwrap(), 200);
+    let held = std::iter::from_fn(|| events.try_recv().ok()).any(|e| {
+        matches!(e, ClientEvent::Wait { reason: WaitReason::Paced(PaceReason::Backoff429), .. })
+    });
+    assert!(held, "the second request waited for the 429's hold");
+    // The second request: admitted, held, admitted again; the first's retry: admitted once.
+    assert_eq!(memory.admitted.load(Ordering::SeqCst) - before, 3);
+}
+
+/// A fleet token this process cannot use (here not a valid bearer token) is named as stale on
+/// the next round, so the fleet hands out the lease and this process fetches its own, instead
+/// of being handed the same token in a loop (which, with a store that answers at once, never
+/// yielded: the driver spun on a worker thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_fleet_token_is_not_taken_again() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    *memory.token.lock().unwrap() = Some(SharedToken {
+        token: zeroize::Zeroizing::new("not a bearer token".to_owned()),
+        expires_at: credflow_core::UnixTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 3600,
+        ),
+    });
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let token = tokio::time::timeout(Duration::from_secs(10), client.token())
+        .await
+        .expect("not stuck on the unusable token")
+        .unwrap();
+    assert_ne!(token.as_str(), "not a bearer token");
+    assert_eq!(emu.counters().token.requests, 1);
+    let calls = memory.refresh_calls.load(Ordering::SeqCst);
+    assert!(calls <= 3, "{calls} refresh calls");
 }
 
 /// Requests waiting for the fleet's admission take turns (one per priority class per process
@@ -402,4 +535,56 @@ async fn a_process_held_back_by_its_breaker_takes_the_fleets_token() {
     assert_eq!(client.send(request).await.unwrap().status(), 200);
     let c = client.counters();
     assert_eq!((c.token_requests, c.shared_tokens), (1, 1), "{c:?}");
+}
+
+/// The once-a-second read of the fleet's token is not postponed by wake-ups: here the token
+/// endpoint is unreachable and this process backs off for at least 30 s, while the application
+/// asks for the token every 100 ms (each call wakes the token driver). The fleet's token is
+/// taken within seconds (before, each wake-up restarted the peek's one-second timer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_do_not_starve_the_read_of_the_fleets_token() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let creds = || credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    let other = Client::new(Config::custom(emu.token_url(), emu.api_base(), creds())).unwrap();
+    let fetched = other.token().await.unwrap();
+    let memory = Arc::new(Memory::default());
+    // Nothing listens on port 1; the breaker stays closed, the backoff is 30 to 60 s.
+    let mut config = Config::custom("http://127.0.0.1:1/oauth/token", emu.api_base(), creds())
+        .with_shared(memory.clone());
+    config.session.token_breaker.consecutive_failures = 100;
+    config.session.lifecycle.retry_base = credflow_core::Duration::from_secs(60);
+    let client = Client::new(config).unwrap();
+    let mut events = client.events();
+    // The first token request fails at once (then the token waits for the backoff).
+    let _ = tokio::time::timeout(Duration::from_millis(500), client.token()).await;
+    let impatient = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            while !matches!(
+                tokio::time::timeout(Duration::from_millis(100), client.token()).await,
+                Ok(Ok(_))
+            ) {}
+        })
+    };
+    *memory.token.lock().unwrap() = Some(SharedToken {
+        token: zeroize::Zeroizing::new(fetched.as_str().to_owned()),
+        expires_at: credflow_core::UnixTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 3600,
+        ),
+    });
+    let acquired = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let ClientEvent::Session(credflow_core::session::Event::Token(
+                credflow_core::lifecycle::LifecycleEvent::TokenAcquired { .. },
+            )) = events.recv().await.unwrap()
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(acquired.is_ok(), "the fleet's token was read despite the wake-ups");
+    impatient.await.unwrap();
+    assert_eq!(client.token().await.unwrap().as_str(), fetched.as_str());
 }
