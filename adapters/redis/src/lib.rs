@@ -44,8 +44,9 @@
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
-//!   does), a 429 holds the whole fleet back, and each attempt is admitted by one Lua script with
-//!   the pacer's priority classes, burst and critical reserve.
+//!   does), a 429 holds the whole fleet back for its whole `Retry-After` (the key outlives the
+//!   hold and the window by a minute), and each attempt is admitted by one Lua script with the
+//!   pacer's priority classes, burst and critical reserve.
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].

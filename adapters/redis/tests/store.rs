@@ -1,6 +1,7 @@
 //! The store's own failure modes against a real `redis-server` on 127.0.0.1, through the
 //! [`SharedStore`] trait as the client calls it: a lease taken by an acquire whose answer never
-//! came back (a lost reply, or the call dropped by the client's timeout) is released at once.
+//! came back (a lost reply, or the call dropped by the client's timeout) is released at once,
+//! and a long fleet-wide 429 hold outlives the rate key's window.
 //!
 //! Lost replies come from a small TCP proxy between the store and `redis-server`: it forwards
 //! both ways until the store sends a command naming the lease key (the acquire script does),
@@ -14,11 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RedisServer, store, store_at};
+use credflow_core::Priority;
 use credflow_core::ratelimit::pacer::PacerConfig;
+use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
 use credflow_redis::RedisStore;
 use credflow_reqwest::config::credentials;
-use credflow_reqwest::shared::{FleetScope, Refresh, SharedStore, StoreError};
+use credflow_reqwest::shared::{Admission, FleetScope, Refresh, SharedStore, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -213,4 +216,49 @@ async fn a_lease_taken_by_a_dropped_refresh_is_released() {
         "the dropped call's lease is released, not left for lease_ttl ({LONG_LEASE:?})"
     );
     assert!(events.until("del", Duration::from_secs(1)).await, "deleted by the release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    let con = direct(&redis).await;
+    let pttl = |key: String| {
+        let mut con = con.clone();
+        async move { redis::cmd("PTTL").arg(key).query_async::<i64>(&mut con).await.unwrap() }
+    };
+    let second = credflow_core::Duration::from_secs(1);
+    let short = |remaining, reset_after| RateLimitSnapshot {
+        limit: Some(10),
+        remaining: Some(remaining),
+        reset_after: Some(reset_after),
+        window: Some(second),
+        dialect: Dialect::Genesys,
+    };
+    let hold = Duration::from_secs(600);
+
+    // A 429 after a short window (the 429 script), then a short window again (its save).
+    let scope = scope(DEMO_CLIENT_ID);
+    let rate_key = store.key_names(&scope)[2].clone();
+    store.observe(&scope, short(5, second)).await.unwrap();
+    let reported = Instant::now();
+    store.rate_limited(&scope, Some(hold)).await.unwrap();
+    let left = |at: Instant| hold.saturating_sub(at.elapsed()).as_millis() as i64;
+    let ttl = pttl(rate_key.clone()).await;
+    assert!(ttl >= left(reported) + 55_000, "after the 429: key ttl {ttl} ms");
+    store.observe(&scope, short(4, second)).await.unwrap();
+    let ttl = pttl(rate_key.clone()).await;
+    assert!(ttl >= left(reported) + 55_000, "after a 1 s window was saved: key ttl {ttl} ms");
+    match store.admit(&scope, Priority::Critical).await.unwrap() {
+        Admission::Wait(wait) => {
+            assert!(wait > hold - Duration::from_secs(10) && wait <= hold, "{wait:?}")
+        }
+        Admission::Now => panic!("the fleet is held back for the Retry-After"),
+    }
+
+    // A window whose reset lies beyond twice its length keeps the key to the reset.
+    let other = self::scope("reset-beyond-window");
+    store.observe(&other, short(5, credflow_core::Duration::from_secs(600))).await.unwrap();
+    let ttl = pttl(store.key_names(&other)[2].clone()).await;
+    assert!(ttl >= 600_000, "the window's state lasts to its reset: key ttl {ttl} ms");
 }
