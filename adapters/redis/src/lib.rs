@@ -34,15 +34,19 @@
 //!   (a holder whose lease expired publishes nothing). The others poll every
 //!   [`RedisConfig::poll_interval`] for the new token instead of fetching their own; if the
 //!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
-//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A process
+//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A lease
+//!   taken without the taker knowing (the answer to the acquire script lost to a timeout or a
+//!   reset connection, or the call dropped by the client's timeout) is released at once, on
+//!   the tokio runtime, so the fleet does not wait `lease_ttl` for nobody. A process
 //!   with no token that may not request one yet (its breaker cools down after an outage) reads
 //!   the token key once a second (`SharedStore::current`), so it is back as soon as any
 //!   process has a token.
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
-//!   does), a 429 holds the whole fleet back, and each attempt is admitted by one Lua script with
-//!   the pacer's priority classes, burst and critical reserve.
+//!   does), a 429 holds the whole fleet back for its whole `Retry-After` (the key outlives the
+//!   hold and the window by a minute), and each attempt is admitted by one Lua script with the
+//!   pacer's priority classes, burst and critical reserve.
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].
@@ -454,6 +458,10 @@ impl RedisStore {
             let mut fence = [0u8; 16];
             getrandom::fill(&mut fence)
                 .map_err(|e| StoreError::Refused(format!("no randomness for the fence: {e}")))?;
+            // From here until Redis answers, the lease may be ours without our knowing it (a
+            // lost reply, or this future dropped by the caller's timeout): unless disarmed,
+            // the guard releases the fence, so the fleet does not wait `lease_ttl` for nobody.
+            let guard = FenceGuard::arm(self, con.clone(), &lease_key, fence);
             let (code, pttl): (i64, i64) = self
                 .acquire
                 .key(&token_key)
@@ -464,6 +472,9 @@ impl RedisStore {
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;
+            // An answer says who holds the lease: ours (returned to the caller), or not taken
+            // under this fence (nothing to release).
+            guard.disarm();
             match code {
                 0 => continue,
                 1 => return Ok(Refresh::Lease(Lease::new(fence))),
@@ -603,6 +614,65 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// A fence sent in ACQUIRE whose answer has not arrived. Dropped armed (an error, or the
+/// refresh future dropped mid-call), it releases the fence on the current tokio runtime, bounded
+/// by [`RedisConfig::response_timeout`]: RELEASE is compare-and-delete, so this is harmless when
+/// the lease was not taken, and frees it at once when it was.
+struct FenceGuard {
+    pending: Option<PendingRelease>,
+}
+
+/// What [`FenceGuard`] needs to release its fence from a spawned task.
+struct PendingRelease {
+    con: ConnectionManager,
+    release: Script,
+    lease_key: String,
+    fence: [u8; 16],
+    timeout: Duration,
+}
+
+impl FenceGuard {
+    fn arm(store: &RedisStore, con: ConnectionManager, lease_key: &str, fence: [u8; 16]) -> Self {
+        FenceGuard {
+            pending: Some(PendingRelease {
+                con,
+                release: store.release.clone(),
+                lease_key: lease_key.to_owned(),
+                fence,
+                timeout: store.config.response_timeout,
+            }),
+        }
+    }
+
+    /// Redis answered: nothing to release.
+    fn disarm(mut self) {
+        self.pending = None;
+    }
+}
+
+impl Drop for FenceGuard {
+    fn drop(&mut self) {
+        let Some(PendingRelease { mut con, release, lease_key, fence, timeout }) =
+            self.pending.take()
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("no tokio runtime to release an unanswered lease; it expires after lease_ttl");
+            return;
+        };
+        runtime.spawn(async move {
+            let mut invocation = release.key(&lease_key);
+            let call = invocation.arg(&fence[..]).invoke_async::<i64>(&mut con);
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(released)) => debug!(released, "unanswered lease released"),
+                Ok(Err(e)) => debug!(error = %e, "unanswered lease not released"),
+                Err(_) => debug!("unanswered lease not released in time"),
+            }
+        });
     }
 }
 

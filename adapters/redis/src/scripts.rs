@@ -32,6 +32,11 @@ return 0
 ";
 
 /// Shared prelude: Redis time in ms, the window hash, and rolling it over at the reset.
+///
+/// Whenever a script writes the hash, its time to live covers the window (twice its length, and
+/// at least to its reset) and the 429 hold (`blocked_until`), plus a minute: a later save with
+/// a short window must not let a long fleet-wide `Retry-After` vanish with the key. Spans sent
+/// here are clamped to 7 days, so these sums stay exact in Lua's doubles.
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,7 +58,7 @@ end
 local function save(w)
   redis.call('HSET', KEYS[1], 'limit', w.limit, 'remaining', w.remaining, 'reset_at', w.reset_at,
     'length', w.length, 'tat', w.tat, 'interval', w.interval)
-  redis.call('PEXPIRE', KEYS[1], w.length * 2 + 60000)
+  redis.call('PEXPIRE', KEYS[1], math.max(w.length * 2, w.reset_at - now, blocked - now) + 60000)
 end
 ";
 
@@ -140,6 +145,6 @@ if after < 0 and w and now < w.reset_at then
 end
 if after < 0 then after = 1000 end
 redis.call('HSET', KEYS[1], 'blocked_until', math.max(blocked, now + after))
-if not w then redis.call('PEXPIRE', KEYS[1], after + 60000) end
+redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), after + 60000))
 return 1
 ";
