@@ -19,8 +19,10 @@
 //!   and sleeps the wait it answers, one worker per pod at a time (the adapter's admission
 //!   gate; the others queue in order); an admitted attempt is marked externally paced
 //!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
-//!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is left to
-//!   the local session, at the request's own priority;
+//!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is handed
+//!   to the local session as the attempt's hold (`RequestState::set_external_hold`: it fails
+//!   fast naming the wait, except for the session's one probe per `max_wait`); after a local
+//!   wait for a 429 or a spent window the fleet is asked again;
 //! - every response's rate-limit headers, and every 429, are reported to the fleet in the
 //!   background.
 
@@ -403,6 +405,8 @@ impl Credflow {
             let wait = shared.redis.admit(now, class, &shared.pacer);
             if wait == 0 {
                 req.set_externally_paced(true);
+            } else if wait > self.max_wait {
+                req.set_external_hold(at(now + RTT + wait));
             }
             if wait == 0 || wait > self.max_wait {
                 self.workers[worker] = State::Answered(req);
@@ -445,6 +449,14 @@ impl Credflow {
         match decision {
             None => self.workers[worker] = State::InFlight(req),
             Some(Ok((until, reason))) => {
+                // The adapter asks the fleet again after a hold of the server's.
+                let asked = if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) {
+                    req.set_externally_paced(false);
+                    req.set_external_hold(at(0));
+                    false
+                } else {
+                    asked
+                };
                 let wait = match (until, reason) {
                     (Some(t), _) => t.as_millis().max(now),
                     (None, WaitReason::Token) => now + TOKEN_WAIT,

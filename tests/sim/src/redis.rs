@@ -178,10 +178,14 @@ impl Redis {
         (blocked, window)
     }
 
+    /// As the script's `save`: the key lives for the window (twice its length, and at least to
+    /// its reset) and the 429 hold, plus a minute.
     fn save(&mut self, now: Ms, w: Window) {
         self.rate.window = Some(w);
-        self.rate.expires_at =
-            Some(now + u64::try_from(w.length * 2).unwrap_or(u64::MAX / 4) + 60_000);
+        let t = ms(now);
+        let blocked = self.rate.blocked_until.unwrap_or(0);
+        let span = (w.length * 2).max(w.reset_at - t).max(blocked - t);
+        self.rate.expires_at = Some(now + u64::try_from(span).unwrap_or(u64::MAX / 4) + 60_000);
     }
 
     /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background):
@@ -282,9 +286,9 @@ impl Redis {
         }
         let after = retry_after.map_or(1000, ms);
         self.rate.blocked_until = Some(blocked.max(t + after));
-        if w.is_none() {
-            self.rate.expires_at = Some(now + u64::try_from(after).unwrap_or(0) + 60_000);
-        }
+        // The script's `PEXPIRE max(PTTL, after + 60000)`: extended, never shortened.
+        let until = now + u64::try_from(after).unwrap_or(0) + 60_000;
+        self.rate.expires_at = Some(self.rate.expires_at.map_or(until, |e| e.max(until)));
     }
 }
 
