@@ -23,8 +23,9 @@
 //! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
 //! | `…:lease` | the refresh lease: a random 128-bit fencing value, `SET NX PX` | one process at a time |
 //! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold | every process, atomically in Lua |
+//! | `…:slots` | the send slots admission reserved that are not yet due (a sorted set by instant) | every process, atomically in Lua |
 //!
-//! (The braces are a Redis Cluster hash tag: the three keys of a client live in one slot.)
+//! (The braces are a Redis Cluster hash tag: the four keys of a client live in one slot.)
 //!
 //! - **Token, single flight across the fleet.** When a process's session says a refresh is due,
 //!   it reads the token key. A usable token other than the one it holds is taken as is (cached
@@ -46,7 +47,11 @@
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
 //!   does), a 429 holds the whole fleet back for its whole `Retry-After` (the key outlives the
 //!   hold and the window by a minute), and each attempt is admitted by one Lua script with the
-//!   pacer's priority classes, burst and critical reserve.
+//!   pacer's priority classes, burst and critical reserve. When the script's answer is a wait
+//!   for the spacing or the reserve inside the current window, it reserves that slot (counted
+//!   now, sent then, without asking again: one call per request), unless the slot lies beyond
+//!   what the caller will wait, behind a 429's hold, or in the last second before the reset.
+//!   Slots not yet due are taken off the server's `remaining` when a response reports it.
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].
@@ -57,8 +62,8 @@
 //!   public webpki roots, or only against the operator's CA with
 //!   `RedisConfig::with_root_ca_pem` (feature `tls`; a private CA, as most fleets have).
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
-//!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET TIME EVALSHA
-//!   SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded once), plus `SELECT` for a database
+//!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET ZADD
+//!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded once), plus `SELECT` for a database
 //!   other than 0. The test suite runs the fleet as such a user with the default user
 //!   disabled, and shows each of these is needed.
 //! - A wrong password, a missing permission or an untrusted certificate puts the client in
@@ -99,12 +104,25 @@ use crate::at_rest::Keys;
 /// `SELECT` when the URL names a database other than 0. For example:
 ///
 /// ```text
-/// ACL SETUSER credflow on >secret ~credflow:* resetchannels -@all +get +set +del +pttl +pexpire +hmget +hset +time +evalsha +script|load
+/// ACL SETUSER credflow on >secret ~credflow:* resetchannels -@all +get +set +del +pttl +pexpire +hmget +hset +zadd +zremrangebyscore +zcard +time +evalsha +script|load
 /// ```
 ///
 /// (The client also sends `CLIENT SETINFO` when it connects and ignores its refusal.)
-pub const ACL_COMMANDS: [&str; 10] =
-    ["GET", "SET", "DEL", "PTTL", "PEXPIRE", "HMGET", "HSET", "TIME", "EVALSHA", "SCRIPT|LOAD"];
+pub const ACL_COMMANDS: [&str; 13] = [
+    "GET",
+    "SET",
+    "DEL",
+    "PTTL",
+    "PEXPIRE",
+    "HMGET",
+    "HSET",
+    "ZADD",
+    "ZREMRANGEBYSCORE",
+    "ZCARD",
+    "TIME",
+    "EVALSHA",
+    "SCRIPT|LOAD",
+];
 
 /// How a [`RedisStore`] connects and coordinates. Build it with [`RedisConfig::new`], then
 /// adjust the public fields.
@@ -378,10 +396,10 @@ impl RedisStore {
         })
     }
 
-    /// The three key names of `scope`: token, lease, rate.
-    pub fn key_names(&self, scope: &FleetScope) -> [String; 3] {
+    /// The four key names of `scope`: token, lease, rate, slots.
+    pub fn key_names(&self, scope: &FleetScope) -> [String; 4] {
         let base = format!("{}:{{{}|{}}}", self.config.prefix, scope.client_id, scope.token_url);
-        [format!("{base}:token"), format!("{base}:lease"), format!("{base}:rate")]
+        ["token", "lease", "rate", "slots"].map(|name| format!("{base}:{name}"))
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
@@ -429,7 +447,7 @@ impl RedisStore {
         scope: &FleetScope,
         stale: Option<Fingerprint>,
     ) -> Result<Option<SharedToken>, StoreError> {
-        let [token_key, _, _] = self.key_names(scope);
+        let [token_key, ..] = self.key_names(scope);
         let mut con = self.connection().await?;
         let value: Option<Vec<u8>> =
             redis::cmd("GET").arg(&token_key).query_async(&mut con).await.map_err(unavailable)?;
@@ -442,7 +460,7 @@ impl RedisStore {
         scope: &FleetScope,
         stale: Option<Fingerprint>,
     ) -> Result<Refresh, StoreError> {
-        let [token_key, lease_key, _] = self.key_names(scope);
+        let [token_key, lease_key, ..] = self.key_names(scope);
         let mut con = self.connection().await?;
         let give_up = tokio::time::Instant::now() + self.config.max_wait;
         loop {
@@ -496,7 +514,7 @@ impl RedisStore {
         lease: Lease,
         token: &SharedToken,
     ) -> Result<bool, StoreError> {
-        let [token_key, lease_key, _] = self.key_names(scope);
+        let [token_key, lease_key, ..] = self.key_names(scope);
         let now = wall_now();
         let ttl = token.expires_at.saturating_duration_since(now);
         if ttl.is_zero() {
@@ -525,7 +543,7 @@ impl RedisStore {
     }
 
     async fn release_inner(&self, scope: &FleetScope, lease: Lease) -> Result<(), StoreError> {
-        let [_, lease_key, _] = self.key_names(scope);
+        let [_, lease_key, ..] = self.key_names(scope);
         let mut con = self.connection().await?;
         let _: i64 = self
             .release
@@ -541,8 +559,9 @@ impl RedisStore {
         &self,
         scope: &FleetScope,
         priority: Priority,
+        within: Duration,
     ) -> Result<Admission, StoreError> {
-        let [_, _, rate_key] = self.key_names(scope);
+        let [_, _, rate_key, slots_key] = self.key_names(scope);
         let class: u8 = match priority {
             Priority::Critical => 0,
             Priority::Normal => 1,
@@ -550,24 +569,30 @@ impl RedisStore {
         };
         let p = scope.pacer;
         let mut con = self.connection().await?;
-        let wait: i64 = self
+        let (counted, wait): (i64, i64) = self
             .admit
             .key(&rate_key)
+            .key(&slots_key)
             .arg(class)
             .arg(p.critical_reserve_permille)
             .arg(p.background_floor_permille)
             .arg(p.burst)
             .arg(p.burst_permille)
+            .arg(clamp_ms(millis(within)))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        // A negative answer is a broken window (the script never sends one): refuse, so the
+        // A negative wait is a broken window (the script never sends one): refuse, so the
         // client paces locally, rather than admit (fail safe, not open).
-        match u64::try_from(wait) {
-            Ok(0) => Ok(Admission::Now),
-            Ok(ms) => Ok(Admission::Wait(Duration::from_millis(ms))),
-            Err(_) => Err(StoreError::Refused(format!("admission script answered {wait} ms"))),
-        }
+        let Ok(ms) = u64::try_from(wait) else {
+            return Err(StoreError::Refused(format!("admission script answered {wait} ms")));
+        };
+        let wait = Duration::from_millis(ms);
+        Ok(match (counted, ms) {
+            (1, 0) => Admission::Now,
+            (1, _) => Admission::After(wait),
+            _ => Admission::Wait(wait),
+        })
     }
 
     async fn observe_inner(
@@ -578,12 +603,13 @@ impl RedisStore {
         let Some(remaining) = snapshot.remaining else {
             return Ok(());
         };
-        let [_, _, rate_key] = self.key_names(scope);
+        let [_, _, rate_key, slots_key] = self.key_names(scope);
         let known = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
         let mut con = self.connection().await?;
         let _: i64 = self
             .observe
             .key(&rate_key)
+            .key(&slots_key)
             .arg(known(Some(remaining)))
             .arg(known(snapshot.limit))
             .arg(known(snapshot.reset_after.map(|d| clamp_ms(d.as_millis()))))
@@ -600,7 +626,7 @@ impl RedisStore {
         scope: &FleetScope,
         retry_after: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let [_, _, rate_key] = self.key_names(scope);
+        let [_, _, rate_key, _] = self.key_names(scope);
         let after = retry_after.map_or(-1, |d| {
             let ms = clamp_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             i64::try_from(ms).unwrap_or(i64::MAX)
@@ -714,8 +740,9 @@ impl SharedStore for RedisStore {
         &'a self,
         scope: &'a FleetScope,
         priority: Priority,
+        within: Duration,
     ) -> BoxFuture<'a, Result<Admission, StoreError>> {
-        Box::pin(self.admit_inner(scope, priority))
+        Box::pin(self.admit_inner(scope, priority, within))
     }
 
     fn observe<'a>(

@@ -40,13 +40,13 @@ return 0
 const PRELUDE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset_at', 'length', 'tat', 'interval', 'blocked_until')
+local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset_at', 'length', 'tat', 'interval', 'blocked_until', 'seen')
 local blocked = tonumber(h[7] or '0') or 0
 local w = nil
 if h[1] and h[2] and h[3] and h[4] then
   w = { limit = tonumber(h[1]), remaining = tonumber(h[2]), reset_at = tonumber(h[3]),
         length = math.max(tonumber(h[4]), 1), tat = tonumber(h[5] or '0') or 0,
-        interval = tonumber(h[6] or '0') or 0 }
+        interval = tonumber(h[6] or '0') or 0, seen = tonumber(h[8] or '0') or 0 }
   if now >= w.reset_at then
     local windows = math.floor((now - w.reset_at) / w.length) + 1
     w.remaining = math.max(w.limit, 1)
@@ -55,25 +55,46 @@ if h[1] and h[2] and h[3] and h[4] then
     w.interval = 0
   end
 end
+-- Reserved slots not yet due (KEYS[2], a sorted set by slot): counted in the window here,
+-- not yet sent, so not in the server's remaining.
+local function pending()
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  return redis.call('ZCARD', KEYS[2])
+end
 local function save(w)
   redis.call('HSET', KEYS[1], 'limit', w.limit, 'remaining', w.remaining, 'reset_at', w.reset_at,
-    'length', w.length, 'tat', w.tat, 'interval', w.interval)
+    'length', w.length, 'tat', w.tat, 'interval', w.interval, 'seen', w.seen)
   redis.call('PEXPIRE', KEYS[1], math.max(w.length * 2, w.reset_at - now, blocked - now) + 60000)
 end
 ";
 
 /// The admission script: [`PRELUDE`] then the decision.
-/// KEYS: rate. ARGV: priority (0 critical, 1 normal, 2 background), critical reserve ‰,
-/// background floor ‰, burst, burst ‰. Returns 0 (admitted and counted) or the wait in ms.
+/// KEYS: rate, slots. ARGV: priority (0 critical, 1 normal, 2 background), critical reserve ‰,
+/// background floor ‰, burst, burst ‰, horizon ms. Returns `{counted, wait ms}`: `{1, 0}`
+/// admitted and counted now; `{1, w}` counted for the slot `w` ms from now (reserved: the
+/// caller sends then without asking again); `{0, w}` not counted, ask again in `w` ms.
+///
+/// A slot is reserved only inside the current window, with requests left in it, no 429 hold
+/// in force and within the caller's horizon: a wait for the spacing or the priority reserve,
+/// whose end is known. Waits for a 429's hold or the next window are not reserved (what the
+/// server will allow then is not known yet), nor beyond the horizon (the caller would not be
+/// waiting by then, and the slot would be lost), nor in the last second before the reset a
+/// response reported (`seen`; half the window if shorter): the reset is known to a second at
+/// best (Genesys sends whole seconds), and a window rolled over here without a response is a
+/// guess (its length too, when the server does not state it).
 pub(crate) fn admit() -> String {
     format!("{PRELUDE}{ADMIT_BODY}")
 }
 
 const ADMIT_BODY: &str = r"
 local prio = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[6])
 local wait = 0
 if blocked > now then wait = blocked - now end
-if not w then return wait end
+if not w then
+  if wait > 0 then return {0, wait} end
+  return {1, 0}
+end
 local share_pm = 0
 if prio == 1 then share_pm = tonumber(ARGV[2])
 elseif prio == 2 then share_pm = math.max(tonumber(ARGV[3]), tonumber(ARGV[2])) end
@@ -93,16 +114,26 @@ if prio ~= 0 then
   local at = math.min(w.tat - w.interval * (burst - 1), w.reset_at)
   wait = math.max(wait, at - now)
 end
-if wait > 0 then return wait end
+local edge = math.min(w.reset_at, w.seen) - math.min(1000, math.floor(w.length / 2))
+if wait > 0 and (wait > horizon or blocked > now or w.remaining == 0 or now + wait >= edge) then
+  return {0, wait}
+end
+local slot = now + wait
 w.remaining = w.remaining - 1
-w.interval = math.floor((w.reset_at - now) / (w.remaining + 1))
-if prio ~= 0 then w.tat = math.max(w.tat, now) + w.interval end
+w.interval = math.floor((w.reset_at - slot) / (w.remaining + 1))
+if prio ~= 0 then w.tat = math.max(w.tat, slot) + w.interval end
 save(w)
-return 0
+if wait > 0 then
+  redis.call('ZADD', KEYS[2], slot, slot .. ':' .. w.remaining .. ':' .. w.reset_at)
+  redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), wait + 60000))
+end
+return {1, wait}
 ";
 
-/// The observation script: [`PRELUDE`] then the reconciliation.
-/// KEYS: rate. ARGV: remaining, limit, reset after ms, window ms (each -1 when unknown),
+/// The observation script: [`PRELUDE`] then the reconciliation. The server's `remaining` does
+/// not count the reserved slots still to come: they are taken off it (the server's window may
+/// have rolled over before the estimate's, and they land in the new one).
+/// KEYS: rate, slots. ARGV: remaining, limit, reset after ms, window ms (each -1 when unknown),
 /// default window ms.
 pub(crate) fn observe() -> String {
     format!("{PRELUDE}{OBSERVE_BODY}")
@@ -120,12 +151,20 @@ local after = tonumber(ARGV[3])
 if after < 0 then after = length end
 local reset_at = now + after
 local slack = math.min(1000, math.floor(length / 2))
-local n = { limit = limit, remaining = server, reset_at = reset_at, length = length, tat = 0, interval = 0 }
-if w and reset_at < w.reset_at + slack then
+server = math.max(server - pending(), 0)
+local n = { limit = limit, remaining = server, reset_at = reset_at, length = length, tat = 0, interval = 0,
+  seen = reset_at }
+-- The same window only while the reset last reported is still ahead: once it passed, the
+-- window rolled over here on a guess (of its length too, when the server does not state it),
+-- and this response describes the server's new window.
+if w and w.seen > now and reset_at < w.reset_at + slack then
   n.remaining = math.min(w.remaining, server)
   n.tat = w.tat
+  -- Resets come rounded up (whole seconds): each is an upper bound, the earliest the tightest.
+  n.reset_at = math.min(w.reset_at, reset_at)
+  n.seen = n.reset_at
 end
-n.interval = math.floor((reset_at - now) / (n.remaining + 1))
+n.interval = math.floor((n.reset_at - now) / (n.remaining + 1))
 save(n)
 return 1
 ";

@@ -94,12 +94,30 @@ async fn every_operation(url: &str) -> Result<(), StoreError> {
         dialect: Dialect::Genesys,
     };
     a.observe(&scope, snapshot).await?;
-    assert_eq!(a.admit(&scope, Priority::Critical).await?, Admission::Now);
+    assert_eq!(a.admit(&scope, Priority::Critical, Duration::ZERO).await?, Admission::Now);
+    // Spaced requests are given a reserved slot (the slots key), which the next observation
+    // takes off the server's count.
+    let roomy = RateLimitSnapshot { limit: Some(100), remaining: Some(90), ..snapshot };
+    a.observe(&scope, roomy).await?;
+    let mut reserved = false;
+    for _ in 0..20 {
+        if let Admission::After(_) =
+            a.admit(&scope, Priority::Normal, Duration::from_secs(60)).await?
+        {
+            reserved = true;
+            break;
+        }
+    }
+    assert!(reserved, "a spaced request is given a slot");
+    a.observe(&scope, snapshot).await?;
     b.rate_limited(&scope, Some(Duration::from_secs(5))).await?;
-    assert!(matches!(b.admit(&scope, Priority::Normal).await?, Admission::Wait(_)));
+    assert!(matches!(b.admit(&scope, Priority::Normal, Duration::ZERO).await?, Admission::Wait(_)));
     // An absurd Retry-After holds the fleet back (it once overflowed the script into "now").
     b.rate_limited(&scope, Some(Duration::MAX)).await?;
-    assert!(matches!(b.admit(&scope, Priority::Critical).await?, Admission::Wait(_)));
+    assert!(matches!(
+        b.admit(&scope, Priority::Critical, Duration::ZERO).await?,
+        Admission::Wait(_)
+    ));
     Ok(())
 }
 
@@ -116,7 +134,7 @@ async fn the_fleet_works_as_an_acl_user_with_the_documented_permissions() {
     // The default user is off: an anonymous client is refused.
     let anonymous = store_at(redis.url(), |_| {});
     assert!(matches!(
-        anonymous.admit(&scope(), Priority::Normal).await,
+        anonymous.admit(&scope(), Priority::Normal, Duration::ZERO).await,
         Err(StoreError::Refused(_))
     ));
 

@@ -1,7 +1,8 @@
 //! The store's own failure modes against a real `redis-server` on 127.0.0.1, through the
 //! [`SharedStore`] trait as the client calls it: a lease taken by an acquire whose answer never
 //! came back (a lost reply, or the call dropped by the client's timeout) is released at once,
-//! and a long fleet-wide 429 hold outlives the rate key's window.
+//! a long fleet-wide 429 hold outlives the rate key's window, and admission reserves the slot it
+//! names.
 //!
 //! Lost replies come from a small TCP proxy between the store and `redis-server`: it forwards
 //! both ways until the store sends a command naming the lease key (the acquire script does),
@@ -249,11 +250,11 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     store.observe(&scope, short(4, second)).await.unwrap();
     let ttl = pttl(rate_key.clone()).await;
     assert!(ttl >= left(reported) + 55_000, "after a 1 s window was saved: key ttl {ttl} ms");
-    match store.admit(&scope, Priority::Critical).await.unwrap() {
+    match store.admit(&scope, Priority::Critical, Duration::from_secs(20)).await.unwrap() {
         Admission::Wait(wait) => {
             assert!(wait > hold - Duration::from_secs(10) && wait <= hold, "{wait:?}")
         }
-        Admission::Now => panic!("the fleet is held back for the Retry-After"),
+        other => panic!("the fleet is held back for the Retry-After, not {other:?}"),
     }
 
     // A window whose reset lies beyond twice its length keeps the key to the reset.
@@ -261,4 +262,46 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     store.observe(&other, short(5, credflow_core::Duration::from_secs(600))).await.unwrap();
     let ttl = pttl(store.key_names(&other)[2].clone()).await;
     assert!(ttl >= 600_000, "the window's state lasts to its reset: key ttl {ttl} ms");
+}
+
+/// Admission reserves the slot it names when the wait is the fleet's spacing inside the current
+/// window and within the caller's horizon: the caller sends then without asking again (one
+/// store call per request instead of one per wake-up). A wait beyond the horizon, or for a
+/// 429's hold, is not counted: the caller asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_reserves_the_slot_it_names_within_the_horizon() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    let mut scope = scope("reserve");
+    scope.pacer.burst = 1;
+    scope.pacer.burst_permille = 0;
+    let ten = credflow_core::Duration::from_secs(10);
+    let window = RateLimitSnapshot {
+        limit: Some(10),
+        remaining: Some(10),
+        reset_after: Some(ten),
+        window: Some(ten),
+        dialect: Dialect::Genesys,
+    };
+    store.observe(&scope, window).await.unwrap();
+    let horizon = Duration::from_secs(20);
+    let admit = |within| store.admit(&scope, Priority::Normal, within);
+    assert_eq!(admit(horizon).await.unwrap(), Admission::Now);
+    // The next is spaced by about a second (10 left over 10 s). Beyond the horizon: not counted.
+    let Admission::Wait(asked) = admit(Duration::ZERO).await.unwrap() else {
+        panic!("a wait beyond the horizon is not reserved")
+    };
+    assert!(asked > Duration::from_millis(500) && asked <= Duration::from_secs(1), "{asked:?}");
+    // Within it: reserved, at the instant the uncounted answer named (it took nothing)...
+    let Admission::After(first) = admit(horizon).await.unwrap() else { panic!("reserved") };
+    assert!(first.abs_diff(asked) < Duration::from_millis(100), "{first:?} vs {asked:?}");
+    // ...so the next reservation is one interval later.
+    let Admission::After(second) = admit(horizon).await.unwrap() else { panic!("reserved") };
+    assert!(second > first + Duration::from_millis(500), "{second:?} after {first:?}");
+    // A 429's hold is not reserved through: what the server allows after it is not known.
+    store.rate_limited(&scope, Some(Duration::from_secs(5))).await.unwrap();
+    match admit(horizon).await.unwrap() {
+        Admission::Wait(wait) => assert!(wait > Duration::from_secs(4), "{wait:?}"),
+        other => panic!("the hold is waited out and asked again, not {other:?}"),
+    }
 }

@@ -74,7 +74,7 @@ async fn a_certificate_from_another_ca_is_refused_with_the_reason() {
     for trust in [Some(other_ca), None] {
         let store = store_at(redis.url(), |c| c.root_ca_pem = trust.clone());
         let started = Instant::now();
-        match store.admit(&scope(), Priority::Normal).await {
+        match store.admit(&scope(), Priority::Normal, Duration::ZERO).await {
             Err(StoreError::Refused(e)) => {
                 assert!(e.contains("certificate is not trusted"), "{e}");
                 assert!(e.contains("with_root_ca_pem"), "says what to do: {e}");

@@ -499,11 +499,28 @@ impl Client {
                     gate = Some(turn);
                 }
                 let claimed = std::mem::take(&mut probe_claimed);
-                let answer = shared.fleet_admit(options.priority, claimed).await;
+                // A slot is worth reserving only if the request will still be waiting for it.
+                let within = give_up.map_or(shared.max_wait, |at| {
+                    shared.max_wait.min(at.saturating_duration_since(tokio::time::Instant::now()))
+                });
+                let answer = shared.fleet_admit(options.priority, claimed, within).await;
                 if !matches!(answer, Some(Admission::Wait(wait)) if wait <= shared.max_wait) {
                     gate = None;
                 }
                 match answer {
+                    Some(Admission::After(wait)) if wait <= within => {
+                        // Counted for that instant: sleep, then send without asking again
+                        // (the next request of this class asks meanwhile).
+                        let _ = shared.events.send(ClientEvent::Wait {
+                            reason: WaitReason::Paced(
+                                credflow_core::ratelimit::pacer::PaceReason::Spacing,
+                            ),
+                            wait: Some(wait),
+                        });
+                        tokio::time::sleep(wait).await;
+                        guard.state.set_externally_paced(true);
+                        asked = true;
+                    }
                     Some(Admission::Wait(wait)) if wait <= shared.max_wait => {
                         let wake = tokio::time::Instant::now() + wait;
                         if give_up.is_some_and(|at| wake > at) {
@@ -519,10 +536,10 @@ impl Client {
                         tokio::time::sleep_until(wake).await;
                         continue;
                     }
-                    Some(Admission::Wait(wait)) => {
-                        // A daily quota's hours: the session paces with the fleet's wait as
-                        // its own, so it fails fast naming it, or sends its one probe per
-                        // `max_wait`, as it does alone.
+                    Some(Admission::Wait(wait) | Admission::After(wait)) => {
+                        // A daily quota's hours (or a store that reserved beyond `within`):
+                        // the session paces with the fleet's wait as its own, so it fails fast
+                        // naming it, or sends its one probe per `max_wait`, as it does alone.
                         debug!(?wait, "the fleet's wait is longer than accepted");
                         let until = shared.clock.now().saturating_add(Duration::from_millis(
                             u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -787,10 +804,16 @@ impl Shared {
 
     /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
     /// `claimed`: the caller already checked [`FleetLink::usable`] (and may hold the probe).
-    async fn fleet_admit(&self, priority: Priority, claimed: bool) -> Option<Admission> {
+    /// `within`: the longest the request will wait for a reserved slot.
+    async fn fleet_admit(
+        &self,
+        priority: Priority,
+        claimed: bool,
+        within: StdDuration,
+    ) -> Option<Admission> {
         let fleet = self.fleet.as_ref().filter(|f| claimed || f.usable())?;
         let (result, transition) =
-            fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority)).await;
+            fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority, within)).await;
         self.fleet_transition(transition, result.as_ref().err());
         result.ok()
     }

@@ -109,7 +109,11 @@ pub enum Refresh {
 pub enum Admission {
     /// Send now; the request was counted against the fleet's budget.
     Now,
-    /// Not before this much time has passed.
+    /// Send once this much time has passed, without asking again: the request was counted
+    /// against the fleet's budget for that instant (its slot is reserved). Never longer than
+    /// the `within` the caller gave.
+    After(Duration),
+    /// Not before this much time has passed, and ask again then: the request was not counted.
     Wait(Duration),
 }
 
@@ -168,11 +172,15 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Whether a request of `priority` may be sent now by any process of the fleet; counts it
-    /// when it may.
+    /// when it may ([`Admission::Now`]). When it may be sent at a known later instant within
+    /// `within` (the longest the caller will wait), a store may count it for that instant
+    /// instead ([`Admission::After`]), so that the caller sleeps and sends without asking again;
+    /// otherwise it answers how long to wait before asking again ([`Admission::Wait`]).
     fn admit<'a>(
         &'a self,
         scope: &'a FleetScope,
         priority: Priority,
+        within: Duration,
     ) -> BoxFuture<'a, Result<Admission, StoreError>>;
 
     /// Reports what a response said about the rate limit.
@@ -353,6 +361,7 @@ mod tests {
             &'a self,
             _: &'a FleetScope,
             _: Priority,
+            _: Duration,
         ) -> BoxFuture<'a, Result<Admission, StoreError>> {
             Box::pin(std::future::pending())
         }
@@ -418,7 +427,10 @@ mod tests {
     async fn a_store_that_never_answers_is_bounded_and_degrades() {
         let link = link();
         let (result, transition) = link
-            .call(Duration::from_secs(2), link.store.admit(&link.scope, Priority::Normal))
+            .call(
+                Duration::from_secs(2),
+                link.store.admit(&link.scope, Priority::Normal, Duration::ZERO),
+            )
             .await;
         assert!(matches!(result, Err(StoreError::Unavailable(_))));
         assert_eq!(transition, Transition::Degraded);

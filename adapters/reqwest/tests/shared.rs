@@ -38,6 +38,9 @@ struct Memory {
     admit_calls: AtomicU64,
     /// When set, every admission answers "wait this many milliseconds".
     wait_ms: AtomicU64,
+    /// When set, admissions reserve a slot this many milliseconds ahead (if within the
+    /// caller's horizon; else they answer "wait and ask again").
+    after_ms: AtomicU64,
     refresh_calls: AtomicU64,
 }
 
@@ -124,10 +127,19 @@ impl SharedStore for Memory {
         &'a self,
         _scope: &'a FleetScope,
         _priority: Priority,
+        within: Duration,
     ) -> BoxFuture<'a, Result<Admission, StoreError>> {
         Box::pin(async move {
             self.check()?;
             self.admit_calls.fetch_add(1, Ordering::SeqCst);
+            let after = Duration::from_millis(self.after_ms.load(Ordering::SeqCst));
+            if !after.is_zero() {
+                if after > within {
+                    return Ok(Admission::Wait(after));
+                }
+                self.admitted.fetch_add(1, Ordering::SeqCst);
+                return Ok(Admission::After(after));
+            }
             let spacing = self.spacing_ms.load(Ordering::SeqCst);
             if spacing > 0 {
                 let now = std::time::Instant::now();
@@ -587,4 +599,42 @@ async fn wake_ups_do_not_starve_the_read_of_the_fleets_token() {
     assert!(acquired.is_ok(), "the fleet's token was read despite the wake-ups");
     impatient.await.unwrap();
     assert_eq!(client.token().await.unwrap().as_str(), fetched.as_str());
+}
+
+/// A slot the fleet reserved is slept to and used without asking again (one store call per
+/// request); a request whose deadline comes before any slot is not given one (the horizon it
+/// passes is its deadline), and fails at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_slot_is_used_without_asking_again() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    memory.after_ms.store(300, Ordering::SeqCst);
+    memory.admit_calls.store(0, Ordering::SeqCst);
+    let mut events = client.events();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    assert_eq!(memory.admit_calls.load(Ordering::SeqCst), 1, "one call for the request");
+    let slept = std::iter::from_fn(|| events.try_recv().ok()).any(
+        |e| matches!(e, ClientEvent::Wait { wait: Some(w), .. } if w == Duration::from_millis(300)),
+    );
+    assert!(slept, "it slept to its slot");
+    let options =
+        RequestOptions { deadline: Some(Duration::from_millis(100)), ..Default::default() };
+    let late = tokio::time::timeout(Duration::from_secs(10), client.send_with(get(), options))
+        .await
+        .expect("not held past its deadline");
+    let error = late.unwrap_err();
+    assert!(
+        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded)),
+        "{error}"
+    );
+    assert_eq!(emu.counters().api.requests, 2);
 }

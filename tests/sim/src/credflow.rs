@@ -16,8 +16,10 @@
 //!   `max_wait`, then fetch alone). The lease holder sends the token request and publishes the
 //!   token; a failed request keeps the lease until it expires (the fleet's back-off);
 //! - before each attempt a worker asks the fleet's admission script with the request's priority
-//!   and sleeps the wait it answers, one worker per pod at a time (the adapter's admission
-//!   gate; the others queue in order); an admitted attempt is marked externally paced
+//!   and its horizon (`max_wait`): admitted now, or at a reserved slot (it sleeps, then sends
+//!   without asking again), or told to wait and ask again, one worker per pod at a time (the
+//!   adapter's admission gate; the others queue in order); an admitted attempt is marked
+//!   externally paced
 //!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
 //!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is handed
 //!   to the local session as the attempt's hold (`RequestState::set_external_hold`: it fails
@@ -402,15 +404,17 @@ impl Credflow {
                 Priority::Normal => 1,
                 Priority::Background => 2,
             };
-            let wait = shared.redis.admit(now, class, &shared.pacer);
-            if wait == 0 {
+            let (counted, wait) = shared.redis.admit(now, class, &shared.pacer, self.max_wait);
+            if counted {
                 req.set_externally_paced(true);
             } else if wait > self.max_wait {
                 req.set_external_hold(at(now + RTT + wait));
             }
-            if wait == 0 || wait > self.max_wait {
+            if counted || wait > self.max_wait {
+                // Admitted now, or at a reserved slot (sleep, then send without asking), or
+                // left to the local session.
                 self.workers[worker] = State::Answered(req);
-                world.wake(worker, now + RTT);
+                world.wake(worker, now + RTT + if counted { wait } else { 0 });
                 self.leave_gate(world, pod, worker, now + RTT);
             } else {
                 self.workers[worker] = State::FleetWait(req);

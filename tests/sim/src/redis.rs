@@ -73,6 +73,8 @@ struct Window {
     length: i64,
     tat: i64,
     interval: i64,
+    /// The reset the last observation reported (a rollover here does not move it).
+    seen: i64,
 }
 
 /// The rate hash: its window fields (all or none), `blocked_until`, and the key's expiry.
@@ -89,6 +91,8 @@ pub(crate) struct Redis {
     token: Option<(StoredToken, Ms)>,
     lease: Option<(u64, Ms)>,
     rate: RateHash,
+    /// The slots key: reserved send instants not yet due.
+    slots: Vec<i64>,
     next_fence: u64,
     /// Calls made (round trips).
     pub(crate) calls: u64,
@@ -188,14 +192,16 @@ impl Redis {
         self.rate.expires_at = Some(now + u64::try_from(span).unwrap_or(u64::MAX / 4) + 60_000);
     }
 
-    /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background):
-    /// 0 (admitted and counted) or the wait in ms.
+    /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background)
+    /// with the caller's `horizon`: `(counted, wait ms)`; counted with a wait is a reserved slot
+    /// (send then without asking again), not counted is "ask again after the wait".
     pub(crate) fn admit(
         &mut self,
         now: Ms,
         class: u8,
         pacer: &credflow_core::ratelimit::pacer::PacerConfig,
-    ) -> Ms {
+        horizon: Ms,
+    ) -> (bool, Ms) {
         self.calls += 1;
         let (blocked, w) = self.prelude(now);
         let t = ms(now);
@@ -204,7 +210,7 @@ impl Redis {
             wait = blocked - t;
         }
         let Some(mut w) = w else {
-            return u64::try_from(wait).unwrap_or(0);
+            return (wait == 0, u64::try_from(wait).unwrap_or(0));
         };
         let reserve = i64::from(pacer.critical_reserve_permille);
         let share_pm = match class {
@@ -229,16 +235,22 @@ impl Redis {
             let at = (w.tat - w.interval * (burst - 1)).min(w.reset_at);
             wait = wait.max(at - t);
         }
-        if wait > 0 {
-            return u64::try_from(wait).unwrap_or(0);
+        let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);
+        let edge = w.reset_at.min(w.seen) - 1000.min(w.length / 2);
+        if wait > 0 && (wait > horizon || blocked > t || w.remaining == 0 || t + wait >= edge) {
+            return (false, u64::try_from(wait).unwrap_or(0));
         }
+        let slot = t + wait;
         w.remaining -= 1;
-        w.interval = (w.reset_at - t) / (w.remaining + 1);
+        w.interval = (w.reset_at - slot) / (w.remaining + 1);
         if class != 0 {
-            w.tat = w.tat.max(t) + w.interval;
+            w.tat = w.tat.max(slot) + w.interval;
         }
         self.save(now, w);
-        0
+        if wait > 0 {
+            self.slots.push(slot);
+        }
+        (true, u64::try_from(wait).unwrap_or(0))
     }
 
     /// The observation script at `now`: the server's `remaining`, and its `limit`, reset delay
@@ -255,19 +267,33 @@ impl Redis {
         self.calls += 1;
         let (_, w) = self.prelude(now);
         let t = ms(now);
-        let server = ms(remaining);
+        // The script's `pending()`: reserved slots still to come are not in the server's count.
+        self.slots.retain(|&slot| slot > t);
+        let server = (ms(remaining) - i64::try_from(self.slots.len()).unwrap_or(0)).max(0);
         let length = window.map(ms).or(w.map(|w| w.length)).unwrap_or(ms(default_window)).max(1);
         let limit = limit.map(ms).or(w.map(|w| w.limit)).unwrap_or(server).max(server);
         let reset_at = t + reset_after.map(ms).unwrap_or(length);
         let slack = 1000.min(length / 2);
-        let mut n = Window { limit, remaining: server, reset_at, length, tat: 0, interval: 0 };
+        let mut n = Window {
+            limit,
+            remaining: server,
+            reset_at,
+            length,
+            tat: 0,
+            interval: 0,
+            seen: reset_at,
+        };
         if let Some(w) = w
+            && w.seen > t
             && reset_at < w.reset_at + slack
         {
             n.remaining = w.remaining.min(server);
             n.tat = w.tat;
+            // Resets come rounded up: each is an upper bound, the earliest the tightest.
+            n.reset_at = w.reset_at.min(reset_at);
+            n.seen = n.reset_at;
         }
-        n.interval = (reset_at - t) / (n.remaining + 1);
+        n.interval = (n.reset_at - t) / (n.remaining + 1);
         self.save(now, n);
     }
 
@@ -326,14 +352,14 @@ mod tests {
     fn admission_spends_the_window_then_waits_for_the_reset() {
         let config = PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() };
         let mut r = Redis::default();
-        assert_eq!(r.admit(0, 1, &config), 0, "no window known: admitted, not counted");
+        assert_eq!(r.admit(0, 1, &config, 0).1, 0, "no window known: admitted, not counted");
         observed(&mut r, 0, 2, 60_000);
         // Critical takes what is left; nothing then remains until the reset.
-        assert_eq!(r.admit(0, 0, &config), 0);
-        assert_eq!(r.admit(0, 0, &config), 0);
-        assert_eq!(r.admit(0, 0, &config), 60_000);
-        assert_eq!(r.admit(59_999, 0, &config), 1);
-        assert_eq!(r.admit(60_000, 0, &config), 0, "a full window after the reset");
+        assert_eq!(r.admit(0, 0, &config, 0).1, 0);
+        assert_eq!(r.admit(0, 0, &config, 0).1, 0);
+        assert_eq!(r.admit(0, 0, &config, 0).1, 60_000);
+        assert_eq!(r.admit(59_999, 0, &config, 0).1, 1);
+        assert_eq!(r.admit(60_000, 0, &config, 0).1, 0, "a full window after the reset");
     }
 
     #[test]
@@ -358,7 +384,7 @@ mod tests {
         let mut sent = 0;
         while now < 40_000 {
             let pace = pacer.check(Instant::from_millis(now), Priority::Normal);
-            let wait = r.admit(now, 1, &config);
+            let wait = r.admit(now, 1, &config, 0).1;
             match pace {
                 Pace::Now => {
                     assert_eq!(wait, 0, "at {now}");
@@ -374,20 +400,55 @@ mod tests {
         assert!(sent > 20, "this window's 20, then some of the next window's: {sent}");
     }
 
+    /// A reserved slot is the instant asking again would have been admitted at: the same
+    /// sequence of sends, with one script call each instead of one per wake-up.
+    #[test]
+    fn reservations_are_the_slots_asking_again_would_give() {
+        let config = PacerConfig::default();
+        let (mut asking, mut reserving) = (Redis::default(), Redis::default());
+        for r in [&mut asking, &mut reserving] {
+            r.observe(0, 20, Some(60), Some(30_000), Some(60_000), 60_000);
+        }
+        let mut slots = Vec::new();
+        let mut now = 0;
+        while slots.len() < 10 {
+            match asking.admit(now, 1, &config, 0) {
+                (true, 0) => slots.push(now),
+                (false, wait) => now += wait,
+                (true, wait) => panic!("reserved {wait} ms beyond a zero horizon"),
+            }
+        }
+        let calls = reserving.calls;
+        let reserved: Vec<Ms> = (0..10)
+            .map(|_| match reserving.admit(0, 1, &config, 60_000) {
+                (true, wait) => wait,
+                (false, wait) => panic!("not reserved: {wait} ms"),
+            })
+            .collect();
+        assert_eq!(reserved, slots);
+        assert_eq!(reserving.calls - calls, 10, "one call per request");
+        // Not beyond the horizon, nor through a 429's hold.
+        assert!(!reserving.admit(0, 1, &config, 1).0);
+        let mut held = Redis::default();
+        held.observe(0, 20, Some(60), Some(30_000), Some(60_000), 60_000);
+        held.rate_limited(0, Some(2_000));
+        assert_eq!(held.admit(0, 1, &config, 60_000), (false, 2_000));
+    }
+
     #[test]
     fn a_429_holds_the_fleet_back() {
         let config = PacerConfig::default();
         let mut r = Redis::default();
         r.rate_limited(0, Some(2_000));
-        assert_eq!(r.admit(0, 0, &config), 2_000, "critical too");
-        assert_eq!(r.admit(1_999, 2, &config), 1);
-        assert_eq!(r.admit(2_000, 2, &config), 0);
+        assert_eq!(r.admit(0, 0, &config, 0).1, 2_000, "critical too");
+        assert_eq!(r.admit(1_999, 2, &config, 0).1, 1);
+        assert_eq!(r.admit(2_000, 2, &config, 0).1, 0);
         // Without Retry-After, a known window is marked spent.
         observed(&mut r, 3_000, 10, 10_000);
         r.rate_limited(3_000, None);
-        assert_eq!(r.admit(3_000, 0, &config), 10_000);
+        assert_eq!(r.admit(3_000, 0, &config, 0).1, 10_000);
         // The hash expires 2 × length + 60 s after its last save.
-        assert_eq!(r.admit(183_000, 1, &config), 0);
+        assert_eq!(r.admit(183_000, 1, &config, 0).1, 0);
         assert_eq!(r.rate, RateHash::default());
     }
 }
