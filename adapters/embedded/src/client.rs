@@ -367,12 +367,21 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 continue;
             }
             let now = self.now();
-            let written = match self.session.authorize(now, &mut state) {
-                Authorize::Send { token, .. } => {
-                    api_head(&self.api_target, self.config.user_agent, request, token.as_str())
-                        .write(tx)
+            // The answer (with its large error variant) is consumed before any `.await`, so
+            // the request's future does not keep room for it while it sleeps.
+            let (until, reason) = match self.session.authorize(now, &mut state) {
+                Authorize::Send { token, .. } => (None, Ok(token.as_str())),
+                Authorize::Wait { until, reason } => (until, Err(reason)),
+                Authorize::Fail(e) => {
+                    self.drain();
+                    return Err(Error::Api(e));
                 }
-                Authorize::Wait { until, reason } => {
+            };
+            let written = match reason {
+                Ok(token) => {
+                    api_head(&self.api_target, self.config.user_agent, request, token).write(tx)
+                }
+                Err(reason) => {
                     self.drain();
                     if reason == WaitReason::Token {
                         let give_up = *token_give_up.get_or_insert_with(|| {
@@ -390,10 +399,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         Timer::at(at).await;
                     }
                     continue;
-                }
-                Authorize::Fail(e) => {
-                    self.drain();
-                    return Err(Error::Api(e));
                 }
             };
             let len = match written {
@@ -422,58 +427,60 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             }
             self.in_flight = None;
             let now = self.now();
-            let verdict = match outcome {
-                Ok(received) => {
-                    let (head_bytes, rest) =
-                        rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                    let body = rest.get(..received.body_len).unwrap_or_default();
-                    let headers = ResponseHeaders::new(head_bytes);
-                    let verdict = self.session.handle_response(
-                        now,
-                        &mut state,
-                        received.status,
-                        &headers,
-                        body,
-                    );
-                    if verdict == Verdict::Done {
-                        self.drain();
-                        break received;
-                    }
-                    debug!("status {}: not done", received.status);
-                    verdict
-                }
-                Err(Failure::Transport(e)) => {
-                    debug!("API exchange failed in transport");
-                    self.session.handle_transport_error(now, &mut state, transport_kind(e))
-                }
-                Err(Failure::TooLarge { status, head_len, needed }) => {
-                    match status {
-                        Some(status) => {
-                            let head_bytes = rx.get(..head_len).unwrap_or_default();
-                            let headers = ResponseHeaders::new(head_bytes);
-                            // Rate-limit headers and the outcome still count; the verdict is
-                            // moot, the caller must enlarge the buffer.
-                            let _ = self
-                                .session
-                                .handle_response(now, &mut state, status, &headers, b"");
+            // The verdict (with its large error variant) is consumed in this block, before the
+            // `.await`, like the authorization above.
+            let at = {
+                let verdict = match outcome {
+                    Ok(received) => {
+                        let (head_bytes, rest) =
+                            rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+                        let body = rest.get(..received.body_len).unwrap_or_default();
+                        let headers = ResponseHeaders::new(head_bytes);
+                        let verdict = self.session.handle_response(
+                            now,
+                            &mut state,
+                            received.status,
+                            &headers,
+                            body,
+                        );
+                        if matches!(verdict, Verdict::Done) {
+                            self.drain();
+                            break received;
                         }
-                        None => self.session.abandon(now, &mut state),
+                        debug!("status {}: not done", received.status);
+                        verdict
                     }
-                    self.drain();
-                    warn!("response does not fit the {}-byte receive buffer", rx.len());
-                    return Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() });
+                    Err(Failure::Transport(e)) => {
+                        debug!("API exchange failed in transport");
+                        self.session.handle_transport_error(now, &mut state, transport_kind(e))
+                    }
+                    Err(Failure::TooLarge { status, head_len, needed }) => {
+                        match status {
+                            Some(status) => {
+                                let head_bytes = rx.get(..head_len).unwrap_or_default();
+                                let headers = ResponseHeaders::new(head_bytes);
+                                // Rate-limit headers and the outcome still count; the verdict is
+                                // moot, the caller must enlarge the buffer.
+                                let _ = self
+                                    .session
+                                    .handle_response(now, &mut state, status, &headers, b"");
+                            }
+                            None => self.session.abandon(now, &mut state),
+                        }
+                        self.drain();
+                        warn!("response does not fit the {}-byte receive buffer", rx.len());
+                        return Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() });
+                    }
+                };
+                self.drain();
+                match verdict {
+                    Verdict::Done => continue, // handled above
+                    Verdict::Retry { at, .. } => self.to_embassy(at),
+                    Verdict::Fail(e) => return Err(Error::Api(e)),
                 }
             };
-            self.drain();
-            match verdict {
-                Verdict::Done => {} // handled above
-                Verdict::Retry { at, .. } => {
-                    let at = self.to_embassy(at);
-                    info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
-                    Timer::at(at).await;
-                }
-                Verdict::Fail(e) => return Err(Error::Api(e)),
-            }
+            info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
+            Timer::at(at).await;
         };
         let (head_bytes, rest) = rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
         Ok(Response {
