@@ -140,8 +140,9 @@ pub fn server_date<H: Headers + ?Sized>(headers: &H) -> Option<UnixTime> {
 #[must_use]
 pub fn format_http_date(t: UnixTime) -> HttpDate {
     let secs = t.as_secs().min(MAX_HTTP_DATE.as_secs());
-    let days = secs / SECS_PER_DAY;
-    let in_day = secs % SECS_PER_DAY;
+    // Up to 2 932 896 days (9999-12-31) and 86 399 seconds in a day: 32 bits hold both.
+    let days = u32::try_from(secs / SECS_PER_DAY).unwrap_or(u32::MAX);
+    let in_day = u32::try_from(secs % SECS_PER_DAY).unwrap_or(0);
     let (year, month, day) = civil_from_days(days);
     // 1970-01-01 (day 0) was a Thursday (index 4).
     let weekday = days.saturating_add(4) % 7;
@@ -219,18 +220,18 @@ impl Writer {
     }
 
     /// The last two decimal digits of `v`.
-    fn two(&mut self, v: u64) {
+    fn two(&mut self, v: u32) {
         self.byte(ascii_digit(v / 10));
         self.byte(ascii_digit(v));
     }
 }
 
 /// The ASCII digit for `v % 10`.
-fn ascii_digit(v: u64) -> u8 {
+fn ascii_digit(v: u32) -> u8 {
     b'0'.saturating_add(u8::try_from(v % 10).unwrap_or(0))
 }
 
-fn name(table: &[&'static str], index: u64) -> &'static str {
+fn name(table: &[&'static str], index: u32) -> &'static str {
     usize::try_from(index).ok().and_then(|i| table.get(i)).copied().unwrap_or("???")
 }
 
@@ -248,19 +249,19 @@ fn day_of_week(word: &[u8]) -> Option<usize> {
 }
 
 /// The month number (January = 1) of a three-letter month name.
-fn month_number(word: &[u8]) -> Option<u64> {
+fn month_number(word: &[u8]) -> Option<u32> {
     let index = MONTH_NAMES.iter().position(|n| word.eq_ignore_ascii_case(n.as_bytes()))?;
-    u64::try_from(index).ok()?.checked_add(1)
+    u32::try_from(index).ok()?.checked_add(1)
 }
 
 /// A calendar date and time of day, as read (not yet validated).
 struct Civil {
-    year: u64,
-    month: u64,
-    day: u64,
-    hour: u64,
-    minute: u64,
-    second: u64,
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
 }
 
 impl Civil {
@@ -277,22 +278,22 @@ impl Civil {
             return None;
         }
         let days = days_from_civil(self.year, self.month, self.day);
-        let secs = days
+        let secs = u64::from(days)
             .checked_mul(SECS_PER_DAY)?
-            .checked_add(self.hour.checked_mul(3600)?)?
-            .checked_add(self.minute.checked_mul(60)?)?
-            .checked_add(self.second)?;
+            .checked_add(u64::from(self.hour.checked_mul(3600)?))?
+            .checked_add(u64::from(self.minute.checked_mul(60)?))?
+            .checked_add(u64::from(self.second))?;
         Some(UnixTime::from_secs(secs))
     }
 }
 
 /// Whether `year` is a Gregorian leap year.
-const fn is_leap_year(year: u64) -> bool {
+const fn is_leap_year(year: u32) -> bool {
     year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// The number of days in `month` (1..=12) of `year`; 0 for an invalid month.
-const fn days_in_month(year: u64, month: u64) -> u64 {
+const fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -303,9 +304,9 @@ const fn days_in_month(year: u64, month: u64) -> u64 {
 }
 
 /// Days from 1970-01-01 to `year-month-day` (Hinnant's `days_from_civil`), for a validated date
-/// with `year >= 1970`. Every step stays within `u64` for such dates; saturating operations only
+/// with `year >= 1970`. Every step stays within `u32` for such dates; saturating operations only
 /// keep the arithmetic total.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+fn days_from_civil(year: u32, month: u32, day: u32) -> u32 {
     // Count years from March, so that the leap day is the last day of the "year".
     let y = if month <= 2 { year.saturating_sub(1) } else { year };
     let era = y / 400;
@@ -324,7 +325,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 
 /// The civil date `(year, month, day)` of day `days` after 1970-01-01 (Hinnant's
 /// `civil_from_days`, unsigned).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+fn civil_from_days(days: u32) -> (u32, u32, u32) {
     let z = days.saturating_add(719_468); // days since 0000-03-01
     let era = z / 146_097;
     let day_of_era = z % 146_097; // [0, 146096]
@@ -367,26 +368,26 @@ impl<'a> Cursor<'a> {
 
     /// Consumes a run of at most `max` digits (and fails if more follow), returning how many were
     /// read and their value.
-    fn digits(&mut self, max: usize) -> Option<(usize, u64)> {
+    fn digits(&mut self, max: usize) -> Option<(usize, u32)> {
         let n = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
         if n == 0 || n > max {
             return None;
         }
-        let value = self.0.get(..n)?.iter().try_fold(0u64, |acc, b| {
-            acc.checked_mul(10)?.checked_add(u64::from(b.checked_sub(b'0')?))
+        let value = self.0.get(..n)?.iter().try_fold(0u32, |acc, b| {
+            acc.checked_mul(10)?.checked_add(u32::from(b.checked_sub(b'0')?))
         })?;
         self.advance(n);
         Some((n, value))
     }
 
     /// Consumes a number of `min..=max` digits.
-    fn number(&mut self, min: usize, max: usize) -> Option<u64> {
+    fn number(&mut self, min: usize, max: usize) -> Option<u32> {
         let (n, value) = self.digits(max)?;
         (n >= min).then_some(value)
     }
 
     /// Consumes `HH:MM:SS` (two digits each; ranges are checked later).
-    fn time_of_day(&mut self) -> Option<(u64, u64, u64)> {
+    fn time_of_day(&mut self) -> Option<(u32, u32, u32)> {
         let hour = self.number(2, 2)?;
         self.eat(b':').then_some(())?;
         let minute = self.number(2, 2)?;
@@ -539,8 +540,8 @@ mod tests {
     /// Walks every day from 1970 to 9999 with a naive calendar and checks both conversions.
     #[test]
     fn calendar_matches_a_naive_walk() {
-        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
-        let mut days = 0u64;
+        let (mut y, mut m, mut d) = (1970u32, 1u32, 1u32);
+        let mut days = 0u32;
         loop {
             assert_eq!(civil_from_days(days), (y, m, d));
             assert_eq!(days_from_civil(y, m, d), days);
@@ -558,12 +559,12 @@ mod tests {
                 }
             }
         }
-        assert_eq!(days * SECS_PER_DAY, MAX_HTTP_DATE.as_secs() + 1);
+        assert_eq!(u64::from(days) * SECS_PER_DAY, MAX_HTTP_DATE.as_secs() + 1);
     }
 
     fn rfc850(t: UnixTime) -> String {
         let s = t.as_secs();
-        let days = s / SECS_PER_DAY;
+        let days = u32::try_from(s / SECS_PER_DAY).unwrap();
         let (y, m, d) = civil_from_days(days);
         let wd = DAY_NAMES_LONG[usize::try_from((days + 4) % 7).unwrap()];
         let r = s % SECS_PER_DAY;
@@ -579,7 +580,7 @@ mod tests {
 
     fn asctime(t: UnixTime) -> String {
         let s = t.as_secs();
-        let days = s / SECS_PER_DAY;
+        let days = u32::try_from(s / SECS_PER_DAY).unwrap();
         let (y, m, d) = civil_from_days(days);
         let wd = DAY_NAMES[usize::try_from((days + 4) % 7).unwrap()];
         let r = s % SECS_PER_DAY;
