@@ -7,6 +7,13 @@
 //! - the obsolete RFC 850 format: `Sunday, 06-Nov-94 08:49:37 GMT`;
 //! - the obsolete ANSI C `asctime()` format: `Sun Nov  6 08:49:37 1994`.
 //!
+//! The two obsolete formats are the `obsolete-dates` feature (on by default). RFC 9110 §5.6.7
+//! says a recipient MUST accept them; without the feature this parser does not (only
+//! IMF-fixdate, with the short day name, is read), which saves a firmware image about 0.4 KiB
+//! and is safe only against servers known to send IMF-fixdate (all current ones, Genesys Cloud
+//! included). A date in another format then reads as no date: a `Retry-After` in it is ignored
+//! and the caller backs off on its own.
+//!
 //! [`format_http_date`] writes IMF-fixdate into an inline 29-byte [`HttpDate`].
 //!
 //! # Leniency (what a client should accept, RFC 9110 §5.6.7 and §2.2)
@@ -45,6 +52,9 @@ pub const MAX_HTTP_DATE: UnixTime = UnixTime::from_secs(253_402_300_799);
 
 const SECS_PER_DAY: u64 = 86_400;
 
+/// Whether the two obsolete formats (RFC 850, `asctime`) are read: the `obsolete-dates` feature.
+const OBSOLETE: bool = cfg!(feature = "obsolete-dates");
+
 /// Short day names, Sunday first (the weekday numbering of `civil_from_days`).
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 /// Long day names, as RFC 850 dates use them.
@@ -54,7 +64,8 @@ const DAY_NAMES_LONG: [&str; 7] =
 const MONTH_NAMES: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-/// Parses an HTTP-date in any of the three formats of RFC 9110 §5.6.7.
+/// Parses an HTTP-date in any of the three formats of RFC 9110 §5.6.7 (the two obsolete ones
+/// with the `obsolete-dates` feature, on by default).
 ///
 /// Returns `None` for anything that is not a valid date at or after 1970-01-01T00:00:00Z (see the
 /// module docs for exactly how lenient it is).
@@ -65,6 +76,7 @@ const MONTH_NAMES: [&str; 12] =
 ///
 /// let t = UnixTime::from_secs(784_111_777);
 /// assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
+/// # let t = if cfg!(feature = "obsolete-dates") { t } else { return };
 /// assert_eq!(parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT"), Some(t));
 /// assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994"), Some(t));
 /// assert_eq!(parse_http_date(b"Sun, 31 Nov 1994 08:49:37 GMT"), None); // no 31 November
@@ -77,6 +89,9 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
         c.spaces1()?;
         let day = c.number(1, 2)?;
         let (month, year) = if c.eat(b'-') {
+            if !OBSOLETE {
+                return None;
+            }
             // RFC 850: 06-Nov-94 (or, leniently, 06-Nov-1994).
             let month = month_number(c.alpha())?;
             c.eat(b'-').then_some(())?;
@@ -102,7 +117,7 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
             return None;
         }
         Civil { year, month, day, hour, minute, second }
-    } else {
+    } else if OBSOLETE {
         // asctime: Nov  6 08:49:37 1994
         c.spaces1()?;
         let month = month_number(c.alpha())?;
@@ -116,6 +131,8 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
             return None;
         }
         Civil { year, month, day, hour, minute, second }
+    } else {
+        return None;
     };
     if !c.0.is_empty() {
         return None;
@@ -242,10 +259,10 @@ fn is_utc(word: &[u8]) -> bool {
 
 /// The day-of-week index (Sunday = 0) of a short or long day name.
 fn day_of_week(word: &[u8]) -> Option<usize> {
-    DAY_NAMES
-        .iter()
-        .position(|n| word.eq_ignore_ascii_case(n.as_bytes()))
-        .or_else(|| DAY_NAMES_LONG.iter().position(|n| word.eq_ignore_ascii_case(n.as_bytes())))
+    DAY_NAMES.iter().position(|n| word.eq_ignore_ascii_case(n.as_bytes())).or_else(|| {
+        let long = if OBSOLETE { &DAY_NAMES_LONG[..] } else { &[] };
+        long.iter().position(|n| word.eq_ignore_ascii_case(n.as_bytes()))
+    })
 }
 
 /// The month number (January = 1) of a three-letter month name.
@@ -412,11 +429,19 @@ mod tests {
         parse_http_date(s.as_bytes()).map(UnixTime::as_secs)
     }
 
+    /// What an obsolete-format date parses to: `expected` with the `obsolete-dates` feature,
+    /// nothing without it (only IMF-fixdate is read then).
+    fn obsolete<T>(expected: Option<T>) -> Option<T> {
+        if OBSOLETE { expected } else { None }
+    }
+
     #[test]
     fn rfc_9110_examples_all_three_formats() {
         assert_eq!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT"), Some(RFC_EXAMPLE));
-        assert_eq!(parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT"), Some(RFC_EXAMPLE));
-        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 1994"), Some(RFC_EXAMPLE));
+        let obsolete_forms = [&b"Sunday, 06-Nov-94 08:49:37 GMT"[..], b"Sun Nov  6 08:49:37 1994"];
+        for date in obsolete_forms {
+            assert_eq!(parse_http_date(date), obsolete(Some(RFC_EXAMPLE)));
+        }
         assert_eq!(format_http_date(RFC_EXAMPLE).as_str(), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
 
@@ -473,19 +498,19 @@ mod tests {
 
     #[test]
     fn rfc850_two_digit_year_window() {
-        assert_eq!(p("Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
-        assert_eq!(p("Wednesday, 31-Dec-69 23:59:59 GMT"), Some(3_155_759_999)); // 2069
-        assert_eq!(p("Saturday, 01-Jan-00 00:00:00 GMT"), Some(946_684_800)); // 2000
-        assert_eq!(p("Sunday, 06-Nov-1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(p("Thursday, 01-Jan-70 00:00:00 GMT"), obsolete(Some(0)));
+        assert_eq!(p("Wednesday, 31-Dec-69 23:59:59 GMT"), obsolete(Some(3_155_759_999))); // 2069
+        assert_eq!(p("Saturday, 01-Jan-00 00:00:00 GMT"), obsolete(Some(946_684_800))); // 2000
+        assert_eq!(p("Sunday, 06-Nov-1994 08:49:37 GMT"), obsolete(Some(784_111_777)));
         assert_eq!(p("Sunday, 06-Nov-994 08:49:37 GMT"), None);
         assert_eq!(p("Sunday, 06-Nov-19940 08:49:37 GMT"), None);
     }
 
     #[test]
     fn asctime_variants() {
-        assert_eq!(p("Sun Nov 06 08:49:37 1994"), Some(784_111_777));
-        assert_eq!(p("Sun Nov 6 08:49:37 1994"), Some(784_111_777));
-        assert_eq!(p("Sun Nov  6 08:49:37 1994 GMT"), Some(784_111_777));
+        assert_eq!(p("Sun Nov 06 08:49:37 1994"), obsolete(Some(784_111_777)));
+        assert_eq!(p("Sun Nov 6 08:49:37 1994"), obsolete(Some(784_111_777)));
+        assert_eq!(p("Sun Nov  6 08:49:37 1994 GMT"), obsolete(Some(784_111_777)));
         assert_eq!(p("Sun Nov  6 08:49:37 1994 PST"), None);
         assert_eq!(p("Sun Nov  6 08:49:37 94"), None);
     }
@@ -496,7 +521,8 @@ mod tests {
         assert_eq!(p("Mon, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(p("  sun, 06 nov 1994 08:49:37 gmt \t"), Some(784_111_777));
         assert_eq!(p("Sun,  06  Nov  1994  08:49:37  UTC"), Some(784_111_777));
-        assert_eq!(p("Sunday, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        // A long day name (RFC 850's) on an IMF-fixdate: read with the obsolete formats.
+        assert_eq!(p("Sunday, 06 Nov 1994 08:49:37 GMT"), obsolete(Some(784_111_777)));
     }
 
     #[test]
@@ -600,13 +626,13 @@ mod tests {
             let text = format_http_date(t);
             prop_assert_eq!(text.as_str().len(), 29);
             prop_assert_eq!(parse_http_date(text.as_bytes()), Some(t));
-            prop_assert_eq!(parse_http_date(asctime(t).as_bytes()), Some(t));
+            prop_assert_eq!(parse_http_date(asctime(t).as_bytes()), obsolete(Some(t)));
         }
 
         #[test]
         fn rfc850_round_trips_inside_its_window(secs in 0..3_155_759_999u64) {
             let t = UnixTime::from_secs(secs);
-            prop_assert_eq!(parse_http_date(rfc850(t).as_bytes()), Some(t));
+            prop_assert_eq!(parse_http_date(rfc850(t).as_bytes()), obsolete(Some(t)));
         }
 
         #[test]
