@@ -244,11 +244,12 @@ impl Diagnosis {
 pub struct CorrelationId(String<CORRELATION_ID_CAPACITY>);
 
 impl CorrelationId {
-    /// Validates an id: surrounding whitespace is trimmed; an empty value, or one with a control
-    /// character, is refused; a longer value is truncated to 64 bytes at a character boundary.
+    /// Validates an id: surrounding ASCII whitespace is trimmed; an empty value, or one with a
+    /// control character, is refused; a longer value is truncated to 64 bytes at a character
+    /// boundary.
     #[must_use]
     pub fn new(value: &str) -> Option<CorrelationId> {
-        let value = value.trim();
+        let value = value.trim_ascii();
         if value.is_empty() || value.chars().any(char::is_control) {
             return None;
         }
@@ -837,6 +838,10 @@ mod tests {
         let h: [(&str, &[u8]); 1] = [("ININ-Correlation-Id", b"\xff\xfe")];
         assert_eq!(correlation_id(&h[..], b""), None);
         assert_eq!(format!("{:?}", CorrelationId::new("x").unwrap()), r#"CorrelationId("x")"#);
+        // ASCII whitespace is trimmed (a header's OWS); other characters are the id's own.
+        assert_eq!(CorrelationId::new(" \tabc \r\n").unwrap().as_str(), "abc");
+        assert_eq!(CorrelationId::new("\u{a0}abc").unwrap().as_str(), "\u{a0}abc");
+        assert_eq!(CorrelationId::new(" \t "), None);
     }
 
     #[test]
