@@ -306,7 +306,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// requests.
     pub async fn maintain(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
         Timer::at(self.next_wake()).await;
-        self.drive(tx, rx).await
+        // `drive`'s body, not a call to it: an awaited `drive` would be one more state machine.
+        self.recover();
+        self.session.handle_timeout(self.now());
+        self.token_round(tx, rx).await?;
+        self.drain();
+        Ok(())
     }
 
     /// A valid token: the cached one, or a new one requested now (waiting out backoff after
