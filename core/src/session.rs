@@ -936,7 +936,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        let correlation = correlation_id(headers, body);
         if (200..300).contains(&status) {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
@@ -977,6 +976,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 }
             }
         } else {
+            // Only an error is kept with its correlation id (a granted token has no use for it).
+            let correlation = correlation_id(headers, body);
             let error = parse_token_error(status, body);
             let retry_after = self.retry_after(now, headers);
             let failure = match error.class {
