@@ -36,8 +36,9 @@
 //! That layer is the `diagnosis` feature (on by default). Without it, a 403 is still
 //! [`ResponseClass::Forbidden`] and a 401 still [`ResponseClass::Unauthorized`], with the Genesys
 //! code and correlation id; the [`Diagnosis`] has the kind the Genesys code names and the
-//! Genesys message, but no permission list, and the `WWW-Authenticate` challenge is not read
-//! (no `insufficient_scope`, [`BearerErrorKind::Unspecified`] on a 401).
+//! Genesys message, but no permission list (`messageParams` is not read either), and the
+//! `WWW-Authenticate` challenge is not read (no `insufficient_scope`,
+//! [`BearerErrorKind::Unspecified`] on a 401).
 //!
 //! # Correlation
 //!
