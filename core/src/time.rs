@@ -161,8 +161,9 @@ pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
 /// into compiler-builtins' general division, about 0.9 KiB of Cortex-M flash, linked as soon as
 /// one such operator is reachable. The core's reachable code divides 64-bit values only here:
 /// with the hardware's 32-bit division when both operands fit 32 bits (seconds, window lengths,
-/// slot numbers: the usual case), else by shift-and-subtract. 64-bit targets divide natively.
-#[inline(never)]
+/// slot numbers: the usual case), else by shift-and-subtract. 64-bit targets divide natively
+/// (and inline it: it is one instruction there).
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
 pub(crate) const fn div_rem(n: u64, d: u64) -> Option<(u64, u64)> {
     if d == 0 {
         return None;
