@@ -433,65 +433,59 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     }
                     self.in_flight = None;
                     let now = self.now();
-                    // The verdict (with its large error variant) is consumed in this block, before the
-                    // `.await`, like the authorization above.
-                    let at = {
-                        let verdict = match outcome {
-                            Ok(received) => {
-                                let (head_bytes, rest) =
-                                    rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                                let body = rest.get(..received.body_len).unwrap_or_default();
-                                let headers = ResponseHeaders::new(head_bytes);
-                                let verdict = self.session.handle_response(
-                                    now,
-                                    &mut state,
-                                    received.status,
-                                    &headers,
-                                    body,
-                                );
-                                if matches!(verdict, Verdict::Done) {
-                                    self.drain();
-                                    break received;
-                                }
-                                debug!("status {}: not done", received.status);
-                                verdict
-                            }
-                            Err(Failure::Transport(e)) => {
-                                debug!("API exchange failed in transport");
-                                self.session.handle_transport_error(
-                                    now,
-                                    &mut state,
-                                    transport_kind(e),
-                                )
-                            }
-                            Err(Failure::TooLarge { status, head_len, needed }) => {
-                                match status {
-                                    Some(status) => {
-                                        let head_bytes = rx.get(..head_len).unwrap_or_default();
-                                        let headers = ResponseHeaders::new(head_bytes);
-                                        // Rate-limit headers and the outcome still count; the verdict is
-                                        // moot, the caller must enlarge the buffer.
-                                        let _ = self.session.handle_response(
-                                            now, &mut state, status, &headers, b"",
-                                        );
-                                    }
-                                    None => self.session.abandon(now, &mut state),
-                                }
+                    let verdict = match outcome {
+                        Ok(received) => {
+                            let (head_bytes, rest) =
+                                rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+                            let body = rest.get(..received.body_len).unwrap_or_default();
+                            let headers = ResponseHeaders::new(head_bytes);
+                            let verdict = self.session.handle_response(
+                                now,
+                                &mut state,
+                                received.status,
+                                &headers,
+                                body,
+                            );
+                            if matches!(verdict, Verdict::Done) {
                                 self.drain();
-                                warn!("response does not fit the {}-byte receive buffer", rx.len());
-                                return Err(Error::ResponseTooLarge {
-                                    status,
-                                    needed,
-                                    capacity: rx.len(),
-                                });
+                                break received;
                             }
-                        };
-                        self.drain();
-                        match verdict {
-                            Verdict::Done => continue, // handled above
-                            Verdict::Retry { at, .. } => self.to_embassy(at),
-                            Verdict::Fail(e) => return Err(Error::Api(e)),
+                            debug!("status {}: not done", received.status);
+                            verdict
                         }
+                        Err(Failure::Transport(e)) => {
+                            debug!("API exchange failed in transport");
+                            self.session.handle_transport_error(now, &mut state, transport_kind(e))
+                        }
+                        Err(Failure::TooLarge { status, head_len, needed }) => {
+                            match status {
+                                Some(status) => {
+                                    let head_bytes = rx.get(..head_len).unwrap_or_default();
+                                    let headers = ResponseHeaders::new(head_bytes);
+                                    // Rate-limit headers and the outcome still count; the
+                                    // verdict is moot, the caller must enlarge the buffer.
+                                    let _ = self
+                                        .session
+                                        .handle_response(now, &mut state, status, &headers, b"");
+                                }
+                                None => self.session.abandon(now, &mut state),
+                            }
+                            self.drain();
+                            warn!("response does not fit the {}-byte receive buffer", rx.len());
+                            return Err(Error::ResponseTooLarge {
+                                status,
+                                needed,
+                                capacity: rx.len(),
+                            });
+                        }
+                    };
+                    self.drain();
+                    // The verdict (with its large error variant) is consumed here, in this arm,
+                    // before the `.await` below, like the authorization above.
+                    let at = match verdict {
+                        Verdict::Done => continue, // handled above
+                        Verdict::Retry { at, .. } => self.to_embassy(at),
+                        Verdict::Fail(e) => return Err(Error::Api(e)),
                     };
                     info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
                     at
