@@ -33,6 +33,13 @@
 //! `error="insufficient_scope"` and its `scope` (RFC 6750 §3.1); the Genesys code
 //! `not.authorized`; otherwise "unexplained", with whatever message there was.
 //!
+//! That layer is the `diagnosis` feature (on by default). Without it, a 403 is still
+//! [`ResponseClass::Forbidden`] and a 401 still [`ResponseClass::Unauthorized`], with the Genesys
+//! code and correlation id; the [`Diagnosis`] has the kind the Genesys code names and the
+//! Genesys message, but no permission list (`messageParams` is not read either), and the
+//! `WWW-Authenticate` challenge is not read (no `insufficient_scope`,
+//! [`BearerErrorKind::Unspecified`] on a 401).
+//!
 //! # Correlation
 //!
 //! [`correlation_id`] takes `ININ-Correlation-Id` (Genesys Cloud), then `X-Request-Id`, then the
@@ -46,9 +53,9 @@ use heapless::String;
 use crate::http::Headers;
 use crate::http::genesys::{CODE_CAPACITY, GenesysError, MESSAGE_CAPACITY, parse_genesys_error};
 use crate::http::retry_after::{RetryAfter, genesys_retry_after_from_body};
-use crate::http::www_authenticate::{
-    BearerChallenge, BearerError, parse_bearer_challenge, unescape,
-};
+#[cfg(feature = "diagnosis")]
+use crate::http::www_authenticate::unescape;
+use crate::http::www_authenticate::{BearerChallenge, BearerError, parse_bearer_challenge};
 use crate::ratelimit::RateLimitSnapshot;
 use crate::ratelimit::headers::parse_rate_limit;
 use crate::time::{Duration, UnixTime};
@@ -238,11 +245,12 @@ impl Diagnosis {
 pub struct CorrelationId(String<CORRELATION_ID_CAPACITY>);
 
 impl CorrelationId {
-    /// Validates an id: surrounding whitespace is trimmed; an empty value, or one with a control
-    /// character, is refused; a longer value is truncated to 64 bytes at a character boundary.
+    /// Validates an id: surrounding ASCII whitespace is trimmed; an empty value, or one with a
+    /// control character, is refused; a longer value is truncated to 64 bytes at a character
+    /// boundary.
     #[must_use]
     pub fn new(value: &str) -> Option<CorrelationId> {
-        let value = value.trim();
+        let value = value.trim_ascii();
         if value.is_empty() || value.chars().any(char::is_control) {
             return None;
         }
@@ -347,10 +355,15 @@ fn genesys_code(genesys: Option<&GenesysError>) -> Option<String<CODE_CAPACITY>>
 }
 
 fn unauthorized<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) -> ResponseClass {
-    let challenge = match bearer_challenge(headers).and_then(|c| c.error) {
-        Some(BearerError::InvalidToken) => BearerErrorKind::InvalidToken,
-        Some(_) => BearerErrorKind::Other,
-        None => BearerErrorKind::Unspecified,
+    let challenge = if cfg!(feature = "diagnosis") {
+        match bearer_challenge(headers).and_then(|c| c.error) {
+            Some(BearerError::InvalidToken) => BearerErrorKind::InvalidToken,
+            Some(_) => BearerErrorKind::Other,
+            None => BearerErrorKind::Unspecified,
+        }
+    } else {
+        // Without the diagnosis layer the challenge is not read (see the crate's features).
+        BearerErrorKind::Unspecified
     };
     ResponseClass::Unauthorized { challenge, genesys_code: genesys_code(genesys) }
 }
@@ -370,15 +383,38 @@ fn rate_limited<H: Headers + ?Sized>(
     ResponseClass::RateLimited { retry_after, source }
 }
 
-fn diagnose<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) -> Diagnosis {
-    let challenge = bearer_challenge(headers);
-    let scope_refusal = challenge.filter(|c| c.error == Some(BearerError::InsufficientScope));
-    let code_kind = genesys.and_then(|g| match g.code.as_str() {
+/// The kind a Genesys body's code names, if it names one.
+fn code_kind(genesys: Option<&GenesysError>) -> Option<DiagnosisKind> {
+    genesys.and_then(|g| match g.code.as_str() {
         "missing.permissions" => Some(DiagnosisKind::MissingPermissions),
         "missing.any.permissions" => Some(DiagnosisKind::MissingAnyPermissions),
         "not.authorized" => Some(DiagnosisKind::NotAuthorized),
         _ => None,
-    });
+    })
+}
+
+/// Without the `diagnosis` feature: the kind the Genesys code names (else
+/// [`DiagnosisKind::Unexplained`]), the code and the Genesys message; no permission list, no
+/// `WWW-Authenticate` challenge.
+#[cfg(not(feature = "diagnosis"))]
+fn diagnose<H: Headers + ?Sized>(_headers: &H, genesys: Option<&GenesysError>) -> Diagnosis {
+    let mut message = String::new();
+    if let Some(g) = genesys {
+        push_chars(&mut message, g.message.chars());
+    }
+    Diagnosis {
+        kind: code_kind(genesys).unwrap_or(DiagnosisKind::Unexplained),
+        missing: String::new(),
+        code: genesys_code(genesys),
+        message,
+    }
+}
+
+#[cfg(feature = "diagnosis")]
+fn diagnose<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) -> Diagnosis {
+    let challenge = bearer_challenge(headers);
+    let scope_refusal = challenge.filter(|c| c.error == Some(BearerError::InsufficientScope));
+    let code_kind = code_kind(genesys);
 
     let mut missing = String::new();
     let kind = match (code_kind, scope_refusal, genesys) {
@@ -415,6 +451,7 @@ fn diagnose<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) ->
 }
 
 /// Appends `words` separated by single spaces, whole words only, while they fit.
+#[cfg(feature = "diagnosis")]
 fn push_words<'a, const N: usize>(out: &mut String<N>, words: impl Iterator<Item = &'a str>) {
     for word in words {
         let needed = word.len().saturating_add(usize::from(!out.is_empty()));
@@ -520,7 +557,51 @@ mod tests {
         );
     }
 
+    /// Without the `diagnosis` feature a 401 and a 403 classify exactly as with it (same class,
+    /// same Genesys code, same correlation id), only the explanation is left out: no challenge,
+    /// no permission list; the kind comes from the Genesys code alone.
     #[test]
+    #[cfg(not(feature = "diagnosis"))]
+    fn without_diagnosis_the_class_stays_and_the_explanation_goes() {
+        let challenge = [(
+            "WWW-Authenticate",
+            r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#,
+        )];
+        assert_eq!(
+            classify(401, &challenge, r#"{"code":"credentials.expired","status":401}"#).class,
+            ResponseClass::Unauthorized {
+                challenge: BearerErrorKind::Unspecified,
+                genesys_code: code("credentials.expired")
+            }
+        );
+
+        let body = format!(
+            r#"{{"message":"Unable to perform the requested action. You are missing the following permission(s): [routing:queue:view]","code":"missing.permissions","status":403,"contextId":"{CORRELATION}"}}"#
+        );
+        let c = classify(403, &[], &body);
+        assert_eq!(c.correlation_id.as_ref().unwrap().as_str(), CORRELATION);
+        let d = diagnosis(c);
+        assert_eq!(d.kind, DiagnosisKind::MissingPermissions);
+        assert_eq!(d.missing.as_str(), "", "no permission list without the feature");
+        assert_eq!(d.code, code("missing.permissions"));
+        assert!(d.message.starts_with("Unable to perform the requested action."));
+        assert!(format!("{d}").starts_with(
+            "this client lacks a required permission (missing.permissions): Unable to perform"
+        ));
+
+        let scope = [(
+            "WWW-Authenticate",
+            r#"Bearer error="insufficient_scope", scope="routing:queue:view""#,
+        )];
+        let d = diagnosis(classify(403, &scope, ""));
+        assert_eq!((d.kind, d.missing.as_str(), &d.code), (DiagnosisKind::Unexplained, "", &None));
+        assert_eq!(format!("{d}"), "forbidden");
+        let d = diagnosis(classify(403, &[], r#"{"code":"not.authorized","message":"No."}"#));
+        assert_eq!(d.kind, DiagnosisKind::NotAuthorized);
+    }
+
+    #[test]
+    #[cfg(feature = "diagnosis")]
     fn unauthorized_rfc6750() {
         let h = [(
             "WWW-Authenticate",
@@ -549,6 +630,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "diagnosis")]
     fn forbidden_missing_permissions() {
         let body = format!(
             r#"{{"message":"Unable to perform the requested action. You are missing the following permission(s): [routing:queue:view]","code":"missing.permissions","status":403,"messageWithParams":"Unable to perform the requested action. You are missing the following permission(s): {{permissions}}","messageParams":{{}},"contextId":"{CORRELATION}","details":[],"errors":[]}}"#
@@ -581,6 +663,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "diagnosis")]
     fn forbidden_missing_any_permissions_in_a_division() {
         let d = diagnosis(classify(
             403,
@@ -604,6 +687,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "diagnosis")]
     fn forbidden_insufficient_scope() {
         let h = [(
             "WWW-Authenticate",
@@ -755,9 +839,14 @@ mod tests {
         let h: [(&str, &[u8]); 1] = [("ININ-Correlation-Id", b"\xff\xfe")];
         assert_eq!(correlation_id(&h[..], b""), None);
         assert_eq!(format!("{:?}", CorrelationId::new("x").unwrap()), r#"CorrelationId("x")"#);
+        // ASCII whitespace is trimmed (a header's OWS); other characters are the id's own.
+        assert_eq!(CorrelationId::new(" \tabc \r\n").unwrap().as_str(), "abc");
+        assert_eq!(CorrelationId::new("\u{a0}abc").unwrap().as_str(), "\u{a0}abc");
+        assert_eq!(CorrelationId::new(" \t "), None);
     }
 
     #[test]
+    #[cfg(feature = "diagnosis")]
     fn push_words_keeps_whole_words() {
         let mut s = String::<10>::new();
         push_words(&mut s, ["abcd", "efgh", "ij"].into_iter());

@@ -77,6 +77,20 @@
 //! }
 //! ```
 //!
+//! ## Features
+//!
+//! All on by default; a firmware image that needs none of them turns them off
+//! (`default-features = false`) to save flash (sizes for a Cortex-M4F, `opt-level = "z"`, LTO).
+//! Off, each removes a behaviour, never changes another one:
+//!
+//! | feature | what it adds | off |
+//! |---|---|---|
+//! | `jwt` | `client_secret_jwt` (RFC 7523 HS256 assertions) | that method fails with [`oauth::EncodeError::JwtDisabled`]; 3.4 KiB |
+//! | `ietf-ratelimit` | the IETF `RateLimit` / `RateLimit-Policy` dialects (an RFC 8941 structured-field parser) | only the plain dialects are read (Genesys `inin-ratelimit-*`, `RateLimit-Limit`…, `X-RateLimit-*`); 4.7 KiB |
+//! | `diagnosis` | why a 403 or 401 was refused ([`classify::Diagnosis`]): the permissions a Genesys body lists, the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3) | 401 and 403 classify the same, with the Genesys code, the [`classify::DiagnosisKind`] that code names and the Genesys message, but no permission list and no challenge (`BearerErrorKind::Unspecified`, never `InsufficientScope`), and a Genesys body's `messageParams` is not read; 4.1 KiB |
+//! | `obsolete-dates` | HTTP-dates (`Retry-After`, `Date`) in the obsolete RFC 850 and `asctime` formats, which RFC 9110 §5.6.7 says a recipient MUST accept | only IMF-fixdate is read, which breaks that MUST (safe against servers that send IMF-fixdate, as all current ones do); a date in another format reads as no date; 0.4 KiB |
+//! | `defmt` (off by default) | `defmt::Format` for public types | |
+//!
 //! ## Discipline
 //!
 //! - No panics on any input; arithmetic on anything a server sent is checked or saturating

@@ -407,7 +407,13 @@ impl<const N: usize> Lifecycle<N> {
     /// A lifecycle with no token whose first request is due at once.
     pub fn new(config: LifecycleConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Lifecycle {
+        Ok(Lifecycle::validated(config))
+    }
+
+    /// [`new`](Self::new) for a `config` already validated: a plain value, so that a session
+    /// built in place writes it where it lives instead of unwrapping a `Result` of it.
+    pub(crate) fn validated(config: LifecycleConfig) -> Self {
+        Lifecycle {
             config,
             current: None,
             phase: Phase::Idle { not_before: Instant::ZERO },
@@ -416,7 +422,7 @@ impl<const N: usize> Lifecycle<N> {
             next_ticket: 1,
             next_generation: 1,
             events: Deque::new(),
-        })
+        }
     }
 
     /// The configuration in force.

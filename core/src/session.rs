@@ -705,20 +705,69 @@ impl<const N: usize, const H: usize, const E: usize> fmt::Debug for Session<N, H
 impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// A session for `credentials` against `endpoint`. `seed` drives every random choice
     /// (jitter, JWT ids): seed it from the OS in production, with a constant in tests.
+    ///
+    /// The session is returned by value: its caller holds it (and the `Result` around it) in
+    /// its own frame before moving it where it lives. For a session that lives in a `static` or
+    /// a long-lived frame, [`new_in`](Self::new_in) builds it there instead.
+    #[inline(never)]
     pub fn new(
         credentials: Credentials,
         endpoint: TokenEndpoint<E>,
         config: SessionConfig,
         seed: u64,
     ) -> Result<Self, SetupError> {
-        let lifecycle = Lifecycle::new(config.lifecycle).map_err(SetupError::Lifecycle)?;
-        Ok(Session {
+        config.lifecycle.validate().map_err(SetupError::Lifecycle)?;
+        Ok(Session::assemble(credentials, endpoint, config, seed))
+    }
+
+    /// [`new`](Self::new), built in `slot` (replacing what it held) and returned there.
+    ///
+    /// A session is several KiB (about 3.3 KiB + `N` + `E` with `H = 1`); built by value, it
+    /// passes through its constructor's return value and its caller's frame before it lands
+    /// where it lives, which on a microcontroller can set the stack a task needs. Here it is
+    /// written into `slot` in one piece, so the stack holds only the arguments.
+    ///
+    /// ```
+    /// use credflow_core::secret::Credentials;
+    /// use credflow_core::session::{Session, SessionConfig, TokenEndpoint};
+    ///
+    /// let mut slot: Option<Session<1024, 1, 64>> = None;
+    /// let credentials = Credentials::from_strs("client-id", "client-secret").map_err(|(_, e)| e)?;
+    /// let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token")?;
+    /// let session = Session::new_in(&mut slot, credentials, endpoint, SessionConfig::default(), 7)?;
+    /// assert_eq!(session.counters().token_requests, 0);
+    /// assert!(slot.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// On an error `slot` is left as it was.
+    #[inline(never)]
+    pub fn new_in(
+        slot: &mut Option<Self>,
+        credentials: Credentials,
+        endpoint: TokenEndpoint<E>,
+        config: SessionConfig,
+        seed: u64,
+    ) -> Result<&mut Self, SetupError> {
+        config.lifecycle.validate().map_err(SetupError::Lifecycle)?;
+        Ok(slot.insert(Session::assemble(credentials, endpoint, config, seed)))
+    }
+
+    /// The session's initial state, for a `config` whose lifecycle settings are valid.
+    #[inline(always)]
+    fn assemble(
+        credentials: Credentials,
+        endpoint: TokenEndpoint<E>,
+        config: SessionConfig,
+        seed: u64,
+    ) -> Self {
+        Session {
             token_breaker: CircuitBreaker::new(config.token_breaker),
             pacer: Pacer::new(config.pacer),
             budget: RetryBudget::new(config.budget),
             credentials,
             endpoint,
-            lifecycle,
+            lifecycle: Lifecycle::validated(config.lifecycle),
             hosts: Vec::new(),
             rng: Rng::new(seed),
             wall: None,
@@ -730,7 +779,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             counters: Counters::default(),
             events: Deque::new(),
             config,
-        })
+        }
     }
 
     /// The configuration in force.
@@ -902,7 +951,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        let correlation = correlation_id(headers, body);
         if (200..300).contains(&status) {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
@@ -943,6 +991,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 }
             }
         } else {
+            // Only an error is kept with its correlation id (a granted token has no use for it).
+            let correlation = correlation_id(headers, body);
             let error = parse_token_error(status, body);
             let retry_after = self.retry_after(now, headers);
             let failure = match error.class {
@@ -1681,6 +1731,44 @@ mod tests {
         let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
         s.handle_token_response(Instant::ZERO, ticket, 200, &[("a", "b")], body);
         s
+    }
+
+    /// `new_in` builds the same session as `new` into its slot, replaces what the slot held,
+    /// and leaves the slot alone when the configuration is refused.
+    #[test]
+    fn new_in_builds_in_the_slot_or_leaves_it() {
+        let creds = || Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = || TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+        let mut slot: Option<Session<64, 1>> = Some(with_token());
+        let bad = SessionConfig {
+            lifecycle: LifecycleConfig {
+                min_refresh_permille: 900,
+                max_refresh_permille: 500,
+                ..LifecycleConfig::default()
+            },
+            ..SessionConfig::default()
+        };
+        let refused = Session::new_in(&mut slot, creds(), endpoint(), bad.clone(), 1);
+        assert!(matches!(refused, Err(SetupError::Lifecycle(_))));
+        assert!(matches!(
+            Session::<64, 1>::new(creds(), endpoint(), bad, 1),
+            Err(SetupError::Lifecycle(_))
+        ));
+        // The refused call left the session with its token in place.
+        assert!(slot.as_ref().unwrap().token(Instant::ZERO).is_some());
+
+        let s =
+            Session::new_in(&mut slot, creds(), endpoint(), SessionConfig::default(), 1).unwrap();
+        assert!(s.token(Instant::ZERO).is_none(), "a new session, not the old one");
+        let mut buf = [0u8; 512];
+        let (_, sent) = s.poll_token_request(Instant::ZERO, &mut buf).unwrap().unwrap();
+        let sent = (sent.path, sent.authorization.map(str::len));
+        let mut by_value: Session<64, 1> =
+            Session::new(creds(), endpoint(), SessionConfig::default(), 1).unwrap();
+        let mut other = [0u8; 512];
+        let (_, expected) =
+            by_value.poll_token_request(Instant::ZERO, &mut other).unwrap().unwrap();
+        assert_eq!(sent, (expected.path, expected.authorization.map(str::len)));
     }
 
     /// Fleet mode: the fleet admitted an attempt of a Background request that the local pacer

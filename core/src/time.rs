@@ -49,12 +49,20 @@ impl Duration {
 
     /// Whole seconds (rounded down).
     pub const fn as_secs(self) -> u64 {
-        self.0 / 1000
+        match div_rem(self.0, 1000) {
+            Some((secs, _)) => secs,
+            None => 0,
+        }
     }
 
     /// Whole seconds, rounded up: a wait of 1 ms is reported as 1 s, never as 0 s.
     pub const fn as_secs_ceil(self) -> u64 {
-        self.0.div_ceil(1000)
+        match div_rem(self.0, 1000) {
+            Some((secs, 0)) => secs,
+            // At most u64::MAX / 1000, so the increment cannot overflow.
+            Some((secs, _)) => secs.saturating_add(1),
+            None => 0,
+        }
     }
 
     /// `self + rhs`, or `None` on overflow.
@@ -133,16 +141,62 @@ pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
     // Two 64-bit factors: the product fits 128 bits.
     let wide = (a as u128).wrapping_mul(b as u128);
     let (high, low) = ((wide >> 64) as u64, wide as u64);
-    if high == 0 {
-        let (Some(quotient), Some(rem)) = (low.checked_div(c), low.checked_rem(c)) else {
-            return None;
-        };
-        return if ceil && rem != 0 { quotient.checked_add(1) } else { Some(quotient) };
-    }
-    // The quotient fits 64 bits exactly when the high half is below the divisor (so `c` > 0).
-    if high >= c {
+    let (quotient, rem) = if high == 0 {
+        match div_rem(low, c) {
+            Some(qr) => qr,
+            None => return None,
+        }
+    } else if high < c {
+        // The quotient fits 64 bits exactly when the high half is below the divisor.
+        shift_subtract(high, low, c)
+    } else {
+        return None;
+    };
+    if ceil && rem != 0 { quotient.checked_add(1) } else { Some(quotient) }
+}
+
+/// `n / d` and `n % d`, or `None` when `d` is zero: the crate's 64-bit division.
+///
+/// A 32-bit target has no 64-bit divide instruction: there every `/` or `%` on `u64` is a call
+/// into compiler-builtins' general division, about 0.9 KiB of Cortex-M flash, linked as soon as
+/// one such operator is reachable. The core's reachable code divides 64-bit values only here:
+/// with the hardware's 32-bit division when both operands fit 32 bits (seconds, window lengths,
+/// slot numbers: the usual case), else by shift-and-subtract. 64-bit targets divide natively
+/// (and inline it: it is one instruction there).
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+pub(crate) const fn div_rem(n: u64, d: u64) -> Option<(u64, u64)> {
+    if d == 0 {
         return None;
     }
+    #[cfg(target_pointer_width = "64")]
+    {
+        match (n.checked_div(d), n.checked_rem(d)) {
+            (Some(q), Some(r)) => Some((q, r)),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    {
+        Some(div_rem_narrow(n, d))
+    }
+}
+
+/// [`div_rem`] without a 64-bit divide instruction; `d` is not zero.
+#[cfg_attr(target_pointer_width = "64", allow(dead_code))] // tested against native division
+#[allow(clippy::cast_possible_truncation)] // both checked to fit 32 bits
+const fn div_rem_narrow(n: u64, d: u64) -> (u64, u64) {
+    if n <= u32::MAX as u64 && d <= u32::MAX as u64 {
+        let (n, d) = (n as u32, d as u32);
+        if let (Some(q), Some(r)) = (n.checked_div(d), n.checked_rem(d)) {
+            return (q as u64, r as u64);
+        }
+    }
+    shift_subtract(0, n, d)
+}
+
+/// `(high · 2⁶⁴ + low) / c` and its remainder, for `high < c` (so the quotient fits 64 bits):
+/// 64 steps of shift-and-subtract.
+const fn shift_subtract(high: u64, low: u64, c: u64) -> (u64, u64) {
     let (mut rem, mut quotient) = (high, 0u64);
     let mut bit = 64u32;
     while bit > 0 {
@@ -157,7 +211,7 @@ pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
             quotient |= 1;
         }
     }
-    if ceil && rem != 0 { quotient.checked_add(1) } else { Some(quotient) }
+    (quotient, rem)
 }
 
 impl Add for Duration {
@@ -452,6 +506,37 @@ mod tests {
         ) {
             prop_assert_eq!(mul_div(a, b, c, ceil), mul_div_reference(a, b, c, ceil));
         }
+    }
+
+    proptest! {
+        /// The division for 32-bit targets (one 32-bit division, else shift-and-subtract) is
+        /// the native one, across both paths and their boundary.
+        #[test]
+        fn narrow_division_matches_native(
+            n in prop_oneof![any::<u64>(), 0u64..=u64::from(u32::MAX), Just(u64::MAX)],
+            d in prop_oneof![any::<u64>(), 1u64..=u64::from(u32::MAX), 1u64..1000, Just(u64::MAX)],
+        ) {
+            prop_assume!(d != 0);
+            prop_assert_eq!(div_rem_narrow(n, d), (n / d, n % d));
+            prop_assert_eq!(div_rem(n, d), Some((n / d, n % d)));
+        }
+    }
+
+    #[test]
+    fn division_boundaries() {
+        let max32 = u64::from(u32::MAX);
+        for (n, d) in
+            [(max32, 1), (max32 + 1, 1), (max32 + 1, 2), (max32, max32 + 1), (1, max32 + 1)]
+        {
+            assert_eq!(div_rem_narrow(n, d), (n / d, n % d), "{n} / {d}");
+        }
+        assert_eq!(div_rem(5, 0), None);
+        assert_eq!(Duration::from_millis(999).as_secs(), 0);
+        assert_eq!(Duration::from_millis(1000).as_secs(), 1);
+        assert_eq!(Duration::from_millis(1000).as_secs_ceil(), 1);
+        assert_eq!(Duration::from_millis(1001).as_secs_ceil(), 2);
+        assert_eq!(Duration::MAX.as_secs_ceil(), u64::MAX.div_ceil(1000));
+        assert_eq!(Duration::MAX.as_secs(), u64::MAX / 1000);
     }
 
     #[test]

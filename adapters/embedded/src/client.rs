@@ -306,7 +306,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// requests.
     pub async fn maintain(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
         Timer::at(self.next_wake()).await;
-        self.drive(tx, rx).await
+        // `drive`'s body, not a call to it: an awaited `drive` would be one more state machine.
+        self.recover();
+        self.session.handle_timeout(self.now());
+        self.token_round(tx, rx).await?;
+        self.drain();
+        Ok(())
     }
 
     /// A valid token: the cached one, or a new one requested now (waiting out backoff after
@@ -327,7 +332,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 TokenStatus::Pending { until } => until,
             };
             self.drain();
-            self.wait_for_token(until, give_up).await?;
+            Timer::at(self.token_wake(until, give_up)?).await;
         }
         let now = self.now();
         self.session.token(now).map(|(token, _)| token).ok_or(Error::TokenWait { last: None })
@@ -367,18 +372,26 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 continue;
             }
             let now = self.now();
-            let written = match self.session.authorize(now, &mut state) {
-                Authorize::Send { token, .. } => {
-                    api_head(&self.api_target, self.config.user_agent, request, token.as_str())
-                        .write(tx)
+            // The answer (with its large error variant) is consumed before any `.await`, so
+            // the request's future does not keep room for it while it sleeps.
+            let (until, reason) = match self.session.authorize(now, &mut state) {
+                Authorize::Send { token, .. } => (None, Ok(token.as_str())),
+                Authorize::Wait { until, reason } => (until, Err(reason)),
+                Authorize::Fail(e) => {
+                    self.drain();
+                    return Err(Error::Api(e));
                 }
-                Authorize::Wait { until, reason } => {
+            };
+            // One sleep for every wait (pacing, backoff, a token): each `.await` costs the
+            // request's state machine code.
+            let at = match reason {
+                Err(reason) => {
                     self.drain();
                     if reason == WaitReason::Token {
                         let give_up = *token_give_up.get_or_insert_with(|| {
                             Instant::now().saturating_add(self.config.token_wait)
                         });
-                        self.wait_for_token(until, give_up).await?;
+                        self.token_wake(until, give_up)?
                     } else {
                         // `None` here is a breaker probe of a cancelled call: released by
                         // `recover`, so look again soon.
@@ -387,93 +400,98 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             |at| self.to_embassy(at),
                         );
                         debug!("request waits {} ms", self.wait_ms(at));
-                        Timer::at(at).await;
+                        at
                     }
-                    continue;
                 }
-                Authorize::Fail(e) => {
-                    self.drain();
-                    return Err(Error::Api(e));
-                }
-            };
-            let len = match written {
-                Ok(len) => len,
-                Err(needed) => {
-                    tx.zeroize();
-                    self.session.abandon(now, &mut state);
-                    return Err(Error::RequestTooLarge { needed });
-                }
-            };
-            self.in_flight = Some(state.clone());
-            let timeout = self.config.io_timeout;
-            let outcome = self
-                .exchange(
-                    false,
-                    tx.get(..len).unwrap_or_default(),
-                    request.body,
-                    rx,
-                    head_request,
-                    timeout,
-                )
-                .await;
-            // The head holds the bearer token.
-            if let Some(sent) = tx.get_mut(..len) {
-                sent.zeroize();
-            }
-            self.in_flight = None;
-            let now = self.now();
-            let verdict = match outcome {
-                Ok(received) => {
-                    let (head_bytes, rest) =
-                        rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                    let body = rest.get(..received.body_len).unwrap_or_default();
-                    let headers = ResponseHeaders::new(head_bytes);
-                    let verdict = self.session.handle_response(
-                        now,
-                        &mut state,
-                        received.status,
-                        &headers,
-                        body,
-                    );
-                    if verdict == Verdict::Done {
-                        self.drain();
-                        break received;
-                    }
-                    debug!("status {}: not done", received.status);
-                    verdict
-                }
-                Err(Failure::Transport(e)) => {
-                    debug!("API exchange failed in transport");
-                    self.session.handle_transport_error(now, &mut state, transport_kind(e))
-                }
-                Err(Failure::TooLarge { status, head_len, needed }) => {
-                    match status {
-                        Some(status) => {
-                            let head_bytes = rx.get(..head_len).unwrap_or_default();
-                            let headers = ResponseHeaders::new(head_bytes);
-                            // Rate-limit headers and the outcome still count; the verdict is
-                            // moot, the caller must enlarge the buffer.
-                            let _ = self
-                                .session
-                                .handle_response(now, &mut state, status, &headers, b"");
+                Ok(token) => {
+                    let written =
+                        api_head(&self.api_target, self.config.user_agent, request, token)
+                            .write(tx);
+                    let len = match written {
+                        Ok(len) => len,
+                        Err(needed) => {
+                            tx.zeroize();
+                            self.session.abandon(now, &mut state);
+                            return Err(Error::RequestTooLarge { needed });
                         }
-                        None => self.session.abandon(now, &mut state),
+                    };
+                    self.in_flight = Some(state.clone());
+                    let timeout = self.config.io_timeout;
+                    let outcome = self
+                        .exchange(
+                            false,
+                            tx.get(..len).unwrap_or_default(),
+                            request.body,
+                            rx,
+                            head_request,
+                            timeout,
+                        )
+                        .await;
+                    // The head holds the bearer token.
+                    if let Some(sent) = tx.get_mut(..len) {
+                        sent.zeroize();
                     }
+                    self.in_flight = None;
+                    let now = self.now();
+                    let verdict = match outcome {
+                        Ok(received) => {
+                            let (head_bytes, rest) =
+                                rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
+                            let body = rest.get(..received.body_len).unwrap_or_default();
+                            let headers = ResponseHeaders::new(head_bytes);
+                            let verdict = self.session.handle_response(
+                                now,
+                                &mut state,
+                                received.status,
+                                &headers,
+                                body,
+                            );
+                            if matches!(verdict, Verdict::Done) {
+                                self.drain();
+                                break received;
+                            }
+                            debug!("status {}: not done", received.status);
+                            verdict
+                        }
+                        Err(Failure::Transport(e)) => {
+                            debug!("API exchange failed in transport");
+                            self.session.handle_transport_error(now, &mut state, transport_kind(e))
+                        }
+                        Err(Failure::TooLarge { status, head_len, needed }) => {
+                            match status {
+                                Some(status) => {
+                                    let head_bytes = rx.get(..head_len).unwrap_or_default();
+                                    let headers = ResponseHeaders::new(head_bytes);
+                                    // Rate-limit headers and the outcome still count; the
+                                    // verdict is moot, the caller must enlarge the buffer.
+                                    let _ = self
+                                        .session
+                                        .handle_response(now, &mut state, status, &headers, b"");
+                                }
+                                None => self.session.abandon(now, &mut state),
+                            }
+                            self.drain();
+                            warn!("response does not fit the {}-byte receive buffer", rx.len());
+                            return Err(Error::ResponseTooLarge {
+                                status,
+                                needed,
+                                capacity: rx.len(),
+                            });
+                        }
+                    };
                     self.drain();
-                    warn!("response does not fit the {}-byte receive buffer", rx.len());
-                    return Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() });
+                    // The verdict (with its large error variant) is consumed here, in this arm,
+                    // before the `.await` below, like the authorization above.
+                    let at = match verdict {
+                        Verdict::Done => continue, // handled above
+                        Verdict::Retry { at, .. } => self.to_embassy(at),
+                        Verdict::Fail(e) => return Err(Error::Api(e)),
+                    };
+                    info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
+                    at
                 }
             };
-            self.drain();
-            match verdict {
-                Verdict::Done => {} // handled above
-                Verdict::Retry { at, .. } => {
-                    let at = self.to_embassy(at);
-                    info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
-                    Timer::at(at).await;
-                }
-                Verdict::Fail(e) => return Err(Error::Api(e)),
-            }
+            Timer::at(at).await;
         };
         let (head_bytes, rest) = rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
         Ok(Response {
@@ -513,13 +531,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         }
     }
 
-    /// Sleeps until a token request may go out (`until`, else the session's next deadline),
-    /// or fails at `give_up`.
-    async fn wait_for_token(
-        &mut self,
-        until: Option<CoreInstant>,
-        give_up: Instant,
-    ) -> Result<(), Error> {
+    /// When to look again for a token: at `until`, else the session's next deadline, at the
+    /// latest at `give_up`; an error once `give_up` has passed.
+    fn token_wake(&self, until: Option<CoreInstant>, give_up: Instant) -> Result<Instant, Error> {
         if Instant::now() >= give_up {
             warn!("no token within the token wait");
             return Err(Error::TokenWait { last: self.last_token_failure });
@@ -527,8 +541,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let until = until.or_else(|| self.session.poll_timeout().map(|(at, _)| at));
         let wake = until.map_or(give_up, |at| self.to_embassy(at).min(give_up));
         debug!("waiting {} ms for a token", self.wait_ms(wake));
-        Timer::at(wake).await;
-        Ok(())
+        Ok(wake)
     }
 
     /// Sends the token request if one is due. `Ok(true)`: one was sent (whatever came of it).
@@ -625,8 +638,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
             };
             let attempt = async {
-                write_all(&mut conn, head).await.map_err(|_| ReadError::Closed { idle: true })?;
-                write_all(&mut conn, body).await.map_err(|_| ReadError::Closed { idle: true })?;
+                // One await point for both parts: each one costs the state machine code.
+                for part in [head, body] {
+                    write_all(&mut conn, part)
+                        .await
+                        .map_err(|_| ReadError::Closed { idle: true })?;
+                }
                 conn.flush().await.map_err(|_| ReadError::Closed { idle: true })?;
                 read_response(&mut conn, rx, head_request).await
             };

@@ -196,8 +196,24 @@ pub(crate) enum ReadError {
     BodyTooLarge { status: u16, head_len: usize, needed: Option<usize> },
 }
 
+/// What [`read_response`] is reading.
+enum Phase {
+    /// The head (interim 1xx responses are skipped).
+    Head,
+    /// A body of exactly `len` bytes, of which the first `want` fit the buffer.
+    Length { len: usize, want: usize },
+    /// A body that ends when the server closes the connection.
+    UntilClose,
+    /// A chunked body: `raw` is the next undecoded byte, `out` the end of the decoded body
+    /// (`out <= raw <= have`), both relative to the body's start.
+    Chunked { dechunker: Dechunker, raw: usize, out: usize },
+}
+
 /// Reads one response from `conn` into `buf`. `head_request`: the request was `HEAD`, so the
 /// response has no body whatever its headers say.
+///
+/// One loop with one read for every phase (head, then the body by its framing): each `.await`
+/// in an `async fn` is code in its state machine, for every transport it is built with.
 pub(crate) async fn read_response<R: Read>(
     conn: &mut R,
     buf: &mut [u8],
@@ -205,105 +221,103 @@ pub(crate) async fn read_response<R: Read>(
 ) -> Result<Received, ReadError> {
     let mut filled = 0usize;
     let mut received_any = false;
-    // The head, skipping interim (1xx) responses.
-    let (status, head_len, framing, keep_alive) = loop {
-        if let Some(parsed) = parse_head(buf.get(..filled).unwrap_or_default(), head_request)? {
-            let (status, head_len, _, _) = parsed;
-            if (100..200).contains(&status) && status != 101 {
-                buf.copy_within(head_len..filled, 0);
-                filled = filled.saturating_sub(head_len);
-                continue;
+    let mut phase = Phase::Head;
+    // Set with the head: status, head length, keep-alive, 2xx.
+    let (mut status, mut head_len, mut keep_alive, mut success) = (0u16, 0usize, false, false);
+    loop {
+        let have = filled.saturating_sub(head_len);
+        // (Copies of the head's values: the head phase sets them and uses neither.)
+        let done = move |body_len, truncated, reusable| {
+            Ok(Received { status, head_len, body_len, truncated, reusable })
+        };
+        let too_large = move |needed| Err(ReadError::BodyTooLarge { status, head_len, needed });
+        // Make progress on what is buffered; then `start` is where the next read goes, and
+        // `end` how far it may fill.
+        let (start, end) = match &mut phase {
+            Phase::Head => match parse_head(buf.get(..filled).unwrap_or_default(), head_request)? {
+                Some((code, len, _, _)) if (100..200).contains(&code) && code != 101 => {
+                    move_down(buf, len..filled, 0);
+                    filled = filled.saturating_sub(len);
+                    continue;
+                }
+                Some((code, len, framing, alive)) => {
+                    (status, head_len, keep_alive) = (code, len, alive);
+                    success = (200..300).contains(&code);
+                    let room = buf.len().saturating_sub(len);
+                    phase = match framing {
+                        Framing::Empty => {
+                            let reusable = keep_alive && filled == len;
+                            let (body_len, truncated) = (0, false);
+                            return Ok(Received {
+                                status,
+                                head_len,
+                                body_len,
+                                truncated,
+                                reusable,
+                            });
+                        }
+                        Framing::Length(body) if body > room && success => {
+                            let needed = len.checked_add(body);
+                            return Err(ReadError::BodyTooLarge { status, head_len, needed });
+                        }
+                        Framing::Length(body) => Phase::Length { len: body, want: body.min(room) },
+                        Framing::UntilClose => Phase::UntilClose,
+                        Framing::Chunked => {
+                            Phase::Chunked { dechunker: Dechunker::new(), raw: 0, out: 0 }
+                        }
+                    };
+                    continue;
+                }
+                None if filled < buf.len() => (filled, buf.len()),
+                None => return Err(ReadError::HeadTooLarge),
+            },
+            Phase::Length { len, want } => {
+                let (len, want) = (*len, *want);
+                if have >= want {
+                    return done(want, want < len, keep_alive && want == len && have == len);
+                }
+                (filled, head_len.saturating_add(want))
             }
-            break parsed;
-        }
-        let Some(room) = buf.get_mut(filled..).filter(|r| !r.is_empty()) else {
-            return Err(ReadError::HeadTooLarge);
+            Phase::UntilClose if filled < buf.len() => (filled, buf.len()),
+            Phase::UntilClose if success => return too_large(None),
+            Phase::UntilClose => return done(have, true, false),
+            Phase::Chunked { dechunker, raw, out } => {
+                let body = buf.get_mut(head_len..).unwrap_or_default();
+                let mut have = have;
+                if dechunker.decode(body, raw, have, out).map_err(ReadError::Http)? {
+                    return done(*out, false, keep_alive && *raw == have);
+                }
+                if *raw == have {
+                    (*raw, have) = (*out, *out);
+                } else if have == body.len() && *raw > *out {
+                    move_down(body, *raw..have, *out);
+                    have = have.saturating_sub(raw.saturating_sub(*out));
+                    *raw = *out;
+                }
+                filled = head_len.saturating_add(have);
+                if filled >= buf.len() {
+                    if success {
+                        return too_large(None);
+                    }
+                    return done(*out, true, false);
+                }
+                (filled, buf.len())
+            }
         };
-        let n = match conn.read(room).await {
-            Ok(n) => n,
+        let room = buf.get_mut(start..end).unwrap_or_default();
+        let read = conn.read(room).await;
+        // What the end of the stream and an error mean depends on the phase.
+        let n = match (read, &phase) {
+            (Ok(0), Phase::Head) => return Err(ReadError::Closed { idle: !received_any }),
+            (Ok(0), Phase::UntilClose) => return done(have, false, false),
+            (Ok(0), _) => return Err(ReadError::Closed { idle: false }),
+            (Ok(n), _) => n,
             // A reset before the first byte is a connection the server had already dropped.
-            Err(_) if !received_any => return Err(ReadError::Closed { idle: true }),
-            Err(e) => return Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
+            (Err(_), Phase::Head) if !received_any => return Err(ReadError::Closed { idle: true }),
+            (Err(e), _) => return Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
         };
-        if n == 0 {
-            return Err(ReadError::Closed { idle: !received_any });
-        }
         received_any = true;
         filled = filled.saturating_add(n);
-    };
-    let success = (200..300).contains(&status);
-    let Some(body) = buf.get_mut(head_len..) else {
-        return Err(ReadError::HeadTooLarge);
-    };
-    let mut have = filled.saturating_sub(head_len);
-    let too_large = |needed| ReadError::BodyTooLarge { status, head_len, needed };
-    let (body_len, truncated, reusable) = match framing {
-        Framing::Empty => (0, false, keep_alive && have == 0),
-        Framing::Length(len) => {
-            if len > body.len() && success {
-                return Err(too_large(head_len.checked_add(len)));
-            }
-            let want = len.min(body.len());
-            while have < want {
-                let room = body.get_mut(have..want).unwrap_or_default();
-                let n = read_some(conn, room).await?;
-                have = have.saturating_add(n);
-            }
-            (want, want < len, keep_alive && want == len && have == len)
-        }
-        Framing::UntilClose => loop {
-            let Some(room) = body.get_mut(have..).filter(|r| !r.is_empty()) else {
-                if success {
-                    return Err(too_large(None));
-                }
-                break (have, true, false);
-            };
-            let n = conn
-                .read(room)
-                .await
-                .map_err(|e| ReadError::Io(embedded_io_async::Error::kind(&e)))?;
-            if n == 0 {
-                break (have, false, false);
-            }
-            have = have.saturating_add(n);
-        },
-        Framing::Chunked => {
-            let mut dechunker = Dechunker::new();
-            let mut raw = 0usize; // next undecoded byte
-            let mut out = 0usize; // end of the decoded body; `out <= raw <= have`
-            loop {
-                let done =
-                    dechunker.decode(body, &mut raw, have, &mut out).map_err(ReadError::Http)?;
-                if done {
-                    break (out, false, keep_alive && raw == have);
-                }
-                if raw == have {
-                    raw = out;
-                    have = out;
-                } else if have == body.len() && raw > out {
-                    body.copy_within(raw..have, out);
-                    have = have.saturating_sub(raw.saturating_sub(out));
-                    raw = out;
-                }
-                let Some(room) = body.get_mut(have..).filter(|r| !r.is_empty()) else {
-                    if success {
-                        return Err(too_large(None));
-                    }
-                    break (out, true, false);
-                };
-                have = have.saturating_add(read_some(conn, room).await?);
-            }
-        }
-    };
-    Ok(Received { status, head_len, body_len, truncated, reusable })
-}
-
-/// One read that must make progress: end of stream mid-body is a reset connection.
-async fn read_some<R: Read>(conn: &mut R, room: &mut [u8]) -> Result<usize, ReadError> {
-    match conn.read(room).await {
-        Ok(0) => Err(ReadError::Closed { idle: false }),
-        Ok(n) => Ok(n),
-        Err(e) => Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
     }
 }
 
@@ -366,6 +380,21 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<ParsedHead>, Re
         keep_alive = false;
     }
     Ok(Some((status, head_len, framing, keep_alive)))
+}
+
+/// Moves `buf[from]` down to start at `to` (`to <= from.start`: the bytes go towards the
+/// front, so copying front to back is overlap-safe). A byte loop rather than
+/// `<[u8]>::copy_within`, which links `memmove` (1.6 KiB of Cortex-M flash) for the few short
+/// moves a response needs (an interim head, chunk framing). Out-of-range bytes are skipped.
+fn move_down(buf: &mut [u8], from: core::ops::Range<usize>, to: usize) {
+    let mut dst = to;
+    for src in from {
+        let Some(&byte) = buf.get(src) else { break };
+        if let Some(slot) = buf.get_mut(dst) {
+            *slot = byte;
+        }
+        dst = dst.saturating_add(1);
+    }
 }
 
 fn parse_length(digits: &[u8]) -> Option<usize> {
@@ -435,7 +464,7 @@ impl Dechunker {
                 let avail = filled.saturating_sub(*raw);
                 let n = usize::try_from(left).map_or(avail, |l| l.min(avail));
                 let end = raw.saturating_add(n);
-                buf.copy_within(*raw..end, *out);
+                move_down(buf, *raw..end, *out);
                 *raw = end;
                 *out = out.saturating_add(n);
                 let left = left.saturating_sub(n as u64);
@@ -567,6 +596,30 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
+    /// `move_down` is `copy_within` for moves towards the front, overlapping or not, and
+    /// skips what lies out of range instead of panicking.
+    #[test]
+    fn move_down_matches_copy_within() {
+        for len in 0..8usize {
+            for start in 0..=len {
+                for end in start..=len {
+                    for to in 0..=start {
+                        let mut ours: Vec<u8> = (0..len as u8).collect();
+                        let mut theirs = ours.clone();
+                        move_down(&mut ours, start..end, to);
+                        theirs.copy_within(start..end, to);
+                        assert_eq!(ours, theirs, "{start}..{end} -> {to} in {len}");
+                    }
+                }
+            }
+        }
+        let mut short = [1u8, 2, 3];
+        move_down(&mut short, 1..9, 0);
+        assert_eq!(short, [2, 3, 3]);
+        move_down(&mut short, 0..3, 2);
+        assert_eq!(short, [2, 3, 2]);
+    }
+
     /// A connection that replays `chunks` (one per read, split further by the reader's room).
     struct Script {
         data: Vec<u8>,
@@ -610,6 +663,30 @@ mod tests {
 
     const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
         4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+    /// A connection is reused only when the response ended exactly where its framing says:
+    /// bytes past the end (a stray or pipelined answer) make it unusable, whatever the read size.
+    #[test]
+    fn a_connection_is_reusable_only_after_an_exact_end() {
+        for step in [1, 3, 64] {
+            let exact = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let r = read(exact, step, 256).0.unwrap();
+            assert!(r.reusable && r.body_len == 2, "step {step}");
+            let extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA";
+            assert!(!read(extra, 64, 256).0.unwrap().reusable);
+            let empty = b"HTTP/1.1 204 No Content\r\n\r\n";
+            let r = read(empty, step, 256).0.unwrap();
+            assert!(r.reusable && r.body_len == 0 && r.status == 204, "step {step}");
+            let empty_extra = b"HTTP/1.1 204 No Content\r\n\r\nX";
+            assert!(!read(empty_extra, 64, 256).0.unwrap().reusable);
+            let mut chunked_extra = CHUNKED.to_vec();
+            chunked_extra.extend_from_slice(b"HTTP");
+            assert!(!read(&chunked_extra, 64, 256).0.unwrap().reusable);
+            // Closed mid-body: a reset, never an idle close.
+            let cut = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok";
+            assert_eq!(read(cut, step, 256).0, Err(ReadError::Closed { idle: false }));
+        }
+    }
 
     #[test]
     fn chunked_body_is_decoded_at_any_read_size() {

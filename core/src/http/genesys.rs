@@ -67,7 +67,8 @@ pub struct GenesysError {
     /// control character (it would not be a real id).
     pub context_id: Option<String<CONTEXT_ID_CAPACITY>>,
     /// The first [`MAX_PARAMS`] `messageParams` entries whose value is a string (or an array of
-    /// strings, joined with `", "`).
+    /// strings, joined with `", "`). Read only with the `diagnosis` feature (they serve the
+    /// permission list of a 403); empty without it.
     pub message_params: Vec<(String<PARAM_KEY_CAPACITY>, String<PARAM_VALUE_CAPACITY>), MAX_PARAMS>,
 }
 
@@ -159,7 +160,9 @@ pub fn parse_genesys_error(body: &[u8]) -> Option<GenesysError> {
                 json_unescape_into(raw, &mut id);
                 out.context_id = Some(id).filter(|id| !id.is_empty());
             }
-            ("messageParams", Value::Object(params)) if out.message_params.is_empty() => {
+            ("messageParams", Value::Object(params))
+                if cfg!(feature = "diagnosis") && out.message_params.is_empty() =>
+            {
                 read_params(params, &mut out.message_params);
             }
             _ => {}
@@ -282,7 +285,25 @@ mod tests {
         assert_eq!(perms(&e), ["analytics:conversationDetail:view"]);
     }
 
+    /// Without the `diagnosis` feature `messageParams` is not read (its only use is the
+    /// permission list of a 403 diagnosis); everything else is, and the permissions still come
+    /// from the message.
     #[test]
+    #[cfg(not(feature = "diagnosis"))]
+    fn message_params_are_not_read_without_diagnosis() {
+        let e = parse(
+            r#"{"message":"You are missing the following permission(s): [x:y:z]","code":"missing.permissions","status":403,"messageParams":{"permissions":"[routing:queue:view]"},"contextId":"c1"}"#,
+        );
+        assert!(e.message_params.is_empty());
+        assert_eq!(
+            (e.code.as_str(), e.status, e.context_id.as_deref()),
+            ("missing.permissions", Some(403), Some("c1"))
+        );
+        assert_eq!(perms(&e), ["x:y:z"]);
+    }
+
+    #[test]
+    #[cfg(feature = "diagnosis")]
     fn permissions_from_message_params_win() {
         let e = parse(
             r#"{"message":"You are missing the following permission(s): [x:y:z]","code":"missing.permissions","messageParams":{"permissions":"[routing:queue:view, routing:queue:edit]","division":"d1"}}"#,
@@ -374,8 +395,12 @@ mod tests {
         assert_eq!(e.code.as_str(), "first");
         // More than MAX_PARAMS params: the first ones are kept.
         let e = parse(r#"{"code":"c","messageParams":{"a":"1","b":"2","c":"3","d":"4","e":"5"}}"#);
-        assert_eq!(e.message_params.len(), MAX_PARAMS);
-        assert_eq!(e.message_params[3].0.as_str(), "d");
+        if cfg!(feature = "diagnosis") {
+            assert_eq!(e.message_params.len(), MAX_PARAMS);
+            assert_eq!(e.message_params[3].0.as_str(), "d");
+        } else {
+            assert!(e.message_params.is_empty(), "messageParams is read only for diagnosis");
+        }
     }
 
     #[test]

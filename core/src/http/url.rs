@@ -119,30 +119,36 @@ impl<'a> Url<'a> {
     /// # Ok::<(), credflow_core::http::url::UrlError>(())
     /// ```
     pub fn parse(input: &'a str) -> Result<Self, UrlError> {
+        // Byte searches throughout, not `str` patterns: once every byte is visible ASCII, any
+        // index is a character boundary, and the `str` pattern machinery (a two-way substring
+        // searcher, UTF-8 decoding) costs about 1 KiB of Cortex-M flash for nothing.
         if let Some(at) = input.bytes().position(|b| !b.is_ascii_graphic()) {
             return Err(UrlError::InvalidCharacter { at });
         }
-        if input.contains('#') {
+        if input.as_bytes().contains(&b'#') {
             return Err(UrlError::Fragment);
         }
-        let (scheme, rest) = input.split_once("://").ok_or(UrlError::NotAbsolute)?;
+        let sep = input.as_bytes().windows(3).position(|w| w == b"://");
+        let (scheme, rest) = sep
+            .and_then(|i| Some((input.get(..i)?, input.get(i.checked_add(3)?..)?)))
+            .ok_or(UrlError::NotAbsolute)?;
         let scheme = if scheme.eq_ignore_ascii_case("https") {
             Scheme::Https
         } else if scheme.eq_ignore_ascii_case("http") {
             Scheme::Http
-        } else if scheme.is_empty() || scheme.contains(['/', '?']) {
+        } else if scheme.is_empty() || scheme.bytes().any(|b| b == b'/' || b == b'?') {
             return Err(UrlError::NotAbsolute);
         } else {
             return Err(UrlError::UnsupportedScheme);
         };
-        let (authority, path_and_query) = match rest.find(['/', '?']) {
+        let (authority, path_and_query) = match rest.bytes().position(|b| b == b'/' || b == b'?') {
             Some(i) => rest.split_at_checked(i).ok_or(UrlError::NotAbsolute)?,
             None => (rest, "/"),
         };
-        if path_and_query.starts_with('?') {
+        if path_and_query.as_bytes().first() == Some(&b'?') {
             return Err(UrlError::MissingPath);
         }
-        if authority.contains('@') {
+        if authority.as_bytes().contains(&b'@') {
             return Err(UrlError::UserInfo);
         }
         let (host, port) = split_host_port(authority)?;
@@ -192,44 +198,61 @@ impl fmt::Display for Authority<'_> {
     }
 }
 
+/// Splits `authority` (visible ASCII, checked by [`Url::parse`]) at its port separator.
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']').ok_or(UrlError::InvalidHost)?;
+    let bytes = authority.as_bytes();
+    let (host, port) = if bytes.first() == Some(&b'[') {
+        let end = bytes.iter().position(|&b| b == b']').ok_or(UrlError::InvalidHost)?;
         let (host, rest) =
             authority.split_at_checked(end.saturating_add(1)).ok_or(UrlError::InvalidHost)?;
-        let inner = host.get(1..end).unwrap_or("");
-        if !inner.contains(':')
-            || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        let inner = host.as_bytes().get(1..end).unwrap_or_default();
+        if !inner.contains(&b':')
+            || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return Err(UrlError::InvalidHost);
         }
-        match rest.strip_prefix(':') {
-            Some(port) => (host, Some(port)),
-            None if rest.is_empty() => (host, None),
-            None => return Err(UrlError::InvalidHost),
+        match rest.as_bytes().first() {
+            Some(b':') => (host, Some(rest.get(1..).unwrap_or_default())),
+            None => (host, None),
+            Some(_) => return Err(UrlError::InvalidHost),
         }
     } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        match bytes.iter().position(|&b| b == b':') {
+            Some(i) => (
+                authority.get(..i).unwrap_or_default(),
+                Some(authority.get(i.saturating_add(1)..).unwrap_or_default()),
+            ),
             None => (authority, None),
         }
     };
     if host.is_empty() {
         return Err(UrlError::EmptyHost);
     }
-    if !host.starts_with('[')
+    if host.as_bytes().first() != Some(&b'[')
         && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
     {
         return Err(UrlError::InvalidHost);
     }
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().ok().filter(|&p| p != 0).ok_or(UrlError::BadPort)?)
-        }
-        Some(_) => return Err(UrlError::BadPort),
+        Some(p) => Some(parse_port(p.as_bytes()).ok_or(UrlError::BadPort)?),
     };
     Ok((host, port))
+}
+
+/// A port: one or more decimal digits (leading zeros allowed), in `1..=65535`.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut port: u16 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        port = port.checked_mul(10)?.checked_add(u16::from(b.wrapping_sub(b'0')))?;
+    }
+    (port != 0).then_some(port)
 }
 
 #[cfg(test)]
@@ -318,12 +341,23 @@ mod tests {
         }
         assert_eq!(ok("https://h:65535/").port, Some(65535));
         assert_eq!(ok("https://h:1/").port, Some(1));
+        assert_eq!(ok("https://h:00443/").port, Some(443));
+        assert_eq!(Url::parse("http://[::1]:/"), Err(UrlError::BadPort));
+        assert_eq!(Url::parse("https:/x://h/"), Err(UrlError::NotAbsolute));
     }
 
     proptest! {
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = Url::parse(&s);
+        }
+
+        /// The byte loop reads a port exactly as `u16::from_str` does, for every digit string
+        /// (leading zeros, overflow, zero refused).
+        #[test]
+        fn port_matches_the_standard_parser(digits in "[0-9]{0,7}") {
+            let expected = digits.parse::<u16>().ok().filter(|&p| p != 0);
+            prop_assert_eq!(parse_port(digits.as_bytes()), expected);
         }
 
         #[test]

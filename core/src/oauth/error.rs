@@ -221,7 +221,7 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
 fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
     use TokenErrorClass::*;
     let rate_limit_text = description
-        .trim_start()
+        .trim_ascii_start()
         .get(..19)
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case("rate limit exceeded"));
     match code {

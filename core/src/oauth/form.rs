@@ -247,8 +247,10 @@ pub(crate) fn put_decimal<S: Sink + ?Sized>(sink: &mut S, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     for slot in digits.iter_mut().rev() {
-        *slot = b'0'.wrapping_add((n % 10) as u8);
-        n /= 10;
+        // `div_rem`, not `/` and `%`: no 64-bit division routine on 32-bit targets.
+        let (rest, digit) = crate::time::div_rem(n, 10).unwrap_or((0, 0));
+        *slot = b'0'.wrapping_add(u8::try_from(digit).unwrap_or(0));
+        n = rest;
         start = start.wrapping_sub(1);
         if n == 0 {
             break;

@@ -355,7 +355,7 @@ pub fn encode_token_request<'b>(
         .then(|| span(&mut out, |w| put_basic(w, creds.id.as_str(), creds.secret.expose_secret())));
     let body = span(&mut out, |w| {
         put_pair(w, false, "grant_type", "client_credentials");
-        if let Some(scope) = cfg.scope.map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(scope) = cfg.scope.map(str::trim_ascii).filter(|s| !s.is_empty()) {
             put_pair(w, true, "scope", scope);
         }
         for (name, value) in cfg.extra {

@@ -117,11 +117,11 @@ pub enum ScopeCheck {
     Widened,
 }
 
-/// Compares scopes as sets of whitespace-separated tokens (RFC 6749 §3.3). A blank request
-/// counts as none.
+/// Compares scopes as sets of tokens separated by ASCII whitespace (RFC 6749 §3.3 separates
+/// them with spaces). A blank request counts as none.
 #[must_use]
 pub fn scope_check(requested: Option<&str>, granted: Option<&str>) -> ScopeCheck {
-    let Some(requested) = requested.filter(|r| !r.trim().is_empty()) else {
+    let Some(requested) = requested.filter(|r| !r.trim_ascii().is_empty()) else {
         return ScopeCheck::NotRequested;
     };
     match granted {
@@ -390,7 +390,7 @@ fn expires_in(
         None => default,
         Some(RawExpires::Seconds(secs)) => from_secs(secs, opts),
         Some(RawExpires::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
-        Some(RawExpires::Text(s)) => match decimal_seconds(s.trim()) {
+        Some(RawExpires::Text(s)) => match decimal_seconds(s.trim_ascii()) {
             Some(Sign::Positive(secs)) => from_secs(secs, opts),
             Some(Sign::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
             None => unparseable,
@@ -463,13 +463,15 @@ pub(super) fn bounded_text<const C: usize>(
     for c in unescape(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
         if out.push(c).is_err() {
             if whole_tokens {
-                let keep = if c.is_whitespace() {
+                // Scope tokens are separated by spaces (RFC 6749 §3.3), and control
+                // characters are spaces by now: ASCII whitespace is every separator there is.
+                let keep = if c.is_ascii_whitespace() {
                     out.len()
                 } else {
-                    out.rfind(char::is_whitespace).unwrap_or(0)
+                    out.bytes().rposition(|b| b.is_ascii_whitespace()).unwrap_or(0)
                 };
                 out.truncate(keep);
-                let keep = out.trim_end().len();
+                let keep = out.trim_ascii_end().len();
                 out.truncate(keep);
             }
             return (out, true);
@@ -677,7 +679,10 @@ mod tests {
         assert_eq!(check(Some("a b"), ""), ScopeCheck::Narrowed);
         assert_eq!(check(Some("a"), "a b"), ScopeCheck::Widened);
         assert_eq!(check(None, "a"), ScopeCheck::NotRequested);
-        assert_eq!(check(Some(" "), "a"), ScopeCheck::NotRequested);
+        assert_eq!(check(Some(" \t"), "a"), ScopeCheck::NotRequested);
+        // Only ASCII whitespace separates (RFC 6749 §3.3: spaces); anything else is a token.
+        assert_eq!(check(Some("\u{3000}"), "\u{3000}"), ScopeCheck::AsRequested);
+        assert_eq!(check(Some("a\u{3000}b"), "a b"), ScopeCheck::Narrowed);
         let r = parse_with(r#"{"access_token":"t","token_type":"bearer"}"#, Some("a")).unwrap();
         assert_eq!((r.scope_check, r.granted_scope), (ScopeCheck::NotReported, None));
         let r = parse_with(&body(r"https:\/\/graph\/.default"), Some("https://graph/.default"))

@@ -123,8 +123,11 @@ pub fn reset_delay(value: u64, reference: Option<UnixTime>) -> Option<Duration> 
     if value < EPOCH_THRESHOLD {
         return Some(Duration::from_secs(value));
     }
-    let at =
-        UnixTime::from_secs(if value >= EPOCH_MILLIS_THRESHOLD { value / 1000 } else { value });
+    let at = if value >= EPOCH_MILLIS_THRESHOLD {
+        UnixTime::from_secs(Duration::from_millis(value).as_secs())
+    } else {
+        UnixTime::from_secs(value)
+    };
     let now = reference?;
     let delay = at.saturating_duration_since(now);
     (delay <= MAX_EPOCH_HORIZON).then_some(delay)

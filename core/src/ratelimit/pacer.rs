@@ -72,7 +72,7 @@
 use core::fmt;
 
 use super::RateLimitSnapshot;
-use crate::time::{Duration, Instant, mul_div};
+use crate::time::{Duration, Instant, div_rem, mul_div};
 
 /// How long everyone waits after a 429 that said neither when to retry nor when the window resets.
 const UNKNOWN_429_PAUSE: Duration = Duration::from_secs(1);
@@ -241,7 +241,7 @@ impl Window {
         };
         let length = self.length.max(Duration::from_millis(1));
         let windows =
-            late.as_millis().checked_div(length.as_millis()).unwrap_or(0).saturating_add(1);
+            div_rem(late.as_millis(), length.as_millis()).map_or(0, |(q, _)| q).saturating_add(1);
         Window {
             remaining: self.limit.max(1),
             reset_at: self.reset_at.saturating_add(length.saturating_mul(windows)),
@@ -364,11 +364,11 @@ impl Pacer {
                 hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
             }
             if priority != Priority::Critical {
-                let share = w
-                    .remaining
-                    .saturating_mul(u64::from(self.config.burst_permille.min(999)))
-                    .checked_div(1000)
-                    .unwrap_or(0);
+                let share = div_rem(
+                    w.remaining.saturating_mul(u64::from(self.config.burst_permille.min(999))),
+                    1000,
+                )
+                .map_or(0, |(q, _)| q);
                 let burst = u64::from(self.config.burst).max(share);
                 let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
                 hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);

@@ -43,7 +43,7 @@
 //! assert!(!budget.try_withdraw(now));
 //! ```
 
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, div_rem};
 
 /// Number of slots in the ring: the window is forgotten in steps of a tenth.
 pub const SLOTS: usize = 10;
@@ -90,7 +90,7 @@ impl RetryBudget {
     /// An empty budget (only the reserve is available).
     pub fn new(config: BudgetConfig) -> Self {
         let window_ms = config.window.as_millis();
-        let slot_ms = window_ms.checked_div(SLOTS as u64).unwrap_or(0).max(1);
+        let slot_ms = div_rem(window_ms, SLOTS as u64).map_or(0, |(q, _)| q).max(1);
         let reserve = i64::from(config.min_per_sec)
             .saturating_mul(i64::try_from(window_ms).unwrap_or(i64::MAX));
         RetryBudget { config, slots: [0; SLOTS], epoch: 0, slot_ms, reserve }
@@ -137,7 +137,7 @@ impl RetryBudget {
 
     /// Moves the newest slot to `now`'s, clearing the slots that fell out of the window.
     fn advance(&mut self, now: Instant) {
-        let epoch = now.as_millis().checked_div(self.slot_ms).unwrap_or(0);
+        let epoch = div_rem(now.as_millis(), self.slot_ms).map_or(0, |(q, _)| q);
         let Some(gap) = epoch.checked_sub(self.epoch).filter(|&gap| gap > 0) else {
             return; // same slot, or time went backwards: stay in the newest slot
         };
@@ -166,7 +166,7 @@ impl Default for RetryBudget {
 
 /// Position of slot number `epoch` in the ring.
 fn index(epoch: u64) -> usize {
-    epoch.checked_rem(SLOTS as u64).and_then(|i| usize::try_from(i).ok()).unwrap_or(0)
+    div_rem(epoch, SLOTS as u64).and_then(|(_, i)| usize::try_from(i).ok()).unwrap_or(0)
 }
 
 #[cfg(test)]

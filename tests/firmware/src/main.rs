@@ -130,22 +130,7 @@ mod firmware {
 
     #[entry]
     fn main() -> ! {
-        let (Ok(credentials), Ok(endpoint)) = (
-            Credentials::from_strs("client-id", "client-secret"),
-            TokenEndpoint::<E>::new(TOKEN_URL),
-        ) else {
-            halt()
-        };
-        // The seed comes from the device's RNG on real hardware.
-        let Ok(session) =
-            Session::<N, H, E>::new(credentials, endpoint, SessionConfig::default(), 7)
-        else {
-            halt()
-        };
-        let Ok(client) = Client::new(StubNet, session, API_BASE, ClientConfig::default()) else {
-            halt()
-        };
-        let client = CLIENT.init(client);
+        let client = init();
         let tx = TX_BUF.init([0; TX]);
         let rx = RX_BUF.init([0; RX]);
         loop {
@@ -159,6 +144,32 @@ mod firmware {
             });
             core::hint::black_box(status);
         }
+    }
+
+    /// Builds the client into its static. Out of line on purpose: the session and the client
+    /// are assembled in this function's frame (several KiB) and moved into the static, and that
+    /// frame is released when it returns; inlined into `main`, which never returns, it would
+    /// stay reserved under the request loop for the life of the device.
+    #[inline(never)]
+    fn init() -> &'static mut Client<StubNet, N, H, E> {
+        CLIENT.init_with(|| {
+            let (Ok(credentials), Ok(endpoint)) = (
+                Credentials::from_strs("client-id", "client-secret"),
+                TokenEndpoint::<E>::new(TOKEN_URL),
+            ) else {
+                halt()
+            };
+            // The seed comes from the device's RNG on real hardware.
+            let Ok(session) =
+                Session::<N, H, E>::new(credentials, endpoint, SessionConfig::default(), 7)
+            else {
+                halt()
+            };
+            match Client::new(StubNet, session, API_BASE, ClientConfig::default()) {
+                Ok(client) => client,
+                Err(_) => halt(),
+            }
+        })
     }
 
     fn halt() -> ! {

@@ -11,8 +11,9 @@ use credflow_core::{Duration, Instant};
 
 use crate::{CheckResult, shown};
 
-/// `u64` division (`__aeabi_uldivmod`) and `u128` multiply/divide (`__multi3`, `__udivti3`) at
-/// the edges, through `Duration`'s ratio, rounding and display.
+/// `u64` division (the core's own: one 32-bit division when both operands fit, else
+/// shift-and-subtract; `__aeabi_uldivmod` in `Display`) and the `u128` product at the edges,
+/// through `Duration`'s ratio, rounding and display.
 pub(crate) fn wide_arithmetic_at_the_limits() -> CheckResult {
     let max = Duration::MAX;
     ensure_eq!(max.mul_ratio(u64::MAX, u64::MAX), max);

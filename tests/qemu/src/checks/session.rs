@@ -32,17 +32,19 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// A session plus the one token request it may have outstanding.
-struct Harness {
-    s: Session<256, 2>,
+/// A session plus the one token request it may have outstanding. The session lives in the
+/// check's frame, built there in place ([`Session::new_in`]): built by value, the session and
+/// the `Result` around it would each take as much stack again while it is moved into place.
+struct Harness<'s> {
+    s: &'s mut Session<256, 2>,
     pending: Option<Ticket>,
 }
 
-impl Harness {
-    fn new(config: SessionConfig) -> Result<Self, Failure> {
+impl<'s> Harness<'s> {
+    fn new(slot: &'s mut Option<Session<256, 2>>, config: SessionConfig) -> Result<Self, Failure> {
         let creds = ok!(Credentials::from_strs("client", "secret"));
         let endpoint = ok!(TokenEndpoint::new(TOKEN_URL));
-        Ok(Harness { s: ok!(Session::new(creds, endpoint, config, 7)), pending: None })
+        Ok(Harness { s: ok!(Session::new_in(slot, creds, endpoint, config, 7)), pending: None })
     }
 
     /// Polls for a token request; records it and says whether there was one.
@@ -110,7 +112,8 @@ impl Harness {
 /// that holds everyone, 5xx with backoff until the breaker opens, its half-open probe, and the
 /// recovery.
 pub(crate) fn timeline() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     let api = HostKey::from_host(API);
 
     // First token: the request waits for it, then goes with it.
@@ -287,7 +290,8 @@ pub(crate) fn timeline() -> CheckResult {
 /// deadline to deadline as an adapter's timer does: a token is always served, each refreshed
 /// once, ahead of its expiry.
 pub(crate) fn hundred_days_of_refreshes() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     let end = secs(100 * 86_400);
     let mut now = Instant::ZERO;
     let mut served = 0u32;
@@ -328,7 +332,8 @@ pub(crate) fn hundred_days_of_refreshes() -> CheckResult {
 /// The token endpoint in maintenance for two minutes (503, 429, Genesys's 400 "rate limit"):
 /// few requests, the breaker opens after three failures, callers fail fast, it recovers alone.
 pub(crate) fn token_endpoint_outage() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     let outage_ends = secs(120);
     let answers: [(u16, &[u8]); 3] = [
         (503, b"<html>maintenance</html>"),
@@ -402,7 +407,8 @@ pub(crate) fn token_endpoint_outage() -> CheckResult {
 /// `invalid_client` stops token requests (no retry loop with a wrong secret) and says why,
 /// until the credentials change.
 pub(crate) fn invalid_client_stops() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     ensure!(h.poll_token(secs(0))?);
     let body = br#"{"error":"invalid_client","description":"authentication failed","error_description":"authentication failed"}"#;
     h.answer(secs(0), 401, &[("ININ-Correlation-Id", "abc-123")], body)?;
@@ -451,7 +457,8 @@ pub(crate) fn seal_and_restore_across_a_reboot() -> CheckResult {
     let mut sealed = [0u8; 128];
     // Each session lives in its own block: three at once would triple the stack needed.
     let n = {
-        let mut h = Harness::new(SessionConfig::default())?;
+        let mut h_slot = None;
+        let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
         h.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_000)));
         h.acquire(secs(0), "T1", 3600)?;
         ok!(h.s.seal(secs(10), key, &mut sealed))
@@ -459,7 +466,8 @@ pub(crate) fn seal_and_restore_across_a_reboot() -> CheckResult {
     ensure_eq!(n, 2 + 54);
     let snapshot = some!(sealed.get(..n));
     {
-        let mut rebooted = Harness::new(SessionConfig::default())?;
+        let mut rebooted_slot = None;
+        let mut rebooted = Harness::new(&mut rebooted_slot, SessionConfig::default())?;
         rebooted.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_100)));
         ok!(rebooted.s.restore(secs(0), snapshot, key));
         let mut req = rebooted.begin(secs(0), Method::Get);
@@ -471,7 +479,8 @@ pub(crate) fn seal_and_restore_across_a_reboot() -> CheckResult {
     let mut tampered = [0u8; 128];
     some!(tampered.get_mut(..n)).copy_from_slice(snapshot);
     *some!(tampered.get_mut(20)) ^= 1;
-    let mut other = Harness::new(SessionConfig::default())?;
+    let mut other_slot = None;
+    let mut other = Harness::new(&mut other_slot, SessionConfig::default())?;
     other.s.set_wall_clock(WallClock::new(secs(0), UnixTime::from_secs(1_800_000_100)));
     ensure!(other.s.restore(secs(0), some!(tampered.get(..n)), key).is_err());
     ensure!(other.poll_token(secs(0))?, "a refused snapshot leaves a token request due");
@@ -481,7 +490,8 @@ pub(crate) fn seal_and_restore_across_a_reboot() -> CheckResult {
 /// A daily quota's 429 (a wait far beyond `max_wait`) fails fast, naming the wait, and later
 /// requests fail fast too, except one probe per `max_wait`.
 pub(crate) fn daily_quota_fails_fast() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     h.acquire(secs(0), "T1", 86_400)?;
     let mut first = h.begin(secs(0), Method::Get);
     h.send(secs(0), &mut first)?;
@@ -515,7 +525,8 @@ pub(crate) fn daily_quota_fails_fast() -> CheckResult {
 /// A 403 names the missing permission and is not retried; a deadline bounds a `Retry-After`;
 /// Critical requests use the reserve that Background leaves.
 pub(crate) fn forbidden_deadline_and_priorities() -> CheckResult {
-    let mut h = Harness::new(SessionConfig::default())?;
+    let mut h_slot = None;
+    let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
     h.acquire(secs(0), "T1", 3600)?;
     let mut req = h.begin(secs(0), Method::Post);
     h.send(secs(0), &mut req)?;
