@@ -161,7 +161,9 @@ fn check(r: &Owned, cfg: &TokenRequestConfig<'_>, creds: &Credentials) {
         .collect();
     let mut expected: Vec<(String, String)> =
         vec![("grant_type".into(), "client_credentials".into())];
-    if let Some(scope) = cfg.scope.map(str::trim).filter(|s| !s.is_empty()) {
+    // The encoder trims ASCII whitespace only (RFC 6749 §3.3 scope tokens are separated by
+    // spaces; a vertical tab or a Unicode space is the caller's, kept and percent-encoded).
+    if let Some(scope) = cfg.scope.map(str::trim_ascii).filter(|s| !s.is_empty()) {
         expected.push(("scope".into(), scope.into()));
     }
     expected.extend(cfg.extra.iter().map(|(n, v)| ((*n).into(), (*v).into())));

@@ -88,7 +88,8 @@ fn invariants<const N: usize>(r: &TokenResponse<N>, opts: &ResponseOptions<'_>) 
     } else {
         assert!(!r.granted_scope_truncated);
     }
-    if opts.requested_scope.is_none_or(|s| s.trim().is_empty()) {
+    // Blank means ASCII whitespace only, as the parser reads it.
+    if opts.requested_scope.is_none_or(|s| s.trim_ascii().is_empty()) {
         assert_eq!(r.scope_check, ScopeCheck::NotRequested);
     } else if r.granted_scope.is_none() {
         assert_eq!(r.scope_check, ScopeCheck::NotReported);
