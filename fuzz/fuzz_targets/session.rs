@@ -78,11 +78,15 @@ enum Op {
     SleepToDeadline,
     /// The adapter sleeps until the last "not before" it was given.
     SleepToWait,
+    /// Fleet mode: request `i % len`'s next attempt was admitted by the fleet (`v == 0`), or
+    /// the fleet holds it back for `v` × 100 ms (up to 109 minutes: short holds and a daily
+    /// quota's).
+    Fleet(u8, u16),
 }
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
-        Ok(match u.arbitrary::<u8>()? % 16 {
+        Ok(match u.arbitrary::<u8>()? % 17 {
             0 => Op::Advance(u.arbitrary()?),
             1 => Op::PollToken,
             2 => Op::AnswerToken(u.arbitrary()?, u.arbitrary()?),
@@ -98,7 +102,8 @@ impl<'a> Arbitrary<'a> for Op {
             12 => Op::Seal,
             13 => Op::Restore(u.arbitrary()?),
             14 => Op::SleepToDeadline,
-            _ => Op::SleepToWait,
+            15 => Op::SleepToWait,
+            _ => Op::Fleet(u.arbitrary()?, u.arbitrary()?),
         })
     }
 }
@@ -297,6 +302,16 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(i) = index(i, reqs.len()) {
                     let (mut req, _) = reqs.swap_remove(i);
                     s.abandon(now, &mut req);
+                }
+            }
+            Op::Fleet(i, v) => {
+                if let Some(i) = index(i, reqs.len()) {
+                    let (req, _) = &mut reqs[i];
+                    if v == 0 {
+                        req.set_externally_paced(true);
+                    } else {
+                        req.set_external_hold(now + Duration::from_millis(u64::from(v) * 100));
+                    }
                 }
             }
             Op::Timeout => s.handle_timeout(now),

@@ -272,6 +272,29 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // session: setup byte, seed, then operations.
     add(
         "session",
+        "fleet-admitted-then-held",
+        Ops::new(0)
+            .poll()
+            .answer(0, 3600)
+            .begin(0, 1)
+            .fleet(0, 0)
+            .authorize(0)
+            .respond(0, 0, 0x10)
+            .begin(1, 2)
+            .fleet(1, 20)
+            .authorize(1)
+            .sleep_to_wait()
+            .authorize(1)
+            .begin(2, 1)
+            .fleet(2, 65_000)
+            .authorize(2)
+            .begin(3, 1)
+            .fleet(3, 65_000)
+            .authorize(3)
+            .into(),
+    );
+    add(
+        "session",
         "happy-path",
         Ops::new(0)
             .poll()
@@ -518,6 +541,10 @@ impl Ops {
     }
     fn abandon(self, i: u8) -> Self {
         self.op(8, &[i])
+    }
+    fn fleet(self, i: u8, v: u16) -> Self {
+        let [a, b] = v.to_le_bytes();
+        self.op(16, &[i, a, b])
     }
     fn timeout(self) -> Self {
         self.op(9, &[])
