@@ -288,6 +288,7 @@ pub struct RedisStore {
     publish: Script,
     release: Script,
     admit: Script,
+    hold: Script,
     observe: Script,
     rate_limited: Script,
 }
@@ -392,6 +393,7 @@ impl RedisStore {
             admit: Script::new(&scripts::admit()),
             observe: Script::new(&scripts::observe()),
             rate_limited: Script::new(&scripts::rate_limited()),
+            hold: Script::new(scripts::HOLD),
             config,
         })
     }
@@ -621,6 +623,14 @@ impl RedisStore {
         Ok(())
     }
 
+    async fn hold_inner(&self, scope: &FleetScope) -> Result<Option<Duration>, StoreError> {
+        let [_, _, rate_key, _] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let left: i64 =
+            self.hold.key(&rate_key).invoke_async(&mut con).await.map_err(unavailable)?;
+        Ok(u64::try_from(left).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
+    }
+
     async fn rate_limited_inner(
         &self,
         scope: &FleetScope,
@@ -759,6 +769,13 @@ impl SharedStore for RedisStore {
         retry_after: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.rate_limited_inner(scope, retry_after))
+    }
+
+    fn hold<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(self.hold_inner(scope))
     }
 }
 

@@ -31,6 +31,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// The fleet's 429 hold, read on Redis's clock without writing anything.
+/// KEYS: rate. Returns the hold left in ms (0 when none).
+pub(crate) const HOLD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = tonumber(redis.call('HMGET', KEYS[1], 'blocked_until')[1] or '0') or 0
+if blocked > now then return blocked - now end
+return 0
+";
+
 /// Shared prelude: Redis time in ms, the window hash, and rolling it over at the reset.
 ///
 /// Whenever a script writes the hash, its time to live covers the window (twice its length, and

@@ -111,6 +111,7 @@ async fn every_operation(url: &str) -> Result<(), StoreError> {
     assert!(reserved, "a spaced request is given a slot");
     a.observe(&scope, snapshot).await?;
     b.rate_limited(&scope, Some(Duration::from_secs(5))).await?;
+    assert!(b.hold(&scope).await?.is_some(), "the 429's hold is read");
     assert!(matches!(b.admit(&scope, Priority::Normal, Duration::ZERO).await?, Admission::Wait(_)));
     // An absurd Retry-After holds the fleet back (it once overflowed the script into "now").
     b.rate_limited(&scope, Some(Duration::MAX)).await?;

@@ -299,7 +299,11 @@ async fn admission_reserves_the_slot_it_names_within_the_horizon() {
     let Admission::After(second) = admit(horizon).await.unwrap() else { panic!("reserved") };
     assert!(second > first + Duration::from_millis(500), "{second:?} after {first:?}");
     // A 429's hold is not reserved through: what the server allows after it is not known.
+    // A request that slept to its slot reads the hold before it is sent.
+    assert_eq!(store.hold(&scope).await.unwrap(), None);
     store.rate_limited(&scope, Some(Duration::from_secs(5))).await.unwrap();
+    let hold = store.hold(&scope).await.unwrap().expect("the fleet is held");
+    assert!(hold > Duration::from_secs(4) && hold <= Duration::from_secs(5), "{hold:?}");
     match admit(horizon).await.unwrap() {
         Admission::Wait(wait) => assert!(wait > Duration::from_secs(4), "{wait:?}"),
         other => panic!("the hold is waited out and asked again, not {other:?}"),

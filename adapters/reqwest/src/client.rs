@@ -503,7 +503,16 @@ impl Client {
                 let within = give_up.map_or(shared.max_wait, |at| {
                     shared.max_wait.min(at.saturating_duration_since(tokio::time::Instant::now()))
                 });
-                let answer = shared.fleet_admit(options.priority, claimed, within).await;
+                let answer = match give_up {
+                    Some(at) => {
+                        let call = shared.fleet_admit(options.priority, claimed, within);
+                        match tokio::time::timeout_at(at, call).await {
+                            Ok(answer) => answer,
+                            Err(_) => return Err(deadline_exceeded()),
+                        }
+                    }
+                    None => shared.fleet_admit(options.priority, claimed, within).await,
+                };
                 if !matches!(answer, Some(Admission::Wait(wait)) if wait <= shared.max_wait) {
                     gate = None;
                 }
@@ -511,13 +520,27 @@ impl Client {
                     Some(Admission::After(wait)) if wait <= within => {
                         // Counted for that instant: sleep, then send without asking again
                         // (the next request of this class asks meanwhile).
+                        let wake = tokio::time::Instant::now() + wait;
+                        if give_up.is_some_and(|at| wake > at) {
+                            return Err(deadline_exceeded());
+                        }
                         let _ = shared.events.send(ClientEvent::Wait {
                             reason: WaitReason::Paced(
                                 credflow_core::ratelimit::pacer::PaceReason::Spacing,
                             ),
                             wait: Some(wait),
                         });
-                        tokio::time::sleep(wait).await;
+                        tokio::time::sleep_until(wake).await;
+                        // A 429 another process reported while this one slept holds it too.
+                        if wait >= RESERVATION_RECHECK
+                            && let Some(hold) = shared.fleet_hold().await
+                        {
+                            debug!(?hold, "the fleet was held back while this request slept");
+                            let until = shared.clock.now().saturating_add(Duration::from_millis(
+                                u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
+                            ));
+                            guard.state.set_external_hold(until);
+                        }
                         guard.state.set_externally_paced(true);
                         asked = true;
                     }
@@ -818,6 +841,16 @@ impl Shared {
         result.ok()
     }
 
+    /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
+    /// reports one.
+    async fn fleet_hold(&self) -> Option<StdDuration> {
+        let fleet = self.fleet.as_ref().filter(|f| f.usable())?;
+        let (result, transition) =
+            fleet.call(fleet.call_timeout, fleet.store.hold(&fleet.scope)).await;
+        self.fleet_transition(transition, result.as_ref().err());
+        result.ok().flatten().filter(|hold| !hold.is_zero())
+    }
+
     /// Reports a response's rate-limit facts to the fleet, in the background.
     fn fleet_report(shared: &Arc<Shared>, now: Instant, status: u16, headers: &HeaderMap) {
         let Some(fleet) = shared.fleet.as_ref() else { return };
@@ -993,8 +1026,13 @@ impl OwnedTokenRequest {
 /// deadline, and publishes tokens. Runs until the last [`Client`] is dropped.
 async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
-    // Fingerprint of the last token held or refused: the fleet is asked for another one.
+    // Fingerprint of the token this process holds (or held last): the fleet is asked for
+    // another one.
     let mut stale: Option<Fingerprint> = None;
+    // Fingerprint of a fleet token this process refused (unusable, or too close to expiry):
+    // named instead of `stale` until a token is installed, so that the fleet hands out the lease
+    // rather than the same token again (it is not the one this process holds).
+    let mut refused: Option<Fingerprint> = None;
     // While tokenless and held back, when to read the fleet's token next (kept across wakes,
     // so that kicks from waiting requests cannot postpone it forever).
     let mut next_peek: Option<tokio::time::Instant> = None;
@@ -1021,16 +1059,15 @@ async fn drive(shared: Arc<Shared>) {
         if let Some((ticket, request)) = outgoing {
             let mut lease = None;
             if let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) {
-                let (result, transition) =
-                    fleet.call(shared.token_wait, fleet.store.refresh(&fleet.scope, stale)).await;
+                let (result, transition) = fleet
+                    .call(shared.token_wait, fleet.store.refresh(&fleet.scope, refused.or(stale)))
+                    .await;
                 shared.fleet_transition(transition, result.as_ref().err());
                 match result {
                     Ok(Refresh::Token(token)) => {
-                        if let Some(refused) = install_shared(&shared, ticket, &token) {
-                            // Refused (too close to expiry, unusable): ask for another, or
-                            // take the lease and refresh.
-                            stale = Some(refused);
-                        }
+                        // Refused (too close to expiry, unusable): ask for another, or take
+                        // the lease and refresh.
+                        refused = install_shared(&shared, ticket, &token);
                         continue;
                     }
                     Ok(Refresh::Lease(granted)) => lease = Some(granted),
@@ -1067,6 +1104,9 @@ async fn drive(shared: Arc<Shared>) {
             };
             // Waiters also watch for failures (to give up early on a rejection).
             shared.version.send_modify(|v| *v = v.wrapping_add(1));
+            if fresh.is_some() {
+                refused = None;
+            }
             if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
                 publish(&shared, fleet, lease, fresh, unreached).await;
             }
@@ -1088,8 +1128,8 @@ async fn drive(shared: Arc<Shared>) {
                 *next_peek.get_or_insert_with(|| tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
             if tokio::time::Instant::now() >= at {
                 next_peek = Some(tokio::time::Instant::now() + FLEET_PEEK_INTERVAL);
-                if let Some(refused) = adopt_fleet_token(&shared, stale).await {
-                    stale = Some(refused);
+                if let Some(fingerprint) = adopt_fleet_token(&shared, refused.or(stale)).await {
+                    refused = Some(fingerprint);
                 }
                 continue;
             }
@@ -1115,6 +1155,10 @@ async fn drive(shared: Arc<Shared>) {
         }
     }
 }
+
+/// A request that slept this long or longer to a reserved slot reads the fleet's hold before
+/// it is sent (a shorter sleep could only meet a 429 reported within it).
+const RESERVATION_RECHECK: StdDuration = StdDuration::from_secs(1);
 
 /// How often a process without a token, held back from requesting one, reads the fleet's.
 const FLEET_PEEK_INTERVAL: StdDuration = StdDuration::from_secs(1);

@@ -197,6 +197,19 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
         retry_after: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// How long the whole fleet is held back from now on (a 429's `Retry-After` that any
+    /// process reported with [`rate_limited`](Self::rate_limited)), read at once, counting
+    /// nothing. A request that slept to a slot [`Admission::After`] reserved a while ago reads
+    /// it before it is sent: a 429 reported meanwhile holds it back too. The default, for stores
+    /// that cannot read cheaply, is `Ok(None)` (no hold known).
+    fn hold<'a>(
+        &'a self,
+        scope: &'a FleetScope,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        let _ = scope;
+        Box::pin(async { Ok(None) })
+    }
+
     /// The fleet's usable token other than `stale`, if there is one, read at once: no lease,
     /// no waiting. A process without a token that may not request one yet (its breaker or
     /// backoff holds it back after an outage) reads it about once a second, so that it is back

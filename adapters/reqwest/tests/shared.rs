@@ -41,6 +41,10 @@ struct Memory {
     /// When set, admissions reserve a slot this many milliseconds ahead (if within the
     /// caller's horizon; else they answer "wait and ask again").
     after_ms: AtomicU64,
+    /// The fleet's 429 hold, as `hold` reports it.
+    hold_until: Mutex<Option<std::time::Instant>>,
+    /// Admissions never answer (a stalled store).
+    stall: AtomicBool,
     refresh_calls: AtomicU64,
 }
 
@@ -131,6 +135,9 @@ impl SharedStore for Memory {
     ) -> BoxFuture<'a, Result<Admission, StoreError>> {
         Box::pin(async move {
             self.check()?;
+            if self.stall.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             self.admit_calls.fetch_add(1, Ordering::SeqCst);
             let after = Duration::from_millis(self.after_ms.load(Ordering::SeqCst));
             if !after.is_zero() {
@@ -167,6 +174,17 @@ impl SharedStore for Memory {
             }
             self.admitted.fetch_add(1, Ordering::SeqCst);
             Ok(Admission::Now)
+        })
+    }
+
+    fn hold<'a>(
+        &'a self,
+        _scope: &'a FleetScope,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            let until = *self.hold_until.lock().unwrap();
+            Ok(until.and_then(|at| at.checked_duration_since(std::time::Instant::now())))
         })
     }
 
@@ -640,4 +658,115 @@ async fn a_reserved_slot_is_used_without_asking_again() {
         "{error}"
     );
     assert_eq!(emu.counters().api.requests, 2);
+}
+
+/// A request that slept to a reserved slot reads the fleet's hold before it is sent: a 429 that
+/// another process reported while it slept holds it back too, and it asks the fleet again
+/// once the hold is over (before, it was sent into the hold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_slot_respects_a_hold_reported_while_it_slept() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    memory.after_ms.store(1_200, Ordering::SeqCst);
+    memory.admit_calls.store(0, Ordering::SeqCst);
+    let mut events = client.events();
+    let request = {
+        let (client, request) = (client.clone(), get());
+        tokio::spawn(async move { client.send(request).await.map(|r| r.status().as_u16()) })
+    };
+    // Another process's 429 holds the fleet for 1.5 s while this request sleeps to its slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hold_end = std::time::Instant::now() + Duration::from_millis(1_500);
+    *memory.hold_until.lock().unwrap() = Some(hold_end);
+    memory.after_ms.store(0, Ordering::SeqCst);
+    let status = tokio::time::timeout(Duration::from_secs(10), request).await;
+    assert_eq!(status.expect("sent after the hold").unwrap().unwrap(), 200);
+    assert!(std::time::Instant::now() >= hold_end, "not sent into the hold");
+    assert_eq!(memory.admit_calls.load(Ordering::SeqCst), 2, "asked again after the hold");
+    let held = std::iter::from_fn(|| events.try_recv().ok()).any(|e| {
+        matches!(e, ClientEvent::Wait { reason: WaitReason::Paced(PaceReason::Exhausted), .. })
+    });
+    assert!(held, "held back for the fleet's hold");
+    assert_eq!(emu.counters().api.requests, 2);
+}
+
+/// A request's deadline bounds the admission call itself: a store that does not answer fails
+/// the request at its deadline (before, it waited for the store's 1 s call timeout and was then
+/// sent on the local session's word, past its deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_bounds_a_stalled_admission() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    memory.stall.store(true, Ordering::SeqCst);
+    let options =
+        RequestOptions { deadline: Some(Duration::from_millis(200)), ..Default::default() };
+    let error = client.send_with(get(), options).await.unwrap_err();
+    assert!(
+        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded)),
+        "{error}"
+    );
+    assert_eq!(emu.counters().api.requests, 1, "not sent past its deadline");
+    assert_eq!(client.fleet_status(), Some(FleetStatus::Joined), "a deadline is not an outage");
+}
+
+/// A fleet token this process refuses while it still holds its own (its refresh is due; the
+/// fleet's token is unusable here) is named as refused on the next round, so the fleet hands
+/// out the lease, instead of the same token in a loop until this process's token runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_fleet_token_is_not_taken_again_while_holding_one() {
+    let emu_config =
+        EmulatorConfig { default_token_lifetime: Duration::from_secs(4), ..Default::default() };
+    let emu = Emulator::start(emu_config).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    let client = Client::new(config).unwrap();
+    let first = client.token().await.unwrap();
+    // The fleet's entry becomes a token this process cannot use.
+    *memory.token.lock().unwrap() = Some(SharedToken {
+        token: zeroize::Zeroizing::new("not a bearer token".to_owned()),
+        expires_at: credflow_core::UnixTime::from_secs(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 3600,
+        ),
+    });
+    memory.refresh_calls.store(0, Ordering::SeqCst);
+    // Its refresh point comes within the token's 4 s; then it fetches its own.
+    let renewed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let token = client.token().await.unwrap();
+            if token.as_str() != first.as_str() {
+                break token;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a new token within the old one's life");
+    assert_ne!(renewed.as_str(), "not a bearer token");
+    let calls = memory.refresh_calls.load(Ordering::SeqCst);
+    assert!(calls <= 3, "{calls} refresh calls");
+    assert_eq!(emu.counters().token.requests, 2);
 }

@@ -54,6 +54,9 @@ const TOKEN_WAIT: Ms = 30_000;
 const PEEK_EVERY: Ms = 1_000;
 /// The adapter's safety-net wait for a breaker probe's outcome.
 const PROBE_WAIT: Ms = 1_000;
+/// A sleep to a reserved slot this long or longer reads the fleet's hold before the send
+/// (`RESERVATION_RECHECK` in the adapter).
+const RESERVATION_RECHECK: Ms = 1_000;
 /// Wall-clock time at the start of a run (the fleet shares tokens by absolute expiry).
 const EPOCH: UnixTime = UnixTime::from_secs(1_700_000_000);
 /// What every worker asks for.
@@ -72,6 +75,9 @@ enum State {
     Answered(RequestState),
     /// Sleeping the wait the fleet's admission answered; then asks again.
     FleetWait(RequestState),
+    /// Sleeping to a slot the fleet reserved (`wait` ms after the answer); then sent without
+    /// asking again, after reading the fleet's hold if the sleep was long.
+    Reserved(RequestState, Ms),
     /// Queued behind another worker of the pod at the fleet's admission.
     Gated(RequestState),
     InFlight(RequestState),
@@ -410,11 +416,15 @@ impl Credflow {
             } else if wait > self.max_wait {
                 req.set_external_hold(at(now + RTT + wait));
             }
-            if counted || wait > self.max_wait {
-                // Admitted now, or at a reserved slot (sleep, then send without asking), or
-                // left to the local session.
+            if counted && wait > 0 {
+                // A reserved slot: sleep to it, then send without asking again.
+                self.workers[worker] = State::Reserved(req, wait);
+                world.wake(worker, now + RTT + wait);
+                self.leave_gate(world, pod, worker, now + RTT);
+            } else if counted || wait > self.max_wait {
+                // Admitted now, or left to the local session.
                 self.workers[worker] = State::Answered(req);
-                world.wake(worker, now + RTT + if counted { wait } else { 0 });
+                world.wake(worker, now + RTT);
                 self.leave_gate(world, pod, worker, now + RTT);
             } else {
                 self.workers[worker] = State::FleetWait(req);
@@ -536,6 +546,19 @@ impl Fleet for Credflow {
             State::Waiting { req, asked } => self.step(world, worker, req, asked),
             State::FleetWait(req) | State::Gated(req) => self.step(world, worker, req, false),
             State::Answered(req) => self.step(world, worker, req, true),
+            State::Reserved(mut req, wait) => match self.shared.as_mut() {
+                // The adapter's `RESERVATION_RECHECK`: a 429 reported meanwhile holds it too.
+                Some(shared) if wait >= RESERVATION_RECHECK => {
+                    let now = world.now();
+                    let held = shared.redis.hold(now);
+                    if held > 0 {
+                        req.set_external_hold(at(now + RTT + held));
+                    }
+                    self.workers[worker] = State::Answered(req);
+                    world.wake(worker, now + RTT);
+                }
+                _ => self.step(world, worker, req, true),
+            },
             in_flight @ State::InFlight(_) => self.workers[worker] = in_flight,
         }
     }

@@ -267,11 +267,12 @@ impl Redis {
         self.calls += 1;
         let (_, w) = self.prelude(now);
         let t = ms(now);
-        // The script's `pending()`: reserved slots still to come are not in the server's count.
-        self.slots.retain(|&slot| slot > t);
-        let server = (ms(remaining) - i64::try_from(self.slots.len()).unwrap_or(0)).max(0);
+        let server = ms(remaining);
         let length = window.map(ms).or(w.map(|w| w.length)).unwrap_or(ms(default_window)).max(1);
         let limit = limit.map(ms).or(w.map(|w| w.limit)).unwrap_or(server).max(server);
+        // The script's `pending()`: reserved slots still to come are not in the server's count.
+        self.slots.retain(|&slot| slot > t);
+        let server = (server - i64::try_from(self.slots.len()).unwrap_or(0)).max(0);
         let reset_at = t + reset_after.map(ms).unwrap_or(length);
         let slack = 1000.min(length / 2);
         let mut n = Window {
@@ -295,6 +296,14 @@ impl Redis {
         }
         n.interval = (n.reset_at - t) / (n.remaining + 1);
         self.save(now, n);
+    }
+
+    /// The hold script at `now`: the fleet's 429 hold left, in ms (0 when none).
+    pub(crate) fn hold(&mut self, now: Ms) -> Ms {
+        self.calls += 1;
+        self.expire(now);
+        let left = self.rate.blocked_until.unwrap_or(0) - ms(now);
+        u64::try_from(left.max(0)).unwrap_or(0)
     }
 
     /// The 429 script at `now`, with the `Retry-After` in ms when given.
