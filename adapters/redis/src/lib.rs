@@ -636,7 +636,7 @@ impl RedisStore {
         scope: &FleetScope,
         retry_after: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let [_, _, rate_key, _] = self.key_names(scope);
+        let [_, _, rate_key, slots_key] = self.key_names(scope);
         let after = retry_after.map_or(-1, |d| {
             let ms = clamp_ms(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             i64::try_from(ms).unwrap_or(i64::MAX)
@@ -645,6 +645,7 @@ impl RedisStore {
         let _: i64 = self
             .rate_limited
             .key(&rate_key)
+            .key(&slots_key)
             .arg(after)
             .invoke_async(&mut con)
             .await

@@ -52,6 +52,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset_at', 'length', 'tat', 'interval', 'blocked_until', 'seen')
 local blocked = tonumber(h[7] or '0') or 0
+-- Reserved slots not yet due (KEYS[2], a sorted set by slot): counted in the window here,
+-- not yet sent, so not in the server's remaining.
+local function pending()
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  return redis.call('ZCARD', KEYS[2])
+end
 local w = nil
 if h[1] and h[2] and h[3] and h[4] then
   w = { limit = tonumber(h[1]), remaining = tonumber(h[2]), reset_at = tonumber(h[3]),
@@ -59,17 +65,13 @@ if h[1] and h[2] and h[3] and h[4] then
         interval = tonumber(h[6] or '0') or 0, seen = tonumber(h[8] or '0') or 0 }
   if now >= w.reset_at then
     local windows = math.floor((now - w.reset_at) / w.length) + 1
-    w.remaining = math.max(w.limit, 1)
+    -- Slots reserved before a reset that a later response brought forward land in this
+    -- window: they count in it.
+    w.remaining = math.max(math.max(w.limit, 1) - pending(), 0)
     w.reset_at = w.reset_at + w.length * windows
     w.tat = 0
     w.interval = 0
   end
-end
--- Reserved slots not yet due (KEYS[2], a sorted set by slot): counted in the window here,
--- not yet sent, so not in the server's remaining.
-local function pending()
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  return redis.call('ZCARD', KEYS[2])
 end
 local function save(w)
   redis.call('HSET', KEYS[1], 'limit', w.limit, 'remaining', w.remaining, 'reset_at', w.reset_at,
@@ -180,7 +182,7 @@ return 1
 ";
 
 /// The 429 script: [`PRELUDE`] then the hold.
-/// KEYS: rate. ARGV: retry after ms (-1 when absent).
+/// KEYS: rate, slots. ARGV: retry after ms (-1 when absent).
 pub(crate) fn rate_limited() -> String {
     format!("{PRELUDE}{RATE_LIMITED_BODY}")
 }

@@ -309,3 +309,43 @@ async fn admission_reserves_the_slot_it_names_within_the_horizon() {
         other => panic!("the hold is waited out and asked again, not {other:?}"),
     }
 }
+
+/// Slots reserved before a reset that a later response brings forward land in the next window:
+/// the rollover counts them there (else the server would see them on top of a full window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_beyond_a_reset_brought_forward_count_in_the_next_window() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    let mut scope = scope("brought-forward");
+    scope.pacer.burst = 1;
+    scope.pacer.burst_permille = 0;
+    let snapshot = |remaining, reset_ms| RateLimitSnapshot {
+        limit: Some(10),
+        remaining: Some(remaining),
+        reset_after: Some(credflow_core::Duration::from_millis(reset_ms)),
+        window: None,
+        dialect: Dialect::Genesys,
+    };
+    store.observe(&scope, snapshot(10, 10_000)).await.unwrap();
+    let horizon = Duration::from_secs(60);
+    assert_eq!(store.admit(&scope, Priority::Normal, horizon).await.unwrap(), Admission::Now);
+    let mut slots = Vec::new();
+    for _ in 0..3 {
+        let Admission::After(wait) = store.admit(&scope, Priority::Normal, horizon).await.unwrap()
+        else {
+            panic!("reserved")
+        };
+        slots.push(wait);
+    }
+    // A response brings the reset forward to 1.5 s from now (the same window).
+    store.observe(&scope, snapshot(6, 1_500)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let beyond = slots.iter().filter(|&&wait| wait > Duration::from_millis(1_800)).count();
+    assert!(beyond >= 1, "{slots:?}");
+    let mut admitted = 0;
+    while store.admit(&scope, Priority::Critical, Duration::ZERO).await.unwrap() == Admission::Now {
+        admitted += 1;
+        assert!(admitted <= 10, "more than the window");
+    }
+    assert_eq!(admitted, 10 - beyond, "{slots:?}");
+}

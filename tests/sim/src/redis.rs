@@ -169,10 +169,16 @@ impl Redis {
         self.expire(now);
         let now = ms(now);
         let blocked = self.rate.blocked_until.unwrap_or(0);
+        let rolls = self.rate.window.is_some_and(|w| now >= w.reset_at);
+        if rolls {
+            self.slots.retain(|&slot| slot > now);
+        }
+        let pending = i64::try_from(self.slots.len()).unwrap_or(0);
         let window = self.rate.window.map(|mut w| {
             if now >= w.reset_at {
                 let windows = (now - w.reset_at) / w.length + 1;
-                w.remaining = w.limit.max(1);
+                // Slots reserved before a reset brought forward count in the new window.
+                w.remaining = (w.limit.max(1) - pending).max(0);
                 w.reset_at += w.length * windows;
                 w.tat = 0;
                 w.interval = 0;
@@ -442,6 +448,27 @@ mod tests {
         held.observe(0, 20, Some(60), Some(30_000), Some(60_000), 60_000);
         held.rate_limited(0, Some(2_000));
         assert_eq!(held.admit(0, 1, &config, 60_000), (false, 2_000));
+    }
+
+    /// Slots reserved before a reset that a later response brought forward land in the new
+    /// window: the rollover counts them there.
+    #[test]
+    fn slots_beyond_a_reset_brought_forward_count_in_the_next_window() {
+        let config = PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() };
+        let mut r = Redis::default();
+        r.observe(0, 10, Some(10), Some(10_000), None, 60_000);
+        assert_eq!(r.admit(0, 1, &config, 60_000), (true, 0));
+        let slots: Vec<Ms> = (0..3).map(|_| r.admit(0, 1, &config, 60_000).1).collect();
+        let beyond = slots.iter().filter(|&&slot| slot > 1_600).count();
+        assert_eq!(beyond, 2, "{slots:?}");
+        // A response says the window resets at 1.5 s (an earlier reset, the same window).
+        r.observe(100, 6, Some(10), Some(1_400), None, 60_000);
+        // After that reset the two slots still to come are counted in the new window.
+        let mut admitted = 0;
+        while r.admit(1_600, 0, &config, 0) == (true, 0) {
+            admitted += 1;
+        }
+        assert_eq!(admitted, 10 - beyond);
     }
 
     #[test]
