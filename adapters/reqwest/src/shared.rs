@@ -14,8 +14,14 @@
 //!   never leave the process; only tokens and their expiry do.
 //! - **asks the fleet before each API attempt.** [`SharedStore::admit`] decides, for the whole
 //!   fleet, whether a request of a given priority may go now, from the rate-limit observations
-//!   every process reports with [`SharedStore::observe`] and [`SharedStore::rate_limited`]. The
-//!   local session still enforces 429 back-offs and exhausted windows.
+//!   every process reports with [`SharedStore::observe`] and [`SharedStore::rate_limited`]; it
+//!   may reserve a later slot within the request's horizon ([`Admission::After`]: the request
+//!   sleeps to it and is sent without asking again, after reading [`SharedStore::hold`] if it
+//!   slept a second or more). A wait longer than the retry policy's `max_wait` is handed to the
+//!   session as the attempt's hold, so it fails fast naming it (with the session's one probe
+//!   per `max_wait`). The local session still enforces 429 back-offs and exhausted windows, and
+//!   after such a local wait the fleet is asked again. The request's deadline bounds every
+//!   wait for the fleet, the admission call included.
 //! - **degrades, once.** A [`StoreError`] switches the client to its local session (what a
 //!   single process does), logged once; the store is probed again at most every
 //!   [`PROBE_INTERVAL`], and the client rejoins the fleet when a call succeeds. No request waits
