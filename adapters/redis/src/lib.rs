@@ -60,13 +60,17 @@
 //!
 //! - `rediss://` URLs need the `tls` feature. The server's certificate is checked against the
 //!   public webpki roots, or only against the operator's CA with
-//!   `RedisConfig::with_root_ca_pem` (feature `tls`; a private CA, as most fleets have).
+//!   `RedisConfig::with_root_ca_pem` (feature `tls`; a private CA, as most fleets have). A
+//!   server that authenticates its clients (mutual TLS, `tls-auth-clients yes`) gets the
+//!   client certificate and key of `RedisConfig::with_client_cert_pem` (feature `tls`; the
+//!   key is zeroized on drop and never shown by `Debug`).
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded once), plus `SELECT` for a database
 //!   other than 0. The test suite runs the fleet as such a user with the default user
 //!   disabled, and shows each of these is needed.
-//! - A wrong password, a missing permission or an untrusted certificate puts the client in
+//! - A wrong password, a missing permission, an untrusted server certificate, or a client
+//!   certificate missing, refused by the server or not matching its key puts the client in
 //!   degraded mode at once, with the cause and the fix in its log line.
 
 /// Longest span handed to the Lua scripts, in milliseconds (7 days): Lua numbers are doubles,
@@ -155,6 +159,15 @@ pub struct RedisConfig {
     /// the public webpki roots; see [`RedisConfig::with_root_ca_pem`].
     #[cfg(feature = "tls")]
     pub root_ca_pem: Option<Vec<u8>>,
+    /// The client certificate (PEM: the certificate, then any intermediates) presented to a
+    /// `rediss://` server that requires one (`tls-auth-clients yes`), with
+    /// [`client_key_pem`](Self::client_key_pem); see [`RedisConfig::with_client_cert_pem`].
+    #[cfg(feature = "tls")]
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The private key of [`client_cert_pem`](Self::client_cert_pem) (PEM: PKCS#8, PKCS#1 RSA
+    /// or SEC1 EC), zeroized on drop and never shown by `Debug`.
+    #[cfg(feature = "tls")]
+    pub client_key_pem: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -168,7 +181,8 @@ impl fmt::Debug for RedisConfig {
             .field("poll_interval", &self.poll_interval)
             .field("max_wait", &self.max_wait);
         #[cfg(feature = "tls")]
-        f.field("private_ca", &self.root_ca_pem.is_some());
+        f.field("private_ca", &self.root_ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some());
         f.finish_non_exhaustive()
     }
 }
@@ -200,6 +214,10 @@ impl RedisConfig {
             response_timeout: Duration::from_millis(500),
             #[cfg(feature = "tls")]
             root_ca_pem: None,
+            #[cfg(feature = "tls")]
+            client_cert_pem: None,
+            #[cfg(feature = "tls")]
+            client_key_pem: None,
         }
     }
 
@@ -234,6 +252,49 @@ impl RedisConfig {
         self.root_ca_pem = Some(pem.into());
         self
     }
+
+    /// Presents the client certificate `cert_pem` (one or more `CERTIFICATE` blocks: the
+    /// client's certificate first, then any intermediates) with its private key `key_pem` (one
+    /// `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block) to a `rediss://` server that
+    /// authenticates its clients (mutual TLS, `tls-auth-clients yes`). The server's certificate
+    /// is still checked as without it: against the public webpki roots, or the CA of
+    /// [`RedisConfig::with_root_ca_pem`].
+    ///
+    /// This config's copy of the key is zeroized on drop and never shown by `Debug`. The redis
+    /// crate takes the PEM by value when the store is built (and frees that copy without
+    /// wiping it), then keeps the decoded key, which it and rustls use for each connection, for
+    /// as long as the store lives: out of this crate's reach.
+    ///
+    /// Checked by [`RedisStore::new`]: a certificate PEM without a certificate, a key PEM
+    /// without a private key, either one that does not parse, or a URL that is not
+    /// `rediss://`, is a [`SetupError::ClientCert`]. A server that refuses the certificate (its
+    /// CA does not trust it) or requires one that was not given, and a key that does not match
+    /// the certificate, are refused at connection time: the client then works on its local
+    /// session (degraded mode), with the reason in its log.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use credflow_redis::{RedisConfig, RedisStore};
+    ///
+    /// let config = RedisConfig::new("rediss://credflow:pw@redis.internal:6380/", b"fleet key, 16+ bytes")
+    ///     .with_root_ca_pem(std::fs::read("/etc/credflow/redis-ca.pem")?)
+    ///     .with_client_cert_pem(
+    ///         std::fs::read("/etc/credflow/client.pem")?,
+    ///         std::fs::read("/etc/credflow/client.key")?,
+    ///     );
+    /// let store = RedisStore::new(config)?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_cert_pem = Some(cert_pem.into());
+        self.client_key_pem = Some(Zeroizing::new(key_pem.into()));
+        self
+    }
 }
 
 /// Why a [`RedisStore`] could not be built.
@@ -249,6 +310,10 @@ pub enum SetupError {
     /// The root CA given with `RedisConfig::with_root_ca_pem` holds no certificate, or one that
     /// does not parse, or the URL is not `rediss://`.
     RootCa(String),
+    /// The client certificate given with `RedisConfig::with_client_cert_pem` holds no
+    /// certificate or no private key, or one that does not parse, or only one of the two is
+    /// set, or the URL is not `rediss://`.
+    ClientCert(String),
 }
 
 impl fmt::Display for SetupError {
@@ -264,6 +329,7 @@ impl fmt::Display for SetupError {
                 f.write_str("lease_ttl must be positive and poll_interval shorter than it")
             }
             SetupError::RootCa(e) => write!(f, "root CA for rediss://: {e}"),
+            SetupError::ClientCert(e) => write!(f, "client certificate for rediss://: {e}"),
         }
     }
 }
@@ -299,31 +365,106 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// The Redis client for `config`: with the operator's root CA when given.
+/// The Redis client for `config`: with the operator's root CA and client certificate when
+/// given.
 fn client(config: &RedisConfig) -> Result<redis::Client, SetupError> {
     #[cfg(feature = "tls")]
-    if let Some(pem) = &config.root_ca_pem {
-        use redis::IntoConnectionInfo;
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let info = config.url.as_str().into_connection_info().map_err(SetupError::Url)?;
-        if !matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
-            return Err(SetupError::RootCa("a root CA needs a rediss:// URL".to_owned()));
-        }
-        let mut count = 0usize;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            cert.map_err(|e| SetupError::RootCa(format!("the PEM does not parse: {e}")))?;
-            count = count.saturating_add(1);
-        }
-        if count == 0 {
-            return Err(SetupError::RootCa("the PEM holds no CERTIFICATE block".to_owned()));
-        }
-        let certificates =
-            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
-        return redis::Client::build_with_tls(info, certificates)
-            .map_err(|e| SetupError::RootCa(e.to_string()));
+    if let Some(client) = tls_client(config)? {
+        return Ok(client);
     }
     redis::Client::open(config.url.as_str()).map_err(SetupError::Url)
+}
+
+/// The `rediss://` client with the operator's root CA and/or client certificate, each checked
+/// first; `None` when neither is given (the URL alone says how to connect).
+#[cfg(feature = "tls")]
+fn tls_client(config: &RedisConfig) -> Result<Option<redis::Client>, SetupError> {
+    use redis::IntoConnectionInfo;
+    let client_cert = match (&config.client_cert_pem, &config.client_key_pem) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(_), None) => {
+            return Err(SetupError::ClientCert(
+                "a client certificate without its private key; set both with \
+                 RedisConfig::with_client_cert_pem"
+                    .to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(SetupError::ClientCert(
+                "a client private key without its certificate; set both with \
+                 RedisConfig::with_client_cert_pem"
+                    .to_owned(),
+            ));
+        }
+    };
+    if config.root_ca_pem.is_none() && client_cert.is_none() {
+        return Ok(None);
+    }
+    let info = config.url.as_str().into_connection_info().map_err(SetupError::Url)?;
+    if !matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(if config.root_ca_pem.is_some() {
+            SetupError::RootCa("a root CA needs a rediss:// URL".to_owned())
+        } else {
+            SetupError::ClientCert("a client certificate needs a rediss:// URL".to_owned())
+        });
+    }
+    if let Some(pem) = &config.root_ca_pem {
+        check_certificates(pem).map_err(|e| SetupError::RootCa(format!("the PEM {e}")))?;
+    }
+    let client_tls = match client_cert {
+        Some((cert, key)) => {
+            check_certificates(cert)
+                .map_err(|e| SetupError::ClientCert(format!("the certificate PEM {e}")))?;
+            check_private_key(key).map_err(SetupError::ClientCert)?;
+            Some(redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.to_vec() })
+        }
+        None => None,
+    };
+    let with_client_cert = client_tls.is_some();
+    let certificates = redis::TlsCertificates { client_tls, root_cert: config.root_ca_pem.clone() };
+    redis::Client::build_with_tls(info, certificates).map(Some).map_err(|e| {
+        if with_client_cert {
+            SetupError::ClientCert(e.to_string())
+        } else {
+            SetupError::RootCa(e.to_string())
+        }
+    })
+}
+
+/// `Ok` if `pem` holds at least one `CERTIFICATE` block and every one parses; otherwise what is
+/// wrong, to follow "the PEM".
+#[cfg(feature = "tls")]
+fn check_certificates(pem: &[u8]) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut count = 0usize;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|e| format!("does not parse: {e}"))?;
+        count = count.saturating_add(1);
+    }
+    if count == 0 {
+        return Err("holds no CERTIFICATE block".to_owned());
+    }
+    Ok(())
+}
+
+/// `Ok` if `pem` holds a private key rustls reads (PKCS#8, PKCS#1 RSA or SEC1 EC); the decoded
+/// key is zeroized at once.
+#[cfg(feature = "tls")]
+fn check_private_key(pem: &[u8]) -> Result<(), String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::{Error, PemObject};
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(key) => {
+            drop(Zeroizing::new(key));
+            Ok(())
+        }
+        Err(Error::NoItemsFound) => Err("the key PEM holds no PRIVATE KEY, RSA PRIVATE KEY or \
+                                         EC PRIVATE KEY block"
+            .to_owned()),
+        Err(e) => Err(format!("the key PEM does not parse: {e}")),
+    }
 }
 
 /// A Redis error as the client's degraded mode reports it, with the likely cause named for the
@@ -345,6 +486,43 @@ fn unavailable(e: redis::RedisError) -> StoreError {
         return StoreError::Refused(format!(
             "the Redis ACL user lacks a permission ({e}); it needs {} on the keys <prefix>:*",
             ACL_COMMANDS.join(" ")
+        ));
+    }
+    // Mutual TLS: the server's alert when it wants a client certificate and got none, or
+    // rejects the one it got (the alerts of RFC 8446 section 6.2 for a bad certificate); rustls
+    // refusing a key that is not the certificate's.
+    if text.contains("CertificateRequired") {
+        return StoreError::Refused(format!(
+            "TLS: the Redis server requires a client certificate ({e}); give one that its CA \
+             signed with RedisConfig::with_client_cert_pem"
+        ));
+    }
+    const REJECTED: [&str; 7] = [
+        "alert: UnknownCA",
+        "alert: BadCertificate",
+        "alert: CertificateUnknown",
+        "alert: UnsupportedCertificate",
+        "alert: CertificateExpired",
+        "alert: CertificateRevoked",
+        "alert: AccessDenied",
+    ];
+    if REJECTED.iter().any(|alert| text.contains(alert)) {
+        return StoreError::Refused(format!(
+            "TLS: the Redis server refused the client certificate ({e}); it must be signed by a \
+             CA the server trusts (its tls-ca-cert-file), be valid now and allow client \
+             authentication (RedisConfig::with_client_cert_pem)"
+        ));
+    }
+    if text.contains("KeyMismatch") || text.contains("InconsistentKeys") {
+        return StoreError::Refused(format!(
+            "TLS: the private key given with RedisConfig::with_client_cert_pem is not the client \
+             certificate's ({e})"
+        ));
+    }
+    if text.contains("Unable to build client with TLS parameters") {
+        return StoreError::Refused(format!(
+            "TLS: the client certificate or key given with RedisConfig::with_client_cert_pem \
+             cannot be used ({e})"
         ));
     }
     if text.contains("certificate") || text.contains("UnknownIssuer") {

@@ -246,6 +246,63 @@ pub fn make_server_cert(dir: &Path, ca: &str) {
     );
 }
 
+/// A client certificate for mutual TLS signed by the CA `ca` (made by [`make_ca`] in `dir`):
+/// `<name>.pem` and `<name>.key` in `dir`. Returns the certificate's PEM and the key's PEM.
+pub fn make_client_cert(dir: &Path, ca: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let (pem, key, csr, ext) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+    );
+    let subject = format!("/CN={name}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (std::fs::read(dir.join(pem)).unwrap(), std::fs::read(dir.join(key)).unwrap())
+}
+
 /// The configuration lines of a TLS-only server with the certificate of [`make_server_cert`].
 pub fn tls_config(dir: &Path, ca: &str) -> String {
     format!(
@@ -253,4 +310,10 @@ pub fn tls_config(dir: &Path, ca: &str) -> String {
          tls-ca-cert-file {d}/{ca}.pem\ntls-auth-clients no\n",
         d = dir.display()
     )
+}
+
+/// [`tls_config`] for a server that requires a client certificate the CA `ca` signed
+/// (`tls-auth-clients yes`: mutual TLS).
+pub fn mtls_config(dir: &Path, ca: &str) -> String {
+    tls_config(dir, ca).replace("tls-auth-clients no", "tls-auth-clients yes")
 }
