@@ -66,8 +66,8 @@
 //!   key is zeroized on drop and never shown by `Debug`).
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET ZADD
-//!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded once), plus `SELECT` for a database
-//!   other than 0. The test suite runs the fleet as such a user with the default user
+//!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
+//!   once), plus `SELECT` for a database other than 0. The test suite runs the fleet as such a user with the default user
 //!   disabled, and shows each of these is needed.
 //! - A wrong password, a missing permission, an untrusted server certificate, or a client
 //!   certificate missing, refused by the server or not matching its key puts the client in
