@@ -446,11 +446,7 @@ impl Client {
         let host = HostKey::from_host(request.url().host_str().unwrap_or(""));
         let method = CoreMethod::from_name(request.method().as_str());
         let now = shared.clock.now();
-        let deadline = options.deadline.map(|d| {
-            now.saturating_add(Duration::from_millis(
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            ))
-        });
+        let deadline = options.deadline.map(|d| now.saturating_add(core_duration(d)));
         // The instant the session's deadline check fails (it passes at the deadline itself):
         // no wait of this loop's own (the admission gate, the fleet's wait) goes past it.
         let give_up =
@@ -491,28 +487,15 @@ impl Client {
             if ask {
                 if gate.is_none() {
                     let class = Arc::clone(&shared.admission_gates[gate_index(options.priority)]);
-                    let turn = match give_up {
-                        Some(at) => tokio::time::timeout_at(at, class.lock_owned()).await.ok(),
-                        None => Some(class.lock_owned().await),
-                    };
-                    let Some(turn) = turn else { return Err(deadline_exceeded()) };
-                    gate = Some(turn);
+                    gate = Some(before(give_up, class.lock_owned()).await?);
                 }
                 let claimed = std::mem::take(&mut probe_claimed);
                 // A slot is worth reserving only if the request will still be waiting for it.
                 let within = give_up.map_or(shared.max_wait, |at| {
                     shared.max_wait.min(at.saturating_duration_since(tokio::time::Instant::now()))
                 });
-                let answer = match give_up {
-                    Some(at) => {
-                        let call = shared.fleet_admit(options.priority, claimed, within);
-                        match tokio::time::timeout_at(at, call).await {
-                            Ok(answer) => answer,
-                            Err(_) => return Err(deadline_exceeded()),
-                        }
-                    }
-                    None => shared.fleet_admit(options.priority, claimed, within).await,
-                };
+                let answer =
+                    before(give_up, shared.fleet_admit(options.priority, claimed, within)).await?;
                 if !matches!(answer, Some(Admission::Wait(wait)) if wait <= shared.max_wait) {
                     gate = None;
                 }
@@ -520,43 +503,20 @@ impl Client {
                     Some(Admission::After(wait)) if wait <= within => {
                         // Counted for that instant: sleep, then send without asking again
                         // (the next request of this class asks meanwhile).
-                        let wake = tokio::time::Instant::now() + wait;
-                        if give_up.is_some_and(|at| wake > at) {
-                            return Err(deadline_exceeded());
-                        }
-                        let _ = shared.events.send(ClientEvent::Wait {
-                            reason: WaitReason::Paced(
-                                credflow_core::ratelimit::pacer::PaceReason::Spacing,
-                            ),
-                            wait: Some(wait),
-                        });
-                        tokio::time::sleep_until(wake).await;
+                        shared.sleep_for_fleet(wait, give_up).await?;
                         // A 429 another process reported while this one slept holds it too.
                         if wait >= RESERVATION_RECHECK
                             && let Some(hold) = shared.fleet_hold().await
                         {
                             debug!(?hold, "the fleet was held back while this request slept");
-                            let until = shared.clock.now().saturating_add(Duration::from_millis(
-                                u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
-                            ));
+                            let until = shared.clock.now().saturating_add(core_duration(hold));
                             guard.state.set_external_hold(until);
                         }
                         guard.state.set_externally_paced(true);
                         asked = true;
                     }
                     Some(Admission::Wait(wait)) if wait <= shared.max_wait => {
-                        let wake = tokio::time::Instant::now() + wait;
-                        if give_up.is_some_and(|at| wake > at) {
-                            // The fleet has no slot before the deadline.
-                            return Err(deadline_exceeded());
-                        }
-                        let _ = shared.events.send(ClientEvent::Wait {
-                            reason: WaitReason::Paced(
-                                credflow_core::ratelimit::pacer::PaceReason::Spacing,
-                            ),
-                            wait: Some(wait),
-                        });
-                        tokio::time::sleep_until(wake).await;
+                        shared.sleep_for_fleet(wait, give_up).await?;
                         continue;
                     }
                     Some(Admission::Wait(wait) | Admission::After(wait)) => {
@@ -564,9 +524,7 @@ impl Client {
                         // the session paces with the fleet's wait as its own, so it fails fast
                         // naming it, or sends its one probe per `max_wait`, as it does alone.
                         debug!(?wait, "the fleet's wait is longer than accepted");
-                        let until = shared.clock.now().saturating_add(Duration::from_millis(
-                            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        ));
+                        let until = shared.clock.now().saturating_add(core_duration(wait));
                         guard.state.set_external_hold(until);
                         asked = true;
                     }
@@ -712,6 +670,22 @@ fn deadline_exceeded() -> Error {
     })
 }
 
+/// Awaits `wait`, or fails with [`deadline_exceeded`] when `give_up` comes first.
+async fn before<T>(
+    give_up: Option<tokio::time::Instant>,
+    wait: impl Future<Output = T>,
+) -> Result<T, Error> {
+    match give_up {
+        Some(at) => tokio::time::timeout_at(at, wait).await.map_err(|_| deadline_exceeded()),
+        None => Ok(wait.await),
+    }
+}
+
+/// A std duration as the core's (milliseconds, saturating).
+fn core_duration(d: StdDuration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 enum Step {
     Send(HeaderValue),
     Wait(Option<Instant>, WaitReason),
@@ -839,6 +813,24 @@ impl Shared {
             fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority, within)).await;
         self.fleet_transition(transition, result.as_ref().err());
         result.ok()
+    }
+
+    /// Sleeps `wait` for the fleet (a slot it reserved, or its answer to ask again), announced
+    /// as a pacing wait; fails at once when the wait would end after `give_up` (the fleet has no
+    /// slot before the deadline).
+    async fn sleep_for_fleet(
+        &self,
+        wait: StdDuration,
+        give_up: Option<tokio::time::Instant>,
+    ) -> Result<(), Error> {
+        let wake = tokio::time::Instant::now() + wait;
+        if give_up.is_some_and(|at| wake > at) {
+            return Err(deadline_exceeded());
+        }
+        let reason = WaitReason::Paced(credflow_core::ratelimit::pacer::PaceReason::Spacing);
+        let _ = self.events.send(ClientEvent::Wait { reason, wait: Some(wait) });
+        tokio::time::sleep_until(wake).await;
+        Ok(())
     }
 
     /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
