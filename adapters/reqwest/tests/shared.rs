@@ -68,6 +68,26 @@ impl Memory {
     }
 }
 
+/// A client of the emulator in a fleet on `memory`, with the default configuration.
+fn fleet_client(emu: &credflow_emulator::EmulatorHandle, memory: &Arc<Memory>) -> Client {
+    let config = Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .with_shared(memory.clone());
+    Client::new(config).unwrap()
+}
+
+/// A fleet token with value `token`, expiring an hour from now.
+fn good_for_an_hour(token: &str) -> SharedToken {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    SharedToken {
+        token: zeroize::Zeroizing::new(token.to_owned()),
+        expires_at: credflow_core::UnixTime::from_secs(now.as_secs() + 3600),
+    }
+}
+
 fn fingerprint(token: &SharedToken) -> Fingerprint {
     Fingerprint::of_token(token.token.as_bytes())
 }
@@ -347,13 +367,7 @@ async fn a_request_begun_in_the_fleet_is_paced_at_its_own_priority_once_the_flee
 async fn a_fleet_wait_of_hours_fails_fast_after_one_probe() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.hours.store(true, Ordering::SeqCst);
@@ -378,13 +392,7 @@ async fn a_fleet_wait_of_hours_fails_fast_after_one_probe() {
 async fn a_deadline_bounds_the_waits_for_the_fleet() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.wait_ms.store(30_000, Ordering::SeqCst);
@@ -422,13 +430,7 @@ async fn a_deadline_bounds_the_waits_for_the_fleet() {
 async fn an_admission_does_not_outlive_a_local_hold() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     let mut events = client.events();
@@ -462,20 +464,8 @@ async fn an_admission_does_not_outlive_a_local_hold() {
 async fn an_unusable_fleet_token_is_not_taken_again() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    *memory.token.lock().unwrap() = Some(SharedToken {
-        token: zeroize::Zeroizing::new("not a bearer token".to_owned()),
-        expires_at: credflow_core::UnixTime::from_secs(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-                + 3600,
-        ),
-    });
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    *memory.token.lock().unwrap() = Some(good_for_an_hour("not a bearer token"));
+    let client = fleet_client(&emu, &memory);
     let token = tokio::time::timeout(Duration::from_secs(10), client.token())
         .await
         .expect("not stuck on the unusable token")
@@ -495,13 +485,7 @@ async fn an_unusable_fleet_token_is_not_taken_again() {
 async fn waiting_requests_take_turns_at_the_fleets_admission() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.spacing_ms.store(20, Ordering::SeqCst);
@@ -545,13 +529,7 @@ async fn a_process_held_back_by_its_breaker_takes_the_fleets_token() {
     let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert!(client.send(request).await.is_err());
     // The other process publishes its token to the fleet.
-    *memory.token.lock().unwrap() = Some(SharedToken {
-        token: zeroize::Zeroizing::new(fetched.as_str().to_owned()),
-        expires_at: credflow_core::UnixTime::from_secs(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-                + 3600,
-        ),
-    });
+    *memory.token.lock().unwrap() = Some(good_for_an_hour(fetched.as_str()));
     let acquired = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let ClientEvent::Session(credflow_core::session::Event::Token(
@@ -599,13 +577,7 @@ async fn wake_ups_do_not_starve_the_read_of_the_fleets_token() {
             ) {}
         })
     };
-    *memory.token.lock().unwrap() = Some(SharedToken {
-        token: zeroize::Zeroizing::new(fetched.as_str().to_owned()),
-        expires_at: credflow_core::UnixTime::from_secs(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-                + 3600,
-        ),
-    });
+    *memory.token.lock().unwrap() = Some(good_for_an_hour(fetched.as_str()));
     let acquired = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let ClientEvent::Session(credflow_core::session::Event::Token(
@@ -629,13 +601,7 @@ async fn wake_ups_do_not_starve_the_read_of_the_fleets_token() {
 async fn a_reserved_slot_is_used_without_asking_again() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.after_ms.store(300, Ordering::SeqCst);
@@ -667,13 +633,7 @@ async fn a_reserved_slot_is_used_without_asking_again() {
 async fn a_reserved_slot_respects_a_hold_reported_while_it_slept() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.after_ms.store(1_200, Ordering::SeqCst);
@@ -706,13 +666,7 @@ async fn a_reserved_slot_respects_a_hold_reported_while_it_slept() {
 async fn a_deadline_bounds_a_stalled_admission() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
     assert_eq!(client.send(get()).await.unwrap().status(), 200);
     memory.stall.store(true, Ordering::SeqCst);
@@ -736,22 +690,10 @@ async fn a_refused_fleet_token_is_not_taken_again_while_holding_one() {
         EmulatorConfig { default_token_lifetime: Duration::from_secs(4), ..Default::default() };
     let emu = Emulator::start(emu_config).await.unwrap();
     let memory = Arc::new(Memory::default());
-    let config = Config::custom(
-        emu.token_url(),
-        emu.api_base(),
-        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
-    )
-    .with_shared(memory.clone());
-    let client = Client::new(config).unwrap();
+    let client = fleet_client(&emu, &memory);
     let first = client.token().await.unwrap();
     // The fleet's entry becomes a token this process cannot use.
-    *memory.token.lock().unwrap() = Some(SharedToken {
-        token: zeroize::Zeroizing::new("not a bearer token".to_owned()),
-        expires_at: credflow_core::UnixTime::from_secs(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-                + 3600,
-        ),
-    });
+    *memory.token.lock().unwrap() = Some(good_for_an_hour("not a bearer token"));
     memory.refresh_calls.store(0, Ordering::SeqCst);
     // Its refresh point comes within the token's 4 s; then it fetches its own.
     let renewed = tokio::time::timeout(Duration::from_secs(10), async {
