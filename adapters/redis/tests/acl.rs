@@ -6,17 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, get, pod, store_at, temp_dir};
-use credflow_core::ratelimit::pacer::PacerConfig;
+use common::{RedisServer, get, pod, scope_of, store_at, temp_dir, wall_now};
+use credflow_core::Priority;
 use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
 use credflow_core::secret::AccessToken;
-use credflow_core::{Priority, UnixTime};
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
+use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
 use credflow_redis::ACL_COMMANDS;
-use credflow_reqwest::config::credentials;
-use credflow_reqwest::shared::{
-    Admission, FleetScope, Refresh, SharedStore, SharedToken, StoreError,
-};
+use credflow_reqwest::shared::{Admission, Refresh, SharedStore, SharedToken, StoreError};
 use credflow_reqwest::{Client, FleetStatus};
 use zeroize::Zeroizing;
 
@@ -39,26 +35,12 @@ fn acl_server() -> RedisServer {
     RedisServer::start_with(temp_dir("acl"), &config, false)
 }
 
-fn scope() -> FleetScope {
-    FleetScope {
-        client_id: DEMO_CLIENT_ID.to_owned(),
-        token_url: "http://127.0.0.1/oauth/token".to_owned(),
-        credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
-        pacer: PacerConfig::default(),
-    }
-}
-
-fn wall_now() -> UnixTime {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    UnixTime::from_secs(secs.as_secs())
-}
-
 /// Every operation of the store, as two pods of a fleet use them: each script, each direct
 /// command, and the lease held by another (`PTTL`). The first error ends it.
 async fn every_operation(url: &str) -> Result<(), StoreError> {
     let a = store_at(url.to_owned(), |c| c.max_wait = Duration::from_millis(100));
     let b = store_at(url.to_owned(), |c| c.max_wait = Duration::from_millis(100));
-    let scope = scope();
+    let scope = scope_of(DEMO_CLIENT_ID);
     let Refresh::Lease(lease) = a.refresh(&scope, None).await? else {
         panic!("the fleet is empty: the first pod takes the lease")
     };
@@ -135,7 +117,7 @@ async fn the_fleet_works_as_an_acl_user_with_the_documented_permissions() {
     // The default user is off: an anonymous client is refused.
     let anonymous = store_at(redis.url(), |_| {});
     assert!(matches!(
-        anonymous.admit(&scope(), Priority::Normal, Duration::ZERO).await,
+        anonymous.admit(&scope_of(DEMO_CLIENT_ID), Priority::Normal, Duration::ZERO).await,
         Err(StoreError::Refused(_))
     ));
 

@@ -13,19 +13,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    RedisServer, get, make_ca, make_client_cert, make_server_cert, mtls_config, pod, store_at,
-    temp_dir,
+    RedisServer, get, make_ca, make_client_cert, make_server_cert, mtls_config, pod, scope_of,
+    store_at, temp_dir, wall_now,
 };
 use credflow_core::Priority;
 use credflow_core::UnixTime;
-use credflow_core::ratelimit::pacer::PacerConfig;
 use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
+use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
 use credflow_redis::{RedisConfig, RedisStore, SetupError};
-use credflow_reqwest::config::credentials;
-use credflow_reqwest::shared::{
-    Admission, FleetScope, Refresh, SharedStore, SharedToken, StoreError,
-};
+use credflow_reqwest::shared::{Admission, Refresh, SharedStore, SharedToken, StoreError};
 use credflow_reqwest::{Client, FleetStatus};
 use zeroize::Zeroizing;
 
@@ -39,15 +35,6 @@ fn mtls_server() -> (RedisServer, Vec<u8>) {
     (RedisServer::start_with(dir, &config, true), ca)
 }
 
-fn scope() -> FleetScope {
-    FleetScope {
-        client_id: DEMO_CLIENT_ID.to_owned(),
-        token_url: "http://127.0.0.1/oauth/token".to_owned(),
-        credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
-        pacer: PacerConfig::default(),
-    }
-}
-
 /// A `tune` for `store_at`: trusts `ca` and presents `cert` with `key`, through the builders.
 fn mutual<'a>(
     ca: &'a [u8],
@@ -57,15 +44,10 @@ fn mutual<'a>(
     move |c| *c = c.clone().with_root_ca_pem(ca).with_client_cert_pem(cert, key)
 }
 
-fn now() -> UnixTime {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    UnixTime::from_secs(secs.as_secs())
-}
-
 /// Asserts that `store` is refused at once (no hang) with a reason containing each of `says`.
 async fn refused(store: &RedisStore, says: &[&str]) {
     let started = Instant::now();
-    match store.admit(&scope(), Priority::Normal, Duration::ZERO).await {
+    match store.admit(&scope_of(DEMO_CLIENT_ID), Priority::Normal, Duration::ZERO).await {
         Err(StoreError::Refused(e)) => {
             for part in says {
                 assert!(e.contains(part), "says {part:?}: {e}");
@@ -125,13 +107,13 @@ async fn a_client_certificate_from_the_servers_ca_does_every_operation() {
 
     // Every operation of the store, in the order a fleet uses them.
     let store = store_at(redis.url(), with_cert);
-    let scope = scope();
+    let scope = scope_of(DEMO_CLIENT_ID);
     let Refresh::Lease(lease) = store.refresh(&scope, None).await.unwrap() else {
         panic!("an empty fleet: the lease is taken")
     };
     let token = SharedToken {
         token: Zeroizing::new("mtls-token-0123456789".to_owned()),
-        expires_at: UnixTime::from_secs(now().as_secs() + 3600),
+        expires_at: UnixTime::from_secs(wall_now().as_secs() + 3600),
     };
     assert!(store.publish(&scope, lease, &token).await.unwrap(), "published under the lease");
     let shared = store.current(&scope, None).await.unwrap().expect("the published token");

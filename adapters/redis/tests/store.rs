@@ -15,28 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, store, store_at};
+use common::{RedisServer, scope_of, store, store_at};
 use credflow_core::Priority;
-use credflow_core::ratelimit::pacer::PacerConfig;
 use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+use credflow_emulator::DEMO_CLIENT_ID;
 use credflow_redis::RedisStore;
-use credflow_reqwest::config::credentials;
 use credflow_reqwest::shared::{Admission, FleetScope, Refresh, SharedStore, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Far longer than any test here: a lease still there after a few seconds was not released.
 const LONG_LEASE: Duration = Duration::from_secs(60);
-
-fn scope(client_id: &str) -> FleetScope {
-    FleetScope {
-        client_id: client_id.to_owned(),
-        token_url: "http://127.0.0.1/oauth/token".to_owned(),
-        credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
-        pacer: PacerConfig::default(),
-    }
-}
 
 /// Starts the proxy to `redis-server` on `upstream`; returns its port. Once a command naming
 /// `trigger` passes, no reply from the server reaches the store again, on any connection.
@@ -152,7 +141,7 @@ async fn store_behind_proxy(
         c.lease_ttl = LONG_LEASE;
         c.response_timeout = response_timeout;
     });
-    let warm = self::scope("warm-up");
+    let warm = scope_of("warm-up");
     let Refresh::Lease(lease) = store.refresh(&warm, None).await.unwrap() else {
         panic!("an empty fleet: the lease is taken")
     };
@@ -179,7 +168,7 @@ async fn gone_within(redis: &RedisServer, key: &str, limit: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_taken_by_an_unanswered_acquire_is_released_on_the_error() {
     let redis = RedisServer::start();
-    let scope = scope(DEMO_CLIENT_ID);
+    let scope = scope_of(DEMO_CLIENT_ID);
     let store = store_behind_proxy(&redis, &scope, Duration::from_millis(300)).await;
     let lease_key = store.key_names(&scope)[1].clone();
     let mut events = KeyEvents::subscribe(&redis, &lease_key).await;
@@ -200,7 +189,7 @@ async fn a_lease_taken_by_an_unanswered_acquire_is_released_on_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_taken_by_a_dropped_refresh_is_released() {
     let redis = RedisServer::start();
-    let scope = scope(DEMO_CLIENT_ID);
+    let scope = scope_of(DEMO_CLIENT_ID);
     // The response timeout outlasts the test: only dropping the call ends it.
     let store = store_behind_proxy(&redis, &scope, Duration::from_secs(30)).await;
     let lease_key = store.key_names(&scope)[1].clone();
@@ -239,7 +228,7 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     let hold = Duration::from_secs(600);
 
     // A 429 after a short window (the 429 script), then a short window again (its save).
-    let scope = scope(DEMO_CLIENT_ID);
+    let scope = scope_of(DEMO_CLIENT_ID);
     let rate_key = store.key_names(&scope)[2].clone();
     store.observe(&scope, short(5, second)).await.unwrap();
     let reported = Instant::now();
@@ -258,7 +247,7 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     }
 
     // A window whose reset lies beyond twice its length keeps the key to the reset.
-    let other = self::scope("reset-beyond-window");
+    let other = scope_of("reset-beyond-window");
     store.observe(&other, short(5, credflow_core::Duration::from_secs(600))).await.unwrap();
     let ttl = pttl(store.key_names(&other)[2].clone()).await;
     assert!(ttl >= 600_000, "the window's state lasts to its reset: key ttl {ttl} ms");
@@ -272,7 +261,7 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
 async fn admission_reserves_the_slot_it_names_within_the_horizon() {
     let redis = RedisServer::start();
     let store = store(&redis, |_| {});
-    let mut scope = scope("reserve");
+    let mut scope = scope_of("reserve");
     scope.pacer.burst = 1;
     scope.pacer.burst_permille = 0;
     let ten = credflow_core::Duration::from_secs(10);
@@ -316,7 +305,7 @@ async fn admission_reserves_the_slot_it_names_within_the_horizon() {
 async fn slots_beyond_a_reset_brought_forward_count_in_the_next_window() {
     let redis = RedisServer::start();
     let store = store(&redis, |_| {});
-    let mut scope = scope("brought-forward");
+    let mut scope = scope_of("brought-forward");
     scope.pacer.burst = 1;
     scope.pacer.burst_permille = 0;
     let snapshot = |remaining, reset_ms| RateLimitSnapshot {

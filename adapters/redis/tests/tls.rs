@@ -9,13 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, get, make_ca, make_server_cert, pod, store_at, temp_dir, tls_config};
+use common::{
+    RedisServer, get, make_ca, make_server_cert, pod, scope_of, store_at, temp_dir, tls_config,
+};
 use credflow_core::Priority;
-use credflow_core::ratelimit::pacer::PacerConfig;
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
+use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
 use credflow_redis::{RedisConfig, RedisStore, SetupError};
-use credflow_reqwest::config::credentials;
-use credflow_reqwest::shared::{FleetScope, SharedStore, StoreError};
+use credflow_reqwest::shared::{SharedStore, StoreError};
 use credflow_reqwest::{Client, FleetStatus};
 
 /// A TLS-only server whose certificate the CA `test-ca` signed, and that CA's PEM.
@@ -25,15 +25,6 @@ fn tls_server() -> (RedisServer, Vec<u8>) {
     make_server_cert(&dir, "test-ca");
     let config = tls_config(&dir, "test-ca");
     (RedisServer::start_with(dir, &config, true), ca)
-}
-
-fn scope() -> FleetScope {
-    FleetScope {
-        client_id: DEMO_CLIENT_ID.to_owned(),
-        token_url: "http://127.0.0.1/oauth/token".to_owned(),
-        credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
-        pacer: PacerConfig::default(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +65,7 @@ async fn a_certificate_from_another_ca_is_refused_with_the_reason() {
     for trust in [Some(other_ca), None] {
         let store = store_at(redis.url(), |c| c.root_ca_pem = trust.clone());
         let started = Instant::now();
-        match store.admit(&scope(), Priority::Normal, Duration::ZERO).await {
+        match store.admit(&scope_of(DEMO_CLIENT_ID), Priority::Normal, Duration::ZERO).await {
             Err(StoreError::Refused(e)) => {
                 assert!(e.contains("certificate is not trusted"), "{e}");
                 assert!(e.contains("with_root_ca_pem"), "says what to do: {e}");

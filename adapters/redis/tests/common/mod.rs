@@ -10,9 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credflow_core::UnixTime;
+use credflow_core::ratelimit::pacer::PacerConfig;
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, EmulatorHandle};
 use credflow_redis::{RedisConfig, RedisStore};
 use credflow_reqwest::config::credentials;
+use credflow_reqwest::shared::FleetScope;
 use credflow_reqwest::{Client, Config};
 use reqwest::Method;
 
@@ -200,62 +203,45 @@ pub fn make_ca(dir: &Path, name: &str) -> Vec<u8> {
 /// A server certificate for 127.0.0.1 and localhost signed by the CA `ca` (made by
 /// [`make_ca`] in `dir`): `server.pem` and `server.key`.
 pub fn make_server_cert(dir: &Path, ca: &str) {
-    openssl(
+    make_leaf_cert(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
+        ca,
+        "server",
+        "/CN=localhost",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
          keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "server.ext",
-        ],
     );
 }
 
 /// A client certificate for mutual TLS signed by the CA `ca` (made by [`make_ca`] in `dir`):
 /// `<name>.pem` and `<name>.key` in `dir`. Returns the certificate's PEM and the key's PEM.
 pub fn make_client_cert(dir: &Path, ca: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
+    make_leaf_cert(
+        dir,
+        ca,
+        name,
+        &format!("/CN={name}"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=clientAuth\n",
+    )
+}
+
+/// A P-256 key and a certificate for `subject` with the X.509 `extensions`, signed by the CA
+/// `ca` (made by [`make_ca`] in `dir`): `<name>.pem` and `<name>.key` in `dir`. Returns the
+/// certificate's PEM and the key's PEM.
+fn make_leaf_cert(
+    dir: &Path,
+    ca: &str,
+    name: &str,
+    subject: &str,
+    extensions: &str,
+) -> (Vec<u8>, Vec<u8>) {
     let (pem, key, csr, ext) = (
         format!("{name}.pem"),
         format!("{name}.key"),
         format!("{name}.csr"),
         format!("{name}.ext"),
     );
-    let subject = format!("/CN={name}");
     openssl(
         dir,
         &[
@@ -270,15 +256,10 @@ pub fn make_client_cert(dir: &Path, ca: &str, name: &str) -> (Vec<u8>, Vec<u8>) 
             "-out",
             &csr,
             "-subj",
-            &subject,
+            subject,
         ],
     );
-    std::fs::write(
-        dir.join(&ext),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join(&ext), extensions).unwrap();
     let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
     openssl(
         dir,
@@ -301,6 +282,22 @@ pub fn make_client_cert(dir: &Path, ca: &str, name: &str) -> (Vec<u8>, Vec<u8>) 
         ],
     );
     (std::fs::read(dir.join(pem)).unwrap(), std::fs::read(dir.join(key)).unwrap())
+}
+
+/// The fleet scope of the demo client (the emulator's credentials) under `client_id`.
+pub fn scope_of(client_id: &str) -> FleetScope {
+    FleetScope {
+        client_id: client_id.to_owned(),
+        token_url: "http://127.0.0.1/oauth/token".to_owned(),
+        credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
+        pacer: PacerConfig::default(),
+    }
+}
+
+/// The wall clock now, in whole seconds.
+pub fn wall_now() -> UnixTime {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    UnixTime::from_secs(secs.as_secs())
 }
 
 /// The configuration lines of a TLS-only server with the certificate of [`make_server_cert`].
