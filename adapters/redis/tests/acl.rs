@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, get, pod, scope_of, store_at, temp_dir, wall_now};
+use common::{RedisServer, all_get_200, get, pod, scope_of, store_at, temp_dir, wall_now};
 use credflow_core::Priority;
 use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
 use credflow_core::secret::AccessToken;
@@ -131,16 +131,7 @@ async fn the_fleet_works_as_an_acl_user_with_the_documented_permissions() {
     .unwrap();
     let pods: Vec<Client> =
         (0..5).map(|i| pod(&emu, store_at(redis.url_as(APP), |_| {}), i)).collect();
-    let calls: Vec<_> = pods
-        .iter()
-        .map(|client| {
-            let client = client.clone();
-            tokio::spawn(async move { get(&client).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), 200);
-    }
+    all_get_200(&pods).await;
     assert_eq!(emu.counters().token.requests, 1, "one token request for the fleet");
     assert!(pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Joined)));
 }

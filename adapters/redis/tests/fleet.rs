@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, get, pod, store};
+use common::{RedisServer, all_get_200, get, pod, store};
 use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
 use credflow_reqwest::{Client, ClientEvent, FleetStatus};
 
@@ -21,16 +21,7 @@ async fn twenty_pods_starting_together_make_one_token_request() {
     .await
     .unwrap();
     let pods: Vec<Client> = (0..20).map(|i| pod(&emu, store(&redis, |_| {}), i)).collect();
-    let calls: Vec<_> = pods
-        .iter()
-        .map(|client| {
-            let client = client.clone();
-            tokio::spawn(async move { get(&client).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), 200);
-    }
+    all_get_200(&pods).await;
     let seen = emu.counters();
     assert_eq!(seen.token.requests, 1, "one token request for the whole fleet");
     assert_eq!(seen.api.unauthorized, 0);

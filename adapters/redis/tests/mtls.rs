@@ -13,8 +13,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    RedisServer, get, make_ca, make_client_cert, make_server_cert, mtls_config, pod, scope_of,
-    store_at, temp_dir, wall_now,
+    RedisServer, all_get_200, get, make_ca, make_client_cert, make_server_cert, mtls_config, pod,
+    scope_of, store_at, temp_dir, wall_now,
 };
 use credflow_core::Priority;
 use credflow_core::UnixTime;
@@ -158,16 +158,7 @@ async fn a_client_certificate_from_the_servers_ca_does_every_operation() {
             )
         })
         .collect();
-    let calls: Vec<_> = pods
-        .iter()
-        .map(|client| {
-            let client = client.clone();
-            tokio::spawn(async move { get(&client).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), 200);
-    }
+    all_get_200(&pods).await;
     assert_eq!(emu.counters().token.requests, 1, "one token request for the fleet, over mTLS");
     assert!(pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Joined)));
 }

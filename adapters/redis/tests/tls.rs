@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    RedisServer, get, make_ca, make_server_cert, pod, scope_of, store_at, temp_dir, tls_config,
+    RedisServer, all_get_200, get, make_ca, make_server_cert, pod, scope_of, store_at, temp_dir,
+    tls_config,
 };
 use credflow_core::Priority;
 use credflow_emulator::{DEMO_CLIENT_ID, Emulator, EmulatorConfig};
@@ -40,16 +41,7 @@ async fn the_fleet_works_over_rediss_with_a_private_ca() {
     let pods: Vec<Client> = (0..5)
         .map(|i| pod(&emu, store_at(url.clone(), |c| c.root_ca_pem = Some(ca.clone())), i))
         .collect();
-    let calls: Vec<_> = pods
-        .iter()
-        .map(|client| {
-            let client = client.clone();
-            tokio::spawn(async move { get(&client).await })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(call.await.unwrap().unwrap(), 200);
-    }
+    all_get_200(&pods).await;
     assert_eq!(emu.counters().token.requests, 1, "one token request for the fleet, over TLS");
     assert!(pods.iter().all(|p| p.fleet_status() == Some(FleetStatus::Joined)));
     let shared: u64 = pods.iter().map(|p| p.counters().shared_tokens).sum();

@@ -158,6 +158,20 @@ pub async fn get(client: &Client) -> Result<u16, credflow_reqwest::Error> {
     Ok(client.send(request).await?.status().as_u16())
 }
 
+/// Every pod sends one API request at the same time; each must answer 200.
+pub async fn all_get_200(pods: &[Client]) {
+    let calls: Vec<_> = pods
+        .iter()
+        .map(|client| {
+            let client = client.clone();
+            tokio::spawn(async move { get(&client).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 200);
+    }
+}
+
 /// Runs `openssl` with `args` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
