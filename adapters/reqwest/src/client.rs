@@ -12,7 +12,7 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, Counters, Event, HostKey, RequestSpec, RequestState,
-    RetryReason, Session, TokenEndpoint, TokenStatus, Verdict, WaitReason,
+    RestoreError, RetryReason, Session, TokenEndpoint, TokenStatus, Verdict, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -1164,17 +1164,56 @@ async fn adopt_fleet_token(shared: &Shared, stale: Option<Fingerprint>) -> Optio
         fleet.call(fleet.call_timeout, fleet.store.current(&fleet.scope, stale)).await;
     shared.fleet_transition(transition, result.as_ref().err());
     let token = result.ok().flatten()?;
+    offer_fleet_token(
+        shared,
+        &token,
+        |session, now, value| {
+            session.adopt_shared(now, value, token.expires_at).inspect(|_| {
+                debug!("took the fleet's token while held back from requesting one");
+            })
+        },
+        |_, _| {},
+    )
+}
+
+/// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session
+/// refused it (too close to expiry, unusable), so that the fleet is asked for another.
+fn install_shared(
+    shared: &Shared,
+    ticket: credflow_core::lifecycle::Ticket,
+    token: &SharedToken,
+) -> Option<Fingerprint> {
+    offer_fleet_token(
+        shared,
+        token,
+        |session, now, value| session.handle_token_shared(now, ticket, value, token.expires_at),
+        // Released without backoff: the next round asks the fleet for a token other than this
+        // one, or for the lease (never this one again: no loop on a bad entry).
+        |session, now| session.handle_token_error(now, ticket, None),
+    )
+}
+
+/// Offers the fleet's `token` to the session: `take` installs it; `unusable` runs when it is
+/// not a token this process can hold. Returns the fingerprint of a token not taken (refused,
+/// or unusable), which is not to be offered again.
+fn offer_fleet_token(
+    shared: &Shared,
+    token: &SharedToken,
+    take: impl FnOnce(
+        &mut CoreSession,
+        Instant,
+        AccessToken<TOKEN_CAPACITY>,
+    ) -> Result<Generation, RestoreError>,
+    unusable: impl FnOnce(&mut CoreSession, Instant),
+) -> Option<Fingerprint> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
     let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
         Ok(value) => {
             let fingerprint = value.fingerprint();
-            match session.adopt_shared(now, value, token.expires_at) {
-                Ok(_) => {
-                    debug!("took the fleet's token while held back from requesting one");
-                    None
-                }
+            match take(&mut session, now, value) {
+                Ok(_) => None,
                 Err(error) => {
                     debug!(%error, "fleet token not taken");
                     Some(fingerprint)
@@ -1183,35 +1222,7 @@ async fn adopt_fleet_token(shared: &Shared, stale: Option<Fingerprint>) -> Optio
         }
         Err(error) => {
             warn!(%error, "fleet token unusable");
-            Some(Fingerprint::of_token(token.token.as_bytes()))
-        }
-    };
-    shared.settle(&mut session, now);
-    refused
-}
-
-/// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session
-/// refused it (too close to expiry), so that the fleet is asked for another.
-fn install_shared(
-    shared: &Shared,
-    ticket: credflow_core::lifecycle::Ticket,
-    token: &SharedToken,
-) -> Option<Fingerprint> {
-    let now = shared.clock.now();
-    let mut session = shared.lock();
-    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
-        Ok(value) => {
-            let fingerprint = value.fingerprint();
-            session.handle_token_shared(now, ticket, value, token.expires_at).err().map(|e| {
-                debug!(error = %e, "fleet token not taken");
-                fingerprint
-            })
-        }
-        Err(e) => {
-            // Released without backoff: the next round asks the fleet for a token other than
-            // this one, or for the lease (never this one again: no loop on a bad entry).
-            warn!(error = %e, "fleet token unusable");
-            session.handle_token_error(now, ticket, None);
+            unusable(&mut session, now);
             Some(Fingerprint::of_token(token.token.as_bytes()))
         }
     };
