@@ -34,12 +34,12 @@ impl Duration {
 
     /// A span of `s` seconds (saturating).
     pub const fn from_secs(s: u64) -> Self {
-        Duration(s.saturating_mul(1000))
+        Duration(mul_sat(s, 1000))
     }
 
     /// A span of `m` minutes (saturating).
     pub const fn from_mins(m: u64) -> Self {
-        Duration(m.saturating_mul(60_000))
+        Duration(mul_sat(m, 60_000))
     }
 
     /// Whole milliseconds.
@@ -93,7 +93,7 @@ impl Duration {
 
     /// `self * n`, saturating at [`Duration::MAX`].
     pub const fn saturating_mul(self, n: u64) -> Duration {
-        Duration(self.0.saturating_mul(n))
+        Duration(mul_sat(self.0, n))
     }
 
     /// `self * num / den` computed in 128 bits, saturating; a zero `den` gives [`Duration::MAX`].
@@ -179,6 +179,14 @@ pub(crate) const fn div_rem(n: u64, d: u64) -> Option<(u64, u64)> {
     {
         Some(div_rem_narrow(n, d))
     }
+}
+
+/// `a * b`, saturating at `u64::MAX`. Out of line on 32-bit targets: a saturating 64-bit
+/// product is about 30 instructions there (the overflow check needs the high half), and it is
+/// taken at many places (seconds to milliseconds, decimal digits, backoff doubling).
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+pub(crate) const fn mul_sat(a: u64, b: u64) -> u64 {
+    a.saturating_mul(b)
 }
 
 /// [`div_rem`] without a 64-bit divide instruction; `d` is not zero.
@@ -292,7 +300,7 @@ impl Instant {
 
     /// The instant `s` seconds after the origin (saturating).
     pub const fn from_secs(s: u64) -> Self {
-        Instant(s.saturating_mul(1000))
+        Instant(mul_sat(s, 1000))
     }
 
     /// Milliseconds since the origin.
@@ -496,7 +504,24 @@ mod tests {
         u64::try_from(v).ok()
     }
 
+    #[test]
+    fn saturating_products_stop_at_the_maximum() {
+        assert_eq!(mul_sat(u64::MAX / 1000, 1000), u64::MAX / 1000 * 1000);
+        assert_eq!(mul_sat(u64::MAX / 1000 + 1, 1000), u64::MAX);
+        assert_eq!(mul_sat(0, u64::MAX), 0);
+        assert_eq!(Duration::from_secs(u64::MAX), Duration::MAX);
+        assert_eq!(Duration::from_secs(7).as_millis(), 7000);
+        assert_eq!(Duration::from_mins(2).as_millis(), 120_000);
+        assert_eq!(Instant::from_secs(u64::MAX), Instant::MAX);
+        assert_eq!(Duration::from_millis(3).saturating_mul(u64::MAX), Duration::MAX);
+    }
+
     proptest! {
+        #[test]
+        fn mul_sat_is_the_saturating_product(a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(mul_sat(a, b), a.saturating_mul(b));
+        }
+
         #[test]
         fn mul_div_matches_128_bit_arithmetic(
             a in prop_oneof![any::<u64>(), 0u64..100_000],

@@ -4,7 +4,7 @@ use credflow_core::http::Method;
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::oauth::EncodeError;
 use credflow_core::retry::policy::TransportKind;
-use credflow_core::secret::AccessToken;
+use credflow_core::secret::{AccessToken, wipe};
 use credflow_core::session::{
     Authorize, Counters, ENDPOINT_CAPACITY, Event, HostKey, RequestSpec, RestoreError, Session,
     TokenStatus, Verdict, WaitReason,
@@ -15,7 +15,6 @@ use credflow_core::{
 };
 use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
 use embedded_io_async::Write;
-use zeroize::Zeroize;
 
 use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
@@ -410,7 +409,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     let len = match written {
                         Ok(len) => len,
                         Err(needed) => {
-                            tx.zeroize();
+                            wipe(tx);
                             self.session.abandon(now, &mut state);
                             return Err(Error::RequestTooLarge { needed });
                         }
@@ -429,7 +428,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         .await;
                     // The head holds the bearer token.
                     if let Some(sent) = tx.get_mut(..len) {
-                        sent.zeroize();
+                        wipe(sent);
                     }
                     self.in_flight = None;
                     let now = self.now();
@@ -553,16 +552,16 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             Ok(None) => return Ok(false),
             Ok(Some((ticket, request))) => (ticket, request.write_http1(tx)),
             Err(e) => {
-                rx.zeroize();
+                wipe(rx);
                 self.drain();
                 return Err(Error::TokenRequest(e));
             }
         };
-        rx.zeroize();
+        wipe(rx);
         let len = match written {
             Ok(len) => len,
             Err(e) => {
-                tx.zeroize();
+                wipe(tx);
                 self.session.handle_token_error(now, ticket, None);
                 self.drain();
                 return Err(match e {
@@ -576,7 +575,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let timeout = self.config.token_timeout;
         let outcome =
             self.exchange(true, tx.get(..len).unwrap_or_default(), b"", rx, false, timeout).await;
-        tx.zeroize();
+        wipe(tx);
         self.pending_ticket = None;
         let now = self.now();
         let result = match outcome {
@@ -601,7 +600,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             }
         };
         // The token response is in `rx`: the caller's buffer must not keep it.
-        rx.zeroize();
+        wipe(rx);
         self.drain();
         result
     }

@@ -414,6 +414,15 @@ fn trim(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or_default()
 }
 
+/// The value of hexadecimal digit `b` (RFC 9112 §7.1 chunk sizes).
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b.wrapping_sub(b'0')),
+        b'a'..=b'f' | b'A'..=b'F' => Some((b | 0x20).wrapping_sub(b'a' - 10)),
+        _ => None,
+    }
+}
+
 /// Where the chunked decoder is in the coding (RFC 9112 §7.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
@@ -486,24 +495,22 @@ impl Dechunker {
             if size == 0 { Chunk::Trailer { line_start: true } } else { Chunk::Data(size) }
         };
         Ok(match self.state {
-            Chunk::Size { digits } => match b {
-                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+            Chunk::Size { digits } => match hex_digit(b) {
+                Some(d) => {
+                    // 16 hex digits fill a `u64`: more is refused, so the shift cannot overflow.
                     if digits >= 16 {
                         return Err(HttpError::InvalidChunk);
                     }
-                    let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
-                    self.size = self
-                        .size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(d))
-                        .ok_or(HttpError::InvalidChunk)?;
+                    self.size = (self.size << 4) | u64::from(d);
                     Chunk::Size { digits: digits.saturating_add(1) }
                 }
-                _ if digits == 0 => return Err(HttpError::InvalidChunk),
-                b';' | b' ' | b'\t' => Chunk::Extension,
-                b'\r' => Chunk::SizeLf,
-                b'\n' => end_of_size_line(core::mem::take(&mut self.size)),
-                _ => return Err(HttpError::InvalidChunk),
+                None => match b {
+                    _ if digits == 0 => return Err(HttpError::InvalidChunk),
+                    b';' | b' ' | b'\t' => Chunk::Extension,
+                    b'\r' => Chunk::SizeLf,
+                    b'\n' => end_of_size_line(core::mem::take(&mut self.size)),
+                    _ => return Err(HttpError::InvalidChunk),
+                },
             },
             Chunk::Extension => match b {
                 b'\r' => Chunk::SizeLf,
@@ -710,6 +717,29 @@ mod tests {
     fn chunked_body_larger_than_the_buffer_is_a_typed_error() {
         let (r, _) = read(CHUNKED, 64, 60);
         assert!(matches!(r, Err(ReadError::BodyTooLarge { status: 200, needed: None, .. })));
+    }
+
+    #[test]
+    fn hex_digits_are_exactly_the_sixteen_and_their_capitals() {
+        for b in 0..=u8::MAX {
+            let expected = char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+            assert_eq!(hex_digit(b), expected, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn the_largest_chunk_size_is_sixteen_hex_digits() {
+        let mut d = Dechunker::new();
+        for &b in b"FFFFFFFFFFFFFFFF\r" {
+            assert!(d.step(b).is_ok_and(|next| {
+                d.state = next;
+                true
+            }));
+        }
+        assert_eq!(d.step(b'\n'), Ok(Chunk::Data(u64::MAX)));
+        let mut d = Dechunker::new();
+        d.state = Chunk::Size { digits: 16 };
+        assert_eq!(d.step(b'0'), Err(HttpError::InvalidChunk));
     }
 
     #[test]

@@ -131,7 +131,7 @@ fn seconds_after_needle(rest: &[u8]) -> Option<Duration> {
 /// The value of a run of ASCII digits, saturating at `u64::MAX`.
 pub(crate) fn saturating_decimal(digits: &[u8]) -> u64 {
     digits.iter().fold(0u64, |acc, b| {
-        acc.saturating_mul(10).saturating_add(u64::from(b.saturating_sub(b'0')))
+        crate::time::mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0')))
     })
 }
 

@@ -31,10 +31,8 @@
 
 use core::fmt;
 
-use zeroize::Zeroize;
-
 use crate::json::{self, Value, unescape};
-use crate::secret::{AccessToken, TokenError};
+use crate::secret::{AccessToken, TokenError, wipe};
 use crate::time::Duration;
 
 /// Lifetime assumed when a response has no `expires_in`: one hour, the most common token life.
@@ -376,7 +374,7 @@ fn unescaped_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, TokenErr
         Some(bytes) => AccessToken::new(super::form::ascii(bytes)),
         None => Err(TokenError::TooLong { needed: len, capacity: N }),
     });
-    scratch.zeroize();
+    wipe(&mut scratch);
     token
 }
 
@@ -418,7 +416,7 @@ fn decimal_seconds(s: &str) -> Option<Sign> {
         return None;
     }
     let value = whole.bytes().fold(0u64, |acc, b| {
-        acc.saturating_mul(10).saturating_add(u64::from(b.saturating_sub(b'0')))
+        crate::time::mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0')))
     });
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
 }
