@@ -83,12 +83,12 @@ impl Duration {
 
     /// `self + rhs`, saturating at [`Duration::MAX`].
     pub const fn saturating_add(self, rhs: Duration) -> Duration {
-        Duration(self.0.saturating_add(rhs.0))
+        Duration(add_sat(self.0, rhs.0))
     }
 
     /// `self - rhs`, saturating at zero.
     pub const fn saturating_sub(self, rhs: Duration) -> Duration {
-        Duration(self.0.saturating_sub(rhs.0))
+        Duration(sub_sat(self.0, rhs.0))
     }
 
     /// `self * n`, saturating at [`Duration::MAX`].
@@ -179,6 +179,19 @@ pub(crate) const fn div_rem(n: u64, d: u64) -> Option<(u64, u64)> {
     {
         Some(div_rem_narrow(n, d))
     }
+}
+
+/// `a + b`, saturating at `u64::MAX`. Out of line on 32-bit targets, where a saturating
+/// 64-bit sum is a carry chain and a select, taken at hundreds of places (deadlines).
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+pub(crate) const fn add_sat(a: u64, b: u64) -> u64 {
+    a.saturating_add(b)
+}
+
+/// `a - b`, saturating at zero; out of line on 32-bit targets like [`add_sat`].
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+pub(crate) const fn sub_sat(a: u64, b: u64) -> u64 {
+    a.saturating_sub(b)
 }
 
 /// `a * b`, saturating at `u64::MAX`. Out of line on 32-bit targets: a saturating 64-bit
@@ -326,17 +339,17 @@ impl Instant {
 
     /// `self + d`, saturating at [`Instant::MAX`] ("never" stays "never").
     pub const fn saturating_add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(d.0))
+        Instant(add_sat(self.0, d.0))
     }
 
     /// `self - d`, saturating at the origin.
     pub const fn saturating_sub(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_sub(d.0))
+        Instant(sub_sat(self.0, d.0))
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration(self.0.saturating_sub(earlier.0))
+        Duration(sub_sat(self.0, earlier.0))
     }
 
     /// Time from `earlier` to `self`, or `None` if `earlier` is later.

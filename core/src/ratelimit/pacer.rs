@@ -72,7 +72,7 @@
 use core::fmt;
 
 use super::RateLimitSnapshot;
-use crate::time::{Duration, Instant, div_rem, mul_div};
+use crate::time::{Duration, Instant, div_rem, mul_div, mul_sat};
 
 /// How long everyone waits after a 429 that said neither when to retry nor when the window resets.
 const UNKNOWN_429_PAUSE: Duration = Duration::from_secs(1);
@@ -365,7 +365,7 @@ impl Pacer {
             }
             if priority != Priority::Critical {
                 let share = div_rem(
-                    w.remaining.saturating_mul(u64::from(self.config.burst_permille.min(999))),
+                    mul_sat(w.remaining, u64::from(self.config.burst_permille.min(999))),
                     1000,
                 )
                 .map_or(0, |(q, _)| q);
@@ -456,9 +456,9 @@ fn estimate_others(others: u16, prev: &Window, server: u64, now: Instant) -> u16
     // deficit × 1000 × length / (elapsed × limit); the saturating factors only saturate far
     // beyond 999, which is where the sample is capped anyway.
     let per_window = mul_div(
-        deficit.saturating_mul(1000),
+        mul_sat(deficit, 1000),
         prev.length.as_millis(),
-        elapsed.saturating_mul(prev.limit.max(1)),
+        mul_sat(elapsed, prev.limit.max(1)),
         false,
     )
     .unwrap_or(u64::MAX);

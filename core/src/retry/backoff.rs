@@ -26,7 +26,7 @@
 use core::fmt;
 
 use crate::rng::Rng;
-use crate::time::Duration;
+use crate::time::{Duration, mul_sat};
 
 /// Capped exponential backoff with full jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,15 @@ impl Backoff {
     /// The longest wait before retry number `retry` (0 for the first retry):
     /// `min(cap, base × multiplier^retry)`, saturating, for any `retry` up to `u32::MAX`.
     pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = u64::from(self.multiplier).saturating_pow(retry);
+        // Exponentiation by squaring, saturating, with the one out-of-line saturating product.
+        let (mut factor, mut power, mut exponent) = (1u64, u64::from(self.multiplier), retry);
+        while exponent > 0 {
+            if exponent & 1 == 1 {
+                factor = mul_sat(factor, power);
+            }
+            power = mul_sat(power, power);
+            exponent >>= 1;
+        }
         self.base.saturating_mul(factor).min(self.cap)
     }
 
@@ -178,6 +186,20 @@ mod tests {
     }
 
     proptest! {
+        /// The squaring loop against the textbook: `min(cap, base × multiplier^retry)` with
+        /// the standard library's saturating power.
+        #[test]
+        fn ceiling_is_the_saturating_power(
+            base in prop_oneof![0u64..10_000, any::<u64>()],
+            cap in any::<u64>(),
+            multiplier in prop_oneof![0u32..5, any::<u32>()],
+            retry in prop_oneof![0u32..70, any::<u32>()],
+        ) {
+            let b = Backoff { base: ms(base), cap: ms(cap), multiplier };
+            let factor = u64::from(multiplier).saturating_pow(retry);
+            prop_assert_eq!(b.ceiling(retry), ms(base.saturating_mul(factor).min(cap)));
+        }
+
         #[test]
         fn delay_within_ceiling_and_cap(
             base in 0u64..=u64::MAX, cap in 0u64..=u64::MAX, multiplier in any::<u32>(),
