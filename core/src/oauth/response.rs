@@ -458,6 +458,18 @@ pub(super) fn bounded_text<const C: usize>(
     whole_tokens: bool,
 ) -> (heapless::String<C>, bool) {
     let mut out = heapless::String::new();
+    let truncated = bounded_text_into(escaped, whole_tokens, out.as_mut_view());
+    (out, truncated)
+}
+
+/// [`bounded_text`] into a string of any capacity: one copy of the code for every capacity
+/// (it was instantiated once for each, about 0.2 KiB of firmware flash apiece). Whether it was
+/// cut.
+fn bounded_text_into(
+    escaped: &str,
+    whole_tokens: bool,
+    out: &mut heapless::string::StringView,
+) -> bool {
     for c in unescape(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
         if out.push(c).is_err() {
             if whole_tokens {
@@ -472,10 +484,10 @@ pub(super) fn bounded_text<const C: usize>(
                 let keep = out.trim_ascii_end().len();
                 out.truncate(keep);
             }
-            return (out, true);
+            return true;
         }
     }
-    (out, false)
+    false
 }
 
 #[cfg(test)]
