@@ -152,7 +152,7 @@ impl fmt::Debug for FormWriter<'_> {
 }
 
 /// Writes `[&]name=value`, both encoded.
-pub(crate) fn put_pair<S: Sink + ?Sized>(sink: &mut S, first_sep: bool, name: &str, value: &str) {
+pub(crate) fn put_pair(sink: &mut dyn Sink, first_sep: bool, name: &str, value: &str) {
     if first_sep {
         sink.put(b"&");
     }
@@ -218,8 +218,9 @@ impl Sink for Out<'_> {
     }
 }
 
-/// Percent-encodes `bytes` (RFC 6749 Appendix B) into `sink`.
-pub(crate) fn put_encoded<S: Sink + ?Sized>(sink: &mut S, bytes: &[u8]) {
+/// Percent-encodes `bytes` (RFC 6749 Appendix B) into `sink`. The form encoders take `dyn Sink`:
+/// one copy of their code for the form and for the Basic credentials inside Base64.
+pub(crate) fn put_encoded(sink: &mut dyn Sink, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         let run = rest.iter().position(|&b| !is_unreserved(b)).unwrap_or(rest.len());
@@ -243,7 +244,7 @@ pub(crate) const fn hex_digit(n: u8) -> u8 {
 }
 
 /// Writes `n` in decimal.
-pub(crate) fn put_decimal<S: Sink + ?Sized>(sink: &mut S, mut n: u64) {
+pub(crate) fn put_decimal(sink: &mut dyn Sink, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     for slot in digits.iter_mut().rev() {
