@@ -58,6 +58,7 @@ use crate::http::www_authenticate::unescape;
 use crate::http::www_authenticate::{BearerChallenge, BearerError, parse_bearer_challenge};
 use crate::ratelimit::RateLimitSnapshot;
 use crate::ratelimit::headers::parse_rate_limit;
+use crate::text::push_sanitized;
 use crate::time::{Duration, UnixTime};
 
 /// Capacity of a [`CorrelationId`] in bytes.
@@ -400,7 +401,7 @@ fn code_kind(genesys: Option<&GenesysError>) -> Option<DiagnosisKind> {
 fn diagnose<H: Headers + ?Sized>(_headers: &H, genesys: Option<&GenesysError>) -> Diagnosis {
     let mut message = String::new();
     if let Some(g) = genesys {
-        push_chars(&mut message, g.message.chars());
+        let _ = push_sanitized(message.as_mut_view(), &mut g.message.chars());
     }
     Diagnosis {
         kind: code_kind(genesys).unwrap_or(DiagnosisKind::Unexplained),
@@ -429,7 +430,7 @@ fn diagnose<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) ->
         (_, Some(c), _) => {
             let mut scope = String::<MISSING_CAPACITY>::new();
             if let Some(raw) = c.scope {
-                push_chars(&mut scope, unescape(raw));
+                let _ = push_sanitized(scope.as_mut_view(), &mut unescape(raw));
             }
             push_words(&mut missing, scope.split_whitespace());
             DiagnosisKind::InsufficientScope
@@ -440,10 +441,12 @@ fn diagnose<H: Headers + ?Sized>(headers: &H, genesys: Option<&GenesysError>) ->
 
     let mut message = String::new();
     match genesys.filter(|g| !g.message.is_empty()) {
-        Some(g) => push_chars(&mut message, g.message.chars()),
+        Some(g) => {
+            let _ = push_sanitized(message.as_mut_view(), &mut g.message.chars());
+        }
         None => {
-            if let Some(description) = challenge.and_then(|c| c.error_description()) {
-                push_chars(&mut message, description);
+            if let Some(mut description) = challenge.and_then(|c| c.error_description()) {
+                let _ = push_sanitized(message.as_mut_view(), &mut description);
             }
         }
     }
@@ -462,15 +465,6 @@ fn push_words<'a, const N: usize>(out: &mut String<N>, words: impl Iterator<Item
             let _ = out.push(' ');
         }
         let _ = out.push_str(word);
-    }
-}
-
-/// Appends characters, control characters as spaces, until `out` is full.
-fn push_chars<const N: usize>(out: &mut String<N>, chars: impl Iterator<Item = char>) {
-    for c in chars {
-        if out.push(if c.is_control() { ' ' } else { c }).is_err() {
-            break;
-        }
     }
 }
 

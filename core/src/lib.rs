@@ -134,6 +134,7 @@ pub mod rng;
 pub mod secret;
 pub mod session;
 pub mod snapshot;
+mod text;
 pub mod time;
 
 pub use ratelimit::pacer::Priority;

@@ -35,6 +35,7 @@ use core::fmt;
 use heapless::{String, Vec};
 
 use crate::json::{self, Value, unescape};
+use crate::text::push_sanitized;
 
 /// Capacity of [`GenesysError::code`] in bytes.
 pub const CODE_CAPACITY: usize = 64;
@@ -191,7 +192,7 @@ fn read_params(params: &[u8], out: &mut ParamList) {
                 for item in json::elements(items, MAX_DEPTH).map_while(Result::ok) {
                     if let Value::Str(raw) = item {
                         if any {
-                            push_sanitized(", ".chars(), &mut text);
+                            let _ = push_sanitized(text.as_mut_view(), &mut ", ".chars());
                         }
                         json_unescape_into(raw, &mut text);
                         any = true;
@@ -212,17 +213,7 @@ fn read_params(params: &[u8], out: &mut ParamList) {
 
 /// Unescapes a raw JSON string body (RFC 8259 §7) into `out`, stopping when it is full.
 fn json_unescape_into<const N: usize>(raw: &str, out: &mut String<N>) {
-    push_sanitized(unescape(raw), out);
-}
-
-/// Appends `chars` to `out`, control characters turned into spaces, until `out` is full.
-fn push_sanitized<const N: usize>(chars: impl Iterator<Item = char>, out: &mut String<N>) {
-    for c in chars {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.push(c).is_err() {
-            break;
-        }
-    }
+    let _ = push_sanitized(out.as_mut_view(), &mut unescape(raw));
 }
 
 /// The text inside the first `[...]` after the word "permission" in `message`. An unclosed

@@ -20,6 +20,7 @@ use core::fmt;
 
 use super::response::{MAX_JSON_DEPTH, bounded_text, json_object};
 use crate::json::{self, Value};
+use crate::text::push_sanitized;
 
 /// The `error` code of RFC 6749 §5.2.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -83,11 +84,7 @@ impl fmt::Display for ErrorCode {
 /// (no unescaping: it is already text).
 fn sanitized<const C: usize>(text: &str) -> heapless::String<C> {
     let mut out = heapless::String::new();
-    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
+    let _ = push_sanitized(out.as_mut_view(), &mut text.chars());
     out
 }
 

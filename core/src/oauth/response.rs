@@ -33,6 +33,7 @@ use core::fmt;
 
 use crate::json::{self, Value, unescape};
 use crate::secret::{AccessToken, TokenError, wipe};
+use crate::text::push_sanitized;
 use crate::time::Duration;
 
 /// Lifetime assumed when a response has no `expires_in`: one hour, the most common token life.
@@ -470,24 +471,22 @@ fn bounded_text_into(
     whole_tokens: bool,
     out: &mut heapless::string::StringView,
 ) -> bool {
-    for c in unescape(escaped).map(|c| if c.is_control() { ' ' } else { c }) {
-        if out.push(c).is_err() {
-            if whole_tokens {
-                // Scope tokens are separated by spaces (RFC 6749 §3.3), and control
-                // characters are spaces by now: ASCII whitespace is every separator there is.
-                let keep = if c.is_ascii_whitespace() {
-                    out.len()
-                } else {
-                    out.bytes().rposition(|b| b.is_ascii_whitespace()).unwrap_or(0)
-                };
-                out.truncate(keep);
-                let keep = out.trim_ascii_end().len();
-                out.truncate(keep);
-            }
-            return true;
-        }
+    let Some(c) = push_sanitized(out, &mut unescape(escaped)) else {
+        return false;
+    };
+    if whole_tokens {
+        // Scope tokens are separated by spaces (RFC 6749 §3.3), and control characters are
+        // spaces by now: ASCII whitespace is every separator there is.
+        let keep = if c.is_ascii_whitespace() {
+            out.len()
+        } else {
+            out.bytes().rposition(|b| b.is_ascii_whitespace()).unwrap_or(0)
+        };
+        out.truncate(keep);
+        let keep = out.trim_ascii_end().len();
+        out.truncate(keep);
     }
-    false
+    true
 }
 
 #[cfg(test)]

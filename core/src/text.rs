@@ -1,0 +1,44 @@
+//! Bounded text from what a server sent: the one place where characters are copied into a
+//! fixed-capacity string, control characters turned into spaces (so nothing a server sent can
+//! forge a log line or a terminal sequence), until the string is full.
+//!
+//! It takes a `StringView` and a `dyn Iterator`, not a `String<N>` and an iterator type: the
+//! error texts, Genesys messages, scopes and codes that use it have different capacities and
+//! come from different iterators (escaped JSON, plain text), and one copy of the code serves
+//! them all (each instantiation cost a firmware build 0.1 to 0.2 KiB).
+
+use heapless::string::StringView;
+
+/// Appends `chars` to `out`, each control character as a space, until `out` is full. Returns
+/// the first character that did not fit (`None`: all of them did).
+pub(crate) fn push_sanitized(
+    out: &mut StringView,
+    chars: &mut dyn Iterator<Item = char>,
+) -> Option<char> {
+    for c in chars {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.push(c).is_err() {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use heapless::String;
+
+    #[test]
+    fn control_characters_become_spaces_and_the_first_char_that_does_not_fit_is_named() {
+        let mut out: String<6> = String::new();
+        assert_eq!(push_sanitized(out.as_mut_view(), &mut "a\nb\u{7f}c".chars()), None);
+        assert_eq!(out.as_str(), "a b c");
+        // One byte left: a two-byte character does not fit, nothing after it is taken.
+        assert_eq!(push_sanitized(out.as_mut_view(), &mut "éz".chars()), Some('é'));
+        assert_eq!(out.as_str(), "a b c");
+        assert_eq!(push_sanitized(out.as_mut_view(), &mut "z\t!".chars()), Some(' '));
+        assert_eq!(out.as_str(), "a b cz");
+        assert_eq!(push_sanitized(out.as_mut_view(), &mut "".chars()), None);
+    }
+}
