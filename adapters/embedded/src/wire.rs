@@ -432,8 +432,9 @@ enum Chunk {
     Extension,
     /// Expecting the LF that ends a size line.
     SizeLf,
-    /// Copying chunk data; bytes left in the chunk.
-    Data(u64),
+    /// Copying chunk data; bytes left in the chunk (saturated at `usize::MAX`: larger than
+    /// any buffer, so such a chunk overflows the buffer exactly as its true size would).
+    Data(usize),
     /// Expecting the CR after chunk data.
     DataCr,
     /// Expecting the LF after chunk data.
@@ -451,7 +452,7 @@ enum Chunk {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dechunker {
     state: Chunk,
-    size: u64,
+    size: usize,
 }
 
 impl Dechunker {
@@ -471,12 +472,12 @@ impl Dechunker {
         while *raw < filled {
             if let Chunk::Data(left) = self.state {
                 let avail = filled.saturating_sub(*raw);
-                let n = usize::try_from(left).map_or(avail, |l| l.min(avail));
+                let n = left.min(avail);
                 let end = raw.saturating_add(n);
                 move_down(buf, *raw..end, *out);
                 *raw = end;
                 *out = out.saturating_add(n);
-                let left = left.saturating_sub(n as u64);
+                let left = left.saturating_sub(n);
                 self.state = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
                 continue;
             }
@@ -491,17 +492,18 @@ impl Dechunker {
     }
 
     fn step(&mut self, b: u8) -> Result<Chunk, HttpError> {
-        let end_of_size_line = |size: u64| {
+        let end_of_size_line = |size: usize| {
             if size == 0 { Chunk::Trailer { line_start: true } } else { Chunk::Data(size) }
         };
         Ok(match self.state {
             Chunk::Size { digits } => match hex_digit(b) {
                 Some(d) => {
-                    // 16 hex digits fill a `u64`: more is refused, so the shift cannot overflow.
+                    // More than 16 hex digits (a `u64`) is refused; a size past `usize::MAX`
+                    // saturates (native-width arithmetic: 64-bit is costly on 32-bit cores).
                     if digits >= 16 {
                         return Err(HttpError::InvalidChunk);
                     }
-                    self.size = (self.size << 4) | u64::from(d);
+                    self.size = self.size.saturating_mul(16).saturating_add(usize::from(d));
                     Chunk::Size { digits: digits.saturating_add(1) }
                 }
                 None => match b {
@@ -736,10 +738,25 @@ mod tests {
                 true
             }));
         }
-        assert_eq!(d.step(b'\n'), Ok(Chunk::Data(u64::MAX)));
+        assert_eq!(d.step(b'\n'), Ok(Chunk::Data(usize::MAX)));
         let mut d = Dechunker::new();
         d.state = Chunk::Size { digits: 16 };
         assert_eq!(d.step(b'0'), Err(HttpError::InvalidChunk));
+    }
+
+    /// A chunk larger than any buffer (a size that saturates on a 32-bit target) overflows the
+    /// buffer: a 2xx is refused as too large, an error body is cut.
+    #[test]
+    fn a_huge_chunk_overflows_the_buffer() {
+        let ok = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n";
+        let ok = [&ok[..], &[b'x'; 64]].concat();
+        let (r, _) = read(&ok, 100, 80);
+        assert!(matches!(r, Err(ReadError::BodyTooLarge { status: 200, needed: None, .. })));
+        let err = b"HTTP/1.1 500 No\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n";
+        let err = [&err[..], &[b'x'; 64]].concat();
+        let (r, _) = read(&err, 100, 80);
+        let r = r.unwrap();
+        assert!(r.truncated && !r.reusable && r.body_len > 0);
     }
 
     #[test]
