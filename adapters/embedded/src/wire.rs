@@ -407,11 +407,12 @@ fn parse_length(digits: &[u8]) -> Option<usize> {
     })
 }
 
+/// A value or list item without the optional whitespace around it (RFC 9110 §5.6.3: spaces
+/// and tabs). `trim_ascii` also strips CR, LF and form feed, which cannot occur here: every
+/// value comes from a head `httparse` accepted, whose values hold no controls but tab (a line's
+/// CR is stripped with it); and the core links `trim_ascii` already.
 fn trim(bytes: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i.saturating_add(1));
-    bytes.get(start..end).unwrap_or_default()
+    bytes.trim_ascii()
 }
 
 /// The value of hexadecimal digit `b` (RFC 9112 §7.1 chunk sizes).
@@ -568,7 +569,6 @@ impl<'b> ResponseHeaders<'b> {
             let colon = line.iter().position(|&b| b == b':')?;
             let name = core::str::from_utf8(line.get(..colon)?).ok()?;
             let value = line.get(colon.saturating_add(1)..)?;
-            let value = value.strip_suffix(b"\r").unwrap_or(value);
             Some((name, trim(value)))
         })
     }
