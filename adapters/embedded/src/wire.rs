@@ -128,19 +128,21 @@ impl RequestHead<'_> {
             w.put(b":");
             w.put_decimal(usize::from(port));
         }
+        // Fixed text in as few pieces as it takes: each `put` is a call.
         w.put(b"\r\nAuthorization: Bearer ");
         w.put(self.bearer.as_bytes());
+        w.put(b"\r\nUser-Agent: ");
+        w.put(self.user_agent.as_bytes());
         w.put(b"\r\n");
-        w.field("User-Agent", self.user_agent.as_bytes());
         if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
-            w.field("Accept", b"application/json");
+            w.put(b"Accept: application/json\r\n");
         }
         if let Some(len) = self.body_len {
             w.put(b"Content-Length: ");
             w.put_decimal(len);
             w.put(b"\r\n");
         }
-        w.field("Connection", b"keep-alive");
+        w.put(b"Connection: keep-alive\r\n");
         for (name, value) in self.headers {
             w.field(name, value.as_bytes());
         }
