@@ -434,10 +434,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     let now = self.now();
                     let verdict = match outcome {
                         Ok(received) => {
-                            let (head_bytes, rest) =
-                                rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                            let body = rest.get(..received.body_len).unwrap_or_default();
-                            let headers = ResponseHeaders::new(head_bytes);
+                            let (headers, body) = received.parts(rx);
                             let verdict = self.session.handle_response(
                                 now,
                                 &mut state,
@@ -492,13 +489,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             };
             Timer::at(at).await;
         };
-        let (head_bytes, rest) = rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-        Ok(Response {
-            status: received.status,
-            headers: ResponseHeaders::new(head_bytes),
-            body: rest.get(..received.body_len).unwrap_or_default(),
-            truncated: received.truncated,
-        })
+        let (headers, body) = received.parts(rx);
+        Ok(Response { status: received.status, headers, body, truncated: received.truncated })
     }
 
     // ----- internals ---------------------------------------------------------------------
@@ -580,10 +572,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let now = self.now();
         let result = match outcome {
             Ok(received) => {
-                let (head_bytes, rest) =
-                    rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                let body = rest.get(..received.body_len).unwrap_or_default();
-                let headers = ResponseHeaders::new(head_bytes);
+                let (headers, body) = received.parts(rx);
                 self.session.handle_token_response(now, ticket, received.status, &headers, body);
                 self.last_token_failure = None;
                 Ok(true)

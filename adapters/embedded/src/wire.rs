@@ -182,6 +182,14 @@ pub(crate) struct Received {
     pub(crate) reusable: bool,
 }
 
+impl Received {
+    /// The head's fields and the body, in the buffer the response was read into.
+    pub(crate) fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
+        let (head, rest) = buf.split_at_checked(self.head_len).unwrap_or_default();
+        (ResponseHeaders::new(head), rest.get(..self.body_len).unwrap_or_default())
+    }
+}
+
 /// Why a response could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadError {
