@@ -318,7 +318,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// rejected.
     pub async fn token(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<&AccessToken<N>, Error> {
         self.recover();
-        let give_up = Instant::now().saturating_add(self.config.token_wait);
+        let give_up = after(self.config.token_wait);
         loop {
             self.session.handle_timeout(self.now());
             if self.token_round(tx, rx).await? {
@@ -387,15 +387,14 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Err(reason) => {
                     self.drain();
                     if reason == WaitReason::Token {
-                        let give_up = *token_give_up.get_or_insert_with(|| {
-                            Instant::now().saturating_add(self.config.token_wait)
-                        });
+                        let give_up =
+                            *token_give_up.get_or_insert_with(|| after(self.config.token_wait));
                         self.token_wake(until, give_up)?
                     } else {
                         // `None` here is a breaker probe of a cancelled call: released by
                         // `recover`, so look again soon.
                         let at = until.map_or_else(
-                            || Instant::now().saturating_add(Duration::from_millis(100)),
+                            || after(Duration::from_millis(100)),
                             |at| self.to_embassy(at),
                         );
                         debug!("request waits {} ms", self.wait_ms(at));
@@ -607,7 +606,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         head_request: bool,
         timeout: Duration,
     ) -> Result<Received, Failure> {
-        let deadline = Instant::now().saturating_add(timeout);
+        let deadline = after(timeout);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
             let (reused, mut conn) = match self.conn.take() {
@@ -710,6 +709,12 @@ fn api_head<'a>(
             || matches!(request.method, Method::Post | Method::Put | Method::Patch))
         .then_some(request.body.len()),
     }
+}
+
+/// The instant `d` from now. Out of line: embassy's instants are 64-bit.
+#[inline(never)]
+fn after(d: Duration) -> Instant {
+    Instant::now().saturating_add(d)
 }
 
 fn to_core(d: Duration) -> CoreDuration {
