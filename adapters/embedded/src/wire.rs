@@ -575,18 +575,23 @@ impl<'b> ResponseHeaders<'b> {
 
     /// Every field, in order: name and value (without surrounding whitespace).
     pub fn iter(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + use<'b> {
+        self.fields().filter_map(|(name, value)| Some((core::str::from_utf8(name).ok()?, value)))
+    }
+
+    /// Every field as bytes. (`httparse` accepted the head: names are ASCII tokens.)
+    fn fields(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + use<'b> {
         self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
             let colon = line.iter().position(|&b| b == b':')?;
-            let name = core::str::from_utf8(line.get(..colon)?).ok()?;
-            let value = line.get(colon.saturating_add(1)..)?;
-            Some((name, trim(value)))
+            let (name, value) = line.split_at_checked(colon)?;
+            Some((name, trim(value.get(1..)?)))
         })
     }
 }
 
 impl Headers for ResponseHeaders<'_> {
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        // Bytes, not `str`: a name that is not UTF-8 cannot equal `name` anyway.
+        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 }
 
