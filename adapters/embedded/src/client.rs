@@ -331,7 +331,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 TokenStatus::Pending { until } => until,
             };
             self.drain();
-            Timer::at(self.token_wake(until, give_up)?).await;
+            let at = self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last })?;
+            Timer::at(at).await;
         }
         let now = self.now();
         self.session.token(now).map(|(token, _)| token).ok_or(Error::TokenWait { last: None })
@@ -389,7 +390,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     if reason == WaitReason::Token {
                         let give_up =
                             *token_give_up.get_or_insert_with(|| after(self.config.token_wait));
-                        self.token_wake(until, give_up)?
+                        self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last })?
                     } else {
                         // `None` here is a breaker probe of a cancelled call: released by
                         // `recover`, so look again soon.
@@ -524,11 +525,17 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// When to look again for a token: at `until`, else the session's next deadline, at the
-    /// latest at `give_up`; an error once `give_up` has passed.
-    fn token_wake(&self, until: Option<CoreInstant>, give_up: Instant) -> Result<Instant, Error> {
+    /// latest at `give_up`; once `give_up` has passed, the last transport failure of a token
+    /// request (for [`Error::TokenWait`]; a small error, not the large [`Error`], so the
+    /// callers' state machines do not move one).
+    fn token_wake(
+        &self,
+        until: Option<CoreInstant>,
+        give_up: Instant,
+    ) -> Result<Instant, Option<TransportError>> {
         if Instant::now() >= give_up {
             warn!("no token within the token wait");
-            return Err(Error::TokenWait { last: self.last_token_failure });
+            return Err(self.last_token_failure);
         }
         let until = until.or_else(|| self.session.poll_timeout().map(|(at, _)| at));
         let wake = until.map_or(give_up, |at| self.to_embassy(at).min(give_up));
