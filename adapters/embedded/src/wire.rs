@@ -100,7 +100,8 @@ impl RequestHead<'_> {
     /// Checks the parts a caller supplied: an origin-form path (RFC 9112 §3.2.1) and header
     /// fields that are tokens and values without CR, LF, NUL or other controls but tab.
     pub(crate) fn validate(&self) -> Result<(), HttpError> {
-        let path_ok = self.path.starts_with('/') && self.path.bytes().all(|b| b.is_ascii_graphic());
+        let path = self.path.as_bytes();
+        let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
         if !path_ok {
             return Err(HttpError::InvalidPath);
         }
