@@ -18,7 +18,9 @@ use embedded_io_async::Write;
 
 use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
-use crate::wire::{ReadError, Received, RequestHead, ResponseHeaders, read_response, write_all};
+use crate::wire::{
+    ReadError, Received, RequestHead, ResponseHeaders, read_response, validate, write_all,
+};
 
 /// Timeouts and the `User-Agent`, with defaults fit for a TLS connection over a slow uplink.
 ///
@@ -351,9 +353,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         rx: &'b mut [u8],
     ) -> Result<Response<'b>, Error> {
         self.recover();
-        api_head(&self.api_target, self.config.user_agent, request, "")
-            .validate()
-            .map_err(Error::InvalidRequest)?;
+        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
         let head_request = request.method == Method::Head;
         let now = self.now();
         let spec = RequestSpec {

@@ -96,28 +96,29 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) body_len: Option<usize>,
 }
 
-impl RequestHead<'_> {
-    /// Checks the parts a caller supplied: an origin-form path (RFC 9112 §3.2.1) and header
-    /// fields that are tokens and values without CR, LF, NUL or other controls but tab.
-    pub(crate) fn validate(&self) -> Result<(), HttpError> {
-        let path = self.path.as_bytes();
-        let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
-        if !path_ok {
-            return Err(HttpError::InvalidPath);
-        }
-        for (name, value) in self.headers {
-            let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
-            let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-            if !name_ok || !value_ok {
-                return Err(HttpError::InvalidHeader);
-            }
-            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                return Err(HttpError::ReservedHeader);
-            }
-        }
-        Ok(())
+/// Checks the parts of a request head a caller supplies: an origin-form `path` (RFC 9112
+/// §3.2.1) and `headers` whose names are tokens and values without CR, LF, NUL or other
+/// controls but tab. (The parts alone: no [`RequestHead`] is built to check them.)
+pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
+    let path = path.as_bytes();
+    let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
+    if !path_ok {
+        return Err(HttpError::InvalidPath);
     }
+    for (name, value) in headers {
+        let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
+        let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !name_ok || !value_ok {
+            return Err(HttpError::InvalidHeader);
+        }
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(HttpError::ReservedHeader);
+        }
+    }
+    Ok(())
+}
 
+impl RequestHead<'_> {
     /// Writes the head into `out`: its length, or the length needed.
     pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
         let mut w = HeadWriter::new(out);
@@ -864,10 +865,12 @@ mod tests {
         assert_eq!(h.get("date"), None);
     }
 
+    const PATH: &str = "/api/v2/things?x=1";
+
     fn head<'a>(headers: &'a [(&'a str, &'a str)], body_len: Option<usize>) -> RequestHead<'a> {
         RequestHead {
             method: "POST",
-            path: "/api/v2/things?x=1",
+            path: PATH,
             host: "api.example.com",
             bracket: false,
             port: Some(8443),
@@ -881,7 +884,7 @@ mod tests {
     #[test]
     fn request_heads_are_complete_and_size_exactly() {
         let h = head(&[("Content-Type", "application/json")], Some(12));
-        h.validate().unwrap();
+        validate(h.path, h.headers).unwrap();
         let mut out = [0u8; 512];
         let n = h.write(&mut out).unwrap();
         let text = core::str::from_utf8(&out[..n]).unwrap();
@@ -897,18 +900,12 @@ mod tests {
 
     #[test]
     fn caller_headers_cannot_split_or_override_the_request() {
-        assert_eq!(
-            head(&[("X-A", "1\r\nEvil: 1")], None).validate(),
-            Err(HttpError::InvalidHeader)
-        );
-        assert_eq!(head(&[("X A", "1")], None).validate(), Err(HttpError::InvalidHeader));
-        assert_eq!(
-            head(&[("authorization", "x")], None).validate(),
-            Err(HttpError::ReservedHeader)
-        );
+        assert_eq!(validate(PATH, &[("X-A", "1\r\nEvil: 1")]), Err(HttpError::InvalidHeader));
+        assert_eq!(validate(PATH, &[("X A", "1")]), Err(HttpError::InvalidHeader));
+        assert_eq!(validate(PATH, &[("authorization", "x")]), Err(HttpError::ReservedHeader));
         let mut h = head(&[], None);
         h.path = "/a b";
-        assert_eq!(h.validate(), Err(HttpError::InvalidPath));
+        assert_eq!(validate(h.path, h.headers), Err(HttpError::InvalidPath));
     }
 
     #[test]
