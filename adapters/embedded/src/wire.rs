@@ -422,7 +422,9 @@ fn parse_length(digits: &[u8]) -> Option<usize> {
 /// A value or list item without the optional whitespace around it (RFC 9110 §5.6.3: spaces
 /// and tabs). `trim_ascii` also strips CR, LF and form feed, which cannot occur here: every
 /// value comes from a head `httparse` accepted, whose values hold no controls but tab (a line's
-/// CR is stripped with it); and the core links `trim_ascii` already.
+/// CR is stripped with it); and the core links `trim_ascii` already. Always inlined, so the
+/// callers call that one copy (out of line, this function became a second copy of it).
+#[inline(always)]
 fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
