@@ -234,10 +234,12 @@ pub(crate) async fn read_response<R: Read>(
     let mut filled = 0usize;
     let mut received_any = false;
     let mut phase = Phase::Head;
-    // Set with the head: status, head length, keep-alive, 2xx.
-    let (mut status, mut head_len, mut keep_alive, mut success) = (0u16, 0usize, false, false);
+    // Set with the head: status, head length, keep-alive.
+    let (mut status, mut head_len, mut keep_alive) = (0u16, 0usize, false);
     loop {
         let have = filled.saturating_sub(head_len);
+        // A 2xx: a body that does not fit is an error, not cut.
+        let success = (200..300).contains(&status);
         // (Copies of the head's values: the head phase sets them and uses neither.)
         let done = move |body_len, truncated, reusable| {
             Ok(Received { status, head_len, body_len, truncated, reusable })
@@ -254,7 +256,6 @@ pub(crate) async fn read_response<R: Read>(
                 }
                 Some((code, len, framing, alive)) => {
                     (status, head_len, keep_alive) = (code, len, alive);
-                    success = (200..300).contains(&code);
                     let room = buf.len().saturating_sub(len);
                     phase = match framing {
                         Framing::Empty => {
@@ -268,7 +269,7 @@ pub(crate) async fn read_response<R: Read>(
                                 reusable,
                             });
                         }
-                        Framing::Length(body) if body > room && success => {
+                        Framing::Length(body) if body > room && (200..300).contains(&code) => {
                             let needed = len.checked_add(body);
                             return Err(ReadError::BodyTooLarge { status, head_len, needed });
                         }
