@@ -122,9 +122,16 @@ impl RequestHead<'_> {
     /// Writes the head into `out`: its length, or the length needed.
     pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
         let mut w = HeadWriter::new(out);
-        let (open, close) = if self.bracket { ("[", "]") } else { ("", "") };
-        for part in [self.method, " ", self.path, " HTTP/1.1\r\nHost: ", open, self.host, close] {
-            w.put(part.as_bytes());
+        w.put(self.method.as_bytes());
+        w.put(b" ");
+        w.put(self.path.as_bytes());
+        w.put(b" HTTP/1.1\r\nHost: ");
+        if self.bracket {
+            w.put(b"[");
+        }
+        w.put(self.host.as_bytes());
+        if self.bracket {
+            w.put(b"]");
         }
         if let Some(port) = self.port {
             w.put(b":");
