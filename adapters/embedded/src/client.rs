@@ -18,7 +18,9 @@ use embedded_io_async::Write;
 
 use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
-use crate::wire::{ReadError, Received, RequestHead, ResponseHeaders, read_response, write_all};
+use crate::wire::{
+    ReadError, Received, RequestHead, ResponseHeaders, read_response, validate, write_all,
+};
 
 /// Timeouts and the `User-Agent`, with defaults fit for a TLS connection over a slow uplink.
 ///
@@ -318,7 +320,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// rejected.
     pub async fn token(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<&AccessToken<N>, Error> {
         self.recover();
-        let give_up = Instant::now().saturating_add(self.config.token_wait);
+        let give_up = after(self.config.token_wait);
         loop {
             self.session.handle_timeout(self.now());
             if self.token_round(tx, rx).await? {
@@ -331,7 +333,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 TokenStatus::Pending { until } => until,
             };
             self.drain();
-            Timer::at(self.token_wake(until, give_up)?).await;
+            let at = self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last })?;
+            Timer::at(at).await;
         }
         let now = self.now();
         self.session.token(now).map(|(token, _)| token).ok_or(Error::TokenWait { last: None })
@@ -350,9 +353,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         rx: &'b mut [u8],
     ) -> Result<Response<'b>, Error> {
         self.recover();
-        api_head(&self.api_target, self.config.user_agent, request, "")
-            .validate()
-            .map_err(Error::InvalidRequest)?;
+        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
         let head_request = request.method == Method::Head;
         let now = self.now();
         let spec = RequestSpec {
@@ -387,15 +388,14 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Err(reason) => {
                     self.drain();
                     if reason == WaitReason::Token {
-                        let give_up = *token_give_up.get_or_insert_with(|| {
-                            Instant::now().saturating_add(self.config.token_wait)
-                        });
-                        self.token_wake(until, give_up)?
+                        let give_up =
+                            *token_give_up.get_or_insert_with(|| after(self.config.token_wait));
+                        self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last })?
                     } else {
                         // `None` here is a breaker probe of a cancelled call: released by
                         // `recover`, so look again soon.
                         let at = until.map_or_else(
-                            || Instant::now().saturating_add(Duration::from_millis(100)),
+                            || after(Duration::from_millis(100)),
                             |at| self.to_embassy(at),
                         );
                         debug!("request waits {} ms", self.wait_ms(at));
@@ -434,10 +434,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     let now = self.now();
                     let verdict = match outcome {
                         Ok(received) => {
-                            let (head_bytes, rest) =
-                                rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                            let body = rest.get(..received.body_len).unwrap_or_default();
-                            let headers = ResponseHeaders::new(head_bytes);
+                            let (headers, body) = received.parts(rx);
                             let verdict = self.session.handle_response(
                                 now,
                                 &mut state,
@@ -492,18 +489,15 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             };
             Timer::at(at).await;
         };
-        let (head_bytes, rest) = rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-        Ok(Response {
-            status: received.status,
-            headers: ResponseHeaders::new(head_bytes),
-            body: rest.get(..received.body_len).unwrap_or_default(),
-            truncated: received.truncated,
-        })
+        let (headers, body) = received.parts(rx);
+        Ok(Response { status: received.status, headers, body, truncated: received.truncated })
     }
 
     // ----- internals ---------------------------------------------------------------------
 
-    /// The core's clock: milliseconds since the client was created.
+    /// The core's clock: milliseconds since the client was created. Out of line: it is called
+    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it was copied into each.
+    #[inline(never)]
     fn now(&self) -> CoreInstant {
         CoreInstant::from_millis(Instant::now().saturating_duration_since(self.origin).as_millis())
     }
@@ -531,11 +525,17 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// When to look again for a token: at `until`, else the session's next deadline, at the
-    /// latest at `give_up`; an error once `give_up` has passed.
-    fn token_wake(&self, until: Option<CoreInstant>, give_up: Instant) -> Result<Instant, Error> {
+    /// latest at `give_up`; once `give_up` has passed, the last transport failure of a token
+    /// request (for [`Error::TokenWait`]; a small error, not the large [`Error`], so the
+    /// callers' state machines do not move one).
+    fn token_wake(
+        &self,
+        until: Option<CoreInstant>,
+        give_up: Instant,
+    ) -> Result<Instant, Option<TransportError>> {
         if Instant::now() >= give_up {
             warn!("no token within the token wait");
-            return Err(Error::TokenWait { last: self.last_token_failure });
+            return Err(self.last_token_failure);
         }
         let until = until.or_else(|| self.session.poll_timeout().map(|(at, _)| at));
         let wake = until.map_or(give_up, |at| self.to_embassy(at).min(give_up));
@@ -580,10 +580,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let now = self.now();
         let result = match outcome {
             Ok(received) => {
-                let (head_bytes, rest) =
-                    rx.split_at_checked(received.head_len).unwrap_or((&[], &[]));
-                let body = rest.get(..received.body_len).unwrap_or_default();
-                let headers = ResponseHeaders::new(head_bytes);
+                let (headers, body) = received.parts(rx);
                 self.session.handle_token_response(now, ticket, received.status, &headers, body);
                 self.last_token_failure = None;
                 Ok(true)
@@ -616,7 +613,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         head_request: bool,
         timeout: Duration,
     ) -> Result<Received, Failure> {
-        let deadline = Instant::now().saturating_add(timeout);
+        let deadline = after(timeout);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
             let (reused, mut conn) = match self.conn.take() {
@@ -719,6 +716,12 @@ fn api_head<'a>(
             || matches!(request.method, Method::Post | Method::Put | Method::Patch))
         .then_some(request.body.len()),
     }
+}
+
+/// The instant `d` from now. Out of line: embassy's instants are 64-bit.
+#[inline(never)]
+fn after(d: Duration) -> Instant {
+    Instant::now().saturating_add(d)
 }
 
 fn to_core(d: Duration) -> CoreDuration {

@@ -96,51 +96,62 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) body_len: Option<usize>,
 }
 
-impl RequestHead<'_> {
-    /// Checks the parts a caller supplied: an origin-form path (RFC 9112 §3.2.1) and header
-    /// fields that are tokens and values without CR, LF, NUL or other controls but tab.
-    pub(crate) fn validate(&self) -> Result<(), HttpError> {
-        let path_ok = self.path.starts_with('/') && self.path.bytes().all(|b| b.is_ascii_graphic());
-        if !path_ok {
-            return Err(HttpError::InvalidPath);
-        }
-        for (name, value) in self.headers {
-            let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
-            let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-            if !name_ok || !value_ok {
-                return Err(HttpError::InvalidHeader);
-            }
-            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                return Err(HttpError::ReservedHeader);
-            }
-        }
-        Ok(())
+/// Checks the parts of a request head a caller supplies: an origin-form `path` (RFC 9112
+/// §3.2.1) and `headers` whose names are tokens and values without CR, LF, NUL or other
+/// controls but tab. (The parts alone: no [`RequestHead`] is built to check them.)
+pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
+    let path = path.as_bytes();
+    let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
+    if !path_ok {
+        return Err(HttpError::InvalidPath);
     }
+    for (name, value) in headers {
+        let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
+        let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !name_ok || !value_ok {
+            return Err(HttpError::InvalidHeader);
+        }
+        if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(HttpError::ReservedHeader);
+        }
+    }
+    Ok(())
+}
 
+impl RequestHead<'_> {
     /// Writes the head into `out`: its length, or the length needed.
     pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
         let mut w = HeadWriter::new(out);
-        let (open, close) = if self.bracket { ("[", "]") } else { ("", "") };
-        for part in [self.method, " ", self.path, " HTTP/1.1\r\nHost: ", open, self.host, close] {
-            w.put(part.as_bytes());
+        w.put(self.method.as_bytes());
+        w.put(b" ");
+        w.put(self.path.as_bytes());
+        w.put(b" HTTP/1.1\r\nHost: ");
+        if self.bracket {
+            w.put(b"[");
+        }
+        w.put(self.host.as_bytes());
+        if self.bracket {
+            w.put(b"]");
         }
         if let Some(port) = self.port {
             w.put(b":");
             w.put_decimal(usize::from(port));
         }
+        // Fixed text in as few pieces as it takes: each `put` is a call.
         w.put(b"\r\nAuthorization: Bearer ");
         w.put(self.bearer.as_bytes());
+        w.put(b"\r\nUser-Agent: ");
+        w.put(self.user_agent.as_bytes());
         w.put(b"\r\n");
-        w.field("User-Agent", self.user_agent.as_bytes());
         if !self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
-            w.field("Accept", b"application/json");
+            w.put(b"Accept: application/json\r\n");
         }
         if let Some(len) = self.body_len {
             w.put(b"Content-Length: ");
             w.put_decimal(len);
             w.put(b"\r\n");
         }
-        w.field("Connection", b"keep-alive");
+        w.put(b"Connection: keep-alive\r\n");
         for (name, value) in self.headers {
             w.field(name, value.as_bytes());
         }
@@ -178,6 +189,14 @@ pub(crate) struct Received {
     pub(crate) truncated: bool,
     /// The connection can carry the next request.
     pub(crate) reusable: bool,
+}
+
+impl Received {
+    /// The head's fields and the body, in the buffer the response was read into.
+    pub(crate) fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
+        let (head, rest) = buf.split_at_checked(self.head_len).unwrap_or_default();
+        (ResponseHeaders::new(head), rest.get(..self.body_len).unwrap_or_default())
+    }
 }
 
 /// Why a response could not be read.
@@ -222,10 +241,12 @@ pub(crate) async fn read_response<R: Read>(
     let mut filled = 0usize;
     let mut received_any = false;
     let mut phase = Phase::Head;
-    // Set with the head: status, head length, keep-alive, 2xx.
-    let (mut status, mut head_len, mut keep_alive, mut success) = (0u16, 0usize, false, false);
+    // Set with the head: status, head length, keep-alive.
+    let (mut status, mut head_len, mut keep_alive) = (0u16, 0usize, false);
     loop {
         let have = filled.saturating_sub(head_len);
+        // A 2xx: a body that does not fit is an error, not cut.
+        let success = (200..300).contains(&status);
         // (Copies of the head's values: the head phase sets them and uses neither.)
         let done = move |body_len, truncated, reusable| {
             Ok(Received { status, head_len, body_len, truncated, reusable })
@@ -242,7 +263,6 @@ pub(crate) async fn read_response<R: Read>(
                 }
                 Some((code, len, framing, alive)) => {
                     (status, head_len, keep_alive) = (code, len, alive);
-                    success = (200..300).contains(&code);
                     let room = buf.len().saturating_sub(len);
                     phase = match framing {
                         Framing::Empty => {
@@ -256,7 +276,7 @@ pub(crate) async fn read_response<R: Read>(
                                 reusable,
                             });
                         }
-                        Framing::Length(body) if body > room && success => {
+                        Framing::Length(body) if body > room && (200..300).contains(&code) => {
                             let needed = len.checked_add(body);
                             return Err(ReadError::BodyTooLarge { status, head_len, needed });
                         }
@@ -407,11 +427,14 @@ fn parse_length(digits: &[u8]) -> Option<usize> {
     })
 }
 
+/// A value or list item without the optional whitespace around it (RFC 9110 §5.6.3: spaces
+/// and tabs). `trim_ascii` also strips CR, LF and form feed, which cannot occur here: every
+/// value comes from a head `httparse` accepted, whose values hold no controls but tab (a line's
+/// CR is stripped with it); and the core links `trim_ascii` already. Always inlined, so the
+/// callers call that one copy (out of line, this function became a second copy of it).
+#[inline(always)]
 fn trim(bytes: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i.saturating_add(1));
-    bytes.get(start..end).unwrap_or_default()
+    bytes.trim_ascii()
 }
 
 /// The value of hexadecimal digit `b` (RFC 9112 §7.1 chunk sizes).
@@ -432,8 +455,9 @@ enum Chunk {
     Extension,
     /// Expecting the LF that ends a size line.
     SizeLf,
-    /// Copying chunk data; bytes left in the chunk.
-    Data(u64),
+    /// Copying chunk data; bytes left in the chunk (saturated at `usize::MAX`: larger than
+    /// any buffer, so such a chunk overflows the buffer exactly as its true size would).
+    Data(usize),
     /// Expecting the CR after chunk data.
     DataCr,
     /// Expecting the LF after chunk data.
@@ -451,7 +475,7 @@ enum Chunk {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dechunker {
     state: Chunk,
-    size: u64,
+    size: usize,
 }
 
 impl Dechunker {
@@ -471,12 +495,12 @@ impl Dechunker {
         while *raw < filled {
             if let Chunk::Data(left) = self.state {
                 let avail = filled.saturating_sub(*raw);
-                let n = usize::try_from(left).map_or(avail, |l| l.min(avail));
+                let n = left.min(avail);
                 let end = raw.saturating_add(n);
                 move_down(buf, *raw..end, *out);
                 *raw = end;
                 *out = out.saturating_add(n);
-                let left = left.saturating_sub(n as u64);
+                let left = left.saturating_sub(n);
                 self.state = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
                 continue;
             }
@@ -491,17 +515,18 @@ impl Dechunker {
     }
 
     fn step(&mut self, b: u8) -> Result<Chunk, HttpError> {
-        let end_of_size_line = |size: u64| {
+        let end_of_size_line = |size: usize| {
             if size == 0 { Chunk::Trailer { line_start: true } } else { Chunk::Data(size) }
         };
         Ok(match self.state {
             Chunk::Size { digits } => match hex_digit(b) {
                 Some(d) => {
-                    // 16 hex digits fill a `u64`: more is refused, so the shift cannot overflow.
+                    // More than 16 hex digits (a `u64`) is refused; a size past `usize::MAX`
+                    // saturates (native-width arithmetic: 64-bit is costly on 32-bit cores).
                     if digits >= 16 {
                         return Err(HttpError::InvalidChunk);
                     }
-                    self.size = (self.size << 4) | u64::from(d);
+                    self.size = self.size.saturating_mul(16).saturating_add(usize::from(d));
                     Chunk::Size { digits: digits.saturating_add(1) }
                 }
                 None => match b {
@@ -562,19 +587,23 @@ impl<'b> ResponseHeaders<'b> {
 
     /// Every field, in order: name and value (without surrounding whitespace).
     pub fn iter(&self) -> impl Iterator<Item = (&'b str, &'b [u8])> + use<'b> {
+        self.fields().filter_map(|(name, value)| Some((core::str::from_utf8(name).ok()?, value)))
+    }
+
+    /// Every field as bytes. (`httparse` accepted the head: names are ASCII tokens.)
+    fn fields(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + use<'b> {
         self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
             let colon = line.iter().position(|&b| b == b':')?;
-            let name = core::str::from_utf8(line.get(..colon)?).ok()?;
-            let value = line.get(colon.saturating_add(1)..)?;
-            let value = value.strip_suffix(b"\r").unwrap_or(value);
-            Some((name, trim(value)))
+            let (name, value) = line.split_at_checked(colon)?;
+            Some((name, trim(value.get(1..)?)))
         })
     }
 }
 
 impl Headers for ResponseHeaders<'_> {
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        // Bytes, not `str`: a name that is not UTF-8 cannot equal `name` anyway.
+        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 }
 
@@ -736,10 +765,25 @@ mod tests {
                 true
             }));
         }
-        assert_eq!(d.step(b'\n'), Ok(Chunk::Data(u64::MAX)));
+        assert_eq!(d.step(b'\n'), Ok(Chunk::Data(usize::MAX)));
         let mut d = Dechunker::new();
         d.state = Chunk::Size { digits: 16 };
         assert_eq!(d.step(b'0'), Err(HttpError::InvalidChunk));
+    }
+
+    /// A chunk larger than any buffer (a size that saturates on a 32-bit target) overflows the
+    /// buffer: a 2xx is refused as too large, an error body is cut.
+    #[test]
+    fn a_huge_chunk_overflows_the_buffer() {
+        let ok = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n";
+        let ok = [&ok[..], &[b'x'; 64]].concat();
+        let (r, _) = read(&ok, 100, 80);
+        assert!(matches!(r, Err(ReadError::BodyTooLarge { status: 200, needed: None, .. })));
+        let err = b"HTTP/1.1 500 No\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n";
+        let err = [&err[..], &[b'x'; 64]].concat();
+        let (r, _) = read(&err, 100, 80);
+        let r = r.unwrap();
+        assert!(r.truncated && !r.reusable && r.body_len > 0);
     }
 
     #[test]
@@ -831,10 +875,12 @@ mod tests {
         assert_eq!(h.get("date"), None);
     }
 
+    const PATH: &str = "/api/v2/things?x=1";
+
     fn head<'a>(headers: &'a [(&'a str, &'a str)], body_len: Option<usize>) -> RequestHead<'a> {
         RequestHead {
             method: "POST",
-            path: "/api/v2/things?x=1",
+            path: PATH,
             host: "api.example.com",
             bracket: false,
             port: Some(8443),
@@ -848,7 +894,7 @@ mod tests {
     #[test]
     fn request_heads_are_complete_and_size_exactly() {
         let h = head(&[("Content-Type", "application/json")], Some(12));
-        h.validate().unwrap();
+        validate(h.path, h.headers).unwrap();
         let mut out = [0u8; 512];
         let n = h.write(&mut out).unwrap();
         let text = core::str::from_utf8(&out[..n]).unwrap();
@@ -864,18 +910,12 @@ mod tests {
 
     #[test]
     fn caller_headers_cannot_split_or_override_the_request() {
-        assert_eq!(
-            head(&[("X-A", "1\r\nEvil: 1")], None).validate(),
-            Err(HttpError::InvalidHeader)
-        );
-        assert_eq!(head(&[("X A", "1")], None).validate(), Err(HttpError::InvalidHeader));
-        assert_eq!(
-            head(&[("authorization", "x")], None).validate(),
-            Err(HttpError::ReservedHeader)
-        );
+        assert_eq!(validate(PATH, &[("X-A", "1\r\nEvil: 1")]), Err(HttpError::InvalidHeader));
+        assert_eq!(validate(PATH, &[("X A", "1")]), Err(HttpError::InvalidHeader));
+        assert_eq!(validate(PATH, &[("authorization", "x")]), Err(HttpError::ReservedHeader));
         let mut h = head(&[], None);
         h.path = "/a b";
-        assert_eq!(h.validate(), Err(HttpError::InvalidPath));
+        assert_eq!(validate(h.path, h.headers), Err(HttpError::InvalidPath));
     }
 
     #[test]
