@@ -1176,14 +1176,15 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if let Some(deadline) = req.spec.deadline
             && now > deadline
         {
-            return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
+            return self.fail(ApiErrorKind::DeadlineExceeded);
         }
         if now < req.not_before {
             return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
         }
         if self.lifecycle.token(now).is_none() {
             if let Some(error) = self.token_unavailable(now, req.spec.deadline) {
-                return self.fail(error);
+                count(&mut self.counters.failed);
+                return Authorize::Fail(error);
             }
             return Authorize::Wait {
                 until: self.token_wait_until(now),
@@ -1202,7 +1203,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
         if let Pace::NotBefore { at, reason } = pace {
             if req.spec.deadline.is_some_and(|d| at > d) {
-                return self.fail(ApiError::new(ApiErrorKind::DeadlineExceeded));
+                return self.fail(ApiErrorKind::DeadlineExceeded);
             }
             let wait = at.saturating_duration_since(now);
             let max = self.config.retry.max_wait;
@@ -1216,10 +1217,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             // out as a probe, so the session finds out when the limit is lifted.
             if now < self.quota_probe_at {
                 let reason = GiveUpReason::WaitTooLong { wait, max };
-                return self.fail(ApiError::new(ApiErrorKind::GaveUp {
-                    reason,
-                    last: RetryReason::RateLimited,
-                }));
+                return self.fail(ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
             }
             self.quota_probe_at = now.saturating_add(max);
         }
@@ -1234,7 +1232,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 return Authorize::Wait { until: None, reason: WaitReason::BreakerProbe };
             }
             Admission::Rejected { until } => {
-                return self.fail(ApiError::new(ApiErrorKind::CircuitOpen { until }));
+                return self.fail(ApiErrorKind::CircuitOpen { until });
             }
         }
         // An admitted send did not wait for the local schedule, so it does not move it (as a
@@ -1514,9 +1512,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
     }
 
-    fn fail(&mut self, error: ApiError) -> Authorize<'_, N> {
+    /// Counts a failed request and answers it with an error of `kind` (built here, not at each
+    /// call site: each built its own and copied it into the answer).
+    fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N> {
         count(&mut self.counters.failed);
-        Authorize::Fail(error)
+        Authorize::Fail(ApiError::new(kind))
     }
 
     fn retry_after<Hd: Headers + ?Sized>(&self, now: Instant, headers: &Hd) -> Option<Duration> {
