@@ -43,7 +43,7 @@
 //! assert!(!budget.try_withdraw(now));
 //! ```
 
-use crate::time::{Duration, Instant, div_rem};
+use crate::time::{Duration, Instant, div_rem, mul_sat};
 
 /// Number of slots in the ring: the window is forgotten in steps of a tenth.
 pub const SLOTS: usize = 10;
@@ -91,8 +91,10 @@ impl RetryBudget {
     pub fn new(config: BudgetConfig) -> Self {
         let window_ms = config.window.as_millis();
         let slot_ms = div_rem(window_ms, SLOTS as u64).map_or(0, |(q, _)| q).max(1);
-        let reserve = i64::from(config.min_per_sec)
-            .saturating_mul(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        // Both factors are non-negative: the unsigned product (out of line), capped at
+        // `i64::MAX`, is the signed saturating one.
+        let reserve =
+            i64::try_from(mul_sat(u64::from(config.min_per_sec), window_ms)).unwrap_or(i64::MAX);
         RetryBudget { config, slots: [0; SLOTS], epoch: 0, slot_ms, reserve }
     }
 
@@ -240,6 +242,30 @@ mod tests {
         assert!(b.try_withdraw(at(3_000)));
         assert!(!b.try_withdraw(at(0)));
         assert_eq!(b.available(at(59_999)), 0);
+    }
+
+    /// The reserve is `min_per_sec × window_ms`, saturating at `i64::MAX`, whatever the sizes.
+    #[test]
+    fn the_reserve_is_the_saturating_product() {
+        let reserve = |min_per_sec: u32, window_ms: u64| {
+            let config = BudgetConfig {
+                window: Duration::from_millis(window_ms),
+                retry_permille: 0,
+                min_per_sec,
+            };
+            RetryBudget::new(config).reserve
+        };
+        let signed_max = i64::MAX as u64;
+        assert_eq!(reserve(3, 10_000), 30_000);
+        assert_eq!(reserve(0, u64::MAX), 0);
+        assert_eq!(reserve(u32::MAX, 0), 0);
+        assert_eq!(reserve(1, signed_max), i64::MAX);
+        assert_eq!(reserve(1, signed_max + 1), i64::MAX);
+        assert_eq!(reserve(2, signed_max / 2), i64::MAX - 1);
+        assert_eq!(reserve(2, signed_max / 2 + 1), i64::MAX);
+        assert_eq!(reserve(u32::MAX, u64::MAX), i64::MAX);
+        assert_eq!(reserve(u32::MAX, 1 << 31), i64::from(u32::MAX) << 31);
+        assert_eq!(reserve(u32::MAX, 1 << 33), i64::MAX);
     }
 
     #[test]
