@@ -143,11 +143,18 @@ impl RetryBudget {
         let Some(gap) = epoch.checked_sub(self.epoch).filter(|&gap| gap > 0) else {
             return; // same slot, or time went backwards: stay in the newest slot
         };
-        if gap >= SLOTS as u64 {
+        let gap = usize::try_from(gap).unwrap_or(SLOTS);
+        if gap >= SLOTS {
             self.slots = [0; SLOTS];
         } else {
-            for step in 1..=gap {
-                if let Some(slot) = self.slots.get_mut(index(self.epoch.saturating_add(step))) {
+            // The slots after the newest, around the ring: one division, not one per slot.
+            let mut i = index(self.epoch);
+            for _ in 0..gap {
+                i = i.saturating_add(1);
+                if i >= SLOTS {
+                    i = 0;
+                }
+                if let Some(slot) = self.slots.get_mut(i) {
                     *slot = 0;
                 }
             }
@@ -242,6 +249,26 @@ mod tests {
         assert!(b.try_withdraw(at(3_000)));
         assert!(!b.try_withdraw(at(0)));
         assert_eq!(b.available(at(59_999)), 0);
+    }
+
+    /// Moving on by `gap` slots forgets exactly the `gap` oldest, from every position in the
+    /// ring (including around its end).
+    #[test]
+    fn moving_on_forgets_exactly_the_oldest_slots() {
+        for start in 0..SLOTS as u64 {
+            for gap in 0..=SLOTS as u64 + 1 {
+                // Ten 1 ms slots, a deposit (one retry) in each.
+                let window = Duration::from_millis(10);
+                let mut b =
+                    RetryBudget::new(BudgetConfig { window, retry_permille: 1000, min_per_sec: 0 });
+                for t in start..start + SLOTS as u64 {
+                    b.deposit(at(t));
+                }
+                let newest = start + SLOTS as u64 - 1;
+                let kept = (SLOTS as u64).saturating_sub(gap);
+                assert_eq!(u64::from(b.available(at(newest + gap))), kept, "{start} {gap}");
+            }
+        }
     }
 
     /// The reserve is `min_per_sec × window_ms`, saturating at `i64::MAX`, whatever the sizes.
