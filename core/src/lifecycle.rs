@@ -192,7 +192,7 @@ impl LifecycleConfig {
         // near-zero wait, which matters for a single token endpoint shared by a fleet.
         let shift = failures.saturating_sub(1).min(32);
         let ceiling = self.retry_base.saturating_mul(1u64 << shift).min(self.retry_cap);
-        let half = ceiling.mul_ratio(1, 2);
+        let half = Duration::from_millis(ceiling.as_millis() / 2);
         half.saturating_add(
             rng.duration_below(
                 ceiling.saturating_sub(half).saturating_add(Duration::from_millis(1)),
@@ -885,6 +885,29 @@ mod tests {
             assert!(d >= cfg.retry_base.mul_ratio(1, 2));
         }
         assert!(cfg.retry_delay(7, &mut rng) >= Duration::from_secs(30));
+    }
+
+    /// Equal jitter on odd ceilings: the fixed half rounds down, the random half covers the
+    /// rest up to the ceiling inclusive.
+    #[test]
+    fn backoff_halves_an_odd_ceiling_downwards() {
+        let mut rng = Rng::new(3);
+        for (ceiling, lowest) in [(1, 0), (3, 1), (5, 2)] {
+            let cfg = LifecycleConfig {
+                retry_base: Duration::from_millis(ceiling),
+                retry_cap: Duration::from_millis(ceiling),
+                ..exact()
+            };
+            let mut seen = std::vec::Vec::new();
+            for _ in 0..200 {
+                let d = cfg.retry_delay(1, &mut rng).as_millis();
+                if !seen.contains(&d) {
+                    seen.push(d);
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (lowest..=ceiling).collect::<std::vec::Vec<_>>(), "{ceiling}");
+        }
     }
 
     #[test]

@@ -313,7 +313,7 @@ impl Pacer {
             .max(Duration::from_millis(1));
         let limit = snap.limit.or(prev.map(|w| w.limit)).unwrap_or(server).max(server);
         let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
-        let slack = SAME_WINDOW_SLACK.min(length.mul_ratio(1, 2));
+        let slack = SAME_WINDOW_SLACK.min(Duration::from_millis(length.as_millis() / 2));
         let same = prev.filter(|w| reset_at < w.reset_at.saturating_add(slack));
         if let Some(w) = same {
             self.others_permille = estimate_others(self.others_permille, &w, server, now);
@@ -680,6 +680,27 @@ mod tests {
         let mut q = pacer(1);
         q.observe(T0, &bare); // limit = remaining, one default window
         assert_eq!(q.remaining(T0 + secs(60)), Some(5));
+    }
+
+    /// A window shorter than two seconds tolerates half its length (rounded down) between two
+    /// resets of the same window: 1 ms for a 3 ms window.
+    #[test]
+    fn a_short_window_tolerates_half_its_length_between_resets() {
+        let short = |remaining, reset_ms| RateLimitSnapshot {
+            limit: Some(100),
+            remaining: Some(remaining),
+            reset_after: Some(ms(reset_ms)),
+            window: Some(ms(3)),
+            dialect: Dialect::Genesys,
+        };
+        for (later_reset, same) in [(2, true), (3, false)] {
+            let mut p = pacer(1);
+            p.observe(T0, &short(50, 2)); // resets at T0 + 2 ms
+            // The same instant, a higher count and a reset `later_reset - 2` ms later.
+            p.observe(T0, &short(60, later_reset));
+            let kept = if same { 50 } else { 60 };
+            assert_eq!(p.remaining(T0), Some(kept), "{later_reset}");
+        }
     }
 
     #[test]
