@@ -387,12 +387,14 @@ impl CircuitBreaker {
             return false;
         }
         let in_a_row = self.config.consecutive_failures;
-        let calls = u64::from(self.calls);
-        let failures = u64::from(self.outcomes.count_ones());
+        // 32 bits suffice (and are cheap on 32-bit targets): at most 64 × 1000 and
+        // 65 535 × 64, so neither product saturates.
+        let calls = u32::from(self.calls);
+        let failures = self.outcomes.count_ones();
         (in_a_row > 0 && self.consecutive >= in_a_row)
-            || (calls >= u64::from(self.config.min_calls.max(1))
+            || (calls >= u32::from(self.config.min_calls.max(1))
                 && failures.saturating_mul(1000)
-                    >= u64::from(self.config.failure_permille).saturating_mul(calls))
+                    >= u32::from(self.config.failure_permille).saturating_mul(calls))
     }
 
     fn open(&mut self, now: Instant, rng: &mut Rng) {
@@ -575,6 +577,34 @@ mod tests {
             b.on_success(T0);
         }
         b.on_failure(T0, &mut rng); // old failures slid out of the 20-outcome window
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    /// The ratio at its extremes, a full 64-outcome window: 1000 ‰ trips only when every
+    /// outcome failed, and a share above 1000 ‰ never trips.
+    #[test]
+    fn failure_ratio_at_the_extremes_of_a_full_window() {
+        let mut rng = Rng::new(8);
+        let ratio_only = |failure_permille| BreakerConfig {
+            consecutive_failures: 0,
+            window: 64,
+            min_calls: 64,
+            failure_permille,
+            ..BreakerConfig::default()
+        };
+        let mut b = CircuitBreaker::new(ratio_only(1000));
+        b.on_success(T0);
+        for _ in 0..63 {
+            b.on_failure(T0, &mut rng);
+        }
+        assert_eq!(b.state(), BreakerState::Closed); // 63 of 64
+        b.on_failure(T0, &mut rng); // 64 of 64: the success slid out
+        assert!(matches!(b.state(), BreakerState::Open { .. }));
+
+        let mut b = CircuitBreaker::new(ratio_only(u16::MAX));
+        for _ in 0..200 {
+            b.on_failure(T0, &mut rng);
+        }
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
