@@ -113,7 +113,9 @@ impl Duration {
         self.mul_ratio(permille as u64, 1000)
     }
 
-    /// The shorter of two spans.
+    /// The shorter of two spans. Out of line on 32-bit targets, where a 64-bit comparison and
+    /// select is taken at many places (caps on waits and backoffs).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub fn min(self, other: Duration) -> Duration {
         Ord::min(self, other)
     }
