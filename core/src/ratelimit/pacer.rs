@@ -333,10 +333,11 @@ impl Pacer {
 
     /// Whether a request of `priority` may be sent at `now`.
     pub fn check(&self, now: Instant, priority: Priority) -> Pace {
-        let mut wait: Option<(Instant, PaceReason)> = None;
+        // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
+        let mut wait = (now, PaceReason::Backoff429);
         let mut hold = |at: Instant, reason| {
-            if at > now && wait.is_none_or(|(later, _)| at > later) {
-                wait = Some((at, reason));
+            if at > wait.0 {
+                wait = (at, reason);
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
@@ -375,8 +376,8 @@ impl Pacer {
             }
         }
         match wait {
-            Some((at, reason)) => Pace::NotBefore { at, reason },
-            None => Pace::Now,
+            (at, reason) if at > now => Pace::NotBefore { at, reason },
+            _ => Pace::Now,
         }
     }
 
@@ -390,10 +391,11 @@ impl Pacer {
     /// Exact as [`check`](Self::check) is. Record the send with [`on_send`](Self::on_send) and
     /// [`Priority::Critical`]: a send that did not wait for the local schedule does not move it.
     pub fn check_admitted(&self, now: Instant) -> Pace {
-        let mut wait: Option<(Instant, PaceReason)> = None;
+        // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
+        let mut wait = (now, PaceReason::Backoff429);
         let mut hold = |at: Instant, reason| {
-            if at > now && wait.is_none_or(|(later, _)| at > later) {
-                wait = Some((at, reason));
+            if at > wait.0 {
+                wait = (at, reason);
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
@@ -403,8 +405,8 @@ impl Pacer {
             hold(w.reset_at, PaceReason::Exhausted);
         }
         match wait {
-            Some((at, reason)) => Pace::NotBefore { at, reason },
-            None => Pace::Now,
+            (at, reason) if at > now => Pace::NotBefore { at, reason },
+            _ => Pace::Now,
         }
     }
 
@@ -634,6 +636,32 @@ mod tests {
         assert_eq!(
             p.check(T0 + secs(10), Critical),
             not_before(T0 + secs(70), PaceReason::Exhausted)
+        );
+    }
+
+    /// Of several holds the latest wins, and on a tie the one checked first (a 429's wait before
+    /// an exhausted window); a hold that ends at `now` holds nothing.
+    #[test]
+    fn the_latest_hold_wins_and_a_tie_goes_to_the_429() {
+        for (wait_s, at_s, reason) in [
+            (29, 30, PaceReason::Exhausted),
+            (30, 30, PaceReason::Backoff429),
+            (31, 31, PaceReason::Backoff429),
+        ] {
+            let mut p = pacer(1);
+            p.observe(T0, &snap(100, 0, 30));
+            p.on_rate_limited(T0, Some(secs(wait_s)));
+            let expected = not_before(T0 + secs(at_s), reason);
+            assert_eq!(p.check(T0, Critical), expected, "{wait_s}");
+            assert_eq!(p.check_admitted(T0), expected, "{wait_s}");
+        }
+        let mut p = pacer(1);
+        p.on_rate_limited(T0, Some(secs(1)));
+        assert_eq!(p.check(T0 + secs(1), Normal), Pace::Now);
+        assert_eq!(p.check_admitted(T0 + secs(1)), Pace::Now);
+        assert_eq!(
+            p.check(T0 + secs(1) - ms(1), Normal),
+            not_before(T0 + secs(1), PaceReason::Backoff429)
         );
     }
 
