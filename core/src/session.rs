@@ -1537,17 +1537,15 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             Wake::RequestTimeout => (at, Reason::TokenRequestTimeout),
             Wake::TokenExpiry => (at, Reason::TokenExpiry),
         });
-        let breakers = self
-            .hosts
-            .iter()
-            .filter_map(|(_, b, _)| b.next_change())
-            .chain(self.token_breaker.next_change())
-            .min()
-            .map(|at| (at, Reason::BreakerHalfOpen));
-        match (lifecycle, breakers) {
-            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-            (a, b) => a.or(b),
+        // The earliest breaker change, if earlier than the lifecycle's (which wins a tie).
+        let mut next = lifecycle;
+        let changes = self.hosts.iter().map(|(_, b, _)| b).chain([&self.token_breaker]);
+        for at in changes.filter_map(CircuitBreaker::next_change) {
+            if next.is_none_or(|(earliest, _)| at < earliest) {
+                next = Some((at, Reason::BreakerHalfOpen));
+            }
         }
+        next
     }
 
     /// Processes deadlines that have passed at `now`. Safe to call at any time.
@@ -1741,6 +1739,11 @@ mod tests {
 
     /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.
     fn with_token() -> Session<64, 1> {
+        with_token_for_hosts()
+    }
+
+    /// [`with_token`] with breakers for `H` hosts.
+    fn with_token_for_hosts<const H: usize>() -> Session<64, H> {
         let creds = Credentials::from_strs("client", "secret").unwrap();
         let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
         let mut s = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
@@ -1787,6 +1790,31 @@ mod tests {
         let (_, expected) =
             by_value.poll_token_request(Instant::ZERO, &mut other).unwrap().unwrap();
         assert_eq!(sent, (expected.path, expected.authorization.map(str::len)));
+    }
+
+    /// `poll_timeout` names the earliest of the lifecycle's wake and every open breaker's end
+    /// of cooldown, whichever breaker it is.
+    #[test]
+    fn poll_timeout_names_the_earliest_breaker_change() {
+        let mut s: Session<64, 2> = with_token_for_hosts();
+        let (lifecycle_at, _) = s.lifecycle.poll_timeout().unwrap();
+        assert_eq!(s.poll_timeout().map(|(at, _)| at), Some(lifecycle_at));
+        let trip = |s: &mut Session<64, 2>, host: u64, now: Instant| {
+            for _ in 0..3 {
+                let mut req = s.begin(now, RequestSpec::new(Method::Get, HostKey(host)));
+                assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
+                let _ = s.handle_transport_error(now, &mut req, TransportKind::Connect);
+            }
+            s.host_open_until(HostKey(host)).unwrap()
+        };
+        let first = trip(&mut s, 1, Instant::from_secs(2));
+        let second = trip(&mut s, 2, Instant::from_secs(1));
+        assert!(second < first && first < lifecycle_at);
+        assert_eq!(s.poll_timeout(), Some((second, Reason::BreakerHalfOpen)));
+        s.handle_timeout(second);
+        assert_eq!(s.poll_timeout(), Some((first, Reason::BreakerHalfOpen)));
+        s.handle_timeout(first);
+        assert_eq!(s.poll_timeout().map(|(at, _)| at), Some(lifecycle_at));
     }
 
     /// Fleet mode: the fleet admitted an attempt of a Background request that the local pacer
