@@ -687,9 +687,10 @@ impl<const N: usize> Lifecycle<N> {
             Phase::Idle { .. } => self.next_request_at().map(|at| (at, Wake::RequestDue)),
             Phase::Rejected(_) => None,
         };
-        match (expiry, phase) {
-            (Some(a), Some(b)) => Some(if b.0 <= a.0 { b } else { a }),
-            (a, b) => a.or(b),
+        // The phase's wake wins a tie with the expiry.
+        match phase {
+            Some(wake) if expiry.is_none_or(|(expires, _)| wake.0 <= expires) => Some(wake),
+            _ => expiry,
         }
     }
 
@@ -1015,6 +1016,19 @@ mod tests {
         let (mut lc, _, _) = holding_300s(s(0));
         let _ticket = lc.start_request(s(240)).unwrap();
         assert_eq!(lc.poll_timeout(), Some((s(270), Wake::RequestTimeout)));
+        // The token stops being usable at 295 s: a request timing out later wakes for the
+        // expiry first; one timing out at the same instant wins the tie.
+        let (lc, _, _) = holding_300s(s(0));
+        assert_eq!(lc.token_times(s(0)).unwrap().usable_until, s(295));
+        for (sent, wake) in [
+            (s(264), (s(294), Wake::RequestTimeout)),
+            (s(265), (s(295), Wake::RequestTimeout)),
+            (s(266), (s(295), Wake::TokenExpiry)),
+        ] {
+            let (mut lc, _, _) = holding_300s(s(0));
+            let _ticket = lc.start_request(sent).unwrap();
+            assert_eq!(lc.poll_timeout(), Some(wake), "{sent}");
+        }
     }
 
     #[test]
