@@ -1375,7 +1375,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let correlation = classified.correlation_id.clone();
         let probe = core::mem::take(&mut req.probe);
         let host = req.spec.host;
-        let verdict = match classified.class {
+        let mut verdict = match classified.class {
             ResponseClass::Success | ResponseClass::Permanent { .. } => {
                 self.report_to_host_breaker(now, host, CallEnd::Success);
                 Verdict::Done
@@ -1428,7 +1428,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 self.retry(now, req, failure, retry_after, RetryReason::ServerError(status))
             }
         };
-        self.finish(verdict, Some(status), correlation)
+        self.finish(&mut verdict, Some(status), correlation);
+        verdict
     }
 
     /// Reports that the attempt last authorized for `req` failed in transport.
@@ -1443,9 +1444,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         req.probe = false;
         let host = req.spec.host;
         self.report_to_host_breaker(now, host, CallEnd::Failure);
-        let verdict =
+        let mut verdict =
             self.retry(now, req, Failure::Transport(kind), None, RetryReason::Transport(kind));
-        self.finish(verdict, None, None)
+        self.finish(&mut verdict, None, None);
+        verdict
     }
 
     /// The caller gave up on `req` (cancelled, timed out on its side) while an attempt was in
@@ -1495,20 +1497,22 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
     }
 
+    /// Completes a failing `verdict` in place (it is large: moving it costs a copy) with the
+    /// response's status and correlation id where it has none, and counts it.
     fn finish(
         &mut self,
-        verdict: Verdict,
+        verdict: &mut Verdict,
         status: Option<u16>,
         correlation: Option<CorrelationId>,
-    ) -> Verdict {
-        match verdict {
-            Verdict::Fail(mut error) => {
-                error.status = error.status.or(status);
-                error.correlation_id = error.correlation_id.or(correlation);
-                count(&mut self.counters.failed);
-                Verdict::Fail(error)
+    ) {
+        if let Verdict::Fail(error) = verdict {
+            if error.status.is_none() {
+                error.status = status;
             }
-            other => other,
+            if error.correlation_id.is_none() {
+                error.correlation_id = correlation;
+            }
+            count(&mut self.counters.failed);
         }
     }
 
@@ -1790,6 +1794,46 @@ mod tests {
         let (_, expected) =
             by_value.poll_token_request(Instant::ZERO, &mut other).unwrap().unwrap();
         assert_eq!(sent, (expected.path, expected.authorization.map(str::len)));
+    }
+
+    /// A failing verdict carries the response's status and correlation id and is counted once;
+    /// a transport failure's has neither; retries and successes are not counted as failures.
+    #[test]
+    fn failing_verdicts_are_completed_and_counted() {
+        let mut s = with_token();
+        let now = Instant::ZERO;
+        let send = |s: &mut Session<64, 1>| {
+            let mut req = s.begin(now, RequestSpec::new(Method::Get, HostKey(1)));
+            assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
+            req
+        };
+        let mut req = send(&mut s);
+        let headers = [("ININ-Correlation-Id", "c-403")];
+        match s.handle_response(now, &mut req, 403, &headers, b"") {
+            Verdict::Fail(e) => {
+                assert_eq!(e.status, Some(403));
+                assert_eq!(e.correlation_id.as_ref().map(CorrelationId::as_str), Some("c-403"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.counters().failed, 1);
+        let mut req = send(&mut s);
+        assert_eq!(s.handle_response(now, &mut req, 200, &headers, b""), Verdict::Done);
+        assert_eq!(s.counters().failed, 1);
+        let mut req = send(&mut s);
+        let verdict = s.handle_transport_error(now, &mut req, TransportKind::Connect);
+        assert!(matches!(verdict, Verdict::Retry { .. }), "{verdict:?}");
+        assert_eq!(s.counters().failed, 1);
+        let mut req = s.begin(
+            now,
+            RequestSpec { idempotent: false, ..RequestSpec::new(Method::Post, HostKey(1)) },
+        );
+        assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
+        match s.handle_transport_error(now, &mut req, TransportKind::Reset) {
+            Verdict::Fail(e) => assert_eq!((e.status, e.correlation_id), (None, None)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.counters().failed, 2);
     }
 
     /// `poll_timeout` names the earliest of the lifecycle's wake and every open breaker's end
