@@ -1592,21 +1592,25 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     fn drain_breaker_events(&mut self) {
-        while let Some(event) = self.token_breaker.poll_event() {
+        // The token endpoint's breaker (0), then each host's (1..): one loop, so one copy of
+        // the counting and pushing.
+        let mut i = 0usize;
+        loop {
+            let (target, breaker) = match i.checked_sub(1) {
+                None => (BreakerTarget::TokenEndpoint, &mut self.token_breaker),
+                Some(host) => match self.hosts.get_mut(host) {
+                    Some((key, breaker, _)) => (BreakerTarget::Host(*key), breaker),
+                    None => break,
+                },
+            };
+            let Some(event) = breaker.poll_event() else {
+                i = i.saturating_add(1);
+                continue;
+            };
             if matches!(event, BreakerEvent::Opened { .. }) {
                 count(&mut self.counters.breaker_trips);
             }
-            self.push(Event::Breaker { target: BreakerTarget::TokenEndpoint, event });
-        }
-        for i in 0..self.hosts.len() {
-            while let Some((key, event)) =
-                self.hosts.get_mut(i).and_then(|(k, b, _)| b.poll_event().map(|e| (*k, e)))
-            {
-                if matches!(event, BreakerEvent::Opened { .. }) {
-                    count(&mut self.counters.breaker_trips);
-                }
-                self.push(Event::Breaker { target: BreakerTarget::Host(key), event });
-            }
+            self.push(Event::Breaker { target, event });
         }
     }
 
@@ -1836,6 +1840,44 @@ mod tests {
         assert_eq!(s.counters().failed, 2);
     }
 
+    /// Opens `host`'s breaker at `now` (three transport failures); returns when it half-opens.
+    fn trip<const H: usize>(s: &mut Session<64, H>, host: u64, now: Instant) -> Instant {
+        for _ in 0..3 {
+            let mut req = s.begin(now, RequestSpec::new(Method::Get, HostKey(host)));
+            assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
+            let _ = s.handle_transport_error(now, &mut req, TransportKind::Connect);
+        }
+        s.host_open_until(HostKey(host)).unwrap()
+    }
+
+    /// Breaker events come out token endpoint first, then host by host, each in order, and
+    /// every opening is counted.
+    #[test]
+    fn breaker_events_are_drained_in_order() {
+        let mut s: Session<64, 2> = with_token_for_hosts();
+        let first = trip(&mut s, 1, Instant::from_secs(1));
+        let second = trip(&mut s, 2, Instant::from_secs(2));
+        s.token_breaker.on_failure(Instant::from_secs(3), &mut Rng::new(1));
+        s.token_breaker.on_failure(Instant::from_secs(3), &mut Rng::new(1));
+        s.token_breaker.on_failure(Instant::from_secs(3), &mut Rng::new(1));
+        let token_until = s.token_breaker.next_change().unwrap();
+        let later = first.max(second).max(token_until);
+        while s.poll_event().is_some() {}
+        s.handle_timeout(later); // all three half-open at once
+        let events: Vec<Event, 8> = core::iter::from_fn(|| s.poll_event()).collect();
+        let half_opened =
+            |target, at| Event::Breaker { target, event: BreakerEvent::HalfOpened { at } };
+        assert_eq!(
+            events.as_slice(),
+            [
+                half_opened(BreakerTarget::TokenEndpoint, token_until),
+                half_opened(BreakerTarget::Host(HostKey(1)), first),
+                half_opened(BreakerTarget::Host(HostKey(2)), second),
+            ]
+        );
+        assert_eq!(s.counters().breaker_trips, 3);
+    }
+
     /// `poll_timeout` names the earliest of the lifecycle's wake and every open breaker's end
     /// of cooldown, whichever breaker it is.
     #[test]
@@ -1843,14 +1885,6 @@ mod tests {
         let mut s: Session<64, 2> = with_token_for_hosts();
         let (lifecycle_at, _) = s.lifecycle.poll_timeout().unwrap();
         assert_eq!(s.poll_timeout().map(|(at, _)| at), Some(lifecycle_at));
-        let trip = |s: &mut Session<64, 2>, host: u64, now: Instant| {
-            for _ in 0..3 {
-                let mut req = s.begin(now, RequestSpec::new(Method::Get, HostKey(host)));
-                assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
-                let _ = s.handle_transport_error(now, &mut req, TransportKind::Connect);
-            }
-            s.host_open_until(HostKey(host)).unwrap()
-        };
         let first = trip(&mut s, 1, Instant::from_secs(2));
         let second = trip(&mut s, 2, Instant::from_secs(1));
         assert!(second < first && first < lifecycle_at);
