@@ -431,17 +431,17 @@ impl UnixTime {
 
     /// `self + d` (whole seconds of `d`, rounded down), saturating.
     pub const fn saturating_add(self, d: Duration) -> UnixTime {
-        UnixTime(self.0.saturating_add(d.as_secs()))
+        UnixTime(add_sat(self.0, d.as_secs()))
     }
 
     /// `self - d` (whole seconds of `d`, rounded up), saturating at the epoch.
     pub const fn saturating_sub(self, d: Duration) -> UnixTime {
-        UnixTime(self.0.saturating_sub(d.as_secs_ceil()))
+        UnixTime(sub_sat(self.0, d.as_secs_ceil()))
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub const fn saturating_duration_since(self, earlier: UnixTime) -> Duration {
-        Duration::from_secs(self.0.saturating_sub(earlier.0))
+        Duration::from_secs(sub_sat(self.0, earlier.0))
     }
 
     /// Time from `earlier` to `self`, or `None` if `earlier` is later.
