@@ -1208,7 +1208,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             let wait = at.saturating_duration_since(now);
             let max = self.config.retry.max_wait;
             if wait <= max {
-                self.counters.paced_ms = self.counters.paced_ms.saturating_add(wait.as_millis());
+                self.counters.paced_ms =
+                    crate::time::add_sat(self.counters.paced_ms, wait.as_millis());
                 return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
             }
             // A quota that frees up only in hours (a daily limit's 429, an exhausted long
