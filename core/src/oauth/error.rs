@@ -46,6 +46,14 @@ impl ErrorCode {
     /// unescaped: an unknown code is kept as it is, cut to 64 bytes at a character boundary,
     /// control characters replaced by spaces.
     pub fn parse(code: &str) -> ErrorCode {
+        // A known code has no control character and is far shorter than 64 bytes: it matches
+        // after sanitizing exactly when it matched before.
+        ErrorCode::from_sanitized(sanitized(code))
+    }
+
+    /// [`ErrorCode::parse`] of text already cut to 64 bytes and sanitized (which sanitizing
+    /// again would not change): the parser's path, without a second copy of the text.
+    fn from_sanitized(code: heapless::String<64>) -> ErrorCode {
         const KNOWN: [(&str, ErrorCode); 6] = [
             ("invalid_request", ErrorCode::InvalidRequest),
             ("invalid_client", ErrorCode::InvalidClient),
@@ -54,10 +62,10 @@ impl ErrorCode {
             ("unsupported_grant_type", ErrorCode::UnsupportedGrantType),
             ("invalid_scope", ErrorCode::InvalidScope),
         ];
-        KNOWN
-            .into_iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(code))
-            .map_or_else(|| ErrorCode::Other(sanitized(code)), |(_, c)| c)
+        match KNOWN.into_iter().find(|(name, _)| name.eq_ignore_ascii_case(&code)) {
+            Some((_, known)) => known,
+            None => ErrorCode::Other(code),
+        }
     }
 
     /// The code as sent on the wire.
@@ -208,7 +216,7 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
         }
     }
     let text = |s: Option<&str>| s.map(|s| bounded_text::<256>(s, false).0);
-    let code = error.map(|e| ErrorCode::parse(bounded_text::<64>(e, false).0.as_str()));
+    let code = error.map(|e| ErrorCode::from_sanitized(bounded_text(e, false).0));
     let description = text(error_description.or(description).or(message)).unwrap_or_default();
     let uri = text(error_uri);
     let class = classify(status, code.as_ref(), &description);
@@ -386,7 +394,48 @@ mod tests {
         assert_eq!(ErrorCode::parse("a\nb").as_str(), "a b");
     }
 
+    /// `ErrorCode::parse` as it was before it matched the sanitized text (the reference).
+    fn parse_reference(code: &str) -> ErrorCode {
+        [
+            ("invalid_request", ErrorCode::InvalidRequest),
+            ("invalid_client", ErrorCode::InvalidClient),
+            ("invalid_grant", ErrorCode::InvalidGrant),
+            ("unauthorized_client", ErrorCode::UnauthorizedClient),
+            ("unsupported_grant_type", ErrorCode::UnsupportedGrantType),
+            ("invalid_scope", ErrorCode::InvalidScope),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(code))
+        .map_or_else(|| ErrorCode::Other(sanitized(code)), |(_, c)| c)
+    }
+
+    #[test]
+    fn known_codes_match_only_whole_and_clean() {
+        assert_eq!(ErrorCode::parse("Invalid_Client"), ErrorCode::InvalidClient);
+        for code in [r"invalid_client\n", "invalid_client ", r"invalid_client\u0000"] {
+            let e = parse_token_error(401, std::format!(r#"{{"error":"{code}"}}"#).as_bytes());
+            assert!(matches!(e.code, Some(ErrorCode::Other(_))), "{code}: {:?}", e.code);
+        }
+        let long = std::format!("invalid_client{}", "x".repeat(60));
+        let e = parse_token_error(401, std::format!(r#"{{"error":"{long}"}}"#).as_bytes());
+        assert_eq!(e.code.as_ref().map(ErrorCode::as_str), long.get(..64));
+    }
+
     proptest! {
+        #[test]
+        fn parse_matches_reference(
+            code in "(?i)(invalid_request|invalid_client|invalid_grant|unauthorized_client|unsupported_grant_type|invalid_scope)?[a-z_ \n\t\u{7f}\u{85}éü]{0,70}",
+        ) {
+            prop_assert_eq!(ErrorCode::parse(&code), parse_reference(&code));
+            let escaped: std::string::String = code.chars().map(|c| match c {
+                '\n' => std::string::String::from("\\n"),
+                '\t' => std::string::String::from("\\t"),
+                c => c.into(),
+            }).collect();
+            let e = parse_token_error(400, std::format!(r#"{{"error":"{escaped}"}}"#).as_bytes());
+            prop_assert_eq!(e.code, Some(parse_reference(&code)));
+        }
+
         #[test]
         fn never_panics(status in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let e = parse_token_error(status, &body);
