@@ -201,8 +201,9 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
     // (the first string wins), and members after a syntax error are not read.
     let (mut error, mut error_description, mut description, mut message, mut error_uri) =
         (None, None, None, None, None);
-    let members = json_object(body).ok().map(|json| json::members(json, MAX_JSON_DEPTH));
-    for (key, value) in members.into_iter().flatten().map_while(Result::ok) {
+    // Not an object: no text, whose first member is an error.
+    let json = json_object(body).unwrap_or_default();
+    for (key, value) in json::members(json, MAX_JSON_DEPTH).map_while(Result::ok) {
         let slot = match key {
             "error" => &mut error,
             "error_description" => &mut error_description,
