@@ -416,9 +416,13 @@ fn decimal_seconds(s: &str) -> Option<Sign> {
     if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
         return None;
     }
-    let value = whole.bytes().fold(0u64, |acc, b| {
-        crate::time::mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0')))
-    });
+    // The JSON reader's integer parser (shared code): `whole` is digits, so `None` can only
+    // mean that it does not fit, and the value saturates.
+    let value = match json::integer(whole) {
+        _ if whole.is_empty() => 0,
+        Some(Ok(value)) => value,
+        _ => u64::MAX,
+    };
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
 }
 
@@ -618,6 +622,46 @@ mod tests {
         assert!(std::format!("{}", ResponseError::UnsupportedTokenType(t)).contains("zzz"));
     }
 
+    fn seconds(s: &str) -> Option<Option<u64>> {
+        decimal_seconds(s).map(|sign| match sign {
+            Sign::Positive(secs) => Some(secs),
+            Sign::Negative => None,
+        })
+    }
+
+    /// `decimal_seconds` as it was before it used the JSON reader's integer parser.
+    fn seconds_reference(s: &str) -> Option<Option<u64>> {
+        let (negative, digits) = match s.as_bytes().first()? {
+            b'-' => (true, s.get(1..)?),
+            b'+' => (false, s.get(1..)?),
+            _ => (false, s),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+            return None;
+        }
+        let value = whole
+            .bytes()
+            .fold(0u64, |acc, b| acc.saturating_mul(10).saturating_add(u64::from(b - b'0')));
+        Some(if negative || value == 0 { None } else { Some(value) })
+    }
+
+    #[test]
+    fn decimal_seconds_saturate() {
+        assert_eq!(seconds("18446744073709551615"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("18446744073709551616"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("18446744073709551614.9"), Some(Some(u64::MAX - 1)));
+        assert_eq!(seconds("99999999999999999999999"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("-99999999999999999999999"), Some(None));
+        assert_eq!(seconds(".5"), Some(None));
+        assert_eq!(seconds("7."), Some(Some(7)));
+        assert_eq!(seconds("+"), None);
+        assert_eq!(seconds("-"), None);
+        assert_eq!(seconds("."), None);
+        assert_eq!(seconds("--1"), None);
+    }
+
     #[test]
     fn expires_in_forms() {
         let s = Duration::from_secs;
@@ -782,6 +826,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn decimal_seconds_match_reference(s in "[-+]?[0-9]{0,25}(\\.[0-9]{0,3})?[-+.e]?") {
+            prop_assert_eq!(seconds(&s), seconds_reference(&s));
+        }
+
         #[test]
         fn never_panics_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = parse_token_response::<16>(&body, &ResponseOptions::default());
