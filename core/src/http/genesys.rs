@@ -154,12 +154,14 @@ pub fn parse_genesys_error(body: &[u8]) -> Option<GenesysError> {
             }
             // An identifier with a space in place of a control character would name nothing in
             // the server's logs: refused rather than repaired.
+            // An empty id is none (and a later one is read); a non-empty one never unescapes
+            // to nothing, its first character always fits.
             ("contextId", Value::Str(raw))
-                if out.context_id.is_none() && !unescape(raw).any(char::is_control) =>
+                if out.context_id.is_none()
+                    && !raw.is_empty()
+                    && !unescape(raw).any(char::is_control) =>
             {
-                let mut id = String::new();
-                json_unescape_into(raw, &mut id);
-                out.context_id = Some(id).filter(|id| !id.is_empty());
+                json_unescape_into(raw, out.context_id.insert(String::new()));
             }
             ("messageParams", Value::Object(params))
                 if cfg!(feature = "diagnosis") && out.message_params.is_empty() =>
@@ -377,6 +379,14 @@ mod tests {
         assert_eq!(e.context_id, None);
         let e = parse(r#"{"code":"c","contextId":"bad\u0007id"}"#);
         assert_eq!(e.context_id, None);
+        // An empty id is none, and a later one is read; a refused one too.
+        let e = parse(r#"{"code":"c","contextId":"","contextId":"\u0041b"}"#);
+        assert_eq!(e.context_id.as_deref(), Some("Ab"));
+        let e = parse(r#"{"code":"c","contextId":"a\nb","contextId":"ok","contextId":"no"}"#);
+        assert_eq!(e.context_id.as_deref(), Some("ok"));
+        let long = r"\u00e9".repeat(40);
+        let e = parse(&std::format!(r#"{{"code":"c","contextId":"{long}"}}"#));
+        assert_eq!(e.context_id.map(|id| id.len()), Some(64));
         let e = parse(r#"{"status":70000,"code":"c"}"#);
         assert_eq!(e.status, None);
         let e = parse(r#"{"status":-1,"code":"c"}"#);
