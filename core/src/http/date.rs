@@ -390,9 +390,11 @@ impl<'a> Cursor<'a> {
         if n == 0 || n > max {
             return None;
         }
-        let value = self.0.get(..n)?.iter().try_fold(0u32, |acc, b| {
-            acc.checked_mul(10)?.checked_add(u32::from(b.checked_sub(b'0')?))
-        })?;
+        // Digits only, and at most four of them (every caller's `max`), so nothing wraps.
+        debug_assert!(max <= 9, "a u32 holds any 9 digits");
+        let value = self.0.get(..n)?.iter().fold(0u32, |acc, b| {
+            acc.wrapping_mul(10).wrapping_add(u32::from(b.wrapping_sub(b'0')))
+        });
         self.advance(n);
         Some((n, value))
     }
