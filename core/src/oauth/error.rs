@@ -226,10 +226,12 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
 
 fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
     use TokenErrorClass::*;
+    // By bytes: a prefix cut inside a character cannot equal this ASCII text either.
     let rate_limit_text = description
+        .as_bytes()
         .trim_ascii_start()
         .get(..19)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("rate limit exceeded"));
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"rate limit exceeded"));
     match code {
         Some(ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient) => CredentialsRejected,
         Some(ErrorCode::InvalidScope) => ScopeRejected,
@@ -297,6 +299,20 @@ mod tests {
             class(400, r#"{"error":"invalid_request","error_description":"rate limit"}"#),
             Permanent
         );
+        // Leading whitespace is skipped; the 19 bytes must be the phrase exactly (T-1, T).
+        for (description, expected) in [
+            (" \\t rate limit exceeded", RateLimited),
+            ("rate limit exceede", Permanent),
+            ("rate limit exceedeD", RateLimited),
+            (r"rate limit exceede\u00e9", Permanent),
+            (r"\u00e9rate limit exceeded", Permanent),
+            (r"rate\u00a0limit exceeded", Permanent),
+        ] {
+            let body = std::format!(
+                r#"{{"error":"invalid_request","error_description":"{description}"}}"#
+            );
+            assert_eq!(class(400, &body), expected, "{description}");
+        }
         assert_eq!(
             class(400, r#"{"error":"invalid_request","error_description":"missing grant_type"}"#),
             Permanent
