@@ -397,9 +397,13 @@ pub struct Unescape<'a>(core::str::Chars<'a>);
 impl Unescape<'_> {
     fn hex4(&mut self) -> Option<u32> {
         let s = self.0.as_str();
-        let digits = s.get(..4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        // By hand rather than `u32::from_str_radix`: four digits, so nothing wraps.
+        let mut unit = 0u32;
+        for &b in s.as_bytes().get(..4)? {
+            unit = unit.wrapping_mul(16).wrapping_add(char::from(b).to_digit(16)?);
+        }
         self.0 = s.get(4..)?.chars();
-        u32::from_str_radix(digits, 16).ok()
+        Some(unit)
     }
 
     fn unicode(&mut self) -> char {
@@ -586,6 +590,10 @@ mod tests {
         assert_eq!(u(r"\ud83dx"), "\u{FFFD}x");
         assert_eq!(u(r"\u12"), "\u{FFFD}12");
         assert_eq!(u("\\"), "\u{FFFD}");
+        assert_eq!(u(r"\u00E9\uFFFF\u0000"), "\u{e9}\u{ffff}\u{0}");
+        assert_eq!(u(r"\u00g9"), "\u{FFFD}00g9");
+        assert_eq!(u(r"\u+0e9"), "\u{FFFD}+0e9");
+        assert_eq!(u("\\u0\u{e9}9"), "\u{FFFD}0\u{e9}9");
     }
 
     /// The same members as `serde-json-core` reads, through a map of string keys to "any"
@@ -674,6 +682,20 @@ mod tests {
     }
 
     proptest! {
+        /// A `\uXXXX` escape decodes as `u32::from_str_radix` reads its four hex digits; any
+        /// other four characters are a U+FFFD and then themselves.
+        #[test]
+        fn unicode_escapes_decode_as_from_str_radix(t in "[0-9a-fA-FgG+ \u{e9}]{4}") {
+            let expected = match u32::from_str_radix(&t, 16) {
+                Ok(v) if !t.starts_with('+') => {
+                    std::format!("{}x", char::from_u32(v).unwrap_or(char::REPLACEMENT_CHARACTER))
+                }
+                _ => std::format!("\u{FFFD}{t}x"),
+            };
+            let text = std::format!("\\u{t}x");
+            prop_assert_eq!(unescape(&text).collect::<String>(), expected);
+        }
+
         #[test]
         fn agrees_with_serde_json_core_on_valid_json(
             body in proptest::collection::vec(("[a-z_]{1,12}", json_value()), 0..6),
