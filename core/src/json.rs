@@ -362,16 +362,16 @@ impl<'a> Scanner<'a> {
 /// A number's value if it is an integer (no fraction, no exponent): `Ok(n)` for `0` and up,
 /// `Err(n)` below zero; `None` if it is not an integer or does not fit 64 bits.
 pub fn integer(number: &str) -> Option<Result<u64, i64>> {
-    let (negative, digits) = match number.strip_prefix('-') {
-        Some(digits) => (true, digits),
-        None => (false, number),
+    let (negative, digits) = match number.as_bytes() {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
     };
     if digits.is_empty() {
         return None;
     }
     // By hand rather than `str::parse`, whose generic code is some 600 bytes of firmware.
     let mut magnitude = 0u64;
-    for b in digits.bytes() {
+    for &b in digits {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
         magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(digit))?;
     }
@@ -578,6 +578,9 @@ mod tests {
         assert_eq!(integer(""), None);
         assert_eq!(integer("-"), None);
         assert_eq!(integer("+1"), None);
+        assert_eq!(integer("--1"), None);
+        assert_eq!(integer("1-"), None);
+        assert_eq!(integer("-\u{e9}"), None);
     }
 
     #[test]
