@@ -31,6 +31,7 @@
 
 use core::fmt;
 
+use crate::http::retry_after::saturating_decimal;
 use crate::json::{self, Value, unescape};
 use crate::secret::{AccessToken, TokenError, wipe};
 use crate::text::push_sanitized;
@@ -406,23 +407,24 @@ enum Sign {
 /// A decimal number of seconds in text (`"3600"`, `"+3600"`, `"3600.5"`, `"-30"`), its fraction
 /// truncated and its value saturated; `None` for anything else (exponents included).
 fn decimal_seconds(s: &str) -> Option<Sign> {
-    let (negative, digits) = match s.as_bytes().first()? {
-        b'-' => (true, s.get(1..)?),
-        b'+' => (false, s.get(1..)?),
-        _ => (false, s),
+    // By bytes: `str` patterns and slicing cost boundary checks and a searcher.
+    let (negative, digits) = match s.as_bytes() {
+        [] => return None,
+        [b'-', digits @ ..] => (true, digits),
+        [b'+', digits @ ..] => (false, digits),
+        digits => (false, digits),
     };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+    let (whole, rest) =
+        digits.split_at_checked(digits.iter().take_while(|b| b.is_ascii_digit()).count())?;
+    let fraction = match rest {
+        [] => rest,
+        [b'.', fraction @ ..] => fraction,
+        _ => return None,
+    };
+    if whole.is_empty() && fraction.is_empty() || fraction.iter().any(|b| !b.is_ascii_digit()) {
         return None;
     }
-    // The JSON reader's integer parser (shared code): `whole` is digits, so `None` can only
-    // mean that it does not fit, and the value saturates.
-    let value = match json::integer(whole) {
-        _ if whole.is_empty() => 0,
-        Some(Ok(value)) => value,
-        _ => u64::MAX,
-    };
+    let value = saturating_decimal(whole);
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
 }
 
