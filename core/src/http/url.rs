@@ -229,7 +229,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
         return Err(UrlError::EmptyHost);
     }
     if host.as_bytes().first() != Some(&b'[')
-        && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     {
         return Err(UrlError::InvalidHost);
     }
