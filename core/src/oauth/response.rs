@@ -253,21 +253,24 @@ pub fn parse_token_response<const N: usize>(
     }
     let access_token = access_token(token)?;
     let (expires_in, expires_in_source) = expires_in(raw.expires_in, opts);
-    let scope = raw.scope.map(|s| (s, bounded_text::<SCOPE_CAPACITY>(s, true)));
-    let scope_check = scope_check(
-        opts.requested_scope,
-        scope.as_ref().map(
-            |(raw, (kept, truncated))| {
-                if *truncated && !raw.contains('\\') { raw } else { kept.as_str() }
-            },
-        ),
-    );
-    let granted_scope_truncated = scope.as_ref().is_some_and(|(_, (_, t))| *t);
+    // The kept scope and its flag apart, not in a tuple with the raw text: taking the string
+    // back out of that tuple was one more copy of it.
+    let (granted_scope, granted_scope_truncated) = match raw.scope {
+        Some(s) => {
+            let (kept, truncated) = bounded_text::<SCOPE_CAPACITY>(s, true);
+            (Some(kept), truncated)
+        }
+        None => (None, false),
+    };
+    let compared = raw.scope.zip(granted_scope.as_ref()).map(|(raw, kept)| {
+        if granted_scope_truncated && !raw.contains('\\') { raw } else { kept.as_str() }
+    });
+    let scope_check = scope_check(opts.requested_scope, compared);
     Ok(TokenResponse {
         access_token,
         expires_in,
         expires_in_source,
-        granted_scope: scope.map(|(_, (kept, _))| kept),
+        granted_scope,
         granted_scope_truncated,
         scope_check,
     })
