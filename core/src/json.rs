@@ -279,9 +279,16 @@ impl<'a> Scanner<'a> {
         Ok(match self.peek().ok_or(Malformed)? {
             b'"' => Value::Str(self.string()?),
             b'-' | b'0'..=b'9' => Value::Number(self.number()?),
-            b't' => self.literal(b"true").map(|()| Value::Bool(true))?,
-            b'f' => self.literal(b"false").map(|()| Value::Bool(false))?,
-            b'n' => self.literal(b"null").map(|()| Value::Null)?,
+            first @ (b't' | b'f' | b'n') => {
+                // One literal check for the three words.
+                let (word, value): (&[u8], _) = match first {
+                    b't' => (b"true", Value::Bool(true)),
+                    b'f' => (b"false", Value::Bool(false)),
+                    _ => (b"null", Value::Null),
+                };
+                self.literal(word)?;
+                value
+            }
             b'{' => Value::Object(self.container(depth)?),
             b'[' => Value::Array(self.container(depth)?),
             _ => return Err(Malformed),
