@@ -256,11 +256,8 @@ impl CorrelationId {
             return None;
         }
         let mut id = String::new();
-        for c in value.chars() {
-            if id.push(c).is_err() {
-                break;
-            }
-        }
+        // No control character to replace: this copies until the id is full.
+        let _ = push_sanitized(id.as_mut_view(), &mut value.chars());
         Some(CorrelationId(id))
     }
 
@@ -830,6 +827,10 @@ mod tests {
         // Truncated at 64 bytes, on a character boundary.
         let long = "\u{e9}".repeat(40);
         assert_eq!(id(&[("X-Request-Id", &long)], "").unwrap().len(), 64);
+        // The copy stops at the first character that does not fit (none after it is taken).
+        let straddling = format!("{}\u{e9}b", "a".repeat(63));
+        assert_eq!(CorrelationId::new(&straddling).unwrap().as_str(), "a".repeat(63));
+        assert_eq!(CorrelationId::new(&"a".repeat(64)).unwrap().as_str(), "a".repeat(64));
         let h: [(&str, &[u8]); 1] = [("ININ-Correlation-Id", b"\xff\xfe")];
         assert_eq!(correlation_id(&h[..], b""), None);
         assert_eq!(format!("{:?}", CorrelationId::new("x").unwrap()), r#"CorrelationId("x")"#);

@@ -173,7 +173,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn bump(&mut self) {
-        self.pos = self.pos.saturating_add(1);
+        // Every bump follows a `peek` that found a byte, so the cursor stays within the text
+        // and this cannot wrap (a saturating add cost 48 bytes of firmware over its call sites).
+        self.pos = self.pos.wrapping_add(1);
     }
 
     fn eat(&mut self, b: u8) -> bool {
@@ -277,9 +279,16 @@ impl<'a> Scanner<'a> {
         Ok(match self.peek().ok_or(Malformed)? {
             b'"' => Value::Str(self.string()?),
             b'-' | b'0'..=b'9' => Value::Number(self.number()?),
-            b't' => self.literal(b"true").map(|()| Value::Bool(true))?,
-            b'f' => self.literal(b"false").map(|()| Value::Bool(false))?,
-            b'n' => self.literal(b"null").map(|()| Value::Null)?,
+            first @ (b't' | b'f' | b'n') => {
+                // One literal check for the three words.
+                let (word, value): (&[u8], _) = match first {
+                    b't' => (b"true", Value::Bool(true)),
+                    b'f' => (b"false", Value::Bool(false)),
+                    _ => (b"null", Value::Null),
+                };
+                self.literal(word)?;
+                value
+            }
             b'{' => Value::Object(self.container(depth)?),
             b'[' => Value::Array(self.container(depth)?),
             _ => return Err(Malformed),
@@ -360,16 +369,16 @@ impl<'a> Scanner<'a> {
 /// A number's value if it is an integer (no fraction, no exponent): `Ok(n)` for `0` and up,
 /// `Err(n)` below zero; `None` if it is not an integer or does not fit 64 bits.
 pub fn integer(number: &str) -> Option<Result<u64, i64>> {
-    let (negative, digits) = match number.strip_prefix('-') {
-        Some(digits) => (true, digits),
-        None => (false, number),
+    let (negative, digits) = match number.as_bytes() {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
     };
     if digits.is_empty() {
         return None;
     }
     // By hand rather than `str::parse`, whose generic code is some 600 bytes of firmware.
     let mut magnitude = 0u64;
-    for b in digits.bytes() {
+    for &b in digits {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
         magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(digit))?;
     }
@@ -395,9 +404,13 @@ pub struct Unescape<'a>(core::str::Chars<'a>);
 impl Unescape<'_> {
     fn hex4(&mut self) -> Option<u32> {
         let s = self.0.as_str();
-        let digits = s.get(..4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+        // By hand rather than `u32::from_str_radix`: four digits, so nothing wraps.
+        let mut unit = 0u32;
+        for &b in s.as_bytes().get(..4)? {
+            unit = unit.wrapping_mul(16).wrapping_add(char::from(b).to_digit(16)?);
+        }
         self.0 = s.get(4..)?.chars();
-        u32::from_str_radix(digits, 16).ok()
+        Some(unit)
     }
 
     fn unicode(&mut self) -> char {
@@ -572,6 +585,9 @@ mod tests {
         assert_eq!(integer(""), None);
         assert_eq!(integer("-"), None);
         assert_eq!(integer("+1"), None);
+        assert_eq!(integer("--1"), None);
+        assert_eq!(integer("1-"), None);
+        assert_eq!(integer("-\u{e9}"), None);
     }
 
     #[test]
@@ -584,6 +600,10 @@ mod tests {
         assert_eq!(u(r"\ud83dx"), "\u{FFFD}x");
         assert_eq!(u(r"\u12"), "\u{FFFD}12");
         assert_eq!(u("\\"), "\u{FFFD}");
+        assert_eq!(u(r"\u00E9\uFFFF\u0000"), "\u{e9}\u{ffff}\u{0}");
+        assert_eq!(u(r"\u00g9"), "\u{FFFD}00g9");
+        assert_eq!(u(r"\u+0e9"), "\u{FFFD}+0e9");
+        assert_eq!(u("\\u0\u{e9}9"), "\u{FFFD}0\u{e9}9");
     }
 
     /// The same members as `serde-json-core` reads, through a map of string keys to "any"
@@ -672,6 +692,20 @@ mod tests {
     }
 
     proptest! {
+        /// A `\uXXXX` escape decodes as `u32::from_str_radix` reads its four hex digits; any
+        /// other four characters are a U+FFFD and then themselves.
+        #[test]
+        fn unicode_escapes_decode_as_from_str_radix(t in "[0-9a-fA-FgG+ \u{e9}]{4}") {
+            let expected = match u32::from_str_radix(&t, 16) {
+                Ok(v) if !t.starts_with('+') => {
+                    std::format!("{}x", char::from_u32(v).unwrap_or(char::REPLACEMENT_CHARACTER))
+                }
+                _ => std::format!("\u{FFFD}{t}x"),
+            };
+            let text = std::format!("\\u{t}x");
+            prop_assert_eq!(unescape(&text).collect::<String>(), expected);
+        }
+
         #[test]
         fn agrees_with_serde_json_core_on_valid_json(
             body in proptest::collection::vec(("[a-z_]{1,12}", json_value()), 0..6),

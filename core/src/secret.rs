@@ -355,12 +355,15 @@ impl<const N: usize> AccessToken<N> {
         if let Some(at) = token.bytes().position(|b| !b.is_ascii_graphic()) {
             return Err(TokenError::InvalidCharacter { at });
         }
-        if token.len() > N {
+        let mut buf = SecretBuf::<N>::EMPTY;
+        let Some(slot) = buf.bytes.get_mut(..token.len()) else {
             return Err(TokenError::TooLong { needed: token.len(), capacity: N });
-        }
-        SecretBuf::new(token)
-            .map(AccessToken)
-            .map_err(|_| TokenError::TooLong { needed: token.len(), capacity: N })
+        };
+        // Checked above: non-empty, visible ASCII, fits. Copied in place, not through the
+        // credential checks and their `Result` (a second copy of the buffer).
+        slot.copy_from_slice(token.as_bytes());
+        buf.len = token.len();
+        Ok(AccessToken(buf))
     }
 
     /// The token itself, to put in an `Authorization: Bearer` header. Never log it.
@@ -435,6 +438,12 @@ mod tests {
             AccessToken::<4>::new("12345"),
             Err(TokenError::TooLong { needed: 5, capacity: 4 })
         );
+        assert_eq!(
+            AccessToken::<4>::new("1234").map(|t| (t.len(), t.as_str() == "1234")),
+            Ok((4, true))
+        );
+        // A bad character is reported before the length.
+        assert_eq!(AccessToken::<4>::new("1234 "), Err(TokenError::InvalidCharacter { at: 4 }));
         assert_eq!(AccessToken::<8>::new("ab cd"), Err(TokenError::InvalidCharacter { at: 2 }));
         assert_eq!(AccessToken::<8>::new("ab\r\n"), Err(TokenError::InvalidCharacter { at: 2 }));
         assert_eq!(AccessToken::<8>::new(""), Err(TokenError::Empty));

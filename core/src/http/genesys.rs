@@ -32,6 +32,7 @@
 
 use core::fmt;
 
+use heapless::string::StringView;
 use heapless::{String, Vec};
 
 use crate::json::{self, Value, unescape};
@@ -144,22 +145,24 @@ pub fn parse_genesys_error(body: &[u8]) -> Option<GenesysError> {
     for (key, value) in json::members(body, MAX_DEPTH).map_while(Result::ok) {
         match (key, value) {
             ("message", Value::Str(raw)) if out.message.is_empty() => {
-                json_unescape_into(raw, &mut out.message);
+                json_unescape_into(raw, out.message.as_mut_view());
             }
             ("code", Value::Str(raw)) if out.code.is_empty() => {
-                json_unescape_into(raw, &mut out.code);
+                json_unescape_into(raw, out.code.as_mut_view());
             }
             ("status", Value::Number(n)) if out.status.is_none() => {
                 out.status = json::integer(n).and_then(|n| u16::try_from(n.ok()?).ok());
             }
             // An identifier with a space in place of a control character would name nothing in
             // the server's logs: refused rather than repaired.
+            // An empty id is none (and a later one is read); a non-empty one never unescapes
+            // to nothing, its first character always fits.
             ("contextId", Value::Str(raw))
-                if out.context_id.is_none() && !unescape(raw).any(char::is_control) =>
+                if out.context_id.is_none()
+                    && !raw.is_empty()
+                    && !unescape(raw).any(char::is_control) =>
             {
-                let mut id = String::new();
-                json_unescape_into(raw, &mut id);
-                out.context_id = Some(id).filter(|id| !id.is_empty());
+                json_unescape_into(raw, out.context_id.insert(String::new()).as_mut_view());
             }
             ("messageParams", Value::Object(params))
                 if cfg!(feature = "diagnosis") && out.message_params.is_empty() =>
@@ -184,7 +187,7 @@ fn read_params(params: &[u8], out: &mut ParamList) {
         let mut text = String::new();
         let found = match value {
             Value::Str(raw) => {
-                json_unescape_into(raw, &mut text);
+                json_unescape_into(raw, text.as_mut_view());
                 true
             }
             Value::Array(items) => {
@@ -194,7 +197,7 @@ fn read_params(params: &[u8], out: &mut ParamList) {
                         if any {
                             let _ = push_sanitized(text.as_mut_view(), &mut ", ".chars());
                         }
-                        json_unescape_into(raw, &mut text);
+                        json_unescape_into(raw, text.as_mut_view());
                         any = true;
                     }
                 }
@@ -204,7 +207,7 @@ fn read_params(params: &[u8], out: &mut ParamList) {
         };
         if found {
             let mut name = String::new();
-            json_unescape_into(key, &mut name);
+            json_unescape_into(key, name.as_mut_view());
             // Cannot fail: fullness was checked above.
             let _ = out.push((name, text));
         }
@@ -212,8 +215,9 @@ fn read_params(params: &[u8], out: &mut ParamList) {
 }
 
 /// Unescapes a raw JSON string body (RFC 8259 §7) into `out`, stopping when it is full.
-fn json_unescape_into<const N: usize>(raw: &str, out: &mut String<N>) {
-    let _ = push_sanitized(out.as_mut_view(), &mut unescape(raw));
+/// Takes a `StringView`: one copy of the code for every capacity.
+fn json_unescape_into(raw: &str, out: &mut StringView) {
+    let _ = push_sanitized(out, &mut unescape(raw));
 }
 
 /// The text inside the first `[...]` after the word "permission" in `message`. An unclosed
@@ -377,6 +381,14 @@ mod tests {
         assert_eq!(e.context_id, None);
         let e = parse(r#"{"code":"c","contextId":"bad\u0007id"}"#);
         assert_eq!(e.context_id, None);
+        // An empty id is none, and a later one is read; a refused one too.
+        let e = parse(r#"{"code":"c","contextId":"","contextId":"\u0041b"}"#);
+        assert_eq!(e.context_id.as_deref(), Some("Ab"));
+        let e = parse(r#"{"code":"c","contextId":"a\nb","contextId":"ok","contextId":"no"}"#);
+        assert_eq!(e.context_id.as_deref(), Some("ok"));
+        let long = r"\u00e9".repeat(40);
+        let e = parse(&std::format!(r#"{{"code":"c","contextId":"{long}"}}"#));
+        assert_eq!(e.context_id.map(|id| id.len()), Some(64));
         let e = parse(r#"{"status":70000,"code":"c"}"#);
         assert_eq!(e.status, None);
         let e = parse(r#"{"status":-1,"code":"c"}"#);

@@ -229,30 +229,23 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
         return Err(UrlError::EmptyHost);
     }
     if host.as_bytes().first() != Some(&b'[')
-        && !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        && !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     {
         return Err(UrlError::InvalidHost);
     }
     let port = match port {
         None => None,
-        Some(p) => Some(parse_port(p.as_bytes()).ok_or(UrlError::BadPort)?),
+        Some(p) => Some(parse_port(p).ok_or(UrlError::BadPort)?),
     };
     Ok((host, port))
 }
 
-/// A port: one or more decimal digits (leading zeros allowed), in `1..=65535`.
-fn parse_port(digits: &[u8]) -> Option<u16> {
-    if digits.is_empty() {
-        return None;
-    }
-    let mut port: u16 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        port = port.checked_mul(10)?.checked_add(u16::from(b.wrapping_sub(b'0')))?;
-    }
-    (port != 0).then_some(port)
+/// A port: one or more decimal digits (leading zeros allowed), in `1..=65535`. Read with the
+/// JSON reader's integer parser (shared code), which also takes a leading `-`: a negative
+/// value, or `-0`, is refused here like any other port out of range.
+fn parse_port(digits: &str) -> Option<u16> {
+    let value = crate::json::integer(digits)?.ok()?;
+    u16::try_from(value).ok().filter(|&p| p != 0)
 }
 
 #[cfg(test)]
@@ -327,6 +320,10 @@ mod tests {
             ("https://h:0/", UrlError::BadPort),
             ("https://h:65536/", UrlError::BadPort),
             ("https://h:+1/", UrlError::BadPort),
+            ("https://h:-1/", UrlError::BadPort),
+            ("https://h:-0/", UrlError::BadPort),
+            ("https://h:-/", UrlError::BadPort),
+            ("https://h:99999999999999999999999/", UrlError::BadPort),
             ("https://h:1:2/", UrlError::BadPort),
             ("https://h?x=1", UrlError::MissingPath),
             ("https://h%41/", UrlError::InvalidHost),
@@ -352,12 +349,13 @@ mod tests {
             let _ = Url::parse(&s);
         }
 
-        /// The byte loop reads a port exactly as `u16::from_str` does, for every digit string
-        /// (leading zeros, overflow, zero refused).
+        /// A port is read exactly as `u16::from_str` reads it without a sign, for every digit
+        /// string (leading zeros, overflow, zero refused), and a sign is refused.
         #[test]
-        fn port_matches_the_standard_parser(digits in "[0-9]{0,7}") {
-            let expected = digits.parse::<u16>().ok().filter(|&p| p != 0);
-            prop_assert_eq!(parse_port(digits.as_bytes()), expected);
+        fn port_matches_the_standard_parser(digits in "[-+]?[0-9]{0,7}") {
+            let unsigned = digits.bytes().all(|b| b.is_ascii_digit());
+            let expected = digits.parse::<u16>().ok().filter(|&p| p != 0 && unsigned);
+            prop_assert_eq!(parse_port(&digits), expected);
         }
 
         #[test]

@@ -46,18 +46,33 @@ impl ErrorCode {
     /// unescaped: an unknown code is kept as it is, cut to 64 bytes at a character boundary,
     /// control characters replaced by spaces.
     pub fn parse(code: &str) -> ErrorCode {
-        const KNOWN: [(&str, ErrorCode); 6] = [
-            ("invalid_request", ErrorCode::InvalidRequest),
-            ("invalid_client", ErrorCode::InvalidClient),
-            ("invalid_grant", ErrorCode::InvalidGrant),
-            ("unauthorized_client", ErrorCode::UnauthorizedClient),
-            ("unsupported_grant_type", ErrorCode::UnsupportedGrantType),
-            ("invalid_scope", ErrorCode::InvalidScope),
+        // A known code has no control character and is far shorter than 64 bytes: it matches
+        // after sanitizing exactly when it matched before.
+        ErrorCode::from_sanitized(sanitized(code))
+    }
+
+    /// [`ErrorCode::parse`] of text already cut to 64 bytes and sanitized (which sanitizing
+    /// again would not change): the parser's path, without a second copy of the text.
+    fn from_sanitized(code: heapless::String<64>) -> ErrorCode {
+        // Names only, the variant by position: a table of whole `ErrorCode`s (each as large
+        // as the `Other` string) was some 0.4 KiB of read-only data, copied to the stack.
+        const KNOWN: [&str; 6] = [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
         ];
-        KNOWN
-            .into_iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(code))
-            .map_or_else(|| ErrorCode::Other(sanitized(code)), |(_, c)| c)
+        match KNOWN.iter().position(|name| name.eq_ignore_ascii_case(&code)) {
+            Some(0) => ErrorCode::InvalidRequest,
+            Some(1) => ErrorCode::InvalidClient,
+            Some(2) => ErrorCode::InvalidGrant,
+            Some(3) => ErrorCode::UnauthorizedClient,
+            Some(4) => ErrorCode::UnsupportedGrantType,
+            Some(_) => ErrorCode::InvalidScope,
+            None => ErrorCode::Other(code),
+        }
     }
 
     /// The code as sent on the wire.
@@ -193,8 +208,9 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
     // (the first string wins), and members after a syntax error are not read.
     let (mut error, mut error_description, mut description, mut message, mut error_uri) =
         (None, None, None, None, None);
-    let members = json_object(body).ok().map(|json| json::members(json, MAX_JSON_DEPTH));
-    for (key, value) in members.into_iter().flatten().map_while(Result::ok) {
+    // Not an object: no text, whose first member is an error.
+    let json = json_object(body).unwrap_or_default();
+    for (key, value) in json::members(json, MAX_JSON_DEPTH).map_while(Result::ok) {
         let slot = match key {
             "error" => &mut error,
             "error_description" => &mut error_description,
@@ -208,7 +224,7 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
         }
     }
     let text = |s: Option<&str>| s.map(|s| bounded_text::<256>(s, false).0);
-    let code = error.map(|e| ErrorCode::parse(bounded_text::<64>(e, false).0.as_str()));
+    let code = error.map(|e| ErrorCode::from_sanitized(bounded_text(e, false).0));
     let description = text(error_description.or(description).or(message)).unwrap_or_default();
     let uri = text(error_uri);
     let class = classify(status, code.as_ref(), &description);
@@ -217,10 +233,12 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
 
 fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
     use TokenErrorClass::*;
+    // By bytes: a prefix cut inside a character cannot equal this ASCII text either.
     let rate_limit_text = description
+        .as_bytes()
         .trim_ascii_start()
         .get(..19)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("rate limit exceeded"));
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"rate limit exceeded"));
     match code {
         Some(ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient) => CredentialsRejected,
         Some(ErrorCode::InvalidScope) => ScopeRejected,
@@ -288,6 +306,20 @@ mod tests {
             class(400, r#"{"error":"invalid_request","error_description":"rate limit"}"#),
             Permanent
         );
+        // Leading whitespace is skipped; the 19 bytes must be the phrase exactly (T-1, T).
+        for (description, expected) in [
+            (" \\t rate limit exceeded", RateLimited),
+            ("rate limit exceede", Permanent),
+            ("rate limit exceedeD", RateLimited),
+            (r"rate limit exceede\u00e9", Permanent),
+            (r"\u00e9rate limit exceeded", Permanent),
+            (r"rate\u00a0limit exceeded", Permanent),
+        ] {
+            let body = std::format!(
+                r#"{{"error":"invalid_request","error_description":"{description}"}}"#
+            );
+            assert_eq!(class(400, &body), expected, "{description}");
+        }
         assert_eq!(
             class(400, r#"{"error":"invalid_request","error_description":"missing grant_type"}"#),
             Permanent
@@ -386,7 +418,61 @@ mod tests {
         assert_eq!(ErrorCode::parse("a\nb").as_str(), "a b");
     }
 
+    /// `ErrorCode::parse` as it was before it matched the sanitized text (the reference).
+    fn parse_reference(code: &str) -> ErrorCode {
+        [
+            ("invalid_request", ErrorCode::InvalidRequest),
+            ("invalid_client", ErrorCode::InvalidClient),
+            ("invalid_grant", ErrorCode::InvalidGrant),
+            ("unauthorized_client", ErrorCode::UnauthorizedClient),
+            ("unsupported_grant_type", ErrorCode::UnsupportedGrantType),
+            ("invalid_scope", ErrorCode::InvalidScope),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(code))
+        .map_or_else(|| ErrorCode::Other(sanitized(code)), |(_, c)| c)
+    }
+
+    #[test]
+    fn known_codes_match_only_whole_and_clean() {
+        use ErrorCode::*;
+        let known = [
+            InvalidRequest,
+            InvalidClient,
+            InvalidGrant,
+            UnauthorizedClient,
+            UnsupportedGrantType,
+            InvalidScope,
+        ];
+        for code in known {
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+            assert_eq!(ErrorCode::parse(&code.as_str().to_ascii_uppercase()), code);
+        }
+        assert_eq!(ErrorCode::parse("Invalid_Client"), ErrorCode::InvalidClient);
+        for code in [r"invalid_client\n", "invalid_client ", r"invalid_client\u0000"] {
+            let e = parse_token_error(401, std::format!(r#"{{"error":"{code}"}}"#).as_bytes());
+            assert!(matches!(e.code, Some(ErrorCode::Other(_))), "{code}: {:?}", e.code);
+        }
+        let long = std::format!("invalid_client{}", "x".repeat(60));
+        let e = parse_token_error(401, std::format!(r#"{{"error":"{long}"}}"#).as_bytes());
+        assert_eq!(e.code.as_ref().map(ErrorCode::as_str), long.get(..64));
+    }
+
     proptest! {
+        #[test]
+        fn parse_matches_reference(
+            code in "(?i)(invalid_request|invalid_client|invalid_grant|unauthorized_client|unsupported_grant_type|invalid_scope)?[a-z_ \n\t\u{7f}\u{85}éü]{0,70}",
+        ) {
+            prop_assert_eq!(ErrorCode::parse(&code), parse_reference(&code));
+            let escaped: std::string::String = code.chars().map(|c| match c {
+                '\n' => std::string::String::from("\\n"),
+                '\t' => std::string::String::from("\\t"),
+                c => c.into(),
+            }).collect();
+            let e = parse_token_error(400, std::format!(r#"{{"error":"{escaped}"}}"#).as_bytes());
+            prop_assert_eq!(e.code, Some(parse_reference(&code)));
+        }
+
         #[test]
         fn never_panics(status in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let e = parse_token_error(status, &body);

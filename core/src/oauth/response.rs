@@ -31,6 +31,7 @@
 
 use core::fmt;
 
+use crate::http::retry_after::saturating_decimal;
 use crate::json::{self, Value, unescape};
 use crate::secret::{AccessToken, TokenError, wipe};
 use crate::text::push_sanitized;
@@ -252,21 +253,24 @@ pub fn parse_token_response<const N: usize>(
     }
     let access_token = access_token(token)?;
     let (expires_in, expires_in_source) = expires_in(raw.expires_in, opts);
-    let scope = raw.scope.map(|s| (s, bounded_text::<SCOPE_CAPACITY>(s, true)));
-    let scope_check = scope_check(
-        opts.requested_scope,
-        scope.as_ref().map(
-            |(raw, (kept, truncated))| {
-                if *truncated && !raw.contains('\\') { raw } else { kept.as_str() }
-            },
-        ),
-    );
-    let granted_scope_truncated = scope.as_ref().is_some_and(|(_, (_, t))| *t);
+    // The kept scope and its flag apart, not in a tuple with the raw text: taking the string
+    // back out of that tuple was one more copy of it.
+    let (granted_scope, granted_scope_truncated) = match raw.scope {
+        Some(s) => {
+            let (kept, truncated) = bounded_text::<SCOPE_CAPACITY>(s, true);
+            (Some(kept), truncated)
+        }
+        None => (None, false),
+    };
+    let compared = raw.scope.zip(granted_scope.as_ref()).map(|(raw, kept)| {
+        if granted_scope_truncated && !raw.contains('\\') { raw } else { kept.as_str() }
+    });
+    let scope_check = scope_check(opts.requested_scope, compared);
     Ok(TokenResponse {
         access_token,
         expires_in,
         expires_in_source,
-        granted_scope: scope.map(|(_, (kept, _))| kept),
+        granted_scope,
         granted_scope_truncated,
         scope_check,
     })
@@ -406,19 +410,24 @@ enum Sign {
 /// A decimal number of seconds in text (`"3600"`, `"+3600"`, `"3600.5"`, `"-30"`), its fraction
 /// truncated and its value saturated; `None` for anything else (exponents included).
 fn decimal_seconds(s: &str) -> Option<Sign> {
-    let (negative, digits) = match s.as_bytes().first()? {
-        b'-' => (true, s.get(1..)?),
-        b'+' => (false, s.get(1..)?),
-        _ => (false, s),
+    // By bytes: `str` patterns and slicing cost boundary checks and a searcher.
+    let (negative, digits) = match s.as_bytes() {
+        [] => return None,
+        [b'-', digits @ ..] => (true, digits),
+        [b'+', digits @ ..] => (false, digits),
+        digits => (false, digits),
     };
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+    let (whole, rest) =
+        digits.split_at_checked(digits.iter().take_while(|b| b.is_ascii_digit()).count())?;
+    let fraction = match rest {
+        [] => rest,
+        [b'.', fraction @ ..] => fraction,
+        _ => return None,
+    };
+    if whole.is_empty() && fraction.is_empty() || fraction.iter().any(|b| !b.is_ascii_digit()) {
         return None;
     }
-    let value = whole.bytes().fold(0u64, |acc, b| {
-        crate::time::mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0')))
-    });
+    let value = saturating_decimal(whole);
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
 }
 
@@ -618,6 +627,46 @@ mod tests {
         assert!(std::format!("{}", ResponseError::UnsupportedTokenType(t)).contains("zzz"));
     }
 
+    fn seconds(s: &str) -> Option<Option<u64>> {
+        decimal_seconds(s).map(|sign| match sign {
+            Sign::Positive(secs) => Some(secs),
+            Sign::Negative => None,
+        })
+    }
+
+    /// `decimal_seconds` as it was before it used the JSON reader's integer parser.
+    fn seconds_reference(s: &str) -> Option<Option<u64>> {
+        let (negative, digits) = match s.as_bytes().first()? {
+            b'-' => (true, s.get(1..)?),
+            b'+' => (false, s.get(1..)?),
+            _ => (false, s),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+            return None;
+        }
+        let value = whole
+            .bytes()
+            .fold(0u64, |acc, b| acc.saturating_mul(10).saturating_add(u64::from(b - b'0')));
+        Some(if negative || value == 0 { None } else { Some(value) })
+    }
+
+    #[test]
+    fn decimal_seconds_saturate() {
+        assert_eq!(seconds("18446744073709551615"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("18446744073709551616"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("18446744073709551614.9"), Some(Some(u64::MAX - 1)));
+        assert_eq!(seconds("99999999999999999999999"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("-99999999999999999999999"), Some(None));
+        assert_eq!(seconds(".5"), Some(None));
+        assert_eq!(seconds("7."), Some(Some(7)));
+        assert_eq!(seconds("+"), None);
+        assert_eq!(seconds("-"), None);
+        assert_eq!(seconds("."), None);
+        assert_eq!(seconds("--1"), None);
+    }
+
     #[test]
     fn expires_in_forms() {
         let s = Duration::from_secs;
@@ -782,6 +831,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn decimal_seconds_match_reference(s in "[-+]?[0-9]{0,25}(\\.[0-9]{0,3})?[-+.e]?") {
+            prop_assert_eq!(seconds(&s), seconds_reference(&s));
+        }
+
         #[test]
         fn never_panics_on_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = parse_token_response::<16>(&body, &ResponseOptions::default());
