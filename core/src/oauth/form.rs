@@ -73,7 +73,7 @@ pub fn basic_authorization<'b>(
 }
 
 /// Writes `Basic ` and the RFC 6749 §2.3.1 credentials.
-pub(crate) fn put_basic<S: Sink + ?Sized>(sink: &mut S, id: &str, secret: &str) {
+pub(crate) fn put_basic(sink: &mut dyn Sink, id: &str, secret: &str) {
     sink.put(b"Basic ");
     let mut b64 = Base64::new(sink, Alphabet::Standard);
     put_encoded(&mut b64, id.as_bytes());
@@ -270,15 +270,17 @@ pub(crate) enum Alphabet {
 }
 
 /// A streaming base64 encoder in front of another sink. Call [`Base64::finish`] to flush.
-pub(crate) struct Base64<S: Sink> {
-    sink: S,
+///
+/// The inner sink is `dyn`: one copy of the encoder serves HTTP Basic and every JWS segment.
+pub(crate) struct Base64<'s> {
+    sink: &'s mut dyn Sink,
     alphabet: Alphabet,
     carry: [u8; 3],
     n: usize,
 }
 
-impl<S: Sink> Base64<S> {
-    pub(crate) fn new(sink: S, alphabet: Alphabet) -> Self {
+impl<'s> Base64<'s> {
+    pub(crate) fn new(sink: &'s mut dyn Sink, alphabet: Alphabet) -> Self {
         Base64 { sink, alphabet, carry: [0; 3], n: 0 }
     }
 
@@ -289,7 +291,7 @@ impl<S: Sink> Base64<S> {
     }
 
     /// Writes the last partial group (and padding, for the standard alphabet); returns the sink.
-    pub(crate) fn finish(mut self) -> S {
+    pub(crate) fn finish(mut self) -> &'s mut dyn Sink {
         if self.n > 0 {
             let chars = self.n.saturating_add(1);
             self.carry.iter_mut().skip(self.n).for_each(|b| *b = 0);
@@ -321,7 +323,7 @@ impl<S: Sink> Base64<S> {
     }
 }
 
-impl<S: Sink> Sink for Base64<S> {
+impl Sink for Base64<'_> {
     fn put(&mut self, bytes: &[u8]) {
         for &byte in bytes {
             if let Some(slot) = self.carry.get_mut(self.n) {

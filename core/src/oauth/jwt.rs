@@ -91,8 +91,8 @@ pub fn sign_hs256<'b>(
 
 /// Streams an assertion into `sink`. Its characters are all base64url or `.`: unreserved in a
 /// form, so it can go into a request body without percent-encoding.
-pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
-    sink: &mut S,
+pub(crate) fn put_client_assertion(
+    sink: &mut dyn Sink,
     creds: &Credentials,
     claims: &AssertionClaims<'_>,
 ) {
@@ -104,7 +104,7 @@ pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
             put_json_str(s, value);
         }
         s.put(b",\"jti\":\"");
-        Base64::new(&mut *s, Alphabet::UrlSafe).put_all(&claims.jti);
+        Base64::new(s, Alphabet::UrlSafe).put_all(&claims.jti);
         s.put(b"\",\"iat\":");
         put_decimal(s, claims.issued_at.as_secs());
         s.put(b",\"exp\":");
@@ -120,8 +120,8 @@ pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
 }
 
 /// Writes `b64(header).b64(payload).b64(HMAC(key, signing input))`.
-fn put_hs256<S: Sink + ?Sized>(
-    sink: &mut S,
+fn put_hs256(
+    sink: &mut dyn Sink,
     key: &[u8],
     header: impl FnOnce(&mut dyn Sink),
     payload: impl FnOnce(&mut dyn Sink),
@@ -143,12 +143,12 @@ fn put_hs256<S: Sink + ?Sized>(
 }
 
 /// Passes bytes on to a sink and into a MAC: the MAC sees exactly what was written.
-struct Tee<'a, S: Sink + ?Sized> {
+struct Tee<'a> {
     mac: &'a mut Hmac<Sha256>,
-    sink: &'a mut S,
+    sink: &'a mut dyn Sink,
 }
 
-impl<S: Sink + ?Sized> Sink for Tee<'_, S> {
+impl Sink for Tee<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.mac.update(bytes);
         self.sink.put(bytes);
@@ -156,7 +156,7 @@ impl<S: Sink + ?Sized> Sink for Tee<'_, S> {
 }
 
 /// Writes `s` as a JSON string: quotes, with `"`, `\` and control characters escaped.
-fn put_json_str<S: Sink + ?Sized>(sink: &mut S, s: &str) {
+fn put_json_str(sink: &mut dyn Sink, s: &str) {
     sink.put(b"\"");
     let mut rest = s.as_bytes();
     while !rest.is_empty() {
