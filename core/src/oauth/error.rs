@@ -18,7 +18,7 @@
 
 use core::fmt;
 
-use super::response::{MAX_JSON_DEPTH, bounded_text, json_object};
+use super::response::{MAX_JSON_DEPTH, bounded_text, bounded_text_into, json_object};
 use crate::json::{self, Value};
 use crate::text::push_sanitized;
 
@@ -223,12 +223,26 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
             *slot = Some(s);
         }
     }
-    let text = |s: Option<&str>| s.map(|s| bounded_text::<256>(s, false).0);
-    let code = error.map(|e| ErrorCode::from_sanitized(bounded_text(e, false).0));
-    let description = text(error_description.or(description).or(message)).unwrap_or_default();
-    let uri = text(error_uri);
-    let class = classify(status, code.as_ref(), &description);
-    OAuthError { status, code, description, uri, class }
+    // Each text is unescaped straight into its field of the result: no copies of 256-byte
+    // strings moved through `Option`s.
+    let mut out = OAuthError {
+        status,
+        code: None,
+        description: heapless::String::new(),
+        uri: None,
+        class: TokenErrorClass::Permanent,
+    };
+    if let Some(e) = error {
+        out.code = Some(ErrorCode::from_sanitized(bounded_text(e, false).0));
+    }
+    if let Some(d) = error_description.or(description).or(message) {
+        bounded_text_into(d, false, out.description.as_mut_view());
+    }
+    if let Some(u) = error_uri {
+        bounded_text_into(u, false, out.uri.insert(heapless::String::new()).as_mut_view());
+    }
+    out.class = classify(status, out.code.as_ref(), &out.description);
+    out
 }
 
 fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
