@@ -158,24 +158,13 @@ impl Sink for Tee<'_> {
 /// Writes `s` as a JSON string: quotes, with `"`, `\` and control characters escaped.
 fn put_json_str(sink: &mut dyn Sink, s: &str) {
     sink.put(b"\"");
-    let mut rest = s.as_bytes();
-    while !rest.is_empty() {
-        let run =
-            rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
-        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
-        sink.put(plain);
-        rest = match tail.split_first() {
-            Some((&b, tail)) => {
-                match b {
-                    b'"' | b'\\' => sink.put(&[b'\\', b]),
-                    _ => {
-                        sink.put(&[b'\\', b'u', b'0', b'0', hex_digit(b >> 4), hex_digit(b & 0x0f)])
-                    }
-                }
-                tail
-            }
-            None => tail,
-        };
+    // Byte by byte: the strings are short, and the sink takes any split of the same bytes.
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => sink.put(&[b'\\', b]),
+            0..0x20 => sink.put(&[b'\\', b'u', b'0', b'0', hex_digit(b >> 4), hex_digit(b & 0x0f)]),
+            _ => sink.put(&[b]),
+        }
     }
     sink.put(b"\"");
 }
