@@ -221,18 +221,12 @@ impl Sink for Out<'_> {
 /// Percent-encodes `bytes` (RFC 6749 Appendix B) into `sink`. The form encoders take `dyn Sink`:
 /// one copy of their code for the form and for the Basic credentials inside Base64.
 pub(crate) fn put_encoded(sink: &mut dyn Sink, bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let run = rest.iter().position(|&b| !is_unreserved(b)).unwrap_or(rest.len());
-        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
-        sink.put(plain);
-        rest = match tail.split_first() {
-            Some((&b, tail)) => {
-                sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)]);
-                tail
-            }
-            None => tail,
-        };
+    for &b in bytes {
+        if is_unreserved(b) {
+            sink.put(&[b]);
+        } else {
+            sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)]);
+        }
     }
 }
 
