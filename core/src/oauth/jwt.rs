@@ -98,11 +98,9 @@ pub(crate) fn put_client_assertion(
 ) {
     let id = creds.id.as_str();
     let payload = |s: &mut dyn Sink| {
-        for (name, value) in [("{\"iss\":", id), (",\"sub\":", id), (",\"aud\":", claims.audience)]
-        {
-            s.put(name.as_bytes());
-            put_json_str(s, value);
-        }
+        put_json_str(s, b"{\"iss\":\"", id);
+        put_json_str(s, b",\"sub\":\"", id);
+        put_json_str(s, b",\"aud\":\"", claims.audience);
         s.put(b",\"jti\":\"");
         Base64::new(s, Alphabet::UrlSafe).put_all(&claims.jti);
         s.put(b"\",\"iat\":");
@@ -155,9 +153,10 @@ impl Sink for Tee<'_> {
     }
 }
 
-/// Writes `s` as a JSON string: quotes, with `"`, `\` and control characters escaped.
-fn put_json_str(sink: &mut dyn Sink, s: &str) {
-    sink.put(b"\"");
+/// Writes `prefix` (which ends with the opening quote), then `s` as the rest of a JSON string:
+/// `"`, `\` and control characters escaped, and the closing quote.
+fn put_json_str(sink: &mut dyn Sink, prefix: &[u8], s: &str) {
+    sink.put(prefix);
     // Byte by byte: the strings are short, and the sink takes any split of the same bytes.
     for &b in s.as_bytes() {
         match b {
@@ -271,8 +270,13 @@ mod tests {
 
         let mut out = [0u8; 32];
         let mut w = Out::new(&mut out);
-        put_json_str(&mut w, "a\u{1}\n\u{1f}é");
+        put_json_str(&mut w, b"\"", "a\u{1}\n\u{1f}é");
         assert_eq!(w.finish().map(ascii).unwrap(), "\"a\\u0001\\u000A\\u001Fé\"");
+        // The prefix is written as is, and the string is closed after the last escape.
+        let mut out = [0u8; 32];
+        let mut w = Out::new(&mut out);
+        put_json_str(&mut w, b",\"k\":\"", "\"\\");
+        assert_eq!(w.finish().map(ascii).unwrap(), r#","k":"\"\\""#);
     }
 
     #[test]
