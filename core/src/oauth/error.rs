@@ -18,7 +18,7 @@
 
 use core::fmt;
 
-use super::response::{MAX_JSON_DEPTH, bounded_text, bounded_text_into, json_object};
+use super::response::{MAX_JSON_DEPTH, bounded_text_into, json_object};
 use crate::json::{self, Value};
 use crate::text::push_sanitized;
 
@@ -233,7 +233,9 @@ pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
         class: TokenErrorClass::Permanent,
     };
     if let Some(e) = error {
-        out.code = Some(ErrorCode::from_sanitized(bounded_text(e, false).0));
+        let mut text = heapless::String::new();
+        bounded_text_into(e, false, text.as_mut_view());
+        out.code = Some(ErrorCode::from_sanitized(text));
     }
     if let Some(d) = error_description.or(description).or(message) {
         bounded_text_into(d, false, out.description.as_mut_view());
