@@ -85,10 +85,21 @@ const MONTH_NAMES: [&str; 12] =
 pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
     let mut c = Cursor(value.trim_ascii());
     day_of_week(c.alpha())?;
-    let civil = if c.eat(b',') {
+    // The three formats share their tail (time of day, then the zone or the asctime year): one
+    // copy of it.
+    let comma = c.eat(b',');
+    if !comma && !OBSOLETE {
+        return None;
+    }
+    c.spaces1()?;
+    let (day, month, year) = if !comma {
+        // asctime: Nov  6 08:49:37 1994 (the year follows the time).
+        let month = month_number(c.alpha())?;
         c.spaces1()?;
+        (c.number(1, 2)?, month, None)
+    } else {
         let day = c.number(1, 2)?;
-        let (month, year) = if c.eat(b'-') {
+        if c.eat(b'-') {
             if !OBSOLETE {
                 return None;
             }
@@ -102,38 +113,34 @@ pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
                 4 => year,
                 _ => return None,
             };
-            (month, year)
+            (day, month, Some(year))
         } else {
             // IMF-fixdate: 06 Nov 1994.
             c.spaces1()?;
             let month = month_number(c.alpha())?;
             c.spaces1()?;
-            (month, c.number(4, 4)?)
-        };
-        c.spaces1()?;
-        let (hour, minute, second) = c.time_of_day()?;
-        c.spaces1()?;
-        if !is_utc(c.alpha()) {
-            return None;
+            (day, month, Some(c.number(4, 4)?))
         }
-        Civil { year, month, day, hour, minute, second }
-    } else if OBSOLETE {
-        // asctime: Nov  6 08:49:37 1994
-        c.spaces1()?;
-        let month = month_number(c.alpha())?;
-        c.spaces1()?;
-        let day = c.number(1, 2)?;
-        c.spaces1()?;
-        let (hour, minute, second) = c.time_of_day()?;
-        c.spaces1()?;
-        let year = c.number(4, 4)?;
-        if c.ows() > 0 && !is_utc(c.alpha()) {
-            return None;
-        }
-        Civil { year, month, day, hour, minute, second }
-    } else {
-        return None;
     };
+    c.spaces1()?;
+    let (hour, minute, second) = c.time_of_day()?;
+    c.spaces1()?;
+    let year = match year {
+        Some(year) => {
+            if !is_utc(c.alpha()) {
+                return None;
+            }
+            year
+        }
+        None => {
+            let year = c.number(4, 4)?;
+            if c.ows() > 0 && !is_utc(c.alpha()) {
+                return None;
+            }
+            year
+        }
+    };
+    let civil = Civil { year, month, day, hour, minute, second };
     if !c.0.is_empty() {
         return None;
     }

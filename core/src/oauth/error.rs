@@ -18,7 +18,7 @@
 
 use core::fmt;
 
-use super::response::{MAX_JSON_DEPTH, bounded_text, json_object};
+use super::response::{MAX_JSON_DEPTH, bounded_text_into, json_object};
 use crate::json::{self, Value};
 use crate::text::push_sanitized;
 
@@ -206,29 +206,54 @@ impl core::error::Error for OAuthError {}
 pub fn parse_token_error(status: u16, body: &[u8]) -> OAuthError {
     // The members are strings still escaped; one of another type, or repeated, is ignored
     // (the first string wins), and members after a syntax error are not read.
-    let (mut error, mut error_description, mut description, mut message, mut error_uri) =
-        (None, None, None, None, None);
+    let (mut error, mut error_uri) = (None, None);
+    // The description: `error_description`, else `description`, else `message` (rank 0, 1, 2),
+    // the first string of the best-ranked key seen.
+    let (mut text, mut text_rank) = (None, 3u8);
     // Not an object: no text, whose first member is an error.
     let json = json_object(body).unwrap_or_default();
     for (key, value) in json::members(json, MAX_JSON_DEPTH).map_while(Result::ok) {
-        let slot = match key {
-            "error" => &mut error,
-            "error_description" => &mut error_description,
-            "description" => &mut description,
-            "message" => &mut message,
-            "error_uri" => &mut error_uri,
+        let Value::Str(s) = value else { continue };
+        let rank = match key {
+            "error" => {
+                error.get_or_insert(s);
+                continue;
+            }
+            "error_uri" => {
+                error_uri.get_or_insert(s);
+                continue;
+            }
+            "error_description" => 0,
+            "description" => 1,
+            "message" => 2,
             _ => continue,
         };
-        if let (None, Value::Str(s)) = (&slot, value) {
-            *slot = Some(s);
+        if rank < text_rank {
+            (text, text_rank) = (Some(s), rank);
         }
     }
-    let text = |s: Option<&str>| s.map(|s| bounded_text::<256>(s, false).0);
-    let code = error.map(|e| ErrorCode::from_sanitized(bounded_text(e, false).0));
-    let description = text(error_description.or(description).or(message)).unwrap_or_default();
-    let uri = text(error_uri);
-    let class = classify(status, code.as_ref(), &description);
-    OAuthError { status, code, description, uri, class }
+    // Each text is unescaped straight into its field of the result: no copies of 256-byte
+    // strings moved through `Option`s.
+    let mut out = OAuthError {
+        status,
+        code: None,
+        description: heapless::String::new(),
+        uri: None,
+        class: TokenErrorClass::Permanent,
+    };
+    if let Some(e) = error {
+        let mut text = heapless::String::new();
+        bounded_text_into(e, false, text.as_mut_view());
+        out.code = Some(ErrorCode::from_sanitized(text));
+    }
+    if let Some(d) = text {
+        bounded_text_into(d, false, out.description.as_mut_view());
+    }
+    if let Some(u) = error_uri {
+        bounded_text_into(u, false, out.uri.insert(heapless::String::new()).as_mut_view());
+    }
+    out.class = classify(status, out.code.as_ref(), &out.description);
+    out
 }
 
 fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenErrorClass {
@@ -286,6 +311,23 @@ mod tests {
                 std::format!("invalid_client (HTTP {status}): authentication failed")
             );
         }
+    }
+
+    #[test]
+    fn description_precedence_first_string_of_the_best_key() {
+        let text = |body: &str| parse_token_error(400, body.as_bytes()).description;
+        // `error_description` beats the others wherever it comes; its first string wins, a
+        // non-string one is skipped.
+        let body = r#"{"message":"m","description":"d","error_description":5,"error_description":"e1","error_description":"e2"}"#;
+        assert_eq!(text(body), "e1");
+        assert_eq!(text(r#"{"message":"m","description":"d1","description":"d2"}"#), "d1");
+        assert_eq!(text(r#"{"message":"m1","description":null,"message":"m2"}"#), "m1");
+        assert_eq!(text(r#"{"other":"x","message":[1]}"#), "");
+        let e = parse_token_error(
+            400,
+            br#"{"error":1,"error":"invalid_scope","error":"invalid_client","error_uri":"u1","error_uri":"u2"}"#,
+        );
+        assert_eq!((e.code, e.uri.as_deref()), (Some(ErrorCode::InvalidScope), Some("u1")));
     }
 
     #[test]

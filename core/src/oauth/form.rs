@@ -73,7 +73,7 @@ pub fn basic_authorization<'b>(
 }
 
 /// Writes `Basic ` and the RFC 6749 §2.3.1 credentials.
-pub(crate) fn put_basic<S: Sink + ?Sized>(sink: &mut S, id: &str, secret: &str) {
+pub(crate) fn put_basic(sink: &mut dyn Sink, id: &str, secret: &str) {
     sink.put(b"Basic ");
     let mut b64 = Base64::new(sink, Alphabet::Standard);
     put_encoded(&mut b64, id.as_bytes());
@@ -221,18 +221,12 @@ impl Sink for Out<'_> {
 /// Percent-encodes `bytes` (RFC 6749 Appendix B) into `sink`. The form encoders take `dyn Sink`:
 /// one copy of their code for the form and for the Basic credentials inside Base64.
 pub(crate) fn put_encoded(sink: &mut dyn Sink, bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let run = rest.iter().position(|&b| !is_unreserved(b)).unwrap_or(rest.len());
-        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
-        sink.put(plain);
-        rest = match tail.split_first() {
-            Some((&b, tail)) => {
-                sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)]);
-                tail
-            }
-            None => tail,
-        };
+    for &b in bytes {
+        if is_unreserved(b) {
+            sink.put(&[b]);
+        } else {
+            sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)]);
+        }
     }
 }
 
@@ -270,16 +264,20 @@ pub(crate) enum Alphabet {
 }
 
 /// A streaming base64 encoder in front of another sink. Call [`Base64::finish`] to flush.
-pub(crate) struct Base64<S: Sink> {
-    sink: S,
+///
+/// The inner sink is `dyn`: one copy of the encoder serves HTTP Basic and every JWS segment.
+pub(crate) struct Base64<'s> {
+    sink: &'s mut dyn Sink,
     alphabet: Alphabet,
-    carry: [u8; 3],
-    n: usize,
+    /// The pending input bytes, big-endian in the low `8 * n` bits.
+    bits: u32,
+    /// How many input bytes are pending (0..3).
+    n: u8,
 }
 
-impl<S: Sink> Base64<S> {
-    pub(crate) fn new(sink: S, alphabet: Alphabet) -> Self {
-        Base64 { sink, alphabet, carry: [0; 3], n: 0 }
+impl<'s> Base64<'s> {
+    pub(crate) fn new(sink: &'s mut dyn Sink, alphabet: Alphabet) -> Self {
+        Base64 { sink, alphabet, bits: 0, n: 0 }
     }
 
     /// Encodes all of `bytes` and flushes.
@@ -289,10 +287,12 @@ impl<S: Sink> Base64<S> {
     }
 
     /// Writes the last partial group (and padding, for the standard alphabet); returns the sink.
-    pub(crate) fn finish(mut self) -> S {
+    pub(crate) fn finish(mut self) -> &'s mut dyn Sink {
         if self.n > 0 {
-            let chars = self.n.saturating_add(1);
-            self.carry.iter_mut().skip(self.n).for_each(|b| *b = 0);
+            // One byte pending: 2 characters; two bytes: 3.
+            let chars = usize::from(self.n).saturating_add(1);
+            let missing = 3u32.saturating_sub(u32::from(self.n));
+            self.bits = self.bits.checked_shl(missing.saturating_mul(8)).unwrap_or(0);
             self.emit(chars);
             if self.alphabet == Alphabet::Standard {
                 self.sink.put(b"==".get(chars.saturating_sub(2)..).unwrap_or_default());
@@ -301,10 +301,15 @@ impl<S: Sink> Base64<S> {
         self.sink
     }
 
+    /// Writes the first `chars` characters of the 24-bit group in `bits`.
     fn emit(&mut self, chars: usize) {
-        let [a, b, c] = self.carry;
-        let sextets = [a >> 2, (a & 0x03) << 4 | b >> 4, (b & 0x0f) << 2 | c >> 6, c & 0x3f];
-        let out = sextets.map(|v| self.char(v));
+        let mut out = [0u8; 4];
+        let mut shift = 24u32;
+        for slot in &mut out {
+            shift = shift.saturating_sub(6);
+            let v = self.bits.checked_shr(shift).unwrap_or(0) & 0x3f;
+            *slot = self.char(u8::try_from(v).unwrap_or(0));
+        }
         self.sink.put(out.get(..chars).unwrap_or_default());
     }
 
@@ -321,15 +326,14 @@ impl<S: Sink> Base64<S> {
     }
 }
 
-impl<S: Sink> Sink for Base64<S> {
+impl Sink for Base64<'_> {
     fn put(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            if let Some(slot) = self.carry.get_mut(self.n) {
-                *slot = byte;
-            }
+            self.bits = self.bits << 8 | u32::from(byte);
             self.n = self.n.saturating_add(1);
             if self.n == 3 {
                 self.emit(4);
+                self.bits = 0;
                 self.n = 0;
             }
         }

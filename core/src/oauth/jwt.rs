@@ -91,20 +91,18 @@ pub fn sign_hs256<'b>(
 
 /// Streams an assertion into `sink`. Its characters are all base64url or `.`: unreserved in a
 /// form, so it can go into a request body without percent-encoding.
-pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
-    sink: &mut S,
+pub(crate) fn put_client_assertion(
+    sink: &mut dyn Sink,
     creds: &Credentials,
     claims: &AssertionClaims<'_>,
 ) {
     let id = creds.id.as_str();
     let payload = |s: &mut dyn Sink| {
-        for (name, value) in [("{\"iss\":", id), (",\"sub\":", id), (",\"aud\":", claims.audience)]
-        {
-            s.put(name.as_bytes());
-            put_json_str(s, value);
-        }
+        put_json_str(s, b"{\"iss\":\"", id);
+        put_json_str(s, b",\"sub\":\"", id);
+        put_json_str(s, b",\"aud\":\"", claims.audience);
         s.put(b",\"jti\":\"");
-        Base64::new(&mut *s, Alphabet::UrlSafe).put_all(&claims.jti);
+        Base64::new(s, Alphabet::UrlSafe).put_all(&claims.jti);
         s.put(b"\",\"iat\":");
         put_decimal(s, claims.issued_at.as_secs());
         s.put(b",\"exp\":");
@@ -120,16 +118,16 @@ pub(crate) fn put_client_assertion<S: Sink + ?Sized>(
 }
 
 /// Writes `b64(header).b64(payload).b64(HMAC(key, signing input))`.
-fn put_hs256<S: Sink + ?Sized>(
-    sink: &mut S,
+fn put_hs256(
+    sink: &mut dyn Sink,
     key: &[u8],
     header: impl FnOnce(&mut dyn Sink),
     payload: impl FnOnce(&mut dyn Sink),
 ) {
     // HMAC takes keys of any length (RFC 2104 §2); `hmac` never returns `InvalidLength` for
-    // it, so the fallback is unreachable.
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| Hmac::new(&Default::default()));
+    // it (its `new_from_slice` always returns `Ok`), so the early return is unreachable. It
+    // replaces a fallback MAC under an all-zero key, whose code was linked all the same.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { return };
     let mut signed = Tee { mac: &mut mac, sink: &mut *sink };
     let mut segment = Base64::new(&mut signed, Alphabet::UrlSafe);
     header(&mut segment);
@@ -143,39 +141,29 @@ fn put_hs256<S: Sink + ?Sized>(
 }
 
 /// Passes bytes on to a sink and into a MAC: the MAC sees exactly what was written.
-struct Tee<'a, S: Sink + ?Sized> {
+struct Tee<'a> {
     mac: &'a mut Hmac<Sha256>,
-    sink: &'a mut S,
+    sink: &'a mut dyn Sink,
 }
 
-impl<S: Sink + ?Sized> Sink for Tee<'_, S> {
+impl Sink for Tee<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.mac.update(bytes);
         self.sink.put(bytes);
     }
 }
 
-/// Writes `s` as a JSON string: quotes, with `"`, `\` and control characters escaped.
-fn put_json_str<S: Sink + ?Sized>(sink: &mut S, s: &str) {
-    sink.put(b"\"");
-    let mut rest = s.as_bytes();
-    while !rest.is_empty() {
-        let run =
-            rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
-        let (plain, tail) = rest.split_at_checked(run).unwrap_or((rest, &[]));
-        sink.put(plain);
-        rest = match tail.split_first() {
-            Some((&b, tail)) => {
-                match b {
-                    b'"' | b'\\' => sink.put(&[b'\\', b]),
-                    _ => {
-                        sink.put(&[b'\\', b'u', b'0', b'0', hex_digit(b >> 4), hex_digit(b & 0x0f)])
-                    }
-                }
-                tail
-            }
-            None => tail,
-        };
+/// Writes `prefix` (which ends with the opening quote), then `s` as the rest of a JSON string:
+/// `"`, `\` and control characters escaped, and the closing quote.
+fn put_json_str(sink: &mut dyn Sink, prefix: &[u8], s: &str) {
+    sink.put(prefix);
+    // Byte by byte: the strings are short, and the sink takes any split of the same bytes.
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => sink.put(&[b'\\', b]),
+            0..0x20 => sink.put(&[b'\\', b'u', b'0', b'0', hex_digit(b >> 4), hex_digit(b & 0x0f)]),
+            _ => sink.put(&[b]),
+        }
     }
     sink.put(b"\"");
 }
@@ -282,8 +270,13 @@ mod tests {
 
         let mut out = [0u8; 32];
         let mut w = Out::new(&mut out);
-        put_json_str(&mut w, "a\u{1}\n\u{1f}é");
+        put_json_str(&mut w, b"\"", "a\u{1}\n\u{1f}é");
         assert_eq!(w.finish().map(ascii).unwrap(), "\"a\\u0001\\u000A\\u001Fé\"");
+        // The prefix is written as is, and the string is closed after the last escape.
+        let mut out = [0u8; 32];
+        let mut w = Out::new(&mut out);
+        put_json_str(&mut w, b",\"k\":\"", "\"\\");
+        assert_eq!(w.finish().map(ascii).unwrap(), r#","k":"\"\\""#);
     }
 
     #[test]

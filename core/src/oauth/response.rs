@@ -475,7 +475,7 @@ pub(super) fn bounded_text<const C: usize>(
 /// [`bounded_text`] into a string of any capacity: one copy of the code for every capacity
 /// (it was instantiated once for each, about 0.2 KiB of firmware flash apiece). Whether it was
 /// cut.
-fn bounded_text_into(
+pub(super) fn bounded_text_into(
     escaped: &str,
     whole_tokens: bool,
     out: &mut heapless::string::StringView,
