@@ -1191,11 +1191,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 reason: WaitReason::Token,
             };
         }
-        let mut pace = if req.externally_paced {
-            self.pacer.check_admitted(now)
-        } else {
-            self.pacer.check(now, req.spec.priority)
-        };
+        // An admitted attempt is held back only by what the server enforces.
+        let mut pace = self.pacer.pace(now, (!req.externally_paced).then_some(req.spec.priority));
         let hold = req.external_hold;
         if hold > now && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold) {
             // An external pacer's long wait: the shared window spent, or a 429's hold.

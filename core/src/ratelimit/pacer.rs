@@ -333,52 +333,7 @@ impl Pacer {
 
     /// Whether a request of `priority` may be sent at `now`.
     pub fn check(&self, now: Instant, priority: Priority) -> Pace {
-        // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
-        let mut wait = (now, PaceReason::Backoff429);
-        let mut hold = |at: Instant, reason| {
-            if at > wait.0 {
-                wait = (at, reason);
-            }
-        };
-        hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(w) = self.window.map(|w| w.at(now)) {
-            let share = match priority {
-                Priority::Critical => 0,
-                Priority::Normal => self.config.critical_reserve_permille,
-                Priority::Background => {
-                    self.config.background_floor_permille.max(self.config.critical_reserve_permille)
-                }
-            };
-            let share = share.saturating_add(self.others_permille);
-            let (held, share) = w.held_back(now, share);
-            if w.remaining == 0 {
-                hold(w.reset_at, PaceReason::Exhausted);
-            } else if w.remaining <= held {
-                // The earliest t with held_back(t) <= remaining - 1: ceil(share × x / window)
-                // <= r - 1 holds exactly when x <= (r - 1) × window / share, x = reset - t.
-                let window = w.length.as_millis().max(1);
-                let x = match share {
-                    0 => 0,
-                    _ => mul_div(w.remaining.saturating_sub(1), window, share, false)
-                        .unwrap_or(u64::MAX),
-                };
-                hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
-            }
-            if priority != Priority::Critical {
-                let share = div_rem(
-                    mul_sat(w.remaining, u64::from(self.config.burst_permille.min(999))),
-                    1000,
-                )
-                .map_or(0, |(q, _)| q);
-                let burst = u64::from(self.config.burst).max(share);
-                let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
-                hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);
-            }
-        }
-        match wait {
-            (at, reason) if at > now => Pace::NotBefore { at, reason },
-            _ => Pace::Now,
-        }
+        self.pace(now, Some(priority))
     }
 
     /// Whether a request that an external pacer already admitted may be sent at `now`: a fleet's
@@ -391,6 +346,12 @@ impl Pacer {
     /// Exact as [`check`](Self::check) is. Record the send with [`on_send`](Self::on_send) and
     /// [`Priority::Critical`]: a send that did not wait for the local schedule does not move it.
     pub fn check_admitted(&self, now: Instant) -> Pace {
+        self.pace(now, None)
+    }
+
+    /// [`check`](Self::check) for `Some(priority)`, [`check_admitted`](Self::check_admitted) for
+    /// `None`: one body, so a caller that asks both ways has one copy of it.
+    pub(crate) fn pace(&self, now: Instant, priority: Option<Priority>) -> Pace {
         // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
         let mut wait = (now, PaceReason::Backoff429);
         let mut hold = |at: Instant, reason| {
@@ -399,10 +360,44 @@ impl Pacer {
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(w) = self.window.map(|w| w.at(now))
-            && w.remaining == 0
-        {
-            hold(w.reset_at, PaceReason::Exhausted);
+        if let Some(w) = self.window.map(|w| w.at(now)) {
+            if w.remaining == 0 {
+                hold(w.reset_at, PaceReason::Exhausted);
+            }
+            // An admitted request is held back only by what the server enforces (above).
+            if let Some(priority) = priority {
+                let share = match priority {
+                    Priority::Critical => 0,
+                    Priority::Normal => self.config.critical_reserve_permille,
+                    Priority::Background => self
+                        .config
+                        .background_floor_permille
+                        .max(self.config.critical_reserve_permille),
+                };
+                let share = share.saturating_add(self.others_permille);
+                let (held, share) = w.held_back(now, share);
+                if w.remaining != 0 && w.remaining <= held {
+                    // The earliest t with held_back(t) <= remaining - 1: ceil(share × x / window)
+                    // <= r - 1 holds exactly when x <= (r - 1) × window / share, x = reset - t.
+                    let window = w.length.as_millis().max(1);
+                    let x = match share {
+                        0 => 0,
+                        _ => mul_div(w.remaining.saturating_sub(1), window, share, false)
+                            .unwrap_or(u64::MAX),
+                    };
+                    hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
+                }
+                if priority != Priority::Critical {
+                    let share = div_rem(
+                        mul_sat(w.remaining, u64::from(self.config.burst_permille.min(999))),
+                        1000,
+                    )
+                    .map_or(0, |(q, _)| q);
+                    let burst = u64::from(self.config.burst).max(share);
+                    let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
+                    hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);
+                }
+            }
         }
         match wait {
             (at, reason) if at > now => Pace::NotBefore { at, reason },
@@ -606,6 +601,24 @@ mod tests {
         assert_eq!(p.check_admitted(reset), Pace::Now);
         // Without a snapshot nothing is invented.
         assert_eq!(pacer(1).check_admitted(T0), Pace::Now);
+    }
+
+    /// The plain and the admitted check share one body: an exhausted window holds both alike,
+    /// for every priority, to the millisecond of its reset.
+    #[test]
+    fn an_exhausted_window_holds_every_check_alike() {
+        let mut p = pacer(1);
+        p.observe(T0, &snap(10, 0, 30));
+        let reset = T0 + secs(30);
+        for now in [T0, reset - ms(1)] {
+            let expected = not_before(reset, PaceReason::Exhausted);
+            assert_eq!(p.check_admitted(now), expected);
+            for priority in ALL {
+                assert_eq!(p.check(now, priority), expected, "{priority:?}");
+            }
+        }
+        assert_eq!(p.check_admitted(reset), Pace::Now);
+        assert_eq!(p.check(reset, Critical), Pace::Now);
     }
 
     #[test]
