@@ -306,24 +306,29 @@ impl Pacer {
             return;
         };
         let prev = self.window.map(|w| w.at(now));
-        let length = snap
-            .window
-            .or(prev.map(|w| w.length))
-            .unwrap_or(self.config.default_window)
-            .max(Duration::from_millis(1));
-        let limit = snap.limit.or(prev.map(|w| w.limit)).unwrap_or(server).max(server);
+        // What the snapshot lacks comes from the known window, else the defaults.
+        let (mut length, mut limit) = (self.config.default_window, server);
+        if let Some(w) = &prev {
+            (length, limit) = (w.length, w.limit);
+        }
+        let length = snap.window.unwrap_or(length).max(Duration::from_millis(1));
+        let limit = snap.limit.unwrap_or(limit).max(server);
         let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
         let slack = SAME_WINDOW_SLACK.min(Duration::from_millis(length.as_millis() / 2));
-        let same = prev.filter(|w| reset_at < w.reset_at.saturating_add(slack));
-        if let Some(w) = same {
-            self.others_permille = estimate_others(self.others_permille, &w, server, now);
+        // The same window goes on: its sends and spacing carry over.
+        let (mut remaining, mut tat) = (server, Instant::ZERO);
+        if let Some(w) = &prev
+            && reset_at < w.reset_at.saturating_add(slack)
+        {
+            self.others_permille = estimate_others(self.others_permille, w, server, now);
+            (remaining, tat) = (w.remaining.min(server), w.tat);
         }
         let mut window = Window {
             limit,
-            remaining: same.map_or(server, |w| w.remaining.min(server)),
+            remaining,
             reset_at,
             length,
-            tat: same.map_or(Instant::ZERO, |w| w.tat),
+            tat,
             interval: Duration::ZERO,
             observed_at: now,
         };
@@ -601,6 +606,22 @@ mod tests {
         assert_eq!(p.check_admitted(reset), Pace::Now);
         // Without a snapshot nothing is invented.
         assert_eq!(pacer(1).check_admitted(T0), Pace::Now);
+    }
+
+    /// A reset less than the slack (1 s) past the known one names the same window: the local
+    /// count carries over; at the slack it is a new window and the server's count stands.
+    #[test]
+    fn the_same_window_ends_at_the_slack() {
+        for (extra_ms, expected) in [(999, 49), (1000, 50)] {
+            let mut p = pacer(1);
+            p.observe(T0, &snap(100, 50, 60));
+            p.on_send(T0, Normal);
+            let now = T0 + secs(1);
+            let reset_after = T0 + secs(60) + ms(extra_ms) - now;
+            let later = RateLimitSnapshot { reset_after: Some(reset_after), ..snap(100, 50, 0) };
+            p.observe(now, &later);
+            assert_eq!(p.remaining(now), Some(expected), "{extra_ms} ms past the known reset");
+        }
     }
 
     /// The plain and the admitted check share one body: an exhausted window holds both alike,
