@@ -232,24 +232,22 @@ struct Window {
 }
 
 impl Window {
-    /// The window as it stands at `now`: if the reset has passed, a fresh one of `limit` (at
-    /// least one request, so that a client told "limit 0" still learns when that changes),
-    /// aligned on whole windows after the known reset, with no spacing history.
-    fn at(self, now: Instant) -> Window {
+    /// Brings the window to `now`: if the reset has passed, a fresh one of `limit` (at least
+    /// one request, so that a client told "limit 0" still learns when that changes), aligned on
+    /// whole windows after the known reset, with no spacing history. In place: a window still
+    /// current is left alone (built anew and returned, it was copied whole on both paths).
+    fn roll(&mut self, now: Instant) {
         let Some(late) = now.checked_duration_since(self.reset_at) else {
-            return self;
+            return;
         };
         let length = self.length.max(Duration::from_millis(1));
         let windows =
             div_rem(late.as_millis(), length.as_millis()).map_or(0, |(q, _)| q).saturating_add(1);
-        Window {
-            remaining: self.limit.max(1),
-            reset_at: self.reset_at.saturating_add(length.saturating_mul(windows)),
-            tat: Instant::ZERO,
-            interval: Duration::ZERO,
-            observed_at: now,
-            ..self
-        }
+        self.remaining = self.limit.max(1);
+        self.reset_at = self.reset_at.saturating_add(length.saturating_mul(windows));
+        self.tat = Instant::ZERO;
+        self.interval = Duration::ZERO;
+        self.observed_at = now;
     }
 
     /// Requests `priority` must leave for others at `now` (`now` before the reset), and the share
@@ -305,7 +303,10 @@ impl Pacer {
         let Some(server) = snap.remaining else {
             return;
         };
-        let prev = self.window.map(|w| w.at(now));
+        let mut prev = self.window;
+        if let Some(w) = &mut prev {
+            w.roll(now);
+        }
         // What the snapshot lacks comes from the known window, else the defaults.
         let (mut length, mut limit) = (self.config.default_window, server);
         if let Some(w) = &prev {
@@ -365,7 +366,8 @@ impl Pacer {
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(w) = self.window.map(|w| w.at(now)) {
+        if let Some(mut w) = self.window {
+            w.roll(now);
             if w.remaining == 0 {
                 hold(w.reset_at, PaceReason::Exhausted);
             }
@@ -417,7 +419,7 @@ impl Pacer {
         let Some(w) = self.window.as_mut() else {
             return;
         };
-        *w = w.at(now);
+        w.roll(now);
         w.remaining = w.remaining.saturating_sub(1);
         w.respace(now);
         if priority != Priority::Critical {
@@ -440,7 +442,10 @@ impl Pacer {
 
     /// The local estimate of requests left at `now`, if any snapshot was seen.
     pub fn remaining(&self, now: Instant) -> Option<u64> {
-        self.window.map(|w| w.at(now).remaining)
+        self.window.map(|mut w| {
+            w.roll(now);
+            w.remaining
+        })
     }
 }
 
@@ -606,6 +611,29 @@ mod tests {
         assert_eq!(p.check_admitted(reset), Pace::Now);
         // Without a snapshot nothing is invented.
         assert_eq!(pacer(1).check_admitted(T0), Pace::Now);
+    }
+
+    /// A window rolls over exactly at its reset (in place, whole windows later), not a
+    /// millisecond before; a limit of zero rolls into a window of one.
+    #[test]
+    fn a_window_rolls_over_at_its_reset() {
+        let mut p = pacer(1);
+        p.observe(T0, &snap(10, 3, 30));
+        let reset = T0 + secs(30);
+        assert_eq!(p.remaining(reset - ms(1)), Some(3));
+        assert_eq!(p.remaining(reset), Some(10));
+        // Spent, then two and a half windows late: the next reset is three windows on.
+        p.on_rate_limited(reset - ms(1), None);
+        assert_eq!(p.remaining(reset - ms(1)), Some(0));
+        let late = reset + secs(150);
+        assert_eq!(p.check_admitted(late), Pace::Now);
+        p.on_send(late, Critical);
+        assert_eq!(p.remaining(late), Some(9));
+        assert_eq!(p.remaining(reset + secs(180) - ms(1)), Some(9));
+        assert_eq!(p.remaining(reset + secs(180)), Some(10));
+        let mut zero = pacer(1);
+        zero.observe(T0, &snap(0, 0, 30));
+        assert_eq!(zero.remaining(reset), Some(1));
     }
 
     /// A reset less than the slack (1 s) past the known one names the same window: the local
