@@ -474,6 +474,15 @@ impl<const N: usize> Lifecycle<N> {
         }
     }
 
+    /// Why token requests are stopped, if they are: [`state`](Self::state)'s `Rejected`
+    /// without the rest of the state (for the session's no-token answers).
+    pub(crate) fn rejected(&self) -> Option<RejectReason> {
+        match self.phase {
+            Phase::Rejected(reason) => Some(reason),
+            Phase::Idle { .. } | Phase::InFlight { .. } => None,
+        }
+    }
+
     /// Whether a token request is in flight.
     pub fn in_flight(&self) -> bool {
         matches!(self.phase, Phase::InFlight { .. })
@@ -941,8 +950,11 @@ mod tests {
     fn invalid_client_stops_until_credentials_change() {
         let mut lc = Lc::new(exact()).unwrap();
         let mut rng = Rng::new(1);
+        assert_eq!(lc.rejected(), None);
         let ticket = lc.start_request(s(0)).unwrap();
+        assert_eq!(lc.rejected(), None, "in flight is not rejected");
         lc.on_failure(s(0), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+        assert_eq!(lc.rejected(), Some(RejectReason::InvalidClient));
         assert_eq!(
             lc.state(s(0)),
             LifecycleState::Rejected { reason: RejectReason::InvalidClient }
@@ -956,6 +968,7 @@ mod tests {
         }
         assert_eq!(lc.poll_timeout(), None);
         lc.credentials_changed(s(100_000));
+        assert_eq!(lc.rejected(), None);
         assert!(lc.start_request(s(100_000)).is_some());
     }
 
@@ -1141,6 +1154,12 @@ mod tests {
                     prop_assert!(expiry.is_some(), "served a token never acquired");
                     prop_assert!(now < expiry.unwrap_or(Instant::ZERO), "served an expired token at {now}");
                 }
+                // The session's shortcut to the rejected state agrees with the state.
+                let rejected = match lc.state(now) {
+                    LifecycleState::Rejected { reason } => Some(reason),
+                    _ => None,
+                };
+                prop_assert_eq!(lc.rejected(), rejected);
                 if let Some((at, _)) = lc.poll_timeout() {
                     let _ = at; // any instant is fine; must not panic
                 }
