@@ -690,16 +690,18 @@ impl<const N: usize> Lifecycle<N> {
     /// The next instant at which [`handle_timeout`](Self::handle_timeout) or
     /// [`start_request`](Self::start_request) has work, and why.
     pub fn poll_timeout(&self) -> Option<(Instant, Wake)> {
-        let expiry = self.current.as_ref().map(|held| (held.usable_until, Wake::TokenExpiry));
         let phase = match self.phase {
             Phase::InFlight { deadline, .. } => Some((deadline, Wake::RequestTimeout)),
             Phase::Idle { .. } => self.next_request_at().map(|at| (at, Wake::RequestDue)),
             Phase::Rejected(_) => None,
         };
+        let Some(held) = &self.current else {
+            return phase;
+        };
         // The phase's wake wins a tie with the expiry.
         match phase {
-            Some(wake) if expiry.is_none_or(|(expires, _)| wake.0 <= expires) => Some(wake),
-            _ => expiry,
+            Some(wake) if wake.0 <= held.usable_until => Some(wake),
+            _ => Some((held.usable_until, Wake::TokenExpiry)),
         }
     }
 
@@ -1042,6 +1044,11 @@ mod tests {
             let _ticket = lc.start_request(sent).unwrap();
             assert_eq!(lc.poll_timeout(), Some(wake), "{sent}");
         }
+        // Rejected while a token is still usable: only its expiry is left to wake for.
+        let (mut lc, mut rng, _) = holding_300s(s(0));
+        let ticket = lc.start_request(s(240)).unwrap();
+        lc.on_failure(s(241), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+        assert_eq!(lc.poll_timeout(), Some((s(295), Wake::TokenExpiry)));
     }
 
     #[test]
