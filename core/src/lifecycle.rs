@@ -435,20 +435,23 @@ impl<const N: usize> Lifecycle<N> {
     /// Never returns a token at or after its usable-until point, whatever calls were or were not
     /// made before.
     pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, Generation)> {
-        self.current
-            .as_ref()
-            .filter(|held| now < held.usable_until)
-            .map(|held| (&held.token, held.generation))
+        match &self.current {
+            Some(held) if now < held.usable_until => Some((&held.token, held.generation)),
+            _ => None,
+        }
     }
 
     /// The usable token's generation and the instants that govern it, if one is usable at `now`.
     pub fn token_times(&self, now: Instant) -> Option<TokenTimes> {
-        self.current.as_ref().filter(|held| now < held.usable_until).map(|held| TokenTimes {
-            generation: held.generation,
-            refresh_at: held.refresh_at,
-            usable_until: held.usable_until,
-            expires_at: held.expires_at,
-        })
+        match &self.current {
+            Some(held) if now < held.usable_until => Some(TokenTimes {
+                generation: held.generation,
+                refresh_at: held.refresh_at,
+                usable_until: held.usable_until,
+                expires_at: held.expires_at,
+            }),
+            _ => None,
+        }
     }
 
     /// What the lifecycle is doing at `now`.
