@@ -435,20 +435,23 @@ impl<const N: usize> Lifecycle<N> {
     /// Never returns a token at or after its usable-until point, whatever calls were or were not
     /// made before.
     pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, Generation)> {
-        self.current
-            .as_ref()
-            .filter(|held| now < held.usable_until)
-            .map(|held| (&held.token, held.generation))
+        match &self.current {
+            Some(held) if now < held.usable_until => Some((&held.token, held.generation)),
+            _ => None,
+        }
     }
 
     /// The usable token's generation and the instants that govern it, if one is usable at `now`.
     pub fn token_times(&self, now: Instant) -> Option<TokenTimes> {
-        self.current.as_ref().filter(|held| now < held.usable_until).map(|held| TokenTimes {
-            generation: held.generation,
-            refresh_at: held.refresh_at,
-            usable_until: held.usable_until,
-            expires_at: held.expires_at,
-        })
+        match &self.current {
+            Some(held) if now < held.usable_until => Some(TokenTimes {
+                generation: held.generation,
+                refresh_at: held.refresh_at,
+                usable_until: held.usable_until,
+                expires_at: held.expires_at,
+            }),
+            _ => None,
+        }
     }
 
     /// What the lifecycle is doing at `now`.
@@ -471,6 +474,15 @@ impl<const N: usize> Lifecycle<N> {
                 }
                 None => LifecycleState::NoToken { next_attempt: not_before },
             },
+        }
+    }
+
+    /// Why token requests are stopped, if they are: [`state`](Self::state)'s `Rejected`
+    /// without the rest of the state (for the session's no-token answers).
+    pub(crate) fn rejected(&self) -> Option<RejectReason> {
+        match self.phase {
+            Phase::Rejected(reason) => Some(reason),
+            Phase::Idle { .. } | Phase::InFlight { .. } => None,
         }
     }
 
@@ -681,16 +693,18 @@ impl<const N: usize> Lifecycle<N> {
     /// The next instant at which [`handle_timeout`](Self::handle_timeout) or
     /// [`start_request`](Self::start_request) has work, and why.
     pub fn poll_timeout(&self) -> Option<(Instant, Wake)> {
-        let expiry = self.current.as_ref().map(|held| (held.usable_until, Wake::TokenExpiry));
         let phase = match self.phase {
             Phase::InFlight { deadline, .. } => Some((deadline, Wake::RequestTimeout)),
             Phase::Idle { .. } => self.next_request_at().map(|at| (at, Wake::RequestDue)),
             Phase::Rejected(_) => None,
         };
+        let Some(held) = &self.current else {
+            return phase;
+        };
         // The phase's wake wins a tie with the expiry.
         match phase {
-            Some(wake) if expiry.is_none_or(|(expires, _)| wake.0 <= expires) => Some(wake),
-            _ => expiry,
+            Some(wake) if wake.0 <= held.usable_until => Some(wake),
+            _ => Some((held.usable_until, Wake::TokenExpiry)),
         }
     }
 
@@ -941,8 +955,11 @@ mod tests {
     fn invalid_client_stops_until_credentials_change() {
         let mut lc = Lc::new(exact()).unwrap();
         let mut rng = Rng::new(1);
+        assert_eq!(lc.rejected(), None);
         let ticket = lc.start_request(s(0)).unwrap();
+        assert_eq!(lc.rejected(), None, "in flight is not rejected");
         lc.on_failure(s(0), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+        assert_eq!(lc.rejected(), Some(RejectReason::InvalidClient));
         assert_eq!(
             lc.state(s(0)),
             LifecycleState::Rejected { reason: RejectReason::InvalidClient }
@@ -956,6 +973,7 @@ mod tests {
         }
         assert_eq!(lc.poll_timeout(), None);
         lc.credentials_changed(s(100_000));
+        assert_eq!(lc.rejected(), None);
         assert!(lc.start_request(s(100_000)).is_some());
     }
 
@@ -1029,6 +1047,11 @@ mod tests {
             let _ticket = lc.start_request(sent).unwrap();
             assert_eq!(lc.poll_timeout(), Some(wake), "{sent}");
         }
+        // Rejected while a token is still usable: only its expiry is left to wake for.
+        let (mut lc, mut rng, _) = holding_300s(s(0));
+        let ticket = lc.start_request(s(240)).unwrap();
+        lc.on_failure(s(241), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+        assert_eq!(lc.poll_timeout(), Some((s(295), Wake::TokenExpiry)));
     }
 
     #[test]
@@ -1141,6 +1164,12 @@ mod tests {
                     prop_assert!(expiry.is_some(), "served a token never acquired");
                     prop_assert!(now < expiry.unwrap_or(Instant::ZERO), "served an expired token at {now}");
                 }
+                // The session's shortcut to the rejected state agrees with the state.
+                let rejected = match lc.state(now) {
+                    LifecycleState::Rejected { reason } => Some(reason),
+                    _ => None,
+                };
+                prop_assert_eq!(lc.rejected(), rejected);
                 if let Some((at, _)) = lc.poll_timeout() {
                     let _ = at; // any instant is fine; must not panic
                 }

@@ -1191,11 +1191,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 reason: WaitReason::Token,
             };
         }
-        let mut pace = if req.externally_paced {
-            self.pacer.check_admitted(now)
-        } else {
-            self.pacer.check(now, req.spec.priority)
-        };
+        // An admitted attempt is held back only by what the server enforces.
+        let mut pace = self.pacer.pace(now, (!req.externally_paced).then_some(req.spec.priority));
         let hold = req.external_hold;
         if hold > now && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold) {
             // An external pacer's long wait: the shared window spent, or a 429's hold.
@@ -1271,18 +1268,18 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// Whether a caller without a token should fail now rather than wait.
     fn token_unavailable(&mut self, now: Instant, deadline: Option<Instant>) -> Option<ApiError> {
-        use crate::lifecycle::LifecycleState;
-        match self.lifecycle.state(now) {
-            LifecycleState::Rejected { reason } => {
-                let (oauth, correlation) = self.last_token_error.clone().unzip();
-                return Some(ApiError {
-                    kind: ApiErrorKind::CredentialsRejected { reason, oauth },
-                    status: self.last_token_error.as_ref().map(|(e, _)| e.status),
-                    correlation_id: correlation.flatten(),
-                });
-            }
-            LifecycleState::Acquiring => return None,
-            _ => {}
+        // The lifecycle's state at `now` is Rejected, or (no usable token, a request in flight)
+        // Acquiring: asked directly, without building the rest of the state.
+        if let Some(reason) = self.lifecycle.rejected() {
+            let (oauth, correlation) = self.last_token_error.clone().unzip();
+            return Some(ApiError {
+                kind: ApiErrorKind::CredentialsRejected { reason, oauth },
+                status: self.last_token_error.as_ref().map(|(e, _)| e.status),
+                correlation_id: correlation.flatten(),
+            });
+        }
+        if self.lifecycle.in_flight() && self.lifecycle.token(now).is_none() {
+            return None; // acquiring
         }
         let breaker_open =
             matches!(self.token_breaker.state(), crate::breaker::BreakerState::Open { .. });

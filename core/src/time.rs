@@ -488,10 +488,15 @@ impl WallClock {
 
     /// The wall-clock time at monotonic instant `now`, extrapolated from this pairing.
     pub fn wall_at(&self, now: Instant) -> UnixTime {
+        // Whole seconds of the distance, rounded down ahead of the pairing and up before it
+        // (`UnixTime`'s saturating add and sub): one division for both.
+        let (later, earlier) = if now >= self.at { (now, self.at) } else { (self.at, now) };
+        let (secs, rem) = div_rem(later.0.wrapping_sub(earlier.0), 1000).unwrap_or((0, 0));
         if now >= self.at {
-            self.wall.saturating_add(now.saturating_duration_since(self.at))
+            UnixTime(add_sat(self.wall.0, secs))
         } else {
-            self.wall.saturating_sub(self.at.saturating_duration_since(now))
+            // At most u64::MAX / 1000, so the increment cannot overflow.
+            UnixTime(sub_sat(self.wall.0, secs.saturating_add(u64::from(rem != 0))))
         }
     }
 
@@ -611,6 +616,41 @@ mod tests {
         assert_eq!(format!("{}", Duration::MAX), "forever");
         assert_eq!(format!("{}", Instant::from_millis(12_345)), "T+12.345s");
         assert_eq!(format!("{}", Instant::MAX), "never");
+    }
+
+    proptest! {
+        /// `wall_at` (one division for both directions) is the wall time plus the whole
+        /// seconds ahead of the pairing, rounded down, or minus those before it, rounded up.
+        #[test]
+        fn wall_at_rounds_towards_the_pairing(
+            at in prop_oneof![any::<u64>(), 0u64..5000, Just(u64::MAX)],
+            now in prop_oneof![any::<u64>(), 0u64..5000, Just(u64::MAX)],
+            wall in prop_oneof![any::<u64>(), 0u64..10, Just(u64::MAX)],
+        ) {
+            let wc = WallClock::new(Instant::from_millis(at), UnixTime::from_secs(wall));
+            let now = Instant::from_millis(now);
+            let expected = if now >= wc.at {
+                wc.wall.saturating_add(now.saturating_duration_since(wc.at))
+            } else {
+                wc.wall.saturating_sub(wc.at.saturating_duration_since(now))
+            };
+            prop_assert_eq!(wc.wall_at(now), expected);
+        }
+    }
+
+    #[test]
+    fn wall_at_boundaries() {
+        let wc = WallClock::new(Instant::from_secs(10), UnixTime::from_secs(100));
+        assert_eq!(wc.wall_at(Instant::from_millis(10_999)), UnixTime::from_secs(100));
+        assert_eq!(wc.wall_at(Instant::from_millis(11_000)), UnixTime::from_secs(101));
+        assert_eq!(wc.wall_at(Instant::from_millis(9_999)), UnixTime::from_secs(99));
+        assert_eq!(wc.wall_at(Instant::from_millis(9_000)), UnixTime::from_secs(99));
+        assert_eq!(wc.wall_at(Instant::from_millis(8_999)), UnixTime::from_secs(98));
+        assert_eq!(wc.wall_at(Instant::ZERO), UnixTime::from_secs(90));
+        let edge = WallClock::new(Instant::ZERO, UnixTime::from_secs(u64::MAX - 1));
+        assert_eq!(edge.wall_at(Instant::MAX), UnixTime::from_secs(u64::MAX));
+        let early = WallClock::new(Instant::MAX, UnixTime::from_secs(3));
+        assert_eq!(early.wall_at(Instant::ZERO), UnixTime::EPOCH);
     }
 
     #[test]

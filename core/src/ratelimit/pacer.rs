@@ -232,24 +232,22 @@ struct Window {
 }
 
 impl Window {
-    /// The window as it stands at `now`: if the reset has passed, a fresh one of `limit` (at
-    /// least one request, so that a client told "limit 0" still learns when that changes),
-    /// aligned on whole windows after the known reset, with no spacing history.
-    fn at(self, now: Instant) -> Window {
+    /// Brings the window to `now`: if the reset has passed, a fresh one of `limit` (at least
+    /// one request, so that a client told "limit 0" still learns when that changes), aligned on
+    /// whole windows after the known reset, with no spacing history. In place: a window still
+    /// current is left alone (built anew and returned, it was copied whole on both paths).
+    fn roll(&mut self, now: Instant) {
         let Some(late) = now.checked_duration_since(self.reset_at) else {
-            return self;
+            return;
         };
         let length = self.length.max(Duration::from_millis(1));
         let windows =
             div_rem(late.as_millis(), length.as_millis()).map_or(0, |(q, _)| q).saturating_add(1);
-        Window {
-            remaining: self.limit.max(1),
-            reset_at: self.reset_at.saturating_add(length.saturating_mul(windows)),
-            tat: Instant::ZERO,
-            interval: Duration::ZERO,
-            observed_at: now,
-            ..self
-        }
+        self.remaining = self.limit.max(1);
+        self.reset_at = self.reset_at.saturating_add(length.saturating_mul(windows));
+        self.tat = Instant::ZERO;
+        self.interval = Duration::ZERO;
+        self.observed_at = now;
     }
 
     /// Requests `priority` must leave for others at `now` (`now` before the reset), and the share
@@ -305,25 +303,33 @@ impl Pacer {
         let Some(server) = snap.remaining else {
             return;
         };
-        let prev = self.window.map(|w| w.at(now));
-        let length = snap
-            .window
-            .or(prev.map(|w| w.length))
-            .unwrap_or(self.config.default_window)
-            .max(Duration::from_millis(1));
-        let limit = snap.limit.or(prev.map(|w| w.limit)).unwrap_or(server).max(server);
+        let mut prev = self.window;
+        if let Some(w) = &mut prev {
+            w.roll(now);
+        }
+        // What the snapshot lacks comes from the known window, else the defaults.
+        let (mut length, mut limit) = (self.config.default_window, server);
+        if let Some(w) = &prev {
+            (length, limit) = (w.length, w.limit);
+        }
+        let length = snap.window.unwrap_or(length).max(Duration::from_millis(1));
+        let limit = snap.limit.unwrap_or(limit).max(server);
         let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
         let slack = SAME_WINDOW_SLACK.min(Duration::from_millis(length.as_millis() / 2));
-        let same = prev.filter(|w| reset_at < w.reset_at.saturating_add(slack));
-        if let Some(w) = same {
-            self.others_permille = estimate_others(self.others_permille, &w, server, now);
+        // The same window goes on: its sends and spacing carry over.
+        let (mut remaining, mut tat) = (server, Instant::ZERO);
+        if let Some(w) = &prev
+            && reset_at < w.reset_at.saturating_add(slack)
+        {
+            self.others_permille = estimate_others(self.others_permille, w, server, now);
+            (remaining, tat) = (w.remaining.min(server), w.tat);
         }
         let mut window = Window {
             limit,
-            remaining: same.map_or(server, |w| w.remaining.min(server)),
+            remaining,
             reset_at,
             length,
-            tat: same.map_or(Instant::ZERO, |w| w.tat),
+            tat,
             interval: Duration::ZERO,
             observed_at: now,
         };
@@ -333,52 +339,7 @@ impl Pacer {
 
     /// Whether a request of `priority` may be sent at `now`.
     pub fn check(&self, now: Instant, priority: Priority) -> Pace {
-        // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
-        let mut wait = (now, PaceReason::Backoff429);
-        let mut hold = |at: Instant, reason| {
-            if at > wait.0 {
-                wait = (at, reason);
-            }
-        };
-        hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(w) = self.window.map(|w| w.at(now)) {
-            let share = match priority {
-                Priority::Critical => 0,
-                Priority::Normal => self.config.critical_reserve_permille,
-                Priority::Background => {
-                    self.config.background_floor_permille.max(self.config.critical_reserve_permille)
-                }
-            };
-            let share = share.saturating_add(self.others_permille);
-            let (held, share) = w.held_back(now, share);
-            if w.remaining == 0 {
-                hold(w.reset_at, PaceReason::Exhausted);
-            } else if w.remaining <= held {
-                // The earliest t with held_back(t) <= remaining - 1: ceil(share × x / window)
-                // <= r - 1 holds exactly when x <= (r - 1) × window / share, x = reset - t.
-                let window = w.length.as_millis().max(1);
-                let x = match share {
-                    0 => 0,
-                    _ => mul_div(w.remaining.saturating_sub(1), window, share, false)
-                        .unwrap_or(u64::MAX),
-                };
-                hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
-            }
-            if priority != Priority::Critical {
-                let share = div_rem(
-                    mul_sat(w.remaining, u64::from(self.config.burst_permille.min(999))),
-                    1000,
-                )
-                .map_or(0, |(q, _)| q);
-                let burst = u64::from(self.config.burst).max(share);
-                let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
-                hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);
-            }
-        }
-        match wait {
-            (at, reason) if at > now => Pace::NotBefore { at, reason },
-            _ => Pace::Now,
-        }
+        self.pace(now, Some(priority))
     }
 
     /// Whether a request that an external pacer already admitted may be sent at `now`: a fleet's
@@ -391,6 +352,12 @@ impl Pacer {
     /// Exact as [`check`](Self::check) is. Record the send with [`on_send`](Self::on_send) and
     /// [`Priority::Critical`]: a send that did not wait for the local schedule does not move it.
     pub fn check_admitted(&self, now: Instant) -> Pace {
+        self.pace(now, None)
+    }
+
+    /// [`check`](Self::check) for `Some(priority)`, [`check_admitted`](Self::check_admitted) for
+    /// `None`: one body, so a caller that asks both ways has one copy of it.
+    pub(crate) fn pace(&self, now: Instant, priority: Option<Priority>) -> Pace {
         // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
         let mut wait = (now, PaceReason::Backoff429);
         let mut hold = |at: Instant, reason| {
@@ -399,10 +366,45 @@ impl Pacer {
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(w) = self.window.map(|w| w.at(now))
-            && w.remaining == 0
-        {
-            hold(w.reset_at, PaceReason::Exhausted);
+        if let Some(mut w) = self.window {
+            w.roll(now);
+            if w.remaining == 0 {
+                hold(w.reset_at, PaceReason::Exhausted);
+            }
+            // An admitted request is held back only by what the server enforces (above).
+            if let Some(priority) = priority {
+                let share = match priority {
+                    Priority::Critical => 0,
+                    Priority::Normal => self.config.critical_reserve_permille,
+                    Priority::Background => self
+                        .config
+                        .background_floor_permille
+                        .max(self.config.critical_reserve_permille),
+                };
+                let share = share.saturating_add(self.others_permille);
+                let (held, share) = w.held_back(now, share);
+                if w.remaining != 0 && w.remaining <= held {
+                    // The earliest t with held_back(t) <= remaining - 1: ceil(share × x / window)
+                    // <= r - 1 holds exactly when x <= (r - 1) × window / share, x = reset - t.
+                    let window = w.length.as_millis().max(1);
+                    let x = match share {
+                        0 => 0,
+                        _ => mul_div(w.remaining.saturating_sub(1), window, share, false)
+                            .unwrap_or(u64::MAX),
+                    };
+                    hold(w.reset_at.saturating_sub(Duration::from_millis(x)), PaceReason::Reserve);
+                }
+                if priority != Priority::Critical {
+                    let share = div_rem(
+                        mul_sat(w.remaining, u64::from(self.config.burst_permille.min(999))),
+                        1000,
+                    )
+                    .map_or(0, |(q, _)| q);
+                    let burst = u64::from(self.config.burst).max(share);
+                    let tolerance = w.interval.saturating_mul(burst.saturating_sub(1));
+                    hold(w.tat.saturating_sub(tolerance).min(w.reset_at), PaceReason::Spacing);
+                }
+            }
         }
         match wait {
             (at, reason) if at > now => Pace::NotBefore { at, reason },
@@ -417,7 +419,7 @@ impl Pacer {
         let Some(w) = self.window.as_mut() else {
             return;
         };
-        *w = w.at(now);
+        w.roll(now);
         w.remaining = w.remaining.saturating_sub(1);
         w.respace(now);
         if priority != Priority::Critical {
@@ -440,7 +442,10 @@ impl Pacer {
 
     /// The local estimate of requests left at `now`, if any snapshot was seen.
     pub fn remaining(&self, now: Instant) -> Option<u64> {
-        self.window.map(|w| w.at(now).remaining)
+        self.window.map(|mut w| {
+            w.roll(now);
+            w.remaining
+        })
     }
 }
 
@@ -606,6 +611,63 @@ mod tests {
         assert_eq!(p.check_admitted(reset), Pace::Now);
         // Without a snapshot nothing is invented.
         assert_eq!(pacer(1).check_admitted(T0), Pace::Now);
+    }
+
+    /// A window rolls over exactly at its reset (in place, whole windows later), not a
+    /// millisecond before; a limit of zero rolls into a window of one.
+    #[test]
+    fn a_window_rolls_over_at_its_reset() {
+        let mut p = pacer(1);
+        p.observe(T0, &snap(10, 3, 30));
+        let reset = T0 + secs(30);
+        assert_eq!(p.remaining(reset - ms(1)), Some(3));
+        assert_eq!(p.remaining(reset), Some(10));
+        // Spent, then two and a half windows late: the next reset is three windows on.
+        p.on_rate_limited(reset - ms(1), None);
+        assert_eq!(p.remaining(reset - ms(1)), Some(0));
+        let late = reset + secs(150);
+        assert_eq!(p.check_admitted(late), Pace::Now);
+        p.on_send(late, Critical);
+        assert_eq!(p.remaining(late), Some(9));
+        assert_eq!(p.remaining(reset + secs(180) - ms(1)), Some(9));
+        assert_eq!(p.remaining(reset + secs(180)), Some(10));
+        let mut zero = pacer(1);
+        zero.observe(T0, &snap(0, 0, 30));
+        assert_eq!(zero.remaining(reset), Some(1));
+    }
+
+    /// A reset less than the slack (1 s) past the known one names the same window: the local
+    /// count carries over; at the slack it is a new window and the server's count stands.
+    #[test]
+    fn the_same_window_ends_at_the_slack() {
+        for (extra_ms, expected) in [(999, 49), (1000, 50)] {
+            let mut p = pacer(1);
+            p.observe(T0, &snap(100, 50, 60));
+            p.on_send(T0, Normal);
+            let now = T0 + secs(1);
+            let reset_after = T0 + secs(60) + ms(extra_ms) - now;
+            let later = RateLimitSnapshot { reset_after: Some(reset_after), ..snap(100, 50, 0) };
+            p.observe(now, &later);
+            assert_eq!(p.remaining(now), Some(expected), "{extra_ms} ms past the known reset");
+        }
+    }
+
+    /// The plain and the admitted check share one body: an exhausted window holds both alike,
+    /// for every priority, to the millisecond of its reset.
+    #[test]
+    fn an_exhausted_window_holds_every_check_alike() {
+        let mut p = pacer(1);
+        p.observe(T0, &snap(10, 0, 30));
+        let reset = T0 + secs(30);
+        for now in [T0, reset - ms(1)] {
+            let expected = not_before(reset, PaceReason::Exhausted);
+            assert_eq!(p.check_admitted(now), expected);
+            for priority in ALL {
+                assert_eq!(p.check(now, priority), expected, "{priority:?}");
+            }
+        }
+        assert_eq!(p.check_admitted(reset), Pace::Now);
+        assert_eq!(p.check(reset, Critical), Pace::Now);
     }
 
     #[test]
