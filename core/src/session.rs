@@ -1183,8 +1183,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
         if self.lifecycle.token(now).is_none() {
             if let Some(error) = self.token_unavailable(now, req.spec.deadline) {
-                count(&mut self.counters.failed);
-                return Authorize::Fail(error);
+                return self.fail_with(error);
             }
             return Authorize::Wait {
                 until: self.token_wait_until(now),
@@ -1517,8 +1516,13 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// Counts a failed request and answers it with an error of `kind` (built here, not at each
     /// call site: each built its own and copied it into the answer).
     fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N> {
+        self.fail_with(ApiError::new(kind))
+    }
+
+    /// Counts a failed request and answers it with `error`.
+    fn fail_with(&mut self, error: ApiError) -> Authorize<'_, N> {
         count(&mut self.counters.failed);
-        Authorize::Fail(ApiError::new(kind))
+        Authorize::Fail(error)
     }
 
     fn retry_after<Hd: Headers + ?Sized>(&self, now: Instant, headers: &Hd) -> Option<Duration> {

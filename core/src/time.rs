@@ -490,9 +490,10 @@ impl WallClock {
     pub fn wall_at(&self, now: Instant) -> UnixTime {
         // Whole seconds of the distance, rounded down ahead of the pairing and up before it
         // (`UnixTime`'s saturating add and sub): one division for both.
-        let (later, earlier) = if now >= self.at { (now, self.at) } else { (self.at, now) };
+        let ahead = now >= self.at;
+        let (later, earlier) = if ahead { (now, self.at) } else { (self.at, now) };
         let (secs, rem) = div_rem(later.0.wrapping_sub(earlier.0), 1000).unwrap_or((0, 0));
-        if now >= self.at {
+        if ahead {
             UnixTime(add_sat(self.wall.0, secs))
         } else {
             // At most u64::MAX / 1000, so the increment cannot overflow.
