@@ -126,6 +126,7 @@ mod config;
 mod control;
 mod counters;
 mod faults;
+pub mod hostile;
 mod jwt;
 mod oauth;
 mod ratelimit;
