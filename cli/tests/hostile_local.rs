@@ -1,7 +1,8 @@
 //! The `credflow` binary against a hostile local setup: secret files that are not files (a FIFO
 //! with no writer, `/dev/zero`, a directory, 10 MB), a secret given twice, standard output or
 //! error closed before anything is written, and a token URL without an API base. Servers are
-//! the emulator on 127.0.0.1.
+//! the emulator on 127.0.0.1. Unix only: FIFOs, `/dev/zero`, `SIGPIPE`'s exit code.
+#![cfg(unix)]
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -94,7 +95,7 @@ async fn secret_files_that_are_not_secrets_are_refused_at_once() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let huge = dir.path("huge");
     std::fs::write(&huge, vec![b'a'; 10 << 20]).unwrap();
-    let token_url = emu.token_url();
+    let (token_url, api_base) = (emu.token_url(), emu.api_base());
     for (path, expected) in [
         // Opening it would wait for a writer that never comes.
         (fifo.as_str(), "is a FIFO"),
@@ -105,7 +106,8 @@ async fn secret_files_that_are_not_secrets_are_refused_at_once() {
         (huge.as_str(), "larger than 4096 bytes"),
     ] {
         let env = [("GENESYS_CLIENT_ID", DEMO_CLIENT_ID), ("GENESYS_CLIENT_SECRET_FILE", path)];
-        let out = captured(&env, &["--token-url", &token_url, "token"]).await;
+        let out =
+            captured(&env, &["--token-url", &token_url, "--api-base", &api_base, "token"]).await;
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{path}: {err}");
         assert!(
@@ -114,7 +116,15 @@ async fn secret_files_that_are_not_secrets_are_refused_at_once() {
         );
         let out = captured(
             &[("GENESYS_CLIENT_ID", DEMO_CLIENT_ID)],
-            &["--token-url", &token_url, "--client-secret-file", path, "token"],
+            &[
+                "--token-url",
+                &token_url,
+                "--api-base",
+                &api_base,
+                "--client-secret-file",
+                path,
+                "token",
+            ],
         )
         .await;
         let err = text(&out.stderr);
@@ -128,7 +138,7 @@ async fn secret_files_that_are_not_secrets_are_refused_at_once() {
 async fn a_secret_file_loses_exactly_one_trailing_line_break() {
     let emu = emulator().await;
     let dir = Scratch::new("trim");
-    let token_url = emu.token_url();
+    let (token_url, api_base) = (emu.token_url(), emu.api_base());
     for (name, content, code) in [
         ("lf", format!("{DEMO_CLIENT_SECRET}\n"), 0),
         ("crlf", format!("{DEMO_CLIENT_SECRET}\r\n"), 0),
@@ -139,7 +149,15 @@ async fn a_secret_file_loses_exactly_one_trailing_line_break() {
         std::fs::write(&path, content).unwrap();
         let out = captured(
             &[("GENESYS_CLIENT_ID", DEMO_CLIENT_ID)],
-            &["--token-url", &token_url, "--client-secret-file", &path, "token"],
+            &[
+                "--token-url",
+                &token_url,
+                "--api-base",
+                &api_base,
+                "--client-secret-file",
+                &path,
+                "token",
+            ],
         )
         .await;
         let err = text(&out.stderr);
@@ -158,20 +176,33 @@ async fn a_secret_given_twice_is_refused_naming_both() {
     let dir = Scratch::new("twice");
     let file = dir.path("secret");
     std::fs::write(&file, "from-the-file\n").unwrap();
-    let token_url = emu.token_url();
+    let (token_url, api_base) = (emu.token_url(), emu.api_base());
     let both_variables = [
         ("GENESYS_CLIENT_ID", DEMO_CLIENT_ID),
         ("GENESYS_CLIENT_SECRET", DEMO_CLIENT_SECRET),
         ("GENESYS_CLIENT_SECRET_FILE", file.as_str()),
     ];
-    let out = captured(&both_variables, &["--token-url", &token_url, "token"]).await;
+    let out =
+        captured(&both_variables, &["--token-url", &token_url, "--api-base", &api_base, "token"])
+            .await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("GENESYS_CLIENT_SECRET and GENESYS_CLIENT_SECRET_FILE"), "{err}");
     assert!(!err.contains(DEMO_CLIENT_SECRET) && !err.contains("from-the-file"), "{err}");
 
-    let out =
-        captured(&DEMO, &["--token-url", &token_url, "--client-secret-file", &file, "token"]).await;
+    let out = captured(
+        &DEMO,
+        &[
+            "--token-url",
+            &token_url,
+            "--api-base",
+            &api_base,
+            "--client-secret-file",
+            &file,
+            "token",
+        ],
+    )
+    .await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("GENESYS_CLIENT_SECRET and --client-secret-file"), "{err}");
@@ -331,9 +362,10 @@ async fn the_emulator_keeps_serving_with_a_closed_stderr() {
         .find(|word| word.starts_with("http://127.0.0.1:"))
         .unwrap_or_else(|| panic!("no address in {first:?}"))
         .to_owned();
-    let token_url = format!("{base}/oauth/token");
+    let (token_url, api_base) = (format!("{base}/oauth/token"), base);
     for _ in 0..3 {
-        let out = captured(&DEMO, &["--token-url", &token_url, "token"]).await;
+        let out =
+            captured(&DEMO, &["--token-url", &token_url, "--api-base", &api_base, "token"]).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     assert!(child.try_wait().unwrap().is_none(), "the emulator stopped");
