@@ -1,7 +1,8 @@
 //! `credflow`: OAuth 2.0 client-credentials tokens, authenticated API calls, setup diagnosis and
 //! an offline demo, for Genesys Cloud and any OAuth2 server.
 //!
-//! Exit codes: 0 success; 1 the API answered an error status, returned as is; 2 usage or
+//! Exit codes: 0 success; 1 the API answered an error status, returned as is (or standard output
+//! could not be written); 2 usage or
 //! configuration error; 3 credentials rejected; 4 scope or
 //! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
 //! longest accepted wait); 141 a closed pipe (standard output or error): the reader went away
@@ -32,7 +33,7 @@ use zeroize::Zeroizing;
 #[command(name = "credflow", version, about, long_about = None)]
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
 --client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 1 the API answered an \
-error status (body printed), 2 configuration, 3 credentials rejected, 4 scope or permission, \
+error status (body printed) or output failed, 2 configuration, 3 credentials rejected, 4 scope or permission, \
 5 unavailable, 141 standard output or error closed (a pipe whose reader went away).")]
 struct Cli {
     #[command(flatten)]

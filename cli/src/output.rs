@@ -13,9 +13,13 @@
 //!   and says so on standard error: output that did not arrive is never reported as a success;
 //! - any other failure to write standard error is ignored: there is nowhere left to report it.
 //!
+//! The one exception is the error message of a failed command, written last by `main`: its exit
+//! code says more than 141 and is kept.
+//!
 //! Ending the process from where the write failed, rather than returning an error up every
-//! caller, is what `SIGPIPE` does to other programs; the operating system reclaims the memory,
-//! secrets included.
+//! caller, is what `SIGPIPE` does to other programs. Destructors do not run, so the secrets in
+//! memory are not wiped by theirs; the process is gone, and the operating system clears its pages
+//! before it hands them to anyone else.
 
 use std::fmt;
 use std::io::{self, Write};
