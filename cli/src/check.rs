@@ -6,23 +6,24 @@ use credflow_core::env::parse_environment;
 use credflow_core::session::ApiErrorKind;
 use credflow_reqwest::{Client, Error, ErrorKind};
 
+use crate::output::outln;
 use crate::{Failure, TargetArgs, build_config};
 
 fn ok(text: impl AsRef<str>) {
-    println!("  ok    {}", text.as_ref());
+    outln!("  ok    {}", text.as_ref());
 }
 
 fn bad(text: impl AsRef<str>) {
-    println!("  FAIL  {}", text.as_ref());
+    outln!("  FAIL  {}", text.as_ref());
 }
 
 fn hint(text: impl AsRef<str>) {
-    println!("        {}", text.as_ref());
+    outln!("        {}", text.as_ref());
 }
 
 /// Runs the checks; the exit code is that of the first failing check.
 pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Failure> {
-    println!("credflow check");
+    outln!("credflow check");
     // 1. Where to: the environment name, with a suggestion when it is unknown.
     let env_name = match (&target.token_url, &target.api_base) {
         (Some(_), _) | (_, Some(_)) => None,
@@ -51,7 +52,7 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
         ok(format!(
             "custom OAuth2 server: token {}, API {}",
             config.target.token_url(),
-            config.target.api_base()
+            config.target.api_base().unwrap_or("none")
         ));
     }
     ok(format!(
@@ -132,7 +133,7 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
     match first_failure {
         Some(failure) => Err(failure),
         None => {
-            println!("all checks passed");
+            outln!("all checks passed");
             Ok(())
         }
     }

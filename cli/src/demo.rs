@@ -12,6 +12,7 @@ use credflow_reqwest::{Client, ClientEvent, Config};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Failure;
+use crate::output::outln;
 use crate::progress::describe;
 
 const QUEUES: &str = "/api/v2/routing/queues";
@@ -24,12 +25,12 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, text: impl AsRef<str>) {
-        println!("[{:>6.2}s] {}", self.start.elapsed().as_secs_f64(), text.as_ref());
+        outln!("[{:>6.2}s] {}", self.start.elapsed().as_secs_f64(), text.as_ref());
     }
 
     fn scene(&self, n: u32, title: &str) {
-        println!();
-        println!("── {n}. {title}");
+        outln!();
+        outln!("── {n}. {title}");
     }
 }
 
@@ -47,8 +48,8 @@ pub(crate) async fn run(show_requests: bool) -> Result<(), Failure> {
     .await
     .map_err(|e| failure("starting the emulator", e))?;
     let n = Narrator { start: Instant::now() };
-    println!("credflow demo: a Genesys Cloud emulator is listening on {}", emulator.base_url());
-    println!("(in this process, on 127.0.0.1: no credentials, no network)");
+    outln!("credflow demo: a Genesys Cloud emulator is listening on {}", emulator.base_url());
+    outln!("(in this process, on 127.0.0.1: no credentials, no network)");
 
     let mut config = Config::custom(
         emulator.token_url(),
@@ -225,13 +226,13 @@ async fn scene_outage(client: &Client, emu: &EmulatorHandle, n: Narrator) -> Res
 fn summary(client: &Client, emu: &EmulatorHandle) {
     let seen = emu.counters();
     let mine = client.counters();
-    println!();
-    println!("── Summary");
-    println!("  {:<34} {:>8}", "API calls seen by the server", seen.api.requests);
-    println!("  {:<34} {:>8}", "token requests seen by the server", seen.token.requests);
-    println!("  {:<34} {:>8}", "429 answers", seen.responses_429);
-    println!("  {:<34} {:>8}", "401 answers", seen.responses_401);
-    println!("  {:<34} {:>8}", "retries by the client", mine.retries);
-    println!("  {:<34} {:>8}", "circuit-breaker trips", mine.breaker_trips);
-    println!("  {:<34} {:>8}", "requests failed fast (typed error)", mine.failed);
+    outln!();
+    outln!("── Summary");
+    outln!("  {:<34} {:>8}", "API calls seen by the server", seen.api.requests);
+    outln!("  {:<34} {:>8}", "token requests seen by the server", seen.token.requests);
+    outln!("  {:<34} {:>8}", "429 answers", seen.responses_429);
+    outln!("  {:<34} {:>8}", "401 answers", seen.responses_401);
+    outln!("  {:<34} {:>8}", "retries by the client", mine.retries);
+    outln!("  {:<34} {:>8}", "circuit-breaker trips", mine.breaker_trips);
+    outln!("  {:<34} {:>8}", "requests failed fast (typed error)", mine.failed);
 }

@@ -1,13 +1,16 @@
 //! `credflow`: OAuth 2.0 client-credentials tokens, authenticated API calls, setup diagnosis and
 //! an offline demo, for Genesys Cloud and any OAuth2 server.
 //!
-//! Exit codes: 0 success; 1 the API answered an error status, returned as is; 2 usage or
+//! Exit codes: 0 success; 1 the API answered an error status, returned as is (or standard output
+//! could not be written); 2 usage or
 //! configuration error; 3 credentials rejected; 4 scope or
 //! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
-//! longest accepted wait).
+//! longest accepted wait); 141 a closed pipe (standard output or error): the reader went away
+//! (see the `output` module).
 
 mod check;
 mod demo;
+mod output;
 mod progress;
 
 use std::io::{IsTerminal, Read, Write};
@@ -16,19 +19,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use credflow_core::env::parse_environment;
+use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, credentials, read_secret_file,
+    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, client_id, client_secret,
+    read_secret_file, secret_given_twice,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
+use zeroize::Zeroizing;
 
 /// Keeps machine-to-machine OAuth 2.0 access working: tokens, API calls, diagnosis.
 #[derive(Debug, Parser)]
 #[command(name = "credflow", version, about, long_about = None)]
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
 --client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 1 the API answered an \
-error status (body printed), 2 configuration, 3 credentials rejected, 4 scope or permission, \
-5 unavailable.")]
+error status (body printed) or output failed, 2 configuration, 3 credentials rejected, 4 scope or permission, \
+5 unavailable, 141 standard output or error closed (a pipe whose reader went away).")]
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
@@ -45,7 +51,7 @@ struct TargetArgs {
     /// Genesys Cloud environment: mypurecloud.ie, eu-west-1, api.mypurecloud.ie, …
     #[arg(long, global = true, env = "GENESYS_ENV_NAME", value_name = "NAME")]
     env: Option<String>,
-    /// Token endpoint of any OAuth2 server (with --api-base).
+    /// Token endpoint of any OAuth2 server (with --api-base, except for `token`).
     #[arg(long, global = true, env = "CREDFLOW_TOKEN_URL", value_name = "URL")]
     token_url: Option<String>,
     /// API base URL that goes with --token-url.
@@ -136,19 +142,30 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help, version or a usage error; clap's own `exit` would swallow a closed pipe and
+        // report success for help that never arrived.
+        Err(e) => {
+            if e.print().is_err_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+                return ExitCode::from(output::BROKEN_PIPE);
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("credflow: error: cannot start the async runtime: {e}");
+            output::errln!("credflow: error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("credflow: error: {}", failure.message);
+            // The failure's own code, even when standard error is closed: it says more than 141.
+            let _ = writeln!(std::io::stderr().lock(), "credflow: error: {}", failure.message);
             ExitCode::from(failure.code)
         }
     }
@@ -164,7 +181,9 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| output::LogWriter)
+        // Its default reports a failed write with `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
@@ -176,12 +195,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .map_err(|e| Failure { code: 1, message: format!("emulator: {e}") }),
         Command::Demo { show_requests } => demo::run(show_requests).await,
         Command::Token { json } => {
-            let client = build_client(&cli.target)?;
+            let client = Client::new(config_for(&cli.target, ApiBase::NotNeeded)?)?;
             let token = client.token().await?;
             if json {
                 print_token_json(&client, &token);
             } else {
-                println!("{}", token.as_str());
+                output::outln!("{}", token.as_str());
             }
             Ok(())
         }
@@ -207,33 +226,38 @@ fn build_client(target: &TargetArgs) -> Result<Client, Failure> {
     Client::new(build_config(target)?).map_err(Failure::from)
 }
 
+/// Whether the command sends API requests, so needs an API base beside a token URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ApiBase {
+    /// `get`, `request`, `check`: `--token-url` goes with `--api-base`.
+    Needed,
+    /// `token`: a token endpoint is all it talks to.
+    NotNeeded,
+}
+
+/// The configuration of a command that sends API requests.
 fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
-    let id = target
-        .client_id
-        .clone()
-        .or_else(|| std::env::var(ENV_CLIENT_ID).ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Failure::usage(format!("no client id: set {ENV_CLIENT_ID} or pass --client-id"))
-        })?;
-    let secret = match (&target.client_secret_file, std::env::var(ENV_CLIENT_SECRET).ok()) {
-        (Some(path), _) => read_secret_file(path, "--client-secret-file")?,
-        (None, Some(secret)) => secret,
-        (None, None) => match std::env::var(ENV_CLIENT_SECRET_FILE).ok() {
-            Some(path) => read_secret_file(&path, ENV_CLIENT_SECRET_FILE)?,
-            None => {
-                return Err(Failure::usage(format!(
-                    "no client secret: set {ENV_CLIENT_SECRET} or pass --client-secret-file PATH \
-                     (never a flag value: it would show in process lists and shell history)"
-                )));
-            }
-        },
-    };
-    let credentials = credentials(&id, &secret)?;
+    config_for(target, ApiBase::Needed)
+}
+
+fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
+    let credentials = load_credentials(target)?;
     let mut config = match (&target.token_url, &target.api_base) {
         (Some(token_url), Some(api_base)) => Config::custom(token_url, api_base, credentials),
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Failure::usage("--token-url and --api-base go together"));
+        (Some(token_url), None) if api == ApiBase::NotNeeded => {
+            Config::token_only(token_url, credentials)
+        }
+        (Some(_), None) => {
+            return Err(Failure::usage(
+                "--token-url without --api-base: this command sends API requests; pass \
+                 --api-base URL (or set CREDFLOW_API_BASE) too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Failure::usage(
+                "--api-base without --token-url: pass --token-url URL (or set \
+                 CREDFLOW_TOKEN_URL) too, or neither and --env NAME",
+            ));
         }
         (None, None) => {
             let name = target.env.clone().unwrap_or_else(|| "mypurecloud.com".to_owned());
@@ -248,6 +272,41 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
     Ok(config)
+}
+
+/// The client id and secret from flags and environment. The secret comes from exactly one
+/// place, `GENESYS_CLIENT_SECRET` or a file (`--client-secret-file`, else
+/// `GENESYS_CLIENT_SECRET_FILE`): given twice, it is refused, as `Config::from_env` refuses it.
+fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
+    let id = target
+        .client_id
+        .clone()
+        .or_else(|| std::env::var(ENV_CLIENT_ID).ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(format!("no client id: set {ENV_CLIENT_ID} or pass --client-id"))
+        })?;
+    // `var` copies the secret out of the environment: the copy is wiped when dropped.
+    let value = std::env::var(ENV_CLIENT_SECRET).ok().filter(|v| !v.is_empty()).map(Zeroizing::new);
+    let file = match &target.client_secret_file {
+        Some(path) => Some((path.clone(), "--client-secret-file")),
+        None => std::env::var(ENV_CLIENT_SECRET_FILE)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|path| (path, ENV_CLIENT_SECRET_FILE)),
+    };
+    let secret = match (value, file) {
+        (Some(_), Some((_, source))) => return Err(secret_given_twice(source).into()),
+        (Some(value), None) => client_secret(&value, ENV_CLIENT_SECRET)?,
+        (None, Some((path, source))) => read_secret_file(&path, source)?,
+        (None, None) => {
+            return Err(Failure::usage(format!(
+                "no client secret: set {ENV_CLIENT_SECRET} or pass --client-secret-file PATH \
+                 (never a flag value: it would show in process lists and shell history)"
+            )));
+        }
+    };
+    Ok(Credentials::new(client_id(&id, ENV_CLIENT_ID)?, secret))
 }
 
 fn read_data(data: &str) -> Result<Vec<u8>, Failure> {
@@ -284,14 +343,14 @@ async fn request(
     progress.abort();
     let response = result?;
     if verbose > 0 {
-        eprintln!(
+        output::errln!(
             "< {:?} {} ({} ms)",
             response.version(),
             response.status(),
             started.elapsed().as_millis()
         );
         for (name, value) in response.headers() {
-            eprintln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
+            output::errln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }
     let status = response.status();
@@ -299,10 +358,9 @@ async fn request(
         .bytes()
         .await
         .map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&bytes);
+    output::stdout_bytes(&bytes);
     if !bytes.ends_with(b"\n") && std::io::stdout().is_terminal() {
-        let _ = writeln!(out);
+        output::outln!();
     }
     if status.is_success() {
         Ok(())
@@ -330,7 +388,7 @@ fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {
         "token_fingerprint": token.fingerprint().to_string(),
         "token_url": client.token_url(),
     });
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    output::outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
 }
 
 impl From<Error> for Box<Failure> {

@@ -1,13 +1,15 @@
 //! Progress on stderr while a request waits: "rate limited, retrying in 42 s", with a countdown
 //! spinner when stderr is a terminal; with `-v`, every event of the client as a timeline.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use credflow_core::session::{Event, RetryReason, WaitReason};
 use credflow_reqwest::{Client, ClientEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+
+use crate::output::{err, errln};
 
 /// Waits shorter than this pass silently (unless verbose).
 const NOTICEABLE: Duration = Duration::from_secs(1);
@@ -25,7 +27,7 @@ pub(crate) fn spawn(client: &Client, verbose: bool) -> JoinHandle<()> {
                 Err(RecvError::Closed) => return,
             };
             if verbose {
-                eprintln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe(&event));
+                errln!("[{:>8.3}s] {}", started.elapsed().as_secs_f64(), describe(&event));
             }
             let wait = match &event {
                 ClientEvent::Retry { wait, reason, .. } if *wait >= NOTICEABLE => {
@@ -40,7 +42,7 @@ pub(crate) fn spawn(client: &Client, verbose: bool) -> JoinHandle<()> {
                 if interactive && !verbose {
                     countdown(text, wait).await;
                 } else if !verbose {
-                    eprintln!("credflow: {text}, retrying in {} s", wait.as_secs_f64().ceil());
+                    errln!("credflow: {text}, retrying in {} s", wait.as_secs_f64().ceil());
                 }
             }
         }
@@ -53,12 +55,11 @@ async fn countdown(text: &str, wait: Duration) {
     let mut frame = 0;
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now()).as_secs_f64().ceil();
-        eprint!("\r{} {text}, retrying in {left} s   ", FRAMES[frame % FRAMES.len()]);
-        let _ = std::io::stderr().flush();
+        err!("\r{} {text}, retrying in {left} s   ", FRAMES[frame % FRAMES.len()]);
         frame += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprint!("\r{:60}\r", "");
+    err!("\r{:60}\r", "");
 }
 
 fn retry_text(reason: RetryReason) -> &'static str {

@@ -180,7 +180,8 @@ struct Shared {
     events: broadcast::Sender<ClientEvent>,
     http: reqwest::Client,
     clock: Clock,
-    api_base: reqwest::Url,
+    /// `None` for a client of tokens only ([`Target::TokenOnly`](crate::Target::TokenOnly)).
+    api_base: Option<reqwest::Url>,
     request_timeout: StdDuration,
     token_timeout: StdDuration,
     token_wait: StdDuration,
@@ -222,9 +223,20 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("api_base", &self.inner.shared.api_base.as_str())
+            .field("api_base", &self.inner.shared.api_base.as_ref().map(reqwest::Url::as_str))
             .finish_non_exhaustive()
     }
+}
+
+/// The API base as a URL ending in `/`, so that request paths join under it.
+fn parse_api_base(text: &str) -> Result<reqwest::Url, Error> {
+    let mut api_base =
+        reqwest::Url::parse(text).map_err(|e| Error::config(format!("API base {text:?}: {e}")))?;
+    if !api_base.path().ends_with('/') {
+        let path = format!("{}/", api_base.path());
+        api_base.set_path(&path);
+    }
+    Ok(api_base)
 }
 
 fn install_crypto_provider() {
@@ -247,12 +259,7 @@ impl Client {
             endpoint =
                 endpoint.with_param(name, value).map_err(|e| Error::config(e.to_string()))?;
         }
-        let mut api_base = reqwest::Url::parse(config.target.api_base())
-            .map_err(|e| Error::config(format!("API base {:?}: {e}", config.target.api_base())))?;
-        if !api_base.path().ends_with('/') {
-            let path = format!("{}/", api_base.path());
-            api_base.set_path(&path);
-        }
+        let api_base = config.target.api_base().map(parse_api_base).transpose()?;
         let seed = match config.seed {
             Some(seed) => seed,
             None => {
@@ -310,9 +317,10 @@ impl Client {
         &self.inner.shared
     }
 
-    /// The API base URL request paths are joined to.
-    pub fn api_base(&self) -> &reqwest::Url {
-        &self.shared().api_base
+    /// The API base URL request paths are joined to; `None` for a client of tokens only
+    /// ([`Config::token_only`](crate::Config::token_only)).
+    pub fn api_base(&self) -> Option<&reqwest::Url> {
+        self.shared().api_base.as_ref()
     }
 
     /// The underlying HTTP client, to build requests for [`send`](Self::send).
@@ -370,8 +378,15 @@ impl Client {
     }
 
     /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
+    /// A client of tokens only has no API base: that is a configuration error.
     pub fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
-        self.api_base()
+        let Some(api_base) = self.api_base() else {
+            return Err(Error::config(format!(
+                "path {path:?}: this client has no API base (it was built for tokens only); \
+                 give it one with Config::custom"
+            )));
+        };
+        api_base
             .join(path.trim_start_matches('/'))
             .map_err(|e| Error::config(format!("path {path:?}: {e}")))
     }

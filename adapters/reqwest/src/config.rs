@@ -1,12 +1,14 @@
 //! Client configuration: a plain struct, or the environment variables the reference guide uses.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use credflow_core::env::{Environment, parse_environment};
 use credflow_core::oauth::AuthMethod;
-use credflow_core::secret::{CredentialPart, Credentials};
+use credflow_core::secret::{ClientId, ClientSecret, CredentialError, CredentialPart, Credentials};
 use credflow_core::session::SessionConfig;
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::shared::SharedStore;
@@ -19,7 +21,8 @@ pub const ENV_CLIENT_SECRET: &str = "GENESYS_CLIENT_SECRET";
 pub const ENV_CLIENT_SECRET_FILE: &str = "GENESYS_CLIENT_SECRET_FILE";
 /// `GENESYS_ENV_NAME`: the Genesys Cloud environment (`mypurecloud.ie`, `eu-west-1`, …).
 pub const ENV_ENV_NAME: &str = "GENESYS_ENV_NAME";
-/// `CREDFLOW_TOKEN_URL`: a token endpoint of any OAuth2 server (with `CREDFLOW_API_BASE`).
+/// `CREDFLOW_TOKEN_URL`: a token endpoint of any OAuth2 server (with `CREDFLOW_API_BASE`;
+/// [`Config::from_env`] needs both, the `credflow token` command only this one).
 pub const ENV_TOKEN_URL: &str = "CREDFLOW_TOKEN_URL";
 /// `CREDFLOW_API_BASE`: the API base URL that goes with `CREDFLOW_TOKEN_URL`.
 pub const ENV_API_BASE: &str = "CREDFLOW_API_BASE";
@@ -36,6 +39,13 @@ pub enum Target {
         /// The API base URL; request paths are joined to it.
         api_base: String,
     },
+    /// Tokens only, from any OAuth2 server, for a process that hands them to another HTTP
+    /// stack: without an API base, [`Client::url`](crate::Client::url) and
+    /// [`Client::request`](crate::Client::request) answer a configuration error.
+    TokenOnly {
+        /// The token endpoint URL.
+        token_url: String,
+    },
 }
 
 impl Target {
@@ -43,15 +53,16 @@ impl Target {
     pub fn token_url(&self) -> &str {
         match self {
             Target::Genesys(env) => env.token_url,
-            Target::Custom { token_url, .. } => token_url,
+            Target::Custom { token_url, .. } | Target::TokenOnly { token_url } => token_url,
         }
     }
 
-    /// The API base URL.
-    pub fn api_base(&self) -> &str {
+    /// The API base URL; `None` for [`Target::TokenOnly`].
+    pub fn api_base(&self) -> Option<&str> {
         match self {
-            Target::Genesys(env) => env.api_base,
-            Target::Custom { api_base, .. } => api_base,
+            Target::Genesys(env) => Some(env.api_base),
+            Target::Custom { api_base, .. } => Some(api_base),
+            Target::TokenOnly { .. } => None,
         }
     }
 }
@@ -138,10 +149,27 @@ impl Config {
         Config::with_target(credentials, target)
     }
 
+    /// A client that only gets tokens, from `token_url` of any OAuth2 server: it has no API
+    /// base to join request paths to ([`Target::TokenOnly`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), credflow_reqwest::Error> {
+    /// use credflow_reqwest::{Client, Config, config::credentials};
+    /// let config = Config::token_only("https://auth.example.com/oauth2/token", credentials("id", "secret")?);
+    /// let token = Client::new(config)?.token().await?;
+    /// # let _ = token; Ok(()) }
+    /// ```
+    pub fn token_only(token_url: impl Into<String>, credentials: Credentials) -> Self {
+        Config::with_target(credentials, Target::TokenOnly { token_url: token_url.into() })
+    }
+
     /// Reads the configuration from the process environment: `GENESYS_CLIENT_ID`,
     /// `GENESYS_CLIENT_SECRET` or `GENESYS_CLIENT_SECRET_FILE`, `GENESYS_ENV_NAME` (default
     /// `mypurecloud.com`), or `CREDFLOW_TOKEN_URL` with `CREDFLOW_API_BASE` for another server.
-    /// A missing or malformed variable is an error that names it.
+    /// A missing or malformed variable is an error that names it, and so is a secret given
+    /// twice (both `GENESYS_CLIENT_SECRET` and `GENESYS_CLIENT_SECRET_FILE`: which one is meant
+    /// is not guessed). An empty variable counts as unset. The file is read by
+    /// [`read_secret_file`].
     pub fn from_env() -> Result<Self, Error> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
@@ -151,13 +179,11 @@ impl Config {
         let id = lookup(ENV_CLIENT_ID)
             .filter(|v| !v.is_empty())
             .ok_or_else(|| Error::config(format!("{ENV_CLIENT_ID} is not set")))?;
-        let secret = match (lookup(ENV_CLIENT_SECRET), lookup(ENV_CLIENT_SECRET_FILE)) {
-            (Some(_), Some(_)) => {
-                return Err(Error::config(format!(
-                    "both {ENV_CLIENT_SECRET} and {ENV_CLIENT_SECRET_FILE} are set; keep one"
-                )));
-            }
-            (Some(secret), None) => secret,
+        let value = lookup(ENV_CLIENT_SECRET).filter(|v| !v.is_empty()).map(Zeroizing::new);
+        let file = lookup(ENV_CLIENT_SECRET_FILE).filter(|v| !v.is_empty());
+        let secret = match (value, file) {
+            (Some(_), Some(_)) => return Err(secret_given_twice(ENV_CLIENT_SECRET_FILE)),
+            (Some(value), None) => client_secret(&value, ENV_CLIENT_SECRET)?,
             (None, Some(path)) => read_secret_file(&path, ENV_CLIENT_SECRET_FILE)?,
             (None, None) => {
                 return Err(Error::config(format!(
@@ -165,12 +191,13 @@ impl Config {
                 )));
             }
         };
-        let credentials = credentials(&id, &secret)?;
+        let credentials = Credentials::new(client_id(&id, ENV_CLIENT_ID)?, secret);
         let target = match (lookup(ENV_TOKEN_URL), lookup(ENV_API_BASE)) {
             (Some(token_url), Some(api_base)) => Target::Custom { token_url, api_base },
             (Some(_), None) | (None, Some(_)) => {
                 return Err(Error::config(format!(
-                    "{ENV_TOKEN_URL} and {ENV_API_BASE} go together; set both or neither"
+                    "{ENV_TOKEN_URL} and {ENV_API_BASE} go together; set both or neither (a \
+                     client for tokens only: Config::token_only)"
                 )));
             }
             (None, None) => {
@@ -196,14 +223,123 @@ pub fn credentials(id: &str, secret: &str) -> Result<Credentials, Error> {
     })
 }
 
-/// Reads a secret from a file, trimming one trailing newline (as editors and `echo` add).
-pub fn read_secret_file(path: &str, what: &str) -> Result<String, Error> {
-    let mut text = std::fs::read_to_string(path)
-        .map_err(|e| Error::config(format!("{what}={path}: cannot read: {e}")))?;
-    while text.ends_with('\n') || text.ends_with('\r') {
-        text.pop();
+/// Validates a client id; the error names `source` (the variable or flag it came from).
+pub fn client_id(id: &str, source: &str) -> Result<ClientId, Error> {
+    ClientId::new(id).map_err(|e| Error::config(format!("{source}: {e}")))
+}
+
+/// Validates a client secret; the error names `source` (the variable or flag it came from),
+/// never the value.
+pub fn client_secret(secret: &str, source: &str) -> Result<ClientSecret, Error> {
+    ClientSecret::new(secret).map_err(|e| Error::config(format!("{source}: {e}")))
+}
+
+/// The error for a secret given both as a value (`GENESYS_CLIENT_SECRET`) and as a file
+/// (`file_source`: `GENESYS_CLIENT_SECRET_FILE` or a flag): refused rather than one of them
+/// silently preferred, since they may well differ (a rotated secret, a stale variable).
+pub fn secret_given_twice(file_source: &str) -> Error {
+    Error::config(format!(
+        "both {ENV_CLIENT_SECRET} and {file_source} are set: which secret is meant is not \
+         guessed; keep one"
+    ))
+}
+
+/// The largest secret file [`read_secret_file`] reads, in bytes: far more than any client
+/// secret ([`CLIENT_SECRET_CAPACITY`](credflow_core::secret::CLIENT_SECRET_CAPACITY) bytes),
+/// far less than a file named by mistake.
+pub const SECRET_FILE_LIMIT: usize = 4096;
+
+/// Reads a client secret from the file at `path`; errors name `source` (the variable or flag
+/// that gave the path) and the path, never the content.
+///
+/// The file must be a regular file (a symbolic link to one is followed: Kubernetes mounts
+/// secrets that way) of at most [`SECRET_FILE_LIMIT`] bytes of UTF-8. Exactly one trailing
+/// line break, `\n` or `\r\n` (as editors and `echo` add), is removed, and nothing else: the
+/// rest is the secret, which must not be empty or hold another line break or control character.
+///
+/// Refused, before anything is read: a FIFO (opening one waits for a writer, for ever if none
+/// comes), a device such as `/dev/zero` (whose content never ends), a directory or a socket;
+/// a file larger than the limit (refused, not truncated). The kind of file is checked before
+/// the file is opened, so that a FIFO is never opened, and again on the opened file, so that
+/// what is read is what was checked. One race is left: a FIFO put at `path` between the two
+/// checks makes the opening wait for a writer. Only someone who can write to the secret's
+/// directory can do that, and they could replace the secret itself.
+pub fn read_secret_file(path: &str, source: &str) -> Result<ClientSecret, Error> {
+    let refuse = |why: &str| Error::config(format!("{source}={path}: {why}"));
+    let cannot = |e: std::io::Error| refuse(&format!("cannot read: {e}"));
+    // `metadata` follows symbolic links: a link to a regular file is a regular file.
+    check_regular(&std::fs::metadata(path).map_err(cannot)?).map_err(|why| refuse(&why))?;
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    check_regular(&file.metadata().map_err(cannot)?).map_err(|why| refuse(&why))?;
+    // One byte more than the limit tells a file at the limit from a larger one. A buffer of
+    // fixed size, never grown: no copy of the secret is left behind in freed memory.
+    let mut buf = Zeroizing::new(vec![0u8; SECRET_FILE_LIMIT + 1]);
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..).filter(|rest| !rest.is_empty()) {
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(cannot(e)),
+        }
     }
-    Ok(text)
+    if len > SECRET_FILE_LIMIT {
+        return Err(refuse(&format!(
+            "larger than {SECRET_FILE_LIMIT} bytes, the limit for a secret file: is it the right \
+             file?"
+        )));
+    }
+    let text = std::str::from_utf8(buf.get(..len).unwrap_or_default())
+        .map_err(|_| refuse("not UTF-8 text"))?;
+    let secret = trim_line_break(text);
+    ClientSecret::new(secret).map_err(|e| match e {
+        CredentialError::Empty => refuse("the secret is empty"),
+        CredentialError::ControlCharacter { at }
+            if secret.as_bytes().get(at).is_some_and(|b| matches!(b, b'\n' | b'\r')) =>
+        {
+            refuse(&format!(
+                "a line break at byte {at} of the secret (only one trailing line break, \\n or \
+                 \\r\\n, is removed)"
+            ))
+        }
+        e => refuse(&e.to_string()),
+    })
+}
+
+/// `text` without one trailing `\n` or `\r\n`: the one rule [`read_secret_file`] documents.
+fn trim_line_break(text: &str) -> &str {
+    text.strip_suffix("\r\n").or_else(|| text.strip_suffix('\n')).unwrap_or(text)
+}
+
+/// `Ok` for a regular file; otherwise what the file is, for the error.
+fn check_regular(metadata: &std::fs::Metadata) -> Result<(), String> {
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() { "a directory" } else { special_file_kind(&kind) };
+    Err(format!("is {what}; a secret file must be a regular file or a link to one"))
+}
+
+#[cfg(unix)]
+fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 #[cfg(test)]
@@ -226,7 +362,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.target.token_url(), "https://login.mypurecloud.ie/oauth/token");
-        assert_eq!(c.target.api_base(), "https://api.mypurecloud.ie");
+        assert_eq!(c.target.api_base(), Some("https://api.mypurecloud.ie"));
         assert!(!format!("{c:?}").contains("\"s\""));
     }
 
@@ -281,5 +417,171 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("CREDFLOW_API_BASE"), "{e}");
+    }
+
+    /// A scratch directory of this test process, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("credflow-secret-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        /// A file `name` holding `content`; its path.
+        fn file(&self, name: &str, content: &[u8]) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, content).unwrap();
+            path.to_str().unwrap().to_owned()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn read(path: &str) -> Result<String, String> {
+        read_secret_file(path, "SOURCE")
+            .map(|s| s.expose_secret().to_owned())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn exactly_one_trailing_line_break_is_trimmed() {
+        let dir = Scratch::new("trim");
+        assert_eq!(read(&dir.file("plain", b"hunter2")).unwrap(), "hunter2");
+        assert_eq!(read(&dir.file("lf", b"hunter2\n")).unwrap(), "hunter2");
+        assert_eq!(read(&dir.file("crlf", b"hunter2\r\n")).unwrap(), "hunter2");
+        // A second line break is not trimmed: the secret would hold it, which is refused and
+        // explained, never sent.
+        for (name, content) in
+            [("lflf", &b"hunter2\n\n"[..]), ("cr", b"hunter2\r"), ("mid", b"hun\nter2")]
+        {
+            let e = read(&dir.file(name, content)).unwrap_err();
+            assert!(e.contains("line break") && e.contains("only one trailing"), "{name}: {e}");
+            assert!(!e.contains("hun") && !e.contains("ter2"), "{name}: {e}");
+        }
+        // Spaces are part of the secret: only the documented line break is removed.
+        assert_eq!(read(&dir.file("space", b" hunter2 \n")).unwrap(), " hunter2 ");
+    }
+
+    #[test]
+    fn an_empty_or_non_text_secret_file_is_refused() {
+        let dir = Scratch::new("empty");
+        for (name, content) in [("empty", &b""[..]), ("lf", b"\n"), ("crlf", b"\r\n")] {
+            let path = dir.file(name, content);
+            let e = read(&path).unwrap_err();
+            assert!(e.contains("SOURCE=") && e.contains(&path) && e.contains("empty"), "{e}");
+        }
+        let e = read(&dir.file("binary", b"hun\xffter2")).unwrap_err();
+        assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_large_secret_file_is_refused_naming_the_limit() {
+        let dir = Scratch::new("large");
+        let path = dir.file("huge", &vec![b'a'; 10 << 20]);
+        let e = read(&path).unwrap_err();
+        assert!(e.contains(&path) && e.contains("larger than 4096 bytes"), "{e}");
+        // At the limit the file is read; its content is then too long for a secret, which is
+        // another error, the core's.
+        let e = read(&dir.file("limit", &vec![b'a'; SECRET_FILE_LIMIT])).unwrap_err();
+        assert!(!e.contains("larger than") && e.contains("4096 bytes long"), "{e}");
+        let e = read(&dir.file("over", &vec![b'a'; SECRET_FILE_LIMIT + 1])).unwrap_err();
+        assert!(e.contains("larger than 4096 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_is_not_a_secret_file() {
+        let dir = Scratch::new("dir");
+        let path = dir.0.to_str().unwrap();
+        let e = read(path).unwrap_err();
+        assert!(e.contains(path) && e.contains("is a directory"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_a_regular_file_is_followed() {
+        // How Kubernetes mounts a secret: `secret -> ..data/secret`.
+        let dir = Scratch::new("link");
+        let target = dir.file("target", b"linked\n");
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(read(link.to_str().unwrap()).unwrap(), "linked");
+        let dangling = dir.0.join("dangling");
+        std::os::unix::fs::symlink(dir.0.join("missing"), &dangling).unwrap();
+        let e = read(dangling.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+    }
+
+    /// Runs `read(path)` on a thread and gives up after a few seconds: a read that hangs fails
+    /// the test instead of hanging it (the stuck thread ends with the test process).
+    fn read_within_seconds(path: &str) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&path));
+        });
+        rx.recv_timeout(Duration::from_secs(5)).expect("read_secret_file returned within 5 s")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_refused_without_reading_it() {
+        // `/dev/zero` never ends: reading it in full would grow without bound.
+        let e = read_within_seconds("/dev/zero").unwrap_err();
+        assert!(e.contains("/dev/zero") && e.contains("is a character device"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_without_a_writer_is_refused_at_once() {
+        let dir = Scratch::new("fifo");
+        let path = dir.0.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+        let path = path.to_str().unwrap();
+        // Opening a FIFO for reading waits for a writer; none comes.
+        let e = read_within_seconds(path).unwrap_err();
+        assert!(e.contains(path) && e.contains("is a FIFO"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_given_twice_is_refused() {
+        let dir = Scratch::new("twice");
+        let path = dir.file("secret", b"from-file\n");
+        let e = Config::from_lookup(lookup(&[
+            ("GENESYS_CLIENT_ID", "i"),
+            ("GENESYS_CLIENT_SECRET", "from-variable"),
+            ("GENESYS_CLIENT_SECRET_FILE", &path),
+        ]))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("GENESYS_CLIENT_SECRET ") && text.contains("GENESYS_CLIENT_SECRET_FILE"),
+            "{text}"
+        );
+        assert!(!text.contains("from-"), "{text}");
+        assert_eq!(e.exit_code(), 2);
+        // An empty variable is unset (as `GENESYS_CLIENT_SECRET=` from a template leaves it).
+        let c = Config::from_lookup(lookup(&[
+            ("GENESYS_CLIENT_ID", "i"),
+            ("GENESYS_CLIENT_SECRET", ""),
+            ("GENESYS_CLIENT_SECRET_FILE", &path),
+        ]))
+        .unwrap();
+        assert_eq!(c.credentials.secret.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn a_token_only_target_has_no_api_base() {
+        let c =
+            Config::token_only("http://127.0.0.1:1/oauth/token", credentials("i", "s").unwrap());
+        assert_eq!(c.target.token_url(), "http://127.0.0.1:1/oauth/token");
+        assert_eq!(c.target.api_base(), None);
     }
 }

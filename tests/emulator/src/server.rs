@@ -2,6 +2,7 @@
 //! plus the handles that control a running emulator.
 
 use std::fmt;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
@@ -333,7 +334,9 @@ async fn correlate(
         _ => {}
     }
     if let Some(line) = line {
-        eprintln!("credflow-emulator: {line} -> {} [{id}]", response.status().as_u16());
+        // Not `eprintln!`, which panics (and drops the connection) when stderr is a closed pipe.
+        let status = response.status().as_u16();
+        let _ = writeln!(std::io::stderr().lock(), "credflow-emulator: {line} -> {status} [{id}]");
     }
     response
 }

@@ -1,0 +1,102 @@
+//! Standard output and standard error, written without panicking.
+//!
+//! `println!` and `eprintln!` panic when the stream is a pipe whose reader has gone
+//! (`credflow get /api/v2/users | head -1`): Rust ignores `SIGPIPE`, so the write fails with
+//! `EPIPE`, and the panic ends the process with exit code 101 and a panic message. Every write of
+//! the command goes through here instead ([`outln!`], [`errln!`], [`stdout_bytes`], the log
+//! writer), and:
+//!
+//! - a write to a closed pipe, on either stream, ends credflow at once, quietly, with exit code
+//!   [`BROKEN_PIPE`] (141: what a shell reports for a process that `SIGPIPE` ended, as it would
+//!   end a C filter): the reader has gone, so there is nobody left to tell;
+//! - any other failure to write standard output (a full disk) ends credflow with exit code 1
+//!   and says so on standard error: output that did not arrive is never reported as a success;
+//! - any other failure to write standard error is ignored: there is nowhere left to report it.
+//!
+//! The one exception is the error message of a failed command, written last by `main`: its exit
+//! code says more than 141 and is kept.
+//!
+//! Ending the process from where the write failed, rather than returning an error up every
+//! caller, is what `SIGPIPE` does to other programs. Destructors do not run, so the secrets in
+//! memory are not wiped by theirs; the process is gone, and the operating system clears its pages
+//! before it hands them to anyone else.
+
+use std::fmt;
+use std::io::{self, Write};
+
+/// The exit code after a write to a closed pipe.
+pub(crate) const BROKEN_PIPE: u8 = 141;
+
+/// Writes to standard output and flushes, or ends the process (see the module docs).
+pub(crate) fn stdout_bytes(bytes: &[u8]) {
+    write_stdout(|out| out.write_all(bytes));
+}
+
+/// [`stdout_bytes`] of formatted text (written as it is formatted: a token printed here is
+/// never copied into a temporary string).
+pub(crate) fn stdout_fmt(args: fmt::Arguments<'_>) {
+    write_stdout(|out| out.write_fmt(args));
+}
+
+fn write_stdout(write: impl FnOnce(&mut io::StdoutLock<'static>) -> io::Result<()>) {
+    let mut out = io::stdout().lock();
+    // Flushed at once: an error left in the buffer would surface only at exit, and be ignored.
+    let result = write(&mut out).and_then(|()| out.flush());
+    drop(out);
+    if let Err(e) = result {
+        exit_if_broken_pipe(&e);
+        stderr_fmt(format_args!("credflow: error: cannot write to standard output: {e}\n"));
+        std::process::exit(1);
+    }
+}
+
+/// Writes formatted text to standard error; a closed pipe ends the process (see the module
+/// docs).
+pub(crate) fn stderr_fmt(args: fmt::Arguments<'_>) {
+    let mut err = io::stderr().lock();
+    if let Err(e) = err.write_fmt(args).and_then(|()| err.flush()) {
+        exit_if_broken_pipe(&e);
+    }
+}
+
+fn exit_if_broken_pipe(e: &io::Error) {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(BROKEN_PIPE.into());
+    }
+}
+
+/// Standard error for the log subscriber: its writes follow the same rule as [`errln!`].
+/// (Its other errors are returned to the subscriber, which is told not to report them.)
+pub(crate) struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stderr().write(buf).inspect_err(exit_if_broken_pipe)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        io::stderr().write_all(buf).inspect_err(exit_if_broken_pipe)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush().inspect_err(exit_if_broken_pipe)
+    }
+}
+
+/// `println!` that does not panic on a closed pipe.
+macro_rules! outln {
+    () => { $crate::output::stdout_bytes(b"\n") };
+    ($($arg:tt)*) => { $crate::output::stdout_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprint!` that does not panic on a closed pipe.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::output::stderr_fmt(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that does not panic on a closed pipe.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::stderr_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {err, errln, outln};
