@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use credflow_core::env::parse_environment;
+use credflow_core::http::url::Url;
 use credflow_core::session::ApiErrorKind;
 use credflow_reqwest::{Client, Error, ErrorKind};
 
@@ -41,6 +42,7 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
             }
         }
     }
+    // Refuses userinfo and plain http off loopback before anything below prints a URL.
     let config = match build_config(target) {
         Ok(config) => config,
         Err(failure) => {
@@ -49,11 +51,13 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
         }
     };
     if env_name.is_none() {
-        ok(format!(
-            "custom OAuth2 server: token {}, API {}",
-            config.target.token_url(),
-            config.target.api_base().unwrap_or("none")
-        ));
+        let (token_url, api_base) = (config.target.token_url(), config.target.api_base());
+        ok(format!("custom OAuth2 server: token {token_url}, API {}", api_base.unwrap_or("none")));
+        let insecure = |url: &&str| Url::parse(url).is_ok_and(|u| u.is_insecure());
+        if [Some(token_url), api_base].iter().flatten().any(insecure) {
+            hint("plain http to a host that is not loopback (--allow-insecure-http): the");
+            hint("credentials and tokens cross the network in clear text; use https");
+        }
     }
     ok(format!(
         "credentials for client {} ({}), auth method {}",

@@ -2,8 +2,8 @@
 //! an offline demo, for Genesys Cloud and any OAuth2 server.
 //!
 //! Exit codes: 0 success; 1 the API answered an error status, returned as is (or standard output
-//! could not be written); 2 usage or
-//! configuration error; 3 credentials rejected; 4 scope or
+//! could not be written); 2 usage or configuration error (a plain http:// URL to a host that is
+//! not loopback without --allow-insecure-http, userinfo in a URL); 3 credentials rejected; 4 scope or
 //! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
 //! longest accepted wait); 141 a closed pipe (standard output or error): the reader went away
 //! (see the `output` module).
@@ -19,10 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use credflow_core::env::parse_environment;
+use credflow_core::http::url::Url;
 use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, client_id, client_secret,
+    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, check_url, client_id, client_secret,
     read_secret_file, secret_given_twice,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
@@ -32,9 +33,11 @@ use zeroize::Zeroizing;
 #[derive(Debug, Parser)]
 #[command(name = "credflow", version, about, long_about = None)]
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
---client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 1 the API answered an \
-error status (body printed) or output failed, 2 configuration, 3 credentials rejected, 4 scope or permission, \
-5 unavailable, 141 standard output or error closed (a pipe whose reader went away).")]
+--client-secret-file, never from a flag value. Plain http:// URLs are refused except to loopback \
+(127.0.0.0/8, [::1], localhost) unless --allow-insecure-http.\n\nExit codes: 0 ok, 1 the API \
+answered an error status (body printed) or output failed, 2 configuration, 3 credentials \
+rejected, 4 scope or permission, 5 unavailable, 141 standard output or error closed (a pipe \
+whose reader went away).")]
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
@@ -69,6 +72,10 @@ struct TargetArgs {
     /// Scope to request, space-separated (Genesys ignores it for client credentials).
     #[arg(long, global = true)]
     scope: Option<String>,
+    /// Allow plain http:// to hosts that are not loopback: credentials and tokens then cross
+    /// the network in clear text (a warning is printed). Loopback needs no flag.
+    #[arg(long, global = true)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +278,8 @@ fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
     })?;
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
+    config.allow_insecure_http = target.allow_insecure_http;
+    check_urls(&config)?;
     Ok(config)
 }
 
@@ -307,6 +316,36 @@ fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
         }
     };
     Ok(Credentials::new(client_id(&id, ENV_CLIENT_ID)?, secret))
+}
+
+/// Refuses, as the client would, a token URL or API base with userinfo or plain http to a host
+/// that is not loopback (unless --allow-insecure-http, then warns): before `check` prints them,
+/// and naming the flag.
+fn check_urls(config: &Config) -> Result<(), Failure> {
+    let urls = [
+        ("--token-url", Some(config.target.token_url()), "client credentials"),
+        ("--api-base", config.target.api_base(), "bearer tokens"),
+    ];
+    for (flag, url, secrets) in urls {
+        let Some(url) = url else { continue };
+        match check_url(flag, url, config.allow_insecure_http) {
+            Ok(false) => {}
+            Ok(true) => output::errln!(
+                "credflow: warning: --allow-insecure-http: {flag} {url} is plain http to a host \
+                 that is not loopback; the {secrets} sent there cross the network in clear text"
+            ),
+            Err(e) => {
+                let mut failure = Failure::from(e);
+                if Url::parse(url).is_ok_and(|u| u.is_insecure()) {
+                    failure
+                        .message
+                        .push_str("\n  to send in clear text anyway: --allow-insecure-http");
+                }
+                return Err(failure);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_data(data: &str) -> Result<Vec<u8>, Failure> {

@@ -26,6 +26,7 @@ use heapless::{Deque, String, Vec};
 use crate::breaker::{Admission, BreakerConfig, BreakerEvent, CircuitBreaker};
 use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response, correlation_id};
 use crate::http::date::parse_http_date;
+use crate::http::url::{PlainHttp, Url, UrlError};
 use crate::http::{Headers, Method};
 use crate::lifecycle::{
     ConfigError, Generation, Lifecycle, LifecycleConfig, LifecycleEvent, RejectReason, Ticket,
@@ -59,6 +60,11 @@ pub const SESSION_EVENT_CAPACITY: usize = 8;
 /// The token URL, the scope and the extra parameters share one buffer of `E` bytes (default
 /// [`ENDPOINT_CAPACITY`]); a firmware image sizes it to what it sends (`TokenEndpoint<64>` holds
 /// a Genesys Cloud login URL), and its session takes the same `E`.
+///
+/// The token URL receives the client credentials, so it must be `https`, or `http` to a
+/// loopback host (`127.0.0.0/8`, `[::1]`, `localhost`; see
+/// [`url`](crate::http::url#plain-http-only-to-loopback)). Plain `http` to any other host
+/// needs the explicit opt-in [`TokenEndpoint::new_with_plain_http`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenEndpoint<const E: usize = ENDPOINT_CAPACITY> {
     /// The token URL, then the scope and the parameters in the order they were given.
@@ -69,6 +75,7 @@ pub struct TokenEndpoint<const E: usize = ENDPOINT_CAPACITY> {
     extra: Vec<(usize, usize, usize), EXTRA_PARAMS>,
     auth: AuthMethod,
     jwt_lifetime: Duration,
+    plain_http: PlainHttp,
 }
 
 /// Why a [`TokenEndpoint`] or [`Session`] could not be built.
@@ -77,8 +84,9 @@ pub struct TokenEndpoint<const E: usize = ENDPOINT_CAPACITY> {
 pub enum SetupError {
     /// The token URL does not fit the endpoint's capacity (the const generic `E`).
     TokenUrlTooLong,
-    /// The token URL is not an absolute `http`/`https` URL.
-    InvalidTokenUrl,
+    /// The token URL is refused: not an absolute `http`/`https` URL, with userinfo, or `http`
+    /// to a host that is not loopback without the opt-in (the inner error says which).
+    InvalidTokenUrl(UrlError),
     /// The scope does not fit what is left of the endpoint's capacity.
     ScopeTooLong,
     /// More than [`EXTRA_PARAMS`] extra parameters, or one that does not fit what is left of
@@ -94,7 +102,7 @@ impl fmt::Display for SetupError {
                             by the URL, the scope and the extra parameters)";
         match self {
             SetupError::TokenUrlTooLong => write!(f, "token URL too long: {HINT}"),
-            SetupError::InvalidTokenUrl => f.write_str("token URL is not an absolute http(s) URL"),
+            SetupError::InvalidTokenUrl(e) => write!(f, "invalid token URL: {e}"),
             SetupError::ScopeTooLong => write!(f, "scope too long: {HINT}"),
             SetupError::TooManyExtraParams => {
                 write!(f, "more than {EXTRA_PARAMS} extra parameters, or one too long: {HINT}")
@@ -108,8 +116,31 @@ impl core::error::Error for SetupError {}
 
 impl<const E: usize> TokenEndpoint<E> {
     /// A client-credentials request to `token_url` with `client_secret_basic` authentication.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::InvalidTokenUrl`] for a malformed URL, userinfo in it, or `http` to a host
+    /// that is not loopback ([`UrlError::InsecureHttp`]); [`SetupError::TokenUrlTooLong`].
     pub fn new(token_url: &str) -> Result<Self, SetupError> {
-        crate::http::url::Url::parse(token_url).map_err(|_| SetupError::InvalidTokenUrl)?;
+        TokenEndpoint::new_with_plain_http(token_url, PlainHttp::LoopbackOnly)
+    }
+
+    /// [`TokenEndpoint::new`], with `http` token URLs allowed where `plain_http` says.
+    /// [`PlainHttp::Anywhere`] is the explicit opt-in to send the client credentials in clear
+    /// text to a host that is not loopback: for a test network without TLS, never in
+    /// production.
+    ///
+    /// ```
+    /// use credflow_core::http::url::{PlainHttp, UrlError};
+    /// use credflow_core::session::{SetupError, TokenEndpoint};
+    /// const URL: &str = "http://auth.example.invalid/oauth/token";
+    /// assert_eq!(TokenEndpoint::<64>::new(URL), Err(SetupError::InvalidTokenUrl(UrlError::InsecureHttp)));
+    /// let endpoint = TokenEndpoint::<64>::new_with_plain_http(URL, PlainHttp::Anywhere)?;
+    /// assert_eq!(endpoint.plain_http(), PlainHttp::Anywhere);
+    /// # Ok::<(), SetupError>(())
+    /// ```
+    pub fn new_with_plain_http(token_url: &str, plain_http: PlainHttp) -> Result<Self, SetupError> {
+        Url::parse_with(token_url, plain_http).map_err(SetupError::InvalidTokenUrl)?;
         let text = String::try_from(token_url).map_err(|_| SetupError::TokenUrlTooLong)?;
         Ok(TokenEndpoint {
             url_end: text.len(),
@@ -118,6 +149,7 @@ impl<const E: usize> TokenEndpoint<E> {
             scope: None,
             extra: Vec::new(),
             jwt_lifetime: Duration::from_secs(60),
+            plain_http,
         })
     }
 
@@ -174,6 +206,12 @@ impl<const E: usize> TokenEndpoint<E> {
     /// The authentication method.
     pub fn auth(&self) -> AuthMethod {
         self.auth
+    }
+
+    /// Where `http` token URLs are allowed: [`PlainHttp::LoopbackOnly`] unless built with
+    /// [`new_with_plain_http`](Self::new_with_plain_http).
+    pub fn plain_http(&self) -> PlainHttp {
+        self.plain_http
     }
 
     /// The requested scope, if any.
@@ -904,6 +942,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             scope: self.endpoint.scope(),
             extra: &extra,
             jwt_lifetime: self.endpoint.jwt_lifetime,
+            plain_http: self.endpoint.plain_http,
         };
         let request = match encode_token_request(&cfg, &self.credentials, jwt.as_ref(), buf) {
             Ok(request) => request,
@@ -1745,6 +1784,43 @@ mod tests {
             "https://login.mypurecloud.com/oauth/token"
         );
         assert_eq!(TokenEndpoint::<8>::genesys(genesys), Err(SetupError::TokenUrlTooLong));
+    }
+
+    /// The token URL receives the credentials: plain `http` only to loopback, unless the
+    /// endpoint is built with the opt-in, and never with userinfo (whose text the error does
+    /// not carry).
+    #[test]
+    fn token_endpoint_refuses_plain_http_to_other_hosts_and_userinfo() {
+        extern crate std;
+        let refused = |url| TokenEndpoint::<64>::new(url).err();
+        let insecure = Some(SetupError::InvalidTokenUrl(UrlError::InsecureHttp));
+        assert_eq!(refused("http://auth.example.invalid/oauth/token"), insecure);
+        assert_eq!(refused("http://10.0.0.1/oauth/token"), insecure);
+        for local in ["http://127.0.0.1:8089/oauth/token", "http://[::1]/t", "http://localhost/t"] {
+            assert_eq!(refused(local), None, "{local}");
+            assert_eq!(
+                TokenEndpoint::<64>::new(local).unwrap().plain_http(),
+                PlainHttp::LoopbackOnly
+            );
+        }
+        assert_eq!(refused("https://auth.example.invalid/oauth/token"), None);
+        let userinfo = SetupError::InvalidTokenUrl(UrlError::UserInfo);
+        assert_eq!(refused("http://user:pw@127.0.0.1:1/oauth/token"), Some(userinfo));
+        let message = std::format!("{userinfo}");
+        assert!(message.contains("not allowed") && !message.contains("pw"), "{message}");
+
+        // Opted in, the session encodes the request (nothing else would send it anywhere).
+        let endpoint = TokenEndpoint::new_with_plain_http(
+            "http://auth.example.invalid/oauth/token",
+            PlainHttp::Anywhere,
+        )
+        .unwrap();
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let mut session: Session<64, 1> =
+            Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+        let mut buf = [0u8; 512];
+        let (_, request) = session.poll_token_request(Instant::ZERO, &mut buf).unwrap().unwrap();
+        assert_eq!(request.hostname, "auth.example.invalid");
     }
 
     /// A session holding token `T` (valid for an hour) at `Instant::ZERO`.

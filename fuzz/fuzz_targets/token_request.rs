@@ -1,7 +1,8 @@
 //! `oauth::encode_token_request` (RFC 6749 §4.4.2, §2.3.1; RFC 7523 §2.2) with arbitrary
 //! credentials, scope, extra parameters, authentication method and buffer size.
 //!
-//! Input: a flag byte (`% 3`: basic, post, jwt; bit 2: JWT inputs given), the buffer size
+//! Input: a flag byte (`% 3`: basic, post, jwt; bit 2: JWT inputs given; bit 3: plain `http`
+//! allowed to any host), the buffer size
 //! (u16 little-endian, `% 8192`), the JWT lifetime (u16 seconds) and time (u32 seconds), 16 `jti`
 //! bytes, then text lines (lossy UTF-8): token URL, client id, client secret, scope (an empty
 //! line is none), then `name=value` extra parameters.
@@ -9,12 +10,14 @@
 //! Checked: no panic; `BufferTooSmall { needed }` is exact (a buffer of `needed` bytes works,
 //! one byte less does not, and the output is the same as with a roomy buffer); the body decodes
 //! back to exactly the parameters given, in order; the Basic header decodes back to the
-//! credentials; `Content-Length` is the body's length; `write_http1` sizes are exact too.
+//! credentials; `Content-Length` is the body's length; `write_http1` sizes are exact too; an
+//! `http` URL to a host that is not loopback is refused without the opt-in, before anything else.
 #![no_main]
 
 use arbitrary::Unstructured;
 use credflow_core::Duration;
 use credflow_core::UnixTime;
+use credflow_core::http::url::{PlainHttp, Url, UrlError};
 use credflow_core::oauth::{
     AuthMethod, EncodeError, JwtInputs, TokenRequest, TokenRequestConfig, encode_token_request,
 };
@@ -44,11 +47,26 @@ fuzz_target!(|data: &[u8]| {
         [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::ClientSecretJwt]
             [usize::from(flags % 3)];
     let jwt = (flags & 0b100 != 0).then_some(JwtInputs { now, jti });
-    let cfg =
-        TokenRequestConfig { token_url: url, auth, scope, extra: &extra, jwt_lifetime: lifetime };
+    let plain_http =
+        if flags & 0b1000 != 0 { PlainHttp::Anywhere } else { PlainHttp::LoopbackOnly };
+    let cfg = TokenRequestConfig {
+        token_url: url,
+        auth,
+        scope,
+        extra: &extra,
+        jwt_lifetime: lifetime,
+        plain_http,
+    };
 
     let mut roomy = vec![0u8; 1 << 16];
     let reference = encode_token_request(&cfg, &creds, jwt.as_ref(), &mut roomy).map(Owned::from);
+    if plain_http == PlainHttp::LoopbackOnly && Url::parse(url).is_ok_and(|u| u.is_insecure()) {
+        assert_eq!(
+            reference.as_ref().err(),
+            Some(&EncodeError::InvalidUrl(UrlError::InsecureHttp)),
+            "credentials encoded for plain http to {url:?}"
+        );
+    }
     let mut buf = vec![0u8; buf_len];
     let result = encode_token_request(&cfg, &creds, jwt.as_ref(), &mut buf);
     let reference = match (reference, result) {

@@ -493,6 +493,16 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         request(1, 512, "https://a.example/t\nid\nsecret\n\nclient_secret=x"),
     );
     add("token_request", "jwt-without-inputs", request(2, 2048, "https://a.example/t\nid\nsecret"));
+    add(
+        "token_request",
+        "plain-http-refused",
+        request(0, 512, "http://auth.example.invalid/oauth/token\nid\nsecret"),
+    );
+    add(
+        "token_request",
+        "plain-http-opted-in",
+        request(0b1000, 512, "http://auth.example.invalid/oauth/token\nid\nsecret"),
+    );
     s
 }
 

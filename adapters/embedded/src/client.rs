@@ -1,6 +1,7 @@
 //! The client: one core [`Session`] driven over the application's connections, on embassy-time.
 
 use credflow_core::http::Method;
+use credflow_core::http::url::PlainHttp;
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::oauth::EncodeError;
 use credflow_core::retry::policy::TransportKind;
@@ -45,6 +46,21 @@ pub struct ClientConfig {
     pub token_wait: Duration,
     /// The `User-Agent` of API requests; default `credflow-embedded/<version>`.
     pub user_agent: &'static str,
+    /// Where a plain `http` API base is allowed; default [`PlainHttp::LoopbackOnly`]
+    /// (`127.0.0.0/8`, `[::1]`, `localhost`), since bearer tokens go there.
+    /// [`PlainHttp::Anywhere`] is the explicit opt-in to send them in clear text to another
+    /// host, for a test network without TLS; the client logs a warning when it is used. The
+    /// token URL has its own opt-in, where the session's endpoint is built
+    /// (`TokenEndpoint::new_with_plain_http`).
+    ///
+    /// ```
+    /// use credflow_core::http::url::PlainHttp;
+    /// use credflow_embedded::ClientConfig;
+    /// // A bench network without TLS: tokens cross it in clear text.
+    /// let config = ClientConfig { plain_http: PlainHttp::Anywhere, ..ClientConfig::default() };
+    /// # let _ = config;
+    /// ```
+    pub plain_http: PlainHttp,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +71,7 @@ impl Default for ClientConfig {
             token_timeout: Duration::from_secs(20),
             token_wait: Duration::from_secs(60),
             user_agent: concat!("credflow-embedded/", env!("CARGO_PKG_VERSION")),
+            plain_http: PlainHttp::LoopbackOnly,
         }
     }
 }
@@ -219,14 +236,24 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
     /// Build the session with the core's API: credentials, endpoint, configuration and a seed
     /// from the device's random source (the adapter reads none itself).
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidUrl`] for an API base the core refuses (malformed, userinfo, plain `http` to a
+    /// host that is not loopback without [`ClientConfig::plain_http`]), or a host longer than
+    /// [`HOST_CAPACITY`](crate::HOST_CAPACITY). Nothing is connected before.
     pub fn new(
         connector: C,
         session: Session<N, H, E>,
         api_base: &str,
         config: ClientConfig,
     ) -> Result<Self, InvalidUrl> {
-        let token_target = Target::from_url(session.endpoint().token_url())?;
-        let api_target = Target::from_url(api_base)?;
+        // The endpoint checked its URL when it was built; checked again here with the same
+        // opt-in, as every URL the adapter connects to is.
+        let endpoint = session.endpoint();
+        let token_target = Target::from_url_with(endpoint.token_url(), endpoint.plain_http())?;
+        let api_target = Target::from_url_with(api_base, config.plain_http)?;
+
         Ok(Client {
             same_origin: token_target == api_target,
             api_host: HostKey::from_host(api_target.host()),

@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use credflow_core::http::url::UrlError;
 use credflow_core::oauth::EncodeError;
 use credflow_core::session::ApiError;
 use embedded_io_async::ErrorKind;
@@ -82,15 +83,28 @@ impl fmt::Display for TransportError {
 
 impl core::error::Error for TransportError {}
 
-/// A URL given to the client is not an absolute `http(s)` URL, or its host is longer than
+/// A URL given to the client is refused: see the inner [`UrlError`] (malformed, userinfo, or
+/// plain `http` to a host that is not loopback without the opt-in), or its host is longer than
 /// [`HOST_CAPACITY`](crate::HOST_CAPACITY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct InvalidUrl;
+#[non_exhaustive]
+pub enum InvalidUrl {
+    /// The core's URL check refused it: [`UrlError::InsecureHttp`] for `http` to a host that is
+    /// not loopback (opt in with [`PlainHttp::Anywhere`](credflow_core::http::url::PlainHttp),
+    /// see [`ClientConfig::plain_http`](crate::ClientConfig::plain_http)), [`UrlError::UserInfo`]
+    /// for `user:password@`, and so on.
+    Url(UrlError),
+    /// The host does not fit [`HOST_CAPACITY`](crate::HOST_CAPACITY).
+    HostTooLong,
+}
 
 impl fmt::Display for InvalidUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("URL is not absolute http(s), or its host is too long")
+        match self {
+            InvalidUrl::Url(e) => write!(f, "{e}"),
+            InvalidUrl::HostTooLong => f.write_str("URL host is too long"),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use credflow_core::http::url::{Scheme, Url};
+use credflow_core::http::url::{PlainHttp, Scheme, Url};
 use embedded_io_async::{Read, Write};
 use heapless::String;
 
@@ -20,16 +20,37 @@ pub struct Target {
 }
 
 impl Target {
-    /// The origin of an absolute `http`/`https` URL (its path is ignored).
+    /// The origin of an absolute `https` URL, or of an `http` URL to a loopback host (its path
+    /// is ignored). Plain `http` to any other host is refused: see
+    /// [`from_url_with`](Self::from_url_with).
     ///
     /// ```
-    /// use credflow_embedded::Target;
+    /// use credflow_core::http::url::UrlError;
+    /// use credflow_embedded::{InvalidUrl, Target};
     /// let target = Target::from_url("https://api.mypurecloud.com")?;
     /// assert_eq!((target.host(), target.port(), target.is_tls()), ("api.mypurecloud.com", 443, true));
+    /// assert_eq!(Target::from_url("http://127.0.0.1:8089")?.port(), 8089);
+    /// assert_eq!(Target::from_url("http://api.example.invalid"), Err(InvalidUrl::Url(UrlError::InsecureHttp)));
     /// # Ok::<(), credflow_embedded::InvalidUrl>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, InvalidUrl> {
-        let url = Url::parse(url).map_err(|_| InvalidUrl)?;
+        Target::from_url_with(url, PlainHttp::LoopbackOnly)
+    }
+
+    /// [`from_url`](Self::from_url), with plain `http` allowed where `plain_http` says:
+    /// [`PlainHttp::Anywhere`] is the explicit opt-in to send tokens or credentials in clear
+    /// text to a host that is not loopback (logged as a warning with the `defmt` or `log`
+    /// feature).
+    pub fn from_url_with(url: &str, plain_http: PlainHttp) -> Result<Self, InvalidUrl> {
+        let url = Url::parse_with(url, plain_http).map_err(InvalidUrl::Url)?;
+        // Without a logger the check would still be linked: `warn!` only discards its text.
+        #[cfg(any(feature = "defmt", feature = "log"))]
+        if url.is_insecure() {
+            warn!(
+                "plain http to {} (opted in): secrets sent there cross the network in clear text",
+                url.host
+            );
+        }
         // An IPv6 literal loses its brackets (byte tests: no `str` pattern code linked).
         let host = match url.host.as_bytes() {
             [b'[', .., b']'] => url.host.get(1..url.host.len().saturating_sub(1)),
@@ -37,7 +58,7 @@ impl Target {
         }
         .unwrap_or(url.host);
         Ok(Target {
-            host: String::try_from(host).map_err(|_| InvalidUrl)?,
+            host: String::try_from(host).map_err(|_| InvalidUrl::HostTooLong)?,
             port: url.port_or_default(),
             tls: url.scheme == Scheme::Https,
         })
@@ -54,8 +75,9 @@ impl Target {
         self.port
     }
 
-    /// `true` for `https`: the connection must be a TLS stream over TCP. `false` (`http`) is
-    /// for local test servers only.
+    /// `true` for `https`: the connection must be a TLS stream over TCP. `false` (`http`):
+    /// a loopback host, or one allowed by the explicit opt-in
+    /// ([`PlainHttp::Anywhere`](credflow_core::http::url::PlainHttp)).
     pub fn is_tls(&self) -> bool {
         self.tls
     }
@@ -82,6 +104,10 @@ impl fmt::Debug for Target {
 /// Opens connections for the adapter: DNS, TCP and (for [`Target::is_tls`]) TLS are the
 /// application's, so it picks its own stack (embassy-net, a modem's AT sockets, …) and TLS
 /// library (embedded-tls, a secure element, …).
+///
+/// A plain (`http`) target is a loopback host unless the application opted in: `127.x.y.z`,
+/// `::1`, or the name `localhost`, which a connector must resolve to a loopback address
+/// itself (RFC 6761 §6.3), never through a DNS server.
 ///
 /// The adapter keeps one connection alive and reuses it while the server allows; it drops it
 /// (closing it) when the server said `Connection: close`, after a failure or a cancelled call,

@@ -5,6 +5,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use credflow_core::http::url::PlainHttp;
 use credflow_core::http::{Headers, Method as CoreMethod};
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::oauth::TokenRequest;
@@ -12,7 +13,8 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, Counters, Event, HostKey, RequestSpec, RequestState,
-    RestoreError, RetryReason, Session, TokenEndpoint, TokenStatus, Verdict, WaitReason,
+    RestoreError, RetryReason, Session, SetupError, TokenEndpoint, TokenStatus, Verdict,
+    WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -21,7 +23,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
-use crate::config::Config;
+use crate::config::{Config, check_url, url_error};
 use crate::error::Error;
 use crate::shared::{
     Admission, FleetLink, FleetScope, FleetStatus, Refresh, SharedToken, Transition,
@@ -247,10 +249,36 @@ fn install_crypto_provider() {
 impl Client {
     /// Builds a client and starts its token driver. Must be called inside a tokio runtime.
     /// The first token is requested at once, in the background.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error (exit code 2), before anything is resolved or connected, for a
+    /// token URL or API base that is malformed, carries userinfo, or is plain `http` to a host
+    /// that is not loopback without [`Config::allow_insecure_http`] (the core's
+    /// [`Url::parse_with`](credflow_core::http::url::Url::parse_with)); for a scope or
+    /// parameters that do not fit, an inconsistent session configuration, or no OS randomness.
     pub fn new(config: Config) -> Result<Client, Error> {
         install_crypto_provider();
-        let mut endpoint = TokenEndpoint::new(config.target.token_url())
-            .map_err(|e| Error::config(format!("token URL {:?}: {e}", config.target.token_url())))?
+        let token_url = config.target.token_url();
+        let api_base = config.target.api_base();
+        let allow = config.allow_insecure_http;
+        let urls = [("token URL", Some(token_url)), ("API base", api_base)];
+        for (what, url) in urls.into_iter().filter_map(|(what, url)| Some((what, url?))) {
+            if check_url(what, url, allow)? {
+                warn!(
+                    url,
+                    "allow_insecure_http: the {what} is plain http to a host that is not \
+                     loopback; the {} cross the network in clear text",
+                    if what == "token URL" { "client credentials" } else { "bearer tokens" }
+                );
+            }
+        }
+        let plain_http = if allow { PlainHttp::Anywhere } else { PlainHttp::LoopbackOnly };
+        let mut endpoint = TokenEndpoint::new_with_plain_http(token_url, plain_http)
+            .map_err(|e| match e {
+                SetupError::InvalidTokenUrl(e) => url_error("token URL", token_url, e),
+                e => Error::config(e.to_string()),
+            })?
             .with_auth(config.auth_method);
         if let Some(scope) = &config.scope {
             endpoint = endpoint.with_scope(scope).map_err(|e| Error::config(e.to_string()))?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credflow_core::env::{Environment, parse_environment};
+use credflow_core::http::url::{PlainHttp, Redacted, Url, UrlError};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::secret::{ClientId, ClientSecret, CredentialError, CredentialPart, Credentials};
 use credflow_core::session::SessionConfig;
@@ -28,7 +29,12 @@ pub const ENV_TOKEN_URL: &str = "CREDFLOW_TOKEN_URL";
 pub const ENV_API_BASE: &str = "CREDFLOW_API_BASE";
 
 /// Where tokens come from and where API requests go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Both URLs must be `https`, or `http` to a loopback host (`127.0.0.0/8`, `[::1]`,
+/// `localhost`): the token URL receives the client credentials, the API base the bearer
+/// tokens. [`Client::new`](crate::Client::new) refuses any other `http` URL unless
+/// [`Config::allow_insecure_http`] is set. `Debug` masks userinfo.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// A Genesys Cloud environment: `https://login.<env>/oauth/token` and `https://api.<env>`.
     Genesys(&'static Environment),
@@ -67,6 +73,23 @@ impl Target {
     }
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Genesys(env) => f.debug_tuple("Genesys").field(env).finish(),
+            Target::Custom { token_url, api_base } => f
+                .debug_struct("Custom")
+                .field("token_url", &format_args!("\"{}\"", Redacted(token_url)))
+                .field("api_base", &format_args!("\"{}\"", Redacted(api_base)))
+                .finish(),
+            Target::TokenOnly { token_url } => f
+                .debug_struct("TokenOnly")
+                .field("token_url", &format_args!("\"{}\"", Redacted(token_url)))
+                .finish(),
+        }
+    }
+}
+
 /// Everything a [`Client`](crate::Client) needs. Build it with [`Config::genesys`],
 /// [`Config::custom`] or [`Config::from_env`], then adjust the public fields.
 #[derive(Clone, Debug)]
@@ -99,6 +122,23 @@ pub struct Config {
     /// Fleet mode: a store shared by every process with this client id (one token, one rate
     /// budget; see [`crate::shared`]). `None` (the default): this process works alone.
     pub shared: Option<Arc<dyn SharedStore>>,
+    /// Allows `http` token URLs and API bases to hosts that are not loopback (default `false`).
+    ///
+    /// Off, [`Client::new`](crate::Client::new) refuses them before anything is resolved or
+    /// connected: the client credentials and bearer tokens sent there would cross the network
+    /// in clear text, readable and replayable by anyone on the path. On, they are sent, and
+    /// the client logs a `tracing` warning naming each such URL when it is built. For a test
+    /// network without TLS, never in production. `http` to `127.0.0.0/8`, `[::1]` and
+    /// `localhost` (the emulator) needs no opt-in.
+    ///
+    /// ```
+    /// # let credentials = credflow_reqwest::config::credentials("id", "secret")?;
+    /// let mut config = credflow_reqwest::Config::custom(
+    ///     "http://auth.lab.test/oauth/token", "http://api.lab.test", credentials);
+    /// config.allow_insecure_http = true; // a lab network without TLS
+    /// # Ok::<(), credflow_reqwest::Error>(())
+    /// ```
+    pub allow_insecure_http: bool,
 }
 
 impl Config {
@@ -117,6 +157,7 @@ impl Config {
             seed: None,
             user_agent: concat!("credflow/", env!("CARGO_PKG_VERSION")).to_owned(),
             shared: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -210,6 +251,38 @@ impl Config {
         };
         Ok(Config::with_target(credentials, target))
     }
+}
+
+/// Checks a URL that will receive credentials or tokens, as [`Client::new`](crate::Client::new)
+/// does (the core's [`Url::parse_with`]): `what` names it in the error (`"token URL"`,
+/// `"--api-base"`), with any userinfo masked. Returns whether the URL is plain `http` to a host
+/// that is not loopback, which only `allow_insecure_http` lets through: the caller warns.
+///
+/// ```
+/// use credflow_reqwest::config::check_url;
+/// assert_eq!(check_url("token URL", "https://login.example.com/oauth/token", false).ok(), Some(false));
+/// assert_eq!(check_url("token URL", "http://127.0.0.1:8089/oauth/token", false).ok(), Some(false));
+/// let refused = check_url("token URL", "http://auth.example.invalid/oauth/token", false).unwrap_err();
+/// assert_eq!(refused.exit_code(), 2);
+/// assert_eq!(check_url("token URL", "http://auth.example.invalid/oauth/token", true).ok(), Some(true));
+/// ```
+///
+/// # Errors
+///
+/// A configuration error (exit code 2) for a malformed URL, userinfo (never repeated), or
+/// plain `http` to a host that is not loopback without the opt-in.
+pub fn check_url(what: &str, url: &str, allow_insecure_http: bool) -> Result<bool, Error> {
+    let plain_http =
+        if allow_insecure_http { PlainHttp::Anywhere } else { PlainHttp::LoopbackOnly };
+    match Url::parse_with(url, plain_http) {
+        Ok(parsed) => Ok(parsed.is_insecure()),
+        Err(e) => Err(url_error(what, url, e)),
+    }
+}
+
+/// The error for a URL the core refused: names it (userinfo masked) and says why.
+pub(crate) fn url_error(what: &str, url: &str, e: UrlError) -> Error {
+    Error::config(format!("{what} \"{}\": {e}", Redacted(url)))
 }
 
 /// Validates an id and a secret, naming the part that is wrong (never its value).

@@ -10,6 +10,35 @@
 //! and non-ASCII bytes (use punycode and percent-encoding), an empty host, and a port that is not
 //! a decimal number in `1..=65535`. IPv6 literals are accepted in brackets (`[::1]`,
 //! RFC 3986 §3.2.2); the brackets are kept in [`Url::host`] because the `Host` field needs them.
+//!
+//! ## Plain HTTP only to loopback
+//!
+//! Every URL credflow is configured with carries secrets: the client credentials go to the token
+//! URL, bearer tokens to the API base. Over `http` they cross the network in clear text, so
+//! [`Url::check_plain_http`] refuses an `http` URL ([`UrlError::InsecureHttp`]) unless its host
+//! is loopback ([`Url::is_loopback`]), where the bytes never leave the machine, or the caller
+//! opted in with [`PlainHttp::Anywhere`]. The token endpoint
+//! ([`TokenEndpoint`](crate::session::TokenEndpoint), [`encode_token_request`]) and every adapter's
+//! API base go through it, before any name is resolved or any connection opened.
+//!
+//! Loopback means a host that no resolver can send elsewhere, in its canonical spelling:
+//!
+//! - an IPv4 address in `127.0.0.0/8` written as four decimal octets without leading zeros
+//!   (`127.0.0.1`, `127.1.2.3`). Other spellings (`127.1`, `0x7f.0.0.1`, `2130706433`,
+//!   `127.000.000.001`) are not recognised: resolvers disagree on them (to `inet_aton` and the
+//!   WHATWG URL parser `0127.0.0.1` is `87.0.0.1`; to an embedded stack `127.1` is a DNS name);
+//! - the IPv6 address `::1` in its canonical form (RFC 5952 §4), `[::1]`. Other spellings
+//!   (`[0:0:0:0:0:0:0:1]`, `[::0.0.0.1]`) and the IPv4-mapped `[::ffff:127.0.0.1]` are not
+//!   recognised: nobody writes them, and reading every RFC 4291 §2.2 form costs flash on a
+//!   device for nothing;
+//! - the name `localhost`, in any letter case. RFC 6761 §6.3 reserves `localhost` and every name
+//!   under it for loopback, but only the bare name is answered from the hosts table by every
+//!   common resolver (one without a hosts table, as on many embedded stacks, must answer it with
+//!   a loopback address itself, as §6.3 asks): `localhost.` and `app.localhost` go to DNS on
+//!   some systems (glibc without systemd-resolved, for one), where a server could answer with
+//!   any address. Those are refused under `http`.
+//!
+//! [`encode_token_request`]: crate::oauth::encode_token_request
 
 use core::fmt;
 
@@ -17,7 +46,8 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Scheme {
-    /// `http`: cleartext; acceptable for a local test server only.
+    /// `http`: cleartext; allowed to loopback hosts only, unless opted in (see
+    /// [`PlainHttp`]).
     Http,
     /// `https`.
     Https,
@@ -41,6 +71,29 @@ impl Scheme {
     }
 }
 
+/// Where `http` URLs are allowed: the opt-in for plain HTTP to hosts that are not loopback.
+///
+/// ```
+/// use credflow_core::http::url::{PlainHttp, Url, UrlError};
+/// let url = Url::parse("http://auth.example.invalid/oauth/token")?;
+/// assert_eq!(url.check_plain_http(PlainHttp::LoopbackOnly), Err(UrlError::InsecureHttp));
+/// assert_eq!(url.check_plain_http(PlainHttp::Anywhere), Ok(()));
+/// let local = Url::parse("http://127.0.0.1:8089/oauth/token")?;
+/// assert_eq!(local.check_plain_http(PlainHttp::LoopbackOnly), Ok(()));
+/// # Ok::<(), UrlError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PlainHttp {
+    /// `http` only to loopback hosts (see [`Url::is_loopback`]); `https` anywhere. The default.
+    #[default]
+    LoopbackOnly,
+    /// `http` to any host: credentials and tokens cross the network in clear text, readable
+    /// and replayable by anyone on the path. An explicit opt-in, for a test network that has
+    /// no TLS; adapters log a warning when a URL uses it.
+    Anywhere,
+}
+
 /// Why a URL was refused. Each variant names the likely mistake in the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -56,7 +109,8 @@ pub enum UrlError {
         /// Byte offset of the first offending byte.
         at: usize,
     },
-    /// `user:password@` before the host: credentials belong in the client configuration.
+    /// `user:password@` before the host: not allowed (RFC 9110 §4.2.4); credentials belong in
+    /// the client configuration. The message never repeats it.
     UserInfo,
     /// A `#fragment`: never sent to a server, so almost certainly a copy-paste error.
     Fragment,
@@ -69,6 +123,10 @@ pub enum UrlError {
     BadPort,
     /// A query directly after the host (`https://host?x`): write `https://host/?x`.
     MissingPath,
+    /// `http` to a host that is not loopback: the credentials or tokens sent to it would
+    /// cross the network in clear text. Use `https`; `http` is for a server on this machine
+    /// (see [`Url::is_loopback`]), or needs the explicit opt-in [`PlainHttp::Anywhere`].
+    InsecureHttp,
 }
 
 impl fmt::Display for UrlError {
@@ -82,12 +140,20 @@ impl fmt::Display for UrlError {
                 f,
                 "URL has a space, control or non-ASCII byte at offset {at} (a stray newline or quote?)"
             ),
-            UrlError::UserInfo => f.write_str("URL contains user info (user:pass@); remove it"),
+            UrlError::UserInfo => f.write_str(
+                "user info (user:password@ before the host) is not allowed in the URL: put \
+                 credentials in the client configuration",
+            ),
             UrlError::Fragment => f.write_str("URL contains a #fragment; remove it"),
             UrlError::EmptyHost => f.write_str("URL has an empty host"),
             UrlError::InvalidHost => f.write_str("URL host has invalid characters"),
             UrlError::BadPort => f.write_str("URL port is not a number in 1..=65535"),
             UrlError::MissingPath => f.write_str("URL has a query but no path; add '/' before '?'"),
+            UrlError::InsecureHttp => f.write_str(
+                "http:// to a host that is not loopback would send credentials and tokens in \
+                 clear text: use https (plain http is allowed to 127.0.0.0/8, [::1] and \
+                 localhost, or with an explicit opt-in)",
+            ),
         }
     }
 }
@@ -155,6 +221,21 @@ impl<'a> Url<'a> {
         Ok(Url { scheme, host, port, path_and_query })
     }
 
+    /// [`Url::parse`], then [`Url::check_plain_http`]: how to read every URL that will receive
+    /// credentials or tokens.
+    ///
+    /// ```
+    /// use credflow_core::http::url::{PlainHttp, Url, UrlError};
+    /// let refused = Url::parse_with("http://auth.example.invalid/oauth/token", PlainHttp::LoopbackOnly);
+    /// assert_eq!(refused, Err(UrlError::InsecureHttp));
+    /// assert!(Url::parse_with("http://127.0.0.1:8089/oauth/token", PlainHttp::LoopbackOnly).is_ok());
+    /// ```
+    pub fn parse_with(input: &'a str, plain_http: PlainHttp) -> Result<Self, UrlError> {
+        let url = Url::parse(input)?;
+        url.check_plain_http(plain_http)?;
+        Ok(url)
+    }
+
     /// The scheme's default port (80 or 443), whatever the URL says.
     pub const fn default_port(&self) -> u16 {
         self.scheme.default_port()
@@ -165,6 +246,47 @@ impl<'a> Url<'a> {
         match self.port {
             Some(p) => p,
             None => self.default_port(),
+        }
+    }
+
+    /// Whether the host is loopback: an IPv4 address in `127.0.0.0/8` as four canonical
+    /// decimal octets, `[::1]`, or the name `localhost` in any case. See the
+    /// [module docs](self#plain-http-only-to-loopback) for what is left out and why.
+    ///
+    /// ```
+    /// use credflow_core::http::url::Url;
+    /// assert!(Url::parse("http://127.1.2.3:8080/")?.is_loopback());
+    /// assert!(Url::parse("http://[::1]/")?.is_loopback());
+    /// assert!(Url::parse("http://LocalHost/")?.is_loopback());
+    /// assert!(!Url::parse("http://10.0.0.1/")?.is_loopback());
+    /// assert!(!Url::parse("http://app.localhost/")?.is_loopback());
+    /// # Ok::<(), credflow_core::http::url::UrlError>(())
+    /// ```
+    pub fn is_loopback(&self) -> bool {
+        match self.host.as_bytes() {
+            // RFC 5952 §4's canonical form only, as with IPv4.
+            [b'[', inner @ .., b']'] => inner == b"::1",
+            host => self.host.eq_ignore_ascii_case("localhost") || is_ipv4_loopback(host),
+        }
+    }
+
+    /// Whether requests to this URL travel in clear text beyond this machine: `http` to a host
+    /// that is not [loopback](Self::is_loopback).
+    pub fn is_insecure(&self) -> bool {
+        self.scheme == Scheme::Http && !self.is_loopback()
+    }
+
+    /// Refuses an [insecure](Self::is_insecure) URL unless `plain_http` allows it: call it on
+    /// every URL that will receive credentials or tokens, before resolving its host.
+    ///
+    /// # Errors
+    ///
+    /// [`UrlError::InsecureHttp`] for `http` to a host that is not loopback under
+    /// [`PlainHttp::LoopbackOnly`].
+    pub fn check_plain_http(&self, plain_http: PlainHttp) -> Result<(), UrlError> {
+        match plain_http {
+            PlainHttp::LoopbackOnly if self.is_insecure() => Err(UrlError::InsecureHttp),
+            _ => Ok(()),
         }
     }
 
@@ -195,6 +317,49 @@ impl fmt::Display for Authority<'_> {
             Some(p) => write!(f, ":{p}"),
             None => Ok(()),
         }
+    }
+}
+
+/// A configured URL for messages and logs, with any userinfo masked: displays `input` as given
+/// when [`Url::parse`] accepts it (a valid URL has no userinfo), and otherwise with everything
+/// from the scheme's `://` (or the start) to the last `@` before any `?` or `#` replaced by
+/// `***@`, so that a password is not echoed even from a URL malformed in some other way (a `/`
+/// in the password, no scheme). Bytes that are not visible ASCII are escaped (`\n`).
+///
+/// ```
+/// use credflow_core::http::url::Redacted;
+/// let shown = Redacted("http://user:pw@127.0.0.1:1/oauth/token").to_string();
+/// assert_eq!(shown, "http://***@127.0.0.1:1/oauth/token");
+/// assert_eq!(Redacted("https://login.example.com/oauth/token").to_string(), "https://login.example.com/oauth/token");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redacted<'a>(pub &'a str);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let input = self.0;
+        if Url::parse(input).is_ok() {
+            return f.write_str(input);
+        }
+        let bytes = input.as_bytes();
+        let end = bytes.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(bytes.len());
+        let Some(at) = bytes.get(..end).and_then(|head| head.iter().rposition(|&b| b == b'@'))
+        else {
+            return write!(f, "{}", input.escape_debug());
+        };
+        let start = bytes
+            .windows(3)
+            .position(|w| w == b"://")
+            .map(|i| i.saturating_add(3))
+            .filter(|&start| start <= at)
+            .unwrap_or(0);
+        // Every cut is at an ASCII byte, so at a character boundary.
+        write!(
+            f,
+            "{}***@{}",
+            input.get(..start).unwrap_or_default().escape_debug(),
+            input.get(at.saturating_add(1)..).unwrap_or_default().escape_debug()
+        )
     }
 }
 
@@ -238,6 +403,38 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
         Some(p) => Some(parse_port(p).ok_or(UrlError::BadPort)?),
     };
     Ok((host, port))
+}
+
+/// An address in `127.0.0.0/8` as four decimal octets without leading zeros: the one spelling
+/// that `inet_aton`, the WHATWG URL parser and Rust's `Ipv4Addr` all read the same way.
+fn is_ipv4_loopback(host: &[u8]) -> bool {
+    let Some(rest) = host.strip_prefix(b"127.") else {
+        return false;
+    };
+    // The other three octets, digit by digit (a loop: slice splitting costs more flash):
+    // `octet` is `None` before an octet's first digit, and a `.` appended to `rest` closes the
+    // last one.
+    let (mut closed, mut octet) = (0u8, None::<u16>);
+    for &b in rest.iter().chain(b".") {
+        octet = match (octet, b) {
+            (Some(_), b'.') => {
+                closed = closed.saturating_add(1);
+                None
+            }
+            // A leading zero: `010` is octal 8 to `inet_aton` and WHATWG.
+            (Some(0), b'0'..=b'9') => return false,
+            (_, b'0'..=b'9') => {
+                let digit = u16::from(b.saturating_sub(b'0'));
+                match octet.unwrap_or(0).saturating_mul(10).saturating_add(digit) {
+                    value @ 0..=255 => Some(value),
+                    _ => return false,
+                }
+            }
+            // An empty octet, or a byte that is not a digit.
+            _ => return false,
+        };
+    }
+    closed == 3
 }
 
 /// A port: one or more decimal digits (leading zeros allowed), in `1..=65535`. Read with the
@@ -343,10 +540,187 @@ mod tests {
         assert_eq!(Url::parse("https:/x://h/"), Err(UrlError::NotAbsolute));
     }
 
+    #[test]
+    fn loopback_is_127_slash_8_ipv6_one_and_localhost() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "127.0.0.0",
+            "127.255.255.255",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+            "LocalHost",
+        ] {
+            let url = std::format!("http://{host}:8080/oauth/token");
+            assert!(ok(&url).is_loopback(), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "128.0.0.1",
+            "126.255.255.255",
+            "auth.example.invalid",
+            "example.invalid",
+            // Spellings resolvers read differently (octal, hex, short forms): not trusted.
+            "127.1",
+            "0127.0.0.1",
+            "127.0.0.01",
+            "127.000.000.001",
+            "0x7f.0.0.1",
+            "2130706433",
+            "127.0.0.1.",
+            "127.0.0.1.nip.io",
+            "127.256.0.1",
+            // RFC 6761 §6.3 names that may still go to DNS.
+            "localhost.",
+            "app.localhost",
+            "localhost.example.invalid",
+            "localhost-1",
+            "[::2]",
+            "[::]",
+            "[::ffff:127.0.0.1]",
+            "[1::]",
+            // Other spellings of ::1: not recognised (canonical form only).
+            "[0:0:0:0:0:0:0:1]",
+            "[0::1]",
+            "[::0001]",
+            "[::0.0.0.1]",
+        ] {
+            let url = std::format!("http://{host}/oauth/token");
+            assert!(!ok(&url).is_loopback(), "{host}");
+        }
+    }
+
+    /// Every dotted arrangement of one to five pieces from a set of edge cases (empty, leading
+    /// zeros, 255 and 256, octal-looking, too long): loopback exactly when the standard parser
+    /// reads an address in 127.0.0.0/8.
+    #[test]
+    fn ipv4_loopback_agrees_with_the_standard_parser_on_every_edge_case() {
+        const PIECES: [&str; 10] = ["", "0", "00", "01", "1", "127", "255", "256", "0127", "1000"];
+        let mut checked = 0;
+        for len in 1..=5u32 {
+            for mut n in 0..PIECES.len().pow(len) {
+                let mut host = std::string::String::new();
+                for i in 0..len {
+                    if i > 0 {
+                        host.push('.');
+                    }
+                    host.push_str(PIECES[n % PIECES.len()]);
+                    n /= PIECES.len();
+                }
+                let expected =
+                    host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.octets()[0] == 127);
+                assert_eq!(is_ipv4_loopback(host.as_bytes()), expected, "{host}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 111_110);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_opted_in() {
+        use PlainHttp::{Anywhere, LoopbackOnly};
+        for loopback in [
+            "http://127.0.0.1/oauth/token",
+            "http://127.1.2.3:9000/oauth/token",
+            "http://[::1]:8089/oauth/token",
+            "http://localhost/",
+            "HTTP://LOCALHOST:1/",
+        ] {
+            assert_eq!(ok(loopback).check_plain_http(LoopbackOnly), Ok(()), "{loopback}");
+            assert!(!ok(loopback).is_insecure(), "{loopback}");
+        }
+        for remote in [
+            "http://10.0.0.1/oauth/token",
+            "http://auth.example.invalid/oauth/token",
+            "http://example.invalid",
+            "http://127.1/oauth/token",
+            "http://localhost./oauth/token",
+        ] {
+            assert_eq!(
+                ok(remote).check_plain_http(LoopbackOnly),
+                Err(UrlError::InsecureHttp),
+                "{remote}"
+            );
+            assert!(ok(remote).is_insecure(), "{remote}");
+            assert_eq!(ok(remote).check_plain_http(Anywhere), Ok(()), "{remote}");
+        }
+        for https in
+            ["https://auth.example.invalid/oauth/token", "https://10.0.0.1/", "https://[::1]/"]
+        {
+            assert_eq!(ok(https).check_plain_http(LoopbackOnly), Ok(()), "{https}");
+            assert!(!ok(https).is_insecure(), "{https}");
+        }
+        assert_eq!(PlainHttp::default(), LoopbackOnly);
+        let message = UrlError::InsecureHttp.to_string();
+        assert!(message.contains("clear text") && message.contains("https"), "{message}");
+    }
+
+    #[test]
+    fn userinfo_is_refused_and_never_echoed() {
+        for input in [
+            "http://user:pw@127.0.0.1:1/oauth/token",
+            "https://user:pw@login.example.invalid/oauth/token",
+            "https://pw@h/",
+            "https://:pw@h/",
+        ] {
+            assert_eq!(Url::parse(input), Err(UrlError::UserInfo), "{input}");
+            let shown = Redacted(input).to_string();
+            assert!(!shown.contains("pw") && shown.contains("***@"), "{shown}");
+        }
+        let message = UrlError::UserInfo.to_string();
+        assert!(message.contains("not allowed"), "{message}");
+        assert_eq!(
+            Redacted("http://user:pw@127.0.0.1:1/oauth/token").to_string(),
+            "http://***@127.0.0.1:1/oauth/token"
+        );
+        // Malformed in another way first: still masked.
+        for (input, shown) in [
+            ("http://user:p/w@h/t", "http://***@h/t"),
+            ("http://user:pw@h/a b", "http://***@h/a b"),
+            ("user:pw@h/oauth/token", "***@h/oauth/token"),
+            ("http://user:pw@h/\n", "http://***@h/\\n"),
+            ("https://h/x?next=a@b#frag", "https://h/x?next=a@b#frag"),
+            // The `://` after the `@` is not the scheme's.
+            (":pw@://", "***@://"),
+        ] {
+            assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
+        }
+        // A valid URL is shown exactly, `@` in its path included.
+        let valid = "https://h/users/a@b/token?x=1";
+        assert_eq!(Redacted(valid).to_string(), valid);
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = Url::parse(&s);
+            let _ = Redacted(&s).to_string();
+        }
+
+        /// An IPv4 host is loopback exactly when the standard parser reads it as an address in
+        /// 127.0.0.0/8 (dotted decimal, leading zeros and short forms refused).
+        #[test]
+        fn ipv4_loopback_matches_the_standard_parser(
+            octets in proptest::collection::vec("(0|127|1[0-9]{0,2}|25[0-9]|0[0-9]{1,2}|0x7f)", 1..6),
+        ) {
+            let host = octets.join(".");
+            let url = std::format!("http://{host}/");
+            let expected = host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.octets()[0] == 127);
+            prop_assert_eq!(ok(&url).is_loopback(), expected, "{}", host);
+        }
+
+        /// Whatever surrounds it, a password is never displayed.
+        #[test]
+        fn redacted_never_shows_the_password(
+            scheme in "(https?://)?",
+            user in "[a-z]{0,6}",
+            password in "[A-Za-z0-9/:%.!$]{0,10}",
+            rest in "[a-z0-9.:]{1,12}(/[A-Za-z0-9/ @%.]{0,12})?",
+        ) {
+            let input = std::format!("{scheme}{user}:SECRET{password}@{rest}");
+            prop_assert!(!Redacted(&input).to_string().contains("SECRET"), "{}", input);
         }
 
         /// A port is read exactly as `u16::from_str` reads it without a sign, for every digit

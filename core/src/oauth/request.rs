@@ -18,6 +18,11 @@
 //!
 //! **The buffer holds the secret** (in the Basic header, the Post body, or as a replayable
 //! assertion): wipe it (`zeroize`) once the request has been sent.
+//!
+//! The token URL must be `https`, or `http` to a loopback host (see
+//! [`url`](crate::http::url#plain-http-only-to-loopback)): an `http` URL to any other host
+//! would carry the credentials in clear text and is refused with [`UrlError::InsecureHttp`]
+//! unless [`TokenRequestConfig::plain_http`] opts in.
 
 use core::fmt;
 use core::ops::Range;
@@ -25,7 +30,7 @@ use core::str::FromStr;
 
 use super::form::{BufferTooSmall, Out, Sink, ascii, put_basic, put_decimal, put_pair};
 use super::jwt::{self, AssertionClaims};
-use crate::http::url::{Scheme, Url, UrlError};
+use crate::http::url::{PlainHttp, Scheme, Url, UrlError};
 use crate::secret::Credentials;
 use crate::time::{Duration, UnixTime};
 
@@ -119,10 +124,15 @@ pub struct TokenRequestConfig<'a> {
     pub extra: &'a [(&'a str, &'a str)],
     /// Lifetime of a `client_secret_jwt` assertion (default [`jwt::DEFAULT_LIFETIME`]).
     pub jwt_lifetime: Duration,
+    /// Where `http` token URLs are allowed (default [`PlainHttp::LoopbackOnly`]).
+    /// [`PlainHttp::Anywhere`] sends the credentials in clear text to any host that has an
+    /// `http` URL: an explicit opt-in for test networks without TLS.
+    pub plain_http: PlainHttp,
 }
 
 impl<'a> TokenRequestConfig<'a> {
-    /// Basic authentication, no scope, no extras, default JWT lifetime.
+    /// Basic authentication, no scope, no extras, default JWT lifetime, `http` only to
+    /// loopback hosts.
     pub const fn new(token_url: &'a str) -> Self {
         TokenRequestConfig {
             token_url,
@@ -130,6 +140,7 @@ impl<'a> TokenRequestConfig<'a> {
             scope: None,
             extra: &[],
             jwt_lifetime: jwt::DEFAULT_LIFETIME,
+            plain_http: PlainHttp::LoopbackOnly,
         }
     }
 }
@@ -154,7 +165,8 @@ pub enum EncodeError {
         /// Bytes the request needs.
         needed: usize,
     },
-    /// The configured token URL is unusable.
+    /// The configured token URL is unusable: malformed, with userinfo, or `http` to a host
+    /// that is not loopback ([`UrlError::InsecureHttp`]) without the opt-in.
     InvalidUrl(UrlError),
     /// [`AuthMethod::ClientSecretJwt`] was chosen but no [`JwtInputs`] were given.
     MissingJwtInputs,
@@ -336,7 +348,7 @@ pub fn encode_token_request<'b>(
     jwt: Option<&JwtInputs>,
     buf: &'b mut [u8],
 ) -> Result<TokenRequest<'b>, EncodeError> {
-    let url = Url::parse(cfg.token_url).map_err(EncodeError::InvalidUrl)?;
+    let url = Url::parse_with(cfg.token_url, cfg.plain_http).map_err(EncodeError::InvalidUrl)?;
     for (index, (name, _)) in cfg.extra.iter().enumerate() {
         if name.is_empty() {
             return Err(EncodeError::EmptyParameterName { index });
@@ -598,6 +610,29 @@ mod tests {
     }
 
     #[test]
+    fn credentials_go_over_plain_http_only_to_loopback_unless_opted_in() {
+        let c = creds("a", "b");
+        let mut buf = [0u8; 512];
+        let remote = TokenRequestConfig::new("http://auth.example.invalid/oauth/token");
+        assert_eq!(
+            encode_token_request(&remote, &c, None, &mut buf).map(|_| ()),
+            Err(EncodeError::InvalidUrl(UrlError::InsecureHttp))
+        );
+        assert!(buf.iter().all(|&b| b == 0), "nothing encoded, no Basic header");
+
+        let opted_in = TokenRequestConfig { plain_http: PlainHttp::Anywhere, ..remote };
+        let req = encode_token_request(&opted_in, &c, None, &mut buf).unwrap();
+        assert_eq!((req.host, req.port), ("auth.example.invalid", 80));
+
+        for local in ["http://127.0.0.1:8089/oauth/token", "http://[::1]/t", "http://localhost/t"] {
+            let cfg = TokenRequestConfig::new(local);
+            assert!(encode_token_request(&cfg, &c, None, &mut buf).is_ok(), "{local}");
+        }
+        let https = TokenRequestConfig::new("https://auth.example.invalid/oauth/token");
+        assert!(encode_token_request(&https, &c, None, &mut buf).is_ok());
+    }
+
+    #[test]
     fn refusals() {
         let c = creds("a", "b");
         let mut buf = [0u8; 512];
@@ -605,6 +640,11 @@ mod tests {
         assert_eq!(
             encode_token_request(&bad_url, &c, None, &mut buf).map(|_| ()),
             Err(EncodeError::InvalidUrl(UrlError::NotAbsolute))
+        );
+        let with_userinfo = TokenRequestConfig::new("http://user:pw@127.0.0.1:1/oauth/token");
+        assert_eq!(
+            encode_token_request(&with_userinfo, &c, None, &mut buf).map(|_| ()),
+            Err(EncodeError::InvalidUrl(UrlError::UserInfo))
         );
         for (i, name) in [
             "grant_type",

@@ -17,8 +17,10 @@ pub const E: usize = 64;
 pub const TX: usize = 1024;
 pub const RX: usize = 4096;
 
-const TOKEN_URL: &str = "http://login.example/oauth/token";
-const API_BASE: &str = "http://api.example";
+// `https`, as on a real device (plain `http` is refused off loopback): the stub stands in for
+// the TLS stream as it does for TCP.
+const TOKEN_URL: &str = "https://login.example/oauth/token";
+const API_BASE: &str = "https://api.example";
 
 /// Stands in for embassy-net + a TLS stream.
 pub struct StubNet;
