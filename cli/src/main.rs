@@ -10,7 +10,7 @@ mod check;
 mod demo;
 mod progress;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use credflow_core::env::parse_environment;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, credentials, read_secret_file,
+    DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE,
+    credentials, read_secret_file,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
 
@@ -295,20 +296,77 @@ async fn request(
         }
     }
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&bytes);
-    if !bytes.ends_with(b"\n") && std::io::stdout().is_terminal() {
-        let _ = writeln!(out);
-    }
+    let redirect = status.is_redirection().then(|| redirect_target(&response)).flatten();
+    // A success body goes out as it arrives, however large; an error body (for a human to
+    // read) is cut at the size the client reads of one.
+    let limit = (!status.is_success()).then_some(DEFAULT_MAX_RESPONSE_BODY);
+    let cut = copy_body(response, limit).await?;
     if status.is_success() {
-        Ok(())
-    } else {
-        Err(Failure { code: 1, message: format!("{method} {path}: HTTP {status}") })
+        return Ok(());
     }
+    let mut message = format!("{method} {path}: HTTP {status}");
+    if let Some(to) = redirect {
+        message.push_str(&format!(
+            "\n  redirected to:  {to} (not followed: another origin, or too many redirects)"
+        ));
+    }
+    if cut {
+        message.push_str(&format!("\n  body cut at {DEFAULT_MAX_RESPONSE_BODY} bytes"));
+    }
+    Err(Failure { code: 1, message })
+}
+
+/// Where a redirect the client did not follow points: its origin only (a signed URL's query
+/// is nobody's business on a terminal or in a log).
+fn redirect_target(response: &reqwest::Response) -> Option<String> {
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let to = response.url().join(location).ok()?;
+    Some(format!("{}://{}:{}", to.scheme(), to.host_str()?, to.port_or_known_default()?))
+}
+
+/// Copies `response`'s body to standard output as it arrives, at most `limit` bytes of it.
+/// Returns whether it was cut at `limit`. A reader that went away (`credflow get … | head`)
+/// ends the copy quietly.
+async fn copy_body(mut response: reqwest::Response, limit: Option<usize>) -> Result<bool, Failure> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::stdout();
+    let mut written = 0usize;
+    let mut last = None;
+    let mut cut = false;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(Failure::from(Error::from_reqwest("reading the body", e))),
+        };
+        let room = limit.map_or(usize::MAX, |limit| limit.saturating_sub(written));
+        let part = chunk.get(..chunk.len().min(room)).unwrap_or_default();
+        let sent = async {
+            out.write_all(part).await?;
+            out.flush().await
+        };
+        match sent.await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) => {
+                return Err(Failure {
+                    code: 1,
+                    message: format!("cannot write to standard output: {e}"),
+                });
+            }
+        }
+        written = written.saturating_add(part.len());
+        last = part.last().copied().or(last);
+        if part.len() < chunk.len() {
+            cut = true;
+            break;
+        }
+    }
+    if last.is_some_and(|b| b != b'\n') && std::io::stdout().is_terminal() {
+        let _ = out.write_all(b"\n").await;
+        let _ = out.flush().await;
+    }
+    Ok(cut)
 }
 
 fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {

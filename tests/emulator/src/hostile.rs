@@ -308,10 +308,12 @@ async fn serve(
         Body::Stall => std::future::pending::<()>().await,
         Body::Repeat { chunk, total, stall_after } => {
             let end = stall_after.map_or(total, |at| at.min(total));
+            // Written 64 KiB or so at a time, whatever the chunk's size.
+            let block = chunk.repeat((64 * 1024 / chunk.len().max(1)).max(1));
             let mut sent = 0u64;
-            while sent < end && !chunk.is_empty() {
-                let n = usize::try_from(end - sent).unwrap_or(usize::MAX).min(chunk.len());
-                stream.write_all(&chunk[..n]).await?;
+            while sent < end && !block.is_empty() {
+                let n = usize::try_from(end - sent).unwrap_or(usize::MAX).min(block.len());
+                stream.write_all(&block[..n]).await?;
                 sent += n as u64;
             }
             if stall_after.is_some_and(|at| at < total) {
