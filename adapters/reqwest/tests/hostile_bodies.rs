@@ -25,6 +25,9 @@ fn config(server: &Hostile) -> Config {
     config
 }
 
+/// Tests that measure the process's memory run one at a time: another's growth is not theirs.
+static MEASURED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The process's resident memory, from `/proc/self/status` (Linux), in bytes.
 fn resident() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -35,6 +38,7 @@ fn resident() -> Option<u64> {
 
 /// A token endpoint answering `reply`, the client's error, and how much the process grew.
 async fn token_error(reply: Reply) -> (Hostile, credflow_reqwest::Error, u64) {
+    let _alone = MEASURED.lock().await;
     let server = Hostile::start(move |_| reply.clone());
     let before = resident();
     let client = Client::new(config(&server)).unwrap();
@@ -93,6 +97,7 @@ async fn the_limit_is_the_configured_one_and_a_body_of_exactly_that_size_is_read
 async fn an_endless_token_error_is_cut_and_classified_by_its_status() {
     let reply = Reply::status(503).endless(&[b'x'; 8192], 1024 * MIB);
     let server = Hostile::start(move |_| reply.clone());
+    let _alone = MEASURED.lock().await;
     let before = resident();
     let client = Client::new(config(&server)).unwrap();
     let mut events = client.events();
@@ -155,6 +160,7 @@ async fn an_api_error_body_larger_than_the_limit_reaches_the_caller_whole() {
 #[tokio::test]
 async fn an_endless_api_error_body_is_read_only_up_to_the_limit() {
     let server = api_server(|_| Reply::status(500).endless(&[b'x'; 8192], 1024 * MIB));
+    let _alone = MEASURED.lock().await;
     let before = resident();
     let client = Client::new(config(&server)).unwrap();
     let request = client.request(Method::GET, "broken").unwrap().build().unwrap();
