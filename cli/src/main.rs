@@ -23,8 +23,8 @@ use credflow_core::http::url::Url;
 use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
-    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, check_url, client_id, client_secret,
-    read_secret_file, secret_given_twice,
+    DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, check_url,
+    client_id, client_secret, read_secret_file, secret_given_twice,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
 use zeroize::Zeroizing;
@@ -393,19 +393,77 @@ async fn request(
         }
     }
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
-    output::stdout_bytes(&bytes);
-    if !bytes.ends_with(b"\n") && std::io::stdout().is_terminal() {
-        output::outln!();
-    }
+    let redirect = status.is_redirection().then(|| redirect_target(&response)).flatten();
+    // A success body goes out as it arrives, however large; an error body (for a human to
+    // read) is cut at the size the client reads of one.
+    let limit = (!status.is_success()).then_some(DEFAULT_MAX_RESPONSE_BODY);
+    let cut = copy_body(response, limit).await?;
     if status.is_success() {
-        Ok(())
-    } else {
-        Err(Failure { code: 1, message: format!("{method} {path}: HTTP {status}") })
+        return Ok(());
     }
+    let mut message = format!("{method} {path}: HTTP {status}");
+    if let Some(to) = redirect {
+        message.push_str(&format!(
+            "\n  redirected to:  {to} (not followed: another origin, or too many redirects)"
+        ));
+    }
+    if cut {
+        message.push_str(&format!("\n  body cut at {DEFAULT_MAX_RESPONSE_BODY} bytes"));
+    }
+    Err(Failure { code: 1, message })
+}
+
+/// Where a redirect the client did not follow points: its origin only (a signed URL's query
+/// is nobody's business on a terminal or in a log).
+fn redirect_target(response: &reqwest::Response) -> Option<String> {
+    let location = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let to = response.url().join(location).ok()?;
+    Some(format!("{}://{}:{}", to.scheme(), to.host_str()?, to.port_or_known_default()?))
+}
+
+/// Copies `response`'s body to standard output as it arrives, at most `limit` bytes of it.
+/// Returns whether it was cut at `limit`. A reader that went away (`credflow get … | head`)
+/// ends credflow quietly with exit code 141, as every write does (see the `output` module).
+async fn copy_body(mut response: reqwest::Response, limit: Option<usize>) -> Result<bool, Failure> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::stdout();
+    let mut written = 0usize;
+    let mut last = None;
+    let mut cut = false;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(Failure::from(Error::from_reqwest("reading the body", e))),
+        };
+        let room = limit.map_or(usize::MAX, |limit| limit.saturating_sub(written));
+        let part = chunk.get(..chunk.len().min(room)).unwrap_or_default();
+        let sent = async {
+            out.write_all(part).await?;
+            out.flush().await
+        };
+        match sent.await {
+            Ok(()) => {}
+            Err(e) => {
+                output::exit_if_broken_pipe(&e);
+                return Err(Failure {
+                    code: 1,
+                    message: format!("cannot write to standard output: {e}"),
+                });
+            }
+        }
+        written = written.saturating_add(part.len());
+        last = part.last().copied().or(last);
+        if part.len() < chunk.len() {
+            cut = true;
+            break;
+        }
+    }
+    if last.is_some_and(|b| b != b'\n') && std::io::stdout().is_terminal() {
+        let _ = out.write_all(b"\n").await;
+        let _ = out.flush().await;
+    }
+    Ok(cut)
 }
 
 fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {

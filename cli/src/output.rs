@@ -59,7 +59,8 @@ pub(crate) fn stderr_fmt(args: fmt::Arguments<'_>) {
     }
 }
 
-fn exit_if_broken_pipe(e: &io::Error) {
+/// Ends the process quietly with [`BROKEN_PIPE`] if `e` is a write to a closed pipe.
+pub(crate) fn exit_if_broken_pipe(e: &io::Error) {
     if e.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(BROKEN_PIPE.into());
     }

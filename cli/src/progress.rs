@@ -112,7 +112,12 @@ fn describe_session(event: &Event) -> String {
         Event::Token(L::Invalidated(g)) => format!("token #{} rejected by the API, dropped", g.0),
         Event::Token(L::Expired(g)) => format!("token #{} expired", g.0),
         Event::Token(L::CredentialsRejected(reason)) => {
-            format!("credentials rejected ({reason:?}): no more token requests")
+            use credflow_core::lifecycle::RejectReason as R;
+            let what = match reason {
+                R::Redirected | R::UnusableResponse => "token endpoint unusable",
+                _ => "credentials rejected",
+            };
+            format!("{what} ({reason:?}): no more token requests")
         }
         Event::Token(L::RequestTimedOut) => "token request timed out".to_owned(),
         Event::TokenEndpointError { status, class } => {

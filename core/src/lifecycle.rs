@@ -215,8 +215,12 @@ pub enum RejectReason {
     /// `invalid_grant` / `unsupported_grant_type`: the server does not accept this grant.
     GrantRejected,
     /// The token response could not be used (wrong `token_type`, a token larger than the
-    /// configured capacity). Retrying would get the same answer.
+    /// configured capacity, a response larger than the adapter reads). Retrying would get the
+    /// same answer.
     UnusableResponse,
+    /// The token endpoint answered with a redirect, which token requests never follow (see
+    /// [`http::redirect`](crate::http::redirect)): the token URL needs fixing.
+    Redirected,
 }
 
 impl RejectReason {
@@ -238,6 +242,7 @@ impl RejectReason {
             RejectReason::UnusableResponse => {
                 "the token response cannot be used (token type or size); check the configuration"
             }
+            RejectReason::Redirected => crate::oauth::error::REDIRECTED_CAUSE,
         }
     }
 }

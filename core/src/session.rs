@@ -26,6 +26,7 @@ use heapless::{Deque, String, Vec};
 use crate::breaker::{Admission, BreakerConfig, BreakerEvent, CircuitBreaker};
 use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response, correlation_id};
 use crate::http::date::parse_http_date;
+use crate::http::redirect::{LocationError, Origin};
 use crate::http::url::{PlainHttp, Url, UrlError};
 use crate::http::{Headers, Method};
 use crate::lifecycle::{
@@ -45,6 +46,7 @@ use crate::retry::policy::{
 use crate::rng::Rng;
 use crate::secret::{AccessToken, Credentials, Fingerprint};
 use crate::snapshot::{self, SealError, UnsealError};
+use crate::text::push_decimal;
 use crate::time::{Duration, Instant, UnixTime, WallClock};
 
 /// Default capacity of a [`TokenEndpoint`] in bytes: its token URL, scope and extra parameters
@@ -520,7 +522,9 @@ pub struct ApiError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiErrorKind {
-    /// The token endpoint refused the credentials; nothing is retried until they change.
+    /// The token endpoint refused the credentials, or answered in a way no retry can change (a
+    /// redirect, an unusable response: see `reason`); nothing is retried until the credentials
+    /// change.
     CredentialsRejected {
         /// Why, in OAuth terms.
         reason: RejectReason,
@@ -586,11 +590,19 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ApiErrorKind::CredentialsRejected { oauth: Some(e), .. } => {
-                write!(f, "credentials rejected: {e}")?
-            }
-            ApiErrorKind::CredentialsRejected { reason, oauth: None } => {
-                write!(f, "credentials rejected ({reason:?})")?
+            ApiErrorKind::CredentialsRejected { reason, oauth } => {
+                // A redirect or an unusable answer stops token requests too, but says nothing
+                // about the credentials.
+                f.write_str(match reason {
+                    RejectReason::Redirected | RejectReason::UnusableResponse => {
+                        "token requests stopped"
+                    }
+                    _ => "credentials rejected",
+                })?;
+                match oauth {
+                    Some(e) => write!(f, ": {e}")?,
+                    None => write!(f, " ({reason:?})")?,
+                }
             }
             ApiErrorKind::TokenUnavailable { last: Some(e), .. } => {
                 write!(f, "no token available: {e}")?
@@ -1030,9 +1042,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 }
             }
         } else {
+            let mut error = parse_token_error(status, body);
+            if error.class == TokenErrorClass::Redirected {
+                self.describe_redirect(&mut error, headers.get("location"));
+            }
             // Only an error is kept with its correlation id (a granted token has no use for it).
             let correlation = correlation_id(headers, body);
-            let error = parse_token_error(status, body);
             let retry_after = self.retry_after(now, headers);
             let failure = match error.class {
                 TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
@@ -1044,6 +1059,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 ),
                 TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
                 TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
+                TokenErrorClass::Redirected => TokenFailure::Fatal(RejectReason::Redirected),
                 TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
                 _ => TokenFailure::Transient { retry_after },
             };
@@ -1055,6 +1071,73 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             self.token_failed(now, ticket, failure, outage);
         }
         self.drain_lifecycle_events();
+    }
+
+    /// Reports that the token endpoint's answer to `ticket` had a body larger than `limit`
+    /// bytes, which the adapter stopped reading.
+    ///
+    /// A success is a [`TooLarge`](TokenErrorClass::TooLarge) failure that stops token requests
+    /// ([`RejectReason::UnusableResponse`]); any other status is handled as
+    /// [`handle_token_response`](Self::handle_token_response) handles it with an empty body (a
+    /// redirect is refused, an error classified by its status). The description says "response
+    /// larger than `limit` bytes" (a redirect's says where it pointed).
+    pub fn handle_token_too_large<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        limit: u32,
+    ) {
+        if !self.lifecycle.in_flight() {
+            return;
+        }
+        if !(200..300).contains(&status) {
+            self.handle_token_response(now, ticket, status, headers, b"");
+            if let Some((error, _)) = self.last_token_error.as_mut()
+                && error.class != TokenErrorClass::Redirected
+            {
+                describe_size(&mut error.description, limit);
+            }
+            return;
+        }
+        let mut error = parse_token_error(status, b"");
+        error.class = TokenErrorClass::TooLarge;
+        describe_size(&mut error.description, limit);
+        self.push(Event::TokenEndpointError { status, class: error.class });
+        self.last_token_error = Some((error, correlation_id(headers, b"")));
+        self.token_failed(now, ticket, TokenFailure::Fatal(RejectReason::UnusableResponse), false);
+        self.drain_lifecycle_events();
+    }
+
+    /// Replaces a redirect's description with where it pointed: "redirected to
+    /// `scheme://host:port`; not followed" (never the path, query or userinfo; a relative
+    /// `Location` names the token URL's origin), or why the `Location` names no such place.
+    /// Without the `diagnosis` feature, only "redirected; not followed".
+    #[inline(never)]
+    fn describe_redirect(&self, error: &mut OAuthError, location: Option<&[u8]>) {
+        let text = error.description.as_mut_view();
+        text.clear();
+        if cfg!(not(feature = "diagnosis")) {
+            let _ = text.push_str("redirected; not followed");
+            return;
+        }
+        // The token URL was checked when the endpoint was built.
+        let base = Url::parse(self.endpoint.token_url()).map(|url| Origin::of(&url));
+        let location = match (base, location.map(|v| core::str::from_utf8(v.trim_ascii()))) {
+            (_, None) => Err(LocationError::Missing),
+            (Ok(base), Some(Ok(value))) => Origin::of_location(value, base),
+            _ => Err(LocationError::Malformed),
+        };
+        let _ = text.push_str("redirected to ");
+        let _ = match location {
+            Ok(to) if to.push_to(text) => Ok(()),
+            Ok(_) => text.push_str("a long host name"),
+            Err(LocationError::Missing) => text.push_str("no Location"),
+            Err(LocationError::NotHttp) => text.push_str("a non-HTTP URL"),
+            Err(_) => text.push_str("an unreadable Location"),
+        };
+        let _ = text.push_str("; not followed");
     }
 
     /// Reports that the token request for `ticket` failed in transport (connect, reset,
@@ -1731,6 +1814,14 @@ enum CallEnd {
 #[inline(never)]
 fn count(counter: &mut u64) {
     *counter = counter.saturating_add(1);
+}
+
+/// Writes "response larger than `limit` bytes" over `description`.
+fn describe_size(description: &mut String<256>, limit: u32) {
+    description.clear();
+    let text = description.as_mut_view();
+    let _ = text.push_str("response larger than ");
+    let _ = push_decimal(text, limit) && text.push_str(" bytes").is_ok();
 }
 
 /// The whole space-separated tokens of `scope` that fit `E` bytes, one space apart.

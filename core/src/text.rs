@@ -24,10 +24,42 @@ pub(crate) fn push_sanitized(
     None
 }
 
+/// Appends `n` in decimal to `out`. Returns `false`, with `out` unchanged, if it does not fit.
+/// (Without `core::fmt`, which firmware builds otherwise leave out, nor 64-bit division.)
+pub(crate) fn push_decimal(out: &mut StringView, n: u32) -> bool {
+    let mut digits = [b'0'; 10];
+    let mut start = digits.len();
+    let mut rest = n;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
+        start = start.saturating_sub(1);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    let text = core::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or("0");
+    out.push_str(text).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use heapless::String;
+
+    #[test]
+    fn decimals() {
+        let mut out: String<10> = String::new();
+        for n in [0, 7, 10, 65_536, u32::MAX] {
+            out.clear();
+            assert!(push_decimal(out.as_mut_view(), n));
+            assert_eq!(out.parse::<u32>(), Ok(n));
+        }
+        let mut small: String<2> = String::new();
+        assert!(!push_decimal(small.as_mut_view(), 123));
+        assert_eq!(small.as_str(), "");
+    }
 
     #[test]
     fn control_characters_become_spaces_and_the_first_char_that_does_not_fit_is_named() {

@@ -5,7 +5,8 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use credflow_core::http::url::PlainHttp;
+use credflow_core::http::redirect::{self, Origin, Redirect};
+use credflow_core::http::url::{PlainHttp, Scheme};
 use credflow_core::http::{Headers, Method as CoreMethod};
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::oauth::TokenRequest;
@@ -36,8 +37,6 @@ pub const TOKEN_CAPACITY: usize = 8192;
 pub const HOSTS: usize = 8;
 /// Bound on a fleet admission or report (a store that hangs must not hold requests).
 const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
-/// Error bodies read for classification are cut at this size.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 type CoreSession = Session<TOKEN_CAPACITY, HOSTS>;
 
@@ -180,7 +179,12 @@ struct Shared {
     /// Wakes the token driver.
     kick: Notify,
     events: broadcast::Sender<ClientEvent>,
+    /// API requests: follows redirects within the request's origin only (see [`api_client`]).
     http: reqwest::Client,
+    /// Token requests: never follows a redirect (see [`token_client`]).
+    token_http: reqwest::Client,
+    /// Most bytes of a token response or an API error body read into memory.
+    max_response_body: usize,
     clock: Clock,
     /// `None` for a client of tokens only ([`Target::TokenOnly`](crate::Target::TokenOnly)).
     api_base: Option<reqwest::Url>,
@@ -297,6 +301,8 @@ impl Client {
                 u64::from_le_bytes(bytes)
             }
         };
+        let http = api_client(&config)?;
+        let token_http = token_client(&config)?;
         let fleet = config.shared.map(|store| {
             let scope = FleetScope {
                 client_id: config.credentials.id.as_str().to_owned(),
@@ -309,11 +315,6 @@ impl Client {
         let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(config.user_agent)
-            .build()
-            .map_err(|e| Error::transport("cannot build the HTTP client", e))?;
         let (version, _) = watch::channel(0);
         let (events, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
@@ -323,6 +324,8 @@ impl Client {
             kick: Notify::new(),
             events,
             http,
+            token_http,
+            max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             api_base,
             request_timeout: config.request_timeout,
@@ -351,7 +354,11 @@ impl Client {
         self.shared().api_base.as_ref()
     }
 
-    /// The underlying HTTP client, to build requests for [`send`](Self::send).
+    /// The underlying HTTP client, to build requests for [`send`](Self::send). It follows a
+    /// redirect only within the request's origin, at most
+    /// [`MAX_REDIRECTS`](credflow_core::http::redirect::MAX_REDIRECTS) in a row; any other 3xx
+    /// comes back as it is (see [`credflow_core::http::redirect`]). Token requests go through
+    /// a client of their own, which never follows one.
     pub fn http(&self) -> &reqwest::Client {
         &self.shared().http
     }
@@ -439,6 +446,14 @@ impl Client {
     /// Returns the response for successes and permanent answers (404, 400, …); a typed
     /// [`Error`] for 403, repeated 401, exhausted retries, an open breaker, a wait longer than
     /// accepted. A request whose body cannot be replayed (a stream) is sent once, never retried.
+    ///
+    /// A redirect within the request's origin is followed with the token (RFC 9110 method
+    /// rules: 303 becomes a `GET` without body); one to another origin, or past
+    /// [`MAX_REDIRECTS`](credflow_core::http::redirect::MAX_REDIRECTS), is returned as it is,
+    /// and its `Location` was not contacted: fetch it with a client of your own, without the
+    /// token. An error body is read for classification up to
+    /// [`Config::max_response_body`](crate::Config::max_response_body) bytes; the response
+    /// returned still has all of it.
     pub async fn send_with(
         &self,
         request: reqwest::Request,
@@ -648,7 +663,7 @@ impl Client {
             if attempt.timeout().is_none() {
                 *attempt.timeout_mut() = Some(shared.request_timeout);
             }
-            let outcome = execute(transport(attempt)).await;
+            let outcome = execute(transport(attempt), shared.max_response_body).await;
             asked = false;
             let now = shared.clock.now();
             let (verdict, response) = match outcome {
@@ -660,7 +675,7 @@ impl Client {
                         &mut guard.state,
                         status,
                         &HeaderMapRef(response.headers()),
-                        body.as_deref().unwrap_or(b""),
+                        body.as_ref().map_or(b"", |b| &b.read[..]),
                     );
                     shared.settle(&mut session, now);
                     drop(session);
@@ -762,29 +777,41 @@ fn bearer<const N: usize>(token: &AccessToken<N>) -> HeaderValue {
 /// A transport failure's cause, boxed (a reqwest error, or a middleware's).
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Awaits one attempt; reads the body only for non-success statuses (to classify it).
+/// The first bytes of an error body, read to classify it.
+struct ReadBody {
+    /// At most the limit's worth: what the session classifies.
+    read: Bytes,
+    /// The part of the last chunk past the limit, if the body went on: the response handed to
+    /// the caller carries it, then the rest of the body.
+    more: Option<Bytes>,
+}
+
+/// Awaits one attempt; reads the body only for non-success statuses (to classify it), and at
+/// most `limit` bytes of it.
 async fn execute(
     sent: impl Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
-) -> Result<(reqwest::Response, Option<Bytes>), (TransportKind, BoxError)> {
+    limit: usize,
+) -> Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)> {
     let mut response = sent.await?;
     if response.status().is_success() || response.status().is_redirection() {
         return Ok((response, None));
     }
     let mut body = Vec::new();
-    loop {
+    let more = loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = ERROR_BODY_LIMIT.saturating_sub(body.len());
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if room <= chunk.len() {
-                    break;
+                let room = limit.saturating_sub(body.len());
+                if chunk.len() > room {
+                    body.extend_from_slice(chunk.get(..room).unwrap_or_default());
+                    break Some(chunk.slice(room..));
                 }
+                body.extend_from_slice(&chunk);
             }
-            Ok(None) => break,
+            Ok(None) => break None,
             Err(e) => return Err((transport_kind(&e), Box::new(e))),
         }
-    }
-    Ok((response, Some(Bytes::from(body))))
+    };
+    Ok((response, Some(ReadBody { read: Bytes::from(body), more })))
 }
 
 pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
@@ -799,20 +826,131 @@ pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
     }
 }
 
-/// A response whose body was read for classification, rebuilt so the caller can still read it.
-fn rebuild(response: reqwest::Response, body: Option<Bytes>) -> reqwest::Response {
-    let Some(body) = body else {
+/// A response whose body was read for classification, rebuilt so the caller can still read
+/// all of it: what was read, then (a body longer than the limit) the rest as it comes.
+fn rebuild(response: reqwest::Response, body: Option<ReadBody>) -> reqwest::Response {
+    let Some(ReadBody { read, more }) = body else {
         return response;
     };
-    let mut builder =
-        http::Response::builder().status(response.status()).version(response.version());
+    let url = response.url().clone();
+    let (parts, rest) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let body = match more {
+        None => reqwest::Body::from(read),
+        Some(more) => reqwest::Body::wrap(Resumed { read: [Some(read), Some(more)], rest }),
+    };
+    let mut builder = http::Response::builder().status(parts.status).version(parts.version);
     if let Some(headers) = builder.headers_mut() {
-        *headers = response.headers().clone();
+        *headers = parts.headers;
     }
-    match builder.body(body) {
+    if let Some(extensions) = builder.extensions_mut() {
+        extensions.extend(parts.extensions);
+    }
+    match reqwest::ResponseBuilderExt::url(builder, url).body(body) {
         Ok(rebuilt) => reqwest::Response::from(rebuilt),
-        Err(_) => response,
+        // Status, version and headers come from a response: the builder cannot refuse them.
+        Err(e) => unreachable_response(e),
     }
+}
+
+#[cold]
+fn unreachable_response(e: http::Error) -> reqwest::Response {
+    warn!(error = %e, "could not rebuild a response");
+    reqwest::Response::from(http::Response::new(reqwest::Body::from(Bytes::new())))
+}
+
+/// A response body whose first bytes were read already: those, then the rest as it comes.
+struct Resumed {
+    read: [Option<Bytes>; 2],
+    rest: reqwest::Body,
+}
+
+impl http_body::Body for Resumed {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, reqwest::Error>>> {
+        let this = self.get_mut();
+        if let Some(bytes) = this.read.iter_mut().find_map(Option::take) {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+        }
+        std::pin::Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.iter().all(Option::is_none) && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let read = self.read.iter().flatten().map(|b| b.len() as u64).sum::<u64>();
+        let rest = self.rest.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(read));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(read));
+        }
+        hint
+    }
+}
+
+/// The client token requests go through: credflow's own, whatever the caller does with API
+/// requests, and it never follows a redirect. A 3xx comes back to the session, which refuses
+/// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
+/// form body or a `client_secret_jwt` assertion would be sent again on 307 and 308, wherever
+/// `Location` pointed (HTTP libraries drop only `Authorization` across origins).
+fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .user_agent(&config.user_agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
+}
+
+/// The client API requests go through: it follows a redirect only as the core decides
+/// ([`redirect::decide`]: within the request's origin, so the bearer token stays where it is
+/// meant to go, at most `MAX_REDIRECTS` in a row), and hands any other 3xx back as it is.
+fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .user_agent(&config.user_agent)
+        .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
+        .build()
+        .map_err(|e| Error::transport("cannot build the HTTP client", e))
+}
+
+/// The API client's redirect policy: the core's decision. reqwest applies the method rules of
+/// RFC 9110 (303 becomes a `GET` without body, 301 and 302 turn a `POST` into a `GET`, 307 and
+/// 308 resend the body if it can be replayed, else return the 3xx).
+fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let previous = attempt.previous();
+    let from = previous.first().and_then(origin);
+    let to = origin(attempt.url());
+    let status = attempt.status().as_u16();
+    let decision = match &from {
+        Some(from) => redirect::decide(status, from, to.as_ref(), previous.len().saturating_sub(1)),
+        None => Redirect::Return(redirect::NotFollowed::NoLocation),
+    };
+    match decision {
+        Redirect::Follow => attempt.follow(),
+        Redirect::Return(why) => {
+            let to = to.map(|o| o.to_string()).unwrap_or_default();
+            debug!(status, ?why, %to, "redirect not followed: the 3xx goes to the caller");
+            attempt.stop()
+        }
+    }
+}
+
+/// The origin of a URL, if it is an `http` or `https` one.
+fn origin(url: &reqwest::Url) -> Option<Origin<'_>> {
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => return None,
+    };
+    Some(Origin { scheme, host: url.host_str()?, port: url.port_or_known_default()? })
 }
 
 /// The core's header access over a reqwest header map.
@@ -1119,13 +1257,17 @@ async fn drive(shared: Arc<Shared>) {
                 let mut session = shared.lock();
                 let before = session.token(now).map(|(_, times)| times.generation);
                 match result {
-                    Ok((status, headers, body)) => session.handle_token_response(
-                        now,
-                        ticket,
-                        status,
-                        &HeaderMapRef(&headers),
-                        &body,
-                    ),
+                    Ok(TokenAnswer::Read { status, headers, body }) => session
+                        .handle_token_response(now, ticket, status, &HeaderMapRef(&headers), &body),
+                    Ok(TokenAnswer::TooLarge { status, headers }) => session
+                        .handle_token_too_large(
+                            now,
+                            ticket,
+                            status,
+                            &HeaderMapRef(&headers),
+                            // A limit past 4 GiB is named as 4 GiB: still true of the body.
+                            u32::try_from(shared.max_response_body).unwrap_or(u32::MAX),
+                        ),
                     Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
                 }
                 shared.settle(&mut session, now);
@@ -1301,11 +1443,22 @@ async fn publish(
     }
 }
 
+/// What the token endpoint answered.
+enum TokenAnswer {
+    /// The whole answer; the body holds the token, and is wiped when dropped.
+    Read { status: u16, headers: HeaderMap, body: Zeroizing<Vec<u8>> },
+    /// An answer whose body was larger than the limit: not read further.
+    TooLarge { status: u16, headers: HeaderMap },
+}
+
+/// Sends a token request through the token client (no redirects), and reads the answer, at
+/// most `max_response_body` bytes of it, within `token_timeout` (reqwest's request timeout
+/// covers the body: one that trickles forever is a timeout).
 async fn send_token_request(
     shared: &Shared,
     request: OwnedTokenRequest,
-) -> Result<(u16, HeaderMap, Bytes), TransportKind> {
-    let mut builder = shared.http.post(&request.url).timeout(shared.token_timeout);
+) -> Result<TokenAnswer, TransportKind> {
+    let mut builder = shared.token_http.post(&request.url).timeout(shared.token_timeout);
     for (name, value) in &request.headers {
         let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
         if *name == "Authorization" {
@@ -1313,14 +1466,41 @@ async fn send_token_request(
         }
         builder = builder.header(*name, value);
     }
-    let response = builder.body(request.body.as_bytes().to_vec()).send().await.map_err(|e| {
-        debug!(error = %e, "token request failed in transport");
-        transport_kind(&e)
-    })?;
+    let mut response =
+        builder.body(request.body.as_bytes().to_vec()).send().await.map_err(|e| {
+            debug!(error = %e, "token request failed in transport");
+            transport_kind(&e)
+        })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(|e| transport_kind(&e))?;
-    Ok((status, headers, body))
+    let limit = shared.max_response_body;
+    let declared = response.content_length().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(TokenAnswer::TooLarge { status, headers });
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(4096).min(limit)));
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        debug!(error = %e, "token response failed in transport");
+        transport_kind(&e)
+    })? {
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return Ok(TokenAnswer::TooLarge { status, headers });
+        }
+        extend_wiped(&mut body, &chunk);
+    }
+    Ok(TokenAnswer::Read { status, headers, body })
+}
+
+/// Appends `bytes` to `body`; when it must grow, the old allocation is wiped (it held part of
+/// a token response), not left to the allocator as `Vec`'s own growth would.
+fn extend_wiped(body: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    let needed = body.len().saturating_add(bytes.len());
+    if needed > body.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(body.capacity() * 2)));
+        grown.extend_from_slice(body);
+        *body = grown;
+    }
+    body.extend_from_slice(bytes);
 }
 
 /// The index of `priority`'s admission gate.

@@ -28,6 +28,9 @@ pub const ENV_TOKEN_URL: &str = "CREDFLOW_TOKEN_URL";
 /// `CREDFLOW_API_BASE`: the API base URL that goes with `CREDFLOW_TOKEN_URL`.
 pub const ENV_API_BASE: &str = "CREDFLOW_API_BASE";
 
+/// The default of [`Config::max_response_body`]: 64 KiB.
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 64 * 1024;
+
 /// Where tokens come from and where API requests go.
 ///
 /// Both URLs must be `https`, or `http` to a loopback host (`127.0.0.0/8`, `[::1]`,
@@ -115,6 +118,25 @@ pub struct Config {
     /// Longest a caller of [`Client::token`](crate::Client::token) waits for a first token
     /// before getting an error (default 30 s).
     pub token_wait: Duration,
+    /// Most bytes of a response body the client reads into memory (default 64 KiB): a token
+    /// response, or an API error body read to classify it.
+    ///
+    /// A token response larger than this is a token failure that says so ("response larger
+    /// than N bytes"; for a success, token requests stop: see
+    /// [`Session::handle_token_too_large`](credflow_core::session::Session::handle_token_too_large)),
+    /// however the server frames it (a `Content-Length`, an endless chunked body). A token
+    /// response has no business being larger than a few KiB; raise this only for a server
+    /// whose tokens really are that large. An API error body larger than this is classified
+    /// by its first bytes and handed to the caller whole, the rest streamed as it comes.
+    /// Success bodies of API requests are never read by the client: they are the caller's.
+    ///
+    /// ```
+    /// # let credentials = credflow_reqwest::config::credentials("id", "secret").unwrap();
+    /// let mut config = credflow_reqwest::Config::custom(
+    ///     "https://idp.example/oauth/token", "https://api.example", credentials);
+    /// config.max_response_body = 256 * 1024; // a server with very large JWTs
+    /// ```
+    pub max_response_body: usize,
     /// Seed for jitter; `None` takes one from the operating system (the default).
     pub seed: Option<u64>,
     /// `User-Agent` sent with every request.
@@ -154,6 +176,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             token_timeout: Duration::from_secs(10),
             token_wait: Duration::from_secs(30),
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
             seed: None,
             user_agent: concat!("credflow/", env!("CARGO_PKG_VERSION")).to_owned(),
             shared: None,

@@ -10,7 +10,8 @@ use credflow_core::session::{ApiError, ApiErrorKind};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The configuration is incomplete or invalid (exit code 2).
+    /// The configuration is incomplete or invalid, or the token endpoint answers in a way no
+    /// retry can change (a redirect, a response that cannot be used): exit code 2.
     Config,
     /// The token endpoint rejected the credentials, or the API rejected a fresh token (exit 3).
     CredentialsRejected,
@@ -142,7 +143,7 @@ impl From<ApiError> for Error {
             ApiErrorKind::CredentialsRejected { reason, oauth } => {
                 let kind = match reason {
                     RejectReason::InvalidScope => ErrorKind::Permission,
-                    RejectReason::UnusableResponse => ErrorKind::Config,
+                    RejectReason::UnusableResponse | RejectReason::Redirected => ErrorKind::Config,
                     _ => ErrorKind::CredentialsRejected,
                 };
                 (kind, oauth.as_ref().and_then(|o| o.code.as_ref()).map(|c| c.as_str().to_owned()))

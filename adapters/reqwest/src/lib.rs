@@ -43,6 +43,17 @@
 //! If the store becomes unreachable, each process carries on with its local session and rejoins
 //! when it answers again; [`Client::fleet_status`] says which.
 //!
+//! ## Redirects and response sizes
+//!
+//! Token requests go through an HTTP client the adapter builds for them alone, with
+//! `reqwest::redirect::Policy::none()`: a token endpoint's 3xx is refused by the session (token
+//! requests stop, the error names the `Location`'s origin), never followed with the secret.
+//! The client behind [`Client::http`] follows a redirect only within the request's origin (the
+//! core's [`credflow_core::http::redirect::decide`]) and hands any other 3xx back untouched; a
+//! middleware stack's own `reqwest::Client` applies its own policy (build it with
+//! `Policy::none()` for the same). Token responses and API error bodies are read up to
+//! [`Config::max_response_body`] bytes; the request timeouts cover the body.
+//!
 //! ## Logging
 //!
 //! `tracing` events for token refreshes, token endpoint errors, retries, waits and breaker

@@ -11,6 +11,13 @@
 //! # let _ = queues; Ok(()) }
 //! ```
 //!
+//! API requests go out through the stack's own `reqwest::Client`, with its redirect policy:
+//! reqwest's default follows up to 10 hops, dropping `Authorization` on a hop to another origin
+//! but re-sending a replayable body. Build it with `reqwest::redirect::Policy::none()` to have
+//! every 3xx handed back as [`Client::send`](crate::Client::send) hands back one to another
+//! origin. Token requests never go through the stack: the credflow client sends them with a
+//! client of its own that follows no redirect.
+//!
 //! Each attempt goes down the rest of the stack (`next`), so middlewares after credflow see
 //! every attempt with its `Authorization` header. Put retrying middlewares *before* credflow or
 //! leave them out: credflow already retries by the core's verdicts, and two retry layers

@@ -6,6 +6,7 @@
 pub(crate) mod cursor;
 pub mod date;
 pub mod genesys;
+pub mod redirect;
 pub mod retry_after;
 pub mod url;
 pub mod www_authenticate;

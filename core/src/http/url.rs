@@ -364,7 +364,7 @@ impl fmt::Display for Redacted<'_> {
 }
 
 /// Splits `authority` (visible ASCII, checked by [`Url::parse`]) at its port separator.
-fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
+pub(crate) fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), UrlError> {
     let bytes = authority.as_bytes();
     let (host, port) = if bytes.first() == Some(&b'[') {
         let end = bytes.iter().position(|&b| b == b']').ok_or(UrlError::InvalidHost)?;

@@ -7,6 +7,8 @@
 //! Classification follows the `error` code, not the status: `invalid_client` arrives as 400 or
 //! 401 (RFC 6749 §5.2 allows both), and Genesys Cloud reports its token rate limit as
 //! **400 `invalid_request`** with a description starting `rate limit exceeded`, not as 429.
+//! A 3xx is [`TokenErrorClass::Redirected`] unless its body names rejected credentials, scope
+//! or grant: token requests never follow redirects ([`http::redirect`](crate::http::redirect)).
 //! A body without an `error` code (an HTML page from a proxy, an empty body, another JSON
 //! shape) is classified by status: 408 and 5xx are transient, 429 is a rate limit, and a bare
 //! 401 from a token endpoint is taken as rejected credentials (it almost always is). A 2xx
@@ -124,6 +126,14 @@ pub enum TokenErrorClass {
     /// Anything else (another `invalid_request`, a 404 from the wrong URL, an unknown code):
     /// retrying the same request will not help, but the credentials are not known to be bad.
     Permanent,
+    /// A 3xx: the token endpoint redirects. Token requests never follow a redirect (the
+    /// secret would go along, see [`http::redirect`](crate::http::redirect)); fatal until the
+    /// token URL is fixed. The session's description names the `Location`'s origin.
+    Redirected,
+    /// A success whose body was larger than the adapter reads (its limit, named in the
+    /// description): not a token response, or one the limit does not allow for; fatal until
+    /// the configuration changes.
+    TooLarge,
 }
 
 impl TokenErrorClass {
@@ -136,6 +146,8 @@ impl TokenErrorClass {
             TokenErrorClass::CredentialsRejected
                 | TokenErrorClass::ScopeRejected
                 | TokenErrorClass::GrantRejected
+                | TokenErrorClass::Redirected
+                | TokenErrorClass::TooLarge
         )
     }
 
@@ -164,9 +176,17 @@ impl TokenErrorClass {
                 "the token endpoint or a proxy in front of it is overloaded or restarting"
             }
             TokenErrorClass::Permanent => "a malformed request or the wrong token URL",
+            TokenErrorClass::Redirected => REDIRECTED_CAUSE,
+            TokenErrorClass::TooLarge => {
+                "the token URL serves something other than tokens, or a misbehaving server; raise the response limit only if this server's token responses really are that large"
+            }
         }
     }
 }
+
+/// Why a token endpoint redirects, and what to do: shared by [`TokenErrorClass::Redirected`]
+/// and [`RejectReason::Redirected`](crate::lifecycle::RejectReason::Redirected).
+pub(crate) const REDIRECTED_CAUSE: &str = "the token URL redirects: an outdated URL, http for https, a path off by a slash, a proxy's login page, or a hostile server; token requests never follow redirects (the secret would go along): configure the final token URL if you trust it";
 
 /// A token endpoint error, read and classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +288,9 @@ fn classify(status: u16, code: Option<&ErrorCode>, description: &str) -> TokenEr
         Some(ErrorCode::InvalidClient | ErrorCode::UnauthorizedClient) => CredentialsRejected,
         Some(ErrorCode::InvalidScope) => ScopeRejected,
         Some(ErrorCode::InvalidGrant | ErrorCode::UnsupportedGrantType) => GrantRejected,
+        // Whatever else its body says, a redirect did not reach the token endpoint's logic:
+        // waiting and retrying cannot make it a token.
+        _ if (300..400).contains(&status) => Redirected,
         Some(ErrorCode::InvalidRequest) if rate_limit_text => RateLimited,
         Some(ErrorCode::Other(c)) if c == "slow_down" => RateLimited,
         Some(ErrorCode::Other(c)) if c == "server_error" || c == "temporarily_unavailable" => {
@@ -420,6 +443,21 @@ mod tests {
         assert_eq!(e.to_string(), "HTTP 404: no such route");
         // An `error` of another shape is not an OAuth error body.
         assert_eq!(class(400, r#"{"error":{"code":"x"}}"#), Permanent);
+    }
+
+    #[test]
+    fn redirects_are_fatal_whatever_the_body_hopes_for() {
+        for status in [300, 301, 302, 303, 304, 307, 308, 399] {
+            for body in ["", "<html>moved</html>", r#"{"error":"temporarily_unavailable"}"#] {
+                let e = parse_token_error(status, body.as_bytes());
+                assert_eq!(e.class, Redirected, "{status} {body}");
+                assert!(e.class.is_fatal() && !e.class.is_retryable());
+            }
+        }
+        // A body that names rejected credentials still says so.
+        assert_eq!(class(302, r#"{"error":"invalid_client"}"#), CredentialsRejected);
+        assert!(Redirected.likely_cause().contains("never follow redirects"));
+        assert!(TooLarge.is_fatal() && !TooLarge.is_retryable());
     }
 
     #[test]

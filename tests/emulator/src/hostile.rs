@@ -87,6 +87,17 @@ pub enum Body {
     /// Nothing more after the head, ever: the connection stays open until the peer closes it
     /// or the server is dropped.
     Stall,
+    /// `total` bytes with `Content-Length`, this chunk over and over (the last one cut), without
+    /// holding them all in memory. With `stall_after`, only that many are sent, then nothing
+    /// more, ever (as [`Body::Stall`]).
+    Repeat {
+        /// The chunk repeated.
+        chunk: Vec<u8>,
+        /// The body's length, as declared.
+        total: u64,
+        /// Stop sending (and keep the connection open) after this many bytes.
+        stall_after: Option<u64>,
+    },
 }
 
 /// A reply: status line, header fields and body. `Connection: close` and the framing header
@@ -139,6 +150,22 @@ impl Reply {
     #[must_use]
     pub fn stall(mut self) -> Reply {
         self.body = Body::Stall;
+        self
+    }
+
+    /// Replaces the body with `total` bytes of `chunk` repeated (see [`Body::Repeat`]).
+    #[must_use]
+    pub fn repeat(mut self, chunk: &[u8], total: u64) -> Reply {
+        self.body = Body::Repeat { chunk: chunk.to_vec(), total, stall_after: None };
+        self
+    }
+
+    /// With a [`Reply::repeat`] body: sends `bytes` of it, then stalls.
+    #[must_use]
+    pub fn stall_after(mut self, bytes: u64) -> Reply {
+        if let Body::Repeat { stall_after, .. } = &mut self.body {
+            *stall_after = Some(bytes);
+        }
         self
     }
 
@@ -265,6 +292,7 @@ async fn serve(
         Body::Bytes(bytes) => head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len())),
         Body::Endless { .. } => head.push_str("Transfer-Encoding: chunked\r\n\r\n"),
         Body::Stall => head.push_str("Content-Length: 1000\r\n\r\n"),
+        Body::Repeat { total, .. } => head.push_str(&format!("Content-Length: {total}\r\n\r\n")),
     }
     stream.write_all(head.as_bytes()).await?;
     match reply.body {
@@ -278,6 +306,21 @@ async fn serve(
             }
         }
         Body::Stall => std::future::pending::<()>().await,
+        Body::Repeat { chunk, total, stall_after } => {
+            let end = stall_after.map_or(total, |at| at.min(total));
+            // Written 64 KiB or so at a time, whatever the chunk's size.
+            let block = chunk.repeat((64 * 1024 / chunk.len().max(1)).max(1));
+            let mut sent = 0u64;
+            while sent < end && !block.is_empty() {
+                let n = usize::try_from(end - sent).unwrap_or(usize::MAX).min(block.len());
+                stream.write_all(&block[..n]).await?;
+                sent += n as u64;
+            }
+            if stall_after.is_some_and(|at| at < total) {
+                stream.flush().await?;
+                std::future::pending::<()>().await;
+            }
+        }
     }
     stream.shutdown().await
 }
@@ -383,6 +426,30 @@ mod tests {
         let answer = exchange(&server, "GET / HTTP/1.1\r\n\r\n");
         assert!(answer.contains("Transfer-Encoding: chunked"), "{answer}");
         assert_eq!(answer.matches("0123456789").count(), 10, "{answer}");
+    }
+
+    #[test]
+    fn a_repeated_body_has_its_declared_length_and_can_stall_part_way() {
+        let server = Hostile::start(|req| {
+            let reply = Reply::status(200).repeat(b"abc", 10);
+            if req.path() == "/stall" { reply.stall_after(4) } else { reply }
+        });
+        let answer = exchange(&server, "GET / HTTP/1.1\r\n\r\n");
+        assert!(answer.contains("Content-Length: 10\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nabcabcabca"), "{answer}");
+        let mut stream = std::net::TcpStream::connect(server.addr()).expect("connect");
+        stream.write_all(b"GET /stall HTTP/1.1\r\n\r\n").expect("send");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        while !answer.ends_with(b"\r\n\r\nabca") {
+            let n = stream.read(&mut buf).expect("the first bytes come");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        drop(server);
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "nothing after the stall: {rest:?}");
     }
 
     #[test]

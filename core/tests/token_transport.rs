@@ -1,0 +1,154 @@
+//! Timeline tests for what a token endpoint's transport can throw at the session: redirects,
+//! which token requests never follow, and answers larger than the adapter reads.
+
+use credflow_core::Instant;
+use credflow_core::lifecycle::{RejectReason, Ticket};
+use credflow_core::oauth::TokenErrorClass;
+use credflow_core::secret::Credentials;
+use credflow_core::session::{
+    ApiError, ApiErrorKind, Authorize, Event, HostKey, RequestSpec, Session, SessionConfig,
+    TokenEndpoint,
+};
+
+const TOKEN_URL: &str = "https://login.example/oauth/token";
+
+/// Where a redirect pointed is told with the `diagnosis` feature; without it, only that it was
+/// not followed.
+fn says_redirected_to(text: &str, to: &str) -> bool {
+    if cfg!(feature = "diagnosis") {
+        text.contains(&format!("redirected to {to}; not followed"))
+    } else {
+        text.contains("redirected; not followed")
+    }
+}
+
+fn secs(v: u64) -> Instant {
+    Instant::from_secs(v)
+}
+
+fn session() -> Session<256, 4> {
+    let creds = Credentials::from_strs("client", "secret").unwrap();
+    let endpoint = TokenEndpoint::new(TOKEN_URL).unwrap();
+    Session::new(creds, endpoint, SessionConfig::default(), 7).unwrap()
+}
+
+fn poll(s: &mut Session<256, 4>, now: Instant) -> Option<Ticket> {
+    let mut buf = [0u8; 1024];
+    s.poll_token_request(now, &mut buf).unwrap().map(|(ticket, _)| ticket)
+}
+
+/// What a request begun at `now` gets, when it fails.
+fn failure(s: &mut Session<256, 4>, now: Instant) -> Option<ApiError> {
+    let spec = RequestSpec::new(credflow_core::http::Method::Get, HostKey::from_host("api"));
+    let mut req = s.begin(now, spec);
+    match s.authorize(now, &mut req) {
+        Authorize::Fail(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// A token endpoint answering `status` with `headers`: the session's failure, once.
+fn redirected(status: u16, headers: &[(&str, &str)]) -> (Session<256, 4>, ApiError) {
+    let mut s = session();
+    let ticket = poll(&mut s, secs(0)).unwrap();
+    s.handle_token_response(secs(0), ticket, status, headers, b"<a href=\"x\">moved</a>");
+    let e = failure(&mut s, secs(1)).expect("a redirect fails requests at once");
+    (s, e)
+}
+
+#[test]
+fn a_redirect_stops_token_requests_and_names_the_origin_only() {
+    for status in [301, 302, 303, 307, 308] {
+        let location = "http://user:pw@127.0.0.1:4567/oauth/token?steal=1";
+        let (mut s, e) = redirected(status, &[("Location", location), ("X-Request-Id", "r-1")]);
+        let ApiErrorKind::CredentialsRejected { reason, oauth: Some(oauth) } = &e.kind else {
+            panic!("{e:?}");
+        };
+        assert_eq!((*reason, oauth.class), (RejectReason::Redirected, TokenErrorClass::Redirected));
+        assert_eq!(e.status, Some(status));
+        assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("r-1"));
+        let text = e.to_string();
+        assert!(text.starts_with("token requests stopped"), "{text}");
+        assert!(text.contains(&format!("HTTP {status}")), "{text}");
+        assert!(says_redirected_to(&text, "http://127.0.0.1:4567"), "{text}");
+        for secret in ["steal", "/oauth/token", "user", "pw"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        assert!(e.likely_cause().contains("never follow redirects"));
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        assert!(
+            events.contains(&Event::TokenEndpointError {
+                status,
+                class: TokenErrorClass::Redirected
+            })
+        );
+        // Not hammered: no token request for a day, and no breaker trip either.
+        for t in [1, 60, 3600, 86_400] {
+            assert!(poll(&mut s, secs(t)).is_none(), "{status}: token request at {t} s");
+        }
+        assert_eq!(s.counters().breaker_trips, 0);
+        // A new secret (or a fixed client) starts over.
+        s.set_credentials(secs(90_000), Credentials::from_strs("client", "other").unwrap());
+        assert!(poll(&mut s, secs(90_000)).is_some());
+    }
+}
+
+#[test]
+fn a_relative_redirect_names_the_token_urls_own_origin() {
+    for location in ["/oauth/token/", "//LOGIN.example/v2/token", "https://login.example:443/t"] {
+        let (_, e) = redirected(308, &[("Location", location)]);
+        let text = e.to_string().to_ascii_lowercase();
+        assert!(says_redirected_to(&text, "https://login.example:443"), "{text}");
+    }
+}
+
+#[test]
+fn a_redirect_without_a_usable_location_is_refused_all_the_same() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "no Location"),
+        (&[("Location", "javascript:alert(1)")], "a non-HTTP URL"),
+        (&[("Location", "https://ev il/")], "an unreadable Location"),
+        (&[("Location", "https://evil.example:0/")], "an unreadable Location"),
+    ];
+    for (headers, says) in cases {
+        let (_, e) = redirected(302, headers);
+        assert!(says_redirected_to(&e.to_string(), says), "{e}");
+        assert!(matches!(
+            e.kind,
+            ApiErrorKind::CredentialsRejected { reason: RejectReason::Redirected, .. }
+        ));
+    }
+}
+
+#[test]
+fn a_success_larger_than_the_limit_stops_token_requests() {
+    let mut s = session();
+    let ticket = poll(&mut s, secs(0)).unwrap();
+    s.handle_token_too_large(secs(0), ticket, 200, &[], 65_536);
+    let e = failure(&mut s, secs(1)).unwrap();
+    let ApiErrorKind::CredentialsRejected { reason, oauth: Some(oauth) } = &e.kind else {
+        panic!("{e:?}");
+    };
+    assert_eq!((*reason, oauth.class), (RejectReason::UnusableResponse, TokenErrorClass::TooLarge));
+    assert_eq!(e.to_string(), "token requests stopped: HTTP 200: response larger than 65536 bytes");
+    assert!(poll(&mut s, secs(3600)).is_none(), "not fetched again");
+}
+
+#[test]
+fn an_error_larger_than_the_limit_goes_by_its_status() {
+    let mut s = session();
+    let ticket = poll(&mut s, secs(0)).unwrap();
+    s.handle_token_too_large(secs(0), ticket, 503, &[("Retry-After", "5")], 65_536);
+    let (error, _) = s.last_token_error().unwrap();
+    assert_eq!(error.class, TokenErrorClass::Transient);
+    assert_eq!(error.to_string(), "HTTP 503: response larger than 65536 bytes");
+    assert!(poll(&mut s, secs(4)).is_none(), "Retry-After is honoured");
+    assert!(poll(&mut s, secs(5)).is_some(), "and the request is tried again");
+    // A redirect too large to read is a redirect.
+    let mut s = session();
+    let ticket = poll(&mut s, secs(0)).unwrap();
+    s.handle_token_too_large(secs(0), ticket, 307, &[("Location", "https://x.example/")], 10);
+    assert_eq!(s.last_token_error().unwrap().0.class, TokenErrorClass::Redirected);
+    let text = s.last_token_error().unwrap().0.to_string();
+    assert!(says_redirected_to(&text, "https://x.example:443"), "{text}");
+}
