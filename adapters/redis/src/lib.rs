@@ -85,12 +85,15 @@ fn clamp_ms(ms: u64) -> u64 {
 mod at_rest;
 mod scripts;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credflow_core::UnixTime;
 use credflow_core::ratelimit::RateLimitSnapshot;
 use credflow_core::secret::Fingerprint;
+use credflow_core::snapshot::{Stamp, UnsealError};
 use credflow_reqwest::Priority;
 use credflow_reqwest::shared::{
     Admission, BoxFuture, FleetScope, Lease, Refresh, SharedStore, SharedToken, StoreError,
@@ -98,10 +101,10 @@ use credflow_reqwest::shared::{
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
-use tracing::debug;
+use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use crate::at_rest::Keys;
+use crate::at_rest::{Keys, OpenError};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
 /// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
@@ -350,6 +353,9 @@ pub struct RedisStore {
     connection: OnceCell<ConnectionManager>,
     config: RedisConfig,
     keys: Keys,
+    /// Per token key: the newest record stamp this process took (it refuses older ones), and
+    /// the last older one it refused (said once, not on every poll).
+    newest: Mutex<HashMap<String, Newest>>,
     acquire: Script,
     publish: Script,
     release: Script,
@@ -546,6 +552,37 @@ fn wall_now() -> UnixTime {
     UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
+/// The wall clock in milliseconds since the Unix epoch (the stamp of a record sealed now).
+fn wall_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+/// What one process took from one token key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Newest {
+    /// The newest record stamp taken ([`Stamp::ZERO`]: none yet).
+    taken: Stamp,
+    /// The last older record refused, if any.
+    refused: Option<Stamp>,
+}
+
+/// Says so when a script found the fleet's 429 hold beyond `max_hold` and cut it: `reached` ms
+/// from now it went (0 when it did not). No process with this configuration writes that.
+fn report_cut_hold(rate_key: &str, reached: i64, max_hold: Duration) {
+    if reached <= 0 {
+        return;
+    }
+    let reached = Duration::from_millis(u64::try_from(reached).unwrap_or(0));
+    warn!(
+        key = rate_key,
+        ?reached,
+        ?max_hold,
+        "the fleet's shared rate state held every pod back for longer than a pod honours a \
+         server's Retry-After (max_wait): cut to it. Pods with this configuration never write \
+         that: look for one with a longer max_wait, or another writer of this key"
+    );
+}
+
 impl RedisStore {
     /// A store for Redis as `config` says. Does not connect yet.
     pub fn new(config: RedisConfig) -> Result<Self, SetupError> {
@@ -571,7 +608,8 @@ impl RedisStore {
             admit: Script::new(&scripts::admit()),
             observe: Script::new(&scripts::observe()),
             rate_limited: Script::new(&scripts::rate_limited()),
-            hold: Script::new(scripts::HOLD),
+            hold: Script::new(&scripts::hold()),
+            newest: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -598,7 +636,8 @@ impl RedisStore {
         Ok(manager.clone())
     }
 
-    /// The fleet token if it opens and is not `stale`.
+    /// The fleet token if it opens and is not `stale`. A record older than the newest this
+    /// process took (written back over it) does not open; one that opens becomes the newest.
     fn usable(
         &self,
         scope: &FleetScope,
@@ -609,17 +648,53 @@ impl RedisStore {
         if value.is_empty() {
             return None;
         }
-        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential) {
-            Ok(restored) if Some(restored.token.fingerprint()) != stale => Some(SharedToken {
-                token: Zeroizing::new(restored.token.as_str().to_owned()),
-                expires_at: restored.expires_at,
-            }),
-            Ok(_) => None,
+        let newest = self.newest(aad).taken;
+        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential, newest)
+        {
+            Ok(record) => {
+                self.took(aad, record.stamp);
+                (Some(record.token.fingerprint()) != stale).then(|| SharedToken {
+                    token: Zeroizing::new(record.token.as_str().to_owned()),
+                    expires_at: record.expires_at,
+                })
+            }
+            Err(OpenError::Unseal(UnsealError::Replayed { stamp, newest })) => {
+                let mut memory = self.lock_newest();
+                let entry = memory.entry(aad.to_owned()).or_default();
+                if entry.refused != Some(stamp) {
+                    entry.refused = Some(stamp);
+                    warn!(
+                        key = aad,
+                        %stamp,
+                        %newest,
+                        "the fleet's token record in Redis is older than one this process already \
+                         took: an older record was written back (replayed by a writer of Redis, or \
+                         a backup restored); refused, and a new token is fetched for the fleet"
+                    );
+                }
+                None
+            }
             Err(e) => {
                 debug!(error = ?e, "fleet token not usable");
                 None
             }
         }
+    }
+
+    fn lock_newest(&self) -> std::sync::MutexGuard<'_, HashMap<String, Newest>> {
+        self.newest.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What this process took under `token_key`.
+    fn newest(&self, token_key: &str) -> Newest {
+        self.lock_newest().get(token_key).copied().unwrap_or_default()
+    }
+
+    /// Remembers `stamp` as taken under `token_key`, if it is the newest.
+    fn took(&self, token_key: &str, stamp: Stamp) {
+        let mut memory = self.lock_newest();
+        let entry = memory.entry(token_key.to_owned()).or_default();
+        entry.taken = entry.taken.max(stamp);
     }
 
     async fn current_inner(
@@ -700,12 +775,16 @@ impl RedisStore {
         if ttl.is_zero() {
             return Ok(false);
         }
+        // After every record this process took, the one it replaces included (read before the
+        // lease was taken), and on the wall clock otherwise.
+        let stamp = Stamp::after(self.newest(&token_key).taken, wall_now_ms());
         let value = at_rest::close(
             &self.keys,
             token_key.as_bytes(),
             &token.token,
             token.expires_at,
             scope.credential,
+            stamp,
         )
         .map_err(|e| StoreError::Refused(format!("cannot seal the token: {e:?}")))?;
         let mut con = self.connection().await?;
@@ -719,6 +798,9 @@ impl RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        if published == 1 {
+            self.took(&token_key, stamp);
+        }
         Ok(published == 1)
     }
 
@@ -749,7 +831,7 @@ impl RedisStore {
         };
         let p = scope.pacer;
         let mut con = self.connection().await?;
-        let (counted, wait): (i64, i64) = self
+        let (counted, wait, held, reached): (i64, i64, i64, i64) = self
             .admit
             .key(&rate_key)
             .key(&slots_key)
@@ -759,9 +841,11 @@ impl RedisStore {
             .arg(p.burst)
             .arg(p.burst_permille)
             .arg(clamp_ms(millis(within)))
+            .arg(clamp_ms(millis(scope.max_hold)))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         // A negative wait is a broken window (the script never sends one): refuse, so the
         // client paces locally, rather than admit (fail safe, not open).
         let Ok(ms) = u64::try_from(wait) else {
@@ -771,6 +855,7 @@ impl RedisStore {
         Ok(match (counted, ms) {
             (1, 0) => Admission::Now,
             (1, _) => Admission::After(wait),
+            _ if held == 1 => Admission::Held(wait),
             _ => Admission::Wait(wait),
         })
     }
@@ -804,8 +889,14 @@ impl RedisStore {
     async fn hold_inner(&self, scope: &FleetScope) -> Result<Option<Duration>, StoreError> {
         let [_, _, rate_key, _] = self.key_names(scope);
         let mut con = self.connection().await?;
-        let left: i64 =
-            self.hold.key(&rate_key).invoke_async(&mut con).await.map_err(unavailable)?;
+        let (left, reached): (i64, i64) = self
+            .hold
+            .key(&rate_key)
+            .arg(clamp_ms(millis(scope.max_hold)))
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         Ok(u64::try_from(left).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
     }
 
@@ -820,14 +911,16 @@ impl RedisStore {
             i64::try_from(ms).unwrap_or(i64::MAX)
         });
         let mut con = self.connection().await?;
-        let _: i64 = self
+        let reached: i64 = self
             .rate_limited
             .key(&rate_key)
             .key(&slots_key)
             .arg(after)
+            .arg(clamp_ms(millis(scope.max_hold)))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         Ok(())
     }
 }

@@ -134,6 +134,14 @@ pub enum ClientEvent {
         /// For how long, if known.
         wait: Option<StdDuration>,
     },
+    /// Fleet mode: a request waits for the fleet's shared rate state, which holds every process
+    /// back after a 429 that a process of the fleet was answered (not necessarily this one, and
+    /// not this request): its `Retry-After`, at most the retry policy's `max_wait`. The fleet's
+    /// word, not an answer of the server to this process.
+    FleetHold {
+        /// How long the fleet holds the request back.
+        wait: StdDuration,
+    },
 }
 
 /// Monotonic and wall clocks, read only here.
@@ -262,16 +270,17 @@ impl Client {
                 u64::from_le_bytes(bytes)
             }
         };
+        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let fleet = config.shared.map(|store| {
             let scope = FleetScope {
                 client_id: config.credentials.id.as_str().to_owned(),
                 token_url: config.target.token_url().to_owned(),
                 credential: config.credentials.fingerprint(),
                 pacer: config.session.pacer,
+                max_hold: max_wait,
             };
             FleetLink::new(store, scope, FLEET_CALL_TIMEOUT)
         });
-        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let http = reqwest::Client::builder()
@@ -476,6 +485,9 @@ impl Client {
         // This request's turn at the fleet's admission (see `Shared::admission_gates`), held
         // from the first question until the fleet admits it or leaves it to the session.
         let mut gate: Option<tokio::sync::OwnedMutexGuard<()>> = None;
+        // The end of the fleet's window wait handed to the session as the attempt's hold: a
+        // failure naming that wait names the fleet, not the server.
+        let mut fleet_wait_until: Option<Instant> = None;
         loop {
             // Mark the current version seen *before* asking the session, so a token or breaker
             // change that lands after the answer still wakes the wait below.
@@ -508,7 +520,7 @@ impl Client {
                         if wait >= RESERVATION_RECHECK
                             && let Some(hold) = shared.fleet_hold().await
                         {
-                            debug!(?hold, "the fleet was held back while this request slept");
+                            let hold = shared.announce_fleet_hold(hold);
                             let until = shared.clock.now().saturating_add(core_duration(hold));
                             guard.state.set_external_hold(until);
                         }
@@ -519,6 +531,19 @@ impl Client {
                         shared.sleep_for_fleet(wait, give_up).await?;
                         continue;
                     }
+                    Some(Admission::Held(hold)) => {
+                        // Another process's 429, relayed (never past `max_wait`): the session
+                        // holds the attempt back for it as for a wait of its own, then the
+                        // fleet is asked again. A longer wait of the session's own (a 429 this
+                        // process was answered) still fails fast, naming the server's wait.
+                        let hold = shared.announce_fleet_hold(hold);
+                        if give_up.is_some_and(|at| tokio::time::Instant::now() + hold > at) {
+                            return Err(Error::held_by_fleet(hold));
+                        }
+                        let until = shared.clock.now().saturating_add(core_duration(hold));
+                        guard.state.set_external_hold(until);
+                        asked = true;
+                    }
                     Some(Admission::Wait(wait) | Admission::After(wait)) => {
                         // A daily quota's hours (or a store that reserved beyond `within`):
                         // the session paces with the fleet's wait as its own, so it fails fast
@@ -526,6 +551,7 @@ impl Client {
                         debug!(?wait, "the fleet's wait is longer than accepted");
                         let until = shared.clock.now().saturating_add(core_duration(wait));
                         guard.state.set_external_hold(until);
+                        fleet_wait_until = Some(until);
                         asked = true;
                     }
                     Some(Admission::Now) => {
@@ -542,7 +568,9 @@ impl Client {
                 let decision = match session.authorize(now, &mut guard.state) {
                     Authorize::Send { token, .. } => Step::Send(bearer(token)),
                     Authorize::Wait { until, reason } => Step::Wait(until, reason),
-                    Authorize::Fail(e) => Step::Fail(e.into()),
+                    Authorize::Fail(e) => {
+                        Step::Fail(Error::naming_the_fleet(e, now, fleet_wait_until))
+                    }
                 };
                 shared.drain(&mut session);
                 decision
@@ -831,6 +859,26 @@ impl Shared {
         let _ = self.events.send(ClientEvent::Wait { reason, wait: Some(wait) });
         tokio::time::sleep_until(wake).await;
         Ok(())
+    }
+
+    /// The fleet's 429 hold as this process honours it: never longer than the retry policy's
+    /// `max_wait` (a store answering more is cut, and said to be), announced as the fleet's
+    /// ([`ClientEvent::FleetHold`]), not as the server's.
+    fn announce_fleet_hold(&self, hold: StdDuration) -> StdDuration {
+        if hold > self.max_wait {
+            warn!(
+                answered = ?hold,
+                max_wait = ?self.max_wait,
+                "the fleet's shared store held requests back for longer than the retry policy's max_wait after another pod's 429; cut to max_wait"
+            );
+        }
+        let hold = hold.min(self.max_wait);
+        debug!(
+            ?hold,
+            "held by the fleet's shared rate state: a pod of the fleet was answered 429 (not this request)"
+        );
+        let _ = self.events.send(ClientEvent::FleetHold { wait: hold });
+        hold
     }
 
     /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
