@@ -1,5 +1,6 @@
 //! The shared client: one core session, a background token driver, a lock-free token cache.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +25,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::error::Error;
 use crate::shared::{
-    Admission, FleetLink, FleetScope, FleetStatus, Refresh, SharedToken, Transition,
+    Admission, FleetLink, FleetScope, FleetStatus, Lease, Refresh, SharedToken, Transition,
 };
 
 /// Token capacity of the session: Genesys tokens are short; JWTs from other servers run to a
@@ -197,6 +198,12 @@ struct Shared {
     max_wait: StdDuration,
     /// Fleet mode: the shared store and the degraded-mode switch.
     fleet: Option<FleetLink>,
+    /// Set by [`Client::shutdown`]: new work fails at once, and the refresh lease the stopped
+    /// driver held is left in `left_lease` for `shutdown` to release (instead of in the
+    /// background).
+    closing: AtomicBool,
+    /// Fleet mode: the refresh lease the driver held when `shutdown` stopped it.
+    left_lease: Mutex<Option<Lease>>,
     /// Fleet mode: one request per priority class at a time asks the fleet's admission (and
     /// sleeps the wait it answers); the others queue here, in order. Without it every waiting
     /// request re-asks at the instant the fleet named, one wins, and the rest ask again: tens
@@ -206,12 +213,18 @@ struct Shared {
 
 struct Inner {
     shared: Arc<Shared>,
-    driver: tokio::task::JoinHandle<()>,
+    /// The token driver; taken by [`Client::shutdown`].
+    driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
+    /// Stops the driver. A refresh lease it holds is released in the background as its future
+    /// is dropped (see [`HeldLease`]).
     fn drop(&mut self) {
-        self.driver.abort();
+        let driver = self.driver.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(driver) = driver.take() {
+            driver.abort();
+        }
     }
 }
 
@@ -304,9 +317,11 @@ impl Client {
             token_wait: config.token_wait,
             max_wait,
             fleet,
+            closing: AtomicBool::new(false),
+            left_lease: Mutex::new(None),
             admission_gates: Default::default(),
         });
-        let driver = tokio::spawn(drive(Arc::clone(&shared)));
+        let driver = Mutex::new(Some(tokio::spawn(drive(Arc::clone(&shared)))));
         Ok(Client { inner: Arc::new(Inner { shared, driver }) })
     }
 
@@ -372,10 +387,61 @@ impl Client {
     /// case: refreshes happen in the background ahead of expiry); otherwise joins the single
     /// token request in flight.
     pub async fn token(&self) -> Result<Token, Error> {
+        self.shared().open()?;
         if let Some(token) = self.shared().cached() {
             return Ok(token);
         }
         self.shared().wait_for_token().await
+    }
+
+    /// Stops the client for a graceful exit, and gives back what it holds in its fleet: call it
+    /// once the application no longer sends requests, before the runtime stops.
+    ///
+    /// The token driver stops (a token request in flight is abandoned). In fleet mode, the
+    /// refresh lease this process holds while its token request is out is released with the
+    /// store's fence-checked release, awaited for at most the store call bound (1 s), so that
+    /// the next process's refresh does not wait for the lease to expire (`lease_ttl`, 15 s on
+    /// Redis). A lease kept on purpose after a failed token request (the fleet's back-off)
+    /// is not released.
+    ///
+    /// Afterwards every clone of this client refuses new work: [`token`](Self::token) and
+    /// [`send`](Self::send) fail at once, and so do requests still waiting for a token or a
+    /// retry. Dropping the last clone without calling this also releases the lease, in the
+    /// background on the tokio runtime if one is still running (best effort: a runtime that
+    /// shuts down at once may not run it; the lease then expires after `lease_ttl`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: credflow_reqwest::Client) {
+    /// // ... the server has drained its requests ...
+    /// client.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        let shared = self.shared();
+        shared.closing.store(true, Ordering::SeqCst);
+        let driver = locked(&self.inner.driver).take();
+        if let Some(driver) = driver {
+            driver.abort();
+            // Cancelled: its future, and any lease guard in it, is dropped once this returns.
+            let _ = driver.await;
+        }
+        // Waiting requests look again, and fail.
+        shared.version.send_modify(|v| *v = v.wrapping_add(1));
+        let lease = locked(&shared.left_lease).take();
+        if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
+            let release = fleet.store.release(&fleet.scope, lease);
+            match tokio::time::timeout(fleet.call_timeout, release).await {
+                Ok(Ok(())) => info!("shut down: the fleet's refresh lease was released"),
+                Ok(Err(error)) => {
+                    warn!(%error, "shut down: the fleet's refresh lease was not released; it expires on its own")
+                }
+                Err(_) => warn!(
+                    "shut down: the store did not answer the lease release in time; the lease expires on its own"
+                ),
+            }
+        } else {
+            debug!("shut down");
+        }
     }
 
     /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
@@ -492,6 +558,7 @@ impl Client {
             // Mark the current version seen *before* asking the session, so a token or breaker
             // change that lands after the answer still wakes the wait below.
             version.borrow_and_update();
+            shared.open()?;
             let ask = fleet_paced && !asked && shared.cached().is_some();
             if !ask {
                 gate = None;
@@ -881,6 +948,14 @@ impl Shared {
         hold
     }
 
+    /// `Err` once [`Client::shutdown`] was called.
+    fn open(&self) -> Result<(), Error> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::shut_down());
+        }
+        Ok(())
+    }
+
     /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
     /// reports one.
     async fn fleet_hold(&self) -> Option<StdDuration> {
@@ -1011,6 +1086,7 @@ impl Shared {
         let give_up = tokio::time::Instant::now() + self.token_wait;
         loop {
             version.borrow_and_update();
+            self.open()?;
             if let Some(token) = self.cached() {
                 return Ok(token);
             }
@@ -1063,7 +1139,8 @@ impl OwnedTokenRequest {
 }
 
 /// The token driver: sends token requests when the session says so, sleeps until the next
-/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped.
+/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped, or
+/// [`Client::shutdown`].
 async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     // Fingerprint of the token this process holds (or held last): the fleet is asked for
@@ -1110,7 +1187,9 @@ async fn drive(shared: Arc<Shared>) {
                         refused = install_shared(&shared, ticket, &token);
                         continue;
                     }
-                    Ok(Refresh::Lease(granted)) => lease = Some(granted),
+                    Ok(Refresh::Lease(granted)) => {
+                        lease = Some(HeldLease::new(&shared, granted));
+                    }
                     Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
                 }
             }
@@ -1283,10 +1362,11 @@ fn offer_fleet_token(
 async fn publish(
     shared: &Shared,
     fleet: &FleetLink,
-    lease: crate::shared::Lease,
+    mut held: HeldLease,
     fresh: Option<SharedToken>,
     unreached: bool,
 ) {
+    let Some(lease) = held.lease.clone() else { return };
     let (result, transition) = match &fresh {
         Some(token) => {
             fleet.call(fleet.call_timeout, fleet.store.publish(&fleet.scope, lease, token)).await
@@ -1296,14 +1376,74 @@ async fn publish(
                 fleet.call(fleet.call_timeout, fleet.store.release(&fleet.scope, lease)).await;
             (result.map(|()| false), transition)
         }
-        None => return,
+        None => {
+            held.keep();
+            return;
+        }
     };
+    // Published or released (or failed, and then not ours to retry): no longer the guard's.
+    held.keep();
     shared.fleet_transition(transition, result.as_ref().err());
     match result {
         Ok(true) => debug!("token published to the fleet"),
         Ok(false) => debug!("lease expired before the token came: not published"),
         Err(error) => debug!(%error, "token not published"),
     }
+}
+
+/// Fleet mode: the refresh lease this process holds while its token request is out. If the
+/// driver stops before it is settled (the last [`Client`] dropped, or [`Client::shutdown`]),
+/// dropping the guard gives the lease back with the store's fence-checked release, so that the
+/// next process's refresh does not wait `lease_ttl` for nobody: on the tokio runtime, bounded
+/// by the store call timeout, or, during `shutdown`, by `shutdown` itself (which awaits it).
+/// Releasing after a publish, or after the lease expired and another process took it, is
+/// harmless: the release deletes the lease only if it still holds this fence.
+struct HeldLease {
+    shared: Arc<Shared>,
+    lease: Option<Lease>,
+}
+
+impl HeldLease {
+    fn new(shared: &Arc<Shared>, lease: Lease) -> Self {
+        HeldLease { shared: Arc::clone(shared), lease: Some(lease) }
+    }
+
+    /// Settled: published, released, or kept on purpose until it expires (the fleet's
+    /// back-off after a failed token request).
+    fn keep(&mut self) {
+        self.lease = None;
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if self.shared.closing.load(Ordering::SeqCst) {
+            *locked(&self.shared.left_lease) = Some(lease);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("no tokio runtime to release the fleet's refresh lease; it expires on its own");
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            let Some(fleet) = shared.fleet.as_ref() else { return };
+            let release = fleet.store.release(&fleet.scope, lease);
+            match tokio::time::timeout(fleet.call_timeout, release).await {
+                Ok(Ok(())) => debug!("the stopped client's refresh lease was released"),
+                Ok(Err(error)) => {
+                    debug!(%error, "the stopped client's refresh lease was not released")
+                }
+                Err(_) => debug!("the stopped client's refresh lease was not released in time"),
+            }
+        });
+    }
+}
+
+/// A mutex's value, even if a panic poisoned it (the values guarded with this stay consistent).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn send_token_request(

@@ -150,6 +150,18 @@ impl Error {
         }
     }
 
+    /// Work asked of a client after [`Client::shutdown`](crate::Client::shutdown).
+    pub(crate) fn shut_down() -> Self {
+        Error {
+            kind: ErrorKind::Unavailable,
+            message: "the client was shut down".to_owned(),
+            likely_cause: Some(
+                "Client::shutdown was called: its token driver stopped; build a new client",
+            ),
+            ..Error::config("")
+        }
+    }
+
     /// An error of the HTTP library outside a request attempt (building a request, say).
     pub fn from_reqwest(context: &str, error: reqwest::Error) -> Self {
         Error::transport(context.to_owned(), error)
