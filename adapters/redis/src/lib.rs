@@ -20,9 +20,9 @@
 //!
 //! | key | holds | written by |
 //! |---|---|---|
-//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
+//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed as a record (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry and a stamp that orders the records) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
 //! | `…:lease` | the refresh lease: a random 128-bit fencing value, `SET NX PX` | one process at a time |
-//! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold | every process, atomically in Lua |
+//! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold (`blocked_until`) | every process, atomically in Lua |
 //! | `…:slots` | the send slots admission reserved that are not yet due (a sorted set by instant) | every process, atomically in Lua |
 //!
 //! (The braces are a Redis Cluster hash tag: the four keys of a client live in one slot.)
@@ -34,19 +34,34 @@
 //!   and publishes the token and releases the lease in one script that checks the fencing value
 //!   (a holder whose lease expired publishes nothing). The others poll every
 //!   [`RedisConfig::poll_interval`] for the new token instead of fetching their own; if the
-//!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
-//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A lease
+//!   holder dies (killed), its lease expires after [`RedisConfig::lease_ttl`] and the next
+//!   poller takes over. A holder that stops in-process (its last `Client` dropped, or
+//!   `Client::shutdown`) releases the lease at once (best effort on drop, awaited by
+//!   `shutdown`). A failed refresh keeps the lease until it expires: the fleet's back-off. A lease
 //!   taken without the taker knowing (the answer to the acquire script lost to a timeout or a
 //!   reset connection, or the call dropped by the client's timeout) is released at once, on
 //!   the tokio runtime, so the fleet does not wait `lease_ttl` for nobody. A process
 //!   with no token that may not request one yet (its breaker cools down after an outage) reads
 //!   the token key once a second (`SharedStore::current`), so it is back as soon as any
 //!   process has a token.
+//! - **Records only go forward.** Each record carries a stamp under its seal: the publisher's
+//!   wall clock in milliseconds, raised past every stamp it took (so it grows across
+//!   publishers whose clocks disagree). Each process remembers the newest stamp it took per
+//!   token key and refuses an older record, as the core decides
+//!   ([`credflow_core::snapshot::unseal_record`]): it logs a warning once and takes the lease
+//!   to publish a newer token. The publish script does not compare stamps: Redis cannot check a
+//!   seal, and only the lease holder publishes, under its fence, a record stamped past the one
+//!   it replaces.
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
-//!   does), a 429 holds the whole fleet back for its whole `Retry-After` (the key outlives the
-//!   hold and the window by a minute), and each attempt is admitted by one Lua script with the
+//!   does), a 429 holds the whole fleet back for its `Retry-After`, at most the retry policy's
+//!   `max_wait` ([`FleetScope::max_hold`](credflow_reqwest::shared::FleetScope::max_hold): a
+//!   process honours another's 429 no longer than a server's own answer; a longer limit each
+//!   process learns from the server), the key outliving the hold and the window by a minute. A
+//!   longer hold found in the key (which no process with the same configuration writes) is cut
+//!   to `max_wait` in Redis on first sight, so that it ends, and logged. Each attempt is
+//!   admitted by one Lua script with the
 //!   pacer's priority classes, burst and critical reserve. When the script's answer is a wait
 //!   for the spacing or the reserve inside the current window, it reserves that slot (counted
 //!   now, sent then, without asking again: one call per request), unless the slot lies beyond
@@ -55,6 +70,32 @@
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].
+//!
+//! ## What a writer of Redis can and cannot do
+//!
+//! Redis is trusted with availability, not with tokens: the fleet key (and the encryption key)
+//! never go there. Someone who can write the keys `{prefix}:*` but has neither key:
+//!
+//! - **cannot forge** a token record (HMAC-SHA256 under the fleet key; encrypted, the record is
+//!   also bound to its key's name), nor make a process use a token sealed for another
+//!   credential, an expired one, or a record older than one that process already took;
+//! - **can replay** an older record, authentic and unexpired: every process that took a newer
+//!   one refuses it (and the fleet fetches a new token, one request); a process that took none
+//!   since it started cannot tell and takes it (at worst a token the server has since revoked:
+//!   its first 401 makes that process refresh);
+//! - **can delete** keys: the fleet refreshes (one lease, one token request) and forgets its
+//!   shared window; each process's own session still honours every 429 it is answered;
+//! - **can block**: hold the lease (processes wait [`RedisConfig::max_wait`], then fetch alone),
+//!   write a 429 hold (each write holds the fleet at most `max_wait`, cut and logged), write a
+//!   spent window with a far reset (requests fail fast naming the fleet's rate state, with each
+//!   process's one probe per `max_wait`), or break a key's type (the scripts fail, and the
+//!   processes go to degraded mode on their local sessions);
+//! - **can read** tokens until they expire unless they are encrypted
+//!   ([`RedisConfig::with_encryption_key`]), and the rate-limit counts.
+//!
+//! Whatever Redis holds, each process never waits past a request's deadline or longer than
+//! `max_wait` on a 429 hold, never waits on Redis longer than a bounded call, and never sends
+//! its client secret anywhere but the token endpoint.
 //!
 //! ## Existing Redis: TLS and ACL users
 //!

@@ -188,7 +188,9 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
         token: &'a SharedToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Releases `lease` without a token (the request could not be sent), if it is still held.
+    /// Releases `lease` without a token, if it is still held: the request could not be sent,
+    /// or the client stopped while it was out (its last clone dropped, or
+    /// [`Client::shutdown`](crate::Client::shutdown)).
     fn release<'a>(
         &'a self,
         scope: &'a FleetScope,
