@@ -1,4 +1,5 @@
-//! Sealed token snapshots: keep a token across a reboot without trusting the storage.
+//! Sealed token snapshots and records: keep a token across a reboot, or share it with the other
+//! processes of a fleet, without trusting the storage.
 //!
 //! An appliance that reboots would otherwise fetch a new token every boot; a fleet of them
 //! rebooting together would hammer the token endpoint. [`seal`] writes the current token with its
@@ -9,18 +10,34 @@
 //! The snapshot is integrity-protected, **not encrypted**: anyone who can read the flash can read
 //! the token until it expires. Store it where the client secret is stored, or encrypt it at rest.
 //!
-//! ## Format (version 1, big-endian)
+//! ## Records: the same, in an order that cannot be forged
+//!
+//! A store that several processes write (a fleet's Redis) holds one token at a time, and whoever
+//! can write to it can put back an older record, still sealed and unexpired (a replay, or a backup
+//! restored). [`seal_record`] adds a [`Stamp`] under the tag: a number that only grows from one
+//! record to the next (the writer's wall clock in milliseconds, raised past every stamp it has
+//! seen, see [`Stamp::after`]). [`unseal_record`] takes the newest stamp the reader has already
+//! accepted and refuses an older one ([`UnsealError::Replayed`]). Whoever writes the store
+//! without the key can replay, delete or hold back records, but not forge one, nor make a
+//! reader that saw a newer record take an older one; a reader that saw none (a process just
+//! started) takes any authentic, unexpired record.
+//!
+//! ## Format (big-endian)
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `CFT1` |
-//! | 1 | version `1` |
+//! | 1 | version: `1` snapshot ([`seal`]), `2` record ([`seal_record`]) |
 //! | 1 | reserved, `0` |
 //! | 2 | token length `L` |
 //! | 8 | expiry, Unix seconds |
 //! | 6 | fingerprint of the credential the token was issued to |
+//! | 8 | version 2 only: the [`Stamp`] |
 //! | L | token |
-//! | 32 | HMAC-SHA256 over a domain label and all bytes above |
+//! | 32 | HMAC-SHA256 over a domain label (one per version) and all bytes above |
+//!
+//! Each function reads only its own version: a snapshot is not a record (it has no stamp to
+//! order it by), and a record is not a snapshot.
 
 use core::fmt;
 
@@ -32,19 +49,99 @@ use crate::secret::{AccessToken, Fingerprint, TokenError};
 use crate::time::UnixTime;
 
 const MAGIC: &[u8; 4] = b"CFT1";
-const VERSION: u8 = 1;
-const HEADER_LEN: usize = 4 + 1 + 1 + 2 + 8 + 6;
 const TAG_LEN: usize = 32;
-const LABEL: &[u8] = b"credflow/sealed-token/v1";
+/// Magic, version, reserved, token length, expiry, fingerprint: the fields both versions share.
+const COMMON_LEN: usize = 4 + 1 + 1 + 2 + 8 + 6;
+const STAMP_LEN: usize = 8;
 
 /// Bytes a snapshot adds around the token.
-pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+pub const OVERHEAD: usize = Format::Snapshot.header_len() + TAG_LEN;
+/// Bytes a record adds around the token.
+pub const RECORD_OVERHEAD: usize = Format::Record.header_len() + TAG_LEN;
 /// Shortest key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 16;
 
 /// Bytes needed to seal a token of `token_len` bytes.
 pub const fn sealed_len(token_len: usize) -> usize {
     token_len.saturating_add(OVERHEAD)
+}
+
+/// Bytes needed to seal a token of `token_len` bytes as a record.
+pub const fn record_len(token_len: usize) -> usize {
+    token_len.saturating_add(RECORD_OVERHEAD)
+}
+
+/// The two layouts: a device's snapshot (version 1) and a shared store's record (version 2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Snapshot,
+    Record,
+}
+
+impl Format {
+    const fn version(self) -> u8 {
+        match self {
+            Format::Snapshot => 1,
+            Format::Record => 2,
+        }
+    }
+
+    /// The HMAC's domain label: a tag of one version never verifies as the other's.
+    const fn label(self) -> &'static [u8] {
+        match self {
+            Format::Snapshot => b"credflow/sealed-token/v1",
+            Format::Record => b"credflow/token-record/v2",
+        }
+    }
+
+    const fn header_len(self) -> usize {
+        match self {
+            Format::Snapshot => COMMON_LEN,
+            Format::Record => COMMON_LEN + STAMP_LEN,
+        }
+    }
+
+    const fn sealed_len(self, token_len: usize) -> usize {
+        token_len.saturating_add(self.header_len()).saturating_add(TAG_LEN)
+    }
+}
+
+/// A record's place in the sequence of records of one store: milliseconds on the writer's wall
+/// clock when it sealed the token, raised past every stamp the writer has seen, so that it
+/// grows from one record to the next even between writers whose clocks disagree (a hybrid
+/// logical clock). Authenticated by the record's tag: a reader compares it with the newest it
+/// accepted ([`unseal_record`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// Before every record: what a reader that accepted none passes to [`unseal_record`].
+    pub const ZERO: Stamp = Stamp(0);
+
+    /// The stamp `ms` (milliseconds since the Unix epoch, by convention).
+    pub const fn from_millis(ms: u64) -> Self {
+        Stamp(ms)
+    }
+
+    /// Its value in milliseconds.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// The stamp of a record sealed at wall time `now_ms` (milliseconds since the Unix epoch) by
+    /// a writer whose newest stamp seen is `newest`: `now_ms`, or one past `newest` if the clock
+    /// is not ahead of it. Saturates at `u64::MAX` (a reader then takes only that stamp again).
+    pub const fn after(newest: Stamp, now_ms: u64) -> Stamp {
+        let next = newest.0.saturating_add(1);
+        if now_ms > next { Stamp(now_ms) } else { Stamp(next) }
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
 }
 
 /// Why a snapshot could not be written.
@@ -88,7 +185,8 @@ pub enum UnsealError {
     Truncated,
     /// Not a credflow snapshot (erased flash, another record).
     BadMagic,
-    /// Written by a newer format version.
+    /// Another format version than the call reads: written by a newer version of credflow, or
+    /// a snapshot given to [`unseal_record`] (or a record to [`unseal`]).
     UnsupportedVersion(u8),
     /// The key is shorter than [`MIN_KEY_LEN`] bytes.
     KeyTooShort,
@@ -100,6 +198,14 @@ pub enum UnsealError {
     Expired {
         /// When it expired.
         expired_at: UnixTime,
+    },
+    /// An authentic record older than one the reader already accepted: written back over a
+    /// newer one (replayed by someone who can write the store, or a backup restored).
+    Replayed {
+        /// The record's stamp.
+        stamp: Stamp,
+        /// The newest stamp the reader had accepted.
+        newest: Stamp,
     },
     /// The token does not fit the caller's capacity, or is not a valid token.
     Token(TokenError),
@@ -123,6 +229,11 @@ impl fmt::Display for UnsealError {
             UnsealError::Expired { expired_at } => {
                 write!(f, "snapshot token expired at unix time {expired_at}")
             }
+            UnsealError::Replayed { stamp, newest } => write!(
+                f,
+                "token record stamped {stamp} is older than the {newest} one already taken: \
+                 an older record was written back"
+            ),
             UnsealError::Token(e) => write!(f, "snapshot token unusable: {e}"),
         }
     }
@@ -139,12 +250,23 @@ pub struct Restored<const N: usize> {
     pub expires_at: UnixTime,
 }
 
-fn mac(key: &[u8]) -> Option<Hmac<Sha256>> {
+/// A token recovered from a record, with the record's place in the order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record<const N: usize> {
+    /// The token.
+    pub token: AccessToken<N>,
+    /// When it expires, wall-clock.
+    pub expires_at: UnixTime,
+    /// The record's stamp: the newest accepted, for the next [`unseal_record`].
+    pub stamp: Stamp,
+}
+
+fn mac(key: &[u8], format: Format) -> Option<Hmac<Sha256>> {
     if key.len() < MIN_KEY_LEN {
         return None;
     }
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
-    mac.update(LABEL);
+    mac.update(format.label());
     Some(mac)
 }
 
@@ -158,22 +280,49 @@ pub fn seal<const N: usize>(
     key: &[u8],
     out: &mut [u8],
 ) -> Result<usize, SealError> {
-    let mut mac = mac(key).ok_or(SealError::KeyTooShort)?;
+    seal_as(Format::Snapshot, token, expires_at, credential, Stamp::ZERO, key, out)
+}
+
+/// Seals `token` as [`seal`] does, as a record stamped `stamp` (see [`Stamp::after`]). Returns
+/// the number of bytes written ([`record_len`] of the token's length).
+pub fn seal_record<const N: usize>(
+    token: &AccessToken<N>,
+    expires_at: UnixTime,
+    credential: Fingerprint,
+    stamp: Stamp,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<usize, SealError> {
+    seal_as(Format::Record, token, expires_at, credential, stamp, key, out)
+}
+
+fn seal_as<const N: usize>(
+    format: Format,
+    token: &AccessToken<N>,
+    expires_at: UnixTime,
+    credential: Fingerprint,
+    stamp: Stamp,
+    key: &[u8],
+    out: &mut [u8],
+) -> Result<usize, SealError> {
+    let mut mac = mac(key, format).ok_or(SealError::KeyTooShort)?;
     let token = token.as_str().as_bytes();
     let len = u16::try_from(token.len()).map_err(|_| SealError::TokenTooLong)?;
-    let needed = sealed_len(token.len());
+    let needed = format.sealed_len(token.len());
     let Some(out) = out.get_mut(..needed) else {
         return Err(SealError::BufferTooSmall { needed });
     };
     let (body, tag) = out.split_at_mut(needed.saturating_sub(TAG_LEN));
-    let (header, token_out) = body.split_at_mut(HEADER_LEN);
-    let fields: [&[u8]; 6] = [
+    let (header, token_out) = body.split_at_mut(format.header_len());
+    let stamp = stamp.0.to_be_bytes();
+    let fields: [&[u8]; 7] = [
         MAGIC,
-        &[VERSION],
+        &[format.version()],
         &[0],
         &len.to_be_bytes(),
         &expires_at.as_secs().to_be_bytes(),
         &credential.as_bytes(),
+        if format == Format::Record { &stamp } else { &[] },
     ];
     let mut at = header.iter_mut();
     for byte in fields.iter().flat_map(|f| f.iter()) {
@@ -191,29 +340,32 @@ fn be_u64(bytes: &[u8]) -> u64 {
     bytes.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
-/// Restores a token from `sealed`, checking its tag under `key` (constant time, before any field
-/// is trusted), the credential fingerprint, and that it is still valid at wall time `now`.
-pub fn unseal<const N: usize>(
-    sealed: &[u8],
-    key: &[u8],
-    now: UnixTime,
-    credential: Fingerprint,
-) -> Result<Restored<N>, UnsealError> {
-    let mut mac = mac(key).ok_or(UnsealError::KeyTooShort)?;
-    let header = sealed.get(..HEADER_LEN).ok_or(UnsealError::Truncated)?;
-    if header.get(..4) != Some(MAGIC.as_slice()) {
+/// The authentic fields of a sealed value, before the caller's checks.
+struct Opened<'a> {
+    expires_at: UnixTime,
+    credential: &'a [u8],
+    stamp: Stamp,
+    token: &'a [u8],
+}
+
+/// Checks the framing of `sealed` as `format`, then its tag under `key` (constant time), and
+/// only then reads its fields.
+fn open<'a>(format: Format, sealed: &'a [u8], key: &[u8]) -> Result<Opened<'a>, UnsealError> {
+    let mut mac = mac(key, format).ok_or(UnsealError::KeyTooShort)?;
+    let common = sealed.get(..COMMON_LEN).ok_or(UnsealError::Truncated)?;
+    if common.get(..4) != Some(MAGIC.as_slice()) {
         return Err(UnsealError::BadMagic);
     }
-    match header.get(4) {
-        Some(&VERSION) => {}
+    match common.get(4) {
+        Some(&v) if v == format.version() => {}
         Some(&v) => return Err(UnsealError::UnsupportedVersion(v)),
         None => return Err(UnsealError::Truncated),
     }
     let token_len = usize::from(u16::from_be_bytes([
-        header.get(6).copied().unwrap_or(0),
-        header.get(7).copied().unwrap_or(0),
+        common.get(6).copied().unwrap_or(0),
+        common.get(7).copied().unwrap_or(0),
     ]));
-    if sealed.len() != sealed_len(token_len) {
+    if sealed.len() != format.sealed_len(token_len) {
         return Err(UnsealError::Truncated);
     }
     let (body, tag) = sealed.split_at(sealed.len().saturating_sub(TAG_LEN));
@@ -223,18 +375,65 @@ pub fn unseal<const N: usize>(
         return Err(UnsealError::TagMismatch);
     }
     // From here on every field is authentic.
-    let expires_at = UnixTime::from_secs(be_u64(header.get(8..16).unwrap_or(&[])));
-    if header.get(16..22) != Some(credential.as_bytes().as_slice()) {
+    let stamp = match format {
+        Format::Snapshot => Stamp::ZERO,
+        Format::Record => Stamp(be_u64(body.get(COMMON_LEN..).unwrap_or(&[]))),
+    };
+    Ok(Opened {
+        expires_at: UnixTime::from_secs(be_u64(common.get(8..16).unwrap_or(&[]))),
+        credential: common.get(16..22).unwrap_or(&[]),
+        stamp,
+        token: body.get(format.header_len()..).unwrap_or(&[]),
+    })
+}
+
+/// The credential and expiry checks both versions make, then the token.
+fn check<const N: usize>(
+    opened: &Opened<'_>,
+    now: UnixTime,
+    credential: Fingerprint,
+) -> Result<AccessToken<N>, UnsealError> {
+    if opened.credential != credential.as_bytes().as_slice() {
         return Err(UnsealError::WrongCredential);
     }
-    if now >= expires_at {
-        return Err(UnsealError::Expired { expired_at: expires_at });
+    if now >= opened.expires_at {
+        return Err(UnsealError::Expired { expired_at: opened.expires_at });
     }
-    let token = body.get(HEADER_LEN..).unwrap_or(&[]);
-    let token = core::str::from_utf8(token)
+    let token = core::str::from_utf8(opened.token)
         .map_err(|_| UnsealError::Token(TokenError::InvalidCharacter { at: 0 }))?;
-    let token = AccessToken::new(token).map_err(UnsealError::Token)?;
-    Ok(Restored { token, expires_at })
+    AccessToken::new(token).map_err(UnsealError::Token)
+}
+
+/// Restores a token from `sealed`, checking its tag under `key` (constant time, before any field
+/// is trusted), the credential fingerprint, and that it is still valid at wall time `now`.
+pub fn unseal<const N: usize>(
+    sealed: &[u8],
+    key: &[u8],
+    now: UnixTime,
+    credential: Fingerprint,
+) -> Result<Restored<N>, UnsealError> {
+    let opened = open(Format::Snapshot, sealed, key)?;
+    let token = check(&opened, now, credential)?;
+    Ok(Restored { token, expires_at: opened.expires_at })
+}
+
+/// Restores a token from a record, as [`unseal`] does, and refuses one stamped before `newest`,
+/// the newest stamp this reader has accepted ([`Stamp::ZERO`] if none): an older record written
+/// back ([`UnsealError::Replayed`]). A record stamped `newest` itself is taken (the same record,
+/// read again). Keep the returned [`Record::stamp`] as the next `newest` when it is higher.
+pub fn unseal_record<const N: usize>(
+    sealed: &[u8],
+    key: &[u8],
+    now: UnixTime,
+    credential: Fingerprint,
+    newest: Stamp,
+) -> Result<Record<N>, UnsealError> {
+    let opened = open(Format::Record, sealed, key)?;
+    let token = check(&opened, now, credential)?;
+    if opened.stamp < newest {
+        return Err(UnsealError::Replayed { stamp: opened.stamp, newest });
+    }
+    Ok(Record { token, expires_at: opened.expires_at, stamp: opened.stamp })
 }
 
 #[cfg(test)]
@@ -335,10 +534,144 @@ mod tests {
         );
     }
 
+    /// The version 1 bytes are those of the reference HMAC-SHA256 (the same bytes as
+    /// `tests/qemu/src/checks/snapshot.rs`): snapshots already in flash still open.
+    #[test]
+    fn a_snapshot_keeps_its_version_1_bytes() {
+        const SEALED: [u8; 61] = [
+            0x43, 0x46, 0x54, 0x31, 0x01, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+            0x00, 0x07, 0x83, 0xeb, 0x21, 0x41, 0xc6, 0x6a, 0x74, 0x6f, 0x6b, 0x2d, 0x31, 0x32,
+            0x33, 0xa4, 0xf9, 0xc6, 0xe0, 0xf2, 0x9e, 0xa5, 0x32, 0xbd, 0xbd, 0x92, 0xde, 0xf2,
+            0xb1, 0x79, 0xac, 0x4e, 0xdd, 0x68, 0x2b, 0xe3, 0x08, 0x29, 0x7c, 0xfd, 0x09, 0xed,
+            0x45, 0x6c, 0x37, 0xef, 0xf5,
+        ];
+        let fp = Credentials::from_strs("id", "secret").unwrap().fingerprint();
+        let token = AccessToken::<64>::new("tok-123").unwrap();
+        let mut out = [0u8; 61];
+        let expires = UnixTime::from_secs((1 << 32) + 7);
+        assert_eq!(seal(&token, expires, fp, KEY, &mut out), Ok(61));
+        assert_eq!(out, SEALED);
+        assert_eq!(OVERHEAD, 54);
+    }
+
+    fn record(token: &str, expires: u64, stamp: u64) -> std::vec::Vec<u8> {
+        let token = AccessToken::<128>::new(token).unwrap();
+        let mut out = vec![0u8; record_len(token.len())];
+        let n = seal_record(
+            &token,
+            UnixTime::from_secs(expires),
+            fp(),
+            Stamp::from_millis(stamp),
+            KEY,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn a_record_round_trips_with_its_stamp() {
+        let bytes = record("tok-123", 1_000, 42);
+        assert_eq!(bytes.len(), 7 + RECORD_OVERHEAD);
+        let r: Record<128> =
+            unseal_record(&bytes, KEY, UnixTime::from_secs(999), fp(), Stamp::ZERO).unwrap();
+        assert_eq!(r.token.as_str(), "tok-123");
+        assert_eq!(r.expires_at, UnixTime::from_secs(1_000));
+        assert_eq!(r.stamp, Stamp::from_millis(42));
+        assert_eq!(
+            unseal_record::<128>(&bytes, KEY, UnixTime::from_secs(1_000), fp(), Stamp::ZERO),
+            Err(UnsealError::Expired { expired_at: UnixTime::from_secs(1_000) }),
+        );
+    }
+
+    /// A reader that accepted stamp N takes N again (the same record) and anything newer,
+    /// never anything older: the boundary at N-1 and N.
+    #[test]
+    fn a_record_older_than_the_newest_accepted_is_refused() {
+        let now = UnixTime::from_secs(1);
+        let bytes = record("tok", 5_000, 100);
+        for newest in [0, 99, 100] {
+            let r = unseal_record::<128>(&bytes, KEY, now, fp(), Stamp::from_millis(newest));
+            assert_eq!(r.map(|r| r.stamp), Ok(Stamp::from_millis(100)), "newest {newest}");
+        }
+        assert_eq!(
+            unseal_record::<128>(&bytes, KEY, now, fp(), Stamp::from_millis(101)),
+            Err(UnsealError::Replayed {
+                stamp: Stamp::from_millis(100),
+                newest: Stamp::from_millis(101)
+            })
+        );
+        // The stamp is under the tag: raising it breaks the record.
+        let mut raised = bytes.clone();
+        raised[COMMON_LEN + STAMP_LEN - 1] ^= 0x80;
+        assert_eq!(
+            unseal_record::<128>(&raised, KEY, now, fp(), Stamp::ZERO),
+            Err(UnsealError::TagMismatch)
+        );
+    }
+
+    /// Snapshots and records are not interchangeable: a record carries a stamp a snapshot does
+    /// not, and each version's tag has its own label.
+    #[test]
+    fn snapshots_and_records_each_read_only_their_own_version() {
+        let now = UnixTime::from_secs(1);
+        let snapshot = sealed("tok", 5_000);
+        let rec = record("tok", 5_000, 7);
+        assert_eq!(
+            unseal_record::<128>(&snapshot, KEY, now, fp(), Stamp::ZERO),
+            Err(UnsealError::UnsupportedVersion(1))
+        );
+        assert_eq!(unseal::<128>(&rec, KEY, now, fp()), Err(UnsealError::UnsupportedVersion(2)));
+        // A v1 body relabelled as v2 (version byte and 8 stamp bytes added) does not verify.
+        let mut forged = snapshot[..COMMON_LEN].to_vec();
+        forged[4] = 2;
+        forged.extend_from_slice(&[0xFF; STAMP_LEN]);
+        forged.extend_from_slice(&snapshot[COMMON_LEN..]);
+        assert_eq!(
+            unseal_record::<128>(&forged, KEY, now, fp(), Stamp::ZERO),
+            Err(UnsealError::TagMismatch)
+        );
+    }
+
+    #[test]
+    fn a_stamp_follows_the_clock_and_never_goes_back() {
+        let seen = Stamp::from_millis(1_000);
+        assert_eq!(Stamp::after(seen, 5_000), Stamp::from_millis(5_000), "the clock is ahead");
+        assert_eq!(Stamp::after(seen, 1_001), Stamp::from_millis(1_001));
+        assert_eq!(Stamp::after(seen, 1_000), Stamp::from_millis(1_001), "a clock that lags");
+        assert_eq!(Stamp::after(seen, 0), Stamp::from_millis(1_001));
+        let last = Stamp::from_millis(u64::MAX);
+        assert_eq!(Stamp::after(last, 0), last, "saturates");
+    }
+
+    #[test]
+    fn every_single_bit_flip_of_a_record_is_detected() {
+        let bytes = record("tok-abc", 5_000, 1_700_000_000_000);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut t = bytes.clone();
+                t[i] ^= 1 << bit;
+                let r = unseal_record::<128>(&t, KEY, UnixTime::from_secs(1), fp(), Stamp::ZERO);
+                assert!(r.is_err(), "flip at byte {i} bit {bit} accepted");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), now: u64) {
             let _ = unseal::<64>(&bytes, KEY, UnixTime::from_secs(now), fp());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_open_as_a_record(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            now: u64,
+            newest: u64,
+        ) {
+            let r = unseal_record::<64>(&bytes, KEY, UnixTime::from_secs(now), fp(), Stamp::from_millis(newest));
+            prop_assert!(r.is_err());
         }
 
         #[test]

@@ -20,9 +20,9 @@
 //!
 //! | key | holds | written by |
 //! |---|---|---|
-//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
+//! | `{prefix}:{<client id>\|<token url>}:token` | the token, sealed as a record (HMAC-SHA256 under the fleet key, bound to the credential's fingerprint, with its absolute expiry and a stamp that orders the records) and optionally encrypted (XChaCha20-Poly1305); expires with the token | the lease holder, in one Lua script that checks its fence |
 //! | `…:lease` | the refresh lease: a random 128-bit fencing value, `SET NX PX` | one process at a time |
-//! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold | every process, atomically in Lua |
+//! | `…:rate` | the fleet's rate-limit window: limit, remaining, reset, spacing state, 429 hold (`blocked_until`) | every process, atomically in Lua |
 //! | `…:slots` | the send slots admission reserved that are not yet due (a sorted set by instant) | every process, atomically in Lua |
 //!
 //! (The braces are a Redis Cluster hash tag: the four keys of a client live in one slot.)
@@ -34,19 +34,34 @@
 //!   and publishes the token and releases the lease in one script that checks the fencing value
 //!   (a holder whose lease expired publishes nothing). The others poll every
 //!   [`RedisConfig::poll_interval`] for the new token instead of fetching their own; if the
-//!   holder dies, its lease expires after [`RedisConfig::lease_ttl`] and the next poller takes
-//!   over. A failed refresh keeps the lease until it expires: the fleet's back-off. A lease
+//!   holder dies (killed), its lease expires after [`RedisConfig::lease_ttl`] and the next
+//!   poller takes over. A holder that stops in-process (its last `Client` dropped, or
+//!   `Client::shutdown`) releases the lease at once (best effort on drop, awaited by
+//!   `shutdown`). A failed refresh keeps the lease until it expires: the fleet's back-off. A lease
 //!   taken without the taker knowing (the answer to the acquire script lost to a timeout or a
 //!   reset connection, or the call dropped by the client's timeout) is released at once, on
 //!   the tokio runtime, so the fleet does not wait `lease_ttl` for nobody. A process
 //!   with no token that may not request one yet (its breaker cools down after an outage) reads
 //!   the token key once a second (`SharedStore::current`), so it is back as soon as any
 //!   process has a token.
+//! - **Records only go forward.** Each record carries a stamp under its seal: the publisher's
+//!   wall clock in milliseconds, raised past every stamp it took (so it grows across
+//!   publishers whose clocks disagree). Each process remembers the newest stamp it took per
+//!   token key and refuses an older record, as the core decides
+//!   ([`credflow_core::snapshot::unseal_record`]): it logs a warning once and takes the lease
+//!   to publish a newer token. The publish script does not compare stamps: Redis cannot check a
+//!   seal, and only the lease holder publishes, under its fence, a record stamped past the one
+//!   it replaces.
 //! - **Client secrets never go to Redis.** Only tokens (sealed) and rate-limit counts do.
 //! - **Rate budget.** Every response's rate-limit headers update the shared window (the latest
 //!   observation from any pod, reconciled with what the fleet already sent, as the core pacer
-//!   does), a 429 holds the whole fleet back for its whole `Retry-After` (the key outlives the
-//!   hold and the window by a minute), and each attempt is admitted by one Lua script with the
+//!   does), a 429 holds the whole fleet back for its `Retry-After`, at most the retry policy's
+//!   `max_wait` ([`FleetScope::max_hold`](credflow_reqwest::shared::FleetScope::max_hold): a
+//!   process honours another's 429 no longer than a server's own answer; a longer limit each
+//!   process learns from the server), the key outliving the hold and the window by a minute. A
+//!   longer hold found in the key (which no process with the same configuration writes) is cut
+//!   to `max_wait` in Redis on first sight, so that it ends, and logged. Each attempt is
+//!   admitted by one Lua script with the
 //!   pacer's priority classes, burst and critical reserve. When the script's answer is a wait
 //!   for the spacing or the reserve inside the current window, it reserves that slot (counted
 //!   now, sent then, without asking again: one call per request), unless the slot lies beyond
@@ -55,6 +70,32 @@
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`].
+//!
+//! ## What a writer of Redis can and cannot do
+//!
+//! Redis is trusted with availability, not with tokens: the fleet key (and the encryption key)
+//! never go there. Someone who can write the keys `{prefix}:*` but has neither key:
+//!
+//! - **cannot forge** a token record (HMAC-SHA256 under the fleet key; encrypted, the record is
+//!   also bound to its key's name), nor make a process use a token sealed for another
+//!   credential, an expired one, or a record older than one that process already took;
+//! - **can replay** an older record, authentic and unexpired: every process that took a newer
+//!   one refuses it (and the fleet fetches a new token, one request); a process that took none
+//!   since it started cannot tell and takes it (at worst a token the server has since revoked:
+//!   its first 401 makes that process refresh);
+//! - **can delete** keys: the fleet refreshes (one lease, one token request) and forgets its
+//!   shared window; each process's own session still honours every 429 it is answered;
+//! - **can block**: hold the lease (processes wait [`RedisConfig::max_wait`], then fetch alone),
+//!   write a 429 hold (each write holds the fleet at most `max_wait`, cut and logged), write a
+//!   spent window with a far reset (requests fail fast naming the fleet's rate state, with each
+//!   process's one probe per `max_wait`), or break a key's type (the scripts fail, and the
+//!   processes go to degraded mode on their local sessions);
+//! - **can read** tokens until they expire unless they are encrypted
+//!   ([`RedisConfig::with_encryption_key`]), and the rate-limit counts.
+//!
+//! Whatever Redis holds, each process never waits past a request's deadline or longer than
+//! `max_wait` on a 429 hold, never waits on Redis longer than a bounded call, and never sends
+//! its client secret anywhere but the token endpoint.
 //!
 //! ## Existing Redis: TLS and ACL users
 //!
@@ -85,12 +126,15 @@ fn clamp_ms(ms: u64) -> u64 {
 mod at_rest;
 mod scripts;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credflow_core::UnixTime;
 use credflow_core::ratelimit::RateLimitSnapshot;
 use credflow_core::secret::Fingerprint;
+use credflow_core::snapshot::{Stamp, UnsealError};
 use credflow_reqwest::Priority;
 use credflow_reqwest::shared::{
     Admission, BoxFuture, FleetScope, Lease, Refresh, SharedStore, SharedToken, StoreError,
@@ -98,10 +142,10 @@ use credflow_reqwest::shared::{
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
-use tracing::debug;
+use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use crate::at_rest::Keys;
+use crate::at_rest::{Keys, OpenError};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
 /// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
@@ -350,6 +394,9 @@ pub struct RedisStore {
     connection: OnceCell<ConnectionManager>,
     config: RedisConfig,
     keys: Keys,
+    /// Per token key: the newest record stamp this process took (it refuses older ones), and
+    /// the last older one it refused (said once, not on every poll).
+    newest: Mutex<HashMap<String, Newest>>,
     acquire: Script,
     publish: Script,
     release: Script,
@@ -546,6 +593,37 @@ fn wall_now() -> UnixTime {
     UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
+/// The wall clock in milliseconds since the Unix epoch (the stamp of a record sealed now).
+fn wall_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+/// What one process took from one token key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Newest {
+    /// The newest record stamp taken ([`Stamp::ZERO`]: none yet).
+    taken: Stamp,
+    /// The last older record refused, if any.
+    refused: Option<Stamp>,
+}
+
+/// Says so when a script found the fleet's 429 hold beyond `max_hold` and cut it: `reached` ms
+/// from now it went (0 when it did not). No process with this configuration writes that.
+fn report_cut_hold(rate_key: &str, reached: i64, max_hold: Duration) {
+    if reached <= 0 {
+        return;
+    }
+    let reached = Duration::from_millis(u64::try_from(reached).unwrap_or(0));
+    warn!(
+        key = rate_key,
+        ?reached,
+        ?max_hold,
+        "the fleet's shared rate state held every pod back for longer than a pod honours a \
+         server's Retry-After (max_wait): cut to it. Pods with this configuration never write \
+         that: look for one with a longer max_wait, or another writer of this key"
+    );
+}
+
 impl RedisStore {
     /// A store for Redis as `config` says. Does not connect yet.
     pub fn new(config: RedisConfig) -> Result<Self, SetupError> {
@@ -571,7 +649,8 @@ impl RedisStore {
             admit: Script::new(&scripts::admit()),
             observe: Script::new(&scripts::observe()),
             rate_limited: Script::new(&scripts::rate_limited()),
-            hold: Script::new(scripts::HOLD),
+            hold: Script::new(&scripts::hold()),
+            newest: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -598,7 +677,8 @@ impl RedisStore {
         Ok(manager.clone())
     }
 
-    /// The fleet token if it opens and is not `stale`.
+    /// The fleet token if it opens and is not `stale`. A record older than the newest this
+    /// process took (written back over it) does not open; one that opens becomes the newest.
     fn usable(
         &self,
         scope: &FleetScope,
@@ -609,17 +689,53 @@ impl RedisStore {
         if value.is_empty() {
             return None;
         }
-        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential) {
-            Ok(restored) if Some(restored.token.fingerprint()) != stale => Some(SharedToken {
-                token: Zeroizing::new(restored.token.as_str().to_owned()),
-                expires_at: restored.expires_at,
-            }),
-            Ok(_) => None,
+        let newest = self.newest(aad).taken;
+        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential, newest)
+        {
+            Ok(record) => {
+                self.took(aad, record.stamp);
+                (Some(record.token.fingerprint()) != stale).then(|| SharedToken {
+                    token: Zeroizing::new(record.token.as_str().to_owned()),
+                    expires_at: record.expires_at,
+                })
+            }
+            Err(OpenError::Unseal(UnsealError::Replayed { stamp, newest })) => {
+                let mut memory = self.lock_newest();
+                let entry = memory.entry(aad.to_owned()).or_default();
+                if entry.refused != Some(stamp) {
+                    entry.refused = Some(stamp);
+                    warn!(
+                        key = aad,
+                        %stamp,
+                        %newest,
+                        "the fleet's token record in Redis is older than one this process already \
+                         took: an older record was written back (replayed by a writer of Redis, or \
+                         a backup restored); refused, and a new token is fetched for the fleet"
+                    );
+                }
+                None
+            }
             Err(e) => {
                 debug!(error = ?e, "fleet token not usable");
                 None
             }
         }
+    }
+
+    fn lock_newest(&self) -> std::sync::MutexGuard<'_, HashMap<String, Newest>> {
+        self.newest.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What this process took under `token_key`.
+    fn newest(&self, token_key: &str) -> Newest {
+        self.lock_newest().get(token_key).copied().unwrap_or_default()
+    }
+
+    /// Remembers `stamp` as taken under `token_key`, if it is the newest.
+    fn took(&self, token_key: &str, stamp: Stamp) {
+        let mut memory = self.lock_newest();
+        let entry = memory.entry(token_key.to_owned()).or_default();
+        entry.taken = entry.taken.max(stamp);
     }
 
     async fn current_inner(
@@ -700,12 +816,16 @@ impl RedisStore {
         if ttl.is_zero() {
             return Ok(false);
         }
+        // After every record this process took, the one it replaces included (read before the
+        // lease was taken), and on the wall clock otherwise.
+        let stamp = Stamp::after(self.newest(&token_key).taken, wall_now_ms());
         let value = at_rest::close(
             &self.keys,
             token_key.as_bytes(),
             &token.token,
             token.expires_at,
             scope.credential,
+            stamp,
         )
         .map_err(|e| StoreError::Refused(format!("cannot seal the token: {e:?}")))?;
         let mut con = self.connection().await?;
@@ -719,6 +839,9 @@ impl RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        if published == 1 {
+            self.took(&token_key, stamp);
+        }
         Ok(published == 1)
     }
 
@@ -749,7 +872,7 @@ impl RedisStore {
         };
         let p = scope.pacer;
         let mut con = self.connection().await?;
-        let (counted, wait): (i64, i64) = self
+        let (counted, wait, held, reached): (i64, i64, i64, i64) = self
             .admit
             .key(&rate_key)
             .key(&slots_key)
@@ -759,9 +882,11 @@ impl RedisStore {
             .arg(p.burst)
             .arg(p.burst_permille)
             .arg(clamp_ms(millis(within)))
+            .arg(clamp_ms(millis(scope.max_hold)))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         // A negative wait is a broken window (the script never sends one): refuse, so the
         // client paces locally, rather than admit (fail safe, not open).
         let Ok(ms) = u64::try_from(wait) else {
@@ -771,6 +896,7 @@ impl RedisStore {
         Ok(match (counted, ms) {
             (1, 0) => Admission::Now,
             (1, _) => Admission::After(wait),
+            _ if held == 1 => Admission::Held(wait),
             _ => Admission::Wait(wait),
         })
     }
@@ -804,8 +930,14 @@ impl RedisStore {
     async fn hold_inner(&self, scope: &FleetScope) -> Result<Option<Duration>, StoreError> {
         let [_, _, rate_key, _] = self.key_names(scope);
         let mut con = self.connection().await?;
-        let left: i64 =
-            self.hold.key(&rate_key).invoke_async(&mut con).await.map_err(unavailable)?;
+        let (left, reached): (i64, i64) = self
+            .hold
+            .key(&rate_key)
+            .arg(clamp_ms(millis(scope.max_hold)))
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         Ok(u64::try_from(left).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
     }
 
@@ -820,14 +952,16 @@ impl RedisStore {
             i64::try_from(ms).unwrap_or(i64::MAX)
         });
         let mut con = self.connection().await?;
-        let _: i64 = self
+        let reached: i64 = self
             .rate_limited
             .key(&rate_key)
             .key(&slots_key)
             .arg(after)
+            .arg(clamp_ms(millis(scope.max_hold)))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        report_cut_hold(&rate_key, reached, scope.max_hold);
         Ok(())
     }
 }

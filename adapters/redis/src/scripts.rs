@@ -31,25 +31,58 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// The fleet's 429 hold, read on Redis's clock without writing anything.
-/// KEYS: rate. Returns the hold left in ms (0 when none).
-pub(crate) const HOLD: &str = r"
+/// Redis's clock, in milliseconds: `now`.
+const CLOCK: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local blocked = tonumber(redis.call('HMGET', KEYS[1], 'blocked_until')[1] or '0') or 0
-if blocked > now then return blocked - now end
-return 0
 ";
 
-/// Shared prelude: Redis time in ms, the window hash, and rolling it over at the reset.
+/// `bound_hold(cap)`: the fleet's 429 hold (`blocked`, read from the rate hash) is never more
+/// than `cap` ms from now (the longest wait a pod honours on a server's word, its retry policy's
+/// `max_wait`: pods write no longer holds). A longer one (year 2500, say) was written by
+/// something else: it is cut to `cap` in the hash, so that it ends, and the function answers
+/// how far it reached (capped at 10^15 ms, as are values that are not numbers), 0 when it was
+/// within bounds.
+const BOUND_HOLD: &str = r"
+local function bound_hold(cap)
+  if blocked <= now + cap then return 0 end
+  local reached = blocked - now
+  if not (reached < 1e15) then reached = 1e15 end
+  blocked = now + cap
+  redis.call('HSET', KEYS[1], 'blocked_until', blocked)
+  return reached
+end
+";
+
+/// The fleet's 429 hold, read on Redis's clock, bounded as [`BOUND_HOLD`] says (the only write).
+/// KEYS: rate. ARGV: longest hold ms. Returns `{hold left ms (0 when none), reached}`, `reached`
+/// as `bound_hold` answers it.
+pub(crate) fn hold() -> String {
+    format!("{CLOCK}{HOLD_READ}{BOUND_HOLD}{HOLD_BODY}")
+}
+
+const HOLD_READ: &str = r"
+local blocked = tonumber(redis.call('HMGET', KEYS[1], 'blocked_until')[1] or '0') or 0
+";
+
+const HOLD_BODY: &str = r"
+local reached = bound_hold(tonumber(ARGV[1]))
+if blocked > now then return {blocked - now, reached} end
+return {0, reached}
+";
+
+/// Shared prelude: Redis time in ms, the window hash, rolling it over at the reset, and
+/// [`BOUND_HOLD`].
 ///
 /// Whenever a script writes the hash, its time to live covers the window (twice its length, and
 /// at least to its reset) and the 429 hold (`blocked_until`), plus a minute: a later save with
-/// a short window must not let a long fleet-wide `Retry-After` vanish with the key. Spans sent
+/// a short window must not let a fleet-wide `Retry-After` vanish with the key. Spans sent
 /// here are clamped to 7 days, so these sums stay exact in Lua's doubles.
+fn prelude() -> String {
+    format!("{CLOCK}{PRELUDE}{BOUND_HOLD}")
+}
+
 const PRELUDE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call('HMGET', KEYS[1], 'limit', 'remaining', 'reset_at', 'length', 'tat', 'interval', 'blocked_until', 'seen')
 local blocked = tonumber(h[7] or '0') or 0
 -- Reserved slots not yet due (KEYS[2], a sorted set by slot): counted in the window here,
@@ -80,11 +113,14 @@ local function save(w)
 end
 ";
 
-/// The admission script: [`PRELUDE`] then the decision.
+/// The admission script: [`prelude`] then the decision.
 /// KEYS: rate, slots. ARGV: priority (0 critical, 1 normal, 2 background), critical reserve ‰,
-/// background floor ‰, burst, burst ‰, horizon ms. Returns `{counted, wait ms}`: `{1, 0}`
-/// admitted and counted now; `{1, w}` counted for the slot `w` ms from now (reserved: the
-/// caller sends then without asking again); `{0, w}` not counted, ask again in `w` ms.
+/// background floor ‰, burst, burst ‰, horizon ms, longest hold ms. Returns
+/// `{counted, wait ms, held, reached}`: `{1, 0, ..}` admitted and counted now; `{1, w, ..}`
+/// counted for the slot `w` ms from now (reserved: the caller sends then without asking
+/// again); `{0, w, ..}` not counted, ask again in `w` ms, `held` 1 when that wait is the
+/// fleet's 429 hold (bounded by the longest hold) and 0 when it is the window's. `reached` is
+/// `bound_hold`'s answer: how far a hold beyond bounds reached before it was cut.
 ///
 /// A slot is reserved only inside the current window, with requests left in it, no 429 hold
 /// in force and within the caller's horizon: a wait for the spacing or the priority reserve,
@@ -95,17 +131,19 @@ end
 /// best (Genesys sends whole seconds), and a window rolled over here without a response is a
 /// guess (its length too, when the server does not state it).
 pub(crate) fn admit() -> String {
-    format!("{PRELUDE}{ADMIT_BODY}")
+    format!("{}{ADMIT_BODY}", prelude())
 }
 
 const ADMIT_BODY: &str = r"
+local reached = bound_hold(tonumber(ARGV[7]))
 local prio = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[6])
 local wait = 0
 if blocked > now then wait = blocked - now end
+local hold = wait
 if not w then
-  if wait > 0 then return {0, wait} end
-  return {1, 0}
+  if wait > 0 then return {0, wait, 1, reached} end
+  return {1, 0, 0, reached}
 end
 local share_pm = 0
 if prio == 1 then share_pm = tonumber(ARGV[2])
@@ -128,7 +166,9 @@ if prio ~= 0 then
 end
 local edge = math.min(w.reset_at, w.seen) - math.min(1000, math.floor(w.length / 2))
 if wait > 0 and (wait > horizon or blocked > now or w.remaining == 0 or now + wait >= edge) then
-  return {0, wait}
+  local held = 0
+  if hold > 0 and wait == hold then held = 1 end
+  return {0, wait, held, reached}
 end
 local slot = now + wait
 w.remaining = w.remaining - 1
@@ -139,16 +179,16 @@ if wait > 0 then
   redis.call('ZADD', KEYS[2], slot, slot .. ':' .. w.remaining .. ':' .. w.reset_at)
   redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', KEYS[2]), wait + 60000))
 end
-return {1, wait}
+return {1, wait, 0, reached}
 ";
 
-/// The observation script: [`PRELUDE`] then the reconciliation. The server's `remaining` does
+/// The observation script: [`prelude`] then the reconciliation. The server's `remaining` does
 /// not count the reserved slots still to come: they are taken off it (the server's window may
 /// have rolled over before the estimate's, and they land in the new one).
 /// KEYS: rate, slots. ARGV: remaining, limit, reset after ms, window ms (each -1 when unknown),
 /// default window ms.
 pub(crate) fn observe() -> String {
-    format!("{PRELUDE}{OBSERVE_BODY}")
+    format!("{}{OBSERVE_BODY}", prelude())
 }
 
 const OBSERVE_BODY: &str = r"
@@ -181,21 +221,26 @@ save(n)
 return 1
 ";
 
-/// The 429 script: [`PRELUDE`] then the hold.
-/// KEYS: rate, slots. ARGV: retry after ms (-1 when absent).
+/// The 429 script: [`prelude`] then the hold, for the `Retry-After` but never longer than the
+/// longest hold (a pod honours no longer wait on a server's word, so the fleet relays none).
+/// KEYS: rate, slots. ARGV: retry after ms (-1 when absent), longest hold ms. Returns
+/// `bound_hold`'s answer for the hold found.
 pub(crate) fn rate_limited() -> String {
-    format!("{PRELUDE}{RATE_LIMITED_BODY}")
+    format!("{}{RATE_LIMITED_BODY}", prelude())
 }
 
 const RATE_LIMITED_BODY: &str = r"
+local cap = tonumber(ARGV[2])
+local reached = bound_hold(cap)
 local after = tonumber(ARGV[1])
 if after < 0 and w and now < w.reset_at then
   w.remaining = 0
   save(w)
-  return 1
+  return reached
 end
 if after < 0 then after = 1000 end
+after = math.min(after, cap)
 redis.call('HSET', KEYS[1], 'blocked_until', math.max(blocked, now + after))
 redis.call('PEXPIRE', KEYS[1], math.max(redis.call('PTTL', KEYS[1]), after + 60000))
-return 1
+return reached
 ";

@@ -227,8 +227,10 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     };
     let hold = Duration::from_secs(600);
 
-    // A 429 after a short window (the 429 script), then a short window again (its save).
-    let scope = scope_of(DEMO_CLIENT_ID);
+    // A 429 after a short window (the 429 script), then a short window again (its save). The
+    // pods honour a Retry-After that long (their retry policy's max_wait).
+    let mut scope = scope_of(DEMO_CLIENT_ID);
+    scope.max_hold = hold;
     let rate_key = store.key_names(&scope)[2].clone();
     store.observe(&scope, short(5, second)).await.unwrap();
     let reported = Instant::now();
@@ -240,7 +242,7 @@ async fn a_long_429_hold_outlives_a_short_window_on_the_rate_key() {
     let ttl = pttl(rate_key.clone()).await;
     assert!(ttl >= left(reported) + 55_000, "after a 1 s window was saved: key ttl {ttl} ms");
     match store.admit(&scope, Priority::Critical, Duration::from_secs(20)).await.unwrap() {
-        Admission::Wait(wait) => {
+        Admission::Held(wait) => {
             assert!(wait > hold - Duration::from_secs(10) && wait <= hold, "{wait:?}")
         }
         other => panic!("the fleet is held back for the Retry-After, not {other:?}"),
@@ -294,7 +296,7 @@ async fn admission_reserves_the_slot_it_names_within_the_horizon() {
     let hold = store.hold(&scope).await.unwrap().expect("the fleet is held");
     assert!(hold > Duration::from_secs(4) && hold <= Duration::from_secs(5), "{hold:?}");
     match admit(horizon).await.unwrap() {
-        Admission::Wait(wait) => assert!(wait > Duration::from_secs(4), "{wait:?}"),
+        Admission::Held(wait) => assert!(wait > Duration::from_secs(4), "{wait:?}"),
         other => panic!("the hold is waited out and asked again, not {other:?}"),
     }
 }

@@ -1,5 +1,6 @@
 //! The shared client: one core session, a background token driver, a lock-free token cache.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::config::{Config, check_url, url_error};
 use crate::error::Error;
 use crate::shared::{
-    Admission, FleetLink, FleetScope, FleetStatus, Refresh, SharedToken, Transition,
+    Admission, FleetLink, FleetScope, FleetStatus, Lease, Refresh, SharedToken, Transition,
 };
 
 /// Token capacity of the session: Genesys tokens are short; JWTs from other servers run to a
@@ -135,6 +136,14 @@ pub enum ClientEvent {
         /// For how long, if known.
         wait: Option<StdDuration>,
     },
+    /// Fleet mode: a request waits for the fleet's shared rate state, which holds every process
+    /// back after a 429 that a process of the fleet was answered (not necessarily this one, and
+    /// not this request): its `Retry-After`, at most the retry policy's `max_wait`. The fleet's
+    /// word, not an answer of the server to this process.
+    FleetHold {
+        /// How long the fleet holds the request back.
+        wait: StdDuration,
+    },
 }
 
 /// Monotonic and wall clocks, read only here.
@@ -196,6 +205,12 @@ struct Shared {
     max_wait: StdDuration,
     /// Fleet mode: the shared store and the degraded-mode switch.
     fleet: Option<FleetLink>,
+    /// Set by [`Client::shutdown`]: new work fails at once, and the refresh lease the stopped
+    /// driver held is left in `left_lease` for `shutdown` to release (instead of in the
+    /// background).
+    closing: AtomicBool,
+    /// Fleet mode: the refresh lease the driver held when `shutdown` stopped it.
+    left_lease: Mutex<Option<Lease>>,
     /// Fleet mode: one request per priority class at a time asks the fleet's admission (and
     /// sleeps the wait it answers); the others queue here, in order. Without it every waiting
     /// request re-asks at the instant the fleet named, one wins, and the rest ask again: tens
@@ -205,12 +220,18 @@ struct Shared {
 
 struct Inner {
     shared: Arc<Shared>,
-    driver: tokio::task::JoinHandle<()>,
+    /// The token driver; taken by [`Client::shutdown`].
+    driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
+    /// Stops the driver. A refresh lease it holds is released in the background as its future
+    /// is dropped (see [`HeldLease`]).
     fn drop(&mut self) {
-        self.driver.abort();
+        let driver = self.driver.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(driver) = driver.take() {
+            driver.abort();
+        }
     }
 }
 
@@ -301,6 +322,7 @@ impl Client {
                 u64::from_le_bytes(bytes)
             }
         };
+        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let http = api_client(&config)?;
         let token_http = token_client(&config)?;
         let fleet = config.shared.map(|store| {
@@ -309,10 +331,10 @@ impl Client {
                 token_url: config.target.token_url().to_owned(),
                 credential: config.credentials.fingerprint(),
                 pacer: config.session.pacer,
+                max_hold: max_wait,
             };
             FleetLink::new(store, scope, FLEET_CALL_TIMEOUT)
         });
-        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
@@ -333,9 +355,11 @@ impl Client {
             token_wait: config.token_wait,
             max_wait,
             fleet,
+            closing: AtomicBool::new(false),
+            left_lease: Mutex::new(None),
             admission_gates: Default::default(),
         });
-        let driver = tokio::spawn(drive(Arc::clone(&shared)));
+        let driver = Mutex::new(Some(tokio::spawn(drive(Arc::clone(&shared)))));
         Ok(Client { inner: Arc::new(Inner { shared, driver }) })
     }
 
@@ -406,10 +430,61 @@ impl Client {
     /// case: refreshes happen in the background ahead of expiry); otherwise joins the single
     /// token request in flight.
     pub async fn token(&self) -> Result<Token, Error> {
+        self.shared().open()?;
         if let Some(token) = self.shared().cached() {
             return Ok(token);
         }
         self.shared().wait_for_token().await
+    }
+
+    /// Stops the client for a graceful exit, and gives back what it holds in its fleet: call it
+    /// once the application no longer sends requests, before the runtime stops.
+    ///
+    /// The token driver stops (a token request in flight is abandoned). In fleet mode, the
+    /// refresh lease this process holds while its token request is out is released with the
+    /// store's fence-checked release, awaited for at most the store call bound (1 s), so that
+    /// the next process's refresh does not wait for the lease to expire (`lease_ttl`, 15 s on
+    /// Redis). A lease kept on purpose after a failed token request (the fleet's back-off)
+    /// is not released.
+    ///
+    /// Afterwards every clone of this client refuses new work: [`token`](Self::token) and
+    /// [`send`](Self::send) fail at once, and so do requests still waiting for a token or a
+    /// retry. Dropping the last clone without calling this also releases the lease, in the
+    /// background on the tokio runtime if one is still running (best effort: a runtime that
+    /// shuts down at once may not run it; the lease then expires after `lease_ttl`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: credflow_reqwest::Client) {
+    /// // ... the server has drained its requests ...
+    /// client.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        let shared = self.shared();
+        shared.closing.store(true, Ordering::SeqCst);
+        let driver = locked(&self.inner.driver).take();
+        if let Some(driver) = driver {
+            driver.abort();
+            // Cancelled: its future, and any lease guard in it, is dropped once this returns.
+            let _ = driver.await;
+        }
+        // Waiting requests look again, and fail.
+        shared.version.send_modify(|v| *v = v.wrapping_add(1));
+        let lease = locked(&shared.left_lease).take();
+        if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
+            let release = fleet.store.release(&fleet.scope, lease);
+            match tokio::time::timeout(fleet.call_timeout, release).await {
+                Ok(Ok(())) => info!("shut down: the fleet's refresh lease was released"),
+                Ok(Err(error)) => {
+                    warn!(%error, "shut down: the fleet's refresh lease was not released; it expires on its own")
+                }
+                Err(_) => warn!(
+                    "shut down: the store did not answer the lease release in time; the lease expires on its own"
+                ),
+            }
+        } else {
+            debug!("shut down");
+        }
     }
 
     /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
@@ -534,10 +609,14 @@ impl Client {
         // This request's turn at the fleet's admission (see `Shared::admission_gates`), held
         // from the first question until the fleet admits it or leaves it to the session.
         let mut gate: Option<tokio::sync::OwnedMutexGuard<()>> = None;
+        // The end of the fleet's window wait handed to the session as the attempt's hold: a
+        // failure naming that wait names the fleet, not the server.
+        let mut fleet_wait_until: Option<Instant> = None;
         loop {
             // Mark the current version seen *before* asking the session, so a token or breaker
             // change that lands after the answer still wakes the wait below.
             version.borrow_and_update();
+            shared.open()?;
             let ask = fleet_paced && !asked && shared.cached().is_some();
             if !ask {
                 gate = None;
@@ -566,7 +645,7 @@ impl Client {
                         if wait >= RESERVATION_RECHECK
                             && let Some(hold) = shared.fleet_hold().await
                         {
-                            debug!(?hold, "the fleet was held back while this request slept");
+                            let hold = shared.announce_fleet_hold(hold);
                             let until = shared.clock.now().saturating_add(core_duration(hold));
                             guard.state.set_external_hold(until);
                         }
@@ -577,6 +656,19 @@ impl Client {
                         shared.sleep_for_fleet(wait, give_up).await?;
                         continue;
                     }
+                    Some(Admission::Held(hold)) => {
+                        // Another process's 429, relayed (never past `max_wait`): the session
+                        // holds the attempt back for it as for a wait of its own, then the
+                        // fleet is asked again. A longer wait of the session's own (a 429 this
+                        // process was answered) still fails fast, naming the server's wait.
+                        let hold = shared.announce_fleet_hold(hold);
+                        if give_up.is_some_and(|at| tokio::time::Instant::now() + hold > at) {
+                            return Err(Error::held_by_fleet(hold));
+                        }
+                        let until = shared.clock.now().saturating_add(core_duration(hold));
+                        guard.state.set_external_hold(until);
+                        asked = true;
+                    }
                     Some(Admission::Wait(wait) | Admission::After(wait)) => {
                         // A daily quota's hours (or a store that reserved beyond `within`):
                         // the session paces with the fleet's wait as its own, so it fails fast
@@ -584,6 +676,7 @@ impl Client {
                         debug!(?wait, "the fleet's wait is longer than accepted");
                         let until = shared.clock.now().saturating_add(core_duration(wait));
                         guard.state.set_external_hold(until);
+                        fleet_wait_until = Some(until);
                         asked = true;
                     }
                     Some(Admission::Now) => {
@@ -600,7 +693,9 @@ impl Client {
                 let decision = match session.authorize(now, &mut guard.state) {
                     Authorize::Send { token, .. } => Step::Send(bearer(token)),
                     Authorize::Wait { until, reason } => Step::Wait(until, reason),
-                    Authorize::Fail(e) => Step::Fail(e.into()),
+                    Authorize::Fail(e) => {
+                        Step::Fail(Error::naming_the_fleet(e, now, fleet_wait_until))
+                    }
                 };
                 shared.drain(&mut session);
                 decision
@@ -1014,6 +1109,34 @@ impl Shared {
         Ok(())
     }
 
+    /// The fleet's 429 hold as this process honours it: never longer than the retry policy's
+    /// `max_wait` (a store answering more is cut, and said to be), announced as the fleet's
+    /// ([`ClientEvent::FleetHold`]), not as the server's.
+    fn announce_fleet_hold(&self, hold: StdDuration) -> StdDuration {
+        if hold > self.max_wait {
+            warn!(
+                answered = ?hold,
+                max_wait = ?self.max_wait,
+                "the fleet's shared store held requests back for longer than the retry policy's max_wait after another pod's 429; cut to max_wait"
+            );
+        }
+        let hold = hold.min(self.max_wait);
+        debug!(
+            ?hold,
+            "held by the fleet's shared rate state: a pod of the fleet was answered 429 (not this request)"
+        );
+        let _ = self.events.send(ClientEvent::FleetHold { wait: hold });
+        hold
+    }
+
+    /// `Err` once [`Client::shutdown`] was called.
+    fn open(&self) -> Result<(), Error> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::shut_down());
+        }
+        Ok(())
+    }
+
     /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
     /// reports one.
     async fn fleet_hold(&self) -> Option<StdDuration> {
@@ -1144,6 +1267,7 @@ impl Shared {
         let give_up = tokio::time::Instant::now() + self.token_wait;
         loop {
             version.borrow_and_update();
+            self.open()?;
             if let Some(token) = self.cached() {
                 return Ok(token);
             }
@@ -1196,7 +1320,8 @@ impl OwnedTokenRequest {
 }
 
 /// The token driver: sends token requests when the session says so, sleeps until the next
-/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped.
+/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped, or
+/// [`Client::shutdown`].
 async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     // Fingerprint of the token this process holds (or held last): the fleet is asked for
@@ -1243,7 +1368,9 @@ async fn drive(shared: Arc<Shared>) {
                         refused = install_shared(&shared, ticket, &token);
                         continue;
                     }
-                    Ok(Refresh::Lease(granted)) => lease = Some(granted),
+                    Ok(Refresh::Lease(granted)) => {
+                        lease = Some(HeldLease::new(&shared, granted));
+                    }
                     Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
                 }
             }
@@ -1420,10 +1547,11 @@ fn offer_fleet_token(
 async fn publish(
     shared: &Shared,
     fleet: &FleetLink,
-    lease: crate::shared::Lease,
+    mut held: HeldLease,
     fresh: Option<SharedToken>,
     unreached: bool,
 ) {
+    let Some(lease) = held.lease.clone() else { return };
     let (result, transition) = match &fresh {
         Some(token) => {
             fleet.call(fleet.call_timeout, fleet.store.publish(&fleet.scope, lease, token)).await
@@ -1433,14 +1561,74 @@ async fn publish(
                 fleet.call(fleet.call_timeout, fleet.store.release(&fleet.scope, lease)).await;
             (result.map(|()| false), transition)
         }
-        None => return,
+        None => {
+            held.keep();
+            return;
+        }
     };
+    // Published or released (or failed, and then not ours to retry): no longer the guard's.
+    held.keep();
     shared.fleet_transition(transition, result.as_ref().err());
     match result {
         Ok(true) => debug!("token published to the fleet"),
         Ok(false) => debug!("lease expired before the token came: not published"),
         Err(error) => debug!(%error, "token not published"),
     }
+}
+
+/// Fleet mode: the refresh lease this process holds while its token request is out. If the
+/// driver stops before it is settled (the last [`Client`] dropped, or [`Client::shutdown`]),
+/// dropping the guard gives the lease back with the store's fence-checked release, so that the
+/// next process's refresh does not wait `lease_ttl` for nobody: on the tokio runtime, bounded
+/// by the store call timeout, or, during `shutdown`, by `shutdown` itself (which awaits it).
+/// Releasing after a publish, or after the lease expired and another process took it, is
+/// harmless: the release deletes the lease only if it still holds this fence.
+struct HeldLease {
+    shared: Arc<Shared>,
+    lease: Option<Lease>,
+}
+
+impl HeldLease {
+    fn new(shared: &Arc<Shared>, lease: Lease) -> Self {
+        HeldLease { shared: Arc::clone(shared), lease: Some(lease) }
+    }
+
+    /// Settled: published, released, or kept on purpose until it expires (the fleet's
+    /// back-off after a failed token request).
+    fn keep(&mut self) {
+        self.lease = None;
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if self.shared.closing.load(Ordering::SeqCst) {
+            *locked(&self.shared.left_lease) = Some(lease);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("no tokio runtime to release the fleet's refresh lease; it expires on its own");
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            let Some(fleet) = shared.fleet.as_ref() else { return };
+            let release = fleet.store.release(&fleet.scope, lease);
+            match tokio::time::timeout(fleet.call_timeout, release).await {
+                Ok(Ok(())) => debug!("the stopped client's refresh lease was released"),
+                Ok(Err(error)) => {
+                    debug!(%error, "the stopped client's refresh lease was not released")
+                }
+                Err(_) => debug!("the stopped client's refresh lease was not released in time"),
+            }
+        });
+    }
+}
+
+/// A mutex's value, even if a panic poisoned it (the values guarded with this stay consistent).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the token endpoint answered.

@@ -96,6 +96,73 @@ impl Error {
         }
     }
 
+    /// Fleet mode: the request's deadline comes before the end of the fleet's 429 hold. The
+    /// session's `DeadlineExceeded` (as [`api_error`](Self::api_error) says), with a message
+    /// that names the fleet as the cause: a process of the fleet was answered 429, not this
+    /// request.
+    pub(crate) fn held_by_fleet(hold: std::time::Duration) -> Self {
+        let error = Error::from(ApiError {
+            kind: ApiErrorKind::DeadlineExceeded,
+            status: None,
+            correlation_id: None,
+        });
+        Error {
+            message: format!(
+                "deadline exceeded: held by the fleet's shared rate state for another {hold:?} \
+                 (set by a pod of the fleet after a 429; this request was not sent)"
+            ),
+            likely_cause: Some(
+                "another process of the fleet was rate-limited (429), and the whole fleet holds \
+                 back for its Retry-After, at most the retry policy's max_wait",
+            ),
+            ..error
+        }
+    }
+
+    /// The session's failure, with the fleet named as the source of the wait when the wait it
+    /// names is the one the fleet's window asked for (ending at `fleet_wait_until`, handed to
+    /// the session as the attempt's hold at `now`): a spent shared window, as a process of the
+    /// fleet was told (or as something else wrote it), not this server's answer to this process.
+    pub(crate) fn naming_the_fleet(
+        e: ApiError,
+        now: credflow_core::Instant,
+        fleet_wait_until: Option<credflow_core::Instant>,
+    ) -> Self {
+        let from_fleet =
+            match e.kind {
+                ApiErrorKind::GaveUp {
+                    reason: GiveUpReason::WaitTooLong { wait, max }, ..
+                } if fleet_wait_until == Some(now.saturating_add(wait)) => Some((wait, max)),
+                _ => None,
+            };
+        let error = Error::from(e);
+        let Some((wait, max)) = from_fleet else { return error };
+        Error {
+            message: format!(
+                "gave up: the fleet's shared rate state allows no request for another {wait}, \
+                 more than the {max} accepted (set by a pod of the fleet after the server's \
+                 answer to it)"
+            ),
+            likely_cause: Some(
+                "the fleet's shared rate window is spent: likely an hourly or daily quota of the \
+                 client id is used up, as another process of the fleet was told",
+            ),
+            ..error
+        }
+    }
+
+    /// Work asked of a client after [`Client::shutdown`](crate::Client::shutdown).
+    pub(crate) fn shut_down() -> Self {
+        Error {
+            kind: ErrorKind::Unavailable,
+            message: "the client was shut down".to_owned(),
+            likely_cause: Some(
+                "Client::shutdown was called: its token driver stopped; build a new client",
+            ),
+            ..Error::config("")
+        }
+    }
+
     /// An error of the HTTP library outside a request attempt (building a request, say).
     pub fn from_reqwest(context: &str, error: reqwest::Error) -> Self {
         Error::transport(context.to_owned(), error)

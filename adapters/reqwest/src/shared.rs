@@ -22,6 +22,12 @@
 //!   per `max_wait`). The local session still enforces 429 back-offs and exhausted windows, and
 //!   after such a local wait the fleet is asked again. The request's deadline bounds every
 //!   wait for the fleet, the admission call included.
+//! - **relays 429s, bounded and named.** A 429 one process is answered holds the whole fleet
+//!   ([`Admission::Held`], [`SharedStore::hold`]) for its `Retry-After`, but never longer than
+//!   [`FleetScope::max_hold`] (the retry policy's `max_wait`): a hold is another process's word,
+//!   which this one cannot check, so it weighs no more than a server's own answer would. The
+//!   client says such waits come from the fleet ([`ClientEvent::FleetHold`](crate::ClientEvent),
+//!   its log lines and errors), never that the server asked.
 //! - **degrades, once.** A [`StoreError`] switches the client to its local session (what a
 //!   single process does), logged once; the store is probed again at most every
 //!   [`PROBE_INTERVAL`], and the client rejoins the fleet when a call succeeds. No request waits
@@ -58,6 +64,12 @@ pub struct FleetScope {
     pub credential: Fingerprint,
     /// Priority classes and critical reserve of the shared budget (the session's own).
     pub pacer: PacerConfig,
+    /// The longest fleet-wide 429 hold this process honours: the session's retry policy's
+    /// `max_wait`, the longest it waits on a server's `Retry-After`. The fleet relays another
+    /// process's 429 for at most this long (the server told that process, not this one; beyond
+    /// it, each process learns of a long limit from the server itself), and a store cuts a
+    /// longer hold it finds (which no process with this configuration wrote) to it, and says so.
+    pub max_hold: Duration,
 }
 
 /// A token as the fleet shares it: the value and its absolute expiry.
@@ -120,7 +132,13 @@ pub enum Admission {
     /// the `within` the caller gave.
     After(Duration),
     /// Not before this much time has passed, and ask again then: the request was not counted.
+    /// The fleet's window decides (spent, or spaced and not reserved).
     Wait(Duration),
+    /// The whole fleet is held back this much longer by a 429 a process of the fleet was
+    /// answered (its `Retry-After`, at most [`FleetScope::max_hold`]): ask again then. The
+    /// request was not counted. Apart from [`Wait`](Self::Wait) so that the client says the
+    /// fleet holds it, not the server.
+    Held(Duration),
 }
 
 /// Why a [`SharedStore`] call failed. Every variant puts the client in degraded mode (local
@@ -170,7 +188,9 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
         token: &'a SharedToken,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Releases `lease` without a token (the request could not be sent), if it is still held.
+    /// Releases `lease` without a token, if it is still held: the request could not be sent,
+    /// or the client stopped while it was out (its last clone dropped, or
+    /// [`Client::shutdown`](crate::Client::shutdown)).
     fn release<'a>(
         &'a self,
         scope: &'a FleetScope,
@@ -196,7 +216,8 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
         snapshot: RateLimitSnapshot,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Reports a 429, with its `Retry-After` if any: the whole fleet holds back.
+    /// Reports a 429, with its `Retry-After` if any: the whole fleet holds back, for at most
+    /// [`FleetScope::max_hold`].
     fn rate_limited<'a>(
         &'a self,
         scope: &'a FleetScope,
@@ -204,8 +225,8 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// How long the whole fleet is held back from now on (a 429's `Retry-After` that any
-    /// process reported with [`rate_limited`](Self::rate_limited)), read at once, counting
-    /// nothing. A request that slept to a slot [`Admission::After`] reserved a while ago reads
+    /// process reported with [`rate_limited`](Self::rate_limited), at most
+    /// [`FleetScope::max_hold`]), read at once, counting nothing. A request that slept to a slot [`Admission::After`] reserved a while ago reads
     /// it before it is sent: a 429 reported meanwhile holds it back too. The default, for stores
     /// that cannot read cheaply, is `Ok(None)` (no hold known).
     fn hold<'a>(
@@ -408,6 +429,7 @@ mod tests {
                 .unwrap()
                 .fingerprint(),
             pacer: PacerConfig::default(),
+            max_hold: Duration::from_secs(60),
         };
         FleetLink::new(std::sync::Arc::new(Never), scope, Duration::from_secs(1))
     }

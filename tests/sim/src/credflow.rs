@@ -23,8 +23,9 @@
 //!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
 //!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is handed
 //!   to the local session as the attempt's hold (`RequestState::set_external_hold`: it fails
-//!   fast naming the wait, except for the session's one probe per `max_wait`); after a local
-//!   wait for a 429 or a spent window the fleet is asked again;
+//!   fast naming the wait, except for the session's one probe per `max_wait`), and so is the
+//!   fleet's 429 hold (never longer than `max_wait`); after a local wait for a 429, a spent
+//!   window or the fleet's hold the fleet is asked again;
 //! - every response's rate-limit headers, and every 429, are reported to the fleet in the
 //!   background.
 
@@ -129,6 +130,8 @@ struct Shared {
     redis: Redis,
     timing: StoreTiming,
     pacer: PacerConfig,
+    /// The longest fleet-wide 429 hold (`FleetScope::max_hold`: the retry policy's `max_wait`).
+    max_hold: Ms,
     /// Reports by the instant their script runs.
     reports: BTreeMap<(Ms, u64), Report>,
     seq: u64,
@@ -147,7 +150,9 @@ impl Shared {
                     let default = self.pacer.default_window.as_millis();
                     self.redis.observe(at, remaining, limit, reset_after, window, default);
                 }
-                Report::RateLimited { retry_after } => self.redis.rate_limited(at, retry_after),
+                Report::RateLimited { retry_after } => {
+                    self.redis.rate_limited(at, retry_after, self.max_hold)
+                }
             }
         }
     }
@@ -209,6 +214,7 @@ impl Credflow {
             redis: Redis::default(),
             timing: StoreTiming::default(),
             pacer: config.pacer,
+            max_hold: config.retry.max_wait.as_millis(),
             reports: BTreeMap::new(),
             seq: 0,
         });
@@ -410,10 +416,11 @@ impl Credflow {
                 Priority::Normal => 1,
                 Priority::Background => 2,
             };
-            let (counted, wait) = shared.redis.admit(now, class, &shared.pacer, self.max_wait);
+            let (counted, wait, held) =
+                shared.redis.admission(now, class, &shared.pacer, self.max_wait, shared.max_hold);
             if counted {
                 req.set_externally_paced(true);
-            } else if wait > self.max_wait {
+            } else if held || wait > self.max_wait {
                 req.set_external_hold(at(now + RTT + wait));
             }
             if counted && wait > 0 {
@@ -421,8 +428,9 @@ impl Credflow {
                 self.workers[worker] = State::Reserved(req, wait);
                 world.wake(worker, now + RTT + wait);
                 self.leave_gate(world, pod, worker, now + RTT);
-            } else if counted || wait > self.max_wait {
-                // Admitted now, or left to the local session.
+            } else if counted || held || wait > self.max_wait {
+                // Admitted now, or left to the local session (the fleet's 429 hold too: the
+                // session waits it out, or fails fast for a longer wait of its own).
                 self.workers[worker] = State::Answered(req);
                 world.wake(worker, now + RTT);
                 self.leave_gate(world, pod, worker, now + RTT);
@@ -550,7 +558,7 @@ impl Fleet for Credflow {
                 // The adapter's `RESERVATION_RECHECK`: a 429 reported meanwhile holds it too.
                 Some(shared) if wait >= RESERVATION_RECHECK => {
                     let now = world.now();
-                    let held = shared.redis.hold(now);
+                    let held = shared.redis.hold(now, shared.max_hold);
                     if held > 0 {
                         req.set_external_hold(at(now + RTT + held));
                     }

@@ -8,7 +8,9 @@
 //!   the right to refresh for the fleet, identified by a fencing value.
 //! - **Rate hash** (admit, observe and 429 scripts): the fleet's window (`limit`, `remaining`,
 //!   `reset_at`, `length`, GCRA `tat` and `interval`) and `blocked_until`, rolled over at the
-//!   reset, expiring `2 × length + 60 s` after its last save.
+//!   reset, expiring `2 × length + 60 s` after its last save. `blocked_until` never lies more
+//!   than the longest hold (the pods' `max_wait`) ahead: the 429 script writes no longer hold,
+//!   and the admission and hold scripts cut a longer one (`bound_hold`).
 //!
 //! **Latency.** Every call costs one round trip of [`RTT`] (1 ms: Redis on the same network, as
 //! in a cluster beside the pods). A script runs atomically at the instant it is called, on the
@@ -188,6 +190,19 @@ impl Redis {
         (blocked, window)
     }
 
+    /// The scripts' `bound_hold` at `now`: a `blocked_until` more than `cap` ms ahead is cut to
+    /// `cap` from now. Returns how far it reached (0 when within bounds).
+    fn bound_hold(&mut self, now: Ms, cap: Ms) -> i64 {
+        let (t, cap) = (ms(now), ms(cap));
+        match self.rate.blocked_until {
+            Some(blocked) if blocked > t + cap => {
+                self.rate.blocked_until = Some(t + cap);
+                (blocked - t).min(1_000_000_000_000_000)
+            }
+            _ => 0,
+        }
+    }
+
     /// As the script's `save`: the key lives for the window (twice its length, and at least to
     /// its reset) and the 429 hold, plus a minute.
     fn save(&mut self, now: Ms, w: Window) {
@@ -198,25 +213,44 @@ impl Redis {
         self.rate.expires_at = Some(now + u64::try_from(span).unwrap_or(u64::MAX / 4) + 60_000);
     }
 
-    /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background)
-    /// with the caller's `horizon`: `(counted, wait ms)`; counted with a wait is a reserved slot
-    /// (send then without asking again), not counted is "ask again after the wait".
+    /// [`admission`](Self::admission) without whether the wait is the 429 hold.
+    #[cfg(test)]
     pub(crate) fn admit(
         &mut self,
         now: Ms,
         class: u8,
         pacer: &credflow_core::ratelimit::pacer::PacerConfig,
         horizon: Ms,
+        cap: Ms,
     ) -> (bool, Ms) {
+        let (counted, wait, _) = self.admission(now, class, pacer, horizon, cap);
+        (counted, wait)
+    }
+
+    /// The admission script at `now` for priority `class` (0 critical, 1 normal, 2 background)
+    /// with the caller's `horizon` and longest hold `cap`: `(counted, wait ms, held)`; counted
+    /// with a wait is a reserved slot (send then without asking again), not counted is "ask
+    /// again after the wait", `held` when that wait is the fleet's 429 hold (`Admission::Held`).
+    pub(crate) fn admission(
+        &mut self,
+        now: Ms,
+        class: u8,
+        pacer: &credflow_core::ratelimit::pacer::PacerConfig,
+        horizon: Ms,
+        cap: Ms,
+    ) -> (bool, Ms, bool) {
         self.calls += 1;
-        let (blocked, w) = self.prelude(now);
+        let (_, w) = self.prelude(now);
+        self.bound_hold(now, cap);
+        let blocked = self.rate.blocked_until.unwrap_or(0);
         let t = ms(now);
         let mut wait = 0;
         if blocked > t {
             wait = blocked - t;
         }
+        let hold = wait;
         let Some(mut w) = w else {
-            return (wait == 0, u64::try_from(wait).unwrap_or(0));
+            return (wait == 0, u64::try_from(wait).unwrap_or(0), wait > 0);
         };
         let reserve = i64::from(pacer.critical_reserve_permille);
         let share_pm = match class {
@@ -244,7 +278,7 @@ impl Redis {
         let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);
         let edge = w.reset_at.min(w.seen) - 1000.min(w.length / 2);
         if wait > 0 && (wait > horizon || blocked > t || w.remaining == 0 || t + wait >= edge) {
-            return (false, u64::try_from(wait).unwrap_or(0));
+            return (false, u64::try_from(wait).unwrap_or(0), hold > 0 && wait == hold);
         }
         let slot = t + wait;
         w.remaining -= 1;
@@ -256,7 +290,7 @@ impl Redis {
         if wait > 0 {
             self.slots.push(slot);
         }
-        (true, u64::try_from(wait).unwrap_or(0))
+        (true, u64::try_from(wait).unwrap_or(0), false)
     }
 
     /// The observation script at `now`: the server's `remaining`, and its `limit`, reset delay
@@ -304,18 +338,22 @@ impl Redis {
         self.save(now, n);
     }
 
-    /// The hold script at `now`: the fleet's 429 hold left, in ms (0 when none).
-    pub(crate) fn hold(&mut self, now: Ms) -> Ms {
+    /// The hold script at `now`: the fleet's 429 hold left, in ms (0 when none), at most `cap`.
+    pub(crate) fn hold(&mut self, now: Ms, cap: Ms) -> Ms {
         self.calls += 1;
         self.expire(now);
+        self.bound_hold(now, cap);
         let left = self.rate.blocked_until.unwrap_or(0) - ms(now);
         u64::try_from(left.max(0)).unwrap_or(0)
     }
 
-    /// The 429 script at `now`, with the `Retry-After` in ms when given.
-    pub(crate) fn rate_limited(&mut self, now: Ms, retry_after: Option<Ms>) {
+    /// The 429 script at `now`, with the `Retry-After` in ms when given, holding the fleet for
+    /// at most `cap`.
+    pub(crate) fn rate_limited(&mut self, now: Ms, retry_after: Option<Ms>, cap: Ms) {
         self.calls += 1;
-        let (blocked, w) = self.prelude(now);
+        let (_, w) = self.prelude(now);
+        self.bound_hold(now, cap);
+        let blocked = self.rate.blocked_until.unwrap_or(0);
         let t = ms(now);
         if retry_after.is_none()
             && let Some(mut w) = w
@@ -325,7 +363,7 @@ impl Redis {
             self.save(now, w);
             return;
         }
-        let after = retry_after.map_or(1000, ms);
+        let after = retry_after.map_or(1000, ms).min(ms(cap));
         self.rate.blocked_until = Some(blocked.max(t + after));
         // The script's `PEXPIRE max(PTTL, after + 60000)`: extended, never shortened.
         let until = now + u64::try_from(after).unwrap_or(0) + 60_000;
@@ -337,6 +375,9 @@ impl Redis {
 mod tests {
     use super::*;
     use credflow_core::ratelimit::pacer::PacerConfig;
+
+    /// The pods' longest hold (`retry.max_wait`, 60 s by default).
+    const CAP: Ms = 60_000;
 
     fn token(name: &str) -> StoredToken {
         StoredToken { token: name.to_owned(), expires_at: UnixTime::from_secs(100) }
@@ -367,14 +408,14 @@ mod tests {
     fn admission_spends_the_window_then_waits_for_the_reset() {
         let config = PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() };
         let mut r = Redis::default();
-        assert_eq!(r.admit(0, 1, &config, 0).1, 0, "no window known: admitted, not counted");
+        assert_eq!(r.admit(0, 1, &config, 0, CAP).1, 0, "no window known: admitted, not counted");
         observed(&mut r, 0, 2, 60_000);
         // Critical takes what is left; nothing then remains until the reset.
-        assert_eq!(r.admit(0, 0, &config, 0).1, 0);
-        assert_eq!(r.admit(0, 0, &config, 0).1, 0);
-        assert_eq!(r.admit(0, 0, &config, 0).1, 60_000);
-        assert_eq!(r.admit(59_999, 0, &config, 0).1, 1);
-        assert_eq!(r.admit(60_000, 0, &config, 0).1, 0, "a full window after the reset");
+        assert_eq!(r.admit(0, 0, &config, 0, CAP).1, 0);
+        assert_eq!(r.admit(0, 0, &config, 0, CAP).1, 0);
+        assert_eq!(r.admit(0, 0, &config, 0, CAP).1, 60_000);
+        assert_eq!(r.admit(59_999, 0, &config, 0, CAP).1, 1);
+        assert_eq!(r.admit(60_000, 0, &config, 0, CAP).1, 0, "a full window after the reset");
     }
 
     #[test]
@@ -399,7 +440,7 @@ mod tests {
         let mut sent = 0;
         while now < 40_000 {
             let pace = pacer.check(Instant::from_millis(now), Priority::Normal);
-            let wait = r.admit(now, 1, &config, 0).1;
+            let wait = r.admit(now, 1, &config, 0, CAP).1;
             match pace {
                 Pace::Now => {
                     assert_eq!(wait, 0, "at {now}");
@@ -427,7 +468,7 @@ mod tests {
         let mut slots = Vec::new();
         let mut now = 0;
         while slots.len() < 10 {
-            match asking.admit(now, 1, &config, 0) {
+            match asking.admit(now, 1, &config, 0, CAP) {
                 (true, 0) => slots.push(now),
                 (false, wait) => now += wait,
                 (true, wait) => panic!("reserved {wait} ms beyond a zero horizon"),
@@ -435,7 +476,7 @@ mod tests {
         }
         let calls = reserving.calls;
         let reserved: Vec<Ms> = (0..10)
-            .map(|_| match reserving.admit(0, 1, &config, 60_000) {
+            .map(|_| match reserving.admit(0, 1, &config, 60_000, CAP) {
                 (true, wait) => wait,
                 (false, wait) => panic!("not reserved: {wait} ms"),
             })
@@ -443,11 +484,11 @@ mod tests {
         assert_eq!(reserved, slots);
         assert_eq!(reserving.calls - calls, 10, "one call per request");
         // Not beyond the horizon, nor through a 429's hold.
-        assert!(!reserving.admit(0, 1, &config, 1).0);
+        assert!(!reserving.admit(0, 1, &config, 1, CAP).0);
         let mut held = Redis::default();
         held.observe(0, 20, Some(60), Some(30_000), Some(60_000), 60_000);
-        held.rate_limited(0, Some(2_000));
-        assert_eq!(held.admit(0, 1, &config, 60_000), (false, 2_000));
+        held.rate_limited(0, Some(2_000), CAP);
+        assert_eq!(held.admit(0, 1, &config, 60_000, CAP), (false, 2_000));
     }
 
     /// Slots reserved before a reset that a later response brought forward land in the new
@@ -457,15 +498,15 @@ mod tests {
         let config = PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() };
         let mut r = Redis::default();
         r.observe(0, 10, Some(10), Some(10_000), None, 60_000);
-        assert_eq!(r.admit(0, 1, &config, 60_000), (true, 0));
-        let slots: Vec<Ms> = (0..3).map(|_| r.admit(0, 1, &config, 60_000).1).collect();
+        assert_eq!(r.admit(0, 1, &config, 60_000, CAP), (true, 0));
+        let slots: Vec<Ms> = (0..3).map(|_| r.admit(0, 1, &config, 60_000, CAP).1).collect();
         let beyond = slots.iter().filter(|&&slot| slot > 1_600).count();
         assert_eq!(beyond, 2, "{slots:?}");
         // A response says the window resets at 1.5 s (an earlier reset, the same window).
         r.observe(100, 6, Some(10), Some(1_400), None, 60_000);
         // After that reset the two slots still to come are counted in the new window.
         let mut admitted = 0;
-        while r.admit(1_600, 0, &config, 0) == (true, 0) {
+        while r.admit(1_600, 0, &config, 0, CAP) == (true, 0) {
             admitted += 1;
         }
         assert_eq!(admitted, 10 - beyond);
@@ -475,16 +516,32 @@ mod tests {
     fn a_429_holds_the_fleet_back() {
         let config = PacerConfig::default();
         let mut r = Redis::default();
-        r.rate_limited(0, Some(2_000));
-        assert_eq!(r.admit(0, 0, &config, 0).1, 2_000, "critical too");
-        assert_eq!(r.admit(1_999, 2, &config, 0).1, 1);
-        assert_eq!(r.admit(2_000, 2, &config, 0).1, 0);
+        r.rate_limited(0, Some(2_000), CAP);
+        assert_eq!(r.admit(0, 0, &config, 0, CAP).1, 2_000, "critical too");
+        assert_eq!(r.admit(1_999, 2, &config, 0, CAP).1, 1);
+        assert_eq!(r.admit(2_000, 2, &config, 0, CAP).1, 0);
         // Without Retry-After, a known window is marked spent.
         observed(&mut r, 3_000, 10, 10_000);
-        r.rate_limited(3_000, None);
-        assert_eq!(r.admit(3_000, 0, &config, 0).1, 10_000);
+        r.rate_limited(3_000, None, CAP);
+        assert_eq!(r.admit(3_000, 0, &config, 0, CAP).1, 10_000);
         // The hash expires 2 × length + 60 s after its last save.
-        assert_eq!(r.admit(183_000, 1, &config, 0).1, 0);
+        assert_eq!(r.admit(183_000, 1, &config, 0, CAP).1, 0);
         assert_eq!(r.rate, RateHash::default());
+    }
+
+    /// A hold beyond the longest a pod honours (one year 2500's instant written by anyone) is
+    /// cut to it on first sight, so that it ends; a 429's longer Retry-After is relayed for at
+    /// most that long.
+    #[test]
+    fn a_hold_never_lasts_longer_than_the_pods_honour() {
+        let config = PacerConfig::default();
+        let mut r = Redis::default();
+        r.rate.blocked_until = Some(16_725_225_600_000);
+        assert_eq!(r.hold(1_000, 2_000), 2_000);
+        assert_eq!(r.admit(1_500, 0, &config, 0, 2_000), (false, 1_500), "cut, and it ends");
+        assert_eq!(r.admit(3_000, 0, &config, 0, 2_000), (true, 0));
+        r.rate_limited(3_000, Some(3_600_000), 2_000);
+        assert_eq!(r.admit(3_000, 0, &config, 0, 2_000), (false, 2_000));
+        assert_eq!(r.admit(5_000, 0, &config, 0, 2_000), (true, 0));
     }
 }

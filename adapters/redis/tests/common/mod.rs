@@ -305,6 +305,7 @@ pub fn scope_of(client_id: &str) -> FleetScope {
         token_url: "http://127.0.0.1/oauth/token".to_owned(),
         credential: credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap().fingerprint(),
         pacer: PacerConfig::default(),
+        max_hold: Duration::from_secs(60),
     }
 }
 
