@@ -129,6 +129,7 @@ mod json;
 pub mod lifecycle;
 pub mod oauth;
 pub mod ratelimit;
+pub mod redact;
 pub mod retry;
 pub mod rng;
 pub mod secret;

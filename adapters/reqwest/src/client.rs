@@ -12,7 +12,8 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, Counters, Event, HostKey, RequestSpec, RequestState,
-    RestoreError, RetryReason, Session, TokenEndpoint, TokenStatus, Verdict, WaitReason,
+    RestoreError, RetryReason, Session, TokenEndpoint, TokenProblem, TokenStatus, Verdict,
+    WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -367,6 +368,42 @@ impl Client {
             return Ok(token);
         }
         self.shared().wait_for_token().await
+    }
+
+    /// `text` with the client's credentials masked wherever it holds them: the client secret
+    /// (as configured and form-encoded), the Basic credentials value, the last
+    /// `client_secret_jwt` assertion and the current token, each replaced with `[redacted]`
+    /// (see [`credflow_core::redact`] for the rules). For printing or logging what a server
+    /// sent: response headers, error bodies. The client's errors and logs are masked already.
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let session = self.shared().lock();
+        let secrets = session.secrets(self.shared().clock.now());
+        match secrets.find(text.as_bytes(), 0) {
+            None => std::borrow::Cow::Borrowed(text),
+            Some(_) => std::borrow::Cow::Owned(secrets.redacted(text).to_string()),
+        }
+    }
+
+    /// [`redact`](Self::redact) for bytes that may not be text (a body): every occurrence is
+    /// replaced with `[redacted]`, every other byte kept.
+    pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> std::borrow::Cow<'t, [u8]> {
+        let session = self.shared().lock();
+        let secrets = session.secrets(self.shared().clock.now());
+        let mut shown = 0;
+        let mut out: Option<Vec<u8>> = None;
+        while let Some(span) = secrets.find(bytes, shown) {
+            let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+            out.extend_from_slice(&bytes[shown..span.start]);
+            out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());
+            shown = span.end;
+        }
+        match out {
+            None => std::borrow::Cow::Borrowed(bytes),
+            Some(mut out) => {
+                out.extend_from_slice(&bytes[shown..]);
+                std::borrow::Cow::Owned(out)
+            }
+        }
     }
 
     /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
@@ -935,6 +972,21 @@ impl Shared {
                 Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
                     info!(generation = generation.0, life = %life, "token acquired")
                 }
+                Event::Token(e @ LifecycleEvent::RequestFailed { .. }) => {
+                    // An error answer was logged with its event; anything else (an unusable
+                    // answer, a transport failure) is named here.
+                    match session.last_token_failure() {
+                        Some(report) if !matches!(report.problem, TokenProblem::Refused(_)) => {
+                            let correlation_id = report
+                                .correlation_id
+                                .as_ref()
+                                .map(|c| c.as_str().to_owned())
+                                .unwrap_or_default();
+                            warn!(error = %report, %correlation_id, "token request failed")
+                        }
+                        _ => debug!(event = ?e, "token lifecycle"),
+                    }
+                }
                 Event::Token(e) => debug!(event = ?e, "token lifecycle"),
                 Event::TokenEndpointError { status, class } => {
                     let detail = session.last_token_error().map(|(e, c)| {
@@ -958,9 +1010,14 @@ impl Shared {
         }
     }
 
+    /// Waits for a token until `token_wait` has passed. The session decides when waiting no
+    /// longer helps (a rejection, an open breaker, a next attempt after the deadline, the
+    /// deadline itself) and names the last token failure; this only relays its answer.
     async fn wait_for_token(&self) -> Result<Token, Error> {
         let mut version = self.version.subscribe();
-        let give_up = tokio::time::Instant::now() + self.token_wait;
+        let deadline = self.clock.now().saturating_add(core_duration(self.token_wait));
+        // The session's check fails once `now` is past the deadline: wake just after it.
+        let give_up = self.clock.to_tokio(deadline.saturating_add(Duration::from_millis(1)));
         loop {
             version.borrow_and_update();
             if let Some(token) = self.cached() {
@@ -969,7 +1026,7 @@ impl Shared {
             let now = self.clock.now();
             let until = {
                 let mut session = self.lock();
-                let status = match session.check_token(now) {
+                let status = match session.check_token_before(now, Some(deadline)) {
                     TokenStatus::Ready(..) => None,
                     TokenStatus::Pending { until } => Some(until),
                     TokenStatus::Unavailable(e) => return Err(e.into()),
@@ -983,13 +1040,7 @@ impl Shared {
             let wake = until.map_or(give_up, |at| self.clock.to_tokio(at).min(give_up));
             tokio::select! {
                 _ = version.changed() => {}
-                _ = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= give_up {
-                        return Err(Error::timeout(format!(
-                            "no token within {:?}", self.token_wait
-                        )));
-                    }
-                }
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
     }
