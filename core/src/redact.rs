@@ -23,7 +23,9 @@
 //! - **A value cut off at the end of a bounded text** (credflow keeps an `error_description` to
 //!   256 bytes, a correlation id to 64) is masked when at least [`MIN_CUT_PREFIX`] of its
 //!   leading bytes remain, so a cut echo shows at most three of them. This applies only to text
-//!   that may have been cut (within a character of its capacity).
+//!   that may have been cut (within a character of its capacity); text given whole
+//!   ([`Secrets::find`], [`Secrets::redacted`]: headers and bodies an adapter prints) is searched
+//!   for whole occurrences.
 //! - **The marker may not fit.** When replacing a short value with the longer marker would
 //!   overflow a bounded text, the text is cut at its end to make room: the marker is never
 //!   dropped, text after it may be.
@@ -34,7 +36,8 @@
 //!
 //! Scanning is bounded by the text's length times the number of values, without allocation: each
 //! value is streamed (base64, percent-encoding and HMAC as the token request writes them) against
-//! the text at positions whose first byte matches, and never stored whole.
+//! the text at each position, compared until the first byte that differs, and never stored
+//! whole (the assertion only where the text starts like one).
 
 use core::fmt;
 use core::ops::Range;
@@ -42,8 +45,9 @@ use core::ops::Range;
 use heapless::string::StringView;
 
 use crate::oauth::JwtInputs;
-use crate::oauth::form::{Sink, is_unreserved, put_basic_credentials, put_encoded};
+use crate::oauth::form::{Sink, put_basic_credentials, put_encoded};
 use crate::secret::Credentials;
+use crate::text::push_sanitized;
 use crate::time::Duration;
 
 /// What replaces a masked value.
@@ -59,9 +63,6 @@ pub struct Secrets<'a> {
     token: Option<&'a str>,
     #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     assertion: Option<Assertion<'a>>,
-    /// The first byte of each value (`None`: the value is absent), so that a value is streamed
-    /// only where the text could hold it.
-    first: [Option<u8>; VALUES],
 }
 
 /// What regenerates the last `client_secret_jwt` assertion.
@@ -84,8 +85,10 @@ const SECRET: usize = 0;
 const FORM_SECRET: usize = 1;
 const BASIC: usize = 2;
 const TOKEN: usize = 3;
-#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
 const ASSERTION: usize = 4;
+/// How every assertion starts (`eyJ`, base64url of the header's `{"`): regenerating the
+/// assertion (an HMAC) is worth it only where the text starts so.
+const ASSERTION_START: &[u8] = b"eyJ";
 
 impl<'a> Secrets<'a> {
     pub(crate) fn new(
@@ -93,16 +96,7 @@ impl<'a> Secrets<'a> {
         token: Option<&'a str>,
         assertion: Option<Assertion<'a>>,
     ) -> Self {
-        let mut secrets = Secrets { credentials, token, assertion, first: [None; VALUES] };
-        for which in 0..VALUES {
-            let mut sink = First(None);
-            if secrets.stream(which, &mut sink)
-                && let Some(slot) = secrets.first.get_mut(which)
-            {
-                *slot = sink.0;
-            }
-        }
-        secrets
+        Secrets { credentials, token, assertion }
     }
 
     /// Streams value `which` into `sink`; `false` if there is no such value.
@@ -110,10 +104,9 @@ impl<'a> Secrets<'a> {
         let secret = self.credentials.secret.expose_secret();
         match which {
             SECRET => sink.put(secret.as_bytes()),
-            // Only when it differs from the secret itself.
-            FORM_SECRET if !secret.bytes().all(is_unreserved) => {
-                put_encoded(sink, secret.as_bytes())
-            }
+            // The same as the secret itself unless it holds a reserved character: compared
+            // twice then, which costs less than telling.
+            FORM_SECRET => put_encoded(sink, secret.as_bytes()),
             BASIC => put_basic_credentials(sink, self.credentials.id.as_str(), secret),
             TOKEN => match self.token {
                 Some(token) => sink.put(token.as_bytes()),
@@ -148,12 +141,12 @@ impl<'a> Secrets<'a> {
     /// at the very end of `text`.
     fn find_cut(&self, text: &[u8], from: usize, cut: bool) -> Option<Range<usize>> {
         let rest = text.get(from..)?;
-        for (offset, &byte) in rest.iter().enumerate() {
+        for offset in 0..rest.len() {
             let start = from.saturating_add(offset);
             let tail = rest.get(offset..).unwrap_or_default();
             let mut longest = 0usize;
             for which in 0..VALUES {
-                if self.first.get(which).copied().flatten() != Some(byte) {
+                if which == ASSERTION && !tail.starts_with(ASSERTION_START) {
                     continue;
                 }
                 let mut compare = Compare { text: tail, matched: 0, state: State::Matching };
@@ -179,31 +172,46 @@ impl<'a> Secrets<'a> {
 
     /// Masks `text` in place. A text within a character of its capacity may have been cut: a
     /// value's leading bytes at its end are masked too. What no longer fits once a short value
-    /// is replaced by the longer marker is cut from the end.
+    /// is replaced by the longer marker is cut from the end (what is cut then holds no value:
+    /// every value was a match of its own).
+    ///
+    /// The text is rebuilt from a copy on the stack (nothing is copied when there is nothing to
+    /// mask). A text longer than the copy's [`SCRATCH`] bytes (only a granted scope can be) is
+    /// cut at the first value it holds instead: masked, with what followed it dropped.
     pub(crate) fn mask(&self, text: &mut StringView) {
-        let mut cut = text.len().saturating_add(4) > text.capacity();
-        let mut from = 0;
-        while let Some(span) = self.find_cut(text.as_bytes(), from, cut) {
-            let start = span.start;
-            if !text.is_char_boundary(start) || !text.is_char_boundary(span.end) {
-                // Cannot happen (see `find`); mask everything from there rather than risk it.
-                text.truncate(floor_boundary(text, start));
-                cut = true;
-            } else {
-                drop(text.drain(span));
+        let cut = text.len().saturating_add(4) > text.capacity();
+        let Some(first) = self.find_cut(text.as_bytes(), 0, cut) else { return };
+        let Ok(source) = heapless::String::<SCRATCH>::try_from(text.as_str()) else {
+            text.truncate(floor_boundary(text, first.start));
+            push_marker(text);
+            return;
+        };
+        text.clear();
+        let mut shown = 0;
+        while let Some(span) = self.find_cut(source.as_bytes(), shown, cut) {
+            let before = source.get(shown..span.start).unwrap_or_default();
+            if push_sanitized(text, &mut before.chars()).is_some() {
+                return; // full
             }
-            let start = start.min(text.len());
-            let room = text.capacity().saturating_sub(REDACTED.len());
-            if text.len() > room {
-                text.truncate(floor_boundary(text, room));
-                cut = true;
-            }
-            let at = start.min(text.len());
-            // Fits: room was made above (every capacity in the core exceeds the marker's).
-            let _ = text.insert_str(at, REDACTED);
-            from = at.saturating_add(REDACTED.len());
+            push_marker(text);
+            shown = span.end;
         }
+        let _ = push_sanitized(text, &mut source.get(shown..).unwrap_or_default().chars());
     }
+}
+
+/// Bytes of the copy a bounded text is rebuilt from when it is masked (a longer one is cut at
+/// the first value it holds).
+pub const SCRATCH: usize = 256;
+
+/// Appends [`REDACTED`], cutting `text` at its end to make room if needed.
+fn push_marker(text: &mut StringView) {
+    let room = text.capacity().saturating_sub(REDACTED.len());
+    if text.len() > room {
+        text.truncate(floor_boundary(text, room));
+    }
+    // Fits now: every capacity in the core exceeds the marker's length.
+    let _ = text.push_str(REDACTED);
 }
 
 /// The largest character boundary of `text` at or below `at`.
@@ -230,17 +238,6 @@ impl fmt::Display for Redacted<'_> {
             shown = span.end;
         }
         f.write_str(self.text.get(shown..).unwrap_or_default())
-    }
-}
-
-/// Records the first byte streamed.
-struct First(Option<u8>);
-
-impl Sink for First {
-    fn put(&mut self, bytes: &[u8]) {
-        if self.0.is_none() {
-            self.0 = bytes.first().copied();
-        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::oauth::{
     parse_token_response,
 };
 use crate::ratelimit::pacer::{Pace, PaceReason, Pacer, PacerConfig, Priority};
-use crate::redact::{Assertion, Secrets};
+use crate::redact::Secrets;
 use crate::retry::budget::{BudgetConfig, RetryBudget};
 use crate::retry::policy::{
     Attempt, Failure, GiveUpReason, RetryDecision, RetryPolicy, TransportKind, WaitSource,
@@ -589,19 +589,20 @@ pub const CONTENT_TYPE_CAPACITY: usize = 48;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenProblem {
-    /// The token endpoint answered with an error status (RFC 6749 §5.2), or a success status
-    /// with an OAuth error body.
+    /// The token endpoint answered with an error status (RFC 6749 §5.2).
     Refused(OAuthError),
     /// A success status whose body is not a usable token response (RFC 6749 §5.1): an HTML page
     /// from a proxy or captive portal, invalid JSON, no `access_token`, a `token_type` other
-    /// than `Bearer`, a token with a character an HTTP header cannot carry.
+    /// than `Bearer`, a token with a character an HTTP header cannot carry, an OAuth error body
+    /// with a success status.
     Unusable {
         /// The HTTP status.
         status: u16,
         /// What was wrong with the body.
         error: ResponseError,
         /// The media type of `Content-Type` (`text/html`), if there was one (cut to
-        /// [`CONTENT_TYPE_CAPACITY`] bytes, control characters replaced by spaces).
+        /// [`CONTENT_TYPE_CAPACITY`] bytes, control characters replaced by spaces). Recorded
+        /// with the `diagnosis` feature only.
         content_type: Option<String<CONTENT_TYPE_CAPACITY>>,
     },
     /// No answer: the request failed in transport.
@@ -809,6 +810,7 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     /// when a token is obtained.
     last_token_failure: Option<TokenFailureReport>,
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
+    #[cfg(feature = "jwt")]
     last_assertion: Option<JwtInputs>,
     token_probe: bool,
     /// Before this instant, requests the pacer would hold longer than `retry.max_wait` fail
@@ -903,6 +905,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             rng: Rng::new(seed),
             wall: None,
             last_token_failure: None,
+            #[cfg(feature = "jwt")]
             last_assertion: None,
             token_probe: false,
             quota_probe_at: Instant::ZERO,
@@ -950,17 +953,21 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// [`crate::redact`]): for adapters that print or log what a server sent (headers, error
     /// bodies). The session masks what it keeps itself.
     pub fn secrets(&self, now: Instant) -> Secrets<'_> {
-        let assertion = self.last_assertion.map(|inputs| Assertion {
+        #[cfg(feature = "jwt")]
+        let assertion = self.last_assertion.map(|inputs| crate::redact::Assertion {
             inputs,
             audience: self.endpoint.token_url(),
             lifetime: self.endpoint.jwt_lifetime,
         });
+        #[cfg(not(feature = "jwt"))]
+        let assertion = None;
         let token = self.lifecycle.token(now).map(|(token, _)| token.as_str());
         Secrets::new(&self.credentials, token, assertion)
     }
 
     /// The scope granted with the current token (as the server reported it, if it did) and how
-    /// it compares with the requested scope.
+    /// it compares with the requested scope. Server text: mask it with
+    /// [`secrets`](Self::secrets) before printing it.
     pub fn granted_scope(&self) -> (Option<&str>, ScopeCheck) {
         (self.granted.0.as_deref(), self.granted.1)
     }
@@ -995,7 +1002,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         self.token_breaker = CircuitBreaker::new(self.config.token_breaker);
         self.token_probe = false;
         self.last_token_failure = None;
-        self.last_assertion = None;
+        #[cfg(feature = "jwt")]
+        {
+            self.last_assertion = None;
+        }
     }
 
     // ----- token side -------------------------------------------------------------------
@@ -1025,6 +1035,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// - the credentials were rejected ([`ApiErrorKind::CredentialsRejected`]), or token
     ///   requests stopped because the answers cannot be used (a `token_type` other than Bearer,
     ///   a token larger than the capacity);
+    /// - the last token request failed in a way retrying does not fix
+    ///   ([`TokenFailureReport::is_retryable`] is `false`: an HTML page, invalid JSON, no
+    ///   `access_token`, a token with a control character, a 404), until a request in flight
+    ///   answers otherwise;
     /// - the token endpoint's breaker is open;
     /// - the next token request is planned after `deadline` (a server's `Retry-After` longer
     ///   than the caller waits, or a backoff);
@@ -1041,7 +1055,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             let passed = deadline.is_some_and(|d| now > d);
             return match self.token_unavailable(now, deadline) {
                 Some(error) => TokenStatus::Unavailable(error),
-                None if passed => TokenStatus::Unavailable(self.token_unavailable_error(None)),
+                None if passed => TokenStatus::Unavailable(self.token_error(None, None)),
                 None => TokenStatus::Pending { until: self.token_wait_until(now) },
             };
         }
@@ -1106,7 +1120,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             return Ok(None);
         };
         self.token_probe = probe;
-        self.last_assertion = jwt;
+        #[cfg(feature = "jwt")]
+        {
+            self.last_assertion = jwt;
+        }
         count(&mut self.counters.token_requests);
         Ok(Some((ticket, request)))
     }
@@ -1141,81 +1158,72 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        let success = (200..300).contains(&status);
-        let parsed = success.then(|| {
+        if (200..300).contains(&status) {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
                 max_expires_in: self.config.max_expires_in,
                 requested_scope: self.endpoint.scope(),
             };
-            parse_token_response::<N>(body, &opts)
-        });
-        match parsed {
-            Some(Ok(response)) => {
-                let generation = self.lifecycle.on_success(
-                    now,
-                    ticket,
-                    response.access_token,
-                    response.expires_in,
-                    &mut self.rng,
-                );
-                if generation.is_some() {
-                    self.token_breaker.on_success(now);
-                    self.last_token_failure = None;
-                    let mut granted = response.granted_scope.as_deref().map(whole_scope_tokens);
-                    if let Some(scope) = granted.as_mut() {
-                        self.secrets(now).mask(scope.as_mut_view());
-                    }
-                    self.granted = (granted, response.scope_check);
-                    if matches!(response.scope_check, ScopeCheck::Narrowed | ScopeCheck::Widened) {
-                        self.push(Event::ScopeMismatch(response.scope_check));
+            match parse_token_response::<N>(body, &opts) {
+                Ok(response) => {
+                    let generation = self.lifecycle.on_success(
+                        now,
+                        ticket,
+                        response.access_token,
+                        response.expires_in,
+                        &mut self.rng,
+                    );
+                    if generation.is_some() {
+                        self.token_breaker.on_success(now);
+                        self.last_token_failure = None;
+                        let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
+                        self.granted = (granted, response.scope_check);
+                        if matches!(
+                            response.scope_check,
+                            ScopeCheck::Narrowed | ScopeCheck::Widened
+                        ) {
+                            self.push(Event::ScopeMismatch(response.scope_check));
+                        }
                     }
                 }
+                // Including a success status with an OAuth error body (`ErrorBody`).
+                Err(error) => {
+                    let failure = match error {
+                        ResponseError::TokenTooLong { .. }
+                        | ResponseError::UnsupportedTokenType { .. } => {
+                            TokenFailure::Fatal(RejectReason::UnusableResponse)
+                        }
+                        _ => TokenFailure::Transient { retry_after: None },
+                    };
+                    let problem =
+                        TokenProblem::Unusable { status, error, content_type: media_type(headers) };
+                    self.record_token_failure(now, problem, headers, body, None);
+                    self.token_failed(now, ticket, failure, false);
+                }
             }
-            // A success status with an OAuth error body is read as the error it is.
-            Some(Err(error)) if error != ResponseError::ErrorBody => {
-                let failure = match error {
-                    ResponseError::TokenTooLong { .. }
-                    | ResponseError::UnsupportedTokenType { .. } => {
-                        TokenFailure::Fatal(RejectReason::UnusableResponse)
-                    }
-                    _ => TokenFailure::Transient { retry_after: None },
-                };
-                let problem =
-                    TokenProblem::Unusable { status, error, content_type: media_type(headers) };
-                self.record_token_failure(now, problem, headers, body, None);
-                self.token_failed(now, ticket, failure, false);
-            }
-            _ => {
-                let error = parse_token_error(status, body);
-                let retry_after = self.retry_after(now, headers);
-                let failure = match error.class {
-                    TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
-                        if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
-                            RejectReason::UnauthorizedClient
-                        } else {
-                            RejectReason::InvalidClient
-                        },
-                    ),
-                    TokenErrorClass::ScopeRejected => {
-                        TokenFailure::Fatal(RejectReason::InvalidScope)
-                    }
-                    TokenErrorClass::GrantRejected => {
-                        TokenFailure::Fatal(RejectReason::GrantRejected)
-                    }
-                    TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
-                    _ => TokenFailure::Transient { retry_after },
-                };
-                // A breaker failure is an outage or overload, not a configuration error.
-                let outage = matches!(
-                    error.class,
-                    TokenErrorClass::RateLimited | TokenErrorClass::Transient
-                );
-                self.push(Event::TokenEndpointError { status, class: error.class });
-                let problem = TokenProblem::Refused(error);
-                self.record_token_failure(now, problem, headers, body, retry_after);
-                self.token_failed(now, ticket, failure, outage);
-            }
+        } else {
+            let error = parse_token_error(status, body);
+            let retry_after = self.retry_after(now, headers);
+            let failure = match error.class {
+                TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
+                    if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
+                        RejectReason::UnauthorizedClient
+                    } else {
+                        RejectReason::InvalidClient
+                    },
+                ),
+                TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
+                TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
+                TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
+                _ => TokenFailure::Transient { retry_after },
+            };
+            // A breaker failure is an outage or overload, not a configuration error.
+            let outage =
+                matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
+            self.push(Event::TokenEndpointError { status, class: error.class });
+            let problem = TokenProblem::Refused(error);
+            self.record_token_failure(now, problem, headers, body, retry_after);
+            self.token_failed(now, ticket, failure, outage);
         }
         self.drain_lifecycle_events();
     }
@@ -1427,7 +1435,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         {
             // Waiting for a token that did not come: say why it did not.
             if self.lifecycle.token(now).is_none() && self.last_token_failure.is_some() {
-                let error = self.token_unavailable_error(self.token_wait_until(now));
+                let error = self.token_error(None, self.token_wait_until(now));
                 return self.fail_with(error);
             }
             return self.fail(ApiErrorKind::DeadlineExceeded);
@@ -1520,26 +1528,15 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Whether a caller without a token, waiting until `deadline` at most, should fail now
-    /// rather than wait: the credentials were rejected or the answers cannot be used, the token
-    /// endpoint's breaker is open, or the next token request is planned after the deadline.
+    /// rather than wait: the credentials were rejected or the answers cannot be used, the last
+    /// token request failed in a way retrying does not fix (an answer that is not a usable
+    /// token, a 404), the token endpoint's breaker is open, or the next token request is
+    /// planned after the deadline.
     fn token_unavailable(&mut self, now: Instant, deadline: Option<Instant>) -> Option<ApiError> {
         // The lifecycle's state at `now` is Rejected, or (no usable token, a request in flight)
         // Acquiring: asked directly, without building the rest of the state.
         if let Some(reason) = self.lifecycle.rejected() {
-            if reason == RejectReason::UnusableResponse {
-                // Not the credentials: the answers are not tokens this client can use.
-                return Some(self.token_unavailable_error(None));
-            }
-            let report = self.last_token_failure.as_ref();
-            let oauth = report.and_then(|r| match &r.problem {
-                TokenProblem::Refused(e) => Some(e.clone()),
-                _ => None,
-            });
-            return Some(ApiError {
-                kind: ApiErrorKind::CredentialsRejected { reason, oauth },
-                status: report.and_then(TokenFailureReport::status),
-                correlation_id: report.and_then(|r| r.correlation_id.clone()),
-            });
+            return Some(self.token_error(Some(reason), None));
         }
         if self.lifecycle.in_flight() && self.lifecycle.token(now).is_none() {
             return None; // acquiring
@@ -1548,18 +1545,32 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             matches!(self.token_breaker.state(), crate::breaker::BreakerState::Open { .. });
         let retry_at = self.token_wait_until(now);
         let past_deadline = matches!((retry_at, deadline), (Some(at), Some(d)) if at > d);
-        (breaker_open || past_deadline).then(|| self.token_unavailable_error(retry_at))
+        // Requests go on in the background (a proxy's page may go away), but a caller is not
+        // held for an answer that will not change by itself.
+        let unfixed = self.last_token_failure.as_ref().is_some_and(|r| !r.is_retryable());
+        (breaker_open || past_deadline || unfixed).then(|| self.token_error(None, retry_at))
     }
 
-    /// [`ApiErrorKind::TokenUnavailable`] with the next token request at `retry_at`, naming
-    /// the last token failure (its status and correlation id too).
-    fn token_unavailable_error(&self, retry_at: Option<Instant>) -> ApiError {
+    /// The error of a caller without a token, naming the last token failure (its status and
+    /// correlation id too): [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped
+    /// for `rejected` credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with
+    /// the next token request at `retry_at` (token requests stopped because the answers cannot
+    /// be used are not a matter of credentials).
+    fn token_error(&self, rejected: Option<RejectReason>, retry_at: Option<Instant>) -> ApiError {
         let last = self.last_token_failure.clone();
-        ApiError {
-            status: last.as_ref().and_then(TokenFailureReport::status),
-            correlation_id: last.as_ref().and_then(|r| r.correlation_id.clone()),
-            kind: ApiErrorKind::TokenUnavailable { retry_at, last },
-        }
+        let status = last.as_ref().and_then(TokenFailureReport::status);
+        let correlation_id = last.as_ref().and_then(|r| r.correlation_id.clone());
+        let kind = match rejected {
+            Some(reason) if reason != RejectReason::UnusableResponse => {
+                let oauth = last.and_then(|r| match r.problem {
+                    TokenProblem::Refused(e) => Some(e),
+                    _ => None,
+                });
+                ApiErrorKind::CredentialsRejected { reason, oauth }
+            }
+            _ => ApiErrorKind::TokenUnavailable { retry_at, last },
+        };
+        ApiError { kind, status, correlation_id }
     }
 
     fn host_breaker(
@@ -1986,8 +1997,11 @@ fn count(counter: &mut u64) {
 }
 
 /// The media type of a response's `Content-Type` (before any parameter), bounded, control
-/// characters replaced by spaces.
+/// characters replaced by spaces; `None` without the `diagnosis` feature.
 fn media_type<Hd: Headers + ?Sized>(headers: &Hd) -> Option<String<CONTENT_TYPE_CAPACITY>> {
+    if cfg!(not(feature = "diagnosis")) {
+        return None;
+    }
     let value = core::str::from_utf8(headers.get("content-type")?).ok()?;
     let media = value.split(';').next().unwrap_or_default().trim_ascii();
     let mut out = String::new();

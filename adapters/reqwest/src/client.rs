@@ -326,12 +326,14 @@ impl Client {
         self.shared().lock().fingerprint()
     }
 
-    /// The scope requested, the scope granted with the current token (if the server said), and
-    /// how they compare.
+    /// The scope requested, the scope granted with the current token (if the server said, with
+    /// the client's credentials masked should it echo them), and how they compare.
     pub fn scope(&self) -> (Option<String>, Option<String>, credflow_core::oauth::ScopeCheck) {
         let session = self.shared().lock();
         let (granted, check) = session.granted_scope();
-        (session.endpoint().scope().map(str::to_owned), granted.map(str::to_owned), check)
+        let secrets = session.secrets(self.shared().clock.now());
+        let granted = granted.map(|g| secrets.redacted(g).to_string());
+        (session.endpoint().scope().map(str::to_owned), granted, check)
     }
 
     /// The token endpoint URL.
@@ -362,7 +364,17 @@ impl Client {
 
     /// A valid token. Returns at once, without locks or I/O, when one is cached (the common
     /// case: refreshes happen in the background ahead of expiry); otherwise joins the single
-    /// token request in flight.
+    /// token request in flight, for [`Config::token_wait`] at most.
+    ///
+    /// Fails sooner when waiting cannot help, with what went wrong with the last token
+    /// response ([`Error::status`], [`Error::correlation_id`], [`Error::likely_cause`]): the
+    /// credentials were rejected; the answer is not a usable token (an HTML page, invalid JSON,
+    /// no `access_token`, a `token_type` other than Bearer: [`ErrorKind::Config`]); the token
+    /// endpoint's breaker is open, or it asked for a longer wait than `token_wait` (named:
+    /// [`ErrorKind::Unavailable`]).
+    ///
+    /// [`ErrorKind::Config`]: crate::ErrorKind::Config
+    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
     pub async fn token(&self) -> Result<Token, Error> {
         if let Some(token) = self.shared().cached() {
             return Ok(token);

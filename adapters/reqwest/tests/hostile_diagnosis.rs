@@ -186,3 +186,19 @@ async fn an_api_echoing_the_token_never_shows_it_in_errors() {
         assert_eq!(error.status(), Some(status));
     }
 }
+
+/// A granted `scope` that echoes the secret: `Client::scope` (what `credflow token --json`
+/// prints) masks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_scope_echoing_the_secret_is_masked() {
+    let server = Hostile::start(|_| {
+        let body = format!(
+            r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600,"scope":"read {SECRET}"}}"#
+        );
+        Reply::json(200, &body)
+    });
+    let client = client(&server, AuthMethod::ClientSecretBasic, Duration::from_secs(2));
+    client.token().await.expect("a token");
+    let (_, granted, _) = client.scope();
+    assert_eq!(granted.as_deref(), Some("read [redacted]"));
+}
