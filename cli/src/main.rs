@@ -2,9 +2,12 @@
 //! an offline demo, for Genesys Cloud and any OAuth2 server.
 //!
 //! Exit codes: 0 success; 1 the API answered an error status, returned as is; 2 usage or
-//! configuration error; 3 credentials rejected; 4 scope or
-//! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
-//! longest accepted wait).
+//! configuration error, or a token URL that answers with something else than a usable token;
+//! 3 credentials rejected; 4 scope or permission problem; 5 unavailable (retries exhausted,
+//! breaker open, rate-limited beyond the longest accepted wait, no token in time).
+//!
+//! Nothing it prints of what a server sent (errors, `-v` headers, error bodies, logs) shows the
+//! client's secret, Basic credentials, assertion or token: echoes are masked.
 
 mod check;
 mod demo;
@@ -27,8 +30,8 @@ use credflow_reqwest::{AuthMethod, Client, Config, Error};
 #[command(name = "credflow", version, about, long_about = None)]
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
 --client-secret-file, never from a flag value.\n\nExit codes: 0 ok, 1 the API answered an \
-error status (body printed), 2 configuration, 3 credentials rejected, 4 scope or permission, \
-5 unavailable.")]
+error status (body printed), 2 configuration (or a token URL that does not answer with a usable \
+token), 3 credentials rejected, 4 scope or permission, 5 unavailable.")]
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
@@ -290,8 +293,10 @@ async fn request(
             response.status(),
             started.elapsed().as_millis()
         );
+        // A server may echo the client's credentials in any header (a correlation id, a
+        // challenge): masked, like everything credflow prints of what a server sent.
         for (name, value) in response.headers() {
-            eprintln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
+            eprintln!("< {name}: {}", client.redact(value.to_str().unwrap_or("<binary>")));
         }
     }
     let status = response.status();
@@ -299,9 +304,16 @@ async fn request(
         .bytes()
         .await
         .map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))?;
+    // An error body is the server's diagnosis, which may echo the credentials: masked. A
+    // success body is the caller's data, returned as it came.
+    let shown = if status.is_success() {
+        std::borrow::Cow::Borrowed(&bytes[..])
+    } else {
+        client.redact_bytes(&bytes)
+    };
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&bytes);
-    if !bytes.ends_with(b"\n") && std::io::stdout().is_terminal() {
+    let _ = out.write_all(&shown);
+    if !shown.ends_with(b"\n") && std::io::stdout().is_terminal() {
         let _ = writeln!(out);
     }
     if status.is_success() {
