@@ -3,10 +3,14 @@
 //!
 //! Exit codes: 0 success; 1 the API answered an error status, returned as is (or standard output
 //! could not be written); 2 usage or configuration error (a plain http:// URL to a host that is
-//! not loopback without --allow-insecure-http, userinfo in a URL); 3 credentials rejected; 4 scope or
-//! permission problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the
-//! longest accepted wait); 141 a closed pipe (standard output or error): the reader went away
-//! (see the `output` module).
+//! not loopback without --allow-insecure-http, userinfo in a URL), or a token URL that answers
+//! with something else than a usable token; 3 credentials rejected; 4 scope or permission
+//! problem; 5 unavailable (retries exhausted, breaker open, rate-limited beyond the longest
+//! accepted wait, no token in time); 141 a closed pipe (standard output or error): the reader
+//! went away (see the `output` module).
+//!
+//! Nothing it prints of what a server sent (errors, `-v` headers, error bodies, logs) shows the
+//! client's secret, Basic credentials, assertion or token: echoes are masked.
 
 mod check;
 mod demo;
@@ -35,9 +39,9 @@ use zeroize::Zeroizing;
 #[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
 --client-secret-file, never from a flag value. Plain http:// URLs are refused except to loopback \
 (127.0.0.0/8, [::1], localhost) unless --allow-insecure-http.\n\nExit codes: 0 ok, 1 the API \
-answered an error status (body printed) or output failed, 2 configuration, 3 credentials \
-rejected, 4 scope or permission, 5 unavailable, 141 standard output or error closed (a pipe \
-whose reader went away).")]
+answered an error status (body printed) or output failed, 2 configuration (or a token URL that \
+does not answer with a usable token), 3 credentials rejected, 4 scope or permission, \
+5 unavailable, 141 standard output or error closed (a pipe whose reader went away).")]
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
@@ -388,19 +392,21 @@ async fn request(
             response.status(),
             started.elapsed().as_millis()
         );
+        // A server may echo the client's credentials in any header (a correlation id, a
+        // challenge): masked, like everything credflow prints of what a server sent.
         for (name, value) in response.headers() {
-            output::errln!("< {name}: {}", value.to_str().unwrap_or("<binary>"));
+            output::errln!("< {name}: {}", client.redact(value.to_str().unwrap_or("<binary>")));
         }
     }
     let status = response.status();
     let redirect = status.is_redirection().then(|| redirect_target(&response)).flatten();
-    // A success body goes out as it arrives, however large; an error body (for a human to
-    // read) is cut at the size the client reads of one.
-    let limit = (!status.is_success()).then_some(DEFAULT_MAX_RESPONSE_BODY);
-    let cut = copy_body(response, limit).await?;
+    // A success body is the caller's data: it goes out as it arrives, however large. An error
+    // body is the server's diagnosis, for a human to read: cut at the size the client reads of
+    // one, and masked (it may echo the credentials).
     if status.is_success() {
-        return Ok(());
+        return copy_body(response).await;
     }
+    let cut = print_error_body(client, response).await?;
     let mut message = format!("{method} {path}: HTTP {status}");
     if let Some(to) = redirect {
         message.push_str(&format!(
@@ -421,49 +427,49 @@ fn redirect_target(response: &reqwest::Response) -> Option<String> {
     Some(format!("{}://{}:{}", to.scheme(), to.host_str()?, to.port_or_known_default()?))
 }
 
-/// Copies `response`'s body to standard output as it arrives, at most `limit` bytes of it.
-/// Returns whether it was cut at `limit`. A reader that went away (`credflow get … | head`)
-/// ends credflow quietly with exit code 141, as every write does (see the `output` module).
-async fn copy_body(mut response: reqwest::Response, limit: Option<usize>) -> Result<bool, Failure> {
-    use tokio::io::AsyncWriteExt;
-    let mut out = tokio::io::stdout();
-    let mut written = 0usize;
+/// Copies `response`'s body to standard output as it arrives. A reader that went away
+/// (`credflow get … | head`) ends credflow quietly with exit code 141, as every write does (see
+/// the `output` module).
+async fn copy_body(mut response: reqwest::Response) -> Result<(), Failure> {
     let mut last = None;
+    while let Some(chunk) = next_chunk(&mut response).await? {
+        output::stdout_bytes(&chunk);
+        last = chunk.last().copied().or(last);
+    }
+    if last.is_some_and(|b| b != b'\n') && std::io::stdout().is_terminal() {
+        output::outln!();
+    }
+    Ok(())
+}
+
+/// Prints an error body: at most [`DEFAULT_MAX_RESPONSE_BODY`] bytes of it, with the client's
+/// credentials masked wherever the server echoed them. Returns whether it was cut.
+async fn print_error_body(
+    client: &Client,
+    mut response: reqwest::Response,
+) -> Result<bool, Failure> {
+    let mut body = Vec::new();
     let mut cut = false;
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => return Err(Failure::from(Error::from_reqwest("reading the body", e))),
-        };
-        let room = limit.map_or(usize::MAX, |limit| limit.saturating_sub(written));
-        let part = chunk.get(..chunk.len().min(room)).unwrap_or_default();
-        let sent = async {
-            out.write_all(part).await?;
-            out.flush().await
-        };
-        match sent.await {
-            Ok(()) => {}
-            Err(e) => {
-                output::exit_if_broken_pipe(&e);
-                return Err(Failure {
-                    code: 1,
-                    message: format!("cannot write to standard output: {e}"),
-                });
-            }
-        }
-        written = written.saturating_add(part.len());
-        last = part.last().copied().or(last);
-        if part.len() < chunk.len() {
+    while let Some(chunk) = next_chunk(&mut response).await? {
+        let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(body.len());
+        body.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+        if chunk.len() > room {
             cut = true;
             break;
         }
     }
-    if last.is_some_and(|b| b != b'\n') && std::io::stdout().is_terminal() {
-        let _ = out.write_all(b"\n").await;
-        let _ = out.flush().await;
+    let shown = client.redact_bytes(&body);
+    output::stdout_bytes(&shown);
+    if !shown.is_empty() && !shown.ends_with(b"\n") && std::io::stdout().is_terminal() {
+        output::outln!();
     }
     Ok(cut)
+}
+
+async fn next_chunk(
+    response: &mut reqwest::Response,
+) -> Result<Option<impl std::ops::Deref<Target = [u8]>>, Failure> {
+    response.chunk().await.map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))
 }
 
 fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {

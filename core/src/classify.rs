@@ -261,6 +261,12 @@ impl CorrelationId {
         Some(CorrelationId(id))
     }
 
+    /// Masks the client's credentials where the id echoes them (see [`crate::redact`]); the id
+    /// stays non-empty and free of control characters.
+    pub(crate) fn mask(&mut self, secrets: &crate::redact::Secrets<'_>) {
+        secrets.mask(self.0.as_mut_view());
+    }
+
     /// The id as text.
     #[must_use]
     pub fn as_str(&self) -> &str {

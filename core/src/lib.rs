@@ -19,6 +19,7 @@
 //! | [`breaker`] | circuit breakers for the token endpoint and each API host |
 //! | [`ratelimit`] | rate-limit headers of every dialect, and a pacer that spreads the remaining budget |
 //! | [`session`] | one value that ties them together, for an adapter to drive |
+//! | [`redact`] | masking the client's credentials where a server's text echoes them |
 //! | [`snapshot`] | sealing a token into bytes that survive a reboot |
 //! | [`env`](mod@env) | the Genesys Cloud environments and their hosts |
 //!
@@ -87,7 +88,7 @@
 //! |---|---|---|
 //! | `jwt` | `client_secret_jwt` (RFC 7523 HS256 assertions) | that method fails with [`oauth::EncodeError::JwtDisabled`]; 3.4 KiB |
 //! | `ietf-ratelimit` | the IETF `RateLimit` / `RateLimit-Policy` dialects (an RFC 8941 structured-field parser) | only the plain dialects are read (Genesys `inin-ratelimit-*`, `RateLimit-Limit`…, `X-RateLimit-*`); 4.7 KiB |
-//! | `diagnosis` | why a 403 or 401 was refused ([`classify::Diagnosis`]): the permissions a Genesys body lists, the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3) | 401 and 403 classify the same, with the Genesys code, the [`classify::DiagnosisKind`] that code names and the Genesys message, but no permission list and no challenge (`BearerErrorKind::Unspecified`, never `InsufficientScope`), and a Genesys body's `messageParams` is not read; 4.1 KiB |
+//! | `diagnosis` | why a 403 or 401 was refused ([`classify::Diagnosis`]): the permissions a Genesys body lists, the `WWW-Authenticate: Bearer` challenge (RFC 6750 §3) | 401 and 403 classify the same, with the Genesys code, the [`classify::DiagnosisKind`] that code names and the Genesys message, but no permission list and no challenge (`BearerErrorKind::Unspecified`, never `InsufficientScope`), and a Genesys body's `messageParams` is not read; the media type of an unusable token response is not recorded ([`session::TokenProblem::Unusable`]); 4.1 KiB |
 //! | `obsolete-dates` | HTTP-dates (`Retry-After`, `Date`) in the obsolete RFC 850 and `asctime` formats, which RFC 9110 §5.6.7 says a recipient MUST accept | only IMF-fixdate is read, which breaks that MUST (safe against servers that send IMF-fixdate, as all current ones do); a date in another format reads as no date; 0.4 KiB |
 //! | `defmt` (off by default) | `defmt::Format` for public types | |
 //!
@@ -96,7 +97,8 @@
 //! - No panics on any input; arithmetic on anything a server sent is checked or saturating
 //!   (enforced by clippy lints in this crate root). Parsers are fuzzed and property-tested.
 //! - Secrets ([`secret::ClientSecret`], [`secret::AccessToken`]) never reach `Debug`, `Display` or
-//!   errors, and are zeroized on drop.
+//!   errors, and are zeroized on drop; a server's text that echoes them is masked before it is
+//!   kept ([`redact`]).
 //! - Every buffer is the caller's, or a fixed capacity chosen by a const generic; a full buffer is
 //!   a typed error that says how much room was needed.
 
@@ -129,6 +131,7 @@ mod json;
 pub mod lifecycle;
 pub mod oauth;
 pub mod ratelimit;
+pub mod redact;
 pub mod retry;
 pub mod rng;
 pub mod secret;

@@ -39,6 +39,7 @@ use crate::oauth::{
     parse_token_response,
 };
 use crate::ratelimit::pacer::{Pace, PaceReason, Pacer, PacerConfig, Priority};
+use crate::redact::Secrets;
 use crate::retry::budget::{BudgetConfig, RetryBudget};
 use crate::retry::policy::{
     Attempt, Failure, GiveUpReason, RetryDecision, RetryPolicy, TransportKind, WaitSource,
@@ -531,13 +532,15 @@ pub enum ApiErrorKind {
         /// The server's error, when it sent one.
         oauth: Option<OAuthError>,
     },
-    /// No token could be obtained in time (token endpoint down, rate-limited, or its breaker
-    /// open). `retry_at` says when the next token request is planned.
+    /// No token could be obtained in time: the token endpoint is down or rate-limited, its
+    /// breaker is open, the next token request would come after the caller's deadline, or its
+    /// answers cannot be used as tokens. `retry_at` says when the next token request is planned
+    /// (`None`: none is, until the configuration changes, or one is in flight).
     TokenUnavailable {
         /// When the next token request may go out.
         retry_at: Option<Instant>,
-        /// The last token endpoint error, if it answered.
-        last: Option<OAuthError>,
+        /// What went wrong with the last token request, if one failed.
+        last: Option<TokenFailureReport>,
     },
     /// The API rejected a fresh token too (401 twice).
     Unauthorized,
@@ -568,9 +571,9 @@ impl ApiError {
     pub fn likely_cause(&self) -> &'static str {
         match &self.kind {
             ApiErrorKind::CredentialsRejected { reason, .. } => reason.likely_cause(),
-            ApiErrorKind::TokenUnavailable { last: Some(e), .. } => e.class.likely_cause(),
+            ApiErrorKind::TokenUnavailable { last: Some(report), .. } => report.likely_cause(),
             ApiErrorKind::TokenUnavailable { last: None, .. } => {
-                "the token endpoint is unreachable or in maintenance"
+                "the token endpoint did not answer in time: unreachable, overloaded or in maintenance"
             }
             ApiErrorKind::Unauthorized => {
                 "a fresh token was rejected too: the token belongs to another environment, or the OAuth client was disabled"
@@ -604,8 +607,8 @@ impl fmt::Display for ApiError {
                     None => write!(f, " ({reason:?})")?,
                 }
             }
-            ApiErrorKind::TokenUnavailable { last: Some(e), .. } => {
-                write!(f, "no token available: {e}")?
+            ApiErrorKind::TokenUnavailable { last: Some(report), .. } => {
+                write!(f, "no token available: {report}")?
             }
             ApiErrorKind::TokenUnavailable { last: None, .. } => {
                 f.write_str("no token available: the token endpoint did not answer")?
@@ -626,6 +629,132 @@ impl fmt::Display for ApiError {
 }
 
 impl core::error::Error for ApiError {}
+
+/// Capacity of [`TokenProblem::Unusable`]'s media type, in bytes.
+pub const CONTENT_TYPE_CAPACITY: usize = 48;
+
+/// What went wrong with a token request.
+// Kept in the session and in errors by value; boxing is not available without an allocator.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenProblem {
+    /// The token endpoint answered with an error status (RFC 6749 §5.2).
+    Refused(OAuthError),
+    /// A success status whose body is not a usable token response (RFC 6749 §5.1): an HTML page
+    /// from a proxy or captive portal, invalid JSON, no `access_token`, a `token_type` other
+    /// than `Bearer`, a token with a character an HTTP header cannot carry, an OAuth error body
+    /// with a success status.
+    Unusable {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong with the body.
+        error: ResponseError,
+        /// The media type of `Content-Type` (`text/html`), if there was one (cut to
+        /// [`CONTENT_TYPE_CAPACITY`] bytes, control characters replaced by spaces). Recorded
+        /// with the `diagnosis` feature only.
+        content_type: Option<String<CONTENT_TYPE_CAPACITY>>,
+    },
+    /// No answer: the request failed in transport.
+    Transport(TransportKind),
+    /// No answer within the lifecycle's request timeout.
+    TimedOut,
+}
+
+/// The last failed token request, as the session recorded it: what went wrong, the
+/// correlation id and the wait the server asked for. Every text in it that came from the server
+/// is bounded and has the client's credentials masked ([`crate::redact`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFailureReport {
+    /// What went wrong.
+    pub problem: TokenProblem,
+    /// The platform's correlation id of the answer, if there was one.
+    pub correlation_id: Option<CorrelationId>,
+    /// The wait the server asked for (`Retry-After`), as it asked: the lifecycle may wait less
+    /// ([`LifecycleConfig::max_server_wait`]).
+    pub retry_after: Option<Duration>,
+}
+
+impl TokenFailureReport {
+    /// The HTTP status of the answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match &self.problem {
+            TokenProblem::Refused(e) => Some(e.status),
+            TokenProblem::Unusable { status, .. } => Some(*status),
+            TokenProblem::Transport(_) | TokenProblem::TimedOut => None,
+        }
+    }
+
+    /// Whether asking again may get a token without a change of configuration: a rate limit,
+    /// a transient server error, a transport failure. `false` for answers that will not change
+    /// by themselves: a body that is not a usable token response, or an error that is neither a
+    /// rate limit nor transient (a 404 from the wrong URL).
+    pub fn is_retryable(&self) -> bool {
+        match &self.problem {
+            TokenProblem::Refused(e) => e.class.is_retryable(),
+            TokenProblem::Unusable { .. } => false,
+            TokenProblem::Transport(_) | TokenProblem::TimedOut => true,
+        }
+    }
+
+    /// A one-line explanation of the likely cause.
+    pub fn likely_cause(&self) -> &'static str {
+        if self.retry_after.is_some() {
+            return "the token endpoint asked for a longer wait than the caller accepts (rate-limited or in maintenance)";
+        }
+        match &self.problem {
+            TokenProblem::Refused(e) => e.class.likely_cause(),
+            TokenProblem::Unusable { error, .. } => match error {
+                ResponseError::Empty | ResponseError::NotJson => {
+                    "the token URL answers with something else than a token endpoint: the wrong URL, or a proxy or captive portal in between"
+                }
+                ResponseError::UnsupportedTokenType(_)
+                | ResponseError::InvalidAccessToken(_)
+                | ResponseError::TokenTooLong { .. } => {
+                    "the server issues tokens credflow cannot use as bearer tokens (token type, characters or size)"
+                }
+                _ => {
+                    "the token URL does not answer like an OAuth 2.0 token endpoint: the wrong URL, or a proxy in between"
+                }
+            },
+            TokenProblem::Transport(_) => {
+                "the token endpoint could not be reached, or the connection failed"
+            }
+            TokenProblem::TimedOut => "the token endpoint did not answer in time",
+        }
+    }
+}
+
+impl fmt::Display for TokenFailureReport {
+    /// `HTTP 200: token response is not a JSON object (…) (Content-Type text/html)`;
+    /// `HTTP 503, asked to wait 3600 s (Retry-After)`. The correlation id is not included: an
+    /// [`ApiError`] shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.problem {
+            TokenProblem::Refused(e) => write!(f, "{e}")?,
+            TokenProblem::Unusable { status, error, content_type } => {
+                write!(f, "HTTP {status}: {error}")?;
+                if let Some(media) = content_type {
+                    write!(f, " (Content-Type {media})")?;
+                }
+            }
+            TokenProblem::Transport(kind) => {
+                let what = match kind {
+                    TransportKind::Connect => "could not connect",
+                    TransportKind::Reset => "the connection failed",
+                    TransportKind::Timeout => "no answer in time",
+                    TransportKind::Other => "the exchange failed",
+                };
+                write!(f, "the token request failed: {what}")?
+            }
+            TokenProblem::TimedOut => f.write_str("the token request got no answer in time")?,
+        }
+        if let Some(wait) = self.retry_after {
+            write!(f, ", asked to wait {} s (Retry-After)", wait.as_secs_ceil())?;
+        }
+        Ok(())
+    }
+}
 
 /// Which breaker an event is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -727,8 +856,12 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     budget: RetryBudget,
     rng: Rng,
     wall: Option<WallClock>,
-    /// The last error the token endpoint sent, kept for the errors callers get while waiting.
-    last_token_error: Option<(OAuthError, Option<CorrelationId>)>,
+    /// The last failed token request, kept for the errors callers get while waiting; cleared
+    /// when a token is obtained.
+    last_token_failure: Option<TokenFailureReport>,
+    /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
+    #[cfg(feature = "jwt")]
+    last_assertion: Option<JwtInputs>,
     token_probe: bool,
     /// Before this instant, requests the pacer would hold longer than `retry.max_wait` fail
     /// fast; at or after it, one goes out as a probe of the quota.
@@ -821,7 +954,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             hosts: Vec::new(),
             rng: Rng::new(seed),
             wall: None,
-            last_token_error: None,
+            last_token_failure: None,
+            #[cfg(feature = "jwt")]
+            last_assertion: None,
             token_probe: false,
             quota_probe_at: Instant::ZERO,
             granted: (None, ScopeCheck::NotRequested),
@@ -847,14 +982,42 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         self.credentials.fingerprint()
     }
 
-    /// The last error the token endpoint answered with, and its correlation id; cleared when a
-    /// token is obtained.
+    /// The error the token endpoint answered the last failed token request with, and its
+    /// correlation id: `None` when that request failed otherwise (see
+    /// [`last_token_failure`](Self::last_token_failure)) or a token was obtained since.
     pub fn last_token_error(&self) -> Option<(&OAuthError, Option<&CorrelationId>)> {
-        self.last_token_error.as_ref().map(|(e, c)| (e, c.as_ref()))
+        let report = self.last_token_failure.as_ref()?;
+        match &report.problem {
+            TokenProblem::Refused(e) => Some((e, report.correlation_id.as_ref())),
+            _ => None,
+        }
+    }
+
+    /// What went wrong with the last failed token request (an error answer, an unusable
+    /// response, a transport failure, no answer in time); cleared when a token is obtained.
+    pub fn last_token_failure(&self) -> Option<&TokenFailureReport> {
+        self.last_token_failure.as_ref()
+    }
+
+    /// The client's credentials and token as they are masked in server text at `now` (see
+    /// [`crate::redact`]): for adapters that print or log what a server sent (headers, error
+    /// bodies). The session masks what it keeps itself.
+    pub fn secrets(&self, now: Instant) -> Secrets<'_> {
+        #[cfg(feature = "jwt")]
+        let assertion = self.last_assertion.map(|inputs| crate::redact::Assertion {
+            inputs,
+            audience: self.endpoint.token_url(),
+            lifetime: self.endpoint.jwt_lifetime,
+        });
+        #[cfg(not(feature = "jwt"))]
+        let assertion = None;
+        let token = self.lifecycle.token(now).map(|(token, _)| token.as_str());
+        Secrets::new(&self.credentials, token, assertion)
     }
 
     /// The scope granted with the current token (as the server reported it, if it did) and how
-    /// it compares with the requested scope.
+    /// it compares with the requested scope. Server text: mask it with
+    /// [`secrets`](Self::secrets) before printing it.
     pub fn granted_scope(&self) -> (Option<&str>, ScopeCheck) {
         (self.granted.0.as_deref(), self.granted.1)
     }
@@ -888,7 +1051,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         self.lifecycle.credentials_changed(now);
         self.token_breaker = CircuitBreaker::new(self.config.token_breaker);
         self.token_probe = false;
-        self.last_token_error = None;
+        self.last_token_failure = None;
+        #[cfg(feature = "jwt")]
+        {
+            self.last_assertion = None;
+        }
     }
 
     // ----- token side -------------------------------------------------------------------
@@ -903,10 +1070,42 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// Whether a caller that wants only the token (not an API call) can have one at `now`: the
     /// token, or until when to wait for one (`None`: until a token event), or why not. Unlike
     /// [`authorize`](Self::authorize) it neither paces nor counts an attempt.
+    ///
+    /// A caller that waits at most until some instant uses
+    /// [`check_token_before`](Self::check_token_before) instead.
     pub fn check_token(&mut self, now: Instant) -> TokenStatus<'_, N> {
+        self.check_token_before(now, None)
+    }
+
+    /// [`check_token`](Self::check_token) for a caller that waits until `deadline` at most:
+    /// [`TokenStatus::Unavailable`] as soon as waiting cannot help, naming the last token
+    /// failure ([`TokenFailureReport`]: its status, what was wrong, its correlation id, the wait
+    /// the server asked for):
+    ///
+    /// - the credentials were rejected ([`ApiErrorKind::CredentialsRejected`]), or token
+    ///   requests stopped because the answers cannot be used (a `token_type` other than Bearer,
+    ///   a token larger than the capacity);
+    /// - the last token request failed in a way retrying does not fix
+    ///   ([`TokenFailureReport::is_retryable`] is `false`: an HTML page, invalid JSON, no
+    ///   `access_token`, a token with a control character, a 404), until a request in flight
+    ///   answers otherwise;
+    /// - the token endpoint's breaker is open;
+    /// - the next token request is planned after `deadline` (a server's `Retry-After` longer
+    ///   than the caller waits, or a backoff);
+    /// - `now` is past `deadline`, even with a request in flight.
+    ///
+    /// A caller that sleeps until the deadline and asks again is answered with the reason it
+    /// waited in vain; it never needs an error of its own.
+    pub fn check_token_before(
+        &mut self,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> TokenStatus<'_, N> {
         if self.lifecycle.token(now).is_none() {
-            return match self.token_unavailable(now, None) {
+            let passed = deadline.is_some_and(|d| now > d);
+            return match self.token_unavailable(now, deadline) {
                 Some(error) => TokenStatus::Unavailable(error),
+                None if passed => TokenStatus::Unavailable(self.token_error(None, None)),
                 None => TokenStatus::Pending { until: self.token_wait_until(now) },
             };
         }
@@ -972,6 +1171,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             return Ok(None);
         };
         self.token_probe = probe;
+        #[cfg(feature = "jwt")]
+        {
+            self.last_assertion = jwt;
+        }
         count(&mut self.counters.token_requests);
         Ok(Some((ticket, request)))
     }
@@ -990,6 +1193,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Reports the token endpoint's answer to the request for `ticket`.
+    ///
+    /// A failure is recorded for the errors of callers that wait
+    /// ([`last_token_failure`](Self::last_token_failure)), with the server's text masked where
+    /// it echoes the client's credentials ([`crate::redact`]).
     #[inline(never)]
     pub fn handle_token_response<Hd: Headers + ?Sized>(
         &mut self,
@@ -1019,7 +1226,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                     );
                     if generation.is_some() {
                         self.token_breaker.on_success(now);
-                        self.last_token_error = None;
+                        self.last_token_failure = None;
                         let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
                         self.granted = (granted, response.scope_check);
                         if matches!(
@@ -1030,14 +1237,18 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                         }
                     }
                 }
-                Err(e) => {
-                    let failure = match e {
+                // Including a success status with an OAuth error body (`ErrorBody`).
+                Err(error) => {
+                    let failure = match error {
                         ResponseError::TokenTooLong { .. }
                         | ResponseError::UnsupportedTokenType { .. } => {
                             TokenFailure::Fatal(RejectReason::UnusableResponse)
                         }
                         _ => TokenFailure::Transient { retry_after: None },
                     };
+                    let problem =
+                        TokenProblem::Unusable { status, error, content_type: media_type(headers) };
+                    self.record_token_failure(now, problem, headers, body, None);
                     self.token_failed(now, ticket, failure, false);
                 }
             }
@@ -1046,8 +1257,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             if error.class == TokenErrorClass::Redirected {
                 self.describe_redirect(&mut error, headers.get("location"));
             }
-            // Only an error is kept with its correlation id (a granted token has no use for it).
-            let correlation = correlation_id(headers, body);
             let retry_after = self.retry_after(now, headers);
             let failure = match error.class {
                 TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
@@ -1067,7 +1276,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             let outage =
                 matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
             self.push(Event::TokenEndpointError { status, class: error.class });
-            self.last_token_error = Some((error, correlation));
+            let problem = TokenProblem::Refused(error);
+            self.record_token_failure(now, problem, headers, body, retry_after);
             self.token_failed(now, ticket, failure, outage);
         }
         self.drain_lifecycle_events();
@@ -1094,7 +1304,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
         if !(200..300).contains(&status) {
             self.handle_token_response(now, ticket, status, headers, b"");
-            if let Some((error, _)) = self.last_token_error.as_mut()
+            if let Some(TokenFailureReport { problem: TokenProblem::Refused(error), .. }) =
+                self.last_token_failure.as_mut()
                 && error.class != TokenErrorClass::Redirected
             {
                 describe_size(&mut error.description, limit);
@@ -1105,7 +1316,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         error.class = TokenErrorClass::TooLarge;
         describe_size(&mut error.description, limit);
         self.push(Event::TokenEndpointError { status, class: error.class });
-        self.last_token_error = Some((error, correlation_id(headers, b"")));
+        self.record_token_failure(now, TokenProblem::Refused(error), headers, b"", None);
         self.token_failed(now, ticket, TokenFailure::Fatal(RejectReason::UnusableResponse), false);
         self.drain_lifecycle_events();
     }
@@ -1140,6 +1351,48 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let _ = text.push_str("; not followed");
     }
 
+    /// Records a failed token request's answer, its correlation id and the wait it asked for,
+    /// with the client's credentials masked wherever the server's text echoes them.
+    fn record_token_failure<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        problem: TokenProblem,
+        headers: &Hd,
+        body: &[u8],
+        retry_after: Option<Duration>,
+    ) {
+        let mut report = TokenFailureReport {
+            problem,
+            correlation_id: correlation_id(headers, body),
+            retry_after,
+        };
+        let secrets = self.secrets(now);
+        match &mut report.problem {
+            TokenProblem::Refused(e) => {
+                secrets.mask(e.description.as_mut_view());
+                if let Some(uri) = e.uri.as_mut() {
+                    secrets.mask(uri.as_mut_view());
+                }
+                if let Some(crate::oauth::ErrorCode::Other(code)) = e.code.as_mut() {
+                    secrets.mask(code.as_mut_view());
+                }
+            }
+            TokenProblem::Unusable { error, content_type, .. } => {
+                if let ResponseError::UnsupportedTokenType(t) = error {
+                    secrets.mask(t.as_mut_view());
+                }
+                if let Some(media) = content_type.as_mut() {
+                    secrets.mask(media.as_mut_view());
+                }
+            }
+            TokenProblem::Transport(_) | TokenProblem::TimedOut => {}
+        }
+        if let Some(id) = report.correlation_id.as_mut() {
+            id.mask(&secrets);
+        }
+        self.last_token_failure = Some(report);
+    }
+
     /// Reports that the token request for `ticket` failed in transport (connect, reset,
     /// timeout), or was abandoned (`None`: the caller's task was cancelled).
     #[inline(never)]
@@ -1153,7 +1406,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             return;
         }
         match kind {
-            Some(_) => {
+            Some(kind) => {
+                self.last_token_failure = Some(TokenFailureReport {
+                    problem: TokenProblem::Transport(kind),
+                    correlation_id: None,
+                    retry_after: None,
+                });
                 self.token_failed(now, ticket, TokenFailure::Transient { retry_after: None }, true)
             }
             None => {
@@ -1245,7 +1503,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             .ok_or(RestoreError::NotUsable);
         if generation.is_ok() {
             count(&mut self.counters.shared_tokens);
-            self.last_token_error = None;
+            self.last_token_failure = None;
         }
         self.drain_lifecycle_events();
         generation
@@ -1298,6 +1556,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if let Some(deadline) = req.spec.deadline
             && now > deadline
         {
+            // Waiting for a token that did not come: say why it did not.
+            if self.lifecycle.token(now).is_none() && self.last_token_failure.is_some() {
+                let error = self.token_error(None, self.token_wait_until(now));
+                return self.fail_with(error);
+            }
             return self.fail(ApiErrorKind::DeadlineExceeded);
         }
         if now < req.not_before {
@@ -1387,17 +1650,16 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         })
     }
 
-    /// Whether a caller without a token should fail now rather than wait.
+    /// Whether a caller without a token, waiting until `deadline` at most, should fail now
+    /// rather than wait: the credentials were rejected or the answers cannot be used, the last
+    /// token request failed in a way retrying does not fix (an answer that is not a usable
+    /// token, a 404), the token endpoint's breaker is open, or the next token request is
+    /// planned after the deadline.
     fn token_unavailable(&mut self, now: Instant, deadline: Option<Instant>) -> Option<ApiError> {
         // The lifecycle's state at `now` is Rejected, or (no usable token, a request in flight)
         // Acquiring: asked directly, without building the rest of the state.
         if let Some(reason) = self.lifecycle.rejected() {
-            let (oauth, correlation) = self.last_token_error.clone().unzip();
-            return Some(ApiError {
-                kind: ApiErrorKind::CredentialsRejected { reason, oauth },
-                status: self.last_token_error.as_ref().map(|(e, _)| e.status),
-                correlation_id: correlation.flatten(),
-            });
+            return Some(self.token_error(Some(reason), None));
         }
         if self.lifecycle.in_flight() && self.lifecycle.token(now).is_none() {
             return None; // acquiring
@@ -1406,15 +1668,32 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             matches!(self.token_breaker.state(), crate::breaker::BreakerState::Open { .. });
         let retry_at = self.token_wait_until(now);
         let past_deadline = matches!((retry_at, deadline), (Some(at), Some(d)) if at > d);
-        if breaker_open || past_deadline {
-            let (last, correlation) = self.last_token_error.clone().unzip();
-            return Some(ApiError {
-                kind: ApiErrorKind::TokenUnavailable { retry_at, last },
-                status: self.last_token_error.as_ref().map(|(e, _)| e.status),
-                correlation_id: correlation.flatten(),
-            });
-        }
-        None
+        // Requests go on in the background (a proxy's page may go away), but a caller is not
+        // held for an answer that will not change by itself.
+        let unfixed = self.last_token_failure.as_ref().is_some_and(|r| !r.is_retryable());
+        (breaker_open || past_deadline || unfixed).then(|| self.token_error(None, retry_at))
+    }
+
+    /// The error of a caller without a token, naming the last token failure (its status and
+    /// correlation id too): [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped
+    /// for `rejected` credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with
+    /// the next token request at `retry_at` (token requests stopped because the answers cannot
+    /// be used are not a matter of credentials).
+    fn token_error(&self, rejected: Option<RejectReason>, retry_at: Option<Instant>) -> ApiError {
+        let last = self.last_token_failure.clone();
+        let status = last.as_ref().and_then(TokenFailureReport::status);
+        let correlation_id = last.as_ref().and_then(|r| r.correlation_id.clone());
+        let kind = match rejected {
+            Some(reason) if reason != RejectReason::UnusableResponse => {
+                let oauth = last.and_then(|r| match r.problem {
+                    TokenProblem::Refused(e) => Some(e),
+                    _ => None,
+                });
+                ApiErrorKind::CredentialsRejected { reason, oauth }
+            }
+            _ => ApiErrorKind::TokenUnavailable { retry_at, last },
+        };
+        ApiError { kind, status, correlation_id }
     }
 
     fn host_breaker(
@@ -1487,10 +1766,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ) -> Verdict {
         req.in_flight = false;
         let reference = self.reference(now, headers);
-        let classified = classify_response(status, headers, body, reference);
+        let mut classified = classify_response(status, headers, body, reference);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe(now, snapshot);
         }
+        // Masked now, while the token that was sent is still held (a 401 drops it below).
+        self.mask_classified(now, &mut classified);
         let correlation = classified.correlation_id.clone();
         let probe = core::mem::take(&mut req.probe);
         let host = req.spec.host;
@@ -1549,6 +1830,23 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         };
         self.finish(&mut verdict, Some(status), correlation);
         verdict
+    }
+
+    /// Masks the client's credentials in what the session keeps of an API response: its
+    /// correlation id and a 403's diagnosis (the Genesys message and code, the challenge's
+    /// scope and `error_description`).
+    fn mask_classified(&self, now: Instant, classified: &mut crate::classify::Classified) {
+        let secrets = self.secrets(now);
+        if let Some(id) = classified.correlation_id.as_mut() {
+            id.mask(&secrets);
+        }
+        if let ResponseClass::Forbidden(d) = &mut classified.class {
+            secrets.mask(d.message.as_mut_view());
+            secrets.mask(d.missing.as_mut_view());
+            if let Some(code) = d.code.as_mut() {
+                secrets.mask(code.as_mut_view());
+            }
+        }
     }
 
     /// Reports that the attempt last authorized for `req` failed in transport.
@@ -1683,6 +1981,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         self.lifecycle.handle_timeout(now, &mut self.rng);
         if was_in_flight && !self.lifecycle.in_flight() {
             // The token request timed out: an outage as far as the breaker is concerned.
+            self.last_token_failure = Some(TokenFailureReport {
+                problem: TokenProblem::TimedOut,
+                correlation_id: None,
+                retry_after: None,
+            });
             count(&mut self.counters.token_failures);
             self.token_probe = false;
             self.token_breaker.on_failure(now, &mut self.rng);
@@ -1822,6 +2125,19 @@ fn describe_size(description: &mut String<256>, limit: u32) {
     let text = description.as_mut_view();
     let _ = text.push_str("response larger than ");
     let _ = push_decimal(text, limit) && text.push_str(" bytes").is_ok();
+}
+
+/// The media type of a response's `Content-Type` (before any parameter), bounded, control
+/// characters replaced by spaces; `None` without the `diagnosis` feature.
+fn media_type<Hd: Headers + ?Sized>(headers: &Hd) -> Option<String<CONTENT_TYPE_CAPACITY>> {
+    if cfg!(not(feature = "diagnosis")) {
+        return None;
+    }
+    let value = core::str::from_utf8(headers.get("content-type")?).ok()?;
+    let media = value.split(';').next().unwrap_or_default().trim_ascii();
+    let mut out = String::new();
+    let _ = crate::text::push_sanitized(out.as_mut_view(), &mut media.chars());
+    (!out.is_empty()).then_some(out)
 }
 
 /// The whole space-separated tokens of `scope` that fit `E` bytes, one space apart.

@@ -2,12 +2,12 @@
 //! which token requests never follow, and answers larger than the adapter reads.
 
 use credflow_core::Instant;
-use credflow_core::lifecycle::{RejectReason, Ticket};
+use credflow_core::lifecycle::{LifecycleState, RejectReason, Ticket};
 use credflow_core::oauth::TokenErrorClass;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, Event, HostKey, RequestSpec, Session, SessionConfig,
-    TokenEndpoint,
+    TokenEndpoint, TokenProblem,
 };
 
 const TOKEN_URL: &str = "https://login.example/oauth/token";
@@ -126,11 +126,17 @@ fn a_success_larger_than_the_limit_stops_token_requests() {
     let ticket = poll(&mut s, secs(0)).unwrap();
     s.handle_token_too_large(secs(0), ticket, 200, &[], 65_536);
     let e = failure(&mut s, secs(1)).unwrap();
-    let ApiErrorKind::CredentialsRejected { reason, oauth: Some(oauth) } = &e.kind else {
+    // Not a matter of credentials: the answer could not be used.
+    let ApiErrorKind::TokenUnavailable { last: Some(report), .. } = &e.kind else {
         panic!("{e:?}");
     };
-    assert_eq!((*reason, oauth.class), (RejectReason::UnusableResponse, TokenErrorClass::TooLarge));
-    assert_eq!(e.to_string(), "token requests stopped: HTTP 200: response larger than 65536 bytes");
+    let TokenProblem::Refused(oauth) = &report.problem else { panic!("{report:?}") };
+    assert_eq!(oauth.class, TokenErrorClass::TooLarge);
+    assert!(e.to_string().contains("HTTP 200: response larger than 65536 bytes"), "{e}");
+    assert!(matches!(
+        s.lifecycle().state(secs(1)),
+        LifecycleState::Rejected { reason: RejectReason::UnusableResponse }
+    ));
     assert!(poll(&mut s, secs(3600)).is_none(), "not fetched again");
 }
 

@@ -15,8 +15,8 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, Counters, Event, HostKey, RequestSpec, RequestState,
-    RestoreError, RetryReason, Session, SetupError, TokenEndpoint, TokenStatus, Verdict,
-    WaitReason,
+    RestoreError, RetryReason, Session, SetupError, TokenEndpoint, TokenProblem, TokenStatus,
+    Verdict, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -392,12 +392,14 @@ impl Client {
         self.shared().lock().fingerprint()
     }
 
-    /// The scope requested, the scope granted with the current token (if the server said), and
-    /// how they compare.
+    /// The scope requested, the scope granted with the current token (if the server said, with
+    /// the client's credentials masked should it echo them), and how they compare.
     pub fn scope(&self) -> (Option<String>, Option<String>, credflow_core::oauth::ScopeCheck) {
         let session = self.shared().lock();
         let (granted, check) = session.granted_scope();
-        (session.endpoint().scope().map(str::to_owned), granted.map(str::to_owned), check)
+        let secrets = session.secrets(self.shared().clock.now());
+        let granted = granted.map(|g| secrets.redacted(g).to_string());
+        (session.endpoint().scope().map(str::to_owned), granted, check)
     }
 
     /// The token endpoint URL.
@@ -428,7 +430,17 @@ impl Client {
 
     /// A valid token. Returns at once, without locks or I/O, when one is cached (the common
     /// case: refreshes happen in the background ahead of expiry); otherwise joins the single
-    /// token request in flight.
+    /// token request in flight, for [`Config::token_wait`] at most.
+    ///
+    /// Fails sooner when waiting cannot help, with what went wrong with the last token
+    /// response ([`Error::status`], [`Error::correlation_id`], [`Error::likely_cause`]): the
+    /// credentials were rejected; the answer is not a usable token (an HTML page, invalid JSON,
+    /// no `access_token`, a `token_type` other than Bearer: [`ErrorKind::Config`]); the token
+    /// endpoint's breaker is open, or it asked for a longer wait than `token_wait` (named:
+    /// [`ErrorKind::Unavailable`]).
+    ///
+    /// [`ErrorKind::Config`]: crate::ErrorKind::Config
+    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
     pub async fn token(&self) -> Result<Token, Error> {
         self.shared().open()?;
         if let Some(token) = self.shared().cached() {
@@ -484,6 +496,42 @@ impl Client {
             }
         } else {
             debug!("shut down");
+        }
+    }
+
+    /// `text` with the client's credentials masked wherever it holds them: the client secret
+    /// (as configured and form-encoded), the Basic credentials value, the last
+    /// `client_secret_jwt` assertion and the current token, each replaced with `[redacted]`
+    /// (see [`credflow_core::redact`] for the rules). For printing or logging what a server
+    /// sent: response headers, error bodies. The client's errors and logs are masked already.
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let session = self.shared().lock();
+        let secrets = session.secrets(self.shared().clock.now());
+        match secrets.find(text.as_bytes(), 0) {
+            None => std::borrow::Cow::Borrowed(text),
+            Some(_) => std::borrow::Cow::Owned(secrets.redacted(text).to_string()),
+        }
+    }
+
+    /// [`redact`](Self::redact) for bytes that may not be text (a body): every occurrence is
+    /// replaced with `[redacted]`, every other byte kept.
+    pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> std::borrow::Cow<'t, [u8]> {
+        let session = self.shared().lock();
+        let secrets = session.secrets(self.shared().clock.now());
+        let mut shown = 0;
+        let mut out: Option<Vec<u8>> = None;
+        while let Some(span) = secrets.find(bytes, shown) {
+            let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+            out.extend_from_slice(&bytes[shown..span.start]);
+            out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());
+            shown = span.end;
+        }
+        match out {
+            None => std::borrow::Cow::Borrowed(bytes),
+            Some(mut out) => {
+                out.extend_from_slice(&bytes[shown..]);
+                std::borrow::Cow::Owned(out)
+            }
         }
     }
 
@@ -1239,6 +1287,21 @@ impl Shared {
                 Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
                     info!(generation = generation.0, life = %life, "token acquired")
                 }
+                Event::Token(e @ LifecycleEvent::RequestFailed { .. }) => {
+                    // An error answer was logged with its event; anything else (an unusable
+                    // answer, a transport failure) is named here.
+                    match session.last_token_failure() {
+                        Some(report) if !matches!(report.problem, TokenProblem::Refused(_)) => {
+                            let correlation_id = report
+                                .correlation_id
+                                .as_ref()
+                                .map(|c| c.as_str().to_owned())
+                                .unwrap_or_default();
+                            warn!(error = %report, %correlation_id, "token request failed")
+                        }
+                        _ => debug!(event = ?e, "token lifecycle"),
+                    }
+                }
                 Event::Token(e) => debug!(event = ?e, "token lifecycle"),
                 Event::TokenEndpointError { status, class } => {
                     let detail = session.last_token_error().map(|(e, c)| {
@@ -1262,9 +1325,14 @@ impl Shared {
         }
     }
 
+    /// Waits for a token until `token_wait` has passed. The session decides when waiting no
+    /// longer helps (a rejection, an open breaker, a next attempt after the deadline, the
+    /// deadline itself) and names the last token failure; this only relays its answer.
     async fn wait_for_token(&self) -> Result<Token, Error> {
         let mut version = self.version.subscribe();
-        let give_up = tokio::time::Instant::now() + self.token_wait;
+        let deadline = self.clock.now().saturating_add(core_duration(self.token_wait));
+        // The session's check fails once `now` is past the deadline: wake just after it.
+        let give_up = self.clock.to_tokio(deadline.saturating_add(Duration::from_millis(1)));
         loop {
             version.borrow_and_update();
             self.open()?;
@@ -1274,7 +1342,7 @@ impl Shared {
             let now = self.clock.now();
             let until = {
                 let mut session = self.lock();
-                let status = match session.check_token(now) {
+                let status = match session.check_token_before(now, Some(deadline)) {
                     TokenStatus::Ready(..) => None,
                     TokenStatus::Pending { until } => Some(until),
                     TokenStatus::Unavailable(e) => return Err(e.into()),
@@ -1288,13 +1356,7 @@ impl Shared {
             let wake = until.map_or(give_up, |at| self.clock.to_tokio(at).min(give_up));
             tokio::select! {
                 _ = version.changed() => {}
-                _ = tokio::time::sleep_until(wake) => {
-                    if tokio::time::Instant::now() >= give_up {
-                        return Err(Error::timeout(format!(
-                            "no token within {:?}", self.token_wait
-                        )));
-                    }
-                }
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
     }

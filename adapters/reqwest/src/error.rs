@@ -4,21 +4,23 @@ use std::fmt;
 
 use credflow_core::lifecycle::RejectReason;
 use credflow_core::retry::policy::GiveUpReason;
-use credflow_core::session::{ApiError, ApiErrorKind};
+use credflow_core::session::{ApiError, ApiErrorKind, TokenProblem};
 
 /// The broad kind of an [`Error`]; each maps to one exit code of the `credflow` command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The configuration is incomplete or invalid, or the token endpoint answers in a way no
-    /// retry can change (a redirect, a response that cannot be used): exit code 2.
+    /// retry can change (a redirect, an HTML page, no `access_token`, a `token_type` other than
+    /// Bearer, a 404): a setup to fix, not an outage (exit code 2).
     Config,
     /// The token endpoint rejected the credentials, or the API rejected a fresh token (exit 3).
     CredentialsRejected,
     /// A scope or permission is missing: `invalid_scope`, or 403 (exit 4).
     Permission,
     /// The service is unavailable: retries exhausted, breaker open, rate-limited beyond the
-    /// longest accepted wait, token endpoint down, deadline passed (exit 5).
+    /// longest accepted wait, token endpoint down or asking for a longer wait than the caller's,
+    /// deadline passed (exit 5).
     Unavailable,
 }
 
@@ -83,15 +85,6 @@ impl Error {
             message: message.into(),
             likely_cause: Some("the server could not be reached, or the connection failed"),
             source: Some(source),
-            ..Error::config("")
-        }
-    }
-
-    pub(crate) fn timeout(message: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Unavailable,
-            message: message.into(),
-            likely_cause: Some("the token endpoint did not answer in time"),
             ..Error::config("")
         }
     }
@@ -215,10 +208,20 @@ impl From<ApiError> for Error {
                 };
                 (kind, oauth.as_ref().and_then(|o| o.code.as_ref()).map(|c| c.as_str().to_owned()))
             }
-            ApiErrorKind::TokenUnavailable { last, .. } => (
-                ErrorKind::Unavailable,
-                last.as_ref().and_then(|o| o.code.as_ref()).map(|c| c.as_str().to_owned()),
-            ),
+            ApiErrorKind::TokenUnavailable { last, .. } => {
+                // The last token failure's class: an answer that is not a usable token (an
+                // HTML page, no access_token, a token_type other than Bearer, a 404 from the
+                // wrong URL) is a configuration to fix, not an outage to wait out.
+                let kind = match last {
+                    Some(report) if !report.is_retryable() => ErrorKind::Config,
+                    _ => ErrorKind::Unavailable,
+                };
+                let code = last.as_ref().and_then(|r| match &r.problem {
+                    TokenProblem::Refused(o) => o.code.as_ref().map(|c| c.as_str().to_owned()),
+                    _ => None,
+                });
+                (kind, code)
+            }
             ApiErrorKind::Unauthorized => (ErrorKind::CredentialsRejected, None),
             ApiErrorKind::Forbidden(d) => {
                 (ErrorKind::Permission, d.code.as_ref().map(|c| c.as_str().to_owned()))

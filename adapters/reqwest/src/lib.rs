@@ -27,8 +27,11 @@
 //!
 //! [`Error`] carries the HTTP status, the OAuth or Genesys error code, the correlation id
 //! (`ININ-Correlation-Id`) and the likely cause; [`Error::exit_code`] maps it to the `credflow`
-//! command's exit codes (2 configuration, 3 credentials rejected, 4 scope or permission,
-//! 5 unavailable). Secrets and tokens never appear in errors, `Debug` output or logs.
+//! command's exit codes (2 configuration, or a token URL that answers with no usable token,
+//! 3 credentials rejected, 4 scope or permission, 5 unavailable). A caller that gets no token is
+//! told what went wrong with the last token response. Secrets and tokens never appear in
+//! errors, `Debug` output or logs, even when a server echoes them: [`Client::redact`] masks them
+//! in what an application prints of a response itself.
 //!
 //! ## As a reqwest-middleware layer
 //!

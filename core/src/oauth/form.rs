@@ -75,6 +75,11 @@ pub fn basic_authorization<'b>(
 /// Writes `Basic ` and the RFC 6749 §2.3.1 credentials.
 pub(crate) fn put_basic(sink: &mut dyn Sink, id: &str, secret: &str) {
     sink.put(b"Basic ");
+    put_basic_credentials(sink, id, secret);
+}
+
+/// Writes the RFC 6749 §2.3.1 credentials: `base64(form(id) ":" form(secret))`.
+pub(crate) fn put_basic_credentials(sink: &mut dyn Sink, id: &str, secret: &str) {
     let mut b64 = Base64::new(sink, Alphabet::Standard);
     put_encoded(&mut b64, id.as_bytes());
     b64.put(b":");

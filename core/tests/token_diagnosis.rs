@@ -1,0 +1,287 @@
+//! What callers are told when no token comes: the last token failure named (status, what was
+//! wrong, correlation id, the wait the server asked for), decided against the caller's deadline;
+//! and the client's credentials masked wherever the server's text echoes them.
+
+use credflow_core::Instant;
+use credflow_core::http::Method;
+use credflow_core::lifecycle::Ticket;
+use credflow_core::oauth::{AuthMethod, ResponseError};
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::{Credentials, TokenError};
+use credflow_core::session::{
+    ApiError, ApiErrorKind, Authorize, HostKey, RequestSpec, Session, SessionConfig, TokenEndpoint,
+    TokenProblem, TokenStatus, Verdict,
+};
+use credflow_core::{Duration, UnixTime, WallClock};
+
+const TOKEN_URL: &str = "https://login.example/oauth/token";
+const ID: &str = "client-1";
+const SECRET: &str = "s3cr3t-Value-0123456789";
+
+fn secs(v: u64) -> Instant {
+    Instant::from_secs(v)
+}
+
+fn session(auth: AuthMethod) -> Session<256, 2> {
+    let creds = Credentials::from_strs(ID, SECRET).unwrap();
+    let endpoint = TokenEndpoint::new(TOKEN_URL).unwrap().with_auth(auth);
+    let mut s = Session::new(creds, endpoint, SessionConfig::default(), 3).unwrap();
+    s.set_wall_clock(WallClock::new(Instant::ZERO, UnixTime::from_secs(1_700_000_000)));
+    s
+}
+
+/// Sends the due token request at `now`; returns its ticket and the request's credentials:
+/// the `Authorization` value (Basic) or the `client_assertion` (JWT).
+fn send_token_request(s: &mut Session<256, 2>, now: Instant) -> (Ticket, String) {
+    let mut buf = [0u8; 2048];
+    let (ticket, request) = s.poll_token_request(now, &mut buf).unwrap().expect("due");
+    let credential = match request.authorization {
+        Some(basic) => basic.trim_start_matches("Basic ").to_owned(),
+        None => request
+            .body
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("client_assertion="))
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    (ticket, credential)
+}
+
+fn waiting_error(status: TokenStatus<'_, 256>) -> ApiError {
+    match status {
+        TokenStatus::Unavailable(error) => error,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// Each unusable success answer is recorded with its status, what was wrong and the
+/// correlation id. Retrying does not fix such an answer: a waiting caller is told at once,
+/// whatever its deadline, while token requests go on in the background.
+#[test]
+fn an_unusable_token_response_is_named_at_once() {
+    type IsExpected = fn(&ResponseError) -> bool;
+    let cases: [(&str, &str, IsExpected); 4] = [
+        ("text/html; charset=utf-8", "<html>captive portal</html>", |e| {
+            *e == ResponseError::NotJson
+        }),
+        ("application/json", r#"{"access_token":"#, |e| *e == ResponseError::Malformed),
+        ("application/json", r#"{"token_type":"Bearer"}"#, |e| {
+            *e == ResponseError::MissingAccessToken
+        }),
+        ("application/json", r#"{"access_token":"a\r\nb","token_type":"Bearer"}"#, |e| {
+            matches!(e, ResponseError::InvalidAccessToken(TokenError::InvalidCharacter { .. }))
+        }),
+    ];
+    for (content_type, body, is_expected) in cases {
+        let mut s = session(AuthMethod::ClientSecretBasic);
+        let (ticket, _) = send_token_request(&mut s, secs(0));
+        let headers = [("Content-Type", content_type), ("ININ-Correlation-Id", "corr-1")];
+        s.handle_token_response(secs(0), ticket, 200, &headers[..], body.as_bytes());
+        let report = s.last_token_failure().expect("recorded").clone();
+        match &report.problem {
+            TokenProblem::Unusable { status: 200, error, content_type: media } => {
+                assert!(is_expected(error), "{body}: {error:?}");
+                // The media type is the `diagnosis` feature's detail.
+                let expected =
+                    content_type.split(';').next().filter(|_| cfg!(feature = "diagnosis"));
+                assert_eq!(media.as_deref(), expected);
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+        assert!(!report.is_retryable(), "a configuration to fix, not an outage");
+        for deadline in [None, Some(secs(3600))] {
+            let error = waiting_error(s.check_token_before(secs(0), deadline));
+            assert_eq!(
+                (error.status, error.correlation_id.as_ref().map(|c| c.as_str())),
+                (Some(200), Some("corr-1"))
+            );
+            assert!(matches!(
+                &error.kind,
+                ApiErrorKind::TokenUnavailable { retry_at: Some(_), last: Some(r) } if *r == report
+            ));
+        }
+        // The next token request still goes out when due; while it is in flight, callers wait
+        // for its answer, and a token clears the failure.
+        let next = s.poll_timeout().unwrap().0;
+        let (ticket, _) = send_token_request(&mut s, next);
+        assert!(matches!(s.check_token(next), TokenStatus::Pending { until: None }));
+        let good = br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#;
+        s.handle_token_response(next, ticket, 200, &[("a", "b")], good);
+        assert!(matches!(s.check_token(next), TokenStatus::Ready(..)));
+        assert!(s.last_token_failure().is_none());
+        let error = {
+            let mut s = session(AuthMethod::ClientSecretBasic);
+            let (ticket, _) = send_token_request(&mut s, secs(0));
+            s.handle_token_response(secs(0), ticket, 200, &headers[..], body.as_bytes());
+            waiting_error(s.check_token(secs(0)))
+        };
+        let text = error.to_string();
+        assert!(text.contains("HTTP 200") && text.contains("corr-1"), "{text}");
+        if content_type.starts_with("text/html") {
+            assert!(text.contains("not a JSON object"), "{text}");
+            assert_eq!(text.contains("text/html"), cfg!(feature = "diagnosis"), "{text}");
+        }
+    }
+}
+
+/// A `token_type` the client cannot use stops token requests: waiting callers are told at once
+/// what was wrong, not "credentials rejected".
+#[test]
+fn a_token_type_other_than_bearer_is_named_at_once() {
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    let body = br#"{"access_token":"abc","token_type":"mac"}"#;
+    s.handle_token_response(secs(0), ticket, 200, &[("x-request-id", "req-9")], body);
+    let error = waiting_error(s.check_token(secs(0)));
+    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at: None, last: Some(_) }));
+    let text = error.to_string();
+    assert!(
+        text.contains("\"mac\"") && text.contains("HTTP 200") && text.contains("req-9"),
+        "{text}"
+    );
+    assert!(error.likely_cause().contains("bearer"), "{}", error.likely_cause());
+}
+
+/// 429 and 503 with a `Retry-After` longer than the caller waits fail the wait at once, naming
+/// the server's wait as it asked it (the lifecycle caps its own wait at ten minutes).
+#[test]
+fn a_retry_after_beyond_the_deadline_fails_the_wait_at_once() {
+    for status in [429u16, 503] {
+        let mut s = session(AuthMethod::ClientSecretBasic);
+        let (ticket, _) = send_token_request(&mut s, secs(0));
+        let headers = [("Retry-After", "3600"), ("ININ-Correlation-Id", "corr-ra")];
+        s.handle_token_response(secs(1), ticket, status, &headers[..], b"");
+        // Within ten minutes' wait, the caller would wait for the next attempt...
+        assert!(matches!(
+            s.check_token_before(secs(1), Some(secs(1000))),
+            TokenStatus::Pending { until: Some(_) }
+        ));
+        // ...with 20 s, it is told now.
+        let error = waiting_error(s.check_token_before(secs(1), Some(secs(21))));
+        let report = match &error.kind {
+            ApiErrorKind::TokenUnavailable { retry_at: Some(at), last: Some(report) } => {
+                assert!(*at > secs(21));
+                report.clone()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(report.retry_after, Some(Duration::from_secs(3600)));
+        assert!(report.is_retryable());
+        assert_eq!(error.status, Some(status));
+        let text = error.to_string();
+        assert!(text.contains("3600 s") && text.contains("corr-ra"), "{text}");
+    }
+}
+
+/// A request in flight when the deadline passes: the caller is told, with the last failure
+/// of an earlier attempt if there was one.
+#[test]
+fn a_deadline_passing_during_a_request_ends_the_wait() {
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    s.handle_token_error(secs(0), ticket, Some(TransportKind::Connect));
+    let at = s.poll_timeout().unwrap().0;
+    s.handle_timeout(at);
+    let _ = send_token_request(&mut s, at);
+    assert!(matches!(
+        s.check_token_before(at, Some(secs(5))),
+        TokenStatus::Pending { until: None }
+    ));
+    let error = waiting_error(s.check_token_before(secs(6), Some(secs(5))));
+    let text = error.to_string();
+    assert!(text.contains("could not connect"), "{text}");
+}
+
+/// An API request whose deadline passed while it waited for a token says why the token did not
+/// come, not just "deadline exceeded".
+#[test]
+fn an_api_deadline_names_the_token_failure() {
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let spec = RequestSpec {
+        deadline: Some(secs(2)),
+        ..RequestSpec::new(Method::Get, HostKey::from_host("api.example"))
+    };
+    let mut req = s.begin(secs(0), spec);
+    assert!(matches!(s.authorize(secs(0), &mut req), Authorize::Wait { .. }));
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    s.handle_token_response(secs(0), ticket, 502, &[("ININ-Correlation-Id", "corr-502")], b"");
+    // A gateway error may pass: the request waits for the next attempt...
+    assert!(matches!(s.authorize(secs(0), &mut req), Authorize::Wait { .. }));
+    // ...and once its deadline passed, says what the last one got.
+    match s.authorize(secs(3), &mut req) {
+        Authorize::Fail(error) => {
+            assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { .. }), "{error:?}");
+            assert_eq!(error.status, Some(502));
+            assert!(error.to_string().contains("HTTP 502 [correlation id corr-502]"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Everything the session keeps of a token endpoint's error masks the secret, the Basic value
+/// and the assertion the server echoes: description, code, URI, correlation id.
+#[test]
+fn token_endpoint_echoes_of_the_credentials_are_masked() {
+    let methods: &[AuthMethod] = if cfg!(feature = "jwt") {
+        &[AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretJwt]
+    } else {
+        &[AuthMethod::ClientSecretBasic]
+    };
+    for &auth in methods {
+        let mut s = session(auth);
+        let (ticket, credential) = send_token_request(&mut s, secs(0));
+        assert!(credential.len() > 20, "{credential}");
+        // The assertion is longer than the 256 bytes of a description: echo it in the URI
+        // field's place too (also cut), and whole where nothing is cut: in a header printed
+        // by the adapter (see `secrets`).
+        let body = format!(
+            r#"{{"error":"invalid_client","error_description":"bad {SECRET} / {credential}","error_uri":"{credential}"}}"#
+        );
+        let headers = [("ININ-Correlation-Id", SECRET)];
+        s.handle_token_response(secs(0), ticket, 401, &headers[..], body.as_bytes());
+        let error = waiting_error(s.check_token(secs(0)));
+        let shown = format!("{error} {error:?} {:?}", s.last_token_failure());
+        let prefix = &credential[..credential.len().min(64)];
+        for value in [SECRET, credential.as_str(), prefix] {
+            assert!(!shown.contains(value), "{auth:?} leaks {value}: {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
+        let header = format!("WWW-Authenticate: Basic error_description=\"{credential}\"");
+        let printed = s.secrets(secs(0)).redacted(&header).to_string();
+        assert!(!printed.contains(&credential[..]) && printed.contains("[redacted]"), "{printed}");
+    }
+}
+
+/// An API response that echoes the token (in its correlation id, a 403's message and
+/// challenge) is masked before the 401 drops the token.
+#[test]
+fn api_echoes_of_the_token_are_masked() {
+    let token = "tok-XYZ-0123456789";
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    let body = format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#);
+    s.handle_token_response(secs(0), ticket, 200, &[("a", "b")], body.as_bytes());
+    let host = HostKey::from_host("api.example");
+    // 403 with the token in the Genesys message and the challenge.
+    let mut req = s.begin(secs(1), RequestSpec::new(Method::Get, host));
+    assert!(matches!(s.authorize(secs(1), &mut req), Authorize::Send { .. }));
+    let challenge = format!(r#"Bearer error="insufficient_scope", scope="{token}""#);
+    let headers = [("WWW-Authenticate", challenge.as_str()), ("ININ-Correlation-Id", token)];
+    let body =
+        format!(r#"{{"message":"token {token} lacks it","code":"not.allowed","status":403}}"#);
+    match s.handle_response(secs(1), &mut req, 403, &headers[..], body.as_bytes()) {
+        Verdict::Fail(error) => {
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains(token) && shown.contains("[redacted]"), "{shown}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // 401 with the token as the correlation id: masked although the 401 drops the token.
+    let mut req = s.begin(secs(2), RequestSpec::new(Method::Get, host));
+    assert!(matches!(s.authorize(secs(2), &mut req), Authorize::Send { .. }));
+    let headers = [("ININ-Correlation-Id", token)];
+    let verdict = s.handle_response(secs(2), &mut req, 401, &headers[..], b"");
+    assert!(matches!(verdict, Verdict::Retry { .. }), "{verdict:?}");
+    let events = format!("{:?}", core::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
+    assert!(!events.contains(token), "{events}");
+}
