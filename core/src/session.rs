@@ -593,7 +593,8 @@ pub enum BreakerTarget {
 pub enum Event {
     /// A token lifecycle event (acquired, refresh failed, expired, invalidated, rejected).
     Token(LifecycleEvent),
-    /// The token endpoint answered with an error; [`Session::last_token_error`] has the details.
+    /// The token endpoint answered with an error, or granted a token that had already expired
+    /// (`expires_in` zero or less); [`Session::last_token_error`] has the details.
     TokenEndpointError {
         /// The HTTP status.
         status: u16,
@@ -798,7 +799,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// The last error the token endpoint answered with, and its correlation id; cleared when a
-    /// token is obtained.
+    /// token is obtained. A token granted already expired (`expires_in` zero or less) counts
+    /// as an error: a 2xx status without a code, described as such.
     pub fn last_token_error(&self) -> Option<(&OAuthError, Option<&CorrelationId>)> {
         self.last_token_error.as_ref().map(|(e, c)| (e, c.as_ref()))
     }
@@ -832,7 +834,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Replaces the credentials (secret rotation): the current token is dropped, a rejection is
-    /// lifted, and a token request becomes due at once.
+    /// lifted, and a token request becomes due as soon as the spacing of token requests allows
+    /// ([`LifecycleConfig::min_refresh_interval`] after the last one's start; see
+    /// [`Lifecycle::credentials_changed`]).
     pub fn set_credentials(&mut self, now: Instant, credentials: Credentials) {
         self.credentials = credentials;
         self.lifecycle.credentials_changed(now);
@@ -958,6 +962,20 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 requested_scope: self.endpoint.scope(),
             };
             match parse_token_response::<N>(body, &opts) {
+                // A token granted already expired (`expires_in` zero, negative or under a
+                // second) is of no use: a failed request, with backoff and a diagnosis, rather
+                // than a token to replace at once.
+                Ok(response) if response.expires_in.is_zero() => {
+                    self.push(Event::TokenEndpointError { status, class: EXPIRED_GRANT_CLASS });
+                    self.last_token_error =
+                        Some((expired_grant(status), correlation_id(headers, body)));
+                    self.token_failed(
+                        now,
+                        ticket,
+                        TokenFailure::Transient { retry_after: None },
+                        false,
+                    );
+                }
                 Ok(response) => {
                     let generation = self.lifecycle.on_success(
                         now,
@@ -1685,6 +1703,25 @@ enum CallEnd {
     Success,
     Failure,
     Abandoned,
+}
+
+/// How a token granted already expired is classified: retrying at once cannot help (the server
+/// will say the same), but the credentials are not known to be bad.
+const EXPIRED_GRANT_CLASS: TokenErrorClass = TokenErrorClass::Permanent;
+
+/// The diagnosis of a token granted already expired, answered with `status`.
+fn expired_grant(status: u16) -> OAuthError {
+    OAuthError {
+        status,
+        code: None,
+        description: String::try_from(
+            "the token was granted already expired (expires_in below one second): the token endpoint \
+             is misconfigured, or not an OAuth 2.0 server",
+        )
+        .unwrap_or_default(),
+        uri: None,
+        class: EXPIRED_GRANT_CLASS,
+    }
 }
 
 /// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
