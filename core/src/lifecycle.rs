@@ -105,6 +105,8 @@ pub struct LifecycleConfig {
     /// arrive with a dead token (default 5 s; never more than a tenth of the token's life).
     pub expiry_safety: Duration,
     /// First wait after a failed token request (default 1 s). Doubles per consecutive failure.
+    /// Whatever the wait, the next request starts no sooner than
+    /// [`min_refresh_interval`](Self::min_refresh_interval) after the failed one started.
     pub retry_base: Duration,
     /// Longest wait between failed token requests (default 60 s).
     pub retry_cap: Duration,
@@ -113,6 +115,8 @@ pub struct LifecycleConfig {
     pub request_timeout: Duration,
     /// Longest server-requested wait (`Retry-After`) honoured between token requests (default
     /// 10 min); longer waits are cut to this so one odd answer cannot stop refresh for hours.
+    /// A shorter one (`Retry-After: 0`) cannot bring the next request before
+    /// [`min_refresh_interval`](Self::min_refresh_interval).
     pub max_server_wait: Duration,
     /// Least time between the starts of two token requests (default 1 s), whatever made the
     /// second one due: a token that expired at once, a failure the server asked to retry at

@@ -1070,6 +1070,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ///
     /// The ticket is released whatever happens, without backoff and without charging the token
     /// endpoint's breaker (nothing was learned about it); a breaker probe it held is returned.
+    /// The ticket still counts as a token request for the spacing: the next one starts no
+    /// sooner than [`LifecycleConfig::min_refresh_interval`] after it.
     /// The token is then installed as by [`restore`](Self::restore): served until its refresh
     /// point, computed from its remaining life. A stale ticket changes nothing.
     ///
