@@ -543,7 +543,9 @@ impl<const N: usize> Lifecycle<N> {
         }
     }
 
-    /// When a request is due while idle with backoff until `not_before`.
+    /// When a request is due while idle with backoff until `not_before`. Out of line: its three
+    /// callers share one copy of the 64-bit comparisons.
+    #[inline(never)]
     fn due_at(&self, not_before: Instant) -> Instant {
         let refresh = match &self.current {
             Some(held) => held.refresh_at,

@@ -955,26 +955,23 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
+        // The body read as an OAuth error (RFC 6749 §5.2): an error status's, or for a token
+        // granted already expired, the session's diagnosis.
+        let mut error_body = Some(body);
         if (200..300).contains(&status) {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
                 max_expires_in: self.config.max_expires_in,
                 requested_scope: self.endpoint.scope(),
             };
+            error_body = None;
             match parse_token_response::<N>(body, &opts) {
                 // A token granted already expired (`expires_in` zero, negative or under a
-                // second) is of no use: a failed request, with backoff and a diagnosis, rather
-                // than a token to replace at once.
+                // second) is of no use: a failed request, with backoff and a diagnosis (as an
+                // error without a code: retrying at once cannot help, but the credentials are
+                // not known to be bad), rather than a token to replace at once.
                 Ok(response) if response.expires_in.is_zero() => {
-                    self.push(Event::TokenEndpointError { status, class: EXPIRED_GRANT_CLASS });
-                    self.last_token_error =
-                        Some((expired_grant(status), correlation_id(headers, body)));
-                    self.token_failed(
-                        now,
-                        ticket,
-                        TokenFailure::Transient { retry_after: None },
-                        false,
-                    );
+                    error_body = Some(EXPIRED_GRANT);
                 }
                 Ok(response) => {
                     let generation = self.lifecycle.on_success(
@@ -1008,10 +1005,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                     self.token_failed(now, ticket, failure, false);
                 }
             }
-        } else {
+        }
+        if let Some(error_body) = error_body {
             // Only an error is kept with its correlation id (a granted token has no use for it).
             let correlation = correlation_id(headers, body);
-            let error = parse_token_error(status, body);
+            let error = parse_token_error(status, error_body);
             let retry_after = self.retry_after(now, headers);
             let failure = match error.class {
                 TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
@@ -1707,24 +1705,11 @@ enum CallEnd {
     Abandoned,
 }
 
-/// How a token granted already expired is classified: retrying at once cannot help (the server
-/// will say the same), but the credentials are not known to be bad.
-const EXPIRED_GRANT_CLASS: TokenErrorClass = TokenErrorClass::Permanent;
-
-/// The diagnosis of a token granted already expired, answered with `status`.
-fn expired_grant(status: u16) -> OAuthError {
-    OAuthError {
-        status,
-        code: None,
-        description: String::try_from(
-            "the token was granted already expired (expires_in below one second): the token endpoint \
-             is misconfigured, or not an OAuth 2.0 server",
-        )
-        .unwrap_or_default(),
-        uri: None,
-        class: EXPIRED_GRANT_CLASS,
-    }
-}
+/// The diagnosis of a token granted already expired, as an OAuth error body without a code: it
+/// is read by the same code as the server's errors, and a 2xx status without a code classifies
+/// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged).
+const EXPIRED_GRANT: &[u8] =
+    br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#;
 
 /// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
 /// each of the session's fifteen counting places cost a 32-bit firmware about 0.2 KiB.

@@ -420,35 +420,45 @@ fn decimal_seconds(s: &str) -> Option<Sign> {
         [b'.', rest @ ..] => rest.split_at_checked(leading_digits(rest))?,
         _ => (&[][..], rest),
     };
-    let exponent = match rest {
-        [] => 0,
+    // How many of the digits (whole, then fraction) stand before the point the exponent moved.
+    // An exponent beyond `usize` moves it past any text there is: saturated.
+    let kept = match rest {
+        [] => whole.len(),
         [b'e' | b'E', rest @ ..] => {
             let (negative, digits) = signed(rest);
             if digits.is_empty() || leading_digits(digits) != digits.len() {
                 return None;
             }
-            // Beyond 2^63 the exponent moves the point past any text there is: saturate.
-            let magnitude = i64::try_from(saturating_decimal(digits)).unwrap_or(i64::MAX);
-            if negative { magnitude.saturating_neg() } else { magnitude }
+            let shift = usize::try_from(saturating_decimal(digits)).unwrap_or(usize::MAX);
+            if negative {
+                whole.len().saturating_sub(shift)
+            } else {
+                whole.len().saturating_add(shift)
+            }
         }
         _ => return None,
     };
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    // How many of the digits (whole, then fraction) stand before the point.
-    let point = i64::try_from(whole.len()).unwrap_or(i64::MAX).saturating_add(exponent);
-    let kept = usize::try_from(point.max(0)).unwrap_or(usize::MAX);
-    let mut value =
-        whole.iter().chain(fraction).take(kept).fold(0u64, |acc, b| {
-            mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0')))
-        });
-    let mut zeros = kept.saturating_sub(whole.len().saturating_add(fraction.len()));
+    let fraction_kept = kept.saturating_sub(whole.len());
+    let mut value = append_digits(
+        append_digits(0, whole.get(..kept).unwrap_or(whole)),
+        fraction.get(..fraction_kept).unwrap_or(fraction),
+    );
+    let mut zeros = fraction_kept.saturating_sub(fraction.len());
     while zeros > 0 && value != 0 && value != u64::MAX {
         value = mul_sat(value, 10);
         zeros = zeros.saturating_sub(1);
     }
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
+}
+
+/// `value` with the ASCII `digits` appended, saturating at `u64::MAX`.
+fn append_digits(value: u64, digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .fold(value, |acc, b| mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0'))))
 }
 
 /// A leading `-` (true) or `+` (false) split off.
