@@ -42,8 +42,8 @@
 //!   the same bound. The one exception is the refresh after a 401
 //!   ([`Lifecycle::invalidate`]): it may go at once, to replace a token the API refused, but
 //!   only once per interval, so a server that refuses every fresh token cannot chain early
-//!   refreshes. Over any window of length `w` at most `w / min_refresh_interval + 2` requests
-//!   start.
+//!   refreshes. Over any window of length `w`, at most `w / min_refresh_interval + 1` requests
+//!   start; twice that if the API refuses every token.
 //!
 //! ## Call order
 //!
