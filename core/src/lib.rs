@@ -12,7 +12,7 @@
 //!
 //! | module | decides |
 //! |---|---|
-//! | [`lifecycle`] | which token to use, when to refresh it (ahead of expiry, jittered), single flight, generation-aware invalidation after a 401, stop on `invalid_client` |
+//! | [`lifecycle`] | which token to use, when to refresh it (ahead of expiry, jittered), single flight, token requests spaced by `min_refresh_interval` whatever the server sends, generation-aware invalidation after a 401, stop on `invalid_client` |
 //! | [`oauth`] | the token request bytes (RFC 6749 §4.4, `client_secret_basic`/`post`/`jwt`), the token and error responses (§5.1, §5.2) |
 //! | [`classify`] | what an API response means: success, 401 → refresh and retry once, 403 diagnosis, 429 wait, transient, permanent |
 //! | [`retry`] | whether to retry (idempotency), when (backoff, `Retry-After`), how much overall (budget) |

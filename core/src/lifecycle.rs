@@ -34,6 +34,16 @@
 //! - **No wedge.** A request whose outcome never arrives (the adapter's task was cancelled, the
 //!   connection hung) is abandoned after [`LifecycleConfig::request_timeout`] and counted as a
 //!   transient failure, so single flight cannot block refresh forever (golang/oauth2 #388).
+//! - **Spaced requests, whatever the server sends.** No two token requests start closer than
+//!   [`LifecycleConfig::min_refresh_interval`] (1 s), whatever made the second one due: a token
+//!   that expired at once (`expires_in: 0`), a failure with `Retry-After: 0`, an abandoned
+//!   request, a credential change. [`Lifecycle::next_request_at`] is never earlier than the last
+//!   request's start plus the interval, so every path that makes a request due passes through
+//!   the same bound. The one exception is the refresh after a 401
+//!   ([`Lifecycle::invalidate`]): it may go at once, to replace a token the API refused, but
+//!   only once per interval, so a server that refuses every fresh token cannot chain early
+//!   refreshes. Over any window of length `w`, at most `w / min_refresh_interval + 1` requests
+//!   start; twice that if the API refuses every token.
 //!
 //! ## Call order
 //!
@@ -95,6 +105,8 @@ pub struct LifecycleConfig {
     /// arrive with a dead token (default 5 s; never more than a tenth of the token's life).
     pub expiry_safety: Duration,
     /// First wait after a failed token request (default 1 s). Doubles per consecutive failure.
+    /// Whatever the wait, the next request starts no sooner than
+    /// [`min_refresh_interval`](Self::min_refresh_interval) after the failed one started.
     pub retry_base: Duration,
     /// Longest wait between failed token requests (default 60 s).
     pub retry_cap: Duration,
@@ -103,9 +115,25 @@ pub struct LifecycleConfig {
     pub request_timeout: Duration,
     /// Longest server-requested wait (`Retry-After`) honoured between token requests (default
     /// 10 min); longer waits are cut to this so one odd answer cannot stop refresh for hours.
+    /// A shorter one (`Retry-After: 0`) cannot bring the next request before
+    /// [`min_refresh_interval`](Self::min_refresh_interval).
     pub max_server_wait: Duration,
-    /// Tokens living less than this are still used, but refreshed no more often than this
-    /// (default 1 s), so a server answering `expires_in: 0` cannot drive a request loop.
+    /// Least time between the starts of two token requests (default 1 s), whatever made the
+    /// second one due: a token that expired at once, a failure the server asked to retry at
+    /// once, an abandoned request, a credential change. Only the refresh after a 401 may go
+    /// sooner, once per interval. Tokens living less than this are still used, but refreshed
+    /// no more often. Zero turns the spacing off (for tests; a server answering
+    /// `expires_in: 0` could then drive a request loop).
+    ///
+    /// ```
+    /// use credflow_core::lifecycle::LifecycleConfig;
+    /// use credflow_core::Duration;
+    /// let cfg = LifecycleConfig {
+    ///     min_refresh_interval: Duration::from_secs(5),
+    ///     ..LifecycleConfig::default()
+    /// };
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub min_refresh_interval: Duration,
 }
 
@@ -392,8 +420,16 @@ pub struct Lifecycle<const N: usize> {
     phase: Phase,
     /// Consecutive failed requests.
     failures: u32,
-    /// Set by `invalidate` and `credentials_changed`: refresh without waiting for `refresh_at`.
-    refresh_now: bool,
+    /// The last request's start plus `min_refresh_interval` (zero before the first): no
+    /// request starts earlier, but for a refresh after a 401.
+    spaced_until: Instant,
+    /// The same for the last request that started as a refresh after a 401 (zero before the
+    /// first): the next such refresh starts no earlier. `<= spaced_until`.
+    reauth_spaced_until: Instant,
+    /// Set by `invalidate` (the API refused the current token): the next request is a refresh
+    /// after a 401, bound by `reauth_spaced_until` only. Cleared when a request starts or a
+    /// token arrives, and by `credentials_changed`.
+    reauthenticate: bool,
     next_ticket: u64,
     next_generation: u32,
     events: Deque<LifecycleEvent, EVENT_CAPACITY>,
@@ -423,7 +459,9 @@ impl<const N: usize> Lifecycle<N> {
             current: None,
             phase: Phase::Idle { not_before: Instant::ZERO },
             failures: 0,
-            refresh_now: false,
+            spaced_until: Instant::ZERO,
+            reauth_spaced_until: Instant::ZERO,
+            reauthenticate: false,
             next_ticket: 1,
             next_generation: 1,
             events: Deque::new(),
@@ -469,7 +507,7 @@ impl<const N: usize> Lifecycle<N> {
                 None => LifecycleState::Acquiring,
             },
             Phase::Idle { not_before } if self.failures > 0 => LifecycleState::BackingOff {
-                next_attempt: not_before,
+                next_attempt: self.due_at(not_before),
                 failures: self.failures,
                 serving: usable.is_some(),
             },
@@ -477,7 +515,7 @@ impl<const N: usize> Lifecycle<N> {
                 Some(t) => {
                     LifecycleState::Valid { generation: t.generation, refresh_at: t.refresh_at }
                 }
-                None => LifecycleState::NoToken { next_attempt: not_before },
+                None => LifecycleState::NoToken { next_attempt: self.due_at(not_before) },
             },
         }
     }
@@ -498,15 +536,28 @@ impl<const N: usize> Lifecycle<N> {
 
     /// When the next token request becomes due, if none is in flight and requests are not
     /// stopped. An instant at or before `now` means "now".
+    ///
+    /// The latest of: the held token's refresh point (none without a token), the end of any
+    /// backoff, and the spacing, [`LifecycleConfig::min_refresh_interval`] after the last
+    /// request's start (after the last refresh-after-401's start when this one is such a
+    /// refresh). Every path that makes a request due is bound by it.
     pub fn next_request_at(&self) -> Option<Instant> {
-        let Phase::Idle { not_before } = self.phase else {
-            return None;
+        match self.phase {
+            Phase::Idle { not_before } => Some(self.due_at(not_before)),
+            Phase::InFlight { .. } | Phase::Rejected(_) => None,
+        }
+    }
+
+    /// When a request is due while idle with backoff until `not_before`. Out of line: its three
+    /// callers share one copy of the 64-bit comparisons.
+    #[inline(never)]
+    fn due_at(&self, not_before: Instant) -> Instant {
+        let refresh = match &self.current {
+            Some(held) => held.refresh_at,
+            None => Instant::ZERO,
         };
-        let due = match &self.current {
-            Some(held) if !self.refresh_now => held.refresh_at,
-            _ => Instant::ZERO,
-        };
-        Some(due.max(not_before))
+        let spaced = if self.reauthenticate { self.reauth_spaced_until } else { self.spaced_until };
+        refresh.max(not_before).max(spaced)
     }
 
     /// Starts a token request if one is due at `now` and none is in flight.
@@ -517,6 +568,10 @@ impl<const N: usize> Lifecycle<N> {
     pub fn start_request(&mut self, now: Instant) -> Option<Ticket> {
         if self.next_request_at()? > now {
             return None;
+        }
+        self.spaced_until = now.saturating_add(self.config.min_refresh_interval);
+        if core::mem::take(&mut self.reauthenticate) {
+            self.reauth_spaced_until = self.spaced_until;
         }
         let ticket = self.next_ticket;
         self.next_ticket = self.next_ticket.saturating_add(1);
@@ -539,6 +594,11 @@ impl<const N: usize> Lifecycle<N> {
     ///
     /// Returns the new generation, or `None` if the ticket is not the one in flight (a late
     /// answer after a timeout or a credential change), in which case nothing changes.
+    ///
+    /// A token whose life is over on arrival (`life` zero, or shorter than the answer took) is
+    /// held but never handed out; it expires at once and the next request waits for the
+    /// spacing ([`LifecycleConfig::min_refresh_interval`]). The [session](crate::session) does
+    /// not pass a zero `life`: it counts such an answer as a failed request, with backoff.
     pub fn on_success(
         &mut self,
         now: Instant,
@@ -561,7 +621,7 @@ impl<const N: usize> Lifecycle<N> {
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         self.current = Some(Held { token, generation, expires_at, refresh_at, usable_until });
         self.failures = 0;
-        self.refresh_now = false;
+        self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
         Some(generation)
@@ -587,7 +647,8 @@ impl<const N: usize> Lifecycle<N> {
 
     /// Reports that the request for `ticket` was abandoned without an outcome (the caller's task
     /// was cancelled). Releases single flight at once, without backoff: nothing was learned
-    /// about the server.
+    /// about the server. The request may have reached the server, so the next one still waits
+    /// for the spacing ([`LifecycleConfig::min_refresh_interval`] after this one's start).
     pub fn on_abandoned(&mut self, now: Instant, ticket: Ticket) {
         if self.take_in_flight(ticket).is_some() {
             self.phase = Phase::Idle { not_before: now };
@@ -609,8 +670,9 @@ impl<const N: usize> Lifecycle<N> {
             }
             _ => backoff,
         };
-        let next_attempt = now.saturating_add(wait);
-        self.phase = Phase::Idle { not_before: next_attempt };
+        let not_before = now.saturating_add(wait);
+        self.phase = Phase::Idle { not_before };
+        let next_attempt = self.due_at(not_before);
         let serving_stale = self.token(now).is_some();
         self.push(LifecycleEvent::RequestFailed {
             failure,
@@ -621,7 +683,12 @@ impl<const N: usize> Lifecycle<N> {
     }
 
     /// Drops the token of `generation` after the API rejected it (401), if it is still the
-    /// current one, and makes a refresh due at once (subject to any backoff in force).
+    /// current one, and makes a refresh due at once, subject to any backoff in force.
+    ///
+    /// This refresh is the one exception to the spacing of requests: it may start sooner than
+    /// [`LifecycleConfig::min_refresh_interval`] after the last request, but no sooner than
+    /// that after the last refresh made for a 401. A server that refuses every fresh token
+    /// gets one early refresh per interval, not a loop.
     ///
     /// Returns whether a token was dropped. A 401 for an older generation returns `false` and
     /// leaves the newer token alone; a repeated call is harmless.
@@ -629,7 +696,7 @@ impl<const N: usize> Lifecycle<N> {
         match &self.current {
             Some(held) if held.generation == generation => {
                 self.current = None;
-                self.refresh_now = true;
+                self.reauthenticate = true;
                 self.push(LifecycleEvent::Invalidated(generation));
                 true
             }
@@ -638,12 +705,17 @@ impl<const N: usize> Lifecycle<N> {
     }
 
     /// The credentials were replaced (secret rotation): forget the current token, any backoff and
-    /// any rejection, and make a request due at once. A request still in flight is disowned: its
-    /// outcome, obtained with the old credentials, will be ignored.
+    /// any rejection, and make a request due as soon as the spacing allows. A request still in
+    /// flight is disowned: its outcome, obtained with the old credentials, will be ignored.
+    ///
+    /// A credential change does not go early: the next request waits until
+    /// [`LifecycleConfig::min_refresh_interval`] after the last one's start (at most that long,
+    /// 1 s by default), so an application that reloads its secret in a loop cannot make the
+    /// lifecycle storm the token endpoint either.
     pub fn credentials_changed(&mut self, now: Instant) {
         self.current = None;
         self.failures = 0;
-        self.refresh_now = true;
+        self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
     }
 
@@ -678,7 +750,7 @@ impl<const N: usize> Lifecycle<N> {
         let generation = Generation(self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         self.current = Some(Held { token, generation, expires_at, refresh_at, usable_until });
-        self.refresh_now = false;
+        self.reauthenticate = false;
         if let Phase::Idle { .. } = self.phase {
             self.failures = 0;
             self.phase = Phase::Idle { not_before: now };
@@ -833,15 +905,109 @@ mod tests {
         assert_eq!(cfg.refresh_offset(Duration::ZERO), Duration::ZERO);
     }
 
+    /// Driven as an adapter drives it: the expiry wake comes at once and is handled, and the
+    /// dropped token must not make the next request due before the spacing.
     #[test]
     fn zero_life_cannot_drive_a_request_loop() {
         let mut lc = Lc::new(exact()).unwrap();
         let mut rng = Rng::new(3);
         let ticket = lc.start_request(s(0)).unwrap();
-        lc.on_success(s(0), ticket, tok("Z"), Duration::ZERO, &mut rng).unwrap();
-        assert!(lc.token(s(0)).is_none(), "a token with no life is never handed out");
-        assert_eq!(lc.start_request(t(999)), None);
-        assert!(lc.start_request(s(1)).is_some(), "next request after min_refresh_interval");
+        let g = lc.on_success(t(5), ticket, tok("Z"), Duration::ZERO, &mut rng).unwrap();
+        assert!(lc.token(t(5)).is_none(), "a token with no life is never handed out");
+        assert_eq!(lc.poll_timeout(), Some((s(0), Wake::TokenExpiry)));
+        lc.handle_timeout(t(5), &mut rng);
+        let events: Vec<_> = core::iter::from_fn(|| lc.poll_event()).collect();
+        assert_eq!(events.last(), Some(&LifecycleEvent::Expired(g)));
+        assert_eq!(lc.state(t(5)), LifecycleState::NoToken { next_attempt: s(1) });
+        assert_eq!(lc.poll_timeout(), Some((s(1), Wake::RequestDue)), "says until when");
+        assert_eq!(lc.start_request(t(5)), None);
+        assert_eq!(lc.start_request(t(999)), None, "T-1");
+        assert!(lc.start_request(s(1)).is_some(), "T: min_refresh_interval after the last start");
+    }
+
+    /// Every path that makes a request due waits for the spacing: a failure the server asks to
+    /// retry at once, an abandoned request, a credential change.
+    #[test]
+    fn every_path_to_a_due_request_keeps_the_spacing() {
+        let mut rng = Rng::new(3);
+        let retry_now = [
+            TokenFailure::Transient { retry_after: Some(Duration::ZERO) },
+            TokenFailure::RateLimited { retry_after: Some(Duration::ZERO) },
+        ];
+        for failure in retry_now {
+            let mut lc = Lc::new(exact()).unwrap();
+            let ticket = lc.start_request(s(10)).unwrap();
+            lc.on_failure(t(10_010), ticket, failure, &mut rng);
+            assert_eq!(
+                lc.poll_event(),
+                Some(LifecycleEvent::RequestFailed {
+                    failure,
+                    failures: 1,
+                    next_attempt: s(11),
+                    serving_stale: false,
+                }),
+                "the event says until when"
+            );
+            assert_eq!(lc.next_request_at(), Some(s(11)));
+            assert_eq!(lc.start_request(t(10_999)), None, "T-1");
+            assert!(lc.start_request(s(11)).is_some(), "T");
+        }
+
+        let mut lc = Lc::new(exact()).unwrap();
+        let ticket = lc.start_request(s(10)).unwrap();
+        lc.on_abandoned(t(10_010), ticket);
+        assert_eq!(lc.start_request(t(10_999)), None, "abandoned: T-1");
+        assert!(lc.start_request(s(11)).is_some(), "abandoned: T");
+
+        // A credential change does not go early either (a secret reloaded in a loop).
+        let mut lc = Lc::new(exact()).unwrap();
+        let _ticket = lc.start_request(s(10)).unwrap();
+        lc.credentials_changed(t(10_010));
+        assert_eq!(lc.state(t(10_010)), LifecycleState::NoToken { next_attempt: s(11) });
+        assert_eq!(lc.start_request(t(10_999)), None, "rotated: T-1");
+        let _ticket = lc.start_request(s(11)).unwrap();
+        lc.credentials_changed(s(11));
+        assert_eq!(lc.start_request(t(11_999)), None, "rotated twice: T-1");
+        assert!(lc.start_request(s(12)).is_some(), "rotated twice: T");
+    }
+
+    /// The one exception: the refresh after a 401 goes at once, but only once per interval, so
+    /// a server that refuses every fresh token cannot chain early refreshes.
+    #[test]
+    fn one_early_refresh_per_interval_after_a_401() {
+        let mut lc = Lc::new(exact()).unwrap();
+        let mut rng = Rng::new(3);
+        let life = Duration::from_secs(300);
+        let ticket = lc.start_request(s(0)).unwrap();
+        let g1 = lc.on_success(t(10), ticket, tok("A"), life, &mut rng).unwrap();
+        assert!(lc.invalidate(t(20), g1));
+        let ticket = lc.start_request(t(20)).expect("the refresh after a 401 goes at once");
+        let g2 = lc.on_success(t(30), ticket, tok("B"), life, &mut rng).unwrap();
+        // The fresh token is refused too: its refresh waits for the spacing of early ones.
+        assert!(lc.invalidate(t(40), g2));
+        assert_eq!(lc.state(t(40)), LifecycleState::NoToken { next_attempt: t(1020) });
+        assert_eq!(lc.poll_timeout(), Some((t(1020), Wake::RequestDue)));
+        assert_eq!(lc.start_request(t(1019)), None, "T-1");
+        let ticket = lc.start_request(t(1020)).expect("T");
+        let g3 = lc.on_success(t(1030), ticket, tok("C"), life, &mut rng).unwrap();
+        assert!(lc.invalidate(t(1040), g3));
+        assert_eq!(lc.start_request(t(2019)), None, "one per interval, however often refused");
+        assert!(lc.start_request(t(2020)).is_some());
+
+        // A backoff in force is not skipped by a 401.
+        let mut lc = Lc::new(exact()).unwrap();
+        let ticket = lc.start_request(s(0)).unwrap();
+        let g = lc.on_success(t(10), ticket, tok("A"), life, &mut rng).unwrap();
+        let ticket = lc.start_request(s(240)).unwrap();
+        let wait = Duration::from_secs(30);
+        lc.on_failure(
+            s(241),
+            ticket,
+            TokenFailure::RateLimited { retry_after: Some(wait) },
+            &mut rng,
+        );
+        assert!(lc.invalidate(s(242), g));
+        assert_eq!(lc.next_request_at(), Some(s(271)));
     }
 
     #[test]
@@ -1075,11 +1241,17 @@ mod tests {
     enum Op {
         Advance(u64),
         Start,
-        Succeed { life_s: u64 },
+        Succeed {
+            life_s: u64,
+        },
         Fail(u8),
         Abandon,
-        Invalidate { back: u32 },
+        Invalidate {
+            back: u32,
+        },
         Timeout,
+        /// The adapter sleeps until the next deadline, handles it and starts what is due.
+        SleepToDeadline,
         CredentialsChanged,
         Use,
     }
@@ -1088,11 +1260,12 @@ mod tests {
         prop_oneof![
             4 => (0u64..120_000).prop_map(Op::Advance),
             3 => Just(Op::Start),
-            2 => (0u64..400).prop_map(|life_s| Op::Succeed { life_s }),
+            2 => prop_oneof![Just(0u64), 0u64..3, 0u64..400].prop_map(|life_s| Op::Succeed { life_s }),
             2 => any::<u8>().prop_map(Op::Fail),
             1 => Just(Op::Abandon),
             2 => (0u32..3).prop_map(|back| Op::Invalidate { back }),
             2 => Just(Op::Timeout),
+            3 => Just(Op::SleepToDeadline),
             1 => Just(Op::CredentialsChanged),
             4 => Just(Op::Use),
         ]
@@ -1103,24 +1276,45 @@ mod tests {
 
         /// Against a reference model of what was acquired and when: never an expired token,
         /// never two requests in flight, never a panic, and outcomes only for the live ticket.
+        /// And whatever the lifetimes, failures and timeouts: no two requests start closer than
+        /// `min_refresh_interval`, but for one refresh after a 401 per interval.
         #[test]
         fn never_expired_never_two_in_flight(ops in proptest::collection::vec(op(), 1..200), seed: u64) {
-            let mut lc = Lifecycle::<16>::new(LifecycleConfig::default()).unwrap();
+            let config = LifecycleConfig::default();
+            let min = config.min_refresh_interval;
+            let mut lc = Lifecycle::<16>::new(config).unwrap();
             let mut rng = Rng::new(seed);
             let mut now = Instant::ZERO;
             // Model: tickets outstanding, and the absolute expiry of every token by its value.
             let mut outstanding: Option<(Ticket, Instant)> = None;
             let mut expiries: Vec<(std::string::String, Instant)> = Vec::new();
             let mut counter = 0u32;
+            // Model of the spacing: the last start, the last start that came early (closer
+            // than `min` to the one before), and whether a 401 dropped a token since the last
+            // start (with no token or credential change since).
+            let mut last_start: Option<Instant> = None;
+            let mut last_early: Option<Instant> = None;
+            let mut refused_since_start = false;
+            let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool| {
+                let Some(ticket) = lc.start_request(now) else { return Ok(()) };
+                prop_assert!(outstanding.is_none(), "two requests in flight");
+                *outstanding = Some((ticket, now));
+                if let Some(gap) = last_start.map(|at| now.saturating_duration_since(at)) && gap < min {
+                    prop_assert!(*refused, "two requests {gap} apart, no 401 between them");
+                    prop_assert!(
+                        last_early.is_none_or(|at| now.saturating_duration_since(at) >= min),
+                        "two early refreshes within {min}"
+                    );
+                    last_early = Some(now);
+                }
+                last_start = Some(now);
+                *refused = false;
+                Ok(())
+            };
             for op in ops {
                 match op {
                     Op::Advance(ms) => now = now + Duration::from_millis(ms),
-                    Op::Start => {
-                        if let Some(ticket) = lc.start_request(now) {
-                            prop_assert!(outstanding.is_none(), "two requests in flight");
-                            outstanding = Some((ticket, now));
-                        }
-                    }
+                    Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start)?,
                     Op::Succeed { life_s } => {
                         if let Some((ticket, sent)) = outstanding.take() {
                             counter += 1;
@@ -1128,15 +1322,17 @@ mod tests {
                             let life = Duration::from_secs(life_s);
                             if lc.on_success(now, ticket, tok16(&value), life, &mut rng).is_some() {
                                 expiries.push((value, sent + life));
+                                refused_since_start = false;
                             }
                         }
                     }
                     Op::Fail(kind) => {
                         if let Some((ticket, _)) = outstanding.take() {
-                            let failure = match kind % 4 {
+                            let failure = match kind % 5 {
                                 0 => TokenFailure::Transient { retry_after: None },
                                 1 => TokenFailure::RateLimited { retry_after: Some(Duration::from_millis(u64::from(kind) * 100)) },
                                 2 => TokenFailure::Transient { retry_after: Some(Duration::MAX) },
+                                3 => TokenFailure::Transient { retry_after: Some(Duration::ZERO) },
                                 _ => TokenFailure::Fatal(RejectReason::InvalidClient),
                             };
                             lc.on_failure(now, ticket, failure, &mut rng);
@@ -1148,14 +1344,27 @@ mod tests {
                         }
                     }
                     Op::Invalidate { back } => {
-                        if let Some((_, g)) = lc.token(now) {
-                            let _ = lc.invalidate(now, Generation(g.0.saturating_sub(back)));
+                        if let Some((_, g)) = lc.token(now)
+                            && lc.invalidate(now, Generation(g.0.saturating_sub(back)))
+                        {
+                            refused_since_start = true;
                         }
                     }
                     Op::Timeout => lc.handle_timeout(now, &mut rng),
+                    Op::SleepToDeadline => {
+                        if let Some((at, _)) = lc.poll_timeout() {
+                            now = now.max(at);
+                        }
+                        lc.handle_timeout(now, &mut rng);
+                        if !lc.in_flight() {
+                            outstanding = None;
+                        }
+                        start(&mut lc, now, &mut outstanding, &mut refused_since_start)?;
+                    }
                     Op::CredentialsChanged => {
                         lc.credentials_changed(now);
                         outstanding = None; // disowned
+                        refused_since_start = false;
                     }
                     Op::Use => {}
                 }

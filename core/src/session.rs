@@ -772,7 +772,8 @@ pub enum BreakerTarget {
 pub enum Event {
     /// A token lifecycle event (acquired, refresh failed, expired, invalidated, rejected).
     Token(LifecycleEvent),
-    /// The token endpoint answered with an error; [`Session::last_token_error`] has the details.
+    /// The token endpoint answered with an error, or granted a token that had already expired
+    /// (`expires_in` zero or less); [`Session::last_token_error`] has the details.
     TokenEndpointError {
         /// The HTTP status.
         status: u16,
@@ -984,7 +985,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// The error the token endpoint answered the last failed token request with, and its
     /// correlation id: `None` when that request failed otherwise (see
-    /// [`last_token_failure`](Self::last_token_failure)) or a token was obtained since.
+    /// [`last_token_failure`](Self::last_token_failure)) or a token was obtained since. A token
+    /// granted already expired (`expires_in` zero or less) counts as an error: a 2xx status
+    /// without a code, described as such.
     pub fn last_token_error(&self) -> Option<(&OAuthError, Option<&CorrelationId>)> {
         let report = self.last_token_failure.as_ref()?;
         match &report.problem {
@@ -1045,7 +1048,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Replaces the credentials (secret rotation): the current token is dropped, a rejection is
-    /// lifted, and a token request becomes due at once.
+    /// lifted, and a token request becomes due as soon as the spacing of token requests allows
+    /// ([`LifecycleConfig::min_refresh_interval`] after the last one's start; see
+    /// [`Lifecycle::credentials_changed`]).
     pub fn set_credentials(&mut self, now: Instant, credentials: Credentials) {
         self.credentials = credentials;
         self.lifecycle.credentials_changed(now);
@@ -1209,13 +1214,24 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
+        // The body read as an OAuth error (RFC 6749 §5.2): an error status's, or for a token
+        // granted already expired, the session's diagnosis.
+        let mut error_body = Some(body);
         if (200..300).contains(&status) {
             let opts = ResponseOptions {
                 default_expires_in: self.config.default_expires_in,
                 max_expires_in: self.config.max_expires_in,
                 requested_scope: self.endpoint.scope(),
             };
+            error_body = None;
             match parse_token_response::<N>(body, &opts) {
+                // A token granted already expired (`expires_in` zero, negative or under a
+                // second) is of no use: a failed request, with backoff and a diagnosis (as an
+                // error without a code: retrying at once cannot help, but the credentials are
+                // not known to be bad), rather than a token to replace at once.
+                Ok(response) if response.expires_in.is_zero() => {
+                    error_body = Some(EXPIRED_GRANT);
+                }
                 Ok(response) => {
                     let generation = self.lifecycle.on_success(
                         now,
@@ -1252,8 +1268,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                     self.token_failed(now, ticket, failure, false);
                 }
             }
-        } else {
-            let mut error = parse_token_error(status, body);
+        }
+        if let Some(error_body) = error_body {
+            let mut error = parse_token_error(status, error_body);
             if error.class == TokenErrorClass::Redirected {
                 self.describe_redirect(&mut error, headers.get("location"));
             }
@@ -1432,6 +1449,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ///
     /// The ticket is released whatever happens, without backoff and without charging the token
     /// endpoint's breaker (nothing was learned about it); a breaker probe it held is returned.
+    /// The ticket still counts as a token request for the spacing: the next one starts no
+    /// sooner than [`LifecycleConfig::min_refresh_interval`] after it.
     /// The token is then installed as by [`restore`](Self::restore): served until its refresh
     /// point, computed from its remaining life. A stale ticket changes nothing.
     ///
@@ -2111,6 +2130,12 @@ enum CallEnd {
     Failure,
     Abandoned,
 }
+
+/// The diagnosis of a token granted already expired, as an OAuth error body without a code: it
+/// is read by the same code as the server's errors, and a 2xx status without a code classifies
+/// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged).
+const EXPIRED_GRANT: &[u8] =
+    br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#;
 
 /// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
 /// each of the session's fifteen counting places cost a 32-bit firmware about 0.2 KiB.

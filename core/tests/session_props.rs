@@ -5,14 +5,21 @@
 //! - never two token requests in flight;
 //! - every "not before T" and every retry instant is at or after `now`;
 //! - no input sequence panics.
+//!
+//! And, driven as an adapter drives it (sleep to `poll_timeout`, `handle_timeout`, poll for a
+//! token request) against a token endpoint that answers anything (lifetimes of zero, negative,
+//! fractional or huge, any status, any body, `Retry-After: 0`, transport failures): no two token
+//! requests start closer than `min_refresh_interval`, but for one refresh after a 401 per
+//! interval.
 
 use credflow_core::http::Method;
-use credflow_core::lifecycle::Ticket;
+use credflow_core::lifecycle::{LifecycleEvent, Ticket};
 use credflow_core::ratelimit::pacer::Priority;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
-    Authorize, HostKey, RequestSpec, RequestState, Session, SessionConfig, TokenEndpoint, Verdict,
+    Authorize, Event, HostKey, RequestSpec, RequestState, Session, SessionConfig, TokenEndpoint,
+    Verdict,
 };
 use credflow_core::{Duration, Instant};
 use proptest::prelude::*;
@@ -176,5 +183,281 @@ proptest! {
             let _ = s.poll_timeout();
             while s.poll_event().is_some() {}
         }
+    }
+}
+
+/// `expires_in` as servers write it, the hostile ones included (raw JSON).
+const LIFETIMES: [&str; 22] = [
+    "0",
+    "-0",
+    "-5",
+    "-1",
+    "\"0\"",
+    "\"-5\"",
+    "\"0.9\"",
+    "0.9",
+    "0.0",
+    "1e-3",
+    "-1e30",
+    "1e30",
+    "1",
+    "2",
+    "\"1\"",
+    "3",
+    "60",
+    "3600",
+    "\"3600\"",
+    "null",
+    "\"soon\"",
+    "99999999999999999999",
+];
+
+/// What the token endpoint answers.
+#[derive(Clone, Debug)]
+enum TokenAnswer {
+    /// 2xx with a token of this lifetime (an index into [`LIFETIMES`], or an integer).
+    Granted { status: u16, lifetime: Result<usize, i32> },
+    /// An OAuth error body.
+    Error { status: u16, code: &'static str, description: &'static str },
+    /// Any status, any bytes.
+    Raw { status: u16, body: Vec<u8> },
+}
+
+fn token_answer() -> impl Strategy<Value = TokenAnswer> {
+    let status = prop_oneof![Just(200u16), Just(201), Just(204), 100u16..600];
+    let lifetime =
+        prop_oneof![3 => (0..LIFETIMES.len()).prop_map(Ok), 1 => (-10i32..10).prop_map(Err)];
+    let code = prop_oneof![
+        Just(("invalid_request", "rate limit exceeded; slow down")),
+        Just(("invalid_client", "authentication failed")),
+        Just(("server_error", "")),
+        Just(("temporarily_unavailable", "")),
+        Just(("invalid_request", "missing grant_type")),
+    ];
+    prop_oneof![
+        6 => (status, lifetime).prop_map(|(status, lifetime)| TokenAnswer::Granted { status, lifetime }),
+        2 => (prop_oneof![Just(400u16), Just(401), Just(429), Just(503), 100u16..600], code)
+            .prop_map(|(status, (code, description))| TokenAnswer::Error { status, code, description }),
+        2 => (prop_oneof![Just(200u16), Just(500), Just(502), 100u16..600], proptest::collection::vec(any::<u8>(), 0..24))
+            .prop_map(|(status, body)| TokenAnswer::Raw { status, body }),
+    ]
+}
+
+/// One step of an adapter's life.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Time passes (milliseconds).
+    Advance(u64),
+    /// The token driver's loop: sleep until `poll_timeout` (if later), `handle_timeout`, then
+    /// poll for a token request.
+    Drive,
+    /// Poll for a token request now.
+    PollToken,
+    /// The timer fires now.
+    Timeout,
+    /// The token endpoint answers the outstanding request, with this `Retry-After` (an index:
+    /// none, `0`, `1`, `3`, garbage, huge).
+    Answer(TokenAnswer, u8),
+    /// The outstanding token request fails in transport (`false`) or is abandoned (`true`).
+    TokenTransport(bool),
+    /// An API request is sent with the current token, if any, and answered with this status.
+    Call(u16),
+    /// The secret is rotated.
+    Rotate,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u64..3_000).prop_map(Step::Advance),
+        1 => (0u64..200_000).prop_map(Step::Advance),
+        6 => Just(Step::Drive),
+        2 => Just(Step::PollToken),
+        1 => Just(Step::Timeout),
+        6 => (token_answer(), any::<u8>()).prop_map(|(a, r)| Step::Answer(a, r)),
+        1 => any::<bool>().prop_map(Step::TokenTransport),
+        3 => prop_oneof![3 => Just(401u16), 1 => Just(200), 1 => Just(429), 1 => Just(503)].prop_map(Step::Call),
+        1 => Just(Step::Rotate),
+    ]
+}
+
+const RETRY_AFTER: [Option<&str>; 6] =
+    [None, Some("0"), Some("1"), Some("3"), Some("soon"), Some("99999999999")];
+
+/// The spacing invariant, as a model: the starts of token requests, and which may come early.
+#[derive(Default)]
+struct Spacing {
+    last_start: Option<Instant>,
+    /// The last start closer than the interval to the one before it.
+    last_early: Option<Instant>,
+    /// A 401 dropped the current token since the last start (and no token or credential
+    /// change came since): the next start may be early.
+    refused: bool,
+    starts: usize,
+}
+
+impl Spacing {
+    fn started(&mut self, now: Instant, min: Duration) -> Result<(), TestCaseError> {
+        if let Some(gap) = self.last_start.map(|at| now.saturating_duration_since(at))
+            && gap < min
+        {
+            prop_assert!(self.refused, "token requests {gap} apart at {now}, no 401 between them");
+            prop_assert!(
+                self.last_early.is_none_or(|at| now.saturating_duration_since(at) >= min),
+                "a second early refresh within {min} at {now}"
+            );
+            self.last_early = Some(now);
+        }
+        self.last_start = Some(now);
+        self.refused = false;
+        self.starts += 1;
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Whatever the token endpoint answers and whenever the adapter wakes, no two token
+    /// requests start closer than `min_refresh_interval`, but for one refresh after a 401 per
+    /// interval.
+    #[test]
+    fn token_requests_are_spaced_whatever_the_server_sends(
+        steps in proptest::collection::vec(step(), 1..200),
+        interval_ms in prop_oneof![Just(1_000u64), Just(200), 1u64..5_000],
+        seed: u64,
+    ) {
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new("https://login.example.com/oauth/token").unwrap();
+        let mut config = SessionConfig::default();
+        let min = Duration::from_millis(interval_ms);
+        config.lifecycle.min_refresh_interval = min;
+        let mut s: Session<64, 2> = Session::new(creds, endpoint, config, seed).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut now = Instant::ZERO;
+        let mut outstanding: Option<Ticket> = None;
+        let mut spacing = Spacing::default();
+        let mut counter = 0u32;
+
+        for step in steps {
+            let mut poll = false;
+            match step {
+                Step::Advance(ms) => now = now + Duration::from_millis(ms),
+                Step::Drive => {
+                    if let Some((at, _)) = s.poll_timeout()
+                        && at > now
+                        && !at.is_never()
+                    {
+                        now = at;
+                    }
+                    s.handle_timeout(now);
+                    poll = true;
+                }
+                Step::PollToken => poll = true,
+                Step::Timeout => s.handle_timeout(now),
+                Step::Answer(answer, r) => {
+                    if let Some(ticket) = outstanding.take() {
+                        let retry_after = RETRY_AFTER[usize::from(r) % RETRY_AFTER.len()];
+                        let headers: Vec<(&str, &str)> = retry_after.map(|v| ("Retry-After", v)).into_iter().collect();
+                        let (status, body) = match answer {
+                            TokenAnswer::Granted { status, lifetime } => {
+                                counter += 1;
+                                let expires_in = match lifetime {
+                                    Ok(i) => LIFETIMES[i].to_owned(),
+                                    Err(n) => n.to_string(),
+                                };
+                                (status, format!(r#"{{"access_token":"tok{counter}","token_type":"Bearer","expires_in":{expires_in}}}"#).into_bytes())
+                            }
+                            TokenAnswer::Error { status, code, description } => {
+                                (status, format!(r#"{{"error":"{code}","error_description":"{description}"}}"#).into_bytes())
+                            }
+                            TokenAnswer::Raw { status, body } => (status, body),
+                        };
+                        s.handle_token_response(now, ticket, status, headers.as_slice(), &body);
+                    }
+                }
+                Step::TokenTransport(abandon) => {
+                    if let Some(ticket) = outstanding.take() {
+                        s.handle_token_error(now, ticket, (!abandon).then_some(TransportKind::Reset));
+                    }
+                }
+                Step::Call(status) => {
+                    let spec = RequestSpec::new(Method::Get, HostKey(1));
+                    let mut req = s.begin(now, spec);
+                    if let Authorize::Send { .. } = s.authorize(now, &mut req) {
+                        let _ = s.handle_response(now, &mut req, status, &[("Retry-After", "1")], b"{}");
+                    }
+                }
+                Step::Rotate => {
+                    s.set_credentials(now, Credentials::from_strs("client", "rotated").unwrap());
+                    outstanding = None; // disowned
+                    spacing.refused = false;
+                }
+            }
+            if poll && let Some((ticket, _)) = s.poll_token_request(now, &mut buf).unwrap() {
+                prop_assert!(outstanding.is_none(), "two token requests in flight");
+                outstanding = Some(ticket);
+                spacing.started(now, min)?;
+            }
+            if !s.lifecycle().in_flight() {
+                outstanding = None;
+            }
+            while let Some(event) = s.poll_event() {
+                match event {
+                    Event::Token(LifecycleEvent::Invalidated(_)) => spacing.refused = true,
+                    Event::Token(LifecycleEvent::TokenAcquired { .. }) => spacing.refused = false,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The storm's shape, as a timeline: an adapter that answers every token request at once with
+/// a token that has no life, and wakes whenever `poll_timeout` says. Over 20 s of virtual time
+/// it may send at most one request per `min_refresh_interval` (1 s) plus one; before the
+/// spacing was enforced in the lifecycle it sent one request per wake, thousands.
+#[test]
+fn a_token_with_no_life_does_not_drive_a_request_loop() {
+    for expires_in in ["0", "-5", "\"0.9\"", "0.9", "-1e30"] {
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new("https://login.example.com/oauth/token").unwrap();
+        let mut s: Session<64, 2> =
+            Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+        let mut buf = [0u8; 1024];
+        let body =
+            format!(r#"{{"access_token":"t","token_type":"bearer","expires_in":{expires_in}}}"#);
+        let mut now = Instant::ZERO;
+        let mut starts = Vec::new();
+        for _ in 0..10_000 {
+            s.handle_timeout(now);
+            if let Some((ticket, _)) = s.poll_token_request(now, &mut buf).unwrap() {
+                starts.push(now);
+                s.handle_token_response(now, ticket, 200, &[], body.as_bytes());
+            }
+            while s.poll_event().is_some() {}
+            match s.poll_timeout() {
+                Some((at, _)) if at > now && at < Instant::from_secs(20) => now = at,
+                Some((at, _)) if at <= now => {}
+                _ => break,
+            }
+        }
+        assert!(
+            starts.len() <= 21,
+            "expires_in {expires_in}: {} token requests in 20 s",
+            starts.len()
+        );
+        assert!(
+            starts
+                .windows(2)
+                .all(|w| w[1].saturating_duration_since(w[0]) >= Duration::from_secs(1)),
+            "expires_in {expires_in}: requests closer than min_refresh_interval: {starts:?}"
+        );
+        // No token is served, and the reason is on record: a failure, not a success.
+        assert!(s.token(now).is_none());
+        let (error, _) = s.last_token_error().expect("a diagnosis");
+        assert_eq!(error.status, 200);
+        assert!(error.to_string().contains("granted already expired"), "{error}");
+        assert_eq!(error.class, credflow_core::oauth::TokenErrorClass::Permanent);
+        assert!(s.counters().token_failures >= 1);
     }
 }

@@ -10,6 +10,9 @@
 //! - a token handed out by `authorize` (or held as usable) is one the server issued and has
 //!   not expired by the model's clock, which starts counting when the request was *sent*;
 //! - never two token requests in flight;
+//! - no two token requests start closer than `min_refresh_interval`, but for one refresh after
+//!   a 401 per interval, whatever the token endpoint answered (lifetimes of zero, negative,
+//!   fractional or huge, `Retry-After: 0`) and whenever the adapter woke;
 //! - every `Wait { until: Some(t) }` and `Verdict::Retry { at }` has `t >= now`, and nothing is
 //!   sent past its deadline;
 //! - a snapshot changed after sealing is never restored;
@@ -21,13 +24,13 @@
 use arbitrary::{Arbitrary, Unstructured};
 use credflow_core::http::Method;
 use credflow_core::http::date::format_http_date;
-use credflow_core::lifecycle::Ticket;
+use credflow_core::lifecycle::{LifecycleEvent, Ticket};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::ratelimit::pacer::Priority;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
-    Authorize, HostKey, RequestSpec, RequestState, RestoreError, Session, SessionConfig,
+    Authorize, Event, HostKey, RequestSpec, RequestState, RestoreError, Session, SessionConfig,
     TokenEndpoint, Verdict,
 };
 use credflow_core::snapshot::UnsealError;
@@ -50,7 +53,7 @@ enum Op {
     Advance(u16),
     /// The adapter asks for a token request.
     PollToken,
-    /// The token endpoint answers the outstanding request: kind (`% 10`), lifetime in seconds.
+    /// The token endpoint answers the outstanding request: kind (`% 14`), lifetime in seconds.
     AnswerToken(u8, u16),
     /// The outstanding token request fails in transport (`false`) or is abandoned (`true`).
     TokenTransport(bool),
@@ -119,6 +122,48 @@ struct Model {
     last_wait: Option<Instant>,
     /// The token endpoint answered with a fatal error since the last rotation.
     rejected: bool,
+    /// The spacing of token requests.
+    spacing: Spacing,
+}
+
+/// The spacing invariant, as a model: no two token requests start closer than `min`, except a
+/// refresh after a 401 dropped the current token, and such early starts are `min` apart.
+struct Spacing {
+    min: Duration,
+    last_start: Option<Instant>,
+    /// The last start closer than `min` to the one before it.
+    last_early: Option<Instant>,
+    /// A 401 dropped the current token since the last start, and no token or credential change
+    /// came since: the next start may be early.
+    refused: bool,
+}
+
+impl Spacing {
+    fn started(&mut self, now: Instant) {
+        if let Some(gap) = self.last_start.map(|at| now.saturating_duration_since(at))
+            && gap < self.min
+        {
+            assert!(self.refused, "token requests {gap} apart at {now}, no 401 between them");
+            assert!(
+                self.last_early.is_none_or(|at| now.saturating_duration_since(at) >= self.min),
+                "a second early refresh within {} at {now}",
+                self.min
+            );
+            self.last_early = Some(now);
+        }
+        self.last_start = Some(now);
+        self.refused = false;
+    }
+
+    /// Follows the session's events: a 401 that dropped the token allows one early refresh; a
+    /// new token takes the allowance back.
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Token(LifecycleEvent::Invalidated(_)) => self.refused = true,
+            Event::Token(LifecycleEvent::TokenAcquired { .. }) => self.refused = false,
+            _ => {}
+        }
+    }
 }
 
 const STATUSES: [u16; 13] = [200, 204, 401, 403, 429, 500, 503, 404, 408, 502, 504, 400, 302];
@@ -149,6 +194,7 @@ fuzz_target!(|data: &[u8]| {
     let creds = Credentials::from_strs(CLIENT.0, CLIENT.1).unwrap();
     let endpoint =
         TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap().with_auth(auth);
+    let min_refresh_interval = config.lifecycle.min_refresh_interval;
     let Ok(mut s) = Session::<N, 2>::new(creds, endpoint, config, seed) else { return };
 
     let mut buf = [0u8; 4096];
@@ -161,6 +207,12 @@ fuzz_target!(|data: &[u8]| {
         snapshot: None,
         last_wait: None,
         rejected: false,
+        spacing: Spacing {
+            min: min_refresh_interval,
+            last_start: None,
+            last_early: None,
+            refused: false,
+        },
     };
     let mut reqs: Vec<(RequestState, bool)> = Vec::new(); // (state, sent)
 
@@ -188,6 +240,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = format!("{request:?}");
                     assert!(request.body.starts_with("grant_type=client_credentials"));
                     model.outstanding = Some((ticket, now));
+                    model.spacing.started(now);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -319,6 +372,7 @@ fuzz_target!(|data: &[u8]| {
                 s.set_credentials(now, Credentials::from_strs(CLIENT.0, "rotated").unwrap());
                 model.outstanding = None; // disowned
                 model.rejected = false;
+                model.spacing.refused = false;
             }
             Op::WallClock => {
                 s.set_wall_clock(WallClock::new(Instant::ZERO, WALL_ORIGIN));
@@ -389,6 +443,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = s.poll_timeout();
         while let Some(event) = s.poll_event() {
             let _ = format!("{event:?}");
+            model.spacing.observe(&event);
         }
         let _ = format!("{s:?} {:?}", s.counters());
     }
@@ -433,9 +488,13 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
             && let Ok(Some((ticket, _))) = s.poll_token_request(now, buf)
         {
             model.outstanding = Some((ticket, now));
+            model.spacing.started(now);
         }
         if let Some((ticket, sent)) = model.outstanding.take() {
             answer_token(s, model, now, ticket, sent, 0, 3600);
+        }
+        while let Some(event) = s.poll_event() {
+            model.spacing.observe(&event);
         }
         let answer = s.authorize(now, &mut req);
         if trace() {
@@ -533,7 +592,7 @@ fn answer_token(
         value
     };
     let json = [("Content-Type", "application/json")];
-    match kind % 10 {
+    match kind % 14 {
         0 => {
             let value = issue(model, Duration::from_secs(life.into()));
             let body = format!(r#"{{"access_token":"{value}","token_type":"Bearer","expires_in":{life}}}"#);
@@ -579,7 +638,31 @@ fn answer_token(
             let body = format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":60}}"#, "x".repeat(N + 1 + usize::from(life % 8)));
             s.handle_token_response(now, ticket, 200, &json, body.as_bytes());
         }
-        _ => s.handle_token_response(now, ticket, 500, &[], b""),
+        9 => s.handle_token_response(now, ticket, 500, &[], b""),
+        10 => {
+            // A lifetime no token can use, however it is written: spent on arrival.
+            const SPENT: [&str; 8] = ["0", "-0", "-5", "0.9", "\"0.9\"", "-1e30", "1e-3", "\"-5\""];
+            let expires_in = SPENT[usize::from(life) % SPENT.len()];
+            let value = issue(model, Duration::ZERO);
+            let body = format!(r#"{{"access_token":"{value}","token_type":"Bearer","expires_in":{expires_in}}}"#);
+            s.handle_token_response(now, ticket, 200, &json, body.as_bytes());
+        }
+        11 => {
+            // A lifetime beyond any maximum: clamped, so believed no longer than the server
+            // says.
+            let value = issue(model, Duration::MAX);
+            let expires_in = ["1e30", "\"1e30\"", "99999999999999999999", "1e999"][usize::from(life) % 4];
+            let body = format!(r#"{{"access_token":"{value}","token_type":"Bearer","expires_in":{expires_in}}}"#);
+            s.handle_token_response(now, ticket, 200, &json, body.as_bytes());
+        }
+        12 => s.handle_token_response(now, ticket, 503, &[("Retry-After", "0")], b""),
+        _ => s.handle_token_response(
+            now,
+            ticket,
+            400,
+            &[("Retry-After", "0")],
+            br#"{"error":"invalid_request","error_description":"rate limit exceeded; retry at once"}"#,
+        ),
     }
 }
 

@@ -444,6 +444,42 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             .abandon(0)
             .into(),
     );
+    add(
+        "session",
+        "hostile-lifetimes",
+        // A token endpoint granting spent lifetimes (0, -5, "0.9"), asking for a retry at once
+        // (503 and rate limit with `Retry-After: 0`), granting "never expires", then an API
+        // refusing every fresh token: the adapter wakes at every deadline and asks at once.
+        Ops::new(0)
+            .poll()
+            .answer(10, 0)
+            .sleep_to_deadline()
+            .poll()
+            .answer(10, 2)
+            .sleep_to_deadline()
+            .poll()
+            .answer(10, 4)
+            .sleep_to_deadline()
+            .poll()
+            .answer(12, 0)
+            .sleep_to_deadline()
+            .poll()
+            .answer(13, 0)
+            .sleep_to_deadline()
+            .poll()
+            .answer(11, 0)
+            .begin(0, 1)
+            .authorize(0)
+            .respond(0, 2, 0)
+            .poll()
+            .answer(0, 3600)
+            .authorize(0)
+            .respond(0, 2, 0)
+            .poll()
+            .sleep_to_deadline()
+            .poll()
+            .into(),
+    );
 
     // token_request: flags, buffer size, JWT lifetime and time, jti, then text lines.
     let request = |flags: u8, buf: u16, lines: &str| {

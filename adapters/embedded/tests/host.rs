@@ -119,7 +119,16 @@ async fn token_is_refreshed_after_expiry_without_a_401() {
 async fn maintain_refreshes_ahead_of_expiry() {
     let emu =
         emulator(EmulatorConfig::default().with_token_lifetime(StdDuration::from_secs(1))).await;
-    let mut client = emulator_client(&emu);
+    // Token requests are at least `min_refresh_interval` apart (1 s by default): a 1 s token can
+    // be refreshed ahead of its expiry only with a shorter interval.
+    let mut config = SessionConfig::default();
+    config.lifecycle.min_refresh_interval = credflow_core::Duration::from_millis(200);
+    let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    let endpoint = TokenEndpoint::new(&emu.token_url()).unwrap();
+    let session = Session::new(credentials, endpoint, config, 42).unwrap();
+    let mut client: TestClient =
+        Client::new(Loopback::default(), session, &emu.api_base(), ClientConfig::default())
+            .unwrap();
     let (mut tx, mut rx) = ([0u8; 1024], [0u8; 4096]);
     client.token(&mut tx, &mut rx).await.unwrap();
     let first = Instant::now();

@@ -122,6 +122,9 @@ async fn token_endpoint_maintenance_opens_the_breaker_then_recovers() {
     let client = client_for(&emu, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, |c| {
         c.session.lifecycle.retry_base = CoreDuration::from_millis(50);
         c.session.lifecycle.retry_cap = CoreDuration::from_millis(200);
+        // Token requests are spaced by at least this (1 s by default), backoff or not: small,
+        // so that the breaker's three failures fit in the 1.5 s outage.
+        c.session.lifecycle.min_refresh_interval = CoreDuration::from_millis(50);
         c.session.token_breaker.cooldown = CoreDuration::from_millis(300);
         c.session.token_breaker.max_cooldown = CoreDuration::from_millis(600);
     });

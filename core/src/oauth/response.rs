@@ -10,13 +10,17 @@
 //!   `mac` token cannot be used as a bearer token, so it is refused with the type named. A
 //!   missing `token_type` is refused too: RFC 6749 §5.1 makes it REQUIRED, and guessing would
 //!   hide a misconfigured or non-OAuth endpoint.
-//! - **`expires_in`** is accepted as an integer, or a string of digits with an optional
-//!   fraction, truncated (PayPal sends strings). JSON numbers with a fraction or an exponent
-//!   are not read (no float code in firmware): they take the default, flagged `Unparseable`.
-//!   Missing or `null`: [`ResponseOptions::default_expires_in`]. Zero or negative: zero,
-//!   so the lifecycle refreshes at once rather than trusting a token the server says is spent.
-//!   Above [`ResponseOptions::max_expires_in`]: clamped, so a bogus "never expires" cannot pin a
-//!   token forever. Anything else: the default. [`ExpiresInSource`] says which rule applied.
+//! - **`expires_in`** is accepted as a JSON number or a string holding one (PayPal sends
+//!   strings; a string may also have a leading `+` and surrounding spaces): an integer, a
+//!   fraction, an exponent (`3.6e3`, `1e30`), read exactly with integer arithmetic (no float
+//!   code in firmware) and truncated to whole seconds. Missing or `null`:
+//!   [`ResponseOptions::default_expires_in`]. Zero, negative or below one second (`0`, `-5`,
+//!   `"0.9"`, `-1e30`): zero, flagged [`ExpiresInSource::NonPositive`]; the token is spent on
+//!   arrival, and the [session](crate::session) counts such an answer as a failed request
+//!   (with backoff and a diagnosis), never as a token to replace at once. Above
+//!   [`ResponseOptions::max_expires_in`], however large (`1e30`, twenty digits): clamped, so a
+//!   bogus "never expires" cannot pin a token forever. Anything else (`true`, `"soon"`): the
+//!   default, flagged `Unparseable`. [`ExpiresInSource`] says which rule applied.
 //! - **`scope`** (RFC 6749 §3.3) is kept (bounded, cut at a scope-token boundary) and compared
 //!   with the requested scope as sets of space-separated tokens ([`ScopeCheck`]). A server that
 //!   omits `scope` says the grant equals the request, but that is not proof: it is reported as
@@ -36,6 +40,7 @@ use crate::json::{self, Value, unescape};
 use crate::secret::{AccessToken, TokenError, wipe};
 use crate::text::push_sanitized;
 use crate::time::Duration;
+use crate::time::mul_sat;
 
 /// Lifetime assumed when a response has no `expires_in`: one hour, the most common token life.
 /// A wrong guess costs at most one rejected request: a 401 makes the lifecycle refresh.
@@ -91,7 +96,8 @@ pub enum ExpiresInSource {
     Reported,
     /// Missing or `null`: the configured default.
     Defaulted,
-    /// Zero or negative: set to zero, so the token is refreshed at once.
+    /// Zero, negative, or below one second: set to zero. The token is spent on arrival; the
+    /// session counts the answer as a failed token request.
     NonPositive,
     /// Above the configured maximum: clamped to it.
     Clamped,
@@ -286,13 +292,11 @@ struct Raw<'a> {
     error: bool,
 }
 
-/// `expires_in` as found. Numbers are read as integers only: float parsing would add some
-/// 17 KiB of code to a firmware image, for a form no token endpoint in use sends (a fraction or
-/// an exponent reads as unparseable and takes the default; in a string, a fraction is truncated).
+/// `expires_in` as found: a number, or a string (both read by [`decimal_seconds`], with
+/// integer arithmetic: float parsing would add some 17 KiB of code to a firmware image), or
+/// something else.
 enum RawExpires<'a> {
-    Seconds(u64),
-    Negative,
-    Text(&'a str),
+    Decimal(&'a str),
     Other,
 }
 
@@ -324,12 +328,7 @@ fn read_members(body: &[u8]) -> Result<Raw<'_>, ResponseError> {
             (None, value) => {
                 raw.expires_in = match value {
                     Value::Null => None,
-                    Value::Number(n) => Some(match json::integer(n) {
-                        Some(Ok(secs)) => RawExpires::Seconds(secs),
-                        Some(Err(_)) => RawExpires::Negative,
-                        None => RawExpires::Other,
-                    }),
-                    Value::Str(s) => Some(RawExpires::Text(s)),
+                    Value::Number(s) | Value::Str(s) => Some(RawExpires::Decimal(s)),
                     _ => Some(RawExpires::Other),
                 };
             }
@@ -391,9 +390,7 @@ fn expires_in(
     let unparseable = (default.0, ExpiresInSource::Unparseable);
     match raw {
         None => default,
-        Some(RawExpires::Seconds(secs)) => from_secs(secs, opts),
-        Some(RawExpires::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
-        Some(RawExpires::Text(s)) => match decimal_seconds(s.trim_ascii()) {
+        Some(RawExpires::Decimal(s)) => match decimal_seconds(s.trim_ascii()) {
             Some(Sign::Positive(secs)) => from_secs(secs, opts),
             Some(Sign::Negative) => (Duration::ZERO, ExpiresInSource::NonPositive),
             None => unparseable,
@@ -407,28 +404,75 @@ enum Sign {
     Negative,
 }
 
-/// A decimal number of seconds in text (`"3600"`, `"+3600"`, `"3600.5"`, `"-30"`), its fraction
-/// truncated and its value saturated; `None` for anything else (exponents included).
+/// A decimal number of seconds (`3600`, `+3600`, `3600.5`, `-30`, `3.6e3`, `1e30`, `.5`, `7.`),
+/// truncated towards zero and saturated; `None` for anything else. Zero after truncation (and
+/// any negative number) is [`Sign::Negative`].
+///
+/// Exact, with integer arithmetic only: the digits before the point the exponent moves are
+/// read, the rest dropped; an exponent that moves the point past the last digit appends zeros
+/// until the value saturates (at most 20), so neither a long number nor a huge exponent costs
+/// more than one pass over the text.
 fn decimal_seconds(s: &str) -> Option<Sign> {
     // By bytes: `str` patterns and slicing cost boundary checks and a searcher.
-    let (negative, digits) = match s.as_bytes() {
-        [] => return None,
-        [b'-', digits @ ..] => (true, digits),
-        [b'+', digits @ ..] => (false, digits),
-        digits => (false, digits),
+    let (negative, rest) = signed(s.as_bytes());
+    let (whole, rest) = rest.split_at_checked(leading_digits(rest))?;
+    let (fraction, rest) = match rest {
+        [b'.', rest @ ..] => rest.split_at_checked(leading_digits(rest))?,
+        _ => (&[][..], rest),
     };
-    let (whole, rest) =
-        digits.split_at_checked(digits.iter().take_while(|b| b.is_ascii_digit()).count())?;
-    let fraction = match rest {
-        [] => rest,
-        [b'.', fraction @ ..] => fraction,
+    // How many of the digits (whole, then fraction) stand before the point the exponent moved.
+    // An exponent beyond `usize` moves it past any text there is: saturated.
+    let kept = match rest {
+        [] => whole.len(),
+        [b'e' | b'E', rest @ ..] => {
+            let (negative, digits) = signed(rest);
+            if digits.is_empty() || leading_digits(digits) != digits.len() {
+                return None;
+            }
+            let shift = usize::try_from(saturating_decimal(digits)).unwrap_or(usize::MAX);
+            if negative {
+                whole.len().saturating_sub(shift)
+            } else {
+                whole.len().saturating_add(shift)
+            }
+        }
         _ => return None,
     };
-    if whole.is_empty() && fraction.is_empty() || fraction.iter().any(|b| !b.is_ascii_digit()) {
+    if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    let value = saturating_decimal(whole);
+    let fraction_kept = kept.saturating_sub(whole.len());
+    let mut value = append_digits(
+        append_digits(0, whole.get(..kept).unwrap_or(whole)),
+        fraction.get(..fraction_kept).unwrap_or(fraction),
+    );
+    let mut zeros = fraction_kept.saturating_sub(fraction.len());
+    while zeros > 0 && value != 0 && value != u64::MAX {
+        value = mul_sat(value, 10);
+        zeros = zeros.saturating_sub(1);
+    }
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
+}
+
+/// `value` with the ASCII `digits` appended, saturating at `u64::MAX`.
+fn append_digits(value: u64, digits: &[u8]) -> u64 {
+    digits
+        .iter()
+        .fold(value, |acc, b| mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0'))))
+}
+
+/// A leading `-` (true) or `+` (false) split off.
+fn signed(s: &[u8]) -> (bool, &[u8]) {
+    match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        rest => (false, rest),
+    }
+}
+
+/// How many ASCII digits `s` starts with.
+fn leading_digits(s: &[u8]) -> usize {
+    s.iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
 fn from_secs(secs: u64, opts: &ResponseOptions<'_>) -> (Duration, ExpiresInSource) {
@@ -634,19 +678,40 @@ mod tests {
         })
     }
 
-    /// `decimal_seconds` as it was before it used the JSON reader's integer parser.
+    /// `decimal_seconds` by text: the exponent applied by moving the point in a string of
+    /// digits, then the whole part read with saturation.
     fn seconds_reference(s: &str) -> Option<Option<u64>> {
-        let (negative, digits) = match s.as_bytes().first()? {
+        let (negative, number) = match s.as_bytes().first()? {
             b'-' => (true, s.get(1..)?),
             b'+' => (false, s.get(1..)?),
             _ => (false, s),
         };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let (mantissa, exponent) = match number.split_once(['e', 'E']) {
+            Some((m, e)) => {
+                let digits = e.strip_prefix(['-', '+']).unwrap_or(e);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                // Exponents this test generates fit easily.
+                (m, e.parse::<i64>().ok()?)
+            }
+            None => (number, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
         if whole.is_empty() && fraction.is_empty() || !all_digits(whole) || !all_digits(fraction) {
             return None;
         }
-        let value = whole
+        let digits = std::format!("{whole}{fraction}");
+        let point = whole.len() as i64 + exponent;
+        let integer = if point <= 0 {
+            String::new()
+        } else if point as usize <= digits.len() {
+            digits[..point as usize].to_string()
+        } else {
+            digits.clone() + &"0".repeat(point as usize - digits.len())
+        };
+        let value = integer
             .bytes()
             .fold(0u64, |acc, b| acc.saturating_mul(10).saturating_add(u64::from(b - b'0')));
         Some(if negative || value == 0 { None } else { Some(value) })
@@ -665,6 +730,23 @@ mod tests {
         assert_eq!(seconds("-"), None);
         assert_eq!(seconds("."), None);
         assert_eq!(seconds("--1"), None);
+        // Exponents: exact, truncated, saturated however large.
+        assert_eq!(seconds("3.6e3"), Some(Some(3600)));
+        assert_eq!(seconds("36E-1"), Some(Some(3)));
+        assert_eq!(seconds("1e-3"), Some(None));
+        assert_eq!(seconds("1e19"), Some(Some(10_000_000_000_000_000_000)));
+        assert_eq!(seconds("1e20"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("1e30"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("-1e30"), Some(None));
+        assert_eq!(seconds("0e99999999999999999999999"), Some(None));
+        assert_eq!(seconds("1e99999999999999999999999"), Some(Some(u64::MAX)));
+        assert_eq!(seconds("1e-99999999999999999999999"), Some(None));
+        assert_eq!(seconds("12345.678e2"), Some(Some(1_234_567)));
+        assert_eq!(seconds("1e"), None);
+        assert_eq!(seconds("1e+"), None);
+        assert_eq!(seconds("e5"), None);
+        assert_eq!(seconds("1e5x"), None);
+        assert_eq!(seconds("1.e1"), Some(Some(10)));
     }
 
     #[test]
@@ -678,24 +760,48 @@ mod tests {
         assert_eq!(expiry("\"+3600\""), (s(3600), ExpiresInSource::Reported));
         assert_eq!(expiry("1"), (s(1), ExpiresInSource::Reported));
         assert_eq!(expiry("null"), (DEFAULT_EXPIRES_IN, ExpiresInSource::Defaulted));
-        for v in ["0", "-1", "-0", "\"0\"", "\"-30\"", "\"0.5\"", "-9223372036854775808"] {
+        // Fractions and exponents, in numbers and strings alike, read exactly and truncated.
+        for v in ["3600.9", "3.6e3", "\"3.6e3\"", "36E2", "360000e-2", "0.36e4", "\"+3.6E+3\""] {
+            assert_eq!(expiry(v), (s(3600), ExpiresInSource::Reported), "{v}");
+        }
+        // Zero, negative, or below one second, however written: spent on arrival.
+        for v in [
+            "0",
+            "-1",
+            "-0",
+            "-5",
+            "0.0",
+            "0.5",
+            "0.9",
+            "1e-3",
+            "-1e30",
+            "-1e999",
+            "\"0\"",
+            "\"-30\"",
+            "\"0.5\"",
+            "\"0.9\"",
+            "-9223372036854775808",
+            "-99999999999999999999999",
+        ] {
             assert_eq!(expiry(v), (Duration::ZERO, ExpiresInSource::NonPositive), "{v}");
         }
-        // T and T+1 around the maximum.
+        // T and T+1 around the maximum; beyond it, however large, clamped to it.
         let max = MAX_EXPIRES_IN.as_secs();
         assert_eq!(expiry(&max.to_string()), (MAX_EXPIRES_IN, ExpiresInSource::Reported));
-        for v in [(max + 1).to_string(), "\"99999999999999999999999\"".into()] {
+        assert_eq!(expiry("6048e2"), (MAX_EXPIRES_IN, ExpiresInSource::Reported));
+        for v in [
+            (max + 1).to_string(),
+            "6048.01e2".into(),
+            "\"99999999999999999999999\"".into(),
+            "18446744073709551616".into(),
+            "1e30".into(),
+            "1e999".into(),
+            "\"1e30\"".into(),
+        ] {
             assert_eq!(expiry(&v), (MAX_EXPIRES_IN, ExpiresInSource::Clamped), "{v}");
         }
-        // JSON numbers are read as integers only (no float code in firmware): a fraction, an
-        // exponent or an integer beyond 64 bits takes the default, flagged as unparseable.
+        // Not a number: the default, flagged as unparseable.
         for v in [
-            "3600.9",
-            "3.6e3",
-            "0.5",
-            "1e999",
-            "-1e999",
-            "18446744073709551616",
             "true",
             "\"soon\"",
             "\"\"",
@@ -705,8 +811,10 @@ mod tests {
             "\"NaN\"",
             "\"1-2\"",
             "\"36\\u0030\"",
-            "\"3.6e3\"",
             "\".\"",
+            "\"1e\"",
+            "\"e5\"",
+            "\"1e+\"",
         ] {
             assert_eq!(expiry(v), (DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable), "{v}");
         }
@@ -832,7 +940,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decimal_seconds_match_reference(s in "[-+]?[0-9]{0,25}(\\.[0-9]{0,3})?[-+.e]?") {
+        fn decimal_seconds_match_reference(s in "[-+]?[0-9]{0,25}(\\.[0-9]{0,3})?([eE][-+]?[0-9]{0,4})?[-+.e]?") {
             prop_assert_eq!(seconds(&s), seconds_reference(&s));
         }
 

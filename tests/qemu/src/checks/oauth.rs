@@ -318,25 +318,32 @@ pub(crate) fn token_response_hostile_tokens() -> CheckResult {
     Ok(())
 }
 
-/// `expires_in` in every form servers send, integers only (no float code in firmware), with
-/// 64-bit extremes that a 32-bit parser could get wrong.
+/// `expires_in` in every form servers send, fractions and exponents read exactly with integer
+/// arithmetic (no float code in firmware), with 64-bit extremes that a 32-bit parser could get
+/// wrong: huge values clamp to the maximum, negative ones (however large) are spent.
 pub(crate) fn token_response_expires_in_forms() -> CheckResult {
     let s = Duration::from_secs;
-    let cases: [(&str, Duration, ExpiresInSource); 14] = [
+    let cases: [(&str, Duration, ExpiresInSource); 20] = [
         ("3600", s(3600), ExpiresInSource::Reported),
         ("\"3600\"", s(3600), ExpiresInSource::Reported),
         ("\" 3600 \"", s(3600), ExpiresInSource::Reported),
         ("\"3600.9\"", s(3600), ExpiresInSource::Reported),
+        ("3.6e3", s(3600), ExpiresInSource::Reported),
         ("4294967297", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
         ("604800", MAX_EXPIRES_IN, ExpiresInSource::Reported),
         ("604801", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
         ("\"99999999999999999999999\"", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
+        ("18446744073709551616", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
+        ("1e30", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
+        ("1e999", MAX_EXPIRES_IN, ExpiresInSource::Clamped),
         ("null", DEFAULT_EXPIRES_IN, ExpiresInSource::Defaulted),
         ("-9223372036854775808", Duration::ZERO, ExpiresInSource::NonPositive),
         ("\"-30\"", Duration::ZERO, ExpiresInSource::NonPositive),
-        ("18446744073709551616", DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable),
-        ("1e999", DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable),
+        ("-1e30", Duration::ZERO, ExpiresInSource::NonPositive),
+        ("\"0.9\"", Duration::ZERO, ExpiresInSource::NonPositive),
+        ("1e-3", Duration::ZERO, ExpiresInSource::NonPositive),
         ("\"NaN\"", DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable),
+        ("\"1e\"", DEFAULT_EXPIRES_IN, ExpiresInSource::Unparseable),
     ];
     for (value, expires_in, source) in cases {
         let mut body = Text::<128>::new();
