@@ -89,7 +89,11 @@ impl Default for ClientConfig {
 pub struct Request<'a> {
     /// The method.
     pub method: Method,
-    /// Path and query (`/api/v2/...`), on the client's API host.
+    /// Path and query (`/api/v2/...`), on the client's API host. It must start with `/`: a URL
+    /// (`https://other.example/x`) is refused as
+    /// [`HttpError::InvalidPath`](crate::HttpError::InvalidPath), and a request goes only
+    /// to the API host, on its connection and under its `Host`, so the bearer token never
+    /// reaches another origin.
     pub path: &'a str,
     /// Extra header fields (`Content-Type`, …). `Host`, `Authorization`, `Content-Length`,
     /// `Transfer-Encoding` and `Connection` are the adapter's and refused here.

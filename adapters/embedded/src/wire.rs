@@ -918,6 +918,37 @@ mod tests {
         assert_eq!(validate(h.path, h.headers), Err(HttpError::InvalidPath));
     }
 
+    /// The token goes only to the API host: a request names a path on the connection to it,
+    /// never a URL, and `Host` is the adapter's.
+    #[test]
+    fn a_request_cannot_name_another_host() {
+        for absolute in [
+            "http://evil.example.invalid/x",
+            "https://evil.example.invalid/x",
+            "evil.example.invalid/x",
+            "@evil.example.invalid/x",
+            "\\\\evil.example.invalid/x",
+            "*",
+        ] {
+            assert_eq!(validate(absolute, &[]), Err(HttpError::InvalidPath), "{absolute}");
+        }
+        assert_eq!(
+            validate(PATH, &[("HOST", "evil.example.invalid")]),
+            Err(HttpError::ReservedHeader)
+        );
+        // A path that a URL parser would read as a host is only a path here: it goes to the
+        // API host, on its connection, under its `Host`.
+        let mut h = head(&[], None);
+        h.path = "//evil.example.invalid/x";
+        validate(h.path, h.headers).unwrap();
+        let mut out = [0u8; 512];
+        let n = h.write(&mut out).unwrap();
+        let text = core::str::from_utf8(&out[..n]).unwrap();
+        assert!(text.starts_with(
+            "POST //evil.example.invalid/x HTTP/1.1\r\nHost: api.example.com:8443\r\n"
+        ));
+    }
+
     #[test]
     fn decimal_writer_covers_zero_and_the_widest_value() {
         let mut out = [0u8; 32];

@@ -197,6 +197,8 @@ struct Shared {
     clock: Clock,
     /// `None` for a client of tokens only ([`Target::TokenOnly`](crate::Target::TokenOnly)).
     api_base: Option<reqwest::Url>,
+    /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
+    plain_http: PlainHttp,
     request_timeout: StdDuration,
     token_timeout: StdDuration,
     token_wait: StdDuration,
@@ -350,6 +352,7 @@ impl Client {
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             api_base,
+            plain_http,
             request_timeout: config.request_timeout,
             token_timeout: config.token_timeout,
             token_wait: config.token_wait,
@@ -535,8 +538,14 @@ impl Client {
         }
     }
 
-    /// Joins `path` to the API base (a leading `/` is ignored: paths stay under the base).
+    /// Joins `path` to the API base (a leading `/` is ignored: paths go under the base).
     /// A client of tokens only has no API base: that is a configuration error.
+    ///
+    /// The URL is on the API base's origin, or this fails, whatever `path` holds: an
+    /// absolute URL (`https://other.example/x`), a network-path reference (`\\other.example/x`,
+    /// which URL parsers read as `//other.example/x`) or a scheme (`other.example:8443/x`)
+    /// would otherwise lead the bearer token elsewhere. The error names the origin it would
+    /// go to, never the path.
     pub fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
         let Some(api_base) = self.api_base() else {
             return Err(Error::config(format!(
@@ -544,9 +553,11 @@ impl Client {
                  give it one with Config::custom"
             )));
         };
-        api_base
+        let url = api_base
             .join(path.trim_start_matches('/'))
-            .map_err(|e| Error::config(format!("path {path:?}: {e}")))
+            .map_err(|e| Error::config(format!("path {path:?}: {e}")))?;
+        self.shared().check_origin(&url)?;
+        Ok(url)
     }
 
     /// A request builder for `method` on `path` under the API base; send the built request
@@ -560,6 +571,9 @@ impl Client {
     }
 
     /// Sends `request` with a token, pacing and retries (default options).
+    ///
+    /// The request must be on the API base's origin (scheme, host and port), or it is refused
+    /// before anything is sent (see [`send_with`](Self::send_with)).
     pub async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
         self.send_with(request, RequestOptions::default()).await
     }
@@ -569,6 +583,13 @@ impl Client {
     /// Returns the response for successes and permanent answers (404, 400, …); a typed
     /// [`Error`] for 403, repeated 401, exhausted retries, an open breaker, a wait longer than
     /// accepted. A request whose body cannot be replayed (a stream) is sent once, never retried.
+    ///
+    /// The bearer token goes only to the API base's origin: a request for another scheme, host
+    /// or port (an absolute URL taken from a response, say) is refused with a configuration
+    /// error ([`ErrorKind::Config`](crate::ErrorKind::Config)) that names both origins, before
+    /// anything is resolved or sent; so is every request of a client of tokens only. Fetch
+    /// other URLs with a client of your own, without the token. (The core's
+    /// [`check_token_origin`](credflow_core::http::redirect::check_token_origin).)
     ///
     /// A redirect within the request's origin is followed with the token (RFC 9110 method
     /// rules: 303 becomes a `GET` without body); one to another origin, or past
@@ -607,6 +628,7 @@ impl Client {
         F: FnMut(reqwest::Request) -> Fut,
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
+        self.shared().check_origin(request.url())?;
         let label = format!("{} {}", request.method(), request.url().path());
         let span = tracing::debug_span!("credflow.send", request = %label);
         self.attempts(request, options, transport, label).instrument(span).await
@@ -1106,6 +1128,27 @@ impl Headers for HeaderMapRef<'_> {
 }
 
 impl Shared {
+    /// Refuses a URL the bearer token may not go to (the core's [`redirect::check_token_origin`]):
+    /// another origin than the API base's, or any URL for a client of tokens only. The error
+    /// names origins only, never a path, query or userinfo.
+    fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
+        let to = origin(url);
+        let shown = to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
+        let Some(api) = self.api_base.as_ref().and_then(origin) else {
+            return Err(Error::config(format!(
+                "request to {shown} not sent: this client has no API base (it was built for \
+                 tokens only), so no request carries its token; give it one with Config::custom"
+            )));
+        };
+        let checked = match &to {
+            Some(to) => redirect::check_token_origin(to, &api, self.plain_http),
+            None => Err(redirect::TokenOriginError::OtherOrigin),
+        };
+        checked.map_err(|e| {
+            Error::other_origin(format!("request to {shown} not sent: {e}; the API base is {api}"))
+        })
+    }
+
     /// Logs and announces a change of fleet status, once per change.
     fn fleet_transition(&self, transition: Transition, error: Option<&crate::shared::StoreError>) {
         let status = match transition {

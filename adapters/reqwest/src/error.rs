@@ -144,6 +144,19 @@ impl Error {
         }
     }
 
+    /// A request for another origin than the API base's: refused before anything was sent,
+    /// as the bearer token goes to no other (a configuration error: exit code 2).
+    pub(crate) fn other_origin(message: String) -> Self {
+        Error {
+            likely_cause: Some(
+                "the request's URL names another scheme, host or port than the API base (an \
+                 absolute URL taken from a response, or built by hand): send API requests under \
+                 the API base, and fetch other URLs with a client of your own, without the token",
+            ),
+            ..Error::config(message)
+        }
+    }
+
     /// Work asked of a client after [`Client::shutdown`](crate::Client::shutdown).
     pub(crate) fn shut_down() -> Self {
         Error {

@@ -46,7 +46,13 @@
 //! If the store becomes unreachable, each process carries on with its local session and rejoins
 //! when it answers again; [`Client::fleet_status`] says which.
 //!
-//! ## Redirects and response sizes
+//! ## Origins, redirects and response sizes
+//!
+//! The bearer token goes only to the API base's origin (scheme, host and port): [`Client::send`]
+//! and the middleware refuse a request for any other before anything is sent, with a
+//! configuration error naming both origins (the core's
+//! [`credflow_core::http::redirect::check_token_origin`]), and [`Client::url`] never joins a
+//! path into another origin.
 //!
 //! Token requests go through an HTTP client the adapter builds for them alone, with
 //! `reqwest::redirect::Policy::none()`: a token endpoint's 3xx is refused by the session (token

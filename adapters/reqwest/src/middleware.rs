@@ -11,6 +11,14 @@
 //! # let _ = queues; Ok(()) }
 //! ```
 //!
+//! The token goes only to the API base's origin, as with [`Client::send`](crate::Client::send):
+//! a request the stack hands credflow for another scheme, host or port (build URLs with
+//! [`Client::url`](crate::Client::url)) fails with a
+//! `reqwest_middleware::Error::Middleware` holding credflow's [`Error`](crate::Error) (a
+//! configuration error naming both origins), and goes no further down the stack. Send requests
+//! for other hosts through a stack without credflow. A middleware after credflow that rewrites
+//! the URL is trusted with the token.
+//!
 //! API requests go out through the stack's own `reqwest::Client`, with its redirect policy:
 //! reqwest's default follows up to 10 hops, dropping `Authorization` on a hop to another origin
 //! but re-sending a replayable body. Build it with `reqwest::redirect::Policy::none()` to have

@@ -28,12 +28,21 @@
 //! `GET` without a body (§15.4.4), 301 and 302 turn a `POST` into a `GET` (§15.4.2, §15.4.3),
 //! 307 and 308 keep the method and body (§15.4.8, §15.4.9).
 //!
+//! **The bearer token goes only to the API's origin**, on every request, not only on a hop:
+//! [`check_token_origin`] is what an adapter asks before it attaches the token to a request a
+//! caller built (by hand, or from an absolute URL in a response body: a `nextUri`, a
+//! `selfUri`, a download link). Another origin is refused before anything is sent, rather than
+//! sent without the token: credflow's pacing, retries and breaker are the API's, and a request
+//! that quietly lost its credentials would fail later and elsewhere, or succeed where it should
+//! not have gone. Plain `http` to a host that is not loopback is refused as for every URL that
+//! carries credentials ([`Url::check_plain_http`]).
+//!
 //! Origins are shown as `scheme://host:port`, never with the path, query or userinfo: a
 //! `Location`'s query may carry a signed URL or a token, and its userinfo a password.
 
 use core::fmt;
 
-use super::url::{Scheme, Url, split_host_port};
+use super::url::{PlainHttp, Scheme, Url, split_host_port};
 use crate::text::push_decimal;
 
 /// Redirects an API request follows in a row, at most; the next 3xx is returned as it is.
@@ -224,6 +233,72 @@ pub fn decide(status: u16, from: &Origin<'_>, to: Option<&Origin<'_>>, hops: usi
     Redirect::Follow
 }
 
+/// Why a request may not carry the API's bearer token (see [`check_token_origin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TokenOriginError {
+    /// The request is for another scheme, host or port than the API's: an absolute URL taken
+    /// from a response, or a request built by hand for another service. Fetch it with a client
+    /// of your own, without the token.
+    OtherOrigin,
+    /// `http` to a host that is not loopback, without [`PlainHttp::Anywhere`]: the token would
+    /// cross the network in clear text.
+    InsecureHttp,
+}
+
+impl fmt::Display for TokenOriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenOriginError::OtherOrigin => {
+                "the bearer token goes only to the API base's origin (scheme, host and port)"
+            }
+            TokenOriginError::InsecureHttp => {
+                "plain http to a host that is not loopback would send the bearer token in clear \
+                 text"
+            }
+        })
+    }
+}
+
+impl core::error::Error for TokenOriginError {}
+
+/// Whether a request to `to` may carry the bearer token of the API at `api`: only on the API's
+/// own origin, and over `http` only to loopback unless `plain_http` allows it (see the
+/// [module docs](self)). Ask before attaching the token; refuse the request on an error.
+///
+/// ```
+/// use credflow_core::http::redirect::{check_token_origin, Origin, TokenOriginError};
+/// use credflow_core::http::url::{PlainHttp, Url};
+///
+/// let api = Origin::of(&Url::parse("https://api.example/api/v2/")?);
+/// let next = Origin::of(&Url::parse("https://API.example:443/api/v2/users?pageNumber=2")?);
+/// let elsewhere = Origin::of(&Url::parse("https://api.example.evil/api/v2/users")?);
+/// assert_eq!(check_token_origin(&next, &api, PlainHttp::LoopbackOnly), Ok(()));
+/// assert_eq!(
+///     check_token_origin(&elsewhere, &api, PlainHttp::LoopbackOnly),
+///     Err(TokenOriginError::OtherOrigin)
+/// );
+/// # Ok::<(), credflow_core::http::url::UrlError>(())
+/// ```
+///
+/// # Errors
+///
+/// [`TokenOriginError::OtherOrigin`] when `to` is not `api`'s origin;
+/// [`TokenOriginError::InsecureHttp`] when it is, but plain `http` off loopback that
+/// `plain_http` does not allow (an API base that was never checked).
+pub fn check_token_origin(
+    to: &Origin<'_>,
+    api: &Origin<'_>,
+    plain_http: PlainHttp,
+) -> Result<(), TokenOriginError> {
+    if !to.same_as(api) {
+        return Err(TokenOriginError::OtherOrigin);
+    }
+    let url = Url { scheme: to.scheme, host: to.host, port: Some(to.port), path_and_query: "/" };
+    url.check_plain_http(plain_http).map_err(|_| TokenOriginError::InsecureHttp)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -317,6 +392,46 @@ mod tests {
             decide(307, &from, Some(&same), MAX_REDIRECTS),
             Redirect::Return(NotFollowed::TooManyHops)
         );
+    }
+
+    #[test]
+    fn the_bearer_token_goes_only_to_the_apis_origin() {
+        use PlainHttp::{Anywhere, LoopbackOnly};
+        let api = origin("https://api.example/api/v2/");
+        for same in ["https://api.example/x?y", "https://API.Example:443/", "https://api.example"] {
+            assert_eq!(check_token_origin(&origin(same), &api, LoopbackOnly), Ok(()), "{same}");
+        }
+        for other in [
+            "http://api.example/api/v2/",
+            "https://api.example:8443/api/v2/",
+            "https://api.example.evil/api/v2/",
+            "https://evil.api.example/api/v2/",
+            "https://login.example/api/v2/",
+            "https://127.0.0.1/api/v2/",
+        ] {
+            for plain_http in [LoopbackOnly, Anywhere] {
+                let to = origin(other);
+                let refused = Err(TokenOriginError::OtherOrigin);
+                assert_eq!(check_token_origin(&to, &api, plain_http), refused, "{other}");
+            }
+        }
+        // Loopback over http: the emulator's and the tests' setting.
+        let local = origin("http://127.0.0.1:8089/api/v2/");
+        let next = origin("http://127.0.0.1:8089/api/v2/users?pageNumber=2");
+        assert_eq!(check_token_origin(&next, &local, LoopbackOnly), Ok(()));
+        let other_port = origin("http://127.0.0.1:8090/x");
+        let refused = Err(TokenOriginError::OtherOrigin);
+        assert_eq!(check_token_origin(&other_port, &local, LoopbackOnly), refused);
+        // An API base that was never checked: its own origin is still refused over plain
+        // http off loopback, unless opted in.
+        let lab = origin("http://api.example.invalid/api/v2/");
+        let insecure = Err(TokenOriginError::InsecureHttp);
+        assert_eq!(check_token_origin(&lab, &lab, LoopbackOnly), insecure);
+        assert_eq!(check_token_origin(&lab, &lab, Anywhere), Ok(()));
+        let message = TokenOriginError::OtherOrigin.to_string();
+        assert!(message.contains("only to the API base's origin"), "{message}");
+        let message = TokenOriginError::InsecureHttp.to_string();
+        assert!(message.contains("clear text"), "{message}");
     }
 
     #[test]
