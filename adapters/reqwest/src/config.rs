@@ -81,7 +81,9 @@ pub struct Config {
     /// Longest a caller of [`Client::token`](crate::Client::token) waits for a first token
     /// before getting an error (default 30 s).
     pub token_wait: Duration,
-    /// Seed for jitter; `None` takes one from the operating system (the default).
+    /// Seed for jitter and `client_secret_jwt` ids (`jti`); `None` takes one from the operating
+    /// system (the default). A fixed seed is for tests: processes of one client id that share
+    /// a seed may send the same `jti`, which a server may refuse as a replay.
     pub seed: Option<u64>,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
