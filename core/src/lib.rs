@@ -105,6 +105,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): mark each item a feature gates with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     warn(
@@ -144,3 +146,8 @@ pub use ratelimit::pacer::Priority;
 pub use secret::{AccessToken, ClientId, ClientSecret, Credentials};
 pub use session::{Authorize, Session, SessionConfig, TokenEndpoint, Verdict};
 pub use time::{Duration, Instant, UnixTime, WallClock};
+
+// The README is the crates.io page: its example runs as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -5,8 +5,10 @@
 //! so the same seed and the same inputs give the same decisions: replayable, testable timelines.
 //!
 //! The generator is SplitMix64: tiny, fast, passes BigCrush, and entirely adequate for jitter.
-//! It is **not** a cryptographic generator; where unpredictability matters (the `jti` of a
-//! `client_secret_jwt` assertion) the caller passes bytes from a proper source.
+//! It is **not** a cryptographic generator, and nothing it feeds needs one: jitter needs spread,
+//! and the `jti` of a `client_secret_jwt` assertion needs uniqueness, which the session gets
+//! from this generator and a counter (see [`oauth::jwt`](crate::oauth::jwt)). Keys and secrets
+//! never come from it.
 
 use crate::time::Duration;
 

@@ -75,6 +75,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): mark each item a feature gates with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     warn(
@@ -102,3 +104,8 @@ pub use wire::{MAX_HEADERS, ResponseHeaders};
 
 /// The core crate, re-exported so applications name one version.
 pub use credflow_core;
+
+// The README is the crates.io page: its example compiles as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -114,6 +114,9 @@
 //!   certificate missing, refused by the server or not matching its key puts the client in
 //!   degraded mode at once, with the cause and the fix in its log line.
 
+// docs.rs (nightly, `--cfg docsrs`): mark each item a feature gates with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 /// Longest span handed to the Lua scripts, in milliseconds (7 days): Lua numbers are doubles,
 /// exact only to 2^53, and a server's absurd `Retry-After` must hold the fleet back, not
 /// overflow into "send now".
@@ -125,6 +128,11 @@ fn clamp_ms(ms: u64) -> u64 {
 
 mod at_rest;
 mod scripts;
+
+// The README is the crates.io page: its example compiles as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 use std::collections::HashMap;
 use std::fmt;

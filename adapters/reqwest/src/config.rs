@@ -137,7 +137,9 @@ pub struct Config {
     /// config.max_response_body = 256 * 1024; // a server with very large JWTs
     /// ```
     pub max_response_body: usize,
-    /// Seed for jitter; `None` takes one from the operating system (the default).
+    /// Seed for jitter and `client_secret_jwt` ids (`jti`); `None` takes one from the operating
+    /// system (the default). A fixed seed is for tests: processes of one client id that share
+    /// a seed may send the same `jti`, which a server may refuse as a replay.
     pub seed: Option<u64>,
     /// `User-Agent` sent with every request.
     pub user_agent: String,

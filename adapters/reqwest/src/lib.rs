@@ -68,6 +68,9 @@
 //! `tracing` events for token refreshes, token endpoint errors, retries, waits and breaker
 //! changes, with correlation ids. Subscribe to [`Client::events`] for a structured feed.
 
+// docs.rs (nightly, `--cfg docsrs`): mark each item a feature gates with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod client;
 pub mod config;
 mod error;
@@ -82,3 +85,8 @@ pub use credflow_core::Priority;
 pub use credflow_core::oauth::AuthMethod;
 pub use error::{Error, ErrorKind};
 pub use shared::{FleetStatus, SharedStore};
+
+// The README is the crates.io page: its example compiles as a doctest, so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

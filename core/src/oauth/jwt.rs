@@ -8,14 +8,26 @@
 //! |---|---|
 //! | `iss`, `sub` | the client id |
 //! | `aud` | the token endpoint URL |
-//! | `jti` | 16 caller-supplied random bytes, base64url: the server rejects replays |
+//! | `jti` | 16 caller-supplied bytes, base64url, unique per assertion: a server that keeps the ids it saw refuses a replay |
 //! | `iat` | the caller's wall-clock time |
 //! | `exp` | `iat` + lifetime (default [`DEFAULT_LIFETIME`], saturating) |
 //!
 //! The header is `{"alg":"HS256","typ":"JWT"}`. Segments are base64url without padding
 //! (RFC 7515 §2). Strings are JSON-escaped (RFC 8259 §7), so a client id containing `"` or `\`
 //! yields a valid token. The core reads neither clock nor randomness: `iat` and `jti` are
-//! arguments. Use a cryptographic source for `jti`.
+//! arguments.
+//!
+//! What `jti` needs is uniqueness, not secrecy: RFC 7519 §4.1.7 asks for a negligible chance
+//! that a value is used twice, across issuers too, and RFC 7523 §3 lets the server refuse an
+//! id it has seen. Predicting the next `jti` does not help an attacker, who would still need
+//! the secret to sign an assertion; a captured one is refused as a replay by a server that
+//! keeps the ids it saw, and by every server once its `exp` has passed.
+//! [`Session`](crate::session::Session) builds each `jti` from 8 bytes of its seeded generator
+//! ([`Rng`](crate::rng::Rng): SplitMix64, not a cryptographic generator) and a 64-bit counter
+//! of the session's assertions: unique within a session by the counter, and across processes
+//! and restarts as long as each session has a seed of its own (`credflow-reqwest` takes it
+//! from the OS; on a device, take it from the hardware RNG). A caller that encodes assertions
+//! itself owes the same: a counter, a random source, or both.
 //!
 //! RFC 7518 §3.2 asks for an HMAC key at least as long as the hash (32 bytes). The key here is
 //! the secret the server issued, so it is used as given; a server that enforces the rule will
@@ -46,7 +58,8 @@ pub const HS256_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 pub struct AssertionClaims<'a> {
     /// `aud`: the token endpoint URL.
     pub audience: &'a str,
-    /// `jti`: unique per assertion; draw from a cryptographic random source.
+    /// `jti`: unique per assertion, across every process of the client id (see the
+    /// [module documentation](self) for what that takes).
     pub jti: [u8; 16],
     /// `iat`: the current wall-clock time.
     pub issued_at: UnixTime,

@@ -151,7 +151,8 @@ impl<'a> TokenRequestConfig<'a> {
 pub struct JwtInputs {
     /// Current wall-clock time, for `iat` and `exp`.
     pub now: UnixTime,
-    /// 16 bytes from a cryptographic random source, for `jti`.
+    /// 16 bytes for `jti`, unique per assertion: uniqueness is what it needs, not secrecy
+    /// (see [`jwt`] for how the session makes them).
     pub jti: [u8; 16],
 }
 
