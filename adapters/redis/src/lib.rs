@@ -83,6 +83,11 @@ fn clamp_ms(ms: u64) -> u64 {
 }
 
 mod at_rest;
+// Public only to the fuzz targets (feature `__fuzzing`, not part of the API).
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod replies;
 mod scripts;
 
 use std::fmt;
@@ -102,6 +107,7 @@ use tracing::debug;
 use zeroize::Zeroizing;
 
 use crate::at_rest::Keys;
+use crate::replies::{Acquired, acquired, admission, hold_left};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
 /// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
@@ -673,16 +679,15 @@ impl RedisStore {
             // An answer says who holds the lease: ours (returned to the caller), or not taken
             // under this fence (nothing to release).
             guard.disarm();
-            match code {
-                0 => continue,
-                1 => return Ok(Refresh::Lease(Lease::new(fence))),
-                _ => {}
-            }
+            let lease_left = match acquired(code, pttl) {
+                Acquired::Changed => continue,
+                Acquired::Taken => return Ok(Refresh::Lease(Lease::new(fence))),
+                Acquired::Held(left) => left.unwrap_or(self.config.poll_interval),
+            };
             let now = tokio::time::Instant::now();
             if now >= give_up {
                 return Err(StoreError::Busy);
             }
-            let lease_left = Duration::from_millis(u64::try_from(pttl).unwrap_or(0).max(1));
             let nap = self.config.poll_interval.min(lease_left).min(give_up - now);
             tokio::time::sleep(nap).await;
         }
@@ -762,17 +767,7 @@ impl RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        // A negative wait is a broken window (the script never sends one): refuse, so the
-        // client paces locally, rather than admit (fail safe, not open).
-        let Ok(ms) = u64::try_from(wait) else {
-            return Err(StoreError::Refused(format!("admission script answered {wait} ms")));
-        };
-        let wait = Duration::from_millis(ms);
-        Ok(match (counted, ms) {
-            (1, 0) => Admission::Now,
-            (1, _) => Admission::After(wait),
-            _ => Admission::Wait(wait),
-        })
+        admission(counted, wait)
     }
 
     async fn observe_inner(
@@ -806,7 +801,7 @@ impl RedisStore {
         let mut con = self.connection().await?;
         let left: i64 =
             self.hold.key(&rate_key).invoke_async(&mut con).await.map_err(unavailable)?;
-        Ok(u64::try_from(left).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
+        Ok(hold_left(left))
     }
 
     async fn rate_limited_inner(
