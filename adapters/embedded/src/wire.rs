@@ -592,7 +592,11 @@ impl<'b> ResponseHeaders<'b> {
 
     /// Every field as bytes. (`httparse` accepted the head: names are ASCII tokens.)
     fn fields(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + use<'b> {
-        self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let mut lines = self.head.split(|&b| b == b'\n');
+        // The status line: the first that is not empty (`httparse` skips empty lines before
+        // it, and a colon in its reason phrase must not make it a field).
+        let _status = lines.find(|line| !matches!(line, [] | [b'\r']));
+        lines.filter_map(|line| {
             let colon = line.iter().position(|&b| b == b':')?;
             let (name, value) = line.split_at_checked(colon)?;
             Some((name, trim(value.get(1..)?)))
@@ -873,6 +877,17 @@ mod tests {
         assert_eq!(h.get("retry-after"), Some(&b"3"[..]));
         assert_eq!(h.get("ININ-RateLimit-Count"), Some(&b"7"[..]));
         assert_eq!(h.get("date"), None);
+    }
+
+    /// httparse skips empty lines before the status line; the field list must too, or a status
+    /// line with a colon in it reads as a field (found by the `wire` fuzz target).
+    #[test]
+    fn empty_lines_before_the_status_line_are_not_fields() {
+        let raw = b"\r\n\nHTTP/1.1 200 Note: this\r\nA: 1\r\nContent-Length: 0\r\n\r\n";
+        let (r, buf) = read(raw, 4, 99);
+        let (headers, _) = r.unwrap().parts(&buf);
+        let fields: Vec<_> = headers.iter().collect();
+        assert_eq!(fields, [("A", &b"1"[..]), ("Content-Length", &b"0"[..])]);
     }
 
     const PATH: &str = "/api/v2/things?x=1";
