@@ -16,6 +16,10 @@
 //! non-2xx body that does not fit is cut to the buffer instead (the core classifies errors from
 //! their first bytes; the truncation is reported) and the connection is not reused.
 
+// `Received`, `ReadError` and `read_response` are `pub` for the fuzz targets (see the crate
+// root); the module is private otherwise.
+#![cfg_attr(not(feature = "__fuzzing"), allow(unreachable_pub))]
+
 use core::fmt;
 
 use credflow_core::http::Headers;
@@ -181,19 +185,22 @@ enum Framing {
 /// One response read into the caller's buffer: the head at `[..head_len]`, the decoded body
 /// right after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Received {
-    pub(crate) status: u16,
-    pub(crate) head_len: usize,
-    pub(crate) body_len: usize,
+pub struct Received {
+    /// The final status code (interim 1xx responses skipped).
+    pub status: u16,
+    /// The length of the head, at the start of the buffer.
+    pub head_len: usize,
+    /// The length of the decoded body, right after the head.
+    pub body_len: usize,
     /// The body was cut to fit the buffer (non-2xx answers only).
-    pub(crate) truncated: bool,
+    pub truncated: bool,
     /// The connection can carry the next request.
-    pub(crate) reusable: bool,
+    pub reusable: bool,
 }
 
 impl Received {
     /// The head's fields and the body, in the buffer the response was read into.
-    pub(crate) fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
+    pub fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
         let (head, rest) = buf.split_at_checked(self.head_len).unwrap_or_default();
         (ResponseHeaders::new(head), rest.get(..self.body_len).unwrap_or_default())
     }
@@ -201,7 +208,7 @@ impl Received {
 
 /// Why a response could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The connection failed.
     Io(ErrorKind),
     /// The server closed the connection; `idle`: before sending a single byte (a kept-alive
@@ -233,7 +240,7 @@ enum Phase {
 ///
 /// One loop with one read for every phase (head, then the body by its framing): each `.await`
 /// in an `async fn` is code in its state machine, for every transport it is built with.
-pub(crate) async fn read_response<R: Read>(
+pub async fn read_response<R: Read>(
     conn: &mut R,
     buf: &mut [u8],
     head_request: bool,
