@@ -127,6 +127,8 @@ pub fn show(value: &dyn core::fmt::Display) -> String {
     value.to_string()
 }
 
+pub mod wire;
+
 #[cfg(test)]
 mod seeds;
 
