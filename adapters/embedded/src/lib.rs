@@ -93,8 +93,8 @@ mod fmt;
 mod client;
 mod error;
 mod transport;
-// Public only to the fuzz targets (feature `__fuzzing`, not part of the API): the response
-// reader, driven by an in-memory connection.
+// Public only to the fuzz targets (feature `__fuzzing`, not part of the API): the request
+// writer and the response reader, driven by in-memory connections.
 #[cfg(feature = "__fuzzing")]
 #[doc(hidden)]
 pub mod wire;

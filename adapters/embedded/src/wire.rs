@@ -16,7 +16,7 @@
 //! non-2xx body that does not fit is cut to the buffer instead (the core classifies errors from
 //! their first bytes; the truncation is reported) and the connection is not reused.
 
-// `Received`, `ReadError` and `read_response` are `pub` for the fuzz targets (see the crate
+// The request writer and the response reader are `pub` for the fuzz targets (see the crate
 // root); the module is private otherwise.
 #![cfg_attr(not(feature = "__fuzzing"), allow(unreachable_pub))]
 
@@ -86,24 +86,31 @@ impl<'b> HeadWriter<'b> {
 }
 
 /// What goes into an API request head, besides what the adapter adds.
-pub(crate) struct RequestHead<'a> {
-    pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
+pub struct RequestHead<'a> {
+    /// The method, as sent.
+    pub method: &'a str,
+    /// The origin-form path (checked by [`validate`]).
+    pub path: &'a str,
     /// `Host` value: host, `:port` when not the default.
-    pub(crate) host: &'a str,
+    pub host: &'a str,
     /// The host is an IPv6 literal: bracket it.
-    pub(crate) bracket: bool,
-    pub(crate) port: Option<u16>,
-    pub(crate) bearer: &'a str,
-    pub(crate) user_agent: &'a str,
-    pub(crate) headers: &'a [(&'a str, &'a str)],
-    pub(crate) body_len: Option<usize>,
+    pub bracket: bool,
+    /// The port, when not the scheme's default.
+    pub port: Option<u16>,
+    /// The access token.
+    pub bearer: &'a str,
+    /// The `User-Agent` value.
+    pub user_agent: &'a str,
+    /// The caller's header fields (checked by [`validate`]).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body's length, when the request has one.
+    pub body_len: Option<usize>,
 }
 
 /// Checks the parts of a request head a caller supplies: an origin-form `path` (RFC 9112
 /// §3.2.1) and `headers` whose names are tokens and values without CR, LF, NUL or other
 /// controls but tab. (The parts alone: no [`RequestHead`] is built to check them.)
-pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
+pub fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
     let path = path.as_bytes();
     let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
     if !path_ok {
@@ -124,7 +131,7 @@ pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpE
 
 impl RequestHead<'_> {
     /// Writes the head into `out`: its length, or the length needed.
-    pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
         let mut w = HeadWriter::new(out);
         w.put(self.method.as_bytes());
         w.put(b" ");
@@ -626,7 +633,7 @@ impl fmt::Debug for ResponseHeaders<'_> {
 }
 
 /// Writes all of `bytes`; a connection that accepts nothing is an error, not a panic.
-pub(crate) async fn write_all<W: Write>(conn: &mut W, mut bytes: &[u8]) -> Result<(), ErrorKind> {
+pub async fn write_all<W: Write>(conn: &mut W, mut bytes: &[u8]) -> Result<(), ErrorKind> {
     while !bytes.is_empty() {
         match conn.write(bytes).await {
             Ok(0) => return Err(ErrorKind::WriteZero),

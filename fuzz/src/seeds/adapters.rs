@@ -119,6 +119,28 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
               error=\"invalid_token\", error_description=\"expired\"\r\nContent-Length: 0\r\n\r\n",
         ),
     );
+    let many: String = (0..33).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    add(
+        "wire",
+        "too-many-fields",
+        wire(0, 4096, 0, &[], format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()),
+    );
+    add(
+        "wire",
+        "http10-keep-alive",
+        wire(
+            0,
+            256,
+            0,
+            &[],
+            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
+        ),
+    );
+    add(
+        "wire",
+        "switching-protocols",
+        wire(0, 256, 0, &[], b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n"),
+    );
     // wire, chunked mode: the body behind a fixed head, against the reference decoder.
     let long = chunked(&[&[b'x'; 40], b"yz", &[b'0'; 17]]);
     add("wire", "chunked-fits", wire(1, 512, 0, &[3, 0, 9], &long));
@@ -126,6 +148,71 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("wire", "chunked-error-cut", wire(1, 70, 4, &[], &long));
     add("wire", "chunked-too-many-digits", wire(1, 256, 0, &[], b"00000000000000001\r\nx\r\n"));
     add("wire", "chunked-ends-early", wire(1, 256, 2, &[], b"10\r\nonly this"));
+
+    // request_head: method, host, port, body length, buffer, token, path, fields, pieces.
+    let request = |method: u8,
+                   host: u8,
+                   port: u16,
+                   body: u16,
+                   out: u16,
+                   path: &str,
+                   fields: &[(&str, &str)],
+                   pieces: &[u8]| {
+        let mut v = vec![method, host];
+        v.extend(port.to_le_bytes());
+        v.extend(body.to_le_bytes());
+        v.extend(out.to_le_bytes());
+        let mut string = |bytes: &[u8]| {
+            v.push(bytes.len() as u8);
+            v.extend(bytes);
+        };
+        string(b"eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl");
+        string(path.as_bytes());
+        v.push(fields.len() as u8);
+        for (name, value) in fields {
+            v.push(name.len() as u8);
+            v.extend(name.as_bytes());
+            v.push(value.len() as u8);
+            v.extend(value.as_bytes());
+        }
+        v.extend(pieces);
+        v
+    };
+    add(
+        "request_head",
+        "get-queues",
+        request(0, 0, 0, u16::MAX, 1023, "/api/v2/routing/queues?pageSize=25", &[], &[]),
+    );
+    add(
+        "request_head",
+        "post-json-ipv6-small-buffer",
+        request(
+            1,
+            2,
+            8443,
+            17,
+            40,
+            "/api/v2/analytics/conversations/details/query",
+            &[("Content-Type", "application/json"), ("Accept", "*/*")],
+            &[3, 0, 9],
+        ),
+    );
+    add(
+        "request_head",
+        "header-injection",
+        request(0, 1, 0, u16::MAX, 512, "/a", &[("X-A", "1\r\nEvil: 1")], &[]),
+    );
+    add(
+        "request_head",
+        "reserved-field",
+        request(3, 3, 0, 0, 512, "/a", &[("X-Ok", "\tv "), ("authorization", "x")], &[]),
+    );
+    add("request_head", "path-with-space", request(5, 0, 0, u16::MAX, 512, "/a b", &[], &[]));
+    add(
+        "request_head",
+        "stalled-connection",
+        request(4, 0, 0, u16::MAX, 512, "/api/v2/users/me", &[("X-Name", "ü")], &[10, 255]),
+    );
 
     // redis_record: a genuine plaintext value (deterministic), raw bytes, and closed values
     // edited afterwards (encrypted ones have a random nonce: only this form is reproducible).
