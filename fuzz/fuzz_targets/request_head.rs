@@ -6,9 +6,9 @@
 //!
 //! Input: method (`% 6`), host (`% 4`, one an IPv6 literal), port (u16 little-endian, 0 for
 //! none), body length (u16, 0xFFFF for none), output buffer size (u16, `% 1024`), then
-//! length-prefixed (one byte) strings: the token, the path, and up to 8 header fields (a count `% 9`,
-//! then name and value each), all UTF-8; then the write pieces (`1 + p` bytes each; a piece of
-//! 255 is a connection that accepts nothing).
+//! length-prefixed (one byte) strings: the token, the path, and up to 8 header fields (a count
+//! `% 9`, then name and value each), all UTF-8; then the write pieces (`1 + p` bytes each; a
+//! piece of 254 is a connection reset, one of 255 a connection that accepts nothing).
 //!
 //! Checked: `validate` refuses exactly the paths that are not origin-form visible ASCII, the
 //! names that are not tokens, the values with controls other than tab, and the fields the
@@ -17,7 +17,7 @@
 //! after the adapter's own (`Host`, `Authorization`, `User-Agent`, `Accept` unless given,
 //! `Content-Length` when there is a body, `Connection`), and ends where `write` said; a buffer
 //! too small is refused with the exact size needed; `write_all` delivers every byte, or fails
-//! with `WriteZero` on a connection that takes none.
+//! with the connection's error, or `WriteZero` on a connection that takes none.
 #![no_main]
 
 use credflow_embedded::HttpError;
@@ -187,7 +187,8 @@ fn parses_back(head: &RequestHead<'_>, written: &[u8]) {
     assert_eq!(got, expected, "the fields read back are not the ones written");
 }
 
-/// A connection that takes `1 + p` bytes per write for each piece `p`, nothing for a 255.
+/// A connection that takes `1 + p` bytes per write for each piece `p`, fails on a 254, takes
+/// nothing on a 255.
 struct Pieces<'a> {
     pieces: &'a [u8],
     got: Vec<u8>,
@@ -201,6 +202,7 @@ impl Write for Pieces<'_> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         assert!(!buf.is_empty(), "a write of nothing");
         let n = match self.pieces.split_first() {
+            Some((&254, _)) => return Err(ErrorKind::ConnectionReset),
             Some((&255, _)) => 0,
             Some((&p, rest)) => {
                 self.pieces = rest;
@@ -220,30 +222,30 @@ impl Write for Pieces<'_> {
 
 fn sent_whole(written: &[u8], pieces: &[u8]) {
     let mut conn = Pieces { pieces, got: Vec::new() };
-    let stalls = {
-        // The pieces the head needs before the writer stalls, if it does.
-        let mut need = written.len();
-        let mut stalls = false;
-        for &p in pieces {
-            if need == 0 {
-                break;
-            }
-            if p == 255 {
-                stalls = true;
-                break;
-            }
-            need = need.saturating_sub(1 + usize::from(p));
+    // How the writer fails, if it does before the head is through: a piece of 254 is a
+    // reset, one of 255 a connection that takes nothing.
+    let mut need = written.len();
+    let mut fails = None;
+    for &p in pieces {
+        if need == 0 {
+            break;
         }
-        stalls
-    };
+        match p {
+            254 => fails = Some(ErrorKind::ConnectionReset),
+            255 => fails = Some(ErrorKind::WriteZero),
+            _ => need = need.saturating_sub(1 + usize::from(p)),
+        }
+        if fails.is_some() {
+            break;
+        }
+    }
     match block_on(write_all(&mut conn, written)) {
         Ok(()) => {
-            assert!(!stalls, "a connection that took nothing did not fail the write");
+            assert_eq!(fails, None, "a failing connection did not fail the write");
             assert_eq!(conn.got, written);
         }
         Err(kind) => {
-            assert!(stalls, "{kind:?}");
-            assert_eq!(kind, ErrorKind::WriteZero);
+            assert_eq!(Some(kind), fails);
             assert!(written.starts_with(&conn.got));
         }
     }

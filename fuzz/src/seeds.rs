@@ -17,6 +17,7 @@ use credflow_core::snapshot::{seal, sealed_len, unseal};
 use crate::{CLIENT, SNAPSHOT_KEY, SNAPSHOT_NOW};
 
 mod adapters;
+mod coverage;
 
 /// A long, realistic opaque token (Genesys tokens are about 90 bytes; JWTs from other servers
 /// run to kilobytes).
@@ -496,6 +497,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
     add("token_request", "jwt-without-inputs", request(2, 2048, "https://a.example/t\nid\nsecret"));
     s.extend(adapters::seeds());
+    s.extend(coverage::seeds());
     s
 }
 

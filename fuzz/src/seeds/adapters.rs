@@ -92,6 +92,22 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
     add(
         "wire",
+        "pipelined-extra-bytes",
+        wire(0, 256, 0, &[], b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"),
+    );
+    add(
+        "wire",
+        "length-then-close",
+        wire(
+            0,
+            256,
+            0,
+            &[],
+            b"HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+    );
+    add(
+        "wire",
         "closed-mid-body-reset",
         wire(0, 256, 2, &[30], b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
     );
@@ -212,6 +228,11 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "request_head",
         "stalled-connection",
         request(4, 0, 0, u16::MAX, 512, "/api/v2/users/me", &[("X-Name", "ü")], &[10, 255]),
+    );
+    add(
+        "request_head",
+        "reset-connection",
+        request(0, 0, 443, u16::MAX, 512, "/api/v2/users/me", &[], &[40, 254]),
     );
 
     // redis_record: a genuine plaintext value (deterministic), raw bytes, and closed values
