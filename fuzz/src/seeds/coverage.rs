@@ -1,7 +1,7 @@
 //! Seeds of the core's targets for what a 60 s campaign from the first seeds did not reach
 //! (`scripts/fuzz-coverage`): the rarer OAuth error codes, a `Bearer` challenge's
-//! `invalid_request`, the two other Genesys 403 diagnoses, and a scope granted wider than, or
-//! exactly as, requested.
+//! `invalid_request`, the two other Genesys 403 diagnoses and permission lists longer than a
+//! diagnosis holds, and a scope granted wider than, or exactly as, requested.
 
 pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut s = Vec::new();
@@ -42,8 +42,28 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
     add(
         "classify",
+        "genesys-403-any-without-list",
+        forbidden(r#"{"message":"Access denied","code":"missing.any.permissions","status":403}"#),
+    );
+    add(
+        "classify",
         "genesys-403-not-authorized",
         forbidden(r#"{"message":"Not authorized","code":"not.authorized","status":403}"#),
+    );
+
+    // Three permission lists in messageParams, longer together than a diagnosis holds.
+    let list = |n: usize| {
+        (0..8).map(|i| format!("routing:queue{n}x{i}:view")).collect::<Vec<_>>().join(", ")
+    };
+    add(
+        "classify",
+        "genesys-403-long-params",
+        forbidden(&format!(
+            r#"{{"message":"You are missing the following permission(s): [a:b:c]","code":"missing.permissions","status":403,"messageParams":{{"permissions":"{}","permission2":"{}","permission3":"{}"}}}}"#,
+            list(1),
+            list(2),
+            list(3)
+        )),
     );
 
     // token_response: flags (bit 0: a requested scope follows), default and max lifetime
