@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(input) = input(data) else { return };
     let headers = input.headers.clone();
     let result = validate(input.path, &headers);
-    assert_eq!(result, model(&input.path, &headers), "{:?} {headers:?}", input.path);
+    assert_eq!(result, model(input.path, &headers), "{:?} {headers:?}", input.path);
     if result.is_err() {
         return;
     }

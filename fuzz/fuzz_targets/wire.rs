@@ -139,7 +139,7 @@ fn framing(status: u16, headers: &[(&str, &[u8])], head_request: bool) -> Framin
         return Framing::Empty;
     }
     // The last coding of the last Transfer-Encoding field decides.
-    if let Some(te) = named("transfer-encoding").last() {
+    if let Some(te) = named("transfer-encoding").next_back() {
         let last = te.rsplit(|&b| b == b',').next().unwrap_or_default();
         return if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked

@@ -7,7 +7,7 @@
 //! - [`read_response`] reads one response: the head with `httparse` (1xx interim responses
 //!   skipped, RFC 9110 §15.2), then the body framed as RFC 9112 §6.3 says: none for `HEAD`,
 //!   1xx, 204 and 304; chunked when the last transfer coding is `chunked` (§7.1, decoded in place
-//!   by [`Dechunker`], trailers discarded); `Content-Length` otherwise (conflicting values are
+//!   by `Dechunker`, trailers discarded); `Content-Length` otherwise (conflicting values are
 //!   refused); else until the server closes the connection.
 //! - [`ResponseHeaders`] answers header look-ups over the validated head bytes, case-insensitively.
 //!

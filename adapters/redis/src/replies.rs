@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use credflow_reqwest::shared::{Admission, StoreError};
 
-/// What the acquire script answered (see [`ACQUIRE`](crate::scripts::ACQUIRE)).
+/// What the acquire script answered (`ACQUIRE` in `scripts.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Acquired {
     /// The token is no longer the value the caller judged unusable: look again.
