@@ -1,4 +1,4 @@
-//! Helpers shared by the credflow-core fuzz targets: turning fuzzer bytes into HTTP-shaped
+//! Helpers shared by the fuzz targets: turning fuzzer bytes into HTTP-shaped
 //! inputs, so that seeds can be written as plain text.
 //!
 //! The text formats are deliberately close to HTTP/1.1 so that a real response pasted into a
