@@ -12,18 +12,29 @@
 //! back to exactly the parameters given, in order; the Basic header decodes back to the
 //! credentials; `Content-Length` is the body's length; `write_http1` sizes are exact too; an
 //! `http` URL to a host that is not loopback is refused without the opt-in, before anything else.
+//!
+//! The same inputs also drive the encoders' other public entry points, which must agree with
+//! the request: `form::encode`, `form::basic_authorization` and `FormWriter` (a pair that does
+//! not fit leaves the form as it was), `jwt::client_assertion` (its HMAC-SHA256 signature
+//! checked with the `hmac` crate) and `jwt::sign_hs256`; the credential constructors (the
+//! same errors, whichever way the credential is built; `Debug` and `Display` show nothing of
+//! the secret nor the token), and `AuthMethod::parse` on the scope line.
 #![no_main]
 
 use arbitrary::Unstructured;
 use credflow_core::Duration;
 use credflow_core::UnixTime;
 use credflow_core::http::url::{PlainHttp, Url, UrlError};
+use credflow_core::oauth::form::{self, FormWriter};
+use credflow_core::oauth::jwt::{self, AssertionClaims, HS256_HEADER};
 use credflow_core::oauth::{
     AuthMethod, EncodeError, JwtInputs, TokenRequest, TokenRequestConfig, encode_token_request,
 };
-use credflow_core::secret::Credentials;
+use credflow_core::secret::{AccessToken, ClientId, ClientSecret, CredentialPart, Credentials};
 use credflow_fuzz::show;
+use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
+use sha2::Sha256;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
@@ -35,12 +46,13 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(u.take_rest());
     let mut lines = text.split('\n');
     let url = lines.next().unwrap_or_default();
-    let Ok(creds) =
-        Credentials::from_strs(lines.next().unwrap_or_default(), lines.next().unwrap_or_default())
+    let Some(creds) =
+        credentials(lines.next().unwrap_or_default(), lines.next().unwrap_or_default())
     else {
         return;
     };
     let scope = lines.next().filter(|s| !s.is_empty());
+    auth_method(scope.unwrap_or_default());
     let extra: Vec<(&str, &str)> =
         lines.take(8).map(|l| l.split_once('=').unwrap_or((l, ""))).collect();
     let auth =
@@ -74,7 +86,8 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Owned::from(request), reference, "the buffer size changed the output");
             reference
         }
-        (Ok(reference), Err(EncodeError::BufferTooSmall { needed })) => {
+        (Ok(reference), Err(e @ EncodeError::BufferTooSmall { needed })) => {
+            let _ = show(&e);
             assert!(needed > buf_len, "BufferTooSmall with {needed} <= {buf_len} bytes");
             let mut exact = vec![0u8; needed];
             let request = encode_token_request(&cfg, &creds, jwt.as_ref(), &mut exact)
@@ -100,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
         "a JWT request without JWT inputs"
     );
     check(&reference, &cfg, &creds);
+    helpers(&reference, &cfg, &creds, jwt.as_ref(), buf_len);
 });
 
 /// A request copied out of its buffer, for comparisons.
@@ -257,4 +271,152 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The credential from `id` and `secret`, built both ways: the same outcome; `Debug` shows the
+/// same text whatever the secret but for the fingerprint, and a token's `Debug` and `Display`
+/// never show it.
+fn credentials(id: &str, secret: &str) -> Option<Credentials> {
+    let parts = (ClientId::new(id), ClientSecret::new(secret));
+    let creds = match (Credentials::from_strs(id, secret), parts) {
+        (Ok(creds), (Ok(i), Ok(s))) => {
+            let other = Credentials::new(i, s);
+            assert_eq!(other.fingerprint(), creds.fingerprint());
+            creds
+        }
+        (Err((CredentialPart::ClientId, e)), (Err(i), _)) => {
+            assert_eq!(e, i);
+            let _ = show(&e);
+            return None;
+        }
+        (Err((CredentialPart::ClientSecret, e)), (Ok(_), Err(s))) => {
+            assert_eq!(e, s);
+            let _ = show(&e);
+            return None;
+        }
+        (result, _) => panic!("the constructors disagree: {:?}", result.map(|_| ())),
+    };
+    let shown = |c: &Credentials| {
+        let fingerprint = c.fingerprint().to_string();
+        format!("{c:?} {} {}", c.id, c.secret).replace(&fingerprint, "<fp>")
+    };
+    let other = Credentials::from_strs(id, "another secret").unwrap();
+    assert_eq!(shown(&creds), shown(&other), "Debug or Display depends on the secret");
+    let _ = format!("{:?} {:?}", creds.id, creds.fingerprint());
+    if let Ok(token) = AccessToken::<256>::new(secret) {
+        // (Its length is shown: compare with another token of that length.)
+        let other = AccessToken::<256>::new(&"x".repeat(secret.len())).unwrap();
+        let masked = |t: &AccessToken<256>| {
+            format!("{t:?} {t}").replace(&t.fingerprint().to_string(), "<fp>")
+        };
+        assert_eq!(masked(&token), masked(&other), "a token's Debug or Display shows it");
+        assert!(!token.is_empty());
+    }
+    Some(creds)
+}
+
+/// `AuthMethod::parse` as documented: the full or short name, any case, spaces around.
+fn auth_method(text: &str) {
+    let parsed = AuthMethod::parse(text);
+    let s = text.trim();
+    let all =
+        [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::ClientSecretJwt];
+    let expected = all.into_iter().find(|m| {
+        let full = m.as_str();
+        s.eq_ignore_ascii_case(full) || s.eq_ignore_ascii_case(&full["client_secret_".len()..])
+    });
+    assert_eq!(parsed, expected);
+    assert_eq!(text.parse::<AuthMethod>().ok(), parsed);
+    if let Err(e) = text.parse::<AuthMethod>() {
+        let _ = show(&e);
+    }
+    for m in all {
+        assert_eq!(AuthMethod::parse(&m.to_string()), Some(m));
+    }
+}
+
+/// The encoders' other entry points agree with the request.
+fn helpers(
+    r: &Owned,
+    cfg: &TokenRequestConfig<'_>,
+    creds: &Credentials,
+    jwt: Option<&JwtInputs>,
+    buf_len: usize,
+) {
+    let (id, secret) = (creds.id.as_str(), creds.secret.expose_secret());
+    let mut buf = vec![0u8; buf_len];
+    let mut roomy = vec![0u8; 1 << 16];
+    match form::encode(id, &mut buf) {
+        Ok(encoded) => {
+            assert_eq!(percent_decode(encoded), id);
+            assert_eq!(encoded.len(), form::encoded_len(id));
+        }
+        Err(e) => {
+            assert_eq!(e.needed, form::encoded_len(id));
+            assert!(e.needed > buf_len);
+            let _ = show(&e);
+        }
+    }
+    let basic = form::basic_authorization(id, secret, &mut roomy).unwrap().to_owned();
+    if cfg.auth == AuthMethod::ClientSecretBasic {
+        assert_eq!(Some(&basic), r.authorization.as_ref());
+    }
+    match form::basic_authorization(id, secret, &mut buf) {
+        Ok(value) => assert_eq!(value, basic),
+        Err(e) => assert_eq!(e.needed, basic.len()),
+    }
+
+    // A form of the extra parameters, pair by pair, in the caller's buffer.
+    let mut writer = FormWriter::new(&mut buf);
+    assert!(writer.is_empty());
+    let mut written = Vec::new();
+    for &(name, value) in cfg.extra {
+        let before = writer.as_str().to_owned();
+        match writer.pair(name, value) {
+            Ok(()) => written.push((name.to_owned(), value.to_owned())),
+            Err(e) => {
+                assert!(e.needed > buf_len, "{} bytes refused in {buf_len}", e.needed);
+                assert_eq!(writer.as_str(), before, "a pair that did not fit was written");
+            }
+        }
+        assert_eq!(writer.len(), writer.as_str().len());
+    }
+    let _ = format!("{writer:?}");
+    let form = writer.into_str();
+    let read: Vec<(String, String)> = form
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (n, v) = p.split_once('=').expect("name=value");
+            (percent_decode(n), percent_decode(v))
+        })
+        .collect();
+    assert_eq!(read, written);
+
+    // The assertion, signed with HMAC-SHA256 under the secret.
+    let Some(inputs) = jwt else { return };
+    let claims = AssertionClaims {
+        audience: cfg.token_url,
+        jti: inputs.jti,
+        issued_at: inputs.now,
+        lifetime: cfg.jwt_lifetime,
+    };
+    let assertion = jwt::client_assertion(creds, &claims, &mut roomy).unwrap().to_owned();
+    if cfg.auth == AuthMethod::ClientSecretJwt {
+        let sent = r.body.rsplit_once("client_assertion=").map(|(_, a)| a);
+        assert_eq!(sent, Some(assertion.as_str()), "not the assertion the request sent");
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+    let signature = mac.finalize().into_bytes();
+    assert_eq!(base64_decode(parts[2]).unwrap(), signature.as_slice(), "a wrong signature");
+    let payload = base64_decode(parts[1]).unwrap();
+    let signed = jwt::sign_hs256(HS256_HEADER.as_bytes(), &payload, secret.as_bytes(), &mut buf);
+    match signed {
+        Ok(signed) => assert_eq!(signed, assertion),
+        Err(e) => assert_eq!(e.needed, assertion.len()),
+    }
+    assert!(claims.expires_at() >= claims.issued_at);
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the credflow-core fuzz targets: turning fuzzer bytes into HTTP-shaped
+//! Helpers shared by the fuzz targets: turning fuzzer bytes into HTTP-shaped
 //! inputs, so that seeds can be written as plain text.
 //!
 //! The text formats are deliberately close to HTTP/1.1 so that a real response pasted into a
@@ -126,6 +126,8 @@ fn status_of(line: &[u8]) -> u16 {
 pub fn show(value: &dyn core::fmt::Display) -> String {
     value.to_string()
 }
+
+pub mod wire;
 
 #[cfg(test)]
 mod seeds;

@@ -16,6 +16,9 @@ use credflow_core::snapshot::{seal, sealed_len, unseal};
 
 use crate::{CLIENT, SNAPSHOT_KEY, SNAPSHOT_NOW};
 
+mod adapters;
+mod coverage;
+
 /// A long, realistic opaque token (Genesys tokens are about 90 bytes; JWTs from other servers
 /// run to kilobytes).
 const LONG_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjbGllbnQiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmUtc2lnbmF0dXJlLXNpZ25hdHVyZQ";
@@ -539,6 +542,8 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "plain-http-opted-in",
         request(0b1000, 512, "http://auth.example.invalid/oauth/token\nid\nsecret"),
     );
+    s.extend(adapters::seeds());
+    s.extend(coverage::seeds());
     s
 }
 
@@ -650,7 +655,7 @@ fn every_target_has_seeds() {
         .filter_map(|l| l.strip_suffix('"'))
         .filter(|n| *n != "credflow-fuzz")
         .collect();
-    assert_eq!(targets.len(), 12);
+    assert_eq!(targets.len(), 16);
     let seeds = seeds();
     for target in targets {
         assert!(seeds.iter().filter(|(t, ..)| *t == target).count() >= 3, "{target} lacks seeds");
@@ -665,4 +670,33 @@ fn the_valid_snapshot_seed_unseals() {
     let restored = unseal::<256>(&bytes[1..], SNAPSHOT_KEY, SNAPSHOT_NOW, fp).unwrap();
     assert_eq!(restored.token.as_str(), LONG_TOKEN);
     assert!(restored.expires_at > SNAPSHOT_NOW);
+}
+
+/// Inputs that once crashed a target, kept as seeds (`seed-regression-<n>`): none may be lost.
+const REGRESSIONS: [&str; 6] = [
+    "retry_after/seed-regression-2",
+    "session/seed-regression-1",
+    "session/seed-regression-2",
+    "token_error/seed-regression-1",
+    "token_request/seed-regression-1",
+    "wire/seed-regression-1",
+];
+
+#[test]
+fn every_input_that_crashed_a_target_is_kept() {
+    for seed in REGRESSIONS {
+        assert!(corpus().join(seed).is_file(), "{seed} is gone");
+    }
+    let mut found = Vec::new();
+    for target in std::fs::read_dir(corpus()).unwrap() {
+        let target = target.unwrap();
+        for file in std::fs::read_dir(target.path()).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            if name.starts_with("seed-regression-") {
+                found.push(format!("{}/{name}", target.file_name().into_string().unwrap()));
+            }
+        }
+    }
+    found.sort();
+    assert_eq!(found, REGRESSIONS, "a new crash input: list it in REGRESSIONS");
 }

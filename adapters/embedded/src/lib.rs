@@ -95,6 +95,12 @@ mod fmt;
 mod client;
 mod error;
 mod transport;
+// Public only to the fuzz targets (feature `__fuzzing`, not part of the API): the request
+// writer and the response reader, driven by in-memory connections.
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
+pub mod wire;
+#[cfg(not(feature = "__fuzzing"))]
 mod wire;
 
 pub use client::{Client, ClientConfig, Request, Response};

@@ -7,7 +7,7 @@
 //! - [`read_response`] reads one response: the head with `httparse` (1xx interim responses
 //!   skipped, RFC 9110 §15.2), then the body framed as RFC 9112 §6.3 says: none for `HEAD`,
 //!   1xx, 204 and 304; chunked when the last transfer coding is `chunked` (§7.1, decoded in place
-//!   by [`Dechunker`], trailers discarded); `Content-Length` otherwise (conflicting values are
+//!   by `Dechunker`, trailers discarded); `Content-Length` otherwise (conflicting values are
 //!   refused); else until the server closes the connection.
 //! - [`ResponseHeaders`] answers header look-ups over the validated head bytes, case-insensitively.
 //!
@@ -15,6 +15,10 @@
 //! buffer is an error that says how much room was needed, never a panic or an overflow. A
 //! non-2xx body that does not fit is cut to the buffer instead (the core classifies errors from
 //! their first bytes; the truncation is reported) and the connection is not reused.
+
+// The request writer and the response reader are `pub` for the fuzz targets (see the crate
+// root); the module is private otherwise.
+#![cfg_attr(not(feature = "__fuzzing"), allow(unreachable_pub))]
 
 use core::fmt;
 
@@ -82,24 +86,31 @@ impl<'b> HeadWriter<'b> {
 }
 
 /// What goes into an API request head, besides what the adapter adds.
-pub(crate) struct RequestHead<'a> {
-    pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
+pub struct RequestHead<'a> {
+    /// The method, as sent.
+    pub method: &'a str,
+    /// The origin-form path (checked by [`validate`]).
+    pub path: &'a str,
     /// `Host` value: host, `:port` when not the default.
-    pub(crate) host: &'a str,
+    pub host: &'a str,
     /// The host is an IPv6 literal: bracket it.
-    pub(crate) bracket: bool,
-    pub(crate) port: Option<u16>,
-    pub(crate) bearer: &'a str,
-    pub(crate) user_agent: &'a str,
-    pub(crate) headers: &'a [(&'a str, &'a str)],
-    pub(crate) body_len: Option<usize>,
+    pub bracket: bool,
+    /// The port, when not the scheme's default.
+    pub port: Option<u16>,
+    /// The access token.
+    pub bearer: &'a str,
+    /// The `User-Agent` value.
+    pub user_agent: &'a str,
+    /// The caller's header fields (checked by [`validate`]).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body's length, when the request has one.
+    pub body_len: Option<usize>,
 }
 
 /// Checks the parts of a request head a caller supplies: an origin-form `path` (RFC 9112
 /// §3.2.1) and `headers` whose names are tokens and values without CR, LF, NUL or other
 /// controls but tab. (The parts alone: no [`RequestHead`] is built to check them.)
-pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
+pub fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpError> {
     let path = path.as_bytes();
     let path_ok = path.first() == Some(&b'/') && path.iter().all(u8::is_ascii_graphic);
     if !path_ok {
@@ -120,7 +131,7 @@ pub(crate) fn validate(path: &str, headers: &[(&str, &str)]) -> Result<(), HttpE
 
 impl RequestHead<'_> {
     /// Writes the head into `out`: its length, or the length needed.
-    pub(crate) fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
+    pub fn write(&self, out: &mut [u8]) -> Result<usize, usize> {
         let mut w = HeadWriter::new(out);
         w.put(self.method.as_bytes());
         w.put(b" ");
@@ -181,19 +192,22 @@ enum Framing {
 /// One response read into the caller's buffer: the head at `[..head_len]`, the decoded body
 /// right after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Received {
-    pub(crate) status: u16,
-    pub(crate) head_len: usize,
-    pub(crate) body_len: usize,
+pub struct Received {
+    /// The final status code (interim 1xx responses skipped).
+    pub status: u16,
+    /// The length of the head, at the start of the buffer.
+    pub head_len: usize,
+    /// The length of the decoded body, right after the head.
+    pub body_len: usize,
     /// The body was cut to fit the buffer (non-2xx answers only).
-    pub(crate) truncated: bool,
+    pub truncated: bool,
     /// The connection can carry the next request.
-    pub(crate) reusable: bool,
+    pub reusable: bool,
 }
 
 impl Received {
     /// The head's fields and the body, in the buffer the response was read into.
-    pub(crate) fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
+    pub fn parts<'b>(&self, buf: &'b [u8]) -> (ResponseHeaders<'b>, &'b [u8]) {
         let (head, rest) = buf.split_at_checked(self.head_len).unwrap_or_default();
         (ResponseHeaders::new(head), rest.get(..self.body_len).unwrap_or_default())
     }
@@ -201,7 +215,7 @@ impl Received {
 
 /// Why a response could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The connection failed.
     Io(ErrorKind),
     /// The server closed the connection; `idle`: before sending a single byte (a kept-alive
@@ -233,7 +247,7 @@ enum Phase {
 ///
 /// One loop with one read for every phase (head, then the body by its framing): each `.await`
 /// in an `async fn` is code in its state machine, for every transport it is built with.
-pub(crate) async fn read_response<R: Read>(
+pub async fn read_response<R: Read>(
     conn: &mut R,
     buf: &mut [u8],
     head_request: bool,
@@ -592,7 +606,11 @@ impl<'b> ResponseHeaders<'b> {
 
     /// Every field as bytes. (`httparse` accepted the head: names are ASCII tokens.)
     fn fields(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + use<'b> {
-        self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let mut lines = self.head.split(|&b| b == b'\n');
+        // The status line: the first that is not empty (`httparse` skips empty lines before
+        // it, and a colon in its reason phrase must not make it a field).
+        let _status = lines.find(|line| !matches!(line, [] | [b'\r']));
+        lines.filter_map(|line| {
             let colon = line.iter().position(|&b| b == b':')?;
             let (name, value) = line.split_at_checked(colon)?;
             Some((name, trim(value.get(1..)?)))
@@ -615,7 +633,7 @@ impl fmt::Debug for ResponseHeaders<'_> {
 }
 
 /// Writes all of `bytes`; a connection that accepts nothing is an error, not a panic.
-pub(crate) async fn write_all<W: Write>(conn: &mut W, mut bytes: &[u8]) -> Result<(), ErrorKind> {
+pub async fn write_all<W: Write>(conn: &mut W, mut bytes: &[u8]) -> Result<(), ErrorKind> {
     while !bytes.is_empty() {
         match conn.write(bytes).await {
             Ok(0) => return Err(ErrorKind::WriteZero),
@@ -873,6 +891,17 @@ mod tests {
         assert_eq!(h.get("retry-after"), Some(&b"3"[..]));
         assert_eq!(h.get("ININ-RateLimit-Count"), Some(&b"7"[..]));
         assert_eq!(h.get("date"), None);
+    }
+
+    /// httparse skips empty lines before the status line; the field list must too, or a status
+    /// line with a colon in it reads as a field (found by the `wire` fuzz target).
+    #[test]
+    fn empty_lines_before_the_status_line_are_not_fields() {
+        let raw = b"\r\n\nHTTP/1.1 200 Note: this\r\nA: 1\r\nContent-Length: 0\r\n\r\n";
+        let (r, buf) = read(raw, 4, 99);
+        let (headers, _) = r.unwrap().parts(&buf);
+        let fields: Vec<_> = headers.iter().collect();
+        assert_eq!(fields, [("A", &b"1"[..]), ("Content-Length", &b"0"[..])]);
     }
 
     const PATH: &str = "/api/v2/things?x=1";

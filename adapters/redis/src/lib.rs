@@ -127,6 +127,11 @@ fn clamp_ms(ms: u64) -> u64 {
 }
 
 mod at_rest;
+// Public only to the fuzz targets (feature `__fuzzing`, not part of the API).
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod replies;
 mod scripts;
 
 // The README is the crates.io page: its example compiles as a doctest, so it stays true.
@@ -154,6 +159,7 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 use crate::at_rest::{Keys, OpenError};
+use crate::replies::{Acquired, acquired, admission, hold_left};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
 /// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
@@ -797,16 +803,15 @@ impl RedisStore {
             // An answer says who holds the lease: ours (returned to the caller), or not taken
             // under this fence (nothing to release).
             guard.disarm();
-            match code {
-                0 => continue,
-                1 => return Ok(Refresh::Lease(Lease::new(fence))),
-                _ => {}
-            }
+            let lease_left = match acquired(code, pttl) {
+                Acquired::Changed => continue,
+                Acquired::Taken => return Ok(Refresh::Lease(Lease::new(fence))),
+                Acquired::Held(left) => left.unwrap_or(self.config.poll_interval),
+            };
             let now = tokio::time::Instant::now();
             if now >= give_up {
                 return Err(StoreError::Busy);
             }
-            let lease_left = Duration::from_millis(u64::try_from(pttl).unwrap_or(0).max(1));
             let nap = self.config.poll_interval.min(lease_left).min(give_up - now);
             tokio::time::sleep(nap).await;
         }
@@ -895,18 +900,7 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         report_cut_hold(&rate_key, reached, scope.max_hold);
-        // A negative wait is a broken window (the script never sends one): refuse, so the
-        // client paces locally, rather than admit (fail safe, not open).
-        let Ok(ms) = u64::try_from(wait) else {
-            return Err(StoreError::Refused(format!("admission script answered {wait} ms")));
-        };
-        let wait = Duration::from_millis(ms);
-        Ok(match (counted, ms) {
-            (1, 0) => Admission::Now,
-            (1, _) => Admission::After(wait),
-            _ if held == 1 => Admission::Held(wait),
-            _ => Admission::Wait(wait),
-        })
+        admission(counted, wait, held)
     }
 
     async fn observe_inner(
@@ -946,7 +940,7 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         report_cut_hold(&rate_key, reached, scope.max_hold);
-        Ok(u64::try_from(left).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
+        Ok(hold_left(left))
     }
 
     async fn rate_limited_inner(

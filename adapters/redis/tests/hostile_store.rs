@@ -1,0 +1,121 @@
+//! Values in Redis that the scripts never write, as anyone with write access to Redis could
+//! leave them, against a real `redis-server` on 127.0.0.1: the store must not turn them into
+//! a storm of calls to Redis, nor into answers outside their contracts. (The answers' decoding
+//! is fuzzed: `fuzz/fuzz_targets/redis_replies.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, scope_of, store};
+use credflow_core::Priority;
+use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
+use credflow_reqwest::shared::{Admission, SharedStore, StoreError};
+
+/// `calls` of `INFO commandstats` for `command` (0 before its first call).
+async fn calls(con: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(con).await.unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A lease key without an expiry (`PTTL` -1) was read as a lease expiring within the next
+/// millisecond: a process waiting for the fleet's token asked Redis again every millisecond
+/// until its `max_wait` (238 acquire calls in 600 ms here, on the old code). It polls at its
+/// `poll_interval` as for any lease held elsewhere, and gives up as busy at `max_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_without_expiry_is_polled_at_the_poll_interval_not_every_millisecond() {
+    let redis = RedisServer::start();
+    let scope = scope_of("lease-without-expiry");
+    let store = store(&redis, |c| {
+        c.poll_interval = Duration::from_millis(100);
+        c.max_wait = Duration::from_millis(600);
+    });
+    let lease_key = store.key_names(&scope)[1].clone();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () =
+        redis::cmd("SET").arg(&lease_key).arg("not-a-fence").query_async(&mut con).await.unwrap();
+    let before = calls(&mut con, "evalsha").await;
+    assert_eq!(store.refresh(&scope, None).await.unwrap_err(), StoreError::Busy);
+    let acquires = calls(&mut con, "evalsha").await - before;
+    // 600 ms / 100 ms: about 7 (the first, and one after each nap).
+    assert!((2..=12).contains(&acquires), "{acquires} acquire calls in 600 ms");
+}
+
+/// The rate hash's fields are read by the Lua scripts (`tonumber`, inside Redis, where the
+/// fuzz targets do not reach; they fuzz the answers). Each field set to each of these values,
+/// every call still answers within its contract: an error (the client then paces locally), or
+/// an answer the client bounds itself (an admission reserved within the caller's horizon, a
+/// wait or a hold it caps at its own deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_rate_hash_fields_give_errors_or_answers_within_their_contracts() {
+    const FIELDS: [&str; 8] =
+        ["limit", "remaining", "reset_at", "length", "tat", "interval", "blocked_until", "seen"];
+    const VALUES: [&str; 11] = [
+        "abc",
+        "",
+        "nan",
+        "inf",
+        "-inf",
+        "1e308",
+        "-1e308",
+        "-5",
+        "0x10",
+        "9007199254740993",
+        "18446744073709551616",
+    ];
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    let scope = scope_of("hostile-rate-hash");
+    let [_, _, rate_key, slots_key] = store.key_names(&scope);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let ten = credflow_core::Duration::from_secs(10);
+    let window = RateLimitSnapshot {
+        limit: Some(10),
+        remaining: Some(10),
+        reset_after: Some(ten),
+        window: Some(ten),
+        dialect: Dialect::Genesys,
+    };
+    let within = Duration::from_secs(2);
+    let mut refused = 0;
+    for field in FIELDS {
+        for value in VALUES {
+            let case = format!("{field} = {value:?}");
+            let _: () = redis::cmd("DEL")
+                .arg(&rate_key)
+                .arg(&slots_key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            store.observe(&scope, window).await.unwrap();
+            let _: () = redis::cmd("HSET")
+                .arg(&rate_key)
+                .arg(field)
+                .arg(value)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let mut answered = |result: Result<(), StoreError>| match result {
+                Ok(()) => {}
+                Err(StoreError::Refused(_)) => refused += 1,
+                Err(e) => panic!("{case}: {e}"),
+            };
+            let admitted = store.admit(&scope, Priority::Normal, within).await;
+            if let Ok(Admission::After(wait)) = admitted {
+                assert!(wait <= within, "{case}: reserved {wait:?} ahead, beyond {within:?}");
+            }
+            answered(admitted.map(drop));
+            answered(store.hold(&scope).await.map(drop));
+            answered(store.rate_limited(&scope, None).await);
+            answered(store.observe(&scope, window).await);
+        }
+    }
+    // Most values stop the scripts (an error, not a guess); the count shows they ran.
+    assert!(refused > 0, "no hostile value was refused");
+}
