@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use credflow_emulator::hostile::{Hostile, Recorded, Reply};
+use credflow_emulator::hostile::{Hostile, Reply, UNUSABLE_TOKEN_ANSWERS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_credflow");
 const ID: &str = "c";
@@ -32,15 +32,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The value of form field `name` in a recorded request's body.
-fn form_value(req: &Recorded, name: &str) -> String {
-    req.body_text()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// What the client sent the server that it must never print: the Basic value and the
 /// assertion of every token request, and the secret and token.
 fn sent_credentials(server: &Hostile) -> Vec<String> {
@@ -49,7 +40,7 @@ fn sent_credentials(server: &Hostile) -> Vec<String> {
         if let Some(basic) = req.header("authorization") {
             values.push(basic.trim_start_matches("Basic ").to_owned());
         }
-        values.push(form_value(req, "client_assertion"));
+        values.push(req.form_value("client_assertion"));
     }
     values.retain(|v| !v.is_empty());
     values
@@ -67,17 +58,10 @@ fn assert_masked(what: &str, out: &Output, values: &[String]) {
 /// correlation id and exits 2 (a setup to fix), not 5 after its 20 s wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_response_is_named_and_exits_2() {
-    let cases = [
-        ("application/json", r#"{"access_token":"abc","token_type""#, "malformed"),
-        ("text/html", "<html><body>Sign in to the Wi-Fi</body></html>", "text/html"),
-        ("application/json", r#"{"token_type":"Bearer","expires_in":3600}"#, "no access_token"),
-        ("application/json", r#"{"access_token":"abc","token_type":"mac"}"#, r#""mac""#),
-        (
-            "application/json",
-            r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer"}"#,
-            "not allowed in an HTTP header",
-        ),
-    ];
+    // What the diagnosis of each of UNUSABLE_TOKEN_ANSWERS names.
+    let names =
+        ["malformed", "text/html", "no access_token", r#""mac""#, "not allowed in an HTTP header"];
+    let cases = UNUSABLE_TOKEN_ANSWERS.into_iter().zip(names).map(|((c, b), n)| (c, b, n));
     let runs: Vec<_> = cases
         .into_iter()
         .enumerate()
@@ -137,19 +121,7 @@ async fn a_long_retry_after_from_the_token_endpoint_exits_5_at_once() {
 async fn echoed_credentials_are_never_printed_by_token_or_check() {
     for auth in ["basic", "post", "jwt"] {
         for field in ["error_description", "message"] {
-            let server = Hostile::start(move |req| {
-                let basic = req.header("authorization").unwrap_or("").trim_start_matches("Basic ");
-                // The assertion alone first, so that it fits the 256 bytes kept of the text.
-                let echo = format!("{} {basic} {SECRET}", form_value(req, "client_assertion"));
-                let body = if field == "message" {
-                    format!(r#"{{"message":"{echo}","code":"bad.credentials","status":401}}"#)
-                } else {
-                    format!(r#"{{"error":"invalid_client","error_description":"{echo}"}}"#)
-                };
-                Reply::json(401, &body)
-                    .header("ININ-Correlation-Id", SECRET)
-                    .header("WWW-Authenticate", &format!(r#"Basic realm="{echo}""#))
-            });
+            let server = Hostile::start(move |req| Reply::echoing_credentials(req, field, SECRET));
             for args in [&["token"][..], &["-vv", "token"], &["check"], &["-vv", "check"]] {
                 let args = [&["--auth-method", auth][..], args].concat();
                 let out = credflow(&server, &args).await;
@@ -157,7 +129,7 @@ async fn echoed_credentials_are_never_printed_by_token_or_check() {
                 assert_masked(&format!("{args:?} {field}"), &out, &sent_credentials(&server));
             }
             if auth == "jwt" {
-                let assertion = form_value(&server.requests()[0], "client_assertion");
+                let assertion = server.requests()[0].form_value("client_assertion");
                 assert!(assertion.len() > 100 && assertion.len() < 256, "{assertion}");
             }
         }
@@ -218,7 +190,7 @@ async fn an_echoed_assertion_is_never_printed() {
     let remember = std::sync::Arc::clone(&seen);
     let server = Hostile::start(move |req| {
         if req.path() == "/oauth/token" {
-            *remember.lock().unwrap() = form_value(req, "client_assertion");
+            *remember.lock().unwrap() = req.form_value("client_assertion");
             let body =
                 format!(r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600}}"#);
             return Reply::json(200, &body);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use credflow_emulator::hostile::{Hostile, Recorded, Reply};
+use credflow_emulator::hostile::{Hostile, Reply, UNUSABLE_TOKEN_ANSWERS};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::{AuthMethod, Client, Config, ErrorKind};
 use reqwest::Method;
@@ -26,15 +26,6 @@ fn client(server: &Hostile, auth: AuthMethod, token_wait: Duration) -> Client {
     Client::new(config).unwrap()
 }
 
-/// The value of form field `name` in a recorded request's body.
-fn form_value(req: &Recorded, name: &str) -> String {
-    req.body_text()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// `shown` holds none of `values`.
 fn assert_masked(shown: &str, values: &[&str]) {
     for value in values.iter().filter(|v| !v.is_empty()) {
@@ -46,17 +37,10 @@ fn assert_masked(shown: &str, values: &[&str]) {
 /// correlation id, and is a configuration error (exit 2), not a timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_token_response_is_named_not_timed_out() {
-    let cases = [
-        ("application/json", r#"{"access_token":"abc","token_type""#, "malformed"),
-        ("text/html", "<html><body>Sign in to the Wi-Fi</body></html>", "text/html"),
-        ("application/json", r#"{"token_type":"Bearer","expires_in":3600}"#, "no access_token"),
-        ("application/json", r#"{"access_token":"abc","token_type":"mac"}"#, r#""mac""#),
-        (
-            "application/json",
-            r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer"}"#,
-            "not allowed in an HTTP header",
-        ),
-    ];
+    // What the diagnosis of each of UNUSABLE_TOKEN_ANSWERS names.
+    let names =
+        ["malformed", "text/html", "no access_token", r#""mac""#, "not allowed in an HTTP header"];
+    let cases = UNUSABLE_TOKEN_ANSWERS.into_iter().zip(names).map(|((c, b), n)| (c, b, n));
     for (i, (content_type, body, names)) in cases.into_iter().enumerate() {
         let correlation = format!("corr-{i}");
         let reply_id = correlation.clone();
@@ -114,25 +98,12 @@ async fn echoed_credentials_never_reach_the_error() {
         [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost, AuthMethod::ClientSecretJwt]
     {
         for field in ["error_description", "message"] {
-            let server = Hostile::start(move |req| {
-                let basic = req.header("authorization").unwrap_or("").trim_start_matches("Basic ");
-                let assertion = form_value(req, "client_assertion");
-                // The assertion alone first, so that it fits the 256 bytes kept.
-                let echo = format!("{assertion} {basic} {SECRET}");
-                let body = if field == "message" {
-                    format!(r#"{{"message":"{echo}","code":"bad.credentials","status":401}}"#)
-                } else {
-                    format!(r#"{{"error":"invalid_client","error_description":"{echo}"}}"#)
-                };
-                Reply::json(401, &body)
-                    .header("ININ-Correlation-Id", SECRET)
-                    .header("WWW-Authenticate", &format!(r#"Basic realm="{echo}""#))
-            });
+            let server = Hostile::start(move |req| Reply::echoing_credentials(req, field, SECRET));
             let client = client(&server, auth, Duration::from_secs(2));
             let error = client.token().await.expect_err("rejected");
             let sent = &server.requests()[0];
-            let basic = sent.header("authorization").unwrap_or("").trim_start_matches("Basic ");
-            let assertion = form_value(sent, "client_assertion");
+            let basic = sent.basic_credentials();
+            let assertion = sent.form_value("client_assertion");
             if auth == AuthMethod::ClientSecretJwt {
                 assert!(assertion.len() > 100 && assertion.len() < 256, "{assertion}");
             }

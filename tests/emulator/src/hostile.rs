@@ -69,7 +69,33 @@ impl Recorded {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The value of form field `name` in the body, as sent (still percent-encoded); empty if
+    /// absent.
+    pub fn form_value(&self, name: &str) -> String {
+        self.body_text()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The credentials of a Basic `Authorization` header (the base64 value); empty if none.
+    pub fn basic_credentials(&self) -> &str {
+        self.header("authorization").unwrap_or("").trim_start_matches("Basic ")
+    }
 }
+
+/// Token endpoint answers (HTTP 200) that are not a usable token, as a captive portal, a broken
+/// proxy or a wrong URL give them: content type and body. In order: truncated JSON, an HTML
+/// page, no `access_token`, a `token_type` other than Bearer, a token with CR/LF in it.
+pub const UNUSABLE_TOKEN_ANSWERS: [(&str, &str); 5] = [
+    ("application/json", r#"{"access_token":"abc","token_type""#),
+    ("text/html", "<html><body>Sign in to the Wi-Fi</body></html>"),
+    ("application/json", r#"{"token_type":"Bearer","expires_in":3600}"#),
+    ("application/json", r#"{"access_token":"abc","token_type":"mac"}"#),
+    ("application/json", r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer"}"#),
+];
 
 /// What the server sends after a reply's head.
 #[derive(Clone, Debug)]
@@ -174,6 +200,23 @@ impl Reply {
     pub fn delayed(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self
+    }
+
+    /// A token endpoint's 401 that echoes what `req` sent it (the assertion, the Basic value)
+    /// and `secret`, in `field` (`error_description` in an OAuth body, or `message` in a
+    /// Genesys one), in `ININ-Correlation-Id` (the secret) and in `WWW-Authenticate`. The
+    /// assertion comes first, so that it fits what a client keeps of such a text.
+    pub fn echoing_credentials(req: &Recorded, field: &str, secret: &str) -> Reply {
+        let echo =
+            format!("{} {} {secret}", req.form_value("client_assertion"), req.basic_credentials());
+        let body = if field == "message" {
+            format!(r#"{{"message":"{echo}","code":"bad.credentials","status":401}}"#)
+        } else {
+            format!(r#"{{"error":"invalid_client","error_description":"{echo}"}}"#)
+        };
+        Reply::json(401, &body)
+            .header("ININ-Correlation-Id", secret)
+            .header("WWW-Authenticate", &format!(r#"Basic realm="{echo}""#))
     }
 }
 
