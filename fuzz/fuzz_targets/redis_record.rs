@@ -22,7 +22,7 @@
 use arbitrary::Unstructured;
 use credflow_core::UnixTime;
 use credflow_core::secret::{Credentials, Fingerprint};
-use credflow_core::snapshot::{Stamp, UnsealError, sealed_len};
+use credflow_core::snapshot::{Stamp, UnsealError, record_len};
 use credflow_fuzz::{CLIENT, REFERENCE, show};
 use credflow_redis::fuzzing::{close, open};
 use libfuzzer_sys::fuzz_target;
@@ -60,7 +60,7 @@ fn raw(value: &[u8], encrypted: bool, fp: Fingerprint) {
             let again = close(FLEET_KEY, key(encrypted), AAD, token, expires_at, fp, stamp)
                 .expect("an accepted token closes again");
             if encrypted {
-                assert_eq!(value.len(), sealed_len(token.len()) + ENCRYPTION_OVERHEAD);
+                assert_eq!(value.len(), record_len(token.len()) + ENCRYPTION_OVERHEAD);
                 assert!(value.starts_with(b"CFE1"));
             } else {
                 assert_eq!(again, value, "accepted bytes close would not have written");
@@ -89,7 +89,7 @@ fn edited(data: &[u8], fp: Fingerprint) {
         open(fleet, key(encrypted), aad, value, NOW, fp, newest)
     };
     let overhead = if encrypted { ENCRYPTION_OVERHEAD } else { 0 };
-    assert_eq!(value.len(), sealed_len(token.len()) + overhead);
+    assert_eq!(value.len(), record_len(token.len()) + overhead);
     let mut edited = value.clone();
     while u.len() >= 4 {
         let kind: u8 = u.arbitrary().unwrap_or(0);

@@ -537,7 +537,14 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
                     } => now = now + s.config().retry.max_wait,
                     ApiErrorKind::TokenUnavailable { retry_at, .. } => {
                         let next = retry_at.or_else(|| s.poll_timeout().map(|(at, _)| at));
-                        now = now.max(next.expect("no token and no plan to get one"));
+                        // Token requests stopped for an answer that cannot be used (a token
+                        // too long): as after rejected credentials, only new configuration
+                        // recovers, and the model knows when that happened.
+                        let Some(next) = next else {
+                            assert!(model.rejected, "no token and no plan to get one: {e}");
+                            return;
+                        };
+                        now = now.max(next);
                     }
                     _ => panic!("unexpected failure while recovering: {e}"),
                 }

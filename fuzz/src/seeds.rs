@@ -673,10 +673,12 @@ fn the_valid_snapshot_seed_unseals() {
 }
 
 /// Inputs that once crashed a target, kept as seeds (`seed-regression-<n>`): none may be lost.
-const REGRESSIONS: [&str; 6] = [
+const REGRESSIONS: [&str; 8] = [
+    "redis_record/seed-regression-1",
     "retry_after/seed-regression-2",
     "session/seed-regression-1",
     "session/seed-regression-2",
+    "session/seed-regression-3",
     "token_error/seed-regression-1",
     "token_request/seed-regression-1",
     "wire/seed-regression-1",
