@@ -1699,18 +1699,19 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// the next token request at `retry_at` (token requests stopped because the answers cannot
     /// be used are not a matter of credentials).
     fn token_error(&self, rejected: Option<RejectReason>, retry_at: Option<Instant>) -> ApiError {
-        let last = self.last_token_failure.clone();
-        let status = last.as_ref().and_then(TokenFailureReport::status);
-        let correlation_id = last.as_ref().and_then(|r| r.correlation_id.clone());
+        // Each kind copies only what it carries (the report's texts are several hundred bytes).
+        let last = self.last_token_failure.as_ref();
+        let status = last.and_then(TokenFailureReport::status);
+        let correlation_id = last.and_then(|r| r.correlation_id.clone());
         let kind = match rejected {
             Some(reason) if reason != RejectReason::UnusableResponse => {
-                let oauth = last.and_then(|r| match r.problem {
-                    TokenProblem::Refused(e) => Some(e),
+                let oauth = last.and_then(|r| match &r.problem {
+                    TokenProblem::Refused(e) => Some(e.clone()),
                     _ => None,
                 });
                 ApiErrorKind::CredentialsRejected { reason, oauth }
             }
-            _ => ApiErrorKind::TokenUnavailable { retry_at, last },
+            _ => ApiErrorKind::TokenUnavailable { retry_at, last: last.cloned() },
         };
         ApiError { kind, status, correlation_id }
     }
