@@ -529,7 +529,8 @@ pub enum ApiErrorKind {
     CredentialsRejected {
         /// Why, in OAuth terms.
         reason: RejectReason,
-        /// The server's error, when it sent one.
+        /// The server's error, when it sent one. Copied into the error with the `diagnosis`
+        /// feature only; without it `None`, and [`Session::last_token_error`] has it.
         oauth: Option<OAuthError>,
     },
     /// No token could be obtained in time: the token endpoint is down or rate-limited, its
@@ -539,7 +540,10 @@ pub enum ApiErrorKind {
     TokenUnavailable {
         /// When the next token request may go out.
         retry_at: Option<Instant>,
-        /// What went wrong with the last token request, if one failed.
+        /// What went wrong with the last token request, if one failed. Copied into the error
+        /// with the `diagnosis` feature only; without it `None`, and
+        /// [`Session::last_token_failure`] has it (the error's `status` and `correlation_id`
+        /// are the failure's in both cases).
         last: Option<TokenFailureReport>,
     },
     /// The API rejected a fresh token too (401 twice).
@@ -572,6 +576,10 @@ impl ApiError {
         match &self.kind {
             ApiErrorKind::CredentialsRejected { reason, .. } => reason.likely_cause(),
             ApiErrorKind::TokenUnavailable { last: Some(report), .. } => report.likely_cause(),
+            // An answer whose report was not copied (no `diagnosis` feature).
+            ApiErrorKind::TokenUnavailable { last: None, .. } if self.status.is_some() => {
+                "the token endpoint's answer was not a token: the session's last token failure says why"
+            }
             ApiErrorKind::TokenUnavailable { last: None, .. } => {
                 "the token endpoint did not answer in time: unreachable, overloaded or in maintenance"
             }
@@ -610,9 +618,13 @@ impl fmt::Display for ApiError {
             ApiErrorKind::TokenUnavailable { last: Some(report), .. } => {
                 write!(f, "no token available: {report}")?
             }
-            ApiErrorKind::TokenUnavailable { last: None, .. } => {
-                f.write_str("no token available: the token endpoint did not answer")?
-            }
+            ApiErrorKind::TokenUnavailable { last: None, .. } => match self.status {
+                // An answer whose report was not copied (no `diagnosis` feature).
+                Some(status) => {
+                    write!(f, "no token available: the token endpoint answered HTTP {status}")?
+                }
+                None => f.write_str("no token available: the token endpoint did not answer")?,
+            },
             ApiErrorKind::Unauthorized => {
                 f.write_str("unauthorized (401) even with a fresh token")?
             }
@@ -1697,21 +1709,24 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// correlation id too): [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped
     /// for `rejected` credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with
     /// the next token request at `retry_at` (token requests stopped because the answers cannot
-    /// be used are not a matter of credentials).
+    /// be used are not a matter of credentials). Without the `diagnosis` feature, the error
+    /// carries no copy of the failure's details (`oauth` and `last` are `None`): they stay in
+    /// the session, read on request with [`last_token_failure`](Self::last_token_failure).
     fn token_error(&self, rejected: Option<RejectReason>, retry_at: Option<Instant>) -> ApiError {
-        // Each kind copies only what it carries (the report's texts are several hundred bytes).
         let last = self.last_token_failure.as_ref();
         let status = last.and_then(TokenFailureReport::status);
         let correlation_id = last.and_then(|r| r.correlation_id.clone());
+        // Each kind copies only what it carries (the report's texts are several hundred bytes).
+        let copied = last.filter(|_| cfg!(feature = "diagnosis"));
         let kind = match rejected {
             Some(reason) if reason != RejectReason::UnusableResponse => {
-                let oauth = last.and_then(|r| match &r.problem {
+                let oauth = copied.and_then(|r| match &r.problem {
                     TokenProblem::Refused(e) => Some(e.clone()),
                     _ => None,
                 });
                 ApiErrorKind::CredentialsRejected { reason, oauth }
             }
-            _ => ApiErrorKind::TokenUnavailable { retry_at, last: last.cloned() },
+            _ => ApiErrorKind::TokenUnavailable { retry_at, last: copied.cloned() },
         };
         ApiError { kind, status, correlation_id }
     }
