@@ -1226,90 +1226,109 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        // The body read as an OAuth error (RFC 6749 §5.2): an error status's, or for a token
-        // granted already expired, the session's diagnosis.
-        let mut error_body = Some(body);
         if (200..300).contains(&status) {
-            let opts = ResponseOptions {
-                default_expires_in: self.config.default_expires_in,
-                max_expires_in: self.config.max_expires_in,
-                requested_scope: self.endpoint.scope(),
-            };
-            error_body = None;
-            match parse_token_response::<N>(body, &opts) {
-                // A token granted already expired (`expires_in` zero, negative or under a
-                // second) is of no use: a failed request, with backoff and a diagnosis (as an
-                // error without a code: retrying at once cannot help, but the credentials are
-                // not known to be bad), rather than a token to replace at once.
-                Ok(response) if response.expires_in.is_zero() => {
-                    error_body = Some(EXPIRED_GRANT);
-                }
-                Ok(response) => {
-                    let generation = self.lifecycle.on_success(
-                        now,
-                        ticket,
-                        response.access_token,
-                        response.expires_in,
-                        &mut self.rng,
-                    );
-                    if generation.is_some() {
-                        self.token_breaker.on_success(now);
-                        self.last_token_failure = None;
-                        let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
-                        self.granted = (granted, response.scope_check);
-                        if matches!(
-                            response.scope_check,
-                            ScopeCheck::Narrowed | ScopeCheck::Widened
-                        ) {
-                            self.push(Event::ScopeMismatch(response.scope_check));
-                        }
-                    }
-                }
-                // Including a success status with an OAuth error body (`ErrorBody`).
-                Err(error) => {
-                    let failure = match error {
-                        ResponseError::TokenTooLong { .. }
-                        | ResponseError::UnsupportedTokenType { .. } => {
-                            TokenFailure::Fatal(RejectReason::UnusableResponse)
-                        }
-                        _ => TokenFailure::Transient { retry_after: None },
-                    };
-                    let problem =
-                        TokenProblem::Unusable { status, error, content_type: media_type(headers) };
-                    self.record_token_failure(now, problem, headers, body, None);
-                    self.token_failed(now, ticket, failure, false);
-                }
-            }
-        }
-        if let Some(error_body) = error_body {
-            let mut error = parse_token_error(status, error_body);
-            if error.class == TokenErrorClass::Redirected {
-                self.describe_redirect(&mut error, headers.get("location"));
-            }
-            let retry_after = self.retry_after(now, headers);
-            let failure = match error.class {
-                TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
-                    if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
-                        RejectReason::UnauthorizedClient
-                    } else {
-                        RejectReason::InvalidClient
-                    },
-                ),
-                TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
-                TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
-                TokenErrorClass::Redirected => TokenFailure::Fatal(RejectReason::Redirected),
-                TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
-                _ => TokenFailure::Transient { retry_after },
-            };
-            // A breaker failure is an outage or overload, not a configuration error.
-            let outage =
-                matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
-            self.push(Event::TokenEndpointError { status, class: error.class });
-            let problem = TokenProblem::Refused(error);
-            self.record_token_failure(now, problem, headers, body, retry_after);
-            self.token_failed(now, ticket, failure, outage);
+            self.token_granted(now, ticket, status, headers, body);
+        } else {
+            self.token_refused(now, ticket, status, headers, body, body);
         }
         self.drain_lifecycle_events();
+    }
+
+    /// A success answer to the token request for `ticket`: a token to install, or an answer
+    /// that cannot be used as one.
+    fn token_granted<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        body: &[u8],
+    ) {
+        let opts = ResponseOptions {
+            default_expires_in: self.config.default_expires_in,
+            max_expires_in: self.config.max_expires_in,
+            requested_scope: self.endpoint.scope(),
+        };
+        match parse_token_response::<N>(body, &opts) {
+            // A token granted already expired (`expires_in` zero, negative or under a second)
+            // is of no use: a failed request, with backoff and a diagnosis (as an error without
+            // a code: retrying at once cannot help, but the credentials are not known to be
+            // bad), rather than a token to replace at once.
+            Ok(response) if response.expires_in.is_zero() => {
+                self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body);
+            }
+            Ok(response) => {
+                let generation = self.lifecycle.on_success(
+                    now,
+                    ticket,
+                    response.access_token,
+                    response.expires_in,
+                    &mut self.rng,
+                );
+                if generation.is_some() {
+                    self.token_breaker.on_success(now);
+                    self.last_token_failure = None;
+                    let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
+                    self.granted = (granted, response.scope_check);
+                    if matches!(response.scope_check, ScopeCheck::Narrowed | ScopeCheck::Widened) {
+                        self.push(Event::ScopeMismatch(response.scope_check));
+                    }
+                }
+            }
+            // Including a success status with an OAuth error body (`ErrorBody`).
+            Err(error) => {
+                let failure = match error {
+                    ResponseError::TokenTooLong { .. }
+                    | ResponseError::UnsupportedTokenType { .. } => {
+                        TokenFailure::Fatal(RejectReason::UnusableResponse)
+                    }
+                    _ => TokenFailure::Transient { retry_after: None },
+                };
+                let problem =
+                    TokenProblem::Unusable { status, error, content_type: media_type(headers) };
+                self.record_token_failure(now, problem, headers, body, None);
+                self.token_failed(now, ticket, failure, false);
+            }
+        }
+    }
+
+    /// An error answer to the token request for `ticket`: `error_body` read as an OAuth error
+    /// (RFC 6749 §5.2), classified, and recorded with `body`'s correlation id.
+    fn token_refused<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        error_body: &[u8],
+        body: &[u8],
+    ) {
+        let mut error = parse_token_error(status, error_body);
+        if error.class == TokenErrorClass::Redirected {
+            self.describe_redirect(&mut error, headers.get("location"));
+        }
+        let retry_after = self.retry_after(now, headers);
+        let failure = match error.class {
+            TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
+                if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
+                    RejectReason::UnauthorizedClient
+                } else {
+                    RejectReason::InvalidClient
+                },
+            ),
+            TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
+            TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
+            TokenErrorClass::Redirected => TokenFailure::Fatal(RejectReason::Redirected),
+            TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
+            _ => TokenFailure::Transient { retry_after },
+        };
+        // A breaker failure is an outage or overload, not a configuration error.
+        let outage =
+            matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
+        self.push(Event::TokenEndpointError { status, class: error.class });
+        let problem = TokenProblem::Refused(error);
+        self.record_token_failure(now, problem, headers, body, retry_after);
+        self.token_failed(now, ticket, failure, outage);
     }
 
     /// Reports that the token endpoint's answer to `ticket` had a body larger than `limit`
