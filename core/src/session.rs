@@ -1250,14 +1250,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             requested_scope: self.endpoint.scope(),
         };
         match parse_token_response::<N>(body, &opts) {
-            // A token granted already expired (`expires_in` zero, negative or under a second)
-            // is of no use: a failed request, with backoff and a diagnosis (as an error without
-            // a code: retrying at once cannot help, but the credentials are not known to be
-            // bad), rather than a token to replace at once.
-            Ok(response) if response.expires_in.is_zero() => {
-                self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body);
-            }
-            Ok(response) => {
+            Ok(response) if !response.expires_in.is_zero() => {
                 let generation = self.lifecycle.on_success(
                     now,
                     ticket,
@@ -1275,6 +1268,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                     }
                 }
             }
+            // A token granted already expired (`expires_in` zero, negative or under a second)
+            // is of no use: a failed request, with backoff and a diagnosis (as an error without
+            // a code: retrying at once cannot help, but the credentials are not known to be
+            // bad), rather than a token to replace at once. (After the arm that takes the token:
+            // first, with its guard, it made the build move the large response once per arm.)
+            Ok(_) => self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body),
             // Including a success status with an OAuth error body (`ErrorBody`).
             Err(error) => {
                 let failure = match error {
