@@ -1120,11 +1120,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ) -> TokenStatus<'_, N> {
         if self.lifecycle.token(now).is_none() {
             let passed = deadline.is_some_and(|d| now > d);
-            return match self.token_unavailable(now, deadline) {
-                Some(error) => TokenStatus::Unavailable(error),
-                None if passed => TokenStatus::Unavailable(self.token_error(None, None)),
-                None => TokenStatus::Pending { until: self.token_wait_until(now) },
+            let error = match self.token_unavailable(now, deadline) {
+                Some(error) => error,
+                None if passed => self.token_error(None, None),
+                None => return TokenStatus::Pending { until: self.token_wait_until(now) },
             };
+            return TokenStatus::Unavailable(error);
         }
         match (self.lifecycle.token(now), self.lifecycle.token_times(now)) {
             (Some((token, _)), Some(times)) => TokenStatus::Ready(token, times),
