@@ -322,9 +322,10 @@ impl fmt::Display for Authority<'_> {
 
 /// A configured URL for messages and logs, with any userinfo masked: displays `input` as given
 /// when [`Url::parse`] accepts it (a valid URL has no userinfo), and otherwise with everything
-/// from the scheme's `://` (or the start) to the last `@` before any `?` or `#` replaced by
-/// `***@`, so that a password is not echoed even from a URL malformed in some other way (a `/`
-/// in the password, no scheme). Bytes that are not visible ASCII are escaped (`\n`).
+/// from the scheme's `://` (after a scheme name; else the start) to the last `@` before any `?`
+/// or `#` replaced by `***@`, so that a password is not echoed even from a URL malformed in
+/// some other way (a `/` or a `://` in the password, no scheme). Bytes that are not visible
+/// ASCII are escaped (`\n`).
 ///
 /// ```
 /// use credflow_core::http::url::Redacted;
@@ -347,9 +348,14 @@ impl fmt::Display for Redacted<'_> {
         else {
             return write!(f, "{}", input.escape_debug());
         };
+        // The scheme's `://`: after a scheme name (RFC 3986 §3.1), not inside a password.
+        let is_scheme = |name: &[u8]| {
+            name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        };
         let start = bytes
             .windows(3)
             .position(|w| w == b"://")
+            .filter(|&i| bytes.get(..i).is_some_and(is_scheme))
             .map(|i| i.saturating_add(3))
             .filter(|&start| start <= at)
             .unwrap_or(0);
@@ -678,6 +684,10 @@ mod tests {
             ("https://h/x?next=a@b#frag", "https://h/x?next=a@b#frag"),
             // The `://` after the `@` is not the scheme's.
             (":pw@://", "***@://"),
+            // Nor one inside the password: a scheme name comes before it.
+            (":pw://@h", "***@h"),
+            ("user:p://w@h/t", "***@h/t"),
+            ("x+y.z-1://u:pw@h/t", "x+y.z-1://***@h/t"),
         ] {
             assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
         }
