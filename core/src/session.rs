@@ -1227,16 +1227,19 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        if (200..300).contains(&status) {
-            self.token_granted(now, ticket, status, headers, body);
-        } else {
+        if !(200..300).contains(&status) {
             self.token_refused(now, ticket, status, headers, body, body);
+        } else if self.token_granted(now, ticket, status, headers, body) == Grant::Expired {
+            self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body);
         }
         self.drain_lifecycle_events();
     }
 
     /// A success answer to the token request for `ticket`: a token to install, or an answer
-    /// that cannot be used as one.
+    /// that cannot be used as one (recorded here), or a token granted already expired (for the
+    /// caller to refuse). Out of line, so that the large token response it reads and the
+    /// refusal's error are never on the stack together.
+    #[inline(never)]
     fn token_granted<Hd: Headers + ?Sized>(
         &mut self,
         now: Instant,
@@ -1244,7 +1247,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         status: u16,
         headers: &Hd,
         body: &[u8],
-    ) {
+    ) -> Grant {
         let opts = ResponseOptions {
             default_expires_in: self.config.default_expires_in,
             max_expires_in: self.config.max_expires_in,
@@ -1268,13 +1271,14 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                         self.push(Event::ScopeMismatch(response.scope_check));
                     }
                 }
+                Grant::Taken
             }
             // A token granted already expired (`expires_in` zero, negative or under a second)
             // is of no use: a failed request, with backoff and a diagnosis (as an error without
             // a code: retrying at once cannot help, but the credentials are not known to be
             // bad), rather than a token to replace at once. (After the arm that takes the token:
             // first, with its guard, it made the build move the large response once per arm.)
-            Ok(_) => self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body),
+            Ok(_) => Grant::Expired,
             // Including a success status with an OAuth error body (`ErrorBody`).
             Err(error) => {
                 let failure = match error {
@@ -1288,6 +1292,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                     TokenProblem::Unusable { status, error, content_type: media_type(headers) };
                 self.record_token_failure(now, problem, headers, body, None);
                 self.token_failed(now, ticket, failure, false);
+                Grant::Unusable
             }
         }
     }
@@ -2171,6 +2176,17 @@ enum CallEnd {
 /// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged).
 const EXPIRED_GRANT: &[u8] =
     br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#;
+
+/// What [`Session::token_granted`] made of a success answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// A token, installed.
+    Taken,
+    /// A token granted already expired: to be refused.
+    Expired,
+    /// No usable token (recorded as such).
+    Unusable,
+}
 
 /// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
 /// each of the session's fifteen counting places cost a 32-bit firmware about 0.2 KiB.
