@@ -187,16 +187,22 @@ impl<'a> Secrets<'a> {
             return;
         };
         text.clear();
+        let source = source.as_bytes();
         let mut shown = 0;
-        while let Some(span) = self.find_cut(source.as_bytes(), shown, cut) {
-            let before = source.get(shown..span.start).unwrap_or_default();
-            if push_sanitized(text, &mut before.chars()).is_some() {
+        loop {
+            // The text up to the next value (or to the end), then the marker in its place.
+            let span = self.find_cut(source, shown, cut);
+            let end = span.as_ref().map_or(source.len(), |span| span.start);
+            // Values start and end on character boundaries (see `find`): the piece is text.
+            let piece = source.get(shown..end).unwrap_or_default();
+            let piece = core::str::from_utf8(piece).unwrap_or_default();
+            if push_sanitized(text, &mut piece.chars()).is_some() {
                 return; // full
             }
+            let Some(span) = span else { return };
             push_marker(text);
             shown = span.end;
         }
-        let _ = push_sanitized(text, &mut source.get(shown..).unwrap_or_default().chars());
     }
 }
 

@@ -529,7 +529,8 @@ pub enum ApiErrorKind {
     CredentialsRejected {
         /// Why, in OAuth terms.
         reason: RejectReason,
-        /// The server's error, when it sent one.
+        /// The server's error, when it sent one. Copied into the error with the `diagnosis`
+        /// feature only; without it `None`, and [`Session::last_token_error`] has it.
         oauth: Option<OAuthError>,
     },
     /// No token could be obtained in time: the token endpoint is down or rate-limited, its
@@ -539,7 +540,10 @@ pub enum ApiErrorKind {
     TokenUnavailable {
         /// When the next token request may go out.
         retry_at: Option<Instant>,
-        /// What went wrong with the last token request, if one failed.
+        /// What went wrong with the last token request, if one failed. Copied into the error
+        /// with the `diagnosis` feature only; without it `None`, and
+        /// [`Session::last_token_failure`] has it (the error's `status` and `correlation_id`
+        /// are the failure's in both cases).
         last: Option<TokenFailureReport>,
     },
     /// The API rejected a fresh token too (401 twice).
@@ -572,6 +576,10 @@ impl ApiError {
         match &self.kind {
             ApiErrorKind::CredentialsRejected { reason, .. } => reason.likely_cause(),
             ApiErrorKind::TokenUnavailable { last: Some(report), .. } => report.likely_cause(),
+            // An answer whose report was not copied (no `diagnosis` feature).
+            ApiErrorKind::TokenUnavailable { last: None, .. } if self.status.is_some() => {
+                "the token endpoint's answer was not a token: the session's last token failure says why"
+            }
             ApiErrorKind::TokenUnavailable { last: None, .. } => {
                 "the token endpoint did not answer in time: unreachable, overloaded or in maintenance"
             }
@@ -610,9 +618,13 @@ impl fmt::Display for ApiError {
             ApiErrorKind::TokenUnavailable { last: Some(report), .. } => {
                 write!(f, "no token available: {report}")?
             }
-            ApiErrorKind::TokenUnavailable { last: None, .. } => {
-                f.write_str("no token available: the token endpoint did not answer")?
-            }
+            ApiErrorKind::TokenUnavailable { last: None, .. } => match self.status {
+                // An answer whose report was not copied (no `diagnosis` feature).
+                Some(status) => {
+                    write!(f, "no token available: the token endpoint answered HTTP {status}")?
+                }
+                None => f.write_str("no token available: the token endpoint did not answer")?,
+            },
             ApiErrorKind::Unauthorized => {
                 f.write_str("unauthorized (401) even with a fresh token")?
             }
@@ -1108,11 +1120,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ) -> TokenStatus<'_, N> {
         if self.lifecycle.token(now).is_none() {
             let passed = deadline.is_some_and(|d| now > d);
-            return match self.token_unavailable(now, deadline) {
-                Some(error) => TokenStatus::Unavailable(error),
-                None if passed => TokenStatus::Unavailable(self.token_error(None, None)),
-                None => TokenStatus::Pending { until: self.token_wait_until(now) },
+            let error = match self.token_unavailable(now, deadline) {
+                Some(error) => error,
+                None if passed => self.token_error(None, None),
+                None => return TokenStatus::Pending { until: self.token_wait_until(now) },
             };
+            return TokenStatus::Unavailable(error);
         }
         match (self.lifecycle.token(now), self.lifecycle.token_times(now)) {
             (Some((token, _)), Some(times)) => TokenStatus::Ready(token, times),
@@ -1214,90 +1227,113 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if !self.lifecycle.in_flight() {
             return;
         }
-        // The body read as an OAuth error (RFC 6749 §5.2): an error status's, or for a token
-        // granted already expired, the session's diagnosis.
-        let mut error_body = Some(body);
-        if (200..300).contains(&status) {
-            let opts = ResponseOptions {
-                default_expires_in: self.config.default_expires_in,
-                max_expires_in: self.config.max_expires_in,
-                requested_scope: self.endpoint.scope(),
-            };
-            error_body = None;
-            match parse_token_response::<N>(body, &opts) {
-                // A token granted already expired (`expires_in` zero, negative or under a
-                // second) is of no use: a failed request, with backoff and a diagnosis (as an
-                // error without a code: retrying at once cannot help, but the credentials are
-                // not known to be bad), rather than a token to replace at once.
-                Ok(response) if response.expires_in.is_zero() => {
-                    error_body = Some(EXPIRED_GRANT);
-                }
-                Ok(response) => {
-                    let generation = self.lifecycle.on_success(
-                        now,
-                        ticket,
-                        response.access_token,
-                        response.expires_in,
-                        &mut self.rng,
-                    );
-                    if generation.is_some() {
-                        self.token_breaker.on_success(now);
-                        self.last_token_failure = None;
-                        let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
-                        self.granted = (granted, response.scope_check);
-                        if matches!(
-                            response.scope_check,
-                            ScopeCheck::Narrowed | ScopeCheck::Widened
-                        ) {
-                            self.push(Event::ScopeMismatch(response.scope_check));
-                        }
-                    }
-                }
-                // Including a success status with an OAuth error body (`ErrorBody`).
-                Err(error) => {
-                    let failure = match error {
-                        ResponseError::TokenTooLong { .. }
-                        | ResponseError::UnsupportedTokenType { .. } => {
-                            TokenFailure::Fatal(RejectReason::UnusableResponse)
-                        }
-                        _ => TokenFailure::Transient { retry_after: None },
-                    };
-                    let problem =
-                        TokenProblem::Unusable { status, error, content_type: media_type(headers) };
-                    self.record_token_failure(now, problem, headers, body, None);
-                    self.token_failed(now, ticket, failure, false);
-                }
-            }
-        }
-        if let Some(error_body) = error_body {
-            let mut error = parse_token_error(status, error_body);
-            if error.class == TokenErrorClass::Redirected {
-                self.describe_redirect(&mut error, headers.get("location"));
-            }
-            let retry_after = self.retry_after(now, headers);
-            let failure = match error.class {
-                TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
-                    if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
-                        RejectReason::UnauthorizedClient
-                    } else {
-                        RejectReason::InvalidClient
-                    },
-                ),
-                TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
-                TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
-                TokenErrorClass::Redirected => TokenFailure::Fatal(RejectReason::Redirected),
-                TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
-                _ => TokenFailure::Transient { retry_after },
-            };
-            // A breaker failure is an outage or overload, not a configuration error.
-            let outage =
-                matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
-            self.push(Event::TokenEndpointError { status, class: error.class });
-            let problem = TokenProblem::Refused(error);
-            self.record_token_failure(now, problem, headers, body, retry_after);
-            self.token_failed(now, ticket, failure, outage);
+        if !(200..300).contains(&status) {
+            self.token_refused(now, ticket, status, headers, body, body);
+        } else if self.token_granted(now, ticket, status, headers, body) == Grant::Expired {
+            self.token_refused(now, ticket, status, headers, EXPIRED_GRANT, body);
         }
         self.drain_lifecycle_events();
+    }
+
+    /// A success answer to the token request for `ticket`: a token to install, or an answer
+    /// that cannot be used as one (recorded here), or a token granted already expired (for the
+    /// caller to refuse). Out of line, so that the large token response it reads and the
+    /// refusal's error are never on the stack together.
+    #[inline(never)]
+    fn token_granted<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        body: &[u8],
+    ) -> Grant {
+        let opts = ResponseOptions {
+            default_expires_in: self.config.default_expires_in,
+            max_expires_in: self.config.max_expires_in,
+            requested_scope: self.endpoint.scope(),
+        };
+        match parse_token_response::<N>(body, &opts) {
+            Ok(response) if !response.expires_in.is_zero() => {
+                let generation = self.lifecycle.on_success(
+                    now,
+                    ticket,
+                    response.access_token,
+                    response.expires_in,
+                    &mut self.rng,
+                );
+                if generation.is_some() {
+                    self.token_breaker.on_success(now);
+                    self.last_token_failure = None;
+                    let granted = response.granted_scope.as_deref().map(whole_scope_tokens);
+                    self.granted = (granted, response.scope_check);
+                    if matches!(response.scope_check, ScopeCheck::Narrowed | ScopeCheck::Widened) {
+                        self.push(Event::ScopeMismatch(response.scope_check));
+                    }
+                }
+                Grant::Taken
+            }
+            // A token granted already expired (`expires_in` zero, negative or under a second)
+            // is of no use: a failed request, with backoff and a diagnosis (as an error without
+            // a code: retrying at once cannot help, but the credentials are not known to be
+            // bad), rather than a token to replace at once. (After the arm that takes the token:
+            // first, with its guard, it made the build move the large response once per arm.)
+            Ok(_) => Grant::Expired,
+            // Including a success status with an OAuth error body (`ErrorBody`).
+            Err(error) => {
+                let failure = match error {
+                    ResponseError::TokenTooLong { .. }
+                    | ResponseError::UnsupportedTokenType { .. } => {
+                        TokenFailure::Fatal(RejectReason::UnusableResponse)
+                    }
+                    _ => TokenFailure::Transient { retry_after: None },
+                };
+                let problem =
+                    TokenProblem::Unusable { status, error, content_type: media_type(headers) };
+                self.record_token_failure(now, problem, headers, body, None);
+                self.token_failed(now, ticket, failure, false);
+                Grant::Unusable
+            }
+        }
+    }
+
+    /// An error answer to the token request for `ticket`: `error_body` read as an OAuth error
+    /// (RFC 6749 §5.2), classified, and recorded with `body`'s correlation id.
+    fn token_refused<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        status: u16,
+        headers: &Hd,
+        error_body: &[u8],
+        body: &[u8],
+    ) {
+        let mut error = parse_token_error(status, error_body);
+        if error.class == TokenErrorClass::Redirected {
+            self.describe_redirect(&mut error, headers.get("location"));
+        }
+        let retry_after = self.retry_after(now, headers);
+        let failure = match error.class {
+            TokenErrorClass::CredentialsRejected => TokenFailure::Fatal(
+                if error.code == Some(crate::oauth::ErrorCode::UnauthorizedClient) {
+                    RejectReason::UnauthorizedClient
+                } else {
+                    RejectReason::InvalidClient
+                },
+            ),
+            TokenErrorClass::ScopeRejected => TokenFailure::Fatal(RejectReason::InvalidScope),
+            TokenErrorClass::GrantRejected => TokenFailure::Fatal(RejectReason::GrantRejected),
+            TokenErrorClass::Redirected => TokenFailure::Fatal(RejectReason::Redirected),
+            TokenErrorClass::RateLimited => TokenFailure::RateLimited { retry_after },
+            _ => TokenFailure::Transient { retry_after },
+        };
+        // A breaker failure is an outage or overload, not a configuration error.
+        let outage =
+            matches!(error.class, TokenErrorClass::RateLimited | TokenErrorClass::Transient);
+        self.push(Event::TokenEndpointError { status, class: error.class });
+        let problem = TokenProblem::Refused(error);
+        self.record_token_failure(now, problem, headers, body, retry_after);
+        self.token_failed(now, ticket, failure, outage);
     }
 
     /// Reports that the token endpoint's answer to `ticket` had a body larger than `limit`
@@ -1697,20 +1733,24 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// correlation id too): [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped
     /// for `rejected` credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with
     /// the next token request at `retry_at` (token requests stopped because the answers cannot
-    /// be used are not a matter of credentials).
+    /// be used are not a matter of credentials). Without the `diagnosis` feature, the error
+    /// carries no copy of the failure's details (`oauth` and `last` are `None`): they stay in
+    /// the session, read on request with [`last_token_failure`](Self::last_token_failure).
     fn token_error(&self, rejected: Option<RejectReason>, retry_at: Option<Instant>) -> ApiError {
-        let last = self.last_token_failure.clone();
-        let status = last.as_ref().and_then(TokenFailureReport::status);
-        let correlation_id = last.as_ref().and_then(|r| r.correlation_id.clone());
+        let last = self.last_token_failure.as_ref();
+        let status = last.and_then(TokenFailureReport::status);
+        let correlation_id = last.and_then(|r| r.correlation_id.clone());
+        // Each kind copies only what it carries (the report's texts are several hundred bytes).
+        let copied = last.filter(|_| cfg!(feature = "diagnosis"));
         let kind = match rejected {
             Some(reason) if reason != RejectReason::UnusableResponse => {
-                let oauth = last.and_then(|r| match r.problem {
-                    TokenProblem::Refused(e) => Some(e),
+                let oauth = copied.and_then(|r| match &r.problem {
+                    TokenProblem::Refused(e) => Some(e.clone()),
                     _ => None,
                 });
                 ApiErrorKind::CredentialsRejected { reason, oauth }
             }
-            _ => ApiErrorKind::TokenUnavailable { retry_at, last },
+            _ => ApiErrorKind::TokenUnavailable { retry_at, last: copied.cloned() },
         };
         ApiError { kind, status, correlation_id }
     }
@@ -2136,6 +2176,17 @@ enum CallEnd {
 /// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged).
 const EXPIRED_GRANT: &[u8] =
     br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#;
+
+/// What [`Session::token_granted`] made of a success answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// A token, installed.
+    Taken,
+    /// A token granted already expired: to be refused.
+    Expired,
+    /// No usable token (recorded as such).
+    Unusable,
+}
 
 /// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
 /// each of the session's fifteen counting places cost a 32-bit firmware about 0.2 KiB.

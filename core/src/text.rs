@@ -25,22 +25,8 @@ pub(crate) fn push_sanitized(
 }
 
 /// Appends `n` in decimal to `out`. Returns `false`, with `out` unchanged, if it does not fit.
-/// (Without `core::fmt`, which firmware builds otherwise leave out, nor 64-bit division.)
 pub(crate) fn push_decimal(out: &mut StringView, n: u32) -> bool {
-    let mut digits = [b'0'; 10];
-    let mut start = digits.len();
-    let mut rest = n;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0'.saturating_add(u8::try_from(rest % 10).unwrap_or(0));
-        start = start.saturating_sub(1);
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always UTF-8.
-    let text = core::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or("0");
-    out.push_str(text).is_ok()
+    out.push_str(crate::http::Decimal::new(u64::from(n)).as_str()).is_ok()
 }
 
 #[cfg(test)]

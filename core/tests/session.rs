@@ -390,15 +390,19 @@ fn invalid_client_stops_and_says_why() {
     let mut req = h.begin(secs(1), Method::Get);
     match h.s.authorize(secs(1), &mut req) {
         Authorize::Fail(e) => {
-            assert!(matches!(
-                e.kind,
-                ApiErrorKind::CredentialsRejected {
-                    reason: RejectReason::InvalidClient,
-                    oauth: Some(_)
-                }
-            ));
+            let ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient, oauth } =
+                &e.kind
+            else {
+                panic!("{e:?}")
+            };
             assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("abc-123"));
-            let text = e.to_string();
+            // The server's error: in the error with the `diagnosis` feature, else in the
+            // session only.
+            let text = match oauth {
+                Some(_) => e.to_string(),
+                None => format!("{e}; {}", h.s.last_token_error().unwrap().0),
+            };
+            assert_eq!(oauth.is_some(), cfg!(feature = "diagnosis"));
             assert!(
                 text.contains("invalid_client") && text.contains("authentication failed"),
                 "{text}"

@@ -10,7 +10,7 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{Credentials, TokenError};
 use credflow_core::session::{
     ApiError, ApiErrorKind, Authorize, HostKey, RequestSpec, Session, SessionConfig, TokenEndpoint,
-    TokenProblem, TokenStatus, Verdict,
+    TokenFailureReport, TokenProblem, TokenStatus, Verdict,
 };
 use credflow_core::{Duration, UnixTime, WallClock};
 
@@ -51,6 +51,23 @@ fn waiting_error(status: TokenStatus<'_, 256>) -> ApiError {
     match status {
         TokenStatus::Unavailable(error) => error,
         other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// The token failure a waiting caller's error names: a copy in the error with the `diagnosis`
+/// feature; without it the error carries none, and the session's report is the one.
+fn named_report<'a>(error: &'a ApiError, s: &'a Session<256, 2>) -> &'a TokenFailureReport {
+    let ApiErrorKind::TokenUnavailable { last, .. } = &error.kind else { panic!("{error:?}") };
+    assert_eq!(last.is_some(), cfg!(feature = "diagnosis"), "{error:?}");
+    last.as_ref().or(s.last_token_failure()).expect("a token failure")
+}
+
+/// What a caller can show of `error`: its text, and without the `diagnosis` feature (whose
+/// errors carry no copy of the token failure) the session's report of that failure.
+fn explained(error: &ApiError, s: &Session<256, 2>) -> String {
+    match s.last_token_failure() {
+        Some(report) if cfg!(not(feature = "diagnosis")) => format!("{error}; {report}"),
+        _ => error.to_string(),
     }
 }
 
@@ -97,8 +114,9 @@ fn an_unusable_token_response_is_named_at_once() {
             );
             assert!(matches!(
                 &error.kind,
-                ApiErrorKind::TokenUnavailable { retry_at: Some(_), last: Some(r) } if *r == report
+                ApiErrorKind::TokenUnavailable { retry_at: Some(_), .. }
             ));
+            assert_eq!(*named_report(&error, &s), report);
         }
         // The next token request still goes out when due; while it is in flight, callers wait
         // for its answer, and a token clears the failure.
@@ -109,19 +127,57 @@ fn an_unusable_token_response_is_named_at_once() {
         s.handle_token_response(next, ticket, 200, &[("a", "b")], good);
         assert!(matches!(s.check_token(next), TokenStatus::Ready(..)));
         assert!(s.last_token_failure().is_none());
-        let error = {
+        let text = {
             let mut s = session(AuthMethod::ClientSecretBasic);
             let (ticket, _) = send_token_request(&mut s, secs(0));
             s.handle_token_response(secs(0), ticket, 200, &headers[..], body.as_bytes());
-            waiting_error(s.check_token(secs(0)))
+            explained(&waiting_error(s.check_token(secs(0))), &s)
         };
-        let text = error.to_string();
         assert!(text.contains("HTTP 200") && text.contains("corr-1"), "{text}");
         if content_type.starts_with("text/html") {
             assert!(text.contains("not a JSON object"), "{text}");
             assert_eq!(text.contains("text/html"), cfg!(feature = "diagnosis"), "{text}");
         }
     }
+}
+
+/// A waiting caller's error carries a copy of the last token failure with the `diagnosis`
+/// feature only. Without it (a trimmed firmware build), the error has the failure's status and
+/// correlation id, and the session keeps the report, read on request.
+#[test]
+fn the_error_copies_the_failure_with_diagnosis_only() {
+    // An answer that is not a token.
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    let headers = [("Content-Type", "text/html"), ("ININ-Correlation-Id", "corr-1")];
+    s.handle_token_response(secs(0), ticket, 200, &headers[..], b"<html>portal</html>");
+    let error = waiting_error(s.check_token(secs(0)));
+    let ApiErrorKind::TokenUnavailable { last, .. } = &error.kind else { panic!("{error:?}") };
+    assert_eq!(last.as_ref(), s.last_token_failure().filter(|_| cfg!(feature = "diagnosis")));
+    assert!(s.last_token_failure().is_some());
+    assert_eq!(
+        (error.status, error.correlation_id.as_ref().map(|c| c.as_str())),
+        (Some(200), Some("corr-1"))
+    );
+    if cfg!(not(feature = "diagnosis")) {
+        let text = error.to_string();
+        assert!(
+            text.starts_with("no token available: the token endpoint answered HTTP 200"),
+            "{text}"
+        );
+        assert!(error.likely_cause().contains("last token failure"), "{}", error.likely_cause());
+    }
+    // Rejected credentials.
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    let body = br#"{"error":"invalid_client","error_description":"authentication failed"}"#;
+    s.handle_token_response(secs(0), ticket, 401, &[("ININ-Correlation-Id", "corr-2")], body);
+    let error = waiting_error(s.check_token(secs(0)));
+    let ApiErrorKind::CredentialsRejected { oauth, .. } = &error.kind else { panic!("{error:?}") };
+    let (kept, id) = s.last_token_error().expect("kept in the session");
+    assert_eq!(kept.description.as_str(), "authentication failed");
+    assert_eq!(oauth.as_ref(), Some(kept).filter(|_| cfg!(feature = "diagnosis")));
+    assert_eq!((error.status, error.correlation_id.as_ref()), (Some(401), id));
 }
 
 /// A `token_type` the client cannot use stops token requests: waiting callers are told at once
@@ -133,13 +189,18 @@ fn a_token_type_other_than_bearer_is_named_at_once() {
     let body = br#"{"access_token":"abc","token_type":"mac"}"#;
     s.handle_token_response(secs(0), ticket, 200, &[("x-request-id", "req-9")], body);
     let error = waiting_error(s.check_token(secs(0)));
-    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at: None, last: Some(_) }));
-    let text = error.to_string();
+    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at: None, .. }));
+    let report = named_report(&error, &s);
+    assert!(matches!(report.problem, TokenProblem::Unusable { .. }));
+    let text = explained(&error, &s);
     assert!(
         text.contains("\"mac\"") && text.contains("HTTP 200") && text.contains("req-9"),
         "{text}"
     );
-    assert!(error.likely_cause().contains("bearer"), "{}", error.likely_cause());
+    assert!(report.likely_cause().contains("bearer"), "{}", report.likely_cause());
+    if cfg!(feature = "diagnosis") {
+        assert_eq!(error.likely_cause(), report.likely_cause());
+    }
 }
 
 /// 429 and 503 with a `Retry-After` longer than the caller waits fail the wait at once, naming
@@ -158,17 +219,15 @@ fn a_retry_after_beyond_the_deadline_fails_the_wait_at_once() {
         ));
         // ...with 20 s, it is told now.
         let error = waiting_error(s.check_token_before(secs(1), Some(secs(21))));
-        let report = match &error.kind {
-            ApiErrorKind::TokenUnavailable { retry_at: Some(at), last: Some(report) } => {
-                assert!(*at > secs(21));
-                report.clone()
-            }
+        match &error.kind {
+            ApiErrorKind::TokenUnavailable { retry_at: Some(at), .. } => assert!(*at > secs(21)),
             other => panic!("{other:?}"),
-        };
+        }
+        let report = named_report(&error, &s);
         assert_eq!(report.retry_after, Some(Duration::from_secs(3600)));
         assert!(report.is_retryable());
         assert_eq!(error.status, Some(status));
-        let text = error.to_string();
+        let text = explained(&error, &s);
         assert!(text.contains("3600 s") && text.contains("corr-ra"), "{text}");
     }
 }
@@ -188,7 +247,7 @@ fn a_deadline_passing_during_a_request_ends_the_wait() {
         TokenStatus::Pending { until: None }
     ));
     let error = waiting_error(s.check_token_before(secs(6), Some(secs(5))));
-    let text = error.to_string();
+    let text = explained(&error, &s);
     assert!(text.contains("could not connect"), "{text}");
 }
 

@@ -22,6 +22,15 @@ fn says_redirected_to(text: &str, to: &str) -> bool {
     }
 }
 
+/// What a caller can show of `e`: its text, and without the `diagnosis` feature (whose errors
+/// carry no copy of the token failure) the session's report of that failure.
+fn explained(e: &ApiError, s: &Session<256, 4>) -> String {
+    match s.last_token_failure() {
+        Some(report) if cfg!(not(feature = "diagnosis")) => format!("{e}; {report}"),
+        _ => e.to_string(),
+    }
+}
+
 fn secs(v: u64) -> Instant {
     Instant::from_secs(v)
 }
@@ -61,13 +70,14 @@ fn a_redirect_stops_token_requests_and_names_the_origin_only() {
     for status in [301, 302, 303, 307, 308] {
         let location = "http://user:pw@127.0.0.1:4567/oauth/token?steal=1";
         let (mut s, e) = redirected(status, &[("Location", location), ("X-Request-Id", "r-1")]);
-        let ApiErrorKind::CredentialsRejected { reason, oauth: Some(oauth) } = &e.kind else {
+        let ApiErrorKind::CredentialsRejected { reason, oauth } = &e.kind else {
             panic!("{e:?}");
         };
+        let oauth = oauth.as_ref().or(s.last_token_error().map(|(oauth, _)| oauth)).unwrap();
         assert_eq!((*reason, oauth.class), (RejectReason::Redirected, TokenErrorClass::Redirected));
         assert_eq!(e.status, Some(status));
         assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("r-1"));
-        let text = e.to_string();
+        let text = explained(&e, &s);
         assert!(text.starts_with("token requests stopped"), "{text}");
         assert!(text.contains(&format!("HTTP {status}")), "{text}");
         assert!(says_redirected_to(&text, "http://127.0.0.1:4567"), "{text}");
@@ -96,8 +106,8 @@ fn a_redirect_stops_token_requests_and_names_the_origin_only() {
 #[test]
 fn a_relative_redirect_names_the_token_urls_own_origin() {
     for location in ["/oauth/token/", "//LOGIN.example/v2/token", "https://login.example:443/t"] {
-        let (_, e) = redirected(308, &[("Location", location)]);
-        let text = e.to_string().to_ascii_lowercase();
+        let (s, e) = redirected(308, &[("Location", location)]);
+        let text = explained(&e, &s).to_ascii_lowercase();
         assert!(says_redirected_to(&text, "https://login.example:443"), "{text}");
     }
 }
@@ -111,8 +121,9 @@ fn a_redirect_without_a_usable_location_is_refused_all_the_same() {
         (&[("Location", "https://evil.example:0/")], "an unreadable Location"),
     ];
     for (headers, says) in cases {
-        let (_, e) = redirected(302, headers);
-        assert!(says_redirected_to(&e.to_string(), says), "{e}");
+        let (s, e) = redirected(302, headers);
+        let text = explained(&e, &s);
+        assert!(says_redirected_to(&text, says), "{text}");
         assert!(matches!(
             e.kind,
             ApiErrorKind::CredentialsRejected { reason: RejectReason::Redirected, .. }
@@ -127,12 +138,14 @@ fn a_success_larger_than_the_limit_stops_token_requests() {
     s.handle_token_too_large(secs(0), ticket, 200, &[], 65_536);
     let e = failure(&mut s, secs(1)).unwrap();
     // Not a matter of credentials: the answer could not be used.
-    let ApiErrorKind::TokenUnavailable { last: Some(report), .. } = &e.kind else {
+    let ApiErrorKind::TokenUnavailable { last, .. } = &e.kind else {
         panic!("{e:?}");
     };
+    let report = last.as_ref().or(s.last_token_failure()).unwrap();
     let TokenProblem::Refused(oauth) = &report.problem else { panic!("{report:?}") };
     assert_eq!(oauth.class, TokenErrorClass::TooLarge);
-    assert!(e.to_string().contains("HTTP 200: response larger than 65536 bytes"), "{e}");
+    let text = explained(&e, &s);
+    assert!(text.contains("HTTP 200: response larger than 65536 bytes"), "{text}");
     assert!(matches!(
         s.lifecycle().state(secs(1)),
         LifecycleState::Rejected { reason: RejectReason::UnusableResponse }

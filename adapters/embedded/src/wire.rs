@@ -55,21 +55,8 @@ impl<'b> HeadWriter<'b> {
     }
 
     pub(crate) fn put_decimal(&mut self, value: usize) {
-        let mut digits = [0u8; 20];
-        let mut n = value;
-        let mut start = digits.len();
-        loop {
-            start = start.saturating_sub(1);
-            if let Some(d) = digits.get_mut(start) {
-                // `n % 10` is below 10: the cast cannot truncate.
-                *d = b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
-            }
-            n /= 10;
-            if n == 0 || start == 0 {
-                break;
-            }
-        }
-        self.put(digits.get(start..).unwrap_or_default());
+        let value = u64::try_from(value).unwrap_or(u64::MAX);
+        self.put(credflow_core::http::Decimal::new(value).as_bytes());
     }
 
     pub(crate) fn field(&mut self, name: &str, value: &[u8]) {

@@ -119,9 +119,70 @@ impl Headers for NoHeaders {
     }
 }
 
+/// A number's decimal digits, written without `core::fmt` (which firmware builds otherwise leave
+/// out) and without a 64-bit division routine: how the core writes the numbers of its requests
+/// (ports, `Content-Length`, JWT times), and how an adapter can write those of its own.
+///
+/// ```
+/// use credflow_core::http::Decimal;
+/// assert_eq!(Decimal::new(8443).as_str(), "8443");
+/// assert_eq!(Decimal::new(0).as_bytes(), b"0");
+/// assert_eq!(Decimal::new(u64::MAX).as_str(), "18446744073709551615");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Decimal {
+    /// The digits, right-aligned; `start` is the first one.
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    /// The digits of `n`.
+    #[must_use]
+    pub fn new(mut n: u64) -> Decimal {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        for slot in digits.iter_mut().rev() {
+            // `div_rem`, not `/` and `%`: no 64-bit division routine on 32-bit targets.
+            let (rest, digit) = crate::time::div_rem(n, 10).unwrap_or((0, 0));
+            *slot = b'0'.wrapping_add(u8::try_from(digit).unwrap_or(0));
+            n = rest;
+            start = start.wrapping_sub(1);
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { digits, start }
+    }
+
+    /// The digits as bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.digits.get(self.start..).unwrap_or_default()
+    }
+
+    /// The digits as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // ASCII digits: always UTF-8.
+        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_the_numbers_digits() {
+        extern crate std;
+        use std::string::ToString;
+        for n in [0, 7, 10, 99, 65_535, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX] {
+            let digits = Decimal::new(n);
+            assert_eq!(digits.as_str(), n.to_string());
+            assert_eq!(digits.as_bytes(), n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn case_insensitive_first_match() {

@@ -322,9 +322,10 @@ impl fmt::Display for Authority<'_> {
 
 /// A configured URL for messages and logs, with any userinfo masked: displays `input` as given
 /// when [`Url::parse`] accepts it (a valid URL has no userinfo), and otherwise with everything
-/// from the scheme's `://` (or the start) to the last `@` before any `?` or `#` replaced by
-/// `***@`, so that a password is not echoed even from a URL malformed in some other way (a `/`
-/// in the password, no scheme). Bytes that are not visible ASCII are escaped (`\n`).
+/// from the scheme's `://` (after a scheme name; else the start) to the last `@` before any `?`
+/// or `#` replaced by `***@`, so that a password is not echoed even from a URL malformed in
+/// some other way (a `/` or a `://` in the password, no scheme). Bytes that are not visible
+/// ASCII are escaped (`\n`).
 ///
 /// ```
 /// use credflow_core::http::url::Redacted;
@@ -347,9 +348,14 @@ impl fmt::Display for Redacted<'_> {
         else {
             return write!(f, "{}", input.escape_debug());
         };
+        // The scheme's `://`: after a scheme name (RFC 3986 §3.1), not inside a password.
+        let is_scheme = |name: &[u8]| {
+            name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        };
         let start = bytes
             .windows(3)
             .position(|w| w == b"://")
+            .filter(|&i| bytes.get(..i).is_some_and(is_scheme))
             .map(|i| i.saturating_add(3))
             .filter(|&start| start <= at)
             .unwrap_or(0);
@@ -411,30 +417,24 @@ fn is_ipv4_loopback(host: &[u8]) -> bool {
     let Some(rest) = host.strip_prefix(b"127.") else {
         return false;
     };
-    // The other three octets, digit by digit (a loop: slice splitting costs more flash):
-    // `octet` is `None` before an octet's first digit, and a `.` appended to `rest` closes the
-    // last one.
-    let (mut closed, mut octet) = (0u8, None::<u16>);
-    for &b in rest.iter().chain(b".") {
-        octet = match (octet, b) {
-            (Some(_), b'.') => {
-                closed = closed.saturating_add(1);
-                None
+    // The other three octets, digit by digit (a loop: slice splitting costs more flash).
+    let (mut dots, mut octet, mut digits) = (0u8, 0u16, 0u8);
+    for &b in rest {
+        if b == b'.' && digits > 0 {
+            (dots, octet, digits) = (dots.saturating_add(1), 0, 0);
+        } else if b.is_ascii_digit() && !(digits > 0 && octet == 0) {
+            // No leading zero: `010` is octal 8 to `inet_aton` and WHATWG.
+            octet = octet.saturating_mul(10).saturating_add(u16::from(b.saturating_sub(b'0')));
+            digits = digits.saturating_add(1);
+            if octet > 255 {
+                return false;
             }
-            // A leading zero: `010` is octal 8 to `inet_aton` and WHATWG.
-            (Some(0), b'0'..=b'9') => return false,
-            (_, b'0'..=b'9') => {
-                let digit = u16::from(b.saturating_sub(b'0'));
-                match octet.unwrap_or(0).saturating_mul(10).saturating_add(digit) {
-                    value @ 0..=255 => Some(value),
-                    _ => return false,
-                }
-            }
-            // An empty octet, or a byte that is not a digit.
-            _ => return false,
-        };
+        } else {
+            // An empty octet, or a byte that is neither a digit nor a point.
+            return false;
+        }
     }
-    closed == 3
+    dots == 2 && digits > 0
 }
 
 /// A port: one or more decimal digits (leading zeros allowed), in `1..=65535`. Read with the
@@ -684,6 +684,10 @@ mod tests {
             ("https://h/x?next=a@b#frag", "https://h/x?next=a@b#frag"),
             // The `://` after the `@` is not the scheme's.
             (":pw@://", "***@://"),
+            // Nor one inside the password: a scheme name comes before it.
+            (":pw://@h", "***@h"),
+            ("user:p://w@h/t", "***@h/t"),
+            ("x+y.z-1://u:pw@h/t", "x+y.z-1://***@h/t"),
         ] {
             assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
         }

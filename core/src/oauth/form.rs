@@ -243,20 +243,8 @@ pub(crate) const fn hex_digit(n: u8) -> u8 {
 }
 
 /// Writes `n` in decimal.
-pub(crate) fn put_decimal(sink: &mut dyn Sink, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    for slot in digits.iter_mut().rev() {
-        // `div_rem`, not `/` and `%`: no 64-bit division routine on 32-bit targets.
-        let (rest, digit) = crate::time::div_rem(n, 10).unwrap_or((0, 0));
-        *slot = b'0'.wrapping_add(u8::try_from(digit).unwrap_or(0));
-        n = rest;
-        start = start.wrapping_sub(1);
-        if n == 0 {
-            break;
-        }
-    }
-    sink.put(digits.get(start..).unwrap_or_default());
+pub(crate) fn put_decimal(sink: &mut dyn Sink, n: u64) {
+    sink.put(crate::http::Decimal::new(n).as_bytes());
 }
 
 /// Which base64 flavour to write.

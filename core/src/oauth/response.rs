@@ -415,50 +415,47 @@ enum Sign {
 fn decimal_seconds(s: &str) -> Option<Sign> {
     // By bytes: `str` patterns and slicing cost boundary checks and a searcher.
     let (negative, rest) = signed(s.as_bytes());
-    let (whole, rest) = rest.split_at_checked(leading_digits(rest))?;
-    let (fraction, rest) = match rest {
-        [b'.', rest @ ..] => rest.split_at_checked(leading_digits(rest))?,
-        _ => (&[][..], rest),
-    };
-    // How many of the digits (whole, then fraction) stand before the point the exponent moved.
-    // An exponent beyond `usize` moves it past any text there is: saturated.
-    let kept = match rest {
-        [] => whole.len(),
+    // The mantissa: digits, then a point and digits if there is a point; a digit at least.
+    let whole = leading_digits(rest);
+    let mut mantissa_len = whole;
+    if let [b'.', fraction @ ..] = rest.get(whole..).unwrap_or_default() {
+        mantissa_len = whole.saturating_add(1).saturating_add(leading_digits(fraction));
+    }
+    let (mantissa, exponent) = rest.split_at_checked(mantissa_len)?;
+    if !mantissa.iter().any(u8::is_ascii_digit) {
+        return None;
+    }
+    // How many of the digits stand before the point the exponent moved. An exponent beyond
+    // `usize` moves it past any text there is: saturated.
+    let kept = match exponent {
+        [] => whole,
         [b'e' | b'E', rest @ ..] => {
             let (negative, digits) = signed(rest);
             if digits.is_empty() || leading_digits(digits) != digits.len() {
                 return None;
             }
             let shift = usize::try_from(saturating_decimal(digits)).unwrap_or(usize::MAX);
-            if negative {
-                whole.len().saturating_sub(shift)
-            } else {
-                whole.len().saturating_add(shift)
-            }
+            if negative { whole.saturating_sub(shift) } else { whole.saturating_add(shift) }
         }
         _ => return None,
     };
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
+    // Those digits, then a zero for each place the point moved past the last one (twenty
+    // saturate any value but zero).
+    let mut value = 0u64;
+    let mut left = kept;
+    for &b in mantissa {
+        if left == 0 {
+            break;
+        }
+        if b != b'.' {
+            value = mul_sat(value, 10).saturating_add(u64::from(b.wrapping_sub(b'0')));
+            left = left.saturating_sub(1);
+        }
     }
-    let fraction_kept = kept.saturating_sub(whole.len());
-    let mut value = append_digits(
-        append_digits(0, whole.get(..kept).unwrap_or(whole)),
-        fraction.get(..fraction_kept).unwrap_or(fraction),
-    );
-    let mut zeros = fraction_kept.saturating_sub(fraction.len());
-    while zeros > 0 && value != 0 && value != u64::MAX {
+    for _ in 0..left.min(20) {
         value = mul_sat(value, 10);
-        zeros = zeros.saturating_sub(1);
     }
     Some(if negative || value == 0 { Sign::Negative } else { Sign::Positive(value) })
-}
-
-/// `value` with the ASCII `digits` appended, saturating at `u64::MAX`.
-fn append_digits(value: u64, digits: &[u8]) -> u64 {
-    digits
-        .iter()
-        .fold(value, |acc, b| mul_sat(acc, 10).saturating_add(u64::from(b.saturating_sub(b'0'))))
 }
 
 /// A leading `-` (true) or `+` (false) split off.
