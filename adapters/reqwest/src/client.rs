@@ -268,9 +268,19 @@ fn parse_api_base(text: &str) -> Result<reqwest::Url, Error> {
     Ok(api_base)
 }
 
-fn install_crypto_provider() {
-    // Only the first call in a process installs; later ones (or another library's) are fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// This client's TLS configuration: rustls with the `ring` provider and the platform's
+/// certificate verifier (what reqwest uses by default), built explicitly so that no
+/// process-wide default provider is installed: an application may install its own.
+fn tls_config() -> Result<rustls::ClientConfig, Error> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_platform_verifier())
+        .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 impl Client {
@@ -285,7 +295,6 @@ impl Client {
     /// [`Url::parse_with`](credflow_core::http::url::Url::parse_with)); for a scope or
     /// parameters that do not fit, an inconsistent session configuration, or no OS randomness.
     pub fn new(config: Config) -> Result<Client, Error> {
-        install_crypto_provider();
         let token_url = config.target.token_url();
         let api_base = config.target.api_base();
         let allow = config.allow_insecure_http;
@@ -1070,6 +1079,7 @@ fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
         .connect_timeout(config.connect_timeout)
         .user_agent(&config.user_agent)
         .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls_config()?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
 }
@@ -1082,6 +1092,7 @@ fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
         .connect_timeout(config.connect_timeout)
         .user_agent(&config.user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
+        .tls_backend_preconfigured(tls_config()?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))
 }

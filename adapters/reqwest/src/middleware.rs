@@ -4,6 +4,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let credflow = credflow_reqwest::Client::from_env()?;
+//! // The application's TLS choice (see below).
+//! let _ = rustls::crypto::ring::default_provider().install_default();
 //! let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(credflow.clone())
 //!     .build();
@@ -18,6 +20,12 @@
 //! configuration error naming both origins), and goes no further down the stack. Send requests
 //! for other hosts through a stack without credflow. A middleware after credflow that rewrites
 //! the URL is trusted with the token.
+//!
+//! The stack's `reqwest::Client` is yours, TLS included: credflow installs no process-wide
+//! rustls crypto provider (its own clients are configured explicitly), and it builds reqwest
+//! with `rustls-no-provider`, so install the provider of your choice before building one
+//! (`rustls::crypto::ring::default_provider().install_default()`), or hand it a configured
+//! `rustls::ClientConfig` (`ClientBuilder::tls_backend_preconfigured`).
 //!
 //! API requests go out through the stack's own `reqwest::Client`, with its redirect policy:
 //! reqwest's default follows up to 10 hops, dropping `Authorization` on a hop to another origin

@@ -228,6 +228,8 @@ mod middleware {
     }
 
     fn stack(credflow: &Client, witness: &Witness) -> ClientWithMiddleware {
+        // The stack's client is the application's, and so is its TLS provider: credflow installs none.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let inner = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         ClientBuilder::new(inner.build().unwrap())
             .with(credflow.clone())

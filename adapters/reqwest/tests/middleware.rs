@@ -37,6 +37,8 @@ async fn one_line_adoption_with_refresh_and_retry() {
     );
     let credflow = Client::new(config).unwrap();
     let attempts = Arc::new(AtomicUsize::new(0));
+    // The stack's client is the application's, and so is its TLS provider: credflow installs none.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = ClientBuilder::new(reqwest::Client::new())
         .with(credflow.clone())
         .with(Witness(Arc::clone(&attempts)))
