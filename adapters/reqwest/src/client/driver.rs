@@ -41,8 +41,8 @@ impl OwnedTokenRequest {
 }
 
 /// The token driver: sends token requests when the session says so, sleeps until the next
-/// deadline, and publishes tokens. Runs until the last [`Client`] is dropped, or
-/// [`Client::shutdown`].
+/// deadline, and publishes tokens. Runs until the last [`Client`](crate::Client) is dropped, or
+/// [`Client::shutdown`](crate::Client::shutdown).
 pub(super) async fn drive(shared: Arc<Shared>) {
     let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     let mut fleet = TokenDriver::new(&shared.driver);
@@ -200,7 +200,7 @@ fn fingerprint(token: &SharedToken) -> Fingerprint {
 }
 
 /// Takes the fleet's token (other than the one `tokens` excludes) into a session that has none
-/// and may not request one yet; see [`SharedStore::current`]. A token it cannot take
+/// and may not request one yet; see [`SharedStore::current`](crate::shared::SharedStore::current). A token it cannot take
 /// (unusable, or too close to expiry) is not to be offered again.
 async fn adopt_fleet_token(shared: &Shared, tokens: &mut TokenDriver) {
     let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) else { return };
@@ -316,7 +316,7 @@ async fn publish(
 }
 
 /// Fleet mode: the refresh lease this process holds while its token request is out. If the
-/// driver stops before it is settled (the last [`Client`] dropped, or [`Client::shutdown`]),
+/// driver stops before it is settled (the last [`Client`](crate::Client) dropped, or [`Client::shutdown`](crate::Client::shutdown)),
 /// dropping the guard gives the lease back with the store's fence-checked release, so that the
 /// next process's refresh does not wait `lease_ttl` for nobody: on the tokio runtime, bounded
 /// by the store call timeout, or, during `shutdown`, by `shutdown` itself (which awaits it).

@@ -38,7 +38,7 @@ impl Shared {
     }
 
     /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
-    /// `claimed`: the caller already checked [`FleetLink::usable`] (and may hold the probe).
+    /// `claimed`: the caller already checked [`FleetLink::usable`](crate::shared::FleetLink::usable) (and may hold the probe).
     /// `within`: the longest the request will wait for a reserved slot.
     pub(super) async fn fleet_admit(
         &self,
@@ -80,7 +80,7 @@ impl Shared {
         let _ = self.events.send(ClientEvent::FleetHold { wait: hold });
     }
 
-    /// The fleet's current hold (see [`SharedStore::hold`]), if the store is usable and
+    /// The fleet's current hold (see [`SharedStore::hold`](crate::shared::SharedStore::hold)), if the store is usable and
     /// reports one.
     pub(super) async fn fleet_hold(&self) -> Option<StdDuration> {
         let fleet = self.fleet.as_ref().filter(|f| f.usable())?;
@@ -92,7 +92,7 @@ impl Shared {
 
     /// Reports a response's rate-limit facts to the fleet, in the background: its rate-limit
     /// headers, and, for a 429, the wait the session read from it (`rate_limited`, from
-    /// [`ResponseReport`]: a `Retry-After`, or the wait Genesys writes into the body).
+    /// [`ResponseReport`](credflow_core::fleet::ResponseReport): a `Retry-After`, or the wait Genesys writes into the body).
     pub(super) fn fleet_report(
         shared: &Arc<Shared>,
         now: Instant,
