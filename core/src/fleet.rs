@@ -23,28 +23,56 @@
 //! Time is an argument ([`Instant`], monotonic milliseconds), as everywhere in the core; every
 //! "not now" says until when.
 //!
-//! # Call order of a request
+//! # The run loop of a request
 //!
-//! ```text
-//! let mut driver = RequestDriver::new(config, deadline, fleet_usable);
+//! Drain the driver after every input; the adapter owns the clock, the store and the sleeps.
+//!
+//! ```
+//! use credflow_core::fleet::{Admission, DriverConfig, RequestDriver, Step};
+//! use credflow_core::http::Method;
+//! use credflow_core::session::{Authorize, HostKey, RequestSpec};
+//! use credflow_core::{Duration, Instant};
+//! # use credflow_core::secret::Credentials;
+//! # use credflow_core::session::{Session, SessionConfig, TokenEndpoint};
+//! # let credentials = Credentials::from_strs("my-client-id", "my-secret").unwrap();
+//! # let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+//! # let mut session: Session =
+//! #     Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+//! # let (ticket, _) = session.poll_token_request(Instant::ZERO, &mut [0u8; 1024]).unwrap().unwrap();
+//! # let body = br#"{"access_token":"abc","token_type":"bearer","expires_in":86400}"#;
+//! # session.handle_token_response(Instant::ZERO, ticket, 200, &[("Content-Type", "application/json")], body);
+//! // What the shared store answers this request's questions: "ask again in 200 ms", then "go".
+//! let mut store = [Admission::Wait(Duration::from_millis(200)), Admission::Now].into_iter();
+//! let mut now = Instant::ZERO; // the adapter reads its clock here, every time
+//! let mut req = session.begin(now, RequestSpec::new(Method::Get, HostKey::from_host("api.x")));
+//! let mut driver = RequestDriver::new(DriverConfig::default(), None, true);
 //! loop {
-//!     match driver.poll(now, has_token) {
-//!         Step::AskFleet { within, .. } => {             // holding the gate (holds_gate())
-//!             let answer = store.admit(priority, within); // None: the store failed
-//!             driver.handle_admission(now, answer, &mut state);
+//!     match driver.poll(now, session.token(now).is_some()) {
+//!         // Take the priority's admission gate, then ask the store (`None`: it failed).
+//!         Step::AskFleet { .. } => {
+//!             let hold = driver.handle_admission(now, store.next(), &mut req);
+//!             assert_eq!(hold, None); // a `FleetHold` is announced as the fleet's
 //!         }
-//!         Step::ReadHold => driver.handle_hold(now, store.hold(), &mut state),
-//!         Step::Sleep { until, .. } => sleep_until(until),
-//!         Step::Fail(why) => return error,
-//!         Step::AwaitFleet => unreachable,               // only while a question is out
-//!         Step::Authorize => match session.authorize(now, &mut state) {
-//!             Send => { driver.handle_sent(); send; handle_response; act on the verdict }
-//!             Wait { until, reason } => sleep_until(driver.handle_wait(now, until, reason, &mut state).at),
-//!             Fail(e) => return e,  // naming driver.fleet_wait_until() if it caused it
+//!         Step::ReadHold => assert_eq!(driver.handle_hold(now, None, &mut req), None),
+//!         Step::Sleep { until, .. } => now = until,
+//!         Step::Authorize => match session.authorize(now, &mut req) {
+//!             Authorize::Send { token, .. } => {
+//!                 driver.handle_sent();
+//!                 assert_eq!(token.as_str(), "abc"); // send, then `handle_response`
+//!                 break;
+//!             }
+//!             // Sleep until then, or until a token or breaker event.
+//!             Authorize::Wait { until, reason } => {
+//!                 now = driver.handle_wait(now, until, reason, &mut req).at
+//!             }
+//!             Authorize::Fail(error) => panic!("{error}"), // see `fleet_wait_until`
 //!         },
+//!         Step::Fail(why) => panic!("{why:?}"),
+//!         Step::AwaitFleet => unreachable!("each question is answered where it is asked"),
 //!     }
-//!     // after every call: release the admission gate unless driver.holds_gate()
+//!     // Release the admission gate whenever `!driver.holds_gate()`.
 //! }
+//! assert_eq!(now, Instant::from_millis(200));
 //! ```
 
 use crate::retry::policy::WaitSource;
@@ -52,7 +80,21 @@ use crate::secret::Fingerprint;
 use crate::session::{Event, RequestState, Verdict, WaitReason};
 use crate::time::{Duration, Instant};
 
-/// The timings of the drivers. The defaults are the std adapter's.
+/// The timings of the drivers. The defaults are the std adapter's; set `max_wait` to the
+/// session's retry policy's, and `token_wait` to the adapter's longest wait for a token.
+///
+/// ```
+/// use credflow_core::fleet::DriverConfig;
+/// use credflow_core::{Duration, SessionConfig};
+///
+/// let session = SessionConfig::default();
+/// let config = DriverConfig {
+///     max_wait: session.retry.max_wait,
+///     token_wait: Duration::from_secs(10),
+///     ..DriverConfig::default()
+/// };
+/// assert_eq!(config.reservation_recheck, Duration::from_secs(1));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DriverConfig {
