@@ -19,6 +19,7 @@
 //! | [`breaker`] | circuit breakers for the token endpoint and each API host |
 //! | [`ratelimit`] | rate-limit headers of every dialect, and a pacer that spreads the remaining budget |
 //! | [`session`] | one value that ties them together, for an adapter to drive |
+//! | [`fleet`] | a process's protocol with its fleet (one token, one rate budget): when to ask the shared store, what its answers mean, how long a request sleeps |
 //! | [`redact`] | masking the client's credentials where a server's text echoes them |
 //! | [`snapshot`] | sealing a token into bytes that survive a reboot |
 //! | [`env`](mod@env) | the Genesys Cloud environments and their hosts |
@@ -122,6 +123,7 @@
 pub mod breaker;
 pub mod classify;
 pub mod env;
+pub mod fleet;
 pub mod http;
 // Public only to the fuzz targets (feature `__fuzzing`, not part of the API), for the
 // differential one.

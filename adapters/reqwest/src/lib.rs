@@ -6,7 +6,8 @@
 //! explains what it cannot fix.
 //!
 //! The adapter owns the clock, the sleeps, the randomness and the HTTP; every decision is the
-//! core session's. Tokens are refreshed ahead of expiry by a background task (single flight:
+//! core's: its session's and, in fleet mode, its fleet drivers' ([`credflow_core::fleet`]).
+//! Tokens are refreshed ahead of expiry by a background task (single flight:
 //! one token request however many callers), and served to callers from a lock-free cache.
 //!
 //! ```no_run

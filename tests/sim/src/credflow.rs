@@ -1,87 +1,78 @@
-//! `credflow` and `credflow-shared`: one real core [`Session`] per pod, driven exactly like the
-//! std adapter drives it (`adapters/reqwest/src/client.rs`): a token driver per pod
+//! `credflow` and `credflow-shared`: one real core [`Session`] per pod, driven as the std
+//! adapter (`adapters/reqwest`) drives it, by the same core types: per pod a token driver
 //! (`poll_token_request`, send, `handle_token_response`, `poll_timeout`, `handle_timeout`) and,
-//! per worker, the request loop (`begin`, `authorize`, send, `handle_response`, act on the
-//! verdict). A waiting worker sleeps until the instant it was given, and, like the adapter's
-//! `version` channel, is woken early by any token or breaker change of its pod; a worker waiting
-//! for a token with no instant given sleeps at most the adapter's 30 s token wait, one waiting
-//! for a breaker probe at most 1 s. Request deadlines are the adapter's default: none.
+//! per worker, the request loop of the core's [`RequestDriver`] and session (`begin`,
+//! `RequestDriver::poll`, `authorize`, send, `handle_response`, act on the verdict). A worker
+//! waiting on the session sleeps until the instant the driver gives (`handle_wait`: at most the
+//! adapter's 30 s token wait, or 1 s for a breaker probe) and, like the adapter's `version`
+//! channel, is woken early by any token or breaker change of its pod; its sleeps for the fleet
+//! and for a retry are not cut short, as in the adapter. Request deadlines are the adapter's
+//! default: none.
 //!
 //! **Fleet mode** (`credflow-shared`) adds what the adapter does with a `SharedStore`, against
-//! the [simulated Redis](crate::redis) of `credflow-redis`:
+//! the [simulated Redis](crate::redis) of `credflow-redis`; every decision is the core's
+//! ([`credflow_core::fleet`]), this file only carries the answers, one round trip late:
 //!
 //! - when a pod's session says a token request is due, its driver first asks the fleet
-//!   (`RedisStore::refresh`: read the token key; take a token other than the one it holds;
-//!   else take the lease, or poll every 50 ms while another pod holds it, for at most
-//!   `max_wait`, then fetch alone). The lease holder sends the token request and publishes the
-//!   token; a failed request keeps the lease until it expires (the fleet's back-off);
-//! - before each attempt a worker asks the fleet's admission script with the request's priority
-//!   and its horizon (`max_wait`): admitted now, or at a reserved slot (it sleeps, then sends
-//!   without asking again), or told to wait and ask again, one worker per pod at a time (the
-//!   adapter's admission gate; the others queue in order); an admitted attempt is marked
-//!   externally paced
-//!   (`RequestState::set_externally_paced`), so the local session holds it back only for 429
-//!   waits and exhausted windows; a wait longer than the retry policy's `max_wait` is handed
-//!   to the local session as the attempt's hold (`RequestState::set_external_hold`: it fails
-//!   fast naming the wait, except for the session's one probe per `max_wait`), and so is the
-//!   fleet's 429 hold (never longer than `max_wait`); after a local wait for a 429, a spent
-//!   window or the fleet's hold the fleet is asked again;
-//! - every response's rate-limit headers, and every 429, are reported to the fleet in the
-//!   background.
+//!   (`RedisStore::refresh`, simulated here: read the token key; take a token other than the
+//!   one the core's [`TokenDriver`] excludes; else take the lease, or poll every 50 ms while
+//!   another pod holds it, for at most `max_wait`, then fetch alone). The lease holder sends
+//!   the token request and publishes the token as the driver says (a failed request keeps
+//!   the lease until it expires: the fleet's back-off); a pod with no token that may not
+//!   request one reads the fleet's when the driver says (about once a second);
+//! - before each attempt a worker asks the fleet's admission script when its
+//!   [`RequestDriver`] says, one worker per pod at a time (the driver's admission gate; the
+//!   others queue in order), and hands the answer back to it;
+//! - every response's rate-limit headers, and every 429 with the wait the session read from it
+//!   ([`ResponseReport`]), are reported to the fleet in the background.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use credflow_core::fleet::{
+    Admission, DriverConfig, LeaseEnd, Peek, RequestDriver, ResponseReport, Step, TokenDriver,
+};
 use credflow_core::http::Method;
-use credflow_core::http::retry_after::RetryAfter;
 use credflow_core::lifecycle::{Generation, Ticket};
 use credflow_core::ratelimit::headers::parse_rate_limit;
 use credflow_core::ratelimit::pacer::PacerConfig;
-use credflow_core::secret::{AccessToken, Credentials};
+use credflow_core::secret::{AccessToken, Credentials, Fingerprint};
 use credflow_core::session::{
     Authorize, Event, HostKey, RequestSpec, RequestState, SessionConfig, TokenEndpoint, Verdict,
-    WaitReason,
 };
-use credflow_core::{Instant, Priority, Session, UnixTime, WallClock};
+use credflow_core::{Duration, Instant, Priority, Session, UnixTime, WallClock};
 
 use crate::Ms;
 use crate::engine::{Fleet, TokenResult, World};
 use crate::redis::{Acquire, RTT, Redis, StoreTiming, StoredToken};
 use crate::server::Reply;
 
-/// The adapter's longest wait for a token without news (`Config::token_wait`).
-const TOKEN_WAIT: Ms = 30_000;
-/// How often a tokenless pod held back from requesting reads the fleet's token
-/// (`FLEET_PEEK_INTERVAL` in the adapter).
-const PEEK_EVERY: Ms = 1_000;
-/// The adapter's safety-net wait for a breaker probe's outcome.
-const PROBE_WAIT: Ms = 1_000;
-/// A sleep to a reserved slot this long or longer reads the fleet's hold before the send
-/// (`RESERVATION_RECHECK` in the adapter).
-const RESERVATION_RECHECK: Ms = 1_000;
 /// Wall-clock time at the start of a run (the fleet shares tokens by absolute expiry).
 const EPOCH: UnixTime = UnixTime::from_secs(1_700_000_000);
 /// What every worker asks for.
 const PRIORITY: Priority = Priority::Normal;
 
+/// One API request of a worker: the session's state of it and the core's driver.
+struct Request {
+    state: RequestState,
+    driver: RequestDriver,
+}
+
 enum State {
     Idle,
-    /// Waiting for the session: the instant it gave, or a token or breaker change of the pod.
-    /// `asked`: the fleet answered about the next attempt (kept across local waits).
-    Waiting {
-        req: RequestState,
-        asked: bool,
-    },
-    /// The fleet answered (admitted, or a wait too long to sleep); the answer arrives one
-    /// round trip after the call.
-    Answered(RequestState),
-    /// Sleeping the wait the fleet's admission answered; then asks again.
-    FleetWait(RequestState),
-    /// Sleeping to a slot the fleet reserved (`wait` ms after the answer); then sent without
-    /// asking again, after reading the fleet's hold if the sleep was long.
-    Reserved(RequestState, Ms),
-    /// Queued behind another worker of the pod at the fleet's admission.
-    Gated(RequestState),
-    InFlight(RequestState),
+    /// Waiting for the session: the instant the driver gave, or a token or breaker change of
+    /// the pod.
+    Waiting(Request),
+    /// Sleeping for the fleet (its reserved slot, its "ask again") or to a retry: not woken
+    /// early, as the adapter's plain sleeps are not.
+    Sleeping(Request),
+    /// The fleet's answer to the admission question, arriving one round trip after the call.
+    Asking(Request, Admission),
+    /// The fleet's 429 hold read before a reserved slot's send, arriving one round trip after.
+    ReadingHold(Request, Option<Duration>),
+    /// Queued behind another worker of the pod at the fleet's admission, with the horizon it
+    /// asks with when its turn comes.
+    Gated(Request, Duration),
+    InFlight(Request),
 }
 
 /// What a pod's token driver is waiting for from Redis (fleet mode).
@@ -94,10 +85,8 @@ enum Call {
     Acquired { answer: Acquire, give_up: Ms },
     /// The publish script's answer arrived: the driver loops.
     Published,
-    /// Read the token key without the lease: the pod has no token and may not request one
-    /// (the adapter's `adopt_fleet_token`, about once a second).
-    Peek,
-    /// The token key's value arrived, for a peek.
+    /// The token key's value arrived, for a read without the lease (the adapter's
+    /// `adopt_fleet_token`, when the core's `TokenDriver::poll_peek` says).
     Peeked { seen: Option<StoredToken> },
 }
 
@@ -110,8 +99,9 @@ struct Pod {
     call: Option<Call>,
     /// Fleet mode: the lease this pod's token request was sent under.
     lease: Option<u64>,
-    /// Fleet mode: the last token held or refused (the fleet is asked for another).
-    stale: Option<String>,
+    /// Fleet mode: the core's token driver (which token the fleet must not hand back, when to
+    /// read the fleet's token, what becomes of the lease).
+    tokens: TokenDriver,
     /// Fleet mode: the worker whose turn it is at the fleet's admission (the adapter's
     /// admission gate: one request per priority class per process asks; every worker here asks
     /// with the same priority), and the workers queued behind it, in order.
@@ -170,13 +160,18 @@ pub(crate) struct Credflow {
     buf: Vec<u8>,
     host: HostKey,
     wall: WallClock,
-    /// The longest wait the retry policy accepts: a longer fleet wait is left to the session.
-    max_wait: Ms,
+    /// The timings of the core's drivers, as the adapter sets them (its default `token_wait`).
+    driver: DriverConfig,
     shared: Option<Shared>,
 }
 
 fn at(ms: Ms) -> Instant {
     Instant::from_millis(ms)
+}
+
+/// The fingerprint the fleet's token is known by.
+fn fingerprint(token: &StoredToken) -> Fingerprint {
+    Fingerprint::of_token(token.token.as_bytes())
 }
 
 impl Credflow {
@@ -190,6 +185,7 @@ impl Credflow {
         let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token")
             .map_err(|e| e.to_string())?;
         let wall = WallClock::new(Instant::ZERO, EPOCH);
+        let driver = DriverConfig { max_wait: config.retry.max_wait, ..DriverConfig::default() };
         let mut pods = Vec::new();
         for p in 0..world.scenario.pods {
             let credentials = Credentials::from_strs("sim-client", "sim-secret")
@@ -204,7 +200,7 @@ impl Credflow {
                 published: None,
                 call: None,
                 lease: None,
-                stale: None,
+                tokens: TokenDriver::new(&driver),
                 gate: None,
                 gate_queue: VecDeque::new(),
             });
@@ -224,22 +220,21 @@ impl Credflow {
             buf: vec![0; 4096],
             host: HostKey::from_host("api.mypurecloud.com"),
             wall,
-            max_wait: config.retry.max_wait.as_millis(),
+            driver,
             shared,
         })
     }
 
     /// The token driver's loop body: send a token request if one is due (in fleet mode, ask the
-    /// fleet first), else sleep until the session's next deadline.
+    /// fleet first), else sleep until the session's next deadline, or read the fleet's token
+    /// when the core's token driver says.
     fn drive(&mut self, world: &mut World, pod: usize) {
         let now = world.now();
         let p = &mut self.pods[pod];
         if p.ticket.is_some() || p.call.is_some() {
             return;
         }
-        if let Some((token, _)) = p.session.token(at(now)) {
-            p.stale = Some(token.as_str().to_owned());
-        }
+        p.tokens.handle_held(p.session.token(at(now)).map(|(token, _)| token.fingerprint()));
         match p.session.poll_token_request(at(now), &mut self.buf) {
             Ok(Some((ticket, _request))) => {
                 p.ticket = Some(ticket);
@@ -254,24 +249,37 @@ impl Credflow {
                 // The adapter sleeps until `next`; a deadline already passed fires at once,
                 // which here is the next millisecond.
                 let next = p.session.poll_timeout().map(|(next, _)| next.as_millis().max(now + 1));
-                // Fleet mode, no token and none may be requested: peek at the fleet's once a
-                // second.
-                let peek = self.shared.is_some()
-                    && p.session.token(at(now)).is_none()
-                    && !p.session.lifecycle().in_flight();
-                match next {
-                    Some(next) if !peek || next <= now + PEEK_EVERY => world.pod_timer(pod, next),
-                    _ if peek => {
-                        p.call = Some(Call::Peek);
-                        world.pod_timer(pod, now + PEEK_EVERY);
+                let tokenless =
+                    p.session.token(at(now)).is_none() && !p.session.lifecycle().in_flight();
+                let peek = match self.shared {
+                    Some(_) => p.tokens.poll_peek(at(now), tokenless),
+                    None => Peek::Off,
+                };
+                match (peek, next) {
+                    (Peek::Due, _) => {
+                        self.buf.fill(0);
+                        return self.peek(world, pod);
                     }
-                    Some(next) => world.pod_timer(pod, next),
-                    None => {}
+                    (Peek::At(t), Some(next)) => world.pod_timer(pod, next.min(t.as_millis())),
+                    (Peek::At(t), None) => world.pod_timer(pod, t.as_millis()),
+                    (Peek::Off, Some(next)) => world.pod_timer(pod, next),
+                    (Peek::Off, None) => {}
                 }
             }
         }
         self.buf.fill(0);
         self.changed(world, pod);
+    }
+
+    /// Reads the fleet's token without the lease (`SharedStore::current`): the answer arrives
+    /// one round trip later.
+    fn peek(&mut self, world: &mut World, pod: usize) {
+        let now = world.now();
+        let Some(shared) = self.shared.as_mut() else { return };
+        shared.settle(now);
+        let seen = shared.redis.get_token(now);
+        self.pods[pod].call = Some(Call::Peeked { seen });
+        world.pod_timer(pod, now + RTT);
     }
 
     /// One step of `RedisStore::refresh` (and of the driver around it) for `pod`: `call` is
@@ -289,9 +297,10 @@ impl Credflow {
                 world.pod_timer(pod, now + RTT);
             }
             Call::Got { seen, give_up } => {
+                // The store hands out a live token other than the one the driver excludes.
                 if let Some(t) = seen
                     .as_ref()
-                    .filter(|t| Some(&t.token) != p.stale.as_ref() && t.expires_at > wall)
+                    .filter(|t| t.expires_at > wall && p.tokens.handle_offer(fingerprint(t)))
                 {
                     self.install(world, pod, t.clone());
                     return;
@@ -317,19 +326,19 @@ impl Credflow {
                 }
             },
             Call::Published => self.drive(world, pod),
-            Call::Peek => {
-                let seen = shared.redis.get_token(now);
-                p.call = Some(Call::Peeked { seen });
-                world.pod_timer(pod, now + RTT);
-            }
             Call::Peeked { seen } => {
                 if let Some(t) =
-                    seen.filter(|t| Some(&t.token) != p.stale.as_ref() && t.expires_at > wall)
-                    && let Ok(token) = AccessToken::new(&t.token)
+                    seen.filter(|t| t.expires_at > wall && p.tokens.handle_offer(fingerprint(t)))
                 {
-                    let _ = p.session.adopt_shared(at(now), token, t.expires_at);
+                    let taken = AccessToken::new(&t.token).is_ok_and(|token| {
+                        p.session.adopt_shared(at(now), token, t.expires_at).is_ok()
+                    });
+                    match taken {
+                        true => p.tokens.handle_taken(fingerprint(&t)),
+                        false => p.tokens.handle_refused(fingerprint(&t)),
+                    }
                 }
-                self.pods[pod].session.handle_timeout(at(now));
+                p.session.handle_timeout(at(now));
                 self.changed(world, pod);
                 self.wake_waiters(world, pod);
                 self.drive(world, pod);
@@ -343,15 +352,19 @@ impl Credflow {
         let now = at(world.now());
         let p = &mut self.pods[pod];
         if let Some(ticket) = p.ticket.take() {
-            match AccessToken::new(&shared.token) {
+            let taken = match AccessToken::new(&shared.token) {
                 Ok(token) => {
-                    if p.session.handle_token_shared(now, ticket, token, shared.expires_at).is_err()
-                    {
-                        // Too close to expiry: ask for another, or refresh.
-                        p.stale = Some(shared.token);
-                    }
+                    p.session.handle_token_shared(now, ticket, token, shared.expires_at).is_ok()
                 }
-                Err(_) => p.session.handle_token_error(now, ticket, None),
+                Err(_) => {
+                    p.session.handle_token_error(now, ticket, None);
+                    false
+                }
+            };
+            // Refused (too close to expiry, unusable): ask for another, or refresh.
+            match taken {
+                true => p.tokens.handle_taken(fingerprint(&shared)),
+                false => p.tokens.handle_refused(fingerprint(&shared)),
             }
         }
         self.changed(world, pod);
@@ -360,12 +373,14 @@ impl Credflow {
     }
 
     /// Drains events and publishes the token, like the adapter's `drain` and `sync_cache`; wakes
-    /// the pod's waiting workers when anything they wait on changed.
-    fn changed(&mut self, world: &mut World, pod: usize) {
+    /// the pod's waiting workers when anything they wait on changed. Each event is shown to
+    /// `observe` too.
+    fn changed_with(&mut self, world: &mut World, pod: usize, mut observe: impl FnMut(&Event)) {
         let now = world.now();
         let p = &mut self.pods[pod];
         let mut wake = false;
         while let Some(event) = p.session.poll_event() {
+            observe(&event);
             wake |= matches!(event, Event::Breaker { .. });
         }
         let generation = p.session.token(at(now)).map(|(_, times)| times.generation);
@@ -378,73 +393,88 @@ impl Credflow {
         }
     }
 
+    fn changed(&mut self, world: &mut World, pod: usize) {
+        self.changed_with(world, pod, |_| {});
+    }
+
     fn wake_waiters(&mut self, world: &mut World, pod: usize) {
         let per_pod = world.scenario.workers;
         let now = world.now();
         for worker in pod * per_pod..(pod + 1) * per_pod {
-            if matches!(self.workers.get(worker), Some(State::Waiting { .. })) {
+            if matches!(self.workers.get(worker), Some(State::Waiting(_))) {
                 world.wake(worker, now);
             }
         }
     }
 
-    /// The request loop from the fleet's admission on, for a worker holding `req`.
-    fn step(&mut self, world: &mut World, worker: usize, mut req: RequestState, asked: bool) {
+    /// The request loop for a worker holding `req`: what its driver says next.
+    fn step(&mut self, world: &mut World, worker: usize, mut req: Request) {
         let pod = world.pod_of(worker);
         let now = world.now();
-        let ask =
-            self.shared.is_some() && !asked && self.pods[pod].session.token(at(now)).is_some();
-        if ask {
-            let p = &mut self.pods[pod];
-            match p.gate {
-                Some(holder) if holder != worker => {
-                    p.gate_queue.push_back(worker);
-                    self.workers[worker] = State::Gated(req);
-                    return;
-                }
-                _ => p.gate = Some(worker),
-            }
-        } else {
+        let has_token = self.pods[pod].session.token(at(now)).is_some();
+        let step = req.driver.poll(at(now), has_token);
+        if !req.driver.holds_gate() {
             self.leave_gate(world, pod, worker, now);
         }
-        if let Some(shared) = self.shared.as_mut()
-            && ask
-        {
-            shared.settle(now);
-            let class = match PRIORITY {
-                Priority::Critical => 0,
-                Priority::Normal => 1,
-                Priority::Background => 2,
-            };
-            let (counted, wait, held) =
-                shared.redis.admission(now, class, &shared.pacer, self.max_wait, shared.max_hold);
-            if counted {
-                req.set_externally_paced(true);
-            } else if held || wait > self.max_wait {
-                req.set_external_hold(at(now + RTT + wait));
+        match step {
+            Step::AskFleet { within, .. } => self.ask(world, worker, req, within),
+            // Never here: each question's answer is handed back where it arrives.
+            Step::AwaitFleet => {
+                let _ = req.driver.handle_admission(at(now), None, &mut req.state);
+                self.step(world, worker, req);
             }
-            if counted && wait > 0 {
-                // A reserved slot: sleep to it, then send without asking again.
-                self.workers[worker] = State::Reserved(req, wait);
-                world.wake(worker, now + RTT + wait);
-                self.leave_gate(world, pod, worker, now + RTT);
-            } else if counted || held || wait > self.max_wait {
-                // Admitted now, or left to the local session (the fleet's 429 hold too: the
-                // session waits it out, or fails fast for a longer wait of its own).
-                self.workers[worker] = State::Answered(req);
+            Step::ReadHold => {
+                let Some(shared) = self.shared.as_mut() else { return };
+                shared.settle(now);
+                let held = shared.redis.hold(now, shared.max_hold);
+                let held = (held > 0).then(|| Duration::from_millis(held));
+                self.workers[worker] = State::ReadingHold(req, held);
                 world.wake(worker, now + RTT);
-                self.leave_gate(world, pod, worker, now + RTT);
-            } else {
-                self.workers[worker] = State::FleetWait(req);
-                world.wake(worker, now + RTT + wait);
             }
-            return;
+            Step::Sleep { until, .. } => {
+                self.workers[worker] = State::Sleeping(req);
+                world.wake(worker, until.as_millis());
+            }
+            Step::Fail(_) => world.finish_job(worker, false, 0),
+            Step::Authorize => self.authorize(world, worker, req),
         }
-        self.authorize(world, worker, req, asked);
+    }
+
+    /// Asks the fleet's admission for `worker`'s next attempt, in its turn at the pod's gate.
+    fn ask(&mut self, world: &mut World, worker: usize, req: Request, within: Duration) {
+        let pod = world.pod_of(worker);
+        let now = world.now();
+        let p = &mut self.pods[pod];
+        match p.gate {
+            Some(holder) if holder != worker => {
+                p.gate_queue.push_back(worker);
+                self.workers[worker] = State::Gated(req, within);
+                return;
+            }
+            _ => p.gate = Some(worker),
+        }
+        let Some(shared) = self.shared.as_mut() else { return };
+        shared.settle(now);
+        let class = match PRIORITY {
+            Priority::Critical => 0,
+            Priority::Normal => 1,
+            Priority::Background => 2,
+        };
+        let (counted, wait, held) =
+            shared.redis.admission(now, class, &shared.pacer, within.as_millis(), shared.max_hold);
+        let wait = Duration::from_millis(wait);
+        let answer = match (counted, held) {
+            (true, _) if wait.is_zero() => Admission::Now,
+            (true, _) => Admission::After(wait),
+            (false, true) => Admission::Held(wait),
+            (false, false) => Admission::Wait(wait),
+        };
+        self.workers[worker] = State::Asking(req, answer);
+        world.wake(worker, now + RTT);
     }
 
     /// Hands the pod's admission turn on if `worker` holds it: the next queued worker asks
-    /// at `from` (when the holder has its answer).
+    /// at `from`.
     fn leave_gate(&mut self, world: &mut World, pod: usize, worker: usize, from: Ms) {
         let p = &mut self.pods[pod];
         if p.gate != Some(worker) {
@@ -456,60 +486,36 @@ impl Credflow {
         }
     }
 
-    /// `authorize`, send, or wait as the session says.
-    fn authorize(&mut self, world: &mut World, worker: usize, mut req: RequestState, asked: bool) {
+    /// `authorize`, send, or wait as the session and the driver say.
+    fn authorize(&mut self, world: &mut World, worker: usize, mut req: Request) {
         let pod = world.pod_of(worker);
         let now = world.now();
-        let decision = match self.pods[pod].session.authorize(at(now), &mut req) {
+        match self.pods[pod].session.authorize(at(now), &mut req.state) {
             Authorize::Send { token, .. } => {
                 world.send_api(worker, token.as_str());
-                None
+                req.driver.handle_sent();
+                self.workers[worker] = State::InFlight(req);
             }
-            Authorize::Wait { until, reason } => Some(Ok((until, reason))),
-            Authorize::Fail(_) => Some(Err(())),
-        };
-        match decision {
-            None => self.workers[worker] = State::InFlight(req),
-            Some(Ok((until, reason))) => {
-                // The adapter asks the fleet again after a hold of the server's.
-                let asked = if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) {
-                    req.set_externally_paced(false);
-                    req.set_external_hold(at(0));
-                    false
-                } else {
-                    asked
-                };
-                let wait = match (until, reason) {
-                    (Some(t), _) => t.as_millis().max(now),
-                    (None, WaitReason::Token) => now + TOKEN_WAIT,
-                    (None, _) => now + PROBE_WAIT,
-                };
-                self.workers[worker] = State::Waiting { req, asked };
-                world.wake(worker, wait);
-                if reason == WaitReason::Token {
-                    self.drive(world, pod); // the adapter's `kick`
+            Authorize::Wait { until, reason } => {
+                let wake = req.driver.handle_wait(at(now), until, reason, &mut req.state);
+                self.workers[worker] = State::Waiting(req);
+                world.wake(worker, wake.at.as_millis().max(now));
+                if wake.kick_token_driver {
+                    self.drive(world, pod);
                 }
             }
-            Some(Err(())) => {
-                self.workers[worker] = State::Idle;
-                world.finish_job(worker, false, 0);
-            }
+            Authorize::Fail(_) => world.finish_job(worker, false, 0),
         }
         self.changed(world, pod);
     }
 
     /// The adapter's `fleet_report`: the response's rate-limit facts go to the fleet in the
-    /// background (the observation, then the 429).
-    fn report(&mut self, now: Ms, reply: &Reply) {
+    /// background (the observation, then the 429 with the wait the session read from it).
+    fn report(&mut self, now: Ms, reply: &Reply, rate_limited: Option<Option<Duration>>) {
         let Some(shared) = self.shared.as_mut() else { return };
         let headers = reply.header_pairs();
         let reference = Some(self.wall.wall_at(at(now)));
         let snapshot = parse_rate_limit(headers.as_slice(), reference);
-        let retry_after = (reply.status == 429).then(|| {
-            RetryAfter::from_headers(headers.as_slice())
-                .and_then(|r| r.delay(reference))
-                .map(|d| d.as_millis())
-        });
         let mut when = now;
         if let Some(s) = snapshot
             && let Some(remaining) = s.remaining
@@ -525,7 +531,8 @@ impl Credflow {
                 },
             );
         }
-        if let Some(retry_after) = retry_after {
+        if let Some(wait) = rate_limited {
+            let retry_after = wait.map(Duration::as_millis);
             shared.report(when + RTT, Report::RateLimited { retry_after });
         }
     }
@@ -539,6 +546,7 @@ impl Fleet for Credflow {
     }
 
     fn on_wake(&mut self, world: &mut World, worker: usize) {
+        let now = at(world.now());
         match std::mem::replace(&mut self.workers[worker], State::Idle) {
             State::Idle => {
                 world.begin_job(worker);
@@ -548,25 +556,20 @@ impl Fleet for Credflow {
                     priority: PRIORITY,
                     ..RequestSpec::new(Method::Get, self.host)
                 };
-                let req = self.pods[pod].session.begin(at(world.now()), spec);
-                self.step(world, worker, req, false);
+                let state = self.pods[pod].session.begin(now, spec);
+                let driver = RequestDriver::new(self.driver, None, self.shared.is_some());
+                self.step(world, worker, Request { state, driver });
             }
-            State::Waiting { req, asked } => self.step(world, worker, req, asked),
-            State::FleetWait(req) | State::Gated(req) => self.step(world, worker, req, false),
-            State::Answered(req) => self.step(world, worker, req, true),
-            State::Reserved(mut req, wait) => match self.shared.as_mut() {
-                // The adapter's `RESERVATION_RECHECK`: a 429 reported meanwhile holds it too.
-                Some(shared) if wait >= RESERVATION_RECHECK => {
-                    let now = world.now();
-                    let held = shared.redis.hold(now, shared.max_hold);
-                    if held > 0 {
-                        req.set_external_hold(at(now + RTT + held));
-                    }
-                    self.workers[worker] = State::Answered(req);
-                    world.wake(worker, now + RTT);
-                }
-                _ => self.step(world, worker, req, true),
-            },
+            State::Waiting(req) | State::Sleeping(req) => self.step(world, worker, req),
+            State::Gated(req, within) => self.ask(world, worker, req, within),
+            State::Asking(mut req, answer) => {
+                let _ = req.driver.handle_admission(now, Some(answer), &mut req.state);
+                self.step(world, worker, req);
+            }
+            State::ReadingHold(mut req, held) => {
+                let _ = req.driver.handle_hold(now, held, &mut req.state);
+                self.step(world, worker, req);
+            }
             in_flight @ State::InFlight(_) => self.workers[worker] = in_flight,
         }
     }
@@ -581,17 +584,19 @@ impl Fleet for Credflow {
         let headers = reply.header_pairs();
         let verdict = self.pods[pod].session.handle_response(
             at(now),
-            &mut req,
+            &mut req.state,
             reply.status,
             headers.as_slice(),
             reply.body.as_bytes(),
         );
-        self.changed(world, pod);
-        self.report(now, &reply);
+        let mut report = ResponseReport::default();
+        report.handle_verdict(&verdict);
+        self.changed_with(world, pod, |event| report.handle_event(at(now), event));
+        self.report(now, &reply, report.rate_limited());
         match verdict {
             Verdict::Done => world.finish_job(worker, (200..300).contains(&reply.status), rtt),
             Verdict::Retry { at: t, .. } => {
-                self.workers[worker] = State::Waiting { req, asked: false };
+                self.workers[worker] = State::Sleeping(req);
                 world.wake(worker, t.as_millis().max(now));
             }
             Verdict::Fail(_) => world.finish_job(worker, false, rtt),
@@ -629,7 +634,8 @@ impl Fleet for Credflow {
             }
         }
         // Only a token this request obtained goes to the fleet, under the lease it was sent
-        // with; a failed request keeps the lease until it expires (the fleet's back-off).
+        // with, as the core's token driver says (the simulated token requests always reach
+        // the endpoint: a failed one keeps the lease until it expires, the fleet's back-off).
         let fresh =
             p.session.token(at(now)).filter(|(_, times)| Some(times.generation) != before).map(
                 |(token, times)| StoredToken {
@@ -637,11 +643,14 @@ impl Fleet for Credflow {
                     expires_at: self.wall.wall_at(times.expires_at),
                 },
             );
+        let end = p.tokens.handle_token_answer(fresh.is_some(), true);
         let lease = p.lease.take();
         // The adapter bumps its version after every token answer.
         self.changed(world, pod);
         self.wake_waiters(world, pod);
-        if let (Some(shared), Some(fence), Some(token)) = (self.shared.as_mut(), lease, fresh) {
+        if let (Some(shared), Some(fence), Some(token), LeaseEnd::Publish) =
+            (self.shared.as_mut(), lease, fresh, end)
+        {
             let ttl = token.expires_at.saturating_duration_since(self.wall.wall_at(at(now)));
             if !ttl.is_zero() {
                 shared.settle(now);

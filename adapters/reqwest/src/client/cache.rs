@@ -1,0 +1,147 @@
+//! The token cache: the session's usable token published for lock-free reads, the version
+//! waiters watch, the session's events forwarded, and the wait for a token.
+
+use std::sync::Arc;
+
+use credflow_core::lifecycle::LifecycleEvent;
+use credflow_core::session::{Event, TokenProblem, TokenStatus};
+use credflow_core::{Duration, Instant};
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::send::bearer;
+use super::{Cached, ClientEvent, CoreSession, Shared, Token, TokenInner, core_duration};
+use crate::error::Error;
+
+impl Shared {
+    pub(super) fn cached(&self) -> Option<Token> {
+        let guard = self.cache.load();
+        let cached = guard.as_ref()?;
+        (tokio::time::Instant::now() < cached.usable_until).then(|| cached.token.clone())
+    }
+
+    /// Publishes the session's usable token to the lock-free cache (or withdraws it), and
+    /// wakes waiters when it changed.
+    pub(super) fn sync_cache(&self, session: &CoreSession, now: Instant) {
+        let current = self.cache.load().as_ref().map(|c| c.token.0.generation);
+        match session.token(now) {
+            Some((token, times)) if current != Some(times.generation) => {
+                let inner = TokenInner {
+                    value: Zeroizing::new(token.as_str().to_owned()),
+                    header: bearer(token),
+                    generation: times.generation,
+                    fingerprint: token.fingerprint(),
+                    expires_at: self.clock.to_tokio(times.expires_at),
+                };
+                self.cache.store(Some(Arc::new(Cached {
+                    token: Token(Arc::new(inner)),
+                    usable_until: self.clock.to_tokio(times.usable_until),
+                })));
+                self.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            Some(_) => {}
+            None if current.is_some() => {
+                self.cache.store(None);
+                self.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            None => {}
+        }
+    }
+
+    /// After a change to the session: its events forwarded, its token published (both wake
+    /// waiters when something they wait for changed).
+    pub(super) fn settle(&self, session: &mut CoreSession, now: Instant) {
+        self.drain(session);
+        self.sync_cache(session, now);
+    }
+
+    /// Forwards the session's events to `tracing` and to subscribers; wakes waiters when a
+    /// breaker changed (a request waiting for a probe's outcome).
+    pub(super) fn drain(&self, session: &mut CoreSession) {
+        self.drain_with(session, |_| {});
+    }
+
+    /// [`drain`](Self::drain), showing each event to `observe` too.
+    pub(super) fn drain_with(&self, session: &mut CoreSession, mut observe: impl FnMut(&Event)) {
+        let mut wake = false;
+        while let Some(event) = session.poll_event() {
+            observe(&event);
+            wake |= matches!(event, Event::Breaker { .. });
+            match &event {
+                Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
+                    info!(generation = generation.0, life = %life, "token acquired")
+                }
+                Event::Token(e @ LifecycleEvent::RequestFailed { .. }) => {
+                    // An error answer was logged with its event; anything else (an unusable
+                    // answer, a transport failure) is named here.
+                    match session.last_token_failure() {
+                        Some(report) if !matches!(report.problem, TokenProblem::Refused(_)) => {
+                            let correlation_id = report
+                                .correlation_id
+                                .as_ref()
+                                .map(|c| c.as_str().to_owned())
+                                .unwrap_or_default();
+                            warn!(error = %report, %correlation_id, "token request failed")
+                        }
+                        _ => debug!(event = ?e, "token lifecycle"),
+                    }
+                }
+                Event::Token(e) => debug!(event = ?e, "token lifecycle"),
+                Event::TokenEndpointError { status, class } => {
+                    let detail = session.last_token_error().map(|(e, c)| {
+                        (e.to_string(), c.map(|c| c.as_str().to_owned()).unwrap_or_default())
+                    });
+                    let (error, correlation_id) = detail.unwrap_or_default();
+                    warn!(status, ?class, %error, %correlation_id, "token endpoint error")
+                }
+                Event::Breaker { target, event } => warn!(?target, ?event, "circuit breaker"),
+                Event::RateLimited { until, correlation_id } => {
+                    let id =
+                        correlation_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default();
+                    info!(until = %until, correlation_id = %id, "rate limited")
+                }
+                other => debug!(event = ?other, "session event"),
+            }
+            let _ = self.events.send(ClientEvent::Session(event));
+        }
+        if wake {
+            self.version.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Waits for a token until `token_wait` has passed. The session decides when waiting no
+    /// longer helps (a rejection, an open breaker, a next attempt after the deadline, the
+    /// deadline itself) and names the last token failure; this only relays its answer.
+    pub(super) async fn wait_for_token(&self) -> Result<Token, Error> {
+        let mut version = self.version.subscribe();
+        let deadline = self.clock.now().saturating_add(core_duration(self.token_wait));
+        // The session's check fails once `now` is past the deadline: wake just after it.
+        let give_up = self.clock.to_tokio(deadline.saturating_add(Duration::from_millis(1)));
+        loop {
+            version.borrow_and_update();
+            self.open()?;
+            if let Some(token) = self.cached() {
+                return Ok(token);
+            }
+            let now = self.clock.now();
+            let until = {
+                let mut session = self.lock();
+                let status = match session.check_token_before(now, Some(deadline)) {
+                    TokenStatus::Ready(..) => None,
+                    TokenStatus::Pending { until } => Some(until),
+                    TokenStatus::Unavailable(e) => return Err(e.into()),
+                };
+                self.sync_cache(&session, now);
+                self.drain(&mut session);
+                status
+            };
+            let Some(until) = until else { continue };
+            self.kick.notify_one();
+            let wake = until.map_or(give_up, |at| self.clock.to_tokio(at).min(give_up));
+            tokio::select! {
+                _ = version.changed() => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The token driver: sends token requests when the session says so, in fleet mode after asking
+//! the fleet (as the core's [`TokenDriver`] decides), sleeps until the next deadline, and
+//! publishes tokens.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration as StdDuration;
+
+use credflow_core::Instant;
+use credflow_core::fleet::{LeaseEnd, Peek, TokenDriver};
+use credflow_core::lifecycle::{Generation, Ticket};
+use credflow_core::oauth::TokenRequest;
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::session::RestoreError;
+use reqwest::header::{HeaderMap, HeaderValue};
+use tracing::{debug, warn};
+use zeroize::Zeroizing;
+
+use super::send::{HeaderMapRef, transport_kind};
+use super::{ClientEvent, CoreSession, Shared, TOKEN_CAPACITY, locked};
+use crate::shared::{FleetLink, Lease, Refresh, SharedToken};
+
+/// An owned copy of the core's token request, so the session lock is not held across I/O.
+struct OwnedTokenRequest {
+    url: String,
+    headers: Vec<(&'static str, Zeroizing<String>)>,
+    body: Zeroizing<String>,
+}
+
+impl OwnedTokenRequest {
+    fn from(request: &TokenRequest<'_>) -> Self {
+        let url = format!("{}://{}{}", request.scheme.as_str(), request.host, request.path);
+        let headers = request
+            .headers()
+            .filter(|(name, _)| !matches!(*name, "Host" | "Content-Length"))
+            .map(|(name, value)| (name, Zeroizing::new(value.to_owned())))
+            .collect();
+        OwnedTokenRequest { url, headers, body: Zeroizing::new(request.body.to_owned()) }
+    }
+}
+
+/// The token driver: sends token requests when the session says so, sleeps until the next
+/// deadline, and publishes tokens. Runs until the last [`Client`](crate::Client) is dropped, or
+/// [`Client::shutdown`](crate::Client::shutdown).
+pub(super) async fn drive(shared: Arc<Shared>) {
+    let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
+    let mut fleet = TokenDriver::new(&shared.driver);
+    loop {
+        match poll_request(&shared, &mut fleet, &mut buf) {
+            Some((ticket, request)) => refresh(&shared, &mut fleet, ticket, request).await,
+            None => idle(&shared, &mut fleet).await,
+        }
+    }
+}
+
+/// The token request the session wants sent now, if any (an owned copy: the lock is not held
+/// across I/O); tells `fleet` which token the session holds.
+fn poll_request(
+    shared: &Shared,
+    fleet: &mut TokenDriver,
+    buf: &mut Zeroizing<Vec<u8>>,
+) -> Option<(Ticket, OwnedTokenRequest)> {
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    session.set_wall_clock(shared.clock.wall(now));
+    fleet.handle_held(session.token(now).map(|(token, _)| token.fingerprint()));
+    let outgoing = match session.poll_token_request(now, buf) {
+        Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "cannot encode the token request; check the configuration");
+            None
+        }
+    };
+    shared.drain(&mut session);
+    drop(session);
+    zeroize::Zeroize::zeroize(&mut buf[..]);
+    outgoing
+}
+
+/// Gets a token for `ticket`: in fleet mode the fleet's (another process's), else by sending
+/// `request`, under the fleet's lease if it granted one.
+async fn refresh(
+    shared: &Arc<Shared>,
+    tokens: &mut TokenDriver,
+    ticket: Ticket,
+    request: OwnedTokenRequest,
+) {
+    let mut lease = None;
+    if let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) {
+        let refresh = fleet.store.refresh(&fleet.scope, tokens.exclude());
+        let (result, transition) = fleet.call(shared.token_wait, refresh).await;
+        shared.fleet_transition(transition, result.as_ref().err());
+        match result {
+            Ok(Refresh::Token(token)) if tokens.handle_offer(fingerprint(&token)) => {
+                // Refused (too close to expiry, unusable): ask for another, or take the lease
+                // and refresh.
+                match install_shared(shared, ticket, &token) {
+                    Some(refused) => tokens.handle_refused(refused),
+                    None => tokens.handle_taken(fingerprint(&token)),
+                }
+                return;
+            }
+            Ok(Refresh::Token(_)) => {
+                debug!("the fleet handed back the token it was told not to: fetching locally")
+            }
+            Ok(Refresh::Lease(granted)) => lease = Some(HeldLease::new(shared, granted)),
+            Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
+        }
+    }
+    let _ = shared.events.send(ClientEvent::TokenRequest);
+    let result = send_token_request(shared, request).await;
+    // A connection that never reached the token endpoint taught the fleet nothing: let
+    // another pod try at once rather than wait for the lease to expire.
+    let reached = !matches!(result, Err(TransportKind::Connect));
+    let fresh = handle_token_answer(shared, ticket, result);
+    // Waiters also watch for failures (to give up early on a rejection).
+    shared.version.send_modify(|v| *v = v.wrapping_add(1));
+    let end = tokens.handle_token_answer(fresh.is_some(), reached);
+    if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
+        publish(shared, fleet, lease, fresh, end).await;
+    }
+}
+
+/// Hands the token endpoint's answer to the session; returns the token it obtained, if any,
+/// as the fleet shares it (only a token this request obtained goes to the fleet).
+fn handle_token_answer(
+    shared: &Shared,
+    ticket: Ticket,
+    result: Result<TokenAnswer, TransportKind>,
+) -> Option<SharedToken> {
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    let before = session.token(now).map(|(_, times)| times.generation);
+    match result {
+        Ok(TokenAnswer::Read { status, headers, body }) => {
+            session.handle_token_response(now, ticket, status, &HeaderMapRef(&headers), &body)
+        }
+        Ok(TokenAnswer::TooLarge { status, headers }) => session.handle_token_too_large(
+            now,
+            ticket,
+            status,
+            &HeaderMapRef(&headers),
+            // A limit past 4 GiB is named as 4 GiB: still true of the body.
+            u32::try_from(shared.max_response_body).unwrap_or(u32::MAX),
+        ),
+        Err(kind) => session.handle_token_error(now, ticket, Some(kind)),
+    }
+    shared.settle(&mut session, now);
+    let (token, times) = session.token(now).filter(|(_, t)| Some(t.generation) != before)?;
+    Some(SharedToken {
+        token: Zeroizing::new(token.as_str().to_owned()),
+        expires_at: shared.clock.wall(now).wall_at(times.expires_at),
+    })
+}
+
+/// Sleeps until the session's next deadline (and lets it act then), or a kick; with no token
+/// and none allowed yet (backoff, or an open breaker after an outage), reads the fleet's
+/// token when the driver says, as another process may have one.
+async fn idle(shared: &Shared, tokens: &mut TokenDriver) {
+    let now = shared.clock.now();
+    let (next, tokenless) = {
+        let session = shared.lock();
+        shared.sync_cache(&session, now);
+        let tokenless = session.token(now).is_none() && !session.lifecycle().in_flight();
+        (session.poll_timeout(), tokenless)
+    };
+    let due = next.map(|(at, _)| shared.clock.to_tokio(at));
+    let mut sleep =
+        due.unwrap_or_else(|| tokio::time::Instant::now() + StdDuration::from_secs(3600));
+    if shared.fleet.is_some() {
+        match tokens.poll_peek(now, tokenless) {
+            Peek::Due => return adopt_fleet_token(shared, tokens).await,
+            Peek::At(at) => sleep = sleep.min(shared.clock.to_tokio(at)),
+            Peek::Off => {}
+        }
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(sleep) => {
+            // A deadline of the session's (not only a peek's): let it act, and let waiting
+            // requests look again.
+            if due.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                {
+                    let now = shared.clock.now();
+                    let mut session = shared.lock();
+                    session.handle_timeout(now);
+                    shared.settle(&mut session, now);
+                }
+                shared.version.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+        _ = shared.kick.notified() => {}
+    }
+}
+
+/// The fingerprint the fleet's token is known by.
+fn fingerprint(token: &SharedToken) -> Fingerprint {
+    Fingerprint::of_token(token.token.as_bytes())
+}
+
+/// Takes the fleet's token (other than the one `tokens` excludes) into a session that has none
+/// and may not request one yet; see [`SharedStore::current`](crate::shared::SharedStore::current). A token it cannot take
+/// (unusable, or too close to expiry) is not to be offered again.
+async fn adopt_fleet_token(shared: &Shared, tokens: &mut TokenDriver) {
+    let Some(fleet) = shared.fleet.as_ref().filter(|f| f.usable()) else { return };
+    let (result, transition) =
+        fleet.call(fleet.call_timeout, fleet.store.current(&fleet.scope, tokens.exclude())).await;
+    shared.fleet_transition(transition, result.as_ref().err());
+    let Some(token) = result.ok().flatten() else { return };
+    if !tokens.handle_offer(fingerprint(&token)) {
+        return;
+    }
+    let refused = offer_fleet_token(
+        shared,
+        &token,
+        |session, now, value| {
+            session.adopt_shared(now, value, token.expires_at).inspect(|_| {
+                debug!("took the fleet's token while held back from requesting one");
+            })
+        },
+        |_, _| {},
+    );
+    match refused {
+        Some(refused) => tokens.handle_refused(refused),
+        None => tokens.handle_taken(fingerprint(&token)),
+    }
+}
+
+/// Installs a token the fleet shared for `ticket`. Returns the token's fingerprint if the session
+/// refused it (too close to expiry, unusable), so that the fleet is asked for another.
+fn install_shared(
+    shared: &Shared,
+    ticket: credflow_core::lifecycle::Ticket,
+    token: &SharedToken,
+) -> Option<Fingerprint> {
+    offer_fleet_token(
+        shared,
+        token,
+        |session, now, value| session.handle_token_shared(now, ticket, value, token.expires_at),
+        // Released without backoff: the next round asks the fleet for a token other than this
+        // one, or for the lease (never this one again: no loop on a bad entry).
+        |session, now| session.handle_token_error(now, ticket, None),
+    )
+}
+
+/// Offers the fleet's `token` to the session: `take` installs it; `unusable` runs when it is
+/// not a token this process can hold. Returns the fingerprint of a token not taken (refused,
+/// or unusable), which is not to be offered again.
+fn offer_fleet_token(
+    shared: &Shared,
+    token: &SharedToken,
+    take: impl FnOnce(
+        &mut CoreSession,
+        Instant,
+        AccessToken<TOKEN_CAPACITY>,
+    ) -> Result<Generation, RestoreError>,
+    unusable: impl FnOnce(&mut CoreSession, Instant),
+) -> Option<Fingerprint> {
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    session.set_wall_clock(shared.clock.wall(now));
+    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+        Ok(value) => {
+            let fingerprint = value.fingerprint();
+            match take(&mut session, now, value) {
+                Ok(_) => None,
+                Err(error) => {
+                    debug!(%error, "fleet token not taken");
+                    Some(fingerprint)
+                }
+            }
+        }
+        Err(error) => {
+            warn!(%error, "fleet token unusable");
+            unusable(&mut session, now);
+            Some(Fingerprint::of_token(token.token.as_bytes()))
+        }
+    };
+    shared.settle(&mut session, now);
+    refused
+}
+
+/// Settles the lease the token request went under, as the driver decided (`end`): publishes
+/// the token obtained, releases the lease, or keeps it until it expires (the fleet's back-off).
+async fn publish(
+    shared: &Shared,
+    fleet: &FleetLink,
+    mut held: HeldLease,
+    fresh: Option<SharedToken>,
+    end: LeaseEnd,
+) {
+    let Some(lease) = held.lease.clone() else { return };
+    let (result, transition) = match (end, &fresh) {
+        (LeaseEnd::Publish, Some(token)) => {
+            fleet.call(fleet.call_timeout, fleet.store.publish(&fleet.scope, lease, token)).await
+        }
+        (LeaseEnd::Release, _) => {
+            let (result, transition) =
+                fleet.call(fleet.call_timeout, fleet.store.release(&fleet.scope, lease)).await;
+            (result.map(|()| false), transition)
+        }
+        _ => {
+            held.keep();
+            return;
+        }
+    };
+    // Published or released (or failed, and then not ours to retry): no longer the guard's.
+    held.keep();
+    shared.fleet_transition(transition, result.as_ref().err());
+    match result {
+        Ok(true) => debug!("token published to the fleet"),
+        Ok(false) => debug!("lease expired before the token came: not published"),
+        Err(error) => debug!(%error, "token not published"),
+    }
+}
+
+/// Fleet mode: the refresh lease this process holds while its token request is out. If the
+/// driver stops before it is settled (the last [`Client`](crate::Client) dropped, or [`Client::shutdown`](crate::Client::shutdown)),
+/// dropping the guard gives the lease back with the store's fence-checked release, so that the
+/// next process's refresh does not wait `lease_ttl` for nobody: on the tokio runtime, bounded
+/// by the store call timeout, or, during `shutdown`, by `shutdown` itself (which awaits it).
+/// Releasing after a publish, or after the lease expired and another process took it, is
+/// harmless: the release deletes the lease only if it still holds this fence.
+pub(super) struct HeldLease {
+    shared: Arc<Shared>,
+    lease: Option<Lease>,
+}
+
+impl HeldLease {
+    pub(super) fn new(shared: &Arc<Shared>, lease: Lease) -> Self {
+        HeldLease { shared: Arc::clone(shared), lease: Some(lease) }
+    }
+
+    /// Settled: published, released, or kept on purpose until it expires (the fleet's
+    /// back-off after a failed token request).
+    fn keep(&mut self) {
+        self.lease = None;
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if self.shared.closing.load(Ordering::SeqCst) {
+            *locked(&self.shared.left_lease) = Some(lease);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            debug!("no tokio runtime to release the fleet's refresh lease; it expires on its own");
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            let Some(fleet) = shared.fleet.as_ref() else { return };
+            let release = fleet.store.release(&fleet.scope, lease);
+            match tokio::time::timeout(fleet.call_timeout, release).await {
+                Ok(Ok(())) => debug!("the stopped client's refresh lease was released"),
+                Ok(Err(error)) => {
+                    debug!(%error, "the stopped client's refresh lease was not released")
+                }
+                Err(_) => debug!("the stopped client's refresh lease was not released in time"),
+            }
+        });
+    }
+}
+
+/// What the token endpoint answered.
+enum TokenAnswer {
+    /// The whole answer; the body holds the token, and is wiped when dropped.
+    Read { status: u16, headers: HeaderMap, body: Zeroizing<Vec<u8>> },
+    /// An answer whose body was larger than the limit: not read further.
+    TooLarge { status: u16, headers: HeaderMap },
+}
+
+/// Sends a token request through the token client (no redirects), and reads the answer, at
+/// most `max_response_body` bytes of it, within `token_timeout` (reqwest's request timeout
+/// covers the body: one that trickles forever is a timeout).
+async fn send_token_request(
+    shared: &Shared,
+    request: OwnedTokenRequest,
+) -> Result<TokenAnswer, TransportKind> {
+    let mut builder = shared.token_http.post(&request.url).timeout(shared.token_timeout);
+    for (name, value) in &request.headers {
+        let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
+        if *name == "Authorization" {
+            value.set_sensitive(true);
+        }
+        builder = builder.header(*name, value);
+    }
+    let mut response =
+        builder.body(request.body.as_bytes().to_vec()).send().await.map_err(|e| {
+            debug!(error = %e, "token request failed in transport");
+            transport_kind(&e)
+        })?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let limit = shared.max_response_body;
+    let declared = response.content_length().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(TokenAnswer::TooLarge { status, headers });
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(4096).min(limit)));
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        debug!(error = %e, "token response failed in transport");
+        transport_kind(&e)
+    })? {
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return Ok(TokenAnswer::TooLarge { status, headers });
+        }
+        extend_wiped(&mut body, &chunk);
+    }
+    Ok(TokenAnswer::Read { status, headers, body })
+}
+
+/// Appends `bytes` to `body`; when it must grow, the old allocation is wiped (it held part of
+/// a token response), not left to the allocator as `Vec`'s own growth would.
+fn extend_wiped(body: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
+    let needed = body.len().saturating_add(bytes.len());
+    if needed > body.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(body.capacity() * 2)));
+        grown.extend_from_slice(body);
+        *body = grown;
+    }
+    body.extend_from_slice(bytes);
+}

@@ -1,0 +1,94 @@
+//! The HTTP clients (API requests follow redirects within their origin only; token requests
+//! never follow one) and the check that keeps the bearer token on the API base's origin.
+
+use credflow_core::http::redirect;
+use credflow_core::http::redirect::{Origin, Redirect};
+use credflow_core::http::url::Scheme;
+use tracing::debug;
+
+use super::{Shared, tls_config};
+use crate::config::Config;
+use crate::error::Error;
+
+/// The client token requests go through: credflow's own, whatever the caller does with API
+/// requests, and it never follows a redirect. A 3xx comes back to the session, which refuses
+/// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
+/// form body or a `client_secret_jwt` assertion would be sent again on 307 and 308, wherever
+/// `Location` pointed (HTTP libraries drop only `Authorization` across origins).
+pub(super) fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .user_agent(&config.user_agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls_config()?)
+        .build()
+        .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
+}
+
+/// The client API requests go through: it follows a redirect only as the core decides
+/// ([`redirect::decide`]: within the request's origin, so the bearer token stays where it is
+/// meant to go, at most `MAX_REDIRECTS` in a row), and hands any other 3xx back as it is.
+pub(super) fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .user_agent(&config.user_agent)
+        .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
+        .tls_backend_preconfigured(tls_config()?)
+        .build()
+        .map_err(|e| Error::transport("cannot build the HTTP client", e))
+}
+
+/// The API client's redirect policy: the core's decision. reqwest applies the method rules of
+/// RFC 9110 (303 becomes a `GET` without body, 301 and 302 turn a `POST` into a `GET`, 307 and
+/// 308 resend the body if it can be replayed, else return the 3xx).
+fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let previous = attempt.previous();
+    let from = previous.first().and_then(origin);
+    let to = origin(attempt.url());
+    let status = attempt.status().as_u16();
+    let decision = match &from {
+        Some(from) => redirect::decide(status, from, to.as_ref(), previous.len().saturating_sub(1)),
+        None => Redirect::Return(redirect::NotFollowed::NoLocation),
+    };
+    match decision {
+        Redirect::Follow => attempt.follow(),
+        Redirect::Return(why) => {
+            let to = to.map(|o| o.to_string()).unwrap_or_default();
+            debug!(status, ?why, %to, "redirect not followed: the 3xx goes to the caller");
+            attempt.stop()
+        }
+    }
+}
+
+/// The origin of a URL, if it is an `http` or `https` one.
+pub(super) fn origin(url: &reqwest::Url) -> Option<Origin<'_>> {
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => return None,
+    };
+    Some(Origin { scheme, host: url.host_str()?, port: url.port_or_known_default()? })
+}
+
+impl Shared {
+    /// Refuses a URL the bearer token may not go to (the core's [`redirect::check_token_origin`]):
+    /// another origin than the API base's, or any URL for a client of tokens only. The error
+    /// names origins only, never a path, query or userinfo.
+    pub(super) fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
+        let to = origin(url);
+        let shown = to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
+        let Some(api) = self.api_base.as_ref().and_then(origin) else {
+            return Err(Error::config(format!(
+                "request to {shown} not sent: this client has no API base (it was built for \
+                 tokens only), so no request carries its token; give it one with Config::custom"
+            )));
+        };
+        let checked = match &to {
+            Some(to) => redirect::check_token_origin(to, &api, self.plain_http),
+            None => Err(redirect::TokenOriginError::OtherOrigin),
+        };
+        checked.map_err(|e| {
+            Error::other_origin(format!("request to {shown} not sent: {e}; the API base is {api}"))
+        })
+    }
+}

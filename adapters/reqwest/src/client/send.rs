@@ -1,0 +1,446 @@
+//! The send path: one API request's attempts, driven by the core's [`RequestDriver`] (the
+//! fleet's admission and every wait) and session (authorize, verdicts).
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use credflow_core::fleet::{
+    Admission as CoreAdmission, Failure as FleetFailure, RequestDriver, ResponseReport,
+    Step as FleetStep,
+};
+use credflow_core::http::{Headers, Method as CoreMethod};
+use credflow_core::retry::policy::TransportKind;
+use credflow_core::secret::AccessToken;
+use credflow_core::session::{
+    Authorize, HostKey, RequestSpec, RequestState, RetryReason, Verdict, WaitReason,
+};
+use credflow_core::{Duration, Instant, Priority};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::{
+    ClientEvent, RequestOptions, Shared, before, core_duration, deadline_exceeded, std_duration,
+};
+use crate::error::Error;
+use crate::shared::{Admission, FleetLink};
+
+/// Sends `request` until the session's verdict is final: each attempt authorized (after the
+/// fleet's admission, in fleet mode), sent through `transport`, judged by the session.
+pub(super) async fn attempts<F, Fut>(
+    shared: Arc<Shared>,
+    request: reqwest::Request,
+    options: RequestOptions,
+    mut transport: F,
+    label: String,
+) -> Result<reqwest::Response, Error>
+where
+    F: FnMut(reqwest::Request) -> Fut,
+    Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+{
+    let mut guard = InFlight::begin(&shared, &request, options);
+    let mut original = Some(request);
+    let mut version = shared.version.subscribe();
+    loop {
+        let header = authorized(&shared, &mut guard, &mut version).await?;
+        // Keep the original while it can be cloned, so a retry can resend it.
+        let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
+            Some(clone) => (clone, true),
+            None => match original.take() {
+                Some(request) => (request, false),
+                None => return Err(Error::config("request body cannot be replayed for a retry")),
+            },
+        };
+        attempt.headers_mut().insert(AUTHORIZATION, header);
+        if attempt.timeout().is_none() {
+            *attempt.timeout_mut() = Some(shared.request_timeout);
+        }
+        let outcome = execute(transport(attempt), shared.max_response_body).await;
+        let (verdict, response) = judge(&shared, &mut guard.state, outcome, &label);
+        let (at, reason) = match verdict {
+            Verdict::Done => return response,
+            Verdict::Fail(e) => return Err(e.into()),
+            Verdict::Retry { at, reason, .. } => (at, reason),
+        };
+        if !replayable {
+            debug!(%label, ?reason, "not retried: the request body cannot be replayed");
+            return response;
+        }
+        let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
+        let attempts = guard.state.attempts();
+        info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
+        let request = label.clone();
+        let _ = shared.events.send(ClientEvent::Retry { request, reason, wait, attempts });
+        if reason == RetryReason::Reauthenticate {
+            shared.kick.notify_one();
+        }
+        tokio::time::sleep_until(shared.clock.to_tokio(at)).await;
+    }
+}
+
+/// Waits until the session authorizes the next attempt, and returns its `Authorization`
+/// header: the fleet's admission and every wait as the core's [`RequestDriver`] says.
+async fn authorized(
+    shared: &Shared,
+    guard: &mut InFlight,
+    version: &mut watch::Receiver<u64>,
+) -> Result<HeaderValue, Error> {
+    loop {
+        // Mark the current version seen *before* asking the session, so a token or breaker
+        // change that lands after the answer still wakes the wait below.
+        version.borrow_and_update();
+        shared.open()?;
+        let now = shared.clock.now();
+        let step = guard.driver.poll(now, shared.cached().is_some());
+        if !guard.driver.holds_gate() {
+            guard.gate = None;
+        }
+        match step {
+            FleetStep::AskFleet { within, probe_claimed } => {
+                ask_fleet(shared, guard, within, probe_claimed).await?
+            }
+            // A question whose answer was lost (never the case here: each is awaited where
+            // it is asked) counts as a store that did not answer.
+            FleetStep::AwaitFleet => {
+                let _ = guard.driver.handle_admission(now, None, &mut guard.state);
+            }
+            FleetStep::ReadHold => {
+                let hold = shared.fleet_hold().await.map(core_duration);
+                let now = shared.clock.now();
+                if let Some(hold) = guard.driver.handle_hold(now, hold, &mut guard.state) {
+                    shared.announce_fleet_hold(hold);
+                }
+            }
+            FleetStep::Sleep { until, wait } => shared.sleep_for_fleet(until, wait).await,
+            FleetStep::Fail(FleetFailure::DeadlineExceeded) => return Err(deadline_exceeded()),
+            FleetStep::Fail(FleetFailure::HeldByFleet(hold)) => {
+                return Err(Error::held_by_fleet(std_duration(hold)));
+            }
+            FleetStep::Authorize => match authorize(shared, guard, now) {
+                Decision::Send(header) => {
+                    guard.driver.handle_sent();
+                    return Ok(header);
+                }
+                Decision::Fail(e) => return Err(e),
+                Decision::Wait(until, reason) => {
+                    wait_locally(shared, guard, version, until, reason).await
+                }
+            },
+        }
+    }
+}
+
+/// Asks the fleet's admission for the next attempt, in the request's turn at its priority
+/// class's gate (see `Shared::admission_gates`), and hands the answer to the driver. The gate
+/// and the store call are bounded by the request's deadline.
+async fn ask_fleet(
+    shared: &Shared,
+    guard: &mut InFlight,
+    within: Duration,
+    claimed: bool,
+) -> Result<(), Error> {
+    let give_up = guard.driver.give_up().map(|at| shared.clock.to_tokio(at));
+    let priority = guard.state.spec().priority;
+    if guard.gate.is_none() {
+        let class = Arc::clone(&shared.admission_gates[gate_index(priority)]);
+        guard.gate = Some(before(give_up, class.lock_owned()).await?);
+    }
+    let admit = shared.fleet_admit(priority, claimed, std_duration(within));
+    let answer = before(give_up, admit).await?.map(core_admission);
+    let now = shared.clock.now();
+    if let Some(hold) = guard.driver.handle_admission(now, answer, &mut guard.state) {
+        shared.announce_fleet_hold(hold);
+    }
+    Ok(())
+}
+
+/// The session's answer for the next attempt, its events forwarded.
+fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
+    let mut session = shared.lock();
+    session.set_wall_clock(shared.clock.wall(now));
+    let decision = match session.authorize(now, &mut guard.state) {
+        Authorize::Send { token, .. } => Decision::Send(bearer(token)),
+        Authorize::Wait { until, reason } => Decision::Wait(until, reason),
+        Authorize::Fail(e) => {
+            Decision::Fail(Error::naming_the_fleet(e, now, guard.driver.fleet_wait_until()))
+        }
+    };
+    shared.drain(&mut session);
+    decision
+}
+
+/// Sleeps as the driver says after the session's `Wait`, or until a token or breaker change.
+async fn wait_locally(
+    shared: &Shared,
+    guard: &mut InFlight,
+    version: &mut watch::Receiver<u64>,
+    until: Option<Instant>,
+    reason: WaitReason,
+) {
+    let now = shared.clock.now();
+    let wake = guard.driver.handle_wait(now, until, reason, &mut guard.state);
+    let now_tokio = tokio::time::Instant::now();
+    let wait = until.map(|at| shared.clock.to_tokio(at).saturating_duration_since(now_tokio));
+    let _ = shared.events.send(ClientEvent::Wait { reason, wait });
+    if wake.kick_token_driver {
+        shared.kick.notify_one();
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(shared.clock.to_tokio(wake.at)) => {}
+        _ = version.changed() => {}
+    }
+}
+
+/// The session's verdict on one attempt's outcome (its events forwarded, its rate-limit facts
+/// reported to the fleet), and what the caller gets if it is final.
+fn judge(
+    shared: &Arc<Shared>,
+    state: &mut RequestState,
+    outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
+    label: &str,
+) -> (Verdict, Result<reqwest::Response, Error>) {
+    let now = shared.clock.now();
+    let mut session = shared.lock();
+    match outcome {
+        Ok((response, body)) => {
+            let status = response.status().as_u16();
+            let headers = HeaderMapRef(response.headers());
+            let read = body.as_ref().map_or(&b""[..], |b| &b.read[..]);
+            let verdict = session.handle_response(now, state, status, &headers, read);
+            let mut report = ResponseReport::default();
+            report.handle_verdict(&verdict);
+            shared.drain_with(&mut session, |event| report.handle_event(now, event));
+            shared.sync_cache(&session, now);
+            drop(session);
+            Shared::fleet_report(shared, now, response.headers(), report.rate_limited());
+            (verdict, Ok(rebuild(response, body)))
+        }
+        Err((kind, error)) => {
+            let verdict = session.handle_transport_error(now, state, kind);
+            shared.drain(&mut session);
+            (verdict, Err(Error::transport_boxed(format!("{label} failed"), error)))
+        }
+    }
+}
+
+/// The session's answer for the next attempt.
+enum Decision {
+    Send(HeaderValue),
+    Wait(Option<Instant>, WaitReason),
+    Fail(Error),
+}
+
+/// The fleet's answer in the core's terms: its waits rounded up to the millisecond, so that
+/// a request does not wake before the instant the fleet named (and ask again in vain).
+fn core_admission(answer: Admission) -> CoreAdmission {
+    let ceil = |wait: StdDuration| {
+        let ms = core_duration(wait);
+        if wait.subsec_nanos().is_multiple_of(1_000_000) {
+            ms
+        } else {
+            ms.saturating_add(Duration::from_millis(1))
+        }
+    };
+    match answer {
+        Admission::Now => CoreAdmission::Now,
+        Admission::After(wait) => CoreAdmission::After(ceil(wait)),
+        Admission::Wait(wait) => CoreAdmission::Wait(ceil(wait)),
+        Admission::Held(hold) => CoreAdmission::Held(ceil(hold)),
+    }
+}
+
+/// Holds a request's core state and its fleet driver; if the caller drops the future
+/// mid-attempt, the session is told (so a breaker probe is released).
+struct InFlight {
+    shared: Arc<Shared>,
+    state: RequestState,
+    driver: RequestDriver,
+    /// This request's turn at the fleet's admission (see `Shared::admission_gates`), held
+    /// while the driver says so.
+    gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl InFlight {
+    /// Begins `request` in the session.
+    ///
+    /// In a fleet the shared budget admits each attempt with the request's priority, and the
+    /// session is told so (`set_externally_paced`): it then holds the attempt back only for
+    /// 429 waits and exhausted windows, not for its own spacing and reserves, which know only
+    /// this process's sends. An attempt the fleet cannot admit (the store failed, or its wait
+    /// is longer than the retry policy accepts) is paced locally at the request's priority,
+    /// which the session always keeps. While degraded, a request whose probe is due asks the
+    /// fleet (and rejoins it).
+    fn begin(shared: &Arc<Shared>, request: &reqwest::Request, options: RequestOptions) -> Self {
+        let now = shared.clock.now();
+        let deadline = options.deadline.map(|d| now.saturating_add(core_duration(d)));
+        let spec = RequestSpec {
+            method: CoreMethod::from_name(request.method().as_str()),
+            idempotent: options.idempotent,
+            priority: options.priority,
+            deadline,
+            host: HostKey::from_host(request.url().host_str().unwrap_or("")),
+        };
+        let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
+        let driver = RequestDriver::new(shared.driver, deadline, fleet);
+        let state = shared.lock().begin(now, spec);
+        InFlight { shared: Arc::clone(shared), state, driver, gate: None }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.shared.clock.now();
+        let mut session = self.shared.lock();
+        session.abandon(now, &mut self.state);
+    }
+}
+
+pub(super) fn bearer<const N: usize>(token: &AccessToken<N>) -> HeaderValue {
+    let value = Zeroizing::new(format!("Bearer {}", token.as_str()));
+    // The core only accepts visible ASCII tokens, so this cannot fail; fall back to an empty
+    // (rejected) header rather than panicking.
+    let mut header = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
+    header.set_sensitive(true);
+    header
+}
+
+/// A transport failure's cause, boxed (a reqwest error, or a middleware's).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The first bytes of an error body, read to classify it.
+struct ReadBody {
+    /// At most the limit's worth: what the session classifies.
+    read: Bytes,
+    /// The part of the last chunk past the limit, if the body went on: the response handed to
+    /// the caller carries it, then the rest of the body.
+    more: Option<Bytes>,
+}
+
+/// Awaits one attempt; reads the body only for non-success statuses (to classify it), and at
+/// most `limit` bytes of it.
+async fn execute(
+    sent: impl Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+    limit: usize,
+) -> Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)> {
+    let mut response = sent.await?;
+    if response.status().is_success() || response.status().is_redirection() {
+        return Ok((response, None));
+    }
+    let mut body = Vec::new();
+    let more = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit.saturating_sub(body.len());
+                if chunk.len() > room {
+                    body.extend_from_slice(chunk.get(..room).unwrap_or_default());
+                    break Some(chunk.slice(room..));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break None,
+            Err(e) => return Err((transport_kind(&e), Box::new(e))),
+        }
+    };
+    Ok((response, Some(ReadBody { read: Bytes::from(body), more })))
+}
+
+pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
+    if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_request() || e.is_body() || e.is_decode() {
+        TransportKind::Reset
+    } else {
+        TransportKind::Other
+    }
+}
+
+/// A response whose body was read for classification, rebuilt so the caller can still read
+/// all of it: what was read, then (a body longer than the limit) the rest as it comes.
+fn rebuild(response: reqwest::Response, body: Option<ReadBody>) -> reqwest::Response {
+    let Some(ReadBody { read, more }) = body else {
+        return response;
+    };
+    let url = response.url().clone();
+    let (parts, rest) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let body = match more {
+        None => reqwest::Body::from(read),
+        Some(more) => reqwest::Body::wrap(Resumed { read: [Some(read), Some(more)], rest }),
+    };
+    let mut builder = http::Response::builder().status(parts.status).version(parts.version);
+    if let Some(headers) = builder.headers_mut() {
+        *headers = parts.headers;
+    }
+    if let Some(extensions) = builder.extensions_mut() {
+        extensions.extend(parts.extensions);
+    }
+    match reqwest::ResponseBuilderExt::url(builder, url).body(body) {
+        Ok(rebuilt) => reqwest::Response::from(rebuilt),
+        // Status, version and headers come from a response: the builder cannot refuse them.
+        Err(e) => unreachable_response(e),
+    }
+}
+
+#[cold]
+fn unreachable_response(e: http::Error) -> reqwest::Response {
+    warn!(error = %e, "could not rebuild a response");
+    reqwest::Response::from(http::Response::new(reqwest::Body::from(Bytes::new())))
+}
+
+/// A response body whose first bytes were read already: those, then the rest as it comes.
+struct Resumed {
+    read: [Option<Bytes>; 2],
+    rest: reqwest::Body,
+}
+
+impl http_body::Body for Resumed {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, reqwest::Error>>> {
+        let this = self.get_mut();
+        if let Some(bytes) = this.read.iter_mut().find_map(Option::take) {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+        }
+        std::pin::Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.iter().all(Option::is_none) && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let read = self.read.iter().flatten().map(|b| b.len() as u64).sum::<u64>();
+        let rest = self.rest.size_hint();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(read));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(read));
+        }
+        hint
+    }
+}
+
+/// The core's header access over a reqwest header map.
+pub(super) struct HeaderMapRef<'a>(pub(super) &'a HeaderMap);
+
+impl Headers for HeaderMapRef<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// The index of `priority`'s admission gate.
+fn gate_index(priority: Priority) -> usize {
+    match priority {
+        Priority::Critical => 0,
+        Priority::Normal => 1,
+        Priority::Background => 2,
+    }
+}

@@ -1,0 +1,190 @@
+//! Property tests for the fleet drivers (`credflow_core::fleet`), driven by arbitrary sequences
+//! of polls, fleet answers (any wait, any order, unasked ones too), session waits and time steps.
+//!
+//! Invariants of a [`RequestDriver`], checked after every step:
+//! - it never asks the fleet twice for one attempt without, in between, an answer telling it
+//!   to wait and ask again, a local wait for the server's limit, or a send;
+//! - no sleep it asks for, and no wake after a session wait, ends past the request's deadline;
+//! - it holds the admission gate only while a question is out or it sleeps to ask again;
+//! - a hold it relays is never longer than `max_wait`; a failure is final.
+//!
+//! Of a [`TokenDriver`]: a token the process refused, or the one it holds (when it refused
+//! none since), is never taken again.
+
+use credflow_core::fleet::{Admission, DriverConfig, RequestDriver, Step, TokenDriver};
+use credflow_core::http::Method;
+use credflow_core::ratelimit::pacer::PaceReason;
+use credflow_core::secret::{Credentials, Fingerprint};
+use credflow_core::session::{
+    HostKey, RequestSpec, RequestState, Session, SessionConfig, TokenEndpoint, WaitReason,
+};
+use credflow_core::{Duration, Instant};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u64),
+    Poll(bool),
+    Answer(Option<(u8, u64)>),
+    Hold(Option<u64>),
+    Wait(u8, Option<u64>),
+    Sent,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let wait = prop_oneof![0u64..2_000, 0u64..200_000, Just(u64::MAX)];
+    prop_oneof![
+        3 => (0u64..3_000).prop_map(Op::Advance),
+        6 => any::<bool>().prop_map(Op::Poll),
+        3 => proptest::option::of((0u8..4, wait.clone())).prop_map(Op::Answer),
+        1 => proptest::option::of(wait.clone()).prop_map(Op::Hold),
+        2 => (0u8..4, proptest::option::of(0u64..100_000)).prop_map(|(r, u)| Op::Wait(r, u)),
+        1 => Just(Op::Sent),
+    ]
+}
+
+fn request() -> RequestState {
+    let creds = Credentials::from_strs("client", "secret").unwrap();
+    let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+    let mut s: Session<256, 4> =
+        Session::new(creds, endpoint, SessionConfig::default(), 7).unwrap();
+    s.begin(Instant::ZERO, RequestSpec::new(Method::Get, HostKey::from_host("api.example")))
+}
+
+proptest! {
+    #[test]
+    fn the_request_driver_keeps_its_contract(
+        deadline in proptest::option::of(0u64..120_000),
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let config = DriverConfig::default();
+        let mut driver = RequestDriver::new(config, deadline.map(Instant::from_millis), true);
+        let give_up = deadline.map(|d| Instant::from_millis(d + 1));
+        let mut req = request();
+        let mut now = Instant::ZERO;
+        // Whether a new question is allowed: at first, and after a wait-and-ask-again answer,
+        // a local wait for the server's limit, or a send.
+        let mut may_ask = true;
+        let mut asked = false;
+        let mut failed = None;
+        for op in ops {
+            match op {
+                Op::Advance(ms) => now = now.saturating_add(Duration::from_millis(ms)),
+                Op::Poll(has_token) => {
+                    let step = driver.poll(now, has_token);
+                    if let Some(failure) = failed {
+                        prop_assert_eq!(step, Step::Fail(failure), "a failure is final");
+                    }
+                    match step {
+                        Step::AskFleet { within, .. } => {
+                            prop_assert!(may_ask, "a second question for one attempt");
+                            prop_assert!(within <= config.max_wait);
+                            if let Some(give_up) = give_up {
+                                prop_assert!(now.saturating_add(within) <= give_up);
+                            }
+                            may_ask = false;
+                            asked = true;
+                        }
+                        Step::Sleep { until, .. } => {
+                            prop_assert!(until > now, "a sleep into the past");
+                            if let Some(give_up) = give_up {
+                                prop_assert!(until <= give_up, "a sleep past the deadline");
+                            }
+                        }
+                        Step::Fail(failure) => failed = Some(failure),
+                        Step::AwaitFleet | Step::ReadHold | Step::Authorize => {}
+                    }
+                    let gate = matches!(step, Step::AskFleet { .. } | Step::Sleep { .. } | Step::AwaitFleet);
+                    if !gate {
+                        prop_assert!(!driver.holds_gate(), "the gate held past {:?}", step);
+                    }
+                }
+                Op::Answer(answer) => {
+                    let answer = answer.map(|(kind, ms)| {
+                        let wait = Duration::from_millis(ms);
+                        match kind {
+                            0 => Admission::Now,
+                            1 => Admission::After(wait),
+                            2 => Admission::Wait(wait),
+                            _ => Admission::Held(wait),
+                        }
+                    });
+                    let hold = driver.handle_admission(now, answer, &mut req);
+                    if let Some(hold) = hold {
+                        prop_assert!(hold.hold <= config.max_wait, "a hold past max_wait");
+                    }
+                    if asked && matches!(answer, Some(Admission::Wait(w)) if w <= config.max_wait) {
+                        may_ask = true;
+                    }
+                    asked = false;
+                }
+                Op::Hold(hold) => {
+                    let hold = driver.handle_hold(now, hold.map(Duration::from_millis), &mut req);
+                    if let Some(hold) = hold {
+                        prop_assert!(hold.hold <= config.max_wait, "a hold past max_wait");
+                    }
+                }
+                Op::Wait(reason, until) => {
+                    let reason = match reason {
+                        0 => WaitReason::Token,
+                        1 => WaitReason::Paced(PaceReason::Spacing),
+                        2 => WaitReason::Backoff,
+                        _ => WaitReason::BreakerProbe,
+                    };
+                    let until = until.map(|ms| now.saturating_add(Duration::from_millis(ms)));
+                    let wake = driver.handle_wait(now, until, reason, &mut req);
+                    if let Some(give_up) = give_up {
+                        prop_assert!(wake.at <= give_up, "a wake past the deadline");
+                    }
+                    if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) && !asked {
+                        may_ask = true;
+                    }
+                }
+                Op::Sent => {
+                    driver.handle_sent();
+                    if !asked {
+                        may_ask = true;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_not_taken_is_never_taken_again(
+        ops in proptest::collection::vec((0u8..5, 0u8..4), 1..80),
+    ) {
+        let fp = |t: u8| Fingerprint::of_token(&[b'a' + t]);
+        let mut tokens = TokenDriver::new(&DriverConfig::default());
+        let mut refused: Option<u8> = None;
+        let mut held: Option<u8> = None;
+        for (kind, t) in ops {
+            match kind {
+                0 => {
+                    tokens.handle_held(Some(fp(t)));
+                    held = Some(t);
+                }
+                1 | 2 => {
+                    let offered = tokens.handle_offer(fp(t));
+                    let excluded = refused.or(held);
+                    prop_assert_eq!(offered, excluded != Some(t), "offer of {} ({:?})", t, excluded);
+                    if offered && kind == 1 {
+                        tokens.handle_taken(fp(t));
+                        held = Some(t);
+                        refused = None;
+                    } else if offered {
+                        tokens.handle_refused(fp(t));
+                        refused = Some(t);
+                    }
+                }
+                3 => {
+                    let _ = tokens.handle_token_answer(t % 2 == 0, true);
+                    if t % 2 == 0 {
+                        refused = None;
+                    }
+                }
+                _ => prop_assert_eq!(tokens.exclude(), refused.or(held).map(fp)),
+            }
+        }
+    }
+}
