@@ -284,17 +284,26 @@ fn tls_config() -> Result<rustls::ClientConfig, Error> {
 }
 
 impl Client {
-    /// Builds a client and starts its token driver. Must be called inside a tokio runtime.
+    /// Builds a client and starts its token driver. Must be called inside a tokio runtime
+    /// (with time and I/O enabled); outside one it returns an error saying so, never panics.
     /// The first token is requested at once, in the background.
     ///
     /// # Errors
     ///
-    /// A configuration error (exit code 2), before anything is resolved or connected, for a
+    /// A configuration error (exit code 2) outside a tokio runtime; and, before anything is resolved or connected, for a
     /// token URL or API base that is malformed, carries userinfo, or is plain `http` to a host
     /// that is not loopback without [`Config::allow_insecure_http`] (the core's
     /// [`Url::parse_with`](credflow_core::http::url::Url::parse_with)); for a scope or
     /// parameters that do not fit, an inconsistent session configuration, or no OS randomness.
     pub fn new(config: Config) -> Result<Client, Error> {
+        // The token driver is a tokio task: without a runtime, `tokio::spawn` would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::config(
+                "no tokio runtime: a credflow Client runs a background task, so create it \
+                 inside one (within #[tokio::main], or Runtime::enter / block_on), with time \
+                 and I/O enabled",
+            ));
+        }
         let token_url = config.target.token_url();
         let api_base = config.target.api_base();
         let allow = config.allow_insecure_http;
@@ -334,8 +343,11 @@ impl Client {
             }
         };
         let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
-        let http = api_client(&config)?;
-        let token_http = token_client(&config)?;
+        // The caller's transport (shared, or with its own API client), else credflow's own.
+        let crate::Transport { api: http, token: token_http, .. } = match config.transport {
+            Some(transport) => transport,
+            None => crate::Transport::with_settings(config.connect_timeout, &config.user_agent)?,
+        };
         let fleet = config.shared.map(|store| {
             let scope = FleetScope {
                 client_id: config.credentials.id.as_str().to_owned(),
@@ -1074,10 +1086,13 @@ impl http_body::Body for Resumed {
 /// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
 /// form body or a `client_secret_jwt` assertion would be sent again on 307 and 308, wherever
 /// `Location` pointed (HTTP libraries drop only `Authorization` across origins).
-fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
+pub(crate) fn token_client(
+    connect_timeout: StdDuration,
+    user_agent: &str,
+) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .user_agent(&config.user_agent)
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(tls_config()?)
         .build()
@@ -1087,10 +1102,13 @@ fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
 /// The client API requests go through: it follows a redirect only as the core decides
 /// ([`redirect::decide`]: within the request's origin, so the bearer token stays where it is
 /// meant to go, at most `MAX_REDIRECTS` in a row), and hands any other 3xx back as it is.
-fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
+pub(crate) fn api_client(
+    connect_timeout: StdDuration,
+    user_agent: &str,
+) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .user_agent(&config.user_agent)
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
         .tls_backend_preconfigured(tls_config()?)
         .build()
@@ -1100,7 +1118,7 @@ fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
 /// The API client's redirect policy: the core's decision. reqwest applies the method rules of
 /// RFC 9110 (303 becomes a `GET` without body, 301 and 302 turn a `POST` into a `GET`, 307 and
 /// 308 resend the body if it can be replayed, else return the 3xx).
-fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+pub(crate) fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
     let previous = attempt.previous();
     let from = previous.first().and_then(origin);
     let to = origin(attempt.url());

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::shared::SharedStore;
+use crate::transport::Transport;
 
 /// `GENESYS_CLIENT_ID`: the OAuth client id.
 pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
@@ -94,8 +95,13 @@ impl std::fmt::Debug for Target {
 }
 
 /// Everything a [`Client`](crate::Client) needs. Build it with [`Config::genesys`],
-/// [`Config::custom`] or [`Config::from_env`], then adjust the public fields.
+/// [`Config::custom`], [`Config::token_only`] or [`Config::from_env`], then adjust the public
+/// fields; or use [`Client::builder`](crate::Client::builder), which sets them by name.
+///
+/// `#[non_exhaustive]`: new fields may come in minor versions, so a `Config` is made with one
+/// of its constructors, never with a struct literal.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Client id and secret (the secret is redacted in `Debug` and zeroized on drop).
     pub credentials: Credentials,
@@ -163,10 +169,17 @@ pub struct Config {
     /// # Ok::<(), credflow_reqwest::Error>(())
     /// ```
     pub allow_insecure_http: bool,
+    /// The HTTP clients to send through (see [`crate::transport`]): `None` (the default)
+    /// builds credflow's own for this client, with [`connect_timeout`](Self::connect_timeout)
+    /// and [`user_agent`](Self::user_agent); a [`Transport`] shared by many clients, or one
+    /// holding the caller's API client, is used as it is (those two fields then do not apply
+    /// to it). Token requests always go through a client of credflow's that follows no
+    /// redirect.
+    pub transport: Option<Transport>,
 }
 
 impl Config {
-    fn with_target(credentials: Credentials, target: Target) -> Self {
+    pub(crate) fn with_target(credentials: Credentials, target: Target) -> Self {
         Config {
             credentials,
             target,
@@ -180,9 +193,10 @@ impl Config {
             token_wait: Duration::from_secs(30),
             max_response_body: DEFAULT_MAX_RESPONSE_BODY,
             seed: None,
-            user_agent: concat!("credflow/", env!("CARGO_PKG_VERSION")).to_owned(),
+            user_agent: crate::transport::DEFAULT_USER_AGENT.to_owned(),
             shared: None,
             allow_insecure_http: false,
+            transport: None,
         }
     }
 
