@@ -1075,6 +1075,19 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
     }
 
+    /// The application reports that the API rejected the token of `generation` (a 401 it got
+    /// with a token it sent itself, through another HTTP stack): the token is dropped if it is
+    /// still the current one, and a refresh is made due at once, no sooner than
+    /// [`LifecycleConfig::min_refresh_interval`] after the last refresh made for a 401 (see
+    /// [`Lifecycle::invalidate`]: an application that reports every token in a loop cannot make
+    /// the session storm the token endpoint). Returns whether a token was dropped: `false` for
+    /// an older generation (the newer token stays) or a repeated call.
+    pub fn invalidate(&mut self, now: Instant, generation: Generation) -> bool {
+        let dropped = self.lifecycle.invalidate(now, generation);
+        self.drain_lifecycle_events();
+        dropped
+    }
+
     // ----- token side -------------------------------------------------------------------
 
     /// The usable token at `now` and its timing, if any (for adapters that publish it to a

@@ -80,6 +80,28 @@ impl Token {
     }
 }
 
+impl Token {
+    /// A token made by hand, for a [`TokenSource`](crate::TokenSource) of your own (a mock in
+    /// tests, say): `value` as the server would send it, with its `generation` and time left.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error if `value` is not a token credflow would accept from a server
+    /// (empty, longer than [`TOKEN_CAPACITY`], or with a character outside visible ASCII).
+    pub fn new(value: &str, generation: u32, expires_in: StdDuration) -> Result<Token, Error> {
+        let checked = AccessToken::<TOKEN_CAPACITY>::new(value)
+            .map_err(|e| Error::config(format!("not a usable token: {e}")))?;
+        let now = tokio::time::Instant::now();
+        Ok(Token(Arc::new(TokenInner {
+            value: Zeroizing::new(value.to_owned()),
+            header: bearer(&checked),
+            generation: Generation(generation),
+            fingerprint: checked.fingerprint(),
+            expires_at: now.checked_add(expires_in).unwrap_or(now + StdDuration::from_secs(365 * 86_400)),
+        })))
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
@@ -471,6 +493,31 @@ impl Client {
             return Ok(token);
         }
         self.shared().wait_for_token().await
+    }
+
+    /// Reports that the API rejected `token` (a 401 for a request sent with another HTTP
+    /// stack): the client drops it if it is still the current token, and fetches a new one at
+    /// once, in the background; the next [`token`](Self::token) waits for it. Generation-aware:
+    /// a token older than the current one is ignored (another caller reported it already, or
+    /// the client refreshed meanwhile), so many callers reporting the same 401 cause one
+    /// refresh. Reports in a loop cannot storm the token endpoint: a refresh made for a 401
+    /// comes no sooner than `min_refresh_interval` (1 s) after the last one
+    /// ([`Session::invalidate`](credflow_core::session::Session::invalidate)).
+    ///
+    /// Returns whether the token was dropped. [`send`](Self::send) does this itself.
+    pub fn invalidate(&self, token: &Token) -> bool {
+        let shared = self.shared();
+        let now = shared.clock.now();
+        let dropped = {
+            let mut session = shared.lock();
+            let dropped = session.invalidate(now, token.0.generation);
+            shared.settle(&mut session, now);
+            dropped
+        };
+        if dropped {
+            shared.kick.notify_one();
+        }
+        dropped
     }
 
     /// Stops the client for a graceful exit, and gives back what it holds in its fleet: call it

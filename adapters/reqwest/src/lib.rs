@@ -78,6 +78,7 @@ mod error;
 #[cfg(feature = "middleware")]
 pub mod middleware;
 pub mod shared;
+mod source;
 pub mod transport;
 
 pub use builder::ClientBuilder;
@@ -88,6 +89,7 @@ pub use credflow_core::Priority;
 pub use credflow_core::oauth::AuthMethod;
 pub use error::{Error, ErrorKind};
 pub use shared::{FleetStatus, SharedStore};
+pub use source::{TokenFuture, TokenSource};
 pub use transport::Transport;
 
 // The README is the crates.io page: its example compiles as a doctest, so it stays true.
