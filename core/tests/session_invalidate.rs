@@ -82,9 +82,8 @@ fn reporting_every_token_in_a_loop_gets_one_refresh_per_interval() {
         let _ = h.s.invalidate(now, generation);
         if let Some(ticket) = h.poll(now) {
             sent += 1;
-            let body = format!(
-                r#"{{"access_token":"t{sent}","token_type":"bearer","expires_in":3600}}"#
-            );
+            let body =
+                format!(r#"{{"access_token":"t{sent}","token_type":"bearer","expires_in":3600}}"#);
             h.s.handle_token_response(now, ticket, 200, &[], body.as_bytes());
             generation = h.generation(now).expect("installed");
         }

@@ -97,7 +97,9 @@ impl Token {
             header: bearer(&checked),
             generation: Generation(generation),
             fingerprint: checked.fingerprint(),
-            expires_at: now.checked_add(expires_in).unwrap_or(now + StdDuration::from_secs(365 * 86_400)),
+            expires_at: now
+                .checked_add(expires_in)
+                .unwrap_or(now + StdDuration::from_secs(365 * 86_400)),
         })))
     }
 }
@@ -1165,7 +1167,9 @@ pub(crate) fn api_client(
 /// The API client's redirect policy: the core's decision. reqwest applies the method rules of
 /// RFC 9110 (303 becomes a `GET` without body, 301 and 302 turn a `POST` into a `GET`, 307 and
 /// 308 resend the body if it can be replayed, else return the 3xx).
-pub(crate) fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+pub(crate) fn follow_within_origin(
+    attempt: reqwest::redirect::Attempt<'_>,
+) -> reqwest::redirect::Action {
     let previous = attempt.previous();
     let from = previous.first().and_then(origin);
     let to = origin(attempt.url());

@@ -37,22 +37,26 @@ fn custom(server: &Hostile) -> Target {
 async fn a_shared_transport_serves_many_clients() {
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
     let transport = Transport::new().unwrap();
-    let target =
-        || Target::Custom { token_url: emu.token_url(), api_base: emu.api_base() };
-    let clients: Vec<Client> = [(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), (LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET)]
-        .into_iter()
-        .map(|(id, secret)| {
-            Client::builder(target(), credentials(id, secret).unwrap())
-                .transport(transport.clone())
-                .seed(1)
-                .build()
-                .unwrap()
-        })
-        .collect();
+    let target = || Target::Custom { token_url: emu.token_url(), api_base: emu.api_base() };
+    let clients: Vec<Client> =
+        [(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET), (LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET)]
+            .into_iter()
+            .map(|(id, secret)| {
+                Client::builder(target(), credentials(id, secret).unwrap())
+                    .transport(transport.clone())
+                    .seed(1)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
     for client in &clients {
         let request = client.request(reqwest::Method::GET, "/api/v2/routing/queues").unwrap();
         let response = client.send(request.build().unwrap()).await.unwrap();
-        assert!(response.status().is_success() || response.status() == 403, "{}", response.status());
+        assert!(
+            response.status().is_success() || response.status() == 403,
+            "{}",
+            response.status()
+        );
     }
     let seen = emu.counters();
     assert_eq!(seen.token.requests, 2, "one token per client id");
@@ -79,9 +83,17 @@ async fn api_requests_go_through_the_callers_client_and_token_requests_never_do(
     let requests = server.requests();
     let token = requests.iter().find(|r| r.path() == "/oauth/token").expect("a token request");
     let api = requests.iter().find(|r| r.path() == "/api/v2/users/me").expect("the API request");
-    assert_eq!(api.header("x-from-caller"), Some("yes"), "the API request went through the caller's client");
+    assert_eq!(
+        api.header("x-from-caller"),
+        Some("yes"),
+        "the API request went through the caller's client"
+    );
     assert_eq!(api.header("authorization"), Some("Bearer tok-byo"));
-    assert_eq!(token.header("x-from-caller"), None, "the token request went through the caller's client");
+    assert_eq!(
+        token.header("x-from-caller"),
+        None,
+        "the token request went through the caller's client"
+    );
     assert_eq!(token.form_value("client_secret"), SECRET);
 }
 

@@ -43,7 +43,8 @@ async fn a_builder_starts_from_a_config() {
 
 #[test]
 fn outside_a_tokio_runtime_building_is_an_error_not_a_panic() {
-    let config = Config::token_only("http://127.0.0.1:9/oauth/token", credentials("i", "s").unwrap());
+    let config =
+        Config::token_only("http://127.0.0.1:9/oauth/token", credentials("i", "s").unwrap());
     let e = Client::new(config.clone()).expect_err("no runtime, no client");
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("no tokio runtime"), "{e}");
@@ -52,6 +53,7 @@ fn outside_a_tokio_runtime_building_is_an_error_not_a_panic() {
     // Inside one, the same configuration builds.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let _entered = runtime.enter();
-    let config = Config::token_only("http://127.0.0.1:9/oauth/token", credentials("i", "s").unwrap());
+    let config =
+        Config::token_only("http://127.0.0.1:9/oauth/token", credentials("i", "s").unwrap());
     assert!(Client::new(config).is_ok());
 }

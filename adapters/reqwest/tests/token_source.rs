@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig, EmulatorHandle};
+use credflow_emulator::{
+    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig, EmulatorHandle,
+};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::{Client, Target, TokenSource};
 
