@@ -52,6 +52,14 @@ impl ClientBuilder {
         ClientBuilder { config, api_client: None }
     }
 
+    /// Every field of `settings` ([`Config::apply`]): the tuning a service keeps in its own
+    /// configuration file (with the `serde` feature, [`Settings`](crate::config::Settings) is
+    /// `Deserialize`).
+    pub fn settings(mut self, settings: crate::config::Settings) -> Self {
+        self.config.apply(settings);
+        self
+    }
+
     /// [`Config::auth_method`].
     pub fn auth_method(mut self, auth_method: AuthMethod) -> Self {
         self.config.auth_method = auth_method;

@@ -134,6 +134,8 @@ impl Default for RequestOptions {
 /// [`Client::events`]; the same facts also go to `tracing`.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ClientEvent {
     /// An event of the core session (token acquired, breaker opened, rate limited, …).
     Session(Event),
@@ -146,6 +148,7 @@ pub enum ClientEvent {
         /// Why.
         reason: RetryReason,
         /// How long until the next attempt.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
         wait: StdDuration,
         /// Attempts made so far.
         attempts: u32,
@@ -158,6 +161,10 @@ pub enum ClientEvent {
         /// Why.
         reason: WaitReason,
         /// For how long, if known.
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::settings::duration::option::serialize")
+        )]
         wait: Option<StdDuration>,
     },
     /// Fleet mode: a request waits for the fleet's shared rate state, which holds every process
@@ -166,6 +173,7 @@ pub enum ClientEvent {
     /// word, not an answer of the server to this process.
     FleetHold {
         /// How long the fleet holds the request back.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
         wait: StdDuration,
     },
 }

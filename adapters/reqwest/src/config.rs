@@ -18,6 +18,8 @@ use crate::error::Error;
 use crate::shared::SharedStore;
 use crate::transport::Transport;
 
+pub use crate::settings::Settings;
+
 /// `GENESYS_CLIENT_ID`: the OAuth client id.
 pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
 /// `GENESYS_CLIENT_SECRET`: the OAuth client secret.
@@ -192,24 +194,27 @@ pub struct Config {
 
 impl Config {
     pub(crate) fn with_target(credentials: Credentials, target: Target) -> Self {
-        Config {
+        let mut config = Config {
             credentials,
             target,
             auth_method: AuthMethod::default(),
             scope: None,
             extra_params: Vec::new(),
             session: SessionConfig::default(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            token_timeout: Duration::from_secs(10),
-            token_wait: Duration::from_secs(30),
-            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            connect_timeout: Duration::ZERO,
+            request_timeout: Duration::ZERO,
+            token_timeout: Duration::ZERO,
+            token_wait: Duration::ZERO,
+            max_response_body: 0,
             seed: None,
-            user_agent: crate::transport::DEFAULT_USER_AGENT.to_owned(),
+            user_agent: String::new(),
             shared: None,
             allow_insecure_http: false,
             transport: None,
-        }
+        };
+        // The defaults live in one place: `Settings::default`.
+        config.apply(crate::settings::Settings::default());
+        config
     }
 
     /// Fleet mode: shares the token and the rate budget through `store` (for instance

@@ -77,6 +77,7 @@ pub mod config;
 mod error;
 #[cfg(feature = "middleware")]
 pub mod middleware;
+mod settings;
 pub mod shared;
 mod source;
 pub mod transport;

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use credflow_reqwest::{Config, ErrorKind};
 
+/// Variables set beside a base, and the two names the error must give.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 fn from(vars: &[(&str, &str)]) -> Result<Config, credflow_reqwest::Error> {
     let map: HashMap<String, String> =
         vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -53,7 +56,7 @@ fn both_names_with_the_same_value_are_one_setting() {
 #[test]
 fn both_names_with_different_values_are_refused_naming_both() {
     let base = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "s")];
-    let cases: [(&[(&str, &str)], &str, &str); 3] = [
+    let cases: [Case<'_>; 3] = [
         (
             &[("GENESYSCLOUD_OAUTHCLIENT_ID", "other-id")],
             "GENESYS_CLIENT_ID",
