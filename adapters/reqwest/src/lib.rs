@@ -80,6 +80,8 @@ pub mod middleware;
 mod settings;
 pub mod shared;
 mod source;
+#[cfg(feature = "tower")]
+pub mod tower;
 pub mod transport;
 
 pub use builder::ClientBuilder;

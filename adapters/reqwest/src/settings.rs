@@ -1,32 +1,4 @@
-//! [`Settings`]: everything in a [`Config`] a service may keep in its own configuration file,
-//! which is everything but the credentials (and the run-time objects: a fleet store, a
-//! transport). With the `serde` feature it is `Deserialize` and `Serialize`, and so are
-//! [`Target`] and (write only) [`Config`] itself, whose secret is never written.
-//!
-//! Durations are strings with a unit: `"250ms"`, `"90s"`, `"5m"`, `"2h"`, `"7d"` (a bare
-//! number is refused: seconds or milliseconds is not guessed), as in the core's
-//! configuration (`credflow_core::Duration`). A field the file leaves out keeps its default;
-//! a field it misspells is an error.
-//!
-//! ```
-//! # #[cfg(feature = "serde")] {
-//! use credflow_reqwest::{Target, config::{Settings, credentials}};
-//! let file = r#"{
-//!     "target": { "genesys": "mypurecloud.ie" },
-//!     "settings": {
-//!         "auth_method": "client_secret_post",
-//!         "request_timeout": "10s",
-//!         "session": { "retry": { "max_retries": 5 }, "lifecycle": { "refresh_margin": "90s" } }
-//!     }
-//! }"#;
-//! #[derive(serde::Deserialize)]
-//! struct MyServiceConfig { target: Target, settings: Settings }
-//! let mine: MyServiceConfig = serde_json::from_str(file).unwrap();
-//! let client = credflow_reqwest::Client::builder(mine.target, credentials("id", "secret").unwrap())
-//!     .settings(mine.settings);
-//! assert_eq!(client.config().request_timeout, std::time::Duration::from_secs(10));
-//! # }
-//! ```
+//! [`Settings`]: the tunable part of a [`Config`](crate::Config).
 
 use std::time::Duration;
 
@@ -37,9 +9,38 @@ use crate::config::Config;
 #[cfg(feature = "serde")]
 use crate::config::Target;
 
-/// The tunable part of a [`Config`]: see the [module docs](self). Each field is the
-/// [`Config`] field of the same name (documented there); [`Settings::default`] is a
-/// [`Config`]'s defaults.
+/// Everything in a [`Config`] a service may keep in its own configuration file,
+/// which is everything but the credentials (and the run-time objects: a fleet store, a
+/// transport). With the `serde` feature it is `Deserialize` and `Serialize`, and so are
+/// [`Target`](crate::Target) and (write only) [`Config`] itself, whose secret is never written.
+///
+/// Durations are strings with a unit: `"250ms"`, `"90s"`, `"5m"`, `"2h"`, `"7d"` (a bare
+/// number is refused: seconds or milliseconds is not guessed), as in the core's
+/// configuration (`credflow_core::Duration`). A field the file leaves out keeps its default;
+/// a field it misspells is an error.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use credflow_reqwest::{Target, config::{Settings, credentials}};
+/// let file = r#"{
+///     "target": { "genesys": "mypurecloud.ie" },
+///     "settings": {
+///         "auth_method": "client_secret_post",
+///         "request_timeout": "10s",
+///         "session": { "retry": { "max_retries": 5 }, "lifecycle": { "refresh_margin": "90s" } }
+///     }
+/// }"#;
+/// #[derive(serde::Deserialize)]
+/// struct MyServiceConfig { target: Target, settings: Settings }
+/// let mine: MyServiceConfig = serde_json::from_str(file).unwrap();
+/// let client = credflow_reqwest::Client::builder(mine.target, credentials("id", "secret").unwrap())
+///     .settings(mine.settings);
+/// assert_eq!(client.config().request_timeout, std::time::Duration::from_secs(10));
+/// # }
+/// ```
+///
+/// Each field is the [`Config`] field of the same name (documented there);
+/// [`Settings::default`] is a [`Config`]'s defaults.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
