@@ -23,12 +23,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use credflow_core::env::parse_environment;
+use credflow_core::env::{
+    CLIENT_ID_VARIABLES, CLIENT_SECRET_VARIABLES, Conflict, ENVIRONMENT_VARIABLES,
+};
 use credflow_core::http::url::Url;
 use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
-    DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, check_url,
-    client_id, client_secret, read_secret_file, secret_given_twice,
+    DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE,
+    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret,
+    read_secret_file, same_environment, value_and_file,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
 use zeroize::Zeroizing;
@@ -36,8 +40,11 @@ use zeroize::Zeroizing;
 /// Keeps machine-to-machine OAuth 2.0 access working: tokens, API calls, diagnosis.
 #[derive(Debug, Parser)]
 #[command(name = "credflow", version, about, long_about = None)]
-#[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET or \
---client-secret-file, never from a flag value. Plain http:// URLs are refused except to loopback \
+#[command(after_help = "The client secret is read from GENESYS_CLIENT_SECRET (or \
+GENESYSCLOUD_OAUTHCLIENT_SECRET, the name of Genesys's own tooling) or --client-secret-file, never \
+from a flag value. Genesys tooling's names are accepted beside the guide's for the client id and \
+the environment too (GENESYSCLOUD_OAUTHCLIENT_ID, GENESYSCLOUD_REGION); both set to different \
+values is refused. Plain http:// URLs are refused except to loopback \
 (127.0.0.0/8, [::1], localhost) unless --allow-insecure-http.\n\nExit codes: 0 ok, 1 the API \
 answered an error status (body printed) or output failed, 2 configuration (or a token URL that \
 does not answer with a usable token), 3 credentials rejected, 4 scope or permission, \
@@ -55,8 +62,9 @@ struct Cli {
 /// Where to get tokens and send requests, and as whom.
 #[derive(Clone, Debug, Default, Args)]
 struct TargetArgs {
-    /// Genesys Cloud environment: mypurecloud.ie, eu-west-1, api.mypurecloud.ie, …
-    #[arg(long, global = true, env = "GENESYS_ENV_NAME", value_name = "NAME")]
+    /// Genesys Cloud environment: mypurecloud.ie, eu-west-1, api.mypurecloud.ie, … [env:
+    /// GENESYS_ENV_NAME or GENESYSCLOUD_REGION].
+    #[arg(long, global = true, value_name = "NAME")]
     env: Option<String>,
     /// Token endpoint of any OAuth2 server (with --api-base, except for `token`).
     #[arg(long, global = true, env = "CREDFLOW_TOKEN_URL", value_name = "URL")]
@@ -64,7 +72,7 @@ struct TargetArgs {
     /// API base URL that goes with --token-url.
     #[arg(long, global = true, env = "CREDFLOW_API_BASE", value_name = "URL")]
     api_base: Option<String>,
-    /// OAuth client id [env: GENESYS_CLIENT_ID].
+    /// OAuth client id [env: GENESYS_CLIENT_ID or GENESYSCLOUD_OAUTHCLIENT_ID].
     #[arg(long, global = true, value_name = "ID")]
     client_id: Option<String>,
     /// File holding the client secret [env: GENESYS_CLIENT_SECRET_FILE].
@@ -199,7 +207,10 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(mut cli: Cli) -> Result<(), Failure> {
+    if !matches!(cli.command, Command::Emulator(_) | Command::Demo { .. }) {
+        cli.target.env = environment_name(cli.target.env.take())?;
+    }
     match cli.command {
         Command::Emulator(args) => credflow_emulator::run_cli(args)
             .await
@@ -287,20 +298,54 @@ fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
     Ok(config)
 }
 
+/// The environment's name: `--env`, else `GENESYS_ENV_NAME` or `GENESYSCLOUD_REGION` (both set
+/// to different environments: refused, naming both).
+fn environment_name(flag: Option<String>) -> Result<Option<String>, Failure> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    let names = (var(ENVIRONMENT_VARIABLES.guide), var(ENVIRONMENT_VARIABLES.tooling));
+    let picked = ENVIRONMENT_VARIABLES
+        .pick(names.0.as_deref(), names.1.as_deref(), same_environment)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(picked.map(|(_, name)| name.to_owned()))
+}
+
+/// A variable of the process environment; unset if not valid UTF-8.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// The client id and secret from flags and environment. The secret comes from exactly one
 /// place, `GENESYS_CLIENT_SECRET` or a file (`--client-secret-file`, else
 /// `GENESYS_CLIENT_SECRET_FILE`): given twice, it is refused, as `Config::from_env` refuses it.
 fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
-    let id = target
-        .client_id
-        .clone()
-        .or_else(|| std::env::var(ENV_CLIENT_ID).ok())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            Failure::usage(format!("no client id: set {ENV_CLIENT_ID} or pass --client-id"))
-        })?;
-    // `var` copies the secret out of the environment: the copy is wiped when dropped.
-    let value = std::env::var(ENV_CLIENT_SECRET).ok().filter(|v| !v.is_empty()).map(Zeroizing::new);
+    let conflict = |e: Conflict| Failure::usage(e.to_string());
+    let ids = (var(CLIENT_ID_VARIABLES.guide), var(CLIENT_ID_VARIABLES.tooling));
+    let (id_source, id) = match &target.client_id {
+        Some(id) => ("--client-id", id.as_str()),
+        None => CLIENT_ID_VARIABLES
+            .pick(ids.0.as_deref(), ids.1.as_deref(), |a, b| a == b)
+            .map_err(conflict)?
+            .unwrap_or((ENV_CLIENT_ID, "")),
+    };
+    if id.is_empty() {
+        return Err(Failure::usage(format!(
+            "no client id: set {ENV_CLIENT_ID} (or {ENV_OAUTHCLIENT_ID}) or pass --client-id"
+        )));
+    }
+    // `var` copies the secret out of the environment: the copies are wiped when dropped.
+    let values = (
+        var(CLIENT_SECRET_VARIABLES.guide).map(Zeroizing::new),
+        var(CLIENT_SECRET_VARIABLES.tooling).map(Zeroizing::new),
+    );
+    let value = CLIENT_SECRET_VARIABLES
+        .pick(
+            values.0.as_deref().map(String::as_str),
+            values.1.as_deref().map(String::as_str),
+            |a, b| a == b,
+        )
+        .map_err(conflict)?;
     let file = match &target.client_secret_file {
         Some(path) => Some((path.clone(), "--client-secret-file")),
         None => std::env::var(ENV_CLIENT_SECRET_FILE)
@@ -309,17 +354,18 @@ fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
             .map(|path| (path, ENV_CLIENT_SECRET_FILE)),
     };
     let secret = match (value, file) {
-        (Some(_), Some((_, source))) => return Err(secret_given_twice(source).into()),
-        (Some(value), None) => client_secret(&value, ENV_CLIENT_SECRET)?,
+        (Some((name, _)), Some((_, source))) => return Err(value_and_file(name, source).into()),
+        (Some((name, value)), None) => client_secret(value, name)?,
         (None, Some((path, source))) => read_secret_file(&path, source)?,
         (None, None) => {
             return Err(Failure::usage(format!(
-                "no client secret: set {ENV_CLIENT_SECRET} or pass --client-secret-file PATH \
-                 (never a flag value: it would show in process lists and shell history)"
+                "no client secret: set {ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}) or pass \
+                 --client-secret-file PATH (never a flag value: it would show in process lists \
+                 and shell history)"
             )));
         }
     };
-    Ok(Credentials::new(client_id(&id, ENV_CLIENT_ID)?, secret))
+    Ok(Credentials::new(client_id(id, id_source)?, secret))
 }
 
 /// Refuses, as the client would, a token URL or API base with userinfo or plain http to a host

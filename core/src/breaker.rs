@@ -73,6 +73,8 @@ const MAX_WINDOW: u8 = 64;
 /// When a [`CircuitBreaker`] trips and how long it stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct BreakerConfig {
     /// Failures in a row that trip the breaker. Default 3 (the reference guide's); 0 disables
     /// this trigger.
@@ -232,6 +234,8 @@ impl Admission {
 /// A state change, to log, count or wake waiting requests on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum BreakerEvent {
     /// The breaker tripped (or a probe failed).
     Opened {

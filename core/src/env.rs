@@ -285,6 +285,90 @@ fn levenshtein(a: &[u8], b: &[u8]) -> Option<usize> {
     prev.get(b.len()).copied()
 }
 
+/// One setting's environment variables: the name credflow's guide uses, then the name of
+/// Genesys's own tooling (the Terraform provider, the CLI, the SDK samples). Both are
+/// accepted; see [`Variables::pick`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variables {
+    /// The guide's name, e.g. `GENESYS_CLIENT_ID`.
+    pub guide: &'static str,
+    /// Genesys tooling's name, e.g. `GENESYSCLOUD_OAUTHCLIENT_ID`.
+    pub tooling: &'static str,
+}
+
+/// The OAuth client id: `GENESYS_CLIENT_ID` or `GENESYSCLOUD_OAUTHCLIENT_ID`.
+pub const CLIENT_ID_VARIABLES: Variables =
+    Variables { guide: "GENESYS_CLIENT_ID", tooling: "GENESYSCLOUD_OAUTHCLIENT_ID" };
+/// The OAuth client secret: `GENESYS_CLIENT_SECRET` or `GENESYSCLOUD_OAUTHCLIENT_SECRET`.
+pub const CLIENT_SECRET_VARIABLES: Variables =
+    Variables { guide: "GENESYS_CLIENT_SECRET", tooling: "GENESYSCLOUD_OAUTHCLIENT_SECRET" };
+/// The environment: `GENESYS_ENV_NAME` or `GENESYSCLOUD_REGION` (both read by
+/// [`parse_environment`]: `eu-west-1` and `mypurecloud.ie` are the same environment).
+pub const ENVIRONMENT_VARIABLES: Variables =
+    Variables { guide: "GENESYS_ENV_NAME", tooling: "GENESYSCLOUD_REGION" };
+
+/// One setting given under both of its names, with different values: which one is meant is
+/// not guessed. `Display` names both variables, never their values (one may be a secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Conflict {
+    /// The guide's name.
+    pub guide: &'static str,
+    /// Genesys tooling's name.
+    pub tooling: &'static str,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "both {} and {} are set, to different values: which one is meant is not guessed; \
+             keep one",
+            self.guide, self.tooling
+        )
+    }
+}
+
+impl core::error::Error for Conflict {}
+
+impl Variables {
+    /// The setting's value from `guide` (the value of [`Variables::guide`], `None` if unset)
+    /// and `tooling`, with the name it came from. An empty value counts as unset (as a
+    /// template's `NAME=` leaves it). Both set: the same value (as `same` compares them) is
+    /// taken, under the guide's name; different values are a [`Conflict`].
+    ///
+    /// ```
+    /// use credflow_core::env::{CLIENT_ID_VARIABLES, ENVIRONMENT_VARIABLES, parse_environment};
+    ///
+    /// let exact = |a: &str, b: &str| a == b;
+    /// assert_eq!(
+    ///     CLIENT_ID_VARIABLES.pick(None, Some("abc"), exact),
+    ///     Ok(Some(("GENESYSCLOUD_OAUTHCLIENT_ID", "abc")))
+    /// );
+    /// assert!(CLIENT_ID_VARIABLES.pick(Some("abc"), Some("xyz"), exact).is_err());
+    /// // The same environment, named two ways.
+    /// let same_env = |a: &str, b: &str| parse_environment(a).is_ok() && parse_environment(a) == parse_environment(b);
+    /// assert!(ENVIRONMENT_VARIABLES.pick(Some("mypurecloud.ie"), Some("eu-west-1"), same_env).is_ok());
+    /// ```
+    pub fn pick<'v>(
+        &self,
+        guide: Option<&'v str>,
+        tooling: Option<&'v str>,
+        same: impl Fn(&str, &str) -> bool,
+    ) -> Result<Option<(&'static str, &'v str)>, Conflict> {
+        let guide = guide.filter(|v| !v.is_empty());
+        let tooling = tooling.filter(|v| !v.is_empty());
+        match (guide, tooling) {
+            (Some(a), Some(b)) if !same(a, b) => {
+                Err(Conflict { guide: self.guide, tooling: self.tooling })
+            }
+            (Some(a), _) => Ok(Some((self.guide, a))),
+            (None, Some(b)) => Ok(Some((self.tooling, b))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

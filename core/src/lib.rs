@@ -139,6 +139,8 @@ pub mod redact;
 pub mod retry;
 pub mod rng;
 pub mod secret;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod session;
 pub mod snapshot;
 mod text;

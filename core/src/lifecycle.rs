@@ -70,6 +70,7 @@ use crate::time::{Duration, Instant};
 /// Identifies one token the lifecycle has held; increases with every token acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Generation(pub u32);
 
 /// Names one token request. Returned by [`Lifecycle::start_request`], handed back with its
@@ -88,6 +89,8 @@ impl Ticket {
 
 /// Tuning of the lifecycle. Plain data with [`Default`]; checked by [`LifecycleConfig::validate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct LifecycleConfig {
     /// Refresh this long before expiry (default 60 s, the guide's margin), subject to the two
     /// fractions below.
@@ -233,6 +236,8 @@ impl LifecycleConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RejectReason {
     /// `invalid_client`: wrong id or secret, a disabled client, or the wrong region.
     InvalidClient,
@@ -278,6 +283,8 @@ impl RejectReason {
 /// The outcome of a failed token request, as the session classified it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum TokenFailure {
     /// Worth retrying later: 5xx, 408, a transport error, an unparseable answer.
     /// `retry_after` is the server's wish, if it stated one.
@@ -338,6 +345,8 @@ pub enum LifecycleState {
 /// Something the caller may want to log or count. Drained with [`Lifecycle::poll_event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LifecycleEvent {
     /// A new token is in use.
     TokenAcquired {

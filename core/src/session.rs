@@ -242,6 +242,8 @@ impl<const E: usize> TokenEndpoint<E> {
 
 /// Every tunable of a session, with the defaults described on each part.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct SessionConfig {
     /// Token refresh timing and token-request backoff.
     pub lifecycle: LifecycleConfig,
@@ -250,6 +252,7 @@ pub struct SessionConfig {
     /// The retry budget shared by all requests of the session.
     pub budget: BudgetConfig,
     /// Circuit breaker in front of the token endpoint (cooldown capped at 60 s by default).
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::serde_impls::token_breaker"))]
     pub token_breaker: BreakerConfig,
     /// Circuit breaker per API host.
     pub api_breaker: BreakerConfig,
@@ -286,6 +289,7 @@ impl Default for SessionConfig {
 /// Adapters derive it from the request's authority, e.g. with [`HostKey::from_host`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct HostKey(pub u64);
 
 impl HostKey {
@@ -424,6 +428,8 @@ impl<const N: usize> fmt::Debug for TokenStatus<'_, N> {
 /// Why an [`Authorize::Wait`] waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum WaitReason {
     /// No usable token yet; one is being requested. Wait for a token event (or `until`).
     Token,
@@ -475,6 +481,8 @@ impl<const N: usize> fmt::Debug for Authorize<'_, N> {
 /// Why a request is retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RetryReason {
     /// The token was rejected (401); a new one is being fetched, the request is retried once.
     Reauthenticate,
@@ -771,6 +779,8 @@ impl fmt::Display for TokenFailureReport {
 /// Which breaker an event is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum BreakerTarget {
     /// The token endpoint.
     TokenEndpoint,
@@ -781,6 +791,8 @@ pub enum BreakerTarget {
 /// Something worth logging or counting. Drained with [`Session::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Event {
     /// A token lifecycle event (acquired, refresh failed, expired, invalidated, rejected).
     Token(LifecycleEvent),
@@ -1073,6 +1085,19 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         {
             self.last_assertion = None;
         }
+    }
+
+    /// The application reports that the API rejected the token of `generation` (a 401 it got
+    /// with a token it sent itself, through another HTTP stack): the token is dropped if it is
+    /// still the current one, and a refresh is made due at once, no sooner than
+    /// [`LifecycleConfig::min_refresh_interval`] after the last refresh made for a 401 (see
+    /// [`Lifecycle::invalidate`]: an application that reports every token in a loop cannot make
+    /// the session storm the token endpoint). Returns whether a token was dropped: `false` for
+    /// an older generation (the newer token stays) or a repeated call.
+    pub fn invalidate(&mut self, now: Instant, generation: Generation) -> bool {
+        let dropped = self.lifecycle.invalidate(now, generation);
+        self.drain_lifecycle_events();
+        dropped
     }
 
     // ----- token side -------------------------------------------------------------------

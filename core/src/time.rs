@@ -300,6 +300,7 @@ impl fmt::Display for Duration {
 /// embassy `Instant`, a simulator's virtual time) into this type. [`Instant::MAX`] means "never".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Instant(u64);
 
 impl Instant {

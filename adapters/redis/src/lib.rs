@@ -187,8 +187,12 @@ pub const ACL_COMMANDS: [&str; 13] = [
 ];
 
 /// How a [`RedisStore`] connects and coordinates. Build it with [`RedisConfig::new`], then
-/// adjust the public fields.
+/// adjust the public fields or chain the `with_*` methods, as with `credflow_reqwest::Config`.
+///
+/// `#[non_exhaustive]`: new fields may come in minor versions, so a `RedisConfig` is made with
+/// [`RedisConfig::new`], never with a struct literal.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (feature `tls`).
     pub url: String,

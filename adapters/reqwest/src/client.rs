@@ -43,7 +43,7 @@ mod fleet_link;
 mod http_clients;
 mod send;
 
-use http_clients::{api_client, token_client};
+pub(crate) use http_clients::{api_client, follow_within_origin, token_client};
 pub(crate) use send::{BoxError, transport_kind};
 
 /// Token capacity of the session: Genesys tokens are short; JWTs from other servers run to a
@@ -95,6 +95,30 @@ impl Token {
     }
 }
 
+impl Token {
+    /// A token made by hand, for a [`TokenSource`](crate::TokenSource) of your own (a mock in
+    /// tests, say): `value` as the server would send it, with its `generation` and time left.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error if `value` is not a token credflow would accept from a server
+    /// (empty, longer than [`TOKEN_CAPACITY`], or with a character outside visible ASCII).
+    pub fn new(value: &str, generation: u32, expires_in: StdDuration) -> Result<Token, Error> {
+        let checked = credflow_core::secret::AccessToken::<TOKEN_CAPACITY>::new(value)
+            .map_err(|e| Error::config(format!("not a usable token: {e}")))?;
+        let now = tokio::time::Instant::now();
+        Ok(Token(Arc::new(TokenInner {
+            value: Zeroizing::new(value.to_owned()),
+            header: send::bearer(&checked),
+            generation: Generation(generation),
+            fingerprint: checked.fingerprint(),
+            expires_at: now
+                .checked_add(expires_in)
+                .unwrap_or(now + StdDuration::from_secs(365 * 86_400)),
+        })))
+    }
+}
+
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
@@ -125,6 +149,8 @@ impl Default for RequestOptions {
 /// [`Client::events`]; the same facts also go to `tracing`.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ClientEvent {
     /// An event of the core session (token acquired, breaker opened, rate limited, …).
     Session(Event),
@@ -137,6 +163,7 @@ pub enum ClientEvent {
         /// Why.
         reason: RetryReason,
         /// How long until the next attempt.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
         wait: StdDuration,
         /// Attempts made so far.
         attempts: u32,
@@ -149,6 +176,10 @@ pub enum ClientEvent {
         /// Why.
         reason: WaitReason,
         /// For how long, if known.
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::settings::duration::option::serialize")
+        )]
         wait: Option<StdDuration>,
     },
     /// Fleet mode: a request waits for the fleet's shared rate state, which holds every process
@@ -157,6 +188,7 @@ pub enum ClientEvent {
     /// word, not an answer of the server to this process.
     FleetHold {
         /// How long the fleet holds the request back.
+        #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
         wait: StdDuration,
     },
 }
@@ -299,17 +331,26 @@ fn tls_config() -> Result<rustls::ClientConfig, Error> {
 }
 
 impl Client {
-    /// Builds a client and starts its token driver. Must be called inside a tokio runtime.
+    /// Builds a client and starts its token driver. Must be called inside a tokio runtime
+    /// (with time and I/O enabled); outside one it returns an error saying so, never panics.
     /// The first token is requested at once, in the background.
     ///
     /// # Errors
     ///
-    /// A configuration error (exit code 2), before anything is resolved or connected, for a
+    /// A configuration error (exit code 2) outside a tokio runtime; and, before anything is resolved or connected, for a
     /// token URL or API base that is malformed, carries userinfo, or is plain `http` to a host
     /// that is not loopback without [`Config::allow_insecure_http`] (the core's
     /// [`Url::parse_with`](credflow_core::http::url::Url::parse_with)); for a scope or
     /// parameters that do not fit, an inconsistent session configuration, or no OS randomness.
     pub fn new(config: Config) -> Result<Client, Error> {
+        // The token driver is a tokio task: without a runtime, `tokio::spawn` would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::config(
+                "no tokio runtime: a credflow Client runs a background task, so create it \
+                 inside one (within #[tokio::main], or Runtime::enter / block_on), with time \
+                 and I/O enabled",
+            ));
+        }
         let token_url = config.target.token_url();
         let api_base = config.target.api_base();
         let allow = config.allow_insecure_http;
@@ -350,8 +391,11 @@ impl Client {
         };
         let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let driver = driver_config(&config);
-        let http = api_client(&config)?;
-        let token_http = token_client(&config)?;
+        // The caller's transport (shared, or with its own API client), else credflow's own.
+        let crate::Transport { api: http, token: token_http, .. } = match config.transport {
+            Some(transport) => transport,
+            None => crate::Transport::with_settings(config.connect_timeout, &config.user_agent)?,
+        };
         let fleet = config.shared.map(|store| {
             let scope = FleetScope {
                 client_id: config.credentials.id.as_str().to_owned(),
@@ -475,6 +519,31 @@ impl Client {
             return Ok(token);
         }
         self.shared().wait_for_token().await
+    }
+
+    /// Reports that the API rejected `token` (a 401 for a request sent with another HTTP
+    /// stack): the client drops it if it is still the current token, and fetches a new one at
+    /// once, in the background; the next [`token`](Self::token) waits for it. Generation-aware:
+    /// a token older than the current one is ignored (another caller reported it already, or
+    /// the client refreshed meanwhile), so many callers reporting the same 401 cause one
+    /// refresh. Reports in a loop cannot storm the token endpoint: a refresh made for a 401
+    /// comes no sooner than `min_refresh_interval` (1 s) after the last one
+    /// ([`Session::invalidate`](credflow_core::session::Session::invalidate)).
+    ///
+    /// Returns whether the token was dropped. [`send`](Self::send) does this itself.
+    pub fn invalidate(&self, token: &Token) -> bool {
+        let shared = self.shared();
+        let now = shared.clock.now();
+        let dropped = {
+            let mut session = shared.lock();
+            let dropped = session.invalidate(now, token.0.generation);
+            shared.settle(&mut session, now);
+            dropped
+        };
+        if dropped {
+            shared.kick.notify_one();
+        }
+        dropped
     }
 
     /// Stops the client for a graceful exit, and gives back what it holds in its fleet: call it

@@ -4,7 +4,10 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credflow_core::env::{Environment, parse_environment};
+use credflow_core::env::{
+    CLIENT_ID_VARIABLES, CLIENT_SECRET_VARIABLES, Conflict, ENVIRONMENT_VARIABLES, Environment,
+    parse_environment,
+};
 use credflow_core::http::url::{PlainHttp, Redacted, Url, UrlError};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::secret::{ClientId, ClientSecret, CredentialError, CredentialPart, Credentials};
@@ -13,11 +16,23 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::shared::SharedStore;
+use crate::transport::Transport;
+
+pub use crate::settings::Settings;
 
 /// `GENESYS_CLIENT_ID`: the OAuth client id.
 pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
 /// `GENESYS_CLIENT_SECRET`: the OAuth client secret.
 pub const ENV_CLIENT_SECRET: &str = "GENESYS_CLIENT_SECRET";
+/// `GENESYSCLOUD_OAUTHCLIENT_ID`: the client id under the name Genesys's own tooling uses
+/// (the Terraform provider, the CLI); accepted beside [`ENV_CLIENT_ID`].
+pub const ENV_OAUTHCLIENT_ID: &str = CLIENT_ID_VARIABLES.tooling;
+/// `GENESYSCLOUD_OAUTHCLIENT_SECRET`: the client secret under Genesys tooling's name;
+/// accepted beside [`ENV_CLIENT_SECRET`].
+pub const ENV_OAUTHCLIENT_SECRET: &str = CLIENT_SECRET_VARIABLES.tooling;
+/// `GENESYSCLOUD_REGION`: the environment under Genesys tooling's name (`eu-west-1`, or any
+/// form [`parse_environment`] reads); accepted beside [`ENV_ENV_NAME`].
+pub const ENV_REGION: &str = ENVIRONMENT_VARIABLES.tooling;
 /// `GENESYS_CLIENT_SECRET_FILE`: a file holding the secret (a mounted Kubernetes secret, say).
 pub const ENV_CLIENT_SECRET_FILE: &str = "GENESYS_CLIENT_SECRET_FILE";
 /// `GENESYS_ENV_NAME`: the Genesys Cloud environment (`mypurecloud.ie`, `eu-west-1`, …).
@@ -94,8 +109,13 @@ impl std::fmt::Debug for Target {
 }
 
 /// Everything a [`Client`](crate::Client) needs. Build it with [`Config::genesys`],
-/// [`Config::custom`] or [`Config::from_env`], then adjust the public fields.
+/// [`Config::custom`], [`Config::token_only`] or [`Config::from_env`], then adjust the public
+/// fields; or use [`Client::builder`](crate::Client::builder), which sets them by name.
+///
+/// `#[non_exhaustive]`: new fields may come in minor versions, so a `Config` is made with one
+/// of its constructors, never with a struct literal.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Client id and secret (the secret is redacted in `Debug` and zeroized on drop).
     pub credentials: Credentials,
@@ -163,27 +183,38 @@ pub struct Config {
     /// # Ok::<(), credflow_reqwest::Error>(())
     /// ```
     pub allow_insecure_http: bool,
+    /// The HTTP clients to send through (see [`crate::transport`]): `None` (the default)
+    /// builds credflow's own for this client, with [`connect_timeout`](Self::connect_timeout)
+    /// and [`user_agent`](Self::user_agent); a [`Transport`] shared by many clients, or one
+    /// holding the caller's API client, is used as it is (those two fields then do not apply
+    /// to it). Token requests always go through a client of credflow's that follows no
+    /// redirect.
+    pub transport: Option<Transport>,
 }
 
 impl Config {
-    fn with_target(credentials: Credentials, target: Target) -> Self {
-        Config {
+    pub(crate) fn with_target(credentials: Credentials, target: Target) -> Self {
+        let mut config = Config {
             credentials,
             target,
             auth_method: AuthMethod::default(),
             scope: None,
             extra_params: Vec::new(),
             session: SessionConfig::default(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            token_timeout: Duration::from_secs(10),
-            token_wait: Duration::from_secs(30),
-            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            connect_timeout: Duration::ZERO,
+            request_timeout: Duration::ZERO,
+            token_timeout: Duration::ZERO,
+            token_wait: Duration::ZERO,
+            max_response_body: 0,
             seed: None,
-            user_agent: concat!("credflow/", env!("CARGO_PKG_VERSION")).to_owned(),
+            user_agent: String::new(),
             shared: None,
             allow_insecure_http: false,
-        }
+            transport: None,
+        };
+        // The defaults live in one place: `Settings::default`.
+        config.apply(crate::settings::Settings::default());
+        config
     }
 
     /// Fleet mode: shares the token and the rate budget through `store` (for instance
@@ -232,6 +263,10 @@ impl Config {
     /// Reads the configuration from the process environment: `GENESYS_CLIENT_ID`,
     /// `GENESYS_CLIENT_SECRET` or `GENESYS_CLIENT_SECRET_FILE`, `GENESYS_ENV_NAME` (default
     /// `mypurecloud.com`), or `CREDFLOW_TOKEN_URL` with `CREDFLOW_API_BASE` for another server.
+    /// Genesys tooling's names are accepted beside the first three:
+    /// `GENESYSCLOUD_OAUTHCLIENT_ID`, `GENESYSCLOUD_OAUTHCLIENT_SECRET`, `GENESYSCLOUD_REGION`;
+    /// a setting given under both names with different values is an error naming both
+    /// (`mypurecloud.ie` and `eu-west-1` are the same environment).
     /// A missing or malformed variable is an error that names it, and so is a secret given
     /// twice (both `GENESYS_CLIENT_SECRET` and `GENESYS_CLIENT_SECRET_FILE`: which one is meant
     /// is not guessed). An empty variable counts as unset. The file is read by
@@ -242,22 +277,41 @@ impl Config {
 
     /// [`Config::from_env`] over any variable source (for tests and embedding).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let id = lookup(ENV_CLIENT_ID)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::config(format!("{ENV_CLIENT_ID} is not set")))?;
-        let value = lookup(ENV_CLIENT_SECRET).filter(|v| !v.is_empty()).map(Zeroizing::new);
+        let conflict = |e: Conflict| Error::config(e.to_string());
+        let ids = (lookup(ENV_CLIENT_ID), lookup(ENV_OAUTHCLIENT_ID));
+        let (id_name, id) = CLIENT_ID_VARIABLES
+            .pick(ids.0.as_deref(), ids.1.as_deref(), |a, b| a == b)
+            .map_err(conflict)?
+            .ok_or_else(|| {
+                Error::config(format!("{ENV_CLIENT_ID} (or {ENV_OAUTHCLIENT_ID}) is not set"))
+            })?;
+        // Copies of the secret out of the environment: wiped when dropped.
+        let values = (
+            lookup(ENV_CLIENT_SECRET).map(Zeroizing::new),
+            lookup(ENV_OAUTHCLIENT_SECRET).map(Zeroizing::new),
+        );
+        let value = CLIENT_SECRET_VARIABLES
+            .pick(
+                values.0.as_deref().map(String::as_str),
+                values.1.as_deref().map(String::as_str),
+                |a, b| a == b,
+            )
+            .map_err(conflict)?;
         let file = lookup(ENV_CLIENT_SECRET_FILE).filter(|v| !v.is_empty());
         let secret = match (value, file) {
-            (Some(_), Some(_)) => return Err(secret_given_twice(ENV_CLIENT_SECRET_FILE)),
-            (Some(value), None) => client_secret(&value, ENV_CLIENT_SECRET)?,
+            (Some((name, _)), Some(_)) => {
+                return Err(value_and_file(name, ENV_CLIENT_SECRET_FILE));
+            }
+            (Some((name, value)), None) => client_secret(value, name)?,
             (None, Some(path)) => read_secret_file(&path, ENV_CLIENT_SECRET_FILE)?,
             (None, None) => {
                 return Err(Error::config(format!(
-                    "{ENV_CLIENT_SECRET} (or {ENV_CLIENT_SECRET_FILE}) is not set"
+                    "{ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}, or \
+                     {ENV_CLIENT_SECRET_FILE}) is not set"
                 )));
             }
         };
-        let credentials = Credentials::new(client_id(&id, ENV_CLIENT_ID)?, secret);
+        let credentials = Credentials::new(client_id(id, id_name)?, secret);
         let target = match (lookup(ENV_TOKEN_URL), lookup(ENV_API_BASE)) {
             (Some(token_url), Some(api_base)) => Target::Custom { token_url, api_base },
             (Some(_), None) | (None, Some(_)) => {
@@ -267,10 +321,14 @@ impl Config {
                 )));
             }
             (None, None) => {
-                let name = lookup(ENV_ENV_NAME).unwrap_or_else(|| "mypurecloud.com".to_owned());
+                let names = (lookup(ENV_ENV_NAME), lookup(ENV_REGION));
+                let picked = ENVIRONMENT_VARIABLES
+                    .pick(names.0.as_deref(), names.1.as_deref(), same_environment)
+                    .map_err(conflict)?;
+                let (variable, name) = picked.unwrap_or((ENV_ENV_NAME, "mypurecloud.com"));
                 Target::Genesys(
-                    parse_environment(&name)
-                        .map_err(|e| Error::config(format!("{ENV_ENV_NAME}={name:?}: {e}")))?,
+                    parse_environment(name)
+                        .map_err(|e| Error::config(format!("{variable}={name:?}: {e}")))?,
                 )
             }
         };
@@ -336,10 +394,25 @@ pub fn client_secret(secret: &str, source: &str) -> Result<ClientSecret, Error> 
 /// (`file_source`: `GENESYS_CLIENT_SECRET_FILE` or a flag): refused rather than one of them
 /// silently preferred, since they may well differ (a rotated secret, a stale variable).
 pub fn secret_given_twice(file_source: &str) -> Error {
+    value_and_file(ENV_CLIENT_SECRET, file_source)
+}
+
+/// [`secret_given_twice`] naming the variable the value came from (`GENESYS_CLIENT_SECRET` or
+/// `GENESYSCLOUD_OAUTHCLIENT_SECRET`).
+pub fn value_and_file(value_source: &str, file_source: &str) -> Error {
     Error::config(format!(
-        "both {ENV_CLIENT_SECRET} and {file_source} are set: which secret is meant is not \
+        "both {value_source} and {file_source} are set: which secret is meant is not \
          guessed; keep one"
     ))
+}
+
+/// Whether two environment names name the same environment (`mypurecloud.ie`, `eu-west-1`):
+/// the comparison of [`ENVIRONMENT_VARIABLES`] for [`Config::from_env`] and the CLI.
+pub fn same_environment(a: &str, b: &str) -> bool {
+    match (parse_environment(a), parse_environment(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.trim() == b.trim(),
+    }
 }
 
 /// The largest secret file [`read_secret_file`] reads, in bytes: far more than any client

@@ -72,13 +72,20 @@
 // docs.rs (nightly, `--cfg docsrs`): mark each item a feature gates with that feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod client;
 pub mod config;
 mod error;
 #[cfg(feature = "middleware")]
 pub mod middleware;
+mod settings;
 pub mod shared;
+mod source;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod transport;
 
+pub use builder::ClientBuilder;
 pub use client::{Client, ClientEvent, HOSTS, RequestOptions, TOKEN_CAPACITY, Token};
 pub use config::{Config, Target};
 pub use credflow_core;
@@ -86,6 +93,8 @@ pub use credflow_core::Priority;
 pub use credflow_core::oauth::AuthMethod;
 pub use error::{Error, ErrorKind};
 pub use shared::{FleetStatus, SharedStore};
+pub use source::{TokenFuture, TokenSource};
+pub use transport::Transport;
 
 // The README is the crates.io page: its example compiles as a doctest, so it stays true.
 #[cfg(doctest)]

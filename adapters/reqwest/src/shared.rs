@@ -254,6 +254,8 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
 
 /// Whether the client works with its fleet or alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum FleetStatus {
     /// The shared store answers: one token and one budget for the fleet.
     Joined,

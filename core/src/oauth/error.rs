@@ -108,6 +108,8 @@ fn sanitized<const C: usize>(text: &str) -> heapless::String<C> {
 /// What a failed token request means for the next one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum TokenErrorClass {
     /// `invalid_client`, `unauthorized_client`, or a bare 401: fatal until the credentials or
     /// the client's configuration change.

@@ -38,6 +38,8 @@ use crate::time::{Duration, UnixTime};
 /// `token_endpoint_auth_method` values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum AuthMethod {
     /// HTTP Basic with the form-encoded id and secret (RFC 6749 §2.3.1).
     #[default]

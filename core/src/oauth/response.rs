@@ -108,6 +108,8 @@ pub enum ExpiresInSource {
 /// How the granted scope compares with the requested one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ScopeCheck {
     /// No scope was requested.
     NotRequested,

@@ -95,6 +95,8 @@ pub enum Priority {
 /// Configuration of a [`Pacer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct PacerConfig {
     /// Share of the limit, in thousandths, that only [`Priority::Critical`] may use (shrinking
     /// to zero at the reset). Default 100 (10 %).
@@ -185,6 +187,8 @@ impl core::error::Error for PacerConfigError {}
 /// Why a request must wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum PaceReason {
     /// Spreading the remaining quota evenly until the reset.
     Spacing,

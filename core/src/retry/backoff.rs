@@ -31,6 +31,8 @@ use crate::time::{Duration, mul_sat};
 /// Capped exponential backoff with full jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Backoff {
     /// Ceiling of the first retry's wait. Default 500 ms (the reference guide's fixed delay).
     pub base: Duration,

@@ -54,6 +54,8 @@ const RETRY_COST: i64 = 1000;
 /// Configuration of a [`RetryBudget`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct BudgetConfig {
     /// How long a first attempt counts towards retries. Default 10 s (tower's and Finagle's).
     pub window: Duration,

@@ -37,6 +37,8 @@ use crate::time::{Duration, Instant};
 /// The retry policy for requests to one service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct RetryPolicy {
     /// Retries per request after the first attempt. Default 3 (the reference guide's).
     pub max_retries: u32,
@@ -88,6 +90,8 @@ impl Failure {
 /// Which transport failure ended an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum TransportKind {
     /// The connection was never established (DNS, refused, TLS handshake): the request never
     /// reached the server.

@@ -1,13 +1,14 @@
 //! The HTTP clients (API requests follow redirects within their origin only; token requests
 //! never follow one) and the check that keeps the bearer token on the API base's origin.
 
+use std::time::Duration as StdDuration;
+
 use credflow_core::http::redirect;
 use credflow_core::http::redirect::{Origin, Redirect};
 use credflow_core::http::url::Scheme;
 use tracing::debug;
 
 use super::{Shared, tls_config};
-use crate::config::Config;
 use crate::error::Error;
 
 /// The client token requests go through: credflow's own, whatever the caller does with API
@@ -15,10 +16,13 @@ use crate::error::Error;
 /// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
 /// form body or a `client_secret_jwt` assertion would be sent again on 307 and 308, wherever
 /// `Location` pointed (HTTP libraries drop only `Authorization` across origins).
-pub(super) fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
+pub(crate) fn token_client(
+    connect_timeout: StdDuration,
+    user_agent: &str,
+) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .user_agent(&config.user_agent)
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(tls_config()?)
         .build()
@@ -28,10 +32,13 @@ pub(super) fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
 /// The client API requests go through: it follows a redirect only as the core decides
 /// ([`redirect::decide`]: within the request's origin, so the bearer token stays where it is
 /// meant to go, at most `MAX_REDIRECTS` in a row), and hands any other 3xx back as it is.
-pub(super) fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
+pub(crate) fn api_client(
+    connect_timeout: StdDuration,
+    user_agent: &str,
+) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
-        .connect_timeout(config.connect_timeout)
-        .user_agent(&config.user_agent)
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
         .tls_backend_preconfigured(tls_config()?)
         .build()
@@ -41,7 +48,9 @@ pub(super) fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
 /// The API client's redirect policy: the core's decision. reqwest applies the method rules of
 /// RFC 9110 (303 becomes a `GET` without body, 301 and 302 turn a `POST` into a `GET`, 307 and
 /// 308 resend the body if it can be replayed, else return the 3xx).
-fn follow_within_origin(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+pub(crate) fn follow_within_origin(
+    attempt: reqwest::redirect::Attempt<'_>,
+) -> reqwest::redirect::Action {
     let previous = attempt.previous();
     let from = previous.first().and_then(origin);
     let to = origin(attempt.url());

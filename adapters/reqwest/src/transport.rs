@@ -1,0 +1,150 @@
+//! The HTTP clients a [`Client`](crate::Client) sends through, to share among many clients or
+//! to bring your own.
+//!
+//! A credflow client sends two kinds of requests, through two `reqwest::Client`s:
+//!
+//! - **Token requests** carry the client credentials (a Basic header, a `client_secret_post`
+//!   form body or a `client_secret_jwt` assertion). They always go through a client credflow
+//!   builds, with `reqwest::redirect::Policy::none()`: a token endpoint's 3xx is refused by the
+//!   session, never followed (on 307 and 308 an HTTP client re-sends the form body wherever
+//!   `Location` points; only `Authorization` is dropped across origins). A caller's
+//!   `reqwest::Client` is never used for them, whatever its redirect policy.
+//! - **API requests** carry the bearer token. credflow's own API client follows a redirect
+//!   only within the request's origin (the core's
+//!   [`redirect::decide`](credflow_core::http::redirect::decide)) and hands any other 3xx
+//!   back. A caller's client ([`Transport::with_api_client`]) is used as it is: its
+//!   redirect policy, proxies, pool, TLS, timeouts and default headers are its own.
+//!
+//! What credflow relies on from a caller's API client: that a redirect to another origin
+//! (scheme, host or port) does not carry `Authorization`. reqwest 0.13 removes it on every such
+//! hop, whatever the policy, so the bearer token stays on the API base's origin; a request
+//! body is re-sent on a 307 or 308 the client follows (build it with
+//! `reqwest::redirect::Policy::none()`, or [`redirect_policy`], to have every 3xx handed back
+//! as credflow's own client does). credflow sets a per-attempt timeout on requests that have
+//! none ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
+//! `user_agent` of the [`Config`](crate::Config) apply only to clients credflow builds.
+//!
+//! One [`Transport`] serves any number of credflow clients: build it once and hand a clone
+//! to each (one connection pool and one TLS configuration instead of one per client id).
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use credflow_reqwest::{Client, Target, Transport, config::credentials};
+//! let transport = Transport::new()?;
+//! let env = credflow_reqwest::credflow_core::env::parse_environment("mypurecloud.ie")?;
+//! let tenants = [("id-a", "secret-a"), ("id-b", "secret-b")];
+//! let clients = tenants
+//!     .iter()
+//!     .map(|(id, secret)| {
+//!         Client::builder(Target::Genesys(env), credentials(id, secret)?)
+//!             .transport(transport.clone())
+//!             .build()
+//!     })
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! # let _ = clients; Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use crate::client::{api_client, follow_within_origin, token_client};
+use crate::error::Error;
+
+/// The HTTP clients of one or many credflow [`Client`](crate::Client)s: cheap to clone (each
+/// `reqwest::Client` is an `Arc` inside); see the [module docs](self) for what each is used for.
+#[derive(Clone)]
+pub struct Transport {
+    pub(crate) api: reqwest::Client,
+    pub(crate) token: reqwest::Client,
+    /// Whether the API client is the caller's (for `Debug`).
+    callers_api: bool,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("api", &if self.callers_api { "the caller's" } else { "credflow's" })
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connect timeout of the clients [`Transport::new`] builds (as [`Config`](crate::Config)'s
+/// default).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `User-Agent` of credflow's own clients unless configured.
+pub(crate) const DEFAULT_USER_AGENT: &str = concat!("credflow/", env!("CARGO_PKG_VERSION"));
+
+impl Transport {
+    /// credflow's own clients with the defaults of [`Config`](crate::Config): a 5 s connect
+    /// timeout, `User-Agent: credflow/VERSION`, rustls with the platform's verifier (no
+    /// process-wide crypto provider installed), the redirect policies of the
+    /// [module docs](self).
+    ///
+    /// # Errors
+    ///
+    /// A transport error if TLS cannot be set up (no usable certificate verifier).
+    pub fn new() -> Result<Transport, Error> {
+        Transport::with_settings(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT)
+    }
+
+    /// credflow's own clients with this connect timeout and `User-Agent`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::new`].
+    pub fn with_settings(connect_timeout: Duration, user_agent: &str) -> Result<Transport, Error> {
+        Ok(Transport {
+            api: api_client(connect_timeout, user_agent)?,
+            token: token_client(connect_timeout, user_agent)?,
+            callers_api: false,
+        })
+    }
+
+    /// API requests through `api`, the caller's client (its pool, proxies, TLS and redirect
+    /// policy: see the [module docs](self) for what credflow relies on); token requests
+    /// through a client credflow builds, which never follows a redirect.
+    ///
+    /// ```no_run
+    /// # fn demo(env: &'static credflow_reqwest::credflow_core::env::Environment) -> Result<(), credflow_reqwest::Error> {
+    /// use credflow_reqwest::{Client, Target, Transport, config::credentials};
+    /// let _ = rustls::crypto::ring::default_provider().install_default(); // your TLS choice
+    /// let http = reqwest::Client::builder()
+    ///     .redirect(credflow_reqwest::transport::redirect_policy())
+    ///     .build()
+    ///     .map_err(|e| credflow_reqwest::Error::from_reqwest("building the client", e))?;
+    /// let client = Client::builder(Target::Genesys(env), credentials("id", "secret")?)
+    ///     .transport(Transport::with_api_client(http)?)
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::new`] (for the token client).
+    pub fn with_api_client(api: reqwest::Client) -> Result<Transport, Error> {
+        Ok(Transport {
+            api,
+            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT)?,
+            callers_api: true,
+        })
+    }
+
+    /// The caller's API client with credflow's token client.
+    pub(crate) fn from_parts(api: reqwest::Client, token: reqwest::Client) -> Transport {
+        Transport { api, token, callers_api: true }
+    }
+
+    /// The client API requests go through (what [`Client::http`](crate::Client::http)
+    /// returns).
+    pub fn api_client(&self) -> &reqwest::Client {
+        &self.api
+    }
+}
+
+/// credflow's redirect policy for API requests, for a `reqwest::Client` of your own: a
+/// redirect is followed only within the request's origin (scheme, host and port), at most
+/// [`MAX_REDIRECTS`](credflow_core::http::redirect::MAX_REDIRECTS) in a row; any other 3xx is
+/// handed back as it is, its `Location` not contacted.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(follow_within_origin)
+}
