@@ -32,9 +32,9 @@ use crate::time::{Duration, Instant};
 /// just before the new token's would look the same under both scopes), a second window must
 /// reset at least two seconds after the first, the same window within one; anything between
 /// tells nothing, and the next token change asks again. Until such evidence, `Auto` paces as
-/// per client id (what credflow always did), with one exception that lets the evidence come: when the old window is spent at a token
-/// change, one request with the new token may go (a probe), still after any 429's
-/// `Retry-After`. Under a per-client scope that costs at most one 429 per token change while
+/// per client id (what credflow always did), with one exception that lets the evidence come:
+/// when the old window is spent at a token change, one request with the new token may go (a
+/// probe), still after any 429's `Retry-After`. Under a per-client scope that costs at most one 429 per token change while
 /// the window is spent (token changes are hours apart); under a per-token scope it opens the
 /// new window. The latest evidence wins; [`Pacer::observed_scope`] reports it.
 ///
