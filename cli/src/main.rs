@@ -16,6 +16,7 @@ mod check;
 mod demo;
 mod output;
 mod progress;
+mod scope_probe;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -118,6 +119,10 @@ enum Command {
         /// Also call this path ("PATH" for GET, or "POST PATH") and explain a 403 (repeatable).
         #[arg(long = "probe", value_name = "[METHOD] PATH")]
         probes: Vec<String>,
+        /// Also tell whether the API counts its rate limit per client id or per token, from
+        /// the rate-limit headers of two tokens used side by side (two token requests of its own).
+        #[arg(long)]
+        rate_limit_scope: bool,
     },
     /// Narrate a scenario against the built-in emulator: no credentials, no network.
     Demo {
@@ -239,7 +244,10 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             let body = data.map(|d| read_data(&d)).transpose()?;
             request(&client, &method, &path, body, cli.verbose).await
         }
-        Command::Check { probes } => check::run(&cli.target, &probes).await,
+        Command::Check { probes, rate_limit_scope } => {
+            check::run(&cli.target, &probes).await?;
+            if rate_limit_scope { scope_probe::run(&cli.target).await } else { Ok(()) }
+        }
     }
 }
 

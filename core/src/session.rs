@@ -1655,6 +1655,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 reason: WaitReason::Token,
             };
         }
+        if let Some((_, generation)) = self.lifecycle.token(now) {
+            self.pacer.use_token(now, generation);
+        }
         // An admitted attempt is held back only by what the server enforces.
         let mut pace = self.pacer.pace(now, (!req.externally_paced).then_some(req.spec.priority));
         let hold = req.external_hold;
@@ -1852,7 +1855,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let reference = self.reference(now, headers);
         let mut classified = classify_response(status, headers, body, reference);
         if let Some(snapshot) = &classified.rate_limit {
-            self.pacer.observe(now, snapshot);
+            self.pacer.observe_for(now, snapshot, req.generation);
         }
         // Masked now, while the token that was sent is still held (a 401 drops it below).
         self.mask_classified(now, &mut classified);
@@ -1896,7 +1899,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 // Everyone waits as the server asked. Waits longer than the retry policy
                 // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
                 // with one probe per `max_wait` from now on.
-                self.pacer.on_rate_limited(now, retry_after);
+                self.pacer.on_rate_limited_for(now, retry_after, req.generation);
                 self.quota_probe_at = now.saturating_add(self.config.retry.max_wait);
                 let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
                 self.push(Event::RateLimited { until, correlation_id: correlation.clone() });

@@ -27,6 +27,11 @@
 //!
 //! (The braces are a Redis Cluster hash tag: the four keys of a client live in one slot.)
 //!
+//! That is [`TokenSharing::Fleet`], the default. Where the API counts its rate limit per token
+//! rather than per client id, [`TokenSharing::PerPod`] gives each pod its own token, rate and
+//! slots keys (`…:pod:<name>:token`, …) and so its own token's budget, the lease staying the
+//! fleet's so that refreshes take turns; [`TokenSharing`] has the trade-off.
+//!
 //! - **Token, single flight across the fleet.** When a process's session says a refresh is due,
 //!   it reads the token key. A usable token other than the one it holds is taken as is (cached
 //!   locally until its own jittered refresh point). Otherwise it takes the lease, atomically and
@@ -133,6 +138,9 @@ mod at_rest;
 pub mod fuzzing;
 mod replies;
 mod scripts;
+mod sharing;
+
+pub use sharing::{BadPodName, PodName, TokenSharing};
 
 // The README is the crates.io page: its example compiles as a doctest, so it stays true.
 #[cfg(doctest)]
@@ -217,6 +225,8 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Timeout of one command (default 500 ms).
     pub response_timeout: Duration,
+    /// One token and budget for the fleet (default), or one per pod: see [`TokenSharing`].
+    pub token_sharing: TokenSharing,
     /// The CA certificates (PEM) a `rediss://` server's certificate must chain to, instead of
     /// the public webpki roots; see [`RedisConfig::with_root_ca_pem`].
     #[cfg(feature = "tls")]
@@ -241,7 +251,8 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("lease_ttl", &self.lease_ttl)
             .field("poll_interval", &self.poll_interval)
-            .field("max_wait", &self.max_wait);
+            .field("max_wait", &self.max_wait)
+            .field("token_sharing", &self.token_sharing);
         #[cfg(feature = "tls")]
         f.field("private_ca", &self.root_ca_pem.is_some())
             .field("client_cert", &self.client_cert_pem.is_some());
@@ -274,6 +285,7 @@ impl RedisConfig {
             max_wait: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
+            token_sharing: TokenSharing::Fleet,
             #[cfg(feature = "tls")]
             root_ca_pem: None,
             #[cfg(feature = "tls")]
@@ -281,6 +293,21 @@ impl RedisConfig {
             #[cfg(feature = "tls")]
             client_key_pem: None,
         }
+    }
+
+    /// Gives this pod a token and a rate budget of its own, named `pod` (see
+    /// [`TokenSharing::PerPod`]: for an API that counts its rate limit per token).
+    ///
+    /// ```
+    /// use credflow_redis::{PodName, RedisConfig, TokenSharing};
+    ///
+    /// let pod = PodName::new("api-7d9f-x2").unwrap(); // e.g. std::env::var("HOSTNAME")
+    /// let config = RedisConfig::new("redis://redis:6379/0", b"fleet key, 16+ bytes").with_token_per_pod(pod);
+    /// assert!(matches!(config.token_sharing, TokenSharing::PerPod(_)));
+    /// ```
+    pub fn with_token_per_pod(mut self, pod: PodName) -> Self {
+        self.token_sharing = TokenSharing::PerPod(pod);
+        self
     }
 
     /// Encrypts the token at rest under `key` (32 bytes, the same on every process).
@@ -675,8 +702,7 @@ impl RedisStore {
 
     /// The four key names of `scope`: token, lease, rate, slots.
     pub fn key_names(&self, scope: &FleetScope) -> [String; 4] {
-        let base = format!("{}:{{{}|{}}}", self.config.prefix, scope.client_id, scope.token_url);
-        ["token", "lease", "rate", "slots"].map(|name| format!("{base}:{name}"))
+        sharing::key_names(&self.config.prefix, &self.config.token_sharing, scope)
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {

@@ -71,6 +71,10 @@
 
 use core::fmt;
 
+mod scope;
+
+pub use scope::RateLimitScope;
+
 use super::RateLimitSnapshot;
 use crate::time::{Duration, Instant, div_rem, mul_div, mul_sat};
 
@@ -114,6 +118,10 @@ pub struct PacerConfig {
     /// Window length assumed when a server states neither the window nor the reset. Default 60 s
     /// (per-minute limits are the common case, Genesys Cloud's among them).
     pub default_window: Duration,
+    /// What the server counts its limit per, and so what a token change does to the window;
+    /// see [`RateLimitScope`]. Default [`RateLimitScope::Auto`]: told from the headers.
+    #[cfg(feature = "rate-limit-scope")]
+    pub scope: RateLimitScope,
 }
 
 impl Default for PacerConfig {
@@ -124,6 +132,8 @@ impl Default for PacerConfig {
             burst: 4,
             burst_permille: 100,
             default_window: Duration::from_secs(60),
+            #[cfg(feature = "rate-limit-scope")]
+            scope: RateLimitScope::Auto,
         }
     }
 }
@@ -287,12 +297,20 @@ pub struct Pacer {
     others_permille: u16,
     /// Nobody sends before this (a 429's `Retry-After`).
     blocked_until: Instant,
+    /// Which token the window belongs to, and what the headers said about the scope.
+    scope: scope::ScopeState,
 }
 
 impl Pacer {
     /// A pacer that knows nothing yet (every check answers [`Pace::Now`]).
     pub fn new(config: PacerConfig) -> Self {
-        Pacer { config, window: None, others_permille: 0, blocked_until: Instant::ZERO }
+        Pacer {
+            config,
+            window: None,
+            others_permille: 0,
+            blocked_until: Instant::ZERO,
+            scope: scope::ScopeState::new(),
+        }
     }
 
     /// The configuration this pacer was built with.
@@ -370,7 +388,8 @@ impl Pacer {
             }
         };
         hold(self.blocked_until, PaceReason::Backoff429);
-        if let Some(mut w) = self.window {
+        // A probe of a new token's window is held back only by a 429 (module `scope`).
+        if let Some(mut w) = self.window.filter(|_| !self.probing()) {
             w.roll(now);
             if w.remaining == 0 {
                 hold(w.reset_at, PaceReason::Exhausted);
@@ -420,6 +439,7 @@ impl Pacer {
     /// spaced priorities) the next spaced send one emission interval later. A Critical send does
     /// not move the spacing schedule, having not waited for it; its cost shows in the interval.
     pub fn on_send(&mut self, now: Instant, priority: Priority) {
+        self.end_probe();
         let Some(w) = self.window.as_mut() else {
             return;
         };
@@ -842,6 +862,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_update, reason = "without rate-limit-scope every field is given")]
     fn hostile_snapshots_do_not_panic() {
         let mut p = Pacer::new(PacerConfig {
             critical_reserve_permille: u16::MAX,
@@ -849,6 +870,7 @@ mod tests {
             burst: u32::MAX,
             burst_permille: u16::MAX,
             default_window: Duration::ZERO,
+            ..PacerConfig::default()
         });
         assert!(p.config().validate().is_err());
         for (limit, remaining, reset) in
@@ -1001,6 +1023,7 @@ mod tests {
         ]
     }
 
+    #[allow(clippy::needless_update, reason = "without rate-limit-scope every field is given")]
     fn config() -> impl Strategy<Value = PacerConfig> {
         (0u16..1000, 0u16..1000, 0u32..6, prop_oneof![Just(0u16), 0u16..1000]).prop_map(
             |(reserve, floor, burst, burst_permille)| PacerConfig {
@@ -1009,6 +1032,7 @@ mod tests {
                 burst,
                 burst_permille,
                 default_window: secs(60),
+                ..PacerConfig::default()
             },
         )
     }

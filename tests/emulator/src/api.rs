@@ -76,13 +76,13 @@ async fn admit_and_run(state: &AppState, mut request: Request, next: Next) -> Re
     let forced = lock(&state.faults).forced_429(now);
     if let Some(left) = forced {
         bump(&c.forced_429);
-        let mut window = state.peek_api_window(&principal.client_id, now);
+        let mut window = state.peek_api_window(&principal, now);
         window.reset_after = window.reset_after.max(left);
         let mut response = too_many_requests(&ctx, retry_after_secs(left));
         set_ratelimit_headers(response.headers_mut(), window);
         return response;
     }
-    let window = match state.admit_api_request(&principal.client_id, now) {
+    let window = match state.admit_api_request(&principal, now) {
         ApiAdmission::Admitted(window) => window,
         ApiAdmission::Limited(window) => {
             bump(&c.rate_limited);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::{
     ClientState, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DISABLED_CLIENT_ID, DISABLED_CLIENT_SECRET,
-    EmulatorConfig, LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET, RateLimit,
+    EmulatorConfig, LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET, RateLimit, RateLimitScope,
 };
 use crate::server::{Emulator, EmulatorError, EmulatorHandle};
 
@@ -28,6 +28,10 @@ pub struct EmulatorArgs {
     /// API rate-limit window in seconds. Default 60.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub rate_window: Option<Duration>,
+    /// What the API rate limit counts per: one window per client id (default), or one per
+    /// access token (each token its own budget; Genesys's scope is disputed).
+    #[arg(long, value_enum, value_name = "SCOPE", default_value_t = RateLimitScope::Client)]
+    pub rate_limit_scope: RateLimitScope,
     /// Token requests allowed per client per window. Default 30.
     #[arg(long, value_name = "N")]
     pub token_rate_limit: Option<u64>,
@@ -72,6 +76,7 @@ impl EmulatorArgs {
             self.rate_limit.unwrap_or(api.limit),
             self.rate_window.unwrap_or(api.window),
         );
+        config.rate_limit_scope = self.rate_limit_scope;
         let token = RateLimit::TOKEN_ENDPOINT;
         config.token_rate_limit = RateLimit::new(
             self.token_rate_limit.unwrap_or(token.limit),
@@ -163,7 +168,19 @@ mod tests {
         assert_eq!(config.map(|c| c.token_rate_limit), Some(RateLimit::TOKEN_ENDPOINT));
         assert_eq!(config.and_then(|c| c.daily_limit).map(|d| d.limit), Some(1000));
         assert_eq!(config.map(|c| c.log_requests), Some(false));
+        assert_eq!(config.map(|c| c.rate_limit_scope), Some(RateLimitScope::Client));
         assert!(Cli::try_parse_from(["x", "--token-lifetime", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--token-lifetime", "soon"]).is_err());
+    }
+
+    #[test]
+    fn rate_limit_scope_flag() {
+        let scope = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|c| c.args.to_config().rate_limit_scope).ok()
+        };
+        assert_eq!(scope(&["x", "--rate-limit-scope", "token"]), Some(RateLimitScope::Token));
+        assert_eq!(scope(&["x", "--rate-limit-scope", "client"]), Some(RateLimitScope::Client));
+        assert_eq!(scope(&["x"]), Some(RateLimitScope::Client));
+        assert_eq!(scope(&["x", "--rate-limit-scope", "pod"]), None);
     }
 }

@@ -18,8 +18,9 @@
 //!   tests can use lifetimes of a second), revocable (`DELETE /api/v2/tokens/me`).
 //! - The API side: RFC 6750 bearer authentication with Genesys 401 codes
 //!   (`authentication.required`, `bad.credentials`, `credentials.expired`), 403
-//!   `missing.permissions`, per-client fixed-window rate limiting with `inin-ratelimit-*`
-//!   headers and 429 `too.many.requests.retry.after` plus `Retry-After`, an optional daily limit,
+//!   `missing.permissions`, fixed-window rate limiting per client id (or per token:
+//!   `RateLimitScope`) with `inin-ratelimit-*` headers and 429 `too.many.requests.retry.after`
+//!   plus `Retry-After`, an optional daily limit,
 //!   `ININ-Correlation-Id` on every response equal to `contextId` in error bodies, and `Date`.
 //! - Routes: `/api/v2/tokens/me` (GET, HEAD, DELETE), `GET /api/v2/routing/queues` (paged fake
 //!   queues), `POST /api/v2/analytics/conversations/details/query` (fake conversations).
@@ -137,6 +138,7 @@ mod tokens;
 mod util;
 
 pub use cli::{EmulatorArgs, banner, print_banner, run_cli};
+pub use config::RateLimitScope;
 pub use config::{
     ClientConfig, ClientState, ConfigError, DEFAULT_ENVIRONMENT, DEFAULT_TOKEN_LIFETIME,
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DISABLED_CLIENT_ID, DISABLED_CLIENT_SECRET, DropFault,
