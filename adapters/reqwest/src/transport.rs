@@ -16,12 +16,13 @@
 //!   redirect policy, proxies, pool, TLS, timeouts and default headers are its own.
 //!
 //! What credflow relies on from a caller's API client: that a redirect to another origin
-//! (scheme, host or port) does not carry `Authorization`. reqwest 0.13 removes it on every such
-//! hop, whatever the policy, so the bearer token stays on the API base's origin; a request
-//! body is re-sent on a 307 or 308 the client follows (build it with
-//! `reqwest::redirect::Policy::none()`, or [`redirect_policy`], to have every 3xx handed back
-//! as credflow's own client does). credflow sets a per-attempt timeout on requests that have
-//! none ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
+//! (scheme, host or port) does not carry `Authorization`. reqwest removes it on every such hop,
+//! whatever the policy (a change of scheme alone counts since seanmonstar/reqwest#3034, in
+//! 0.13.5, the version credflow requires), so the bearer token stays on the API base's origin. A request body is re-sent on
+//! a 307 or 308 the client follows: build it with `reqwest::redirect::Policy::none()`, or
+//! [`redirect_policy`], to have every 3xx handed back as credflow's own client does. credflow
+//! sets a per-attempt timeout on requests that have none
+//! ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
 //! `user_agent` of the [`Config`](crate::Config) apply only to clients credflow builds.
 //!
 //! One [`Transport`] serves any number of credflow clients: build it once and hand a clone
