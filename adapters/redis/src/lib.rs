@@ -127,6 +127,7 @@ fn clamp_ms(ms: u64) -> u64 {
 }
 
 mod at_rest;
+mod errors;
 // Public only to the fuzz targets (feature `__fuzzing`, not part of the API).
 #[cfg(feature = "__fuzzing")]
 #[doc(hidden)]
@@ -159,6 +160,7 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 use crate::at_rest::{Keys, OpenError};
+use crate::errors::unavailable;
 use crate::replies::{Acquired, acquired, admission, hold_left};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
@@ -525,77 +527,6 @@ fn check_private_key(pem: &[u8]) -> Result<(), String> {
                                          EC PRIVATE KEY block"
             .to_owned()),
         Err(e) => Err(format!("the key PEM does not parse: {e}")),
-    }
-}
-
-/// A Redis error as the client's degraded mode reports it, with the likely cause named for the
-/// errors of a misconfigured deployment (password, ACL, TLS trust).
-fn unavailable(e: redis::RedisError) -> StoreError {
-    if e.kind() == redis::ErrorKind::AuthenticationFailed {
-        return StoreError::Refused(format!(
-            "Redis refused the user and password of the URL ({e}); check them, and that the \
-             user is enabled"
-        ));
-    }
-    // Refused directly: NOPERM; refused inside a script: "The user executing the script can't
-    // run this command or subcommand" (Redis 7, without the command's name).
-    let text = e.to_string();
-    if e.code() == Some("NOPERM")
-        || text.contains("NOPERM")
-        || text.contains("can't run this command")
-    {
-        return StoreError::Refused(format!(
-            "the Redis ACL user lacks a permission ({e}); it needs {} on the keys <prefix>:*",
-            ACL_COMMANDS.join(" ")
-        ));
-    }
-    // Mutual TLS: the server's alert when it wants a client certificate and got none, or
-    // rejects the one it got (the alerts of RFC 8446 section 6.2 for a bad certificate); rustls
-    // refusing a key that is not the certificate's.
-    if text.contains("CertificateRequired") {
-        return StoreError::Refused(format!(
-            "TLS: the Redis server requires a client certificate ({e}); give one that its CA \
-             signed with RedisConfig::with_client_cert_pem"
-        ));
-    }
-    const REJECTED: [&str; 7] = [
-        "alert: UnknownCA",
-        "alert: BadCertificate",
-        "alert: CertificateUnknown",
-        "alert: UnsupportedCertificate",
-        "alert: CertificateExpired",
-        "alert: CertificateRevoked",
-        "alert: AccessDenied",
-    ];
-    if REJECTED.iter().any(|alert| text.contains(alert)) {
-        return StoreError::Refused(format!(
-            "TLS: the Redis server refused the client certificate ({e}); it must be signed by a \
-             CA the server trusts (its tls-ca-cert-file), be valid now and allow client \
-             authentication (RedisConfig::with_client_cert_pem)"
-        ));
-    }
-    if text.contains("KeyMismatch") || text.contains("InconsistentKeys") {
-        return StoreError::Refused(format!(
-            "TLS: the private key given with RedisConfig::with_client_cert_pem is not the client \
-             certificate's ({e})"
-        ));
-    }
-    if text.contains("Unable to build client with TLS parameters") {
-        return StoreError::Refused(format!(
-            "TLS: the client certificate or key given with RedisConfig::with_client_cert_pem \
-             cannot be used ({e})"
-        ));
-    }
-    if text.contains("certificate") || text.contains("UnknownIssuer") {
-        return StoreError::Refused(format!(
-            "TLS: the Redis server's certificate is not trusted ({e}); if a private CA signed \
-             it, trust that CA with RedisConfig::with_root_ca_pem"
-        ));
-    }
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Refused(text)
     }
 }
 
