@@ -238,11 +238,7 @@ impl Keyspace {
     }
 
     /// The hash under `key`, created empty when `create`; `Err` a type error reply.
-    fn hash_at(
-        &mut self,
-        key: &[u8],
-        create: bool,
-    ) -> Result<Option<&mut Fields>, Reply> {
+    fn hash_at(&mut self, key: &[u8], create: bool) -> Result<Option<&mut Fields>, Reply> {
         if create && self.live(key).is_none() {
             let entry = Entry { data: Data::Hash(BTreeMap::new()), expires_at: None };
             self.entries.insert(key.to_vec(), entry);
