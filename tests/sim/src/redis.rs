@@ -241,6 +241,19 @@ impl Redis {
         self.engine.keyspace().command(&argv)
     }
 
+    /// `EVAL body` at `now` with `keys` and `argv`, as another client of Redis would send it
+    /// (not counted as a pod's call): the script's reply, or its error as [`Reply::Error`].
+    pub fn script(&mut self, now: Ms, body: &str, keys: &[&str], argv: &[&str]) -> Reply {
+        self.set_clock(now);
+        let script = match self.engine.load("eval", body) {
+            Ok(script) => script,
+            Err(e) => return Reply::Error(format!("ERR Error compiling script: {e}")),
+        };
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        self.engine.eval(&script, &keys, &argv).unwrap_or_else(Reply::Error)
+    }
+
     /// `GET token` at `now`.
     pub fn get_token(&mut self, now: Ms) -> Option<StoredToken> {
         self.calls += 1;

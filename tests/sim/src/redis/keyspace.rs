@@ -9,6 +9,7 @@
 //! Commands: `GET`, `SET` (`NX`, `XX`, `PX`, `EX`, `KEEPTTL`), `DEL`, `PTTL`, `PEXPIRE`, `TIME`,
 //! `HGET`, `HSET`, `HMGET`, `ZADD`, `ZCARD`, `ZREMRANGEBYSCORE`. Any other is an error reply,
 //! as an unknown command is: a script calling one fails loudly, not silently.
+//! `tests/keyspace_vs_redis.rs` checks the replies against a real `redis-server`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -138,32 +139,40 @@ impl Keyspace {
         }
     }
 
-    /// `SET key value [NX|XX] [EX s|PX ms|KEEPTTL]`.
+    /// `SET key value [NX|XX] [EX s|PX ms|KEEPTTL]`. As in Redis, an option may repeat (the
+    /// last expiry given counts), and the expiry is checked once all options are read.
     fn set(&mut self, args: &[Vec<u8>]) -> Reply {
         let [key, value, options @ ..] = args else { return arity("set") };
-        let (mut nx, mut xx, mut keep, mut ttl) = (false, false, false, None);
+        let (mut nx, mut xx, mut keep) = (false, false, false);
+        let mut expire: Option<(&str, &[u8])> = None;
         let mut options = options.iter();
         while let Some(option) = options.next() {
             match upper(option).as_str() {
                 "NX" if !xx => nx = true,
                 "XX" if !nx => xx = true,
-                "KEEPTTL" if ttl.is_none() => keep = true,
-                unit @ ("PX" | "EX") if ttl.is_none() && !keep => {
-                    let Some(n) = options.next().map(|n| parse_int(n)) else {
-                        return Reply::Error(SYNTAX.into());
-                    };
-                    let Some(n) = n else { return Reply::Error(NOT_INTEGER.into()) };
-                    let ms = if unit == "EX" { n.checked_mul(1000) } else { Some(n) };
-                    match ms.filter(|&ms| ms > 0).and_then(|ms| u64::try_from(ms).ok()) {
-                        Some(ms) => ttl = Some(ms),
-                        None => {
-                            return Reply::Error("ERR invalid expire time in 'set' command".into());
-                        }
-                    }
+                "KEEPTTL" if expire.is_none() => keep = true,
+                "PX" if !keep && expire.is_none_or(|(unit, _)| unit == "PX") => {
+                    let Some(n) = options.next() else { return Reply::Error(SYNTAX.into()) };
+                    expire = Some(("PX", n));
+                }
+                "EX" if !keep && expire.is_none_or(|(unit, _)| unit == "EX") => {
+                    let Some(n) = options.next() else { return Reply::Error(SYNTAX.into()) };
+                    expire = Some(("EX", n));
                 }
                 _ => return Reply::Error(SYNTAX.into()),
             }
         }
+        let ttl = match expire {
+            None => None,
+            Some((unit, n)) => {
+                let Some(n) = parse_int(n) else { return Reply::Error(NOT_INTEGER.into()) };
+                let ms = if unit == "EX" { n.checked_mul(1000) } else { Some(n) };
+                match ms.filter(|&ms| ms > 0).and_then(|ms| u64::try_from(ms).ok()) {
+                    Some(ms) => Some(ms),
+                    None => return Reply::Error("ERR invalid expire time in 'set' command".into()),
+                }
+            }
+        };
         let now = self.now;
         let old = self.live(key).map(|e| e.expires_at);
         if (nx && old.is_some()) || (xx && old.is_none()) {
@@ -392,6 +401,12 @@ mod tests {
         );
         assert_eq!(run(&mut k, "SET a 3 PX 1.5"), Reply::Error(NOT_INTEGER.into()));
         assert_eq!(run(&mut k, "SET a 3 PX 100 EX 1"), Reply::Error(SYNTAX.into()));
+        assert_eq!(
+            run(&mut k, "SET a 3 PX 0 PX 100"),
+            Reply::Status("OK".into()),
+            "the last counts"
+        );
+        assert_eq!(run(&mut k, "PTTL a"), Reply::Int(100));
         assert_eq!(run(&mut k, "DEL a b"), Reply::Int(1));
         assert_eq!(run(&mut k, "HSET a f"), arity("hset"));
     }

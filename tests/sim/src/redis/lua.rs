@@ -10,8 +10,9 @@
 //! - **Arguments** (Lua → Redis): strings as they are; numbers formatted with `%.17g`, as
 //!   Redis 7.0 does; anything else is an error.
 //! - **Command replies** (Redis → Lua): integer → number; bulk string → string; nil → `false`;
-//!   array → table (its nils `false`); status → `{ok = …}`; error → raised by `redis.call`,
-//!   returned as `{err = …}` by `redis.pcall`.
+//!   array → table (its nils `false`); status → `{ok = …}`; error → `{err = …}`, returned by
+//!   `redis.pcall` and raised by `redis.call` (a script failing so answers that error reply,
+//!   `WRONGTYPE …` say; one failing otherwise answers `ERR` and Lua's message).
 //! - **Script results** (Lua → Redis): number → integer, truncated toward zero; string → bulk;
 //!   `true` → 1; `false` and `nil` → nil; a table with `err` → error, with `ok` → status, else
 //!   an array of its elements up to the first nil.
@@ -36,10 +37,35 @@ mt.__index = function(t, n)
 end
 "#;
 
+/// `redis.call`: `redis.pcall`, raising an error reply as Redis does (the error table itself,
+/// so that its code reaches the caller).
+const CALL: &str = r"
+local pcall_ = redis.pcall
+redis.call = function(...)
+  local reply = pcall_(...)
+  if type(reply) == 'table' and reply.err then error(reply) end
+  return reply
+end
+";
+
+/// Runs a script as `EVALSHA` does: `true` and its result, or `false` and the error reply, the
+/// raised error table's text (a failed `redis.call`: `WRONGTYPE …`) or an `ERR` with Lua's
+/// message (a runtime error).
+const RUN: &str = r"
+return function(f)
+  local ok, result = pcall(f)
+  if ok then return true, result end
+  if type(result) == 'table' and type(result.err) == 'string' then return false, result.err end
+  return false, 'ERR ' .. tostring(result)
+end
+";
+
 /// The Lua state and the keyspace its `redis.call` reaches.
 pub(crate) struct Engine {
     lua: Lua,
     keyspace: Rc<RefCell<Keyspace>>,
+    /// [`RUN`].
+    run: Function,
 }
 
 /// A script loaded (`SCRIPT LOAD`): its body compiled as the function Redis makes of it.
@@ -165,31 +191,28 @@ impl Engine {
         let lua =
             Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::default())?;
         let redis = lua.create_table()?;
-        for (name, raise) in [("call", true), ("pcall", false)] {
-            let keys = Rc::clone(&keyspace);
-            let function = lua.create_function(move |lua, args: MultiValue| {
-                let argv: Option<Vec<Vec<u8>>> = args.iter().map(argument).collect();
-                let reply = match argv {
-                    Some(argv) if !argv.is_empty() => keys.borrow_mut().command(&argv),
-                    Some(_) => Reply::Error(
-                        "ERR Please specify at least one argument for this redis lib call".into(),
-                    ),
-                    None => Reply::Error(
-                        "ERR Lua redis lib command arguments must be strings or integers".into(),
-                    ),
-                };
-                match to_lua(lua, reply)? {
-                    Ok(value) => Ok(value),
-                    Err(e) if raise => Err(mlua::Error::RuntimeError(e)),
-                    Err(e) => {
-                        let table = lua.create_table()?;
-                        table.raw_set("err", e)?;
-                        Ok(Value::Table(table))
-                    }
+        let keys = Rc::clone(&keyspace);
+        let pcall = lua.create_function(move |lua, args: MultiValue| {
+            let argv: Option<Vec<Vec<u8>>> = args.iter().map(argument).collect();
+            let reply = match argv {
+                Some(argv) if !argv.is_empty() => keys.borrow_mut().command(&argv),
+                Some(_) => Reply::Error(
+                    "ERR Please specify at least one argument for this redis lib call".into(),
+                ),
+                None => Reply::Error(
+                    "ERR Lua redis lib command arguments must be strings or integers".into(),
+                ),
+            };
+            match to_lua(lua, reply)? {
+                Ok(value) => Ok(value),
+                Err(e) => {
+                    let table = lua.create_table()?;
+                    table.raw_set("err", e)?;
+                    Ok(Value::Table(table))
                 }
-            })?;
-            redis.raw_set(name, function)?;
-        }
+            }
+        })?;
+        redis.raw_set("pcall", pcall)?;
         for field in ["err", "ok"] {
             let reply = lua.create_function(move |lua, text: mlua::LuaString| {
                 let table = lua.create_table()?;
@@ -200,8 +223,10 @@ impl Engine {
             redis.raw_set(name, reply)?;
         }
         lua.globals().raw_set("redis", redis)?;
+        lua.load(CALL).set_name("redis.call").exec()?;
+        let run = lua.load(RUN).set_name("run").eval::<Function>()?;
         lua.load(PROTECT_GLOBALS).set_name("globals protection").exec()?;
-        Ok(Engine { lua, keyspace })
+        Ok(Engine { lua, keyspace, run })
     }
 
     /// Compiles `body` as Redis does (`function f_<sha>() <body> end`).
@@ -211,15 +236,15 @@ impl Engine {
         Ok(Script { function })
     }
 
-    /// `EVALSHA` at the keyspace's current time: `Err` the script's runtime error (an error
-    /// reply from Redis).
+    /// `EVALSHA` at the keyspace's current time: the script's result, or `Err` the error reply
+    /// of a script that failed (a `redis.call` refused, a runtime error).
     pub(crate) fn eval(
         &self,
         script: &Script,
         keys: &[&[u8]],
         argv: &[&[u8]],
     ) -> Result<Reply, String> {
-        let run = || -> mlua::Result<Reply> {
+        let run = || -> mlua::Result<Result<Reply, String>> {
             let globals = self.lua.globals();
             let strings = |items: &[&[u8]]| -> mlua::Result<Table> {
                 let table = self.lua.create_table()?;
@@ -230,9 +255,16 @@ impl Engine {
             };
             globals.raw_set("KEYS", strings(keys)?)?;
             globals.raw_set("ARGV", strings(argv)?)?;
-            from_lua(script.function.call::<Value>(())?)
+            let (ok, result) = self.run.call::<(bool, Value)>(&script.function)?;
+            if ok {
+                return from_lua(result).map(Ok);
+            }
+            Ok(Err(match result {
+                Value::String(text) => text.to_string_lossy(),
+                other => format!("ERR {other:?}"),
+            }))
         };
-        run().map_err(|e| format!("ERR Error running script: {e}"))
+        run().unwrap_or_else(|e| Err(format!("ERR Error running script: {e}")))
     }
 
     /// The keyspace, for commands sent outside scripts.
