@@ -451,8 +451,13 @@ impl Pacer {
         }
     }
 
-    /// Records a 429 received at `now`, with its `Retry-After` as a delay from `now`.
+    /// Records a 429 received at `now`, with its `Retry-After` as a delay from `now`. Without
+    /// one, the window as of `now` is spent: the current one, or the one it rolled over into
+    /// at a reset since (whether or not a send has rolled the stored window yet).
     pub fn on_rate_limited(&mut self, now: Instant, retry_after: Option<Duration>) {
+        if let Some(w) = self.window.as_mut() {
+            w.roll(now);
+        }
         match (retry_after, self.window.as_mut()) {
             (Some(wait), _) => {
                 self.blocked_until = self.blocked_until.max(now.saturating_add(wait))
@@ -749,6 +754,25 @@ mod tests {
             p.check(T0 + secs(1) - ms(1), Normal),
             not_before(T0 + secs(1), PaceReason::Backoff429)
         );
+    }
+
+    /// A bare 429 after an unobserved reset spends the window the pacer rolled over into, as it
+    /// does once a send has rolled it (the fleet's 429 script, too): not a 1 s pause that
+    /// depends on whether anything was sent since the reset.
+    #[test]
+    fn a_bare_429_after_a_reset_spends_the_rolled_window() {
+        let reset = T0 + secs(30);
+        let next = reset + secs(60);
+        let mut sent = pacer(1);
+        sent.observe(T0, &snap(10, 3, 30));
+        sent.on_send(reset, Critical);
+        sent.on_rate_limited(reset, None);
+        let mut quiet = pacer(1);
+        quiet.observe(T0, &snap(10, 3, 30));
+        quiet.on_rate_limited(reset, None);
+        for p in [sent, quiet] {
+            assert_eq!(p.check(reset, Critical), not_before(next, PaceReason::Exhausted));
+        }
     }
 
     #[test]
