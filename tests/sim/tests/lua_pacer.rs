@@ -101,6 +101,7 @@ fn config() -> impl Strategy<Value = PacerConfig> {
             burst,
             burst_permille,
             default_window: Duration::from_secs(window_s),
+            ..PacerConfig::default()
         },
     )
 }
