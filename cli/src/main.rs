@@ -28,7 +28,7 @@ use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
     DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE, check_url,
-    client_id, client_secret, read_secret_file, secret_given_twice,
+    client_id, client_secret, read_ca_file, read_secret_file, secret_given_twice,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
 use zeroize::Zeroizing;
@@ -80,6 +80,10 @@ struct TargetArgs {
     /// the network in clear text (a warning is printed). Loopback needs no flag.
     #[arg(long, global = true)]
     allow_insecure_http: bool,
+    /// PEM file of certificate authorities to trust besides the system's (a TLS-inspecting
+    /// proxy's, `credflow emulator --tls`'s test CA).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +287,9 @@ fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
     config.allow_insecure_http = target.allow_insecure_http;
+    if let Some(path) = &target.ca_file {
+        config.extra_root_certificates = read_ca_file(path)?;
+    }
     check_urls(&config)?;
     Ok(config)
 }

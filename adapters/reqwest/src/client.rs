@@ -269,15 +269,21 @@ fn parse_api_base(text: &str) -> Result<reqwest::Url, Error> {
 }
 
 /// This client's TLS configuration: rustls with the `ring` provider and the platform's
-/// certificate verifier (what reqwest uses by default), built explicitly so that no
-/// process-wide default provider is installed: an application may install its own.
-fn tls_config() -> Result<rustls::ClientConfig, Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
+/// certificate verifier (what reqwest uses by default), trusting also `extra_roots`
+/// ([`Config::extra_root_certificates`]), built explicitly so that no process-wide default
+/// provider is installed: an application may install its own.
+fn tls_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, Error> {
+    use rustls_platform_verifier::Verifier;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
+        .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_platform_verifier())
         .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?
+        .dangerous() // not dangerous: the platform verifier, as `with_platform_verifier` sets it
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -1079,7 +1085,7 @@ fn token_client(config: &Config) -> Result<reqwest::Client, Error> {
         .connect_timeout(config.connect_timeout)
         .user_agent(&config.user_agent)
         .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(&config.extra_root_certificates)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
 }
@@ -1092,7 +1098,7 @@ fn api_client(config: &Config) -> Result<reqwest::Client, Error> {
         .connect_timeout(config.connect_timeout)
         .user_agent(&config.user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(&config.extra_root_certificates)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))
 }

@@ -133,10 +133,11 @@ mod ratelimit;
 mod respond;
 mod server;
 mod state;
+mod tls;
 mod tokens;
 mod util;
 
-pub use cli::{EmulatorArgs, banner, print_banner, run_cli};
+pub use cli::{EmulatorArgs, banner, print_banner, run_cli, write_ca_pem};
 pub use config::{
     ClientConfig, ClientState, ConfigError, DEFAULT_ENVIRONMENT, DEFAULT_TOKEN_LIFETIME,
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DISABLED_CLIENT_ID, DISABLED_CLIENT_SECRET, DropFault,
