@@ -16,8 +16,11 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// The names the leaf certificate is valid for.
-const LEAF_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+/// The names the leaf certificate is valid for: loopback by name (RFC 6761 §6.3; the token
+/// endpoint and the API as two origins, `login.localhost` and `api.localhost`, as Genesys
+/// Cloud has them) and by address. Three names at most, and no wildcard: embedded-tls's
+/// verifier reads three `subjectAltName` DNS names and takes `*` only left of two labels.
+const LEAF_NAMES: [&str; 4] = ["localhost", "login.localhost", "api.localhost", "127.0.0.1"];
 
 /// A test CA and the server's TLS configuration, signed by it.
 pub(crate) struct TestPki {
