@@ -42,9 +42,9 @@ impl<const R: usize, const W: usize> TlsBuffers<R, W> {
     /// The read and write buffers and the lease that gives them back, or `None` while a
     /// connection holds them.
     ///
-    /// The caller must drop whatever holds the slices before the lease: [`TlsStream`]
-    /// (crate::TlsStream) declares its connection before its lease, so they drop in that
-    /// order, and nothing else in this crate calls this.
+    /// The caller must drop whatever holds the slices before the lease:
+    /// [`TlsStream`](crate::TlsStream) declares its connection before its lease, so they drop
+    /// in that order, and nothing else in this crate calls this.
     // Mutable slices from a shared borrow are the point: the flag, not the borrow checker,
     // keeps them exclusive (the lint's own advice for such a pool is `unsafe`, which this is).
     #[allow(clippy::mut_from_ref)]
