@@ -3,6 +3,10 @@
 //! verified) + credflow-embedded. The token is refreshed ahead of expiry with jitter between
 //! calls; a 401 gets a new token and one retry, a 429 waits its `Retry-After`, token endpoint
 //! outages back off behind a breaker, all as the session decides.
+//!
+//! The server's certificate chain is checked against `GENESYS_CA` and its name against the
+//! host; its validity dates are not, as this board has no clock it can trust before the
+//! network is up (`TlsConnector`'s clock parameter takes one: SNTP, a battery-backed RTC).
 
 #![no_std]
 #![no_main]
