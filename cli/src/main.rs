@@ -32,7 +32,7 @@ use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
     DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE,
-    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret,
+    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret, read_ca_file,
     read_secret_file, same_environment, value_and_file,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
@@ -89,6 +89,10 @@ struct TargetArgs {
     /// the network in clear text (a warning is printed). Loopback needs no flag.
     #[arg(long, global = true)]
     allow_insecure_http: bool,
+    /// PEM file of certificate authorities to trust besides the system's (a TLS-inspecting
+    /// proxy's, `credflow emulator --tls`'s test CA).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +306,9 @@ fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
     config.allow_insecure_http = target.allow_insecure_http;
+    if let Some(path) = &target.ca_file {
+        config.extra_root_certificates = read_ca_file(path)?;
+    }
     check_urls(&config)?;
     Ok(config)
 }

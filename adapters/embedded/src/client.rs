@@ -15,7 +15,7 @@ use credflow_core::{
     Duration as CoreDuration, Instant as CoreInstant, Priority, UnixTime, WallClock,
 };
 use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
-use embedded_io_async::Write;
+use embedded_io_async::{ErrorKind, Write};
 
 use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
@@ -158,6 +158,9 @@ pub struct Response<'b> {
 /// Why one exchange failed.
 enum Failure {
     Transport(TransportError),
+    /// The connection ran out of memory for what the server sent (a TLS record larger than
+    /// its record buffer): a new connection would fail the same way.
+    ConnectionBuffer,
     /// The response (`status`, head at `rx[..head_len]`) does not fit the buffer.
     TooLarge {
         status: Option<u16>,
@@ -484,6 +487,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             debug!("API exchange failed in transport");
                             self.session.handle_transport_error(now, &mut state, transport_kind(e))
                         }
+                        Err(Failure::ConnectionBuffer) => {
+                            self.session.abandon(now, &mut state);
+                            self.drain();
+                            warn!("a TLS record does not fit the connection's record buffer");
+                            return Err(Error::ConnectionBufferTooSmall);
+                        }
                         Err(Failure::TooLarge { status, head_len, needed }) => {
                             match status {
                                 Some(status) => {
@@ -626,6 +635,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
                 Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() })
             }
+            Err(Failure::ConnectionBuffer) => {
+                self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
+                Err(Error::ConnectionBufferTooSmall)
+            }
         };
         // The token response is in `rx`: the caller's buffer must not keep it.
         wipe(rx);
@@ -651,7 +664,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Some((for_token, conn)) if for_token == to_token || self.same_origin => {
                     (true, conn)
                 }
-                _ => {
+                other_origin => {
+                    // Closed before the next one is opened: a connector may have room for one
+                    // connection only (a socket pool of one, one set of TLS record buffers).
+                    drop(other_origin);
                     let target = if to_token { &self.token_target } else { &self.api_target };
                     let limit = self.config.connect_timeout;
                     match with_timeout(limit, self.connector.connect(target)).await {
@@ -687,6 +703,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
                 Ok(Err(e)) => {
                     return Err(match e {
+                        ReadError::Io(ErrorKind::OutOfMemory) => Failure::ConnectionBuffer,
                         ReadError::Io(kind) => Failure::Transport(TransportError::Io(kind)),
                         ReadError::Closed { .. } => Failure::Transport(TransportError::Closed),
                         ReadError::Http(e) => Failure::Transport(TransportError::Http(e)),

@@ -133,6 +133,12 @@ pub enum Error {
         /// The receive buffer's size.
         capacity: usize,
     },
+    /// The connection could not hold what the server sent: its read reported
+    /// [`ErrorKind::OutOfMemory`], as a TLS stream does for a record larger than its read
+    /// record buffer (servers send records of up to 16 KiB plus 256 bytes of overhead).
+    /// Enlarge the connector's buffer; `rx` is not the cause. Not retried (a new connection
+    /// would fail alike); the connection was dropped.
+    ConnectionBufferTooSmall,
     /// The request head (or the token request) does not fit the transmit buffer: `tx` must be
     /// at least `needed` bytes. Long tokens and many caller headers make heads long.
     RequestTooLarge {
@@ -161,6 +167,9 @@ impl fmt::Display for Error {
             }
             Error::ResponseTooLarge { needed: None, capacity, .. } => {
                 write!(f, "response does not fit the {capacity}-byte receive buffer")
+            }
+            Error::ConnectionBufferTooSmall => {
+                f.write_str("the connection's own buffer (TLS record buffer) is too small")
             }
             Error::RequestTooLarge { needed } => {
                 write!(f, "request needs a {needed}-byte transmit buffer")

@@ -333,9 +333,16 @@ pub async fn read_response<R: Read>(
             (Ok(0), Phase::UntilClose) => return done(have, false, false),
             (Ok(0), _) => return Err(ReadError::Closed { idle: false }),
             (Ok(n), _) => n,
-            // A reset before the first byte is a connection the server had already dropped.
-            (Err(_), Phase::Head) if !received_any => return Err(ReadError::Closed { idle: true }),
-            (Err(e), _) => return Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
+            (Err(e), phase) => {
+                let kind = embedded_io_async::Error::kind(&e);
+                // A reset before the first byte is a connection the server had already
+                // dropped; running out of memory (a TLS record larger than the connection's
+                // record buffer) is not, and a new connection would not fix it.
+                if matches!(phase, Phase::Head) && !received_any && kind != ErrorKind::OutOfMemory {
+                    return Err(ReadError::Closed { idle: true });
+                }
+                return Err(ReadError::Io(kind));
+            }
         };
         received_any = true;
         filled = filled.saturating_add(n);
@@ -861,6 +868,29 @@ mod tests {
         assert_eq!(read(b"HTTP/1.1 2", 5, 99).0, Err(ReadError::Closed { idle: false }));
         let (r, _) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", 5, 99);
         assert_eq!(r, Err(ReadError::Closed { idle: false }));
+    }
+
+    /// A connection whose first read fails with `kind`.
+    struct Failing(ErrorKind);
+
+    impl embedded_io_async::ErrorType for Failing {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Failing {
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, ErrorKind> {
+            Err(self.0)
+        }
+    }
+
+    #[test]
+    fn a_connection_out_of_memory_is_not_taken_for_a_closed_idle_one() {
+        let mut buf = [0u8; 64];
+        let reset =
+            block_on(read_response(&mut Failing(ErrorKind::ConnectionReset), &mut buf, false));
+        assert_eq!(reset, Err(ReadError::Closed { idle: true }));
+        let oom = block_on(read_response(&mut Failing(ErrorKind::OutOfMemory), &mut buf, false));
+        assert_eq!(oom, Err(ReadError::Io(ErrorKind::OutOfMemory)));
     }
 
     #[test]

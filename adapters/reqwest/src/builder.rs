@@ -171,7 +171,11 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let ClientBuilder { mut config, api_client } = self;
         if let Some(api) = api_client {
-            let token = token_client(config.connect_timeout, &config.user_agent)?;
+            let token = token_client(
+                config.connect_timeout,
+                &config.user_agent,
+                &config.extra_root_certificates,
+            )?;
             config.transport = Some(Transport::from_parts(api, token));
         }
         Client::new(config)

@@ -47,6 +47,8 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+
 use crate::client::{api_client, follow_within_origin, token_client};
 use crate::error::Error;
 
@@ -94,9 +96,25 @@ impl Transport {
     ///
     /// As [`Transport::new`].
     pub fn with_settings(connect_timeout: Duration, user_agent: &str) -> Result<Transport, Error> {
+        Transport::with_roots(connect_timeout, user_agent, &[])
+    }
+
+    /// credflow's own clients with this connect timeout and `User-Agent`, trusting also
+    /// `extra_roots` besides the platform's certificate authorities (a TLS-inspecting proxy's,
+    /// a private server's: see [`Config::extra_root_certificates`](crate::Config::extra_root_certificates)
+    /// and [`read_ca_file`](crate::config::read_ca_file)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::new`].
+    pub fn with_roots(
+        connect_timeout: Duration,
+        user_agent: &str,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Transport, Error> {
         Ok(Transport {
-            api: api_client(connect_timeout, user_agent)?,
-            token: token_client(connect_timeout, user_agent)?,
+            api: api_client(connect_timeout, user_agent, extra_roots)?,
+            token: token_client(connect_timeout, user_agent, extra_roots)?,
             callers_api: false,
         })
     }
@@ -125,7 +143,7 @@ impl Transport {
     pub fn with_api_client(api: reqwest::Client) -> Result<Transport, Error> {
         Ok(Transport {
             api,
-            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT)?,
+            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT, &[])?,
             callers_api: true,
         })
     }

@@ -319,6 +319,19 @@ pub struct EmulatorConfig {
     pub control_routes: bool,
     /// Print one line per request on standard error.
     pub log_requests: bool,
+    /// Serve HTTPS instead of HTTP: a throwaway CA and a certificate for `localhost` and
+    /// `127.0.0.1` are made at start ([`EmulatorHandle::ca_pem`](crate::EmulatorHandle::ca_pem)
+    /// has the CA to trust). Off by default.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), credflow_emulator::EmulatorError> {
+    /// use credflow_emulator::{Emulator, EmulatorConfig};
+    /// let emulator = Emulator::start(EmulatorConfig::default().with_tls(true)).await?;
+    /// assert!(emulator.base_url().starts_with("https://127.0.0.1:"));
+    /// let ca = emulator.ca_pem().unwrap_or_default(); // "-----BEGIN CERTIFICATE-----..."
+    /// # let _ = ca; Ok(()) }
+    /// ```
+    pub tls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -337,6 +350,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             control_routes: true,
             log_requests: false,
+            tls: false,
         }
     }
 }
@@ -346,6 +360,13 @@ impl EmulatorConfig {
     #[must_use]
     pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
         self.environment = environment.into();
+        self
+    }
+
+    /// Serves HTTPS (see [`EmulatorConfig::tls`]).
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
         self
     }
 

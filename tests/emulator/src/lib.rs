@@ -29,9 +29,12 @@
 //!   429s, forced token rate limiting, expiring or revoking every token.
 //! - Counters for assertions ([`CountersSnapshot`]), including the most token requests ever in
 //!   flight at once and a per-client histogram of admitted API requests.
+//! - HTTPS on request ([`EmulatorConfig::tls`]): a throwaway CA and a server certificate for
+//!   `localhost`, `login.localhost`, `api.localhost` and `127.0.0.1` (ECDSA P-256, TLS 1.3 and
+//!   1.2, ALPN `http/1.1`), made at start; clients trust [`EmulatorHandle::ca_pem`].
 //!
 //! ## What it does not
-//! TLS (plain HTTP on loopback only), HTTP/2, user logins and every other grant, roles and
+//! Any address but loopback, HTTP/2, user logins and every other grant, roles and
 //! divisions (permissions are a flat list per client), refresh tokens, the rest of the API, and
 //! Genesys's exact wording where it is not documented (noted where it matters, e.g. the
 //! `messageParams` of a 403).
@@ -134,10 +137,11 @@ mod ratelimit;
 mod respond;
 mod server;
 mod state;
+mod tls;
 mod tokens;
 mod util;
 
-pub use cli::{EmulatorArgs, banner, print_banner, run_cli};
+pub use cli::{EmulatorArgs, banner, print_banner, run_cli, write_ca_pem};
 pub use config::RateLimitScope;
 pub use config::{
     ClientConfig, ClientState, ConfigError, DEFAULT_ENVIRONMENT, DEFAULT_TOKEN_LIFETIME,

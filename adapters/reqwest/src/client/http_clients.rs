@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 use credflow_core::http::redirect;
 use credflow_core::http::redirect::{Origin, Redirect};
 use credflow_core::http::url::Scheme;
+use rustls::pki_types::CertificateDer;
 use tracing::debug;
 
 use super::{Shared, tls_config};
@@ -19,12 +20,13 @@ use crate::error::Error;
 pub(crate) fn token_client(
     connect_timeout: StdDuration,
     user_agent: &str,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
 }
@@ -35,12 +37,13 @@ pub(crate) fn token_client(
 pub(crate) fn api_client(
     connect_timeout: StdDuration,
     user_agent: &str,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))
 }
