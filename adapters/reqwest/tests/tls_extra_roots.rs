@@ -62,3 +62,39 @@ fn a_ca_file_without_a_certificate_is_refused_naming_the_file() {
     assert!(missing.to_string().contains("missing.pem"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn extra_roots_beside_a_given_transport_are_refused_not_ignored() {
+    let emu = Emulator::start(EmulatorConfig::default().with_tls(true)).await.unwrap();
+    let roots = read_ca_pem(&emu);
+    let mut config = config_for(emu.token_url(), emu.api_base());
+    config.extra_root_certificates = roots.clone();
+    config.transport = Some(credflow_reqwest::Transport::new().unwrap());
+    let error = Client::new(config).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains("Transport::with_roots"), "{error}");
+
+    // Given to the transport instead, they apply.
+    let transport =
+        credflow_reqwest::Transport::with_roots(Duration::from_secs(5), "credflow-test", &roots)
+            .unwrap();
+    let client = Client::builder(
+        credflow_reqwest::Target::Custom { token_url: emu.token_url(), api_base: emu.api_base() },
+        credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap(),
+    )
+    .transport(transport)
+    .build()
+    .unwrap();
+    let request = client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(request).await.unwrap().status(), 200);
+}
+
+fn read_ca_pem(emu: &credflow_emulator::EmulatorHandle) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    let dir = std::env::temp_dir().join(format!("credflow-tls-given-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = dir.join("ca.pem");
+    std::fs::write(&pem, emu.ca_pem().unwrap()).unwrap();
+    let roots = read_ca_file(pem.to_str().unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    roots
+}
