@@ -16,6 +16,7 @@ mod check;
 mod demo;
 mod output;
 mod progress;
+mod proxy;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -119,6 +120,9 @@ enum Command {
     },
     /// Run the Genesys Cloud emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Run a local sidecar that forwards API requests with credflow's token, pacing and
+    /// retries: SDKs in any language point their API host at it.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// A failure with its exit code, printed on stderr.
@@ -164,7 +168,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Proxy(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -182,8 +186,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr: `CREDFLOW_LOG` (an `EnvFilter`), else by `-v`; a proxy logs its requests and
+/// the client's warnings by default.
+fn init_logging(verbose: u8, proxy: bool) {
     let default = match verbose {
+        0 if proxy => "credflow::proxy=info,credflow_reqwest=warn",
         0 => "off",
         1 => "credflow_reqwest=info",
         _ => "credflow_reqwest=debug,credflow_emulator=debug",
@@ -229,6 +236,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             request(&client, &method, &path, body, cli.verbose).await
         }
         Command::Check { probes } => check::run(&cli.target, &probes).await,
+        Command::Proxy(args) => proxy::run(&cli.target, args).await,
     }
 }
 
