@@ -116,12 +116,14 @@ impl Metrics {
             "Local requests by outcome (forwarded, unavailable, overloaded, refused, failed, local).",
         );
         for ((_, label), counter) in OUTCOMES.iter().zip(&self.outcomes) {
-            let _ = writeln!(text, "{name}{{outcome=\"{label}\"}} {}", counter.load(Ordering::Relaxed));
+            let _ =
+                writeln!(text, "{name}{{outcome=\"{label}\"}} {}", counter.load(Ordering::Relaxed));
         }
         let name = "credflow_proxy_upstream_responses_total";
         header(&mut text, name, "counter", "Upstream answers handed back, by status class.");
         for (class, counter) in (1..).zip(&self.classes) {
-            let _ = writeln!(text, "{name}{{class=\"{class}xx\"}} {}", counter.load(Ordering::Relaxed));
+            let _ =
+                writeln!(text, "{name}{{class=\"{class}xx\"}} {}", counter.load(Ordering::Relaxed));
         }
         let mut single = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
             let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -145,7 +147,12 @@ impl Metrics {
             "429 answers from the API (waited out, not handed back).",
             &c.rate_limited,
         );
-        single("credflow_unauthorized_total", "counter", "401 answers from the API.", &c.unauthorized);
+        single(
+            "credflow_unauthorized_total",
+            "counter",
+            "401 answers from the API.",
+            &c.unauthorized,
+        );
         single(
             "credflow_token_requests_total",
             "counter",
@@ -176,12 +183,7 @@ impl Metrics {
             "Time requests were held back by the pacer, summed.",
             &format_args!("{:.3}", c.paced_ms as f64 / 1000.0),
         );
-        single(
-            "credflow_failed_total",
-            "counter",
-            "Requests that credflow gave up on.",
-            &c.failed,
-        );
+        single("credflow_failed_total", "counter", "Requests that credflow gave up on.", &c.failed);
         single(
             "credflow_proxy_queue_depth",
             "gauge",

@@ -119,7 +119,10 @@ fn is_tchar(b: u8) -> bool {
 
 /// The key a local client presented, from `X-Credflow-Key` or else `Authorization: Bearer`
 /// (the placeholder token an SDK got from the proxy's `/oauth/token`). `None` if neither.
-pub(crate) fn presented_key<'a>(key_header: Option<&'a [u8]>, authorization: Option<&'a [u8]>) -> Option<&'a [u8]> {
+pub(crate) fn presented_key<'a>(
+    key_header: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
     if let Some(key) = key_header {
         return Some(key.trim_ascii());
     }
@@ -237,7 +240,7 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         }))
     }
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
@@ -298,7 +301,8 @@ mod tests {
 
     #[test]
     fn connection_names_are_tokens_lowercased_and_bounded() {
-        let names = named_in_connection([&b"Keep-Alive, X-Foo ,,bad name"[..], b"x-bar"].into_iter());
+        let names =
+            named_in_connection([&b"Keep-Alive, X-Foo ,,bad name"[..], b"x-bar"].into_iter());
         assert_eq!(names, ["keep-alive", "x-foo", "x-bar"]);
         let long = "a,".repeat(100);
         assert_eq!(named_in_connection(one(long.as_bytes())).len(), MAX_CONNECTION_NAMES);
@@ -325,8 +329,14 @@ mod tests {
     #[test]
     fn token_request_secret_from_basic_or_form() {
         // base64("id:s%3Ac+t") = aWQ6cyUzQWMrdA==
-        assert_eq!(token_request_secret(Some(b"Basic aWQ6cyUzQWMrdA=="), b""), Some(b"s:c t".to_vec()));
-        assert_eq!(token_request_secret(None, b"grant_type=x&client_secret=a%2Bb"), Some(b"a+b".to_vec()));
+        assert_eq!(
+            token_request_secret(Some(b"Basic aWQ6cyUzQWMrdA=="), b""),
+            Some(b"s:c t".to_vec())
+        );
+        assert_eq!(
+            token_request_secret(None, b"grant_type=x&client_secret=a%2Bb"),
+            Some(b"a+b".to_vec())
+        );
         assert_eq!(token_request_secret(Some(b"Basic !!!!"), b"client_secret=x"), None);
         assert_eq!(token_request_secret(None, b"grant_type=client_credentials"), None);
     }

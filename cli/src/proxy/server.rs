@@ -182,7 +182,7 @@ impl Proxy {
 
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let path = request.uri().path();
-        let response = match path {
+        match path {
             "/healthz" => {
                 self.metrics.count(Outcome::Local);
                 self.healthz()
@@ -202,8 +202,7 @@ impl Proxy {
                 self.token_endpoint(request).await
             }
             _ => self.forward(request).await,
-        };
-        response
+        }
     }
 
     fn healthz(&self) -> Response<ProxyBody> {
@@ -298,9 +297,14 @@ impl Proxy {
                 );
             }
         };
-        let chunked = values(headers, "transfer-encoding")
-            .any(|v| v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")));
-        let plan = match rules::body_plan(values(headers, "content-length"), chunked, self.settings.max_body) {
+        let chunked = values(headers, "transfer-encoding").any(|v| {
+            v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        let plan = match rules::body_plan(
+            values(headers, "content-length"),
+            chunked,
+            self.settings.max_body,
+        ) {
             Ok(plan) => plan,
             Err(rules::BadBody::ContentLength) => {
                 self.metrics.count(Outcome::Refused);
@@ -359,8 +363,11 @@ impl Proxy {
                 return genesys_error(StatusCode::BAD_REQUEST, "bad.request", &message, None);
             }
         };
-        let options =
-            RequestOptions { priority, deadline: Some(self.settings.deadline), ..Default::default() };
+        let options = RequestOptions {
+            priority,
+            deadline: Some(self.settings.deadline),
+            ..Default::default()
+        };
         let path = parts.uri.path();
         match self.client.send_with(request, options).await {
             Ok(response) => {
@@ -457,7 +464,9 @@ impl Proxy {
                 match response.chunk().await {
                     Ok(Some(chunk)) => {
                         let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(read.len());
-                        read.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+                        read.extend_from_slice(
+                            chunk.get(..chunk.len().min(room)).unwrap_or_default(),
+                        );
                         if chunk.len() > room {
                             cut = true;
                             break;
@@ -525,11 +534,15 @@ impl Proxy {
             Some(ApiErrorKind::TokenUnavailable { retry_at, .. }) => {
                 ("credflow.token.unavailable", retry_at.map_or(DEFAULT_RETRY_AFTER, until))
             }
-            Some(ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { wait, .. }, .. }) => {
-                ("credflow.rate.limited", Duration::from_millis(wait.as_millis()))
+            Some(ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { wait, .. }, ..
+            }) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
+            Some(ApiErrorKind::GaveUp { .. }) => {
+                ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER)
             }
-            Some(ApiErrorKind::GaveUp { .. }) => ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER),
-            Some(ApiErrorKind::DeadlineExceeded) => ("credflow.deadline.exceeded", DEFAULT_RETRY_AFTER),
+            Some(ApiErrorKind::DeadlineExceeded) => {
+                ("credflow.deadline.exceeded", DEFAULT_RETRY_AFTER)
+            }
             _ => ("credflow.unavailable", DEFAULT_RETRY_AFTER),
         }
     }
@@ -590,7 +603,9 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let mut response = full(status, value.to_string());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
