@@ -79,11 +79,12 @@ async fn admit_and_run(state: &AppState, mut request: Request, next: Next) -> Re
     let forced = lock(&state.faults).forced_429(now);
     if let Some(left) = forced {
         bump(&c.forced_429);
+        // The headers describe the forced window: spent (`inin-ratelimit-count` at the limit,
+        // not the 0 of a fresh window, which would tell a client that reads them the opposite
+        // of the 429) until the fault ends, as `Retry-After` says.
         let mut window = state.peek_api_window(&principal.client_id, now);
-        window.reset_after = window.reset_after.max(left);
-        // A 429 says the budget is spent: `inin-ratelimit-count: 0` beside it (a fresh
-        // window) would tell a client that reads the headers the opposite.
         window.count = window.count.max(window.allowed);
+        window.reset_after = left;
         let mut response = too_many_requests(&ctx, retry_after_secs(left));
         set_ratelimit_headers(response.headers_mut(), window);
         return response;
