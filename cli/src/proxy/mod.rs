@@ -78,6 +78,11 @@ pub(crate) struct ProxyArgs {
     /// Longest time one request may take in all (waits and retries) before 503.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
+    /// Share of each rate-limit window, in percent, that only critical requests may use
+    /// (X-Credflow-Priority: critical). Lower it when no caller sends critical requests, so that
+    /// the others may use the whole limit.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=90), value_name = "PERCENT")]
+    critical_reserve: u16,
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     drain: Duration,
@@ -123,6 +128,7 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let local_key = args.local_key_file.as_deref().map(read_local_key).transpose()?;
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
+    config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
     let client = credflow_reqwest::Client::new(config)?;
     let settings = server::Settings {
         local_key,
