@@ -25,6 +25,8 @@
 //!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`module::give_up`).
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
 //!   `Retry-After: 1`.
+//! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
+//!   through Redis with every proxy and process of the client id (`Config::with_shared`).
 //! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
 //!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
 //!   within `--drain`), `tracing` logs (`CREDFLOW_LOG`).
@@ -78,6 +80,15 @@ pub(crate) struct ProxyArgs {
     /// Longest time one request may take in all (waits and retries) before 503.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
+    /// Fleet mode: share one token and one rate budget with every proxy and process of the
+    /// same client id through Redis at this URL (redis://; put a password in the environment
+    /// variable, not in a flag value) [env: CREDFLOW_REDIS_URL]. Needs --fleet-key-file.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
+    /// seals the token stored in Redis [env: CREDFLOW_FLEET_KEY_FILE].
+    #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", value_name = "PATH")]
+    fleet_key_file: Option<String>,
     /// Share of each rate-limit window, in percent, that only critical requests may use
     /// (X-Credflow-Priority: critical). Lower it when no caller sends critical requests, so that
     /// the others may use the whole limit.
@@ -129,6 +140,12 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
     config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
+    let redis = args.redis.clone().or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
+    if let Some(url) = redis.filter(|u| !u.is_empty()) {
+        config = config.with_shared(fleet_store(&url, args.fleet_key_file.as_deref())?);
+    } else if args.fleet_key_file.is_some() {
+        return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
+    }
     let client = credflow_reqwest::Client::new(config)?;
     let settings = server::Settings {
         local_key,
@@ -138,6 +155,24 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
         drain: args.drain,
     };
     server::serve(client, args.listen, settings).await
+}
+
+/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key.
+fn fleet_store(
+    url: &str,
+    key_file: Option<&str>,
+) -> Result<std::sync::Arc<dyn credflow_reqwest::SharedStore>, Failure> {
+    let Some(path) = key_file else {
+        return Err(Failure::usage(
+            "--redis needs --fleet-key-file (or CREDFLOW_FLEET_KEY_FILE): the key, the same on \
+             every member of the fleet, that seals the token stored in Redis",
+        ));
+    };
+    let key = credflow_reqwest::config::read_secret_file(path, "--fleet-key-file")?;
+    let config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
+    let store = credflow_redis::RedisStore::new(config)
+        .map_err(|e| Failure::usage(format!("--redis / --fleet-key-file: {e}")))?;
+    Ok(std::sync::Arc::new(store))
 }
 
 /// The local key: the file's first line, at least 16 bytes of visible ASCII.
