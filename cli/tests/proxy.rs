@@ -77,6 +77,7 @@ async fn forwards_with_its_own_token_and_strips_what_is_not_the_upstreams() {
         .header("Connection", "x-drop-me")
         .header("X-Drop-Me", "1")
         .header("X-Keep", "1")
+        .header("Accept-Encoding", "gzip, br")
         .send()
         .await
         .unwrap();
@@ -91,7 +92,13 @@ async fn forwards_with_its_own_token_and_strips_what_is_not_the_upstreams() {
     let seen = api[0];
     assert_eq!(seen.target, "/api/v2/routing/queues?pageSize=3");
     assert_eq!(seen.header("authorization"), Some(format!("Bearer {REAL_TOKEN}").as_str()));
-    for gone in ["x-credflow-priority", "proxy-authorization", "x-drop-me", "x-credflow-key"] {
+    for gone in [
+        "x-credflow-priority",
+        "proxy-authorization",
+        "x-drop-me",
+        "x-credflow-key",
+        "accept-encoding",
+    ] {
         assert_eq!(seen.header(gone), None, "{gone} was forwarded");
     }
     assert_eq!(seen.header("x-keep"), Some("1"));

@@ -64,7 +64,7 @@ pub(crate) struct ProxyArgs {
     /// clear text. Needs --local-key-file too.
     #[arg(long)]
     allow_non_loopback: bool,
-    /// File holding the local key local clients must present [env: CREDFLOW_LOCAL_KEY_FILE].
+    /// File holding the local key local clients must present (16+ visible ASCII characters).
     #[arg(long, env = "CREDFLOW_LOCAL_KEY_FILE", value_name = "PATH")]
     local_key_file: Option<String>,
     /// Request bodies up to this many bytes are buffered (replayable on retry); larger ones
@@ -86,12 +86,11 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
-    /// seals the token stored in Redis [env: CREDFLOW_FLEET_KEY_FILE].
+    /// seals the token stored in Redis.
     #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", value_name = "PATH")]
     fleet_key_file: Option<String>,
     /// Share of each rate-limit window, in percent, that only critical requests may use
-    /// (X-Credflow-Priority: critical). Lower it when no caller sends critical requests, so that
-    /// the others may use the whole limit.
+    /// (X-Credflow-Priority: critical); it shrinks to nothing at each reset.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=90), value_name = "PERCENT")]
     critical_reserve: u16,
     /// On SIGTERM, how long in-flight requests may take to finish.
