@@ -1,9 +1,10 @@
 //! `credflow proxy`: a local HTTP/1.1 sidecar that gives services in any language credflow.
 //!
 //! Local clients (an SDK pointed at `http://127.0.0.1:8080`) send API requests without a real
-//! token; the proxy forwards each through the std adapter's [`Client::send_with`]: its token
-//! attached (any inbound `Authorization` replaced), paced to the server's rate limit, retried
-//! per the core's verdicts, breakers and diagnosis included. What the proxy decides itself:
+//! token; the proxy forwards each through the std adapter's
+//! [`Client::send_with`](credflow_reqwest::Client::send_with): its token attached (any inbound
+//! `Authorization` replaced), paced to the server's rate limit, retried per the core's
+//! verdicts, breakers and diagnosis included. What the proxy decides itself:
 //!
 //! - **Placeholder tokens.** SDKs that fetch a token themselves `POST /oauth/token` on the
 //!   login host they derive from the API host; the proxy answers with a placeholder (the
@@ -22,7 +23,7 @@
 //!   `ININ-Correlation-Id` goes back as sent.
 //! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `max_wait`, the
 //!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
-//!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`module::give_up`).
+//!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
 //!   `Retry-After: 1`.
 //! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
