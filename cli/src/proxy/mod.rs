@@ -146,8 +146,12 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     } else if args.fleet_key_file.is_some() {
         return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
     }
+    // Before the client: its clock starts within `new`, so waits it names are never
+    // under-counted (they are rounded up to whole seconds for Retry-After anyway).
+    let started = std::time::Instant::now();
     let client = credflow_reqwest::Client::new(config)?;
     let settings = server::Settings {
+        started,
         local_key,
         max_body: args.max_body,
         max_pending: args.max_pending,

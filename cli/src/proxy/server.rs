@@ -41,6 +41,8 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What `credflow proxy`'s flags set.
 pub(crate) struct Settings {
+    /// Taken just before the client was built: the core's instants count from (about) here.
+    pub(crate) started: StdInstant,
     pub(crate) local_key: Option<Zeroizing<Vec<u8>>>,
     pub(crate) max_body: usize,
     pub(crate) max_pending: usize,
@@ -52,7 +54,7 @@ struct Proxy {
     client: Client,
     settings: Settings,
     metrics: Metrics,
-    /// Taken just after the client was built: the core's instants count from (about) here.
+    /// [`Settings::started`].
     started: StdInstant,
 }
 
@@ -63,7 +65,7 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     settings: Settings,
 ) -> Result<(), Failure> {
-    let started = StdInstant::now();
+    let started = settings.started;
     let listener = TcpListener::bind(addr).await.map_err(|e| Failure {
         code: 5,
         message: format!("--listen {addr}: cannot listen: {e}"),
