@@ -4,7 +4,8 @@
 //! answers `{}` at once and sends no rate-limit headers, so the proxy never paces: this is the
 //! price of the hop itself (parse, queue, token, forward, stream back).
 //!
-//! `cargo bench -p credflow-cli --bench proxy` (`PROXY_BENCH_SECONDS`, default 3, per run).
+//! `cargo bench -p credflow-cli --bench proxy` (`PROXY_BENCH_SECONDS`, default 3, per run;
+//! `PROXY_WORKER_THREADS=N` gives the proxy N tokio workers instead of one per core).
 //! Not a test: nothing here asserts a time. BENCHMARKS.md has the numbers of the last run.
 
 use std::convert::Infallible;
@@ -105,7 +106,7 @@ async fn main() {
     let mut proxy = tokio::process::Command::new(env!("CARGO_BIN_EXE_credflow"));
     proxy.env_clear();
     // The proxy's tokio runtime size, if the run sets one (default: one worker per core).
-    if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
+    if let Ok(threads) = std::env::var("PROXY_WORKER_THREADS") {
         proxy.env("TOKIO_WORKER_THREADS", threads);
     }
     let mut proxy = proxy
