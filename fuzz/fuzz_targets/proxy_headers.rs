@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
     let chunked = flags & 1 == 1;
     let (headers, form) = split_head(rest);
     let values = |name: &'static str| {
-        headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| *v)
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| *v)
     };
 
     // Priority: exactly one of the three names, trimmed, any case; else refused.
@@ -72,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
     let named = rules::named_in_connection(values("connection"));
     assert!(named.len() <= rules::MAX_CONNECTION_NAMES);
     for name in &named {
-        assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()));
+        assert!(
+            !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+        );
     }
 
     // Stripping: hop-by-hop and credflow's own go, the correlation id stays.
@@ -87,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
     for own in [rules::PRIORITY_HEADER, rules::KEY_HEADER, "authorization", "host"] {
         assert!(rules::strip_inbound(own));
     }
-    assert!(!rules::strip_inbound("inin-correlation-id") && !rules::strip_outbound("inin-correlation-id"));
+    assert!(
+        !rules::strip_inbound("inin-correlation-id")
+            && !rules::strip_outbound("inin-correlation-id")
+    );
 
     // The presented key: borrowed from the input, compared exactly.
     let key_header = values(rules::KEY_HEADER).next();
