@@ -16,6 +16,7 @@ mod check;
 mod demo;
 mod output;
 mod progress;
+mod proxy;
 mod scope_probe;
 
 use std::io::{IsTerminal, Read, Write};
@@ -136,6 +137,9 @@ enum Command {
     },
     /// Run the Genesys Cloud emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Run a local sidecar that forwards API requests with credflow's token, pacing and
+    /// retries: SDKs in any language point their API host at it.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// A failure with its exit code, printed on stderr.
@@ -181,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Proxy(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -199,8 +203,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr: `CREDFLOW_LOG` (an `EnvFilter`), else by `-v`; a proxy logs its requests and
+/// the client's warnings by default.
+fn init_logging(verbose: u8, proxy: bool) {
     let default = match verbose {
+        0 if proxy => "credflow::proxy=info,credflow_reqwest=warn",
         0 => "off",
         1 => "credflow_reqwest=info",
         _ => "credflow_reqwest=debug,credflow_emulator=debug",
@@ -252,6 +259,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             check::run(&cli.target, &probes).await?;
             if rate_limit_scope { scope_probe::run(&cli.target).await } else { Ok(()) }
         }
+        Command::Proxy(args) => proxy::run(&cli.target, args).await,
     }
 }
 

@@ -89,7 +89,9 @@ async fn extra_roots_beside_a_given_transport_are_refused_not_ignored() {
     assert_eq!(client.send(request).await.unwrap().status(), 200);
 }
 
-fn read_ca_pem(emu: &credflow_emulator::EmulatorHandle) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+fn read_ca_pem(
+    emu: &credflow_emulator::EmulatorHandle,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     let dir = std::env::temp_dir().join(format!("credflow-tls-given-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pem = dir.join("ca.pem");

@@ -78,7 +78,10 @@
 //! Admitted requests and their 429s carry `inin-ratelimit-count`, `-allowed` and `-reset`.
 //!
 //! Routes: `GET|HEAD|DELETE /api/v2/tokens/me`, `GET /api/v2/routing/queues` (permission
-//! `routing:queue:view`, `pageSize` 1..=500, `pageNumber` ≥ 1),
+//! `routing:queue:view`, `pageSize` 1..=500, `pageNumber` ≥ 1, `name` with a leading or
+//! trailing `*` as wildcard; `previousUri` from page 2 on), `GET /api/v2/routing/queues/{id}`
+//! (a queue's `selfUri`), `GET /api/v2/users` (12 fake users, paged), `GET
+//! /api/v2/organizations/me`,
 //! `POST /api/v2/analytics/conversations/details/query` (permission
 //! `analytics:conversationDetail:view`, a JSON object with an `interval` string). There is no
 //! unauthenticated health route: every `/api/` path wants a token, as on Genesys. Unknown paths
