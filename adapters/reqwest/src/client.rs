@@ -772,9 +772,11 @@ impl Client {
                 let decision = match session.authorize(now, &mut guard.state) {
                     Authorize::Send { token, .. } => Step::Send(bearer(token)),
                     Authorize::Wait { until, reason } => Step::Wait(until, reason),
-                    Authorize::Fail(e) => {
-                        Step::Fail(Error::naming_the_fleet(e, now, fleet_wait_until))
-                    }
+                    Authorize::Fail(e) => Step::Fail(Error::naming_the_fleet(
+                        session.error_detail(e),
+                        now,
+                        fleet_wait_until,
+                    )),
                 };
                 shared.drain(&mut session);
                 decision
@@ -851,6 +853,7 @@ impl Client {
                         &HeaderMapRef(response.headers()),
                         body.as_ref().map_or(b"", |b| &b.read[..]),
                     );
+                    let verdict = failed(&session, verdict);
                     shared.settle(&mut session, now);
                     drop(session);
                     Shared::fleet_report(&shared, now, status, response.headers());
@@ -859,15 +862,18 @@ impl Client {
                 Err((kind, error)) => {
                     let mut session = shared.lock();
                     let verdict = session.handle_transport_error(now, &mut guard.state, kind);
+                    let verdict = failed(&session, verdict);
                     shared.drain(&mut session);
                     drop(session);
                     (verdict, Err(Error::transport_boxed(format!("{label} failed"), error)))
                 }
             };
             match verdict {
-                Verdict::Done => return response,
-                Verdict::Fail(e) => return Err(e.into()),
-                Verdict::Retry { at, reason, .. } => {
+                Ok(Verdict::Done) => return response,
+                Err(e) => return Err(e),
+                // Taken out by `failed` already; kept total.
+                Ok(Verdict::Fail(e)) => return Err(e.into()),
+                Ok(Verdict::Retry { at, reason, .. }) => {
                     if !replayable {
                         debug!(%label, ?reason, "not retried: the request body cannot be replayed");
                         return response;
@@ -893,13 +899,18 @@ impl Client {
     }
 }
 
+/// A failing `verdict` as the adapter's error, with what the server said about it (read from
+/// the session under the lock that decided it, before another request's failure replaces it).
+fn failed(session: &CoreSession, verdict: Verdict) -> Result<Verdict, Error> {
+    match verdict {
+        Verdict::Fail(e) => Err(session.error_detail(e).into()),
+        other => Ok(other),
+    }
+}
+
 /// The session's own error for a request whose deadline passed while it waited.
 fn deadline_exceeded() -> Error {
-    Error::from(ApiError {
-        kind: ApiErrorKind::DeadlineExceeded,
-        status: None,
-        correlation_id: None,
-    })
+    Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None })
 }
 
 /// Awaits `wait`, or fails with [`deadline_exceeded`] when `give_up` comes first.
@@ -1399,7 +1410,7 @@ impl Shared {
                 let status = match session.check_token_before(now, Some(deadline)) {
                     TokenStatus::Ready(..) => None,
                     TokenStatus::Pending { until } => Some(until),
-                    TokenStatus::Unavailable(e) => return Err(e.into()),
+                    TokenStatus::Unavailable(e) => return Err(session.error_detail(e).into()),
                 };
                 self.sync_cache(&session, now);
                 self.drain(&mut session);

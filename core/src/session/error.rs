@@ -11,49 +11,50 @@ use crate::oauth::{OAuthError, ResponseError};
 use crate::retry::policy::{GiveUpReason, TransportKind};
 use crate::time::{Duration, Instant};
 
-/// What went wrong, in terms a caller can act on. Carries the server's codes and the correlation
-/// id wherever there was a response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What went wrong, in terms a caller can act on: small and `Copy`, to return and keep by value.
+///
+/// What the server said about it (its error text and codes, a 403's diagnosis, the correlation
+/// id) stays in the session that returned the error, read on request with
+/// [`Session::error_detail`](super::Session::error_detail), as the last token failure is read
+/// with [`Session::last_token_failure`](super::Session::last_token_failure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ApiError {
     /// What happened.
     pub kind: ApiErrorKind,
     /// The HTTP status of the last response, if there was one.
     pub status: Option<u16>,
-    /// The platform's correlation id (`ININ-Correlation-Id`, `X-Request-Id` or `contextId`).
-    pub correlation_id: Option<CorrelationId>,
 }
 
 /// The kinds of [`ApiError`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ApiErrorKind {
     /// The token endpoint refused the credentials, or answered in a way no retry can change (a
     /// redirect, an unusable response: see `reason`); nothing is retried until the credentials
-    /// change.
+    /// change. The server's error, when it sent one, is the session's
+    /// [`last_token_error`](super::Session::last_token_error).
     CredentialsRejected {
         /// Why, in OAuth terms.
         reason: RejectReason,
-        /// The server's error, when it sent one. Copied into the error with the `diagnosis`
-        /// feature only; without it `None`, and [`Session::last_token_error`](super::Session::last_token_error) has it.
-        oauth: Option<OAuthError>,
     },
     /// No token could be obtained in time: the token endpoint is down or rate-limited, its
     /// breaker is open, the next token request would come after the caller's deadline, or its
     /// answers cannot be used as tokens. `retry_at` says when the next token request is planned
-    /// (`None`: none is, until the configuration changes, or one is in flight).
+    /// (`None`: none is, until the configuration changes, or one is in flight). What went
+    /// wrong with the last token request is the session's
+    /// [`last_token_failure`](super::Session::last_token_failure) (the error's `status` is its
+    /// status).
     TokenUnavailable {
         /// When the next token request may go out.
         retry_at: Option<Instant>,
-        /// What went wrong with the last token request, if one failed. Copied into the error
-        /// with the `diagnosis` feature only; without it `None`, and
-        /// [`Session::last_token_failure`](super::Session::last_token_failure) has it (the error's `status` and `correlation_id`
-        /// are the failure's in both cases).
-        last: Option<TokenFailureReport>,
     },
     /// The API rejected a fresh token too (401 twice).
     Unauthorized,
-    /// 403: the client lacks a permission or scope. Not retried.
-    Forbidden(Diagnosis),
+    /// 403: the client lacks a permission or scope. Not retried. The server's diagnosis is in
+    /// the session's [`error_detail`](super::Session::error_detail).
+    Forbidden,
     /// The circuit breaker for this host is open until `until`.
     CircuitOpen {
         /// When it lets a probe through.
@@ -71,26 +72,25 @@ pub enum ApiErrorKind {
 }
 
 impl ApiError {
-    pub(super) fn new(kind: ApiErrorKind) -> Self {
-        ApiError { kind, status: None, correlation_id: None }
+    pub(super) const fn new(kind: ApiErrorKind) -> Self {
+        ApiError { kind, status: None }
     }
 
-    /// A one-line explanation of the likely cause.
+    /// A one-line explanation of the likely cause. [`ErrorDetail::likely_cause`] is more
+    /// specific about a failed token request.
     pub fn likely_cause(&self) -> &'static str {
         match &self.kind {
-            ApiErrorKind::CredentialsRejected { reason, .. } => reason.likely_cause(),
-            ApiErrorKind::TokenUnavailable { last: Some(report), .. } => report.likely_cause(),
-            // An answer whose report was not copied (no `diagnosis` feature).
-            ApiErrorKind::TokenUnavailable { last: None, .. } if self.status.is_some() => {
+            ApiErrorKind::CredentialsRejected { reason } => reason.likely_cause(),
+            ApiErrorKind::TokenUnavailable { .. } if self.status.is_some() => {
                 "the token endpoint's answer was not a token: the session's last token failure says why"
             }
-            ApiErrorKind::TokenUnavailable { last: None, .. } => {
+            ApiErrorKind::TokenUnavailable { .. } => {
                 "the token endpoint did not answer in time: unreachable, overloaded or in maintenance"
             }
             ApiErrorKind::Unauthorized => {
                 "a fresh token was rejected too: the token belongs to another environment, or the OAuth client was disabled"
             }
-            ApiErrorKind::Forbidden(_) => {
+            ApiErrorKind::Forbidden => {
                 "the OAuth client's roles lack a permission this request needs"
             }
             ApiErrorKind::CircuitOpen { .. } => {
@@ -100,57 +100,144 @@ impl ApiError {
             ApiErrorKind::DeadlineExceeded => "the request's deadline passed while waiting",
         }
     }
+
+    /// What happened, without the server's details ([`ErrorDetail`] adds them).
+    fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ApiErrorKind::CredentialsRejected { reason } => f.write_str(match reason {
+                // A redirect or an unusable answer stops token requests too, but says nothing
+                // about the credentials.
+                RejectReason::Redirected | RejectReason::UnusableResponse => {
+                    "token requests stopped"
+                }
+                _ => "credentials rejected",
+            }),
+            ApiErrorKind::TokenUnavailable { .. } => f.write_str("no token available"),
+            ApiErrorKind::Unauthorized => f.write_str("unauthorized (401) even with a fresh token"),
+            ApiErrorKind::Forbidden => f.write_str("forbidden (403)"),
+            ApiErrorKind::CircuitOpen { until } => write!(f, "circuit open until {until}"),
+            ApiErrorKind::GaveUp { reason, last } => write!(f, "gave up after {last:?}: {reason}"),
+            ApiErrorKind::DeadlineExceeded => f.write_str("deadline exceeded"),
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
+    /// `credentials rejected (InvalidClient)`, `no token available: the token endpoint answered
+    /// HTTP 503`, `forbidden (403)`: what happened and the status, without the server's text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            ApiErrorKind::CredentialsRejected { reason, oauth } => {
-                // A redirect or an unusable answer stops token requests too, but says nothing
-                // about the credentials.
-                f.write_str(match reason {
-                    RejectReason::Redirected | RejectReason::UnusableResponse => {
-                        "token requests stopped"
-                    }
-                    _ => "credentials rejected",
-                })?;
-                match oauth {
-                    Some(e) => write!(f, ": {e}")?,
-                    None => write!(f, " ({reason:?})")?,
-                }
+        self.write_summary(f)?;
+        match (&self.kind, self.status) {
+            (ApiErrorKind::CredentialsRejected { reason }, _) => write!(f, " ({reason:?})"),
+            (ApiErrorKind::TokenUnavailable { .. }, Some(status)) => {
+                write!(f, ": the token endpoint answered HTTP {status}")
             }
-            ApiErrorKind::TokenUnavailable { last: Some(report), .. } => {
-                write!(f, "no token available: {report}")?
+            (ApiErrorKind::TokenUnavailable { .. }, None) => {
+                f.write_str(": the token endpoint did not answer")
             }
-            ApiErrorKind::TokenUnavailable { last: None, .. } => match self.status {
-                // An answer whose report was not copied (no `diagnosis` feature).
-                Some(status) => {
-                    write!(f, "no token available: the token endpoint answered HTTP {status}")?
-                }
-                None => f.write_str("no token available: the token endpoint did not answer")?,
-            },
-            ApiErrorKind::Unauthorized => {
-                f.write_str("unauthorized (401) even with a fresh token")?
-            }
-            ApiErrorKind::Forbidden(d) => write!(f, "forbidden (403): {d}")?,
-            ApiErrorKind::CircuitOpen { until } => write!(f, "circuit open until {until}")?,
-            ApiErrorKind::GaveUp { reason, last } => write!(f, "gave up after {last:?}: {reason}")?,
-            ApiErrorKind::DeadlineExceeded => f.write_str("deadline exceeded")?,
+            _ => Ok(()),
         }
-        if let Some(id) = &self.correlation_id {
+    }
+}
+
+impl core::error::Error for ApiError {}
+
+/// An [`ApiError`] with what the server said about it, borrowed from the session that returned
+/// it ([`Session::error_detail`](super::Session::error_detail)): the last failed token
+/// request for the token kinds, the answer's correlation id and a 403's diagnosis for the
+/// others. Every text in it that came from the server is bounded and has the client's
+/// credentials masked ([`crate::redact`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorDetail<'s> {
+    pub(super) error: ApiError,
+    pub(super) token_failure: Option<&'s TokenFailureReport>,
+    pub(super) correlation_id: Option<&'s CorrelationId>,
+    pub(super) forbidden: Option<&'s Diagnosis>,
+}
+
+impl<'s> ErrorDetail<'s> {
+    /// The error.
+    pub fn error(&self) -> ApiError {
+        self.error
+    }
+
+    /// For [`CredentialsRejected`](ApiErrorKind::CredentialsRejected) and
+    /// [`TokenUnavailable`](ApiErrorKind::TokenUnavailable): the last failed token request.
+    pub fn token_failure(&self) -> Option<&'s TokenFailureReport> {
+        self.token_failure
+    }
+
+    /// The server's error for a refused token request (RFC 6749 §5.2), if it sent one.
+    pub fn oauth(&self) -> Option<&'s OAuthError> {
+        match &self.token_failure?.problem {
+            TokenProblem::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// For [`Forbidden`](ApiErrorKind::Forbidden): what the server said was missing.
+    pub fn forbidden(&self) -> Option<&'s Diagnosis> {
+        self.forbidden
+    }
+
+    /// The platform's correlation id (`ININ-Correlation-Id`, `X-Request-Id` or `contextId`)
+    /// of the answer the error is about.
+    pub fn correlation_id(&self) -> Option<&'s CorrelationId> {
+        self.correlation_id
+    }
+
+    /// The server's code: the OAuth error code (`invalid_client`) or the Genesys body's
+    /// (`missing.permissions`).
+    pub fn code(&self) -> Option<&'s str> {
+        match self.forbidden {
+            Some(diagnosis) => diagnosis.code.as_deref(),
+            None => self.oauth().and_then(|e| e.code.as_ref()).map(|code| code.as_str()),
+        }
+    }
+
+    /// A one-line explanation of the likely cause: the last token failure's, else the error's.
+    pub fn likely_cause(&self) -> &'static str {
+        match (self.error.kind, self.token_failure) {
+            (ApiErrorKind::TokenUnavailable { .. }, Some(report)) => report.likely_cause(),
+            _ => self.error.likely_cause(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorDetail<'_> {
+    /// `credentials rejected: invalid_client (HTTP 401): …`, `no token available: HTTP 200:
+    /// token response is not a JSON object (…)`, `forbidden (403): missing permission …`, each
+    /// followed by ` [correlation id …]` where there was one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.error.kind, self.token_failure, self.forbidden) {
+            (ApiErrorKind::CredentialsRejected { .. }, _, _) if self.oauth().is_some() => {
+                self.error.write_summary(f)?;
+                if let Some(e) = self.oauth() {
+                    write!(f, ": {e}")?;
+                }
+            }
+            (ApiErrorKind::TokenUnavailable { .. }, Some(report), _) => {
+                self.error.write_summary(f)?;
+                write!(f, ": {report}")?;
+            }
+            (ApiErrorKind::Forbidden, _, Some(diagnosis)) => {
+                self.error.write_summary(f)?;
+                write!(f, ": {diagnosis}")?;
+            }
+            _ => write!(f, "{}", self.error)?,
+        }
+        if let Some(id) = self.correlation_id {
             write!(f, " [correlation id {id}]")?;
         }
         Ok(())
     }
 }
 
-impl core::error::Error for ApiError {}
-
 /// Capacity of [`TokenProblem::Unusable`]'s media type, in bytes.
 pub const CONTENT_TYPE_CAPACITY: usize = 48;
 
 /// What went wrong with a token request.
-// Kept in the session and in errors by value; boxing is not available without an allocator.
+// Kept in the session by value; boxing is not available without an allocator.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -38,10 +38,13 @@ mod token;
 mod tests;
 
 pub use endpoint::{SetupError, TokenEndpoint};
-pub use error::{ApiError, ApiErrorKind, CONTENT_TYPE_CAPACITY, TokenFailureReport, TokenProblem};
+pub use error::{
+    ApiError, ApiErrorKind, CONTENT_TYPE_CAPACITY, ErrorDetail, TokenFailureReport, TokenProblem,
+};
 pub use events::{BreakerTarget, Event, Reason};
 use hosts::CallEnd;
 pub use hosts::HostKey;
+use request::ResponseFailure;
 pub use request::{Authorize, RequestSpec, RequestState, RetryReason, Verdict, WaitReason};
 pub use token::TokenStatus;
 
@@ -161,6 +164,8 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     /// The last failed token request, kept for the errors callers get while waiting; cleared
     /// when a token is obtained.
     last_token_failure: Option<TokenFailureReport>,
+    /// The last API response that failed a request, kept for [`error_detail`](Self::error_detail).
+    last_response_failure: ResponseFailure,
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
     #[cfg(feature = "jwt")]
     last_assertion: Option<crate::oauth::JwtInputs>,
@@ -257,6 +262,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             rng: Rng::new(seed),
             wall: None,
             last_token_failure: None,
+            last_response_failure: ResponseFailure::default(),
             #[cfg(feature = "jwt")]
             last_assertion: None,
             token_probe: false,
@@ -301,6 +307,33 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// response, a transport failure, no answer in time); cleared when a token is obtained.
     pub fn last_token_failure(&self) -> Option<&TokenFailureReport> {
         self.last_token_failure.as_ref()
+    }
+
+    /// What the server said about `error`, which this session returned last: the last token
+    /// failure for [`CredentialsRejected`](ApiErrorKind::CredentialsRejected) and
+    /// [`TokenUnavailable`](ApiErrorKind::TokenUnavailable); the correlation id and, for
+    /// [`Forbidden`](ApiErrorKind::Forbidden), the diagnosis of the response that failed a
+    /// request for the other kinds with a status; nothing for the kinds without one (an open
+    /// breaker, a deadline). Read it before the session handles another failure.
+    pub fn error_detail(&self, error: ApiError) -> ErrorDetail<'_> {
+        let mut detail =
+            ErrorDetail { error, token_failure: None, correlation_id: None, forbidden: None };
+        match error.kind {
+            ApiErrorKind::CredentialsRejected { .. } | ApiErrorKind::TokenUnavailable { .. } => {
+                detail.token_failure = self.last_token_failure.as_ref();
+                detail.correlation_id =
+                    detail.token_failure.and_then(|r| r.correlation_id.as_ref());
+            }
+            _ if error.status.is_some() => {
+                let response = &self.last_response_failure;
+                detail.correlation_id = response.correlation_id.as_ref();
+                if error.kind == ApiErrorKind::Forbidden {
+                    detail.forbidden = response.forbidden.as_ref();
+                }
+            }
+            _ => {}
+        }
+        detail
     }
 
     /// The client's credentials and token as they are masked in server text at `now` (see

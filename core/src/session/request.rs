@@ -4,7 +4,7 @@ use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
 use crate::breaker::Admission;
-use crate::classify::{CorrelationId, ResponseClass, classify_response};
+use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
 use crate::ratelimit::pacer::{Pace, PaceReason, Priority};
@@ -122,8 +122,6 @@ pub enum WaitReason {
 }
 
 /// The answer to [`Session::authorize`].
-// Returned by value and consumed at once; boxing is not available without an allocator.
-#[allow(clippy::large_enum_variant)]
 #[must_use]
 pub enum Authorize<'s, const N: usize> {
     /// Send now with `Authorization: Bearer <token>`; report the outcome with the same state.
@@ -173,9 +171,7 @@ pub enum RetryReason {
 }
 
 /// The session's verdict on one attempt's outcome.
-// Returned by value and consumed at once; boxing is not available without an allocator.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Verdict {
     /// Hand the response to the caller as it is (success, or a permanent answer such as 404).
@@ -321,9 +317,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
         // Masked now, while the token that was sent is still held (a 401 drops it below).
         self.mask_classified(now, &mut classified);
-        let correlation = classified.correlation_id.clone();
+        let correlation = classified.correlation_id;
         let probe = core::mem::take(&mut req.probe);
         let host = req.spec.host;
+        let mut forbidden = None;
         let mut verdict = match classified.class {
             ResponseClass::Success | ResponseClass::Permanent { .. } => {
                 self.report_to_host_breaker(now, host, CallEnd::Success);
@@ -331,7 +328,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             }
             ResponseClass::Forbidden(diagnosis) => {
                 self.report_to_host_breaker(now, host, CallEnd::Success);
-                Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden(diagnosis)))
+                forbidden = Some(diagnosis);
+                Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden))
             }
             ResponseClass::Unauthorized { .. } => {
                 count(&mut self.counters.unauthorized);
@@ -377,7 +375,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 self.retry(now, req, failure, retry_after, RetryReason::ServerError(status))
             }
         };
-        self.finish(&mut verdict, Some(status), correlation);
+        if let Verdict::Fail(error) = &mut verdict {
+            error.status = Some(status);
+            self.last_response_failure = ResponseFailure { correlation_id: correlation, forbidden };
+            count(&mut self.counters.failed);
+        }
         verdict
     }
 
@@ -410,9 +412,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         req.probe = false;
         let host = req.spec.host;
         self.report_to_host_breaker(now, host, CallEnd::Failure);
-        let mut verdict =
+        let verdict =
             self.retry(now, req, Failure::Transport(kind), None, RetryReason::Transport(kind));
-        self.finish(&mut verdict, None, None);
+        if matches!(verdict, Verdict::Fail(_)) {
+            count(&mut self.counters.failed);
+        }
         verdict
     }
 
@@ -463,27 +467,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
     }
 
-    /// Completes a failing `verdict` in place (it is large: moving it costs a copy) with the
-    /// response's status and correlation id where it has none, and counts it.
-    fn finish(
-        &mut self,
-        verdict: &mut Verdict,
-        status: Option<u16>,
-        correlation: Option<CorrelationId>,
-    ) {
-        if let Verdict::Fail(error) = verdict {
-            if error.status.is_none() {
-                error.status = status;
-            }
-            if error.correlation_id.is_none() {
-                error.correlation_id = correlation;
-            }
-            count(&mut self.counters.failed);
-        }
-    }
-
-    /// Counts a failed request and answers it with an error of `kind` (built here, not at each
-    /// call site: each built its own and copied it into the answer).
+    /// Counts a failed request and answers it with an error of `kind`.
     fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N> {
         self.fail_with(ApiError::new(kind))
     }
@@ -502,4 +486,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let value = headers.get("retry-after")?;
         crate::http::retry_after::parse_retry_after(value)?.delay(self.reference(now, headers))
     }
+}
+
+/// What the session keeps of the last API response that failed a request, for
+/// [`Session::error_detail`]: its correlation id and a 403's diagnosis, masked.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ResponseFailure {
+    pub(super) correlation_id: Option<CorrelationId>,
+    pub(super) forbidden: Option<Diagnosis>,
 }

@@ -124,8 +124,8 @@ fn new_in_builds_in_the_slot_or_leaves_it() {
     assert_eq!(sent, (expected.path, expected.authorization.map(str::len)));
 }
 
-/// A failing verdict carries the response's status and correlation id and is counted once;
-/// a transport failure's has neither; retries and successes are not counted as failures.
+/// A failing verdict carries the response's status, its detail the correlation id, and it is
+/// counted once; a transport failure's has neither; retries and successes are not counted as failures.
 #[test]
 fn failing_verdicts_are_completed_and_counted() {
     let mut s = with_token();
@@ -140,7 +140,8 @@ fn failing_verdicts_are_completed_and_counted() {
     match s.handle_response(now, &mut req, 403, &headers, b"") {
         Verdict::Fail(e) => {
             assert_eq!(e.status, Some(403));
-            assert_eq!(e.correlation_id.as_ref().map(CorrelationId::as_str), Some("c-403"));
+            let id = s.error_detail(e).correlation_id();
+            assert_eq!(id.map(CorrelationId::as_str), Some("c-403"));
         }
         other => panic!("{other:?}"),
     }
@@ -158,7 +159,10 @@ fn failing_verdicts_are_completed_and_counted() {
     );
     assert!(matches!(s.authorize(now, &mut req), Authorize::Send { .. }));
     match s.handle_transport_error(now, &mut req, TransportKind::Reset) {
-        Verdict::Fail(e) => assert_eq!((e.status, e.correlation_id), (None, None)),
+        Verdict::Fail(e) => {
+            assert_eq!(e.status, None);
+            assert_eq!(s.error_detail(e).correlation_id(), None);
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(s.counters().failed, 2);

@@ -25,8 +25,6 @@ use crate::text::push_decimal;
 use crate::time::{Duration, Instant, UnixTime, WallClock};
 
 /// The answer to [`Session::check_token`].
-// Returned by value and consumed at once; boxing is not available without an allocator.
-#[allow(clippy::large_enum_variant)]
 #[must_use]
 pub enum TokenStatus<'s, const N: usize> {
     /// A usable token and its timing.
@@ -598,34 +596,25 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         (breaker_open || past_deadline || unfixed).then(|| self.token_error(None, retry_at))
     }
 
-    /// The error of a caller without a token, naming the last token failure (its status and
-    /// correlation id too): [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped
-    /// for `rejected` credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with
-    /// the next token request at `retry_at` (token requests stopped because the answers cannot
-    /// be used are not a matter of credentials). Without the `diagnosis` feature, the error
-    /// carries no copy of the failure's details (`oauth` and `last` are `None`): they stay in
-    /// the session, read on request with [`last_token_failure`](Self::last_token_failure).
+    /// The error of a caller without a token, with the last token failure's status:
+    /// [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped for `rejected`
+    /// credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with the next token
+    /// request at `retry_at` (token requests stopped because the answers cannot be used are not
+    /// a matter of credentials). The failure itself stays in the session
+    /// ([`error_detail`](Self::error_detail)).
     pub(super) fn token_error(
         &self,
         rejected: Option<RejectReason>,
         retry_at: Option<Instant>,
     ) -> ApiError {
-        let last = self.last_token_failure.as_ref();
-        let status = last.and_then(TokenFailureReport::status);
-        let correlation_id = last.and_then(|r| r.correlation_id.clone());
-        // Each kind copies only what it carries (the report's texts are several hundred bytes).
-        let copied = last.filter(|_| cfg!(feature = "diagnosis"));
         let kind = match rejected {
             Some(reason) if reason != RejectReason::UnusableResponse => {
-                let oauth = copied.and_then(|r| match &r.problem {
-                    TokenProblem::Refused(e) => Some(e.clone()),
-                    _ => None,
-                });
-                ApiErrorKind::CredentialsRejected { reason, oauth }
+                ApiErrorKind::CredentialsRejected { reason }
             }
-            _ => ApiErrorKind::TokenUnavailable { retry_at, last: copied.cloned() },
+            _ => ApiErrorKind::TokenUnavailable { retry_at },
         };
-        ApiError { kind, status, correlation_id }
+        let status = self.last_token_failure.as_ref().and_then(TokenFailureReport::status);
+        ApiError { kind, status }
     }
 }
 
