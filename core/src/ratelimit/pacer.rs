@@ -131,12 +131,13 @@ impl PacerConfig {
     /// (shares are capped at 999 ‰, a zero burst or window counts as 1); these are the likely
     /// mistakes.
     pub fn validate(&self) -> Result<(), PacerConfigError> {
+        let too_large = |field, permille| PacerConfigError::ShareTooLarge { field, permille };
         if self.critical_reserve_permille >= 1000 {
-            Err(PacerConfigError::ShareTooLarge { permille: self.critical_reserve_permille })
+            Err(too_large("critical_reserve_permille", self.critical_reserve_permille))
         } else if self.background_floor_permille >= 1000 {
-            Err(PacerConfigError::ShareTooLarge { permille: self.background_floor_permille })
+            Err(too_large("background_floor_permille", self.background_floor_permille))
         } else if self.burst_permille >= 1000 {
-            Err(PacerConfigError::ShareTooLarge { permille: self.burst_permille })
+            Err(too_large("burst_permille", self.burst_permille))
         } else if self.burst == 0 {
             Err(PacerConfigError::ZeroBurst)
         } else if self.default_window.is_zero() {
@@ -154,6 +155,9 @@ impl PacerConfig {
 pub enum PacerConfigError {
     /// A reserve or floor of 1000 ‰ or more would starve the priorities below it.
     ShareTooLarge {
+        /// The share's field (`critical_reserve_permille`, `background_floor_permille` or
+        /// `burst_permille`).
+        field: &'static str,
         /// The configured share.
         permille: u16,
     },
@@ -166,9 +170,9 @@ pub enum PacerConfigError {
 impl fmt::Display for PacerConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PacerConfigError::ShareTooLarge { permille } => write!(
+            PacerConfigError::ShareTooLarge { field, permille } => write!(
                 f,
-                "pacer share {permille}\u{2030} leaves nothing to lower priorities: use less than 1000"
+                "pacer {field} {permille}\u{2030} leaves nothing to lower priorities: use less than 1000"
             ),
             PacerConfigError::ZeroBurst => {
                 f.write_str("pacer burst is zero: use 1 for strict spacing")

@@ -5,9 +5,12 @@ use core::fmt;
 use heapless::{String, Vec};
 
 use super::{ENDPOINT_CAPACITY, EXTRA_PARAMS};
+use crate::breaker::BreakerConfigError;
 use crate::http::url::{PlainHttp, Url, UrlError};
 use crate::lifecycle::ConfigError;
 use crate::oauth::AuthMethod;
+use crate::ratelimit::pacer::PacerConfigError;
+use crate::retry::backoff::BackoffError;
 use crate::time::Duration;
 
 /// What the session asks the token endpoint for, owned (no allocation).
@@ -47,8 +50,20 @@ pub enum SetupError {
     /// More than [`EXTRA_PARAMS`] extra parameters, or one that does not fit what is left of
     /// the endpoint's capacity.
     TooManyExtraParams,
-    /// A lifecycle setting is inconsistent.
+    /// A setting of [`SessionConfig::lifecycle`](super::SessionConfig::lifecycle) is
+    /// inconsistent.
     Lifecycle(ConfigError),
+    /// [`SessionConfig::retry`](super::SessionConfig::retry)'s backoff is almost certainly a
+    /// mistake (a zero base or multiplier, a base above the cap).
+    RetryBackoff(BackoffError),
+    /// [`SessionConfig::token_breaker`](super::SessionConfig::token_breaker) is almost
+    /// certainly a mistake.
+    TokenBreaker(BreakerConfigError),
+    /// [`SessionConfig::api_breaker`](super::SessionConfig::api_breaker) is almost certainly a
+    /// mistake.
+    ApiBreaker(BreakerConfigError),
+    /// [`SessionConfig::pacer`](super::SessionConfig::pacer) is almost certainly a mistake.
+    Pacer(PacerConfigError),
 }
 
 impl fmt::Display for SetupError {
@@ -63,6 +78,10 @@ impl fmt::Display for SetupError {
                 write!(f, "more than {EXTRA_PARAMS} extra parameters, or one too long: {HINT}")
             }
             SetupError::Lifecycle(e) => write!(f, "lifecycle configuration: {e}"),
+            SetupError::RetryBackoff(e) => write!(f, "retry configuration: {e}"),
+            SetupError::TokenBreaker(e) => write!(f, "token_breaker configuration: {e}"),
+            SetupError::ApiBreaker(e) => write!(f, "api_breaker configuration: {e}"),
+            SetupError::Pacer(e) => write!(f, "pacer configuration: {e}"),
         }
     }
 }

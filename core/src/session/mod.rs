@@ -116,6 +116,27 @@ impl Default for SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// Checks every part once, as [`Session::new`] does: a setting that is inconsistent or
+    /// almost certainly a mistake is an error naming the part (`retry`, `token_breaker`,
+    /// `api_breaker`, `pacer`, `lifecycle`) and, inside it, the field.
+    ///
+    /// ```
+    /// use credflow_core::breaker::BreakerConfigError;
+    /// use credflow_core::session::{SessionConfig, SetupError};
+    /// let mut config = SessionConfig::default();
+    /// config.api_breaker.half_open_probes = 0;
+    /// assert_eq!(config.validate(), Err(SetupError::ApiBreaker(BreakerConfigError::ZeroProbes)));
+    /// ```
+    pub fn validate(&self) -> Result<(), SetupError> {
+        self.lifecycle.validate().map_err(SetupError::Lifecycle)?;
+        self.retry.backoff.validate().map_err(SetupError::RetryBackoff)?;
+        self.token_breaker.validate().map_err(SetupError::TokenBreaker)?;
+        self.api_breaker.validate().map_err(SetupError::ApiBreaker)?;
+        self.pacer.validate().map_err(SetupError::Pacer)
+    }
+}
+
 /// Counters a caller can export (monotonic, saturating).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -206,7 +227,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         config: SessionConfig,
         seed: u64,
     ) -> Result<Self, SetupError> {
-        config.lifecycle.validate().map_err(SetupError::Lifecycle)?;
+        config.validate()?;
         Ok(Session::assemble(credentials, endpoint, config, seed))
     }
 
@@ -239,11 +260,11 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         config: SessionConfig,
         seed: u64,
     ) -> Result<&mut Self, SetupError> {
-        config.lifecycle.validate().map_err(SetupError::Lifecycle)?;
+        config.validate()?;
         Ok(slot.insert(Session::assemble(credentials, endpoint, config, seed)))
     }
 
-    /// The session's initial state, for a `config` whose lifecycle settings are valid.
+    /// The session's initial state, for a valid `config`.
     #[inline(always)]
     fn assemble(
         credentials: Credentials,
