@@ -99,7 +99,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 retry_after: None,
             });
             count(&mut self.counters.token_failures);
-            self.token_probe = false;
+            self.token_probe = None;
             self.token_breaker.on_failure(now, &mut self.rng);
         }
         self.token_breaker.handle_timeout(now);

@@ -1,7 +1,7 @@
 //! One circuit breaker per API host.
 
 use super::Session;
-use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::breaker::{BreakerConfig, CircuitBreaker, ProbeTicket};
 use crate::time::Instant;
 
 /// Identifies an API host (or any caller-chosen target) for its own circuit breaker.
@@ -76,7 +76,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             match outcome {
                 CallEnd::Success => breaker.on_success(now),
                 CallEnd::Failure => breaker.on_failure(now, &mut self.rng),
-                CallEnd::Abandoned => breaker.on_abandoned(now),
+                CallEnd::Abandoned(ticket) => breaker.on_abandoned(now, ticket),
             }
         }
         self.drain_breaker_events();
@@ -88,5 +88,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 pub(super) enum CallEnd {
     Success,
     Failure,
-    Abandoned,
+    /// The host's probe ended without an outcome: its ticket goes back.
+    Abandoned(ProbeTicket),
 }

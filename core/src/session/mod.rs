@@ -52,7 +52,7 @@ use core::fmt;
 
 use heapless::{Deque, String, Vec};
 
-use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::breaker::{BreakerConfig, CircuitBreaker, ProbeTicket};
 use crate::classify::CorrelationId;
 use crate::http::Headers;
 use crate::http::date::parse_http_date;
@@ -190,7 +190,8 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
     #[cfg(feature = "jwt")]
     last_assertion: Option<crate::oauth::JwtInputs>,
-    token_probe: bool,
+    /// The token breaker's probe ticket, while the token request in flight is its probe.
+    token_probe: Option<ProbeTicket>,
     /// Before this instant, requests the pacer would hold longer than `retry.max_wait` fail
     /// fast; at or after it, one goes out as a probe of the quota.
     quota_probe_at: Instant,
@@ -286,7 +287,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             last_response_failure: ResponseFailure::default(),
             #[cfg(feature = "jwt")]
             last_assertion: None,
-            token_probe: false,
+            token_probe: None,
             quota_probe_at: Instant::ZERO,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
@@ -410,7 +411,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         self.credentials = credentials;
         self.lifecycle.credentials_changed(now);
         self.token_breaker = CircuitBreaker::new(self.config.token_breaker);
-        self.token_probe = false;
+        self.token_probe = None;
         self.last_token_failure = None;
         #[cfg(feature = "jwt")]
         {

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
-use crate::breaker::Admission;
+use crate::breaker::{Admission, ProbeTicket};
 use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
@@ -44,14 +44,29 @@ pub struct RequestState {
     spec: RequestSpec,
     attempts: u32,
     retries: u32,
+    /// The one retry after a 401 (with a new token) is spent.
     reauthenticated: bool,
+    /// The token generation the last attempt was sent with.
     generation: Option<Generation>,
+    /// No attempt before this (a retry's backoff).
     not_before: Instant,
-    probe: bool,
-    in_flight: bool,
+    stage: Stage,
+    /// An external pacer admitted the next attempt.
     externally_paced: bool,
-    /// Not before this, on an external pacer's word (`Instant::from_millis(0)`: no hold).
-    external_hold: Instant,
+    /// Not before this, on an external pacer's word.
+    external_hold: Option<Instant>,
+}
+
+/// Where the request's current attempt stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// None in flight: the next one is to be authorized.
+    Ready,
+    /// Sent, admitted by a closed breaker; its outcome is not reported yet.
+    Sent,
+    /// Sent as its host breaker's probe, holding the breaker's ticket; its outcome is not
+    /// reported yet.
+    Probe(ProbeTicket),
 }
 
 impl RequestState {
@@ -103,7 +118,7 @@ impl RequestState {
     /// probe per `max_wait`, exactly as for a wait this session learned itself. The hold never
     /// shortens a wait of the session's own, and is cleared when the attempt is sent.
     pub fn set_external_hold(&mut self, until: Instant) {
-        self.external_hold = until;
+        self.external_hold = Some(until);
     }
 }
 
@@ -201,10 +216,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             reauthenticated: false,
             generation: None,
             not_before: now,
-            probe: false,
-            in_flight: false,
+            stage: Stage::Ready,
             externally_paced: false,
-            external_hold: Instant::from_millis(0),
+            external_hold: None,
         }
     }
 
@@ -212,10 +226,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// wait, or why it cannot be sent at all.
     #[inline(never)]
     pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N> {
-        if req.in_flight {
-            // A second authorize without an outcome: treat the earlier attempt as abandoned.
-            self.abandon(now, req);
-        }
+        // A second authorize without an outcome: the earlier attempt is abandoned.
+        self.abandon(now, req);
         if let Some(deadline) = req.spec.deadline
             && now > deadline
         {
@@ -240,8 +252,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
         // An admitted attempt is held back only by what the server enforces.
         let mut pace = self.pacer.pace(now, (!req.externally_paced).then_some(req.spec.priority));
-        let hold = req.external_hold;
-        if hold > now && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold) {
+        if let Some(hold) = req.external_hold
+            && hold > now
+            && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold)
+        {
             // An external pacer's long wait: the shared window spent, or a 429's hold.
             pace = Pace::NotBefore { at: hold, reason: PaceReason::Exhausted };
         }
@@ -270,24 +284,24 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let breaker = self.host_breaker(now, req.spec.host, breaker_config);
         let admission = breaker.check(now);
         self.drain_breaker_events();
-        match admission {
-            Admission::Allowed => req.probe = false,
-            Admission::Probe => req.probe = true,
+        let stage = match admission {
+            Admission::Allowed => Stage::Sent,
+            Admission::Probe(ticket) => Stage::Probe(ticket),
             Admission::ProbeInFlight => {
                 return Authorize::Wait { until: None, reason: WaitReason::BreakerProbe };
             }
             Admission::Rejected { until } => {
                 return self.fail(ApiErrorKind::CircuitOpen { until });
             }
-        }
+        };
         // An admitted send did not wait for the local schedule, so it does not move it (as a
         // Critical one does not); the admission covered this attempt only.
         let paced_as = if req.externally_paced { Priority::Critical } else { req.spec.priority };
         self.pacer.on_send(now, paced_as);
         req.externally_paced = false;
-        req.external_hold = Instant::from_millis(0);
+        req.external_hold = None;
         req.attempts = req.attempts.saturating_add(1);
-        req.in_flight = true;
+        req.stage = stage;
         count(&mut self.counters.attempts);
         match self.lifecycle.token(now) {
             Some((token, generation)) => {
@@ -309,7 +323,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         headers: &Hd,
         body: &[u8],
     ) -> Verdict {
-        req.in_flight = false;
+        let stage = core::mem::replace(&mut req.stage, Stage::Ready);
         let reference = self.reference(now, headers);
         let mut classified = classify_response(status, headers, body, reference);
         if let Some(snapshot) = &classified.rate_limit {
@@ -318,7 +332,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         // Masked now, while the token that was sent is still held (a 401 drops it below).
         self.mask_classified(now, &mut classified);
         let correlation = classified.correlation_id;
-        let probe = core::mem::take(&mut req.probe);
         let host = req.spec.host;
         let mut forbidden = None;
         let mut verdict = match classified.class {
@@ -353,8 +366,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             ResponseClass::RateLimited { retry_after, .. } => {
                 count(&mut self.counters.rate_limited);
                 // A 429 is the pacer's business, not an outage: the breaker is not charged.
-                if probe {
-                    self.report_to_host_breaker(now, host, CallEnd::Abandoned);
+                if let Stage::Probe(ticket) = stage {
+                    self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
                 }
                 // Everyone waits as the server asked. Waits longer than the retry policy
                 // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
@@ -408,8 +421,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         req: &mut RequestState,
         kind: TransportKind,
     ) -> Verdict {
-        req.in_flight = false;
-        req.probe = false;
+        req.stage = Stage::Ready;
         let host = req.spec.host;
         self.report_to_host_breaker(now, host, CallEnd::Failure);
         let verdict =
@@ -423,9 +435,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// The caller gave up on `req` (cancelled, timed out on its side) while an attempt was in
     /// flight: release what it held (a breaker probe). Harmless otherwise.
     pub fn abandon(&mut self, now: Instant, req: &mut RequestState) {
-        if core::mem::take(&mut req.in_flight) && core::mem::take(&mut req.probe) {
+        if let Stage::Probe(ticket) = core::mem::replace(&mut req.stage, Stage::Ready) {
             let host = req.spec.host;
-            self.report_to_host_breaker(now, host, CallEnd::Abandoned);
+            self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
         }
     }
 

@@ -8,7 +8,7 @@ use super::{
     ApiError, ApiErrorKind, CONTENT_TYPE_CAPACITY, EXTRA_PARAMS, Event, RestoreError, Session,
     TokenFailureReport, TokenProblem, count,
 };
-use crate::breaker::Admission;
+use crate::breaker::{Admission, CircuitBreaker, ProbeTicket};
 use crate::classify::correlation_id;
 use crate::http::Headers;
 use crate::http::redirect::{LocationError, Origin};
@@ -129,8 +129,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             _ => return Ok(None),
         }
         let probe = match self.token_breaker.check(now) {
-            Admission::Allowed => false,
-            Admission::Probe => true,
+            Admission::Allowed => None,
+            Admission::Probe(ticket) => Some(ticket),
             Admission::Rejected { .. } | Admission::ProbeInFlight => {
                 self.drain_breaker_events();
                 return Ok(None);
@@ -150,16 +150,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         let request = match encode_token_request(&cfg, &self.credentials, jwt.as_ref(), buf) {
             Ok(request) => request,
             Err(e) => {
-                if probe {
-                    self.token_breaker.on_abandoned(now);
-                }
+                give_back(&mut self.token_breaker, now, probe);
                 return Err(e);
             }
         };
         let Some(ticket) = self.lifecycle.start_request(now) else {
-            if probe {
-                self.token_breaker.on_abandoned(now);
-            }
+            give_back(&mut self.token_breaker, now, probe);
             return Ok(None);
         };
         self.token_probe = probe;
@@ -443,9 +439,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             }
             None => {
                 self.lifecycle.on_abandoned(now, ticket);
-                if core::mem::take(&mut self.token_probe) {
-                    self.token_breaker.on_abandoned(now);
-                }
+                give_back(&mut self.token_breaker, now, self.token_probe.take());
             }
         }
         self.drain_lifecycle_events();
@@ -483,9 +477,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         if self.lifecycle.in_flight() {
             return Err(RestoreError::NotUsable); // another ticket is in flight
         }
-        if core::mem::take(&mut self.token_probe) {
-            self.token_breaker.on_abandoned(now);
-        }
+        give_back(&mut self.token_breaker, now, self.token_probe.take());
         let generation = self.install_fleet_token(now, wall, token, expires_at);
         self.drain_breaker_events();
         generation
@@ -545,7 +537,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             return; // stale ticket
         }
         count(&mut self.counters.token_failures);
-        self.token_probe = false;
+        self.token_probe = None;
         if outage {
             self.token_breaker.on_failure(now, &mut self.rng);
         } else {
@@ -615,6 +607,14 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         };
         let status = self.last_token_failure.as_ref().and_then(TokenFailureReport::status);
         ApiError { kind, status }
+    }
+}
+
+/// Gives a probe ticket back to `breaker`, if there is one: its probe ended (or never started)
+/// without an outcome.
+fn give_back(breaker: &mut CircuitBreaker, now: Instant, probe: Option<ProbeTicket>) {
+    if let Some(ticket) = probe {
+        breaker.on_abandoned(now, ticket);
     }
 }
 
