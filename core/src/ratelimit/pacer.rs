@@ -287,12 +287,21 @@ pub struct Pacer {
     others_permille: u16,
     /// Nobody sends before this (a 429's `Retry-After`).
     blocked_until: Instant,
+    /// Before this, a request held back longer than its caller waits is refused; at or after
+    /// it, one goes out as a probe of the quota ([`take_quota_probe`](Self::take_quota_probe)).
+    quota_probe_at: Instant,
 }
 
 impl Pacer {
     /// A pacer that knows nothing yet (every check answers [`Pace::Now`]).
     pub fn new(config: PacerConfig) -> Self {
-        Pacer { config, window: None, others_permille: 0, blocked_until: Instant::ZERO }
+        Pacer {
+            config,
+            window: None,
+            others_permille: 0,
+            blocked_until: Instant::ZERO,
+            quota_probe_at: Instant::ZERO,
+        }
     }
 
     /// The configuration this pacer was built with.
@@ -442,6 +451,26 @@ impl Pacer {
                 self.blocked_until = self.blocked_until.max(now.saturating_add(UNKNOWN_429_PAUSE))
             }
         }
+    }
+
+    /// Whether a request this pacer holds back for longer than its caller waits, `max_wait` (a
+    /// daily quota's hours, a bogus "forever"), may go out at `now` all the same, as the probe
+    /// that finds out when the limit is lifted: at most one per `max_wait`, none within
+    /// `max_wait` of a 429 ([`defer_quota_probe`](Self::defer_quota_probe)). Taking the probe
+    /// defers the next one. The caller fails the others fast, naming the wait.
+    pub fn take_quota_probe(&mut self, now: Instant, max_wait: Duration) -> bool {
+        if now < self.quota_probe_at {
+            return false;
+        }
+        self.defer_quota_probe(now, max_wait);
+        true
+    }
+
+    /// Records that the server answered a request about its quota at `now` (a 429): the next
+    /// probe of [`take_quota_probe`](Self::take_quota_probe) goes out `max_wait` later at the
+    /// earliest.
+    pub fn defer_quota_probe(&mut self, now: Instant, max_wait: Duration) {
+        self.quota_probe_at = now.saturating_add(max_wait);
     }
 
     /// The local estimate of requests left at `now`, if any snapshot was seen.

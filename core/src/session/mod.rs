@@ -192,9 +192,6 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     last_assertion: Option<crate::oauth::JwtInputs>,
     /// The token breaker's probe ticket, while the token request in flight is its probe.
     token_probe: Option<ProbeTicket>,
-    /// Before this instant, requests the pacer would hold longer than `retry.max_wait` fail
-    /// fast; at or after it, one goes out as a probe of the quota.
-    quota_probe_at: Instant,
     /// What the last token response said about scope.
     /// (Whole scope tokens that fit the endpoint's capacity `E`.)
     granted: (Option<String<E>>, ScopeCheck),
@@ -288,7 +285,6 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             #[cfg(feature = "jwt")]
             last_assertion: None,
             token_probe: None,
-            quota_probe_at: Instant::ZERO,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
             counters: Counters::default(),

@@ -274,11 +274,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             // window), or a bogus wait that saturated to "forever": fail now, naming the wait,
             // rather than holding the caller silently. One request per `max_wait` still goes
             // out as a probe, so the session finds out when the limit is lifted.
-            if now < self.quota_probe_at {
+            if !self.pacer.take_quota_probe(now, max) {
                 let reason = GiveUpReason::WaitTooLong { wait, max };
                 return self.fail(ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
             }
-            self.quota_probe_at = now.saturating_add(max);
         }
         let breaker_config = self.config.api_breaker;
         let breaker = self.host_breaker(now, req.spec.host, breaker_config);
@@ -373,7 +372,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
                 // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
                 // with one probe per `max_wait` from now on.
                 self.pacer.on_rate_limited(now, retry_after);
-                self.quota_probe_at = now.saturating_add(self.config.retry.max_wait);
+                self.pacer.defer_quota_probe(now, self.config.retry.max_wait);
                 let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
                 self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
                 self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)

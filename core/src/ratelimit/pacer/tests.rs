@@ -551,3 +551,17 @@ proptest! {
         prop_assert!(sent <= remaining);
     }
 }
+
+/// One quota probe per `max_wait`: the first at once, the next exactly `max_wait` after it (not
+/// 1 ms before), and a 429 defers it to `max_wait` after the 429.
+#[test]
+fn one_quota_probe_per_max_wait_and_none_right_after_a_429() {
+    let mut p = pacer(1);
+    let max_wait = secs(60);
+    assert!(p.take_quota_probe(T0, max_wait));
+    assert!(!p.take_quota_probe(T0 + secs(60) - ms(1), max_wait));
+    assert!(p.take_quota_probe(T0 + secs(60), max_wait));
+    p.defer_quota_probe(T0 + secs(100), max_wait);
+    assert!(!p.take_quota_probe(T0 + secs(160) - ms(1), max_wait));
+    assert!(p.take_quota_probe(T0 + secs(160), max_wait));
+}
