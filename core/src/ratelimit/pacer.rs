@@ -275,6 +275,18 @@ impl Window {
     }
 }
 
+/// Who decided that a request may go: what [`Pacer::pace`] holds it back for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Sender {
+    /// This pacer, at the request's priority: spacing, reserves and other clients' share apply
+    /// ([`Pacer::check`]).
+    Local(Priority),
+    /// An external pacer (a fleet's shared budget) admitted it: only what the server enforces
+    /// applies ([`Pacer::check_admitted`]).
+    Admitted,
+}
+
 /// Paces requests against one rate limit; see the [module docs](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pacer {
@@ -352,7 +364,7 @@ impl Pacer {
 
     /// Whether a request of `priority` may be sent at `now`.
     pub fn check(&self, now: Instant, priority: Priority) -> Pace {
-        self.pace(now, Some(priority))
+        self.pace(now, Sender::Local(priority))
     }
 
     /// Whether a request that an external pacer already admitted may be sent at `now`: a fleet's
@@ -365,12 +377,13 @@ impl Pacer {
     /// Exact as [`check`](Self::check) is. Record the send with [`on_send`](Self::on_send) and
     /// [`Priority::Critical`]: a send that did not wait for the local schedule does not move it.
     pub fn check_admitted(&self, now: Instant) -> Pace {
-        self.pace(now, None)
+        self.pace(now, Sender::Admitted)
     }
 
-    /// [`check`](Self::check) for `Some(priority)`, [`check_admitted`](Self::check_admitted) for
-    /// `None`: one body, so a caller that asks both ways has one copy of it.
-    pub(crate) fn pace(&self, now: Instant, priority: Option<Priority>) -> Pace {
+    /// [`check`](Self::check) for a [`Sender::Local`] request,
+    /// [`check_admitted`](Self::check_admitted) for a [`Sender::Admitted`] one: one body, so a
+    /// caller that asks both ways has one copy of it.
+    pub fn pace(&self, now: Instant, sender: Sender) -> Pace {
         // The latest hold so far (the earliest first on a tie), `now` while nothing holds.
         let mut wait = (now, PaceReason::Backoff429);
         let mut hold = |at: Instant, reason| {
@@ -385,7 +398,7 @@ impl Pacer {
                 hold(w.reset_at, PaceReason::Exhausted);
             }
             // An admitted request is held back only by what the server enforces (above).
-            if let Some(priority) = priority {
+            if let Sender::Local(priority) = sender {
                 let share = match priority {
                     Priority::Critical => 0,
                     Priority::Normal => self.config.critical_reserve_permille,

@@ -7,7 +7,7 @@ use crate::breaker::{Admission, ProbeTicket};
 use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
-use crate::ratelimit::pacer::{Pace, PaceReason, Priority};
+use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
 use crate::retry::policy::{
     Attempt, Failure, GiveUpReason, RetryDecision, TransportKind, WaitSource,
 };
@@ -251,7 +251,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             };
         }
         // An admitted attempt is held back only by what the server enforces.
-        let mut pace = self.pacer.pace(now, (!req.externally_paced).then_some(req.spec.priority));
+        let sender =
+            if req.externally_paced { Sender::Admitted } else { Sender::Local(req.spec.priority) };
+        let mut pace = self.pacer.pace(now, sender);
         if let Some(hold) = req.external_hold
             && hold > now
             && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold)
@@ -295,7 +297,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         };
         // An admitted send did not wait for the local schedule, so it does not move it (as a
         // Critical one does not); the admission covered this attempt only.
-        let paced_as = if req.externally_paced { Priority::Critical } else { req.spec.priority };
+        let paced_as = match sender {
+            Sender::Admitted => Priority::Critical,
+            Sender::Local(priority) => priority,
+        };
         self.pacer.on_send(now, paced_as);
         req.externally_paced = false;
         req.external_hold = None;
