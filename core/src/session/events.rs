@@ -1,6 +1,8 @@
 //! The session's deadlines and the events it queues for the caller.
 
-use super::{HostKey, Session, TokenFailureReport, TokenProblem, count};
+use heapless::Deque;
+
+use super::{HostKey, SESSION_EVENT_CAPACITY, Session, TokenFailureReport, TokenProblem, count};
 use crate::breaker::{BreakerEvent, CircuitBreaker};
 use crate::classify::CorrelationId;
 use crate::lifecycle::{LifecycleEvent, Wake};
@@ -118,10 +120,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     pub(super) fn push(&mut self, event: Event) {
-        if self.events.is_full() {
-            let _ = self.events.pop_front();
-        }
-        let _ = self.events.push_back(event);
+        push_dropping_oldest(&mut self.events, event);
     }
 
     pub(super) fn drain_lifecycle_events(&mut self) {
@@ -130,26 +129,26 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         }
     }
 
+    /// Takes the events of the token endpoint's breaker, then of each host's, counting trips.
     pub(super) fn drain_breaker_events(&mut self) {
-        // The token endpoint's breaker (0), then each host's (1..): one loop, so one copy of
-        // the counting and pushing.
-        let mut i = 0usize;
-        loop {
-            let (target, breaker) = match i.checked_sub(1) {
-                None => (BreakerTarget::TokenEndpoint, &mut self.token_breaker),
-                Some(host) => match self.hosts.get_mut(host) {
-                    Some((key, breaker, _)) => (BreakerTarget::Host(*key), breaker),
-                    None => break,
-                },
-            };
-            let Some(event) = breaker.poll_event() else {
-                i = i.saturating_add(1);
-                continue;
-            };
-            if matches!(event, BreakerEvent::Opened { .. }) {
-                count(&mut self.counters.breaker_trips);
+        let Session { token_breaker, hosts, events, counters, .. } = self;
+        let token = core::iter::once((BreakerTarget::TokenEndpoint, token_breaker));
+        let hosts = hosts.iter_mut().map(|(key, breaker, _)| (BreakerTarget::Host(*key), breaker));
+        for (target, breaker) in token.chain(hosts) {
+            while let Some(event) = breaker.poll_event() {
+                if matches!(event, BreakerEvent::Opened { .. }) {
+                    count(&mut counters.breaker_trips);
+                }
+                push_dropping_oldest(events, Event::Breaker { target, event });
             }
-            self.push(Event::Breaker { target, event });
         }
     }
+}
+
+/// Queues `event`, dropping the oldest when the queue is full.
+fn push_dropping_oldest(events: &mut Deque<Event, SESSION_EVENT_CAPACITY>, event: Event) {
+    if events.is_full() {
+        let _ = events.pop_front();
+    }
+    let _ = events.push_back(event);
 }
