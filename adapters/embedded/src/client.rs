@@ -517,7 +517,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     // ----- internals ---------------------------------------------------------------------
 
     /// The core's clock: milliseconds since the client was created. Out of line: it is called
-    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it was copied into each.
+    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it would be copied into
+    /// each.
     #[inline(never)]
     fn now(&self) -> CoreInstant {
         CoreInstant::from_millis(Instant::now().saturating_duration_since(self.origin).as_millis())

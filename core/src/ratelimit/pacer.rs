@@ -239,7 +239,7 @@ impl Window {
     /// Brings the window to `now`: if the reset has passed, a fresh one of `limit` (at least
     /// one request, so that a client told "limit 0" still learns when that changes), aligned on
     /// whole windows after the known reset, with no spacing history. In place: a window still
-    /// current is left alone (built anew and returned, it was copied whole on both paths).
+    /// current is left alone, not copied.
     fn roll(&mut self, now: Instant) {
         let Some(late) = now.checked_duration_since(self.reset_at) else {
             return;

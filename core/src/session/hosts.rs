@@ -66,8 +66,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         })
     }
 
-    /// Tells `host`'s breaker how a call ended. One function, not generic over a closure: each
-    /// call site had its own copy (about 0.2 KiB of firmware flash).
+    /// Tells `host`'s breaker how a call ended. One function, not generic over a closure, so
+    /// that the call sites share one copy.
     #[inline(never)]
     pub(super) fn report_to_host_breaker(&mut self, now: Instant, host: HostKey, outcome: CallEnd) {
         if let Some(entry) = self.hosts.iter_mut().find(|(k, _, _)| *k == host) {

@@ -478,8 +478,8 @@ impl fmt::Display for RestoreError {
 
 impl core::error::Error for RestoreError {}
 
-/// Adds one to a counter, saturating. Out of line: a 64-bit saturating increment inlined at
-/// each of the session's fifteen counting places cost a 32-bit firmware about 0.2 KiB.
+/// Adds one to a counter, saturating. Out of line, so that a 32-bit target has one copy of the
+/// 64-bit saturating increment rather than one at each counting place.
 #[inline(never)]
 fn count(counter: &mut u64) {
     *counter = counter.saturating_add(1);

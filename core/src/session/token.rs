@@ -246,8 +246,8 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             // A token granted already expired (`expires_in` zero, negative or under a second)
             // is of no use: a failed request, with backoff and a diagnosis (as an error without
             // a code: retrying at once cannot help, but the credentials are not known to be
-            // bad), rather than a token to replace at once. (After the arm that takes the token:
-            // first, with its guard, it made the build move the large response once per arm.)
+            // bad), rather than a token to replace at once. After the arm that takes the token,
+            // so that the large response is moved once.
             Ok(_) => Grant::Expired,
             // Including a success status with an OAuth error body (`ErrorBody`).
             Err(error) => {
