@@ -113,7 +113,8 @@ impl core::error::Error for InvalidUrl {}
 /// What can go wrong with a [`Client`](crate::Client) call. Small and `Copy`: the server's
 /// side of an [`Error::Api`] (its error text, a 403's diagnosis, the correlation id) stays in
 /// the session, read with [`Session::error_detail`](credflow_core::session::Session::error_detail)
-/// through [`Client::session`](crate::Client::session).
+/// through [`Client::session`](crate::Client::session) before the next call on the client (which
+/// may record a newer failure).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
