@@ -236,8 +236,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> core::fmt::De
     }
 }
 
-// `Error` is large and unboxable without an allocator (see its docs).
-#[allow(clippy::result_large_err)]
 impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, H, E> {
     /// A client that requests tokens as `session` says and sends API requests to `api_base`
     /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
@@ -406,20 +404,14 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 continue;
             }
             let now = self.now();
-            // The answer (with its large error variant) is consumed before any `.await`, so
-            // the request's future does not keep room for it while it sleeps.
-            let (until, reason) = match self.session.authorize(now, &mut state) {
-                Authorize::Send { token, .. } => (None, Ok(token.as_str())),
-                Authorize::Wait { until, reason } => (until, Err(reason)),
+            // One sleep for every wait (pacing, backoff, a token): each `.await` costs the
+            // request's state machine code.
+            let at = match self.session.authorize(now, &mut state) {
                 Authorize::Fail(e) => {
                     self.drain();
                     return Err(Error::Api(e));
                 }
-            };
-            // One sleep for every wait (pacing, backoff, a token): each `.await` costs the
-            // request's state machine code.
-            let at = match reason {
-                Err(reason) => {
+                Authorize::Wait { until, reason } => {
                     self.drain();
                     if reason == WaitReason::Token {
                         let give_up =
@@ -436,9 +428,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         at
                     }
                 }
-                Ok(token) => {
+                Authorize::Send { token, .. } => {
                     let written =
-                        api_head(&self.api_target, self.config.user_agent, request, token)
+                        api_head(&self.api_target, self.config.user_agent, request, token.as_str())
                             .write(tx);
                     let len = match written {
                         Ok(len) => len,
@@ -516,8 +508,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         }
                     };
                     self.drain();
-                    // The verdict (with its large error variant) is consumed here, in this arm,
-                    // before the `.await` below, like the authorization above.
                     let at = match verdict {
                         Verdict::Done => continue, // handled above
                         Verdict::Retry { at, .. } => self.to_embassy(at),
@@ -536,7 +526,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     // ----- internals ---------------------------------------------------------------------
 
     /// The core's clock: milliseconds since the client was created. Out of line: it is called
-    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it was copied into each.
+    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it would be copied into
+    /// each.
     #[inline(never)]
     fn now(&self) -> CoreInstant {
         CoreInstant::from_millis(Instant::now().saturating_duration_since(self.origin).as_millis())
@@ -566,8 +557,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
 
     /// When to look again for a token: at `until`, else the session's next deadline, at the
     /// latest at `give_up`; once `give_up` has passed, the last transport failure of a token
-    /// request (for [`Error::TokenWait`]; a small error, not the large [`Error`], so the
-    /// callers' state machines do not move one).
+    /// request (for [`Error::TokenWait`]).
     fn token_wake(
         &self,
         until: Option<CoreInstant>,

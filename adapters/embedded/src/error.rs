@@ -110,17 +110,16 @@ impl fmt::Display for InvalidUrl {
 
 impl core::error::Error for InvalidUrl {}
 
-/// What can go wrong with a [`Client`](crate::Client) call.
-///
-/// Large (the core's [`ApiError`] carries the server's error text and correlation id) and
-/// returned by value: without an allocator there is nothing to box it in, and it is moved once.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What can go wrong with a [`Client`](crate::Client) call. Small and `Copy`: the server's
+/// side of an [`Error::Api`] (its error text, a 403's diagnosis, the correlation id) stays in
+/// the session, read with [`Session::error_detail`](credflow_core::session::Session::error_detail)
+/// through [`Client::session`](crate::Client::session) before the next call on the client (which
+/// may record a newer failure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The session gave up or refused: credentials rejected, 403, 401 twice, retries exhausted
-    /// (the last retry reason says which failure), breaker open, deadline passed. Carries the
-    /// server's codes and correlation id.
+    /// (the last retry reason says which failure), breaker open, deadline passed.
     Api(ApiError),
     /// A response does not fit the receive buffer: the caller's `rx` is `capacity` bytes, the
     /// response needs `needed` (unknown for chunked or close-delimited bodies). Enlarge `rx`.

@@ -412,7 +412,7 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<ParsedHead>, Re
 
 /// Moves `buf[from]` down to start at `to` (`to <= from.start`: the bytes go towards the
 /// front, so copying front to back is overlap-safe). A byte loop rather than
-/// `<[u8]>::copy_within`, which links `memmove` (1.6 KiB of Cortex-M flash) for the few short
+/// `<[u8]>::copy_within`, which links `memmove` (large Cortex-M code) for the few short
 /// moves a response needs (an interim head, chunk framing). Out-of-range bytes are skipped.
 fn move_down(buf: &mut [u8], from: core::ops::Range<usize>, to: usize) {
     let mut dst = to;

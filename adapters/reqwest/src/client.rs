@@ -748,11 +748,7 @@ impl Client {
 
 /// The session's own error for a request whose deadline passed while it waited.
 fn deadline_exceeded() -> Error {
-    Error::from(ApiError {
-        kind: ApiErrorKind::DeadlineExceeded,
-        status: None,
-        correlation_id: None,
-    })
+    Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None })
 }
 
 /// Awaits `wait`, or fails with [`deadline_exceeded`] when `give_up` comes first.
