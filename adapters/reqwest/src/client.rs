@@ -13,7 +13,7 @@
 //! - `http_clients`: the two HTTP clients (redirect policies) and the token's origin check.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
@@ -242,6 +242,9 @@ struct Shared {
     /// Most bytes of a token response or an API error body read into memory.
     max_response_body: usize,
     clock: Clock,
+    /// When the session was last told the wall-clock time (core instant, milliseconds;
+    /// `u64::MAX` before the first time): see `Shared::refresh_wall_clock`.
+    wall_set_at: AtomicU64,
     /// `None` for a client of tokens only ([`Target::TokenOnly`](crate::Target::TokenOnly)).
     api_base: Option<reqwest::Url>,
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
@@ -420,6 +423,7 @@ impl Client {
             token_http,
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
+            wall_set_at: AtomicU64::new(u64::MAX),
             api_base,
             plain_http,
             request_timeout: config.request_timeout,
@@ -723,10 +727,12 @@ impl Client {
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
         self.shared().check_origin(request.url())?;
-        let label = format!("{} {}", request.method(), request.url().path());
-        let span = tracing::debug_span!("credflow.send", request = %label);
+        let span = tracing::debug_span!(
+            "credflow.send",
+            request = %format_args!("{} {}", request.method(), request.url().path())
+        );
         let shared = Arc::clone(&self.inner.shared);
-        send::attempts(shared, request, options, transport, label).instrument(span).await
+        send::attempts(shared, request, options, transport).instrument(span).await
     }
 }
 

@@ -2,10 +2,12 @@
 //! waiters watch, the session's events forwarded, and the wait for a token.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use credflow_core::lifecycle::LifecycleEvent;
+use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::session::{Event, TokenProblem, TokenStatus};
 use credflow_core::{Duration, Instant};
+use reqwest::header::HeaderValue;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
@@ -18,6 +20,33 @@ impl Shared {
         let guard = self.cache.load();
         let cached = guard.as_ref()?;
         (tokio::time::Instant::now() < cached.usable_until).then(|| cached.token.clone())
+    }
+
+    /// Whether a usable token is cached (as [`cached`](Self::cached), without a clone).
+    pub(super) fn has_cached(&self) -> bool {
+        let guard = self.cache.load();
+        guard.as_ref().is_some_and(|cached| tokio::time::Instant::now() < cached.usable_until)
+    }
+
+    /// The cached token's `Authorization` header if it is token `generation` (the one the
+    /// session just authorized): built once per token rather than once per request.
+    pub(super) fn cached_header(&self, generation: Generation) -> Option<HeaderValue> {
+        let guard = self.cache.load();
+        let token = &guard.as_ref()?.token.0;
+        (token.generation == generation).then(|| token.header.clone())
+    }
+
+    /// Tells the session the wall-clock time when it has not been told for a second (it
+    /// extrapolates in between on the monotonic clock): the reference for epoch resets in
+    /// responses without a `Date`. One read of the system clock per second, not per request.
+    pub(super) fn refresh_wall_clock(&self, session: &mut CoreSession, now: Instant) {
+        const EVERY_MS: u64 = 1000;
+        let set = self.wall_set_at.load(Ordering::Relaxed);
+        // `u64::MAX` until the first time.
+        if set == u64::MAX || now.as_millis().saturating_sub(set) >= EVERY_MS {
+            session.set_wall_clock(self.clock.wall(now));
+            self.wall_set_at.store(now.as_millis(), Ordering::Relaxed);
+        }
     }
 
     /// Publishes the session's usable token to the lock-free cache (or withdraws it), and

@@ -85,8 +85,10 @@ impl Shared {
     /// names origins only, never a path, query or userinfo.
     pub(super) fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
         let to = origin(url);
-        let shown = to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
+        // Formatted only for an error: this runs for every request.
+        let shown = || to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
         let Some(api) = self.api_base.as_ref().and_then(origin) else {
+            let shown = shown();
             return Err(Error::config(format!(
                 "request to {shown} not sent: this client has no API base (it was built for \
                  tokens only), so no request carries its token; give it one with Config::custom"
@@ -97,6 +99,7 @@ impl Shared {
             None => Err(redirect::TokenOriginError::OtherOrigin),
         };
         checked.map_err(|e| {
+            let shown = shown();
             Error::other_origin(format!("request to {shown} not sent: {e}; the API base is {api}"))
         })
     }

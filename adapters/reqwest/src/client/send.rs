@@ -34,13 +34,14 @@ pub(super) async fn attempts<F, Fut>(
     request: reqwest::Request,
     options: RequestOptions,
     mut transport: F,
-    label: String,
 ) -> Result<reqwest::Response, Error>
 where
     F: FnMut(reqwest::Request) -> Fut,
     Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
 {
     let mut guard = InFlight::begin(&shared, &request, options);
+    // "GET /path", for logs, events and errors: formatted only when one needs it.
+    let mut label = Label::default();
     let mut original = Some(request);
     let mut version = shared.version.subscribe();
     loop {
@@ -49,7 +50,10 @@ where
         let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
             Some(clone) => (clone, true),
             None => match original.take() {
-                Some(request) => (request, false),
+                Some(request) => {
+                    label.of(&request);
+                    (request, false)
+                }
                 None => return Err(Error::config("request body cannot be replayed for a retry")),
             },
         };
@@ -58,30 +62,63 @@ where
             *attempt.timeout_mut() = Some(shared.request_timeout);
         }
         let outcome = execute(transport(attempt), shared.max_response_body).await;
-        let (verdict, response) = judge(&shared, &mut guard.state, outcome, &label);
+        if outcome.is_err()
+            && let Some(request) = &original
+        {
+            label.of(request);
+        }
+        let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
         let (at, reason) = match verdict {
             Verdict::Done => return response,
             Verdict::Fail(e) => return Err(e.into()),
             Verdict::Retry { at, reason, .. } => (at, reason),
         };
         if !replayable {
-            debug!(%label, ?reason, "not retried: the request body cannot be replayed");
+            debug!(
+                label = label.as_str(),
+                ?reason,
+                "not retried: the request body cannot be replayed"
+            );
             return response;
         }
+        if let Some(request) = &original {
+            label.of(request);
+        }
+        let label = label.as_str();
         let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
         let attempts = guard.state.attempts();
         info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
-        let request = label.clone();
+        let request = label.to_owned();
         let _ = shared.events.send(ClientEvent::Retry { request, reason, wait, attempts });
         if reason == RetryReason::Reauthenticate {
             shared.kick.notify_one();
         }
-        tokio::time::sleep_until(shared.clock.to_tokio(at)).await;
+        Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
+    }
+}
+
+/// A request's method and path ("GET /api/v2/users/me"), formatted the first time it is
+/// needed (a retry, a failure), not for every request.
+#[derive(Default)]
+struct Label(Option<String>);
+
+impl Label {
+    /// Formats the label from `request`, unless it was already.
+    fn of(&mut self, request: &reqwest::Request) {
+        self.0.get_or_insert_with(|| format!("{} {}", request.method(), request.url().path()));
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
     }
 }
 
 /// Waits until the session authorizes the next attempt, and returns its `Authorization`
 /// header: the fleet's admission and every wait as the core's [`RequestDriver`] says.
+///
+/// The waits' futures are boxed: most requests are authorized at once, and keeping those
+/// futures (timers, the store's calls) inline made every request's future kilobytes larger,
+/// copied each time it moves.
 async fn authorized(
     shared: &Shared,
     guard: &mut InFlight,
@@ -93,13 +130,13 @@ async fn authorized(
         version.borrow_and_update();
         shared.open()?;
         let now = shared.clock.now();
-        let step = guard.driver.poll(now, shared.cached().is_some());
+        let step = guard.driver.poll(now, shared.has_cached());
         if !guard.driver.holds_gate() {
             guard.gate = None;
         }
         match step {
             FleetStep::AskFleet { within, probe_claimed } => {
-                ask_fleet(shared, guard, within, probe_claimed).await?
+                Box::pin(ask_fleet(shared, guard, within, probe_claimed)).await?
             }
             // A question whose answer was lost (never the case here: each is awaited where
             // it is asked) counts as a store that did not answer.
@@ -107,13 +144,13 @@ async fn authorized(
                 let _ = guard.driver.handle_admission(now, None, &mut guard.state);
             }
             FleetStep::ReadHold => {
-                let hold = shared.fleet_hold().await.map(core_duration);
+                let hold = Box::pin(shared.fleet_hold()).await.map(core_duration);
                 let now = shared.clock.now();
                 if let Some(hold) = guard.driver.handle_hold(now, hold, &mut guard.state) {
                     shared.announce_fleet_hold(hold);
                 }
             }
-            FleetStep::Sleep { until, wait } => shared.sleep_for_fleet(until, wait).await,
+            FleetStep::Sleep { until, wait } => Box::pin(shared.sleep_for_fleet(until, wait)).await,
             FleetStep::Fail(FleetFailure::DeadlineExceeded) => return Err(deadline_exceeded()),
             FleetStep::Fail(FleetFailure::HeldByFleet(hold)) => {
                 return Err(Error::held_by_fleet(std_duration(hold)));
@@ -125,7 +162,7 @@ async fn authorized(
                 }
                 Decision::Fail(e) => return Err(e),
                 Decision::Wait(until, reason) => {
-                    wait_locally(shared, guard, version, until, reason).await
+                    Box::pin(wait_locally(shared, guard, version, until, reason)).await
                 }
             },
         }
@@ -159,9 +196,13 @@ async fn ask_fleet(
 /// The session's answer for the next attempt, its events forwarded.
 fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
     let mut session = shared.lock();
-    session.set_wall_clock(shared.clock.wall(now));
+    shared.refresh_wall_clock(&mut session, now);
     let decision = match session.authorize(now, &mut guard.state) {
-        Authorize::Send { token, .. } => Decision::Send(bearer(token)),
+        Authorize::Send { token, generation } => {
+            guard.outstanding = true;
+            // The cached token's header (built once per token), not a new one per request.
+            Decision::Send(shared.cached_header(generation).unwrap_or_else(|| bearer(token)))
+        }
         Authorize::Wait { until, reason } => Decision::Wait(until, reason),
         Authorize::Fail(e) => {
             Decision::Fail(Error::naming_the_fleet(e, now, guard.driver.fleet_wait_until()))
@@ -197,12 +238,15 @@ async fn wait_locally(
 /// reported to the fleet), and what the caller gets if it is final.
 fn judge(
     shared: &Arc<Shared>,
-    state: &mut RequestState,
+    guard: &mut InFlight,
     outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
     label: &str,
 ) -> (Verdict, Result<reqwest::Response, Error>) {
     let now = shared.clock.now();
     let mut session = shared.lock();
+    // The session hears this attempt's outcome now: nothing is left to abandon on drop.
+    guard.outstanding = false;
+    let state = &mut guard.state;
     match outcome {
         Ok((response, body)) => {
             let status = response.status().as_u16();
@@ -260,6 +304,10 @@ struct InFlight {
     /// This request's turn at the fleet's admission (see `Shared::admission_gates`), held
     /// while the driver says so.
     gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// An attempt was authorized and the session has not heard its outcome: dropping the
+    /// request now abandons it (releasing a breaker probe). Without one, dropping needs
+    /// neither the clock nor the session's lock.
+    outstanding: bool,
 }
 
 impl InFlight {
@@ -285,12 +333,15 @@ impl InFlight {
         let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
         let driver = RequestDriver::new(shared.driver, deadline, fleet);
         let state = shared.lock().begin(now, spec);
-        InFlight { shared: Arc::clone(shared), state, driver, gate: None }
+        InFlight { shared: Arc::clone(shared), state, driver, gate: None, outstanding: false }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.outstanding {
+            return;
+        }
         let now = self.shared.clock.now();
         let mut session = self.shared.lock();
         session.abandon(now, &mut self.state);
@@ -431,7 +482,17 @@ impl http_body::Body for Resumed {
 pub(super) struct HeaderMapRef<'a>(pub(super) &'a HeaderMap);
 
 impl Headers for HeaderMapRef<'_> {
+    /// The first value of header `name`. The session asks for about twenty names per response,
+    /// most of them absent; in a map of a few headers (the common API response), comparing
+    /// names in place beats parsing and hashing each asked name. Names are stored lowercase.
     fn get(&self, name: &str) -> Option<&[u8]> {
+        const SCAN: usize = 12;
+        if self.0.keys_len() <= SCAN {
+            let mut headers = self.0.iter();
+            return headers
+                .find(|(have, _)| have.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_bytes());
+        }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
 }
@@ -442,5 +503,36 @@ fn gate_index(priority: Priority) -> usize {
         Priority::Critical => 0,
         Priority::Normal => 1,
         Priority::Background => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan over a small map answers as `HeaderMap::get` does: the first value of a
+    /// repeated header, any case in the asked name, `None` for an absent one; and so does a
+    /// map too large to scan.
+    #[test]
+    fn header_lookup_matches_header_map_get() {
+        for extra in [0, 20] {
+            let mut map = HeaderMap::new();
+            map.append("date", HeaderValue::from_static("Sun, 06 Dec 2026 09:00:00 GMT"));
+            map.append("x-request-id", HeaderValue::from_static("first"));
+            map.append("x-request-id", HeaderValue::from_static("second"));
+            for i in 0..extra {
+                let name =
+                    reqwest::header::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes())
+                        .expect("name");
+                map.append(name, HeaderValue::from_static("1"));
+            }
+            let headers = HeaderMapRef(&map);
+            for name in
+                ["date", "Date", "x-request-id", "X-Request-Id", "retry-after", "x-filler-3"]
+            {
+                assert_eq!(headers.get(name), map.get(name).map(HeaderValue::as_bytes), "{name}");
+            }
+            assert_eq!(headers.get("x-request-id"), Some(&b"first"[..]));
+        }
     }
 }
