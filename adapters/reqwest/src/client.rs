@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -51,6 +51,8 @@ pub(crate) use send::{BoxError, transport_kind};
 pub const TOKEN_CAPACITY: usize = 8192;
 /// API hosts with their own circuit breaker.
 pub const HOSTS: usize = 8;
+/// Events kept for a subscriber that lags (older ones are dropped, and it is told how many).
+const EVENT_CAPACITY: usize = 256;
 /// Bound on a fleet admission or report (a store that hangs must not hold requests).
 const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 
@@ -234,7 +236,9 @@ struct Shared {
     version: watch::Sender<u64>,
     /// Wakes the token driver.
     kick: Notify,
-    events: broadcast::Sender<ClientEvent>,
+    /// Created by the first [`Client::events`]: until someone subscribes, events are not even
+    /// built (a service holding a client per tenant pays for none of the channels' slots).
+    events: OnceLock<broadcast::Sender<ClientEvent>>,
     /// API requests: follows redirects within the request's origin only (see [`api_client`]).
     http: reqwest::Client,
     /// Token requests: never follows a redirect (see [`token_client`]).
@@ -412,13 +416,12 @@ impl Client {
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
             cache: ArcSwapOption::empty(),
             version,
             kick: Notify::new(),
-            events,
+            events: OnceLock::new(),
             http,
             token_http,
             max_response_body: config.max_response_body,
@@ -494,9 +497,12 @@ impl Client {
         self.shared().fleet.as_ref().map(FleetLink::status)
     }
 
-    /// Subscribes to the client's events (token acquired, retries, waits, breaker changes).
+    /// Subscribes to the client's events (token acquired, retries, waits, breaker changes):
+    /// those sent from now on. The channel is made by the first call; a client nobody
+    /// subscribes to neither keeps nor builds events.
     pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
-        self.shared().events.subscribe()
+        let shared = self.shared();
+        shared.events.get_or_init(|| broadcast::channel(EVENT_CAPACITY).0).subscribe()
     }
 
     /// Time since the client was created, on the clock the core's instants count from.
@@ -784,6 +790,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Sends the event `make` builds to the subscribers of [`Client::events`], if there ever
+    /// was one.
+    fn emit(&self, make: impl FnOnce() -> ClientEvent) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(make());
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, CoreSession> {
         // A panic while holding the lock cannot leave the session inconsistent in a way that
         // matters more than stopping every caller: keep going with the inner value.
@@ -794,4 +808,24 @@ impl Shared {
 /// A mutex's value, even if a panic poisoned it (the values guarded with this stay consistent).
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client allocates its event channel (256 slots) when someone first subscribes, not
+    /// when it is built: a service holding a client per tenant pays for none it does not read.
+    #[tokio::test]
+    async fn the_event_channel_is_made_by_the_first_subscriber() {
+        // A token URL nothing listens on (port 9, discard): the driver's request fails; no
+        // matter, only the channel is looked at.
+        let credentials = crate::config::credentials("tenant", "secret").expect("credentials");
+        let client = Client::new(Config::token_only("http://127.0.0.1:9/token", credentials))
+            .expect("client");
+        assert!(client.shared().events.get().is_none(), "no channel before events()");
+        let _events = client.events();
+        assert!(client.shared().events.get().is_some());
+        client.shutdown().await;
+    }
 }

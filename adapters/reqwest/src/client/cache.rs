@@ -131,7 +131,7 @@ impl Shared {
                 }
                 other => debug!(event = ?other, "session event"),
             }
-            let _ = self.events.send(ClientEvent::Session(event));
+            self.emit(|| ClientEvent::Session(event));
         }
         if wake {
             self.version.send_modify(|v| *v = v.wrapping_add(1));

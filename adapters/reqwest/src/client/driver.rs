@@ -109,7 +109,7 @@ async fn refresh(
             Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
         }
     }
-    let _ = shared.events.send(ClientEvent::TokenRequest);
+    shared.emit(|| ClientEvent::TokenRequest);
     let result = send_token_request(shared, request).await;
     // A connection that never reached the token endpoint taught the fleet nothing: let
     // another pod try at once rather than wait for the lease to expire.

@@ -11,6 +11,9 @@ use tracing::debug;
 use super::{Shared, tls_config};
 use crate::error::Error;
 
+/// Idle connections the token client keeps per host.
+const TOKEN_IDLE_CONNECTIONS: usize = 4;
+
 /// The client token requests go through: credflow's own, whatever the caller does with API
 /// requests, and it never follows a redirect. A 3xx comes back to the session, which refuses
 /// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
@@ -24,6 +27,10 @@ pub(crate) fn token_client(
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
+        // A token request comes once per token life per client: a few idle connections
+        // serve many clients sharing this one (a Transport), where keeping one per past
+        // request (a thousand tenants starting at once) would hold their buffers for nothing.
+        .pool_max_idle_per_host(TOKEN_IDLE_CONNECTIONS)
         .tls_backend_preconfigured(tls_config()?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))

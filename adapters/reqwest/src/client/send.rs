@@ -88,8 +88,7 @@ where
         let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
         let attempts = guard.state.attempts();
         info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
-        let request = label.to_owned();
-        let _ = shared.events.send(ClientEvent::Retry { request, reason, wait, attempts });
+        shared.emit(|| ClientEvent::Retry { request: label.to_owned(), reason, wait, attempts });
         if reason == RetryReason::Reauthenticate {
             shared.kick.notify_one();
         }
@@ -224,7 +223,7 @@ async fn wait_locally(
     let wake = guard.driver.handle_wait(now, until, reason, &mut guard.state);
     let now_tokio = tokio::time::Instant::now();
     let wait = until.map(|at| shared.clock.to_tokio(at).saturating_duration_since(now_tokio));
-    let _ = shared.events.send(ClientEvent::Wait { reason, wait });
+    shared.emit(|| ClientEvent::Wait { reason, wait });
     if wake.kick_token_driver {
         shared.kick.notify_one();
     }
