@@ -44,10 +44,9 @@ impl OwnedTokenRequest {
 /// deadline, and publishes tokens. Runs until the last [`Client`](crate::Client) is dropped, or
 /// [`Client::shutdown`](crate::Client::shutdown).
 pub(super) async fn drive(shared: Arc<Shared>) {
-    let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     let mut fleet = TokenDriver::new(&shared.driver);
     loop {
-        match poll_request(&shared, &mut fleet, &mut buf) {
+        match poll_request(&shared, &mut fleet) {
             Some((ticket, request)) => refresh(&shared, &mut fleet, ticket, request).await,
             None => idle(&shared, &mut fleet).await,
         }
@@ -56,28 +55,32 @@ pub(super) async fn drive(shared: Arc<Shared>) {
 
 /// The token request the session wants sent now, if any (an owned copy: the lock is not held
 /// across I/O); tells `fleet` which token the session holds.
-fn poll_request(
-    shared: &Shared,
-    fleet: &mut TokenDriver,
-    buf: &mut Zeroizing<Vec<u8>>,
-) -> Option<(Ticket, OwnedTokenRequest)> {
+fn poll_request(shared: &Shared, fleet: &mut TokenDriver) -> Option<(Ticket, OwnedTokenRequest)> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
     fleet.handle_held(session.token(now).map(|(token, _)| token.fingerprint()));
-    let outgoing = match session.poll_token_request(now, buf) {
-        Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
-        Ok(None) => None,
-        Err(e) => {
-            warn!(error = %e, "cannot encode the token request; check the configuration");
-            None
-        }
-    };
+    // The encoding buffer exists only while a request is encoded (once per token), not for the
+    // client's life: a process holding a client per tenant would keep one each.
+    let due = session.lifecycle().next_request_at().is_some_and(|at| at <= now);
+    let outgoing =
+        due.then(|| Zeroizing::new(vec![0u8; TOKEN_REQUEST_BUFFER])).and_then(|mut buf| {
+            // `buf` holds the credentials; it is wiped when dropped, at the end of this closure.
+            match session.poll_token_request(now, &mut buf) {
+                Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(error = %e, "cannot encode the token request; check the configuration");
+                    None
+                }
+            }
+        });
     shared.drain(&mut session);
-    drop(session);
-    zeroize::Zeroize::zeroize(&mut buf[..]);
     outgoing
 }
+
+/// Room to encode a token request (its head and body, a `client_secret_jwt` assertion).
+const TOKEN_REQUEST_BUFFER: usize = 16 * 1024;
 
 /// Gets a token for `ticket`: in fleet mode the fleet's (another process's), else by sending
 /// `request`, under the fleet's lease if it granted one.
