@@ -265,6 +265,9 @@ struct Shared {
     /// driver held is left in `left_lease` for `shutdown` to release (instead of in the
     /// background).
     closing: AtomicBool,
+    /// The span of the latest token request: a request that waited for a token follows from
+    /// it (`follows_from`), so a trace shows which refresh held it.
+    last_fetch: Mutex<Option<tracing::Span>>,
     /// Fleet mode: the refresh lease the driver held when `shutdown` stopped it.
     left_lease: Mutex<Option<Lease>>,
     /// Fleet mode: one request per priority class at a time asks the fleet's admission (and
@@ -436,6 +439,7 @@ impl Client {
             fleet,
             closing: AtomicBool::new(false),
             left_lease: Mutex::new(None),
+            last_fetch: Mutex::new(None),
             admission_gates: Default::default(),
         });
         let driver = Mutex::new(Some(tokio::spawn(driver::drive(Arc::clone(&shared)))));
@@ -733,9 +737,14 @@ impl Client {
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
         self.shared().check_origin(request.url())?;
-        let span = tracing::debug_span!(
+        // OpenTelemetry's HTTP client fields (the path, never the query: it may carry
+        // secrets of the caller's); each attempt is a child span (see `send::attempt_span`).
+        let span = tracing::info_span!(
             "credflow.send",
-            request = %format_args!("{} {}", request.method(), request.url().path())
+            "http.request.method" = request.method().as_str(),
+            "server.address" = request.url().host_str(),
+            "server.port" = request.url().port_or_known_default(),
+            "url.path" = request.url().path(),
         );
         let shared = Arc::clone(&self.inner.shared);
         send::attempts(shared, request, options, transport).instrument(span).await

@@ -8,7 +8,7 @@ use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::session::{Event, TokenProblem, TokenStatus};
 use credflow_core::{Duration, Instant};
 use reqwest::header::HeaderValue;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::send::bearer;
@@ -34,6 +34,17 @@ impl Shared {
         let guard = self.cache.load();
         let token = &guard.as_ref()?.token.0;
         (token.generation == generation).then(|| token.header.clone())
+    }
+
+    /// The generation of the cached token, if any (usable or not).
+    pub(super) fn cached_generation(&self) -> Option<Generation> {
+        self.cache.load().as_ref().map(|cached| cached.token.0.generation)
+    }
+
+    /// The span of the latest token request (see `driver::fetch_span`), for a request that
+    /// waited for a token to link to.
+    pub(super) fn last_fetch(&self) -> Option<tracing::Span> {
+        super::locked(&self.last_fetch).clone()
     }
 
     /// Tells the session the wall-clock time when it has not been told for a second (it
@@ -141,7 +152,29 @@ impl Shared {
     /// Waits for a token until `token_wait` has passed. The session decides when waiting no
     /// longer helps (a rejection, an open breaker, a next attempt after the deadline, the
     /// deadline itself) and names the last token failure; this only relays its answer.
+    ///
+    /// In a span, `credflow.token_wait`, that follows from the token request's span (the
+    /// refresh it waited for), with the generation of the token it got or the `error.type`.
     pub(super) async fn wait_for_token(&self) -> Result<Token, Error> {
+        let span = tracing::info_span!(
+            "credflow.token_wait",
+            "credflow.token.generation" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+        );
+        let result = self.wait_for_token_unlinked().instrument(span.clone()).await;
+        if !span.is_disabled() {
+            if let Some(fetch) = self.last_fetch() {
+                span.follows_from(&fetch);
+            }
+            match &result {
+                Ok(token) => span.record("credflow.token.generation", token.generation()),
+                Err(error) => span.record("error.type", tracing::field::debug(error.kind())),
+            };
+        }
+        result
+    }
+
+    async fn wait_for_token_unlinked(&self) -> Result<Token, Error> {
         let mut version = self.version.subscribe();
         let deadline = self.clock.now().saturating_add(core_duration(self.token_wait));
         // The session's check fails once `now` is past the deadline: wake just after it.

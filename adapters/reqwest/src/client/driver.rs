@@ -14,7 +14,7 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::RestoreError;
 use reqwest::header::{HeaderMap, HeaderValue};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use zeroize::Zeroizing;
 
 use super::send::{HeaderMapRef, transport_kind};
@@ -113,17 +113,72 @@ async fn refresh(
         }
     }
     shared.emit(|| ClientEvent::TokenRequest);
-    let result = send_token_request(shared, request).await;
+    let span = fetch_span(&request.url, lease.is_some());
+    // Requests that wait for this token link to this span (`follows_from`).
+    *locked(&shared.last_fetch) = Some(span.clone());
+    let result = send_token_request(shared, request).instrument(span.clone()).await;
+    let failed = record_answer(&span, &result);
     // A connection that never reached the token endpoint taught the fleet nothing: let
     // another pod try at once rather than wait for the lease to expire.
     let reached = !matches!(result, Err(TransportKind::Connect));
     let fresh = handle_token_answer(shared, ticket, result);
+    match shared.cached_generation().filter(|_| fresh.is_some()) {
+        Some(generation) => {
+            span.record("credflow.token.generation", generation.0);
+        }
+        // A 2xx that is no usable token (the session's events say why).
+        None if !failed => {
+            span.record("error.type", "invalid_token_response");
+        }
+        None => {}
+    }
     // Waiters also watch for failures (to give up early on a rejection).
     shared.version.send_modify(|v| *v = v.wrapping_add(1));
     let end = tokens.handle_token_answer(fresh.is_some(), reached);
     if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
         publish(shared, fleet, lease, fresh, end).await;
     }
+}
+
+/// The span of one token request, with OpenTelemetry's HTTP client fields (`server.address`
+/// and `server.port` of the token URL, never its query) and credflow's: whether it went under
+/// the fleet's lease; the status, `error.type` and the token's generation are recorded as they
+/// are known. Never the credentials, nor the token.
+fn fetch_span(url: &str, under_lease: bool) -> tracing::Span {
+    let url = reqwest::Url::parse(url).ok();
+    let host = url.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let port = url.as_ref().and_then(reqwest::Url::port_or_known_default);
+    tracing::info_span!(
+        "credflow.token_fetch",
+        "http.request.method" = "POST",
+        "server.address" = %host,
+        "server.port" = port,
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "credflow.token.generation" = tracing::field::Empty,
+        "credflow.fleet.lease" = under_lease,
+    )
+}
+
+/// Records the token endpoint's status, or the transport failure, on the fetch's span;
+/// returns whether it recorded an `error.type`.
+fn record_answer(span: &tracing::Span, result: &Result<TokenAnswer, TransportKind>) -> bool {
+    match result {
+        Ok(TokenAnswer::Read { status, .. }) | Ok(TokenAnswer::TooLarge { status, .. }) => {
+            span.record("http.response.status_code", status);
+            if *status >= 400 {
+                span.record("error.type", status.to_string());
+            } else if matches!(result, Ok(TokenAnswer::TooLarge { .. })) {
+                span.record("error.type", "response_too_large");
+            } else {
+                return false;
+            }
+        }
+        Err(kind) => {
+            span.record("error.type", super::send::error_type(*kind));
+        }
+    }
+    true
 }
 
 /// Hands the token endpoint's answer to the session; returns the token it obtained, if any,

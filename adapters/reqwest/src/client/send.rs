@@ -10,6 +10,7 @@ use credflow_core::fleet::{
     Step as FleetStep,
 };
 use credflow_core::http::{Headers, Method as CoreMethod};
+use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::AccessToken;
 use credflow_core::session::{
@@ -18,7 +19,7 @@ use credflow_core::session::{
 use credflow_core::{Duration, Instant, Priority};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
@@ -45,7 +46,9 @@ where
     let mut original = Some(request);
     let mut version = shared.version.subscribe();
     loop {
-        let header = authorized(&shared, &mut guard, &mut version).await?;
+        let Authorized { header, generation, waited_for_token } =
+            authorized(&shared, &mut guard, &mut version).await?;
+        let span = attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
         // Keep the original while it can be cloned, so a retry can resend it.
         let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
             Some(clone) => (clone, true),
@@ -61,7 +64,9 @@ where
         if attempt.timeout().is_none() {
             *attempt.timeout_mut() = Some(shared.request_timeout);
         }
-        let outcome = execute(transport(attempt), shared.max_response_body).await;
+        let outcome =
+            execute(transport(attempt), shared.max_response_body).instrument(span.clone()).await;
+        record_outcome(&span, &outcome);
         if outcome.is_err()
             && let Some(request) = &original
         {
@@ -73,6 +78,7 @@ where
             Verdict::Fail(e) => return Err(e.into()),
             Verdict::Retry { at, reason, .. } => (at, reason),
         };
+        span.record("credflow.retry.reason", tracing::field::debug(reason));
         if !replayable {
             debug!(
                 label = label.as_str(),
@@ -86,6 +92,8 @@ where
         }
         let label = label.as_str();
         let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
+        span.record("credflow.retry.wait_ms", wait.as_millis() as u64);
+        drop(span);
         let attempts = guard.state.attempts();
         info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
         shared.emit(|| ClientEvent::Retry { request: label.to_owned(), reason, wait, attempts });
@@ -93,6 +101,73 @@ where
             shared.kick.notify_one();
         }
         Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
+    }
+}
+
+/// The span of one attempt, a child of the request's `credflow.send`: OpenTelemetry's HTTP
+/// client fields (`http.request.method`, `server.address`, `server.port`,
+/// `http.request.resend_count` for a retry; `http.response.status_code` and `error.type` once
+/// known) and credflow's (the token's generation, and the retry reason and wait the verdict
+/// named). Never the token, the URL's query or a header. An attempt that waited for a token
+/// follows from the span of the token request it waited for.
+fn attempt_span(
+    shared: &Shared,
+    guard: &InFlight,
+    request: Option<&reqwest::Request>,
+    generation: Generation,
+    waited_for_token: bool,
+) -> tracing::Span {
+    let resends = guard.state.attempts().saturating_sub(1);
+    let span = tracing::info_span!(
+        "credflow.attempt",
+        "http.request.method" = request.map(|r| r.method().as_str()),
+        "server.address" = request.and_then(|r| r.url().host_str()),
+        "server.port" = request.and_then(|r| r.url().port_or_known_default()),
+        "http.request.resend_count" = (resends > 0).then_some(resends),
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "credflow.token.generation" = generation.0,
+        "credflow.retry.reason" = tracing::field::Empty,
+        "credflow.retry.wait_ms" = tracing::field::Empty,
+    );
+    if waited_for_token
+        && !span.is_disabled()
+        && let Some(fetch) = shared.last_fetch()
+    {
+        span.follows_from(&fetch);
+    }
+    span
+}
+
+/// Records an attempt's status, or its transport failure, on its span.
+fn record_outcome<T>(
+    span: &tracing::Span,
+    outcome: &Result<(reqwest::Response, T), (TransportKind, BoxError)>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    match outcome {
+        Ok((response, _)) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 400 {
+                span.record("error.type", status.to_string());
+            }
+        }
+        Err((kind, _)) => {
+            span.record("error.type", error_type(*kind));
+        }
+    }
+}
+
+/// A transport failure as OpenTelemetry's `error.type`: a low-cardinality name.
+pub(super) fn error_type(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Connect => "connect",
+        TransportKind::Reset => "reset",
+        TransportKind::Timeout => "timeout",
+        TransportKind::Other => "transport",
     }
 }
 
@@ -122,7 +197,8 @@ async fn authorized(
     shared: &Shared,
     guard: &mut InFlight,
     version: &mut watch::Receiver<u64>,
-) -> Result<HeaderValue, Error> {
+) -> Result<Authorized, Error> {
+    let mut waited_for_token = false;
     loop {
         // Mark the current version seen *before* asking the session, so a token or breaker
         // change that lands after the answer still wakes the wait below.
@@ -155,12 +231,13 @@ async fn authorized(
                 return Err(Error::held_by_fleet(std_duration(hold)));
             }
             FleetStep::Authorize => match authorize(shared, guard, now) {
-                Decision::Send(header) => {
+                Decision::Send(header, generation) => {
                     guard.driver.handle_sent();
-                    return Ok(header);
+                    return Ok(Authorized { header, generation, waited_for_token });
                 }
                 Decision::Fail(e) => return Err(e),
                 Decision::Wait(until, reason) => {
+                    waited_for_token |= reason == WaitReason::Token;
                     Box::pin(wait_locally(shared, guard, version, until, reason)).await
                 }
             },
@@ -200,7 +277,8 @@ fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
         Authorize::Send { token, generation } => {
             guard.outstanding = true;
             // The cached token's header (built once per token), not a new one per request.
-            Decision::Send(shared.cached_header(generation).unwrap_or_else(|| bearer(token)))
+            let header = shared.cached_header(generation).unwrap_or_else(|| bearer(token));
+            Decision::Send(header, generation)
         }
         Authorize::Wait { until, reason } => Decision::Wait(until, reason),
         Authorize::Fail(e) => {
@@ -268,9 +346,17 @@ fn judge(
     }
 }
 
+/// An attempt the session authorized: its `Authorization` header, the token's generation,
+/// and whether the request waited for that token (a refresh) first.
+struct Authorized {
+    header: HeaderValue,
+    generation: Generation,
+    waited_for_token: bool,
+}
+
 /// The session's answer for the next attempt.
 enum Decision {
-    Send(HeaderValue),
+    Send(HeaderValue, Generation),
     Wait(Option<Instant>, WaitReason),
     Fail(Error),
 }
