@@ -4,7 +4,7 @@
 //! `/proc/self/statm`.
 //!
 //! ```text
-//! cargo bench -p credflow-reqwest --bench many_tenants
+//! cargo bench -p credflow-reqwest --bench tenants_memory
 //! ```
 //!
 //! `MANY_TENANTS` sets the number of clients (default 1000). The token server is a child
