@@ -26,6 +26,7 @@ struct SpanRecord {
     name: &'static str,
     fields: BTreeMap<String, String>,
     parent: Option<usize>,
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -80,6 +81,13 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
         let index = |id| ctx.span(id).and_then(|s| s.extensions().get::<Index>().map(|i| i.0));
         if let (Some(span), Some(follows)) = (index(span), index(follows)) {
             self.0.lock().unwrap().follows.push((span, follows));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(index) = ctx.span(&id).and_then(|s| s.extensions().get::<Index>().map(|i| i.0))
+        {
+            self.0.lock().unwrap().spans[index].closed = true;
         }
     }
 
@@ -221,6 +229,14 @@ async fn a_token_wait_follows_from_its_fetch() {
     .unwrap();
     let token = client.token().await.unwrap();
     assert_eq!(token.generation(), 1);
+    // The fetch's span closes (and an exporter sends it) soon after the answer, not when the
+    // next token request replaces it, a token life later.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    {
+        let recorded = recorder.0.lock().unwrap();
+        let fetch = recorded.spans.iter().find(|s| s.name == "credflow.token_fetch");
+        assert!(fetch.expect("a token_fetch span").closed, "the fetch's span is still open");
+    }
     client.shutdown().await;
 
     let recorded = recorder.0.lock().unwrap();

@@ -45,13 +45,27 @@ impl OwnedTokenRequest {
 /// [`Client::shutdown`](crate::Client::shutdown).
 pub(super) async fn drive(shared: Arc<Shared>) {
     let mut fleet = TokenDriver::new(&shared.driver);
+    // When to let the last token request's span close (see `FETCH_SPAN_LINGER`).
+    let mut close_fetch_span = None;
     loop {
+        if close_fetch_span.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            locked(&shared.last_fetch).take();
+            close_fetch_span = None;
+        }
         match poll_request(&shared, &mut fleet) {
-            Some((ticket, request)) => refresh(&shared, &mut fleet, ticket, request).await,
-            None => idle(&shared, &mut fleet).await,
+            Some((ticket, request)) => {
+                refresh(&shared, &mut fleet, ticket, request).await;
+                close_fetch_span = Some(tokio::time::Instant::now() + FETCH_SPAN_LINGER);
+            }
+            None => idle(&shared, &mut fleet, close_fetch_span).await,
         }
     }
 }
+
+/// How long a token request's span stays open after its answer, for the requests that waited
+/// for it to link to (they wake as the token is published, within milliseconds). A span is
+/// exported when it closes: it must not wait for the next token request, an hour later.
+const FETCH_SPAN_LINGER: StdDuration = StdDuration::from_secs(1);
 
 /// The token request the session wants sent now, if any (an owned copy: the lock is not held
 /// across I/O); tells `fleet` which token the session holds.
@@ -216,7 +230,13 @@ fn handle_token_answer(
 /// Sleeps until the session's next deadline (and lets it act then), or a kick; with no token
 /// and none allowed yet (backoff, or an open breaker after an outage), reads the fleet's
 /// token when the driver says, as another process may have one.
-async fn idle(shared: &Shared, tokens: &mut TokenDriver) {
+///
+/// Wakes at `close_fetch_span` too, if set, for the driver to let that span close.
+async fn idle(
+    shared: &Shared,
+    tokens: &mut TokenDriver,
+    close_fetch_span: Option<tokio::time::Instant>,
+) {
     let now = shared.clock.now();
     let (next, tokenless) = {
         let session = shared.lock();
@@ -227,6 +247,9 @@ async fn idle(shared: &Shared, tokens: &mut TokenDriver) {
     let due = next.map(|(at, _)| shared.clock.to_tokio(at));
     let mut sleep =
         due.unwrap_or_else(|| tokio::time::Instant::now() + StdDuration::from_secs(3600));
+    if let Some(at) = close_fetch_span {
+        sleep = sleep.min(at);
+    }
     if shared.fleet.is_some() {
         match tokens.poll_peek(now, tokenless) {
             Peek::Due => return adopt_fleet_token(shared, tokens).await,
