@@ -571,8 +571,9 @@ impl Headers for HeaderMapRef<'_> {
     /// most of them absent; in a map of a few headers (the common API response), comparing
     /// names in place beats parsing and hashing each asked name. Names are stored lowercase.
     fn get(&self, name: &str) -> Option<&[u8]> {
+        // Values, not names: a name repeated many times must not make each scan long.
         const SCAN: usize = 12;
-        if self.0.keys_len() <= SCAN {
+        if self.0.len() <= SCAN {
             let mut headers = self.0.iter();
             return headers
                 .find(|(have, _)| have.as_str().eq_ignore_ascii_case(name))
