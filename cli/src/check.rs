@@ -145,12 +145,12 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
 
 /// Tells apart the usual causes.
 fn explain(e: &Error, env: Option<&str>) {
-    match (e.kind(), e.api_error().map(|a| &a.kind)) {
-        (ErrorKind::CredentialsRejected, Some(ApiErrorKind::Unauthorized)) => {
+    match (e.kind(), e.api_error().map(|a| a.kind), e.forbidden()) {
+        (ErrorKind::CredentialsRejected, Some(ApiErrorKind::Unauthorized), _) => {
             hint("a fresh token was rejected by the API: the token and API hosts belong to");
             hint("different environments (wrong region), or the OAuth client was disabled");
         }
-        (ErrorKind::CredentialsRejected, _) => {
+        (ErrorKind::CredentialsRejected, _, _) => {
             hint(
                 "bad credentials: check the client id and secret, and that the OAuth client is active;",
             );
@@ -161,10 +161,12 @@ fn explain(e: &Error, env: Option<&str>) {
                 None => hint("or the client is registered with another server"),
             }
         }
-        (ErrorKind::Permission, Some(ApiErrorKind::Forbidden(d))) => {
+        (ErrorKind::Permission, _, Some(d)) => {
             hint(format!("{d}: add the permission to a role of the OAuth client"));
         }
-        (ErrorKind::Permission, _) => hint("a requested scope is not allowed for this client"),
+        (ErrorKind::Permission, _, None) => {
+            hint("a requested scope is not allowed for this client")
+        }
         _ => {
             if let Some(cause) = e.likely_cause() {
                 hint(format!("likely cause: {cause}"));

@@ -16,6 +16,8 @@ mod check;
 mod demo;
 mod output;
 mod progress;
+mod proxy;
+mod scope_probe;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -31,7 +33,7 @@ use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
     DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE,
-    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret,
+    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret, read_ca_file,
     read_secret_file, same_environment, value_and_file,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
@@ -88,6 +90,10 @@ struct TargetArgs {
     /// the network in clear text (a warning is printed). Loopback needs no flag.
     #[arg(long, global = true)]
     allow_insecure_http: bool,
+    /// PEM file of certificate authorities to trust besides the system's (a TLS-inspecting
+    /// proxy's, `credflow emulator --tls`'s test CA).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +124,10 @@ enum Command {
         /// Also call this path ("PATH" for GET, or "POST PATH") and explain a 403 (repeatable).
         #[arg(long = "probe", value_name = "[METHOD] PATH")]
         probes: Vec<String>,
+        /// Also tell whether the API counts its rate limit per client id or per token, from
+        /// the rate-limit headers of two tokens used side by side (two token requests of its own).
+        #[arg(long)]
+        rate_limit_scope: bool,
     },
     /// Narrate a scenario against the built-in emulator: no credentials, no network.
     Demo {
@@ -127,6 +137,9 @@ enum Command {
     },
     /// Run the Genesys Cloud emulator on 127.0.0.1.
     Emulator(EmulatorArgs),
+    /// Run a local sidecar that forwards API requests with credflow's token, pacing and
+    /// retries: SDKs in any language point their API host at it.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// A failure with its exit code, printed on stderr.
@@ -172,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Proxy(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -190,8 +203,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr: `CREDFLOW_LOG` (an `EnvFilter`), else by `-v`; a proxy logs its requests and
+/// the client's warnings by default.
+fn init_logging(verbose: u8, proxy: bool) {
     let default = match verbose {
+        0 if proxy => "credflow::proxy=info,credflow_reqwest=warn",
         0 => "off",
         1 => "credflow_reqwest=info",
         _ => "credflow_reqwest=debug,credflow_emulator=debug",
@@ -239,7 +255,11 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             let body = data.map(|d| read_data(&d)).transpose()?;
             request(&client, &method, &path, body, cli.verbose).await
         }
-        Command::Check { probes } => check::run(&cli.target, &probes).await,
+        Command::Check { probes, rate_limit_scope } => {
+            check::run(&cli.target, &probes).await?;
+            if rate_limit_scope { scope_probe::run(&cli.target).await } else { Ok(()) }
+        }
+        Command::Proxy(args) => proxy::run(&cli.target, args).await,
     }
 }
 
@@ -294,6 +314,9 @@ fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
     config.scope.clone_from(&target.scope);
     config.token_wait = Duration::from_secs(20);
     config.allow_insecure_http = target.allow_insecure_http;
+    if let Some(path) = &target.ca_file {
+        config.extra_root_certificates = read_ca_file(path)?;
+    }
     check_urls(&config)?;
     Ok(config)
 }

@@ -33,8 +33,9 @@
 //!
 //! 1. Before each request, [`check`](CircuitBreaker::check). Send only if admitted.
 //! 2. For each admitted request report exactly one outcome: [`on_success`](CircuitBreaker::on_success),
-//!    [`on_failure`](CircuitBreaker::on_failure), or [`on_abandoned`](CircuitBreaker::on_abandoned)
-//!    when it was cancelled before an outcome (a probe's slot is then released).
+//!    [`on_failure`](CircuitBreaker::on_failure), or, for a probe cancelled before an outcome,
+//!    [`on_abandoned`](CircuitBreaker::on_abandoned) with its [`ProbeTicket`] (its slot is then
+//!    released).
 //! 3. After every input, drain [`poll_event`](CircuitBreaker::poll_event); wake at
 //!    [`next_change`](CircuitBreaker::next_change) and call
 //!    [`handle_timeout`](CircuitBreaker::handle_timeout) (every input also does it).
@@ -53,7 +54,8 @@
 //!   the trip, and the decision to stop for a cooldown is already made;
 //! - while **HalfOpen**, any outcome counts as a probe's: it was observed after the cooldown, so
 //!   it is fresh evidence about the service, whichever request it came from;
-//! - abandons release a probe slot only while HalfOpen, and never below zero.
+//! - abandons release a probe slot only while HalfOpen, only for a ticket of the current
+//!   half-open period, and never below zero.
 
 use core::fmt;
 
@@ -211,8 +213,10 @@ pub enum BreakerState {
 pub enum Admission {
     /// Send the request (the breaker is closed).
     Allowed,
-    /// Send the request as a probe; its outcome decides whether the breaker closes.
-    Probe,
+    /// Send the request as a probe; its outcome decides whether the breaker closes. Keep the
+    /// ticket with the request: a probe that ends without an outcome gives it back with
+    /// [`on_abandoned`](CircuitBreaker::on_abandoned).
+    Probe(ProbeTicket),
     /// Do not send yet: probes are testing the service. Check again when their outcome is known:
     /// on the next [`BreakerEvent`], or after reporting a probe abandoned (which frees its slot
     /// without an event).
@@ -227,8 +231,22 @@ pub enum Admission {
 impl Admission {
     /// Whether the request may be sent now.
     pub const fn is_admitted(self) -> bool {
-        matches!(self, Admission::Allowed | Admission::Probe)
+        matches!(self, Admission::Allowed | Admission::Probe(_))
     }
+}
+
+/// A half-open breaker's leave to send one probe, handed out by [`CircuitBreaker::check`] as
+/// the token lifecycle hands out [`Ticket`](crate::lifecycle::Ticket)s. The probe's outcome
+/// ([`on_success`](CircuitBreaker::on_success), [`on_failure`](CircuitBreaker::on_failure))
+/// settles it; a probe that ends without one gives it back with
+/// [`on_abandoned`](CircuitBreaker::on_abandoned). A ticket of an earlier half-open period
+/// changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "a probe ticket is settled by the probe's outcome, or given back with on_abandoned"]
+pub struct ProbeTicket {
+    /// The half-open period it was handed out in.
+    period: u32,
 }
 
 /// A state change, to log, count or wake waiting requests on.
@@ -274,6 +292,8 @@ pub struct CircuitBreaker {
     trips: u32,
     /// Probes in flight; zero unless half-open.
     probes: u8,
+    /// Half-open periods so far (wrapping): the period the probe tickets of this one carry.
+    half_open_period: u32,
     events: Deque<BreakerEvent, EVENTS>,
 }
 
@@ -288,6 +308,7 @@ impl CircuitBreaker {
             consecutive: 0,
             trips: 0,
             probes: 0,
+            half_open_period: 0,
             events: Deque::new(),
         }
     }
@@ -298,7 +319,7 @@ impl CircuitBreaker {
     }
 
     /// Whether a request may be sent at `now`. A [`Admission::Probe`] takes a probe slot, which
-    /// its outcome (or [`on_abandoned`](Self::on_abandoned)) gives back.
+    /// its outcome (or its ticket, given to [`on_abandoned`](Self::on_abandoned)) gives back.
     pub fn check(&mut self, now: Instant) -> Admission {
         self.handle_timeout(now);
         match self.state {
@@ -306,7 +327,7 @@ impl CircuitBreaker {
             BreakerState::Open { until } => Admission::Rejected { until },
             BreakerState::HalfOpen if self.probes < self.config.half_open_probes.max(1) => {
                 self.probes = self.probes.saturating_add(1);
-                Admission::Probe
+                Admission::Probe(ProbeTicket { period: self.half_open_period })
             }
             BreakerState::HalfOpen => Admission::ProbeInFlight,
         }
@@ -320,6 +341,7 @@ impl CircuitBreaker {
         {
             self.state = BreakerState::HalfOpen;
             self.probes = 0;
+            self.half_open_period = self.half_open_period.wrapping_add(1);
             self.push(BreakerEvent::HalfOpened { at: until });
         }
     }
@@ -351,11 +373,12 @@ impl CircuitBreaker {
         }
     }
 
-    /// Reports that an admitted request ended without an outcome (cancelled, dropped). A probe
-    /// gives back its slot; otherwise nothing changes.
-    pub fn on_abandoned(&mut self, now: Instant) {
+    /// Reports that the probe of `ticket` ended without an outcome (cancelled, dropped): its
+    /// slot is given back. A ticket of an earlier half-open period changes nothing; a request
+    /// admitted without a ticket ([`Admission::Allowed`]) holds no slot and needs no call.
+    pub fn on_abandoned(&mut self, now: Instant, ticket: ProbeTicket) {
         self.handle_timeout(now);
-        if self.state == BreakerState::HalfOpen {
+        if self.state == BreakerState::HalfOpen && ticket.period == self.half_open_period {
             self.probes = self.probes.saturating_sub(1);
         }
     }
@@ -489,7 +512,7 @@ mod tests {
         );
         assert_eq!(b.check(until - ms(1)), Admission::Rejected { until });
         assert_eq!(b.state(), BreakerState::Open { until });
-        assert_eq!(b.check(until), Admission::Probe);
+        assert!(matches!(b.check(until), Admission::Probe(_)));
         assert_eq!(events(&mut b), [BreakerEvent::HalfOpened { at: until }]);
         assert_eq!(b.next_change(), None);
     }
@@ -510,11 +533,11 @@ mod tests {
     fn one_probe_at_a_time_and_an_abandoned_probe_frees_its_slot() {
         let (mut b, mut rng) = (CircuitBreaker::default(), Rng::new(3));
         let until = tripped(&mut b, T0, &mut rng);
-        assert_eq!(b.check(until), Admission::Probe);
+        let Admission::Probe(ticket) = b.check(until) else { panic!("a probe") };
         assert_eq!(b.check(until + secs(1)), Admission::ProbeInFlight);
-        b.on_abandoned(until + secs(2));
-        b.on_abandoned(until + secs(2)); // a spurious second abandon frees nothing more
-        assert_eq!(b.check(until + secs(3)), Admission::Probe);
+        b.on_abandoned(until + secs(2), ticket);
+        b.on_abandoned(until + secs(2), ticket); // a spurious second abandon frees nothing more
+        assert!(matches!(b.check(until + secs(3)), Admission::Probe(_)));
         assert_eq!(b.check(until + secs(3)), Admission::ProbeInFlight);
         b.on_success(until + secs(4));
         assert_eq!(b.state(), BreakerState::Closed);
@@ -523,13 +546,30 @@ mod tests {
         assert_eq!(log.last(), Some(&BreakerEvent::Closed { at: until + secs(4) }));
     }
 
+    /// A probe ticket belongs to its half-open period: one kept from an earlier period (its
+    /// probe failed, the breaker opened and half-opened again) frees no slot of the new one.
+    #[test]
+    fn a_ticket_of_an_earlier_half_open_period_frees_nothing() {
+        let (mut b, mut rng) = (CircuitBreaker::default(), Rng::new(9));
+        let until = tripped(&mut b, T0, &mut rng);
+        let Admission::Probe(old) = b.check(until) else { panic!("a probe") };
+        b.on_failure(until, &mut rng);
+        let until = b.next_change().expect("open again");
+        let Admission::Probe(new) = b.check(until) else { panic!("a probe") };
+        assert_ne!(old, new);
+        b.on_abandoned(until, old);
+        assert_eq!(b.check(until), Admission::ProbeInFlight);
+        b.on_abandoned(until, new);
+        assert!(matches!(b.check(until), Admission::Probe(_)));
+    }
+
     #[test]
     fn failed_probes_double_the_cooldown_up_to_the_cap_and_success_resets_it() {
         let (mut b, mut rng) = (CircuitBreaker::default(), Rng::new(4));
         let mut until = tripped(&mut b, T0, &mut rng);
         let mut expected = Vec::new();
         for trips in 2..=9u32 {
-            assert_eq!(b.check(until), Admission::Probe);
+            assert!(matches!(b.check(until), Admission::Probe(_)));
             b.on_failure(until, &mut rng);
             let next = b.next_change().expect("open again");
             let base = secs(5).saturating_mul(1 << (trips - 1)).min(secs(300));
@@ -551,7 +591,7 @@ mod tests {
         let rounds = EVENTS / 2;
         assert_eq!(opened.len(), rounds, "the ring keeps the latest {EVENTS} events");
         assert_eq!(opened[..], expected[expected.len() - rounds..]);
-        assert_eq!(b.check(until), Admission::Probe);
+        assert!(matches!(b.check(until), Admission::Probe(_)));
         b.on_success(until);
         let again = tripped(&mut b, until, &mut rng);
         assert!(again - until < secs(6), "trips were reset by the success");
@@ -619,7 +659,6 @@ mod tests {
         let _ = events(&mut b);
         b.on_failure(until - ms(1), &mut rng);
         b.on_success(until - ms(1));
-        b.on_abandoned(until - ms(1));
         assert_eq!(b.state(), BreakerState::Open { until });
         assert_eq!(events(&mut b), []);
         // After the cooldown, a late outcome is fresh evidence, like a probe's.
@@ -683,6 +722,8 @@ mod tests {
     struct Model {
         c: BreakerConfig,
         state: ModelState,
+        /// Half-open periods so far: the period of the tickets handed out now.
+        period: u32,
         history: Vec<bool>, // failures since the last state change, oldest first
         trips: u32,
         rng: Rng,
@@ -695,6 +736,7 @@ mod tests {
                 && now >= until
             {
                 self.state = ModelState::HalfOpen(0);
+                self.period += 1;
                 self.events.push(BreakerEvent::HalfOpened { at: until });
             }
         }
@@ -706,7 +748,7 @@ mod tests {
                 ModelState::Open(until) => Admission::Rejected { until },
                 ModelState::HalfOpen(p) if p < self.c.half_open_probes.max(1) => {
                     self.state = ModelState::HalfOpen(p + 1);
-                    Admission::Probe
+                    Admission::Probe(ProbeTicket { period: self.period })
                 }
                 ModelState::HalfOpen(_) => Admission::ProbeInFlight,
             }
@@ -761,9 +803,11 @@ mod tests {
             }
         }
 
-        fn abandon(&mut self, now: Instant) {
+        fn abandon(&mut self, now: Instant, ticket: ProbeTicket) {
             self.tick(now);
-            if let ModelState::HalfOpen(p) = self.state {
+            if let ModelState::HalfOpen(p) = self.state
+                && ticket.period == self.period
+            {
                 self.state = ModelState::HalfOpen(p.saturating_sub(1));
             }
         }
@@ -775,7 +819,9 @@ mod tests {
         Check,
         Success,
         Failure,
-        Abandon,
+        /// Gives back one of the probe tickets handed out so far (its index, modulo their
+        /// number), of this half-open period or an earlier one.
+        Abandon(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -784,7 +830,7 @@ mod tests {
             3 => Just(Op::Check),
             2 => Just(Op::Success),
             3 => Just(Op::Failure),
-            1 => Just(Op::Abandon),
+            1 => any::<usize>().prop_map(Op::Abandon),
         ]
     }
 
@@ -810,23 +856,31 @@ mod tests {
             c in config(), seed in any::<u64>(), ops in proptest::collection::vec(op(), 0..300),
         ) {
             let mut b = CircuitBreaker::new(c);
-            let mut m = Model { c, state: ModelState::Closed, history: Vec::new(), trips: 0, rng: Rng::new(seed), events: Vec::new() };
+            let mut m = Model { c, state: ModelState::Closed, period: 0, history: Vec::new(), trips: 0, rng: Rng::new(seed), events: Vec::new() };
             let mut rng = Rng::new(seed);
             let mut now = T0;
             let mut seen = Vec::new();
+            let mut tickets = Vec::new();
             for op in ops {
                 match op {
                     Op::Advance(d) => now = now + ms(d),
                     Op::Check => {
                         let got = b.check(now);
                         prop_assert_eq!(got, m.check(now));
-                        if let Admission::Rejected { until } = got {
-                            prop_assert!(until > now);
+                        match got {
+                            Admission::Rejected { until } => prop_assert!(until > now),
+                            Admission::Probe(ticket) => tickets.push(ticket),
+                            _ => {}
                         }
                     }
                     Op::Success => { b.on_success(now); m.outcome(now, false); }
                     Op::Failure => { b.on_failure(now, &mut rng); m.outcome(now, true); }
-                    Op::Abandon => { b.on_abandoned(now); m.abandon(now); }
+                    Op::Abandon(i) => {
+                        if let Some(&ticket) = tickets.get(i % tickets.len().max(1)) {
+                            b.on_abandoned(now, ticket);
+                            m.abandon(now, ticket);
+                        }
+                    }
                 }
                 let state = match m.state {
                     ModelState::Closed => BreakerState::Closed,

@@ -8,8 +8,8 @@
 //! stack: nesting deeper than the caller's limit is an error at the point it happens.
 //!
 //! It replaces `serde-json-core`, which these parsers used before: four serde-derived structs,
-//! one of them parsed up to four times, and their visitors. The switch took 7.1 KiB off the
-//! Cortex-M4 firmware (BENCHMARKS.md); this reader is about 1.6 KiB of it. `serde-json-core`
+//! one of them parsed up to four times, and their visitors: this reader is a fraction of their
+//! code in a firmware image (BENCHMARKS.md). `serde-json-core`
 //! stays as the oracle of the differential tests (`tests` below and the `json` fuzz target):
 //! every object this reader accepts, serde-json-core accepts too, with the same members.
 //!
@@ -174,7 +174,7 @@ impl<'a> Scanner<'a> {
 
     fn bump(&mut self) {
         // Every bump follows a `peek` that found a byte, so the cursor stays within the text
-        // and this cannot wrap (a saturating add cost 48 bytes of firmware over its call sites).
+        // and this cannot wrap (so no saturating add, which is larger at every call site).
         self.pos = self.pos.wrapping_add(1);
     }
 
@@ -376,7 +376,7 @@ pub fn integer(number: &str) -> Option<Result<u64, i64>> {
     if digits.is_empty() {
         return None;
     }
-    // By hand rather than `str::parse`, whose generic code is some 600 bytes of firmware.
+    // By hand rather than `str::parse`, whose generic code is large in a firmware image.
     let mut magnitude = 0u64;
     for &b in digits {
         let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;

@@ -110,7 +110,7 @@ impl<const N: usize> Drop for SecretBuf<N> {
 /// held a secret (a request with the client secret, a token response).
 ///
 /// Out of line and not generic on purpose: secrets are dropped on many paths, and a wiping
-/// loop inlined at each of them, for each capacity, cost a firmware build about 1 KiB.
+/// loop inlined at each of them, for each capacity, would be copied many times in firmware.
 #[inline(never)]
 pub fn wipe(bytes: &mut [u8]) {
     bytes.zeroize();
@@ -259,7 +259,7 @@ impl Credentials {
     /// Validates both parts from strings. The error says which part is wrong, never its value.
     pub fn from_strs(id: &str, secret: &str) -> Result<Self, (CredentialPart, CredentialError)> {
         // Filled in place: two `Result`s of a whole buffer each, moved into the pair, would be
-        // copied twice more (about 0.2 KiB of firmware flash for the moves alone).
+        // copied twice more.
         let mut pair =
             Credentials { id: ClientId(SecretBuf::EMPTY), secret: ClientSecret(SecretBuf::EMPTY) };
         pair.id.0.len =

@@ -100,7 +100,7 @@ impl Duration {
     ///
     /// This is how fractions of a span are taken without floating point (for instance "80 % of
     /// the token's life" is `life.mul_ratio(4, 5)`). Out of line on purpose: 128-bit products
-    /// and quotients inlined at every call site cost a Cortex-M firmware about 1 KiB.
+    /// and quotients are large on a 32-bit target, and would be copied into every call site.
     pub const fn mul_ratio(self, num: u64, den: u64) -> Duration {
         match mul_div(self.0, num, den, false) {
             Some(v) => Duration(v),
@@ -136,7 +136,7 @@ impl Duration {
 ///
 /// A product that fits 64 bits (the common case: milliseconds times a count or a permille) is
 /// divided with one 64-bit division; a wider one by shift-and-subtract, 64 steps. A general
-/// 128-bit division is almost 1 KiB of Cortex-M code, this is about a tenth of it.
+/// 128-bit division is far larger Cortex-M code.
 #[inline(never)]
 #[allow(clippy::cast_possible_truncation)] // the halves of a u128, on purpose
 pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
@@ -160,7 +160,7 @@ pub(crate) const fn mul_div(a: u64, b: u64, c: u64, ceil: bool) -> Option<u64> {
 /// `n / d` and `n % d`, or `None` when `d` is zero: the crate's 64-bit division.
 ///
 /// A 32-bit target has no 64-bit divide instruction: there every `/` or `%` on `u64` is a call
-/// into compiler-builtins' general division, about 0.9 KiB of Cortex-M flash, linked as soon as
+/// into compiler-builtins' general division, large Cortex-M code, linked as soon as
 /// one such operator is reachable. The core's reachable code divides 64-bit values only here:
 /// with the hardware's 32-bit division when both operands fit 32 bits (seconds, window lengths,
 /// slot numbers: the usual case), else by shift-and-subtract. 64-bit targets divide natively

@@ -1,5 +1,5 @@
 //! Timeline tests for the session: each scenario of the reference guide, with explicit times.
-#![allow(clippy::result_large_err, clippy::type_complexity)]
+#![allow(clippy::type_complexity)]
 
 use credflow_core::Duration;
 use credflow_core::Instant;
@@ -191,7 +191,8 @@ fn a_second_401_with_a_fresh_token_fails_with_a_clear_error() {
         Verdict::Fail(e) => {
             assert_eq!(e.kind, ApiErrorKind::Unauthorized);
             assert_eq!(e.status, Some(401));
-            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("corr-1"));
+            let id = h.s.error_detail(e).correlation_id().map(|c| c.as_str());
+            assert_eq!(id, Some("corr-1"));
             assert!(e.likely_cause().contains("environment"));
         }
         other => panic!("{other:?}"),
@@ -390,19 +391,14 @@ fn invalid_client_stops_and_says_why() {
     let mut req = h.begin(secs(1), Method::Get);
     match h.s.authorize(secs(1), &mut req) {
         Authorize::Fail(e) => {
-            let ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient, oauth } =
-                &e.kind
+            let ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient } = e.kind
             else {
                 panic!("{e:?}")
             };
-            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("abc-123"));
-            // The server's error: in the error with the `diagnosis` feature, else in the
-            // session only.
-            let text = match oauth {
-                Some(_) => e.to_string(),
-                None => format!("{e}; {}", h.s.last_token_error().unwrap().0),
-            };
-            assert_eq!(oauth.is_some(), cfg!(feature = "diagnosis"));
+            // The server's error stays in the session, read on request.
+            let detail = h.s.error_detail(e);
+            assert_eq!(detail.correlation_id().map(|c| c.as_str()), Some("abc-123"));
+            let text = detail.to_string();
             assert!(
                 text.contains("invalid_client") && text.contains("authentication failed"),
                 "{text}"
@@ -486,9 +482,12 @@ fn forbidden_names_the_missing_permission() {
     let body = br#"{"message":"Unable to perform the requested action. You are missing the following permission(s): [analytics:conversationDetail:view]","code":"missing.permissions","status":403,"contextId":"ctx-403"}"#;
     match h.s.handle_response(secs(0), &mut req, 403, &[], body) {
         Verdict::Fail(e) => {
-            let text = e.to_string();
+            assert_eq!(e.kind, ApiErrorKind::Forbidden);
+            let detail = h.s.error_detail(e);
+            let text = detail.to_string();
             assert!(text.contains("analytics:conversationDetail:view"), "{text}");
-            assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("ctx-403"));
+            assert_eq!(detail.code(), Some("missing.permissions"));
+            assert_eq!(detail.correlation_id().map(|c| c.as_str()), Some("ctx-403"));
         }
         other => panic!("{other:?}"),
     }

@@ -54,21 +54,16 @@ fn waiting_error(status: TokenStatus<'_, 256>) -> ApiError {
     }
 }
 
-/// The token failure a waiting caller's error names: a copy in the error with the `diagnosis`
-/// feature; without it the error carries none, and the session's report is the one.
-fn named_report<'a>(error: &'a ApiError, s: &'a Session<256, 2>) -> &'a TokenFailureReport {
-    let ApiErrorKind::TokenUnavailable { last, .. } = &error.kind else { panic!("{error:?}") };
-    assert_eq!(last.is_some(), cfg!(feature = "diagnosis"), "{error:?}");
-    last.as_ref().or(s.last_token_failure()).expect("a token failure")
+/// The token failure a waiting caller's error names: the session's report, read on request.
+fn named_report<'a>(error: &ApiError, s: &'a Session<256, 2>) -> &'a TokenFailureReport {
+    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { .. }), "{error:?}");
+    s.error_detail(*error).token_failure().expect("a token failure")
 }
 
 /// What a caller can show of `error`: its text, and without the `diagnosis` feature (whose
 /// errors carry no copy of the token failure) the session's report of that failure.
 fn explained(error: &ApiError, s: &Session<256, 2>) -> String {
-    match s.last_token_failure() {
-        Some(report) if cfg!(not(feature = "diagnosis")) => format!("{error}; {report}"),
-        _ => error.to_string(),
-    }
+    s.error_detail(*error).to_string()
 }
 
 /// Each unusable success answer is recorded with its status, what was wrong and the
@@ -108,10 +103,8 @@ fn an_unusable_token_response_is_named_at_once() {
         assert!(!report.is_retryable(), "a configuration to fix, not an outage");
         for deadline in [None, Some(secs(3600))] {
             let error = waiting_error(s.check_token_before(secs(0), deadline));
-            assert_eq!(
-                (error.status, error.correlation_id.as_ref().map(|c| c.as_str())),
-                (Some(200), Some("corr-1"))
-            );
+            let id = s.error_detail(error).correlation_id().map(|c| c.as_str());
+            assert_eq!((error.status, id), (Some(200), Some("corr-1")));
             assert!(matches!(
                 &error.kind,
                 ApiErrorKind::TokenUnavailable { retry_at: Some(_), .. }
@@ -141,43 +134,41 @@ fn an_unusable_token_response_is_named_at_once() {
     }
 }
 
-/// A waiting caller's error carries a copy of the last token failure with the `diagnosis`
-/// feature only. Without it (a trimmed firmware build), the error has the failure's status and
-/// correlation id, and the session keeps the report, read on request.
+/// A waiting caller's error is small: it has the failure's status, and the session keeps the
+/// report (its correlation id, the server's error), read on request with `error_detail`, with
+/// or without the `diagnosis` feature.
 #[test]
-fn the_error_copies_the_failure_with_diagnosis_only() {
+fn the_error_is_small_and_the_session_keeps_the_failure() {
     // An answer that is not a token.
     let mut s = session(AuthMethod::ClientSecretBasic);
     let (ticket, _) = send_token_request(&mut s, secs(0));
     let headers = [("Content-Type", "text/html"), ("ININ-Correlation-Id", "corr-1")];
     s.handle_token_response(secs(0), ticket, 200, &headers[..], b"<html>portal</html>");
     let error = waiting_error(s.check_token(secs(0)));
-    let ApiErrorKind::TokenUnavailable { last, .. } = &error.kind else { panic!("{error:?}") };
-    assert_eq!(last.as_ref(), s.last_token_failure().filter(|_| cfg!(feature = "diagnosis")));
+    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { .. }), "{error:?}");
+    let detail = s.error_detail(error);
+    assert_eq!(detail.token_failure(), s.last_token_failure());
     assert!(s.last_token_failure().is_some());
-    assert_eq!(
-        (error.status, error.correlation_id.as_ref().map(|c| c.as_str())),
-        (Some(200), Some("corr-1"))
-    );
-    if cfg!(not(feature = "diagnosis")) {
-        let text = error.to_string();
-        assert!(
-            text.starts_with("no token available: the token endpoint answered HTTP 200"),
-            "{text}"
-        );
-        assert!(error.likely_cause().contains("last token failure"), "{}", error.likely_cause());
-    }
+    let id = detail.correlation_id().map(|c| c.as_str());
+    assert_eq!((error.status, id), (Some(200), Some("corr-1")));
+    let text = error.to_string();
+    assert!(text.starts_with("no token available: the token endpoint answered HTTP 200"), "{text}");
+    assert!(error.likely_cause().contains("last token failure"), "{}", error.likely_cause());
+    assert_eq!(detail.likely_cause(), s.last_token_failure().unwrap().likely_cause());
     // Rejected credentials.
     let mut s = session(AuthMethod::ClientSecretBasic);
     let (ticket, _) = send_token_request(&mut s, secs(0));
     let body = br#"{"error":"invalid_client","error_description":"authentication failed"}"#;
     s.handle_token_response(secs(0), ticket, 401, &[("ININ-Correlation-Id", "corr-2")], body);
     let error = waiting_error(s.check_token(secs(0)));
-    let ApiErrorKind::CredentialsRejected { oauth, .. } = &error.kind else { panic!("{error:?}") };
+    assert!(matches!(error.kind, ApiErrorKind::CredentialsRejected { .. }), "{error:?}");
     let (kept, id) = s.last_token_error().expect("kept in the session");
     assert_eq!(kept.description.as_str(), "authentication failed");
-    assert_eq!(oauth.as_ref(), Some(kept).filter(|_| cfg!(feature = "diagnosis")));
-    assert_eq!((error.status, error.correlation_id.as_ref()), (Some(401), id));
+    let detail = s.error_detail(error);
+    assert_eq!(detail.oauth(), Some(kept));
+    assert_eq!(detail.code(), Some("invalid_client"));
+    assert_eq!((error.status, detail.correlation_id()), (Some(401), id));
+    assert!(detail.to_string().contains("authentication failed"), "{detail}");
 }
 
 /// A `token_type` the client cannot use stops token requests: waiting callers are told at once
@@ -198,9 +189,7 @@ fn a_token_type_other_than_bearer_is_named_at_once() {
         "{text}"
     );
     assert!(report.likely_cause().contains("bearer"), "{}", report.likely_cause());
-    if cfg!(feature = "diagnosis") {
-        assert_eq!(error.likely_cause(), report.likely_cause());
-    }
+    assert_eq!(s.error_detail(error).likely_cause(), report.likely_cause());
 }
 
 /// 429 and 503 with a `Retry-After` longer than the caller waits fail the wait at once, naming
@@ -271,7 +260,8 @@ fn an_api_deadline_names_the_token_failure() {
         Authorize::Fail(error) => {
             assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { .. }), "{error:?}");
             assert_eq!(error.status, Some(502));
-            assert!(error.to_string().contains("HTTP 502 [correlation id corr-502]"), "{error}");
+            let detail = s.error_detail(error);
+            assert!(detail.to_string().contains("HTTP 502 [correlation id corr-502]"), "{detail}");
         }
         other => panic!("{other:?}"),
     }
@@ -299,7 +289,8 @@ fn token_endpoint_echoes_of_the_credentials_are_masked() {
         let headers = [("ININ-Correlation-Id", SECRET)];
         s.handle_token_response(secs(0), ticket, 401, &headers[..], body.as_bytes());
         let error = waiting_error(s.check_token(secs(0)));
-        let shown = format!("{error} {error:?} {:?}", s.last_token_failure());
+        let detail = s.error_detail(error);
+        let shown = format!("{error} {detail} {detail:?} {:?}", s.last_token_failure());
         let prefix = &credential[..credential.len().min(64)];
         for value in [SECRET, credential.as_str(), prefix] {
             assert!(!shown.contains(value), "{auth:?} leaks {value}: {shown}");
@@ -330,7 +321,8 @@ fn api_echoes_of_the_token_are_masked() {
         format!(r#"{{"message":"token {token} lacks it","code":"not.allowed","status":403}}"#);
     match s.handle_response(secs(1), &mut req, 403, &headers[..], body.as_bytes()) {
         Verdict::Fail(error) => {
-            let shown = format!("{error} {error:?}");
+            let detail = s.error_detail(error);
+            let shown = format!("{error} {detail} {detail:?}");
             assert!(!shown.contains(token) && shown.contains("[redacted]"), "{shown}");
         }
         other => panic!("{other:?}"),

@@ -25,10 +25,7 @@ fn says_redirected_to(text: &str, to: &str) -> bool {
 /// What a caller can show of `e`: its text, and without the `diagnosis` feature (whose errors
 /// carry no copy of the token failure) the session's report of that failure.
 fn explained(e: &ApiError, s: &Session<256, 4>) -> String {
-    match s.last_token_failure() {
-        Some(report) if cfg!(not(feature = "diagnosis")) => format!("{e}; {report}"),
-        _ => e.to_string(),
-    }
+    s.error_detail(*e).to_string()
 }
 
 fn secs(v: u64) -> Instant {
@@ -70,13 +67,14 @@ fn a_redirect_stops_token_requests_and_names_the_origin_only() {
     for status in [301, 302, 303, 307, 308] {
         let location = "http://user:pw@127.0.0.1:4567/oauth/token?steal=1";
         let (mut s, e) = redirected(status, &[("Location", location), ("X-Request-Id", "r-1")]);
-        let ApiErrorKind::CredentialsRejected { reason, oauth } = &e.kind else {
+        let ApiErrorKind::CredentialsRejected { reason } = e.kind else {
             panic!("{e:?}");
         };
-        let oauth = oauth.as_ref().or(s.last_token_error().map(|(oauth, _)| oauth)).unwrap();
-        assert_eq!((*reason, oauth.class), (RejectReason::Redirected, TokenErrorClass::Redirected));
+        let detail = s.error_detail(e);
+        let oauth = detail.oauth().unwrap();
+        assert_eq!((reason, oauth.class), (RejectReason::Redirected, TokenErrorClass::Redirected));
         assert_eq!(e.status, Some(status));
-        assert_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("r-1"));
+        assert_eq!(detail.correlation_id().map(|c| c.as_str()), Some("r-1"));
         let text = explained(&e, &s);
         assert!(text.starts_with("token requests stopped"), "{text}");
         assert!(text.contains(&format!("HTTP {status}")), "{text}");
@@ -138,10 +136,10 @@ fn a_success_larger_than_the_limit_stops_token_requests() {
     s.handle_token_too_large(secs(0), ticket, 200, &[], 65_536);
     let e = failure(&mut s, secs(1)).unwrap();
     // Not a matter of credentials: the answer could not be used.
-    let ApiErrorKind::TokenUnavailable { last, .. } = &e.kind else {
+    let ApiErrorKind::TokenUnavailable { .. } = e.kind else {
         panic!("{e:?}");
     };
-    let report = last.as_ref().or(s.last_token_failure()).unwrap();
+    let report = s.error_detail(e).token_failure().unwrap();
     let TokenProblem::Refused(oauth) = &report.problem else { panic!("{report:?}") };
     assert_eq!(oauth.class, TokenErrorClass::TooLarge);
     let text = explained(&e, &s);

@@ -205,6 +205,50 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
     add("www_authenticate", "token68", b"Negotiate abc==, Bearer , Bearer error=x".to_vec());
 
+    // proxy_headers: buffer limit (u16 LE), flags (bit 0 chunked), header lines, empty line,
+    // a token request's form body.
+    let proxy = |limit: u16, flags: u8, text: &str| {
+        let mut v = limit.to_le_bytes().to_vec();
+        v.push(flags);
+        v.extend(text.as_bytes());
+        v
+    };
+    add(
+        "proxy_headers",
+        "sdk-request",
+        proxy(
+            1024,
+            0,
+            "Authorization: Bearer local-key-0123456789abcdef\nX-Credflow-Priority: Critical\n\
+             Content-Length: 1024\nConnection: keep-alive, X-Trace\nTE: trailers\n\n",
+        ),
+    );
+    add(
+        "proxy_headers",
+        "sdk-login",
+        proxy(
+            16,
+            0,
+            "Authorization: Basic c2RrOmxvY2FsLWtleS0wMTIzNDU2Nzg5YWJjZGVm\n\
+             Content-Length: 29, 29\n\ngrant_type=client_credentials",
+        ),
+    );
+    add(
+        "proxy_headers",
+        "form-secret",
+        proxy(
+            0,
+            1,
+            "X-Credflow-Key: local-key-0123456789abcdef\nTransfer-Encoding: chunked\n\n\
+             grant_type=client_credentials&client_id=a&client_secret=s%2Bc+t%3D",
+        ),
+    );
+    add(
+        "proxy_headers",
+        "known-names",
+        proxy(65535, 0, "\x00: background\n\x00: normal\n\x04: 5\n\x04: 6\n\x03: a,,b c\n\n"),
+    );
+
     // environment: what a user types.
     for (name, text) in [
         ("region", "eu-west-1"),
@@ -655,7 +699,7 @@ fn every_target_has_seeds() {
         .filter_map(|l| l.strip_suffix('"'))
         .filter(|n| *n != "credflow-fuzz")
         .collect();
-    assert_eq!(targets.len(), 16);
+    assert_eq!(targets.len(), 17);
     let seeds = seeds();
     for target in targets {
         assert!(seeds.iter().filter(|(t, ..)| *t == target).count() >= 3, "{target} lacks seeds");

@@ -15,7 +15,7 @@ use credflow_core::{
     Duration as CoreDuration, Instant as CoreInstant, Priority, UnixTime, WallClock,
 };
 use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
-use embedded_io_async::Write;
+use embedded_io_async::{ErrorKind, Write};
 
 use crate::error::{Error, InvalidUrl, TransportError};
 use crate::transport::{Connector, Target};
@@ -158,6 +158,9 @@ pub struct Response<'b> {
 /// Why one exchange failed.
 enum Failure {
     Transport(TransportError),
+    /// The connection ran out of memory for what the server sent (a TLS record larger than
+    /// its record buffer): a new connection would fail the same way.
+    ConnectionBuffer,
     /// The response (`status`, head at `rx[..head_len]`) does not fit the buffer.
     TooLarge {
         status: Option<u16>,
@@ -233,8 +236,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> core::fmt::De
     }
 }
 
-// `Error` is large and unboxable without an allocator (see its docs).
-#[allow(clippy::result_large_err)]
 impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, H, E> {
     /// A client that requests tokens as `session` says and sends API requests to `api_base`
     /// (`https://api.mypurecloud.com`; its path is ignored, requests carry full paths).
@@ -403,20 +404,14 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 continue;
             }
             let now = self.now();
-            // The answer (with its large error variant) is consumed before any `.await`, so
-            // the request's future does not keep room for it while it sleeps.
-            let (until, reason) = match self.session.authorize(now, &mut state) {
-                Authorize::Send { token, .. } => (None, Ok(token.as_str())),
-                Authorize::Wait { until, reason } => (until, Err(reason)),
+            // One sleep for every wait (pacing, backoff, a token): each `.await` costs the
+            // request's state machine code.
+            let at = match self.session.authorize(now, &mut state) {
                 Authorize::Fail(e) => {
                     self.drain();
                     return Err(Error::Api(e));
                 }
-            };
-            // One sleep for every wait (pacing, backoff, a token): each `.await` costs the
-            // request's state machine code.
-            let at = match reason {
-                Err(reason) => {
+                Authorize::Wait { until, reason } => {
                     self.drain();
                     if reason == WaitReason::Token {
                         let give_up =
@@ -433,9 +428,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         at
                     }
                 }
-                Ok(token) => {
+                Authorize::Send { token, .. } => {
                     let written =
-                        api_head(&self.api_target, self.config.user_agent, request, token)
+                        api_head(&self.api_target, self.config.user_agent, request, token.as_str())
                             .write(tx);
                     let len = match written {
                         Ok(len) => len,
@@ -484,6 +479,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             debug!("API exchange failed in transport");
                             self.session.handle_transport_error(now, &mut state, transport_kind(e))
                         }
+                        Err(Failure::ConnectionBuffer) => {
+                            self.session.abandon(now, &mut state);
+                            self.drain();
+                            warn!("a TLS record does not fit the connection's record buffer");
+                            return Err(Error::ConnectionBufferTooSmall);
+                        }
                         Err(Failure::TooLarge { status, head_len, needed }) => {
                             match status {
                                 Some(status) => {
@@ -507,8 +508,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         }
                     };
                     self.drain();
-                    // The verdict (with its large error variant) is consumed here, in this arm,
-                    // before the `.await` below, like the authorization above.
                     let at = match verdict {
                         Verdict::Done => continue, // handled above
                         Verdict::Retry { at, .. } => self.to_embassy(at),
@@ -527,7 +526,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     // ----- internals ---------------------------------------------------------------------
 
     /// The core's clock: milliseconds since the client was created. Out of line: it is called
-    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it was copied into each.
+    /// on most paths, and inlined (embassy's 64-bit tick arithmetic) it would be copied into
+    /// each.
     #[inline(never)]
     fn now(&self) -> CoreInstant {
         CoreInstant::from_millis(Instant::now().saturating_duration_since(self.origin).as_millis())
@@ -557,8 +557,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
 
     /// When to look again for a token: at `until`, else the session's next deadline, at the
     /// latest at `give_up`; once `give_up` has passed, the last transport failure of a token
-    /// request (for [`Error::TokenWait`]; a small error, not the large [`Error`], so the
-    /// callers' state machines do not move one).
+    /// request (for [`Error::TokenWait`]).
     fn token_wake(
         &self,
         until: Option<CoreInstant>,
@@ -626,6 +625,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
                 Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() })
             }
+            Err(Failure::ConnectionBuffer) => {
+                self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
+                Err(Error::ConnectionBufferTooSmall)
+            }
         };
         // The token response is in `rx`: the caller's buffer must not keep it.
         wipe(rx);
@@ -651,7 +654,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Some((for_token, conn)) if for_token == to_token || self.same_origin => {
                     (true, conn)
                 }
-                _ => {
+                other_origin => {
+                    // Closed before the next one is opened: a connector may have room for one
+                    // connection only (a socket pool of one, one set of TLS record buffers).
+                    drop(other_origin);
                     let target = if to_token { &self.token_target } else { &self.api_target };
                     let limit = self.config.connect_timeout;
                     match with_timeout(limit, self.connector.connect(target)).await {
@@ -687,6 +693,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
                 Ok(Err(e)) => {
                     return Err(match e {
+                        ReadError::Io(ErrorKind::OutOfMemory) => Failure::ConnectionBuffer,
                         ReadError::Io(kind) => Failure::Transport(TransportError::Io(kind)),
                         ReadError::Closed { .. } => Failure::Transport(TransportError::Closed),
                         ReadError::Http(e) => Failure::Transport(TransportError::Http(e)),

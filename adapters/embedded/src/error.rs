@@ -110,17 +110,16 @@ impl fmt::Display for InvalidUrl {
 
 impl core::error::Error for InvalidUrl {}
 
-/// What can go wrong with a [`Client`](crate::Client) call.
-///
-/// Large (the core's [`ApiError`] carries the server's error text and correlation id) and
-/// returned by value: without an allocator there is nothing to box it in, and it is moved once.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What can go wrong with a [`Client`](crate::Client) call. Small and `Copy`: the server's
+/// side of an [`Error::Api`] (its error text, a 403's diagnosis, the correlation id) stays in
+/// the session, read with [`Session::error_detail`](credflow_core::session::Session::error_detail)
+/// through [`Client::session`](crate::Client::session) before the next call on the client (which
+/// may record a newer failure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
     /// The session gave up or refused: credentials rejected, 403, 401 twice, retries exhausted
-    /// (the last retry reason says which failure), breaker open, deadline passed. Carries the
-    /// server's codes and correlation id.
+    /// (the last retry reason says which failure), breaker open, deadline passed.
     Api(ApiError),
     /// A response does not fit the receive buffer: the caller's `rx` is `capacity` bytes, the
     /// response needs `needed` (unknown for chunked or close-delimited bodies). Enlarge `rx`.
@@ -133,6 +132,12 @@ pub enum Error {
         /// The receive buffer's size.
         capacity: usize,
     },
+    /// The connection could not hold what the server sent: its read reported
+    /// [`ErrorKind::OutOfMemory`], as a TLS stream does for a record larger than its read
+    /// record buffer (servers send records of up to 16 KiB plus 256 bytes of overhead).
+    /// Enlarge the connector's buffer; `rx` is not the cause. Not retried (a new connection
+    /// would fail alike); the connection was dropped.
+    ConnectionBufferTooSmall,
     /// The request head (or the token request) does not fit the transmit buffer: `tx` must be
     /// at least `needed` bytes. Long tokens and many caller headers make heads long.
     RequestTooLarge {
@@ -161,6 +166,9 @@ impl fmt::Display for Error {
             }
             Error::ResponseTooLarge { needed: None, capacity, .. } => {
                 write!(f, "response does not fit the {capacity}-byte receive buffer")
+            }
+            Error::ConnectionBufferTooSmall => {
+                f.write_str("the connection's own buffer (TLS record buffer) is too small")
             }
             Error::RequestTooLarge { needed } => {
                 write!(f, "request needs a {needed}-byte transmit buffer")

@@ -52,6 +52,9 @@
 //!   non-2xx body is cut to fit instead ([`Response::truncated`]), since only its first bytes
 //!   matter to classify it.
 //! - Both are wiped after each exchange that carried a secret or a token.
+//! - The connection's own buffers are the connector's: a TLS stream needs a read record
+//!   buffer that holds a whole record (16 640 bytes for servers that send full-size records);
+//!   one too small is [`Error::ConnectionBufferTooSmall`].
 //!
 //! ## Timeouts
 //!

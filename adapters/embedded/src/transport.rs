@@ -111,8 +111,17 @@ impl fmt::Debug for Target {
 ///
 /// The adapter keeps one connection alive and reuses it while the server allows; it drops it
 /// (closing it) when the server said `Connection: close`, after a failure or a cancelled call,
-/// and when the next request is for another target. A connection the server closed while
-/// idle is noticed on the next request, which is sent again on a fresh connection.
+/// and when the next request is for another target, before connecting there: it never holds
+/// two connections, so a connector with room for one (one socket, one set of TLS record
+/// buffers) suffices. A connection the server closed while idle is noticed on the next
+/// request, which is sent again on a fresh connection.
+///
+/// A connection whose read fails with [`ErrorKind::OutOfMemory`](embedded_io_async::ErrorKind)
+/// (a TLS record larger than the connector's record buffer) ends the call with
+/// [`Error::ConnectionBufferTooSmall`](crate::Error::ConnectionBufferTooSmall).
+///
+/// For HTTPS over embassy-net and embedded-tls, the repository's `tests/embedded-tls` crate is
+/// a complete connector (its source is in the repository's README).
 ///
 /// ```
 /// use credflow_embedded::{Connector, Target};

@@ -333,9 +333,16 @@ pub async fn read_response<R: Read>(
             (Ok(0), Phase::UntilClose) => return done(have, false, false),
             (Ok(0), _) => return Err(ReadError::Closed { idle: false }),
             (Ok(n), _) => n,
-            // A reset before the first byte is a connection the server had already dropped.
-            (Err(_), Phase::Head) if !received_any => return Err(ReadError::Closed { idle: true }),
-            (Err(e), _) => return Err(ReadError::Io(embedded_io_async::Error::kind(&e))),
+            (Err(e), phase) => {
+                let kind = embedded_io_async::Error::kind(&e);
+                // A reset before the first byte is a connection the server had already
+                // dropped; running out of memory (a TLS record larger than the connection's
+                // record buffer) is not, and a new connection would not fix it.
+                if matches!(phase, Phase::Head) && !received_any && kind != ErrorKind::OutOfMemory {
+                    return Err(ReadError::Closed { idle: true });
+                }
+                return Err(ReadError::Io(kind));
+            }
         };
         received_any = true;
         filled = filled.saturating_add(n);
@@ -405,7 +412,7 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<ParsedHead>, Re
 
 /// Moves `buf[from]` down to start at `to` (`to <= from.start`: the bytes go towards the
 /// front, so copying front to back is overlap-safe). A byte loop rather than
-/// `<[u8]>::copy_within`, which links `memmove` (1.6 KiB of Cortex-M flash) for the few short
+/// `<[u8]>::copy_within`, which links `memmove` (large Cortex-M code) for the few short
 /// moves a response needs (an interim head, chunk framing). Out-of-range bytes are skipped.
 fn move_down(buf: &mut [u8], from: core::ops::Range<usize>, to: usize) {
     let mut dst = to;
@@ -861,6 +868,29 @@ mod tests {
         assert_eq!(read(b"HTTP/1.1 2", 5, 99).0, Err(ReadError::Closed { idle: false }));
         let (r, _) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", 5, 99);
         assert_eq!(r, Err(ReadError::Closed { idle: false }));
+    }
+
+    /// A connection whose first read fails with `kind`.
+    struct Failing(ErrorKind);
+
+    impl embedded_io_async::ErrorType for Failing {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Failing {
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, ErrorKind> {
+            Err(self.0)
+        }
+    }
+
+    #[test]
+    fn a_connection_out_of_memory_is_not_taken_for_a_closed_idle_one() {
+        let mut buf = [0u8; 64];
+        let reset =
+            block_on(read_response(&mut Failing(ErrorKind::ConnectionReset), &mut buf, false));
+        assert_eq!(reset, Err(ReadError::Closed { idle: true }));
+        let oom = block_on(read_response(&mut Failing(ErrorKind::OutOfMemory), &mut buf, false));
+        assert_eq!(oom, Err(ReadError::Io(ErrorKind::OutOfMemory)));
     }
 
     #[test]

@@ -138,6 +138,18 @@ impl ClientBuilder {
         self
     }
 
+    /// [`Config::extra_root_certificates`]: certificate authorities trusted besides the
+    /// platform's, by the HTTP clients credflow builds (with [`http_client`](Self::http_client):
+    /// by its token client only; with a [`transport`](Self::transport): an error, give them to
+    /// [`Transport::with_roots`] instead).
+    pub fn extra_root_certificates(
+        mut self,
+        roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.config.extra_root_certificates = roots;
+        self
+    }
+
     /// [`Config::transport`]: HTTP clients shared with other credflow clients. Replaces an
     /// [`http_client`](Self::http_client) set before.
     pub fn transport(mut self, transport: Transport) -> Self {
@@ -171,7 +183,10 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let ClientBuilder { mut config, api_client } = self;
         if let Some(api) = api_client {
-            let token = token_client(config.connect_timeout, &config.user_agent)?;
+            // The extra roots go to the token client credflow builds here; the caller's API
+            // client keeps its own TLS configuration.
+            let roots = std::mem::take(&mut config.extra_root_certificates);
+            let token = token_client(config.connect_timeout, &config.user_agent, &roots)?;
             config.transport = Some(Transport::from_parts(api, token));
         }
         Client::new(config)

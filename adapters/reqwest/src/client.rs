@@ -326,15 +326,21 @@ fn parse_api_base(text: &str) -> Result<reqwest::Url, Error> {
 }
 
 /// This client's TLS configuration: rustls with the `ring` provider and the platform's
-/// certificate verifier (what reqwest uses by default), built explicitly so that no
-/// process-wide default provider is installed: an application may install its own.
-fn tls_config() -> Result<rustls::ClientConfig, Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
+/// certificate verifier (what reqwest uses by default), trusting also `extra_roots`
+/// ([`Config::extra_root_certificates`]), built explicitly so that no process-wide default
+/// provider is installed: an application may install its own.
+fn tls_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, Error> {
+    use rustls_platform_verifier::Verifier;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
+        .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_platform_verifier())
         .map_err(|e| Error::config(format!("cannot set up TLS: {e}")))?
+        .dangerous() // not dangerous: the platform verifier, as `with_platform_verifier` sets it
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -403,8 +409,18 @@ impl Client {
         let driver = driver_config(&config);
         // The caller's transport (shared, or with its own API client), else credflow's own.
         let crate::Transport { api: http, token: token_http, .. } = match config.transport {
+            Some(_) if !config.extra_root_certificates.is_empty() => {
+                return Err(Error::config(
+                    "extra_root_certificates apply to the HTTP clients credflow builds, not to a \
+                     Transport given to it: build that one with Transport::with_roots",
+                ));
+            }
             Some(transport) => transport,
-            None => crate::Transport::with_settings(config.connect_timeout, &config.user_agent)?,
+            None => crate::Transport::with_roots(
+                config.connect_timeout,
+                &config.user_agent,
+                &config.extra_root_certificates,
+            )?,
         };
         let fleet = config.shared.map(|store| {
             let scope = FleetScope {
@@ -753,11 +769,7 @@ impl Client {
 
 /// The session's own error for a request whose deadline passed while it waited.
 fn deadline_exceeded() -> Error {
-    Error::from(ApiError {
-        kind: ApiErrorKind::DeadlineExceeded,
-        status: None,
-        correlation_id: None,
-    })
+    Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None })
 }
 
 /// Awaits `wait`, or fails with [`deadline_exceeded`] when `give_up` comes first.

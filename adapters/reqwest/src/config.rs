@@ -12,6 +12,8 @@ use credflow_core::http::url::{PlainHttp, Redacted, Url, UrlError};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::secret::{ClientId, ClientSecret, CredentialError, CredentialPart, Credentials};
 use credflow_core::session::SessionConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -190,6 +192,18 @@ pub struct Config {
     /// to it). Token requests always go through a client of credflow's that follows no
     /// redirect.
     pub transport: Option<Transport>,
+    /// Certificate authorities trusted besides the platform's (DER; default none): a
+    /// TLS-inspecting proxy's, a private server's, the emulator's test CA. Read a PEM file
+    /// with [`read_ca_file`].
+    ///
+    /// ```no_run
+    /// # let credentials = credflow_reqwest::config::credentials("id", "secret")?;
+    /// let mut config = credflow_reqwest::Config::custom(
+    ///     "https://auth.corp.example/oauth/token", "https://api.corp.example", credentials);
+    /// config.extra_root_certificates = credflow_reqwest::config::read_ca_file("/etc/corp/ca.pem")?;
+    /// # Ok::<(), credflow_reqwest::Error>(())
+    /// ```
+    pub extra_root_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Config {
@@ -211,6 +225,7 @@ impl Config {
             shared: None,
             allow_insecure_http: false,
             transport: None,
+            extra_root_certificates: Vec::new(),
         };
         // The defaults live in one place: `Settings::default`.
         config.apply(crate::settings::Settings::default());
@@ -334,6 +349,25 @@ impl Config {
         };
         Ok(Config::with_target(credentials, target))
     }
+}
+
+/// The certificates of a PEM file (`-----BEGIN CERTIFICATE-----` blocks; other blocks are
+/// skipped), for [`Config::extra_root_certificates`].
+///
+/// # Errors
+///
+/// A configuration error (exit code 2) naming the file: it cannot be read, a block is
+/// malformed, or it holds no certificate.
+pub fn read_ca_file(path: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let refuse = |why: String| Error::config(format!("CA file {path}: {why}"));
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| refuse(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refuse(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(refuse("no certificate (PEM, -----BEGIN CERTIFICATE-----) in it".to_owned()));
+    }
+    Ok(certificates)
 }
 
 /// Checks a URL that will receive credentials or tokens, as [`Client::new`](crate::Client::new)

@@ -2,9 +2,10 @@
 
 use std::fmt;
 
+use credflow_core::classify::Diagnosis;
 use credflow_core::lifecycle::RejectReason;
 use credflow_core::retry::policy::GiveUpReason;
-use credflow_core::session::{ApiError, ApiErrorKind, TokenProblem};
+use credflow_core::session::{ApiError, ApiErrorKind, ErrorDetail};
 
 /// The broad kind of an [`Error`]; each maps to one exit code of the `credflow` command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,7 +46,7 @@ pub struct Error {
     code: Option<String>,
     correlation_id: Option<String>,
     likely_cause: Option<&'static str>,
-    api: Option<Box<ApiError>>,
+    api: Option<Box<SessionFailure>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -94,11 +95,7 @@ impl Error {
     /// that names the fleet as the cause: a process of the fleet was answered 429, not this
     /// request.
     pub(crate) fn held_by_fleet(hold: std::time::Duration) -> Self {
-        let error = Error::from(ApiError {
-            kind: ApiErrorKind::DeadlineExceeded,
-            status: None,
-            correlation_id: None,
-        });
+        let error = Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None });
         Error {
             message: format!(
                 "deadline exceeded: held by the fleet's shared rate state for another {hold:?} \
@@ -117,12 +114,12 @@ impl Error {
     /// the session as the attempt's hold at `now`): a spent shared window, as a process of the
     /// fleet was told (or as something else wrote it), not this server's answer to this process.
     pub(crate) fn naming_the_fleet(
-        e: ApiError,
+        e: ErrorDetail<'_>,
         now: credflow_core::Instant,
         fleet_wait_until: Option<credflow_core::Instant>,
     ) -> Self {
         let from_fleet =
-            match e.kind {
+            match e.error().kind {
                 ApiErrorKind::GaveUp {
                     reason: GiveUpReason::WaitTooLong { wait, max }, ..
                 } if fleet_wait_until == Some(now.saturating_add(wait)) => Some((wait, max)),
@@ -206,54 +203,92 @@ impl Error {
 
     /// The core's typed error, when the failure was a decision of the session.
     pub fn api_error(&self) -> Option<&ApiError> {
-        self.api.as_deref()
+        self.api.as_ref().map(|failure| &failure.error)
+    }
+
+    /// For a 403: what the server said was missing (the permission or scope, its message).
+    pub fn forbidden(&self) -> Option<&Diagnosis> {
+        self.api.as_ref()?.forbidden.as_ref()
+    }
+}
+
+impl From<ErrorDetail<'_>> for Error {
+    /// The session's failure with what the server said about it, read from the session that
+    /// returned it ([`Session::error_detail`](credflow_core::session::Session::error_detail)).
+    fn from(detail: ErrorDetail<'_>) -> Self {
+        let e = detail.error();
+        let kind = match e.kind {
+            // The last token failure's class: an answer that is not a usable token (an HTML
+            // page, no access_token, a token_type other than Bearer, a 404 from the wrong URL)
+            // is a configuration to fix, not an outage to wait out.
+            ApiErrorKind::TokenUnavailable { .. }
+                if detail.token_failure().is_some_and(|report| !report.is_retryable()) =>
+            {
+                ErrorKind::Config
+            }
+            _ => kind_of(e),
+        };
+        Error {
+            kind,
+            message: detail.to_string(),
+            code: detail.code().map(str::to_owned).or_else(|| code_of(e)),
+            correlation_id: detail.correlation_id().map(|c| c.as_str().to_owned()),
+            likely_cause: Some(detail.likely_cause()),
+            api: Some(Box::new(SessionFailure {
+                error: e,
+                forbidden: detail.forbidden().cloned(),
+            })),
+            ..Error::from(e)
+        }
     }
 }
 
 impl From<ApiError> for Error {
+    /// A failure without the server's detail: one the session decided without an answer (a
+    /// deadline, an open breaker), or the adapter's own deadline.
     fn from(e: ApiError) -> Self {
-        let (kind, code) = match &e.kind {
-            ApiErrorKind::CredentialsRejected { reason, oauth } => {
-                let kind = match reason {
-                    RejectReason::InvalidScope => ErrorKind::Permission,
-                    RejectReason::UnusableResponse | RejectReason::Redirected => ErrorKind::Config,
-                    _ => ErrorKind::CredentialsRejected,
-                };
-                (kind, oauth.as_ref().and_then(|o| o.code.as_ref()).map(|c| c.as_str().to_owned()))
-            }
-            ApiErrorKind::TokenUnavailable { last, .. } => {
-                // The last token failure's class: an answer that is not a usable token (an
-                // HTML page, no access_token, a token_type other than Bearer, a 404 from the
-                // wrong URL) is a configuration to fix, not an outage to wait out.
-                let kind = match last {
-                    Some(report) if !report.is_retryable() => ErrorKind::Config,
-                    _ => ErrorKind::Unavailable,
-                };
-                let code = last.as_ref().and_then(|r| match &r.problem {
-                    TokenProblem::Refused(o) => o.code.as_ref().map(|c| c.as_str().to_owned()),
-                    _ => None,
-                });
-                (kind, code)
-            }
-            ApiErrorKind::Unauthorized => (ErrorKind::CredentialsRejected, None),
-            ApiErrorKind::Forbidden(d) => {
-                (ErrorKind::Permission, d.code.as_ref().map(|c| c.as_str().to_owned()))
-            }
-            ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { .. }, .. } => {
-                (ErrorKind::Unavailable, Some("too.many.requests".to_owned()))
-            }
-            _ => (ErrorKind::Unavailable, None),
-        };
         Error {
-            kind,
+            kind: kind_of(e),
             message: e.to_string(),
             status: e.status,
-            code,
-            correlation_id: e.correlation_id.as_ref().map(|c| c.as_str().to_owned()),
+            code: code_of(e),
+            correlation_id: None,
             likely_cause: Some(e.likely_cause()),
-            api: Some(Box::new(e)),
+            api: Some(Box::new(SessionFailure { error: e, forbidden: None })),
             source: None,
         }
+    }
+}
+
+/// The session's failure and, for a 403, what the server said was missing.
+#[derive(Debug)]
+struct SessionFailure {
+    error: ApiError,
+    forbidden: Option<Diagnosis>,
+}
+
+/// The broad kind of the session's failure `e`.
+fn kind_of(e: ApiError) -> ErrorKind {
+    match e.kind {
+        ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidScope }
+        | ApiErrorKind::Forbidden => ErrorKind::Permission,
+        ApiErrorKind::CredentialsRejected {
+            reason: RejectReason::UnusableResponse | RejectReason::Redirected,
+        } => ErrorKind::Config,
+        ApiErrorKind::CredentialsRejected { .. } | ApiErrorKind::Unauthorized => {
+            ErrorKind::CredentialsRejected
+        }
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+/// The code the session's failure `e` implies where the server sent none.
+fn code_of(e: ApiError) -> Option<String> {
+    match e.kind {
+        ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { .. }, .. } => {
+            Some("too.many.requests".to_owned())
+        }
+        _ => None,
     }
 }
 

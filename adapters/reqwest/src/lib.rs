@@ -24,6 +24,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Building, sharing, reporting back
+//!
+//! [`Client::builder`] sets a [`Config`] by name ([`Config`] is `#[non_exhaustive]`).
+//! [`Transport`] holds the HTTP clients: share one among many credflow clients (one per tenant),
+//! or bring your own `reqwest::Client` for API requests ([`ClientBuilder::http_client`]); token
+//! requests always go through credflow's own client, which follows no redirect (see
+//! [`transport`]). [`Client::new`] outside a tokio runtime is an error, not a panic.
+//!
+//! A caller of [`Client::token`] that sends with another HTTP stack reports a 401 with
+//! [`Client::invalidate`] (only that token is dropped) or forces a new token with
+//! [`Client::refresh`]; code written against [`TokenSource`] takes a mock in tests.
+//!
+//! Features: `middleware` (reqwest-middleware), `tower` (a tower `Layer` for `http::Request`
+//! stacks: `tower` module), `serde` ([`config::Settings`] and [`Target`] from a configuration
+//! file, [`ClientEvent`] as structured records).
+//!
 //! ## Errors
 //!
 //! [`Error`] carries the HTTP status, the OAuth or Genesys error code, the correlation id
@@ -60,8 +76,8 @@
 //! requests stop, the error names the `Location`'s origin), never followed with the secret.
 //! The client behind [`Client::http`] follows a redirect only within the request's origin (the
 //! core's [`credflow_core::http::redirect::decide`]) and hands any other 3xx back untouched; a
-//! middleware stack's own `reqwest::Client` applies its own policy (build it with
-//! `Policy::none()` for the same). Token responses and API error bodies are read up to
+//! middleware stack's or a caller's own `reqwest::Client` applies its own policy (build it with
+//! [`transport::redirect_policy`], or `Policy::none()`, for the same). Token responses and API error bodies are read up to
 //! [`Config::max_response_body`] bytes; the request timeouts cover the body.
 //!
 //! ## Logging

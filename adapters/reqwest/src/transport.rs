@@ -16,12 +16,13 @@
 //!   redirect policy, proxies, pool, TLS, timeouts and default headers are its own.
 //!
 //! What credflow relies on from a caller's API client: that a redirect to another origin
-//! (scheme, host or port) does not carry `Authorization`. reqwest 0.13 removes it on every such
-//! hop, whatever the policy, so the bearer token stays on the API base's origin; a request
-//! body is re-sent on a 307 or 308 the client follows (build it with
-//! `reqwest::redirect::Policy::none()`, or [`redirect_policy`], to have every 3xx handed back
-//! as credflow's own client does). credflow sets a per-attempt timeout on requests that have
-//! none ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
+//! (scheme, host or port) does not carry `Authorization`. reqwest removes it on every such hop,
+//! whatever the policy (a change of scheme alone counts since seanmonstar/reqwest#3034, in
+//! 0.13.5, the version credflow requires), so the bearer token stays on the API base's origin. A request body is re-sent on
+//! a 307 or 308 the client follows: build it with `reqwest::redirect::Policy::none()`, or
+//! [`redirect_policy`], to have every 3xx handed back as credflow's own client does. credflow
+//! sets a per-attempt timeout on requests that have none
+//! ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
 //! `user_agent` of the [`Config`](crate::Config) apply only to clients credflow builds.
 //!
 //! One [`Transport`] serves any number of credflow clients: build it once and hand a clone
@@ -45,6 +46,8 @@
 //! ```
 
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
 
 use crate::client::{api_client, follow_within_origin, token_client};
 use crate::error::Error;
@@ -93,9 +96,25 @@ impl Transport {
     ///
     /// As [`Transport::new`].
     pub fn with_settings(connect_timeout: Duration, user_agent: &str) -> Result<Transport, Error> {
+        Transport::with_roots(connect_timeout, user_agent, &[])
+    }
+
+    /// credflow's own clients with this connect timeout and `User-Agent`, trusting also
+    /// `extra_roots` besides the platform's certificate authorities (a TLS-inspecting proxy's,
+    /// a private server's: see [`Config::extra_root_certificates`](crate::Config::extra_root_certificates)
+    /// and [`read_ca_file`](crate::config::read_ca_file)).
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::new`].
+    pub fn with_roots(
+        connect_timeout: Duration,
+        user_agent: &str,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Transport, Error> {
         Ok(Transport {
-            api: api_client(connect_timeout, user_agent)?,
-            token: token_client(connect_timeout, user_agent)?,
+            api: api_client(connect_timeout, user_agent, extra_roots)?,
+            token: token_client(connect_timeout, user_agent, extra_roots)?,
             callers_api: false,
         })
     }
@@ -124,7 +143,7 @@ impl Transport {
     pub fn with_api_client(api: reqwest::Client) -> Result<Transport, Error> {
         Ok(Transport {
             api,
-            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT)?,
+            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT, &[])?,
             callers_api: true,
         })
     }

@@ -9,8 +9,8 @@
 //!
 //! The two obsolete formats are the `obsolete-dates` feature (on by default). RFC 9110 §5.6.7
 //! says a recipient MUST accept them; without the feature this parser does not (only
-//! IMF-fixdate, with the short day name, is read), which saves a firmware image about 0.4 KiB
-//! and is safe only against servers known to send IMF-fixdate (all current ones, Genesys Cloud
+//! IMF-fixdate, with the short day name, is read). That is for firmware short of flash, and
+//! safe only against servers known to send IMF-fixdate (all current ones, Genesys Cloud
 //! included). A date in another format then reads as no date: a `Retry-After` in it is ignored
 //! and the caller backs off on its own.
 //!
@@ -83,69 +83,85 @@ const MONTH_NAMES: [&str; 12] =
 /// ```
 #[must_use]
 pub fn parse_http_date(value: &[u8]) -> Option<UnixTime> {
-    let mut c = Cursor(value.trim_ascii());
+    let value = value.trim_ascii();
+    let civil = match imf_fixdate(value) {
+        Some(civil) => civil,
+        None if OBSOLETE => rfc850_date(value).or_else(|| asctime_date(value))?,
+        None => return None,
+    };
+    // A leap second at the very end of 9999 would land one second past what a date can say.
+    civil.to_unix().map(|t| t.min(MAX_HTTP_DATE))
+}
+
+/// IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn imf_fixdate(value: &[u8]) -> Option<Civil> {
+    let mut c = Cursor(value);
     day_of_week(c.alpha())?;
-    // The three formats share their tail (time of day, then the zone or the asctime year): one
-    // copy of it.
-    let comma = c.eat(b',');
-    if !comma && !OBSOLETE {
-        return None;
-    }
+    c.eat(b',').then_some(())?;
     c.spaces1()?;
-    let (day, month, year) = if !comma {
-        // asctime: Nov  6 08:49:37 1994 (the year follows the time).
-        let month = month_number(c.alpha())?;
-        c.spaces1()?;
-        (c.number(1, 2)?, month, None)
-    } else {
-        let day = c.number(1, 2)?;
-        if c.eat(b'-') {
-            if !OBSOLETE {
-                return None;
-            }
-            // RFC 850: 06-Nov-94 (or, leniently, 06-Nov-1994).
-            let month = month_number(c.alpha())?;
-            c.eat(b'-').then_some(())?;
-            let (digits, year) = c.digits(4)?;
-            let year = match digits {
-                2 if year >= 70 => year.saturating_add(1900),
-                2 => year.saturating_add(2000),
-                4 => year,
-                _ => return None,
-            };
-            (day, month, Some(year))
-        } else {
-            // IMF-fixdate: 06 Nov 1994.
-            c.spaces1()?;
-            let month = month_number(c.alpha())?;
-            c.spaces1()?;
-            (day, month, Some(c.number(4, 4)?))
-        }
+    let day = c.number(1, 2)?;
+    c.spaces1()?;
+    let month = month_number(c.alpha())?;
+    c.spaces1()?;
+    let year = c.number(4, 4)?;
+    c.spaces1()?;
+    let (hour, minute, second) = c.time_of_day()?;
+    c.spaces1()?;
+    (is_utc(c.alpha()) && c.0.is_empty()).then_some(Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    })
+}
+
+/// The obsolete RFC 850 format: `Sunday, 06-Nov-94 08:49:37 GMT` (or, leniently, with a
+/// four-digit year).
+fn rfc850_date(value: &[u8]) -> Option<Civil> {
+    let mut c = Cursor(value);
+    day_of_week(c.alpha())?;
+    c.eat(b',').then_some(())?;
+    c.spaces1()?;
+    let day = c.number(1, 2)?;
+    c.eat(b'-').then_some(())?;
+    let month = month_number(c.alpha())?;
+    c.eat(b'-').then_some(())?;
+    let year = match c.digits(4)? {
+        (2, year) if year >= 70 => year.saturating_add(1900),
+        (2, year) => year.saturating_add(2000),
+        (4, year) => year,
+        _ => return None,
     };
     c.spaces1()?;
     let (hour, minute, second) = c.time_of_day()?;
     c.spaces1()?;
-    let year = match year {
-        Some(year) => {
-            if !is_utc(c.alpha()) {
-                return None;
-            }
-            year
-        }
-        None => {
-            let year = c.number(4, 4)?;
-            if c.ows() > 0 && !is_utc(c.alpha()) {
-                return None;
-            }
-            year
-        }
-    };
-    let civil = Civil { year, month, day, hour, minute, second };
-    if !c.0.is_empty() {
-        return None;
-    }
-    // A leap second at the very end of 9999 would land one second past what a date can say.
-    civil.to_unix().map(|t| t.min(MAX_HTTP_DATE))
+    (is_utc(c.alpha()) && c.0.is_empty()).then_some(Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    })
+}
+
+/// The obsolete ANSI C `asctime()` format: `Sun Nov  6 08:49:37 1994` (or, leniently, with a
+/// trailing `GMT`).
+fn asctime_date(value: &[u8]) -> Option<Civil> {
+    let mut c = Cursor(value);
+    day_of_week(c.alpha())?;
+    c.spaces1()?;
+    let month = month_number(c.alpha())?;
+    c.spaces1()?;
+    let day = c.number(1, 2)?;
+    c.spaces1()?;
+    let (hour, minute, second) = c.time_of_day()?;
+    c.spaces1()?;
+    let year = c.number(4, 4)?;
+    let zone_ok = c.ows() == 0 || is_utc(c.alpha());
+    (zone_ok && c.0.is_empty()).then_some(Civil { year, month, day, hour, minute, second })
 }
 
 /// The server's `Date` header (RFC 9110 §6.6.1), if present and valid.

@@ -187,7 +187,7 @@ impl<'a> Url<'a> {
     pub fn parse(input: &'a str) -> Result<Self, UrlError> {
         // Byte searches throughout, not `str` patterns: once every byte is visible ASCII, any
         // index is a character boundary, and the `str` pattern machinery (a two-way substring
-        // searcher, UTF-8 decoding) costs about 1 KiB of Cortex-M flash for nothing.
+        // searcher, UTF-8 decoding) would cost Cortex-M flash for nothing.
         if let Some(at) = input.bytes().position(|b| !b.is_ascii_graphic()) {
             return Err(UrlError::InvalidCharacter { at });
         }

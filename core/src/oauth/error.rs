@@ -56,37 +56,58 @@ impl ErrorCode {
     /// [`ErrorCode::parse`] of text already cut to 64 bytes and sanitized (which sanitizing
     /// again would not change): the parser's path, without a second copy of the text.
     fn from_sanitized(code: heapless::String<64>) -> ErrorCode {
-        // Names only, the variant by position: a table of whole `ErrorCode`s (each as large
-        // as the `Other` string) was some 0.4 KiB of read-only data, copied to the stack.
-        const KNOWN: [&str; 6] = [
-            "invalid_request",
-            "invalid_client",
-            "invalid_grant",
-            "unauthorized_client",
-            "unsupported_grant_type",
-            "invalid_scope",
-        ];
-        match KNOWN.iter().position(|name| name.eq_ignore_ascii_case(&code)) {
-            Some(0) => ErrorCode::InvalidRequest,
-            Some(1) => ErrorCode::InvalidClient,
-            Some(2) => ErrorCode::InvalidGrant,
-            Some(3) => ErrorCode::UnauthorizedClient,
-            Some(4) => ErrorCode::UnsupportedGrantType,
-            Some(_) => ErrorCode::InvalidScope,
+        match KNOWN.iter().find(|(name, _)| name.eq_ignore_ascii_case(&code)) {
+            Some(&(_, known)) => known.code(),
             None => ErrorCode::Other(code),
         }
     }
 
     /// The code as sent on the wire.
     pub fn as_str(&self) -> &str {
+        let known = match self {
+            ErrorCode::InvalidRequest => Known::InvalidRequest,
+            ErrorCode::InvalidClient => Known::InvalidClient,
+            ErrorCode::InvalidGrant => Known::InvalidGrant,
+            ErrorCode::UnauthorizedClient => Known::UnauthorizedClient,
+            ErrorCode::UnsupportedGrantType => Known::UnsupportedGrantType,
+            ErrorCode::InvalidScope => Known::InvalidScope,
+            ErrorCode::Other(code) => return code,
+        };
+        KNOWN.iter().find(|&&(_, k)| k == known).map_or("", |&(name, _)| name)
+    }
+}
+
+/// The codes RFC 6749 §5.2 defines: the one list of their names, each beside its variant.
+/// The table holds [`Known`] (a byte), not whole `ErrorCode`s (each as large as `Other`'s text).
+const KNOWN: [(&str, Known); 6] = [
+    ("invalid_request", Known::InvalidRequest),
+    ("invalid_client", Known::InvalidClient),
+    ("invalid_grant", Known::InvalidGrant),
+    ("unauthorized_client", Known::UnauthorizedClient),
+    ("unsupported_grant_type", Known::UnsupportedGrantType),
+    ("invalid_scope", Known::InvalidScope),
+];
+
+/// The known variants of [`ErrorCode`], without `Other`'s text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl Known {
+    fn code(self) -> ErrorCode {
         match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidClient => "invalid_client",
-            ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::UnauthorizedClient => "unauthorized_client",
-            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            ErrorCode::InvalidScope => "invalid_scope",
-            ErrorCode::Other(s) => s,
+            Known::InvalidRequest => ErrorCode::InvalidRequest,
+            Known::InvalidClient => ErrorCode::InvalidClient,
+            Known::InvalidGrant => ErrorCode::InvalidGrant,
+            Known::UnauthorizedClient => ErrorCode::UnauthorizedClient,
+            Known::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
+            Known::InvalidScope => ErrorCode::InvalidScope,
         }
     }
 }
@@ -314,6 +335,19 @@ mod tests {
     use TokenErrorClass::*;
     use proptest::prelude::*;
     use std::string::ToString;
+
+    /// Every known code reads as its variant (in any case) and writes back as its name: the
+    /// table pairs them, in one place.
+    #[test]
+    fn each_known_code_reads_and_writes_its_own_name() {
+        for (name, known) in KNOWN {
+            let code = known.code();
+            assert_eq!(ErrorCode::parse(name), code, "{name}");
+            assert_eq!(ErrorCode::parse(&name.to_ascii_uppercase()), code, "{name}");
+            assert_eq!(code.as_str(), name);
+            assert!(!matches!(code, ErrorCode::Other(_)), "{name}");
+        }
+    }
 
     fn class(status: u16, body: &str) -> TokenErrorClass {
         parse_token_error(status, body.as_bytes()).class

@@ -295,7 +295,7 @@ struct Raw<'a> {
 }
 
 /// `expires_in` as found: a number, or a string (both read by [`decimal_seconds`], with
-/// integer arithmetic: float parsing would add some 17 KiB of code to a firmware image), or
+/// integer arithmetic: float parsing would add a large share of a firmware image), or
 /// something else.
 enum RawExpires<'a> {
     Decimal(&'a str),
@@ -516,8 +516,7 @@ pub(super) fn bounded_text<const C: usize>(
 }
 
 /// [`bounded_text`] into a string of any capacity: one copy of the code for every capacity
-/// (it was instantiated once for each, about 0.2 KiB of firmware flash apiece). Whether it was
-/// cut.
+/// (not one instance per capacity). Whether it was cut.
 pub(super) fn bounded_text_into(
     escaped: &str,
     whole_tokens: bool,

@@ -92,23 +92,56 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
             return Some(s);
         }
     }
-    // The dialects as a table tried in order, rather than a chain of `or_else`, each link of
-    // which copied the snapshot on (about 0.2 KiB of firmware flash), and Genesys Cloud's row
-    // read by the same code as the others (another 0.1 KiB). Its headers come second, after the
-    // IETF draft's separate fields.
-    const PLAIN: [([&str; 3], Dialect); 4] = [
-        (["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"], Dialect::IetfSeparate),
-        (
-            ["inin-ratelimit-allowed", "inin-ratelimit-count", "inin-ratelimit-reset"],
-            Dialect::Genesys,
-        ),
-        (["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"], Dialect::XRateLimit),
-        (
-            ["x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"],
-            Dialect::XRateLimitDashed,
-        ),
+    // The three-field dialects, tried in order: Genesys Cloud's after the IETF draft's
+    // separate fields.
+    const PLAIN: [PlainDialect; 4] = [
+        PlainDialect {
+            dialect: Dialect::IetfSeparate,
+            limit: "ratelimit-limit",
+            count: Count::Remaining("ratelimit-remaining"),
+            reset: "ratelimit-reset",
+        },
+        PlainDialect {
+            dialect: Dialect::Genesys,
+            limit: "inin-ratelimit-allowed",
+            count: Count::Used("inin-ratelimit-count"),
+            reset: "inin-ratelimit-reset",
+        },
+        PlainDialect {
+            dialect: Dialect::XRateLimit,
+            limit: "x-ratelimit-limit",
+            count: Count::Remaining("x-ratelimit-remaining"),
+            reset: "x-ratelimit-reset",
+        },
+        PlainDialect {
+            dialect: Dialect::XRateLimitDashed,
+            limit: "x-rate-limit-limit",
+            count: Count::Remaining("x-rate-limit-remaining"),
+            reset: "x-rate-limit-reset",
+        },
     ];
-    PLAIN.into_iter().find_map(|(names, dialect)| plain(headers, names, dialect, reference))
+    PLAIN.iter().find_map(|row| plain(headers, row, reference))
+}
+
+/// A dialect of three plain fields: the limit, a count, the reset.
+struct PlainDialect {
+    dialect: Dialect,
+    /// The field of the limit.
+    limit: &'static str,
+    /// The field of the count, and what it counts.
+    count: Count,
+    /// The field of the reset (delay or epoch).
+    reset: &'static str,
+}
+
+/// What a plain dialect's count field counts.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Requests left in the window (most dialects).
+    Remaining(&'static str),
+    /// Requests used in the window (Genesys Cloud's `inin-ratelimit-count`): remaining is the
+    /// limit less this.
+    Used(&'static str),
 }
 
 /// Turns a reset value into a delay from `reference` (see the module docs for the rule).
@@ -139,24 +172,22 @@ fn snapshot(
     useful.then_some(RateLimitSnapshot { limit, remaining, reset_after, window, dialect })
 }
 
-/// The three-field dialects: limit, remaining, reset. Genesys Cloud's second field,
-/// `inin-ratelimit-count`, is what was used, so remaining is allowed - count.
+/// Reads a dialect of three plain fields.
 fn plain<H: Headers + ?Sized>(
     headers: &H,
-    [limit, remaining, reset]: [&str; 3],
-    dialect: Dialect,
+    row: &PlainDialect,
     reference: Option<UnixTime>,
 ) -> Option<RateLimitSnapshot> {
     let number = |name: &str| headers.get(name).and_then(leading_integer);
-    let limit = number(limit);
-    let second = number(remaining);
-    let remaining = match (dialect, limit, second) {
-        (Dialect::Genesys, Some(limit), Some(used)) => Some(limit.saturating_sub(used)),
-        (Dialect::Genesys, ..) => None,
-        _ => second,
+    let limit = number(row.limit);
+    let remaining = match row.count {
+        Count::Remaining(name) => number(name),
+        Count::Used(name) => {
+            limit.zip(number(name)).map(|(limit, used)| limit.saturating_sub(used))
+        }
     };
-    let reset_after = number(reset).and_then(|v| reset_delay(v, reference));
-    snapshot(limit, remaining, reset_after, None, dialect)
+    let reset_after = number(row.reset).and_then(|v| reset_delay(v, reference));
+    snapshot(limit, remaining, reset_after, None, row.dialect)
 }
 
 /// The leading run of digits of a plain field value, if it is followed by nothing, a list or

@@ -29,6 +29,9 @@ pub(crate) fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v2/tokens/me", routing::get(tokens_me).delete(revoke_me))
         .route("/v2/routing/queues", routing::get(queues))
+        .route("/v2/routing/queues/{id}", routing::get(queue))
+        .route("/v2/users", routing::get(users))
+        .route("/v2/organizations/me", routing::get(organization_me))
         .route("/v2/analytics/conversations/details/query", routing::post(conversation_details))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(state), gate))
@@ -76,13 +79,17 @@ async fn admit_and_run(state: &AppState, mut request: Request, next: Next) -> Re
     let forced = lock(&state.faults).forced_429(now);
     if let Some(left) = forced {
         bump(&c.forced_429);
-        let mut window = state.peek_api_window(&principal.client_id, now);
-        window.reset_after = window.reset_after.max(left);
+        // The headers describe the forced window: spent (`inin-ratelimit-count` at the limit,
+        // not the 0 of a fresh window, which would tell a client that reads them the opposite
+        // of the 429) until the fault ends, as `Retry-After` says.
+        let mut window = state.peek_api_window(&principal, now);
+        window.count = window.count.max(window.allowed);
+        window.reset_after = left;
         let mut response = too_many_requests(&ctx, retry_after_secs(left));
         set_ratelimit_headers(response.headers_mut(), window);
         return response;
     }
-    let window = match state.admit_api_request(&principal.client_id, now) {
+    let window = match state.admit_api_request(&principal, now) {
         ApiAdmission::Admitted(window) => window,
         ApiAdmission::Limited(window) => {
             bump(&c.rate_limited);
@@ -227,7 +234,88 @@ fn bad_request(ctx: &CorrelationId, message: impl Into<String>) -> Response {
     GenesysError::new(StatusCode::BAD_REQUEST, "bad.request", message).respond(ctx)
 }
 
-/// `GET /api/v2/routing/queues?pageSize=&pageNumber=`: a page of fake queues.
+/// Fake users listed by `GET /api/v2/users`.
+const USER_COUNT: u64 = 12;
+
+/// `pageSize` (1..=500, default 25) and `pageNumber` (at least 1, default 1) of a paged list.
+fn paging(query: &HashMap<String, String>) -> Option<(u64, u64)> {
+    let number = |key: &str, default: u64| query.get(key).map_or(Ok(default), |v| v.parse::<u64>());
+    match (number("pageSize", 25), number("pageNumber", 1)) {
+        (Ok(size @ 1..=500), Ok(page @ 1..)) => Some((size, page)),
+        _ => None,
+    }
+}
+
+/// A Genesys entity listing: `entities` (already cut to the page), the paging fields, and the
+/// page URIs (`previousUri` from page 2 on, `nextUri` before the last page), each of them
+/// `path?{filter}pageSize=..&pageNumber=..`.
+fn listing(
+    entities: Vec<Value>,
+    total: u64,
+    size: u64,
+    page: u64,
+    path: &str,
+    filter: &str,
+) -> Value {
+    let page_count = total.div_ceil(size).max(1);
+    let uri = |n: u64| format!("{path}?{filter}pageSize={size}&pageNumber={n}");
+    let mut body = json!({
+        "entities": entities,
+        "pageSize": size,
+        "pageNumber": page,
+        "total": total,
+        "pageCount": page_count,
+        "firstUri": uri(1),
+        "selfUri": uri(page),
+        "lastUri": uri(page_count),
+    });
+    if let Value::Object(map) = &mut body {
+        if page > 1 {
+            // The page before, or the last one for a page past the end.
+            map.insert(
+                "previousUri".into(),
+                Value::String(uri(page.saturating_sub(1).min(page_count))),
+            );
+        }
+        if page < page_count {
+            map.insert("nextUri".into(), Value::String(uri(page.saturating_add(1))));
+        }
+    }
+    body
+}
+
+/// Queue `i` as the API shows it.
+fn fake_queue(i: u64) -> Value {
+    json!({
+        "id": fake_id(0x02, i),
+        "name": format!("Emulated queue {}", i.saturating_add(1)),
+        "memberCount": i % 7,
+        "selfUri": format!("/api/v2/routing/queues/{}", fake_id(0x02, i)),
+    })
+}
+
+/// Whether `name` passes a `name=` filter: case-insensitive, a leading or trailing `*` a
+/// wildcard (as Genesys's queue search takes it), otherwise the whole name.
+fn name_matches(filter: &str, name: &str) -> bool {
+    let (name, filter) = (name.to_lowercase(), filter.to_lowercase());
+    let (starts, rest) = match filter.strip_prefix('*') {
+        Some(rest) => (false, rest),
+        None => (true, filter.as_str()),
+    };
+    let (ends, core) = match rest.strip_suffix('*') {
+        Some(core) => (false, core),
+        None => (true, rest),
+    };
+    match (starts, ends) {
+        (true, true) => name == core,
+        (true, false) => name.starts_with(core),
+        (false, true) => name.ends_with(core),
+        (false, false) => name.contains(core),
+    }
+}
+
+/// `GET /api/v2/routing/queues?pageSize=&pageNumber=&name=`: a page of fake queues, those
+/// whose name passes `name` if given.
 async fn queues(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -237,42 +325,82 @@ async fn queues(
     if let Some(r) = missing_permission(&principal, PERMISSION_QUEUE_VIEW, &state, &ctx) {
         return r;
     }
-    let number = |key: &str, default: u64| query.get(key).map_or(Ok(default), |v| v.parse::<u64>());
-    let (Ok(page_size @ 1..=500), Ok(page_number @ 1..)) =
-        (number("pageSize", 25), number("pageNumber", 1))
-    else {
+    let Some((page_size, page_number)) = paging(&query) else {
         return bad_request(&ctx, "pageSize must be 1 to 500 and pageNumber at least 1");
     };
-    let total = u64::from(state.config.queue_count);
+    let name = query.get("name").filter(|n| !n.is_empty());
+    let matching: Vec<Value> = (0..u64::from(state.config.queue_count))
+        .map(fake_queue)
+        .filter(|q| name.is_none_or(|n| name_matches(n, q["name"].as_str().unwrap_or_default())))
+        .collect();
+    let total = u64::try_from(matching.len()).unwrap_or(u64::MAX);
+    let first = usize::try_from(page_size.saturating_mul(page_number - 1)).unwrap_or(usize::MAX);
+    let size = usize::try_from(page_size).unwrap_or(usize::MAX);
+    let entities = matching.into_iter().skip(first).take(size).collect();
+    let filter = name.map_or(String::new(), |n| {
+        format!("name={}&", form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>())
+    });
+    let body = listing(entities, total, page_size, page_number, "/api/v2/routing/queues", &filter);
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /api/v2/routing/queues/{id}`: one queue (its `selfUri`), or 404 `not.found`.
+async fn queue(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Extension(ctx): Extension<CorrelationId>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(r) = missing_permission(&principal, PERMISSION_QUEUE_VIEW, &state, &ctx) {
+        return r;
+    }
+    match (0..u64::from(state.config.queue_count)).find(|&i| fake_id(0x02, i) == id) {
+        Some(i) => json_response(StatusCode::OK, &fake_queue(i)),
+        None => not_found(Extension(ctx)).await,
+    }
+}
+
+/// `GET /api/v2/users?pageSize=&pageNumber=`: a page of fake users (no permission needed,
+/// as on Genesys for the directory's basic fields).
+async fn users(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<CorrelationId>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((page_size, page_number)) = paging(&query) else {
+        return bad_request(&ctx, "pageSize must be 1 to 500 and pageNumber at least 1");
+    };
     let first = page_size.saturating_mul(page_number - 1);
-    let entities: Vec<Value> = (first..total.min(first.saturating_add(page_size)))
+    let domain = state.config.environment.clone();
+    let entities = (first..USER_COUNT.min(first.saturating_add(page_size)))
         .map(|i| {
+            let n = i.saturating_add(1);
             json!({
-                "id": fake_id(0x02, i),
-                "name": format!("Emulated queue {}", i + 1),
-                "memberCount": i % 7,
-                "selfUri": format!("/api/v2/routing/queues/{}", fake_id(0x02, i)),
+                "id": fake_id(0x04, i),
+                "name": format!("Emulated user {n}"),
+                "email": format!("user{n}@example.{domain}"),
+                "username": format!("user{n}@example.{domain}"),
+                "state": "active",
+                "version": 1,
+                "selfUri": format!("/api/v2/users/{}", fake_id(0x04, i)),
             })
         })
         .collect();
-    let page_count = total.div_ceil(page_size).max(1);
-    let uri = |n: u64| format!("/api/v2/routing/queues?pageSize={page_size}&pageNumber={n}");
-    let mut body = json!({
-        "entities": entities,
-        "pageSize": page_size,
-        "pageNumber": page_number,
-        "total": total,
-        "pageCount": page_count,
-        "firstUri": uri(1),
-        "selfUri": uri(page_number),
-        "lastUri": uri(page_count),
-    });
-    if page_number < page_count
-        && let Value::Object(map) = &mut body
-    {
-        map.insert("nextUri".into(), Value::String(uri(page_number + 1)));
-    }
+    let body = listing(entities, USER_COUNT, page_size, page_number, "/api/v2/users", "");
     json_response(StatusCode::OK, &body)
+}
+
+/// `GET /api/v2/organizations/me`: the token's organization (Genesys `Organization`).
+async fn organization_me(State(state): State<Arc<AppState>>) -> Response {
+    let mut org = organization(&state);
+    if let Value::Object(map) = &mut org {
+        map.insert("state".into(), json!("active"));
+        map.insert("version".into(), json!(1));
+        map.insert("thirdPartyOrgName".into(), json!("emulated"));
+        map.insert("domain".into(), json!("emulated"));
+        map.insert("selfUri".into(), json!("/api/v2/organizations/me"));
+    }
+    json_response(StatusCode::OK, &org)
 }
 
 /// `POST /api/v2/analytics/conversations/details/query`: two fake conversations in `interval`.

@@ -2,11 +2,12 @@
 //! (`#[command(flatten)]` an [`EmulatorArgs`]).
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{
     ClientState, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DISABLED_CLIENT_ID, DISABLED_CLIENT_SECRET,
-    EmulatorConfig, LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET, RateLimit,
+    EmulatorConfig, LIMITED_CLIENT_ID, LIMITED_CLIENT_SECRET, RateLimit, RateLimitScope,
 };
 use crate::server::{Emulator, EmulatorError, EmulatorHandle};
 
@@ -28,6 +29,10 @@ pub struct EmulatorArgs {
     /// API rate-limit window in seconds. Default 60.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub rate_window: Option<Duration>,
+    /// What the API rate limit counts per: one window per client id (default), or one per
+    /// access token (each token its own budget; Genesys's scope is disputed).
+    #[arg(long, value_enum, value_name = "SCOPE", default_value_t = RateLimitScope::Client)]
+    pub rate_limit_scope: RateLimitScope,
     /// Token requests allowed per client per window. Default 30.
     #[arg(long, value_name = "N")]
     pub token_rate_limit: Option<u64>,
@@ -43,6 +48,10 @@ pub struct EmulatorArgs {
     /// Do not print one line per request.
     #[arg(long)]
     pub quiet: bool,
+    /// Serve HTTPS with a throwaway CA, made at start; its certificate (PEM) is written to a
+    /// file in the temporary directory, whose path is printed, for clients to trust.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Parses seconds with an optional fraction ("2", "0.25").
@@ -72,6 +81,7 @@ impl EmulatorArgs {
             self.rate_limit.unwrap_or(api.limit),
             self.rate_window.unwrap_or(api.window),
         );
+        config.rate_limit_scope = self.rate_limit_scope;
         let token = RateLimit::TOKEN_ENDPOINT;
         config.token_rate_limit = RateLimit::new(
             self.token_rate_limit.unwrap_or(token.limit),
@@ -81,6 +91,7 @@ impl EmulatorArgs {
             config.daily_limit = Some(RateLimit::new(daily, Duration::from_secs(86_400)));
         }
         config.echo_scope = self.echo_scope;
+        config.tls = self.tls;
         config
     }
 }
@@ -117,10 +128,40 @@ pub async fn run_cli(args: EmulatorArgs) -> Result<(), EmulatorError> {
 }
 
 /// Prints [`banner`] and flushes (so a parent process reading the address sees it at once).
+/// With TLS, first writes the test CA's certificate ([`write_ca_pem`]) and prints where, or
+/// why it could not.
 pub fn print_banner(handle: &EmulatorHandle) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", banner(handle));
+    match write_ca_pem(handle) {
+        Ok(Some(path)) => {
+            let _ = writeln!(
+                out,
+                "\n  TLS: trust the test CA in {} (e.g. credflow --ca-file {0}, curl --cacert {0})",
+                path.display()
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ =
+                writeln!(std::io::stderr().lock(), "credflow-emulator: cannot write the CA: {e}");
+        }
+    }
     let _ = out.flush();
+}
+
+/// Writes the test CA's certificate (PEM) of an emulator serving HTTPS to
+/// `credflow-emulator-ca-PORT.pem` in the temporary directory and returns its path; `None` for
+/// plain HTTP. The file is replaced if it exists (an earlier emulator on the same port).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_ca_pem(handle: &EmulatorHandle) -> std::io::Result<Option<PathBuf>> {
+    let Some(pem) = handle.ca_pem() else { return Ok(None) };
+    let path =
+        std::env::temp_dir().join(format!("credflow-emulator-ca-{}.pem", handle.addr().port()));
+    std::fs::write(&path, pem)?;
+    Ok(Some(path))
 }
 
 #[cfg(test)]
@@ -151,6 +192,7 @@ mod tests {
             "--daily-limit",
             "1000",
             "--quiet",
+            "--tls",
         ]);
         let config = cli.map(|c| c.args.to_config()).ok();
         let config = config.as_ref();
@@ -163,7 +205,20 @@ mod tests {
         assert_eq!(config.map(|c| c.token_rate_limit), Some(RateLimit::TOKEN_ENDPOINT));
         assert_eq!(config.and_then(|c| c.daily_limit).map(|d| d.limit), Some(1000));
         assert_eq!(config.map(|c| c.log_requests), Some(false));
+        assert_eq!(config.map(|c| c.rate_limit_scope), Some(RateLimitScope::Client));
+        assert_eq!(config.map(|c| c.tls), Some(true));
         assert!(Cli::try_parse_from(["x", "--token-lifetime", "-1"]).is_err());
         assert!(Cli::try_parse_from(["x", "--token-lifetime", "soon"]).is_err());
+    }
+
+    #[test]
+    fn rate_limit_scope_flag() {
+        let scope = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|c| c.args.to_config().rate_limit_scope).ok()
+        };
+        assert_eq!(scope(&["x", "--rate-limit-scope", "token"]), Some(RateLimitScope::Token));
+        assert_eq!(scope(&["x", "--rate-limit-scope", "client"]), Some(RateLimitScope::Client));
+        assert_eq!(scope(&["x"]), Some(RateLimitScope::Client));
+        assert_eq!(scope(&["x", "--rate-limit-scope", "pod"]), None);
     }
 }

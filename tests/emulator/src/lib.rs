@@ -18,8 +18,9 @@
 //!   tests can use lifetimes of a second), revocable (`DELETE /api/v2/tokens/me`).
 //! - The API side: RFC 6750 bearer authentication with Genesys 401 codes
 //!   (`authentication.required`, `bad.credentials`, `credentials.expired`), 403
-//!   `missing.permissions`, per-client fixed-window rate limiting with `inin-ratelimit-*`
-//!   headers and 429 `too.many.requests.retry.after` plus `Retry-After`, an optional daily limit,
+//!   `missing.permissions`, fixed-window rate limiting per client id (or per token:
+//!   `RateLimitScope`) with `inin-ratelimit-*` headers and 429 `too.many.requests.retry.after`
+//!   plus `Retry-After`, an optional daily limit,
 //!   `ININ-Correlation-Id` on every response equal to `contextId` in error bodies, and `Date`.
 //! - Routes: `/api/v2/tokens/me` (GET, HEAD, DELETE), `GET /api/v2/routing/queues` (paged fake
 //!   queues), `POST /api/v2/analytics/conversations/details/query` (fake conversations).
@@ -28,9 +29,12 @@
 //!   429s, forced token rate limiting, expiring or revoking every token.
 //! - Counters for assertions ([`CountersSnapshot`]), including the most token requests ever in
 //!   flight at once and a per-client histogram of admitted API requests.
+//! - HTTPS on request ([`EmulatorConfig::tls`]): a throwaway CA and a server certificate for
+//!   `localhost`, `login.localhost`, `api.localhost` and `127.0.0.1` (ECDSA P-256, TLS 1.3 and
+//!   1.2, ALPN `http/1.1`), made at start; clients trust [`EmulatorHandle::ca_pem`].
 //!
 //! ## What it does not
-//! TLS (plain HTTP on loopback only), HTTP/2, user logins and every other grant, roles and
+//! Any address but loopback, HTTP/2, user logins and every other grant, roles and
 //! divisions (permissions are a flat list per client), refresh tokens, the rest of the API, and
 //! Genesys's exact wording where it is not documented (noted where it matters, e.g. the
 //! `messageParams` of a 403).
@@ -74,7 +78,10 @@
 //! Admitted requests and their 429s carry `inin-ratelimit-count`, `-allowed` and `-reset`.
 //!
 //! Routes: `GET|HEAD|DELETE /api/v2/tokens/me`, `GET /api/v2/routing/queues` (permission
-//! `routing:queue:view`, `pageSize` 1..=500, `pageNumber` ≥ 1),
+//! `routing:queue:view`, `pageSize` 1..=500, `pageNumber` ≥ 1, `name` with a leading or
+//! trailing `*` as wildcard; `previousUri` from page 2 on), `GET /api/v2/routing/queues/{id}`
+//! (a queue's `selfUri`), `GET /api/v2/users` (12 fake users, paged), `GET
+//! /api/v2/organizations/me`,
 //! `POST /api/v2/analytics/conversations/details/query` (permission
 //! `analytics:conversationDetail:view`, a JSON object with an `interval` string). There is no
 //! unauthenticated health route: every `/api/` path wants a token, as on Genesys. Unknown paths
@@ -133,10 +140,12 @@ mod ratelimit;
 mod respond;
 mod server;
 mod state;
+mod tls;
 mod tokens;
 mod util;
 
-pub use cli::{EmulatorArgs, banner, print_banner, run_cli};
+pub use cli::{EmulatorArgs, banner, print_banner, run_cli, write_ca_pem};
+pub use config::RateLimitScope;
 pub use config::{
     ClientConfig, ClientState, ConfigError, DEFAULT_ENVIRONMENT, DEFAULT_TOKEN_LIFETIME,
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DISABLED_CLIENT_ID, DISABLED_CLIENT_SECRET, DropFault,

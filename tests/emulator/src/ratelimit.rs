@@ -1,4 +1,4 @@
-//! Fixed-window counters, one per client id and limit.
+//! Fixed-window counters, one per client id (or per token) and limit.
 //!
 //! A window opens at the first request after the previous one closed and lasts `window`. That is
 //! the simplest limiter consistent with what Genesys shows (`inin-ratelimit-count` rising to
@@ -34,9 +34,14 @@ impl FixedWindow {
 
     /// Opens a new window if the current one has closed.
     fn roll(&mut self, now: Instant, limit: RateLimit) {
-        if now.saturating_duration_since(self.opened) >= limit.window {
+        if self.is_closed(now, limit) {
             *self = Self::new(now);
         }
+    }
+
+    /// Whether the window has closed by `now` (the next request would open a new one).
+    pub(crate) fn is_closed(&self, now: Instant, limit: RateLimit) -> bool {
+        now.saturating_duration_since(self.opened) >= limit.window
     }
 
     /// Whether one more request fits, without counting it; `Err` carries the wait.

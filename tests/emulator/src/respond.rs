@@ -74,9 +74,28 @@ impl GenesysError {
 /// An RFC 6749 §5.2 error in Genesys's form: `error`, `description` and `error_description`
 /// (the latter two equal), with `Cache-Control: no-store` (§5.1).
 pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let description = description_charset(description);
     let body =
         json!({ "error": error, "description": description, "error_description": description });
     no_store(json_response(status, &body))
+}
+
+/// `text` in the character set RFC 6749 §5.2 allows in `error_description` (`%x20-21 /
+/// %x23-5B / %x5D-7E`: visible ASCII and space, without `"` and `\`): `"` becomes `'`, `\`
+/// becomes `/`, `§` becomes `section `, anything else outside it `?`. A strict client may
+/// refuse the whole error otherwise.
+pub(crate) fn description_charset(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push('\''),
+            '\\' => out.push('/'),
+            '§' => out.push_str("section "),
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 /// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::config::{ClientState, ConfigError, EmulatorConfig};
@@ -25,6 +26,10 @@ use crate::counters::{CountersSnapshot, bump};
 use crate::faults::{FaultControl, Route};
 use crate::respond::{CORRELATION_ID, CorrelationId, GenesysError};
 use crate::state::AppState;
+use crate::tls::TestPki;
+
+/// Longest a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an emulator did not start.
 #[derive(Debug)]
@@ -39,6 +44,9 @@ pub enum EmulatorError {
     /// [`Emulator::start_background`] was called from inside a Tokio runtime: use
     /// [`Emulator::start`] there.
     InsideRuntime,
+    /// The test CA or the server's TLS configuration could not be made (with
+    /// [`EmulatorConfig::tls`]).
+    Tls(String),
 }
 
 impl fmt::Display for EmulatorError {
@@ -50,6 +58,7 @@ impl fmt::Display for EmulatorError {
             Self::InsideRuntime => {
                 f.write_str("start_background called inside a Tokio runtime; use Emulator::start")
             }
+            Self::Tls(e) => write!(f, "cannot set up TLS: {e}"),
         }
     }
 }
@@ -59,7 +68,7 @@ impl std::error::Error for EmulatorError {
         match self {
             Self::Config(e) => Some(e),
             Self::Bind(e) | Self::Runtime(e) => Some(e),
-            Self::InsideRuntime => None,
+            Self::InsideRuntime | Self::Tls(_) => None,
         }
     }
 }
@@ -88,11 +97,18 @@ impl Emulator {
             .await
             .map_err(EmulatorError::Bind)?;
         let addr = listener.local_addr().map_err(EmulatorError::Bind)?;
-        let token_url = format!("http://{addr}/oauth/token");
+        let pki = if config.tls {
+            Some(Arc::new(TestPki::generate().map_err(EmulatorError::Tls)?))
+        } else {
+            None
+        };
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let token_url = format!("{scheme}://{addr}/oauth/token");
         let state = Arc::new(AppState::new(config, token_url));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, Arc::clone(&state), stopped));
-        Ok(EmulatorHandle { state, addr, stop: Some(stop), task: Some(task) })
+        let acceptor = pki.as_ref().map(|pki| pki.acceptor.clone());
+        let task = tokio::spawn(serve(listener, Arc::clone(&state), acceptor, stopped));
+        Ok(EmulatorHandle { state, addr, pki, stop: Some(stop), task: Some(task) })
     }
 
     /// Starts an emulator on a runtime of its own (one worker thread), for synchronous tests
@@ -142,6 +158,7 @@ impl Emulator {
 pub struct EmulatorHandle {
     state: Arc<AppState>,
     addr: SocketAddr,
+    pki: Option<Arc<TestPki>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -151,6 +168,7 @@ impl fmt::Debug for EmulatorHandle {
         f.debug_struct("EmulatorHandle")
             .field("addr", &self.addr)
             .field("environment", &self.state.config.environment)
+            .field("tls", &self.pki.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -162,14 +180,30 @@ impl EmulatorHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` with TLS (no trailing slash).
     #[must_use]
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// `http://127.0.0.1:PORT/oauth/token` (Genesys: `https://login.<env>/oauth/token`). Also
-    /// the `aud` a `client_secret_jwt` assertion must carry.
+    /// The test CA's certificate (PEM) to trust, when serving HTTPS
+    /// ([`EmulatorConfig::tls`]); `None` for plain HTTP. The server's certificate, signed
+    /// by it, names `localhost` and `127.0.0.1`.
+    #[must_use]
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.pki.as_ref().map(|pki| pki.ca_pem.as_str())
+    }
+
+    /// [`ca_pem`](Self::ca_pem) in DER.
+    #[must_use]
+    pub fn ca_der(&self) -> Option<&[u8]> {
+        self.pki.as_ref().map(|pki| pki.ca_der.as_ref())
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/token` (`https` with TLS; Genesys:
+    /// `https://login.<env>/oauth/token`). Also the `aud` a `client_secret_jwt` assertion
+    /// must carry.
     #[must_use]
     pub fn token_url(&self) -> String {
         self.state.token_url.clone()
@@ -348,7 +382,12 @@ async fn not_found(axum::Extension(ctx): axum::Extension<CorrelationId>) -> Resp
 
 /// Accept loop. Ends when `stopped` fires or its sender is dropped; open connections are then
 /// aborted with the `JoinSet`.
-async fn serve(listener: TcpListener, state: Arc<AppState>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let app = app(&state);
     let mut connections = JoinSet::new();
     loop {
@@ -357,13 +396,25 @@ async fn serve(listener: TcpListener, state: Arc<AppState>, mut stopped: oneshot
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let service = connection_service(app.clone(), Arc::clone(&state));
+                    let tls = tls.clone();
                     connections.spawn(async move {
                         // Errors here are the client's doing or a dropped connection: nothing to do.
-                        let _ = hyper::server::conn::http1::Builder::new()
+                        let http = hyper::server::conn::http1::Builder::new()
                             // Enables the 30 s header-read timeout.
                             .timer(TokioTimer::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                            .clone();
+                        match tls {
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                            Some(tls) => {
+                                // A client that never finishes its handshake is cut off.
+                                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+                                if let Ok(Ok(stream)) = handshake.await {
+                                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            }
+                        }
                     });
                 }
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::{ClientConfig, ClientState, EmulatorConfig};
+use crate::config::{ClientConfig, ClientState, EmulatorConfig, RateLimit, RateLimitScope};
 use crate::counters::{Counters, lock};
 use crate::faults::{FaultState, Route};
 use crate::ratelimit::{FixedWindow, WindowState};
@@ -28,10 +28,47 @@ pub(crate) enum ApiAdmission {
     DailyLimited(WindowState),
 }
 
+/// The API windows of one client id.
 #[derive(Debug)]
 struct ApiWindows {
+    /// The client's window ([`RateLimitScope::Client`]).
     window: FixedWindow,
+    /// One window per access token ([`RateLimitScope::Token`]), pruned of closed windows when
+    /// it holds more than [`TOKEN_STORE_SOFT_CAP`].
+    per_token: HashMap<String, FixedWindow>,
+    /// The long limit, per client id under either scope.
     daily: FixedWindow,
+}
+
+impl ApiWindows {
+    fn new(now: Instant) -> Self {
+        Self {
+            window: FixedWindow::new(now),
+            per_token: HashMap::new(),
+            daily: FixedWindow::new(now),
+        }
+    }
+
+    /// The per-window counter `principal`'s request is counted in under `scope`.
+    fn window_for(
+        &mut self,
+        scope: RateLimitScope,
+        token: &str,
+        now: Instant,
+        limit: RateLimit,
+    ) -> &mut FixedWindow {
+        match scope {
+            RateLimitScope::Client => &mut self.window,
+            RateLimitScope::Token => {
+                if self.per_token.len() >= TOKEN_STORE_SOFT_CAP
+                    && !self.per_token.contains_key(token)
+                {
+                    self.per_token.retain(|_, w| !w.is_closed(now, limit));
+                }
+                self.per_token.entry(token.to_owned()).or_insert_with(|| FixedWindow::new(now))
+            }
+        }
+    }
 }
 
 /// A token issued by the token endpoint.
@@ -176,20 +213,20 @@ impl AppState {
         }
     }
 
-    /// Counts an API request of `client_id` against its limits.
-    pub(crate) fn admit_api_request(&self, client_id: &str, now: Instant) -> ApiAdmission {
+    /// Counts an API request of `principal` against its limits: the per-window one in the
+    /// window of its client id or of its token ([`EmulatorConfig::rate_limit_scope`]), the long
+    /// one per client id.
+    pub(crate) fn admit_api_request(&self, principal: &Principal, now: Instant) -> ApiAdmission {
         let limit = self.config.api_rate_limit;
         let mut windows = lock(&self.api_windows);
-        let w = windows.entry(client_id.to_owned()).or_insert_with(|| ApiWindows {
-            window: FixedWindow::new(now),
-            daily: FixedWindow::new(now),
-        });
+        let w = windows.entry(principal.client_id.clone()).or_insert_with(|| ApiWindows::new(now));
         if let Some(daily) = self.config.daily_limit
             && let Err(state) = w.daily.check(now, daily)
         {
             return ApiAdmission::DailyLimited(state);
         }
-        match w.window.admit(now, limit) {
+        let scope = self.config.rate_limit_scope;
+        match w.window_for(scope, &principal.token, now, limit).admit(now, limit) {
             Ok(state) => {
                 if let Some(daily) = self.config.daily_limit {
                     let _ = w.daily.consume(now, daily);
@@ -200,16 +237,15 @@ impl AppState {
         }
     }
 
-    /// The per-window state of `client_id` without counting (for forced 429s).
-    pub(crate) fn peek_api_window(&self, client_id: &str, now: Instant) -> WindowState {
+    /// The per-window state `principal`'s request would be counted in, without counting (for
+    /// forced 429s).
+    pub(crate) fn peek_api_window(&self, principal: &Principal, now: Instant) -> WindowState {
         let limit = self.config.api_rate_limit;
         let mut windows = lock(&self.api_windows);
-        let w = windows.entry(client_id.to_owned()).or_insert_with(|| ApiWindows {
-            window: FixedWindow::new(now),
-            daily: FixedWindow::new(now),
-        });
-        match w.window.check(now, limit) {
-            Ok(()) => w.window.state(now, limit),
+        let w = windows.entry(principal.client_id.clone()).or_insert_with(|| ApiWindows::new(now));
+        let window = w.window_for(self.config.rate_limit_scope, &principal.token, now, limit);
+        match window.check(now, limit) {
+            Ok(()) => window.state(now, limit),
             Err(state) => state,
         }
     }

@@ -36,6 +36,7 @@ mod naive;
 pub mod redis;
 pub mod report;
 pub mod scenario;
+pub mod scopes;
 pub mod server;
 
 pub use engine::Series;

@@ -1,43 +1,72 @@
-//! The Redis of `credflow-redis`, simulated: the three keys of one client id and the Lua scripts
-//! that decide on them (`adapters/redis/src/scripts.rs`), ported line by line to integer
-//! milliseconds on the simulator's clock.
+//! The Redis of `credflow-redis`, simulated: the three keys of one client id, and **the very Lua
+//! scripts the adapter sends** (`adapters/redis/src/scripts.rs`, compiled into this crate from
+//! that file) running on an embedded Lua 5.1 over a simulated keyspace whose `TIME` is the
+//! simulator's clock. Nothing of the scripts' logic is repeated here: a change to them changes
+//! the simulation.
 //!
 //! - **Token key** (`GET`, and `SET … PX` in the publish script): the fleet's token with its
 //!   absolute expiry; it disappears when its time to live runs out.
 //! - **Lease key** (`SET NX PX` in the acquire script, compare-and-delete in publish/release):
 //!   the right to refresh for the fleet, identified by a fencing value.
-//! - **Rate hash** (admit, observe and 429 scripts): the fleet's window (`limit`, `remaining`,
-//!   `reset_at`, `length`, GCRA `tat` and `interval`) and `blocked_until`, rolled over at the
-//!   reset, expiring `2 × length + 60 s` after its last save. `blocked_until` never lies more
-//!   than the longest hold (the pods' `max_wait`) ahead: the 429 script writes no longer hold,
-//!   and the admission and hold scripts cut a longer one (`bound_hold`).
+//! - **Rate hash and slots** (admit, observe, hold and 429 scripts): the fleet's window and
+//!   429 hold, and the reserved send slots, as the scripts keep them.
+//!
+//! `keyspace` implements the commands the scripts call with Redis 7's semantics, and `lua`
+//! Redis's scripting environment and its conversions between Lua values and replies.
+//!
+//! What this module does besides running a script is what the adapter does around it
+//! (`RedisStore` in `adapters/redis/src/lib.rs`): the key names, the arguments (spans clamped to
+//! 7 days), and the decoding of the answers. The token is stored as `expiry:token` (sealing is
+//! not simulated: it changes no decision), and fences count up instead of being random.
 //!
 //! **Latency.** Every call costs one round trip of [`RTT`] (1 ms: Redis on the same network, as
 //! in a cluster beside the pods). A script runs atomically at the instant it is called, on the
-//! simulator's clock (the scripts read Redis's `TIME`; here every clock is the same one), and the
-//! caller sees its answer one round trip later. Reports after a response are fire-and-forget in
-//! the adapter: they run one round trip after the response (`observe`, then the 429 report one
-//! round trip after that), and nobody waits for them.
+//! simulator's clock (`TIME` is the simulator's clock from [`Redis::EPOCH_MS`]; here every clock
+//! is the same one), and the caller sees its answer one round trip later. Reports after a
+//! response are fire-and-forget in the adapter: they run one round trip after the response
+//! (`observe`, then the 429 report one round trip after that), and nobody waits for them.
 //!
 //! Redis itself never fails here: degraded mode is tested against a real `redis-server`
-//! (`adapters/redis/tests/fleet.rs`), not simulated.
+//! (`adapters/redis/tests/fleet.rs`), not simulated. A script that errors is a bug in it, and
+//! panics with Redis's error text.
+
+mod keyspace;
+mod lua;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use credflow_core::UnixTime;
+use credflow_core::ratelimit::pacer::PacerConfig;
 
 use crate::Ms;
+use keyspace::Keyspace;
+pub use keyspace::Reply;
+use lua::{Engine, Script};
+
+/// The adapter's scripts, from its own source file.
+#[path = "../../../adapters/redis/src/scripts.rs"]
+mod scripts;
 
 /// One Redis round trip.
 pub const RTT: Ms = 1;
 
+/// Longest span handed to the scripts, as the adapter clamps them (`MAX_SCRIPT_MS`, 7 days).
+const MAX_SCRIPT_MS: Ms = 7 * 24 * 3600 * 1000;
+
+fn clamp_ms(ms: Ms) -> Ms {
+    ms.min(MAX_SCRIPT_MS)
+}
+
 /// The store's timing, `RedisConfig`'s defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StoreTiming {
+pub struct StoreTiming {
     /// A refresh lease lasts this long if its holder never publishes.
-    pub(crate) lease_ttl: Ms,
+    pub lease_ttl: Ms,
     /// A pod waiting for another's refresh looks again this often.
-    pub(crate) poll_interval: Ms,
+    pub poll_interval: Ms,
     /// Longest a pod waits for others' refreshes before fetching on its own.
-    pub(crate) max_wait: Ms,
+    pub max_wait: Ms,
 }
 
 impl Default for StoreTiming {
@@ -48,16 +77,30 @@ impl Default for StoreTiming {
 
 /// The token as the token key holds it (sealing is not simulated: it changes no decision).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StoredToken {
+pub struct StoredToken {
     /// The access token.
-    pub(crate) token: String,
+    pub token: String,
     /// Its absolute expiry, wall clock.
-    pub(crate) expires_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl StoredToken {
+    /// The token key's value: `expiry:token`.
+    fn encode(&self) -> Vec<u8> {
+        format!("{}:{}", self.expires_at.as_secs(), self.token).into_bytes()
+    }
+
+    fn decode(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (secs, token) = text.split_once(':')?;
+        let expires_at = UnixTime::from_secs(secs.parse().ok()?);
+        Some(StoredToken { token: token.to_owned(), expires_at })
+    }
 }
 
 /// The answer of the acquire script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Acquire {
+pub enum Acquire {
     /// The token changed since it was read: read it again.
     Changed,
     /// The lease is the caller's, under this fencing value.
@@ -66,160 +109,199 @@ pub(crate) enum Acquire {
     Held(Ms),
 }
 
-/// The fleet's window, as the rate hash stores it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Window {
-    limit: i64,
-    remaining: i64,
-    reset_at: i64,
-    length: i64,
-    tat: i64,
-    interval: i64,
-    /// The reset the last observation reported (a rollover here does not move it).
-    seen: i64,
+/// The scripts, loaded once.
+struct Scripts {
+    acquire: Script,
+    publish: Script,
+    release: Script,
+    admit: Script,
+    observe: Script,
+    hold: Script,
+    rate_limited: Script,
 }
 
-/// The rate hash: its window fields (all or none), `blocked_until`, and the key's expiry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct RateHash {
-    window: Option<Window>,
-    blocked_until: Option<i64>,
-    expires_at: Option<Ms>,
-}
+/// Key names, as `RedisStore::key_names` builds them for the simulator's client id.
+const TOKEN: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:token";
+const LEASE: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:lease";
+const RATE: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:rate";
+const SLOTS: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:slots";
 
-/// What one client id's keys hold.
-#[derive(Debug, Default)]
-pub(crate) struct Redis {
-    token: Option<(StoredToken, Ms)>,
-    lease: Option<(u64, Ms)>,
-    rate: RateHash,
-    /// The slots key: reserved send instants not yet due.
-    slots: Vec<i64>,
+/// One client id's keys in a simulated Redis, and the scripts that decide on them.
+pub struct Redis {
+    engine: Engine,
+    scripts: Scripts,
     next_fence: u64,
     /// Calls made (round trips).
-    pub(crate) calls: u64,
+    pub calls: u64,
 }
 
-fn ms(now: Ms) -> i64 {
-    i64::try_from(now).unwrap_or(i64::MAX)
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").field("engine", &self.engine).field("calls", &self.calls).finish()
+    }
 }
 
-/// `ceil(a / b)` for `a >= 0`, `b > 0`, as Lua's `math.ceil(a / b)` on exact integers.
-fn div_ceil(a: i64, b: i64) -> i64 {
-    (a + b - 1).div_euclid(b)
+impl Default for Redis {
+    fn default() -> Self {
+        Redis::new()
+    }
+}
+
+/// A script answer's `i`-th integer (0 when absent: the decoders below check what matters).
+fn int_at(reply: &Reply, i: usize) -> i64 {
+    match reply {
+        Reply::Array(items) => match items.get(i) {
+            Some(Reply::Int(n)) => *n,
+            other => panic!("script answer {reply:?}: item {i} is {other:?}"),
+        },
+        other => panic!("script answer {other:?} is not an array"),
+    }
+}
+
+fn non_negative(n: i64, what: &str) -> Ms {
+    u64::try_from(n).unwrap_or_else(|_| panic!("the script answered a negative {what}: {n}"))
+}
+
+/// `-1` for unknown, as the adapter sends it.
+fn known(v: Option<Ms>) -> String {
+    v.map_or(-1, |v| i64::try_from(clamp_ms(v)).unwrap_or(i64::MAX)).to_string()
 }
 
 impl Redis {
-    /// `GET token` at `now`.
-    pub(crate) fn get_token(&mut self, now: Ms) -> Option<StoredToken> {
+    /// Where `TIME` starts: the simulator's instant 0 is this many ms after the Unix epoch
+    /// (the simulator's wall clock, 2023-11-14), so that the scripts compute on the magnitudes
+    /// they meet in production.
+    pub const EPOCH_MS: u64 = 1_700_000_000_000;
+
+    /// An empty Redis with the scripts loaded.
+    pub fn new() -> Self {
+        let keyspace = Rc::new(RefCell::new(Keyspace::default()));
+        let engine = Engine::new(keyspace).expect("a Lua state with Redis's environment");
+        let load = |name: &str, body: &str| {
+            engine.load(name, body).unwrap_or_else(|e| panic!("the {name} script compiles: {e}"))
+        };
+        let scripts = Scripts {
+            acquire: load("acquire", scripts::ACQUIRE),
+            publish: load("publish", scripts::PUBLISH),
+            release: load("release", scripts::RELEASE),
+            admit: load("admit", &scripts::admit()),
+            observe: load("observe", &scripts::observe()),
+            hold: load("hold", &scripts::hold()),
+            rate_limited: load("rate_limited", &scripts::rate_limited()),
+        };
+        Redis { engine, scripts, next_fence: 0, calls: 0 }
+    }
+
+    fn set_clock(&mut self, now: Ms) {
+        self.engine.keyspace().now = Self::EPOCH_MS.saturating_add(now);
+    }
+
+    /// Runs one script at `now`: one round trip.
+    fn eval(
+        &mut self,
+        now: Ms,
+        which: fn(&Scripts) -> &Script,
+        keys: &[&[u8]],
+        argv: &[&[u8]],
+    ) -> Reply {
         self.calls += 1;
-        self.expire(now);
-        self.token.as_ref().map(|(t, _)| t.clone())
+        self.set_clock(now);
+        match self.engine.eval(which(&self.scripts), keys, argv) {
+            Ok(Reply::Error(e)) | Err(e) => panic!("a script failed: {e}"),
+            Ok(reply) => reply,
+        }
+    }
+
+    fn eval_strings(
+        &mut self,
+        now: Ms,
+        which: fn(&Scripts) -> &Script,
+        keys: &[&[u8]],
+        argv: &[impl AsRef<[u8]>],
+    ) -> Reply {
+        let argv: Vec<&[u8]> = argv.iter().map(AsRef::as_ref).collect();
+        self.eval(now, which, keys, &argv)
+    }
+
+    /// One command at `now`, outside any script, as another writer of Redis would send it
+    /// (not counted as a pod's call). `argv[0]` is the command; the names `{token}`, `{lease}`,
+    /// `{rate}` and `{slots}` stand for this client id's keys.
+    pub fn command(&mut self, now: Ms, argv: &[&str]) -> Reply {
+        self.set_clock(now);
+        let argv: Vec<Vec<u8>> = argv
+            .iter()
+            .map(|&a| match a {
+                "{token}" => TOKEN.to_vec(),
+                "{lease}" => LEASE.to_vec(),
+                "{rate}" => RATE.to_vec(),
+                "{slots}" => SLOTS.to_vec(),
+                a => a.as_bytes().to_vec(),
+            })
+            .collect();
+        self.engine.keyspace().command(&argv)
+    }
+
+    /// `EVAL body` at `now` with `keys` and `argv`, as another client of Redis would send it
+    /// (not counted as a pod's call): the script's reply, or its error as [`Reply::Error`].
+    pub fn script(&mut self, now: Ms, body: &str, keys: &[&str], argv: &[&str]) -> Reply {
+        self.set_clock(now);
+        let script = match self.engine.load("eval", body) {
+            Ok(script) => script,
+            Err(e) => return Reply::Error(format!("ERR Error compiling script: {e}")),
+        };
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        self.engine.eval(&script, &keys, &argv).unwrap_or_else(Reply::Error)
+    }
+
+    /// `GET token` at `now`.
+    pub fn get_token(&mut self, now: Ms) -> Option<StoredToken> {
+        self.calls += 1;
+        self.set_clock(now);
+        match self.engine.keyspace().command(&[b"GET".to_vec(), TOKEN.to_vec()]) {
+            Reply::Bulk(value) => StoredToken::decode(&value),
+            _ => None,
+        }
     }
 
     /// The acquire script at `now`: takes the lease if the token is still `seen`.
-    pub(crate) fn acquire(
-        &mut self,
-        now: Ms,
-        seen: Option<&StoredToken>,
-        lease_ttl: Ms,
-    ) -> Acquire {
-        self.calls += 1;
-        self.expire(now);
-        if self.token.as_ref().map(|(t, _)| t) != seen {
-            return Acquire::Changed;
-        }
-        match self.lease {
-            Some((_, until)) => Acquire::Held(until - now),
-            None => {
-                self.next_fence += 1;
-                self.lease = Some((self.next_fence, now + lease_ttl));
-                Acquire::Taken(self.next_fence)
-            }
+    pub fn acquire(&mut self, now: Ms, seen: Option<&StoredToken>, lease_ttl: Ms) -> Acquire {
+        self.next_fence += 1;
+        let fence = self.next_fence;
+        let seen = seen.map(StoredToken::encode).unwrap_or_default();
+        let argv = [seen, fence.to_string().into_bytes(), lease_ttl.to_string().into_bytes()];
+        let reply = self.eval_strings(now, |s| &s.acquire, &[TOKEN, LEASE], &argv);
+        match int_at(&reply, 0) {
+            0 => Acquire::Changed,
+            1 => Acquire::Taken(fence),
+            _ => Acquire::Held(u64::try_from(int_at(&reply, 1)).unwrap_or(0)),
         }
     }
 
     /// The publish script at `now`: stores `token` for `ttl` and releases the lease if `fence`
-    /// still holds it. Returns whether it was published.
-    pub(crate) fn publish(&mut self, now: Ms, fence: u64, token: StoredToken, ttl: Ms) -> bool {
-        self.calls += 1;
-        self.expire(now);
-        if self.lease.map(|(f, _)| f) != Some(fence) {
+    /// still holds it. Returns whether it was published (as the adapter, not at all when the
+    /// token has no time left).
+    pub fn publish(&mut self, now: Ms, fence: u64, token: StoredToken, ttl: Ms) -> bool {
+        if ttl == 0 {
             return false;
         }
-        self.token = Some((token, now + ttl));
-        self.lease = None;
-        true
+        let argv = [fence.to_string().into_bytes(), token.encode(), ttl.to_string().into_bytes()];
+        self.eval_strings(now, |s| &s.publish, &[TOKEN, LEASE], &argv) == Reply::Int(1)
     }
 
-    /// Drops the keys whose time to live ran out by `now`.
-    fn expire(&mut self, now: Ms) {
-        if self.token.as_ref().is_some_and(|&(_, until)| until <= now) {
-            self.token = None;
-        }
-        if self.lease.is_some_and(|(_, until)| until <= now) {
-            self.lease = None;
-        }
-        if self.rate.expires_at.is_some_and(|until| until <= now) {
-            self.rate = RateHash::default();
-        }
-    }
-
-    /// The scripts' shared prelude: `blocked_until` and the window rolled over at the reset
-    /// (not saved).
-    fn prelude(&mut self, now: Ms) -> (i64, Option<Window>) {
-        self.expire(now);
-        let now = ms(now);
-        let blocked = self.rate.blocked_until.unwrap_or(0);
-        let rolls = self.rate.window.is_some_and(|w| now >= w.reset_at);
-        if rolls {
-            self.slots.retain(|&slot| slot > now);
-        }
-        let pending = i64::try_from(self.slots.len()).unwrap_or(0);
-        let window = self.rate.window.map(|mut w| {
-            if now >= w.reset_at {
-                let windows = (now - w.reset_at) / w.length + 1;
-                // Slots reserved before a reset brought forward count in the new window.
-                w.remaining = (w.limit.max(1) - pending).max(0);
-                w.reset_at += w.length * windows;
-                w.tat = 0;
-                w.interval = 0;
-            }
-            w
-        });
-        (blocked, window)
-    }
-
-    /// The scripts' `bound_hold` at `now`: a `blocked_until` more than `cap` ms ahead is cut to
-    /// `cap` from now. Returns how far it reached (0 when within bounds).
-    fn bound_hold(&mut self, now: Ms, cap: Ms) -> i64 {
-        let (t, cap) = (ms(now), ms(cap));
-        match self.rate.blocked_until {
-            Some(blocked) if blocked > t + cap => {
-                self.rate.blocked_until = Some(t + cap);
-                (blocked - t).min(1_000_000_000_000_000)
-            }
-            _ => 0,
-        }
-    }
-
-    /// As the script's `save`: the key lives for the window (twice its length, and at least to
-    /// its reset) and the 429 hold, plus a minute.
-    fn save(&mut self, now: Ms, w: Window) {
-        self.rate.window = Some(w);
-        let t = ms(now);
-        let blocked = self.rate.blocked_until.unwrap_or(0);
-        let span = (w.length * 2).max(w.reset_at - t).max(blocked - t);
-        self.rate.expires_at = Some(now + u64::try_from(span).unwrap_or(u64::MAX / 4) + 60_000);
+    /// The release script at `now`: gives the lease back if `fence` still holds it. Returns
+    /// whether it did.
+    pub fn release(&mut self, now: Ms, fence: u64) -> bool {
+        let argv = [fence.to_string()];
+        self.eval_strings(now, |s| &s.release, &[LEASE], &argv) == Reply::Int(1)
     }
 
     /// [`admission`](Self::admission) without whether the wait is the 429 hold.
-    #[cfg(test)]
-    pub(crate) fn admit(
+    pub fn admit(
         &mut self,
         now: Ms,
         class: u8,
-        pacer: &credflow_core::ratelimit::pacer::PacerConfig,
+        pacer: &PacerConfig,
         horizon: Ms,
         cap: Ms,
     ) -> (bool, Ms) {
@@ -231,71 +313,31 @@ impl Redis {
     /// with the caller's `horizon` and longest hold `cap`: `(counted, wait ms, held)`; counted
     /// with a wait is a reserved slot (send then without asking again), not counted is "ask
     /// again after the wait", `held` when that wait is the fleet's 429 hold (`Admission::Held`).
-    pub(crate) fn admission(
+    pub fn admission(
         &mut self,
         now: Ms,
         class: u8,
-        pacer: &credflow_core::ratelimit::pacer::PacerConfig,
+        pacer: &PacerConfig,
         horizon: Ms,
         cap: Ms,
     ) -> (bool, Ms, bool) {
-        self.calls += 1;
-        let (_, w) = self.prelude(now);
-        self.bound_hold(now, cap);
-        let blocked = self.rate.blocked_until.unwrap_or(0);
-        let t = ms(now);
-        let mut wait = 0;
-        if blocked > t {
-            wait = blocked - t;
-        }
-        let hold = wait;
-        let Some(mut w) = w else {
-            return (wait == 0, u64::try_from(wait).unwrap_or(0), wait > 0);
-        };
-        let reserve = i64::from(pacer.critical_reserve_permille);
-        let share_pm = match class {
-            0 => 0,
-            1 => reserve,
-            _ => i64::from(pacer.background_floor_permille).max(reserve),
-        }
-        .min(999);
-        let share = w.limit * share_pm / 1000;
-        let left = (w.reset_at - t).min(w.length);
-        let held = div_ceil(share * left, w.length);
-        if w.remaining == 0 {
-            wait = wait.max(w.reset_at - t);
-        } else if w.remaining <= held {
-            let x = if share > 0 { (w.remaining - 1) * w.length / share } else { 0 };
-            wait = wait.max(w.reset_at - x - t);
-        }
-        if class != 0 {
-            let burst = i64::from(pacer.burst)
-                .max(1)
-                .max(w.remaining * i64::from(pacer.burst_permille.min(999)) / 1000);
-            let at = (w.tat - w.interval * (burst - 1)).min(w.reset_at);
-            wait = wait.max(at - t);
-        }
-        let horizon = i64::try_from(horizon).unwrap_or(i64::MAX);
-        let edge = w.reset_at.min(w.seen) - 1000.min(w.length / 2);
-        if wait > 0 && (wait > horizon || blocked > t || w.remaining == 0 || t + wait >= edge) {
-            return (false, u64::try_from(wait).unwrap_or(0), hold > 0 && wait == hold);
-        }
-        let slot = t + wait;
-        w.remaining -= 1;
-        w.interval = (w.reset_at - slot) / (w.remaining + 1);
-        if class != 0 {
-            w.tat = w.tat.max(slot) + w.interval;
-        }
-        self.save(now, w);
-        if wait > 0 {
-            self.slots.push(slot);
-        }
-        (true, u64::try_from(wait).unwrap_or(0), false)
+        let argv = [
+            class.to_string(),
+            pacer.critical_reserve_permille.to_string(),
+            pacer.background_floor_permille.to_string(),
+            pacer.burst.to_string(),
+            pacer.burst_permille.to_string(),
+            clamp_ms(horizon).to_string(),
+            clamp_ms(cap).to_string(),
+        ];
+        let reply = self.eval_strings(now, |s| &s.admit, &[RATE, SLOTS], &argv);
+        let wait = non_negative(int_at(&reply, 1), "wait");
+        (int_at(&reply, 0) == 1, wait, int_at(&reply, 2) == 1)
     }
 
     /// The observation script at `now`: the server's `remaining`, and its `limit`, reset delay
     /// and window length in ms when known.
-    pub(crate) fn observe(
+    pub fn observe(
         &mut self,
         now: Ms,
         remaining: u64,
@@ -304,70 +346,28 @@ impl Redis {
         window: Option<Ms>,
         default_window: Ms,
     ) {
-        self.calls += 1;
-        let (_, w) = self.prelude(now);
-        let t = ms(now);
-        let server = ms(remaining);
-        let length = window.map(ms).or(w.map(|w| w.length)).unwrap_or(ms(default_window)).max(1);
-        let limit = limit.map(ms).or(w.map(|w| w.limit)).unwrap_or(server).max(server);
-        // The script's `pending()`: reserved slots still to come are not in the server's count.
-        self.slots.retain(|&slot| slot > t);
-        let server = (server - i64::try_from(self.slots.len()).unwrap_or(0)).max(0);
-        let reset_at = t + reset_after.map(ms).unwrap_or(length);
-        let slack = 1000.min(length / 2);
-        let mut n = Window {
-            limit,
-            remaining: server,
-            reset_at,
-            length,
-            tat: 0,
-            interval: 0,
-            seen: reset_at,
-        };
-        if let Some(w) = w
-            && w.seen > t
-            && reset_at < w.reset_at + slack
-        {
-            n.remaining = w.remaining.min(server);
-            n.tat = w.tat;
-            // Resets come rounded up: each is an upper bound, the earliest the tightest.
-            n.reset_at = w.reset_at.min(reset_at);
-            n.seen = n.reset_at;
-        }
-        n.interval = (n.reset_at - t) / (n.remaining + 1);
-        self.save(now, n);
+        let known_count = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let argv = [
+            known_count(Some(remaining)).to_string(),
+            known_count(limit).to_string(),
+            known(reset_after),
+            known(window),
+            default_window.to_string(),
+        ];
+        self.eval_strings(now, |s| &s.observe, &[RATE, SLOTS], &argv);
     }
 
     /// The hold script at `now`: the fleet's 429 hold left, in ms (0 when none), at most `cap`.
-    pub(crate) fn hold(&mut self, now: Ms, cap: Ms) -> Ms {
-        self.calls += 1;
-        self.expire(now);
-        self.bound_hold(now, cap);
-        let left = self.rate.blocked_until.unwrap_or(0) - ms(now);
-        u64::try_from(left.max(0)).unwrap_or(0)
+    pub fn hold(&mut self, now: Ms, cap: Ms) -> Ms {
+        let reply = self.eval_strings(now, |s| &s.hold, &[RATE], &[clamp_ms(cap).to_string()]);
+        u64::try_from(int_at(&reply, 0)).unwrap_or(0)
     }
 
     /// The 429 script at `now`, with the `Retry-After` in ms when given, holding the fleet for
     /// at most `cap`.
-    pub(crate) fn rate_limited(&mut self, now: Ms, retry_after: Option<Ms>, cap: Ms) {
-        self.calls += 1;
-        let (_, w) = self.prelude(now);
-        self.bound_hold(now, cap);
-        let blocked = self.rate.blocked_until.unwrap_or(0);
-        let t = ms(now);
-        if retry_after.is_none()
-            && let Some(mut w) = w
-            && t < w.reset_at
-        {
-            w.remaining = 0;
-            self.save(now, w);
-            return;
-        }
-        let after = retry_after.map_or(1000, ms).min(ms(cap));
-        self.rate.blocked_until = Some(blocked.max(t + after));
-        // The script's `PEXPIRE max(PTTL, after + 60000)`: extended, never shortened.
-        let until = now + u64::try_from(after).unwrap_or(0) + 60_000;
-        self.rate.expires_at = Some(self.rate.expires_at.map_or(until, |e| e.max(until)));
+    pub fn rate_limited(&mut self, now: Ms, retry_after: Option<Ms>, cap: Ms) {
+        let argv = [known(retry_after), clamp_ms(cap).to_string()];
+        self.eval_strings(now, |s| &s.rate_limited, &[RATE, SLOTS], &argv);
     }
 }
 
@@ -526,7 +526,7 @@ mod tests {
         assert_eq!(r.admit(3_000, 0, &config, 0, CAP).1, 10_000);
         // The hash expires 2 × length + 60 s after its last save.
         assert_eq!(r.admit(183_000, 1, &config, 0, CAP).1, 0);
-        assert_eq!(r.rate, RateHash::default());
+        assert_eq!(r.command(183_000, &["PTTL", "{rate}"]), Reply::Int(-2));
     }
 
     /// A hold beyond the longest a pod honours (one year 2500's instant written by anyone) is
@@ -536,7 +536,7 @@ mod tests {
     fn a_hold_never_lasts_longer_than_the_pods_honour() {
         let config = PacerConfig::default();
         let mut r = Redis::default();
-        r.rate.blocked_until = Some(16_725_225_600_000);
+        r.command(0, &["HSET", "{rate}", "blocked_until", "16725225600000"]);
         assert_eq!(r.hold(1_000, 2_000), 2_000);
         assert_eq!(r.admit(1_500, 0, &config, 0, 2_000), (false, 1_500), "cut, and it ends");
         assert_eq!(r.admit(3_000, 0, &config, 0, 2_000), (true, 0));

@@ -1,6 +1,7 @@
 //! The server model: one Genesys Cloud organisation as one OAuth client id sees it.
 //!
-//! - **API rate limit**: a fixed window per client id, shared by every pod and worker. A window
+//! - **API rate limit**: a fixed window per client id, shared by every pod and worker, or one
+//!   per access token ([`ApiScope`]: Genesys's scope is disputed, GENESYS.md). A window
 //!   opens at the first request after the previous one closed (as in the emulator, and the
 //!   harshest reading of what the platform shows). Every answer carries `inin-ratelimit-count`,
 //!   `inin-ratelimit-allowed` and `inin-ratelimit-reset` (whole seconds to the reset, rounded
@@ -16,11 +17,34 @@
 
 use crate::Ms;
 
+/// What the API rate limit is counted per.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ApiScope {
+    /// One window per client id, shared by every token (the model's default).
+    #[default]
+    Client,
+    /// One window per access token: a pod with a token of its own has a budget of its own, a
+    /// fleet sharing one token shares one.
+    Token,
+}
+
+impl ApiScope {
+    /// The name used in tables (`client`, `token`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiScope::Client => "client",
+            ApiScope::Token => "token",
+        }
+    }
+}
+
 /// The server's parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// API requests allowed per window, per client id.
+    /// API requests allowed per window, per client id (or per token, see `api_scope`).
     pub api_limit: u64,
+    /// What the API limit is counted per.
+    pub api_scope: ApiScope,
     /// API window length.
     pub api_window: Ms,
     /// API requests allowed per day, if any.
@@ -41,6 +65,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             api_limit: 300,
+            api_scope: ApiScope::Client,
             api_window: 60_000,
             daily_limit: None,
             day: 86_400_000,
@@ -125,6 +150,8 @@ pub struct Server {
     token: Window,
     /// Expiry of every token issued, by number.
     tokens: Vec<Ms>,
+    /// The API window of every token issued, by number ([`ApiScope::Token`]).
+    token_windows: Vec<Window>,
     counters: ServerCounters,
 }
 
@@ -138,6 +165,7 @@ impl Server {
             day_count: 0,
             token: Window::default(),
             tokens: Vec::new(),
+            token_windows: Vec::new(),
             counters: ServerCounters {
                 token_requests_in_outage_by_pod: vec![0; pods],
                 ..ServerCounters::default()
@@ -190,17 +218,15 @@ impl Server {
         self.token.count += 1;
         let id = self.tokens.len();
         self.tokens.push(now.saturating_add(self.config.token_life));
+        self.token_windows.push(Window::default());
         Ok((format!("tok-{id}"), self.config.token_life / 1000))
     }
 
     /// An API request with `token` arriving at `now`.
     pub fn api_request(&mut self, now: Ms, token: &str) -> Reply {
-        let valid = token
-            .strip_prefix("tok-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| self.tokens.get(n))
-            .is_some_and(|&expires| now < expires);
-        if !valid {
+        let number = token.strip_prefix("tok-").and_then(|n| n.parse::<usize>().ok());
+        let valid = number.and_then(|n| self.tokens.get(n)).is_some_and(|&expires| now < expires);
+        let Some(number) = number.filter(|_| valid) else {
             self.counters.unauthorized += 1;
             return Reply {
                 status: 401,
@@ -208,7 +234,7 @@ impl Server {
                 body: r#"{"message":"Authentication required","code":"authentication.required","status":401}"#
                     .into(),
             };
-        }
+        };
         if now.saturating_sub(self.day_start) >= self.config.day {
             self.day_start = now;
             self.day_count = 0;
@@ -220,31 +246,41 @@ impl Server {
             return self.too_many(wait, None);
         }
         let length = self.config.api_window;
-        self.api.roll(now, length);
-        let reset = self.api.reset_after(now, length);
-        if self.api.count >= self.config.api_limit {
-            return self.too_many(reset, Some(reset));
+        let window = match self.config.api_scope {
+            ApiScope::Client => &mut self.api,
+            ApiScope::Token => match self.token_windows.get_mut(number) {
+                Some(w) => w,
+                None => &mut self.api,
+            },
+        };
+        window.roll(now, length);
+        let reset = window.reset_after(now, length);
+        let count = window.count;
+        if count >= self.config.api_limit {
+            return self.too_many(reset, Some((count, reset)));
         }
-        self.api.count += 1;
+        window.count += 1;
+        let count = window.count;
         self.day_count += 1;
         self.counters.admitted += 1;
-        self.counters.max_window_count = self.counters.max_window_count.max(self.api.count);
-        Reply { status: 200, headers: self.limit_headers(reset), body: "{}".into() }
+        self.counters.max_window_count = self.counters.max_window_count.max(count);
+        Reply { status: 200, headers: self.limit_headers(count, reset), body: "{}".into() }
     }
 
-    fn limit_headers(&self, reset: Ms) -> Vec<(&'static str, String)> {
+    fn limit_headers(&self, count: u64, reset: Ms) -> Vec<(&'static str, String)> {
         vec![
-            ("inin-ratelimit-count", self.api.count.to_string()),
+            ("inin-ratelimit-count", count.to_string()),
             ("inin-ratelimit-allowed", self.config.api_limit.to_string()),
             ("inin-ratelimit-reset", reset.div_ceil(1000).to_string()),
         ]
     }
 
-    fn too_many(&mut self, wait: Ms, window_reset: Option<Ms>) -> Reply {
+    /// A 429 after `wait`; `window` is the count and reset of the window it was over.
+    fn too_many(&mut self, wait: Ms, window: Option<(u64, Ms)>) -> Reply {
         self.counters.rate_limited += 1;
         let secs = wait.div_ceil(1000).max(1);
-        let mut headers = match window_reset {
-            Some(reset) => self.limit_headers(reset),
+        let mut headers = match window {
+            Some((count, reset)) => self.limit_headers(count, reset),
             None => Vec::new(),
         };
         headers.push(("retry-after", secs.to_string()));
@@ -337,5 +373,43 @@ mod tests {
         assert_eq!(r.status, 429);
         assert_eq!(r.header("retry-after"), Some("3599"));
         assert_eq!(r.header("inin-ratelimit-count"), None);
+    }
+
+    #[test]
+    fn per_token_each_token_has_its_own_window() {
+        let config = ServerConfig { api_scope: ApiScope::Token, ..small() };
+        let mut s = Server::new(config, 1);
+        let (a, _) = s.token_request(0, 0).expect("token");
+        let (b, _) = s.token_request(0, 0).expect("token");
+        for i in 1..=3 {
+            assert_eq!(
+                s.api_request(100, &a).header("inin-ratelimit-count"),
+                Some(&*i.to_string())
+            );
+        }
+        let over = s.api_request(200, &a);
+        assert_eq!((over.status, over.header("inin-ratelimit-count")), (429, Some("3")));
+        // B's window opens at its own first request, counted from one.
+        let r = s.api_request(500, &b);
+        assert_eq!((r.status, r.header("inin-ratelimit-count")), (200, Some("1")));
+        assert_eq!(r.header("inin-ratelimit-reset"), Some("1"));
+        // A's window still closes at 1100, B's at 1500.
+        assert_eq!(s.api_request(1_100, &a).status, 200);
+        for _ in 0..2 {
+            assert_eq!(s.api_request(1_200, &b).status, 200);
+        }
+        assert_eq!(s.api_request(1_499, &b).status, 429);
+        assert_eq!(s.counters().admitted, 7);
+    }
+
+    #[test]
+    fn per_client_every_token_shares_the_window() {
+        let mut s = Server::new(small(), 1);
+        let (a, _) = s.token_request(0, 0).expect("token");
+        let (b, _) = s.token_request(0, 0).expect("token");
+        assert_eq!(s.api_request(0, &a).status, 200);
+        assert_eq!(s.api_request(0, &a).status, 200);
+        assert_eq!(s.api_request(0, &b).header("inin-ratelimit-count"), Some("3"));
+        assert_eq!(s.api_request(0, &b).status, 429);
     }
 }

@@ -191,7 +191,7 @@ impl Shared {
                 let status = match session.check_token_before(now, Some(deadline)) {
                     TokenStatus::Ready(..) => None,
                     TokenStatus::Pending { until } => Some(until),
-                    TokenStatus::Unavailable(e) => return Err(e.into()),
+                    TokenStatus::Unavailable(e) => return Err(session.error_detail(e).into()),
                 };
                 self.sync_cache(&session, now);
                 self.drain(&mut session);

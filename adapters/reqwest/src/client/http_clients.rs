@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 use credflow_core::http::redirect;
 use credflow_core::http::redirect::{Origin, Redirect};
 use credflow_core::http::url::Scheme;
+use rustls::pki_types::CertificateDer;
 use tracing::debug;
 
 use super::{Shared, tls_config};
@@ -22,6 +23,7 @@ const TOKEN_IDLE_CONNECTIONS: usize = 4;
 pub(crate) fn token_client(
     connect_timeout: StdDuration,
     user_agent: &str,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
@@ -31,7 +33,7 @@ pub(crate) fn token_client(
         // serve many clients sharing this one (a Transport), where keeping one per past
         // request (a thousand tenants starting at once) would hold their buffers for nothing.
         .pool_max_idle_per_host(TOKEN_IDLE_CONNECTIONS)
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
 }
@@ -42,12 +44,13 @@ pub(crate) fn token_client(
 pub(crate) fn api_client(
     connect_timeout: StdDuration,
     user_agent: &str,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
-        .tls_backend_preconfigured(tls_config()?)
+        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))
 }

@@ -23,7 +23,8 @@ use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
-    ClientEvent, RequestOptions, Shared, before, core_duration, deadline_exceeded, std_duration,
+    ClientEvent, CoreSession, RequestOptions, Shared, before, core_duration, deadline_exceeded,
+    std_duration,
 };
 use crate::error::Error;
 use crate::shared::{Admission, FleetLink};
@@ -74,9 +75,11 @@ where
         }
         let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
         let (at, reason) = match verdict {
-            Verdict::Done => return response,
-            Verdict::Fail(e) => return Err(e.into()),
-            Verdict::Retry { at, reason, .. } => (at, reason),
+            Ok(Verdict::Done) => return response,
+            Err(e) => return Err(e),
+            // Taken out by `failed` already; kept total.
+            Ok(Verdict::Fail(e)) => return Err(e.into()),
+            Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
         };
         span.record("credflow.retry.reason", tracing::field::debug(reason));
         if !replayable {
@@ -281,9 +284,11 @@ fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
             Decision::Send(header, generation)
         }
         Authorize::Wait { until, reason } => Decision::Wait(until, reason),
-        Authorize::Fail(e) => {
-            Decision::Fail(Error::naming_the_fleet(e, now, guard.driver.fleet_wait_until()))
-        }
+        Authorize::Fail(e) => Decision::Fail(Error::naming_the_fleet(
+            session.error_detail(e),
+            now,
+            guard.driver.fleet_wait_until(),
+        )),
     };
     shared.drain(&mut session);
     decision
@@ -318,7 +323,7 @@ fn judge(
     guard: &mut InFlight,
     outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
     label: &str,
-) -> (Verdict, Result<reqwest::Response, Error>) {
+) -> (Result<Verdict, Error>, Result<reqwest::Response, Error>) {
     let now = shared.clock.now();
     let mut session = shared.lock();
     // The session hears this attempt's outcome now: nothing is left to abandon on drop.
@@ -332,6 +337,7 @@ fn judge(
             let verdict = session.handle_response(now, state, status, &headers, read);
             let mut report = ResponseReport::default();
             report.handle_verdict(&verdict);
+            let verdict = failed(&session, verdict);
             shared.drain_with(&mut session, |event| report.handle_event(now, event));
             shared.sync_cache(&session, now);
             drop(session);
@@ -340,9 +346,19 @@ fn judge(
         }
         Err((kind, error)) => {
             let verdict = session.handle_transport_error(now, state, kind);
+            let verdict = failed(&session, verdict);
             shared.drain(&mut session);
             (verdict, Err(Error::transport_boxed(format!("{label} failed"), error)))
         }
+    }
+}
+
+/// A failing `verdict` as the adapter's error, with what the server said about it (read from
+/// the session under the lock that decided it, before another request's failure replaces it).
+fn failed(session: &CoreSession, verdict: Verdict) -> Result<Verdict, Error> {
+    match verdict {
+        Verdict::Fail(e) => Err(session.error_detail(e).into()),
+        other => Ok(other),
     }
 }
 

@@ -44,12 +44,14 @@ pub(crate) fn trips_and_half_opens() -> CheckResult {
         Some(BreakerEvent::Opened { until, cooldown: until - T0, trips: 1 })
     );
     ensure_eq!(b.check(until - Duration::from_millis(1)), Admission::Rejected { until });
-    ensure_eq!(b.check(until), Admission::Probe);
+    let Admission::Probe(ticket) = b.check(until) else {
+        return Err(fail!("Admission::Probe"));
+    };
     ensure_eq!(b.check(until), Admission::ProbeInFlight);
     ensure_eq!(b.poll_event(), Some(BreakerEvent::HalfOpened { at: until }));
-    b.on_abandoned(until + secs(1));
-    b.on_abandoned(until + secs(1));
-    ensure_eq!(b.check(until + secs(2)), Admission::Probe);
+    b.on_abandoned(until + secs(1), ticket);
+    b.on_abandoned(until + secs(1), ticket);
+    ensure_matches!(b.check(until + secs(2)), Admission::Probe(_));
     ensure_eq!(b.check(until + secs(2)), Admission::ProbeInFlight);
     b.on_success(until + secs(3));
     ensure_eq!(b.state(), BreakerState::Closed);
@@ -64,7 +66,7 @@ pub(crate) fn cooldown_doubles_to_the_cap() -> CheckResult {
     let (mut b, mut rng) = (CircuitBreaker::default(), Rng::new(4));
     let mut until = some!(tripped(&mut b, T0, &mut rng));
     for trips in 2..=12u32 {
-        ensure_eq!(b.check(until), Admission::Probe);
+        ensure_matches!(b.check(until), Admission::Probe(_));
         b.on_failure(until, &mut rng);
         let next = some!(b.next_change());
         let base = secs(5).saturating_mul(1 << (trips - 1)).min(secs(300));
@@ -80,7 +82,7 @@ pub(crate) fn cooldown_doubles_to_the_cap() -> CheckResult {
         events += 1;
     }
     ensure_eq!(events, 4);
-    ensure_eq!(b.check(until), Admission::Probe);
+    ensure_matches!(b.check(until), Admission::Probe(_));
     b.on_success(until);
     let again = some!(tripped(&mut b, until, &mut rng));
     ensure!(again - until < secs(6), "trips were reset by the success: {}", again - until);

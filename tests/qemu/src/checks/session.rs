@@ -417,13 +417,11 @@ pub(crate) fn invalid_client_stops() -> CheckResult {
         Authorize::Fail(e) => {
             ensure_matches!(
                 e.kind,
-                ApiErrorKind::CredentialsRejected {
-                    reason: RejectReason::InvalidClient,
-                    oauth: Some(_)
-                }
+                ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient }
             );
-            ensure_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("abc-123"));
-            let text: heapless::String<192> = shown(&e);
+            let detail = h.s.error_detail(e);
+            ensure_eq!(detail.correlation_id().map(|c| c.as_str()), Some("abc-123"));
+            let text: heapless::String<192> = shown(detail);
             ensure!(
                 text.contains("invalid_client") && text.contains("authentication failed"),
                 "{}",
@@ -533,9 +531,10 @@ pub(crate) fn forbidden_deadline_and_priorities() -> CheckResult {
     let body = br#"{"message":"Unable to perform the requested action. You are missing the following permission(s): [analytics:conversationDetail:view]","code":"missing.permissions","status":403,"contextId":"ctx-403"}"#;
     match h.s.handle_response(secs(0), &mut req, 403, &NoHeaders, body) {
         Verdict::Fail(e) => {
-            let text: heapless::String<256> = shown(&e);
+            let detail = h.s.error_detail(e);
+            let text: heapless::String<256> = shown(detail);
             ensure!(text.contains("analytics:conversationDetail:view"), "{}", text);
-            ensure_eq!(e.correlation_id.as_ref().map(|c| c.as_str()), Some("ctx-403"));
+            ensure_eq!(detail.correlation_id().map(|c| c.as_str()), Some("ctx-403"));
         }
         other => return Err(fail!("Verdict::Fail").with_detail(format_args!("{other:?}"))),
     }

@@ -1,0 +1,249 @@
+//! The store's configuration ([`RedisConfig`]) and what can be wrong with it when the store is
+//! built ([`SetupError`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+#[cfg(doc)]
+use crate::RedisStore;
+use crate::sharing::{PodName, TokenSharing};
+
+/// How a [`RedisStore`] connects and coordinates. Build it with [`RedisConfig::new`], then
+/// adjust the public fields or chain the `with_*` methods, as with `credflow_reqwest::Config`.
+///
+/// `#[non_exhaustive]`: new fields may come in minor versions, so a `RedisConfig` is made with
+/// [`RedisConfig::new`], never with a struct literal.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (feature `tls`).
+    pub url: String,
+    /// HMAC key that seals the token at rest (at least 16 bytes; the same on every process).
+    pub fleet_key: Zeroizing<Vec<u8>>,
+    /// When set, the token is also encrypted at rest (XChaCha20-Poly1305).
+    pub encryption_key: Option<Zeroizing<[u8; 32]>>,
+    /// Prefix of every key (default `credflow`).
+    pub prefix: String,
+    /// How long a refresh lease lasts if its holder never publishes (default 15 s: longer than
+    /// a token request, short enough for another pod to take over soon).
+    pub lease_ttl: Duration,
+    /// How often a pod waiting for another's refresh looks for the new token (default 50 ms).
+    pub poll_interval: Duration,
+    /// Longest a pod waits for others' refreshes before fetching on its own (default 20 s:
+    /// longer than the lease, so a dead holder is taken over first, and shorter than the
+    /// client's `token_wait`, 30 s by default, which bounds the whole call: a store still
+    /// waiting when the client gives up on it counts as unreachable, and the client degrades
+    /// instead of fetching alone).
+    pub max_wait: Duration,
+    /// Connection timeout (default 1 s).
+    pub connect_timeout: Duration,
+    /// Timeout of one command (default 500 ms).
+    pub response_timeout: Duration,
+    /// One token and budget for the fleet (default), or one per pod: see [`TokenSharing`].
+    pub token_sharing: TokenSharing,
+    /// The CA certificates (PEM) a `rediss://` server's certificate must chain to, instead of
+    /// the public webpki roots; see [`RedisConfig::with_root_ca_pem`].
+    #[cfg(feature = "tls")]
+    pub root_ca_pem: Option<Vec<u8>>,
+    /// The client certificate (PEM: the certificate, then any intermediates) presented to a
+    /// `rediss://` server that requires one (`tls-auth-clients yes`), with
+    /// [`client_key_pem`](Self::client_key_pem); see [`RedisConfig::with_client_cert_pem`].
+    #[cfg(feature = "tls")]
+    pub client_cert_pem: Option<Vec<u8>>,
+    /// The private key of [`client_cert_pem`](Self::client_cert_pem) (PEM: PKCS#8, PKCS#1 RSA
+    /// or SEC1 EC), zeroized on drop and never shown by `Debug`.
+    #[cfg(feature = "tls")]
+    pub client_key_pem: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = redacted(&self.url);
+        let mut f = f.debug_struct("RedisConfig");
+        f.field("url", &url)
+            .field("encrypted", &self.encryption_key.is_some())
+            .field("prefix", &self.prefix)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_wait", &self.max_wait)
+            .field("token_sharing", &self.token_sharing);
+        #[cfg(feature = "tls")]
+        f.field("private_ca", &self.root_ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some());
+        f.finish_non_exhaustive()
+    }
+}
+
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// Defaults for Redis at `url`, sealing tokens under `fleet_key`.
+    pub fn new(url: impl Into<String>, fleet_key: &[u8]) -> Self {
+        RedisConfig {
+            url: url.into(),
+            fleet_key: Zeroizing::new(fleet_key.to_vec()),
+            encryption_key: None,
+            prefix: "credflow".to_owned(),
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(50),
+            max_wait: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_millis(500),
+            token_sharing: TokenSharing::Fleet,
+            #[cfg(feature = "tls")]
+            root_ca_pem: None,
+            #[cfg(feature = "tls")]
+            client_cert_pem: None,
+            #[cfg(feature = "tls")]
+            client_key_pem: None,
+        }
+    }
+
+    /// Gives this pod a token and a rate budget of its own, named `pod` (see
+    /// [`TokenSharing::PerPod`]: for an API that counts its rate limit per token).
+    ///
+    /// ```
+    /// use credflow_redis::{PodName, RedisConfig, TokenSharing};
+    ///
+    /// let pod = PodName::new("api-7d9f-x2").unwrap(); // e.g. std::env::var("HOSTNAME")
+    /// let config = RedisConfig::new("redis://redis:6379/0", b"fleet key, 16+ bytes").with_token_per_pod(pod);
+    /// assert!(matches!(config.token_sharing, TokenSharing::PerPod(_)));
+    /// ```
+    pub fn with_token_per_pod(mut self, pod: PodName) -> Self {
+        self.token_sharing = TokenSharing::PerPod(pod);
+        self
+    }
+
+    /// Encrypts the token at rest under `key` (32 bytes, the same on every process).
+    pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
+        self.encryption_key = Some(Zeroizing::new(key));
+        self
+    }
+
+    /// Trusts only the CA certificates in `pem` (one or more `CERTIFICATE` blocks) for a
+    /// `rediss://` server, instead of the public webpki roots: for a Redis whose certificate
+    /// an organisation's private CA signed, as in most fleets. The server's certificate must
+    /// chain to one of them and name the URL's host (DNS name or IP address).
+    ///
+    /// Checked by [`RedisStore::new`]: a PEM without a certificate, or with one that does not
+    /// parse, or a URL that is not `rediss://`, is a [`SetupError::RootCa`]. A server whose
+    /// certificate is not trusted is refused at connection time: the client then works on its
+    /// local session (degraded mode), with the reason in its log.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use credflow_redis::{RedisConfig, RedisStore};
+    ///
+    /// let ca = std::fs::read("/etc/credflow/redis-ca.pem")?;
+    /// let config = RedisConfig::new("rediss://credflow:pw@redis.internal:6380/", b"fleet key, 16+ bytes")
+    ///     .with_root_ca_pem(ca);
+    /// let store = RedisStore::new(config)?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_root_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents the client certificate `cert_pem` (one or more `CERTIFICATE` blocks: the
+    /// client's certificate first, then any intermediates) with its private key `key_pem` (one
+    /// `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block) to a `rediss://` server that
+    /// authenticates its clients (mutual TLS, `tls-auth-clients yes`). The server's certificate
+    /// is still checked as without it: against the public webpki roots, or the CA of
+    /// [`RedisConfig::with_root_ca_pem`].
+    ///
+    /// This config's copy of the key is zeroized on drop and never shown by `Debug`. The redis
+    /// crate takes the PEM by value when the store is built (and frees that copy without
+    /// wiping it), then keeps the decoded key, which it and rustls use for each connection, for
+    /// as long as the store lives: out of this crate's reach.
+    ///
+    /// Checked by [`RedisStore::new`]: a certificate PEM without a certificate, a key PEM
+    /// without a private key, either one that does not parse, or a URL that is not
+    /// `rediss://`, is a [`SetupError::ClientCert`]. A server that refuses the certificate (its
+    /// CA does not trust it) or requires one that was not given, and a key that does not match
+    /// the certificate, are refused at connection time: the client then works on its local
+    /// session (degraded mode), with the reason in its log.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use credflow_redis::{RedisConfig, RedisStore};
+    ///
+    /// let config = RedisConfig::new("rediss://credflow:pw@redis.internal:6380/", b"fleet key, 16+ bytes")
+    ///     .with_root_ca_pem(std::fs::read("/etc/credflow/redis-ca.pem")?)
+    ///     .with_client_cert_pem(
+    ///         std::fs::read("/etc/credflow/client.pem")?,
+    ///         std::fs::read("/etc/credflow/client.key")?,
+    ///     );
+    /// let store = RedisStore::new(config)?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn with_client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_cert_pem = Some(cert_pem.into());
+        self.client_key_pem = Some(Zeroizing::new(key_pem.into()));
+        self
+    }
+}
+
+/// Why a [`RedisStore`] could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The URL does not parse (or names `rediss://` without the `tls` feature).
+    Url(redis::RedisError),
+    /// The fleet key is shorter than 16 bytes.
+    FleetKeyTooShort,
+    /// The lease is zero, or the poll interval is zero or not shorter than the lease.
+    Timing,
+    /// The root CA given with `RedisConfig::with_root_ca_pem` holds no certificate, or one that
+    /// does not parse, or the URL is not `rediss://`.
+    RootCa(String),
+    /// The client certificate given with `RedisConfig::with_client_cert_pem` holds no
+    /// certificate or no private key, or one that does not parse, or only one of the two is
+    /// set, or the URL is not `rediss://`.
+    ClientCert(String),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Url(e) => write!(f, "Redis URL: {e}"),
+            SetupError::FleetKeyTooShort => write!(
+                f,
+                "the fleet key must be at least {} bytes",
+                credflow_core::snapshot::MIN_KEY_LEN
+            ),
+            SetupError::Timing => {
+                f.write_str("lease_ttl must be positive and poll_interval shorter than it")
+            }
+            SetupError::RootCa(e) => write!(f, "root CA for rediss://: {e}"),
+            SetupError::ClientCert(e) => write!(f, "client certificate for rediss://: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Url(e) => Some(e),
+            _ => None,
+        }
+    }
+}

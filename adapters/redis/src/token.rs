@@ -1,0 +1,223 @@
+//! The fleet token: read it, refresh it under a fenced lease, publish it, give the lease back.
+//! What is read back is opened (`at_rest`) and refused when older than a record this process
+//! already took.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use credflow_core::UnixTime;
+use credflow_core::secret::Fingerprint;
+use credflow_core::snapshot::{Stamp, UnsealError};
+use credflow_reqwest::shared::{FleetScope, Lease, Refresh, SharedToken, StoreError};
+use tracing::{debug, warn};
+use zeroize::Zeroizing;
+
+use crate::at_rest::{self, OpenError};
+use crate::errors::unavailable;
+use crate::fence::FenceGuard;
+use crate::replies::{Acquired, acquired};
+use crate::{RedisStore, millis};
+
+fn wall_now() -> UnixTime {
+    UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+/// The wall clock in milliseconds since the Unix epoch (the stamp of a record sealed now).
+fn wall_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+/// What one process took from one token key.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Newest {
+    /// The newest record stamp taken ([`Stamp::ZERO`]: none yet).
+    taken: Stamp,
+    /// The last older record refused, if any.
+    refused: Option<Stamp>,
+}
+
+impl RedisStore {
+    /// The fleet token if it opens and is not `stale`. A record older than the newest this
+    /// process took (written back over it) does not open; one that opens becomes the newest.
+    fn usable(
+        &self,
+        scope: &FleetScope,
+        aad: &str,
+        value: &[u8],
+        stale: Option<Fingerprint>,
+    ) -> Option<SharedToken> {
+        if value.is_empty() {
+            return None;
+        }
+        let newest = self.newest(aad).taken;
+        match at_rest::open(&self.keys, aad.as_bytes(), value, wall_now(), scope.credential, newest)
+        {
+            Ok(record) => {
+                self.took(aad, record.stamp);
+                (Some(record.token.fingerprint()) != stale).then(|| SharedToken {
+                    token: Zeroizing::new(record.token.as_str().to_owned()),
+                    expires_at: record.expires_at,
+                })
+            }
+            Err(OpenError::Unseal(UnsealError::Replayed { stamp, newest })) => {
+                let mut memory = self.lock_newest();
+                let entry = memory.entry(aad.to_owned()).or_default();
+                if entry.refused != Some(stamp) {
+                    entry.refused = Some(stamp);
+                    warn!(
+                        key = aad,
+                        %stamp,
+                        %newest,
+                        "the fleet's token record in Redis is older than one this process already \
+                         took: an older record was written back (replayed by a writer of Redis, or \
+                         a backup restored); refused, and a new token is fetched for the fleet"
+                    );
+                }
+                None
+            }
+            Err(e) => {
+                debug!(error = ?e, "fleet token not usable");
+                None
+            }
+        }
+    }
+
+    fn lock_newest(&self) -> std::sync::MutexGuard<'_, HashMap<String, Newest>> {
+        self.newest.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What this process took under `token_key`.
+    fn newest(&self, token_key: &str) -> Newest {
+        self.lock_newest().get(token_key).copied().unwrap_or_default()
+    }
+
+    /// Remembers `stamp` as taken under `token_key`, if it is the newest.
+    fn took(&self, token_key: &str, stamp: Stamp) {
+        let mut memory = self.lock_newest();
+        let entry = memory.entry(token_key.to_owned()).or_default();
+        entry.taken = entry.taken.max(stamp);
+    }
+
+    pub(crate) async fn current_inner(
+        &self,
+        scope: &FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> Result<Option<SharedToken>, StoreError> {
+        let [token_key, ..] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let value: Option<Vec<u8>> =
+            redis::cmd("GET").arg(&token_key).query_async(&mut con).await.map_err(unavailable)?;
+        let value = Zeroizing::new(value.unwrap_or_default());
+        Ok(self.usable(scope, &token_key, &value, stale))
+    }
+
+    pub(crate) async fn refresh_inner(
+        &self,
+        scope: &FleetScope,
+        stale: Option<Fingerprint>,
+    ) -> Result<Refresh, StoreError> {
+        let [token_key, lease_key, ..] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let give_up = tokio::time::Instant::now() + self.config.max_wait;
+        loop {
+            let value: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&token_key)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let value = Zeroizing::new(value.unwrap_or_default());
+            if let Some(token) = self.usable(scope, &token_key, &value, stale) {
+                return Ok(Refresh::Token(token));
+            }
+            let mut fence = [0u8; 16];
+            getrandom::fill(&mut fence)
+                .map_err(|e| StoreError::Refused(format!("no randomness for the fence: {e}")))?;
+            // From here until Redis answers, the lease may be ours without our knowing it (a
+            // lost reply, or this future dropped by the caller's timeout): unless disarmed,
+            // the guard releases the fence, so the fleet does not wait `lease_ttl` for nobody.
+            let guard = FenceGuard::arm(self, con.clone(), &lease_key, fence);
+            let (code, pttl): (i64, i64) = self
+                .acquire
+                .key(&token_key)
+                .key(&lease_key)
+                .arg(&value[..])
+                .arg(&fence[..])
+                .arg(millis(self.config.lease_ttl))
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            // An answer says who holds the lease: ours (returned to the caller), or not taken
+            // under this fence (nothing to release).
+            guard.disarm();
+            let lease_left = match acquired(code, pttl) {
+                Acquired::Changed => continue,
+                Acquired::Taken => return Ok(Refresh::Lease(Lease::new(fence))),
+                Acquired::Held(left) => left.unwrap_or(self.config.poll_interval),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= give_up {
+                return Err(StoreError::Busy);
+            }
+            let nap = self.config.poll_interval.min(lease_left).min(give_up - now);
+            tokio::time::sleep(nap).await;
+        }
+    }
+
+    pub(crate) async fn publish_inner(
+        &self,
+        scope: &FleetScope,
+        lease: Lease,
+        token: &SharedToken,
+    ) -> Result<bool, StoreError> {
+        let [token_key, lease_key, ..] = self.key_names(scope);
+        let now = wall_now();
+        let ttl = token.expires_at.saturating_duration_since(now);
+        if ttl.is_zero() {
+            return Ok(false);
+        }
+        // After every record this process took, the one it replaces included (read before the
+        // lease was taken), and on the wall clock otherwise.
+        let stamp = Stamp::after(self.newest(&token_key).taken, wall_now_ms());
+        let value = at_rest::close(
+            &self.keys,
+            token_key.as_bytes(),
+            &token.token,
+            token.expires_at,
+            scope.credential,
+            stamp,
+        )
+        .map_err(|e| StoreError::Refused(format!("cannot seal the token: {e:?}")))?;
+        let mut con = self.connection().await?;
+        let published: i64 = self
+            .publish
+            .key(&token_key)
+            .key(&lease_key)
+            .arg(&lease.fence()[..])
+            .arg(value)
+            .arg(ttl.as_millis())
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if published == 1 {
+            self.took(&token_key, stamp);
+        }
+        Ok(published == 1)
+    }
+
+    pub(crate) async fn release_inner(
+        &self,
+        scope: &FleetScope,
+        lease: Lease,
+    ) -> Result<(), StoreError> {
+        let [_, lease_key, ..] = self.key_names(scope);
+        let mut con = self.connection().await?;
+        let _: i64 = self
+            .release
+            .key(&lease_key)
+            .arg(&lease.fence()[..])
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The proxy's counters and gauges, rendered in the Prometheus text exposition format (0.0.4)
+//! for `GET /metrics`. The session's own counters (token requests, retries, 429s, time paced)
+//! are read from the client when rendered; the proxy adds what only it sees.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use credflow_reqwest::Client;
+
+/// How a local request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Forwarded; the upstream's answer went back (whatever its status).
+    Forwarded,
+    /// credflow gave up (breaker open, a wait beyond `max_wait`, the quota, no token): 503.
+    Unavailable,
+    /// The queue of waiting requests was full: 503.
+    Overloaded,
+    /// Refused by the proxy itself: no or wrong local key, a bad priority header, a body
+    /// framing or path it refuses (4xx).
+    Refused,
+    /// A setup problem or a permission the proxy's credentials lack (502, 403).
+    Failed,
+    /// The proxy's own `/oauth/token`, `/healthz`, `/metrics`.
+    Local,
+}
+
+const OUTCOMES: [(Outcome, &str); 6] = [
+    (Outcome::Forwarded, "forwarded"),
+    (Outcome::Unavailable, "unavailable"),
+    (Outcome::Overloaded, "overloaded"),
+    (Outcome::Refused, "refused"),
+    (Outcome::Failed, "failed"),
+    (Outcome::Local, "local"),
+];
+
+/// What the proxy counts. Shared by every connection.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    outcomes: [AtomicU64; 6],
+    /// Upstream answers by status class (1xx … 5xx).
+    classes: [AtomicU64; 5],
+    /// Requests waiting in or sent by the client now.
+    pending: AtomicUsize,
+    /// Request bodies streamed (beyond the buffer limit: not replayable).
+    streamed_bodies: AtomicU64,
+    /// Open breakers, as last reported by the client's events.
+    breakers_open: AtomicU64,
+    /// Whether a token is held (as `/healthz` last saw it, or the client's events said).
+    token_held: AtomicBool,
+}
+
+impl Metrics {
+    pub(crate) fn count(&self, outcome: Outcome) {
+        let i = OUTCOMES.iter().position(|(o, _)| *o == outcome).unwrap_or(0);
+        if let Some(counter) = self.outcomes.get(i) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn upstream_status(&self, status: u16) {
+        let class = usize::from(status / 100).saturating_sub(1);
+        if let Some(counter) = self.classes.get(class) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn streamed_body(&self) {
+        self.streamed_bodies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_token_held(&self, held: bool) {
+        self.token_held.store(held, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_breakers_open(&self, open: u64) {
+        self.breakers_open.store(open, Ordering::Relaxed);
+    }
+
+    /// Takes a place in the queue if fewer than `limit` requests wait; the place is given
+    /// back when the returned guard drops.
+    pub(crate) fn enqueue(&self, limit: usize) -> Option<QueuePlace<'_>> {
+        let mut now = self.pending.load(Ordering::Relaxed);
+        loop {
+            if now >= limit {
+                return None;
+            }
+            match self.pending.compare_exchange_weak(
+                now,
+                now.saturating_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(QueuePlace(&self.pending)),
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text of these metrics and the client's counters.
+    pub(crate) fn render(&self, client: &Client, queue_limit: usize) -> String {
+        let c = client.counters();
+        let mut text = String::with_capacity(4096);
+        let header = |text: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let name = "credflow_proxy_requests_total";
+        header(
+            &mut text,
+            name,
+            "counter",
+            "Local requests by outcome (forwarded, unavailable, overloaded, refused, failed, local).",
+        );
+        for ((_, label), counter) in OUTCOMES.iter().zip(&self.outcomes) {
+            let _ =
+                writeln!(text, "{name}{{outcome=\"{label}\"}} {}", counter.load(Ordering::Relaxed));
+        }
+        let name = "credflow_proxy_upstream_responses_total";
+        header(&mut text, name, "counter", "Upstream answers handed back, by status class.");
+        for (class, counter) in (1..).zip(&self.classes) {
+            let _ =
+                writeln!(text, "{name}{{class=\"{class}xx\"}} {}", counter.load(Ordering::Relaxed));
+        }
+        let mut single = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        single(
+            "credflow_api_requests_total",
+            "counter",
+            "API requests the session began.",
+            &c.requests,
+        );
+        single(
+            "credflow_api_attempts_total",
+            "counter",
+            "API attempts sent (first attempts and retries).",
+            &c.attempts,
+        );
+        single("credflow_retries_total", "counter", "Retries scheduled.", &c.retries);
+        single(
+            "credflow_rate_limited_total",
+            "counter",
+            "429 answers from the API (waited out, not handed back).",
+            &c.rate_limited,
+        );
+        single(
+            "credflow_unauthorized_total",
+            "counter",
+            "401 answers from the API.",
+            &c.unauthorized,
+        );
+        single(
+            "credflow_token_requests_total",
+            "counter",
+            "Token requests started.",
+            &c.token_requests,
+        );
+        single(
+            "credflow_token_failures_total",
+            "counter",
+            "Token requests that failed.",
+            &c.token_failures,
+        );
+        single(
+            "credflow_breaker_trips_total",
+            "counter",
+            "Times a circuit breaker opened.",
+            &c.breaker_trips,
+        );
+        single(
+            "credflow_breakers_open",
+            "gauge",
+            "Circuit breakers open now (token endpoint and API hosts).",
+            &self.breakers_open.load(Ordering::Relaxed),
+        );
+        single(
+            "credflow_paced_seconds_total",
+            "counter",
+            "Time requests were held back by the pacer, summed.",
+            &format_args!("{:.3}", c.paced_ms as f64 / 1000.0),
+        );
+        single("credflow_failed_total", "counter", "Requests that credflow gave up on.", &c.failed);
+        single(
+            "credflow_proxy_queue_depth",
+            "gauge",
+            "Local requests waiting for or in an upstream attempt.",
+            &self.pending(),
+        );
+        single(
+            "credflow_proxy_queue_limit",
+            "gauge",
+            "Most local requests that may wait at once (--max-pending).",
+            &queue_limit,
+        );
+        single(
+            "credflow_proxy_streamed_bodies_total",
+            "counter",
+            "Request bodies streamed upstream unbuffered (larger than --max-body): never retried.",
+            &self.streamed_bodies.load(Ordering::Relaxed),
+        );
+        single(
+            "credflow_token_held",
+            "gauge",
+            "1 while the proxy holds a usable token.",
+            &u8::from(self.token_held.load(Ordering::Relaxed)),
+        );
+        text
+    }
+}
+
+/// A place in the queue of waiting requests, given back on drop.
+#[derive(Debug)]
+pub(crate) struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,207 @@
+//! `credflow proxy`: a local HTTP/1.1 sidecar that gives services in any language credflow.
+//!
+//! Local clients (an SDK pointed at `http://127.0.0.1:8080`) send API requests without a real
+//! token; the proxy forwards each through the std adapter's
+//! [`Client::send_with`](credflow_reqwest::Client::send_with): its token attached (any inbound
+//! `Authorization` replaced), paced to the server's rate limit, retried per the core's
+//! verdicts, breakers and diagnosis included. What the proxy decides itself:
+//!
+//! - **Placeholder tokens.** SDKs that fetch a token themselves `POST /oauth/token` on the
+//!   login host they derive from the API host; the proxy answers with a placeholder (the
+//!   local key when one is set), never the real token.
+//! - **Local key** (`--local-key-file`): local clients must present it (`Authorization: Bearer
+//!   KEY`, the placeholder an SDK got, or `X-Credflow-Key`), so that other processes on the
+//!   host cannot borrow the service's identity. Compared in constant time.
+//! - **Priority** from `X-Credflow-Priority: critical|normal|background`, stripped.
+//! - **Bodies** (`rules::body_plan`): request bodies up to `--max-body` are buffered, so the
+//!   client can replay them when the core says a retry is safe; larger ones stream upstream
+//!   and are sent once. Success responses stream back as they arrive; error bodies (read by
+//!   the client to classify them anyway) go back masked, at most the client's
+//!   `max_response_body`.
+//! - **Header hygiene**: hop-by-hop headers and those named in `Connection` are removed both
+//!   ways; response header values are masked should the upstream echo a credential;
+//!   `ININ-Correlation-Id` goes back as sent.
+//! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `max_wait`, the
+//!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
+//!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).
+//! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
+//!   `Retry-After: 1`.
+//! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
+//!   through Redis with every proxy and process of the client id (`Config::with_shared`).
+//! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
+//!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
+//!   within `--drain`), `tracing` logs (`CREDFLOW_LOG`).
+
+mod metrics;
+pub(crate) mod rules;
+mod server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::{Failure, TargetArgs};
+
+/// Default `--max-body`: request bodies up to 1 MiB are buffered and replayable.
+pub(crate) const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// `credflow proxy`'s own flags (the targeting flags and environment are the other commands').
+#[derive(Clone, Debug, Args)]
+#[command(after_help = "Local clients send API requests to the proxy as they would to the API \
+base, with any token or none: the proxy attaches its own. SDKs that fetch a token first get a \
+placeholder from the proxy's /oauth/token (with --local-key-file, only by presenting the key as \
+their client secret; the key is then the placeholder). Reserved paths: /oauth/token, /healthz \
+(200 once a token is held), /metrics (Prometheus text). When credflow gives up, the answer is \
+503 with Retry-After and a Genesys-shaped JSON body whose code names the cause.\n\nExit codes: \
+0 stopped by SIGTERM or Ctrl-C after draining, 2 configuration (a non-loopback --listen without \
+--allow-non-loopback and a local key, a bad flag value), 5 the listen address cannot be bound, \
+1 the drain deadline passed with requests still in flight.")]
+pub(crate) struct ProxyArgs {
+    /// Address to listen on (plain HTTP). Loopback only unless --allow-non-loopback.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Listen on an address that is not loopback: other hosts can then reach the proxy, in
+    /// clear text. Needs --local-key-file too.
+    #[arg(long)]
+    allow_non_loopback: bool,
+    /// File holding the local key local clients must present (16+ visible ASCII characters).
+    #[arg(long, env = "CREDFLOW_LOCAL_KEY_FILE", value_name = "PATH")]
+    local_key_file: Option<String>,
+    /// Request bodies up to this many bytes are buffered (replayable on retry); larger ones
+    /// stream upstream and are never retried.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_name = "BYTES")]
+    max_body: usize,
+    /// Most requests waiting for the upstream at once; past it, 503 + Retry-After.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_pending: usize,
+    /// Longest time one request may wait for a token before 503 (e.g. 500ms, 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    token_wait: Duration,
+    /// Longest time one request may take in all (waits and retries) before 503.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    deadline: Duration,
+    /// Fleet mode: share one token and one rate budget with every proxy and process of the
+    /// same client id through Redis at this URL (redis://; put a password in the environment
+    /// variable, not in a flag value) [env: CREDFLOW_REDIS_URL]. Needs --fleet-key-file.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
+    /// seals the token stored in Redis.
+    #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", value_name = "PATH")]
+    fleet_key_file: Option<String>,
+    /// Share of each rate-limit window, in percent, that only critical requests may use
+    /// (X-Credflow-Priority: critical); it shrinks to nothing at each reset.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=90), value_name = "PERCENT")]
+    critical_reserve: u16,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    drain: Duration,
+}
+
+/// `250ms`, `5s`, `2m`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: use e.g. 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("{text:?}: use e.g. 500ms, 5s or 2m")),
+    }
+}
+
+/// Runs the proxy until SIGTERM or Ctrl-C.
+pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Failure> {
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_non_loopback {
+            return Err(Failure::usage(format!(
+                "--listen {}: not a loopback address; other hosts could use this service's \
+                 identity through it. Pass --allow-non-loopback (and --local-key-file) to do so",
+                args.listen
+            )));
+        }
+        if args.local_key_file.is_none() {
+            return Err(Failure::usage(format!(
+                "--listen {} --allow-non-loopback needs --local-key-file: without a key, \
+                 anyone who reaches the address borrows this service's identity",
+                args.listen
+            )));
+        }
+    }
+    if args.max_body == 0 || args.max_pending == 0 {
+        return Err(Failure::usage("--max-body and --max-pending must be at least 1"));
+    }
+    let local_key = args.local_key_file.as_deref().map(read_local_key).transpose()?;
+    let mut config = crate::build_config(target)?;
+    config.token_wait = args.token_wait;
+    config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
+    let redis = args.redis.clone().or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
+    if let Some(url) = redis.filter(|u| !u.is_empty()) {
+        config = config.with_shared(fleet_store(&url, args.fleet_key_file.as_deref())?);
+    } else if args.fleet_key_file.is_some() {
+        return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
+    }
+    // Before the client: its clock starts within `new`, so waits it names are never
+    // under-counted (they are rounded up to whole seconds for Retry-After anyway).
+    let started = std::time::Instant::now();
+    let client = credflow_reqwest::Client::new(config)?;
+    let settings = server::Settings {
+        started,
+        local_key,
+        max_body: args.max_body,
+        max_pending: args.max_pending,
+        deadline: args.deadline,
+        drain: args.drain,
+    };
+    server::serve(client, args.listen, settings).await
+}
+
+/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key.
+fn fleet_store(
+    url: &str,
+    key_file: Option<&str>,
+) -> Result<std::sync::Arc<dyn credflow_reqwest::SharedStore>, Failure> {
+    let Some(path) = key_file else {
+        return Err(Failure::usage(
+            "--redis needs --fleet-key-file (or CREDFLOW_FLEET_KEY_FILE): the key, the same on \
+             every member of the fleet, that seals the token stored in Redis",
+        ));
+    };
+    let key = credflow_reqwest::config::read_secret_file(path, "--fleet-key-file")?;
+    let config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
+    let store = credflow_redis::RedisStore::new(config)
+        .map_err(|e| Failure::usage(format!("--redis / --fleet-key-file: {e}")))?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// The local key: the file's first line, at least 16 bytes of visible ASCII.
+fn read_local_key(path: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let secret = credflow_reqwest::config::read_secret_file(path, "--local-key-file")?;
+    let key = zeroize::Zeroizing::new(secret.expose_secret().as_bytes().to_vec());
+    if key.len() < 16 || !key.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(Failure::usage(format!(
+            "--local-key-file {path}: the key must be at least 16 characters of visible ASCII \
+             (no spaces): it is compared as a bearer token"
+        )));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+}

@@ -1,0 +1,688 @@
+//! The proxy's HTTP/1.1 server (hyper) and its request handling; the decisions about what a
+//! local client sent are `rules`'.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::{Bytes, BytesMut};
+use credflow_core::retry::policy::GiveUpReason;
+use credflow_core::session::{ApiErrorKind, BreakerTarget, Event};
+use credflow_reqwest::config::DEFAULT_MAX_RESPONSE_BODY;
+use credflow_reqwest::{Client, ClientEvent, Error, ErrorKind, RequestOptions};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::metrics::{Metrics, Outcome};
+use super::rules::{self, BodyPlan};
+use crate::Failure;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// The placeholder `/oauth/token` hands out when no local key is set: not a credential.
+const PLACEHOLDER_TOKEN: &str = "credflow-proxy-placeholder";
+
+/// Most bytes of a token request the proxy's `/oauth/token` reads.
+const TOKEN_REQUEST_LIMIT: usize = 16 * 1024;
+
+/// `Retry-After` when credflow does not know until when (a transport failure, the queue).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What `credflow proxy`'s flags set.
+pub(crate) struct Settings {
+    /// Taken just before the client was built: the core's instants count from (about) here.
+    pub(crate) started: StdInstant,
+    pub(crate) local_key: Option<Zeroizing<Vec<u8>>>,
+    pub(crate) max_body: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) deadline: Duration,
+    pub(crate) drain: Duration,
+}
+
+struct Proxy {
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    /// [`Settings::started`].
+    started: StdInstant,
+}
+
+/// Binds `addr`, prints where it listens, and serves until SIGTERM or Ctrl-C; then stops
+/// accepting, drains in-flight requests within `settings.drain`, and shuts the client down.
+pub(crate) async fn serve(
+    client: Client,
+    addr: SocketAddr,
+    settings: Settings,
+) -> Result<(), Failure> {
+    let started = settings.started;
+    let listener = TcpListener::bind(addr).await.map_err(|e| Failure {
+        code: 5,
+        message: format!("--listen {addr}: cannot listen: {e}"),
+    })?;
+    let local = listener.local_addr().map_err(|e| Failure {
+        code: 5,
+        message: format!("--listen {addr}: cannot read the bound address: {e}"),
+    })?;
+    let api_base = client.api_base().map(|u| u.as_str().to_owned()).unwrap_or_default();
+    crate::output::outln!("credflow proxy: listening on http://{local} (forwarding to {api_base})");
+    info!(%local, %api_base, "listening");
+    let proxy = Arc::new(Proxy { client, settings, metrics: Metrics::default(), started });
+    let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
+    let graceful = GracefulShutdown::new();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Nagle would hold small answers back for the next segment's ACK.
+                    let _ = stream.set_nodelay(true);
+                    let proxy = Arc::clone(&proxy);
+                    let service = hyper::service::service_fn(move |request| {
+                        let proxy = Arc::clone(&proxy);
+                        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let in_flight = proxy.metrics.pending();
+    info!(in_flight, drain_s = proxy.settings.drain.as_secs_f64(), "stopping: draining");
+    let drained = tokio::time::timeout(proxy.settings.drain, graceful.shutdown()).await.is_ok();
+    watcher.abort();
+    proxy.client.shutdown().await;
+    if drained {
+        info!("stopped");
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 1,
+            message: format!(
+                "stopped with {} request(s) still in flight after the drain deadline ({:?})",
+                proxy.metrics.pending(),
+                proxy.settings.drain
+            ),
+        })
+    }
+}
+
+/// SIGTERM (what Kubernetes and systemd send) or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Keeps the breaker and token gauges current from the client's events.
+async fn watch_events(proxy: Arc<Proxy>) {
+    let mut events = proxy.client.events();
+    let mut open: Vec<BreakerTarget> = Vec::new();
+    loop {
+        match events.recv().await {
+            Ok(ClientEvent::Session(Event::Breaker { target, event })) => {
+                use credflow_core::breaker::BreakerEvent;
+                open.retain(|t| *t != target);
+                if matches!(event, BreakerEvent::Opened { .. } | BreakerEvent::HalfOpened { .. }) {
+                    open.push(target);
+                }
+                proxy.metrics.set_breakers_open(u64::try_from(open.len()).unwrap_or(u64::MAX));
+            }
+            Ok(ClientEvent::Session(Event::Token(_))) => {
+                let held = proxy.token_held();
+                proxy.metrics.set_token_held(held);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Proxy {
+    /// Whether the client holds a usable token now (without waiting for one).
+    fn token_held(&self) -> bool {
+        let token = self.client.token();
+        // `token` answers from its cache on its first poll when a token is held.
+        futures_now(token).is_some_and(|t| t.is_ok())
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let path = request.uri().path();
+        match path {
+            "/healthz" => {
+                self.metrics.count(Outcome::Local);
+                self.healthz()
+            }
+            "/metrics" => {
+                self.metrics.count(Outcome::Local);
+                let text = self.metrics.render(&self.client, self.settings.max_pending);
+                let mut response = full(StatusCode::OK, text);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/oauth/token" => {
+                self.metrics.count(Outcome::Local);
+                self.token_endpoint(request).await
+            }
+            _ => self.forward(request).await,
+        }
+    }
+
+    fn healthz(&self) -> Response<ProxyBody> {
+        let held = self.token_held();
+        self.metrics.set_token_held(held);
+        if held {
+            full(StatusCode::OK, "ok\n")
+        } else {
+            full(StatusCode::SERVICE_UNAVAILABLE, "no token yet\n")
+        }
+    }
+
+    /// The local `/oauth/token`: a placeholder for SDKs that insist on fetching a token; the
+    /// real token never leaves the proxy. With a local key, the client must present it as its
+    /// client secret (HTTP Basic or `client_secret`), and gets it back as its token.
+    async fn token_endpoint(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        if request.method() != Method::POST {
+            return oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST");
+        }
+        let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+        let form = match Limited::new(request.into_body(), TOKEN_REQUEST_LIMIT).collect().await {
+            Ok(body) => Zeroizing::new(body.to_bytes().to_vec()),
+            Err(_) => {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "body too large");
+            }
+        };
+        let token = match &self.settings.local_key {
+            None => PLACEHOLDER_TOKEN.to_owned(),
+            Some(key) => {
+                let secret = rules::token_request_secret(
+                    authorization.as_ref().map(HeaderValue::as_bytes),
+                    &form,
+                )
+                .map(Zeroizing::new);
+                if !secret.is_some_and(|s| rules::key_matches(&s, key)) {
+                    let mut response = oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        "present the proxy's local key as the client secret",
+                    );
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"credflow-proxy\""),
+                    );
+                    return response;
+                }
+                // Visible ASCII, checked when it was read.
+                String::from_utf8_lossy(key).into_owned()
+            }
+        };
+        let body = Zeroizing::new(
+            json!({ "access_token": token, "token_type": "bearer", "expires_in": 86_400 })
+                .to_string(),
+        );
+        let mut response = full(StatusCode::OK, body.as_bytes().to_vec());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    /// An API request: checked, queued, sent through the client, answered.
+    async fn forward(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let (parts, body) = request.into_parts();
+        let headers = &parts.headers;
+        if let Some(key) = &self.settings.local_key {
+            let presented = rules::presented_key(
+                headers.get(rules::KEY_HEADER).map(HeaderValue::as_bytes),
+                headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+            );
+            if !presented.is_some_and(|p| rules::key_matches(p, key)) {
+                self.metrics.count(Outcome::Refused);
+                return genesys_error(
+                    StatusCode::UNAUTHORIZED,
+                    "bad.credentials",
+                    "credflow proxy: this proxy wants its local key (Authorization: Bearer \
+                     KEY, the token its /oauth/token gave, or X-Credflow-Key)",
+                    None,
+                );
+            }
+        }
+        let priority = match rules::parse_priority(values(headers, rules::PRIORITY_HEADER)) {
+            Ok(p) => core_priority(p),
+            Err(rules::BadPriority) => {
+                self.metrics.count(Outcome::Refused);
+                return genesys_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad.request",
+                    "credflow proxy: X-Credflow-Priority must be one of critical, normal, \
+                     background (once)",
+                    None,
+                );
+            }
+        };
+        let chunked = values(headers, "transfer-encoding").any(|v| {
+            v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        let plan = match rules::body_plan(
+            values(headers, "content-length"),
+            chunked,
+            self.settings.max_body,
+        ) {
+            Ok(plan) => plan,
+            Err(rules::BadBody::ContentLength) => {
+                self.metrics.count(Outcome::Refused);
+                return genesys_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad.request",
+                    "credflow proxy: invalid Content-Length",
+                    None,
+                );
+            }
+        };
+        let Some(_place) = self.metrics.enqueue(self.settings.max_pending) else {
+            self.metrics.count(Outcome::Overloaded);
+            warn!(limit = self.settings.max_pending, "queue full: 503");
+            return unavailable(
+                "credflow.queue.full",
+                "credflow proxy: too many requests are waiting already (--max-pending); retry \
+                 after the time Retry-After says",
+                DEFAULT_RETRY_AFTER,
+                None,
+            );
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = match self.client.url(target) {
+            Ok(url) => url,
+            Err(e) => {
+                self.metrics.count(Outcome::Refused);
+                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", &self.mask(&e), None);
+            }
+        };
+        let mut forwarded = reqwest::header::HeaderMap::with_capacity(headers.len());
+        let named = rules::named_in_connection(values(headers, "connection"));
+        for (name, value) in headers {
+            let name_str = name.as_str();
+            if rules::strip_inbound(name_str) || named.iter().any(|n| n == name_str) {
+                continue;
+            }
+            forwarded.append(name.clone(), value.clone());
+        }
+        let body = match self.request_body(plan, body, &parts.method).await {
+            Ok(body) => body,
+            Err(message) => {
+                self.metrics.count(Outcome::Refused);
+                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", message, None);
+            }
+        };
+        let mut builder = self.client.http().request(parts.method.clone(), url).headers(forwarded);
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        let request = match builder.build() {
+            Ok(request) => request,
+            Err(e) => {
+                self.metrics.count(Outcome::Refused);
+                let message = format!("credflow proxy: cannot build the request: {e}");
+                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", &message, None);
+            }
+        };
+        let options = RequestOptions {
+            priority,
+            deadline: Some(self.settings.deadline),
+            ..Default::default()
+        };
+        let path = parts.uri.path();
+        match self.client.send_with(request, options).await {
+            Ok(response) => {
+                self.metrics.count(Outcome::Forwarded);
+                self.metrics.upstream_status(response.status().as_u16());
+                debug!(method = %parts.method, %path, status = response.status().as_u16(), "forwarded");
+                self.upstream_response(response).await
+            }
+            Err(e) => {
+                let response = self.give_up(&e);
+                let outcome = if e.kind() == ErrorKind::Unavailable {
+                    Outcome::Unavailable
+                } else {
+                    Outcome::Failed
+                };
+                self.metrics.count(outcome);
+                info!(method = %parts.method, %path, status = response.status().as_u16(), error = %self.mask(&e), "answered by the proxy");
+                response
+            }
+        }
+    }
+
+    /// The body to send upstream as `plan` says: `Err` names what is wrong with it.
+    async fn request_body(
+        &self,
+        plan: BodyPlan,
+        body: Incoming,
+        method: &Method,
+    ) -> Result<Option<reqwest::Body>, &'static str> {
+        let buffered = |bytes: Bytes| Some(reqwest::Body::from(bytes));
+        match plan {
+            // An empty body for the methods that carry one, so that `Content-Length: 0` goes.
+            BodyPlan::Empty => Ok(matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+                .then(|| reqwest::Body::from(Bytes::new()))),
+            BodyPlan::Buffer(length) => match Limited::new(body, length).collect().await {
+                Ok(collected) => Ok(buffered(collected.to_bytes())),
+                Err(_) => Err("credflow proxy: the request body ended early or was too long"),
+            },
+            BodyPlan::ReadUpTo(limit) => {
+                let mut body = body;
+                let mut read = BytesMut::new();
+                loop {
+                    match body.frame().await {
+                        None => return Ok(buffered(read.freeze())),
+                        Some(Err(_)) => return Err("credflow proxy: the request body failed"),
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                read.extend_from_slice(&data);
+                            }
+                            if read.len() > limit {
+                                self.metrics.streamed_body();
+                                let rest = Prefixed { first: Some(read.freeze()), rest: body };
+                                return Ok(Some(reqwest::Body::wrap(rest)));
+                            }
+                        }
+                    }
+                }
+            }
+            BodyPlan::Stream => {
+                self.metrics.streamed_body();
+                Ok(Some(reqwest::Body::wrap(body)))
+            }
+        }
+    }
+
+    /// The upstream's answer for the local client: hop-by-hop headers removed, header values
+    /// masked should they echo a credential; a success (or 3xx) body streamed as it arrives,
+    /// an error body masked and cut at the client's error body size.
+    async fn upstream_response(&self, response: reqwest::Response) -> Response<ProxyBody> {
+        let status = response.status();
+        let streamed = status.is_success() || status.is_redirection();
+        let named = rules::named_in_connection(values(response.headers(), "connection"));
+        // One look for the credentials in all the values (they hold no line break, so none is
+        // found across two), then value by value only if one is there.
+        let mut text = String::new();
+        for value in response.headers().values() {
+            text.push_str(value.to_str().unwrap_or_default());
+            text.push('\n');
+        }
+        let echoed = matches!(self.client.redact(&text), std::borrow::Cow::Owned(_));
+        let mut headers = HeaderMap::with_capacity(response.headers().len());
+        for (name, value) in response.headers() {
+            let name_str = name.as_str();
+            if rules::strip_outbound(name_str)
+                || named.iter().any(|n| n == name_str)
+                || (!streamed && *name == header::CONTENT_LENGTH)
+            {
+                continue;
+            }
+            let value = if echoed { self.mask_header(value) } else { value.clone() };
+            headers.append(name.clone(), value);
+        }
+        let body: ProxyBody = if streamed {
+            http::Response::<reqwest::Body>::from(response)
+                .into_body()
+                .map_err(|e| Box::new(e) as BoxError)
+                .boxed()
+        } else {
+            let mut response = response;
+            let mut read = Vec::new();
+            let mut cut = false;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(read.len());
+                        read.extend_from_slice(
+                            chunk.get(..chunk.len().min(room)).unwrap_or_default(),
+                        );
+                        if chunk.len() > room {
+                            cut = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(error = %e, "upstream error body ended early");
+                        break;
+                    }
+                }
+            }
+            if cut {
+                debug!(limit = DEFAULT_MAX_RESPONSE_BODY, "upstream error body cut");
+            }
+            let masked = self.client.redact_bytes(&read).into_owned();
+            full_body(masked)
+        };
+        let mut out = Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
+    /// The answer when credflow gave up: 503 + `Retry-After` for an outage or a limit (the
+    /// code names the cause), 403 for a missing permission, 502 for the proxy's own
+    /// credentials or configuration. Genesys's error shape; the message is masked.
+    fn give_up(&self, e: &Error) -> Response<ProxyBody> {
+        let message = format!("credflow: {}", self.mask(e));
+        let correlation = e.correlation_id();
+        match e.kind() {
+            ErrorKind::Unavailable => {
+                let (code, wait) = self.cause(e);
+                unavailable(code, &message, wait, correlation)
+            }
+            ErrorKind::Permission => genesys_error(
+                StatusCode::FORBIDDEN,
+                e.code().unwrap_or("missing.permissions"),
+                &message,
+                correlation,
+            ),
+            ErrorKind::CredentialsRejected => genesys_error(
+                StatusCode::BAD_GATEWAY,
+                "credflow.credentials.rejected",
+                &message,
+                correlation,
+            ),
+            _ => genesys_error(
+                StatusCode::BAD_GATEWAY,
+                "credflow.configuration",
+                &message,
+                correlation,
+            ),
+        }
+    }
+
+    /// Why credflow gave up on an unavailable service, as an error code, and how long until
+    /// trying again may help.
+    fn cause(&self, e: &Error) -> (&'static str, Duration) {
+        let until = |at: credflow_core::Instant| {
+            self.client.since_start(at).saturating_sub(self.started.elapsed())
+        };
+        match e.api_error().map(|a| &a.kind) {
+            Some(ApiErrorKind::CircuitOpen { until: at }) => ("credflow.circuit.open", until(*at)),
+            Some(ApiErrorKind::TokenUnavailable { retry_at, .. }) => {
+                ("credflow.token.unavailable", retry_at.map_or(DEFAULT_RETRY_AFTER, until))
+            }
+            Some(ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { wait, .. }, ..
+            }) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
+            Some(ApiErrorKind::GaveUp { .. }) => {
+                ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER)
+            }
+            Some(ApiErrorKind::DeadlineExceeded) => {
+                ("credflow.deadline.exceeded", DEFAULT_RETRY_AFTER)
+            }
+            _ => ("credflow.unavailable", DEFAULT_RETRY_AFTER),
+        }
+    }
+
+    /// An error's text with the client's credentials masked (it masks them already; this also
+    /// covers what a future error may quote).
+    fn mask(&self, e: &Error) -> String {
+        self.client.redact(&e.to_string()).into_owned()
+    }
+
+    fn mask_header(&self, value: &HeaderValue) -> HeaderValue {
+        let Ok(text) = value.to_str() else {
+            return value.clone();
+        };
+        match self.client.redact(text) {
+            std::borrow::Cow::Borrowed(_) => value.clone(),
+            std::borrow::Cow::Owned(masked) => {
+                HeaderValue::from_str(&masked).unwrap_or_else(|_| HeaderValue::from_static(""))
+            }
+        }
+    }
+}
+
+/// Polls `future` once: its output if it is ready at once.
+fn futures_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let name = HeaderName::from_bytes(name.as_bytes()).ok();
+    name.into_iter().flat_map(move |name| {
+        headers.get_all(name).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>()
+    })
+}
+
+fn core_priority(p: rules::Priority) -> credflow_reqwest::Priority {
+    match p {
+        rules::Priority::Critical => credflow_reqwest::Priority::Critical,
+        rules::Priority::Normal => credflow_reqwest::Priority::Normal,
+        rules::Priority::Background => credflow_reqwest::Priority::Background,
+    }
+}
+
+fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    response
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let mut response = full(status, value.to_string());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An OAuth error (RFC 6749 §5.2) from the local `/oauth/token`.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<ProxyBody> {
+    json_response(status, &json!({ "error": error, "error_description": description }))
+}
+
+/// An error in Genesys's shape (`message`, `code`, `status`, `contextId`, …), so that SDKs
+/// parse it as they parse the platform's.
+fn genesys_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    correlation: Option<&str>,
+) -> Response<ProxyBody> {
+    let body = json!({
+        "message": message,
+        "code": code,
+        "status": status.as_u16(),
+        "messageWithParams": message,
+        "messageParams": {},
+        "contextId": correlation.unwrap_or_default(),
+        "details": [],
+        "errors": [],
+    });
+    let mut response = json_response(status, &body);
+    if let Some(id) = correlation.and_then(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert("inin-correlation-id", id);
+    }
+    response
+}
+
+/// 503 with `Retry-After` (whole seconds, rounded up, at least 1).
+fn unavailable(
+    code: &str,
+    message: &str,
+    wait: Duration,
+    correlation: Option<&str>,
+) -> Response<ProxyBody> {
+    let mut response = genesys_error(StatusCode::SERVICE_UNAVAILABLE, code, message, correlation);
+    let seconds = wait.as_millis().div_ceil(1000).max(1);
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// A request body whose first bytes were read already: those, then the rest as it comes.
+struct Prefixed {
+    first: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        std::pin::Pin::new(&mut this.rest).poll_frame(cx)
+    }
+}

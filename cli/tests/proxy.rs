@@ -1,0 +1,415 @@
+//! `credflow proxy` against the emulator and the scripted hostile server, all on 127.0.0.1:
+//! the token it attaches and the headers it strips, replayable and streamed bodies, the fast
+//! 503 when credflow gives up, the local key, the bounded queue, health and metrics, masking,
+//! graceful shutdown and the loopback-only default.
+#![cfg(unix)]
+
+mod proxy_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use credflow_emulator::hostile::{Hostile, Reply};
+use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
+use proxy_support::{Proxy, credflow, http};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REAL_TOKEN: &str = "real-token-0123456789abcdef";
+
+/// A hostile upstream whose token endpoint grants [`REAL_TOKEN`] and whose API routes answer
+/// with `api`.
+fn upstream(
+    api: impl Fn(&credflow_emulator::hostile::Recorded) -> Reply + Send + Sync + 'static,
+) -> Hostile {
+    Hostile::start(move |req| {
+        if req.path() == "/oauth/token" {
+            Reply::json(
+                200,
+                &format!(
+                    r#"{{"access_token":"{REAL_TOKEN}","token_type":"bearer","expires_in":3600}}"#
+                ),
+            )
+        } else {
+            api(req)
+        }
+    })
+}
+
+async fn proxy_to(server: &Hostile, args: &[&str]) -> Proxy {
+    Proxy::start(&server.url("/oauth/token"), &server.url("/"), "id", "secret-value-1", args).await
+}
+
+async fn emulator(config: EmulatorConfig) -> credflow_emulator::EmulatorHandle {
+    Emulator::start(config.with_request_log(false)).await.unwrap()
+}
+
+async fn proxy_to_emulator(emu: &credflow_emulator::EmulatorHandle, args: &[&str]) -> Proxy {
+    Proxy::start(&emu.token_url(), &emu.api_base(), DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, args).await
+}
+
+#[tokio::test]
+async fn forwards_with_its_own_token_and_strips_what_is_not_the_upstreams() {
+    let server = upstream(|_| {
+        Reply::json(200, r#"{"ok":true}"#)
+            .header("ININ-Correlation-Id", "corr-42")
+            .header("Keep-Alive", "timeout=5")
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    // The SDK's own token request gets a placeholder, not the proxy's token.
+    let token = http
+        .post(proxy.url("/oauth/token"))
+        .basic_auth("sdk-id", Some("sdk-secret"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    let token = json(token).await;
+    let placeholder = token["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(placeholder, REAL_TOKEN);
+    let response = http
+        .get(proxy.url("/api/v2/routing/queues?pageSize=3"))
+        .bearer_auth(&placeholder)
+        .header("X-Credflow-Priority", "background")
+        .header("Proxy-Authorization", "Basic c3B5OnNweQ==")
+        .header("Connection", "x-drop-me")
+        .header("X-Drop-Me", "1")
+        .header("X-Keep", "1")
+        .header("Accept-Encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["inin-correlation-id"], "corr-42");
+    assert!(response.headers().get("keep-alive").is_none(), "hop-by-hop header passed back");
+    assert_eq!(response.text().await.unwrap(), r#"{"ok":true}"#);
+
+    let requests = server.requests();
+    let api: Vec<_> = requests.iter().filter(|r| r.path() == "/api/v2/routing/queues").collect();
+    assert_eq!(api.len(), 1);
+    let seen = api[0];
+    assert_eq!(seen.target, "/api/v2/routing/queues?pageSize=3");
+    assert_eq!(seen.header("authorization"), Some(format!("Bearer {REAL_TOKEN}").as_str()));
+    for gone in [
+        "x-credflow-priority",
+        "proxy-authorization",
+        "x-drop-me",
+        "x-credflow-key",
+        "accept-encoding",
+    ] {
+        assert_eq!(seen.header(gone), None, "{gone} was forwarded");
+    }
+    assert_eq!(seen.header("x-keep"), Some("1"));
+    assert_eq!(server.requests_to("/oauth/token"), 1, "one token request, the proxy's");
+}
+
+#[tokio::test]
+async fn replays_a_buffered_body_after_a_429_but_sends_a_larger_one_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    // Every other request to the API is a 429 that the server did not process: a retry is
+    // safe for a POST too, if its body can be sent again.
+    let server = upstream(move |_| {
+        if counted.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            Reply::json(429, r#"{"status":429,"code":"too.many.requests"}"#)
+                .header("Retry-After", "1")
+        } else {
+            Reply::json(200, r#"{"done":true}"#)
+        }
+    });
+    let proxy = proxy_to(&server, &["--max-body", "64"]).await;
+    let http = http();
+    let small = "x".repeat(64);
+    let response = http.post(proxy.url("/api/v2/small")).body(small.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the 429 was waited out and the body replayed");
+    let sent: Vec<_> =
+        server.requests().into_iter().filter(|r| r.path() == "/api/v2/small").collect();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|r| r.body_text() == small), "the replay carried the same body");
+
+    let large = "y".repeat(65);
+    let response = http.post(proxy.url("/api/v2/large")).body(large.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 429, "a streamed body is sent once; its answer goes back");
+    let sent: Vec<_> =
+        server.requests().into_iter().filter(|r| r.path() == "/api/v2/large").collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body_text(), large);
+
+    // Chunked, no length: read up to the limit; beyond it, streamed (and sent once).
+    calls.store(0, Ordering::SeqCst);
+    let status =
+        raw_chunked_post(&proxy, "/api/v2/chunked", &["a".repeat(40), "b".repeat(40)]).await;
+    assert!(status.starts_with("HTTP/1.1 429"), "{status}");
+    assert_eq!(server.requests().iter().filter(|r| r.path() == "/api/v2/chunked").count(), 1);
+    calls.store(0, Ordering::SeqCst);
+    let status = raw_chunked_post(&proxy, "/api/v2/chunked-small", &["c".repeat(20)]).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let metrics = http.get(proxy.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("credflow_proxy_streamed_bodies_total 2"), "{metrics}");
+}
+
+async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+/// A POST with a chunked body in `chunks`, written by hand: the status line of the answer.
+async fn raw_chunked_post(proxy: &Proxy, path: &str, chunks: &[String]) -> String {
+    let addr = proxy.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for chunk in chunks {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn gives_up_at_once_with_503_retry_after_and_a_genesys_body() {
+    // A 429 asking for an hour: beyond the retry policy's longest wait.
+    let server = upstream(|_| {
+        Reply::json(429, r#"{"status":429,"code":"too.many.requests"}"#)
+            .header("Retry-After", "3600")
+            .header("ININ-Correlation-Id", "corr-429")
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let started = Instant::now();
+    let response = http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap();
+    // A hang guard, not a performance bound: waiting an hour would fail here.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(response.headers()["inin-correlation-id"], "corr-429");
+    let body: serde_json::Value = json(response).await;
+    assert_eq!(body["status"], 503);
+    assert_eq!(body["code"], "credflow.rate.limited");
+    assert_eq!(body["contextId"], "corr-429");
+    assert!(body["message"].as_str().unwrap().starts_with("credflow: "));
+    assert_eq!(server.requests_to("/api/v2/routing/queues"), 1, "no retry against an hour's wait");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_down_is_a_fast_503_then_recovery() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    emu.faults().apply(
+        &serde_json::from_value(serde_json::json!({
+            "maintenance": { "target": "token", "retry_after_secs": 1 }
+        }))
+        .unwrap(),
+    );
+    let proxy = proxy_to_emulator(&emu, &["--token-wait", "200ms"]).await;
+    let http = http();
+    let health = http.get(proxy.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 503, "no token yet: not ready");
+    let response = http.get(proxy.url("/api/v2/tokens/me")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = json(response).await;
+    assert_eq!(body["code"], "credflow.token.unavailable");
+    // Recovery by itself once the window ends.
+    emu.faults()
+        .apply(&serde_json::from_value(serde_json::json!({ "end_maintenance": true })).unwrap());
+    proxy.ready(&http).await;
+    let response = http.get(proxy.url("/api/v2/tokens/me")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_local_key_is_required_when_set() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("credflow-proxy-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    let key = "local-key-0123456789abcdef";
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let proxy = proxy_to_emulator(&emu, &["--local-key-file", key_file.to_str().unwrap()]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let token = |secret: &'static str| {
+        http.post(proxy.url("/oauth/token"))
+            .basic_auth("any", Some(secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    assert_eq!(token("wrong").await.unwrap().status(), 401);
+    let granted = json(token("local-key-0123456789abcdef").await.unwrap()).await;
+    assert_eq!(granted["access_token"], key);
+    let without = http.get(proxy.url("/api/v2/tokens/me")).send().await.unwrap();
+    assert_eq!(without.status(), 401);
+    let wrong = http
+        .get(proxy.url("/api/v2/tokens/me"))
+        .bearer_auth("local-key-0123456789abcdeF")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(emu.counters().api.requests, 0, "refused requests never went upstream");
+    let bearer = http.get(proxy.url("/api/v2/tokens/me")).bearer_auth(key).send().await.unwrap();
+    assert_eq!(bearer.status(), 200);
+    let header = http
+        .get(proxy.url("/api/v2/tokens/me"))
+        .header("X-Credflow-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header.status(), 200);
+    assert_eq!(emu.counters().api.unauthorized, 0, "the key never reached the API as a token");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn past_the_queue_limit_the_answer_is_503_at_once() {
+    let server = upstream(|_| Reply::json(200, "{}").delayed(Duration::from_secs(2)));
+    let proxy = proxy_to(&server, &["--max-pending", "1"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let first = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
+    // The first request waits upstream...
+    for _ in 0..100 {
+        if server.requests_to("/api/v2/slow") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...so a second finds the queue full.
+    let second = http.get(proxy.url("/api/v2/slow")).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: serde_json::Value = json(second).await;
+    assert_eq!(body["code"], "credflow.queue.full");
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(server.requests_to("/api/v2/slow"), 1);
+}
+
+#[tokio::test]
+async fn health_and_metrics_and_a_revoked_token_replaced_unseen() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let proxy = proxy_to_emulator(&emu, &[]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    assert_eq!(http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap().status(), 200);
+    emu.revoke_all_tokens();
+    let response = http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the 401 of the revoked token stayed in the proxy");
+    let counters = emu.counters();
+    assert_eq!(counters.api.unauthorized, 1);
+    assert_eq!(counters.token.requests, 2);
+    let metrics = http.get(proxy.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "credflow_proxy_requests_total{outcome=\"forwarded\"} 2",
+        "credflow_unauthorized_total 1",
+        "credflow_token_requests_total 2",
+        "credflow_retries_total 1",
+        "credflow_token_held 1",
+        "credflow_proxy_queue_depth 0",
+        "credflow_breakers_open 0",
+        "# TYPE credflow_paced_seconds_total counter",
+        "# TYPE credflow_rate_limited_total counter",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn credentials_echoed_upstream_are_masked_on_the_way_back() {
+    let server = upstream(|req| {
+        let echoed = req.header("authorization").unwrap_or_default().to_owned();
+        Reply::json(
+            400,
+            &format!(r#"{{"message":"you sent {echoed}","code":"bad.request","status":400}}"#),
+        )
+        .header("X-Echo", &echoed)
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let response = http.get(proxy.url("/api/v2/echo")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let echo = response.headers()["x-echo"].to_str().unwrap().to_owned();
+    let body = response.text().await.unwrap();
+    assert!(!echo.contains(REAL_TOKEN) && !body.contains(REAL_TOKEN), "{echo} / {body}");
+    assert!(body.contains("[redacted]"), "{body}");
+    let (_, logs) = {
+        proxy.sigterm();
+        proxy.exit().await
+    };
+    assert!(!logs.contains(REAL_TOKEN), "{logs}");
+}
+
+#[tokio::test]
+async fn large_responses_stream_through() {
+    const SIZE: u64 = 8 << 20;
+    let server = upstream(|_| Reply::status(200).repeat(b"0123456789abcdef", SIZE));
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let mut response = http.get(proxy.url("/api/v2/big")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut total = 0_u64;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+    }
+    assert_eq!(total, SIZE);
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_in_flight_then_exits_0() {
+    let server =
+        upstream(|_| Reply::json(200, r#"{"late":true}"#).delayed(Duration::from_millis(800)));
+    let proxy = proxy_to(&server, &["--drain", "10s"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let in_flight = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
+    for _ in 0..100 {
+        if server.requests_to("/api/v2/slow") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.sigterm();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"late":true}"#);
+    let base = proxy.base.clone();
+    let (code, logs) = proxy.exit().await;
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err(), "still accepting");
+}
+
+#[tokio::test]
+async fn listens_on_loopback_unless_told_otherwise() {
+    let env = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "secret")];
+    let target =
+        ["--token-url", "http://127.0.0.1:9/oauth/token", "--api-base", "http://127.0.0.1:9"];
+    let run = |extra: &'static [&'static str]| {
+        let mut args = vec!["proxy", "--listen", "0.0.0.0:0"];
+        args.extend(target);
+        args.extend(extra);
+        async move { credflow(&args, &env).await }
+    };
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-non-loopback"));
+    let out = run(&["--allow-non-loopback"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--local-key-file"));
+}

@@ -1,0 +1,546 @@
+extern crate std;
+use super::*;
+use crate::rng::Rng;
+use proptest::prelude::*;
+use std::vec::Vec;
+
+type Lc = Lifecycle<64>;
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+fn s(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+fn tok(v: &str) -> AccessToken<64> {
+    AccessToken::new(v).unwrap()
+}
+/// No jitter, so instants are exact.
+fn exact() -> LifecycleConfig {
+    LifecycleConfig { refresh_jitter_permille: 0, ..LifecycleConfig::default() }
+}
+
+/// A lifecycle holding a 300 s token acquired by a request sent at `sent`, answered 2 s later.
+fn holding_300s(sent: Instant) -> (Lc, Rng, Generation) {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(1);
+    let ticket = lc.start_request(sent).unwrap();
+    let at = sent + Duration::from_secs(2);
+    let g = lc.on_success(at, ticket, tok("A"), Duration::from_secs(300), &mut rng).unwrap();
+    (lc, rng, g)
+}
+
+#[test]
+fn first_request_is_due_at_once_and_single_flight() {
+    let mut lc = Lc::new(exact()).unwrap();
+    assert_eq!(lc.state(s(0)), LifecycleState::NoToken { next_attempt: Instant::ZERO });
+    let ticket = lc.start_request(s(0)).unwrap();
+    assert_eq!(lc.start_request(s(0)), None, "never two requests in flight");
+    assert_eq!(lc.start_request(s(29)), None);
+    assert_eq!(lc.state(s(1)), LifecycleState::Acquiring);
+    assert!(lc.token(s(1)).is_none());
+    let _ = ticket;
+}
+
+#[test]
+fn refresh_at_margin_and_expiry_anchored_to_send_time() {
+    // Sent at 10 s, answered at 12 s, life 300 s: expires at 310 s (not 312 s), refresh
+    // 60 s before expiry at 250 s, stop handing out 5 s before expiry at 305 s.
+    let (mut lc, _, g) = holding_300s(s(10));
+    let times = lc.token_times(s(12)).unwrap();
+    assert_eq!(times.expires_at, s(310));
+    assert_eq!(times.refresh_at, s(250));
+    assert_eq!(times.usable_until, s(305));
+    assert_eq!(lc.start_request(s(250) - Duration::from_millis(1)), None, "T-1: not due");
+    assert_eq!(lc.token(t(304_999)).map(|(_, g)| g), Some(g), "T-1: still usable");
+    assert_eq!(lc.token(s(305)), None, "T: never handed out at usable-until");
+    assert!(lc.start_request(s(250)).is_some(), "T: refresh due");
+    assert_eq!(lc.state(s(251)), LifecycleState::Refreshing { generation: g });
+    assert!(lc.token(s(251)).is_some(), "old token served while refreshing");
+}
+
+#[test]
+fn short_tokens_refresh_at_a_fraction_of_life() {
+    let cfg = LifecycleConfig::default();
+    assert_eq!(cfg.refresh_offset(Duration::from_secs(2)), Duration::from_secs(1));
+    assert_eq!(cfg.refresh_offset(Duration::from_secs(61)), Duration::from_millis(30_500));
+    assert_eq!(cfg.refresh_offset(Duration::from_secs(300)), Duration::from_secs(240));
+    // Long tokens: never later than 90 % of life.
+    assert_eq!(cfg.refresh_offset(Duration::from_secs(86_400)), Duration::from_secs(77_760));
+    assert_eq!(cfg.safety(Duration::from_secs(2)), Duration::from_millis(200));
+    assert_eq!(cfg.refresh_offset(Duration::ZERO), Duration::ZERO);
+}
+
+/// Driven as an adapter drives it: the expiry wake comes at once and is handled, and the
+/// dropped token must not make the next request due before the spacing.
+#[test]
+fn zero_life_cannot_drive_a_request_loop() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(3);
+    let ticket = lc.start_request(s(0)).unwrap();
+    let g = lc.on_success(t(5), ticket, tok("Z"), Duration::ZERO, &mut rng).unwrap();
+    assert!(lc.token(t(5)).is_none(), "a token with no life is never handed out");
+    assert_eq!(lc.poll_timeout(), Some((s(0), Wake::TokenExpiry)));
+    lc.handle_timeout(t(5), &mut rng);
+    let events: Vec<_> = core::iter::from_fn(|| lc.poll_event()).collect();
+    assert_eq!(events.last(), Some(&LifecycleEvent::Expired(g)));
+    assert_eq!(lc.state(t(5)), LifecycleState::NoToken { next_attempt: s(1) });
+    assert_eq!(lc.poll_timeout(), Some((s(1), Wake::RequestDue)), "says until when");
+    assert_eq!(lc.start_request(t(5)), None);
+    assert_eq!(lc.start_request(t(999)), None, "T-1");
+    assert!(lc.start_request(s(1)).is_some(), "T: min_refresh_interval after the last start");
+}
+
+/// Every path that makes a request due waits for the spacing: a failure the server asks to
+/// retry at once, an abandoned request, a credential change.
+#[test]
+fn every_path_to_a_due_request_keeps_the_spacing() {
+    let mut rng = Rng::new(3);
+    let retry_now = [
+        TokenFailure::Transient { retry_after: Some(Duration::ZERO) },
+        TokenFailure::RateLimited { retry_after: Some(Duration::ZERO) },
+    ];
+    for failure in retry_now {
+        let mut lc = Lc::new(exact()).unwrap();
+        let ticket = lc.start_request(s(10)).unwrap();
+        lc.on_failure(t(10_010), ticket, failure, &mut rng);
+        assert_eq!(
+            lc.poll_event(),
+            Some(LifecycleEvent::RequestFailed {
+                failure,
+                failures: 1,
+                next_attempt: s(11),
+                serving_stale: false,
+            }),
+            "the event says until when"
+        );
+        assert_eq!(lc.next_request_at(), Some(s(11)));
+        assert_eq!(lc.start_request(t(10_999)), None, "T-1");
+        assert!(lc.start_request(s(11)).is_some(), "T");
+    }
+
+    let mut lc = Lc::new(exact()).unwrap();
+    let ticket = lc.start_request(s(10)).unwrap();
+    lc.on_abandoned(t(10_010), ticket);
+    assert_eq!(lc.start_request(t(10_999)), None, "abandoned: T-1");
+    assert!(lc.start_request(s(11)).is_some(), "abandoned: T");
+
+    // A credential change does not go early either (a secret reloaded in a loop).
+    let mut lc = Lc::new(exact()).unwrap();
+    let _ticket = lc.start_request(s(10)).unwrap();
+    lc.credentials_changed(t(10_010));
+    assert_eq!(lc.state(t(10_010)), LifecycleState::NoToken { next_attempt: s(11) });
+    assert_eq!(lc.start_request(t(10_999)), None, "rotated: T-1");
+    let _ticket = lc.start_request(s(11)).unwrap();
+    lc.credentials_changed(s(11));
+    assert_eq!(lc.start_request(t(11_999)), None, "rotated twice: T-1");
+    assert!(lc.start_request(s(12)).is_some(), "rotated twice: T");
+}
+
+/// The one exception: the refresh after a 401 goes at once, but only once per interval, so
+/// a server that refuses every fresh token cannot chain early refreshes.
+#[test]
+fn one_early_refresh_per_interval_after_a_401() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(3);
+    let life = Duration::from_secs(300);
+    let ticket = lc.start_request(s(0)).unwrap();
+    let g1 = lc.on_success(t(10), ticket, tok("A"), life, &mut rng).unwrap();
+    assert!(lc.invalidate(t(20), g1));
+    let ticket = lc.start_request(t(20)).expect("the refresh after a 401 goes at once");
+    let g2 = lc.on_success(t(30), ticket, tok("B"), life, &mut rng).unwrap();
+    // The fresh token is refused too: its refresh waits for the spacing of early ones.
+    assert!(lc.invalidate(t(40), g2));
+    assert_eq!(lc.state(t(40)), LifecycleState::NoToken { next_attempt: t(1020) });
+    assert_eq!(lc.poll_timeout(), Some((t(1020), Wake::RequestDue)));
+    assert_eq!(lc.start_request(t(1019)), None, "T-1");
+    let ticket = lc.start_request(t(1020)).expect("T");
+    let g3 = lc.on_success(t(1030), ticket, tok("C"), life, &mut rng).unwrap();
+    assert!(lc.invalidate(t(1040), g3));
+    assert_eq!(lc.start_request(t(2019)), None, "one per interval, however often refused");
+    assert!(lc.start_request(t(2020)).is_some());
+
+    // A backoff in force is not skipped by a 401.
+    let mut lc = Lc::new(exact()).unwrap();
+    let ticket = lc.start_request(s(0)).unwrap();
+    let g = lc.on_success(t(10), ticket, tok("A"), life, &mut rng).unwrap();
+    let ticket = lc.start_request(s(240)).unwrap();
+    let wait = Duration::from_secs(30);
+    lc.on_failure(s(241), ticket, TokenFailure::RateLimited { retry_after: Some(wait) }, &mut rng);
+    assert!(lc.invalidate(s(242), g));
+    assert_eq!(lc.next_request_at(), Some(s(271)));
+}
+
+#[test]
+fn jitter_spreads_a_fleet_but_stays_within_the_margin() {
+    let cfg = LifecycleConfig::default();
+    let mut seen = Vec::new();
+    for seed in 0..50 {
+        let mut lc = Lc::new(cfg).unwrap();
+        let mut rng = Rng::new(seed);
+        let ticket = lc.start_request(s(0)).unwrap();
+        lc.on_success(s(0), ticket, tok("A"), Duration::from_secs(300), &mut rng).unwrap();
+        let r = lc.token_times(s(0)).unwrap().refresh_at;
+        // Refresh between 210 s (240 - 50 % of the 60 s margin) and 240 s.
+        assert!(r > s(210) && r <= s(240), "{r}");
+        seen.push(r);
+    }
+    seen.sort();
+    seen.dedup();
+    assert!(seen.len() > 40, "instances spread their refreshes");
+}
+
+#[test]
+fn failed_refresh_keeps_serving_the_old_token_with_backoff() {
+    let (mut lc, mut rng, g) = holding_300s(s(0));
+    let ticket = lc.start_request(s(240)).unwrap();
+    lc.on_failure(s(241), ticket, TokenFailure::Transient { retry_after: None }, &mut rng);
+    let LifecycleState::BackingOff { next_attempt, failures: 1, serving: true } = lc.state(s(241))
+    else {
+        panic!("{:?}", lc.state(s(241)));
+    };
+    // Equal jitter: between 0.5 s and 1 s after the failure.
+    assert!(next_attempt >= t(241_500) && next_attempt <= s(242), "{next_attempt}");
+    assert_eq!(lc.token(s(241)).map(|(_, g)| g), Some(g));
+    assert_eq!(lc.start_request(next_attempt - Duration::from_millis(1)), None);
+    let ticket = lc.start_request(next_attempt).unwrap();
+    lc.on_failure(
+        next_attempt,
+        ticket,
+        TokenFailure::RateLimited { retry_after: Some(Duration::from_secs(30)) },
+        &mut rng,
+    );
+    assert_eq!(lc.next_request_at(), Some(next_attempt + Duration::from_secs(30)));
+    // Past usable-until the old token is gone, never served.
+    lc.handle_timeout(s(295), &mut rng);
+    assert!(lc.token(s(295)).is_none());
+    let events: Vec<_> = core::iter::from_fn(|| lc.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e, LifecycleEvent::RequestFailed { failures: 1, .. })));
+    assert_eq!(events.last(), Some(&LifecycleEvent::Expired(g)));
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    let cfg = exact();
+    let mut rng = Rng::new(9);
+    for failures in 1..80 {
+        let d = cfg.retry_delay(failures, &mut rng);
+        assert!(d <= cfg.retry_cap, "{failures}: {d}");
+        assert!(d >= cfg.retry_base.mul_ratio(1, 2));
+    }
+    assert!(cfg.retry_delay(7, &mut rng) >= Duration::from_secs(30));
+}
+
+/// Equal jitter on odd ceilings: the fixed half rounds down, the random half covers the
+/// rest up to the ceiling inclusive.
+#[test]
+fn backoff_halves_an_odd_ceiling_downwards() {
+    let mut rng = Rng::new(3);
+    for (ceiling, lowest) in [(1, 0), (3, 1), (5, 2)] {
+        let cfg = LifecycleConfig {
+            retry_base: Duration::from_millis(ceiling),
+            retry_cap: Duration::from_millis(ceiling),
+            ..exact()
+        };
+        let mut seen = std::vec::Vec::new();
+        for _ in 0..200 {
+            let d = cfg.retry_delay(1, &mut rng).as_millis();
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (lowest..=ceiling).collect::<std::vec::Vec<_>>(), "{ceiling}");
+    }
+}
+
+#[test]
+fn invalidate_only_drops_the_rejected_generation() {
+    let (mut lc, mut rng, g1) = holding_300s(s(0));
+    assert!(lc.invalidate(s(10), g1));
+    assert!(lc.token(s(10)).is_none());
+    assert!(!lc.invalidate(s(10), g1), "repeated invalidation is harmless");
+    let ticket = lc.start_request(s(10)).expect("refresh due at once after a 401");
+    let g2 = lc.on_success(s(11), ticket, tok("B"), Duration::from_secs(300), &mut rng).unwrap();
+    assert!(g2 > g1);
+    assert!(!lc.invalidate(s(12), g1), "a late 401 for the old token keeps the new one");
+    assert_eq!(lc.token(s(12)).map(|(t, g)| (t.as_str(), g)), Some(("B", g2)));
+}
+
+#[test]
+fn invalidate_while_refreshing_keeps_the_request_and_drops_the_token() {
+    let (mut lc, mut rng, g1) = holding_300s(s(0));
+    let ticket = lc.start_request(s(240)).unwrap();
+    assert!(lc.invalidate(s(241), g1));
+    assert_eq!(lc.state(s(241)), LifecycleState::Acquiring);
+    assert_eq!(lc.start_request(s(241)), None, "still single flight");
+    assert!(lc.on_success(s(242), ticket, tok("B"), Duration::from_secs(300), &mut rng).is_some());
+}
+
+#[test]
+fn invalid_client_stops_until_credentials_change() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(1);
+    assert_eq!(lc.rejected(), None);
+    let ticket = lc.start_request(s(0)).unwrap();
+    assert_eq!(lc.rejected(), None, "in flight is not rejected");
+    lc.on_failure(s(0), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.rejected(), Some(RejectReason::InvalidClient));
+    assert_eq!(lc.state(s(0)), LifecycleState::Rejected { reason: RejectReason::InvalidClient });
+    assert_eq!(
+        lc.poll_event(),
+        Some(LifecycleEvent::CredentialsRejected(RejectReason::InvalidClient))
+    );
+    for secs in [1, 60, 3600, 86_400] {
+        assert_eq!(lc.start_request(s(secs)), None, "no retry loop with a wrong secret");
+    }
+    assert_eq!(lc.poll_timeout(), None);
+    lc.credentials_changed(s(100_000));
+    assert_eq!(lc.rejected(), None);
+    assert!(lc.start_request(s(100_000)).is_some());
+}
+
+#[test]
+fn stale_and_late_outcomes_are_ignored() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(1);
+    let old = lc.start_request(s(0)).unwrap();
+    lc.credentials_changed(s(1)); // disowns `old`
+    let new = lc.start_request(s(1)).unwrap();
+    assert_eq!(lc.on_success(s(2), old, tok("OLD"), Duration::from_secs(300), &mut rng), None);
+    lc.on_failure(s(2), old, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.state(s(2)), LifecycleState::Acquiring);
+    lc.on_success(s(3), new, tok("NEW"), Duration::from_secs(300), &mut rng).unwrap();
+    assert_eq!(lc.token(s(3)).map(|(t, _)| t.as_str()), Some("NEW"));
+}
+
+#[test]
+fn overdue_request_is_abandoned_not_wedged() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(1);
+    let ticket = lc.start_request(s(0)).unwrap();
+    assert_eq!(lc.poll_timeout(), Some((s(30), Wake::RequestTimeout)));
+    lc.handle_timeout(t(29_999), &mut rng);
+    assert!(lc.in_flight(), "T-1: still waiting");
+    lc.handle_timeout(s(30), &mut rng);
+    assert!(!lc.in_flight(), "T: abandoned");
+    assert_eq!(lc.poll_event(), Some(LifecycleEvent::RequestTimedOut));
+    // The late answer for the abandoned ticket is ignored.
+    assert_eq!(lc.on_success(s(31), ticket, tok("L"), Duration::from_secs(300), &mut rng), None);
+}
+
+#[test]
+fn abandoned_request_releases_single_flight_without_backoff() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let ticket = lc.start_request(s(0)).unwrap();
+    lc.on_abandoned(s(1), ticket);
+    assert!(lc.start_request(s(1)).is_some());
+}
+
+#[test]
+fn install_serves_a_restored_token_and_plans_its_refresh() {
+    let mut lc = Lc::new(exact()).unwrap();
+    let mut rng = Rng::new(1);
+    let g = lc.install(s(0), tok("R"), s(300), &mut rng).unwrap();
+    assert_eq!(lc.token(s(1)).map(|(_, g)| g), Some(g));
+    assert_eq!(lc.token_times(s(0)).unwrap().refresh_at, s(240));
+    assert_eq!(lc.install(s(0), tok("X"), s(0), &mut rng), None, "expired tokens refused");
+}
+
+#[test]
+fn poll_timeout_names_the_earliest_deadline() {
+    let (lc, _, _) = holding_300s(s(0));
+    assert_eq!(lc.poll_timeout(), Some((s(240), Wake::RequestDue)));
+    let (mut lc, _, _) = holding_300s(s(0));
+    let _ticket = lc.start_request(s(240)).unwrap();
+    assert_eq!(lc.poll_timeout(), Some((s(270), Wake::RequestTimeout)));
+    // The token stops being usable at 295 s: a request timing out later wakes for the
+    // expiry first; one timing out at the same instant wins the tie.
+    let (lc, _, _) = holding_300s(s(0));
+    assert_eq!(lc.token_times(s(0)).unwrap().usable_until, s(295));
+    for (sent, wake) in [
+        (s(264), (s(294), Wake::RequestTimeout)),
+        (s(265), (s(295), Wake::RequestTimeout)),
+        (s(266), (s(295), Wake::TokenExpiry)),
+    ] {
+        let (mut lc, _, _) = holding_300s(s(0));
+        let _ticket = lc.start_request(sent).unwrap();
+        assert_eq!(lc.poll_timeout(), Some(wake), "{sent}");
+    }
+    // Rejected while a token is still usable: only its expiry is left to wake for.
+    let (mut lc, mut rng, _) = holding_300s(s(0));
+    let ticket = lc.start_request(s(240)).unwrap();
+    lc.on_failure(s(241), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.poll_timeout(), Some((s(295), Wake::TokenExpiry)));
+}
+
+#[test]
+fn config_validation() {
+    assert!(LifecycleConfig::default().validate().is_ok());
+    let bad = LifecycleConfig { refresh_jitter_permille: 600, ..LifecycleConfig::default() };
+    assert_eq!(bad.validate(), Err(ConfigError::JitterTooLarge));
+    let bad = LifecycleConfig { min_refresh_permille: 950, ..LifecycleConfig::default() };
+    assert_eq!(bad.validate(), Err(ConfigError::RefreshFractions));
+    let bad = LifecycleConfig { retry_base: Duration::ZERO, ..LifecycleConfig::default() };
+    assert!(Lc::new(bad).is_err());
+}
+
+/// Operations a caller (or a hostile scheduler) can perform, in any order.
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u64),
+    Start,
+    Succeed {
+        life_s: u64,
+    },
+    Fail(u8),
+    Abandon,
+    Invalidate {
+        back: u32,
+    },
+    Timeout,
+    /// The adapter sleeps until the next deadline, handles it and starts what is due.
+    SleepToDeadline,
+    CredentialsChanged,
+    Use,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..120_000).prop_map(Op::Advance),
+        3 => Just(Op::Start),
+        2 => prop_oneof![Just(0u64), 0u64..3, 0u64..400].prop_map(|life_s| Op::Succeed { life_s }),
+        2 => any::<u8>().prop_map(Op::Fail),
+        1 => Just(Op::Abandon),
+        2 => (0u32..3).prop_map(|back| Op::Invalidate { back }),
+        2 => Just(Op::Timeout),
+        3 => Just(Op::SleepToDeadline),
+        1 => Just(Op::CredentialsChanged),
+        4 => Just(Op::Use),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Against a reference model of what was acquired and when: never an expired token,
+    /// never two requests in flight, never a panic, and outcomes only for the live ticket.
+    /// And whatever the lifetimes, failures and timeouts: no two requests start closer than
+    /// `min_refresh_interval`, but for one refresh after a 401 per interval.
+    #[test]
+    fn never_expired_never_two_in_flight(ops in proptest::collection::vec(op(), 1..200), seed: u64) {
+        let config = LifecycleConfig::default();
+        let min = config.min_refresh_interval;
+        let mut lc = Lifecycle::<16>::new(config).unwrap();
+        let mut rng = Rng::new(seed);
+        let mut now = Instant::ZERO;
+        // Model: tickets outstanding, and the absolute expiry of every token by its value.
+        let mut outstanding: Option<(Ticket, Instant)> = None;
+        let mut expiries: Vec<(std::string::String, Instant)> = Vec::new();
+        let mut counter = 0u32;
+        // Model of the spacing: the last start, the last start that came early (closer
+        // than `min` to the one before), and whether a 401 dropped a token since the last
+        // start (with no token or credential change since).
+        let mut last_start: Option<Instant> = None;
+        let mut last_early: Option<Instant> = None;
+        let mut refused_since_start = false;
+        let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool| {
+            let Some(ticket) = lc.start_request(now) else { return Ok(()) };
+            prop_assert!(outstanding.is_none(), "two requests in flight");
+            *outstanding = Some((ticket, now));
+            if let Some(gap) = last_start.map(|at| now.saturating_duration_since(at)) && gap < min {
+                prop_assert!(*refused, "two requests {gap} apart, no 401 between them");
+                prop_assert!(
+                    last_early.is_none_or(|at| now.saturating_duration_since(at) >= min),
+                    "two early refreshes within {min}"
+                );
+                last_early = Some(now);
+            }
+            last_start = Some(now);
+            *refused = false;
+            Ok(())
+        };
+        for op in ops {
+            match op {
+                Op::Advance(ms) => now = now + Duration::from_millis(ms),
+                Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start)?,
+                Op::Succeed { life_s } => {
+                    if let Some((ticket, sent)) = outstanding.take() {
+                        counter += 1;
+                        let value = std::format!("tok{counter}");
+                        let life = Duration::from_secs(life_s);
+                        if lc.on_success(now, ticket, tok16(&value), life, &mut rng).is_some() {
+                            expiries.push((value, sent + life));
+                            refused_since_start = false;
+                        }
+                    }
+                }
+                Op::Fail(kind) => {
+                    if let Some((ticket, _)) = outstanding.take() {
+                        let failure = match kind % 5 {
+                            0 => TokenFailure::Transient { retry_after: None },
+                            1 => TokenFailure::RateLimited { retry_after: Some(Duration::from_millis(u64::from(kind) * 100)) },
+                            2 => TokenFailure::Transient { retry_after: Some(Duration::MAX) },
+                            3 => TokenFailure::Transient { retry_after: Some(Duration::ZERO) },
+                            _ => TokenFailure::Fatal(RejectReason::InvalidClient),
+                        };
+                        lc.on_failure(now, ticket, failure, &mut rng);
+                    }
+                }
+                Op::Abandon => {
+                    if let Some((ticket, _)) = outstanding.take() {
+                        lc.on_abandoned(now, ticket);
+                    }
+                }
+                Op::Invalidate { back } => {
+                    if let Some((_, g)) = lc.token(now)
+                        && lc.invalidate(now, Generation(g.0.saturating_sub(back)))
+                    {
+                        refused_since_start = true;
+                    }
+                }
+                Op::Timeout => lc.handle_timeout(now, &mut rng),
+                Op::SleepToDeadline => {
+                    if let Some((at, _)) = lc.poll_timeout() {
+                        now = now.max(at);
+                    }
+                    lc.handle_timeout(now, &mut rng);
+                    if !lc.in_flight() {
+                        outstanding = None;
+                    }
+                    start(&mut lc, now, &mut outstanding, &mut refused_since_start)?;
+                }
+                Op::CredentialsChanged => {
+                    lc.credentials_changed(now);
+                    outstanding = None; // disowned
+                    refused_since_start = false;
+                }
+                Op::Use => {}
+            }
+            // If the lifecycle no longer considers the model's ticket in flight (timeout),
+            // the model forgets it too.
+            if !lc.in_flight() {
+                outstanding = None;
+            }
+            if let Some((token, _)) = lc.token(now) {
+                let expiry = expiries.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
+                prop_assert!(expiry.is_some(), "served a token never acquired");
+                prop_assert!(now < expiry.unwrap_or(Instant::ZERO), "served an expired token at {now}");
+            }
+            // The session's shortcut to the rejected state agrees with the state.
+            let rejected = match lc.state(now) {
+                LifecycleState::Rejected { reason } => Some(reason),
+                _ => None,
+            };
+            prop_assert_eq!(lc.rejected(), rejected);
+            if let Some((at, _)) = lc.poll_timeout() {
+                let _ = at; // any instant is fine; must not panic
+            }
+            while lc.poll_event().is_some() {}
+        }
+    }
+}
+
+fn tok16(v: &str) -> AccessToken<16> {
+    AccessToken::new(v).unwrap()
+}

@@ -1,0 +1,520 @@
+//! The API side: one request across its attempts, from `begin` to its verdict.
+
+use core::fmt;
+
+use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
+use crate::breaker::{Admission, ProbeTicket};
+use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
+use crate::http::{Headers, Method};
+use crate::lifecycle::Generation;
+use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
+use crate::retry::policy::{
+    Attempt, Failure, GiveUpReason, RetryDecision, TransportKind, WaitSource,
+};
+use crate::secret::AccessToken;
+use crate::time::{Duration, Instant};
+
+/// What a caller says about one API request before it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestSpec {
+    /// The HTTP method.
+    pub method: Method,
+    /// The caller vouches that repeating this request is harmless (for POST/PATCH).
+    pub idempotent: bool,
+    /// Its priority for pacing.
+    pub priority: Priority,
+    /// No attempt may start after this instant.
+    pub deadline: Option<Instant>,
+    /// The breaker it is counted against.
+    pub host: HostKey,
+}
+
+impl RequestSpec {
+    /// A request with `method` to `host`, normal priority, no deadline, not marked idempotent.
+    pub fn new(method: Method, host: HostKey) -> Self {
+        RequestSpec { method, idempotent: false, priority: Priority::Normal, deadline: None, host }
+    }
+}
+
+/// The state of one API request across its attempts. Created by [`Session::begin`], owned by
+/// the caller, handed back to every session call about that request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "pass the request state to authorize and handle_response"]
+pub struct RequestState {
+    spec: RequestSpec,
+    attempts: u32,
+    retries: u32,
+    /// The one retry after a 401 (with a new token) is spent.
+    reauthenticated: bool,
+    /// The token generation the last attempt was sent with.
+    generation: Option<Generation>,
+    /// No attempt before this (a retry's backoff).
+    not_before: Instant,
+    stage: Stage,
+    /// An external pacer admitted the next attempt.
+    externally_paced: bool,
+    /// Not before this, on an external pacer's word.
+    external_hold: Option<Instant>,
+}
+
+/// Where the request's current attempt stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// None in flight: the next one is to be authorized.
+    Ready,
+    /// Sent, admitted by a closed breaker; its outcome is not reported yet.
+    Sent,
+    /// Sent as its host breaker's probe, holding the breaker's ticket; its outcome is not
+    /// reported yet.
+    Probe(ProbeTicket),
+}
+
+impl RequestState {
+    /// The request's description.
+    pub fn spec(&self) -> &RequestSpec {
+        &self.spec
+    }
+
+    /// Attempts sent so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Retries made so far (not counting the single re-authentication retry after a 401).
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Marks the next attempt as admitted by an external pacer (`true`), or clears the mark:
+    /// a fleet's shared rate budget that counted the attempt against the limit every process
+    /// shares, applying the spacing, burst and priority reserves with every process's sends in
+    /// view (the std adapter's fleet mode).
+    ///
+    /// While the mark is set, [`Session::authorize`] holds the attempt back only for what the
+    /// server enforces, a 429's `Retry-After` and an exhausted window
+    /// ([`Pacer::check_admitted`](crate::ratelimit::pacer::Pacer::check_admitted)), not for
+    /// this session's spacing, reserves and estimate of other clients, which know only this
+    /// process's sends. The mark survives waits (for a token, a backoff) and is cleared when the
+    /// attempt is sent: the next attempt needs its own admission. An attempt without the mark,
+    /// because the external pacer could not be asked, is paced here at the request's own
+    /// [`priority`](RequestSpec::priority), which the mark never changes.
+    pub fn set_externally_paced(&mut self, admitted: bool) {
+        self.externally_paced = admitted;
+    }
+
+    /// Whether the next attempt was admitted by an external pacer
+    /// ([`set_externally_paced`](Self::set_externally_paced)).
+    pub fn externally_paced(&self) -> bool {
+        self.externally_paced
+    }
+
+    /// Holds the next attempt back until `until` on an external pacer's word: a fleet's shared
+    /// budget that cannot admit it sooner (another process's 429 held the fleet back, or the
+    /// shared window is spent), for longer than the caller would sleep on the pacer's behalf.
+    ///
+    /// [`Session::authorize`] treats the hold as its own pacer's answer: a hold within
+    /// [`RetryPolicy::max_wait`](crate::retry::policy::RetryPolicy) is waited for, and a longer
+    /// one (a daily quota's hours) fails fast naming the wait, except for the session's one
+    /// probe per `max_wait`, exactly as for a wait this session learned itself. The hold never
+    /// shortens a wait of the session's own, and is cleared when the attempt is sent.
+    pub fn set_external_hold(&mut self, until: Instant) {
+        self.external_hold = Some(until);
+    }
+}
+
+/// Why an [`Authorize::Wait`] waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum WaitReason {
+    /// No usable token yet; one is being requested. Wait for a token event (or `until`).
+    Token,
+    /// The pacer spreads requests over the rate-limit window.
+    Paced(PaceReason),
+    /// A retry scheduled by the verdict is not due yet.
+    Backoff,
+    /// The breaker is half-open and its probe is in flight.
+    BreakerProbe,
+}
+
+/// The answer to [`Session::authorize`].
+#[must_use]
+pub enum Authorize<'s, const N: usize> {
+    /// Send now with `Authorization: Bearer <token>`; report the outcome with the same state.
+    Send {
+        /// The token to attach.
+        token: &'s AccessToken<N>,
+        /// Its generation (kept in the request state for 401 handling).
+        generation: Generation,
+    },
+    /// Not yet. Call again at `until`, or when a token event arrives if `until` is `None`.
+    Wait {
+        /// When to ask again, if known.
+        until: Option<Instant>,
+        /// Why.
+        reason: WaitReason,
+    },
+    /// The request cannot be sent; return this error to the caller.
+    Fail(ApiError),
+}
+
+impl<const N: usize> fmt::Debug for Authorize<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Authorize::Send { generation, .. } => {
+                f.debug_struct("Send").field("generation", generation).finish_non_exhaustive()
+            }
+            Authorize::Wait { until, reason } => {
+                f.debug_struct("Wait").field("until", until).field("reason", reason).finish()
+            }
+            Authorize::Fail(e) => f.debug_tuple("Fail").field(e).finish(),
+        }
+    }
+}
+
+/// Why a request is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum RetryReason {
+    /// The token was rejected (401); a new one is being fetched, the request is retried once.
+    Reauthenticate,
+    /// Rate-limited (429).
+    RateLimited,
+    /// A transient server error (408, 5xx).
+    ServerError(u16),
+    /// A transport failure.
+    Transport(TransportKind),
+}
+
+/// The session's verdict on one attempt's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Verdict {
+    /// Hand the response to the caller as it is (success, or a permanent answer such as 404).
+    Done,
+    /// Send again, not before `at` (call [`Session::authorize`] then).
+    Retry {
+        /// Earliest instant for the next attempt.
+        at: Instant,
+        /// Why.
+        reason: RetryReason,
+        /// Where the wait came from (the server's `Retry-After`, or backoff).
+        source: WaitSource,
+    },
+    /// Give up and return this error.
+    Fail(ApiError),
+}
+
+impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+    /// Starts tracking one API request.
+    pub fn begin(&mut self, now: Instant, spec: RequestSpec) -> RequestState {
+        count(&mut self.counters.requests);
+        self.budget.deposit(now);
+        RequestState {
+            spec,
+            attempts: 0,
+            retries: 0,
+            reauthenticated: false,
+            generation: None,
+            not_before: now,
+            stage: Stage::Ready,
+            externally_paced: false,
+            external_hold: None,
+        }
+    }
+
+    /// Decides whether the request may be sent at `now`: with which token, or until when to
+    /// wait, or why it cannot be sent at all.
+    #[inline(never)]
+    pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N> {
+        // A second authorize without an outcome: the earlier attempt is abandoned.
+        self.abandon(now, req);
+        if let Some(deadline) = req.spec.deadline
+            && now > deadline
+        {
+            // Waiting for a token that did not come: say why it did not.
+            if self.lifecycle.token(now).is_none() && self.last_token_failure.is_some() {
+                let error = self.token_error(None, self.token_wait_until(now));
+                return self.fail_with(error);
+            }
+            return self.fail(ApiErrorKind::DeadlineExceeded);
+        }
+        if now < req.not_before {
+            return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
+        }
+        if self.lifecycle.token(now).is_none() {
+            if let Some(error) = self.token_unavailable(now, req.spec.deadline) {
+                return self.fail_with(error);
+            }
+            return Authorize::Wait {
+                until: self.token_wait_until(now),
+                reason: WaitReason::Token,
+            };
+        }
+        if let Some((_, generation)) = self.lifecycle.token(now) {
+            self.pacer.use_token(now, generation);
+        }
+        // An admitted attempt is held back only by what the server enforces.
+        let sender =
+            if req.externally_paced { Sender::Admitted } else { Sender::Local(req.spec.priority) };
+        let mut pace = self.pacer.pace(now, sender);
+        if let Some(hold) = req.external_hold
+            && hold > now
+            && !matches!(pace, Pace::NotBefore { at, .. } if at >= hold)
+        {
+            // An external pacer's long wait: the shared window spent, or a 429's hold.
+            pace = Pace::NotBefore { at: hold, reason: PaceReason::Exhausted };
+        }
+        if let Pace::NotBefore { at, reason } = pace {
+            if req.spec.deadline.is_some_and(|d| at > d) {
+                return self.fail(ApiErrorKind::DeadlineExceeded);
+            }
+            let wait = at.saturating_duration_since(now);
+            let max = self.config.retry.max_wait;
+            if wait <= max {
+                self.counters.paced_ms =
+                    crate::time::add_sat(self.counters.paced_ms, wait.as_millis());
+                return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
+            }
+            // A quota that frees up only in hours (a daily limit's 429, an exhausted long
+            // window), or a bogus wait that saturated to "forever": fail now, naming the wait,
+            // rather than holding the caller silently. One request per `max_wait` still goes
+            // out as a probe, so the session finds out when the limit is lifted.
+            if !self.pacer.take_quota_probe(now, max) {
+                let reason = GiveUpReason::WaitTooLong { wait, max };
+                return self.fail(ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
+            }
+        }
+        let breaker_config = self.config.api_breaker;
+        let breaker = self.host_breaker(now, req.spec.host, breaker_config);
+        let admission = breaker.check(now);
+        self.drain_breaker_events();
+        let stage = match admission {
+            Admission::Allowed => Stage::Sent,
+            Admission::Probe(ticket) => Stage::Probe(ticket),
+            Admission::ProbeInFlight => {
+                return Authorize::Wait { until: None, reason: WaitReason::BreakerProbe };
+            }
+            Admission::Rejected { until } => {
+                return self.fail(ApiErrorKind::CircuitOpen { until });
+            }
+        };
+        // An admitted send did not wait for the local schedule, so it does not move it (as a
+        // Critical one does not); the admission covered this attempt only.
+        let paced_as = match sender {
+            Sender::Admitted => Priority::Critical,
+            Sender::Local(priority) => priority,
+        };
+        self.pacer.on_send(now, paced_as);
+        req.externally_paced = false;
+        req.external_hold = None;
+        req.attempts = req.attempts.saturating_add(1);
+        req.stage = stage;
+        count(&mut self.counters.attempts);
+        match self.lifecycle.token(now) {
+            Some((token, generation)) => {
+                req.generation = Some(generation);
+                Authorize::Send { token, generation }
+            }
+            // Checked above; kept total rather than panicking.
+            None => Authorize::Wait { until: None, reason: WaitReason::Token },
+        }
+    }
+
+    /// Reports the API's answer to the attempt last authorized for `req`, and returns what to do.
+    #[inline(never)]
+    pub fn handle_response<Hd: Headers + ?Sized>(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        status: u16,
+        headers: &Hd,
+        body: &[u8],
+    ) -> Verdict {
+        let stage = core::mem::replace(&mut req.stage, Stage::Ready);
+        let reference = self.reference(now, headers);
+        let mut classified = classify_response(status, headers, body, reference);
+        if let Some(snapshot) = &classified.rate_limit {
+            self.pacer.observe_for(now, snapshot, req.generation);
+        }
+        // Masked now, while the token that was sent is still held (a 401 drops it below).
+        self.mask_classified(now, &mut classified);
+        let correlation = classified.correlation_id;
+        let host = req.spec.host;
+        let mut forbidden = None;
+        let mut verdict = match classified.class {
+            ResponseClass::Success | ResponseClass::Permanent { .. } => {
+                self.report_to_host_breaker(now, host, CallEnd::Success);
+                Verdict::Done
+            }
+            ResponseClass::Forbidden(diagnosis) => {
+                self.report_to_host_breaker(now, host, CallEnd::Success);
+                forbidden = Some(diagnosis);
+                Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden))
+            }
+            ResponseClass::Unauthorized { .. } => {
+                count(&mut self.counters.unauthorized);
+                self.report_to_host_breaker(now, host, CallEnd::Success);
+                if let Some(generation) = req.generation {
+                    let _ = self.lifecycle.invalidate(now, generation);
+                    self.drain_lifecycle_events();
+                }
+                if req.reauthenticated {
+                    Verdict::Fail(ApiError::new(ApiErrorKind::Unauthorized))
+                } else {
+                    req.reauthenticated = true;
+                    count(&mut self.counters.retries);
+                    Verdict::Retry {
+                        at: now,
+                        reason: RetryReason::Reauthenticate,
+                        source: WaitSource::Backoff,
+                    }
+                }
+            }
+            ResponseClass::RateLimited { retry_after, .. } => {
+                count(&mut self.counters.rate_limited);
+                // A 429 is the pacer's business, not an outage: the breaker is not charged.
+                if let Stage::Probe(ticket) = stage {
+                    self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
+                }
+                // Everyone waits as the server asked. Waits longer than the retry policy
+                // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
+                // with one probe per `max_wait` from now on.
+                self.pacer.on_rate_limited_for(now, retry_after, req.generation);
+                self.pacer.defer_quota_probe(now, self.config.retry.max_wait);
+                let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
+                self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
+                self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
+            }
+            ResponseClass::Transient { status, retry_after } => {
+                self.report_to_host_breaker(now, host, CallEnd::Failure);
+                let failure = if status == 503 && retry_after.is_some() {
+                    Failure::TransientNotProcessed
+                } else {
+                    Failure::Transient
+                };
+                self.retry(now, req, failure, retry_after, RetryReason::ServerError(status))
+            }
+        };
+        if let Verdict::Fail(error) = &mut verdict {
+            error.status = Some(status);
+            self.last_response_failure = ResponseFailure { correlation_id: correlation, forbidden };
+            count(&mut self.counters.failed);
+        }
+        verdict
+    }
+
+    /// Masks the client's credentials in what the session keeps of an API response: its
+    /// correlation id and a 403's diagnosis (the Genesys message and code, the challenge's
+    /// scope and `error_description`).
+    fn mask_classified(&self, now: Instant, classified: &mut crate::classify::Classified) {
+        let secrets = self.secrets(now);
+        if let Some(id) = classified.correlation_id.as_mut() {
+            id.mask(&secrets);
+        }
+        if let ResponseClass::Forbidden(d) = &mut classified.class {
+            secrets.mask(d.message.as_mut_view());
+            secrets.mask(d.missing.as_mut_view());
+            if let Some(code) = d.code.as_mut() {
+                secrets.mask(code.as_mut_view());
+            }
+        }
+    }
+
+    /// Reports that the attempt last authorized for `req` failed in transport.
+    #[inline(never)]
+    pub fn handle_transport_error(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        kind: TransportKind,
+    ) -> Verdict {
+        req.stage = Stage::Ready;
+        let host = req.spec.host;
+        self.report_to_host_breaker(now, host, CallEnd::Failure);
+        let verdict =
+            self.retry(now, req, Failure::Transport(kind), None, RetryReason::Transport(kind));
+        if matches!(verdict, Verdict::Fail(_)) {
+            count(&mut self.counters.failed);
+        }
+        verdict
+    }
+
+    /// The caller gave up on `req` (cancelled, timed out on its side) while an attempt was in
+    /// flight: release what it held (a breaker probe). Harmless otherwise.
+    pub fn abandon(&mut self, now: Instant, req: &mut RequestState) {
+        if let Stage::Probe(ticket) = core::mem::replace(&mut req.stage, Stage::Ready) {
+            let host = req.spec.host;
+            self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
+        }
+    }
+
+    fn retry(
+        &mut self,
+        now: Instant,
+        req: &mut RequestState,
+        failure: Failure,
+        retry_after: Option<Duration>,
+        reason: RetryReason,
+    ) -> Verdict {
+        let attempt = Attempt {
+            method: req.spec.method,
+            idempotent: req.spec.idempotent,
+            retries_done: req.retries,
+            deadline: req.spec.deadline,
+        };
+        match self.config.retry.decide(
+            now,
+            &attempt,
+            failure,
+            retry_after,
+            &mut self.budget,
+            &mut self.rng,
+        ) {
+            RetryDecision::RetryAt { at, source, .. } => {
+                // A retry into an open breaker would only be refused later: say so now.
+                if let Some(until) = self.host_open_until(req.spec.host) {
+                    return Verdict::Fail(ApiError::new(ApiErrorKind::CircuitOpen { until }));
+                }
+                req.retries = req.retries.saturating_add(1);
+                req.not_before = at;
+                count(&mut self.counters.retries);
+                Verdict::Retry { at, reason, source }
+            }
+            RetryDecision::GiveUp(give_up) => {
+                Verdict::Fail(ApiError::new(ApiErrorKind::GaveUp { reason: give_up, last: reason }))
+            }
+        }
+    }
+
+    /// Counts a failed request and answers it with an error of `kind`.
+    fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N> {
+        self.fail_with(ApiError::new(kind))
+    }
+
+    /// Counts a failed request and answers it with `error`.
+    fn fail_with(&mut self, error: ApiError) -> Authorize<'_, N> {
+        count(&mut self.counters.failed);
+        Authorize::Fail(error)
+    }
+
+    pub(super) fn retry_after<Hd: Headers + ?Sized>(
+        &self,
+        now: Instant,
+        headers: &Hd,
+    ) -> Option<Duration> {
+        let value = headers.get("retry-after")?;
+        crate::http::retry_after::parse_retry_after(value)?.delay(self.reference(now, headers))
+    }
+}
+
+/// What the session keeps of the last API response that failed a request, for
+/// [`Session::error_detail`]: its correlation id and a 403's diagnosis, masked.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ResponseFailure {
+    pub(super) correlation_id: Option<CorrelationId>,
+    pub(super) forbidden: Option<Diagnosis>,
+}
