@@ -13,8 +13,8 @@
 //! - `http_clients`: the two HTTP clients (redirect policies) and the token's origin check.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -51,6 +51,8 @@ pub(crate) use send::{BoxError, transport_kind};
 pub const TOKEN_CAPACITY: usize = 8192;
 /// API hosts with their own circuit breaker.
 pub const HOSTS: usize = 8;
+/// Events kept for a subscriber that lags (older ones are dropped, and it is told how many).
+const EVENT_CAPACITY: usize = 256;
 /// Bound on a fleet admission or report (a store that hangs must not hold requests).
 const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 
@@ -234,7 +236,9 @@ struct Shared {
     version: watch::Sender<u64>,
     /// Wakes the token driver.
     kick: Notify,
-    events: broadcast::Sender<ClientEvent>,
+    /// Created by the first [`Client::events`]: until someone subscribes, events are not even
+    /// built (a service holding a client per tenant pays for none of the channels' slots).
+    events: OnceLock<broadcast::Sender<ClientEvent>>,
     /// API requests: follows redirects within the request's origin only (see [`api_client`]).
     http: reqwest::Client,
     /// Token requests: never follows a redirect (see [`token_client`]).
@@ -242,6 +246,9 @@ struct Shared {
     /// Most bytes of a token response or an API error body read into memory.
     max_response_body: usize,
     clock: Clock,
+    /// When the session was last told the wall-clock time (core instant, milliseconds;
+    /// `u64::MAX` before the first time): see `Shared::refresh_wall_clock`.
+    wall_set_at: AtomicU64,
     /// `None` for a client of tokens only ([`Target::TokenOnly`](crate::Target::TokenOnly)).
     api_base: Option<reqwest::Url>,
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
@@ -258,6 +265,9 @@ struct Shared {
     /// driver held is left in `left_lease` for `shutdown` to release (instead of in the
     /// background).
     closing: AtomicBool,
+    /// The span of the latest token request: a request that waited for a token follows from
+    /// it (`follows_from`), so a trace shows which refresh held it.
+    last_fetch: Mutex<Option<tracing::Span>>,
     /// Fleet mode: the refresh lease the driver held when `shutdown` stopped it.
     left_lease: Mutex<Option<Lease>>,
     /// Fleet mode: one request per priority class at a time asks the fleet's admission (and
@@ -425,17 +435,17 @@ impl Client {
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
             cache: ArcSwapOption::empty(),
             version,
             kick: Notify::new(),
-            events,
+            events: OnceLock::new(),
             http,
             token_http,
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
+            wall_set_at: AtomicU64::new(u64::MAX),
             api_base,
             plain_http,
             request_timeout: config.request_timeout,
@@ -445,6 +455,7 @@ impl Client {
             fleet,
             closing: AtomicBool::new(false),
             left_lease: Mutex::new(None),
+            last_fetch: Mutex::new(None),
             admission_gates: Default::default(),
         });
         let driver = Mutex::new(Some(tokio::spawn(driver::drive(Arc::clone(&shared)))));
@@ -506,9 +517,12 @@ impl Client {
         self.shared().fleet.as_ref().map(FleetLink::status)
     }
 
-    /// Subscribes to the client's events (token acquired, retries, waits, breaker changes).
+    /// Subscribes to the client's events (token acquired, retries, waits, breaker changes):
+    /// those sent from now on. The channel is made by the first call; a client nobody
+    /// subscribes to neither keeps nor builds events.
     pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
-        self.shared().events.subscribe()
+        let shared = self.shared();
+        shared.events.get_or_init(|| broadcast::channel(EVENT_CAPACITY).0).subscribe()
     }
 
     /// Time since the client was created, on the clock the core's instants count from.
@@ -739,10 +753,17 @@ impl Client {
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
         self.shared().check_origin(request.url())?;
-        let label = format!("{} {}", request.method(), request.url().path());
-        let span = tracing::debug_span!("credflow.send", request = %label);
+        // OpenTelemetry's HTTP client fields (the path, never the query: it may carry
+        // secrets of the caller's); each attempt is a child span (see `send::attempt_span`).
+        let span = tracing::info_span!(
+            "credflow.send",
+            "http.request.method" = request.method().as_str(),
+            "server.address" = request.url().host_str(),
+            "server.port" = request.url().port_or_known_default(),
+            "url.path" = request.url().path(),
+        );
         let shared = Arc::clone(&self.inner.shared);
-        send::attempts(shared, request, options, transport, label).instrument(span).await
+        send::attempts(shared, request, options, transport).instrument(span).await
     }
 }
 
@@ -790,6 +811,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Sends the event `make` builds to the subscribers of [`Client::events`], if there ever
+    /// was one.
+    fn emit(&self, make: impl FnOnce() -> ClientEvent) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(make());
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, CoreSession> {
         // A panic while holding the lock cannot leave the session inconsistent in a way that
         // matters more than stopping every caller: keep going with the inner value.
@@ -800,4 +829,24 @@ impl Shared {
 /// A mutex's value, even if a panic poisoned it (the values guarded with this stay consistent).
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client allocates its event channel (256 slots) when someone first subscribes, not
+    /// when it is built: a service holding a client per tenant pays for none it does not read.
+    #[tokio::test]
+    async fn the_event_channel_is_made_by_the_first_subscriber() {
+        // A token URL nothing listens on (port 9, discard): the driver's request fails; no
+        // matter, only the channel is looked at.
+        let credentials = crate::config::credentials("tenant", "secret").expect("credentials");
+        let client = Client::new(Config::token_only("http://127.0.0.1:9/token", credentials))
+            .expect("client");
+        assert!(client.shared().events.get().is_none(), "no channel before events()");
+        let _events = client.events();
+        assert!(client.shared().events.get().is_some());
+        client.shutdown().await;
+    }
 }

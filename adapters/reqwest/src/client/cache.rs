@@ -2,11 +2,13 @@
 //! waiters watch, the session's events forwarded, and the wait for a token.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use credflow_core::lifecycle::LifecycleEvent;
+use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::session::{Event, TokenProblem, TokenStatus};
 use credflow_core::{Duration, Instant};
-use tracing::{debug, info, warn};
+use reqwest::header::HeaderValue;
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::send::bearer;
@@ -18,6 +20,44 @@ impl Shared {
         let guard = self.cache.load();
         let cached = guard.as_ref()?;
         (tokio::time::Instant::now() < cached.usable_until).then(|| cached.token.clone())
+    }
+
+    /// Whether a usable token is cached (as [`cached`](Self::cached), without a clone).
+    pub(super) fn has_cached(&self) -> bool {
+        let guard = self.cache.load();
+        guard.as_ref().is_some_and(|cached| tokio::time::Instant::now() < cached.usable_until)
+    }
+
+    /// The cached token's `Authorization` header if it is token `generation` (the one the
+    /// session just authorized): built once per token rather than once per request.
+    pub(super) fn cached_header(&self, generation: Generation) -> Option<HeaderValue> {
+        let guard = self.cache.load();
+        let token = &guard.as_ref()?.token.0;
+        (token.generation == generation).then(|| token.header.clone())
+    }
+
+    /// The generation of the cached token, if any (usable or not).
+    pub(super) fn cached_generation(&self) -> Option<Generation> {
+        self.cache.load().as_ref().map(|cached| cached.token.0.generation)
+    }
+
+    /// The span of the latest token request (see `driver::fetch_span`), for a request that
+    /// waited for a token to link to.
+    pub(super) fn last_fetch(&self) -> Option<tracing::Span> {
+        super::locked(&self.last_fetch).clone()
+    }
+
+    /// Tells the session the wall-clock time when it has not been told for a second (it
+    /// extrapolates in between on the monotonic clock): the reference for epoch resets in
+    /// responses without a `Date`. One read of the system clock per second, not per request.
+    pub(super) fn refresh_wall_clock(&self, session: &mut CoreSession, now: Instant) {
+        const EVERY_MS: u64 = 1000;
+        let set = self.wall_set_at.load(Ordering::Relaxed);
+        // `u64::MAX` until the first time.
+        if set == u64::MAX || now.as_millis().saturating_sub(set) >= EVERY_MS {
+            session.set_wall_clock(self.clock.wall(now));
+            self.wall_set_at.store(now.as_millis(), Ordering::Relaxed);
+        }
     }
 
     /// Publishes the session's usable token to the lock-free cache (or withdraws it), and
@@ -102,7 +142,7 @@ impl Shared {
                 }
                 other => debug!(event = ?other, "session event"),
             }
-            let _ = self.events.send(ClientEvent::Session(event));
+            self.emit(|| ClientEvent::Session(event));
         }
         if wake {
             self.version.send_modify(|v| *v = v.wrapping_add(1));
@@ -112,7 +152,29 @@ impl Shared {
     /// Waits for a token until `token_wait` has passed. The session decides when waiting no
     /// longer helps (a rejection, an open breaker, a next attempt after the deadline, the
     /// deadline itself) and names the last token failure; this only relays its answer.
+    ///
+    /// In a span, `credflow.token_wait`, that follows from the token request's span (the
+    /// refresh it waited for), with the generation of the token it got or the `error.type`.
     pub(super) async fn wait_for_token(&self) -> Result<Token, Error> {
+        let span = tracing::info_span!(
+            "credflow.token_wait",
+            "credflow.token.generation" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+        );
+        let result = self.wait_for_token_unlinked().instrument(span.clone()).await;
+        if !span.is_disabled() {
+            if let Some(fetch) = self.last_fetch() {
+                span.follows_from(&fetch);
+            }
+            match &result {
+                Ok(token) => span.record("credflow.token.generation", token.generation()),
+                Err(error) => span.record("error.type", tracing::field::debug(error.kind())),
+            };
+        }
+        result
+    }
+
+    async fn wait_for_token_unlinked(&self) -> Result<Token, Error> {
         let mut version = self.version.subscribe();
         let deadline = self.clock.now().saturating_add(core_duration(self.token_wait));
         // The session's check fails once `now` is past the deadline: wake just after it.

@@ -14,7 +14,7 @@ use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, Fingerprint};
 use credflow_core::session::RestoreError;
 use reqwest::header::{HeaderMap, HeaderValue};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use zeroize::Zeroizing;
 
 use super::send::{HeaderMapRef, transport_kind};
@@ -44,40 +44,57 @@ impl OwnedTokenRequest {
 /// deadline, and publishes tokens. Runs until the last [`Client`](crate::Client) is dropped, or
 /// [`Client::shutdown`](crate::Client::shutdown).
 pub(super) async fn drive(shared: Arc<Shared>) {
-    let mut buf = Zeroizing::new(vec![0u8; 16 * 1024]);
     let mut fleet = TokenDriver::new(&shared.driver);
+    // When to let the last token request's span close (see `FETCH_SPAN_LINGER`).
+    let mut close_fetch_span = None;
     loop {
-        match poll_request(&shared, &mut fleet, &mut buf) {
-            Some((ticket, request)) => refresh(&shared, &mut fleet, ticket, request).await,
-            None => idle(&shared, &mut fleet).await,
+        if close_fetch_span.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            locked(&shared.last_fetch).take();
+            close_fetch_span = None;
+        }
+        match poll_request(&shared, &mut fleet) {
+            Some((ticket, request)) => {
+                refresh(&shared, &mut fleet, ticket, request).await;
+                close_fetch_span = Some(tokio::time::Instant::now() + FETCH_SPAN_LINGER);
+            }
+            None => idle(&shared, &mut fleet, close_fetch_span).await,
         }
     }
 }
 
+/// How long a token request's span stays open after its answer, for the requests that waited
+/// for it to link to (they wake as the token is published, within milliseconds). A span is
+/// exported when it closes: it must not wait for the next token request, an hour later.
+const FETCH_SPAN_LINGER: StdDuration = StdDuration::from_secs(1);
+
 /// The token request the session wants sent now, if any (an owned copy: the lock is not held
 /// across I/O); tells `fleet` which token the session holds.
-fn poll_request(
-    shared: &Shared,
-    fleet: &mut TokenDriver,
-    buf: &mut Zeroizing<Vec<u8>>,
-) -> Option<(Ticket, OwnedTokenRequest)> {
+fn poll_request(shared: &Shared, fleet: &mut TokenDriver) -> Option<(Ticket, OwnedTokenRequest)> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
     fleet.handle_held(session.token(now).map(|(token, _)| token.fingerprint()));
-    let outgoing = match session.poll_token_request(now, buf) {
-        Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
-        Ok(None) => None,
-        Err(e) => {
-            warn!(error = %e, "cannot encode the token request; check the configuration");
-            None
-        }
-    };
+    // The encoding buffer exists only while a request is encoded (once per token), not for the
+    // client's life: a process holding a client per tenant would keep one each.
+    let due = session.lifecycle().next_request_at().is_some_and(|at| at <= now);
+    let outgoing =
+        due.then(|| Zeroizing::new(vec![0u8; TOKEN_REQUEST_BUFFER])).and_then(|mut buf| {
+            // `buf` holds the credentials; it is wiped when dropped, at the end of this closure.
+            match session.poll_token_request(now, &mut buf) {
+                Ok(Some((ticket, request))) => Some((ticket, OwnedTokenRequest::from(&request))),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(error = %e, "cannot encode the token request; check the configuration");
+                    None
+                }
+            }
+        });
     shared.drain(&mut session);
-    drop(session);
-    zeroize::Zeroize::zeroize(&mut buf[..]);
     outgoing
 }
+
+/// Room to encode a token request (its head and body, a `client_secret_jwt` assertion).
+const TOKEN_REQUEST_BUFFER: usize = 16 * 1024;
 
 /// Gets a token for `ticket`: in fleet mode the fleet's (another process's), else by sending
 /// `request`, under the fleet's lease if it granted one.
@@ -109,18 +126,73 @@ async fn refresh(
             Err(error) => debug!(%error, "fleet refresh failed: fetching locally"),
         }
     }
-    let _ = shared.events.send(ClientEvent::TokenRequest);
-    let result = send_token_request(shared, request).await;
+    shared.emit(|| ClientEvent::TokenRequest);
+    let span = fetch_span(&request.url, lease.is_some());
+    // Requests that wait for this token link to this span (`follows_from`).
+    *locked(&shared.last_fetch) = Some(span.clone());
+    let result = send_token_request(shared, request).instrument(span.clone()).await;
+    let failed = record_answer(&span, &result);
     // A connection that never reached the token endpoint taught the fleet nothing: let
     // another pod try at once rather than wait for the lease to expire.
     let reached = !matches!(result, Err(TransportKind::Connect));
     let fresh = handle_token_answer(shared, ticket, result);
+    match shared.cached_generation().filter(|_| fresh.is_some()) {
+        Some(generation) => {
+            span.record("credflow.token.generation", generation.0);
+        }
+        // A 2xx that is no usable token (the session's events say why).
+        None if !failed => {
+            span.record("error.type", "invalid_token_response");
+        }
+        None => {}
+    }
     // Waiters also watch for failures (to give up early on a rejection).
     shared.version.send_modify(|v| *v = v.wrapping_add(1));
     let end = tokens.handle_token_answer(fresh.is_some(), reached);
     if let (Some(lease), Some(fleet)) = (lease, shared.fleet.as_ref()) {
         publish(shared, fleet, lease, fresh, end).await;
     }
+}
+
+/// The span of one token request, with OpenTelemetry's HTTP client fields (`server.address`
+/// and `server.port` of the token URL, never its query) and credflow's: whether it went under
+/// the fleet's lease; the status, `error.type` and the token's generation are recorded as they
+/// are known. Never the credentials, nor the token.
+fn fetch_span(url: &str, under_lease: bool) -> tracing::Span {
+    let url = reqwest::Url::parse(url).ok();
+    let host = url.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let port = url.as_ref().and_then(reqwest::Url::port_or_known_default);
+    tracing::info_span!(
+        "credflow.token_fetch",
+        "http.request.method" = "POST",
+        "server.address" = %host,
+        "server.port" = port,
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "credflow.token.generation" = tracing::field::Empty,
+        "credflow.fleet.lease" = under_lease,
+    )
+}
+
+/// Records the token endpoint's status, or the transport failure, on the fetch's span;
+/// returns whether it recorded an `error.type`.
+fn record_answer(span: &tracing::Span, result: &Result<TokenAnswer, TransportKind>) -> bool {
+    match result {
+        Ok(TokenAnswer::Read { status, .. }) | Ok(TokenAnswer::TooLarge { status, .. }) => {
+            span.record("http.response.status_code", status);
+            if *status >= 400 {
+                span.record("error.type", status.to_string());
+            } else if matches!(result, Ok(TokenAnswer::TooLarge { .. })) {
+                span.record("error.type", "response_too_large");
+            } else {
+                return false;
+            }
+        }
+        Err(kind) => {
+            span.record("error.type", super::send::error_type(*kind));
+        }
+    }
+    true
 }
 
 /// Hands the token endpoint's answer to the session; returns the token it obtained, if any,
@@ -158,7 +230,13 @@ fn handle_token_answer(
 /// Sleeps until the session's next deadline (and lets it act then), or a kick; with no token
 /// and none allowed yet (backoff, or an open breaker after an outage), reads the fleet's
 /// token when the driver says, as another process may have one.
-async fn idle(shared: &Shared, tokens: &mut TokenDriver) {
+///
+/// Wakes at `close_fetch_span` too, if set, for the driver to let that span close.
+async fn idle(
+    shared: &Shared,
+    tokens: &mut TokenDriver,
+    close_fetch_span: Option<tokio::time::Instant>,
+) {
     let now = shared.clock.now();
     let (next, tokenless) = {
         let session = shared.lock();
@@ -169,6 +247,9 @@ async fn idle(shared: &Shared, tokens: &mut TokenDriver) {
     let due = next.map(|(at, _)| shared.clock.to_tokio(at));
     let mut sleep =
         due.unwrap_or_else(|| tokio::time::Instant::now() + StdDuration::from_secs(3600));
+    if let Some(at) = close_fetch_span {
+        sleep = sleep.min(at);
+    }
     if shared.fleet.is_some() {
         match tokens.poll_peek(now, tokenless) {
             Peek::Due => return adopt_fleet_token(shared, tokens).await,

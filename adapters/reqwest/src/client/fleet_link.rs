@@ -34,7 +34,7 @@ impl Shared {
                 FleetStatus::Joined
             }
         };
-        let _ = self.events.send(ClientEvent::Fleet(status));
+        self.emit(|| ClientEvent::Fleet(status));
     }
 
     /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
@@ -57,7 +57,7 @@ impl Shared {
     /// announced as a pacing wait of `wait` (as the fleet answered it).
     pub(super) async fn sleep_for_fleet(&self, until: Instant, wait: Duration) {
         let reason = WaitReason::Paced(credflow_core::ratelimit::pacer::PaceReason::Spacing);
-        let _ = self.events.send(ClientEvent::Wait { reason, wait: Some(std_duration(wait)) });
+        self.emit(|| ClientEvent::Wait { reason, wait: Some(std_duration(wait)) });
         tokio::time::sleep_until(self.clock.to_tokio(until)).await;
     }
 
@@ -77,7 +77,7 @@ impl Shared {
             ?hold,
             "held by the fleet's shared rate state: a pod of the fleet was answered 429 (not this request)"
         );
-        let _ = self.events.send(ClientEvent::FleetHold { wait: hold });
+        self.emit(|| ClientEvent::FleetHold { wait: hold });
     }
 
     /// The fleet's current hold (see [`SharedStore::hold`](crate::shared::SharedStore::hold)), if the store is usable and

@@ -12,6 +12,9 @@ use tracing::debug;
 use super::{Shared, tls_config};
 use crate::error::Error;
 
+/// Idle connections the token client keeps per host.
+const TOKEN_IDLE_CONNECTIONS: usize = 4;
+
 /// The client token requests go through: credflow's own, whatever the caller does with API
 /// requests, and it never follows a redirect. A 3xx comes back to the session, which refuses
 /// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
@@ -26,6 +29,10 @@ pub(crate) fn token_client(
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
+        // A token request comes once per token life per client: a few idle connections
+        // serve many clients sharing this one (a Transport), where keeping one per past
+        // request (a thousand tenants starting at once) would hold their buffers for nothing.
+        .pool_max_idle_per_host(TOKEN_IDLE_CONNECTIONS)
         .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
@@ -88,8 +95,10 @@ impl Shared {
     /// names origins only, never a path, query or userinfo.
     pub(super) fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
         let to = origin(url);
-        let shown = to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
+        // Formatted only for an error: this runs for every request.
+        let shown = || to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());
         let Some(api) = self.api_base.as_ref().and_then(origin) else {
+            let shown = shown();
             return Err(Error::config(format!(
                 "request to {shown} not sent: this client has no API base (it was built for \
                  tokens only), so no request carries its token; give it one with Config::custom"
@@ -100,6 +109,7 @@ impl Shared {
             None => Err(redirect::TokenOriginError::OtherOrigin),
         };
         checked.map_err(|e| {
+            let shown = shown();
             Error::other_origin(format!("request to {shown} not sent: {e}; the API base is {api}"))
         })
     }

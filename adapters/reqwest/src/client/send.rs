@@ -10,6 +10,7 @@ use credflow_core::fleet::{
     Step as FleetStep,
 };
 use credflow_core::http::{Headers, Method as CoreMethod};
+use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::AccessToken;
 use credflow_core::session::{
@@ -18,7 +19,7 @@ use credflow_core::session::{
 use credflow_core::{Duration, Instant, Priority};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
@@ -35,22 +36,28 @@ pub(super) async fn attempts<F, Fut>(
     request: reqwest::Request,
     options: RequestOptions,
     mut transport: F,
-    label: String,
 ) -> Result<reqwest::Response, Error>
 where
     F: FnMut(reqwest::Request) -> Fut,
     Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
 {
     let mut guard = InFlight::begin(&shared, &request, options);
+    // "GET /path", for logs, events and errors: formatted only when one needs it.
+    let mut label = Label::default();
     let mut original = Some(request);
     let mut version = shared.version.subscribe();
     loop {
-        let header = authorized(&shared, &mut guard, &mut version).await?;
+        let Authorized { header, generation, waited_for_token } =
+            authorized(&shared, &mut guard, &mut version).await?;
+        let span = attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
         // Keep the original while it can be cloned, so a retry can resend it.
         let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
             Some(clone) => (clone, true),
             None => match original.take() {
-                Some(request) => (request, false),
+                Some(request) => {
+                    label.of(&request);
+                    (request, false)
+                }
                 None => return Err(Error::config("request body cannot be replayed for a retry")),
             },
         };
@@ -58,8 +65,15 @@ where
         if attempt.timeout().is_none() {
             *attempt.timeout_mut() = Some(shared.request_timeout);
         }
-        let outcome = execute(transport(attempt), shared.max_response_body).await;
-        let (verdict, response) = judge(&shared, &mut guard.state, outcome, &label);
+        let outcome =
+            execute(transport(attempt), shared.max_response_body).instrument(span.clone()).await;
+        record_outcome(&span, &outcome);
+        if outcome.is_err()
+            && let Some(request) = &original
+        {
+            label.of(request);
+        }
+        let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
         let (at, reason) = match verdict {
             Ok(Verdict::Done) => return response,
             Err(e) => return Err(e),
@@ -67,42 +81,140 @@ where
             Ok(Verdict::Fail(e)) => return Err(e.into()),
             Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
         };
+        span.record("credflow.retry.reason", tracing::field::debug(reason));
         if !replayable {
-            debug!(%label, ?reason, "not retried: the request body cannot be replayed");
+            debug!(
+                label = label.as_str(),
+                ?reason,
+                "not retried: the request body cannot be replayed"
+            );
             return response;
         }
+        if let Some(request) = &original {
+            label.of(request);
+        }
+        let label = label.as_str();
         let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
+        span.record("credflow.retry.wait_ms", wait.as_millis() as u64);
+        drop(span);
         let attempts = guard.state.attempts();
         info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
-        let request = label.clone();
-        let _ = shared.events.send(ClientEvent::Retry { request, reason, wait, attempts });
+        shared.emit(|| ClientEvent::Retry { request: label.to_owned(), reason, wait, attempts });
         if reason == RetryReason::Reauthenticate {
             shared.kick.notify_one();
         }
-        tokio::time::sleep_until(shared.clock.to_tokio(at)).await;
+        Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
+    }
+}
+
+/// The span of one attempt, a child of the request's `credflow.send`: OpenTelemetry's HTTP
+/// client fields (`http.request.method`, `server.address`, `server.port`,
+/// `http.request.resend_count` for a retry; `http.response.status_code` and `error.type` once
+/// known) and credflow's (the token's generation, and the retry reason and wait the verdict
+/// named). Never the token, the URL's query or a header. An attempt that waited for a token
+/// follows from the span of the token request it waited for.
+fn attempt_span(
+    shared: &Shared,
+    guard: &InFlight,
+    request: Option<&reqwest::Request>,
+    generation: Generation,
+    waited_for_token: bool,
+) -> tracing::Span {
+    let resends = guard.state.attempts().saturating_sub(1);
+    let span = tracing::info_span!(
+        "credflow.attempt",
+        "http.request.method" = request.map(|r| r.method().as_str()),
+        "server.address" = request.and_then(|r| r.url().host_str()),
+        "server.port" = request.and_then(|r| r.url().port_or_known_default()),
+        "http.request.resend_count" = (resends > 0).then_some(resends),
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        "credflow.token.generation" = generation.0,
+        "credflow.retry.reason" = tracing::field::Empty,
+        "credflow.retry.wait_ms" = tracing::field::Empty,
+    );
+    if waited_for_token
+        && !span.is_disabled()
+        && let Some(fetch) = shared.last_fetch()
+    {
+        span.follows_from(&fetch);
+    }
+    span
+}
+
+/// Records an attempt's status, or its transport failure, on its span.
+fn record_outcome<T>(
+    span: &tracing::Span,
+    outcome: &Result<(reqwest::Response, T), (TransportKind, BoxError)>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    match outcome {
+        Ok((response, _)) => {
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 400 {
+                span.record("error.type", status.to_string());
+            }
+        }
+        Err((kind, _)) => {
+            span.record("error.type", error_type(*kind));
+        }
+    }
+}
+
+/// A transport failure as OpenTelemetry's `error.type`: a low-cardinality name.
+pub(super) fn error_type(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Connect => "connect",
+        TransportKind::Reset => "reset",
+        TransportKind::Timeout => "timeout",
+        TransportKind::Other => "transport",
+    }
+}
+
+/// A request's method and path ("GET /api/v2/users/me"), formatted the first time it is
+/// needed (a retry, a failure), not for every request.
+#[derive(Default)]
+struct Label(Option<String>);
+
+impl Label {
+    /// Formats the label from `request`, unless it was already.
+    fn of(&mut self, request: &reqwest::Request) {
+        self.0.get_or_insert_with(|| format!("{} {}", request.method(), request.url().path()));
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or("")
     }
 }
 
 /// Waits until the session authorizes the next attempt, and returns its `Authorization`
 /// header: the fleet's admission and every wait as the core's [`RequestDriver`] says.
+///
+/// The waits' futures are boxed: most requests are authorized at once, and keeping those
+/// futures (timers, the store's calls) inline made every request's future kilobytes larger,
+/// copied each time it moves.
 async fn authorized(
     shared: &Shared,
     guard: &mut InFlight,
     version: &mut watch::Receiver<u64>,
-) -> Result<HeaderValue, Error> {
+) -> Result<Authorized, Error> {
+    let mut waited_for_token = false;
     loop {
         // Mark the current version seen *before* asking the session, so a token or breaker
         // change that lands after the answer still wakes the wait below.
         version.borrow_and_update();
         shared.open()?;
         let now = shared.clock.now();
-        let step = guard.driver.poll(now, shared.cached().is_some());
+        let step = guard.driver.poll(now, shared.has_cached());
         if !guard.driver.holds_gate() {
             guard.gate = None;
         }
         match step {
             FleetStep::AskFleet { within, probe_claimed } => {
-                ask_fleet(shared, guard, within, probe_claimed).await?
+                Box::pin(ask_fleet(shared, guard, within, probe_claimed)).await?
             }
             // A question whose answer was lost (never the case here: each is awaited where
             // it is asked) counts as a store that did not answer.
@@ -110,25 +222,26 @@ async fn authorized(
                 let _ = guard.driver.handle_admission(now, None, &mut guard.state);
             }
             FleetStep::ReadHold => {
-                let hold = shared.fleet_hold().await.map(core_duration);
+                let hold = Box::pin(shared.fleet_hold()).await.map(core_duration);
                 let now = shared.clock.now();
                 if let Some(hold) = guard.driver.handle_hold(now, hold, &mut guard.state) {
                     shared.announce_fleet_hold(hold);
                 }
             }
-            FleetStep::Sleep { until, wait } => shared.sleep_for_fleet(until, wait).await,
+            FleetStep::Sleep { until, wait } => Box::pin(shared.sleep_for_fleet(until, wait)).await,
             FleetStep::Fail(FleetFailure::DeadlineExceeded) => return Err(deadline_exceeded()),
             FleetStep::Fail(FleetFailure::HeldByFleet(hold)) => {
                 return Err(Error::held_by_fleet(std_duration(hold)));
             }
             FleetStep::Authorize => match authorize(shared, guard, now) {
-                Decision::Send(header) => {
+                Decision::Send(header, generation) => {
                     guard.driver.handle_sent();
-                    return Ok(header);
+                    return Ok(Authorized { header, generation, waited_for_token });
                 }
                 Decision::Fail(e) => return Err(e),
                 Decision::Wait(until, reason) => {
-                    wait_locally(shared, guard, version, until, reason).await
+                    waited_for_token |= reason == WaitReason::Token;
+                    Box::pin(wait_locally(shared, guard, version, until, reason)).await
                 }
             },
         }
@@ -162,9 +275,14 @@ async fn ask_fleet(
 /// The session's answer for the next attempt, its events forwarded.
 fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
     let mut session = shared.lock();
-    session.set_wall_clock(shared.clock.wall(now));
+    shared.refresh_wall_clock(&mut session, now);
     let decision = match session.authorize(now, &mut guard.state) {
-        Authorize::Send { token, .. } => Decision::Send(bearer(token)),
+        Authorize::Send { token, generation } => {
+            guard.outstanding = true;
+            // The cached token's header (built once per token), not a new one per request.
+            let header = shared.cached_header(generation).unwrap_or_else(|| bearer(token));
+            Decision::Send(header, generation)
+        }
         Authorize::Wait { until, reason } => Decision::Wait(until, reason),
         Authorize::Fail(e) => Decision::Fail(Error::naming_the_fleet(
             session.error_detail(e),
@@ -188,7 +306,7 @@ async fn wait_locally(
     let wake = guard.driver.handle_wait(now, until, reason, &mut guard.state);
     let now_tokio = tokio::time::Instant::now();
     let wait = until.map(|at| shared.clock.to_tokio(at).saturating_duration_since(now_tokio));
-    let _ = shared.events.send(ClientEvent::Wait { reason, wait });
+    shared.emit(|| ClientEvent::Wait { reason, wait });
     if wake.kick_token_driver {
         shared.kick.notify_one();
     }
@@ -202,12 +320,15 @@ async fn wait_locally(
 /// reported to the fleet), and what the caller gets if it is final.
 fn judge(
     shared: &Arc<Shared>,
-    state: &mut RequestState,
+    guard: &mut InFlight,
     outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
     label: &str,
 ) -> (Result<Verdict, Error>, Result<reqwest::Response, Error>) {
     let now = shared.clock.now();
     let mut session = shared.lock();
+    // The session hears this attempt's outcome now: nothing is left to abandon on drop.
+    guard.outstanding = false;
+    let state = &mut guard.state;
     match outcome {
         Ok((response, body)) => {
             let status = response.status().as_u16();
@@ -241,9 +362,17 @@ fn failed(session: &CoreSession, verdict: Verdict) -> Result<Verdict, Error> {
     }
 }
 
+/// An attempt the session authorized: its `Authorization` header, the token's generation,
+/// and whether the request waited for that token (a refresh) first.
+struct Authorized {
+    header: HeaderValue,
+    generation: Generation,
+    waited_for_token: bool,
+}
+
 /// The session's answer for the next attempt.
 enum Decision {
-    Send(HeaderValue),
+    Send(HeaderValue, Generation),
     Wait(Option<Instant>, WaitReason),
     Fail(Error),
 }
@@ -276,6 +405,10 @@ struct InFlight {
     /// This request's turn at the fleet's admission (see `Shared::admission_gates`), held
     /// while the driver says so.
     gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// An attempt was authorized and the session has not heard its outcome: dropping the
+    /// request now abandons it (releasing a breaker probe). Without one, dropping needs
+    /// neither the clock nor the session's lock.
+    outstanding: bool,
 }
 
 impl InFlight {
@@ -301,12 +434,15 @@ impl InFlight {
         let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
         let driver = RequestDriver::new(shared.driver, deadline, fleet);
         let state = shared.lock().begin(now, spec);
-        InFlight { shared: Arc::clone(shared), state, driver, gate: None }
+        InFlight { shared: Arc::clone(shared), state, driver, gate: None, outstanding: false }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.outstanding {
+            return;
+        }
         let now = self.shared.clock.now();
         let mut session = self.shared.lock();
         session.abandon(now, &mut self.state);
@@ -447,7 +583,18 @@ impl http_body::Body for Resumed {
 pub(super) struct HeaderMapRef<'a>(pub(super) &'a HeaderMap);
 
 impl Headers for HeaderMapRef<'_> {
+    /// The first value of header `name`. The session asks for about twenty names per response,
+    /// most of them absent; in a map of a few headers (the common API response), comparing
+    /// names in place beats parsing and hashing each asked name. Names are stored lowercase.
     fn get(&self, name: &str) -> Option<&[u8]> {
+        // Values, not names: a name repeated many times must not make each scan long.
+        const SCAN: usize = 12;
+        if self.0.len() <= SCAN {
+            let mut headers = self.0.iter();
+            return headers
+                .find(|(have, _)| have.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_bytes());
+        }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
 }
@@ -458,5 +605,36 @@ fn gate_index(priority: Priority) -> usize {
         Priority::Critical => 0,
         Priority::Normal => 1,
         Priority::Background => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan over a small map answers as `HeaderMap::get` does: the first value of a
+    /// repeated header, any case in the asked name, `None` for an absent one; and so does a
+    /// map too large to scan.
+    #[test]
+    fn header_lookup_matches_header_map_get() {
+        for extra in [0, 20] {
+            let mut map = HeaderMap::new();
+            map.append("date", HeaderValue::from_static("Sun, 06 Dec 2026 09:00:00 GMT"));
+            map.append("x-request-id", HeaderValue::from_static("first"));
+            map.append("x-request-id", HeaderValue::from_static("second"));
+            for i in 0..extra {
+                let name =
+                    reqwest::header::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes())
+                        .expect("name");
+                map.append(name, HeaderValue::from_static("1"));
+            }
+            let headers = HeaderMapRef(&map);
+            for name in
+                ["date", "Date", "x-request-id", "X-Request-Id", "retry-after", "x-filler-3"]
+            {
+                assert_eq!(headers.get(name), map.get(name).map(HeaderValue::as_bytes), "{name}");
+            }
+            assert_eq!(headers.get("x-request-id"), Some(&b"first"[..]));
+        }
     }
 }
