@@ -5,7 +5,7 @@ use std::time::Instant;
 use credflow_core::env::parse_environment;
 use credflow_core::http::url::Url;
 use credflow_core::session::ApiErrorKind;
-use credflow_reqwest::{Client, Error, ErrorKind};
+use credflow_reqwest::{Client, Config, Error, ErrorKind};
 
 use crate::output::outln;
 use crate::{Failure, TargetArgs, build_config};
@@ -25,7 +25,20 @@ fn hint(text: impl AsRef<str>) {
 /// Runs the checks; the exit code is that of the first failing check.
 pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Failure> {
     outln!("credflow check");
-    // 1. Where to: the environment name, with a suggestion when it is unknown.
+    let (config, env_name) = check_target(target)?;
+    let env_name = env_name.as_deref();
+    let client = Client::new(config)?;
+    check_token(&client, env_name).await?;
+    check_api_accepts_token(&client, env_name).await?;
+    check_probes(&client, probes, env_name).await?;
+    outln!("all checks passed");
+    Ok(())
+}
+
+/// Check 1, where to: the environment name (with a suggestion when it is unknown) or the custom
+/// server, and the credentials. Returns the client's configuration and the environment's name
+/// (`None` for a custom server).
+fn check_target(target: &TargetArgs) -> Result<(Config, Option<String>), Failure> {
     let env_name = match (&target.token_url, &target.api_base) {
         (Some(_), _) | (_, Some(_)) => None,
         _ => Some(target.env.clone().unwrap_or_else(|| "mypurecloud.com".to_owned())),
@@ -65,15 +78,17 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
         config.credentials.fingerprint(),
         config.auth_method.as_str()
     ));
-    let client = Client::new(config)?;
+    Ok((config, env_name))
+}
 
-    // 2. A token.
+/// Check 2: a token.
+async fn check_token(client: &Client, env_name: Option<&str>) -> Result<(), Failure> {
     let started = Instant::now();
     let token = match client.token().await {
         Ok(token) => token,
         Err(e) => {
             bad(format!("token: {e}"));
-            explain(&e, env_name.as_deref());
+            explain(&e, env_name);
             return Err(e.into());
         }
     };
@@ -83,36 +98,42 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
         token.expires_in().as_secs(),
         token.fingerprint()
     ));
+    Ok(())
+}
 
-    // 3. The API accepts it.
+/// Check 3: the API accepts the token.
+async fn check_api_accepts_token(client: &Client, env_name: Option<&str>) -> Result<(), Failure> {
     let verify = client
         .request(reqwest::Method::HEAD, "/api/v2/tokens/me")?
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
     match client.send(verify).await {
         Ok(response) if response.status().is_success() => {
-            ok("token accepted by the API (HEAD /api/v2/tokens/me)")
+            ok("token accepted by the API (HEAD /api/v2/tokens/me)");
+            Ok(())
         }
         Ok(response) => {
             bad(format!("HEAD /api/v2/tokens/me answered HTTP {}", response.status()));
-            return Err(Failure { code: 1, message: "token verification failed".to_owned() });
+            Err(Failure { code: 1, message: "token verification failed".to_owned() })
         }
         Err(e) => {
             bad(format!("token verification: {e}"));
-            explain(&e, env_name.as_deref());
-            return Err(e.into());
+            explain(&e, env_name);
+            Err(e.into())
         }
     }
+}
 
-    // 4. Permissions, for the paths asked about.
+/// Check 4: permissions, for the paths asked about (`--probe "[METHOD] PATH"`). Every probe runs;
+/// the first that failed is the result.
+async fn check_probes(
+    client: &Client,
+    probes: &[String],
+    env_name: Option<&str>,
+) -> Result<(), Failure> {
     let mut first_failure = None;
     for probe in probes {
-        let (method, path) = match probe.split_once(' ') {
-            Some((method, path)) => (method.trim().to_ascii_uppercase(), path.trim()),
-            None => ("GET".to_owned(), probe.as_str()),
-        };
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| Failure::usage(format!("--probe {probe:?}: unknown method")))?;
+        let (method, path) = parse_probe(probe)?;
         let mut builder = client.request(method.clone(), path)?;
         if matches!(method, reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH) {
             builder = builder.header("Content-Type", "application/json").body("{}");
@@ -129,18 +150,23 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
             }
             Err(e) => {
                 bad(format!("{method} {path}: {e}"));
-                explain(&e, env_name.as_deref());
+                explain(&e, env_name);
                 first_failure.get_or_insert(e.into());
             }
         }
     }
-    match first_failure {
-        Some(failure) => Err(failure),
-        None => {
-            outln!("all checks passed");
-            Ok(())
-        }
-    }
+    first_failure.map_or(Ok(()), Err)
+}
+
+/// A probe's method (default `GET`) and path.
+fn parse_probe(probe: &str) -> Result<(reqwest::Method, &str), Failure> {
+    let (method, path) = match probe.split_once(' ') {
+        Some((method, path)) => (method.trim().to_ascii_uppercase(), path.trim()),
+        None => ("GET".to_owned(), probe),
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| Failure::usage(format!("--probe {probe:?}: unknown method")))?;
+    Ok((method, path))
 }
 
 /// Tells apart the usual causes.

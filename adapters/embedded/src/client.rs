@@ -7,8 +7,8 @@ use credflow_core::oauth::EncodeError;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, wipe};
 use credflow_core::session::{
-    Authorize, Counters, ENDPOINT_CAPACITY, Event, HostKey, RequestSpec, RestoreError, Session,
-    TokenStatus, Verdict, WaitReason,
+    Authorize, Counters, ENDPOINT_CAPACITY, Event, HostKey, RequestSpec, RequestState,
+    RestoreError, Session, TokenStatus, Verdict, WaitReason,
 };
 use credflow_core::snapshot::SealError;
 use credflow_core::{
@@ -153,6 +153,16 @@ pub struct Response<'b> {
     /// The body was cut to fit the receive buffer (only ever for non-2xx answers, whose body
     /// is informational).
     pub truncated: bool,
+}
+
+/// What the request loop does after one API attempt.
+enum AfterAttempt {
+    /// Return this response (in the receive buffer).
+    Done(Received),
+    /// Send again, not before this instant.
+    RetryAt(Instant),
+    /// Ask the session again at once.
+    Reauthorize,
 }
 
 /// Why one exchange failed.
@@ -385,17 +395,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         rx: &'b mut [u8],
     ) -> Result<Response<'b>, Error> {
         self.recover();
-        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
+        let mut state = self.begin_request(request)?;
         let head_request = request.method == Method::Head;
-        let now = self.now();
-        let spec = RequestSpec {
-            method: request.method,
-            idempotent: request.idempotent,
-            priority: request.priority,
-            deadline: request.deadline.map(|d| now.saturating_add(to_core(d))),
-            host: self.api_host,
-        };
-        let mut state = self.session.begin(now, spec);
         let mut token_give_up = None;
         let received = loop {
             self.session.handle_timeout(self.now());
@@ -413,26 +414,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
                 Authorize::Wait { until, reason } => {
                     self.drain();
-                    if reason == WaitReason::Token {
-                        let give_up =
-                            *token_give_up.get_or_insert_with(|| after(self.config.token_wait));
-                        self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last })?
-                    } else {
-                        // `None` here is a breaker probe of a cancelled call: released by
-                        // `recover`, so look again soon.
-                        let at = until.map_or_else(
-                            || after(Duration::from_millis(100)),
-                            |at| self.to_embassy(at),
-                        );
-                        debug!("request waits {} ms", self.wait_ms(at));
-                        at
-                    }
+                    self.request_wake(until, reason, &mut token_give_up)?
                 }
                 Authorize::Send { token, .. } => {
-                    let written =
-                        api_head(&self.api_target, self.config.user_agent, request, token.as_str())
-                            .write(tx);
-                    let len = match written {
+                    let head =
+                        api_head(&self.api_target, self.config.user_agent, request, token.as_str());
+                    let len = match head.write(tx) {
                         Ok(len) => len,
                         Err(needed) => {
                             wipe(tx);
@@ -457,70 +444,120 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         wipe(sent);
                     }
                     self.in_flight = None;
-                    let now = self.now();
-                    let verdict = match outcome {
-                        Ok(received) => {
-                            let (headers, body) = received.parts(rx);
-                            let verdict = self.session.handle_response(
-                                now,
-                                &mut state,
-                                received.status,
-                                &headers,
-                                body,
-                            );
-                            if matches!(verdict, Verdict::Done) {
-                                self.drain();
-                                break received;
-                            }
-                            debug!("status {}: not done", received.status);
-                            verdict
-                        }
-                        Err(Failure::Transport(e)) => {
-                            debug!("API exchange failed in transport");
-                            self.session.handle_transport_error(now, &mut state, transport_kind(e))
-                        }
-                        Err(Failure::ConnectionBuffer) => {
-                            self.session.abandon(now, &mut state);
-                            self.drain();
-                            warn!("a TLS record does not fit the connection's record buffer");
-                            return Err(Error::ConnectionBufferTooSmall);
-                        }
-                        Err(Failure::TooLarge { status, head_len, needed }) => {
-                            match status {
-                                Some(status) => {
-                                    let head_bytes = rx.get(..head_len).unwrap_or_default();
-                                    let headers = ResponseHeaders::new(head_bytes);
-                                    // Rate-limit headers and the outcome still count; the
-                                    // verdict is moot, the caller must enlarge the buffer.
-                                    let _ = self
-                                        .session
-                                        .handle_response(now, &mut state, status, &headers, b"");
-                                }
-                                None => self.session.abandon(now, &mut state),
-                            }
-                            self.drain();
-                            warn!("response does not fit the {}-byte receive buffer", rx.len());
-                            return Err(Error::ResponseTooLarge {
-                                status,
-                                needed,
-                                capacity: rx.len(),
-                            });
-                        }
-                    };
-                    self.drain();
-                    let at = match verdict {
-                        Verdict::Done => continue, // handled above
-                        Verdict::Retry { at, .. } => self.to_embassy(at),
-                        Verdict::Fail(e) => return Err(Error::Api(e)),
-                    };
-                    info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
-                    at
+                    match self.settle_attempt(&mut state, outcome, rx)? {
+                        AfterAttempt::Done(received) => break received,
+                        AfterAttempt::RetryAt(at) => at,
+                        AfterAttempt::Reauthorize => continue,
+                    }
                 }
             };
             Timer::at(at).await;
         };
         let (headers, body) = received.parts(rx);
         Ok(Response { status: received.status, headers, body, truncated: received.truncated })
+    }
+
+    /// Checks `request` and starts tracking it in the session.
+    fn begin_request(&mut self, request: &Request<'_>) -> Result<RequestState, Error> {
+        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
+        let now = self.now();
+        let spec = RequestSpec {
+            method: request.method,
+            idempotent: request.idempotent,
+            priority: request.priority,
+            deadline: request.deadline.map(|d| now.saturating_add(to_core(d))),
+            host: self.api_host,
+        };
+        Ok(self.session.begin(now, spec))
+    }
+
+    /// When a request that the session told to wait (for `reason`, until `until`) looks again.
+    /// A wait for a token gives up [`ClientConfig::token_wait`] after the first one
+    /// (`token_give_up`, set then).
+    fn request_wake(
+        &self,
+        until: Option<CoreInstant>,
+        reason: WaitReason,
+        token_give_up: &mut Option<Instant>,
+    ) -> Result<Instant, Error> {
+        if reason == WaitReason::Token {
+            let give_up = *token_give_up.get_or_insert_with(|| after(self.config.token_wait));
+            return self.token_wake(until, give_up).map_err(|last| Error::TokenWait { last });
+        }
+        // `None` here is a breaker probe of a cancelled call: released by `recover`, so look
+        // again soon.
+        let at = until.map_or_else(|| after(Duration::from_millis(100)), |at| self.to_embassy(at));
+        debug!("request waits {} ms", self.wait_ms(at));
+        Ok(at)
+    }
+
+    /// Tells the session what came of one API attempt (`outcome`, its response in `rx`) and
+    /// turns the session's verdict into the request loop's next step.
+    fn settle_attempt(
+        &mut self,
+        state: &mut RequestState,
+        outcome: Result<Received, Failure>,
+        rx: &[u8],
+    ) -> Result<AfterAttempt, Error> {
+        let now = self.now();
+        let verdict = match outcome {
+            Ok(received) => {
+                let (headers, body) = received.parts(rx);
+                let verdict =
+                    self.session.handle_response(now, state, received.status, &headers, body);
+                if matches!(verdict, Verdict::Done) {
+                    self.drain();
+                    return Ok(AfterAttempt::Done(received));
+                }
+                debug!("status {}: not done", received.status);
+                verdict
+            }
+            Err(Failure::Transport(e)) => {
+                debug!("API exchange failed in transport");
+                self.session.handle_transport_error(now, state, transport_kind(e))
+            }
+            Err(Failure::ConnectionBuffer) => {
+                self.session.abandon(now, state);
+                self.drain();
+                warn!("a TLS record does not fit the connection's record buffer");
+                return Err(Error::ConnectionBufferTooSmall);
+            }
+            Err(Failure::TooLarge { status, head_len, needed }) => {
+                return Err(self.response_too_large(now, state, status, head_len, needed, rx));
+            }
+        };
+        self.drain();
+        let at = match verdict {
+            Verdict::Done => return Ok(AfterAttempt::Reauthorize), // handled above
+            Verdict::Retry { at, .. } => self.to_embassy(at),
+            Verdict::Fail(e) => return Err(Error::Api(e)),
+        };
+        info!("retrying in {} ms (attempt {})", self.wait_ms(at), state.attempts());
+        Ok(AfterAttempt::RetryAt(at))
+    }
+
+    /// Ends a request whose response (`status`, head at `rx[..head_len]`) does not fit `rx`.
+    fn response_too_large(
+        &mut self,
+        now: CoreInstant,
+        state: &mut RequestState,
+        status: Option<u16>,
+        head_len: usize,
+        needed: Option<usize>,
+        rx: &[u8],
+    ) -> Error {
+        match status {
+            Some(status) => {
+                let headers = ResponseHeaders::new(rx.get(..head_len).unwrap_or_default());
+                // Rate-limit headers and the outcome still count; the verdict is moot, the
+                // caller must enlarge the buffer.
+                let _ = self.session.handle_response(now, state, status, &headers, b"");
+            }
+            None => self.session.abandon(now, state),
+        }
+        self.drain();
+        warn!("response does not fit the {}-byte receive buffer", rx.len());
+        Error::ResponseTooLarge { status, needed, capacity: rx.len() }
     }
 
     // ----- internals ---------------------------------------------------------------------

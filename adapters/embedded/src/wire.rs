@@ -265,28 +265,12 @@ pub async fn read_response<R: Read>(
                 Some((code, len, framing, alive)) => {
                     (status, head_len, keep_alive) = (code, len, alive);
                     let room = buf.len().saturating_sub(len);
-                    phase = match framing {
-                        Framing::Empty => {
-                            let reusable = keep_alive && filled == len;
-                            let (body_len, truncated) = (0, false);
-                            return Ok(Received {
-                                status,
-                                head_len,
-                                body_len,
-                                truncated,
-                                reusable,
-                            });
-                        }
-                        Framing::Length(body) if body > room && (200..300).contains(&code) => {
-                            let needed = len.checked_add(body);
-                            return Err(ReadError::BodyTooLarge { status, head_len, needed });
-                        }
-                        Framing::Length(body) => Phase::Length { len: body, want: body.min(room) },
-                        Framing::UntilClose => Phase::UntilClose,
-                        Framing::Chunked => {
-                            Phase::Chunked { dechunker: Dechunker::new(), raw: 0, out: 0 }
-                        }
+                    let Some(body) = body_phase(framing, status, head_len, room)? else {
+                        let reusable = keep_alive && filled == len;
+                        let (body_len, truncated) = (0, false);
+                        return Ok(Received { status, head_len, body_len, truncated, reusable });
                     };
+                    phase = body;
                     continue;
                 }
                 None if filled < buf.len() => (filled, buf.len()),
@@ -304,18 +288,10 @@ pub async fn read_response<R: Read>(
             Phase::UntilClose => return done(have, true, false),
             Phase::Chunked { dechunker, raw, out } => {
                 let body = buf.get_mut(head_len..).unwrap_or_default();
-                let mut have = have;
-                if dechunker.decode(body, raw, have, out).map_err(ReadError::Http)? {
+                let Some(kept) = dechunk(body, dechunker, raw, out, have)? else {
                     return done(*out, false, keep_alive && *raw == have);
-                }
-                if *raw == have {
-                    (*raw, have) = (*out, *out);
-                } else if have == body.len() && *raw > *out {
-                    move_down(body, *raw..have, *out);
-                    have = have.saturating_sub(raw.saturating_sub(*out));
-                    *raw = *out;
-                }
-                filled = head_len.saturating_add(have);
+                };
+                filled = head_len.saturating_add(kept);
                 if filled >= buf.len() {
                     if success {
                         return too_large(None);
@@ -326,26 +302,74 @@ pub async fn read_response<R: Read>(
             }
         };
         let room = buf.get_mut(start..end).unwrap_or_default();
-        let read = conn.read(room).await;
         // What the end of the stream and an error mean depends on the phase.
-        let n = match (read, &phase) {
-            (Ok(0), Phase::Head) => return Err(ReadError::Closed { idle: !received_any }),
-            (Ok(0), Phase::UntilClose) => return done(have, false, false),
-            (Ok(0), _) => return Err(ReadError::Closed { idle: false }),
-            (Ok(n), _) => n,
-            (Err(e), phase) => {
-                let kind = embedded_io_async::Error::kind(&e);
-                // A reset before the first byte is a connection the server had already
-                // dropped; running out of memory (a TLS record larger than the connection's
-                // record buffer) is not, and a new connection would not fix it.
-                if matches!(phase, Phase::Head) && !received_any && kind != ErrorKind::OutOfMemory {
-                    return Err(ReadError::Closed { idle: true });
-                }
-                return Err(ReadError::Io(kind));
+        let n = match conn.read(room).await {
+            Ok(0) if matches!(phase, Phase::UntilClose) => return done(have, false, false),
+            Ok(n) if n > 0 => n,
+            read => {
+                let error = read.err().map(|e| embedded_io_async::Error::kind(&e));
+                return Err(read_failure(error, &phase, received_any));
             }
         };
         received_any = true;
         filled = filled.saturating_add(n);
+    }
+}
+
+/// How the body after a head with `status` (`head_len` bytes) is read, given `room` bytes
+/// for it. `None`: there is no body.
+fn body_phase(
+    framing: Framing,
+    status: u16,
+    head_len: usize,
+    room: usize,
+) -> Result<Option<Phase>, ReadError> {
+    Ok(Some(match framing {
+        Framing::Empty => return Ok(None),
+        Framing::Length(body) if body > room && (200..300).contains(&status) => {
+            let needed = head_len.checked_add(body);
+            return Err(ReadError::BodyTooLarge { status, head_len, needed });
+        }
+        Framing::Length(body) => Phase::Length { len: body, want: body.min(room) },
+        Framing::UntilClose => Phase::UntilClose,
+        Framing::Chunked => Phase::Chunked { dechunker: Dechunker::new(), raw: 0, out: 0 },
+    }))
+}
+
+/// Decodes what is buffered of a chunked body (`body[..have]`, see [`Phase::Chunked`]) and,
+/// when the buffer is full, moves the decoded bytes' tail down over spent chunk framing.
+/// `None`: the body is complete; else how many bytes of `body` are still in use.
+fn dechunk(
+    body: &mut [u8],
+    dechunker: &mut Dechunker,
+    raw: &mut usize,
+    out: &mut usize,
+    mut have: usize,
+) -> Result<Option<usize>, ReadError> {
+    if dechunker.decode(body, raw, have, out).map_err(ReadError::Http)? {
+        return Ok(None);
+    }
+    if *raw == have {
+        (*raw, have) = (*out, *out);
+    } else if have == body.len() && *raw > *out {
+        move_down(body, *raw..have, *out);
+        have = have.saturating_sub(raw.saturating_sub(*out));
+        *raw = *out;
+    }
+    Ok(Some(have))
+}
+
+/// What the end of the stream (`error` `None`) or a failed read means while reading `phase`.
+fn read_failure(error: Option<ErrorKind>, phase: &Phase, received_any: bool) -> ReadError {
+    // Before any byte of the response, the server had already given up on the connection.
+    let idle = matches!(phase, Phase::Head) && !received_any;
+    match error {
+        None => ReadError::Closed { idle },
+        // A reset before the first byte is such a connection too; running out of memory (a
+        // TLS record larger than the connection's record buffer) is not, and a new connection
+        // would not fix it.
+        Some(kind) if idle && kind != ErrorKind::OutOfMemory => ReadError::Closed { idle: true },
+        Some(kind) => ReadError::Io(kind),
     }
 }
 

@@ -346,6 +346,95 @@ fn tls_config(
     Ok(config)
 }
 
+/// Fails (instead of letting `tokio::spawn` panic) outside a tokio runtime: the token driver
+/// is a tokio task.
+fn require_runtime() -> Result<(), Error> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::config(
+            "no tokio runtime: a credflow Client runs a background task, so create it \
+             inside one (within #[tokio::main], or Runtime::enter / block_on), with time \
+             and I/O enabled",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the token URL and the API base against [`Config::allow_insecure_http`], warns about
+/// each one that the opt-in lets through in clear text, and says where plain http is allowed.
+fn check_urls(config: &Config) -> Result<PlainHttp, Error> {
+    let allow = config.allow_insecure_http;
+    let urls =
+        [("token URL", Some(config.target.token_url())), ("API base", config.target.api_base())];
+    for (what, url) in urls.into_iter().filter_map(|(what, url)| Some((what, url?))) {
+        if check_url(what, url, allow)? {
+            warn!(
+                url,
+                "allow_insecure_http: the {what} is plain http to a host that is not \
+                 loopback; the {} cross the network in clear text",
+                if what == "token URL" { "client credentials" } else { "bearer tokens" }
+            );
+        }
+    }
+    Ok(if allow { PlainHttp::Anywhere } else { PlainHttp::LoopbackOnly })
+}
+
+/// The token endpoint: its URL, authentication method, scope and extra parameters.
+fn token_endpoint(config: &Config, plain_http: PlainHttp) -> Result<TokenEndpoint, Error> {
+    let token_url = config.target.token_url();
+    let mut endpoint = TokenEndpoint::new_with_plain_http(token_url, plain_http)
+        .map_err(|e| match e {
+            SetupError::InvalidTokenUrl(e) => url_error("token URL", token_url, e),
+            e => Error::config(e.to_string()),
+        })?
+        .with_auth(config.auth_method);
+    if let Some(scope) = &config.scope {
+        endpoint = endpoint.with_scope(scope).map_err(|e| Error::config(e.to_string()))?;
+    }
+    for (name, value) in &config.extra_params {
+        endpoint = endpoint.with_param(name, value).map_err(|e| Error::config(e.to_string()))?;
+    }
+    Ok(endpoint)
+}
+
+/// A jitter seed from the OS.
+fn random_seed() -> Result<u64, Error> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::config(format!("no OS randomness for jitter: {e}")))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The link to the fleet's shared store, when one is configured ([`Config::shared`]).
+fn fleet_link(config: &Config) -> Option<FleetLink> {
+    let store = config.shared.as_ref()?;
+    let scope = FleetScope {
+        client_id: config.credentials.id.as_str().to_owned(),
+        token_url: config.target.token_url().to_owned(),
+        credential: config.credentials.fingerprint(),
+        pacer: config.session.pacer,
+        max_hold: StdDuration::from_millis(config.session.retry.max_wait.as_millis()),
+    };
+    Some(FleetLink::new(Arc::clone(store), scope, FLEET_CALL_TIMEOUT))
+}
+
+/// The caller's transport (`given`: shared, or with its own API client), else credflow's own
+/// with `extra_roots`.
+fn transport(
+    given: Option<crate::Transport>,
+    connect_timeout: StdDuration,
+    user_agent: &str,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<crate::Transport, Error> {
+    match given {
+        Some(_) if !extra_roots.is_empty() => Err(Error::config(
+            "extra_root_certificates apply to the HTTP clients credflow builds, not to a \
+             Transport given to it: build that one with Transport::with_roots",
+        )),
+        Some(transport) => Ok(transport),
+        None => crate::Transport::with_roots(connect_timeout, user_agent, extra_roots),
+    }
+}
+
 impl Client {
     /// Builds a client and starts its token driver. Must be called inside a tokio runtime
     /// (with time and I/O enabled); outside one it returns an error saying so, never panics.
@@ -359,79 +448,22 @@ impl Client {
     /// [`Url::parse_with`](credflow_core::http::url::Url::parse_with)); for a scope or
     /// parameters that do not fit, an inconsistent session configuration, or no OS randomness.
     pub fn new(config: Config) -> Result<Client, Error> {
-        // The token driver is a tokio task: without a runtime, `tokio::spawn` would panic.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::config(
-                "no tokio runtime: a credflow Client runs a background task, so create it \
-                 inside one (within #[tokio::main], or Runtime::enter / block_on), with time \
-                 and I/O enabled",
-            ));
-        }
-        let token_url = config.target.token_url();
-        let api_base = config.target.api_base();
-        let allow = config.allow_insecure_http;
-        let urls = [("token URL", Some(token_url)), ("API base", api_base)];
-        for (what, url) in urls.into_iter().filter_map(|(what, url)| Some((what, url?))) {
-            if check_url(what, url, allow)? {
-                warn!(
-                    url,
-                    "allow_insecure_http: the {what} is plain http to a host that is not \
-                     loopback; the {} cross the network in clear text",
-                    if what == "token URL" { "client credentials" } else { "bearer tokens" }
-                );
-            }
-        }
-        let plain_http = if allow { PlainHttp::Anywhere } else { PlainHttp::LoopbackOnly };
-        let mut endpoint = TokenEndpoint::new_with_plain_http(token_url, plain_http)
-            .map_err(|e| match e {
-                SetupError::InvalidTokenUrl(e) => url_error("token URL", token_url, e),
-                e => Error::config(e.to_string()),
-            })?
-            .with_auth(config.auth_method);
-        if let Some(scope) = &config.scope {
-            endpoint = endpoint.with_scope(scope).map_err(|e| Error::config(e.to_string()))?;
-        }
-        for (name, value) in &config.extra_params {
-            endpoint =
-                endpoint.with_param(name, value).map_err(|e| Error::config(e.to_string()))?;
-        }
+        require_runtime()?;
+        let plain_http = check_urls(&config)?;
+        let endpoint = token_endpoint(&config, plain_http)?;
         let api_base = config.target.api_base().map(parse_api_base).transpose()?;
         let seed = match config.seed {
             Some(seed) => seed,
-            None => {
-                let mut bytes = [0u8; 8];
-                getrandom::fill(&mut bytes)
-                    .map_err(|e| Error::config(format!("no OS randomness for jitter: {e}")))?;
-                u64::from_le_bytes(bytes)
-            }
+            None => random_seed()?,
         };
-        let max_wait = StdDuration::from_millis(config.session.retry.max_wait.as_millis());
         let driver = driver_config(&config);
-        // The caller's transport (shared, or with its own API client), else credflow's own.
-        let crate::Transport { api: http, token: token_http, .. } = match config.transport {
-            Some(_) if !config.extra_root_certificates.is_empty() => {
-                return Err(Error::config(
-                    "extra_root_certificates apply to the HTTP clients credflow builds, not to a \
-                     Transport given to it: build that one with Transport::with_roots",
-                ));
-            }
-            Some(transport) => transport,
-            None => crate::Transport::with_roots(
-                config.connect_timeout,
-                &config.user_agent,
-                &config.extra_root_certificates,
-            )?,
-        };
-        let fleet = config.shared.map(|store| {
-            let scope = FleetScope {
-                client_id: config.credentials.id.as_str().to_owned(),
-                token_url: config.target.token_url().to_owned(),
-                credential: config.credentials.fingerprint(),
-                pacer: config.session.pacer,
-                max_hold: max_wait,
-            };
-            FleetLink::new(store, scope, FLEET_CALL_TIMEOUT)
-        });
+        let fleet = fleet_link(&config);
+        let crate::Transport { api: http, token: token_http, .. } = transport(
+            config.transport,
+            config.connect_timeout,
+            &config.user_agent,
+            &config.extra_root_certificates,
+        )?;
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use credflow_core::session::Counters;
 use credflow_reqwest::Client;
 
 /// How a local request ended.
@@ -103,14 +104,18 @@ impl Metrics {
 
     /// The Prometheus text of these metrics and the client's counters.
     pub(crate) fn render(&self, client: &Client, queue_limit: usize) -> String {
-        let c = client.counters();
         let mut text = String::with_capacity(4096);
-        let header = |text: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        self.render_outcomes(&mut text);
+        self.render_session(&mut text, &client.counters());
+        self.render_queue_and_token(&mut text, queue_limit);
+        text
+    }
+
+    /// The local requests by outcome and the upstream answers by status class.
+    fn render_outcomes(&self, text: &mut String) {
         let name = "credflow_proxy_requests_total";
         header(
-            &mut text,
+            text,
             name,
             "counter",
             "Local requests by outcome (forwarded, unavailable, overloaded, refused, failed, local).",
@@ -120,96 +125,129 @@ impl Metrics {
                 writeln!(text, "{name}{{outcome=\"{label}\"}} {}", counter.load(Ordering::Relaxed));
         }
         let name = "credflow_proxy_upstream_responses_total";
-        header(&mut text, name, "counter", "Upstream answers handed back, by status class.");
+        header(text, name, "counter", "Upstream answers handed back, by status class.");
         for (class, counter) in (1..).zip(&self.classes) {
             let _ =
                 writeln!(text, "{name}{{class=\"{class}xx\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let mut single = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
+    }
+
+    /// The session's counters (`c`) and the breakers open now.
+    fn render_session(&self, text: &mut String, c: &Counters) {
         single(
+            text,
             "credflow_api_requests_total",
             "counter",
             "API requests the session began.",
             &c.requests,
         );
         single(
+            text,
             "credflow_api_attempts_total",
             "counter",
             "API attempts sent (first attempts and retries).",
             &c.attempts,
         );
-        single("credflow_retries_total", "counter", "Retries scheduled.", &c.retries);
+        single(text, "credflow_retries_total", "counter", "Retries scheduled.", &c.retries);
         single(
+            text,
             "credflow_rate_limited_total",
             "counter",
             "429 answers from the API (waited out, not handed back).",
             &c.rate_limited,
         );
         single(
+            text,
             "credflow_unauthorized_total",
             "counter",
             "401 answers from the API.",
             &c.unauthorized,
         );
         single(
+            text,
             "credflow_token_requests_total",
             "counter",
             "Token requests started.",
             &c.token_requests,
         );
         single(
+            text,
             "credflow_token_failures_total",
             "counter",
             "Token requests that failed.",
             &c.token_failures,
         );
         single(
+            text,
             "credflow_breaker_trips_total",
             "counter",
             "Times a circuit breaker opened.",
             &c.breaker_trips,
         );
         single(
+            text,
             "credflow_breakers_open",
             "gauge",
             "Circuit breakers open now (token endpoint and API hosts).",
             &self.breakers_open.load(Ordering::Relaxed),
         );
         single(
+            text,
             "credflow_paced_seconds_total",
             "counter",
             "Time requests were held back by the pacer, summed.",
             &format_args!("{:.3}", c.paced_ms as f64 / 1000.0),
         );
-        single("credflow_failed_total", "counter", "Requests that credflow gave up on.", &c.failed);
         single(
+            text,
+            "credflow_failed_total",
+            "counter",
+            "Requests that credflow gave up on.",
+            &c.failed,
+        );
+    }
+
+    /// The queue of local requests, streamed bodies, and whether a token is held.
+    fn render_queue_and_token(&self, text: &mut String, queue_limit: usize) {
+        single(
+            text,
             "credflow_proxy_queue_depth",
             "gauge",
             "Local requests waiting for or in an upstream attempt.",
             &self.pending(),
         );
         single(
+            text,
             "credflow_proxy_queue_limit",
             "gauge",
             "Most local requests that may wait at once (--max-pending).",
             &queue_limit,
         );
         single(
+            text,
             "credflow_proxy_streamed_bodies_total",
             "counter",
             "Request bodies streamed upstream unbuffered (larger than --max-body): never retried.",
             &self.streamed_bodies.load(Ordering::Relaxed),
         );
         single(
+            text,
             "credflow_token_held",
             "gauge",
             "1 while the proxy holds a usable token.",
             &u8::from(self.token_held.load(Ordering::Relaxed)),
         );
-        text
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of the metric `name`.
+fn header(text: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric `name` without labels: its header and its `value`.
+fn single(text: &mut String, name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
 
 /// A place in the queue of waiting requests, given back on drop.

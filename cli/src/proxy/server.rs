@@ -1,6 +1,7 @@
 //! The proxy's HTTP/1.1 server (hyper) and its request handling; the decisions about what a
 //! local client sent are `rules`'.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -269,54 +270,9 @@ impl Proxy {
     /// An API request: checked, queued, sent through the client, answered.
     async fn forward(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = request.into_parts();
-        let headers = &parts.headers;
-        if let Some(key) = &self.settings.local_key {
-            let presented = rules::presented_key(
-                headers.get(rules::KEY_HEADER).map(HeaderValue::as_bytes),
-                headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
-            );
-            if !presented.is_some_and(|p| rules::key_matches(p, key)) {
-                self.metrics.count(Outcome::Refused);
-                return genesys_error(
-                    StatusCode::UNAUTHORIZED,
-                    "bad.credentials",
-                    "credflow proxy: this proxy wants its local key (Authorization: Bearer \
-                     KEY, the token its /oauth/token gave, or X-Credflow-Key)",
-                    None,
-                );
-            }
-        }
-        let priority = match rules::parse_priority(values(headers, rules::PRIORITY_HEADER)) {
-            Ok(p) => core_priority(p),
-            Err(rules::BadPriority) => {
-                self.metrics.count(Outcome::Refused);
-                return genesys_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad.request",
-                    "credflow proxy: X-Credflow-Priority must be one of critical, normal, \
-                     background (once)",
-                    None,
-                );
-            }
-        };
-        let chunked = values(headers, "transfer-encoding").any(|v| {
-            v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
-        let plan = match rules::body_plan(
-            values(headers, "content-length"),
-            chunked,
-            self.settings.max_body,
-        ) {
-            Ok(plan) => plan,
-            Err(rules::BadBody::ContentLength) => {
-                self.metrics.count(Outcome::Refused);
-                return genesys_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad.request",
-                    "credflow proxy: invalid Content-Length",
-                    None,
-                );
-            }
+        let (priority, plan) = match self.admit(&parts.headers) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return self.refuse(refusal),
         };
         let Some(_place) = self.metrics.enqueue(self.settings.max_pending) else {
             self.metrics.count(Outcome::Overloaded);
@@ -329,42 +285,85 @@ impl Proxy {
                 None,
             );
         };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let url = match self.client.url(target) {
-            Ok(url) => url,
-            Err(e) => {
-                self.metrics.count(Outcome::Refused);
-                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", &self.mask(&e), None);
-            }
+        let request = match self.upstream_request(&parts, body, plan).await {
+            Ok(request) => request,
+            Err(refusal) => return self.refuse(refusal),
         };
-        let mut forwarded = reqwest::header::HeaderMap::with_capacity(headers.len());
-        let named = rules::named_in_connection(values(headers, "connection"));
-        for (name, value) in headers {
-            let name_str = name.as_str();
-            if rules::strip_inbound(name_str) || named.iter().any(|n| n == name_str) {
-                continue;
+        self.send_upstream(&parts, request, priority).await
+    }
+
+    /// The proxy's own checks of a request's `headers` (see `rules`): the local key, the
+    /// priority header, the body's framing.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(credflow_reqwest::Priority, BodyPlan), Refusal> {
+        if let Some(key) = &self.settings.local_key {
+            let presented = rules::presented_key(
+                headers.get(rules::KEY_HEADER).map(HeaderValue::as_bytes),
+                headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+            );
+            if !presented.is_some_and(|p| rules::key_matches(p, key)) {
+                return Err(Refusal {
+                    status: StatusCode::UNAUTHORIZED,
+                    code: "bad.credentials",
+                    message: "credflow proxy: this proxy wants its local key (Authorization: \
+                              Bearer KEY, the token its /oauth/token gave, or X-Credflow-Key)"
+                        .into(),
+                });
             }
-            forwarded.append(name.clone(), value.clone());
         }
-        let body = match self.request_body(plan, body, &parts.method).await {
-            Ok(body) => body,
-            Err(message) => {
-                self.metrics.count(Outcome::Refused);
-                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", message, None);
+        let priority = match rules::parse_priority(values(headers, rules::PRIORITY_HEADER)) {
+            Ok(p) => core_priority(p),
+            Err(rules::BadPriority) => {
+                return Err(Refusal::bad_request(
+                    "credflow proxy: X-Credflow-Priority must be one of critical, normal, \
+                     background (once)",
+                ));
             }
         };
+        let chunked = values(headers, "transfer-encoding").any(|v| {
+            v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        let content_length = values(headers, "content-length");
+        match rules::body_plan(content_length, chunked, self.settings.max_body) {
+            Ok(plan) => Ok((priority, plan)),
+            Err(rules::BadBody::ContentLength) => {
+                Err(Refusal::bad_request("credflow proxy: invalid Content-Length"))
+            }
+        }
+    }
+
+    /// The request to send upstream: the API URL of the local request's target, its headers
+    /// less the hop-by-hop and the proxy's own, its body as `plan` says.
+    async fn upstream_request(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        plan: BodyPlan,
+    ) -> Result<reqwest::Request, Refusal> {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = self.client.url(target).map_err(|e| Refusal::bad_request(self.mask(&e)))?;
+        let forwarded = forwarded_headers(&parts.headers);
+        let body =
+            self.request_body(plan, body, &parts.method).await.map_err(Refusal::bad_request)?;
         let mut builder = self.client.http().request(parts.method.clone(), url).headers(forwarded);
         if let Some(body) = body {
             builder = builder.body(body);
         }
-        let request = match builder.build() {
-            Ok(request) => request,
-            Err(e) => {
-                self.metrics.count(Outcome::Refused);
-                let message = format!("credflow proxy: cannot build the request: {e}");
-                return genesys_error(StatusCode::BAD_REQUEST, "bad.request", &message, None);
-            }
-        };
+        builder.build().map_err(|e| {
+            Refusal::bad_request(format!("credflow proxy: cannot build the request: {e}"))
+        })
+    }
+
+    /// Sends `request` through the client with `priority` and the proxy's deadline, and
+    /// answers with the upstream response or, when credflow gave up, the proxy's own.
+    async fn send_upstream(
+        &self,
+        parts: &http::request::Parts,
+        request: reqwest::Request,
+        priority: credflow_reqwest::Priority,
+    ) -> Response<ProxyBody> {
         let options = RequestOptions {
             priority,
             deadline: Some(self.settings.deadline),
@@ -390,6 +389,12 @@ impl Proxy {
                 response
             }
         }
+    }
+
+    /// Counts a refused request and answers it with a Genesys-style error.
+    fn refuse(&self, refusal: Refusal) -> Response<ProxyBody> {
+        self.metrics.count(Outcome::Refused);
+        genesys_error(refusal.status, refusal.code, &refusal.message, None)
     }
 
     /// The body to send upstream as `plan` says: `Err` names what is wrong with it.
@@ -585,6 +590,36 @@ fn futures_now<F: std::future::Future>(future: F) -> Option<F::Output> {
         std::task::Poll::Ready(output) => Some(output),
         std::task::Poll::Pending => None,
     }
+}
+
+/// Why the proxy refuses a local request itself, without sending it upstream.
+struct Refusal {
+    status: StatusCode,
+    /// The Genesys-style error code.
+    code: &'static str,
+    message: Cow<'static, str>,
+}
+
+impl Refusal {
+    /// A 400 `bad.request` saying `message`.
+    fn bad_request(message: impl Into<Cow<'static, str>>) -> Refusal {
+        Refusal { status: StatusCode::BAD_REQUEST, code: "bad.request", message: message.into() }
+    }
+}
+
+/// The headers of a local request that go upstream: all but those `rules::strip_inbound`
+/// names and those its `Connection` header names.
+fn forwarded_headers(headers: &HeaderMap) -> reqwest::header::HeaderMap {
+    let mut forwarded = reqwest::header::HeaderMap::with_capacity(headers.len());
+    let named = rules::named_in_connection(values(headers, "connection"));
+    for (name, value) in headers {
+        let name_str = name.as_str();
+        if rules::strip_inbound(name_str) || named.iter().any(|n| n == name_str) {
+            continue;
+        }
+        forwarded.append(name.clone(), value.clone());
+    }
+    forwarded
 }
 
 fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
