@@ -17,7 +17,9 @@
 //! | [`poll_event`](Session::poll_event) | events to log: token acquired, refresh failed, breaker opened, … |
 //!
 //! Every "no" says until when: [`Authorize::Wait`] and [`Verdict::Retry`] carry an instant, and
-//! [`ApiError`] says what happened, with the server's codes and correlation id.
+//! [`ApiError`] says what happened (a small `Copy` kind and status);
+//! [`error_detail`](Session::error_detail) has what the server said about it: its codes, the
+//! correlation id, a 403's missing permissions.
 //!
 //! ## Where each part lives
 //!
