@@ -110,6 +110,11 @@
 //!   server that authenticates its clients (mutual TLS, `tls-auth-clients yes`) gets the
 //!   client certificate and key of `RedisConfig::with_client_cert_pem` (feature `tls`; the
 //!   key is zeroized on drop and never shown by `Debug`).
+//!   This adapter sets no process-wide TLS default itself, but the `redis` crate builds its
+//!   rustls configuration with `rustls::ClientConfig::builder()`, which takes the process's
+//!   default crypto provider and, if the application has installed none, installs `ring` (the
+//!   one provider compiled in) as that default at the first `rediss://` connection. An
+//!   application that wants its own provider installs it before building the store.
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
