@@ -25,19 +25,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use credflow_core::env::parse_environment;
-use credflow_core::env::{
-    CLIENT_ID_VARIABLES, CLIENT_SECRET_VARIABLES, Conflict, ENVIRONMENT_VARIABLES,
-};
+use credflow_core::env::{CLIENT_ID_VARIABLES, Conflict, ENVIRONMENT_VARIABLES};
 use credflow_core::http::url::Url;
 use credflow_core::secret::Credentials;
 use credflow_emulator::EmulatorArgs;
 use credflow_reqwest::config::{
     DEFAULT_MAX_RESPONSE_BODY, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_CLIENT_SECRET_FILE,
-    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, client_secret, read_ca_file,
-    read_secret_file, same_environment, value_and_file,
+    ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, read_ca_file,
+    same_environment, secret_from_environment,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error};
-use zeroize::Zeroizing;
 
 /// Keeps machine-to-machine OAuth 2.0 access working: tokens, API calls, diagnosis.
 #[derive(Debug, Parser)]
@@ -357,18 +354,6 @@ fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
             "no client id: set {ENV_CLIENT_ID} (or {ENV_OAUTHCLIENT_ID}) or pass --client-id"
         )));
     }
-    // `var` copies the secret out of the environment: the copies are wiped when dropped.
-    let values = (
-        var(CLIENT_SECRET_VARIABLES.guide).map(Zeroizing::new),
-        var(CLIENT_SECRET_VARIABLES.tooling).map(Zeroizing::new),
-    );
-    let value = CLIENT_SECRET_VARIABLES
-        .pick(
-            values.0.as_deref().map(String::as_str),
-            values.1.as_deref().map(String::as_str),
-            |a, b| a == b,
-        )
-        .map_err(conflict)?;
     let file = match &target.client_secret_file {
         Some(path) => Some((path.clone(), "--client-secret-file")),
         None => std::env::var(ENV_CLIENT_SECRET_FILE)
@@ -376,18 +361,14 @@ fn load_credentials(target: &TargetArgs) -> Result<Credentials, Failure> {
             .filter(|v| !v.is_empty())
             .map(|path| (path, ENV_CLIENT_SECRET_FILE)),
     };
-    let secret = match (value, file) {
-        (Some((name, _)), Some((_, source))) => return Err(value_and_file(name, source).into()),
-        (Some((name, value)), None) => client_secret(value, name)?,
-        (None, Some((path, source))) => read_secret_file(&path, source)?,
-        (None, None) => {
-            return Err(Failure::usage(format!(
-                "no client secret: set {ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}) or pass \
-                 --client-secret-file PATH (never a flag value: it would show in process lists \
-                 and shell history)"
-            )));
-        }
-    };
+    let file = file.as_ref().map(|(path, source)| (path.as_str(), *source));
+    let secret = secret_from_environment(var, file)?.ok_or_else(|| {
+        Failure::usage(format!(
+            "no client secret: set {ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}) or pass \
+             --client-secret-file PATH (never a flag value: it would show in process lists \
+             and shell history)"
+        ))
+    })?;
     Ok(Credentials::new(client_id(id, id_source)?, secret))
 }
 

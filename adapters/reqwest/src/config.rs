@@ -300,32 +300,14 @@ impl Config {
             .ok_or_else(|| {
                 Error::config(format!("{ENV_CLIENT_ID} (or {ENV_OAUTHCLIENT_ID}) is not set"))
             })?;
-        // Copies of the secret out of the environment: wiped when dropped.
-        let values = (
-            lookup(ENV_CLIENT_SECRET).map(Zeroizing::new),
-            lookup(ENV_OAUTHCLIENT_SECRET).map(Zeroizing::new),
-        );
-        let value = CLIENT_SECRET_VARIABLES
-            .pick(
-                values.0.as_deref().map(String::as_str),
-                values.1.as_deref().map(String::as_str),
-                |a, b| a == b,
-            )
-            .map_err(conflict)?;
         let file = lookup(ENV_CLIENT_SECRET_FILE).filter(|v| !v.is_empty());
-        let secret = match (value, file) {
-            (Some((name, _)), Some(_)) => {
-                return Err(value_and_file(name, ENV_CLIENT_SECRET_FILE));
-            }
-            (Some((name, value)), None) => client_secret(value, name)?,
-            (None, Some(path)) => read_secret_file(&path, ENV_CLIENT_SECRET_FILE)?,
-            (None, None) => {
-                return Err(Error::config(format!(
-                    "{ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}, or \
-                     {ENV_CLIENT_SECRET_FILE}) is not set"
-                )));
-            }
-        };
+        let file = file.as_deref().map(|path| (path, ENV_CLIENT_SECRET_FILE));
+        let secret = secret_from_environment(&lookup, file)?.ok_or_else(|| {
+            Error::config(format!(
+                "{ENV_CLIENT_SECRET} (or {ENV_OAUTHCLIENT_SECRET}, or \
+                 {ENV_CLIENT_SECRET_FILE}) is not set"
+            ))
+        })?;
         let credentials = Credentials::new(client_id(id, id_name)?, secret);
         let target = match (lookup(ENV_TOKEN_URL), lookup(ENV_API_BASE)) {
             (Some(token_url), Some(api_base)) => Target::Custom { token_url, api_base },
@@ -429,6 +411,40 @@ pub fn client_secret(secret: &str, source: &str) -> Result<ClientSecret, Error> 
 /// silently preferred, since they may well differ (a rotated secret, a stale variable).
 pub fn secret_given_twice(file_source: &str) -> Error {
     value_and_file(ENV_CLIENT_SECRET, file_source)
+}
+
+/// The client secret from exactly one place: its variable as `lookup` reads it
+/// (`GENESYS_CLIENT_SECRET` or `GENESYSCLOUD_OAUTHCLIENT_SECRET`; both set to different values
+/// is an error naming both), or `file`, a path and the flag or variable that named it (read by
+/// [`read_secret_file`]). Given in both places, an error naming both ([`value_and_file`]);
+/// in neither, `None`, for the caller to say how to give it. The copies of the value taken out
+/// of the environment are wiped when dropped.
+///
+/// # Errors
+///
+/// A configuration error (exit code 2) that names the variables, the flag or the file, never
+/// the secret.
+pub fn secret_from_environment(
+    lookup: impl Fn(&str) -> Option<String>,
+    file: Option<(&str, &str)>,
+) -> Result<Option<ClientSecret>, Error> {
+    let values = (
+        lookup(ENV_CLIENT_SECRET).map(Zeroizing::new),
+        lookup(ENV_OAUTHCLIENT_SECRET).map(Zeroizing::new),
+    );
+    let value = CLIENT_SECRET_VARIABLES
+        .pick(
+            values.0.as_deref().map(String::as_str),
+            values.1.as_deref().map(String::as_str),
+            |a, b| a == b,
+        )
+        .map_err(|e| Error::config(e.to_string()))?;
+    match (value, file) {
+        (Some((name, _)), Some((_, source))) => Err(value_and_file(name, source)),
+        (Some((name, value)), None) => client_secret(value, name).map(Some),
+        (None, Some((path, source))) => read_secret_file(path, source).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// [`secret_given_twice`] naming the variable the value came from (`GENESYS_CLIENT_SECRET` or
