@@ -15,6 +15,19 @@ use crate::error::Error;
 /// Idle connections the token client keeps per host.
 const TOKEN_IDLE_CONNECTIONS: usize = 4;
 
+/// What both clients share: the connect timeout, the `User-Agent` and the TLS configuration
+/// (the platform's verifier and `extra_roots`, no process-wide provider).
+fn builder(
+    connect_timeout: StdDuration,
+    user_agent: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<reqwest::ClientBuilder, Error> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .user_agent(user_agent)
+        .tls_backend_preconfigured(tls_config(extra_roots)?))
+}
+
 /// The client token requests go through: credflow's own, whatever the caller does with API
 /// requests, and it never follows a redirect. A 3xx comes back to the session, which refuses
 /// it (see [`credflow_core::http::redirect`]): had it been followed, a `client_secret_post`
@@ -25,15 +38,12 @@ pub(crate) fn token_client(
     user_agent: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .user_agent(user_agent)
+    builder(connect_timeout, user_agent, extra_roots)?
         .redirect(reqwest::redirect::Policy::none())
         // A token request comes once per token life per client: a few idle connections
         // serve many clients sharing this one (a Transport), where keeping one per past
         // request (a thousand tenants starting at once) would hold their buffers for nothing.
         .pool_max_idle_per_host(TOKEN_IDLE_CONNECTIONS)
-        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client for token requests", e))
 }
@@ -46,11 +56,8 @@ pub(crate) fn api_client(
     user_agent: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .user_agent(user_agent)
+    builder(connect_timeout, user_agent, extra_roots)?
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
-        .tls_backend_preconfigured(tls_config(extra_roots)?)
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))
 }
