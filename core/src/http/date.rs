@@ -104,17 +104,7 @@ fn imf_fixdate(value: &[u8]) -> Option<Civil> {
     let month = month_number(c.alpha())?;
     c.spaces1()?;
     let year = c.number(4, 4)?;
-    c.spaces1()?;
-    let (hour, minute, second) = c.time_of_day()?;
-    c.spaces1()?;
-    (is_utc(c.alpha()) && c.0.is_empty()).then_some(Civil {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-    })
+    time_in_gmt(c, year, month, day)
 }
 
 /// The obsolete RFC 850 format: `Sunday, 06-Nov-94 08:49:37 GMT` (or, leniently, with a
@@ -134,6 +124,12 @@ fn rfc850_date(value: &[u8]) -> Option<Civil> {
         (4, year) => year,
         _ => return None,
     };
+    time_in_gmt(c, year, month, day)
+}
+
+/// The end IMF-fixdate and RFC 850 dates share, after the date: ` 08:49:37 GMT`, and nothing
+/// more.
+fn time_in_gmt(mut c: Cursor<'_>, year: u32, month: u32, day: u32) -> Option<Civil> {
     c.spaces1()?;
     let (hour, minute, second) = c.time_of_day()?;
     c.spaces1()?;
