@@ -243,6 +243,9 @@ struct Shared {
     http: reqwest::Client,
     /// Token requests: never follows a redirect (see [`token_client`]).
     token_http: reqwest::Client,
+    /// The transport's token request slots, shared with every client of the transport
+    /// ([`Transport::with_token_request_limit`](crate::Transport::with_token_request_limit)).
+    token_slots: Arc<tokio::sync::Semaphore>,
     /// Most bytes of a token response or an API error body read into memory.
     max_response_body: usize,
     clock: Clock,
@@ -458,7 +461,7 @@ impl Client {
         };
         let driver = driver_config(&config);
         let fleet = fleet_link(&config);
-        let crate::Transport { api: http, token: token_http, .. } = transport(
+        let crate::Transport { api: http, token: token_http, token_slots, .. } = transport(
             config.transport,
             config.connect_timeout,
             &config.user_agent,
@@ -475,6 +478,7 @@ impl Client {
             events: OnceLock::new(),
             http,
             token_http,
+            token_slots,
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             wall_set_at: AtomicU64::new(u64::MAX),

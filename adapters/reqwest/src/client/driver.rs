@@ -456,12 +456,27 @@ enum TokenAnswer {
 
 /// Sends a token request through the token client (no redirects), and reads the answer, at
 /// most `max_response_body` bytes of it, within `token_timeout` (reqwest's request timeout
-/// covers the body: one that trickles forever is a timeout).
+/// covers the body: one that trickles forever is a timeout), the wait for one of the
+/// transport's token request slots included.
 async fn send_token_request(
     shared: &Shared,
     request: OwnedTokenRequest,
 ) -> Result<TokenAnswer, TransportKind> {
-    let mut builder = shared.token_http.post(&request.url).timeout(shared.token_timeout);
+    let now = tokio::time::Instant::now();
+    let deadline =
+        now.checked_add(shared.token_timeout).unwrap_or(now + StdDuration::from_secs(86_400));
+    // Held until the answer is read (dropped on return); the semaphore is never closed.
+    let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, shared.token_slots.acquire()).await
+    else {
+        warn!(
+            timeout = ?shared.token_timeout,
+            "token request not sent: the transport's token request slots were all taken until its \
+             timeout (many clients refreshing at once; see Transport::with_token_request_limit)"
+        );
+        return Err(TransportKind::Timeout);
+    };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let mut builder = shared.token_http.post(&request.url).timeout(left);
     for (name, value) in &request.headers {
         let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
         if *name == "Authorization" {
