@@ -24,8 +24,8 @@ use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Fingerprint;
 use credflow_core::session::{
-    ApiError, ApiErrorKind, Counters, Event, RetryReason, Session, SetupError, TokenEndpoint,
-    WaitReason,
+    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, Event, RetryReason, Session, SetupError,
+    TokenEndpoint, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::HeaderValue;
@@ -42,6 +42,7 @@ mod driver;
 mod fleet_link;
 mod http_clients;
 mod send;
+mod token_storage;
 
 pub(crate) use http_clients::{api_client, follow_within_origin, token_client};
 pub(crate) use send::{BoxError, transport_kind};
@@ -56,7 +57,11 @@ const EVENT_CAPACITY: usize = 256;
 /// Bound on a fleet admission or report (a store that hangs must not hold requests).
 const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 
-type CoreSession = Session<TOKEN_CAPACITY, HOSTS>;
+/// The session of a client: its token kept on the heap, sized to the token (a process with a
+/// client per tenant does not pay `TOKEN_CAPACITY` bytes for each).
+type CoreSession = Session<TOKEN_CAPACITY, HOSTS, ENDPOINT_CAPACITY, token_storage::HeapToken>;
+/// A token as the session keeps it.
+type SessionToken = credflow_core::secret::AccessToken<TOKEN_CAPACITY, token_storage::HeapToken>;
 
 /// A bearer token handed to callers: cheap to clone, redacted in `Debug`, wiped on drop.
 #[derive(Clone)]

@@ -11,14 +11,14 @@ use credflow_core::fleet::{LeaseEnd, Peek, TokenDriver};
 use credflow_core::lifecycle::{Generation, Ticket};
 use credflow_core::oauth::TokenRequest;
 use credflow_core::retry::policy::TransportKind;
-use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::secret::Fingerprint;
 use credflow_core::session::RestoreError;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tracing::{Instrument, debug, warn};
 use zeroize::Zeroizing;
 
 use super::send::{HeaderMapRef, transport_kind};
-use super::{ClientEvent, CoreSession, Shared, TOKEN_CAPACITY, locked};
+use super::{ClientEvent, CoreSession, SessionToken, Shared, locked};
 use crate::shared::{FleetLink, Lease, Refresh, SharedToken};
 
 /// An owned copy of the core's token request, so the session lock is not held across I/O.
@@ -331,17 +331,13 @@ fn install_shared(
 fn offer_fleet_token(
     shared: &Shared,
     token: &SharedToken,
-    take: impl FnOnce(
-        &mut CoreSession,
-        Instant,
-        AccessToken<TOKEN_CAPACITY>,
-    ) -> Result<Generation, RestoreError>,
+    take: impl FnOnce(&mut CoreSession, Instant, SessionToken) -> Result<Generation, RestoreError>,
     unusable: impl FnOnce(&mut CoreSession, Instant),
 ) -> Option<Fingerprint> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
-    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+    let refused = match SessionToken::new(&token.token) {
         Ok(value) => {
             let fingerprint = value.fingerprint();
             match take(&mut session, now, value) {
