@@ -111,7 +111,7 @@ impl Token {
     /// A configuration error if `value` is not a token credflow would accept from a server
     /// (empty, longer than [`TOKEN_CAPACITY`], or with a character outside visible ASCII).
     pub fn new(value: &str, generation: u32, expires_in: StdDuration) -> Result<Token, Error> {
-        let checked = credflow_core::secret::AccessToken::<TOKEN_CAPACITY>::new(value)
+        let checked = SessionToken::new(value)
             .map_err(|e| Error::config(format!("not a usable token: {e}")))?;
         let now = tokio::time::Instant::now();
         Ok(Token(Arc::new(TokenInner {
