@@ -64,7 +64,7 @@
 use heapless::Deque;
 
 use crate::rng::Rng;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, InlineToken, TokenStorage};
 use crate::time::{Duration, Instant};
 
 /// Identifies one token the lifecycle has held; increases with every token acquired.
@@ -394,8 +394,8 @@ pub enum Wake {
 
 /// A token the lifecycle holds, with the instants computed when it arrived.
 #[derive(Clone, PartialEq, Eq)]
-struct Held<const N: usize> {
-    token: AccessToken<N>,
+struct Held<const N: usize, S> {
+    token: AccessToken<N, S>,
     generation: Generation,
     /// Strictly: the token must not be used at or after this instant.
     expires_at: Instant,
@@ -420,12 +420,13 @@ enum Phase {
 /// costs 40 bytes of RAM.
 pub const EVENT_CAPACITY: usize = 4;
 
-/// The token lifecycle state machine. `N` is the token capacity in bytes.
+/// The token lifecycle state machine. `N` is the token capacity in bytes, `S` where the token
+/// is kept ([`TokenStorage`]).
 ///
 /// See the [module documentation](self) for guarantees and call order.
-pub struct Lifecycle<const N: usize> {
+pub struct Lifecycle<const N: usize, S = InlineToken<N>> {
     config: LifecycleConfig,
-    current: Option<Held<N>>,
+    current: Option<Held<N, S>>,
     phase: Phase,
     /// Consecutive failed requests.
     failures: u32,
@@ -444,7 +445,7 @@ pub struct Lifecycle<const N: usize> {
     events: Deque<LifecycleEvent, EVENT_CAPACITY>,
 }
 
-impl<const N: usize> core::fmt::Debug for Lifecycle<N> {
+impl<const N: usize, S: TokenStorage> core::fmt::Debug for Lifecycle<N, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Lifecycle")
             .field("state", &self.state(Instant::ZERO))
@@ -453,7 +454,7 @@ impl<const N: usize> core::fmt::Debug for Lifecycle<N> {
     }
 }
 
-impl<const N: usize> Lifecycle<N> {
+impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     /// A lifecycle with no token whose first request is due at once.
     pub fn new(config: LifecycleConfig) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -486,7 +487,7 @@ impl<const N: usize> Lifecycle<N> {
     ///
     /// Never returns a token at or after its usable-until point, whatever calls were or were not
     /// made before.
-    pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, Generation)> {
+    pub fn token(&self, now: Instant) -> Option<(&AccessToken<N, S>, Generation)> {
         match &self.current {
             Some(held) if now < held.usable_until => Some((&held.token, held.generation)),
             _ => None,
@@ -612,7 +613,7 @@ impl<const N: usize> Lifecycle<N> {
         &mut self,
         now: Instant,
         ticket: Ticket,
-        token: AccessToken<N>,
+        token: AccessToken<N, S>,
         life: Duration,
         rng: &mut Rng,
     ) -> Option<Generation> {
@@ -737,7 +738,7 @@ impl<const N: usize> Lifecycle<N> {
     pub fn install(
         &mut self,
         now: Instant,
-        token: AccessToken<N>,
+        token: AccessToken<N, S>,
         expires_at: Instant,
         rng: &mut Rng,
     ) -> Option<Generation> {
@@ -769,7 +770,7 @@ impl<const N: usize> Lifecycle<N> {
     }
 
     /// The current token with its absolute expiry, for sealing into a snapshot.
-    pub fn current(&self, now: Instant) -> Option<(&AccessToken<N>, Instant)> {
+    pub fn current(&self, now: Instant) -> Option<(&AccessToken<N, S>, Instant)> {
         self.current
             .as_ref()
             .filter(|held| now < held.usable_until)

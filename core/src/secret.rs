@@ -1,5 +1,8 @@
 //! Credentials and tokens: stored inline, zeroized on drop, never printed.
 //!
+//! (A token is kept inline by default; a program with an allocator may keep it in a buffer
+//! sized to it instead, through [`TokenStorage`]: the core itself never allocates.)
+//!
 //! - [`ClientId`] is not secret, but it is bounded and validated.
 //! - [`ClientSecret`] and [`AccessToken`] have a redacted `Debug` and `Display`, are wiped with
 //!   [`zeroize`] when dropped, and expose their bytes only through explicitly named methods
@@ -304,8 +307,71 @@ pub enum CredentialPart {
 /// RFC 6750 §2.1 limits bearer tokens to `b64token` characters; the core accepts any visible
 /// ASCII (servers are not always strict) and rejects control characters, spaces and non-ASCII,
 /// which could otherwise split or forge an `Authorization` header.
+///
+/// `S` is where the bytes are kept: inline by default ([`InlineToken`], `N` bytes whatever the
+/// token's length, no allocator needed); a program with an allocator can keep them in a
+/// buffer sized to the token instead (a [`TokenStorage`] of its own), still accepting every
+/// token of up to `N` bytes, no more.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken<const N: usize>(SecretBuf<N>);
+pub struct AccessToken<const N: usize, S = InlineToken<N>>(S);
+
+/// Where an [`AccessToken`] keeps its bytes.
+///
+/// The core never allocates: [`InlineToken`] keeps `N` bytes inline. A `std` program that holds
+/// many sessions (one per tenant) can implement this on a heap buffer sized to the token. An
+/// implementation must wipe the bytes when dropped (as [`wipe`] does) and never print them in
+/// `Debug` or `Display`.
+pub trait TokenStorage: Sized {
+    /// Keeps `token`, already checked by [`AccessToken::new`]: 1 to `N` bytes of visible
+    /// ASCII (`N` the token's capacity).
+    fn hold(token: &str) -> Self;
+
+    /// The token `hold` was given.
+    fn as_str(&self) -> &str;
+
+    /// Its length in bytes.
+    fn len(&self) -> usize {
+        self.as_str().len()
+    }
+
+    /// Whether it holds nothing (never, once held by an [`AccessToken`]).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A token's bytes inline: `N` bytes whatever the token's length; [`AccessToken`]'s default
+/// storage. Wiped on drop, compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineToken<const N: usize>(SecretBuf<N>);
+
+impl<const N: usize> fmt::Debug for InlineToken<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InlineToken(<redacted>)")
+    }
+}
+
+impl<const N: usize> TokenStorage for InlineToken<N> {
+    fn hold(token: &str) -> Self {
+        let mut buf = SecretBuf::<N>::EMPTY;
+        // `AccessToken::new` checked that it fits; a longer one would be left empty, never cut.
+        if let Some(slot) = buf.bytes.get_mut(..token.len()) {
+            // Copied in place, not through the credential checks and their `Result` (a second
+            // copy of the buffer).
+            slot.copy_from_slice(token.as_bytes());
+            buf.len = token.len();
+        }
+        InlineToken(buf)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len
+    }
+}
 
 /// Why a token string was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,7 +412,7 @@ impl fmt::Display for TokenError {
 
 impl core::error::Error for TokenError {}
 
-impl<const N: usize> AccessToken<N> {
+impl<const N: usize, S: TokenStorage> AccessToken<N, S> {
     /// Validates and stores a token.
     pub fn new(token: &str) -> Result<Self, TokenError> {
         if token.is_empty() {
@@ -355,15 +421,10 @@ impl<const N: usize> AccessToken<N> {
         if let Some(at) = token.bytes().position(|b| !b.is_ascii_graphic()) {
             return Err(TokenError::InvalidCharacter { at });
         }
-        let mut buf = SecretBuf::<N>::EMPTY;
-        let Some(slot) = buf.bytes.get_mut(..token.len()) else {
+        if token.len() > N {
             return Err(TokenError::TooLong { needed: token.len(), capacity: N });
-        };
-        // Checked above: non-empty, visible ASCII, fits. Copied in place, not through the
-        // credential checks and their `Result` (a second copy of the buffer).
-        slot.copy_from_slice(token.as_bytes());
-        buf.len = token.len();
-        Ok(AccessToken(buf))
+        }
+        Ok(AccessToken(S::hold(token)))
     }
 
     /// The token itself, to put in an `Authorization: Bearer` header. Never log it.
@@ -373,12 +434,12 @@ impl<const N: usize> AccessToken<N> {
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len
+        self.0.len()
     }
 
     /// Always `false`: an empty token cannot be constructed.
     pub fn is_empty(&self) -> bool {
-        self.0.len == 0
+        self.0.is_empty()
     }
 
     /// A fingerprint that identifies this token in logs.
@@ -387,13 +448,13 @@ impl<const N: usize> AccessToken<N> {
     }
 }
 
-impl<const N: usize> fmt::Debug for AccessToken<N> {
+impl<const N: usize, S: TokenStorage> fmt::Debug for AccessToken<N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AccessToken(<redacted {} bytes, {}>)", self.len(), self.fingerprint())
     }
 }
 
-impl<const N: usize> fmt::Display for AccessToken<N> {
+impl<const N: usize, S: TokenStorage> fmt::Display for AccessToken<N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<redacted token {}>", self.fingerprint())
     }

@@ -45,7 +45,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::secret::{AccessToken, Fingerprint, TokenError};
+use crate::secret::{AccessToken, Fingerprint, InlineToken, TokenError, TokenStorage};
 use crate::time::UnixTime;
 
 const MAGIC: &[u8; 4] = b"CFT1";
@@ -243,9 +243,9 @@ impl core::error::Error for UnsealError {}
 
 /// A token recovered from a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Restored<const N: usize> {
+pub struct Restored<const N: usize, S: TokenStorage = InlineToken<N>> {
     /// The token.
-    pub token: AccessToken<N>,
+    pub token: AccessToken<N, S>,
     /// When it expires, wall-clock.
     pub expires_at: UnixTime,
 }
@@ -273,8 +273,8 @@ fn mac(key: &[u8], format: Format) -> Option<Hmac<Sha256>> {
 /// Seals `token`, expiring at `expires_at` and issued to the credential with fingerprint
 /// `credential`, into `out` under `key`. Returns the number of bytes written
 /// ([`sealed_len`] of the token's length).
-pub fn seal<const N: usize>(
-    token: &AccessToken<N>,
+pub fn seal<const N: usize, S: TokenStorage>(
+    token: &AccessToken<N, S>,
     expires_at: UnixTime,
     credential: Fingerprint,
     key: &[u8],
@@ -285,8 +285,8 @@ pub fn seal<const N: usize>(
 
 /// Seals `token` as [`seal`] does, as a record stamped `stamp` (see [`Stamp::after`]). Returns
 /// the number of bytes written ([`record_len`] of the token's length).
-pub fn seal_record<const N: usize>(
-    token: &AccessToken<N>,
+pub fn seal_record<const N: usize, S: TokenStorage>(
+    token: &AccessToken<N, S>,
     expires_at: UnixTime,
     credential: Fingerprint,
     stamp: Stamp,
@@ -296,9 +296,9 @@ pub fn seal_record<const N: usize>(
     seal_as(Format::Record, token, expires_at, credential, stamp, key, out)
 }
 
-fn seal_as<const N: usize>(
+fn seal_as<const N: usize, S: TokenStorage>(
     format: Format,
-    token: &AccessToken<N>,
+    token: &AccessToken<N, S>,
     expires_at: UnixTime,
     credential: Fingerprint,
     stamp: Stamp,
@@ -388,11 +388,11 @@ fn open<'a>(format: Format, sealed: &'a [u8], key: &[u8]) -> Result<Opened<'a>, 
 }
 
 /// The credential and expiry checks both versions make, then the token.
-fn check<const N: usize>(
+fn check<const N: usize, S: TokenStorage>(
     opened: &Opened<'_>,
     now: UnixTime,
     credential: Fingerprint,
-) -> Result<AccessToken<N>, UnsealError> {
+) -> Result<AccessToken<N, S>, UnsealError> {
     if opened.credential != credential.as_bytes().as_slice() {
         return Err(UnsealError::WrongCredential);
     }
@@ -412,6 +412,16 @@ pub fn unseal<const N: usize>(
     now: UnixTime,
     credential: Fingerprint,
 ) -> Result<Restored<N>, UnsealError> {
+    unseal_into(sealed, key, now, credential)
+}
+
+/// [`unseal`], the token kept in `S`.
+pub(crate) fn unseal_into<const N: usize, S: TokenStorage>(
+    sealed: &[u8],
+    key: &[u8],
+    now: UnixTime,
+    credential: Fingerprint,
+) -> Result<Restored<N, S>, UnsealError> {
     let opened = open(Format::Snapshot, sealed, key)?;
     let token = check(&opened, now, credential)?;
     Ok(Restored { token, expires_at: opened.expires_at })

@@ -11,12 +11,19 @@
 //! its own (this program, re-run), so that neither the emulator nor the other configuration
 //! counts in its resident set.
 
+use std::alloc::System;
 use std::process::Command;
 use std::time::Duration;
 
+use cap::Cap;
 use credflow_emulator::{ClientConfig, Emulator, EmulatorConfig};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::{Client, Target, Transport};
+
+/// The system allocator, counting the bytes live on the heap and their peak: what the clients
+/// hold (live) is told apart from what the allocator keeps of a past peak (RSS beyond it).
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
 /// The resident set size of this process, in bytes (Linux: `/proc/self/statm`).
 fn rss() -> Option<u64> {
@@ -41,6 +48,7 @@ fn measure(count: usize, shared: bool, token_url: String, api_base: String) {
         // A first client warms up what every configuration pays once (TLS roots, the runtime).
         let transport = Transport::new().expect("a transport");
         let before = rss().unwrap_or(0);
+        let live_before = ALLOCATOR.allocated();
         let mut clients = Vec::with_capacity(count);
         for i in 0..count {
             let (id, secret) = tenant(i);
@@ -59,11 +67,17 @@ fn measure(count: usize, shared: bool, token_url: String, api_base: String) {
         }
         let after = rss().unwrap_or(0);
         let added = after.saturating_sub(before);
+        let live = ALLOCATOR.allocated().saturating_sub(live_before);
+        let peak = ALLOCATOR.max_allocated().saturating_sub(live_before);
         println!(
-            "{:<28} {count:>5} clients: +{:>6.1} MB RSS, {:>6.1} KiB per client",
+            "{:<26} {count:>5} clients: +{:>6.1} MB RSS, {:>6.1} KiB per client; \
+             heap live +{:>6.1} MB ({:>5.1} KiB per client), peak +{:>6.1} MB",
             if shared { "one shared Transport" } else { "HTTP clients of their own" },
             added as f64 / 1e6,
             added as f64 / 1024.0 / count as f64,
+            live as f64 / 1e6,
+            live as f64 / 1024.0 / count as f64,
+            peak as f64 / 1e6,
         );
     });
 }

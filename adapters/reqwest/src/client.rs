@@ -24,8 +24,8 @@ use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Fingerprint;
 use credflow_core::session::{
-    ApiError, ApiErrorKind, Counters, Event, RetryReason, Session, SetupError, TokenEndpoint,
-    WaitReason,
+    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, Event, RetryReason, Session, SetupError,
+    TokenEndpoint, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::HeaderValue;
@@ -42,6 +42,7 @@ mod driver;
 mod fleet_link;
 mod http_clients;
 mod send;
+mod token_storage;
 
 pub(crate) use http_clients::{api_client, follow_within_origin, token_client};
 pub(crate) use send::{BoxError, transport_kind};
@@ -56,7 +57,11 @@ const EVENT_CAPACITY: usize = 256;
 /// Bound on a fleet admission or report (a store that hangs must not hold requests).
 const FLEET_CALL_TIMEOUT: StdDuration = StdDuration::from_secs(1);
 
-type CoreSession = Session<TOKEN_CAPACITY, HOSTS>;
+/// The session of a client: its token kept on the heap, sized to the token (a process with a
+/// client per tenant does not pay `TOKEN_CAPACITY` bytes for each).
+type CoreSession = Session<TOKEN_CAPACITY, HOSTS, ENDPOINT_CAPACITY, token_storage::HeapToken>;
+/// A token as the session keeps it.
+type SessionToken = credflow_core::secret::AccessToken<TOKEN_CAPACITY, token_storage::HeapToken>;
 
 /// A bearer token handed to callers: cheap to clone, redacted in `Debug`, wiped on drop.
 #[derive(Clone)]
@@ -106,7 +111,7 @@ impl Token {
     /// A configuration error if `value` is not a token credflow would accept from a server
     /// (empty, longer than [`TOKEN_CAPACITY`], or with a character outside visible ASCII).
     pub fn new(value: &str, generation: u32, expires_in: StdDuration) -> Result<Token, Error> {
-        let checked = credflow_core::secret::AccessToken::<TOKEN_CAPACITY>::new(value)
+        let checked = SessionToken::new(value)
             .map_err(|e| Error::config(format!("not a usable token: {e}")))?;
         let now = tokio::time::Instant::now();
         Ok(Token(Arc::new(TokenInner {
@@ -243,6 +248,9 @@ struct Shared {
     http: reqwest::Client,
     /// Token requests: never follows a redirect (see [`token_client`]).
     token_http: reqwest::Client,
+    /// The transport's token request slots, shared with every client of the transport
+    /// ([`Transport::with_token_request_limit`](crate::Transport::with_token_request_limit)).
+    token_slots: Arc<tokio::sync::Semaphore>,
     /// Most bytes of a token response or an API error body read into memory.
     max_response_body: usize,
     clock: Clock,
@@ -458,7 +466,7 @@ impl Client {
         };
         let driver = driver_config(&config);
         let fleet = fleet_link(&config);
-        let crate::Transport { api: http, token: token_http, .. } = transport(
+        let crate::Transport { api: http, token: token_http, token_slots, .. } = transport(
             config.transport,
             config.connect_timeout,
             &config.user_agent,
@@ -475,6 +483,7 @@ impl Client {
             events: OnceLock::new(),
             http,
             token_http,
+            token_slots,
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             wall_set_at: AtomicU64::new(u64::MAX),

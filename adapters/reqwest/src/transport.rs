@@ -27,6 +27,10 @@
 //!
 //! One [`Transport`] serves any number of credflow clients: build it once and hand a clone
 //! to each (one connection pool and one TLS configuration instead of one per client id).
+//! Its clients send at most [`DEFAULT_TOKEN_REQUEST_LIMIT`] token requests at once
+//! ([`Transport::with_token_request_limit`]); the others wait their turn, each within its own
+//! token timeout: a thousand tenants started together do not open a thousand connections to the
+//! login host at the same instant, nor hold a thousand requests' buffers.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,6 +49,8 @@
 //! # let _ = clients; Ok(()) }
 //! ```
 
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
@@ -58,14 +64,23 @@ use crate::error::Error;
 pub struct Transport {
     pub(crate) api: reqwest::Client,
     pub(crate) token: reqwest::Client,
+    /// One permit per token request in flight, shared by every client of this transport.
+    pub(crate) token_slots: Arc<tokio::sync::Semaphore>,
+    /// The number of permits (for `Debug`).
+    token_request_limit: NonZeroUsize,
     /// Whether the API client is the caller's (for `Debug`).
     callers_api: bool,
 }
+
+/// Token requests a [`Transport`]'s clients send at once unless
+/// [`Transport::with_token_request_limit`] says otherwise.
+pub const DEFAULT_TOKEN_REQUEST_LIMIT: usize = 32;
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("api", &if self.callers_api { "the caller's" } else { "credflow's" })
+            .field("token_request_limit", &self.token_request_limit)
             .finish_non_exhaustive()
     }
 }
@@ -112,11 +127,11 @@ impl Transport {
         user_agent: &str,
         extra_roots: &[CertificateDer<'static>],
     ) -> Result<Transport, Error> {
-        Ok(Transport {
-            api: api_client(connect_timeout, user_agent, extra_roots)?,
-            token: token_client(connect_timeout, user_agent, extra_roots)?,
-            callers_api: false,
-        })
+        Ok(Transport::assemble(
+            api_client(connect_timeout, user_agent, extra_roots)?,
+            token_client(connect_timeout, user_agent, extra_roots)?,
+            false,
+        ))
     }
 
     /// API requests through `api`, the caller's client (its pool, proxies, TLS and redirect
@@ -141,16 +156,52 @@ impl Transport {
     ///
     /// As [`Transport::new`] (for the token client).
     pub fn with_api_client(api: reqwest::Client) -> Result<Transport, Error> {
-        Ok(Transport {
+        Ok(Transport::assemble(
             api,
-            token: token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT, &[])?,
-            callers_api: true,
-        })
+            token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT, &[])?,
+            true,
+        ))
     }
 
     /// The caller's API client with credflow's token client.
     pub(crate) fn from_parts(api: reqwest::Client, token: reqwest::Client) -> Transport {
-        Transport { api, token, callers_api: true }
+        Transport::assemble(api, token, true)
+    }
+
+    fn assemble(api: reqwest::Client, token: reqwest::Client, callers_api: bool) -> Transport {
+        let limit = NonZeroUsize::new(DEFAULT_TOKEN_REQUEST_LIMIT).unwrap_or(NonZeroUsize::MIN);
+        Transport {
+            api,
+            token,
+            token_slots: Arc::new(tokio::sync::Semaphore::new(limit.get())),
+            token_request_limit: limit,
+            callers_api,
+        }
+    }
+
+    /// At most `limit` token requests in flight at once among all the clients of this
+    /// transport (default [`DEFAULT_TOKEN_REQUEST_LIMIT`]); call it before handing out clones
+    /// (a clone made earlier keeps the limit it had).
+    ///
+    /// A token request that finds every slot taken waits for one, within its own
+    /// [`token_timeout`](crate::Config::token_timeout): the wait and the request together
+    /// never take longer. One that waits that long fails as a timeout (the session then
+    /// retries it as it would any token request that timed out), and a caller of
+    /// [`Client::token`](crate::Client::token) still gets its answer within its
+    /// [`token_wait`](crate::Config::token_wait).
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), credflow_reqwest::Error> {
+    /// use std::num::NonZeroUsize;
+    /// let transport = credflow_reqwest::Transport::new()?
+    ///     .with_token_request_limit(NonZeroUsize::new(8).expect("not zero"));
+    /// # let _ = transport; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_token_request_limit(mut self, limit: NonZeroUsize) -> Transport {
+        self.token_slots = Arc::new(tokio::sync::Semaphore::new(limit.get()));
+        self.token_request_limit = limit;
+        self
     }
 
     /// The client API requests go through (what [`Client::http`](crate::Client::http)

@@ -56,5 +56,5 @@ pub use request::{
 };
 pub use response::{
     ExpiresInSource, ResponseError, ResponseOptions, ScopeCheck, TokenResponse,
-    parse_token_response,
+    parse_token_response, parse_token_response_into,
 };

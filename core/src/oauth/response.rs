@@ -37,7 +37,7 @@ use core::fmt;
 
 use crate::http::retry_after::saturating_decimal;
 use crate::json::{self, Value, unescape};
-use crate::secret::{AccessToken, TokenError, wipe};
+use crate::secret::{AccessToken, InlineToken, TokenError, TokenStorage, wipe};
 use crate::text::push_sanitized;
 use crate::time::Duration;
 use crate::time::mul_sat;
@@ -157,9 +157,9 @@ pub fn missing_scopes<'r>(requested: &'r str, granted: &str) -> impl Iterator<It
 ///
 /// `Debug` does not show the token ([`AccessToken`]'s is redacted).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenResponse<const N: usize> {
+pub struct TokenResponse<const N: usize, S: TokenStorage = InlineToken<N>> {
     /// The bearer token.
-    pub access_token: AccessToken<N>,
+    pub access_token: AccessToken<N, S>,
     /// How long the token lives from the moment the response was received.
     pub expires_in: Duration,
     /// Which rule produced `expires_in`.
@@ -246,6 +246,14 @@ pub fn parse_token_response<const N: usize>(
     body: &[u8],
     opts: &ResponseOptions<'_>,
 ) -> Result<TokenResponse<N>, ResponseError> {
+    parse_token_response_into(body, opts)
+}
+
+/// [`parse_token_response`], the token kept in `S` (see [`TokenStorage`]).
+pub fn parse_token_response_into<const N: usize, S: TokenStorage>(
+    body: &[u8],
+    opts: &ResponseOptions<'_>,
+) -> Result<TokenResponse<N, S>, ResponseError> {
     let body = json_object(body).map_err(|shape| match shape {
         Shape::Empty => ResponseError::Empty,
         Shape::NotJson => ResponseError::NotJson,
@@ -339,7 +347,9 @@ fn read_members(body: &[u8]) -> Result<Raw<'_>, ResponseError> {
     Ok(raw)
 }
 
-fn access_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, ResponseError> {
+fn access_token<const N: usize, S: TokenStorage>(
+    raw: &str,
+) -> Result<AccessToken<N, S>, ResponseError> {
     let from_token_error = |e| match e {
         TokenError::TooLong { needed, capacity } => {
             ResponseError::TokenTooLong { needed, capacity }
@@ -357,7 +367,9 @@ fn access_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, ResponseErr
 /// and wiped), measuring the whole token, then validated as usual. Valid tokens are ASCII, so
 /// one char is one byte.
 #[inline(never)]
-fn unescaped_token<const N: usize>(raw: &str) -> Result<AccessToken<N>, TokenError> {
+fn unescaped_token<const N: usize, S: TokenStorage>(
+    raw: &str,
+) -> Result<AccessToken<N, S>, TokenError> {
     let mut scratch = [0u8; N];
     let mut len = 0usize;
     let mut result = Ok(());

@@ -7,6 +7,7 @@ use crate::breaker::{BreakerEvent, CircuitBreaker};
 use crate::classify::CorrelationId;
 use crate::lifecycle::{LifecycleEvent, Wake};
 use crate::oauth::{ScopeCheck, TokenErrorClass};
+use crate::secret::TokenStorage;
 use crate::time::Instant;
 
 /// Which breaker an event is about.
@@ -69,7 +70,7 @@ pub enum Reason {
     BreakerHalfOpen,
 }
 
-impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N, H, E, S> {
     /// The next instant at which the session has work, and why. `None`: nothing scheduled
     /// (waiters are woken by events).
     pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {

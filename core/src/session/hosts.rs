@@ -2,6 +2,7 @@
 
 use super::Session;
 use crate::breaker::{BreakerConfig, CircuitBreaker, ProbeTicket};
+use crate::secret::TokenStorage;
 use crate::time::Instant;
 
 /// Identifies an API host (or any caller-chosen target) for its own circuit breaker.
@@ -24,7 +25,7 @@ impl HostKey {
     }
 }
 
-impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N, H, E, S> {
     pub(super) fn host_breaker(
         &mut self,
         now: Instant,

@@ -65,7 +65,7 @@ use crate::redact::Secrets;
 use crate::retry::budget::{BudgetConfig, RetryBudget};
 use crate::retry::policy::RetryPolicy;
 use crate::rng::Rng;
-use crate::secret::{Credentials, Fingerprint};
+use crate::secret::{Credentials, Fingerprint, InlineToken, TokenStorage};
 use crate::snapshot::{self, SealError, UnsealError};
 use crate::time::{Duration, Instant, UnixTime, WallClock};
 
@@ -175,12 +175,19 @@ pub struct Counters {
 
 /// A session for one client id: token lifecycle, retries, breakers and pacing. `N` is the token
 /// capacity in bytes (raise it for large JWT tokens), `H` the number of API hosts with their own
-/// breaker (the least recently used is recycled when full).
-pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = ENDPOINT_CAPACITY> {
+/// breaker (the least recently used is recycled when full), `S` where the token is kept: `N`
+/// bytes inline by default, or a [`TokenStorage`] sized to the token (a `std` program holding
+/// a session per tenant), which accepts the same tokens.
+pub struct Session<
+    const N: usize = 2048,
+    const H: usize = 4,
+    const E: usize = ENDPOINT_CAPACITY,
+    S = InlineToken<N>,
+> {
     credentials: Credentials,
     endpoint: TokenEndpoint<E>,
     config: SessionConfig,
-    lifecycle: Lifecycle<N>,
+    lifecycle: Lifecycle<N, S>,
     token_breaker: CircuitBreaker,
     hosts: Vec<(HostKey, CircuitBreaker, Instant), H>,
     pacer: Pacer,
@@ -205,7 +212,7 @@ pub struct Session<const N: usize = 2048, const H: usize = 4, const E: usize = E
     events: Deque<Event, SESSION_EVENT_CAPACITY>,
 }
 
-impl<const N: usize, const H: usize, const E: usize> fmt::Debug for Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S> fmt::Debug for Session<N, H, E, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("client", &self.credentials.id)
@@ -216,7 +223,7 @@ impl<const N: usize, const H: usize, const E: usize> fmt::Debug for Session<N, H
     }
 }
 
-impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N, H, E, S> {
     /// A session for `credentials` against `endpoint`. `seed` drives every random choice
     /// (jitter, JWT ids): seed it from the OS in production, with a constant in tests.
     ///
@@ -444,9 +451,13 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         key: &[u8],
     ) -> Result<Generation, RestoreError> {
         let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
-        let restored =
-            snapshot::unseal::<N>(sealed, key, wall.wall_at(now), self.credentials.fingerprint())
-                .map_err(RestoreError::Unseal)?;
+        let restored = snapshot::unseal_into::<N, S>(
+            sealed,
+            key,
+            wall.wall_at(now),
+            self.credentials.fingerprint(),
+        )
+        .map_err(RestoreError::Unseal)?;
         let expires_at = wall.instant_at(restored.expires_at);
         let generation = self
             .lifecycle

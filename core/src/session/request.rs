@@ -11,7 +11,7 @@ use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
 use crate::retry::policy::{
     Attempt, Failure, GiveUpReason, RetryDecision, TransportKind, WaitSource,
 };
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, InlineToken, TokenStorage};
 use crate::time::{Duration, Instant};
 
 /// What a caller says about one API request before it is sent.
@@ -140,11 +140,11 @@ pub enum WaitReason {
 
 /// The answer to [`Session::authorize`].
 #[must_use]
-pub enum Authorize<'s, const N: usize> {
+pub enum Authorize<'s, const N: usize, S = InlineToken<N>> {
     /// Send now with `Authorization: Bearer <token>`; report the outcome with the same state.
     Send {
         /// The token to attach.
-        token: &'s AccessToken<N>,
+        token: &'s AccessToken<N, S>,
         /// Its generation (kept in the request state for 401 handling).
         generation: Generation,
     },
@@ -159,7 +159,7 @@ pub enum Authorize<'s, const N: usize> {
     Fail(ApiError),
 }
 
-impl<const N: usize> fmt::Debug for Authorize<'_, N> {
+impl<const N: usize, S> fmt::Debug for Authorize<'_, N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Authorize::Send { generation, .. } => {
@@ -208,7 +208,7 @@ pub enum Verdict {
     Fail(ApiError),
 }
 
-impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N, H, E, S> {
     /// Starts tracking one API request.
     pub fn begin(&mut self, now: Instant, spec: RequestSpec) -> RequestState {
         count(&mut self.counters.requests);
@@ -229,7 +229,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     /// Decides whether the request may be sent at `now`: with which token, or until when to
     /// wait, or why it cannot be sent at all.
     #[inline(never)]
-    pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N> {
+    pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N, S> {
         // A second authorize without an outcome: the earlier attempt is abandoned.
         self.abandon(now, req);
         if let Some(deadline) = req.spec.deadline
@@ -491,12 +491,12 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// Counts a failed request and answers it with an error of `kind`.
-    fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N> {
+    fn fail(&mut self, kind: ApiErrorKind) -> Authorize<'_, N, S> {
         self.fail_with(ApiError::new(kind))
     }
 
     /// Counts a failed request and answers it with `error`.
-    fn fail_with(&mut self, error: ApiError) -> Authorize<'_, N> {
+    fn fail_with(&mut self, error: ApiError) -> Authorize<'_, N, S> {
         count(&mut self.counters.failed);
         Authorize::Fail(error)
     }

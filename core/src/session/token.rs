@@ -17,18 +17,18 @@ use crate::lifecycle::{Generation, Lifecycle, RejectReason, Ticket, TokenFailure
 use crate::oauth::{
     AuthMethod, EncodeError, JwtInputs, OAuthError, ResponseError, ResponseOptions, ScopeCheck,
     TokenErrorClass, TokenRequest, TokenRequestConfig, encode_token_request, parse_token_error,
-    parse_token_response,
+    parse_token_response_into,
 };
 use crate::retry::policy::TransportKind;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, InlineToken, TokenStorage};
 use crate::text::push_decimal;
 use crate::time::{Duration, Instant, UnixTime, WallClock};
 
 /// The answer to [`Session::check_token`].
 #[must_use]
-pub enum TokenStatus<'s, const N: usize> {
+pub enum TokenStatus<'s, const N: usize, S = InlineToken<N>> {
     /// A usable token and its timing.
-    Ready(&'s AccessToken<N>, TokenTimes),
+    Ready(&'s AccessToken<N, S>, TokenTimes),
     /// None yet: ask again at `until`, or on the next token event when `None`.
     Pending {
         /// When the next token request can go out, if known.
@@ -38,7 +38,7 @@ pub enum TokenStatus<'s, const N: usize> {
     Unavailable(ApiError),
 }
 
-impl<const N: usize> fmt::Debug for TokenStatus<'_, N> {
+impl<const N: usize, S> fmt::Debug for TokenStatus<'_, N, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenStatus::Ready(_, times) => f.debug_tuple("Ready").field(times).finish(),
@@ -50,7 +50,7 @@ impl<const N: usize> fmt::Debug for TokenStatus<'_, N> {
     }
 }
 
-impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
+impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N, H, E, S> {
     /// The application reports that the API rejected the token of `generation` (a 401 it got
     /// with a token it sent itself, through another HTTP stack): the token is dropped if it is
     /// still the current one, and a refresh is made due at once, no sooner than
@@ -67,7 +67,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
 
     /// The usable token at `now` and its timing, if any (for adapters that publish it to a
     /// lock-free cache).
-    pub fn token(&self, now: Instant) -> Option<(&AccessToken<N>, TokenTimes)> {
+    pub fn token(&self, now: Instant) -> Option<(&AccessToken<N, S>, TokenTimes)> {
         let (token, _) = self.lifecycle.token(now)?;
         self.lifecycle.token_times(now).map(|times| (token, times))
     }
@@ -78,7 +78,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     ///
     /// A caller that waits at most until some instant uses
     /// [`check_token_before`](Self::check_token_before) instead.
-    pub fn check_token(&mut self, now: Instant) -> TokenStatus<'_, N> {
+    pub fn check_token(&mut self, now: Instant) -> TokenStatus<'_, N, S> {
         self.check_token_before(now, None)
     }
 
@@ -105,7 +105,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         &mut self,
         now: Instant,
         deadline: Option<Instant>,
-    ) -> TokenStatus<'_, N> {
+    ) -> TokenStatus<'_, N, S> {
         if self.lifecycle.token(now).is_none() {
             let passed = deadline.is_some_and(|d| now > d);
             let error = match self.token_unavailable(now, deadline) {
@@ -122,7 +122,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     }
 
     /// The token lifecycle (read-only), for observability.
-    pub fn lifecycle(&self) -> &Lifecycle<N> {
+    pub fn lifecycle(&self) -> &Lifecycle<N, S> {
         &self.lifecycle
     }
 
@@ -237,7 +237,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             max_expires_in: self.config.max_expires_in,
             requested_scope: self.endpoint.scope(),
         };
-        match parse_token_response::<N>(body, &opts) {
+        match parse_token_response_into::<N, S>(body, &opts) {
             Ok(response) if !response.expires_in.is_zero() => {
                 let generation = self.lifecycle.on_success(
                     now,
@@ -480,7 +480,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         &mut self,
         now: Instant,
         ticket: Ticket,
-        token: AccessToken<N>,
+        token: AccessToken<N, S>,
         expires_at: UnixTime,
     ) -> Result<Generation, RestoreError> {
         let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
@@ -513,7 +513,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
     pub fn adopt_shared(
         &mut self,
         now: Instant,
-        token: AccessToken<N>,
+        token: AccessToken<N, S>,
         expires_at: UnixTime,
     ) -> Result<Generation, RestoreError> {
         let wall = self.wall.ok_or(RestoreError::NoWallClock)?;
@@ -529,7 +529,7 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         &mut self,
         now: Instant,
         wall: WallClock,
-        token: AccessToken<N>,
+        token: AccessToken<N, S>,
         expires_at: UnixTime,
     ) -> Result<Generation, RestoreError> {
         let generation = self

@@ -11,14 +11,14 @@ use credflow_core::fleet::{LeaseEnd, Peek, TokenDriver};
 use credflow_core::lifecycle::{Generation, Ticket};
 use credflow_core::oauth::TokenRequest;
 use credflow_core::retry::policy::TransportKind;
-use credflow_core::secret::{AccessToken, Fingerprint};
+use credflow_core::secret::Fingerprint;
 use credflow_core::session::RestoreError;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tracing::{Instrument, debug, warn};
 use zeroize::Zeroizing;
 
 use super::send::{HeaderMapRef, transport_kind};
-use super::{ClientEvent, CoreSession, Shared, TOKEN_CAPACITY, locked};
+use super::{ClientEvent, CoreSession, SessionToken, Shared, locked};
 use crate::shared::{FleetLink, Lease, Refresh, SharedToken};
 
 /// An owned copy of the core's token request, so the session lock is not held across I/O.
@@ -331,17 +331,13 @@ fn install_shared(
 fn offer_fleet_token(
     shared: &Shared,
     token: &SharedToken,
-    take: impl FnOnce(
-        &mut CoreSession,
-        Instant,
-        AccessToken<TOKEN_CAPACITY>,
-    ) -> Result<Generation, RestoreError>,
+    take: impl FnOnce(&mut CoreSession, Instant, SessionToken) -> Result<Generation, RestoreError>,
     unusable: impl FnOnce(&mut CoreSession, Instant),
 ) -> Option<Fingerprint> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     session.set_wall_clock(shared.clock.wall(now));
-    let refused = match AccessToken::<TOKEN_CAPACITY>::new(&token.token) {
+    let refused = match SessionToken::new(&token.token) {
         Ok(value) => {
             let fingerprint = value.fingerprint();
             match take(&mut session, now, value) {
@@ -456,12 +452,27 @@ enum TokenAnswer {
 
 /// Sends a token request through the token client (no redirects), and reads the answer, at
 /// most `max_response_body` bytes of it, within `token_timeout` (reqwest's request timeout
-/// covers the body: one that trickles forever is a timeout).
+/// covers the body: one that trickles forever is a timeout), the wait for one of the
+/// transport's token request slots included.
 async fn send_token_request(
     shared: &Shared,
     request: OwnedTokenRequest,
 ) -> Result<TokenAnswer, TransportKind> {
-    let mut builder = shared.token_http.post(&request.url).timeout(shared.token_timeout);
+    let now = tokio::time::Instant::now();
+    let deadline =
+        now.checked_add(shared.token_timeout).unwrap_or(now + StdDuration::from_secs(86_400));
+    // Held until the answer is read (dropped on return); the semaphore is never closed.
+    let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, shared.token_slots.acquire()).await
+    else {
+        warn!(
+            timeout = ?shared.token_timeout,
+            "token request not sent: the transport's token request slots were all taken until its \
+             timeout (many clients refreshing at once; see Transport::with_token_request_limit)"
+        );
+        return Err(TransportKind::Timeout);
+    };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let mut builder = shared.token_http.post(&request.url).timeout(left);
     for (name, value) in &request.headers {
         let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
         if *name == "Authorization" {

@@ -12,7 +12,7 @@ use credflow_core::fleet::{
 use credflow_core::http::{Headers, Method as CoreMethod};
 use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
-use credflow_core::secret::AccessToken;
+use credflow_core::secret::{AccessToken, TokenStorage};
 use credflow_core::session::{
     Authorize, HostKey, RequestSpec, RequestState, RetryReason, Verdict, WaitReason,
 };
@@ -449,7 +449,7 @@ impl Drop for InFlight {
     }
 }
 
-pub(super) fn bearer<const N: usize>(token: &AccessToken<N>) -> HeaderValue {
+pub(super) fn bearer<const N: usize, S: TokenStorage>(token: &AccessToken<N, S>) -> HeaderValue {
     let value = Zeroizing::new(format!("Bearer {}", token.as_str()));
     // The core only accepts visible ASCII tokens, so this cannot fail; fall back to an empty
     // (rejected) header rather than panicking.
