@@ -19,8 +19,8 @@ use proxy_support::{Proxy, http};
 const ID: &str = "x-test-id";
 
 /// An upstream whose every API answer says `used` of 100 requests are spent in a window that
-/// resets in an hour (Genesys's `inin-ratelimit-*` headers).
-fn upstream(used: u32) -> Hostile {
+/// resets in `reset` seconds (Genesys's `inin-ratelimit-*` headers).
+fn upstream(used: u32, reset: u32) -> Hostile {
     Hostile::start(move |req| {
         if req.path() == "/oauth/token" {
             return Reply::json(
@@ -31,30 +31,33 @@ fn upstream(used: u32) -> Hostile {
         Reply::json(200, r#"{"ok":true}"#)
             .header("inin-ratelimit-allowed", "100")
             .header("inin-ratelimit-count", &used.to_string())
-            .header("inin-ratelimit-reset", "3600")
+            .header("inin-ratelimit-reset", &reset.to_string())
     })
 }
 
 /// A ready proxy in front of `server`, after one request without a priority (`warm-up`) that
 /// tells its pacer about the window (before any rate-limit header, nothing is held back).
-async fn proxy_with_known_window(server: &Hostile, client: &reqwest::Client) -> Proxy {
+async fn proxy_with_known_window(
+    server: &Hostile,
+    client: &reqwest::Client,
+    args: &[&str],
+) -> Proxy {
     let proxy =
-        Proxy::start(&server.url("/oauth/token"), &server.url("/"), "id", "secret-value-1", &[])
+        Proxy::start(&server.url("/oauth/token"), &server.url("/"), "id", "secret-value-1", args)
             .await;
     proxy.ready(client).await;
-    let (status, _) = send(&proxy, client, "warm-up", None).await;
-    assert_eq!(status, 200);
+    assert_eq!(send(&proxy, client, "warm-up", None).await.0, 200);
     proxy
 }
 
 /// Sends `GET /api/v2/things` with the request id `id` and the priority header `priority` (none
-/// for `None`): the status and `Retry-After`.
+/// for `None`): the status, `Retry-After` and, for a 503, the code of the JSON body.
 async fn send(
     proxy: &Proxy,
     client: &reqwest::Client,
     id: &str,
     priority: Option<&str>,
-) -> (u16, Option<String>) {
+) -> (u16, Option<u64>, String) {
     let mut request = client.get(proxy.url("/api/v2/things")).header(ID, id);
     if let Some(priority) = priority {
         request = request.header("X-Credflow-Priority", priority);
@@ -63,14 +66,16 @@ async fn send(
         .await
         .unwrap_or_else(|_| panic!("{id}: no answer within 30 s (held instead of refused)"))
         .unwrap();
-    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry_after =
+        response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
     let status = response.status().as_u16();
+    let mut code = String::new();
     if status == 503 {
         let body: serde_json::Value =
             serde_json::from_str(&response.text().await.unwrap()).unwrap();
-        assert_eq!(body["code"], "credflow.deadline.exceeded", "{id}: {body}");
+        code = body["code"].as_str().unwrap_or_default().to_owned();
     }
-    (status, retry_after)
+    (status, retry_after, code)
 }
 
 /// The request ids the upstream's API received, in order.
@@ -86,12 +91,14 @@ fn received(server: &Hostile) -> Vec<String> {
 #[tokio::test]
 async fn background_leaves_the_floor_that_normal_and_critical_may_use() {
     // 20 of 100 left: at or below the background floor (30), above the critical reserve (10).
-    let server = upstream(80);
+    let server = upstream(80, 3600);
     let client = http();
-    let proxy = proxy_with_known_window(&server, &client).await;
+    let proxy = proxy_with_known_window(&server, &client, &[]).await;
 
-    let (status, retry_after) = send(&proxy, &client, "background", Some("background")).await;
+    let (status, retry_after, code) = send(&proxy, &client, "background", Some("background")).await;
     assert_eq!(status, 503, "a background request went into the floor it must leave");
+    // Held for most of an hour, past the request's --deadline (60 s).
+    assert_eq!(code, "credflow.deadline.exceeded");
     assert!(retry_after.is_some(), "503 without Retry-After");
     assert_eq!(send(&proxy, &client, "no-header", None).await.0, 200);
     assert_eq!(send(&proxy, &client, "normal", Some("normal")).await.0, 200);
@@ -109,9 +116,9 @@ async fn background_leaves_the_floor_that_normal_and_critical_may_use() {
 #[tokio::test]
 async fn only_critical_may_use_the_critical_reserve() {
     // 5 of 100 left: within the critical reserve (10).
-    let server = upstream(95);
+    let server = upstream(95, 3600);
     let client = http();
-    let proxy = proxy_with_known_window(&server, &client).await;
+    let proxy = proxy_with_known_window(&server, &client, &[]).await;
 
     assert_eq!(send(&proxy, &client, "no-header", None).await.0, 503);
     assert_eq!(send(&proxy, &client, "normal", Some("normal")).await.0, 503);
@@ -120,4 +127,27 @@ async fn only_critical_may_use_the_critical_reserve() {
     assert_eq!(send(&proxy, &client, "critical-2", Some("critical")).await.0, 200);
 
     assert_eq!(received(&server), ["warm-up", "critical", "critical-2"]);
+}
+
+#[tokio::test]
+async fn a_background_request_is_not_sent_as_a_quota_probe() {
+    // 11 of 100 left, the reset in 100 s: background is held until 20 s before the reset
+    // (10 × 60 s / 30), 80 s, longer than the retry policy's max_wait (60 s) but within this
+    // --deadline. The core then fails it at once, naming the wait, as it does a daily quota;
+    // it once let one such request per max_wait go out as the quota's probe, into the floor.
+    let server = upstream(89, 100);
+    let client = http();
+    let proxy = proxy_with_known_window(&server, &client, &["--deadline", "120s"]).await;
+
+    for id in ["background", "background-2"] {
+        let (status, retry_after, code) = send(&proxy, &client, id, Some("background")).await;
+        assert_eq!((status, code.as_str()), (503, "credflow.rate.limited"), "{id}");
+        // The hold (80 s less the time since the warm-up), as Retry-After.
+        let retry_after = retry_after.expect("Retry-After");
+        assert!((61..=81).contains(&retry_after), "{id}: Retry-After {retry_after}");
+    }
+    assert_eq!(send(&proxy, &client, "normal", Some("normal")).await.0, 200);
+    assert_eq!(send(&proxy, &client, "critical", Some("critical")).await.0, 200);
+
+    assert_eq!(received(&server), ["warm-up", "normal", "critical"]);
 }
