@@ -6,6 +6,8 @@
 //! (deadline exceeded) and the proxy answers 503 itself, without sending it. What goes and what
 //! does not is then a matter of which requests the upstream received, in which order, and of
 //! the statuses the client got; no timing is measured (timeouts are only guards against a hang).
+//! A hold past the retry policy's `max_wait` but within the deadline is refused too, naming the
+//! wait, and never sent as the quota's probe.
 #![cfg(unix)]
 
 mod proxy_support;
