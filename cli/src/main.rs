@@ -88,7 +88,8 @@ struct TargetArgs {
     #[arg(long, global = true)]
     allow_insecure_http: bool,
     /// PEM file of certificate authorities to trust besides the system's (a TLS-inspecting
-    /// proxy's, `credflow emulator --tls`'s test CA).
+    /// proxy's, `credflow emulator --tls`'s test CA). For `proxy --redis rediss://…`, the
+    /// only CAs the Redis server's certificate may chain to.
     #[arg(long, global = true, value_name = "PATH")]
     ca_file: Option<String>,
 }

@@ -132,7 +132,8 @@ pub(crate) fn unavailable(e: RedisError) -> StoreError {
         )),
         Cause::ServerCertUntrusted => refused(format!(
             "TLS: the Redis server's certificate is not trusted ({e}); if a private CA signed \
-             it, trust that CA with RedisConfig::with_root_ca_pem"
+             it, trust that CA with RedisConfig::with_root_ca_pem (the credflow command: \
+             --ca-file)"
         )),
         Cause::Transport => StoreError::Unavailable(e.to_string()),
         Cause::Other => refused(e.to_string()),

@@ -27,7 +27,8 @@
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
 //!   `Retry-After: 1`.
 //! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
-//!   through Redis with every proxy and process of the client id (`Config::with_shared`).
+//!   through Redis with every proxy and process of the client id (`Config::with_shared`);
+//!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given.
 //! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
 //!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
 //!   within `--drain`), `tracing` logs (`CREDFLOW_LOG`).
@@ -82,8 +83,10 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
     /// Fleet mode: share one token and one rate budget with every proxy and process of the
-    /// same client id through Redis at this URL (redis://; put a password in the environment
-    /// variable, not in a flag value) [env: CREDFLOW_REDIS_URL]. Needs --fleet-key-file.
+    /// same client id through Redis at this URL (redis://, or rediss:// for TLS: the server's
+    /// certificate must then chain to the CAs of --ca-file if given, instead of the public
+    /// roots; put a password in the environment variable, not in a flag value) [env:
+    /// CREDFLOW_REDIS_URL]. Needs --fleet-key-file.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
     /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
@@ -142,7 +145,8 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
     let redis = args.redis.clone().or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
     if let Some(url) = redis.filter(|u| !u.is_empty()) {
-        config = config.with_shared(fleet_store(&url, args.fleet_key_file.as_deref())?);
+        let store = fleet_store(&url, args.fleet_key_file.as_deref(), target.ca_file.as_deref())?;
+        config = config.with_shared(store);
     } else if args.fleet_key_file.is_some() {
         return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
     }
@@ -161,10 +165,13 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     server::serve(client, args.listen, settings).await
 }
 
-/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key.
+/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key. Over TLS
+/// (`rediss://`), the server's certificate must chain to the CAs of `ca_file` (`--ca-file`)
+/// when one is given, else to the public webpki roots.
 fn fleet_store(
     url: &str,
     key_file: Option<&str>,
+    ca_file: Option<&str>,
 ) -> Result<std::sync::Arc<dyn credflow_reqwest::SharedStore>, Failure> {
     let Some(path) = key_file else {
         return Err(Failure::usage(
@@ -173,7 +180,14 @@ fn fleet_store(
         ));
     };
     let key = credflow_reqwest::config::read_secret_file(path, "--fleet-key-file")?;
-    let config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
+    let mut config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
+    // For a plain redis:// URL the CA file is the HTTPS side's alone.
+    let tls = url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if let Some(path) = ca_file.filter(|_| tls) {
+        let pem = std::fs::read(path)
+            .map_err(|e| Failure::usage(format!("--ca-file {path}: cannot read it: {e}")))?;
+        config = config.with_root_ca_pem(pem);
+    }
     let store = credflow_redis::RedisStore::new(config)
         .map_err(|e| Failure::usage(format!("--redis / --fleet-key-file: {e}")))?;
     Ok(std::sync::Arc::new(store))

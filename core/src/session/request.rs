@@ -282,8 +282,14 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             // A quota that frees up only in hours (a daily limit's 429, an exhausted long
             // window), or a bogus wait that saturated to "forever": fail now, naming the wait,
             // rather than holding the caller silently. One request per `max_wait` still goes
-            // out as a probe, so the session finds out when the limit is lifted.
-            if !self.pacer.take_quota_probe(now, max) {
+            // out as a probe, so the session finds out when the limit is lifted: one the
+            // server set, or any that holds Critical requests back (the share the pacer
+            // estimates other clients use). A lower priority held by the pacer's own choice
+            // (the share kept for higher priorities, the spacing of a long window) has nothing
+            // to find out, and a probe would spend what is kept for the others.
+            let limited = matches!(reason, PaceReason::Exhausted | PaceReason::Backoff429)
+                || req.spec.priority == Priority::Critical;
+            if !(limited && self.pacer.take_quota_probe(now, max)) {
                 let reason = GiveUpReason::WaitTooLong { wait, max };
                 return self.fail(ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
             }

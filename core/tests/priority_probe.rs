@@ -1,0 +1,92 @@
+//! The quota probe (one request per `max_wait` that goes out although the pacer holds it back
+//! for longer, to find out when a limit is lifted) is for limits the server set: a 429's
+//! `Retry-After`, an exhausted window. A request held back for higher priorities (the share
+//! of the window Background leaves to the others) fails fast instead, every time: there is
+//! nothing to find out, and a probe would spend the very requests held back. Found through
+//! `credflow proxy`: with `X-Credflow-Priority: background`, the first background request of
+//! each minute went out into the floor.
+
+use credflow_core::http::Method;
+use credflow_core::ratelimit::pacer::Priority;
+use credflow_core::retry::policy::GiveUpReason;
+use credflow_core::secret::Credentials;
+use credflow_core::session::{
+    ApiErrorKind, Authorize, HostKey, RequestSpec, RetryReason, Session, SessionConfig,
+    TokenEndpoint, Verdict,
+};
+use credflow_core::{Duration, Instant};
+
+fn host() -> HostKey {
+    HostKey::from_host("api.mypurecloud.com")
+}
+
+fn spec(priority: Priority) -> RequestSpec {
+    RequestSpec { priority, ..RequestSpec::new(Method::Get, host()) }
+}
+
+/// A session holding a token, that has seen a response saying 20 of 100 requests are left in
+/// a window (60 s, the default) that resets in 100 s.
+fn session_at_20_of_100(t0: Instant) -> Session<64, 1> {
+    let creds = Credentials::from_strs("client", "secret").unwrap();
+    let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+    let mut s = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+    let mut buf = [0u8; 512];
+    let (ticket, _) = s.poll_token_request(t0, &mut buf).unwrap().unwrap();
+    let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
+    s.handle_token_response(t0, ticket, 200, &[("a", "b")], body);
+    let mut first = s.begin(t0, spec(Priority::Normal));
+    assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
+    let limits = [
+        ("inin-ratelimit-allowed", "100"),
+        ("inin-ratelimit-count", "80"),
+        ("inin-ratelimit-reset", "100"),
+    ];
+    assert_eq!(s.handle_response(t0, &mut first, 200, &limits, b""), Verdict::Done);
+    s
+}
+
+#[test]
+fn a_request_held_for_higher_priorities_is_never_sent_as_a_quota_probe() {
+    let t0 = Instant::from_secs(10);
+    let mut s = session_at_20_of_100(t0);
+    let max = SessionConfig::default().retry.max_wait;
+    // Background leaves 30 % of the limit (30 > 20 left) until 19 × 60 s / 30 = 38 s before
+    // the reset: a hold of 62 s, beyond `max_wait` (60 s).
+    let hold = Duration::from_secs(62);
+    for later in [0, 1] {
+        let now = t0 + Duration::from_secs(later);
+        let mut background = s.begin(now, spec(Priority::Background));
+        let Authorize::Fail(error) = s.authorize(now, &mut background) else {
+            panic!("a background request went into the floor {later} s later");
+        };
+        let wait = hold.checked_sub(Duration::from_secs(later)).unwrap();
+        let reason = GiveUpReason::WaitTooLong { wait, max };
+        assert_eq!(error.kind, ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
+    }
+    // When the hold ends, it goes: a share of the window, not a ban.
+    let end = t0 + hold;
+    let mut background = s.begin(end, spec(Priority::Background));
+    assert!(matches!(s.authorize(end, &mut background), Authorize::Send { .. }));
+    // What Background leaves, Normal and Critical may use at once.
+    for priority in [Priority::Normal, Priority::Critical] {
+        let mut fresh = session_at_20_of_100(t0);
+        let mut other = fresh.begin(t0, spec(priority));
+        assert!(matches!(fresh.authorize(t0, &mut other), Authorize::Send { .. }), "{priority:?}");
+    }
+}
+
+#[test]
+fn a_limit_the_server_set_is_still_probed() {
+    let t0 = Instant::from_secs(10);
+    let mut s = session_at_20_of_100(t0);
+    let mut limited = s.begin(t0, spec(Priority::Critical));
+    assert!(matches!(s.authorize(t0, &mut limited), Authorize::Send { .. }));
+    let verdict = s.handle_response(t0, &mut limited, 429, &[("Retry-After", "7200")], b"");
+    assert!(matches!(verdict, Verdict::Fail(_)), "{verdict:?}");
+    let max = SessionConfig::default().retry.max_wait;
+    let probe_at = t0 + max;
+    let mut probe = s.begin(probe_at, spec(Priority::Normal));
+    assert!(matches!(s.authorize(probe_at, &mut probe), Authorize::Send { .. }), "the probe");
+    let mut next = s.begin(probe_at, spec(Priority::Normal));
+    assert!(matches!(s.authorize(probe_at, &mut next), Authorize::Fail(_)), "one at a time");
+}
