@@ -68,6 +68,48 @@ async fn upstream() {
     while let Ok(Some(_)) = stdin.next_line().await {}
 }
 
+/// A bare forwarder for reference (`PROXY_BENCH_BARE=1`): hyper's server and a reqwest
+/// client as the proxy has them, and nothing of credflow's (no token, pacing, retries, header
+/// hygiene or masking): what any proxy built on these two costs at least. Serves until its
+/// stdin closes.
+async fn bare(upstream: String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("bare forwarder listening on http://{}", listener.local_addr().unwrap());
+    let client = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let (client, upstream) = (client.clone(), upstream.clone());
+                        async move {
+                            let url = format!("http://{upstream}{}", request.uri());
+                            let (parts, body) = request.into_parts();
+                            let mut headers = parts.headers;
+                            headers.remove("host");
+                            let response = client
+                                .request(parts.method, url)
+                                .headers(headers)
+                                .body(reqwest::Body::wrap(body))
+                                .send()
+                                .await
+                                .expect("an upstream answer");
+                            Ok::<_, Infallible>(http::Response::<reqwest::Body>::from(response))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(_)) = stdin.next_line().await {}
+}
+
 /// Sends GET `url` from `concurrency` tasks for `seconds`: requests per second and the
 /// latencies.
 async fn load(
@@ -132,6 +174,7 @@ async fn measured(
     seconds: Duration,
     pids: [u32; 3],
 ) -> Run {
+    // Pid 0: no such process, no CPU.
     let before = pids.map(cpu_us);
     let (rps, latencies) = load(client, url, concurrency, seconds).await;
     let after = pids.map(cpu_us);
@@ -165,10 +208,13 @@ fn address(line: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if std::env::var_os("PROXY_BENCH_UPSTREAM").is_some() {
         return upstream().await;
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(upstream) = std::env::var("PROXY_BENCH_BARE_TO") {
+        return bare(upstream).await;
+    }
     let env_number = |name: &str, default: u64| {
         std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
     };
@@ -206,7 +252,20 @@ async fn main() {
         .expect("the proxy started");
     let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
     let proxy_addr = address(&lines.next_line().await.unwrap().unwrap());
-    let pids = [std::process::id(), upstream.id().unwrap(), proxy.id().unwrap()];
+    // The reference forwarder, when asked for: this binary again.
+    let mut bare = None;
+    if std::env::var_os("PROXY_BENCH_BARE").is_some() {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .env("PROXY_BENCH_BARE_TO", upstream_addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the bare forwarder started");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = address(&lines.next_line().await.unwrap().unwrap());
+        bare = Some((child, addr));
+    }
 
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -214,64 +273,68 @@ async fn main() {
         .tcp_nodelay(true)
         .build()
         .unwrap();
-    let direct = format!("http://{upstream_addr}/api/v2/bench");
-    let proxied = format!("http://{proxy_addr}/api/v2/bench");
-    // Warm up both paths (connections, the proxy's token).
-    for url in [&direct, &proxied] {
+    // The paths, each with the process in the middle (none for direct).
+    let mut paths = vec![
+        ("direct", format!("http://{upstream_addr}/api/v2/bench"), None),
+        ("proxied", format!("http://{proxy_addr}/api/v2/bench"), proxy.id()),
+    ];
+    if let Some((child, addr)) = &bare {
+        paths.push(("bare", format!("http://{addr}/api/v2/bench"), child.id()));
+    }
+    // Warm up every path (connections, the proxy's token).
+    for (_, url, _) in &paths {
         let _ = load(&client, url, 128, Duration::from_millis(500)).await;
     }
     println!(
-        "{rounds} rounds of {} s per path, alternating, {} cores",
+        "{rounds} rounds of {} s per path, the paths' order rotating, {} cores",
         seconds.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| in flight | direct req/s | proxied req/s | ratio | added p50 / p99 | CPU µs/req direct: client + upstream | proxied: client + upstream + proxy | ceiling |"
+        "| path | in flight | req/s | ratio | added p50 / p99 | CPU µs/req: client + upstream + proxy | ceiling |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let in_flight: Vec<usize> = std::env::var("PROXY_BENCH_IN_FLIGHT")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 128]);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     for concurrency in in_flight {
-        let (mut direct_runs, mut proxied_runs) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            let mut pair = Vec::new();
-            for proxied_first in [round % 2 == 1, round % 2 == 0] {
-                let url = if proxied_first { &proxied } else { &direct };
-                pair.push((
-                    proxied_first,
-                    measured(&client, url, concurrency, seconds, pids).await,
-                ));
-            }
-            for (is_proxied, run) in pair {
-                if is_proxied { proxied_runs.push(run) } else { direct_runs.push(run) }
+        let mut runs: Vec<Vec<Run>> = paths.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds as usize {
+            for k in 0..paths.len() {
+                let i = (round + k) % paths.len();
+                let (_, url, middle) = &paths[i];
+                let pids = [std::process::id(), upstream.id().unwrap(), middle.unwrap_or(0)];
+                runs[i].push(measured(&client, url, concurrency, seconds, pids).await);
             }
         }
-        let rps = |runs: &[Run]| median(runs.iter().map(|r| r.rps).collect());
-        let ratio =
-            median(direct_runs.iter().zip(&proxied_runs).map(|(d, p)| p.rps / d.rps).collect());
-        let cpu = |runs: &[Run], i: usize| median(runs.iter().map(|r| r.cpu[i]).collect());
         let pooled = |runs: &[Run]| {
             let mut all: Vec<Duration> =
                 runs.iter().flat_map(|r| r.latencies.iter().copied()).collect();
             all.sort_unstable();
             all
         };
-        let (direct_lat, proxied_lat) = (pooled(&direct_runs), pooled(&proxied_runs));
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let added = |p: f64| us(percentile(&proxied_lat, p)) - us(percentile(&direct_lat, p));
-        let (dc, du) = (cpu(&direct_runs, 0), cpu(&direct_runs, 1));
-        let (pc, pu, pp) = (cpu(&proxied_runs, 0), cpu(&proxied_runs, 1), cpu(&proxied_runs, 2));
-        println!(
-            "| {concurrency} | {:.0} | {:.0} | {ratio:.2} | {:.0} / {:.0} µs | {dc:.1} + {du:.1} | {pc:.1} + {pu:.1} + {pp:.1} | {:.2} |",
-            rps(&direct_runs),
-            rps(&proxied_runs),
-            added(0.5),
-            added(0.99),
-            (dc + du) / (pc + pu + pp),
-        );
+        let cpu = |runs: &[Run], i: usize| median(runs.iter().map(|r| r.cpu[i]).collect());
+        let direct_lat = pooled(&runs[0]);
+        let direct_cpu = cpu(&runs[0], 0) + cpu(&runs[0], 1);
+        for (i, (name, _, _)) in paths.iter().enumerate() {
+            let rps = median(runs[i].iter().map(|r| r.rps).collect());
+            let ratio = median(runs[0].iter().zip(&runs[i]).map(|(d, p)| p.rps / d.rps).collect());
+            let lat = pooled(&runs[i]);
+            let added = |p: f64| us(percentile(&lat, p)) - us(percentile(&direct_lat, p));
+            let (c, u, m) = (cpu(&runs[i], 0), cpu(&runs[i], 1), cpu(&runs[i], 2));
+            println!(
+                "| {name} | {concurrency} | {rps:.0} | {ratio:.2} | {:.0} / {:.0} µs | {c:.1} + {u:.1} + {m:.1} | {:.2} |",
+                added(0.5),
+                added(0.99),
+                direct_cpu / (c + u + m),
+            );
+        }
     }
     let _ = proxy.kill().await;
     let _ = upstream.kill().await;
+    if let Some((mut child, _)) = bare {
+        let _ = child.kill().await;
+    }
 }
