@@ -141,16 +141,26 @@ impl<'a> Secrets<'a> {
     /// at the very end of `text`.
     fn find_cut(&self, text: &[u8], from: usize, cut: bool) -> Option<Range<usize>> {
         let rest = text.get(from..)?;
+        // Each value's first byte (`None`: no such value), as streamed at the first position:
+        // at the others, a value is streamed again only where the text starts with it.
+        let mut firsts = [None; VALUES];
         for offset in 0..rest.len() {
             let start = from.saturating_add(offset);
             let tail = rest.get(offset..).unwrap_or_default();
             let mut longest = 0usize;
-            for which in 0..VALUES {
-                if which == ASSERTION && !tail.starts_with(ASSERTION_START) {
+            for (which, first) in firsts.iter_mut().enumerate() {
+                let skip = if which == ASSERTION {
+                    !tail.starts_with(ASSERTION_START)
+                } else {
+                    offset > 0 && tail.first() != first.as_ref()
+                };
+                if skip {
                     continue;
                 }
-                let mut compare = Compare { text: tail, matched: 0, state: State::Matching };
+                let mut compare =
+                    Compare { text: tail, matched: 0, state: State::Matching, first: None };
                 self.stream(which, &mut compare);
+                *first = compare.first;
                 let len = match compare.state {
                     State::Matching => compare.matched,
                     State::RanOut if cut && compare.matched >= MIN_CUT_PREFIX => compare.matched,
@@ -262,10 +272,15 @@ struct Compare<'t> {
     text: &'t [u8],
     matched: usize,
     state: State,
+    /// The value's first byte.
+    first: Option<u8>,
 }
 
 impl Sink for Compare<'_> {
     fn put(&mut self, bytes: &[u8]) {
+        if self.first.is_none() {
+            self.first = bytes.first().copied();
+        }
         for &b in bytes {
             if self.state != State::Matching {
                 return;
