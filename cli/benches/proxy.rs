@@ -17,7 +17,8 @@
 //! request over (client + upstream + proxy) per proxied request.
 //!
 //! `cargo bench -p credflow-cli --bench proxy` (`PROXY_BENCH_IN_FLIGHT=16,128` picks the
-//! concurrencies; `PROXY_WORKER_THREADS=N` sets the proxy's `TOKIO_WORKER_THREADS`). Not a test: nothing here asserts a time. BENCHMARKS.md has the
+//! concurrencies; `PROXY_BENCH_ALSO=before:bin=/tmp/credflow-before` measures another build or setting of the
+//! proxy in the same rounds; `PROXY_BENCH_BARE=1` adds the bare forwarder). Not a test: nothing here asserts a time. BENCHMARKS.md has the
 //! numbers of the last run.
 
 use std::convert::Infallible;
@@ -69,9 +70,9 @@ async fn upstream() {
 }
 
 /// A bare forwarder for reference (`PROXY_BENCH_BARE=1`): hyper's server and a reqwest
-/// client as the proxy has them, and nothing of credflow's (no token, pacing, retries, header
-/// hygiene or masking): what any proxy built on these two costs at least. Serves until its
-/// stdin closes.
+/// client on one thread, as the proxy has them, and nothing of credflow's (no token, pacing,
+/// retries, header hygiene or masking): what any proxy built on these two costs at least.
+/// Serves until its stdin closes.
 async fn bare(upstream: String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("bare forwarder listening on http://{}", listener.local_addr().unwrap());
@@ -200,21 +201,53 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Starts `credflow proxy` (the binary at `bin`, with `env` besides the bench's settings) in
+/// front of `upstream`: the child and the address it listens on.
+async fn start_proxy(
+    bin: &str,
+    upstream: SocketAddr,
+    env: &[(String, String)],
+) -> (tokio::process::Child, String) {
+    let mut proxy = tokio::process::Command::new(bin)
+        .env_clear()
+        .env("GENESYS_CLIENT_ID", "bench")
+        .env("GENESYS_CLIENT_SECRET", "bench-secret")
+        .env("CREDFLOW_LOG", "off")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["proxy", "--listen", "127.0.0.1:0"])
+        .args(["--token-url", &format!("http://{upstream}/oauth/token")])
+        .args(["--api-base", &format!("http://{upstream}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the proxy started");
+    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let addr = address(&lines.next_line().await.unwrap().unwrap());
+    (proxy, addr)
+}
+
 /// The first `http://` address process output `line` names.
 fn address(line: &str) -> String {
     let word = line.split_whitespace().find(|w| w.starts_with("http://")).expect("an address");
     word.trim_start_matches("http://").to_owned()
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = |builder: &mut tokio::runtime::Builder| builder.enable_all().build().unwrap();
     if std::env::var_os("PROXY_BENCH_UPSTREAM").is_some() {
-        return upstream().await;
+        runtime(&mut tokio::runtime::Builder::new_multi_thread()).block_on(upstream());
+    } else if let Ok(upstream) = std::env::var("PROXY_BENCH_BARE_TO") {
+        // One thread, as the proxy.
+        runtime(&mut tokio::runtime::Builder::new_current_thread()).block_on(bare(upstream));
+    } else {
+        runtime(&mut tokio::runtime::Builder::new_multi_thread()).block_on(bench());
     }
-    if let Ok(upstream) = std::env::var("PROXY_BENCH_BARE_TO") {
-        return bare(upstream).await;
-    }
+}
+
+/// The client's side: starts the upstream and the proxies, measures, prints.
+async fn bench() {
     let env_number = |name: &str, default: u64| {
         std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
     };
@@ -232,26 +265,25 @@ async fn main() {
     let upstream_addr: SocketAddr =
         address(&upstream_lines.next_line().await.unwrap().unwrap()).parse().unwrap();
 
-    let mut proxy = tokio::process::Command::new(env!("CARGO_BIN_EXE_credflow"));
-    proxy.env_clear();
-    // The proxy's tokio runtime size, if the run sets one (default: one worker per core).
-    if let Ok(threads) = std::env::var("PROXY_WORKER_THREADS") {
-        proxy.env("TOKIO_WORKER_THREADS", threads);
+    let (mut proxy, proxy_addr) =
+        start_proxy(env!("CARGO_BIN_EXE_credflow"), upstream_addr, &[]).await;
+    // Other proxies to measure in the same rounds: `name:KEY=VALUE,...;name2:...`, where the
+    // key `bin` names another build of credflow (a copy of the binary before a change).
+    let mut others = Vec::new();
+    for spec in std::env::var("PROXY_BENCH_ALSO").unwrap_or_default().split(';') {
+        let Some((name, settings)) = spec.split_once(':') else { continue };
+        let mut bin = env!("CARGO_BIN_EXE_credflow").to_owned();
+        let mut env = Vec::new();
+        for (key, value) in settings.split(',').filter_map(|kv| kv.split_once('=')) {
+            if key == "bin" {
+                bin = value.to_owned();
+            } else {
+                env.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        let (child, addr) = start_proxy(&bin, upstream_addr, &env).await;
+        others.push((name.to_owned(), child, addr));
     }
-    let mut proxy = proxy
-        .env("GENESYS_CLIENT_ID", "bench")
-        .env("GENESYS_CLIENT_SECRET", "bench-secret")
-        .env("CREDFLOW_LOG", "off")
-        .args(["proxy", "--listen", "127.0.0.1:0"])
-        .args(["--token-url", &format!("http://{upstream_addr}/oauth/token")])
-        .args(["--api-base", &format!("http://{upstream_addr}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the proxy started");
-    let mut lines = BufReader::new(proxy.stdout.take().unwrap()).lines();
-    let proxy_addr = address(&lines.next_line().await.unwrap().unwrap());
     // The reference forwarder, when asked for: this binary again.
     let mut bare = None;
     if std::env::var_os("PROXY_BENCH_BARE").is_some() {
@@ -278,6 +310,9 @@ async fn main() {
         ("direct", format!("http://{upstream_addr}/api/v2/bench"), None),
         ("proxied", format!("http://{proxy_addr}/api/v2/bench"), proxy.id()),
     ];
+    for (name, child, addr) in &others {
+        paths.push((name.as_str(), format!("http://{addr}/api/v2/bench"), child.id()));
+    }
     if let Some((child, addr)) = &bare {
         paths.push(("bare", format!("http://{addr}/api/v2/bench"), child.id()));
     }
@@ -334,6 +369,9 @@ async fn main() {
     }
     let _ = proxy.kill().await;
     let _ = upstream.kill().await;
+    for (_, mut child, _) in others {
+        let _ = child.kill().await;
+    }
     if let Some((mut child, _)) = bare {
         let _ = child.kill().await;
     }
