@@ -101,6 +101,8 @@ impl<'a> Secrets<'a> {
 
     /// Streams value `which` into `sink`; `false` if there is no such value.
     fn stream(&self, which: usize, sink: &mut dyn Sink) -> bool {
+        #[cfg(test)]
+        tests::STREAMED.with(|n| n.set(n.get().saturating_add(1)));
         let secret = self.credentials.secret.expose_secret();
         match which {
             SECRET => sink.put(secret.as_bytes()),
@@ -302,6 +304,11 @@ mod tests {
     use proptest::prelude::*;
     use std::string::{String as StdString, ToString};
 
+    std::thread_local! {
+        /// How many times a value was streamed on this thread (`Secrets::stream`).
+        pub(super) static STREAMED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
+
     /// `s3cr3t+/` form-encodes and base64-encodes differently from itself.
     const SECRET: &str = "s3cr3t+/Value";
     const TOKEN: &str = "tok-0123456789abcdef";
@@ -345,6 +352,23 @@ mod tests {
         // Without a token, a token-like text is not touched.
         let without = Secrets::new(&creds, None, None);
         assert_eq!(masked::<128>(&without, TOKEN), TOKEN);
+    }
+
+    /// A value is streamed again only where the text starts with its first byte: searching a
+    /// text none of whose bytes starts a value streams each value once, however long the text
+    /// (the masking of every response's headers pays this).
+    #[test]
+    fn a_value_is_streamed_again_only_where_the_text_starts_with_it() {
+        let creds = creds(SECRET);
+        let secrets = Secrets::new(&creds, Some(TOKEN), None);
+        let text = "0123456789".repeat(100);
+        STREAMED.with(|n| n.set(0));
+        assert_eq!(secrets.find(text.as_bytes(), 0), None);
+        let streamed = STREAMED.with(|n| n.get());
+        assert!(streamed <= VALUES, "{streamed} streams for {} bytes", text.len());
+        // Where the text does start with a value, it is found as before.
+        let text = std::format!("{text}{TOKEN}");
+        assert_eq!(secrets.find(text.as_bytes(), 0), Some(1000..1000 + TOKEN.len()));
     }
 
     /// A one-character secret is masked wherever it occurs: mangled text, never the secret.
