@@ -101,6 +101,8 @@ impl<'a> Secrets<'a> {
 
     /// Streams value `which` into `sink`; `false` if there is no such value.
     fn stream(&self, which: usize, sink: &mut dyn Sink) -> bool {
+        #[cfg(test)]
+        tests::STREAMED.with(|n| n.set(n.get().saturating_add(1)));
         let secret = self.credentials.secret.expose_secret();
         match which {
             SECRET => sink.put(secret.as_bytes()),
@@ -141,16 +143,26 @@ impl<'a> Secrets<'a> {
     /// at the very end of `text`.
     fn find_cut(&self, text: &[u8], from: usize, cut: bool) -> Option<Range<usize>> {
         let rest = text.get(from..)?;
+        // Each value's first byte (`None`: no such value), as streamed at the first position:
+        // at the others, a value is streamed again only where the text starts with it.
+        let mut firsts = [None; VALUES];
         for offset in 0..rest.len() {
             let start = from.saturating_add(offset);
             let tail = rest.get(offset..).unwrap_or_default();
             let mut longest = 0usize;
-            for which in 0..VALUES {
-                if which == ASSERTION && !tail.starts_with(ASSERTION_START) {
+            for (which, first) in firsts.iter_mut().enumerate() {
+                let skip = if which == ASSERTION {
+                    !tail.starts_with(ASSERTION_START)
+                } else {
+                    offset > 0 && tail.first() != first.as_ref()
+                };
+                if skip {
                     continue;
                 }
-                let mut compare = Compare { text: tail, matched: 0, state: State::Matching };
+                let mut compare =
+                    Compare { text: tail, matched: 0, state: State::Matching, first: None };
                 self.stream(which, &mut compare);
+                *first = compare.first;
                 let len = match compare.state {
                     State::Matching => compare.matched,
                     State::RanOut if cut && compare.matched >= MIN_CUT_PREFIX => compare.matched,
@@ -262,10 +274,15 @@ struct Compare<'t> {
     text: &'t [u8],
     matched: usize,
     state: State,
+    /// The value's first byte.
+    first: Option<u8>,
 }
 
 impl Sink for Compare<'_> {
     fn put(&mut self, bytes: &[u8]) {
+        if self.first.is_none() {
+            self.first = bytes.first().copied();
+        }
         for &b in bytes {
             if self.state != State::Matching {
                 return;
@@ -286,6 +303,11 @@ mod tests {
     use heapless::String;
     use proptest::prelude::*;
     use std::string::{String as StdString, ToString};
+
+    std::thread_local! {
+        /// How many times a value was streamed on this thread (`Secrets::stream`).
+        pub(super) static STREAMED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    }
 
     /// `s3cr3t+/` form-encodes and base64-encodes differently from itself.
     const SECRET: &str = "s3cr3t+/Value";
@@ -330,6 +352,23 @@ mod tests {
         // Without a token, a token-like text is not touched.
         let without = Secrets::new(&creds, None, None);
         assert_eq!(masked::<128>(&without, TOKEN), TOKEN);
+    }
+
+    /// A value is streamed again only where the text starts with its first byte: searching a
+    /// text none of whose bytes starts a value streams each value once, however long the text
+    /// (the masking of every response's headers pays this).
+    #[test]
+    fn a_value_is_streamed_again_only_where_the_text_starts_with_it() {
+        let creds = creds(SECRET);
+        let secrets = Secrets::new(&creds, Some(TOKEN), None);
+        let text = "0123456789".repeat(100);
+        STREAMED.with(|n| n.set(0));
+        assert_eq!(secrets.find(text.as_bytes(), 0), None);
+        let streamed = STREAMED.with(|n| n.get());
+        assert!(streamed <= VALUES, "{streamed} streams for {} bytes", text.len());
+        // Where the text does start with a value, it is found as before.
+        let text = std::format!("{text}{TOKEN}");
+        assert_eq!(secrets.find(text.as_bytes(), 0), Some(1000..1000 + TOKEN.len()));
     }
 
     /// A one-character secret is masked wherever it occurs: mangled text, never the secret.

@@ -269,7 +269,7 @@ impl Proxy {
 
     /// An API request: checked, queued, sent through the client, answered.
     async fn forward(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let (priority, plan) = match self.admit(&parts.headers) {
             Ok(admitted) => admitted,
             Err(refusal) => return self.refuse(refusal),
@@ -285,7 +285,7 @@ impl Proxy {
                 None,
             );
         };
-        let request = match self.upstream_request(&parts, body, plan).await {
+        let request = match self.upstream_request(&mut parts, body, plan).await {
             Ok(request) => request,
             Err(refusal) => return self.refuse(refusal),
         };
@@ -335,25 +335,21 @@ impl Proxy {
     }
 
     /// The request to send upstream: the API URL of the local request's target, its headers
-    /// less the hop-by-hop and the proxy's own, its body as `plan` says.
+    /// (taken from `parts`) less the hop-by-hop and the proxy's own, its body as `plan` says.
     async fn upstream_request(
         &self,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         body: Incoming,
         plan: BodyPlan,
     ) -> Result<reqwest::Request, Refusal> {
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = self.client.url(target).map_err(|e| Refusal::bad_request(self.mask(&e)))?;
-        let forwarded = forwarded_headers(&parts.headers);
         let body =
             self.request_body(plan, body, &parts.method).await.map_err(Refusal::bad_request)?;
-        let mut builder = self.client.http().request(parts.method.clone(), url).headers(forwarded);
-        if let Some(body) = body {
-            builder = builder.body(body);
-        }
-        builder.build().map_err(|e| {
-            Refusal::bad_request(format!("credflow proxy: cannot build the request: {e}"))
-        })
+        let mut request = reqwest::Request::new(parts.method.clone(), url);
+        *request.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers));
+        *request.body_mut() = body;
+        Ok(request)
     }
 
     /// Sends `request` through the client with `priority` and the proxy's deadline, and
@@ -455,30 +451,28 @@ impl Proxy {
             text.push('\n');
         }
         let echoed = matches!(self.client.redact(&text), std::borrow::Cow::Owned(_));
-        let mut headers = HeaderMap::with_capacity(response.headers().len());
-        for (name, value) in response.headers() {
-            let name_str = name.as_str();
-            if rules::strip_outbound(name_str)
-                || named.iter().any(|n| n == name_str)
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut headers = parts.headers;
+        remove_where(&mut headers, |name| {
+            rules::strip_outbound(name.as_str())
+                || named.iter().any(|n| n == name.as_str())
                 || (!streamed && *name == header::CONTENT_LENGTH)
-            {
-                continue;
+        });
+        if echoed {
+            for value in headers.values_mut() {
+                *value = self.mask_header(value);
             }
-            let value = if echoed { self.mask_header(value) } else { value.clone() };
-            headers.append(name.clone(), value);
         }
         let body: ProxyBody = if streamed {
-            http::Response::<reqwest::Body>::from(response)
-                .into_body()
-                .map_err(|e| Box::new(e) as BoxError)
-                .boxed()
+            body.map_err(|e| Box::new(e) as BoxError).boxed()
         } else {
-            let mut response = response;
+            let mut body = body;
             let mut read = Vec::new();
             let mut cut = false;
             loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let Ok(chunk) = frame.into_data() else { continue };
                         let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(read.len());
                         read.extend_from_slice(
                             chunk.get(..chunk.len().min(room)).unwrap_or_default(),
@@ -488,8 +482,8 @@ impl Proxy {
                             break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
+                    None => break,
+                    Some(Err(e)) => {
                         debug!(error = %e, "upstream error body ended early");
                         break;
                     }
@@ -609,24 +603,26 @@ impl Refusal {
 
 /// The headers of a local request that go upstream: all but those `rules::strip_inbound`
 /// names and those its `Connection` header names.
-fn forwarded_headers(headers: &HeaderMap) -> reqwest::header::HeaderMap {
-    let mut forwarded = reqwest::header::HeaderMap::with_capacity(headers.len());
-    let named = rules::named_in_connection(values(headers, "connection"));
-    for (name, value) in headers {
-        let name_str = name.as_str();
-        if rules::strip_inbound(name_str) || named.iter().any(|n| n == name_str) {
-            continue;
-        }
-        forwarded.append(name.clone(), value.clone());
-    }
-    forwarded
+fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
+    let named = rules::named_in_connection(values(&headers, "connection"));
+    remove_where(&mut headers, |name| {
+        rules::strip_inbound(name.as_str()) || named.iter().any(|n| n == name.as_str())
+    });
+    headers
 }
 
-fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let name = HeaderName::from_bytes(name.as_bytes()).ok();
-    name.into_iter().flat_map(move |name| {
-        headers.get_all(name).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>()
-    })
+/// Removes from `headers` every header whose name `doomed` picks, all its values.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    // Usually none: nothing is allocated then.
+    let names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// The values of the header `name` (lowercase) in `headers`.
+fn values<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers.get_all(name).iter().map(HeaderValue::as_bytes)
 }
 
 fn core_priority(p: rules::Priority) -> credflow_reqwest::Priority {
