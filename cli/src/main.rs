@@ -184,14 +184,20 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, matches!(cli.command, Command::Proxy(_)));
-    // The proxy runs on one thread: a request's tasks (the local connection, the upstream
-    // connection, the token driver) wake each other without crossing threads or stealing work,
-    // which costs less CPU per request than a worker per core (cli/benches/proxy.rs), and
-    // one core serves far more requests than an API's rate limit lets through.
-    let runtime = if matches!(cli.command, Command::Proxy(_)) {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    // The proxy runs on one thread unless told otherwise (--threads): a request's tasks (the
+    // local connection, the upstream connection, the token driver) wake each other without
+    // crossing threads or stealing work, which costs less CPU per request than a worker per
+    // core (cli/benches/proxy.rs), and one core serves far more requests than an API's rate
+    // limit lets through.
+    let runtime = match &cli.command {
+        Command::Proxy(args) if args.threads.get() == 1 => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        Command::Proxy(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.get())
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,

@@ -413,3 +413,47 @@ async fn listens_on_loopback_unless_told_otherwise() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--local-key-file"));
 }
+
+#[tokio::test]
+async fn several_threads_serve_as_one_does() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let proxy = proxy_to_emulator(&emu, &["--threads", "2"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        requests.spawn(http.get(proxy.url("/api/v2/routing/queues")).send());
+    }
+    while let Some(response) = requests.join_next().await {
+        assert_eq!(response.unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(emu.counters().token.requests, 1, "one token for every thread's requests");
+    assert_eq!(runtime_workers(&proxy), 2);
+    let default = proxy_to_emulator(&emu, &[]).await;
+    assert_eq!(runtime_workers(&default), 0, "one thread by default: no worker pool");
+    proxy.sigterm();
+    let (code, _) = proxy.exit().await;
+    assert_eq!(code, Some(0));
+}
+
+/// The proxy's tokio worker threads (named by tokio), read from /proc.
+fn runtime_workers(proxy: &Proxy) -> usize {
+    let pid = proxy.child.id().expect("running");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "tokio-rt-worker")
+        .count()
+}
+
+#[tokio::test]
+async fn zero_threads_is_a_usage_error() {
+    let env = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "secret")];
+    let out = credflow(
+        &["proxy", "--threads", "0", "--token-url", "http://127.0.0.1:9/oauth/token"],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}

@@ -38,6 +38,7 @@ pub(crate) mod rules;
 mod server;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use clap::Args;
@@ -100,6 +101,11 @@ pub(crate) struct ProxyArgs {
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     drain: Duration,
+    /// Threads serving requests. One (the default) costs the least CPU per request and serves
+    /// far more requests than an API's rate limit lets through; more spread a busy proxy over
+    /// several cores.
+    #[arg(long, default_value_t = NonZeroUsize::MIN, value_name = "N")]
+    pub(crate) threads: NonZeroUsize,
 }
 
 /// `250ms`, `5s`, `2m`, or a number of seconds.
