@@ -4,7 +4,9 @@ use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
 use crate::breaker::{Admission, ProbeTicket};
-use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
+use crate::classify::{
+    CorrelationId, Diagnosis, ResponseClass, classify_response, needs_reference,
+};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
 use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
@@ -335,7 +337,9 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
         body: &[u8],
     ) -> Verdict {
         let stage = core::mem::replace(&mut req.stage, Stage::Ready);
-        let reference = self.reference(now, headers);
+        // Only waits need the reference: an ordinary success is judged without its `Date`.
+        let reference =
+            if needs_reference(status, headers) { self.reference(now, headers) } else { None };
         let mut classified = classify_response(status, headers, body, reference);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe_for(now, snapshot, req.generation);
