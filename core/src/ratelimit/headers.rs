@@ -127,12 +127,16 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
     PLAIN.iter().find_map(|row| plain(headers, row, reference))
 }
 
-/// Whether a field named `name` may be one of the dialects' fields: every one of them has
-/// `ratelimit` or `rate-limit` in its name (any case).
+/// Whether a field named `name` may be one of the dialects' fields (any case): each of them
+/// starts with `ratelimit`, `inin-ratelimit`, `x-ratelimit` or `x-rate-limit`.
 pub(crate) fn names_rate_limit(name: &str) -> bool {
     let name = name.as_bytes();
-    let mentions = |part: &[u8]| name.windows(part.len()).any(|w| w.eq_ignore_ascii_case(part));
-    mentions(b"ratelimit") || mentions(b"rate-limit")
+    let starts =
+        |prefix: &[u8]| name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    starts(b"ratelimit")
+        || starts(b"inin-ratelimit")
+        || starts(b"x-ratelimit")
+        || starts(b"x-rate-limit")
 }
 
 /// A dialect of three plain fields: the limit, a count, the reset.
@@ -856,7 +860,7 @@ mod tests {
             assert!(names_rate_limit(name), "{name}");
             assert!(names_rate_limit(&name.to_ascii_uppercase()), "{name}");
         }
-        for other in ["date", "retry-after", "x-request-id", "rate", "x-rate-limi", "limit"] {
+        for other in ["date", "retry-after", "x-request-id", "rate", "x-rate-limi", "inin-rate"] {
             assert!(!names_rate_limit(other), "{other}");
         }
         let none = [("date", "Sun, 06 Dec 2026 09:00:00 GMT"), ("content-type", "text/plain")];
