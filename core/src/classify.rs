@@ -489,7 +489,6 @@ mod tests {
     use crate::ratelimit::Dialect;
     use proptest::prelude::*;
     use std::format;
-    use std::vec;
     use std::vec::Vec as StdVec;
 
     const CORRELATION: &str = "5f4e3d2c-1b0a-4f9e-8d7c-6b5a4f3e2d1c";

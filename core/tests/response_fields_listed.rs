@@ -48,7 +48,10 @@ fn exchange<H: Headers>(s: &mut Session<256, 2>, now: Instant, status: u16, head
     said + &format!(" {:?} {:?}", s.counters(), s.poll_timeout())
 }
 
-fn agree(steps: &[(u64, u16, Vec<(&str, &str)>)]) -> Result<(), TestCaseError> {
+/// Milliseconds to advance, then a response's status and fields.
+type Step<'a> = (u64, u16, Vec<(&'a str, &'a str)>);
+
+fn agree(steps: &[Step<'_>]) -> Result<(), TestCaseError> {
     let (mut listed, mut by_name) = (session(), session());
     let mut now = Instant::ZERO;
     for (advance, status, fields) in steps {
