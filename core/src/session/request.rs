@@ -345,7 +345,10 @@ impl<const N: usize, const H: usize, const E: usize> Session<N, H, E> {
             self.pacer.observe_for(now, snapshot, req.generation);
         }
         // Masked now, while the token that was sent is still held (a 401 drops it below).
-        self.mask_classified(now, &mut classified);
+        // A success's or a permanent answer's correlation id is not kept: nothing to mask.
+        if !matches!(classified.class, ResponseClass::Success | ResponseClass::Permanent { .. }) {
+            self.mask_classified(now, &mut classified);
+        }
         let correlation = classified.correlation_id;
         let host = req.spec.host;
         let mut forbidden = None;
