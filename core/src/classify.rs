@@ -57,7 +57,7 @@ use crate::http::retry_after::{RetryAfter, genesys_retry_after_from_body};
 use crate::http::www_authenticate::unescape;
 use crate::http::www_authenticate::{BearerChallenge, BearerError, parse_bearer_challenge};
 use crate::ratelimit::RateLimitSnapshot;
-use crate::ratelimit::headers::parse_rate_limit;
+use crate::ratelimit::headers::{names_rate_limit, parse_rate_limit};
 use crate::text::push_sanitized;
 use crate::time::{Duration, UnixTime};
 
@@ -344,6 +344,16 @@ pub fn classify_response<H: Headers + ?Sized>(
         _ => ResponseClass::Permanent { status },
     };
     Classified { class, correlation_id, rate_limit }
+}
+
+/// Whether [`classify_response`] reads `reference` for this response: only to turn a
+/// `Retry-After` HTTP-date (on a 429, a 408 or a 5xx that may be retried) or a rate-limit
+/// reset epoch into a wait. Any other response (an ordinary success, a 404) is classified the
+/// same whatever the reference, and a caller may skip finding it (parsing `Date`). Telling
+/// needs the fields' names ([`Headers::any_name`]); headers that cannot list them need it.
+pub(crate) fn needs_reference<H: Headers + ?Sized>(status: u16, headers: &H) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+        || headers.any_name(names_rate_limit) != Some(false)
 }
 
 fn header_wait<H: Headers + ?Sized>(headers: &H, reference: Option<UnixTime>) -> Option<Duration> {
@@ -858,6 +868,38 @@ mod tests {
     }
 
     proptest! {
+        /// Where `needs_reference` says no, the reference changes nothing: a response is
+        /// classified the same with any reference as with none.
+        #[test]
+        fn a_response_that_needs_no_reference_is_classified_the_same_without(
+            status in prop_oneof![
+                Just(200u16), Just(404), Just(401), Just(408), Just(429), Just(503), 100u16..600,
+            ],
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(StdVec::from([
+                        "Retry-After", "X-RateLimit-Reset", "inin-ratelimit-reset", "Date",
+                        "ININ-Correlation-Id",
+                    ])),
+                    proptest::sample::select(StdVec::from([
+                        "Sun, 06 Dec 2026 09:00:00 GMT", "1792152901", "30",
+                    ])),
+                ),
+                0..4,
+            ),
+            // Before the dates above: they turn into waits.
+            reference in 1_790_000_000u64..1_792_152_900,
+        ) {
+            let headers = fields.as_slice();
+            let body = br#"{"message":"Retry the request in [3] seconds","code":"x"}"#;
+            if !needs_reference(status, headers) {
+                prop_assert_eq!(
+                    classify_response(status, headers, body, Some(UnixTime::from_secs(reference))),
+                    classify_response(status, headers, body, None)
+                );
+            }
+        }
+
         #[test]
         fn never_panics(
             status in any::<u16>(),

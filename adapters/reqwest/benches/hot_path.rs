@@ -16,7 +16,10 @@
 //!
 //! Environment: `HOT_PATH_ROUNDS` (default 5, after one warm-up round), `HOT_PATH_REQUESTS`
 //! (per mode and round, default 20000), `HOT_PATH_CLIENT_THREADS` (default 1),
-//! `HOT_PATH_CONCURRENCY` (comma-separated, default `16,128`).
+//! `HOT_PATH_CONCURRENCY` (comma-separated, default `16,128`), `HOT_PATH_PLAIN_TIMEOUT` (if
+//! set, plain requests carry the per-request timeout `send` gives each attempt, the client's
+//! `request_timeout`: what that timer costs), `HOT_PATH_GENESYS` (if set, the server's answers
+//! carry Genesys Cloud's `inin-correlation-id` and `inin-ratelimit-*` fields, as real ones do).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +38,9 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 /// The token the server grants and accepts (and the plain mode's fixed header carries).
 const TOKEN: &str = "hot-path-bench-token-2f6c1a9e4d7b0c3e8a5f";
+
+/// The client's `request_timeout` (the default), which `send` gives each attempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -75,12 +81,27 @@ async fn handle(
     } else {
         (401, Bytes::from_static(b"{}"))
     };
-    let response = hyper::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .unwrap_or_default();
-    Ok(response)
+    let mut response = hyper::Response::builder().status(status);
+    response = response.header("content-type", "application/json");
+    if genesys_fields() {
+        // What Genesys Cloud sends with every answer; an allowance nothing here exhausts.
+        for (name, value) in [
+            ("inin-correlation-id", "5f0e3a4c-3d1b-4c7e-9a43-2b6f1f0c9d11"),
+            ("inin-ratelimit-allowed", "1000000000"),
+            ("inin-ratelimit-count", "1"),
+            ("inin-ratelimit-reset", "60"),
+        ] {
+            response = response.header(name, value);
+        }
+    }
+    Ok(response.body(Full::new(body)).unwrap_or_default())
+}
+
+/// `HOT_PATH_GENESYS` is set: answers carry Genesys Cloud's correlation id and rate-limit
+/// fields.
+fn genesys_fields() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("HOT_PATH_GENESYS").is_some())
 }
 
 async fn serve(listener: tokio::net::TcpListener) {
@@ -102,11 +123,15 @@ async fn one(
     http: &reqwest::Client,
     url: &reqwest::Url,
     fixed: &HeaderValue,
+    plain_timed: bool,
 ) {
     let mut request = reqwest::Request::new(reqwest::Method::GET, url.clone());
     let response = match mode {
         Mode::Plain => {
             request.headers_mut().insert(AUTHORIZATION, fixed.clone());
+            if plain_timed {
+                *request.timeout_mut() = Some(REQUEST_TIMEOUT);
+            }
             http.execute(request).await.expect("plain request")
         }
         Mode::Send => client.send(request).await.expect("send"),
@@ -138,6 +163,7 @@ async fn run(
     let http = client.http().clone();
     let mut fixed = HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header");
     fixed.set_sensitive(true);
+    let plain_timed = std::env::var_os("HOT_PATH_PLAIN_TIMEOUT").is_some();
     let counter = Arc::new(AtomicUsize::new(0));
     let cpu = client_cpu_ns();
     let start = Instant::now();
@@ -148,7 +174,7 @@ async fn run(
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
                 while counter.fetch_add(1, Ordering::Relaxed) < requests {
-                    one(mode, &client, &http, &url, &fixed).await;
+                    one(mode, &client, &http, &url, &fixed, plain_timed).await;
                 }
             })
         })
@@ -214,6 +240,7 @@ fn setup(
             format!("{base}/api/v2/"),
             credentials("bench-client", "bench-secret").expect("credentials"),
         );
+        assert_eq!(config.request_timeout, REQUEST_TIMEOUT);
         let client = Client::new(config).expect("client");
         client.token().await.expect("a first token");
         client

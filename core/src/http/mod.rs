@@ -83,11 +83,28 @@ pub trait Headers {
     fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| core::str::from_utf8(v).ok()).map(str::trim)
     }
+
+    /// Whether the name of any field satisfies `matches`; `None` when this implementation
+    /// cannot list its fields (the default), and readers then ask for each name they need.
+    ///
+    /// One pass over a response's few names tells a reader that a whole family of fields is
+    /// absent (an ordinary response carries no rate-limit field), where asking for each name
+    /// of the family would go over the fields once per name. Implementations that can list
+    /// their fields cheaply should; the answer must agree with [`get`](Self::get): `Some(false)`
+    /// only if `get` finds no name that `matches` accepts.
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        let _ = matches;
+        None
+    }
 }
 
 impl Headers for [(&str, &str)] {
     fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_bytes())
+    }
+
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        Some(self.iter().any(|(n, _)| matches(n)))
     }
 }
 
@@ -95,17 +112,29 @@ impl Headers for [(&str, &[u8])] {
     fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
+
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        Some(self.iter().any(|(n, _)| matches(n)))
+    }
 }
 
 impl<const K: usize> Headers for [(&str, &str); K] {
     fn get(&self, name: &str) -> Option<&[u8]> {
         Headers::get(self.as_slice(), name)
     }
+
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        Headers::any_name(self.as_slice(), matches)
+    }
 }
 
 impl<H: Headers + ?Sized> Headers for &H {
     fn get(&self, name: &str) -> Option<&[u8]> {
         (**self).get(name)
+    }
+
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        (**self).any_name(matches)
     }
 }
 
@@ -116,6 +145,10 @@ pub struct NoHeaders;
 impl Headers for NoHeaders {
     fn get(&self, _name: &str) -> Option<&[u8]> {
         None
+    }
+
+    fn any_name(&self, _matches: fn(&str) -> bool) -> Option<bool> {
+        Some(false)
     }
 }
 

@@ -82,6 +82,10 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
     headers: &H,
     reference: Option<UnixTime>,
 ) -> Option<RateLimitSnapshot> {
+    // Most responses carry none of the fields below: one pass over their names says so.
+    if headers.any_name(names_rate_limit) == Some(false) {
+        return None;
+    }
     let combined = headers.get("ratelimit");
     let policy = headers.get("ratelimit-policy");
     if cfg!(feature = "ietf-ratelimit") && (combined.is_some() || policy.is_some()) {
@@ -121,6 +125,18 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
         },
     ];
     PLAIN.iter().find_map(|row| plain(headers, row, reference))
+}
+
+/// Whether a field named `name` may be one of the dialects' fields (any case): each of them
+/// starts with `ratelimit`, `inin-ratelimit`, `x-ratelimit` or `x-rate-limit`.
+pub(crate) fn names_rate_limit(name: &str) -> bool {
+    let name = name.as_bytes();
+    let starts =
+        |prefix: &[u8]| name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    starts(b"ratelimit")
+        || starts(b"inin-ratelimit")
+        || starts(b"x-ratelimit")
+        || starts(b"x-rate-limit")
 }
 
 /// A dialect of three plain fields: the limit, a count, the reset.
@@ -512,6 +528,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
+    use std::string::String as StdString;
     use std::vec::Vec as StdVec;
 
     const NOW: UnixTime = UnixTime::from_secs(1_792_152_841);
@@ -824,7 +841,67 @@ mod tests {
         "x-rate-limit-reset",
     ];
 
+    /// Names beside the dialects' own: other fields, and theirs in other cases.
+    const OTHER_NAMES: [&str; 5] =
+        ["Date", "Retry-After", "X-Request-Id", "X-RATELIMIT-RESET", "RateLimit-Remaining"];
+
+    /// Reads only by name, as a header store that cannot list its fields does.
+    struct ByNameOnly<'a>(&'a [(&'a str, &'a [u8])]);
+
+    impl Headers for ByNameOnly<'_> {
+        fn get(&self, name: &str) -> Option<&[u8]> {
+            Headers::get(self.0, name)
+        }
+    }
+
+    #[test]
+    fn every_dialects_field_is_named_a_rate_limit() {
+        for name in NAMES {
+            assert!(names_rate_limit(name), "{name}");
+            assert!(names_rate_limit(&name.to_ascii_uppercase()), "{name}");
+        }
+        for other in ["date", "retry-after", "x-request-id", "rate", "x-rate-limi", "inin-rate"] {
+            assert!(!names_rate_limit(other), "{other}");
+        }
+        let none = [("date", "Sun, 06 Dec 2026 09:00:00 GMT"), ("content-type", "text/plain")];
+        assert_eq!(none.any_name(names_rate_limit), Some(false));
+        assert_eq!([("X-RateLimit-Reset", "1")].any_name(names_rate_limit), Some(true));
+    }
+
     proptest! {
+        /// Skipping the dialects when no field is named for a rate limit changes nothing: the
+        /// same fields read by name only give the same snapshot.
+        #[test]
+        fn listing_the_names_first_gives_the_same_snapshot(
+            fields in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        proptest::sample::select(NAMES.to_vec()),
+                        proptest::sample::select(OTHER_NAMES.to_vec()),
+                    ]
+                    .prop_map(StdString::from)
+                    .boxed()
+                    .prop_union("[a-zA-Z-]{1,24}".boxed()),
+                    prop_oneof![
+                        "[0-9]{1,12}".prop_map(|v| v.into_bytes()),
+                        Just(br#""default";r=5;t=30"#.to_vec()),
+                        Just(b"limit=100, remaining=50, reset=5".to_vec()),
+                        proptest::collection::vec(any::<u8>(), 0..16),
+                    ],
+                ),
+                0..6,
+            ),
+            reference in proptest::option::of(1_700_000_000u64..1_900_000_000),
+        ) {
+            let headers: StdVec<(&str, &[u8])> =
+                fields.iter().map(|(n, v)| (n.as_ref(), v.as_slice())).collect();
+            let reference = reference.map(UnixTime::from_secs);
+            prop_assert_eq!(
+                parse_rate_limit(headers.as_slice(), reference),
+                parse_rate_limit(&ByNameOnly(headers.as_slice()), reference)
+            );
+        }
+
         #[test]
         fn never_panics_on_arbitrary_values(
             values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), NAMES.len()),

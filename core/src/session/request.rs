@@ -4,7 +4,9 @@ use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
 use crate::breaker::{Admission, ProbeTicket};
-use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify_response};
+use crate::classify::{
+    CorrelationId, Diagnosis, ResponseClass, classify_response, needs_reference,
+};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
 use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
@@ -341,13 +343,18 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         body: &[u8],
     ) -> Verdict {
         let stage = core::mem::replace(&mut req.stage, Stage::Ready);
-        let reference = self.reference(now, headers);
+        // Only waits need the reference: an ordinary success is judged without its `Date`.
+        let reference =
+            if needs_reference(status, headers) { self.reference(now, headers) } else { None };
         let mut classified = classify_response(status, headers, body, reference);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe_for(now, snapshot, req.generation);
         }
         // Masked now, while the token that was sent is still held (a 401 drops it below).
-        self.mask_classified(now, &mut classified);
+        // A success's or a permanent answer's correlation id is not kept: nothing to mask.
+        if !matches!(classified.class, ResponseClass::Success | ResponseClass::Permanent { .. }) {
+            self.mask_classified(now, &mut classified);
+        }
         let correlation = classified.correlation_id;
         let host = req.spec.host;
         let mut forbidden = None;

@@ -597,6 +597,12 @@ impl Headers for HeaderMapRef<'_> {
         }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
+
+    /// One pass over the names (each once, however often repeated): lets the session judge
+    /// an ordinary response without asking for every rate-limit field by name.
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        Some(self.0.keys().any(|name| matches(name.as_str())))
+    }
 }
 
 /// The index of `priority`'s admission gate.
@@ -636,5 +642,19 @@ mod tests {
             }
             assert_eq!(headers.get("x-request-id"), Some(&b"first"[..]));
         }
+    }
+
+    /// The pass over the names sees every name the map holds, and only those.
+    #[test]
+    fn any_name_sees_each_name_in_the_map() {
+        let mut map = HeaderMap::new();
+        map.append("date", HeaderValue::from_static("Sun, 06 Dec 2026 09:00:00 GMT"));
+        map.append("x-ratelimit-reset", HeaderValue::from_static("1"));
+        map.append("x-ratelimit-reset", HeaderValue::from_static("2"));
+        let headers = HeaderMapRef(&map);
+        assert_eq!(headers.any_name(|n| n == "x-ratelimit-reset"), Some(true));
+        assert_eq!(headers.any_name(|n| n == "date"), Some(true));
+        assert_eq!(headers.any_name(|n| n == "retry-after"), Some(false));
+        assert_eq!(HeaderMapRef(&HeaderMap::new()).any_name(|_| true), Some(false));
     }
 }
