@@ -90,3 +90,27 @@ fn a_limit_the_server_set_is_still_probed() {
     let mut next = s.begin(probe_at, spec(Priority::Normal));
     assert!(matches!(s.authorize(probe_at, &mut next), Authorize::Fail(_)), "one at a time");
 }
+
+/// A hold that ends past the request's deadline fails at once, naming when the request could
+/// have gone (what a caller, or `credflow proxy`'s `Retry-After`, needs), and a deadline that
+/// passes while waiting for something the session cannot date names nothing.
+#[test]
+fn a_hold_past_the_deadline_says_when_the_request_could_go() {
+    let t0 = Instant::from_secs(10);
+    let mut s = session_at_20_of_100(t0);
+    let deadline = Some(t0 + Duration::from_secs(5));
+    let mut background = s.begin(t0, RequestSpec { deadline, ..spec(Priority::Background) });
+    let Authorize::Fail(error) = s.authorize(t0, &mut background) else {
+        panic!("a background request went into the floor");
+    };
+    // The same hold as above: 62 s, past the deadline's 5 s.
+    let sendable_at = Some(t0 + Duration::from_secs(62));
+    assert_eq!(error.kind, ApiErrorKind::DeadlineExceeded { sendable_at });
+
+    let late = t0 + Duration::from_secs(6);
+    let mut normal = s.begin(t0, RequestSpec { deadline, ..spec(Priority::Normal) });
+    let Authorize::Fail(error) = s.authorize(late, &mut normal) else {
+        panic!("sent past its deadline");
+    };
+    assert_eq!(error.kind, ApiErrorKind::DeadlineExceeded { sendable_at: None });
+}

@@ -109,7 +109,10 @@ async fn a_hold_until_the_year_2500_holds_a_pod_for_at_most_max_wait_and_names_t
     assert!(text.contains("held by the fleet's shared rate state"), "{text}");
     assert!(!text.contains("server asked"), "{text}");
     assert!(error.likely_cause().is_some_and(|c| c.contains("fleet")), "{error:?}");
-    assert!(matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded)));
+    assert!(matches!(
+        error.api_error().map(|e| &e.kind),
+        Some(ApiErrorKind::DeadlineExceeded { .. })
+    ));
     let left = hold_left(&redis, &rate_key).await;
     assert!(left > 0 && left <= MAX_WAIT.as_millis() as i64, "cut to max_wait: {left} ms");
     assert_eq!(emu.counters().api.requests, 4, "not sent");

@@ -810,7 +810,10 @@ impl Client {
 
 /// The session's own error for a request whose deadline passed while it waited.
 fn deadline_exceeded() -> Error {
-    Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None })
+    Error::from(ApiError {
+        kind: ApiErrorKind::DeadlineExceeded { sendable_at: None },
+        status: None,
+    })
 }
 
 /// Awaits `wait`, or fails with [`deadline_exceeded`] when `give_up` comes first.

@@ -95,7 +95,8 @@ impl Error {
     /// that names the fleet as the cause: a process of the fleet was answered 429, not this
     /// request.
     pub(crate) fn held_by_fleet(hold: std::time::Duration) -> Self {
-        let error = Error::from(ApiError { kind: ApiErrorKind::DeadlineExceeded, status: None });
+        let kind = ApiErrorKind::DeadlineExceeded { sendable_at: None };
+        let error = Error::from(ApiError { kind, status: None });
         Error {
             message: format!(
                 "deadline exceeded: held by the fleet's shared rate state for another {hold:?} \

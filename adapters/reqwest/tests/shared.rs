@@ -399,7 +399,7 @@ async fn a_deadline_bounds_the_waits_for_the_fleet() {
     let options =
         RequestOptions { deadline: Some(Duration::from_millis(300)), ..Default::default() };
     let is_deadline = |e: &credflow_reqwest::Error| {
-        matches!(e.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded))
+        matches!(e.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded { .. }))
     };
     // The first request holds the gate while it sleeps the fleet's 30 s.
     let holder = {
@@ -620,7 +620,7 @@ async fn a_reserved_slot_is_used_without_asking_again() {
         .expect("not held past its deadline");
     let error = late.unwrap_err();
     assert!(
-        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded)),
+        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded { .. })),
         "{error}"
     );
     assert_eq!(emu.counters().api.requests, 2);
@@ -674,7 +674,7 @@ async fn a_deadline_bounds_a_stalled_admission() {
         RequestOptions { deadline: Some(Duration::from_millis(200)), ..Default::default() };
     let error = client.send_with(get(), options).await.unwrap_err();
     assert!(
-        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded)),
+        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded { .. })),
         "{error}"
     );
     assert_eq!(emu.counters().api.requests, 1, "not sent past its deadline");

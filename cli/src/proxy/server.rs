@@ -550,8 +550,8 @@ impl Proxy {
             Some(ApiErrorKind::GaveUp { .. }) => {
                 ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER)
             }
-            Some(ApiErrorKind::DeadlineExceeded) => {
-                ("credflow.deadline.exceeded", DEFAULT_RETRY_AFTER)
+            Some(ApiErrorKind::DeadlineExceeded { sendable_at }) => {
+                ("credflow.deadline.exceeded", sendable_at.map_or(DEFAULT_RETRY_AFTER, until))
             }
             _ => ("credflow.unavailable", DEFAULT_RETRY_AFTER),
         }

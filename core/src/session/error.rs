@@ -68,7 +68,12 @@ pub enum ApiErrorKind {
         last: RetryReason,
     },
     /// The request's deadline passed before it could be sent.
-    DeadlineExceeded,
+    DeadlineExceeded {
+        /// When it could have been sent, where the session knew: the end of the rate-limit
+        /// wait (the server's, or the share kept for higher priorities) that reaches past the
+        /// deadline. `None` when the deadline passed while waiting for something else.
+        sendable_at: Option<Instant>,
+    },
 }
 
 impl ApiError {
@@ -97,7 +102,7 @@ impl ApiError {
                 "the API host failed repeatedly; requests are held back until it recovers"
             }
             ApiErrorKind::GaveUp { reason, .. } => reason.likely_cause(),
-            ApiErrorKind::DeadlineExceeded => "the request's deadline passed while waiting",
+            ApiErrorKind::DeadlineExceeded { .. } => "the request's deadline passed while waiting",
         }
     }
 
@@ -117,7 +122,7 @@ impl ApiError {
             ApiErrorKind::Forbidden => f.write_str("forbidden (403)"),
             ApiErrorKind::CircuitOpen { until } => write!(f, "circuit open until {until}"),
             ApiErrorKind::GaveUp { reason, last } => write!(f, "gave up after {last:?}: {reason}"),
-            ApiErrorKind::DeadlineExceeded => f.write_str("deadline exceeded"),
+            ApiErrorKind::DeadlineExceeded { .. } => f.write_str("deadline exceeded"),
         }
     }
 }

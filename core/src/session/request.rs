@@ -242,7 +242,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
                 let error = self.token_error(None, self.token_wait_until(now));
                 return self.fail_with(error);
             }
-            return self.fail(ApiErrorKind::DeadlineExceeded);
+            return self.fail(ApiErrorKind::DeadlineExceeded { sendable_at: None });
         }
         if now < req.not_before {
             return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
@@ -272,7 +272,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         }
         if let Pace::NotBefore { at, reason } = pace {
             if req.spec.deadline.is_some_and(|d| at > d) {
-                return self.fail(ApiErrorKind::DeadlineExceeded);
+                return self.fail(ApiErrorKind::DeadlineExceeded { sendable_at: Some(at) });
             }
             let wait = at.saturating_duration_since(now);
             let max = self.config.retry.max_wait;
