@@ -8,7 +8,7 @@ use std::time::Duration;
 use credflow_emulator::hostile::{Hostile, Recorded, Reply};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::credflow_core::session::SessionConfig;
-use credflow_reqwest::{Client, Target};
+use credflow_reqwest::{Client, RequestOptions, Target};
 use reqwest::Method;
 
 const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
@@ -78,4 +78,22 @@ async fn a_success_body_that_stalls_while_the_caller_reads_it_ends_at_the_reques
         let e = read.expect("the body's read never ended").expect_err("a stalled body");
         assert!(e.is_timeout(), "not a timeout: {e}");
     }
+}
+
+#[tokio::test]
+async fn a_request_deadline_ends_the_attempt_under_way_at_the_deadline() {
+    // `request_timeout` far past the wait allowed here: only the deadline can end the attempt.
+    let server = server(|_| Reply::json(200, "{}").delayed(Duration::from_secs(60)));
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let client = Client::builder(target, credentials("client-1", "secret-1").unwrap())
+        .request_timeout(Duration::from_secs(30))
+        .seed(7)
+        .build()
+        .unwrap();
+    let request = client.request(Method::GET, "slow").unwrap().build().unwrap();
+    let options = RequestOptions { deadline: Some(TIMEOUT), ..Default::default() };
+    let sent = tokio::time::timeout(NEVER, client.send_with(request, options)).await;
+    sent.expect("the attempt outlived the request's deadline").expect_err("no answer");
+    assert_eq!(server.requests_to("/api/slow"), 1);
 }
