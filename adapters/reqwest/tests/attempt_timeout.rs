@@ -94,6 +94,7 @@ async fn a_request_deadline_ends_the_attempt_under_way_at_the_deadline() {
     let request = client.request(Method::GET, "slow").unwrap().build().unwrap();
     let options = RequestOptions { deadline: Some(TIMEOUT), ..Default::default() };
     let sent = tokio::time::timeout(NEVER, client.send_with(request, options)).await;
-    sent.expect("the attempt outlived the request's deadline").expect_err("no answer");
+    let e = sent.expect("the attempt outlived the request's deadline").expect_err("no answer");
+    assert!(e.to_string().contains("after the request's deadline"), "{e}");
     assert_eq!(server.requests_to("/api/slow"), 1);
 }
