@@ -142,7 +142,8 @@ pub struct RequestOptions {
     pub priority: Priority,
     /// The caller vouches that repeating this POST/PATCH is harmless.
     pub idempotent: bool,
-    /// Give up (without starting another attempt) after this long.
+    /// Give up after this long: no attempt starts after it, and the attempt under way ends
+    /// at it (its timeout is cut to the time left, response body included).
     pub deadline: Option<StdDuration>,
 }
 

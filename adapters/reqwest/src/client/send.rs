@@ -62,8 +62,12 @@ where
             },
         };
         attempt.headers_mut().insert(AUTHORIZATION, header);
-        if attempt.timeout().is_none() {
-            *attempt.timeout_mut() = Some(shared.request_timeout);
+        // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
+        // deadline: it bounds the response and the body the caller reads after it.
+        let give_up = guard.driver.give_up();
+        if give_up.is_some() || attempt.timeout().is_none() {
+            let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
+            *attempt.timeout_mut() = Some(until_give_up(&shared, give_up, timeout));
         }
         let outcome =
             execute(transport(attempt), shared.max_response_body).instrument(span.clone()).await;
@@ -104,6 +108,15 @@ where
             shared.kick.notify_one();
         }
         Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
+    }
+}
+
+/// `timeout`, or less if `give_up` (the request's deadline) comes before it ends.
+fn until_give_up(shared: &Shared, give_up: Option<Instant>, timeout: StdDuration) -> StdDuration {
+    match give_up {
+        Some(at) => timeout
+            .min(shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now())),
+        None => timeout,
     }
 }
 

@@ -1,0 +1,100 @@
+//! Each API attempt ends within `Config::request_timeout`, from scripted servers on 127.0.0.1
+//! (`credflow_emulator::hostile`): a response head that never comes, an error body that stalls
+//! while it is read for classification, and a success body that stalls while the caller reads
+//! it (after `send` returned), through credflow's own HTTP client and a caller's one.
+
+use std::time::Duration;
+
+use credflow_emulator::hostile::{Hostile, Recorded, Reply};
+use credflow_reqwest::config::credentials;
+use credflow_reqwest::credflow_core::session::SessionConfig;
+use credflow_reqwest::{Client, RequestOptions, Target};
+use reqwest::Method;
+
+const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
+/// The attempt's timeout here.
+const TIMEOUT: Duration = Duration::from_millis(300);
+/// Far past `TIMEOUT`: reaching it means nothing ended the attempt.
+const NEVER: Duration = Duration::from_secs(5);
+
+/// Tokens at `/oauth/token`, the rest scripted by `api`.
+fn server(api: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Hostile {
+    Hostile::start(
+        move |req| {
+            if req.path() == "/oauth/token" { Reply::json(200, TOKEN) } else { api(req) }
+        },
+    )
+}
+
+/// A client of `server` with the short timeout and no retries, on a caller's HTTP client
+/// (without a timeout of its own) when `callers` is set.
+fn client(server: &Hostile, callers: bool) -> Client {
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let mut session = SessionConfig::default();
+    session.retry.max_retries = 0;
+    let mut builder = Client::builder(target, credentials("client-1", "secret-1").unwrap())
+        .session(session)
+        .request_timeout(TIMEOUT)
+        .seed(7);
+    if callers {
+        // This test binary is the application: it chooses the TLS provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        builder = builder.http_client(reqwest::Client::builder().build().unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn get(client: &Client, path: &str) -> Result<reqwest::Response, credflow_reqwest::Error> {
+    let request = client.request(Method::GET, path).unwrap().build().unwrap();
+    tokio::time::timeout(NEVER, client.send(request)).await.expect("the attempt never ended")
+}
+
+#[tokio::test]
+async fn a_response_head_that_never_comes_ends_at_the_request_timeout() {
+    let server = server(|_| Reply::json(200, "{}").delayed(Duration::from_secs(60)));
+    for callers in [false, true] {
+        let e = get(&client(&server, callers), "slow").await.expect_err("no answer");
+        assert!(e.to_string().contains("Transport(Timeout)"), "not a timeout: {e}");
+    }
+}
+
+#[tokio::test]
+async fn an_error_body_that_stalls_while_classified_ends_at_the_request_timeout() {
+    let server = server(|_| Reply::status(503).repeat(b"unavailable ", 4096).stall_after(12));
+    for callers in [false, true] {
+        let e = get(&client(&server, callers), "stalled").await.expect_err("a stalled body");
+        assert!(e.to_string().contains("Transport(Timeout)"), "not a timeout: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_success_body_that_stalls_while_the_caller_reads_it_ends_at_the_request_timeout() {
+    let server = server(|_| Reply::json(200, "").repeat(b"[1,", 4096).stall_after(300));
+    for callers in [false, true] {
+        let response = get(&client(&server, callers), "items").await.expect("a head");
+        assert_eq!(response.status(), 200);
+        let read = tokio::time::timeout(NEVER, response.bytes()).await;
+        let e = read.expect("the body's read never ended").expect_err("a stalled body");
+        assert!(e.is_timeout(), "not a timeout: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_deadline_ends_the_attempt_under_way_at_the_deadline() {
+    // `request_timeout` far past the wait allowed here: only the deadline can end the attempt.
+    let server = server(|_| Reply::json(200, "{}").delayed(Duration::from_secs(60)));
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let client = Client::builder(target, credentials("client-1", "secret-1").unwrap())
+        .request_timeout(Duration::from_secs(30))
+        .seed(7)
+        .build()
+        .unwrap();
+    let request = client.request(Method::GET, "slow").unwrap().build().unwrap();
+    let options = RequestOptions { deadline: Some(TIMEOUT), ..Default::default() };
+    let sent = tokio::time::timeout(NEVER, client.send_with(request, options)).await;
+    let e = sent.expect("the attempt outlived the request's deadline").expect_err("no answer");
+    assert!(e.to_string().contains("after the request's deadline"), "{e}");
+    assert_eq!(server.requests_to("/api/slow"), 1);
+}
