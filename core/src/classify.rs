@@ -338,7 +338,7 @@ pub fn classify_response<H: Headers + ?Sized>(
         401 => unauthorized(headers, genesys.as_ref()),
         403 => ResponseClass::Forbidden(diagnose(headers, genesys.as_ref())),
         429 => rate_limited(headers, body, reference),
-        408 | 500 | 502 | 503 | 504 => {
+        _ if transient(status) => {
             ResponseClass::Transient { status, retry_after: header_wait(headers, reference) }
         }
         _ => ResponseClass::Permanent { status },
@@ -352,8 +352,12 @@ pub fn classify_response<H: Headers + ?Sized>(
 /// same whatever the reference, and a caller may skip finding it (parsing `Date`). Telling
 /// needs the fields' names ([`Headers::any_name`]); headers that cannot list them need it.
 pub(crate) fn needs_reference<H: Headers + ?Sized>(status: u16, headers: &H) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-        || headers.any_name(names_rate_limit) != Some(false)
+    status == 429 || transient(status) || headers.any_name(names_rate_limit) != Some(false)
+}
+
+/// 408, 500, 502, 503, 504: the failures that may pass ([`ResponseClass::Transient`]).
+const fn transient(status: u16) -> bool {
+    matches!(status, 408 | 500 | 502 | 503 | 504)
 }
 
 fn header_wait<H: Headers + ?Sized>(headers: &H, reference: Option<UnixTime>) -> Option<Duration> {

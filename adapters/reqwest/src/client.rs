@@ -223,6 +223,11 @@ impl Clock {
             .min(tokio::time::Instant::now() + year)
     }
 
+    /// The time left until `at` (zero if it has passed).
+    fn until(self, at: Instant) -> StdDuration {
+        self.to_tokio(at).saturating_duration_since(tokio::time::Instant::now())
+    }
+
     fn wall(&self, now: Instant) -> WallClock {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         WallClock::new(now, UnixTime::from_secs(secs))

@@ -98,7 +98,7 @@ where
             label.of(request);
         }
         let label = label.as_str();
-        let wait = shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now());
+        let wait = shared.clock.until(at);
         span.record("credflow.retry.wait_ms", wait.as_millis() as u64);
         drop(span);
         let attempts = guard.state.attempts();
@@ -114,8 +114,7 @@ where
 /// `timeout`, or less if `give_up` (the request's deadline) comes before it ends.
 fn until_give_up(shared: &Shared, give_up: Option<Instant>, timeout: StdDuration) -> StdDuration {
     match give_up {
-        Some(at) => timeout
-            .min(shared.clock.to_tokio(at).saturating_duration_since(tokio::time::Instant::now())),
+        Some(at) => timeout.min(shared.clock.until(at)),
         None => timeout,
     }
 }
