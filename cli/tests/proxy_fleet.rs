@@ -10,8 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
-use proxy_support::{Proxy, credflow, http};
+use credflow_emulator::{Emulator, EmulatorConfig};
+use proxy_support::{credflow, two_proxies_share_one_token};
 
 /// A `redis-server` on 127.0.0.1 (an ephemeral port), killed on drop.
 struct Redis {
@@ -77,19 +77,7 @@ async fn two_proxies_share_one_token_through_redis() {
     std::fs::write(&key, "fleet-key-0123456789abcdef\n").unwrap();
     let url = format!("redis://127.0.0.1:{}/0", redis.port);
     let args = ["--redis", url.as_str(), "--fleet-key-file", key.to_str().unwrap()];
-    let (token_url, api_base) = (emu.token_url(), emu.api_base());
-    let start = || Proxy::start(&token_url, &api_base, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, &args);
-    let http = http();
-    let first = start().await;
-    first.ready(&http).await;
-    let second = start().await;
-    second.ready(&http).await;
-    for proxy in [&first, &second] {
-        let response = http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-    }
-    assert_eq!(emu.counters().token.requests, 1, "the second proxy took the fleet's token");
-    assert_eq!(emu.counters().api.unauthorized, 0);
+    two_proxies_share_one_token(&emu, &args).await;
 }
 
 #[tokio::test]

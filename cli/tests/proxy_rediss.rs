@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
-use proxy_support::{Proxy, http};
+use proxy_support::{Proxy, http, two_proxies_share_one_token};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -120,19 +120,7 @@ async fn two_proxies_share_one_token_over_rediss_with_the_ca_file() {
     let emu = Emulator::start(EmulatorConfig::default().with_request_log(false)).await.unwrap();
     let (url, key, ca) = (redis.url(), redis.path("fleet-key"), redis.path("ca.pem"));
     let args = ["--redis", url.as_str(), "--fleet-key-file", key.as_str(), "--ca-file", &ca];
-    let (token_url, api_base) = (emu.token_url(), emu.api_base());
-    let start = || Proxy::start(&token_url, &api_base, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, &args);
-    let http = http();
-    let first = start().await;
-    first.ready(&http).await;
-    let second = start().await;
-    second.ready(&http).await;
-    for proxy in [&first, &second] {
-        let response = http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-    }
-    assert_eq!(emu.counters().token.requests, 1, "the second proxy took the fleet's token");
-    assert_eq!(emu.counters().api.unauthorized, 0);
+    let (first, _second) = two_proxies_share_one_token(&emu, &args).await;
     first.sigterm();
     let (_, logs) = first.exit().await;
     assert!(!logs.contains("shared store unreachable"), "the fleet degraded: {logs}");

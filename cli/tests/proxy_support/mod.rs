@@ -124,3 +124,27 @@ pub(crate) async fn credflow(args: &[&str], env: &[(&str, &str)]) -> std::proces
         .expect("credflow finished within 30 s")
         .unwrap()
 }
+
+/// Fleet mode: starts two proxies with `args` (their `--redis` and key) against the emulator,
+/// one after the other, and checks that both forward a request with the one token the fleet
+/// fetched (the second took the first's from the store). Returns them, still running.
+pub(crate) async fn two_proxies_share_one_token(
+    emu: &credflow_emulator::EmulatorHandle,
+    args: &[&str],
+) -> (Proxy, Proxy) {
+    use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET};
+    let (token_url, api_base) = (emu.token_url(), emu.api_base());
+    let start = || Proxy::start(&token_url, &api_base, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, args);
+    let http = http();
+    let first = start().await;
+    first.ready(&http).await;
+    let second = start().await;
+    second.ready(&http).await;
+    for proxy in [&first, &second] {
+        let response = http.get(proxy.url("/api/v2/routing/queues")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(emu.counters().token.requests, 1, "the second proxy took the fleet's token");
+    assert_eq!(emu.counters().api.unauthorized, 0);
+    (first, second)
+}
