@@ -268,6 +268,9 @@ struct Shared {
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
     plain_http: PlainHttp,
     request_timeout: StdDuration,
+    /// `http` is credflow's own API client and ends each request at `request_timeout` by
+    /// itself: an attempt without a deadline or a timeout of its own is sent as it is.
+    http_times_out: bool,
     token_timeout: StdDuration,
     token_wait: StdDuration,
     /// The timings of the core's request and token drivers (the retry policy's `max_wait`,
@@ -436,6 +439,7 @@ fn fleet_link(config: &Config) -> Option<FleetLink> {
 fn transport(
     given: Option<crate::Transport>,
     connect_timeout: StdDuration,
+    request_timeout: StdDuration,
     user_agent: &str,
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Result<crate::Transport, Error> {
@@ -445,7 +449,7 @@ fn transport(
              Transport given to it: build that one with Transport::with_roots",
         )),
         Some(transport) => Ok(transport),
-        None => crate::Transport::with_roots(connect_timeout, user_agent, extra_roots),
+        None => crate::Transport::own(connect_timeout, request_timeout, user_agent, extra_roots),
     }
 }
 
@@ -472,12 +476,14 @@ impl Client {
         };
         let driver = driver_config(&config);
         let fleet = fleet_link(&config);
-        let crate::Transport { api: http, token: token_http, token_slots, .. } = transport(
-            config.transport,
-            config.connect_timeout,
-            &config.user_agent,
-            &config.extra_root_certificates,
-        )?;
+        let crate::Transport { api: http, token: token_http, token_slots, api_timeout, .. } =
+            transport(
+                config.transport,
+                config.connect_timeout,
+                config.request_timeout,
+                &config.user_agent,
+                &config.extra_root_certificates,
+            )?;
         let session = Session::new(config.credentials, endpoint, config.session, seed)
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
@@ -496,6 +502,7 @@ impl Client {
             api_base,
             plain_http,
             request_timeout: config.request_timeout,
+            http_times_out: api_timeout == Some(config.request_timeout),
             token_timeout: config.token_timeout,
             token_wait: config.token_wait,
             driver,
@@ -744,9 +751,13 @@ impl Client {
     /// Sends `request` with a token, pacing and retries (default options).
     ///
     /// The request must be on the API base's origin (scheme, host and port), or it is refused
-    /// before anything is sent (see [`send_with`](Self::send_with)).
-    pub async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
-        self.send_with(request, RequestOptions::default()).await
+    /// before anything is sent (see [`send_with`](Self::send_with)). The future does not
+    /// borrow the client: spawn it, or drop the client while it runs.
+    pub fn send(
+        &self,
+        request: reqwest::Request,
+    ) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + use<> {
+        self.send_with(request, RequestOptions::default())
     }
 
     /// Sends `request` with a token, pacing and retries, as `options` say.
@@ -769,13 +780,14 @@ impl Client {
     /// token. An error body is read for classification up to
     /// [`Config::max_response_body`](crate::Config::max_response_body) bytes; the response
     /// returned still has all of it.
-    pub async fn send_with(
+    pub fn send_with(
         &self,
         request: reqwest::Request,
         options: RequestOptions,
-    ) -> Result<reqwest::Response, Error> {
+    ) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + use<> {
         let http = self.shared().http.clone();
-        self.send_through(request, options, move |attempt| {
+        let times_out = self.shared().http_times_out;
+        self.send_through(request, options, times_out, move |attempt| {
             let http = http.clone();
             async move {
                 http.execute(attempt).await.map_err(|e| {
@@ -784,22 +796,26 @@ impl Client {
                 })
             }
         })
-        .await
     }
 
     /// The per-request loop over any way of sending one attempt (the client's own HTTP client,
-    /// or the rest of a middleware stack).
-    pub(crate) async fn send_through<F, Fut>(
+    /// or the rest of a middleware stack). `http_times_out`: `transport` ends each request at
+    /// `request_timeout` by itself.
+    ///
+    /// Not an `async fn`, nor are [`send`](Self::send) and [`send_with`](Self::send_with):
+    /// each would wrap the attempts' future (kilobytes) in one more, copied whole whenever it
+    /// moves.
+    pub(crate) fn send_through<F, Fut>(
         &self,
         request: reqwest::Request,
         options: RequestOptions,
+        http_times_out: bool,
         transport: F,
-    ) -> Result<reqwest::Response, Error>
+    ) -> impl Future<Output = Result<reqwest::Response, Error>> + use<F, Fut>
     where
         F: FnMut(reqwest::Request) -> Fut,
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
-        self.shared().check_origin(request.url())?;
         // OpenTelemetry's HTTP client fields (the path, never the query: it may carry
         // secrets of the caller's); each attempt is a child span (see `send::attempt_span`).
         let span = tracing::info_span!(
@@ -810,7 +826,7 @@ impl Client {
             "url.path" = request.url().path(),
         );
         let shared = Arc::clone(&self.inner.shared);
-        send::attempts(shared, request, options, transport).instrument(span).await
+        send::attempts(shared, request, options, http_times_out, transport).instrument(span)
     }
 }
 

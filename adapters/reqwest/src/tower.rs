@@ -124,7 +124,7 @@ where
             let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
                 .map_err(|e| Error::from_reqwest("the request's URI", e))?;
             let response = client
-                .send_through(request, options, move |attempt| {
+                .send_through(request, options, false, move |attempt| {
                     attempt_through(inner.clone(), attempt)
                 })
                 .await?;

@@ -21,9 +21,13 @@
 //! 0.13.5, the version credflow requires), so the bearer token stays on the API base's origin. A request body is re-sent on
 //! a 307 or 308 the client follows: build it with `reqwest::redirect::Policy::none()`, or
 //! [`redirect_policy`], to have every 3xx handed back as credflow's own client does. credflow
-//! sets a per-attempt timeout on requests that have none
-//! ([`Config::request_timeout`](crate::Config::request_timeout)); `connect_timeout` and
-//! `user_agent` of the [`Config`](crate::Config) apply only to clients credflow builds.
+//! bounds each attempt by [`Config::request_timeout`](crate::Config::request_timeout) (the
+//! response and the body read after it): credflow's own API client carries it as reqwest's
+//! client-wide timeout ([`ClientBuilder::timeout`](reqwest::ClientBuilder::timeout)), so it
+//! applies also to requests you send through [`Transport::api_client`] yourself; with a
+//! caller's client, or a `request_timeout` other than the transport's, credflow sets it on each
+//! attempt that has none. `connect_timeout` and `user_agent` of the [`Config`](crate::Config)
+//! apply only to clients credflow builds.
 //!
 //! One [`Transport`] serves any number of credflow clients: build it once and hand a clone
 //! to each (one connection pool and one TLS configuration instead of one per client id).
@@ -68,8 +72,10 @@ pub struct Transport {
     pub(crate) token_slots: Arc<tokio::sync::Semaphore>,
     /// The number of permits (for `Debug`).
     token_request_limit: NonZeroUsize,
-    /// Whether the API client is the caller's (for `Debug`).
-    callers_api: bool,
+    /// The total timeout credflow's own API client applies to each request by itself
+    /// (reqwest's client-wide timeout); `None` for a caller's client, whose timeouts credflow
+    /// does not know.
+    pub(crate) api_timeout: Option<Duration>,
 }
 
 /// Token requests a [`Transport`]'s clients send at once unless
@@ -79,7 +85,8 @@ pub const DEFAULT_TOKEN_REQUEST_LIMIT: usize = 32;
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
-            .field("api", &if self.callers_api { "the caller's" } else { "credflow's" })
+            .field("api", &if self.api_timeout.is_none() { "the caller's" } else { "credflow's" })
+            .field("api_timeout", &self.api_timeout)
             .field("token_request_limit", &self.token_request_limit)
             .finish_non_exhaustive()
     }
@@ -89,12 +96,18 @@ impl std::fmt::Debug for Transport {
 /// default).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The total timeout of each request through the API client [`Transport::new`] builds (as
+/// [`Config::request_timeout`](crate::Config::request_timeout)'s default).
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The `User-Agent` of credflow's own clients unless configured.
 pub(crate) const DEFAULT_USER_AGENT: &str = concat!("credflow/", env!("CARGO_PKG_VERSION"));
 
 impl Transport {
     /// credflow's own clients with the defaults of [`Config`](crate::Config): a 5 s connect
-    /// timeout, `User-Agent: credflow/VERSION`, rustls with the platform's verifier (no
+    /// timeout, a 30 s total timeout for each API request (`request_timeout`'s default; a
+    /// client configured with another one sets it on each attempt), `User-Agent:
+    /// credflow/VERSION`, rustls with the platform's verifier (no
     /// process-wide crypto provider installed), the redirect policies of the
     /// [module docs](self).
     ///
@@ -127,10 +140,20 @@ impl Transport {
         user_agent: &str,
         extra_roots: &[CertificateDer<'static>],
     ) -> Result<Transport, Error> {
+        Transport::own(connect_timeout, DEFAULT_REQUEST_TIMEOUT, user_agent, extra_roots)
+    }
+
+    /// credflow's own clients, the API client's requests bounded by `request_timeout`.
+    pub(crate) fn own(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        user_agent: &str,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Transport, Error> {
         Ok(Transport::assemble(
-            api_client(connect_timeout, user_agent, extra_roots)?,
+            api_client(connect_timeout, request_timeout, user_agent, extra_roots)?,
             token_client(connect_timeout, user_agent, extra_roots)?,
-            false,
+            Some(request_timeout),
         ))
     }
 
@@ -159,23 +182,27 @@ impl Transport {
         Ok(Transport::assemble(
             api,
             token_client(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT, &[])?,
-            true,
+            None,
         ))
     }
 
     /// The caller's API client with credflow's token client.
     pub(crate) fn from_parts(api: reqwest::Client, token: reqwest::Client) -> Transport {
-        Transport::assemble(api, token, true)
+        Transport::assemble(api, token, None)
     }
 
-    fn assemble(api: reqwest::Client, token: reqwest::Client, callers_api: bool) -> Transport {
+    fn assemble(
+        api: reqwest::Client,
+        token: reqwest::Client,
+        api_timeout: Option<Duration>,
+    ) -> Transport {
         let limit = NonZeroUsize::new(DEFAULT_TOKEN_REQUEST_LIMIT).unwrap_or(NonZeroUsize::MIN);
         Transport {
             api,
             token,
             token_slots: Arc::new(tokio::sync::Semaphore::new(limit.get())),
             token_request_limit: limit,
-            callers_api,
+            api_timeout,
         }
     }
 

@@ -1,14 +1,16 @@
 //! Each API attempt ends within `Config::request_timeout`, from scripted servers on 127.0.0.1
 //! (`credflow_emulator::hostile`): a response head that never comes, an error body that stalls
 //! while it is read for classification, and a success body that stalls while the caller reads
-//! it (after `send` returned), through credflow's own HTTP client and a caller's one.
+//! it (after `send` returned), through credflow's own HTTP client (which carries the timeout
+//! itself), a shared transport's (whose own timeout is longer: credflow sets the client's on
+//! each attempt) and a caller's one (without a timeout: likewise).
 
 use std::time::Duration;
 
 use credflow_emulator::hostile::{Hostile, Recorded, Reply};
 use credflow_reqwest::config::credentials;
 use credflow_reqwest::credflow_core::session::SessionConfig;
-use credflow_reqwest::{Client, RequestOptions, Target};
+use credflow_reqwest::{Client, RequestOptions, Target, Transport};
 use reqwest::Method;
 
 const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
@@ -26,22 +28,38 @@ fn server(api: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Hostile {
     )
 }
 
-/// A client of `server` with the short timeout and no retries, on a caller's HTTP client
-/// (without a timeout of its own) when `callers` is set.
-fn client(server: &Hostile, callers: bool) -> Client {
+/// Which HTTP client API requests go through.
+#[derive(Clone, Copy, Debug)]
+enum Http {
+    /// credflow's own, built for this client: `request_timeout` is its client-wide timeout.
+    Own,
+    /// A transport shared by many clients, built with the default 30 s timeout.
+    Shared,
+    /// A caller's `reqwest::Client`, without a timeout of its own.
+    Callers,
+}
+
+const EACH: [Http; 3] = [Http::Own, Http::Shared, Http::Callers];
+
+/// A client of `server` with the short timeout and no retries, on the HTTP client `http`.
+fn client(server: &Hostile, http: Http) -> Client {
     let target =
         Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
     let mut session = SessionConfig::default();
     session.retry.max_retries = 0;
-    let mut builder = Client::builder(target, credentials("client-1", "secret-1").unwrap())
+    let builder = Client::builder(target, credentials("client-1", "secret-1").unwrap())
         .session(session)
         .request_timeout(TIMEOUT)
         .seed(7);
-    if callers {
-        // This test binary is the application: it chooses the TLS provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        builder = builder.http_client(reqwest::Client::builder().build().unwrap());
-    }
+    let builder = match http {
+        Http::Own => builder,
+        Http::Shared => builder.transport(Transport::new().unwrap()),
+        Http::Callers => {
+            // This test binary is the application: it chooses the TLS provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            builder.http_client(reqwest::Client::builder().build().unwrap())
+        }
+    };
     builder.build().unwrap()
 }
 
@@ -53,31 +71,48 @@ async fn get(client: &Client, path: &str) -> Result<reqwest::Response, credflow_
 #[tokio::test]
 async fn a_response_head_that_never_comes_ends_at_the_request_timeout() {
     let server = server(|_| Reply::json(200, "{}").delayed(Duration::from_secs(60)));
-    for callers in [false, true] {
-        let e = get(&client(&server, callers), "slow").await.expect_err("no answer");
-        assert!(e.to_string().contains("Transport(Timeout)"), "not a timeout: {e}");
+    for http in EACH {
+        let e = get(&client(&server, http), "slow").await.expect_err("no answer");
+        assert!(e.to_string().contains("Transport(Timeout)"), "{http:?}: not a timeout: {e}");
     }
 }
 
 #[tokio::test]
 async fn an_error_body_that_stalls_while_classified_ends_at_the_request_timeout() {
     let server = server(|_| Reply::status(503).repeat(b"unavailable ", 4096).stall_after(12));
-    for callers in [false, true] {
-        let e = get(&client(&server, callers), "stalled").await.expect_err("a stalled body");
-        assert!(e.to_string().contains("Transport(Timeout)"), "not a timeout: {e}");
+    for http in EACH {
+        let e = get(&client(&server, http), "stalled").await.expect_err("a stalled body");
+        assert!(e.to_string().contains("Transport(Timeout)"), "{http:?}: not a timeout: {e}");
     }
 }
 
 #[tokio::test]
 async fn a_success_body_that_stalls_while_the_caller_reads_it_ends_at_the_request_timeout() {
     let server = server(|_| Reply::json(200, "").repeat(b"[1,", 4096).stall_after(300));
-    for callers in [false, true] {
-        let response = get(&client(&server, callers), "items").await.expect("a head");
+    for http in EACH {
+        let response = get(&client(&server, http), "items").await.expect("a head");
         assert_eq!(response.status(), 200);
         let read = tokio::time::timeout(NEVER, response.bytes()).await;
         let e = read.expect("the body's read never ended").expect_err("a stalled body");
-        assert!(e.is_timeout(), "not a timeout: {e}");
+        assert!(e.is_timeout(), "{http:?}: not a timeout: {e}");
     }
+}
+
+/// credflow's own API client carries `request_timeout` as reqwest's client-wide timeout, so a
+/// request sent through `Client::http()` directly (without `send`) ends there too; one that
+/// sets its own timeout keeps it.
+#[tokio::test]
+async fn requests_through_the_own_http_client_end_at_the_request_timeout() {
+    let server = server(|_| Reply::json(200, "{}").delayed(Duration::from_secs(60)));
+    let client = client(&server, Http::Own);
+    let plain = client.http().get(server.url("/api/slow")).send();
+    let e = tokio::time::timeout(NEVER, plain).await.expect("never ended").expect_err("no answer");
+    assert!(e.is_timeout(), "not a timeout: {e}");
+    let longer = client.http().get(server.url("/api/slow")).timeout(TIMEOUT * 4).send();
+    let started = tokio::time::Instant::now();
+    let e = tokio::time::timeout(NEVER, longer).await.expect("never ended").expect_err("no answer");
+    assert!(e.is_timeout(), "not a timeout: {e}");
+    assert!(started.elapsed() >= TIMEOUT * 4, "the request's own timeout was cut");
 }
 
 #[tokio::test]

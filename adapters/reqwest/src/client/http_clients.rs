@@ -51,12 +51,17 @@ pub(crate) fn token_client(
 /// The client API requests go through: it follows a redirect only as the core decides
 /// ([`redirect::decide`]: within the request's origin, so the bearer token stays where it is
 /// meant to go, at most `MAX_REDIRECTS` in a row), and hands any other 3xx back as it is.
+/// Each request ends within `request_timeout`, the body read after the response included
+/// (reqwest's client-wide timeout: an attempt without a deadline of its own needs no timer
+/// set per request, nor the extension map that setting one allocates).
 pub(crate) fn api_client(
     connect_timeout: StdDuration,
+    request_timeout: StdDuration,
     user_agent: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, Error> {
     builder(connect_timeout, user_agent, extra_roots)?
+        .timeout(request_timeout)
         .redirect(reqwest::redirect::Policy::custom(follow_within_origin))
         .build()
         .map_err(|e| Error::transport("cannot build the HTTP client", e))

@@ -31,84 +31,127 @@ use crate::shared::{Admission, FleetLink};
 
 /// Sends `request` until the session's verdict is final: each attempt authorized (after the
 /// fleet's admission, in fleet mode), sent through `transport`, judged by the session.
-pub(super) async fn attempts<F, Fut>(
+/// `http_times_out`: `transport` ends each request at `request_timeout` by itself (credflow's
+/// own API client), so only a deadline or the caller's own timeout needs setting per attempt.
+///
+/// Not an `async fn`: one of those keeps its argument and each rebinding of it in the future
+/// (three copies of the 264-byte request, copied whenever the future moves); here the request
+/// lives in one place, `original`, across the attempts.
+pub(super) fn attempts<F, Fut>(
     shared: Arc<Shared>,
     request: reqwest::Request,
     options: RequestOptions,
+    http_times_out: bool,
     mut transport: F,
-) -> Result<reqwest::Response, Error>
+) -> impl Future<Output = Result<reqwest::Response, Error>> + use<F, Fut>
 where
     F: FnMut(reqwest::Request) -> Fut,
     Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
 {
-    let mut guard = InFlight::begin(&shared, &request, options);
-    // "GET /path", for logs, events and errors: formatted only when one needs it.
-    let mut label = Label::default();
+    let spec = request_spec(&request, options);
     let mut original = Some(request);
-    let mut version = shared.version.subscribe();
-    loop {
-        let Authorized { header, generation, waited_for_token } =
-            authorized(&shared, &mut guard, &mut version).await?;
-        let span = attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
-        // Keep the original while it can be cloned, so a retry can resend it.
-        let (mut attempt, replayable) = match original.as_ref().and_then(|r| r.try_clone()) {
-            Some(clone) => (clone, true),
-            None => match original.take() {
-                Some(request) => {
-                    label.of(&request);
-                    (request, false)
-                }
-                None => return Err(Error::config("request body cannot be replayed for a retry")),
-            },
-        };
-        attempt.headers_mut().insert(AUTHORIZATION, header);
-        // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
-        // deadline: it bounds the response and the body the caller reads after it.
-        let give_up = guard.driver.give_up();
-        if give_up.is_some() || attempt.timeout().is_none() {
-            let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
-            *attempt.timeout_mut() = Some(until_give_up(&shared, give_up, timeout));
-        }
-        let outcome =
-            execute(transport(attempt), shared.max_response_body).instrument(span.clone()).await;
-        record_outcome(&span, &outcome);
-        if outcome.is_err()
-            && let Some(request) = &original
-        {
-            label.of(request);
-        }
-        let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
-        let (at, reason) = match verdict {
-            Ok(Verdict::Done) => return response,
-            Err(e) => return Err(e),
-            // Taken out by `failed` already; kept total.
-            Ok(Verdict::Fail(e)) => return Err(e.into()),
-            Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
-        };
-        span.record("credflow.retry.reason", tracing::field::debug(reason));
-        if !replayable {
-            debug!(
-                label = label.as_str(),
-                ?reason,
-                "not retried: the request body cannot be replayed"
-            );
-            return response;
-        }
+    async move {
         if let Some(request) = &original {
-            label.of(request);
+            shared.check_origin(request.url())?;
         }
-        let label = label.as_str();
-        let wait = shared.clock.until(at);
-        span.record("credflow.retry.wait_ms", wait.as_millis() as u64);
-        drop(span);
-        let attempts = guard.state.attempts();
-        info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
-        shared.emit(|| ClientEvent::Retry { request: label.to_owned(), reason, wait, attempts });
-        if reason == RetryReason::Reauthenticate {
-            shared.kick.notify_one();
+        let mut guard = InFlight::begin(&shared, spec, options.deadline);
+        // "GET /path", for logs, events and errors: formatted only when one needs it.
+        let mut label = Label::default();
+        let mut version = shared.version.subscribe();
+        loop {
+            let Authorized { header, generation, waited_for_token } =
+                authorized(&shared, &mut guard, &mut version).await?;
+            let span =
+                attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
+            // Keep the original while it can be cloned, so a retry can resend it.
+            let (mut attempt, replayable) = match original.as_ref().and_then(replay) {
+                Some(clone) => (clone, true),
+                None => match original.take() {
+                    Some(request) => {
+                        label.of(&request);
+                        (request, false)
+                    }
+                    None => {
+                        return Err(Error::config("request body cannot be replayed for a retry"));
+                    }
+                },
+            };
+            attempt.headers_mut().insert(AUTHORIZATION, header);
+            // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
+            // deadline: it bounds the response and the body the caller reads after it.
+            let give_up = guard.driver.give_up();
+            if give_up.is_some() || (attempt.timeout().is_none() && !http_times_out) {
+                let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
+                *attempt.timeout_mut() = Some(until_give_up(&shared, give_up, timeout));
+            }
+            let outcome = execute(transport(attempt), shared.max_response_body)
+                .instrument(span.clone())
+                .await;
+            record_outcome(&span, &outcome);
+            if outcome.is_err()
+                && let Some(request) = &original
+            {
+                label.of(request);
+            }
+            let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
+            let (at, reason) = match verdict {
+                Ok(Verdict::Done) => return response,
+                Err(e) => return Err(e),
+                // Taken out by `failed` already; kept total.
+                Ok(Verdict::Fail(e)) => return Err(e.into()),
+                Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
+            };
+            span.record("credflow.retry.reason", tracing::field::debug(reason));
+            if !replayable {
+                debug!(
+                    label = label.as_str(),
+                    ?reason,
+                    "not retried: the request body cannot be replayed"
+                );
+                return response;
+            }
+            if let Some(request) = &original {
+                label.of(request);
+            }
+            let label = label.as_str();
+            let wait = shared.clock.until(at);
+            span.record("credflow.retry.wait_ms", wait.as_millis() as u64);
+            drop(span);
+            let attempts = guard.state.attempts();
+            info!(%label, ?reason, wait_ms = wait.as_millis() as u64, attempts, "retrying");
+            shared.emit(|| ClientEvent::Retry {
+                request: label.to_owned(),
+                reason,
+                wait,
+                attempts,
+            });
+            if reason == RetryReason::Reauthenticate {
+                shared.kick.notify_one();
+            }
+            Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
         }
-        Box::pin(tokio::time::sleep_until(shared.clock.to_tokio(at))).await;
     }
+}
+
+/// A copy of `request` for one attempt; `None` if its body cannot be replayed (a stream).
+///
+/// reqwest's `try_clone` gives its copy an empty timeout extension, then replaces the
+/// extensions with the original's: a map allocated and freed for every request. A request
+/// without a body was built with `Request::new` or a `RequestBuilder` (one converted from an
+/// `http::Request` always has a body), so its only extension is the timeout `timeout()` shows:
+/// it is copied field by field. The test `replay_copies_what_try_clone_copies` holds this to
+/// reqwest's own copy.
+fn replay(request: &reqwest::Request) -> Option<reqwest::Request> {
+    if request.body().is_some() {
+        return request.try_clone();
+    }
+    let mut copy = reqwest::Request::new(request.method().clone(), request.url().clone());
+    *copy.headers_mut() = request.headers().clone();
+    *copy.version_mut() = request.version();
+    if let Some(timeout) = request.timeout() {
+        *copy.timeout_mut() = Some(*timeout);
+    }
+    Some(copy)
 }
 
 /// `timeout`, or less if `give_up` (the request's deadline) comes before it ends.
@@ -424,7 +467,7 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Begins `request` in the session.
+    /// Begins the request `spec` describes in the session, its deadline `deadline` from now.
     ///
     /// In a fleet the shared budget admits each attempt with the request's priority, and the
     /// session is told so (`set_externally_paced`): it then holds the attempt back only for
@@ -433,20 +476,24 @@ impl InFlight {
     /// is longer than the retry policy accepts) is paced locally at the request's priority,
     /// which the session always keeps. While degraded, a request whose probe is due asks the
     /// fleet (and rejoins it).
-    fn begin(shared: &Arc<Shared>, request: &reqwest::Request, options: RequestOptions) -> Self {
+    fn begin(shared: &Arc<Shared>, mut spec: RequestSpec, deadline: Option<StdDuration>) -> Self {
         let now = shared.clock.now();
-        let deadline = options.deadline.map(|d| now.saturating_add(core_duration(d)));
-        let spec = RequestSpec {
-            method: CoreMethod::from_name(request.method().as_str()),
-            idempotent: options.idempotent,
-            priority: options.priority,
-            deadline,
-            host: HostKey::from_host(request.url().host_str().unwrap_or("")),
-        };
+        spec.deadline = deadline.map(|d| now.saturating_add(core_duration(d)));
         let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
-        let driver = RequestDriver::new(shared.driver, deadline, fleet);
+        let driver = RequestDriver::new(shared.driver, spec.deadline, fleet);
         let state = shared.lock().begin(now, spec);
         InFlight { shared: Arc::clone(shared), state, driver, gate: None, outstanding: false }
+    }
+}
+
+/// What the session knows of `request` (its deadline is set when it begins).
+fn request_spec(request: &reqwest::Request, options: RequestOptions) -> RequestSpec {
+    RequestSpec {
+        method: CoreMethod::from_name(request.method().as_str()),
+        idempotent: options.idempotent,
+        priority: options.priority,
+        deadline: None,
+        host: HostKey::from_host(request.url().host_str().unwrap_or("")),
     }
 }
 
@@ -654,6 +701,49 @@ mod tests {
             }
             assert_eq!(headers.get("x-request-id"), Some(&b"first"[..]));
         }
+    }
+
+    /// A request without a body is copied as reqwest's `try_clone` copies it: method, URL,
+    /// headers (repeated ones in order, sensitive ones still sensitive), version and timeout;
+    /// one with a body goes through `try_clone` itself (a stream cannot be copied).
+    #[test]
+    fn replay_copies_what_try_clone_copies() {
+        let http = crate::Transport::new().expect("transport").api_client().clone();
+        let url = "http://127.0.0.1:9/api/v2/users?page=2&q=x%20y";
+        let requests = [
+            http.get(url).build(),
+            http.delete(url)
+                .timeout(StdDuration::from_millis(1500))
+                .version(reqwest::Version::HTTP_2)
+                .header("x-a", "1")
+                .header("x-a", "2")
+                .bearer_auth("not-a-real-token")
+                .build(),
+            http.post(url).body("{}").timeout(StdDuration::from_secs(3)).build(),
+        ];
+        for request in requests {
+            let request = request.expect("request");
+            let ours = replay(&request).expect("replayable");
+            let theirs = request.try_clone().expect("replayable");
+            assert_eq!(ours.method(), theirs.method());
+            assert_eq!(ours.url(), theirs.url());
+            assert_eq!(ours.version(), theirs.version());
+            assert_eq!(ours.timeout(), theirs.timeout());
+            let headers = |r: &reqwest::Request| {
+                r.headers()
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone(), v.is_sensitive()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(headers(&ours), headers(&theirs));
+            assert_eq!(
+                ours.body().and_then(reqwest::Body::as_bytes),
+                theirs.body().and_then(reqwest::Body::as_bytes)
+            );
+        }
+        let stream = reqwest::Body::wrap(http_body_util::Empty::<Bytes>::new());
+        let request = http.post(url).body(stream).build().expect("request");
+        assert!(replay(&request).is_none(), "a stream is not replayable");
     }
 
     /// The pass over the names sees every name the map holds, and only those.
