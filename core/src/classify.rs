@@ -329,10 +329,21 @@ pub fn classify_response<H: Headers + ?Sized>(
     body: &[u8],
     reference: Option<UnixTime>,
 ) -> Classified {
+    classify(status, headers, body, reference, true)
+}
+
+/// [`classify_response`], looking for the correlation id of a success or a permanent answer
+/// only if `every_id`: the session keeps none of those (nothing to report), and judges an
+/// ordinary success without asking for the id's fields.
+pub(crate) fn classify<H: Headers + ?Sized>(
+    status: u16,
+    headers: &H,
+    body: &[u8],
+    reference: Option<UnixTime>,
+    every_id: bool,
+) -> Classified {
     let rate_limit = parse_rate_limit(headers, reference);
     let genesys = if status >= 400 { parse_genesys_error(body) } else { None };
-    let correlation_id =
-        correlation_from_headers(headers).or_else(|| correlation_from_body(genesys.as_ref()));
     let class = match status {
         100..=399 => ResponseClass::Success,
         401 => unauthorized(headers, genesys.as_ref()),
@@ -342,6 +353,13 @@ pub fn classify_response<H: Headers + ?Sized>(
             ResponseClass::Transient { status, retry_after: header_wait(headers, reference) }
         }
         _ => ResponseClass::Permanent { status },
+    };
+    let kept =
+        every_id || !matches!(class, ResponseClass::Success | ResponseClass::Permanent { .. });
+    let correlation_id = if kept {
+        correlation_from_headers(headers).or_else(|| correlation_from_body(genesys.as_ref()))
+    } else {
+        None
     };
     Classified { class, correlation_id, rate_limit }
 }

@@ -1,9 +1,14 @@
 //! A response's correlation id is masked wherever the session keeps it (a 429's event, a failed
 //! request's detail), and only there: a success's is not kept, so masking it (comparing it with
-//! every form of every credential) would be work for nothing on every ordinary response.
+//! every form of every credential) would be work for nothing on every ordinary response. Nor
+//! is it looked for: the session asks a success's or a permanent answer's headers for none of
+//! the correlation fields, while `classify_response` still names every answer's id.
+
+use std::cell::RefCell;
 
 use credflow_core::Instant;
-use credflow_core::http::Method;
+use credflow_core::classify::classify_response;
+use credflow_core::http::{Headers, Method};
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
     Authorize, HostKey, RequestSpec, Session, SessionConfig, TokenEndpoint, Verdict,
@@ -62,5 +67,43 @@ fn a_kept_correlation_id_is_masked_and_a_successs_changes_nothing() {
             assert!(!shown.contains(SECRET) && shown.contains("[redacted]"), "{shown}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// Headers that remember each name asked for.
+struct Asked<'a> {
+    fields: &'a [(&'a str, &'a str)],
+    names: RefCell<Vec<String>>,
+}
+
+impl Headers for Asked<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.names.borrow_mut().push(name.to_ascii_lowercase());
+        Headers::get(self.fields, name)
+    }
+
+    fn any_name(&self, matches: fn(&str) -> bool) -> Option<bool> {
+        self.fields.any_name(matches)
+    }
+}
+
+#[test]
+fn a_success_or_permanent_answers_correlation_fields_are_not_read() {
+    let fields = [("ININ-Correlation-Id", "c-1"), ("X-Request-Id", "r-1")];
+    let correlation = ["inin-correlation-id", "x-request-id"];
+    for (status, read) in [(200, false), (204, false), (404, false), (429, true), (503, true)] {
+        let mut s = session();
+        let headers = Asked { fields: &fields, names: RefCell::new(Vec::new()) };
+        let mut req = s.begin(secs(1), RequestSpec::new(Method::Get, HostKey::from_host("a")));
+        assert!(matches!(s.authorize(secs(1), &mut req), Authorize::Send { .. }));
+        let _ = s.handle_response(secs(1), &mut req, status, &headers, b"");
+        let names = headers.names.into_inner();
+        let asked = correlation.iter().any(|c| names.iter().any(|n| n == c));
+        assert_eq!(asked, read, "{status}: asked for {names:?}");
+    }
+    // The classification on its own names the id of every answer.
+    for status in [200, 404, 429] {
+        let c = classify_response(status, &fields.as_slice(), b"", None);
+        assert_eq!(c.correlation_id.as_ref().map(|c| c.as_str()), Some("c-1"), "{status}");
     }
 }

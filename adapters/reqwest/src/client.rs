@@ -788,9 +788,10 @@ impl Client {
         let http = self.shared().http.clone();
         let times_out = self.shared().http_times_out;
         self.send_through(request, options, times_out, move |attempt| {
-            let http = http.clone();
+            // reqwest's future (boxed already), not the request, is what the attempt holds.
+            let sent = http.execute(attempt);
             async move {
-                http.execute(attempt).await.map_err(|e| {
+                sent.await.map_err(|e| {
                     let kind = transport_kind(&e);
                     (kind, Box::new(e) as BoxError)
                 })

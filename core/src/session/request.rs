@@ -4,9 +4,7 @@ use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
 use crate::breaker::{Admission, ProbeTicket};
-use crate::classify::{
-    CorrelationId, Diagnosis, ResponseClass, classify_response, needs_reference,
-};
+use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify, needs_reference};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
 use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
@@ -346,7 +344,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         // Only waits need the reference: an ordinary success is judged without its `Date`.
         let reference =
             if needs_reference(status, headers) { self.reference(now, headers) } else { None };
-        let mut classified = classify_response(status, headers, body, reference);
+        let mut classified = classify(status, headers, body, reference, false);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe_for(now, snapshot, req.generation);
         }

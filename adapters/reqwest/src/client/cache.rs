@@ -98,15 +98,22 @@ impl Shared {
     /// Forwards the session's events to `tracing` and to subscribers; wakes waiters when a
     /// breaker changed (a request waiting for a probe's outcome).
     pub(super) fn drain(&self, session: &mut CoreSession) {
-        self.drain_with(session, |_| {});
+        let _ = self.drain_with(session, |_| {});
     }
 
-    /// [`drain`](Self::drain), showing each event to `observe` too.
-    pub(super) fn drain_with(&self, session: &mut CoreSession, mut observe: impl FnMut(&Event)) {
+    /// [`drain`](Self::drain), showing each event to `observe` too; `true` if one of them was
+    /// the token's (acquired, invalidated, …), after which the cache needs syncing.
+    pub(super) fn drain_with(
+        &self,
+        session: &mut CoreSession,
+        mut observe: impl FnMut(&Event),
+    ) -> bool {
         let mut wake = false;
+        let mut token = false;
         while let Some(event) = session.poll_event() {
             observe(&event);
             wake |= matches!(event, Event::Breaker { .. });
+            token |= matches!(event, Event::Token(_));
             match &event {
                 Event::Token(LifecycleEvent::TokenAcquired { generation, life, .. }) => {
                     info!(generation = generation.0, life = %life, "token acquired")
@@ -147,6 +154,7 @@ impl Shared {
         if wake {
             self.version.send_modify(|v| *v = v.wrapping_add(1));
         }
+        token
     }
 
     /// Waits for a token until `token_wait` has passed. The session decides when waiting no

@@ -63,30 +63,14 @@ where
                 authorized(&shared, &mut guard, &mut version).await?;
             let span =
                 attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
-            // Keep the original while it can be cloned, so a retry can resend it.
-            let (mut attempt, replayable) = match original.as_ref().and_then(replay) {
-                Some(clone) => (clone, true),
-                None => match original.take() {
-                    Some(request) => {
-                        label.of(&request);
-                        (request, false)
-                    }
-                    None => {
-                        return Err(Error::config("request body cannot be replayed for a retry"));
-                    }
-                },
+            // Handed to `transport` in this block: the request is not kept beside the response
+            // it awaits.
+            let (sent, replayable) = {
+                let (attempt, replayable) =
+                    prepare(&shared, &guard, &mut original, &mut label, header, http_times_out)?;
+                (transport(attempt), replayable)
             };
-            attempt.headers_mut().insert(AUTHORIZATION, header);
-            // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
-            // deadline: it bounds the response and the body the caller reads after it.
-            let give_up = guard.driver.give_up();
-            if give_up.is_some() || (attempt.timeout().is_none() && !http_times_out) {
-                let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
-                *attempt.timeout_mut() = Some(until_give_up(&shared, give_up, timeout));
-            }
-            let outcome = execute(transport(attempt), shared.max_response_body)
-                .instrument(span.clone())
-                .await;
+            let outcome = execute(sent, shared.max_response_body).instrument(span.clone()).await;
             record_outcome(&span, &outcome);
             if outcome.is_err()
                 && let Some(request) = &original
@@ -154,6 +138,39 @@ fn replay(request: &reqwest::Request) -> Option<reqwest::Request> {
     Some(copy)
 }
 
+/// The request of the next attempt, with its `Authorization` header and timeout, and whether
+/// a retry could resend it: a copy of `original` if its body can be replayed, else `original`
+/// itself (taken; the label formatted from it first).
+fn prepare(
+    shared: &Shared,
+    guard: &InFlight<'_>,
+    original: &mut Option<reqwest::Request>,
+    label: &mut Label,
+    header: HeaderValue,
+    http_times_out: bool,
+) -> Result<(reqwest::Request, bool), Error> {
+    // Keep the original while it can be cloned, so a retry can resend it.
+    let (mut attempt, replayable) = match original.as_ref().and_then(replay) {
+        Some(clone) => (clone, true),
+        None => match original.take() {
+            Some(request) => {
+                label.of(&request);
+                (request, false)
+            }
+            None => return Err(Error::config("request body cannot be replayed for a retry")),
+        },
+    };
+    attempt.headers_mut().insert(AUTHORIZATION, header);
+    // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
+    // deadline: it bounds the response and the body the caller reads after it.
+    let give_up = guard.driver.give_up();
+    if give_up.is_some() || (attempt.timeout().is_none() && !http_times_out) {
+        let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
+        *attempt.timeout_mut() = Some(until_give_up(shared, give_up, timeout));
+    }
+    Ok((attempt, replayable))
+}
+
 /// `timeout`, or less if `give_up` (the request's deadline) comes before it ends.
 fn until_give_up(shared: &Shared, give_up: Option<Instant>, timeout: StdDuration) -> StdDuration {
     match give_up {
@@ -170,7 +187,7 @@ fn until_give_up(shared: &Shared, give_up: Option<Instant>, timeout: StdDuration
 /// follows from the span of the token request it waited for.
 fn attempt_span(
     shared: &Shared,
-    guard: &InFlight,
+    guard: &InFlight<'_>,
     request: Option<&reqwest::Request>,
     generation: Generation,
     waited_for_token: bool,
@@ -253,7 +270,7 @@ impl Label {
 /// copied each time it moves.
 async fn authorized(
     shared: &Shared,
-    guard: &mut InFlight,
+    guard: &mut InFlight<'_>,
     version: &mut watch::Receiver<u64>,
 ) -> Result<Authorized, Error> {
     let mut waited_for_token = false;
@@ -262,8 +279,9 @@ async fn authorized(
         // change that lands after the answer still wakes the wait below.
         version.borrow_and_update();
         shared.open()?;
-        let now = shared.clock.now();
-        let step = guard.driver.poll(now, shared.has_cached());
+        let now = guard.begun.take().unwrap_or_else(|| shared.clock.now());
+        // Whether a token is cached matters only to a request the fleet admits.
+        let step = guard.driver.poll(now, shared.fleet.is_some() && shared.has_cached());
         if !guard.driver.holds_gate() {
             guard.gate = None;
         }
@@ -308,7 +326,7 @@ async fn authorized(
 /// and the store call are bounded by the request's deadline.
 async fn ask_fleet(
     shared: &Shared,
-    guard: &mut InFlight,
+    guard: &mut InFlight<'_>,
     within: Duration,
     claimed: bool,
 ) -> Result<(), Error> {
@@ -328,7 +346,7 @@ async fn ask_fleet(
 }
 
 /// The session's answer for the next attempt, its events forwarded.
-fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
+fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decision {
     let mut session = shared.lock();
     shared.refresh_wall_clock(&mut session, now);
     let decision = match session.authorize(now, &mut guard.state) {
@@ -352,7 +370,7 @@ fn authorize(shared: &Shared, guard: &mut InFlight, now: Instant) -> Decision {
 /// Sleeps as the driver says after the session's `Wait`, or until a token or breaker change.
 async fn wait_locally(
     shared: &Shared,
-    guard: &mut InFlight,
+    guard: &mut InFlight<'_>,
     version: &mut watch::Receiver<u64>,
     until: Option<Instant>,
     reason: WaitReason,
@@ -375,7 +393,7 @@ async fn wait_locally(
 /// reported to the fleet), and what the caller gets if it is final.
 fn judge(
     shared: &Arc<Shared>,
-    guard: &mut InFlight,
+    guard: &mut InFlight<'_>,
     outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
     label: &str,
 ) -> (Result<Verdict, Error>, Result<reqwest::Response, Error>) {
@@ -393,8 +411,10 @@ fn judge(
             let mut report = ResponseReport::default();
             report.handle_verdict(&verdict);
             let verdict = failed(&session, verdict);
-            shared.drain_with(&mut session, |event| report.handle_event(now, event));
-            shared.sync_cache(&session, now);
+            // Only a token event (a 401 invalidated the token) changes what the cache holds.
+            if shared.drain_with(&mut session, |event| report.handle_event(now, event)) {
+                shared.sync_cache(&session, now);
+            }
             drop(session);
             Shared::fleet_report(shared, now, response.headers(), report.rate_limited());
             (verdict, Ok(rebuild(response, body)))
@@ -453,8 +473,8 @@ fn core_admission(answer: Admission) -> CoreAdmission {
 
 /// Holds a request's core state and its fleet driver; if the caller drops the future
 /// mid-attempt, the session is told (so a breaker probe is released).
-struct InFlight {
-    shared: Arc<Shared>,
+struct InFlight<'a> {
+    shared: &'a Shared,
     state: RequestState,
     driver: RequestDriver,
     /// This request's turn at the fleet's admission (see `Shared::admission_gates`), held
@@ -464,9 +484,12 @@ struct InFlight {
     /// request now abandons it (releasing a breaker probe). Without one, dropping needs
     /// neither the clock nor the session's lock.
     outstanding: bool,
+    /// When the request began, until its first authorization takes it as its `now` (nothing
+    /// happened in between: one read of the clock for both).
+    begun: Option<Instant>,
 }
 
-impl InFlight {
+impl<'a> InFlight<'a> {
     /// Begins the request `spec` describes in the session, its deadline `deadline` from now.
     ///
     /// In a fleet the shared budget admits each attempt with the request's priority, and the
@@ -476,13 +499,13 @@ impl InFlight {
     /// is longer than the retry policy accepts) is paced locally at the request's priority,
     /// which the session always keeps. While degraded, a request whose probe is due asks the
     /// fleet (and rejoins it).
-    fn begin(shared: &Arc<Shared>, mut spec: RequestSpec, deadline: Option<StdDuration>) -> Self {
+    fn begin(shared: &'a Shared, mut spec: RequestSpec, deadline: Option<StdDuration>) -> Self {
         let now = shared.clock.now();
         spec.deadline = deadline.map(|d| now.saturating_add(core_duration(d)));
         let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
         let driver = RequestDriver::new(shared.driver, spec.deadline, fleet);
         let state = shared.lock().begin(now, spec);
-        InFlight { shared: Arc::clone(shared), state, driver, gate: None, outstanding: false }
+        InFlight { shared, state, driver, gate: None, outstanding: false, begun: Some(now) }
     }
 }
 
@@ -497,7 +520,7 @@ fn request_spec(request: &reqwest::Request, options: RequestOptions) -> RequestS
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.outstanding {
             return;
@@ -649,10 +672,11 @@ impl Headers for HeaderMapRef<'_> {
         // Values, not names: a name repeated many times must not make each scan long.
         const SCAN: usize = 12;
         if self.0.len() <= SCAN {
-            let mut headers = self.0.iter();
-            return headers
-                .find(|(have, _)| have.as_str().eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_bytes());
+            // Over the names (each once), then the value of the one that matched: cheaper than
+            // walking every value with its name.
+            let mut names = self.0.keys();
+            let found = names.find(|have| have.as_str().eq_ignore_ascii_case(name))?;
+            return self.0.get(found).map(HeaderValue::as_bytes);
         }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
