@@ -70,30 +70,43 @@ where
                     prepare(&shared, &guard, &mut original, &mut label, header, http_times_out)?;
                 (transport(attempt), replayable)
             };
-            let outcome = execute(sent, shared.max_response_body).instrument(span.clone()).await;
-            record_outcome(&span, &outcome);
-            if outcome.is_err()
-                && let Some(request) = &original
-            {
-                label.of(request);
-            }
-            let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
-            let (at, reason) = match verdict {
-                Ok(Verdict::Done) => return response,
-                Err(e) => return Err(e),
-                // Taken out by `failed` already; kept total.
-                Ok(Verdict::Fail(e)) => return Err(e.into()),
-                Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
+            // The outcome, the verdict and the response live in this block only: none is kept
+            // in the future while it sleeps before a retry.
+            let (at, reason) = {
+                let outcome = match sent.instrument(span.clone()).await {
+                    Ok(response) if !read_for_verdict(&response) => Ok((response, None)),
+                    // Boxed: an error's read is kept out of every request's future.
+                    Ok(response) => {
+                        let read = read_error_body(response, shared.max_response_body);
+                        Box::pin(read).instrument(span.clone()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                record_outcome(&span, &outcome);
+                if outcome.is_err()
+                    && let Some(request) = &original
+                {
+                    label.of(request);
+                }
+                let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
+                let (at, reason) = match verdict {
+                    Ok(Verdict::Done) => return response,
+                    Err(e) => return Err(e),
+                    // Taken out by `failed` already; kept total.
+                    Ok(Verdict::Fail(e)) => return Err(e.into()),
+                    Ok(Verdict::Retry { at, reason, .. }) => (at, reason),
+                };
+                span.record("credflow.retry.reason", tracing::field::debug(reason));
+                if !replayable {
+                    debug!(
+                        label = label.as_str(),
+                        ?reason,
+                        "not retried: the request body cannot be replayed"
+                    );
+                    return response;
+                }
+                (at, reason)
             };
-            span.record("credflow.retry.reason", tracing::field::debug(reason));
-            if !replayable {
-                debug!(
-                    label = label.as_str(),
-                    ?reason,
-                    "not retried: the request body cannot be replayed"
-                );
-                return response;
-            }
             if let Some(request) = &original {
                 label.of(request);
             }
@@ -552,16 +565,18 @@ struct ReadBody {
     more: Option<Bytes>,
 }
 
-/// Awaits one attempt; reads the body only for non-success statuses (to classify it), and at
-/// most `limit` bytes of it.
-async fn execute(
-    sent: impl Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
+/// Whether the session needs the first bytes of `response`'s body for its verdict: a success's
+/// or a redirect's is never read.
+fn read_for_verdict(response: &reqwest::Response) -> bool {
+    !(response.status().is_success() || response.status().is_redirection())
+}
+
+/// Reads the first `limit` bytes of an answer's body, to classify it; the rest stays for the
+/// caller (see [`rebuild`]).
+async fn read_error_body(
+    mut response: reqwest::Response,
     limit: usize,
 ) -> Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)> {
-    let mut response = sent.await?;
-    if response.status().is_success() || response.status().is_redirection() {
-        return Ok((response, None));
-    }
     let mut body = Vec::new();
     let more = loop {
         match response.chunk().await {
