@@ -7,8 +7,10 @@
 //!
 //! at 16 and 128 concurrent requests, printing each mode's throughput and its ratio to plain.
 //! The three modes share one reqwest client (one pool), so only what each adds per request
-//! differs. The server and the client each run on a tokio runtime of their own (one worker
-//! thread each by default), so the client's CPU per request is what limits throughput.
+//! differs: credflow's own API client, which ends each request at `request_timeout` by itself
+//! (reqwest's client-wide timeout), for plain requests as for credflow's. The server and the
+//! client each run on a tokio runtime of their own (one worker thread each by default), so the
+//! client's CPU per request is what limits throughput.
 //!
 //! ```text
 //! cargo bench -p credflow-reqwest --bench hot_path
@@ -16,10 +18,11 @@
 //!
 //! Environment: `HOT_PATH_ROUNDS` (default 5, after one warm-up round), `HOT_PATH_REQUESTS`
 //! (per mode and round, default 20000), `HOT_PATH_CLIENT_THREADS` (default 1),
-//! `HOT_PATH_CONCURRENCY` (comma-separated, default `16,128`), `HOT_PATH_PLAIN_TIMEOUT` (if
-//! set, plain requests carry the per-request timeout `send` gives each attempt, the client's
-//! `request_timeout`: what that timer costs), `HOT_PATH_GENESYS` (if set, the server's answers
-//! carry Genesys Cloud's `inin-correlation-id` and `inin-ratelimit-*` fields, as real ones do).
+//! `HOT_PATH_CONCURRENCY` (comma-separated, default `16,128`), `HOT_PATH_CALLERS_CLIENT` (if
+//! set, all three go through a caller's `reqwest::Client` without a timeout of its own, so
+//! `send` sets `request_timeout` on each attempt: what that per-request timer costs),
+//! `HOT_PATH_GENESYS` (if set, the server's answers carry Genesys Cloud's
+//! `inin-correlation-id` and `inin-ratelimit-*` fields, as real ones do).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use credflow_reqwest::config::credentials;
-use credflow_reqwest::{Client, Config};
+use credflow_reqwest::{Client, Config, Transport};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -39,7 +42,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 /// The token the server grants and accepts (and the plain mode's fixed header carries).
 const TOKEN: &str = "hot-path-bench-token-2f6c1a9e4d7b0c3e8a5f";
 
-/// The client's `request_timeout` (the default), which `send` gives each attempt.
+/// The client's `request_timeout` (the default).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,15 +126,11 @@ async fn one(
     http: &reqwest::Client,
     url: &reqwest::Url,
     fixed: &HeaderValue,
-    plain_timed: bool,
 ) {
     let mut request = reqwest::Request::new(reqwest::Method::GET, url.clone());
     let response = match mode {
         Mode::Plain => {
             request.headers_mut().insert(AUTHORIZATION, fixed.clone());
-            if plain_timed {
-                *request.timeout_mut() = Some(REQUEST_TIMEOUT);
-            }
             http.execute(request).await.expect("plain request")
         }
         Mode::Send => client.send(request).await.expect("send"),
@@ -163,7 +162,6 @@ async fn run(
     let http = client.http().clone();
     let mut fixed = HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("header");
     fixed.set_sensitive(true);
-    let plain_timed = std::env::var_os("HOT_PATH_PLAIN_TIMEOUT").is_some();
     let counter = Arc::new(AtomicUsize::new(0));
     let cpu = client_cpu_ns();
     let start = Instant::now();
@@ -174,7 +172,7 @@ async fn run(
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
                 while counter.fetch_add(1, Ordering::Relaxed) < requests {
-                    one(mode, &client, &http, &url, &fixed, plain_timed).await;
+                    one(mode, &client, &http, &url, &fixed).await;
                 }
             })
         })
@@ -235,12 +233,18 @@ fn setup(
         .expect("client runtime");
     let base = format!("http://{addr}");
     let client = client_rt.block_on(async {
-        let config = Config::custom(
+        let mut config = Config::custom(
             format!("{base}/oauth/token"),
             format!("{base}/api/v2/"),
             credentials("bench-client", "bench-secret").expect("credentials"),
         );
         assert_eq!(config.request_timeout, REQUEST_TIMEOUT);
+        if std::env::var_os("HOT_PATH_CALLERS_CLIENT").is_some() {
+            // This bench is the application: it chooses the TLS provider of its own client.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let http = reqwest::Client::builder().build().expect("a caller's client");
+            config.transport = Some(Transport::with_api_client(http).expect("transport"));
+        }
         let client = Client::new(config).expect("client");
         client.token().await.expect("a first token");
         client

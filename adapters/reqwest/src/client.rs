@@ -535,7 +535,10 @@ impl Client {
     /// redirect only within the request's origin, at most
     /// [`MAX_REDIRECTS`](credflow_core::http::redirect::MAX_REDIRECTS) in a row; any other 3xx
     /// comes back as it is (see [`credflow_core::http::redirect`]). Token requests go through
-    /// a client of their own, which never follows one.
+    /// a client of their own, which never follows one. When credflow built it, it ends each
+    /// request at its transport's `request_timeout` (this client's, unless the transport is
+    /// shared), the body included, unless the request sets a timeout of its own; a caller's
+    /// client is as the caller built it.
     pub fn http(&self) -> &reqwest::Client {
         &self.shared().http
     }

@@ -133,7 +133,10 @@ pub struct Config {
     pub session: SessionConfig,
     /// TCP connect timeout (default 5 s).
     pub connect_timeout: Duration,
-    /// Timeout of one API attempt, response headers and error body included (default 30 s).
+    /// Timeout of one API attempt, response headers and body included (default 30 s): the
+    /// client-wide timeout of the API client credflow builds for this client, and set on each
+    /// attempt where that client's timeout is another (a shared [`Transport`](crate::Transport)
+    /// built with the default) or the HTTP client is the caller's.
     pub request_timeout: Duration,
     /// Timeout of one token request (default 10 s).
     pub token_timeout: Duration,
