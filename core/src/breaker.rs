@@ -403,6 +403,11 @@ impl CircuitBreaker {
         self.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has a state change to give.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Records a closed-state outcome; whether the breaker must trip.
     fn record(&mut self, failure: bool) -> bool {
         let window = self.config.window.min(MAX_WINDOW);

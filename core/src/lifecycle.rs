@@ -818,6 +818,11 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has an event to give.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     fn push(&mut self, event: LifecycleEvent) {
         if self.events.is_full() {
             let _ = self.events.pop_front();

@@ -117,6 +117,15 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         self.drain_lifecycle_events();
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has an event to give: a look at the queues
+    /// without taking from them, cheaper than asking when none is queued (after most calls).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+            || self.lifecycle.has_events()
+            || self.token_breaker.has_events()
+            || self.hosts.iter().any(|(_, breaker, _)| breaker.has_events())
+    }
+
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.drain_lifecycle_events();

@@ -406,3 +406,41 @@ fn an_absurd_retry_after_does_not_silence_the_session() {
         );
     }
 }
+
+/// `has_events` sees an event in each queue `poll_event` takes from (the session's own, the
+/// lifecycle's, the token endpoint's breaker, each host's breaker), and none once taken.
+#[test]
+fn has_events_sees_every_queue_poll_event_takes_from() {
+    let mut s = with_token();
+    while s.poll_event().is_some() {}
+    assert!(!s.has_events());
+
+    let generation = s.lifecycle.token(Instant::ZERO).map(|(_, t)| t).unwrap();
+    assert!(s.lifecycle.invalidate(Instant::ZERO, generation));
+    assert!(s.has_events(), "the lifecycle's queue");
+    while s.poll_event().is_some() {}
+    assert!(!s.has_events());
+
+    let mut rng = crate::rng::Rng::new(1);
+    for _ in 0..64 {
+        s.token_breaker.on_failure(Instant::ZERO, &mut rng);
+    }
+    assert!(s.has_events(), "the token endpoint's breaker");
+    while s.poll_event().is_some() {}
+    assert!(!s.has_events());
+
+    let config = s.config.api_breaker;
+    let breaker = s.host_breaker(Instant::ZERO, HostKey::from_host("api.example"), config);
+    for _ in 0..64 {
+        breaker.on_failure(Instant::ZERO, &mut rng);
+    }
+    assert!(s.has_events(), "a host's breaker");
+    while s.poll_event().is_some() {}
+    assert!(!s.has_events());
+
+    s.push(Event::Breaker {
+        target: BreakerTarget::TokenEndpoint,
+        event: BreakerEvent::Closed { at: Instant::ZERO },
+    });
+    assert!(s.has_events(), "the session's queue");
+}
