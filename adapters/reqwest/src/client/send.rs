@@ -65,11 +65,17 @@ where
                 attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
             // Handed to `transport` in this block: the request is not kept beside the response
             // it awaits.
-            let (sent, replayable) = {
-                let (attempt, replayable) =
-                    prepare(&shared, &guard, &mut original, &mut label, header, http_times_out)?;
-                (transport(attempt), replayable)
+            let sent = {
+                // Keep the original while it can be copied, so a retry can resend it.
+                let mut attempt = match original.as_ref().and_then(replay) {
+                    Some(copy) => copy,
+                    None => take_original(&mut original, &mut label)?,
+                };
+                dress(&shared, &guard, &mut attempt, header, http_times_out);
+                transport(attempt)
             };
+            // Sent itself (a body that cannot be replayed), the original is gone.
+            let replayable = original.is_some();
             // The outcome, the verdict and the response live in this block only: none is kept
             // in the future while it sleeps before a retry.
             let (at, reason) = {
@@ -88,9 +94,9 @@ where
                 {
                     label.of(request);
                 }
-                let (verdict, response) = judge(&shared, &mut guard, outcome, label.as_str());
+                let verdict = judge(&shared, &mut guard, &outcome);
                 let (at, reason) = match verdict {
-                    Ok(Verdict::Done) => return response,
+                    Ok(Verdict::Done) => return deliver(outcome, label.as_str()),
                     Err(e) => return Err(e),
                     // Taken out by `failed` already; kept total.
                     Ok(Verdict::Fail(e)) => return Err(e.into()),
@@ -103,7 +109,7 @@ where
                         ?reason,
                         "not retried: the request body cannot be replayed"
                     );
-                    return response;
+                    return deliver(outcome, label.as_str());
                 }
                 (at, reason)
             };
@@ -151,37 +157,35 @@ fn replay(request: &reqwest::Request) -> Option<reqwest::Request> {
     Some(copy)
 }
 
-/// The request of the next attempt, with its `Authorization` header and timeout, and whether
-/// a retry could resend it: a copy of `original` if its body can be replayed, else `original`
-/// itself (taken; the label formatted from it first).
-fn prepare(
-    shared: &Shared,
-    guard: &InFlight<'_>,
+/// `original` itself, for an attempt no retry can resend (its body cannot be copied); its
+/// label formatted first, for what is said about it later.
+fn take_original(
     original: &mut Option<reqwest::Request>,
     label: &mut Label,
+) -> Result<reqwest::Request, Error> {
+    let request = original
+        .take()
+        .ok_or_else(|| Error::config("request body cannot be replayed for a retry"))?;
+    label.of(&request);
+    Ok(request)
+}
+
+/// Gives `attempt` its `Authorization` header and its timeout: the caller's, else
+/// `request_timeout` where the HTTP client does not end it there by itself, cut at the
+/// request's deadline (it bounds the response and the body the caller reads after it).
+fn dress(
+    shared: &Shared,
+    guard: &InFlight<'_>,
+    attempt: &mut reqwest::Request,
     header: HeaderValue,
     http_times_out: bool,
-) -> Result<(reqwest::Request, bool), Error> {
-    // Keep the original while it can be cloned, so a retry can resend it.
-    let (mut attempt, replayable) = match original.as_ref().and_then(replay) {
-        Some(clone) => (clone, true),
-        None => match original.take() {
-            Some(request) => {
-                label.of(&request);
-                (request, false)
-            }
-            None => return Err(Error::config("request body cannot be replayed for a retry")),
-        },
-    };
+) {
     attempt.headers_mut().insert(AUTHORIZATION, header);
-    // The attempt's timeout (the caller's, else `request_timeout`), cut at the request's
-    // deadline: it bounds the response and the body the caller reads after it.
     let give_up = guard.driver.give_up();
     if give_up.is_some() || (attempt.timeout().is_none() && !http_times_out) {
         let timeout = attempt.timeout().copied().unwrap_or(shared.request_timeout);
         *attempt.timeout_mut() = Some(until_give_up(shared, give_up, timeout));
     }
-    Ok((attempt, replayable))
 }
 
 /// `timeout`, or less if `give_up` (the request's deadline) comes before it ends.
@@ -402,14 +406,17 @@ async fn wait_locally(
     }
 }
 
-/// The session's verdict on one attempt's outcome (its events forwarded, its rate-limit facts
-/// reported to the fleet), and what the caller gets if it is final.
+/// An attempt's outcome: the response (with the first bytes of an error body, read to
+/// classify it), or the transport's failure.
+type Outcome = Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>;
+
+/// The session's verdict on one attempt's `outcome` (its events forwarded, its rate-limit
+/// facts reported to the fleet); the outcome stays where it is, for [`deliver`].
 fn judge(
     shared: &Arc<Shared>,
     guard: &mut InFlight<'_>,
-    outcome: Result<(reqwest::Response, Option<ReadBody>), (TransportKind, BoxError)>,
-    label: &str,
-) -> (Result<Verdict, Error>, Result<reqwest::Response, Error>) {
+    outcome: &Outcome,
+) -> Result<Verdict, Error> {
     let now = shared.clock.now();
     let mut session = shared.lock();
     // The session hears this attempt's outcome now: nothing is left to abandon on drop.
@@ -430,14 +437,23 @@ fn judge(
             }
             drop(session);
             Shared::fleet_report(shared, now, response.headers(), report.rate_limited());
-            (verdict, Ok(rebuild(response, body)))
+            verdict
         }
-        Err((kind, error)) => {
-            let verdict = session.handle_transport_error(now, state, kind);
+        Err((kind, _)) => {
+            let verdict = session.handle_transport_error(now, state, *kind);
             let verdict = failed(&session, verdict);
             shared.drain(&mut session);
-            (verdict, Err(Error::transport_boxed(format!("{label} failed"), error)))
+            verdict
         }
+    }
+}
+
+/// What the caller gets of `outcome` if the verdict on it is final: the response whole (the
+/// error body's first bytes put back), or the transport's failure named by `label`.
+fn deliver(outcome: Outcome, label: &str) -> Result<reqwest::Response, Error> {
+    match outcome {
+        Ok((response, body)) => Ok(rebuild(response, body)),
+        Err((_, error)) => Err(Error::transport_boxed(format!("{label} failed"), error)),
     }
 }
 
