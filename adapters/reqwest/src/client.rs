@@ -19,13 +19,14 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use credflow_core::fleet::DriverConfig;
+use credflow_core::http::redirect::{TokenOriginError, check_token_origin};
 use credflow_core::http::url::PlainHttp;
 use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Fingerprint;
 use credflow_core::session::{
-    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, Event, RetryReason, Session, SetupError,
-    TokenEndpoint, WaitReason,
+    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, Event, HostKey, RetryReason, Session,
+    SetupError, TokenEndpoint, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::HeaderValue;
@@ -44,6 +45,7 @@ mod http_clients;
 mod send;
 mod token_storage;
 
+use http_clients::origin;
 pub(crate) use http_clients::{api_client, follow_within_origin, token_client};
 pub(crate) use send::{BoxError, transport_kind};
 
@@ -267,6 +269,13 @@ struct Shared {
     api_base: Option<reqwest::Url>,
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
     plain_http: PlainHttp,
+    /// The core's [`check_token_origin`](credflow_core::http::redirect::check_token_origin)
+    /// for the API base's own origin, found once, when the client is built (see
+    /// `Shared::check_origin`).
+    api_origin_checked: Result<(), TokenOriginError>,
+    /// The key of the API base's host, the host of every request that passes
+    /// `Shared::check_origin` (its host breaker's).
+    api_host: HostKey,
     request_timeout: StdDuration,
     /// `http` is credflow's own API client and ends each request at `request_timeout` by
     /// itself: an attempt without a deadline or a timeout of its own is sent as it is.
@@ -499,6 +508,15 @@ impl Client {
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             wall_set_at: AtomicU64::new(u64::MAX),
+            api_origin_checked: api_base
+                .as_ref()
+                .and_then(origin)
+                .map_or(Err(TokenOriginError::OtherOrigin), |api| {
+                    check_token_origin(&api, &api, plain_http)
+                }),
+            api_host: HostKey::from_host(
+                api_base.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
+            ),
             api_base,
             plain_http,
             request_timeout: config.request_timeout,
@@ -756,6 +774,9 @@ impl Client {
     /// The request must be on the API base's origin (scheme, host and port), or it is refused
     /// before anything is sent (see [`send_with`](Self::send_with)). The future does not
     /// borrow the client: spawn it, or drop the client while it runs.
+    // `#[inline]` on this and `send_with`: the future is built where the caller keeps it,
+    // not built here and copied there.
+    #[inline]
     pub fn send(
         &self,
         request: reqwest::Request,
@@ -783,6 +804,7 @@ impl Client {
     /// token. An error body is read for classification up to
     /// [`Config::max_response_body`](crate::Config::max_response_body) bytes; the response
     /// returned still has all of it.
+    #[inline]
     pub fn send_with(
         &self,
         request: reqwest::Request,

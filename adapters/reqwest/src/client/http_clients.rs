@@ -106,6 +106,17 @@ impl Shared {
     /// another origin than the API base's, or any URL for a client of tokens only. The error
     /// names origins only, never a path, query or userinfo.
     pub(super) fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
+        // The API base's own origin, where every request but a mistaken one goes: the core's
+        // answer for it was found when the client was built. Both URLs are parsed (their
+        // hosts lowercase), so the same scheme, host and port text is the same origin.
+        if self.api_origin_checked.is_ok()
+            && let Some(api) = &self.api_base
+            && url.scheme() == api.scheme()
+            && url.host_str() == api.host_str()
+            && url.port_or_known_default() == api.port_or_known_default()
+        {
+            return Ok(());
+        }
         let to = origin(url);
         // Formatted only for an error: this runs for every request.
         let shown = || to.map_or_else(|| format!("a {}: URL", url.scheme()), |to| to.to_string());

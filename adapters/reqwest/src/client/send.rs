@@ -48,7 +48,9 @@ where
     F: FnMut(reqwest::Request) -> Fut,
     Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
 {
-    let spec = request_spec(&request, options);
+    // A request is sent only to the API base's origin (`check_origin`, below): its host is
+    // the base's.
+    let spec = request_spec(&request, options, shared.api_host);
     let mut original = Some(request);
     async move {
         if let Some(request) = &original {
@@ -538,14 +540,14 @@ impl<'a> InFlight<'a> {
     }
 }
 
-/// What the session knows of `request` (its deadline is set when it begins).
-fn request_spec(request: &reqwest::Request, options: RequestOptions) -> RequestSpec {
+/// What the session knows of `request`, sent to `host` (its deadline is set when it begins).
+fn request_spec(request: &reqwest::Request, options: RequestOptions, host: HostKey) -> RequestSpec {
     RequestSpec {
         method: CoreMethod::from_name(request.method().as_str()),
         idempotent: options.idempotent,
         priority: options.priority,
         deadline: None,
-        host: HostKey::from_host(request.url().host_str().unwrap_or("")),
+        host,
     }
 }
 
