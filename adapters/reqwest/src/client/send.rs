@@ -59,7 +59,8 @@ where
         let mut guard = InFlight::begin(&shared, spec, options.deadline);
         // "GET /path", for logs, events and errors: formatted only when one needs it.
         let mut label = Label::default();
-        let mut version = shared.version.subscribe();
+        // Subscribed to token and breaker changes once a wait needs them (see `authorized`).
+        let mut version = None;
         loop {
             let Authorized { header, generation, waited_for_token } =
                 authorized(&shared, &mut guard, &mut version).await?;
@@ -287,16 +288,23 @@ impl Label {
 /// The waits' futures are boxed: most requests are authorized at once, and keeping those
 /// futures (timers, the store's calls) inline made every request's future kilobytes larger,
 /// copied each time it moves.
+///
+/// `version` is subscribed to token and breaker changes the first time the session says to
+/// wait (a request authorized at once never subscribes); a change between the session's
+/// answer and the subscription sends the request back to ask again.
 async fn authorized(
     shared: &Shared,
     guard: &mut InFlight<'_>,
-    version: &mut watch::Receiver<u64>,
+    version: &mut Option<watch::Receiver<u64>>,
 ) -> Result<Authorized, Error> {
     let mut waited_for_token = false;
     loop {
-        // Mark the current version seen *before* asking the session, so a token or breaker
-        // change that lands after the answer still wakes the wait below.
-        version.borrow_and_update();
+        // The version seen *before* asking the session, so that a token or breaker change that
+        // lands after the answer still wakes the wait below.
+        let seen = match version {
+            Some(version) => *version.borrow_and_update(),
+            None => *shared.version.borrow(),
+        };
         shared.open()?;
         let now = guard.begun.take().unwrap_or_else(|| shared.clock.now());
         // Whether a token is cached matters only to a request the fleet admits.
@@ -333,6 +341,10 @@ async fn authorized(
                 Decision::Fail(e) => return Err(e),
                 Decision::Wait(until, reason) => {
                     waited_for_token |= reason == WaitReason::Token;
+                    let version = version.get_or_insert_with(|| shared.version.subscribe());
+                    if *version.borrow_and_update() != seen {
+                        continue;
+                    }
                     Box::pin(wait_locally(shared, guard, version, until, reason)).await
                 }
             },
