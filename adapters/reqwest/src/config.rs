@@ -135,7 +135,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Timeout of one API attempt, response headers and body included (default 30 s): the
     /// client-wide timeout of the API client credflow builds for this client, and set on each
-    /// attempt where that client's timeout is another (a shared [`Transport`](crate::Transport)
+    /// attempt where that client's timeout is another (a shared [`Transport`]
     /// built with the default) or the HTTP client is the caller's.
     pub request_timeout: Duration,
     /// Timeout of one token request (default 10 s).
