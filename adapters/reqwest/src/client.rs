@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use credflow_core::fleet::DriverConfig;
-use credflow_core::http::redirect::{TokenOriginError, check_token_origin};
+use credflow_core::http::redirect::check_token_origin;
 use credflow_core::http::url::PlainHttp;
 use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
@@ -270,11 +270,12 @@ struct Shared {
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
     plain_http: PlainHttp,
     /// The core's [`check_token_origin`](credflow_core::http::redirect::check_token_origin)
-    /// for the API base's own origin, found once, when the client is built (see
+    /// allows the API base's own origin: found once, when the client is built (see
     /// `Shared::check_origin`).
-    api_origin_checked: Result<(), TokenOriginError>,
+    api_origin_allowed: bool,
     /// The key of the API base's host, the host of every request that passes
-    /// `Shared::check_origin` (its host breaker's).
+    /// `Shared::check_origin` (its host breaker's); for a client of tokens only, which sends
+    /// no request, that of an empty host.
     api_host: HostKey,
     request_timeout: StdDuration,
     /// `http` is credflow's own API client and ends each request at `request_timeout` by
@@ -508,12 +509,10 @@ impl Client {
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             wall_set_at: AtomicU64::new(u64::MAX),
-            api_origin_checked: api_base
+            api_origin_allowed: api_base
                 .as_ref()
                 .and_then(origin)
-                .map_or(Err(TokenOriginError::OtherOrigin), |api| {
-                    check_token_origin(&api, &api, plain_http)
-                }),
+                .is_some_and(|api| check_token_origin(&api, &api, plain_http).is_ok()),
             api_host: HostKey::from_host(
                 api_base.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
             ),
@@ -773,7 +772,8 @@ impl Client {
     ///
     /// The request must be on the API base's origin (scheme, host and port), or it is refused
     /// before anything is sent (see [`send_with`](Self::send_with)). The future does not
-    /// borrow the client: spawn it, or drop the client while it runs.
+    /// borrow the client: spawn it, or drop the client while it runs (the request keeps what it
+    /// needs, the token driver included, until it ends).
     // `#[inline]` on this and `send_with`: the future is built where the caller keeps it,
     // not built here and copied there.
     #[inline]
@@ -851,8 +851,8 @@ impl Client {
             "server.port" = request.url().port_or_known_default(),
             "url.path" = request.url().path(),
         );
-        let shared = Arc::clone(&self.inner.shared);
-        send::attempts(shared, request, options, http_times_out, transport).instrument(span)
+        send::attempts(Arc::clone(&self.inner), request, options, http_times_out, transport)
+            .instrument(span)
     }
 }
 

@@ -56,6 +56,7 @@ impl Middleware for Client {
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let options = extensions.get::<RequestOptions>().copied().unwrap_or_default();
         let base = extensions.clone();
+        // `false`: the rest of the stack's client may have no timeout; each attempt gets one.
         self.send_through(req, options, false, |attempt| {
             let next = next.clone();
             let mut extensions = base.clone();

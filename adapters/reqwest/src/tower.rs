@@ -124,6 +124,7 @@ where
             let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
                 .map_err(|e| Error::from_reqwest("the request's URI", e))?;
             let response = client
+                // `false`: the inner service may have no timeout; each attempt gets one.
                 .send_through(request, options, false, move |attempt| {
                     attempt_through(inner.clone(), attempt)
                 })

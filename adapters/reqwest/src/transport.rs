@@ -118,7 +118,8 @@ impl Transport {
         Transport::with_settings(DEFAULT_CONNECT_TIMEOUT, DEFAULT_USER_AGENT)
     }
 
-    /// credflow's own clients with this connect timeout and `User-Agent`.
+    /// credflow's own clients with this connect timeout and `User-Agent` (and, as
+    /// [`Transport::new`], a 30 s total timeout for each API request).
     ///
     /// # Errors
     ///
@@ -130,7 +131,8 @@ impl Transport {
     /// credflow's own clients with this connect timeout and `User-Agent`, trusting also
     /// `extra_roots` besides the platform's certificate authorities (a TLS-inspecting proxy's,
     /// a private server's: see [`Config::extra_root_certificates`](crate::Config::extra_root_certificates)
-    /// and [`read_ca_file`](crate::config::read_ca_file)).
+    /// and [`read_ca_file`](crate::config::read_ca_file)); a 30 s total timeout for each API
+    /// request, as [`Transport::new`].
     ///
     /// # Errors
     ///

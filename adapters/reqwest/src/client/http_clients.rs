@@ -109,7 +109,7 @@ impl Shared {
         // The API base's own origin, where every request but a mistaken one goes: the core's
         // answer for it was found when the client was built. Both URLs are parsed (their
         // hosts lowercase), so the same scheme, host and port text is the same origin.
-        if self.api_origin_checked.is_ok()
+        if self.api_origin_allowed
             && let Some(api) = &self.api_base
             && url.scheme() == api.scheme()
             && url.host_str() == api.host_str()

@@ -23,8 +23,8 @@ use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
-    ClientEvent, CoreSession, RequestOptions, Shared, before, core_duration, deadline_exceeded,
-    std_duration,
+    ClientEvent, CoreSession, Inner, RequestOptions, Shared, before, core_duration,
+    deadline_exceeded, std_duration,
 };
 use crate::error::Error;
 use crate::shared::{Admission, FleetLink};
@@ -38,7 +38,7 @@ use crate::shared::{Admission, FleetLink};
 /// (three copies of the 264-byte request, copied whenever the future moves); here the request
 /// lives in one place, `original`, across the attempts.
 pub(super) fn attempts<F, Fut>(
-    shared: Arc<Shared>,
+    client: Arc<Inner>,
     request: reqwest::Request,
     options: RequestOptions,
     http_times_out: bool,
@@ -50,22 +50,25 @@ where
 {
     // A request is sent only to the API base's origin (`check_origin`, below): its host is
     // the base's.
-    let spec = request_spec(&request, options, shared.api_host);
+    let spec = request_spec(&request, options, client.shared.api_host);
     let mut original = Some(request);
     async move {
+        // The client itself, not only its state: its token driver runs while a request the
+        // caller kept after dropping the client still needs a token.
+        let shared = &client.shared;
         if let Some(request) = &original {
             shared.check_origin(request.url())?;
         }
-        let mut guard = InFlight::begin(&shared, spec, options.deadline);
+        let mut guard = InFlight::begin(shared, spec, options.deadline);
         // "GET /path", for logs, events and errors: formatted only when one needs it.
         let mut label = Label::default();
         // Subscribed to token and breaker changes once a wait needs them (see `authorized`).
         let mut version = None;
         loop {
             let Authorized { header, generation, waited_for_token } =
-                authorized(&shared, &mut guard, &mut version).await?;
+                authorized(shared, &mut guard, &mut version).await?;
             let span =
-                attempt_span(&shared, &guard, original.as_ref(), generation, waited_for_token);
+                attempt_span(shared, &guard, original.as_ref(), generation, waited_for_token);
             // Handed to `transport` in this block: the request is not kept beside the response
             // it awaits.
             let sent = {
@@ -74,7 +77,7 @@ where
                     Some(copy) => copy,
                     None => take_original(&mut original, &mut label)?,
                 };
-                dress(&shared, &guard, &mut attempt, header, http_times_out);
+                dress(shared, &guard, &mut attempt, header, http_times_out);
                 transport(attempt)
             };
             // Sent itself (a body that cannot be replayed), the original is gone.
@@ -97,7 +100,7 @@ where
                 {
                     label.of(request);
                 }
-                let verdict = judge(&shared, &mut guard, &outcome);
+                let verdict = judge(shared, &mut guard, &outcome);
                 let (at, reason) = match verdict {
                     Ok(Verdict::Done) => return deliver(outcome, label.as_str()),
                     Err(e) => return Err(e),
@@ -146,7 +149,8 @@ where
 /// without a body was built with `Request::new` or a `RequestBuilder` (one converted from an
 /// `http::Request` always has a body), so its only extension is the timeout `timeout()` shows:
 /// it is copied field by field. The test `replay_copies_what_try_clone_copies` holds this to
-/// reqwest's own copy.
+/// reqwest's own copy (of 0.13.5: should a later reqwest keep another setting in a request's
+/// extensions, it has to be copied here too).
 fn replay(request: &reqwest::Request) -> Option<reqwest::Request> {
     if request.body().is_some() {
         return request.try_clone();
