@@ -11,18 +11,20 @@ use reqwest::Method;
 
 const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
 
+/// A client of `server`'s token endpoint and API.
+fn client(server: &Hostile) -> Client {
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    Client::builder(target, credentials("client-1", "secret-1").unwrap()).seed(7).build().unwrap()
+}
+
 #[tokio::test]
 async fn a_request_kept_after_its_client_is_dropped_gets_a_new_token_and_ends() {
     // Every API answer is a 401: the request takes a new token, retries once, and fails.
     let server = Hostile::start(|req| {
         if req.path() == "/oauth/token" { Reply::json(200, TOKEN) } else { Reply::status(401) }
     });
-    let target =
-        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
-    let client = Client::builder(target, credentials("client-1", "secret-1").unwrap())
-        .seed(7)
-        .build()
-        .unwrap();
+    let client = client(&server);
     let request = client.request(Method::GET, "me").unwrap().build().unwrap();
     let sent = client.send(request);
     drop(client);
@@ -48,12 +50,7 @@ async fn a_token_refused_through_send_is_not_handed_out_by_token() {
         _ if req.header("authorization") == Some("Bearer tok-1") => Reply::status(401),
         _ => Reply::json(200, "{}"),
     });
-    let target =
-        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
-    let client = Client::builder(target, credentials("client-1", "secret-1").unwrap())
-        .seed(7)
-        .build()
-        .unwrap();
+    let client = client(&server);
     assert_eq!(client.token().await.unwrap().as_str(), "tok-1");
     let request = client.request(Method::GET, "me").unwrap().build().unwrap();
     let sent = tokio::spawn(client.send(request));
