@@ -92,12 +92,13 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// The connect timeout of the clients [`Transport::new`] builds (as [`Config`](crate::Config)'s
-/// default).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The connect timeout of the clients [`Transport::new`] builds, and
+/// [`Config::connect_timeout`](crate::Config::connect_timeout)'s default.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The total timeout of each request through the API client [`Transport::new`] builds (as
-/// [`Config::request_timeout`](crate::Config::request_timeout)'s default).
+/// The total timeout of each request through the API client [`Transport::new`] builds, and
+/// [`Config::request_timeout`](crate::Config::request_timeout)'s default: one value, so that a
+/// client left at the default on a shared transport needs no timeout set per attempt.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `User-Agent` of credflow's own clients unless configured.

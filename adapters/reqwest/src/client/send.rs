@@ -412,8 +412,7 @@ async fn wait_locally(
 ) {
     let now = shared.clock.now();
     let wake = guard.driver.handle_wait(now, until, reason, &mut guard.state);
-    let now_tokio = tokio::time::Instant::now();
-    let wait = until.map(|at| shared.clock.to_tokio(at).saturating_duration_since(now_tokio));
+    let wait = until.map(|at| shared.clock.until(at));
     shared.emit(|| ClientEvent::Wait { reason, wait });
     if wake.kick_token_driver {
         shared.kick.notify_one();
