@@ -269,10 +269,10 @@ struct Shared {
     api_base: Option<reqwest::Url>,
     /// Where plain `http` may carry the bearer token (`Config::allow_insecure_http`).
     plain_http: PlainHttp,
-    /// The core's [`check_token_origin`](credflow_core::http::redirect::check_token_origin)
-    /// allows the API base's own origin: found once, when the client is built (see
-    /// `Shared::check_origin`).
-    api_origin_allowed: bool,
+    /// The API base's origin as its URL spells it (`scheme://host[:port]`), if the core's
+    /// [`check_token_origin`](credflow_core::http::redirect::check_token_origin) allows it:
+    /// found once, when the client is built (see `Shared::check_origin`).
+    api_origin_text: Option<Box<str>>,
     /// The key of the API base's host, the host of every request that passes
     /// `Shared::check_origin` (its host breaker's); for a client of tokens only, which sends
     /// no request, that of an empty host.
@@ -509,10 +509,13 @@ impl Client {
             max_response_body: config.max_response_body,
             clock: Clock { origin: tokio::time::Instant::now() },
             wall_set_at: AtomicU64::new(u64::MAX),
-            api_origin_allowed: api_base
+            api_origin_text: api_base
                 .as_ref()
-                .and_then(origin)
-                .is_some_and(|api| check_token_origin(&api, &api, plain_http).is_ok()),
+                .filter(|base| {
+                    origin(base)
+                        .is_some_and(|api| check_token_origin(&api, &api, plain_http).is_ok())
+                })
+                .map(|base| Box::from(&base[..url::Position::BeforePath])),
             api_host: HostKey::from_host(
                 api_base.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
             ),

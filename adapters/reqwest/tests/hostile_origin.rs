@@ -106,15 +106,29 @@ async fn a_next_uri_on_another_origin_is_refused_and_that_origin_receives_nothin
 async fn a_same_origin_request_built_by_hand_carries_the_token() {
     let a = api_server(String::new());
     let client = client_with_token(&a).await;
-    // The API base's origin however the URL spells it: absolute, explicit port, any path.
-    for url in [a.url("/api/v2/users?x=1"), format!("HTTP://{}/other/path", a.addr())] {
-        let response = client.send(get(&url)).await.unwrap();
+    // The API base's origin however the URL spells it: absolute, explicit port, any path,
+    // with userinfo (not part of an origin: the full check rather than the API base's text).
+    let urls = [
+        a.url("/api/v2/users?x=1"),
+        format!("HTTP://{}/other/path", a.addr()),
+        format!("http://someone@{}/with/userinfo", a.addr()),
+    ];
+    for url in &urls {
+        let response = client.send(get(url)).await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
     }
     let seen = api_requests(&a);
-    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|r| r.header("authorization") == Some("Bearer tok-1")), "{seen:?}");
     assert_eq!(seen[1].path(), "/other/path");
+    assert_eq!(seen[2].path(), "/with/userinfo");
+    // Another port on the same host is another origin, however close its text.
+    let port = a.addr().port();
+    for other in [port.wrapping_add(1), port / 10] {
+        let url = format!("http://127.0.0.1:{other}/api/v2/users");
+        let e = client.send(get(&url)).await.expect_err("another port");
+        assert_refused(&e, &format!("http://127.0.0.1:{other}"), &a, &["/api/v2/users"]);
+    }
 }
 
 /// Paths handed to `Client::url` and `Client::request` resolve under A, or fail: URL joining

@@ -107,13 +107,11 @@ impl Shared {
     /// names origins only, never a path, query or userinfo.
     pub(super) fn check_origin(&self, url: &reqwest::Url) -> Result<(), Error> {
         // The API base's own origin, where every request but a mistaken one goes: the core's
-        // answer for it was found when the client was built. Both URLs are parsed (their
-        // hosts lowercase), so the same scheme, host and port text is the same origin.
-        if self.api_origin_allowed
-            && let Some(api) = &self.api_base
-            && url.scheme() == api.scheme()
-            && url.host_str() == api.host_str()
-            && url.port_or_known_default() == api.port_or_known_default()
+        // answer for it was found when the client was built. Both URLs are parsed (scheme and
+        // host lowercase, a default port left out), so the same text before the path is the
+        // same scheme, host and port; any other text (userinfo, say) takes the full check.
+        if let Some(api) = &self.api_origin_text
+            && url[..url::Position::BeforePath] == **api
         {
             return Ok(());
         }

@@ -156,7 +156,11 @@ fn replay(request: &reqwest::Request) -> Option<reqwest::Request> {
         return request.try_clone();
     }
     let mut copy = reqwest::Request::new(request.method().clone(), request.url().clone());
-    *copy.headers_mut() = request.headers().clone();
+    // A new request's map is empty already (and cloning an empty one still costs a pass
+    // through its three vectors).
+    if !request.headers().is_empty() {
+        *copy.headers_mut() = request.headers().clone();
+    }
     *copy.version_mut() = request.version();
     if let Some(timeout) = request.timeout() {
         *copy.timeout_mut() = Some(*timeout);
@@ -294,8 +298,8 @@ impl Label {
 /// copied each time it moves.
 ///
 /// `version` is subscribed to token and breaker changes the first time the session says to
-/// wait (a request authorized at once never subscribes); a change between the session's
-/// answer and the subscription sends the request back to ask again.
+/// wait (a request authorized at once never subscribes, nor reads the version); a change
+/// after the session's answer sends the request back to ask again.
 async fn authorized(
     shared: &Shared,
     guard: &mut InFlight<'_>,
@@ -303,12 +307,6 @@ async fn authorized(
 ) -> Result<Authorized, Error> {
     let mut waited_for_token = false;
     loop {
-        // The version seen *before* asking the session, so that a token or breaker change that
-        // lands after the answer still wakes the wait below.
-        let seen = match version {
-            Some(version) => *version.borrow_and_update(),
-            None => *shared.version.borrow(),
-        };
         shared.open()?;
         let now = guard.begun.take().unwrap_or_else(|| shared.clock.now());
         // Whether a token is cached matters only to a request the fleet admits.
@@ -343,12 +341,17 @@ async fn authorized(
                     return Ok(Authorized { header, generation, waited_for_token });
                 }
                 Decision::Fail(e) => return Err(e),
-                Decision::Wait(until, reason) => {
+                Decision::Wait { until, reason, seen } => {
                     waited_for_token |= reason == WaitReason::Token;
+                    // A token or breaker change since the answer: ask again. Later ones wake
+                    // the wait.
                     let version = version.get_or_insert_with(|| shared.version.subscribe());
                     if *version.borrow_and_update() != seen {
                         continue;
                     }
+                    // `Client::shutdown` sets its flag, then bumps the version: if the bump
+                    // came before `seen` was read, the flag is set by now.
+                    shared.open()?;
                     Box::pin(wait_locally(shared, guard, version, until, reason)).await
                 }
             },
@@ -391,7 +394,12 @@ fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decisio
             let header = shared.cached_header(generation).unwrap_or_else(|| bearer(token));
             Decision::Send(header, generation)
         }
-        Authorize::Wait { until, reason } => Decision::Wait(until, reason),
+        // Read under the lock that answered: every token or breaker change bumps the version
+        // under it too (`Shared::sync_cache`, `Shared::drain_with`), so a change this answer
+        // did not see has a later version.
+        Authorize::Wait { until, reason } => {
+            Decision::Wait { until, reason, seen: *shared.version.borrow() }
+        }
         Authorize::Fail(e) => Decision::Fail(Error::naming_the_fleet(
             session.error_detail(e),
             now,
@@ -494,7 +502,13 @@ struct Authorized {
 /// The session's answer for the next attempt.
 enum Decision {
     Send(HeaderValue, Generation),
-    Wait(Option<Instant>, WaitReason),
+    /// Wait until `until` (or a change) for `reason`; `seen` is the version of token and
+    /// breaker changes the answer saw.
+    Wait {
+        until: Option<Instant>,
+        reason: WaitReason,
+        seen: u64,
+    },
     Fail(Error),
 }
 
