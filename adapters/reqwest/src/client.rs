@@ -242,8 +242,31 @@ struct Cached {
     usable_until: tokio::time::Instant,
 }
 
+/// The session, and the header of its token beside it under its lock.
+struct SessionCell {
+    core: CoreSession,
+    /// The `Authorization` header of the token `Shared::sync_cache` last published, with its
+    /// generation: built once per token, cloned for each request the session authorizes with
+    /// it (under the lock that authorized it, so no other read of the cache is needed).
+    header: Option<(Generation, HeaderValue)>,
+}
+
+impl std::ops::Deref for SessionCell {
+    type Target = CoreSession;
+
+    fn deref(&self) -> &CoreSession {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for SessionCell {
+    fn deref_mut(&mut self) -> &mut CoreSession {
+        &mut self.core
+    }
+}
+
 struct Shared {
-    session: Mutex<CoreSession>,
+    session: Mutex<SessionCell>,
     cache: ArcSwapOption<Cached>,
     /// Bumped whenever the token or the token endpoint's state changes; waiters watch it.
     version: watch::Sender<u64>,
@@ -498,7 +521,7 @@ impl Client {
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            session: Mutex::new(session),
+            session: Mutex::new(SessionCell { core: session, header: None }),
             cache: ArcSwapOption::empty(),
             version,
             kick: Notify::new(),
@@ -813,9 +836,8 @@ impl Client {
         request: reqwest::Request,
         options: RequestOptions,
     ) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + use<> {
-        let http = self.shared().http.clone();
         let times_out = self.shared().http_times_out;
-        self.send_through(request, options, times_out, move |attempt| {
+        self.send_through(request, options, times_out, |http, attempt| {
             // reqwest's future (boxed already), not the request, is what the attempt holds.
             let sent = http.execute(attempt);
             async move {
@@ -828,8 +850,8 @@ impl Client {
     }
 
     /// The per-request loop over any way of sending one attempt (the client's own HTTP client,
-    /// or the rest of a middleware stack). `http_times_out`: `transport` ends each request at
-    /// `request_timeout` by itself.
+    /// handed to `transport` with each attempt, or the rest of a middleware stack).
+    /// `http_times_out`: `transport` ends each request at `request_timeout` by itself.
     ///
     /// Not an `async fn`, nor are [`send`](Self::send) and [`send_with`](Self::send_with):
     /// each would wrap the attempts' future (kilobytes) in one more, copied whole whenever it
@@ -842,7 +864,7 @@ impl Client {
         transport: F,
     ) -> impl Future<Output = Result<reqwest::Response, Error>> + use<F, Fut>
     where
-        F: FnMut(reqwest::Request) -> Fut,
+        F: FnMut(&reqwest::Client, reqwest::Request) -> Fut,
         Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
     {
         // OpenTelemetry's HTTP client fields (the path, never the query: it may carry
@@ -914,7 +936,7 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, CoreSession> {
+    fn lock(&self) -> MutexGuard<'_, SessionCell> {
         // A panic while holding the lock cannot leave the session inconsistent in a way that
         // matters more than stopping every caller: keep going with the inner value.
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

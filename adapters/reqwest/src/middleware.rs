@@ -57,7 +57,7 @@ impl Middleware for Client {
         let options = extensions.get::<RequestOptions>().copied().unwrap_or_default();
         let base = extensions.clone();
         // `false`: the rest of the stack's client may have no timeout; each attempt gets one.
-        self.send_through(req, options, false, |attempt| {
+        self.send_through(req, options, false, |_, attempt| {
             let next = next.clone();
             let mut extensions = base.clone();
             async move {

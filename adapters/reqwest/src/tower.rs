@@ -125,7 +125,7 @@ where
                 .map_err(|e| Error::from_reqwest("the request's URI", e))?;
             let response = client
                 // `false`: the inner service may have no timeout; each attempt gets one.
-                .send_through(request, options, false, move |attempt| {
+                .send_through(request, options, false, move |_, attempt| {
                     attempt_through(inner.clone(), attempt)
                 })
                 .await?;

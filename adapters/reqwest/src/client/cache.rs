@@ -7,12 +7,13 @@ use std::sync::atomic::Ordering;
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::session::{Event, TokenProblem, TokenStatus};
 use credflow_core::{Duration, Instant};
-use reqwest::header::HeaderValue;
 use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::send::bearer;
-use super::{Cached, ClientEvent, CoreSession, Shared, Token, TokenInner, core_duration};
+use super::{
+    Cached, ClientEvent, CoreSession, SessionCell, Shared, Token, TokenInner, core_duration,
+};
 use crate::error::Error;
 
 impl Shared {
@@ -26,14 +27,6 @@ impl Shared {
     pub(super) fn has_cached(&self) -> bool {
         let guard = self.cache.load();
         guard.as_ref().is_some_and(|cached| tokio::time::Instant::now() < cached.usable_until)
-    }
-
-    /// The cached token's `Authorization` header if it is token `generation` (the one the
-    /// session just authorized): built once per token rather than once per request.
-    pub(super) fn cached_header(&self, generation: Generation) -> Option<HeaderValue> {
-        let guard = self.cache.load();
-        let token = &guard.as_ref()?.token.0;
-        (token.generation == generation).then(|| token.header.clone())
     }
 
     /// The generation of the cached token, if any (usable or not).
@@ -60,9 +53,9 @@ impl Shared {
         }
     }
 
-    /// Publishes the session's usable token to the lock-free cache (or withdraws it), and
-    /// wakes waiters when it changed.
-    pub(super) fn sync_cache(&self, session: &CoreSession, now: Instant) {
+    /// Publishes the session's usable token to the lock-free cache (or withdraws it), its
+    /// header beside the session, and wakes waiters when it changed.
+    pub(super) fn sync_cache(&self, session: &mut SessionCell, now: Instant) {
         let current = self.cache.load().as_ref().map(|c| c.token.0.generation);
         match session.token(now) {
             Some((token, times)) if current != Some(times.generation) => {
@@ -73,6 +66,7 @@ impl Shared {
                     fingerprint: token.fingerprint(),
                     expires_at: self.clock.to_tokio(times.expires_at),
                 };
+                session.header = Some((inner.generation, inner.header.clone()));
                 self.cache.store(Some(Arc::new(Cached {
                     token: Token(Arc::new(inner)),
                     usable_until: self.clock.to_tokio(times.usable_until),
@@ -81,6 +75,7 @@ impl Shared {
             }
             Some(_) => {}
             None if current.is_some() => {
+                session.header = None;
                 self.cache.store(None);
                 self.version.send_modify(|v| *v = v.wrapping_add(1));
             }
@@ -90,7 +85,7 @@ impl Shared {
 
     /// After a change to the session: its events forwarded, its token published (both wake
     /// waiters when something they wait for changed).
-    pub(super) fn settle(&self, session: &mut CoreSession, now: Instant) {
+    pub(super) fn settle(&self, session: &mut SessionCell, now: Instant) {
         self.drain(session);
         self.sync_cache(session, now);
     }
@@ -205,7 +200,7 @@ impl Shared {
                     TokenStatus::Pending { until } => Some(until),
                     TokenStatus::Unavailable(e) => return Err(session.error_detail(e).into()),
                 };
-                self.sync_cache(&session, now);
+                self.sync_cache(&mut session, now);
                 self.drain(&mut session);
                 status
             };

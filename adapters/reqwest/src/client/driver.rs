@@ -239,8 +239,8 @@ async fn idle(
 ) {
     let now = shared.clock.now();
     let (next, tokenless) = {
-        let session = shared.lock();
-        shared.sync_cache(&session, now);
+        let mut session = shared.lock();
+        shared.sync_cache(&mut session, now);
         let tokenless = session.token(now).is_none() && !session.lifecycle().in_flight();
         (session.poll_timeout(), tokenless)
     };

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
-    ClientEvent, CoreSession, Inner, RequestOptions, Shared, before, core_duration,
+    ClientEvent, CoreSession, Inner, RequestOptions, SessionCell, Shared, before, core_duration,
     deadline_exceeded, std_duration,
 };
 use crate::error::Error;
@@ -31,8 +31,10 @@ use crate::shared::{Admission, FleetLink};
 
 /// Sends `request` until the session's verdict is final: each attempt authorized (after the
 /// fleet's admission, in fleet mode), sent through `transport`, judged by the session.
-/// `http_times_out`: `transport` ends each request at `request_timeout` by itself (credflow's
-/// own API client), so only a deadline or the caller's own timeout needs setting per attempt.
+/// `transport` is handed the client's own API client with each attempt (a way of sending of
+/// its own ignores it). `http_times_out`: `transport` ends each request at `request_timeout`
+/// by itself (credflow's own API client), so only a deadline or the caller's own timeout
+/// needs setting per attempt.
 ///
 /// Not an `async fn`: one of those keeps its argument and each rebinding of it in the future
 /// (three copies of the 264-byte request, copied whenever the future moves); here the request
@@ -45,7 +47,7 @@ pub(super) fn attempts<F, Fut>(
     mut transport: F,
 ) -> impl Future<Output = Result<reqwest::Response, Error>> + use<F, Fut>
 where
-    F: FnMut(reqwest::Request) -> Fut,
+    F: FnMut(&reqwest::Client, reqwest::Request) -> Fut,
     Fut: Future<Output = Result<reqwest::Response, (TransportKind, BoxError)>>,
 {
     // A request is sent only to the API base's origin (`check_origin`, below): its host is
@@ -78,7 +80,7 @@ where
                     None => take_original(&mut original, &mut label)?,
                 };
                 dress(shared, &guard, &mut attempt, header, http_times_out);
-                transport(attempt)
+                transport(&shared.http, attempt)
             };
             // Sent itself (a body that cannot be replayed), the original is gone.
             let replayable = original.is_some();
@@ -387,11 +389,15 @@ async fn ask_fleet(
 fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decision {
     let mut session = shared.lock();
     shared.refresh_wall_clock(&mut session, now);
-    let decision = match session.authorize(now, &mut guard.state) {
+    let SessionCell { core, header: cached } = &mut *session;
+    let decision = match core.authorize(now, &mut guard.state) {
         Authorize::Send { token, generation } => {
             guard.outstanding = true;
-            // The cached token's header (built once per token), not a new one per request.
-            let header = shared.cached_header(generation).unwrap_or_else(|| bearer(token));
+            // The token's header (built once per token), not a new one per request.
+            let header = match cached {
+                Some((cached, header)) if *cached == generation => header.clone(),
+                _ => bearer(token),
+            };
             Decision::Send(header, generation)
         }
         // Read under the lock that answered: every token or breaker change bumps the version
@@ -458,7 +464,7 @@ fn judge(
             let verdict = failed(&session, verdict);
             // Only a token event (a 401 invalidated the token) changes what the cache holds.
             if shared.drain_with(&mut session, |event| report.handle_event(now, event)) {
-                shared.sync_cache(&session, now);
+                shared.sync_cache(&mut session, now);
             }
             drop(session);
             Shared::fleet_report(shared, now, response.headers(), report.rate_limited());
