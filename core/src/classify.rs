@@ -57,7 +57,7 @@ use crate::http::retry_after::{RetryAfter, genesys_retry_after_from_body};
 use crate::http::www_authenticate::unescape;
 use crate::http::www_authenticate::{BearerChallenge, BearerError, parse_bearer_challenge};
 use crate::ratelimit::RateLimitSnapshot;
-use crate::ratelimit::headers::{names_rate_limit, parse_rate_limit};
+use crate::ratelimit::headers::parse_rate_limit;
 use crate::text::push_sanitized;
 use crate::time::{Duration, UnixTime};
 
@@ -368,9 +368,19 @@ pub(crate) fn classify<H: Headers + ?Sized>(
 /// `Retry-After` HTTP-date (on a 429, a 408 or a 5xx that may be retried) or a rate-limit
 /// reset epoch into a wait. Any other response (an ordinary success, a 404) is classified the
 /// same whatever the reference, and a caller may skip finding it (parsing `Date`). Telling
-/// needs the fields' names ([`Headers::any_name`]); headers that cannot list them need it.
-pub(crate) fn needs_reference<H: Headers + ?Sized>(status: u16, headers: &H) -> bool {
-    status == 429 || transient(status) || headers.any_name(names_rate_limit) != Some(false)
+/// needs the fields' names: `listed` is whether they hold one of the rate-limit fields
+/// ([`Headers::any_name`] with [`names_rate_limit`]), `None` for headers that cannot list them
+/// (which need it).
+pub(crate) const fn needs_reference(status: u16, listed: Option<bool>) -> bool {
+    status == 429 || transient(status) || !matches!(listed, Some(false))
+}
+
+/// Whether [`classify`], not asked for every correlation id, says nothing of this response but
+/// that it succeeded: a status of 100 to 399 whose headers hold no rate-limit field (`listed`
+/// as for [`needs_reference`]). Its class is [`ResponseClass::Success`], with no rate-limit
+/// snapshot and no correlation id: the session judges it without classifying it.
+pub(crate) const fn plainly_successful(status: u16, listed: Option<bool>) -> bool {
+    matches!(status, 100..=399) && matches!(listed, Some(false))
 }
 
 /// 408, 500, 502, 503, 504: the failures that may pass ([`ResponseClass::Transient`]).
@@ -891,7 +901,8 @@ mod tests {
 
     proptest! {
         /// Where `needs_reference` says no, the reference changes nothing: a response is
-        /// classified the same with any reference as with none.
+        /// classified the same with any reference as with none. Where `plainly_successful`
+        /// says yes, the session's classification is a bare success.
         #[test]
         fn a_response_that_needs_no_reference_is_classified_the_same_without(
             status in prop_oneof![
@@ -914,12 +925,21 @@ mod tests {
         ) {
             let headers = fields.as_slice();
             let body = br#"{"message":"Retry the request in [3] seconds","code":"x"}"#;
-            if !needs_reference(status, headers) {
+            let listed = headers.any_name(crate::ratelimit::headers::names_rate_limit);
+            if !needs_reference(status, listed) {
                 prop_assert_eq!(
                     classify_response(status, headers, body, Some(UnixTime::from_secs(reference))),
                     classify_response(status, headers, body, None)
                 );
             }
+            if plainly_successful(status, listed) {
+                let bare =
+                    Classified { class: ResponseClass::Success, correlation_id: None, rate_limit: None };
+                let reference = Some(UnixTime::from_secs(reference));
+                prop_assert_eq!(super::classify(status, headers, body, reference, false), bare);
+            }
+            // Headers that cannot list their names are never taken for a plain success.
+            prop_assert!(!plainly_successful(status, None) && needs_reference(status, None));
         }
 
         #[test]

@@ -4,9 +4,12 @@ use core::fmt;
 
 use super::{ApiError, ApiErrorKind, CallEnd, Event, HostKey, Session, count};
 use crate::breaker::{Admission, ProbeTicket};
-use crate::classify::{CorrelationId, Diagnosis, ResponseClass, classify, needs_reference};
+use crate::classify::{
+    CorrelationId, Diagnosis, ResponseClass, classify, needs_reference, plainly_successful,
+};
 use crate::http::{Headers, Method};
 use crate::lifecycle::Generation;
+use crate::ratelimit::headers::names_rate_limit;
 use crate::ratelimit::pacer::{Pace, PaceReason, Priority, Sender};
 use crate::retry::policy::{
     Attempt, Failure, GiveUpReason, RetryDecision, TransportKind, WaitSource,
@@ -341,9 +344,17 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         body: &[u8],
     ) -> Verdict {
         let stage = core::mem::replace(&mut req.stage, Stage::Ready);
-        // Only waits need the reference: an ordinary success is judged without its `Date`.
+        // One pass over the names, where the headers can list them: most answers hold no
+        // rate-limit field.
+        let listed = headers.any_name(names_rate_limit);
+        if plainly_successful(status, listed) {
+            // What `classify` says of it: a success, and nothing to keep.
+            self.report_to_host_breaker(now, req.spec.host, CallEnd::Success);
+            return Verdict::Done;
+        }
+        // Only waits need the reference: an ordinary answer is judged without its `Date`.
         let reference =
-            if needs_reference(status, headers) { self.reference(now, headers) } else { None };
+            if needs_reference(status, listed) { self.reference(now, headers) } else { None };
         let mut classified = classify(status, headers, body, reference, false);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe_for(now, snapshot, req.generation);
