@@ -248,7 +248,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         if now < req.not_before {
             return Authorize::Wait { until: Some(req.not_before), reason: WaitReason::Backoff };
         }
-        if self.lifecycle.token(now).is_none() {
+        let Some((_, generation)) = self.lifecycle.token(now) else {
             if let Some(error) = self.token_unavailable(now, req.spec.deadline) {
                 return self.fail_with(error);
             }
@@ -256,10 +256,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
                 until: self.token_wait_until(now),
                 reason: WaitReason::Token,
             };
-        }
-        if let Some((_, generation)) = self.lifecycle.token(now) {
-            self.pacer.use_token(now, generation);
-        }
+        };
+        self.pacer.use_token(now, generation);
         // An admitted attempt is held back only by what the server enforces.
         let sender =
             if req.externally_paced { Sender::Admitted } else { Sender::Local(req.spec.priority) };

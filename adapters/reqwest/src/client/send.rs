@@ -481,11 +481,19 @@ fn judge(
 
 /// What the caller gets of `outcome` if the verdict on it is final: the response whole (the
 /// error body's first bytes put back), or the transport's failure named by `label`.
+#[inline]
 fn deliver(outcome: Outcome, label: &str) -> Result<reqwest::Response, Error> {
     match outcome {
-        Ok((response, body)) => Ok(rebuild(response, body)),
-        Err((_, error)) => Err(Error::transport_boxed(format!("{label} failed"), error)),
+        Ok((response, None)) => Ok(response),
+        Ok((response, Some(body))) => Ok(rebuild(response, body)),
+        Err((_, error)) => Err(transport_failed(label, error)),
     }
+}
+
+/// A transport failure of the request `label` names.
+#[cold]
+fn transport_failed(label: &str, error: BoxError) -> Error {
+    Error::transport_boxed(format!("{label} failed"), error)
 }
 
 /// A failing `verdict` as the adapter's error, with what the server said about it (read from
@@ -662,10 +670,8 @@ pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
 
 /// A response whose body was read for classification, rebuilt so the caller can still read
 /// all of it: what was read, then (a body longer than the limit) the rest as it comes.
-fn rebuild(response: reqwest::Response, body: Option<ReadBody>) -> reqwest::Response {
-    let Some(ReadBody { read, more }) = body else {
-        return response;
-    };
+fn rebuild(response: reqwest::Response, body: ReadBody) -> reqwest::Response {
+    let ReadBody { read, more } = body;
     let url = response.url().clone();
     let (parts, rest) = http::Response::<reqwest::Body>::from(response).into_parts();
     let body = match more {
