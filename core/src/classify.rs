@@ -57,7 +57,7 @@ use crate::http::retry_after::{RetryAfter, genesys_retry_after_from_body};
 use crate::http::www_authenticate::unescape;
 use crate::http::www_authenticate::{BearerChallenge, BearerError, parse_bearer_challenge};
 use crate::ratelimit::RateLimitSnapshot;
-use crate::ratelimit::headers::parse_rate_limit;
+use crate::ratelimit::headers::{names_rate_limit, parse_listed};
 use crate::text::push_sanitized;
 use crate::time::{Duration, UnixTime};
 
@@ -329,20 +329,22 @@ pub fn classify_response<H: Headers + ?Sized>(
     body: &[u8],
     reference: Option<UnixTime>,
 ) -> Classified {
-    classify(status, headers, body, reference, true)
+    classify(status, headers, body, reference, true, headers.any_name(names_rate_limit))
 }
 
 /// [`classify_response`], looking for the correlation id of a success or a permanent answer
 /// only if `every_id`: the session keeps none of those (nothing to report), and judges an
-/// ordinary success without asking for the id's fields.
+/// ordinary success without asking for the id's fields. `listed`: whether the headers hold a
+/// rate-limit field, as their pass over the names said (see [`needs_reference`]).
 pub(crate) fn classify<H: Headers + ?Sized>(
     status: u16,
     headers: &H,
     body: &[u8],
     reference: Option<UnixTime>,
     every_id: bool,
+    listed: Option<bool>,
 ) -> Classified {
-    let rate_limit = parse_rate_limit(headers, reference);
+    let rate_limit = parse_listed(headers, reference, listed);
     let genesys = if status >= 400 { parse_genesys_error(body) } else { None };
     let class = match status {
         100..=399 => ResponseClass::Success,
@@ -936,7 +938,7 @@ mod tests {
                 let bare =
                     Classified { class: ResponseClass::Success, correlation_id: None, rate_limit: None };
                 let reference = Some(UnixTime::from_secs(reference));
-                prop_assert_eq!(super::classify(status, headers, body, reference, false), bare);
+                prop_assert_eq!(super::classify(status, headers, body, reference, false, listed), bare);
             }
             // Headers that cannot list their names are never taken for a plain success.
             prop_assert!(!plainly_successful(status, None) && needs_reference(status, None));

@@ -236,7 +236,7 @@ impl Clock {
     }
 }
 
-/// The published token: read without locks on the hot path.
+/// The published token: read by `token()` (and the fleet's admission) without the session's lock.
 struct Cached {
     token: Token,
     usable_until: tokio::time::Instant,

@@ -83,7 +83,17 @@ pub fn parse_rate_limit<H: Headers + ?Sized>(
     reference: Option<UnixTime>,
 ) -> Option<RateLimitSnapshot> {
     // Most responses carry none of the fields below: one pass over their names says so.
-    if headers.any_name(names_rate_limit) == Some(false) {
+    parse_listed(headers, reference, headers.any_name(names_rate_limit))
+}
+
+/// [`parse_rate_limit`], told already whether the headers hold a rate-limit field (`listed`,
+/// their pass over the names: `None` where they cannot list them).
+pub(crate) fn parse_listed<H: Headers + ?Sized>(
+    headers: &H,
+    reference: Option<UnixTime>,
+    listed: Option<bool>,
+) -> Option<RateLimitSnapshot> {
+    if listed == Some(false) {
         return None;
     }
     let combined = headers.get("ratelimit");

@@ -353,7 +353,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         // Only waits need the reference: an ordinary answer is judged without its `Date`.
         let reference =
             if needs_reference(status, listed) { self.reference(now, headers) } else { None };
-        let mut classified = classify(status, headers, body, reference, false);
+        let mut classified = classify(status, headers, body, reference, false, listed);
         if let Some(snapshot) = &classified.rate_limit {
             self.pacer.observe_for(now, snapshot, req.generation);
         }

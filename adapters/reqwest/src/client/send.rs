@@ -739,18 +739,19 @@ impl http_body::Body for Resumed {
 pub(super) struct HeaderMapRef<'a>(pub(super) &'a HeaderMap);
 
 impl Headers for HeaderMapRef<'_> {
-    /// The first value of header `name`. The session asks for about twenty names per response,
-    /// most of them absent; in a map of a few headers (the common API response), comparing
-    /// names in place beats parsing and hashing each asked name. Names are stored lowercase.
+    /// The first value of header `name`. The session asks for up to a dozen names of a
+    /// response with rate-limit fields, most of them absent; in a map of a few headers (the
+    /// common API response), comparing names in place beats parsing and hashing each asked
+    /// name. Names are stored lowercase.
     fn get(&self, name: &str) -> Option<&[u8]> {
         // Values, not names: a name repeated many times must not make each scan long.
         const SCAN: usize = 12;
         if self.0.len() <= SCAN {
-            // Over the names (each once), then the value of the one that matched: cheaper than
-            // walking every value with its name.
-            let mut names = self.0.keys();
-            let found = names.find(|have| have.as_str().eq_ignore_ascii_case(name))?;
-            return self.0.get(found).map(HeaderValue::as_bytes);
+            // The first value met with the name is its first (a name's values follow it in
+            // order): no second look-up, hashed, for the value of the name that matched.
+            let mut fields = self.0.iter();
+            let (_, value) = fields.find(|(have, _)| have.as_str().eq_ignore_ascii_case(name))?;
+            return Some(value.as_bytes());
         }
         self.0.get(name).map(HeaderValue::as_bytes)
     }
