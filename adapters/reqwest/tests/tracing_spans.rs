@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use credflow_emulator::hostile::{Hostile, Reply};
 use credflow_reqwest::config::credentials;
@@ -99,15 +100,19 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
 }
 
 /// A token endpoint that grants the two tokens in turn, and an API that refuses the first
-/// (401) and accepts the second.
+/// (401) and accepts the second. The second grant takes a moment: the retry after the 401
+/// asks for its token before the refresh is done, and waits for it (on a fast machine an
+/// immediate grant could land before the retry asks, which then waits for nothing).
 fn server() -> Hostile {
     let grants = AtomicUsize::new(0);
     Hostile::start(move |req| {
         if req.path() == "/oauth/token" {
-            let token = TOKENS[grants.fetch_add(1, Ordering::SeqCst).min(1)];
+            let grant = grants.fetch_add(1, Ordering::SeqCst);
+            let token = TOKENS[grant.min(1)];
             let body =
                 format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#);
-            return Reply::json(200, &body);
+            let reply = Reply::json(200, &body);
+            return if grant == 0 { reply } else { reply.delayed(Duration::from_millis(300)) };
         }
         match req.header("authorization") {
             Some(value) if value == format!("Bearer {}", TOKENS[1]) => Reply::json(200, "{}"),
