@@ -400,9 +400,11 @@ fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decisio
             };
             Decision::Send(header, generation)
         }
-        // Read under the lock that answered: every token or breaker change bumps the version
-        // under it too (`Shared::sync_cache`, `Shared::drain_with`), so a change this answer
-        // did not see has a later version.
+        // Read under the lock that answered: every token or breaker change is made under it
+        // and followed by a bump of the version (under it, in `Shared::sync_cache` and
+        // `Shared::drain_with`; after it, where the token driver bumps it), so a change this
+        // answer did not see bumps the version after this read. (`Client::shutdown`'s flag is
+        // no session change: `authorized` looks at it again after comparing.)
         Authorize::Wait { until, reason } => {
             Decision::Wait { until, reason, seen: *shared.version.borrow() }
         }
