@@ -19,6 +19,9 @@
 //! - [`ResponseReport`], one per response: what the fleet is told about a 429, from the
 //!   session's own classification (so the wait Genesys writes into a 429's body counts as a
 //!   `Retry-After` does).
+//! - [`StoreLink`], one per process: whether the store is used (joined) or the process works
+//!   alone after a failed call (degraded), when a degraded process tries the store again (one
+//!   probe per interval), and which call's outcome may move it.
 //!
 //! Time is an argument ([`Instant`], monotonic milliseconds), as everywhere in the core; every
 //! "not now" says until when.
@@ -616,5 +619,126 @@ impl ResponseReport {
             Some(None) if self.server_wait => Some(Some(Duration::ZERO)),
             wait => wait,
         }
+    }
+}
+
+/// The link to the fleet's shared store, one per process: **joined** (the fleet's token and
+/// budget), or **degraded** after a failed call (the local session decides alone, as a single
+/// process does) until a call made while degraded succeeds. While degraded, the store is tried
+/// at most once per `probe_every` (the *probe*); no request waits on an unreachable store.
+///
+/// A call's outcome moves the link only if the link did not change while the call was out: a
+/// slow call that started before the store failed, and succeeds after, proves nothing about
+/// the store now, and a failure that started before a rejoin is not news. A busy answer (a
+/// lease another process holds) says nothing about the store's health.
+///
+/// ```
+/// use credflow_core::fleet::{CallOutcome, LinkChange, StoreLink};
+/// use credflow_core::{Duration, Instant};
+///
+/// let mut link = StoreLink::new(Duration::from_secs(1));
+/// let t0 = Instant::ZERO;
+/// assert!(link.usable(t0));
+/// let call = link.call_started();
+/// assert_eq!(link.record(t0, call, CallOutcome::Failed), LinkChange::Degraded);
+/// assert!(!link.usable(t0), "no call until the probe is due");
+/// let t1 = Instant::from_millis(1_000);
+/// assert!(link.usable(t1), "the probe");
+/// assert!(!link.usable(t1), "claimed once");
+/// let probe = link.call_started();
+/// assert_eq!(link.record(t1, probe, CallOutcome::Answered), LinkChange::Rejoined);
+/// assert!(link.is_joined());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StoreLink {
+    probe_every: Duration,
+    /// `Some(when the next probe is due)` while degraded.
+    degraded: Option<Instant>,
+    /// Counts the changes between joined and degraded (see [`CallTicket`]).
+    epoch: u64,
+}
+
+/// A store call under way, as [`StoreLink::call_started`] saw the link: its outcome counts
+/// only if the link has not changed since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CallTicket(u64);
+
+/// How a store call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CallOutcome {
+    /// The store answered (whatever the answer).
+    Answered,
+    /// The store answered that another process holds what was asked for (a lease): nothing
+    /// about its health.
+    Busy,
+    /// The call failed or was not answered in time.
+    Failed,
+}
+
+/// What a call's outcome did to the link: announce a change once, when it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LinkChange {
+    /// Nothing changed.
+    None,
+    /// The store failed: the process works alone until a probe succeeds.
+    Degraded,
+    /// A probe succeeded: the process is back in the fleet.
+    Rejoined,
+}
+
+impl StoreLink {
+    /// A joined link that probes a failed store again every `probe_every` (at least 1 ms).
+    pub const fn new(probe_every: Duration) -> Self {
+        let probe_every =
+            if probe_every.as_millis() == 0 { Duration::from_millis(1) } else { probe_every };
+        StoreLink { probe_every, degraded: None, epoch: 0 }
+    }
+
+    /// Joined: the store is used.
+    pub fn is_joined(&self) -> bool {
+        self.degraded.is_none()
+    }
+
+    /// Whether a store call may be made at `now`: joined, or degraded with the probe due. While
+    /// degraded a `true` claims the probe (the next is due `probe_every` later): ask once per
+    /// call.
+    pub fn usable(&mut self, now: Instant) -> bool {
+        match self.degraded {
+            None => true,
+            Some(due) if now >= due => {
+                self.degraded = Some(now.saturating_add(self.probe_every));
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// A store call starts: hand its ticket to [`record`](Self::record) with its outcome.
+    pub fn call_started(&self) -> CallTicket {
+        CallTicket(self.epoch)
+    }
+
+    /// The outcome, at `now`, of the call `call` was given for.
+    pub fn record(&mut self, now: Instant, call: CallTicket, outcome: CallOutcome) -> LinkChange {
+        if call.0 != self.epoch {
+            return LinkChange::None;
+        }
+        let change = match (outcome, self.degraded.is_some()) {
+            (CallOutcome::Failed, false) => {
+                self.degraded = Some(now.saturating_add(self.probe_every));
+                LinkChange::Degraded
+            }
+            (CallOutcome::Answered, true) => {
+                self.degraded = None;
+                LinkChange::Rejoined
+            }
+            _ => return LinkChange::None,
+        };
+        self.epoch = self.epoch.wrapping_add(1);
+        change
     }
 }

@@ -10,8 +10,18 @@
 //!
 //! Of a [`TokenDriver`]: a token the process refused, or the one it holds (when it refused
 //! none since), is never taken again.
+//!
+//! Of a [`StoreLink`], against a reference model (joined or degraded, the time of the last
+//! claimed probe, the changes counted), after arbitrary calls started and ended in any order:
+//! a joined link is always usable; a degraded one lets one call through per probe interval,
+//! and always one once the interval has passed; only a call started since the last change can
+//! change it, a failure degrading a joined link and an answer rejoining a degraded one; a busy
+//! answer changes nothing.
 
-use credflow_core::fleet::{Admission, DriverConfig, RequestDriver, Step, TokenDriver};
+use credflow_core::fleet::{
+    Admission, CallOutcome, CallTicket, DriverConfig, LinkChange, RequestDriver, Step, StoreLink,
+    TokenDriver,
+};
 use credflow_core::http::Method;
 use credflow_core::ratelimit::pacer::PaceReason;
 use credflow_core::secret::{Credentials, Fingerprint};
@@ -185,6 +195,68 @@ proptest! {
                 }
                 _ => prop_assert_eq!(tokens.exclude(), refused.or(held).map(fp)),
             }
+        }
+    }
+
+    #[test]
+    fn the_store_link_keeps_its_contract(
+        probe_ms in 1u64..5_000,
+        ops in proptest::collection::vec((0u8..4, 0u64..4_000, 0u8..3), 1..200),
+    ) {
+        let probe = Duration::from_millis(probe_ms);
+        let mut link = StoreLink::new(probe);
+        // The model: degraded since when, the last probe claimed, changes counted.
+        let mut degraded = false;
+        let mut last_probe: Option<u64> = None;
+        let mut changes = 0u64;
+        let mut now = 0u64;
+        // Calls out: the ticket and the changes counted when each started.
+        let mut calls: Vec<(CallTicket, u64)> = Vec::new();
+        for (kind, n, outcome) in ops {
+            match kind {
+                0 => now = now.saturating_add(n),
+                1 => {
+                    let usable = link.usable(Instant::from_millis(now));
+                    if !degraded {
+                        prop_assert!(usable, "a joined link is usable");
+                    } else {
+                        let due = last_probe.map_or(0, |at| at + probe_ms);
+                        prop_assert_eq!(usable, now >= due, "probe at {} (due {})", now, due);
+                        if usable {
+                            last_probe = Some(now);
+                        }
+                    }
+                }
+                2 => calls.push((link.call_started(), changes)),
+                _ if calls.is_empty() => {}
+                _ => {
+                    let (ticket, started) = calls.remove(n as usize % calls.len());
+                    let outcome = [CallOutcome::Answered, CallOutcome::Busy, CallOutcome::Failed]
+                        [usize::from(outcome)];
+                    let change = link.record(Instant::from_millis(now), ticket, outcome);
+                    let expected = match (started == changes, outcome, degraded) {
+                        (true, CallOutcome::Failed, false) => LinkChange::Degraded,
+                        (true, CallOutcome::Answered, true) => LinkChange::Rejoined,
+                        _ => LinkChange::None,
+                    };
+                    prop_assert_eq!(change, expected, "{:?} of a call started at change {}, now {}", outcome, started, changes);
+                    match change {
+                        LinkChange::Degraded => {
+                            degraded = true;
+                            // Degrading counts as a claimed probe: the next is one interval on.
+                            last_probe = Some(now);
+                            changes += 1;
+                        }
+                        LinkChange::Rejoined => {
+                            degraded = false;
+                            last_probe = None;
+                            changes += 1;
+                        }
+                        LinkChange::None => {}
+                    }
+                }
+            }
+            prop_assert_eq!(link.is_joined(), !degraded);
         }
     }
 }

@@ -205,12 +205,17 @@ pub enum ClientEvent {
 
 /// Monotonic and wall clocks, read only here.
 #[derive(Clone, Copy, Debug)]
-struct Clock {
+pub(crate) struct Clock {
     origin: tokio::time::Instant,
 }
 
 impl Clock {
-    fn now(&self) -> Instant {
+    /// A clock whose core time starts now.
+    pub(crate) fn start() -> Clock {
+        Clock { origin: tokio::time::Instant::now() }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
         let ms = self.origin.elapsed().as_millis();
         Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
@@ -455,7 +460,7 @@ fn random_seed() -> Result<u64, Error> {
 }
 
 /// The link to the fleet's shared store, when one is configured ([`Config::shared`]).
-fn fleet_link(config: &Config) -> Option<FleetLink> {
+fn fleet_link(config: &Config, clock: Clock) -> Option<FleetLink> {
     let store = config.shared.as_ref()?;
     let scope = FleetScope {
         client_id: config.credentials.id.as_str().to_owned(),
@@ -464,7 +469,7 @@ fn fleet_link(config: &Config) -> Option<FleetLink> {
         pacer: config.session.pacer,
         max_hold: StdDuration::from_millis(config.session.retry.max_wait.as_millis()),
     };
-    Some(FleetLink::new(Arc::clone(store), scope, FLEET_CALL_TIMEOUT))
+    Some(FleetLink::new(Arc::clone(store), scope, FLEET_CALL_TIMEOUT, clock))
 }
 
 /// The caller's transport (`given`: shared, or with its own API client), else credflow's own
@@ -508,7 +513,8 @@ impl Client {
             None => random_seed()?,
         };
         let driver = driver_config(&config);
-        let fleet = fleet_link(&config);
+        let clock = Clock::start();
+        let fleet = fleet_link(&config, clock);
         let crate::Transport { api: http, token: token_http, token_slots, api_timeout, .. } =
             transport(
                 config.transport,
@@ -530,7 +536,7 @@ impl Client {
             token_http,
             token_slots,
             max_response_body: config.max_response_body,
-            clock: Clock { origin: tokio::time::Instant::now() },
+            clock,
             wall_set_at: AtomicU64::new(u64::MAX),
             api_origin_text: api_base
                 .as_ref()

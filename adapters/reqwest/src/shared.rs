@@ -39,11 +39,14 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use credflow_core::fleet::{CallOutcome, LinkChange, StoreLink};
 use credflow_core::ratelimit::RateLimitSnapshot;
 use credflow_core::ratelimit::pacer::PacerConfig;
 use credflow_core::secret::Fingerprint;
 use credflow_core::{Priority, UnixTime};
 use zeroize::Zeroizing;
+
+use crate::client::Clock;
 
 /// A boxed, `Send` future: what [`SharedStore`] methods return (the trait stays object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -263,25 +266,15 @@ pub enum FleetStatus {
     Degraded,
 }
 
-/// The client's link to its store: the degraded-mode switch and the once-only log lines.
+/// The client's link to its store: its calls, bounded, and the core's [`StoreLink`] (joined
+/// or degraded, the probe, which outcome counts) fed with their outcomes.
 pub(crate) struct FleetLink {
     pub(crate) store: std::sync::Arc<dyn SharedStore>,
     pub(crate) scope: FleetScope,
-    state: Mutex<LinkState>,
+    state: Mutex<StoreLink>,
+    clock: Clock,
     /// Upper bound on any call (a store that hangs must not hold requests).
     pub(crate) call_timeout: Duration,
-}
-
-/// Joined or degraded, and since which change.
-#[derive(Clone, Copy, Debug)]
-struct LinkState {
-    /// `Some(next probe)` while degraded.
-    degraded: Option<tokio::time::Instant>,
-    /// Counts the changes between joined and degraded. A call's outcome moves the link only if
-    /// no change happened while it was in flight: a slow call that started before the store
-    /// failed, and succeeds after, proves nothing about the store now (and a failure that
-    /// started before a rejoin is not news).
-    epoch: u64,
 }
 
 impl fmt::Debug for FleetLink {
@@ -290,45 +283,33 @@ impl fmt::Debug for FleetLink {
     }
 }
 
-/// What happened to the link on a call, for the client to report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transition {
-    None,
-    Degraded,
-    Rejoined,
-}
-
 impl FleetLink {
     pub(crate) fn new(
         store: std::sync::Arc<dyn SharedStore>,
         scope: FleetScope,
         call_timeout: Duration,
+        clock: Clock,
     ) -> Self {
-        let state = Mutex::new(LinkState { degraded: None, epoch: 0 });
-        FleetLink { store, scope, state, call_timeout }
+        let probe_every = credflow_core::Duration::from_millis(
+            u64::try_from(PROBE_INTERVAL.as_millis()).unwrap_or(u64::MAX),
+        );
+        let state = Mutex::new(StoreLink::new(probe_every));
+        FleetLink { store, scope, state, clock, call_timeout }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreLink> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn status(&self) -> FleetStatus {
-        if self.lock().degraded.is_some() { FleetStatus::Degraded } else { FleetStatus::Joined }
+        if self.lock().is_joined() { FleetStatus::Joined } else { FleetStatus::Degraded }
     }
 
     /// Whether a call should be made now (joined, or degraded with a probe due). While
     /// degraded, a `true` claims the probe: other callers are told `false` until the next
     /// interval, so call it once per store call.
     pub(crate) fn usable(&self) -> bool {
-        let mut state = self.lock();
-        match state.degraded {
-            None => true,
-            Some(next) if tokio::time::Instant::now() >= next => {
-                state.degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
-                true
-            }
-            Some(_) => false,
-        }
+        self.lock().usable(self.clock.now())
     }
 
     /// Runs one store call bounded by `limit`, and records its outcome.
@@ -336,36 +317,19 @@ impl FleetLink {
         &self,
         limit: Duration,
         call: impl Future<Output = Result<T, StoreError>>,
-    ) -> (Result<T, StoreError>, Transition) {
-        let started = self.lock().epoch;
+    ) -> (Result<T, StoreError>, LinkChange) {
+        let ticket = self.lock().call_started();
         let result = match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {limit:?}"))),
         };
-        let transition = self.record(started, result.as_ref().map(|_| ()));
-        (result, transition)
-    }
-
-    /// Moves the link on the outcome of a call that started in `epoch`.
-    fn record(&self, epoch: u64, outcome: Result<(), &StoreError>) -> Transition {
-        let mut state = self.lock();
-        if state.epoch != epoch {
-            return Transition::None;
-        }
-        let transition = match (outcome, state.degraded.is_some()) {
-            (Err(StoreError::Busy), _) => return Transition::None,
-            (Err(_), false) => {
-                state.degraded = Some(tokio::time::Instant::now() + PROBE_INTERVAL);
-                Transition::Degraded
-            }
-            (Ok(()), true) => {
-                state.degraded = None;
-                Transition::Rejoined
-            }
-            _ => return Transition::None,
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Answered,
+            Err(StoreError::Busy) => CallOutcome::Busy,
+            Err(_) => CallOutcome::Failed,
         };
-        state.epoch = state.epoch.wrapping_add(1);
-        transition
+        let change = self.lock().record(self.clock.now(), ticket, outcome);
+        (result, change)
     }
 }
 
@@ -433,7 +397,7 @@ mod tests {
             pacer: PacerConfig::default(),
             max_hold: Duration::from_secs(60),
         };
-        FleetLink::new(std::sync::Arc::new(Never), scope, Duration::from_secs(1))
+        FleetLink::new(std::sync::Arc::new(Never), scope, Duration::from_secs(1), Clock::start())
     }
 
     fn down() -> StoreError {
@@ -441,28 +405,35 @@ mod tests {
     }
 
     /// A slow call that started before the store failed, and succeeded after, does not rejoin
-    /// the fleet: only a call made while degraded (the probe) can.
+    /// the fleet: only a call made while degraded (the probe) can. (The core's `StoreLink`
+    /// decides; this holds the adapter's calls to it: the ticket taken as the call starts, the
+    /// outcome recorded as it ends, the probe claimed by `usable`.)
     #[tokio::test(start_paused = true)]
     async fn a_success_that_started_before_the_failure_does_not_rejoin() {
         let link = link();
-        let slow = link.lock().epoch;
-        let fast = link.lock().epoch;
-        assert_eq!(link.record(fast, Err(&down())), Transition::Degraded);
-        assert_eq!(link.record(slow, Ok(())), Transition::None, "stale success");
+        let slow = link.call(Duration::from_secs(5), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(())
+        });
+        let fast = link.call(Duration::from_secs(5), async { Err::<(), _>(down()) });
+        let ((slow, slow_change), (_, fast_change)) = tokio::join!(slow, fast);
+        assert_eq!(fast_change, LinkChange::Degraded);
+        assert!(slow.is_ok());
+        assert_eq!(slow_change, LinkChange::None, "stale success");
         assert_eq!(link.status(), FleetStatus::Degraded);
+        assert!(!link.usable(), "the probe is not due yet");
         // The probe, made while degraded, rejoins.
         tokio::time::advance(PROBE_INTERVAL).await;
         assert!(link.usable(), "the probe is due");
         assert!(!link.usable(), "claimed once");
-        let probe = link.lock().epoch;
-        assert_eq!(link.record(probe, Ok(())), Transition::Rejoined);
-        // A failure that started before the rejoin is not news either.
-        assert_eq!(link.record(fast, Err(&down())), Transition::None);
+        let (_, change) = link.call(Duration::from_secs(1), async { Ok(()) }).await;
+        assert_eq!(change, LinkChange::Rejoined);
         assert_eq!(link.status(), FleetStatus::Joined);
         // A busy lease says nothing about the store's health.
-        let now = link.lock().epoch;
-        assert_eq!(link.record(now, Err(&StoreError::Busy)), Transition::None);
-        assert_eq!(link.record(now, Err(&down())), Transition::Degraded);
+        let (_, change) =
+            link.call(Duration::from_secs(1), async { Err::<(), _>(StoreError::Busy) }).await;
+        assert_eq!(change, LinkChange::None);
+        assert_eq!(link.status(), FleetStatus::Joined);
     }
 
     /// `call` bounds a store that never answers, and degrades the link.
@@ -476,6 +447,6 @@ mod tests {
             )
             .await;
         assert!(matches!(result, Err(StoreError::Unavailable(_))));
-        assert_eq!(transition, Transition::Degraded);
+        assert_eq!(transition, LinkChange::Degraded);
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use credflow_core::fleet::FleetHold;
+use credflow_core::fleet::{FleetHold, LinkChange};
 use credflow_core::http::Headers;
 use credflow_core::session::WaitReason;
 use credflow_core::{Duration, Instant, Priority};
@@ -13,23 +13,23 @@ use tracing::{debug, info, warn};
 
 use super::send::HeaderMapRef;
 use super::{ClientEvent, Shared, std_duration};
-use crate::shared::{Admission, FleetStatus, Transition};
+use crate::shared::{Admission, FleetStatus};
 
 impl Shared {
     /// Logs and announces a change of fleet status, once per change.
     pub(super) fn fleet_transition(
         &self,
-        transition: Transition,
+        transition: LinkChange,
         error: Option<&crate::shared::StoreError>,
     ) {
         let status = match transition {
-            Transition::None => return,
-            Transition::Degraded => {
+            LinkChange::None => return,
+            LinkChange::Degraded => {
                 let error = error.map(ToString::to_string).unwrap_or_default();
                 warn!(%error, "shared store unreachable: working alone on the local session until it answers");
                 FleetStatus::Degraded
             }
-            Transition::Rejoined => {
+            LinkChange::Rejoined => {
                 info!("shared store answers again: rejoined the fleet");
                 FleetStatus::Joined
             }
