@@ -210,6 +210,14 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The first and third quartiles of `values` (the middle half of the rounds lies between):
+/// how far one run's median can be trusted on a machine shared with other work.
+fn quartiles(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let last = values.len().saturating_sub(1);
+    (values[last / 4], values[last - last / 4])
+}
+
 /// The server's and the client's runtimes, a client with its first token, the API URL.
 fn setup(
     threads: usize,
@@ -332,8 +340,11 @@ fn main() {
             );
         }
         let [plain_cpu, send_cpu, token_cpu] = cpu.each_mut().map(|v| median(v));
+        let [(send_q1, send_q3), (token_q1, token_q3)] = ratios.each_mut().map(|v| quartiles(v));
         println!(
-            "c={c}: throughput (median of rounds) plain {:.0}/s; send/plain {:.3}; token/plain {:.3}",
+            "c={c}: throughput (median of rounds) plain {:.0}/s; send/plain {:.3} \
+             (middle half of rounds {send_q1:.3}-{send_q3:.3}); token/plain {:.3} \
+             ({token_q1:.3}-{token_q3:.3})",
             median(&mut rates[0]),
             median(&mut ratios[0]),
             median(&mut ratios[1]),
