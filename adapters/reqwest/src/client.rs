@@ -916,7 +916,7 @@ fn driver_config(config: &Config) -> DriverConfig {
 }
 
 /// A std duration as the core's (milliseconds, saturating).
-fn core_duration(d: StdDuration) -> Duration {
+pub(crate) fn core_duration(d: StdDuration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 

@@ -46,7 +46,7 @@ use credflow_core::secret::Fingerprint;
 use credflow_core::{Priority, UnixTime};
 use zeroize::Zeroizing;
 
-use crate::client::Clock;
+use crate::client::{Clock, core_duration};
 
 /// A boxed, `Send` future: what [`SharedStore`] methods return (the trait stays object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -290,10 +290,7 @@ impl FleetLink {
         call_timeout: Duration,
         clock: Clock,
     ) -> Self {
-        let probe_every = credflow_core::Duration::from_millis(
-            u64::try_from(PROBE_INTERVAL.as_millis()).unwrap_or(u64::MAX),
-        );
-        let state = Mutex::new(StoreLink::new(probe_every));
+        let state = Mutex::new(StoreLink::new(core_duration(PROBE_INTERVAL)));
         FleetLink { store, scope, state, clock, call_timeout }
     }
 
@@ -426,14 +423,26 @@ mod tests {
         tokio::time::advance(PROBE_INTERVAL).await;
         assert!(link.usable(), "the probe is due");
         assert!(!link.usable(), "claimed once");
-        let (_, change) = link.call(Duration::from_secs(1), async { Ok(()) }).await;
-        assert_eq!(change, LinkChange::Rejoined);
+        // A failure that started before the rejoin is not news either.
+        let stale = link.call(Duration::from_secs(5), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Err::<(), _>(down())
+        });
+        let probe = link.call(Duration::from_secs(1), async { Ok(()) });
+        let ((_, stale_change), (_, probe_change)) = tokio::join!(stale, probe);
+        assert_eq!(probe_change, LinkChange::Rejoined);
+        assert_eq!(stale_change, LinkChange::None, "stale failure");
         assert_eq!(link.status(), FleetStatus::Joined);
-        // A busy lease says nothing about the store's health.
-        let (_, change) =
-            link.call(Duration::from_secs(1), async { Err::<(), _>(StoreError::Busy) }).await;
-        assert_eq!(change, LinkChange::None);
-        assert_eq!(link.status(), FleetStatus::Joined);
+        // A busy lease says nothing about the store's health: a failure that started with it
+        // and ends after it still degrades the link.
+        let busy = link.call(Duration::from_secs(1), async { Err::<(), _>(StoreError::Busy) });
+        let failing = link.call(Duration::from_secs(5), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err::<(), _>(down())
+        });
+        let ((_, busy_change), (_, failing_change)) = tokio::join!(busy, failing);
+        assert_eq!(busy_change, LinkChange::None);
+        assert_eq!(failing_change, LinkChange::Degraded);
     }
 
     /// `call` bounds a store that never answers, and degrades the link.
