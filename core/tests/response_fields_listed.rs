@@ -1,8 +1,8 @@
 //! Headers that can list their names (`Headers::any_name`) let the session judge an ordinary
 //! response without its `Date` or the rate-limit dialects, and an ordinary success without
-//! classifying it; the verdicts must not change. Two
-//! sessions, one fed headers that list their names and one fed the same fields by name only,
-//! go through the same timeline and must agree on every answer, event and counter.
+//! classifying it; the verdicts must not change. Two sessions, one fed headers that list their
+//! names and one fed the same fields by name only, go through the same timeline and must agree
+//! on every answer, event and counter.
 
 use credflow_core::http::{Headers, Method};
 use credflow_core::lifecycle::Ticket;
