@@ -205,7 +205,7 @@ proptest! {
     ) {
         let probe = Duration::from_millis(probe_ms);
         let mut link = StoreLink::new(probe);
-        // The model: degraded since when, the last probe claimed, changes counted.
+        // The model: joined or degraded, the last probe claimed, the changes counted.
         let mut degraded = false;
         let mut last_probe: Option<u64> = None;
         let mut changes = 0u64;
