@@ -59,7 +59,7 @@ async fn send(
     client: &reqwest::Client,
     id: &str,
     priority: Option<&str>,
-) -> (u16, Option<u64>, String) {
+) -> (u16, Option<u64>, String, String) {
     let mut request = client.get(proxy.url("/api/v2/things")).header(ID, id);
     if let Some(priority) = priority {
         request = request.header("X-Credflow-Priority", priority);
@@ -71,13 +71,14 @@ async fn send(
     let retry_after =
         response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
     let status = response.status().as_u16();
-    let mut code = String::new();
+    let (mut code, mut message) = (String::new(), String::new());
     if status == 503 {
         let body: serde_json::Value =
             serde_json::from_str(&response.text().await.unwrap()).unwrap();
         code = body["code"].as_str().unwrap_or_default().to_owned();
+        message = body["message"].as_str().unwrap_or_default().to_owned();
     }
-    (status, retry_after, code)
+    (status, retry_after, code, message)
 }
 
 /// The request ids the upstream's API received, in order.
@@ -97,7 +98,8 @@ async fn background_leaves_the_floor_that_normal_and_critical_may_use() {
     let client = http();
     let proxy = proxy_with_known_window(&server, &client, &[]).await;
 
-    let (status, retry_after, code) = send(&proxy, &client, "background", Some("background")).await;
+    let (status, retry_after, code, _) =
+        send(&proxy, &client, "background", Some("background")).await;
     assert_eq!(status, 503, "a background request went into the floor it must leave");
     // Held for most of an hour, past the request's --deadline (60 s).
     assert_eq!(code, "credflow.deadline.exceeded");
@@ -144,8 +146,12 @@ async fn a_background_request_is_not_sent_as_a_quota_probe() {
     let proxy = proxy_with_known_window(&server, &client, &["--deadline", "120s"]).await;
 
     for id in ["background", "background-2"] {
-        let (status, retry_after, code) = send(&proxy, &client, id, Some("background")).await;
+        let (status, retry_after, code, message) =
+            send(&proxy, &client, id, Some("background")).await;
         assert_eq!((status, code.as_str()), (503, "credflow.rate.limited"), "{id}");
+        // Said as it is: credflow's pacing holds it, the server refused nothing.
+        assert!(message.contains("credflow's pacing"), "{id}: {message}");
+        assert!(!message.contains("server asked"), "{id}: {message}");
         // The hold (80 s less the time since the warm-up), as Retry-After.
         let retry_after = retry_after.expect("Retry-After");
         assert!((61..=81).contains(&retry_after), "{id}: Retry-After {retry_after}");

@@ -7,12 +7,12 @@
 //! each minute went out into the floor.
 
 use credflow_core::http::Method;
-use credflow_core::ratelimit::pacer::Priority;
+use credflow_core::ratelimit::pacer::{PaceReason, PacerConfig, Priority};
 use credflow_core::retry::policy::GiveUpReason;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
     ApiErrorKind, Authorize, HostKey, RequestSpec, RetryReason, Session, SessionConfig,
-    TokenEndpoint, Verdict,
+    TokenEndpoint, Verdict, WaitReason,
 };
 use credflow_core::{Duration, Instant};
 
@@ -27,19 +27,30 @@ fn spec(priority: Priority) -> RequestSpec {
 /// A session holding a token, that has seen a response saying 20 of 100 requests are left in
 /// a window (60 s, the default) that resets in 100 s.
 fn session_at_20_of_100(t0: Instant) -> Session<64, 1> {
+    session_seeing(t0, SessionConfig::default(), ("100", "80", "100"))
+}
+
+/// A session with `config` holding a token, that has seen a response with Genesys Cloud's
+/// rate-limit fields `(allowed, count, reset)`.
+fn session_seeing(
+    t0: Instant,
+    config: SessionConfig,
+    fields: (&str, &str, &str),
+) -> Session<64, 1> {
     let creds = Credentials::from_strs("client", "secret").unwrap();
     let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
-    let mut s = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+    let mut s = Session::new(creds, endpoint, config, 1).unwrap();
     let mut buf = [0u8; 512];
     let (ticket, _) = s.poll_token_request(t0, &mut buf).unwrap().unwrap();
     let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
     s.handle_token_response(t0, ticket, 200, &[("a", "b")], body);
     let mut first = s.begin(t0, spec(Priority::Normal));
     assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
+    let (allowed, count, reset) = fields;
     let limits = [
-        ("inin-ratelimit-allowed", "100"),
-        ("inin-ratelimit-count", "80"),
-        ("inin-ratelimit-reset", "100"),
+        ("inin-ratelimit-allowed", allowed),
+        ("inin-ratelimit-count", count),
+        ("inin-ratelimit-reset", reset),
     ];
     assert_eq!(s.handle_response(t0, &mut first, 200, &limits, b""), Verdict::Done);
     s
@@ -60,8 +71,21 @@ fn a_request_held_for_higher_priorities_is_never_sent_as_a_quota_probe() {
             panic!("a background request went into the floor {later} s later");
         };
         let wait = hold.checked_sub(Duration::from_secs(later)).unwrap();
-        let reason = GiveUpReason::WaitTooLong { wait, max };
+        // The pacer's own choice, named so (with the `diagnosis` feature): not the server's.
+        let reason = if cfg!(feature = "diagnosis") {
+            GiveUpReason::ReservedForOthers { wait, max }
+        } else {
+            GiveUpReason::WaitTooLong { wait, max }
+        };
         assert_eq!(error.kind, ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
+        if cfg!(feature = "diagnosis") {
+            let text = error.to_string();
+            assert!(
+                text.contains("credflow's pacing") && text.contains("higher-priority"),
+                "{text}"
+            );
+            assert!(!text.contains("server asked"), "{text}");
+        }
     }
     // When the hold ends, it goes: a share of the window, not a ban.
     let end = t0 + hold;
@@ -113,4 +137,58 @@ fn a_hold_past_the_deadline_says_when_the_request_could_go() {
         panic!("sent past its deadline");
     };
     assert_eq!(error.kind, ApiErrorKind::DeadlineExceeded { sendable_at: None });
+}
+
+/// A request whose turn under the pacer's spacing is further away than `max_wait` (a long
+/// window's last requests spread until its reset) fails at once, and says that the pacing, not
+/// the server, holds it. Spacing holds back no request the server would refuse: no probe goes.
+#[test]
+fn a_request_spaced_past_max_wait_names_the_pacing() {
+    let t0 = Instant::from_secs(10);
+    // Strict spacing (no burst); 500 of 1 000 requests left, the reset a day away: one request
+    // every 86 400 s / 501 = 172 s, more than `max_wait` (60 s). What Normal leaves to
+    // Critical (100 of 1 000) is far below what is left.
+    let config = SessionConfig {
+        pacer: PacerConfig { burst: 1, burst_permille: 0, ..PacerConfig::default() },
+        ..SessionConfig::default()
+    };
+    let max = config.retry.max_wait;
+    let mut s = session_seeing(t0, config, ("1000", "500", "86400"));
+    let mut first = s.begin(t0, spec(Priority::Normal));
+    assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }), "the first goes");
+    for later in [0, 61, 110] {
+        let now = t0 + Duration::from_secs(later);
+        let mut next = s.begin(now, spec(Priority::Normal));
+        let Authorize::Fail(error) = s.authorize(now, &mut next) else {
+            panic!("a request {later} s later was sent within the spacing");
+        };
+        let ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited } = error.kind else {
+            panic!("{error:?}");
+        };
+        let wait = match reason {
+            GiveUpReason::SpacingTooLong { wait, max: m } if cfg!(feature = "diagnosis") => {
+                assert_eq!(m, max);
+                let text = error.to_string();
+                assert!(text.contains("credflow's pacing") && text.contains("spread"), "{text}");
+                assert!(!text.contains("server asked"), "{text}");
+                wait
+            }
+            GiveUpReason::WaitTooLong { wait, max: m } if !cfg!(feature = "diagnosis") => {
+                assert_eq!(m, max);
+                assert!(!error.to_string().contains("server asked"), "{error}");
+                wait
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(wait > max, "{wait}");
+    }
+    // Once its turn is within `max_wait`, the request waits for it.
+    let now = t0 + Duration::from_secs(120);
+    let mut next = s.begin(now, spec(Priority::Normal));
+    match s.authorize(now, &mut next) {
+        Authorize::Wait { until: Some(at), reason: WaitReason::Paced(PaceReason::Spacing) } => {
+            assert!(at > now && at <= now + max, "{at}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -544,8 +544,13 @@ impl Proxy {
             Some(ApiErrorKind::TokenUnavailable { retry_at, .. }) => {
                 ("credflow.token.unavailable", retry_at.map_or(DEFAULT_RETRY_AFTER, until))
             }
+            // The server's limit, or credflow's pacing holding what is left of the window.
             Some(ApiErrorKind::GaveUp {
-                reason: GiveUpReason::WaitTooLong { wait, .. }, ..
+                reason:
+                    GiveUpReason::WaitTooLong { wait, .. }
+                    | GiveUpReason::ReservedForOthers { wait, .. }
+                    | GiveUpReason::SpacingTooLong { wait, .. },
+                ..
             }) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
             Some(ApiErrorKind::GaveUp { .. }) => {
                 ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER)

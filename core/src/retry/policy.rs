@@ -168,9 +168,13 @@ pub enum GiveUpReason {
     },
     /// The shared retry budget is spent: many requests to this service are failing.
     BudgetExhausted,
-    /// The server asked for a wait longer than the policy accepts.
+    /// The server asked for a wait longer than the policy accepts: its `Retry-After`, or a
+    /// rate-limit window it says is spent until a reset that far away. Without the core's
+    /// `diagnosis` feature, also a long hold of credflow's own pacing (which that feature names
+    /// [`ReservedForOthers`](GiveUpReason::ReservedForOthers) or
+    /// [`SpacingTooLong`](GiveUpReason::SpacingTooLong)).
     WaitTooLong {
-        /// The server's `Retry-After`.
+        /// The wait asked for (the server's `Retry-After`, or the time to its window's reset).
         wait: Duration,
         /// The policy's `max_wait`.
         max: Duration,
@@ -181,6 +185,29 @@ pub enum GiveUpReason {
         at: Instant,
         /// The request's deadline.
         deadline: Instant,
+    },
+    /// credflow's pacing would hold the request longer than the policy accepts: what is left
+    /// of the rate-limit window until its reset is kept for higher priorities, and for what
+    /// other clients of the same limit are estimated to use
+    /// ([`PaceReason::Reserve`](crate::ratelimit::pacer::PaceReason::Reserve)). The server
+    /// refused nothing; the request was not sent. Named so with the core's `diagnosis` feature
+    /// (a default one); without it, this is a [`WaitTooLong`](GiveUpReason::WaitTooLong).
+    ReservedForOthers {
+        /// How long the pacer would hold the request.
+        wait: Duration,
+        /// The policy's `max_wait`.
+        max: Duration,
+    },
+    /// credflow's pacing would hold the request longer than the policy accepts: it spreads what
+    /// is left of the rate-limit window evenly until the reset, and the request's turn is that
+    /// far away ([`PaceReason::Spacing`](crate::ratelimit::pacer::PaceReason::Spacing)). The
+    /// server refused nothing; the request was not sent. Named so with the core's `diagnosis`
+    /// feature (a default one); without it, this is a [`WaitTooLong`](GiveUpReason::WaitTooLong).
+    SpacingTooLong {
+        /// How long the pacer would hold the request.
+        wait: Duration,
+        /// The policy's `max_wait`.
+        max: Duration,
     },
 }
 
@@ -198,6 +225,13 @@ impl fmt::Display for GiveUpReason {
                 "retry budget exhausted: many requests to this service are failing, \
                  and more retries would only add load",
             ),
+            // Without `diagnosis`, credflow's own pacing gives up with this too: no claim that the
+            // server asked.
+            GiveUpReason::WaitTooLong { wait, max } if !cfg!(feature = "diagnosis") => write!(
+                f,
+                "the rate limit holds the request for {wait}, more than the {max} accepted: \
+                 likely an hourly or daily quota is used up, or nearly"
+            ),
             GiveUpReason::WaitTooLong { wait, max } => write!(
                 f,
                 "server asked to retry in {wait}, more than the {max} accepted: \
@@ -206,6 +240,19 @@ impl fmt::Display for GiveUpReason {
             GiveUpReason::PastDeadline { at, deadline } => {
                 write!(f, "a retry at {at} would start after the request's deadline {deadline}")
             }
+            GiveUpReason::ReservedForOthers { wait, max } => write!(
+                f,
+                "held back by credflow's pacing for {wait}, more than the {max} accepted: what \
+                 is left of the rate-limit window until its reset is kept for higher-priority \
+                 requests and for other clients of the same limit (not sent; the server refused \
+                 nothing)"
+            ),
+            GiveUpReason::SpacingTooLong { wait, max } => write!(
+                f,
+                "held back by credflow's pacing for {wait}, more than the {max} accepted: what \
+                 is left of the rate-limit window is spread evenly until its reset, and this \
+                 request's turn is that far (not sent; the server refused nothing)"
+            ),
         }
     }
 }
@@ -223,10 +270,22 @@ impl GiveUpReason {
             GiveUpReason::BudgetExhausted => {
                 "many requests to this service are failing; retries were held back to spare it"
             }
+            GiveUpReason::WaitTooLong { .. } if !cfg!(feature = "diagnosis") => {
+                "an hourly or daily quota is used up, or nearly (the rate limit asks for a very \
+                 long wait)"
+            }
             GiveUpReason::WaitTooLong { .. } => {
                 "an hourly or daily quota is used up (the server asked for a very long wait)"
             }
             GiveUpReason::PastDeadline { .. } => "the request's deadline left no time to retry",
+            GiveUpReason::ReservedForOthers { .. } => {
+                "the rate-limit window is nearly spent: what is left until it resets is kept for \
+                 higher priorities and for other clients of the same client id"
+            }
+            GiveUpReason::SpacingTooLong { .. } => {
+                "the rate-limit window is nearly spent and resets far away: what is left is \
+                 spread over the time until then"
+            }
         }
     }
 }
@@ -376,10 +435,14 @@ mod tests {
         );
         let daily = decide(&get, Failure::RateLimited, Some(secs(5 * 3600)));
         let RetryDecision::GiveUp(reason) = daily else { panic!("{daily:?}") };
-        assert_eq!(
-            reason.to_string(),
+        // Without `diagnosis`, a long hold of credflow's own pacing is a `WaitTooLong` too:
+        // the text then claims no more than a rate limit's wait.
+        let expected = if cfg!(feature = "diagnosis") {
             "server asked to retry in 5h00m, more than the 1m00s accepted: likely an hourly or daily quota is used up"
-        );
+        } else {
+            "the rate limit holds the request for 5h00m, more than the 1m00s accepted: likely an hourly or daily quota is used up, or nearly"
+        };
+        assert_eq!(reason.to_string(), expected);
     }
 
     #[test]

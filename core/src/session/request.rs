@@ -291,7 +291,17 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             let limited = matches!(reason, PaceReason::Exhausted | PaceReason::Backoff429)
                 || req.spec.priority == Priority::Critical;
             if !(limited && self.pacer.take_quota_probe(now, max)) {
-                let reason = GiveUpReason::WaitTooLong { wait, max };
+                // Named for what holds the request: the server's limit, or the pacer's own
+                // choice (an explanation the `diagnosis` feature keeps; the decision is the same).
+                let reason = match reason {
+                    PaceReason::Reserve if cfg!(feature = "diagnosis") => {
+                        GiveUpReason::ReservedForOthers { wait, max }
+                    }
+                    PaceReason::Spacing if cfg!(feature = "diagnosis") => {
+                        GiveUpReason::SpacingTooLong { wait, max }
+                    }
+                    _ => GiveUpReason::WaitTooLong { wait, max },
+                };
                 return self.fail(ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
             }
         }
