@@ -80,10 +80,8 @@ fn a_request_held_for_higher_priorities_is_never_sent_as_a_quota_probe() {
         assert_eq!(error.kind, ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
         if cfg!(feature = "diagnosis") {
             let text = error.to_string();
-            assert!(
-                text.contains("credflow's pacing") && text.contains("higher-priority"),
-                "{text}"
-            );
+            assert!(text.starts_with("gave up: held back by credflow's pacing"), "{text}");
+            assert!(text.contains("higher-priority"), "{text}");
             assert!(!text.contains("server asked"), "{text}");
         }
     }
@@ -169,7 +167,8 @@ fn a_request_spaced_past_max_wait_names_the_pacing() {
             GiveUpReason::SpacingTooLong { wait, max: m } if cfg!(feature = "diagnosis") => {
                 assert_eq!(m, max);
                 let text = error.to_string();
-                assert!(text.contains("credflow's pacing") && text.contains("spread"), "{text}");
+                assert!(text.starts_with("gave up: held back by credflow's pacing"), "{text}");
+                assert!(text.contains("spread"), "{text}");
                 assert!(!text.contains("server asked"), "{text}");
                 wait
             }

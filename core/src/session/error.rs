@@ -121,6 +121,13 @@ impl ApiError {
             ApiErrorKind::Unauthorized => f.write_str("unauthorized (401) even with a fresh token"),
             ApiErrorKind::Forbidden => f.write_str("forbidden (403)"),
             ApiErrorKind::CircuitOpen { until } => write!(f, "circuit open until {until}"),
+            // credflow's pacing held the request: no attempt hit anything.
+            ApiErrorKind::GaveUp {
+                reason:
+                    reason @ (GiveUpReason::ReservedForOthers { .. }
+                    | GiveUpReason::SpacingTooLong { .. }),
+                ..
+            } => write!(f, "gave up: {reason}"),
             ApiErrorKind::GaveUp { reason, last } => write!(f, "gave up after {last:?}: {reason}"),
             ApiErrorKind::DeadlineExceeded { .. } => f.write_str("deadline exceeded"),
         }
