@@ -27,7 +27,7 @@ use credflow_core::http::date::format_http_date;
 use credflow_core::lifecycle::{LifecycleEvent, Ticket};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::ratelimit::pacer::Priority;
-use credflow_core::retry::policy::{GiveUpReason, TransportKind};
+use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
     Authorize, Event, HostKey, RequestSpec, RequestState, RestoreError, Session, SessionConfig,
@@ -532,13 +532,9 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
                     // A quota wait longer than the policy accepts fails fast (the server's
                     // limit, or the pacer's own hold); one request per max_wait goes out as a
                     // probe of a limit the server set.
-                    ApiErrorKind::GaveUp {
-                        reason:
-                            GiveUpReason::WaitTooLong { .. }
-                            | GiveUpReason::ReservedForOthers { .. }
-                            | GiveUpReason::SpacingTooLong { .. },
-                        ..
-                    } => now = now + s.config().retry.max_wait,
+                    ApiErrorKind::GaveUp { reason, .. } if reason.rate_limit_wait().is_some() => {
+                        now = now + s.config().retry.max_wait
+                    }
                     ApiErrorKind::TokenUnavailable { retry_at, .. } => {
                         let next = retry_at.or_else(|| s.poll_timeout().map(|(at, _)| at));
                         // Token requests stopped for an answer that cannot be used (a token

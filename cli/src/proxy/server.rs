@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Bytes, BytesMut};
-use credflow_core::retry::policy::GiveUpReason;
 use credflow_core::session::{ApiErrorKind, BreakerTarget, Event};
 use credflow_reqwest::config::DEFAULT_MAX_RESPONSE_BODY;
 use credflow_reqwest::{Client, ClientEvent, Error, ErrorKind, RequestOptions};
@@ -544,17 +543,12 @@ impl Proxy {
             Some(ApiErrorKind::TokenUnavailable { retry_at, .. }) => {
                 ("credflow.token.unavailable", retry_at.map_or(DEFAULT_RETRY_AFTER, until))
             }
-            // The server's limit, or credflow's pacing holding what is left of the window.
-            Some(ApiErrorKind::GaveUp {
-                reason:
-                    GiveUpReason::WaitTooLong { wait, .. }
-                    | GiveUpReason::ReservedForOthers { wait, .. }
-                    | GiveUpReason::SpacingTooLong { wait, .. },
-                ..
-            }) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
-            Some(ApiErrorKind::GaveUp { .. }) => {
-                ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER)
-            }
+            // A rate limit's wait (the server's, or credflow's pacing holding what is left of
+            // the window), or retries that ran out.
+            Some(ApiErrorKind::GaveUp { reason, .. }) => match reason.rate_limit_wait() {
+                Some(wait) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
+                None => ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER),
+            },
             Some(ApiErrorKind::DeadlineExceeded { sendable_at }) => {
                 ("credflow.deadline.exceeded", sendable_at.map_or(DEFAULT_RETRY_AFTER, until))
             }

@@ -240,19 +240,21 @@ impl fmt::Display for GiveUpReason {
             GiveUpReason::PastDeadline { at, deadline } => {
                 write!(f, "a retry at {at} would start after the request's deadline {deadline}")
             }
-            GiveUpReason::ReservedForOthers { wait, max } => write!(
-                f,
-                "held back by credflow's pacing for {wait}, more than the {max} accepted: what \
-                 is left of the rate-limit window until its reset is kept for higher-priority \
-                 requests and for other clients of the same limit (not sent; the server refused \
-                 nothing)"
-            ),
-            GiveUpReason::SpacingTooLong { wait, max } => write!(
-                f,
-                "held back by credflow's pacing for {wait}, more than the {max} accepted: what \
-                 is left of the rate-limit window is spread evenly until its reset, and this \
-                 request's turn is that far (not sent; the server refused nothing)"
-            ),
+            GiveUpReason::ReservedForOthers { wait, max }
+            | GiveUpReason::SpacingTooLong { wait, max } => {
+                let how = if matches!(self, GiveUpReason::ReservedForOthers { .. }) {
+                    "until its reset is kept for higher-priority requests and for other clients \
+                     of the same limit"
+                } else {
+                    "is spread evenly until its reset, and this request's turn is that far"
+                };
+                write!(
+                    f,
+                    "held back by credflow's pacing for {wait}, more than the {max} accepted: \
+                     what is left of the rate-limit window {how} (not sent; the server refused \
+                     nothing)"
+                )
+            }
         }
     }
 }
@@ -260,6 +262,18 @@ impl fmt::Display for GiveUpReason {
 impl core::error::Error for GiveUpReason {}
 
 impl GiveUpReason {
+    /// The wait a rate limit asks for, where that is why the request was given up: the
+    /// server's (`WaitTooLong`) or credflow's pacing's (`ReservedForOthers`, `SpacingTooLong`).
+    /// What a caller should wait before trying again.
+    pub const fn rate_limit_wait(&self) -> Option<Duration> {
+        match self {
+            GiveUpReason::WaitTooLong { wait, .. }
+            | GiveUpReason::ReservedForOthers { wait, .. }
+            | GiveUpReason::SpacingTooLong { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+
     /// A one-line explanation of the likely cause, for error messages.
     pub const fn likely_cause(&self) -> &'static str {
         match self {
@@ -443,6 +457,27 @@ mod tests {
             "the rate limit holds the request for 5h00m, more than the 1m00s accepted: likely an hourly or daily quota is used up, or nearly"
         };
         assert_eq!(reason.to_string(), expected);
+    }
+
+    #[test]
+    fn a_rate_limit_wait_is_named_for_the_servers_limit_and_the_pacers_holds_only() {
+        let (wait, max) = (secs(90), secs(60));
+        for reason in [
+            GiveUpReason::WaitTooLong { wait, max },
+            GiveUpReason::ReservedForOthers { wait, max },
+            GiveUpReason::SpacingTooLong { wait, max },
+        ] {
+            assert_eq!(reason.rate_limit_wait(), Some(wait), "{reason:?}");
+        }
+        let at = Instant::from_secs(1);
+        for reason in [
+            GiveUpReason::NotIdempotent,
+            GiveUpReason::RetriesExhausted { retries: 3 },
+            GiveUpReason::BudgetExhausted,
+            GiveUpReason::PastDeadline { at, deadline: at },
+        ] {
+            assert_eq!(reason.rate_limit_wait(), None, "{reason:?}");
+        }
     }
 
     #[test]
