@@ -294,6 +294,78 @@ async fn past_the_queue_limit_the_answer_is_503_at_once() {
     assert_eq!(server.requests_to("/api/v2/slow"), 1);
 }
 
+/// Opens a connection to the proxy and sends `head` and the first `sent` bytes of a body the
+/// head says is longer; the rest never comes (the test drops the stream).
+async fn body_left_unfinished(proxy: &Proxy, head: &str, sent: &str) -> tokio::net::TcpStream {
+    let addr = proxy.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("{head}Host: {addr}\r\n\r\n{sent}").as_bytes()).await.unwrap();
+    stream
+}
+
+/// The status line of the answer read from `stream`, which must come within `within`.
+async fn status_line(stream: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0; 1024];
+    let read = async {
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.expect("an answer before the deadline passed");
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_or_trickles_is_answered_408_at_the_deadline_and_frees_its_place() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let proxy = proxy_to(&server, &["--max-pending", "2", "--deadline", "1s"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let head = "POST /api/v2/things HTTP/1.1\r\nContent-Type: application/json\r\n\
+                Content-Length: 64\r\n";
+    let started = Instant::now();
+    // One client stops after 11 of its 64 bytes; the other sends a byte every 100 ms, which
+    // would take 6.4 s: each read comes well within any idle timeout, the whole does not.
+    let mut stalled = body_left_unfinished(&proxy, head, r#"{"partial":"#).await;
+    let (mut trickling, mut trickle) = body_left_unfinished(&proxy, head, "{").await.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..63 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickle.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    // A token request whose form never ends holds no place, but must not hold its connection.
+    let mut token_stalled = body_left_unfinished(
+        &proxy,
+        "POST /oauth/token HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 40\r\n",
+        "grant_type=",
+    )
+    .await;
+    // Both places are taken by the two unfinished bodies...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = http.get(proxy.url("/api/v2/things")).send().await.unwrap();
+    assert_eq!(third.status(), 503, "the two unfinished bodies hold both places");
+    // ...until the deadline: each is answered 408 then, not left waiting for the rest.
+    let within = Duration::from_secs(5);
+    assert!(status_line(&mut stalled, within).await.starts_with("HTTP/1.1 408"));
+    assert!(status_line(&mut trickling, within).await.starts_with("HTTP/1.1 408"));
+    assert!(status_line(&mut token_stalled, within).await.starts_with("HTTP/1.1 408"));
+    let answered = started.elapsed();
+    assert!(answered >= Duration::from_millis(900), "not before the deadline: {answered:?}");
+    trickle.abort();
+    // The places are free again, and nothing unfinished went upstream.
+    let after = http.get(proxy.url("/api/v2/things")).send().await.unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(server.requests_to("/api/v2/things"), 1, "only the finished request went upstream");
+}
+
 #[tokio::test]
 async fn health_and_metrics_and_a_revoked_token_replaced_unseen() {
     let emu = emulator(EmulatorConfig::default()).await;

@@ -25,7 +25,8 @@
 //!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
 //!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
-//!   `Retry-After: 1`.
+//!   `Retry-After: 1`. A request's body must arrive within its `--deadline` (408 otherwise),
+//!   so a client that stalls mid-body cannot keep its place.
 //! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
 //!   through Redis with every proxy and process of the client id (`Config::with_shared`);
 //!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given.
@@ -80,7 +81,8 @@ pub(crate) struct ProxyArgs {
     /// Longest time one request may wait for a token before 503 (e.g. 500ms, 5s).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     token_wait: Duration,
-    /// Longest time one request may take in all (waits and retries) before 503.
+    /// Longest time one request may take in all, from its head: its body must arrive by then
+    /// (else 408), and the waits and retries for it end there (503).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
     /// Fleet mode: share one token and one rate budget with every proxy and process of the

@@ -225,10 +225,21 @@ impl Proxy {
             return oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST");
         }
         let authorization = request.headers().get(header::AUTHORIZATION).cloned();
-        let form = match Limited::new(request.into_body(), TOKEN_REQUEST_LIMIT).collect().await {
-            Ok(body) => Zeroizing::new(body.to_bytes().to_vec()),
-            Err(_) => {
+        let give_up = self.give_up_at();
+        let reading = Limited::new(request.into_body(), TOKEN_REQUEST_LIMIT).collect();
+        let form = match within(give_up, reading).await {
+            Some(Ok(body)) => Zeroizing::new(body.to_bytes().to_vec()),
+            Some(Err(_)) => {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "body too large");
+            }
+            None => {
+                let mut response = oauth_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "invalid_request",
+                    "the request body did not arrive within the proxy's --deadline",
+                );
+                close_connection(&mut response);
+                return response;
             }
         };
         let token = match &self.settings.local_key {
@@ -267,7 +278,12 @@ impl Proxy {
     }
 
     /// An API request: checked, queued, sent through the client, answered.
+    ///
+    /// Its `--deadline` runs from its head: the body's arrival counts against it, so a client
+    /// that stalls or trickles its body cannot keep its place in the queue beyond it (it is
+    /// answered 408 then), and what is left of it bounds the upstream's waits and retries.
     async fn forward(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let give_up = self.give_up_at();
         let (mut parts, body) = request.into_parts();
         let (priority, plan) = match self.admit(&parts.headers) {
             Ok(admitted) => admitted,
@@ -284,11 +300,28 @@ impl Proxy {
                 None,
             );
         };
-        let request = match self.upstream_request(&mut parts, body, plan).await {
-            Ok(request) => request,
-            Err(refusal) => return self.refuse(refusal),
+        let request = match within(give_up, self.upstream_request(&mut parts, body, plan)).await {
+            Some(Ok(request)) => request,
+            Some(Err(refusal)) => return self.refuse(refusal),
+            None => {
+                let mut response = self.refuse(Refusal {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    code: "request.timeout",
+                    message: "credflow proxy: the request body did not arrive within --deadline"
+                        .into(),
+                });
+                close_connection(&mut response);
+                return response;
+            }
         };
-        self.send_upstream(&parts, request, priority).await
+        let left = give_up.map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
+        self.send_upstream(&parts, request, priority, left.unwrap_or(self.settings.deadline)).await
+    }
+
+    /// When a request that arrives now must be answered by: `--deadline` from now (`None` if
+    /// that is too far to represent: no bound).
+    fn give_up_at(&self) -> Option<tokio::time::Instant> {
+        tokio::time::Instant::now().checked_add(self.settings.deadline)
     }
 
     /// The proxy's own checks of a request's `headers` (see `rules`): the local key, the
@@ -351,19 +384,16 @@ impl Proxy {
         Ok(request)
     }
 
-    /// Sends `request` through the client with `priority` and the proxy's deadline, and
-    /// answers with the upstream response or, when credflow gave up, the proxy's own.
+    /// Sends `request` through the client with `priority` and what is left of its deadline,
+    /// and answers with the upstream response or, when credflow gave up, the proxy's own.
     async fn send_upstream(
         &self,
         parts: &http::request::Parts,
         request: reqwest::Request,
         priority: credflow_reqwest::Priority,
+        deadline: Duration,
     ) -> Response<ProxyBody> {
-        let options = RequestOptions {
-            priority,
-            deadline: Some(self.settings.deadline),
-            ..Default::default()
-        };
+        let options = RequestOptions { priority, deadline: Some(deadline), ..Default::default() };
         let path = parts.uri.path();
         match self.client.send_with(request, options).await {
             Ok(response) => {
@@ -678,6 +708,23 @@ fn genesys_error(
         response.headers_mut().insert("inin-correlation-id", id);
     }
     response
+}
+
+/// `work`, or `None` if `give_up` comes first (it always finishes without one).
+async fn within<T>(
+    give_up: Option<tokio::time::Instant>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    match give_up {
+        Some(at) => tokio::time::timeout_at(at, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// Says that the connection closes after `response`: the rest of the request's body, which
+/// did not come in time, is not read.
+fn close_connection(response: &mut Response<ProxyBody>) {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// 503 with `Retry-After` (whole seconds, rounded up, at least 1).
