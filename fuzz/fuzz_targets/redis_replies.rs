@@ -1,9 +1,10 @@
-//! What the fleet store reads back from Redis besides the token value: the answers of `GET`
-//! and of the Lua scripts (the acquire script's lease time to live, the admission script's
-//! count and wait, the 429 hold), which derive from the lease key and the rate hash, whose
-//! fields anyone with write access to Redis sets. Raw RESP bytes go through the `redis` crate's
-//! parser and conversions (as `invoke_async` does), then the store's decoding
-//! (`credflow_redis::fuzzing`); a token value `GET` returns is opened as the store opens it.
+//! What the fleet store reads back from Redis besides the token value: the answers of
+//! `GETRANGE` and of the Lua scripts (the acquire script's lease time to live, the admission
+//! script's count and wait, the 429 hold), which derive from the lease key and the rate hash,
+//! whose fields anyone with write access to Redis sets. Raw RESP bytes go through the `redis`
+//! crate's parser and conversions (as `invoke_async` does), then the store's decoding
+//! (`credflow_redis::fuzzing`); a token value `GETRANGE` returns is opened as the store opens
+//! it (unless it is longer than any value credflow writes: the store does not open those).
 //!
 //! Input: a kind byte (`% 5`: get, acquire, admit, hold, count), then RESP2/RESP3 bytes.
 //!
@@ -16,10 +17,11 @@
 use std::time::Duration;
 
 use credflow_core::secret::Credentials;
-use credflow_fuzz::{CLIENT, REFERENCE, show};
 use credflow_core::snapshot::Stamp;
+use credflow_fuzz::{CLIENT, REFERENCE, show};
 use credflow_redis::fuzzing::{
-    Acquired, acquire_reply, admit_reply, count_reply, get_reply, hold_reply, open,
+    Acquired, MAX_VALUE_LEN, acquire_reply, admit_reply, count_reply, hold_reply, open,
+    token_value_reply,
 };
 use credflow_reqwest::shared::{Admission, StoreError};
 use libfuzzer_sys::fuzz_target;
@@ -62,13 +64,14 @@ fn checked<T>(result: Result<T, StoreError>, expected: Option<()>) -> Option<T> 
 }
 
 fn get(value: &Value) {
-    let converted: Option<Option<Vec<u8>>> = redis::from_redis_value(value).ok();
-    let Some(got) = checked(get_reply(value), converted.as_ref().map(|_| ())) else { return };
-    assert_eq!(Some(&got), converted.as_ref());
-    if let Value::Nil = value {
-        assert_eq!(got, None);
+    let converted: Option<Vec<u8>> = redis::from_redis_value(value).ok();
+    let Some(bytes) = checked(token_value_reply(value), converted.as_ref().map(|_| ())) else {
+        return;
+    };
+    assert_eq!(Some(&bytes), converted.as_ref());
+    if bytes.is_empty() || bytes.len() > MAX_VALUE_LEN {
+        return;
     }
-    let Some(bytes) = got else { return };
     let fp = Credentials::from_strs(CLIENT.0, CLIENT.1).unwrap().fingerprint();
     for key in [None, Some([7u8; 32])] {
         let fleet = b"fuzz-fleet-key-0123456789";

@@ -29,6 +29,14 @@ use credflow_reqwest::TOKEN_CAPACITY;
 
 const MAGIC: &[u8; 4] = b"CFE1";
 const NONCE_LEN: usize = 24;
+/// Poly1305's tag, after the ciphertext.
+const TAG_LEN: usize = 16;
+
+/// The longest value [`close`] writes: the encrypted form of a record of the longest token
+/// credflow keeps ([`TOKEN_CAPACITY`]); the plaintext form is shorter. A longer value in the
+/// token key was not written by credflow, and is not read beyond this length.
+pub(crate) const MAX_VALUE_LEN: usize =
+    MAGIC.len() + NONCE_LEN + snapshot::record_len(TOKEN_CAPACITY) + TAG_LEN;
 
 /// The keys that protect the token at rest.
 pub(crate) struct Keys {
@@ -143,6 +151,24 @@ mod tests {
             assert_eq!(restored.token.as_str(), "TOKEN-VALUE");
             assert_eq!(restored.expires_at, exp);
         }
+    }
+
+    /// The longest token credflow keeps, sealed and encrypted, is exactly as long as the bound
+    /// the store reads up to; sealed without encryption it is shorter; one byte more does not
+    /// seal.
+    #[test]
+    fn the_longest_token_fits_the_read_bound_exactly() {
+        let exp = UnixTime::from_secs(1_800_000_060);
+        let longest = "t".repeat(TOKEN_CAPACITY);
+        let encrypted = close(&keys(true), b"key", &longest, exp, credential("s"), S1).unwrap();
+        assert_eq!(encrypted.len(), MAX_VALUE_LEN);
+        let plain = close(&keys(false), b"key", &longest, exp, credential("s"), S1).unwrap();
+        assert!(plain.len() < MAX_VALUE_LEN);
+        let longer = "t".repeat(TOKEN_CAPACITY + 1);
+        assert_eq!(
+            close(&keys(true), b"key", &longer, exp, credential("s"), S1),
+            Err(OpenError::Seal)
+        );
     }
 
     #[test]

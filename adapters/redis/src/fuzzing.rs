@@ -61,10 +61,14 @@ pub fn open(
     )
 }
 
-/// The token key's value, as `GET` answers it (`None`: no token).
-pub fn get_reply(value: &Value) -> Result<Option<Vec<u8>>, StoreError> {
+/// The token key's value, as `GETRANGE` answers it (empty: no token).
+pub fn token_value_reply(value: &Value) -> Result<Vec<u8>, StoreError> {
     reply(value)
 }
+
+/// The longest token value the store reads ([`token_value_reply`] with more bytes than this
+/// is judged unusable without being opened).
+pub const MAX_VALUE_LEN: usize = at_rest::MAX_VALUE_LEN;
 
 /// The acquire script's answer.
 pub fn acquire_reply(value: &Value) -> Result<Acquired, StoreError> {

@@ -116,7 +116,7 @@
 //!   one provider compiled in) as that default at the first `rediss://` connection. An
 //!   application that wants its own provider installs it before building the store.
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
-//!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET SET DEL PTTL PEXPIRE HMGET HSET ZADD
+//!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET GETRANGE SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
 //!   once), plus `SELECT` for a database other than 0. The test suite runs the fleet as such a user with the default user
 //!   disabled, and shows each of these is needed.
@@ -170,16 +170,18 @@ use crate::token::Newest;
 pub use sharing::{BadPodName, PodName, TokenSharing};
 
 /// The commands a Redis ACL user needs, on the keys `{prefix}:*` (`credflow:*` by default):
-/// `GET` directly, `EVALSHA` and `SCRIPT LOAD` for the scripts, and what the scripts call. Add
+/// `GETRANGE` directly (the token, read only as far as credflow's longest), `EVALSHA` and
+/// `SCRIPT LOAD` for the scripts, and what the scripts call. Add
 /// `SELECT` when the URL names a database other than 0. For example:
 ///
 /// ```text
-/// ACL SETUSER credflow on >secret ~credflow:* resetchannels -@all +get +set +del +pttl +pexpire +hmget +hset +zadd +zremrangebyscore +zcard +time +evalsha +script|load
+/// ACL SETUSER credflow on >secret ~credflow:* resetchannels -@all +get +getrange +set +del +pttl +pexpire +hmget +hset +zadd +zremrangebyscore +zcard +time +evalsha +script|load
 /// ```
 ///
 /// (The client also sends `CLIENT SETINFO` when it connects and ignores its refusal.)
-pub const ACL_COMMANDS: [&str; 13] = [
+pub const ACL_COMMANDS: [&str; 14] = [
     "GET",
+    "GETRANGE",
     "SET",
     "DEL",
     "PTTL",

@@ -6,10 +6,12 @@
 //! by priority that shrinks to zero at the reset. Times are integer milliseconds.
 
 /// Takes the lease if the token is still the value the caller judged unusable.
-/// KEYS: token, lease. ARGV: value seen ("" for none), fence, lease ms.
+/// KEYS: token, lease. ARGV: value seen ("" for none) as far as it was read, fence, lease ms,
+/// the last index read (`GETRANGE`'s end: a value longer than credflow writes is compared by
+/// the part the caller read of it).
 /// Returns `{code, pttl}`: 0 the token changed (look again), 1 taken, 2 held by another.
 pub(crate) const ACQUIRE: &str = r"
-local current = redis.call('GET', KEYS[1]) or ''
+local current = redis.call('GETRANGE', KEYS[1], 0, ARGV[4])
 if current ~= ARGV[1] then return {0, 0} end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1, 0} end
 return {2, redis.call('PTTL', KEYS[2])}

@@ -18,6 +18,24 @@ use crate::fence::FenceGuard;
 use crate::replies::{Acquired, acquired};
 use crate::{RedisStore, millis};
 
+/// The token key's value as far as credflow reads it: its first [`at_rest::MAX_VALUE_LEN`] + 1
+/// bytes (empty for no token), enough to tell a value credflow could have written from a
+/// longer one without reading the rest. Anyone with write access to Redis can leave up to
+/// 512 MB there; every process looking for the fleet's token would read it whole.
+async fn read_value(
+    con: &mut redis::aio::ConnectionManager,
+    token_key: &str,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let value: Vec<u8> = redis::cmd("GETRANGE")
+        .arg(token_key)
+        .arg(0)
+        .arg(at_rest::MAX_VALUE_LEN)
+        .query_async(con)
+        .await
+        .map_err(unavailable)?;
+    Ok(Zeroizing::new(value))
+}
+
 fn wall_now() -> UnixTime {
     UnixTime::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
@@ -47,6 +65,15 @@ impl RedisStore {
         stale: Option<Fingerprint>,
     ) -> Option<SharedToken> {
         if value.is_empty() {
+            return None;
+        }
+        if value.len() > at_rest::MAX_VALUE_LEN {
+            warn!(
+                key = aad,
+                "the fleet's token key in Redis holds a value longer than any token credflow \
+                 writes (written by something else): not read further, replaced at the next \
+                 refresh"
+            );
             return None;
         }
         let newest = self.newest(aad).taken;
@@ -105,9 +132,7 @@ impl RedisStore {
     ) -> Result<Option<SharedToken>, StoreError> {
         let [token_key, ..] = self.key_names(scope);
         let mut con = self.connection().await?;
-        let value: Option<Vec<u8>> =
-            redis::cmd("GET").arg(&token_key).query_async(&mut con).await.map_err(unavailable)?;
-        let value = Zeroizing::new(value.unwrap_or_default());
+        let value = read_value(&mut con, &token_key).await?;
         Ok(self.usable(scope, &token_key, &value, stale))
     }
 
@@ -120,12 +145,7 @@ impl RedisStore {
         let mut con = self.connection().await?;
         let give_up = tokio::time::Instant::now() + self.config.max_wait;
         loop {
-            let value: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(&token_key)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            let value = Zeroizing::new(value.unwrap_or_default());
+            let value = read_value(&mut con, &token_key).await?;
             if let Some(token) = self.usable(scope, &token_key, &value, stale) {
                 return Ok(Refresh::Token(token));
             }
@@ -143,6 +163,7 @@ impl RedisStore {
                 .arg(&value[..])
                 .arg(&fence[..])
                 .arg(millis(self.config.lease_ttl))
+                .arg(at_rest::MAX_VALUE_LEN)
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;

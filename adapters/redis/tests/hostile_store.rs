@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{RedisServer, scope_of, store};
 use credflow_core::Priority;
 use credflow_core::ratelimit::{Dialect, RateLimitSnapshot};
-use credflow_reqwest::shared::{Admission, SharedStore, StoreError};
+use credflow_reqwest::shared::{Admission, Refresh, SharedStore, StoreError};
 
 /// `calls` of `INFO commandstats` for `command` (0 before its first call).
 async fn calls(con: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
@@ -118,4 +118,41 @@ async fn hostile_rate_hash_fields_give_errors_or_answers_within_their_contracts(
     }
     // Most values stop the scripts (an error, not a guess); the count shows they ran.
     assert!(refused > 0, "no hostile value was refused");
+}
+
+/// Bytes Redis has received from and sent to all its clients so far (`INFO stats`).
+async fn traffic(con: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(con).await.unwrap();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (field("total_net_input_bytes"), field("total_net_output_bytes"))
+}
+
+/// Anyone with write access to Redis can leave a token value of up to 512 MB, far longer than
+/// any token credflow writes. It was read whole by every process that looked for the fleet's
+/// token (32 MiB here), and sent back whole with the acquire script's arguments: memory and
+/// traffic without a bound of credflow's. Now only as much is read as the longest token
+/// credflow can store, the value is judged unusable without opening it, and the lease to
+/// replace it is taken as for any unusable token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_token_value_is_not_read_whole_and_is_replaced() {
+    let redis = RedisServer::start();
+    let scope = scope_of("oversized-token");
+    let store = store(&redis, |_| {});
+    let token_key = store.key_names(&scope)[0].clone();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let huge = vec![b'x'; 32 << 20];
+    let _: () = redis::cmd("SET").arg(&token_key).arg(&huge).query_async(&mut con).await.unwrap();
+    let (received, sent) = traffic(&mut con).await;
+    assert!(store.current(&scope, None).await.unwrap().is_none(), "not a usable token");
+    let refresh = store.refresh(&scope, None).await.unwrap();
+    assert!(matches!(refresh, Refresh::Lease(_)), "the lease to replace it is taken");
+    let (received_after, sent_after) = traffic(&mut con).await;
+    let (read, echoed) = (sent_after - sent, received_after - received);
+    assert!(read < 256 << 10, "{read} bytes sent by Redis for a 32 MiB value");
+    assert!(echoed < 256 << 10, "{echoed} bytes sent to Redis for a 32 MiB value");
 }

@@ -4,7 +4,7 @@
 //! simulator's clock. Nothing of the scripts' logic is repeated here: a change to them changes
 //! the simulation.
 //!
-//! - **Token key** (`GET`, and `SET … PX` in the publish script): the fleet's token with its
+//! - **Token key** (`GETRANGE`, and `SET … PX` in the publish script): the fleet's token with its
 //!   absolute expiry; it disappears when its time to live runs out.
 //! - **Lease key** (`SET NX PX` in the acquire script, compare-and-delete in publish/release):
 //!   the right to refresh for the fleet, identified by a fencing value.
@@ -125,6 +125,11 @@ const TOKEN: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/
 const LEASE: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:lease";
 const RATE: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:rate";
 const SLOTS: &[u8] = b"credflow:{sim-client|https://login.mypurecloud.com/oauth/token}:slots";
+
+/// The last index of the token key read (`GETRANGE`'s end), standing for the adapter's
+/// `at_rest::MAX_VALUE_LEN` (a little over 8 KiB): every simulated token is far shorter, so
+/// its exact value changes no decision here.
+const READ_UP_TO: usize = 8 << 10;
 
 /// One client id's keys in a simulated Redis, and the scripts that decide on them.
 pub struct Redis {
@@ -254,11 +259,17 @@ impl Redis {
         self.engine.eval(&script, &keys, &argv).unwrap_or_else(Reply::Error)
     }
 
-    /// `GET token` at `now`.
+    /// `GETRANGE token 0 READ_UP_TO` at `now`: the token key read as the adapter reads it.
     pub fn get_token(&mut self, now: Ms) -> Option<StoredToken> {
         self.calls += 1;
         self.set_clock(now);
-        match self.engine.keyspace().command(&[b"GET".to_vec(), TOKEN.to_vec()]) {
+        let argv = [
+            b"GETRANGE".to_vec(),
+            TOKEN.to_vec(),
+            b"0".to_vec(),
+            READ_UP_TO.to_string().into_bytes(),
+        ];
+        match self.engine.keyspace().command(&argv) {
             Reply::Bulk(value) => StoredToken::decode(&value),
             _ => None,
         }
@@ -269,7 +280,12 @@ impl Redis {
         self.next_fence += 1;
         let fence = self.next_fence;
         let seen = seen.map(StoredToken::encode).unwrap_or_default();
-        let argv = [seen, fence.to_string().into_bytes(), lease_ttl.to_string().into_bytes()];
+        let argv = [
+            seen,
+            fence.to_string().into_bytes(),
+            lease_ttl.to_string().into_bytes(),
+            READ_UP_TO.to_string().into_bytes(),
+        ];
         let reply = self.eval_strings(now, |s| &s.acquire, &[TOKEN, LEASE], &argv);
         match int_at(&reply, 0) {
             0 => Acquire::Changed,

@@ -144,6 +144,12 @@ fn op() -> impl Strategy<Value = Op> {
     );
     let command = prop_oneof![
         key().prop_map(|k| vec!["GET".into(), k]),
+        (
+            key(),
+            pick(&["0", "1", "-1", "-2", "5", "-9", "x"]),
+            pick(&["0", "1", "-1", "2", "-3", "9"])
+        )
+            .prop_map(|(k, start, end)| vec!["GETRANGE".into(), k, start, end]),
         (key(), value(), set_options).prop_map(|(k, v, options)| {
             let mut argv = vec!["SET".into(), k, v];
             argv.extend(options.iter().flat_map(|o| o.split(' ').map(str::to_owned)));

@@ -6,7 +6,8 @@
 //! "at" and "past" the same instant here). The clock is set by the caller and does not move
 //! while a script runs, as in Redis 7, where a script sees one time for key expiry.
 //!
-//! Commands: `GET`, `SET` (`NX`, `XX`, `PX`, `EX`, `KEEPTTL`), `DEL`, `PTTL`, `PEXPIRE`, `TIME`,
+//! Commands: `GET`, `GETRANGE`, `SET` (`NX`, `XX`, `PX`, `EX`, `KEEPTTL`), `DEL`, `PTTL`,
+//! `PEXPIRE`, `TIME`,
 //! `HGET`, `HSET`, `HMGET`, `ZADD`, `ZCARD`, `ZREMRANGEBYSCORE`. Any other is an error reply,
 //! as an unknown command is: a script calling one fails loudly, not silently.
 //! `tests/keyspace_vs_redis.rs` checks the replies against a real `redis-server`.
@@ -110,6 +111,7 @@ impl Keyspace {
         let name = upper(name);
         match name.as_str() {
             "GET" => self.get(args),
+            "GETRANGE" => self.getrange(args),
             "SET" => self.set(args),
             "DEL" => self.del(args),
             "PTTL" => self.pttl(args),
@@ -137,6 +139,38 @@ impl Keyspace {
             Some(Data::String(value)) => Reply::Bulk(value.clone()),
             Some(_) => Reply::Error(WRONGTYPE.into()),
         }
+    }
+
+    /// `GETRANGE key start end`: the bytes from `start` to `end` inclusive, negative indexes
+    /// counted from the end, clamped to the value; an empty string for a missing key or an
+    /// empty range (Redis 7's `getrangeCommand`, step by step).
+    fn getrange(&mut self, args: &[Vec<u8>]) -> Reply {
+        let [key, start, end] = args else { return arity("getrange") };
+        let (Some(mut start), Some(mut end)) = (parse_int(start), parse_int(end)) else {
+            return Reply::Error(NOT_INTEGER.into());
+        };
+        let value = match self.live(key).map(|e| &e.data) {
+            None => return Reply::Bulk(Vec::new()),
+            Some(Data::String(value)) => value,
+            Some(_) => return Reply::Error(WRONGTYPE.into()),
+        };
+        if start < 0 && end < 0 && start > end {
+            return Reply::Bulk(Vec::new());
+        }
+        let len = i64::try_from(value.len()).unwrap_or(i64::MAX);
+        if start < 0 {
+            start = len.saturating_add(start);
+        }
+        if end < 0 {
+            end = len.saturating_add(end);
+        }
+        let (start, end) = (start.max(0), end.max(0).min(len - 1));
+        if start > end || len == 0 {
+            return Reply::Bulk(Vec::new());
+        }
+        // 0 <= start <= end < len here.
+        let range = usize::try_from(start).unwrap_or(0)..=usize::try_from(end).unwrap_or(0);
+        Reply::Bulk(value.get(range).unwrap_or_default().to_vec())
     }
 
     /// `SET key value [NX|XX] [EX s|PX ms|KEEPTTL]`. As in Redis, an option may repeat (the
@@ -380,6 +414,22 @@ mod tests {
 
     fn bulk(s: &str) -> Reply {
         Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn getrange_clamps_and_counts_negative_indexes_from_the_end() {
+        let mut k = Keyspace::default();
+        assert_eq!(run(&mut k, "GETRANGE a 0 10"), bulk(""), "a missing key");
+        run(&mut k, "SET a hello");
+        assert_eq!(run(&mut k, "GETRANGE a 0 2"), bulk("hel"));
+        assert_eq!(run(&mut k, "GETRANGE a 1 100"), bulk("ello"));
+        assert_eq!(run(&mut k, "GETRANGE a -3 -1"), bulk("llo"));
+        assert_eq!(run(&mut k, "GETRANGE a -100 1"), bulk("he"));
+        assert_eq!(run(&mut k, "GETRANGE a 3 1"), bulk(""));
+        assert_eq!(run(&mut k, "GETRANGE a -1 -3"), bulk(""));
+        assert_eq!(run(&mut k, "GETRANGE a x 1"), Reply::Error(NOT_INTEGER.into()));
+        run(&mut k, "HSET h f 1");
+        assert_eq!(run(&mut k, "GETRANGE h 0 1"), Reply::Error(WRONGTYPE.into()));
     }
 
     #[test]
