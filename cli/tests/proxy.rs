@@ -349,7 +349,13 @@ async fn a_body_that_stalls_or_trickles_is_answered_408_at_the_deadline_and_free
     )
     .await;
     // Both places are taken by the two unfinished bodies...
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..100 {
+        let metrics = http.get(proxy.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.contains("credflow_proxy_queue_depth 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let third = http.get(proxy.url("/api/v2/things")).send().await.unwrap();
     assert_eq!(third.status(), 503, "the two unfinished bodies hold both places");
     // ...until the deadline: each is answered 408 then, not left waiting for the rest.
