@@ -92,15 +92,11 @@ async fn forwards_with_its_own_token_and_strips_what_is_not_the_upstreams() {
     let seen = api[0];
     assert_eq!(seen.target, "/api/v2/routing/queues?pageSize=3");
     assert_eq!(seen.header("authorization"), Some(format!("Bearer {REAL_TOKEN}").as_str()));
-    for gone in [
-        "x-credflow-priority",
-        "proxy-authorization",
-        "x-drop-me",
-        "x-credflow-key",
-        "accept-encoding",
-    ] {
+    for gone in ["x-credflow-priority", "proxy-authorization", "x-drop-me", "x-credflow-key"] {
         assert_eq!(seen.header(gone), None, "{gone} was forwarded");
     }
+    // The client's codings are not forwarded: the upstream is asked for none.
+    assert_eq!(seen.header("accept-encoding"), Some("identity"));
     assert_eq!(seen.header("x-keep"), Some("1"));
     assert_eq!(server.requests_to("/oauth/token"), 1, "one token request, the proxy's");
 }
@@ -432,6 +428,43 @@ async fn credentials_echoed_upstream_are_masked_on_the_way_back() {
         proxy.exit().await
     };
     assert!(!logs.contains(REAL_TOKEN), "{logs}");
+}
+
+/// Echoes a search for whole occurrences in text missed: a header value with bytes beyond
+/// ASCII (not text to `HeaderValue::to_str`), and an error body that the proxy's 64 KiB cut
+/// ends just inside the token. And the upstream is asked for no content coding: a compressed
+/// error body could not be searched at all.
+#[tokio::test]
+async fn echoes_in_non_ascii_headers_and_at_an_error_bodys_cut_are_masked() {
+    let server = upstream(|req| {
+        let token = req.header("authorization").unwrap_or_default().trim_start_matches("Bearer ");
+        // The token starts 10 bytes before the end of what the proxy keeps of an error body.
+        let pad = "x".repeat(64 * 1024 - 10);
+        Reply::json(400, &format!("{pad}{token} was refused"))
+            .header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer error_description="{token} abgelehnt für""#),
+            )
+            .header("X-Accept-Encoding-Seen", req.header("accept-encoding").unwrap_or("none"))
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let response = http
+        .get(proxy.url("/api/v2/echo"))
+        .header("Accept-Encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["x-accept-encoding-seen"], "identity");
+    let challenge = response.headers()["www-authenticate"].as_bytes().to_vec();
+    let has = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(&challenge, REAL_TOKEN.as_bytes()), "{}", String::from_utf8_lossy(&challenge));
+    assert!(has(&challenge, b"[redacted]") && has(&challenge, "für".as_bytes()));
+    let body = response.bytes().await.unwrap();
+    let tail = String::from_utf8_lossy(&body[body.len().saturating_sub(40)..]).into_owned();
+    assert!(!has(&body, &REAL_TOKEN.as_bytes()[..4]), "the token's first bytes at the cut: {tail}");
+    assert!(tail.ends_with("[redacted]"), "{tail}");
 }
 
 #[tokio::test]

@@ -139,6 +139,13 @@ impl<'a> Secrets<'a> {
         self.find_cut(text, from, false)
     }
 
+    /// [`find`](Self::find) in a text that was cut at its end (the first part of a longer
+    /// body): a value's leading [`MIN_CUT_PREFIX`] bytes or more at the very end of `text` are
+    /// an occurrence too, so that a cut echo shows at most three of them.
+    pub fn find_in_cut(&self, text: &[u8], from: usize) -> Option<Range<usize>> {
+        self.find_cut(text, from, true)
+    }
+
     /// [`find`](Self::find); when `cut`, also a value's leading [`MIN_CUT_PREFIX`] bytes or more
     /// at the very end of `text`.
     fn find_cut(&self, text: &[u8], from: usize, cut: bool) -> Option<Range<usize>> {
@@ -400,6 +407,14 @@ mod tests {
         // The same prefix in a text far from its capacity was not cut: left alone.
         assert_eq!(masked::<64>(&secrets, &cut), cut.as_str());
         assert_eq!(secrets.find(cut.as_bytes(), 0), None);
+        // Bytes said to be cut (the first part of a longer body) are searched as such: four
+        // leading bytes at their end are an occurrence, three are not, nor four mid-text.
+        assert_eq!(secrets.find_in_cut(cut.as_bytes(), 0), Some(4..cut.len()));
+        let four = std::format!("id: {}", &TOKEN[..4]);
+        assert_eq!(secrets.find_in_cut(four.as_bytes(), 0), Some(4..8));
+        assert_eq!(secrets.find_in_cut(three.as_bytes(), 0), None);
+        let inside = std::format!("{} and on", &TOKEN[..4]);
+        assert_eq!(secrets.find_in_cut(inside.as_bytes(), 0), None);
     }
 
     /// An assertion echoed whole, or cut after at least four bytes, is masked.

@@ -746,14 +746,30 @@ impl Client {
         }
     }
 
-    /// [`redact`](Self::redact) for bytes that may not be text (a body): every occurrence is
-    /// replaced with `[redacted]`, every other byte kept.
+    /// [`redact`](Self::redact) for bytes that may not be text (a body, a header value with
+    /// bytes beyond ASCII): every occurrence is replaced with `[redacted]`, every other byte
+    /// kept.
     pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> std::borrow::Cow<'t, [u8]> {
+        self.redact_bytes_as(bytes, false)
+    }
+
+    /// [`redact_bytes`](Self::redact_bytes) for the first part of a longer body, cut at its
+    /// end: a credential's leading bytes at the very end ([`MIN_CUT_PREFIX`] or more) are
+    /// masked too, as the cut echo of it they may be.
+    ///
+    /// [`MIN_CUT_PREFIX`]: credflow_core::redact::MIN_CUT_PREFIX
+    pub fn redact_cut_bytes<'t>(&self, bytes: &'t [u8]) -> std::borrow::Cow<'t, [u8]> {
+        self.redact_bytes_as(bytes, true)
+    }
+
+    fn redact_bytes_as<'t>(&self, bytes: &'t [u8], cut: bool) -> std::borrow::Cow<'t, [u8]> {
         let session = self.shared().lock();
         let secrets = session.secrets(self.shared().clock.now());
+        let find =
+            |from| if cut { secrets.find_in_cut(bytes, from) } else { secrets.find(bytes, from) };
         let mut shown = 0;
         let mut out: Option<Vec<u8>> = None;
-        while let Some(span) = secrets.find(bytes, shown) {
+        while let Some(span) = find(shown) {
             let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
             out.extend_from_slice(&bytes[shown..span.start]);
             out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());

@@ -76,8 +76,8 @@ pub(crate) fn parse_priority<'a>(
 /// upstream: hop-by-hop, `Host` (the upstream's is set from its URL), `Authorization` (replaced
 /// with the proxy's token), `Content-Length` (set from the body sent), `Expect` (the proxy
 /// answered `100-continue` itself when it read the body), `Accept-Encoding` (credflow reads
-/// error bodies to classify them and masks what goes back: they must come uncompressed), and
-/// credflow's own headers.
+/// error bodies to classify them and masks what goes back: they must come uncompressed, and the
+/// proxy asks for `identity` instead), and credflow's own headers.
 pub(crate) fn strip_inbound(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
         || matches!(

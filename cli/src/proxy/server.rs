@@ -380,6 +380,10 @@ impl Proxy {
             self.request_body(plan, body, &parts.method).await.map_err(Refusal::bad_request)?;
         let mut request = reqwest::Request::new(parts.method.clone(), url);
         *request.headers_mut() = forwarded_headers(std::mem::take(&mut parts.headers));
+        // The local client's `Accept-Encoding` is not forwarded (an error body is read, and
+        // masked, as it comes); without one, the upstream may choose any coding (RFC 9110,
+        // 12.5.3), so none is asked for.
+        request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         *request.body_mut() = body;
         Ok(request)
     }
@@ -472,14 +476,15 @@ impl Proxy {
         let status = response.status();
         let streamed = status.is_success() || status.is_redirection();
         let named = rules::named_in_connection(values(response.headers(), "connection"));
-        // One look for the credentials in all the values (they hold no line break, so none is
-        // found across two), then value by value only if one is there.
-        let mut text = String::new();
+        // One look for the credentials in all the values, as bytes (a value may hold bytes
+        // beyond ASCII; none holds a line break, so no credential is found across two), then
+        // value by value only if one is there.
+        let mut all = Vec::new();
         for value in response.headers().values() {
-            text.push_str(value.to_str().unwrap_or_default());
-            text.push('\n');
+            all.extend_from_slice(value.as_bytes());
+            all.push(b'\n');
         }
-        let echoed = matches!(self.client.redact(&text), std::borrow::Cow::Owned(_));
+        let echoed = matches!(self.client.redact_bytes(&all), std::borrow::Cow::Owned(_));
         let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
         let mut headers = parts.headers;
         remove_where(&mut headers, |name| {
@@ -518,10 +523,13 @@ impl Proxy {
                     }
                 }
             }
-            if cut {
+            // A cut may end inside an echoed credential: its first bytes are masked too.
+            let masked = if cut {
                 debug!(limit = DEFAULT_MAX_RESPONSE_BODY, "upstream error body cut");
-            }
-            let masked = self.client.redact_bytes(&read).into_owned();
+                self.client.redact_cut_bytes(&read).into_owned()
+            } else {
+                self.client.redact_bytes(&read).into_owned()
+            };
             full_body(masked)
         };
         let mut out = Response::new(body);
@@ -592,14 +600,12 @@ impl Proxy {
         self.client.redact(&e.to_string()).into_owned()
     }
 
+    /// `value` with the client's credentials masked, its other bytes (ASCII or not) kept.
     fn mask_header(&self, value: &HeaderValue) -> HeaderValue {
-        let Ok(text) = value.to_str() else {
-            return value.clone();
-        };
-        match self.client.redact(text) {
+        match self.client.redact_bytes(value.as_bytes()) {
             std::borrow::Cow::Borrowed(_) => value.clone(),
             std::borrow::Cow::Owned(masked) => {
-                HeaderValue::from_str(&masked).unwrap_or_else(|_| HeaderValue::from_static(""))
+                HeaderValue::from_bytes(&masked).unwrap_or_else(|_| HeaderValue::from_static(""))
             }
         }
     }
