@@ -45,6 +45,8 @@ struct Memory {
     hold_until: Mutex<Option<std::time::Instant>>,
     /// Admissions never answer (a stalled store).
     stall: AtomicBool,
+    /// Reads of the fleet's hold never answer.
+    stall_hold: AtomicBool,
     refresh_calls: AtomicU64,
 }
 
@@ -203,6 +205,9 @@ impl SharedStore for Memory {
     ) -> BoxFuture<'a, Result<Option<Duration>, StoreError>> {
         Box::pin(async move {
             self.check()?;
+            if self.stall_hold.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             let until = *self.hold_until.lock().unwrap();
             Ok(until.and_then(|at| at.checked_duration_since(std::time::Instant::now())))
         })
@@ -711,4 +716,33 @@ async fn a_refused_fleet_token_is_not_taken_again_while_holding_one() {
     let calls = memory.refresh_calls.load(Ordering::SeqCst);
     assert!(calls <= 3, "{calls} refresh calls");
     assert_eq!(emu.counters().token.requests, 2);
+}
+
+/// The read of the fleet's 429 hold, after a sleep to a slot reserved a second or more ahead,
+/// is bounded by the request's deadline as every other wait for the fleet is: a store that did
+/// not answer it held the request for the call's own timeout (1 s) past its deadline, then
+/// counted as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_bounds_a_stalled_read_of_the_hold() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let memory = Arc::new(Memory::default());
+    let client = fleet_client(&emu, &memory);
+    let get = || client.request(Method::GET, "/api/v2/routing/queues").unwrap().build().unwrap();
+    assert_eq!(client.send(get()).await.unwrap().status(), 200);
+    // A slot a second ahead (so the hold is read before sending), and no answer to that read.
+    memory.after_ms.store(1_000, Ordering::SeqCst);
+    memory.stall_hold.store(true, Ordering::SeqCst);
+    let options =
+        RequestOptions { deadline: Some(Duration::from_millis(1_300)), ..Default::default() };
+    let started = std::time::Instant::now();
+    let error = client.send_with(get(), options).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(error.api_error().map(|e| &e.kind), Some(ApiErrorKind::DeadlineExceeded { .. })),
+        "{error}"
+    );
+    // The hold's read would have ended at about 2 s (the slot, then the call's timeout).
+    assert!(took < Duration::from_millis(1_700), "failed {took:?} after it began");
+    assert_eq!(emu.counters().api.requests, 1, "not sent past its deadline");
+    assert_eq!(client.fleet_status(), Some(FleetStatus::Joined), "a deadline is not an outage");
 }

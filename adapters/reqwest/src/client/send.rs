@@ -326,7 +326,9 @@ async fn authorized(
                 let _ = guard.driver.handle_admission(now, None, &mut guard.state);
             }
             FleetStep::ReadHold => {
-                let hold = Box::pin(shared.fleet_hold()).await.map(core_duration);
+                // Bounded by the request's deadline, as every wait for the fleet is.
+                let give_up = guard.driver.give_up().map(|at| shared.clock.to_tokio(at));
+                let hold = before(give_up, Box::pin(shared.fleet_hold())).await?.map(core_duration);
                 let now = shared.clock.now();
                 if let Some(hold) = guard.driver.handle_hold(now, hold, &mut guard.state) {
                     shared.announce_fleet_hold(hold);
