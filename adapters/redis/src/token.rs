@@ -3,7 +3,7 @@
 //! already took.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credflow_core::UnixTime;
 use credflow_core::secret::Fingerprint;
@@ -143,7 +143,8 @@ impl RedisStore {
     ) -> Result<Refresh, StoreError> {
         let [token_key, lease_key, ..] = self.key_names(scope);
         let mut con = self.connection().await?;
-        let give_up = tokio::time::Instant::now() + self.config.max_wait;
+        // `None`: a `max_wait` past the clock's range, no bound.
+        let give_up = tokio::time::Instant::now().checked_add(self.config.max_wait);
         loop {
             let value = read_value(&mut con, &token_key).await?;
             if let Some(token) = self.usable(scope, &token_key, &value, stale) {
@@ -176,10 +177,11 @@ impl RedisStore {
                 Acquired::Held(left) => left.unwrap_or(self.config.poll_interval),
             };
             let now = tokio::time::Instant::now();
-            if now >= give_up {
+            let left = give_up.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+            if left.is_zero() {
                 return Err(StoreError::Busy);
             }
-            let nap = self.config.poll_interval.min(lease_left).min(give_up - now);
+            let nap = self.config.poll_interval.min(lease_left).min(left);
             tokio::time::sleep(nap).await;
         }
     }

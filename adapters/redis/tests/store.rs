@@ -340,3 +340,16 @@ async fn slots_beyond_a_reset_brought_forward_count_in_the_next_window() {
     }
     assert_eq!(admitted, 10 - beyond, "{slots:?}");
 }
+
+/// A `max_wait` too long to add to the clock (`Duration::MAX`, "wait for the others as long as
+/// it takes") is no bound, not a panic: the refresh added it to the clock unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_wait_past_the_clocks_range_is_no_bound_not_a_panic() {
+    let redis = RedisServer::start();
+    let scope = scope_of("endless-max-wait");
+    let store = store(&redis, |c| c.max_wait = Duration::MAX);
+    match store.refresh(&scope, None).await {
+        Ok(Refresh::Lease(_)) => {}
+        other => panic!("an empty fleet hands out the lease: {other:?}"),
+    }
+}

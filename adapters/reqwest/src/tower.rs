@@ -185,7 +185,8 @@ where
     let converted = http::Request::<reqwest::Body>::try_from(attempt);
     async move {
         let request = converted.map_err(|e| (TransportKind::Other, Box::new(e) as BoxError))?;
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // A timeout past the clock's range (`Duration::MAX` for "never") bounds nothing.
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let sent = async {
             std::future::poll_fn(|cx| inner.poll_ready(cx)).await.map_err(classify)?;
             inner.call(request).await.map_err(classify)

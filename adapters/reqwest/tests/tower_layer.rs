@@ -140,3 +140,25 @@ async fn an_error_body_that_never_ends_is_cut_by_the_request_timeout() {
     let e = outcome.expect_err("a stalled body is a transport failure");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
+
+/// A `request_timeout` too long to add to the clock (`Duration::MAX`, as a configuration file
+/// may say for "never") bounds nothing, as it would not in reqwest: the tower path added it to
+/// the clock unchecked, and panicked.
+#[tokio::test]
+async fn a_request_timeout_past_the_clocks_range_is_no_bound_not_a_panic() {
+    let server = Hostile::start(|req| match req.path() {
+        "/oauth/token" => Reply::json(200, TOKEN),
+        _ => Reply::json(200, r#"{"ok":true}"#),
+    });
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/") };
+    let client = Client::builder(target, credentials("i", "s").unwrap())
+        .request_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let url = client.url("/api/v2/things").unwrap();
+    let response = service(&client).oneshot(get(url.as_str())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"ok":true}"#);
+}
