@@ -682,6 +682,28 @@ impl Client {
         dropped
     }
 
+    /// A new token, fetched now whatever the current one's remaining life (after the OAuth
+    /// client's roles changed, say): the current token is dropped ([`invalidate`](Self::invalidate))
+    /// and the next one awaited, for [`Config::token_wait`](crate::Config::token_wait) at most.
+    /// Without a current token (none fetched yet, or the last one dropped), the token being
+    /// fetched is the new one. Spaced as the refreshes made for a 401: no sooner than
+    /// `min_refresh_interval` (1 s) after the last one, so a loop of calls cannot storm the
+    /// token endpoint.
+    ///
+    /// # Errors
+    ///
+    /// As [`token`](Self::token).
+    pub async fn refresh(&self) -> Result<Token, Error> {
+        self.shared().open()?;
+        match self.shared().cached() {
+            Some(current) => {
+                self.invalidate(&current);
+                self.token().await
+            }
+            None => self.shared().wait_for_token().await,
+        }
+    }
+
     /// Stops the client for a graceful exit, and gives back what it holds in its fleet: call it
     /// once the application no longer sends requests, before the runtime stops.
     ///

@@ -74,20 +74,3 @@ impl TokenSource for Client {
         Client::invalidate(self, token)
     }
 }
-
-impl Client {
-    /// A new token, fetched now whatever the current one's remaining life (after the OAuth
-    /// client's roles changed, say): the current token is dropped ([`invalidate`](Self::invalidate))
-    /// and the next one awaited, for [`Config::token_wait`](crate::Config::token_wait) at most.
-    /// Spaced as the refreshes made for a 401: no sooner than `min_refresh_interval` (1 s)
-    /// after the last one, so a loop of calls cannot storm the token endpoint.
-    ///
-    /// # Errors
-    ///
-    /// As [`token`](Self::token).
-    pub async fn refresh(&self) -> Result<Token, Error> {
-        let current = self.token().await?;
-        self.invalidate(&current);
-        self.token().await
-    }
-}

@@ -74,3 +74,29 @@ async fn a_hand_made_token_is_checked_like_a_servers() {
         assert!(credflow_reqwest::Token::new(bad, 1, Duration::from_secs(1)).is_err(), "{bad:?}");
     }
 }
+
+/// `refresh()` on a client that holds no token yet waits for the token being fetched and
+/// returns it: that one is new already. It used to take that token, drop it and wait for
+/// another, spaced a second after the first: two token requests and up to twice `token_wait`
+/// (here the second came 2.4 s after the call, past its 2 s `token_wait`).
+#[tokio::test]
+async fn refresh_without_a_token_yet_makes_one_request_within_token_wait() {
+    use credflow_emulator::hostile::{Hostile, Reply};
+    let server = Hostile::start(|_| {
+        let body = r#"{"access_token":"slow-token","token_type":"bearer","expires_in":3600}"#;
+        Reply::json(200, body).delayed(Duration::from_millis(1_200))
+    });
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/") };
+    let client = Client::builder(target, credentials("i", "s").unwrap())
+        .token_wait(Duration::from_secs(2))
+        .seed(6)
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let token = client.refresh().await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(token.as_str(), "slow-token");
+    assert_eq!(server.requests_to("/oauth/token"), 1, "one token request, after {took:?}");
+    assert!(took < Duration::from_secs(2), "within token_wait: {took:?}");
+}
