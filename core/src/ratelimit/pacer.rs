@@ -503,6 +503,14 @@ impl Pacer {
         true
     }
 
+    /// The request sent as the probe of [`take_quota_probe`](Self::take_quota_probe) was
+    /// answered without a 429: the server holds requests back no longer, whatever the last
+    /// `Retry-After` said (a daily quota raised, a bogus "forever"). A spent window is left to
+    /// the answer's own rate-limit fields.
+    pub fn lift_hold(&mut self) {
+        self.blocked_until = Instant::ZERO;
+    }
+
     /// Records that the server answered a request about its quota at `now` (a 429): the next
     /// probe of [`take_quota_probe`](Self::take_quota_probe) goes out `max_wait` later at the
     /// earliest.

@@ -58,6 +58,10 @@ pub struct RequestState {
     externally_paced: bool,
     /// Not before this, on an external pacer's word.
     external_hold: Option<Instant>,
+    /// The attempt in flight was sent as the probe of a hold longer than `max_wait`
+    /// ([`Pacer::take_quota_probe`](crate::ratelimit::pacer::Pacer::take_quota_probe)): an
+    /// answer other than a 429 lifts the hold.
+    quota_probe: bool,
 }
 
 /// Where the request's current attempt stands.
@@ -226,6 +230,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             stage: Stage::Ready,
             externally_paced: false,
             external_hold: None,
+            quota_probe: false,
         }
     }
 
@@ -290,7 +295,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             // to find out, and a probe would spend what is kept for the others.
             let limited = matches!(reason, PaceReason::Exhausted | PaceReason::Backoff429)
                 || req.spec.priority == Priority::Critical;
-            if !(limited && self.pacer.take_quota_probe(now, max)) {
+            req.quota_probe = limited && self.pacer.take_quota_probe(now, max);
+            if !req.quota_probe {
                 // Named for what holds the request: the server's limit, or the pacer's own
                 // choice (an explanation the `diagnosis` feature keeps; the decision is the same).
                 let reason = match reason {
@@ -352,6 +358,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         body: &[u8],
     ) -> Verdict {
         let stage = core::mem::replace(&mut req.stage, Stage::Ready);
+        // The probe of a long hold was answered, and not with a 429: the hold is over.
+        if core::mem::take(&mut req.quota_probe) && status != 429 {
+            self.pacer.lift_hold();
+        }
         // One pass over the names, where the headers can list them: most answers hold no
         // rate-limit field.
         let listed = headers.any_name(names_rate_limit);

@@ -404,6 +404,14 @@ fn an_absurd_retry_after_does_not_silence_the_session() {
             rate_limited.is_some_and(|until| until > resume),
             "the server's own wait is reported"
         );
+        // The probe was answered without a 429: the server's hold is over, and so is the
+        // session's (it used to stay, one request a `max_wait` getting through, for as long as
+        // the absurd wait said).
+        let mut lifted = s.begin(resume, RequestSpec::new(Method::Get, host));
+        assert!(
+            matches!(s.authorize(resume, &mut lifted), Authorize::Send { .. }),
+            "the probe's answer lifted the hold (Retry-After {retry_after})"
+        );
     }
 }
 

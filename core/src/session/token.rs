@@ -634,9 +634,13 @@ fn give_back(breaker: &mut CircuitBreaker, now: Instant, probe: Option<ProbeTick
 
 /// The diagnosis of a token granted already expired, as an OAuth error body without a code: it
 /// is read by the same code as the server's errors, and a 2xx status without a code classifies
-/// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged).
-const EXPIRED_GRANT: &[u8] =
-    br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#;
+/// as [`TokenErrorClass::Permanent`] (retried with backoff, the breaker not charged). Without
+/// the `diagnosis` feature, only the fact.
+const EXPIRED_GRANT: &[u8] = if cfg!(feature = "diagnosis") {
+    br#"{"error_description":"token granted already expired (expires_in below 1 s)"}"#
+} else {
+    br#"{"error_description":"expires_in<1s"}"#
+};
 
 /// What [`Session::token_granted`] made of a success answer.
 #[derive(Clone, Copy, PartialEq, Eq)]
