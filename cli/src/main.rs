@@ -509,7 +509,8 @@ async fn copy_body(mut response: reqwest::Response) -> Result<(), Failure> {
 }
 
 /// Prints an error body: at most [`DEFAULT_MAX_RESPONSE_BODY`] bytes of it, with the client's
-/// credentials masked wherever the server echoed them. Returns whether it was cut.
+/// credentials masked wherever the server echoed them (and a credential's first bytes where the
+/// cut falls inside it). Returns whether it was cut.
 async fn print_error_body(
     client: &Client,
     mut response: reqwest::Response,
@@ -524,7 +525,7 @@ async fn print_error_body(
             break;
         }
     }
-    let shown = client.redact_bytes(&body);
+    let shown = if cut { client.redact_cut_bytes(&body) } else { client.redact_bytes(&body) };
     output::stdout_bytes(&shown);
     if !shown.is_empty() && !shown.ends_with(b"\n") && std::io::stdout().is_terminal() {
         output::outln!();

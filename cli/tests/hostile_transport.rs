@@ -85,6 +85,22 @@ async fn an_error_body_is_cut_and_says_so() {
     assert!(stderr.contains("HTTP 404") && stderr.contains("body cut at 65536 bytes"), "{stderr}");
 }
 
+/// An error body that echoes the token where the 64 KiB cut falls inside it (after four of its
+/// bytes): they are masked too (a search for whole occurrences left them).
+#[tokio::test]
+async fn an_echoed_token_cut_by_the_error_bodys_limit_is_masked() {
+    let server = api_server(|req| {
+        let token = req.header("authorization").unwrap_or_default().trim_start_matches("Bearer ");
+        let pad = "x".repeat(64 * 1024 - 4);
+        Reply::json(400, &format!("{pad}{token} was refused"))
+    });
+    let out = run(&server, &["get", "/echo"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("tok"), "{}", &stdout[stdout.len().saturating_sub(20)..]);
+    assert!(stdout.ends_with("[redacted]"), "{}", &stdout[stdout.len().saturating_sub(20)..]);
+}
+
 #[tokio::test]
 async fn a_token_redirect_exits_2_naming_the_status_and_origin_only() {
     let thief = Hostile::start(|_| Reply::json(200, TOKEN));
