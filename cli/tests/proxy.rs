@@ -467,6 +467,27 @@ async fn echoes_in_non_ascii_headers_and_at_an_error_bodys_cut_are_masked() {
     assert!(tail.ends_with("[redacted]"), "{tail}");
 }
 
+/// An upstream that content-codes an error body although the proxy asked for `identity`: the
+/// body could not be searched for an echoed credential (a compressed echo is not the echo), so
+/// it is withheld and replaced by the proxy's own error; the status and the other headers stay.
+#[tokio::test]
+async fn a_content_coded_error_body_is_withheld() {
+    let server = upstream(|_| {
+        Reply::json(400, "\u{1f}\u{8b} compressed bytes")
+            .header("Content-Encoding", "gzip")
+            .header("ININ-Correlation-Id", "corr-coded")
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let response = http.get(proxy.url("/api/v2/coded")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("content-encoding").is_none(), "the coding went with it");
+    assert_eq!(response.headers()["inin-correlation-id"], "corr-coded");
+    let body = json(response).await;
+    assert_eq!(body["code"], "credflow.body.withheld", "{body}");
+    assert_eq!(body["status"], 400);
+}
+
 #[tokio::test]
 async fn large_responses_stream_through() {
     const SIZE: u64 = 8 << 20;

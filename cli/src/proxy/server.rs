@@ -497,8 +497,20 @@ impl Proxy {
                 *value = self.mask_header(value);
             }
         }
+        // An error body in a content coding (the upstream was asked for `identity`) cannot be
+        // searched for an echoed credential: it is withheld, the status and headers kept.
+        let coded = values(&headers, "content-encoding")
+            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
         let body: ProxyBody = if streamed {
             body.map_err(|e| Box::new(e) as BoxError).boxed()
+        } else if coded {
+            warn!(status = status.as_u16(), "content-coded upstream error body withheld");
+            headers.remove(header::CONTENT_ENCODING);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            let message = "credflow proxy: the upstream's error body came content-coded \
+                           although identity was asked for; it is withheld, since it could not \
+                           be searched for echoed credentials";
+            full_body(genesys_body(status, "credflow.body.withheld", message, None).to_string())
         } else {
             let mut body = body;
             let mut read = Vec::new();
@@ -699,7 +711,21 @@ fn genesys_error(
     message: &str,
     correlation: Option<&str>,
 ) -> Response<ProxyBody> {
-    let body = json!({
+    let mut response = json_response(status, &genesys_body(status, code, message, correlation));
+    if let Some(id) = correlation.and_then(|c| HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert("inin-correlation-id", id);
+    }
+    response
+}
+
+/// The body of [`genesys_error`].
+fn genesys_body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    correlation: Option<&str>,
+) -> serde_json::Value {
+    json!({
         "message": message,
         "code": code,
         "status": status.as_u16(),
@@ -708,12 +734,7 @@ fn genesys_error(
         "contextId": correlation.unwrap_or_default(),
         "details": [],
         "errors": [],
-    });
-    let mut response = json_response(status, &body);
-    if let Some(id) = correlation.and_then(|c| HeaderValue::from_str(c).ok()) {
-        response.headers_mut().insert("inin-correlation-id", id);
-    }
-    response
+    })
 }
 
 /// `work`, or `None` if `give_up` comes first (it always finishes without one).
