@@ -497,13 +497,13 @@ impl Proxy {
                 *value = self.mask_header(value);
             }
         }
-        // An error body in a content coding (the upstream was asked for `identity`) cannot be
-        // searched for an echoed credential: it is withheld, the status and headers kept.
-        let coded = values(&headers, "content-encoding")
-            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
         let body: ProxyBody = if streamed {
             body.map_err(|e| Box::new(e) as BoxError).boxed()
-        } else if coded {
+        } else if values(&headers, "content-encoding")
+            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"))
+        {
+            // An error body in a content coding (the upstream was asked for `identity`) cannot
+            // be searched for an echoed credential: it is withheld, the status and headers kept.
             warn!(status = status.as_u16(), "content-coded upstream error body withheld");
             headers.remove(header::CONTENT_ENCODING);
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -7,9 +7,8 @@
 //! while a script runs, as in Redis 7, where a script sees one time for key expiry.
 //!
 //! Commands: `GET`, `GETRANGE`, `SET` (`NX`, `XX`, `PX`, `EX`, `KEEPTTL`), `DEL`, `PTTL`,
-//! `PEXPIRE`, `TIME`,
-//! `HGET`, `HSET`, `HMGET`, `ZADD`, `ZCARD`, `ZREMRANGEBYSCORE`. Any other is an error reply,
-//! as an unknown command is: a script calling one fails loudly, not silently.
+//! `PEXPIRE`, `TIME`, `HGET`, `HSET`, `HMGET`, `ZADD`, `ZCARD`, `ZREMRANGEBYSCORE`. Any other is
+//! an error reply, as an unknown command is: a script calling one fails loudly, not silently.
 //! `tests/keyspace_vs_redis.rs` checks the replies against a real `redis-server`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -164,8 +163,9 @@ impl Keyspace {
         if end < 0 {
             end = len.saturating_add(end);
         }
+        // An empty value clamps `end` to -1: an empty range, as any start past the end.
         let (start, end) = (start.max(0), end.max(0).min(len - 1));
-        if start > end || len == 0 {
+        if start > end {
             return Reply::Bulk(Vec::new());
         }
         // 0 <= start <= end < len here.
