@@ -9,6 +9,9 @@
 //! | [`Dialect::XRateLimit`] (GitHub) | `X-RateLimit-Limit`, `-Remaining`, `-Reset` | epoch seconds |
 //! | [`Dialect::XRateLimitDashed`] (X, the guide) | `X-Rate-Limit-Limit`, `-Remaining`, `-Reset` | epoch or seconds |
 //!
+//! The IETF dialects are read with the `ietf-ratelimit` feature, the `X-` ones with
+//! `x-ratelimit` (both on by default); Genesys Cloud's always.
+//!
 //! # Precedence
 //!
 //! When a response carries several dialects, the first in the table that yields anything wins:
@@ -73,9 +76,12 @@ pub const MAX_EPOCH_HORIZON: Duration = Duration::from_secs(2 * 366 * 86_400);
 /// assert_eq!((s.limit, s.remaining, s.dialect), (Some(180), Some(179), Dialect::Genesys));
 /// assert_eq!(s.reset_after, Some(Duration::from_secs(61)));
 ///
+/// // GitHub's epoch reset (with the `x-ratelimit` feature).
+/// # #[cfg(feature = "x-ratelimit")] {
 /// let github = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1792152901")];
 /// let s = parse_rate_limit(&github, Some(UnixTime::from_secs(1_792_152_841))).unwrap();
 /// assert_eq!(s.reset_after, Some(Duration::from_secs(60)));
+/// # }
 /// ```
 #[must_use]
 pub fn parse_rate_limit<H: Headers + ?Sized>(
@@ -107,8 +113,10 @@ pub(crate) fn parse_listed<H: Headers + ?Sized>(
         }
     }
     // The three-field dialects, tried in order: Genesys Cloud's after the IETF draft's
-    // separate fields.
-    const PLAIN: [PlainDialect; 4] = [
+    // separate fields. Without the features that read other servers' dialects, Genesys
+    // Cloud's alone.
+    const PLAIN: &[PlainDialect] = &[
+        #[cfg(feature = "ietf-ratelimit")]
         PlainDialect {
             dialect: Dialect::IetfSeparate,
             limit: "ratelimit-limit",
@@ -121,12 +129,14 @@ pub(crate) fn parse_listed<H: Headers + ?Sized>(
             count: Count::Used("inin-ratelimit-count"),
             reset: "inin-ratelimit-reset",
         },
+        #[cfg(feature = "x-ratelimit")]
         PlainDialect {
             dialect: Dialect::XRateLimit,
             limit: "x-ratelimit-limit",
             count: Count::Remaining("x-ratelimit-remaining"),
             reset: "x-ratelimit-reset",
         },
+        #[cfg(feature = "x-ratelimit")]
         PlainDialect {
             dialect: Dialect::XRateLimitDashed,
             limit: "x-rate-limit-limit",
@@ -163,7 +173,9 @@ struct PlainDialect {
 /// What a plain dialect's count field counts.
 #[derive(Clone, Copy)]
 enum Count {
-    /// Requests left in the window (most dialects).
+    /// Requests left in the window (most dialects; none of those built in without their
+    /// features).
+    #[cfg_attr(not(any(feature = "ietf-ratelimit", feature = "x-ratelimit")), allow(dead_code))]
     Remaining(&'static str),
     /// Requests used in the window (Genesys Cloud's `inin-ratelimit-count`): remaining is the
     /// limit less this.
@@ -582,6 +594,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "ietf-ratelimit", feature = "x-ratelimit"))]
     fn dialects_in_order() {
         let ietf = ("RateLimit-Remaining", "1");
         let genesys = ("inin-ratelimit-allowed", "2");
@@ -600,6 +613,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "x-ratelimit")]
     fn github_epoch_reset() {
         let h = [
             ("X-RateLimit-Limit", "5000"),
@@ -645,6 +659,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "x-ratelimit")]
     fn x_rate_limit_dashed_with_delta() {
         let h = [
             ("x-rate-limit-limit", "100"),
@@ -657,6 +672,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "ietf-ratelimit")]
     fn ietf_separate_fields() {
         let h =
             [("RateLimit-Limit", "100"), ("RateLimit-Remaining", "50"), ("RateLimit-Reset", "5")];
@@ -674,9 +690,20 @@ mod tests {
     fn ietf_fields_are_ignored_when_not_built_in() {
         let ietf = ("RateLimit", "limit=100, remaining=50, reset=5");
         assert_eq!(parse(&[ietf, ("RateLimit-Policy", "100;w=10")], None), None);
+        let separate = [("RateLimit-Limit", "100"), ("RateLimit-Remaining", "50")];
+        assert_eq!(parse(&separate, None), None);
         let genesys = [ietf, ("inin-ratelimit-count", "10"), ("inin-ratelimit-allowed", "300")];
         let s = parse(&genesys, None).unwrap();
         assert_eq!((s.remaining, s.dialect), (Some(290), Dialect::Genesys));
+    }
+
+    #[test]
+    #[cfg(not(feature = "x-ratelimit"))]
+    fn x_fields_are_ignored_when_not_built_in() {
+        let github = [("X-RateLimit-Limit", "5000"), ("X-RateLimit-Remaining", "0")];
+        assert_eq!(parse(&github, None), None);
+        let dashed = [("x-rate-limit-remaining", "1"), ("inin-ratelimit-allowed", "300")];
+        assert_eq!(parse(&dashed, None).map(|s| s.dialect), Some(Dialect::Genesys));
     }
 
     #[test]
@@ -758,9 +785,9 @@ mod tests {
             "limit=100, remaining=50,",
             "(a b;r=1",
         ] {
-            let h = [("RateLimit", bad), ("X-RateLimit-Remaining", "7")];
+            let h = [("RateLimit", bad), ("inin-ratelimit-allowed", "7")];
             let s = parse(&h, None).unwrap();
-            assert_eq!((s.remaining, s.dialect), (Some(7), Dialect::XRateLimit), "{bad:?}");
+            assert_eq!((s.limit, s.dialect), (Some(7), Dialect::Genesys), "{bad:?}");
         }
         // Well-formed but unusable (negative, decimal, wrong type): ignored too.
         for unusable in [r#""d";r=-1"#, r#""d";r=1.5"#, r#""d";r="5""#, r#""d";t=5"#] {
@@ -770,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "ietf-ratelimit")]
+    #[cfg(all(feature = "ietf-ratelimit", feature = "x-ratelimit"))]
     fn precedence() {
         let all = [
             ("x-rate-limit-remaining", "1"),
@@ -796,12 +823,14 @@ mod tests {
 
     #[test]
     fn values_are_integers_only_and_saturate() {
-        let h =
-            [("x-ratelimit-limit", "99999999999999999999999"), ("x-ratelimit-remaining", " 12 ")];
+        let h = [
+            ("inin-ratelimit-allowed", "99999999999999999999999"),
+            ("inin-ratelimit-count", " 12 "),
+        ];
         let s = parse(&h, None).unwrap();
-        assert_eq!((s.limit, s.remaining), (Some(u64::MAX), Some(12)));
+        assert_eq!((s.limit, s.remaining), (Some(u64::MAX), Some(u64::MAX - 12)));
         for junk in ["", "ten", "-1", "12.5", "0x10", "1e3", "12abc"] {
-            assert_eq!(parse(&[("x-ratelimit-remaining", junk)], None), None, "{junk:?}");
+            assert_eq!(parse(&[("inin-ratelimit-allowed", junk)], None), None, "{junk:?}");
         }
         assert_eq!(parse(&[], None), None);
         assert_eq!(parse_rate_limit(&crate::http::NoHeaders, Some(NOW)), None);
