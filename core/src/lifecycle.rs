@@ -118,8 +118,7 @@ pub struct LifecycleConfig {
     pub request_timeout: Duration,
     /// Longest server-requested wait (`Retry-After`) honoured between token requests (default
     /// 10 min); longer waits are cut to this so one odd answer cannot stop refresh for hours.
-    /// A shorter one (`Retry-After: 0`) cannot bring the next request before
-    /// [`min_refresh_interval`](Self::min_refresh_interval).
+    /// A wait shorter than the backoff (`Retry-After: 0`) does not shorten it.
     pub max_server_wait: Duration,
     /// Least time between the starts of two token requests (default 1 s), whatever made the
     /// second one due: a token that expired at once, a failure the server asked to retry at
@@ -639,8 +638,8 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
 
     /// Reports a failed token request for `ticket`. Ignored if the ticket is not in flight.
     ///
-    /// Transient and rate-limited failures schedule the next attempt (the server's
-    /// `Retry-After` if given, else exponential backoff with jitter) and keep serving a usable
+    /// Transient and rate-limited failures schedule the next attempt (exponential backoff with
+    /// jitter, or the server's `Retry-After` where that is longer) and keep serving a usable
     /// token; fatal ones stop requests until [`credentials_changed`](Self::credentials_changed).
     pub fn on_failure(
         &mut self,
@@ -673,10 +672,12 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         }
         self.failures = self.failures.saturating_add(1);
         let backoff = self.config.retry_delay(self.failures, rng);
+        // The server's wish lengthens the backoff, never shortens it: a server answering every
+        // request with `Retry-After: 0` gets the same growing waits as one that says nothing.
         let wait = match failure {
             TokenFailure::Transient { retry_after: Some(ra) }
             | TokenFailure::RateLimited { retry_after: Some(ra) } => {
-                ra.min(self.config.max_server_wait)
+                ra.min(self.config.max_server_wait).max(backoff)
             }
             _ => backoff,
         };

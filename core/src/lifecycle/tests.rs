@@ -137,6 +137,43 @@ fn every_path_to_a_due_request_keeps_the_spacing() {
     assert!(lc.start_request(s(12)).is_some(), "rotated twice: T");
 }
 
+/// A server's `Retry-After` lengthens the backoff but never shortens it: one that answers every
+/// failure with `Retry-After: 0` gets the same doubling waits as one that says nothing, not a
+/// request per `min_refresh_interval` for as long as it fails.
+#[test]
+fn a_short_retry_after_does_not_shorten_the_backoff() {
+    let mut rng = Rng::new(5);
+    for failure in [
+        TokenFailure::Transient { retry_after: Some(Duration::ZERO) },
+        TokenFailure::RateLimited { retry_after: Some(Duration::from_millis(10)) },
+    ] {
+        let mut lc = Lc::new(exact()).unwrap();
+        let mut at = s(0);
+        let mut requests = 0;
+        while at < s(600) {
+            let ticket = lc.start_request(at).expect("due");
+            requests += 1;
+            lc.on_failure(at, ticket, failure, &mut rng);
+            let next = lc.next_request_at().unwrap();
+            // Equal jitter: at least half the doubling ceiling (1 s, 2 s, ... capped at 60 s).
+            let ceiling =
+                Duration::from_secs(1 << (requests - 1).min(6)).min(Duration::from_secs(60));
+            assert!(next - at >= ceiling.mul_ratio(1, 2), "{failure:?} #{requests}: {}", next - at);
+            at = next;
+        }
+        // 1 + 2 + ... + 32 s, then 30 to 60 s each: at most 26 requests in ten minutes (there
+        // would be 600 at one per second).
+        assert!(requests <= 26, "{failure:?}: {requests} requests in ten minutes");
+    }
+
+    // A longer wish is honoured as it is.
+    let mut lc = Lc::new(exact()).unwrap();
+    let ticket = lc.start_request(s(0)).unwrap();
+    let wait = Duration::from_secs(45);
+    lc.on_failure(s(0), ticket, TokenFailure::Transient { retry_after: Some(wait) }, &mut rng);
+    assert_eq!(lc.next_request_at(), Some(s(45)));
+}
+
 /// The one exception: the refresh after a 401 goes at once, but only once per interval, so
 /// a server that refuses every fresh token cannot chain early refreshes.
 #[test]
