@@ -95,7 +95,16 @@ fn fill_credential(value: &str, dst: &mut [u8]) -> Result<usize, CredentialError
     let Some(slot) = dst.get_mut(..len) else {
         return Err(CredentialError::TooLong { len, capacity: dst.len() });
     };
-    if let Some(at) = value.bytes().position(|b| b.is_ascii_control()) {
+    // Unicode's control characters, not only ASCII's: credflow turns them into spaces in every
+    // text it keeps from a server, where a credential holding one could not be found to be
+    // masked. U+0080 to U+009F are 0xC2 then 0x80 to 0x9F in UTF-8.
+    let bytes = value.as_bytes();
+    let control = |at: &usize| match bytes.get(*at..) {
+        Some([b, ..]) if b.is_ascii_control() => true,
+        Some([0xC2, 0x80..=0x9F, ..]) => true,
+        _ => false,
+    };
+    if let Some(at) = (0..len).find(control) {
         return Err(CredentialError::ControlCharacter { at });
     }
     slot.copy_from_slice(value.as_bytes());
@@ -466,6 +475,20 @@ mod tests {
     use super::*;
     use std::format;
 
+    proptest::proptest! {
+        /// The byte-wise check refuses exactly the characters `char::is_control` names (what
+        /// the texts kept from a server turn into spaces), at the first one's byte offset.
+        #[test]
+        fn control_characters_as_char_is_control_names_them(value in "\\PC{0,3}[\\x00-\\u{a0}]{0,3}\\PC{0,3}") {
+            let expected = value.char_indices().find(|(_, c)| c.is_control()).map(|(at, _)| at);
+            let got = match ClientSecret::new(&value) {
+                Err(CredentialError::ControlCharacter { at }) => Some(at),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(got, expected, "{:?}", value);
+        }
+    }
+
     #[test]
     fn secrets_never_print() {
         let creds = Credentials::from_strs("my-client", "s3cr3t-value").unwrap();
@@ -512,6 +535,17 @@ mod tests {
             ClientSecret::new("secret\n").map(|_| ()),
             Err(CredentialError::ControlCharacter { at: 6 })
         );
+        // Unicode's C1 controls too (U+0085, NEXT LINE, is two bytes in UTF-8): texts kept from
+        // a server have them as spaces, where such a secret could not be found to be masked.
+        assert_eq!(
+            ClientSecret::new("gé\u{85}x").map(|_| ()),
+            Err(CredentialError::ControlCharacter { at: 3 })
+        );
+        assert_eq!(
+            ClientId::new("id\u{9f}").map(|_| ()),
+            Err(CredentialError::ControlCharacter { at: 2 })
+        );
+        assert!(ClientSecret::new("gé\u{a0}x").is_ok(), "U+00A0 is not a control character");
         let long = "x".repeat(CLIENT_SECRET_CAPACITY + 1);
         assert!(matches!(ClientSecret::new(&long), Err(CredentialError::TooLong { .. })));
         // A secret may contain spaces and symbols: RFC 6749 allows any VSCHAR for client secrets.
