@@ -473,6 +473,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         kind: TransportKind,
     ) -> Verdict {
         req.stage = Stage::Ready;
+        // A probe of a long hold that got no answer found nothing out: a later retry of this
+        // request is no probe, and its answer must not lift a hold set meanwhile.
+        req.quota_probe = false;
         let host = req.spec.host;
         self.report_to_host_breaker(now, host, CallEnd::Failure);
         let verdict =

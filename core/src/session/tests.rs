@@ -415,6 +415,46 @@ fn an_absurd_retry_after_does_not_silence_the_session() {
     }
 }
 
+/// The probe of a long hold that failed in transport found nothing out: when the hold has run
+/// out and the request is retried (no probe then), and another request's 429 sets a new hold
+/// while that retry is in flight, the retry's answer must not lift the new hold.
+#[test]
+fn a_probe_lost_in_transport_does_not_lift_a_later_hold() {
+    let max_wait = SessionConfig::default().retry.max_wait;
+    let mut s = with_token();
+    let host = HostKey::from_host("api.mypurecloud.com");
+    let get = RequestSpec::new(Method::Get, host);
+    let t0 = Instant::from_secs(1);
+    let long = crate::http::Decimal::new(max_wait.as_secs() * 3);
+    let long = [("Retry-After", long.as_str())];
+    let mut first = s.begin(t0, get);
+    assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
+    assert!(matches!(s.handle_response(t0, &mut first, 429, &long, b""), Verdict::Fail(_)));
+    // The probe goes out and its connection is reset: retried later.
+    let resume = t0 + max_wait;
+    let mut probe = s.begin(resume, get);
+    assert!(matches!(s.authorize(resume, &mut probe), Authorize::Send { .. }));
+    let verdict = s.handle_transport_error(resume, &mut probe, TransportKind::Reset);
+    assert!(matches!(verdict, Verdict::Retry { .. }), "{verdict:?}");
+    // The hold has run out: the retry goes as any request does, and so does another one,
+    // which gets a new long 429.
+    let later = t0 + max_wait + max_wait + max_wait + max_wait;
+    assert!(matches!(s.authorize(later, &mut probe), Authorize::Send { .. }));
+    let mut other = s.begin(later, get);
+    assert!(matches!(s.authorize(later, &mut other), Authorize::Send { .. }));
+    assert!(matches!(s.handle_response(later, &mut other, 429, &long, b""), Verdict::Fail(_)));
+    assert_eq!(s.handle_response(later, &mut probe, 200, &[("a", "b")], b""), Verdict::Done);
+    // The new hold stands: a request fails fast rather than being sent into it.
+    let mut next = s.begin(later, get);
+    assert!(
+        matches!(
+            s.authorize(later, &mut next),
+            Authorize::Fail(ApiError { kind: ApiErrorKind::GaveUp { .. }, .. })
+        ),
+        "the retry's answer lifted the new hold"
+    );
+}
+
 /// `has_events` sees an event in each queue `poll_event` takes from (the session's own, the
 /// lifecycle's, the token endpoint's breaker, each host's breaker), and none once taken.
 #[test]
