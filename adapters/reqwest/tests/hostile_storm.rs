@@ -1,4 +1,5 @@
-//! A token endpoint that grants useless lifetimes cannot make the client storm it.
+//! A token endpoint that grants useless lifetimes, or fails every request asking for the next
+//! at once, cannot make the client storm it.
 //!
 //! Each case starts a scripted server (`credflow_emulator::hostile`) on 127.0.0.1 whose token
 //! endpoint answers every request with the same `expires_in`, runs a client against it for a
@@ -139,6 +140,48 @@ async fn an_api_refusing_every_token_gets_one_early_refresh_per_interval() {
         requests <= bound,
         "{requests} token requests for {calls} refused calls in {WINDOW:?} (at most {bound})"
     );
+}
+
+/// A token endpoint that fails every request and asks for the next at once (`Retry-After: 0`)
+/// gets the backoff's doubling waits all the same, not a request per `min_refresh_interval`:
+/// with a 100 ms first wait, at most six requests in 1.5 s (waits of at least 50, 100, 200, 400
+/// and 800 ms), where honouring the zero made one per 20 ms (64 before the breaker tripped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_asking_for_no_wait_gets_the_backoff() {
+    // An outage, and an error the breaker does not count (retried, but no outage).
+    let answers = [(503, "temporarily_unavailable"), (400, "invalid_request")];
+    for (status, error) in answers {
+        let server = Hostile::start(move |req| {
+            if req.path() == TOKEN_PATH {
+                Reply::json(status, &format!(r#"{{"error":"{error}"}}"#)).header("Retry-After", "0")
+            } else {
+                Reply::status(404)
+            }
+        });
+        let mut config = Config::custom(
+            server.url(TOKEN_PATH),
+            server.url("/api/"),
+            credentials("storm-client", "storm-secret").unwrap(),
+        );
+        config.seed = Some(7);
+        config.token_wait = Duration::from_millis(50);
+        config.session.lifecycle.min_refresh_interval = CoreDuration::from_millis(20);
+        config.session.lifecycle.retry_base = CoreDuration::from_millis(100);
+        // The breaker trips only after 64 calls: the backoff alone bounds these.
+        let breaker = &mut config.session.token_breaker;
+        (breaker.consecutive_failures, breaker.window, breaker.min_calls) = (0, 64, 64);
+        let client = Client::new(config).unwrap();
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < WINDOW {
+            assert!(client.token().await.is_err());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(client);
+        let requests = server.requests_to(TOKEN_PATH);
+        eprintln!("{status} with Retry-After: 0: {requests} token requests in {WINDOW:?}");
+        assert!(requests >= 2, "the endpoint was tried again");
+        assert!(requests <= 6, "{status}: {requests} token requests in {WINDOW:?} (at most 6)");
+    }
 }
 
 /// Awaits every future, concurrently.
