@@ -14,7 +14,7 @@ use credflow_core::snapshot::SealError;
 use credflow_core::{
     Duration as CoreDuration, Instant as CoreInstant, Priority, UnixTime, WallClock,
 };
-use embassy_time::{Duration, Instant, Timer, with_deadline, with_timeout};
+use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embedded_io_async::{ErrorKind, Write};
 
 use crate::error::{Error, InvalidUrl, TransportError};
@@ -33,16 +33,21 @@ use crate::wire::{
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Longest wait for [`Connector::connect`] (DNS, TCP, TLS handshake); default 15 s.
+    /// Longest wait for [`Connector::connect`] (DNS, TCP, TLS handshake); default 15 s. A
+    /// connection opened for an exchange is also within that exchange's own limit (below).
     pub connect_timeout: Duration,
-    /// Longest wait for one API exchange, from the first byte written to the last byte read;
-    /// default 30 s. A slower server counts as a transport timeout (retried if idempotent).
+    /// Longest wait for one API exchange, connecting included when it needs a connection, to
+    /// the last byte read; default 30 s. A slower server counts as a transport timeout (retried
+    /// if idempotent). The request's [`deadline`](Request::deadline) ends it sooner.
     pub io_timeout: Duration,
-    /// Longest wait for one token exchange; default 20 s. Keep it under the core's
-    /// `LifecycleConfig::request_timeout` (30 s).
+    /// Longest wait for one token exchange, connecting included; default 20 s. Keep it under
+    /// the core's `LifecycleConfig::request_timeout` (30 s). The calling call's own limit
+    /// ([`token_wait`](Self::token_wait), a request's deadline) ends it sooner: the token
+    /// request is then abandoned (the next one still waits for the spacing of token requests),
+    /// not counted as a failure of the token endpoint.
     pub token_timeout: Duration,
-    /// Longest a call waits for a token (across token requests and their backoff) before
-    /// failing with [`Error::TokenWait`]; default 60 s.
+    /// Longest a call waits for a token (across token requests, the one in flight included,
+    /// and their backoff) before failing with [`Error::TokenWait`]; default 60 s.
     pub token_wait: Duration,
     /// The `User-Agent` of API requests; default `credflow-embedded/<version>`.
     pub user_agent: &'static str,
@@ -104,7 +109,8 @@ pub struct Request<'a> {
     pub priority: Priority,
     /// The caller vouches that repeating this POST/PATCH is harmless, so it may be retried.
     pub idempotent: bool,
-    /// No attempt starts later than this after the call.
+    /// No attempt starts later than this after the call, and every exchange made for it (its
+    /// attempts, a token request it waits for) ends by then.
     pub deadline: Option<Duration>,
 }
 
@@ -339,7 +345,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     pub async fn drive(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
         self.recover();
         self.session.handle_timeout(self.now());
-        self.token_round(tx, rx).await?;
+        self.token_round(tx, rx, None).await?;
         self.drain();
         Ok(())
     }
@@ -352,7 +358,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         // `drive`'s body, not a call to it: an awaited `drive` would be one more state machine.
         self.recover();
         self.session.handle_timeout(self.now());
-        self.token_round(tx, rx).await?;
+        self.token_round(tx, rx, None).await?;
         self.drain();
         Ok(())
     }
@@ -365,7 +371,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let give_up = after(self.config.token_wait);
         loop {
             self.session.handle_timeout(self.now());
-            if self.token_round(tx, rx).await? {
+            if self.token_round(tx, rx, Some(give_up)).await? {
                 continue;
             }
             let now = self.now();
@@ -397,11 +403,15 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.recover();
         let mut state = self.begin_request(request)?;
         let head_request = request.method == Method::Head;
+        // Every exchange for this call (its attempts, a token request) ends by its deadline.
+        let deadline = request.deadline.map(after);
         let mut token_give_up = None;
         let received = loop {
             self.session.handle_timeout(self.now());
-            // A refresh that is due (ahead of expiry) goes first, so it never blocks later.
-            if self.token_round(tx, rx).await? {
+            // A refresh that is due (ahead of expiry) goes first, so it never blocks later; it
+            // waits no longer than the call (its deadline, its wait for a token).
+            let bound = earliest(deadline, token_give_up);
+            if self.token_round(tx, rx, bound).await? {
                 continue;
             }
             let now = self.now();
@@ -428,7 +438,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         }
                     };
                     self.in_flight = Some(state.clone());
-                    let timeout = self.config.io_timeout;
+                    let timeout = after(self.config.io_timeout);
+                    let by = deadline.map_or(timeout, |deadline| deadline.min(timeout));
                     let outcome = self
                         .exchange(
                             false,
@@ -436,7 +447,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             request.body,
                             rx,
                             head_request,
-                            timeout,
+                            by,
                         )
                         .await;
                     // The head holds the bearer token.
@@ -611,7 +622,15 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// Sends the token request if one is due. `Ok(true)`: one was sent (whatever came of it).
-    async fn token_round(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<bool, Error> {
+    /// It ends by `bound`, the calling caller's own limit, if that comes before
+    /// [`ClientConfig::token_timeout`]; cut off there, the request is abandoned (not a failure
+    /// of the token endpoint: no backoff, no breaker).
+    async fn token_round(
+        &mut self,
+        tx: &mut [u8],
+        rx: &mut [u8],
+        bound: Option<Instant>,
+    ) -> Result<bool, Error> {
         let now = self.now();
         // The session encodes into `rx` (scratch until the response arrives), the HTTP/1.1
         // request goes into `tx`; both hold the secret and are wiped once it is sent.
@@ -639,13 +658,19 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         };
         info!("requesting a token");
         self.pending_ticket = Some(ticket);
-        let timeout = self.config.token_timeout;
+        let timeout = after(self.config.token_timeout);
+        let by = bound.map_or(timeout, |bound| bound.min(timeout));
         let outcome =
-            self.exchange(true, tx.get(..len).unwrap_or_default(), b"", rx, false, timeout).await;
+            self.exchange(true, tx.get(..len).unwrap_or_default(), b"", rx, false, by).await;
         wipe(tx);
         self.pending_ticket = None;
         let now = self.now();
         let result = match outcome {
+            Err(Failure::Transport(TransportError::Timeout)) if by < timeout => {
+                warn!("token request cut off by the caller's limit");
+                self.session.handle_token_error(now, ticket, None);
+                Ok(true)
+            }
             Ok(received) => {
                 let (headers, body) = received.parts(rx);
                 self.session.handle_token_response(now, ticket, received.status, &headers, body);
@@ -673,8 +698,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         result
     }
 
-    /// One request/response exchange on the kept-alive connection (or a new one), bounded by
-    /// `timeout`. A reused connection that the server had closed while idle is replaced once.
+    /// One request/response exchange on the kept-alive connection (or a new one), ended by
+    /// `deadline`, connecting included. A reused connection that the server had closed while
+    /// idle is replaced once.
     async fn exchange(
         &mut self,
         to_token: bool,
@@ -682,9 +708,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         body: &[u8],
         rx: &mut [u8],
         head_request: bool,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Received, Failure> {
-        let deadline = after(timeout);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
             let (reused, mut conn) = match self.conn.take() {
@@ -696,8 +721,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     // connection only (a socket pool of one, one set of TLS record buffers).
                     drop(other_origin);
                     let target = if to_token { &self.token_target } else { &self.api_target };
-                    let limit = self.config.connect_timeout;
-                    match with_timeout(limit, self.connector.connect(target)).await {
+                    let by = after(self.config.connect_timeout).min(deadline);
+                    match with_deadline(by, self.connector.connect(target)).await {
                         Ok(Ok(conn)) => (false, conn),
                         Ok(Err(_e)) => {
                             warn!("connect failed");
@@ -790,6 +815,14 @@ fn api_head<'a>(
         body_len: (!request.body.is_empty()
             || matches!(request.method, Method::Post | Method::Put | Method::Patch))
         .then_some(request.body.len()),
+    }
+}
+
+/// The earlier of two limits, either of which may be absent.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

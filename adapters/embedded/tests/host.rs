@@ -384,3 +384,105 @@ async fn a_slow_token_endpoint_times_out_and_the_wait_is_bounded() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(2), "took {took:?}");
 }
+
+/// A token request takes no longer than the call that sent it waits: `token()` gives up at
+/// `token_wait` (300 ms here) even though `token_timeout` (5 s) would wait longer for a token
+/// endpoint that never answers. Cut off there, the request is abandoned, not a failure of the
+/// endpoint: no transport failure is reported for it.
+#[tokio::test]
+async fn a_token_wait_bounds_the_token_request_it_waits_for() {
+    let server = scripted(vec![None, None]).await;
+    let config = ClientConfig {
+        token_timeout: Duration::from_secs(5),
+        token_wait: Duration::from_millis(300),
+        ..ClientConfig::default()
+    };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    match client.token(&mut tx, &mut rx).await {
+        Err(Error::TokenWait { last: None }) => {}
+        other => panic!("expected TokenWait without a transport failure, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(server.requests.lock().unwrap().len(), 1);
+}
+
+/// A request's deadline bounds every exchange made for it: the token request it waits for
+/// (`token_timeout` 5 s) and its own attempt (`io_timeout` 5 s), against servers that never
+/// answer.
+#[tokio::test]
+async fn a_request_deadline_bounds_its_exchanges() {
+    let long = ClientConfig {
+        token_timeout: Duration::from_secs(5),
+        io_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let mut request = Request::get("/api/v2/things");
+    request.deadline = Some(Duration::from_millis(300));
+    // The token endpoint never answers.
+    let server = scripted(vec![None]).await;
+    let mut client = scripted_client(&server, long);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    let result = client.request(&request, &mut tx, &mut rx).await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(Error::Api(_))), "{result:?}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
+    // The API never answers.
+    let server = scripted(vec![token_reply(), None]).await;
+    let mut client = scripted_client(&server, long);
+    let start = Instant::now();
+    let result = client.request(&request, &mut tx, &mut rx).await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(Error::Api(_))), "{result:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(server.requests.lock().unwrap().len(), 2, "a token request, one attempt");
+}
+
+/// Connects to 127.0.0.1, but every connection after the first takes `slow` to open (a device
+/// whose network went sluggish after its first request).
+struct SlowReconnect {
+    connected: bool,
+    slow: Duration,
+}
+
+impl Connector for SlowReconnect {
+    type Connection = FromTokio<TcpStream>;
+    type Error = std::io::Error;
+
+    async fn connect(&mut self, target: &Target) -> Result<Self::Connection, std::io::Error> {
+        assert_eq!(target.host(), "127.0.0.1", "tests only ever connect to loopback");
+        if std::mem::replace(&mut self.connected, true) {
+            Timer::after(self.slow).await;
+        }
+        Ok(FromTokio::new(TcpStream::connect(("127.0.0.1", target.port())).await?))
+    }
+}
+
+/// A kept-alive connection the server closed is replaced within the exchange's own time: the
+/// reconnect does not get `connect_timeout` (15 s) on top of it.
+#[tokio::test]
+async fn a_reconnect_ends_with_the_exchange() {
+    let server = scripted(vec![token_reply(), ok_reply("first", Then::Close)]).await;
+    let base = format!("http://{}", server.addr);
+    let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    let endpoint = TokenEndpoint::new(&format!("{base}/oauth/token")).unwrap();
+    let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+    let connector = SlowReconnect { connected: false, slow: Duration::from_secs(5) };
+    let config = ClientConfig { io_timeout: Duration::from_millis(300), ..ClientConfig::default() };
+    let mut client: Client<SlowReconnect, 1024, 1> =
+        Client::new(connector, session, &base, config).unwrap();
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let first = client.request(&Request::get("/api/v2/a"), &mut tx, &mut rx).await.unwrap();
+    assert_eq!(first.body, b"first");
+    Timer::after(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let mut request = Request::post("/api/v2/b", b"{}");
+    request.deadline = Some(Duration::from_secs(10));
+    let result = client.request(&request, &mut tx, &mut rx).await;
+    let took = start.elapsed();
+    assert!(result.is_err(), "{result:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
