@@ -51,7 +51,11 @@
 //!   for the largest response the application reads. Too small: [`Error::ResponseTooLarge`]; a
 //!   non-2xx body is cut to fit instead ([`Response::truncated`]), since only its first bytes
 //!   matter to classify it.
-//! - Both are wiped after each exchange that carried a secret or a token.
+//! - Both are wiped after each exchange that carried a secret or a token. A call cancelled
+//!   during such an exchange (its future dropped, e.g. by a `select` or a timeout around it)
+//!   cannot wipe them: the token request (with the client secret), the token response or a
+//!   request head with the bearer token may stay there. If you cancel calls, wipe the buffers
+//!   after (`credflow_core::secret::wipe`), or keep them where nothing else reads.
 //! - The connection's own buffers are the connector's: a TLS stream needs a read record
 //!   buffer that holds a whole record (16 640 bytes for servers that send full-size records);
 //!   one too small is [`Error::ConnectionBufferTooSmall`].
@@ -59,8 +63,9 @@
 //! ## Timeouts
 //!
 //! [`ClientConfig`] bounds connecting, each API exchange, each token exchange, and a call's
-//! total wait for a token. A server that trickles bytes is cut off at the exchange deadline
-//! (a transport timeout: retried for idempotent requests).
+//! total wait for a token; a request's [`deadline`](Request::deadline) bounds every exchange
+//! made for it. A server that trickles bytes is cut off at the exchange deadline (a transport
+//! timeout: retried for idempotent requests).
 //!
 //! ## Logging
 //!
