@@ -60,6 +60,19 @@
 //!   buffer that holds a whole record (16 640 bytes for servers that send full-size records);
 //!   one too small is [`Error::ConnectionBufferTooSmall`].
 //!
+//! ## A connection the server closed while idle
+//!
+//! The adapter has no task of its own to notice a kept-alive connection closing between calls
+//! (and `embedded-tls` streams cannot say whether a read would block), so it finds out when it
+//! next sends on it: the write succeeds, the read ends before the first byte of an answer. The
+//! request is then sent once more on a new connection, whatever its method, as curl and
+//! browsers do. RFC 9112 §9.3.1 asks a client not to resend a non-idempotent request unless it
+//! knows the first was not applied, and here it cannot know: a server that received a `POST`
+//! and then failed (rather than closed an idle connection) may see it twice. This is not a
+//! retry (the counters say none, the retry policy is not asked). Where a duplicate `POST` would
+//! do harm, make the request safe to repeat (an idempotency key the API honours) or keep the
+//! connection from idling past the server's keep-alive time.
+//!
 //! ## Timeouts
 //!
 //! [`ClientConfig`] bounds connecting, each API exchange, each token exchange, and a call's
