@@ -27,7 +27,7 @@
 use credflow_core::classify::classify_response;
 use credflow_core::http::Headers;
 use credflow_embedded::wire::{ReadError, Received, read_response};
-use credflow_embedded::{HttpError, ResponseHeaders};
+use credflow_embedded::{HttpError, MAX_INTERIM, ResponseHeaders};
 use credflow_fuzz::wire::{Outcome, Wire, block_on, dechunk};
 use credflow_fuzz::{KNOWN_HEADERS, REFERENCE, show};
 use embedded_io_async::ErrorKind;
@@ -116,6 +116,11 @@ fn check(sent: &[u8], read: &Read, head_request: bool, cap: usize) {
             assert_eq!(kind, ErrorKind::ConnectionReset);
         }
         Err(ReadError::HeadTooLarge) => assert!(read.delivered >= cap, "the head fit"),
+        Err(ReadError::Http(HttpError::TooManyInterim)) => {
+            // Each head ends with a line break and an empty line (CRLF or a bare LF each).
+            let heads = find(sent, b"\n\r\n").count() + find(sent, b"\n\n").count();
+            assert!(heads > usize::from(MAX_INTERIM), "{heads} heads are not too many");
+        }
         Err(ReadError::Http(e)) => {
             let _ = show(&e);
         }

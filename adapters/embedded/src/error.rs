@@ -18,6 +18,9 @@ pub enum HttpError {
     MalformedHead,
     /// The response head has more than [`MAX_HEADERS`](crate::MAX_HEADERS) fields.
     TooManyHeaders,
+    /// More than [`MAX_INTERIM`](crate::MAX_INTERIM) interim (1xx) responses came before the
+    /// final one.
+    TooManyInterim,
     /// `Content-Length` is not a number, or two values disagree.
     InvalidContentLength,
     /// The chunked body is malformed (a size that is not hex, too long, or missing CRLF).
@@ -38,6 +41,7 @@ impl fmt::Display for HttpError {
                 "malformed HTTP response head (not HTTP, or a TLS mismatch)"
             }
             HttpError::TooManyHeaders => "too many header fields in the response",
+            HttpError::TooManyInterim => "too many interim (1xx) responses",
             HttpError::InvalidContentLength => "invalid or conflicting Content-Length",
             HttpError::InvalidChunk => "malformed chunked transfer coding",
             HttpError::InvalidPath => "request path must start with '/' and be visible ASCII",

@@ -30,6 +30,12 @@ use crate::error::HttpError;
 /// Header fields `httparse` may see in one response head; more is [`HttpError::TooManyHeaders`].
 pub const MAX_HEADERS: usize = 32;
 
+/// Most interim (1xx) responses read before the final one (`100 Continue`, `103 Early Hints`):
+/// one more is [`HttpError::TooManyInterim`]. Without a bound, a server streaming interim heads
+/// over a connection that always has bytes ready would keep a read from ever reaching its
+/// deadline.
+pub const MAX_INTERIM: u8 = 8;
+
 /// Field names the adapter writes itself and callers may not pass.
 const RESERVED: [&str; 5] =
     ["host", "authorization", "content-length", "transfer-encoding", "connection"];
@@ -242,6 +248,7 @@ pub async fn read_response<R: Read>(
     let mut filled = 0usize;
     let mut received_any = false;
     let mut phase = Phase::Head;
+    let mut interim = 0u8;
     // Set with the head: status, head length, keep-alive.
     let (mut status, mut head_len, mut keep_alive) = (0u16, 0usize, false);
     loop {
@@ -258,6 +265,10 @@ pub async fn read_response<R: Read>(
         let (start, end) = match &mut phase {
             Phase::Head => match parse_head(buf.get(..filled).unwrap_or_default(), head_request)? {
                 Some((code, len, _, _)) if (100..200).contains(&code) && code != 101 => {
+                    interim = interim.saturating_add(1);
+                    if interim > MAX_INTERIM {
+                        return Err(ReadError::Http(HttpError::TooManyInterim));
+                    }
                     move_down(buf, len..filled, 0);
                     filled = filled.saturating_sub(len);
                     continue;
@@ -884,6 +895,20 @@ mod tests {
         let (r, buf) = read(raw, 5, 99);
         let r = r.unwrap();
         assert_eq!((r.status, body(&r, &buf)), (200, &b"ok"[..]));
+    }
+
+    /// A few interim responses are skipped; one more than `MAX_INTERIM` ends the read (a
+    /// server streaming them would otherwise hold it as long as it keeps sending).
+    #[test]
+    fn interim_responses_are_bounded() {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let last = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let raw = |n: u8| [interim.repeat(usize::from(n)), last.to_vec()].concat();
+        let (r, buf) = read(&raw(MAX_INTERIM), 7, 99);
+        let r = r.unwrap();
+        assert_eq!((r.status, body(&r, &buf)), (200, &b"ok"[..]));
+        let (r, _) = read(&raw(MAX_INTERIM + 1), 7, 99);
+        assert_eq!(r, Err(ReadError::Http(HttpError::TooManyInterim)));
     }
 
     #[test]
