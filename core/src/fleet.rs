@@ -7,11 +7,13 @@
 //!
 //! - [`RequestDriver`], one per API request: before each attempt, ask the fleet's admission
 //!   (one request per priority class at a time: the *admission gate*), sleep to a slot it
-//!   reserved (reading the fleet's 429 hold after a long sleep), ask again when told to wait,
-//!   hand a fleet wait too long to sleep (or the fleet's 429 hold) to the session as the
-//!   attempt's hold, and ask again after a local wait for the server's limit. It also says how
-//!   long to sleep when [`Session::authorize`](crate::Session::authorize) answers `Wait`, with
-//!   or without a fleet. No wait it asks for ends past the request's deadline.
+//!   reserved (reading the fleet's 429 hold after a long sleep), ask again when told to wait
+//!   (spaced however short the answer, and for at most `max_wait` in all:
+//!   [`Failure::NoSlot`] after that), hand a fleet wait too long to sleep (or the fleet's 429
+//!   hold) to the session as the attempt's hold, and ask again after a local wait for the
+//!   server's limit. It also says how long to sleep when
+//!   [`Session::authorize`](crate::Session::authorize) answers `Wait`, with or without a fleet.
+//!   No wait it asks for ends past the request's deadline.
 //! - [`TokenDriver`], one per process: which token the fleet must not hand back (the one this
 //!   process holds, or one it refused: never taken again), when a process with no token reads
 //!   the fleet's (about once a second), and what becomes of the refresh lease after the token
@@ -189,7 +191,22 @@ pub enum Failure {
     DeadlineExceeded,
     /// The fleet's 429 hold (this long, already cut to `max_wait`) ends after its deadline.
     HeldByFleet(Duration),
+    /// The fleet kept answering "ask again" ([`Admission::Wait`]) for longer than `max_wait`
+    /// in all, since this attempt's first question (`waited`, to the next question it set):
+    /// its budget had no slot for the attempt within the longest wait the policy accepts.
+    NoSlot {
+        /// From the first question to when the fleet said to ask again next.
+        waited: Duration,
+    },
 }
+
+/// The least wait before asking the fleet again after its first "ask again" for an attempt;
+/// it doubles with each further one, up to [`ASK_AGAIN_MAX`]. However short the fleet's
+/// answer (a store answering zero every time), one attempt's questions are spaced so.
+pub const ASK_AGAIN_FIRST: Duration = Duration::from_millis(10);
+
+/// The most the least wait before asking again grows to (see [`ASK_AGAIN_FIRST`]).
+pub const ASK_AGAIN_MAX: Duration = Duration::from_secs(1);
 
 /// The fleet's 429 hold as this process honours it, to be announced as the fleet's (not the
 /// server's answer to this request).
@@ -251,6 +268,10 @@ pub struct RequestDriver {
     give_up: Option<Instant>,
     /// The end of a fleet wait handed to the session as the attempt's hold.
     fleet_wait_until: Option<Instant>,
+    /// The first question for the attempt, and the "ask again" answers since: an attempt
+    /// waits for the fleet's budget at most `max_wait` in all, and its questions are spaced.
+    first_question: Option<Instant>,
+    asked_again: u8,
     phase: Phase,
 }
 
@@ -265,6 +286,8 @@ impl RequestDriver {
             probe_claimed: fleet,
             give_up: deadline.map(|d| d.saturating_add(Duration::from_millis(1))),
             fleet_wait_until: None,
+            first_question: None,
+            asked_again: 0,
             phase: Phase::Unasked,
         }
     }
@@ -298,6 +321,7 @@ impl RequestDriver {
                 let left = self.give_up.map(|at| at.saturating_duration_since(now));
                 let within = left.map_or(self.config.max_wait, |l| l.min(self.config.max_wait));
                 self.phase = Phase::Asking { within };
+                self.first_question.get_or_insert(now);
                 let probe_claimed = core::mem::take(&mut self.probe_claimed);
                 Step::AskFleet { within, probe_claimed }
             }
@@ -351,9 +375,19 @@ impl RequestDriver {
                 })
             }
             Some(Admission::Wait(wait)) if wait <= max_wait => {
+                // Spaced however short the answer, and never past `max_wait` in all: a store
+                // answering "ask again" without end (as one written to can) fails the attempt
+                // instead of being asked in a loop.
+                let wait = wait.max(ask_again_floor(self.asked_again));
+                self.asked_again = self.asked_again.saturating_add(1);
                 let at = now.saturating_add(wait);
-                self.within_deadline(at, Failure::DeadlineExceeded)
-                    .unwrap_or(Phase::AskAgainAt { at, wait })
+                let waited = at.saturating_duration_since(self.first_question.unwrap_or(now));
+                if waited > max_wait {
+                    Phase::Failed(Failure::NoSlot { waited })
+                } else {
+                    self.within_deadline(at, Failure::DeadlineExceeded)
+                        .unwrap_or(Phase::AskAgainAt { at, wait })
+                }
             }
             Some(Admission::Held(answered)) => {
                 // Another process's 429, relayed (never past `max_wait`): the session holds
@@ -449,6 +483,8 @@ impl RequestDriver {
         if self.phase == Phase::Answered {
             self.phase = Phase::Unasked;
         }
+        self.first_question = None;
+        self.asked_again = 0;
     }
 
     /// `Some(failed phase)` when a wait for the fleet ending at `at` would end after the
@@ -466,6 +502,13 @@ impl RequestDriver {
             cut_from: (answered > max_wait).then_some(answered),
         }
     }
+}
+
+/// The least wait before asking the fleet again after `asked_again` earlier "ask again"
+/// answers for one attempt: [`ASK_AGAIN_FIRST`], doubled for each, at most [`ASK_AGAIN_MAX`].
+fn ask_again_floor(asked_again: u8) -> Duration {
+    let doublings = u32::from(asked_again.min(16));
+    ASK_AGAIN_FIRST.saturating_mul(1u64 << doublings).min(ASK_AGAIN_MAX)
 }
 
 /// What to do with the refresh lease once the token request under it is answered.

@@ -286,3 +286,55 @@ fn a_429_tells_the_fleet_the_wait_the_session_read() {
     report.handle_verdict(&Verdict::Done);
     assert_eq!(report.rate_limited(), None);
 }
+
+/// A store that answers "ask again" at once, every time (as one anyone can write to may):
+/// the questions of one attempt are spaced however short the answer (10 ms, doubling to 1 s),
+/// and the attempt fails naming the fleet's budget once its wait for it would pass `max_wait`
+/// in all, instead of asking without end. A sent attempt starts afresh.
+#[test]
+fn a_store_always_saying_ask_again_is_asked_spaced_and_not_forever() {
+    let (_, mut req) = session_and_request();
+    let mut driver = fleet_driver(None);
+    let max_wait = DriverConfig::default().max_wait;
+    let mut now = ms(0);
+    let mut questions = 0;
+    let mut gaps = Vec::new();
+    let failure = loop {
+        match driver.poll(now, true) {
+            Step::AskFleet { .. } => {
+                questions += 1;
+                let _ = driver.handle_admission(now, Some(Admission::Wait(dur(0))), &mut req);
+            }
+            Step::Sleep { until, .. } => {
+                gaps.push(until.saturating_duration_since(now));
+                now = until;
+            }
+            Step::Fail(failure) => break failure,
+            other => panic!("{other:?} at {now:?}"),
+        }
+    };
+    assert!(gaps.iter().all(|gap| *gap >= dur(10)), "{gaps:?}");
+    assert_eq!(&gaps[..4], [dur(10), dur(20), dur(40), dur(80)]);
+    assert!(gaps.iter().all(|gap| *gap <= dur(1_000)), "{gaps:?}");
+    // 10 + 20 + ... + 640 ms, then a question a second: about 66 in the minute, not a loop.
+    assert!((60..=70).contains(&questions), "{questions} questions");
+    match failure {
+        Failure::NoSlot { waited } => assert!(waited > max_wait && waited <= max_wait + dur(1_000)),
+        other => panic!("{other:?}"),
+    }
+    assert!(now <= ms(0) + max_wait, "it gave up within max_wait of its first question");
+
+    // An honest store's "ask again" of a few seconds is slept as it says, and a sent attempt
+    // asks afresh.
+    let mut driver = fleet_driver(None);
+    expect_ask(&mut driver, 0);
+    let _ = driver.handle_admission(ms(0), Some(Admission::Wait(dur(2_500))), &mut req);
+    assert_eq!(driver.poll(ms(0), true), Step::Sleep { until: ms(2_500), wait: dur(2_500) });
+    expect_ask(&mut driver, 2_500);
+    let _ = driver.handle_admission(ms(2_500), Some(Admission::Now), &mut req);
+    assert_eq!(driver.poll(ms(2_500), true), Step::Authorize);
+    driver.handle_sent();
+    expect_ask(&mut driver, 70_000);
+    let _ = driver.handle_admission(ms(70_000), Some(Admission::Wait(dur(5))), &mut req);
+    assert_eq!(driver.poll(ms(70_000), true), Step::Sleep { until: ms(70_010), wait: dur(10) });
+}

@@ -6,7 +6,10 @@
 //!   to wait and ask again, a local wait for the server's limit, or a send;
 //! - no sleep it asks for, and no wake after a session wait, ends past the request's deadline;
 //! - it holds the admission gate only while a question is out or it sleeps to ask again;
-//! - a hold it relays is never longer than `max_wait`; a failure is final.
+//! - a hold it relays is never longer than `max_wait`; a failure is final;
+//! - after the fleet's "ask again", it asks no sooner than the answer said and
+//!   `ASK_AGAIN_FIRST` (however short the answer), and never later than `max_wait` after the
+//!   attempt's first question: it fails instead.
 //!
 //! Of a [`TokenDriver`]: a token the process refused, or the one it holds (when it refused
 //! none since), is never taken again.
@@ -19,8 +22,8 @@
 //! answer changes nothing.
 
 use credflow_core::fleet::{
-    Admission, CallOutcome, CallTicket, DriverConfig, LinkChange, RequestDriver, Step, StoreLink,
-    TokenDriver,
+    ASK_AGAIN_FIRST, Admission, CallOutcome, CallTicket, DriverConfig, Failure, LinkChange,
+    RequestDriver, Step, StoreLink, TokenDriver,
 };
 use credflow_core::http::Method;
 use credflow_core::ratelimit::pacer::PaceReason;
@@ -42,7 +45,8 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let wait = prop_oneof![0u64..2_000, 0u64..200_000, Just(u64::MAX)];
+    // Answers shorter than the ask-again floor, and ones a few of which pass `max_wait`.
+    let wait = prop_oneof![0u64..20, 0u64..2_000, 20_000u64..60_001, 0u64..200_000, Just(u64::MAX)];
     prop_oneof![
         3 => (0u64..3_000).prop_map(Op::Advance),
         6 => any::<bool>().prop_map(Op::Poll),
@@ -77,6 +81,8 @@ proptest! {
         let mut may_ask = true;
         let mut asked = false;
         let mut failed = None;
+        // The attempt's first question, until it is sent.
+        let mut first_question: Option<Instant> = None;
         for op in ops {
             match op {
                 Op::Advance(ms) => now = now.saturating_add(Duration::from_millis(ms)),
@@ -94,6 +100,7 @@ proptest! {
                             }
                             may_ask = false;
                             asked = true;
+                            first_question.get_or_insert(now);
                         }
                         Step::Sleep { until, .. } => {
                             prop_assert!(until > now, "a sleep into the past");
@@ -123,8 +130,25 @@ proptest! {
                     if let Some(hold) = hold {
                         prop_assert!(hold.hold <= config.max_wait, "a hold past max_wait");
                     }
-                    if asked && matches!(answer, Some(Admission::Wait(w)) if w <= config.max_wait) {
+                    if let Some(Admission::Wait(w)) = answer
+                        && asked
+                        && w <= config.max_wait
+                        && failed.is_none()
+                    {
                         may_ask = true;
+                        let first = first_question.unwrap_or(now);
+                        match driver.poll(now, true) {
+                            Step::Sleep { until, .. } => {
+                                let least = now.saturating_add(w.max(ASK_AGAIN_FIRST));
+                                prop_assert!(until >= least, "asked again too soon");
+                                prop_assert!(
+                                    until <= first.saturating_add(config.max_wait),
+                                    "asked again past max_wait in all"
+                                );
+                            }
+                            Step::Fail(failure) => failed = Some(failure),
+                            other => prop_assert!(false, "after an ask-again: {:?}", other),
+                        }
                     }
                     asked = false;
                 }
@@ -152,11 +176,45 @@ proptest! {
                 }
                 Op::Sent => {
                     driver.handle_sent();
+                    first_question = None;
                     if !asked {
                         may_ask = true;
                     }
                 }
             }
+        }
+    }
+
+    /// An attempt the fleet answers only "ask again" (any waits up to `max_wait`), against a
+    /// reference model: each question comes when the answer said, or after the floor if that is
+    /// later (10 ms, doubling per answer, at most 1 s); none later than `max_wait` after the
+    /// first, the attempt failing (naming the fleet's budget) where the next would be.
+    #[test]
+    fn ask_again_chains_are_spaced_and_end_within_max_wait(
+        waits in proptest::collection::vec(prop_oneof![0u64..20, 0u64..5_000, 0u64..60_001], 1..200),
+    ) {
+        let config = DriverConfig::default();
+        let mut driver = RequestDriver::new(config, None, true);
+        let mut req = request();
+        let mut now = Instant::ZERO;
+        let last = Instant::ZERO.saturating_add(config.max_wait);
+        for (answered, wait) in waits.into_iter().enumerate() {
+            prop_assert!(matches!(driver.poll(now, true), Step::AskFleet { .. }), "at {:?}", now);
+            let wait = Duration::from_millis(wait);
+            let _ = driver.handle_admission(now, Some(Admission::Wait(wait)), &mut req);
+            let floor = Duration::from_millis((10u64 << answered.min(16)).min(1_000));
+            let at = now.saturating_add(wait.max(floor));
+            if at > last {
+                let waited = at.saturating_duration_since(Instant::ZERO);
+                prop_assert_eq!(driver.poll(now, true), Step::Fail(Failure::NoSlot { waited }));
+                break;
+            }
+            match driver.poll(now, true) {
+                Step::Sleep { until, .. } => prop_assert_eq!(until, at),
+                other => prop_assert!(false, "expected a sleep to {:?}, got {:?}", at, other),
+            }
+            prop_assert!(ASK_AGAIN_FIRST <= at.saturating_duration_since(now));
+            now = at;
         }
     }
 

@@ -156,3 +156,69 @@ async fn an_oversized_token_value_is_not_read_whole_and_is_replaced() {
     assert!(read < 256 << 10, "{read} bytes sent by Redis for a 32 MiB value");
     assert!(echoed < 256 << 10, "{echoed} bytes sent to Redis for a 32 MiB value");
 }
+
+/// A rate state that makes every admission answer "ask again" almost at once (a reserved slot
+/// far in the future keeps the window spent, and a one-millisecond window resets it at every
+/// call), as anyone with write access to Redis can leave it: a request asked Redis again about
+/// once a millisecond, and without a deadline never ended. Its questions are now spaced (10 ms,
+/// doubling to 1 s), and it fails naming the fleet's budget once it has waited `max_wait` (2 s
+/// here) for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_always_saying_ask_again_is_not_asked_in_a_loop() {
+    let redis = RedisServer::start();
+    let emu = credflow_emulator::Emulator::start(credflow_emulator::EmulatorConfig::default())
+        .await
+        .unwrap();
+    let store = store(&redis, |_| {});
+    let max_wait = Duration::from_secs(2);
+    let mut config = credflow_reqwest::Config::custom(
+        emu.token_url(),
+        emu.api_base(),
+        credflow_reqwest::config::credentials(
+            credflow_emulator::DEMO_CLIENT_ID,
+            credflow_emulator::DEMO_CLIENT_SECRET,
+        )
+        .unwrap(),
+    )
+    .with_shared(store.clone());
+    config.seed = Some(5);
+    config.session.retry.max_wait = credflow_core::Duration::from_millis(2_000);
+    // The pod's scope, as the client names it, to find its rate keys.
+    let scope = credflow_reqwest::shared::FleetScope {
+        client_id: credflow_emulator::DEMO_CLIENT_ID.to_owned(),
+        token_url: emu.token_url(),
+        credential: config.credentials.fingerprint(),
+        pacer: config.session.pacer,
+        max_hold: max_wait,
+    };
+    let [_, _, rate_key, slots_key] = store.key_names(&scope);
+    let pod = credflow_reqwest::Client::new(config).unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&rate_key)
+        .arg(&["limit", "1", "remaining", "1", "reset_at", "0", "length", "1", "seen", "0"])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&slots_key)
+        .arg(1e15)
+        .arg("far")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let before = calls(&mut con, "evalsha").await;
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(10), common::get(&pod))
+        .await
+        .expect("the request ends without a deadline of its own");
+    let took = started.elapsed();
+    let questions = calls(&mut con, "evalsha").await - before;
+    let error = result.expect_err("no slot was ever given");
+    assert!(error.to_string().contains("fleet's shared rate state had no slot"), "{error}");
+    assert!(took >= Duration::from_millis(1_200) && took < Duration::from_secs(5), "{took:?}");
+    // 10 + 20 + ... + 640 ms, then one a second: 8 questions in 2 s, with the token's and the
+    // pod's other script calls beside them (thousands before).
+    assert!(questions <= 30, "{questions} script calls in {took:?}");
+}

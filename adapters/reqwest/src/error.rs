@@ -110,6 +110,30 @@ impl Error {
         }
     }
 
+    /// Fleet mode: the fleet kept answering "ask again" for longer than `max` in all since the
+    /// attempt's first question (`waited`). The session's `GaveUp` with `WaitTooLong`, as for a
+    /// spent window, with a message that names the fleet's budget.
+    pub(crate) fn no_fleet_slot(
+        waited: credflow_core::Duration,
+        max: credflow_core::Duration,
+    ) -> Self {
+        let kind = ApiErrorKind::GaveUp {
+            reason: GiveUpReason::WaitTooLong { wait: waited, max },
+            last: credflow_core::session::RetryReason::RateLimited,
+        };
+        let error = Error::from(ApiError { kind, status: None });
+        Error {
+            message: format!(
+                "gave up: the fleet's shared rate state had no slot for this request within the                  {max} accepted (it said to ask again for {waited}); the request was not sent"
+            ),
+            likely_cause: Some(
+                "the fleet's shared rate window is spent and stays so, or the shared store's \
+                 rate state was written by something other than credflow",
+            ),
+            ..error
+        }
+    }
+
     /// The session's failure, with the fleet named as the source of the wait when the wait it
     /// names is the one the fleet's window asked for (ending at `fleet_wait_until`, handed to
     /// the session as the attempt's hold at `now`): a spent shared window, as a process of the

@@ -339,6 +339,9 @@ async fn authorized(
             FleetStep::Fail(FleetFailure::HeldByFleet(hold)) => {
                 return Err(Error::held_by_fleet(std_duration(hold)));
             }
+            FleetStep::Fail(FleetFailure::NoSlot { waited }) => {
+                return Err(Error::no_fleet_slot(waited, shared.driver.max_wait));
+            }
             FleetStep::Authorize => match authorize(shared, guard, now) {
                 Decision::Send(header, generation) => {
                     guard.driver.handle_sent();
