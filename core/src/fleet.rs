@@ -760,6 +760,15 @@ impl StoreLink {
         }
     }
 
+    /// Whether a call that [`usable`](Self::usable) allowed earlier, when the link's ticket
+    /// ([`call_started`](Self::call_started)) was `then`, may still be made at `now`: yes if
+    /// the link has not changed since (still joined, or the probe claimed then is still the
+    /// one out); else as [`usable`](Self::usable) says now. A request that waited at the
+    /// admission gate while the store failed for another does not call it again.
+    pub fn still_usable(&mut self, now: Instant, then: CallTicket) -> bool {
+        then.0 == self.epoch || self.usable(now)
+    }
+
     /// A store call starts: hand its ticket to [`record`](Self::record) with its outcome.
     pub fn call_started(&self) -> CallTicket {
         CallTicket(self.epoch)

@@ -17,7 +17,8 @@
 //! Of a [`StoreLink`], against a reference model (joined or degraded, the time of the last
 //! claimed probe, the changes counted), after arbitrary calls started and ended in any order:
 //! a joined link is always usable; a degraded one lets one call through per probe interval,
-//! and always one once the interval has passed; only a call started since the last change can
+//! and always one once the interval has passed; a call allowed earlier still may be made while
+//! the link has not changed, and is asked about afresh once it has; only a call started since the last change can
 //! change it, a failure degrading a joined link and an answer rejoining a degraded one; a busy
 //! answer changes nothing.
 
@@ -259,10 +260,12 @@ proptest! {
     #[test]
     fn the_store_link_keeps_its_contract(
         probe_ms in 1u64..5_000,
-        ops in proptest::collection::vec((0u8..4, 0u64..4_000, 0u8..3), 1..200),
+        ops in proptest::collection::vec((0u8..5, 0u64..4_000, 0u8..3), 1..200),
     ) {
         let probe = Duration::from_millis(probe_ms);
         let mut link = StoreLink::new(probe);
+        // Calls allowed and not yet made: the ticket, and the changes counted, when allowed.
+        let mut claims: Vec<(CallTicket, u64)> = Vec::new();
         // The model: joined or degraded, the last probe claimed, the changes counted.
         let mut degraded = false;
         let mut last_probe: Option<u64> = None;
@@ -273,9 +276,19 @@ proptest! {
         for (kind, n, outcome) in ops {
             match kind {
                 0 => now = now.saturating_add(n),
-                1 => {
-                    let usable = link.usable(Instant::from_millis(now));
-                    if !degraded {
+                1 | 4 => {
+                    // A claim made earlier still holds while the link has not changed; else
+                    // (and for a new call) the link is asked as it is now.
+                    let claim = (kind == 4 && !claims.is_empty())
+                        .then(|| claims.remove(n as usize % claims.len()));
+                    let at = Instant::from_millis(now);
+                    let usable = match claim {
+                        Some((ticket, _)) => link.still_usable(at, ticket),
+                        None => link.usable(at),
+                    };
+                    if claim.is_some_and(|(_, when)| when == changes) {
+                        prop_assert!(usable, "a claim on an unchanged link holds");
+                    } else if !degraded {
                         prop_assert!(usable, "a joined link is usable");
                     } else {
                         let due = last_probe.map_or(0, |at| at + probe_ms);
@@ -283,6 +296,9 @@ proptest! {
                         if usable {
                             last_probe = Some(now);
                         }
+                    }
+                    if usable && claim.is_none() {
+                        claims.push((link.call_started(), changes));
                     }
                 }
                 2 => calls.push((link.call_started(), changes)),

@@ -174,3 +174,47 @@ async fn the_fleet_shares_one_rate_budget() {
     assert!(seen.api.requests <= limit * windows + limit / 2, "{} requests", seen.api.requests);
     assert!(share < 0.10, "the fleet paces itself: {:.1} % 429s", share * 100.0);
 }
+
+/// Redis stops answering (`CLIENT PAUSE`) while eight requests of one priority queue at the
+/// admission gate, all begun while the pod was joined: the first waits out its call and the
+/// pod works alone from then on; the seven queued behind it do not each call the silent store
+/// in turn (each waiting its own timeout: the last one seconds later), they go on alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_while_the_store_fails_do_not_each_call_it() {
+    let redis = RedisServer::start();
+    let emu = Emulator::start(
+        EmulatorConfig::default().with_api_rate_limit(10_000, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let pod = pod(&emu, store(&redis, |_| {}), 3);
+    assert_eq!(get(&pod).await.unwrap(), 200, "joined, with a token");
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut con = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(10_000)
+        .arg("ALL")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let pod = pod.clone();
+            tokio::spawn(async move {
+                let status = get(&pod).await;
+                (status.map_err(|e| e.to_string()), started.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for call in calls {
+        let (status, took) = call.await.unwrap();
+        assert_eq!(status, Ok(200));
+        slowest = slowest.max(took);
+    }
+    assert_eq!(pod.fleet_status(), Some(FleetStatus::Degraded));
+    // One call's timeout (1 s), not eight in a row.
+    assert!(slowest < Duration::from_millis(2_500), "the last request took {slowest:?}");
+}

@@ -39,7 +39,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use credflow_core::fleet::{CallOutcome, LinkChange, StoreLink};
+use credflow_core::fleet::{CallOutcome, CallTicket, LinkChange, StoreLink};
 use credflow_core::ratelimit::RateLimitSnapshot;
 use credflow_core::ratelimit::pacer::PacerConfig;
 use credflow_core::secret::Fingerprint;
@@ -307,6 +307,19 @@ impl FleetLink {
     /// interval, so call it once per store call.
     pub(crate) fn usable(&self) -> bool {
         self.lock().usable(self.clock.now())
+    }
+
+    /// [`usable`](Self::usable), with the link's ticket when it says yes: a later call on that
+    /// claim goes through [`still_usable`](Self::still_usable).
+    pub(crate) fn claim(&self) -> Option<CallTicket> {
+        let mut link = self.lock();
+        link.usable(self.clock.now()).then(|| link.call_started())
+    }
+
+    /// Whether a call claimed with `claim` may still be made: the link has not changed since,
+    /// else it is usable now (see [`StoreLink::still_usable`]).
+    pub(crate) fn still_usable(&self, claim: CallTicket) -> bool {
+        self.lock().still_usable(self.clock.now(), claim)
     }
 
     /// Runs one store call bounded by `limit`, and records its outcome.

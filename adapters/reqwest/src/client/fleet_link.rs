@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use credflow_core::fleet::{FleetHold, LinkChange};
+use credflow_core::fleet::{CallTicket, FleetHold, LinkChange};
 use credflow_core::http::Headers;
 use credflow_core::session::WaitReason;
 use credflow_core::{Duration, Instant, Priority};
@@ -38,15 +38,19 @@ impl Shared {
     }
 
     /// The fleet's admission for one attempt; `None` when the store is not usable (degraded).
-    /// `claimed`: the caller already checked [`FleetLink::usable`](crate::shared::FleetLink::usable) (and may hold the probe).
-    /// `within`: the longest the request will wait for a reserved slot.
+    /// `claimed`: the link's ticket when the request began and found it usable (joined, or
+    /// with the probe it claimed), for its first question: asked if the link has not changed
+    /// since. `within`: the longest the request will wait for a reserved slot.
     pub(super) async fn fleet_admit(
         &self,
         priority: Priority,
-        claimed: bool,
+        claimed: Option<CallTicket>,
         within: StdDuration,
     ) -> Option<Admission> {
-        let fleet = self.fleet.as_ref().filter(|f| claimed || f.usable())?;
+        let fleet = self.fleet.as_ref().filter(|f| match claimed {
+            Some(claim) => f.still_usable(claim),
+            None => f.usable(),
+        })?;
         let (result, transition) =
             fleet.call(fleet.call_timeout, fleet.store.admit(&fleet.scope, priority, within)).await;
         self.fleet_transition(transition, result.as_ref().err());

@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
 use credflow_core::fleet::{
-    Admission as CoreAdmission, Failure as FleetFailure, RequestDriver, ResponseReport,
+    Admission as CoreAdmission, CallTicket, Failure as FleetFailure, RequestDriver, ResponseReport,
     Step as FleetStep,
 };
 use credflow_core::http::{Headers, Method as CoreMethod};
@@ -381,7 +381,7 @@ async fn ask_fleet(
         let class = Arc::clone(&shared.admission_gates[gate_index(priority)]);
         guard.gate = Some(before(give_up, class.lock_owned()).await?);
     }
-    let admit = shared.fleet_admit(priority, claimed, std_duration(within));
+    let admit = shared.fleet_admit(priority, guard.claim.filter(|_| claimed), std_duration(within));
     let answer = before(give_up, admit).await?.map(core_admission);
     let now = shared.clock.now();
     if let Some(hold) = guard.driver.handle_admission(now, answer, &mut guard.state) {
@@ -558,6 +558,9 @@ struct InFlight<'a> {
     shared: &'a Shared,
     state: RequestState,
     driver: RequestDriver,
+    /// The fleet link's ticket when the request began and found the store usable: its first
+    /// question is asked on it if the link has not changed since.
+    claim: Option<CallTicket>,
     /// This request's turn at the fleet's admission (see `Shared::admission_gates`), held
     /// while the driver says so.
     gate: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -583,10 +586,10 @@ impl<'a> InFlight<'a> {
     fn begin(shared: &'a Shared, mut spec: RequestSpec, deadline: Option<StdDuration>) -> Self {
         let now = shared.clock.now();
         spec.deadline = deadline.map(|d| now.saturating_add(core_duration(d)));
-        let fleet = shared.fleet.as_ref().is_some_and(FleetLink::usable);
-        let driver = RequestDriver::new(shared.driver, spec.deadline, fleet);
+        let claim = shared.fleet.as_ref().and_then(FleetLink::claim);
+        let driver = RequestDriver::new(shared.driver, spec.deadline, claim.is_some());
         let state = shared.lock().begin(now, spec);
-        InFlight { shared, state, driver, gate: None, outstanding: false, begun: Some(now) }
+        InFlight { shared, state, driver, claim, gate: None, outstanding: false, begun: Some(now) }
     }
 }
 
