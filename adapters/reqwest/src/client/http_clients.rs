@@ -15,17 +15,50 @@ use crate::error::Error;
 /// Idle connections the token client keeps per host.
 const TOKEN_IDLE_CONNECTIONS: usize = 4;
 
-/// What both clients share: the connect timeout, the `User-Agent` and the TLS configuration
-/// (the platform's verifier and `extra_roots`, no process-wide provider).
+/// What both clients share: the connect timeout, the `User-Agent`, the TLS configuration
+/// (the platform's verifier and `extra_roots`, no process-wide provider) and the proxies
+/// ([`proxies`]).
 fn builder(
     connect_timeout: StdDuration,
     user_agent: &str,
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::ClientBuilder, Error> {
-    Ok(reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .user_agent(user_agent)
-        .tls_backend_preconfigured(tls_config(extra_roots)?))
+        .tls_backend_preconfigured(tls_config(extra_roots)?);
+    proxies(builder, |name| std::env::var(name).ok())
+}
+
+/// The proxies of credflow's own clients: for `https` the one the environment names
+/// (`HTTPS_PROXY`, else `ALL_PROXY`, either case; `NO_PROXY` honoured), which sees only a
+/// `CONNECT` to the host, the request itself encrypted; for plain `http` none, ever. reqwest's
+/// default would send a plain-`http` request to `HTTP_PROXY` (or `ALL_PROXY`), even one to a
+/// loopback token URL, and the proxy would read the client secret or the bearer token: plain
+/// `http` is allowed only to loopback, where no proxy is needed, or by an opt-in to one named
+/// host. (Proxy settings of the platform's own, macOS's or Windows', are not read: give a
+/// reqwest client of your own for API requests, `Transport::with_api_client`, to use them.)
+fn proxies(
+    builder: reqwest::ClientBuilder,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<reqwest::ClientBuilder, Error> {
+    let named = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .find_map(|name| env(name).filter(|v| !v.trim().is_empty()).map(|v| (name, v)));
+    let Some((name, url)) = named else { return Ok(builder.no_proxy()) };
+    let proxy = reqwest::Proxy::https(url.trim())
+        .map_err(|e| Error::config(format!("{name} is not a proxy URL: {}", without_url(&e))))?
+        .no_proxy(reqwest::NoProxy::from_env());
+    Ok(builder.proxy(proxy))
+}
+
+/// A reqwest error's text without the URL it names (a proxy URL may hold a password).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(at) = e.find(" for url (") {
+        e.truncate(at);
+    }
+    e
 }
 
 /// The client token requests go through: credflow's own, whatever the caller does with API
