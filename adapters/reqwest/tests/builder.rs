@@ -57,3 +57,23 @@ fn outside_a_tokio_runtime_building_is_an_error_not_a_panic() {
         Config::token_only("http://127.0.0.1:9/oauth/token", credentials("i", "s").unwrap());
     assert!(Client::new(config).is_ok());
 }
+
+/// An extra parameter no token request could carry (one the grant sets itself, or no name)
+/// is refused when the client is built. Before, the client was built, and its token driver
+/// found out at every turn, in a loop: a warning per turn, a core busy, no request sent.
+#[tokio::test]
+async fn an_extra_parameter_the_grant_sets_itself_is_refused_when_built() {
+    let server = Hostile::start(|_| Reply::json(200, TOKEN));
+    for name in ["scope", "client_secret", ""] {
+        let target =
+            Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+        let built = Client::builder(target, credentials("id", "secret").unwrap())
+            .extra_param(name, "read")
+            .build();
+        let error = built.expect_err("refused");
+        assert_eq!(error.kind(), ErrorKind::Config, "{name:?}: {error}");
+        assert!(error.to_string().contains("sets itself"), "{error}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.requests().is_empty());
+}

@@ -316,7 +316,7 @@ impl fmt::Debug for TokenRequest<'_> {
 }
 
 /// Body parameter names the grant sets itself.
-fn is_reserved(name: &str) -> bool {
+pub(crate) fn is_reserved(name: &str) -> bool {
     matches!(name, "grant_type" | "scope" | "client_id" | "client_secret")
         || name.starts_with("client_assertion")
 }

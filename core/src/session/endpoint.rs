@@ -50,6 +50,10 @@ pub enum SetupError {
     /// More than [`EXTRA_PARAMS`] extra parameters, or one that does not fit what is left of
     /// the endpoint's capacity.
     TooManyExtraParams,
+    /// An extra parameter without a name, or with one the grant sets itself (`grant_type`,
+    /// `scope`, `client_id`, `client_secret`, `client_assertion…`): no token request could be
+    /// encoded with it.
+    InvalidParamName,
     /// A setting of [`SessionConfig::lifecycle`](super::SessionConfig::lifecycle) is
     /// inconsistent.
     Lifecycle(ConfigError),
@@ -77,6 +81,10 @@ impl fmt::Display for SetupError {
             SetupError::TooManyExtraParams => {
                 write!(f, "more than {EXTRA_PARAMS} extra parameters, or one too long: {HINT}")
             }
+            SetupError::InvalidParamName => f.write_str(
+                "an extra parameter has no name, or one the grant sets itself (grant_type, \
+                 scope, client_id, client_secret, client_assertion…)",
+            ),
             SetupError::Lifecycle(e) => write!(f, "lifecycle configuration: {e}"),
             SetupError::RetryBackoff(e) => write!(f, "retry configuration: {e}"),
             SetupError::TokenBreaker(e) => write!(f, "token_breaker configuration: {e}"),
@@ -150,8 +158,12 @@ impl<const E: usize> TokenEndpoint<E> {
         Ok(self)
     }
 
-    /// Adds an extra form parameter such as `audience` or `resource`.
+    /// Adds an extra form parameter such as `audience` or `resource`. A name that is empty or
+    /// one the grant sets itself is refused ([`SetupError::InvalidParamName`]).
     pub fn with_param(mut self, name: &str, value: &str) -> Result<Self, SetupError> {
+        if name.is_empty() || crate::oauth::request::is_reserved(name) {
+            return Err(SetupError::InvalidParamName);
+        }
         if self.extra.is_full() {
             return Err(SetupError::TooManyExtraParams);
         }

@@ -88,6 +88,45 @@ fn with_token_for_hosts<const H: usize>() -> Session<64, H> {
     s
 }
 
+/// An extra parameter no token request could carry is refused when the endpoint is built,
+/// not when a request is due (where an adapter could only log it, again and again).
+#[test]
+fn reserved_or_empty_extra_parameter_names_are_refused_at_once() {
+    let endpoint =
+        || TokenEndpoint::<128>::new("https://login.mypurecloud.com/oauth/token").unwrap();
+    for name in ["", "grant_type", "scope", "client_id", "client_secret", "client_assertion_type"] {
+        assert_eq!(
+            endpoint().with_param(name, "x").err(),
+            Some(SetupError::InvalidParamName),
+            "{name:?}"
+        );
+    }
+    assert!(endpoint().with_param("audience", "x").is_ok());
+    assert!(endpoint().with_param("Scope", "x").is_ok(), "names are case-sensitive");
+}
+
+/// A token request that cannot be encoded (here a buffer too small for it) counts as a failed
+/// one: the next is a backoff away, not due again at once. Before, it stayed due, and an
+/// adapter polling at its next wake (now) encoded it again in a loop.
+#[test]
+fn a_token_request_that_cannot_be_encoded_backs_off() {
+    let creds = Credentials::from_strs("client", "secret").unwrap();
+    let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+    let mut s: Session<64, 1> = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+    let now = Instant::from_secs(5);
+    let mut small = [0u8; 8];
+    assert!(matches!(
+        s.poll_token_request(now, &mut small),
+        Err(crate::oauth::EncodeError::BufferTooSmall { .. })
+    ));
+    assert!(s.poll_token_request(now, &mut small).unwrap().is_none(), "not due again at once");
+    let next = s.poll_timeout().map(|(at, _)| at).unwrap();
+    assert!(next >= now + Duration::from_millis(500), "the backoff: {next:?}");
+    // Encodable again (a larger buffer), it goes at that time.
+    let mut buf = [0u8; 512];
+    assert!(s.poll_token_request(next, &mut buf).unwrap().is_some());
+}
+
 /// `new_in` builds the same session as `new` into its slot, replaces what the slot held,
 /// and leaves the slot alone when the configuration is refused.
 #[test]

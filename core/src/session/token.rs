@@ -161,16 +161,21 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             jwt_lifetime: self.endpoint.jwt_lifetime,
             plain_http: self.endpoint.plain_http,
         };
+        let Some(ticket) = self.lifecycle.start_request(now) else {
+            give_back(&mut self.token_breaker, now, probe);
+            return Ok(None);
+        };
         let request = match encode_token_request(&cfg, &self.credentials, jwt.as_ref(), buf) {
             Ok(request) => request,
             Err(e) => {
                 give_back(&mut self.token_breaker, now, probe);
+                // Nothing was sent, but counted as a failed request: without the backoff the
+                // request would stay due, and an adapter that polls again at once (its next
+                // wake is now) would encode it in a loop.
+                let failure = TokenFailure::Transient { retry_after: None };
+                self.lifecycle.on_failure(now, ticket, failure, &mut self.rng);
                 return Err(e);
             }
-        };
-        let Some(ticket) = self.lifecycle.start_request(now) else {
-            give_back(&mut self.token_breaker, now, probe);
-            return Ok(None);
         };
         self.token_probe = probe;
         #[cfg(feature = "jwt")]
