@@ -227,9 +227,13 @@ impl Transport {
     ///     .with_token_request_limit(NonZeroUsize::new(8).expect("not zero"));
     /// # let _ = transport; Ok(()) }
     /// ```
+    ///
+    /// A limit above what tokio's semaphore holds (`Semaphore::MAX_PERMITS`, about 2^61 on a
+    /// 64-bit target: `NonZeroUsize::MAX` for "no limit", say) is that many.
     #[must_use]
     pub fn with_token_request_limit(mut self, limit: NonZeroUsize) -> Transport {
-        self.token_slots = Arc::new(tokio::sync::Semaphore::new(limit.get()));
+        let permits = limit.get().min(tokio::sync::Semaphore::MAX_PERMITS);
+        self.token_slots = Arc::new(tokio::sync::Semaphore::new(permits));
         self.token_request_limit = limit;
         self
     }

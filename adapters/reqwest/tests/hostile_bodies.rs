@@ -174,3 +174,44 @@ async fn an_endless_api_error_body_is_read_only_up_to_the_limit() {
         assert_eq!(response.status(), 500);
     }
 }
+
+/// A `Content-Length` near `usize::MAX` under a limit set that high ("no limit") sized the
+/// token response's buffer before a byte arrived: a "capacity overflow" panic that took the
+/// token driver down (every later `token()` failed after its wait, no refresh ever again). It
+/// is a transport failure now, and the next token request is made.
+#[tokio::test]
+async fn a_huge_declared_length_under_no_limit_is_not_allocated() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&answered);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply: &[u8] = if n == 0 {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9223372036854775808\r\n\r\n{"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 64\r\nConnection: close\r\n\r\n{\"access_token\":\"tok-2\",\"token_type\":\"bearer\",\"expires_in\":3600}"
+            };
+            let _ = stream.write_all(reply);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let mut config = Config::custom(
+        format!("{base}/oauth/token"),
+        format!("{base}/api"),
+        credentials("client-1", "secret-1").unwrap(),
+    );
+    config.seed = Some(7);
+    config.token_wait = Duration::from_secs(5);
+    config.max_response_body = usize::MAX;
+    config.session.lifecycle.retry_base = credflow_core::Duration::from_millis(50);
+    let client = Client::new(config).unwrap();
+    let token = client.token().await.expect("a token from the second answer");
+    assert_eq!(token.as_str(), "tok-2");
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -107,3 +107,19 @@ async fn a_token_request_waiting_for_a_slot_ends_by_its_timeout_and_is_sent_late
     };
     assert_eq!(token.as_str(), "tok-quick");
 }
+
+/// `NonZeroUsize::MAX` ("no limit") is more than tokio's semaphore holds: it panicked
+/// ("a semaphore may not have more than MAX_PERMITS permits"); it is the most it holds, and
+/// tokens are fetched through it.
+#[tokio::test]
+async fn the_largest_limit_is_no_panic() {
+    let server = Hostile::start(|_| token_for("max"));
+    let transport = Transport::new().unwrap().with_token_request_limit(NonZeroUsize::MAX);
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let client = Client::builder(target, credentials("max", "secret").unwrap())
+        .transport(transport)
+        .build()
+        .unwrap();
+    assert_eq!(client.token().await.unwrap().as_str(), "tok-max");
+}

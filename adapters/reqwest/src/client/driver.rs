@@ -492,7 +492,11 @@ async fn send_token_request(
     if declared.is_some_and(|n| n > limit) {
         return Ok(TokenAnswer::TooLarge { status, headers });
     }
-    let mut body = Zeroizing::new(Vec::with_capacity(declared.unwrap_or(4096).min(limit)));
+    // What the server declares sizes the first allocation only up to a token response's usual
+    // size: a `Content-Length` near `usize::MAX`, under a limit set that high, would otherwise
+    // be a "capacity overflow" panic (the driver task gone) or an allocation that aborts.
+    let first = declared.unwrap_or(4096).min(limit).min(FIRST_ALLOCATION);
+    let mut body = Zeroizing::new(Vec::with_capacity(first));
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         debug!(error = %e, "token response failed in transport");
         transport_kind(&e)
@@ -505,12 +509,17 @@ async fn send_token_request(
     Ok(TokenAnswer::Read { status, headers, body })
 }
 
+/// The most a token response's buffer starts with, whatever its `Content-Length` says (it
+/// grows as bytes arrive, up to `max_response_body`).
+const FIRST_ALLOCATION: usize = 16 * 1024;
+
 /// Appends `bytes` to `body`; when it must grow, the old allocation is wiped (it held part of
 /// a token response), not left to the allocator as `Vec`'s own growth would.
 fn extend_wiped(body: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
     let needed = body.len().saturating_add(bytes.len());
     if needed > body.capacity() {
-        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(body.capacity() * 2)));
+        let doubled = body.capacity().saturating_mul(2);
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(doubled)));
         grown.extend_from_slice(body);
         *body = grown;
     }
