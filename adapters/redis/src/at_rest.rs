@@ -58,7 +58,8 @@ pub(crate) enum OpenError {
 }
 
 /// Seals (and encrypts) `token` for `credential`, expiring at `expires_at`, as the record
-/// stamped `stamp`.
+/// stamped `stamp`. Wiped on drop: without an encryption key the record holds the token in
+/// clear.
 pub(crate) fn close(
     keys: &Keys,
     aad: &[u8],
@@ -66,14 +67,14 @@ pub(crate) fn close(
     expires_at: UnixTime,
     credential: Fingerprint,
     stamp: Stamp,
-) -> Result<Vec<u8>, OpenError> {
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
     let token = AccessToken::<TOKEN_CAPACITY>::new(token).map_err(|_| OpenError::Seal)?;
     let mut sealed = Zeroizing::new(vec![0u8; snapshot::record_len(token.len())]);
     let n = snapshot::seal_record(&token, expires_at, credential, stamp, &keys.fleet, &mut sealed)
         .map_err(|_| OpenError::Seal)?;
     sealed.truncate(n);
     let Some(key) = &keys.encryption else {
-        return Ok(sealed.to_vec());
+        return Ok(sealed);
     };
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|_| OpenError::Seal)?;
@@ -85,7 +86,7 @@ pub(crate) fn close(
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ciphertext);
-    Ok(out)
+    Ok(Zeroizing::new(out))
 }
 
 /// Opens a value written by [`close`]: decrypts it (if encrypted); the core checks the HMAC
@@ -144,7 +145,9 @@ mod tests {
         for encrypted in [false, true] {
             let k = keys(encrypted);
             let exp = UnixTime::from_secs(1_800_000_060);
-            let value = close(&k, b"key", "TOKEN-VALUE", exp, credential("s"), S1).unwrap();
+            // Wiped on drop (its type says so): without encryption it is the token in clear.
+            let value: Zeroizing<Vec<u8>> =
+                close(&k, b"key", "TOKEN-VALUE", exp, credential("s"), S1).unwrap();
             let found = value.windows(11).any(|w| w == b"TOKEN-VALUE");
             assert_eq!(found, !encrypted, "the token is visible at rest only without encryption");
             let restored = open(&k, b"key", &value, NOW, credential("s"), Stamp::ZERO).unwrap();

@@ -27,7 +27,8 @@ pub struct RedisConfig {
     /// Prefix of every key (default `credflow`).
     pub prefix: String,
     /// How long a refresh lease lasts if its holder never publishes (default 15 s: longer than
-    /// a token request, short enough for another pod to take over soon).
+    /// a token request, short enough for another pod to take over soon; at most
+    /// [`MAX_LEASE_TTL`](crate::MAX_LEASE_TTL), an hour).
     pub lease_ttl: Duration,
     /// How often a pod waiting for another's refresh looks for the new token (default 50 ms).
     pub poll_interval: Duration,
@@ -230,9 +231,9 @@ impl fmt::Display for SetupError {
                 "the fleet key must be at least {} bytes",
                 credflow_core::snapshot::MIN_KEY_LEN
             ),
-            SetupError::Timing => {
-                f.write_str("lease_ttl must be positive and poll_interval shorter than it")
-            }
+            SetupError::Timing => f.write_str(
+                "lease_ttl must be positive and at most an hour, and poll_interval shorter than it",
+            ),
             SetupError::RootCa(e) => write!(f, "root CA for rediss://: {e}"),
             SetupError::ClientCert(e) => write!(f, "client certificate for rediss://: {e}"),
         }

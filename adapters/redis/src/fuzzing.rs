@@ -38,7 +38,9 @@ pub fn close(
     credential: Fingerprint,
     stamp: Stamp,
 ) -> Option<Vec<u8>> {
-    at_rest::close(&keys(fleet, encryption), aad, token, expires_at, credential, stamp).ok()
+    at_rest::close(&keys(fleet, encryption), aad, token, expires_at, credential, stamp)
+        .ok()
+        .map(|value| value.to_vec())
 }
 
 /// Opens a token value as `current` and `refresh` do. The error is `None` when the encryption

@@ -225,6 +225,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The longest [`RedisConfig::lease_ttl`] accepted: a lease whose holder dies stops the
+/// fleet's refreshes that long, and one past Redis's range (`PX` takes a signed 64-bit count)
+/// failed every acquire, a configuration mistake read as an unreachable store.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
+
 impl RedisStore {
     /// A store for Redis as `config` says. Does not connect yet.
     pub fn new(config: RedisConfig) -> Result<Self, SetupError> {
@@ -232,6 +237,7 @@ impl RedisStore {
             return Err(SetupError::FleetKeyTooShort);
         }
         if config.lease_ttl.is_zero()
+            || config.lease_ttl > MAX_LEASE_TTL
             || config.poll_interval.is_zero()
             || config.poll_interval >= config.lease_ttl
         {
@@ -361,6 +367,14 @@ mod tests {
         let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
         config.poll_interval = config.lease_ttl;
         assert!(matches!(RedisStore::new(config), Err(SetupError::Timing)));
+        for lease_ttl in [MAX_LEASE_TTL + Duration::from_millis(1), Duration::MAX] {
+            let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
+            config.lease_ttl = lease_ttl;
+            assert!(matches!(RedisStore::new(config), Err(SetupError::Timing)), "{lease_ttl:?}");
+        }
+        let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
+        config.lease_ttl = MAX_LEASE_TTL;
+        assert!(RedisStore::new(config).is_ok());
         assert!(matches!(
             RedisStore::new(RedisConfig::new("nope://", b"0123456789abcdef")),
             Err(SetupError::Url(_))

@@ -145,6 +145,10 @@ impl RedisStore {
         let mut con = self.connection().await?;
         // `None`: a `max_wait` past the clock's range, no bound.
         let give_up = tokio::time::Instant::now().checked_add(self.config.max_wait);
+        // The token changed between the read and the acquire: another process just published
+        // one, to read at once. Again and again (a value rewritten without end), it is waited
+        // out as a lease held elsewhere is, within `max_wait`.
+        let mut changed_before = false;
         loop {
             let value = read_value(&mut con, &token_key).await?;
             if let Some(token) = self.usable(scope, &token_key, &value, stale) {
@@ -172,7 +176,11 @@ impl RedisStore {
             // under this fence (nothing to release).
             guard.disarm();
             let lease_left = match acquired(code, pttl) {
-                Acquired::Changed => continue,
+                Acquired::Changed if !changed_before => {
+                    changed_before = true;
+                    continue;
+                }
+                Acquired::Changed => self.config.poll_interval,
                 Acquired::Taken => return Ok(Refresh::Lease(Lease::new(fence))),
                 Acquired::Held(left) => left.unwrap_or(self.config.poll_interval),
             };
@@ -216,7 +224,7 @@ impl RedisStore {
             .key(&token_key)
             .key(&lease_key)
             .arg(&lease.fence()[..])
-            .arg(value)
+            .arg(&value[..])
             .arg(ttl.as_millis())
             .invoke_async(&mut con)
             .await

@@ -222,3 +222,82 @@ async fn a_store_always_saying_ask_again_is_not_asked_in_a_loop() {
     // pod's other script calls beside them (thousands before).
     assert!(questions <= 30, "{questions} script calls in {took:?}");
 }
+
+/// A server on 127.0.0.1 speaking just enough RESP for the store: every token read finds an
+/// empty value, and every acquire answers that the value changed meanwhile (`{0, 0}`), as a
+/// hostile server, or a token key rewritten without end, would. Counts the acquires.
+fn always_changed() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let acquires = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&acquires);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let count = std::sync::Arc::clone(&count);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    // `*N` then N bulk strings: the command's name is the first.
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let Some(n) = line.trim_end().strip_prefix('*').and_then(|n| n.parse().ok())
+                    else {
+                        return;
+                    };
+                    let mut args: Vec<Vec<u8>> = Vec::new();
+                    for _ in 0..n {
+                        let mut len = String::new();
+                        let _ = reader.read_line(&mut len);
+                        let len: usize =
+                            len.trim_end().trim_start_matches('$').parse().unwrap_or(0);
+                        let mut arg = vec![0u8; len + 2];
+                        if reader.read_exact(&mut arg).is_err() {
+                            return;
+                        }
+                        arg.truncate(len);
+                        args.push(arg);
+                    }
+                    let name = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
+                    let reply: &[u8] = match &name[..] {
+                        b"GETRANGE" | b"GET" => b"$0\r\n\r\n",
+                        b"EVALSHA" | b"EVAL" => {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            b"*2\r\n:0\r\n:0\r\n"
+                        }
+                        b"PING" => b"+PONG\r\n",
+                        _ => b"+OK\r\n",
+                    };
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, acquires)
+}
+
+/// A store whose every acquire answers "the token changed" was asked again at once, without
+/// a pause and without looking at `max_wait`: a loop of calls until the caller's own timeout.
+/// The first such answer is read again at once (another process just published), later ones
+/// are waited out as a lease held elsewhere, and `refresh` gives up as busy at `max_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_always_changed_is_not_acquired_in_a_loop() {
+    let (url, acquires) = always_changed();
+    let store = common::store_at(url, |c| {
+        c.poll_interval = Duration::from_millis(50);
+        c.max_wait = Duration::from_millis(300);
+    });
+    let scope = scope_of("always-changed");
+    let refresh = tokio::time::timeout(Duration::from_secs(3), store.refresh(&scope, None));
+    let answer = refresh.await.expect("refresh gives up within its max_wait");
+    assert_eq!(answer.unwrap_err(), StoreError::Busy);
+    let acquires = acquires.load(std::sync::atomic::Ordering::SeqCst);
+    // The first at once after the first, then one per 50 ms for 300 ms.
+    assert!((2..=10).contains(&acquires), "{acquires} acquires");
+}
