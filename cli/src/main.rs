@@ -34,7 +34,10 @@ use credflow_reqwest::config::{
     ENV_OAUTHCLIENT_ID, ENV_OAUTHCLIENT_SECRET, check_url, client_id, read_ca_file,
     same_environment, secret_from_environment,
 };
-use credflow_reqwest::{AuthMethod, Client, Config, Error};
+use credflow_reqwest::{AuthMethod, Client, Config, Error, RequestOptions};
+
+/// How long `get` and `request` take at most, a token, waits and retries included.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Keeps machine-to-machine OAuth 2.0 access working: tokens, API calls, diagnosis.
 #[derive(Debug, Parser)]
@@ -448,7 +451,11 @@ async fn request(
     let request = builder.build().map_err(|e| Failure::usage(format!("request: {e}")))?;
     let progress = progress::spawn(client, verbose > 0);
     let started = std::time::Instant::now();
-    let result = client.send(request).await;
+    // One bound for the whole command (a token, waits, retries): a longer wait the server
+    // asks for (a token endpoint's `Retry-After: 3600`, a daily quota) fails at once, named,
+    // instead of sleeping for it.
+    let options = RequestOptions { deadline: Some(REQUEST_DEADLINE), ..RequestOptions::default() };
+    let result = client.send_with(request, options).await;
     progress.abort();
     let response = result?;
     if verbose > 0 {

@@ -96,21 +96,25 @@ async fn a_bad_token_response_is_named_and_exits_2() {
 /// server's wait, not after the 20 s token wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_retry_after_from_the_token_endpoint_exits_5_at_once() {
-    for status in [429u16, 503] {
-        let server = Hostile::start(move |_| {
-            Reply::status(status)
-                .header("Retry-After", "3600")
-                .header("ININ-Correlation-Id", "c-ra")
-        });
-        let started = Instant::now();
-        let out = credflow(&server, &["token"]).await;
-        // A generous bound, well below the 20 s the command waits for a token.
-        assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(5), "{err}");
-        assert!(err.contains("3600 s") && err.contains(&format!("HTTP {status}")), "{err}");
-        assert!(err.contains("correlation id: c-ra"), "{err}");
-        assert_eq!(server.requests_to("/oauth/token"), 1);
+    // `get` too: it sent its request without a deadline and slept out the wait (cut to ten
+    // minutes), then again, until the breaker tripped some twenty minutes later.
+    for args in [&["token"][..], &["get", "/api/v2/users/me"]] {
+        for status in [429u16, 503] {
+            let server = Hostile::start(move |_| {
+                Reply::status(status)
+                    .header("Retry-After", "3600")
+                    .header("ININ-Correlation-Id", "c-ra")
+            });
+            let started = Instant::now();
+            let out = credflow(&server, args).await;
+            // A generous bound, well below what the commands wait for a token.
+            assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(5), "{args:?}: {err}");
+            assert!(err.contains("3600 s") && err.contains(&format!("HTTP {status}")), "{err}");
+            assert!(err.contains("correlation id: c-ra"), "{err}");
+            assert_eq!(server.requests_to("/oauth/token"), 1);
+        }
     }
 }
 
