@@ -533,8 +533,9 @@ async fn print_error_body(
         }
     }
     let shown = if cut { client.redact_cut_bytes(&body) } else { client.redact_bytes(&body) };
-    output::stdout_bytes(&shown);
-    if !shown.is_empty() && !shown.ends_with(b"\n") && std::io::stdout().is_terminal() {
+    let shown = output::printable(&shown);
+    output::stdout_bytes(shown.as_bytes());
+    if !shown.is_empty() && !shown.ends_with('\n') && std::io::stdout().is_terminal() {
         output::outln!();
     }
     Ok(cut)

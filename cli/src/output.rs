@@ -32,6 +32,25 @@ pub(crate) fn stdout_bytes(bytes: &[u8]) {
     write_stdout(|out| out.write_all(bytes));
 }
 
+/// Server text as a human reads it: every control character but a tab, a line feed and a
+/// carriage return before a line feed becomes U+FFFD, as does each byte that is not UTF-8, so
+/// that nothing a server sends (ESC or CSI sequences, BEL, a lone carriage return) can move the
+/// cursor, clear the screen, set the title or the clipboard, or write over a line already shown.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let kept = match c {
+            '\t' | '\n' => true,
+            '\r' => chars.peek() == Some(&'\n'),
+            c => !c.is_control(),
+        };
+        out.push(if kept { c } else { char::REPLACEMENT_CHARACTER });
+    }
+    out
+}
+
 /// [`stdout_bytes`] of formatted text (written as it is formatted: a token printed here is
 /// never copied into a temporary string).
 pub(crate) fn stdout_fmt(args: fmt::Arguments<'_>) {
@@ -101,3 +120,16 @@ macro_rules! errln {
 }
 
 pub(crate) use {err, errln, outln};
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_of_a_server_are_not_printed() {
+        let hostile = b"a\x1b]52;c;Zm9v\x07b\xc2\x9b2Jc\rspoof\r\nd\te\xff\n";
+        let shown = printable(hostile);
+        assert_eq!(shown, "a\u{fffd}]52;c;Zm9v\u{fffd}b\u{fffd}2Jc\u{fffd}spoof\r\nd\te\u{fffd}\n");
+        assert_eq!(printable("Grüße {\"ok\": true}".as_bytes()), "Grüße {\"ok\": true}");
+    }
+}

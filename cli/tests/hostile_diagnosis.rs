@@ -209,3 +209,31 @@ async fn an_echoed_assertion_is_never_printed() {
     assert_masked("404", &out, &[assertion]);
     assert!(text(&out.stderr).contains("x-echo: [redacted]"), "{}", text(&out.stderr));
 }
+
+/// An API error body with terminal control sequences (OSC 52 to set the clipboard, a screen
+/// clear, BEL, an 8-bit CSI, a lone carriage return to write over the line): `get` prints the
+/// body for a human to read, every such character shown as U+FFFD, the text around kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_body_cannot_drive_the_terminal() {
+    let server = Hostile::start(|req| match req.path() {
+        "/oauth/token" => {
+            Reply::json(200, r#"{"access_token":"t0k","token_type":"bearer","expires_in":3600}"#)
+        }
+        _ => Reply::json(
+            400,
+            "bad\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[2J\u{1b}[H\u{9b}31m\rall checks passed\r\nend",
+        ),
+    });
+    let out = credflow(&server, &["get", "/api/v2/things"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let body = &out.stdout;
+    for bad in [&b"\x1b"[..], b"\x07", b"\xc2\x9b"] {
+        assert!(!body.windows(bad.len()).any(|w| w == bad), "{bad:?} in {:?}", text(body));
+    }
+    let shown = text(body);
+    assert!(!shown.replace("\r\n", "").contains('\r'), "{shown:?}");
+    assert!(
+        shown.starts_with("bad\u{fffd}]52;c;ZXZpbA==") && shown.contains("\r\nend"),
+        "{shown:?}"
+    );
+}
