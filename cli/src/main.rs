@@ -299,8 +299,20 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
 }
 
 fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
+    // An empty value (`CREDFLOW_TOKEN_URL=` from a template) counts as unset, as everywhere.
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let (token_url, api_base) = (given(&target.token_url), given(&target.api_base));
+    if let (Some(name), true) = (&target.env, token_url.is_some() || api_base.is_some()) {
+        // A URL left in the environment would otherwise win without a word, and the
+        // credentials meant for one server go to another: which is meant is not guessed.
+        return Err(Failure::usage(format!(
+            "two targets: the Genesys Cloud environment {name:?} (--env, GENESYS_ENV_NAME or \
+             GENESYSCLOUD_REGION) and a custom server (--token-url/--api-base, or \
+             CREDFLOW_TOKEN_URL/CREDFLOW_API_BASE); give one of them"
+        )));
+    }
     let credentials = load_credentials(target)?;
-    let mut config = match (&target.token_url, &target.api_base) {
+    let mut config = match (&token_url, &api_base) {
         (Some(token_url), Some(api_base)) => Config::custom(token_url, api_base, credentials),
         (Some(token_url), None) if api == ApiBase::NotNeeded => {
             Config::token_only(token_url, credentials)

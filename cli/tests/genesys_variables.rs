@@ -89,3 +89,33 @@ async fn both_names_with_different_values_are_refused_before_anything_is_sent() 
         "{stderr}"
     );
 }
+
+/// A token URL left in the environment (`CREDFLOW_TOKEN_URL`) beside a Genesys environment
+/// (`--env`, or `GENESYS_ENV_NAME`) names two targets: refused, naming both sources, before
+/// anything is sent. (The URL won without a word: credentials meant for the environment went
+/// to that server.) An empty one counts as unset.
+#[tokio::test]
+async fn an_environment_and_a_token_url_are_two_targets() {
+    let emu = Emulator::start(EmulatorConfig::default().with_request_log(false)).await.unwrap();
+    let token_url = emu.token_url();
+    let credentials =
+        [("GENESYS_CLIENT_ID", DEMO_CLIENT_ID), ("GENESYS_CLIENT_SECRET", DEMO_CLIENT_SECRET)];
+    let with_url = [&credentials[..], &[("CREDFLOW_TOKEN_URL", token_url.as_str())]].concat();
+    let with_name = [&with_url[..], &[("GENESYS_ENV_NAME", "mypurecloud.ie")]].concat();
+    for (env, args) in
+        [(&with_url, &["--env", "mypurecloud.ie", "token"][..]), (&with_name, &["token"])]
+    {
+        let out = credflow(env, args).await;
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains("two targets") && err.contains("mypurecloud.ie"), "{err}");
+        assert!(err.contains("CREDFLOW_TOKEN_URL"), "{err}");
+    }
+    assert_eq!(emu.counters().token.requests, 0, "nothing was sent");
+
+    // Empty variables from a template are unset: the token URL alone is the target.
+    let env = [&credentials[..], &[("CREDFLOW_API_BASE", "")]].concat();
+    let out = credflow(&env, &["--token-url", &token_url, "token"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(emu.counters().token.requests, 1);
+}

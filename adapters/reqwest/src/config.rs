@@ -312,7 +312,16 @@ impl Config {
             ))
         })?;
         let credentials = Credentials::new(client_id(id, id_name)?, secret);
-        let target = match (lookup(ENV_TOKEN_URL), lookup(ENV_API_BASE)) {
+        // An empty variable (a template's placeholder) counts as unset.
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let target = match (set(ENV_TOKEN_URL), set(ENV_API_BASE)) {
+            (Some(_), Some(_)) if set(ENV_ENV_NAME).or_else(|| set(ENV_REGION)).is_some() => {
+                // Credentials meant for one would go to the other: not guessed.
+                return Err(Error::config(format!(
+                    "two targets: a Genesys Cloud environment ({ENV_ENV_NAME} or {ENV_REGION}) \
+                     and a custom server ({ENV_TOKEN_URL} and {ENV_API_BASE}); set one of them"
+                )));
+            }
             (Some(token_url), Some(api_base)) => Target::Custom { token_url, api_base },
             (Some(_), None) | (None, Some(_)) => {
                 return Err(Error::config(format!(
@@ -641,6 +650,33 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("CREDFLOW_API_BASE"), "{e}");
+    }
+
+    /// Empty variables (a template's placeholders) are unset; a custom server beside a
+    /// Genesys environment is two targets, refused naming the variables.
+    #[test]
+    fn empty_urls_are_unset_and_two_targets_are_refused() {
+        let c = Config::from_lookup(lookup(&[
+            ("GENESYS_CLIENT_ID", "i"),
+            ("GENESYS_CLIENT_SECRET", "s"),
+            ("CREDFLOW_TOKEN_URL", ""),
+            ("CREDFLOW_API_BASE", " "),
+            ("GENESYS_ENV_NAME", "mypurecloud.ie"),
+        ]))
+        .unwrap();
+        assert_eq!(c.target.api_base(), Some("https://api.mypurecloud.ie"));
+        for env in ["GENESYS_ENV_NAME", "GENESYSCLOUD_REGION"] {
+            let e = Config::from_lookup(lookup(&[
+                ("GENESYS_CLIENT_ID", "i"),
+                ("GENESYS_CLIENT_SECRET", "s"),
+                ("CREDFLOW_TOKEN_URL", "http://127.0.0.1:1/oauth/token"),
+                ("CREDFLOW_API_BASE", "http://127.0.0.1:1"),
+                (env, "mypurecloud.ie"),
+            ]))
+            .unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("two targets") && text.contains("CREDFLOW_TOKEN_URL"), "{text}");
+        }
     }
 
     /// A scratch directory of this test process, removed on drop.
