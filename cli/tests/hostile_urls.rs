@@ -82,6 +82,9 @@ fn userinfo_exits_2_and_is_never_repeated() {
         ("http://127.0.0.1:1/oauth/token", "http://alice:pw@127.0.0.1:1"),
         // A `/` in the password ends the authority early: refused as a bad port, still masked.
         ("http://alice:p/w@127.0.0.1:1/oauth/token", "http://127.0.0.1:1"),
+        // So do a `#` and a `?`: the URL was shown whole.
+        ("http://alice:p#w@127.0.0.1:1/oauth/token", "http://127.0.0.1:1"),
+        ("http://alice:p?w@127.0.0.1:1/oauth/token", "http://127.0.0.1:1"),
     ] {
         for command in ["token", "check"] {
             let out = credflow(&["--token-url", token_url, "--api-base", api_base, command]);
@@ -89,7 +92,11 @@ fn userinfo_exits_2_and_is_never_repeated() {
             assert_eq!(out.status.code(), Some(2), "{command}: {all}");
             assert!(all.contains("***@127.0.0.1:1"), "{command}: {all}");
             assert!(!all.contains("pw") && !all.contains("alice"), "{command}: {all}");
-            if !token_url.contains("p/w") {
+            assert!(!all.contains("p#w") && !all.contains("p?w"), "{command}: {all}");
+            if !token_url.contains("p/w")
+                && !token_url.contains("p#w")
+                && !token_url.contains("p?w")
+            {
                 assert!(all.contains("user info") && all.contains("not allowed"), "{all}");
             }
         }

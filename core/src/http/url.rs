@@ -322,10 +322,11 @@ impl fmt::Display for Authority<'_> {
 
 /// A configured URL for messages and logs, with any userinfo masked: displays `input` as given
 /// when [`Url::parse`] accepts it (a valid URL has no userinfo), and otherwise with everything
-/// from the scheme's `://` (after a scheme name; else the start) to the last `@` before any `?`
-/// or `#` replaced by `***@`, so that a password is not echoed even from a URL malformed in
-/// some other way (a `/` or a `://` in the password, no scheme). Bytes that are not visible
-/// ASCII are escaped (`\n`).
+/// from the scheme's `://` (after a scheme name; else the start) to the last `@` replaced by
+/// `***@`, so that a password is not echoed even from a URL malformed in some other way (a
+/// `/`, `?`, `#` or `://` in the password, no scheme). An `@` in the query of such a URL hides
+/// its host and path too: too much is masked rather than a password shown. Bytes that are not
+/// visible ASCII are escaped (`\n`).
 ///
 /// ```
 /// use credflow_core::http::url::Redacted;
@@ -343,9 +344,7 @@ impl fmt::Display for Redacted<'_> {
             return f.write_str(input);
         }
         let bytes = input.as_bytes();
-        let end = bytes.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(bytes.len());
-        let Some(at) = bytes.get(..end).and_then(|head| head.iter().rposition(|&b| b == b'@'))
-        else {
+        let Some(at) = bytes.iter().rposition(|&b| b == b'@') else {
             return write!(f, "{}", input.escape_debug());
         };
         // The scheme's `://`: after a scheme name (RFC 3986 §3.1), not inside a password.
@@ -681,13 +680,18 @@ mod tests {
             ("http://user:pw@h/a b", "http://***@h/a b"),
             ("user:pw@h/oauth/token", "***@h/oauth/token"),
             ("http://user:pw@h/\n", "http://***@h/\\n"),
-            ("https://h/x?next=a@b#frag", "https://h/x?next=a@b#frag"),
+            // Refused for its fragment, and its `@` cannot be told from a password's (as in
+            // the two below): masked to it.
+            ("https://h/x?next=a@b#frag", "https://***@b#frag"),
             // The `://` after the `@` is not the scheme's.
             (":pw@://", "***@://"),
             // Nor one inside the password: a scheme name comes before it.
             (":pw://@h", "***@h"),
             ("user:p://w@h/t", "***@h/t"),
             ("x+y.z-1://u:pw@h/t", "x+y.z-1://***@h/t"),
+            // A `#` or `?` in the password (it was shown whole: no `@` before it).
+            ("https://alice:pa#ss@idp/token", "https://***@idp/token"),
+            ("https://alice:pa?ss@idp/token", "https://***@idp/token"),
         ] {
             assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
         }
@@ -720,7 +724,7 @@ mod tests {
         fn redacted_never_shows_the_password(
             scheme in "(https?://)?",
             user in "[a-z]{0,6}",
-            password in "[A-Za-z0-9/:%.!$]{0,10}",
+            password in "[A-Za-z0-9/:%.!$?#]{0,10}",
             rest in "[a-z0-9.:]{1,12}(/[A-Za-z0-9/ @%.]{0,12})?",
         ) {
             let input = std::format!("{scheme}{user}:SECRET{password}@{rest}");
