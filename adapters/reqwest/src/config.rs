@@ -499,7 +499,14 @@ pub const SECRET_FILE_LIMIT: usize = 4096;
 /// directory can do that, and they could replace the secret itself.
 pub fn read_secret_file(path: &str, source: &str) -> Result<ClientSecret, Error> {
     let refuse = |why: &str| Error::config(format!("{source}={path}: {why}"));
-    let cannot = |e: std::io::Error| refuse(&format!("cannot read: {e}"));
+    // A name that is no file may be the secret itself, put in the wrong variable: not repeated.
+    let cannot = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::config(format!(
+            "{source}: cannot read: no such file (the value is not repeated, in case it is the \
+             secret itself; the secret goes in {ENV_CLIENT_SECRET})"
+        )),
+        _ => refuse(&format!("cannot read: {e}")),
+    };
     // `metadata` follows symbolic links: a link to a regular file is a regular file.
     check_regular(&std::fs::metadata(path).map_err(cannot)?).map_err(|why| refuse(&why))?;
     let mut file = std::fs::File::open(path).map_err(cannot)?;
@@ -776,6 +783,15 @@ mod tests {
         std::os::unix::fs::symlink(dir.0.join("missing"), &dangling).unwrap();
         let e = read(dangling.to_str().unwrap()).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
+    }
+
+    /// A value that names no file may be the secret put in the wrong variable: the error does
+    /// not repeat it.
+    #[test]
+    fn a_file_that_does_not_exist_is_not_named() {
+        let e = read("s3cret-value-not-a-path").unwrap_err();
+        assert!(e.contains("no such file") && e.contains("SOURCE"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     /// Runs `read(path)` on a thread and gives up after a few seconds: a read that hangs fails
