@@ -257,13 +257,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let this = self.get_mut();
-        if let Poll::Ready(frame) = this.body.as_mut().poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        // The deadline first: a body that always has a frame ready (an endless stream, a
+        // decompression layer on a gzip bomb) would otherwise never let it be looked at.
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(timed_out().1)));
         }
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(timed_out().1))),
-            Poll::Pending => Poll::Pending,
-        }
+        this.body.as_mut().poll_frame(cx).map(|frame| frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -162,3 +162,54 @@ async fn a_request_timeout_past_the_clocks_range_is_no_bound_not_a_panic() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], br#"{"ok":true}"#);
 }
+
+/// A body that always has a frame ready, and never ends.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+    }
+}
+
+/// An inner service whose response body always has a frame ready (a decompression layer on a
+/// gzip bomb, a buffered endless stream): the attempt's deadline cuts it. The deadline was
+/// looked at only when the body had nothing ready, so such a body was read without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_always_ready_is_cut_by_the_request_timeout() {
+    let server = Hostile::start(|_| Reply::json(200, TOKEN));
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/") };
+    let client = Client::builder(target, credentials("i", "s").unwrap())
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|_: http::Request<reqwest::Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Endless))
+    });
+    let service = CredflowLayer::new(client.clone()).layer(inner);
+    let url = client.url("/api/v2/endless").unwrap();
+    let started = std::time::Instant::now();
+    let mut body = service.oneshot(get(url.as_str())).await.unwrap().into_body();
+    let mut frames = 0u64;
+    let error = loop {
+        match body.frame().await {
+            Some(Ok(_)) => frames += 1,
+            Some(Err(e)) => break e,
+            None => panic!("an endless body ended"),
+        }
+        assert!(frames < 20_000_000, "never cut ({:?})", started.elapsed());
+    };
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let chain: Vec<String> =
+        std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+    assert!(chain.iter().any(|e| e.contains("timed out")), "{chain:?}");
+}
