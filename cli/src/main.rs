@@ -244,9 +244,11 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         cli.target.env = environment_name(cli.target.env.take())?;
     }
     match cli.command {
-        Command::Emulator(args) => credflow_emulator::run_cli(args)
-            .await
-            .map_err(|e| Failure { code: 1, message: format!("emulator: {e}") }),
+        Command::Emulator(args) => credflow_emulator::run_cli(args).await.map_err(|e| {
+            // A configuration the emulator refuses is a usage error (2), as everywhere.
+            let code = if matches!(e, credflow_emulator::EmulatorError::Config(_)) { 2 } else { 1 };
+            Failure { code, message: format!("emulator: {e}") }
+        }),
         Command::Demo { show_requests } => demo::run(show_requests).await,
         Command::Token { json } => {
             let client = Client::new(config_for(&cli.target, ApiBase::NotNeeded)?)?;

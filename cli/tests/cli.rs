@@ -185,3 +185,13 @@ async fn the_demo_runs_and_exits_0() {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
 }
+
+/// A configuration the emulator refuses (a rate limit of zero) is a usage error: exit 2, as
+/// the README's table says for configuration (it was 1, "the API answered an error").
+#[tokio::test]
+async fn an_emulator_configuration_it_refuses_exits_2() {
+    let out = credflow(None, &[], &["emulator", "--port", "0", "--rate-limit", "0"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid emulator configuration"), "{err}");
+}

@@ -75,3 +75,17 @@ async fn emulator_tls_prints_where_its_ca_is_and_serves_https() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_file(&ca);
 }
+
+/// The test CA goes to a new file each time, never to one already there (a predictable name in
+/// a shared temporary directory could hold another user's link or CA).
+#[tokio::test]
+async fn the_test_ca_goes_to_a_new_file_each_time() {
+    let emu = Emulator::start(EmulatorConfig::default().with_tls(true)).await.unwrap();
+    let first = credflow_emulator::write_ca_pem(&emu).unwrap().unwrap();
+    let second = credflow_emulator::write_ca_pem(&emu).unwrap().unwrap();
+    assert_ne!(first, second);
+    for path in [&first, &second] {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), emu.ca_pem().unwrap());
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -150,17 +150,26 @@ pub fn print_banner(handle: &EmulatorHandle) {
     let _ = out.flush();
 }
 
-/// Writes the test CA's certificate (PEM) of an emulator serving HTTPS to
-/// `credflow-emulator-ca-PORT.pem` in the temporary directory and returns its path; `None` for
-/// plain HTTP. The file is replaced if it exists (an earlier emulator on the same port).
+/// Writes the test CA's certificate (PEM) of an emulator serving HTTPS to a new file
+/// `credflow-emulator-ca-PORT-PID-NANOS.pem` in the temporary directory and returns its path;
+/// `None` for plain HTTP. The file is created, never opened if something is there already (a
+/// name another user of a shared temporary directory could have guessed and left a link or a
+/// CA of their own at): a name that is taken is an error.
 ///
 /// # Errors
-/// The file cannot be written.
+/// The file cannot be created or written.
 pub fn write_ca_pem(handle: &EmulatorHandle) -> std::io::Result<Option<PathBuf>> {
+    use std::io::Write as _;
     let Some(pem) = handle.ca_pem() else { return Ok(None) };
-    let path =
-        std::env::temp_dir().join(format!("credflow-emulator-ca-{}.pem", handle.addr().port()));
-    std::fs::write(&path, pem)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name =
+        format!("credflow-emulator-ca-{}-{}-{nanos}.pem", handle.addr().port(), std::process::id());
+    let path = std::env::temp_dir().join(name);
+    // `create_new`: O_EXCL, which does not follow a link at the path either.
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+    file.write_all(pem.as_bytes())?;
     Ok(Some(path))
 }
 
