@@ -93,14 +93,22 @@
 //! - **can block**: hold the lease (processes wait [`RedisConfig::max_wait`], then fetch alone),
 //!   write a 429 hold (each write holds the fleet at most `max_wait`, cut and logged), write a
 //!   spent window with a far reset (requests fail fast naming the fleet's rate state, with each
-//!   process's one probe per `max_wait`), or break a key's type (the scripts fail, and the
-//!   processes go to degraded mode on their local sessions);
+//!   process's one probe per `max_wait`), leave the window spent for ever (a request asks
+//!   again at most once a second after a few quicker tries, and fails naming the fleet's
+//!   budget after `max_wait`), or break a key's type (the scripts fail, and the processes go to
+//!   degraded mode on their local sessions);
 //! - **can read** tokens until they expire unless they are encrypted
 //!   ([`RedisConfig::with_encryption_key`]), and the rate-limit counts.
 //!
 //! Whatever Redis holds, each process never waits past a request's deadline or longer than
 //! `max_wait` on a 429 hold, never waits on Redis longer than a bounded call, and never sends
 //! its client secret anywhere but the token endpoint.
+//!
+//! The Redis *server* (or whoever sits between it and a `redis://` client) is trusted more:
+//! the replies are read by the `redis` crate, which holds a reply it has begun to receive
+//! whatever length it announces; a hostile server can make a process buffer without bound
+//! (and an error text it sends reaches the logs as it is). Use `rediss://` across any network
+//! you do not control.
 //!
 //! ## Existing Redis: TLS and ACL users
 //!
