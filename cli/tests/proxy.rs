@@ -589,3 +589,52 @@ async fn zero_threads_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+/// Sends `request` (a whole head, no body) on a new connection and returns the status line.
+async fn raw(proxy: &Proxy, request: &str) -> String {
+    let addr = proxy.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    status_line(&mut stream, Duration::from_secs(10)).await
+}
+
+/// DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches a proxy on loopback with
+/// its own name in `Host`. Such a request is refused (421) before anything is forwarded, the
+/// token endpoint and metrics included; loopback names pass.
+#[tokio::test]
+async fn a_request_naming_another_host_is_refused_on_loopback() {
+    let server = upstream(|_| Reply::json(200, r#"{"id":"me"}"#));
+    let proxy = proxy_to(&server, &[]).await;
+    let port = proxy.base.rsplit(':').next().unwrap().to_owned();
+    for host in ["evil.example:8080", "evil.example", "10.0.0.1", "localhost.evil.example"] {
+        for path in ["/api/v2/users/me", "/oauth/token", "/metrics"] {
+            let status = raw(&proxy, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+            assert!(status.starts_with("HTTP/1.1 421"), "{host} {path}: {status}");
+        }
+        let absolute =
+            format!("GET http://{host}/api/v2/users/me HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert!(raw(&proxy, &absolute).await.starts_with("HTTP/1.1 421"), "{host} (absolute)");
+    }
+    assert_eq!(server.requests_to("/api/v2/users/me"), 0, "nothing was forwarded");
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost".to_owned()] {
+        let status =
+            raw(&proxy, &format!("GET /api/v2/users/me HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{host}: {status}");
+    }
+}
+
+/// TRACE (a server echoing the request would send the bearer token back) and CONNECT (a
+/// tunnel to the API host with it) are refused, 405, and never reach the upstream.
+#[tokio::test]
+async fn trace_and_connect_are_not_forwarded() {
+    let server = upstream(|req| {
+        Reply::json(200, &format!("{{\"echo\":{:?}}}", req.header("authorization")))
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let trace = format!("TRACE /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(raw(&proxy, &trace).await.starts_with("HTTP/1.1 405"));
+    let connect = format!("CONNECT {addr} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(raw(&proxy, &connect).await.starts_with("HTTP/1.1 405"));
+    assert!(server.requests().iter().all(|r| r.path() == "/oauth/token"), "forwarded");
+}

@@ -169,6 +169,7 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
         max_pending: args.max_pending,
         deadline: args.deadline,
         drain: args.drain,
+        loopback_hosts_only: args.listen.ip().is_loopback(),
     };
     server::serve(client, args.listen, settings).await
 }

@@ -286,8 +286,45 @@ fn percent_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether a `Host` value (`host[:port]`) names this machine's loopback as the core defines it
+/// (`localhost`, an address in 127.0.0.0/8 in plain decimal, `[::1]`): the names a program of
+/// this machine uses to reach a proxy on loopback.
+pub(crate) fn loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let host = host.trim();
+    // Only an authority: nothing that could make the URL below mean something else.
+    if host.is_empty() || host.contains(['/', '?', '#', '@', '\\']) {
+        return false;
+    }
+    credflow_core::http::url::Url::parse(&format!("http://{host}/")).is_ok_and(|u| u.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_hosts_are_this_machines() {
+        for host in
+            ["localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:9", "[::1]:80", "127.1.2.3"]
+        {
+            assert!(loopback_host(host.as_bytes()), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "localhost.",
+            "a.localhost",
+            "10.0.0.1",
+            "0.0.0.0",
+            "127.0.0.1@evil",
+            "evil/127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "0127.0.0.1",
+        ] {
+            assert!(!loopback_host(host.as_bytes()), "{host}");
+        }
+        assert!(!loopback_host(b"local\xffhost"), "not UTF-8");
+    }
+
     use super::*;
 
     fn one(v: &[u8]) -> impl Iterator<Item = &[u8]> {

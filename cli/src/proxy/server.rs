@@ -48,6 +48,8 @@ pub(crate) struct Settings {
     pub(crate) max_pending: usize,
     pub(crate) deadline: Duration,
     pub(crate) drain: Duration,
+    /// Listening on loopback: requests must name a loopback host ([`rules::loopback_host`]).
+    pub(crate) loopback_hosts_only: bool,
 }
 
 struct Proxy {
@@ -183,6 +185,23 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        // On loopback, a request that names another host came through a name that resolves
+        // here (DNS rebinding: a web page the browser lets talk to 127.0.0.1 under its own
+        // name), not from a program of this machine that means the proxy: refused before
+        // anything, the token endpoint and metrics included. (Off loopback, the local key,
+        // which is then required, stands guard.)
+        let host = request.headers().get(header::HOST).map(HeaderValue::as_bytes);
+        let host = host.or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
+        if self.settings.loopback_hosts_only && host.is_some_and(|h| !rules::loopback_host(h)) {
+            return self.refuse(Refusal {
+                status: StatusCode::MISDIRECTED_REQUEST,
+                code: "credflow.host.refused",
+                message: "credflow proxy: the request names a host that is not this machine's \
+                          loopback (localhost, 127.0.0.1, [::1]); a proxy on loopback answers \
+                          only those"
+                    .into(),
+            });
+        }
         let path = request.uri().path();
         match path {
             "/healthz" => {
@@ -283,6 +302,21 @@ impl Proxy {
     /// that stalls or trickles its body cannot keep its place in the queue beyond it (it is
     /// answered 408 then), and what is left of it bounds the upstream's waits and retries.
     async fn forward(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        // TRACE would carry the bearer token to a server that echoes the request back (RFC 9110
+        // §9.3.8: a client must not send credentials with it), and CONNECT would open a tunnel
+        // to the API host with it: neither goes upstream.
+        if matches!(*request.method(), Method::TRACE | Method::CONNECT) {
+            let mut response = self.refuse(Refusal {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "credflow.method.refused",
+                message: "credflow proxy: TRACE and CONNECT are not forwarded".into(),
+            });
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            return response;
+        }
         let give_up = self.give_up_at();
         let (mut parts, body) = request.into_parts();
         let (priority, plan) = match self.admit(&parts.headers) {
