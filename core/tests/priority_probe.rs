@@ -191,3 +191,26 @@ fn a_request_spaced_past_max_wait_names_the_pacing() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One answer claiming a reset decades away (a delay of 999 999 999 s, which the header rules
+/// read as seconds) with a few requests left: the share kept for higher priorities held every
+/// Normal and Background request back that long, failing each fast, with nothing ever sent to
+/// learn otherwise. A reset further than a day (`pacer::MAX_RESET`) is read as unknown: the
+/// window is paced as one of its default length, and Normal requests go.
+#[test]
+fn a_reset_decades_away_does_not_hold_lower_priorities_back() {
+    let t0 = Instant::from_secs(10);
+    let mut s = session_seeing(t0, SessionConfig::default(), ("300", "295", "999999999"));
+    let mut normal = s.begin(t0, spec(Priority::Normal));
+    let sent = match s.authorize(t0, &mut normal) {
+        Authorize::Send { .. } => true,
+        Authorize::Wait { until: Some(at), .. } => at <= t0 + Duration::from_secs(60),
+        Authorize::Wait { .. } => false,
+        Authorize::Fail(e) => panic!("held back for decades: {e:?}"),
+    };
+    assert!(sent, "a Normal request goes within a window");
+    // A reset within a day is believed as it is: a hold beyond max_wait fails fast.
+    let mut s = session_seeing(t0, SessionConfig::default(), ("300", "295", "86400"));
+    let mut background = s.begin(t0, spec(Priority::Background));
+    assert!(matches!(s.authorize(t0, &mut background), Authorize::Fail(_)));
+}

@@ -96,6 +96,11 @@ pub enum Priority {
     Background,
 }
 
+/// The furthest reset of a rate-limit window the pacer believes: a day, a daily quota's. A
+/// snapshot whose reset is further is paced as if its reset were unknown (one window of
+/// [`PacerConfig::default_window`], or the window it names).
+pub const MAX_RESET: Duration = Duration::from_secs(86_400);
+
 /// Configuration of a [`Pacer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -356,7 +361,12 @@ impl Pacer {
         }
         let length = snap.window.unwrap_or(length).max(Duration::from_millis(1));
         let limit = snap.limit.unwrap_or(limit).max(server);
-        let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
+        // A reset further away than any rate-limit window in use (a daily quota's) is read as
+        // unknown: held to, the share kept for higher priorities would hold lower ones back
+        // that long (one answer claiming 999 999 999 s, decades), with nothing sent to learn
+        // otherwise. A real limit that long is found by its 429.
+        let reset_after = snap.reset_after.filter(|r| *r <= MAX_RESET);
+        let reset_at = now.saturating_add(reset_after.unwrap_or(length));
         let slack = SAME_WINDOW_SLACK.min(Duration::from_millis(length.as_millis() / 2));
         // The same window goes on: its sends and spacing carry over.
         let (mut remaining, mut tat) = (server, Instant::ZERO);
