@@ -543,6 +543,12 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         matches!(self.phase, Phase::InFlight { .. })
     }
 
+    /// Whether `ticket`'s request is the one in flight (not one disowned by a timeout, an
+    /// abandon or a credential change, while another may be).
+    pub fn is_in_flight(&self, ticket: Ticket) -> bool {
+        matches!(self.phase, Phase::InFlight { ticket: t, .. } if t == ticket.0)
+    }
+
     /// When the next token request becomes due, if none is in flight and requests are not
     /// stopped. An instant at or before `now` means "now".
     ///

@@ -88,6 +88,44 @@ fn with_token_for_hosts<const H: usize>() -> Session<64, H> {
     s
 }
 
+/// A late answer to a token request the session disowned (credentials replaced since) while
+/// another is in flight is not recorded: it replaced the failure on record (masked with the new
+/// credentials, so an echo of the old secret stayed in clear), and an `invalid_client` for the
+/// old secret made callers fail fast although the new one was fine.
+#[test]
+fn a_late_answer_to_a_disowned_token_request_is_ignored() {
+    let creds = |secret: &str| Credentials::from_strs("client", secret).unwrap();
+    let endpoint = TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap();
+    let mut s: Session<64, 1> =
+        Session::new(creds("old-secret"), endpoint, SessionConfig::default(), 1).unwrap();
+    let mut buf = [0u8; 512];
+    let (a, _) = s.poll_token_request(Instant::ZERO, &mut buf).unwrap().unwrap();
+    s.set_credentials(Instant::from_millis(100), creds("new-secret"));
+    let (b, _) = s.poll_token_request(Instant::from_secs(1), &mut buf).unwrap().unwrap();
+    while s.poll_event().is_some() {}
+    let body = br#"{"error":"invalid_client","error_description":"bad old-secret"}"#;
+    s.handle_token_response(Instant::from_millis(1_200), a, 401, &[("a", "b")], body);
+    assert!(s.last_token_failure().is_none(), "{:?}", s.last_token_failure());
+    assert!(
+        !core::iter::from_fn(|| s.poll_event())
+            .any(|e| matches!(e, Event::TokenEndpointError { .. })),
+        "the disowned answer was reported"
+    );
+    s.handle_token_error(Instant::from_millis(1_300), a, Some(TransportKind::Reset));
+    assert!(s.last_token_failure().is_none(), "a disowned transport failure too");
+    // B is abandoned: callers wait for the next request, they are not told the credentials
+    // were rejected.
+    s.handle_token_error(Instant::from_millis(1_300), b, None);
+    let now = Instant::from_millis(1_400);
+    assert!(
+        matches!(
+            s.check_token_before(now, Some(now + Duration::from_secs(10))),
+            TokenStatus::Pending { .. }
+        ),
+        "callers wait"
+    );
+}
+
 /// An extra parameter no token request could carry is refused when the endpoint is built,
 /// not when a request is due (where an adapter could only log it, again and again).
 #[test]

@@ -213,7 +213,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         headers: &Hd,
         body: &[u8],
     ) {
-        if !self.lifecycle.in_flight() {
+        // A late answer to a request no longer in flight (disowned, timed out) is not this
+        // session's news: it must not replace the failure on record, nor be masked with the
+        // credentials that replaced the ones it was sent with.
+        if !self.lifecycle.is_in_flight(ticket) {
             return;
         }
         if !(200..300).contains(&status) {
@@ -341,7 +344,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         headers: &Hd,
         limit: u32,
     ) {
-        if !self.lifecycle.in_flight() {
+        if !self.lifecycle.is_in_flight(ticket) {
             return;
         }
         if !(200..300).contains(&status) {
@@ -444,7 +447,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         ticket: Ticket,
         kind: Option<TransportKind>,
     ) {
-        if !self.lifecycle.in_flight() {
+        if !self.lifecycle.is_in_flight(ticket) {
             return;
         }
         match kind {
