@@ -254,7 +254,15 @@ struct SessionCell {
     /// generation: built once per token, cloned for each request the session authorizes with
     /// it (under the lock that authorized it, so no other read of the cache is needed).
     header: Option<(Generation, HeaderValue)>,
+    /// The tokens replaced last ([`RETIRED_TOKENS`] at most), until they expire: a request
+    /// sent with one may be answered after the session moved on (a refresh, a 401), and what
+    /// the server echoes of it is masked too ([`Client::redact`]). The session masks only the
+    /// token it holds.
+    retired: Vec<(Token, tokio::time::Instant)>,
 }
+
+/// How many replaced tokens [`SessionCell::retired`] keeps for masking.
+const RETIRED_TOKENS: usize = 2;
 
 impl std::ops::Deref for SessionCell {
     type Target = CoreSession;
@@ -527,7 +535,7 @@ impl Client {
             .map_err(|e| Error::config(e.to_string()))?;
         let (version, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            session: Mutex::new(SessionCell { core: session, header: None }),
+            session: Mutex::new(SessionCell { core: session, header: None, retired: Vec::new() }),
             cache: ArcSwapOption::empty(),
             version,
             kick: Notify::new(),
@@ -756,15 +764,20 @@ impl Client {
 
     /// `text` with the client's credentials masked wherever it holds them: the client secret
     /// (as configured and form-encoded), the Basic credentials value, the last
-    /// `client_secret_jwt` assertion and the current token, each replaced with `[redacted]`
+    /// `client_secret_jwt` assertion, the current token and the two it replaced last (until
+    /// they expire: a request sent with one may be answered after a refresh), each replaced
+    /// with `[redacted]`
     /// (see [`credflow_core::redact`] for the rules). For printing or logging what a server
     /// sent: response headers, error bodies. The client's errors and logs are masked already.
     pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        let session = self.shared().lock();
-        let secrets = session.secrets(self.shared().clock.now());
-        match secrets.find(text.as_bytes(), 0) {
-            None => std::borrow::Cow::Borrowed(text),
-            Some(_) => std::borrow::Cow::Owned(secrets.redacted(text).to_string()),
+        match self.redact_bytes(text.as_bytes()) {
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+            // Every replacement is ASCII, at an ASCII boundary of a credential (visible ASCII
+            // or form- and Base64-encoded): the text stays UTF-8.
+            std::borrow::Cow::Owned(bytes) => std::borrow::Cow::Owned(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
         }
     }
 
@@ -789,23 +802,65 @@ impl Client {
         let secrets = session.secrets(self.shared().clock.now());
         let find =
             |from| if cut { secrets.find_in_cut(bytes, from) } else { secrets.find(bytes, from) };
-        let mut shown = 0;
-        let mut out: Option<Vec<u8>> = None;
-        while let Some(span) = find(shown) {
-            let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
-            out.extend_from_slice(&bytes[shown..span.start]);
-            out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());
-            shown = span.end;
-        }
-        match out {
-            None => std::borrow::Cow::Borrowed(bytes),
-            Some(mut out) => {
-                out.extend_from_slice(&bytes[shown..]);
-                std::borrow::Cow::Owned(out)
-            }
+        let masked = mask_spans(bytes, find);
+        let now = tokio::time::Instant::now();
+        session.retired.iter().filter(|(_, expires_at)| *expires_at > now).fold(
+            masked,
+            |text, (token, _)| match text {
+                std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str().as_bytes(), cut),
+                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(
+                    mask_token(&b, token.as_str().as_bytes(), cut).into_owned(),
+                ),
+            },
+        )
+    }
+}
+
+/// `bytes` with every span `find` names (from a position on) replaced by `[redacted]`.
+fn mask_spans(
+    bytes: &[u8],
+    find: impl Fn(usize) -> Option<std::ops::Range<usize>>,
+) -> std::borrow::Cow<'_, [u8]> {
+    let mut shown = 0;
+    let mut out: Option<Vec<u8>> = None;
+    while let Some(span) = find(shown) {
+        let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+        out.extend_from_slice(&bytes[shown..span.start]);
+        out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());
+        shown = span.end;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(bytes),
+        Some(mut out) => {
+            out.extend_from_slice(&bytes[shown..]);
+            std::borrow::Cow::Owned(out)
         }
     }
+}
 
+/// `bytes` with every occurrence of `token` replaced by `[redacted]`, and with `cut` (the
+/// first part of a longer text) its first [`MIN_CUT_PREFIX`] bytes or more at the very end too,
+/// as the core masks the token it holds.
+///
+/// [`MIN_CUT_PREFIX`]: credflow_core::redact::MIN_CUT_PREFIX
+fn mask_token<'t>(bytes: &'t [u8], token: &[u8], cut: bool) -> std::borrow::Cow<'t, [u8]> {
+    let min = credflow_core::redact::MIN_CUT_PREFIX;
+    mask_spans(bytes, |from| {
+        let rest = bytes.get(from..)?;
+        let whole = rest.windows(token.len().max(1)).position(|w| w == token);
+        if let Some(at) = whole {
+            return Some(from + at..from + at + token.len());
+        }
+        // A cut echo: the token's first bytes end the text.
+        let longest = token.len().saturating_sub(1).min(rest.len());
+        (cut && !token.is_empty())
+            .then(|| (min..=longest).rev().find(|&n| rest.ends_with(&token[..n])))
+            .flatten()
+            .map(|n| bytes.len() - n..bytes.len())
+    })
+}
+
+impl Client {
     /// Joins `path` to the API base (a leading `/` is ignored: paths go under the base).
     /// A client of tokens only has no API base: that is a configuration error.
     ///

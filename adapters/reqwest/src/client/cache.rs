@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use super::send::bearer;
 use super::{
-    Cached, ClientEvent, CoreSession, SessionCell, Shared, Token, TokenInner, core_duration,
+    Cached, ClientEvent, CoreSession, RETIRED_TOKENS, SessionCell, Shared, Token, TokenInner,
+    core_duration,
 };
 use crate::error::Error;
 
@@ -56,7 +57,21 @@ impl Shared {
     /// Publishes the session's usable token to the lock-free cache (or withdraws it), its
     /// header beside the session, and wakes waiters when it changed.
     pub(super) fn sync_cache(&self, session: &mut SessionCell, now: Instant) {
-        let current = self.cache.load().as_ref().map(|c| c.token.0.generation);
+        let previous = self.cache.load_full();
+        let current = previous.as_ref().map(|c| c.token.0.generation);
+        // A token replaced or dropped is kept a while for masking (`SessionCell::retired`).
+        let retire = |session: &mut SessionCell| {
+            let Some(previous) = previous.as_ref() else { return };
+            let retired = &mut session.retired;
+            let now = tokio::time::Instant::now();
+            retired.retain(|(token, expires_at)| {
+                *expires_at > now && token.0.generation != previous.token.0.generation
+            });
+            retired.push((previous.token.clone(), previous.token.0.expires_at));
+            if retired.len() > RETIRED_TOKENS {
+                retired.remove(0);
+            }
+        };
         match session.token(now) {
             Some((token, times)) if current != Some(times.generation) => {
                 let inner = TokenInner {
@@ -66,6 +81,7 @@ impl Shared {
                     fingerprint: token.fingerprint(),
                     expires_at: self.clock.to_tokio(times.expires_at),
                 };
+                retire(session);
                 session.header = Some((inner.generation, inner.header.clone()));
                 self.cache.store(Some(Arc::new(Cached {
                     token: Token(Arc::new(inner)),
@@ -75,6 +91,7 @@ impl Shared {
             }
             Some(_) => {}
             None if current.is_some() => {
+                retire(session);
                 session.header = None;
                 self.cache.store(None);
                 self.version.send_modify(|v| *v = v.wrapping_add(1));

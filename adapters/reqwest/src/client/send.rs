@@ -394,7 +394,7 @@ async fn ask_fleet(
 fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decision {
     let mut session = shared.lock();
     shared.refresh_wall_clock(&mut session, now);
-    let SessionCell { core, header: cached } = &mut *session;
+    let SessionCell { core, header: cached, .. } = &mut *session;
     let decision = match core.authorize(now, &mut guard.state) {
         Authorize::Send { token, generation } => {
             guard.outstanding = true;
