@@ -638,3 +638,37 @@ async fn trace_and_connect_are_not_forwarded() {
     assert!(raw(&proxy, &connect).await.starts_with("HTTP/1.1 405"));
     assert!(server.requests().iter().all(|r| r.path() == "/oauth/token"), "forwarded");
 }
+
+/// Local connections are bounded in number (`--max-connections`: one past it is closed at
+/// once) and each in what it buffers of a request head (64 KiB, then 431): a local client
+/// opening thousands of connections, each trickling a head of hundreds of KiB, held memory
+/// without a bound (hyper buffers about 400 KiB per connection by default).
+#[tokio::test]
+async fn local_connections_and_their_heads_are_bounded() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let proxy = proxy_to(&server, &["--max-connections", "2"]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Let the proxy accept both before the third.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the third connection was served: {read:?}");
+    // A place freed, a connection is served again.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = raw(&proxy, &format!("GET /api/v2/x HTTP/1.1\r\nHost: {addr}\r\n\r\n")).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    drop(_second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A head past 64 KiB is refused, whatever comes after.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head =
+        format!("GET /api/v2/x HTTP/1.1\r\nHost: {addr}\r\nX-Big: {}", "a".repeat(100 * 1024));
+    let _ = stream.write_all(head.as_bytes()).await;
+    let status = status_line(&mut stream, Duration::from_secs(10)).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+}

@@ -78,6 +78,10 @@ pub(crate) struct ProxyArgs {
     /// Most requests waiting for the upstream at once; past it, 503 + Retry-After.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_pending: usize,
+    /// Most local connections open at once; a connection past it is closed at once (each may
+    /// hold a request head of up to 64 KiB while it arrives).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
     /// Longest time one request may wait for a token before 503 (e.g. 500ms, 5s).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     token_wait: Duration,
@@ -170,6 +174,7 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
         deadline: args.deadline,
         drain: args.drain,
         loopback_hosts_only: args.listen.ip().is_loopback(),
+        max_connections: args.max_connections,
     };
     server::serve(client, args.listen, settings).await
 }

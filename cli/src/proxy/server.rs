@@ -50,7 +50,13 @@ pub(crate) struct Settings {
     pub(crate) drain: Duration,
     /// Listening on loopback: requests must name a loopback host ([`rules::loopback_host`]).
     pub(crate) loopback_hosts_only: bool,
+    /// Most local connections open at once.
+    pub(crate) max_connections: usize,
 }
+
+/// The most a local connection buffers of a request head (hyper's default is about 400 KiB):
+/// past it the head is refused, 431.
+const MAX_HEAD_BUFFER: usize = 64 * 1024;
 
 struct Proxy {
     client: Client,
@@ -82,6 +88,11 @@ pub(crate) async fn serve(
     let proxy = Arc::new(Proxy { client, settings, metrics: Metrics::default(), started });
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
+    // Each connection may hold up to `MAX_HEAD_BUFFER` of a head as it arrives: bounded in
+    // number too, memory is.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        proxy.settings.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -89,6 +100,11 @@ pub(crate) async fn serve(
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        debug!(limit = proxy.settings.max_connections, "too many connections: closed");
+                        drop(stream);
+                        continue;
+                    };
                     // Nagle would hold small answers back for the next segment's ACK.
                     let _ = stream.set_nodelay(true);
                     let proxy = Arc::clone(&proxy);
@@ -99,9 +115,11 @@ pub(crate) async fn serve(
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(Duration::from_secs(30))
+                        .max_buf_size(MAX_HEAD_BUFFER)
                         .serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = connection.await {
                             debug!(error = %e, "connection ended with an error");
                         }
