@@ -672,3 +672,82 @@ async fn local_connections_and_their_heads_are_bounded() {
     let status = status_line(&mut stream, Duration::from_secs(10)).await;
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
 }
+
+/// Every header a `Connection` header names is removed (RFC 9110 §7.6.1), in both directions,
+/// however many it names: only the first 32 were, and the others went on.
+#[tokio::test]
+async fn every_header_named_in_connection_is_dropped_both_ways() {
+    let names: Vec<String> = (0..40).map(|i| format!("x-hop-{i}")).collect();
+    let list = names.join(", ");
+    let server = {
+        let (names, list) = (names.clone(), list.clone());
+        upstream(move |_| {
+            let reply = Reply::json(200, "{}").header("Connection", &list).header("X-Kept", "1");
+            names.iter().fold(reply, |reply, name| reply.header(name, "1"))
+        })
+    };
+    let proxy = proxy_to(&server, &[]).await;
+    let request =
+        http().get(proxy.url("/api/v2/hops")).header("Connection", &list).header("X-Kept", "1");
+    let request = names.iter().fold(request, |request, name| request.header(name, "1"));
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    for name in &names {
+        assert!(response.headers().get(name).is_none(), "{name} came back");
+    }
+    assert_eq!(response.headers()["x-kept"], "1");
+    let requests = server.requests();
+    let seen = requests.iter().find(|r| r.path() == "/api/v2/hops").expect("forwarded");
+    for name in &names {
+        assert_eq!(seen.header(name), None, "{name} was forwarded");
+    }
+    assert_eq!(seen.header("x-kept"), Some("1"));
+}
+
+/// hyper takes only `chunked` off a body: one in another transfer coding (`gzip, chunked`)
+/// would pass the proxy still coded, with nothing left to say so (`Transfer-Encoding` is
+/// hop-by-hop), and an error body in one could not be searched for an echoed credential. A
+/// local request in one is refused (501, RFC 9112 §6.1) and not forwarded; an upstream error
+/// body in one is withheld as a content-coded one is; an upstream success in one is a 502.
+#[tokio::test]
+async fn bodies_in_a_transfer_coding_other_than_chunked_are_not_passed_on() {
+    let server = upstream(|req| {
+        let status = if req.path() == "/api/v2/fails" { 400 } else { 200 };
+        let token = req.header("authorization").unwrap_or_default().to_owned();
+        // Close-delimited (hyper ignores the Content-Length the server adds beside it).
+        Reply::json(status, &format!("coded bytes standing for {token}"))
+            .header("Transfer-Encoding", "gzip")
+            .header("ININ-Correlation-Id", "corr-coded")
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+
+    let response = http.get(proxy.url("/api/v2/fails")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["inin-correlation-id"], "corr-coded");
+    let body = json(response).await;
+    assert_eq!(body["code"], "credflow.body.withheld", "{body}");
+
+    let response = http.get(proxy.url("/api/v2/works")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body = json(response).await;
+    assert_eq!(body["code"], "credflow.upstream.coding", "{body}");
+    assert!(!body.to_string().contains(REAL_TOKEN));
+
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let post = format!(
+        "POST /api/v2/in HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n"
+    );
+    let status = raw(&proxy, &post).await;
+    assert!(status.starts_with("HTTP/1.1 501"), "{status}");
+    assert_eq!(server.requests_to("/api/v2/in"), 0, "forwarded");
+    // Chunked alone is forwarded as before (the answer, in gzip, is a 502 again).
+    let post = format!(
+        "POST /api/v2/in HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\n\r\n"
+    );
+    let status = raw(&proxy, &post).await;
+    assert!(status.starts_with("HTTP/1.1 502"), "{status}");
+    assert_eq!(server.requests_to("/api/v2/in"), 1);
+}

@@ -1,8 +1,8 @@
 //! `credflow proxy`'s own decisions about what a local client sent (`cli/src/proxy/rules.rs`,
 //! included here by path: the code the proxy runs): the priority header, the local key (from
 //! `X-Credflow-Key`, a bearer token, or a token request's Basic credentials or form), the
-//! headers stripped before forwarding, and the body plan for a `Content-Length` against the
-//! buffer limit.
+//! headers stripped before forwarding, the transfer codings refused, and the body plan for a
+//! `Content-Length` against the buffer limit.
 //!
 //! Input: the buffer limit (u16 LE), flags (bit 0: chunked), then header lines `name: value`
 //! until an empty line (a one-byte name is one of [`NAMES`]), then a token request's form body.
@@ -11,8 +11,9 @@
 //! refused; the body plan equals a plain reading of RFC 9110 §8.6 (one decimal length, equal
 //! list members, limit inclusive); the Basic secret equals a reference base64 decoder's and
 //! form decoding's; the presented key is borrowed from the input and compared exactly;
-//! `Connection` names are lowercase tokens, at most the bound; every hop-by-hop header and
-//! credflow's own are stripped inbound, `ININ-Correlation-Id` never.
+//! `Connection` names are every token listed (none dropped, however many); a transfer coding
+//! is `chunked` only if every member is; every hop-by-hop header and credflow's own are
+//! stripped inbound, `ININ-Correlation-Id` never.
 #![no_main]
 
 #[allow(dead_code)]
@@ -20,7 +21,7 @@
 mod rules;
 
 use libfuzzer_sys::fuzz_target;
-use rules::{BodyPlan, Priority};
+use rules::{BodyPlan, Priority, TransferCoding};
 
 /// Header names a one-byte name stands for: those the rules read or strip.
 const NAMES: [&str; 12] = [
@@ -71,15 +72,32 @@ fuzz_target!(|data: &[u8]| {
     let plan = rules::body_plan(values("content-length"), chunked, limit);
     assert_eq!(plan.ok(), model_plan(values("content-length").collect(), chunked, limit));
 
-    // Connection: names to strip.
-    let named = rules::named_in_connection(values("connection"));
-    assert!(named.len() <= rules::MAX_CONNECTION_NAMES);
-    for name in &named {
-        assert!(
-            !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
-        );
-    }
+    // Connection: every listed token, borrowed from the input, nothing else.
+    let named: Vec<&[u8]> = rules::connection_names(values("connection")).collect();
+    let model: Vec<&[u8]> = values("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|n| n.trim_ascii())
+        .filter(|n| {
+            !n.is_empty()
+                && n.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        })
+        .collect();
+    assert_eq!(named, model);
+
+    // Transfer codings: only `chunked` is one the proxy passes on.
+    let members: Vec<&[u8]> = values("transfer-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|m| m.trim_ascii())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let expected = if members.is_empty() {
+        TransferCoding::None
+    } else if members.iter().all(|m| m.to_ascii_lowercase() == b"chunked") {
+        TransferCoding::Chunked
+    } else {
+        TransferCoding::Other
+    };
+    assert_eq!(rules::transfer_coding(values("transfer-encoding")), expected);
 
     // Stripping: hop-by-hop and credflow's own go, the correlation id stays.
     for (name, _) in &headers {

@@ -18,9 +18,11 @@
 //!   and are sent once. Success responses stream back as they arrive; error bodies (read by
 //!   the client to classify them anyway) go back masked, at most the client's
 //!   `max_response_body`.
-//! - **Header hygiene**: hop-by-hop headers and those named in `Connection` are removed both
-//!   ways; response header values are masked should the upstream echo a credential;
-//!   `ININ-Correlation-Id` goes back as sent.
+//! - **Header hygiene**: hop-by-hop headers and all those named in `Connection` are removed
+//!   both ways; response header values are masked should the upstream echo a credential;
+//!   `ININ-Correlation-Id` goes back as sent. Only the `chunked` transfer coding is passed
+//!   (`rules::transfer_coding`): a local request in another is refused (501), an upstream error
+//!   body in one withheld, an upstream success in one answered 502.
 //! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `max_wait`, the
 //!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
 //!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).

@@ -16,7 +16,7 @@ pub(crate) const KEY_HEADER: &str = "x-credflow-key";
 
 /// The headers of one hop only (RFC 9110 §7.6.1), plus `Proxy-Authorization`/`-Authenticate`
 /// (meant for this proxy) and `Keep-Alive` (RFC 2068 §19.7.1, still sent): never forwarded in
-/// either direction. Headers named in `Connection` are removed too ([`named_in_connection`]).
+/// either direction. Headers named in `Connection` are removed too ([`connection_names`]).
 pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -27,10 +27,6 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "transfer-encoding",
 ];
-
-/// Most header names a `Connection` header may list for removal: the rest of a longer list is
-/// ignored (the names are removed anyway if they are hop-by-hop or credflow's own).
-pub(crate) const MAX_CONNECTION_NAMES: usize = 32;
 
 /// The priority a request asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,25 +92,45 @@ pub(crate) fn strip_outbound(name: &str) -> bool {
 }
 
 /// The header names listed in `Connection` header values (RFC 9110 §7.6.1: they are hop-by-hop
-/// too), lowercased; at most [`MAX_CONNECTION_NAMES`]. Names that are not tokens are skipped.
-pub(crate) fn named_in_connection<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
-    let mut names = Vec::new();
-    for value in values {
-        for name in value.split(|&b| b == b',') {
-            let name = name.trim_ascii();
-            if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-                continue;
-            }
-            if names.len() == MAX_CONNECTION_NAMES {
-                return names;
-            }
-            // Token characters are ASCII: the conversion cannot fail.
-            if let Ok(name) = std::str::from_utf8(name) {
-                names.push(name.to_ascii_lowercase());
-            }
+/// too), as sent (not lowercased), all of them: nothing is allocated, and a list is as long as
+/// the head that carries it, which is bounded. Names that are not tokens are skipped.
+pub(crate) fn connection_names<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| !name.is_empty() && name.iter().all(|&b| is_tchar(b)))
+}
+
+/// What a message's `Transfer-Encoding` values say of its body's transfer codings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransferCoding {
+    /// No transfer coding is named.
+    None,
+    /// Only `chunked` (hyper removes it: the body arrives as it was sent).
+    Chunked,
+    /// Another coding (`gzip`, `deflate`, `compress`, an extension) or a member that is not a
+    /// token: hyper removes only `chunked`, so the body would be passed on still coded, with
+    /// nothing left to say so once `Transfer-Encoding` (hop-by-hop) is dropped.
+    Other,
+}
+
+/// The transfer codings these `Transfer-Encoding` values name (RFC 9112 §6.1, case-insensitive,
+/// empty list members ignored).
+pub(crate) fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> TransferCoding {
+    let mut coding = TransferCoding::None;
+    for member in values.flat_map(|value| value.split(|&b| b == b',')) {
+        let member = member.trim_ascii();
+        if member.is_empty() {
+            continue;
         }
+        if !member.eq_ignore_ascii_case(b"chunked") {
+            return TransferCoding::Other;
+        }
+        coding = TransferCoding::Chunked;
     }
-    names
+    coding
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -342,12 +358,27 @@ mod tests {
     }
 
     #[test]
-    fn connection_names_are_tokens_lowercased_and_bounded() {
-        let names =
-            named_in_connection([&b"Keep-Alive, X-Foo ,,bad name"[..], b"x-bar"].into_iter());
-        assert_eq!(names, ["keep-alive", "x-foo", "x-bar"]);
-        let long = "a,".repeat(100);
-        assert_eq!(named_in_connection(one(long.as_bytes())).len(), MAX_CONNECTION_NAMES);
+    fn connection_names_are_tokens_and_all_of_them() {
+        let names: Vec<&[u8]> =
+            connection_names([&b"Keep-Alive, X-Foo ,,bad name"[..], b"x-bar"].into_iter())
+                .collect();
+        assert_eq!(names, [&b"Keep-Alive"[..], b"X-Foo", b"x-bar"]);
+        let long = (0..100).map(|i| format!("x-h{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(connection_names(one(long.as_bytes())).count(), 100);
+        assert_eq!(connection_names(one(long.as_bytes())).last(), Some(&b"x-h99"[..]));
+    }
+
+    #[test]
+    fn transfer_codings_other_than_chunked_are_told_apart() {
+        let coding = |values: &[&[u8]]| transfer_coding(values.iter().copied());
+        assert_eq!(coding(&[]), TransferCoding::None);
+        assert_eq!(coding(&[b" , "]), TransferCoding::None);
+        assert_eq!(coding(&[b"chunked"]), TransferCoding::Chunked);
+        assert_eq!(coding(&[b"CHUNKED ,"]), TransferCoding::Chunked);
+        assert_eq!(coding(&[b"gzip, chunked"]), TransferCoding::Other);
+        assert_eq!(coding(&[b"gzip", b"chunked"]), TransferCoding::Other);
+        assert_eq!(coding(&[b"chunked;q=1"]), TransferCoding::Other);
+        assert_eq!(coding(&[b"identity"]), TransferCoding::Other);
     }
 
     #[test]

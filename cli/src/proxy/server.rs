@@ -406,9 +406,22 @@ impl Proxy {
                 ));
             }
         };
-        let chunked = values(headers, "transfer-encoding").any(|v| {
-            v.split(|&b| b == b',').any(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
+        let chunked = match rules::transfer_coding(values(headers, "transfer-encoding")) {
+            rules::TransferCoding::None => false,
+            rules::TransferCoding::Chunked => true,
+            // RFC 9112 §6.1: a server that receives a transfer coding it does not understand
+            // should answer 501. Forwarded, the body would reach the upstream still coded and
+            // without the header that says so.
+            rules::TransferCoding::Other => {
+                return Err(Refusal {
+                    status: StatusCode::NOT_IMPLEMENTED,
+                    code: "credflow.transfer.coding",
+                    message: "credflow proxy: only the chunked transfer coding is understood; \
+                              send a compressed body with Content-Encoding instead"
+                        .into(),
+                });
+            }
+        };
         let content_length = values(headers, "content-length");
         match rules::body_plan(content_length, chunked, self.settings.max_body) {
             Ok(plan) => Ok((priority, plan)),
@@ -527,7 +540,6 @@ impl Proxy {
     async fn upstream_response(&self, response: reqwest::Response) -> Response<ProxyBody> {
         let status = response.status();
         let streamed = status.is_success() || status.is_redirection();
-        let named = rules::named_in_connection(values(response.headers(), "connection"));
         // One look for the credentials in all the values, as bytes (a value may hold bytes
         // beyond ASCII; none holds a line break, so no credential is found across two), then
         // value by value only if one is there.
@@ -539,10 +551,26 @@ impl Proxy {
         let echoed = matches!(self.client.redact_bytes(&all), std::borrow::Cow::Owned(_));
         let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
         let mut headers = parts.headers;
+        // hyper took `chunked` off the body, and only that: one in another transfer coding
+        // would go back still coded, and without the header (hop-by-hop) that says so.
+        let coded = rules::transfer_coding(values(&headers, "transfer-encoding"))
+            == rules::TransferCoding::Other;
+        if coded && streamed {
+            warn!(status = status.as_u16(), "upstream body in a transfer coding: 502");
+            return genesys_error(
+                StatusCode::BAD_GATEWAY,
+                "credflow.upstream.coding",
+                &format!(
+                    "credflow proxy: the upstream answered {} with a body in a transfer coding \
+                     other than chunked, which the proxy does not decode",
+                    status.as_u16()
+                ),
+                None,
+            );
+        }
+        remove_named_in_connection(&mut headers);
         remove_where(&mut headers, |name| {
-            rules::strip_outbound(name.as_str())
-                || named.iter().any(|n| n == name.as_str())
-                || (!streamed && *name == header::CONTENT_LENGTH)
+            rules::strip_outbound(name.as_str()) || (!streamed && *name == header::CONTENT_LENGTH)
         });
         if echoed {
             for value in headers.values_mut() {
@@ -551,11 +579,13 @@ impl Proxy {
         }
         let body: ProxyBody = if streamed {
             body.map_err(|e| Box::new(e) as BoxError).boxed()
-        } else if values(&headers, "content-encoding")
-            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"))
+        } else if coded
+            || values(&headers, "content-encoding")
+                .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"))
         {
-            // An error body in a content coding (the upstream was asked for `identity`) cannot
-            // be searched for an echoed credential: it is withheld, the status and headers kept.
+            // An error body in a content coding (the upstream was asked for `identity`) or a
+            // transfer coding hyper does not remove cannot be searched for an echoed
+            // credential: it is withheld, the status and headers kept.
             warn!(status = status.as_u16(), "content-coded upstream error body withheld");
             headers.remove(header::CONTENT_ENCODING);
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -703,11 +733,21 @@ impl Refusal {
 /// The headers of a local request that go upstream: all but those `rules::strip_inbound`
 /// names and those its `Connection` header names.
 fn forwarded_headers(mut headers: HeaderMap) -> HeaderMap {
-    let named = rules::named_in_connection(values(&headers, "connection"));
-    remove_where(&mut headers, |name| {
-        rules::strip_inbound(name.as_str()) || named.iter().any(|n| n == name.as_str())
-    });
+    remove_named_in_connection(&mut headers);
+    remove_where(&mut headers, |name| rules::strip_inbound(name.as_str()));
     headers
+}
+
+/// Removes from `headers` those its `Connection` header names (all of them, however many), not
+/// `Connection` itself.
+fn remove_named_in_connection(headers: &mut HeaderMap) {
+    // Cheap copies (shared bytes), so that the map can change while the names are read.
+    let listed: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+    for name in rules::connection_names(listed.iter().map(HeaderValue::as_bytes)) {
+        if let Ok(name) = HeaderName::from_bytes(name) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Removes from `headers` every header whose name `doomed` picks, all its values.
