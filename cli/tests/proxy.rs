@@ -751,3 +751,23 @@ async fn bodies_in_a_transfer_coding_other_than_chunked_are_not_passed_on() {
     assert!(status.starts_with("HTTP/1.1 502"), "{status}");
     assert_eq!(server.requests_to("/api/v2/in"), 1);
 }
+
+/// A connection that has sent part of a head holds no request: SIGTERM does not wait for it.
+/// hyper keeps such a connection open until its head timeout (30 s), and the drain waited for
+/// every connection: past `--drain`, the proxy exited 1 saying 0 requests were in flight.
+#[tokio::test]
+async fn a_half_sent_head_does_not_hold_the_drain() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let proxy = proxy_to(&server, &["--drain", "5s"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"G").await.unwrap();
+    // Let the proxy read the byte.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.sigterm();
+    let (code, logs) = proxy.exit().await;
+    assert_eq!(code, Some(0), "{logs}");
+    drop(stream);
+}

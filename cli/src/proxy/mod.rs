@@ -34,7 +34,8 @@
 //!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given.
 //! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
 //!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
-//!   within `--drain`), `tracing` logs (`CREDFLOW_LOG`).
+//!   within `--drain`: a request from its head until its answer has gone out; a connection
+//!   still sending a head is closed), `tracing` logs (`CREDFLOW_LOG`).
 
 mod metrics;
 pub(crate) mod rules;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Bytes, BytesMut};
@@ -54,6 +55,56 @@ pub(crate) struct Settings {
     pub(crate) max_connections: usize,
 }
 
+/// After the last request in service is answered, how long the drain still waits for its
+/// connection to send what hyper holds of the answer, before the process exits.
+const ANSWER_FLUSH: Duration = Duration::from_millis(250);
+
+/// The requests being served: each from the arrival of its head until hyper drops its answer's
+/// body (sent, or its connection gone). The drain waits for these, not for every connection: a
+/// connection that has sent part of a head holds no request, and hyper keeps it open until its
+/// head timeout (30 s), past any `--drain`.
+#[derive(Default)]
+struct InService {
+    count: AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+/// One request in [`InService`], until dropped.
+struct Serving(Arc<InService>);
+
+impl InService {
+    fn enter(self: &Arc<Self>) -> Serving {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Serving(Arc::clone(self))
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no request is in service.
+    async fn none_left(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a drop in between is not missed.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.none_left.notify_waiters();
+        }
+    }
+}
+
 /// The most a local connection buffers of a request head (hyper's default is about 400 KiB):
 /// past it the head is refused, 431.
 const MAX_HEAD_BUFFER: usize = 64 * 1024;
@@ -88,6 +139,7 @@ pub(crate) async fn serve(
     let proxy = Arc::new(Proxy { client, settings, metrics: Metrics::default(), started });
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
+    let in_service = Arc::new(InService::default());
     // Each connection may hold up to `MAX_HEAD_BUFFER` of a head as it arrives: bounded in
     // number too, memory is.
     let slots = Arc::new(tokio::sync::Semaphore::new(
@@ -108,9 +160,22 @@ pub(crate) async fn serve(
                     // Nagle would hold small answers back for the next segment's ACK.
                     let _ = stream.set_nodelay(true);
                     let proxy = Arc::clone(&proxy);
+                    let in_service = Arc::clone(&in_service);
                     let service = hyper::service::service_fn(move |request| {
                         let proxy = Arc::clone(&proxy);
-                        async move { Ok::<_, Infallible>(proxy.handle(request).await) }
+                        let serving = in_service.enter();
+                        async move {
+                            let response = proxy.handle(request).await;
+                            // In service until hyper drops the body: it has gone out then.
+                            let response = response.map(|body| {
+                                body.map_frame(move |frame| {
+                                    let _serving = &serving;
+                                    frame
+                                })
+                                .boxed()
+                            });
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -134,20 +199,33 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
-    let in_flight = proxy.metrics.pending();
+    let in_flight = in_service.count();
     info!(in_flight, drain_s = proxy.settings.drain.as_secs_f64(), "stopping: draining");
-    let drained = tokio::time::timeout(proxy.settings.drain, graceful.shutdown()).await.is_ok();
+    // Every connection closed (idle ones at once, the others after their answers), or else no
+    // request left in service and a moment for the last answers to go out: a connection still
+    // in the middle of a head is then closed unanswered (it sent no request yet).
+    let shutdown = graceful.shutdown();
+    tokio::pin!(shutdown);
+    let drain = async {
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = in_service.none_left() => {
+                let _ = tokio::time::timeout(ANSWER_FLUSH, &mut shutdown).await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(proxy.settings.drain, drain).await;
     watcher.abort();
     proxy.client.shutdown().await;
-    if drained {
+    let left = in_service.count();
+    if left == 0 {
         info!("stopped");
         Ok(())
     } else {
         Err(Failure {
             code: 1,
             message: format!(
-                "stopped with {} request(s) still in flight after the drain deadline ({:?})",
-                proxy.metrics.pending(),
+                "stopped with {left} request(s) still in flight after the drain deadline ({:?})",
                 proxy.settings.drain
             ),
         })
