@@ -44,15 +44,20 @@ fn session_seeing(
     let (ticket, _) = s.poll_token_request(t0, &mut buf).unwrap().unwrap();
     let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
     s.handle_token_response(t0, ticket, 200, &[("a", "b")], body);
-    let mut first = s.begin(t0, spec(Priority::Normal));
-    assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
     let (allowed, count, reset) = fields;
     let limits = [
         ("inin-ratelimit-allowed", allowed),
         ("inin-ratelimit-count", count),
         ("inin-ratelimit-reset", reset),
     ];
-    assert_eq!(s.handle_response(t0, &mut first, 200, &limits, b""), Verdict::Done);
+    answered(t0, s, &limits)
+}
+
+/// `s` once a request it sends at `t0` is answered 200 with `headers`.
+fn answered(t0: Instant, mut s: Session<64, 1>, headers: &[(&str, &str)]) -> Session<64, 1> {
+    let mut first = s.begin(t0, spec(Priority::Normal));
+    assert!(matches!(s.authorize(t0, &mut first), Authorize::Send { .. }));
+    assert_eq!(s.handle_response(t0, &mut first, 200, headers, b""), Verdict::Done);
     s
 }
 
@@ -213,4 +218,27 @@ fn a_reset_decades_away_does_not_hold_lower_priorities_back() {
     let mut s = session_seeing(t0, SessionConfig::default(), ("300", "295", "86400"));
     let mut background = s.begin(t0, spec(Priority::Background));
     assert!(matches!(s.authorize(t0, &mut background), Authorize::Fail(_)));
+}
+
+/// The same decades named as the window's length instead of its reset (`RateLimit-Policy:
+/// 300;w=999999999`, no reset given, which is then one window away): a window longer than a day
+/// is read as unknown too, so the default window is paced and Normal requests go.
+#[cfg(feature = "ietf-ratelimit")]
+#[test]
+fn a_window_decades_long_does_not_hold_lower_priorities_back() {
+    let t0 = Instant::from_secs(10);
+    let s = session_seeing(t0, SessionConfig::default(), ("300", "0", "60"));
+    let mut s = answered(
+        t0,
+        s,
+        &[("RateLimit", "limit=300, remaining=5"), ("RateLimit-Policy", "300;w=999999999")],
+    );
+    let mut normal = s.begin(t0, spec(Priority::Normal));
+    match s.authorize(t0, &mut normal) {
+        Authorize::Send { .. } => {}
+        Authorize::Wait { until: Some(at), .. } => {
+            assert!(at <= t0 + Duration::from_secs(60), "held until {at:?}")
+        }
+        other => panic!("held back for decades: {other:?}"),
+    }
 }

@@ -76,6 +76,8 @@ impl RedisStore {
         scope: &FleetScope,
         snapshot: RateLimitSnapshot,
     ) -> Result<(), StoreError> {
+        // A reset or window further than a day is read as unknown, as the pacer reads it.
+        let snapshot = snapshot.believed();
         let Some(remaining) = snapshot.remaining else {
             return Ok(());
         };

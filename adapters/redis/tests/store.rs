@@ -353,3 +353,31 @@ async fn a_max_wait_past_the_clocks_range_is_no_bound_not_a_panic() {
         other => panic!("an empty fleet hands out the lease: {other:?}"),
     }
 }
+
+/// A snapshot claiming a reset and a window decades away (999 999 999 s) with a few requests
+/// left: the fleet read it, clamped to a week, and held every Normal request back that long
+/// for the share kept for critical ones. Like the pacer, the store now reads a reset or window
+/// beyond a day as unknown: one default window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_decades_away_does_not_hold_the_fleet_back() {
+    let redis = RedisServer::start();
+    let store = store(&redis, |_| {});
+    let scope = scope_of("decades");
+    let decades = credflow_core::Duration::from_secs(999_999_999);
+    let snapshot = RateLimitSnapshot {
+        limit: Some(300),
+        remaining: Some(5),
+        reset_after: Some(decades),
+        window: Some(decades),
+        dialect: Dialect::IetfCombined,
+    };
+    store.observe(&scope, snapshot).await.unwrap();
+    let default_window = scope.pacer.default_window.as_millis();
+    match store.admit(&scope, Priority::Normal, Duration::from_secs(20)).await.unwrap() {
+        Admission::Now => {}
+        Admission::After(wait) | Admission::Wait(wait) | Admission::Held(wait) => assert!(
+            wait.as_millis() <= u128::from(default_window),
+            "held back {wait:?} (the default window is {default_window} ms)"
+        ),
+    }
+}

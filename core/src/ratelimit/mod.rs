@@ -46,3 +46,20 @@ pub struct RateLimitSnapshot {
     /// The dialect it was read from.
     pub dialect: Dialect,
 }
+
+impl RateLimitSnapshot {
+    /// This snapshot less what no pacer believes: a reset or a window further away than
+    /// [`pacer::MAX_RESET`] (a day, a daily quota's) is dropped, as if the server had not said
+    /// it. Held to, one answer claiming 999 999 999 s would hold lower priorities back for
+    /// decades, with nothing sent to learn otherwise; a real limit that long is found by its 429.
+    /// The pacer reads snapshots through this, and so do the fleet's stores.
+    #[must_use]
+    pub fn believed(&self) -> RateLimitSnapshot {
+        let believed = |d: &Duration| *d <= pacer::MAX_RESET;
+        RateLimitSnapshot {
+            reset_after: self.reset_after.filter(believed),
+            window: self.window.filter(believed),
+            ..*self
+        }
+    }
+}

@@ -96,9 +96,10 @@ pub enum Priority {
     Background,
 }
 
-/// The furthest reset of a rate-limit window the pacer believes: a day, a daily quota's. A
-/// snapshot whose reset is further is paced as if its reset were unknown (one window of
-/// [`PacerConfig::default_window`], or the window it names).
+/// The furthest reset of a rate-limit window the pacer believes, and its longest window: a day,
+/// a daily quota's ([`RateLimitSnapshot::believed`]). A snapshot whose reset is further is paced
+/// as if its reset were unknown (one window of [`PacerConfig::default_window`], or the window it
+/// names); a window named longer is read as unknown too (the known one, else the default).
 pub const MAX_RESET: Duration = Duration::from_secs(86_400);
 
 /// Configuration of a [`Pacer`].
@@ -347,6 +348,8 @@ impl Pacer {
     /// ignored; a missing `limit` keeps the known one (or `remaining`), a missing `window` keeps
     /// the known one (or the default), a missing `reset_after` means one window from now.
     pub fn observe(&mut self, now: Instant, snap: &RateLimitSnapshot) {
+        // A reset or window further than a day is read as unknown (see `believed`).
+        let snap = snap.believed();
         let Some(server) = snap.remaining else {
             return;
         };
@@ -361,12 +364,7 @@ impl Pacer {
         }
         let length = snap.window.unwrap_or(length).max(Duration::from_millis(1));
         let limit = snap.limit.unwrap_or(limit).max(server);
-        // A reset further away than any rate-limit window in use (a daily quota's) is read as
-        // unknown: held to, the share kept for higher priorities would hold lower ones back
-        // that long (one answer claiming 999 999 999 s, decades), with nothing sent to learn
-        // otherwise. A real limit that long is found by its 429.
-        let reset_after = snap.reset_after.filter(|r| *r <= MAX_RESET);
-        let reset_at = now.saturating_add(reset_after.unwrap_or(length));
+        let reset_at = now.saturating_add(snap.reset_after.unwrap_or(length));
         let slack = SAME_WINDOW_SLACK.min(Duration::from_millis(length.as_millis() / 2));
         // The same window goes on: its sends and spacing carry over.
         let (mut remaining, mut tat) = (server, Instant::ZERO);

@@ -517,7 +517,7 @@ impl Credflow {
         let reference = Some(self.wall.wall_at(at(now)));
         let snapshot = parse_rate_limit(headers.as_slice(), reference);
         let mut when = now;
-        if let Some(s) = snapshot
+        if let Some(s) = snapshot.map(|s| s.believed())
             && let Some(remaining) = s.remaining
         {
             when += RTT;

@@ -109,7 +109,9 @@ impl Shared {
             .get("date")
             .and_then(credflow_core::http::date::parse_http_date)
             .or_else(|| Some(shared.clock.wall(now).wall_at(now)));
-        let snapshot = credflow_core::ratelimit::headers::parse_rate_limit(&headers, reference);
+        // What the pacer would not believe (a reset or window beyond a day) the fleet is not told.
+        let snapshot = credflow_core::ratelimit::headers::parse_rate_limit(&headers, reference)
+            .map(|snapshot| snapshot.believed());
         let retry_after = rate_limited.map(|wait| wait.map(std_duration));
         if (snapshot.is_none() && retry_after.is_none()) || fleet.status() != FleetStatus::Joined {
             return;

@@ -246,6 +246,7 @@ impl Pacer {
     /// says about the scope. On evidence of a per-token scope the old token's window and hold
     /// are dropped, so the snapshot defines the new one.
     fn tell_scope(&mut self, now: Instant, snap: &RateLimitSnapshot, generation: Generation) {
+        let snap = snap.believed();
         let length = snap
             .window
             .or(self.window.map(|w| w.length))
