@@ -771,3 +771,70 @@ async fn a_half_sent_head_does_not_hold_the_drain() {
     assert_eq!(code, Some(0), "{logs}");
     drop(stream);
 }
+
+/// A web page reaches 127.0.0.1 directly too, no rebinding needed: `fetch` or a form's POST to
+/// `http://127.0.0.1:PORT/api/...` (no preflight for those) used the API as the service. Its
+/// browser sends `Origin` or `Sec-Fetch-Site`, programs do not: such requests are refused on
+/// loopback (403) and nothing goes upstream; one the user typed (`Sec-Fetch-Site: none`)
+/// passes. And a request line naming a foreign host is refused whatever `Host` says.
+#[tokio::test]
+async fn requests_a_browser_sends_for_a_web_page_are_refused_on_loopback() {
+    let server = upstream(|_| Reply::json(200, r#"{"id":"me"}"#));
+    let proxy = proxy_to(&server, &[]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    for (name, value) in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+    ] {
+        let post = format!(
+            "POST /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n{name}: {value}\r\n\
+             Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        let status = raw(&proxy, &post).await;
+        assert!(status.starts_with("HTTP/1.1 403"), "{name}: {value}: {status}");
+    }
+    let absolute =
+        format!("GET http://evil.example/api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(raw(&proxy, &absolute).await.starts_with("HTTP/1.1 421"), "absolute form");
+    assert_eq!(server.requests_to("/api/v2/users/me"), 0, "nothing was forwarded");
+    let typed =
+        format!("GET /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\nSec-Fetch-Site: none\r\n\r\n");
+    assert!(raw(&proxy, &typed).await.starts_with("HTTP/1.1 200"));
+    let program = format!("GET http://{addr}/api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(raw(&proxy, &program).await.starts_with("HTTP/1.1 200"));
+}
+
+/// A request sent with a token that was replaced before its answer came (here: revoked, 401,
+/// a new token, the retry refused 403) and an answer echoing the old token in its correlation
+/// id: the session masked what it kept with the token it held then, the new one, and the
+/// proxy passed the old token back to its local client in `ININ-Correlation-Id` and
+/// `contextId`. The tokens the client replaced last are masked there too.
+#[tokio::test]
+async fn an_echo_of_a_replaced_token_in_a_refusal_is_masked() {
+    const FIRST: &str = "first-token-0123456789abcdef";
+    const SECOND: &str = "second-token-0123456789abcdef";
+    let granted = Arc::new(AtomicUsize::new(0));
+    let server = Hostile::start(move |req| {
+        if req.path() == "/oauth/token" {
+            let token = if granted.fetch_add(1, Ordering::SeqCst) == 0 { FIRST } else { SECOND };
+            return Reply::json(
+                200,
+                &format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#),
+            );
+        }
+        if req.header("authorization") == Some(format!("Bearer {FIRST}").as_str()) {
+            return Reply::json(401, r#"{"message":"revoked","code":"bad.credentials"}"#);
+        }
+        Reply::json(403, r#"{"message":"no","code":"missing.permissions","status":403}"#)
+            .header("ININ-Correlation-Id", FIRST)
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let response = http().get(proxy.url("/api/v2/users/me")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let headers = format!("{:?}", response.headers());
+    let body = response.text().await.unwrap();
+    assert_eq!(server.requests_to("/oauth/token"), 2, "{body}");
+    assert!(!headers.contains(FIRST) && !body.contains(FIRST), "{headers} {body}");
+}

@@ -116,21 +116,18 @@ pub(crate) enum TransferCoding {
     Other,
 }
 
-/// The transfer codings these `Transfer-Encoding` values name (RFC 9112 §6.1, case-insensitive,
-/// empty list members ignored).
+/// The transfer codings these `Transfer-Encoding` values name (RFC 9112 §6.1,
+/// case-insensitive). [`TransferCoding::Chunked`] only for exactly one member, `chunked`, which
+/// is what hyper reads as chunked (it looks at the last member only): `chunked,` (an empty
+/// last member) or `chunked, chunked` are framed otherwise by hyper, so they are
+/// [`TransferCoding::Other`] here. No value at all is [`TransferCoding::None`].
 pub(crate) fn transfer_coding<'a>(values: impl Iterator<Item = &'a [u8]>) -> TransferCoding {
-    let mut coding = TransferCoding::None;
-    for member in values.flat_map(|value| value.split(|&b| b == b',')) {
-        let member = member.trim_ascii();
-        if member.is_empty() {
-            continue;
-        }
-        if !member.eq_ignore_ascii_case(b"chunked") {
-            return TransferCoding::Other;
-        }
-        coding = TransferCoding::Chunked;
+    let mut members = values.flat_map(|value| value.split(|&b| b == b',')).map(<[u8]>::trim_ascii);
+    match (members.next(), members.next()) {
+        (None, _) => TransferCoding::None,
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => TransferCoding::Chunked,
+        _ => TransferCoding::Other,
     }
-    coding
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -315,8 +312,28 @@ pub(crate) fn loopback_host(host: &[u8]) -> bool {
     credflow_core::http::url::Url::parse(&format!("http://{host}/")).is_ok_and(|u| u.is_loopback())
 }
 
+/// Whether a request with these `Origin` and `Sec-Fetch-Site` values was sent by a browser for a
+/// web page: browsers send `Origin` with every cross-origin request and every POST, and
+/// `Sec-Fetch-Site` with every request (`none` for one the user typed, such as opening
+/// `/healthz`, which is not a page's). Programs send neither.
+pub(crate) fn from_a_web_page(origin: Option<&[u8]>, fetch_site: Option<&[u8]>) -> bool {
+    origin.is_some()
+        || fetch_site.is_some_and(|site| !site.trim_ascii().eq_ignore_ascii_case(b"none"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn web_pages_are_told_by_their_browsers_headers() {
+        assert!(!from_a_web_page(None, None));
+        assert!(!from_a_web_page(None, Some(b"none")));
+        assert!(from_a_web_page(Some(b"null"), None));
+        assert!(from_a_web_page(Some(b"https://evil.example"), Some(b"none")));
+        for site in [&b"cross-site"[..], b"same-site", b"same-origin", b""] {
+            assert!(from_a_web_page(None, Some(site)));
+        }
+    }
+
     #[test]
     fn loopback_hosts_are_this_machines() {
         for host in
@@ -372,9 +389,13 @@ mod tests {
     fn transfer_codings_other_than_chunked_are_told_apart() {
         let coding = |values: &[&[u8]]| transfer_coding(values.iter().copied());
         assert_eq!(coding(&[]), TransferCoding::None);
-        assert_eq!(coding(&[b" , "]), TransferCoding::None);
         assert_eq!(coding(&[b"chunked"]), TransferCoding::Chunked);
-        assert_eq!(coding(&[b"CHUNKED ,"]), TransferCoding::Chunked);
+        assert_eq!(coding(&[b" CHUNKED "]), TransferCoding::Chunked);
+        // hyper reads only the last member: these are not framed as chunked by it.
+        assert_eq!(coding(&[b"chunked,"]), TransferCoding::Other);
+        assert_eq!(coding(&[b"chunked", b""]), TransferCoding::Other);
+        assert_eq!(coding(&[b"chunked, chunked"]), TransferCoding::Other);
+        assert_eq!(coding(&[b""]), TransferCoding::Other);
         assert_eq!(coding(&[b"gzip, chunked"]), TransferCoding::Other);
         assert_eq!(coding(&[b"gzip", b"chunked"]), TransferCoding::Other);
         assert_eq!(coding(&[b"chunked;q=1"]), TransferCoding::Other);

@@ -286,15 +286,34 @@ impl Proxy {
         // name), not from a program of this machine that means the proxy: refused before
         // anything, the token endpoint and metrics included. (Off loopback, the local key,
         // which is then required, stands guard.)
+        // An absolute-form target names a host too (RFC 9112 §3.2.2): both must be loopback.
         let host = request.headers().get(header::HOST).map(HeaderValue::as_bytes);
-        let host = host.or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
-        if self.settings.loopback_hosts_only && host.is_some_and(|h| !rules::loopback_host(h)) {
+        let authority = request.uri().authority().map(|a| a.as_str().as_bytes());
+        if self.settings.loopback_hosts_only
+            && [host, authority].into_iter().flatten().any(|h| !rules::loopback_host(h))
+        {
             return self.refuse(Refusal {
                 status: StatusCode::MISDIRECTED_REQUEST,
                 code: "credflow.host.refused",
                 message: "credflow proxy: the request names a host that is not this machine's \
                           loopback (localhost, 127.0.0.1, [::1]); a proxy on loopback answers \
                           only those"
+                    .into(),
+            });
+        }
+        // A web page reaches 127.0.0.1 directly too (a fetch, a form's POST: no preflight for
+        // those), and would use the API as the service; where the API's CORS lets its origin,
+        // it reads the answers. Its browser says so (`Origin`, `Sec-Fetch-Site`); programs
+        // do not. Refused on loopback like a foreign host.
+        let origin = request.headers().get(header::ORIGIN).map(HeaderValue::as_bytes);
+        let fetch_site = request.headers().get("sec-fetch-site").map(HeaderValue::as_bytes);
+        if self.settings.loopback_hosts_only && rules::from_a_web_page(origin, fetch_site) {
+            return self.refuse(Refusal {
+                status: StatusCode::FORBIDDEN,
+                code: "credflow.browser.refused",
+                message: "credflow proxy: a request a browser sent for a web page (it carries \
+                          Origin or Sec-Fetch-Site) is refused on loopback: the proxy serves \
+                          this machine's programs"
                     .into(),
             });
         }
@@ -715,7 +734,11 @@ impl Proxy {
     /// credentials or configuration. Genesys's error shape; the message is masked.
     fn give_up(&self, e: &Error) -> Response<ProxyBody> {
         let message = format!("credflow: {}", self.mask(e));
-        let correlation = e.correlation_id();
+        // The session masked what it kept of the answer with the token it held then; the
+        // tokens replaced since (one the request carried, echoed back) are masked here.
+        let correlation = e.correlation_id().map(|c| self.client.redact(c).into_owned());
+        let correlation = correlation.as_deref();
+        let code = e.code().map(|c| self.client.redact(c).into_owned());
         match e.kind() {
             ErrorKind::Unavailable => {
                 let (code, wait) = self.cause(e);
@@ -723,7 +746,7 @@ impl Proxy {
             }
             ErrorKind::Permission => genesys_error(
                 StatusCode::FORBIDDEN,
-                e.code().unwrap_or("missing.permissions"),
+                code.as_deref().unwrap_or("missing.permissions"),
                 &message,
                 correlation,
             ),
