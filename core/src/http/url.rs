@@ -320,13 +320,14 @@ impl fmt::Display for Authority<'_> {
     }
 }
 
-/// A configured URL for messages and logs, with any userinfo masked: displays `input` as given
-/// when [`Url::parse`] accepts it (a valid URL has no userinfo), and otherwise with everything
-/// from the scheme's `://` (after a scheme name; else the start) to the last `@` replaced by
-/// `***@`, so that a password is not echoed even from a URL malformed in some other way (a
-/// `/`, `?`, `#` or `://` in the password, no scheme). An `@` in the query of such a URL hides
-/// its host and path too: too much is masked rather than a password shown. Bytes that are not
-/// visible ASCII are escaped (`\n`).
+/// A configured URL for messages and logs, with any userinfo masked: a URL holding an `@` is
+/// displayed with everything from the scheme's `://` (after a scheme name; else the start) to
+/// the last `@` replaced by `***@`, whether [`Url::parse`] accepts it or not, so that a
+/// password is not echoed even where it makes the URL valid (`https://alice:2024/pw@idp/`
+/// parses as port 2024 and a path) or malformed in some other way (a `/`, `?`, `#` or `://` in
+/// the password, no scheme). An `@` in a path or query hides the host before it too: too much
+/// is masked rather than a password shown. A URL without an `@` is displayed as given, with
+/// bytes that are not visible ASCII escaped (`\n`) when it is not valid.
 ///
 /// ```
 /// use credflow_core::http::url::Redacted;
@@ -340,11 +341,11 @@ pub struct Redacted<'a>(pub &'a str);
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let input = self.0;
-        if Url::parse(input).is_ok() {
-            return f.write_str(input);
-        }
         let bytes = input.as_bytes();
         let Some(at) = bytes.iter().rposition(|&b| b == b'@') else {
+            if Url::parse(input).is_ok() {
+                return f.write_str(input);
+            }
             return write!(f, "{}", input.escape_debug());
         };
         // The scheme's `://`: after a scheme name (RFC 3986 §3.1), not inside a password.
@@ -695,8 +696,19 @@ mod tests {
         ] {
             assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
         }
-        // A valid URL is shown exactly, `@` in its path included.
-        let valid = "https://h/users/a@b/token?x=1";
+        // A password can make a valid URL (a port, then a path): masked all the same, and so
+        // is an `@` in a valid URL's path or query (it cannot be told from such a password).
+        for (input, shown) in [
+            (
+                "https://alice:2024/pw@idp.example/oauth/token",
+                "https://***@idp.example/oauth/token",
+            ),
+            ("https://alice:2024/p?w@idp/", "https://***@idp/"),
+            ("https://h/users/a@b/token?x=1", "https://***@b/token?x=1"),
+        ] {
+            assert_eq!(Redacted(input).to_string(), shown, "{input:?}");
+        }
+        let valid = "https://h/users/token?x=1";
         assert_eq!(Redacted(valid).to_string(), valid);
     }
 
@@ -724,10 +736,12 @@ mod tests {
         fn redacted_never_shows_the_password(
             scheme in "(https?://)?",
             user in "[a-z]{0,6}",
+            // Digits and a `/` first make a port and a path of it: a valid URL.
+            lead in "([0-9]{1,5}[/?])?",
             password in "[A-Za-z0-9/:%.!$?#]{0,10}",
             rest in "[a-z0-9.:]{1,12}(/[A-Za-z0-9/ @%.]{0,12})?",
         ) {
-            let input = std::format!("{scheme}{user}:SECRET{password}@{rest}");
+            let input = std::format!("{scheme}{user}:{lead}SECRET{password}@{rest}");
             prop_assert!(!Redacted(&input).to_string().contains("SECRET"), "{}", input);
         }
 
