@@ -499,16 +499,21 @@ pub const SECRET_FILE_LIMIT: usize = 4096;
 /// directory can do that, and they could replace the secret itself.
 pub fn read_secret_file(path: &str, source: &str) -> Result<ClientSecret, Error> {
     let refuse = |why: &str| Error::config(format!("{source}={path}: {why}"));
-    // A name that is no file may be the secret itself, put in the wrong variable: not repeated.
-    let cannot = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::config(format!(
-            "{source}: cannot read: no such file (the value is not repeated, in case it is the \
-             secret itself; the secret goes in {ENV_CLIENT_SECRET})"
-        )),
-        _ => refuse(&format!("cannot read: {e}")),
-    };
+    let cannot = |e: std::io::Error| refuse(&format!("cannot read: {e}"));
+    // A value that names no file (not found, a name too long, a "directory" that is a file,
+    // no permission to look) may be the secret itself, put in the wrong variable: not repeated.
     // `metadata` follows symbolic links: a link to a regular file is a regular file.
-    check_regular(&std::fs::metadata(path).map_err(cannot)?).map_err(|why| refuse(&why))?;
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            _ => e.to_string(),
+        };
+        Error::config(format!(
+            "{source}: cannot read: {why} (the value is not repeated, in case it is the secret \
+             itself; the secret goes in {ENV_CLIENT_SECRET})"
+        ))
+    })?;
+    check_regular(&metadata).map_err(|why| refuse(&why))?;
     let mut file = std::fs::File::open(path).map_err(cannot)?;
     check_regular(&file.metadata().map_err(cannot)?).map_err(|why| refuse(&why))?;
     // One byte more than the limit tells a file at the limit from a larger one. A buffer of
@@ -792,6 +797,16 @@ mod tests {
         let e = read("s3cret-value-not-a-path").unwrap_err();
         assert!(e.contains("no such file") && e.contains("SOURCE"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
+        // Other ways a secret is no path: a name too long, a file taken for a directory.
+        let long = format!("s3cret{}", "x".repeat(300));
+        let e = read(&long).unwrap_err();
+        assert!(!e.contains("s3cret") && e.contains("SOURCE"), "{e}");
+        let file = std::env::temp_dir().join(format!("credflow-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let under = format!("{}/s3cret", file.display());
+        let e = read(&under).unwrap_err();
+        let _ = std::fs::remove_file(&file);
+        assert!(!e.contains("s3cret") && e.contains("SOURCE"), "{e}");
     }
 
     /// Runs `read(path)` on a thread and gives up after a few seconds: a read that hangs fails
