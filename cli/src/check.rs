@@ -107,7 +107,7 @@ async fn check_api_accepts_token(client: &Client, env_name: Option<&str>) -> Res
         .request(reqwest::Method::HEAD, "/api/v2/tokens/me")?
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    match client.send(verify).await {
+    match crate::send_within_deadline(client, verify).await {
         Ok(response) if response.status().is_success() => {
             ok("token accepted by the API (HEAD /api/v2/tokens/me)");
             Ok(())
@@ -139,7 +139,7 @@ async fn check_probes(
             builder = builder.header("Content-Type", "application/json").body("{}");
         }
         let request = builder.build().map_err(|e| Failure::usage(e.to_string()))?;
-        match client.send(request).await {
+        match crate::send_within_deadline(client, request).await {
             Ok(response) if response.status().is_success() => {
                 ok(format!("{method} {path}: HTTP {}", response.status()))
             }

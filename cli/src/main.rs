@@ -36,8 +36,19 @@ use credflow_reqwest::config::{
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error, RequestOptions};
 
-/// How long `get` and `request` take at most, a token, waits and retries included.
+/// How long one API call of `get`, `request`, `check` or `scope-probe` takes at most, a token,
+/// waits and retries included.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Sends `request` through `client` within [`REQUEST_DEADLINE`]: a server answering
+/// `Retry-After: 3600` makes the command give up at once, naming the wait, instead of sleeping.
+async fn send_within_deadline(
+    client: &Client,
+    request: reqwest::Request,
+) -> Result<reqwest::Response, Error> {
+    let options = RequestOptions { deadline: Some(REQUEST_DEADLINE), ..RequestOptions::default() };
+    client.send_with(request, options).await
+}
 
 /// Keeps machine-to-machine OAuth 2.0 access working: tokens, API calls, diagnosis.
 #[derive(Debug, Parser)]
@@ -468,8 +479,7 @@ async fn request(
     // One bound for the whole command (a token, waits, retries): a longer wait the server
     // asks for (a token endpoint's `Retry-After: 3600`, a daily quota) fails at once, named,
     // instead of sleeping for it.
-    let options = RequestOptions { deadline: Some(REQUEST_DEADLINE), ..RequestOptions::default() };
-    let result = client.send_with(request, options).await;
+    let result = send_within_deadline(client, request).await;
     progress.abort();
     let response = result?;
     if verbose > 0 {

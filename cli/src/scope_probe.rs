@@ -84,7 +84,7 @@ async fn read(client: &Client, label: &str) -> Result<Reading, Failure> {
         .request(reqwest::Method::GET, "/api/v2/tokens/me")?
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let response = client.send(request).await.map_err(Failure::from)?;
+    let response = crate::send_within_deadline(client, request).await.map_err(Failure::from)?;
     let status = response.status();
     let headers: Vec<(String, String)> = response
         .headers()

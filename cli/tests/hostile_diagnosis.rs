@@ -118,6 +118,32 @@ async fn a_long_retry_after_from_the_token_endpoint_exits_5_at_once() {
     }
 }
 
+/// `check`'s API call under the same bound: a token held, the API refusing it (401), and the
+/// token endpoint then answering `Retry-After: 3600`. It slept the wait out (cut to ten
+/// minutes) and retried until the breaker tripped; it now fails at once, naming the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_gives_up_at_once_on_a_long_retry_after_after_a_401() {
+    let granted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = Hostile::start(move |req| {
+        if req.path() != "/oauth/token" {
+            return Reply::json(401, r#"{"message":"revoked","code":"bad.credentials"}"#);
+        }
+        if granted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Reply::status(503).header("Retry-After", "3600");
+        }
+        let body =
+            format!(r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":3600}}"#);
+        Reply::json(200, &body)
+    });
+    let started = Instant::now();
+    let out = credflow(&server, &["check"]).await;
+    // A generous bound, far below the ten minutes it slept before.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let err = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("3600 s"), "{err}");
+}
+
 /// A token endpoint echoing what it was sent (the secret, the Basic value, the assertion) in its
 /// `error_description`, a Genesys `message`, `ININ-Correlation-Id` and `WWW-Authenticate`:
 /// `token` and `check` never print them, at the default verbosity and at `-vv`.
