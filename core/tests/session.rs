@@ -473,6 +473,58 @@ fn api_breaker_opens_on_server_errors_and_fails_fast() {
     assert_eq!(h.send(at, &mut waiter).unwrap(), "T1");
 }
 
+/// An attempt timed out at its request's own deadline (the adapters cut each attempt there) is
+/// the caller's limit, not a failure of the host: three such requests left the API's breaker
+/// open, and every caller, those without a deadline too, failed fast. A timeout before the
+/// deadline still counts, and so does one when the request has no deadline.
+#[test]
+fn timeouts_at_the_callers_deadline_do_not_open_the_breaker() {
+    let mut h = Harness::new();
+    h.acquire(secs(0), "T1", 3600);
+    let host = HostKey::from_host("api.mypurecloud.com");
+    for i in 0..5 {
+        let at = secs(1 + i);
+        let spec = RequestSpec { deadline: Some(at), ..RequestSpec::new(Method::Get, host) };
+        let mut req = h.s.begin(at - Duration::from_millis(500), spec);
+        h.send(at - Duration::from_millis(500), &mut req).unwrap();
+        match h.s.handle_transport_error(at, &mut req, TransportKind::Timeout) {
+            Verdict::Fail(e) => assert!(
+                matches!(
+                    e.kind,
+                    ApiErrorKind::GaveUp { reason: GiveUpReason::PastDeadline { .. }, .. }
+                ),
+                "{e:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut req = h.begin(secs(10), Method::Get);
+    assert_eq!(h.send(secs(10), &mut req).unwrap(), "T1", "the breaker stayed closed");
+    let _ = h.s.handle_response(secs(10), &mut req, 200, &[], b"");
+    // Timeouts before a deadline, or without one, are the host's.
+    for i in 0..3 {
+        let at = secs(11 + i);
+        let spec = RequestSpec {
+            deadline: Some(at + Duration::from_secs(30)),
+            ..RequestSpec::new(Method::Get, host)
+        };
+        let mut req = h.s.begin(at, spec);
+        h.send(at, &mut req).unwrap();
+        let _ = h.s.handle_transport_error(at, &mut req, TransportKind::Timeout);
+    }
+    let mut req = h.begin(secs(14), Method::Get);
+    assert!(
+        matches!(
+            h.s.authorize(secs(14), &mut req),
+            Authorize::Fail(credflow_core::session::ApiError {
+                kind: ApiErrorKind::CircuitOpen { .. },
+                ..
+            })
+        ),
+        "timeouts the host caused open it"
+    );
+}
+
 #[test]
 fn forbidden_names_the_missing_permission() {
     let mut h = Harness::new();

@@ -728,6 +728,11 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             warn!("connect failed");
                             return Err(Failure::Transport(TransportError::Connect));
                         }
+                        // Cut by the exchange's deadline (the caller's limit, when it comes
+                        // first), not the connect timeout: the exchange timed out.
+                        Err(_) if by == deadline => {
+                            return Err(Failure::Transport(TransportError::Timeout));
+                        }
                         Err(_) => return Err(Failure::Transport(TransportError::Connect)),
                     }
                 }

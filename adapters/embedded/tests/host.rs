@@ -486,3 +486,51 @@ async fn a_reconnect_ends_with_the_exchange() {
     assert!(result.is_err(), "{result:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+/// An attempt cut by its request's own deadline is the caller's limit, not a failure of the
+/// API host: five requests with a short deadline against an API that never answers left its
+/// breaker open (it opens after three failures), and the next request, without a deadline,
+/// failed fast. Now the breaker stays closed and that request is answered.
+#[tokio::test]
+async fn attempts_cut_by_their_deadline_do_not_open_the_breaker() {
+    let mut script = vec![token_reply()];
+    script.extend(std::iter::repeat_with(|| None).take(5));
+    script.push(ok_reply("answered", Then::KeepOpen));
+    let server = scripted(script).await;
+    let config = ClientConfig { io_timeout: Duration::from_secs(5), ..ClientConfig::default() };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    for _ in 0..5 {
+        let mut request = Request::get("/api/v2/slow");
+        request.deadline = Some(Duration::from_millis(150));
+        let result = client.request(&request, &mut tx, &mut rx).await;
+        assert!(matches!(result, Err(Error::Api(_))), "{result:?}");
+    }
+    let answered = client.request(&Request::get("/api/v2/a"), &mut tx, &mut rx).await;
+    assert_eq!(answered.map(|r| r.body.to_vec()).unwrap(), b"answered");
+}
+
+/// A token request whose connection is still being opened when the caller's limit comes is
+/// abandoned as one cut waiting for its answer is: no transport failure of the endpoint's
+/// (it was a connect failure, with backoff and the token breaker told).
+#[tokio::test]
+async fn a_token_request_cut_while_connecting_is_abandoned() {
+    let server = scripted(vec![]).await;
+    let base = format!("http://{}", server.addr);
+    let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+    let endpoint = TokenEndpoint::new(&format!("{base}/oauth/token")).unwrap();
+    let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+    // Every connection takes 5 s to open (the first one included).
+    let connector = SlowReconnect { connected: true, slow: Duration::from_secs(5) };
+    let config = ClientConfig { token_wait: Duration::from_millis(300), ..ClientConfig::default() };
+    let mut client: Client<SlowReconnect, 1024, 1> =
+        Client::new(connector, session, &base, config).unwrap();
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    match client.token(&mut tx, &mut rx).await {
+        Err(Error::TokenWait { last: None }) => {}
+        other => panic!("expected TokenWait without a transport failure, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    assert_eq!(client.counters().token_failures, 0, "no failure of the endpoint's counted");
+}

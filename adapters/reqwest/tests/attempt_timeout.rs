@@ -133,3 +133,28 @@ async fn a_request_deadline_ends_the_attempt_under_way_at_the_deadline() {
     assert!(e.to_string().contains("after the request's deadline"), "{e}");
     assert_eq!(server.requests_to("/api/slow"), 1);
 }
+
+/// An attempt cut by its request's deadline is the caller's limit, not a failure of the API
+/// host: five requests with a 150 ms deadline against an API whose answers never come left the
+/// host's breaker open (three failures open it), and the next request, without a deadline,
+/// failed fast without being sent. Now the breaker stays closed and that request is answered.
+#[tokio::test]
+async fn attempts_cut_by_their_deadline_do_not_open_the_breaker() {
+    let server = server(|req| {
+        let reply = Reply::json(200, "{}");
+        // The head of an answer to `slow` comes long after any deadline here.
+        if req.path().ends_with("/slow") { reply.delayed(NEVER) } else { reply }
+    });
+    let client = client(&server, Http::Own);
+    for _ in 0..5 {
+        let request = client.request(Method::GET, "/api/v2/slow").unwrap().build().unwrap();
+        let options =
+            RequestOptions { deadline: Some(Duration::from_millis(150)), ..Default::default() };
+        let result = client.send_with(request, options).await;
+        assert!(result.is_err(), "{result:?}");
+    }
+    let request = client.request(Method::GET, "/api/v2/fine").unwrap().build().unwrap();
+    let response = client.send(request).await;
+    assert_eq!(response.map(|r| r.status().as_u16()).unwrap(), 200);
+    assert_eq!(server.requests().iter().filter(|r| r.path().ends_with("/fine")).count(), 1);
+}

@@ -465,19 +465,23 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     }
 
     /// Reports that the attempt last authorized for `req` failed in transport.
-    #[inline(never)]
     pub fn handle_transport_error(
         &mut self,
         now: Instant,
         req: &mut RequestState,
         kind: TransportKind,
     ) -> Verdict {
-        req.stage = Stage::Ready;
-        // A probe of a long hold that got no answer found nothing out: a later retry of this
-        // request is no probe, and its answer must not lift a hold set meanwhile.
-        req.quota_probe = false;
-        let host = req.spec.host;
-        self.report_to_host_breaker(now, host, CallEnd::Failure);
+        // Failed at or past the request's own deadline: cut there by the adapter (each attempt
+        // is bounded by it), the caller's limit rather than a failure of the host's. Its
+        // breaker is not told (a probe is released), and the retry policy gives up.
+        let past_deadline = req.spec.deadline.is_some_and(|d| now >= d);
+        if !past_deadline {
+            req.stage = Stage::Ready;
+            let host = req.spec.host;
+            self.report_to_host_breaker(now, host, CallEnd::Failure);
+        }
+        // Also: a probe of a long hold that got no answer found nothing out (`abandon`).
+        self.abandon(now, req);
         let verdict =
             self.retry(now, req, Failure::Transport(kind), None, RetryReason::Transport(kind));
         if matches!(verdict, Verdict::Fail(_)) {
@@ -489,6 +493,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// The caller gave up on `req` (cancelled, timed out on its side) while an attempt was in
     /// flight: release what it held (a breaker probe). Harmless otherwise.
     pub fn abandon(&mut self, now: Instant, req: &mut RequestState) {
+        // A probe of a long hold that got no answer found nothing out: a later attempt of this
+        // request is no probe unless it is made one again, and its answer must not lift a hold
+        // set meanwhile.
+        req.quota_probe = false;
         if let Stage::Probe(ticket) = core::mem::replace(&mut req.stage, Stage::Ready) {
             let host = req.spec.host;
             self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
