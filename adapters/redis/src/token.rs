@@ -149,6 +149,7 @@ impl RedisStore {
         // one, to read at once. Again and again (a value rewritten without end), it is waited
         // out as a lease held elsewhere is, within `max_wait`.
         let mut changed_before = false;
+        let mut short_before = false;
         loop {
             let value = read_value(&mut con, &token_key).await?;
             if let Some(token) = self.usable(scope, &token_key, &value, stale) {
@@ -189,8 +190,18 @@ impl RedisStore {
             if left.is_zero() {
                 return Err(StoreError::Busy);
             }
-            let nap = self.config.poll_interval.min(lease_left).min(left);
-            tokio::time::sleep(nap).await;
+            // A lease about to end is waited out to its end once; one that keeps ending (a
+            // store answering so, or a writer of the lease key re-arming it without end) is
+            // looked at every `poll_interval`, as a lease held elsewhere: one call a
+            // millisecond otherwise, until `max_wait`.
+            let mut nap = self.config.poll_interval.min(lease_left);
+            if nap < self.config.poll_interval {
+                if short_before {
+                    nap = self.config.poll_interval;
+                }
+                short_before = true;
+            }
+            tokio::time::sleep(nap.min(left)).await;
         }
     }
 

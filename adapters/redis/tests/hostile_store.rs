@@ -227,6 +227,13 @@ async fn a_store_always_saying_ask_again_is_not_asked_in_a_loop() {
 /// empty value, and every acquire answers that the value changed meanwhile (`{0, 0}`), as a
 /// hostile server, or a token key rewritten without end, would. Counts the acquires.
 fn always_changed() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    always_answering(b"*2\r\n:0\r\n:0\r\n")
+}
+
+/// As [`always_changed`], with every acquire answered `eval_reply`.
+fn always_answering(
+    eval_reply: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -267,7 +274,7 @@ fn always_changed() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) 
                         b"GETRANGE" | b"GET" => b"$0\r\n\r\n",
                         b"EVALSHA" | b"EVAL" => {
                             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            b"*2\r\n:0\r\n:0\r\n"
+                            eval_reply
                         }
                         b"PING" => b"+PONG\r\n",
                         _ => b"+OK\r\n",
@@ -299,5 +306,26 @@ async fn a_token_that_always_changed_is_not_acquired_in_a_loop() {
     assert_eq!(answer.unwrap_err(), StoreError::Busy);
     let acquires = acquires.load(std::sync::atomic::Ordering::SeqCst);
     // The first at once after the first, then one per 50 ms for 300 ms.
+    assert!((2..=10).contains(&acquires), "{acquires} acquires");
+}
+
+/// A store whose every acquire answers that the lease is held for one more millisecond (`{2,
+/// 1}`): a lease re-armed without end by a writer of its key, or a hostile server. The poller
+/// napped for what was left of it each time, about a thousand calls a second until
+/// `max_wait`. A lease about to end is waited out once; then it is looked at every
+/// `poll_interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_always_ends_soon_is_not_polled_every_millisecond() {
+    let (url, acquires) = always_answering(b"*2\r\n:2\r\n:1\r\n");
+    let store = common::store_at(url, |c| {
+        c.poll_interval = Duration::from_millis(50);
+        c.max_wait = Duration::from_millis(300);
+    });
+    let scope = scope_of("always-ending");
+    let refresh = tokio::time::timeout(Duration::from_secs(3), store.refresh(&scope, None));
+    let answer = refresh.await.expect("refresh gives up within its max_wait");
+    assert_eq!(answer.unwrap_err(), StoreError::Busy);
+    let acquires = acquires.load(std::sync::atomic::Ordering::SeqCst);
+    // One after a millisecond, then one per 50 ms for 300 ms.
     assert!((2..=10).contains(&acquires), "{acquires} acquires");
 }
