@@ -528,13 +528,25 @@ fn redirect_target(response: &reqwest::Response) -> Option<String> {
 /// (`credflow get … | head`) ends credflow quietly with exit code 141, as every write does (see
 /// the `output` module).
 async fn copy_body(mut response: reqwest::Response) -> Result<(), Failure> {
+    // To a terminal, the server's control characters are shown as U+FFFD (they could set the
+    // clipboard, clear the screen, or write over a line); to a pipe or a file, the body is
+    // written as it came.
+    let terminal = std::io::stdout().is_terminal();
+    let mut shown = output::PrintableStream::default();
     let mut last = None;
     while let Some(chunk) = next_chunk(&mut response).await? {
-        output::stdout_bytes(&chunk);
+        if terminal {
+            output::stdout_bytes(shown.push(&chunk).as_bytes());
+        } else {
+            output::stdout_bytes(&chunk);
+        }
         last = chunk.last().copied().or(last);
     }
-    if last.is_some_and(|b| b != b'\n') && std::io::stdout().is_terminal() {
-        output::outln!();
+    if terminal {
+        output::stdout_bytes(shown.finish().as_bytes());
+        if last.is_some_and(|b| b != b'\n') {
+            output::outln!();
+        }
     }
     Ok(())
 }

@@ -51,6 +51,45 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
     out
 }
 
+/// [`printable`] for text that arrives in pieces (a body streamed to a terminal): each piece
+/// printed as soon as it can be, a carriage return or the start of a UTF-8 sequence at its end
+/// kept until the next piece says what it is. The pieces' output, joined, is `printable` of
+/// the whole; at most three bytes are kept.
+#[derive(Default)]
+pub(crate) struct PrintableStream {
+    kept: Vec<u8>,
+}
+
+impl PrintableStream {
+    /// What can be printed of everything pushed so far.
+    pub(crate) fn push(&mut self, piece: &[u8]) -> String {
+        self.kept.extend_from_slice(piece);
+        let ready = self.kept.len().saturating_sub(open_tail(&self.kept));
+        let out = printable(self.kept.get(..ready).unwrap_or_default());
+        self.kept.drain(..ready);
+        out
+    }
+
+    /// What is left, at the end.
+    pub(crate) fn finish(self) -> String {
+        printable(&self.kept)
+    }
+}
+
+/// How many bytes at the end of `bytes` what follows may still change: a carriage return (a
+/// line break's first half) or the start of a UTF-8 sequence not yet complete.
+fn open_tail(bytes: &[u8]) -> usize {
+    if bytes.last() == Some(&b'\r') {
+        return 1;
+    }
+    (bytes.len().saturating_sub(3)..bytes.len())
+        .find(|&start| {
+            std::str::from_utf8(bytes.get(start..).unwrap_or_default())
+                .is_err_and(|e| e.valid_up_to() == 0 && e.error_len().is_none())
+        })
+        .map_or(0, |start| bytes.len() - start)
+}
+
 /// [`stdout_bytes`] of formatted text (written as it is formatted: a token printed here is
 /// never copied into a temporary string).
 pub(crate) fn stdout_fmt(args: fmt::Arguments<'_>) {
@@ -123,7 +162,31 @@ pub(crate) use {err, errln, outln};
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{PrintableStream, printable};
+
+    /// Cut anywhere, in one or two places, a text comes out as it does whole.
+    #[test]
+    fn a_text_in_pieces_comes_out_as_it_does_whole() {
+        let texts: [&[u8]; 4] = [
+            b"a\x1b]52;c;Zm9v\x07b\xc2\x9b2Jc\rspoof\r\nd\te\xff\n",
+            "d\u{e9}j\u{e0} \u{20ac}\u{1f600}\r\n\r\r\n".as_bytes(),
+            b"\xe2\x82\r\xf0\x9f\x98",
+            b"\xf0\x9f\x98\x80\xe2\x82\xac\xc3",
+        ];
+        for text in texts {
+            let whole = printable(text);
+            for i in 0..=text.len() {
+                for j in i..=text.len() {
+                    let mut stream = PrintableStream::default();
+                    let mut out = stream.push(&text[..i]);
+                    out += &stream.push(&text[i..j]);
+                    out += &stream.push(&text[j..]);
+                    out += &stream.finish();
+                    assert_eq!(out, whole, "{text:?} cut at {i} and {j}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn control_characters_of_a_server_are_not_printed() {
