@@ -192,10 +192,10 @@ pub enum Failure {
     /// The fleet's 429 hold (this long, already cut to `max_wait`) ends after its deadline.
     HeldByFleet(Duration),
     /// The fleet kept answering "ask again" ([`Admission::Wait`]) for longer than `max_wait`
-    /// in all, since this attempt's first question (`waited`, to the next question it set):
-    /// its budget had no slot for the attempt within the longest wait the policy accepts.
+    /// in all, since its first such answer for this attempt (`waited`, to the next question it
+    /// set): its budget had no slot for the attempt within the longest wait the policy accepts.
     NoSlot {
-        /// From the first question to when the fleet said to ask again next.
+        /// From the first "ask again" to when the fleet said to ask again next.
         waited: Duration,
     },
 }
@@ -268,8 +268,10 @@ pub struct RequestDriver {
     give_up: Option<Instant>,
     /// The end of a fleet wait handed to the session as the attempt's hold.
     fleet_wait_until: Option<Instant>,
-    /// The first question for the attempt, and the "ask again" answers since: an attempt
-    /// waits for the fleet's budget at most `max_wait` in all, and its questions are spaced.
+    /// When the fleet first answered "ask again" for the attempt, and how many such answers
+    /// since: an attempt waits for the fleet's budget at most `max_wait` in all, and its
+    /// questions are spaced. Not counted: a wait at the gate before the first answer, and a
+    /// hold of the server's or a backoff (after which the fleet is asked afresh).
     first_question: Option<Instant>,
     asked_again: u8,
     phase: Phase,
@@ -321,7 +323,6 @@ impl RequestDriver {
                 let left = self.give_up.map(|at| at.saturating_duration_since(now));
                 let within = left.map_or(self.config.max_wait, |l| l.min(self.config.max_wait));
                 self.phase = Phase::Asking { within };
-                self.first_question.get_or_insert(now);
                 let probe_claimed = core::mem::take(&mut self.probe_claimed);
                 Step::AskFleet { within, probe_claimed }
             }
@@ -381,7 +382,8 @@ impl RequestDriver {
                 let wait = wait.max(ask_again_floor(self.asked_again));
                 self.asked_again = self.asked_again.saturating_add(1);
                 let at = now.saturating_add(wait);
-                let waited = at.saturating_duration_since(self.first_question.unwrap_or(now));
+                let since = *self.first_question.get_or_insert(now);
+                let waited = at.saturating_duration_since(since);
                 if waited > max_wait {
                     Phase::Failed(Failure::NoSlot { waited })
                 } else {
@@ -456,6 +458,9 @@ impl RequestDriver {
         if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) {
             req.set_externally_paced(false);
             req.set_external_hold(Instant::from_millis(0));
+            // Asked afresh: the wait for the fleet's budget starts again.
+            self.first_question = None;
+            self.asked_again = 0;
             if self.phase == Phase::Answered {
                 self.phase = Phase::Unasked;
             }

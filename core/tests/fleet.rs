@@ -287,6 +287,38 @@ fn a_429_tells_the_fleet_the_wait_the_session_read() {
     assert_eq!(report.rate_limited(), None);
 }
 
+/// Only the fleet's "ask again" answers count toward `max_wait`: a wait at the gate before the
+/// first answer, and a hold (the fleet's 429 relayed, paced by the session) after which the
+/// fleet is asked afresh, do not. A 50 s hold then a 12 s "ask again" (max_wait 60 s) failed
+/// the attempt at once with `NoSlot`, though the fleet had said "ask again" once.
+#[test]
+fn only_ask_again_answers_count_toward_max_wait() {
+    let (_, mut req) = session_and_request();
+    assert_eq!(DriverConfig::default().max_wait, dur(60_000));
+    // Asked at 0, answered at 10 s (a queue at the gate, a slow store): not counted.
+    let mut driver = fleet_driver(None);
+    expect_ask(&mut driver, 0);
+    let _ = driver.handle_admission(ms(10_000), Some(Admission::Wait(dur(55_000))), &mut req);
+    match driver.poll(ms(10_000), true) {
+        Step::Sleep { until, .. } => assert_eq!(until, ms(65_000)),
+        other => panic!("55 s after the first ask-again is within max_wait, not {other:?}"),
+    }
+    // Held 50 s by the fleet's 429 and paced by the session, then asked afresh.
+    let mut driver = fleet_driver(None);
+    expect_ask(&mut driver, 0);
+    let hold = driver.handle_admission(ms(0), Some(Admission::Held(dur(50_000))), &mut req);
+    assert!(hold.is_some());
+    assert_eq!(driver.poll(ms(0), true), Step::Authorize);
+    let until = Some(ms(50_000));
+    let _ = driver.handle_wait(ms(0), until, WaitReason::Paced(PaceReason::Exhausted), &mut req);
+    expect_ask(&mut driver, 50_000);
+    let _ = driver.handle_admission(ms(50_000), Some(Admission::Wait(dur(12_000))), &mut req);
+    match driver.poll(ms(50_000), true) {
+        Step::Sleep { until, .. } => assert_eq!(until, ms(62_000)),
+        other => panic!("the first ask-again after the hold is slept, not {other:?}"),
+    }
+}
+
 /// A store that answers "ask again" at once, every time (as one anyone can write to may):
 /// the questions of one attempt are spaced however short the answer (10 ms, doubling to 1 s),
 /// and the attempt fails naming the fleet's budget once its wait for it would pass `max_wait`

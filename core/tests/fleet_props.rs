@@ -101,7 +101,6 @@ proptest! {
                             }
                             may_ask = false;
                             asked = true;
-                            first_question.get_or_insert(now);
                         }
                         Step::Sleep { until, .. } => {
                             prop_assert!(until > now, "a sleep into the past");
@@ -137,7 +136,7 @@ proptest! {
                         && failed.is_none()
                     {
                         may_ask = true;
-                        let first = first_question.unwrap_or(now);
+                        let first = *first_question.get_or_insert(now);
                         match driver.poll(now, true) {
                             Step::Sleep { until, .. } => {
                                 let least = now.saturating_add(w.max(ASK_AGAIN_FIRST));
@@ -168,6 +167,9 @@ proptest! {
                     };
                     let until = until.map(|ms| now.saturating_add(Duration::from_millis(ms)));
                     let wake = driver.handle_wait(now, until, reason, &mut req);
+                    if matches!(reason, WaitReason::Paced(_) | WaitReason::Backoff) {
+                        first_question = None;
+                    }
                     if let Some(give_up) = give_up {
                         prop_assert!(wake.at <= give_up, "a wake past the deadline");
                     }
