@@ -9,6 +9,7 @@ use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
 use embedded_io_async::{ErrorKind, ErrorType, Read};
+use credflow_embedded::MAX_SKIPPED;
 
 /// An in-memory connection: `data` handed over in `pieces` (each at most the reader's room),
 /// then as much as the reader has room for, then the end of the stream (`Ok(0)`), or a
@@ -91,6 +92,8 @@ pub enum Outcome {
 pub fn dechunk(coded: &[u8]) -> (Vec<u8>, Outcome) {
     let mut body = Vec::new();
     let mut at = 0usize;
+    // Bytes of extensions and trailer fields: past `MAX_SKIPPED` the coding is refused.
+    let mut skipped = 0usize;
     let outcome = loop {
         let rest = &coded[at..];
         // The size: 1 to 16 hex digits (a u64).
@@ -107,11 +110,21 @@ pub fn dechunk(coded: &[u8]) -> (Vec<u8>, Outcome) {
         let hex = core::str::from_utf8(&rest[..digits]).unwrap();
         let size = usize::try_from(u64::from_str_radix(hex, 16).unwrap()).unwrap_or(usize::MAX);
         at += digits;
-        // An extension runs to the line end, which must be a line end.
+        // An extension runs to the line end, which must be a line end. What follows the
+        // separator is skipped, the line end's first byte included.
         if matches!(coded[at], b';' | b' ' | b'\t') {
             match coded[at..].iter().position(|&b| b == b'\r' || b == b'\n') {
-                Some(end) => at += end,
-                None => break Outcome::Incomplete,
+                Some(end) => {
+                    skipped += end;
+                    if skipped > MAX_SKIPPED {
+                        break Outcome::Invalid;
+                    }
+                    at += end;
+                }
+                None => {
+                    skipped += coded.len() - at - 1;
+                    break if skipped > MAX_SKIPPED { Outcome::Invalid } else { Outcome::Incomplete };
+                }
             }
         }
         match line_end(&coded[at..]) {
@@ -119,7 +132,7 @@ pub fn dechunk(coded: &[u8]) -> (Vec<u8>, Outcome) {
             Err(outcome) => break outcome,
         }
         if size == 0 {
-            break trailers(coded, at);
+            break trailers(coded, at, skipped);
         }
         let rest = &coded[at..];
         if rest.len() < size {
@@ -146,21 +159,39 @@ fn line_end(rest: &[u8]) -> Result<usize, Outcome> {
     }
 }
 
-/// The trailer section from `at`: lines up to an empty one (CRLF or LF), each skipped whole.
-fn trailers(coded: &[u8], mut at: usize) -> Outcome {
+/// The trailer section from `at`: lines up to an empty one (CRLF or LF), each skipped whole,
+/// and the empty line's first byte; `skipped` bytes of extensions before it. Past
+/// `MAX_SKIPPED` in all, the coding is refused.
+fn trailers(coded: &[u8], mut at: usize, mut skipped: usize) -> Outcome {
     loop {
         let rest = &coded[at..];
         match rest.first() {
             None => return Outcome::Incomplete,
             Some(b'\r' | b'\n') => {
+                if skipped + 1 > MAX_SKIPPED {
+                    return Outcome::Invalid;
+                }
                 return match line_end(rest) {
                     Ok(n) => Outcome::Complete { consumed: at + n },
                     Err(outcome) => outcome,
                 };
             }
             Some(_) => match rest.iter().position(|&b| b == b'\n') {
-                Some(end) => at += end + 1,
-                None => return Outcome::Incomplete,
+                Some(end) => {
+                    skipped += end + 1;
+                    if skipped > MAX_SKIPPED {
+                        return Outcome::Invalid;
+                    }
+                    at += end + 1;
+                }
+                None => {
+                    skipped += rest.len();
+                    return if skipped > MAX_SKIPPED {
+                        Outcome::Invalid
+                    } else {
+                        Outcome::Incomplete
+                    };
+                }
             },
         }
     }
@@ -181,6 +212,20 @@ pub fn chunked(chunks: &[&[u8]]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_and_trailers_are_bounded_as_the_adapter_bounds_them() {
+        let ext = |n: usize| format!("2;{}\r\nok\r\n0\r\n\r\n", "x".repeat(n)).into_bytes();
+        // The separator is not counted; the extension and its CR are; and the empty line's CR.
+        assert!(matches!(dechunk(&ext(MAX_SKIPPED - 2)).1, Outcome::Complete { .. }));
+        assert_eq!(dechunk(&ext(MAX_SKIPPED - 1)).1, Outcome::Invalid);
+        let trailer = |n: usize| format!("0\r\nT: {}\r\n\r\n", "y".repeat(n)).into_bytes();
+        // "T: " and CR LF around the value, then the empty line's CR.
+        assert!(matches!(dechunk(&trailer(MAX_SKIPPED - 6)).1, Outcome::Complete { .. }));
+        assert_eq!(dechunk(&trailer(MAX_SKIPPED - 5)).1, Outcome::Invalid);
+        assert_eq!(dechunk(&ext(MAX_SKIPPED + 10)[..MAX_SKIPPED + 3]).1, Outcome::Invalid);
+        assert_eq!(dechunk(&ext(MAX_SKIPPED)[..MAX_SKIPPED]).1, Outcome::Incomplete);
+    }
 
     #[test]
     fn the_reference_decodes_rfc_9112_examples_and_its_leniencies() {

@@ -47,7 +47,8 @@ pub struct ClientConfig {
     /// not counted as a failure of the token endpoint.
     pub token_timeout: Duration,
     /// Longest a call waits for a token (across token requests, the one in flight included,
-    /// and their backoff) before failing with [`Error::TokenWait`]; default 60 s.
+    /// and their backoff) before failing with [`Error::TokenWait`]; default 60 s. No token
+    /// request is started once it has passed (zero: a call only takes a token already held).
     pub token_wait: Duration,
     /// The `User-Agent` of API requests; default `credflow-embedded/<version>`.
     pub user_agent: &'static str,
@@ -631,6 +632,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         rx: &mut [u8],
         bound: Option<Instant>,
     ) -> Result<bool, Error> {
+        // Past the caller's limit, a request would be cut at once, its secret perhaps written.
+        if bound.is_some_and(|bound| bound <= Instant::now()) {
+            return Ok(false);
+        }
         let now = self.now();
         // The session encodes into `rx` (scratch until the response arrives), the HTTP/1.1
         // request goes into `tx`; both hold the secret and are wiped once it is sent.

@@ -127,7 +127,7 @@ mod wire;
 pub use client::{Client, ClientConfig, Request, Response};
 pub use error::{Error, HttpError, InvalidUrl, TransportError};
 pub use transport::{Connector, HOST_CAPACITY, Target};
-pub use wire::{MAX_HEADERS, MAX_INTERIM, ResponseHeaders};
+pub use wire::{MAX_HEADERS, MAX_INTERIM, MAX_SKIPPED, ResponseHeaders};
 
 /// The core crate, re-exported so applications name one version.
 pub use credflow_core;

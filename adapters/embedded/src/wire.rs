@@ -36,6 +36,10 @@ pub const MAX_HEADERS: usize = 32;
 /// deadline.
 pub const MAX_INTERIM: u8 = 8;
 
+/// The most bytes of chunk extensions and trailer fields a chunked response may carry, in all
+/// (credflow reads neither): past it the response is refused, [`HttpError::InvalidChunk`].
+pub const MAX_SKIPPED: usize = 4096;
+
 /// Field names the adapter writes itself and callers may not pass.
 const RESERVED: [&str; 5] =
     ["host", "authorization", "content-length", "transfer-encoding", "connection"];
@@ -519,11 +523,13 @@ enum Chunk {
 pub(crate) struct Dechunker {
     state: Chunk,
     size: usize,
+    /// Bytes of chunk extensions and trailer fields read so far (see [`MAX_SKIPPED`]).
+    skipped: usize,
 }
 
 impl Dechunker {
     pub(crate) fn new() -> Self {
-        Dechunker { state: Chunk::Size { digits: 0 }, size: 0 }
+        Dechunker { state: Chunk::Size { digits: 0 }, size: 0, skipped: 0 }
     }
 
     /// Consumes `buf[*raw..filled]`, appending decoded data at `buf[*out..]` (`*out <= *raw`).
@@ -558,6 +564,15 @@ impl Dechunker {
     }
 
     fn step(&mut self, b: u8) -> Result<Chunk, HttpError> {
+        // Chunk extensions and trailer fields are read and dropped: they fill no buffer, so a
+        // server sending them without end, over a connection that always has bytes ready,
+        // would keep a read from ever reaching its deadline.
+        if matches!(self.state, Chunk::Extension | Chunk::Trailer { .. }) {
+            self.skipped = self.skipped.saturating_add(1);
+            if self.skipped > MAX_SKIPPED {
+                return Err(HttpError::InvalidChunk);
+            }
+        }
         let end_of_size_line = |size: usize| {
             if size == 0 { Chunk::Trailer { line_start: true } } else { Chunk::Data(size) }
         };
@@ -909,6 +924,25 @@ mod tests {
         assert_eq!((r.status, body(&r, &buf)), (200, &b"ok"[..]));
         let (r, _) = read(&raw(MAX_INTERIM + 1), 7, 99);
         assert_eq!(r, Err(ReadError::Http(HttpError::TooManyInterim)));
+    }
+
+    /// Chunk extensions and trailer fields, dropped as they are read, are bounded in all: a
+    /// server sending them without end would otherwise hold a read as long as it keeps sending.
+    #[test]
+    fn chunk_extensions_and_trailers_are_bounded() {
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let with = |extension: usize, trailer: usize| {
+            let size_line = std::format!("2;{}\r\n", "x".repeat(extension));
+            let trailer = std::format!("T: {}\r\n", "y".repeat(trailer));
+            [&head[..], size_line.as_bytes(), b"ok\r\n0\r\n", trailer.as_bytes(), b"\r\n"].concat()
+        };
+        let (r, buf) = read(&with(100, 100), 7, 64);
+        let r = r.unwrap();
+        assert_eq!((r.status, body(&r, &buf)), (200, &b"ok"[..]));
+        let (r, _) = read(&with(MAX_SKIPPED, 0), 7, 64);
+        assert_eq!(r, Err(ReadError::Http(HttpError::InvalidChunk)), "an endless extension");
+        let (r, _) = read(&with(0, MAX_SKIPPED), 7, 64);
+        assert_eq!(r, Err(ReadError::Http(HttpError::InvalidChunk)), "endless trailers");
     }
 
     #[test]

@@ -534,3 +534,20 @@ async fn a_token_request_cut_while_connecting_is_abandoned() {
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
     assert_eq!(client.counters().token_failures, 0, "no failure of the endpoint's counted");
 }
+
+/// A token request is not started once the caller's limit has passed: it would be cut at
+/// once, its secret perhaps written on the connection already. With no time to wait for a
+/// token (`token_wait` zero), nothing is sent.
+#[tokio::test]
+async fn no_token_request_is_started_past_the_callers_limit() {
+    let server = scripted(vec![token_reply()]).await;
+    let config = ClientConfig { token_wait: Duration::from_millis(0), ..ClientConfig::default() };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    match client.token(&mut tx, &mut rx).await {
+        Err(Error::TokenWait { .. }) => {}
+        other => panic!("expected TokenWait, got {other:?}"),
+    }
+    Timer::after(Duration::from_millis(100)).await;
+    assert_eq!(server.requests.lock().unwrap().len(), 0, "a token request was sent");
+}
