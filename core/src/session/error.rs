@@ -285,8 +285,9 @@ pub struct TokenFailureReport {
     pub problem: TokenProblem,
     /// The platform's correlation id of the answer, if there was one.
     pub correlation_id: Option<CorrelationId>,
-    /// The wait the server asked for (`Retry-After`), as it asked: the lifecycle may wait less
-    /// ([`LifecycleConfig::max_server_wait`](crate::lifecycle::LifecycleConfig::max_server_wait)).
+    /// The wait the server asked for (`Retry-After`), as it asked. The lifecycle waits at most
+    /// [`LifecycleConfig::max_server_wait`](crate::lifecycle::LifecycleConfig::max_server_wait)
+    /// for it, and never less than its own backoff after failures.
     pub retry_after: Option<Duration>,
 }
 
