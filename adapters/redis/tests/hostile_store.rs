@@ -217,6 +217,7 @@ async fn a_store_always_saying_ask_again_is_not_asked_in_a_loop() {
     let questions = calls(&mut con, "evalsha").await - before;
     let error = result.expect_err("no slot was ever given");
     assert!(error.to_string().contains("fleet's shared rate state had no slot"), "{error}");
+    assert!(!error.to_string().contains("  "), "a run of spaces in the message: {error}");
     assert!(took >= Duration::from_millis(1_200) && took < Duration::from_secs(5), "{took:?}");
     // 10 + 20 + ... + 640 ms, then one a second: 8 questions in 2 s, with the token's and the
     // pod's other script calls beside them (thousands before).

@@ -124,7 +124,8 @@ impl Error {
         let error = Error::from(ApiError { kind, status: None });
         Error {
             message: format!(
-                "gave up: the fleet's shared rate state had no slot for this request within the                  {max} accepted (it said to ask again for {waited}); the request was not sent"
+                "gave up: the fleet's shared rate state had no slot for this request within the \
+                 {max} accepted (it said to ask again for {waited}); the request was not sent"
             ),
             likely_cause: Some(
                 "the fleet's shared rate window is spent and stays so, or the shared store's \
