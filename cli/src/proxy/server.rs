@@ -738,18 +738,20 @@ impl Proxy {
         // tokens replaced since (one the request carried, echoed back) are masked here.
         let correlation = e.correlation_id().map(|c| self.client.redact(c).into_owned());
         let correlation = correlation.as_deref();
-        let code = e.code().map(|c| self.client.redact(c).into_owned());
         match e.kind() {
             ErrorKind::Unavailable => {
                 let (code, wait) = self.cause(e);
                 unavailable(code, &message, wait, correlation)
             }
-            ErrorKind::Permission => genesys_error(
-                StatusCode::FORBIDDEN,
-                code.as_deref().unwrap_or("missing.permissions"),
-                &message,
-                correlation,
-            ),
+            ErrorKind::Permission => {
+                let code = e.code().map(|c| self.client.redact(c).into_owned());
+                genesys_error(
+                    StatusCode::FORBIDDEN,
+                    code.as_deref().unwrap_or("missing.permissions"),
+                    &message,
+                    correlation,
+                )
+            }
             ErrorKind::CredentialsRejected => genesys_error(
                 StatusCode::BAD_GATEWAY,
                 "credflow.credentials.rejected",
