@@ -224,14 +224,12 @@ async fn a_store_always_saying_ask_again_is_not_asked_in_a_loop() {
     assert!(questions <= 30, "{questions} script calls in {took:?}");
 }
 
-/// A server on 127.0.0.1 speaking just enough RESP for the store: every token read finds an
-/// empty value, and every acquire answers that the value changed meanwhile (`{0, 0}`), as a
-/// hostile server, or a token key rewritten without end, would. Counts the acquires.
-fn always_changed() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    always_answering(b"*2\r\n:0\r\n:0\r\n")
-}
+/// The acquire script's answer that the token changed meanwhile (`{0, 0}`), as a hostile
+/// server, or a token key rewritten without end, would give.
+const CHANGED: &[u8] = b"*2\r\n:0\r\n:0\r\n";
 
-/// As [`always_changed`], with every acquire answered `eval_reply`.
+/// A server on 127.0.0.1 speaking just enough RESP for the store: every token read finds an
+/// empty value, and every acquire is answered `eval_reply`. Counts the acquires.
 fn always_answering(
     eval_reply: &'static [u8],
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -290,22 +288,29 @@ fn always_answering(
     (url, acquires)
 }
 
+/// Refreshes against a store whose every acquire answers `eval_reply` (`poll_interval` 50 ms,
+/// `max_wait` 300 ms): `refresh` must give up as busy within its `max_wait`. Returns how many
+/// acquires it made.
+async fn acquires_until_busy(eval_reply: &'static [u8], scope: &str) -> usize {
+    let (url, acquires) = always_answering(eval_reply);
+    let store = common::store_at(url, |c| {
+        c.poll_interval = Duration::from_millis(50);
+        c.max_wait = Duration::from_millis(300);
+    });
+    let scope = scope_of(scope);
+    let refresh = tokio::time::timeout(Duration::from_secs(3), store.refresh(&scope, None));
+    let answer = refresh.await.expect("refresh gives up within its max_wait");
+    assert_eq!(answer.unwrap_err(), StoreError::Busy);
+    acquires.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A store whose every acquire answers "the token changed" was asked again at once, without
 /// a pause and without looking at `max_wait`: a loop of calls until the caller's own timeout.
 /// The first such answer is read again at once (another process just published), later ones
 /// are waited out as a lease held elsewhere, and `refresh` gives up as busy at `max_wait`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_always_changed_is_not_acquired_in_a_loop() {
-    let (url, acquires) = always_changed();
-    let store = common::store_at(url, |c| {
-        c.poll_interval = Duration::from_millis(50);
-        c.max_wait = Duration::from_millis(300);
-    });
-    let scope = scope_of("always-changed");
-    let refresh = tokio::time::timeout(Duration::from_secs(3), store.refresh(&scope, None));
-    let answer = refresh.await.expect("refresh gives up within its max_wait");
-    assert_eq!(answer.unwrap_err(), StoreError::Busy);
-    let acquires = acquires.load(std::sync::atomic::Ordering::SeqCst);
+    let acquires = acquires_until_busy(CHANGED, "always-changed").await;
     // The first at once after the first, then one per 50 ms for 300 ms.
     assert!((2..=10).contains(&acquires), "{acquires} acquires");
 }
@@ -317,16 +322,7 @@ async fn a_token_that_always_changed_is_not_acquired_in_a_loop() {
 /// `poll_interval`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_always_ends_soon_is_not_polled_every_millisecond() {
-    let (url, acquires) = always_answering(b"*2\r\n:2\r\n:1\r\n");
-    let store = common::store_at(url, |c| {
-        c.poll_interval = Duration::from_millis(50);
-        c.max_wait = Duration::from_millis(300);
-    });
-    let scope = scope_of("always-ending");
-    let refresh = tokio::time::timeout(Duration::from_secs(3), store.refresh(&scope, None));
-    let answer = refresh.await.expect("refresh gives up within its max_wait");
-    assert_eq!(answer.unwrap_err(), StoreError::Busy);
-    let acquires = acquires.load(std::sync::atomic::Ordering::SeqCst);
+    let acquires = acquires_until_busy(b"*2\r\n:2\r\n:1\r\n", "always-ending").await;
     // One after a millisecond, then one per 50 ms for 300 ms.
     assert!((2..=10).contains(&acquires), "{acquires} acquires");
 }
