@@ -429,6 +429,9 @@ pub struct Lifecycle<const N: usize, S = InlineToken<N>> {
     phase: Phase,
     /// Consecutive failed requests.
     failures: u32,
+    /// The last request was abandoned (no outcome: the caller gave up or was cancelled), and
+    /// the wait that followed it (`None`: it had an outcome).
+    abandoned: Option<Duration>,
     /// The last request's start plus `min_refresh_interval` (zero before the first): no
     /// request starts earlier, but for a refresh after a 401.
     spaced_until: Instant,
@@ -468,6 +471,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             current: None,
             phase: Phase::Idle { not_before: Instant::ZERO },
             failures: 0,
+            abandoned: None,
             spaced_until: Instant::ZERO,
             reauth_spaced_until: Instant::ZERO,
             reauthenticate: false,
@@ -636,6 +640,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         self.current = Some(Held { token, generation, expires_at, refresh_at, usable_until });
         self.failures = 0;
+        self.abandoned = None;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
@@ -661,13 +666,29 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     }
 
     /// Reports that the request for `ticket` was abandoned without an outcome (the caller's task
-    /// was cancelled). Releases single flight at once, without backoff: nothing was learned
-    /// about the server. The request may have reached the server, so the next one still waits
-    /// for the spacing ([`LifecycleConfig::min_refresh_interval`] after this one's start).
+    /// was cancelled, or its own limit came first). Releases single flight at once, without
+    /// counting a failure: nothing was learned about the server. The request may have reached
+    /// the server, so the next one still waits for the spacing
+    /// ([`LifecycleConfig::min_refresh_interval`] after this one's start).
+    ///
+    /// Abandon after abandon is a pattern, not an accident: every caller's limit shorter than
+    /// the server's answers would otherwise send a request per spacing for as long as it
+    /// lasts, each one dropped. So from the second abandoned request in a row, the next one
+    /// waits as after failures, without jitter: `retry_base` after the second, doubling per
+    /// abandon, at most `retry_cap`. Any outcome (a token, a failure) and a credential change
+    /// end the run.
     pub fn on_abandoned(&mut self, now: Instant, ticket: Ticket) {
-        if self.take_in_flight(ticket).is_some() {
-            self.phase = Phase::Idle { not_before: now };
+        if self.take_in_flight(ticket).is_none() {
+            return;
         }
+        let cfg = &self.config;
+        let wait = match self.abandoned {
+            None => Duration::ZERO,
+            Some(last) if last.is_zero() => cfg.retry_base,
+            Some(last) => last.saturating_add(last).min(cfg.retry_cap),
+        };
+        self.abandoned = Some(wait);
+        self.phase = Phase::Idle { not_before: now.saturating_add(wait) };
     }
 
     fn fail(&mut self, now: Instant, failure: TokenFailure, rng: &mut Rng) {
@@ -677,6 +698,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             return;
         }
         self.failures = self.failures.saturating_add(1);
+        self.abandoned = None;
         let backoff = self.config.retry_delay(self.failures, rng);
         // The server's wish lengthens the backoff, never shortens it: a server answering every
         // request with `Retry-After: 0` gets the same growing waits as one that says nothing.
@@ -732,6 +754,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     pub fn credentials_changed(&mut self, now: Instant) {
         self.current = None;
         self.failures = 0;
+        self.abandoned = None;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
     }
@@ -770,6 +793,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.reauthenticate = false;
         if let Phase::Idle { .. } = self.phase {
             self.failures = 0;
+            self.abandoned = None;
             self.phase = Phase::Idle { not_before: now };
         }
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });

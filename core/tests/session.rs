@@ -791,3 +791,30 @@ fn a_process_held_back_by_its_breaker_adopts_the_fleets_token() {
         Err(RestoreError::NotUsable)
     );
 }
+
+/// An adapter that refreshes inline, in the task of a request, bounds the token request by
+/// `refresh_limit`: all the request's time while it needs a token, half of it while it holds
+/// a usable one (the refresh is ahead of expiry; its own attempt keeps the rest).
+#[test]
+fn a_refresh_run_for_a_request_takes_at_most_half_its_time_while_it_holds_a_token() {
+    let mut h = Harness::new();
+    let host = HostKey::from_host("api.mypurecloud.com");
+    let with_deadline = |h: &mut Harness, now: Instant, d: u64| {
+        let spec = RequestSpec {
+            deadline: Some(now + Duration::from_millis(d)),
+            ..RequestSpec::new(Method::Get, host)
+        };
+        h.s.begin(now, spec)
+    };
+    let no_deadline = h.begin(secs(0), Method::Get);
+    assert_eq!(h.s.refresh_limit(secs(0), &no_deadline), None);
+    let needs_token = with_deadline(&mut h, secs(0), 800);
+    assert_eq!(h.s.refresh_limit(ms(100), &needs_token), Some(Duration::from_millis(700)));
+    h.acquire(secs(1), "A", 300);
+    let holds_token = with_deadline(&mut h, secs(240), 800);
+    assert_eq!(h.s.refresh_limit(ms(240_100), &holds_token), Some(Duration::from_millis(350)));
+    assert_eq!(h.s.refresh_limit(ms(241_000), &holds_token), Some(Duration::ZERO), "past it");
+    // Once the token is no longer handed out (5 s before expiry), all the time left.
+    let late = with_deadline(&mut h, secs(296), 800);
+    assert_eq!(h.s.refresh_limit(secs(296), &late), Some(Duration::from_millis(800)));
+}

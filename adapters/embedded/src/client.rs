@@ -408,11 +408,13 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let deadline = request.deadline.map(after);
         let mut token_give_up = None;
         let received = loop {
-            self.session.handle_timeout(self.now());
-            // A refresh that is due (ahead of expiry) goes first, so it never blocks later; it
-            // waits no longer than the call (its deadline, its wait for a token).
-            let bound = earliest(deadline, token_give_up);
-            if self.token_round(tx, rx, bound).await? {
+            let now = self.now();
+            self.session.handle_timeout(now);
+            // A refresh that is due goes first, so it never blocks later; it waits no longer
+            // than the call (its wait for a token; its deadline, or half the time left to it
+            // when the call holds a usable token: see `Session::refresh_limit`).
+            let limit = self.session.refresh_limit(now, &state).map(|d| after(to_embassy(d)));
+            if self.token_round(tx, rx, earliest(limit, token_give_up)).await? {
                 continue;
             }
             let now = self.now();
@@ -840,6 +842,10 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 #[inline(never)]
 fn after(d: Duration) -> Instant {
     Instant::now().saturating_add(d)
+}
+
+fn to_embassy(d: CoreDuration) -> Duration {
+    Duration::from_millis(d.as_millis())
 }
 
 fn to_core(d: Duration) -> CoreDuration {

@@ -551,3 +551,77 @@ async fn no_token_request_is_started_past_the_callers_limit() {
     Timer::after(Duration::from_millis(100)).await;
     assert_eq!(server.requests.lock().unwrap().len(), 0, "a token request was sent");
 }
+
+/// A token endpoint that answers the first token request with a token of `life_s` seconds and
+/// never answers another; the API answers every request at once. Counts token requests.
+async fn slow_after_first_token(life_s: u32) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&tokens);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let tokens = Arc::clone(&counted);
+            tokio::spawn(async move {
+                while let Some(head) = read_request(&mut socket).await {
+                    let reply = if head.starts_with("POST /oauth/token ") {
+                        if tokens.fetch_add(1, Ordering::SeqCst) > 0 {
+                            tokio::time::sleep(StdDuration::from_secs(30)).await;
+                            return;
+                        }
+                        let body = format!(
+                            r#"{{"access_token":"first","token_type":"bearer","expires_in":{life_s}}}"#
+                        );
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_owned()
+                    };
+                    if socket.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, tokens)
+}
+
+/// A refresh ahead of expiry, run by a call with a deadline shorter than the token endpoint's
+/// answers, takes at most half of the call's time: the call is then served with the token it
+/// holds. It took all of it, and the call failed though its token was good; the refresh, cut,
+/// was abandoned and tried again by the next call a second later, for as long as the token
+/// lasted. Abandoned again and again, the refreshes are held back as failures are.
+#[tokio::test]
+async fn a_refresh_ahead_of_expiry_does_not_fail_a_call_that_holds_a_token() {
+    // A 4 s token: its refresh is due 1-2 s after it was requested, it is handed out until
+    // 3.6 s.
+    let (addr, tokens) = slow_after_first_token(4).await;
+    let base = format!("http://{addr}");
+    let config = ClientConfig { token_timeout: Duration::from_secs(5), ..ClientConfig::default() };
+    let mut client = client(&format!("{base}/oauth/token"), &base, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let start = Instant::now();
+    let first = client.request(&Request::get("/api/v2/a"), &mut tx, &mut rx).await;
+    assert_eq!(first.map(|r| r.status).ok(), Some(200));
+    Timer::at(start + Duration::from_millis(2_100)).await;
+    let mut calls = 0;
+    while start.elapsed() < Duration::from_millis(3_300) {
+        let mut request = Request::get("/api/v2/b");
+        request.deadline = Some(Duration::from_millis(200));
+        let result = client.request(&request, &mut tx, &mut rx).await;
+        assert_eq!(
+            result.map(|r| r.status).ok(),
+            Some(200),
+            "call {calls} at {:?}",
+            start.elapsed()
+        );
+        calls += 1;
+        Timer::after(Duration::from_millis(50)).await;
+    }
+    assert!(calls >= 5, "{calls} calls");
+    // The first token, then refreshes 1 s apart at most (the spacing), fewer once abandoned
+    // twice in a row.
+    let sent = tokens.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&sent), "{sent} token requests");
+}

@@ -374,6 +374,57 @@ fn abandoned_request_releases_single_flight_without_backoff() {
     assert!(lc.start_request(s(1)).is_some());
 }
 
+/// Every caller giving up before the server answers (each call's limit shorter than the token
+/// endpoint's latency) must not send a request per spacing for ever: from the second abandon
+/// in a row, the next request waits as after failures, doubling up to the cap.
+#[test]
+fn abandon_after_abandon_backs_off() {
+    let cfg = LifecycleConfig { retry_cap: Duration::from_secs(8), ..exact() };
+    let (mut lc, mut rng) = (Lc::new(cfg).unwrap(), Rng::new(1));
+    let mut at = s(0);
+    let mut starts = Vec::new();
+    while at < s(60) {
+        if let Some(ticket) = lc.start_request(at) {
+            starts.push(at.as_millis() / 1000);
+            lc.on_abandoned(at, ticket);
+        }
+        at = at + Duration::from_millis(100);
+    }
+    // Spacing (1 s) after the first abandon, then 1, 2, 4, 8, 8… s after each one ends.
+    assert_eq!(starts, [0, 1, 2, 4, 8, 16, 24, 32, 40, 48, 56], "{starts:?}");
+
+    // Any outcome ends the run: after a failure, one abandon is free again.
+    let ticket = lc.start_request(s(70)).unwrap();
+    lc.on_failure(s(70), ticket, TokenFailure::Transient { retry_after: None }, &mut rng);
+    let at = lc.next_request_at().unwrap();
+    let ticket = lc.start_request(at).unwrap();
+    lc.on_abandoned(at, ticket);
+    assert_eq!(lc.next_request_at(), Some(at + Duration::from_secs(1)), "spacing only");
+
+    // So does a token, and a credential change.
+    for end in 0..2 {
+        let mut lc = Lc::new(cfg).unwrap();
+        for k in 0..3 {
+            let at = lc.next_request_at().unwrap();
+            let ticket = lc.start_request(at).unwrap();
+            lc.on_abandoned(at, ticket);
+            assert!(k < 2 || lc.next_request_at() > Some(at + Duration::from_secs(1)));
+        }
+        let at = lc.next_request_at().unwrap();
+        if end == 0 {
+            let ticket = lc.start_request(at).unwrap();
+            lc.on_success(at, ticket, tok("T"), Duration::from_secs(300), &mut rng).unwrap();
+            lc.invalidate(at, lc.token(at).unwrap().1);
+        } else {
+            lc.credentials_changed(at);
+        }
+        let at = lc.next_request_at().unwrap().max(at + Duration::from_secs(1));
+        let ticket = lc.start_request(at).unwrap();
+        lc.on_abandoned(at, ticket);
+        assert_eq!(lc.next_request_at(), Some(at + Duration::from_secs(1)), "run ended ({end})");
+    }
+}
+
 #[test]
 fn install_serves_a_restored_token_and_plans_its_refresh() {
     let mut lc = Lc::new(exact()).unwrap();
@@ -481,9 +532,14 @@ proptest! {
         let mut last_start: Option<Instant> = None;
         let mut last_early: Option<Instant> = None;
         let mut refused_since_start = false;
-        let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool| {
+        // Model of the hold after abandoned requests: how many in a row, and the earliest
+        // instant the run lets the next request start.
+        let mut abandoned = 0u32;
+        let mut abandon_hold = Instant::ZERO;
+        let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool, hold: Instant| {
             let Some(ticket) = lc.start_request(now) else { return Ok(()) };
             prop_assert!(outstanding.is_none(), "two requests in flight");
+            prop_assert!(now >= hold, "a request at {now} during the hold of abandoned requests, until {hold}");
             *outstanding = Some((ticket, now));
             if let Some(gap) = last_start.map(|at| now.saturating_duration_since(at)) && gap < min {
                 prop_assert!(*refused, "two requests {gap} apart, no 401 between them");
@@ -500,7 +556,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Advance(ms) => now = now + Duration::from_millis(ms),
-                Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start)?,
+                Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold)?,
                 Op::Succeed { life_s } => {
                     if let Some((ticket, sent)) = outstanding.take() {
                         counter += 1;
@@ -509,6 +565,7 @@ proptest! {
                         if lc.on_success(now, ticket, tok16(&value), life, &mut rng).is_some() {
                             expiries.push((value, sent + life));
                             refused_since_start = false;
+                            (abandoned, abandon_hold) = (0, Instant::ZERO);
                         }
                     }
                 }
@@ -522,11 +579,19 @@ proptest! {
                             _ => TokenFailure::Fatal(RejectReason::InvalidClient),
                         };
                         lc.on_failure(now, ticket, failure, &mut rng);
+                        (abandoned, abandon_hold) = (0, Instant::ZERO);
                     }
                 }
                 Op::Abandon => {
                     if let Some((ticket, _)) = outstanding.take() {
                         lc.on_abandoned(now, ticket);
+                        abandoned += 1;
+                        if abandoned >= 2 {
+                            // retry_base (1 s) doubled per abandon after the second, at most
+                            // retry_cap (60 s).
+                            let wait = Duration::from_secs((1u64 << (abandoned - 2).min(6)).min(60));
+                            abandon_hold = now + wait;
+                        }
                     }
                 }
                 Op::Invalidate { back } => {
@@ -542,22 +607,25 @@ proptest! {
                         now = now.max(at);
                     }
                     lc.handle_timeout(now, &mut rng);
-                    if !lc.in_flight() {
-                        outstanding = None;
+                    if !lc.in_flight() && outstanding.take().is_some() {
+                        // Timed out: a failure, which ends a run of abandons.
+                        (abandoned, abandon_hold) = (0, Instant::ZERO);
                     }
-                    start(&mut lc, now, &mut outstanding, &mut refused_since_start)?;
+                    start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold)?;
                 }
                 Op::CredentialsChanged => {
                     lc.credentials_changed(now);
                     outstanding = None; // disowned
                     refused_since_start = false;
+                    (abandoned, abandon_hold) = (0, Instant::ZERO);
                 }
                 Op::Use => {}
             }
             // If the lifecycle no longer considers the model's ticket in flight (timeout),
             // the model forgets it too.
-            if !lc.in_flight() {
-                outstanding = None;
+            if !lc.in_flight() && outstanding.take().is_some() {
+                // Timed out: a failure, which ends a run of abandons.
+                (abandoned, abandon_hold) = (0, Instant::ZERO);
             }
             if let Some((token, _)) = lc.token(now) {
                 let expiry = expiries.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);

@@ -234,6 +234,20 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         }
     }
 
+    /// How long a token request sent for `req`, in its own task and before its attempt, may
+    /// run from `now` (an adapter that refreshes inline, not from a task of its own); `None`
+    /// when the request has no deadline. A request that needs a token may spend all its time
+    /// waiting for one. One that holds a usable token (the refresh is ahead of expiry) gives
+    /// the refresh at most half of what it has left and keeps the rest for its own attempt: a
+    /// slow token endpoint then never fails a call that the token it holds could serve.
+    pub fn refresh_limit(&self, now: Instant, req: &RequestState) -> Option<Duration> {
+        let left = req.spec.deadline?.saturating_duration_since(now);
+        if self.lifecycle.token(now).is_none() {
+            return Some(left);
+        }
+        Some(Duration::from_millis(left.as_millis() / 2))
+    }
+
     /// Decides whether the request may be sent at `now`: with which token, or until when to
     /// wait, or why it cannot be sent at all.
     #[inline(never)]

@@ -439,7 +439,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     }
 
     /// Reports that the token request for `ticket` failed in transport (connect, reset,
-    /// timeout), or was abandoned (`None`: the caller's task was cancelled).
+    /// timeout), or was abandoned (`None`: the caller's task was cancelled, or its own limit
+    /// came first). An abandoned request is no failure of the token endpoint (no backoff, no
+    /// breaker), but a run of them is held back as failures are
+    /// ([`Lifecycle::on_abandoned`](crate::lifecycle::Lifecycle::on_abandoned)).
     #[inline(never)]
     pub fn handle_token_error(
         &mut self,
@@ -473,8 +476,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// the process that fetched it recorded it; it needs the wall clock
     /// ([`set_wall_clock`](Self::set_wall_clock)).
     ///
-    /// The ticket is released whatever happens, without backoff and without charging the token
-    /// endpoint's breaker (nothing was learned about it); a breaker probe it held is returned.
+    /// The ticket is released whatever happens, as an abandoned request is (no failure counted,
+    /// the token endpoint's breaker not charged: nothing was learned about it); a breaker probe
+    /// it held is returned.
     /// The ticket still counts as a token request for the spacing: the next one starts no
     /// sooner than [`LifecycleConfig::min_refresh_interval`](crate::lifecycle::LifecycleConfig::min_refresh_interval) after it.
     /// The token is then installed as by [`restore`](Self::restore): served until its refresh
@@ -482,7 +486,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     ///
     /// Errors: [`RestoreError::NoWallClock`]; [`RestoreError::NotUsable`] when the ticket is not
     /// the one in flight, the token is too close to expiry or the credentials were rejected (the
-    /// next token request is then due at once: send it, or ask the fleet again).
+    /// next token request is then due at once, or after a backoff if the fleet's tokens were
+    /// refused several times in a row: send it, or ask the fleet again).
     #[inline(never)]
     pub fn handle_token_shared(
         &mut self,
