@@ -752,6 +752,39 @@ async fn bodies_in_a_transfer_coding_other_than_chunked_are_not_passed_on() {
     assert_eq!(server.requests_to("/api/v2/in"), 1);
 }
 
+/// An upstream's `Content-Length` as a list of one value (`2, 2`, or the field twice) is one
+/// length (RFC 9110 §8.6): reqwest accepted it, the proxy passed the list on, and hyper refused
+/// to write that head, so the local client saw its connection closed without an answer. It is
+/// now passed on as one value.
+#[tokio::test]
+async fn a_content_length_listed_twice_upstream_is_passed_on_as_one() {
+    let server = upstream(|req| {
+        let status = if req.path() == "/api/v2/fails" { 404 } else { 200 };
+        Reply::json(status, "{}").header("Content-Length", "2, 2")
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    for path in ["/api/v2/works", "/api/v2/fails"] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        tokio::time::timeout(Duration::from_secs(10), read).await.unwrap().unwrap();
+        let response = String::from_utf8_lossy(&answer).into_owned();
+        let expected = if path.ends_with("works") { "HTTP/1.1 200" } else { "HTTP/1.1 404" };
+        assert!(response.starts_with(expected), "{path}: {response:?}");
+        let lengths: Vec<&str> = response
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().starts_with("content-length:"))
+            .collect();
+        // A success keeps its length; an error body, read and masked, is sent in chunks.
+        let one: &[&str] = if path.ends_with("works") { &["content-length: 2"] } else { &[] };
+        assert_eq!(lengths, one, "{path}: {response:?}");
+        assert!(response.ends_with("{}") || response.ends_with("{}\r\n0\r\n\r\n"), "{response:?}");
+    }
+}
+
 /// A connection that has sent part of a head holds no request: SIGTERM does not wait for it.
 /// hyper keeps such a connection open until its head timeout (30 s), and the drain waited for
 /// every connection: past `--drain`, the proxy exited 1 saying 0 requests were in flight.

@@ -669,6 +669,9 @@ impl Proxy {
         remove_where(&mut headers, |name| {
             rules::strip_outbound(name.as_str()) || (!streamed && *name == header::CONTENT_LENGTH)
         });
+        if streamed {
+            one_content_length(&mut headers);
+        }
         if echoed {
             for value in headers.values_mut() {
                 *value = self.mask_header(value);
@@ -863,6 +866,28 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 }
 
 /// The values of the header `name` (lowercase) in `headers`.
+/// A `Content-Length` listed (`5, 5`, or the field twice) as one value: a list of one length is
+/// that length (RFC 9110 §8.6), which reqwest accepted, but hyper writes no head holding a
+/// list (the local client saw its connection closed). Items that disagree (which reqwest does
+/// not accept) are removed, and hyper frames the body itself.
+fn one_content_length(headers: &mut HeaderMap) {
+    let one = {
+        let mut items = values(headers, "content-length")
+            .flat_map(|value| value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii);
+        let Some(first) = items.next() else { return };
+        items.all(|item| item == first).then(|| HeaderValue::from_bytes(first).ok()).flatten()
+    };
+    match one {
+        Some(value) => {
+            headers.insert(header::CONTENT_LENGTH, value);
+        }
+        None => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+    }
+}
+
 fn values<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers.get_all(name).iter().map(HeaderValue::as_bytes)
 }
