@@ -527,6 +527,37 @@ async fn sigterm_drains_requests_in_flight_then_exits_0() {
     assert!(http.get(format!("{base}/healthz")).send().await.is_err(), "still accepting");
 }
 
+/// A request still waiting when the drain deadline passes (here for an upstream that answers
+/// after 5 s, with `--drain 1s`) is answered 503 with `Retry-After`, its connection closed:
+/// it was reset, and its client saw a connection error with no hint of what happened. The
+/// proxy exits 1, saying so.
+#[tokio::test]
+async fn requests_still_waiting_at_the_drain_deadline_are_answered_503() {
+    let server = upstream(|_| Reply::json(200, "{}").delayed(Duration::from_secs(5)));
+    let proxy = proxy_to(&server, &["--drain", "1s"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let in_flight = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
+    for _ in 0..100 {
+        if server.requests_to("/api/v2/slow") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopping = Instant::now();
+    proxy.sigterm();
+    let response = in_flight.await.unwrap().expect("an answer, not a reset connection");
+    assert!(stopping.elapsed() < Duration::from_secs(4), "{:?}", stopping.elapsed());
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["connection"], "close");
+    let body = json(response).await;
+    assert_eq!(body["code"], "credflow.shutting.down", "{body}");
+    let (code, logs) = proxy.exit().await;
+    assert_eq!(code, Some(1), "{logs}");
+    assert!(logs.contains("answered 503"), "{logs}");
+}
+
 #[tokio::test]
 async fn listens_on_loopback_unless_told_otherwise() {
     let env = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "secret")];

@@ -34,8 +34,9 @@
 //!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given.
 //! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
 //!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
-//!   within `--drain`: a request from its head until its answer has gone out; a connection
-//!   still sending a head is closed), `tracing` logs (`CREDFLOW_LOG`).
+//!   within `--drain`: a request from its head until its answer has gone out; those still
+//!   waiting past it are answered 503 `credflow.shutting.down`; a connection still sending a
+//!   head is closed), `tracing` logs (`CREDFLOW_LOG`).
 
 mod metrics;
 pub(crate) mod rules;
@@ -62,7 +63,8 @@ their client secret; the key is then the placeholder). Reserved paths: /oauth/to
 503 with Retry-After and a Genesys-shaped JSON body whose code names the cause.\n\nExit codes: \
 0 stopped by SIGTERM or Ctrl-C after draining, 2 configuration (a non-loopback --listen without \
 --allow-non-loopback and a local key, a bad flag value), 5 the listen address cannot be bound, \
-1 the drain deadline passed with requests still in flight.")]
+1 the drain deadline passed with requests still in flight (those still waiting for their answer \
+were answered 503 credflow.shutting.down).")]
 pub(crate) struct ProxyArgs {
     /// Address to listen on (plain HTTP). Loopback only unless --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]

@@ -115,6 +115,10 @@ struct Proxy {
     metrics: Metrics,
     /// [`Settings::started`].
     started: StdInstant,
+    /// Turns `true` when the drain deadline passes: a request still waiting then (for its
+    /// body, a token, its turn, the upstream's answer) is answered 503 instead of having its
+    /// connection reset.
+    drain_over: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Binds `addr`, prints where it listens, and serves until SIGTERM or Ctrl-C; then stops
@@ -136,7 +140,9 @@ pub(crate) async fn serve(
     let api_base = client.api_base().map(|u| u.as_str().to_owned()).unwrap_or_default();
     crate::output::outln!("credflow proxy: listening on http://{local} (forwarding to {api_base})");
     info!(%local, %api_base, "listening");
-    let proxy = Arc::new(Proxy { client, settings, metrics: Metrics::default(), started });
+    let (end_drain, drain_over) = tokio::sync::watch::channel(false);
+    let proxy =
+        Arc::new(Proxy { client, settings, metrics: Metrics::default(), started, drain_over });
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
     let in_service = Arc::new(InService::default());
@@ -165,7 +171,10 @@ pub(crate) async fn serve(
                         let proxy = Arc::clone(&proxy);
                         let serving = in_service.enter();
                         async move {
-                            let response = proxy.handle(request).await;
+                            let response = tokio::select! {
+                                response = proxy.handle(request) => response,
+                                () = proxy.drain_passed() => proxy.shutting_down(),
+                            };
                             // In service until hyper drops the body: it has gone out then.
                             let response = response.map(|body| {
                                 body.map_frame(move |frame| {
@@ -214,18 +223,33 @@ pub(crate) async fn serve(
             }
         }
     };
-    let _ = tokio::time::timeout(proxy.settings.drain, drain).await;
+    let drained = tokio::time::timeout(proxy.settings.drain, drain).await.is_ok();
+    let cut = if drained {
+        0
+    } else {
+        // Those still waiting are answered 503 now, and given a moment to go out.
+        let cut = in_service.count();
+        end_drain.send_replace(true);
+        let answered = async {
+            in_service.none_left().await;
+            let _ = tokio::time::timeout(ANSWER_FLUSH, &mut shutdown).await;
+        };
+        let _ = tokio::time::timeout(ANSWER_FLUSH, answered).await;
+        cut
+    };
     watcher.abort();
     proxy.client.shutdown().await;
     let left = in_service.count();
-    if left == 0 {
+    if cut == 0 {
         info!("stopped");
         Ok(())
     } else {
         Err(Failure {
             code: 1,
             message: format!(
-                "stopped with {left} request(s) still in flight after the drain deadline ({:?})",
+                "stopped with {cut} request(s) still in flight at the drain deadline ({:?}): \
+                 those waiting were answered 503, {left} cut off while their answers were going \
+                 out",
                 proxy.settings.drain
             ),
         })
@@ -339,6 +363,29 @@ impl Proxy {
             }
             _ => self.forward(request).await,
         }
+    }
+
+    /// Returns once the drain deadline has passed.
+    async fn drain_passed(&self) {
+        let mut over = self.drain_over.clone();
+        if over.wait_for(|&over| over).await.is_err() {
+            // The sender is gone only when `serve` has returned: nothing left to wait for.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// The answer to a request still waiting when the drain deadline passes.
+    fn shutting_down(&self) -> Response<ProxyBody> {
+        self.metrics.count(Outcome::Unavailable);
+        let mut response = unavailable(
+            "credflow.shutting.down",
+            "credflow proxy: stopping, and the drain deadline (--drain) passed before this \
+             request's answer came; if it had gone upstream, it may have been carried out there",
+            DEFAULT_RETRY_AFTER,
+            None,
+        );
+        close_connection(&mut response);
+        response
     }
 
     fn healthz(&self) -> Response<ProxyBody> {
