@@ -196,6 +196,34 @@ async fn gives_up_at_once_with_503_retry_after_and_a_genesys_body() {
     assert_eq!(server.requests_to("/api/v2/routing/queues"), 1, "no retry against an hour's wait");
 }
 
+/// A line is logged for each request the proxy answers itself, but at most ten a second: a
+/// local client sending a burst into a limit credflow gives up on wrote a line per request.
+/// The next line written says how many were left out.
+#[tokio::test]
+async fn the_lines_logged_per_answered_request_are_bounded() {
+    let server = upstream(|_| Reply::json(429, "{}").header("Retry-After", "3600"));
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let burst: Vec<_> =
+        (0..60).map(|_| tokio::spawn(http.get(proxy.url("/api/v2/limited")).send())).collect();
+    for response in burst {
+        assert_eq!(response.await.unwrap().unwrap().status(), 503);
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(http.get(proxy.url("/api/v2/limited")).send().await.unwrap().status(), 503);
+    proxy.sigterm();
+    let (_, logs) = proxy.exit().await;
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("answered by the proxy")).collect();
+    // The burst may straddle a second: twenty lines at most, then the one after the pause.
+    assert!(lines.len() <= 21, "{} lines:\n{logs}", lines.len());
+    let left_out: u64 = lines
+        .iter()
+        .filter_map(|l| l.split("left_out=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(left_out + lines.len() as u64, 61, "{logs}");
+}
+
 #[tokio::test]
 async fn a_token_endpoint_down_is_a_fast_503_then_recovery() {
     let emu = emulator(EmulatorConfig::default()).await;

@@ -259,3 +259,61 @@ impl Drop for QueuePlace<'_> {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Lines logged per request, kept to at most [`LogBudget::PER_SECOND`] a second: a local
+/// client sending thousands of requests a second into a full queue or an open breaker would
+/// otherwise write as many log lines, when the logs matter most. The lines left out are
+/// counted and their number goes with the next line written.
+#[derive(Debug, Default)]
+pub(crate) struct LogBudget(std::sync::Mutex<LogWindow>);
+
+#[derive(Debug, Default)]
+struct LogWindow {
+    /// The second being counted (whole seconds since the proxy started).
+    second: u64,
+    /// Lines written in it.
+    written: u32,
+    /// Lines left out since the last one written.
+    left_out: u64,
+}
+
+impl LogBudget {
+    /// Lines written per second at most.
+    pub(crate) const PER_SECOND: u32 = 10;
+
+    /// Whether a line may be written `elapsed` after the proxy started: `Some(n)`, the lines
+    /// left out since the last one (to log with it), or `None` to leave this one out.
+    pub(crate) fn take(&self, elapsed: std::time::Duration) -> Option<u64> {
+        let mut window = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let second = elapsed.as_secs();
+        if second != window.second {
+            window.second = second;
+            window.written = 0;
+        }
+        if window.written >= Self::PER_SECOND {
+            window.left_out = window.left_out.saturating_add(1);
+            return None;
+        }
+        window.written += 1;
+        Some(std::mem::take(&mut window.left_out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LogBudget;
+
+    #[test]
+    fn at_most_ten_lines_a_second_and_the_next_says_how_many_were_left_out() {
+        let budget = LogBudget::default();
+        let at = |ms| Duration::from_millis(ms);
+        let written: Vec<_> = (0..25).map(|i| budget.take(at(i * 10))).collect();
+        assert!(written[..10].iter().all(|w| *w == Some(0)), "{written:?}");
+        assert!(written[10..].iter().all(Option::is_none), "{written:?}");
+        assert_eq!(budget.take(at(1_000)), Some(15), "the next second's first line");
+        assert_eq!(budget.take(at(1_001)), Some(0));
+        assert_eq!(budget.take(at(60_000)), Some(0), "after a quiet minute");
+    }
+}

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
-use super::metrics::{Metrics, Outcome};
+use super::metrics::{LogBudget, Metrics, Outcome};
 use super::rules::{self, BodyPlan};
 use crate::Failure;
 
@@ -119,6 +119,8 @@ struct Proxy {
     /// body, a token, its turn, the upstream's answer) is answered 503 instead of having its
     /// connection reset.
     drain_over: tokio::sync::watch::Receiver<bool>,
+    /// The per-request log lines' budget.
+    log_budget: LogBudget,
 }
 
 /// Binds `addr`, prints where it listens, and serves until SIGTERM or Ctrl-C; then stops
@@ -141,8 +143,14 @@ pub(crate) async fn serve(
     crate::output::outln!("credflow proxy: listening on http://{local} (forwarding to {api_base})");
     info!(%local, %api_base, "listening");
     let (end_drain, drain_over) = tokio::sync::watch::channel(false);
-    let proxy =
-        Arc::new(Proxy { client, settings, metrics: Metrics::default(), started, drain_over });
+    let proxy = Arc::new(Proxy {
+        client,
+        settings,
+        metrics: Metrics::default(),
+        started,
+        drain_over,
+        log_budget: LogBudget::default(),
+    });
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
     let in_service = Arc::new(InService::default());
@@ -487,7 +495,9 @@ impl Proxy {
         };
         let Some(_place) = self.metrics.enqueue(self.settings.max_pending) else {
             self.metrics.count(Outcome::Overloaded);
-            warn!(limit = self.settings.max_pending, "queue full: 503");
+            if let Some(left_out) = self.log_budget.take(self.started.elapsed()) {
+                warn!(limit = self.settings.max_pending, left_out, "queue full: 503");
+            }
             return unavailable(
                 "credflow.queue.full",
                 "credflow proxy: too many requests are waiting already (--max-pending); retry \
@@ -623,7 +633,9 @@ impl Proxy {
                     Outcome::Failed
                 };
                 self.metrics.count(outcome);
-                info!(method = %parts.method, %path, status = response.status().as_u16(), error = %self.mask(&e), "answered by the proxy");
+                if let Some(left_out) = self.log_budget.take(self.started.elapsed()) {
+                    info!(method = %parts.method, %path, status = response.status().as_u16(), error = %self.mask(&e), left_out, "answered by the proxy");
+                }
                 response
             }
         }
