@@ -87,9 +87,9 @@ async fn check_token(client: &Client, env_name: Option<&str>) -> Result<(), Fail
     let token = match client.token().await {
         Ok(token) => token,
         Err(e) => {
-            bad(format!("token: {e}"));
-            explain(&e, env_name);
-            return Err(e.into());
+            bad(format!("token: {}", crate::shown(client, &e)));
+            explain(client, &e, env_name);
+            return Err(crate::failure_of(client, e));
         }
     };
     ok(format!(
@@ -117,9 +117,9 @@ async fn check_api_accepts_token(client: &Client, env_name: Option<&str>) -> Res
             Err(Failure { code: 1, message: "token verification failed".to_owned() })
         }
         Err(e) => {
-            bad(format!("token verification: {e}"));
-            explain(&e, env_name);
-            Err(e.into())
+            bad(format!("token verification: {}", crate::shown(client, &e)));
+            explain(client, &e, env_name);
+            Err(crate::failure_of(client, e))
         }
     }
 }
@@ -149,9 +149,9 @@ async fn check_probes(
                     .get_or_insert(Failure { code: 1, message: format!("{method} {path} failed") });
             }
             Err(e) => {
-                bad(format!("{method} {path}: {e}"));
-                explain(&e, env_name);
-                first_failure.get_or_insert(e.into());
+                bad(format!("{method} {path}: {}", crate::shown(client, &e)));
+                explain(client, &e, env_name);
+                first_failure.get_or_insert(crate::failure_of(client, e));
             }
         }
     }
@@ -170,7 +170,7 @@ fn parse_probe(probe: &str) -> Result<(reqwest::Method, &str), Failure> {
 }
 
 /// Tells apart the usual causes.
-fn explain(e: &Error, env: Option<&str>) {
+fn explain(client: &Client, e: &Error, env: Option<&str>) {
     match (e.kind(), e.api_error().map(|a| a.kind), e.forbidden()) {
         (ErrorKind::CredentialsRejected, Some(ApiErrorKind::Unauthorized), _) => {
             hint("a fresh token was rejected by the API: the token and API hosts belong to");
@@ -188,7 +188,9 @@ fn explain(e: &Error, env: Option<&str>) {
             }
         }
         (ErrorKind::Permission, _, Some(d)) => {
-            hint(format!("{d}: add the permission to a role of the OAuth client"));
+            // The server's words: masked like the error's own text.
+            let named = client.redact(&d.to_string()).into_owned();
+            hint(format!("{named}: add the permission to a role of the OAuth client"));
         }
         (ErrorKind::Permission, _, None) => {
             hint("a requested scope is not allowed for this client")
@@ -200,6 +202,6 @@ fn explain(e: &Error, env: Option<&str>) {
         }
     }
     if let Some(id) = e.correlation_id() {
-        hint(format!("correlation id {id}"));
+        hint(format!("correlation id {}", client.redact(id)));
     }
 }

@@ -166,6 +166,21 @@ impl Failure {
     }
 }
 
+/// [`Failure::from`] for an error of `client`'s, its text masked with every credential the
+/// client knows: the tokens it replaced too (the session masked the error with those it held
+/// when the error came; a request sent before a refresh may be answered with the old token
+/// echoed).
+fn failure_of(client: &Client, e: Error) -> Failure {
+    let mut failure = Failure::from(e);
+    failure.message = client.redact(&failure.message).into_owned();
+    failure
+}
+
+/// An error of `client`'s as text to print, masked as [`failure_of`] masks it.
+fn shown(client: &Client, e: &Error) -> String {
+    client.redact(&e.to_string()).into_owned()
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let mut message = format!("{e}");
@@ -263,7 +278,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Demo { show_requests } => demo::run(show_requests).await,
         Command::Token { json } => {
             let client = Client::new(config_for(&cli.target, ApiBase::NotNeeded)?)?;
-            let token = client.token().await?;
+            let token = client.token().await.map_err(|e| failure_of(&client, e))?;
             if json {
                 print_token_json(&client, &token);
             } else {
@@ -481,7 +496,7 @@ async fn request(
     // instead of sleeping for it.
     let result = send_within_deadline(client, request).await;
     progress.abort();
-    let response = result?;
+    let response = result.map_err(|e| failure_of(client, e))?;
     if verbose > 0 {
         output::errln!(
             "< {:?} {} ({} ms)",

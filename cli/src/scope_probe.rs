@@ -84,7 +84,9 @@ async fn read(client: &Client, label: &str) -> Result<Reading, Failure> {
         .request(reqwest::Method::GET, "/api/v2/tokens/me")?
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let response = crate::send_within_deadline(client, request).await.map_err(Failure::from)?;
+    let response = crate::send_within_deadline(client, request)
+        .await
+        .map_err(|e| crate::failure_of(client, e))?;
     let status = response.status();
     let headers: Vec<(String, String)> = response
         .headers()
@@ -129,7 +131,8 @@ pub(crate) async fn run(target: &TargetArgs) -> Result<(), Failure> {
     outln!("rate-limit scope (two tokens side by side, GET /api/v2/tokens/me):");
     let a = Client::new(build_config(target)?)?;
     let b = Client::new(build_config(target)?)?;
-    let (ta, tb) = (a.token().await?, b.token().await?);
+    let ta = a.token().await.map_err(|e| crate::failure_of(&a, e))?;
+    let tb = b.token().await.map_err(|e| crate::failure_of(&b, e))?;
     if ta.fingerprint() == tb.fingerprint() {
         return Err(Failure {
             code: 1,

@@ -263,3 +263,44 @@ async fn an_error_body_cannot_drive_the_terminal() {
         "{shown:?}"
     );
 }
+
+/// A token refused with a 401 is replaced, and the API's next answer, a 403, echoes the
+/// replaced one in its correlation id and its message: `credflow get` masked only the token it
+/// held when the 403 came, so the first one was printed in its error text.
+#[tokio::test]
+async fn a_replaced_token_echoed_in_a_refusal_is_masked() {
+    const FIRST: &str = "tok-first-0123456789abcdef";
+    for args in [&["get", "/api/v2/users/me"][..], &["check", "--probe", "/api/v2/users/me"]] {
+        let server = first_refused_then_forbidden_echoing_it(FIRST);
+        let out = credflow(&server, args).await;
+        let mut values = sent_credentials(&server);
+        values.push(FIRST.to_owned());
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", text(&out.stderr));
+        assert_masked(&format!("{args:?} after a 401"), &out, &values);
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(shown.contains("[redacted]"), "{args:?}: {shown}");
+    }
+}
+
+/// Grants `first`, then [`TOKEN`]; the API refuses `first` (401) and answers any other token
+/// with a 403 that echoes `first` in its correlation id and message.
+fn first_refused_then_forbidden_echoing_it(first: &'static str) -> Hostile {
+    let issued = std::sync::atomic::AtomicUsize::new(0);
+    Hostile::start(move |req| {
+        if req.path() == "/oauth/token" {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let token = if n == 0 { first } else { TOKEN };
+            return Reply::json(
+                200,
+                &format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#),
+            );
+        }
+        if req.header("authorization") == Some(&format!("Bearer {first}")) {
+            return Reply::json(401, r#"{"code":"bad.credentials","status":401}"#);
+        }
+        let body = format!(
+            r#"{{"code":"missing.permissions","status":403,"message":"not with {first}"}}"#
+        );
+        Reply::json(403, &body).header("ININ-Correlation-Id", first)
+    })
+}
