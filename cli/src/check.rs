@@ -39,7 +39,7 @@ pub(crate) async fn run(target: &TargetArgs, probes: &[String]) -> Result<(), Fa
 /// server, and the credentials. Returns the client's configuration and the environment's name
 /// (`None` for a custom server).
 fn check_target(target: &TargetArgs) -> Result<(Config, Option<String>), Failure> {
-    let env_name = match (&target.token_url, &target.api_base) {
+    let env_name = match crate::custom_urls(target) {
         (Some(_), _) | (_, Some(_)) => None,
         _ => Some(target.env.clone().unwrap_or_else(|| "mypurecloud.com".to_owned())),
     };

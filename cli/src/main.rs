@@ -326,10 +326,15 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
     config_for(target, ApiBase::Needed)
 }
 
-fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
-    // An empty value (`CREDFLOW_TOKEN_URL=` from a template) counts as unset, as everywhere.
+/// The custom server's token URL and API base as given: an empty value
+/// (`CREDFLOW_TOKEN_URL=` from a template) counts as unset, as everywhere.
+fn custom_urls(target: &TargetArgs) -> (Option<String>, Option<String>) {
     let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
-    let (token_url, api_base) = (given(&target.token_url), given(&target.api_base));
+    (given(&target.token_url), given(&target.api_base))
+}
+
+fn config_for(target: &TargetArgs, api: ApiBase) -> Result<Config, Failure> {
+    let (token_url, api_base) = custom_urls(target);
     if let (Some(name), true) = (&target.env, token_url.is_some() || api_base.is_some()) {
         // A URL left in the environment would otherwise win without a word, and the
         // credentials meant for one server go to another: which is meant is not guessed.

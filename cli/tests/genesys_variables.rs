@@ -118,4 +118,11 @@ async fn an_environment_and_a_token_url_are_two_targets() {
     let out = credflow(&env, &["--token-url", &token_url, "token"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(emu.counters().token.requests, 1);
+    // `check` says so too: the default environment, not "a custom server" (with no
+    // credentials, it stops before sending anything).
+    let out = credflow(&[("CREDFLOW_TOKEN_URL", ""), ("CREDFLOW_API_BASE", "")], &["check"]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ok    environment mypurecloud.com"), "{stdout}");
+    assert!(!stdout.contains("custom"), "{stdout}");
 }
