@@ -13,6 +13,8 @@
 //! - no two token requests start closer than `min_refresh_interval`, but for one refresh after
 //!   a 401 per interval, whatever the token endpoint answered (lifetimes of zero, negative,
 //!   fractional or huge, `Retry-After: 0`) and whenever the adapter woke;
+//! - after the second abandoned token request in a row and those after it, the next one waits
+//!   as after failures: 1 s (`retry_base`), doubling, at most 60 s (`retry_cap`);
 //! - every `Wait { until: Some(t) }` and `Verdict::Retry { at }` has `t >= now`, and nothing is
 //!   sent past its deadline;
 //! - a snapshot changed after sealing is never restored;
@@ -136,10 +138,19 @@ struct Spacing {
     /// A 401 dropped the current token since the last start, and no token or credential change
     /// came since: the next start may be early.
     refused: bool,
+    /// Token requests abandoned in a row, and the earliest start that run allows.
+    abandoned: u32,
+    hold: Instant,
 }
 
 impl Spacing {
     fn started(&mut self, now: Instant) {
+        assert!(
+            now >= self.hold,
+            "a token request at {now}, within the hold of {} abandoned ones until {}",
+            self.abandoned,
+            self.hold
+        );
         if let Some(gap) = self.last_start.map(|at| now.saturating_duration_since(at))
             && gap < self.min
         {
@@ -153,6 +164,24 @@ impl Spacing {
         }
         self.last_start = Some(now);
         self.refused = false;
+    }
+
+    /// A token request was abandoned: from the second in a row, the next waits 1 s doubling to
+    /// 60 s (the default `retry_base` and `retry_cap`).
+    fn abandoned(&mut self, now: Instant) {
+        self.abandoned += 1;
+        if self.abandoned >= 2 {
+            let secs = (1u64 << (self.abandoned - 2).min(6)).min(60);
+            self.hold = now + Duration::from_secs(secs);
+        }
+    }
+
+    /// Anything else that ends a token request (an answer, a failure, a timeout), a credential
+    /// change or a restored token ends a run of abandons. (Counted here on every such
+    /// operation, which can only shorten the model's holds: never a false alarm.)
+    fn run_ended(&mut self) {
+        self.abandoned = 0;
+        self.hold = Instant::ZERO;
     }
 
     /// Follows the session's events: a 401 that dropped the token allows one early refresh; a
@@ -212,6 +241,8 @@ fuzz_target!(|data: &[u8]| {
             last_start: None,
             last_early: None,
             refused: false,
+            abandoned: 0,
+            hold: Instant::ZERO,
         },
     };
     let mut reqs: Vec<(RequestState, bool)> = Vec::new(); // (state, sent)
@@ -254,12 +285,18 @@ fuzz_target!(|data: &[u8]| {
             Op::AnswerToken(kind, life) => {
                 if let Some((ticket, sent)) = model.outstanding.take() {
                     answer_token(&mut s, &mut model, now, ticket, sent, kind, life);
+                    model.spacing.run_ended();
                 }
             }
             Op::TokenTransport(abandon) => {
                 if let Some((ticket, _)) = model.outstanding.take() {
                     let kind = (!abandon).then_some(TransportKind::Timeout);
                     s.handle_token_error(now, ticket, kind);
+                    if abandon {
+                        model.spacing.abandoned(now);
+                    } else {
+                        model.spacing.run_ended();
+                    }
                 }
             }
             Op::Begin(m, p) => {
@@ -373,6 +410,7 @@ fuzz_target!(|data: &[u8]| {
                 model.outstanding = None; // disowned
                 model.rejected = false;
                 model.spacing.refused = false;
+                model.spacing.run_ended();
             }
             Op::WallClock => {
                 s.set_wall_clock(WallClock::new(Instant::ZERO, WALL_ORIGIN));
@@ -394,7 +432,10 @@ fuzz_target!(|data: &[u8]| {
                         snapshot[at] ^= v;
                     }
                     match s.restore(now, &snapshot, SNAPSHOT_KEY) {
-                        Ok(_) => assert!(!changed, "a tampered snapshot was restored"),
+                        Ok(_) => {
+                            assert!(!changed, "a tampered snapshot was restored");
+                            model.spacing.run_ended();
+                        }
                         Err(e) => {
                             let _ = e.to_string();
                             if !changed {
@@ -430,8 +471,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
 
-        if !s.lifecycle().in_flight() {
-            model.outstanding = None;
+        if !s.lifecycle().in_flight() && model.outstanding.take().is_some() {
+            // Timed out: a failure.
+            model.spacing.run_ended();
         }
         if let Some((token, times)) = s.token(now) {
             let expiry = model.issued.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
@@ -497,6 +539,7 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
         }
         if let Some((ticket, sent)) = model.outstanding.take() {
             answer_token(s, model, now, ticket, sent, 0, 3600);
+            model.spacing.run_ended();
         }
         while let Some(event) = s.poll_event() {
             model.spacing.observe(&event);
