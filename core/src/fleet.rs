@@ -705,13 +705,19 @@ pub struct StoreLink {
     degraded: Option<Instant>,
     /// Counts the changes between joined and degraded (see [`CallTicket`]).
     epoch: u64,
+    /// Counts the probes claimed while degraded.
+    probes: u64,
 }
 
 /// A store call under way, as [`StoreLink::call_started`] saw the link: its outcome counts
-/// only if the link has not changed since.
+/// only if the link has not changed since; a claim to call holds only if no other probe was
+/// claimed since either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CallTicket(u64);
+pub struct CallTicket {
+    epoch: u64,
+    probe: u64,
+}
 
 /// How a store call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -743,7 +749,7 @@ impl StoreLink {
     pub const fn new(probe_every: Duration) -> Self {
         let probe_every =
             if probe_every.as_millis() == 0 { Duration::from_millis(1) } else { probe_every };
-        StoreLink { probe_every, degraded: None, epoch: 0 }
+        StoreLink { probe_every, degraded: None, epoch: 0, probes: 0 }
     }
 
     /// Joined: the store is used.
@@ -759,6 +765,7 @@ impl StoreLink {
             None => true,
             Some(due) if now >= due => {
                 self.degraded = Some(now.saturating_add(self.probe_every));
+                self.probes = self.probes.wrapping_add(1);
                 true
             }
             Some(_) => false,
@@ -768,20 +775,21 @@ impl StoreLink {
     /// Whether a call that [`usable`](Self::usable) allowed earlier, when the link's ticket
     /// ([`call_started`](Self::call_started)) was `then`, may still be made at `now`: yes if
     /// the link has not changed since (still joined, or the probe claimed then is still the
-    /// one out); else as [`usable`](Self::usable) says now. A request that waited at the
-    /// admission gate while the store failed for another does not call it again.
+    /// last one claimed); else as [`usable`](Self::usable) says now. A request that waited at
+    /// the admission gate while the store failed for another does not call it again, nor one
+    /// whose probe was followed by another's.
     pub fn still_usable(&mut self, now: Instant, then: CallTicket) -> bool {
-        then.0 == self.epoch || self.usable(now)
+        then == self.call_started() || self.usable(now)
     }
 
     /// A store call starts: hand its ticket to [`record`](Self::record) with its outcome.
     pub fn call_started(&self) -> CallTicket {
-        CallTicket(self.epoch)
+        CallTicket { epoch: self.epoch, probe: self.probes }
     }
 
     /// The outcome, at `now`, of the call `call` was given for.
     pub fn record(&mut self, now: Instant, call: CallTicket, outcome: CallOutcome) -> LinkChange {
-        if call.0 != self.epoch {
+        if call.epoch != self.epoch {
             return LinkChange::None;
         }
         let change = match (outcome, self.degraded.is_some()) {

@@ -266,12 +266,15 @@ proptest! {
     ) {
         let probe = Duration::from_millis(probe_ms);
         let mut link = StoreLink::new(probe);
-        // Calls allowed and not yet made: the ticket, and the changes counted, when allowed.
-        let mut claims: Vec<(CallTicket, u64)> = Vec::new();
-        // The model: joined or degraded, the last probe claimed, the changes counted.
+        // Calls allowed and not yet made: the ticket, and the changes and probes counted, when
+        // allowed.
+        let mut claims: Vec<(CallTicket, u64, u64)> = Vec::new();
+        // The model: joined or degraded, the last probe claimed, the changes and the probes
+        // claimed counted.
         let mut degraded = false;
         let mut last_probe: Option<u64> = None;
         let mut changes = 0u64;
+        let mut probes = 0u64;
         let mut now = 0u64;
         // Calls out: the ticket and the changes counted when each started.
         let mut calls: Vec<(CallTicket, u64)> = Vec::new();
@@ -279,16 +282,17 @@ proptest! {
             match kind {
                 0 => now = now.saturating_add(n),
                 1 | 4 => {
-                    // A claim made earlier still holds while the link has not changed; else
-                    // (and for a new call) the link is asked as it is now.
+                    // A claim made earlier still holds while the link has not changed and no
+                    // other probe was claimed; else (and for a new call) the link is asked as
+                    // it is now.
                     let claim = (kind == 4 && !claims.is_empty())
                         .then(|| claims.remove(n as usize % claims.len()));
                     let at = Instant::from_millis(now);
                     let usable = match claim {
-                        Some((ticket, _)) => link.still_usable(at, ticket),
+                        Some((ticket, ..)) => link.still_usable(at, ticket),
                         None => link.usable(at),
                     };
-                    if claim.is_some_and(|(_, when)| when == changes) {
+                    if claim.is_some_and(|(_, when, probe)| when == changes && probe == probes) {
                         prop_assert!(usable, "a claim on an unchanged link holds");
                     } else if !degraded {
                         prop_assert!(usable, "a joined link is usable");
@@ -297,10 +301,11 @@ proptest! {
                         prop_assert_eq!(usable, now >= due, "probe at {} (due {})", now, due);
                         if usable {
                             last_probe = Some(now);
+                            probes += 1;
                         }
                     }
                     if usable && claim.is_none() {
-                        claims.push((link.call_started(), changes));
+                        claims.push((link.call_started(), changes, probes));
                     }
                 }
                 2 => calls.push((link.call_started(), changes)),
