@@ -691,6 +691,20 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.phase = Phase::Idle { not_before: now.saturating_add(wait) };
     }
 
+    /// Ends a backoff in force at `now` (the failures it counted too): the next request is due
+    /// as soon as the spacing allows. For a failure that was the client's own (a request that
+    /// could not be signed without the wall clock) once its cause is gone. Nothing changes
+    /// with a request in flight or requests stopped.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn lift_backoff(&mut self, now: Instant) {
+        if let Phase::Idle { not_before } = self.phase
+            && not_before > now
+        {
+            self.failures = 0;
+            self.phase = Phase::Idle { not_before: now };
+        }
+    }
+
     fn fail(&mut self, now: Instant, failure: TokenFailure, rng: &mut Rng) {
         if let TokenFailure::Fatal(reason) = failure {
             self.phase = Phase::Rejected(reason);

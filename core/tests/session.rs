@@ -818,3 +818,32 @@ fn a_refresh_run_for_a_request_takes_at_most_half_its_time_while_it_holds_a_toke
     let late = with_deadline(&mut h, secs(296), 800);
     assert_eq!(h.s.refresh_limit(secs(296), &late), Some(Duration::from_millis(800)));
 }
+
+/// `client_secret_jwt` before the wall clock is known: the assertion cannot be signed, and
+/// each try counts as a failed request (a backoff, so the adapter does not encode it in a
+/// loop). Once the wall clock is set, the request goes at once: it waited out the backoff,
+/// up to `retry_cap` (60 s) by then, for a cause that was gone.
+#[cfg(feature = "jwt")]
+#[test]
+fn setting_the_wall_clock_ends_the_backoff_of_unsigned_token_requests() {
+    use credflow_core::oauth::{AuthMethod, EncodeError};
+    use credflow_core::{UnixTime, WallClock};
+    let creds = Credentials::from_strs("client", "secret").unwrap();
+    let endpoint = TokenEndpoint::new(TOKEN_URL).unwrap().with_auth(AuthMethod::ClientSecretJwt);
+    let mut s: Session<256, 1> =
+        Session::new(creds, endpoint, SessionConfig::default(), 7).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut now = secs(0);
+    for _ in 0..8 {
+        let at = s.lifecycle().next_request_at().unwrap().max(now);
+        now = at;
+        assert_eq!(s.poll_token_request(now, &mut buf).err(), Some(EncodeError::MissingJwtInputs));
+    }
+    let backoff = s.lifecycle().next_request_at().unwrap().saturating_duration_since(now);
+    assert!(backoff > Duration::from_secs(20), "backing off {backoff}");
+    now = now + Duration::from_secs(2);
+    s.set_wall_clock(WallClock::new(now, UnixTime::from_secs(1_800_000_000)));
+    assert_eq!(s.lifecycle().next_request_at(), Some(now), "due at once");
+    let polled = s.poll_token_request(now, &mut buf).unwrap();
+    assert!(polled.is_some_and(|(_, request)| request.body.contains("client_assertion=")));
+}

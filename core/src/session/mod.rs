@@ -202,6 +202,10 @@ pub struct Session<
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
     #[cfg(feature = "jwt")]
     last_assertion: Option<crate::oauth::JwtInputs>,
+    /// The last token request could not be signed for want of the wall clock: setting it ends
+    /// the backoff that failure started.
+    #[cfg(feature = "jwt")]
+    awaiting_wall_clock: bool,
     /// The token breaker's probe ticket, while the token request in flight is its probe.
     token_probe: Option<ProbeTicket>,
     /// What the last token response said about scope.
@@ -296,6 +300,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             last_response_failure: ResponseFailure::default(),
             #[cfg(feature = "jwt")]
             last_assertion: None,
+            #[cfg(feature = "jwt")]
+            awaiting_wall_clock: false,
             token_probe: None,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
@@ -399,6 +405,13 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// HTTP-date `Retry-After` without a `Date` header, epoch rate-limit resets and snapshots.
     pub fn set_wall_clock(&mut self, clock: WallClock) {
         self.wall = Some(clock);
+        // A `client_secret_jwt` request that could not be signed without it counted as a
+        // failed request (backoff, so that it is not encoded again in a loop): the cause is
+        // gone, so is the wait.
+        #[cfg(feature = "jwt")]
+        if core::mem::take(&mut self.awaiting_wall_clock) {
+            self.lifecycle.lift_backoff(clock.at);
+        }
     }
 
     fn wall_at(&self, now: Instant) -> Option<UnixTime> {
