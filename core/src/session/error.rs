@@ -315,7 +315,8 @@ impl TokenFailureReport {
 
     /// A one-line explanation of the likely cause.
     pub fn likely_cause(&self) -> &'static str {
-        if self.retry_after.is_some() {
+        // `Retry-After: 0` asks for no wait: the wait, if any, was the session's own backoff.
+        if self.retry_after.is_some_and(|wait| !wait.is_zero()) {
             return "the token endpoint asked for a longer wait than the caller accepts (rate-limited or in maintenance)";
         }
         match &self.problem {
