@@ -242,3 +242,37 @@ fn a_window_decades_long_does_not_hold_lower_priorities_back() {
         other => panic!("held back for decades: {other:?}"),
     }
 }
+
+/// The quota probe is taken only by an attempt that goes out: one the API host's open breaker
+/// then refused spent it, and the next probe was a whole `max_wait` (60 s) away, so the first
+/// request after the breaker's cooldown, which would have probed both the host and the
+/// exhausted quota, failed fast instead.
+#[test]
+fn an_attempt_the_breaker_refuses_does_not_spend_the_quota_probe() {
+    let t0 = Instant::from_secs(1);
+    let mut s = session_seeing(t0, SessionConfig::default(), ("100", "0", "60"));
+    // Three 500s open the breaker; the last one says the window is spent for an hour.
+    let spent = [
+        ("inin-ratelimit-allowed", "100"),
+        ("inin-ratelimit-count", "100"),
+        ("inin-ratelimit-reset", "3600"),
+    ];
+    for i in 0..3 {
+        let mut req = s.begin(t0, spec(Priority::Normal));
+        assert!(matches!(s.authorize(t0, &mut req), Authorize::Send { .. }), "attempt {i}");
+        let headers: &[(&str, &str)] = if i == 2 { &spent } else { &[] };
+        let _ = s.handle_response(t0, &mut req, 500, headers, b"");
+        s.abandon(t0, &mut req);
+    }
+    // Held for an hour by the quota, past max_wait: the probe would go, but the breaker is open.
+    let mut refused = s.begin(t0, spec(Priority::Normal));
+    match s.authorize(t0, &mut refused) {
+        Authorize::Fail(e) => assert!(matches!(e.kind, ApiErrorKind::CircuitOpen { .. }), "{e:?}"),
+        other => panic!("expected the open breaker's refusal, got {other:?}"),
+    }
+    // After the cooldown (5 s, up to 20 % more), the next request probes both.
+    let later = t0 + Duration::from_secs(7);
+    let mut next = s.begin(later, spec(Priority::Normal));
+    let answer = s.authorize(later, &mut next);
+    assert!(matches!(answer, Authorize::Send { .. }), "{answer:?}");
+}

@@ -511,6 +511,12 @@ impl Pacer {
         true
     }
 
+    /// The probe [`take_quota_probe`](Self::take_quota_probe) gave at `now` was not sent after
+    /// all (a circuit breaker refused the attempt): the next request may take it.
+    pub fn return_quota_probe(&mut self, now: Instant) {
+        self.quota_probe_at = now;
+    }
+
     /// The request sent as the probe of [`take_quota_probe`](Self::take_quota_probe) was
     /// answered without a 429: the server holds requests back no longer, whatever the last
     /// `Retry-After` said (a daily quota raised, a bogus "forever"). A spent window is left to

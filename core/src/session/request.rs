@@ -332,11 +332,15 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         let stage = match admission {
             Admission::Allowed => Stage::Sent,
             Admission::Probe(ticket) => Stage::Probe(ticket),
-            Admission::ProbeInFlight => {
-                return Authorize::Wait { until: None, reason: WaitReason::BreakerProbe };
-            }
-            Admission::Rejected { until } => {
-                return self.fail(ApiErrorKind::CircuitOpen { until });
+            refused => {
+                // Not sent: a quota probe taken above is the next attempt's to take.
+                if core::mem::take(&mut req.quota_probe) {
+                    self.pacer.return_quota_probe(now);
+                }
+                return match refused {
+                    Admission::Rejected { until } => self.fail(ApiErrorKind::CircuitOpen { until }),
+                    _ => Authorize::Wait { until: None, reason: WaitReason::BreakerProbe },
+                };
             }
         };
         // An admitted send did not wait for the local schedule, so it does not move it (as a
