@@ -42,9 +42,12 @@ pub struct ClientConfig {
     pub io_timeout: Duration,
     /// Longest wait for one token exchange, connecting included; default 20 s. Keep it under
     /// the core's `LifecycleConfig::request_timeout` (30 s). The calling call's own limit
-    /// ([`token_wait`](Self::token_wait), a request's deadline) ends it sooner: the token
-    /// request is then abandoned (the next one still waits for the spacing of token requests),
-    /// not counted as a failure of the token endpoint.
+    /// ([`token_wait`](Self::token_wait), a request's deadline; half of what is left of that
+    /// deadline for a refresh ahead of expiry, while the call holds a usable token) ends it
+    /// sooner: the token request is then abandoned (the next one still waits for the spacing
+    /// of token requests), not counted as a failure of the token endpoint; from the second
+    /// abandoned in a row, the next one waits as after failures (the core's
+    /// `Lifecycle::on_abandoned`).
     pub token_timeout: Duration,
     /// Longest a call waits for a token (across token requests, the one in flight included,
     /// and their backoff) before failing with [`Error::TokenWait`]; default 60 s. No token
