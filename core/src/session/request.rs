@@ -401,21 +401,28 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             self.mask_classified(now, &mut classified);
         }
         let correlation = classified.correlation_id;
-        let host = req.spec.host;
+        // The host answered: a success for its breaker, but for a transient error. A 429 is
+        // the pacer's business, not an outage: the breaker is not charged (a probe goes back).
+        let end = match classified.class {
+            ResponseClass::Transient { .. } => Some(CallEnd::Failure),
+            ResponseClass::RateLimited { .. } => match stage {
+                Stage::Probe(ticket) => Some(CallEnd::Abandoned(ticket)),
+                Stage::Ready | Stage::Sent => None,
+            },
+            _ => Some(CallEnd::Success),
+        };
+        if let Some(end) = end {
+            self.report_to_host_breaker(now, req.spec.host, end);
+        }
         let mut forbidden = None;
         let mut verdict = match classified.class {
-            ResponseClass::Success | ResponseClass::Permanent { .. } => {
-                self.report_to_host_breaker(now, host, CallEnd::Success);
-                Verdict::Done
-            }
+            ResponseClass::Success | ResponseClass::Permanent { .. } => Verdict::Done,
             ResponseClass::Forbidden(diagnosis) => {
-                self.report_to_host_breaker(now, host, CallEnd::Success);
                 forbidden = Some(diagnosis);
                 Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden))
             }
             ResponseClass::Unauthorized { .. } => {
                 count(&mut self.counters.unauthorized);
-                self.report_to_host_breaker(now, host, CallEnd::Success);
                 if let Some(generation) = req.generation {
                     let _ = self.lifecycle.invalidate(now, generation);
                     self.drain_lifecycle_events();
@@ -434,10 +441,6 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             }
             ResponseClass::RateLimited { retry_after, .. } => {
                 count(&mut self.counters.rate_limited);
-                // A 429 is the pacer's business, not an outage: the breaker is not charged.
-                if let Stage::Probe(ticket) = stage {
-                    self.report_to_host_breaker(now, host, CallEnd::Abandoned(ticket));
-                }
                 // Everyone waits as the server asked. Waits longer than the retry policy
                 // accepts (a daily quota's hours, a bogus "forever") fail fast in `authorize`,
                 // with one probe per `max_wait` from now on.
@@ -448,7 +451,6 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
                 self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
             }
             ResponseClass::Transient { status, retry_after } => {
-                self.report_to_host_breaker(now, host, CallEnd::Failure);
                 let failure = if status == 503 && retry_after.is_some() {
                     Failure::TransientNotProcessed
                 } else {
