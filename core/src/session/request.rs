@@ -400,7 +400,6 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         if !matches!(classified.class, ResponseClass::Success | ResponseClass::Permanent { .. }) {
             self.mask_classified(now, &mut classified);
         }
-        let correlation = classified.correlation_id;
         // The host answered: a success for its breaker, but for a transient error. A 429 is
         // the pacer's business, not an outage: the breaker is not charged (a probe goes back).
         let end = match classified.class {
@@ -414,13 +413,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         if let Some(end) = end {
             self.report_to_host_breaker(now, req.spec.host, end);
         }
-        let mut forbidden = None;
         let mut verdict = match classified.class {
             ResponseClass::Success | ResponseClass::Permanent { .. } => Verdict::Done,
-            ResponseClass::Forbidden(diagnosis) => {
-                forbidden = Some(diagnosis);
-                Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden))
-            }
+            ResponseClass::Forbidden(_) => Verdict::Fail(ApiError::new(ApiErrorKind::Forbidden)),
             ResponseClass::Unauthorized { .. } => {
                 count(&mut self.counters.unauthorized);
                 if let Some(generation) = req.generation {
@@ -447,7 +442,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
                 self.pacer.on_rate_limited_for(now, retry_after, req.generation);
                 self.pacer.defer_quota_probe(now, self.config.retry.max_wait);
                 let until = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
-                self.push(Event::RateLimited { until, correlation_id: correlation.clone() });
+                let correlation_id = classified.correlation_id.clone();
+                self.push(Event::RateLimited { until, correlation_id });
                 self.retry(now, req, Failure::RateLimited, retry_after, RetryReason::RateLimited)
             }
             ResponseClass::Transient { status, retry_after } => {
@@ -461,7 +457,12 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         };
         if let Verdict::Fail(error) = &mut verdict {
             error.status = Some(status);
-            self.last_response_failure = ResponseFailure { correlation_id: correlation, forbidden };
+            let kept = &mut self.last_response_failure;
+            kept.correlation_id = classified.correlation_id;
+            kept.forbidden = match classified.class {
+                ResponseClass::Forbidden(diagnosis) => Some(diagnosis),
+                _ => None,
+            };
             count(&mut self.counters.failed);
         }
         verdict
