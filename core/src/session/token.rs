@@ -142,15 +142,13 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             Some(at) if at <= now => {}
             _ => return Ok(None),
         }
-        let probe = match self.token_breaker.check(now) {
+        let admission = self.token_breaker.check(now);
+        self.drain_breaker_events();
+        let probe = match admission {
             Admission::Allowed => None,
             Admission::Probe(ticket) => Some(ticket),
-            Admission::Rejected { .. } | Admission::ProbeInFlight => {
-                self.drain_breaker_events();
-                return Ok(None);
-            }
+            Admission::Rejected { .. } | Admission::ProbeInFlight => return Ok(None),
         };
-        self.drain_breaker_events();
         let jwt = self.jwt_inputs(now);
         let extra: Vec<(&str, &str), EXTRA_PARAMS> = self.endpoint.params().collect();
         let cfg = TokenRequestConfig {
