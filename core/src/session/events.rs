@@ -146,15 +146,17 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// Takes the events of the token endpoint's breaker, then of each host's, counting trips.
     pub(super) fn drain_breaker_events(&mut self) {
         let Session { token_breaker, hosts, events, counters, .. } = self;
-        let token = core::iter::once((BreakerTarget::TokenEndpoint, token_breaker));
-        let hosts = hosts.iter_mut().map(|(key, breaker, _)| (BreakerTarget::Host(*key), breaker));
-        for (target, breaker) in token.chain(hosts) {
+        let mut drain = |target, breaker: &mut CircuitBreaker| {
             while let Some(event) = breaker.poll_event() {
                 if matches!(event, BreakerEvent::Opened { .. }) {
                     count(&mut counters.breaker_trips);
                 }
                 push_dropping_oldest(events, Event::Breaker { target, event });
             }
+        };
+        drain(BreakerTarget::TokenEndpoint, token_breaker);
+        for (key, breaker, _) in hosts.iter_mut() {
+            drain(BreakerTarget::Host(*key), breaker);
         }
     }
 }
