@@ -405,7 +405,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         rx: &'b mut [u8],
     ) -> Result<Response<'b>, Error> {
         self.recover();
-        let mut state = self.begin_request(request)?;
+        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
+        let mut state = self.begin_request(request);
         let head_request = request.method == Method::Head;
         // Every exchange for this call (its attempts, a token request) ends by its deadline.
         let deadline = request.deadline.map(after);
@@ -474,9 +475,8 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         Ok(Response { status: received.status, headers, body, truncated: received.truncated })
     }
 
-    /// Checks `request` and starts tracking it in the session.
-    fn begin_request(&mut self, request: &Request<'_>) -> Result<RequestState, Error> {
-        validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
+    /// Starts tracking `request` in the session.
+    fn begin_request(&mut self, request: &Request<'_>) -> RequestState {
         let now = self.now();
         let spec = RequestSpec {
             method: request.method,
@@ -485,7 +485,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             deadline: request.deadline.map(|d| now.saturating_add(to_core(d))),
             host: self.api_host,
         };
-        Ok(self.session.begin(now, spec))
+        self.session.begin(now, spec)
     }
 
     /// When a request that the session told to wait (for `reason`, until `until`) looks again.
