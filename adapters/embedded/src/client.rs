@@ -407,7 +407,6 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.recover();
         validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
         let mut state = self.begin_request(request);
-        let head_request = request.method == Method::Head;
         // Every exchange for this call (its attempts, a token request) ends by its deadline.
         let deadline = request.deadline.map(after);
         let mut token_give_up = None;
@@ -453,7 +452,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                             tx.get(..len).unwrap_or_default(),
                             request.body,
                             rx,
-                            head_request,
+                            request.method == Method::Head,
                             by,
                         )
                         .await;
