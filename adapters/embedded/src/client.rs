@@ -675,30 +675,34 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.pending_ticket = None;
         let now = self.now();
         let result = match outcome {
-            Err(Failure::Transport(TransportError::Timeout)) if by < timeout => {
-                warn!("token request cut off by the caller's limit");
-                self.session.handle_token_error(now, ticket, None);
-                Ok(true)
-            }
             Ok(received) => {
                 let (headers, body) = received.parts(rx);
                 self.session.handle_token_response(now, ticket, received.status, &headers, body);
                 self.last_token_failure = None;
                 Ok(true)
             }
-            Err(Failure::Transport(e)) => {
-                warn!("token request failed in transport");
-                self.last_token_failure = Some(e);
-                self.session.handle_token_error(now, ticket, Some(transport_kind(e)));
-                Ok(true)
-            }
-            Err(Failure::TooLarge { status, needed, .. }) => {
-                self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
-                Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() })
-            }
-            Err(Failure::ConnectionBuffer) => {
-                self.session.handle_token_error(now, ticket, Some(TransportKind::Other));
-                Err(Error::ConnectionBufferTooSmall)
+            Err(failure) => {
+                // Told to the session as a transport failure of this kind (`None`: abandoned).
+                let (kind, result) = match failure {
+                    Failure::Transport(TransportError::Timeout) if by < timeout => {
+                        warn!("token request cut off by the caller's limit");
+                        (None, Ok(true))
+                    }
+                    Failure::Transport(e) => {
+                        warn!("token request failed in transport");
+                        self.last_token_failure = Some(e);
+                        (Some(transport_kind(e)), Ok(true))
+                    }
+                    Failure::TooLarge { status, needed, .. } => (
+                        Some(TransportKind::Other),
+                        Err(Error::ResponseTooLarge { status, needed, capacity: rx.len() }),
+                    ),
+                    Failure::ConnectionBuffer => {
+                        (Some(TransportKind::Other), Err(Error::ConnectionBufferTooSmall))
+                    }
+                };
+                self.session.handle_token_error(now, ticket, kind);
+                result
             }
         };
         // The token response is in `rx`: the caller's buffer must not keep it.
