@@ -603,8 +603,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         if let Some(ticket) = self.pending_ticket.take() {
             self.session.handle_token_error(now, ticket, None);
         }
-        if let Some(mut state) = self.in_flight.take() {
-            self.session.abandon(now, &mut state);
+        if let Some(state) = &mut self.in_flight {
+            self.session.abandon(now, state);
+            self.in_flight = None;
         }
     }
 
