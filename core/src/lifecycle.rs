@@ -691,6 +691,12 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.phase = Phase::Idle { not_before: now.saturating_add(wait) };
     }
 
+    /// Whether the last token request was abandoned (and no outcome, token or credential
+    /// change came since).
+    pub(crate) fn last_abandoned(&self) -> bool {
+        self.abandoned.is_some()
+    }
+
     /// Ends a backoff in force at `now` (the failures it counted too): the next request is due
     /// as soon as the spacing allows. For a failure that was the client's own (a request that
     /// could not be signed without the wall clock) once its cause is gone. Nothing changes

@@ -814,9 +814,24 @@ fn a_refresh_run_for_a_request_takes_at_most_half_its_time_while_it_holds_a_toke
     let holds_token = with_deadline(&mut h, secs(240), 800);
     assert_eq!(h.s.refresh_limit(ms(240_100), &holds_token), Some(Duration::from_millis(350)));
     assert_eq!(h.s.refresh_limit(ms(241_000), &holds_token), Some(Duration::ZERO), "past it");
+    // A token that ends within the half (it is handed out until 296 s): all the time left.
+    let ending = with_deadline(&mut h, ms(295_000), 4_000);
+    assert_eq!(h.s.refresh_limit(ms(295_000), &ending), Some(Duration::from_millis(4_000)));
     // Once the token is no longer handed out (5 s before expiry), all the time left.
     let late = with_deadline(&mut h, secs(296), 800);
     assert_eq!(h.s.refresh_limit(secs(296), &late), Some(Duration::from_millis(800)));
+
+    // A refresh cut at the half (abandoned): the next request gives it all its time, and a
+    // token received ends that.
+    let mut h = Harness::new();
+    h.acquire(secs(1), "A", 300);
+    assert!(h.poll_token(secs(241)), "the refresh is due");
+    let ticket = h.pending.take().unwrap();
+    h.s.handle_token_error(ms(241_400), ticket, None);
+    let next = with_deadline(&mut h, secs(243), 800);
+    assert_eq!(h.s.refresh_limit(secs(243), &next), Some(Duration::from_millis(800)));
+    h.acquire(secs(243), "B", 300);
+    assert_eq!(h.s.refresh_limit(secs(243), &next), Some(Duration::from_millis(400)));
 }
 
 /// `client_secret_jwt` before the wall clock is known: the assertion cannot be signed, and

@@ -43,7 +43,8 @@ pub struct ClientConfig {
     /// Longest wait for one token exchange, connecting included; default 20 s. Keep it under
     /// the core's `LifecycleConfig::request_timeout` (30 s). The calling call's own limit
     /// ([`token_wait`](Self::token_wait), a request's deadline; half of what is left of that
-    /// deadline for a refresh ahead of expiry, while the call holds a usable token) ends it
+    /// deadline for a refresh ahead of expiry while the call holds a usable token, unless the
+    /// last refresh was cut so: `Session::refresh_limit`) ends it
     /// sooner: the token request is then abandoned (the next one still waits for the spacing
     /// of token requests), not counted as a failure of the token endpoint; from the second
     /// abandoned in a row, the next one waits as after failures (the core's

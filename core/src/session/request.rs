@@ -236,16 +236,27 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
 
     /// How long a token request sent for `req`, in its own task and before its attempt, may
     /// run from `now` (an adapter that refreshes inline, not from a task of its own); `None`
-    /// when the request has no deadline. A request that needs a token may spend all its time
-    /// waiting for one. One that holds a usable token (the refresh is ahead of expiry) gives
-    /// the refresh at most half of what it has left and keeps the rest for its own attempt: a
-    /// slow token endpoint then never fails a call that the token it holds could serve.
+    /// when the request has no deadline.
+    ///
+    /// A request that holds a usable token, one that outlasts half of its time left, gives a
+    /// refresh ahead of expiry at most that half and keeps the rest for its own attempt: a
+    /// token endpoint slower than that does not fail a call that its token could serve. Once
+    /// such a refresh was cut short (the last token request was abandoned), the next request
+    /// gives it all its time, so that an endpoint slower than half a call's time but faster
+    /// than all of it is still refreshed ahead of expiry. A request that needs a token, or
+    /// whose token ends within that half, may spend all its time waiting for one.
     pub fn refresh_limit(&self, now: Instant, req: &RequestState) -> Option<Duration> {
         let left = req.spec.deadline?.saturating_duration_since(now);
-        if self.lifecycle.token(now).is_none() {
-            return Some(left);
+        let half = Duration::from_millis(left.as_millis() / 2);
+        match self.lifecycle.token_times(now) {
+            Some(times)
+                if times.usable_until > now.saturating_add(half)
+                    && !self.lifecycle.last_abandoned() =>
+            {
+                Some(half)
+            }
+            _ => Some(left),
         }
-        Some(Duration::from_millis(left.as_millis() / 2))
     }
 
     /// Decides whether the request may be sent at `now`: with which token, or until when to
