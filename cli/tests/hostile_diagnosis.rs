@@ -266,16 +266,23 @@ async fn an_error_body_cannot_drive_the_terminal() {
 
 /// A token refused with a 401 is replaced, and the API's next answer, a 403, echoes the
 /// replaced one in its correlation id and its message: `credflow get` masked only the token it
-/// held when the 403 came, so the first one was printed in its error text.
+/// held when the 403 came, so the first one was printed in its error text. So did `-v`'s line
+/// for a 429 (the session's event, masked with the token it held only).
 #[tokio::test]
 async fn a_replaced_token_echoed_in_a_refusal_is_masked() {
     const FIRST: &str = "tok-first-0123456789abcdef";
-    for args in [&["get", "/api/v2/users/me"][..], &["check", "--probe", "/api/v2/users/me"]] {
-        let server = first_refused_then_forbidden_echoing_it(FIRST);
+    let runs = [
+        (403, &["get", "/api/v2/users/me"][..], 4),
+        (403, &["check", "--probe", "/api/v2/users/me"], 4),
+        // A 429 asking for an hour: given up at once; `-v` prints the event with its id.
+        (429, &["-v", "get", "/api/v2/users/me"], 5),
+    ];
+    for (status, args, code) in runs {
+        let server = first_refused_then_answered_echoing_it(FIRST, status);
         let out = credflow(&server, args).await;
         let mut values = sent_credentials(&server);
         values.push(FIRST.to_owned());
-        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
         assert_masked(&format!("{args:?} after a 401"), &out, &values);
         let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(shown.contains("[redacted]"), "{args:?}: {shown}");
@@ -283,8 +290,9 @@ async fn a_replaced_token_echoed_in_a_refusal_is_masked() {
 }
 
 /// Grants `first`, then [`TOKEN`]; the API refuses `first` (401) and answers any other token
-/// with a 403 that echoes `first` in its correlation id and message.
-fn first_refused_then_forbidden_echoing_it(first: &'static str) -> Hostile {
+/// with `status` (403, or 429 asking for an hour), echoing `first` in its correlation id and
+/// message.
+fn first_refused_then_answered_echoing_it(first: &'static str, status: u16) -> Hostile {
     let issued = std::sync::atomic::AtomicUsize::new(0);
     Hostile::start(move |req| {
         if req.path() == "/oauth/token" {
@@ -299,8 +307,10 @@ fn first_refused_then_forbidden_echoing_it(first: &'static str) -> Hostile {
             return Reply::json(401, r#"{"code":"bad.credentials","status":401}"#);
         }
         let body = format!(
-            r#"{{"code":"missing.permissions","status":403,"message":"not with {first}"}}"#
+            r#"{{"code":"missing.permissions","status":{status},"message":"not with {first}"}}"#
         );
-        Reply::json(403, &body).header("ININ-Correlation-Id", first)
+        Reply::json(status, &body)
+            .header("ININ-Correlation-Id", first)
+            .header("Retry-After", "3600")
     })
 }

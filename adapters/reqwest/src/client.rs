@@ -278,6 +278,25 @@ impl std::ops::DerefMut for SessionCell {
     }
 }
 
+impl SessionCell {
+    /// `text` with the tokens replaced last masked, as [`Client::redact`] masks them: for what
+    /// the session reports of a server's answer (a correlation id, an error's text), which it
+    /// masked with the token it holds only.
+    fn unretired<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let now = tokio::time::Instant::now();
+        let mut shown = std::borrow::Cow::Borrowed(text);
+        for (token, _) in self.retired.iter().filter(|(_, expires_at)| *expires_at > now) {
+            if let std::borrow::Cow::Owned(masked) =
+                mask_token(shown.as_bytes(), token.as_str().as_bytes(), false)
+            {
+                // Replacements are ASCII, at the token's ASCII boundaries: still UTF-8.
+                shown = std::borrow::Cow::Owned(String::from_utf8_lossy(&masked).into_owned());
+            }
+        }
+        shown
+    }
+}
+
 struct Shared {
     session: Mutex<SessionCell>,
     cache: ArcSwapOption<Cached>,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use credflow_core::classify::CorrelationId;
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::session::{Event, TokenProblem, TokenStatus};
 use credflow_core::{Duration, Instant};
@@ -109,7 +110,7 @@ impl Shared {
 
     /// Forwards the session's events to `tracing` and to subscribers; wakes waiters when a
     /// breaker changed (a request waiting for a probe's outcome).
-    pub(super) fn drain(&self, session: &mut CoreSession) {
+    pub(super) fn drain(&self, session: &mut SessionCell) {
         let _ = self.drain_with(session, |_| {});
     }
 
@@ -117,7 +118,7 @@ impl Shared {
     /// the token's (acquired, invalidated, …), after which the cache needs syncing.
     pub(super) fn drain_with(
         &self,
-        session: &mut CoreSession,
+        session: &mut SessionCell,
         mut observe: impl FnMut(&Event),
     ) -> bool {
         // Most calls raise no event: a look at the queues, not a pass that takes from each.
@@ -126,7 +127,19 @@ impl Shared {
         }
         let mut wake = false;
         let mut token = false;
-        while let Some(event) = session.poll_event() {
+        while let Some(mut event) = session.poll_event() {
+            // A 429 answering a request sent before a refresh may echo the token it was sent
+            // with: the session masked its correlation id with the token it holds only.
+            if let Event::RateLimited { correlation_id, .. } = &mut event {
+                let masked =
+                    correlation_id.as_ref().and_then(|id| match session.unretired(id.as_str()) {
+                        std::borrow::Cow::Owned(masked) => Some(masked),
+                        std::borrow::Cow::Borrowed(_) => None,
+                    });
+                if let Some(masked) = masked {
+                    *correlation_id = CorrelationId::new(&masked);
+                }
+            }
             observe(&event);
             wake |= matches!(event, Event::Breaker { .. });
             token |= matches!(event, Event::Token(_));
@@ -142,9 +155,10 @@ impl Shared {
                             let correlation_id = report
                                 .correlation_id
                                 .as_ref()
-                                .map(|c| c.as_str().to_owned())
+                                .map(|c| session.unretired(c.as_str()).into_owned())
                                 .unwrap_or_default();
-                            warn!(error = %report, %correlation_id, "token request failed")
+                            let error = session.unretired(&report.to_string()).into_owned();
+                            warn!(%error, %correlation_id, "token request failed")
                         }
                         _ => debug!(event = ?e, "token lifecycle"),
                     }
@@ -152,7 +166,11 @@ impl Shared {
                 Event::Token(e) => debug!(event = ?e, "token lifecycle"),
                 Event::TokenEndpointError { status, class } => {
                     let detail = session.last_token_error().map(|(e, c)| {
-                        (e.to_string(), c.map(|c| c.as_str().to_owned()).unwrap_or_default())
+                        let correlation_id = c.map(|c| c.as_str()).unwrap_or_default();
+                        (
+                            session.unretired(&e.to_string()).into_owned(),
+                            session.unretired(correlation_id).into_owned(),
+                        )
                     });
                     let (error, correlation_id) = detail.unwrap_or_default();
                     warn!(status, ?class, %error, %correlation_id, "token endpoint error")
