@@ -222,8 +222,8 @@ fn a_retry_after_beyond_the_deadline_fails_the_wait_at_once() {
 }
 
 /// `Retry-After: 0` on a failed token request asks for no wait: the likely cause is the
-/// failure's own (a server error), not "a longer wait than the caller accepts", which it was
-/// said to be whatever the value.
+/// failure's own (a server error), not "the token endpoint asked to wait", which it was said
+/// to be whatever the value.
 #[test]
 fn a_retry_after_of_zero_is_not_named_as_a_long_wait() {
     let mut s = session(AuthMethod::ClientSecretBasic);
@@ -232,12 +232,12 @@ fn a_retry_after_of_zero_is_not_named_as_a_long_wait() {
     let error = waiting_error(s.check_token_before(secs(1), Some(secs(1))));
     let report = named_report(&error, &s);
     assert_eq!(report.retry_after, Some(Duration::ZERO));
-    assert!(!report.likely_cause().contains("longer wait"), "{}", report.likely_cause());
+    assert!(!report.likely_cause().contains("asked to wait"), "{}", report.likely_cause());
     let next = s.lifecycle().next_request_at().unwrap();
     let (ticket, _) = send_token_request(&mut s, next);
     s.handle_token_response(secs(9), ticket, 503, &[("Retry-After", "30")][..], b"");
     let report = s.last_token_failure().unwrap();
-    assert!(report.likely_cause().contains("longer wait"), "{}", report.likely_cause());
+    assert!(report.likely_cause().contains("asked to wait"), "{}", report.likely_cause());
 }
 
 /// A request in flight when the deadline passes: the caller is told, with the last failure

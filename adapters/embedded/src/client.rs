@@ -631,7 +631,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// Sends the token request if one is due. `Ok(true)`: one was sent (whatever came of it).
     /// It ends by `bound`, the calling caller's own limit, if that comes before
     /// [`ClientConfig::token_timeout`]; cut off there, the request is abandoned (not a failure
-    /// of the token endpoint: no backoff, no breaker).
+    /// of the token endpoint: no breaker; a backoff only from the second abandoned in a row).
     async fn token_round(
         &mut self,
         tx: &mut [u8],

@@ -263,7 +263,8 @@ impl Drop for QueuePlace<'_> {
 /// Lines logged per request, kept to at most [`LogBudget::PER_SECOND`] a second: a local
 /// client sending thousands of requests a second into a full queue or an open breaker would
 /// otherwise write as many log lines, when the logs matter most. The lines left out are
-/// counted and their number goes with the next line written.
+/// counted and their number goes with the next line written (or is logged when the proxy
+/// stops). Asked only for lines the log filter lets through.
 #[derive(Debug, Default)]
 pub(crate) struct LogBudget(std::sync::Mutex<LogWindow>);
 
@@ -297,6 +298,11 @@ impl LogBudget {
         window.written += 1;
         Some(std::mem::take(&mut window.left_out))
     }
+
+    /// The lines left out since the last one written (to say so when stopping).
+    pub(crate) fn left_out(&self) -> u64 {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).left_out
+    }
 }
 
 #[cfg(test)]
@@ -312,7 +318,9 @@ mod tests {
         let written: Vec<_> = (0..25).map(|i| budget.take(at(i * 10))).collect();
         assert!(written[..10].iter().all(|w| *w == Some(0)), "{written:?}");
         assert!(written[10..].iter().all(Option::is_none), "{written:?}");
+        assert_eq!(budget.left_out(), 15, "to say when stopping");
         assert_eq!(budget.take(at(1_000)), Some(15), "the next second's first line");
+        assert_eq!(budget.left_out(), 0);
         assert_eq!(budget.take(at(1_001)), Some(0));
         assert_eq!(budget.take(at(60_000)), Some(0), "after a quiet minute");
     }

@@ -247,6 +247,10 @@ pub(crate) async fn serve(
     };
     watcher.abort();
     proxy.client.shutdown().await;
+    let left_out = proxy.log_budget.left_out();
+    if left_out > 0 {
+        info!(left_out, "per-request log lines left out since the last one");
+    }
     let left = in_service.count();
     if cut == 0 {
         info!("stopped");
@@ -366,8 +370,9 @@ impl Proxy {
                 response
             }
             "/oauth/token" => {
+                let answer = self.token_endpoint(request).await;
                 self.metrics.count(Outcome::Local);
-                self.token_endpoint(request).await
+                answer
             }
             _ => self.forward(request).await,
         }
@@ -495,7 +500,9 @@ impl Proxy {
         };
         let Some(_place) = self.metrics.enqueue(self.settings.max_pending) else {
             self.metrics.count(Outcome::Overloaded);
-            if let Some(left_out) = self.log_budget.take(self.started.elapsed()) {
+            if tracing::enabled!(tracing::Level::WARN)
+                && let Some(left_out) = self.log_budget.take(self.started.elapsed())
+            {
                 warn!(limit = self.settings.max_pending, left_out, "queue full: 503");
             }
             return unavailable(
@@ -620,10 +627,14 @@ impl Proxy {
         let path = parts.uri.path();
         match self.client.send_with(request, options).await {
             Ok(response) => {
+                let status = response.status().as_u16();
+                debug!(method = %parts.method, %path, status, "forwarded");
+                let answer = self.upstream_response(response).await;
+                // Counted once its answer is ready: one cut at the drain deadline while its
+                // error body was read counts as answered 503 only.
                 self.metrics.count(Outcome::Forwarded);
-                self.metrics.upstream_status(response.status().as_u16());
-                debug!(method = %parts.method, %path, status = response.status().as_u16(), "forwarded");
-                self.upstream_response(response).await
+                self.metrics.upstream_status(status);
+                answer
             }
             Err(e) => {
                 let response = self.give_up(&e);
@@ -633,7 +644,9 @@ impl Proxy {
                     Outcome::Failed
                 };
                 self.metrics.count(outcome);
-                if let Some(left_out) = self.log_budget.take(self.started.elapsed()) {
+                if tracing::enabled!(tracing::Level::INFO)
+                    && let Some(left_out) = self.log_budget.take(self.started.elapsed())
+                {
                     info!(method = %parts.method, %path, status = response.status().as_u16(), error = %self.mask(&e), left_out, "answered by the proxy");
                 }
                 response
@@ -924,7 +937,6 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// The values of the header `name` (lowercase) in `headers`.
 /// A `Content-Length` listed (`5, 5`, or the field twice) as one value: a list of one length is
 /// that length (RFC 9110 §8.6), which reqwest accepted, but hyper writes no head holding a
 /// list (the local client saw its connection closed). Items that disagree (which reqwest does
@@ -947,6 +959,7 @@ fn one_content_length(headers: &mut HeaderMap) {
     }
 }
 
+/// The values of the header `name` (lowercase) in `headers`.
 fn values<'a>(headers: &'a HeaderMap, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers.get_all(name).iter().map(HeaderValue::as_bytes)
 }

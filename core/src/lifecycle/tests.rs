@@ -401,6 +401,22 @@ fn abandon_after_abandon_backs_off() {
     lc.on_abandoned(at, ticket);
     assert_eq!(lc.next_request_at(), Some(at + Duration::from_secs(1)), "spacing only");
 
+    // So does a token installed while none is in flight (restored, or a fleet's): after it,
+    // one abandon is free again.
+    let mut lc = Lc::new(cfg).unwrap();
+    for _ in 0..3 {
+        let at = lc.next_request_at().unwrap();
+        let ticket = lc.start_request(at).unwrap();
+        lc.on_abandoned(at, ticket);
+    }
+    let at = lc.next_request_at().unwrap();
+    lc.install(at, tok("R"), at + Duration::from_secs(300), &mut rng).unwrap();
+    lc.invalidate(at, lc.token(at).unwrap().1);
+    let at = lc.next_request_at().unwrap().max(at);
+    let ticket = lc.start_request(at).unwrap();
+    lc.on_abandoned(at, ticket);
+    assert_eq!(lc.next_request_at(), Some(at + Duration::from_secs(1)), "run ended (install)");
+
     // So does a token, and a credential change.
     for end in 0..2 {
         let mut lc = Lc::new(cfg).unwrap();

@@ -317,7 +317,7 @@ impl TokenFailureReport {
     pub fn likely_cause(&self) -> &'static str {
         // `Retry-After: 0` asks for no wait: the wait, if any, was the session's own backoff.
         if self.retry_after.is_some_and(|wait| !wait.is_zero()) {
-            return "the token endpoint asked for a longer wait than the caller accepts (rate-limited or in maintenance)";
+            return "the token endpoint asked to wait before the next token request (rate-limited or in maintenance)";
         }
         match &self.problem {
             TokenProblem::Refused(e) => e.class.likely_cause(),

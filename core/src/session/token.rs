@@ -442,8 +442,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
 
     /// Reports that the token request for `ticket` failed in transport (connect, reset,
     /// timeout), or was abandoned (`None`: the caller's task was cancelled, or its own limit
-    /// came first). An abandoned request is no failure of the token endpoint (no backoff, no
-    /// breaker), but a run of them is held back as failures are
+    /// came first). An abandoned request is no failure of the token endpoint (no breaker, and
+    /// no backoff for the first), but a run of them is held back as failures are
     /// ([`Lifecycle::on_abandoned`](crate::lifecycle::Lifecycle::on_abandoned)).
     #[inline(never)]
     pub fn handle_token_error(

@@ -319,8 +319,9 @@ fn install_shared(
         shared,
         token,
         |session, now, value| session.handle_token_shared(now, ticket, value, token.expires_at),
-        // Released without backoff: the next round asks the fleet for a token other than this
-        // one, or for the lease (never this one again: no loop on a bad entry).
+        // Released as abandoned (a backoff only from the second in a row): the next round asks
+        // the fleet for a token other than this one, or for the lease (never this one again:
+        // no loop on a bad entry).
         |session, now| session.handle_token_error(now, ticket, None),
     )
 }
