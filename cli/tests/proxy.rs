@@ -36,6 +36,16 @@ fn upstream(
     })
 }
 
+/// Returns once `server` has received a request for `path` (at most 2 s).
+async fn forwarded(server: &Hostile, path: &str) {
+    for _ in 0..100 {
+        if server.requests_to(path) >= 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn proxy_to(server: &Hostile, args: &[&str]) -> Proxy {
     Proxy::start(&server.url("/oauth/token"), &server.url("/"), "id", "secret-value-1", args).await
 }
@@ -302,12 +312,7 @@ async fn past_the_queue_limit_the_answer_is_503_at_once() {
     proxy.ready(&http).await;
     let first = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
     // The first request waits upstream...
-    for _ in 0..100 {
-        if server.requests_to("/api/v2/slow") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    forwarded(&server, "/api/v2/slow").await;
     // ...so a second finds the queue full.
     let second = http.get(proxy.url("/api/v2/slow")).send().await.unwrap();
     assert_eq!(second.status(), 503);
@@ -539,12 +544,7 @@ async fn sigterm_drains_requests_in_flight_then_exits_0() {
     let http = http();
     proxy.ready(&http).await;
     let in_flight = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
-    for _ in 0..100 {
-        if server.requests_to("/api/v2/slow") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    forwarded(&server, "/api/v2/slow").await;
     proxy.sigterm();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
@@ -566,12 +566,7 @@ async fn requests_still_waiting_at_the_drain_deadline_are_answered_503() {
     let http = http();
     proxy.ready(&http).await;
     let in_flight = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
-    for _ in 0..100 {
-        if server.requests_to("/api/v2/slow") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    forwarded(&server, "/api/v2/slow").await;
     let stopping = Instant::now();
     proxy.sigterm();
     let response = in_flight.await.unwrap().expect("an answer, not a reset connection");
