@@ -51,7 +51,8 @@ pub struct ClientConfig {
     /// `Lifecycle::on_abandoned`).
     pub token_timeout: Duration,
     /// Longest a call waits for a token (across token requests, the one in flight included,
-    /// and their backoff) before failing with [`Error::TokenWait`]; default 60 s. No token
+    /// and their backoff), from when it first has none, before failing with
+    /// [`Error::TokenWait`]; default 60 s. No token
     /// request is started once it has passed (zero: a call only takes a token already held).
     pub token_wait: Duration,
     /// The `User-Agent` of API requests; default `credflow-embedded/<version>`.
@@ -414,6 +415,11 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let received = loop {
             let now = self.now();
             self.session.handle_timeout(now);
+            // The call's wait for a token starts when it first has none: the token request it
+            // sends then is part of that wait.
+            if token_give_up.is_none() && self.session.token(now).is_none() {
+                token_give_up = Some(after(self.config.token_wait));
+            }
             // A refresh that is due goes first, so it never blocks later; it waits no longer
             // than the call (its wait for a token; its deadline, or half the time left to it
             // when the call holds a usable token: see `Session::refresh_limit`).
