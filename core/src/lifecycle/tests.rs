@@ -599,7 +599,7 @@ proptest! {
                     }
                 }
                 Op::Abandon => {
-                    if let Some((ticket, _)) = outstanding.take() {
+                    if let Some((ticket, sent)) = outstanding.take() {
                         lc.on_abandoned(now, ticket);
                         abandoned += 1;
                         if abandoned >= 2 {
@@ -608,6 +608,13 @@ proptest! {
                             let wait = Duration::from_secs((1u64 << (abandoned - 2).min(6)).min(60));
                             abandon_hold = now + wait;
                         }
+                        // And no longer: the next request is due by the latest of the hold,
+                        // the spacing after this one's start and the held token's refresh
+                        // point (a reset missed would make the hold too long).
+                        let refresh = lc.token_times(now).map_or(Instant::ZERO, |t| t.refresh_at);
+                        let bound = abandon_hold.max(now).max(sent + min).max(refresh);
+                        let due = lc.next_request_at();
+                        prop_assert!(due.is_some_and(|at| at <= bound), "due {:?} after abandon {}, by {}", due, abandoned, bound);
                     }
                 }
                 Op::Invalidate { back } => {
