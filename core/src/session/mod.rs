@@ -202,10 +202,6 @@ pub struct Session<
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
     #[cfg(feature = "jwt")]
     last_assertion: Option<crate::oauth::JwtInputs>,
-    /// The last token request could not be signed for want of the wall clock: setting it ends
-    /// the backoff that failure started.
-    #[cfg(feature = "jwt")]
-    awaiting_wall_clock: bool,
     /// The token breaker's probe ticket, while the token request in flight is its probe.
     token_probe: Option<ProbeTicket>,
     /// What the last token response said about scope.
@@ -300,8 +296,6 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             last_response_failure: ResponseFailure::default(),
             #[cfg(feature = "jwt")]
             last_assertion: None,
-            #[cfg(feature = "jwt")]
-            awaiting_wall_clock: false,
             token_probe: None,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,
@@ -404,14 +398,14 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// their clocks; a device without a real-time clock may never call it). Used for JWT claims,
     /// HTTP-date `Retry-After` without a `Date` header, epoch rate-limit resets and snapshots.
     pub fn set_wall_clock(&mut self, clock: WallClock) {
-        self.wall = Some(clock);
-        // A `client_secret_jwt` request that could not be signed without it counted as a
-        // failed request (backoff, so that it is not encoded again in a loop): the cause is
-        // gone, so is the wait.
+        // Until the first wall clock, a `client_secret_jwt` request cannot be signed: every
+        // backoff in force came from such requests (each counted as a failed request, so that
+        // it is not encoded again in a loop). The cause is gone, so is the wait.
         #[cfg(feature = "jwt")]
-        if core::mem::take(&mut self.awaiting_wall_clock) {
+        if self.wall.is_none() && self.endpoint.auth == crate::oauth::AuthMethod::ClientSecretJwt {
             self.lifecycle.lift_backoff(clock.at);
         }
+        self.wall = Some(clock);
     }
 
     fn wall_at(&self, now: Instant) -> Option<UnixTime> {

@@ -172,10 +172,6 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
                 // wake is now) would encode it in a loop.
                 let failure = TokenFailure::Transient { retry_after: None };
                 self.lifecycle.on_failure(now, ticket, failure, &mut self.rng);
-                #[cfg(feature = "jwt")]
-                {
-                    self.awaiting_wall_clock = e == EncodeError::MissingJwtInputs;
-                }
                 return Err(e);
             }
         };
