@@ -279,21 +279,36 @@ impl std::ops::DerefMut for SessionCell {
 }
 
 impl SessionCell {
+    /// `bytes` with the tokens replaced last (until they expire) masked too, each occurrence
+    /// by `[redacted]` (and with `cut`, a token's first bytes ending the text).
+    fn mask_retired<'t>(
+        &self,
+        bytes: std::borrow::Cow<'t, [u8]>,
+        cut: bool,
+    ) -> std::borrow::Cow<'t, [u8]> {
+        let now = tokio::time::Instant::now();
+        self.retired.iter().filter(|(_, expires_at)| *expires_at > now).fold(
+            bytes,
+            |text, (token, _)| match text {
+                std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str().as_bytes(), cut),
+                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(
+                    mask_token(&b, token.as_str().as_bytes(), cut).into_owned(),
+                ),
+            },
+        )
+    }
+
     /// `text` with the tokens replaced last masked, as [`Client::redact`] masks them: for what
     /// the session reports of a server's answer (a correlation id, an error's text), which it
     /// masked with the token it holds only.
     fn unretired<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
-        let now = tokio::time::Instant::now();
-        let mut shown = std::borrow::Cow::Borrowed(text);
-        for (token, _) in self.retired.iter().filter(|(_, expires_at)| *expires_at > now) {
-            if let std::borrow::Cow::Owned(masked) =
-                mask_token(shown.as_bytes(), token.as_str().as_bytes(), false)
-            {
-                // Replacements are ASCII, at the token's ASCII boundaries: still UTF-8.
-                shown = std::borrow::Cow::Owned(String::from_utf8_lossy(&masked).into_owned());
+        match self.mask_retired(std::borrow::Cow::Borrowed(text.as_bytes()), false) {
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+            // Replacements are ASCII, at the token's ASCII boundaries: still UTF-8.
+            std::borrow::Cow::Owned(bytes) => {
+                std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
             }
         }
-        shown
     }
 }
 
@@ -821,17 +836,7 @@ impl Client {
         let secrets = session.secrets(self.shared().clock.now());
         let find =
             |from| if cut { secrets.find_in_cut(bytes, from) } else { secrets.find(bytes, from) };
-        let masked = mask_spans(bytes, find);
-        let now = tokio::time::Instant::now();
-        session.retired.iter().filter(|(_, expires_at)| *expires_at > now).fold(
-            masked,
-            |text, (token, _)| match text {
-                std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str().as_bytes(), cut),
-                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(
-                    mask_token(&b, token.as_str().as_bytes(), cut).into_owned(),
-                ),
-            },
-        )
+        session.mask_retired(mask_spans(bytes, find), cut)
     }
 }
 
