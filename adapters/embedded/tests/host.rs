@@ -388,7 +388,9 @@ async fn a_slow_token_endpoint_times_out_and_the_wait_is_bounded() {
 /// A token request takes no longer than the call that sent it waits: `token()` gives up at
 /// `token_wait` (300 ms here) even though `token_timeout` (5 s) would wait longer for a token
 /// endpoint that never answers. Cut off there, the request is abandoned, not a failure of the
-/// endpoint: no transport failure is reported for it.
+/// endpoint: no transport failure is reported for it. So does `request()` without a deadline:
+/// its first token request was bounded by `token_timeout` alone, and its wait for a token
+/// began only after it (5.3 s).
 #[tokio::test]
 async fn a_token_wait_bounds_the_token_request_it_waits_for() {
     let server = scripted(vec![None, None]).await;
@@ -407,6 +409,14 @@ async fn a_token_wait_bounds_the_token_request_it_waits_for() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
     assert_eq!(server.requests.lock().unwrap().len(), 1);
+
+    let server = scripted(vec![None]).await;
+    let mut client = scripted_client(&server, config);
+    let start = Instant::now();
+    let result = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(Error::TokenWait { .. })), "{result:?}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
 }
 
 /// A request's deadline bounds every exchange made for it: the token request it waits for
@@ -661,24 +671,4 @@ async fn a_refresh_cut_at_half_a_call_is_given_all_of_the_next() {
     }
     assert_eq!(bodies.last().map(Vec::as_slice), Some(&b"second"[..]), "refreshed");
     assert_eq!(tokens.load(Ordering::SeqCst), 3, "the first token, a refresh cut, one answered");
-}
-
-/// A call without a deadline that has no token waits at most `token_wait` for one, the token
-/// request it sends first included: that request was bounded by `token_timeout` (5 s here)
-/// alone, and the wait for a token began only after it.
-#[tokio::test]
-async fn the_first_token_request_of_a_call_is_within_its_token_wait() {
-    let server = scripted(vec![None]).await;
-    let config = ClientConfig {
-        token_timeout: Duration::from_secs(5),
-        token_wait: Duration::from_millis(300),
-        ..ClientConfig::default()
-    };
-    let mut client = scripted_client(&server, config);
-    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
-    let start = Instant::now();
-    let result = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
-    let took = start.elapsed();
-    assert!(matches!(result, Err(Error::TokenWait { .. })), "{result:?}");
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "took {took:?}");
 }
