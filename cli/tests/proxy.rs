@@ -234,6 +234,47 @@ async fn the_lines_logged_per_answered_request_are_bounded() {
     assert_eq!(left_out + lines.len() as u64, 61, "{logs}");
 }
 
+/// Lines the log filter hides do not spend the budget: with the proxy's log at `warn`, a run of
+/// requests it answers itself (logged at `info`, so not at all) leaves the next warning its
+/// place, with nothing said to be left out.
+#[tokio::test]
+async fn lines_the_log_filter_hides_leave_the_budget_to_the_ones_it_shows() {
+    let server = upstream(|req| match req.path() {
+        "/api/v2/forbidden" => Reply::json(403, "{}"),
+        _ => Reply::json(200, "{}").delayed(Duration::from_secs(2)),
+    });
+    let proxy = Proxy::start_logging(
+        &server.url("/oauth/token"),
+        &server.url("/"),
+        "id",
+        "secret-value-1",
+        &["--max-pending", "1"],
+        "credflow::proxy=warn",
+    )
+    .await;
+    let http = http();
+    proxy.ready(&http).await;
+    // One at a time (the queue holds one): each answered by the proxy, each line hidden;
+    // three times what the budget lets through in a second.
+    for _ in 0..30 {
+        let forbidden = http.get(proxy.url("/api/v2/forbidden")).send().await.unwrap();
+        assert_eq!(forbidden.status(), 403);
+    }
+    let first = tokio::spawn(http.get(proxy.url("/api/v2/slow")).send());
+    forwarded(&server, "/api/v2/slow").await;
+    let second = http.get(proxy.url("/api/v2/slow")).send().await.unwrap();
+    assert_eq!(second.status(), 503, "the queue is full");
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    proxy.sigterm();
+    let (_, logs) = proxy.exit().await;
+    assert!(!logs.contains("answered by the proxy"), "hidden at warn:\n{logs}");
+    let full: Vec<&str> = logs.lines().filter(|l| l.contains("queue full")).collect();
+    // Had the hidden lines spent the budget, the warning would be left out in their second,
+    // or say they were in the next.
+    assert_eq!(full.len(), 1, "{logs}");
+    assert!(full[0].contains("left_out=0"), "{logs}");
+}
+
 #[tokio::test]
 async fn a_token_endpoint_down_is_a_fast_503_then_recovery() {
     let emu = emulator(EmulatorConfig::default()).await;

@@ -28,12 +28,25 @@ impl Proxy {
         secret: &str,
         args: &[&str],
     ) -> Proxy {
+        let log = "credflow::proxy=debug,credflow_reqwest=info";
+        Proxy::start_logging(token_url, api_base, id, secret, args, log).await
+    }
+
+    /// [`Proxy::start`] with `log` as its log filter (`CREDFLOW_LOG`).
+    pub(crate) async fn start_logging(
+        token_url: &str,
+        api_base: &str,
+        id: &str,
+        secret: &str,
+        args: &[&str],
+        log: &str,
+    ) -> Proxy {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GENESYS_CLIENT_ID", id)
             .env("GENESYS_CLIENT_SECRET", secret)
-            .env("CREDFLOW_LOG", "credflow::proxy=debug,credflow_reqwest=info")
+            .env("CREDFLOW_LOG", log)
             .args([
                 "proxy",
                 "--listen",
