@@ -615,11 +615,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The `Authorization` header for `token`: `Bearer` and the token in a buffer that is wiped
+/// when the last copy of the header is dropped (see [`header_over`]).
 pub(super) fn bearer<const N: usize, S: TokenStorage>(token: &AccessToken<N, S>) -> HeaderValue {
-    let value = Zeroizing::new(format!("Bearer {}", token.as_str()));
+    let token = token.as_str().as_bytes();
+    // Sized exactly: growing would leave a copy behind in the buffer it moved from.
+    let mut value = Zeroizing::new(Vec::with_capacity(b"Bearer ".len() + token.len()));
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(token);
+    header_over(value)
+}
+
+/// A sensitive header value whose bytes are `owner`'s own: every clone of it (the cached
+/// header, each request's, a [`Token`](crate::Token)'s) shares them, and `owner` is dropped
+/// with the last one, so a wiping owner wipes them then. (A header made from a string would
+/// copy them into a buffer of its own, freed unwiped.) What the HTTP stack copies when it
+/// writes the request (hyper's write buffer) is beyond this.
+fn header_over<O: AsRef<[u8]> + Send + 'static>(owner: O) -> HeaderValue {
     // The core only accepts visible ASCII tokens, so this cannot fail; fall back to an empty
     // (rejected) header rather than panicking.
-    let mut header = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let mut header = HeaderValue::from_maybe_shared(Bytes::from_owner(owner))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
     header.set_sensitive(true);
     header
 }
@@ -810,6 +826,38 @@ mod tests {
             }
             assert_eq!(headers.get("x-request-id"), Some(&b"first"[..]));
         }
+    }
+
+    /// The bearer header's bytes are its owner's, shared by its clones and a request's copy,
+    /// and the owner goes (wiping them, for `bearer`'s) with the last of them, not before.
+    #[test]
+    fn the_bearer_header_keeps_its_owner_until_its_last_copy_is_dropped() {
+        struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let header = header_over(Owner(b"Bearer abc".to_vec(), Arc::clone(&dropped)));
+        assert_eq!(header.as_bytes(), b"Bearer abc");
+        assert!(header.is_sensitive());
+        let mut request =
+            reqwest::Request::new(reqwest::Method::GET, "https://api.invalid/".parse().unwrap());
+        request.headers_mut().insert(AUTHORIZATION, header.clone());
+        let copy = replay(&request).expect("no body: replayable");
+        drop((header, request));
+        assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst), "a copy still uses it");
+        drop(copy);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+
+        let token = AccessToken::<64>::new("abc").expect("token");
+        assert_eq!(bearer(&token).as_bytes(), b"Bearer abc");
     }
 
     /// A request without a body is copied as reqwest's `try_clone` copies it: method, URL,
