@@ -41,7 +41,7 @@ pub(crate) enum Cause {
 /// The first TLS error in `e`'s source chain, looking inside I/O errors (whose `source` skips
 /// the error they wrap: `get_ref` reaches it).
 #[cfg(feature = "tls")]
-fn tls_error(e: &RedisError) -> Option<&rustls::Error> {
+pub(crate) fn tls_error(e: &RedisError) -> Option<&rustls::Error> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = next {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {

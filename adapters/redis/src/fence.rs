@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tracing::debug;
 
 #[cfg(doc)]
 use crate::RedisConfig;
 use crate::RedisStore;
+use crate::connection::Connection;
 
 /// A fence sent in ACQUIRE whose answer has not arrived. Dropped armed (an error, or the
 /// refresh future dropped mid-call), it releases the fence on the current tokio runtime, bounded
@@ -20,7 +20,7 @@ pub(crate) struct FenceGuard {
 
 /// What [`FenceGuard`] needs to release its fence from a spawned task.
 struct PendingRelease {
-    con: ConnectionManager,
+    con: Connection,
     release: Script,
     lease_key: String,
     fence: [u8; 16],
@@ -30,7 +30,7 @@ struct PendingRelease {
 impl FenceGuard {
     pub(crate) fn arm(
         store: &RedisStore,
-        con: ConnectionManager,
+        con: Connection,
         lease_key: &str,
         fence: [u8; 16],
     ) -> Self {

@@ -136,8 +136,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod at_rest;
+mod bounded;
 mod config;
 mod connect;
+mod connection;
 mod errors;
 mod fence;
 // Public only to the fuzz targets (feature `__fuzzing`, not part of the API).
@@ -167,12 +169,11 @@ use credflow_reqwest::shared::{
     Admission, BoxFuture, FleetScope, Lease, Refresh, SharedStore, SharedToken, StoreError,
 };
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
 
 use crate::at_rest::Keys;
 pub use crate::config::{RedisConfig, SetupError};
 use crate::connect::client;
+use crate::connection::Connection;
 use crate::errors::unavailable;
 use crate::token::Newest;
 pub use sharing::{BadPodName, PodName, TokenSharing};
@@ -207,8 +208,7 @@ pub const ACL_COMMANDS: [&str; 14] = [
 /// A [`SharedStore`] on Redis. One per process (it holds one multiplexed, self-reconnecting
 /// connection); connecting is lazy, so a process starts even while Redis is down.
 pub struct RedisStore {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    connection: Connection,
     config: RedisConfig,
     keys: Keys,
     /// Per token key: the newest record stamp this process took (it refuses older ones), and
@@ -255,8 +255,7 @@ impl RedisStore {
         let keys =
             Keys { fleet: config.fleet_key.clone(), encryption: config.encryption_key.clone() };
         Ok(RedisStore {
-            client,
-            connection: OnceCell::new(),
+            connection: Connection::new(&client, &config),
             keys,
             acquire: Script::new(scripts::ACQUIRE),
             publish: Script::new(scripts::PUBLISH),
@@ -275,20 +274,10 @@ impl RedisStore {
         sharing::key_names(&self.config.prefix, &self.config.token_sharing, scope)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let manager = self
-            .connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.config.connect_timeout)
-                    .set_response_timeout(self.config.response_timeout)
-                    .set_number_of_retries(1)
-                    .set_max_delay(200);
-                ConnectionManager::new_with_config(self.client.clone(), config).await
-            })
-            .await
-            .map_err(unavailable)?;
-        Ok(manager.clone())
+    /// The store's connection, connected (made now if there is none).
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        self.connection.ready().await.map_err(unavailable)?;
+        Ok(self.connection.clone())
     }
 }
 

@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 use crate::at_rest::{self, OpenError};
+use crate::connection::Connection;
 use crate::errors::unavailable;
 use crate::fence::FenceGuard;
 use crate::replies::{Acquired, acquired};
@@ -23,7 +24,7 @@ use crate::{RedisStore, millis};
 /// longer one without reading the rest. Anyone with write access to Redis can leave up to
 /// 512 MB there; every process looking for the fleet's token would read it whole.
 async fn read_value(
-    con: &mut redis::aio::ConnectionManager,
+    con: &mut Connection,
     token_key: &str,
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     let value: Vec<u8> = redis::cmd("GETRANGE")

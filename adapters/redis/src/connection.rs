@@ -1,0 +1,390 @@
+//! The store's one multiplexed Redis connection, over a stream this crate opens itself so that
+//! every byte read passes [`Bounded`] before the `redis` crate's parser: neither the `redis`
+//! crate's `ConnectionManager` nor its client takes a stream from outside (its DNS hook
+//! only chooses addresses), so connecting (TCP, `rediss://` with rustls, Unix sockets) and
+//! replacing a dropped connection are done here, as `ConnectionManager` did them: a connection
+//! attempt bounded by [`RedisConfig::connect_timeout`] and tried once more after 200 ms, every
+//! command bounded by [`RedisConfig::response_timeout`], and a connection that failed as
+//! dropped (reset, aborted, closed, a reply past the bound, a parse error) replaced by the next
+//! call.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError,
+    RedisFuture, RedisResult, Value,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::RedisConfig;
+use crate::bounded::Bounded;
+
+/// The pause before the second connection attempt (`ConnectionManager`'s longest back-off as
+/// this crate set it).
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// How to reach Redis: the address and handshake the URL gives, and the TLS material.
+struct Connector {
+    info: ConnectionInfo,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    #[cfg(feature = "tls")]
+    root_ca_pem: Option<Vec<u8>>,
+    #[cfg(feature = "tls")]
+    client_cert: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
+}
+
+impl Connector {
+    /// One connection attempt, the handshake (`AUTH`, `SELECT`, `CLIENT SETINFO`) included,
+    /// within the connect timeout.
+    async fn connect(&self) -> RedisResult<Live> {
+        let attempt = async {
+            let stream = Bounded::new(self.stream().await?);
+            let config = AsyncConnectionConfig::new().set_response_timeout(self.response_timeout);
+            MultiplexedConnection::new_with_config(&self.info.redis, stream, config).await
+        };
+        let (con, driver) = tokio::time::timeout(self.connect_timeout, attempt)
+            .await
+            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let driver = tokio::spawn(driver).abort_handle();
+        Ok(Live { con, id: 0, _driver: Arc::new(Driver(driver)) })
+    }
+
+    async fn stream(&self) -> RedisResult<Box<dyn Stream>> {
+        match &self.info.addr {
+            ConnectionAddr::Tcp(host, port) => Ok(Box::new(tcp(host, *port).await?)),
+            #[cfg(feature = "tls")]
+            ConnectionAddr::TcpTls { host, port, insecure, .. } => {
+                self.tls(host, *port, *insecure).await
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
+            }
+            // `redis::Client::open` refuses `rediss://` without the TLS features.
+            #[cfg(not(feature = "tls"))]
+            ConnectionAddr::TcpTls { .. } => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "rediss:// needs the tls feature",
+            ))),
+            #[cfg(not(unix))]
+            ConnectionAddr::Unix(_) => Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Unix sockets are not supported on this platform",
+            ))),
+        }
+    }
+
+    /// TLS over TCP with the rustls configuration the `redis` crate would build: the
+    /// operator's CA only, or the webpki roots; the client certificate if given; SNI on.
+    #[cfg(feature = "tls")]
+    async fn tls(&self, host: &str, port: u16, insecure: bool) -> RedisResult<Box<dyn Stream>> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let unusable = |e: String| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Unable to build client with TLS parameters provided.",
+                e,
+            ))
+        };
+        if insecure {
+            // As the `redis` crate answers `#insecure` without its `tls-rustls-insecure`.
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Cannot create insecure client without tls-rustls-insecure feature",
+            )));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.root_ca_pem {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| unusable(e.to_string()))?;
+                    roots.add(cert).map_err(|e| unusable(e.to_string()))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let config = match &self.client_cert {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| unusable(e.to_string()))?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(key).map_err(|e| unusable(e.to_string()))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| unusable(e.to_string()))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "invalid host name", e.to_string()))
+        })?;
+        let tcp = tcp(host, port).await?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        Ok(Box::new(tls))
+    }
+}
+
+/// A TCP connection to `host`: its addresses tried together, the first to answer kept (as the
+/// `redis` crate does).
+async fn tcp(host: &str, port: u16) -> RedisResult<tokio::net::TcpStream> {
+    let mut attempts = tokio::task::JoinSet::new();
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        attempts.spawn(tokio::net::TcpStream::connect(addr));
+    }
+    let mut last = None;
+    while let Some(attempt) = attempts.join_next().await {
+        match attempt {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Some(RedisError::from(e)),
+            Err(e) => last = Some(RedisError::from(std::io::Error::other(e))),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        RedisError::from((ErrorKind::InvalidClientConfig, "No address found for host"))
+    }))
+}
+
+/// Ends a connection's reading and writing task when the last handle to it is gone.
+struct Driver(tokio::task::AbortHandle);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A connection established, with its task (kept running while a handle is held).
+#[derive(Clone)]
+struct Live {
+    con: MultiplexedConnection,
+    /// Which connection attempt made it.
+    id: u64,
+    _driver: Arc<Driver>,
+}
+
+/// The connection in use, and the last failed attempt to make one.
+#[derive(Default)]
+struct Slot {
+    live: Option<Live>,
+    /// Counts the connection attempts ended, to tell a caller that waited for one whether it
+    /// failed meanwhile.
+    attempts: u64,
+    failed: Option<Failure>,
+}
+
+/// The error of the last failed connection attempt, kept to answer the callers that waited for
+/// it (a `RedisError` is not `Clone`).
+struct Failure {
+    kind: ErrorKind,
+    code: Option<String>,
+    detail: String,
+    io: Option<std::io::ErrorKind>,
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::Error>,
+}
+
+impl Failure {
+    fn of(e: &RedisError) -> Self {
+        Failure {
+            kind: e.kind(),
+            code: e.code().map(str::to_owned),
+            detail: e.detail().map_or_else(|| e.to_string(), str::to_owned),
+            io: e.is_io_error().then(|| io_kind(e)).flatten(),
+            #[cfg(feature = "tls")]
+            tls: crate::errors::tls_error(e).cloned(),
+        }
+    }
+
+    /// The error again, as the errors module classifies it: kind, server code, I/O kind and
+    /// TLS cause kept (as `ConnectionManager` answered its waiters, but for the TLS cause).
+    fn error(&self) -> RedisError {
+        if let Some(kind) = self.io {
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &self.tls {
+                return RedisError::from(std::io::Error::new(kind, tls.clone()));
+            }
+            return RedisError::from(std::io::Error::new(kind, self.detail.clone()));
+        }
+        match (self.kind, &self.code) {
+            (ErrorKind::ExtensionError, Some(code)) => {
+                redis::make_extension_error(code.clone(), Some(self.detail.clone()))
+            }
+            (kind, _) => RedisError::from((kind, "connecting failed", self.detail.clone())),
+        }
+    }
+}
+
+/// The kind of the I/O error inside `e`, if there is one.
+fn io_kind(e: &RedisError) -> Option<std::io::ErrorKind> {
+    let source = std::error::Error::source(e)?;
+    source.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+}
+
+/// The store's connection: one multiplexed connection, made on first use and replaced after it
+/// failed as dropped. Clones share it.
+#[derive(Clone)]
+pub(crate) struct Connection(Arc<Inner>);
+
+struct Inner {
+    connector: Connector,
+    slot: Mutex<Slot>,
+    /// Held while connecting: callers arriving meanwhile wait for that attempt rather than
+    /// starting their own.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Connection {
+    /// Does not connect yet.
+    pub(crate) fn new(client: &redis::Client, config: &RedisConfig) -> Self {
+        let connector = Connector {
+            info: client.get_connection_info().clone(),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            #[cfg(feature = "tls")]
+            root_ca_pem: config.root_ca_pem.clone(),
+            #[cfg(feature = "tls")]
+            client_cert: config.client_cert_pem.clone().zip(config.client_key_pem.clone()),
+        };
+        Connection(Arc::new(Inner {
+            connector,
+            slot: Mutex::new(Slot::default()),
+            connecting: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.0.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Connects now if there is no connection (see [`Connection::live`]).
+    pub(crate) async fn ready(&self) -> RedisResult<()> {
+        self.live().await.map(drop)
+    }
+
+    /// The connection, made now if there is none: one attempt and one more after
+    /// [`RETRY_DELAY`]. A caller that waited for another's attempt gets its outcome.
+    async fn live(&self) -> RedisResult<Live> {
+        let seen = {
+            let slot = self.slot();
+            if let Some(live) = &slot.live {
+                return Ok(live.clone());
+            }
+            slot.attempts
+        };
+        let _connecting = self.0.connecting.lock().await;
+        {
+            let slot = self.slot();
+            if let Some(live) = &slot.live {
+                return Ok(live.clone());
+            }
+            if let Some(failed) = slot.failed.as_ref().filter(|_| slot.attempts != seen) {
+                return Err(failed.error());
+            }
+        }
+        let result = match self.0.connector.connect().await {
+            Ok(live) => Ok(live),
+            Err(_) => {
+                tokio::time::sleep(RETRY_DELAY).await;
+                self.0.connector.connect().await
+            }
+        };
+        let mut slot = self.slot();
+        slot.attempts = slot.attempts.wrapping_add(1);
+        match result {
+            Ok(mut live) => {
+                live.id = slot.attempts;
+                slot.live = Some(live.clone());
+                slot.failed = None;
+                Ok(live)
+            }
+            Err(e) => {
+                slot.failed = Some(Failure::of(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// After `result` on `used`: a connection that failed as dropped is let go, so that the
+    /// next call connects afresh (its task ends once the calls still on it are done).
+    fn after<T>(&self, used: &Live, result: &RedisResult<T>) {
+        let Err(e) = result else { return };
+        if !e.is_unrecoverable_error() {
+            return;
+        }
+        let mut slot = self.slot();
+        // Only if it is still the one in use: a call that failed on an older connection
+        // does not drop its replacement.
+        if slot.live.as_ref().is_some_and(|live| live.id == used.id) {
+            slot.live = None;
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let live = self.live().await?;
+            let result = live.con.clone().send_packed_command(cmd).await;
+            self.after(&live, &result);
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let live = self.live().await?;
+            let result = live.con.clone().send_packed_commands(cmd, offset, count).await;
+            self.after(&live, &result);
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.connector.info.redis.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::cause;
+
+    /// A caller that waited for another's failed connection attempt gets an error classified
+    /// as the attempt's own was: the degraded mode's log names the same cause and fix.
+    #[test]
+    fn a_waiter_gets_the_failure_as_it_was_classified() {
+        let io = |kind| RedisError::from(std::io::Error::from(kind));
+        let mut errors = vec![
+            RedisError::from((ErrorKind::AuthenticationFailed, "Password authentication failed")),
+            redis::make_extension_error("NOPERM".into(), Some("no permissions".into())),
+            RedisError::from((ErrorKind::InvalidClientConfig, "bad", "key mismatch".to_owned())),
+            io(std::io::ErrorKind::ConnectionRefused),
+            io(std::io::ErrorKind::TimedOut),
+            RedisError::from((ErrorKind::ResponseError, "An error was signalled", "x".to_owned())),
+        ];
+        #[cfg(feature = "tls")]
+        errors.push(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        )));
+        for e in errors.drain(..) {
+            let again = Failure::of(&e).error();
+            assert_eq!(cause(&again), cause(&e), "{e:?} / {again:?}");
+            assert_eq!(again.kind(), e.kind(), "{e:?}");
+            assert_eq!(again.is_unrecoverable_error(), e.is_unrecoverable_error(), "{e:?}");
+        }
+    }
+}
