@@ -1,0 +1,260 @@
+//! A Redis peer that misbehaves on the wire, not in its keys (a compromised server, or a
+//! `redis://` URL pointing at something else): a reply far longer than any credflow asks for,
+//! announced or just sent without end. The store's connection reads each reply only up to a
+//! bound (`src/bounded.rs`), then drops the connection: the call fails at once as for a reset
+//! connection (the store goes to degraded mode), the process does not buffer the stream, and
+//! the next call connects afresh.
+//!
+//! The peer stops after a cap of its own and then holds the connection open, so that a client
+//! without the bound (which reads on, and never lets the connection go) shows it by the bytes
+//! taken and its memory, without taking the machine's.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{scope_of, store_at};
+use credflow_reqwest::shared::{SharedStore, StoreError};
+
+/// What the peer sent of its hostile reply: bytes the kernel took, and whether a write failed
+/// (the client closed the connection) before the cap.
+#[derive(Debug)]
+struct Outcome {
+    sent: usize,
+    cut_off: bool,
+}
+
+/// The hold script's answer: no hold.
+const NO_HOLD: &[u8] = b"*2\r\n:0\r\n:0\r\n";
+
+/// A peer on 127.0.0.1 speaking just enough RESP for the store. The first script call is
+/// answered `head`, then `unit` repeated up to `cap` bytes; every later one, on any
+/// connection, is answered [`NO_HOLD`]. Reports the hostile reply's [`Outcome`].
+fn hostile_peer(
+    head: &'static [u8],
+    unit: &'static [u8],
+    cap: usize,
+) -> (String, mpsc::Receiver<Outcome>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let armed = Arc::new(AtomicBool::new(true));
+    let (report, outcome) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (armed, report) = (Arc::clone(&armed), report.clone());
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                while let Some(name) = command(&mut reader) {
+                    let reply = match &name[..] {
+                        b"EVALSHA" | b"EVAL" if armed.swap(false, Ordering::SeqCst) => {
+                            let outcome = stream_out(&mut writer, head, unit, cap);
+                            let cut_off = outcome.cut_off;
+                            let _ = report.send(outcome);
+                            if !cut_off {
+                                // Held open, as an endless stream would be.
+                                std::thread::sleep(Duration::from_secs(120));
+                            }
+                            return;
+                        }
+                        b"EVALSHA" | b"EVAL" => NO_HOLD,
+                        _ => b"+OK\r\n",
+                    };
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, outcome)
+}
+
+/// The next command's name (upper case), `None` once the connection is closed.
+fn command(reader: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let n: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut len = String::new();
+        reader.read_line(&mut len).ok()?;
+        let len: usize = len.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut arg = vec![0u8; len + 2];
+        reader.read_exact(&mut arg).ok()?;
+        arg.truncate(len);
+        args.push(arg);
+    }
+    args.first().map(|name| name.to_ascii_uppercase())
+}
+
+/// Writes `head`, then `unit` again and again up to `cap` bytes or the first failed write.
+fn stream_out(writer: &mut std::net::TcpStream, head: &[u8], unit: &[u8], cap: usize) -> Outcome {
+    let chunk: Vec<u8> =
+        unit.iter().copied().cycle().take(unit.len() * (64 * 1024 / unit.len())).collect();
+    if writer.write_all(head).is_err() {
+        return Outcome { sent: 0, cut_off: true };
+    }
+    let mut sent = head.len();
+    while sent < cap {
+        match writer.write(&chunk[..chunk.len().min(cap - sent)]) {
+            Ok(n) => sent += n,
+            Err(_) => return Outcome { sent, cut_off: true },
+        }
+    }
+    Outcome { sent, cut_off: false }
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .map(|n| n.trim().parse().unwrap())
+        .unwrap();
+    kb * 1024
+}
+
+/// The most the process's peak memory may grow while a hostile reply is sent: far below what
+/// the peer sends, far above the bound on one reply (64 KiB) and the socket's buffers.
+const GROWTH_ALLOWED: usize = 32 << 20;
+
+/// Runs a store call against a peer answering it `head` then `unit` up to `cap` bytes, and
+/// checks the store: the call fails at once as for a dropped connection, naming the bound;
+/// the peer is cut off; the process's peak memory does not grow past [`GROWTH_ALLOWED`]; the
+/// next call is answered on a new connection.
+async fn a_hostile_reply_is_cut_off(head: &'static [u8], unit: &'static [u8], cap: usize) {
+    let (url, outcome) = hostile_peer(head, unit, cap);
+    // A long response timeout: failing at it would not do; the bound must fail the call first.
+    let response_timeout = Duration::from_secs(3);
+    let store = store_at(url, |c| c.response_timeout = response_timeout);
+    let scope = scope_of("hostile-peer");
+    let peak_before = peak_rss();
+    let started = Instant::now();
+    let failed = store.hold(&scope).await;
+    let took = started.elapsed();
+    let outcome = outcome.recv_timeout(Duration::from_secs(30)).expect("the peer reports");
+    let grown = peak_rss().saturating_sub(peak_before);
+    let head = String::from_utf8_lossy(head);
+    eprintln!("{head:?}: failed after {took:?}, peak memory +{} KiB, {outcome:?}", grown >> 10);
+    assert!(
+        grown < GROWTH_ALLOWED,
+        "peak memory grew {} MiB while the peer sent {} MiB ({outcome:?})",
+        grown >> 20,
+        outcome.sent >> 20
+    );
+    assert!(outcome.cut_off && outcome.sent < cap, "the client read on: {outcome:?}");
+    match failed {
+        Err(StoreError::Unavailable(why)) => {
+            assert!(why.contains("more than credflow's replies ever take"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(took < response_timeout / 3, "the call failed after {took:?}");
+    // The connection was let go: the next call connects again, and the peer answers it.
+    let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+    assert_eq!(next.expect("answered in time"), Ok(None));
+}
+
+/// Set in the process [`alone`] starts.
+const CHILD: &str = "CREDFLOW_HOSTILE_PEER_CASE";
+
+/// Runs `case` in a process of its own (this test binary, running the test `name` only): the
+/// peak memory measured is then that case's, not another test's, nor one left by a test
+/// before it.
+fn alone<F: std::future::Future<Output = ()>>(name: &str, case: impl FnOnce() -> F) {
+    if std::env::var_os(CHILD).is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        return runtime.block_on(case());
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("1 passed"), "{name} failed in its process");
+}
+
+/// A bulk string announced at 1 GB whose bytes keep coming: refused at its length line.
+#[test]
+fn a_bulk_string_announced_at_a_gigabyte_is_refused_at_once() {
+    alone("a_bulk_string_announced_at_a_gigabyte_is_refused_at_once", || {
+        a_hostile_reply_is_cut_off(b"$1000000000\r\n", b"x", 128 << 20)
+    });
+}
+
+/// An array announced with a billion elements, its elements (bulk strings) coming: refused
+/// at its header.
+#[test]
+fn an_array_of_a_billion_elements_is_refused_at_once() {
+    let element = format!("$1000\r\n{}\r\n", "e".repeat(1000)).into_bytes().leak();
+    alone("an_array_of_a_billion_elements_is_refused_at_once", || {
+        a_hostile_reply_is_cut_off(b"*1000000000\r\n", element, 128 << 20)
+    });
+}
+
+/// A status line that never ends: nothing is announced, the bytes alone pass the bound.
+#[test]
+fn a_status_line_without_end_is_cut_at_the_bound() {
+    alone("a_status_line_without_end_is_cut_at_the_bound", || {
+        a_hostile_reply_is_cut_off(b"+", b"a", 128 << 20)
+    });
+}
+
+/// Within the bounds, an array of 200 integers is read as any reply: not the answer the store
+/// expects (refused, as a type error), not a dropped connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_within_the_bounds_is_read_as_any_other() {
+    let (url, outcome) = hostile_peer(b"*200\r\n", b":1\r\n", 6 + 200 * 4);
+    let store = store_at(url, |_| {});
+    let scope = scope_of("within-bound");
+    let answered = store.hold(&scope).await;
+    let outcome = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(!outcome.cut_off, "{outcome:?}");
+    assert!(matches!(answered, Err(StoreError::Refused(_))), "{answered:?}");
+}
+
+/// A peer that closes every connection at once: callers arriving while one connects wait for
+/// that attempt (and its one retry) and share its failure, rather than each connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_share_one_failed_connection_attempt() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let store = store_at(url, |_| {});
+    let scope = scope_of("closing-peer");
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, scope) = (Arc::clone(&store), scope.clone());
+            tokio::spawn(async move { store.hold(&scope).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(matches!(call.await.unwrap(), Err(StoreError::Unavailable(_))));
+    }
+    let accepted = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&accepted), "{accepted} connections for 8 callers");
+}
