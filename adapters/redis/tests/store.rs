@@ -381,3 +381,24 @@ async fn a_reset_decades_away_does_not_hold_the_fleet_back() {
         ),
     }
 }
+
+/// A `redis+unix://` URL: the store opens its connections itself (to read them through the
+/// reply bound), over a Unix socket as over TCP.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_url_is_connected_to() {
+    let dir = common::temp_dir("unix");
+    let socket = dir.join("redis.sock");
+    let extra = format!("unixsocket {}\nunixsocketperm 700", socket.display());
+    let _redis = RedisServer::start_with(dir, &extra, false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "redis-server made no socket");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = store_at(format!("redis+unix://{}", socket.display()), |_| {});
+    let scope = scope_of("unix-socket");
+    assert_eq!(store.rate_limited(&scope, Some(Duration::from_secs(5))).await, Ok(()));
+    let hold = store.hold(&scope).await.unwrap().expect("the hold written over the socket");
+    assert!(hold > Duration::from_secs(4) && hold <= Duration::from_secs(5), "{hold:?}");
+}
