@@ -167,9 +167,11 @@ impl RedisConfig {
     /// [`RedisConfig::with_root_ca_pem`].
     ///
     /// This config's copy of the key is zeroized on drop and never shown by `Debug`. The redis
-    /// crate takes the PEM by value when the store is built (and frees that copy without
-    /// wiping it), then keeps the decoded key, which it and rustls use for each connection, for
-    /// as long as the store lives: out of this crate's reach.
+    /// crate takes the PEM by value when the store is built, to check it (and frees that copy
+    /// without wiping it), then keeps the decoded key for as long as the store lives; the store
+    /// keeps this config, and decodes the key from it again for each connection it opens, for
+    /// rustls, which holds it for that connection's life: those copies are out of this crate's
+    /// reach.
     ///
     /// Checked by [`RedisStore::new`]: a certificate PEM without a certificate, a key PEM
     /// without a private key, either one that does not parse, or a URL that is not

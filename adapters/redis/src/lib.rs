@@ -104,11 +104,16 @@
 //! `max_wait` on a 429 hold, never waits on Redis longer than a bounded call, and never sends
 //! its client secret anywhere but the token endpoint.
 //!
-//! The Redis *server* (or whoever sits between it and a `redis://` client) is trusted more:
-//! the replies are read by the `redis` crate, which holds a reply it has begun to receive
-//! whatever length it announces; a hostile server can make a process buffer without bound
-//! (and an error text it sends reaches the logs as it is). Use `rediss://` across any network
-//! you do not control.
+//! The Redis *server* (or whoever sits between it and a `redis://` client, or whatever the URL
+//! points at instead) is trusted more, but not with the process's memory: each reply is read
+//! only up to a bound, [`MAX_REPLY_LEN`] (64 KiB, eight times the longest token value credflow
+//! reads; a script answers a few integers), at most 256 elements in an array, set or map and 8
+//! levels of nesting. A peer that announces or sends more (a bulk string announced at a
+//! gigabyte, an array of a billion elements, a line without end) has the connection dropped
+//! there, before the bytes are buffered: the call fails at once as for a reset connection, the
+//! process goes to degraded mode, and the next call connects again. Within the bound, what the
+//! server answers is read as the scripts' answers, within their contracts, and an error text
+//! it sends reaches the logs as it is. Use `rediss://` across any network you do not control.
 //!
 //! ## Existing Redis: TLS and ACL users
 //!
@@ -118,8 +123,10 @@
 //!   server that authenticates its clients (mutual TLS, `tls-auth-clients yes`) gets the
 //!   client certificate and key of `RedisConfig::with_client_cert_pem` (feature `tls`; the
 //!   key is zeroized on drop and never shown by `Debug`).
-//!   This adapter sets no process-wide TLS default itself, but the `redis` crate builds its
-//!   rustls configuration with `rustls::ClientConfig::builder()`, which takes the process's
+//!   This adapter sets no process-wide TLS default itself, but it builds each connection's
+//!   rustls configuration as the `redis` crate did, with `rustls::ClientConfig::builder()`
+//!   (this crate opens the connections, to read them through the reply bound), which takes
+//!   the process's
 //!   default crypto provider and, if the application has installed none, installs `ring` (the
 //!   one provider compiled in) as that default at the first `rediss://` connection. An
 //!   application that wants its own provider installs it before building the store.
@@ -232,6 +239,13 @@ impl fmt::Debug for RedisStore {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// The most bytes one reply from Redis may take (its type bytes, lengths and line ends
+/// included), 64 KiB: past it, the connection is dropped as a reset one and the call fails.
+/// Eight times the longest value credflow reads (the token, encrypted, at its longest); the
+/// scripts answer a few integers. Aggregates are bounded too: at most 256 elements, nested at
+/// most 8 deep.
+pub const MAX_REPLY_LEN: usize = bounded::MAX_REPLY_LEN;
 
 /// The longest [`RedisConfig::lease_ttl`] accepted: a lease whose holder dies stops the
 /// fleet's refreshes that long, and one past Redis's range (`PX` takes a signed 64-bit count)
