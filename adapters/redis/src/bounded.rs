@@ -376,6 +376,11 @@ mod tests {
         ];
         for reply in &replies {
             let bytes = reply.as_bytes();
+            // The `redis` crate's own parser takes it as one reply, and none of its prefixes.
+            assert!(redis::parse_redis_value(bytes).is_ok(), "{reply:?}");
+            for cut in 0..bytes.len().min(200) {
+                assert!(redis::parse_redis_value(&bytes[..cut]).is_err(), "{reply:?} cut at {cut}");
+            }
             let mut whole = ReplyBound::default();
             assert_eq!(whole.feed(bytes), Ok(()), "{reply:?}");
             assert!(whole.between_replies(), "{reply:?} ends where a reply ends");
@@ -399,6 +404,100 @@ mod tests {
         let mut bound = ReplyBound::default();
         assert_eq!(bound.feed(all.as_bytes()), Ok(()));
         assert!(bound.between_replies());
+    }
+
+    /// A random RESP value within the bounds, `depth` levels below the top, written to `out`.
+    fn random_value(rng: &mut u64, depth: usize, out: &mut Vec<u8>) {
+        let mut next = |n: u64| {
+            // xorshift64: deterministic, no dependency.
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            *rng % n
+        };
+        // Bytes for lines: lone CRs and LFs included, never CRLF.
+        let line = |next: &mut dyn FnMut(u64) -> u64| -> Vec<u8> {
+            let len = next(12);
+            let mut text: Vec<u8> =
+                (0..len).map(|_| [b'a', b'\r', b'\n', b' ', b'z'][next(5) as usize]).collect();
+            while text.windows(2).any(|w| w == b"\r\n") || text.last() == Some(&b'\r') {
+                text.pop();
+            }
+            text
+        };
+        let aggregate = depth + 1 < MAX_DEPTH;
+        let kind = next(if aggregate { 16 } else { 11 });
+        match kind {
+            0 => out.extend([b"+".as_slice(), &line(&mut next), b"\r\n"].concat()),
+            1 => out.extend([b"-ERR ".as_slice(), &line(&mut next), b"\r\n"].concat()),
+            2 => out.extend(format!(":{}\r\n", next(1 << 40) as i64 - (1 << 39)).bytes()),
+            3 | 4 => {
+                let body: Vec<u8> = (0..next(300))
+                    .map(|_| [b'\r', b'\n', b'$', b'*', b'x'][next(5) as usize])
+                    .collect();
+                out.extend(format!("${}\r\n", body.len()).bytes());
+                out.extend(body);
+                out.extend(b"\r\n");
+            }
+            5 => out.extend(b"$-1\r\n"),
+            6 => out.extend(b"_\r\n"),
+            7 => out.extend(format!(",{}.5\r\n", next(1000)).bytes()),
+            8 => out.extend(if next(2) == 0 { b"#t\r\n" } else { b"#f\r\n" }),
+            9 => out.extend(format!("({}\r\n", next(u64::MAX)).bytes()),
+            10 => {
+                let text = format!("txt:{}", "v".repeat(next(20) as usize));
+                out.extend(format!("={}\r\n{text}\r\n", text.len()).bytes());
+            }
+            11 | 12 => {
+                let n = next(6);
+                out.extend(format!("{}{n}\r\n", if kind == 11 { '*' } else { '~' }).bytes());
+                for _ in 0..n {
+                    random_value(rng, depth + 1, out);
+                }
+            }
+            13 => {
+                let n = next(4);
+                out.extend(format!("%{n}\r\n").bytes());
+                for _ in 0..2 * n {
+                    random_value(rng, depth + 1, out);
+                }
+            }
+            14 => {
+                let n = next(3);
+                out.extend(format!("|{n}\r\n").bytes());
+                for _ in 0..2 * n + 1 {
+                    random_value(rng, depth + 1, out);
+                }
+            }
+            _ => {
+                let n = next(4) + 1;
+                out.extend(format!(">{n}\r\n$7\r\nmessage\r\n").bytes());
+                for _ in 1..n {
+                    random_value(rng, depth + 1, out);
+                }
+            }
+        }
+    }
+
+    /// Random replies within the bounds, back to back, fed a byte at a time: a reply ends, as
+    /// the framing sees it, exactly where the `redis` crate's parser ends it.
+    #[test]
+    fn the_framing_ends_each_random_reply_where_the_parser_does() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15;
+        let mut bound = ReplyBound::default();
+        for _ in 0..2000 {
+            let mut reply = Vec::new();
+            random_value(&mut rng, 0, &mut reply);
+            // The parser takes the whole reply, and needs its last byte.
+            let shown = String::from_utf8_lossy(&reply).into_owned();
+            assert!(redis::parse_redis_value(&reply).is_ok(), "{shown:?}");
+            assert!(redis::parse_redis_value(&reply[..reply.len() - 1]).is_err(), "{shown:?}");
+            for (i, b) in reply.iter().enumerate() {
+                assert_eq!(bound.feed(std::slice::from_ref(b)), Ok(()));
+                let end = i + 1 == reply.len();
+                assert_eq!(bound.between_replies(), end, "{shown:?} at {i}");
+            }
+        }
     }
 
     #[test]
@@ -440,6 +539,7 @@ mod tests {
             [&b"?\r\n"[..], b"$abc\r\n", b"$-2x\r\n", b"!-1\r\n", b"%-1\r\n", b"$1\r\nab\r\n"]
         {
             assert_eq!(refused(bad), Some(Refused::Malformed), "{bad:?}");
+            assert!(redis::parse_redis_value(bad).is_err(), "{bad:?}");
         }
         assert_eq!(refused(&[b'$'; 40]), Some(Refused::Malformed));
         // The biggest reply that fits, and one byte more.
