@@ -15,7 +15,10 @@
 //! the one reply it is reading (the replies before it were handed to their callers or dropped),
 //! so however many commands are in flight on the multiplexed connection, and however their
 //! replies arrive together, what the connection holds is at most one reply under
-//! [`MAX_REPLY_LEN`] plus the read buffer's next chunk.
+//! [`MAX_REPLY_LEN`] plus the read buffer's next chunk. The values the parser builds from those
+//! bytes take more room than the bytes (each value some tens of bytes, from as few as three
+//! bytes sent; each aggregate's elements set aside when it is announced, at most
+//! [`MAX_ELEMENTS`]): a few MiB at worst for one reply, bounded all the same.
 //!
 //! What credflow asks Redis for is small: the token value, read with `GETRANGE` only as far as
 //! [`at_rest::MAX_VALUE_LEN`](crate::at_rest::MAX_VALUE_LEN) + 1 bytes; the scripts' answers,
