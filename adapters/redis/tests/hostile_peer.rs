@@ -258,3 +258,70 @@ async fn callers_share_one_failed_connection_attempt() {
     let accepted = accepted.load(Ordering::SeqCst);
     assert!((1..=2).contains(&accepted), "{accepted} connections for 8 callers");
 }
+
+/// `rediss://`: a TLS front on 127.0.0.1 (certificate from a throwaway CA) for a plain peer,
+/// each connection's plaintext relayed both ways. Returns the URL and the CA's PEM.
+#[cfg(feature = "tls")]
+async fn tls_front(plain_url: &str) -> (String, Vec<u8>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = common::temp_dir("hostile-tls");
+    let ca = common::make_ca(&dir, "hostile-ca");
+    common::make_server_cert(&dir, "hostile-ca");
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config =
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("rediss://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    let upstream = plain_url.trim_start_matches("redis://").to_owned();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (url, ca)
+}
+
+/// Over `rediss://` too: the bound reads the plaintext, above TLS.
+#[cfg(feature = "tls")]
+#[test]
+fn over_tls_a_bulk_string_announced_at_a_gigabyte_is_refused_at_once() {
+    alone("over_tls_a_bulk_string_announced_at_a_gigabyte_is_refused_at_once", || async {
+        let (plain_url, outcome) = hostile_peer(b"$1000000000\r\n", b"x", 128 << 20);
+        let (url, ca) = tls_front(&plain_url).await;
+        let response_timeout = Duration::from_secs(3);
+        let store = store_at(url, |c| {
+            c.response_timeout = response_timeout;
+            c.root_ca_pem = Some(ca);
+        });
+        let scope = scope_of("hostile-peer-tls");
+        let peak_before = peak_rss();
+        let started = Instant::now();
+        let failed = store.hold(&scope).await;
+        let took = started.elapsed();
+        let outcome = outcome.recv_timeout(Duration::from_secs(30)).expect("the peer reports");
+        let grown = peak_rss().saturating_sub(peak_before);
+        eprintln!("rediss: failed after {took:?}, peak memory +{} KiB, {outcome:?}", grown >> 10);
+        assert!(grown < GROWTH_ALLOWED, "peak memory grew {} MiB ({outcome:?})", grown >> 20);
+        assert!(outcome.cut_off && outcome.sent < (128 << 20), "the client read on: {outcome:?}");
+        match failed {
+            Err(StoreError::Unavailable(why)) => {
+                assert!(why.contains("more than credflow's replies ever take"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(took < response_timeout / 3, "the call failed after {took:?}");
+        let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+        assert_eq!(next.expect("answered in time"), Ok(None));
+    });
+}
