@@ -125,11 +125,11 @@
 //!   key is zeroized on drop and never shown by `Debug`).
 //!   This adapter sets no process-wide TLS default itself, but it builds each connection's
 //!   rustls configuration as the `redis` crate did, with `rustls::ClientConfig::builder()`
-//!   (this crate opens the connections, to read them through the reply bound), which takes
-//!   the process's
-//!   default crypto provider and, if the application has installed none, installs `ring` (the
-//!   one provider compiled in) as that default at the first `rediss://` connection. An
-//!   application that wants its own provider installs it before building the store.
+//!   (this crate opens the connections, to read them through the reply bound), which takes the
+//!   process's default crypto provider and, if the application has installed none, installs
+//!   `ring` (the one provider compiled in) as that default at the first `rediss://`
+//!   connection. An application that wants its own provider installs it before building the
+//!   store.
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET GETRANGE SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
