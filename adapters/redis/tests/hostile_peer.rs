@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{scope_of, store_at};
+use credflow_redis::RedisConfig;
 use credflow_reqwest::shared::{SharedStore, StoreError};
 
 /// What the peer sent of its hostile reply: bytes the kernel took, and whether a write failed
@@ -130,14 +131,31 @@ fn peak_rss() -> usize {
 const GROWTH_ALLOWED: usize = 32 << 20;
 
 /// Runs a store call against a peer answering it `head` then `unit` up to `cap` bytes, and
-/// checks the store: the call fails at once as for a dropped connection, naming the bound;
-/// the peer is cut off; the process's peak memory does not grow past [`GROWTH_ALLOWED`]; the
-/// next call is answered on a new connection.
+/// checks the store (see [`cut_off`]).
 async fn a_hostile_reply_is_cut_off(head: &'static [u8], unit: &'static [u8], cap: usize) {
     let (url, outcome) = hostile_peer(head, unit, cap);
-    // A long response timeout: failing at it would not do; the bound must fail the call first.
-    let response_timeout = Duration::from_secs(3);
-    let store = store_at(url, |c| c.response_timeout = response_timeout);
+    cut_off(&String::from_utf8_lossy(head), url, |_| {}, outcome, cap).await;
+}
+
+/// A store call on `url` (its configuration tuned by `tune`), answered by a hostile peer that
+/// reports `outcome`, sending at most `cap` bytes: the call fails as for a dropped connection,
+/// naming the bound, well before the response timeout; the peer is cut off; the process's peak
+/// memory does not grow past [`GROWTH_ALLOWED`]; the next call is answered on a new connection.
+async fn cut_off(
+    what: &str,
+    url: String,
+    tune: impl FnOnce(&mut RedisConfig),
+    outcome: mpsc::Receiver<Outcome>,
+    cap: usize,
+) {
+    // Long: a call that failed only at its timeout would not do, the bound must fail it first;
+    // how much sooner is not measured (a busy machine may take a while to read the bound's
+    // worth), only that it is not the timeout.
+    let response_timeout = Duration::from_secs(20);
+    let store = store_at(url, |c| {
+        c.response_timeout = response_timeout;
+        tune(c);
+    });
     let scope = scope_of("hostile-peer");
     let peak_before = peak_rss();
     let started = Instant::now();
@@ -145,8 +163,7 @@ async fn a_hostile_reply_is_cut_off(head: &'static [u8], unit: &'static [u8], ca
     let took = started.elapsed();
     let outcome = outcome.recv_timeout(Duration::from_secs(30)).expect("the peer reports");
     let grown = peak_rss().saturating_sub(peak_before);
-    let head = String::from_utf8_lossy(head);
-    eprintln!("{head:?}: failed after {took:?}, peak memory +{} KiB, {outcome:?}", grown >> 10);
+    eprintln!("{what:?}: failed after {took:?}, peak memory +{} KiB, {outcome:?}", grown >> 10);
     assert!(
         grown < GROWTH_ALLOWED,
         "peak memory grew {} MiB while the peer sent {} MiB ({outcome:?})",
@@ -160,7 +177,7 @@ async fn a_hostile_reply_is_cut_off(head: &'static [u8], unit: &'static [u8], ca
         }
         other => panic!("{other:?}"),
     }
-    assert!(took < response_timeout / 3, "the call failed after {took:?}");
+    assert!(took < response_timeout / 2, "the call failed after {took:?}, at its timeout");
     // The connection was let go: the next call connects again, and the peer answers it.
     let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
     assert_eq!(next.expect("answered in time"), Ok(None));
@@ -299,29 +316,6 @@ fn over_tls_a_bulk_string_announced_at_a_gigabyte_is_refused_at_once() {
     alone("over_tls_a_bulk_string_announced_at_a_gigabyte_is_refused_at_once", || async {
         let (plain_url, outcome) = hostile_peer(b"$1000000000\r\n", b"x", 128 << 20);
         let (url, ca) = tls_front(&plain_url).await;
-        let response_timeout = Duration::from_secs(3);
-        let store = store_at(url, |c| {
-            c.response_timeout = response_timeout;
-            c.root_ca_pem = Some(ca);
-        });
-        let scope = scope_of("hostile-peer-tls");
-        let peak_before = peak_rss();
-        let started = Instant::now();
-        let failed = store.hold(&scope).await;
-        let took = started.elapsed();
-        let outcome = outcome.recv_timeout(Duration::from_secs(30)).expect("the peer reports");
-        let grown = peak_rss().saturating_sub(peak_before);
-        eprintln!("rediss: failed after {took:?}, peak memory +{} KiB, {outcome:?}", grown >> 10);
-        assert!(grown < GROWTH_ALLOWED, "peak memory grew {} MiB ({outcome:?})", grown >> 20);
-        assert!(outcome.cut_off && outcome.sent < (128 << 20), "the client read on: {outcome:?}");
-        match failed {
-            Err(StoreError::Unavailable(why)) => {
-                assert!(why.contains("more than credflow's replies ever take"), "{why}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(took < response_timeout / 3, "the call failed after {took:?}");
-        let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
-        assert_eq!(next.expect("answered in time"), Ok(None));
+        cut_off("rediss", url, |c| c.root_ca_pem = Some(ca), outcome, 128 << 20).await;
     });
 }
