@@ -276,3 +276,55 @@ fn an_attempt_the_breaker_refuses_does_not_spend_the_quota_probe() {
     let answer = s.authorize(later, &mut next);
     assert!(matches!(answer, Authorize::Send { .. }), "{answer:?}");
 }
+
+/// The same with the API host's breaker half-open and its one probe out, rather than open: an
+/// attempt held past `max_wait` takes the quota probe, then waits for the breaker's probe
+/// (`WaitReason::BreakerProbe`) without being sent, so the quota probe is the next attempt's.
+/// Once the breaker's probe is answered, a request held the same way goes as the quota probe at
+/// once, not a whole `max_wait` later.
+#[test]
+fn an_attempt_waiting_for_the_breakers_probe_does_not_spend_the_quota_probe() {
+    let t0 = Instant::from_secs(1);
+    let mut s = session_at_20_of_100(t0);
+    // Three 500s open the breaker.
+    for i in 0..3 {
+        let mut req = s.begin(t0, spec(Priority::Normal));
+        assert!(matches!(s.authorize(t0, &mut req), Authorize::Send { .. }), "attempt {i}");
+        let _ = s.handle_response(t0, &mut req, 500, &[], b"");
+        s.abandon(t0, &mut req);
+    }
+    // After the cooldown (5 s, up to 20 % more), one request goes as the breaker's probe.
+    let t1 = t0 + Duration::from_secs(7);
+    let mut probe = s.begin(t1, spec(Priority::Normal));
+    assert!(matches!(s.authorize(t1, &mut probe), Authorize::Send { .. }));
+    // Requests held by the fleet for an hour, past max_wait (60 s): each would be the quota
+    // probe, but the breaker's probe is out, so none is sent and none spends it.
+    let held = |s: &mut Session<64, 1>, at: Instant| {
+        let mut req = s.begin(at, spec(Priority::Normal));
+        req.set_external_hold(at + Duration::from_secs(3600));
+        req
+    };
+    for _ in 0..2 {
+        let mut waiting = held(&mut s, t1);
+        match s.authorize(t1, &mut waiting) {
+            Authorize::Wait { until: None, reason: WaitReason::BreakerProbe } => {}
+            other => panic!("expected a wait for the breaker's probe, got {other:?}"),
+        }
+        s.abandon(t1, &mut waiting);
+    }
+    // The breaker's probe succeeds; the next held request is the quota probe, at once.
+    assert_eq!(s.handle_response(t1, &mut probe, 200, &[], b""), Verdict::Done);
+    let t2 = t1 + Duration::from_millis(10);
+    let mut next = held(&mut s, t2);
+    let answer = s.authorize(t2, &mut next);
+    assert!(matches!(answer, Authorize::Send { .. }), "{answer:?}");
+    // And it took the probe: the one after it fails fast, naming the wait.
+    let mut after = held(&mut s, t2);
+    match s.authorize(t2, &mut after) {
+        Authorize::Fail(e) => assert!(
+            matches!(e.kind, ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { .. }, .. }),
+            "{e:?}"
+        ),
+        other => panic!("expected a fast failure after the probe, got {other:?}"),
+    }
+}
