@@ -4,7 +4,7 @@
 //! Input: a setup byte (bits 0–1: auth method basic/post/jwt; bit 2: no expiry safety margin
 //! and no jitter; bit 3: a breaker that trips on the first failure; bit 4: ten retries; bit 5:
 //! no minimum refresh interval), an RNG seed (u64 little-endian), then operations until the
-//! input ends, each a tag byte (`% 16`, see [`Op`]) and its little-endian arguments.
+//! input ends, each a tag byte (`% 19`, see [`Op`]) and its little-endian arguments.
 //!
 //! Checked after every operation:
 //! - a token handed out by `authorize` (or held as usable) is one the server issued and has
@@ -14,7 +14,17 @@
 //!   a 401 per interval, whatever the token endpoint answered (lifetimes of zero, negative,
 //!   fractional or huge, `Retry-After: 0`) and whenever the adapter woke;
 //! - after the second abandoned token request in a row and those after it, the next one waits
-//!   as after failures: 1 s (`retry_base`), doubling, at most 60 s (`retry_cap`);
+//!   as after failures: 1 s (`retry_base`), doubling, at most 60 s (`retry_cap`); and no longer:
+//!   once the hold, the spacing after the abandoned request's start and the held token's
+//!   refresh point have passed, a token request is due, and `poll_token_request` sends it (in
+//!   a run of abandons nothing else may hold it back, see [`hold_end`]);
+//! - a token shared by the fleet (`handle_token_shared` for the request in flight,
+//!   `adopt_shared` without one) is taken exactly when its documentation says: the wall clock
+//!   known, the ticket the one in flight (or none in flight and no usable token, for
+//!   `adopt_shared`), the credentials not rejected, the token usable past its safety margin; a
+//!   refused share of the request in flight counts as an abandoned request;
+//! - every token installed gets a generation above all earlier ones, and the token held is the
+//!   newest;
 //! - every `Wait { until: Some(t) }` and `Verdict::Retry { at }` has `t >= now`, and nothing is
 //!   sent past its deadline;
 //! - a snapshot changed after sealing is never restored;
@@ -26,11 +36,11 @@
 use arbitrary::{Arbitrary, Unstructured};
 use credflow_core::http::Method;
 use credflow_core::http::date::format_http_date;
-use credflow_core::lifecycle::{LifecycleEvent, Ticket};
+use credflow_core::lifecycle::{Generation, LifecycleEvent, Ticket, Wake};
 use credflow_core::oauth::AuthMethod;
 use credflow_core::ratelimit::pacer::Priority;
 use credflow_core::retry::policy::TransportKind;
-use credflow_core::secret::Credentials;
+use credflow_core::secret::{AccessToken, Credentials};
 use credflow_core::session::{
     Authorize, Event, HostKey, RequestSpec, RequestState, RestoreError, Session, SessionConfig,
     TokenEndpoint, Verdict,
@@ -87,11 +97,18 @@ enum Op {
     /// the fleet holds it back for `v` × 100 ms (up to 109 minutes: short holds and a daily
     /// quota's).
     Fleet(u8, u16),
+    /// The fleet answers a token request of this session's with its shared token
+    /// (`handle_token_shared`): the ticket `t % 64`-th from the newest handed out (0: the one
+    /// in flight, if any), the token as chosen by [`fleet_token`] from `t` and `v`.
+    Shared(u8, u16),
+    /// The fleet's token is adopted outside a token request (`adopt_shared`): the token as
+    /// chosen by [`fleet_token`].
+    Adopt(u8, u16),
 }
 
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
-        Ok(match u.arbitrary::<u8>()? % 17 {
+        Ok(match u.arbitrary::<u8>()? % 19 {
             0 => Op::Advance(u.arbitrary()?),
             1 => Op::PollToken,
             2 => Op::AnswerToken(u.arbitrary()?, u.arbitrary()?),
@@ -108,7 +125,9 @@ impl<'a> Arbitrary<'a> for Op {
             13 => Op::Restore(u.arbitrary()?),
             14 => Op::SleepToDeadline,
             15 => Op::SleepToWait,
-            _ => Op::Fleet(u.arbitrary()?, u.arbitrary()?),
+            16 => Op::Fleet(u.arbitrary()?, u.arbitrary()?),
+            17 => Op::Shared(u.arbitrary()?, u.arbitrary()?),
+            _ => Op::Adopt(u.arbitrary()?, u.arbitrary()?),
         })
     }
 }
@@ -118,6 +137,13 @@ struct Model {
     /// (token value, absolute expiry counted from the moment its request was sent).
     issued: Vec<(String, Instant)>,
     outstanding: Option<(Ticket, Instant)>,
+    /// The tickets handed out, newest last (at most 64 kept): stale ones for the fleet's
+    /// answers too.
+    tickets: Vec<Ticket>,
+    /// The newest generation seen: returned by an install, in a `TokenAcquired` event or held.
+    generation: Generation,
+    /// The generation of the last `TokenAcquired` event.
+    event_generation: Generation,
     counter: u32,
     wall: bool,
     snapshot: Option<Vec<u8>>,
@@ -138,7 +164,8 @@ struct Spacing {
     /// A 401 dropped the current token since the last start, and no token or credential change
     /// came since: the next start may be early.
     refused: bool,
-    /// Token requests abandoned in a row, and the earliest start that run allows.
+    /// Token requests abandoned in a row, and the earliest start that run allows (the last
+    /// abandon's instant plus its wait: none after the first).
     abandoned: u32,
     hold: Instant,
 }
@@ -170,15 +197,25 @@ impl Spacing {
     /// 60 s (the default `retry_base` and `retry_cap`).
     fn abandoned(&mut self, now: Instant) {
         self.abandoned += 1;
-        if self.abandoned >= 2 {
-            let secs = (1u64 << (self.abandoned - 2).min(6)).min(60);
-            self.hold = now + Duration::from_secs(secs);
-        }
+        let wait = match self.abandoned {
+            1 => Duration::ZERO,
+            n => Duration::from_secs((1u64 << (n - 2).min(6)).min(60)),
+        };
+        self.hold = now + wait;
     }
 
-    /// Anything else that ends a token request (an answer, a failure, a timeout), a credential
-    /// change or a restored token ends a run of abandons. (Counted here on every such
-    /// operation, which can only shorten the model's holds: never a false alarm.)
+    /// In a run of abandons (none in flight): the latest of the hold's end and the spacing
+    /// after the abandoned request's start, by which a token request is due (unless a held
+    /// token's refresh point is later).
+    fn due_by(&self) -> Option<Instant> {
+        let start = self.last_start?;
+        (self.abandoned > 0).then(|| self.hold.max(start + self.min))
+    }
+
+    /// Exactly what ends a run of abandons in the lifecycle: an outcome of the request in
+    /// flight (an answer, a failure, a timeout, a request that could not be encoded), a
+    /// credential change, a token installed while none is in flight (a restored snapshot, a
+    /// fleet's token). Exact, not merely safe: the model's holds are upper bounds too.
     fn run_ended(&mut self) {
         self.abandoned = 0;
         self.hold = Instant::ZERO;
@@ -192,6 +229,33 @@ impl Spacing {
             Event::Token(LifecycleEvent::TokenAcquired { .. }) => self.refused = false,
             _ => {}
         }
+    }
+}
+
+impl Model {
+    /// A token was installed (restored, shared) under `generation`: above every earlier one.
+    fn installed(&mut self, generation: Generation) {
+        assert!(
+            generation > self.generation,
+            "a token installed as {generation:?}, not above {:?}",
+            self.generation
+        );
+        self.generation = generation;
+    }
+
+    /// Follows the session's events: the spacing's, and each new token's generation above the
+    /// one before.
+    fn observe(&mut self, event: &Event) {
+        if let Event::Token(LifecycleEvent::TokenAcquired { generation, .. }) = *event {
+            assert!(
+                generation > self.event_generation,
+                "a token acquired as {generation:?} after {:?}",
+                self.event_generation
+            );
+            self.event_generation = generation;
+            self.generation = self.generation.max(generation);
+        }
+        self.spacing.observe(event);
     }
 }
 
@@ -231,6 +295,9 @@ fuzz_target!(|data: &[u8]| {
     let mut model = Model {
         issued: Vec::new(),
         outstanding: None,
+        tickets: Vec::new(),
+        generation: Generation(0),
+        event_generation: Generation(0),
         counter: 0,
         wall: false,
         snapshot: None,
@@ -255,6 +322,7 @@ fuzz_target!(|data: &[u8]| {
         if trace() {
             eprintln!("{now}: {op:?}");
         }
+        let timers = matches!(op, Op::Timeout | Op::SleepToDeadline);
         match op {
             Op::Advance(v) => {
                 let step = u64::from(v >> 1);
@@ -265,23 +333,7 @@ fuzz_target!(|data: &[u8]| {
                         Duration::from_secs(step)
                     };
             }
-            Op::PollToken => match s.poll_token_request(now, &mut buf) {
-                Ok(Some((ticket, request))) => {
-                    assert!(model.outstanding.is_none(), "two token requests in flight");
-                    let _ = format!("{request:?}");
-                    assert!(request.body.starts_with("grant_type=client_credentials"));
-                    model.outstanding = Some((ticket, now));
-                    model.spacing.started(now);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = e.to_string();
-                    assert!(
-                        auth == AuthMethod::ClientSecretJwt && !model.wall,
-                        "encode failed: {e}"
-                    );
-                }
-            },
+            Op::PollToken => poll_token(&mut s, &mut model, now, &mut buf),
             Op::AnswerToken(kind, life) => {
                 if let Some((ticket, sent)) = model.outstanding.take() {
                     answer_token(&mut s, &mut model, now, ticket, sent, kind, life);
@@ -432,9 +484,12 @@ fuzz_target!(|data: &[u8]| {
                         snapshot[at] ^= v;
                     }
                     match s.restore(now, &snapshot, SNAPSHOT_KEY) {
-                        Ok(_) => {
+                        Ok(generation) => {
                             assert!(!changed, "a tampered snapshot was restored");
-                            model.spacing.run_ended();
+                            model.installed(generation);
+                            if model.outstanding.is_none() {
+                                model.spacing.run_ended();
+                            }
                         }
                         Err(e) => {
                             let _ = e.to_string();
@@ -469,11 +524,63 @@ fuzz_target!(|data: &[u8]| {
                     now = now.max(t);
                 }
             }
+            Op::Shared(t, v) => {
+                let back = usize::from(t % 64);
+                if let Some(&ticket) = model.tickets.iter().rev().nth(back) {
+                    let (token, expires_at, usable) = fleet_token(&s, &mut model, now, t, v);
+                    let result = s.handle_token_shared(now, ticket, token, expires_at);
+                    let current = model.outstanding.is_some_and(|(t, _)| t == ticket);
+                    if !model.wall {
+                        assert_eq!(result, Err(RestoreError::NoWallClock));
+                    } else if !current {
+                        assert_eq!(result, Err(RestoreError::NotUsable), "a stale ticket's share");
+                    } else {
+                        // Released as an abandoned request; a token taken ends the run.
+                        model.outstanding = None;
+                        model.spacing.abandoned(now);
+                        if usable {
+                            let generation = result.expect("a usable shared token refused");
+                            model.installed(generation);
+                            model.spacing.run_ended();
+                        } else {
+                            assert_eq!(result, Err(RestoreError::NotUsable), "a spent token");
+                        }
+                    }
+                }
+            }
+            Op::Adopt(t, v) => {
+                let held = s.token(now).is_some();
+                let (token, expires_at, usable) = fleet_token(&s, &mut model, now, t, v);
+                let result = s.adopt_shared(now, token, expires_at);
+                if !model.wall {
+                    assert_eq!(result, Err(RestoreError::NoWallClock));
+                } else if model.outstanding.is_some() || held || model.rejected || !usable {
+                    assert_eq!(
+                        result,
+                        Err(RestoreError::NotUsable),
+                        "adopted (in flight {}, held {held}, rejected {}, usable {usable})",
+                        model.outstanding.is_some(),
+                        model.rejected
+                    );
+                } else {
+                    let generation = result.expect("a usable shared token refused");
+                    model.installed(generation);
+                    model.spacing.run_ended();
+                }
+            }
         }
 
         if !s.lifecycle().in_flight() && model.outstanding.take().is_some() {
+            // Only a deadline handled ends a request the harness did not end itself.
+            assert!(timers, "a token request ended by nothing the harness did");
             // Timed out: a failure.
             model.spacing.run_ended();
+        }
+        check_hold_ends(&s, &model, now);
+        let _ = s.poll_timeout();
+        while let Some(event) = s.poll_event() {
+            let _ = format!("{event:?}");
+            model.observe(&event);
         }
         if let Some((token, times)) = s.token(now) {
             let expiry = model.issued.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
@@ -481,11 +588,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(now < expiry, "an expired token is held as usable at {now}");
             assert!(times.expires_at <= expiry, "the session believes the token lives longer");
             assert!(times.usable_until <= times.expires_at);
-        }
-        let _ = s.poll_timeout();
-        while let Some(event) = s.poll_event() {
-            let _ = format!("{event:?}");
-            model.spacing.observe(&event);
+            assert!(
+                times.generation >= model.generation,
+                "the token held ({:?}) is older than {:?}",
+                times.generation,
+                model.generation
+            );
+            model.generation = times.generation;
         }
         let _ = format!("{s:?} {:?}", s.counters());
     }
@@ -495,6 +604,117 @@ fuzz_target!(|data: &[u8]| {
     }
     recover(&mut s, &mut model, now, &mut buf);
 });
+
+/// Asks the session for a token request at `now` and checks what it does against the model.
+fn poll_token(s: &mut Session<N, 2>, model: &mut Model, now: Instant, buf: &mut [u8]) {
+    let hold_end = hold_end(s, model, now);
+    match s.poll_token_request(now, buf) {
+        Ok(Some((ticket, request))) => {
+            assert!(model.outstanding.is_none(), "two token requests in flight");
+            let _ = format!("{request:?}");
+            assert!(request.body.starts_with("grant_type=client_credentials"));
+            model.outstanding = Some((ticket, now));
+            if model.tickets.len() == 64 {
+                let _ = model.tickets.remove(0);
+            }
+            model.tickets.push(ticket);
+            model.spacing.started(now);
+        }
+        Ok(None) => {
+            if let Some(end) = hold_end {
+                assert!(
+                    end > now,
+                    "no token request at {now}, after {} abandoned ones, although their hold, \
+                     the spacing and the refresh point ended at {end}",
+                    model.spacing.abandoned
+                );
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            assert!(
+                s.endpoint().auth() == AuthMethod::ClientSecretJwt && !model.wall,
+                "encode failed: {e}"
+            );
+            // Started, then failed at once: spaced as any start, and an outcome.
+            model.spacing.started(now);
+            model.spacing.run_ended();
+        }
+    }
+}
+
+/// In a run of abandoned token requests with none in flight: the instant by which the next
+/// token request is due, the latest of the run's hold, the spacing after the abandoned
+/// request's start and the held token's refresh point. `None` outside a run, and while the
+/// session still holds a token past its usable-until point (no timeout handled since), whose
+/// refresh point it does not show.
+///
+/// Nothing else may hold the request back past that instant. The lifecycle's backoff after
+/// failures is replaced by the hold (`on_abandoned` sets its own), and a backoff starts only
+/// with a failure, which ends the run. A 401 in the run only shortens the spacing (to the one
+/// after the last early refresh). Requests stop for rejected credentials only on an answer,
+/// which ends the run. The token endpoint's breaker admitted the abandoned request (closed,
+/// or half-open with it as its probe), an abandon charges it nothing and gets its probe back,
+/// and all that could open it again (a failure, a timeout) ends the run: it admits the next
+/// request. (The wall clock a signed request needs was there for the abandoned one.)
+fn hold_end(s: &Session<N, 2>, model: &Model, now: Instant) -> Option<Instant> {
+    if model.outstanding.is_some() {
+        return None;
+    }
+    let due_by = model.spacing.due_by()?;
+    if let Some((at, Wake::TokenExpiry)) = s.lifecycle().poll_timeout()
+        && at <= now
+    {
+        return None;
+    }
+    let refresh = s.token(now).map_or(Instant::ZERO, |(_, times)| times.refresh_at);
+    Some(due_by.max(refresh))
+}
+
+/// The hold after abandoned token requests ends when the model says: the lifecycle has the
+/// next request due by then (or now).
+fn check_hold_ends(s: &Session<N, 2>, model: &Model, now: Instant) {
+    if let Some(end) = hold_end(s, model, now) {
+        let due = s.lifecycle().next_request_at();
+        assert!(
+            due.is_some_and(|at| at <= end.max(now)),
+            "after {} abandoned token requests, the next is due at {due:?}, after the end of \
+             their hold, the spacing and the refresh point ({end}), at {now}",
+            model.spacing.abandoned
+        );
+    }
+}
+
+/// A token the fleet shares, and when its record says it expires (whole wall-clock seconds, as
+/// the fleet keeps it), and whether it is usable at `now` as the session's documentation
+/// promises: before its expiry less the safety margin (`expiry_safety`, at most a tenth of its
+/// remaining life). With bit 7 of `t` set, a token the server issued before (`v % len`), the
+/// session's own or the fleet's, its expiry rounded down; else a new one expiring `v` seconds
+/// after the whole second of `now`, less 2 s (some spent already, some about to be).
+fn fleet_token(
+    s: &Session<N, 2>,
+    model: &mut Model,
+    now: Instant,
+    t: u8,
+    v: u16,
+) -> (AccessToken<N>, UnixTime, bool) {
+    let since_origin = |at: Instant| at.saturating_duration_since(Instant::ZERO).as_secs();
+    let (value, secs) = if t & 0x80 != 0 && !model.issued.is_empty() {
+        let (value, expiry) = &model.issued[usize::from(v) % model.issued.len()];
+        (value.clone(), since_origin(*expiry))
+    } else {
+        model.counter += 1;
+        let value = format!("fleet{}", model.counter);
+        let secs = (since_origin(now) + u64::from(v)).saturating_sub(2);
+        model.issued.push((value.clone(), Instant::ZERO + Duration::from_secs(secs)));
+        (value, secs)
+    };
+    let expires_at = WALL_ORIGIN.saturating_add(Duration::from_secs(secs));
+    let expiry = WallClock::new(Instant::ZERO, WALL_ORIGIN).instant_at(expires_at);
+    let life = expiry.saturating_duration_since(now);
+    let usable = now < expiry.saturating_sub(s.config().lifecycle.safety(life));
+    (AccessToken::new(&value).expect("fits"), expires_at, usable)
+}
 
 /// Longest a healthy server may have to wait for the session to send again: the longest wait
 /// the server asked for in this harness (a 2-hour `Retry-After`), plus slack for backoff and
@@ -531,18 +751,19 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
             now.saturating_duration_since(start)
         );
         s.handle_timeout(now);
-        if model.outstanding.is_none()
-            && let Ok(Some((ticket, _))) = s.poll_token_request(now, buf)
-        {
-            model.outstanding = Some((ticket, now));
-            model.spacing.started(now);
+        if !s.lifecycle().in_flight() && model.outstanding.take().is_some() {
+            model.spacing.run_ended(); // timed out
+        }
+        check_hold_ends(s, model, now);
+        if model.outstanding.is_none() {
+            poll_token(s, model, now, buf);
         }
         if let Some((ticket, sent)) = model.outstanding.take() {
             answer_token(s, model, now, ticket, sent, 0, 3600);
             model.spacing.run_ended();
         }
         while let Some(event) = s.poll_event() {
-            model.spacing.observe(&event);
+            model.observe(&event);
         }
         let answer = s.authorize(now, &mut req);
         if trace() {

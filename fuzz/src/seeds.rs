@@ -493,6 +493,48 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     );
     add(
         "session",
+        "abandoned-run",
+        // Token requests abandoned in a row (the caller's limit shorter than the endpoint's
+        // answers): held back 1 s, then 2 s, from the second on; an answer ends the run.
+        Ops::new(0)
+            .poll()
+            .token_transport(true)
+            .secs(1)
+            .poll()
+            .token_transport(true)
+            .sleep_to_deadline()
+            .poll()
+            .token_transport(true)
+            .sleep_to_deadline()
+            .poll()
+            .answer(0, 3600)
+            .into(),
+    );
+    add(
+        "session",
+        "fleet-shared",
+        // The fleet answers the first token request with its token, a later one with a token
+        // about to expire (refused: an abandoned request), and a stale ticket; a token is
+        // adopted once none is held, then one already held is offered again.
+        Ops::new(0)
+            .wall_clock()
+            .poll()
+            .shared(0, 3600)
+            .begin(0, 1)
+            .authorize(0)
+            .respond(0, 0, 0x10)
+            .secs(3300)
+            .poll()
+            .shared(0, 2)
+            .shared(1, 3600)
+            .secs(300)
+            .adopt(0, 600)
+            .adopt(0x80, 0)
+            .authorize(0)
+            .into(),
+    );
+    add(
+        "session",
         "hostile-lifetimes",
         // A token endpoint granting spent lifetimes (0, -5, "0.9"), asking for a retry at once
         // (503 and rate limit with `Retry-After: 0`), granting "never expires", then an API
@@ -661,6 +703,14 @@ impl Ops {
     }
     fn sleep_to_wait(self) -> Self {
         self.op(15, &[])
+    }
+    fn shared(self, t: u8, v: u16) -> Self {
+        let [a, b] = v.to_le_bytes();
+        self.op(17, &[t, a, b])
+    }
+    fn adopt(self, t: u8, v: u16) -> Self {
+        let [a, b] = v.to_le_bytes();
+        self.op(18, &[t, a, b])
     }
 }
 
