@@ -64,6 +64,9 @@ pub(crate) enum Refused {
     TooManyElements,
     /// Aggregates nested deeper than [`MAX_DEPTH`].
     TooDeep,
+    /// A length line (`$`, `*`, ...) longer than [`MAX_HEADER_LEN`]: the parser would read one
+    /// padded with whitespace (it trims the line), which Redis never sends.
+    LongLengthLine,
     /// Not RESP as the `redis` crate reads it (which would fail on it too).
     Malformed,
 }
@@ -77,6 +80,9 @@ impl std::fmt::Display for Refused {
                 write!(f, "with an aggregate of more than {MAX_ELEMENTS} elements")?;
             }
             Refused::TooDeep => write!(f, "with aggregates nested more than {MAX_DEPTH} deep")?,
+            Refused::LongLengthLine => {
+                write!(f, "with a length line longer than {MAX_HEADER_LEN} bytes")?;
+            }
             Refused::Malformed => f.write_str("that is not RESP")?,
         }
         f.write_str(", more than credflow's replies ever take; the connection is dropped")
@@ -140,8 +146,8 @@ impl ReplyBound {
     }
 
     /// Whether the bytes so far end on a reply's end.
-    #[cfg(test)]
-    fn between_replies(&self) -> bool {
+    #[cfg(any(test, feature = "__fuzzing"))]
+    pub(crate) fn between_replies(&self) -> bool {
         matches!(self.mode, Mode::Type) && self.open.is_empty() && self.taken == 0
     }
 
@@ -179,7 +185,7 @@ impl ReplyBound {
                     self.length(kind, n)?;
                 } else {
                     if len == MAX_HEADER_LEN {
-                        return Err(Refused::Malformed);
+                        return Err(Refused::LongLengthLine);
                     }
                     self.header[len] = b;
                     self.mode = Mode::Length { kind, len: len + 1, cr: b == b'\r' };
@@ -544,7 +550,12 @@ mod tests {
             assert_eq!(refused(bad), Some(Refused::Malformed), "{bad:?}");
             assert!(redis::parse_redis_value(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(refused(&[b'$'; 40]), Some(Refused::Malformed));
+        assert_eq!(refused(&[b'$'; 40]), Some(Refused::LongLengthLine));
+        // Padded with whitespace, as the parser would still read it (it trims a length line):
+        // not what Redis sends, refused by its length.
+        let padded = [&b"$-1"[..], &[b'\n'; 40], b"\r\n"].concat();
+        assert!(redis::parse_redis_value(&padded).is_ok());
+        assert_eq!(refused(&padded), Some(Refused::LongLengthLine));
         // The biggest reply that fits, and one byte more.
         let fits = MAX_REPLY_LEN - "$65527\r\n".len() - 2;
         let mut bound = ReplyBound::default();

@@ -14,6 +14,7 @@ use redis::{FromRedisValue, Value};
 use zeroize::Zeroizing;
 
 use crate::at_rest::{self, Keys, OpenError};
+use crate::bounded::{Refused, ReplyBound};
 pub use crate::replies::Acquired;
 use crate::replies::{acquired, admission, hold_left};
 use crate::unavailable;
@@ -94,4 +95,52 @@ pub fn hold_reply(value: &Value) -> Result<Option<Duration>, StoreError> {
 /// The publish, release, observe and 429 scripts' answer: a count (publish: 1 if published).
 pub fn count_reply(value: &Value) -> Result<i64, StoreError> {
     reply(value)
+}
+
+pub use crate::MAX_REPLY_LEN;
+/// The most elements one aggregate may announce.
+pub const MAX_ELEMENTS: i64 = crate::bounded::MAX_ELEMENTS;
+/// The deepest nesting of aggregates.
+pub const MAX_DEPTH: usize = crate::bounded::MAX_DEPTH;
+
+/// The framing every byte read from Redis passes before the `redis` crate's parser
+/// (`bounded.rs`): fed the bytes as they arrive, it says where each reply ends and refuses one
+/// past the bounds.
+#[derive(Debug, Default)]
+pub struct Framing(ReplyBound);
+
+/// Why [`Framing`] refused a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Longer than [`MAX_REPLY_LEN`], announced or sent.
+    TooLong,
+    /// An aggregate of more than [`MAX_ELEMENTS`].
+    TooManyElements,
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A length line longer than any Redis sends (the parser would read it, trimmed).
+    LongLengthLine,
+    /// Not RESP as the `redis` crate reads it.
+    Malformed,
+}
+
+impl Framing {
+    /// Takes the next bytes read; the text is the error the connection's read fails with.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), (Refusal, String)> {
+        self.0.feed(bytes).map_err(|refused| {
+            let refusal = match refused {
+                Refused::TooLong => Refusal::TooLong,
+                Refused::TooManyElements => Refusal::TooManyElements,
+                Refused::TooDeep => Refusal::TooDeep,
+                Refused::LongLengthLine => Refusal::LongLengthLine,
+                Refused::Malformed => Refusal::Malformed,
+            };
+            (refusal, refused.to_string())
+        })
+    }
+
+    /// Whether the bytes so far end where a reply ends.
+    pub fn between_replies(&self) -> bool {
+        self.0.between_replies()
+    }
 }

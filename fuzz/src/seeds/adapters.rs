@@ -1,5 +1,6 @@
 //! Seeds of the adapters' targets: `wire` (the embedded HTTP/1.1 reader), `redis_record` and
-//! `redis_replies` (what the fleet store reads back from Redis).
+//! `redis_replies` (what the fleet store reads back from Redis), `redis_framing` (the bound on
+//! each reply read from Redis).
 
 use credflow_core::UnixTime;
 use credflow_core::secret::Credentials;
@@ -278,10 +279,34 @@ pub(super) fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("redis_replies", "acquire-taken", reply(1, b"*2\r\n:1\r\n:0\r\n"));
     add("redis_replies", "admit-reserved", reply(2, b"*4\r\n:1\r\n:250\r\n:0\r\n:0\r\n"));
     add("redis_replies", "admit-negative", reply(2, b"*4\r\n:1\r\n:-5\r\n:0\r\n:0\r\n"));
-    add("redis_replies", "admit-resp3-strings", reply(2, b"~4\r\n+0\r\n$4\r\n1500\r\n:0\r\n:0\r\n"));
+    add(
+        "redis_replies",
+        "admit-resp3-strings",
+        reply(2, b"~4\r\n+0\r\n$4\r\n1500\r\n:0\r\n:0\r\n"),
+    );
     add("redis_replies", "admit-held-by-fleet", reply(2, b"*4\r\n:0\r\n:60000\r\n:1\r\n:1\r\n"));
     add("redis_replies", "hold", reply(3, b"*2\r\n:60000\r\n:0\r\n"));
     add("redis_replies", "count-published", reply(4, b":1\r\n"));
     add("redis_replies", "count-noscript", reply(4, b"-NOSCRIPT No matching script.\r\n"));
+
+    // redis_framing: a split byte (chunks of `% 16 + 1`), then what a connection reads.
+    let framing = |split: u8, resp: &[u8]| [&[split][..], resp].concat();
+    let mut replies = b"+OK\r\n*4\r\n:1\r\n:250\r\n:0\r\n:0\r\n".to_vec();
+    replies.extend(&bulk);
+    replies.extend(b"$-1\r\n-NOSCRIPT No matching script.\r\n");
+    add("redis_framing", "credflow-replies", framing(6, &replies));
+    add(
+        "redis_framing",
+        "resp3-hello",
+        framing(
+            2,
+            b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n\
+              $7\r\nmodules\r\n*1\r\n%1\r\n$4\r\nname\r\n=8\r\ntxt:json\r\n\
+              ~2\r\n#t\r\n,1.5\r\n|1\r\n+key\r\n(12345678901234567890\r\n_\r\n>2\r\n+a\r\n:1\r\n",
+        ),
+    );
+    add("redis_framing", "announced-gigabyte", framing(0, b"$1000000000\r\nxxxxxxxx"));
+    add("redis_framing", "billion-elements", framing(3, b"*1000000000\r\n$1\r\ne\r\n"));
+    add("redis_framing", "not-resp", framing(1, b"HTTP/1.1 200 OK\r\n\r\n"));
     s
 }
