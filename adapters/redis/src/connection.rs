@@ -6,7 +6,8 @@
 //! attempt bounded by [`RedisConfig::connect_timeout`] and tried once more after 200 ms, every
 //! command bounded by [`RedisConfig::response_timeout`], and a connection that failed as
 //! dropped (reset, aborted, closed, a reply past the bound, a parse error) replaced by the next
-//! call.
+//! call; unlike `ConnectionManager`, so is one that left two commands in a row unanswered past
+//! their timeout.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -24,6 +25,12 @@ use crate::bounded::Bounded;
 /// The pause before the second connection attempt (`ConnectionManager`'s longest back-off as
 /// this crate set it).
 const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// Commands in a row left unanswered past the response timeout on one connection, after
+/// which it is let go. Not one: a lone timeout may be a slow Redis, or a lost reply on a
+/// connection that still carries commands (the release of a lease after its acquire went
+/// unanswered is sent on it).
+const STALLED_AFTER: u32 = 2;
 
 /// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -174,6 +181,9 @@ struct Live {
 #[derive(Default)]
 struct Slot {
     live: Option<Live>,
+    /// Commands in a row left unanswered past the response timeout on `live` (an answer, any
+    /// answer, ends the run); [`STALLED_AFTER`] of them let the connection go.
+    timeouts: u32,
     /// Counts the connection attempts ended, to tell a caller that waited for one whether it
     /// failed meanwhile.
     attempts: u64,
@@ -312,18 +322,38 @@ impl Connection {
         }
     }
 
-    /// After `result` on `used`: a connection that failed as dropped is let go, so that the
-    /// next call connects afresh (its task ends once the calls still on it are done).
+    /// After `result` on `used`: a connection that failed as dropped, or left
+    /// [`STALLED_AFTER`] commands in a row unanswered past the response timeout, is let go, so
+    /// that the next call connects afresh (its task ends once the calls still on it are done).
+    ///
+    /// Timeouts count: credflow's commands are short scripts, and the replies on one
+    /// connection come in order, so a reply that stalls (a peer gone silent after a network
+    /// partition or a failover, with no reset to tell; a reply that stops within the bound)
+    /// would fail every later command on it at its timeout, for as long as the process lives.
+    /// A Redis that is only slow costs a reconnect per second timeout, at the pace the fleet's
+    /// degraded mode calls it.
     fn after<T>(&self, used: &Live, result: &RedisResult<T>) {
-        let Err(e) = result else { return };
-        if !e.is_unrecoverable_error() {
+        let mut slot = self.slot();
+        // Only the connection in use: a call that failed on an older one does not count
+        // against (or drop) its replacement.
+        if slot.live.as_ref().is_none_or(|live| live.id != used.id) {
             return;
         }
-        let mut slot = self.slot();
-        // Only if it is still the one in use: a call that failed on an older connection
-        // does not drop its replacement.
-        if slot.live.as_ref().is_some_and(|live| live.id == used.id) {
+        let stalled = match result {
+            Err(e) if e.is_timeout() => {
+                slot.timeouts = slot.timeouts.saturating_add(1);
+                slot.timeouts >= STALLED_AFTER
+            }
+            Err(e) if e.is_unrecoverable_error() => true,
+            // Answered, if only with an error: the connection carries replies.
+            _ => {
+                slot.timeouts = 0;
+                false
+            }
+        };
+        if stalled {
             slot.live = None;
+            slot.timeouts = 0;
         }
     }
 }

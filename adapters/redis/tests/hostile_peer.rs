@@ -247,6 +247,27 @@ async fn a_reply_within_the_bounds_is_read_as_any_other() {
     assert!(matches!(answered, Err(StoreError::Refused(_))), "{answered:?}");
 }
 
+/// A reply that stops coming (a peer gone silent mid-reply, with no reset: a partition, a
+/// failover) fails its call at the response timeout, and so does the next call on that
+/// connection (a lone timeout does not let it go); then the connection is let go, and the
+/// call after is answered on a new one, not left to time out on the stalled one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reply_fails_at_the_timeout_and_the_next_call_connects_afresh() {
+    // The array's first element, then nothing (the peer holds the connection open).
+    let head = b"*2\r\n:0\r\n";
+    let (url, outcome) = hostile_peer(head, b":", head.len());
+    let store = store_at(url, |c| c.response_timeout = Duration::from_millis(300));
+    let scope = scope_of("stalled-peer");
+    let stalled = store.hold(&scope).await;
+    assert!(matches!(stalled, Err(StoreError::Unavailable(_))), "{stalled:?}");
+    let outcome = outcome.recv_timeout(Duration::from_secs(5)).expect("the peer reports");
+    assert!(!outcome.cut_off, "{outcome:?}");
+    let again = store.hold(&scope).await;
+    assert!(matches!(again, Err(StoreError::Unavailable(_))), "{again:?}");
+    let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+    assert_eq!(next.expect("answered in time"), Ok(None));
+}
+
 /// A peer that closes every connection at once: callers arriving while one connects wait for
 /// that attempt (and its one retry) and share its failure, rather than each connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
