@@ -1,11 +1,13 @@
-//! Reading what HTTP servers send: headers, dates, challenges and error bodies.
+//! Reading what HTTP servers send: headers, dates, challenges and error bodies; and when a
+//! kept-alive connection may carry a request ([`keep_alive`]).
 //!
-//! Everything here is a lenient, bounded parser: malformed input yields `None` or a typed error,
+//! Every parser here is lenient and bounded: malformed input yields `None` or a typed error,
 //! never a panic, and numbers from the wire are range-checked.
 
 pub(crate) mod cursor;
 pub mod date;
 pub mod genesys;
+pub mod keep_alive;
 pub mod redirect;
 pub mod retry_after;
 pub mod url;

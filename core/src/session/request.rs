@@ -37,6 +37,15 @@ impl RequestSpec {
     pub fn new(method: Method, host: HostKey) -> Self {
         RequestSpec { method, idempotent: false, priority: Priority::Normal, deadline: None, host }
     }
+
+    /// Whether sending the request twice is harmless: its method is idempotent (RFC 9110
+    /// §9.2.2) or the caller marked it [`idempotent`](Self::idempotent). The retry policy
+    /// retries such a request after any transient failure, and an adapter may resend it on a
+    /// new connection when a kept-alive one turns out closed
+    /// ([`KeepAlive`](crate::http::keep_alive::KeepAlive)).
+    pub const fn is_repeatable(&self) -> bool {
+        self.idempotent || self.method.is_idempotent()
+    }
 }
 
 /// The state of one API request across its attempts. Created by [`Session::begin`], owned by
