@@ -76,8 +76,8 @@ impl KeepAlive {
     /// send the request on a new connection.
     #[must_use]
     pub const fn may_carry(&self, last_used: Instant, now: Instant, repeatable: bool) -> bool {
-        repeatable
-            || now.saturating_duration_since(last_used).as_millis() < self.idle_limit.as_millis()
+        // Saturating: a limit too long to add is never reached.
+        repeatable || now.as_millis() < last_used.saturating_add(self.idle_limit).as_millis()
     }
 
     /// Whether a request that went on a reused connection, which ended before the first byte of
