@@ -1,6 +1,7 @@
 //! The client: one core [`Session`] driven over the application's connections, on embassy-time.
 
 use credflow_core::http::Method;
+use credflow_core::http::keep_alive::KeepAlive;
 use credflow_core::http::url::PlainHttp;
 use credflow_core::lifecycle::{Generation, LifecycleEvent};
 use credflow_core::oauth::EncodeError;
@@ -23,7 +24,8 @@ use crate::wire::{
     ReadError, Received, RequestHead, ResponseHeaders, read_response, validate, write_all,
 };
 
-/// Timeouts and the `User-Agent`, with defaults fit for a TLS connection over a slow uplink.
+/// Timeouts, the `User-Agent` and connection reuse, with defaults fit for a TLS connection over a
+/// slow uplink.
 ///
 /// ```
 /// use credflow_embedded::ClientConfig;
@@ -72,6 +74,16 @@ pub struct ClientConfig {
     /// # let _ = config;
     /// ```
     pub plain_http: PlainHttp,
+    /// How long the kept-alive connection may have been idle and still carry a request that is
+    /// not safe to repeat (a `POST` or `PATCH` not marked [`idempotent`](Request::idempotent));
+    /// default 4 s ([`KeepAlive::DEFAULT_IDLE_LIMIT`]: below the 5 s after which Apache httpd
+    /// and Node.js close an idle connection). Such a request goes on a new connection once the
+    /// kept one has idled this long, because the server may be closing it just then and the
+    /// request is not sent twice (see the crate docs, "A connection the server closed while
+    /// idle"). Raise it to the server's own keep-alive time (less a margin) where that is
+    /// known to be longer (nginx 75 s, an AWS load balancer 60 s) to save a new connection (a TLS
+    /// handshake) per request after a pause; zero opens a new connection for each such request.
+    pub keep_alive_limit: Duration,
 }
 
 impl Default for ClientConfig {
@@ -83,6 +95,7 @@ impl Default for ClientConfig {
             token_wait: Duration::from_secs(60),
             user_agent: concat!("credflow-embedded/", env!("CARGO_PKG_VERSION")),
             plain_http: PlainHttp::LoopbackOnly,
+            keep_alive_limit: to_embassy(KeepAlive::DEFAULT_IDLE_LIMIT),
         }
     }
 }
@@ -228,8 +241,9 @@ pub struct Client<
 > {
     session: Session<N, H, E>,
     connector: C,
-    /// The kept-alive connection and whether it goes to the token endpoint's target.
-    conn: Option<(bool, C::Connection)>,
+    /// The kept-alive connection, whether it goes to the token endpoint's target, and when its
+    /// last exchange ended (for [`ClientConfig::keep_alive_limit`]).
+    conn: Option<(bool, CoreInstant, C::Connection)>,
     token_target: Target,
     api_target: Target,
     /// Token endpoint and API on the same origin: one connection serves both.
@@ -455,11 +469,10 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     let by = deadline.map_or(timeout, |deadline| deadline.min(timeout));
                     let outcome = self
                         .exchange(
-                            false,
+                            Some(state.spec()),
                             tx.get(..len).unwrap_or_default(),
                             request.body,
                             rx,
-                            request.method == Method::Head,
                             by,
                         )
                         .await;
@@ -677,8 +690,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.pending_ticket = Some(ticket);
         let timeout = after(self.config.token_timeout);
         let by = bound.map_or(timeout, |bound| bound.min(timeout));
-        let outcome =
-            self.exchange(true, tx.get(..len).unwrap_or_default(), b"", rx, false, by).await;
+        let outcome = self.exchange(None, tx.get(..len).unwrap_or_default(), b"", rx, by).await;
         wipe(tx);
         self.pending_ticket = None;
         let now = self.now();
@@ -720,27 +732,28 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// One request/response exchange on the kept-alive connection (or a new one), ended by
-    /// `deadline`, connecting included. A reused connection that the server had closed while
-    /// idle is replaced once.
+    /// `deadline`, connecting included: the API request described by `api`, or (`None`) the
+    /// token request. The core's [`KeepAlive`] rule decides, from whether the request is safe
+    /// to repeat and how long the connection has idled, whether it goes on the kept-alive
+    /// connection, and whether it is sent once more on a new one when the server turns out to
+    /// have closed that.
     async fn exchange(
         &mut self,
-        to_token: bool,
+        api: Option<&RequestSpec>,
         head: &[u8],
         body: &[u8],
         rx: &mut [u8],
-        head_request: bool,
         deadline: Instant,
     ) -> Result<Received, Failure> {
+        let to_token = api.is_none();
+        // A token request is safe to repeat: at worst a second token (`KeepAlive`'s docs).
+        let repeatable = api.is_none_or(RequestSpec::is_repeatable);
+        let head_request = api.is_some_and(|spec| spec.method == Method::Head);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
-            let (reused, mut conn) = match self.conn.take() {
-                Some((for_token, conn)) if for_token == to_token || self.same_origin => {
-                    (true, conn)
-                }
-                other_origin => {
-                    // Closed before the next one is opened: a connector may have room for one
-                    // connection only (a socket pool of one, one set of TLS record buffers).
-                    drop(other_origin);
+            let (reused, mut conn) = match self.kept_connection(to_token, repeatable) {
+                Some(conn) => (true, conn),
+                None => {
                     let target = if to_token { &self.token_target } else { &self.api_target };
                     let by = after(self.config.connect_timeout).min(deadline);
                     match with_deadline(by, self.connector.connect(target)).await {
@@ -772,11 +785,14 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Err(_) => return Err(Failure::Transport(TransportError::Timeout)),
                 Ok(Ok(received)) => {
                     if received.reusable {
-                        self.conn = Some((to_token, conn));
+                        self.conn = Some((to_token, self.now(), conn));
                     }
                     return Ok(received);
                 }
-                Ok(Err(ReadError::Closed { idle: true })) if reused => {
+                // Not resent otherwise: a transport failure after sending, as any other.
+                Ok(Err(ReadError::Closed { idle: true }))
+                    if reused && KeepAlive::may_resend(repeatable) =>
+                {
                     debug!("kept-alive connection was closed by the server; reconnecting");
                 }
                 Ok(Err(e)) => {
@@ -795,6 +811,17 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
             }
         }
+    }
+
+    /// The kept-alive connection, if it goes to the request's target (`to_token`) and the core's
+    /// [`KeepAlive`] rule lets it carry the request (`repeatable` or not, after its idle time).
+    /// One that may not is closed here, before the next one is opened: a connector may have
+    /// room for one connection only (a socket pool of one, one set of TLS record buffers).
+    fn kept_connection(&mut self, to_token: bool, repeatable: bool) -> Option<C::Connection> {
+        let (for_token, last_used, conn) = self.conn.take()?;
+        let rule = KeepAlive { idle_limit: to_core(self.config.keep_alive_limit) };
+        let same_target = for_token == to_token || self.same_origin;
+        (same_target && rule.may_carry(last_used, self.now(), repeatable)).then_some(conn)
     }
 
     /// Logs the session's events (when a logging feature is on) and drops them.

@@ -9,7 +9,7 @@
 //! | the adapter | the application |
 //! |---|---|
 //! | HTTP/1.1 on the wire (RFC 9112): request heads, response heads (`httparse`), bodies by `Content-Length`, chunked (§7.1) or until close | DNS, TCP, TLS: a [`Connector`] that yields a connected `Read + Write` stream (embassy-net + embedded-tls, a modem's sockets, …) |
-//! | one kept-alive connection, replaced when the server closed it | the buffers: `tx` for request heads, `rx` for responses |
+//! | one kept-alive connection, replaced when the server closed it (a request not safe to repeat is not sent twice) | the buffers: `tx` for request heads, `rx` for responses |
 //! | the clock (`embassy_time::Instant`), sleeping (`Timer::at`), timeouts (`with_timeout`) | the time driver (the HAL's) and the executor |
 //! | the session's behaviour: token cached and refreshed ahead of expiry, 401 → new token and one retry, 429/5xx backoff with `Retry-After`, breakers, pacing, priorities | the seed for jitter (from a hardware RNG), the wall-clock time if known (SNTP/RTC), flash for sealed tokens |
 //!
@@ -64,14 +64,25 @@
 //!
 //! The adapter has no task of its own to notice a kept-alive connection closing between calls
 //! (and `embedded-tls` streams cannot say whether a read would block), so it finds out when it
-//! next sends on it: the write succeeds, the read ends before the first byte of an answer. The
-//! request is then sent once more on a new connection, whatever its method, as curl and
-//! browsers do. RFC 9112 §9.3.1 asks a client not to resend a non-idempotent request unless it
-//! knows the first was not applied, and here it cannot know: a server that received a `POST`
-//! and then failed (rather than closed an idle connection) may see it twice. This is not a
-//! retry (the counters say none, the retry policy is not asked). Where a duplicate `POST` would
-//! do harm, make the request safe to repeat (an idempotency key the API honours) or keep the
-//! connection from idling past the server's keep-alive time.
+//! next sends on it: the write succeeds, the read ends before the first byte of an answer. That
+//! looks the same as a server that received the request, acted on it and then failed, so the
+//! core's rule ([`credflow_core::http::keep_alive`]) decides by what the request is, as RFC 9112
+//! §9.3.1 asks and Go's `net/http` does:
+//!
+//! - A request safe to repeat (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, a request marked
+//!   [`idempotent`](Request::idempotent), and every token request: a second one at worst gets a
+//!   second token) goes on the kept-alive connection however long it idled, and is sent once
+//!   more on a new connection if that turns out closed. This is not a retry (the counters say
+//!   none, the retry policy is not asked).
+//! - Any other request (a `POST` or `PATCH` not marked idempotent) goes on the kept-alive
+//!   connection only if it has idled less than [`ClientConfig::keep_alive_limit`] (default
+//!   4 s, below the 5 s after which Apache httpd and Node.js close idle connections), else on a
+//!   new one. If the connection still turns out closed, it is not sent again: the call fails as
+//!   after any transport failure once a request was sent (for such a request, the retry policy
+//!   gives up: [`Error::Api`] with the transport failure), since the server may have acted on it.
+//!
+//! A server known to keep connections longer (nginx 75 s, an AWS load balancer 60 s) lets the
+//! limit go up, saving a new connection (a TLS handshake) for a `POST` after a longer pause.
 //!
 //! ## Timeouts
 //!

@@ -113,8 +113,10 @@ impl fmt::Debug for Target {
 /// (closing it) when the server said `Connection: close`, after a failure or a cancelled call,
 /// and when the next request is for another target, before connecting there: it never holds
 /// two connections, so a connector with room for one (one socket, one set of TLS record
-/// buffers) suffices. A connection the server closed while idle is noticed on the next
-/// request, which is sent again on a fresh connection.
+/// buffers) suffices. It also drops it before a request not safe to repeat (a `POST`) once it
+/// has idled [`ClientConfig::keep_alive_limit`](crate::ClientConfig::keep_alive_limit). A
+/// connection the server closed while idle is noticed on the next request, which is sent again
+/// on a fresh connection if it is safe to repeat, and fails otherwise (see the crate docs).
 ///
 /// A connection whose read fails with [`ErrorKind::OutOfMemory`](embedded_io_async::ErrorKind)
 /// (a TLS record larger than the connector's record buffer) ends the call with

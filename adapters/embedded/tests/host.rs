@@ -8,6 +8,7 @@
 //! out of step with the emulator. Waits are kept short (sub-second lifetimes, 100-300 ms
 //! timeouts) and every assertion is on counts, never on exact timings.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -225,11 +226,27 @@ struct Scripted {
     connections: Arc<AtomicUsize>,
 }
 
+/// Replies, taken in order by the requests of the connections that share them.
+type Script = Arc<Mutex<VecDeque<Reply>>>;
+
 /// An HTTP/1.1 server on 127.0.0.1 that answers the n-th request it reads with `replies[n]`.
 async fn scripted(replies: Vec<Reply>) -> Scripted {
+    let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
+    serve(move || Arc::clone(&replies)).await
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 whose n-th connection answers its requests with
+/// `scripts[n]`, in order: what a request gets depends on the connection it came on.
+async fn per_connection(scripts: Vec<Vec<Reply>>) -> Scripted {
+    let mut scripts = scripts.into_iter();
+    serve(move || Arc::new(Mutex::new(VecDeque::from(scripts.next().unwrap_or_default())))).await
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 whose connections take their replies from `script_of`,
+/// called once for each connection it accepts.
+async fn serve(mut script_of: impl FnMut() -> Script + Send + 'static) -> Scripted {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let replies = Arc::new(Mutex::new(std::collections::VecDeque::from(replies)));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let connections = Arc::new(AtomicUsize::new(0));
     let (seen, conns) = (Arc::clone(&requests), Arc::clone(&connections));
@@ -237,7 +254,7 @@ async fn scripted(replies: Vec<Reply>) -> Scripted {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { return };
             conns.fetch_add(1, Ordering::SeqCst);
-            let (replies, seen) = (Arc::clone(&replies), Arc::clone(&seen));
+            let (replies, seen) = (script_of(), Arc::clone(&seen));
             tokio::spawn(async move {
                 while let Some(head) = read_request(&mut socket).await {
                     seen.lock().unwrap().push(head);
@@ -293,6 +310,13 @@ fn ok_reply(body: &str, then: Then) -> Reply {
     Some(([head.as_bytes(), body.as_bytes()].concat(), then))
 }
 
+impl Scripted {
+    /// How many requests the server read whose request line starts with `line`.
+    fn received(&self, line: &str) -> usize {
+        self.requests.lock().unwrap().iter().filter(|head| head.starts_with(line)).count()
+    }
+}
+
 fn scripted_client(server: &Scripted, config: ClientConfig) -> TestClient {
     let base = format!("http://{}", server.addr);
     client(&format!("{base}/oauth/token"), &base, config)
@@ -341,6 +365,87 @@ async fn a_kept_alive_connection_closed_by_the_server_is_replaced() {
     assert_eq!(server.connections.load(Ordering::SeqCst), 2, "one reconnect");
     assert_eq!(server.requests.lock().unwrap().len(), 3, "nothing sent twice to a live server");
     assert_eq!(client.counters().retries, 0, "a stale connection is not a retry");
+}
+
+/// What a server that reads a request and closes the connection without an answer does: fails
+/// after acting on it, or closes a connection it had kept alive as the request arrives (its
+/// idle timeout). The client cannot tell which.
+fn read_and_close() -> Reply {
+    Some((Vec::new(), Then::Close))
+}
+
+/// A `POST` on the kept-alive connection (idle for less than the keep-alive limit) that the
+/// server reads and then closes without an answer is not sent again on a new connection, where
+/// it would be carried out twice if the server had acted on it (RFC 9112 §9.3.1): the caller gets
+/// the transport failure, which the retry policy does not retry for a `POST`. It was sent again.
+#[tokio::test]
+async fn a_post_on_a_connection_closed_while_idle_is_not_sent_twice() {
+    let server = per_connection(vec![
+        vec![token_reply(), read_and_close()],
+        vec![ok_reply("carried out twice", Then::KeepOpen)],
+    ])
+    .await;
+    let mut client = scripted_client(&server, ClientConfig::default());
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let result = client.request(&Request::post("/api/v2/things", b"{}"), &mut tx, &mut rx).await;
+    match result {
+        Err(Error::Api(e)) => assert!(
+            matches!(
+                e.kind,
+                ApiErrorKind::GaveUp { last: RetryReason::Transport(TransportKind::Reset), .. }
+            ),
+            "{e:?}"
+        ),
+        other => panic!("expected the transport failure, got {other:?}"),
+    }
+    assert_eq!(server.received("POST /api/v2/things "), 1, "the POST was sent twice");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+}
+
+/// A `GET` (safe to repeat) in the same place is sent once more on a new connection, as before:
+/// not a retry.
+#[tokio::test]
+async fn a_get_on_a_connection_closed_while_idle_is_sent_again_once() {
+    let server = per_connection(vec![
+        vec![token_reply(), read_and_close()],
+        vec![ok_reply("listed", Then::KeepOpen)],
+    ])
+    .await;
+    let mut client = scripted_client(&server, ClientConfig::default());
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    let response = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
+    assert_eq!(response.map(|r| r.body.to_vec()).unwrap(), b"listed");
+    assert_eq!(server.received("GET /api/v2/things "), 2);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(client.counters().retries, 0, "a stale connection is not a retry");
+}
+
+/// A `POST` after the kept-alive connection idled for the keep-alive limit goes on a new
+/// connection, opened first: the server, which reads what comes on the old one and closes it
+/// (its idle timeout firing as the request arrives), never gets it, and it is carried out once.
+/// It went on the old connection and was sent again on a new one, twice in all. A `GET` goes on
+/// a kept-alive connection however long it idled.
+#[tokio::test]
+async fn a_post_after_the_keep_alive_limit_goes_on_a_new_connection() {
+    let server = per_connection(vec![
+        vec![token_reply(), read_and_close()],
+        vec![ok_reply("created", Then::KeepOpen), ok_reply("listed", Then::KeepOpen)],
+    ])
+    .await;
+    let config =
+        ClientConfig { keep_alive_limit: Duration::from_millis(100), ..ClientConfig::default() };
+    let mut client = scripted_client(&server, config);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+    client.token(&mut tx, &mut rx).await.unwrap();
+    Timer::after(Duration::from_millis(200)).await;
+    let post = client.request(&Request::post("/api/v2/things", b"{}"), &mut tx, &mut rx).await;
+    assert_eq!(post.map(|r| r.body.to_vec()).unwrap(), b"created");
+    assert_eq!(server.received("POST /api/v2/things "), 1, "the POST was sent twice");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    Timer::after(Duration::from_millis(200)).await;
+    let get = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
+    assert_eq!(get.map(|r| r.body.to_vec()).unwrap(), b"listed");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2, "the GET reused the connection");
 }
 
 #[tokio::test]
@@ -479,7 +584,10 @@ async fn a_reconnect_ends_with_the_exchange() {
     let base = format!("http://{}", server.addr);
     let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
     let endpoint = TokenEndpoint::new(&format!("{base}/oauth/token")).unwrap();
-    let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+    // No retries: the test is about the resend on a new connection, within the one attempt.
+    let mut session_config = SessionConfig::default();
+    session_config.retry.max_retries = 0;
+    let session = Session::new(credentials, endpoint, session_config, 42).unwrap();
     let connector = SlowReconnect { connected: false, slow: Duration::from_secs(5) };
     let config = ClientConfig { io_timeout: Duration::from_millis(300), ..ClientConfig::default() };
     let mut client: Client<SlowReconnect, 1024, 1> =
@@ -489,7 +597,8 @@ async fn a_reconnect_ends_with_the_exchange() {
     assert_eq!(first.body, b"first");
     Timer::after(Duration::from_millis(50)).await;
     let start = Instant::now();
-    let mut request = Request::post("/api/v2/b", b"{}");
+    // A GET: sent again on a new connection (a POST is not).
+    let mut request = Request::get("/api/v2/b");
     request.deadline = Some(Duration::from_secs(10));
     let result = client.request(&request, &mut tx, &mut rx).await;
     let took = start.elapsed();
