@@ -8,8 +8,8 @@
 //! that received the request, acted on it and then failed. RFC 9112 §9.3.1 therefore lets a
 //! client resend a request automatically only when it is idempotent or known not to have been
 //! applied. Go's `net/http` transport draws the same line (`shouldRetryRequest`: a request on a
-//! connection found closed is resent only if it is replayable: idempotent method, or an
-//! idempotency key).
+//! reused connection found closed is resent only if nothing of it was written, or if it is
+//! replayable: `GET`, `HEAD`, `OPTIONS` or `TRACE`, or carrying an idempotency key).
 //!
 //! Refusing to resend a POST would fail every POST sent just after the server closed the
 //! connection. The way out is not to send it on a connection that the server may be closing:
