@@ -90,7 +90,7 @@ impl Target {
 
     /// Whether the host is an IPv6 literal (needs brackets in `Host`).
     pub(crate) fn is_ipv6(&self) -> bool {
-        self.host.contains(':')
+        self.host.as_bytes().contains(&b':')
     }
 }
 
