@@ -365,7 +365,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     pub async fn drive(&mut self, tx: &mut [u8], rx: &mut [u8]) -> Result<(), Error> {
         self.recover();
         self.session.handle_timeout(self.now());
-        self.token_round(tx, rx, None).await?;
+        self.token_round(tx, rx, Instant::MAX).await?;
         self.drain();
         Ok(())
     }
@@ -378,7 +378,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         // `drive`'s body, not a call to it: an awaited `drive` would be one more state machine.
         self.recover();
         self.session.handle_timeout(self.now());
-        self.token_round(tx, rx, None).await?;
+        self.token_round(tx, rx, Instant::MAX).await?;
         self.drain();
         Ok(())
     }
@@ -391,7 +391,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         let give_up = after(self.config.token_wait);
         loop {
             self.session.handle_timeout(self.now());
-            if self.token_round(tx, rx, Some(give_up)).await? {
+            if self.token_round(tx, rx, give_up).await? {
                 continue;
             }
             let now = self.now();
@@ -423,8 +423,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.recover();
         validate(request.path, request.headers).map_err(Error::InvalidRequest)?;
         let mut state = self.begin_request(request);
-        // Every exchange for this call (its attempts, a token request) ends by its deadline.
-        let deadline = request.deadline.map(after);
+        // Every exchange for this call (its attempts, a token request) ends by its deadline
+        // (`Instant::MAX`: none).
+        let deadline = request.deadline.map_or(Instant::MAX, after);
         let mut token_give_up = None;
         let received = loop {
             let now = self.now();
@@ -437,8 +438,11 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             // A refresh that is due goes first, so it never blocks later; it waits no longer
             // than the call (its wait for a token; its deadline, or half the time left to it
             // when the call holds a usable token: see `Session::refresh_limit`).
-            let limit = self.session.refresh_limit(now, &state).map(|d| after(to_embassy(d)));
-            if self.token_round(tx, rx, earliest(limit, token_give_up)).await? {
+            let limit = self
+                .session
+                .refresh_limit(now, &state)
+                .map_or(Instant::MAX, |d| after(to_embassy(d)));
+            if self.token_round(tx, rx, limit.min(token_give_up.unwrap_or(Instant::MAX))).await? {
                 continue;
             }
             let now = self.now();
@@ -465,8 +469,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                         }
                     };
                     self.in_flight = Some(state.clone());
-                    let timeout = after(self.config.io_timeout);
-                    let by = deadline.map_or(timeout, |deadline| deadline.min(timeout));
+                    let by = deadline.min(after(self.config.io_timeout));
                     let outcome = self
                         .exchange(
                             Some(state.spec()),
@@ -648,17 +651,18 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// Sends the token request if one is due. `Ok(true)`: one was sent (whatever came of it).
-    /// It ends by `bound`, the calling caller's own limit, if that comes before
-    /// [`ClientConfig::token_timeout`]; cut off there, the request is abandoned (not a failure
-    /// of the token endpoint: no breaker; a backoff only from the second abandoned in a row).
+    /// It ends by `bound`, the calling caller's own limit (`Instant::MAX`: none), if that comes
+    /// before [`ClientConfig::token_timeout`]; cut off there, the request is abandoned (not a
+    /// failure of the token endpoint: no breaker; a backoff only from the second abandoned in a
+    /// row).
     async fn token_round(
         &mut self,
         tx: &mut [u8],
         rx: &mut [u8],
-        bound: Option<Instant>,
+        bound: Instant,
     ) -> Result<bool, Error> {
         // Past the caller's limit, a request would be cut at once, its secret perhaps written.
-        if bound.is_some_and(|bound| bound <= Instant::now()) {
+        if bound <= Instant::now() {
             return Ok(false);
         }
         let now = self.now();
@@ -689,7 +693,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         info!("requesting a token");
         self.pending_ticket = Some(ticket);
         let timeout = after(self.config.token_timeout);
-        let by = bound.map_or(timeout, |bound| bound.min(timeout));
+        let by = bound.min(timeout);
         let outcome = self.exchange(None, tx.get(..len).unwrap_or_default(), b"", rx, by).await;
         wipe(tx);
         self.pending_ticket = None;
@@ -868,14 +872,6 @@ fn api_head<'a>(
         body_len: (!request.body.is_empty()
             || matches!(request.method, Method::Post | Method::Put | Method::Patch))
         .then_some(request.body.len()),
-    }
-}
-
-/// The earlier of two limits, either of which may be absent.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
