@@ -283,6 +283,9 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     /// [`InvalidUrl`] for an API base the core refuses (malformed, userinfo, plain `http` to a
     /// host that is not loopback without [`ClientConfig::plain_http`]), or a host longer than
     /// [`HOST_CAPACITY`](crate::HOST_CAPACITY). Nothing is connected before.
+    // Out of line, as the core's `Session::new` is: called once, at start-up, where inlined it
+    // made the caller's code larger than its own (the moves of the session and the targets).
+    #[inline(never)]
     pub fn new(
         connector: C,
         session: Session<N, H, E>,
