@@ -121,6 +121,9 @@ impl<const E: usize> TokenEndpoint<E> {
     /// assert_eq!(endpoint.plain_http(), PlainHttp::Anywhere);
     /// # Ok::<(), SetupError>(())
     /// ```
+    // Out of line, as `Session::new` is: called once, at start-up, where inlined it made the
+    // caller's code larger than its own.
+    #[inline(never)]
     pub fn new_with_plain_http(token_url: &str, plain_http: PlainHttp) -> Result<Self, SetupError> {
         Url::parse_with(token_url, plain_http).map_err(SetupError::InvalidTokenUrl)?;
         let text = String::try_from(token_url).map_err(|_| SetupError::TokenUrlTooLong)?;
