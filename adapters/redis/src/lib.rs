@@ -74,7 +74,9 @@
 //!   Slots not yet due are taken off the server's `remaining` when a response reports it.
 //! - **Degraded mode** is the client's (see [`credflow_reqwest::shared`]): any error here makes
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
-//!   Operations are bounded by [`RedisConfig::response_timeout`].
+//!   Operations are bounded by [`RedisConfig::response_timeout`]; a connection that leaves two
+//!   commands in a row unanswered past it (a peer gone silent, with no reset to tell) is let
+//!   go, and the next call connects afresh.
 //!
 //! ## What a writer of Redis can and cannot do
 //!
