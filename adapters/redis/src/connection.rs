@@ -3,11 +3,12 @@
 //! crate's `ConnectionManager` nor its client takes a stream from outside (its DNS hook
 //! only chooses addresses), so connecting (TCP, `rediss://` with rustls, Unix sockets) and
 //! replacing a dropped connection are done here, as `ConnectionManager` did them: a connection
-//! attempt bounded by [`RedisConfig::connect_timeout`] and tried once more after 200 ms, every
-//! command bounded by [`RedisConfig::response_timeout`], and a connection that failed as
-//! dropped (reset, aborted, closed, a reply past the bound, a parse error) replaced by the next
-//! call; unlike `ConnectionManager`, so is one that left two commands in a row unanswered past
-//! their timeout.
+//! attempt in a task of its own (a caller giving up does not cut it), bounded by
+//! [`RedisConfig::connect_timeout`] and tried once more after 200 ms, every command bounded by
+//! [`RedisConfig::response_timeout`], and a connection that failed as dropped (reset, aborted,
+//! closed, a reply past the bound, a parse error) or whose task ended replaced by the next
+//! call; unlike `ConnectionManager`, so is one that left two commands in a row unanswered
+//! (timed out, or given up by their callers).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use redis::{
     RedisFuture, RedisResult, Value,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::RedisConfig;
 use crate::bounded::Bounded;
@@ -60,7 +62,7 @@ impl Connector {
             .await
             .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
         let driver = tokio::spawn(driver).abort_handle();
-        Ok(Live { con, id: 0, _driver: Arc::new(Driver(driver)) })
+        Ok(Live { con, id: 0, driver: Arc::new(Driver(driver)) })
     }
 
     async fn stream(&self) -> RedisResult<Box<dyn Stream>> {
@@ -174,24 +176,34 @@ struct Live {
     con: MultiplexedConnection,
     /// Which connection attempt made it.
     id: u64,
-    _driver: Arc<Driver>,
+    driver: Arc<Driver>,
 }
 
-/// The connection in use, and the last failed attempt to make one.
+impl Live {
+    /// Whether its task ended (the connection closed or failed): calls on it would only fail.
+    fn ended(&self) -> bool {
+        self.driver.0.is_finished()
+    }
+}
+
+/// The connection in use, and the attempt to make one under way.
 #[derive(Default)]
 struct Slot {
     live: Option<Live>,
     /// Commands in a row left unanswered past the response timeout on `live` (an answer, any
     /// answer, ends the run); [`STALLED_AFTER`] of them let the connection go.
     timeouts: u32,
-    /// Counts the connection attempts ended, to tell a caller that waited for one whether it
-    /// failed meanwhile.
+    /// The connection attempt under way: its outcome is sent on it when it ends.
+    connecting: Option<watch::Receiver<Option<Attempted>>>,
+    /// Connection attempts ended so far: each connection's id.
     attempts: u64,
-    failed: Option<Failure>,
 }
 
-/// The error of the last failed connection attempt, kept to answer the callers that waited for
-/// it (a `RedisError` is not `Clone`).
+/// A connection attempt's outcome, for every caller that waited for it.
+type Attempted = Result<Live, Failure>;
+
+/// The error of a failed connection attempt, kept to answer every caller that waited for it (a
+/// `RedisError` is not `Clone`).
 struct Failure {
     kind: ErrorKind,
     code: Option<String>,
@@ -246,9 +258,6 @@ pub(crate) struct Connection(Arc<Inner>);
 struct Inner {
     connector: Connector,
     slot: Mutex<Slot>,
-    /// Held while connecting: callers arriving meanwhile wait for that attempt rather than
-    /// starting their own.
-    connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connection {
@@ -263,11 +272,7 @@ impl Connection {
             #[cfg(feature = "tls")]
             client_cert: config.client_cert_pem.clone().zip(config.client_key_pem.clone()),
         };
-        Connection(Arc::new(Inner {
-            connector,
-            slot: Mutex::new(Slot::default()),
-            connecting: tokio::sync::Mutex::new(()),
-        }))
+        Connection(Arc::new(Inner { connector, slot: Mutex::new(Slot::default()) }))
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {
@@ -279,50 +284,65 @@ impl Connection {
         self.live().await.map(drop)
     }
 
-    /// The connection, made now if there is none: one attempt and one more after
-    /// [`RETRY_DELAY`]. A caller that waited for another's attempt gets its outcome.
+    /// The connection, made now if there is none (or its task ended): one attempt and one
+    /// more after [`RETRY_DELAY`], in a task of its own. Callers arriving meanwhile wait for
+    /// that attempt and get its outcome; a caller that gives up (the client bounds each store
+    /// call) does not cut it short, so a handshake slower than one call's limit still
+    /// completes, for the calls after.
     async fn live(&self) -> RedisResult<Live> {
-        let seen = {
-            let slot = self.slot();
-            if let Some(live) = &slot.live {
-                return Ok(live.clone());
+        let mut attempt = {
+            let mut slot = self.slot();
+            match &slot.live {
+                Some(live) if !live.ended() => return Ok(live.clone()),
+                _ => slot.live = None,
             }
-            slot.attempts
+            match &slot.connecting {
+                Some(attempt) => attempt.clone(),
+                None => {
+                    let (outcome, attempt) = watch::channel(None);
+                    slot.connecting = Some(attempt.clone());
+                    tokio::spawn(self.clone().connect(outcome));
+                    attempt
+                }
+            }
         };
-        let _connecting = self.0.connecting.lock().await;
-        {
-            let slot = self.slot();
-            if let Some(live) = &slot.live {
-                return Ok(live.clone());
-            }
-            if let Some(failed) = slot.failed.as_ref().filter(|_| slot.attempts != seen) {
-                return Err(failed.error());
-            }
+        let outcome = attempt.wait_for(Option::is_some).await.map_err(|_| {
+            RedisError::from(std::io::Error::other("the connection attempt was abandoned"))
+        })?;
+        match &*outcome {
+            Some(Ok(live)) => Ok(live.clone()),
+            Some(Err(failure)) => Err(failure.error()),
+            None => Err(RedisError::from(std::io::Error::other("no connection attempt"))),
         }
-        let result = match self.0.connector.connect().await {
+    }
+
+    /// The connection attempt [`live`](Self::live) started, its outcome put in the slot and
+    /// sent on `outcome`.
+    async fn connect(self, outcome: watch::Sender<Option<Attempted>>) {
+        let connector = &self.0.connector;
+        let result = match connector.connect().await {
             Ok(live) => Ok(live),
             Err(_) => {
                 tokio::time::sleep(RETRY_DELAY).await;
-                self.0.connector.connect().await
+                connector.connect().await
             }
         };
         let mut slot = self.slot();
         slot.attempts = slot.attempts.wrapping_add(1);
-        match result {
+        slot.connecting = None;
+        let attempted = match result {
             Ok(mut live) => {
                 live.id = slot.attempts;
                 slot.live = Some(live.clone());
-                slot.failed = None;
+                slot.timeouts = 0;
                 Ok(live)
             }
-            Err(e) => {
-                slot.failed = Some(Failure::of(&e));
-                Err(e)
-            }
-        }
+            Err(e) => Err(Failure::of(&e)),
+        };
+        let _ = outcome.send(Some(attempted));
     }
 
-    /// After `result` on `used`: a connection that failed as dropped, or left
+    /// After a command on `used`: a connection that failed as dropped, or left
     /// [`STALLED_AFTER`] commands in a row unanswered past the response timeout, is let go, so
     /// that the next call connects afresh (its task ends once the calls still on it are done).
     ///
@@ -332,21 +352,20 @@ impl Connection {
     /// would fail every later command on it at its timeout, for as long as the process lives.
     /// A Redis that is only slow costs a reconnect per second timeout, at the pace the fleet's
     /// degraded mode calls it.
-    fn after<T>(&self, used: &Live, result: &RedisResult<T>) {
+    fn after(&self, used: &Live, outcome: Outcome) {
         let mut slot = self.slot();
         // Only the connection in use: a call that failed on an older one does not count
         // against (or drop) its replacement.
         if slot.live.as_ref().is_none_or(|live| live.id != used.id) {
             return;
         }
-        let stalled = match result {
-            Err(e) if e.is_timeout() => {
+        let stalled = match outcome {
+            Outcome::TimedOut => {
                 slot.timeouts = slot.timeouts.saturating_add(1);
                 slot.timeouts >= STALLED_AFTER
             }
-            Err(e) if e.is_unrecoverable_error() => true,
-            // Answered, if only with an error: the connection carries replies.
-            _ => {
+            Outcome::Broken => true,
+            Outcome::Answered => {
                 slot.timeouts = 0;
                 false
             }
@@ -356,16 +375,66 @@ impl Connection {
             slot.timeouts = 0;
         }
     }
+
+    /// Sends one command (or pipeline) with `send` on the connection, and tells
+    /// [`after`](Self::after) how it went, also when the caller gives up on it first (the
+    /// client bounds each store call, at 1 s, which may come before the response timeout): a
+    /// command dropped unanswered counts as timed out, so a stall is seen whichever limit ends
+    /// the call. (A reply that was only slow costs, at worst, one reconnect per two such calls
+    /// in a row.)
+    async fn call<T, F>(&self, send: impl FnOnce(MultiplexedConnection) -> F) -> RedisResult<T>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
+        let live = self.live().await?;
+        let mut pending = Pending { connection: self, live: &live, settled: false };
+        let result = send(live.con.clone()).await;
+        let outcome = match &result {
+            Err(e) if e.is_timeout() => Outcome::TimedOut,
+            Err(e) if e.is_unrecoverable_error() => Outcome::Broken,
+            // Answered, if only with an error: the connection carries replies.
+            _ => Outcome::Answered,
+        };
+        pending.settle(outcome);
+        result
+    }
+}
+
+/// How a command on a connection went.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Answered,
+    TimedOut,
+    /// Failed as a dropped connection.
+    Broken,
+}
+
+/// A command sent and not yet settled: dropped unsettled (its caller gave up on it), it counts
+/// as timed out.
+struct Pending<'a> {
+    connection: &'a Connection,
+    live: &'a Live,
+    settled: bool,
+}
+
+impl Pending<'_> {
+    fn settle(&mut self, outcome: Outcome) {
+        self.connection.after(self.live, outcome);
+        self.settled = true;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.connection.after(self.live, Outcome::TimedOut);
+        }
+    }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let live = self.live().await?;
-            let result = live.con.clone().send_packed_command(cmd).await;
-            self.after(&live, &result);
-            result
-        })
+        Box::pin(self.call(move |mut con| async move { con.send_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -374,12 +443,11 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let live = self.live().await?;
-            let result = live.con.clone().send_packed_commands(cmd, offset, count).await;
-            self.after(&live, &result);
-            result
-        })
+        Box::pin(
+            self.call(
+                move |mut con| async move { con.send_packed_commands(cmd, offset, count).await },
+            ),
+        )
     }
 
     fn get_db(&self) -> i64 {

@@ -268,6 +268,111 @@ async fn a_stalled_reply_fails_at_the_timeout_and_the_next_call_connects_afresh(
     assert_eq!(next.expect("answered in time"), Ok(None));
 }
 
+/// A peer whose connections answer their first command (the handshake) only after `delay`,
+/// then as [`hostile_peer`]'s later ones do; returns its URL and the connections it accepted.
+fn slow_handshake_peer(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut first = true;
+                while let Some(name) = command(&mut reader) {
+                    if std::mem::take(&mut first) {
+                        std::thread::sleep(delay);
+                    }
+                    let reply = match &name[..] {
+                        b"EVALSHA" | b"EVAL" => NO_HOLD,
+                        _ => b"+OK\r\n",
+                    };
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+/// A connection whose handshake takes longer than the caller's limit on a call (the client
+/// bounds each store call) is not cut short with that call: it completes on its own, and the
+/// next call is answered on it at once. Cut with the first caller, each call began its own
+/// connection anew and none ever completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_slower_than_a_call_completes_for_the_next_call() {
+    let (url, accepted) = slow_handshake_peer(Duration::from_millis(600));
+    let store = store_at(url, |c| {
+        c.connect_timeout = Duration::from_secs(5);
+        c.response_timeout = Duration::from_secs(5);
+    });
+    let scope = scope_of("slow-handshake");
+    let limit = Duration::from_millis(200);
+    let first = tokio::time::timeout(limit, store.hold(&scope)).await;
+    assert!(first.is_err(), "the first call outlasted its limit: {first:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let next = tokio::time::timeout(limit, store.hold(&scope)).await;
+    assert_eq!(next.expect("answered within the limit"), Ok(None));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, made once");
+}
+
+/// A reply that stalls, its calls given up by their caller before the response timeout (the
+/// client's bound on a store call, shorter than a long `response_timeout`): two such calls in a
+/// row let the connection go, as two timeouts do, and the next call is answered on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_given_up_on_a_stalled_reply_let_the_connection_go() {
+    let head = b"*2\r\n:0\r\n";
+    let (url, _outcome) = hostile_peer(head, b":", head.len());
+    let store = store_at(url, |c| c.response_timeout = Duration::from_secs(30));
+    let scope = scope_of("stalled-peer-given-up");
+    let limit = Duration::from_millis(300);
+    for call in ["first", "second"] {
+        let stalled = tokio::time::timeout(limit, store.hold(&scope)).await;
+        assert!(stalled.is_err(), "the {call} call was answered: {stalled:?}");
+    }
+    let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+    assert_eq!(next.expect("answered in time"), Ok(None));
+}
+
+/// A peer that closes each connection after answering one script call (a Redis restarted, a
+/// proxy's idle timeout): the connection's task ends with it, and the next call connects
+/// afresh instead of failing on the closed one first (which put the process in degraded mode
+/// for a call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_between_calls_is_replaced_before_the_next() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                while let Some(name) = command(&mut reader) {
+                    let script = matches!(&name[..], b"EVALSHA" | b"EVAL");
+                    let reply = if script { NO_HOLD } else { b"+OK\r\n" };
+                    if writer.write_all(reply).is_err() || script {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let store = store_at(url, |_| {});
+    let scope = scope_of("closing-after-each");
+    for call in 0..3 {
+        assert_eq!(store.hold(&scope).await, Ok(None), "call {call}");
+        // The close reaches the client (its connection's task ends).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A peer that closes every connection at once: callers arriving while one connects wait for
 /// that attempt (and its one retry) and share its failure, rather than each connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
