@@ -778,6 +778,11 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     }
                 }
             };
+            // The connection's last use, for the keep-alive rule, is when this request starts
+            // out, not when its answer has been read: the server's idle time starts once it
+            // has sent the answer, which the client finishes reading later (much later on a
+            // slow uplink), so the client's count of idle time never falls short of the server's.
+            let started = self.now();
             let attempt = async {
                 // One await point for both parts: each one costs the state machine code.
                 for part in [head, body] {
@@ -792,7 +797,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 Err(_) => return Err(Failure::Transport(TransportError::Timeout)),
                 Ok(Ok(received)) => {
                     if received.reusable {
-                        self.conn = Some((to_token, self.now(), conn));
+                        self.conn = Some((to_token, started, conn));
                     }
                     return Ok(received);
                 }
