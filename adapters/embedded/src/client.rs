@@ -753,8 +753,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         deadline: Instant,
     ) -> Result<Received, Failure> {
         let to_token = api.is_none();
-        // A token request is safe to repeat: at worst a second token (`KeepAlive`'s docs).
-        let repeatable = api.is_none_or(RequestSpec::is_repeatable);
+        // A token request is safe to repeat, at worst a second token, but one signed with
+        // `client_secret_jwt` (`KeepAlive`'s docs).
+        let repeatable = match api {
+            Some(spec) => spec.is_repeatable(),
+            None => KeepAlive::token_request_repeatable(self.session.endpoint().auth()),
+        };
         let head_request = api.is_some_and(|spec| spec.method == Method::Head);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.

@@ -33,7 +33,9 @@
 //! client-credentials **token request** (a `POST`, RFC 6749 §4.4) is safe to repeat: a second one
 //! gets a second token, and the first stays valid until it expires; nothing else changes on the
 //! authorization server. Adapters pass it as repeatable, so it reuses any connection and is
-//! resent once, as before.
+//! resent once, as before; all but one signed with `client_secret_jwt`
+//! ([`KeepAlive::token_request_repeatable`]): resent, its bytes are the same, and so is its
+//! assertion's `jti`, which a server may accept once only (RFC 7523 §3).
 //!
 //! ```
 //! use credflow_core::http::keep_alive::KeepAlive;
@@ -88,6 +90,17 @@ impl KeepAlive {
     pub const fn may_resend(repeatable: bool) -> bool {
         repeatable
     }
+
+    /// Whether a token request its client authenticates with `auth` is safe to repeat: yes,
+    /// but with `client_secret_jwt`. Its client assertion's `jti` may be used once (RFC 7523
+    /// §3); a request sent again unchanged repeats it, and a server that keeps track refuses
+    /// the second as a replay, as `invalid_client`, which stops token requests until the
+    /// credentials change. Not resent, such a request fails in transport and the next one,
+    /// after the lifecycle's backoff, is signed anew.
+    #[must_use]
+    pub fn token_request_repeatable(auth: crate::oauth::AuthMethod) -> bool {
+        auth != crate::oauth::AuthMethod::ClientSecretJwt
+    }
 }
 
 impl Default for KeepAlive {
@@ -111,6 +124,14 @@ mod tests {
         assert!(rule.may_carry(at(1_000), at(4_999), false));
         assert!(!rule.may_carry(at(1_000), at(5_000), false), "idle for the limit: new connection");
         assert!(!rule.may_carry(at(1_000), at(90_000), false));
+    }
+
+    #[test]
+    fn a_token_request_is_repeatable_but_one_with_a_single_use_assertion() {
+        use crate::oauth::AuthMethod;
+        assert!(KeepAlive::token_request_repeatable(AuthMethod::ClientSecretBasic));
+        assert!(KeepAlive::token_request_repeatable(AuthMethod::ClientSecretPost));
+        assert!(!KeepAlive::token_request_repeatable(AuthMethod::ClientSecretJwt));
     }
 
     #[test]
