@@ -247,15 +247,20 @@ async fn a_reply_within_the_bounds_is_read_as_any_other() {
     assert!(matches!(answered, Err(StoreError::Refused(_))), "{answered:?}");
 }
 
+/// A peer whose first script call gets the first element of a two-element array, then nothing
+/// (it holds the connection open); later calls, on other connections, are answered.
+fn stalling_peer() -> (String, mpsc::Receiver<Outcome>) {
+    const HEAD: &[u8] = b"*2\r\n:0\r\n";
+    hostile_peer(HEAD, b":", HEAD.len())
+}
+
 /// A reply that stops coming (a peer gone silent mid-reply, with no reset: a partition, a
 /// failover) fails its call at the response timeout, and so does the next call on that
 /// connection (a lone timeout does not let it go); then the connection is let go, and the
 /// call after is answered on a new one, not left to time out on the stalled one for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reply_fails_at_the_timeout_and_the_next_call_connects_afresh() {
-    // The array's first element, then nothing (the peer holds the connection open).
-    let head = b"*2\r\n:0\r\n";
-    let (url, outcome) = hostile_peer(head, b":", head.len());
+    let (url, outcome) = stalling_peer();
     let store = store_at(url, |c| c.response_timeout = Duration::from_millis(300));
     let scope = scope_of("stalled-peer");
     let stalled = store.hold(&scope).await;
@@ -327,8 +332,7 @@ async fn a_handshake_slower_than_a_call_completes_for_the_next_call() {
 /// row let the connection go, as two timeouts do, and the next call is answered on a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_given_up_on_a_stalled_reply_let_the_connection_go() {
-    let head = b"*2\r\n:0\r\n";
-    let (url, _outcome) = hostile_peer(head, b":", head.len());
+    let (url, _outcome) = stalling_peer();
     let store = store_at(url, |c| c.response_timeout = Duration::from_secs(30));
     let scope = scope_of("stalled-peer-given-up");
     let limit = Duration::from_millis(300);
