@@ -12,9 +12,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,26 @@ struct Outcome {
 /// The hold script's answer: no hold.
 const NO_HOLD: &[u8] = b"*2\r\n:0\r\n:0\r\n";
 
+/// A peer listening on 127.0.0.1 (an ephemeral port): each connection it accepts is served by
+/// `serve` on a thread of its own, given the connection's number (0 for the first). Returns the
+/// peer's URL and how many connections it accepted so far.
+fn peer(serve: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let number = count.fetch_add(1, Ordering::SeqCst);
+            let serve = Arc::clone(&serve);
+            std::thread::spawn(move || serve(stream, number));
+        }
+    });
+    (url, accepted)
+}
+
 /// A peer on 127.0.0.1 speaking just enough RESP for the store. The first script call is
 /// answered `head`, then `unit` repeated up to `cap` bytes; every later one, on any
 /// connection, is answered [`NO_HOLD`]. Reports the hostile reply's [`Outcome`].
@@ -41,44 +61,36 @@ fn hostile_peer(
     unit: &'static [u8],
     cap: usize,
 ) -> (String, mpsc::Receiver<Outcome>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let armed = Arc::new(AtomicBool::new(true));
+    let armed = AtomicBool::new(true);
     let (report, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let (armed, report) = (Arc::clone(&armed), report.clone());
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                while let Some(name) = command(&mut reader) {
-                    let reply = match &name[..] {
-                        b"EVALSHA" | b"EVAL" if armed.swap(false, Ordering::SeqCst) => {
-                            let outcome = stream_out(&mut writer, head, unit, cap);
-                            let cut_off = outcome.cut_off;
-                            let _ = report.send(outcome);
-                            if !cut_off {
-                                // Held open, as an endless stream would be.
-                                std::thread::sleep(Duration::from_secs(120));
-                            }
-                            return;
-                        }
-                        b"EVALSHA" | b"EVAL" => NO_HOLD,
-                        _ => b"+OK\r\n",
-                    };
-                    if writer.write_all(reply).is_err() {
-                        return;
+    let (url, _) = peer(move |stream, _| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while let Some(name) = command(&mut reader) {
+            let reply = match &name[..] {
+                b"EVALSHA" | b"EVAL" if armed.swap(false, Ordering::SeqCst) => {
+                    let outcome = stream_out(&mut writer, head, unit, cap);
+                    let cut_off = outcome.cut_off;
+                    let _ = report.send(outcome);
+                    if !cut_off {
+                        // Held open, as an endless stream would be.
+                        std::thread::sleep(Duration::from_secs(120));
                     }
+                    return;
                 }
-            });
+                b"EVALSHA" | b"EVAL" => NO_HOLD,
+                _ => b"+OK\r\n",
+            };
+            if writer.write_all(reply).is_err() {
+                return;
+            }
         }
     });
     (url, outcome)
 }
 
 /// The next command's name (upper case), `None` once the connection is closed.
-fn command(reader: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
+fn command(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -98,7 +110,7 @@ fn command(reader: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
 }
 
 /// Writes `head`, then `unit` again and again up to `cap` bytes or the first failed write.
-fn stream_out(writer: &mut std::net::TcpStream, head: &[u8], unit: &[u8], cap: usize) -> Outcome {
+fn stream_out(writer: &mut TcpStream, head: &[u8], unit: &[u8], cap: usize) -> Outcome {
     let chunk: Vec<u8> =
         unit.iter().copied().cycle().take(unit.len() * (64 * 1024 / unit.len())).collect();
     if writer.write_all(head).is_err() {
@@ -275,35 +287,24 @@ async fn a_stalled_reply_fails_at_the_timeout_and_the_next_call_connects_afresh(
 
 /// A peer whose connections answer their first command (the handshake) only after `delay`,
 /// then as [`hostile_peer`]'s later ones do; returns its URL and the connections it accepted.
-fn slow_handshake_peer(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            count.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                let mut first = true;
-                while let Some(name) = command(&mut reader) {
-                    if std::mem::take(&mut first) {
-                        std::thread::sleep(delay);
-                    }
-                    let reply = match &name[..] {
-                        b"EVALSHA" | b"EVAL" => NO_HOLD,
-                        _ => b"+OK\r\n",
-                    };
-                    if writer.write_all(reply).is_err() {
-                        return;
-                    }
-                }
-            });
+fn slow_handshake_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    peer(move |stream, _| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut first = true;
+        while let Some(name) = command(&mut reader) {
+            if std::mem::take(&mut first) {
+                std::thread::sleep(delay);
+            }
+            let reply = match &name[..] {
+                b"EVALSHA" | b"EVAL" => NO_HOLD,
+                _ => b"+OK\r\n",
+            };
+            if writer.write_all(reply).is_err() {
+                return;
+            }
         }
-    });
-    (url, accepted)
+    })
 }
 
 /// A connection whose handshake takes longer than the caller's limit on a call (the client
@@ -350,22 +351,15 @@ async fn calls_given_up_on_a_stalled_reply_let_the_connection_go() {
 /// for a call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_closed_between_calls_is_replaced_before_the_next() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
-                while let Some(name) = command(&mut reader) {
-                    let script = matches!(&name[..], b"EVALSHA" | b"EVAL");
-                    let reply = if script { NO_HOLD } else { b"+OK\r\n" };
-                    if writer.write_all(reply).is_err() || script {
-                        return;
-                    }
-                }
-            });
+    let (url, _) = peer(|stream, _| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while let Some(name) = command(&mut reader) {
+            let script = matches!(&name[..], b"EVALSHA" | b"EVAL");
+            let reply = if script { NO_HOLD } else { b"+OK\r\n" };
+            if writer.write_all(reply).is_err() || script {
+                return;
+            }
         }
     });
     let store = store_at(url, |_| {});
@@ -381,16 +375,7 @@ async fn a_connection_closed_between_calls_is_replaced_before_the_next() {
 /// that attempt (and its one retry) and share its failure, rather than each connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_share_one_failed_connection_attempt() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("redis://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            count.fetch_add(1, Ordering::SeqCst);
-            drop(stream);
-        }
-    });
+    let (url, accepted) = peer(|stream, _| drop(stream));
     let store = store_at(url, |_| {});
     let scope = scope_of("closing-peer");
     let calls: Vec<_> = (0..8)
