@@ -203,12 +203,7 @@ const CHILD: &str = "CREDFLOW_HOSTILE_PEER_CASE";
 /// before it.
 fn alone<F: std::future::Future<Output = ()>>(name: &str, case: impl FnOnce() -> F) {
     if std::env::var_os(CHILD).is_some() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        return runtime.block_on(case());
+        return runtime().block_on(case());
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
@@ -285,16 +280,19 @@ async fn a_stalled_reply_fails_at_the_timeout_and_the_next_call_connects_afresh(
     assert_eq!(next.expect("answered in time"), Ok(None));
 }
 
-/// A peer whose connections answer their first command (the handshake) only after `delay`,
-/// then as [`hostile_peer`]'s later ones do; returns its URL and the connections it accepted.
-fn slow_handshake_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
-    peer(move |stream, _| {
+/// A peer whose connections answer their first command (the handshake) only after `delay` of
+/// their number (0 for the first), then as [`hostile_peer`]'s later ones do; returns its URL and
+/// the connections it accepted.
+fn slow_handshake_peer(
+    delay: impl Fn(usize) -> Duration + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    peer(move |stream, number| {
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
         let mut first = true;
         while let Some(name) = command(&mut reader) {
             if std::mem::take(&mut first) {
-                std::thread::sleep(delay);
+                std::thread::sleep(delay(number));
             }
             let reply = match &name[..] {
                 b"EVALSHA" | b"EVAL" => NO_HOLD,
@@ -313,7 +311,7 @@ fn slow_handshake_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
 /// connection anew and none ever completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_slower_than_a_call_completes_for_the_next_call() {
-    let (url, accepted) = slow_handshake_peer(Duration::from_millis(600));
+    let (url, accepted) = slow_handshake_peer(|_| Duration::from_millis(600));
     let store = store_at(url, |c| {
         c.connect_timeout = Duration::from_secs(5);
         c.response_timeout = Duration::from_secs(5);
@@ -326,6 +324,30 @@ async fn a_handshake_slower_than_a_call_completes_for_the_next_call() {
     let next = tokio::time::timeout(limit, store.hold(&scope)).await;
     assert_eq!(next.expect("answered within the limit"), Ok(None));
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, made once");
+}
+
+/// A tokio runtime of its own (two worker threads), as a test or an application that makes one
+/// per task has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A connection made on a runtime that then shuts down (its reading and writing task dropped
+/// with it) is replaced by the next call, on another runtime.
+#[test]
+fn a_connection_whose_runtime_shut_down_is_replaced() {
+    let (url, accepted) = slow_handshake_peer(|_| Duration::ZERO);
+    let store = store_at(url, |_| {});
+    let scope = scope_of("runtime-gone");
+    for call in 0..2 {
+        // Dropped at the end of the round, with its tasks: the connection's among them.
+        let runtime = runtime();
+        let answered = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await
+        });
+        assert_eq!(answered.expect("answered in time"), Ok(None), "call {call}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a connection per runtime");
 }
 
 /// A reply that stalls, its calls given up by their caller before the response timeout (the
