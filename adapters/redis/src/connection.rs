@@ -3,12 +3,13 @@
 //! crate's `ConnectionManager` nor its client takes a stream from outside (its DNS hook
 //! only chooses addresses), so connecting (TCP, `rediss://` with rustls, Unix sockets) and
 //! replacing a dropped connection are done here, as `ConnectionManager` did them: a connection
-//! attempt in a task of its own (a caller giving up does not cut it), bounded by
-//! [`RedisConfig::connect_timeout`] and tried once more after 200 ms, every command bounded by
-//! [`RedisConfig::response_timeout`], and a connection that failed as dropped (reset, aborted,
-//! closed, a reply past the bound, a parse error) or whose task ended replaced by the next
-//! call; unlike `ConnectionManager`, so is one that left two commands in a row unanswered
-//! (timed out, or given up by their callers).
+//! attempt in a task of its own (a caller giving up does not cut it; one cut off with its
+//! runtime is begun anew), bounded by [`RedisConfig::connect_timeout`] and tried once more
+//! after 200 ms, every command bounded by [`RedisConfig::response_timeout`], and a connection
+//! that failed as dropped (reset, aborted, closed, a reply past the bound, a parse error) or
+//! whose task ended (its runtime shut down too) replaced by the next call; unlike
+//! `ConnectionManager`, so is one that left two commands in a row unanswered (timed out, or
+//! given up by their callers).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -285,34 +286,64 @@ impl Connection {
     }
 
     /// The connection, made now if there is none (or its task ended): one attempt and one
-    /// more after [`RETRY_DELAY`], in a task of its own. Callers arriving meanwhile wait for
-    /// that attempt and get its outcome; a caller that gives up (the client bounds each store
-    /// call) does not cut it short, so a handshake slower than one call's limit still
-    /// completes, for the calls after.
+    /// more after [`RETRY_DELAY`], in a task of its own (on the caller's runtime). Callers
+    /// arriving meanwhile wait for that attempt and get its outcome; a caller that gives up
+    /// (the client bounds each store call) does not cut it short, so a handshake slower than
+    /// one call's limit still completes, for the calls after.
+    ///
+    /// An attempt whose task was dropped before its end, without an outcome (the runtime it
+    /// ran on shut down while the store lives on: one store used by tests, or by tasks, that
+    /// each make a runtime), is not waited for again: the next caller begins one anew, and so
+    /// does, once, each caller that was waiting for it.
     async fn live(&self) -> RedisResult<Live> {
-        let mut attempt = {
-            let mut slot = self.slot();
-            match &slot.live {
-                Some(live) if !live.ended() => return Ok(live.clone()),
-                _ => slot.live = None,
-            }
-            match &slot.connecting {
-                Some(attempt) => attempt.clone(),
-                None => {
-                    let (outcome, attempt) = watch::channel(None);
-                    slot.connecting = Some(attempt.clone());
-                    tokio::spawn(self.clone().connect(outcome));
-                    attempt
+        let mut cut_off = false;
+        loop {
+            let mut attempt = {
+                let mut slot = self.slot();
+                match &slot.live {
+                    Some(live) if !live.ended() => return Ok(live.clone()),
+                    _ => slot.live = None,
+                }
+                match &slot.connecting {
+                    // Its channel still open. An attempt that ends takes itself out of the
+                    // slot and sends its outcome under this lock, so one left here whose
+                    // channel is closed never sent one: its task was dropped (its runtime
+                    // shut down) or panicked, and waiting for it would fail every caller for
+                    // as long as the store lives.
+                    Some(attempt) if attempt.has_changed().is_ok() => attempt.clone(),
+                    _ => {
+                        let (outcome, attempt) = watch::channel(None);
+                        slot.connecting = Some(attempt.clone());
+                        tokio::spawn(self.clone().connect(outcome));
+                        attempt
+                    }
+                }
+            };
+            match attempt.wait_for(Option::is_some).await {
+                Ok(outcome) => {
+                    return match &*outcome {
+                        Some(Ok(live)) => Ok(live.clone()),
+                        Some(Err(failure)) => Err(failure.error()),
+                        None => {
+                            Err(RedisError::from(std::io::Error::other("no connection attempt")))
+                        }
+                    };
+                }
+                // The attempt this caller waited for was cut off: not by Redis, its runtime
+                // went away (another test's, or a task's that made its own). Failing the call
+                // would put the process in degraded mode, its warning naming a cause that says
+                // nothing about Redis; this caller, still running, has a runtime to connect on,
+                // so it begins an attempt anew (or joins the one another waiter began first,
+                // as every caller does), within its own limit on the call. Once: an attempt
+                // cut off again (the caller's own runtime shutting down) fails the call rather
+                // than loop.
+                Err(_) if !cut_off => cut_off = true,
+                Err(_) => {
+                    return Err(RedisError::from(std::io::Error::other(
+                        "the connection attempt was cut off twice (its runtime shut down, or it panicked)",
+                    )));
                 }
             }
-        };
-        let outcome = attempt.wait_for(Option::is_some).await.map_err(|_| {
-            RedisError::from(std::io::Error::other("the connection attempt was abandoned"))
-        })?;
-        match &*outcome {
-            Some(Ok(live)) => Ok(live.clone()),
-            Some(Err(failure)) => Err(failure.error()),
-            None => Err(RedisError::from(std::io::Error::other("no connection attempt"))),
         }
     }
 

@@ -326,10 +326,81 @@ async fn a_handshake_slower_than_a_call_completes_for_the_next_call() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, made once");
 }
 
+/// A peer whose first connection's handshake is not answered (for a minute), and whose later
+/// connections are answered at once.
+fn first_handshake_stalls() -> (String, Arc<AtomicUsize>) {
+    slow_handshake_peer(|number| if number == 0 { Duration::from_secs(60) } else { Duration::ZERO })
+}
+
 /// A tokio runtime of its own (two worker threads), as a test or an application that makes one
 /// per task has.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Waits (at most 5 s) until `peer` accepted `n` connections.
+fn until_accepted(peer: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "the peer accepted {peer:?} connections, not {n}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One store used from two runtimes in turn (one store shared by tests that each make a
+/// runtime, or an application's runtime shut down between calls): a connection attempt begun
+/// on the first, cut off in its handshake when that runtime shuts down (its task dropped
+/// without an outcome), is not kept as the attempt under way: the call on the second runtime
+/// connects anew and is answered. The abandoned attempt was kept, and every later call failed
+/// with "the connection attempt was abandoned", for as long as the store lived.
+#[test]
+fn an_attempt_cut_off_with_its_runtime_is_not_kept_for_later_calls() {
+    let (url, accepted) = first_handshake_stalls();
+    // Long: the stalled attempt must not end on its own (and be tried again) before the test
+    // cuts it off, however slow the machine.
+    let store = store_at(url, |c| c.connect_timeout = Duration::from_secs(30));
+    let scope = scope_of("attempt-cut-off");
+    let first = runtime();
+    let call = first.block_on(async {
+        tokio::time::timeout(Duration::from_millis(200), store.hold(&scope)).await
+    });
+    assert!(call.is_err(), "answered before its handshake: {call:?}");
+    until_accepted(&accepted, 1);
+    // Its tasks are dropped, the connection attempt's among them, mid-handshake.
+    drop(first);
+    let second = runtime();
+    let next = second
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await });
+    assert_eq!(next.expect("answered in time"), Ok(None));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection anew");
+}
+
+/// A caller waiting for a connection attempt that another runtime began, when that runtime
+/// shuts down (the attempt's task dropped without an outcome), begins one anew on its own
+/// runtime and is answered, rather than failing (which put the process in degraded mode for
+/// nothing Redis did).
+#[test]
+fn a_caller_waiting_on_an_attempt_cut_off_with_its_runtime_connects_anew() {
+    let (url, accepted) = first_handshake_stalls();
+    let store = store_at(url, |c| c.connect_timeout = Duration::from_secs(30));
+    let scope = scope_of("waiter-of-cut-off");
+    let first = runtime();
+    first.spawn({
+        let (store, scope) = (Arc::clone(&store), scope.clone());
+        async move { store.hold(&scope).await }
+    });
+    until_accepted(&accepted, 1);
+    let second = runtime();
+    let answered = second.block_on(async {
+        let mut call = std::pin::pin!(store.hold(&scope));
+        let waiting = tokio::time::timeout(Duration::from_millis(100), &mut call).await;
+        assert!(waiting.is_err(), "answered before the handshake: {waiting:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the caller waits for the attempt");
+        first.shutdown_background();
+        tokio::time::timeout(Duration::from_secs(5), call).await
+    });
+    assert_eq!(answered.expect("answered in time"), Ok(None));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection anew");
 }
 
 /// A connection made on a runtime that then shuts down (its reading and writing task dropped
