@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use credflow_emulator::hostile::{Hostile, Reply};
 use credflow_emulator::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorConfig};
-use proxy_support::{Proxy, credflow, http};
+use proxy_support::{Proxy, credflow, http, http_no_redirects};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REAL_TOKEN: &str = "real-token-0123456789abcdef";
@@ -560,6 +560,45 @@ async fn a_content_coded_error_body_is_withheld() {
     let body = json(response).await;
     assert_eq!(body["code"], "credflow.body.withheld", "{body}");
     assert_eq!(body["status"], 400);
+}
+
+/// A redirect elsewhere is handed back, not followed; its body is the server's text, like an
+/// error body, and may repeat the `Location` it carries: an upstream that puts the request's
+/// token in a signed URL (`https://cdn/x?access_token=T`) and echoes that URL in the body had
+/// the header masked but the body streamed back with the real token. A 3xx body is now read
+/// (bounded) and masked; a 304 (no body) still passes as it came.
+#[tokio::test]
+async fn a_redirect_body_echoing_the_token_is_masked() {
+    let server = upstream(|req| {
+        if req.path() == "/api/v2/unchanged" {
+            return Reply::status(304).header("ETag", "\"v1\"");
+        }
+        let token = req.header("authorization").unwrap_or_default().trim_start_matches("Bearer ");
+        let location = format!("https://cdn.example/x?access_token={token}");
+        Reply::status(302)
+            .header("Location", &location)
+            .header("Content-Type", "text/html")
+            .body(format!("<a href=\"{location}\">moved</a>").as_bytes())
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http_no_redirects();
+    let response = http.get(proxy.url("/api/v2/download")).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(!location.contains(REAL_TOKEN), "{location}");
+    let body = response.text().await.unwrap();
+    assert!(!body.contains(REAL_TOKEN), "the token in the redirect's body: {body}");
+    assert!(body.contains("access_token=[redacted]") && body.ends_with("moved</a>"), "{body}");
+
+    let response = http
+        .get(proxy.url("/api/v2/unchanged"))
+        .header("If-None-Match", "\"v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
+    assert_eq!(response.headers()["etag"], "\"v1\"");
+    assert!(response.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]

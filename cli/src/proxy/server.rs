@@ -704,11 +704,16 @@ impl Proxy {
     }
 
     /// The upstream's answer for the local client: hop-by-hop headers removed, header values
-    /// masked should they echo a credential; a success (or 3xx) body streamed as it arrives,
-    /// an error body masked and cut at the client's error body size.
+    /// masked should they echo a credential; a success body (or a 304's, which has none)
+    /// streamed as it arrives, an error or redirect body masked and cut at the client's error
+    /// body size.
     async fn upstream_response(&self, response: reqwest::Response) -> Response<ProxyBody> {
         let status = response.status();
-        let streamed = status.is_success() || status.is_redirection();
+        // A 3xx the client hands back goes elsewhere, and its body is the server's text about
+        // it, often repeating the `Location` (which may carry the token, as a signed URL's
+        // `access_token=`): read and masked as an error body is. A 304 has no body (RFC 9110
+        // §15.4.5) and its headers describe the cached representation: passed as it came.
+        let streamed = status.is_success() || status == StatusCode::NOT_MODIFIED;
         // One look for the credentials in all the values, as bytes (a value may hold bytes
         // beyond ASCII; none holds a line break, so no credential is found across two), then
         // value by value only if one is there.
@@ -755,9 +760,9 @@ impl Proxy {
             || values(&headers, "content-encoding")
                 .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"))
         {
-            // An error body in a content coding (the upstream was asked for `identity`) or a
-            // transfer coding hyper does not remove cannot be searched for an echoed
-            // credential: it is withheld, the status and headers kept.
+            // An error (or redirect) body in a content coding (the upstream was asked for
+            // `identity`) or a transfer coding hyper does not remove cannot be searched for an
+            // echoed credential: it is withheld, the status and headers kept.
             warn!(status = status.as_u16(), "content-coded upstream error body withheld");
             headers.remove(header::CONTENT_ENCODING);
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -127,6 +127,16 @@ pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// [`http`] that follows no redirect: the proxy's 3xx as it answered it.
+pub(crate) fn http_no_redirects() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// Runs `credflow ARGS` with the demo credentials, for commands that exit (usage errors).
 pub(crate) async fn credflow(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
