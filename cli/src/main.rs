@@ -112,7 +112,7 @@ struct TargetArgs {
 enum Command {
     /// Print an access token (for TOKEN=$(credflow token)).
     Token {
-        /// Print type, expiry, scope and credential fingerprint as JSON instead.
+        /// Print type, expiry, scope and fingerprints as JSON instead (not the token itself).
         #[arg(long)]
         json: bool,
     },
@@ -603,6 +603,8 @@ async fn next_chunk(
     response.chunk().await.map_err(|e| Failure::from(Error::from_reqwest("reading the body", e)))
 }
 
+/// `token --json`: what the token is (type, expiry, scope, fingerprints), never the token: it is
+/// metadata for logs and tickets.
 fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {
     let (requested, granted, check) = client.scope();
     let expires_in = token.expires_in();
@@ -611,7 +613,6 @@ fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {
         now.saturating_add(expires_in.as_secs()),
     ));
     let value = serde_json::json!({
-        "access_token": token.as_str(),
         "token_type": "Bearer",
         "expires_in": expires_in.as_secs(),
         "expires_at": expiry.as_str(),

@@ -62,6 +62,34 @@ async fn token_json_describes_the_token_without_the_secret() {
     assert!(!text(&out.stdout).contains(DEMO_CLIENT_SECRET));
 }
 
+/// `token --json` is the token's description (its help and the README say so: type, expiry,
+/// scope, fingerprints), for logs and diagnosis: it printed the access token too, so that what
+/// was pasted into a ticket or a log as metadata handed out the service's identity.
+#[tokio::test]
+async fn token_json_holds_no_token() {
+    const GRANTED: &str = "granted-token-0123456789abcdef";
+    let server = credflow_emulator::hostile::Hostile::start(|_| {
+        credflow_emulator::hostile::Reply::json(
+            200,
+            &format!(r#"{{"access_token":"{GRANTED}","token_type":"bearer","expires_in":3600}}"#),
+        )
+    });
+    let token_url = server.url("/oauth/token");
+    let args = ["--token-url", token_url.as_str(), "token"];
+    let out = credflow(None, &demo_creds(), &args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), GRANTED, "plain `token` still prints it");
+
+    let out = credflow(None, &demo_creds(), &[&args[..], &["--json"]].concat()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains(GRANTED), "the token in `token --json`: {stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(json.get("access_token").is_none(), "{json}");
+    assert_eq!(json["token_type"], "Bearer");
+    assert!(json["token_fingerprint"].as_str().unwrap().starts_with("fp:"), "{json}");
+}
+
 #[tokio::test]
 async fn get_prints_the_body_and_jwt_auth_works_too() {
     let emu = emulator(EmulatorConfig::default()).await;
