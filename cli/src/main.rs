@@ -80,10 +80,22 @@ struct TargetArgs {
     #[arg(long, global = true, value_name = "NAME")]
     env: Option<String>,
     /// Token endpoint of any OAuth2 server (with --api-base, except for `token`).
-    #[arg(long, global = true, env = "CREDFLOW_TOKEN_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "CREDFLOW_TOKEN_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     token_url: Option<String>,
     /// API base URL that goes with --token-url.
-    #[arg(long, global = true, env = "CREDFLOW_API_BASE", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "CREDFLOW_API_BASE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     api_base: Option<String>,
     /// OAuth client id [env: GENESYS_CLIENT_ID or GENESYSCLOUD_OAUTHCLIENT_ID].
     #[arg(long, global = true, value_name = "ID")]
@@ -629,5 +641,35 @@ fn print_token_json(client: &Client, token: &credflow_reqwest::Token) {
 impl From<Error> for Box<Failure> {
     fn from(e: Error) -> Self {
         Box::new(Failure::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every flag read from a variable, in every subcommand, keeps the variable's value out of
+    /// its help (it may be a URL with a password, or name a secret's path): one added later
+    /// without `hide_env_values` fails here.
+    #[test]
+    fn no_help_shows_a_variables_value() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                if let Some(name) = arg.get_env() {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "{path} --{}: [env: {name:?}] shows its value in --help",
+                        arg.get_id()
+                    );
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let command = Cli::command();
+        check(&command, "credflow");
     }
 }

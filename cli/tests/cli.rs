@@ -90,6 +90,33 @@ async fn token_json_holds_no_token() {
     assert!(json["token_fingerprint"].as_str().unwrap().starts_with("fp:"), "{json}");
 }
 
+/// clap printed an `env`-backed flag's variable with its value in the help
+/// (`[env: CREDFLOW_TOKEN_URL=https://user:hunter2@…]`): whoever pasted `--help` into a ticket
+/// pasted the environment's values too. The variables are still named, their values not shown.
+#[tokio::test]
+async fn help_names_the_variables_but_not_their_values() {
+    let env = [
+        ("CREDFLOW_TOKEN_URL", "https://user:hunter2@login.example/oauth/token"),
+        ("CREDFLOW_API_BASE", "https://user:hunter2@api.example"),
+        ("CREDFLOW_LOCAL_KEY_FILE", "/run/hunter2/local-key"),
+        ("CREDFLOW_FLEET_KEY_FILE", "/run/hunter2/fleet-key"),
+    ];
+    for args in [&["--help"][..], &["-h"], &["token", "--help"], &["proxy", "--help"]] {
+        let out = credflow(None, &env, args).await;
+        let help = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert!(!help.contains("hunter2"), "{args:?} shows a variable's value: {help}");
+        for (name, _) in &env[..2] {
+            assert!(help.contains(name), "{args:?} does not name {name}: {help}");
+        }
+        if args[0] == "proxy" {
+            for (name, _) in &env[2..] {
+                assert!(help.contains(name), "{args:?} does not name {name}: {help}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn get_prints_the_body_and_jwt_auth_works_too() {
     let emu = emulator(EmulatorConfig::default()).await;

@@ -74,7 +74,7 @@ pub(crate) struct ProxyArgs {
     #[arg(long)]
     allow_non_loopback: bool,
     /// File holding the local key local clients must present (16+ visible ASCII characters).
-    #[arg(long, env = "CREDFLOW_LOCAL_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "CREDFLOW_LOCAL_KEY_FILE", hide_env_values = true, value_name = "PATH")]
     local_key_file: Option<String>,
     /// Request bodies up to this many bytes are buffered (replayable on retry); larger ones
     /// stream upstream and are never retried.
@@ -103,7 +103,7 @@ pub(crate) struct ProxyArgs {
     redis: Option<String>,
     /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
     /// seals the token stored in Redis.
-    #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", hide_env_values = true, value_name = "PATH")]
     fleet_key_file: Option<String>,
     /// Share of each rate-limit window, in percent, that only critical requests may use
     /// (X-Credflow-Priority: critical); it shrinks to nothing at each reset.
