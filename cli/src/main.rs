@@ -18,6 +18,7 @@ mod output;
 mod progress;
 mod proxy;
 mod scope_probe;
+mod url_arg;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ use credflow_reqwest::config::{
     same_environment, secret_from_environment,
 };
 use credflow_reqwest::{AuthMethod, Client, Config, Error, RequestOptions};
+
+use crate::url_arg::UrlArg;
 
 /// How long one API call of `get`, `request`, `check` or `scope-probe` takes at most, a token,
 /// waits and retries included.
@@ -87,7 +90,7 @@ struct TargetArgs {
         hide_env_values = true,
         value_name = "URL"
     )]
-    token_url: Option<String>,
+    token_url: Option<UrlArg>,
     /// API base URL that goes with --token-url.
     #[arg(
         long,
@@ -96,7 +99,7 @@ struct TargetArgs {
         hide_env_values = true,
         value_name = "URL"
     )]
-    api_base: Option<String>,
+    api_base: Option<UrlArg>,
     /// OAuth client id [env: GENESYS_CLIENT_ID or GENESYSCLOUD_OAUTHCLIENT_ID].
     #[arg(long, global = true, value_name = "ID")]
     client_id: Option<String>,
@@ -341,7 +344,9 @@ fn build_config(target: &TargetArgs) -> Result<Config, Failure> {
 /// The custom server's token URL and API base as given: an empty value
 /// (`CREDFLOW_TOKEN_URL=` from a template) counts as unset, as everywhere.
 fn custom_urls(target: &TargetArgs) -> (Option<String>, Option<String>) {
-    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let given = |value: &Option<UrlArg>| {
+        value.as_deref().filter(|v| !v.trim().is_empty()).map(str::to_owned)
+    };
     (given(&target.token_url), given(&target.api_base))
 }
 
@@ -671,5 +676,40 @@ mod tests {
         }
         let command = Cli::command();
         check(&command, "credflow");
+    }
+
+    /// The parsed command line's `Debug` (derived, for whoever logs or asserts on it) hides a
+    /// password in any URL it holds: a Redis URL's userinfo or `pass=` (a `redis+unix://` URL
+    /// carries it so), a token URL's userinfo.
+    #[test]
+    fn the_parsed_command_lines_debug_hides_url_passwords() {
+        for (redis, kept) in [
+            (
+                "redis://fleet:hunter2@redis.internal:6379/0",
+                "redis://fleet:***@redis.internal:6379/0",
+            ),
+            ("rediss://:hunter2@redis.internal", "rediss://:***@redis.internal"),
+            ("redis+unix:///run/redis.sock?db=1&pass=hunter2&user=u", "?db=1&pass=***&user=u"),
+            ("redis+unix:///run/redis.sock?Password=hunter2", "redis.sock?Password=***"),
+            ("redis+unix:///run/redis.sock?pa%73s=hunter2", "?pa%73s=***"),
+        ] {
+            let cli = Cli::try_parse_from([
+                "credflow",
+                "--token-url",
+                "https://id:hunter2@login.example/oauth/token",
+                "--api-base",
+                "https://api.example",
+                "proxy",
+                "--redis",
+                redis,
+            ])
+            .unwrap();
+            let debug = format!("{cli:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(debug.contains(kept), "{redis}: {debug}");
+            assert!(debug.contains("https://id:***@login.example/oauth/token"), "{debug}");
+            let Command::Proxy(args) = &cli.command else { panic!("{debug}") };
+            assert_eq!(args.redis.as_deref(), Some(redis), "the value itself is kept whole");
+        }
     }
 }

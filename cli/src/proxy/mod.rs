@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::url_arg::UrlArg;
 use crate::{Failure, TargetArgs};
 
 /// Default `--max-body`: request bodies up to 1 MiB are buffered and replayable.
@@ -100,7 +101,7 @@ pub(crate) struct ProxyArgs {
     /// roots; put a password in the environment variable, not in a flag value) [env:
     /// CREDFLOW_REDIS_URL]. Needs --fleet-key-file.
     #[arg(long, value_name = "URL")]
-    redis: Option<String>,
+    pub(crate) redis: Option<UrlArg>,
     /// File holding the fleet key (16 bytes or more, the same on every member of the fleet): it
     /// seals the token stored in Redis.
     #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", hide_env_values = true, value_name = "PATH")]
@@ -160,7 +161,8 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
     config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
-    let redis = args.redis.clone().or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
+    let redis = args.redis.as_deref().map(str::to_owned);
+    let redis = redis.or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
     if let Some(url) = redis.filter(|u| !u.is_empty()) {
         let store = fleet_store(&url, args.fleet_key_file.as_deref(), target.ca_file.as_deref())?;
         config = config.with_shared(store);
