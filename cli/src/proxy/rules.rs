@@ -152,21 +152,51 @@ pub(crate) fn presented_key<'a>(
 /// The secret a token request authenticates with: the password of HTTP Basic credentials
 /// (RFC 7617: base64 of `id:secret`; RFC 6749 §2.3.1 form-encodes both first, decoded here), or
 /// else a `client_secret` form parameter (RFC 6749 §2.3.1, `client_secret_post`). `None` if the
-/// request carries neither, or they do not decode.
+/// request carries neither, or they do not decode. [`decode_token_request_secret`] into a
+/// buffer of its own: the fuzz target's and the tests' way in (the proxy decodes into a buffer
+/// it wipes).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn token_request_secret(authorization: Option<&[u8]>, form: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_token_request_secret(authorization, form, &mut out).then_some(out)
+}
+
+/// [`token_request_secret`], decoded into `out` (what it held is dropped): `false` if there is
+/// none. Every step happens in `out`, and it is allocated once: the base64 of `id:secret` is
+/// decoded into it, then the secret's form encoding decoded in place to its front; a
+/// `client_secret` value is copied into it and decoded in place. So a caller that wipes `out`
+/// (all its capacity: the proxy's is a `Zeroizing`) leaves no copy of the credentials behind,
+/// whether they decoded or not.
+pub(crate) fn decode_token_request_secret(
+    authorization: Option<&[u8]>,
+    form: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
     if let Some(value) = authorization {
-        let (scheme, rest) = split_once(value.trim_ascii(), b' ')?;
-        if !scheme.eq_ignore_ascii_case(b"basic") {
-            return None;
+        let Some((scheme, rest)) = split_once(value.trim_ascii(), b' ') else { return false };
+        if !scheme.eq_ignore_ascii_case(b"basic") || !base64_decode(rest.trim_ascii(), out) {
+            return false;
         }
-        let decoded = base64_decode(rest.trim_ascii())?;
-        let colon = decoded.iter().position(|&b| b == b':')?;
-        return percent_decode(decoded.get(colon.checked_add(1)?..)?);
+        let Some(colon) = out.iter().position(|&b| b == b':') else { return false };
+        return percent_decode_in_place(out, colon.saturating_add(1));
     }
-    form.split(|&b| b == b'&').find_map(|pair| {
-        let (name, value) = split_once(pair, b'=')?;
-        (name == b"client_secret").then(|| percent_decode(value)).flatten()
-    })
+    // Room for any value of the form: `out` never grows (which would free a copy).
+    out.reserve(form.len());
+    for pair in form.split(|&b| b == b'&') {
+        match split_once(pair, b'=') {
+            Some((name, value)) if name == b"client_secret" => {
+                out.clear();
+                out.extend_from_slice(value);
+                if percent_decode_in_place(out, 0) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    out.clear();
+    false
 }
 
 /// Compares a presented key with the local key in time that does not depend on where they
@@ -246,8 +276,9 @@ fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
     Some((bytes.get(..i)?, bytes.get(i.checked_add(1)?..)?))
 }
 
-/// Standard base64 with padding (RFC 4648 §4), as HTTP Basic uses it. `None` if malformed.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+/// Standard base64 with padding (RFC 4648 §4), as HTTP Basic uses it, appended to `out` (room
+/// made for all of it first). `false` if malformed (`out` then holds part of it).
+fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> bool {
     fn value(c: u8) -> Option<u32> {
         Some(u32::from(match c {
             b'A'..=b'Z' => c - b'A',
@@ -259,44 +290,54 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
         }))
     }
     if !text.len().is_multiple_of(4) {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    out.reserve(text.len() / 4 * 3);
     let quads = text.chunks_exact(4);
     let last = quads.len().checked_sub(1);
     for (i, quad) in quads.enumerate() {
         let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
         if pad > 2 || (pad > 0 && Some(i) != last) {
-            return None;
+            return false;
         }
         let mut n = 0_u32;
-        for &c in quad.get(..4 - pad)? {
-            n = (n << 6) | value(c)?;
+        for &c in quad.get(..4 - pad).unwrap_or_default() {
+            let Some(v) = value(c) else { return false };
+            n = (n << 6) | v;
         }
         n <<= 6 * pad as u32;
         let bytes = n.to_be_bytes();
-        out.extend_from_slice(bytes.get(1..4 - pad)?);
+        out.extend_from_slice(bytes.get(1..4 - pad).unwrap_or_default());
     }
-    Some(out)
+    true
 }
 
-/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space, `%XX` a byte).
-/// `None` on a malformed escape.
-fn percent_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.iter();
-    while let Some(&b) = bytes.next() {
-        out.push(match b {
+/// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a byte) of `buf`'s bytes
+/// from `from` on, written over the front of `buf` (a decoded byte never needs more room than
+/// its encoding) and `buf` cut to them. `false` on a malformed escape.
+fn percent_decode_in_place(buf: &mut Vec<u8>, from: usize) -> bool {
+    let (mut read, mut write) = (from, 0);
+    while let Some(&b) = buf.get(read) {
+        read += 1;
+        let decoded = match b {
             b'+' => b' ',
             b'%' => {
-                let hi = char::from(*bytes.next()?).to_digit(16)?;
-                let lo = char::from(*bytes.next()?).to_digit(16)?;
-                u8::try_from(hi * 16 + lo).ok()?
+                let hex = |i: usize| buf.get(i).and_then(|&c| char::from(c).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(read), hex(read + 1)) else { return false };
+                read += 2;
+                let Ok(byte) = u8::try_from(hi * 16 + lo) else { return false };
+                byte
             }
             other => other,
-        });
+        };
+        // `write` trails `read`: what it overwrites was read already.
+        if let Some(slot) = buf.get_mut(write) {
+            *slot = decoded;
+        }
+        write += 1;
     }
-    Some(out)
+    buf.truncate(write);
+    true
 }
 
 /// Whether a `Host` value (`host[:port]`) names this machine's loopback as the core defines it
@@ -435,8 +476,34 @@ mod tests {
         assert_eq!(token_request_secret(None, b"grant_type=client_credentials"), None);
     }
 
+    /// The proxy's way: the credentials are decoded in its buffer (which it wipes), in place,
+    /// never in one of the decoder's own or one regrown; what the buffer held is dropped.
+    #[test]
+    fn the_secret_is_decoded_in_the_callers_buffer() {
+        let form = b"client_secret=%zz&client_secret=a-much-longer-secret%21&client_secret=x";
+        for (authorization, form, secret) in [
+            (Some(&b"Basic aWQ6cyUzQWMrdA=="[..]), &b""[..], Some(&b"s:c t"[..])),
+            (None, &form[..], Some(b"a-much-longer-secret!")),
+            (Some(b"Basic aWQ6cyUzQWMrd"), b"", None),
+            (Some(b"Basic aWQ6cyUzQWMrdA=="), b"client_secret=x", Some(b"s:c t")),
+            (None, b"grant_type=client_credentials", None),
+        ] {
+            let mut out = Vec::with_capacity(128);
+            out.extend_from_slice(b"held before");
+            let buffer = out.as_ptr();
+            let found = decode_token_request_secret(authorization, form, &mut out);
+            assert_eq!(found.then_some(out.as_slice()), secret);
+            assert_eq!(out.as_ptr(), buffer, "decoded elsewhere than in the caller's buffer");
+            assert_eq!(token_request_secret(authorization, form).as_deref(), secret);
+        }
+    }
+
     #[test]
     fn base64_round_trips_and_refuses_bad_padding() {
+        let base64_decode = |text: &[u8]| {
+            let mut out = Vec::new();
+            super::base64_decode(text, &mut out).then_some(out)
+        };
         assert_eq!(base64_decode(b"YQ=="), Some(b"a".to_vec()));
         assert_eq!(base64_decode(b"YWI="), Some(b"ab".to_vec()));
         assert_eq!(base64_decode(b"YWJj"), Some(b"abc".to_vec()));

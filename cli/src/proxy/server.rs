@@ -436,15 +436,14 @@ impl Proxy {
                 return response;
             }
         };
-        let token = match &self.settings.local_key {
-            None => PLACEHOLDER_TOKEN.to_owned(),
+        let body = match &self.settings.local_key {
+            None => token_answer(PLACEHOLDER_TOKEN.as_bytes()),
             Some(key) => {
-                let secret = rules::token_request_secret(
-                    authorization.as_ref().map(HeaderValue::as_bytes),
-                    &form,
-                )
-                .map(Zeroizing::new);
-                if !secret.is_some_and(|s| rules::key_matches(&s, key)) {
+                // Decoded in a buffer wiped when dropped (see `rules`), whatever it holds.
+                let mut secret = Zeroizing::new(Vec::new());
+                let authorization = authorization.as_ref().map(HeaderValue::as_bytes);
+                let found = rules::decode_token_request_secret(authorization, &form, &mut secret);
+                if !(found && rules::key_matches(&secret, key)) {
                     let mut response = oauth_error(
                         StatusCode::UNAUTHORIZED,
                         "invalid_client",
@@ -456,15 +455,10 @@ impl Proxy {
                     );
                     return response;
                 }
-                // Visible ASCII, checked when it was read.
-                String::from_utf8_lossy(key).into_owned()
+                token_answer(key)
             }
         };
-        let body = Zeroizing::new(
-            json!({ "access_token": token, "token_type": "bearer", "expires_in": 86_400 })
-                .to_string(),
-        );
-        let mut response = full(StatusCode::OK, body.as_bytes().to_vec());
+        let mut response = full(StatusCode::OK, body);
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -987,6 +981,39 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
     response
 }
 
+/// The body of the local `/oauth/token`'s answer handing out `token` (the placeholder, or the
+/// local key: visible ASCII, checked when it was read), `{"access_token":…,"expires_in":86400,
+/// "token_type":"bearer"}`. Written into one buffer with room for all of it (it never grows,
+/// which would free a copy unwiped), which is wiped when hyper drops the last of it: the key is
+/// a credential, and a `String`, a `serde_json::Value` and a `Vec` copied from them were freed
+/// unwiped after each answer.
+fn token_answer(token: &[u8]) -> Bytes {
+    const HEAD: &[u8] = br#"{"access_token":""#;
+    const TAIL: &[u8] = br#"","expires_in":86400,"token_type":"bearer"}"#;
+    // JSON's longest escape of one byte is `\u00XX`.
+    let room = HEAD.len().saturating_add(token.len().saturating_mul(6)).saturating_add(TAIL.len());
+    let mut body = Zeroizing::new(Vec::with_capacity(room));
+    body.extend_from_slice(HEAD);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in token {
+        match b {
+            b'"' | b'\\' => body.extend_from_slice(&[b'\\', b]),
+            // Not in a key (visible ASCII only); escaped all the same.
+            0x00..=0x1f | 0x7f => body.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+            _ => body.push(b),
+        }
+    }
+    body.extend_from_slice(TAIL);
+    Bytes::from_owner(body)
+}
+
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
     let mut response = full(status, value.to_string());
     response
@@ -1085,5 +1112,27 @@ impl hyper::body::Body for Prefixed {
             return std::task::Poll::Ready(Some(Ok(Frame::data(first))));
         }
         std::pin::Pin::new(&mut this.rest).poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_answer_is_the_json_it_was() {
+        for token in
+            [PLACEHOLDER_TOKEN, "local-key-0123456789", r#"k"e\y\u0041{}"#, "tab\there\u{7f}"]
+        {
+            let body = token_answer(token.as_bytes());
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let was =
+                json!({ "access_token": token, "token_type": "bearer", "expires_in": 86_400 });
+            assert_eq!(parsed, was, "{}", String::from_utf8_lossy(&body));
+            // A key (visible ASCII): the very bytes `json!` wrote.
+            if token.bytes().all(|b| b.is_ascii_graphic()) {
+                assert_eq!(&body[..], was.to_string().as_bytes(), "not the bytes of before");
+            }
+        }
     }
 }
