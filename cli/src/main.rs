@@ -19,6 +19,7 @@ mod progress;
 mod proxy;
 mod scope_probe;
 mod url_arg;
+mod wipe;
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -595,11 +596,12 @@ async fn print_error_body(
     client: &Client,
     mut response: reqwest::Response,
 ) -> Result<bool, Failure> {
-    let mut body = Vec::new();
+    // The body as it came, any echo unmasked: wiped when dropped, and as it grows.
+    let mut body = zeroize::Zeroizing::new(Vec::new());
     let mut cut = false;
     while let Some(chunk) = next_chunk(&mut response).await? {
         let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(body.len());
-        body.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
+        wipe::extend_wiped(&mut body, chunk.get(..chunk.len().min(room)).unwrap_or_default());
         if chunk.len() > room {
             cut = true;
             break;

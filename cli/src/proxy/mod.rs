@@ -161,10 +161,11 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
     config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
-    let redis = args.redis.as_deref().map(str::to_owned);
-    let redis = redis.or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok());
-    if let Some(url) = redis.filter(|u| !u.is_empty()) {
-        let store = fleet_store(&url, args.fleet_key_file.as_deref(), target.ca_file.as_deref())?;
+    // The URL may carry the Redis password: these copies of it are wiped when dropped.
+    let redis = args.redis.clone();
+    let redis = redis.or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok().map(UrlArg::from));
+    if let Some(url) = redis.as_deref().filter(|u| !u.is_empty()) {
+        let store = fleet_store(url, args.fleet_key_file.as_deref(), target.ca_file.as_deref())?;
         config = config.with_shared(store);
     } else if args.fleet_key_file.is_some() {
         return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));

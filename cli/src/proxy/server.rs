@@ -711,7 +711,10 @@ impl Proxy {
         // One look for the credentials in all the values, as bytes (a value may hold bytes
         // beyond ASCII; none holds a line break, so no credential is found across two), then
         // value by value only if one is there.
-        let mut all = Vec::new();
+        // Wiped when dropped (an echo is the credential in clear), and sized for all the values
+        // at once: it never regrows, which would free a copy unwiped.
+        let room = response.headers().values().map(|v| v.len().saturating_add(1)).sum();
+        let mut all = Zeroizing::new(Vec::with_capacity(room));
         for value in response.headers().values() {
             all.extend_from_slice(value.as_bytes());
             all.push(b'\n');
@@ -766,16 +769,16 @@ impl Proxy {
             full_body(genesys_body(status, "credflow.body.withheld", message, None).to_string())
         } else {
             let mut body = body;
-            let mut read = Vec::new();
+            // The body as it came, any echo unmasked: wiped when dropped, and as it grows.
+            let mut read = Zeroizing::new(Vec::new());
             let mut cut = false;
             loop {
                 match body.frame().await {
                     Some(Ok(frame)) => {
                         let Ok(chunk) = frame.into_data() else { continue };
                         let room = DEFAULT_MAX_RESPONSE_BODY.saturating_sub(read.len());
-                        read.extend_from_slice(
-                            chunk.get(..chunk.len().min(room)).unwrap_or_default(),
-                        );
+                        let kept = chunk.get(..chunk.len().min(room)).unwrap_or_default();
+                        crate::wipe::extend_wiped(&mut read, kept);
                         if chunk.len() > room {
                             cut = true;
                             break;
