@@ -18,7 +18,9 @@ use crate::sharing::{PodName, TokenSharing};
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (feature `tls`).
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (feature `tls`), or a Unix
+    /// socket: `redis+unix:///path/to/redis.sock[?db=N][&user=…][&pass=…]`. `Debug` shows it
+    /// without its password (`***`), whichever of these forms holds it.
     pub url: String,
     /// HMAC key that seals the token at rest (at least 16 bytes; the same on every process).
     pub fleet_key: Zeroizing<Vec<u8>>,
@@ -77,16 +79,45 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` without its password.
+/// `url` as the `redis` crate reads it, without its secrets: built from what it parses to,
+/// never from its text, so that no form of URL shows its password (a TCP URL's userinfo, a
+/// Unix socket URL's `pass` query value, percent-encoded or not): the scheme (`redis`,
+/// `rediss`, `redis+unix`), the user name, a password as `***`, the host and port or the
+/// socket's path, the database, and `#insecure`. A URL that does not parse is not shown at all.
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+    use redis::{ConnectionAddr, IntoConnectionInfo};
+    let Ok(info) = url.into_connection_info() else {
+        return "(a URL that does not parse)".to_owned();
+    };
+    let redis::RedisConnectionInfo { db, username, password, .. } = info.redis;
+    // Wiped here rather than freed as they are: only whether there is one is shown.
+    let password = Zeroizing::new(password);
+    let username = Zeroizing::new(username);
+    let (scheme, host, port, fragment) = match info.addr {
+        ConnectionAddr::Unix(path) => {
+            let mut shown = format!("redis+unix://{}?db={db}", path.display());
+            if let Some(user) = username.as_deref() {
+                shown.push_str("&user=");
+                shown.push_str(user);
+            }
+            if password.is_some() {
+                shown.push_str("&pass=***");
+            }
+            return shown;
         }
-        _ => url.to_owned(),
-    }
+        ConnectionAddr::Tcp(host, port) => ("redis", host, port, ""),
+        ConnectionAddr::TcpTls { host, port, insecure, .. } => {
+            ("rediss", host, port, if insecure { "#insecure" } else { "" })
+        }
+    };
+    let userinfo = match (username.as_deref(), password.is_some()) {
+        (None, false) => String::new(),
+        (user, true) => format!("{}:***@", user.unwrap_or("")),
+        (Some(user), false) => format!("{user}@"),
+    };
+    // An IPv6 address, bracketed as in the URL.
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    format!("{scheme}://{userinfo}{host}:{port}/{db}{fragment}")
 }
 
 impl RedisConfig {
@@ -247,6 +278,93 @@ impl std::error::Error for SetupError {
         match self {
             SetupError::Url(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The password, as it is written in the URLs below, and as they decode to.
+    const SECRET: &str = "hunter2";
+
+    fn shown(url: &str) -> String {
+        let shown = format!("{:?}", RedisConfig::new(url, b"0123456789abcdef"));
+        assert!(!shown.contains(SECRET) && !shown.contains("hunt"), "{url}: {shown}");
+        shown
+    }
+
+    #[test]
+    fn debug_hides_the_password_of_a_tcp_url() {
+        for (url, expected) in [
+            ("redis://app:hunter2@127.0.0.1:6380/3", "redis://app:***@127.0.0.1:6380/3"),
+            ("redis://:hunter2@redis/", "redis://:***@redis:6379/0"),
+            ("redis://app:hun%74er2@redis", "redis://app:***@redis:6379/0"),
+            ("redis://app:hun@ter2@redis", "redis://app:***@redis:6379/0"),
+            ("valkey://app:hunter2@[::1]:7000", "redis://app:***@[::1]:7000/0"),
+            ("REDIS://app:hunt\ter2@redis", "redis://app:***@redis:6379/0"),
+            ("redis://app@redis", "redis://app@redis:6379/0"),
+            ("redis://redis/?pass=hunter2", "redis://redis:6379/0"),
+        ] {
+            assert!(shown(url).contains(&format!("url: {expected:?}")), "{url}: {}", shown(url));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password_of_a_unix_socket_url() {
+        for (url, expected) in [
+            (
+                "redis+unix:///run/redis.sock?pass=hunter2",
+                "redis+unix:///run/redis.sock?db=0&pass=***",
+            ),
+            (
+                "unix:///run/redis.sock?user=app&pass=hun%74er2&db=2",
+                "redis+unix:///run/redis.sock?db=2&user=app&pass=***",
+            ),
+            (
+                "valkey+unix:///run/redis.sock?pass=x&pass=hunter2",
+                "redis+unix:///run/redis.sock?db=0&pass=***",
+            ),
+            ("redis+unix:///run/redis.sock#hunter2", "redis+unix:///run/redis.sock?db=0"),
+        ] {
+            assert!(shown(url).contains(&format!("url: {expected:?}")), "{url}: {}", shown(url));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password_of_a_tls_url() {
+        let url = "rediss://app:hunter2@redis.internal:6380/1";
+        let debug = shown(url);
+        #[cfg(feature = "tls")]
+        assert!(debug.contains(r#"url: "rediss://app:***@redis.internal:6380/1""#), "{debug}");
+        // Without the feature the `redis` crate does not take it: shown as not parsing.
+        #[cfg(not(feature = "tls"))]
+        assert!(debug.contains("does not parse"), "{debug}");
+        #[cfg(feature = "tls")]
+        assert!(shown(&format!("{url}#insecure")).contains(":6380/1#insecure"));
+    }
+
+    /// A URL the `redis` crate refuses is not shown (its text may hold the password anywhere),
+    /// and neither the error of the store built from it.
+    #[test]
+    fn a_url_that_does_not_parse_is_not_shown_nor_in_the_error() {
+        for url in [
+            "redis://app:hunter2@redis:99999",
+            "redis://app:hunter2@redis/not-a-db",
+            "redis://app:hunter2@redis/?protocol=4",
+            "redis://app:hunter2%ff@redis",
+            "redis+unix:///run/redis.sock?pass=hunter2&db=x",
+            "nope://app:hunter2@redis",
+            "app:hunter2@redis",
+        ] {
+            assert!(shown(url).contains("(a URL that does not parse)"), "{url}");
+            let config = RedisConfig::new(url, b"0123456789abcdef");
+            let e = crate::RedisStore::new(config).map(drop).unwrap_err();
+            assert!(matches!(e, SetupError::Url(_)), "{url}: {e:?}");
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains(SECRET) && !text.contains("hunt"), "{url}: {text}");
+            }
         }
     }
 }
