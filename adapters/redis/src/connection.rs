@@ -9,7 +9,8 @@
 //! that failed as dropped (reset, aborted, closed, a reply past the bound, a parse error) or
 //! whose task ended (its runtime shut down too) replaced by the next call; unlike
 //! `ConnectionManager`, so is one that left two commands in a row unanswered (timed out, or
-//! given up by their callers).
+//! given up by their callers), and one whose server answered that it is a replica
+//! (`READONLY`, `MASTERDOWN`: a primary demoted by a failover).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -373,7 +374,8 @@ impl Connection {
         let _ = outcome.send(Some(attempted));
     }
 
-    /// After a command on `used`: a connection that failed as dropped, or left
+    /// After a command on `used`: a connection that failed as dropped (or was answered that
+    /// its server is a replica, see [`on_a_replica`]), or left
     /// [`STALLED_AFTER`] commands in a row unanswered past the response timeout, is let go, so
     /// that the next call connects afresh (its task ends once the calls still on it are done).
     ///
@@ -413,7 +415,10 @@ impl Connection {
     /// command dropped unanswered counts as timed out, so a stall is seen whichever limit ends
     /// the call. (A reply that was only slow costs, at worst, one reconnect per two such calls
     /// in a row.)
-    async fn call<T, F>(&self, send: impl FnOnce(MultiplexedConnection) -> F) -> RedisResult<T>
+    async fn call<T: Replies, F>(
+        &self,
+        send: impl FnOnce(MultiplexedConnection) -> F,
+    ) -> RedisResult<T>
     where
         F: Future<Output = RedisResult<T>>,
     {
@@ -422,12 +427,43 @@ impl Connection {
         let result = send(live.con.clone()).await;
         let outcome = match &result {
             Err(e) if e.is_timeout() => Outcome::TimedOut,
-            Err(e) if e.is_unrecoverable_error() => Outcome::Broken,
+            Err(e) if e.is_unrecoverable_error() || on_a_replica(e.code()) => Outcome::Broken,
+            // A server's error comes as a reply (`Value::ServerError`), made an error only when
+            // the caller reads it.
+            Ok(replies) if replies.says_replica() => Outcome::Broken,
             // Answered, if only with an error: the connection carries replies.
             _ => Outcome::Answered,
         };
         pending.settle(outcome);
         result
+    }
+}
+
+/// Whether a server's error `code` says it is not (or no longer) a primary that takes writes:
+/// `READONLY` (a replica: after a failover, the demoted primary, still at the address this
+/// connection was made to, while the name or proxy in the URL now leads to the new one) or
+/// `MASTERDOWN` (a replica that lost its primary). Every credflow script writes, so each later
+/// call on that connection would be refused the same way, for as long as the server kept it
+/// open: the connection is let go like a dropped one, and the next call connects afresh.
+fn on_a_replica(code: Option<&str>) -> bool {
+    matches!(code, Some("READONLY" | "MASTERDOWN"))
+}
+
+/// What a command (or pipeline) returns: whether it holds a server's error that
+/// [`on_a_replica`] names.
+trait Replies {
+    fn says_replica(&self) -> bool;
+}
+
+impl Replies for Value {
+    fn says_replica(&self) -> bool {
+        matches!(self, Value::ServerError(e) if on_a_replica(Some(e.code())))
+    }
+}
+
+impl Replies for Vec<Value> {
+    fn says_replica(&self) -> bool {
+        self.iter().any(Replies::says_replica)
     }
 }
 

@@ -76,7 +76,9 @@
 //!   the process fall back to its local session, logged once, and rejoin when Redis answers.
 //!   Operations are bounded by [`RedisConfig::response_timeout`]; a connection that leaves two
 //!   commands in a row unanswered past it (a peer gone silent, with no reset to tell) is let
-//!   go, and the next call connects afresh.
+//!   go, and the next call connects afresh; so is one whose server answers that it is a
+//!   replica (`READONLY`, `MASTERDOWN`: after a failover, the demoted primary), so that the
+//!   next call reaches the primary the URL's host now leads to.
 //!
 //! ## What a writer of Redis can and cannot do
 //!

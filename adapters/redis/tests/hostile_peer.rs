@@ -464,6 +464,49 @@ async fn a_connection_closed_between_calls_is_replaced_before_the_next() {
     }
 }
 
+/// A peer whose first connection is to a demoted primary (a replica now, after a failover): the
+/// handshake is answered, then every script call `reply` (`-READONLY …`, `-MASTERDOWN …`);
+/// later connections (to the new primary) are answered as a primary answers.
+fn demoted_primary_peer(reply: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    peer(move |stream, number| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while let Some(name) = command(&mut reader) {
+            let reply = match &name[..] {
+                b"EVALSHA" | b"EVAL" if number == 0 => reply,
+                b"EVALSHA" | b"EVAL" => NO_HOLD,
+                _ => b"+OK\r\n",
+            };
+            if writer.write_all(reply).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// After a failover, a connection to the demoted primary (it answers every write `READONLY`,
+/// and keeps the connection open) is let go after that answer: the next call connects afresh
+/// and reaches the new primary. The answer counted as any other, the connection was kept and
+/// every call (each degraded-mode probe among them) was refused on it, for as long as the
+/// server kept it open. The same for `MASTERDOWN` (a replica that lost its primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_to_a_demoted_primary_is_replaced_by_the_next_call() {
+    for reply in [
+        &b"-READONLY You can't write against a read only replica.\r\n"[..],
+        b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+    ] {
+        let what = String::from_utf8_lossy(reply);
+        let (url, accepted) = demoted_primary_peer(reply);
+        let store = store_at(url, |_| {});
+        let scope = scope_of("demoted-primary");
+        let refused = store.hold(&scope).await;
+        assert!(refused.is_err(), "{what}: {refused:?}");
+        let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+        assert_eq!(next.expect("answered in time"), Ok(None), "{what}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "{what}: a connection anew");
+    }
+}
+
 /// A peer that closes every connection at once: callers arriving while one connects wait for
 /// that attempt (and its one retry) and share its failure, rather than each connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
