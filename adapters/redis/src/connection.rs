@@ -92,19 +92,11 @@ impl Connector {
         }
     }
 
-    /// TLS over TCP with the rustls configuration the `redis` crate would build: the
-    /// operator's CA only, or the webpki roots; the client certificate if given; SNI on.
+    /// TLS over TCP with the rustls configuration the `redis` crate would build (see
+    /// [`Connector::tls_config`]); SNI on.
     #[cfg(feature = "tls")]
     async fn tls(&self, host: &str, port: u16, insecure: bool) -> RedisResult<Box<dyn Stream>> {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-        let unusable = |e: String| {
-            RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "Unable to build client with TLS parameters provided.",
-                e,
-            ))
-        };
+        use rustls_pki_types::ServerName;
         if insecure {
             // As the `redis` crate answers `#insecure` without its `tls-rustls-insecure`.
             return Err(RedisError::from((
@@ -112,6 +104,33 @@ impl Connector {
                 "Cannot create insecure client without tls-rustls-insecure feature",
             )));
         }
+        let config = self.tls_config(crypto_provider())?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            RedisError::from((ErrorKind::InvalidClientConfig, "invalid host name", e.to_string()))
+        })?;
+        let tcp = tcp(host, port).await?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        Ok(Box::new(tls))
+    }
+
+    /// The rustls configuration of a connection, on `provider`: the operator's CA only, or the
+    /// webpki roots; the client certificate if given; rustls's safe default protocol versions.
+    /// A provider that cannot make one (no cipher suite for them) is an `InvalidClientConfig`
+    /// error, as is a certificate or key that does not parse.
+    #[cfg(feature = "tls")]
+    fn tls_config(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> RedisResult<rustls::ClientConfig> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let unusable = |e: String| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Unable to build client with TLS parameters provided.",
+                e,
+            ))
+        };
         let mut roots = rustls::RootCertStore::empty();
         match &self.root_ca_pem {
             Some(pem) => {
@@ -122,25 +141,40 @@ impl Connector {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-        let config = match &self.client_cert {
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| {
+                RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "the rustls crypto provider cannot make a TLS client configuration",
+                    e.to_string(),
+                ))
+            })?
+            .with_root_certificates(roots);
+        match &self.client_cert {
             Some((cert, key)) => {
                 let chain = CertificateDer::pem_slice_iter(cert)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| unusable(e.to_string()))?;
                 let key =
                     PrivateKeyDer::from_pem_slice(key).map_err(|e| unusable(e.to_string()))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| unusable(e.to_string()))?
+                builder.with_client_auth_cert(chain, key).map_err(|e| unusable(e.to_string()))
             }
-            None => builder.with_no_client_auth(),
-        };
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
-            RedisError::from((ErrorKind::InvalidClientConfig, "invalid host name", e.to_string()))
-        })?;
-        let tcp = tcp(host, port).await?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
-        Ok(Box::new(tls))
+            None => Ok(builder.with_no_client_auth()),
+        }
     }
+}
+
+/// The rustls crypto provider of `rediss://` connections: the process's default if the
+/// application installed one, else `ring` (the provider this crate compiles in), named
+/// explicitly and not installed as the process's default. (`rustls::ClientConfig::builder()`
+/// installed it, or panicked where rustls was built with more than one provider and the
+/// application had installed none.)
+#[cfg(feature = "tls")]
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 /// A TCP connection to `host`: its addresses tried together, the first to answer kept (as the
@@ -551,5 +585,47 @@ mod tests {
             assert_eq!(again.kind(), e.kind(), "{e:?}");
             assert_eq!(again.is_unrecoverable_error(), e.is_unrecoverable_error(), "{e:?}");
         }
+    }
+
+    /// A `rediss://` connection attempt installs no process-wide crypto provider: `ring` is
+    /// named for its configuration. `rustls::ClientConfig::builder()` installed it as the
+    /// process's default (and panicked, in the attempt's task, where rustls was built with
+    /// several providers and none was installed). Nothing else in this test binary installs
+    /// one.
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn a_tls_connection_installs_no_process_wide_crypto_provider() {
+        // A peer on 127.0.0.1 that closes each connection at once: the handshake fails.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(2) {
+                drop(stream);
+            }
+        });
+        let mut config =
+            RedisConfig::new(format!("rediss://127.0.0.1:{port}/"), b"0123456789abcdef");
+        config.connect_timeout = Duration::from_secs(2);
+        let store = crate::RedisStore::new(config).unwrap();
+        assert!(store.connection.ready().await.is_err(), "the peer closes every connection");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    }
+
+    /// A crypto provider that cannot make a TLS client configuration (no cipher suite) fails
+    /// the connection with an `InvalidClientConfig` error, not a panic.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_provider_without_cipher_suites_is_an_invalid_client_config() {
+        let config = RedisConfig::new("rediss://127.0.0.1:1/", b"0123456789abcdef");
+        let store = crate::RedisStore::new(config).unwrap();
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: Vec::new(),
+            ..rustls::crypto::ring::default_provider()
+        };
+        let e = store.connection.0.connector.tls_config(Arc::new(provider)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidClientConfig, "{e}");
+        assert!(e.to_string().contains("crypto provider"), "{e}");
+        let why = crate::errors::unavailable(e);
+        assert!(matches!(&why, credflow_reqwest::shared::StoreError::Refused(_)), "{why:?}");
     }
 }

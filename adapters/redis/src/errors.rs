@@ -27,8 +27,8 @@ pub(crate) enum Cause {
     ClientCertRequired,
     /// TLS: the server refused the client certificate (one of RFC 8446 §6.2's alerts for it).
     ClientCertRejected,
-    /// TLS: the client certificate and key could not be set up (a key that is not the
-    /// certificate's, say).
+    /// TLS: the connection's TLS configuration could not be built (a client key that is not
+    /// the certificate's, say, or a crypto provider that cannot make one).
     ClientCertUnusable,
     /// TLS: the server's certificate is not trusted (or not valid for it).
     ServerCertUntrusted,
@@ -89,8 +89,9 @@ pub(crate) fn cause(e: &RedisError) -> Cause {
     match e.kind() {
         ErrorKind::AuthenticationFailed => Cause::Authentication,
         _ if e.code() == Some("NOPERM") || refused_in_script => Cause::Permission,
-        // Building the connection's TLS configuration from the client certificate and key
-        // failed (it is built on connecting; the URL was checked when the store was built).
+        // Building the connection's TLS configuration (from the client certificate and key,
+        // on the crypto provider) failed: it is built on connecting; the URL was checked when
+        // the store was built.
         ErrorKind::InvalidClientConfig => Cause::ClientCertUnusable,
         _ if e.is_io_error()
             || e.is_timeout()
@@ -127,8 +128,9 @@ pub(crate) fn unavailable(e: RedisError) -> StoreError {
              authentication (RedisConfig::with_client_cert_pem)"
         )),
         Cause::ClientCertUnusable => refused(format!(
-            "TLS: the client certificate or key given with RedisConfig::with_client_cert_pem \
-             cannot be used: is the private key the certificate's? ({e})"
+            "TLS: the connection cannot be set up as configured ({e}); with a client \
+             certificate (RedisConfig::with_client_cert_pem): is the private key the \
+             certificate's?"
         )),
         Cause::ServerCertUntrusted => refused(format!(
             "TLS: the Redis server's certificate is not trusted ({e}); if a private CA signed \

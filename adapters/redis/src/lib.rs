@@ -127,13 +127,13 @@
 //!   server that authenticates its clients (mutual TLS, `tls-auth-clients yes`) gets the
 //!   client certificate and key of `RedisConfig::with_client_cert_pem` (feature `tls`; the
 //!   key is zeroized on drop and never shown by `Debug`).
-//!   This adapter sets no process-wide TLS default itself, but it builds each connection's
-//!   rustls configuration as the `redis` crate did, with `rustls::ClientConfig::builder()`
-//!   (this crate opens the connections, to read them through the reply bound), which takes the
-//!   process's default crypto provider and, if the application has installed none, installs
-//!   `ring` (the one provider compiled in) as that default at the first `rediss://`
-//!   connection. An application that wants its own provider installs it before building the
-//!   store.
+//!   Each connection's rustls configuration is built here (this crate opens the connections,
+//!   to read them through the reply bound), on the process's default crypto provider if the
+//!   application installed one (`CryptoProvider::install_default`, before the first
+//!   `rediss://` connection), else on `ring`, the provider this crate compiles in, named
+//!   explicitly: this adapter installs no process-wide default, and does not panic where
+//!   rustls was built with several providers and none was installed. A provider that cannot
+//!   make a TLS client configuration fails the connection (degraded mode, the reason logged).
 //! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET GETRANGE SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
