@@ -19,9 +19,10 @@ use crate::sharing::{PodName, TokenSharing};
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (feature `tls`), or a Unix
-    /// socket: `redis+unix:///path/to/redis.sock[?db=N][&user=…][&pass=…]`. `Debug` shows it
-    /// without its password (`***`), whichever of these forms holds it.
-    pub url: String,
+    /// socket: `redis+unix:///path/to/redis.sock[?db=N][&user=…][&pass=…]`. Zeroized on drop
+    /// (it may hold the password); `Debug` shows it without its password (`***`), whichever of
+    /// these forms holds it.
+    pub url: Zeroizing<String>,
     /// HMAC key that seals the token at rest (at least 16 bytes; the same on every process).
     pub fleet_key: Zeroizing<Vec<u8>>,
     /// When set, the token is also encrypted at rest (XChaCha20-Poly1305).
@@ -124,7 +125,7 @@ impl RedisConfig {
     /// Defaults for Redis at `url`, sealing tokens under `fleet_key`.
     pub fn new(url: impl Into<String>, fleet_key: &[u8]) -> Self {
         RedisConfig {
-            url: url.into(),
+            url: Zeroizing::new(url.into()),
             fleet_key: Zeroizing::new(fleet_key.to_vec()),
             encryption_key: None,
             prefix: "credflow".to_owned(),
@@ -197,12 +198,10 @@ impl RedisConfig {
     /// is still checked as without it: against the public webpki roots, or the CA of
     /// [`RedisConfig::with_root_ca_pem`].
     ///
-    /// This config's copy of the key is zeroized on drop and never shown by `Debug`. The redis
-    /// crate takes the PEM by value when the store is built, to check it (and frees that copy
-    /// without wiping it), then keeps the decoded key for as long as the store lives; the store
-    /// keeps this config, and decodes the key from it again for each connection it opens, for
-    /// rustls, which holds it for that connection's life: those copies are out of this crate's
-    /// reach.
+    /// This config's copy of the key is zeroized on drop and never shown by `Debug`; so is the
+    /// store's (it keeps this config). The `redis` crate never has the key: the store decodes
+    /// it from the PEM for each connection it opens, for rustls, which holds it for that
+    /// connection's life, beyond this crate's reach.
     ///
     /// Checked by [`RedisStore::new`]: a certificate PEM without a certificate, a key PEM
     /// without a private key, either one that does not parse, or a URL that is not

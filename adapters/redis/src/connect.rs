@@ -1,27 +1,73 @@
-//! The Redis client a [`RedisStore`](crate::RedisStore) connects with: the URL alone, or
-//! `rediss://` with the operator's root CA and client certificate, each checked when the store
-//! is built.
+//! Where a [`RedisStore`](crate::RedisStore) connects and how it authenticates: the URL read
+//! as the `redis` crate reads it, and with `rediss://` the operator's root CA and client
+//! certificate, each checked when the store is built.
 
-#[cfg(feature = "tls")]
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use zeroize::Zeroizing;
 
 use crate::{RedisConfig, SetupError};
 
-/// The Redis client for `config`: with the operator's root CA and client certificate when
-/// given.
-pub(crate) fn client(config: &RedisConfig) -> Result<redis::Client, SetupError> {
-    #[cfg(feature = "tls")]
-    if let Some(client) = tls_client(config)? {
-        return Ok(client);
-    }
-    redis::Client::open(config.url.as_str()).map_err(SetupError::Url)
+/// What the URL says: the address (with no TLS parameters: this crate builds each
+/// connection's TLS configuration itself), and the handshake, whose user and password are
+/// kept apart from it, wiped on drop.
+pub(crate) struct Target {
+    pub(crate) addr: ConnectionAddr,
+    /// The database and protocol; no user or password (see [`Target::handshake`]).
+    pub(crate) base: RedisConnectionInfo,
+    pub(crate) username: Option<Zeroizing<String>>,
+    pub(crate) password: Option<Zeroizing<String>>,
 }
 
-/// The `rediss://` client with the operator's root CA and/or client certificate, each checked
-/// first; `None` when neither is given (the URL alone says how to connect).
+impl Target {
+    /// The handshake of one connection attempt, with its own copy of the user and password
+    /// for the `redis` crate (which takes them as plain `String`s), wiped when the attempt ends
+    /// or is cut off.
+    pub(crate) fn handshake(&self) -> Handshake {
+        Handshake(RedisConnectionInfo {
+            username: self.username.as_deref().cloned(),
+            password: self.password.as_deref().cloned(),
+            ..self.base.clone()
+        })
+    }
+}
+
+/// One connection attempt's handshake information (see [`Target::handshake`]): its user and
+/// password wiped on drop.
+pub(crate) struct Handshake(pub(crate) RedisConnectionInfo);
+
+impl Handshake {
+    fn wipe(&mut self) {
+        use zeroize::Zeroize;
+        self.0.username.zeroize();
+        self.0.password.zeroize();
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+/// Reads `config`'s URL, and checks the operator's root CA and client certificate when given.
+/// The user and password the `redis` crate parses from the URL are moved into wiped
+/// containers at once. (The URL parser's own copies of the URL's text are freed unwiped,
+/// inside the `redis` and `url` crates: beyond this crate's reach.)
+pub(crate) fn target(config: &RedisConfig) -> Result<Target, SetupError> {
+    let info = config.url.as_str().into_connection_info().map_err(SetupError::Url)?;
+    let redis::ConnectionInfo { addr, redis: mut base } = info;
+    let username = base.username.take().map(Zeroizing::new);
+    let password = base.password.take().map(Zeroizing::new);
+    #[cfg(feature = "tls")]
+    check_tls(config, &addr)?;
+    Ok(Target { addr, base, username, password })
+}
+
+/// Checks the `rediss://` root CA and client certificate, when given: both halves of the
+/// client certificate set, a `rediss://` URL, every PEM holding what it should and parsing,
+/// each root CA certificate a trust anchor rustls takes.
 #[cfg(feature = "tls")]
-fn tls_client(config: &RedisConfig) -> Result<Option<redis::Client>, SetupError> {
-    use redis::IntoConnectionInfo;
+fn check_tls(config: &RedisConfig, addr: &ConnectionAddr) -> Result<(), SetupError> {
     let client_cert = match (&config.client_cert_pem, &config.client_key_pem) {
         (None, None) => None,
         (Some(cert), Some(key)) => Some((cert, key)),
@@ -41,10 +87,9 @@ fn tls_client(config: &RedisConfig) -> Result<Option<redis::Client>, SetupError>
         }
     };
     if config.root_ca_pem.is_none() && client_cert.is_none() {
-        return Ok(None);
+        return Ok(());
     }
-    let info = config.url.as_str().into_connection_info().map_err(SetupError::Url)?;
-    if !matches!(info.addr, redis::ConnectionAddr::TcpTls { .. }) {
+    if !matches!(addr, ConnectionAddr::TcpTls { .. }) {
         return Err(if config.root_ca_pem.is_some() {
             SetupError::RootCa("a root CA needs a rediss:// URL".to_owned())
         } else {
@@ -53,25 +98,30 @@ fn tls_client(config: &RedisConfig) -> Result<Option<redis::Client>, SetupError>
     }
     if let Some(pem) = &config.root_ca_pem {
         check_certificates(pem).map_err(|e| SetupError::RootCa(format!("the PEM {e}")))?;
+        check_trust_anchors(pem).map_err(SetupError::RootCa)?;
     }
-    let client_tls = match client_cert {
-        Some((cert, key)) => {
-            check_certificates(cert)
-                .map_err(|e| SetupError::ClientCert(format!("the certificate PEM {e}")))?;
-            check_private_key(key).map_err(SetupError::ClientCert)?;
-            Some(redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.to_vec() })
-        }
-        None => None,
-    };
-    let with_client_cert = client_tls.is_some();
-    let certificates = redis::TlsCertificates { client_tls, root_cert: config.root_ca_pem.clone() };
-    redis::Client::build_with_tls(info, certificates).map(Some).map_err(|e| {
-        if with_client_cert {
-            SetupError::ClientCert(e.to_string())
-        } else {
-            SetupError::RootCa(e.to_string())
-        }
-    })
+    if let Some((cert, key)) = client_cert {
+        check_certificates(cert)
+            .map_err(|e| SetupError::ClientCert(format!("the certificate PEM {e}")))?;
+        check_private_key(key).map_err(SetupError::ClientCert)?;
+    }
+    Ok(())
+}
+
+/// `Ok` if rustls takes every certificate of `pem` (which [`check_certificates`] passed) as a
+/// trust anchor, as each connection adds them to its root store.
+#[cfg(feature = "tls")]
+fn check_trust_anchors(pem: &[u8]) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("the PEM does not parse: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the PEM holds a certificate that is not a trust anchor: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `Ok` if `pem` holds at least one `CERTIFICATE` block and every one parses; otherwise what is
@@ -106,5 +156,84 @@ fn check_private_key(pem: &[u8]) -> Result<(), String> {
                                          EC PRIVATE KEY block"
             .to_owned()),
         Err(e) => Err(format!("the key PEM does not parse: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store keeps the URL's user and password in wiped containers, apart from what the
+    /// `redis` crate gets; its address carries no TLS parameters (the client key).
+    #[test]
+    fn the_target_keeps_the_password_apart() {
+        let config = RedisConfig::new("redis://app:hunter2@127.0.0.1:1/2", b"0123456789abcdef");
+        let target = target(&config).unwrap();
+        assert_eq!(
+            (target.base.username.as_deref(), target.base.password.as_deref()),
+            (None, None)
+        );
+        assert_eq!(target.username.as_deref().map(String::as_str), Some("app"));
+        assert_eq!(target.password.as_deref().map(String::as_str), Some("hunter2"));
+        assert_eq!(target.base.db, 2);
+    }
+
+    /// An attempt's copy of the user and password, given to the `redis` crate, is wiped.
+    #[test]
+    fn a_handshake_copy_is_wiped() {
+        let url = "redis+unix:///run/redis.sock?user=app&pass=hunter2&db=3";
+        let target = target(&RedisConfig::new(url, b"0123456789abcdef")).unwrap();
+        let mut handshake = target.handshake();
+        assert_eq!(handshake.0.username.as_deref(), Some("app"));
+        assert_eq!(handshake.0.password.as_deref(), Some("hunter2"));
+        assert_eq!(handshake.0.db, 3);
+        handshake.wipe();
+        assert_eq!(
+            (handshake.0.username.as_deref(), handshake.0.password.as_deref()),
+            (None, None)
+        );
+        // The store's own copies stay, for the next attempt.
+        assert_eq!(target.handshake().0.password.as_deref(), Some("hunter2"));
+    }
+
+    /// A throwaway self-signed certificate and its key (PEM), made by the `openssl` command as
+    /// the integration tests make theirs.
+    #[cfg(feature = "tls")]
+    fn self_signed() -> (Vec<u8>, Vec<u8>) {
+        let dir =
+            std::env::temp_dir().join(format!("credflow-redis-connect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=credflow-redis test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl command is installed (apt-get install -y openssl)");
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        let pems = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+        let _ = std::fs::remove_dir_all(dir);
+        pems
+    }
+
+    /// With a root CA and a client certificate, checked, the address the connections are made
+    /// to carries no TLS parameters: the `redis` crate never has the decoded client key (it
+    /// kept it, from `build_with_tls`, for as long as the store lived).
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_redis_crate_never_has_the_client_key() {
+        let (cert, key) = self_signed();
+        let config = RedisConfig::new("rediss://app:hunter2@127.0.0.1:1/", b"0123456789abcdef")
+            .with_root_ca_pem(cert.clone())
+            .with_client_cert_pem(cert, key);
+        let target = target(&config).unwrap();
+        assert!(
+            matches!(&target.addr, ConnectionAddr::TcpTls { tls_params: None, .. }),
+            "{:?}",
+            target.addr
+        );
+        assert_eq!(target.base.password, None);
     }
 }

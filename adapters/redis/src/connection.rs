@@ -17,14 +17,15 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError,
-    RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, Value,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::RedisConfig;
 use crate::bounded::Bounded;
+use crate::connect::Target;
 
 /// The pause before the second connection attempt (`ConnectionManager`'s longest back-off as
 /// this crate set it).
@@ -40,9 +41,12 @@ const STALLED_AFTER: u32 = 2;
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
-/// How to reach Redis: the address and handshake the URL gives, and the TLS material.
+/// How to reach Redis: the address and handshake the URL gives (the user and password wiped on
+/// drop, and given to the `redis` crate only as a copy for each attempt's handshake, wiped
+/// after it), and the TLS material (the client key wiped on drop; the `redis` crate never has
+/// it).
 struct Connector {
-    info: ConnectionInfo,
+    target: Target,
     connect_timeout: Duration,
     response_timeout: Duration,
     #[cfg(feature = "tls")]
@@ -58,7 +62,9 @@ impl Connector {
         let attempt = async {
             let stream = Bounded::new(self.stream().await?);
             let config = AsyncConnectionConfig::new().set_response_timeout(self.response_timeout);
-            MultiplexedConnection::new_with_config(&self.info.redis, stream, config).await
+            // Wiped when the handshake is done, or cut off by the timeout.
+            let handshake = self.target.handshake();
+            MultiplexedConnection::new_with_config(&handshake.0, stream, config).await
         };
         let (con, driver) = tokio::time::timeout(self.connect_timeout, attempt)
             .await
@@ -68,7 +74,7 @@ impl Connector {
     }
 
     async fn stream(&self) -> RedisResult<Box<dyn Stream>> {
-        match &self.info.addr {
+        match &self.target.addr {
             ConnectionAddr::Tcp(host, port) => Ok(Box::new(tcp(host, *port).await?)),
             #[cfg(feature = "tls")]
             ConnectionAddr::TcpTls { host, port, insecure, .. } => {
@@ -297,10 +303,10 @@ struct Inner {
 }
 
 impl Connection {
-    /// Does not connect yet.
-    pub(crate) fn new(client: &redis::Client, config: &RedisConfig) -> Self {
+    /// To `target`, as `config` says. Does not connect yet.
+    pub(crate) fn new(target: Target, config: &RedisConfig) -> Self {
         let connector = Connector {
-            info: client.get_connection_info().clone(),
+            target,
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             #[cfg(feature = "tls")]
@@ -552,7 +558,7 @@ impl ConnectionLike for Connection {
     }
 
     fn get_db(&self) -> i64 {
-        self.0.connector.info.redis.db
+        self.0.connector.target.base.db
     }
 }
 

@@ -139,6 +139,10 @@
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
 //!   once), plus `SELECT` for a database other than 0. The test suite runs the fleet as such a user with the default user
 //!   disabled, and shows each of these is needed.
+//! - The URL ([`RedisConfig::url`]) and the store's copies of the user and password read from
+//!   it are zeroized on drop, and never shown by `Debug`. The `redis` crate gets a copy of them
+//!   for each connection's handshake, wiped when it is done; the `AUTH` command it builds from
+//!   it, and the URL parser's own copies, are freed unwiped, beyond this crate's reach.
 //! - A wrong password, a missing permission, an untrusted server certificate, or a client
 //!   certificate missing, refused by the server or not matching its key puts the client in
 //!   degraded mode at once, with the cause and the fix in its log line.
@@ -183,7 +187,7 @@ use redis::Script;
 
 use crate::at_rest::Keys;
 pub use crate::config::{RedisConfig, SetupError};
-use crate::connect::client;
+use crate::connect::target;
 use crate::connection::Connection;
 use crate::errors::unavailable;
 use crate::token::Newest;
@@ -269,11 +273,11 @@ impl RedisStore {
         {
             return Err(SetupError::Timing);
         }
-        let client = client(&config)?;
+        let target = target(&config)?;
         let keys =
             Keys { fleet: config.fleet_key.clone(), encryption: config.encryption_key.clone() };
         Ok(RedisStore {
-            connection: Connection::new(&client, &config),
+            connection: Connection::new(target, &config),
             keys,
             acquire: Script::new(scripts::ACQUIRE),
             publish: Script::new(scripts::PUBLISH),

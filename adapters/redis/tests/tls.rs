@@ -96,6 +96,12 @@ fn a_root_ca_is_checked_when_the_store_is_built() {
             b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
             "does not parse",
         ),
+        // A PEM block that decodes, but not to a certificate rustls takes as a trust anchor.
+        (
+            "rediss://127.0.0.1:1/",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "trust anchor",
+        ),
     ] {
         match build(url, pem) {
             Err(SetupError::RootCa(e)) => assert!(e.contains(says), "{url}: {e}"),
