@@ -41,9 +41,11 @@ pub struct RedisConfig {
     /// waiting when the client gives up on it counts as unreachable, and the client degrades
     /// instead of fetching alone).
     pub max_wait: Duration,
-    /// Connection timeout (default 1 s).
+    /// Connection timeout (default 1 s; at least 1 ms, at most
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT), a minute).
     pub connect_timeout: Duration,
-    /// Timeout of one command (default 500 ms).
+    /// Timeout of one command (default 500 ms; at least 1 ms, at most
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT), a minute).
     pub response_timeout: Duration,
     /// One token and budget for the fleet (default), or one per pod: see [`TokenSharing`].
     pub token_sharing: TokenSharing,
@@ -243,8 +245,11 @@ pub enum SetupError {
     Url(redis::RedisError),
     /// The fleet key is shorter than 16 bytes.
     FleetKeyTooShort,
-    /// The lease is zero, or the poll interval is zero or not shorter than the lease.
-    Timing,
+    /// A duration out of its bounds, named with them: the lease is zero or longer than
+    /// [`MAX_LEASE_TTL`](crate::MAX_LEASE_TTL), the poll interval zero or not shorter than the
+    /// lease, or the connect or response timeout shorter than 1 ms or longer than
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT).
+    Timing(String),
     /// The root CA given with `RedisConfig::with_root_ca_pem` holds no certificate, or one that
     /// does not parse, or the URL is not `rediss://`.
     RootCa(String),
@@ -263,9 +268,7 @@ impl fmt::Display for SetupError {
                 "the fleet key must be at least {} bytes",
                 credflow_core::snapshot::MIN_KEY_LEN
             ),
-            SetupError::Timing => f.write_str(
-                "lease_ttl must be positive and at most an hour, and poll_interval shorter than it",
-            ),
+            SetupError::Timing(e) => f.write_str(e),
             SetupError::RootCa(e) => write!(f, "root CA for rediss://: {e}"),
             SetupError::ClientCert(e) => write!(f, "client certificate for rediss://: {e}"),
         }

@@ -260,6 +260,17 @@ pub const MAX_REPLY_LEN: usize = bounded::MAX_REPLY_LEN;
 /// failed every acquire, a configuration mistake read as an unreachable store.
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(3600);
 
+/// The longest [`RedisConfig::connect_timeout`] and [`RedisConfig::response_timeout`]
+/// accepted, a minute: every caller waits for the connection attempt under way (each within
+/// its own limit on a call), so one that stalls keeps the store unusable until its timeout;
+/// and a reply that stalls is seen as such only once its timeout has passed (commands whose
+/// callers gave up are followed until then). Longer than any Redis that answers at all needs.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shortest [`RedisConfig::connect_timeout`] and [`RedisConfig::response_timeout`]
+/// accepted: zero (or a few nanoseconds) failed every connection, or every command.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 impl RedisStore {
     /// A store for Redis as `config` says. Does not connect yet.
     pub fn new(config: RedisConfig) -> Result<Self, SetupError> {
@@ -271,7 +282,21 @@ impl RedisStore {
             || config.poll_interval.is_zero()
             || config.poll_interval >= config.lease_ttl
         {
-            return Err(SetupError::Timing);
+            return Err(SetupError::Timing(
+                "lease_ttl must be positive and at most an hour, and poll_interval shorter than it"
+                    .to_owned(),
+            ));
+        }
+        for (field, timeout) in [
+            ("connect_timeout", config.connect_timeout),
+            ("response_timeout", config.response_timeout),
+        ] {
+            if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&timeout) {
+                return Err(SetupError::Timing(format!(
+                    "{field} must be at least {MIN_TIMEOUT:?} and at most {MAX_TIMEOUT:?} (it is \
+                     {timeout:?})"
+                )));
+            }
         }
         let target = target(&config)?;
         let keys =
@@ -385,11 +410,11 @@ mod tests {
         ));
         let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
         config.poll_interval = config.lease_ttl;
-        assert!(matches!(RedisStore::new(config), Err(SetupError::Timing)));
+        assert!(matches!(RedisStore::new(config), Err(SetupError::Timing(_))));
         for lease_ttl in [MAX_LEASE_TTL + Duration::from_millis(1), Duration::MAX] {
             let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
             config.lease_ttl = lease_ttl;
-            assert!(matches!(RedisStore::new(config), Err(SetupError::Timing)), "{lease_ttl:?}");
+            assert!(matches!(RedisStore::new(config), Err(SetupError::Timing(_))), "{lease_ttl:?}");
         }
         let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
         config.lease_ttl = MAX_LEASE_TTL;
@@ -398,5 +423,35 @@ mod tests {
             RedisStore::new(RedisConfig::new("nope://", b"0123456789abcdef")),
             Err(SetupError::Url(_))
         ));
+    }
+
+    /// The connect and response timeouts are checked: at least 1 ms, at most [`MAX_TIMEOUT`];
+    /// the error names the field and its limits.
+    #[test]
+    fn timeouts_are_validated() {
+        for field in ["connect_timeout", "response_timeout"] {
+            let with = |timeout| {
+                let mut config = RedisConfig::new("redis://127.0.0.1:1", b"0123456789abcdef");
+                match field {
+                    "connect_timeout" => config.connect_timeout = timeout,
+                    _ => config.response_timeout = timeout,
+                }
+                RedisStore::new(config)
+            };
+            let past_max = MAX_TIMEOUT + Duration::from_millis(1);
+            for timeout in [Duration::ZERO, Duration::from_nanos(999_999), past_max, Duration::MAX]
+            {
+                match with(timeout) {
+                    Err(e @ SetupError::Timing(_)) => {
+                        let said = e.to_string();
+                        assert!(said.contains(field) && said.contains("at most 60s"), "{said}");
+                    }
+                    other => panic!("{field} {timeout:?}: {other:?}"),
+                }
+            }
+            for timeout in [MIN_TIMEOUT, MAX_TIMEOUT] {
+                assert!(with(timeout).is_ok(), "{field} {timeout:?}");
+            }
+        }
     }
 }
