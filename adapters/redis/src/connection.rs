@@ -8,8 +8,9 @@
 //! after 200 ms, every command bounded by [`RedisConfig::response_timeout`], and a connection
 //! that failed as dropped (reset, aborted, closed, a reply past the bound, a parse error) or
 //! whose task ended (its runtime shut down too) replaced by the next call; unlike
-//! `ConnectionManager`, so is one that left two commands in a row unanswered (timed out, or
-//! given up by their callers), and one whose server answered that it is a replica
+//! `ConnectionManager`, so is one that left two commands in a row unanswered past the
+//! response timeout (whether or not their callers waited that long), and one whose server
+//! answered that it is a replica
 //! (`READONLY`, `MASTERDOWN`: a primary demoted by a failover).
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -449,33 +450,44 @@ impl Connection {
         }
     }
 
-    /// Sends one command (or pipeline) with `send` on the connection, and tells
-    /// [`after`](Self::after) how it went, also when the caller gives up on it first (the
-    /// client bounds each store call, at 1 s, which may come before the response timeout): a
-    /// command dropped unanswered counts as timed out, so a stall is seen whichever limit ends
-    /// the call. (A reply that was only slow costs, at worst, one reconnect per two such calls
-    /// in a row.)
-    async fn call<T: Replies, F>(
-        &self,
-        send: impl FnOnce(MultiplexedConnection) -> F,
-    ) -> RedisResult<T>
+    /// Sends one command (or pipeline) with `send` on the connection, in a task of its own
+    /// that follows it to its end, its reply or its response timeout, and tells
+    /// [`after`](Self::after) how it went; the caller awaits that task. A caller that gives up
+    /// first (the client bounds each store call, at 1 s, which may come before the response
+    /// timeout) does not cut it short: its command counts as unanswered only once the response
+    /// timeout has passed since it was sent with no reply, so a reply only slow (within the
+    /// timeout) never lets a connection go, and a stall is still seen, at the timeout, whichever
+    /// limit ended the calls. (Counted as unanswered when dropped, two callers giving up in a
+    /// row let a healthy connection go, and one slow reply made every command queued behind it
+    /// count.) At most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT) per command: the tasks of a stalled
+    /// connection are bounded by the calls made in that time.
+    async fn call<T, F>(&self, send: impl FnOnce(MultiplexedConnection) -> F) -> RedisResult<T>
     where
-        F: Future<Output = RedisResult<T>>,
+        T: Replies + Send + 'static,
+        F: Future<Output = RedisResult<T>> + Send + 'static,
     {
         let live = self.live().await?;
-        let mut pending = Pending { connection: self, live: &live, settled: false };
-        let result = send(live.con.clone()).await;
-        let outcome = match &result {
-            Err(e) if e.is_timeout() => Outcome::TimedOut,
-            Err(e) if e.is_unrecoverable_error() || on_a_replica(e.code()) => Outcome::Broken,
-            // A server's error comes as a reply (`Value::ServerError`), made an error only when
-            // the caller reads it.
-            Ok(replies) if replies.says_replica() => Outcome::Broken,
-            // Answered, if only with an error: the connection carries replies.
-            _ => Outcome::Answered,
-        };
-        pending.settle(outcome);
-        result
+        let command = send(live.con.clone());
+        let connection = self.clone();
+        let followed = tokio::spawn(async move {
+            let result = command.await;
+            let outcome = match &result {
+                Err(e) if e.is_timeout() => Outcome::TimedOut,
+                Err(e) if e.is_unrecoverable_error() || on_a_replica(e.code()) => Outcome::Broken,
+                // A server's error comes as a reply (`Value::ServerError`), made an error only
+                // when the caller reads it.
+                Ok(replies) if replies.says_replica() => Outcome::Broken,
+                // Answered, if only with an error: the connection carries replies.
+                _ => Outcome::Answered,
+            };
+            connection.after(&live, outcome);
+            result
+        });
+        followed.await.unwrap_or_else(|e| {
+            // Its runtime shut down (the caller's own, so the caller is going too), or it
+            // panicked: no outcome to count.
+            Err(RedisError::from(std::io::Error::other(format!("the command's task ended: {e}"))))
+        })
     }
 }
 
@@ -516,32 +528,11 @@ enum Outcome {
     Broken,
 }
 
-/// A command sent and not yet settled: dropped unsettled (its caller gave up on it), it counts
-/// as timed out.
-struct Pending<'a> {
-    connection: &'a Connection,
-    live: &'a Live,
-    settled: bool,
-}
-
-impl Pending<'_> {
-    fn settle(&mut self, outcome: Outcome) {
-        self.connection.after(self.live, outcome);
-        self.settled = true;
-    }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.connection.after(self.live, Outcome::TimedOut);
-        }
-    }
-}
-
 impl ConnectionLike for Connection {
+    // The command is copied for the task that follows it (see `call`).
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.call(move |mut con| async move { con.send_packed_command(cmd).await }))
+        let cmd = cmd.clone();
+        Box::pin(self.call(move |mut con| async move { con.send_packed_command(&cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -550,11 +541,10 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(
-            self.call(
-                move |mut con| async move { con.send_packed_commands(cmd, offset, count).await },
-            ),
-        )
+        let cmd = cmd.clone();
+        Box::pin(self.call(move |mut con| async move {
+            con.send_packed_commands(&cmd, offset, count).await
+        }))
     }
 
     fn get_db(&self) -> i64 {

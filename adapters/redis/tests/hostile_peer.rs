@@ -61,9 +61,19 @@ fn hostile_peer(
     unit: &'static [u8],
     cap: usize,
 ) -> (String, mpsc::Receiver<Outcome>) {
+    let (url, outcome, _) = hostile_peer_counted(head, unit, cap);
+    (url, outcome)
+}
+
+/// [`hostile_peer`], and how many connections it accepted so far.
+fn hostile_peer_counted(
+    head: &'static [u8],
+    unit: &'static [u8],
+    cap: usize,
+) -> (String, mpsc::Receiver<Outcome>, Arc<AtomicUsize>) {
     let armed = AtomicBool::new(true);
     let (report, outcome) = mpsc::channel();
-    let (url, _) = peer(move |stream, _| {
+    let (url, accepted) = peer(move |stream, _| {
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
         while let Some(name) = command(&mut reader) {
@@ -86,7 +96,7 @@ fn hostile_peer(
             }
         }
     });
-    (url, outcome)
+    (url, outcome, accepted)
 }
 
 /// The next command's name (upper case), `None` once the connection is closed.
@@ -257,8 +267,14 @@ async fn a_reply_within_the_bounds_is_read_as_any_other() {
 /// A peer whose first script call gets the first element of a two-element array, then nothing
 /// (it holds the connection open); later calls, on other connections, are answered.
 fn stalling_peer() -> (String, mpsc::Receiver<Outcome>) {
+    let (url, outcome, _) = stalling_peer_counted();
+    (url, outcome)
+}
+
+/// [`stalling_peer`], and how many connections it accepted so far.
+fn stalling_peer_counted() -> (String, mpsc::Receiver<Outcome>, Arc<AtomicUsize>) {
     const HEAD: &[u8] = b"*2\r\n:0\r\n";
-    hostile_peer(HEAD, b":", HEAD.len())
+    hostile_peer_counted(HEAD, b":", HEAD.len())
 }
 
 /// A reply that stops coming (a peer gone silent mid-reply, with no reset: a partition, a
@@ -422,20 +438,64 @@ fn a_connection_whose_runtime_shut_down_is_replaced() {
 }
 
 /// A reply that stalls, its calls given up by their caller before the response timeout (the
-/// client's bound on a store call, shorter than a long `response_timeout`): two such calls in a
-/// row let the connection go, as two timeouts do, and the next call is answered on a new one.
+/// client's bound on a store call, shorter than a long `response_timeout`): once the response
+/// timeout has passed since they were sent, two such calls in a row let the connection go, as
+/// two timeouts do, and the next call is answered on a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_given_up_on_a_stalled_reply_let_the_connection_go() {
-    let (url, _outcome) = stalling_peer();
-    let store = store_at(url, |c| c.response_timeout = Duration::from_secs(30));
+    let (url, _outcome, accepted) = stalling_peer_counted();
+    let response_timeout = Duration::from_secs(1);
+    let store = store_at(url, |c| c.response_timeout = response_timeout);
     let scope = scope_of("stalled-peer-given-up");
     let limit = Duration::from_millis(300);
     for call in ["first", "second"] {
         let stalled = tokio::time::timeout(limit, store.hold(&scope)).await;
         assert!(stalled.is_err(), "the {call} call was answered: {stalled:?}");
     }
+    tokio::time::sleep(response_timeout + Duration::from_millis(500)).await;
     let next = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
     assert_eq!(next.expect("answered in time"), Ok(None));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a connection anew");
+}
+
+/// A peer that answers every script call `delay` late (each connection's in turn, as Redis
+/// does), and the rest at once; returns its URL and the connections it accepted.
+fn slow_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    peer(move |stream, _| {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        while let Some(name) = command(&mut reader) {
+            let reply = match &name[..] {
+                b"EVALSHA" | b"EVAL" => {
+                    std::thread::sleep(delay);
+                    NO_HOLD
+                }
+                _ => b"+OK\r\n",
+            };
+            if writer.write_all(reply).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Calls given up by their callers early (the client's bound on a store call, shorter than a
+/// long `response_timeout`), on a Redis that answers slowly but within the response timeout,
+/// do not let the connection go: each command counts as unanswered only once the response
+/// timeout has passed since it was sent, and these are answered before. Counted as unanswered
+/// when dropped, two such calls in a row made the next call connect anew, and so on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_given_up_before_a_slow_reply_keep_the_connection() {
+    let (url, accepted) = slow_peer(Duration::from_millis(300));
+    let store = store_at(url, |c| c.response_timeout = Duration::from_secs(5));
+    let scope = scope_of("slow-peer-given-up");
+    for call in 0..4 {
+        let given_up = tokio::time::timeout(Duration::from_millis(100), store.hold(&scope)).await;
+        assert!(given_up.is_err(), "call {call} was answered: {given_up:?}");
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(5), store.hold(&scope)).await;
+    assert_eq!(answered.expect("answered in time"), Ok(None));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, kept");
 }
 
 /// A peer that closes each connection after answering one script call (a Redis restarted, a
