@@ -33,9 +33,13 @@ use crate::connect::Target;
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// Commands in a row left unanswered past the response timeout on one connection, after
-/// which it is let go. Not one: a lone timeout may be a slow Redis, or a lost reply on a
-/// connection that still carries commands (the release of a lease after its acquire went
-/// unanswered is sent on it).
+/// which it is let go. Not one: a lone timeout may be a slow Redis, or one reply lost on a
+/// connection that still carries the others, and a reconnect for each would cost a new
+/// connection (and handshake) per slow reply. (The release of a lease whose acquire went
+/// unanswered, [`FenceGuard`](crate::fence::FenceGuard), is sent on whichever connection is in
+/// use when it goes: the acquire's, unless that one was let go by then (the acquire's timeout
+/// the second in a row, say), then a new one. Either does: it is a compare-and-delete on the
+/// lease key, on any connection; this count is not what keeps it on the acquire's.)
 const STALLED_AFTER: u32 = 2;
 
 /// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
