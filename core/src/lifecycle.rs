@@ -497,6 +497,13 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         }
     }
 
+    /// The token held, usable or not: past its usable-until point it is no longer handed out,
+    /// but a request sent with it may still be answered (and the answer echo it) until
+    /// [`handle_timeout`](Self::handle_timeout) drops it.
+    pub(crate) fn held(&self) -> Option<&AccessToken<N, S>> {
+        self.current.as_ref().map(|held| &held.token)
+    }
+
     /// The usable token's generation and the instants that govern it, if one is usable at `now`.
     pub fn token_times(&self, now: Instant) -> Option<TokenTimes> {
         match &self.current {

@@ -29,10 +29,13 @@
 //! - **The marker may not fit.** When replacing a short value with the longer marker would
 //!   overflow a bounded text, the text is cut at its end to make room: the marker is never
 //!   dropped, text after it may be.
-//! - **Only what the session knows.** A token the session no longer holds (dropped after the
-//!   API refused it) and an assertion older than the last token request are not masked after the
-//!   fact; the session masks what it stores at the moment it receives it, while it still holds
-//!   them.
+//! - **Only what the session knows.** The token is the one the session holds, also in its last
+//!   seconds past its usable-until point (an answer to a request sent with it may arrive then).
+//!   A token the session no longer holds (replaced, or dropped after the API refused it) and an
+//!   assertion older than the last token request are not masked after the fact; the session
+//!   masks what it stores at the moment it receives it, while it still holds them. An adapter
+//!   whose requests may outlive their token keeps it a while and masks it with
+//!   [`Session::mask_in_failures`](crate::session::Session::mask_in_failures).
 //!
 //! Scanning is bounded by the text's length times the number of values, without allocation: each
 //! value is streamed (base64, percent-encoding and HMAC as the token request writes them) against

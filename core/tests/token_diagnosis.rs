@@ -355,3 +355,44 @@ fn api_echoes_of_the_token_are_masked() {
     let events = format!("{:?}", core::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
     assert!(!events.contains(token), "{events}");
 }
+
+/// An answer that arrives after the token it was sent with stopped being handed out (its
+/// usable-until point, seconds before it expires) still echoes that token: masked with the
+/// token the session holds, usable or not.
+#[test]
+fn an_answer_in_a_tokens_last_seconds_is_masked_with_it() {
+    let token = "TOKEN-ONE-aaaa-0123456789";
+    let mut s = session(AuthMethod::ClientSecretBasic);
+    let (ticket, _) = send_token_request(&mut s, secs(0));
+    let body = format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#);
+    s.handle_token_response(secs(0), ticket, 200, &[("a", "b")], body.as_bytes());
+    let times = s.token(secs(0)).map(|(_, times)| times).expect("a token");
+    assert!(times.usable_until < times.expires_at, "{times:?}");
+    let sent = times.usable_until.saturating_sub(Duration::from_secs(1));
+    let answered = times.usable_until.saturating_add(Duration::from_millis(500));
+    assert!(answered < times.expires_at);
+    let host = HostKey::from_host("api.example");
+    // A 403 and a 503 (no retry: past the request's deadline) echo it in their message and
+    // correlation id.
+    for status in [403, 503] {
+        let mut spec = RequestSpec::new(Method::Get, host);
+        spec.deadline = Some(answered);
+        let mut req = s.begin(sent, spec);
+        assert!(matches!(s.authorize(sent, &mut req), Authorize::Send { .. }));
+        assert!(s.token(answered).is_none(), "no longer handed out");
+        let headers = [("ININ-Correlation-Id", token)];
+        let body = format!(
+            r#"{{"message":"token {token} lacks it","code":"not.allowed","status":{status}}}"#
+        );
+        match s.handle_response(answered, &mut req, status, &headers[..], body.as_bytes()) {
+            Verdict::Fail(error) => {
+                let detail = s.error_detail(error);
+                let shown = format!("{error} {detail} {detail:?}");
+                assert!(!shown.contains(token) && shown.contains("[redacted]"), "{shown}");
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+        let printed = s.secrets(answered).redacted(&body).to_string();
+        assert!(!printed.contains(token), "{printed}");
+    }
+}

@@ -25,8 +25,8 @@ use credflow_core::lifecycle::Generation;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Fingerprint;
 use credflow_core::session::{
-    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, Event, HostKey, RetryReason, Session,
-    SetupError, TokenEndpoint, WaitReason,
+    ApiError, ApiErrorKind, Counters, ENDPOINT_CAPACITY, ErrorDetail, Event, HostKey, RetryReason,
+    Session, SetupError, TokenEndpoint, WaitReason,
 };
 use credflow_core::{Duration, Instant, Priority, UnixTime, WallClock};
 use reqwest::header::HeaderValue;
@@ -296,6 +296,21 @@ impl SessionCell {
                 ),
             },
         )
+    }
+
+    /// What the server said about the session's failure `e`
+    /// ([`error_detail`](CoreSession::error_detail)), with the tokens replaced last masked in
+    /// it too (its message, correlation id, code, diagnosis): a request sent with one may be
+    /// answered after a refresh replaced it or its usable-until point passed, and the session
+    /// masked the answer with the token it holds only.
+    fn detail(&mut self, e: ApiError) -> ErrorDetail<'_> {
+        let now = tokio::time::Instant::now();
+        for (token, expires_at) in &self.retired {
+            if *expires_at > now {
+                self.core.mask_in_failures(token.as_str());
+            }
+        }
+        self.core.error_detail(e)
     }
 
     /// `text` with the tokens replaced last masked, as [`Client::redact`] masks them: for what

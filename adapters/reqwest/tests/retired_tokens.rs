@@ -54,3 +54,72 @@ async fn the_tokens_replaced_last_are_masked_too() {
     let shown = client.redact_cut_bytes(cut.as_bytes()).into_owned();
     assert_eq!(String::from_utf8(shown).unwrap(), "error: [redacted]");
 }
+
+/// A request sent with a token the client replaced while it was in flight (a refresh) is
+/// answered with a 403 or a 500 that echoes that token, in its message (whole, and cut at the
+/// 256 bytes the message is kept to) and its correlation id (cut at 64 bytes): the error's
+/// text, correlation id, code and diagnosis mask it, cut echoes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_echoing_the_token_a_refresh_replaced_is_masked() {
+    // Longer than a correlation id: its echo there is cut.
+    let first = format!("TOKEN-ONE-{}", "a".repeat(80));
+    let issued = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&issued);
+    let token_one = first.clone();
+    let server = Hostile::start(move |request| {
+        if request.path() == "/oauth/token" {
+            let token = match count.fetch_add(1, Ordering::SeqCst) {
+                0 => token_one.clone(),
+                n => format!("TOKEN-TWO-{n}-bbbbbbbbbbbbbbbb"),
+            };
+            let body =
+                format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#);
+            return Reply::json(200, &body);
+        }
+        let sent = request.header("authorization").unwrap_or_default();
+        let sent = sent.trim_start_matches("Bearer ").to_owned();
+        let status = if request.path().ends_with("/forbidden") { 403 } else { 500 };
+        // The message: the token whole, then again where the message is cut (256 bytes).
+        let message = format!("token {sent} refused; {} {sent}", "x".repeat(100));
+        let body = format!(r#"{{"message":"{message}","code":"{sent}","status":{status}}}"#);
+        Reply::json(status, &body)
+            .header("ININ-Correlation-Id", &sent)
+            .delayed(std::time::Duration::from_millis(600))
+    });
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let client = Client::builder(target, credentials("id", "secret").unwrap())
+        .session({
+            let mut session = credflow_reqwest::credflow_core::SessionConfig::default();
+            session.lifecycle.min_refresh_interval =
+                credflow_reqwest::credflow_core::Duration::ZERO;
+            session.retry.max_retries = 0;
+            session
+        })
+        .build()
+        .unwrap();
+    for path in ["/forbidden", "/failing"] {
+        let token = client.token().await.unwrap();
+        let sent_with = token.as_str().to_owned();
+        let request = client.request(reqwest::Method::GET, path).unwrap().build().unwrap();
+        let send = tokio::spawn({
+            let client = client.clone();
+            async move { client.send(request).await }
+        });
+        // The request is on its way with the token; a refresh replaces it meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let replaced = client.refresh().await.unwrap();
+        assert_ne!(replaced.as_str(), sent_with);
+        let error = send.await.unwrap().expect_err("refused");
+        let shown = format!(
+            "{error} | {error:?} | {:?} | {:?} | {}",
+            error.correlation_id(),
+            error.code(),
+            error.forbidden().map(ToString::to_string).unwrap_or_default(),
+        );
+        // Whole or cut, no more than three of its leading bytes.
+        assert!(!shown.contains(&sent_with[..4]), "{path}: {shown}");
+        assert!(shown.contains("[redacted]"), "{path}: {shown}");
+        assert!(error.correlation_id().is_some(), "{path}: {error:?}");
+    }
+}

@@ -369,7 +369,12 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// The client's credentials and token as they are masked in server text at `now` (see
     /// [`crate::redact`]): for adapters that print or log what a server sent (headers, error
     /// bodies). The session masks what it keeps itself.
+    ///
+    /// The token is the one the session holds, also past its usable-until point (until
+    /// [`handle_timeout`](Self::handle_timeout) drops it): an answer that arrives in a token's
+    /// last seconds was sent with it, and may echo it.
     pub fn secrets(&self, now: Instant) -> Secrets<'_> {
+        let _ = now;
         #[cfg(feature = "jwt")]
         let assertion = self.last_assertion.map(|inputs| crate::redact::Assertion {
             inputs,
@@ -378,7 +383,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         });
         #[cfg(not(feature = "jwt"))]
         let assertion = None;
-        let token = self.lifecycle.token(now).map(|(token, _)| token.as_str());
+        let token = self.lifecycle.held().map(|token| token.as_str());
         Secrets::new(&self.credentials, token, assertion)
     }
 

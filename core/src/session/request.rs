@@ -497,11 +497,30 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             id.mask(&secrets);
         }
         if let ResponseClass::Forbidden(d) = &mut classified.class {
-            secrets.mask(d.message.as_mut_view());
-            secrets.mask(d.missing.as_mut_view());
-            if let Some(code) = d.code.as_mut() {
-                secrets.mask(code.as_mut_view());
-            }
+            mask_diagnosis(&secrets, d);
+        }
+    }
+
+    /// Masks `token` too wherever the session keeps a server's text of its last failures (what
+    /// [`error_detail`](Self::error_detail) names: a failed request's correlation id and
+    /// diagnosis, the last token failure's report), by the rules of [`crate::redact`] (an echo
+    /// cut at the end of a full text included).
+    ///
+    /// For an adapter whose requests may be answered after the token they were sent with was
+    /// replaced (a refresh while they were in flight, another request's 401) or dropped (past
+    /// its usable-until point): the session masks the token it holds only, as an answer
+    /// arrives. Call it before reading the detail, with each such token.
+    pub fn mask_in_failures(&mut self, token: &str) {
+        let secrets = crate::redact::Secrets::new(&self.credentials, Some(token), None);
+        let kept = &mut self.last_response_failure;
+        if let Some(id) = kept.correlation_id.as_mut() {
+            id.mask(&secrets);
+        }
+        if let Some(d) = kept.forbidden.as_mut() {
+            mask_diagnosis(&secrets, d);
+        }
+        if let Some(report) = self.last_token_failure.as_mut() {
+            super::token::mask_report(&secrets, report);
         }
     }
 
@@ -609,4 +628,13 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
 pub(super) struct ResponseFailure {
     pub(super) correlation_id: Option<CorrelationId>,
     pub(super) forbidden: Option<Diagnosis>,
+}
+
+/// Masks `secrets` in a 403's diagnosis: the server's message, the missing items, its code.
+fn mask_diagnosis(secrets: &crate::redact::Secrets<'_>, d: &mut Diagnosis) {
+    secrets.mask(d.message.as_mut_view());
+    secrets.mask(d.missing.as_mut_view());
+    if let Some(code) = d.code.as_mut() {
+        secrets.mask(code.as_mut_view());
+    }
 }

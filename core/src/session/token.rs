@@ -409,30 +409,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             correlation_id: correlation_id(headers, body),
             retry_after,
         };
-        let secrets = self.secrets(now);
-        match &mut report.problem {
-            TokenProblem::Refused(e) => {
-                secrets.mask(e.description.as_mut_view());
-                if let Some(uri) = e.uri.as_mut() {
-                    secrets.mask(uri.as_mut_view());
-                }
-                if let Some(crate::oauth::ErrorCode::Other(code)) = e.code.as_mut() {
-                    secrets.mask(code.as_mut_view());
-                }
-            }
-            TokenProblem::Unusable { error, content_type, .. } => {
-                if let ResponseError::UnsupportedTokenType(t) = error {
-                    secrets.mask(t.as_mut_view());
-                }
-                if let Some(media) = content_type.as_mut() {
-                    secrets.mask(media.as_mut_view());
-                }
-            }
-            TokenProblem::Transport(_) | TokenProblem::TimedOut => {}
-        }
-        if let Some(id) = report.correlation_id.as_mut() {
-            id.mask(&secrets);
-        }
+        mask_report(&self.secrets(now), &mut report);
         self.last_token_failure = Some(report);
     }
 
@@ -697,4 +674,33 @@ fn whole_scope_tokens<const E: usize>(scope: &str) -> String<E> {
         }
     }
     out
+}
+
+/// Masks `secrets` in the server's text a token failure's `report` keeps: the OAuth error's
+/// description, URI and code, an unusable answer's token type and media type, the correlation
+/// id.
+pub(super) fn mask_report(secrets: &crate::redact::Secrets<'_>, report: &mut TokenFailureReport) {
+    match &mut report.problem {
+        TokenProblem::Refused(e) => {
+            secrets.mask(e.description.as_mut_view());
+            if let Some(uri) = e.uri.as_mut() {
+                secrets.mask(uri.as_mut_view());
+            }
+            if let Some(crate::oauth::ErrorCode::Other(code)) = e.code.as_mut() {
+                secrets.mask(code.as_mut_view());
+            }
+        }
+        TokenProblem::Unusable { error, content_type, .. } => {
+            if let ResponseError::UnsupportedTokenType(t) = error {
+                secrets.mask(t.as_mut_view());
+            }
+            if let Some(media) = content_type.as_mut() {
+                secrets.mask(media.as_mut_view());
+            }
+        }
+        TokenProblem::Transport(_) | TokenProblem::TimedOut => {}
+    }
+    if let Some(id) = report.correlation_id.as_mut() {
+        id.mask(secrets);
+    }
 }

@@ -233,7 +233,7 @@ impl Shared {
                 let status = match session.check_token_before(now, Some(deadline)) {
                     TokenStatus::Ready(..) => None,
                     TokenStatus::Pending { until } => Some(until),
-                    TokenStatus::Unavailable(e) => return Err(session.error_detail(e).into()),
+                    TokenStatus::Unavailable(e) => return Err(session.detail(e).into()),
                 };
                 self.sync_cache(&mut session, now);
                 self.drain(&mut session);

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::{
-    ClientEvent, CoreSession, Inner, RequestOptions, SessionCell, Shared, before, core_duration,
+    ClientEvent, Inner, RequestOptions, SessionCell, Shared, before, core_duration,
     deadline_exceeded, std_duration,
 };
 use crate::error::Error;
@@ -414,7 +414,7 @@ fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decisio
             Decision::Wait { until, reason, seen: *shared.version.borrow() }
         }
         Authorize::Fail(e) => Decision::Fail(Error::naming_the_fleet(
-            session.error_detail(e),
+            session.detail(e),
             now,
             guard.driver.fleet_wait_until(),
         )),
@@ -468,7 +468,7 @@ fn judge(
             let verdict = session.handle_response(now, state, status, &headers, read);
             let mut report = ResponseReport::default();
             report.handle_verdict(&verdict);
-            let verdict = failed(&session, verdict);
+            let verdict = failed(&mut session, verdict);
             // Only a token event (a 401 invalidated the token) changes what the cache holds.
             if shared.drain_with(&mut session, |event| report.handle_event(now, event)) {
                 shared.sync_cache(&mut session, now);
@@ -479,7 +479,7 @@ fn judge(
         }
         Err((kind, _)) => {
             let verdict = session.handle_transport_error(now, state, *kind);
-            let verdict = failed(&session, verdict);
+            let verdict = failed(&mut session, verdict);
             shared.drain(&mut session);
             verdict
         }
@@ -505,9 +505,9 @@ fn transport_failed(label: &str, error: BoxError) -> Error {
 
 /// A failing `verdict` as the adapter's error, with what the server said about it (read from
 /// the session under the lock that decided it, before another request's failure replaces it).
-fn failed(session: &CoreSession, verdict: Verdict) -> Result<Verdict, Error> {
+fn failed(session: &mut SessionCell, verdict: Verdict) -> Result<Verdict, Error> {
     match verdict {
-        Verdict::Fail(e) => Err(session.error_detail(e).into()),
+        Verdict::Fail(e) => Err(session.detail(e).into()),
         other => Ok(other),
     }
 }
