@@ -26,6 +26,13 @@
 //!   that may have been cut (within a character of its capacity); text given whole
 //!   ([`Secrets::find`], [`Secrets::redacted`]: headers and bodies an adapter prints) is searched
 //!   for whole occurrences.
+//! - **JSON escapes in raw text.** A body is searched as it came, unparsed: a value may be
+//!   echoed there JSON-escaped, with `\/` for `/` (PHP's `json_encode`), `\u002B` for `+`
+//!   (.NET's `System.Text.Json`), `\"` and `\\` (any encoder). [`Secrets::find`] and
+//!   [`Secrets::find_in_cut`] read `\/`, `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` and
+//!   `\uXXXX` (hex digits of either case) as the ASCII byte they stand for, and an occurrence
+//!   spans its escapes whole. Bounded texts the session keeps were read from JSON already: they
+//!   are matched byte for byte.
 //! - **The marker may not fit.** When replacing a short value with the longer marker would
 //!   overflow a bounded text, the text is cut at its end to make room: the marker is never
 //!   dropped, text after it may be.
@@ -138,46 +145,60 @@ impl<'a> Secrets<'a> {
     /// The first whole occurrence of a value in `text` at or after `from`, as a byte range
     /// (the longest, when several start at the same place). Never splits a UTF-8 character of a
     /// valid text: the values are valid UTF-8, so an occurrence starts and ends on boundaries.
+    ///
+    /// The text is raw, a body say: a value's bytes may be JSON-escaped in it (`ab\/cd` or
+    /// `ab\u002Fcd` for `ab/cd`), and the occurrence spans the escapes (see the
+    /// [module documentation](self)).
     pub fn find(&self, text: &[u8], from: usize) -> Option<Range<usize>> {
-        self.find_cut(text, from, false)
+        self.find_cut::<true>(text, from, false)
     }
 
     /// [`find`](Self::find) in a text that was cut at its end (the first part of a longer
     /// body): a value's leading [`MIN_CUT_PREFIX`] bytes or more at the very end of `text` are
     /// an occurrence too, so that a cut echo shows at most three of them.
     pub fn find_in_cut(&self, text: &[u8], from: usize) -> Option<Range<usize>> {
-        self.find_cut(text, from, true)
+        self.find_cut::<true>(text, from, true)
     }
 
-    /// [`find`](Self::find); when `cut`, also a value's leading [`MIN_CUT_PREFIX`] bytes or more
-    /// at the very end of `text`.
-    fn find_cut(&self, text: &[u8], from: usize, cut: bool) -> Option<Range<usize>> {
+    /// [`find`](Self::find) (`ESCAPED`: JSON escapes read as the bytes they stand for, else
+    /// byte for byte); when `cut`, also a value's leading [`MIN_CUT_PREFIX`] bytes or more at
+    /// the very end of `text`.
+    fn find_cut<const ESCAPED: bool>(
+        &self,
+        text: &[u8],
+        from: usize,
+        cut: bool,
+    ) -> Option<Range<usize>> {
         let rest = text.get(from..)?;
         // Each value's first byte (`None`: no such value), as streamed at the first position:
-        // at the others, a value is streamed again only where the text starts with it.
+        // at the others, a value is streamed again only where the text starts with it (or,
+        // `ESCAPED`, with an escape).
         let mut firsts = [None; VALUES];
         for offset in 0..rest.len() {
             let start = from.saturating_add(offset);
             let tail = rest.get(offset..).unwrap_or_default();
+            let escape = ESCAPED && tail.first() == Some(&b'\\');
             let mut longest = 0usize;
             for (which, first) in firsts.iter_mut().enumerate() {
                 let skip = if which == ASSERTION {
-                    !tail.starts_with(ASSERTION_START)
+                    !starts_with::<ESCAPED>(tail, ASSERTION_START)
                 } else {
-                    offset > 0 && tail.first() != first.as_ref()
+                    offset > 0 && tail.first() != first.as_ref() && !escape
                 };
                 if skip {
                     continue;
                 }
-                let mut compare =
-                    Compare { text: tail, matched: 0, state: State::Matching, first: None };
+                let mut compare = Compare::<ESCAPED>::new(tail);
                 self.stream(which, &mut compare);
                 *first = compare.first;
-                let len = match compare.state {
-                    State::Matching => compare.matched,
-                    State::RanOut if cut && compare.matched >= MIN_CUT_PREFIX => compare.matched,
-                    _ => 0,
-                };
+                let mut len = compare.len(cut);
+                // A value with a backslash, read escaped, does not match where the text holds
+                // it raw (`\\` read as one backslash): compared byte for byte too.
+                if ESCAPED && compare.backslash {
+                    let mut raw = Compare::<false>::new(tail);
+                    self.stream(which, &mut raw);
+                    len = len.max(raw.len(cut));
+                }
                 longest = longest.max(len);
             }
             if longest > 0 {
@@ -202,7 +223,7 @@ impl<'a> Secrets<'a> {
     /// cut at the first value it holds instead: masked, with what followed it dropped.
     pub(crate) fn mask(&self, text: &mut StringView) {
         let cut = text.len().saturating_add(4) > text.capacity();
-        let Some(first) = self.find_cut(text.as_bytes(), 0, cut) else { return };
+        let Some(first) = self.find_cut::<false>(text.as_bytes(), 0, cut) else { return };
         let Ok(source) = heapless::String::<SCRATCH>::try_from(text.as_str()) else {
             text.truncate(floor_boundary(text, first.start));
             push_marker(text);
@@ -213,7 +234,7 @@ impl<'a> Secrets<'a> {
         let mut shown = 0;
         loop {
             // The text up to the next value (or to the end), then the marker in its place.
-            let span = self.find_cut(source, shown, cut);
+            let span = self.find_cut::<false>(source, shown, cut);
             let end = span.as_ref().map_or(source.len(), |span| span.start);
             // Values start and end on character boundaries (see `find`): the piece is text.
             let piece = source.get(shown..end).unwrap_or_default();
@@ -279,16 +300,56 @@ enum State {
     RanOut,
 }
 
-/// Compares a streamed value with the start of a text.
-struct Compare<'t> {
+/// Compares a streamed value with the start of a text: byte for byte, or (`ESCAPED`) with
+/// the text's JSON escapes read as the bytes they stand for.
+struct Compare<'t, const ESCAPED: bool> {
     text: &'t [u8],
+    /// Bytes of the text that matched.
     matched: usize,
     state: State,
     /// The value's first byte.
     first: Option<u8>,
+    /// `ESCAPED`: bytes of the value that matched (fewer than of the text where it escapes
+    /// them).
+    decoded: usize,
+    /// `ESCAPED`: the value had a backslash before the comparison ended.
+    backslash: bool,
 }
 
-impl Sink for Compare<'_> {
+impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
+    fn new(text: &'t [u8]) -> Self {
+        Compare {
+            text,
+            matched: 0,
+            state: State::Matching,
+            first: None,
+            decoded: 0,
+            backslash: false,
+        }
+    }
+
+    /// The length of the occurrence at the text's start: the bytes that matched a whole
+    /// value, or when `cut`, the rest of the text where it ran out after [`MIN_CUT_PREFIX`]
+    /// bytes of the value or more; else 0.
+    fn len(&self, cut: bool) -> usize {
+        let prefix = if ESCAPED { self.decoded } else { self.matched };
+        match self.state {
+            State::Matching => self.matched,
+            // The text ended within the value: byte for byte, all of it matched; escaped,
+            // perhaps within an escape, which is masked too.
+            State::RanOut if cut && prefix >= MIN_CUT_PREFIX => {
+                if ESCAPED {
+                    self.text.len()
+                } else {
+                    self.matched
+                }
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
     fn put(&mut self, bytes: &[u8]) {
         if self.first.is_none() {
             self.first = bytes.first().copied();
@@ -297,13 +358,98 @@ impl Sink for Compare<'_> {
             if self.state != State::Matching {
                 return;
             }
-            match self.text.get(self.matched) {
-                Some(&t) if t == b => self.matched = self.matched.saturating_add(1),
-                Some(_) => self.state = State::Differs,
-                None => self.state = State::RanOut,
+            if !ESCAPED {
+                match self.text.get(self.matched) {
+                    Some(&t) if t == b => self.matched = self.matched.saturating_add(1),
+                    Some(_) => self.state = State::Differs,
+                    None => self.state = State::RanOut,
+                }
+                continue;
+            }
+            self.backslash |= b == b'\\';
+            let rest = self.text.get(self.matched..).unwrap_or_default();
+            match escaped_step(rest, b) {
+                Step::Took(n) => {
+                    self.matched = self.matched.saturating_add(n);
+                    self.decoded = self.decoded.saturating_add(1);
+                }
+                Step::Differs => self.state = State::Differs,
+                Step::RanOut => self.state = State::RanOut,
             }
         }
     }
+}
+
+/// How a value's byte compares with the start of a text.
+enum Step {
+    /// It is there, in this many bytes of the text.
+    Took(usize),
+    Differs,
+    /// The text ended (perhaps within an escape).
+    RanOut,
+}
+
+/// Compares byte `b` of a value with the start of `text`, where a JSON escape (`\/`,
+/// `\u002F`) stands for the byte it escapes. A backslash of the value matches an escape of
+/// it (`\\`, `\u005C`), else a backslash as it is.
+fn escaped_step(text: &[u8], b: u8) -> Step {
+    match text {
+        [] => Step::RanOut,
+        [b'\\', ..] => match unescape(text) {
+            Some(Unescaped::Byte(c, len)) if c == b => Step::Took(len),
+            Some(Unescaped::Cut) => Step::RanOut,
+            _ if b == b'\\' => Step::Took(1),
+            _ => Step::Differs,
+        },
+        [t, ..] if *t == b => Step::Took(1),
+        _ => Step::Differs,
+    }
+}
+
+/// What a JSON escape at the start of a text stands for.
+enum Unescaped {
+    /// An ASCII byte, escaped in this many bytes.
+    Byte(u8, usize),
+    /// The text ends within what may be an escape.
+    Cut,
+}
+
+/// The JSON escape `text` starts with (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`,
+/// `\uXXXX` of an ASCII character, hex digits of either case); `None` if it starts with
+/// none of them.
+fn unescape(text: &[u8]) -> Option<Unescaped> {
+    let byte = match text {
+        [b'\\'] => return Some(Unescaped::Cut),
+        [b'\\', b'u', hex @ ..] => {
+            let mut value = 0u32;
+            for i in 0..4 {
+                let Some(&h) = hex.get(i) else { return Some(Unescaped::Cut) };
+                value = value.saturating_mul(16).saturating_add(char::from(h).to_digit(16)?);
+            }
+            return u8::try_from(value).ok().filter(u8::is_ascii).map(|c| Unescaped::Byte(c, 6));
+        }
+        [b'\\', c, ..] => match c {
+            b'"' | b'\\' | b'/' => *c,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(Unescaped::Byte(byte, 2))
+}
+
+/// Whether `text` starts with the ASCII `prefix` (`ESCAPED`: perhaps JSON-escaped).
+fn starts_with<const ESCAPED: bool>(text: &[u8], prefix: &[u8]) -> bool {
+    if !ESCAPED {
+        return text.starts_with(prefix);
+    }
+    let mut compare = Compare::<true>::new(text);
+    compare.put(prefix);
+    compare.state == State::Matching
 }
 
 #[cfg(test)]
@@ -313,6 +459,7 @@ mod tests {
     use heapless::String;
     use proptest::prelude::*;
     use std::string::{String as StdString, ToString};
+    use std::vec::Vec;
 
     std::thread_local! {
         /// How many times a value was streamed on this thread (`Secrets::stream`).
@@ -446,7 +593,167 @@ mod tests {
         assert_eq!(others.redacted(&text).to_string(), text);
     }
 
+    /// Every span `find` names replaced by `marker`, as an adapter masks a body.
+    fn mask_raw(secrets: &Secrets<'_>, text: &[u8], cut: bool, marker: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut shown = 0;
+        loop {
+            let span =
+                if cut { secrets.find_in_cut(text, shown) } else { secrets.find(text, shown) };
+            let Some(span) = span else { break };
+            out.extend_from_slice(&text[shown..span.start]);
+            out.extend_from_slice(marker);
+            shown = span.end;
+        }
+        out.extend_from_slice(&text[shown..]);
+        out
+    }
+
+    /// `text` with its JSON escapes read as the bytes they stand for (others kept as they
+    /// are): the test's own reading, not the matcher's.
+    fn unescaped(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let short = match text.get(at + 1) {
+                Some(b'"') => Some(b'"'),
+                Some(b'\\') => Some(b'\\'),
+                Some(b'/') => Some(b'/'),
+                Some(b'b') => Some(0x08),
+                Some(b'f') => Some(0x0c),
+                Some(b'n') => Some(b'\n'),
+                Some(b'r') => Some(b'\r'),
+                Some(b't') => Some(b'\t'),
+                _ => None,
+            };
+            let hex = text
+                .get(at + 2..at + 6)
+                .and_then(|h| core::str::from_utf8(h).ok())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (text[at], short, text.get(at + 1), hex) {
+                (b'\\', Some(b), _, _) => {
+                    out.push(b);
+                    at += 2;
+                }
+                (b'\\', None, Some(b'u'), Some(b)) => {
+                    out.push(b);
+                    at += 6;
+                }
+                (b, ..) => {
+                    out.push(b);
+                    at += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// A value echoed JSON-escaped in a raw body (PHP's `\/`, .NET's `\u002B`, hex digits of
+    /// either case, `\"` and `\\`) is found, its escapes masked whole; a near miss is not.
+    #[test]
+    fn json_escaped_echoes_in_raw_text_are_masked_whole() {
+        let creds = creds("ab+cd/ef");
+        let secrets = Secrets::new(&creds, Some(TOKEN), None);
+        for echo in [
+            r"ab+cd\/ef",
+            r"ab\u002Bcd/ef",
+            r"ab\u002bcd\u002Fef",
+            r"\u0061\u0062\u002B\u0063\u0064\u002F\u0065\u0066",
+            r"\u0074ok-0123456789abcdef",
+            r"tok-0123456789abcde\u0066",
+        ] {
+            let text = std::format!(r#"{{"error_description":"bad {echo}","x":1}}"#);
+            let start = text.find(echo).unwrap();
+            let span = secrets.find(text.as_bytes(), 0);
+            assert_eq!(span, Some(start..start + echo.len()), "{echo}");
+            let masked = mask_raw(&secrets, text.as_bytes(), false, REDACTED.as_bytes());
+            let expected = r#"{"error_description":"bad [redacted]","x":1}"#;
+            assert_eq!(StdString::from_utf8(masked).unwrap(), expected, "{echo}");
+            // `redacted` (for `Display`) reads raw text too.
+            assert_eq!(secrets.redacted(&text).to_string(), expected, "{echo}");
+        }
+        // Near misses: another byte escaped, an escape of another character, one cut short.
+        for near in [r"ab+cd\/eg", r"ab\u002Ccd/ef", r"ab\u002cd/ef", r"ab\+cd/ef", r"ab+cd\\/ef"] {
+            assert_eq!(secrets.find(near.as_bytes(), 0), None, "{near}");
+        }
+        // Cut within an escape, after four bytes of the value or more: masked to the end.
+        for cut in [r"id ab+cd\/", r"id ab+c\u00", r"id ab+c\u", r"id ab+c\"] {
+            assert_eq!(secrets.find_in_cut(cut.as_bytes(), 0), Some(3..cut.len()), "{cut}");
+            assert_eq!(secrets.find(cut.as_bytes(), 0), None, "{cut}");
+        }
+        // Three bytes of the value are not enough, escaped or not.
+        assert_eq!(secrets.find_in_cut(br"id ab\u002B", 0), None);
+        // Bounded texts the session keeps (read from JSON already) are matched byte for byte.
+        assert_eq!(masked::<64>(&secrets, r"bad ab+cd\/ef"), r"bad ab+cd\/ef");
+    }
+
+    /// A secret with a backslash or a quote is found escaped as JSON must (`\\`, `\"`) and as
+    /// it is.
+    #[test]
+    fn a_secret_with_a_backslash_is_found_escaped_and_raw() {
+        let secret = r#"a\\b"c-0123"#;
+        let creds = creds(secret);
+        let secrets = Secrets::new(&creds, None, None);
+        for echo in [r#"a\\\\b\"c-0123"#, r#"a\u005c\u005Cb\u0022c-0123"#, secret] {
+            let text = std::format!("x {echo} y");
+            assert_eq!(secrets.find(text.as_bytes(), 0), Some(2..2 + echo.len()), "{echo}");
+        }
+    }
+
     proptest! {
+        /// A value embedded in a raw text in any JSON-escaped form (each byte as it is where
+        /// JSON allows, a short escape, `\u00XX` of either case) is never left in it: neither
+        /// the escaped form nor, its escapes read, the value. Bounded time: each position is
+        /// compared with each value at most twice.
+        #[test]
+        fn a_json_escaped_value_is_never_left_in_raw_text(
+            secret in "[!-~]{1,24}",
+            token in "[!-~]{1,24}",
+            which in 0usize..2,
+            forms in proptest::collection::vec(0u8..4, 24),
+            before in "[ -\\[\\]-~]{0,24}",
+            after in "[ -\\[\\]-~]{0,24}",
+            cut_at in 0usize..200,
+        ) {
+            let creds = creds(&secret);
+            let secrets = Secrets::new(&creds, Some(&token), None);
+            let value = [&secret, &token][which];
+            let mut escaped = StdString::new();
+            for (i, &b) in value.as_bytes().iter().enumerate() {
+                let short = match b {
+                    b'"' => Some('"'),
+                    b'\\' => Some('\\'),
+                    b'/' => Some('/'),
+                    _ => None,
+                };
+                match (forms[i % forms.len()], short) {
+                    // As it is, where JSON allows it.
+                    (0, None) => escaped.push(char::from(b)),
+                    (1, Some(c)) | (0, Some(c)) => {
+                        escaped.push('\\');
+                        escaped.push(c);
+                    }
+                    (2, _) | (1, None) => escaped.push_str(&std::format!("\\u{:04x}", b)),
+                    _ => escaped.push_str(&std::format!("\\u{:04X}", b)),
+                }
+            }
+            let text = std::format!("{before}{escaped}{after}");
+            let masked = mask_raw(&secrets, text.as_bytes(), false, &[0x01]);
+            let shown = StdString::from_utf8_lossy(&masked).into_owned();
+            prop_assert!(!shown.contains(&escaped), "{text} -> {shown}");
+            let read = StdString::from_utf8_lossy(&unescaped(&masked)).into_owned();
+            prop_assert!(!read.contains(value), "{text} -> {shown}");
+            // Cut anywhere: no more than three leading bytes of the value are left at the end.
+            let cut = &text.as_bytes()[..cut_at.min(text.len())];
+            let masked = mask_raw(&secrets, cut, true, &[0x01]);
+            let read = unescaped(&masked);
+            prop_assert!(!read.windows(value.len()).any(|w| w == value.as_bytes()));
+            for k in MIN_CUT_PREFIX..value.len() {
+                prop_assert!(!read.ends_with(&value.as_bytes()[..k]), "{cut:?} ends with {k} bytes");
+            }
+        }
+
         /// Whatever surrounds it and wherever the text is cut, a masked text never holds a
         /// value, nor (when cut) four or more of its leading bytes at its end; masking never
         /// panics and never exceeds the capacity.
