@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration as StdDuration;
 
+use bytes::Bytes;
 use credflow_core::Instant;
 use credflow_core::fleet::{LeaseEnd, Peek, TokenDriver};
 use credflow_core::lifecycle::{Generation, Ticket};
@@ -17,7 +18,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tracing::{Instrument, debug, warn};
 use zeroize::Zeroizing;
 
-use super::send::{HeaderMapRef, transport_kind};
+use super::send::{HeaderMapRef, header_over, transport_kind};
 use super::{ClientEvent, CoreSession, SessionToken, Shared, locked};
 use crate::shared::{FleetLink, Lease, Refresh, SharedToken};
 
@@ -473,19 +474,11 @@ async fn send_token_request(
         return Err(TransportKind::Timeout);
     };
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let mut builder = shared.token_http.post(&request.url).timeout(left);
-    for (name, value) in &request.headers {
-        let mut value = HeaderValue::from_str(value).map_err(|_| TransportKind::Other)?;
-        if *name == "Authorization" {
-            value.set_sensitive(true);
-        }
-        builder = builder.header(*name, value);
-    }
-    let mut response =
-        builder.body(request.body.as_bytes().to_vec()).send().await.map_err(|e| {
-            debug!(error = %e, "token request failed in transport");
-            transport_kind(&e)
-        })?;
+    let builder = token_http_request(&shared.token_http, request, left)?;
+    let mut response = builder.send().await.map_err(|e| {
+        debug!(error = %e, "token request failed in transport");
+        transport_kind(&e)
+    })?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let limit = shared.max_response_body;
@@ -510,6 +503,36 @@ async fn send_token_request(
     Ok(TokenAnswer::Read { status, headers, body })
 }
 
+/// The token request as `http` sends it, within `timeout`. The credentials it carries (the
+/// Basic `Authorization` value; the body of `client_secret_post` or a JWT assertion) stay in
+/// the wiping buffers they came in, moved, not copied: the header and the body are views of
+/// them, and each is wiped when reqwest drops its last view. (A header made from a string, a
+/// body from a copy, would hold them in buffers of their own, freed unwiped. What hyper copies
+/// into its write buffer is beyond this.)
+fn token_http_request(
+    http: &reqwest::Client,
+    request: OwnedTokenRequest,
+    timeout: StdDuration,
+) -> Result<reqwest::RequestBuilder, TransportKind> {
+    let OwnedTokenRequest { url, headers, body } = request;
+    let mut builder = http.post(url).timeout(timeout);
+    for (name, value) in headers {
+        let value = if name == "Authorization" {
+            // Sensitive; empty if the bytes cannot be a header (the core writes visible ASCII).
+            Some(header_over(wiping_bytes(value))).filter(|value| !value.is_empty())
+        } else {
+            HeaderValue::from_str(&value).ok()
+        };
+        builder = builder.header(name, value.ok_or(TransportKind::Other)?);
+    }
+    Ok(builder.body(Bytes::from_owner(wiping_bytes(body))))
+}
+
+/// The bytes of `text`, moved (not copied) into a buffer wiped when dropped.
+fn wiping_bytes(mut text: Zeroizing<String>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(std::mem::take(&mut *text).into_bytes())
+}
+
 /// The most a token response's buffer starts with, whatever its `Content-Length` says (it
 /// grows as bytes arrive, up to `max_response_body`).
 const FIRST_ALLOCATION: usize = 16 * 1024;
@@ -525,4 +548,55 @@ fn extend_wiped(body: &mut Zeroizing<Vec<u8>>, bytes: &[u8]) {
         *body = grown;
     }
     body.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The token request's credentials are sent from the wiping buffers they came in: the
+    /// `Authorization` header's bytes and the body's are those buffers' own (a copy would be
+    /// freed unwiped), and the header is sensitive.
+    #[test]
+    fn the_token_requests_credentials_are_sent_from_their_wiping_buffers() {
+        let authorization = Zeroizing::new("Basic Y2xpZW50OnMzY3IzdA==".to_owned());
+        let body = Zeroizing::new(
+            "grant_type=client_credentials&client_id=client&client_secret=s3cr3t".to_owned(),
+        );
+        let (header_at, body_at) = (authorization.as_ptr(), body.as_ptr());
+        let request = OwnedTokenRequest {
+            url: "http://127.0.0.1:9/oauth/token".to_owned(),
+            headers: vec![
+                ("Authorization", authorization),
+                ("Content-Type", Zeroizing::new("application/x-www-form-urlencoded".to_owned())),
+            ],
+            body,
+        };
+        let http = crate::Transport::new().expect("transport").api_client().clone();
+        let built = token_http_request(&http, request, StdDuration::from_secs(1))
+            .expect("a valid request")
+            .build()
+            .expect("builds");
+        let header = &built.headers()[reqwest::header::AUTHORIZATION];
+        assert_eq!(header.as_bytes(), b"Basic Y2xpZW50OnMzY3IzdA==");
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes().as_ptr(), header_at, "the header's bytes were copied");
+        let sent = built.body().and_then(reqwest::Body::as_bytes).expect("a body in memory");
+        assert!(sent.ends_with(b"client_secret=s3cr3t"));
+        assert_eq!(sent.as_ptr(), body_at, "the body's bytes were copied");
+        assert_eq!(
+            built.headers()[reqwest::header::CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        // A header value no header can hold is refused, as before.
+        let bad = OwnedTokenRequest {
+            url: "http://127.0.0.1:9/oauth/token".to_owned(),
+            headers: vec![("Authorization", Zeroizing::new("Basic a\nb".to_owned()))],
+            body: Zeroizing::new(String::new()),
+        };
+        assert!(matches!(
+            token_http_request(&http, bad, StdDuration::from_secs(1)),
+            Err(TransportKind::Other)
+        ));
+    }
 }

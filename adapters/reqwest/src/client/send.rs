@@ -631,7 +631,7 @@ pub(super) fn bearer<const N: usize, S: TokenStorage>(token: &AccessToken<N, S>)
 /// with the last one, so a wiping owner wipes them then. (A header made from a string would
 /// copy them into a buffer of its own, freed unwiped.) What the HTTP stack copies when it
 /// writes the request (hyper's write buffer) is beyond this.
-fn header_over<O: AsRef<[u8]> + Send + 'static>(owner: O) -> HeaderValue {
+pub(super) fn header_over<O: AsRef<[u8]> + Send + 'static>(owner: O) -> HeaderValue {
     // The core only accepts visible ASCII tokens, so this cannot fail; fall back to an empty
     // (rejected) header rather than panicking.
     let mut header = HeaderValue::from_maybe_shared(Bytes::from_owner(owner))
