@@ -192,9 +192,10 @@ impl Error {
         }
     }
 
-    /// An error of the HTTP library outside a request attempt (building a request, say).
+    /// An error of the HTTP library outside a request attempt (building a request, say). The
+    /// URL it names is left out (`context` says what failed): its query may carry a secret.
     pub fn from_reqwest(context: &str, error: reqwest::Error) -> Self {
-        Error::transport(context.to_owned(), error)
+        Error::transport(context.to_owned(), error.without_url())
     }
 
     /// The kind of failure.

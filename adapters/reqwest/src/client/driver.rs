@@ -476,6 +476,8 @@ async fn send_token_request(
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let builder = token_http_request(&shared.token_http, request, left)?;
     let mut response = builder.send().await.map_err(|e| {
+        // Its text would name the token URL (`for url (…)`), query and all.
+        let e = e.without_url();
         debug!(error = %e, "token request failed in transport");
         transport_kind(&e)
     })?;
@@ -492,6 +494,7 @@ async fn send_token_request(
     let first = declared.unwrap_or(4096).min(limit).min(FIRST_ALLOCATION);
     let mut body = Zeroizing::new(Vec::with_capacity(first));
     while let Some(chunk) = response.chunk().await.map_err(|e| {
+        let e = e.without_url();
         debug!(error = %e, "token response failed in transport");
         transport_kind(&e)
     })? {

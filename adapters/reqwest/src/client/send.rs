@@ -500,7 +500,16 @@ fn deliver(outcome: Outcome, label: &str) -> Result<reqwest::Response, Error> {
 /// A transport failure of the request `label` names.
 #[cold]
 fn transport_failed(label: &str, error: BoxError) -> Error {
-    Error::transport_boxed(format!("{label} failed"), error)
+    Error::transport_boxed(format!("{label} failed"), without_url(error))
+}
+
+/// `error` without the request's URL where it is reqwest's: its text ends `for url (…)`, the
+/// query included (which may carry a key or a signature), and the label names the request.
+pub(crate) fn without_url(error: BoxError) -> BoxError {
+    match error.downcast::<reqwest::Error>() {
+        Ok(error) => Box::new(error.without_url()),
+        Err(other) => other,
+    }
 }
 
 /// A failing `verdict` as the adapter's error, with what the server said about it (read from
@@ -858,6 +867,40 @@ mod tests {
 
         let token = AccessToken::<64>::new("abc").expect("token");
         assert_eq!(bearer(&token).as_bytes(), b"Bearer abc");
+    }
+
+    /// A request that fails in transport (a 127.0.0.1 port that refuses connections) is named
+    /// by its label, not its URL: reqwest's error text ends `for url (…)`, the query included
+    /// (which may carry a key). Neither the error's `Display` and `Debug` nor its sources'
+    /// show the URL; nor those of an error wrapped with `Error::from_reqwest`.
+    #[tokio::test]
+    async fn a_transport_failure_does_not_show_the_requests_url() {
+        let refused = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            listener.local_addr().expect("its address").port()
+        };
+        let url = format!("http://127.0.0.1:{refused}/api/v2/users?secret=x");
+        let http = crate::Transport::new().expect("transport").api_client().clone();
+        let failure = || async { http.get(&url).send().await.expect_err("refused") };
+        let shown = |error: &Error| {
+            let mut shown = format!("{error} | {error:?}");
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                shown.push_str(&format!(" | {cause} | {cause:?}"));
+                source = cause.source();
+            }
+            shown
+        };
+        let error = transport_failed("GET /api/v2/users", Box::new(failure().await));
+        let text = shown(&error);
+        assert!(text.starts_with("GET /api/v2/users failed: "), "{text}");
+        // (hyper's connect error names the peer's address, but no path or query.)
+        for hidden in ["secret=x", "/api/v2/users?", "for url"] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
+        let error = Error::from_reqwest("sending", failure().await);
+        let text = shown(&error);
+        assert!(!text.contains("secret=x"), "{text}");
     }
 
     /// A request without a body is copied as reqwest's `try_clone` copies it: method, URL,
