@@ -250,3 +250,28 @@ async fn an_emulator_configuration_it_refuses_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("invalid emulator configuration"), "{err}");
 }
+
+/// Fleet mode refuses a plain `redis://` URL to a host that is not loopback (the password and
+/// the tokens would cross the network in clear text) before resolving it (`.invalid` never
+/// resolves), naming the way out and not the password. (`--allow-insecure-redis` is not
+/// started here: the proxy would then resolve the host; the library's
+/// `plain_redis_beyond_loopback_is_refused_unless_allowed` holds what the flag sets.)
+#[tokio::test]
+async fn the_proxy_refuses_plain_redis_beyond_loopback() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("credflow-insecure-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("fleet.key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let mut env = demo_creds();
+    env.push(("CREDFLOW_REDIS_URL", "redis://fleet:hunter2@redis.invalid:6379/0"));
+    let args = ["proxy", "--listen", "127.0.0.1:0", "--fleet-key-file", key_file];
+    let out = credflow(Some(&emu), &env, &args).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rediss://") && stderr.contains("redis.invalid"), "{stderr}");
+    assert!(stderr.contains("--allow-insecure-redis"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

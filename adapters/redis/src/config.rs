@@ -49,6 +49,15 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// One token and budget for the fleet (default), or one per pod: see [`TokenSharing`].
     pub token_sharing: TokenSharing,
+    /// Accept a plain `redis://` URL to a host that is not loopback (default `false`): the
+    /// password and every token record would cross the network in clear text (the records
+    /// are sealed, which proves who wrote them, but readable unless
+    /// [`with_encryption_key`](Self::with_encryption_key) encrypts them). Without it such a URL
+    /// is refused when the store is built, before the host is resolved
+    /// ([`SetupError::InsecureRedis`]); use `rediss://` (feature `tls`) or a Unix socket.
+    /// Loopback is `127.0.0.0/8`, `::1` or `localhost`, as for the HTTP side's
+    /// `allow_insecure_http`.
+    pub allow_insecure_redis: bool,
     /// The CA certificates (PEM) a `rediss://` server's certificate must chain to, instead of
     /// the public webpki roots; see [`RedisConfig::with_root_ca_pem`].
     #[cfg(feature = "tls")]
@@ -137,6 +146,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_millis(500),
             token_sharing: TokenSharing::Fleet,
+            allow_insecure_redis: false,
             #[cfg(feature = "tls")]
             root_ca_pem: None,
             #[cfg(feature = "tls")]
@@ -158,6 +168,23 @@ impl RedisConfig {
     /// ```
     pub fn with_token_per_pod(mut self, pod: PodName) -> Self {
         self.token_sharing = TokenSharing::PerPod(pod);
+        self
+    }
+
+    /// Accepts a plain `redis://` URL to a host that is not loopback: see
+    /// [`allow_insecure_redis`](Self::allow_insecure_redis). For a network where clear text is
+    /// a choice made knowingly (a lab); pair it with
+    /// [`with_encryption_key`](Self::with_encryption_key).
+    ///
+    /// ```
+    /// use credflow_redis::{RedisConfig, RedisStore, SetupError};
+    ///
+    /// let config = RedisConfig::new("redis://redis.lab.invalid:6379/0", b"fleet key, 16+ bytes");
+    /// assert!(matches!(RedisStore::new(config.clone()), Err(SetupError::InsecureRedis(_))));
+    /// assert!(RedisStore::new(config.with_insecure_redis()).is_ok()); // connects lazily
+    /// ```
+    pub fn with_insecure_redis(mut self) -> Self {
+        self.allow_insecure_redis = true;
         self
     }
 
@@ -243,6 +270,10 @@ impl RedisConfig {
 pub enum SetupError {
     /// The URL does not parse (or names `rediss://` without the `tls` feature).
     Url(redis::RedisError),
+    /// A plain `redis://` URL to a host that is not loopback (named here), without
+    /// [`RedisConfig::allow_insecure_redis`]: the password and the tokens would cross the
+    /// network in clear text.
+    InsecureRedis(String),
     /// The fleet key is shorter than 16 bytes.
     FleetKeyTooShort,
     /// A duration out of its bounds, named with them: the lease is zero or longer than
@@ -263,6 +294,12 @@ impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SetupError::Url(e) => write!(f, "Redis URL: {e}"),
+            SetupError::InsecureRedis(host) => write!(
+                f,
+                "redis:// to {host}, which is not loopback, would send the Redis password and \
+                 the tokens in clear text: use rediss:// (or a Unix socket), or allow it \
+                 explicitly (RedisConfig::allow_insecure_redis)"
+            ),
             SetupError::FleetKeyTooShort => write!(
                 f,
                 "the fleet key must be at least {} bytes",

@@ -58,9 +58,23 @@ pub(crate) fn target(config: &RedisConfig) -> Result<Target, SetupError> {
     let redis::ConnectionInfo { addr, redis: mut base } = info;
     let username = base.username.take().map(Zeroizing::new);
     let password = base.password.take().map(Zeroizing::new);
+    if let ConnectionAddr::Tcp(host, _) = &addr
+        && !config.allow_insecure_redis
+        && !is_loopback(host)
+    {
+        return Err(SetupError::InsecureRedis(host.clone()));
+    }
     #[cfg(feature = "tls")]
     check_tls(config, &addr)?;
     Ok(Target { addr, base, username, password })
+}
+
+/// Whether `host` (as the `redis` crate parsed it: IPv6 without brackets) is loopback: an
+/// address in `127.0.0.0/8`, `::1`, or the name `localhost` in any case. Decided on the text,
+/// before anything is resolved.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks the `rediss://` root CA and client certificate, when given: both halves of the
@@ -162,6 +176,38 @@ fn check_private_key(pem: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain `redis://` URL is accepted to loopback only, unless allowed explicitly; the
+    /// refusal is decided on the URL's text (`.invalid` never resolves), and `rediss://` and
+    /// Unix sockets are not concerned.
+    #[test]
+    fn plain_redis_beyond_loopback_is_refused_unless_allowed() {
+        let key = b"0123456789abcdef";
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "redis://127.8.9.10/",
+            "redis://[::1]:6379",
+            "redis://LocalHost",
+            "redis+unix:///run/redis.sock?pass=hunter2",
+        ] {
+            assert!(target(&RedisConfig::new(url, key)).is_ok(), "{url}");
+        }
+        for (url, host) in [
+            ("redis://app:hunter2@redis.invalid:6379/0", "redis.invalid"),
+            ("redis://10.0.0.7", "10.0.0.7"),
+            ("redis://[::2]:6379", "::2"),
+            ("redis://localhost.invalid", "localhost.invalid"),
+            ("redis://127.0.0.1.invalid", "127.0.0.1.invalid"),
+        ] {
+            match target(&RedisConfig::new(url, key)) {
+                Err(SetupError::InsecureRedis(named)) => assert_eq!(named, host, "{url}"),
+                other => panic!("{url}: {:?}", other.err()),
+            }
+            let shown = SetupError::InsecureRedis(host.to_owned()).to_string();
+            assert!(shown.contains("rediss://") && !shown.contains("hunter2"), "{shown}");
+            assert!(target(&RedisConfig::new(url, key).with_insecure_redis()).is_ok(), "{url}");
+        }
+    }
 
     /// The store keeps the URL's user and password in wiped containers, apart from what the
     /// `redis` crate gets; its address carries no TLS parameters (the client key).

@@ -10,7 +10,7 @@
 //! use credflow_redis::{RedisConfig, RedisStore};
 //!
 //! let fleet_key = std::env::var("CREDFLOW_FLEET_KEY")?; // the same on every pod, 16+ bytes
-//! let store = RedisStore::new(RedisConfig::new("redis://credflow:pw@redis:6379/0", fleet_key.as_bytes()))?;
+//! let store = RedisStore::new(RedisConfig::new("rediss://credflow:pw@redis:6380/0", fleet_key.as_bytes()))?;
 //! let config = credflow_reqwest::Config::from_env()?.with_shared(Arc::new(store));
 //! let client = credflow_reqwest::Client::new(config)?; // the rest of the application is unchanged
 //! # let _ = client; Ok(()) }
@@ -117,7 +117,9 @@
 //! there, before the bytes are buffered: the call fails at once as for a reset connection, the
 //! process goes to degraded mode, and the next call connects again. Within the bound, what the
 //! server answers is read as the scripts' answers, within their contracts, and an error text
-//! it sends reaches the logs as it is. Use `rediss://` across any network you do not control.
+//! it sends reaches the logs as it is. A plain `redis://` URL is accepted to loopback only
+//! (or with [`RedisConfig::allow_insecure_redis`]): to any other host the password and the
+//! tokens would cross the network in clear text. Use `rediss://` or a Unix socket.
 //!
 //! ## Existing Redis: TLS and ACL users
 //!
@@ -134,7 +136,7 @@
 //!   explicitly: this adapter installs no process-wide default, and does not panic where
 //!   rustls was built with several providers and none was installed. A provider that cannot
 //!   make a TLS client configuration fails the connection (degraded mode, the reason logged).
-//! - ACL users go in the URL (`redis://user:pass@host:6379/`) and need the commands of
+//! - ACL users go in the URL (`rediss://user:pass@host:6380/`) and need the commands of
 //!   [`ACL_COMMANDS`] on `{prefix}:*`: `GET GETRANGE SET DEL PTTL PEXPIRE HMGET HSET ZADD
 //!   ZREMRANGEBYSCORE ZCARD TIME EVALSHA SCRIPT|LOAD` (no `EVAL`: scripts run by hash, loaded
 //!   once), plus `SELECT` for a database other than 0. The test suite runs the fleet as such a user with the default user

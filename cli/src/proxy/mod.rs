@@ -106,6 +106,10 @@ pub(crate) struct ProxyArgs {
     /// seals the token stored in Redis.
     #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", hide_env_values = true, value_name = "PATH")]
     fleet_key_file: Option<String>,
+    /// Accept a plain redis:// URL to a host that is not loopback: the Redis password and the
+    /// tokens then cross the network in clear text (refused without it; use rediss://).
+    #[arg(long)]
+    allow_insecure_redis: bool,
     /// Share of each rate-limit window, in percent, that only critical requests may use
     /// (X-Credflow-Priority: critical); it shrinks to nothing at each reset.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=90), value_name = "PERCENT")]
@@ -165,7 +169,12 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let redis = args.redis.clone();
     let redis = redis.or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok().map(UrlArg::from));
     if let Some(url) = redis.as_deref().filter(|u| !u.is_empty()) {
-        let store = fleet_store(url, args.fleet_key_file.as_deref(), target.ca_file.as_deref())?;
+        let store = fleet_store(
+            url,
+            args.fleet_key_file.as_deref(),
+            target.ca_file.as_deref(),
+            args.allow_insecure_redis,
+        )?;
         config = config.with_shared(store);
     } else if args.fleet_key_file.is_some() {
         return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
@@ -194,6 +203,7 @@ fn fleet_store(
     url: &str,
     key_file: Option<&str>,
     ca_file: Option<&str>,
+    allow_insecure_redis: bool,
 ) -> Result<std::sync::Arc<dyn credflow_reqwest::SharedStore>, Failure> {
     let Some(path) = key_file else {
         return Err(Failure::usage(
@@ -203,6 +213,7 @@ fn fleet_store(
     };
     let key = credflow_reqwest::config::read_secret_file(path, "--fleet-key-file")?;
     let mut config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
+    config.allow_insecure_redis = allow_insecure_redis;
     // For a plain redis:// URL the CA file is the HTTPS side's alone.
     let tls = url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
     if let Some(path) = ca_file.filter(|_| tls) {
@@ -210,8 +221,14 @@ fn fleet_store(
             .map_err(|e| Failure::usage(format!("--ca-file {path}: cannot read it: {e}")))?;
         config = config.with_root_ca_pem(pem);
     }
-    let store = credflow_redis::RedisStore::new(config)
-        .map_err(|e| Failure::usage(format!("--redis / --fleet-key-file: {e}")))?;
+    let store = credflow_redis::RedisStore::new(config).map_err(|e| match e {
+        credflow_redis::SetupError::InsecureRedis(host) => Failure::usage(format!(
+            "--redis: redis:// to {host}, which is not loopback, would send the Redis password \
+             and the tokens in clear text: use rediss:// (or a Unix socket), or pass \
+             --allow-insecure-redis"
+        )),
+        e => Failure::usage(format!("--redis / --fleet-key-file: {e}")),
+    })?;
     Ok(std::sync::Arc::new(store))
 }
 
