@@ -31,7 +31,9 @@
 //!   so a client that stalls mid-body cannot keep its place.
 //! - **Fleet mode** (`--redis URL --fleet-key-file PATH`): one token and one rate budget shared
 //!   through Redis with every proxy and process of the client id (`Config::with_shared`);
-//!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given.
+//!   `rediss://` trusts the CAs of `--ca-file` (only those) when it is given; with
+//!   `--encryption-key-file` the token is encrypted in Redis, not only sealed
+//!   (`RedisConfig::encryption_key`).
 //! - **Operations**: `/healthz` (200 once a token is held, else 503), `/metrics` (Prometheus
 //!   text), graceful shutdown on SIGTERM or Ctrl-C (stop accepting, drain in-flight requests
 //!   within `--drain`: a request from its head until its answer has gone out; those still
@@ -106,6 +108,13 @@ pub(crate) struct ProxyArgs {
     /// seals the token stored in Redis.
     #[arg(long, env = "CREDFLOW_FLEET_KEY_FILE", hide_env_values = true, value_name = "PATH")]
     fleet_key_file: Option<String>,
+    /// File holding the key that also encrypts the token stored in Redis (XChaCha20-Poly1305):
+    /// 64 hexadecimal digits, 32 bytes (made by e.g. openssl rand -hex 32), one trailing line
+    /// break allowed, the same on every member of the fleet. Without it the token in Redis is
+    /// sealed (no one without the fleet key can forge one) but readable by whoever can read
+    /// Redis.
+    #[arg(long, env = "CREDFLOW_ENCRYPTION_KEY_FILE", hide_env_values = true, value_name = "PATH")]
+    encryption_key_file: Option<String>,
     /// Accept a plain redis:// URL to a host that is not loopback: the Redis password and the
     /// tokens then cross the network in clear text (refused without it; use rediss://).
     #[arg(long)]
@@ -169,15 +178,18 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     let redis = args.redis.clone();
     let redis = redis.or_else(|| std::env::var("CREDFLOW_REDIS_URL").ok().map(UrlArg::from));
     if let Some(url) = redis.as_deref().filter(|u| !u.is_empty()) {
-        let store = fleet_store(
-            url,
-            args.fleet_key_file.as_deref(),
-            target.ca_file.as_deref(),
-            args.allow_insecure_redis,
-        )?;
+        let keys = FleetKeyFiles {
+            fleet: args.fleet_key_file.as_deref(),
+            encryption: args.encryption_key_file.as_deref(),
+        };
+        let store = fleet_store(url, keys, target.ca_file.as_deref(), args.allow_insecure_redis)?;
         config = config.with_shared(store);
     } else if args.fleet_key_file.is_some() {
         return Err(Failure::usage("--fleet-key-file without --redis: no fleet to share with"));
+    } else if args.encryption_key_file.is_some() {
+        return Err(Failure::usage(
+            "--encryption-key-file without --redis: no token stored in Redis to encrypt",
+        ));
     }
     // Before the client: its clock starts within `new`, so waits it names are never
     // under-counted (they are rounded up to whole seconds for Retry-After anyway).
@@ -196,16 +208,24 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     server::serve(client, args.listen, settings).await
 }
 
-/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key. Over TLS
-/// (`rediss://`), the server's certificate must chain to the CAs of `ca_file` (`--ca-file`)
-/// when one is given, else to the public webpki roots.
+/// The files of the keys that protect the token stored in Redis: `--fleet-key-file` (needed)
+/// and `--encryption-key-file`.
+struct FleetKeyFiles<'a> {
+    fleet: Option<&'a str>,
+    encryption: Option<&'a str>,
+}
+
+/// The fleet's shared store: Redis at `url`, the token sealed under the fleet key, and
+/// encrypted under the encryption key when its file is given. Over TLS (`rediss://`), the
+/// server's certificate must chain to the CAs of `ca_file` (`--ca-file`) when one is given,
+/// else to the public webpki roots.
 fn fleet_store(
     url: &str,
-    key_file: Option<&str>,
+    keys: FleetKeyFiles<'_>,
     ca_file: Option<&str>,
     allow_insecure_redis: bool,
 ) -> Result<std::sync::Arc<dyn credflow_reqwest::SharedStore>, Failure> {
-    let Some(path) = key_file else {
+    let Some(path) = keys.fleet else {
         return Err(Failure::usage(
             "--redis needs --fleet-key-file (or CREDFLOW_FLEET_KEY_FILE): the key, the same on \
              every member of the fleet, that seals the token stored in Redis",
@@ -214,6 +234,11 @@ fn fleet_store(
     let key = credflow_reqwest::config::read_secret_file(path, "--fleet-key-file")?;
     let mut config = credflow_redis::RedisConfig::new(url, key.expose_secret().as_bytes());
     config.allow_insecure_redis = allow_insecure_redis;
+    if let Some(path) = keys.encryption {
+        // Decoded straight into the config's zeroizing field, through no buffer of its own.
+        let key = config.encryption_key.insert(zeroize::Zeroizing::new([0; 32]));
+        read_encryption_key(path, key)?;
+    }
     // For a plain redis:// URL the CA file is the HTTPS side's alone.
     let tls = url.get(..9).is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
     if let Some(path) = ca_file.filter(|_| tls) {
@@ -230,6 +255,40 @@ fn fleet_store(
         e => Failure::usage(format!("--redis / --fleet-key-file: {e}")),
     })?;
     Ok(std::sync::Arc::new(store))
+}
+
+/// Reads the encryption key of `--encryption-key-file` at `path` into `key`: the file, read as
+/// every secret file is (a regular file of at most 4 KiB, one trailing line break removed; see
+/// `credflow_reqwest::config::read_secret_file`), holds the key's 32 bytes as 64 hexadecimal
+/// digits, upper or lower case. Errors name the flag and the path, never the content.
+fn read_encryption_key(path: &str, key: &mut [u8; 32]) -> Result<(), Failure> {
+    let secret = credflow_reqwest::config::read_secret_file(path, "--encryption-key-file")?;
+    decode_key(secret.expose_secret(), key).map_err(|why| {
+        Failure::usage(format!(
+            "--encryption-key-file {path}: {why}; the file must hold 64 hexadecimal digits, \
+             the key's 32 bytes (make one with: openssl rand -hex 32)"
+        ))
+    })
+}
+
+/// Decodes the 64 hexadecimal digits of `text` into `key`; otherwise why not, without any of
+/// `text` (it is a key, or whatever else the file held).
+fn decode_key(text: &str, key: &mut [u8; 32]) -> Result<(), String> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * key.len() {
+        return Err(format!("it holds {} characters, not 64", text.chars().count()));
+    }
+    let nibble = |digit: u8| char::from(digit).to_digit(16).and_then(|n| u8::try_from(n).ok());
+    for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
+        match (pair.first().copied().and_then(nibble), pair.get(1).copied().and_then(nibble)) {
+            (Some(high), Some(low)) => *byte = (high << 4) | low,
+            _ => {
+                // What was decoded so far is wiped with the config when the error ends the run.
+                return Err("it holds a character that is not a hexadecimal digit".to_owned());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The local key: the file's first line, at least 16 bytes of visible ASCII.
@@ -256,5 +315,29 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("ms").is_err());
+    }
+
+    /// An encryption key is 64 hexadecimal digits, either case; anything else is refused
+    /// without showing what the file held.
+    #[test]
+    fn encryption_keys() {
+        let mut key = [0u8; 32];
+        let hex = "00112233445566778899aabbccddeeffFFEEDDCCBBAA99887766554433221100";
+        assert_eq!(decode_key(hex, &mut key), Ok(()));
+        assert_eq!(key[..4], [0x00, 0x11, 0x22, 0x33]);
+        assert_eq!(key[16..20], [0xff, 0xee, 0xdd, 0xcc]);
+        assert_eq!(key[31], 0x00);
+        let secret = "s3cr3t-key-material-s3cr3t-key-material-s3cr3t-key-material-s3cr";
+        assert_eq!(secret.len(), 64);
+        for bad in [&hex[..62], &format!("{hex}00"), secret, &format!("{} ", &hex[..63]), ""] {
+            let why = decode_key(bad, &mut key).unwrap_err();
+            assert!(!why.contains("s3cr3t") && !why.contains("0011"), "{why}");
+        }
+        assert!(decode_key(&hex[..62], &mut key).unwrap_err().contains("62 characters"));
+        // 64 bytes, but one of them is no digit (a character of two bytes).
+        let accented = format!("é{}", &hex[..62]);
+        assert!(decode_key(&accented, &mut key).unwrap_err().contains("not a hexadecimal digit"));
+        let sign = format!("+{}", &hex[..63]);
+        assert!(decode_key(&sign, &mut key).unwrap_err().contains("not a hexadecimal digit"));
     }
 }
