@@ -11,7 +11,8 @@
 //! `ConnectionManager`, so is one that left two commands in a row unanswered past the
 //! response timeout (whether or not their callers waited that long), and one whose server
 //! answered that it is a replica
-//! (`READONLY`, `MASTERDOWN`: a primary demoted by a failover).
+//! (`READONLY`, `MASTERDOWN`: a primary demoted by a failover; before Redis 7.0, a script's
+//! refused write is an `ERR` quoting the `READONLY`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -477,7 +478,9 @@ impl Connection {
             let result = command.await;
             let outcome = match &result {
                 Err(e) if e.is_timeout() => Outcome::TimedOut,
-                Err(e) if e.is_unrecoverable_error() || on_a_replica(e.code()) => Outcome::Broken,
+                Err(e) if e.is_unrecoverable_error() || on_a_replica(e.code(), e.detail()) => {
+                    Outcome::Broken
+                }
                 // A server's error comes as a reply (`Value::ServerError`), made an error only
                 // when the caller reads it.
                 Ok(replies) if replies.says_replica() => Outcome::Broken,
@@ -495,14 +498,47 @@ impl Connection {
     }
 }
 
-/// Whether a server's error `code` says it is not (or no longer) a primary that takes writes:
-/// `READONLY` (a replica: after a failover, the demoted primary, still at the address this
-/// connection was made to, while the name or proxy in the URL now leads to the new one) or
-/// `MASTERDOWN` (a replica that lost its primary). Every credflow script writes, so each later
-/// call on that connection would be refused the same way, for as long as the server kept it
-/// open: the connection is let go like a dropped one, and the next call connects afresh.
-fn on_a_replica(code: Option<&str>) -> bool {
-    matches!(code, Some("READONLY" | "MASTERDOWN"))
+/// Whether a server's error (its `code` and `detail`) says it is not (or no longer) a primary
+/// that takes writes: `READONLY` (a replica: after a failover, the demoted primary, still at
+/// the address this connection was made to, while the name or proxy in the URL now leads to the
+/// new one), `MASTERDOWN` (a replica that lost its primary), or, from a Redis before 7.0, an
+/// `ERR` that quotes a `READONLY` refusal of a script's write ([`refused_write_in_script`]).
+/// Every credflow script writes, so each later call on that connection would be refused the
+/// same way, for as long as the server kept it open: the connection is let go like a dropped
+/// one, and the next call connects afresh.
+fn on_a_replica(code: Option<&str>, detail: Option<&str>) -> bool {
+    match code {
+        Some("READONLY" | "MASTERDOWN") => true,
+        Some("ERR") => detail.is_some_and(refused_write_in_script),
+        _ => false,
+    }
+}
+
+/// How Redis before 7.0 begins the detail of its `ERR` reply to a script that failed.
+const SCRIPT_FAILED: &str = "Error running script";
+
+/// How such a reply quotes a replica's refusal of the script's write: the refusal's own reply
+/// (code and `-` included) after the script's name and line.
+const READONLY_QUOTED: &str = ": -READONLY ";
+
+/// Whether the `detail` of an `ERR` reply is a Redis before 7.0 answering a script whose
+/// `redis.call` wrote on a replica. Such a server refuses the write inside the script with its
+/// `READONLY` reply as the Lua error (`luaPushError(lua, shared.roslaveerr->ptr)` in
+/// `scripting.c`, prefixed with the script's name and line, twice, by Lua and by the error
+/// handler) and answers the whole script `ERR` with it quoted, its line breaks dropped:
+///
+/// ```text
+/// -ERR Error running script (call to f_<sha1>): @user_script:16: @user_script: 16: -READONLY You can't write against a read only replica.
+/// ```
+///
+/// (`slave.` before Redis 5.0.) The code is `ERR`, as for any failed script: the quoted
+/// refusal is the only sign, matched in the text Redis writes itself, never in data a script
+/// returns (credflow's scripts put none in their errors). Redis 7.0 and later keep the code
+/// (`-READONLY You can't write against a read only replica. script: …`); no version quotes
+/// `MASTERDOWN` so (a replica that lost its primary refuses `EVALSHA` itself with it, before
+/// the script runs).
+fn refused_write_in_script(detail: &str) -> bool {
+    detail.starts_with(SCRIPT_FAILED) && detail.contains(READONLY_QUOTED)
 }
 
 /// What a command (or pipeline) returns: whether it holds a server's error that
@@ -513,7 +549,7 @@ trait Replies {
 
 impl Replies for Value {
     fn says_replica(&self) -> bool {
-        matches!(self, Value::ServerError(e) if on_a_replica(Some(e.code())))
+        matches!(self, Value::ServerError(e) if on_a_replica(Some(e.code()), e.details()))
     }
 }
 
@@ -584,6 +620,53 @@ mod tests {
             assert_eq!(cause(&again), cause(&e), "{e:?} / {again:?}");
             assert_eq!(again.kind(), e.kind(), "{e:?}");
             assert_eq!(again.is_unrecoverable_error(), e.is_unrecoverable_error(), "{e:?}");
+        }
+    }
+
+    /// A server's refusal of a write because it is a replica is recognised in each form Redis
+    /// sends it, read from the bytes on the wire as the connection reads them, as a reply and
+    /// as an error: `READONLY` (for a script's write too from Redis 7.0 on), `MASTERDOWN`, and,
+    /// before 7.0, the `ERR` of a script that quotes the `READONLY` refusal of its write
+    /// (`replica.` from 5.0, `slave.` before). Other failed scripts, and `READONLY` elsewhere in
+    /// a reply, are not.
+    #[test]
+    fn a_replicas_refusal_is_recognised_in_each_form() {
+        let sha = "f_3b5d2e7c9a1f4e6b8d0c2a4e6f8b0d2c4e6a8c0e";
+        let in_script = |quoted: &str| {
+            format!(
+                "-ERR Error running script (call to {sha}): @user_script:16: @user_script: 16: {quoted}\r\n"
+            )
+        };
+        let replica = [
+            "-READONLY You can't write against a read only replica.\r\n".to_owned(),
+            format!(
+                "-READONLY You can't write against a read only replica. script: {sha}, on \
+                 @user_script:16.\r\n"
+            ),
+            "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n"
+                .to_owned(),
+            in_script("-READONLY You can't write against a read only replica."),
+            in_script("-READONLY You can't write against a read only slave."),
+        ];
+        let other = [
+            in_script("-OOM command not allowed when used memory > 'maxmemory'."),
+            format!(
+                "-ERR Error running script (call to {sha}): @user_script:3: Script attempted to \
+                 access nonexistent global variable 'READONLY'\r\n"
+            ),
+            "-ERR unknown command 'x', with args beginning with: : -READONLY \r\n".to_owned(),
+            "-NOSCRIPT No matching script. Please use EVAL.\r\n".to_owned(),
+            "-READONLYX You can't\r\n".to_owned(),
+        ];
+        for (wire, expected) in
+            replica.iter().map(|w| (w, true)).chain(other.iter().map(|w| (w, false)))
+        {
+            let reply = redis::parse_redis_value(wire.as_bytes()).unwrap();
+            assert_eq!(reply.says_replica(), expected, "{wire}");
+            assert_eq!(vec![Value::Okay, reply.clone()].says_replica(), expected, "{wire}");
+            let Value::ServerError(error) = reply else { panic!("{wire}: {reply:?}") };
+            let error = RedisError::from(error);
+            assert_eq!(on_a_replica(error.code(), error.detail()), expected, "{wire}: {error}");
         }
     }
 

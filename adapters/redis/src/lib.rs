@@ -77,8 +77,9 @@
 //!   Operations are bounded by [`RedisConfig::response_timeout`]; a connection that leaves two
 //!   commands in a row unanswered past it (a peer gone silent, with no reset to tell) is let
 //!   go, and the next call connects afresh; so is one whose server answers that it is a
-//!   replica (`READONLY`, `MASTERDOWN`: after a failover, the demoted primary), so that the
-//!   next call reaches the primary the URL's host now leads to.
+//!   replica (`READONLY`, `MASTERDOWN`: after a failover, the demoted primary; before Redis
+//!   7.0, a script's refused write comes as an `ERR Error running script` quoting `-READONLY`,
+//!   recognised too), so that the next call reaches the primary the URL's host now leads to.
 //!
 //! ## What a writer of Redis can and cannot do
 //!

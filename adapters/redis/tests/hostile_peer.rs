@@ -548,12 +548,17 @@ fn demoted_primary_peer(reply: &'static [u8]) -> (String, Arc<AtomicUsize>) {
 /// and keeps the connection open) is let go after that answer: the next call connects afresh
 /// and reaches the new primary. The answer counted as any other, the connection was kept and
 /// every call (each degraded-mode probe among them) was refused on it, for as long as the
-/// server kept it open. The same for `MASTERDOWN` (a replica that lost its primary).
+/// server kept it open. The same for `MASTERDOWN` (a replica that lost its primary), and for
+/// the `ERR` a Redis before 7.0 answers a script whose write a replica refused, quoting the
+/// `READONLY` refusal (`scripting.c`'s form, as 6.2 sends it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_to_a_demoted_primary_is_replaced_by_the_next_call() {
     for reply in [
         &b"-READONLY You can't write against a read only replica.\r\n"[..],
         b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n",
+        b"-ERR Error running script (call to f_3b5d2e7c9a1f4e6b8d0c2a4e6f8b0d2c4e6a8c0e): \
+          @user_script:5: @user_script: 5: -READONLY You can't write against a read only \
+          replica.\r\n",
     ] {
         let what = String::from_utf8_lossy(reply);
         let (url, accepted) = demoted_primary_peer(reply);
