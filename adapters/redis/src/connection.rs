@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use crate::RedisConfig;
 use crate::bounded::Bounded;
 use crate::connect::Target;
+use crate::errors::Unusable;
 
 /// The pause before the second connection attempt (`ConnectionManager`'s longest back-off as
 /// this crate set it).
@@ -92,15 +93,13 @@ impl Connector {
             }
             // `redis::Client::open` refuses `rediss://` without the TLS features.
             #[cfg(not(feature = "tls"))]
-            ConnectionAddr::TcpTls { .. } => Err(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "rediss:// needs the tls feature",
-            ))),
+            ConnectionAddr::TcpTls { .. } => {
+                Err(Unusable::Unsupported.error("rediss:// needs the tls feature"))
+            }
             #[cfg(not(unix))]
-            ConnectionAddr::Unix(_) => Err(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "Unix sockets are not supported on this platform",
-            ))),
+            ConnectionAddr::Unix(_) => {
+                Err(Unusable::Unsupported.error("Unix sockets are not supported on this platform"))
+            }
         }
     }
 
@@ -110,16 +109,12 @@ impl Connector {
     async fn tls(&self, host: &str, port: u16, insecure: bool) -> RedisResult<Box<dyn Stream>> {
         use rustls_pki_types::ServerName;
         if insecure {
-            // As the `redis` crate answers `#insecure` without its `tls-rustls-insecure`.
-            return Err(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "Cannot create insecure client without tls-rustls-insecure feature",
-            )));
+            // As the `redis` crate refuses `#insecure` without its `tls-rustls-insecure`.
+            return Err(Unusable::Insecure.error("the URL ends in #insecure"));
         }
         let config = self.tls_config(crypto_provider())?;
-        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
-            RedisError::from((ErrorKind::InvalidClientConfig, "invalid host name", e.to_string()))
-        })?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| Unusable::TlsHost.error(format!("{host:?}: {e}")))?;
         let tcp = tcp(host, port).await?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
         Ok(Box::new(tls))
@@ -128,7 +123,8 @@ impl Connector {
     /// The rustls configuration of a connection, on `provider`: the operator's CA only, or the
     /// webpki roots; the client certificate if given; rustls's safe default protocol versions.
     /// A provider that cannot make one (no cipher suite for them) is an `InvalidClientConfig`
-    /// error, as is a certificate or key that does not parse.
+    /// error, as is a certificate or key that does not parse, or a key that rustls does not
+    /// take with its certificate: each of its own [`Unusable`] reason.
     #[cfg(feature = "tls")]
     fn tls_config(
         &self,
@@ -136,41 +132,29 @@ impl Connector {
     ) -> RedisResult<rustls::ClientConfig> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let unusable = |e: String| {
-            RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "Unable to build client with TLS parameters provided.",
-                e,
-            ))
-        };
+        let root_ca = |e: &dyn std::fmt::Display| Unusable::RootCa.error(e.to_string());
+        let client_cert = |e: &dyn std::fmt::Display| Unusable::ClientCert.error(e.to_string());
         let mut roots = rustls::RootCertStore::empty();
         match &self.root_ca_pem {
             Some(pem) => {
                 for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert.map_err(|e| unusable(e.to_string()))?;
-                    roots.add(cert).map_err(|e| unusable(e.to_string()))?;
+                    let cert = cert.map_err(|e| root_ca(&e))?;
+                    roots.add(cert).map_err(|e| root_ca(&e))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| {
-                RedisError::from((
-                    ErrorKind::InvalidClientConfig,
-                    "the rustls crypto provider cannot make a TLS client configuration",
-                    e.to_string(),
-                ))
-            })?
+            .map_err(|e| Unusable::CryptoProvider.error(e.to_string()))?
             .with_root_certificates(roots);
         match &self.client_cert {
             Some((cert, key)) => {
                 let chain = CertificateDer::pem_slice_iter(cert)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| unusable(e.to_string()))?;
-                let key =
-                    PrivateKeyDer::from_pem_slice(key).map_err(|e| unusable(e.to_string()))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| unusable(e.to_string()))
+                    .map_err(|e| client_cert(&e))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| client_cert(&e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| client_cert(&e))
             }
             None => Ok(builder.with_no_client_auth()),
         }
@@ -204,8 +188,13 @@ async fn tcp(host: &str, port: u16) -> RedisResult<tokio::net::TcpStream> {
             Err(e) => last = Some(RedisError::from(std::io::Error::other(e))),
         }
     }
+    // A name that resolves to no address: a transport failure, as one that does not resolve
+    // is (an I/O error), not a configuration the store cannot use.
     Err(last.unwrap_or_else(|| {
-        RedisError::from((ErrorKind::InvalidClientConfig, "No address found for host"))
+        RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host resolved to no address",
+        ))
     }))
 }
 
@@ -259,6 +248,7 @@ struct Failure {
     io: Option<std::io::ErrorKind>,
     #[cfg(feature = "tls")]
     tls: Option<rustls::Error>,
+    unusable: Option<Unusable>,
 }
 
 impl Failure {
@@ -270,12 +260,17 @@ impl Failure {
             io: e.is_io_error().then(|| io_kind(e)).flatten(),
             #[cfg(feature = "tls")]
             tls: crate::errors::tls_error(e).cloned(),
+            unusable: Unusable::of(e),
         }
     }
 
-    /// The error again, as the errors module classifies it: kind, server code, I/O kind and
-    /// TLS cause kept (as `ConnectionManager` answered its waiters, but for the TLS cause).
+    /// The error again, as the errors module classifies it: kind, server code, I/O kind, TLS
+    /// cause and [`Unusable`] reason kept (as `ConnectionManager` answered its waiters, but for
+    /// the TLS cause and the reason).
     fn error(&self) -> RedisError {
+        if let Some(reason) = self.unusable {
+            return reason.error(self.detail.clone());
+        }
         if let Some(kind) = self.io {
             #[cfg(feature = "tls")]
             if let Some(tls) = &self.tls {
@@ -606,6 +601,12 @@ mod tests {
             RedisError::from((ErrorKind::AuthenticationFailed, "Password authentication failed")),
             redis::make_extension_error("NOPERM".into(), Some("no permissions".into())),
             RedisError::from((ErrorKind::InvalidClientConfig, "bad", "key mismatch".to_owned())),
+            Unusable::ClientCert.error("KeyMismatch"),
+            Unusable::RootCa.error("not a trust anchor"),
+            Unusable::CryptoProvider.error("no cipher suites"),
+            Unusable::TlsHost.error("invalid dns name"),
+            Unusable::Insecure.error("#insecure"),
+            Unusable::Unsupported.error("not here"),
             io(std::io::ErrorKind::ConnectionRefused),
             io(std::io::ErrorKind::TimedOut),
             RedisError::from((ErrorKind::ResponseError, "An error was signalled", "x".to_owned())),
@@ -708,7 +709,30 @@ mod tests {
         let e = store.connection.0.connector.tls_config(Arc::new(provider)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidClientConfig, "{e}");
         assert!(e.to_string().contains("crypto provider"), "{e}");
-        let why = crate::errors::unavailable(e);
-        assert!(matches!(&why, credflow_reqwest::shared::StoreError::Refused(_)), "{why:?}");
+        assert_eq!(cause(&e), crate::errors::Cause::Unusable(Unusable::CryptoProvider));
+        match crate::errors::unavailable(e) {
+            credflow_reqwest::shared::StoreError::Refused(why) => {
+                assert!(why.starts_with("TLS: the rustls crypto provider"), "{why}");
+                assert!(!why.contains("client certificate"), "not its label: {why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A `rediss://` URL that the connection cannot be set up for fails under its own reason,
+    /// not the client certificate's, before anything is connected to: `#insecure` (no check of
+    /// the server's certificate, which this crate does not do), and a host that is neither a
+    /// DNS name nor an IP address (the certificate could not be checked against it).
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn a_tls_url_that_cannot_be_set_up_fails_under_its_own_reason() {
+        for (url, reason) in [
+            ("rediss://127.0.0.1:1/#insecure", Unusable::Insecure),
+            ("rediss://bad!host:1/", Unusable::TlsHost),
+        ] {
+            let store = crate::RedisStore::new(RedisConfig::new(url, b"0123456789abcdef")).unwrap();
+            let e = store.connection.ready().await.unwrap_err();
+            assert_eq!(cause(&e), crate::errors::Cause::Unusable(reason), "{url}: {e}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Redis failures as the client's degraded mode reports them: the likely cause named, with its
 //! fix, for the errors of a misconfigured deployment (password, ACL, TLS trust, client
 //! certificate), read from the error's type: its [`redis::ErrorKind`], its server error code,
-//! and the I/O and TLS errors in its source chain. Nothing is read from its message text but in
-//! one case that has no other signal (see [`ACL_REFUSED_IN_SCRIPT`]).
+//! the I/O and TLS errors in its source chain, and for the `InvalidClientConfig` errors this
+//! crate makes when it connects, which of them it is ([`Unusable`]). Nothing is read from a
+//! message's text but in one case that has no other signal (see [`ACL_REFUSED_IN_SCRIPT`]).
 
 use credflow_reqwest::shared::StoreError;
 use redis::{ErrorKind, RedisError};
@@ -27,15 +28,87 @@ pub(crate) enum Cause {
     ClientCertRequired,
     /// TLS: the server refused the client certificate (one of RFC 8446 §6.2's alerts for it).
     ClientCertRejected,
-    /// TLS: the connection's TLS configuration could not be built (a client key that is not
-    /// the certificate's, say, or a crypto provider that cannot make one).
-    ClientCertUnusable,
+    /// The connection could not be set up as configured, for the reason named.
+    Unusable(Unusable),
     /// TLS: the server's certificate is not trusted (or not valid for it).
     ServerCertUntrusted,
     /// The connection failed, timed out or dropped: Redis may come back.
     Transport,
     /// Anything else Redis answered.
     Other,
+}
+
+/// Why a connection could not be set up as configured: one for each `InvalidClientConfig` error
+/// this crate makes when it connects ([`Unusable::error`]), so that each is reported under its
+/// own label, with its own fix. An `InvalidClientConfig` error of another origin (the `redis`
+/// crate's) is reported as it is ([`Cause::Other`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// TLS: rustls does not take the client certificate with its key (a key that is not the
+    /// certificate's, or of a kind it cannot sign with), or their PEM does not parse.
+    ClientCert,
+    /// TLS: a certificate of the root CA does not parse or is not a trust anchor rustls takes.
+    RootCa,
+    /// TLS: the rustls crypto provider cannot make a TLS client configuration (no cipher suite
+    /// for the protocol versions).
+    CryptoProvider,
+    /// TLS: the URL's host is neither a DNS name nor an IP address, which a server's certificate
+    /// is checked against.
+    TlsHost,
+    /// A `rediss://` URL ending in `#insecure` (no check of the server's certificate), which
+    /// this crate does not do.
+    Insecure,
+    /// A kind of connection this build or platform does not have: `rediss://` without the
+    /// `tls` feature, a Unix socket elsewhere than on Unix.
+    Unsupported,
+}
+
+impl Unusable {
+    /// Every reason, to tell which one an error is.
+    const ALL: [Unusable; 6] = [
+        Unusable::ClientCert,
+        Unusable::RootCa,
+        Unusable::CryptoProvider,
+        Unusable::TlsHost,
+        Unusable::Insecure,
+        Unusable::Unsupported,
+    ];
+
+    /// The description of its error: the one part of a `RedisError` made from a pair or a
+    /// triple that this crate chooses and reads back, one for each reason.
+    fn description(self) -> &'static str {
+        match self {
+            Unusable::ClientCert => "the client certificate and key cannot be used",
+            Unusable::RootCa => "the root CA cannot be used",
+            Unusable::CryptoProvider => {
+                "the rustls crypto provider cannot make a TLS client configuration"
+            }
+            Unusable::TlsHost => {
+                "the URL's host is not a name a certificate can be checked against"
+            }
+            Unusable::Insecure => {
+                "#insecure (no check of the server's certificate) is not supported"
+            }
+            Unusable::Unsupported => "not supported by this build or platform",
+        }
+    }
+
+    /// The `InvalidClientConfig` error of this reason, saying `detail`.
+    pub(crate) fn error(self, detail: impl Into<String>) -> RedisError {
+        RedisError::from((ErrorKind::InvalidClientConfig, self.description(), detail.into()))
+    }
+
+    /// The reason `e` was made with by [`Unusable::error`], if it was.
+    pub(crate) fn of(e: &RedisError) -> Option<Unusable> {
+        if e.kind() != ErrorKind::InvalidClientConfig {
+            return None;
+        }
+        // `RedisError` gives the description it was made with through this method only; the
+        // descriptions compared are this crate's own, never a server's text.
+        #[allow(deprecated)]
+        let description = std::error::Error::description(e);
+        Unusable::ALL.into_iter().find(|reason| reason.description() == description)
+    }
 }
 
 /// The first TLS error in `e`'s source chain, looking inside I/O errors (whose `source` skips
@@ -70,7 +143,7 @@ fn tls_cause(e: &rustls::Error) -> Option<Cause> {
             | Alert::CertificateRevoked
             | Alert::AccessDenied,
         ) => Some(Cause::ClientCertRejected),
-        rustls::Error::InconsistentKeys(_) => Some(Cause::ClientCertUnusable),
+        rustls::Error::InconsistentKeys(_) => Some(Cause::Unusable(Unusable::ClientCert)),
         rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
             Some(Cause::ServerCertUntrusted)
         }
@@ -89,10 +162,10 @@ pub(crate) fn cause(e: &RedisError) -> Cause {
     match e.kind() {
         ErrorKind::AuthenticationFailed => Cause::Authentication,
         _ if e.code() == Some("NOPERM") || refused_in_script => Cause::Permission,
-        // Building the connection's TLS configuration (from the client certificate and key,
-        // on the crypto provider) failed: it is built on connecting; the URL was checked when
-        // the store was built.
-        ErrorKind::InvalidClientConfig => Cause::ClientCertUnusable,
+        // The connection could not be set up as configured (its TLS configuration is built on
+        // connecting; the URL was checked when the store was built): under its own reason if
+        // this crate made the error, else as it is.
+        ErrorKind::InvalidClientConfig => Unusable::of(e).map_or(Cause::Other, Cause::Unusable),
         _ if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
@@ -127,11 +200,33 @@ pub(crate) fn unavailable(e: RedisError) -> StoreError {
              CA the server trusts (its tls-ca-cert-file), be valid now and allow client \
              authentication (RedisConfig::with_client_cert_pem)"
         )),
-        Cause::ClientCertUnusable => refused(format!(
-            "TLS: the connection cannot be set up as configured ({e}); with a client \
-             certificate (RedisConfig::with_client_cert_pem): is the private key the \
+        Cause::Unusable(Unusable::ClientCert) => refused(format!(
+            "TLS: the client certificate cannot be used ({e}); give the certificate with its \
+             own private key, both PEM (RedisConfig::with_client_cert_pem): is the key the \
              certificate's?"
         )),
+        Cause::Unusable(Unusable::RootCa) => refused(format!(
+            "TLS: the root CA cannot be used ({e}); RedisConfig::with_root_ca_pem (the credflow \
+             command: --ca-file) takes PEM CA certificates"
+        )),
+        Cause::Unusable(Unusable::CryptoProvider) => refused(format!(
+            "TLS: the rustls crypto provider cannot make a TLS client configuration ({e}); the \
+             provider the application installed as the process's default \
+             (CryptoProvider::install_default) must have cipher suites for TLS 1.2 or 1.3"
+        )),
+        Cause::Unusable(Unusable::TlsHost) => refused(format!(
+            "TLS: the host of the rediss:// URL is neither a DNS name nor an IP address, which \
+             the server's certificate is checked against ({e}); use the name its certificate \
+             gives"
+        )),
+        Cause::Unusable(Unusable::Insecure) => refused(format!(
+            "the rediss:// URL asks for no check of the server's certificate ({e}); remove \
+             #insecure, and trust a private CA with RedisConfig::with_root_ca_pem (the credflow \
+             command: --ca-file)"
+        )),
+        Cause::Unusable(Unusable::Unsupported) => {
+            refused(format!("this kind of Redis connection cannot be made here ({e})"))
+        }
         Cause::ServerCertUntrusted => refused(format!(
             "TLS: the Redis server's certificate is not trusted ({e}); if a private CA signed \
              it, trust that CA with RedisConfig::with_root_ca_pem (the credflow command: \
@@ -178,12 +273,63 @@ mod tests {
         assert_eq!(cause(&echoed), Cause::Other);
         let other = redis::make_extension_error("NOPERMS".into(), None);
         assert_eq!(cause(&other), Cause::Other);
-        let config = RedisError::from((
-            ErrorKind::InvalidClientConfig,
-            "Unable to build client with TLS parameters provided.",
-            "anything".to_owned(),
-        ));
-        assert_eq!(cause(&config), Cause::ClientCertUnusable);
+        let config = Unusable::ClientCert.error("KeyMismatch");
+        assert_eq!(cause(&config), Cause::Unusable(Unusable::ClientCert));
+    }
+
+    /// Each cause of an `InvalidClientConfig` error is reported under its own label, with its
+    /// own fix: only the TLS ones say "TLS", only the client certificate's names the client
+    /// certificate; one this crate did not make (the `redis` crate's) is reported as it is.
+    /// All were said as the client certificate's ("TLS: the connection cannot be set up as
+    /// configured (…); with a client certificate …: is the private key the certificate's?").
+    #[test]
+    fn each_unusable_configuration_under_its_own_label() {
+        let cases = [
+            (
+                Unusable::ClientCert,
+                "TLS: the client certificate cannot be used",
+                "with_client_cert_pem",
+            ),
+            (Unusable::RootCa, "TLS: the root CA cannot be used", "--ca-file"),
+            (Unusable::CryptoProvider, "TLS: the rustls crypto provider", "install_default"),
+            (Unusable::TlsHost, "TLS: the host of the rediss:// URL", "the name its certificate"),
+            (Unusable::Insecure, "the rediss:// URL asks for no check", "remove #insecure"),
+            (Unusable::Unsupported, "this kind of Redis connection cannot be made here", "detail"),
+        ];
+        assert_eq!(cases.len(), Unusable::ALL.len());
+        for (reason, label, fix) in cases {
+            let e = reason.error("detail");
+            assert_eq!(Unusable::of(&e), Some(reason));
+            assert_eq!(cause(&e), Cause::Unusable(reason));
+            let StoreError::Refused(why) = unavailable(e) else { panic!("{reason:?}") };
+            assert!(why.starts_with(label) && why.contains(fix), "{reason:?}: {why}");
+            assert!(why.contains("detail"), "{reason:?}: the error itself is said: {why}");
+            assert_eq!(
+                why.contains("client certificate") || why.contains("private key"),
+                reason == Unusable::ClientCert,
+                "{reason:?}: {why}"
+            );
+        }
+        // The `redis` crate's own, with a description of its choosing.
+        for theirs in [
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "RESP3 is required for this command",
+            )),
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Unable to build client with TLS parameters provided.",
+                "anything".to_owned(),
+            )),
+        ] {
+            assert_eq!(Unusable::of(&theirs), None, "{theirs}");
+            assert_eq!(cause(&theirs), Cause::Other, "{theirs}");
+            let StoreError::Refused(why) = unavailable(theirs) else { panic!() };
+            assert!(!why.contains("TLS:") && !why.contains("private key"), "{why}");
+        }
+        // Another kind with the same words is not one of them.
+        let other = RedisError::from((ErrorKind::ResponseError, Unusable::RootCa.description()));
+        assert_eq!(Unusable::of(&other), None);
     }
 
     #[test]
@@ -227,7 +373,7 @@ mod tests {
             ),
             (
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch),
-                Cause::ClientCertUnusable,
+                Cause::Unusable(Unusable::ClientCert),
             ),
             // Not a deployment's mistake that TLS names: a failed connection.
             (rustls::Error::AlertReceived(Alert::InternalError), Cause::Transport),
