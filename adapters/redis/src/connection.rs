@@ -4,7 +4,8 @@
 //! only chooses addresses), so connecting (TCP, `rediss://` with rustls, Unix sockets) and
 //! replacing a dropped connection are done here, as `ConnectionManager` did them: a connection
 //! attempt in a task of its own (a caller giving up does not cut it; one cut off with its
-//! runtime is begun anew), bounded by [`RedisConfig::connect_timeout`] and tried once more
+//! runtime is begun anew, and so is one older than the connect timeout for a caller on another
+//! runtime), bounded by [`RedisConfig::connect_timeout`] and tried once more
 //! after 200 ms, every command bounded by [`RedisConfig::response_timeout`], and a connection
 //! that failed as dropped (reset, aborted, closed, a reply past the bound, a parse error) or
 //! whose task ended (its runtime shut down too) replaced by the next call; unlike
@@ -15,7 +16,7 @@
 //! refused write is an `ERR` quoting the `READONLY`).
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
@@ -230,10 +231,22 @@ struct Slot {
     /// Commands in a row left unanswered past the response timeout on `live` (an answer, any
     /// answer, ends the run); [`STALLED_AFTER`] of them let the connection go.
     timeouts: u32,
-    /// The connection attempt under way: its outcome is sent on it when it ends.
-    connecting: Option<watch::Receiver<Option<Attempted>>>,
+    /// The connection attempt under way.
+    connecting: Option<Attempt>,
+    /// Connection attempts begun so far: each attempt's number.
+    begun: u64,
     /// Connection attempts ended so far: each connection's id.
     attempts: u64,
+}
+
+/// A connection attempt under way: where its outcome is sent when it ends, and when and on
+/// which runtime it was begun (its task runs there, and only while that runtime is run).
+struct Attempt {
+    outcome: watch::Receiver<Option<Attempted>>,
+    /// Which attempt it is (see [`Slot::begun`]).
+    number: u64,
+    begun: Instant,
+    runtime: Option<tokio::runtime::Id>,
 }
 
 /// A connection attempt's outcome, for every caller that waited for it.
@@ -337,10 +350,18 @@ impl Connection {
     /// ran on shut down while the store lives on: one store used by tests, or by tasks, that
     /// each make a runtime), is not waited for again: the next caller begins one anew, and so
     /// does, once, each caller that was waiting for it.
+    ///
+    /// An attempt begun on another runtime than the caller's is waited for until it is older
+    /// than the connect timeout ([`Connection::outlived`]): past that, the caller begins one
+    /// anew on its own runtime (or joins the one another caller began first), which becomes
+    /// the attempt under way. That runtime may be alive but not run (a current-thread runtime
+    /// between two `block_on`s), its attempt then neither going on nor ending, and every
+    /// caller on every other runtime was held until it ran again.
     async fn live(&self) -> RedisResult<Live> {
+        let here = tokio::runtime::Handle::try_current().ok().map(|runtime| runtime.id());
         let mut cut_off = false;
         loop {
-            let mut attempt = {
+            let (mut attempt, deadline) = {
                 let mut slot = self.slot();
                 match &slot.live {
                     Some(live) if !live.ended() => return Ok(live.clone()),
@@ -352,17 +373,23 @@ impl Connection {
                     // channel is closed never sent one: its task was dropped (its runtime
                     // shut down) or panicked, and waiting for it would fail every caller for
                     // as long as the store lives.
-                    Some(attempt) if attempt.has_changed().is_ok() => attempt.clone(),
-                    _ => {
-                        let (outcome, attempt) = watch::channel(None);
-                        slot.connecting = Some(attempt.clone());
-                        tokio::spawn(self.clone().connect(outcome));
-                        attempt
+                    Some(attempt)
+                        if attempt.outcome.has_changed().is_ok()
+                            && !self.outlived(attempt, here) =>
+                    {
+                        (attempt.outcome.clone(), self.deadline(attempt, here))
                     }
+                    _ => (self.begin(&mut slot, here), None),
                 }
             };
-            match attempt.wait_for(Option::is_some).await {
-                Ok(outcome) => {
+            let waited = match deadline {
+                Some(deadline) => {
+                    tokio::time::timeout_at(deadline, attempt.wait_for(Option::is_some)).await
+                }
+                None => Ok(attempt.wait_for(Option::is_some).await),
+            };
+            match waited {
+                Ok(Ok(outcome)) => {
                     return match &*outcome {
                         Some(Ok(live)) => Ok(live.clone()),
                         Some(Err(failure)) => Err(failure.error()),
@@ -371,6 +398,10 @@ impl Connection {
                         }
                     };
                 }
+                // The attempt, on another runtime, outlived the connect timeout without an
+                // outcome: the slot is looked at again, and an attempt begun on this runtime
+                // if it is still the one under way.
+                Err(_outlived) => {}
                 // The attempt this caller waited for was cut off: not by Redis, its runtime
                 // went away (another test's, or a task's that made its own). Failing the call
                 // would put the process in degraded mode, its warning naming a cause that says
@@ -379,8 +410,8 @@ impl Connection {
                 // as every caller does), within its own limit on the call. Once: an attempt
                 // cut off again (the caller's own runtime shutting down) fails the call rather
                 // than loop.
-                Err(_) if !cut_off => cut_off = true,
-                Err(_) => {
+                Ok(Err(_)) if !cut_off => cut_off = true,
+                Ok(Err(_)) => {
                     return Err(RedisError::from(std::io::Error::other(
                         "the connection attempt was cut off twice (its runtime shut down, or it panicked)",
                     )));
@@ -389,9 +420,65 @@ impl Connection {
         }
     }
 
-    /// The connection attempt [`live`](Self::live) started, its outcome put in the slot and
-    /// sent on `outcome`.
-    async fn connect(self, outcome: watch::Sender<Option<Attempted>>) {
+    /// Begins a connection attempt on the runtime `here` (the caller's), as the one under way
+    /// in `slot`; returns where its outcome will be sent.
+    fn begin(
+        &self,
+        slot: &mut Slot,
+        here: Option<tokio::runtime::Id>,
+    ) -> watch::Receiver<Option<Attempted>> {
+        slot.begun = slot.begun.wrapping_add(1);
+        let (sender, outcome) = watch::channel(None);
+        slot.connecting = Some(Attempt {
+            outcome: outcome.clone(),
+            number: slot.begun,
+            begun: Instant::now(),
+            runtime: here,
+        });
+        tokio::spawn(self.clone().connect(sender, slot.begun));
+        outcome
+    }
+
+    /// Whether `attempt`, begun on another runtime than `here`, is older than the connect
+    /// timeout: a caller on `here` then begins one anew instead of waiting for it.
+    ///
+    /// The connect timeout bounds an attempt's first try, the handshake included: by then an
+    /// attempt whose runtime is run has its outcome, or is in its retry (its first try failed).
+    /// An older one is on a runtime not run (alive, between two `block_on`s of a current-thread
+    /// runtime, or with every worker blocked), or in that retry; beginning anew costs, in the
+    /// second case, one more connection attempt to a Redis that failed one, and ends the wait
+    /// in the first, which lasted until that runtime ran again. Not the attempt's longest life
+    /// (twice the timeout and the retry's pause), which would tell the cases apart: the client
+    /// bounds each store call at 1 s, the default connect timeout, so every call on the other
+    /// runtimes would fail for more than two seconds, the process going to degraded mode. A
+    /// caller on the attempt's own runtime waits for it to its end: that runtime is run (the
+    /// caller is), so the attempt goes on, within its own timeouts.
+    fn outlived(&self, attempt: &Attempt, here: Option<tokio::runtime::Id>) -> bool {
+        here.is_some()
+            && attempt.runtime != here
+            && attempt.begun.elapsed() >= self.0.connector.connect_timeout
+    }
+
+    /// When a caller on `here` stops waiting for `attempt`, if it is on another runtime (see
+    /// [`outlived`](Self::outlived)).
+    fn deadline(
+        &self,
+        attempt: &Attempt,
+        here: Option<tokio::runtime::Id>,
+    ) -> Option<tokio::time::Instant> {
+        if here.is_none() || attempt.runtime == here {
+            return None;
+        }
+        let deadline = attempt.begun.checked_add(self.0.connector.connect_timeout)?;
+        Some(tokio::time::Instant::from_std(deadline))
+    }
+
+    /// The connection attempt number `number` that [`live`](Self::live) began: its outcome
+    /// sent on `outcome` and put in the slot, as the connection in use unless the attempt was
+    /// replaced meanwhile (see [`outlived`](Self::outlived)) and the slot holds the connection
+    /// of a newer one. That one's runtime was run while this one's was not: the connection
+    /// whose reading and writing task is on it serves the calls.
+    async fn connect(self, outcome: watch::Sender<Option<Attempted>>, number: u64) {
         let connector = &self.0.connector;
         let result = match connector.connect().await {
             Ok(live) => Ok(live),
@@ -402,12 +489,17 @@ impl Connection {
         };
         let mut slot = self.slot();
         slot.attempts = slot.attempts.wrapping_add(1);
-        slot.connecting = None;
+        let under_way = slot.connecting.as_ref().is_some_and(|attempt| attempt.number == number);
+        if under_way {
+            slot.connecting = None;
+        }
         let attempted = match result {
             Ok(mut live) => {
                 live.id = slot.attempts;
-                slot.live = Some(live.clone());
-                slot.timeouts = 0;
+                if under_way || slot.live.as_ref().is_none_or(Live::ended) {
+                    slot.live = Some(live.clone());
+                    slot.timeouts = 0;
+                }
                 Ok(live)
             }
             Err(e) => Err(Failure::of(&e)),

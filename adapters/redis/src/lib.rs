@@ -80,6 +80,10 @@
 //!   replica (`READONLY`, `MASTERDOWN`: after a failover, the demoted primary; before Redis
 //!   7.0, a script's refused write comes as an `ERR Error running script` quoting `-READONLY`,
 //!   recognised too), so that the next call reaches the primary the URL's host now leads to.
+//!   One store may serve several tokio runtimes: a connection attempt runs on the runtime of
+//!   the call that began it, and a call on another runtime waits for it at most
+//!   [`RedisConfig::connect_timeout`] before beginning its own (that runtime may be alive but
+//!   not run, a current-thread runtime between two `block_on`s).
 //!
 //! ## What a writer of Redis can and cannot do
 //!

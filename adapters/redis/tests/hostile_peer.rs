@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{scope_of, store_at};
+use common::{RedisServer, scope_of, store_at};
 use credflow_redis::RedisConfig;
 use credflow_reqwest::shared::{SharedStore, StoreError};
 
@@ -417,6 +417,45 @@ fn a_caller_waiting_on_an_attempt_cut_off_with_its_runtime_connects_anew() {
     });
     assert_eq!(answered.expect("answered in time"), Ok(None));
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection anew");
+}
+
+/// A connection attempt begun on a current-thread runtime that is then not run (alive, between
+/// two `block_on`s: its attempt neither goes on nor ends) does not hold the callers on another
+/// runtime until it runs again: once that attempt is older than the connect timeout, a caller
+/// on another runtime begins one of its own, and is answered (a redis-server on 127.0.0.1).
+/// When the first runtime runs again and its attempt ends, the connection in use stays the
+/// second runtime's, whose task is run: calls there are still answered. Every such caller waited
+/// for the attempt until the first runtime ran again (here: its call's limit, every time).
+#[test]
+fn an_attempt_on_a_runtime_not_run_does_not_hold_callers_on_another() {
+    let redis = RedisServer::start();
+    let store = store_at(redis.url(), |c| c.connect_timeout = Duration::from_millis(500));
+    let scope = scope_of("runtime-not-run");
+    let idle = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // A call polled once: its connection attempt is begun (a task spawned on `idle`), then left
+    // as `block_on` returns, the runtime alive and not run.
+    idle.block_on(async {
+        let mut call = std::pin::pin!(store.hold(&scope));
+        std::future::poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending(), "answered without connecting");
+            std::task::Poll::Ready(())
+        })
+        .await;
+    });
+    let driven = runtime();
+    // Generous bounds: they tell a call answered from one held until the first runtime runs.
+    let limit = Duration::from_secs(10);
+    for call in 0..2 {
+        let answered =
+            driven.block_on(async { tokio::time::timeout(limit, store.hold(&scope)).await });
+        let answered = answered.expect("answered, not held by the attempt of a runtime not run");
+        assert_eq!(answered, Ok(None), "call {call}");
+    }
+    // The first runtime runs again, long enough for its attempt to end (a handshake on
+    // 127.0.0.1), and is left again.
+    idle.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+    let answered = driven.block_on(async { tokio::time::timeout(limit, store.hold(&scope)).await });
+    assert_eq!(answered.expect("answered in time"), Ok(None), "on the second runtime's connection");
 }
 
 /// A connection made on a runtime that then shuts down (its reading and writing task dropped
