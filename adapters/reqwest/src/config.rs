@@ -508,9 +508,16 @@ pub fn read_secret_file(path: &str, source: &str) -> Result<ClientSecret, Error>
             std::io::ErrorKind::NotFound => "no such file".to_owned(),
             _ => e.to_string(),
         };
+        // Where a secret itself goes is said for the client secret only: other sources (the
+        // proxy's key files) have no variable for the value.
+        let hint = if [ENV_CLIENT_SECRET_FILE, "--client-secret-file"].contains(&source) {
+            format!("the secret goes in {ENV_CLIENT_SECRET}")
+        } else {
+            format!("{source} takes the path of a file")
+        };
         Error::config(format!(
             "{source}: cannot read: {why} (the value is not repeated, in case it is the secret \
-             itself; the secret goes in {ENV_CLIENT_SECRET})"
+             itself; {hint})"
         ))
     })?;
     check_regular(&metadata).map_err(|why| refuse(&why))?;
@@ -720,6 +727,22 @@ mod tests {
         read_secret_file(path, "SOURCE")
             .map(|s| s.expose_secret().to_owned())
             .map_err(|e| e.to_string())
+    }
+
+    /// A path that names no file may be the secret itself: never repeated, and the hint on
+    /// where a secret goes names the client secret's variable only for the client secret.
+    #[test]
+    fn a_missing_file_is_not_repeated_and_the_hint_fits_the_source() {
+        let missing = "not-a-file-but-maybe-a-secret";
+        for (source, hint) in [
+            (ENV_CLIENT_SECRET_FILE, "the secret goes in GENESYS_CLIENT_SECRET"),
+            ("--client-secret-file", "the secret goes in GENESYS_CLIENT_SECRET"),
+            ("--local-key-file", "--local-key-file takes the path of a file"),
+        ] {
+            let e = read_secret_file(missing, source).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("no such file") && e.contains(hint), "{source}: {e}");
+            assert!(!e.contains(missing), "{source}: {e}");
+        }
     }
 
     #[test]
