@@ -757,6 +757,37 @@ async fn a_request_naming_another_host_is_refused_on_loopback() {
     }
 }
 
+/// A request with two `Host` fields is answered 400 (RFC 9112 §3.2), whichever comes first and
+/// even when both name loopback: only the first was checked, so `Host: 127.0.0.1` then `Host:
+/// evil.example` was forwarded (a server or cache behind that reads the last one would see
+/// evil.example).
+#[tokio::test]
+async fn a_request_with_two_host_fields_is_refused() {
+    let server = upstream(|_| Reply::json(200, r#"{"id":"me"}"#));
+    let proxy = proxy_to(&server, &[]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    for (first, second) in
+        [(addr.as_str(), "evil.example"), ("evil.example", addr.as_str()), (&addr, "localhost")]
+    {
+        for path in ["/api/v2/users/me", "/oauth/token", "/metrics"] {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {first}\r\nHost: {second}\r\n\r\n");
+            let status = raw(&proxy, &request).await;
+            assert!(status.starts_with("HTTP/1.1 400"), "{first}, {second} {path}: {status}");
+        }
+    }
+    // Apart, with other fields between them, and in an absolute-form request.
+    let apart =
+        format!("GET /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nhost: x\r\n\r\n");
+    assert!(raw(&proxy, &apart).await.starts_with("HTTP/1.1 400"));
+    let absolute = format!(
+        "GET http://{addr}/api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\n\r\n"
+    );
+    assert!(raw(&proxy, &absolute).await.starts_with("HTTP/1.1 400"));
+    assert_eq!(server.requests_to("/api/v2/users/me"), 0, "nothing was forwarded");
+    let one = format!("GET /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert!(raw(&proxy, &one).await.starts_with("HTTP/1.1 200"));
+}
+
 /// TRACE (a server echoing the request would send the bearer token back) and CONNECT (a
 /// tunnel to the API host with it) are refused, 405, and never reach the upstream.
 #[tokio::test]

@@ -317,13 +317,21 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        // RFC 9112 §3.2: a request with more than one `Host` field is answered 400. The checks
+        // below read one of them; the other could name any host.
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        let host = hosts.next().map(HeaderValue::as_bytes);
+        if hosts.next().is_some() {
+            return self.refuse(Refusal::bad_request(
+                "credflow proxy: the request has more than one Host field (RFC 9112 §3.2)",
+            ));
+        }
         // On loopback, a request that names another host came through a name that resolves
         // here (DNS rebinding: a web page the browser lets talk to 127.0.0.1 under its own
         // name), not from a program of this machine that means the proxy: refused before
         // anything, the token endpoint and metrics included. (Off loopback, the local key,
         // which is then required, stands guard.)
         // An absolute-form target names a host too (RFC 9112 §3.2.2): both must be loopback.
-        let host = request.headers().get(header::HOST).map(HeaderValue::as_bytes);
         let authority = request.uri().authority().map(|a| a.as_str().as_bytes());
         if self.settings.loopback_hosts_only
             && [host, authority].into_iter().flatten().any(|h| !rules::loopback_host(h))
