@@ -838,6 +838,31 @@ async fn local_connections_and_their_heads_are_bounded() {
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
 }
 
+/// The 64 KiB cap is on the head, however it arrives: a head sent in one burst was parsed from
+/// whatever hyper had read (its buffer limit is checked only after a parse that needs more),
+/// so heads up to 112 KiB went through, a 114 618-byte header value forwarded upstream. At
+/// 65 536 bytes a head passes, at 65 537 it is 431.
+#[tokio::test]
+async fn a_head_past_64_kib_is_refused_even_in_one_burst() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let proxy = proxy_to(&server, &[]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    // A whole head of `size` bytes, its end included, in one write.
+    let head = |size: usize| {
+        let start = format!("GET /api/v2/x HTTP/1.1\r\nHost: {addr}\r\nX-Big: ");
+        let pad = size - start.len() - "\r\n\r\n".len();
+        format!("{start}{}\r\n\r\n", "a".repeat(pad))
+    };
+    for size in [65_537, 65_600, 100_000, 114_618 + 50] {
+        let status = raw(&proxy, &head(size)).await;
+        assert!(status.starts_with("HTTP/1.1 431"), "{size}: {status}");
+    }
+    assert_eq!(server.requests_to("/api/v2/x"), 0, "a head past the cap was forwarded");
+    let status = raw(&proxy, &head(65_536)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "65536: {status}");
+    assert_eq!(server.requests_to("/api/v2/x"), 1);
+}
+
 /// Every header a `Connection` header names is removed (RFC 9110 §7.6.1), in both directions,
 /// however many it names: only the first 32 were, and the others went on.
 #[tokio::test]

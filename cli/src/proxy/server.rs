@@ -105,9 +105,13 @@ impl Drop for Serving {
     }
 }
 
-/// The most a local connection buffers of a request head (hyper's default is about 400 KiB):
-/// past it the head is refused, 431.
-const MAX_HEAD_BUFFER: usize = 64 * 1024;
+/// The longest request head (its request line, fields and the empty line that ends it) a local
+/// connection may send: past it the head is refused, 431, whether it is complete or not. It is
+/// hyper's `max_header_size`, checked at every parse; its `max_buf_size` alone (the read
+/// buffer's limit, about 400 KiB by default) is checked only after a parse that needs more, so
+/// a head that arrived in one burst was taken up to the read buffer's size (112 KiB for a
+/// limit of 64 KiB: the buffer grows by doubling). The read buffer gets the same limit.
+const MAX_HEAD: usize = 64 * 1024;
 
 struct Proxy {
     client: Client,
@@ -154,7 +158,7 @@ pub(crate) async fn serve(
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
     let in_service = Arc::new(InService::default());
-    // Each connection may hold up to `MAX_HEAD_BUFFER` of a head as it arrives: bounded in
+    // Each connection may hold up to `MAX_HEAD` of a head as it arrives: bounded in
     // number too, memory is.
     let slots = Arc::new(tokio::sync::Semaphore::new(
         proxy.settings.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
@@ -197,7 +201,8 @@ pub(crate) async fn serve(
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(Duration::from_secs(30))
-                        .max_buf_size(MAX_HEAD_BUFFER)
+                        .max_header_size(MAX_HEAD)
+                        .max_buf_size(MAX_HEAD)
                         .serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
