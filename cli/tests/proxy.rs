@@ -724,6 +724,17 @@ async fn zero_threads_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
 
+/// An idle timeout of 0 would close every connection at once: refused.
+#[tokio::test]
+async fn a_zero_idle_timeout_is_a_usage_error() {
+    let env = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "secret")];
+    let token_url = "http://127.0.0.1:9/oauth/token";
+    let args = ["proxy", "--idle-timeout", "0ms", "--token-url", token_url, "--api-base", "x"];
+    let out = credflow(&args, &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--idle-timeout"));
+}
+
 /// Sends `request` (a whole head, no body) on a new connection and returns the status line.
 async fn raw(proxy: &Proxy, request: &str) -> String {
     let addr = proxy.base.trim_start_matches("http://");
@@ -861,6 +872,55 @@ async fn a_head_past_64_kib_is_refused_even_in_one_burst() {
     let status = raw(&proxy, &head(65_536)).await;
     assert!(status.starts_with("HTTP/1.1 200"), "65536: {status}");
     assert_eq!(server.requests_to("/api/v2/x"), 1);
+}
+
+/// Reads `stream` until the proxy closes it (at most `within`): what came, and when it closed.
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, Instant) {
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.expect("the proxy closed the connection in time");
+    (String::from_utf8_lossy(&got).into_owned(), Instant::now())
+}
+
+/// A local connection that sends no head for `--idle-timeout` is closed: one kept alive after
+/// its answer, one that never sends anything, one that stops in the middle of a head. Each
+/// holds one of `--max-connections` while open.
+#[tokio::test]
+async fn connections_that_send_no_head_are_closed_after_the_idle_timeout() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let proxy = proxy_to(&server, &["--idle-timeout", "1s"]).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut halfway = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let opened = Instant::now();
+    kept.write_all(format!("GET /api/v2/x HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    halfway
+        .write_all(format!("GET /api/v2/x HTTP/1.1\r\nHost: {addr}\r\nX-").as_bytes())
+        .await
+        .unwrap();
+    let within = Duration::from_secs(10);
+    let (answers, kept_closed) = until_closed(&mut kept, within).await;
+    assert!(answers.starts_with("HTTP/1.1 200"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1").count(), 1, "{answers}");
+    let (nothing, silent_closed) = until_closed(&mut silent, within).await;
+    assert_eq!(nothing, "");
+    let (timed_out, halfway_closed) = until_closed(&mut halfway, within).await;
+    assert_eq!(timed_out, "", "hyper closes it unanswered");
+    for closed in [kept_closed, silent_closed, halfway_closed] {
+        let after = closed - opened;
+        assert!(after >= Duration::from_millis(900), "closed before the idle timeout: {after:?}");
+    }
 }
 
 /// Every header a `Connection` header names is removed (RFC 9110 §7.6.1), in both directions,

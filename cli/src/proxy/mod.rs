@@ -90,6 +90,10 @@ pub(crate) struct ProxyArgs {
     /// hold a request head of up to 64 KiB while it arrives).
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
+    /// A local connection is closed when it has sent no request head for this long (idle
+    /// between requests, or stalled in a head).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    idle_timeout: Duration,
     /// Longest time one request may wait for a token before 503 (e.g. 500ms, 5s).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     token_wait: Duration,
@@ -170,6 +174,9 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     if args.max_body == 0 || args.max_pending == 0 {
         return Err(Failure::usage("--max-body and --max-pending must be at least 1"));
     }
+    if args.idle_timeout.is_zero() {
+        return Err(Failure::usage("--idle-timeout must be longer than 0 (e.g. 500ms, 30s)"));
+    }
     let local_key = args.local_key_file.as_deref().map(read_local_key).transpose()?;
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
@@ -204,6 +211,7 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
         drain: args.drain,
         loopback_hosts_only: args.listen.ip().is_loopback(),
         max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
     };
     server::serve(client, args.listen, settings).await
 }

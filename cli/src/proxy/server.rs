@@ -53,6 +53,8 @@ pub(crate) struct Settings {
     pub(crate) loopback_hosts_only: bool,
     /// Most local connections open at once.
     pub(crate) max_connections: usize,
+    /// How long a local connection may go without sending a request head (`--idle-timeout`).
+    pub(crate) idle_timeout: Duration,
 }
 
 /// After the last request in service is answered, how long the drain still waits for its
@@ -62,7 +64,7 @@ const ANSWER_FLUSH: Duration = Duration::from_millis(250);
 /// The requests being served: each from the arrival of its head until hyper drops its answer's
 /// body (sent, or its connection gone). The drain waits for these, not for every connection: a
 /// connection that has sent part of a head holds no request, and hyper keeps it open until its
-/// head timeout (30 s), past any `--drain`.
+/// head timeout (`--idle-timeout`, 30 s), past any `--drain`.
 #[derive(Default)]
 struct InService {
     count: AtomicUsize,
@@ -177,6 +179,7 @@ pub(crate) async fn serve(
                     };
                     // Nagle would hold small answers back for the next segment's ACK.
                     let _ = stream.set_nodelay(true);
+                    let idle_timeout = proxy.settings.idle_timeout;
                     let proxy = Arc::clone(&proxy);
                     let in_service = Arc::clone(&in_service);
                     let service = hyper::service::service_fn(move |request| {
@@ -198,9 +201,12 @@ pub(crate) async fn serve(
                             Ok::<_, Infallible>(response)
                         }
                     });
+                    // hyper's head timeout runs whenever it waits for a head: from the
+                    // connection's start and after each answer, so it closes an idle
+                    // kept-alive connection too.
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
+                        .header_read_timeout(idle_timeout)
                         .max_header_size(MAX_HEAD)
                         .max_buf_size(MAX_HEAD)
                         .serve_connection(TokioIo::new(stream), service);
