@@ -923,6 +923,46 @@ async fn connections_that_send_no_head_are_closed_after_the_idle_timeout() {
     }
 }
 
+/// A local client that sends requests and never reads the answers is closed once the proxy's
+/// writes to it have made no progress for `--idle-timeout`: it held its connection, one of
+/// `--max-connections`, for as long as it liked (100 000 pipelined `GET /metrics`, nothing read:
+/// still open after 100 s). Here the one place is taken until then, and free after.
+#[tokio::test]
+async fn a_client_that_reads_no_answer_is_closed_after_the_idle_timeout() {
+    let server = upstream(|_| Reply::json(200, "{}"));
+    let args = ["--max-connections", "1", "--idle-timeout", "2s"];
+    let proxy = proxy_to(&server, &args).await;
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (_unread, mut requests) = stalled.into_split();
+    let batch = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(1000);
+    // Writes until the proxy is gone (its reads stop once its writes are stuck).
+    let writer = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if requests.write_all(batch.as_bytes()).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut turned_away = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (nothing, _) = until_closed(&mut turned_away, Duration::from_secs(1)).await;
+    assert_eq!(nothing, "", "the place was free while the stalled client held it");
+    let served = loop {
+        let status = raw(&proxy, &format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n")).await;
+        if status.starts_with("HTTP/1.1 200") {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the place is still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(served >= Duration::from_millis(1500), "freed before the idle timeout: {served:?}");
+    let cut = tokio::time::timeout(Duration::from_secs(5), writer).await.expect("writer ended");
+    assert!(cut.unwrap(), "the stalled client's connection was closed under it");
+}
+
 /// Every header a `Connection` header names is removed (RFC 9110 §7.6.1), in both directions,
 /// however many it names: only the first 32 were, and the others went on.
 #[tokio::test]

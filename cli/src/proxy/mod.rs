@@ -91,7 +91,8 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
     /// A local connection is closed when it has sent no request head for this long (idle
-    /// between requests, or stalled in a head).
+    /// between requests, or stalled in a head), or taken none of its answer (a write to it
+    /// that makes no progress).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     idle_timeout: Duration,
     /// Longest time one request may wait for a token before 503 (e.g. 500ms, 5s).

@@ -53,7 +53,8 @@ pub(crate) struct Settings {
     pub(crate) loopback_hosts_only: bool,
     /// Most local connections open at once.
     pub(crate) max_connections: usize,
-    /// How long a local connection may go without sending a request head (`--idle-timeout`).
+    /// How long a local connection may go without sending a request head, or taking any of
+    /// its answer (`--idle-timeout`).
     pub(crate) idle_timeout: Duration,
 }
 
@@ -201,6 +202,13 @@ pub(crate) async fn serve(
                             Ok::<_, Infallible>(response)
                         }
                     });
+                    // A client that never reads its answers would hold its connection, and
+                    // its place, for ever: hyper has no write timeout. A write that makes no
+                    // progress for `--idle-timeout` fails, and ends the connection (the
+                    // countdown starts when a write would block, and starts over at each
+                    // write that goes through: a slow reader is not cut off).
+                    let mut stream = tokio_io_timeout::TimeoutWriter::new(stream);
+                    stream.set_timeout(Some(idle_timeout));
                     // hyper's head timeout runs whenever it waits for a head: from the
                     // connection's start and after each answer, so it closes an idle
                     // kept-alive connection too.
@@ -209,7 +217,7 @@ pub(crate) async fn serve(
                         .header_read_timeout(idle_timeout)
                         .max_header_size(MAX_HEAD)
                         .max_buf_size(MAX_HEAD)
-                        .serve_connection(TokioIo::new(stream), service);
+                        .serve_connection(TokioIo::new(Box::pin(stream)), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         let _slot = slot;
