@@ -87,8 +87,8 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_pending: usize,
     /// Most local connections open at once; a connection past it is closed at once (each may
-    /// hold a request head of up to 64 KiB while it arrives).
-    #[arg(long, default_value_t = 4096, value_name = "N")]
+    /// hold up to about 120 KiB while a request head of up to 64 KiB arrives: 256 MiB for 2048).
+    #[arg(long, default_value_t = 2048, value_name = "N")]
     max_connections: usize,
     /// A local connection is closed when it has sent no request head for this long (idle
     /// between requests, or stalled in a head), or taken none of its answer (a write to it

@@ -161,8 +161,9 @@ pub(crate) async fn serve(
     let watcher = tokio::spawn(watch_events(Arc::clone(&proxy)));
     let graceful = GracefulShutdown::new();
     let in_service = Arc::new(InService::default());
-    // Each connection may hold up to `MAX_HEAD` of a head as it arrives: bounded in
-    // number too, memory is.
+    // Each connection may hold up to `MAX_HEAD` of a head as it arrives, in a read buffer of up
+    // to twice that (it grows by doubling), beside its own state (about 19 KiB): bounded in
+    // number too, memory is (README: 256 MiB for the default 2048).
     let slots = Arc::new(tokio::sync::Semaphore::new(
         proxy.settings.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
     ));
