@@ -15,9 +15,12 @@
 //! - **Priority** from `X-Credflow-Priority: critical|normal|background`, stripped.
 //! - **Bodies** (`rules::body_plan`): request bodies up to `--max-body` are buffered, so the
 //!   client can replay them when the core says a retry is safe; larger ones stream upstream
-//!   and are sent once. Success responses stream back as they arrive; error and redirect
-//!   bodies (read by the client to classify them anyway; a redirect's may repeat a `Location`
-//!   that carries the token) go back masked, at most the client's `max_response_body`.
+//!   and are sent once. Success responses stream back as they arrive, unread (an endpoint
+//!   that echoes the request's `Authorization` in one hands the token to the client); error
+//!   and redirect bodies (read by the client to classify them anyway; a redirect's may repeat
+//!   a `Location` that carries the token) go back masked, at most the client's
+//!   `max_response_body`. A redirect to another origin goes back as it came: what the local
+//!   client sends there is its own (README: present the local key as the bearer token).
 //! - **Header hygiene**: hop-by-hop headers and all those named in `Connection` are removed
 //!   both ways; response header values are masked should the upstream echo a credential;
 //!   `ININ-Correlation-Id` goes back as sent. Only the `chunked` transfer coding is passed
