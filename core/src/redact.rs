@@ -31,8 +31,10 @@
 //!   (.NET's `System.Text.Json`), `\"` and `\\` (any encoder). [`Secrets::find`] and
 //!   [`Secrets::find_in_cut`] read `\/`, `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` and
 //!   `\uXXXX` (hex digits of either case) as the ASCII byte they stand for, and an occurrence
-//!   spans its escapes whole. Bounded texts the session keeps were read from JSON already: they
-//!   are matched byte for byte.
+//!   spans its escapes whole. A value's backslash also matches a backslash as it is (a value
+//!   with one is compared byte for byte too), also where the text ends within an escape (`\`,
+//!   `\u00`): shown, it would read as the backslash. Bounded texts the session keeps were read
+//!   from JSON already: they are matched byte for byte.
 //! - **The marker may not fit.** When replacing a short value with the longer marker would
 //!   overflow a bounded text, the text is cut at its end to make room: the marker is never
 //!   dropped, text after it may be.
@@ -314,6 +316,11 @@ struct Compare<'t, const ESCAPED: bool> {
     decoded: usize,
     /// `ESCAPED`: the value had a backslash before the comparison ended.
     backslash: bool,
+    /// `ESCAPED`: where a backslash of the value met an escape cut at the text's end (`\`,
+    /// `\u00`), read as the backslash it may be as it is: `decoded` then, plus one (0: not
+    /// so). A byte of the value that differs after it (within the cut escape) means the text
+    /// ran out at that escape instead.
+    cut_escape: usize,
 }
 
 impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
@@ -325,6 +332,7 @@ impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
             first: None,
             decoded: 0,
             backslash: false,
+            cut_escape: 0,
         }
     }
 
@@ -373,7 +381,21 @@ impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
                     self.matched = self.matched.saturating_add(n);
                     self.decoded = self.decoded.saturating_add(1);
                 }
+                // Within the cut escape a backslash was read as it is: the text ran out at
+                // that escape, read as one.
+                Step::Differs if self.cut_escape > 0 => {
+                    self.decoded = self.cut_escape.saturating_sub(1);
+                    self.state = State::RanOut;
+                }
                 Step::Differs => self.state = State::Differs,
+                // The text ends within an escape (`\`, `\u00`), where the value has a
+                // backslash: that may be the backslash as it is (a value ending there is
+                // whole). The rest of the text is that escape.
+                Step::RanOut if b == b'\\' && !rest.is_empty() => {
+                    self.cut_escape = self.decoded.saturating_add(1);
+                    self.matched = self.matched.saturating_add(1);
+                    self.decoded = self.decoded.saturating_add(1);
+                }
                 Step::RanOut => self.state = State::RanOut,
             }
         }
@@ -699,6 +721,33 @@ mod tests {
             let text = std::format!("x {echo} y");
             assert_eq!(secrets.find(text.as_bytes(), 0), Some(2..2 + echo.len()), "{echo}");
         }
+    }
+
+    /// A value's backslash where the text ends within an escape (a `\\` cut after its first
+    /// backslash, a `\u005C` cut short) may be the backslash as it is: a value that ends there
+    /// is whole, whether the text was cut or not; one that goes on is a cut echo (four bytes
+    /// of it or more) as before.
+    #[test]
+    fn a_backslash_where_the_text_ends_within_an_escape_is_read_both_ways() {
+        let ends = creds(r"aAA\");
+        let secrets = Secrets::new(&ends, None, None);
+        for text in [r"x \u0061\u0041\u0041\", r"x \u0061AA\u00", r"x aAA\u005"] {
+            // Through the backslash, read as it is.
+            let whole = Some(2..text.rfind('\\').unwrap() + 1);
+            assert_eq!(secrets.find(text.as_bytes(), 0), whole, "{text}");
+            assert_eq!(secrets.find_in_cut(text.as_bytes(), 0), whole, "{text}");
+        }
+        // The value goes on past its backslash: four bytes of it or more before the cut
+        // escape are a cut echo, three are not, whichever way the escape is read.
+        let goes_on = creds(r"aAAA\b-0123");
+        let secrets = Secrets::new(&goes_on, None, None);
+        for text in [r"x \u0061AAA\", r"x aAAA\u00", r"x aAAA\u005"] {
+            assert_eq!(secrets.find_in_cut(text.as_bytes(), 0), Some(2..text.len()), "{text}");
+            assert_eq!(secrets.find(text.as_bytes(), 0), None, "{text}");
+        }
+        let short = creds(r"aAA\b-0123");
+        let secrets = Secrets::new(&short, None, None);
+        assert_eq!(secrets.find_in_cut(br"x aAA\u00", 0), None);
     }
 
     proptest! {
