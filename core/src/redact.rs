@@ -44,7 +44,9 @@
 //!   assertion older than the last token request are not masked after the fact; the session
 //!   masks what it stores at the moment it receives it, while it still holds them. An adapter
 //!   whose requests may outlive their token keeps it a while and masks it with
-//!   [`Session::mask_in_failures`](crate::session::Session::mask_in_failures).
+//!   [`Session::mask_in_failures`](crate::session::Session::mask_in_failures) in what the
+//!   session keeps, and with [`find_token`] in raw text (the same matcher as
+//!   [`Secrets::find`], JSON escapes and all).
 //!
 //! Scanning is bounded by the text's length times the number of values, without allocation: each
 //! value is streamed (base64, percent-encoding and HMAC as the token request writes them) against
@@ -190,17 +192,10 @@ impl<'a> Secrets<'a> {
                 if skip {
                     continue;
                 }
-                let mut compare = Compare::<ESCAPED>::new(tail);
-                self.stream(which, &mut compare);
-                *first = compare.first;
-                let mut len = compare.len(cut);
-                // A value with a backslash, read escaped, does not match where the text holds
-                // it raw (`\\` read as one backslash): compared byte for byte too.
-                if ESCAPED && compare.backslash {
-                    let mut raw = Compare::<false>::new(tail);
-                    self.stream(which, &mut raw);
-                    len = len.max(raw.len(cut));
-                }
+                let (len, streamed_first) = occurrence::<ESCAPED>(tail, cut, |sink| {
+                    self.stream(which, sink);
+                });
+                *first = streamed_first;
                 longest = longest.max(len);
             }
             if longest > 0 {
@@ -249,6 +244,52 @@ impl<'a> Secrets<'a> {
             shown = span.end;
         }
     }
+}
+
+/// The first whole occurrence of `token` in the raw `text` at or after `from`, found as
+/// [`Secrets::find`] finds the values it holds: JSON escapes read as the bytes they stand for,
+/// the occurrence spanning them (see the [module documentation](self)). With `cut` (the first
+/// part of a longer body), as [`Secrets::find_in_cut`]: the token's leading
+/// [`MIN_CUT_PREFIX`] bytes or more at the very end of `text` are an occurrence too.
+///
+/// For a token the session no longer holds (replaced by a refresh, dropped after a 401) while a
+/// request sent with it may still be answered: an adapter that keeps such tokens a while masks
+/// them with this, with the same matcher as the session's own values. `None` for an empty
+/// token.
+pub fn find_token(text: &[u8], from: usize, token: &str, cut: bool) -> Option<Range<usize>> {
+    let token = token.as_bytes();
+    let first = token.first()?;
+    let rest = text.get(from..)?;
+    (0..rest.len()).find_map(|offset| {
+        let tail = rest.get(offset..).unwrap_or_default();
+        // Compared only where the text starts with the token's first byte or an escape.
+        if tail.first() != Some(first) && tail.first() != Some(&b'\\') {
+            return None;
+        }
+        let (len, _) = occurrence::<true>(tail, cut, |sink| sink.put(token));
+        let start = from.saturating_add(offset);
+        (len > 0).then(|| start..start.saturating_add(len))
+    })
+}
+
+/// The length of the occurrence at the start of `tail` of the value `stream` writes (0 if
+/// none; see [`Compare::len`]), and the value's first byte (`None`: an empty value).
+fn occurrence<const ESCAPED: bool>(
+    tail: &[u8],
+    cut: bool,
+    stream: impl Fn(&mut dyn Sink),
+) -> (usize, Option<u8>) {
+    let mut compare = Compare::<ESCAPED>::new(tail);
+    stream(&mut compare);
+    let mut len = compare.len(cut);
+    // A value with a backslash, read escaped, does not match where the text holds it raw
+    // (`\\` read as one backslash): compared byte for byte too.
+    if ESCAPED && compare.backslash {
+        let mut raw = Compare::<false>::new(tail);
+        stream(&mut raw);
+        len = len.max(raw.len(cut));
+    }
+    (len, compare.first)
 }
 
 /// Bytes of the copy a bounded text is rebuilt from when it is masked (a longer one is cut at
@@ -631,6 +672,20 @@ mod tests {
         out
     }
 
+    /// Every span [`find_token`] names replaced by `marker`, as an adapter masks the tokens it
+    /// retired.
+    fn mask_token(text: &[u8], token: &str, cut: bool, marker: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut shown = 0;
+        while let Some(span) = find_token(text, shown, token, cut) {
+            out.extend_from_slice(&text[shown..span.start]);
+            out.extend_from_slice(marker);
+            shown = span.end;
+        }
+        out.extend_from_slice(&text[shown..]);
+        out
+    }
+
     /// `text` with its JSON escapes read as the bytes they stand for (others kept as they
     /// are): the test's own reading, not the matcher's.
     fn unescaped(text: &[u8]) -> Vec<u8> {
@@ -750,16 +805,44 @@ mod tests {
         assert_eq!(secrets.find_in_cut(br"x aAA\u00", 0), None);
     }
 
+    /// A token given apart (one the session no longer holds) is found as the session's own
+    /// values are: JSON-escaped, with a backslash escaped or not, cut within an escape, from a
+    /// position on; an empty token nowhere.
+    #[test]
+    fn a_token_given_apart_is_found_as_the_sessions_values_are() {
+        let token = r"tok/1+ab\cd";
+        for echo in [token, r"tok\/1+ab\\cd", r"tok\u002f1\u002Bab\u005ccd", r"\u0074ok/1+ab\cd"] {
+            let text = std::format!(r#"{{"message":"token {echo} refused"}}"#);
+            let start = text.find(echo).unwrap();
+            let span = find_token(text.as_bytes(), 0, token, false);
+            assert_eq!(span, Some(start..start + echo.len()), "{echo}");
+            assert_eq!(find_token(text.as_bytes(), start + 1, token, false), None, "{echo}");
+            // Cut after five bytes of it (within the escape of `+` in the .NET form): masked
+            // to the end.
+            let end = start + echo.find('1').unwrap() + 3;
+            let cut = &text.as_bytes()[..end];
+            assert_eq!(find_token(cut, 0, token, true), Some(start..end), "{echo}");
+            assert_eq!(find_token(cut, 0, token, false), None, "{echo}");
+        }
+        assert_eq!(find_token(br"tok\/1+ab\cd", 0, "", false), None);
+        assert_eq!(find_token(br"tok\/1+ab\cd", 99, token, false), None);
+        // A near miss is not the token.
+        assert_eq!(find_token(br"tok\/1-ab\cd", 0, token, false), None);
+    }
+
     proptest! {
         /// A value embedded in a raw text in any JSON-escaped form (each byte as it is where
         /// JSON allows, a short escape, `\u00XX` of either case) is never left in it: neither
-        /// the escaped form nor, its escapes read, the value. Bounded time: each position is
-        /// compared with each value at most twice.
+        /// the escaped form nor, its escapes read, the value. The value is one the session
+        /// holds or a token given apart ([`find_token`], masked after them as an adapter masks
+        /// the tokens it retired). Bounded time: each position is compared with each value at
+        /// most twice.
         #[test]
         fn a_json_escaped_value_is_never_left_in_raw_text(
             secret in "[!-~]{1,24}",
             token in "[!-~]{1,24}",
-            which in 0usize..2,
+            retired in "[!-~]{1,24}",
+            which in 0usize..3,
             forms in proptest::collection::vec(0u8..4, 24),
             before in "[ -\\[\\]-~]{0,24}",
             after in "[ -\\[\\]-~]{0,24}",
@@ -767,7 +850,7 @@ mod tests {
         ) {
             let creds = creds(&secret);
             let secrets = Secrets::new(&creds, Some(&token), None);
-            let value = [&secret, &token][which];
+            let value = [&secret, &token, &retired][which];
             let mut escaped = StdString::new();
             for (i, &b) in value.as_bytes().iter().enumerate() {
                 let short = match b {
@@ -789,6 +872,7 @@ mod tests {
             }
             let text = std::format!("{before}{escaped}{after}");
             let masked = mask_raw(&secrets, text.as_bytes(), false, &[0x01]);
+            let masked = mask_token(&masked, &retired, false, &[0x01]);
             let shown = StdString::from_utf8_lossy(&masked).into_owned();
             prop_assert!(!shown.contains(&escaped), "{text} -> {shown}");
             let read = StdString::from_utf8_lossy(&unescaped(&masked)).into_owned();
@@ -796,6 +880,7 @@ mod tests {
             // Cut anywhere: no more than three leading bytes of the value are left at the end.
             let cut = &text.as_bytes()[..cut_at.min(text.len())];
             let masked = mask_raw(&secrets, cut, true, &[0x01]);
+            let masked = mask_token(&masked, &retired, true, &[0x01]);
             let read = unescaped(&masked);
             prop_assert!(!read.windows(value.len()).any(|w| w == value.as_bytes()));
             for k in MIN_CUT_PREFIX..value.len() {

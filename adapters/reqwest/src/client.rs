@@ -280,7 +280,9 @@ impl std::ops::DerefMut for SessionCell {
 
 impl SessionCell {
     /// `bytes` with the tokens replaced last (until they expire) masked too, each occurrence
-    /// by `[redacted]` (and with `cut`, a token's first bytes ending the text).
+    /// by `[redacted]` (and with `cut`, a token's first bytes ending the text): with the core's
+    /// matcher, so an echo JSON-escaped in a raw body (`\/`, `\u002B`) is masked as the
+    /// session's own values are.
     fn mask_retired<'t>(
         &self,
         bytes: std::borrow::Cow<'t, [u8]>,
@@ -290,10 +292,10 @@ impl SessionCell {
         self.retired.iter().filter(|(_, expires_at)| *expires_at > now).fold(
             bytes,
             |text, (token, _)| match text {
-                std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str().as_bytes(), cut),
-                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(
-                    mask_token(&b, token.as_str().as_bytes(), cut).into_owned(),
-                ),
+                std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str(), cut),
+                std::borrow::Cow::Owned(b) => {
+                    std::borrow::Cow::Owned(mask_token(&b, token.as_str(), cut).into_owned())
+                }
             },
         )
     }
@@ -877,26 +879,15 @@ fn mask_spans(
     }
 }
 
-/// `bytes` with every occurrence of `token` replaced by `[redacted]`, and with `cut` (the
-/// first part of a longer text) its first [`MIN_CUT_PREFIX`] bytes or more at the very end too,
-/// as the core masks the token it holds.
+/// `bytes` with every occurrence of `token` replaced by `[redacted]`, found as the core finds
+/// the token it holds ([`find_token`]: JSON escapes read, the escaped span masked whole), and
+/// with `cut` (the first part of a longer text) its first [`MIN_CUT_PREFIX`] bytes or more at
+/// the very end too.
 ///
+/// [`find_token`]: credflow_core::redact::find_token
 /// [`MIN_CUT_PREFIX`]: credflow_core::redact::MIN_CUT_PREFIX
-fn mask_token<'t>(bytes: &'t [u8], token: &[u8], cut: bool) -> std::borrow::Cow<'t, [u8]> {
-    let min = credflow_core::redact::MIN_CUT_PREFIX;
-    mask_spans(bytes, |from| {
-        let rest = bytes.get(from..)?;
-        let whole = rest.windows(token.len().max(1)).position(|w| w == token);
-        if let Some(at) = whole {
-            return Some(from + at..from + at + token.len());
-        }
-        // A cut echo: the token's first bytes end the text.
-        let longest = token.len().saturating_sub(1).min(rest.len());
-        (cut && !token.is_empty())
-            .then(|| (min..=longest).rev().find(|&n| rest.ends_with(&token[..n])))
-            .flatten()
-            .map(|n| bytes.len() - n..bytes.len())
-    })
+fn mask_token<'t>(bytes: &'t [u8], token: &str, cut: bool) -> std::borrow::Cow<'t, [u8]> {
+    mask_spans(bytes, |from| credflow_core::redact::find_token(bytes, from, token, cut))
 }
 
 impl Client {

@@ -123,3 +123,66 @@ async fn an_error_echoing_the_token_a_refresh_replaced_is_masked() {
         assert!(error.correlation_id().is_some(), "{path}: {error:?}");
     }
 }
+
+/// A request sent with a token the client replaced while it was in flight is answered with a
+/// 404 (handed to the caller as it is) whose body echoes that token JSON-escaped, as servers'
+/// encoders write it: `\/` for `/` (PHP's `json_encode`), `\u002B` for `+` (.NET's
+/// `System.Text.Json`). `Client::redact_bytes` masks it there as it masks the credentials and
+/// the current token, escapes and all; `redact_cut_bytes` masks it cut within an escape too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_token_echoed_json_escaped_in_a_body_is_masked() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&issued);
+    let server = Hostile::start(move |request| {
+        if request.path() == "/oauth/token" {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let token = format!("tok/{n}+abcdefgh/ijklmnop+qrst");
+            let body =
+                format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#);
+            return Reply::json(200, &body);
+        }
+        let sent = request.header("authorization").unwrap_or_default();
+        let sent = sent.trim_start_matches("Bearer ");
+        let php = sent.replace('/', r"\/");
+        let dotnet = sent.replace('+', r"\u002B").replace('/', r"\u002f");
+        let body = format!(r#"{{"message":"no queue for {php}","detail":"token {dotnet}"}}"#);
+        Reply::json(404, &body).delayed(std::time::Duration::from_millis(600))
+    });
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    let client = Client::builder(target, credentials("id", "secret").unwrap())
+        .session({
+            let mut session = credflow_reqwest::credflow_core::SessionConfig::default();
+            session.lifecycle.min_refresh_interval =
+                credflow_reqwest::credflow_core::Duration::ZERO;
+            session
+        })
+        .build()
+        .unwrap();
+    let sent_with = client.token().await.unwrap().as_str().to_owned();
+    let request = client.request(reqwest::Method::GET, "/queues/q1").unwrap().build().unwrap();
+    let send = tokio::spawn({
+        let client = client.clone();
+        async move { client.send(request).await }
+    });
+    // The request is on its way with the token; a refresh replaces it meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_ne!(client.refresh().await.unwrap().as_str(), sent_with);
+    let response = send.await.unwrap().expect("a 404 is handed over");
+    assert_eq!(response.status(), 404);
+    let body = response.bytes().await.unwrap();
+    let php = sent_with.replace('/', r"\/");
+    let dotnet = sent_with.replace('+', r"\u002B").replace('/', r"\u002f");
+    // The echoes are there, escaped, and nowhere raw: what the masking has to find.
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    assert!(raw.contains(&php) && raw.contains(&dotnet) && !raw.contains(&sent_with), "{raw}");
+    let shown = String::from_utf8(client.redact_bytes(&body).into_owned()).unwrap();
+    assert_eq!(
+        shown, r#"{"message":"no queue for [redacted]","detail":"token [redacted]"}"#,
+        "the replaced token {sent_with} in {raw}"
+    );
+    // Cut within the second echo's first escape, after more than four of its bytes.
+    let at = raw.find(&dotnet).unwrap() + dotnet.find(r"\u002B").unwrap() + 3;
+    let shown = String::from_utf8(client.redact_cut_bytes(&body[..at]).into_owned()).unwrap();
+    assert_eq!(shown, r#"{"message":"no queue for [redacted]","detail":"token [redacted]"#);
+}
