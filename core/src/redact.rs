@@ -28,10 +28,11 @@
 //!   for whole occurrences.
 //! - **JSON escapes in raw text.** A body is searched as it came, unparsed: a value may be
 //!   echoed there JSON-escaped, with `\/` for `/` (PHP's `json_encode`), `\u002B` for `+`
-//!   (.NET's `System.Text.Json`), `\"` and `\\` (any encoder). [`Secrets::find`] and
-//!   [`Secrets::find_in_cut`] read `\/`, `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` and
-//!   `\uXXXX` (hex digits of either case) as the ASCII byte they stand for, and an occurrence
-//!   spans its escapes whole. A value's backslash also matches a backslash as it is (a value
+//!   (.NET's `System.Text.Json`), `\u00E9` for `é` (Python's `json.dumps`), `\"` and `\\`
+//!   (any encoder). [`Secrets::find`] and [`Secrets::find_in_cut`] read `\/`, `\"`, `\\`,
+//!   `\b`, `\f`, `\n`, `\r`, `\t` and `\uXXXX` (hex digits of either case; a UTF-16
+//!   surrogate pair as the one character it stands for, a lone surrogate as no escape) as the
+//!   character they stand for (RFC 8259 §7), and an occurrence spans its escapes whole. A value's backslash also matches a backslash as it is (a value
 //!   with one is compared byte for byte too), also where the text ends within an escape (`\`,
 //!   `\u00`): shown, it would read as the backslash. Bounded texts the session keeps were read
 //!   from JSON already: they are matched byte for byte.
@@ -362,6 +363,12 @@ struct Compare<'t, const ESCAPED: bool> {
     /// so). A byte of the value that differs after it (within the cut escape) means the text
     /// ran out at that escape instead.
     cut_escape: usize,
+    /// `ESCAPED`: the UTF-8 bytes of the character beyond ASCII an escape (`\u00E9`, a
+    /// surrogate pair) stood for, of which the value matched the first `char_at` so far, of
+    /// `char_len` (`char_at == char_len`: none pending).
+    char_bytes: [u8; 4],
+    char_at: u8,
+    char_len: u8,
 }
 
 impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
@@ -374,6 +381,9 @@ impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
             decoded: 0,
             backslash: false,
             cut_escape: 0,
+            char_bytes: [0; 4],
+            char_at: 0,
+            char_len: 0,
         }
     }
 
@@ -383,6 +393,8 @@ impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
     fn len(&self, cut: bool) -> usize {
         let prefix = if ESCAPED { self.decoded } else { self.matched };
         match self.state {
+            // (A value cannot end within a character: it is UTF-8.)
+            State::Matching if ESCAPED && self.char_at < self.char_len => 0,
             State::Matching => self.matched,
             // The text ended within the value: byte for byte, all of it matched; escaped,
             // perhaps within an escape, which is masked too.
@@ -416,11 +428,26 @@ impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
                 continue;
             }
             self.backslash |= b == b'\\';
+            // The rest of a character beyond ASCII an escape stood for.
+            if self.char_at < self.char_len {
+                if self.char_bytes.get(usize::from(self.char_at)) == Some(&b) {
+                    self.char_at = self.char_at.saturating_add(1);
+                    self.decoded = self.decoded.saturating_add(1);
+                } else {
+                    self.state = State::Differs;
+                }
+                continue;
+            }
             let rest = self.text.get(self.matched..).unwrap_or_default();
             match escaped_step(rest, b) {
                 Step::Took(n) => {
                     self.matched = self.matched.saturating_add(n);
                     self.decoded = self.decoded.saturating_add(1);
+                }
+                Step::Char(bytes, len, n) => {
+                    self.matched = self.matched.saturating_add(n);
+                    self.decoded = self.decoded.saturating_add(1);
+                    (self.char_bytes, self.char_at, self.char_len) = (bytes, 1, len);
                 }
                 // Within the cut escape a backslash was read as it is: the text ran out at
                 // that escape, read as one.
@@ -447,22 +474,36 @@ impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
 enum Step {
     /// It is there, in this many bytes of the text.
     Took(usize),
+    /// It is the first of the UTF-8 bytes (the array, this many) of a character beyond ASCII
+    /// escaped in this many bytes of the text (`\u00E9`, a surrogate pair): the value's next
+    /// bytes must be the others.
+    Char([u8; 4], u8, usize),
     Differs,
     /// The text ended (perhaps within an escape).
     RanOut,
 }
 
 /// Compares byte `b` of a value with the start of `text`, where a JSON escape (`\/`,
-/// `\u002F`) stands for the byte it escapes. A backslash of the value matches an escape of
-/// it (`\\`, `\u005C`), else a backslash as it is.
+/// `\u002F`, `\u00E9`) stands for the character it escapes. A backslash of the value matches
+/// an escape of it (`\\`, `\u005C`), else a backslash as it is.
 fn escaped_step(text: &[u8], b: u8) -> Step {
     match text {
         [] => Step::RanOut,
         [b'\\', ..] => match unescape(text) {
-            Some(Unescaped::Byte(c, len)) if c == b => Step::Took(len),
+            Some(Unescaped::Char(c, n)) => {
+                let mut bytes = [0; 4];
+                let len = c.encode_utf8(&mut bytes).len();
+                match (bytes.first() == Some(&b), len) {
+                    (true, 1) => Step::Took(n),
+                    // At most 4: fits.
+                    (true, len) => Step::Char(bytes, u8::try_from(len).unwrap_or(4), n),
+                    (false, _) if b == b'\\' => Step::Took(1),
+                    (false, _) => Step::Differs,
+                }
+            }
             Some(Unescaped::Cut) => Step::RanOut,
-            _ if b == b'\\' => Step::Took(1),
-            _ => Step::Differs,
+            None if b == b'\\' => Step::Took(1),
+            None => Step::Differs,
         },
         [t, ..] if *t == b => Step::Took(1),
         _ => Step::Differs,
@@ -471,38 +512,72 @@ fn escaped_step(text: &[u8], b: u8) -> Step {
 
 /// What a JSON escape at the start of a text stands for.
 enum Unescaped {
-    /// An ASCII byte, escaped in this many bytes.
-    Byte(u8, usize),
-    /// The text ends within what may be an escape.
+    /// A character, escaped in this many bytes.
+    Char(char, usize),
+    /// The text ends within what may be an escape (or a surrogate pair).
     Cut,
 }
 
-/// The JSON escape `text` starts with (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`,
-/// `\uXXXX` of an ASCII character, hex digits of either case); `None` if it starts with
-/// none of them.
+/// The JSON escape `text` starts with (RFC 8259 §7: `\"`, `\\`, `\/`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`, `\uXXXX` with hex digits of either case, a UTF-16 surrogate pair
+/// `\uD83D\uDE00` as the one character it stands for); `None` if it starts with none of
+/// them (a lone surrogate stands for none).
 fn unescape(text: &[u8]) -> Option<Unescaped> {
-    let byte = match text {
+    let c = match text {
         [b'\\'] => return Some(Unescaped::Cut),
         [b'\\', b'u', hex @ ..] => {
-            let mut value = 0u32;
-            for i in 0..4 {
-                let Some(&h) = hex.get(i) else { return Some(Unescaped::Cut) };
-                value = value.saturating_mul(16).saturating_add(char::from(h).to_digit(16)?);
-            }
-            return u8::try_from(value).ok().filter(u8::is_ascii).map(|c| Unescaped::Byte(c, 6));
+            let Hex::Unit(unit) = hex_unit(hex)? else { return Some(Unescaped::Cut) };
+            return match unit {
+                // A high surrogate: the escape of a low one must follow.
+                0xD800..=0xDBFF => match hex.get(4..).unwrap_or_default() {
+                    [] | [b'\\'] => Some(Unescaped::Cut),
+                    [b'\\', b'u', low @ ..] => match hex_unit(low)? {
+                        Hex::Unit(low @ 0xDC00..=0xDFFF) => {
+                            let high = unit.saturating_sub(0xD800) << 10;
+                            let low = low.saturating_sub(0xDC00);
+                            let c = 0x1_0000u32.saturating_add(high).saturating_add(low);
+                            char::from_u32(c).map(|c| Unescaped::Char(c, 12))
+                        }
+                        Hex::Unit(_) => None,
+                        Hex::Cut => Some(Unescaped::Cut),
+                    },
+                    _ => None,
+                },
+                // Anything else but a (lone) low surrogate is a character.
+                _ => char::from_u32(unit).map(|c| Unescaped::Char(c, 6)),
+            };
         }
         [b'\\', c, ..] => match c {
-            b'"' | b'\\' | b'/' => *c,
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
+            b'"' | b'\\' | b'/' => char::from(*c),
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
             _ => return None,
         },
         _ => return None,
     };
-    Some(Unescaped::Byte(byte, 2))
+    Some(Unescaped::Char(c, 2))
+}
+
+/// Four hex digits of a `\uXXXX` escape.
+enum Hex {
+    /// The UTF-16 code unit they give.
+    Unit(u32),
+    /// The text ends before the fourth.
+    Cut,
+}
+
+/// The code unit of the four hex digits (either case) `hex` starts with; `None` if one is not
+/// a hex digit.
+fn hex_unit(hex: &[u8]) -> Option<Hex> {
+    let mut value = 0u32;
+    for i in 0..4 {
+        let Some(&h) = hex.get(i) else { return Some(Hex::Cut) };
+        value = value.saturating_mul(16).saturating_add(char::from(h).to_digit(16)?);
+    }
+    Some(Hex::Unit(value))
 }
 
 /// Whether `text` starts with the ASCII `prefix` (`ESCAPED`: perhaps JSON-escaped).
@@ -803,6 +878,43 @@ mod tests {
         let short = creds(r"aAA\b-0123");
         let secrets = Secrets::new(&short, None, None);
         assert_eq!(secrets.find_in_cut(br"x aAA\u00", 0), None);
+    }
+
+    /// A secret beyond ASCII echoed with its characters `\uXXXX`-escaped, as Python's
+    /// `json.dumps` and Django's `JsonResponse` write them (beyond the BMP as a UTF-16
+    /// surrogate pair), is found, its escapes masked whole; cut within a character's escapes
+    /// (a pair's too), after four bytes of it or more, to the end. A lone or reversed surrogate
+    /// stands for no character.
+    #[test]
+    fn a_secret_beyond_ascii_is_found_escaped() {
+        let beyond = creds("s\u{e9}cret-\u{fc}-\u{1f600}");
+        let secrets = Secrets::new(&beyond, None, None);
+        for echo in [
+            r"s\u00e9cret-\u00fc-\ud83d\ude00",
+            r"s\u00E9cret-\u00FC-\uD83D\uDE00",
+            "s\u{e9}cret-\\u00fc-\u{1f600}",
+            "s\u{e9}cret-\u{fc}-\\uD83D\\ude00",
+        ] {
+            let text = std::format!(r#"{{"detail":"bad {echo}"}}"#);
+            let start = text.find(echo).unwrap();
+            let span = secrets.find(text.as_bytes(), 0);
+            assert_eq!(span, Some(start..start + echo.len()), "{echo}");
+            for end in [echo.len() - 1, echo.len() - 6, echo.len() - 8] {
+                let cut = &text.as_bytes()[..start + end];
+                assert_eq!(secrets.find_in_cut(cut, 0), Some(start..cut.len()), "{echo} {end}");
+                assert_eq!(secrets.find(cut, 0), None, "{echo} {end}");
+            }
+        }
+        // Three bytes of it (`s`, `é`) before a cut escape are not enough; a near miss is no
+        // echo.
+        assert_eq!(secrets.find_in_cut(br"bad s\u00e9\u00", 0), None);
+        for near in [r"s\u00e8cret-\u00fc-\ud83d\ude00", r"s\u00e9cret-\u00fc-\ude00\ud83d"] {
+            assert_eq!(secrets.find(near.as_bytes(), 0), None, "{near}");
+        }
+        let lone = creds("ab\u{fffd}cd");
+        let secrets = Secrets::new(&lone, None, None);
+        assert_eq!(secrets.find(br"ab\ud83dcd", 0), None);
+        assert_eq!(secrets.find(br"ab\ufffdcd", 0), Some(0..10));
     }
 
     /// A token given apart (one the session no longer holds) is found as the session's own
