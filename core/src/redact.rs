@@ -247,6 +247,39 @@ impl<'a> Secrets<'a> {
     }
 }
 
+// Not part of the API (feature `__fuzzing`): the `redact` fuzz target builds the values from
+// arbitrary credentials, token and assertion inputs, and masks bounded texts as the session does.
+#[cfg(feature = "__fuzzing")]
+impl<'a> Secrets<'a> {
+    /// Not part of the API: the values a session holding `credentials`, `token` and having
+    /// sent the assertion of `jwt` (its inputs, audience and lifetime) masks.
+    #[doc(hidden)]
+    pub fn for_fuzzing(
+        credentials: &'a Credentials,
+        token: Option<&'a str>,
+        jwt: Option<(JwtInputs, &'a str, Duration)>,
+    ) -> Self {
+        let assertion =
+            jwt.map(|(inputs, audience, lifetime)| Assertion { inputs, audience, lifetime });
+        Secrets::new(credentials, token, assertion)
+    }
+
+    /// Not part of the API: `text` kept in `N` bytes as the session keeps a server's text
+    /// (control characters as spaces, cut at the capacity), then that text masked as the
+    /// session masks it.
+    #[doc(hidden)]
+    pub fn mask_for_fuzzing<const N: usize>(
+        &self,
+        text: &str,
+    ) -> (heapless::String<N>, heapless::String<N>) {
+        let mut kept = heapless::String::<N>::new();
+        let _ = push_sanitized(kept.as_mut_view(), &mut text.chars());
+        let mut masked = kept.clone();
+        self.mask(masked.as_mut_view());
+        (kept, masked)
+    }
+}
+
 /// The first whole occurrence of `token` in the raw `text` at or after `from`, found as
 /// [`Secrets::find`] finds the values it holds: JSON escapes read as the bytes they stand for,
 /// the occurrence spanning them (see the [module documentation](self)). With `cut` (the first

@@ -628,6 +628,89 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "plain-http-opted-in",
         request(0b1000, 512, "http://auth.example.invalid/oauth/token\nid\nsecret"),
     );
+    // redact: flags (bit 0 cut, bit 1 a token, bit 2 an assertion, bits 3-4 retired tokens,
+    // bits 5-6 the bounded capacity), where the body is cut (u16 LE), the jti byte, lines (id,
+    // secret, token, each retired token), the body; in it, NUL + value index + form seed
+    // writes a value (secret, form, Basic, token, assertion, retired ones).
+    let redact = |flags: u8, cut_at: u16, lines: &[&str], body: &[u8]| {
+        let mut v = vec![flags];
+        v.extend(cut_at.to_le_bytes());
+        v.push(7);
+        for line in lines {
+            v.extend(line.as_bytes());
+            v.push(b'\n');
+        }
+        v.extend(body);
+        v
+    };
+    add(
+        "redact",
+        "php-secret",
+        redact(
+            0,
+            0,
+            &["client", "ab+cd/ef", ""],
+            br#"{"error":"invalid_client","error_description":"bad secret ab+cd\/ef"}"#,
+        ),
+    );
+    add(
+        "redact",
+        "dotnet-token",
+        redact(
+            0b10,
+            0,
+            &["client", "secret", "tok/1+abcdefgh"],
+            br#"{"message":"token tok\u002f1\u002Babcdefgh refused","status":403}"#,
+        ),
+    );
+    let escaped = br#"{"error_description":"token tok\u002f1\u002Babcdefgh"}"#;
+    add(
+        "redact",
+        "cut-within-escape",
+        redact(0b11, 42, &["client", "secret", "tok/1+abcdefgh"], escaped),
+    );
+    let mut retired = br#"{"message":""#.to_vec();
+    retired.extend([0, 4, 0x5a]);
+    retired.extend(br#"","code":""#);
+    retired.extend([0, 5, 0x33]);
+    retired.extend(br#"","status":500}"#);
+    add(
+        "redact",
+        "retired-tokens",
+        redact(
+            0b01_10_010,
+            0,
+            &["client", "secret", "TOKEN-THREE", "TOKEN/ONE+aaaa", "TOKEN/TWO+bbbb"],
+            &retired,
+        ),
+    );
+    let mut assertion = b"client_assertion=".to_vec();
+    assertion.extend([0, 3, 0]);
+    assertion.extend(b" rejected");
+    add("redact", "assertion", redact(0b100, 0, &["client", "secret", ""], &assertion));
+    let mut basic = b"Basic ".to_vec();
+    basic.extend([0, 2, 0]);
+    add("redact", "basic", redact(0b10_00_000, 0, &["my client", "s3cr3t+/Value", ""], &basic));
+    add(
+        "redact",
+        "short-secret-bounded",
+        redact(0, 0, &["client", "a", ""], b"bad data: a value that is far too long for 16"),
+    );
+    add(
+        "redact",
+        "backslash-cut",
+        redact(1, 21, &["client", r"aAA\", ""], br"x \u0061\u0041\u0041\\ y"),
+    );
+    add(
+        "redact",
+        "python-non-ascii",
+        redact(
+            0,
+            0,
+            &["client", "s\u{e9}cret-\u{fc}-\u{1f600}", ""],
+            br#"{"detail":"bad s\u00e9cret-\u00fc-\ud83d\ude00"}"#,
+        ),
+    );
     s.extend(adapters::seeds());
     s.extend(coverage::seeds());
     s
@@ -749,7 +832,7 @@ fn every_target_has_seeds() {
         .filter_map(|l| l.strip_suffix('"'))
         .filter(|n| *n != "credflow-fuzz")
         .collect();
-    assert_eq!(targets.len(), 18);
+    assert_eq!(targets.len(), 19);
     let seeds = seeds();
     for target in targets {
         assert!(seeds.iter().filter(|(t, ..)| *t == target).count() >= 3, "{target} lacks seeds");
@@ -767,7 +850,9 @@ fn the_valid_snapshot_seed_unseals() {
 }
 
 /// Inputs that once crashed a target, kept as seeds (`seed-regression-<n>`): none may be lost.
-const REGRESSIONS: [&str; 8] = [
+const REGRESSIONS: [&str; 10] = [
+    "redact/seed-regression-1",
+    "redact/seed-regression-2",
     "redis_record/seed-regression-1",
     "retry_after/seed-regression-2",
     "session/seed-regression-1",
