@@ -118,21 +118,39 @@ fn a_limit_the_server_set_is_still_probed() {
     assert!(matches!(s.authorize(probe_at, &mut next), Authorize::Fail(_)), "one at a time");
 }
 
-/// A hold that ends past the request's deadline fails at once, naming when the request could
-/// have gone (what a caller, or `credflow proxy`'s `Retry-After`, needs), and a deadline that
-/// passes while waiting for something the session cannot date names nothing.
+/// A hold that ends past the request's deadline but within `max_wait` fails at once, naming
+/// when the request could have gone (what a caller, or `credflow proxy`'s `Retry-After`,
+/// needs); one past `max_wait` fails naming the wait, as it would without a deadline (the
+/// deadline is not why it failed: none the caller waits for would have been long enough); and
+/// a deadline that passes while waiting for something the session cannot date names nothing.
 #[test]
 fn a_hold_past_the_deadline_says_when_the_request_could_go() {
     let t0 = Instant::from_secs(10);
-    let mut s = session_at_20_of_100(t0);
+    let max = SessionConfig::default().retry.max_wait;
     let deadline = Some(t0 + Duration::from_secs(5));
+    // 20 of 100 left, the reset in 80 s: Background is held until 38 s before it (19 × 60 s /
+    // 30), 42 s, within max_wait (60 s) but past the deadline's 5 s.
+    let mut s = session_seeing(t0, SessionConfig::default(), ("100", "80", "80"));
     let mut background = s.begin(t0, RequestSpec { deadline, ..spec(Priority::Background) });
     let Authorize::Fail(error) = s.authorize(t0, &mut background) else {
         panic!("a background request went into the floor");
     };
-    // The same hold as above: 62 s, past the deadline's 5 s.
-    let sendable_at = Some(t0 + Duration::from_secs(62));
+    let sendable_at = Some(t0 + Duration::from_secs(42));
     assert_eq!(error.kind, ApiErrorKind::DeadlineExceeded { sendable_at });
+
+    // The same with the reset in 100 s: a hold of 62 s, past max_wait too.
+    let mut s = session_at_20_of_100(t0);
+    let mut background = s.begin(t0, RequestSpec { deadline, ..spec(Priority::Background) });
+    let Authorize::Fail(error) = s.authorize(t0, &mut background) else {
+        panic!("a background request went into the floor");
+    };
+    let wait = Duration::from_secs(62);
+    let reason = if cfg!(feature = "diagnosis") {
+        GiveUpReason::ReservedForOthers { wait, max }
+    } else {
+        GiveUpReason::WaitTooLong { wait, max }
+    };
+    assert_eq!(error.kind, ApiErrorKind::GaveUp { reason, last: RetryReason::RateLimited });
 
     let late = t0 + Duration::from_secs(6);
     let mut normal = s.begin(t0, RequestSpec { deadline, ..spec(Priority::Normal) });

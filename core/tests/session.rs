@@ -650,6 +650,100 @@ fn requests_begun_after_a_daily_limit_fail_fast_instead_of_waiting_hours() {
     }
 }
 
+/// A 429 with an absurd `Retry-After` (999 999 999 s, some 31 years) holds every request far
+/// past `max_wait` (60 s), and every request here has a deadline well before the hold's end, as
+/// every request through `credflow proxy` has (its `--deadline`). Still one request per
+/// `max_wait` goes out as the quota's probe (it is sent now, so its deadline is not in the
+/// way), the others fail at once naming the server's wait, and once a probe is answered
+/// without a 429, requests flow again. The deadline was checked first: every request failed as
+/// `DeadlineExceeded`, no probe ever went, and the session never found out that the limit was
+/// lifted (the proxy forwarded nothing until it restarted).
+#[test]
+fn an_absurd_retry_after_is_probed_whatever_the_requests_deadlines() {
+    let mut h = Harness::new();
+    let max = h.s.config().retry.max_wait;
+    assert_eq!(max, Duration::from_secs(60));
+    h.acquire(secs(0), "T1", 86_400);
+    // Each request may wait 5 s at most.
+    let within_5s = |h: &mut Harness, now: Instant| {
+        let spec = RequestSpec {
+            deadline: Some(now + Duration::from_secs(5)),
+            ..RequestSpec::new(Method::Get, HostKey::from_host("api.mypurecloud.com"))
+        };
+        h.s.begin(now, spec)
+    };
+    let forever = Duration::from_secs(999_999_999);
+    let mut first = within_5s(&mut h, secs(10));
+    h.send(secs(10), &mut first).unwrap();
+    match h.s.handle_response(secs(10), &mut first, 429, &[("Retry-After", "999999999")], b"") {
+        Verdict::Fail(e) => assert_eq!(
+            e.kind,
+            ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { wait: forever, max },
+                last: RetryReason::RateLimited
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let hold_end = secs(10) + forever;
+    // Fails at once, naming the server's wait (not the deadline: waiting would not help).
+    let fails_fast = |h: &mut Harness, now: Instant| {
+        let mut req = within_5s(h, now);
+        match h.s.authorize(now, &mut req) {
+            Authorize::Fail(e) => assert_eq!(
+                e.kind,
+                ApiErrorKind::GaveUp {
+                    reason: GiveUpReason::WaitTooLong {
+                        wait: hold_end.saturating_duration_since(now),
+                        max
+                    },
+                    last: RetryReason::RateLimited
+                },
+                "at {now}"
+            ),
+            other => panic!("at {now}: {other:?}"),
+        }
+    };
+    // One probe per max_wait: at T-1 none, at T one, and only one.
+    let probe = |h: &mut Harness, at: Instant| {
+        fails_fast(h, at - Duration::from_millis(1));
+        let mut probe = within_5s(h, at);
+        assert_eq!(h.send(at, &mut probe).unwrap(), "T1", "the probe at {at}");
+        fails_fast(h, at);
+        probe
+    };
+    fails_fast(&mut h, secs(11));
+    // The first probe, max_wait after the 429: the limit still holds.
+    let mut p1 = probe(&mut h, secs(70));
+    let verdict = h.s.handle_response(secs(70), &mut p1, 429, &[("Retry-After", "999999999")], b"");
+    assert!(matches!(verdict, Verdict::Fail(_)), "{verdict:?}");
+    let hold_end = secs(70) + forever;
+    let fails_fast = |h: &mut Harness, now: Instant| {
+        let mut req = within_5s(h, now);
+        match h.s.authorize(now, &mut req) {
+            Authorize::Fail(e) => assert!(
+                matches!(e.kind, ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { wait, .. }, .. }
+                    if wait == hold_end.saturating_duration_since(now)),
+                "at {now}: {e:?}"
+            ),
+            other => panic!("at {now}: {other:?}"),
+        }
+    };
+    fails_fast(&mut h, secs(100));
+    // The second, max_wait after the first: the limit was lifted.
+    fails_fast(&mut h, ms(129_999));
+    let mut p2 = within_5s(&mut h, secs(130));
+    assert_eq!(h.send(secs(130), &mut p2).unwrap(), "T1", "the second probe");
+    assert_eq!(h.s.handle_response(secs(130), &mut p2, 200, &[], b"{}"), Verdict::Done);
+    // Requests flow again, at once.
+    for t in [130, 131, 132] {
+        let mut req = within_5s(&mut h, secs(t));
+        assert_eq!(h.send(secs(t), &mut req).unwrap(), "T1", "at {t} s");
+        assert_eq!(h.s.handle_response(secs(t), &mut req, 200, &[], b"{}"), Verdict::Done);
+    }
+    assert_eq!(h.s.counters().attempts, 6, "the 429, two probes, three requests");
+}
+
 #[test]
 fn a_token_shared_by_the_fleet_satisfies_the_ticket_without_sending() {
     use credflow_core::session::RestoreError;
