@@ -311,12 +311,14 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         if let Pace::NotBefore { at, reason } = pace {
             let wait = at.saturating_duration_since(now);
             let max = self.config.retry.max_wait;
+            // A wait the caller would sleep through, but its deadline comes first: fail now,
+            // saying when the request could have gone. A longer one is decided below, whatever
+            // the deadline (checked first, it failed every request that had one, as all of
+            // `credflow proxy`'s have, and sent no probe).
+            if req.spec.deadline.is_some_and(|d| at > d) && wait <= max {
+                return self.fail(ApiErrorKind::DeadlineExceeded { sendable_at: Some(at) });
+            }
             if wait <= max {
-                // A wait the caller would sleep through, but not one its deadline leaves time
-                // for: fail now, saying when the request could have gone.
-                if req.spec.deadline.is_some_and(|d| at > d) {
-                    return self.fail(ApiErrorKind::DeadlineExceeded { sendable_at: Some(at) });
-                }
                 self.counters.paced_ms =
                     crate::time::add_sat(self.counters.paced_ms, wait.as_millis());
                 return Authorize::Wait { until: Some(at), reason: WaitReason::Paced(reason) };
@@ -329,10 +331,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             // estimates other clients use). A lower priority held by the pacer's own choice
             // (the share kept for higher priorities, the spacing of a long window) has nothing
             // to find out, and a probe would spend what is kept for the others.
-            // Whatever the request's deadline: the probe is sent now (within it, checked
-            // above), and the others fail naming the wait, which says more than the deadline
-            // (no deadline would have been long enough). Checking the deadline first failed
-            // every request that had one, as the proxy's all do, and sent no probe at all.
+            // Whatever the request's deadline: the probe is sent now (within it, checked at
+            // the top), and the others fail naming the wait, which says more than the deadline
+            // would (no deadline the caller waits for is long enough).
             let limited = matches!(reason, PaceReason::Exhausted | PaceReason::Backoff429)
                 || req.spec.priority == Priority::Critical;
             req.quota_probe = limited && self.pacer.take_quota_probe(now, max);
