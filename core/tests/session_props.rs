@@ -11,15 +11,19 @@
 //! fractional or huge, any status, any body, `Retry-After: 0`, transport failures): no two token
 //! requests start closer than `min_refresh_interval`, but for one refresh after a 401 per
 //! interval.
+//!
+//! And, after a 429 whose `Retry-After` is far past the retry policy's `max_wait`: requests of
+//! any priority and deadline are sent exactly when the quota's probe is due (one per
+//! `max_wait`), the others fail naming the server's wait, and a probe's success lifts the hold.
 
 use credflow_core::http::Method;
 use credflow_core::lifecycle::{LifecycleEvent, Ticket};
 use credflow_core::ratelimit::pacer::Priority;
-use credflow_core::retry::policy::TransportKind;
+use credflow_core::retry::policy::{GiveUpReason, TransportKind};
 use credflow_core::secret::Credentials;
 use credflow_core::session::{
-    Authorize, Event, HostKey, RequestSpec, RequestState, Session, SessionConfig, TokenEndpoint,
-    Verdict,
+    ApiErrorKind, Authorize, Event, HostKey, RequestSpec, RequestState, RetryReason, Session,
+    SessionConfig, TokenEndpoint, Verdict,
 };
 use credflow_core::{Duration, Instant};
 use proptest::prelude::*;
@@ -469,5 +473,139 @@ fn a_token_with_no_life_does_not_drive_a_request_loop() {
         assert!(error.to_string().contains(said), "{error}");
         assert_eq!(error.class, credflow_core::oauth::TokenErrorClass::Permanent);
         assert!(s.counters().token_failures >= 1);
+    }
+}
+
+/// What a request does after the quota's probe of [`ProbeStep::Ask`] was sent.
+#[derive(Clone, Copy, Debug)]
+enum ProbeAnswer {
+    /// The server answers 429 again, with this `Retry-After` (an index into
+    /// [`LONG_RETRY_AFTER`]): the limit holds.
+    Limited(u8),
+    /// The caller drops the request before an answer: the probe found nothing out.
+    Dropped,
+}
+
+/// One step after a 429 whose `Retry-After` is far past `max_wait`.
+#[derive(Clone, Debug)]
+enum ProbeStep {
+    /// Time passes (milliseconds).
+    Advance(u64),
+    /// A request begins at this priority (an index) and deadline (seconds from now, or none),
+    /// and asks to be sent; if sent, it gets this answer.
+    Ask { priority: u8, deadline: Option<u16>, answer: ProbeAnswer },
+}
+
+fn probe_step() -> impl Strategy<Value = ProbeStep> {
+    let answer = prop_oneof![
+        3 => any::<u8>().prop_map(ProbeAnswer::Limited),
+        1 => Just(ProbeAnswer::Dropped),
+    ];
+    prop_oneof![
+        3 => (0u64..5_000).prop_map(ProbeStep::Advance),
+        2 => (0u64..130_000).prop_map(ProbeStep::Advance),
+        6 => (any::<u8>(), proptest::option::of(0u16..200), answer)
+            .prop_map(|(priority, deadline, answer)| ProbeStep::Ask { priority, deadline, answer }),
+    ]
+}
+
+/// `Retry-After` values of a limit that holds for far longer than `max_wait` (60 s) and than a
+/// run (at most 64 steps of 130 s): a day, some 31 years, and a number past any clock.
+const LONG_RETRY_AFTER: [&str; 3] = ["86400", "999999999", "99999999999999999999"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// After a 429 with a `Retry-After` far past `max_wait`, the requests that follow (any
+    /// priority, any deadline or none, at any time) are sent exactly when a model says the
+    /// quota's probe is due: `max_wait` after the last 429 or the last probe, one at a time;
+    /// every other fails at once, naming the server's wait (not its deadline: none is long
+    /// enough). Once a probe is answered without a 429, requests flow again. A request's
+    /// deadline used to be checked first, and every request that had one failed without a probe.
+    #[test]
+    fn a_long_hold_is_probed_once_per_max_wait_whatever_the_deadlines(
+        steps in proptest::collection::vec(probe_step(), 1..64),
+        first in 0..LONG_RETRY_AFTER.len(),
+    ) {
+        let creds = Credentials::from_strs("client", "secret").unwrap();
+        let endpoint = TokenEndpoint::new("https://login.example.com/oauth/token").unwrap();
+        let mut s: Session<64, 2> = Session::new(creds, endpoint, SessionConfig::default(), 1).unwrap();
+        let max = s.config().retry.max_wait;
+        let mut buf = [0u8; 1024];
+        let mut now = Instant::from_secs(1);
+        let (ticket, _) = s.poll_token_request(now, &mut buf).unwrap().unwrap();
+        let body = br#"{"access_token":"T","token_type":"Bearer","expires_in":86400}"#;
+        s.handle_token_response(now, ticket, 200, &[], body);
+        let host = HostKey(1);
+        let ask = |s: &mut Session<64, 2>, now: Instant, priority: Priority, deadline: Option<Instant>| {
+            let mut req = s.begin(now, RequestSpec { priority, deadline, ..RequestSpec::new(Method::Get, host) });
+            let sent = matches!(s.authorize(now, &mut req), Authorize::Send { .. });
+            (req, sent)
+        };
+        // The model: when the next probe is due, and when the server's hold ends (`None`: past
+        // any clock).
+        let limited = |s: &mut Session<64, 2>, now: Instant, req: &mut RequestState, retry_after: &str| {
+            let verdict = s.handle_response(now, req, 429, &[("Retry-After", retry_after)], b"");
+            let held = retry_after.parse::<u64>().ok().map(|secs| now + Duration::from_secs(secs));
+            (verdict, held)
+        };
+        let (mut first_req, sent) = ask(&mut s, now, Priority::Normal, None);
+        prop_assert!(sent);
+        let (_, mut hold_end) = limited(&mut s, now, &mut first_req, LONG_RETRY_AFTER[first]);
+        let mut due = now + max;
+        let mut probes = 0u32;
+
+        for step in steps {
+            match step {
+                ProbeStep::Advance(ms) => now = now + Duration::from_millis(ms),
+                ProbeStep::Ask { priority, deadline, answer } => {
+                    let priority = [Priority::Critical, Priority::Normal, Priority::Background][usize::from(priority % 3)];
+                    let deadline = deadline.map(|secs| now + Duration::from_secs(u64::from(secs)));
+                    let mut req = s.begin(now, RequestSpec { priority, deadline, ..RequestSpec::new(Method::Get, host) });
+                    match s.authorize(now, &mut req) {
+                        Authorize::Send { .. } => {
+                            prop_assert!(now >= due, "a probe at {now}, due at {due}");
+                            probes += 1;
+                            due = now + max;
+                            match answer {
+                                ProbeAnswer::Limited(r) => {
+                                    let retry_after = LONG_RETRY_AFTER[usize::from(r) % LONG_RETRY_AFTER.len()];
+                                    let (verdict, held) = limited(&mut s, now, &mut req, retry_after);
+                                    prop_assert!(matches!(verdict, Verdict::Fail(_)), "{verdict:?}");
+                                    hold_end = match (hold_end, held) {
+                                        (Some(a), Some(b)) => Some(a.max(b)),
+                                        _ => None,
+                                    };
+                                }
+                                ProbeAnswer::Dropped => s.abandon(now, &mut req),
+                            }
+                        }
+                        Authorize::Fail(e) => {
+                            prop_assert!(now < due, "no probe at {now}, due at {due}: {e:?}");
+                            let ApiErrorKind::GaveUp { reason: GiveUpReason::WaitTooLong { wait, max: m }, last: RetryReason::RateLimited } = e.kind else {
+                                return Err(TestCaseError::fail(format!("at {now}: {e:?}")));
+                            };
+                            prop_assert_eq!(m, max);
+                            match hold_end {
+                                Some(end) => prop_assert_eq!(wait, end.saturating_duration_since(now)),
+                                None => prop_assert!(wait > max),
+                            }
+                        }
+                        other => return Err(TestCaseError::fail(format!("at {now}: {other:?}"))),
+                    }
+                }
+            }
+        }
+        // The next probe goes when due, whatever its deadline, and its success lifts the hold.
+        now = now.max(due);
+        let soon = Some(now + Duration::from_secs(1));
+        let (mut probe, sent) = ask(&mut s, now, Priority::Background, soon);
+        prop_assert!(sent, "no probe at {now} (due at {due}) after {probes} probes");
+        prop_assert_eq!(s.handle_response(now, &mut probe, 200, &[], b"{}"), Verdict::Done);
+        for priority in [Priority::Background, Priority::Normal, Priority::Critical] {
+            let (mut req, sent) = ask(&mut s, now, priority, soon);
+            prop_assert!(sent, "{priority:?} held after the hold was lifted");
+            prop_assert_eq!(s.handle_response(now, &mut req, 200, &[], b"{}"), Verdict::Done);
+        }
     }
 }
