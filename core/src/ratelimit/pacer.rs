@@ -511,6 +511,13 @@ impl Pacer {
         true
     }
 
+    /// When [`take_quota_probe`](Self::take_quota_probe) next lets a probe go: `max_wait` after
+    /// the last 429 or the last probe (earlier when a probe was returned), at once if that has
+    /// passed.
+    pub fn next_quota_probe(&self) -> Instant {
+        self.quota_probe_at
+    }
+
     /// The probe [`take_quota_probe`](Self::take_quota_probe) gave at `now` was not sent after
     /// all (a circuit breaker refused the attempt): the next request may take it.
     pub fn return_quota_probe(&mut self, now: Instant) {

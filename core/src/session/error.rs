@@ -165,6 +165,7 @@ pub struct ErrorDetail<'s> {
     pub(super) token_failure: Option<&'s TokenFailureReport>,
     pub(super) correlation_id: Option<&'s CorrelationId>,
     pub(super) forbidden: Option<&'s Diagnosis>,
+    pub(super) next_probe_at: Option<Instant>,
 }
 
 impl<'s> ErrorDetail<'s> {
@@ -190,6 +191,22 @@ impl<'s> ErrorDetail<'s> {
     /// For [`Forbidden`](ApiErrorKind::Forbidden): what the server said was missing.
     pub fn forbidden(&self) -> Option<&'s Diagnosis> {
         self.forbidden
+    }
+
+    /// For a request given up on a rate limit's wait longer than the retry policy's
+    /// `max_wait` ([`GiveUpReason::WaitTooLong`] after a 429, or while the server's limit
+    /// holds the requests back): when the session lets its next request out as the probe of
+    /// that limit ([`Pacer::take_quota_probe`](crate::ratelimit::pacer::Pacer::take_quota_probe)),
+    /// `max_wait` after the last 429 or probe at the latest. Sooner than the wait the error
+    /// names, which may be hours, or years from a bogus `Retry-After`, and the earliest a
+    /// request can find out that the limit was lifted: what to tell a caller that retries on
+    /// its own (`credflow proxy` caps the `Retry-After` it relays with it). The probe is one
+    /// request, the first to ask then; the others still fail until it is answered.
+    ///
+    /// `None` for the other errors, and without the core's `diagnosis` feature, where a long
+    /// hold of credflow's own pacing, which is never probed, is a `WaitTooLong` too.
+    pub fn next_probe_at(&self) -> Option<Instant> {
+        self.next_probe_at
     }
 
     /// The platform's correlation id (`ININ-Correlation-Id`, `X-Request-Id` or `contextId`)

@@ -63,7 +63,7 @@ use crate::oauth::{OAuthError, ScopeCheck};
 use crate::ratelimit::pacer::{Pacer, PacerConfig};
 use crate::redact::Secrets;
 use crate::retry::budget::{BudgetConfig, RetryBudget};
-use crate::retry::policy::RetryPolicy;
+use crate::retry::policy::{GiveUpReason, RetryPolicy};
 use crate::rng::Rng;
 use crate::secret::{Credentials, Fingerprint, InlineToken, TokenStorage};
 use crate::snapshot::{self, SealError, UnsealError};
@@ -344,10 +344,25 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// [`TokenUnavailable`](ApiErrorKind::TokenUnavailable); the correlation id and, for
     /// [`Forbidden`](ApiErrorKind::Forbidden), the diagnosis of the response that failed a
     /// request for the other kinds with a status; nothing for the kinds without one (an open
-    /// breaker, a deadline). Read it before the session handles another failure.
+    /// breaker, a deadline). For a rate limit's wait past `max_wait`, when the next request
+    /// goes out as the limit's probe ([`ErrorDetail::next_probe_at`]). Read it before the
+    /// session handles another failure.
     pub fn error_detail(&self, error: ApiError) -> ErrorDetail<'_> {
-        let mut detail =
-            ErrorDetail { error, token_failure: None, correlation_id: None, forbidden: None };
+        let mut detail = ErrorDetail {
+            error,
+            token_failure: None,
+            correlation_id: None,
+            forbidden: None,
+            next_probe_at: None,
+        };
+        if cfg!(feature = "diagnosis")
+            && let ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { .. },
+                last: RetryReason::RateLimited,
+            } = error.kind
+        {
+            detail.next_probe_at = Some(self.pacer.next_quota_probe());
+        }
         match error.kind {
             ApiErrorKind::CredentialsRejected { .. } | ApiErrorKind::TokenUnavailable { .. } => {
                 detail.token_failure = self.last_token_failure.as_ref();
