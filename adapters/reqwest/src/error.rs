@@ -237,6 +237,17 @@ impl Error {
     pub fn forbidden(&self) -> Option<&Diagnosis> {
         self.api.as_ref()?.forbidden.as_ref()
     }
+
+    /// For a request given up on a rate limit's wait longer than the retry policy's `max_wait`
+    /// (a 429's `Retry-After` of hours, or a bogus one of years; a spent daily window): when
+    /// the client lets its next request out as the probe that finds out whether the limit was
+    /// lifted, `max_wait` after the last 429 or probe at the latest
+    /// ([`ErrorDetail::next_probe_at`]; [`Client::since_start`](crate::Client::since_start)
+    /// turns it into a time). Sooner than the wait the error names: what to tell a caller that
+    /// retries by itself (`credflow proxy` caps the `Retry-After` it relays with it).
+    pub fn next_probe_at(&self) -> Option<credflow_core::Instant> {
+        self.api.as_ref()?.next_probe_at
+    }
 }
 
 impl From<ErrorDetail<'_>> for Error {
@@ -264,6 +275,7 @@ impl From<ErrorDetail<'_>> for Error {
             api: Some(Box::new(SessionFailure {
                 error: e,
                 forbidden: detail.forbidden().cloned(),
+                next_probe_at: detail.next_probe_at(),
             })),
             ..Error::from(e)
         }
@@ -281,17 +293,19 @@ impl From<ApiError> for Error {
             code: code_of(e),
             correlation_id: None,
             likely_cause: Some(e.likely_cause()),
-            api: Some(Box::new(SessionFailure { error: e, forbidden: None })),
+            api: Some(Box::new(SessionFailure { error: e, forbidden: None, next_probe_at: None })),
             source: None,
         }
     }
 }
 
-/// The session's failure and, for a 403, what the server said was missing.
+/// The session's failure and, for a 403, what the server said was missing; for a rate limit's
+/// wait past `max_wait`, when the next probe of it may go.
 #[derive(Debug)]
 struct SessionFailure {
     error: ApiError,
     forbidden: Option<Diagnosis>,
+    next_probe_at: Option<credflow_core::Instant>,
 }
 
 /// The broad kind of the session's failure `e`.
