@@ -2,12 +2,12 @@
 //! priority, a share of the window's limit for the priorities above (Normal leaves the critical
 //! reserve, `--critical-reserve`, 10 %; Background also the background floor, 30 %). The
 //! scripted upstream reports a window with few requests left and a reset an hour away, so a
-//! held request would wait far past the proxy's `--deadline` (60 s): the core fails it at once
-//! (deadline exceeded) and the proxy answers 503 itself, without sending it. What goes and what
-//! does not is then a matter of which requests the upstream received, in which order, and of
-//! the statuses the client got; no timing is measured (timeouts are only guards against a hang).
-//! A hold past the retry policy's `max_wait` but within the deadline is refused too, naming the
-//! wait, and never sent as the quota's probe.
+//! held request would wait far past the retry policy's `max_wait` (60 s) and the proxy's
+//! `--deadline` (60 s): the core fails it at once, naming the wait, and the proxy answers 503
+//! itself, without sending it. What goes and what does not is then a matter of which requests
+//! the upstream received, in which order, and of the statuses the client got; no timing is
+//! measured (timeouts are only guards against a hang). A hold past `max_wait` but within the
+//! deadline is refused the same way, and never sent as the quota's probe.
 #![cfg(unix)]
 
 mod proxy_support;
@@ -101,9 +101,11 @@ async fn background_leaves_the_floor_that_normal_and_critical_may_use() {
     let (status, retry_after, code, _) =
         send(&proxy, &client, "background", Some("background")).await;
     assert_eq!(status, 503, "a background request went into the floor it must leave");
-    // Held for most of an hour, past the request's --deadline (60 s).
-    assert_eq!(code, "credflow.deadline.exceeded");
-    // Retry-After is the hold's end, the window's reset, not a guess.
+    // Held for most of an hour, past max_wait (and the request's --deadline, both 60 s): the
+    // wait is named (a deadline would not have helped).
+    assert_eq!(code, "credflow.rate.limited");
+    // Retry-After is the hold's end, the window's reset, not a guess (credflow's own pacing:
+    // no probe comes sooner).
     let retry_after = retry_after.expect("503 without Retry-After");
     assert!((3000..=3600).contains(&retry_after), "Retry-After {retry_after}");
     assert_eq!(send(&proxy, &client, "no-header", None).await.0, 200);
