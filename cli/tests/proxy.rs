@@ -735,6 +735,15 @@ async fn a_zero_idle_timeout_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--idle-timeout"));
 }
 
+#[tokio::test]
+async fn a_zero_max_wait_is_a_usage_error() {
+    let env = [("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "secret")];
+    let token_url = "http://127.0.0.1:9/oauth/token";
+    let out = credflow(&["proxy", "--max-wait", "0s", "--token-url", token_url], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-wait 0"));
+}
+
 /// Sends `request` (a whole head, no body) on a new connection and returns the status line.
 async fn raw(proxy: &Proxy, request: &str) -> String {
     let addr = proxy.base.trim_start_matches("http://");

@@ -26,7 +26,7 @@
 //!   `ININ-Correlation-Id` goes back as sent. Only the `chunked` transfer coding is passed
 //!   (`rules::transfer_coding`): a local request in another is refused (501), an upstream error
 //!   body in one withheld, an upstream success in one answered 502.
-//! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `max_wait`, the
+//! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `--max-wait`, the
 //!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
 //!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
@@ -105,6 +105,12 @@ pub(crate) struct ProxyArgs {
     /// (else 408), and the waits and retries for it end there (503).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     deadline: Duration,
+    /// Longest wait credflow honours for a request (a 429's Retry-After, the rate-limit
+    /// pacing's hold). A longer one is not waited for: the request is answered 503 at once,
+    /// with a Retry-After of at most this, except one request per this interval, sent as the
+    /// probe that finds out whether a limit the server set was lifted.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    max_wait: Duration,
     /// Fleet mode: share one token and one rate budget with every proxy and process of the
     /// same client id through Redis at this URL (redis://, or rediss:// for TLS: the server's
     /// certificate must then chain to the CAs of --ca-file if given, instead of the public
@@ -181,9 +187,16 @@ pub(crate) async fn run(target: &TargetArgs, args: ProxyArgs) -> Result<(), Fail
     if args.idle_timeout.is_zero() {
         return Err(Failure::usage("--idle-timeout must be longer than 0 (e.g. 500ms, 30s)"));
     }
+    if args.max_wait.is_zero() {
+        return Err(Failure::usage(
+            "--max-wait 0: every request held back by a rate limit would be sent as its probe; \
+             give a wait such as 60s",
+        ));
+    }
     let local_key = args.local_key_file.as_deref().map(read_local_key).transpose()?;
     let mut config = crate::build_config(target)?;
     config.token_wait = args.token_wait;
+    config.session.retry.max_wait = args.max_wait.into();
     config.session.pacer.critical_reserve_permille = args.critical_reserve.saturating_mul(10);
     // The URL may carry the Redis password: these copies of it are wiped when dropped.
     let redis = args.redis.clone();
