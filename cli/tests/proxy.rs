@@ -195,15 +195,86 @@ async fn gives_up_at_once_with_503_retry_after_and_a_genesys_body() {
     // A hang guard, not a performance bound: waiting an hour would fail here.
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(response.status(), 503);
+    // Not the hour: credflow's next probe of the limit, max_wait (60 s) after the 429.
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((3590..=3600).contains(&retry_after), "Retry-After {retry_after}");
+    assert!((50..=60).contains(&retry_after), "Retry-After {retry_after}");
     assert_eq!(response.headers()["inin-correlation-id"], "corr-429");
     let body: serde_json::Value = json(response).await;
     assert_eq!(body["status"], 503);
     assert_eq!(body["code"], "credflow.rate.limited");
     assert_eq!(body["contextId"], "corr-429");
-    assert!(body["message"].as_str().unwrap().starts_with("credflow: "));
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("credflow: "), "{message}");
+    // The message names the server's wait.
+    assert!(message.contains("server asked to retry in 1h"), "{message}");
     assert_eq!(server.requests_to("/api/v2/routing/queues"), 1, "no retry against an hour's wait");
+}
+
+/// One 429 with an absurd `Retry-After` (999 999 999 s, some 31 years) stopped all forwarding
+/// until the proxy restarted: every later request, which has the proxy's `--deadline`, failed
+/// as "deadline exceeded" without being sent, so the probe that finds out whether the limit
+/// was lifted never went; and the 31 years were relayed as `Retry-After`, which SDKs honour to
+/// the letter. Now the proxy relays at most the time until its next probe (`--max-wait`, here
+/// 3 s, after the 429), the requests before it are refused without being sent, and a client
+/// that comes back when told is sent as the probe; once it succeeds, requests flow again.
+#[tokio::test]
+async fn an_absurd_retry_after_is_probed_and_not_relayed() {
+    let limited = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let server = upstream({
+        let limited = Arc::clone(&limited);
+        move |_| {
+            if limited.load(Ordering::SeqCst) {
+                Reply::json(429, r#"{"status":429,"code":"too.many.requests"}"#)
+                    .header("Retry-After", "999999999")
+            } else {
+                Reply::json(200, r#"{"ok":true}"#)
+            }
+        }
+    });
+    // The default --deadline (60 s) is far shorter than the hold, as any would be.
+    let proxy = proxy_to(&server, &["--max-wait", "3s"]).await;
+    let http = http();
+    proxy.ready(&http).await;
+    let path = "/api/v2/routing/queues";
+    // Status, code and Retry-After of one request, within a hang guard.
+    let get = || async {
+        let send = http.get(proxy.url(path)).send();
+        let response = tokio::time::timeout(Duration::from_secs(20), send)
+            .await
+            .expect("an answer within 20 s")
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry_after: Option<u64> =
+            response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+        let code = match status {
+            503 => json(response).await["code"].as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        (status, code, retry_after)
+    };
+
+    let (status, code, retry_after) = get().await;
+    assert_eq!((status, code.as_str()), (503, "credflow.rate.limited"));
+    let retry_after = retry_after.expect("Retry-After");
+    assert!((1..=3).contains(&retry_after), "Retry-After {retry_after}, not the server's 31 years");
+    assert_eq!(server.requests_to(path), 1);
+    // Before the probe is due: refused at once, not sent, told to come back when it is due.
+    let (status, code, again) = get().await;
+    assert_eq!((status, code.as_str()), (503, "credflow.rate.limited"));
+    let again = again.expect("Retry-After");
+    assert!((1..=retry_after).contains(&again), "Retry-After {again}");
+    assert_eq!(server.requests_to(path), 1, "a request went out before the probe was due");
+
+    // The limit is lifted upstream; a client that honours Retry-After comes back then.
+    limited.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(again)).await;
+    assert_eq!(get().await.0, 200, "the probe");
+    assert_eq!(server.requests_to(path), 2);
+    // Its success lifted the hold: requests flow again, at once.
+    for sent in 3..=5 {
+        assert_eq!(get().await.0, 200);
+        assert_eq!(server.requests_to(path), sent);
+    }
 }
 
 /// A line is logged for each request the proxy answers itself, but at most ten a second: a

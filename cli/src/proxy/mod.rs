@@ -29,6 +29,10 @@
 //! - **Giving up fast**: when credflow gives up (breaker open, a wait beyond `--max-wait`, the
 //!   daily quota, no token within `--token-wait`), the local client gets 503 at once with
 //!   `Retry-After` and a Genesys-shaped JSON body naming the cause (`server::Proxy::give_up`).
+//!   A server's wait beyond `--max-wait` is relayed as the time until credflow's next probe of
+//!   the limit (at most `--max-wait`), not as the server's hours or years: one request per
+//!   `--max-wait` goes out as that probe, whatever its `--deadline`, and its success lets
+//!   every request through again.
 //! - **Backpressure**: at most `--max-pending` requests wait at once; past it, 503 +
 //!   `Retry-After: 1`. A request's body must arrive within its `--deadline` (408 otherwise),
 //!   so a client that stalls mid-body cannot keep its place.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Bytes, BytesMut};
+use credflow_core::retry::policy::GiveUpReason;
 use credflow_core::session::{ApiErrorKind, BreakerTarget, Event};
 use credflow_reqwest::config::DEFAULT_MAX_RESPONSE_BODY;
 use credflow_reqwest::{Client, ClientEvent, Error, ErrorKind, RequestOptions};
@@ -883,8 +884,18 @@ impl Proxy {
             Some(ApiErrorKind::TokenUnavailable { retry_at, .. }) => {
                 ("credflow.token.unavailable", retry_at.map_or(DEFAULT_RETRY_AFTER, until))
             }
-            // A rate limit's wait (the server's, or credflow's pacing holding what is left of
-            // the window), or retries that ran out.
+            // The server's wait past `max_wait` (a daily quota's hours, a bogus Retry-After's
+            // years): not relayed whole, which a client would honour to the letter and not come
+            // back once the limit is lifted, but until credflow's next probe of the limit (the
+            // first request then goes out and finds out), at most `max_wait`.
+            Some(ApiErrorKind::GaveUp {
+                reason: GiveUpReason::WaitTooLong { wait, max }, ..
+            }) => {
+                let cap = Duration::from_millis(wait.as_millis().min(max.as_millis()));
+                ("credflow.rate.limited", e.next_probe_at().map_or(cap, |at| cap.min(until(at))))
+            }
+            // credflow's pacing holding what is left of the window for others (never probed:
+            // its wait is when the request may go), or retries that ran out.
             Some(ApiErrorKind::GaveUp { reason, .. }) => match reason.rate_limit_wait() {
                 Some(wait) => ("credflow.rate.limited", Duration::from_millis(wait.as_millis())),
                 None => ("credflow.retries.exhausted", DEFAULT_RETRY_AFTER),
