@@ -71,7 +71,9 @@ pub enum ApiErrorKind {
     DeadlineExceeded {
         /// When it could have been sent, where the session knew: the end of the rate-limit
         /// wait (the server's, or the share kept for higher priorities) that reaches past the
-        /// deadline. `None` when the deadline passed while waiting for something else.
+        /// deadline, within the retry policy's `max_wait` (a longer wait fails
+        /// [`GaveUp`](ApiErrorKind::GaveUp) naming it, whatever the deadline). `None` when the
+        /// deadline passed while waiting for something else.
         sendable_at: Option<Instant>,
     },
 }

@@ -270,6 +270,14 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
 
     /// Decides whether the request may be sent at `now`: with which token, or until when to
     /// wait, or why it cannot be sent at all.
+    ///
+    /// A rate-limit wait within the retry policy's `max_wait` is waited for, or fails
+    /// [`DeadlineExceeded`](ApiErrorKind::DeadlineExceeded) with its end as `sendable_at` when
+    /// that is past the request's deadline. A longer one (a daily quota's hours, a bogus
+    /// `Retry-After`'s years) is not waited for, whatever the deadline: one request per
+    /// `max_wait` of a limit the server set is sent at once as its probe, and the others fail
+    /// [`GaveUp`](ApiErrorKind::GaveUp) naming the wait
+    /// ([`Session::error_detail`] says when the next probe goes).
     #[inline(never)]
     pub fn authorize(&mut self, now: Instant, req: &mut RequestState) -> Authorize<'_, N, S> {
         // A second authorize without an outcome: the earlier attempt is abandoned.
