@@ -23,17 +23,7 @@ async fn the_tokens_replaced_last_are_masked_too() {
             ),
         )
     });
-    let target =
-        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
-    let client = Client::builder(target, credentials("id", "secret").unwrap())
-        .session({
-            let mut session = credflow_reqwest::credflow_core::SessionConfig::default();
-            session.lifecycle.min_refresh_interval =
-                credflow_reqwest::credflow_core::Duration::ZERO;
-            session
-        })
-        .build()
-        .unwrap();
+    let client = refreshing_at_will(&server);
     let mut seen = Vec::new();
     for _ in 0..3 {
         let token = client.token().await.unwrap();
@@ -148,17 +138,7 @@ async fn a_replaced_token_echoed_json_escaped_in_a_body_is_masked() {
         let body = format!(r#"{{"message":"no queue for {php}","detail":"token {dotnet}"}}"#);
         Reply::json(404, &body).delayed(std::time::Duration::from_millis(600))
     });
-    let target =
-        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
-    let client = Client::builder(target, credentials("id", "secret").unwrap())
-        .session({
-            let mut session = credflow_reqwest::credflow_core::SessionConfig::default();
-            session.lifecycle.min_refresh_interval =
-                credflow_reqwest::credflow_core::Duration::ZERO;
-            session
-        })
-        .build()
-        .unwrap();
+    let client = refreshing_at_will(&server);
     let sent_with = client.token().await.unwrap().as_str().to_owned();
     let request = client.request(reqwest::Method::GET, "/queues/q1").unwrap().build().unwrap();
     let send = tokio::spawn({
@@ -185,4 +165,20 @@ async fn a_replaced_token_echoed_json_escaped_in_a_body_is_masked() {
     let at = raw.find(&dotnet).unwrap() + dotnet.find(r"\u002B").unwrap() + 3;
     let shown = String::from_utf8(client.redact_cut_bytes(&body[..at]).into_owned()).unwrap();
     assert_eq!(shown, r#"{"message":"no queue for [redacted]","detail":"token [redacted]"#);
+}
+
+/// A client of `server`'s `/oauth/token` and `/api/` whose tokens may be replaced at once,
+/// as often as a test asks (no minimum interval between refreshes).
+fn refreshing_at_will(server: &Hostile) -> Client {
+    let target =
+        Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+    Client::builder(target, credentials("id", "secret").unwrap())
+        .session({
+            let mut session = credflow_reqwest::credflow_core::SessionConfig::default();
+            session.lifecycle.min_refresh_interval =
+                credflow_reqwest::credflow_core::Duration::ZERO;
+            session
+        })
+        .build()
+        .unwrap()
 }
