@@ -46,13 +46,36 @@
 //!   masks what it stores at the moment it receives it, while it still holds them. An adapter
 //!   whose requests may outlive their token keeps it a while and masks it with
 //!   [`Session::mask_in_failures`](crate::session::Session::mask_in_failures) in what the
-//!   session keeps, and with [`find_token`] in raw text (the same matcher as
-//!   [`Secrets::find`], JSON escapes and all).
+//!   session keeps, and with [`token_spans`] in raw text (the same matcher as
+//!   [`Secrets::spans`], JSON escapes and all).
+//! - **Bounded work, failing closed.** Masking a text of `n` bytes does at most
+//!   [`work_limit`]`(n)` = [`WORK_PER_BYTE`]` × n + `[`WORK_BASE`] units of work, whatever the
+//!   values' lengths and whatever the text holds (see below). Where that runs out, everything
+//!   from there to the end of the text is one masked span (the marker in its place, never the
+//!   text as it came): [`Spans::exhausted`] tells. Only a text made to be costly meets it: one
+//!   that repeats most of a value over and over (the token `A…AB` against a body of `A`s), or
+//!   the assertion's header and claims over and over (each costs an HMAC).
 //!
-//! Scanning is bounded by the text's length times the number of values, without allocation: each
-//! value is streamed (base64, percent-encoding and HMAC as the token request writes them) against
-//! the text at each position, compared until the first byte that differs, and never stored
-//! whole (the assertion only where the text starts like one).
+//! ## How, and what it costs
+//!
+//! Without allocation: each value is streamed (base64, percent-encoding and HMAC as the token
+//! request writes them) against the text at the positions where the text starts with the
+//! value's first byte (or, in raw text, with a backslash; the assertion only where the text
+//! starts with its header, `eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.`), compared until the first
+//! byte that differs, and never stored whole. The stream stops at that byte (the sink tells
+//! the encoders it takes nothing more), so a comparison costs what it compared, not the
+//! value's length. The units of work: one per byte of the text (the positions the search
+//! reaches, at most one each); per value streamed at a position, [`STREAM_COST`] plus one per
+//! byte of text it read (an escape's bytes each, those the last steps may have read included);
+//! for the assertion, [`HASH_COST`] more per byte, hashed as it streams, and its HMAC's own
+//! blocks (with the secret as its key when longer than a block) each time it is regenerated.
+//! A comparison is handed only as much of the text as the work left pays for. A search that
+//! runs out of work ends there, at the last position it reached: no occurrence starts before
+//! it, every byte after it is masked.
+//!
+//! A whole text is masked with one budget ([`Secrets::spans`], [`token_spans`],
+//! [`Secrets::redacted`] and the session's own masking): searching it again from each span's
+//! end with [`Secrets::find`] gives each search a budget of its own for the rest of the text.
 
 use core::fmt;
 use core::ops::Range;
@@ -70,6 +93,31 @@ pub const REDACTED: &str = "[redacted]";
 
 /// Leading bytes of a value that must remain at the end of a cut text for it to be masked.
 pub const MIN_CUT_PREFIX: usize = 4;
+
+/// Units of work a masking may do per byte of the text (see the
+/// [module documentation](self#how-and-what-it-costs) for what a unit is).
+///
+/// A text that echoes the values, escaped or not, over and over, stays well within it, and so
+/// does one that repeats a value's first byte or backslashes (the tests measure them).
+pub const WORK_PER_BYTE: usize = 64;
+
+/// Units of work a masking may do besides [`WORK_PER_BYTE`] per byte, whatever the text's
+/// length: a short text that holds the start of a long value is compared with it whole.
+pub const WORK_BASE: usize = 4096;
+
+/// Units of work of one value streamed at one position besides the bytes it compared: the
+/// setup, and what an encoder writes after the first byte that differs before it stops.
+pub const STREAM_COST: usize = 4;
+
+/// Units of work of one byte hashed (regenerating the assertion, an HMAC-SHA256): a byte
+/// hashed costs about as much as four compared.
+pub const HASH_COST: usize = 4;
+
+/// The units of work masking a text of `len` bytes may do: [`WORK_PER_BYTE`]` × len +
+/// `[`WORK_BASE`] (saturating). Past it, the rest of the text is masked.
+pub const fn work_limit(len: usize) -> usize {
+    len.saturating_mul(WORK_PER_BYTE).saturating_add(WORK_BASE)
+}
 
 /// The values to mask, borrowed from a [`Session`](crate::session::Session) (see the
 /// [module documentation](self) for what they are and the rules).
@@ -101,9 +149,20 @@ const FORM_SECRET: usize = 1;
 const BASIC: usize = 2;
 const TOKEN: usize = 3;
 const ASSERTION: usize = 4;
-/// How every assertion starts (`eyJ`, base64url of the header's `{"`): regenerating the
-/// assertion (an HMAC) is worth it only where the text starts so.
-const ASSERTION_START: &[u8] = b"eyJ";
+/// How every assertion starts: its header, `{"alg":"HS256","typ":"JWT"}` in base64url, and the
+/// dot. Regenerating the assertion (an HMAC) is worth it only where the text starts so (or,
+/// cut, with the first bytes of it).
+const ASSERTION_START: &[u8] = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.";
+/// The units of the largest piece hashed before it reaches the comparison (four base64
+/// characters).
+const HASHED_PIECE: usize = 4 * HASH_COST;
+/// The bytes of text the last steps of a comparison may read besides those it took: an
+/// escape's (a surrogate pair's at most, 12) where it ended, and one cut by the text's end,
+/// read as a backslash as it is, before.
+const LAST_READ: usize = 24;
+/// Bytes hashed to regenerate an assertion besides its header and claims: the HMAC's inner
+/// and outer key blocks and the two final blocks.
+const HMAC_BLOCKS: usize = 4 * 64;
 
 impl<'a> Secrets<'a> {
     pub(crate) fn new(
@@ -114,24 +173,38 @@ impl<'a> Secrets<'a> {
         Secrets { credentials, token, assertion }
     }
 
-    /// Streams value `which` into `sink`; `false` if there is no such value.
-    fn stream(&self, which: usize, sink: &mut dyn Sink) -> bool {
-        #[cfg(test)]
-        tests::STREAMED.with(|n| n.set(n.get().saturating_add(1)));
+    /// Whether value `which` is there to mask.
+    fn holds(&self, which: usize) -> bool {
+        match which {
+            TOKEN => self.token.is_some(),
+            #[cfg(feature = "jwt")]
+            ASSERTION => self.assertion.is_some(),
+            #[cfg(not(feature = "jwt"))]
+            ASSERTION => false,
+            _ => true,
+        }
+    }
+
+    /// Streams value `which` into `sink`, which stops it at the first byte that differs.
+    fn stream(&self, which: usize, sink: &mut dyn Sink) {
+        meter::add(meter::STREAMS, 1);
         let secret = self.credentials.secret.expose_secret();
         match which {
-            SECRET => sink.put(secret.as_bytes()),
+            SECRET => _ = sink.put(secret.as_bytes()),
             // The same as the secret itself unless it holds a reserved character: compared
             // twice then, which costs less than telling.
             FORM_SECRET => put_encoded(sink, secret.as_bytes()),
             BASIC => put_basic_credentials(sink, self.credentials.id.as_str(), secret),
-            TOKEN => match self.token {
-                Some(token) => sink.put(token.as_bytes()),
-                None => return false,
-            },
+            TOKEN => {
+                if let Some(token) = self.token {
+                    sink.put(token.as_bytes());
+                }
+            }
             #[cfg(feature = "jwt")]
-            ASSERTION => match &self.assertion {
-                Some(a) => {
+            ASSERTION => {
+                if let Some(a) = &self.assertion {
+                    // The HMAC's own blocks, and a long key hashed first.
+                    meter::add(meter::HASHED, self.hmac_setup() / HASH_COST);
                     let claims = crate::oauth::jwt::AssertionClaims {
                         audience: a.audience,
                         jti: a.inputs.jti,
@@ -140,70 +213,61 @@ impl<'a> Secrets<'a> {
                     };
                     crate::oauth::jwt::put_client_assertion(sink, self.credentials, &claims);
                 }
-                None => return false,
-            },
-            _ => return false,
+            }
+            _ => {}
         }
-        true
+    }
+
+    /// The work of regenerating the assertion besides the bytes it hashes as it streams: the
+    /// HMAC's own blocks, and the secret as its key when longer than a block (hashed first).
+    fn hmac_setup(&self) -> usize {
+        let key = self.credentials.secret.expose_secret().len();
+        let key = if key > 64 { key } else { 0 };
+        HMAC_BLOCKS.saturating_add(key).saturating_mul(HASH_COST)
+    }
+
+    /// Every occurrence of a value in the raw `text` (a body, a header value: JSON escapes
+    /// read, see the [module documentation](self)), in order, as byte ranges, within one
+    /// budget of [`work_limit`]`(text.len())`; with `cut` (the first part of a longer body), as
+    /// [`find_in_cut`](Self::find_in_cut) also a value's leading [`MIN_CUT_PREFIX`] bytes or
+    /// more at the very end. What masks a whole text: replace each span with [`REDACTED`].
+    ///
+    /// ```
+    /// # use credflow_core::redact::{Secrets, REDACTED};
+    /// fn masked(secrets: &Secrets<'_>, body: &[u8]) -> Vec<u8> {
+    ///     let (mut out, mut shown) = (Vec::new(), 0);
+    ///     for span in secrets.spans(body, false) {
+    ///         out.extend_from_slice(&body[shown..span.start]);
+    ///         out.extend_from_slice(REDACTED.as_bytes());
+    ///         shown = span.end;
+    ///     }
+    ///     out.extend_from_slice(&body[shown..]);
+    ///     out
+    /// }
+    /// ```
+    pub fn spans<'s, 't>(&'s self, text: &'t [u8], cut: bool) -> Spans<'s, 't> {
+        Spans { scan: Search::Secrets(Scan::new(self, text.len(), 0, cut)), text }
     }
 
     /// The first whole occurrence of a value in `text` at or after `from`, as a byte range
-    /// (the longest, when several start at the same place). Never splits a UTF-8 character of a
-    /// valid text: the values are valid UTF-8, so an occurrence starts and ends on boundaries.
+    /// (the longest, when several start at the same place), or where the search ran out of
+    /// work (a budget of [`work_limit`] of the bytes from `from` on) the rest of the text.
+    /// Never splits a UTF-8 character of a valid text: the values are valid UTF-8, so an
+    /// occurrence starts and ends on boundaries.
     ///
     /// The text is raw, a body say: a value's bytes may be JSON-escaped in it (`ab\/cd` or
     /// `ab\u002Fcd` for `ab/cd`), and the occurrence spans the escapes (see the
-    /// [module documentation](self)).
+    /// [module documentation](self)). To mask a whole text, take [`spans`](Self::spans): one
+    /// budget for all of it.
     pub fn find(&self, text: &[u8], from: usize) -> Option<Range<usize>> {
-        self.find_cut::<true>(text, from, false)
+        Scan::<_, true>::new(self, text.len(), from, false).next(text)
     }
 
     /// [`find`](Self::find) in a text that was cut at its end (the first part of a longer
     /// body): a value's leading [`MIN_CUT_PREFIX`] bytes or more at the very end of `text` are
     /// an occurrence too, so that a cut echo shows at most three of them.
     pub fn find_in_cut(&self, text: &[u8], from: usize) -> Option<Range<usize>> {
-        self.find_cut::<true>(text, from, true)
-    }
-
-    /// [`find`](Self::find) (`ESCAPED`: JSON escapes read as the bytes they stand for, else
-    /// byte for byte); when `cut`, also a value's leading [`MIN_CUT_PREFIX`] bytes or more at
-    /// the very end of `text`.
-    fn find_cut<const ESCAPED: bool>(
-        &self,
-        text: &[u8],
-        from: usize,
-        cut: bool,
-    ) -> Option<Range<usize>> {
-        let rest = text.get(from..)?;
-        // Each value's first byte (`None`: no such value), as streamed at the first position:
-        // at the others, a value is streamed again only where the text starts with it (or,
-        // `ESCAPED`, with an escape).
-        let mut firsts = [None; VALUES];
-        for offset in 0..rest.len() {
-            let start = from.saturating_add(offset);
-            let tail = rest.get(offset..).unwrap_or_default();
-            let escape = ESCAPED && tail.first() == Some(&b'\\');
-            let mut longest = 0usize;
-            for (which, first) in firsts.iter_mut().enumerate() {
-                let skip = if which == ASSERTION {
-                    !starts_with::<ESCAPED>(tail, ASSERTION_START)
-                } else {
-                    offset > 0 && tail.first() != first.as_ref() && !escape
-                };
-                if skip {
-                    continue;
-                }
-                let (len, streamed_first) = occurrence::<ESCAPED>(tail, cut, |sink| {
-                    self.stream(which, sink);
-                });
-                *first = streamed_first;
-                longest = longest.max(len);
-            }
-            if longest > 0 {
-                return Some(start..start.saturating_add(longest));
-            }
-        }
-        None
+        Scan::<_, true>::new(self, text.len(), from, true).next(text)
     }
 
     /// `text` with every occurrence masked, for `Display`.
@@ -218,31 +282,36 @@ impl<'a> Secrets<'a> {
     ///
     /// The text is rebuilt from a copy on the stack (nothing is copied when there is nothing to
     /// mask). A text longer than the copy's [`SCRATCH`] bytes (only a granted scope can be) is
-    /// cut at the first value it holds instead: masked, with what followed it dropped.
+    /// cut at the first value it holds instead: masked, with what followed it dropped. Byte
+    /// for byte, within [`work_limit`] of its length (past it, the rest is masked).
     pub(crate) fn mask(&self, text: &mut StringView) {
         let cut = text.len().saturating_add(4) > text.capacity();
-        let Some(first) = self.find_cut::<false>(text.as_bytes(), 0, cut) else { return };
+        let mut scan = Scan::<_, false>::new(self, text.len(), 0, cut);
+        let Some(first) = scan.next(text.as_bytes()) else { return };
         let Ok(source) = heapless::String::<SCRATCH>::try_from(text.as_str()) else {
             text.truncate(floor_boundary(text, first.start));
             push_marker(text);
             return;
         };
         text.clear();
+        // The search goes on in the copy (the same bytes), within the same budget.
         let source = source.as_bytes();
+        let mut span = Some(first);
         let mut shown = 0;
         loop {
             // The text up to the next value (or to the end), then the marker in its place.
-            let span = self.find_cut::<false>(source, shown, cut);
             let end = span.as_ref().map_or(source.len(), |span| span.start);
-            // Values start and end on character boundaries (see `find`): the piece is text.
+            // Values start and end on character boundaries (see `find`), and so does a span
+            // where the work ran out: the piece is text.
             let piece = source.get(shown..end).unwrap_or_default();
             let piece = core::str::from_utf8(piece).unwrap_or_default();
             if push_sanitized(text, &mut piece.chars()).is_some() {
                 return; // full
             }
-            let Some(span) = span else { return };
+            let Some(found) = span else { return };
             push_marker(text);
-            shown = span.end;
+            shown = found.end;
+            span = scan.next(source);
         }
     }
 }
@@ -280,50 +349,311 @@ impl<'a> Secrets<'a> {
     }
 }
 
-/// The first whole occurrence of `token` in the raw `text` at or after `from`, found as
-/// [`Secrets::find`] finds the values it holds: JSON escapes read as the bytes they stand for,
-/// the occurrence spanning them (see the [module documentation](self)). With `cut` (the first
-/// part of a longer body), as [`Secrets::find_in_cut`]: the token's leading
-/// [`MIN_CUT_PREFIX`] bytes or more at the very end of `text` are an occurrence too.
+/// Every occurrence of `token` in the raw `text`, found as [`Secrets::spans`] finds the values
+/// it holds (JSON escapes read as the bytes they stand for, the occurrence spanning them, one
+/// budget of [`work_limit`]`(text.len())`; see the [module documentation](self)); with `cut`
+/// (the first part of a longer body), the token's leading [`MIN_CUT_PREFIX`] bytes or more at
+/// the very end of `text` too. None for an empty token.
 ///
 /// For a token the session no longer holds (replaced by a refresh, dropped after a 401) while a
 /// request sent with it may still be answered: an adapter that keeps such tokens a while masks
-/// them with this, with the same matcher as the session's own values. `None` for an empty
-/// token.
+/// them with this, with the same matcher as the session's own values.
+pub fn token_spans<'s, 't>(text: &'t [u8], token: &'s str, cut: bool) -> Spans<'s, 't> {
+    Spans { scan: Search::Token(Scan::new(Lone(token.as_bytes()), text.len(), 0, cut)), text }
+}
+
+/// The first whole occurrence of `token` in the raw `text` at or after `from`, found as
+/// [`Secrets::find`] finds the values it holds: JSON escapes read as the bytes they stand for,
+/// the occurrence spanning them (see the [module documentation](self)), or where the search ran
+/// out of work the rest of the text. With `cut` (the first part of a longer body), as
+/// [`Secrets::find_in_cut`]: the token's leading [`MIN_CUT_PREFIX`] bytes or more at the very
+/// end of `text` are an occurrence too. `None` for an empty token. To mask a whole text, take
+/// [`token_spans`]: one budget for all of it.
 pub fn find_token(text: &[u8], from: usize, token: &str, cut: bool) -> Option<Range<usize>> {
-    let token = token.as_bytes();
-    let first = token.first()?;
-    let rest = text.get(from..)?;
-    (0..rest.len()).find_map(|offset| {
-        let tail = rest.get(offset..).unwrap_or_default();
-        // Compared only where the text starts with the token's first byte or an escape.
-        if tail.first() != Some(first) && tail.first() != Some(&b'\\') {
-            return None;
+    Scan::<_, true>::new(Lone(token.as_bytes()), text.len(), from, cut).next(text)
+}
+
+/// The occurrences of the values in a raw text, in order ([`Secrets::spans`], [`token_spans`]),
+/// found within one budget of work for the whole text: where it runs out, the last span is the
+/// rest of the text, and [`exhausted`](Self::exhausted) says so.
+pub struct Spans<'s, 't> {
+    scan: Search<'s>,
+    text: &'t [u8],
+}
+
+impl Spans<'_, '_> {
+    /// Whether the search ran out of work (see the [module documentation](self)): the last
+    /// span it gave is then the rest of the text from where it stopped, whatever it held.
+    pub fn exhausted(&self) -> bool {
+        self.scan.exhausted()
+    }
+
+    /// The units of work done so far (at most [`work_limit`] of the text's length).
+    pub fn work(&self) -> usize {
+        self.scan.work(self.text.len())
+    }
+}
+
+impl Iterator for Spans<'_, '_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        match &mut self.scan {
+            Search::Secrets(scan) => scan.next(self.text),
+            Search::Token(scan) => scan.next(self.text),
         }
-        let (len, _) = occurrence::<true>(tail, cut, |sink| sink.put(token));
-        let start = from.saturating_add(offset);
-        (len > 0).then(|| start..start.saturating_add(len))
-    })
+    }
+}
+
+impl fmt::Debug for Spans<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spans")
+            .field("at", &self.scan.at())
+            .field("work", &self.work())
+            .field("exhausted", &self.scan.exhausted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a search looks for: the values of a session ([`Secrets`]), or a token alone ([`Lone`]).
+trait Values: Copy {
+    /// Whether value `which` is there to mask.
+    fn holds(&self, which: usize) -> bool;
+    /// Streams value `which` into `sink`, which stops it at the first byte that differs.
+    fn stream(&self, which: usize, sink: &mut dyn Sink);
+    /// The work of regenerating the assertion besides the bytes it hashes as it streams.
+    fn hmac_setup(&self) -> usize {
+        0
+    }
+}
+
+impl Values for &Secrets<'_> {
+    fn holds(&self, which: usize) -> bool {
+        Secrets::holds(self, which)
+    }
+
+    fn stream(&self, which: usize, sink: &mut dyn Sink) {
+        Secrets::stream(self, which, sink);
+    }
+
+    fn hmac_setup(&self) -> usize {
+        Secrets::hmac_setup(self)
+    }
+}
+
+/// A token alone (one the session no longer holds), as [`TOKEN`].
+#[derive(Clone, Copy)]
+struct Lone<'s>(&'s [u8]);
+
+/// The search behind [`Spans`].
+enum Search<'s> {
+    Secrets(Scan<&'s Secrets<'s>, true>),
+    Token(Scan<Lone<'s>, true>),
+}
+
+impl Values for Lone<'_> {
+    fn holds(&self, which: usize) -> bool {
+        which == TOKEN && !self.0.is_empty()
+    }
+
+    fn stream(&self, _: usize, sink: &mut dyn Sink) {
+        meter::add(meter::STREAMS, 1);
+        sink.put(self.0);
+    }
+}
+
+impl Search<'_> {
+    fn exhausted(&self) -> bool {
+        match self {
+            Search::Secrets(scan) => scan.at == usize::MAX,
+            Search::Token(scan) => scan.at == usize::MAX,
+        }
+    }
+
+    /// The work done in a text of `len` bytes.
+    fn work(&self, len: usize) -> usize {
+        let left = match self {
+            Search::Secrets(scan) => scan.left,
+            Search::Token(scan) => scan.left,
+        };
+        work_limit(len).saturating_sub(left)
+    }
+
+    fn at(&self) -> usize {
+        match self {
+            Search::Secrets(scan) => scan.at,
+            Search::Token(scan) => scan.at,
+        }
+    }
+}
+
+/// A search for the values in a text, from a position on, within a budget of work (`ESCAPED`:
+/// JSON escapes read as the bytes they stand for, else byte for byte).
+struct Scan<V: Values, const ESCAPED: bool> {
+    values: V,
+    /// Where the search goes on (past the text: it is over; `usize::MAX`: the work ran out).
+    at: usize,
+    cut: bool,
+    /// Each value's first byte (0: not streamed yet; no value holds a NUL, and one that did
+    /// would only be streamed everywhere). Once known, a value is streamed only where the text
+    /// starts with it (or, `ESCAPED`, with an escape of it or a backslash).
+    firsts: [u8; VALUES],
+    /// The units of work left of [`work_limit`] of the bytes searched.
+    left: usize,
+}
+
+impl<V: Values, const ESCAPED: bool> Scan<V, ESCAPED> {
+    fn new(values: V, len: usize, from: usize, cut: bool) -> Self {
+        let len = len.saturating_sub(from);
+        Scan {
+            values,
+            at: from,
+            cut,
+            firsts: [0; VALUES],
+            // One unit of each byte's share pays for the position (at most one per byte).
+            left: work_limit(len).saturating_sub(len),
+        }
+    }
+
+    /// The next occurrence, or where the work ran out the rest of the text (from the last
+    /// character boundary at or before where it stopped, not before where this search began:
+    /// the end of the last span).
+    fn next(&mut self, text: &[u8]) -> Option<Range<usize>> {
+        let began = self.at;
+        while let Some(tail) = text.get(self.at..).filter(|tail| !tail.is_empty()) {
+            let start = self.at;
+            match self.longest_at(tail) {
+                Some(0) => self.at = start.saturating_add(1),
+                Some(len) => {
+                    let end = start.saturating_add(len);
+                    self.at = end;
+                    return Some(start..end);
+                }
+                None => {
+                    let mut from = start;
+                    while from > began && text.get(from).is_some_and(|b| b & 0xc0 == 0x80) {
+                        from = from.saturating_sub(1);
+                    }
+                    self.at = usize::MAX;
+                    return Some(from..text.len());
+                }
+            }
+        }
+        None
+    }
+
+    /// The length of the longest occurrence at the start of `tail` (0: none), `None` if the
+    /// work ran out.
+    fn longest_at(&mut self, tail: &[u8]) -> Option<usize> {
+        // (Paid for by the budget's share of this byte, which the search started without.)
+        meter::add(meter::POSITIONS, 1);
+        // The first byte a value must have to start here: the text's, or at an escape (raw
+        // text) the first of the character it stands for (a value's backslash matches the
+        // text's backslash as it is).
+        let raw = tail.first().copied();
+        let mut decoded = None;
+        if ESCAPED && raw == Some(b'\\') {
+            let read = if tail.get(1) == Some(&b'u') { 12 } else { 2 };
+            self.left = self.left.checked_sub(read)?;
+            meter::add(meter::COMPARED, read);
+            if let Some(Unescaped::Char(c, _)) = unescape(tail) {
+                decoded = c.encode_utf8(&mut [0; 4]).as_bytes().first().copied();
+            }
+        }
+        let mut longest = 0usize;
+        for which in 0..VALUES {
+            if !self.values.holds(which) {
+                continue;
+            }
+            let mut setup = STREAM_COST;
+            if which == ASSERTION {
+                // Where the text starts with `e` (or an escape of it) only.
+                if raw != Some(b'e') && decoded != Some(b'e') {
+                    continue;
+                }
+                let gate = |sink: &mut dyn Sink| _ = sink.put(ASSERTION_START);
+                let (_, state, _, _) =
+                    compare::<ESCAPED>(tail, false, false, 0, &mut self.left, gate)?;
+                if state == State::Differs {
+                    continue;
+                }
+                setup = setup.saturating_add(self.values.hmac_setup());
+            } else {
+                let first = self.firsts.get(which).copied().unwrap_or_default();
+                if first != 0 && Some(first) != raw && Some(first) != decoded {
+                    continue;
+                }
+            }
+            let hashed = which == ASSERTION;
+            let values = self.values;
+            let stream = |sink: &mut dyn Sink| values.stream(which, sink);
+            let found =
+                occurrence::<ESCAPED>(tail, self.cut, hashed, setup, &mut self.left, stream)?;
+            if let Some(first) = self.firsts.get_mut(which) {
+                *first = found.1.unwrap_or_default();
+            }
+            longest = longest.max(found.0);
+        }
+        Some(longest)
+    }
 }
 
 /// The length of the occurrence at the start of `tail` of the value `stream` writes (0 if
-/// none; see [`Compare::len`]), and the value's first byte (`None`: an empty value).
+/// none; see [`Compare::len`]), and the value's first byte (`None`: an empty value); `None` if
+/// the work ran out (`left`: the units of it left). `hashed`: the value is hashed as it is
+/// streamed (the assertion).
 fn occurrence<const ESCAPED: bool>(
     tail: &[u8],
     cut: bool,
+    hashed: bool,
+    setup: usize,
+    left: &mut usize,
     stream: impl Fn(&mut dyn Sink),
-) -> (usize, Option<u8>) {
-    let mut compare = Compare::<ESCAPED>::new(tail);
-    stream(&mut compare);
-    let mut len = compare.len(cut);
+) -> Option<(usize, Option<u8>)> {
+    let (mut len, _, first, backslash) =
+        compare::<ESCAPED>(tail, cut, hashed, setup, left, &stream)?;
     // A value with a backslash, read escaped, does not match where the text holds it raw
     // (`\\` read as one backslash): compared byte for byte too.
-    if ESCAPED && compare.backslash {
-        let mut raw = Compare::<false>::new(tail);
-        stream(&mut raw);
-        len = len.max(raw.len(cut));
+    if ESCAPED && backslash {
+        len = len.max(compare::<false>(tail, cut, hashed, STREAM_COST, left, &stream)?.0);
     }
-    (len, compare.first)
+    Some((len, first))
+}
+
+/// Compares the value `stream` writes with the start of `tail` within the work `left` (which
+/// it takes): the occurrence's length (see [`Compare::len`]), how the comparison ended, the
+/// value's first byte, and whether it had a backslash before the end; `None` if the work ran
+/// out.
+///
+/// The comparison sees only as much of the text as the work left pays for (each byte read,
+/// and hashed with `hashed`): if it runs out of that while all matched, the work ran out.
+/// After it, what it read is taken: the bytes it matched, and what the last step may have read
+/// ([`LAST_READ`]; and with `hashed`, the piece hashed before the comparison saw it).
+fn compare<const ESCAPED: bool>(
+    tail: &[u8],
+    cut: bool,
+    hashed: bool,
+    setup: usize,
+    left: &mut usize,
+    stream: impl Fn(&mut dyn Sink),
+) -> Option<(usize, State, Option<u8>, bool)> {
+    let per_byte = if hashed { HASH_COST.saturating_add(1) } else { 1 };
+    let hashed = if hashed { HASHED_PIECE } else { 0 };
+    let last = setup.saturating_add(LAST_READ).saturating_add(hashed);
+    let room = left.checked_sub(last)?.checked_div(per_byte)?;
+    let seen = tail.get(..room).unwrap_or(tail);
+    let mut compare = Compare::<ESCAPED>::new(seen);
+    stream(&mut compare);
+    if compare.state == State::RanOut && seen.len() < tail.len() {
+        return None;
+    }
+    // The bytes it read beyond those it matched: the one that ended it, or escaped, those of
+    // the last steps.
+    let unmatched =
+        if ESCAPED { compare.unmatched } else { usize::from(compare.state != State::Matching) };
+    let read = compare.matched.saturating_mul(per_byte).saturating_add(unmatched);
+    *left = left.saturating_sub(read.saturating_add(setup).saturating_add(hashed));
+    Some((compare.len(cut), compare.state, compare.first, compare.backslash))
 }
 
 /// Bytes of the copy a bounded text is rebuilt from when it is masked (a longer one is cut at
@@ -349,7 +679,8 @@ fn floor_boundary(text: &StringView, at: usize) -> usize {
     at
 }
 
-/// A text shown with the values of a [`Secrets`] masked (whole occurrences only).
+/// A text shown with the values of a [`Secrets`] masked (whole occurrences only; within
+/// [`work_limit`] of its length, past which the rest is masked).
 pub struct Redacted<'t> {
     secrets: &'t Secrets<'t>,
     text: &'t str,
@@ -358,13 +689,88 @@ pub struct Redacted<'t> {
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = 0;
-        while let Some(span) = self.secrets.find(self.text.as_bytes(), shown) {
+        for span in self.secrets.spans(self.text.as_bytes(), false) {
             f.write_str(self.text.get(shown..span.start).unwrap_or_default())?;
             f.write_str(REDACTED)?;
             shown = span.end;
         }
         f.write_str(self.text.get(shown..).unwrap_or_default())
     }
+}
+
+/// What the masking did, counted where it is done (tests, and the `redact` fuzz target with
+/// the `__fuzzing` feature), apart from the budget's own accounting: the fuzz target and the
+/// tests check the work stays within [`work_limit`].
+pub(crate) mod meter {
+    pub(crate) const POSITIONS: usize = 0;
+    pub(crate) const STREAMS: usize = 1;
+    pub(crate) const COMPARED: usize = 2;
+    pub(crate) const HASHED: usize = 3;
+
+    #[cfg(test)]
+    extern crate std;
+    #[cfg(test)]
+    std::thread_local! {
+        static COUNTS: core::cell::Cell<[usize; 4]> = const { core::cell::Cell::new([0; 4]) };
+    }
+
+    #[cfg(test)]
+    pub(crate) fn add(what: usize, n: usize) {
+        COUNTS.with(|c| {
+            let mut counts = c.get();
+            if let Some(count) = counts.get_mut(what) {
+                *count = count.saturating_add(n);
+            }
+            c.set(counts);
+        });
+    }
+
+    /// The counts so far on this thread, then zero.
+    #[cfg(test)]
+    pub(crate) fn take() -> [usize; 4] {
+        COUNTS.with(|c| c.replace([0; 4]))
+    }
+
+    #[cfg(all(feature = "__fuzzing", not(test)))]
+    static COUNTS: [core::sync::atomic::AtomicUsize; 4] =
+        [const { core::sync::atomic::AtomicUsize::new(0) }; 4];
+
+    #[cfg(all(feature = "__fuzzing", not(test)))]
+    pub(crate) fn add(what: usize, n: usize) {
+        if let Some(count) = COUNTS.get(what) {
+            count.fetch_add(n, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far, then zero.
+    #[cfg(all(feature = "__fuzzing", not(test)))]
+    pub(crate) fn take() -> [usize; 4] {
+        COUNTS.each_ref().map(|c| c.swap(0, core::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[cfg(not(any(test, feature = "__fuzzing")))]
+    #[inline(always)]
+    pub(crate) fn add(_: usize, _: usize) {}
+}
+
+/// Not part of the API (feature `__fuzzing`): the work the masking did since the last call,
+/// counted where it was done (positions searched, values streamed, bytes of text compared,
+/// bytes hashed), weighted as the budget weighs it: at most [`work_limit`] of
+/// the text's length per masking.
+#[cfg(feature = "__fuzzing")]
+#[doc(hidden)]
+pub fn work_for_fuzzing() -> usize {
+    weigh(meter::take())
+}
+
+/// The counts of [`meter`] weighed as the budget weighs them.
+#[cfg(any(test, feature = "__fuzzing"))]
+fn weigh(counts: [usize; 4]) -> usize {
+    let [positions, streams, compared, hashed] = counts;
+    positions
+        .saturating_add(streams.saturating_mul(STREAM_COST))
+        .saturating_add(compared)
+        .saturating_add(hashed.saturating_mul(HASH_COST))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -402,6 +808,8 @@ struct Compare<'t, const ESCAPED: bool> {
     char_bytes: [u8; 4],
     char_at: u8,
     char_len: u8,
+    /// `ESCAPED`: bytes of the text read by the steps that took none (at most [`LAST_READ`]).
+    unmatched: usize,
 }
 
 impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
@@ -417,6 +825,7 @@ impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
             char_bytes: [0; 4],
             char_at: 0,
             char_len: 0,
+            unmatched: 0,
         }
     }
 
@@ -444,15 +853,17 @@ impl<'t, const ESCAPED: bool> Compare<'t, ESCAPED> {
 }
 
 impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
-    fn put(&mut self, bytes: &[u8]) {
+    /// `false` once the comparison ended: the value need not go on.
+    fn put(&mut self, bytes: &[u8]) -> bool {
         if self.first.is_none() {
             self.first = bytes.first().copied();
         }
         for &b in bytes {
             if self.state != State::Matching {
-                return;
+                break;
             }
             if !ESCAPED {
+                meter::add(meter::COMPARED, 1);
                 match self.text.get(self.matched) {
                     Some(&t) if t == b => self.matched = self.matched.saturating_add(1),
                     Some(_) => self.state = State::Differs,
@@ -472,7 +883,18 @@ impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
                 continue;
             }
             let rest = self.text.get(self.matched..).unwrap_or_default();
-            match escaped_step(rest, b) {
+            let step = escaped_step(rest, b);
+            // The bytes of the text the step took, or (at the last steps) may have read.
+            let read = match (&step, rest) {
+                (Step::Took(n) | Step::Char(_, _, n), _) => *n,
+                (_, [b'\\', ..]) => rest.len().min(LAST_READ / 2),
+                _ => 1,
+            };
+            if !matches!(step, Step::Took(_) | Step::Char(..)) {
+                self.unmatched = self.unmatched.saturating_add(read);
+            }
+            meter::add(meter::COMPARED, read);
+            match step {
                 Step::Took(n) => {
                     self.matched = self.matched.saturating_add(n);
                     self.decoded = self.decoded.saturating_add(1);
@@ -500,6 +922,7 @@ impl<const ESCAPED: bool> Sink for Compare<'_, ESCAPED> {
                 Step::RanOut => self.state = State::RanOut,
             }
         }
+        self.state == State::Matching
     }
 }
 
@@ -613,16 +1036,6 @@ fn hex_unit(hex: &[u8]) -> Option<Hex> {
     Some(Hex::Unit(value))
 }
 
-/// Whether `text` starts with the ASCII `prefix` (`ESCAPED`: perhaps JSON-escaped).
-fn starts_with<const ESCAPED: bool>(text: &[u8], prefix: &[u8]) -> bool {
-    if !ESCAPED {
-        return text.starts_with(prefix);
-    }
-    let mut compare = Compare::<true>::new(text);
-    compare.put(prefix);
-    compare.state == State::Matching
-}
-
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -632,17 +1045,28 @@ mod tests {
     use std::string::{String as StdString, ToString};
     use std::vec::Vec;
 
-    std::thread_local! {
-        /// How many times a value was streamed on this thread (`Secrets::stream`).
-        pub(super) static STREAMED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
-    }
-
     /// `s3cr3t+/` form-encodes and base64-encodes differently from itself.
     const SECRET: &str = "s3cr3t+/Value";
     const TOKEN: &str = "tok-0123456789abcdef";
 
     fn creds(secret: &str) -> Credentials {
         Credentials::from_strs("client", secret).unwrap()
+    }
+
+    fn creds_with(id: &str, secret: &str) -> Credentials {
+        Credentials::from_strs(id, secret).unwrap()
+    }
+
+    /// The Basic value of `creds` (without `Basic `).
+    fn basic_of(creds: &Credentials) -> StdString {
+        let mut buf = std::vec![0u8; 8192];
+        let value = crate::oauth::form::basic_authorization(
+            creds.id.as_str(),
+            creds.secret.expose_secret(),
+            &mut buf,
+        )
+        .unwrap();
+        value.trim_start_matches("Basic ").to_string()
     }
 
     fn basic(secret: &str) -> StdString {
@@ -690,9 +1114,9 @@ mod tests {
         let creds = creds(SECRET);
         let secrets = Secrets::new(&creds, Some(TOKEN), None);
         let text = "0123456789".repeat(100);
-        STREAMED.with(|n| n.set(0));
+        meter::take();
         assert_eq!(secrets.find(text.as_bytes(), 0), None);
-        let streamed = STREAMED.with(|n| n.get());
+        let streamed = meter::take()[meter::STREAMS];
         assert!(streamed <= VALUES, "{streamed} streams for {} bytes", text.len());
         // Where the text does start with a value, it is found as before.
         let text = std::format!("{text}{TOKEN}");
@@ -738,6 +1162,19 @@ mod tests {
         assert_eq!(secrets.find_in_cut(inside.as_bytes(), 0), None);
     }
 
+    /// Every assertion starts with [`ASSERTION_START`]: its header in base64url and the dot.
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn every_assertion_starts_with_its_header() {
+        let mut buf = [0u8; 64];
+        let mut out = crate::oauth::form::Out::new(&mut buf);
+        let mut b64 =
+            crate::oauth::form::Base64::new(&mut out, crate::oauth::form::Alphabet::UrlSafe);
+        let _ = b64.put(crate::oauth::jwt::HS256_HEADER.as_bytes());
+        let _ = b64.finish().put(b".");
+        assert_eq!(out.finish().unwrap(), ASSERTION_START);
+    }
+
     /// An assertion echoed whole, or cut after at least four bytes, is masked.
     #[cfg(feature = "jwt")]
     #[test]
@@ -764,14 +1201,11 @@ mod tests {
         assert_eq!(others.redacted(&text).to_string(), text);
     }
 
-    /// Every span `find` names replaced by `marker`, as an adapter masks a body.
-    fn mask_raw(secrets: &Secrets<'_>, text: &[u8], cut: bool, marker: &[u8]) -> Vec<u8> {
+    /// `text` with each span replaced by `marker`.
+    fn replaced(text: &[u8], spans: &[Range<usize>], marker: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut shown = 0;
-        loop {
-            let span =
-                if cut { secrets.find_in_cut(text, shown) } else { secrets.find(text, shown) };
-            let Some(span) = span else { break };
+        for span in spans {
             out.extend_from_slice(&text[shown..span.start]);
             out.extend_from_slice(marker);
             shown = span.end;
@@ -780,18 +1214,186 @@ mod tests {
         out
     }
 
-    /// Every span [`find_token`] names replaced by `marker`, as an adapter masks the tokens it
-    /// retired.
-    fn mask_token(text: &[u8], token: &str, cut: bool, marker: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// The spans `find` names searching again from the end of each.
+    fn found(find: impl Fn(usize) -> Option<Range<usize>>) -> Vec<Range<usize>> {
+        let mut spans = Vec::new();
         let mut shown = 0;
-        while let Some(span) = find_token(text, shown, token, cut) {
-            out.extend_from_slice(&text[shown..span.start]);
-            out.extend_from_slice(marker);
+        while let Some(span) = find(shown) {
             shown = span.end;
+            spans.push(span);
         }
-        out.extend_from_slice(&text[shown..]);
-        out
+        spans
+    }
+
+    /// Every span of [`Secrets::spans`] replaced by `marker`, as an adapter masks a body,
+    /// checking the work stayed within [`work_limit`] (counted apart, by [`meter`]) and that,
+    /// unless it ran out, the spans are those `find` names searching again from each end.
+    fn mask_raw(secrets: &Secrets<'_>, text: &[u8], cut: bool, marker: &[u8]) -> Vec<u8> {
+        meter::take();
+        let mut search = secrets.spans(text, cut);
+        let spans: Vec<_> = search.by_ref().collect();
+        let work = weigh(meter::take());
+        assert!(work <= work_limit(text.len()), "{work} units for {} bytes", text.len());
+        assert!(search.work() <= work_limit(text.len()));
+        if !search.exhausted() {
+            let find = |from| {
+                if cut { secrets.find_in_cut(text, from) } else { secrets.find(text, from) }
+            };
+            assert_eq!(spans, found(find));
+        }
+        replaced(text, &spans, marker)
+    }
+
+    /// Every span of [`token_spans`] replaced by `marker`, as an adapter masks the tokens it
+    /// retired, checked as [`mask_raw`] checks.
+    fn mask_token(text: &[u8], token: &str, cut: bool, marker: &[u8]) -> Vec<u8> {
+        meter::take();
+        let mut search = token_spans(text, token, cut);
+        let spans: Vec<_> = search.by_ref().collect();
+        let work = weigh(meter::take());
+        assert!(work <= work_limit(text.len()), "{work} units for {} bytes", text.len());
+        if !search.exhausted() {
+            assert_eq!(spans, found(|from| find_token(text, from, token, cut)));
+        }
+        replaced(text, &spans, marker)
+    }
+
+    /// The work of masking `text` with `secrets` (counted by [`meter`]), whether it ran out,
+    /// and the masked text (each span as `#`).
+    fn measured(secrets: &Secrets<'_>, text: &[u8], cut: bool) -> (usize, bool, Vec<u8>) {
+        meter::take();
+        let mut search = secrets.spans(text, cut);
+        let spans: Vec<_> = search.by_ref().collect();
+        let work = weigh(meter::take());
+        assert!(search.work() <= work_limit(text.len()));
+        (work, search.exhausted(), replaced(text, &spans, b"#"))
+    }
+
+    /// The inputs a hostile server chooses to make masking cost the most: a token that repeats
+    /// one byte and ends with another, against a body of that byte (each position compares
+    /// nearly all of it); bodies of backslashes, of `eyJ`, of the assertion's header, of a
+    /// value's first byte. The work stays within `work_limit` of the text's length whatever
+    /// the token's length (it would grow with it otherwise: 8000 bytes compared per position).
+    /// Where it runs out, the rest of the text is masked: the token never shows.
+    #[test]
+    fn masking_work_is_linear_in_the_text_whatever_the_values() {
+        let creds = creds(SECRET);
+        for n in [10, 100, 1000, 8000] {
+            let token = std::format!("{}B0001", "A".repeat(n));
+            let secrets = Secrets::new(&creds, Some(&token), None);
+            for len in [16, 1000, 65536] {
+                let text = "A".repeat(len);
+                let (work, exhausted, masked) = measured(&secrets, text.as_bytes(), false);
+                assert!(work <= work_limit(len), "token {n}, text {len}: {work} units");
+                // Cheap pairs are searched whole; a costly one runs out and masks the rest.
+                if n * len <= 4096 {
+                    assert!(!exhausted, "token {n}, text {len}");
+                    assert_eq!(masked, text.as_bytes());
+                }
+                if n >= 1000 && len == 65536 {
+                    assert!(exhausted);
+                    assert!(masked.ends_with(b"#") && masked.len() < len);
+                }
+                // The same, cut: the token's first bytes at the end are masked anyway.
+                let (work, _, masked) = measured(&secrets, text.as_bytes(), true);
+                assert!(work <= work_limit(len), "token {n}, cut text {len}: {work} units");
+                assert!(len < MIN_CUT_PREFIX || masked.ends_with(b"#"));
+            }
+            // An echo of the token in a long text of its first byte is masked, or the rest is.
+            let text = std::format!("{}{token}{}", "A".repeat(30_000), "A".repeat(30_000));
+            let (work, _, masked) = measured(&secrets, text.as_bytes(), false);
+            assert!(work <= work_limit(text.len()));
+            assert!(!masked.windows(token.len()).any(|w| w == token.as_bytes()));
+        }
+        // Texts that are not costly: a value's first byte, backslashes, escapes, `eyJ` over
+        // and over (with an assertion to regenerate) are searched whole, well within the
+        // budget.
+        let long_secret = "s".repeat(255);
+        let creds_long = creds_with("client", &long_secret);
+        let inputs =
+            JwtInputs { now: crate::time::UnixTime::from_secs(1_700_000_000), jti: [7; 16] };
+        let assertion = Assertion {
+            inputs,
+            audience: "https://login.example/oauth/token",
+            lifetime: Duration::from_secs(60),
+        };
+        let token = std::format!("eyJ{}", "A".repeat(8000));
+        for (creds, what) in [(&creds, "short secret"), (&creds_long, "255-byte secret")] {
+            let secrets = Secrets::new(creds, Some(&token), Some(assertion));
+            let basic = basic_of(creds);
+            for (name, text) in [
+                ("backslashes", "\\".repeat(32768)),
+                ("escapes", r"\u0041".repeat(10000)),
+                ("first bytes", "s".repeat(65536)),
+                ("eyJ", "eyJ".repeat(21000)),
+                ("Basic's start", basic[..4].repeat(16000)),
+                ("percent", "%2B".repeat(20000)),
+            ] {
+                let (work, exhausted, _) = measured(&secrets, text.as_bytes(), false);
+                std::println!("{what}, {name}: {work} units for {} bytes", text.len());
+                assert!(!exhausted, "{what}, {name}: ran out ({work} units)");
+                assert!(work <= work_limit(text.len()) / 2, "{what}, {name}: {work} units");
+            }
+        }
+    }
+
+    /// The assertion's header and claims over and over, as a token server that received it
+    /// can send: each costs an HMAC, counted at its cost (and a long secret, its key, hashed
+    /// first), within the budget; what it did not reach is masked.
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn regenerating_the_assertion_is_counted_at_its_cost() {
+        let creds = creds_with("client", &"k".repeat(255));
+        let inputs =
+            JwtInputs { now: crate::time::UnixTime::from_secs(1_700_000_000), jti: [7; 16] };
+        let audience = "https://login.example/oauth/token";
+        let lifetime = Duration::from_secs(60);
+        let claims = crate::oauth::jwt::AssertionClaims {
+            audience,
+            jti: inputs.jti,
+            issued_at: inputs.now,
+            lifetime,
+        };
+        let mut buf = [0u8; 512];
+        let jwt = crate::oauth::jwt::client_assertion(&creds, &claims, &mut buf).unwrap();
+        let signed = &jwt[..jwt.rfind('.').unwrap() + 1];
+        let jwt = jwt.to_string();
+        let secrets = Secrets::new(&creds, None, Some(Assertion { inputs, audience, lifetime }));
+        for text in [ASSERTION_START.repeat(2000), signed.as_bytes().repeat(300)] {
+            let (work, _, masked) = measured(&secrets, &text, false);
+            assert!(work <= work_limit(text.len()), "{work} units for {} bytes", text.len());
+            assert!(!masked.windows(jwt.len()).any(|w| w == jwt.as_bytes()));
+        }
+        // Echoed whole among them: masked (or the rest is).
+        let text = std::format!("{}{jwt}", signed.repeat(50));
+        let (_, _, masked) = measured(&secrets, text.as_bytes(), false);
+        assert!(masked.ends_with(b"#"));
+    }
+
+    /// Where the work runs out, the rest of the text is one span, from a character boundary
+    /// of a valid text, and the bounded texts the session keeps are masked from there too.
+    #[test]
+    fn where_the_work_runs_out_the_rest_is_masked() {
+        let creds = creds(SECRET);
+        let token = std::format!("{}B", "é".repeat(4000));
+        let secrets = Secrets::new(&creds, Some(&token), None);
+        let text = std::format!("x{}", "é".repeat(30000));
+        let mut search = secrets.spans(text.as_bytes(), false);
+        let span = search.next().unwrap();
+        assert!(search.exhausted());
+        assert_eq!(search.next(), None);
+        assert_eq!(span.end, text.len());
+        assert!(text.is_char_boundary(span.start), "{span:?}");
+        assert!(span.start > 1, "the search went some way first");
+        assert_eq!(
+            secrets.redacted(&text).to_string(),
+            std::format!("{}{REDACTED}", &text[..span.start])
+        );
+        // A bounded text of 256 bytes, byte for byte.
+        let token = std::format!("{}B", "A".repeat(2000));
+        let secrets = Secrets::new(&creds, Some(&token), None);
+        let kept = masked::<256>(&secrets, &"A".repeat(250));
+        assert!(kept.ends_with(REDACTED) && kept.starts_with('A'), "{kept}");
     }
 
     /// `text` with its JSON escapes read as the bytes they stand for (others kept as they

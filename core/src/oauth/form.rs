@@ -175,13 +175,15 @@ pub(crate) fn ascii(bytes: &[u8]) -> &str {
 
 /// A byte consumer that cannot fail: overflow is tracked by the final sink ([`Out`]).
 pub(crate) trait Sink {
-    /// Appends `bytes`.
-    fn put(&mut self, bytes: &[u8]);
+    /// Appends `bytes`; `false` if the sink takes nothing more (a comparison that found a
+    /// difference, see `redact`): the encoders that loop over their input stop there, so that
+    /// a value streamed for a comparison costs what was compared, not its length.
+    fn put(&mut self, bytes: &[u8]) -> bool;
 }
 
 impl<S: Sink + ?Sized> Sink for &mut S {
-    fn put(&mut self, bytes: &[u8]) {
-        (**self).put(bytes);
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        (**self).put(bytes)
     }
 }
 
@@ -214,12 +216,13 @@ impl<'b> Out<'b> {
 }
 
 impl Sink for Out<'_> {
-    fn put(&mut self, bytes: &[u8]) {
+    fn put(&mut self, bytes: &[u8]) -> bool {
         let end = self.len.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.len..end) {
             dst.copy_from_slice(bytes);
         }
         self.len = end;
+        true
     }
 }
 
@@ -227,10 +230,13 @@ impl Sink for Out<'_> {
 /// one copy of their code for the form and for the Basic credentials inside Base64.
 pub(crate) fn put_encoded(sink: &mut dyn Sink, bytes: &[u8]) {
     for &b in bytes {
-        if is_unreserved(b) {
-            sink.put(&[b]);
+        let more = if is_unreserved(b) {
+            sink.put(&[b])
         } else {
-            sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)]);
+            sink.put(&[b'%', hex_digit(b >> 4), hex_digit(b & 0x0f)])
+        };
+        if !more {
+            return;
         }
     }
 }
@@ -294,8 +300,9 @@ impl<'s> Base64<'s> {
         self.sink
     }
 
-    /// Writes the first `chars` characters of the 24-bit group in `bits`.
-    fn emit(&mut self, chars: usize) {
+    /// Writes the first `chars` characters of the 24-bit group in `bits`; `false` if the sink
+    /// takes nothing more.
+    fn emit(&mut self, chars: usize) -> bool {
         let mut out = [0u8; 4];
         let mut shift = 24u32;
         for slot in &mut out {
@@ -303,7 +310,7 @@ impl<'s> Base64<'s> {
             let v = self.bits.checked_shr(shift).unwrap_or(0) & 0x3f;
             *slot = self.char(u8::try_from(v).unwrap_or(0));
         }
-        self.sink.put(out.get(..chars).unwrap_or_default());
+        self.sink.put(out.get(..chars).unwrap_or_default())
     }
 
     fn char(&self, v: u8) -> u8 {
@@ -320,16 +327,19 @@ impl<'s> Base64<'s> {
 }
 
 impl Sink for Base64<'_> {
-    fn put(&mut self, bytes: &[u8]) {
+    /// `false` once the sink said so (up to two bytes after, still pending).
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let mut more = true;
         for &byte in bytes {
             self.bits = self.bits << 8 | u32::from(byte);
             self.n = self.n.saturating_add(1);
             if self.n == 3 {
-                self.emit(4);
+                more = self.emit(4);
                 self.bits = 0;
                 self.n = 0;
             }
         }
+        more
     }
 }
 

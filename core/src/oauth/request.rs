@@ -379,7 +379,7 @@ pub fn encode_token_request<'b>(
             put_decimal(w, u64::from(port));
         }
     });
-    let path = span(&mut out, |w| w.put(url.path_and_query.as_bytes()));
+    let path = span(&mut out, |w| _ = w.put(url.path_and_query.as_bytes()));
     let authorization = (cfg.auth == AuthMethod::ClientSecretBasic)
         .then(|| span(&mut out, |w| put_basic(w, creds.id.as_str(), creds.secret.expose_secret())));
     let body = span(&mut out, |w| {
