@@ -283,6 +283,9 @@ impl SessionCell {
     /// by `[redacted]` (and with `cut`, a token's first bytes ending the text): with the core's
     /// matcher, so an echo JSON-escaped in a raw body (`\/`, `\u002B`) is masked as the
     /// session's own values are.
+    ///
+    /// A masked copy that is masked again is wiped when it is replaced (it may hold the next
+    /// token), and kept as it is when there is nothing more in it.
     fn mask_retired<'t>(
         &self,
         bytes: std::borrow::Cow<'t, [u8]>,
@@ -293,8 +296,18 @@ impl SessionCell {
             bytes,
             |text, (token, _)| match text {
                 std::borrow::Cow::Borrowed(b) => mask_token(b, token.as_str(), cut),
-                std::borrow::Cow::Owned(b) => {
-                    std::borrow::Cow::Owned(mask_token(&b, token.as_str(), cut).into_owned())
+                std::borrow::Cow::Owned(mut b) => {
+                    let masked = match mask_token(&b, token.as_str(), cut) {
+                        std::borrow::Cow::Owned(masked) => Some(masked),
+                        std::borrow::Cow::Borrowed(_) => None,
+                    };
+                    match masked {
+                        Some(masked) => {
+                            zeroize::Zeroize::zeroize(&mut b);
+                            std::borrow::Cow::Owned(masked)
+                        }
+                        None => std::borrow::Cow::Owned(b),
+                    }
                 }
             },
         )
@@ -851,24 +864,36 @@ impl Client {
     fn redact_bytes_as<'t>(&self, bytes: &'t [u8], cut: bool) -> std::borrow::Cow<'t, [u8]> {
         let session = self.shared().lock();
         let secrets = session.secrets(self.shared().clock.now());
-        let find =
-            |from| if cut { secrets.find_in_cut(bytes, from) } else { secrets.find(bytes, from) };
-        session.mask_retired(mask_spans(bytes, find), cut)
+        // One budget of work for the whole text (`credflow_core::redact::work_limit`): a text
+        // made to be costly to search has its rest masked, never shown.
+        let masked = mask_spans(bytes, &mut secrets.spans(bytes, cut));
+        session.mask_retired(masked, cut)
     }
 }
 
-/// `bytes` with every span `find` names (from a position on) replaced by `[redacted]`.
-fn mask_spans(
-    bytes: &[u8],
-    find: impl Fn(usize) -> Option<std::ops::Range<usize>>,
-) -> std::borrow::Cow<'_, [u8]> {
-    let mut shown = 0;
+/// `bytes` with every span of `spans` replaced by `[redacted]`; where the search ran out of
+/// work (a text made to be costly to search), the last span is the rest of the text: said in a
+/// warning.
+fn mask_spans<'t>(
+    bytes: &'t [u8],
+    spans: &mut credflow_core::redact::Spans<'_, '_>,
+) -> std::borrow::Cow<'t, [u8]> {
+    let (mut shown, mut last) = (0, 0);
     let mut out: Option<Vec<u8>> = None;
-    while let Some(span) = find(shown) {
+    for span in spans.by_ref() {
+        last = span.start;
         let out = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
         out.extend_from_slice(&bytes[shown..span.start]);
         out.extend_from_slice(credflow_core::redact::REDACTED.as_bytes());
         shown = span.end;
+    }
+    if spans.exhausted() {
+        warn!(
+            len = bytes.len(),
+            masked_from = last,
+            "masking the server's text ran out of work (it repeats a credential's start over \
+             and over): its rest is masked"
+        );
     }
     match out {
         None => std::borrow::Cow::Borrowed(bytes),
@@ -880,14 +905,14 @@ fn mask_spans(
 }
 
 /// `bytes` with every occurrence of `token` replaced by `[redacted]`, found as the core finds
-/// the token it holds ([`find_token`]: JSON escapes read, the escaped span masked whole), and
-/// with `cut` (the first part of a longer text) its first [`MIN_CUT_PREFIX`] bytes or more at
-/// the very end too.
+/// the token it holds ([`token_spans`]: JSON escapes read, the escaped span masked whole, one
+/// budget of work for the text), and with `cut` (the first part of a longer text) its first
+/// [`MIN_CUT_PREFIX`] bytes or more at the very end too.
 ///
-/// [`find_token`]: credflow_core::redact::find_token
+/// [`token_spans`]: credflow_core::redact::token_spans
 /// [`MIN_CUT_PREFIX`]: credflow_core::redact::MIN_CUT_PREFIX
 fn mask_token<'t>(bytes: &'t [u8], token: &str, cut: bool) -> std::borrow::Cow<'t, [u8]> {
-    mask_spans(bytes, |from| credflow_core::redact::find_token(bytes, from, token, cut))
+    mask_spans(bytes, &mut credflow_core::redact::token_spans(bytes, token, cut))
 }
 
 impl Client {
