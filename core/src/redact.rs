@@ -379,6 +379,7 @@ pub fn find_token(text: &[u8], from: usize, token: &str, cut: bool) -> Option<Ra
 /// The occurrences of the values in a raw text, in order ([`Secrets::spans`], [`token_spans`]),
 /// found within one budget of work for the whole text: where it runs out, the last span is the
 /// rest of the text, and [`exhausted`](Self::exhausted) says so.
+#[must_use = "an iterator does nothing unless its spans are taken"]
 pub struct Spans<'s, 't> {
     scan: Search<'s>,
     text: &'t [u8],
@@ -391,7 +392,8 @@ impl Spans<'_, '_> {
         self.scan.exhausted()
     }
 
-    /// The units of work done so far (at most [`work_limit`] of the text's length).
+    /// The units of work done so far (at most [`work_limit`] of the text's length), the
+    /// positions' share (one unit per byte of the text) counted from the start.
     pub fn work(&self) -> usize {
         self.scan.work(self.text.len())
     }
