@@ -1702,6 +1702,41 @@ mod tests {
             }
         }
 
+        /// Tokens and texts a hostile server would choose, from a few bytes (`A`, `B`, a
+        /// backslash, the assertion's `eyJ`): a long token, a text that repeats a piece over
+        /// and over, perhaps with the token (or its start) in it. The work stays within
+        /// `work_limit` of the text (checked by [`mask_raw`] and [`mask_token`], counted apart
+        /// by [`meter`]), and the token is never left in the text, as it is or read.
+        #[test]
+        fn costly_texts_stay_within_the_work_bound_and_never_show_the_token(
+            token in "[AB\\\\eyJ]{1,24}",
+            stretch in 0usize..3000,
+            piece in "[AB\\\\eyJ]{1,6}",
+            repeats in 1usize..3000,
+            at in 0usize..20000,
+            echo in 0usize..3,
+            cut in any::<bool>(),
+        ) {
+            let token = std::format!("{}{token}", "A".repeat(stretch));
+            let mut text = piece.repeat(repeats);
+            let at = at.min(text.len());
+            match echo {
+                1 => text.insert_str(at, &token),
+                2 => text.insert_str(at, &token[..token.len() / 2]),
+                _ => {}
+            }
+            let creds = creds(SECRET);
+            let secrets = Secrets::new(&creds, Some(&token), None);
+            for masked in [
+                mask_raw(&secrets, text.as_bytes(), cut, &[0x01]),
+                mask_token(text.as_bytes(), &token, cut, &[0x01]),
+            ] {
+                prop_assert!(!masked.windows(token.len()).any(|w| w == token.as_bytes()));
+                let read = unescaped(&masked);
+                prop_assert!(!read.windows(token.len()).any(|w| w == token.as_bytes()));
+            }
+        }
+
         /// Whatever surrounds it and wherever the text is cut, a masked text never holds a
         /// value, nor (when cut) four or more of its leading bytes at its end; masking never
         /// panics and never exceeds the capacity.
