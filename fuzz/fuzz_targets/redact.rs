@@ -1,8 +1,10 @@
 //! `redact`: the masking of the client's credentials where a server echoes them, on arbitrary
-//! credentials, tokens and bodies: `Secrets::find` and `find_in_cut` (raw bodies, JSON escapes
-//! read), `redact::find_token` (the tokens an adapter retired, masked after them as the std
-//! adapter's `Client::redact_bytes` does), `Secrets::redacted` (`Display`) and the bounded
-//! texts the session keeps (`Secrets::mask`, through the hidden `mask_for_fuzzing`).
+//! credentials, tokens and bodies: `Secrets::spans` (raw bodies, JSON escapes read, one budget
+//! of work for the text, as the std adapter's `Client::redact_bytes` masks), `Secrets::find`
+//! and `find_in_cut` (the same search again from each span's end), `redact::token_spans` and
+//! `find_token` (the tokens an adapter retired, masked after them), `Secrets::redacted`
+//! (`Display`) and the bounded texts the session keeps (`Secrets::mask`, through the hidden
+//! `mask_for_fuzzing`).
 //!
 //! Input: a flag byte (bit 0: the body was cut at its end, searched with `find_in_cut`; bit 1:
 //! the session holds a token; bit 2: it sent a `client_secret_jwt` assertion; bits 3–4: the
@@ -21,22 +23,28 @@
 //! `[redacted]` nor a marker next to text can make or hide a value):
 //! - no panic; every span lies within the text, after where the search started, is not empty,
 //!   and starts and ends on character boundaries of a valid UTF-8 text;
+//! - the work each masking did, counted where it was done (the hidden `work_for_fuzzing`),
+//!   stays within `redact::work_limit` of the text's length, whatever the values and the text;
+//!   where the search ran out of work, its last span is the rest of the text; where it did not,
+//!   its spans are those `find` names searching again from each end;
 //! - the output holds no value as it is, nor read by an independent JSON-string decoder
 //!   (every escape of RFC 8259 §7, surrogate pairs, anything else kept as it is); when cut, it
 //!   does not end with four or more of a value's leading bytes, whether its last escape, left
 //!   incomplete by the cut, is read as it is or dropped;
-//! - `redacted` shows exactly the masked spans replaced with `[redacted]`;
+//! - `redacted` shows exactly the spans of `spans` replaced with `[redacted]`;
 //! - the bounded text never exceeds its capacity; it holds no value (the markers aside) unless
 //!   the server's text itself held `[redacted]`; it is left as it was when no value is in it
-//!   byte for byte (nor, when full, four leading bytes of one at its end), and changed when one
-//!   is.
+//!   byte for byte (nor, when full, four leading bytes of one at its end) and the work did not
+//!   run out, and changed when one is; where the work ran out, it ends with the marker.
 #![no_main]
 
 use credflow_core::Duration;
 use credflow_core::oauth::JwtInputs;
 use credflow_core::oauth::form;
 use credflow_core::oauth::jwt::{self, AssertionClaims};
-use credflow_core::redact::{MIN_CUT_PREFIX, REDACTED, Secrets, find_token};
+use credflow_core::redact::{
+    self, MIN_CUT_PREFIX, REDACTED, Secrets, Spans, find_token, token_spans, work_limit,
+};
 use credflow_core::secret::Credentials;
 use credflow_fuzz::REFERENCE;
 use libfuzzer_sys::fuzz_target;
@@ -45,7 +53,8 @@ use libfuzzer_sys::fuzz_target;
 const MARKER: u8 = 0xff;
 /// The token endpoint the assertion is made for.
 const AUDIENCE: &str = "https://login.example/oauth/token";
-/// A body expanded past this many bytes is not searched (the search is length x values).
+/// A body expanded past this many bytes is not searched (to keep runs fast: the search is
+/// linear in the body's length).
 const MAX_BODY: usize = 1 << 14;
 
 fuzz_target!(|data: &[u8]| {
@@ -86,13 +95,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // As `Client::redact_bytes` / `redact_cut_bytes`: the session's values, then each retired
-    // token in what that left.
+    // token in what that left, each masking within its budget.
     let find = |text: &[u8], from: usize| {
         if cut { secrets.find_in_cut(text, from) } else { secrets.find(text, from) }
     };
-    let (mut shown, spans) = mask(&body, find, &[MARKER]);
+    redact::work_for_fuzzing(); // what computing the values above hashed
+    let (mut shown, spans) = mask_all(&body, secrets.spans(&body, cut), find, &[MARKER]);
     for token in &retired {
-        shown = mask(&shown, |text, from| find_token(text, from, token, cut), &[MARKER]).0;
+        let search = token_spans(&shown, token, cut);
+        let find = |text: &[u8], from: usize| find_token(text, from, token, cut);
+        shown = mask_all(&shown, search, find, &[MARKER]).0;
     }
     assert_eq!(find(&body, body.len() + 1), None);
     for value in &values {
@@ -100,10 +112,13 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(text) = std::str::from_utf8(&body) {
-        let (expected, _) = mask(&body, |t, from| secrets.find(t, from), REDACTED.as_bytes());
+        let whole: Vec<_> = secrets.spans(&body, false).collect();
+        redact::work_for_fuzzing();
+        let expected = replaced(&body, &whole, REDACTED.as_bytes());
         let got = secrets.redacted(text).to_string();
-        assert_eq!(got.as_bytes(), expected, "redacted() is not the masked spans of find()");
-        for span in &spans {
+        redact::work_for_fuzzing();
+        assert_eq!(got.as_bytes(), expected, "redacted() is not the masked spans of spans()");
+        for span in whole.iter().chain(&spans) {
             let bounds = text.is_char_boundary(span.start) && text.is_char_boundary(span.end);
             assert!(bounds, "{span:?} splits a character of {text:?}");
         }
@@ -123,6 +138,61 @@ fuzz_target!(|data: &[u8]| {
 /// Visible ASCII, as a session accepts a token.
 fn is_token(t: &str) -> bool {
     !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// `text` with every span of `search` (one budget for the text) replaced by `marker`, and the
+/// spans, checked: within the text and in order (see [`mask`]); the work counted within
+/// `work_limit` of the text's length; the last span the rest of the text where the work ran
+/// out, else the spans `find` names searching again from each end.
+fn mask_all(
+    text: &[u8],
+    mut search: Spans<'_, '_>,
+    find: impl Fn(&[u8], usize) -> Option<std::ops::Range<usize>>,
+    marker: &[u8],
+) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+    let spans: Vec<_> = search.by_ref().collect();
+    let work = redact::work_for_fuzzing();
+    let limit = work_limit(text.len());
+    assert!(work <= limit, "{work} units of work for {} bytes (limit {limit})", text.len());
+    assert!(search.work() <= limit);
+    let mut from = 0;
+    for span in &spans {
+        assert!(
+            from <= span.start && span.start < span.end && span.end <= text.len(),
+            "span {span:?} searching from {from} in {} bytes",
+            text.len()
+        );
+        from = span.end;
+    }
+    if search.exhausted() {
+        assert_eq!(spans.last().map(|s| s.end), Some(text.len()), "ran out, the rest shown");
+    } else {
+        let (_, found) = mask(text, find, marker);
+        redact::work_for_fuzzing();
+        // A search from a span's end has a budget of its own, for the rest of the text: where
+        // that ran out, its last span is the rest.
+        let agree = spans == found
+            || found.split_last().is_some_and(|(rest, same)| {
+                rest.end == text.len()
+                    && spans.get(..same.len()) == Some(same)
+                    && spans.get(same.len()).is_none_or(|s| rest.start <= s.start)
+            });
+        assert!(agree, "spans() {spans:?} is not find() {found:?} searching again from each end");
+    }
+    (replaced(text, &spans, marker), spans)
+}
+
+/// `text` with each of `spans` replaced by `marker`.
+fn replaced(text: &[u8], spans: &[std::ops::Range<usize>], marker: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut shown = 0;
+    for span in spans {
+        out.extend_from_slice(&text[shown..span.start]);
+        out.extend_from_slice(marker);
+        shown = span.end;
+    }
+    out.extend_from_slice(&text[shown..]);
+    out
 }
 
 /// `text` with every span `find` names (searching on from the end of the last one) replaced by
@@ -182,8 +252,16 @@ fn check_not_shown(shown: &[u8], value: &str, cut: bool, body: &[u8]) {
 /// was exactly when nothing (byte for byte, and at the end of a full text four leading bytes
 /// or more) is there to mask.
 fn check_bounded<const N: usize>(secrets: &Secrets<'_>, text: &str, values: &[String]) {
-    let (kept, masked) = secrets.mask_for_fuzzing::<N>(text);
+    redact::work_for_fuzzing();
+    let (kept, masked, exhausted) = secrets.mask_for_fuzzing::<N>(text);
+    // Masked, then searched again to tell whether the work ran out: twice the work.
+    let work = redact::work_for_fuzzing();
+    let limit = work_limit(kept.len());
+    assert!(work <= 2 * limit, "{work} units of work for {} bytes (limit {limit})", kept.len());
     assert!(masked.len() <= N, "{} bytes in a text of {N}", masked.len());
+    if exhausted {
+        assert!(masked.ends_with(REDACTED), "ran out, the rest shown: {masked:?}");
+    }
     let full = kept.len() + 4 > N;
     let holds = values.iter().any(|v| {
         let v = v.as_bytes();
@@ -191,7 +269,9 @@ fn check_bounded<const N: usize>(secrets: &Secrets<'_>, text: &str, values: &[St
             || (full && (MIN_CUT_PREFIX..v.len()).any(|k| kept.as_bytes().ends_with(&v[..k])))
     });
     if !holds {
-        assert_eq!(masked.as_str(), kept.as_str(), "masked with nothing to mask");
+        if !exhausted {
+            assert_eq!(masked.as_str(), kept.as_str(), "masked with nothing to mask");
+        }
         return;
     }
     if kept.contains(REDACTED) {

@@ -711,6 +711,16 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             br#"{"detail":"bad s\u00e9cret-\u00fc-\ud83d\ude00"}"#,
         ),
     );
+    // Costly to search (the work bound, failing closed): a long token that repeats one byte and
+    // ends with another, against a body of that byte with the token in it, kept in 320 bytes
+    // too; a body of backslashes and `eyJ` with an assertion to regenerate.
+    let token = format!("{}B0001", "A".repeat(2000));
+    let mut costly = vec![b'A'; 6000];
+    costly.extend([0, 3, 0]);
+    costly.extend([b'A'; 2000]);
+    add("redact", "costly-token", redact(0b11_00_011, 7000, &["client", "secret", &token], &costly));
+    let costly = [br"\".repeat(1500), b"eyJ".repeat(1000)].concat();
+    add("redact", "costly-escapes", redact(0b110, 0, &["client", r"s\e", "tok"], &costly));
     s.extend(adapters::seeds());
     s.extend(coverage::seeds());
     s
