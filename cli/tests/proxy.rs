@@ -575,6 +575,63 @@ async fn credentials_echoed_upstream_are_masked_on_the_way_back() {
     assert!(!logs.contains(REAL_TOKEN), "{logs}");
 }
 
+/// An upstream that makes masking costly: its token endpoint issues a token of 8 000 `A`s and
+/// `B0001`, its API answers 404 with 64 KiB of `A`s and headers of 4 000 `A`s, each position of
+/// which starts most of the token. Masking one such answer held the client's lock for seconds
+/// (4.7 s for the body, 7.5 s for 90 such headers), and every other request waited. Its work is
+/// bounded now (`credflow_core::redact::work_limit`): the answers come back at once, the token
+/// never in them (what the search could not afford is masked whole), and `/healthz` answers
+/// meanwhile. Only a generous bound on time is asserted.
+#[tokio::test]
+async fn an_answer_made_to_be_costly_to_mask_comes_back_masked_at_once() {
+    let token = format!("{}B0001", "A".repeat(8000));
+    let issued = token.clone();
+    let server = Hostile::start(move |req| {
+        if req.path() == "/oauth/token" {
+            return Reply::json(
+                200,
+                &format!(
+                    r#"{{"access_token":"{issued}","token_type":"bearer","expires_in":3600}}"#
+                ),
+            );
+        }
+        let mut reply = Reply::status(404).body(&[b'A'; 65536]);
+        for i in 0..8 {
+            reply = reply.header(&format!("x-filler-{i}"), &"A".repeat(4000));
+        }
+        reply
+    });
+    let proxy = proxy_to(&server, &[]).await;
+    let http = http();
+    let started = Instant::now();
+    let answers: Vec<_> = (0..4)
+        .map(|i| {
+            let http = http.clone();
+            let url = proxy.url(&format!("/api/v2/costly/{i}"));
+            tokio::spawn(async move { http.get(url).send().await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let health = http.get(proxy.url("/healthz")).send().await.unwrap().status();
+    assert!(health.is_success(), "{health}");
+    for response in answers {
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 404);
+        for (name, value) in response.headers() {
+            let value = value.as_bytes();
+            assert!(!value.windows(token.len()).any(|w| w == token.as_bytes()), "{name}");
+            if name.as_str().starts_with("x-filler-") {
+                assert!(value.ends_with(b"[redacted]"), "{name}");
+            }
+        }
+        let body = response.bytes().await.unwrap();
+        assert!(body.ends_with(b"[redacted]") && body.len() < 65536, "{} bytes", body.len());
+        assert!(body[..body.len() - 10].iter().all(|&b| b == b'A'));
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "the answers took {took:?}");
+}
+
 /// Echoes a search for whole occurrences in text missed: a header value with bytes beyond
 /// ASCII (not text to `HeaderValue::to_str`), and an error body that the proxy's 64 KiB cut
 /// ends just inside the token. And the upstream is asked for no content coding: a compressed

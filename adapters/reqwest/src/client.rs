@@ -872,8 +872,9 @@ impl Client {
 }
 
 /// `bytes` with every span of `spans` replaced by `[redacted]`; where the search ran out of
-/// work (a text made to be costly to search), the last span is the rest of the text: said in a
-/// warning.
+/// work (a text made to be costly to search), the last span is the rest of the text: the
+/// marker shows it, and a debug event says so (a warning would let such a server write a line
+/// per header value to the log).
 fn mask_spans<'t>(
     bytes: &'t [u8],
     spans: &mut credflow_core::redact::Spans<'_, '_>,
@@ -888,7 +889,7 @@ fn mask_spans<'t>(
         shown = span.end;
     }
     if spans.exhausted() {
-        warn!(
+        debug!(
             len = bytes.len(),
             masked_from = last,
             "masking the server's text ran out of work (it repeats a credential's start over \
