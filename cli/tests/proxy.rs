@@ -908,9 +908,9 @@ async fn a_request_naming_another_host_is_refused_on_loopback() {
 /// A request with two `Host` fields is answered 400 (RFC 9112 §3.2), whichever comes first and
 /// even when both name loopback: only the first was checked, so `Host: 127.0.0.1` then `Host:
 /// evil.example` was forwarded (a server or cache behind that reads the last one would see
-/// evil.example).
+/// evil.example). So is an HTTP/1.1 request with none (it was forwarded).
 #[tokio::test]
-async fn a_request_with_two_host_fields_is_refused() {
+async fn a_request_with_two_host_fields_or_none_is_refused() {
     let server = upstream(|_| Reply::json(200, r#"{"id":"me"}"#));
     let proxy = proxy_to(&server, &[]).await;
     let addr = proxy.base.trim_start_matches("http://").to_owned();
@@ -932,6 +932,17 @@ async fn a_request_with_two_host_fields_is_refused() {
     );
     assert!(raw(&proxy, &absolute).await.starts_with("HTTP/1.1 400"));
     assert_eq!(server.requests_to("/api/v2/users/me"), 0, "nothing was forwarded");
+    // An HTTP/1.1 request without one, in origin and absolute form (HTTP/1.0 needs none).
+    for path in ["/api/v2/users/me", "/oauth/token", "/metrics"] {
+        let status = raw(&proxy, &format!("GET {path} HTTP/1.1\r\n\r\n")).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "no Host, {path}: {status}");
+    }
+    let absolute = format!("GET http://{addr}/api/v2/users/me HTTP/1.1\r\n\r\n");
+    assert!(raw(&proxy, &absolute).await.starts_with("HTTP/1.1 400"));
+    assert_eq!(server.requests_to("/api/v2/users/me"), 0, "nothing was forwarded");
+    let old = "GET /api/v2/users/me HTTP/1.0\r\n\r\n";
+    let status = raw(&proxy, old).await;
+    assert!(status.starts_with("HTTP/1.") && status[8..].starts_with(" 200"), "1.0: {status}");
     let one = format!("GET /api/v2/users/me HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     assert!(raw(&proxy, &one).await.starts_with("HTTP/1.1 200"));
 }

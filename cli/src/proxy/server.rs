@@ -338,13 +338,19 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        // RFC 9112 §3.2: a request with more than one `Host` field is answered 400. The checks
-        // below read one of them; the other could name any host.
+        // RFC 9112 §3.2: a request with more than one `Host` field is answered 400, and so is
+        // an HTTP/1.1 request without one. The checks below read one of them; the other could
+        // name any host.
         let mut hosts = request.headers().get_all(header::HOST).iter();
         let host = hosts.next().map(HeaderValue::as_bytes);
         if hosts.next().is_some() {
             return self.refuse(Refusal::bad_request(
                 "credflow proxy: the request has more than one Host field (RFC 9112 §3.2)",
+            ));
+        }
+        if host.is_none() && request.version() == hyper::Version::HTTP_11 {
+            return self.refuse(Refusal::bad_request(
+                "credflow proxy: an HTTP/1.1 request must have a Host field (RFC 9112 §3.2)",
             ));
         }
         // On loopback, a request that names another host came through a name that resolves
