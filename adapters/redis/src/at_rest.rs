@@ -43,7 +43,7 @@ pub(crate) struct Keys {
     /// HMAC key of the core's sealed snapshot (at least 16 bytes).
     pub(crate) fleet: Zeroizing<Vec<u8>>,
     /// XChaCha20-Poly1305 key, if the token is encrypted.
-    pub(crate) encryption: Option<Zeroizing<[u8; 32]>>,
+    pub(crate) encryption: Option<Box<Zeroizing<[u8; 32]>>>,
 }
 
 /// Why a value read from Redis was not taken.
@@ -129,7 +129,7 @@ mod tests {
     fn keys(encrypted: bool) -> Keys {
         Keys {
             fleet: Zeroizing::new(b"fleet-key-0123456789".to_vec()),
-            encryption: encrypted.then(|| Zeroizing::new([7u8; 32])),
+            encryption: encrypted.then(|| Box::new(Zeroizing::new([7u8; 32]))),
         }
     }
 

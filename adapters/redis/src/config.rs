@@ -25,8 +25,10 @@ pub struct RedisConfig {
     pub url: Zeroizing<String>,
     /// HMAC key that seals the token at rest (at least 16 bytes; the same on every process).
     pub fleet_key: Zeroizing<Vec<u8>>,
-    /// When set, the token is also encrypted at rest (XChaCha20-Poly1305).
-    pub encryption_key: Option<Zeroizing<[u8; 32]>>,
+    /// When set, the token is also encrypted at rest (XChaCha20-Poly1305). Boxed, so that
+    /// moving the config (into [`RedisStore::new`](crate::RedisStore::new), say) leaves no copy
+    /// of the key behind; wiped on drop.
+    pub encryption_key: Option<Box<Zeroizing<[u8; 32]>>>,
     /// Prefix of every key (default `credflow`).
     pub prefix: String,
     /// How long a refresh lease lasts if its holder never publishes (default 15 s: longer than
@@ -189,8 +191,9 @@ impl RedisConfig {
     }
 
     /// Encrypts the token at rest under `key` (32 bytes, the same on every process).
-    pub fn with_encryption_key(mut self, key: [u8; 32]) -> Self {
-        self.encryption_key = Some(Zeroizing::new(key));
+    pub fn with_encryption_key(mut self, mut key: [u8; 32]) -> Self {
+        self.encryption_key = Some(Box::new(Zeroizing::new(key)));
+        zeroize::Zeroize::zeroize(&mut key);
         self
     }
 
@@ -332,6 +335,18 @@ mod tests {
         let shown = format!("{:?}", RedisConfig::new(url, b"0123456789abcdef"));
         assert!(!shown.contains(SECRET) && !shown.contains("hunt"), "{url}: {shown}");
         shown
+    }
+
+    /// The encryption key stays where it was put when the config moves (into the store, a
+    /// builder, a box): moving it leaves no unwiped copy of the key behind.
+    #[test]
+    fn moving_the_config_does_not_copy_the_encryption_key() {
+        let config =
+            RedisConfig::new("redis://127.0.0.1", b"0123456789abcdef").with_encryption_key([7; 32]);
+        let at = config.encryption_key.as_deref().map(|key| key.as_ptr());
+        let moved = Box::new(config);
+        assert_eq!(moved.encryption_key.as_deref().map(|key| key.as_ptr()), at);
+        assert_eq!(moved.encryption_key.as_deref().map(|key| **key), Some([7; 32]));
     }
 
     #[test]

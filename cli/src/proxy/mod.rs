@@ -265,7 +265,8 @@ fn fleet_store(
     config.allow_insecure_redis = allow_insecure_redis;
     if let Some(path) = keys.encryption {
         // Decoded straight into the config's zeroizing field, through no buffer of its own.
-        let key = config.encryption_key.insert(zeroize::Zeroizing::new([0; 32]));
+        let key: &mut [u8; 32] =
+            config.encryption_key.insert(Box::new(zeroize::Zeroizing::new([0; 32])));
         read_encryption_key(path, key)?;
     }
     // For a plain redis:// URL the CA file is the HTTPS side's alone.
