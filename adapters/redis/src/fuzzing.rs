@@ -20,7 +20,10 @@ use crate::replies::{acquired, admission, hold_left};
 use crate::unavailable;
 
 fn keys(fleet: &[u8], encryption: Option<[u8; 32]>) -> Keys {
-    Keys { fleet: Zeroizing::new(fleet.to_vec()), encryption: encryption.map(Zeroizing::new) }
+    Keys {
+        fleet: Zeroizing::new(fleet.to_vec()),
+        encryption: encryption.map(|key| Box::new(Zeroizing::new(key))),
+    }
 }
 
 /// A reply as `invoke_async`/`query_async` convert it.
