@@ -1,9 +1,9 @@
 //! The client: one core [`Session`] driven over the application's connections, on embassy-time.
 
 use credflow_core::http::Method;
-use credflow_core::http::keep_alive::KeepAlive;
+use credflow_core::http::keep_alive::{KeepAlive, Repeat};
 use credflow_core::http::url::PlainHttp;
-use credflow_core::lifecycle::{Generation, LifecycleEvent};
+use credflow_core::lifecycle::{Generation, LifecycleEvent, Ticket};
 use credflow_core::oauth::EncodeError;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::{AccessToken, wipe};
@@ -254,8 +254,9 @@ pub struct Client<
     origin: Instant,
     /// A request whose attempt was in flight when its call was cancelled.
     in_flight: Option<credflow_core::session::RequestState>,
-    /// A token request in flight when its call was cancelled.
-    pending_ticket: Option<credflow_core::lifecycle::Ticket>,
+    /// The token request in flight: set while its exchange runs, so that one whose call was
+    /// cancelled is told to the session, and one to sign anew is named to it.
+    pending_ticket: Option<Ticket>,
     last_token_failure: Option<TransportError>,
 }
 
@@ -476,7 +477,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     let outcome = self
                         .exchange(
                             Some(state.spec()),
-                            tx.get(..len).unwrap_or_default(),
+                            tx.get_mut(..len).unwrap_or_default(),
                             request.body,
                             rx,
                             by,
@@ -697,7 +698,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
         self.pending_ticket = Some(ticket);
         let timeout = after(self.config.token_timeout);
         let by = bound.min(timeout);
-        let outcome = self.exchange(None, tx.get(..len).unwrap_or_default(), b"", rx, by).await;
+        let outcome = self.exchange(None, tx.get_mut(..len).unwrap_or_default(), b"", rx, by).await;
         wipe(tx);
         self.pending_ticket = None;
         let now = self.now();
@@ -739,30 +740,32 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
     }
 
     /// One request/response exchange on the kept-alive connection (or a new one), ended by
-    /// `deadline`, connecting included: the API request described by `api`, or (`None`) the
-    /// token request. The core's [`KeepAlive`] rule decides, from whether the request is safe
-    /// to repeat and how long the connection has idled, whether it goes on the kept-alive
-    /// connection, and whether it is sent once more on a new one when the server turns out to
-    /// have closed that.
+    /// `deadline`, connecting included: the API request described by `api` (its `head`, then
+    /// its `body`), or (`None`) the token request in `head`. The core's [`KeepAlive`] rule
+    /// decides, from whether the request is safe to repeat and how long the connection has
+    /// idled, whether it goes on the kept-alive connection, and whether (and how) it is sent
+    /// once more on a new one when the server turns out to have closed that: a token request
+    /// with a `client_secret_jwt` assertion only as the session signs it anew, written over
+    /// `head` (with `rx` as the session's scratch).
     async fn exchange(
         &mut self,
         api: Option<&RequestSpec>,
-        head: &[u8],
+        head: &mut [u8],
         body: &[u8],
         rx: &mut [u8],
         deadline: Instant,
     ) -> Result<Received, Failure> {
         let to_token = api.is_none();
-        // A token request is safe to repeat, at worst a second token, but one signed with
-        // `client_secret_jwt` (`KeepAlive`'s docs).
-        let repeatable = match api {
-            Some(spec) => spec.is_repeatable(),
-            None => KeepAlive::token_request_repeatable(self.session.endpoint().auth()),
+        // A token request is safe to repeat, at worst a second token; signed anew if it
+        // carries an assertion.
+        let repeat = match api {
+            Some(spec) => Repeat::from_repeatable(spec.is_repeatable()),
+            None => KeepAlive::token_request_repeat(self.session.endpoint().auth()),
         };
         let head_request = api.is_some_and(|spec| spec.method == Method::Head);
         loop {
             // Taken, not borrowed: a cancelled exchange drops (closes) its connection.
-            let (reused, mut conn) = match self.kept_connection(to_token, repeatable) {
+            let (reused, mut conn) = match self.kept_connection(to_token, repeat.is_repeatable()) {
                 Some(conn) => (true, conn),
                 None => {
                     let target = if to_token { &self.token_target } else { &self.api_target };
@@ -789,7 +792,7 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
             let started = self.now();
             let attempt = async {
                 // One await point for both parts: each one costs the state machine code.
-                for part in [head, body] {
+                for part in [&*head, body] {
                     write_all(&mut conn, part)
                         .await
                         .map_err(|_| ReadError::Closed { idle: true })?;
@@ -807,9 +810,12 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                 }
                 // Not resent otherwise: a transport failure after sending, as any other.
                 Ok(Err(ReadError::Closed { idle: true }))
-                    if reused && KeepAlive::may_resend(repeatable) =>
+                    if reused && KeepAlive::may_resend(repeat.is_repeatable()) =>
                 {
                     debug!("kept-alive connection was closed by the server; reconnecting");
+                    if repeat == Repeat::ReSigned {
+                        self.resign(head, rx)?;
+                    }
                 }
                 Ok(Err(e)) => {
                     return Err(match e {
@@ -826,6 +832,26 @@ impl<C: Connector, const N: usize, const H: usize, const E: usize> Client<C, N, 
                     });
                 }
             }
+        }
+    }
+
+    /// Writes over `head`, the token request in flight (`pending_ticket`), that request as the
+    /// session signs it anew for its resend: a new `jti`, which the server has not seen, and
+    /// new `iat` and `exp` (encoded in `rx`, then wiped). It is as long as the first: only
+    /// fixed-width parts of the assertion change, and the decimal `iat` and `exp` gain a digit
+    /// in the year 2286 only. Without it (the session signed the request anew once already, or
+    /// cannot; one of another length), the request fails as closed in transport, as one not
+    /// safe to repeat.
+    fn resign(&mut self, head: &mut [u8], rx: &mut [u8]) -> Result<(), Failure> {
+        let now = self.now();
+        let request =
+            self.pending_ticket.and_then(|t| self.session.resign_token_request(now, t, rx));
+        let written = request.and_then(|request| request.write_http1(head).ok());
+        // The assertion is a credential until it expires; `head` is wiped once the exchange ends.
+        wipe(rx);
+        match written {
+            Some(len) if len == head.len() => Ok(()),
+            _ => Err(Failure::Transport(TransportError::Closed)),
         }
     }
 

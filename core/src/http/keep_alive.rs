@@ -32,10 +32,15 @@
 //! ([`RequestSpec::is_repeatable`](crate::session::RequestSpec::is_repeatable)). A
 //! client-credentials **token request** (a `POST`, RFC 6749 §4.4) is safe to repeat: a second one
 //! gets a second token, and the first stays valid until it expires; nothing else changes on the
-//! authorization server. Adapters pass it as repeatable, so it reuses any connection and is
-//! resent once, as before; all but one signed with `client_secret_jwt`
-//! ([`KeepAlive::token_request_repeatable`]): resent, its bytes are the same, and so is its
-//! assertion's `jti`, which a server may accept once only (RFC 7523 §3).
+//! authorization server ([`KeepAlive::token_request_repeat`]). One signed with
+//! `client_secret_jwt` is safe to repeat only **signed anew** ([`Repeat::ReSigned`]): sent again
+//! unchanged, it repeats its assertion's `jti`, which a server may accept once only (RFC 7523 §3),
+//! and refuse the second time as `invalid_client`; a new assertion (a new `jti`, `iat` and `exp`,
+//! from [`Session::resign_token_request`](crate::session::Session::resign_token_request)) is
+//! another request, which at worst gets a second token. Resent so, a token request lost with a
+//! closed connection costs a new connection, not a failed request and the lifecycle's backoff
+//! (`retry_base`, 1 s) before the next. It is resent once: the resend goes on a new connection,
+//! which is never resent from, and the session signs each token request anew once at most.
 //!
 //! ```
 //! use credflow_core::http::keep_alive::KeepAlive;
@@ -50,8 +55,54 @@
 //! assert!(rule.may_carry(last_used, Instant::from_secs(20), true));
 //! assert!(KeepAlive::may_resend(true) && !KeepAlive::may_resend(false));
 //! ```
+//!
+//! ```
+//! use credflow_core::http::keep_alive::{KeepAlive, Repeat};
+//! use credflow_core::oauth::AuthMethod;
+//!
+//! // A token request goes on any kept-alive connection; resent, it is signed anew if it
+//! // carries a client_secret_jwt assertion.
+//! assert_eq!(KeepAlive::token_request_repeat(AuthMethod::ClientSecretBasic), Repeat::AsSent);
+//! assert_eq!(KeepAlive::token_request_repeat(AuthMethod::ClientSecretJwt), Repeat::ReSigned);
+//! assert!(Repeat::ReSigned.is_repeatable() && !Repeat::Never.is_repeatable());
+//! ```
 
+use crate::oauth::AuthMethod;
 use crate::time::{Duration, Instant};
+
+/// Whether, and how, a request may be sent again on a new connection when the reused
+/// connection it went on ends before the first byte of an answer: see the [module](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Repeat {
+    /// Not safe to repeat (a `POST` not marked idempotent): it goes on a kept-alive connection
+    /// only within [`KeepAlive::idle_limit`] and is never sent again.
+    Never,
+    /// Safe to repeat as sent: an idempotent request, or a token request authenticated with
+    /// the client secret itself (Basic or in the body). Sent again, the same bytes.
+    AsSent,
+    /// Safe to repeat signed anew: a token request with a `client_secret_jwt` assertion, whose
+    /// `jti` may be single-use (RFC 7523 §3). Sent again only as encoded anew by
+    /// [`Session::resign_token_request`](crate::session::Session::resign_token_request).
+    ReSigned,
+}
+
+impl Repeat {
+    /// [`AsSent`](Self::AsSent) for a request safe to repeat (`repeatable`), else
+    /// [`Never`](Self::Never).
+    #[must_use]
+    pub const fn from_repeatable(repeatable: bool) -> Self {
+        if repeatable { Repeat::AsSent } else { Repeat::Never }
+    }
+
+    /// Whether the request is safe to repeat, in one way or the other: it may go on a
+    /// kept-alive connection whatever its idle time ([`KeepAlive::may_carry`]), and be sent
+    /// again on a new one ([`KeepAlive::may_resend`]).
+    #[must_use]
+    pub const fn is_repeatable(self) -> bool {
+        !matches!(self, Repeat::Never)
+    }
+}
 
 /// When a kept-alive connection may carry a request, and whether a request it failed may be
 /// sent again: see the [module](self).
@@ -91,15 +142,22 @@ impl KeepAlive {
         repeatable
     }
 
-    /// Whether a token request its client authenticates with `auth` is safe to repeat: yes,
-    /// but with `client_secret_jwt`. Its client assertion's `jti` may be used once (RFC 7523
-    /// §3); a request sent again unchanged repeats it, and a server that keeps track refuses
-    /// the second as a replay, as `invalid_client`, which stops token requests until the
-    /// credentials change. Not resent, such a request fails in transport and the next one,
-    /// after the lifecycle's backoff, is signed anew.
+    /// How a token request its client authenticates with `auth` may be repeated: as sent, but
+    /// with `client_secret_jwt` signed anew ([`Repeat::ReSigned`]). Its client assertion's `jti`
+    /// may be used once (RFC 7523 §3); a request sent again unchanged repeats it, and a server
+    /// that keeps track refuses the second as a replay, as `invalid_client`, which stops token
+    /// requests until the credentials change.
+    ///
+    /// Built without the `jwt` feature, no request with an assertion is ever sent
+    /// ([`EncodeError::JwtDisabled`](crate::oauth::EncodeError::JwtDisabled)) and none is signed
+    /// anew: every token request is [`Repeat::AsSent`], and an adapter's resend of one signed
+    /// anew is left out of its firmware.
     #[must_use]
-    pub fn token_request_repeatable(auth: crate::oauth::AuthMethod) -> bool {
-        auth != crate::oauth::AuthMethod::ClientSecretJwt
+    pub const fn token_request_repeat(auth: AuthMethod) -> Repeat {
+        match auth {
+            AuthMethod::ClientSecretJwt if cfg!(feature = "jwt") => Repeat::ReSigned,
+            _ => Repeat::AsSent,
+        }
     }
 }
 
@@ -127,11 +185,29 @@ mod tests {
     }
 
     #[test]
-    fn a_token_request_is_repeatable_but_one_with_a_single_use_assertion() {
-        use crate::oauth::AuthMethod;
-        assert!(KeepAlive::token_request_repeatable(AuthMethod::ClientSecretBasic));
-        assert!(KeepAlive::token_request_repeatable(AuthMethod::ClientSecretPost));
-        assert!(!KeepAlive::token_request_repeatable(AuthMethod::ClientSecretJwt));
+    fn a_token_request_is_repeatable_one_with_a_single_use_assertion_signed_anew() {
+        assert_eq!(KeepAlive::token_request_repeat(AuthMethod::ClientSecretBasic), Repeat::AsSent);
+        assert_eq!(KeepAlive::token_request_repeat(AuthMethod::ClientSecretPost), Repeat::AsSent);
+        let jwt = if cfg!(feature = "jwt") { Repeat::ReSigned } else { Repeat::AsSent };
+        assert_eq!(KeepAlive::token_request_repeat(AuthMethod::ClientSecretJwt), jwt);
+    }
+
+    #[test]
+    fn a_token_request_signed_anew_goes_on_any_kept_alive_connection_and_is_resent() {
+        // Signed anew, a resend is another assertion: such a request need not avoid a
+        // connection the server may be closing, as one never sent twice must.
+        let rule = KeepAlive { idle_limit: Duration::from_millis(4_000) };
+        let repeat = KeepAlive::token_request_repeat(AuthMethod::ClientSecretJwt);
+        assert!(rule.may_carry(at(1_000), at(90_000), repeat.is_repeatable()));
+        assert!(KeepAlive::may_resend(repeat.is_repeatable()));
+    }
+
+    #[test]
+    fn repeat_from_a_request_safe_to_repeat_or_not() {
+        assert_eq!(Repeat::from_repeatable(true), Repeat::AsSent);
+        assert_eq!(Repeat::from_repeatable(false), Repeat::Never);
+        assert!(Repeat::AsSent.is_repeatable() && Repeat::ReSigned.is_repeatable());
+        assert!(!Repeat::Never.is_repeatable());
     }
 
     #[test]

@@ -218,6 +218,22 @@ impl<const E: usize> TokenEndpoint<E> {
         })
     }
 
+    /// What a token request to this endpoint is made of, with its `extra` parameters (collected
+    /// from [`params`](Self::params) by the caller, which holds them).
+    pub(super) fn request_config<'a>(
+        &'a self,
+        extra: &'a [(&'a str, &'a str)],
+    ) -> crate::oauth::TokenRequestConfig<'a> {
+        crate::oauth::TokenRequestConfig {
+            token_url: self.token_url(),
+            auth: self.auth,
+            scope: self.scope(),
+            extra,
+            jwt_lifetime: self.jwt_lifetime,
+            plain_http: self.plain_http,
+        }
+    }
+
     /// Appends `s` to the text and returns its range, or `None` if it does not fit.
     fn append(&mut self, s: &str) -> Option<(usize, usize)> {
         let start = self.text.len();

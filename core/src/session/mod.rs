@@ -202,6 +202,9 @@ pub struct Session<
     /// What the last `client_secret_jwt` assertion was made of, to mask an echo of it.
     #[cfg(feature = "jwt")]
     last_assertion: Option<crate::oauth::JwtInputs>,
+    /// The token request last signed anew for a resend, which is not signed anew again.
+    #[cfg(feature = "jwt")]
+    resigned: Option<crate::lifecycle::Ticket>,
     /// The token breaker's probe ticket, while the token request in flight is its probe.
     token_probe: Option<ProbeTicket>,
     /// What the last token response said about scope.
@@ -296,6 +299,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
             last_response_failure: ResponseFailure::default(),
             #[cfg(feature = "jwt")]
             last_assertion: None,
+            #[cfg(feature = "jwt")]
+            resigned: None,
             token_probe: None,
             granted: (None, ScopeCheck::NotRequested),
             jti_counter: 0,

@@ -16,7 +16,7 @@ use crate::http::url::Url;
 use crate::lifecycle::{Generation, Lifecycle, RejectReason, Ticket, TokenFailure, TokenTimes};
 use crate::oauth::{
     AuthMethod, EncodeError, JwtInputs, OAuthError, ResponseError, ResponseOptions, ScopeCheck,
-    TokenErrorClass, TokenRequest, TokenRequestConfig, encode_token_request, parse_token_error,
+    TokenErrorClass, TokenRequest, encode_token_request, parse_token_error,
     parse_token_response_into,
 };
 use crate::retry::policy::TransportKind;
@@ -151,14 +151,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         };
         let jwt = self.jwt_inputs(now);
         let extra: Vec<(&str, &str), EXTRA_PARAMS> = self.endpoint.params().collect();
-        let cfg = TokenRequestConfig {
-            token_url: self.endpoint.token_url(),
-            auth: self.endpoint.auth,
-            scope: self.endpoint.scope(),
-            extra: &extra,
-            jwt_lifetime: self.endpoint.jwt_lifetime,
-            plain_http: self.endpoint.plain_http,
-        };
+        let cfg = self.endpoint.request_config(&extra);
         let Some(ticket) = self.lifecycle.start_request(now) else {
             give_back(&mut self.token_breaker, now, probe);
             return Ok(None);
@@ -182,6 +175,53 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         }
         count(&mut self.counters.token_requests);
         Ok(Some((ticket, request)))
+    }
+
+    /// The token request for `ticket`, sent on a reused kept-alive connection that ended
+    /// before the first byte of an answer, encoded again into `buf` with its `client_secret_jwt`
+    /// assertion signed anew (a new `jti`, `iat` and `exp`), to send once more on a new
+    /// connection: the way [`KeepAlive::token_request_repeat`](crate::http::keep_alive::KeepAlive::token_request_repeat)
+    /// says such a request may be repeated ([`Repeat::ReSigned`](crate::http::keep_alive::Repeat::ReSigned)).
+    /// The first assertion may have reached the server, which may accept its `jti` once only
+    /// (RFC 7523 §3): the new one is another assertion, and at worst gets a second token, as
+    /// any token request sent twice. The request stays the one in flight for `ticket`: no
+    /// failure, no backoff, not counted twice; report its outcome as usual. It is as long as
+    /// the first: only fixed-width parts change (the `jti`, the signature) and the decimal `iat`
+    /// and `exp`, which gain a digit in the year 2286 only, so it can be written where the
+    /// first was.
+    ///
+    /// `None`: not to be sent again; report the failure with
+    /// [`handle_token_error`](Self::handle_token_error). So for a request signed anew once
+    /// already (a server that closes every connection gets each token request twice at most),
+    /// a `ticket` not in flight, a request without an assertion (another method, or built
+    /// without the `jwt` feature), or one that cannot be encoded again (no wall clock, `buf`
+    /// too small).
+    ///
+    /// `buf` holds the new assertion, a credential until it expires: zeroize it once sent.
+    pub fn resign_token_request<'b>(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        buf: &'b mut [u8],
+    ) -> Option<TokenRequest<'b>> {
+        #[cfg(feature = "jwt")]
+        {
+            if !self.lifecycle.is_in_flight(ticket) || self.resigned == Some(ticket) {
+                return None;
+            }
+            let jwt = self.jwt_inputs(now)?;
+            let extra: Vec<(&str, &str), EXTRA_PARAMS> = self.endpoint.params().collect();
+            let cfg = self.endpoint.request_config(&extra);
+            let request = encode_token_request(&cfg, &self.credentials, Some(&jwt), buf).ok()?;
+            self.resigned = Some(ticket);
+            self.last_assertion = Some(jwt);
+            Some(request)
+        }
+        #[cfg(not(feature = "jwt"))]
+        {
+            let _ = (now, ticket, buf);
+            None
+        }
     }
 
     fn jwt_inputs(&mut self, now: Instant) -> Option<JwtInputs> {
