@@ -73,7 +73,11 @@
 //!   [`idempotent`](Request::idempotent), and every token request: a second one at worst gets a
 //!   second token) goes on the kept-alive connection however long it idled, and is sent once
 //!   more on a new connection if that turns out closed. This is not a retry (the counters say
-//!   none, the retry policy is not asked).
+//!   none, the retry policy is not asked). A token request signed with `client_secret_jwt` is
+//!   sent again as the session signs it anew
+//!   ([`Session::resign_token_request`](credflow_core::session::Session::resign_token_request)):
+//!   its assertion's `jti` may be single-use (RFC 7523 §3), and the new one has not been seen.
+//!   Without that it failed, and the next token request waited the lifecycle's backoff (1 s).
 //! - Any other request (a `POST` or `PATCH` not marked idempotent) goes on the kept-alive
 //!   connection only if it has idled less than [`ClientConfig::keep_alive_limit`] (default
 //!   4 s, below the 5 s after which Apache httpd and Node.js close idle connections), else on a
