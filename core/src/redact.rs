@@ -32,9 +32,10 @@
 //!   (any encoder). [`Secrets::find`] and [`Secrets::find_in_cut`] read `\/`, `\"`, `\\`,
 //!   `\b`, `\f`, `\n`, `\r`, `\t` and `\uXXXX` (hex digits of either case; a UTF-16
 //!   surrogate pair as the one character it stands for, a lone surrogate as no escape) as the
-//!   character they stand for (RFC 8259 §7), and an occurrence spans its escapes whole. A value's backslash also matches a backslash as it is (a value
-//!   with one is compared byte for byte too), also where the text ends within an escape (`\`,
-//!   `\u00`): shown, it would read as the backslash. Bounded texts the session keeps were read
+//!   character they stand for (RFC 8259 §7), and an occurrence spans its escapes whole. A
+//!   value's backslash also matches a backslash as it is (a value with one is compared byte
+//!   for byte too), also where the text ends within an escape (`\`, `\u00`): shown, it would
+//!   read as the backslash. Bounded texts the session keeps were read
 //!   from JSON already: they are matched byte for byte.
 //! - **The marker may not fit.** When replacing a short value with the longer marker would
 //!   overflow a bounded text, the text is cut at its end to make room: the marker is never
