@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use credflow_core::UnixTime;
-use credflow_core::oauth::AuthMethod;
 use credflow_core::retry::policy::TransportKind;
 use credflow_core::secret::Credentials;
 use credflow_core::session::{ApiErrorKind, RetryReason, Session, SessionConfig, TokenEndpoint};
@@ -320,6 +318,7 @@ impl Scripted {
     }
 
     /// The requests the server read whose request line starts with `line`, in order.
+    #[cfg(feature = "jwt")]
     fn requests_of(&self, line: &str) -> Vec<String> {
         let requests = self.requests.lock().unwrap();
         requests.iter().filter(|request| request.starts_with(line)).cloned().collect()
@@ -459,121 +458,138 @@ async fn a_post_after_the_keep_alive_limit_goes_on_a_new_connection() {
 
 // ----- client_secret_jwt token requests on a connection closed while idle -------------------
 
-const TOKEN_POST: &str = "POST /oauth/token ";
+/// Only with `client_secret_jwt` (the `jwt` feature, on by default).
+#[cfg(feature = "jwt")]
+mod jwt_resend {
+    use credflow_core::UnixTime;
+    use credflow_core::oauth::AuthMethod;
 
-/// A client that signs its token requests with `client_secret_jwt`, with a wall clock.
-fn jwt_client(server: &Scripted, config: ClientConfig) -> TestClient {
-    let base = format!("http://{}", server.addr);
-    let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
-    let endpoint = TokenEndpoint::new(&format!("{base}/oauth/token"))
-        .unwrap()
-        .with_auth(AuthMethod::ClientSecretJwt);
-    let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
-    let mut client = Client::new(Loopback::default(), session, &base, config).unwrap();
-    client.set_wall_clock(UnixTime::from_secs(1_800_000_000));
-    client
-}
+    use super::*;
 
-/// A 401 that keeps the connection: the session drops the token, and the next token request
-/// goes on that kept-alive connection.
-fn unauthorized_reply() -> Reply {
-    Some((b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec(), Then::KeepOpen))
-}
+    const TOKEN_POST: &str = "POST /oauth/token ";
 
-/// The `jti` claim of the assertion in a token request, as sent (base64url).
-fn jti_of(request: &str) -> String {
-    let assertion = request
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|body| body.split('&').find_map(|f| f.strip_prefix("client_assertion=")))
-        .expect("a client_secret_jwt token request carries client_assertion");
-    let payload = assertion.split('.').nth(1).expect("header.payload.signature");
-    let claims = String::from_utf8(base64url(payload)).unwrap();
-    let jti = claims.split(r#""jti":""#).nth(1).and_then(|rest| rest.split('"').next());
-    jti.expect("a jti claim").to_owned()
-}
-
-/// Decodes unpadded base64url (no base64 crate among this crate's dependencies).
-fn base64url(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        other => panic!("not base64url: {other}"),
-    };
-    let (mut out, mut bits, mut acc) = (Vec::new(), 0u32, 0u32);
-    for c in text.bytes() {
-        acc = (acc << 6) | u32::from(value(c));
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
+    /// A client that signs its token requests with `client_secret_jwt`, with a wall clock.
+    fn jwt_client(server: &Scripted, config: ClientConfig) -> TestClient {
+        let base = format!("http://{}", server.addr);
+        let credentials = Credentials::from_strs(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).unwrap();
+        let endpoint = TokenEndpoint::new(&format!("{base}/oauth/token"))
+            .unwrap()
+            .with_auth(AuthMethod::ClientSecretJwt);
+        let session = Session::new(credentials, endpoint, SessionConfig::default(), 42).unwrap();
+        let mut client = Client::new(Loopback::default(), session, &base, config).unwrap();
+        client.set_wall_clock(UnixTime::from_secs(1_800_000_000));
+        client
     }
-    out
-}
 
-/// A `client_secret_jwt` token request on the kept-alive connection that the server reads and
-/// closes without an answer (its idle timeout, or a failure after acting on it) is sent once
-/// more on a new connection, signed anew: a `jti` the server has not seen, so a server that
-/// accepts each once answers it. It was not sent again (its `jti` may be single-use): it failed
-/// in transport, and the lifecycle waited its backoff (`retry_base`, 1 s, half of it at least)
-/// before the next token request. No failure now, so no backoff: the session counts none.
-#[tokio::test]
-async fn a_jwt_token_request_on_a_connection_closed_while_idle_is_signed_anew_and_sent_again() {
-    let server = per_connection(vec![
-        vec![token_reply(), unauthorized_reply(), read_and_close()],
-        vec![token_reply(), ok_reply("listed", Then::KeepOpen)],
-    ])
-    .await;
-    let mut client = jwt_client(&server, ClientConfig::default());
-    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
-    let response = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
-    assert_eq!(response.map(|r| r.body.to_vec()).unwrap(), b"listed");
+    /// A 401 that keeps the connection: the session drops the token, and the next token request
+    /// goes on that kept-alive connection.
+    fn unauthorized_reply() -> Reply {
+        Some((b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_vec(), Then::KeepOpen))
+    }
 
-    let tokens = server.requests_of(TOKEN_POST);
-    assert_eq!(tokens.len(), 3, "the first token, the second lost with the connection and resent");
-    let jtis: Vec<String> = tokens.iter().map(|request| jti_of(request)).collect();
-    assert_ne!(jtis[1], jtis[2], "the resend repeated the jti the server may have seen");
-    assert_ne!(jtis[0], jtis[2]);
-    assert_eq!(server.connections.load(Ordering::SeqCst), 2, "the resend went on a new connection");
-    let counters = client.counters();
-    assert_eq!(counters.token_requests, 2, "the resend is the same token request");
-    assert_eq!(counters.token_failures, 0, "no failure, so no backoff before the next request");
-    assert_eq!(counters.retries, 1, "the 401's; a stale connection is not a retry");
-    assert!(tx.iter().all(|&b| b == 0), "the assertions (and the bearer token) wiped from tx");
-}
+    /// The `jti` claim of the assertion in a token request, as sent (base64url).
+    fn jti_of(request: &str) -> String {
+        let assertion = request
+            .split("\r\n\r\n")
+            .nth(1)
+            .and_then(|body| body.split('&').find_map(|f| f.strip_prefix("client_assertion=")))
+            .expect("a client_secret_jwt token request carries client_assertion");
+        let payload = assertion.split('.').nth(1).expect("header.payload.signature");
+        let claims = String::from_utf8(base64url(payload)).unwrap();
+        let jti = claims.split(r#""jti":""#).nth(1).and_then(|rest| rest.split('"').next());
+        jti.expect("a jti claim").to_owned()
+    }
 
-/// A server that closes every connection it reads a token request on gets each request twice at
-/// most: the first on the kept-alive connection, the resend, signed anew, on a new connection,
-/// which is never resent from. The next token request (after the backoff of the failure) goes
-/// on a new connection too, and is sent once.
-#[tokio::test]
-async fn a_jwt_token_request_is_sent_twice_at_most_to_a_server_closing_every_connection() {
-    let mut scripts = vec![vec![token_reply(), unauthorized_reply(), read_and_close()]];
-    scripts.extend(std::iter::repeat_with(|| vec![read_and_close()]).take(20));
-    let server = per_connection(scripts).await;
-    // A caller that waits for a token long enough for the backoff of a failure or two.
-    let config =
-        ClientConfig { token_wait: Duration::from_millis(1_500), ..ClientConfig::default() };
-    let mut client = jwt_client(&server, config);
-    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
-    let result = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
-    // The caller stops waiting (`TokenWait`), or is told at once that the next token request
-    // comes later than it waits (`Api`).
-    assert!(matches!(result, Err(Error::TokenWait { .. } | Error::Api(_))), "{result:?}");
+    /// Decodes unpadded base64url (no base64 crate among this crate's dependencies).
+    fn base64url(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            other => panic!("not base64url: {other}"),
+        };
+        let (mut out, mut bits, mut acc) = (Vec::new(), 0u32, 0u32);
+        for c in text.bytes() {
+            acc = (acc << 6) | u32::from(value(c));
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        out
+    }
 
-    let counters = client.counters();
-    let sent = server.received(TOKEN_POST) as u64;
-    // Each token request went out once, and the one on the kept-alive connection once more:
-    // one resend in all, none of a resend.
-    assert!(sent >= 3, "the first token, the second request and its resend: {sent}");
-    assert!(sent <= counters.token_requests + 1, "{sent} sent for {counters:?}");
-    let jtis: Vec<String> = server.requests_of(TOKEN_POST).iter().map(|r| jti_of(r)).collect();
-    let distinct: std::collections::HashSet<&String> = jtis.iter().collect();
-    assert_eq!(distinct.len(), jtis.len(), "a jti sent twice: {jtis:?}");
+    /// A `client_secret_jwt` token request on the kept-alive connection that the server reads and
+    /// closes without an answer (its idle timeout, or a failure after acting on it) is sent once
+    /// more on a new connection, signed anew: a `jti` the server has not seen, so a server that
+    /// accepts each once answers it. It was not sent again (its `jti` may be single-use): it failed
+    /// in transport, and the lifecycle waited its backoff (`retry_base`, 1 s, half of it at least)
+    /// before the next token request. No failure now, so no backoff: the session counts none.
+    #[tokio::test]
+    async fn a_jwt_token_request_on_a_connection_closed_while_idle_is_signed_anew_and_sent_again() {
+        let server = per_connection(vec![
+            vec![token_reply(), unauthorized_reply(), read_and_close()],
+            vec![token_reply(), ok_reply("listed", Then::KeepOpen)],
+        ])
+        .await;
+        let mut client = jwt_client(&server, ClientConfig::default());
+        let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+        let response = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
+        assert_eq!(response.map(|r| r.body.to_vec()).unwrap(), b"listed");
+
+        let tokens = server.requests_of(TOKEN_POST);
+        assert_eq!(
+            tokens.len(),
+            3,
+            "the first token, the second lost with the connection and resent"
+        );
+        let jtis: Vec<String> = tokens.iter().map(|request| jti_of(request)).collect();
+        assert_ne!(jtis[1], jtis[2], "the resend repeated the jti the server may have seen");
+        assert_ne!(jtis[0], jtis[2]);
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            2,
+            "the resend went on a new connection"
+        );
+        let counters = client.counters();
+        assert_eq!(counters.token_requests, 2, "the resend is the same token request");
+        assert_eq!(counters.token_failures, 0, "no failure, so no backoff before the next request");
+        assert_eq!(counters.retries, 1, "the 401's; a stale connection is not a retry");
+        assert!(tx.iter().all(|&b| b == 0), "the assertions (and the bearer token) wiped from tx");
+    }
+
+    /// A server that closes every connection it reads a token request on gets each request twice at
+    /// most: the first on the kept-alive connection, the resend, signed anew, on a new connection,
+    /// which is never resent from. The next token request (after the backoff of the failure) goes
+    /// on a new connection too, and is sent once.
+    #[tokio::test]
+    async fn a_jwt_token_request_is_sent_twice_at_most_to_a_server_closing_every_connection() {
+        let mut scripts = vec![vec![token_reply(), unauthorized_reply(), read_and_close()]];
+        scripts.extend(std::iter::repeat_with(|| vec![read_and_close()]).take(20));
+        let server = per_connection(scripts).await;
+        // A caller that waits for a token long enough for the backoff of a failure or two.
+        let config =
+            ClientConfig { token_wait: Duration::from_millis(1_500), ..ClientConfig::default() };
+        let mut client = jwt_client(&server, config);
+        let (mut tx, mut rx) = ([0u8; 1024], [0u8; 512]);
+        let result = client.request(&Request::get("/api/v2/things"), &mut tx, &mut rx).await;
+        // The caller stops waiting (`TokenWait`), or is told at once that the next token request
+        // comes later than it waits (`Api`).
+        assert!(matches!(result, Err(Error::TokenWait { .. } | Error::Api(_))), "{result:?}");
+
+        let counters = client.counters();
+        let sent = server.received(TOKEN_POST) as u64;
+        // Each token request went out once, and the one on the kept-alive connection once more:
+        // one resend in all, none of a resend.
+        assert!(sent >= 3, "the first token, the second request and its resend: {sent}");
+        assert!(sent <= counters.token_requests + 1, "{sent} sent for {counters:?}");
+        let jtis: Vec<String> = server.requests_of(TOKEN_POST).iter().map(|r| jti_of(r)).collect();
+        let distinct: std::collections::HashSet<&String> = jtis.iter().collect();
+        assert_eq!(distinct.len(), jtis.len(), "a jti sent twice: {jtis:?}");
+    }
 }
 
 #[tokio::test]
