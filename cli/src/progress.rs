@@ -111,13 +111,20 @@ fn describe_session(event: &Event) -> String {
         ),
         Event::Token(L::Invalidated(g)) => format!("token #{} rejected by the API, dropped", g.0),
         Event::Token(L::Expired(g)) => format!("token #{} expired", g.0),
-        Event::Token(L::CredentialsRejected(reason)) => {
+        Event::Token(L::CredentialsRejected { reason, recheck_at }) => {
             use credflow_core::lifecycle::RejectReason as R;
             let what = match reason {
                 R::Redirected | R::UnusableResponse => "token endpoint unusable",
                 _ => "credentials rejected",
             };
-            format!("{what} ({reason:?}): no more token requests")
+            match recheck_at {
+                // The client's clock counts from its start, as the timeline's does.
+                Some(at) => format!(
+                    "{what} ({reason:?}): no token request until one checks again at {:.3}s",
+                    Duration::from_millis(at.as_millis()).as_secs_f64()
+                ),
+                None => format!("{what} ({reason:?}): no more token requests"),
+            }
         }
         Event::Token(L::RequestTimedOut) => "token request timed out".to_owned(),
         Event::TokenEndpointError { status, class } => {

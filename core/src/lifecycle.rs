@@ -27,10 +27,19 @@
 //! - **Generation-aware invalidation.** Each token has a [`Generation`]. [`Lifecycle::invalidate`]
 //!   after a 401 drops the token only if it is still the current generation: a late 401 for an
 //!   older token cannot throw away a newer one (Azure SDK for C++ #6151).
-//! - **Fatal means stop.** `invalid_client`/`unauthorized_client` move the lifecycle to
-//!   [`LifecycleState::Rejected`]: no token request is made until
-//!   [`Lifecycle::credentials_changed`] is called (secret rotation). Transient failures never
-//!   poison it (google-cloud-rust #4541, #5864).
+//! - **Fatal means stop, then check now and then.** `invalid_client`, `unauthorized_client`,
+//!   `invalid_scope`, a rejected grant, an unusable answer or a redirect ([`RejectReason`])
+//!   move the lifecycle to [`LifecycleState::Rejected`]: no token request is made for
+//!   [`LifecycleConfig::recheck_after`] (5 min), then one checks whether the cause is gone (an
+//!   OAuth client disabled by mistake and enabled again, a scope granted, a load balancer
+//!   fixed). A token ends the stop; another rejection stops requests again for twice as long,
+//!   at most [`LifecycleConfig::recheck_cap`] (1 h). Until a token comes, *every* token
+//!   request waits at least the current hold after the one before ended, whatever the server
+//!   answered meanwhile (a 503, a timeout, an abandoned request), so a rejected client never
+//!   sends more than one token request per hold. [`Lifecycle::credentials_changed`] (secret
+//!   rotation) ends the stop at once. With `recheck_after: None`, requests stay stopped until
+//!   the credentials change. Transient failures never poison it (google-cloud-rust #4541,
+//!   #5864).
 //! - **No wedge.** A request whose outcome never arrives (the adapter's task was cancelled, the
 //!   connection hung) is abandoned after [`LifecycleConfig::request_timeout`] and counted as a
 //!   transient failure, so single flight cannot block refresh forever (golang/oauth2 #388).
@@ -137,6 +146,35 @@ pub struct LifecycleConfig {
     /// assert!(cfg.validate().is_ok());
     /// ```
     pub min_refresh_interval: Duration,
+    /// How long token requests stay stopped after the token endpoint rejected the client
+    /// ([`RejectReason`]) before one request checks whether the cause is gone (default 5 min);
+    /// doubled after each rejection in a row, at most [`recheck_cap`](Self::recheck_cap). Until
+    /// a token comes, every token request waits at least the current hold after the one before
+    /// ended, whatever the server answered meanwhile. A credential change ends the stop at once.
+    /// `None`: stopped until the credentials change.
+    ///
+    /// The default suits Genesys Cloud, whose tokens live 24 h unless configured otherwise: an
+    /// OAuth client disabled by mistake and enabled again, or a scope granted, is noticed
+    /// within 5 min at first, and within the hour at worst, long before a token fetched before
+    /// the rejection runs out; and a wrong secret costs about 27 token requests a day (5, 10,
+    /// 20, 40 min, then hourly), which no rate limit or brute-force alarm takes for an attack.
+    ///
+    /// ```
+    /// use credflow_core::lifecycle::LifecycleConfig;
+    /// use credflow_core::Duration;
+    /// let cfg = LifecycleConfig {
+    ///     recheck_after: Some(Duration::from_secs(30)),
+    ///     recheck_cap: Duration::from_mins(10),
+    ///     ..LifecycleConfig::default()
+    /// };
+    /// assert!(cfg.validate().is_ok());
+    /// // Stopped until the credentials change.
+    /// let cfg = LifecycleConfig { recheck_after: None, ..LifecycleConfig::default() };
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub recheck_after: Option<Duration>,
+    /// Longest hold between two token requests of a rejected client (default 1 h).
+    pub recheck_cap: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -152,6 +190,8 @@ impl Default for LifecycleConfig {
             request_timeout: Duration::from_secs(30),
             min_refresh_interval: Duration::from_secs(1),
             max_server_wait: Duration::from_mins(10),
+            recheck_after: Some(Duration::from_mins(5)),
+            recheck_cap: Duration::from_mins(60),
         }
     }
 }
@@ -168,6 +208,8 @@ pub enum ConfigError {
     RetryBounds,
     /// `request_timeout` is zero.
     ZeroRequestTimeout,
+    /// `recheck_after` is zero or above `recheck_cap`.
+    RecheckBounds,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -179,6 +221,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::JitterTooLarge => "refresh_jitter_permille must be at most 500",
             ConfigError::RetryBounds => "retry_base must be non-zero and at most retry_cap",
             ConfigError::ZeroRequestTimeout => "request_timeout must be non-zero",
+            ConfigError::RecheckBounds => {
+                "recheck_after must be non-zero and at most recheck_cap"
+            }
         })
     }
 }
@@ -200,6 +245,9 @@ impl LifecycleConfig {
         }
         if self.request_timeout.is_zero() {
             return Err(ConfigError::ZeroRequestTimeout);
+        }
+        if self.recheck_after.is_some_and(|first| first.is_zero() || first > self.recheck_cap) {
+            return Err(ConfigError::RecheckBounds);
         }
         Ok(())
     }
@@ -231,7 +279,8 @@ impl LifecycleConfig {
     }
 }
 
-/// Why token requests were stopped for good (until credentials change).
+/// Why token requests were stopped (for [`LifecycleConfig::recheck_after`], or until the
+/// credentials change).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -334,10 +383,13 @@ pub enum LifecycleState {
         /// Whether an older, still-usable token is being served.
         serving: bool,
     },
-    /// Token requests are stopped until the credentials change.
+    /// Token requests are stopped until `recheck_at`, or until the credentials change.
     Rejected {
         /// Why.
         reason: RejectReason,
+        /// When one token request checks whether the cause is gone (`None`: rechecks are off,
+        /// [`LifecycleConfig::recheck_after`]).
+        recheck_at: Option<Instant>,
     },
 }
 
@@ -371,8 +423,14 @@ pub enum LifecycleEvent {
     },
     /// The in-flight request got no outcome in time and was abandoned.
     RequestTimedOut,
-    /// Token requests stopped until the credentials change.
-    CredentialsRejected(RejectReason),
+    /// Token requests stopped until `recheck_at` (`None`: until the credentials change). A
+    /// [`TokenAcquired`](Self::TokenAcquired) says they are back to normal.
+    CredentialsRejected {
+        /// Why.
+        reason: RejectReason,
+        /// When one token request checks whether the cause is gone.
+        recheck_at: Option<Instant>,
+    },
     /// A token was dropped after the API rejected it.
     Invalidated(Generation),
     /// A token passed its usable-until point with no replacement.
@@ -410,8 +468,8 @@ enum Phase {
     Idle { not_before: Instant },
     /// A request is in flight.
     InFlight { ticket: u64, sent_at: Instant, deadline: Instant },
-    /// Stopped until the credentials change.
-    Rejected(RejectReason),
+    /// Stopped until `recheck_at` (never: `None`) or the credentials change.
+    Rejected { reason: RejectReason, recheck_at: Option<Instant> },
 }
 
 /// Capacity of the event queue; the oldest event is dropped when it overflows. One call makes at
@@ -442,6 +500,10 @@ pub struct Lifecycle<const N: usize, S = InlineToken<N>> {
     /// after a 401, bound by `reauth_spaced_until` only. Cleared when a request starts or a
     /// token arrives, and by `credentials_changed`.
     reauthenticate: bool,
+    /// The hold after the last rejection, while no token came since (zero: none since the
+    /// last token or credential change, or rechecks are off): every request waits at least
+    /// this long after the one before ended, and the next rejection doubles it.
+    recheck: Duration,
     next_ticket: u64,
     next_generation: u32,
     events: Deque<LifecycleEvent, EVENT_CAPACITY>,
@@ -475,6 +537,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             spaced_until: Instant::ZERO,
             reauth_spaced_until: Instant::ZERO,
             reauthenticate: false,
+            recheck: Duration::ZERO,
             next_ticket: 1,
             next_generation: 1,
             events: Deque::new(),
@@ -521,7 +584,9 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     pub fn state(&self, now: Instant) -> LifecycleState {
         let usable = self.token_times(now);
         match self.phase {
-            Phase::Rejected(reason) => LifecycleState::Rejected { reason },
+            Phase::Rejected { reason, .. } => {
+                LifecycleState::Rejected { reason, recheck_at: self.next_request_at() }
+            }
             Phase::InFlight { .. } => match usable {
                 Some(t) => LifecycleState::Refreshing { generation: t.generation },
                 None => LifecycleState::Acquiring,
@@ -541,10 +606,11 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     }
 
     /// Why token requests are stopped, if they are: [`state`](Self::state)'s `Rejected`
-    /// without the rest of the state (for the session's no-token answers).
+    /// without the rest of the state (for the session's no-token answers; the recheck is
+    /// [`next_request_at`](Self::next_request_at)).
     pub(crate) fn rejected(&self) -> Option<RejectReason> {
         match self.phase {
-            Phase::Rejected(reason) => Some(reason),
+            Phase::Rejected { reason, .. } => Some(reason),
             Phase::Idle { .. } | Phase::InFlight { .. } => None,
         }
     }
@@ -561,16 +627,18 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     }
 
     /// When the next token request becomes due, if none is in flight and requests are not
-    /// stopped. An instant at or before `now` means "now".
+    /// stopped until the credentials change. An instant at or before `now` means "now".
     ///
     /// The latest of: the held token's refresh point (none without a token), the end of any
-    /// backoff, and the spacing, [`LifecycleConfig::min_refresh_interval`] after the last
+    /// backoff or of the hold after a rejection (the recheck), and the spacing, [`LifecycleConfig::min_refresh_interval`] after the last
     /// request's start (after the last refresh-after-401's start when this one is such a
     /// refresh). Every path that makes a request due is bound by it.
     pub fn next_request_at(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Idle { not_before } => Some(self.due_at(not_before)),
-            Phase::InFlight { .. } | Phase::Rejected(_) => None,
+            Phase::Idle { not_before } | Phase::Rejected { recheck_at: Some(not_before), .. } => {
+                Some(self.due_at(not_before))
+            }
+            Phase::InFlight { .. } | Phase::Rejected { recheck_at: None, .. } => None,
         }
     }
 
@@ -648,6 +716,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.current = Some(Held { token, generation, expires_at, refresh_at, usable_until });
         self.failures = 0;
         self.abandoned = None;
+        self.recheck = Duration::ZERO;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
@@ -657,8 +726,10 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     /// Reports a failed token request for `ticket`. Ignored if the ticket is not in flight.
     ///
     /// Transient and rate-limited failures schedule the next attempt (exponential backoff with
-    /// jitter, or the server's `Retry-After` where that is longer) and keep serving a usable
-    /// token; fatal ones stop requests until [`credentials_changed`](Self::credentials_changed).
+    /// jitter, or the server's `Retry-After` where that is longer, or the hold after a
+    /// rejection where that is longer still) and keep serving a usable token; fatal ones stop
+    /// requests for [`LifecycleConfig::recheck_after`], doubled per rejection in a row, or
+    /// until [`credentials_changed`](Self::credentials_changed).
     pub fn on_failure(
         &mut self,
         now: Instant,
@@ -683,7 +754,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     /// lasts, each one dropped. So from the second abandoned request in a row, the next one
     /// waits as after failures, without jitter: `retry_base` after the second, doubling per
     /// abandon, at most `retry_cap`. Any outcome (a token, a failure) and a credential change
-    /// end the run.
+    /// end the run. After a rejection, the hold until the recheck applies too, if longer.
     pub fn on_abandoned(&mut self, now: Instant, ticket: Ticket) {
         if self.take_in_flight(ticket).is_none() {
             return;
@@ -695,7 +766,13 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             Some(last) => last.saturating_add(last).min(cfg.retry_cap),
         };
         self.abandoned = Some(wait);
-        self.phase = Phase::Idle { not_before: now.saturating_add(wait) };
+        self.phase = Phase::Idle { not_before: now.saturating_add(self.held_back(wait)) };
+    }
+
+    /// `wait`, or the hold after a rejection where that is longer: until a token comes, a
+    /// rejected client sends no more than one request per hold, whatever ended the last one.
+    fn held_back(&self, wait: Duration) -> Duration {
+        wait.max(self.recheck)
     }
 
     /// Whether the last token request was abandoned (and no outcome, token or credential
@@ -720,8 +797,16 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
 
     fn fail(&mut self, now: Instant, failure: TokenFailure, rng: &mut Rng) {
         if let TokenFailure::Fatal(reason) = failure {
-            self.phase = Phase::Rejected(reason);
-            self.push(LifecycleEvent::CredentialsRejected(reason));
+            let cfg = &self.config;
+            let recheck_at = cfg.recheck_after.map(|first| {
+                // Zero before the first rejection of the run: `first`, then doubled.
+                self.recheck =
+                    self.recheck.saturating_add(self.recheck).max(first).min(cfg.recheck_cap);
+                now.saturating_add(self.recheck)
+            });
+            self.phase = Phase::Rejected { reason, recheck_at };
+            let recheck_at = self.next_request_at();
+            self.push(LifecycleEvent::CredentialsRejected { reason, recheck_at });
             return;
         }
         self.failures = self.failures.saturating_add(1);
@@ -736,7 +821,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             }
             _ => backoff,
         };
-        let not_before = now.saturating_add(wait);
+        let not_before = now.saturating_add(self.held_back(wait));
         self.phase = Phase::Idle { not_before };
         let next_attempt = self.due_at(not_before);
         let serving_stale = self.token(now).is_some();
@@ -771,7 +856,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     }
 
     /// The credentials were replaced (secret rotation): forget the current token, any backoff and
-    /// any rejection, and make a request due as soon as the spacing allows. A request still in
+    /// any rejection (and its hold), and make a request due as soon as the spacing allows. A request still in
     /// flight is disowned: its outcome, obtained with the old credentials, will be ignored.
     ///
     /// A credential change does not go early: the next request waits until
@@ -782,14 +867,17 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.current = None;
         self.failures = 0;
         self.abandoned = None;
+        self.recheck = Duration::ZERO;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
     }
 
     /// Installs a token obtained elsewhere (restored from a sealed snapshot, or shared by a
     /// fleet) that expires at `expires_at`. Its refresh point is computed as if its remaining
-    /// life were its whole life. Ignored while requests are stopped by a rejection or when the
-    /// token is already unusable; a request in flight stays in flight and its answer still counts.
+    /// life were its whole life. Ignored while requests are stopped by a rejection (until the
+    /// recheck, which may then be answered with such a token) or when the token is already
+    /// unusable; a request in flight stays in flight and its answer still counts. Installed
+    /// with none in flight, it ends the hold after a rejection, as a token obtained does.
     ///
     /// Returns the generation given to it.
     pub fn install(
@@ -799,7 +887,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         expires_at: Instant,
         rng: &mut Rng,
     ) -> Option<Generation> {
-        if matches!(self.phase, Phase::Rejected(_)) {
+        if matches!(self.phase, Phase::Rejected { .. }) {
             return None;
         }
         let life = expires_at.saturating_duration_since(now);
@@ -821,6 +909,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         if let Phase::Idle { .. } = self.phase {
             self.failures = 0;
             self.abandoned = None;
+            self.recheck = Duration::ZERO;
             self.phase = Phase::Idle { not_before: now };
         }
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
@@ -840,8 +929,9 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     pub fn poll_timeout(&self) -> Option<(Instant, Wake)> {
         let phase = match self.phase {
             Phase::InFlight { deadline, .. } => Some((deadline, Wake::RequestTimeout)),
-            Phase::Idle { .. } => self.next_request_at().map(|at| (at, Wake::RequestDue)),
-            Phase::Rejected(_) => None,
+            Phase::Idle { .. } | Phase::Rejected { .. } => {
+                self.next_request_at().map(|at| (at, Wake::RequestDue))
+            }
         };
         let Some(held) = &self.current else {
             return phase;

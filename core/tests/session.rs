@@ -382,41 +382,63 @@ fn token_endpoint_maintenance_opens_the_breaker_probes_and_recovers() {
     assert!(h.s.counters().breaker_trips >= 1);
 }
 
+/// A wrong secret (or an OAuth client disabled by mistake) stops token requests and says why,
+/// and when one request will check again: callers fail fast until then. If the check finds the
+/// client accepted again, requests go on without a restart or new credentials.
 #[test]
-fn invalid_client_stops_and_says_why() {
+fn invalid_client_stops_says_why_and_when_it_checks_again() {
     let mut h = Harness::new();
     assert!(h.poll_token(secs(0)));
     let body = r#"{"error":"invalid_client","description":"authentication failed","error_description":"authentication failed"}"#;
     h.answer_token(secs(0), 401, &[("ININ-Correlation-Id", "abc-123")], body);
-    let mut req = h.begin(secs(1), Method::Get);
-    match h.s.authorize(secs(1), &mut req) {
-        Authorize::Fail(e) => {
-            let ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient } = e.kind
-            else {
-                panic!("{e:?}")
-            };
-            // The server's error stays in the session, read on request.
-            let detail = h.s.error_detail(e);
-            assert_eq!(detail.correlation_id().map(|c| c.as_str()), Some("abc-123"));
-            let text = detail.to_string();
-            assert!(
-                text.contains("invalid_client") && text.contains("authentication failed"),
-                "{text}"
-            );
-            assert!(e.likely_cause().contains("region"));
+    for t in [1, 299] {
+        let mut req = h.begin(secs(t), Method::Get);
+        match h.s.authorize(secs(t), &mut req) {
+            Authorize::Fail(e) => {
+                let ApiErrorKind::CredentialsRejected { reason: RejectReason::InvalidClient } =
+                    e.kind
+                else {
+                    panic!("{e:?}")
+                };
+                // The server's error stays in the session, read on request, with the recheck.
+                let detail = h.s.error_detail(e);
+                assert_eq!(detail.correlation_id().map(|c| c.as_str()), Some("abc-123"));
+                assert_eq!(detail.next_probe_at(), Some(secs(300)), "recheck_after: 5 min");
+                let text = detail.to_string();
+                assert!(
+                    text.contains("invalid_client") && text.contains("authentication failed"),
+                    "{text}"
+                );
+                assert!(e.likely_cause().contains("region"));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
-    for t in [1, 60, 3600, 86_400] {
+    for t in [1, 60, 299] {
         assert!(!h.poll_token(secs(t)), "no retry loop with a wrong secret");
     }
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::TokenEndpointError { status: 401, class: TokenErrorClass::CredentialsRejected }
     )));
-    // Secret rotation restarts it.
-    h.s.set_credentials(secs(100_000), Credentials::from_strs("client", "rotated").unwrap());
-    h.acquire(secs(100_000), "T", 300);
+    // The client was enabled again meanwhile: the one recheck gets a token, and says so.
+    h.acquire(secs(300), "T", 300);
+    assert!(
+        h.events().iter().any(|e| matches!(e, Event::Token(LifecycleEvent::TokenAcquired { .. })))
+    );
+    let mut req = h.begin(secs(300), Method::Get);
+    assert_eq!(h.send(secs(300), &mut req).ok().as_deref(), Some("T"));
+}
+
+/// A credential change ends the stop at once, whatever the hold left.
+#[test]
+fn secret_rotation_ends_a_rejection_at_once() {
+    let mut h = Harness::new();
+    assert!(h.poll_token(secs(0)));
+    h.answer_token(secs(0), 401, &[], r#"{"error":"invalid_client"}"#);
+    assert!(!h.poll_token(secs(10)));
+    h.s.set_credentials(secs(10), Credentials::from_strs("client", "rotated").unwrap());
+    h.acquire(secs(10), "T", 300);
 }
 
 #[test]

@@ -172,7 +172,7 @@ fn the_error_is_small_and_the_session_keeps_the_failure() {
 }
 
 /// A `token_type` the client cannot use stops token requests: waiting callers are told at once
-/// what was wrong, not "credentials rejected".
+/// what was wrong, not "credentials rejected", and when one request checks again (5 min).
 #[test]
 fn a_token_type_other_than_bearer_is_named_at_once() {
     let mut s = session(AuthMethod::ClientSecretBasic);
@@ -180,7 +180,10 @@ fn a_token_type_other_than_bearer_is_named_at_once() {
     let body = br#"{"access_token":"abc","token_type":"mac"}"#;
     s.handle_token_response(secs(0), ticket, 200, &[("x-request-id", "req-9")], body);
     let error = waiting_error(s.check_token(secs(0)));
-    assert!(matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at: None, .. }));
+    let recheck = Some(secs(300));
+    assert!(
+        matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at, .. } if retry_at == recheck)
+    );
     let report = named_report(&error, &s);
     assert!(matches!(report.problem, TokenProblem::Unusable { .. }));
     let text = explained(&error, &s);

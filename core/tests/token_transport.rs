@@ -146,9 +146,10 @@ fn a_success_larger_than_the_limit_stops_token_requests() {
     assert!(text.contains("HTTP 200: response larger than 65536 bytes"), "{text}");
     assert!(matches!(
         s.lifecycle().state(secs(1)),
-        LifecycleState::Rejected { reason: RejectReason::UnusableResponse }
+        LifecycleState::Rejected { reason: RejectReason::UnusableResponse, recheck_at: Some(at) }
+            if at == secs(300)
     ));
-    assert!(poll(&mut s, secs(3600)).is_none(), "not fetched again");
+    assert!(poll(&mut s, secs(299)).is_none(), "not fetched again before the recheck");
 }
 
 #[test]

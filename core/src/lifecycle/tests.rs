@@ -314,27 +314,187 @@ fn invalidate_while_refreshing_keeps_the_request_and_drops_the_token() {
     assert!(lc.on_success(s(242), ticket, tok("B"), Duration::from_secs(300), &mut rng).is_some());
 }
 
-#[test]
-fn invalid_client_stops_until_credentials_change() {
-    let mut lc = Lc::new(exact()).unwrap();
+const REASONS: [RejectReason; 6] = [
+    RejectReason::InvalidClient,
+    RejectReason::UnauthorizedClient,
+    RejectReason::InvalidScope,
+    RejectReason::GrantRejected,
+    RejectReason::UnusableResponse,
+    RejectReason::Redirected,
+];
+
+/// A lifecycle whose first request, sent at 0, was rejected for `reason` at 2 s.
+fn rejected(config: LifecycleConfig, reason: RejectReason) -> (Lc, Rng) {
+    let mut lc = Lc::new(config).unwrap();
     let mut rng = Rng::new(1);
-    assert_eq!(lc.rejected(), None);
     let ticket = lc.start_request(s(0)).unwrap();
-    assert_eq!(lc.rejected(), None, "in flight is not rejected");
-    lc.on_failure(s(0), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
-    assert_eq!(lc.rejected(), Some(RejectReason::InvalidClient));
-    assert_eq!(lc.state(s(0)), LifecycleState::Rejected { reason: RejectReason::InvalidClient });
+    lc.on_failure(s(2), ticket, TokenFailure::Fatal(reason), &mut rng);
+    (lc, rng)
+}
+
+/// Every reason stops requests for `recheck_after` (5 min) after the answer, says until when
+/// (state, event, next deadline), then lets exactly one request out.
+#[test]
+fn each_rejection_stops_requests_until_the_recheck() {
+    for reason in REASONS {
+        let (mut lc, _) = rejected(exact(), reason);
+        assert_eq!(lc.rejected(), Some(reason));
+        let recheck_at = Some(s(302));
+        assert_eq!(lc.state(s(2)), LifecycleState::Rejected { reason, recheck_at });
+        assert_eq!(
+            lc.poll_event(),
+            Some(LifecycleEvent::CredentialsRejected { reason, recheck_at })
+        );
+        assert_eq!(lc.next_request_at(), recheck_at);
+        assert_eq!(lc.poll_timeout(), Some((s(302), Wake::RequestDue)), "{reason:?}");
+        for secs in [2, 3, 60, 301] {
+            assert_eq!(lc.start_request(s(secs)), None, "{reason:?}: no retry loop");
+        }
+        assert_eq!(lc.start_request(t(301_999)), None, "{reason:?}: T-1");
+        assert!(lc.start_request(s(302)).is_some(), "{reason:?}: T");
+        assert_eq!(lc.rejected(), None, "the recheck in flight is not rejected");
+        assert_eq!(lc.start_request(s(302)), None, "{reason:?}: one request, single flight");
+    }
+}
+
+/// However many callers poll, however often: one request per hold, the hold doubling per
+/// rejection in a row (5, 10, 20, 40 min) up to the cap (1 h).
+#[test]
+fn a_rejected_client_sends_one_request_per_hold_doubling_to_the_cap() {
+    let (mut lc, mut rng) = (Lc::new(exact()).unwrap(), Rng::new(1));
+    let mut starts = Vec::new();
+    let mut at = s(0);
+    while at < s(5 * 3600) {
+        for _caller in 0..10 {
+            if let Some(ticket) = lc.start_request(at) {
+                starts.push(at.as_millis() / 1000);
+                let failure = TokenFailure::Fatal(RejectReason::InvalidClient);
+                lc.on_failure(at + Duration::from_secs(1), ticket, failure, &mut rng);
+            }
+        }
+        at = at + Duration::from_millis(500);
+    }
+    // Each hold counts from the answer, a second after the request.
+    assert_eq!(starts, [0, 301, 902, 2103, 4504, 8105, 11_706, 15_307], "{starts:?}");
+    let cfg = LifecycleConfig { recheck_cap: Duration::from_mins(7), ..exact() };
+    let (mut lc, mut rng) = rejected(cfg, RejectReason::InvalidScope);
+    for (at, next) in [(302, 722), (722, 1142)] {
+        let ticket = lc.start_request(s(at)).unwrap();
+        lc.on_failure(s(at), ticket, TokenFailure::Fatal(RejectReason::InvalidScope), &mut rng);
+        assert_eq!(lc.next_request_at(), Some(s(next)), "capped at 7 min");
+    }
+}
+
+/// Until a token comes, the hold spaces every request, whatever ended the one before: a 503
+/// asking for no wait, an abandoned request, one that timed out. Only a rejection doubles it.
+#[test]
+fn whatever_answers_the_recheck_the_next_request_waits_the_hold() {
+    let outcomes: [fn(&mut Lc, Instant, Ticket, &mut Rng); 4] = [
+        |lc, at, ticket, rng| {
+            let failure = TokenFailure::Transient { retry_after: Some(Duration::ZERO) };
+            lc.on_failure(at, ticket, failure, rng)
+        },
+        |lc, at, ticket, rng| {
+            let failure = TokenFailure::RateLimited { retry_after: Some(Duration::from_secs(1)) };
+            lc.on_failure(at, ticket, failure, rng)
+        },
+        |lc, at, ticket, _| lc.on_abandoned(at, ticket),
+        |lc, at, _, rng| lc.handle_timeout(at + Duration::from_secs(30), rng),
+    ];
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
+        let ticket = lc.start_request(s(302)).unwrap();
+        outcome(&mut lc, s(303), ticket, &mut rng);
+        let ended = if k == 3 { s(333) } else { s(303) };
+        assert_eq!(lc.rejected(), None, "{k}: not a rejection");
+        assert_eq!(lc.next_request_at(), Some(ended + Duration::from_mins(5)), "{k}");
+        let at = ended + Duration::from_mins(5);
+        assert_eq!(lc.start_request(at - Duration::from_millis(1)), None, "{k}: T-1");
+        let ticket = lc.start_request(at).expect("T");
+        lc.on_failure(at, ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+        assert_eq!(lc.next_request_at(), Some(at + Duration::from_mins(10)), "{k}: doubled");
+    }
+}
+
+/// A token ends the stop: requests are back to normal, and a later rejection starts again at
+/// the first hold.
+#[test]
+fn a_token_ends_the_stop_and_the_doubling() {
+    let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
+    let ticket = lc.start_request(s(302)).unwrap();
+    lc.on_failure(s(302), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    let ticket = lc.start_request(s(902)).unwrap();
+    let g = lc.on_success(s(903), ticket, tok("A"), Duration::from_secs(300), &mut rng).unwrap();
+    let events: Vec<_> = core::iter::from_fn(|| lc.poll_event()).collect();
+    assert!(
+        matches!(events.last(), Some(LifecycleEvent::TokenAcquired { generation, .. }) if *generation == g)
+    );
+    assert_eq!(lc.state(s(903)), LifecycleState::Valid { generation: g, refresh_at: s(1142) });
+    // Normal failures back off as ever (1 s), not by the hold.
+    let ticket = lc.start_request(s(1142)).unwrap();
+    lc.on_failure(s(1142), ticket, TokenFailure::Transient { retry_after: None }, &mut rng);
+    assert!(lc.next_request_at() <= Some(s(1143)));
+    let at = lc.next_request_at().unwrap();
+    let ticket = lc.start_request(at).unwrap();
+    lc.on_failure(at, ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.next_request_at(), Some(at + Duration::from_mins(5)), "not 20 min");
+}
+
+/// A credential change ends the stop at once (after the spacing), and the doubling with it.
+#[test]
+fn a_credential_change_ends_the_stop_at_once() {
+    let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
+    lc.credentials_changed(s(10));
+    assert_eq!(lc.rejected(), None);
+    assert_eq!(lc.state(s(10)), LifecycleState::NoToken { next_attempt: s(10) });
+    let ticket = lc.start_request(s(10)).expect("at once");
+    lc.on_failure(s(11), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.next_request_at(), Some(s(311)), "the first hold again");
+}
+
+/// With `recheck_after: None`, a rejection stops requests until the credentials change.
+#[test]
+fn without_rechecks_a_rejection_stops_until_credentials_change() {
+    let cfg = LifecycleConfig { recheck_after: None, ..exact() };
+    let (mut lc, _) = rejected(cfg, RejectReason::InvalidClient);
+    let reason = RejectReason::InvalidClient;
+    assert_eq!(lc.state(s(2)), LifecycleState::Rejected { reason, recheck_at: None });
     assert_eq!(
         lc.poll_event(),
-        Some(LifecycleEvent::CredentialsRejected(RejectReason::InvalidClient))
+        Some(LifecycleEvent::CredentialsRejected { reason, recheck_at: None })
     );
-    for secs in [1, 60, 3600, 86_400] {
+    for secs in [3, 60, 3600, 86_400, 40 * 86_400] {
         assert_eq!(lc.start_request(s(secs)), None, "no retry loop with a wrong secret");
     }
+    assert_eq!(lc.next_request_at(), None);
     assert_eq!(lc.poll_timeout(), None);
     lc.credentials_changed(s(100_000));
     assert_eq!(lc.rejected(), None);
     assert!(lc.start_request(s(100_000)).is_some());
+}
+
+/// A token from elsewhere (restored, a fleet's) is refused while requests are stopped; the
+/// recheck's request may be answered with one (released as abandoned, then installed), which
+/// ends the stop. A 401 during the stop does not bring the recheck forward.
+#[test]
+fn the_stop_holds_against_installs_and_401s_but_a_token_for_the_recheck_ends_it() {
+    let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
+    assert_eq!(lc.install(s(10), tok("F"), s(4000), &mut rng), None);
+    let ticket = lc.start_request(s(302)).unwrap();
+    lc.on_abandoned(s(302), ticket);
+    let g = lc.install(s(302), tok("F"), s(4000), &mut rng).expect("taken");
+    assert!(lc.invalidate(s(303), g));
+    assert!(lc.start_request(s(303)).is_some(), "a 401 refresh: the stop is over");
+
+    // A token held from before the rejection is served, and dropped after a 401, but the
+    // recheck stays where it was.
+    let (mut lc, mut rng, g) = holding_300s(s(0));
+    let ticket = lc.start_request(s(240)).unwrap();
+    lc.on_failure(s(241), ticket, TokenFailure::Fatal(RejectReason::InvalidClient), &mut rng);
+    assert_eq!(lc.token(s(242)).map(|(_, g)| g), Some(g), "still usable");
+    assert!(lc.invalidate(s(242), g));
+    assert_eq!(lc.next_request_at(), Some(s(541)));
+    assert_eq!(lc.start_request(s(540)), None);
 }
 
 #[test]
@@ -487,6 +647,16 @@ fn config_validation() {
     assert_eq!(bad.validate(), Err(ConfigError::RefreshFractions));
     let bad = LifecycleConfig { retry_base: Duration::ZERO, ..LifecycleConfig::default() };
     assert!(Lc::new(bad).is_err());
+    for recheck_after in [Duration::ZERO, Duration::from_mins(61)] {
+        let bad =
+            LifecycleConfig { recheck_after: Some(recheck_after), ..LifecycleConfig::default() };
+        assert_eq!(bad.validate(), Err(ConfigError::RecheckBounds), "{recheck_after}");
+    }
+    let cap = LifecycleConfig {
+        recheck_after: Some(Duration::from_mins(60)),
+        ..LifecycleConfig::default()
+    };
+    assert_eq!(cap.validate(), Ok(()));
 }
 
 /// Operations a caller (or a hostile scheduler) can perform, in any order.
@@ -530,10 +700,22 @@ proptest! {
     /// Against a reference model of what was acquired and when: never an expired token,
     /// never two requests in flight, never a panic, and outcomes only for the live ticket.
     /// And whatever the lifetimes, failures and timeouts: no two requests start closer than
-    /// `min_refresh_interval`, but for one refresh after a 401 per interval.
+    /// `min_refresh_interval`, but for one refresh after a 401 per interval; and after a
+    /// rejection, until a token or a credential change, none starts sooner than the hold
+    /// (`recheck_after`, doubled per rejection in a row up to `recheck_cap`) after the one
+    /// before ended, however it ended.
     #[test]
-    fn never_expired_never_two_in_flight(ops in proptest::collection::vec(op(), 1..200), seed: u64) {
-        let config = LifecycleConfig::default();
+    fn never_expired_never_two_in_flight(
+        ops in proptest::collection::vec(op(), 1..200),
+        seed: u64,
+        recheck_after in prop_oneof![
+            Just(None),
+            Just(Some(Duration::from_mins(5))),
+            (1u64..=3_600_000).prop_map(|ms| Some(Duration::from_millis(ms))),
+        ],
+    ) {
+        let config = LifecycleConfig { recheck_after, ..LifecycleConfig::default() };
+        let cap = config.recheck_cap;
         let min = config.min_refresh_interval;
         let mut lc = Lifecycle::<16>::new(config).unwrap();
         let mut rng = Rng::new(seed);
@@ -552,10 +734,15 @@ proptest! {
         // instant the run lets the next request start.
         let mut abandoned = 0u32;
         let mut abandon_hold = Instant::ZERO;
-        let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool, hold: Instant| {
+        // Model of the hold after a rejection: its length (zero: no rejection since the last
+        // token or credential change), and the earliest instant the next request may start.
+        let mut recheck = Duration::ZERO;
+        let mut recheck_until = Instant::ZERO;
+        let mut start = |lc: &mut Lifecycle<16>, now: Instant, outstanding: &mut Option<(Ticket, Instant)>, refused: &mut bool, hold: Instant, recheck_until: Instant| {
             let Some(ticket) = lc.start_request(now) else { return Ok(()) };
             prop_assert!(outstanding.is_none(), "two requests in flight");
             prop_assert!(now >= hold, "a request at {now} during the hold of abandoned requests, until {hold}");
+            prop_assert!(now >= recheck_until, "a request at {now} during the hold of a rejection, until {recheck_until}");
             *outstanding = Some((ticket, now));
             if let Some(gap) = last_start.map(|at| now.saturating_duration_since(at)) && gap < min {
                 prop_assert!(*refused, "two requests {gap} apart, no 401 between them");
@@ -572,7 +759,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Advance(ms) => now = now + Duration::from_millis(ms),
-                Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold)?,
+                Op::Start => start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold, recheck_until)?,
                 Op::Succeed { life_s } => {
                     if let Some((ticket, sent)) = outstanding.take() {
                         counter += 1;
@@ -582,11 +769,12 @@ proptest! {
                             expiries.push((value, sent + life));
                             refused_since_start = false;
                             (abandoned, abandon_hold) = (0, Instant::ZERO);
+                            (recheck, recheck_until) = (Duration::ZERO, Instant::ZERO);
                         }
                     }
                 }
                 Op::Fail(kind) => {
-                    if let Some((ticket, _)) = outstanding.take() {
+                    if let Some((ticket, sent)) = outstanding.take() {
                         let failure = match kind % 5 {
                             0 => TokenFailure::Transient { retry_after: None },
                             1 => TokenFailure::RateLimited { retry_after: Some(Duration::from_millis(u64::from(kind) * 100)) },
@@ -596,11 +784,27 @@ proptest! {
                         };
                         lc.on_failure(now, ticket, failure, &mut rng);
                         (abandoned, abandon_hold) = (0, Instant::ZERO);
+                        if let (TokenFailure::Fatal(reason), Some(first)) = (failure, recheck_after) {
+                            recheck = recheck.saturating_add(recheck).max(first).min(cap);
+                            let recheck_at = lc.next_request_at();
+                            prop_assert_eq!(lc.state(now), LifecycleState::Rejected { reason, recheck_at });
+                            // Exactly the hold, unless the spacing or a held token's refresh
+                            // point is later.
+                            let refresh = lc.token_times(now).map_or(Instant::ZERO, |t| t.refresh_at);
+                            let due = (now + recheck).max(refresh).max(sent + min);
+                            prop_assert!(recheck_at.is_some_and(|at| at >= now + recheck && at <= due), "{recheck_at:?} after a rejection at {now}, hold {recheck}");
+                        }
+                        if !recheck.is_zero() {
+                            recheck_until = now + recheck;
+                        }
                     }
                 }
                 Op::Abandon => {
                     if let Some((ticket, sent)) = outstanding.take() {
                         lc.on_abandoned(now, ticket);
+                        if !recheck.is_zero() {
+                            recheck_until = now + recheck;
+                        }
                         abandoned += 1;
                         if abandoned >= 2 {
                             // retry_base (1 s) doubled per abandon after the second, at most
@@ -612,7 +816,7 @@ proptest! {
                         // the spacing after this one's start and the held token's refresh
                         // point (a reset missed would make the hold too long).
                         let refresh = lc.token_times(now).map_or(Instant::ZERO, |t| t.refresh_at);
-                        let bound = abandon_hold.max(now).max(sent + min).max(refresh);
+                        let bound = abandon_hold.max(now).max(sent + min).max(refresh).max(recheck_until);
                         let due = lc.next_request_at();
                         prop_assert!(due.is_some_and(|at| at <= bound), "due {:?} after abandon {}, by {}", due, abandoned, bound);
                     }
@@ -633,14 +837,18 @@ proptest! {
                     if !lc.in_flight() && outstanding.take().is_some() {
                         // Timed out: a failure, which ends a run of abandons.
                         (abandoned, abandon_hold) = (0, Instant::ZERO);
+                        if !recheck.is_zero() {
+                            recheck_until = now + recheck;
+                        }
                     }
-                    start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold)?;
+                    start(&mut lc, now, &mut outstanding, &mut refused_since_start, abandon_hold, recheck_until)?;
                 }
                 Op::CredentialsChanged => {
                     lc.credentials_changed(now);
                     outstanding = None; // disowned
                     refused_since_start = false;
                     (abandoned, abandon_hold) = (0, Instant::ZERO);
+                    (recheck, recheck_until) = (Duration::ZERO, Instant::ZERO);
                 }
                 Op::Use => {}
             }
@@ -649,6 +857,9 @@ proptest! {
             if !lc.in_flight() && outstanding.take().is_some() {
                 // Timed out: a failure, which ends a run of abandons.
                 (abandoned, abandon_hold) = (0, Instant::ZERO);
+                if !recheck.is_zero() {
+                    recheck_until = now + recheck;
+                }
             }
             if let Some((token, _)) = lc.token(now) {
                 let expiry = expiries.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
@@ -657,7 +868,7 @@ proptest! {
             }
             // The session's shortcut to the rejected state agrees with the state.
             let rejected = match lc.state(now) {
-                LifecycleState::Rejected { reason } => Some(reason),
+                LifecycleState::Rejected { reason, .. } => Some(reason),
                 _ => None,
             };
             prop_assert_eq!(lc.rejected(), rejected);

@@ -31,9 +31,11 @@ pub struct ApiError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ApiErrorKind {
-    /// The token endpoint refused the credentials, or answered in a way no retry can change (a
-    /// redirect, an unusable response: see `reason`); nothing is retried until the credentials
-    /// change. The server's error, when it sent one, is the session's
+    /// The token endpoint refused the credentials, or answered in a way no retry soon can
+    /// change (a redirect: see `reason`); no token request goes out until the recheck
+    /// ([`ErrorDetail::next_probe_at`], after
+    /// [`LifecycleConfig::recheck_after`](crate::lifecycle::LifecycleConfig::recheck_after)) or
+    /// until the credentials change. The server's error, when it sent one, is the session's
     /// [`last_token_error`](super::Session::last_token_error).
     CredentialsRejected {
         /// Why, in OAuth terms.
@@ -195,6 +197,13 @@ impl<'s> ErrorDetail<'s> {
         self.forbidden
     }
 
+    /// For [`CredentialsRejected`](ApiErrorKind::CredentialsRejected): when one token request
+    /// checks whether the cause is gone
+    /// ([`LifecycleConfig::recheck_after`](crate::lifecycle::LifecycleConfig::recheck_after)
+    /// after the rejection, doubling per rejection in a row); callers fail fast until then.
+    /// `None` when rechecks are off (stopped until the credentials change) or the recheck is
+    /// in flight.
+    ///
     /// For a request given up on a rate limit's wait longer than the retry policy's
     /// `max_wait` ([`GiveUpReason::WaitTooLong`] after a 429, or while the server's limit
     /// holds the requests back): when the session lets its next request out as the probe of
@@ -205,8 +214,9 @@ impl<'s> ErrorDetail<'s> {
     /// its own (`credflow proxy` caps the `Retry-After` it relays with it). The probe is one
     /// request, the first to ask then; the others still fail until it is answered.
     ///
-    /// `None` for the other errors, and without the core's `diagnosis` feature, where a long
-    /// hold of credflow's own pacing, which is never probed, is a `WaitTooLong` too.
+    /// `None` for the other errors, and, for a rate limit, without the core's `diagnosis`
+    /// feature, where a long hold of credflow's own pacing, which is never probed, is a
+    /// `WaitTooLong` too.
     pub fn next_probe_at(&self) -> Option<Instant> {
         self.next_probe_at
     }

@@ -350,8 +350,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// [`Forbidden`](ApiErrorKind::Forbidden), the diagnosis of the response that failed a
     /// request for the other kinds with a status; nothing for the kinds without one (an open
     /// breaker, a deadline). For a rate limit's wait past `max_wait`, when the next request
-    /// goes out as the limit's probe ([`ErrorDetail::next_probe_at`]). Read it before the
-    /// session handles another failure.
+    /// goes out as the limit's probe, and for rejected credentials, when the next token
+    /// request checks whether they are accepted again ([`ErrorDetail::next_probe_at`]). Read
+    /// it before the session handles another failure.
     pub fn error_detail(&self, error: ApiError) -> ErrorDetail<'_> {
         let mut detail = ErrorDetail {
             error,
@@ -370,6 +371,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         }
         match error.kind {
             ApiErrorKind::CredentialsRejected { .. } | ApiErrorKind::TokenUnavailable { .. } => {
+                if let ApiErrorKind::CredentialsRejected { .. } = error.kind {
+                    detail.next_probe_at = self.lifecycle.next_request_at();
+                }
                 detail.token_failure = self.last_token_failure.as_ref();
                 detail.correlation_id =
                     detail.token_failure.and_then(|r| r.correlation_id.as_ref());

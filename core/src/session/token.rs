@@ -89,7 +89,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     ///
     /// - the credentials were rejected ([`ApiErrorKind::CredentialsRejected`]), or token
     ///   requests stopped because the answers cannot be used (a `token_type` other than Bearer,
-    ///   a token larger than the capacity);
+    ///   a token larger than the capacity), until the one request that checks whether the
+    ///   cause is gone has an answer (its time is the error's
+    ///   [`ErrorDetail::next_probe_at`](super::ErrorDetail::next_probe_at), or the
+    ///   `TokenUnavailable`'s `retry_at`);
     /// - the last token request failed in a way retrying does not fix
     ///   ([`TokenFailureReport::is_retryable`] is `false`: an HTML page, invalid JSON, no
     ///   `access_token`, a token with a control character, a 404), until a request in flight
@@ -534,7 +537,9 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// breaker is left to its own probe, as nothing was learned about the endpoint from here).
     /// Refused with [`RestoreError::NotUsable`] while a token request of this session is in
     /// flight (its answer decides), when the session already holds a usable token, when the
-    /// token is too close to expiry, or when the credentials were rejected.
+    /// token is too close to expiry, or while token requests are stopped by a rejection (until
+    /// the recheck: its request may be answered with the fleet's token by
+    /// [`handle_token_shared`], which ends the stop).
     ///
     /// [`handle_token_shared`]: Self::handle_token_shared
     #[inline(never)]
@@ -615,7 +620,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         // The lifecycle's state at `now` is Rejected, or (no usable token, a request in flight)
         // Acquiring: asked directly, without building the rest of the state.
         if let Some(reason) = self.lifecycle.rejected() {
-            return Some(self.token_error(Some(reason), None));
+            return Some(self.token_error(Some(reason), self.token_wait_until(now)));
         }
         if self.lifecycle.in_flight() && self.lifecycle.token(now).is_none() {
             return None; // acquiring
@@ -632,9 +637,10 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
 
     /// The error of a caller without a token, with the last token failure's status:
     /// [`ApiErrorKind::CredentialsRejected`] when the lifecycle stopped for `rejected`
-    /// credentials, scope or grant, else [`ApiErrorKind::TokenUnavailable`] with the next token
-    /// request at `retry_at` (token requests stopped because the answers cannot be used are not
-    /// a matter of credentials). The failure itself stays in the session
+    /// credentials, scope or grant (its recheck is
+    /// [`ErrorDetail::next_probe_at`](super::ErrorDetail::next_probe_at)), else
+    /// [`ApiErrorKind::TokenUnavailable`] with the next token request at `retry_at` (token
+    /// requests stopped because the answers cannot be used are not a matter of credentials). The failure itself stays in the session
     /// ([`error_detail`](Self::error_detail)).
     pub(super) fn token_error(
         &self,

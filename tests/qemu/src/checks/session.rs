@@ -405,7 +405,7 @@ pub(crate) fn token_endpoint_outage() -> CheckResult {
 }
 
 /// `invalid_client` stops token requests (no retry loop with a wrong secret) and says why,
-/// until the credentials change.
+/// until one request checks again after 5 min, then 10, or the credentials change.
 pub(crate) fn invalid_client_stops() -> CheckResult {
     let mut h_slot = None;
     let mut h = Harness::new(&mut h_slot, SessionConfig::default())?;
@@ -431,7 +431,7 @@ pub(crate) fn invalid_client_stops() -> CheckResult {
         }
         other => return Err(fail!("Authorize::Fail").with_detail(format_args!("{other:?}"))),
     }
-    for t in [1, 60, 3600, 86_400, 40 * 86_400] {
+    for t in [1, 60, 299] {
         ensure!(!h.poll_token(secs(t))?, "no retry loop at {t} s");
     }
     ensure_eq!(
@@ -441,6 +441,14 @@ pub(crate) fn invalid_client_stops() -> CheckResult {
         )),
         1
     );
+    // One request checks after 5 min (recheck_after), answered alike: then 10 min.
+    ensure!(h.poll_token(secs(300))?, "the recheck at 300 s");
+    h.answer(secs(300), 401, &[], body)?;
+    for t in [301, 899] {
+        ensure!(!h.poll_token(secs(t))?, "no retry loop at {t} s");
+    }
+    ensure!(h.poll_token(secs(900))?, "the second recheck at 900 s");
+    h.answer(secs(900), 401, &[], body)?;
     h.s.set_credentials(secs(100_000), ok!(Credentials::from_strs("client", "rotated")));
     let mut buf = [0u8; 512];
     let (_, request) = some!(ok!(h.s.poll_token_request(secs(100_000), &mut buf)));
