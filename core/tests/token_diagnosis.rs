@@ -184,6 +184,7 @@ fn a_token_type_other_than_bearer_is_named_at_once() {
     assert!(
         matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at, .. } if retry_at == recheck)
     );
+    assert_eq!(s.error_detail(error).next_probe_at(), recheck);
     let report = named_report(&error, &s);
     assert!(matches!(report.problem, TokenProblem::Unusable { .. }));
     let text = explained(&error, &s);

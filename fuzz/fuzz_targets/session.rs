@@ -3,7 +3,8 @@
 //!
 //! Input: a setup byte (bits 0–1: auth method basic/post/jwt; bit 2: no expiry safety margin
 //! and no jitter; bit 3: a breaker that trips on the first failure; bit 4: ten retries; bit 5:
-//! no minimum refresh interval), an RNG seed (u64 little-endian), then operations until the
+//! no minimum refresh interval; bits 6–7: the recheck after a rejection, default (5 min to
+//! 1 h), off, 2 s to 16 s, or 1 ms to 1 s), an RNG seed (u64 little-endian), then operations until the
 //! input ends, each a tag byte (`% 19`, see [`Op`]) and its little-endian arguments.
 //!
 //! Checked after every operation:
@@ -13,6 +14,10 @@
 //! - no two token requests start closer than `min_refresh_interval`, but for one refresh after
 //!   a 401 per interval, whatever the token endpoint answered (lifetimes of zero, negative,
 //!   fractional or huge, `Retry-After: 0`) and whenever the adapter woke;
+//! - after a rejection (invalid_client, a token too long), until a token or a credential
+//!   change, no token request starts sooner than the hold after the one before ended, however
+//!   it ended (an answer, a transport failure, an abandon, a timeout): `recheck_after`, doubled
+//!   per rejection in a row, at most `recheck_cap`; and the rejection's event says when;
 //! - after the second abandoned token request in a row and those after it, the next one waits
 //!   as after failures: 1 s (`retry_base`), doubling, at most 60 s (`retry_cap`); and no longer:
 //!   once the hold, the spacing after the abandoned request's start and the held token's
@@ -148,7 +153,8 @@ struct Model {
     wall: bool,
     snapshot: Option<Vec<u8>>,
     last_wait: Option<Instant>,
-    /// The token endpoint answered with a fatal error since the last rotation.
+    /// The token endpoint answered with a fatal error, and no token request went out since
+    /// (nor a rotation): requests are stopped until the recheck.
     rejected: bool,
     /// The spacing of token requests.
     spacing: Spacing,
@@ -168,10 +174,25 @@ struct Spacing {
     /// abandon's instant plus its wait: none after the first).
     abandoned: u32,
     hold: Instant,
+    /// The configured hold after a rejection (`None`: stopped until the credentials change) and
+    /// its cap.
+    recheck_after: Option<Duration>,
+    recheck_cap: Duration,
+    /// The hold after the last rejection (zero: none since the last token or rotation), and
+    /// the earliest start it allows. Lower bounds: the model forgets the hold on every new
+    /// token (the lifecycle, on a token installed while a request is in flight, keeps it).
+    recheck: Duration,
+    recheck_until: Instant,
 }
 
 impl Spacing {
     fn started(&mut self, now: Instant) {
+        assert!(
+            now >= self.recheck_until,
+            "a token request at {now}, within the hold of {} after a rejection, until {}",
+            self.recheck,
+            self.recheck_until
+        );
         assert!(
             now >= self.hold,
             "a token request at {now}, within the hold of {} abandoned ones until {}",
@@ -204,12 +225,20 @@ impl Spacing {
         self.hold = now + wait;
     }
 
-    /// In a run of abandons (none in flight): the latest of the hold's end and the spacing
-    /// after the abandoned request's start, by which a token request is due (unless a held
-    /// token's refresh point is later).
+    /// A token request ended at `now`, however (an answer, a failure, an abandon, a timeout):
+    /// after a rejection, the next waits for the hold.
+    fn ended(&mut self, now: Instant) {
+        if !self.recheck.is_zero() {
+            self.recheck_until = now + self.recheck;
+        }
+    }
+
+    /// In a run of abandons (none in flight): the latest of the hold's end, the spacing after
+    /// the abandoned request's start and the hold after a rejection, by which a token request
+    /// is due (unless a held token's refresh point is later).
     fn due_by(&self) -> Option<Instant> {
         let start = self.last_start?;
-        (self.abandoned > 0).then(|| self.hold.max(start + self.min))
+        (self.abandoned > 0).then(|| self.hold.max(start + self.min).max(self.recheck_until))
     }
 
     /// Exactly what ends a run of abandons in the lifecycle: an outcome of the request in
@@ -221,12 +250,32 @@ impl Spacing {
         self.hold = Instant::ZERO;
     }
 
-    /// Follows the session's events: a 401 that dropped the token allows one early refresh; a
-    /// new token takes the allowance back.
-    fn observe(&mut self, event: &Event) {
+    /// Follows the session's events at `now`: a 401 that dropped the token allows one early
+    /// refresh; a new token takes the allowance back, and ends a rejection's hold. A rejection
+    /// doubles the hold (the first: `recheck_after`), at most `recheck_cap`, and its event
+    /// names the recheck: at the hold's end, or later for the spacing or a held token's
+    /// refresh point, never sooner.
+    fn observe(&mut self, now: Instant, event: &Event) {
         match event {
             Event::Token(LifecycleEvent::Invalidated(_)) => self.refused = true,
-            Event::Token(LifecycleEvent::TokenAcquired { .. }) => self.refused = false,
+            Event::Token(LifecycleEvent::TokenAcquired { .. }) => {
+                self.refused = false;
+                self.recheck = Duration::ZERO;
+                self.recheck_until = Instant::ZERO;
+            }
+            Event::Token(LifecycleEvent::CredentialsRejected { recheck_at, .. }) => {
+                let Some(first) = self.recheck_after else {
+                    assert_eq!(*recheck_at, None, "a recheck with rechecks off");
+                    return;
+                };
+                self.recheck = (self.recheck + self.recheck).max(first).min(self.recheck_cap);
+                self.recheck_until = now + self.recheck;
+                assert!(
+                    recheck_at.is_some_and(|at| at >= self.recheck_until),
+                    "a rejection at {now} names the recheck {recheck_at:?}, before {}",
+                    self.recheck_until
+                );
+            }
             _ => {}
         }
     }
@@ -243,9 +292,9 @@ impl Model {
         self.generation = generation;
     }
 
-    /// Follows the session's events: the spacing's, and each new token's generation above the
-    /// one before.
-    fn observe(&mut self, event: &Event) {
+    /// Follows the session's events at `now`: the spacing's, and each new token's generation
+    /// above the one before.
+    fn observe(&mut self, now: Instant, event: &Event) {
         if let Event::Token(LifecycleEvent::TokenAcquired { generation, .. }) = *event {
             assert!(
                 generation > self.event_generation,
@@ -255,7 +304,7 @@ impl Model {
             self.event_generation = generation;
             self.generation = self.generation.max(generation);
         }
-        self.spacing.observe(event);
+        self.spacing.observe(now, event);
     }
 }
 
@@ -284,6 +333,14 @@ fuzz_target!(|data: &[u8]| {
     if setup & 0b10_0000 != 0 {
         config.lifecycle.min_refresh_interval = Duration::ZERO;
     }
+    (config.lifecycle.recheck_after, config.lifecycle.recheck_cap) = match setup >> 6 {
+        0 => (config.lifecycle.recheck_after, config.lifecycle.recheck_cap),
+        1 => (None, config.lifecycle.recheck_cap),
+        2 => (Some(Duration::from_secs(2)), Duration::from_secs(16)),
+        _ => (Some(Duration::from_millis(1)), Duration::from_secs(1)),
+    };
+    let (recheck_after, recheck_cap) =
+        (config.lifecycle.recheck_after, config.lifecycle.recheck_cap);
     let creds = Credentials::from_strs(CLIENT.0, CLIENT.1).unwrap();
     let endpoint =
         TokenEndpoint::new("https://login.mypurecloud.com/oauth/token").unwrap().with_auth(auth);
@@ -310,6 +367,10 @@ fuzz_target!(|data: &[u8]| {
             refused: false,
             abandoned: 0,
             hold: Instant::ZERO,
+            recheck_after,
+            recheck_cap,
+            recheck: Duration::ZERO,
+            recheck_until: Instant::ZERO,
         },
     };
     let mut reqs: Vec<(RequestState, bool)> = Vec::new(); // (state, sent)
@@ -338,6 +399,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some((ticket, sent)) = model.outstanding.take() {
                     answer_token(&mut s, &mut model, now, ticket, sent, kind, life);
                     model.spacing.run_ended();
+                    model.spacing.ended(now);
                 }
             }
             Op::TokenTransport(abandon) => {
@@ -349,6 +411,7 @@ fuzz_target!(|data: &[u8]| {
                     } else {
                         model.spacing.run_ended();
                     }
+                    model.spacing.ended(now);
                 }
             }
             Op::Begin(m, p) => {
@@ -538,6 +601,7 @@ fuzz_target!(|data: &[u8]| {
                         // Released as an abandoned request; a token taken ends the run.
                         model.outstanding = None;
                         model.spacing.abandoned(now);
+                        model.spacing.ended(now);
                         if usable {
                             let generation = result.expect("a usable shared token refused");
                             model.installed(generation);
@@ -575,12 +639,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(timers, "a token request ended by nothing the harness did");
             // Timed out: a failure.
             model.spacing.run_ended();
+            model.spacing.ended(now);
         }
         check_hold_ends(&s, &model, now);
         let _ = s.poll_timeout();
         while let Some(event) = s.poll_event() {
             let _ = format!("{event:?}");
-            model.observe(&event);
+            model.observe(now, &event);
         }
         if let Some((token, times)) = s.token(now) {
             let expiry = model.issued.iter().find(|(v, _)| v == token.as_str()).map(|(_, e)| *e);
@@ -614,6 +679,7 @@ fn poll_token(s: &mut Session<N, 2>, model: &mut Model, now: Instant, buf: &mut 
             let _ = format!("{request:?}");
             assert!(request.body.starts_with("grant_type=client_credentials"));
             model.outstanding = Some((ticket, now));
+            model.rejected = false; // the recheck
             if model.tickets.len() == 64 {
                 let _ = model.tickets.remove(0);
             }
@@ -639,6 +705,8 @@ fn poll_token(s: &mut Session<N, 2>, model: &mut Model, now: Instant, buf: &mut 
             // Started, then failed at once: spaced as any start, and an outcome.
             model.spacing.started(now);
             model.spacing.run_ended();
+            model.spacing.ended(now);
+            model.rejected = false;
         }
     }
 }
@@ -753,6 +821,7 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
         s.handle_timeout(now);
         if !s.lifecycle().in_flight() && model.outstanding.take().is_some() {
             model.spacing.run_ended(); // timed out
+            model.spacing.ended(now);
         }
         check_hold_ends(s, model, now);
         if model.outstanding.is_none() {
@@ -761,9 +830,10 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
         if let Some((ticket, sent)) = model.outstanding.take() {
             answer_token(s, model, now, ticket, sent, 0, 3600);
             model.spacing.run_ended();
+            model.spacing.ended(now);
         }
         while let Some(event) = s.poll_event() {
-            model.observe(&event);
+            model.observe(now, &event);
         }
         let answer = s.authorize(now, &mut req);
         if trace() {
@@ -806,7 +876,13 @@ fn recover(s: &mut Session<N, 2>, model: &mut Model, mut now: Instant, buf: &mut
                 match e.kind {
                     ApiErrorKind::CredentialsRejected { .. } => {
                         assert!(model.rejected, "credentials rejected out of nowhere: {e}");
-                        return;
+                        // The error names the recheck, which a healthy server answers with a
+                        // token: recovered without new credentials. Off: nothing to wait for.
+                        let recheck = s.error_detail(e).next_probe_at();
+                        assert_eq!(recheck.is_some(), model.spacing.recheck_after.is_some());
+                        let Some(recheck) = recheck else { return };
+                        assert!(recheck >= now, "a recheck at {recheck}, before {now}");
+                        now = recheck;
                     }
                     ApiErrorKind::CircuitOpen { until } => now = now.max(until),
                     // A quota wait longer than the policy accepts fails fast (the server's

@@ -714,7 +714,8 @@ impl Client {
     ///
     /// Fails sooner when waiting cannot help, with what went wrong with the last token
     /// response ([`Error::status`], [`Error::correlation_id`], [`Error::likely_cause`]): the
-    /// credentials were rejected; the answer is not a usable token (an HTML page, invalid JSON,
+    /// credentials were rejected (until one token request checks again:
+    /// [`Error::next_probe_at`]); the answer is not a usable token (an HTML page, invalid JSON,
     /// no `access_token`, a `token_type` other than Bearer: [`ErrorKind::Config`]); the token
     /// endpoint's breaker is open, or it asked for a longer wait than `token_wait` (named:
     /// [`ErrorKind::Unavailable`]).

@@ -238,6 +238,11 @@ impl Error {
         self.api.as_ref()?.forbidden.as_ref()
     }
 
+    /// For rejected credentials ([`ErrorKind::CredentialsRejected`], and the other kinds of a
+    /// rejection: a redirect, a token the client cannot use): when one token request checks
+    /// whether the cause is gone (`recheck_after` after the rejection, doubling per rejection
+    /// in a row; `None` with rechecks off, or while the check is in flight).
+    ///
     /// For a request given up on a rate limit's wait longer than the retry policy's `max_wait`
     /// (a 429's `Retry-After` of hours, or a bogus one of years; a spent daily window): when
     /// the client lets its next request out as the probe that finds out whether the limit was

@@ -197,8 +197,9 @@ impl<'s> ErrorDetail<'s> {
         self.forbidden
     }
 
-    /// For [`CredentialsRejected`](ApiErrorKind::CredentialsRejected): when one token request
-    /// checks whether the cause is gone
+    /// For [`CredentialsRejected`](ApiErrorKind::CredentialsRejected), and
+    /// [`TokenUnavailable`](ApiErrorKind::TokenUnavailable) after an answer the client cannot
+    /// use stopped token requests: when one token request checks whether the cause is gone
     /// ([`LifecycleConfig::recheck_after`](crate::lifecycle::LifecycleConfig::recheck_after)
     /// after the rejection, doubling per rejection in a row); callers fail fast until then.
     /// `None` when rechecks are off (stopped until the credentials change) or the recheck is

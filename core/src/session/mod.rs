@@ -371,7 +371,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         }
         match error.kind {
             ApiErrorKind::CredentialsRejected { .. } | ApiErrorKind::TokenUnavailable { .. } => {
-                if let ApiErrorKind::CredentialsRejected { .. } = error.kind {
+                if self.lifecycle.rejected().is_some() {
                     detail.next_probe_at = self.lifecycle.next_request_at();
                 }
                 detail.token_failure = self.last_token_failure.as_ref();
