@@ -526,6 +526,9 @@ fuzz_target!(|data: &[u8]| {
                 model.rejected = false;
                 model.spacing.refused = false;
                 model.spacing.run_ended();
+                // A credential change ends a rejection's hold.
+                model.spacing.recheck = Duration::ZERO;
+                model.spacing.recheck_until = Instant::ZERO;
             }
             Op::WallClock => {
                 s.set_wall_clock(WallClock::new(Instant::ZERO, WALL_ORIGIN));
