@@ -77,3 +77,15 @@ fn events_serialize_as_structured_records() {
         r#"{"token":{"token_acquired":{"generation":3,"life":"1h","refresh_at":3000000,"usable_until":3500000}}}"#
     );
 }
+
+#[test]
+fn the_recheck_after_a_rejection_reads_as_a_duration_or_null_for_off() {
+    let config = read(r#"{"lifecycle":{"recheck_after":"30s","recheck_cap":"10m"}}"#).unwrap();
+    assert_eq!(config.lifecycle.recheck_after, Some(Duration::from_secs(30)));
+    assert_eq!(config.lifecycle.recheck_cap, Duration::from_mins(10));
+    let off = read(r#"{"lifecycle":{"recheck_after":null}}"#).unwrap();
+    assert_eq!(off.lifecycle.recheck_after, None);
+    let text: heapless::String<4096> =
+        serde_json_core::to_string(&SessionConfig::default()).unwrap();
+    assert!(text.contains(r#""recheck_after":"5m","recheck_cap":"1h""#), "{text}");
+}
