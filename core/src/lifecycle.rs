@@ -75,6 +75,7 @@ use heapless::Deque;
 use crate::rng::Rng;
 use crate::secret::{AccessToken, InlineToken, TokenStorage};
 use crate::time::{Duration, Instant};
+use recheck::Recheck;
 
 /// Identifies one token the lifecycle has held; increases with every token acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -172,8 +173,10 @@ pub struct LifecycleConfig {
     /// let cfg = LifecycleConfig { recheck_after: None, ..LifecycleConfig::default() };
     /// assert!(cfg.validate().is_ok());
     /// ```
+    #[cfg(feature = "recheck")]
     pub recheck_after: Option<Duration>,
     /// Longest hold between two token requests of a rejected client (default 1 h).
+    #[cfg(feature = "recheck")]
     pub recheck_cap: Duration,
 }
 
@@ -190,7 +193,9 @@ impl Default for LifecycleConfig {
             request_timeout: Duration::from_secs(30),
             min_refresh_interval: Duration::from_secs(1),
             max_server_wait: Duration::from_mins(10),
+            #[cfg(feature = "recheck")]
             recheck_after: Some(Duration::from_mins(5)),
+            #[cfg(feature = "recheck")]
             recheck_cap: Duration::from_mins(60),
         }
     }
@@ -209,6 +214,7 @@ pub enum ConfigError {
     /// `request_timeout` is zero.
     ZeroRequestTimeout,
     /// `recheck_after` is zero or above `recheck_cap`.
+    #[cfg(feature = "recheck")]
     RecheckBounds,
 }
 
@@ -221,6 +227,7 @@ impl core::fmt::Display for ConfigError {
             ConfigError::JitterTooLarge => "refresh_jitter_permille must be at most 500",
             ConfigError::RetryBounds => "retry_base must be non-zero and at most retry_cap",
             ConfigError::ZeroRequestTimeout => "request_timeout must be non-zero",
+            #[cfg(feature = "recheck")]
             ConfigError::RecheckBounds => {
                 "recheck_after must be non-zero and at most recheck_cap"
             }
@@ -246,6 +253,7 @@ impl LifecycleConfig {
         if self.request_timeout.is_zero() {
             return Err(ConfigError::ZeroRequestTimeout);
         }
+        #[cfg(feature = "recheck")]
         if self.recheck_after.is_some_and(|first| first.is_zero() || first > self.recheck_cap) {
             return Err(ConfigError::RecheckBounds);
         }
@@ -468,8 +476,8 @@ enum Phase {
     Idle { not_before: Instant },
     /// A request is in flight.
     InFlight { ticket: u64, sent_at: Instant, deadline: Instant },
-    /// Stopped until `recheck_at` (never: `None`) or the credentials change.
-    Rejected { reason: RejectReason, recheck_at: Option<Instant> },
+    /// Stopped until the recheck (`Recheck::at`) or the credentials change.
+    Rejected(RejectReason),
 }
 
 /// Capacity of the event queue; the oldest event is dropped when it overflows. One call makes at
@@ -500,10 +508,8 @@ pub struct Lifecycle<const N: usize, S = InlineToken<N>> {
     /// after a 401, bound by `reauth_spaced_until` only. Cleared when a request starts or a
     /// token arrives, and by `credentials_changed`.
     reauthenticate: bool,
-    /// The hold after the last rejection, while no token came since (zero: none since the
-    /// last token or credential change, or rechecks are off): every request waits at least
-    /// this long after the one before ended, and the next rejection doubles it.
-    recheck: Duration,
+    /// The hold after the last rejection, while no token came since.
+    recheck: Recheck,
     next_ticket: u64,
     next_generation: u32,
     events: Deque<LifecycleEvent, EVENT_CAPACITY>,
@@ -537,7 +543,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             spaced_until: Instant::ZERO,
             reauth_spaced_until: Instant::ZERO,
             reauthenticate: false,
-            recheck: Duration::ZERO,
+            recheck: Recheck::NONE,
             next_ticket: 1,
             next_generation: 1,
             events: Deque::new(),
@@ -584,7 +590,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     pub fn state(&self, now: Instant) -> LifecycleState {
         let usable = self.token_times(now);
         match self.phase {
-            Phase::Rejected { reason, .. } => {
+            Phase::Rejected(reason) => {
                 LifecycleState::Rejected { reason, recheck_at: self.next_request_at() }
             }
             Phase::InFlight { .. } => match usable {
@@ -610,7 +616,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     /// [`next_request_at`](Self::next_request_at)).
     pub(crate) fn rejected(&self) -> Option<RejectReason> {
         match self.phase {
-            Phase::Rejected { reason, .. } => Some(reason),
+            Phase::Rejected(reason) => Some(reason),
             Phase::Idle { .. } | Phase::InFlight { .. } => None,
         }
     }
@@ -630,15 +636,14 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     /// stopped until the credentials change. An instant at or before `now` means "now".
     ///
     /// The latest of: the held token's refresh point (none without a token), the end of any
-    /// backoff or of the hold after a rejection (the recheck), and the spacing, [`LifecycleConfig::min_refresh_interval`] after the last
-    /// request's start (after the last refresh-after-401's start when this one is such a
+    /// backoff or of the hold after a rejection (the recheck), and the spacing,
+    /// [`LifecycleConfig::min_refresh_interval`] after the last request's start (after the last refresh-after-401's start when this one is such a
     /// refresh). Every path that makes a request due is bound by it.
     pub fn next_request_at(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Idle { not_before } | Phase::Rejected { recheck_at: Some(not_before), .. } => {
-                Some(self.due_at(not_before))
-            }
-            Phase::InFlight { .. } | Phase::Rejected { recheck_at: None, .. } => None,
+            Phase::Idle { not_before } => Some(self.due_at(not_before)),
+            Phase::Rejected(_) => self.recheck.at().map(|at| self.due_at(at)),
+            Phase::InFlight { .. } => None,
         }
     }
 
@@ -716,7 +721,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.current = Some(Held { token, generation, expires_at, refresh_at, usable_until });
         self.failures = 0;
         self.abandoned = None;
-        self.recheck = Duration::ZERO;
+        self.recheck = Recheck::NONE;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
@@ -766,13 +771,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             Some(last) => last.saturating_add(last).min(cfg.retry_cap),
         };
         self.abandoned = Some(wait);
-        self.phase = Phase::Idle { not_before: now.saturating_add(self.held_back(wait)) };
-    }
-
-    /// `wait`, or the hold after a rejection where that is longer: until a token comes, a
-    /// rejected client sends no more than one request per hold, whatever ended the last one.
-    fn held_back(&self, wait: Duration) -> Duration {
-        wait.max(self.recheck)
+        self.phase = Phase::Idle { not_before: now.saturating_add(self.recheck.held_back(wait)) };
     }
 
     /// Whether the last token request was abandoned (and no outcome, token or credential
@@ -797,14 +796,8 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
 
     fn fail(&mut self, now: Instant, failure: TokenFailure, rng: &mut Rng) {
         if let TokenFailure::Fatal(reason) = failure {
-            let cfg = &self.config;
-            let recheck_at = cfg.recheck_after.map(|first| {
-                // Zero before the first rejection of the run: `first`, then doubled.
-                self.recheck =
-                    self.recheck.saturating_add(self.recheck).max(first).min(cfg.recheck_cap);
-                now.saturating_add(self.recheck)
-            });
-            self.phase = Phase::Rejected { reason, recheck_at };
+            self.recheck.rejected(&self.config, now);
+            self.phase = Phase::Rejected(reason);
             let recheck_at = self.next_request_at();
             self.push(LifecycleEvent::CredentialsRejected { reason, recheck_at });
             return;
@@ -821,7 +814,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
             }
             _ => backoff,
         };
-        let not_before = now.saturating_add(self.held_back(wait));
+        let not_before = now.saturating_add(self.recheck.held_back(wait));
         self.phase = Phase::Idle { not_before };
         let next_attempt = self.due_at(not_before);
         let serving_stale = self.token(now).is_some();
@@ -867,7 +860,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         self.current = None;
         self.failures = 0;
         self.abandoned = None;
-        self.recheck = Duration::ZERO;
+        self.recheck = Recheck::NONE;
         self.reauthenticate = false;
         self.phase = Phase::Idle { not_before: now };
     }
@@ -887,7 +880,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         expires_at: Instant,
         rng: &mut Rng,
     ) -> Option<Generation> {
-        if matches!(self.phase, Phase::Rejected { .. }) {
+        if matches!(self.phase, Phase::Rejected(_)) {
             return None;
         }
         let life = expires_at.saturating_duration_since(now);
@@ -909,7 +902,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
         if let Phase::Idle { .. } = self.phase {
             self.failures = 0;
             self.abandoned = None;
-            self.recheck = Duration::ZERO;
+            self.recheck = Recheck::NONE;
             self.phase = Phase::Idle { not_before: now };
         }
         self.push(LifecycleEvent::TokenAcquired { generation, life, refresh_at, usable_until });
@@ -929,7 +922,7 @@ impl<const N: usize, S: TokenStorage> Lifecycle<N, S> {
     pub fn poll_timeout(&self) -> Option<(Instant, Wake)> {
         let phase = match self.phase {
             Phase::InFlight { deadline, .. } => Some((deadline, Wake::RequestTimeout)),
-            Phase::Idle { .. } | Phase::Rejected { .. } => {
+            Phase::Idle { .. } | Phase::Rejected(_) => {
                 self.next_request_at().map(|at| (at, Wake::RequestDue))
             }
         };
@@ -993,5 +986,6 @@ pub struct TokenTimes {
     pub expires_at: Instant,
 }
 
+mod recheck;
 #[cfg(test)]
 mod tests;

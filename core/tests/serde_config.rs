@@ -78,6 +78,7 @@ fn events_serialize_as_structured_records() {
     );
 }
 
+#[cfg(feature = "recheck")]
 #[test]
 fn the_recheck_after_a_rejection_reads_as_a_duration_or_null_for_off() {
     let config = read(r#"{"lifecycle":{"recheck_after":"30s","recheck_cap":"10m"}}"#).unwrap();

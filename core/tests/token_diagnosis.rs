@@ -171,6 +171,12 @@ fn the_error_is_small_and_the_session_keeps_the_failure() {
     assert!(detail.to_string().contains("authentication failed"), "{detail}");
 }
 
+/// `at`, the recheck a rejection plans (`recheck_after`, 5 min by default); none without the
+/// feature `recheck`, where token requests stay stopped until the credentials change.
+fn recheck_at(at: Instant) -> Option<Instant> {
+    cfg!(feature = "recheck").then_some(at)
+}
+
 /// A `token_type` the client cannot use stops token requests: waiting callers are told at once
 /// what was wrong, not "credentials rejected", and when one request checks again (5 min).
 #[test]
@@ -180,7 +186,7 @@ fn a_token_type_other_than_bearer_is_named_at_once() {
     let body = br#"{"access_token":"abc","token_type":"mac"}"#;
     s.handle_token_response(secs(0), ticket, 200, &[("x-request-id", "req-9")], body);
     let error = waiting_error(s.check_token(secs(0)));
-    let recheck = Some(secs(300));
+    let recheck = recheck_at(secs(300));
     assert!(
         matches!(error.kind, ApiErrorKind::TokenUnavailable { retry_at, .. } if retry_at == recheck)
     );

@@ -334,6 +334,7 @@ fn rejected(config: LifecycleConfig, reason: RejectReason) -> (Lc, Rng) {
 
 /// Every reason stops requests for `recheck_after` (5 min) after the answer, says until when
 /// (state, event, next deadline), then lets exactly one request out.
+#[cfg(feature = "recheck")]
 #[test]
 fn each_rejection_stops_requests_until_the_recheck() {
     for reason in REASONS {
@@ -359,6 +360,7 @@ fn each_rejection_stops_requests_until_the_recheck() {
 
 /// However many callers poll, however often: one request per hold, the hold doubling per
 /// rejection in a row (5, 10, 20, 40 min) up to the cap (1 h).
+#[cfg(feature = "recheck")]
 #[test]
 fn a_rejected_client_sends_one_request_per_hold_doubling_to_the_cap() {
     let (mut lc, mut rng) = (Lc::new(exact()).unwrap(), Rng::new(1));
@@ -387,6 +389,7 @@ fn a_rejected_client_sends_one_request_per_hold_doubling_to_the_cap() {
 
 /// Until a token comes, the hold spaces every request, whatever ended the one before: a 503
 /// asking for no wait, an abandoned request, one that timed out. Only a rejection doubles it.
+#[cfg(feature = "recheck")]
 #[test]
 fn whatever_answers_the_recheck_the_next_request_waits_the_hold() {
     let outcomes: [fn(&mut Lc, Instant, Ticket, &mut Rng); 4] = [
@@ -418,6 +421,7 @@ fn whatever_answers_the_recheck_the_next_request_waits_the_hold() {
 
 /// A token ends the stop: requests are back to normal, and a later rejection starts again at
 /// the first hold.
+#[cfg(feature = "recheck")]
 #[test]
 fn a_token_ends_the_stop_and_the_doubling() {
     let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
@@ -441,6 +445,7 @@ fn a_token_ends_the_stop_and_the_doubling() {
 }
 
 /// A credential change ends the stop at once (after the spacing), and the doubling with it.
+#[cfg(feature = "recheck")]
 #[test]
 fn a_credential_change_ends_the_stop_at_once() {
     let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
@@ -452,30 +457,36 @@ fn a_credential_change_ends_the_stop_at_once() {
     assert_eq!(lc.next_request_at(), Some(s(311)), "the first hold again");
 }
 
-/// With `recheck_after: None`, a rejection stops requests until the credentials change.
+/// With `recheck_after: None`, or without the feature `recheck`, a rejection stops requests
+/// until the credentials change.
 #[test]
 fn without_rechecks_a_rejection_stops_until_credentials_change() {
+    #[cfg(feature = "recheck")]
     let cfg = LifecycleConfig { recheck_after: None, ..exact() };
-    let (mut lc, _) = rejected(cfg, RejectReason::InvalidClient);
-    let reason = RejectReason::InvalidClient;
-    assert_eq!(lc.state(s(2)), LifecycleState::Rejected { reason, recheck_at: None });
-    assert_eq!(
-        lc.poll_event(),
-        Some(LifecycleEvent::CredentialsRejected { reason, recheck_at: None })
-    );
-    for secs in [3, 60, 3600, 86_400, 40 * 86_400] {
-        assert_eq!(lc.start_request(s(secs)), None, "no retry loop with a wrong secret");
+    #[cfg(not(feature = "recheck"))]
+    let cfg = exact();
+    for reason in REASONS {
+        let (mut lc, _) = rejected(cfg, reason);
+        assert_eq!(lc.state(s(2)), LifecycleState::Rejected { reason, recheck_at: None });
+        assert_eq!(
+            lc.poll_event(),
+            Some(LifecycleEvent::CredentialsRejected { reason, recheck_at: None })
+        );
+        for secs in [3, 60, 3600, 86_400, 40 * 86_400] {
+            assert_eq!(lc.start_request(s(secs)), None, "{reason:?}: no retry loop");
+        }
+        assert_eq!(lc.next_request_at(), None);
+        assert_eq!(lc.poll_timeout(), None);
+        lc.credentials_changed(s(100_000));
+        assert_eq!(lc.rejected(), None);
+        assert!(lc.start_request(s(100_000)).is_some());
     }
-    assert_eq!(lc.next_request_at(), None);
-    assert_eq!(lc.poll_timeout(), None);
-    lc.credentials_changed(s(100_000));
-    assert_eq!(lc.rejected(), None);
-    assert!(lc.start_request(s(100_000)).is_some());
 }
 
 /// A token from elsewhere (restored, a fleet's) is refused while requests are stopped; the
 /// recheck's request may be answered with one (released as abandoned, then installed), which
 /// ends the stop. A 401 during the stop does not bring the recheck forward.
+#[cfg(feature = "recheck")]
 #[test]
 fn the_stop_holds_against_installs_and_401s_but_a_token_for_the_recheck_ends_it() {
     let (mut lc, mut rng) = rejected(exact(), RejectReason::InvalidClient);
@@ -647,6 +658,11 @@ fn config_validation() {
     assert_eq!(bad.validate(), Err(ConfigError::RefreshFractions));
     let bad = LifecycleConfig { retry_base: Duration::ZERO, ..LifecycleConfig::default() };
     assert!(Lc::new(bad).is_err());
+}
+
+#[cfg(feature = "recheck")]
+#[test]
+fn recheck_config_validation() {
     for recheck_after in [Duration::ZERO, Duration::from_mins(61)] {
         let bad =
             LifecycleConfig { recheck_after: Some(recheck_after), ..LifecycleConfig::default() };
@@ -657,6 +673,19 @@ fn config_validation() {
         ..LifecycleConfig::default()
     };
     assert_eq!(cap.validate(), Ok(()));
+}
+
+/// The default config rechecking `recheck_after` after a rejection (`None`: off), with what
+/// the model needs: the recheck (off without the feature `recheck`) and its cap.
+#[cfg(feature = "recheck")]
+fn rechecking(recheck_after: Option<Duration>) -> (LifecycleConfig, Option<Duration>, Duration) {
+    let config = LifecycleConfig { recheck_after, ..LifecycleConfig::default() };
+    (config, recheck_after, config.recheck_cap)
+}
+
+#[cfg(not(feature = "recheck"))]
+fn rechecking(_: Option<Duration>) -> (LifecycleConfig, Option<Duration>, Duration) {
+    (LifecycleConfig::default(), None, Duration::ZERO)
 }
 
 /// Operations a caller (or a hostile scheduler) can perform, in any order.
@@ -714,8 +743,7 @@ proptest! {
             (1u64..=3_600_000).prop_map(|ms| Some(Duration::from_millis(ms))),
         ],
     ) {
-        let config = LifecycleConfig { recheck_after, ..LifecycleConfig::default() };
-        let cap = config.recheck_cap;
+        let (config, recheck_after, cap) = rechecking(recheck_after);
         let min = config.min_refresh_interval;
         let mut lc = Lifecycle::<16>::new(config).unwrap();
         let mut rng = Rng::new(seed);
