@@ -37,9 +37,9 @@
 //!   request waits at least the current hold after the one before ended, whatever the server
 //!   answered meanwhile (a 503, a timeout, an abandoned request), so a rejected client never
 //!   sends more than one token request per hold. [`Lifecycle::credentials_changed`] (secret
-//!   rotation) ends the stop at once. With `recheck_after: None`, requests stay stopped until
-//!   the credentials change. Transient failures never poison it (google-cloud-rust #4541,
-//!   #5864).
+//!   rotation) ends the stop at once. With `recheck_after: None`, or without the feature
+//!   `recheck` (the trimmed firmware build), requests stay stopped until the credentials
+//!   change. Transient failures never poison it (google-cloud-rust #4541, #5864).
 //! - **No wedge.** A request whose outcome never arrives (the adapter's task was cancelled, the
 //!   connection hung) is abandoned after [`LifecycleConfig::request_timeout`] and counted as a
 //!   transient failure, so single flight cannot block refresh forever (golang/oauth2 #388).
@@ -396,7 +396,7 @@ pub enum LifecycleState {
         /// Why.
         reason: RejectReason,
         /// When one token request checks whether the cause is gone (`None`: rechecks are off,
-        /// [`LifecycleConfig::recheck_after`]).
+        /// by [`LifecycleConfig::recheck_after`] or without the feature `recheck`).
         recheck_at: Option<Instant>,
     },
 }
