@@ -147,8 +147,8 @@ impl KeepAlive {
     /// How a token request its client authenticates with `auth` may be repeated: as sent, but
     /// with `client_secret_jwt` signed anew ([`Repeat::ReSigned`]). Its client assertion's `jti`
     /// may be used once (RFC 7523 §3); a request sent again unchanged repeats it, and a server
-    /// that keeps track refuses the second as a replay, as `invalid_client`, which stops token
-    /// requests until the credentials change.
+    /// that keeps track refuses the second as a replay, as `invalid_client`: a rejection, which
+    /// stops token requests until the recheck (feature `recheck`) or a change of credentials.
     ///
     /// Built without the `jwt` feature, no request with an assertion is ever sent
     /// ([`EncodeError::JwtDisabled`](crate::oauth::EncodeError::JwtDisabled)) and none is signed
