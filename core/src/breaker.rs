@@ -408,6 +408,17 @@ impl CircuitBreaker {
         !self.events.is_empty()
     }
 
+    /// Whether reporting a success ([`on_success`](Self::on_success)) at any instant would leave
+    /// this breaker as it is: closed, its window full of successes, no failure in a row, no
+    /// event queued. What a session's [`steady_lane`](crate::session::Session::steady_lane) asks.
+    pub(crate) fn success_changes_nothing(&self) -> bool {
+        self.state == BreakerState::Closed
+            && self.outcomes == 0
+            && self.calls == self.config.window.min(MAX_WINDOW)
+            && self.consecutive == 0
+            && self.events.is_empty()
+    }
+
     /// Records a closed-state outcome; whether the breaker must trip.
     fn record(&mut self, failure: bool) -> bool {
         let window = self.config.window.min(MAX_WINDOW);

@@ -42,6 +42,7 @@ mod cache;
 mod driver;
 mod fleet_link;
 mod http_clients;
+mod lane;
 mod send;
 mod token_storage;
 
@@ -345,6 +346,9 @@ impl SessionCell {
 struct Shared {
     session: Mutex<SessionCell>,
     cache: ArcSwapOption<Cached>,
+    /// The session's steady-state lane, for requests to read without its lock (see
+    /// `client::lane`).
+    lane: ArcSwapOption<lane::LaneCell>,
     /// Bumped whenever the token or the token endpoint's state changes; waiters watch it.
     version: watch::Sender<u64>,
     /// Wakes the token driver.
@@ -601,6 +605,7 @@ impl Client {
         let shared = Arc::new(Shared {
             session: Mutex::new(SessionCell { core: session, header: None, retired: Vec::new() }),
             cache: ArcSwapOption::empty(),
+            lane: ArcSwapOption::empty(),
             version,
             kick: Notify::new(),
             events: OnceLock::new(),
@@ -686,7 +691,11 @@ impl Client {
 
     /// The core session's counters.
     pub fn counters(&self) -> Counters {
-        self.shared().lock().counters()
+        let shared = self.shared();
+        let mut session = shared.lock();
+        // With the requests sent in the steady-state lane since the session last heard.
+        shared.settle_lane(&mut session);
+        session.counters()
     }
 
     /// Fleet mode: whether the client works with its fleet or, the shared store having failed,

@@ -76,6 +76,7 @@ mod scope;
 pub use scope::RateLimitScope;
 
 use super::RateLimitSnapshot;
+use crate::lifecycle::Generation;
 use crate::time::{Duration, Instant, div_rem, mul_div, mul_sat};
 
 /// How long everyone waits after a 429 that said neither when to retry nor when the window resets.
@@ -462,6 +463,15 @@ impl Pacer {
             (at, reason) if at > now => Pace::NotBefore { at, reason },
             _ => Pace::Now,
         }
+    }
+
+    /// Whether, from `now` on and until something is reported to it, this pacer lets any
+    /// request with the token of `generation` go at once and records nothing of its send: it
+    /// knows no window, holds nothing back (no 429's wait in force) and its token is
+    /// `generation`'s, no probe of a new token's window due. What a session's
+    /// [`steady_lane`](crate::session::Session::steady_lane) asks.
+    pub(crate) fn steady(&self, now: Instant, generation: Generation) -> bool {
+        self.window.is_none() && self.blocked_until <= now && self.scope.serves(generation)
     }
 
     /// Records a request of `priority` sent at `now`: one less in the local estimate, and (for

@@ -132,6 +132,32 @@ impl RetryBudget {
         u32::try_from(at_now.balance().max(0) / RETRY_COST).unwrap_or(u32::MAX)
     }
 
+    /// Records `count` first attempts made at `at`, possibly earlier than the budget's latest
+    /// input: each is counted in `at`'s own slot as long as that slot is still held (as if it
+    /// had been recorded in order), and not at all once the window has forgotten that slot.
+    /// (An in-order [`deposit`](Self::deposit) of a time gone backwards counts in the newest
+    /// slot instead.) For first attempts reported together after they were made (a session's
+    /// [`settle_lane`](crate::session::Session::settle_lane)).
+    pub(crate) fn deposit_many(&mut self, at: Instant, count: u64) {
+        let gain = mul_sat(u64::from(self.config.retry_permille), count);
+        let gain = i64::try_from(gain).unwrap_or(i64::MAX);
+        let epoch = div_rem(at.as_millis(), self.slot_ms).map_or(0, |(q, _)| q);
+        if epoch >= self.epoch {
+            self.add(at, gain);
+        } else if self.epoch.saturating_sub(epoch) < SLOTS as u64
+            && let Some(slot) = self.slots.get_mut(index(epoch))
+        {
+            *slot = slot.saturating_add(gain);
+        }
+    }
+
+    /// The end of the slot `at` falls in: every deposit from `at` until then counts in one
+    /// slot.
+    pub(crate) fn slot_end(&self, at: Instant) -> Instant {
+        let epoch = div_rem(at.as_millis(), self.slot_ms).map_or(0, |(q, _)| q);
+        Instant::from_millis(mul_sat(epoch.saturating_add(1), self.slot_ms))
+    }
+
     fn add(&mut self, now: Instant, amount: i64) {
         self.advance(now);
         if let Some(slot) = self.slots.get_mut(index(self.epoch)) {

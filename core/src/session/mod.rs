@@ -15,6 +15,7 @@
 //! | [`handle_response`](Session::handle_response) / [`handle_transport_error`](Session::handle_transport_error) | a [`Verdict`]: done, retry at T, or fail |
 //! | [`poll_timeout`](Session::poll_timeout) / [`handle_timeout`](Session::handle_timeout) | the next deadline and why |
 //! | [`poll_event`](Session::poll_event) | events to log: token acquired, refresh failed, breaker opened, … |
+//! | [`steady_lane`](Session::steady_lane) / [`settle_lane`](Session::settle_lane) | until when ordinary requests need not ask (an adapter's fast path), and what they did meanwhile |
 //!
 //! Every "no" says until when: [`Authorize::Wait`] and [`Verdict::Retry`] carry an instant, and
 //! [`ApiError`] says what happened (a small `Copy` kind and status);
@@ -26,13 +27,14 @@
 //! `endpoint` holds what tokens are requested with; `token` the token side (requests, answers,
 //! shared tokens, and the error of a caller without a token); `request` the API side (one
 //! request from [`begin`](Session::begin) to its [`Verdict`]); `hosts` the breaker of each API
-//! host; `events` the deadlines and the events queued for the caller; `error` what a caller is
+//! host; `lane` the steady state in which ordinary requests need not ask; `events` the deadlines and the events queued for the caller; `error` what a caller is
 //! told. This module holds the session itself, its configuration and its snapshots.
 
 mod endpoint;
 mod error;
 mod events;
 mod hosts;
+mod lane;
 mod request;
 mod token;
 
@@ -46,6 +48,7 @@ pub use error::{
 pub use events::{BreakerTarget, Event, Reason};
 use hosts::CallEnd;
 pub use hosts::HostKey;
+pub use lane::Lane;
 use request::ResponseFailure;
 pub use request::{Authorize, RequestSpec, RequestState, RetryReason, Verdict, WaitReason};
 pub use token::TokenStatus;

@@ -86,6 +86,24 @@ enum Stage {
 }
 
 impl RequestState {
+    /// The state [`Session::begin`] then [`Session::authorize`] leave a request in when they
+    /// send its first attempt at `at` with the token of `generation`, admitted by a closed
+    /// breaker ([`Lane::request`](super::Lane::request)).
+    pub(super) fn sent_in_lane(spec: RequestSpec, at: Instant, generation: Generation) -> Self {
+        RequestState {
+            spec,
+            attempts: 1,
+            retries: 0,
+            reauthenticated: false,
+            generation: Some(generation),
+            not_before: at,
+            stage: Stage::Sent,
+            externally_paced: false,
+            external_hold: None,
+            quota_probe: false,
+        }
+    }
+
     /// The request's description.
     pub fn spec(&self) -> &RequestSpec {
         &self.spec

@@ -99,6 +99,8 @@ impl Shared {
             }
             None => {}
         }
+        // The lane's token is the published one: a change of token changes the lane.
+        self.sync_lane(session, now);
     }
 
     /// After a change to the session: its events forwarded, its token published (both wake

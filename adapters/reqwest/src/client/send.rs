@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, debug, info, warn};
 use zeroize::Zeroizing;
 
+use super::lane::LaneCell;
 use super::{
     ClientEvent, Inner, RequestOptions, SessionCell, Shared, before, core_duration,
     deadline_exceeded, std_duration,
@@ -61,14 +62,32 @@ where
         if let Some(request) = &original {
             shared.check_origin(request.url())?;
         }
-        let mut guard = InFlight::begin(shared, spec, options.deadline);
+        // The session's steady-state lane, if it covers the request: its first attempt is
+        // sent without asking (see `client::lane`). A deadline sets no lane's spec: asked for
+        // first, so that such a request reads no clock for it.
+        let mut lane = match options.deadline {
+            None => shared.enter_lane(&spec),
+            Some(_) => None,
+        };
+        let mut guard = match &lane {
+            Some((cell, at)) => InFlight::in_lane(shared, cell.lane.request(spec, *at)),
+            None => InFlight::begin(shared, spec, options.deadline),
+        };
         // "GET /path", for logs, events and errors: formatted only when one needs it.
         let mut label = Label::default();
         // Subscribed to token and breaker changes once a wait needs them (see `authorized`).
         let mut version = None;
         loop {
-            let Authorized { header, generation, waited_for_token } =
-                authorized(shared, &mut guard, &mut version).await?;
+            // The lane serves the first attempt only.
+            let sent_in = lane.take().map(|(cell, _)| cell);
+            let Authorized { header, generation, waited_for_token } = match &sent_in {
+                Some(cell) => Authorized {
+                    header: cell.header.clone(),
+                    generation: cell.lane.generation(),
+                    waited_for_token: false,
+                },
+                None => authorized(shared, &mut guard, &mut version).await?,
+            };
             let span =
                 attempt_span(shared, &guard, original.as_ref(), generation, waited_for_token);
             // Handed to `transport` in this block: the request is not kept beside the response
@@ -102,7 +121,11 @@ where
                 {
                     label.of(request);
                 }
-                let verdict = judge(shared, &mut guard, &outcome);
+                // A plain answer in a lane that still holds: nothing for the session to hear.
+                let verdict = match &sent_in {
+                    Some(cell) if answered_plainly(cell, &outcome) => Ok(Verdict::Done),
+                    _ => judge(shared, &mut guard, &outcome),
+                };
                 let (at, reason) = match verdict {
                     Ok(Verdict::Done) => return deliver(outcome, label.as_str()),
                     Err(e) => return Err(e),
@@ -420,6 +443,7 @@ fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decisio
         )),
     };
     shared.drain(&mut session);
+    shared.sync_lane(&mut session, now);
     decision
 }
 
@@ -457,6 +481,8 @@ fn judge(
 ) -> Result<Verdict, Error> {
     let now = shared.clock.now();
     let mut session = shared.lock();
+    // The requests sent in the lane count before the verdict (the retry budget's deposits).
+    shared.settle_lane(&mut session);
     // The session hears this attempt's outcome now: nothing is left to abandon on drop.
     guard.outstanding = false;
     let state = &mut guard.state;
@@ -472,6 +498,8 @@ fn judge(
             // Only a token event (a 401 invalidated the token) changes what the cache holds.
             if shared.drain_with(&mut session, |event| report.handle_event(now, event)) {
                 shared.sync_cache(&mut session, now);
+            } else {
+                shared.sync_lane(&mut session, now);
             }
             drop(session);
             Shared::fleet_report(shared, now, response.headers(), report.rate_limited());
@@ -481,8 +509,22 @@ fn judge(
             let verdict = session.handle_transport_error(now, state, *kind);
             let verdict = failed(&mut session, verdict);
             shared.drain(&mut session);
+            shared.sync_lane(&mut session, now);
             verdict
         }
+    }
+}
+
+/// Whether `outcome`, the answer to an attempt sent in the lane `cell`, needs no verdict: an
+/// answer the lane calls plain (its body unread: a 1xx–3xx status), while the lane still
+/// holds.
+fn answered_plainly(cell: &LaneCell, outcome: &Outcome) -> bool {
+    match outcome {
+        Ok((response, None)) => {
+            let headers = HeaderMapRef(response.headers());
+            cell.lane.answered_plainly(response.status().as_u16(), &headers) && cell.holds()
+        }
+        _ => false,
     }
 }
 
@@ -597,8 +639,23 @@ impl<'a> InFlight<'a> {
         spec.deadline = deadline.map(|d| now.saturating_add(core_duration(d)));
         let claim = shared.fleet.as_ref().and_then(FleetLink::claim);
         let driver = RequestDriver::new(shared.driver, spec.deadline, claim.is_some());
-        let state = shared.lock().begin(now, spec);
+        let state = {
+            let mut session = shared.lock();
+            // The lane's requests reported, and the lane renewed (this request did not find
+            // one that covers it: often the last one ended).
+            shared.sync_lane(&mut session, now);
+            session.begin(now, spec)
+        };
         InFlight { shared, state, driver, claim, gate: None, outstanding: false, begun: Some(now) }
+    }
+
+    /// A request whose first attempt is sent in the session's lane, in the state `begin` and
+    /// `authorize` would have left it (`state`). Not in fleet mode (no lane there), and
+    /// without a deadline: its driver asks no fleet and has nothing to give up at.
+    fn in_lane(shared: &'a Shared, state: RequestState) -> Self {
+        let driver = RequestDriver::new(shared.driver, None, false);
+        // Nothing to abandon if dropped: a closed breaker's admission holds no probe.
+        InFlight { shared, state, driver, claim: None, gate: None, outstanding: false, begun: None }
     }
 }
 

@@ -100,6 +100,11 @@ impl ScopeState {
     pub(super) const fn new() -> Self {
         ScopeState
     }
+
+    /// Without the feature the token never matters: [`Pacer::use_token`] records nothing.
+    pub(super) const fn serves(&self, _generation: Generation) -> bool {
+        true
+    }
 }
 
 #[cfg(feature = "rate-limit-scope")]
@@ -107,6 +112,13 @@ impl ScopeState {
     /// Nothing known: no token yet, nothing observed or told.
     pub(super) const fn new() -> Self {
         ScopeState { current: None, observed: None, detected: None, probe: false }
+    }
+
+    /// Whether [`Pacer::use_token`] with `generation` and a send ([`Pacer::on_send`]) would
+    /// change nothing here: that token is the current one, and no probe of a new token's
+    /// window is due.
+    pub(super) fn serves(&self, generation: Generation) -> bool {
+        self.current == Some(generation) && !self.probe
     }
 }
 
