@@ -119,3 +119,197 @@ impl Shared {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use credflow_emulator::hostile::{Hostile, Reply};
+    use reqwest::Method;
+
+    use super::*;
+    use crate::config::credentials;
+    use crate::{Client, Target};
+
+    const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
+
+    fn client(server: &Hostile) -> Client {
+        let target =
+            Target::Custom { token_url: server.url("/oauth/token"), api_base: server.url("/api/") };
+        Client::builder(target, credentials("client-1", "secret-1").unwrap())
+            .seed(7)
+            .build()
+            .unwrap()
+    }
+
+    /// Token `n`'s grant.
+    fn grant(n: usize) -> Reply {
+        Reply::json(200, &TOKEN.replace("tok-1", &format!("tok-{n}")))
+    }
+
+    async fn get(client: &Client, path: &str) -> Result<reqwest::Response, crate::Error> {
+        client.send(client.request(Method::GET, path).unwrap().build().unwrap()).await
+    }
+
+    /// The lane published now, if any.
+    fn published(client: &Client) -> Option<Arc<LaneCell>> {
+        client.shared().lane.load_full()
+    }
+
+    /// Requests sent in `cell` not yet reported to the session.
+    fn pending(cell: &LaneCell) -> u64 {
+        cell.sent.load(Ordering::Acquire) & !CLOSED
+    }
+
+    /// Sends plain requests until one goes in a lane; that lane.
+    async fn into_lane(client: &Client) -> Arc<LaneCell> {
+        for _ in 0..200 {
+            let _ = get(client, "ok").await.expect("a plain answer");
+            if let Some(cell) = published(client).filter(|c| c.holds() && pending(c) > 0) {
+                return cell;
+            }
+        }
+        panic!("no request went in a lane");
+    }
+
+    /// Ordinary successes go in the lane once the session offers one, each counted: the
+    /// client's counters say every request and attempt.
+    #[tokio::test]
+    async fn plain_successes_go_in_the_lane_and_are_counted() {
+        let server = Hostile::start(|req| match req.path() {
+            "/oauth/token" => grant(1),
+            _ => Reply::json(200, "{}"),
+        });
+        let client = client(&server);
+        let cell = into_lane(&client).await;
+        for _ in 0..10 {
+            get(&client, "ok").await.unwrap();
+        }
+        assert!(pending(&cell) >= 10, "the requests after went in the lane too");
+        let sent = server.requests_to("/api/ok") as u64;
+        let counters = client.counters();
+        assert_eq!((counters.requests, counters.attempts), (sent, sent));
+        assert_eq!(pending(&cell), 0, "reported to the session");
+        let requests = server.requests();
+        assert!(
+            requests
+                .iter()
+                .filter(|r| r.path() == "/api/ok")
+                .all(|r| r.header("authorization") == Some("Bearer tok-1"))
+        );
+    }
+
+    /// A 401 answering a request sent in the lane is judged by the session: the token is
+    /// dropped, the lane withdrawn, the request retried once with a new token; the next lane
+    /// is the new token's.
+    #[tokio::test]
+    async fn a_401_in_the_lane_leaves_it() {
+        let grants = AtomicUsize::new(0);
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = Arc::clone(&refuse);
+        let server = Hostile::start(move |req| match req.path() {
+            "/oauth/token" => grant(grants.fetch_add(1, Ordering::SeqCst) + 1),
+            _ if refusing.load(Ordering::SeqCst)
+                && req.header("authorization") == Some("Bearer tok-1") =>
+            {
+                Reply::status(401)
+            }
+            _ => Reply::json(200, "{}"),
+        });
+        let client = client(&server);
+        let cell = into_lane(&client).await;
+        refuse.store(true, Ordering::SeqCst);
+        let response = get(&client, "me").await.expect("retried with a new token");
+        assert_eq!(response.status(), 200);
+        assert!(!cell.holds(), "the lane of the refused token was withdrawn");
+        let me: Vec<_> = server.requests().into_iter().filter(|r| r.path() == "/api/me").collect();
+        let sent_with: Vec<_> = me.iter().map(|r| r.header("authorization")).collect();
+        assert_eq!(sent_with, [Some("Bearer tok-1"), Some("Bearer tok-2")]);
+        let counters = client.counters();
+        assert_eq!((counters.unauthorized, counters.retries), (1, 1));
+        let next = into_lane(&client).await;
+        assert_eq!(next.lane.generation().0, client.token().await.unwrap().generation());
+        assert_ne!(next.lane.generation(), cell.lane.generation());
+    }
+
+    /// A 429 answering a request sent in the lane is judged by the session: the lane is
+    /// withdrawn before the caller has the verdict, and while the 429's wait is in force no
+    /// request goes without asking (here the wait, an hour, is longer than the retry policy
+    /// accepts: the request fails at once, and so does the next).
+    #[tokio::test]
+    async fn a_429_in_the_lane_leaves_it() {
+        let server = Hostile::start(move |req| match req.path() {
+            "/oauth/token" => grant(1),
+            "/api/limited" => Reply::status(429).header("retry-after", "3600"),
+            _ => Reply::json(200, "{}"),
+        });
+        let client = client(&server);
+        let cell = into_lane(&client).await;
+        let e = get(&client, "limited").await.expect_err("a wait past max_wait");
+        assert!(e.to_string().contains("RateLimited"), "{e}");
+        assert!(!cell.holds(), "the lane was withdrawn with the verdict");
+        assert!(published(&client).is_none(), "no lane while the 429's wait is in force");
+        let sent = server.requests().len();
+        let e = get(&client, "ok").await.expect_err("held by the 429");
+        assert!(e.to_string().contains("RateLimited"), "{e}");
+        assert_eq!(server.requests().len(), sent, "nothing sent while held");
+        assert_eq!(client.counters().rate_limited, 1);
+    }
+
+    /// A refresh (the token replaced) withdraws the lane: no request goes with the old token
+    /// after it.
+    #[tokio::test]
+    async fn a_refresh_leaves_the_lane() {
+        let grants = AtomicUsize::new(0);
+        let server = Hostile::start(move |req| match req.path() {
+            "/oauth/token" => grant(grants.fetch_add(1, Ordering::SeqCst) + 1),
+            _ => Reply::json(200, "{}"),
+        });
+        let client = client(&server);
+        let cell = into_lane(&client).await;
+        let fresh = client.refresh().await.expect("a new token");
+        assert_eq!(fresh.as_str(), "tok-2");
+        assert!(!cell.holds(), "the old token's lane was withdrawn");
+        let before = server.requests().len();
+        for _ in 0..30 {
+            get(&client, "after").await.unwrap();
+        }
+        let after = server.requests();
+        assert!(
+            after[before..]
+                .iter()
+                .filter(|r| r.path() == "/api/after")
+                .all(|r| r.header("authorization") == Some("Bearer tok-2"))
+        );
+        let next = published(&client).expect("a lane again");
+        assert_eq!(next.lane.generation().0, fresh.generation());
+    }
+
+    /// The origin check stays on every request: with a lane published, a request for another
+    /// origin is refused before anything is sent, and is not counted in the lane.
+    #[tokio::test]
+    async fn nothing_goes_to_another_origin_in_the_lane() {
+        let server = Hostile::start(|req| match req.path() {
+            "/oauth/token" => grant(1),
+            _ => Reply::json(200, "{}"),
+        });
+        let other_seen = Arc::new(Mutex::new(0usize));
+        let seen = Arc::clone(&other_seen);
+        let other = Hostile::start(move |_| {
+            *seen.lock().unwrap() += 1;
+            Reply::json(200, "{}")
+        });
+        let client = client(&server);
+        let cell = into_lane(&client).await;
+        let counted = pending(&cell);
+        let url = reqwest::Url::parse(&other.url("/api/ok")).unwrap();
+        let e =
+            client.send(reqwest::Request::new(Method::GET, url)).await.expect_err("another origin");
+        assert_eq!(e.kind(), crate::ErrorKind::Config, "{e}");
+        assert_eq!(*other_seen.lock().unwrap(), 0, "nothing sent to the other origin");
+        assert_eq!(pending(&cell), counted, "not counted in the lane");
+        assert!(cell.holds());
+    }
+}
