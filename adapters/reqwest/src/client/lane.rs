@@ -124,7 +124,6 @@ impl Shared {
 mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
-    use std::time::Duration;
 
     use credflow_emulator::hostile::{Hostile, Reply};
     use reqwest::Method;
