@@ -22,10 +22,7 @@
 //! set, all three go through a caller's `reqwest::Client` without a timeout of its own, so
 //! `send` sets `request_timeout` on each attempt: what that per-request timer costs),
 //! `HOT_PATH_GENESYS` (if set, the server's answers carry Genesys Cloud's
-//! `inin-correlation-id` and `inin-ratelimit-*` fields, as real ones do), `HOT_PATH_PIN` (if
-//! set, the server runtime's threads are pinned to the first CPU this process may run on and
-//! the client runtime's to the second, with `taskset`, so that the scheduler's placement of the
-//! two threads does not differ between processes).
+//! `inin-correlation-id` and `inin-ratelimit-*` fields, as real ones do).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -221,65 +218,27 @@ fn quartiles(values: &mut [f64]) -> (f64, f64) {
     (values[last / 4], values[last - last / 4])
 }
 
-/// `HOT_PATH_PIN` is set: pin each runtime's threads to a CPU of its own.
-fn pinning() -> bool {
-    std::env::var_os("HOT_PATH_PIN").is_some()
-}
-
-/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`, e.g. `0-1`).
-fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let list =
-        status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:")).unwrap_or_default();
-    let mut cpus = Vec::new();
-    for range in list.trim().split(',') {
-        let (first, last) = range.split_once('-').unwrap_or((range, range));
-        if let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) {
-            cpus.extend(first..=last);
-        }
-    }
-    cpus
-}
-
-/// Pins the calling thread to `cpu` (`taskset -p -c`; the thread's id from
-/// `/proc/thread-self`, which links to `PID/task/TID`). A bench without `unsafe`: no
-/// `sched_setaffinity` call of its own.
-fn pin_this_thread(cpu: usize) {
-    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
-    let tid = link.file_name().expect("a thread id").to_owned();
-    let status = std::process::Command::new("taskset")
-        .args(["-p", "-c", &cpu.to_string()])
-        .arg(tid)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("taskset (util-linux) for HOT_PATH_PIN");
-    assert!(status.success(), "taskset could not pin a thread to CPU {cpu}");
-}
-
-/// A runtime builder whose threads, with `HOT_PATH_PIN`, run on the `index`-th allowed CPU only.
-fn runtime(name: &str, threads: usize, index: usize) -> tokio::runtime::Builder {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(threads).thread_name(name).enable_all();
-    if pinning() {
-        let cpus = allowed_cpus();
-        assert!(cpus.len() >= 2, "HOT_PATH_PIN needs two CPUs, this process has {cpus:?}");
-        let cpu = cpus[index];
-        builder.on_thread_start(move || pin_this_thread(cpu));
-    }
-    builder
-}
-
 /// The server's and the client's runtimes, a client with its first token, the API URL.
 fn setup(
     threads: usize,
 ) -> (tokio::runtime::Runtime, tokio::runtime::Runtime, Client, reqwest::Url) {
-    let server_rt = runtime("server", 1, 0).build().expect("server runtime");
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
     let listener =
         server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("address");
     server_rt.spawn(serve(listener));
 
-    let client_rt = runtime("client", threads, 1).build().expect("client runtime");
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
     let base = format!("http://{addr}");
     let client = client_rt.block_on(async {
         let mut config = Config::custom(
@@ -343,8 +302,7 @@ fn main() {
 
     println!(
         "hot path: {requests} requests per mode and round, {rounds} rounds (+1 warm-up), \
-         client runtime {threads} thread(s), server runtime 1 thread{}",
-        if pinning() { ", each runtime pinned to a CPU of its own" } else { "" }
+         client runtime {threads} thread(s), server runtime 1 thread"
     );
     for &c in &concurrency {
         // Per mode: throughputs, CPU per request; per round: send and token against plain.
