@@ -27,8 +27,8 @@
 //! `endpoint` holds what tokens are requested with; `token` the token side (requests, answers,
 //! shared tokens, and the error of a caller without a token); `request` the API side (one
 //! request from [`begin`](Session::begin) to its [`Verdict`]); `hosts` the breaker of each API
-//! host; `lane` the steady state in which ordinary requests need not ask; `events` the deadlines and the events queued for the caller; `error` what a caller is
-//! told. This module holds the session itself, its configuration and its snapshots.
+//! host; `lane` the steady state in which ordinary requests need not ask; `events` the
+//! deadlines and the events queued for the caller; `error` what a caller is told. This module holds the session itself, its configuration and its snapshots.
 
 mod endpoint;
 mod error;
