@@ -349,6 +349,9 @@ struct Shared {
     /// The session's steady-state lane, for requests to read without its lock (see
     /// `client::lane`).
     lane: ArcSwapOption<lane::LaneCell>,
+    /// Whether `lane` holds one (set under the session's lock): a request finds there is
+    /// none without a look at `lane`.
+    lane_live: AtomicBool,
     /// Bumped whenever the token or the token endpoint's state changes; waiters watch it.
     version: watch::Sender<u64>,
     /// Wakes the token driver.
@@ -606,6 +609,7 @@ impl Client {
             session: Mutex::new(SessionCell { core: session, header: None, retired: Vec::new() }),
             cache: ArcSwapOption::empty(),
             lane: ArcSwapOption::empty(),
+            lane_live: AtomicBool::new(false),
             version,
             kick: Notify::new(),
             events: OnceLock::new(),

@@ -50,10 +50,12 @@ use crate::time::Instant;
 /// the one `begin` and `authorize` would have left. A request sent in a lane just before
 /// another request's 429 is handled is the same as one authorized just before it.
 ///
-/// Before the session next decides about a request (`begin`, `authorize`, `handle_response`,
-/// `handle_transport_error`, `abandon`) and before its counters are read, the adapter reports
-/// how many requests were sent in the lane with [`settle_lane`](Session::settle_lane), so that
-/// what they count (the retry budget's deposits, the host's last use) is in place.
+/// The adapter reports how many requests were sent in the lane with
+/// [`settle_lane`](Session::settle_lane) before the session next reads what they count: before
+/// it judges an answer (`handle_response`, `handle_transport_error`: a retry draws on the
+/// budget their first attempts fed), before it authorizes a request to another host (which
+/// may recycle a breaker by last use), and before its counters are read. `begin` and
+/// `authorize` of the lane's host read none of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct Lane {
@@ -153,7 +155,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// ```
     pub fn steady_lane(&self, now: Instant, host: HostKey) -> Option<Lane> {
         let times = self.lifecycle.token_times(now)?;
-        if now >= times.refresh_at {
+        // The pacer first: with a server that sends rate-limit fields it never is steady.
+        if now >= times.refresh_at || !self.pacer.steady(now, times.generation) {
             return None;
         }
         // Only the host itself: another host's use would order the recycling of breakers by
@@ -161,10 +164,7 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
         let [(key, breaker, _)] = self.hosts.as_slice() else {
             return None;
         };
-        if *key != host
-            || !breaker.success_changes_nothing()
-            || !self.pacer.steady(now, times.generation)
-        {
+        if *key != host || !breaker.success_changes_nothing() {
             return None;
         }
         let until = times.refresh_at.min(times.usable_until).min(self.budget.slot_end(now));
@@ -174,8 +174,8 @@ impl<const N: usize, const H: usize, const E: usize, S: TokenStorage> Session<N,
     /// Records that `sent` requests were sent in `lane` (and those of them answered plainly
     /// while it held are done): what `begin` and `authorize` would have counted, each request
     /// and attempt, the retry budget's deposits (in the lane's slot), and the host's use.
-    /// Call it before the session next decides about a request and before reading its
-    /// counters (see [`Lane`]), so that it decides with them counted. Harmless with `sent`
+    /// Call it before the session next judges an answer, authorizes a request to another
+    /// host, or its counters are read (see [`Lane`]), so that it decides with them counted. Harmless with `sent`
     /// zero, and for a lane that has ended.
     pub fn settle_lane(&mut self, lane: &Lane, sent: u64) {
         if sent == 0 {

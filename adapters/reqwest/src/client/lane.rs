@@ -51,6 +51,9 @@ impl Shared {
     /// the lane and the instant the request was sent in it. Counted in the lane at once (so
     /// that the session hears of it before it decides anything else), or not at all.
     pub(super) fn enter_lane(&self, spec: &RequestSpec) -> Option<(Arc<LaneCell>, Instant)> {
+        if !self.lane_live.load(Ordering::Relaxed) {
+            return None;
+        }
         let cell = self.lane.load_full()?;
         let now = self.clock.now();
         if !cell.lane.covers(now, spec) || self.closing.load(Ordering::Relaxed) {
@@ -76,6 +79,10 @@ impl Shared {
     /// Tells the session of the requests sent in the lane since it last heard (before it
     /// decides about a request, or its counters are read).
     pub(super) fn settle_lane(&self, session: &mut SessionCell) {
+        // Published and withdrawn under the session's lock, as this runs.
+        if !self.lane_live.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(cell) = self.lane.load_full() {
             let sent = cell.take_sent();
             session.core.settle_lane(&cell.lane, sent);
@@ -88,7 +95,11 @@ impl Shared {
     /// (its token, its end). No lane in fleet mode: the fleet's shared budget admits each
     /// attempt.
     pub(super) fn sync_lane(&self, session: &mut SessionCell, now: Instant) {
-        let current = self.lane.load_full();
+        // Published and withdrawn under the session's lock, as this runs: most calls, where
+        // no lane is published and none is offered (a server that sends rate-limit fields),
+        // touch nothing else.
+        let live = self.lane_live.load(Ordering::Relaxed);
+        let current = if live { self.lane.load_full() } else { None };
         if let Some(cell) = &current {
             session.core.settle_lane(&cell.lane, cell.take_sent());
         }
@@ -114,9 +125,11 @@ impl Shared {
         if let Some(cell) = &current {
             session.core.settle_lane(&cell.lane, cell.close());
         }
-        self.lane.store(next.map(|(lane, header)| {
+        let next = next.map(|(lane, header)| {
             Arc::new(LaneCell { lane, header: header.clone(), sent: AtomicU64::new(0) })
-        }));
+        });
+        self.lane_live.store(next.is_some(), Ordering::Relaxed);
+        self.lane.store(next);
     }
 }
 

@@ -443,7 +443,6 @@ fn authorize(shared: &Shared, guard: &mut InFlight<'_>, now: Instant) -> Decisio
         )),
     };
     shared.drain(&mut session);
-    shared.sync_lane(&mut session, now);
     decision
 }
 
@@ -639,13 +638,9 @@ impl<'a> InFlight<'a> {
         spec.deadline = deadline.map(|d| now.saturating_add(core_duration(d)));
         let claim = shared.fleet.as_ref().and_then(FleetLink::claim);
         let driver = RequestDriver::new(shared.driver, spec.deadline, claim.is_some());
-        let state = {
-            let mut session = shared.lock();
-            // The lane's requests reported, and the lane renewed (this request did not find
-            // one that covers it: often the last one ended).
-            shared.sync_lane(&mut session, now);
-            session.begin(now, spec)
-        };
+        // (The lane's requests are reported before the session judges an answer, in `judge`:
+        // beginning and authorizing a request read nothing they count.)
+        let state = shared.lock().begin(now, spec);
         InFlight { shared, state, driver, claim, gate: None, outstanding: false, begun: Some(now) }
     }
 
