@@ -63,8 +63,8 @@ where
             shared.check_origin(request.url())?;
         }
         // The session's steady-state lane, if it covers the request: its first attempt is
-        // sent without asking (see `client::lane`). A deadline sets no lane's spec: asked for
-        // first, so that such a request reads no clock for it.
+        // sent without asking (see `client::lane`). A request with a deadline never is in it
+        // (its spec has the deadline once begun): the lane is not looked at for it.
         let mut lane = match options.deadline {
             None => shared.enter_lane(&spec),
             Some(_) => None,
@@ -639,7 +639,8 @@ impl<'a> InFlight<'a> {
         let claim = shared.fleet.as_ref().and_then(FleetLink::claim);
         let driver = RequestDriver::new(shared.driver, spec.deadline, claim.is_some());
         // (The lane's requests are reported before the session judges an answer, in `judge`:
-        // beginning and authorizing a request read nothing they count.)
+        // beginning and authorizing a request to the API host, the only host this client
+        // sends to, read nothing they count.)
         let state = shared.lock().begin(now, spec);
         InFlight { shared, state, driver, claim, gate: None, outstanding: false, begun: Some(now) }
     }
