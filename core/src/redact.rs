@@ -1230,11 +1230,9 @@ mod tests {
         assert_eq!(out.finish().unwrap(), ASSERTION_START);
     }
 
-    /// An assertion echoed whole, or cut after at least four bytes, is masked.
+    /// An assertion as the session signs one with `creds` (what it keeps of it, and the JWT).
     #[cfg(feature = "jwt")]
-    #[test]
-    fn the_last_assertion_is_regenerated_and_masked() {
-        let creds = creds(SECRET);
+    fn signed_assertion(creds: &Credentials) -> (Assertion<'static>, std::string::String) {
         let inputs =
             JwtInputs { now: crate::time::UnixTime::from_secs(1_700_000_000), jti: [7; 16] };
         let audience = "https://login.example/oauth/token";
@@ -1246,13 +1244,22 @@ mod tests {
             lifetime,
         };
         let mut buf = [0u8; 512];
-        let jwt = crate::oauth::jwt::client_assertion(&creds, &claims, &mut buf).unwrap();
-        let secrets = Secrets::new(&creds, None, Some(Assertion { inputs, audience, lifetime }));
+        let jwt = crate::oauth::jwt::client_assertion(creds, &claims, &mut buf).unwrap();
+        (Assertion { inputs, audience, lifetime }, jwt.to_string())
+    }
+
+    /// An assertion echoed whole, or cut after at least four bytes, is masked.
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn the_last_assertion_is_regenerated_and_masked() {
+        let creds = creds(SECRET);
+        let (assertion, jwt) = signed_assertion(&creds);
+        let secrets = Secrets::new(&creds, None, Some(assertion));
         let text = std::format!("assertion {jwt} rejected");
         assert_eq!(secrets.redacted(&text).to_string(), "assertion [redacted] rejected");
         // Another assertion (another jti) is not this one.
-        let other = Assertion { inputs: JwtInputs { jti: [8; 16], ..inputs }, audience, lifetime };
-        let others = Secrets::new(&creds, None, Some(other));
+        let inputs = JwtInputs { jti: [8; 16], ..assertion.inputs };
+        let others = Secrets::new(&creds, None, Some(Assertion { inputs, ..assertion }));
         assert_eq!(others.redacted(&text).to_string(), text);
     }
 
@@ -1412,21 +1419,9 @@ mod tests {
     #[test]
     fn regenerating_the_assertion_is_counted_at_its_cost() {
         let creds = creds_with("client", &"k".repeat(255));
-        let inputs =
-            JwtInputs { now: crate::time::UnixTime::from_secs(1_700_000_000), jti: [7; 16] };
-        let audience = "https://login.example/oauth/token";
-        let lifetime = Duration::from_secs(60);
-        let claims = crate::oauth::jwt::AssertionClaims {
-            audience,
-            jti: inputs.jti,
-            issued_at: inputs.now,
-            lifetime,
-        };
-        let mut buf = [0u8; 512];
-        let jwt = crate::oauth::jwt::client_assertion(&creds, &claims, &mut buf).unwrap();
+        let (assertion, jwt) = signed_assertion(&creds);
         let signed = &jwt[..jwt.rfind('.').unwrap() + 1];
-        let jwt = jwt.to_string();
-        let secrets = Secrets::new(&creds, None, Some(Assertion { inputs, audience, lifetime }));
+        let secrets = Secrets::new(&creds, None, Some(assertion));
         for text in [ASSERTION_START.repeat(2000), signed.as_bytes().repeat(300)] {
             let (work, _, masked) = measured(&secrets, &text, false);
             assert!(work <= work_limit(text.len()), "{work} units for {} bytes", text.len());
