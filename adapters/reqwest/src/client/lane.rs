@@ -138,14 +138,156 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
 
-    use credflow_emulator::hostile::{Hostile, Reply};
     use reqwest::Method;
+
+    use self::peer::{Hostile, Reply};
 
     use super::*;
     use crate::config::credentials;
     use crate::{Client, Target};
 
     const TOKEN: &str = r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#;
+
+    /// A scripted HTTP/1.1 server on 127.0.0.1 for these tests (the workspace's emulator is not
+    /// published, and this file is): answers each request as the test says, and records them.
+    mod peer {
+        use std::convert::Infallible;
+        use std::sync::{Arc, Mutex};
+
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        /// A request as the server read it.
+        #[derive(Clone)]
+        pub(super) struct Recorded {
+            path: String,
+            headers: Vec<(String, String)>,
+        }
+
+        impl Recorded {
+            /// The target's path, without the query.
+            pub(super) fn path(&self) -> &str {
+                &self.path
+            }
+
+            /// The first value of header `name` (any case).
+            pub(super) fn header(&self, name: &str) -> Option<&str> {
+                let found = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
+                found.map(|(_, v)| v.as_str())
+            }
+        }
+
+        /// An answer: a status, headers and a body.
+        pub(super) struct Reply {
+            status: u16,
+            headers: Vec<(String, String)>,
+            body: String,
+        }
+
+        impl Reply {
+            pub(super) fn status(status: u16) -> Reply {
+                Reply { status, headers: Vec::new(), body: String::new() }
+            }
+
+            pub(super) fn json(status: u16, body: &str) -> Reply {
+                Reply::status(status).header("content-type", "application/json").body(body)
+            }
+
+            pub(super) fn header(mut self, name: &str, value: &str) -> Reply {
+                self.headers.push((name.to_owned(), value.to_owned()));
+                self
+            }
+
+            fn body(mut self, body: &str) -> Reply {
+                self.body = body.to_owned();
+                self
+            }
+        }
+
+        type Answer = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+        /// The server; stops when dropped.
+        pub(super) struct Hostile {
+            addr: std::net::SocketAddr,
+            seen: Arc<Mutex<Vec<Recorded>>>,
+            task: tokio::task::JoinHandle<()>,
+        }
+
+        impl Hostile {
+            /// Starts serving on an ephemeral port of 127.0.0.1 (on the test's runtime).
+            pub(super) fn start(
+                answer: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+            ) -> Hostile {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+                listener.set_nonblocking(true).expect("non-blocking");
+                let addr = listener.local_addr().expect("its address");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio");
+                let seen = Arc::new(Mutex::new(Vec::new()));
+                let answer: Arc<Answer> = Arc::new(answer);
+                let recorded = Arc::clone(&seen);
+                let task = tokio::spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        let (answer, seen) = (Arc::clone(&answer), Arc::clone(&recorded));
+                        let service =
+                            service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
+                                async move {
+                                    let (head, body) = request.into_parts();
+                                    // Read whole (a token request's form), so the connection stays.
+                                    let _ = body.collect().await;
+                                    let headers = head.headers.iter().map(|(n, v)| {
+                                        (
+                                            n.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into(),
+                                        )
+                                    });
+                                    let got = Recorded {
+                                        path: head.uri.path().to_owned(),
+                                        headers: headers.collect(),
+                                    };
+                                    let reply = answer(&got);
+                                    seen.lock().unwrap().push(got);
+                                    let mut response =
+                                        hyper::Response::builder().status(reply.status);
+                                    for (name, value) in &reply.headers {
+                                        response = response.header(name, value);
+                                    }
+                                    let body = Full::new(Bytes::from(reply.body));
+                                    Ok::<_, Infallible>(response.body(body).expect("a response"))
+                                }
+                            });
+                        tokio::spawn(
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service),
+                        );
+                    }
+                });
+                Hostile { addr, seen, task }
+            }
+
+            pub(super) fn url(&self, path: &str) -> String {
+                format!("http://{}{path}", self.addr)
+            }
+
+            /// Every request read so far, in order.
+            pub(super) fn requests(&self) -> Vec<Recorded> {
+                self.seen.lock().unwrap().clone()
+            }
+
+            /// How many requests to `path` were read.
+            pub(super) fn requests_to(&self, path: &str) -> usize {
+                self.seen.lock().unwrap().iter().filter(|r| r.path == path).count()
+            }
+        }
+
+        impl Drop for Hostile {
+            fn drop(&mut self) {
+                self.task.abort();
+            }
+        }
+    }
 
     fn client(server: &Hostile) -> Client {
         let target =
