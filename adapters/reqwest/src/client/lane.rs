@@ -59,21 +59,10 @@ impl Shared {
         if !cell.lane.covers(now, spec) || self.closing.load(Ordering::Relaxed) {
             return None;
         }
-        let mut sent = cell.sent.load(Ordering::Relaxed);
-        loop {
-            if sent & CLOSED != 0 {
-                return None;
-            }
-            match cell.sent.compare_exchange_weak(
-                sent,
-                sent.saturating_add(1),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some((cell, now)),
-                Err(seen) => sent = seen,
-            }
-        }
+        let counted = cell.sent.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |sent| {
+            (sent & CLOSED == 0).then(|| sent.saturating_add(1))
+        });
+        counted.is_ok().then_some((cell, now))
     }
 
     /// Tells the session of the requests sent in the lane since it last heard (before it
